@@ -1,0 +1,1 @@
+"""Vigil's services; each is its own process and never imports another."""

@@ -1,0 +1,1 @@
+"""ingest: receives results from labs and sites, validates them and publishes events."""

@@ -1,0 +1,1 @@
+"""Ingest's adapters: the Kafka publisher."""

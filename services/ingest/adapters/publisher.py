@@ -1,0 +1,70 @@
+"""Publishing events to Kafka and waiting for the broker's acknowledgement (acks=all)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
+
+from shared.events import CONTENT_TYPE, Envelope, payload_class
+from shared.events.topics import topic_for
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge the write in time; nothing may be assumed stored."""
+
+
+class EventPublisher:
+    """Publishes envelopes to their topics; connects lazily so ingest starts without Kafka."""
+
+    def __init__(self, broker: KafkaBroker, *, timeout: float) -> None:
+        self._broker = broker
+        self._timeout = timeout
+        self._connected = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self._connected:
+                return
+            try:
+                await asyncio.wait_for(self._broker.connect(), self._timeout)
+            except (KafkaError, OSError, TimeoutError) as error:
+                # a half-started producer would keep retrying in the background
+                await self._broker.stop()
+                raise BrokerUnavailable(f"cannot connect to Kafka: {error}") from error
+            self._connected = True
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish all envelopes; return only when the broker acknowledged every one."""
+        await self.connect()
+        sends = [
+            self._broker.publish(
+                envelope.to_json(),
+                topic=topic_for(payload_class(envelope.type)),
+                key=envelope.key,
+                headers={"content-type": CONTENT_TYPE},
+            )
+            for envelope in envelopes
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*sends), self._timeout)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.warning("kafka.publish_failed", error=repr(error), events=len(envelopes))
+            raise BrokerUnavailable(
+                f"Kafka did not acknowledge {len(envelopes)} event(s) within "
+                f"{self._timeout:.0f}s: {error!r}"
+            ) from error
+
+    async def close(self) -> None:
+        await self._broker.stop()
+        self._connected = False

@@ -1,0 +1,52 @@
+"""RFC 9457 problem details (application/problem+json) for ingest's HTTP errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """A problem+json response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as a list naming the field (a JSON pointer into the body) and why."""
+    listed = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ())]
+        if location and location[0] == "body":
+            location = location[1:]
+        # one-or-many bodies report the union branch ("SubjectIn", "list[SubjectIn]"); drop it
+        location = [part for part in location if not part[:1].isupper() and "[" not in part]
+        listed.append(
+            {
+                "field": ".".join(location) or "(body)",
+                "pointer": "/" + "/".join(location),
+                "problem": error.get("msg", "invalid"),
+                "type": error.get("type", "value_error"),
+            }
+        )
+    return listed
+
+
+async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field."""
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(exc.errors())
+    fields = sorted({error["field"] for error in errors})
+    return problem(
+        422,
+        "Invalid request body",
+        f"{len(errors)} problem(s) in: {', '.join(fields)}",
+        instance=str(request.url.path),
+        errors=errors,
+    )

@@ -1,0 +1,54 @@
+"""What the JSON API accepts: strict request models, unknown fields refused.
+
+Refusing unknown fields is deliberate: a sender that adds a patient name gets a 422
+instead of having the name silently carried into Vigil.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events.payloads import ClinicalDecimal, ResultStatus, Sex, StudyId, SubjectId
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    study_id: StudyId | None = Field(
+        default=None, description="Study id; the source's default study when omitted."
+    )
+    subject_id: SubjectId
+
+
+class SubjectIn(_Request):
+    """A subject's enrolment: site, sex, birth date and weight; never a name."""
+
+    site_id: str = Field(min_length=1, max_length=64)
+    sex: Sex
+    birth_date: date
+    weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
+
+
+class LabResultIn(_Request):
+    """One analyte's result as the laboratory reported it."""
+
+    loinc_code: str = Field(pattern=r"^\d{1,7}-\d$", examples=["718-7"])
+    value: ClinicalDecimal
+    unit: str = Field(min_length=1, max_length=32, examples=["g/dL"])
+    reference_low: ClinicalDecimal | None = None
+    reference_high: ClinicalDecimal | None = None
+    collected_at: AwareDatetime = Field(description="Specimen collection time, with offset.")
+    result_status: ResultStatus = ResultStatus.FINAL
+    source_message_id: str = Field(
+        min_length=1, max_length=128, description="The sender's id of this result or message."
+    )
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted request: the ids of the events published."""
+
+    accepted: int
+    event_ids: list[str]
+    correlation_id: str

@@ -1,0 +1,1 @@
+"""The notifier's adapters: PostgreSQL work queue and SMTP."""

@@ -1,0 +1,1 @@
+"""Pure notifier logic: rosters, who is told, what the message says."""

@@ -1,0 +1,1 @@
+"""The rules service's adapters: PostgreSQL and the outbox relay."""

@@ -1,0 +1,1 @@
+"""Pure rule logic: rule packs, evaluation; no I/O."""

@@ -1,0 +1,106 @@
+"""Lab analytes Vigil knows: LOINC codes, canonical UCUM units and unit conversions.
+
+Both ingest (normalisation) and safety_rules (partners may publish straight to Kafka)
+convert units, so the catalogue lives here. Conversions are exact decimal arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class UnitNotConvertible(ValueError):
+    """A known analyte arrived in a unit Vigil cannot convert to the canonical one."""
+
+
+@dataclass(frozen=True)
+class Analyte:
+    """One analyte: its name, LOINC codes, canonical unit and how other units convert."""
+
+    name: str
+    loinc_codes: tuple[str, ...]
+    canonical_unit: str
+    # unit (normalised spelling) -> (multiply by, divide by) to get the canonical unit
+    conversions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+    def to_canonical(self, value: Decimal, unit: str) -> Decimal:
+        """Convert ``value`` given in ``unit`` to the canonical unit."""
+        key = normalise_unit(unit)
+        if key == normalise_unit(self.canonical_unit):
+            return value
+        try:
+            multiply, divide = self.conversions[key]
+        except KeyError:
+            known = ", ".join([self.canonical_unit, *self.conversions])
+            raise UnitNotConvertible(
+                f"{self.name} ({'/'.join(self.loinc_codes)}) reported in {unit!r}, which Vigil "
+                f"cannot convert to {self.canonical_unit}; convertible units: {known}"
+            ) from None
+        return value * multiply / divide
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_unit(unit: str) -> str:
+    """Fold the spellings labs use for one unit into one key.
+
+    UCUM codes are case-sensitive, but lab systems routinely send ``g/dl``, ``G/DL``,
+    ``10^9/L``, ``x10E9/L`` or ``µmol/L``; none of the units in the catalogue collide
+    when case is ignored, so matching folds case.
+    """
+    folded = _SPACES.sub("", unit).replace("µ", "u").replace("μ", "u").lower()
+    folded = folded.replace("^", "*").replace("x10*", "10*").replace("x10e", "10*")
+    folded = re.sub(r"^10e(\d)", r"10*\1", folded)
+    return folded
+
+
+_ONE = Decimal(1)
+
+
+def _units(*pairs: tuple[str, Decimal, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
+    return {normalise_unit(unit): (mul, div) for unit, mul, div in pairs}
+
+
+_COUNT_PER_L = _units(
+    ("10*3/uL", _ONE, _ONE),
+    ("10*3/mm3", _ONE, _ONE),
+    ("K/uL", _ONE, _ONE),
+    ("/uL", _ONE, Decimal(1000)),
+    ("/mm3", _ONE, Decimal(1000)),
+    ("cells/uL", _ONE, Decimal(1000)),
+)
+_ENZYME = _units(("IU/L", _ONE, _ONE), ("ukat/L", Decimal(60), _ONE))
+_PROTEIN_G_PER_L = _units(("mg/dL", _ONE, Decimal(100)), ("g/dL", Decimal(10), _ONE))
+
+ANALYTES: tuple[Analyte, ...] = (
+    Analyte(
+        "haemoglobin",
+        ("718-7",),
+        "g/dL",
+        _units(("g/L", _ONE, Decimal(10)), ("mmol/L", _ONE, Decimal("0.6206"))),
+    ),
+    Analyte("neutrophils", ("751-8", "26499-4"), "10*9/L", _COUNT_PER_L),
+    Analyte("lymphocytes", ("731-0",), "10*9/L", _COUNT_PER_L),
+    Analyte("platelets", ("777-3",), "10*9/L", _COUNT_PER_L),
+    Analyte("ALT", ("1742-6",), "U/L", _ENZYME),
+    Analyte("AST", ("1920-8",), "U/L", _ENZYME),
+    Analyte("alkaline phosphatase", ("6768-6",), "U/L", _ENZYME),
+    Analyte("total bilirubin", ("1975-2",), "mg/dL", _units(("umol/L", _ONE, Decimal("17.1")))),
+    Analyte("creatinine", ("2160-0",), "mg/dL", _units(("umol/L", _ONE, Decimal("88.4")))),
+    Analyte("creatinine clearance", ("2164-2",), "mL/min", _units(("mL/s", Decimal(60), _ONE))),
+    Analyte("IgG", ("2465-3",), "g/L", _PROTEIN_G_PER_L),
+    Analyte("IgA", ("2458-8",), "g/L", _PROTEIN_G_PER_L),
+    Analyte("IgM", ("2472-9",), "g/L", _PROTEIN_G_PER_L),
+    Analyte("complement C3", ("4485-9",), "g/L", _PROTEIN_G_PER_L),
+    Analyte("complement C4", ("4498-2",), "g/L", _PROTEIN_G_PER_L),
+)
+
+_BY_LOINC = {code: analyte for analyte in ANALYTES for code in analyte.loinc_codes}
+
+
+def analyte_for(loinc_code: str) -> Analyte | None:
+    """The analyte with this LOINC code, or None when Vigil does not know it."""
+    return _BY_LOINC.get(loinc_code)

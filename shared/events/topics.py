@@ -1,0 +1,28 @@
+"""Kafka topic names: one topic per kind of fact."""
+
+from __future__ import annotations
+
+from shared.events.payloads import (
+    EventPayload,
+    LabResultReported,
+    SafetySignalRaised,
+    SubjectEnrolled,
+)
+
+SUBJECTS = "vigil.subjects.v1"
+LAB_RESULTS = "vigil.lab-results.v1"
+SAFETY_SIGNALS = "vigil.safety-signals.v1"
+DEAD_LETTERS = "vigil.dead-letters.v1"
+
+ALL_TOPICS = (SUBJECTS, LAB_RESULTS, SAFETY_SIGNALS, DEAD_LETTERS)
+
+_TOPIC_OF: dict[type[EventPayload], str] = {
+    SubjectEnrolled: SUBJECTS,
+    LabResultReported: LAB_RESULTS,
+    SafetySignalRaised: SAFETY_SIGNALS,
+}
+
+
+def topic_for(payload_type: type[EventPayload]) -> str:
+    """The topic that carries events of this payload type."""
+    return _TOPIC_OF[payload_type]

@@ -1,0 +1,52 @@
+"""The small HTTP face every background service has: /healthz, /readyz and /metrics.
+
+The services run inside uvicorn so that signal handling and graceful shutdown work the
+same way everywhere: the lifespan starts the service's workers and stops them on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+def service_app(
+    title: str,
+    workers: Callable[[], AbstractAsyncContextManager[None]],
+    readiness: ReadinessCheck,
+) -> FastAPI:
+    """An app whose lifespan runs ``workers``; /readyz answers 503 with the reason when not ready."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with workers():
+            yield
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        problem = await readiness()
+        if problem is not None:
+            return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+async def serve_app(app: FastAPI, *, host: str, port: int) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    await uvicorn.Server(config).serve()

@@ -1,0 +1,82 @@
+"""Kafka wiring every service uses: the broker client and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
+
+from shared.events.topics import ALL_TOPICS
+from shared.settings import VigilSettings
+
+log = structlog.get_logger(__name__)
+
+
+def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
+    """A FastStream Kafka broker that waits for every in-sync replica (acks=all).
+
+    The idempotent producer is off: the development broker (Tansu) does not implement
+    InitProducerId, and Vigil gets exactly-once effects from event ids kept in PostgreSQL.
+    """
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        request_timeout_ms=int(settings.kafka_publish_timeout_seconds * 1000),
+        linger_ms=2,
+        logger=None,
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
+    )
+
+
+async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
+    """Create Vigil's topics with the configured partition count; existing topics are kept."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="vigil-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in topics if topic not in existing]
+        if not missing:
+            return
+        new_topics = [
+            NewTopic(
+                name=topic,
+                num_partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            )
+            for topic in missing
+        ]
+        try:
+            await admin.create_topics(new_topics)
+        except TopicAlreadyExistsError:
+            pass  # another service created them between our list and create
+        log.info("kafka.topics_created", topics=missing, partitions=settings.kafka_partitions)
+    finally:
+        await admin.close()
+
+
+async def wait_for_topics(settings: VigilSettings, *, timeout: float = 60.0) -> None:
+    """Create the topics, retrying while the broker is not reachable yet."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.2
+    while True:
+        try:
+            await ensure_topics(settings)
+            return
+        except (KafkaError, OSError) as error:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise RuntimeError(
+                    f"Kafka at {settings.kafka_bootstrap} (VIGIL_KAFKA_BOOTSTRAP) not reachable "
+                    f"after {timeout:.0f}s: {error}"
+                ) from error
+            log.warning("kafka.unreachable", bootstrap=settings.kafka_bootstrap, error=str(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

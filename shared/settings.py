@@ -1,0 +1,66 @@
+"""The one settings class: every knob is an environment variable with the ``VIGIL_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class VigilSettings(BaseSettings):
+    """Configuration shared by all services; each service reads only what it needs.
+
+    Defaults suit the production-shaped compose stack; ``vigil dev`` and the tests
+    override the addresses of the components they start themselves.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        default="localhost:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_partitions: int = Field(
+        default=6, ge=1, description="Partition count used when Vigil creates its topics."
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor used when Vigil creates its topics."
+    )
+    kafka_publish_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long ingest waits for the broker's acknowledgement before answering 503.",
+    )
+    database_url: str = Field(
+        default="postgresql://vigil:vigil@localhost:5432/vigil",
+        description="PostgreSQL DSN of the event store.",
+    )
+    smtp_url: str = Field(
+        default="smtp://localhost:1025",
+        description="SMTP server for e-mail: smtp://[user:password@]host:port (smtps:// for TLS).",
+    )
+    smtp_from: str = Field(
+        default="vigil-alerts@localhost", description="Sender address of alert e-mails."
+    )
+    study_dir: Path = Field(
+        default=Path("studies"), description="Folder with one sub-folder per study."
+    )
+    default_study: str = Field(
+        default="NCT05262686", description="Study assigned to sources that do not name one."
+    )
+    bind_host: str = Field(default="127.0.0.1", description="Address the services listen on.")
+    ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
+    mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
+    rules_port: int = Field(default=8081, description="safety_rules health and metrics port.")
+    notifier_port: int = Field(default=8082, description="Notifier health and metrics port.")
+    public_base_url: str = Field(
+        default="http://localhost:8080",
+        description="Base URL put in notification links.",
+    )
+    log_level: str = Field(default="INFO", description="Log level of every service.")
+    rules_batch_max_records: int = Field(
+        default=500, ge=1, description="Most records the rules service takes in one batch."
+    )
+    notifier_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest back-off between two e-mail attempts."
+    )

@@ -1,0 +1,1 @@
+"""The ``vigil`` command and the embedded development stack."""

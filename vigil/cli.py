@@ -1,0 +1,121 @@
+"""``vigil``: one entry point for the services, the development stack and the tools."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import VigilSettings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Vigil: safety monitoring for clinical trials.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+rules_app = typer.Typer(help="The rules service (no sub-command) and rule-pack tools.")
+app.add_typer(db_app, name="db")
+app.add_typer(rules_app, name="rules")
+
+
+def _settings() -> VigilSettings:
+    return VigilSettings()
+
+
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="Also play a simulated trial.")] = False,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where the dev stack keeps its data, logs and mail.")
+    ] = Path(".vigil"),
+) -> None:
+    """Run the whole stack on this machine: broker, PostgreSQL, SMTP sink and the services."""
+    from vigil.devstack.postgres import PostgresNotInstalled
+    from vigil.devstack.stack import build_stack
+    from vigil.devstack.supervisor import Supervisor, say
+
+    settings = _settings()
+    try:
+        children = build_stack(settings, state_dir=state_dir.resolve(), demo=demo)
+    except PostgresNotInstalled as error:
+        typer.echo(f"vigil dev: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    def started() -> None:
+        mail = (
+            f"mail is stored in {state_dir / 'mail'} and summarised below"
+            if "smtp_url" not in settings.model_fields_set
+            else "mail goes to VIGIL_SMTP_URL"
+        )
+        say(
+            f"ready: ingest http://{settings.bind_host}:{settings.ingest_port}/docs; "
+            f"logs in {state_dir / 'logs'}; {mail}. Ctrl-C stops everything."
+        )
+
+    raise typer.Exit(Supervisor(children).run(after_start=started))
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest service (HTTP API)."""
+    from services.ingest.main import serve
+
+    asyncio.run(serve(_settings()))
+
+
+@rules_app.callback(invoke_without_command=True)
+def rules(context: typer.Context) -> None:
+    """Run the rules service, unless a sub-command is given."""
+    if context.invoked_subcommand is not None:
+        return
+    from services.safety_rules.domain.rule_pack import InvalidRulePack
+    from services.safety_rules.main import serve
+
+    try:
+        asyncio.run(serve(_settings()))
+    except InvalidRulePack as error:
+        typer.echo(f"vigil rules: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@rules_app.command("check")
+def rules_check(path: Path) -> None:
+    """Validate a rule pack and print its rules."""
+    from services.safety_rules.domain.rule_pack import InvalidRulePack, load_rule_pack
+
+    try:
+        pack = load_rule_pack(path)
+    except InvalidRulePack as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{pack.study_id} rule pack version {pack.version}: {len(pack.rules)} rule(s)")
+    for rule in pack.rules:
+        typer.echo(f"  {rule.id:<24} {rule.kind:<20} {rule.describe():<16} {rule.title}")
+
+
+@app.command()
+def notifier() -> None:
+    """Run the notifier service."""
+    from services.notifier.main import serve
+
+    asyncio.run(serve(_settings()))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations not applied yet (idempotent)."""
+    from shared.db.migrate import upgrade
+
+    applied = asyncio.run(upgrade(_settings().database_url))
+    if applied:
+        for migration in applied:
+            typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        typer.echo("schema is current")
+
+
+def main() -> None:
+    app()

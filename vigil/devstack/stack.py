@@ -1,0 +1,147 @@
+"""The embedded development stack: which components ``vigil dev`` starts, and how."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.db.migrate import upgrade
+from shared.settings import VigilSettings
+from vigil.devstack.ports import is_listening
+from vigil.devstack.postgres import PrivateCluster
+from vigil.devstack.supervisor import Child, ManagedProcess, http_ready
+from vigil.devstack.tansu import TansuBroker
+
+
+@dataclass
+class ClusterChild:
+    """The private PostgreSQL cluster as a supervised child."""
+
+    cluster: PrivateCluster
+    name: str = "postgresql"
+    restart: bool = True
+
+    def start(self) -> None:
+        self.cluster.start()
+        asyncio.run(upgrade(self.cluster.dsn))
+
+    def exit_code(self) -> int | None:
+        process = self.cluster.process
+        return None if process is None else process.poll()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+@dataclass
+class BrokerChild:
+    """The Tansu broker as a supervised child."""
+
+    broker: TansuBroker
+    name: str = "kafka (tansu)"
+    restart: bool = True
+
+    def start(self) -> None:
+        if is_listening(self.broker.port):
+            raise RuntimeError(
+                f"port {self.broker.port} is already in use; set VIGIL_DEV_KAFKA_PORT "
+                "or stop what listens there"
+            )
+        self.broker.start()
+
+    def exit_code(self) -> int | None:
+        process = self.broker.process
+        return None if process is None else process.poll()
+
+    def stop(self) -> None:
+        self.broker.stop()
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    """Ports of the components ``vigil dev`` starts itself."""
+
+    postgres: int = int(os.environ.get("VIGIL_DEV_PG_PORT", "54329"))
+    kafka: int = int(os.environ.get("VIGIL_DEV_KAFKA_PORT", "9092"))
+    smtp: int = int(os.environ.get("VIGIL_DEV_SMTP_PORT", "1025"))
+
+
+def _vigil(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vigil", *args]
+
+
+def build_stack(
+    settings: VigilSettings, *, state_dir: Path, demo: bool, ports: DevPorts | None = None
+) -> list[Child]:
+    """The children in start order; external components named by VIGIL_* are not started."""
+    ports = ports or DevPorts()
+    logs = state_dir / "logs"
+    children: list[Child] = []
+    env: dict[str, str] = {}
+
+    if "VIGIL_DATABASE_URL" not in os.environ:
+        cluster = PrivateCluster(
+            state_dir / "pgdata", ports.postgres, log_file=logs / "postgresql.log"
+        )
+        children.append(ClusterChild(cluster))
+        env["VIGIL_DATABASE_URL"] = cluster.dsn
+    else:
+        asyncio.run(upgrade(settings.database_url))
+
+    if "VIGIL_KAFKA_BOOTSTRAP" not in os.environ:
+        broker = TansuBroker(ports.kafka, log_file=logs / "tansu.log")
+        children.append(BrokerChild(broker))
+        env["VIGIL_KAFKA_BOOTSTRAP"] = broker.bootstrap
+
+    if "VIGIL_SMTP_URL" not in os.environ:
+        children.append(
+            ManagedProcess(
+                "smtp sink",
+                [
+                    sys.executable,
+                    "-m",
+                    "vigil.devstack.smtp_sink",
+                    "--port",
+                    str(ports.smtp),
+                    "--folder",
+                    str(state_dir / "mail"),
+                ],
+                ready=lambda: is_listening(ports.smtp),
+            )
+        )
+        env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
+
+    env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    host = settings.bind_host
+    for name, command, port in (
+        ("safety_rules", "rules", settings.rules_port),
+        ("notifier", "notifier", settings.notifier_port),
+        ("ingest", "ingest", settings.ingest_port),
+    ):
+        children.append(
+            ManagedProcess(
+                name,
+                _vigil(command),
+                env=env,
+                log_file=logs / f"{name}.log",
+                ready=http_ready(f"http://{host}:{port}/readyz"),
+            )
+        )
+    if demo:
+        children.append(
+            ManagedProcess(
+                "demo feed",
+                [
+                    sys.executable,
+                    "-m",
+                    "vigil.devstack.demo",
+                    "--ingest-url",
+                    f"http://{host}:{settings.ingest_port}",
+                ],
+                restart=False,
+            )
+        )
+    return children
