@@ -117,10 +117,8 @@ def create_app(
     @app.get("/readyz")
     async def readyz() -> Response:
         """Ready when the broker is reachable."""
-        try:
-            await publisher.connect()
-        except BrokerUnavailable as error:
-            return problem(503, "Not ready", str(error))
+        if not await publisher.reachable():
+            return problem(503, "Not ready", "the event broker does not answer")
         return JSONResponse({"status": "ready"})
 
     return app

@@ -18,15 +18,29 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic errors as a list naming the field (a JSON pointer into the body) and why."""
+def _branch(location: list[str]) -> str | None:
+    """The union branch a one-or-many body reports ("LabResultIn", "list[LabResultIn]")."""
+    if location and (location[0][:1].isupper() or location[0].startswith("list[")):
+        return location[0]
+    return None
+
+
+def field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]]:
+    """Pydantic errors as a list naming the field (a JSON pointer into the body) and why.
+
+    A body that may be one object or a list fails both union branches; only the errors of
+    the branch matching what was sent are reported.
+    """
     listed = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
         if location and location[0] == "body":
             location = location[1:]
-        # one-or-many bodies report the union branch ("SubjectIn", "list[SubjectIn]"); drop it
-        location = [part for part in location if not part[:1].isupper() and "[" not in part]
+        branch = _branch(location)
+        if branch is not None:
+            if isinstance(body, list) != branch.startswith("list["):
+                continue
+            location = location[1:]
         listed.append(
             {
                 "field": ".".join(location) or "(body)",
@@ -41,7 +55,7 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field."""
     assert isinstance(exc, RequestValidationError)
-    errors = field_errors(exc.errors())
+    errors = field_errors(exc.errors(), exc.body)
     fields = sorted({error["field"] for error in errors})
     return problem(
         422,

@@ -34,9 +34,13 @@ class PostgresNotInstalled(RuntimeError):
 
 def find_bindir() -> Path:
     """The folder holding initdb and postgres: VIGIL_PG_BINDIR, pg_config, or Debian's layout."""
-    candidates: list[str] = []
     if os.environ.get("VIGIL_PG_BINDIR"):
-        candidates.append(os.environ["VIGIL_PG_BINDIR"])
+        # an explicit folder is authoritative: do not silently use another installation
+        bindir = Path(os.environ["VIGIL_PG_BINDIR"])
+        if (bindir / "initdb").exists() and (bindir / "postgres").exists():
+            return bindir
+        raise PostgresNotInstalled(f"VIGIL_PG_BINDIR={bindir} has no initdb and postgres. " + INSTALL_HINT)
+    candidates: list[str] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
         result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)

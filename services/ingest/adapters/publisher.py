@@ -44,6 +44,14 @@ class EventPublisher:
                 raise BrokerUnavailable(f"cannot connect to Kafka: {error}") from error
             self._connected = True
 
+    async def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the broker answers now (for readiness)."""
+        try:
+            await self.connect()
+        except BrokerUnavailable:
+            return False
+        return await self._broker.ping(timeout)
+
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish all envelopes; return only when the broker acknowledged every one."""
         await self.connect()

@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install system-deps run test test-unit lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## install: create .venv if missing and install Vigil with its dev extras
+install: $(STAMP)
+
+## system-deps: install the PostgreSQL server binaries when the machine has none
+system-deps:
+	@bash scripts/ensure-system-packages
+
+## run: the whole stack on this machine with a simulated trial (Ctrl-C stops it)
+run: install system-deps
+	$(VENV)/bin/vigil dev --demo
+
+## test: the whole suite against real components started by fixtures
+test: install system-deps
+	$(PY) -m pytest
+
+## test-unit: only the tests that need no server
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+## lint: ruff (lint and format check) and mypy in strict mode
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf .vigil .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Session fixtures: a real broker, a real PostgreSQL, a real SMTP server, real services."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.db.migrate import upgrade
+from tests.support import components
+from tests.support.mail import MailCatcher, start_smtp_server
+from tests.support.services import RunningServices, running_services, service_env
+from vigil.devstack.ports import free_port
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A migrated, empty event store for the session."""
+    with components.postgres() as dsn:
+        asyncio.run(upgrade(dsn))
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with components.kafka() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[int, MailCatcher]]:
+    port = free_port()
+    controller, catcher = start_smtp_server(port)
+    try:
+        yield port, catcher
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def mailbox(smtp_server: tuple[int, MailCatcher]) -> MailCatcher:
+    return smtp_server[1]
+
+
+@pytest.fixture(scope="session")
+def services(
+    postgres_dsn: str,
+    kafka_bootstrap: str,
+    smtp_server: tuple[int, MailCatcher],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServices]:
+    """ingest, safety_rules and notifier as separate processes, wired to the fixtures."""
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    env = service_env(
+        database_url=postgres_dsn, kafka_bootstrap=kafka_bootstrap, smtp_port=smtp_server[0]
+    )
+    with running_services(env, Path(log_dir)) as running:
+        yield running
+
+
+@pytest.fixture
+async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()

@@ -1,0 +1,179 @@
+"""Faults while running: the broker down, the database down, a poison message."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.db.migrate import upgrade
+from shared.events import CONTENT_TYPE, LabResultReported, wrap
+from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
+from tests.support import components
+from tests.support.services import RunningServices, service_env, start_service
+from tests.support.waiting import eventually
+from vigil.devstack.ports import free_port
+from vigil.devstack.postgres import PrivateCluster
+
+pytestmark = pytest.mark.integration
+
+
+def lab_event(subject: str, value: str) -> bytes:
+    payload = LabResultReported(
+        study_id="NCT05262686",
+        subject_id=subject,
+        loinc_code="718-7",
+        value=Decimal(value),
+        unit="g/dL",
+        collected_at=datetime(2026, 11, 1, 8, tzinfo=UTC),
+        source_message_id=f"direct-{uuid.uuid4().hex}",
+    )
+    return wrap(payload, source="/tests/partner").to_json()
+
+
+async def publish_direct(bootstrap: str, topic: str, values: list[bytes], key: bytes) -> None:
+    """A partner publishing straight onto an input topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(
+                topic, value, key=key, headers=[("content-type", CONTENT_TYPE.encode())]
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_broker_down_gives_503_and_nothing_is_claimed(
+    tmp_path: Path, smtp_server: tuple[int, object]
+) -> None:
+    with components.tansu() as broker:
+        port = free_port()
+        env = service_env(
+            database_url="postgresql://unused@127.0.0.1:1/unused",
+            kafka_bootstrap=broker.bootstrap,
+            smtp_port=smtp_server[0],
+            VIGIL_INGEST_PORT=str(port),
+            VIGIL_KAFKA_PUBLISH_TIMEOUT_SECONDS="3",
+        )
+        ingest = start_service("ingest", "ingest", port, env, tmp_path)
+        try:
+            body = {
+                "subject_id": "S-503",
+                "site_id": "PKUPH-01",
+                "sex": "M",
+                "birth_date": "1970-01-01",
+            }
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                assert (await c.post("/v1/subjects", json=body)).status_code == 202
+                broker.stop()
+
+                response = await c.post("/v1/subjects", json=body)
+
+                assert response.status_code == 503
+                assert response.headers["content-type"] == "application/problem+json"
+                assert "send the request again" in response.json()["detail"]
+                assert (await c.get("/readyz")).status_code == 503
+        finally:
+            ingest.stop()
+
+
+async def test_database_outage_loses_and_duplicates_nothing(
+    tmp_path: Path, smtp_server: tuple[int, object]
+) -> None:
+    folder = components.scratch_dir("vigil-test-outage-")
+    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
+    cluster.start()
+    await upgrade(cluster.dsn)
+    with components.tansu() as broker:
+        port = free_port()
+        env = service_env(
+            database_url=cluster.dsn,
+            kafka_bootstrap=broker.bootstrap,
+            smtp_port=smtp_server[0],
+            VIGIL_RULES_PORT=str(port),
+        )
+        rules = start_service("safety_rules", "rules", port, env, tmp_path)
+        try:
+            cluster.stop()
+            values = [lab_event("S-OUT", v) for v in ("13.0", "8.1", "12.2", "7.4", "11.9")]
+            await publish_direct(broker.bootstrap, LAB_RESULTS, values, b"NCT05262686/S-OUT")
+            log = tmp_path / "safety_rules.log"
+            await eventually(
+                lambda: _contains(log, "rules.batch_failed"), what="batch failing on the outage"
+            )
+
+            cluster.start()
+
+            connection = await asyncpg.connect(cluster.dsn)
+            try:
+                await eventually(
+                    lambda: connection.fetchval(
+                        "SELECT count(*) = 5 FROM events WHERE type LIKE '%lab_result%'"
+                    ),
+                    what="all five results stored",
+                )
+                await eventually(
+                    lambda: connection.fetchval(
+                        "SELECT count(*) = 2 FROM outbox WHERE published_at IS NOT NULL"
+                    ),
+                    what="both signals published",
+                )
+                assert await connection.fetchval("SELECT count(*) FROM events") == 7
+            finally:
+                await connection.close()
+        finally:
+            rules.stop()
+            cluster.stop()
+
+
+async def _contains(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
+
+
+async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(
+    services: RunningServices, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    subject = f"T-{uuid.uuid4().hex[:8]}"
+    poison = b'{"specversion": "1.0", "type": "not json at the end'
+    good = lab_event(subject, "12.0")
+    dead = AIOKafkaConsumer(
+        DEAD_LETTERS,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await dead.start()
+    try:
+        await publish_direct(kafka_bootstrap, LAB_RESULTS, [poison, good], subject.encode())
+
+        async def poison_arrived() -> dict[str, bytes] | None:
+            batches = await dead.getmany(timeout_ms=500)
+            for record in (r for records in batches.values() for r in records):
+                if record.value == poison:
+                    return dict(record.headers)
+            return None
+
+        headers = await eventually(poison_arrived, what="poison on the dead-letter topic")
+        assert b"not a valid Vigil event" in headers["vigil-reason"]
+        assert headers["vigil-origin"].startswith(LAB_RESULTS.encode())
+    finally:
+        await dead.stop()
+    good_id = json.loads(good)["id"]
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await eventually(
+            lambda: connection.fetchval(
+                "SELECT count(*) = 1 FROM events WHERE event_id = $1", uuid.UUID(good_id)
+            ),
+            what="the good event after the poison stored",
+        )
+    finally:
+        await connection.close()

@@ -1,0 +1,1 @@
+"""Fixtures' building blocks: real components started for the tests."""

@@ -1,0 +1,74 @@
+"""Starting the broker and PostgreSQL for tests: private processes, or testcontainers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vigil.devstack.ports import free_port
+from vigil.devstack.postgres import PrivateCluster
+from vigil.devstack.tansu import TansuBroker
+
+
+def use_containers() -> bool:
+    """VIGIL_TEST_CONTAINERS=1 and a Docker engine that answers."""
+    if os.environ.get("VIGIL_TEST_CONTAINERS") != "1" or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A folder the postgres account can reach (pytest's tmp folders are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A DSN of a fresh, empty PostgreSQL database."""
+    if use_containers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:15", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    folder = scratch_dir("vigil-test-pg-")
+    cluster = PrivateCluster(folder / "data", free_port(), fsync=False, log_file=folder / "log")
+    cluster.start()
+    try:
+        yield cluster.dsn
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def tansu() -> Iterator[TansuBroker]:
+    """A Tansu broker on a free port (the caller may stop and restart it)."""
+    folder = scratch_dir("vigil-test-tansu-")
+    broker = TansuBroker(free_port(), log_file=folder / "log")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def kafka() -> Iterator[str]:
+    """Bootstrap address of a Kafka-compatible broker."""
+    if use_containers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    with tansu() as broker:
+        yield broker.bootstrap

@@ -1,0 +1,81 @@
+"""Vigil's services as real processes (``python -m vigil ...``), as in production."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.devstack.ports import free_port
+from vigil.devstack.supervisor import ManagedProcess, http_ready
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RunningServices:
+    ingest_url: str
+    rules_url: str
+    notifier_url: str
+    log_dir: Path
+
+
+def service_env(
+    *, database_url: str, kafka_bootstrap: str, smtp_port: int, **extra: str
+) -> dict[str, str]:
+    return {
+        "VIGIL_DATABASE_URL": database_url,
+        "VIGIL_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "VIGIL_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "VIGIL_STUDY_DIR": str(REPO / "studies"),
+        "VIGIL_KAFKA_PARTITIONS": "3",
+        "VIGIL_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def start_service(
+    name: str, command: str, port: int, env: Mapping[str, str], log_dir: Path
+) -> ManagedProcess:
+    process = ManagedProcess(
+        name,
+        [sys.executable, "-m", "vigil", command],
+        env=env,
+        log_file=log_dir / f"{name}.log",
+        ready=http_ready(f"http://127.0.0.1:{port}/readyz"),
+        ready_timeout=60,
+    )
+    process.start()
+    return process
+
+
+@contextmanager
+def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[RunningServices]:
+    """Start rules, notifier and ingest on free ports; stop them afterwards."""
+    ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
+    env = {
+        **base_env,
+        "VIGIL_RULES_PORT": str(ports["rules"]),
+        "VIGIL_NOTIFIER_PORT": str(ports["notifier"]),
+        "VIGIL_INGEST_PORT": str(ports["ingest"]),
+    }
+    started: list[ManagedProcess] = []
+    try:
+        for name, command in (
+            ("safety_rules", "rules"),
+            ("notifier", "notifier"),
+            ("ingest", "ingest"),
+        ):
+            key = "rules" if command == "rules" else command
+            started.append(start_service(name, command, ports[key], env, log_dir))
+        yield RunningServices(
+            ingest_url=f"http://127.0.0.1:{ports['ingest']}",
+            rules_url=f"http://127.0.0.1:{ports['rules']}",
+            notifier_url=f"http://127.0.0.1:{ports['notifier']}",
+            log_dir=log_dir,
+        )
+    finally:
+        for process in reversed(started):
+            process.stop()
