@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 
 class UnitNotConvertible(ValueError):
@@ -22,8 +23,12 @@ class Analyte:
     name: str
     loinc_codes: tuple[str, ...]
     canonical_unit: str
-    # unit (normalised spelling) -> (multiply by, divide by) to get the canonical unit
+    # UCUM unit -> (multiply by, divide by) to get the canonical unit
     conversions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+    @cached_property
+    def _by_spelling(self) -> dict[str, tuple[Decimal, Decimal]]:
+        return {normalise_unit(unit): factors for unit, factors in self.conversions.items()}
 
     def to_canonical(self, value: Decimal, unit: str) -> Decimal:
         """Convert ``value`` given in ``unit`` to the canonical unit."""
@@ -31,7 +36,7 @@ class Analyte:
         if key == normalise_unit(self.canonical_unit):
             return value
         try:
-            multiply, divide = self.conversions[key]
+            multiply, divide = self._by_spelling[key]
         except KeyError:
             known = ", ".join([self.canonical_unit, *self.conversions])
             raise UnitNotConvertible(
@@ -61,7 +66,7 @@ _ONE = Decimal(1)
 
 
 def _units(*pairs: tuple[str, Decimal, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
-    return {normalise_unit(unit): (mul, div) for unit, mul, div in pairs}
+    return {unit: (mul, div) for unit, mul, div in pairs}
 
 
 _COUNT_PER_L = _units(

@@ -22,9 +22,7 @@ def _clinical_time(envelope: Envelope) -> object:
     return None
 
 
-async def append(
-    connection: asyncpg.Connection, envelopes: Sequence[Envelope]
-) -> set[uuid.UUID]:
+async def append(connection: asyncpg.Connection, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
     """Append a batch in one statement; returns the ids that were new.
 
     An event id already stored is skipped, so a redelivered message is a no-op.

@@ -22,7 +22,7 @@ def service_app(
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
 ) -> FastAPI:
-    """An app whose lifespan runs ``workers``; /readyz answers 503 with the reason when not ready."""
+    """An app whose lifespan runs ``workers``; /readyz is 503 with the reason when not ready."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

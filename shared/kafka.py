@@ -37,9 +37,7 @@ def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
 
 async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
     """Create Vigil's topics with the configured partition count; existing topics are kept."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, client_id="vigil-admin"
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="vigil-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -54,10 +52,11 @@ async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_T
             )
             for topic in missing
         ]
-        try:
-            await admin.create_topics(new_topics)
-        except TopicAlreadyExistsError:
-            pass  # another service created them between our list and create
+        response = await admin.create_topics(new_topics)
+        for topic, code, *message in response.topic_errors:
+            # "already exists" means another service won the race between list and create
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
         log.info("kafka.topics_created", topics=missing, partitions=settings.kafka_partitions)
     finally:
         await admin.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -68,3 +69,22 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def fresh_dsn(postgres_dsn: str) -> AsyncIterator[str]:
+    """A new, migrated database on the session's server, private to one test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+    await upgrade(dsn)
+    yield dsn
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Body, FastAPI, Header
@@ -22,7 +22,7 @@ from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
 
-_PROBLEM = {"content": {PROBLEM_JSON: {}}}
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 SOURCE = "/vigil/ingest/http"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ class Sender(Protocol):
 def retry_delay(attempt: int, *, maximum: float, rng: Callable[[], float] = random.random) -> float:
     """Exponential back-off from 2 s, capped, with full jitter over the upper half."""
     base = min(2.0 * 2 ** max(attempt - 1, 0), maximum)
-    return base / 2 + rng() * base / 2
+    return float(base / 2 + rng() * base / 2)
 
 
 class DeliveryWorker:
@@ -64,10 +65,8 @@ class DeliveryWorker:
                 handled = 0
             if handled:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def send_due(self) -> int:

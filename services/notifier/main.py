@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import structlog
+from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from services.notifier.adapters.postgres import add_deliveries
@@ -75,9 +75,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         await require_current_schema(settings.database_url)
         await wait_for_topics(settings)
         pool = await create_pool(settings.database_url)
-        worker = DeliveryWorker(
-            pool, sender, retry_max_seconds=settings.notifier_retry_max_seconds
-        )
+        worker = DeliveryWorker(pool, sender, retry_max_seconds=settings.notifier_retry_max_seconds)
         broker = make_broker(settings, client_id=GROUP_ID)
         consumer = SignalConsumer(pool, rosters, worker, base_url=settings.public_base_url)
         broker.subscriber(

@@ -21,7 +21,7 @@ from services.safety_rules.handlers import Record, Rejected, handle_batch, parse
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS, SUBJECTS
-from shared.http_service import service_app, serve_app
+from shared.http_service import serve_app, service_app
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging

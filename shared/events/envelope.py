@@ -22,7 +22,9 @@ CONTENT_TYPE = "application/cloudevents+json"
 class Envelope(BaseModel):
     """One event: CloudEvents context attributes plus the payload in ``data``."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid"
+    )
 
     specversion: Literal["1.0"] = "1.0"
     id: uuid.UUID
@@ -78,8 +80,8 @@ def wrap(
         type=payload.event_type,
         subject=f"{payload.study_id}/{payload.subject_id}",
         time=time or datetime.now(UTC),
-        studyid=payload.study_id,
-        correlationid=correlation_id or event_id,
-        causationid=causation_id,
+        study_id=payload.study_id,
+        correlation_id=correlation_id or event_id,
+        causation_id=causation_id,
         data=payload.model_dump(mode="json"),
     )

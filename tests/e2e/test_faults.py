@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -135,7 +136,7 @@ async def test_database_outage_loses_and_duplicates_nothing(
 
 
 async def _contains(path: Path, text: str) -> bool:
-    return path.exists() and text in path.read_text()
+    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
 
 
 async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(

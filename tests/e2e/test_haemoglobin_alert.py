@@ -184,13 +184,17 @@ async def test_same_event_twice_gives_one_row_and_one_email(
     marker = await client.post("/v1/lab-results", json=haemoglobin(subject, "12.5"))
     await eventually(lambda: stored(db, marker.json()["event_ids"][0]), what="marker stored")
 
-    assert await db.fetchval(
-        "SELECT count(*) FROM events WHERE event_id = $1", uuid.UUID(event_id)
-    ) == 1
-    assert await db.fetchval(
-        "SELECT count(*) FROM events WHERE subject_id = $1 AND type LIKE '%safety_signal%'",
-        subject,
-    ) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM events WHERE event_id = $1", uuid.UUID(event_id))
+        == 1
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM events WHERE subject_id = $1 AND type LIKE '%safety_signal%'",
+            subject,
+        )
+        == 1
+    )
     expected = investigators_of("PKUPH-02")
     await eventually(
         lambda: db.fetchval(

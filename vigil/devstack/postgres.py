@@ -39,7 +39,9 @@ def find_bindir() -> Path:
         bindir = Path(os.environ["VIGIL_PG_BINDIR"])
         if (bindir / "initdb").exists() and (bindir / "postgres").exists():
             return bindir
-        raise PostgresNotInstalled(f"VIGIL_PG_BINDIR={bindir} has no initdb and postgres. " + INSTALL_HINT)
+        raise PostgresNotInstalled(
+            f"VIGIL_PG_BINDIR={bindir} has no initdb and postgres. " + INSTALL_HINT
+        )
     candidates: list[str] = []
     pg_config = shutil.which("pg_config")
     if pg_config:

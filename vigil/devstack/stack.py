@@ -64,9 +64,18 @@ class BrokerChild:
 class DevPorts:
     """Ports of the components ``vigil dev`` starts itself."""
 
-    postgres: int = int(os.environ.get("VIGIL_DEV_PG_PORT", "54329"))
-    kafka: int = int(os.environ.get("VIGIL_DEV_KAFKA_PORT", "9092"))
-    smtp: int = int(os.environ.get("VIGIL_DEV_SMTP_PORT", "1025"))
+    postgres: int = 54329
+    kafka: int = 9092
+    smtp: int = 1025
+
+    @classmethod
+    def from_env(cls) -> DevPorts:
+        """Defaults, overridden by VIGIL_DEV_PG_PORT, VIGIL_DEV_KAFKA_PORT, VIGIL_DEV_SMTP_PORT."""
+        return cls(
+            postgres=int(os.environ.get("VIGIL_DEV_PG_PORT", cls.postgres)),
+            kafka=int(os.environ.get("VIGIL_DEV_KAFKA_PORT", cls.kafka)),
+            smtp=int(os.environ.get("VIGIL_DEV_SMTP_PORT", cls.smtp)),
+        )
 
 
 def _vigil(*args: str) -> list[str]:
@@ -77,7 +86,7 @@ def build_stack(
     settings: VigilSettings, *, state_dir: Path, demo: bool, ports: DevPorts | None = None
 ) -> list[Child]:
     """The children in start order; external components named by VIGIL_* are not started."""
-    ports = ports or DevPorts()
+    ports = ports or DevPorts.from_env()
     logs = state_dir / "logs"
     children: list[Child] = []
     env: dict[str, str] = {}

@@ -1,0 +1,93 @@
+"""``vigil dev``: the embedded stack a first-time user starts with ``make run``."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import components
+from tests.support.services import REPO
+from vigil.devstack.ports import free_port, is_listening
+
+pytestmark = pytest.mark.integration
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    return {**env, **extra}
+
+
+def read_lines(process: subprocess.Popen[str], into: queue.Queue[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        into.put(line.rstrip("\n"))
+
+
+def test_demo_shows_a_haemoglobin_alert_and_ctrl_c_stops_everything() -> None:
+    state = components.scratch_dir("vigil-test-dev-")
+    ports = {name: free_port() for name in ("pg", "kafka", "smtp", "ingest", "rules", "notifier")}
+    env = clean_env(
+        VIGIL_DEV_PG_PORT=str(ports["pg"]),
+        VIGIL_DEV_KAFKA_PORT=str(ports["kafka"]),
+        VIGIL_DEV_SMTP_PORT=str(ports["smtp"]),
+        VIGIL_INGEST_PORT=str(ports["ingest"]),
+        VIGIL_RULES_PORT=str(ports["rules"]),
+        VIGIL_NOTIFIER_PORT=str(ports["notifier"]),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "dev", "--demo", "--state-dir", str(state)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=read_lines, args=(process, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60  # "within a minute" of `make run`
+        alert = None
+        while alert is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                assert process.poll() is None, "\n".join(seen)
+                continue
+            seen.append(line)
+            if line.startswith("mail to") and "haemoglobin" in line:
+                alert = line
+        assert alert is not None, "no alert within a minute:\n" + "\n".join(seen)
+        assert "anaemia-hb-le-9" in alert
+        assert list((state / "mail").glob("*.eml"))
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+    while not lines.empty():
+        seen.append(lines.get())
+    assert code == 0, "\n".join(seen)
+    assert "vigil dev | stopping postgresql" in seen
+    for port in ports.values():
+        assert not is_listening(port), f"port {port} still in use after Ctrl-C"
+
+
+def test_missing_postgresql_binaries_say_how_to_install_them(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vigil", "dev", "--state-dir", str(tmp_path)],
+        cwd=REPO,
+        env=clean_env(VIGIL_PG_BINDIR=str(tmp_path / "nowhere")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "apt-get install" in result.stderr
+    assert "VIGIL_DATABASE_URL" in result.stderr

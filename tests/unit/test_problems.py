@@ -1,0 +1,11 @@
+from services.ingest.problems import field_errors
+
+
+def test_union_branch_of_what_was_sent_is_reported() -> None:
+    errors = [
+        {"loc": ("body", "LabResultIn"), "msg": "Input should be a valid dictionary"},
+        {"loc": ("body", "list[LabResultIn]", 0, "value"), "msg": "Invalid decimal"},
+    ]
+    assert [e["field"] for e in field_errors(errors, body=[{}])] == ["0.value"]
+    assert [e["pointer"] for e in field_errors(errors, body=[{}])] == ["/0/value"]
+    assert [e["field"] for e in field_errors(errors, body={})] == ["(body)"]

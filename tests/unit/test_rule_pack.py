@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.safety_rules.domain.rule_pack import (
+    InvalidRulePack,
+    load_rule_pack,
+    load_rule_packs,
+)
+from tests.support.services import REPO
+
+PACK = REPO / "studies" / "NCT05262686" / "rules.yaml"
+
+
+def write_pack(tmp_path: Path, **rule_changes: object) -> Path:
+    raw = yaml.safe_load(PACK.read_text())
+    raw["rules"][0].update(rule_changes)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_study_pack_is_valid() -> None:
+    packs = load_rule_packs(REPO / "studies")
+    pack = packs["NCT05262686"]
+    rule = next(r for r in pack.rules if r.id == "anaemia-hb-le-9")
+    assert rule.loinc_codes == ("718-7",)
+    assert rule.describe() == "<= 9 g/dL"
+    assert "registry" in rule.source
+
+
+def test_error_names_the_rule_and_the_field(tmp_path: Path) -> None:
+    path = write_pack(tmp_path, operator="=<")
+    with pytest.raises(InvalidRulePack) as raised:
+        load_rule_pack(path)
+    message = str(raised.value)
+    assert "rule 'anaemia-hb-le-9'" in message
+    assert "field 'operator'" in message
+    assert str(path) in message
+
+
+def test_unit_the_analyte_cannot_take_is_refused(tmp_path: Path) -> None:
+    path = write_pack(tmp_path, unit="mg/dL")
+    with pytest.raises(InvalidRulePack, match="cannot convert"):
+        load_rule_pack(path)
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRulePack, match="treshold"):
+        load_rule_pack(write_pack(tmp_path, treshold=9))
+
+
+def test_duplicate_rule_ids_are_refused(tmp_path: Path) -> None:
+    raw = yaml.safe_load(PACK.read_text())
+    raw["rules"].append(dict(raw["rules"][0]))
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidRulePack, match="more than once"):
+        load_rule_pack(path)
+
+
+def test_pack_in_the_wrong_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "OTHER-STUDY"
+    folder.mkdir()
+    (folder / "rules.yaml").write_text(PACK.read_text())
+    with pytest.raises(InvalidRulePack, match="does not match its folder"):
+        load_rule_packs(tmp_path)
