@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import make_asgi_app
 
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
-from services.ingest.domain import lab_result_events, subject_events
+from services.ingest.domain import to_events
 from services.ingest.problems import PROBLEM_JSON, problem, validation_problem
-from services.ingest.schemas import Accepted, LabResultIn, SubjectIn
+from services.ingest.schemas import Accepted, LabResultsBody, RequestModel, SubjectsBody
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
@@ -75,15 +75,10 @@ def create_app(
         except ValueError:
             return uuid.uuid4()
 
-    @app.post("/v1/subjects", status_code=202, response_model=Accepted)
-    async def post_subjects(
-        body: Annotated[SubjectIn | list[SubjectIn], Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Enrol one subject or a list of subjects."""
-        correlation_id = correlation(x_correlation_id)
-        requests: Sequence[SubjectIn] = body if isinstance(body, list) else [body]
-        envelopes = subject_events(
+    async def accept(body: RequestModel | list[Any], header: str | None) -> Response:
+        correlation_id = correlation(header)
+        requests = body if isinstance(body, list) else [body]
+        envelopes = to_events(
             requests,
             default_study=default_study,
             source=SOURCE,
@@ -92,22 +87,21 @@ def create_app(
         )
         return await publish(envelopes, correlation_id)
 
+    @app.post("/v1/subjects", status_code=202, response_model=Accepted)
+    async def post_subjects(
+        body: Annotated[SubjectsBody, Body()],
+        x_correlation_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Enrol one subject or a list of subjects."""
+        return await accept(body, x_correlation_id)
+
     @app.post("/v1/lab-results", status_code=202, response_model=Accepted)
     async def post_lab_results(
-        body: Annotated[LabResultIn | list[LabResultIn], Body()],
+        body: Annotated[LabResultsBody, Body()],
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Report one lab result or a list of them."""
-        correlation_id = correlation(x_correlation_id)
-        requests: Sequence[LabResultIn] = body if isinstance(body, list) else [body]
-        envelopes = lab_result_events(
-            requests,
-            default_study=default_study,
-            source=SOURCE,
-            correlation_id=correlation_id,
-            now=clock(),
-        )
-        return await publish(envelopes, correlation_id)
+        return await accept(body, x_correlation_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

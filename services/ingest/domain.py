@@ -6,45 +6,28 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.ingest.schemas import LabResultIn, SubjectIn
-from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from services.ingest.schemas import LabResultIn, RequestModel, SubjectIn
+from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
+
+# Which event each kind of request becomes.
+PAYLOAD_FOR: dict[type[RequestModel], type[EventPayload]] = {
+    SubjectIn: SubjectEnrolled,
+    LabResultIn: LabResultReported,
+}
 
 
-def subject_events(
-    requests: Sequence[SubjectIn],
+def to_events(
+    requests: Sequence[RequestModel],
     *,
     default_study: str,
     source: str,
     correlation_id: uuid.UUID,
     now: datetime,
 ) -> list[Envelope]:
-    """One SubjectEnrolled per request."""
+    """One event per request, values exactly as sent; the study defaults to the source's."""
     return [
         wrap(
-            SubjectEnrolled(
-                **request.model_dump(exclude={"study_id"}),
-                study_id=request.study_id or default_study,
-            ),
-            source=source,
-            correlation_id=correlation_id,
-            time=now,
-        )
-        for request in requests
-    ]
-
-
-def lab_result_events(
-    requests: Sequence[LabResultIn],
-    *,
-    default_study: str,
-    source: str,
-    correlation_id: uuid.UUID,
-    now: datetime,
-) -> list[Envelope]:
-    """One LabResultReported per request, the value and unit exactly as reported."""
-    return [
-        wrap(
-            LabResultReported(
+            PAYLOAD_FOR[type(request)](
                 **request.model_dump(exclude={"study_id"}),
                 study_id=request.study_id or default_study,
             ),

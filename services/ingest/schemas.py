@@ -7,13 +7,16 @@ instead of having the name silently carried into Vigil.
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events.payloads import ClinicalDecimal, ResultStatus, Sex, StudyId, SubjectId
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
+    """Fields every request has: which study and which subject."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     study_id: StudyId | None = Field(
@@ -22,7 +25,7 @@ class _Request(BaseModel):
     subject_id: SubjectId
 
 
-class SubjectIn(_Request):
+class SubjectIn(RequestModel):
     """A subject's enrolment: site, sex, birth date and weight; never a name."""
 
     site_id: str = Field(min_length=1, max_length=64)
@@ -31,7 +34,7 @@ class SubjectIn(_Request):
     weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
 
 
-class LabResultIn(_Request):
+class LabResultIn(RequestModel):
     """One analyte's result as the laboratory reported it."""
 
     loinc_code: str = Field(pattern=r"^\d{1,7}-\d$", examples=["718-7"])
@@ -44,6 +47,17 @@ class LabResultIn(_Request):
     source_message_id: str = Field(
         min_length=1, max_length=128, description="The sender's id of this result or message."
     )
+
+
+# A request body is one object or a non-empty list of them; the cap bounds one request's work.
+MAX_ITEMS_PER_REQUEST = 5000
+SubjectsBody = (
+    SubjectIn | Annotated[list[SubjectIn], Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)]
+)
+LabResultsBody = (
+    LabResultIn
+    | Annotated[list[LabResultIn], Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)]
+)
 
 
 class Accepted(BaseModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +13,7 @@ import structlog
 
 from services.notifier.adapters import postgres as deliveries
 from services.notifier.domain.messages import Delivery
+from shared.background import DrainLoop
 
 log = structlog.get_logger(__name__)
 
@@ -44,30 +43,22 @@ class DeliveryWorker:
         *,
         retry_max_seconds: float,
         batch_size: int = 50,
-        poll_seconds: float = 1.0,
     ) -> None:
         self._pool = pool
         self._sender = sender
         self._retry_max = retry_max_seconds
         self._batch_size = batch_size
-        self._poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self._loop = DrainLoop(
+            "notifier.worker", self.send_due, retryable=(asyncpg.PostgresError, OSError)
+        )
 
     def wake(self) -> None:
-        self._wake.set()
+        """New deliveries were committed."""
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.send_due()
-            except (asyncpg.PostgresError, OSError) as error:
-                log.warning("notifier.worker_failed", error=repr(error))
-                handled = 0
-            if handled:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-            self._wake.clear()
+        """Send until cancelled."""
+        await self._loop.run()
 
     async def send_due(self) -> int:
         """Send one batch of due deliveries; returns how many were tried."""

@@ -18,12 +18,10 @@ from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.domain.roster import Roster, load_rosters
 from services.notifier.handlers import plan_deliveries
-from shared.db.migrate import require_current_schema
-from shared.db.pool import create_pool
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events import Envelope
 from shared.events.topics import SAFETY_SIGNALS
 from shared.http_service import serve_app, service_app
-from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
@@ -66,47 +64,36 @@ class SignalConsumer:
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """The notifier as an ASGI app whose lifespan runs the consumer and the worker."""
-    rosters = load_rosters(settings.study_dir)
+    rosters = load_rosters(settings.study_dir)  # an invalid roster stops the start here
     sender = SmtpSender(settings.smtp_url, settings.smtp_from)
-    state: dict[str, asyncpg.Pool] = {}
+    holder: dict[str, ConsumerRuntime] = {}
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        await require_current_schema(settings.database_url)
-        await wait_for_topics(settings)
-        pool = await create_pool(settings.database_url)
-        worker = DeliveryWorker(pool, sender, retry_max_seconds=settings.notifier_retry_max_seconds)
-        broker = make_broker(settings, client_id=GROUP_ID)
-        consumer = SignalConsumer(pool, rosters, worker, base_url=settings.public_base_url)
-        broker.subscriber(
-            SAFETY_SIGNALS,
-            group_id=GROUP_ID,
-            batch=True,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-        )(consumer.__call__)
-        await broker.start()
-        worker_task = asyncio.create_task(worker.run(), name="delivery-worker")
-        state["pool"] = pool
-        log.info("notifier.started", studies=sorted(rosters))
-        try:
-            yield
-        finally:
-            worker_task.cancel()
-            await broker.stop()
-            await pool.close()
+        async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+            worker = DeliveryWorker(
+                runtime.pool, sender, retry_max_seconds=settings.notifier_retry_max_seconds
+            )
+            consumer = SignalConsumer(
+                runtime.pool, rosters, worker, base_url=settings.public_base_url
+            )
+            runtime.broker.subscriber(
+                SAFETY_SIGNALS,
+                group_id=GROUP_ID,
+                batch=True,
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+            )(consumer.__call__)
+            await runtime.broker.start()
+            worker_task = asyncio.create_task(worker.run(), name="delivery-worker")
+            holder["runtime"] = runtime
+            log.info("notifier.started", studies=sorted(rosters))
+            try:
+                yield
+            finally:
+                worker_task.cancel()
 
-    async def readiness() -> str | None:
-        pool = state.get("pool")
-        if pool is None:
-            return "starting"
-        try:
-            await pool.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
-        return None
-
-    return service_app("Vigil notifier", workers, readiness)
+    return service_app("Vigil notifier", workers, database_readiness(holder))
 
 
 async def serve(settings: VigilSettings) -> None:

@@ -18,11 +18,9 @@ from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack, load_rule_packs
 from services.safety_rules.handlers import Record, Rejected, handle_batch, parse_records
-from shared.db.migrate import require_current_schema
-from shared.db.pool import create_pool
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS, SUBJECTS
 from shared.http_service import serve_app, service_app
-from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
@@ -105,48 +103,33 @@ class BatchConsumer:
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """The rules service as an ASGI app whose lifespan runs the consumer and relay."""
-    packs = load_rule_packs(settings.study_dir)
-    state: dict[str, asyncpg.Pool] = {}
+    packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
+    holder: dict[str, ConsumerRuntime] = {}
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        await require_current_schema(settings.database_url)
-        await wait_for_topics(settings)
-        pool = await create_pool(settings.database_url)
-        broker = make_broker(settings, client_id=GROUP_ID)
-        relay = OutboxRelay(pool, broker)
-        consumer = BatchConsumer(pool, broker, packs, relay)
-        broker.subscriber(
-            SUBJECTS,
-            LAB_RESULTS,
-            group_id=GROUP_ID,
-            batch=True,
-            max_records=settings.rules_batch_max_records,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-        )(consumer.__call__)
-        await broker.start()
-        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-        state["pool"] = pool
-        log.info("rules.started", studies=sorted(packs))
-        try:
-            yield
-        finally:
-            relay_task.cancel()
-            await broker.stop()
-            await pool.close()
+        async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+            relay = OutboxRelay(runtime.pool, runtime.broker)
+            consumer = BatchConsumer(runtime.pool, runtime.broker, packs, relay)
+            runtime.broker.subscriber(
+                SUBJECTS,
+                LAB_RESULTS,
+                group_id=GROUP_ID,
+                batch=True,
+                max_records=settings.rules_batch_max_records,
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+            )(consumer.__call__)
+            await runtime.broker.start()
+            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+            holder["runtime"] = runtime
+            log.info("rules.started", studies=sorted(packs))
+            try:
+                yield
+            finally:
+                relay_task.cancel()
 
-    async def readiness() -> str | None:
-        pool = state.get("pool")
-        if pool is None:
-            return "starting"
-        try:
-            await pool.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
-        return None
-
-    return service_app("Vigil safety_rules", workers, readiness)
+    return service_app("Vigil safety_rules", workers, database_readiness(holder))
 
 
 async def serve(settings: VigilSettings) -> None:

@@ -244,3 +244,23 @@ async def test_naive_collection_time_is_refused(client: httpx.AsyncClient) -> No
     )
     assert response.status_code == 422
     assert [error["field"] for error in response.json()["errors"]] == ["collected_at"]
+
+
+async def test_body_that_is_not_json_gets_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/lab-results", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["type"] == "json_invalid"
+
+
+async def test_empty_list_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/subjects", json=[])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["type"] == "too_short"
+
+
+async def test_openapi_documents_both_endpoints(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/subjects", "/v1/lab-results"} <= set(spec["paths"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from shared.db.migrate import upgrade
 from shared.settings import VigilSettings
@@ -16,48 +19,42 @@ from vigil.devstack.supervisor import Child, ManagedProcess, http_ready
 from vigil.devstack.tansu import TansuBroker
 
 
-@dataclass
-class ClusterChild:
-    """The private PostgreSQL cluster as a supervised child."""
+class Component(Protocol):
+    """PrivateCluster and TansuBroker: a process started until ready, and stopped."""
 
-    cluster: PrivateCluster
-    name: str = "postgresql"
-    restart: bool = True
+    process: subprocess.Popen[bytes] | None
 
-    def start(self) -> None:
-        self.cluster.start()
-        asyncio.run(upgrade(self.cluster.dsn))
+    def start(self) -> None: ...
 
-    def exit_code(self) -> int | None:
-        process = self.cluster.process
-        return None if process is None else process.poll()
-
-    def stop(self) -> None:
-        self.cluster.stop()
+    def stop(self) -> None: ...
 
 
 @dataclass
-class BrokerChild:
-    """The Tansu broker as a supervised child."""
+class ComponentChild:
+    """A component as a supervised child, with an optional step once it is up."""
 
-    broker: TansuBroker
-    name: str = "kafka (tansu)"
+    component: Component
+    name: str
+    port: int
+    after_start: Callable[[], None] | None = None
     restart: bool = True
 
     def start(self) -> None:
-        if is_listening(self.broker.port):
+        if is_listening(self.port):
             raise RuntimeError(
-                f"port {self.broker.port} is already in use; set VIGIL_DEV_KAFKA_PORT "
-                "or stop what listens there"
+                f"{self.name}: port {self.port} is already in use; stop what listens there "
+                "or choose another port (VIGIL_DEV_PG_PORT, VIGIL_DEV_KAFKA_PORT)"
             )
-        self.broker.start()
+        self.component.start()
+        if self.after_start is not None:
+            self.after_start()
 
     def exit_code(self) -> int | None:
-        process = self.broker.process
+        process = self.component.process
         return None if process is None else process.poll()
 
     def stop(self) -> None:
-        self.broker.stop()
+        self.component.stop()
 
 
 @dataclass(frozen=True)
@@ -95,14 +92,19 @@ def build_stack(
         cluster = PrivateCluster(
             state_dir / "pgdata", ports.postgres, log_file=logs / "postgresql.log"
         )
-        children.append(ClusterChild(cluster))
+        dsn = cluster.dsn
+
+        def migrate() -> None:
+            asyncio.run(upgrade(dsn))
+
+        children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
         env["VIGIL_DATABASE_URL"] = cluster.dsn
     else:
         asyncio.run(upgrade(settings.database_url))
 
     if "VIGIL_KAFKA_BOOTSTRAP" not in os.environ:
         broker = TansuBroker(ports.kafka, log_file=logs / "tansu.log")
-        children.append(BrokerChild(broker))
+        children.append(ComponentChild(broker, "kafka (tansu)", ports.kafka))
         env["VIGIL_KAFKA_BOOTSTRAP"] = broker.bootstrap
 
     if "VIGIL_SMTP_URL" not in os.environ:

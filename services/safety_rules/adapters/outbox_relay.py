@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
+from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
 
 log = structlog.get_logger(__name__)
@@ -23,40 +23,23 @@ class OutboxRelay:
     republishes it (consumers drop the duplicate by event id).
     """
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        broker: KafkaBroker,
-        *,
-        batch_size: int = 500,
-        poll_seconds: float = 1.0,
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500) -> None:
         self._pool = pool
         self._broker = broker
         self._batch_size = batch_size
-        self._poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self._loop = DrainLoop(
+            "outbox",
+            self.relay_once,
+            retryable=(KafkaError, OSError, asyncpg.PostgresError, TimeoutError),
+        )
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
         """Relay until cancelled."""
-        delay = self._poll_seconds
-        while True:
-            try:
-                published = await self.relay_once()
-                delay = self._poll_seconds
-            except (KafkaError, OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning("outbox.relay_failed", error=repr(error))
-                published = 0
-                delay = min(delay * 2, 30.0)
-            if published:
-                continue  # there may be more
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+        await self._loop.run()
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; returns how many."""

@@ -1,0 +1,60 @@
+"""What every consuming service starts with: a current schema, topics, a pool, a broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from shared.db.migrate import require_current_schema
+from shared.db.pool import create_pool
+from shared.http_service import ReadinessCheck
+from shared.kafka import make_broker, wait_for_topics
+from shared.settings import VigilSettings
+
+
+@dataclass
+class ConsumerRuntime:
+    """The pool and broker of a running service."""
+
+    pool: asyncpg.Pool
+    broker: KafkaBroker
+
+
+@asynccontextmanager
+async def consumer_runtime(
+    settings: VigilSettings, *, client_id: str
+) -> AsyncIterator[ConsumerRuntime]:
+    """Check the schema, create the topics, open the pool and the (not yet started) broker.
+
+    The caller registers its subscribers on ``broker`` and starts it; on exit the broker
+    stops before the pool closes, so no handler runs without a database.
+    """
+    await require_current_schema(settings.database_url)
+    await wait_for_topics(settings)
+    pool = await create_pool(settings.database_url)
+    broker = make_broker(settings, client_id=client_id)
+    try:
+        yield ConsumerRuntime(pool, broker)
+    finally:
+        await broker.stop()
+        await pool.close()
+
+
+def database_readiness(holder: dict[str, ConsumerRuntime]) -> ReadinessCheck:
+    """Ready once the runtime in ``holder['runtime']`` exists and its database answers."""
+
+    async def check() -> str | None:
+        runtime = holder.get("runtime")
+        if runtime is None:
+            return "starting"
+        try:
+            await runtime.pool.fetchval("SELECT 1")
+        except (asyncpg.PostgresError, OSError) as error:
+            return f"database unreachable: {error}"
+        return None
+
+    return check
