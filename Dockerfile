@@ -8,7 +8,8 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY vigil ./vigil
-RUN pip install --quiet . && useradd --system --uid 10001 vigil
+RUN pip install --quiet . && useradd --system --uid 10001 vigil \
+    && install -d -o vigil -g vigil /var/lib/vigil/anchors
 COPY studies ./studies
 
 USER vigil

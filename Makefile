@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-unit lint format clean
+.PHONY: install system-deps run test test-unit lint format clean bench-store
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## bench-store: append and verify 200,000 events; prints rates and the ratio to raw COPY
+bench-store: install system-deps
+	$(PY) benchmarks/bench_store.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
+import structlog
 from faststream.kafka import KafkaBroker
 
 from shared.db.migrate import require_current_schema
@@ -14,6 +15,8 @@ from shared.db.pool import create_pool
 from shared.http_service import ReadinessCheck
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -36,6 +39,13 @@ async def consumer_runtime(
     await require_current_schema(settings.database_url)
     await wait_for_topics(settings)
     pool = await create_pool(settings.database_url)
+    if await pool.fetchval("SELECT has_table_privilege('events', 'UPDATE')"):
+        log.warning(
+            "db.role_can_change_audit_log",
+            hint="VIGIL_DATABASE_URL connects as a role that may UPDATE events; the services "
+            f"should use the service role {settings.database_service_role!r} that "
+            "`vigil db upgrade` creates (triggers still refuse the change).",
+        )
     broker = make_broker(settings, client_id=client_id)
     try:
         yield ConsumerRuntime(pool, broker)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,8 +32,31 @@ class VigilSettings(BaseSettings):
         description="How long ingest waits for the broker's acknowledgement before answering 503.",
     )
     database_url: str = Field(
-        default="postgresql://vigil:vigil@localhost:5432/vigil",
-        description="PostgreSQL DSN of the event store.",
+        default="postgresql://vigil_app:vigil_app@localhost:5432/vigil",
+        description="PostgreSQL DSN the services use: the service role, which may only "
+        "INSERT and SELECT on the audit log.",
+    )
+    database_admin_url: str | None = Field(
+        default=None,
+        description="DSN of the schema owner, for `vigil db upgrade`; VIGIL_DATABASE_URL "
+        "when unset.",
+    )
+    database_service_role: str = Field(
+        default="vigil_app", description="Role `vigil db upgrade` creates for the services."
+    )
+    database_service_password: SecretStr | None = Field(
+        default=None,
+        description="Password `vigil db upgrade` sets on the service role (none: unchanged).",
+    )
+    audit_anchor_file: Path = Field(
+        default=Path(".vigil/audit-anchors.jsonl"),
+        description="Where chain heads are anchored outside the database; keep it on "
+        "separate, append-only storage.",
+    )
+    audit_anchor_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often the rules service anchors the chain head (0: never).",
     )
     smtp_url: str = Field(
         default="smtp://localhost:1025",
@@ -61,6 +84,16 @@ class VigilSettings(BaseSettings):
     rules_batch_max_records: int = Field(
         default=500, ge=1, description="Most records the rules service takes in one batch."
     )
+
     notifier_retry_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest back-off between two e-mail attempts."
     )
+
+    @property
+    def admin_dsn(self) -> str:
+        """The DSN for schema changes."""
+        return self.database_admin_url or self.database_url
+
+    def service_password(self) -> str | None:
+        secret = self.database_service_password
+        return None if secret is None else secret.get_secret_value()

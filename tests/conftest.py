@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.db.migrate import upgrade
 from tests.support import components
+from tests.support.components import as_service_role, migrate
 from tests.support.mail import MailCatcher, start_smtp_server
 from tests.support.services import RunningServices, running_services, service_env
 from vigil.devstack.ports import free_port
@@ -19,10 +19,16 @@ from vigil.devstack.ports import free_port
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A migrated, empty event store for the session."""
+    """A migrated, empty event store for the session (the administrator's DSN)."""
     with components.postgres() as dsn:
-        asyncio.run(upgrade(dsn))
+        asyncio.run(migrate(dsn))
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def service_dsn(postgres_dsn: str) -> str:
+    """The session's event store as the service role sees it."""
+    return as_service_role(postgres_dsn)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +62,10 @@ def services(
     """ingest, safety_rules and notifier as separate processes, wired to the fixtures."""
     log_dir = tmp_path_factory.mktemp("service-logs")
     env = service_env(
-        database_url=postgres_dsn, kafka_bootstrap=kafka_bootstrap, smtp_port=smtp_server[0]
+        database_url=as_service_role(postgres_dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        smtp_port=smtp_server[0],
+        VIGIL_AUDIT_ANCHOR_FILE=str(Path(log_dir) / "anchors.jsonl"),
     )
     with running_services(env, Path(log_dir)) as running:
         yield running
@@ -81,7 +90,7 @@ async def fresh_dsn(postgres_dsn: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await upgrade(dsn)
+    await migrate(dsn)
     yield dsn
     admin = await asyncpg.connect(postgres_dsn)
     try:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shared.settings import VigilSettings
+from vigil.audit_cli import audit_app, replay
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +20,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 rules_app = typer.Typer(help="The rules service (no sub-command) and rule-pack tools.")
 app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
+app.command("replay")(replay)
 
 
 def _settings() -> VigilSettings:
@@ -109,7 +112,14 @@ def db_upgrade() -> None:
     """Apply the schema migrations not applied yet (idempotent)."""
     from shared.db.migrate import upgrade
 
-    applied = asyncio.run(upgrade(_settings().database_url))
+    settings = _settings()
+    applied = asyncio.run(
+        upgrade(
+            settings.admin_dsn,
+            service_role=settings.database_service_role,
+            service_password=settings.service_password(),
+        )
+    )
     if applied:
         for migration in applied:
             typer.echo(f"applied {migration.version:04d}_{migration.name}")

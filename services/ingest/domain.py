@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.ingest.schemas import LabResultIn, RequestModel, SubjectIn
-from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
+from shared.events import Envelope, LabResultReported, SubjectEnrolled, SubjectEvent, wrap
 
 # Which event each kind of request becomes.
-PAYLOAD_FOR: dict[type[RequestModel], type[EventPayload]] = {
+PAYLOAD_FOR: dict[type[RequestModel], type[SubjectEvent]] = {
     SubjectIn: SubjectEnrolled,
     LabResultIn: LabResultReported,
 }

@@ -32,6 +32,7 @@ class SubjectIn(RequestModel):
     sex: Sex
     birth_date: date
     weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
+    day0: date | None = Field(default=None, description="Study Day 0 (baseline visit).")
 
 
 class LabResultIn(RequestModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 
 from services.safety_rules.domain.evaluation import evaluate_lab_result
 from services.safety_rules.domain.rule_pack import RulePack
-from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from shared.events import Envelope, InputRejected, LabResultReported, SubjectEnrolled, wrap
 from shared.events.topics import SAFETY_SIGNALS
 
 log = structlog.get_logger(__name__)
@@ -27,6 +29,17 @@ class Record:
     partition: int
     offset: int
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def origin(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode(errors="replace")
+        return None
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,6 @@ class RulesUnitOfWork(Protocol):
 
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]: ...
 
-    async def record_subject(self, event_id: uuid.UUID, subject: SubjectEnrolled) -> None: ...
-
     async def site_of(self, study_id: str, subject_id: str) -> str | None: ...
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
@@ -71,6 +82,42 @@ def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejec
     return envelopes, rejected
 
 
+def rejected_input(record: Record) -> Envelope:
+    """The audit-log event for a record found on the dead-letter topic.
+
+    Its id derives from the content, so a dead letter consumed twice is stored once.
+    """
+    try:
+        text: str | None = record.value.decode()
+    except UnicodeDecodeError:
+        text = None
+    payload = InputRejected(
+        study_id=_study_named_in(text),
+        reason=record.header("vigil-reason") or "no reason given by the producer",
+        origin=record.header("vigil-origin") or record.origin,
+        rejected_by=record.header("vigil-rejected-by") or "unknown",
+        raw_base64=base64.b64encode(record.value).decode(),
+        raw_text=text,
+    )
+    return wrap(payload, source=SOURCE)
+
+
+def _study_named_in(text: str | None) -> str | None:
+    """The study a rejected message names, when it is JSON that names one."""
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    data = document.get("data")
+    candidates = [document.get("studyid"), data.get("study_id") if isinstance(data, dict) else None]
+    candidates.append(document.get("study_id"))
+    return next((c for c in candidates if isinstance(c, str) and 0 < len(c) <= 64), None)
+
+
 def _processing_order(envelope: Envelope) -> int:
     # enrolments first, so a result in the same batch finds its subject
     return 0 if envelope.type == SubjectEnrolled.event_type else 1
@@ -81,7 +128,7 @@ async def handle_batch(
     uow: RulesUnitOfWork,
     packs: Mapping[str, RulePack],
 ) -> BatchOutcome:
-    """Store the batch, update subject state and evaluate rules on what is new.
+    """Store the batch and evaluate the rules on what is new.
 
     Only events that were not stored before are evaluated, so a redelivered batch
     raises no second signal.
@@ -96,9 +143,7 @@ async def handle_batch(
             continue
         seen.add(envelope.id)
         payload = envelope.payload()
-        if isinstance(payload, SubjectEnrolled):
-            await uow.record_subject(envelope.id, payload)
-        elif isinstance(payload, LabResultReported):
+        if isinstance(payload, LabResultReported):
             outcome.signals.extend(await _evaluate(envelope, payload, uow, packs))
     if outcome.signals:
         await uow.append(outcome.signals)

@@ -12,6 +12,8 @@ from importlib import resources
 import asyncpg
 import structlog
 
+from shared.db.roles import ensure_service_role
+
 log = structlog.get_logger(__name__)
 
 # Arbitrary constant that identifies Vigil's migration lock among advisory locks.
@@ -47,8 +49,13 @@ async def applied_versions(connection: asyncpg.Connection) -> set[int]:
     return {row["version"] for row in rows}
 
 
-async def upgrade(dsn: str) -> list[Migration]:
-    """Apply every migration not applied yet; returns what was applied."""
+async def upgrade(
+    dsn: str, *, service_role: str = "vigil_app", service_password: str | None = None
+) -> list[Migration]:
+    """Apply every migration not applied yet and grant the service role its rights.
+
+    Returns the migrations applied by this call.
+    """
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
@@ -73,6 +80,7 @@ async def upgrade(dsn: str) -> list[Migration]:
                     )
                 log.info("db.migration_applied", version=migration.version, name=migration.name)
                 applied.append(migration)
+            await ensure_service_role(connection, service_role, service_password)
             return applied
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -2,24 +2,32 @@
 
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
+    REJECTED_INPUT_STREAM,
     EventPayload,
+    InputRejected,
     LabResultReported,
     ResultStatus,
     SafetySignalRaised,
     Sex,
     SubjectEnrolled,
+    SubjectEvent,
     payload_class,
+    schema_version,
 )
 
 __all__ = [
     "CONTENT_TYPE",
+    "REJECTED_INPUT_STREAM",
     "Envelope",
     "EventPayload",
+    "InputRejected",
     "LabResultReported",
     "ResultStatus",
     "SafetySignalRaised",
     "Sex",
     "SubjectEnrolled",
+    "SubjectEvent",
     "payload_class",
+    "schema_version",
     "wrap",
 ]

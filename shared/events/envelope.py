@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -33,13 +34,17 @@ class Envelope(BaseModel):
     subject: str | None = Field(default=None, description="study_id/subject_id.")
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
-    study_id: str = Field(alias="studyid", min_length=1)
+    study_id: str | None = Field(default=None, alias="studyid", min_length=1)
     correlation_id: uuid.UUID = Field(alias="correlationid")
     causation_id: uuid.UUID | None = Field(default=None, alias="causationid")
     data: dict[str, Any]
 
     def payload(self) -> EventPayload:
-        """The typed payload, validated against the model named by ``type``."""
+        """The typed payload, validated against the model named by ``type`` (once)."""
+        return self._payload
+
+    @cached_property
+    def _payload(self) -> EventPayload:
         return payload_class(self.type).model_validate(self.data)
 
     def to_json(self) -> bytes:
@@ -54,9 +59,18 @@ class Envelope(BaseModel):
         return envelope
 
     @property
-    def key(self) -> bytes:
+    def key(self) -> bytes | None:
         """Kafka key: keeps one subject's events in order on one partition."""
-        return (self.subject or self.study_id).encode()
+        key = self.subject or self.study_id
+        return key.encode() if key else None
+
+    def attributes_json(self) -> str:
+        """The context attributes without ``data``, as JSON text."""
+        return self.model_dump_json(by_alias=True, exclude_none=True, exclude={"data"})
+
+    def attributes(self) -> dict[str, Any]:
+        """The context attributes without ``data``, as JSON-ready values (by alias)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"data"})
 
 
 def wrap(
@@ -74,14 +88,16 @@ def wrap(
     the duplicate by id.
     """
     event_id = event_id or payload.content_id()
-    return Envelope(
+    envelope = Envelope(
         id=event_id,
         source=source,
         type=payload.event_type,
-        subject=f"{payload.study_id}/{payload.subject_id}",
+        subject=payload.subject_key,
         time=time or datetime.now(UTC),
-        study_id=payload.study_id,
+        study_id=payload.study,
         correlation_id=correlation_id or event_id,
         causation_id=causation_id,
         data=payload.model_dump(mode="json"),
     )
+    envelope.__dict__["_payload"] = payload  # already validated: spare the re-validation
+    return envelope

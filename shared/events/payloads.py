@@ -5,9 +5,10 @@ A breaking change to a payload is a new class with a new ``...v2`` type, never a
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -31,18 +32,55 @@ SubjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z
 
 
 class EventPayload(BaseModel):
-    """Base of all payloads; every payload belongs to one study and one subject."""
+    """Base of all payloads: immutable, strict, with a content-derived identity."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     event_type: ClassVar[str]
-
-    study_id: StudyId
-    subject_id: SubjectId
 
     def content_id(self) -> uuid.UUID:
         """A stable id derived from the type and the canonical content of the payload."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return uuid.uuid5(EVENT_ID_NAMESPACE, f"{self.event_type}:{canonical}")
+
+    @property
+    def study(self) -> str | None:
+        """The study the event belongs to, when known."""
+        return None
+
+    @property
+    def subject_key(self) -> str | None:
+        """``study_id/subject_id`` for events about a subject: the CloudEvents subject and
+        the Kafka key, so one subject's events stay in order."""
+        return None
+
+    @property
+    def stream_id(self) -> str:
+        """The event-store stream this event belongs to."""
+        raise NotImplementedError
+
+    @property
+    def clinical_time(self) -> datetime | None:
+        """When the fact happened in the clinic (e.g. specimen collection), when it applies."""
+        return None
+
+
+class SubjectEvent(EventPayload):
+    """An event about one study subject; it lives in the subject's stream."""
+
+    study_id: StudyId
+    subject_id: SubjectId
+
+    @property
+    def study(self) -> str | None:
+        return self.study_id
+
+    @property
+    def subject_key(self) -> str | None:
+        return f"{self.study_id}/{self.subject_id}"
+
+    @property
+    def stream_id(self) -> str:
+        return f"subject-{self.study_id}/{self.subject_id}"
 
 
 class Sex(StrEnum):
@@ -54,7 +92,7 @@ class Sex(StrEnum):
     UNKNOWN = "U"
 
 
-class SubjectEnrolled(EventPayload):
+class SubjectEnrolled(SubjectEvent):
     """A subject joined the study at a site; carries what the rules need, never a name."""
 
     event_type: ClassVar[str] = "org.vigil.subject.enrolled.v1"
@@ -63,6 +101,10 @@ class SubjectEnrolled(EventPayload):
     sex: Sex
     birth_date: date
     weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
+    day0: date | None = Field(
+        default=None,
+        description="Study Day 0 (baseline visit); baseline values are the last on or before it.",
+    )
 
 
 class ResultStatus(StrEnum):
@@ -76,7 +118,7 @@ class ResultStatus(StrEnum):
     WRONG = "W"
 
 
-class LabResultReported(EventPayload):
+class LabResultReported(SubjectEvent):
     """One analyte's result from a laboratory, as reported (units not yet converted)."""
 
     event_type: ClassVar[str] = "org.vigil.lab_result.reported.v1"
@@ -90,8 +132,12 @@ class LabResultReported(EventPayload):
     result_status: ResultStatus = ResultStatus.FINAL
     source_message_id: str = Field(min_length=1, max_length=128)
 
+    @property
+    def clinical_time(self) -> datetime | None:
+        return self.collected_at
 
-class SafetySignalRaised(EventPayload):
+
+class SafetySignalRaised(SubjectEvent):
     """A rule of the study's pack fired; carries everything needed to explain it later."""
 
     event_type: ClassVar[str] = "org.vigil.safety_signal.raised.v1"
@@ -110,10 +156,48 @@ class SafetySignalRaised(EventPayload):
     collected_at: AwareDatetime
     severity: Literal["protocol-threshold"] = "protocol-threshold"
 
+    @property
+    def clinical_time(self) -> datetime | None:
+        return self.collected_at
+
+
+REJECTED_INPUT_STREAM = "rejected-input"
+
+
+class InputRejected(EventPayload):
+    """Something reached Vigil that could not be accepted; kept with the reason, verbatim."""
+
+    event_type: ClassVar[str] = "org.vigil.input.rejected.v1"
+
+    study_id: str | None = Field(default=None, description="When the input names one.")
+    reason: str = Field(min_length=1)
+    origin: str = Field(description="Where it was found, e.g. topic/partition@offset.")
+    rejected_by: str
+    raw_base64: str = Field(description="The raw bytes, base64: the original, whatever it was.")
+    raw_text: str | None = Field(default=None, description="The raw bytes when valid UTF-8.")
+
+    @property
+    def study(self) -> str | None:
+        return self.study_id
+
+    @property
+    def stream_id(self) -> str:
+        return REJECTED_INPUT_STREAM
+
 
 _PAYLOADS: dict[str, type[EventPayload]] = {
-    cls.event_type: cls for cls in (SubjectEnrolled, LabResultReported, SafetySignalRaised)
+    cls.event_type: cls
+    for cls in (SubjectEnrolled, LabResultReported, SafetySignalRaised, InputRejected)
 }
+
+
+@functools.cache
+def schema_version(event_type: str) -> int:
+    """The version number a type name ends with (``...v2`` is 2)."""
+    version = event_type.rsplit(".", 1)[-1]
+    if not (version.startswith("v") and version[1:].isdigit()):
+        raise ValueError(f"event type {event_type!r} does not end with a version such as .v1")
+    return int(version[1:])
 
 
 def payload_class(event_type: str) -> type[EventPayload]:

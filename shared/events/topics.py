@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.events.payloads import (
     EventPayload,
+    InputRejected,
     LabResultReported,
     SafetySignalRaised,
     SubjectEnrolled,
@@ -20,6 +21,7 @@ _TOPIC_OF: dict[type[EventPayload], str] = {
     SubjectEnrolled: SUBJECTS,
     LabResultReported: LAB_RESULTS,
     SafetySignalRaised: SAFETY_SIGNALS,
+    InputRejected: DEAD_LETTERS,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.db.migrate import upgrade
 from shared.events import CONTENT_TYPE, LabResultReported, wrap
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from tests.support import components
@@ -92,11 +92,11 @@ async def test_database_outage_loses_and_duplicates_nothing(
     folder = components.scratch_dir("vigil-test-outage-")
     cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
     cluster.start()
-    await upgrade(cluster.dsn)
+    await components.migrate(cluster.dsn)
     with components.tansu() as broker:
         port = free_port()
         env = service_env(
-            database_url=cluster.dsn,
+            database_url=components.as_service_role(cluster.dsn),
             kafka_bootstrap=broker.bootstrap,
             smtp_port=smtp_server[0],
             VIGIL_RULES_PORT=str(port),
@@ -176,5 +176,20 @@ async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(
             ),
             what="the good event after the poison stored",
         )
+
+        async def recorded_rejection() -> dict[str, object] | None:
+            rows = await connection.fetch(
+                "SELECT payload::text AS payload FROM events WHERE stream_id = 'rejected-input'"
+            )
+            for row in rows:
+                payload: dict[str, object] = json.loads(row["payload"])
+                if base64.b64decode(str(payload["raw_base64"])) == poison:
+                    return payload
+            return None
+
+        rejection = await eventually(recorded_rejection, what="poison in the rejected stream")
+        assert "not a valid Vigil event" in str(rejection["reason"])
+        assert str(rejection["origin"]).startswith(LAB_RESULTS)
+        assert rejection["raw_text"] == poison.decode()
     finally:
         await connection.close()

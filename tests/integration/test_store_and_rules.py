@@ -15,6 +15,7 @@ from services.safety_rules.handlers import Record, handle_batch, parse_records
 from shared import eventstore
 from shared.db.migrate import pending_migrations, require_current_schema, upgrade
 from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from shared.eventstore import NewEvent
 from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
@@ -78,9 +79,11 @@ async def test_append_skips_known_event_ids(fresh_dsn: str) -> None:
     try:
         first, second = hb("A", "12"), hb("A", "13")
         async with connection.transaction():
-            assert await eventstore.append(connection, [first, first]) == {first.id}
+            appended = await eventstore.append(connection, [NewEvent(first), NewEvent(first)])
+        assert [(a.position, a.new) for a in appended] == [(1, True), (1, True)]
         async with connection.transaction():
-            assert await eventstore.append(connection, [first, second]) == {second.id}
+            appended = await eventstore.append(connection, [NewEvent(first), NewEvent(second)])
+        assert [(a.position, a.new) for a in appended] == [(1, False), (2, True)]
         rows = await connection.fetch("SELECT event_id, stream_id, clinical_time FROM events")
         assert [r["event_id"] for r in rows] == [first.id, second.id]
         assert rows[0]["stream_id"] == "subject-NCT05262686/A"

@@ -9,10 +9,27 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from shared.db.migrate import upgrade
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
 from vigil.devstack.tansu import TansuBroker
+
+SERVICE_ROLE = "vigil_app"
+SERVICE_PASSWORD = "vigil-test"
+
+
+def as_service_role(admin_dsn: str) -> str:
+    """The same database, reached as the role the services use."""
+    parts = urlsplit(admin_dsn)
+    netloc = f"{SERVICE_ROLE}:{SERVICE_PASSWORD}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def migrate(admin_dsn: str) -> None:
+    """``vigil db upgrade`` as the administrator, creating the service role."""
+    await upgrade(admin_dsn, service_role=SERVICE_ROLE, service_password=SERVICE_PASSWORD)
 
 
 def use_containers() -> bool:

@@ -84,7 +84,12 @@ class PrivateCluster:
 
     @property
     def dsn(self) -> str:
+        """The superuser's DSN: for migrations and administration."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def dsn_for(self, role: str) -> str:
+        """The DSN of another role (trust authentication on loopback: no password)."""
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{DATABASE}"
 
     def _chown_for_server(self, path: Path) -> None:
         run_as = _run_as()

@@ -92,15 +92,25 @@ def build_stack(
         cluster = PrivateCluster(
             state_dir / "pgdata", ports.postgres, log_file=logs / "postgresql.log"
         )
-        dsn = cluster.dsn
+        admin_dsn = cluster.dsn
+        role = settings.database_service_role
 
         def migrate() -> None:
-            asyncio.run(upgrade(dsn))
+            asyncio.run(upgrade(admin_dsn, service_role=role))
 
         children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
-        env["VIGIL_DATABASE_URL"] = cluster.dsn
+        env["VIGIL_DATABASE_URL"] = cluster.dsn_for(role)
+        env["VIGIL_DATABASE_ADMIN_URL"] = admin_dsn
     else:
-        asyncio.run(upgrade(settings.database_url))
+        asyncio.run(
+            upgrade(
+                settings.admin_dsn,
+                service_role=settings.database_service_role,
+                service_password=settings.service_password(),
+            )
+        )
+    if "VIGIL_AUDIT_ANCHOR_FILE" not in os.environ:
+        env["VIGIL_AUDIT_ANCHOR_FILE"] = str(state_dir / "audit-anchors.jsonl")
 
     if "VIGIL_KAFKA_BOOTSTRAP" not in os.environ:
         broker = TansuBroker(ports.kafka, log_file=logs / "tansu.log")

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 
 from shared import eventstore
 from shared.events import Envelope, SubjectEnrolled
@@ -18,32 +19,22 @@ class PostgresRulesUnitOfWork:
         self._connection = connection
 
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
-        return await eventstore.append(self._connection, envelopes)
-
-    async def record_subject(self, event_id: uuid.UUID, subject: SubjectEnrolled) -> None:
-        await self._connection.execute(
-            """INSERT INTO subject_state
-                   (study_id, subject_id, site_id, sex, birth_date, weight_kg, last_event_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (study_id, subject_id) DO UPDATE SET
-                   site_id = EXCLUDED.site_id, sex = EXCLUDED.sex,
-                   birth_date = EXCLUDED.birth_date, weight_kg = EXCLUDED.weight_kg,
-                   last_event_id = EXCLUDED.last_event_id""",
-            subject.study_id,
-            subject.subject_id,
-            subject.site_id,
-            subject.sex.value,
-            subject.birth_date,
-            subject.weight_kg,
-            event_id,
+        appended = await eventstore.append(
+            self._connection, [eventstore.NewEvent(envelope) for envelope in envelopes]
         )
+        return {item.event_id for item in appended if item.new}
 
     async def site_of(self, study_id: str, subject_id: str) -> str | None:
-        site: str | None = await self._connection.fetchval(
-            "SELECT site_id FROM subject_state WHERE study_id = $1 AND subject_id = $2",
-            study_id,
-            subject_id,
+        """The site of the subject's latest enrolment record, read from its own stream."""
+        payload = await self._connection.fetchval(
+            "SELECT payload_json FROM events WHERE stream_id = $1 AND type = $2 "
+            "ORDER BY stream_version DESC LIMIT 1",
+            f"subject-{study_id}/{subject_id}",
+            SubjectEnrolled.event_type,
         )
+        if payload is None:
+            return None
+        site: str = orjson.loads(payload)["site_id"]
         return site
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None:

@@ -1,0 +1,157 @@
+"""The rules service's Kafka consumers: they translate records and delegate to handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
+from services.safety_rules.domain.rule_pack import RulePack
+from services.safety_rules.handlers import (
+    Record,
+    Rejected,
+    handle_batch,
+    parse_records,
+    rejected_input,
+)
+from shared import eventstore
+from shared.events.topics import DEAD_LETTERS
+
+log = structlog.get_logger(__name__)
+RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
+
+
+def records_of(message: KafkaMessage) -> list[Record]:
+    raw = message.raw_message
+    consumed = raw if isinstance(raw, tuple) else (raw,)
+    return [
+        Record(r.topic, r.partition, r.offset, r.value or b"", tuple(r.headers or ()))
+        for r in consumed
+    ]
+
+
+class _Backoff:
+    """Sleeps longer after each consecutive failure, so a rewound batch does not spin."""
+
+    def __init__(self) -> None:
+        self._failures = 0
+
+    async def failed(self, error: BaseException) -> None:
+        self._failures += 1
+        delay = min(0.2 * 2**self._failures, 10.0)
+        log.error("rules.batch_failed", error=repr(error), retry_in_seconds=delay)
+        await asyncio.sleep(delay)
+
+    def succeeded(self) -> None:
+        self._failures = 0
+
+
+async def publish_dead_letters(broker: KafkaBroker, rejected: list[Rejected], by: str) -> None:
+    """Put records that are not valid events on the dead-letter topic, with the reason."""
+    await asyncio.gather(
+        *(
+            broker.publish(
+                item.record.value,
+                topic=DEAD_LETTERS,
+                headers={
+                    "vigil-reason": item.reason[:1000],
+                    "vigil-origin": item.record.origin,
+                    "vigil-rejected-by": by,
+                },
+            )
+            for item in rejected
+        )
+    )
+    for item in rejected:
+        log.warning("rules.dead_lettered", reason=item.reason[:300], origin=item.record.origin)
+
+
+class FactsConsumer:
+    """Per batch of facts: dead-letter bad records, then one transaction for the rest.
+
+    Kafka offsets are committed by FastStream after this returns, i.e. after the database
+    commit; on an error the batch is rewound and consumed again. An event whose id is
+    already stored with other content is dead-lettered and the batch retried without it.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        packs: dict[str, RulePack],
+        *,
+        group_id: str,
+        on_commit: Callable[[bool], None],
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._packs = packs
+        self._group_id = group_id
+        self._on_commit = on_commit
+        self._backoff = _Backoff()
+
+    async def __call__(self, message: KafkaMessage) -> None:
+        records = records_of(message)
+        envelopes, rejected = parse_records(records)
+        by_id = {
+            envelope.id: record
+            for envelope, record in zip(envelopes, _valid(records, rejected), strict=True)
+        }
+        try:
+            for _ in range(len(envelopes) + 1):
+                if rejected:
+                    await publish_dead_letters(self._broker, rejected, self._group_id)
+                    rejected = []
+                try:
+                    async with self._pool.acquire() as connection, connection.transaction():
+                        uow = PostgresRulesUnitOfWork(connection)
+                        outcome = await handle_batch(envelopes, uow, self._packs)
+                    break
+                except eventstore.EventIdConflict as conflict:
+                    envelopes = [e for e in envelopes if e.id != conflict.event_id]
+                    rejected = [Rejected(by_id[conflict.event_id], str(conflict))]
+        except RETRYABLE as error:
+            await self._backoff.failed(error)
+            raise
+        self._backoff.succeeded()
+        self._on_commit(bool(outcome.signals))
+        log.info(
+            "rules.batch_done",
+            records=len(records),
+            stored=outcome.stored,
+            duplicates=outcome.duplicates,
+            signals=len(outcome.signals),
+        )
+
+
+def _valid(records: list[Record], rejected: list[Rejected]) -> list[Record]:
+    bad = {id(item.record) for item in rejected}
+    return [record for record in records if id(record) not in bad]
+
+
+class RejectedInputConsumer:
+    """Records everything on the dead-letter topic in the rejected-input stream."""
+
+    def __init__(self, pool: asyncpg.Pool, *, on_commit: Callable[[bool], None]) -> None:
+        self._pool = pool
+        self._on_commit = on_commit
+        self._backoff = _Backoff()
+
+    async def __call__(self, message: KafkaMessage) -> None:
+        records = records_of(message)
+        events = [eventstore.NewEvent(rejected_input(record)) for record in records]
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                appended = await eventstore.append(connection, events)
+        except RETRYABLE as error:
+            await self._backoff.failed(error)
+            raise
+        self._backoff.succeeded()
+        self._on_commit(False)
+        log.info("rules.rejected_input_recorded", new=sum(a.new for a in appended))

@@ -1,0 +1,96 @@
+"""A subject's state as the log tells it: demographics, baseline, latest values, open signals.
+
+Pure: a state document (JSON-ready dict) and one stored event in, the new document out.
+Results are ordered by collection time, not arrival, so a late result that is older than
+the latest one does not replace it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from shared.events import LabResultReported, ResultStatus, SafetySignalRaised, SubjectEnrolled
+
+State = dict[str, Any]
+_NOT_A_VALUE = {
+    ResultStatus.CANNOT_OBTAIN.value,
+    ResultStatus.DELETED.value,
+    ResultStatus.WRONG.value,
+}
+
+
+def empty_state(study_id: str, subject_id: str) -> State:
+    return {
+        "study_id": study_id,
+        "subject_id": subject_id,
+        "enrolled": False,
+        "site_id": None,
+        "sex": None,
+        "birth_date": None,
+        "weight_kg": None,
+        "day0": None,
+        "results": {},
+        "baseline": {},
+        "latest": {},
+        "open_signals": [],
+    }
+
+
+def apply_event(state: State, event_type: str, payload: dict[str, Any], event_id: str) -> State:
+    """The state after one event; event types the projection does not use change nothing."""
+    new = {**state, "results": {k: list(v) for k, v in state["results"].items()}}
+    new["open_signals"] = list(state["open_signals"])
+    if event_type == SubjectEnrolled.event_type:
+        new.update(
+            enrolled=True,
+            site_id=payload["site_id"],
+            sex=payload["sex"],
+            birth_date=payload["birth_date"],
+            weight_kg=payload.get("weight_kg"),
+            day0=payload.get("day0"),
+        )
+    elif event_type == LabResultReported.event_type:
+        if payload.get("result_status", "F") in _NOT_A_VALUE:
+            return state
+        entry = {
+            "value": payload["value"],
+            "unit": payload["unit"],
+            "collected_at": payload["collected_at"],
+            "event_id": event_id,
+        }
+        history = new["results"].setdefault(payload["loinc_code"], [])
+        history.append(entry)
+        history.sort(key=lambda item: (_moment(item["collected_at"]), item["event_id"]))
+    elif event_type == SafetySignalRaised.event_type:
+        new["open_signals"].append(
+            {
+                "signal_id": payload["signal_id"],
+                "rule_id": payload["rule_id"],
+                "value": payload["observed_value"],
+                "unit": payload["observed_unit"],
+                "collected_at": payload["collected_at"],
+            }
+        )
+    else:
+        return state
+    return _derive(new)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _derive(state: State) -> State:
+    """Latest value per analyte, and baseline: the last value on or before Day 0."""
+    day0 = date.fromisoformat(state["day0"]) if state["day0"] else None
+    latest, baseline = {}, {}
+    for loinc, history in state["results"].items():
+        latest[loinc] = history[-1]
+        if day0 is not None:
+            before = [item for item in history if _moment(item["collected_at"]).date() <= day0]
+            if before:
+                baseline[loinc] = before[-1]
+    state["latest"] = latest
+    state["baseline"] = baseline
+    return state

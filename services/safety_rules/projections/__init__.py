@@ -1,0 +1,1 @@
+"""Read models the rules service keeps from the event store."""

@@ -1,0 +1,40 @@
+"""The database role the services use: INSERT and SELECT on the audit log, nothing more."""
+
+from __future__ import annotations
+
+import contextlib
+
+import asyncpg
+
+# Tables of the audit trail: the services may add and read, never change or remove.
+APPEND_ONLY_TABLES = ("events", "audit_checkpoints")
+# Working tables (queues, read models) the services maintain.
+WORKING_TABLES = ("outbox", "deliveries", "projection_checkpoints", "subject_state")
+READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
+
+
+async def ensure_service_role(
+    connection: asyncpg.Connection, role: str, password: str | None
+) -> None:
+    """Create the role when missing and (re)grant exactly what the services need."""
+    quoted = await connection.fetchval("SELECT quote_ident($1)", role)
+    if not await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        # another database's upgrade in the same cluster may create it meanwhile
+        with contextlib.suppress(asyncpg.DuplicateObjectError):
+            await connection.execute(f"CREATE ROLE {quoted} LOGIN")
+    if password is not None:
+        literal = await connection.fetchval("SELECT quote_literal($1)", password)
+        await connection.execute(f"ALTER ROLE {quoted} PASSWORD {literal}")
+    database = await connection.fetchval("SELECT quote_ident(current_database())")
+    statements = [
+        f"GRANT CONNECT ON DATABASE {database} TO {quoted}",
+        f"GRANT USAGE ON SCHEMA public TO {quoted}",
+        f"REVOKE ALL ON {', '.join(APPEND_ONLY_TABLES)} FROM {quoted}",
+        f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY_TABLES)} TO {quoted}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {', '.join(WORKING_TABLES)} "
+        f"TO {quoted}",
+        f"GRANT SELECT ON {', '.join(READ_ONLY_TABLES)} TO {quoted}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+    ]
+    for statement in statements:
+        await connection.execute(statement)

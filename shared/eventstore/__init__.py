@@ -1,0 +1,27 @@
+"""The audit log: an append-only, hash-chained event store on PostgreSQL."""
+
+from shared.eventstore.store import (
+    Appended,
+    EventIdConflict,
+    NewEvent,
+    StoredEvent,
+    StreamVersionConflict,
+    append,
+    head,
+    read_all,
+    read_stream,
+    store_id,
+)
+
+__all__ = [
+    "Appended",
+    "EventIdConflict",
+    "NewEvent",
+    "StoredEvent",
+    "StreamVersionConflict",
+    "append",
+    "head",
+    "read_all",
+    "read_stream",
+    "store_id",
+]

@@ -1,0 +1,318 @@
+"""Appending to and reading from the event store (asyncpg).
+
+Appends are serialised by one transaction-scoped advisory lock: the appender reads the
+head, assigns gapless positions and chains the hashes, and the lock is released only when
+its transaction ends. So positions become visible in order: a catch-up reader that has seen
+position N never later finds a committed position below N it did not see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from shared.events import Envelope, schema_version
+from shared.eventstore.canonical import (
+    GENESIS_HASH,
+    canonical_bytes,
+    chain_hash,
+    epoch_micros,
+    json_text,
+)
+
+# Advisory lock key of the append path (the insert trigger checks it is held).
+APPEND_LOCK = 7_345_002
+
+_COLUMNS = (
+    "position",
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "type",
+    "schema_version",
+    "study_id",
+    "subject_id",
+    "clinical_time",
+    "recorded_at",
+    "source",
+    "envelope_json",
+    "payload_json",
+    "prev_hash",
+    "hash",
+)
+_SELECT = (
+    "SELECT position, event_id, stream_id, stream_version, type, schema_version, study_id, "
+    "subject_id, clinical_time, recorded_at, source, envelope_json, payload_json, prev_hash, "
+    "hash FROM events"
+)
+
+
+class EventIdConflict(Exception):
+    """An event id arrived again with different content: one of the two is not that event."""
+
+    def __init__(self, event_id: uuid.UUID, position: int | None) -> None:
+        where = f"stored at position {position}" if position else "earlier in the same batch"
+        super().__init__(f"event {event_id} is already {where} with different content")
+        self.event_id = event_id
+        self.position = position
+
+
+class StreamVersionConflict(Exception):
+    """A writer expected a stream at one version and found it at another (a concurrent write)."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r} is at version {actual}, expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append; ``expected_version`` is the stream's version before this event
+    (0 for a stream that must not exist yet), or None for no check."""
+
+    envelope: Envelope
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an event is: ``new`` is False when it was stored before (an idempotent no-op)."""
+
+    event_id: uuid.UUID
+    position: int
+    stream_id: str
+    stream_version: int
+    new: bool
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of the log."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    study_id: str | None
+    subject_id: str | None
+    clinical_time: datetime | None
+    recorded_at: datetime
+    source: str
+    envelope: dict[str, Any]
+    payload: dict[str, Any]
+    envelope_text: str
+    payload_text: str
+    prev_hash: bytes
+    hash: bytes
+
+    def to_envelope(self) -> Envelope:
+        """The event as it was published."""
+        return Envelope.model_validate({**self.envelope, "data": self.payload})
+
+    def canonical(self) -> bytes:
+        """The bytes the row's hash covers."""
+        recorded_us = epoch_micros(self.recorded_at)
+        assert recorded_us is not None
+        return canonical_bytes(
+            position=self.position,
+            event_id=str(self.event_id),
+            stream_id=self.stream_id,
+            stream_version=self.stream_version,
+            type=self.type,
+            schema_version=self.schema_version,
+            clinical_time_us=epoch_micros(self.clinical_time),
+            recorded_at_us=recorded_us,
+            source=self.source,
+            envelope_text=self.envelope_text,
+            payload_text=self.payload_text,
+        )
+
+
+def _stored(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        study_id=row["study_id"],
+        subject_id=row["subject_id"],
+        clinical_time=row["clinical_time"],
+        recorded_at=row["recorded_at"],
+        source=row["source"],
+        envelope=orjson.loads(row["envelope_json"]),
+        payload=orjson.loads(row["payload_json"]),
+        envelope_text=row["envelope_json"],
+        payload_text=row["payload_json"],
+        prev_hash=bytes(row["prev_hash"]),
+        hash=bytes(row["hash"]),
+    )
+
+
+async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Appended]:
+    """Append a batch, across any streams, inside the caller's transaction.
+
+    Idempotent on event id: an id already stored with the same type and payload is a no-op
+    that reports the original position; with different content it raises EventIdConflict.
+    A failed ``expected_version`` raises StreamVersionConflict. Either error leaves the
+    caller's transaction to be rolled back; nothing of the batch is stored.
+    """
+    if not events:
+        return []
+    if not connection.is_in_transaction():
+        raise RuntimeError("append must run inside a transaction (the lock lasts until commit)")
+    envelopes = [event.envelope for event in events]
+    payloads = [envelope.payload() for envelope in envelopes]
+    texts = [(e.attributes_json(), json_text(e.data)) for e in envelopes]
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+    stored = {
+        row["event_id"]: row
+        for row in await connection.fetch(
+            "SELECT event_id, position, stream_id, stream_version, type, payload_json "
+            "FROM events WHERE event_id = ANY($1::uuid[])",
+            [envelope.id for envelope in envelopes],
+        )
+    }
+    streams = sorted({payload.stream_id for payload in payloads})
+    versions: dict[str, int] = {
+        row["stream_id"]: row["version"] or 0
+        for row in await connection.fetch(
+            "SELECT s AS stream_id, (SELECT max(stream_version) FROM events "
+            "WHERE stream_id = s) AS version FROM unnest($1::text[]) AS s",
+            streams,
+        )
+    }
+    top = await connection.fetchrow(
+        "SELECT clock_timestamp() AS now, h.position, h.hash FROM (SELECT 1) AS one "
+        "LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) "
+        "AS h ON true"
+    )
+    recorded_at = top["now"]
+    recorded_us = epoch_micros(recorded_at)
+    assert recorded_us is not None
+    position = top["position"] or 0
+    prev_hash = bytes(top["hash"]) if top["hash"] is not None else GENESIS_HASH
+
+    results: list[Appended] = []
+    records: list[tuple[Any, ...]] = []
+    in_batch: dict[uuid.UUID, tuple[Appended, str, str]] = {}
+    for event, envelope, payload, (envelope_text, payload_text) in zip(
+        events, envelopes, payloads, texts, strict=True
+    ):
+        if (earlier := stored.get(envelope.id)) is not None:
+            if earlier["type"] != envelope.type or earlier["payload_json"] != payload_text:
+                raise EventIdConflict(envelope.id, earlier["position"])
+            results.append(
+                Appended(
+                    envelope.id,
+                    earlier["position"],
+                    earlier["stream_id"],
+                    earlier["stream_version"],
+                    new=False,
+                )
+            )
+            continue
+        if (same := in_batch.get(envelope.id)) is not None:
+            if same[1] != envelope.type or same[2] != payload_text:
+                raise EventIdConflict(envelope.id, None)
+            results.append(same[0])
+            continue
+        stream_id = payload.stream_id
+        current = versions.get(stream_id, 0)
+        if event.expected_version is not None and event.expected_version != current:
+            raise StreamVersionConflict(stream_id, event.expected_version, current)
+        position += 1
+        version = versions[stream_id] = current + 1
+        clinical_time = payload.clinical_time
+        event_type = envelope.type
+        version_number = schema_version(event_type)
+        canonical = canonical_bytes(
+            position=position,
+            event_id=str(envelope.id),
+            stream_id=stream_id,
+            stream_version=version,
+            type=event_type,
+            schema_version=version_number,
+            clinical_time_us=epoch_micros(clinical_time),
+            recorded_at_us=recorded_us,
+            source=envelope.source,
+            envelope_text=envelope_text,
+            payload_text=payload_text,
+        )
+        row_hash = chain_hash(prev_hash, canonical)
+        subject_id = envelope.subject.partition("/")[2] if envelope.subject else None
+        records.append(
+            (
+                position,
+                envelope.id,
+                stream_id,
+                version,
+                event_type,
+                version_number,
+                envelope.study_id,
+                subject_id,
+                clinical_time,
+                recorded_at,
+                envelope.source,
+                envelope_text,
+                payload_text,
+                prev_hash,
+                row_hash,
+            )
+        )
+        prev_hash = row_hash
+        appended = Appended(envelope.id, position, stream_id, version, new=True)
+        in_batch[envelope.id] = (appended, event_type, payload_text)
+        results.append(appended)
+    if records:
+        await connection.copy_records_to_table("events", records=records, columns=_COLUMNS)
+    return results
+
+
+async def read_stream(
+    connection: asyncpg.Connection, stream_id: str, *, after_version: int = 0
+) -> list[StoredEvent]:
+    """A stream's events in version order."""
+    rows = await connection.fetch(
+        f"{_SELECT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+        stream_id,
+        after_version,
+    )
+    return [_stored(row) for row in rows]
+
+
+async def read_all(
+    connection: asyncpg.Connection, *, after_position: int = 0, limit: int = 1000
+) -> list[StoredEvent]:
+    """Up to ``limit`` events after a position, in position order (catch-up reading)."""
+    rows = await connection.fetch(
+        f"{_SELECT} WHERE position > $1 ORDER BY position LIMIT $2", after_position, limit
+    )
+    return [_stored(row) for row in rows]
+
+
+async def head(connection: asyncpg.Connection) -> tuple[int, bytes]:
+    """The last position and its hash; (0, genesis) for an empty log."""
+    row = await connection.fetchrow(
+        "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+    )
+    if row is None:
+        return 0, GENESIS_HASH
+    return row["position"], bytes(row["hash"])
+
+
+async def store_id(connection: asyncpg.Connection) -> uuid.UUID:
+    """The identity of this event store (anchors are kept per store)."""
+    value: uuid.UUID = await connection.fetchval("SELECT store_id FROM event_store_identity")
+    return value
