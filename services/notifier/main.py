@@ -83,6 +83,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 batch=True,
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
+                heartbeat_interval_ms=1000,
             )(consumer.__call__)
             await runtime.broker.start()
             worker_task = asyncio.create_task(worker.run(), name="delivery-worker")

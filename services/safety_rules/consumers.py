@@ -73,11 +73,13 @@ async def publish_dead_letters(broker: KafkaBroker, rejected: list[Rejected], by
 
 
 class FactsConsumer:
-    """Per batch of facts: dead-letter bad records, then one transaction for the rest.
+    """Per batch: dead-letter bad records, then one transaction for everything else.
 
-    Kafka offsets are committed by FastStream after this returns, i.e. after the database
-    commit; on an error the batch is rewound and consumed again. An event whose id is
-    already stored with other content is dead-lettered and the batch retried without it.
+    Records from the dead-letter topic become InputRejected events in the same
+    transaction. Kafka offsets are committed by FastStream after this returns, i.e. after
+    the database commit; on an error the batch is rewound and consumed again. An event
+    whose id is already stored with other content is dead-lettered and the batch retried
+    without it.
     """
 
     def __init__(
@@ -98,11 +100,13 @@ class FactsConsumer:
 
     async def __call__(self, message: KafkaMessage) -> None:
         records = records_of(message)
-        envelopes, rejected = parse_records(records)
+        facts = [record for record in records if record.topic != DEAD_LETTERS]
+        envelopes, rejected = parse_records(facts)
         by_id = {
             envelope.id: record
-            for envelope, record in zip(envelopes, _valid(records, rejected), strict=True)
+            for envelope, record in zip(envelopes, _valid(facts, rejected), strict=True)
         }
+        envelopes += [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
         try:
             for _ in range(len(envelopes) + 1):
                 if rejected:
@@ -133,25 +137,3 @@ class FactsConsumer:
 def _valid(records: list[Record], rejected: list[Rejected]) -> list[Record]:
     bad = {id(item.record) for item in rejected}
     return [record for record in records if id(record) not in bad]
-
-
-class RejectedInputConsumer:
-    """Records everything on the dead-letter topic in the rejected-input stream."""
-
-    def __init__(self, pool: asyncpg.Pool, *, on_commit: Callable[[bool], None]) -> None:
-        self._pool = pool
-        self._on_commit = on_commit
-        self._backoff = _Backoff()
-
-    async def __call__(self, message: KafkaMessage) -> None:
-        records = records_of(message)
-        events = [eventstore.NewEvent(rejected_input(record)) for record in records]
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                appended = await eventstore.append(connection, events)
-        except RETRYABLE as error:
-            await self._backoff.failed(error)
-            raise
-        self._backoff.succeeded()
-        self._on_commit(False)
-        log.info("rules.rejected_input_recorded", new=sum(a.new for a in appended))

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
-from services.safety_rules.consumers import FactsConsumer, RejectedInputConsumer
+from services.safety_rules.consumers import FactsConsumer
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
 from shared.background import DrainLoop
@@ -27,7 +27,6 @@ from shared.structured_logging import configure_logging
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
-REJECTED_GROUP_ID = "vigil-safety-rules-rejected-input"
 
 
 async def anchor_periodically(pool: asyncpg.Pool, settings: VigilSettings) -> None:
@@ -66,22 +65,19 @@ def build_app(settings: VigilSettings) -> FastAPI:
             facts = FactsConsumer(
                 runtime.pool, runtime.broker, packs, group_id=GROUP_ID, on_commit=committed
             )
+            # one consumer group for all three topics: one join, and a subject's facts and
+            # the rejected input are recorded by the same transactions
             runtime.broker.subscriber(
                 SUBJECTS,
                 LAB_RESULTS,
+                DEAD_LETTERS,
                 group_id=GROUP_ID,
                 batch=True,
                 max_records=settings.rules_batch_max_records,
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
+                heartbeat_interval_ms=1000,
             )(facts.__call__)
-            runtime.broker.subscriber(
-                DEAD_LETTERS,
-                group_id=REJECTED_GROUP_ID,
-                batch=True,
-                auto_offset_reset="earliest",
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-            )(RejectedInputConsumer(runtime.pool, on_commit=committed).__call__)
             await runtime.broker.start()
             tasks = [
                 asyncio.create_task(relay.run(), name="outbox-relay"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +64,24 @@ def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[Run
     }
     started: list[ManagedProcess] = []
     try:
-        for name, command in (
-            ("safety_rules", "rules"),
-            ("notifier", "notifier"),
-            ("ingest", "ingest"),
-        ):
-            key = "rules" if command == "rules" else command
-            started.append(start_service(name, command, ports[key], env, log_dir))
+        # started side by side: each waits seconds for its consumer group to form
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [
+                pool.submit(start_service, name, command, ports[command], env, log_dir)
+                for name, command in (
+                    ("safety_rules", "rules"),
+                    ("notifier", "notifier"),
+                    ("ingest", "ingest"),
+                )
+            ]
+            failures = []
+            for future in futures:
+                try:
+                    started.append(future.result())
+                except (RuntimeError, TimeoutError) as error:
+                    failures.append(error)
+            if failures:
+                raise failures[0]
         yield RunningServices(
             ingest_url=f"http://127.0.0.1:{ports['ingest']}",
             rules_url=f"http://127.0.0.1:{ports['rules']}",
