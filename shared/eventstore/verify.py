@@ -63,40 +63,36 @@ async def _check_range(pool: asyncpg.Pool, low: int, high: int) -> _Range:
         rows = await connection.fetch(_QUERY, low, high)
     expected, previous = low, None
     first_prev = bytes(rows[0][1]) if rows else None
+
+    def stop(at: int | None, problem: str | None) -> _Range:
+        return _Range(low, first_prev, expected, previous, expected - low, at, problem)
+
     for position, prev_hash, row_hash, content_ok in rows:
-        problem = None
         if position != expected + 1:
-            return _Range(
-                low,
-                first_prev,
-                expected,
-                previous,
-                expected - low,
-                expected + 1,
-                f"position {expected + 1} is missing (next stored position is {position}): "
-                "a row was deleted or positions were changed",
-            )
+            return stop(expected + 1, _missing(expected + 1, position))
         if previous is not None and bytes(prev_hash) != previous:
-            problem = (
-                f"position {position} does not follow position {expected}: its previous "
-                "hash differs (rows were removed, inserted or reordered)"
+            return stop(position, _not_following(position, expected))
+        if not content_ok:
+            return stop(
+                position,
+                f"position {position}: content does not match its hash (the row was altered)",
             )
-        elif not content_ok:
-            problem = f"position {position}: content does not match its hash (the row was altered)"
-        if problem is not None:
-            return _Range(low, first_prev, expected, previous, expected - low, position, problem)
         expected, previous = position, bytes(row_hash)
     if expected < high:
-        return _Range(
-            low,
-            first_prev,
-            expected,
-            previous,
-            expected - low,
-            expected + 1,
-            f"position {expected + 1} is missing: a row was deleted or positions were changed",
-        )
-    return _Range(low, first_prev, expected, previous, expected - low, None, None)
+        return stop(expected + 1, _missing(expected + 1, None))
+    return stop(None, None)
+
+
+def _missing(position: int, next_stored: int | None) -> str:
+    found = f" (next stored position is {next_stored})" if next_stored else ""
+    return f"position {position} is missing{found}: a row was deleted or positions were changed"
+
+
+def _not_following(position: int, previous: int) -> str:
+    return (
+        f"position {position} does not follow position {previous}: its previous hash "
+        "differs (rows were removed, inserted or reordered)"
+    )
 
 
 async def verify_chain(
@@ -127,8 +123,7 @@ async def verify_chain(
                 position,
                 running_hash,
                 result.low + 1,
-                f"position {result.low + 1} does not follow position {position}: its previous "
-                "hash differs (rows were removed, inserted or reordered)",
+                _not_following(result.low + 1, position),
             )
         total += result.checked
         if result.problem is not None:
