@@ -134,11 +134,14 @@ async def handle_batch(
     raises no second signal.
     """
     outcome = BatchOutcome()
+    # enrolments first: the log then tells a subject's story in a sensible order even when
+    # its enrolment and first results arrive in one batch from two topics
+    envelopes = sorted(envelopes, key=_processing_order)
     new_ids = await uow.append(envelopes)
     outcome.stored = len(new_ids)
     outcome.duplicates = len({e.id for e in envelopes}) - len(new_ids)
     seen: set[uuid.UUID] = set()
-    for envelope in sorted(envelopes, key=_processing_order):
+    for envelope in envelopes:
         if envelope.id not in new_ids or envelope.id in seen:
             continue
         seen.add(envelope.id)

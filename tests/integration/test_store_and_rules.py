@@ -105,7 +105,14 @@ async def test_redelivered_batch_raises_no_second_signal(fresh_dsn: str) -> None
         assert again.duplicates == 2
         signal = first.signals[0].payload()  # type: ignore[attr-defined]
         assert signal.site_id == "PKUPH-02"  # enrolment in the same batch was applied first
-        assert await connection.fetchval("SELECT count(*) FROM events") == 3
+        types = [
+            r["type"] for r in await connection.fetch("SELECT type FROM events ORDER BY position")
+        ]
+        assert types == [
+            "org.vigil.subject.enrolled.v1",
+            "org.vigil.lab_result.reported.v1",
+            "org.vigil.safety_signal.raised.v1",
+        ]
         outbox = await connection.fetch("SELECT event_id, topic, key FROM outbox")
         assert [(r["event_id"], r["topic"]) for r in outbox] == [
             (first.signals[0].id, "vigil.safety-signals.v1")  # type: ignore[attr-defined]
