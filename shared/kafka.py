@@ -22,13 +22,14 @@ def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
 
     The idempotent producer is off: the development broker (Tansu) does not implement
     InitProducerId, and Vigil gets exactly-once effects from event ids kept in PostgreSQL.
+    The client's request timeout stays at its default: consumer-group joins can take
+    seconds, and how long a publisher waits is bounded by the caller instead.
     """
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
-        request_timeout_ms=int(settings.kafka_publish_timeout_seconds * 1000),
         linger_ms=2,
         logger=None,
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],

@@ -85,6 +85,12 @@ class VigilSettings(BaseSettings):
         default=500, ge=1, description="Most records the rules service takes in one batch."
     )
 
+    ingest_redrive_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long ingest waits for a published event to reach the audit log "
+        "before publishing it again.",
+    )
     notifier_retry_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest back-off between two e-mail attempts."
     )

@@ -3,64 +3,97 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Body, FastAPI, Header
+from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import make_asgi_app
 
-from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
+from services.ingest.adapters.publisher import BrokerUnavailable
+from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import to_events
-from services.ingest.problems import PROBLEM_JSON, problem, validation_problem
+from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.problems import PROBLEM_JSON, field_errors, problem
 from services.ingest.schemas import Accepted, LabResultsBody, RequestModel, SubjectsBody
-from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 SOURCE = "/vigil/ingest/http"
+CHANNEL = "http-json"
 
 
 def create_app(
-    publisher: EventPublisher,
+    intake: Callable[[], Intake],
     *,
     default_study: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    readiness: Callable[[], Awaitable[str | None]],
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
-    """The ingest application, wired to a publisher."""
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            await publisher.connect()
-        except BrokerUnavailable as error:
-            log.warning("ingest.broker_unavailable_at_start", error=str(error))
-        yield
-        await publisher.close()
-
+    """The ingest application; ``intake`` gives the running Intake once started."""
     app = FastAPI(
         title="Vigil ingest",
         version="1",
         lifespan=lifespan,
         responses={422: _PROBLEM, 503: _PROBLEM},
     )
-    app.add_exception_handler(RequestValidationError, validation_problem)
     app.mount("/metrics", make_asgi_app())
 
-    async def publish(envelopes: list[Envelope], correlation_id: uuid.UUID) -> Response:
+    async def receipt_of(request: Request, outcome: str, reason: str | None = None) -> Receipt:
+        client = request.client.host if request.client else "unknown"
+        return Receipt(
+            channel=CHANNEL,
+            source=f"{client} {request.method} {request.url.path}",
+            content_type=request.headers.get("content-type"),
+            raw=await request.body(),
+            outcome="accepted" if outcome == "accepted" else "rejected",
+            reason=reason,
+        )
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        """422 naming each bad field; the message is kept and dead-lettered all the same."""
+        assert isinstance(exc, RequestValidationError)
+        errors = field_errors(exc.errors(), exc.body)
+        fields = sorted({error["field"] for error in errors})
+        detail = f"{len(errors)} problem(s) in: {', '.join(fields)}"
         try:
-            await publisher.publish(envelopes)
-        except BrokerUnavailable as error:
-            return problem(
-                503,
-                "Event broker unavailable",
-                f"{error}. Nothing was accepted; send the request again.",
-            )
+            receipt = await receipt_of(request, "rejected", f"{request.url.path}: {detail}")
+            await intake().reject(receipt, origin=f"http {request.url.path}")
+        except StorageUnavailable as error:
+            log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
+        return problem(
+            422, "Invalid request body", detail, instance=str(request.url.path), errors=errors
+        )
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+    def correlation(header: str | None) -> uuid.UUID:
+        try:
+            return uuid.UUID(header) if header else uuid.uuid4()
+        except ValueError:
+            return uuid.uuid4()
+
+    async def accept(
+        request: Request, body: RequestModel | list[Any], header: str | None
+    ) -> Response:
+        correlation_id = correlation(header)
+        envelopes = to_events(
+            body if isinstance(body, list) else [body],
+            default_study=default_study,
+            source=SOURCE,
+            correlation_id=correlation_id,
+            now=clock(),
+        )
+        try:
+            await intake().accept(await receipt_of(request, "accepted"), envelopes)
+        except (StorageUnavailable, BrokerUnavailable) as error:
+            return problem(503, "Temporarily unavailable", f"{error}. Send the request again.")
         log.info("ingest.accepted", events=len(envelopes), correlation_id=str(correlation_id))
         accepted = Accepted(
             accepted=len(envelopes),
@@ -69,39 +102,23 @@ def create_app(
         )
         return JSONResponse(accepted.model_dump(), status_code=202)
 
-    def correlation(header: str | None) -> uuid.UUID:
-        try:
-            return uuid.UUID(header) if header else uuid.uuid4()
-        except ValueError:
-            return uuid.uuid4()
-
-    async def accept(body: RequestModel | list[Any], header: str | None) -> Response:
-        correlation_id = correlation(header)
-        requests = body if isinstance(body, list) else [body]
-        envelopes = to_events(
-            requests,
-            default_study=default_study,
-            source=SOURCE,
-            correlation_id=correlation_id,
-            now=clock(),
-        )
-        return await publish(envelopes, correlation_id)
-
     @app.post("/v1/subjects", status_code=202, response_model=Accepted)
     async def post_subjects(
+        request: Request,
         body: Annotated[SubjectsBody, Body()],
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Enrol one subject or a list of subjects."""
-        return await accept(body, x_correlation_id)
+        return await accept(request, body, x_correlation_id)
 
     @app.post("/v1/lab-results", status_code=202, response_model=Accepted)
     async def post_lab_results(
+        request: Request,
         body: Annotated[LabResultsBody, Body()],
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Report one lab result or a list of them."""
-        return await accept(body, x_correlation_id)
+        return await accept(request, body, x_correlation_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -110,9 +127,10 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        """Ready when the broker is reachable."""
-        if not await publisher.reachable():
-            return problem(503, "Not ready", "the event broker does not answer")
+        """Ready when the database and the broker answer."""
+        reason = await readiness()
+        if reason is not None:
+            return problem(503, "Not ready", reason)
         return JSONResponse({"status": "ready"})
 
     return app

@@ -2,29 +2,84 @@
 
 from __future__ import annotations
 
-import uvicorn
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from services.ingest.adapters.publisher import EventPublisher
+import asyncpg
+from fastapi import FastAPI
+
+from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
+from services.ingest.intake import Intake
+from shared.background import DrainLoop
+from shared.db.migrate import require_current_schema
+from shared.db.pool import create_pool
+from shared.http_service import serve_app
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
 
+def build_app(settings: VigilSettings) -> FastAPI:
+    """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
+    running: dict[str, Intake] = {}
+    parts: dict[str, object] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await require_current_schema(settings.database_url)
+        await wait_for_topics(settings)
+        pool = await create_pool(settings.database_url)
+        publisher = EventPublisher(
+            make_broker(settings, client_id="vigil-ingest"),
+            timeout=settings.kafka_publish_timeout_seconds,
+        )
+        with contextlib.suppress(BrokerUnavailable):
+            await publisher.connect()
+        deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
+        intake = Intake(pool, publisher, redrive_after=deadline)
+        redrive = DrainLoop(
+            "ingest.redrive",
+            intake.redrive,
+            retryable=(asyncpg.PostgresError, OSError, BrokerUnavailable),
+            poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
+        )
+        task = asyncio.create_task(redrive.run(), name="redrive")
+        running["intake"] = intake
+        parts.update(pool=pool, publisher=publisher)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await publisher.close()
+            await pool.close()
+
+    async def readiness() -> str | None:
+        pool, publisher = parts.get("pool"), parts.get("publisher")
+        if not isinstance(pool, asyncpg.Pool) or not isinstance(publisher, EventPublisher):
+            return "starting"
+        try:
+            await pool.fetchval("SELECT 1")
+        except (asyncpg.PostgresError, OSError) as error:
+            return f"database unreachable: {error}"
+        if not await publisher.reachable():
+            return "the event broker does not answer"
+        return None
+
+    return create_app(
+        lambda: running["intake"],
+        default_study=settings.default_study,
+        lifespan=lifespan,
+        readiness=readiness,
+    )
+
+
 async def serve(settings: VigilSettings) -> None:
-    """Create the topics, then serve the HTTP API until stopped."""
+    """Serve the HTTP API until stopped."""
     configure_logging(settings.log_level, service="ingest")
-    await wait_for_topics(settings)
-    publisher = EventPublisher(
-        make_broker(settings, client_id="vigil-ingest"),
-        timeout=settings.kafka_publish_timeout_seconds,
-    )
-    app = create_app(publisher, default_study=settings.default_study)
-    config = uvicorn.Config(
-        app,
-        host=settings.bind_host,
-        port=settings.ingest_port,
-        log_config=None,
-        access_log=False,
-    )
-    await uvicorn.Server(config).serve()
+    await serve_app(build_app(settings), host=settings.bind_host, port=settings.ingest_port)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 PROBLEM_JSON = "application/problem+json"
@@ -50,17 +48,3 @@ def field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]
             }
         )
     return listed
-
-
-async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
-    """422 naming each bad field."""
-    assert isinstance(exc, RequestValidationError)
-    errors = field_errors(exc.errors(), exc.body)
-    fields = sorted({error["field"] for error in errors})
-    return problem(
-        422,
-        "Invalid request body",
-        f"{len(errors)} problem(s) in: {', '.join(fields)}",
-        instance=str(request.url.path),
-        errors=errors,
-    )

@@ -21,6 +21,7 @@ from services.safety_rules.handlers import (
     rejected_input,
 )
 from shared import eventstore
+from shared.events.dead_letters import dead_letter_headers
 from shared.events.topics import DEAD_LETTERS
 
 log = structlog.get_logger(__name__)
@@ -59,11 +60,9 @@ async def publish_dead_letters(broker: KafkaBroker, rejected: list[Rejected], by
             broker.publish(
                 item.record.value,
                 topic=DEAD_LETTERS,
-                headers={
-                    "vigil-reason": item.reason[:1000],
-                    "vigil-origin": item.record.origin,
-                    "vigil-rejected-by": by,
-                },
+                headers=dead_letter_headers(
+                    reason=item.reason, origin=item.record.origin, rejected_by=by
+                ),
             )
             for item in rejected
         )

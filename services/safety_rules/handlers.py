@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +12,8 @@ from pydantic import ValidationError
 
 from services.safety_rules.domain.evaluation import evaluate_lab_result
 from services.safety_rules.domain.rule_pack import RulePack
-from shared.events import Envelope, InputRejected, LabResultReported, SubjectEnrolled, wrap
+from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from shared.events.dead_letters import input_rejected
 from shared.events.topics import SAFETY_SIGNALS
 
 log = structlog.get_logger(__name__)
@@ -34,12 +33,6 @@ class Record:
     @property
     def origin(self) -> str:
         return f"{self.topic}/{self.partition}@{self.offset}"
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value.decode(errors="replace")
-        return None
 
 
 @dataclass(frozen=True)
@@ -87,35 +80,9 @@ def rejected_input(record: Record) -> Envelope:
 
     Its id derives from the content, so a dead letter consumed twice is stored once.
     """
-    try:
-        text: str | None = record.value.decode()
-    except UnicodeDecodeError:
-        text = None
-    payload = InputRejected(
-        study_id=_study_named_in(text),
-        reason=record.header("vigil-reason") or "no reason given by the producer",
-        origin=record.header("vigil-origin") or record.origin,
-        rejected_by=record.header("vigil-rejected-by") or "unknown",
-        raw_base64=base64.b64encode(record.value).decode(),
-        raw_text=text,
-    )
+    headers = {key: value.decode(errors="replace") for key, value in record.headers}
+    payload = input_rejected(record.value, headers, fallback_origin=record.origin)
     return wrap(payload, source=SOURCE)
-
-
-def _study_named_in(text: str | None) -> str | None:
-    """The study a rejected message names, when it is JSON that names one."""
-    if not text:
-        return None
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    data = document.get("data")
-    candidates = [document.get("studyid"), data.get("study_id") if isinstance(data, dict) else None]
-    candidates.append(document.get("study_id"))
-    return next((c for c in candidates if isinstance(c, str) and 0 < len(c) <= 64), None)
 
 
 def _processing_order(envelope: Envelope) -> int:

@@ -7,9 +7,15 @@ import contextlib
 import asyncpg
 
 # Tables of the audit trail: the services may add and read, never change or remove.
-APPEND_ONLY_TABLES = ("events", "audit_checkpoints")
+APPEND_ONLY_TABLES = ("events", "audit_checkpoints", "received_messages")
 # Working tables (queues, read models) the services maintain.
-WORKING_TABLES = ("outbox", "deliveries", "projection_checkpoints", "subject_state")
+WORKING_TABLES = (
+    "outbox",
+    "deliveries",
+    "projection_checkpoints",
+    "subject_state",
+    "ingest_outbox",
+)
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 
 

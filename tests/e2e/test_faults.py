@@ -53,12 +53,12 @@ async def publish_direct(bootstrap: str, topic: str, values: list[bytes], key: b
 
 
 async def test_broker_down_gives_503_and_nothing_is_claimed(
-    tmp_path: Path, smtp_server: tuple[int, object]
+    tmp_path: Path, smtp_server: tuple[int, object], service_dsn: str
 ) -> None:
     with components.tansu() as broker:
         port = free_port()
         env = service_env(
-            database_url="postgresql://unused@127.0.0.1:1/unused",
+            database_url=service_dsn,
             kafka_bootstrap=broker.bootstrap,
             smtp_port=smtp_server[0],
             VIGIL_INGEST_PORT=str(port),
@@ -80,9 +80,97 @@ async def test_broker_down_gives_503_and_nothing_is_claimed(
 
                 assert response.status_code == 503
                 assert response.headers["content-type"] == "application/problem+json"
-                assert "send the request again" in response.json()["detail"]
+                assert "send the request again" in response.json()["detail"].lower()
                 assert (await c.get("/readyz")).status_code == 503
         finally:
+            ingest.stop()
+
+
+async def test_broker_restart_loses_nothing_that_was_acknowledged(
+    tmp_path: Path, smtp_server: tuple[int, object], postgres_dsn: str
+) -> None:
+    """The dev broker forgets everything on restart; the durable receipt does not."""
+    name = f"restart_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+    await components.migrate(dsn)
+    with components.tansu() as broker:
+        ports = {"rules": free_port(), "ingest": free_port()}
+        env = service_env(
+            database_url=components.as_service_role(dsn),
+            kafka_bootstrap=broker.bootstrap,
+            smtp_port=smtp_server[0],
+            VIGIL_RULES_PORT=str(ports["rules"]),
+            VIGIL_INGEST_PORT=str(ports["ingest"]),
+            VIGIL_INGEST_REDRIVE_AFTER_SECONDS="2",
+            VIGIL_KAFKA_PUBLISH_TIMEOUT_SECONDS="3",
+        )
+        ingest = start_service("ingest", "ingest", ports["ingest"], env, tmp_path)
+        rules = start_service("safety_rules", "rules", ports["rules"], env, tmp_path)
+        acknowledged: list[str] = []
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{ports['ingest']}", timeout=30
+            ) as client:
+
+                async def send(subject: str, values: list[str]) -> None:
+                    body = [
+                        {
+                            "subject_id": subject,
+                            "loinc_code": "718-7",
+                            "value": value,
+                            "unit": "g/dL",
+                            "collected_at": f"2026-11-0{n + 1}T08:00:00+00:00",
+                            "source_message_id": f"{subject}-{n}",
+                        }
+                        for n, value in enumerate(values)
+                    ]
+                    for _ in range(60):  # a sender retries until acknowledged
+                        response = await client.post("/v1/lab-results", json=body)
+                        if response.status_code == 202:
+                            acknowledged.extend(response.json()["event_ids"])
+                            return
+                        assert response.status_code == 503, response.text
+                        await asyncio.sleep(0.5)
+                    raise AssertionError("never acknowledged")
+
+                await send("R-1", ["12.0", "8.0"])
+                rules.stop()  # what follows sits in the broker, not yet in the audit log
+                await send("R-2", ["12.5", "7.9", "13.0"])
+                await send("R-3", ["11.0"])
+                broker.stop()
+                broker.start()  # ...and is forgotten here
+                await send("R-4", ["12.2", "8.8"])
+                rules.start()
+
+                connection = await asyncpg.connect(dsn)
+                try:
+                    await eventually(
+                        lambda: connection.fetchval(
+                            "SELECT count(*) = $2 FROM events WHERE event_id = ANY($1::uuid[])",
+                            acknowledged,
+                            len(set(acknowledged)),
+                        ),
+                        timeout=60,
+                        what="every acknowledged event in the audit log",
+                    )
+                    stored = await connection.fetchval(
+                        "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])",
+                        acknowledged,
+                    )
+                    assert stored == len(set(acknowledged)) == 8
+                    receipts = await connection.fetchval(
+                        "SELECT count(*) FROM received_messages WHERE outcome = 'accepted'"
+                    )
+                    assert receipts >= 4
+                finally:
+                    await connection.close()
+            redriven = await asyncio.to_thread((tmp_path / "ingest.log").read_text)
+            assert "ingest.redriven" in redriven  # the re-drive, not luck, brought them back
+        finally:
+            rules.stop()
             ingest.stop()
 
 

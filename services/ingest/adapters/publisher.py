@@ -9,8 +9,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
-from shared.events import CONTENT_TYPE, Envelope, payload_class
-from shared.events.topics import topic_for
+from services.ingest.adapters.receipts import Outgoing
 
 log = structlog.get_logger(__name__)
 
@@ -52,24 +51,21 @@ class EventPublisher:
             return False
         return await self._broker.ping(timeout)
 
-    async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish all envelopes; return only when the broker acknowledged every one."""
+    async def publish(self, records: Sequence[Outgoing]) -> None:
+        """Publish all records; return only when the broker acknowledged every one."""
         await self.connect()
         sends = [
             self._broker.publish(
-                envelope.to_json(),
-                topic=topic_for(payload_class(envelope.type)),
-                key=envelope.key,
-                headers={"content-type": CONTENT_TYPE},
+                record.value, topic=record.topic, key=record.key, headers=record.headers
             )
-            for envelope in envelopes
+            for record in records
         ]
         try:
             await asyncio.wait_for(asyncio.gather(*sends), self._timeout)
         except (KafkaError, OSError, TimeoutError) as error:
-            log.warning("kafka.publish_failed", error=repr(error), events=len(envelopes))
+            log.warning("kafka.publish_failed", error=repr(error), records=len(records))
             raise BrokerUnavailable(
-                f"Kafka did not acknowledge {len(envelopes)} event(s) within "
+                f"Kafka did not acknowledge {len(records)} record(s) within "
                 f"{self._timeout:.0f}s: {error!r}"
             ) from error
 

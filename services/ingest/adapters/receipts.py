@@ -1,0 +1,134 @@
+"""Durable receipt: the raw message and the events it became, stored before any answer.
+
+``received_messages`` keeps each message verbatim and is append-only. ``ingest_outbox``
+holds every event ingest owes the audit log; the re-drive step republishes the ones that
+have not reached ``events`` by their deadline, so neither a broker that forgets (the dev
+broker keeps messages in memory) nor a crash between receipt and publication loses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+import asyncpg
+import orjson
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record ingest must publish: an event, or a dead letter whose event is known."""
+
+    event_id: uuid.UUID
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A received message as it arrived."""
+
+    channel: str
+    source: str
+    content_type: str | None
+    raw: bytes
+    outcome: Literal["accepted", "rejected"]
+    reason: str | None = None
+
+
+async def record_receipt(
+    connection: asyncpg.Connection,
+    receipt: Receipt,
+    outgoing: Sequence[Outgoing],
+    *,
+    deadline: timedelta,
+) -> uuid.UUID:
+    """Store the message and what it owes the audit log, in one transaction."""
+    receipt_id = uuid.uuid4()
+    async with connection.transaction():
+        await connection.execute(
+            """INSERT INTO received_messages (receipt_id, channel, source, content_type, raw,
+                   raw_sha256, outcome, reason, event_ids)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            receipt_id,
+            receipt.channel,
+            receipt.source,
+            receipt.content_type,
+            receipt.raw,
+            hashlib.sha256(receipt.raw).digest(),
+            receipt.outcome,
+            receipt.reason,
+            [item.event_id for item in outgoing],
+        )
+        if outgoing:
+            # a resent message owes the same events: the first row stands
+            await connection.executemany(
+                """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
+                       next_check_at)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, clock_timestamp() + $7)
+                   ON CONFLICT (event_id) DO NOTHING""",
+                [
+                    (
+                        item.event_id,
+                        receipt_id,
+                        item.topic,
+                        item.key,
+                        item.value,
+                        orjson.dumps(item.headers).decode(),
+                        deadline,
+                    )
+                    for item in outgoing
+                ],
+            )
+    return receipt_id
+
+
+async def mark_published(connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> None:
+    await connection.execute(
+        "UPDATE ingest_outbox SET published_at = clock_timestamp() WHERE event_id = ANY($1)",
+        list(event_ids),
+    )
+
+
+async def settle(connection: asyncpg.Connection) -> int:
+    """Forget owed events that have reached the audit log; returns how many."""
+    result: str = await connection.execute(
+        "DELETE FROM ingest_outbox o USING events e WHERE e.event_id = o.event_id"
+    )
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def claim_overdue(
+    connection: asyncpg.Connection, limit: int, *, deadline: timedelta
+) -> list[Outgoing]:
+    """Lock overdue owed events not in the audit log and push their next check back
+    (exponentially: a consumer that is merely slow is not flooded with copies)."""
+    rows = await connection.fetch(
+        """UPDATE ingest_outbox o
+           SET redrives = redrives + 1,
+               next_check_at = clock_timestamp() + $2::interval * power(2, least(redrives + 1, 6))
+           WHERE event_id IN (
+               SELECT event_id FROM ingest_outbox
+               WHERE next_check_at <= clock_timestamp()
+               ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)
+           RETURNING event_id, topic, key, value, headers::text AS headers""",
+        limit,
+        deadline,
+    )
+    return [
+        Outgoing(
+            row["event_id"],
+            row["topic"],
+            None if row["key"] is None else bytes(row["key"]),
+            bytes(row["value"]),
+            orjson.loads(row["headers"]),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,74 @@
+"""Ingest keeps every message verbatim before it answers, accepted or not."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.services import RunningServices
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_accepted_message_is_kept_byte_for_byte(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    subject = f"DR-{uuid.uuid4().hex[:8]}"
+    # deliberately odd spacing and key order: the original is kept as sent, not re-encoded
+    raw = (
+        '{ "unit":"g/dL",  "value": 12.40, "loinc_code":"718-7", "subject_id":"SUBJECT",'
+        ' "collected_at":"2026-11-01T08:00:00+08:00", "source_message_id":"ORIG-1" }'
+    ).replace("SUBJECT", subject).encode()
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post(
+            "/v1/lab-results", content=raw, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 202
+    event_id = uuid.UUID(response.json()["event_ids"][0])
+
+    row = await db.fetchrow("SELECT * FROM received_messages WHERE $1 = ANY(event_ids)", event_id)
+    assert bytes(row["raw"]) == raw
+    assert bytes(row["raw_sha256"]) == hashlib.sha256(raw).digest()
+    assert (row["channel"], row["outcome"]) == ("http-json", "accepted")
+    assert row["source"].endswith("POST /v1/lab-results")
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) = 1 FROM events WHERE event_id = $1", event_id),
+        what="the event in the audit log",
+    )
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await db.execute("DELETE FROM received_messages")
+
+
+async def test_rejected_message_is_kept_and_reaches_the_audit_log(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    raw = json.dumps({"subject_id": "X", "loinc_code": "718-7", "value": "high"}).encode()
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post(
+            "/v1/lab-results", content=raw, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+
+    row = await db.fetchrow(
+        "SELECT * FROM received_messages WHERE raw = $1 ORDER BY received_at DESC LIMIT 1", raw
+    )
+    assert row["outcome"] == "rejected"
+    assert "value" in row["reason"]
+    assert "collected_at" in row["reason"]
+    (owed,) = row["event_ids"]
+
+    stored = await eventually(
+        lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", owed),
+        what="the rejection in the rejected-input stream",
+    )
+    payload = json.loads(stored)
+    assert base64.b64decode(payload["raw_base64"]) == raw
+    assert payload["rejected_by"] == "vigil-ingest"
+    assert payload["origin"] == "http /v1/lab-results"
