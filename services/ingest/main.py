@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.intake import Intake
+from services.ingest.mllp import start_mllp_server
 from shared.background import DrainLoop
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
@@ -48,11 +50,20 @@ def build_app(settings: VigilSettings) -> FastAPI:
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
         task = asyncio.create_task(redrive.run(), name="redrive")
+        mllp = await start_mllp_server(
+            intake,
+            host=settings.bind_host,
+            port=settings.mllp_port,
+            study_id=settings.default_study,
+            zone=ZoneInfo(settings.mllp_timezone),
+        )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)
         try:
             yield
         finally:
+            mllp.close()
+            await mllp.wait_closed()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -125,11 +125,15 @@ class LabResultReported(SubjectEvent):
 
     loinc_code: str = Field(pattern=r"^\d{1,7}-\d$", description="LOINC code, e.g. 718-7.")
     value: ClinicalDecimal
+    comparator: Literal["<", "<=", ">", ">="] | None = Field(
+        default=None, description="For a censored value such as '<0.5' (HL7 SN, FHIR)."
+    )
     unit: str = Field(min_length=1, max_length=32, description="UCUM unit as reported.")
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
     collected_at: AwareDatetime
     result_status: ResultStatus = ResultStatus.FINAL
+    abnormal_flags: tuple[str, ...] = Field(default=(), description="HL7 OBX-8 as sent.")
     source_message_id: str = Field(min_length=1, max_length=128)
 
     @property

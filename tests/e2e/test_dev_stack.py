@@ -33,12 +33,15 @@ def read_lines(process: subprocess.Popen[str], into: queue.Queue[str]) -> None:
 
 def test_demo_shows_a_haemoglobin_alert_and_ctrl_c_stops_everything() -> None:
     state = components.scratch_dir("vigil-test-dev-")
-    ports = {name: free_port() for name in ("pg", "kafka", "smtp", "ingest", "rules", "notifier")}
+    ports = {
+        name: free_port() for name in ("pg", "kafka", "smtp", "ingest", "rules", "notifier", "mllp")
+    }
     env = clean_env(
         VIGIL_DEV_PG_PORT=str(ports["pg"]),
         VIGIL_DEV_KAFKA_PORT=str(ports["kafka"]),
         VIGIL_DEV_SMTP_PORT=str(ports["smtp"]),
         VIGIL_INGEST_PORT=str(ports["ingest"]),
+        VIGIL_MLLP_PORT=str(ports["mllp"]),
         VIGIL_RULES_PORT=str(ports["rules"]),
         VIGIL_NOTIFIER_PORT=str(ports["notifier"]),
     )

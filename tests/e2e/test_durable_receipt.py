@@ -23,9 +23,13 @@ async def test_accepted_message_is_kept_byte_for_byte(
     subject = f"DR-{uuid.uuid4().hex[:8]}"
     # deliberately odd spacing and key order: the original is kept as sent, not re-encoded
     raw = (
-        '{ "unit":"g/dL",  "value": 12.40, "loinc_code":"718-7", "subject_id":"SUBJECT",'
-        ' "collected_at":"2026-11-01T08:00:00+08:00", "source_message_id":"ORIG-1" }'
-    ).replace("SUBJECT", subject).encode()
+        (
+            '{ "unit":"g/dL",  "value": 12.40, "loinc_code":"718-7", "subject_id":"SUBJECT",'
+            ' "collected_at":"2026-11-01T08:00:00+08:00", "source_message_id":"ORIG-1" }'
+        )
+        .replace("SUBJECT", subject)
+        .encode()
+    )
     async with httpx.AsyncClient(base_url=services.ingest_url) as client:
         response = await client.post(
             "/v1/lab-results", content=raw, headers={"content-type": "application/json"}

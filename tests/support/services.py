@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class RunningServices:
     ingest_url: str
+    mllp_port: int
     rules_url: str
     notifier_url: str
     log_dir: Path
@@ -32,6 +33,7 @@ def service_env(
         "VIGIL_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "VIGIL_STUDY_DIR": str(REPO / "studies"),
         "VIGIL_KAFKA_PARTITIONS": "3",
+        "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",
         **extra,
     }
@@ -56,8 +58,10 @@ def start_service(
 def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[RunningServices]:
     """Start rules, notifier and ingest on free ports; stop them afterwards."""
     ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
+    mllp_port = free_port()
     env = {
         **base_env,
+        "VIGIL_MLLP_PORT": str(mllp_port),
         "VIGIL_RULES_PORT": str(ports["rules"]),
         "VIGIL_NOTIFIER_PORT": str(ports["notifier"]),
         "VIGIL_INGEST_PORT": str(ports["ingest"]),
@@ -84,6 +88,7 @@ def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[Run
                 raise failures[0]
         yield RunningServices(
             ingest_url=f"http://127.0.0.1:{ports['ingest']}",
+            mllp_port=mllp_port,
             rules_url=f"http://127.0.0.1:{ports['rules']}",
             notifier_url=f"http://127.0.0.1:{ports['notifier']}",
             log_dir=log_dir,

@@ -81,3 +81,23 @@ def test_other_analytes_are_not_judged_by_the_haemoglobin_rule() -> None:
 def test_same_input_same_signal_id() -> None:
     assert signal_id_for("r", EVENT_ID) == signal_id_for("r", EVENT_ID)
     assert signal_id_for("r", EVENT_ID) != signal_id_for("s", EVENT_ID)
+
+
+@pytest.mark.parametrize(
+    ("comparator", "value", "fires"),
+    [
+        ("<", "0.5", True),  # certainly below 9
+        ("<", "10", True),  # may be below 9: cannot be told apart from an alarming value
+        (">", "12", False),  # certainly above 9
+        (">", "8", True),  # may be 8.5
+        (">=", "9", True),  # may be exactly 9
+        (">", "9", False),  # certainly above 9
+    ],
+)
+def test_censored_values_alert_when_the_condition_may_hold(
+    comparator: str, value: str, fires: bool
+) -> None:
+    signals, _ = evaluate_lab_result(hb(value, comparator=comparator), EVENT_ID, PACK, site_id=None)
+    assert bool(signals) is fires
+    if signals:
+        assert signals[0].computed_values["censored"] == f"reported as {comparator}{value}"

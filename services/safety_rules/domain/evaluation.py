@@ -48,7 +48,7 @@ def evaluate_lab_result(
         except UnitNotConvertible as error:
             problems.append(Unconvertible(rule.id, str(error)))
             continue
-        if rule.holds(value):
+        if rule.holds(value, result.comparator):
             signals.append(_signal(result, event_id, pack, rule, value, site_id))
     return signals, problems
 
@@ -85,7 +85,12 @@ def _signal(
             "rule_unit": rule.unit,
             "reported_value": f"{result.value:f}",
             "reported_unit": result.unit,
-            "comparison": f"{converted.normalize():f} {rule.describe()}",
+            "comparison": f"{result.comparator or ''}{converted.normalize():f} {rule.describe()}",
+            **(
+                {"censored": f"reported as {result.comparator}{result.value:f}"}
+                if result.comparator
+                else {}
+            ),
         },
         analyte=analyte.name if analyte else result.loinc_code,
         observed_value=result.value,

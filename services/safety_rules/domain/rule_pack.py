@@ -44,15 +44,25 @@ class AbsoluteThresholdRule(BaseModel):
                 raise ValueError(str(error)) from None
         return self
 
-    def holds(self, value: Decimal) -> bool:
-        """Whether ``value`` (in the rule's unit) meets the condition."""
-        comparisons = {
-            "<": value < self.threshold,
-            "<=": value <= self.threshold,
-            ">": value > self.threshold,
-            ">=": value >= self.threshold,
-        }
-        return comparisons[self.operator]
+    def holds(self, value: Decimal, comparator: str | None = None) -> bool:
+        """Whether ``value`` (in the rule's unit) meets the condition.
+
+        A censored value (``<0.5``, ``>200``) is only known to lie on one side of ``value``;
+        it meets the condition when the condition may hold, so that a result that cannot be
+        told apart from an alarming one alerts.
+        """
+        t = self.threshold
+        if comparator in (None, "="):
+            comparisons = {"<": value < t, "<=": value <= t, ">": value > t, ">=": value >= t}
+            return comparisons[self.operator]
+        lies_below = comparator in ("<", "<=")
+        if self.operator in ("<", "<="):
+            if lies_below:
+                return True
+            return value < t or (comparator == ">=" and self.operator == "<=" and value == t)
+        if not lies_below:
+            return True
+        return value > t or (comparator == "<=" and self.operator == ">=" and value == t)
 
     def describe(self) -> str:
         return f"{self.operator} {self.threshold.normalize():f} {self.unit}"

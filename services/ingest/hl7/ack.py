@@ -1,0 +1,62 @@
+"""General acknowledgements (ACK) with MSA and one ERR segment per problem (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.ingest.hl7.messages import Interpretation
+
+_ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"}
+
+
+def escape(text: str) -> str:
+    """HL7 escape sequences for the default delimiters; no line breaks in a field."""
+    escaped = "".join(_ESCAPES.get(char, char) for char in text)
+    return escaped.replace("\r", " ").replace("\n", " ")
+
+
+def build_ack(
+    outcome: Interpretation,
+    *,
+    sending_application: str,
+    sending_facility: str,
+    receiving_application: str = "",
+    receiving_facility: str = "",
+    ack_control_id: str,
+    now: datetime | None = None,
+    text: str | None = None,
+) -> str:
+    """The ACK for ``outcome``; ERR uses the 2.5 layout (ERR-2/3/4/8) and, for senders on
+    2.3/2.4, also ERR-1."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
+    version = outcome.version
+    msh = (
+        f"MSH|^~\\&|{escape(sending_application)}|{escape(sending_facility)}|"
+        f"{escape(receiving_application)}|{escape(receiving_facility)}|{stamp}||ACK^R01^ACK|"
+        f"{escape(ack_control_id)}|P|{escape(version)}"
+    )
+    message = text or (outcome.problems[0].text if outcome.problems else "")
+    segments = [msh, f"MSA|{outcome.ack_code}|{escape(outcome.control_id)}|{escape(message[:80])}"]
+    legacy = version.startswith(("2.3", "2.4"))
+    for problem in outcome.problems:
+        location = f"{problem.segment}^{problem.sequence}^{problem.field or ''}"
+        code = f"{problem.code}^{escape(_CODE_TEXT.get(problem.code, 'Error'))}^HL70357"
+        err1 = (
+            f"{problem.segment}^{problem.sequence}^{problem.field or ''}^"
+            f"{problem.code}&{escape(_CODE_TEXT.get(problem.code, 'Error'))}&HL70357"
+            if legacy
+            else ""
+        )
+        segments.append(f"ERR|{err1}|{location}|{code}|E||||{escape(problem.text)}")
+    return "\r".join(segments) + "\r"
+
+
+_CODE_TEXT = {
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "203": "Unsupported version id",
+    "207": "Application internal error",
+}

@@ -1,0 +1,73 @@
+"""Reading HL7 v2 data types: timestamps, numbers, reference ranges (pure)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+
+_DTM = re.compile(
+    r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
+    r"(?:\.(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
+)
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_RANGE = re.compile(rf"^\s*({_NUMBER})\s*-\s*({_NUMBER})\s*$")
+_UPPER = re.compile(rf"^\s*(?:<|<=|≤)\s*({_NUMBER})\s*$")
+_LOWER = re.compile(rf"^\s*(?:>|>=|≥)\s*({_NUMBER})\s*$")
+
+
+class FieldError(ValueError):
+    """A field's content does not fit its HL7 data type."""
+
+
+def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
+    """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]``) as an aware datetime; a value
+    without an offset is in the source's configured zone."""
+    match = _DTM.match(text.strip())
+    if not match:
+        raise FieldError(f"{text!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])")
+    parts = match.groupdict()
+    fraction = parts["f"] or ""
+    try:
+        moment = datetime(
+            int(parts["y"]),
+            int(parts["mo"] or 1),
+            int(parts["d"] or 1),
+            int(parts["h"] or 0),
+            int(parts["mi"] or 0),
+            int(parts["s"] or 0),
+            int((fraction + "000000")[:6]),
+        )
+    except ValueError as error:
+        raise FieldError(f"{text!r} is not a valid date/time: {error}") from None
+    if parts["tz"]:
+        sign = 1 if parts["tz"][0] == "+" else -1
+        offset = timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][3:5]))
+        return moment.replace(tzinfo=timezone(sign * offset))
+    return moment.replace(tzinfo=default_zone)
+
+
+def parse_date(text: str) -> date:
+    """HL7 DT or the date part of a DTM."""
+    return parse_dtm(text, default_zone=UTC).date()
+
+
+def parse_decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise FieldError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise FieldError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:
+    """OBX-7: ``3.5-5.0``, ``<1.0``, ``>60``; anything else gives no limits."""
+    if match := _RANGE.match(text):
+        return Decimal(match[1]), Decimal(match[2])
+    if match := _UPPER.match(text):
+        return None, Decimal(match[1])
+    if match := _LOWER.match(text):
+        return Decimal(match[1]), None
+    return None, None

@@ -1,0 +1,334 @@
+"""From an HL7 v2 message to Vigil events, or to the errors its ACK must name (pure).
+
+Supports ORU^R01 (lab results) and ADT^A04/A08 (register or update a subject), versions
+2.3 to 2.5.1. Every problem names the segment, its position, the field and an HL7 table
+0357 error code, so the sender's ACK can point at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from decimal import Decimal
+from typing import Literal
+
+import hl7
+import hl7.exceptions
+from pydantic import ValidationError
+
+from services.ingest.hl7.fields import (
+    FieldError,
+    parse_date,
+    parse_decimal,
+    parse_dtm,
+    parse_reference_range,
+)
+from shared.events import LabResultReported, ResultStatus, Sex, SubjectEnrolled, SubjectEvent
+
+SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+# HL7 table 0357 (message error condition codes)
+REQUIRED_FIELD_MISSING = "101"
+DATA_TYPE_ERROR = "102"
+TABLE_VALUE_NOT_FOUND = "103"
+UNSUPPORTED_MESSAGE_TYPE = "200"
+UNSUPPORTED_EVENT_CODE = "201"
+UNSUPPORTED_VERSION = "203"
+APPLICATION_ERROR = "207"
+
+_STATUS = {
+    "F": ResultStatus.FINAL,
+    "C": ResultStatus.CORRECTED,
+    "P": ResultStatus.PRELIMINARY,
+    "R": ResultStatus.PRELIMINARY,  # entered, not verified
+    "S": ResultStatus.PRELIMINARY,  # partial
+    "X": ResultStatus.CANNOT_OBTAIN,
+    "D": ResultStatus.DELETED,
+    "W": ResultStatus.WRONG,
+}
+_SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
+Comparator = Literal["<", "<=", ">", ">="]
+_COMPARATORS: dict[str, Comparator] = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+@dataclass(frozen=True)
+class Hl7Problem:
+    """One ERR segment: where (segment, its position in the message, field) and what."""
+
+    segment: str
+    sequence: int
+    field: int
+    code: str
+    text: str
+
+
+@dataclass
+class Interpretation:
+    """What a message becomes: AA with events, AE with problems, or AR."""
+
+    ack_code: Literal["AA", "AE", "AR"]
+    control_id: str
+    version: str
+    events: list[SubjectEvent] = field(default_factory=list)
+    problems: list[Hl7Problem] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(
+            f"{p.segment}[{p.sequence}]-{p.field}: {p.text} (HL7 0357 code {p.code})"
+            for p in self.problems
+        )
+
+
+def _get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
+    """A component's text, unescaped; empty when the message does not have it."""
+    try:
+        return str(segment.extract_field(1, number, repeat, component)).strip()
+    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
+        return ""
+
+
+class _Reader:
+    """Walks one message, collecting events and problems."""
+
+    def __init__(self, message: hl7.Message, study_id: str, zone: tzinfo) -> None:
+        self.message = message
+        self.study_id = study_id
+        self.zone = zone
+        self.problems: list[Hl7Problem] = []
+        self.control_id = _get(message.segment("MSH"), 10)
+
+    def problem(self, segment: str, sequence: int, number: int, code: str, text: str) -> None:
+        self.problems.append(Hl7Problem(segment, sequence, number, code, text))
+
+    def numbered(self) -> list[tuple[str, int, hl7.Segment]]:
+        """Segments with their position among segments of the same name (1-based)."""
+        seen: dict[str, int] = {}
+        out = []
+        for segment in self.message:
+            name = str(segment[0])
+            seen[name] = seen.get(name, 0) + 1
+            out.append((name, seen[name], segment))
+        return out
+
+    def subject_id(self) -> str | None:
+        try:
+            pid = self.message.segment("PID")
+        except KeyError:
+            self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
+            return None
+        subject = _get(pid, 3)
+        if not subject:
+            self.problem("PID", 1, 3, REQUIRED_FIELD_MISSING, "PID-3 (subject id) is empty")
+            return None
+        return subject
+
+    def lab_results(self) -> list[SubjectEvent]:
+        subject = self.subject_id()
+        events: list[SubjectEvent] = []
+        obr_time = ""
+        obr_number = 0
+        for name, sequence, segment in self.numbered():
+            if name == "OBR":
+                obr_number, obr_time = sequence, _get(segment, 7)
+            elif name == "OBX":
+                result = self.observation(sequence, segment, subject, obr_number, obr_time)
+                if result is not None:
+                    events.append(result)
+        if not events and not self.problems:
+            self.problem("OBX", 1, 0, REQUIRED_FIELD_MISSING, "the message has no OBX segment")
+        return events
+
+    def observation(
+        self, sequence: int, obx: hl7.Segment, subject: str | None, obr: int, obr_time: str
+    ) -> LabResultReported | None:
+        before = len(self.problems)
+        loinc = self.loinc(sequence, obx)
+        value, comparator = self.value(sequence, obx)
+        unit = _get(obx, 6)
+        if not unit:
+            self.problem("OBX", sequence, 6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty")
+        status_code = _get(obx, 11) or "F"
+        status = _STATUS.get(status_code)
+        if status is None:
+            self.problem(
+                "OBX",
+                sequence,
+                11,
+                TABLE_VALUE_NOT_FOUND,
+                f"OBX-11 result status {status_code!r} is not one of {''.join(_STATUS)}",
+            )
+        collected_text, where = _get(obx, 14), 14
+        if not collected_text:
+            collected_text, where = obr_time, 7
+        collected = None
+        if not collected_text:
+            self.problem(
+                "OBX",
+                sequence,
+                14,
+                REQUIRED_FIELD_MISSING,
+                "no collection time: OBX-14 and OBR-7 are both empty",
+            )
+        else:
+            try:
+                collected = parse_dtm(collected_text, default_zone=self.zone)
+            except FieldError as error:
+                segment = "OBX" if where == 14 else "OBR"
+                self.problem(
+                    segment, sequence if where == 14 else obr, where, DATA_TYPE_ERROR, str(error)
+                )
+        if len(self.problems) > before or subject is None:
+            return None
+        low, high = parse_reference_range(_get(obx, 7))
+        flags = tuple(flag for n in range(1, 6) if (flag := _get(obx, 8, repeat=n)))
+        set_id = _get(obx, 1) or str(sequence)
+        try:
+            return LabResultReported(
+                study_id=self.study_id,
+                subject_id=subject,
+                loinc_code=loinc or "",
+                value=value,
+                comparator=comparator,
+                unit=unit,
+                reference_low=low,
+                reference_high=high,
+                collected_at=collected,
+                result_status=status,
+                abnormal_flags=flags,
+                source_message_id=f"{self.control_id}/OBR{obr}/OBX{set_id}"[:128],
+            )
+        except ValidationError as error:
+            self.problem("OBX", sequence, 0, APPLICATION_ERROR, str(error.errors()[0]["msg"]))
+            return None
+
+    def loinc(self, sequence: int, obx: hl7.Segment) -> str | None:
+        """OBX-3's LOINC code, from the primary or the alternate coding."""
+        for code_at, system_at in ((1, 3), (4, 6)):
+            if _get(obx, 3, system_at).upper() == "LN" and _get(obx, 3, code_at):
+                return _get(obx, 3, code_at)
+        self.problem(
+            "OBX",
+            sequence,
+            3,
+            TABLE_VALUE_NOT_FOUND,
+            f"OBX-3 {_get(obx, 3)!r} is not coded in LOINC (coding system LN); local codes "
+            "need the study's code map",
+        )
+        return None
+
+    def value(self, sequence: int, obx: hl7.Segment) -> tuple[Decimal | None, Comparator | None]:
+        value_type = _get(obx, 2).upper()
+        try:
+            if value_type == "NM":
+                return parse_decimal(_get(obx, 5)), None
+            if value_type == "SN":
+                comparator, number = _get(obx, 5, 1), _get(obx, 5, 2)
+                if _get(obx, 5, 3) or _get(obx, 5, 4):
+                    raise FieldError("ranges and ratios in SN values are not supported")
+                if comparator in ("", "="):
+                    return parse_decimal(number), None
+                if comparator not in _COMPARATORS:
+                    raise FieldError(f"SN comparator {comparator!r} is not one of < <= > >= =")
+                return parse_decimal(number), _COMPARATORS[comparator]
+        except FieldError as error:
+            self.problem("OBX", sequence, 5, DATA_TYPE_ERROR, f"OBX-5: {error}")
+            return None, None
+        self.problem(
+            "OBX",
+            sequence,
+            2,
+            DATA_TYPE_ERROR,
+            f"OBX-2 value type {value_type or '(empty)'!r}: only numeric results (NM, SN) are "
+            "accepted so far",
+        )
+        return None, None
+
+    def registration(self) -> list[SubjectEvent]:
+        subject = self.subject_id()
+        pid = self.message.segment("PID") if subject else None
+        if pid is None or subject is None:
+            return []
+        birth_text, sex_code = _get(pid, 7), _get(pid, 8).upper()
+        birth = None
+        try:
+            birth = parse_date(birth_text) if birth_text else None
+        except FieldError as error:
+            self.problem("PID", 1, 7, DATA_TYPE_ERROR, str(error))
+        if not birth_text:
+            self.problem("PID", 1, 7, REQUIRED_FIELD_MISSING, "PID-7 (birth date) is empty")
+        sex = _SEX.get(sex_code) if sex_code else Sex.UNKNOWN
+        if sex is None:
+            self.problem("PID", 1, 8, TABLE_VALUE_NOT_FOUND, f"PID-8 sex {sex_code!r} unknown")
+        site = ""
+        try:
+            pv1 = self.message.segment("PV1")
+            site = _get(pv1, 3, 4) or _get(pv1, 3, 1)
+        except KeyError:
+            pass
+        if not site:
+            self.problem("PV1", 1, 3, REQUIRED_FIELD_MISSING, "PV1-3 (site) is empty")
+        if self.problems or birth is None or sex is None:
+            return []
+        return [
+            SubjectEnrolled(
+                study_id=self.study_id,
+                subject_id=subject,
+                site_id=site,
+                sex=sex,
+                birth_date=birth,
+            )
+        ]
+
+
+def interpret(raw: str, *, study_id: str, zone: tzinfo) -> Interpretation:
+    """Read one HL7 v2 message (segments separated by carriage returns)."""
+    try:
+        message = hl7.parse(raw)
+        msh = message.segment("MSH")
+    except (hl7.ParseException, KeyError, IndexError, ValueError) as error:
+        return Interpretation(
+            "AR",
+            "",
+            "2.5.1",
+            problems=[
+                Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"not an HL7 v2 message: {error}")
+            ],
+        )
+    reader = _Reader(message, study_id, zone)
+    version = _get(msh, 12)
+    kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
+    result = Interpretation("AA", reader.control_id, version or "2.5.1")
+    if version not in SUPPORTED_VERSIONS:
+        result.ack_code = "AR"
+        result.problems.append(
+            Hl7Problem(
+                "MSH",
+                1,
+                12,
+                UNSUPPORTED_VERSION,
+                f"version {version!r} is not supported (2.3 to 2.5.1 are)",
+            )
+        )
+        return result
+    if (kind, event) == ("ORU", "R01"):
+        result.events = reader.lab_results()
+    elif (kind, event) in (("ADT", "A04"), ("ADT", "A08")):
+        result.events = reader.registration()
+    else:
+        result.ack_code = "AR"
+        code = UNSUPPORTED_MESSAGE_TYPE if kind not in ("ORU", "ADT") else UNSUPPORTED_EVENT_CODE
+        result.problems.append(
+            Hl7Problem(
+                "MSH",
+                1,
+                9,
+                code,
+                f"message type {kind}^{event} is not supported (ORU^R01, ADT^A04, ADT^A08)",
+            )
+        )
+        return result
+    result.problems = reader.problems
+    if result.problems:
+        result.ack_code = "AE"
+        result.events = []  # a message is accepted whole or not at all
+    return result

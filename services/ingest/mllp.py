@@ -1,0 +1,97 @@
+"""The MLLP listener: HL7 v2 messages in, ACKs out, each message kept verbatim first."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, tzinfo
+
+import hl7.mllp
+import structlog
+
+from services.ingest.adapters.publisher import BrokerUnavailable
+from services.ingest.adapters.receipts import Receipt
+from services.ingest.hl7.ack import build_ack
+from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, interpret
+from services.ingest.intake import Intake, StorageUnavailable
+from shared.events import wrap
+
+log = structlog.get_logger(__name__)
+SOURCE = "/vigil/ingest/mllp"
+CHANNEL = "mllp"
+
+
+class MllpHandler:
+    """Serves one connection: every block is stored, interpreted and acknowledged."""
+
+    def __init__(self, intake: Intake, *, study_id: str, zone: tzinfo) -> None:
+        self._intake = intake
+        self._study_id = study_id
+        self._zone = zone
+
+    async def __call__(
+        self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        source = f"mllp {peer[0]}:{peer[1]}" if peer else "mllp"
+        try:
+            while not reader.at_eof():
+                try:
+                    block: bytes = await reader.readblock()
+                except hl7.mllp.InvalidBlockError as error:
+                    log.warning("mllp.invalid_block", peer=source, error=str(error))
+                    continue
+                except asyncio.IncompleteReadError:
+                    break
+                ack = await self.handle(block, source)
+                writer.writeblock(ack.encode())
+                await writer.drain()
+        except (ConnectionError, OSError) as error:
+            log.info("mllp.connection_closed", peer=source, error=str(error))
+        finally:
+            writer.close()
+
+    async def handle(self, block: bytes, source: str) -> str:
+        """Store, interpret, publish, and answer; AA only once the broker acknowledged."""
+        text = block.decode("utf-8", errors="replace")
+        outcome = interpret(text, study_id=self._study_id, zone=self._zone)
+        receipt = Receipt(
+            channel=CHANNEL,
+            source=source,
+            content_type="x-application/hl7-v2+er7",
+            raw=block,
+            outcome="accepted" if outcome.ack_code == "AA" else "rejected",
+            reason=None if outcome.ack_code == "AA" else outcome.reason,
+        )
+        correlation = uuid.uuid4()
+        try:
+            if outcome.ack_code == "AA":
+                envelopes = [
+                    wrap(event, source=SOURCE, correlation_id=correlation)
+                    for event in outcome.events
+                ]
+                await self._intake.accept(receipt, envelopes)
+                log.info("mllp.accepted", control_id=outcome.control_id, events=len(envelopes))
+            else:
+                await self._intake.reject(receipt, origin=source)
+                log.warning("mllp.rejected", control_id=outcome.control_id, reason=outcome.reason)
+        except (StorageUnavailable, BrokerUnavailable) as error:
+            outcome.ack_code = "AE"
+            outcome.problems = [
+                Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"temporarily unavailable: {error}")
+            ]
+        return build_ack(
+            outcome,
+            sending_application="VIGIL",
+            sending_facility=self._study_id,
+            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        )
+
+
+async def start_mllp_server(
+    intake: Intake, *, host: str, port: int, study_id: str, zone: tzinfo
+) -> asyncio.Server:
+    handler = MllpHandler(intake, study_id=study_id, zone=zone)
+    server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
+    return server
