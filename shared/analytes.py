@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 
+from shared.events.payloads import LabResultReported
+
 
 class UnitNotConvertible(ValueError):
     """A known analyte arrived in a unit Vigil cannot convert to the canonical one."""
@@ -109,3 +111,29 @@ _BY_LOINC = {code: analyte for analyte in ANALYTES for code in analyte.loinc_cod
 def analyte_for(loinc_code: str) -> Analyte | None:
     """The analyte with this LOINC code, or None when Vigil does not know it."""
     return _BY_LOINC.get(loinc_code)
+
+
+def normalise_lab_result(
+    result: LabResultReported,
+) -> tuple[LabResultReported, str | None]:
+    """The result with its canonical value and unit (or marked unmapped), and the
+    data-quality problem, if any, that a data manager must see. The reported value, unit
+    and coding are kept as they are."""
+    analyte = analyte_for(result.loinc_code) if result.loinc_code else None
+    if analyte is None:
+        return result.model_copy(update={"unmapped": True}), None
+    if result.value is None:
+        return result, None
+    if result.unit is None:
+        return result, (
+            f"{analyte.name} ({result.loinc_code}) was reported without a unit; "
+            f"Vigil expects {analyte.canonical_unit}"
+        )
+    try:
+        canonical = analyte.to_canonical(result.value, result.unit)
+    except UnitNotConvertible as error:
+        return result, str(error)
+    normalised = result.model_copy(
+        update={"canonical_value": canonical, "canonical_unit": analyte.canonical_unit}
+    )
+    return LabResultReported.model_validate(normalised.model_dump()), None

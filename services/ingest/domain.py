@@ -1,4 +1,4 @@
-"""Turning accepted requests into events: pure, no I/O."""
+"""Turning accepted requests and messages into events: pure, no I/O."""
 
 from __future__ import annotations
 
@@ -7,13 +7,55 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.ingest.schemas import LabResultIn, RequestModel, SubjectIn
-from shared.events import Envelope, LabResultReported, SubjectEnrolled, SubjectEvent, wrap
+from shared.analytes import normalise_lab_result
+from shared.events import (
+    DataQualityIssueRaised,
+    Envelope,
+    LabResultReported,
+    SubjectEnrolled,
+    SubjectEvent,
+    wrap,
+)
+from shared.qualitative import qualitative_answer
 
 # Which event each kind of request becomes.
 PAYLOAD_FOR: dict[type[RequestModel], type[SubjectEvent]] = {
     SubjectIn: SubjectEnrolled,
     LabResultIn: LabResultReported,
 }
+
+
+def events_for(
+    payload: SubjectEvent, *, source: str, correlation_id: uuid.UUID, now: datetime | None
+) -> list[Envelope]:
+    """A fact's event, normalised, plus a data-quality event when a data manager must look.
+
+    A lab result gets its canonical value and unit (the reported ones are kept), its
+    qualitative answer when its text is one of the spellings labs use, or the mark
+    ``unmapped`` when Vigil does not know the analyte; a known analyte in a unit that cannot
+    be converted is kept as it is and raises a data-quality issue.
+    """
+    if not isinstance(payload, LabResultReported):
+        return [wrap(payload, source=source, correlation_id=correlation_id, time=now)]
+    if payload.qualitative is None and payload.value_text is not None:
+        answer = qualitative_answer(payload.value_text)
+        if answer is not None:
+            payload = payload.model_copy(update={"qualitative": answer})
+    payload, problem = normalise_lab_result(payload)
+    result = wrap(payload, source=source, correlation_id=correlation_id, time=now)
+    if problem is None:
+        return [result]
+    issue = DataQualityIssueRaised(
+        study_id=payload.study_id,
+        subject_id=payload.subject_id,
+        issue="unit-not-convertible",
+        detail=problem,
+        related_event_id=result.id,
+    )
+    return [
+        result,
+        wrap(issue, source=source, correlation_id=correlation_id, causation_id=result.id, time=now),
+    ]
 
 
 def to_events(
@@ -24,16 +66,13 @@ def to_events(
     correlation_id: uuid.UUID,
     now: datetime,
 ) -> list[Envelope]:
-    """One event per request, values exactly as sent; the study defaults to the source's."""
-    return [
-        wrap(
-            PAYLOAD_FOR[type(request)](
-                **request.model_dump(exclude={"study_id"}),
-                study_id=request.study_id or default_study,
-            ),
-            source=source,
-            correlation_id=correlation_id,
-            time=now,
+    """The events of a request's items, values exactly as sent plus their normal form;
+    the study defaults to the source's."""
+    envelopes: list[Envelope] = []
+    for request in requests:
+        payload = PAYLOAD_FOR[type(request)](
+            **request.model_dump(exclude={"study_id"}),
+            study_id=request.study_id or default_study,
         )
-        for request in requests
-    ]
+        envelopes += events_for(payload, source=source, correlation_id=correlation_id, now=now)
+    return envelopes

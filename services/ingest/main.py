@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
+from services.ingest.code_map import load_code_map
 from services.ingest.intake import Intake
 from services.ingest.mllp import start_mllp_server
 from shared.background import DrainLoop
@@ -27,6 +28,7 @@ from shared.structured_logging import configure_logging
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
+    code_map = load_code_map(settings.study_dir, settings.default_study)
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
 
@@ -56,6 +58,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             port=settings.mllp_port,
             study_id=settings.default_study,
             zone=ZoneInfo(settings.mllp_timezone),
+            code_map=code_map,
         )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
 import hl7.mllp
@@ -11,10 +12,10 @@ import structlog
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
+from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, interpret
 from services.ingest.intake import Intake, StorageUnavailable
-from shared.events import wrap
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
@@ -24,10 +25,13 @@ CHANNEL = "mllp"
 class MllpHandler:
     """Serves one connection: every block is stored, interpreted and acknowledged."""
 
-    def __init__(self, intake: Intake, *, study_id: str, zone: tzinfo) -> None:
+    def __init__(
+        self, intake: Intake, *, study_id: str, zone: tzinfo, code_map: Mapping[str, str]
+    ) -> None:
         self._intake = intake
         self._study_id = study_id
         self._zone = zone
+        self._code_map = code_map
 
     async def __call__(
         self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
@@ -54,7 +58,7 @@ class MllpHandler:
     async def handle(self, block: bytes, source: str) -> str:
         """Store, interpret, publish, and answer; AA only once the broker acknowledged."""
         text = block.decode("utf-8", errors="replace")
-        outcome = interpret(text, study_id=self._study_id, zone=self._zone)
+        outcome = interpret(text, study_id=self._study_id, zone=self._zone, code_map=self._code_map)
         receipt = Receipt(
             channel=CHANNEL,
             source=source,
@@ -67,8 +71,11 @@ class MllpHandler:
         try:
             if outcome.ack_code == "AA":
                 envelopes = [
-                    wrap(event, source=SOURCE, correlation_id=correlation)
+                    envelope
                     for event in outcome.events
+                    for envelope in events_for(
+                        event, source=SOURCE, correlation_id=correlation, now=None
+                    )
                 ]
                 await self._intake.accept(receipt, envelopes)
                 log.info("mllp.accepted", control_id=outcome.control_id, events=len(envelopes))
@@ -90,8 +97,14 @@ class MllpHandler:
 
 
 async def start_mllp_server(
-    intake: Intake, *, host: str, port: int, study_id: str, zone: tzinfo
+    intake: Intake,
+    *,
+    host: str,
+    port: int,
+    study_id: str,
+    zone: tzinfo,
+    code_map: Mapping[str, str],
 ) -> asyncio.Server:
-    handler = MllpHandler(intake, study_id=study_id, zone=zone)
+    handler = MllpHandler(intake, study_id=study_id, zone=zone, code_map=code_map)
     server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
     return server

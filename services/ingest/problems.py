@@ -18,7 +18,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 def _branch(location: list[str]) -> str | None:
     """The union branch a one-or-many body reports ("LabResultIn", "list[LabResultIn]")."""
-    if location and (location[0][:1].isupper() or location[0].startswith("list[")):
+    if location and (location[0][:1].isupper() or "[" in location[0]):
         return location[0]
     return None
 
@@ -39,6 +39,8 @@ def field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]
             if isinstance(body, list) != branch.startswith("list["):
                 continue
             location = location[1:]
+        # model validators appear as "function-after[...]" steps, which name no field
+        location = [part for part in location if "[" not in part]
         listed.append(
             {
                 "field": ".".join(location) or "(body)",

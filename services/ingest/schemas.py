@@ -7,11 +7,18 @@ instead of having the name silently carried into Vigil.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.events.payloads import ClinicalDecimal, ResultStatus, Sex, StudyId, SubjectId
+from shared.events.payloads import (
+    ClinicalDecimal,
+    Qualitative,
+    ResultStatus,
+    Sex,
+    StudyId,
+    SubjectId,
+)
 
 
 class RequestModel(BaseModel):
@@ -36,18 +43,37 @@ class SubjectIn(RequestModel):
 
 
 class LabResultIn(RequestModel):
-    """One analyte's result as the laboratory reported it."""
+    """One analyte's result as the laboratory reported it: numeric (value and unit),
+    qualitative (positive / negative / indeterminate), or text."""
 
-    loinc_code: str = Field(pattern=r"^\d{1,7}-\d$", examples=["718-7"])
-    value: ClinicalDecimal
-    unit: str = Field(min_length=1, max_length=32, examples=["g/dL"])
+    loinc_code: str | None = Field(default=None, pattern=r"^\d{1,7}-\d$", examples=["718-7"])
+    local_code: str | None = Field(default=None, max_length=64, description="Lab's own code.")
+    local_system: str | None = Field(default=None, max_length=64)
+    analyte_text: str | None = Field(default=None, max_length=200)
+    value: ClinicalDecimal | None = None
+    comparator: Literal["<", "<=", ">", ">="] | None = None
+    unit: str | None = Field(default=None, min_length=1, max_length=32, examples=["g/dL"])
+    qualitative: Qualitative | None = None
+    value_text: str | None = Field(default=None, max_length=500, examples=["Reactive"])
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
     collected_at: AwareDatetime = Field(description="Specimen collection time, with offset.")
     result_status: ResultStatus = ResultStatus.FINAL
+    abnormal_flags: tuple[str, ...] = ()
     source_message_id: str = Field(
         min_length=1, max_length=128, description="The sender's id of this result or message."
     )
+
+    @model_validator(mode="after")
+    def _identified_and_valued(self) -> LabResultIn:
+        if self.loinc_code is None and self.local_code is None:
+            raise ValueError("give loinc_code, or local_code for the lab's own code")
+        nothing = self.value is None and self.qualitative is None and self.value_text is None
+        if nothing and self.result_status.value not in {"X", "D", "W"}:
+            raise ValueError("give value (with unit), qualitative or value_text")
+        if self.value is not None and self.unit is None:
+            raise ValueError("a numeric value needs its unit (UCUM), e.g. g/dL")
+        return self
 
 
 # A request body is one object or a non-empty list of them; the cap bounds one request's work.

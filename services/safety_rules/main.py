@@ -18,7 +18,7 @@ from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
-from shared.events.topics import DEAD_LETTERS, LAB_RESULTS, SUBJECTS
+from shared.events.topics import DATA_QUALITY, DEAD_LETTERS, LAB_RESULTS, SUBJECTS
 from shared.eventstore.anchors import record_anchor
 from shared.http_service import serve_app, service_app
 from shared.projections import ProjectionRunner
@@ -65,11 +65,12 @@ def build_app(settings: VigilSettings) -> FastAPI:
             facts = FactsConsumer(
                 runtime.pool, runtime.broker, packs, group_id=GROUP_ID, on_commit=committed
             )
-            # one consumer group for all three topics: one join, and a subject's facts and
+            # one consumer group for all the input topics: one join, and a subject's facts and
             # the rejected input are recorded by the same transactions
             runtime.broker.subscriber(
                 SUBJECTS,
                 LAB_RESULTS,
+                DATA_QUALITY,
                 DEAD_LETTERS,
                 group_id=GROUP_ID,
                 batch=True,

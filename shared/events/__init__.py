@@ -3,6 +3,7 @@
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
     REJECTED_INPUT_STREAM,
+    DataQualityIssueRaised,
     EventPayload,
     InputRejected,
     LabResultReported,
@@ -18,6 +19,7 @@ from shared.events.payloads import (
 __all__ = [
     "CONTENT_TYPE",
     "REJECTED_INPUT_STREAM",
+    "DataQualityIssueRaised",
     "Envelope",
     "EventPayload",
     "InputRejected",

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 # Namespace for content-derived event ids (uuid5); never change it, ids depend on it.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a3e-3f0e-4c59-9d7a-5d0f2a8c9e10")
@@ -118,17 +118,43 @@ class ResultStatus(StrEnum):
     WRONG = "W"
 
 
+Qualitative = Literal["positive", "negative", "indeterminate"]
+_NOT_A_MEASUREMENT = {"X", "D", "W"}
+
+
 class LabResultReported(SubjectEvent):
-    """One analyte's result from a laboratory, as reported (units not yet converted)."""
+    """One analyte's result from a laboratory: as reported, plus its canonical form.
+
+    The reported value, unit and coding are kept as sent; ``canonical_value`` and
+    ``canonical_unit`` are the value in the catalogue's canonical unit when Vigil knows the
+    analyte and can convert the unit. An analyte Vigil does not know is kept and marked
+    ``unmapped``; a result is never dropped for being unfamiliar.
+    """
 
     event_type: ClassVar[str] = "org.vigil.lab_result.reported.v1"
 
-    loinc_code: str = Field(pattern=r"^\d{1,7}-\d$", description="LOINC code, e.g. 718-7.")
-    value: ClinicalDecimal
+    loinc_code: str | None = Field(
+        default=None, pattern=r"^\d{1,7}-\d$", description="LOINC code, e.g. 718-7."
+    )
+    local_code: str | None = Field(default=None, max_length=64, description="Sender's code.")
+    local_system: str | None = Field(default=None, max_length=64)
+    analyte_text: str | None = Field(default=None, max_length=200, description="As sent.")
+    unmapped: bool = Field(default=False, description="Not in Vigil's analyte catalogue.")
+    value: ClinicalDecimal | None = None
     comparator: Literal["<", "<=", ">", ">="] | None = Field(
         default=None, description="For a censored value such as '<0.5' (HL7 SN, FHIR)."
     )
-    unit: str = Field(min_length=1, max_length=32, description="UCUM unit as reported.")
+    unit: str | None = Field(
+        default=None, min_length=1, max_length=32, description="UCUM unit as reported."
+    )
+    qualitative: Qualitative | None = Field(
+        default=None, description="positive, negative or indeterminate, for coded results."
+    )
+    value_text: str | None = Field(
+        default=None, max_length=500, description="The result as sent when not numeric."
+    )
+    canonical_value: ClinicalDecimal | None = None
+    canonical_unit: str | None = None
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
     collected_at: AwareDatetime
@@ -136,9 +162,30 @@ class LabResultReported(SubjectEvent):
     abnormal_flags: tuple[str, ...] = Field(default=(), description="HL7 OBX-8 as sent.")
     source_message_id: str = Field(min_length=1, max_length=128)
 
+    @model_validator(mode="after")
+    def _identified_and_valued(self) -> LabResultReported:
+        if self.loinc_code is None and self.local_code is None:
+            raise ValueError("a result needs a loinc_code or a local_code")
+        has_result = (
+            self.value is not None or self.qualitative is not None or self.value_text is not None
+        )
+        if not has_result and self.result_status.value not in _NOT_A_MEASUREMENT:
+            raise ValueError("a result needs a value, a qualitative result or a value_text")
+        return self
+
     @property
     def clinical_time(self) -> datetime | None:
         return self.collected_at
+
+
+class DataQualityIssueRaised(SubjectEvent):
+    """Something in the data needs a data manager: kept, never dropped, and said here."""
+
+    event_type: ClassVar[str] = "org.vigil.data_quality.issue_raised.v1"
+
+    issue: Literal["unit-not-convertible", "unknown-subject"]
+    detail: str
+    related_event_id: uuid.UUID
 
 
 class SafetySignalRaised(SubjectEvent):
@@ -191,7 +238,13 @@ class InputRejected(EventPayload):
 
 _PAYLOADS: dict[str, type[EventPayload]] = {
     cls.event_type: cls
-    for cls in (SubjectEnrolled, LabResultReported, SafetySignalRaised, InputRejected)
+    for cls in (
+        SubjectEnrolled,
+        LabResultReported,
+        SafetySignalRaised,
+        InputRejected,
+        DataQualityIssueRaised,
+    )
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.events.payloads import (
+    DataQualityIssueRaised,
     EventPayload,
     InputRejected,
     LabResultReported,
@@ -14,14 +15,16 @@ SUBJECTS = "vigil.subjects.v1"
 LAB_RESULTS = "vigil.lab-results.v1"
 SAFETY_SIGNALS = "vigil.safety-signals.v1"
 DEAD_LETTERS = "vigil.dead-letters.v1"
+DATA_QUALITY = "vigil.data-quality.v1"
 
-ALL_TOPICS = (SUBJECTS, LAB_RESULTS, SAFETY_SIGNALS, DEAD_LETTERS)
+ALL_TOPICS = (SUBJECTS, LAB_RESULTS, SAFETY_SIGNALS, DEAD_LETTERS, DATA_QUALITY)
 
 _TOPIC_OF: dict[type[EventPayload], str] = {
     SubjectEnrolled: SUBJECTS,
     LabResultReported: LAB_RESULTS,
     SafetySignalRaised: SAFETY_SIGNALS,
     InputRejected: DEAD_LETTERS,
+    DataQualityIssueRaised: DATA_QUALITY,
 }
 
 

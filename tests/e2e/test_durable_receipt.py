@@ -76,3 +76,73 @@ async def test_rejected_message_is_kept_and_reaches_the_audit_log(
     assert base64.b64decode(payload["raw_base64"]) == raw
     assert payload["rejected_by"] == "vigil-ingest"
     assert payload["origin"] == "http /v1/lab-results"
+
+
+async def test_unconvertible_unit_is_kept_and_raises_a_data_quality_issue(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    subject = f"DQ-{uuid.uuid4().hex[:8]}"
+    body = {
+        "subject_id": subject,
+        "loinc_code": "718-7",
+        "value": "55",
+        "unit": "%",
+        "collected_at": "2026-11-01T08:00:00+00:00",
+        "source_message_id": "DQ-1",
+    }
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post("/v1/lab-results", json=body)
+    assert response.status_code == 202
+    lab_id, issue_id = (uuid.UUID(i) for i in response.json()["event_ids"])
+
+    issue = await eventually(
+        lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", issue_id),
+        what="the data-quality issue in the audit log",
+    )
+    assert json.loads(issue)["related_event_id"] == str(lab_id)
+    lab = json.loads(
+        await eventually(
+            lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", lab_id),
+            what="the result in the audit log",
+        )
+    )
+    assert (lab["value"], lab["unit"], lab["canonical_value"]) == (55, "%", None)
+
+
+async def test_qualitative_and_unmapped_results_are_stored(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    subject = f"QL-{uuid.uuid4().hex[:8]}"
+    common = {"subject_id": subject, "collected_at": "2026-11-01T08:00:00+00:00"}
+    body = [
+        {**common, "loinc_code": "7918-6", "value_text": "REACTIVE", "source_message_id": "Q1"},
+        {
+            **common,
+            "loinc_code": "2345-7",
+            "value": 5.4,
+            "unit": "mmol/L",
+            "source_message_id": "Q2",
+        },
+    ]
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post("/v1/lab-results", json=body)
+        refused = await client.post(
+            "/v1/lab-results", json={**common, "value": 5, "source_message_id": "Q3"}
+        )
+    assert response.status_code == 202
+    assert refused.status_code == 422
+    hiv_id, glucose_id = (uuid.UUID(i) for i in response.json()["event_ids"])
+    hiv = json.loads(
+        await eventually(
+            lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", hiv_id),
+            what="the HIV result",
+        )
+    )
+    assert (hiv["qualitative"], hiv["value_text"]) == ("positive", "REACTIVE")
+    glucose = json.loads(
+        await eventually(
+            lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", glucose_id),
+            what="the glucose result",
+        )
+    )
+    assert glucose["unmapped"] is True

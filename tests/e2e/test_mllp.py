@@ -117,3 +117,14 @@ async def test_unsupported_message_type_gets_ar(services: RunningServices) -> No
     ack = await exchange(services.mllp_port, message)
     assert str(ack.segment("MSA")[1]) == "AR"
     assert str(ack.segment("ERR")[3]).startswith("200^")
+
+
+async def test_local_code_from_the_study_code_map_alerts(
+    services: RunningServices, mailbox: MailCatcher
+) -> None:
+    subject = f"L-{uuid.uuid4().hex[:8]}"
+    message = oru(subject, f"L{subject}", "OBX|1|NM|HGB^Haemoglobin^L||7.2|g/dL|12-16|LL|||F")
+    ack = await exchange(services.mllp_port, message)
+    assert str(ack.segment("MSA")[1]) == "AA"
+    (mail, *_) = mailbox.wait_for(about(subject))
+    assert "7.2 g/dL" in mail.body

@@ -100,13 +100,42 @@ def test_bad_content_gives_ae_naming_segment_field_and_problem() -> None:
     bad = [
         "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F",
         "OBX|2|NM|718-7^Hemoglobin^LN||8.4||12-16|L|||F",
-        "OBX|3|NM|HGB^Haemoglobin^L||8.4|g/dL|12-16|L|||F",
+        "OBX|3|ZZ|718-7^Hemoglobin^LN||8.4|g/dL|12-16|L|||F",
     ]
     outcome = interpret(oru(HB, *bad), study_id="S", zone=UTC)
     assert outcome.ack_code == "AE"
     assert outcome.events == []
     where = {(p.segment, p.sequence, p.field, p.code) for p in outcome.problems}
-    assert where == {("OBX", 2, 5, "102"), ("OBX", 3, 6, "101"), ("OBX", 4, 3, "103")}
+    assert where == {("OBX", 2, 5, "102"), ("OBX", 3, 6, "101"), ("OBX", 4, 2, "102")}
+
+
+def test_local_code_is_kept_unmapped_or_mapped_through_the_code_map() -> None:
+    obx = "OBX|1|NM|HGB^Haemoglobin^L||8.4|g/dL|12-16|L|||F"
+    (unmapped,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    assert isinstance(unmapped, LabResultReported)
+    assert (unmapped.loinc_code, unmapped.local_code, unmapped.local_system) == (None, "HGB", "L")
+    assert unmapped.analyte_text == "Haemoglobin"
+    (mapped,) = interpret(oru(obx), study_id="S", zone=UTC, code_map={"L|HGB": "718-7"}).events
+    assert isinstance(mapped, LabResultReported)
+    assert (mapped.loinc_code, mapped.local_code) == ("718-7", "HGB")
+
+
+@pytest.mark.parametrize(
+    ("obx5", "value_type", "answer", "text"),
+    [
+        ("LA6576-8^Positive^LN", "CWE", "positive", "Positive"),
+        ("260385009^Negative^SCT", "CE", "negative", "Negative"),
+        ("Reactive", "ST", "positive", "Reactive"),
+        ("NOT DETECTED", "ST", "negative", "NOT DETECTED"),
+        ("Equivocal", "ST", "indeterminate", "Equivocal"),
+        ("see comment", "ST", None, "see comment"),
+    ],
+)
+def test_qualitative_results(obx5: str, value_type: str, answer: str | None, text: str) -> None:
+    obx = f"OBX|1|{value_type}|7918-6^HIV 1+2 Ab^LN||{obx5}||Negative||||F"
+    (event,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    assert isinstance(event, LabResultReported)
+    assert (event.qualitative, event.value_text, event.value) == (answer, text, None)
 
 
 def test_missing_subject_is_named() -> None:

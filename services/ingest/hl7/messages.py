@@ -7,9 +7,9 @@ Supports ORU^R01 (lab results) and ADT^A04/A08 (register or update a subject), v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
-from decimal import Decimal
+from datetime import datetime, tzinfo
 from typing import Literal
 
 import hl7
@@ -24,6 +24,7 @@ from services.ingest.hl7.fields import (
     parse_reference_range,
 )
 from shared.events import LabResultReported, ResultStatus, Sex, SubjectEnrolled, SubjectEvent
+from shared.qualitative import qualitative_answer
 
 SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
 # HL7 table 0357 (message error condition codes)
@@ -90,10 +91,13 @@ def _get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1)
 class _Reader:
     """Walks one message, collecting events and problems."""
 
-    def __init__(self, message: hl7.Message, study_id: str, zone: tzinfo) -> None:
+    def __init__(
+        self, message: hl7.Message, study_id: str, zone: tzinfo, code_map: Mapping[str, str]
+    ) -> None:
         self.message = message
         self.study_id = study_id
         self.zone = zone
+        self.code_map = code_map
         self.problems: list[Hl7Problem] = []
         self.control_id = _get(message.segment("MSH"), 10)
 
@@ -142,11 +146,6 @@ class _Reader:
         self, sequence: int, obx: hl7.Segment, subject: str | None, obr: int, obr_time: str
     ) -> LabResultReported | None:
         before = len(self.problems)
-        loinc = self.loinc(sequence, obx)
-        value, comparator = self.value(sequence, obx)
-        unit = _get(obx, 6)
-        if not unit:
-            self.problem("OBX", sequence, 6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty")
         status_code = _get(obx, 11) or "F"
         status = _STATUS.get(status_code)
         if status is None:
@@ -157,11 +156,47 @@ class _Reader:
                 TABLE_VALUE_NOT_FOUND,
                 f"OBX-11 result status {status_code!r} is not one of {''.join(_STATUS)}",
             )
-        collected_text, where = _get(obx, 14), 14
-        if not collected_text:
-            collected_text, where = obr_time, 7
-        collected = None
-        if not collected_text:
+        result = self.value(sequence, obx, status_code)
+        unit = _get(obx, 6) or None
+        if result is not None and "value" in result and unit is None:
+            self.problem("OBX", sequence, 6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty")
+        collected = self.collection_time(sequence, obx, obr, obr_time)
+        if len(self.problems) > before or subject is None or result is None:
+            return None
+        coding = self.coding(obx)
+        low, high = parse_reference_range(_get(obx, 7))
+        flags = tuple(flag for n in range(1, 6) if (flag := _get(obx, 8, repeat=n)))
+        set_id = _get(obx, 1) or str(sequence)
+        try:
+            return LabResultReported.model_validate(
+                {
+                    "study_id": self.study_id,
+                    "subject_id": subject,
+                    **coding,
+                    **result,
+                    "unit": unit,
+                    "reference_low": low,
+                    "reference_high": high,
+                    "collected_at": collected,
+                    "result_status": status,
+                    "abnormal_flags": flags,
+                    "source_message_id": f"{self.control_id}/OBR{obr}/OBX{set_id}"[:128],
+                }
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            self.problem("OBX", sequence, 0, APPLICATION_ERROR, f"{where}: {first['msg']}")
+            return None
+
+    def collection_time(
+        self, sequence: int, obx: hl7.Segment, obr: int, obr_time: str
+    ) -> datetime | None:
+        """OBX-14, or else OBR-7, in the source's zone when it carries no offset."""
+        text, segment, at, field_number = _get(obx, 14), "OBX", sequence, 14
+        if not text:
+            text, segment, at, field_number = obr_time, "OBR", obr, 7
+        if not text:
             self.problem(
                 "OBX",
                 sequence,
@@ -169,79 +204,68 @@ class _Reader:
                 REQUIRED_FIELD_MISSING,
                 "no collection time: OBX-14 and OBR-7 are both empty",
             )
-        else:
-            try:
-                collected = parse_dtm(collected_text, default_zone=self.zone)
-            except FieldError as error:
-                segment = "OBX" if where == 14 else "OBR"
-                self.problem(
-                    segment, sequence if where == 14 else obr, where, DATA_TYPE_ERROR, str(error)
-                )
-        if len(self.problems) > before or subject is None:
             return None
-        low, high = parse_reference_range(_get(obx, 7))
-        flags = tuple(flag for n in range(1, 6) if (flag := _get(obx, 8, repeat=n)))
-        set_id = _get(obx, 1) or str(sequence)
         try:
-            return LabResultReported(
-                study_id=self.study_id,
-                subject_id=subject,
-                loinc_code=loinc or "",
-                value=value,
-                comparator=comparator,
-                unit=unit,
-                reference_low=low,
-                reference_high=high,
-                collected_at=collected,
-                result_status=status,
-                abnormal_flags=flags,
-                source_message_id=f"{self.control_id}/OBR{obr}/OBX{set_id}"[:128],
-            )
-        except ValidationError as error:
-            self.problem("OBX", sequence, 0, APPLICATION_ERROR, str(error.errors()[0]["msg"]))
+            return parse_dtm(text, default_zone=self.zone)
+        except FieldError as error:
+            self.problem(segment, at, field_number, DATA_TYPE_ERROR, str(error))
             return None
 
-    def loinc(self, sequence: int, obx: hl7.Segment) -> str | None:
-        """OBX-3's LOINC code, from the primary or the alternate coding."""
+    def coding(self, obx: hl7.Segment) -> dict[str, str | None]:
+        """OBX-3 as LOINC (primary or alternate coding, or through the study's code map),
+        with the sender's own coding kept; no LOINC leaves the result unmapped, not lost."""
+        code, text, system = _get(obx, 3, 1), _get(obx, 3, 2), _get(obx, 3, 3)
+        coding: dict[str, str | None] = {
+            "local_code": None if system.upper() == "LN" else code or None,
+            "local_system": None if system.upper() == "LN" else system or None,
+            "analyte_text": text or None,
+            "loinc_code": None,
+        }
         for code_at, system_at in ((1, 3), (4, 6)):
             if _get(obx, 3, system_at).upper() == "LN" and _get(obx, 3, code_at):
-                return _get(obx, 3, code_at)
-        self.problem(
-            "OBX",
-            sequence,
-            3,
-            TABLE_VALUE_NOT_FOUND,
-            f"OBX-3 {_get(obx, 3)!r} is not coded in LOINC (coding system LN); local codes "
-            "need the study's code map",
-        )
-        return None
+                coding["loinc_code"] = _get(obx, 3, code_at)
+                return coding
+        coding["loinc_code"] = self.code_map.get(f"{system}|{code}") or self.code_map.get(code)
+        return coding
 
-    def value(self, sequence: int, obx: hl7.Segment) -> tuple[Decimal | None, Comparator | None]:
+    def value(self, sequence: int, obx: hl7.Segment, status: str) -> dict[str, object] | None:
+        """OBX-5 by its type (OBX-2): numbers (NM, SN), coded (CE, CWE, CNE) or text."""
         value_type = _get(obx, 2).upper()
+        if not _get(obx, 5, 1) and not _get(obx, 5, 2):
+            if status in ("X", "D", "W"):
+                return {}
+            self.problem("OBX", sequence, 5, REQUIRED_FIELD_MISSING, "OBX-5 (value) is empty")
+            return None
         try:
             if value_type == "NM":
-                return parse_decimal(_get(obx, 5)), None
+                return {"value": parse_decimal(_get(obx, 5))}
             if value_type == "SN":
                 comparator, number = _get(obx, 5, 1), _get(obx, 5, 2)
                 if _get(obx, 5, 3) or _get(obx, 5, 4):
                     raise FieldError("ranges and ratios in SN values are not supported")
                 if comparator in ("", "="):
-                    return parse_decimal(number), None
+                    return {"value": parse_decimal(number)}
                 if comparator not in _COMPARATORS:
                     raise FieldError(f"SN comparator {comparator!r} is not one of < <= > >= =")
-                return parse_decimal(number), _COMPARATORS[comparator]
+                return {"value": parse_decimal(number), "comparator": _COMPARATORS[comparator]}
         except FieldError as error:
             self.problem("OBX", sequence, 5, DATA_TYPE_ERROR, f"OBX-5: {error}")
-            return None, None
+            return None
+        if value_type in ("CE", "CWE", "CNE"):
+            code, text = _get(obx, 5, 1), _get(obx, 5, 2)
+            return {"qualitative": qualitative_answer(code, text), "value_text": text or code}
+        if value_type in ("ST", "TX", "FT"):
+            text = _get(obx, 5)
+            return {"qualitative": qualitative_answer(text), "value_text": text}
         self.problem(
             "OBX",
             sequence,
             2,
             DATA_TYPE_ERROR,
-            f"OBX-2 value type {value_type or '(empty)'!r}: only numeric results (NM, SN) are "
-            "accepted so far",
+            f"OBX-2 value type {value_type or '(empty)'!r} is not one of NM, SN, CE, CWE, CNE, "
+            "ST, TX, FT",
         )
-        return None, None
+        return None
 
     def registration(self) -> list[SubjectEvent]:
         subject = self.subject_id()
@@ -280,7 +304,9 @@ class _Reader:
         ]
 
 
-def interpret(raw: str, *, study_id: str, zone: tzinfo) -> Interpretation:
+def interpret(
+    raw: str, *, study_id: str, zone: tzinfo, code_map: Mapping[str, str] | None = None
+) -> Interpretation:
     """Read one HL7 v2 message (segments separated by carriage returns)."""
     try:
         message = hl7.parse(raw)
@@ -294,7 +320,7 @@ def interpret(raw: str, *, study_id: str, zone: tzinfo) -> Interpretation:
                 Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"not an HL7 v2 message: {error}")
             ],
         )
-    reader = _Reader(message, study_id, zone)
+    reader = _Reader(message, study_id, zone, code_map or {})
     version = _get(msh, 12)
     kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
     result = Interpretation("AA", reader.control_id, version or "2.5.1")

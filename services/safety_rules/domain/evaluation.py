@@ -36,8 +36,8 @@ def evaluate_lab_result(
     site_id: str | None,
 ) -> tuple[list[SafetySignalRaised], list[Unconvertible]]:
     """The signals this result raises under ``pack``, and the rules it could not be judged by."""
-    if result.result_status in _NOT_A_MEASUREMENT:
-        return [], []
+    if result.result_status in _NOT_A_MEASUREMENT or result.value is None:
+        return [], []  # qualitative results have no numeric threshold to meet
     signals: list[SafetySignalRaised] = []
     problems: list[Unconvertible] = []
     for rule in pack.rules:
@@ -54,9 +54,15 @@ def evaluate_lab_result(
 
 
 def _in_rule_unit(result: LabResultReported, rule: AbsoluteThresholdRule) -> Decimal:
-    analyte = analyte_for(result.loinc_code)
+    analyte = analyte_for(result.loinc_code or "")
     assert analyte is not None  # the pack validator guarantees it
-    canonical = analyte.to_canonical(result.value, result.unit)
+    assert result.value is not None
+    if result.canonical_value is not None and result.canonical_unit == analyte.canonical_unit:
+        canonical = result.canonical_value
+    elif result.unit is None:
+        raise UnitNotConvertible(f"{analyte.name} was reported without a unit")
+    else:
+        canonical = analyte.to_canonical(result.value, result.unit)
     # express the canonical value in the rule's unit (the inverse of the rule unit's factor)
     return canonical / analyte.to_canonical(Decimal(1), rule.unit)
 
@@ -69,7 +75,7 @@ def _signal(
     value: Decimal,
     site_id: str | None,
 ) -> SafetySignalRaised:
-    analyte = analyte_for(result.loinc_code)
+    analyte = analyte_for(result.loinc_code or "")
     converted = value.quantize(Decimal("0.01")) if value != value.to_integral_value() else value
     return SafetySignalRaised(
         study_id=result.study_id,
@@ -92,9 +98,9 @@ def _signal(
                 else {}
             ),
         },
-        analyte=analyte.name if analyte else result.loinc_code,
-        observed_value=result.value,
-        observed_unit=result.unit,
+        analyte=analyte.name if analyte else (result.loinc_code or "unknown"),
+        observed_value=value if result.value is None else result.value,
+        observed_unit=result.unit or rule.unit,
         threshold=rule.describe(),
         collected_at=result.collected_at,
     )

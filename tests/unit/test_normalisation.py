@@ -1,0 +1,101 @@
+"""Normalisation of lab results: canonical units, qualitative answers, unmapped analytes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.ingest.code_map import load_code_map
+from services.ingest.domain import events_for
+from shared.analytes import normalise_lab_result
+from shared.events import DataQualityIssueRaised, LabResultReported
+from shared.qualitative import qualitative_answer
+from tests.support.services import REPO
+
+
+def result(**changes: Any) -> LabResultReported:
+    fields: dict[str, Any] = {
+        "study_id": "NCT05262686",
+        "subject_id": "01-001",
+        "loinc_code": "718-7",
+        "value": Decimal("84"),
+        "unit": "g/L",
+        "collected_at": datetime(2026, 6, 1, 9, tzinfo=UTC),
+        "source_message_id": "M1",
+    }
+    fields.update(changes)
+    return LabResultReported.model_validate(fields)
+
+
+def test_canonical_value_beside_the_reported_one() -> None:
+    normalised, problem = normalise_lab_result(result())
+    assert problem is None
+    assert (normalised.value, normalised.unit) == (Decimal(84), "g/L")
+    assert (normalised.canonical_value, normalised.canonical_unit) == (Decimal("8.4"), "g/dL")
+
+
+def test_unknown_analyte_is_kept_and_marked_unmapped() -> None:
+    normalised, problem = normalise_lab_result(result(loinc_code="2345-7", unit="mg/dL"))
+    assert problem is None
+    assert normalised.unmapped is True
+    assert normalised.canonical_value is None
+
+
+def test_known_analyte_in_an_unconvertible_unit_is_kept_with_a_problem() -> None:
+    normalised, problem = normalise_lab_result(result(unit="%"))
+    assert normalised.value == Decimal(84)
+    assert normalised.canonical_value is None
+    assert problem is not None
+    assert "haemoglobin" in problem
+
+
+def test_events_for_an_unconvertible_unit_add_a_data_quality_issue() -> None:
+    lab, issue = events_for(result(unit="%"), source="/t", correlation_id=uuid.uuid4(), now=None)
+    payload = issue.payload()
+    assert isinstance(payload, DataQualityIssueRaised)
+    assert payload.issue == "unit-not-convertible"
+    assert payload.related_event_id == lab.id
+    assert issue.causation_id == lab.id
+
+
+def test_events_for_text_map_to_a_qualitative_answer() -> None:
+    text_result = result(loinc_code="7918-6", value=None, unit=None, value_text="Non-reactive")
+    (lab,) = events_for(text_result, source="/t", correlation_id=uuid.uuid4(), now=None)
+    payload = lab.payload()
+    assert isinstance(payload, LabResultReported)
+    assert payload.qualitative == "negative"
+    assert payload.value_text == "Non-reactive"
+
+
+@pytest.mark.parametrize(
+    ("spellings", "answer"),
+    [
+        (("POS",), "positive"),
+        (("Repeatedly reactive",), "positive"),
+        (("LA11883-8", "whatever"), "negative"),
+        (("", "Not  detected"), "negative"),
+        (("Borderline",), "indeterminate"),
+        (("42425007",), "indeterminate"),
+        (("1:40",), None),
+    ],
+)
+def test_qualitative_vocabulary(spellings: tuple[str, ...], answer: str | None) -> None:
+    assert qualitative_answer(*spellings) == answer
+
+
+def test_result_needs_a_code_and_a_value() -> None:
+    with pytest.raises(ValueError, match="loinc_code or a local_code"):
+        result(loinc_code=None)
+    with pytest.raises(ValueError, match="needs a value"):
+        result(value=None, unit=None)
+    assert result(value=None, unit=None, result_status="X").value is None
+
+
+def test_the_study_code_map_loads() -> None:
+    table = load_code_map(REPO / "studies", "NCT05262686")
+    assert table["L|HGB"] == "718-7"
+    assert load_code_map(REPO / "studies", "NO-SUCH-STUDY") == {}
