@@ -74,9 +74,9 @@ class VigilSettings(BaseSettings):
     bind_host: str = Field(default="127.0.0.1", description="Address the services listen on.")
     ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
     mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
-    mllp_timezone: str = Field(
+    source_timezone: str = Field(
         default="UTC",
-        description="IANA time zone of HL7 times that carry no offset (the sending lab's).",
+        description="IANA time zone of times sent without an offset (HL7 v2, FHIR dates).",
     )
     rules_port: int = Field(default=8081, description="safety_rules health and metrics port.")
     notifier_port: int = Field(default=8082, description="Notifier health and metrics port.")

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.code_map import load_code_map
+from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.intake import Intake
 from services.ingest.mllp import start_mllp_server
 from shared.background import DrainLoop
@@ -57,7 +58,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             host=settings.bind_host,
             port=settings.mllp_port,
             study_id=settings.default_study,
-            zone=ZoneInfo(settings.mllp_timezone),
+            zone=ZoneInfo(settings.source_timezone),
             code_map=code_map,
         )
         running["intake"] = intake
@@ -85,12 +86,19 @@ def build_app(settings: VigilSettings) -> FastAPI:
             return "the event broker does not answer"
         return None
 
-    return create_app(
+    app = create_app(
         lambda: running["intake"],
         default_study=settings.default_study,
         lifespan=lifespan,
         readiness=readiness,
     )
+    add_fhir_routes(
+        app,
+        lambda: running["intake"],
+        default_study=settings.default_study,
+        zone=ZoneInfo(settings.source_timezone),
+    )
+    return app
 
 
 async def serve(settings: VigilSettings) -> None:

@@ -48,7 +48,7 @@ class LabResultIn(RequestModel):
 
     loinc_code: str | None = Field(default=None, pattern=r"^\d{1,7}-\d$", examples=["718-7"])
     local_code: str | None = Field(default=None, max_length=64, description="Lab's own code.")
-    local_system: str | None = Field(default=None, max_length=64)
+    local_system: str | None = Field(default=None, max_length=200)
     analyte_text: str | None = Field(default=None, max_length=200)
     value: ClinicalDecimal | None = None
     comparator: Literal["<", "<=", ">", ">="] | None = None

@@ -137,7 +137,7 @@ class LabResultReported(SubjectEvent):
         default=None, pattern=r"^\d{1,7}-\d$", description="LOINC code, e.g. 718-7."
     )
     local_code: str | None = Field(default=None, max_length=64, description="Sender's code.")
-    local_system: str | None = Field(default=None, max_length=64)
+    local_system: str | None = Field(default=None, max_length=200)
     analyte_text: str | None = Field(default=None, max_length=200, description="As sent.")
     unmapped: bool = Field(default=False, description="Not in Vigil's analyte catalogue.")
     value: ClinicalDecimal | None = None

@@ -1,0 +1,245 @@
+"""FHIR R4 resources to Vigil events (pure), and problems as OperationOutcome issues.
+
+Resources are validated with fhir.resources' R4B models: R4B (4.3) changed Observation,
+Patient and Bundle in nothing this mapping reads, and the package ships no 4.0.1 models
+for pydantic v2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
+
+from shared.events import LabResultReported, ResultStatus, Sex, SubjectEnrolled, SubjectEvent
+from shared.qualitative import qualitative_answer
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+_STATUS = {
+    "final": ResultStatus.FINAL,
+    "amended": ResultStatus.CORRECTED,
+    "corrected": ResultStatus.CORRECTED,
+    "preliminary": ResultStatus.PRELIMINARY,
+    "registered": ResultStatus.PRELIMINARY,
+    "cancelled": ResultStatus.CANNOT_OBTAIN,
+    "entered-in-error": ResultStatus.WRONG,
+}
+_GENDER = {"female": Sex.FEMALE, "male": Sex.MALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One OperationOutcome issue: ``structure`` problems answer 400, the rest 422."""
+
+    code: str  # FHIR issue-type: structure, required, value, not-supported, invalid
+    expression: str
+    diagnostics: str
+
+    def as_fhir(self) -> dict[str, Any]:
+        return {
+            "severity": "error",
+            "code": self.code,
+            "diagnostics": self.diagnostics,
+            "expression": [self.expression],
+        }
+
+
+def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
+
+
+def _structure_issues(kind: str, error: ValidationError) -> list[Issue]:
+    issues = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"] if part != "__root__")
+        issues.append(Issue("structure", f"{kind}.{path}" if path else kind, problem["msg"]))
+    return issues
+
+
+def _reference_id(reference: Any, kind: str) -> str | None:
+    """``Patient/01-003`` gives ``01-003``; an identifier-only reference its value."""
+    if reference is None:
+        return None
+    if reference.reference:
+        text = str(reference.reference)
+        return text.split("/", 1)[1] if text.startswith(f"{kind}/") else None
+    if reference.identifier is not None and reference.identifier.value:
+        return str(reference.identifier.value)
+    return None
+
+
+def _moment(value: Any, zone: tzinfo) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=zone)
+    return None
+
+
+def observation_event(
+    resource: dict[str, Any], *, study_id: str, zone: tzinfo
+) -> tuple[SubjectEvent | None, list[Issue]]:
+    """A LabResultReported from an Observation, or the issues that prevent it."""
+    try:
+        observation = Observation.model_validate(resource)
+    except ValidationError as error:
+        return None, _structure_issues("Observation", error)
+    issues: list[Issue] = []
+    status = _STATUS.get(str(observation.status or ""))
+    if status is None:
+        issues.append(
+            Issue(
+                "value",
+                "Observation.status",
+                f"status {observation.status!r} is not one of {', '.join(_STATUS)}",
+            )
+        )
+    subject = _reference_id(observation.subject, "Patient")
+    if subject is None:
+        issues.append(
+            Issue(
+                "required",
+                "Observation.subject",
+                "subject must reference Patient/<study subject id>",
+            )
+        )
+    collected = _moment(
+        observation.effectiveDateTime
+        or observation.effectiveInstant
+        or (observation.effectivePeriod.start if observation.effectivePeriod else None),
+        zone,
+    )
+    if collected is None:
+        issues.append(
+            Issue(
+                "required",
+                "Observation.effective[x]",
+                "the collection time (effectiveDateTime) is required",
+            )
+        )
+    identity = (
+        observation.identifier[0].value if observation.identifier else None
+    ) or observation.id
+    if not identity:
+        issues.append(
+            Issue(
+                "required",
+                "Observation.identifier",
+                "an identifier (or id) is required so that a resend is recognised",
+            )
+        )
+    codings = list(observation.code.coding or []) if observation.code else []
+    loinc = next((c.code for c in codings if c.system == LOINC and c.code), None)
+    local = next((c for c in codings if c.system != LOINC and c.code), None)
+    value_fields: dict[str, Any] = {}
+    if observation.valueQuantity is not None:
+        quantity = observation.valueQuantity
+        unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+        value_fields = {
+            "value": quantity.value,
+            "comparator": quantity.comparator,
+            "unit": unit,
+        }
+        if quantity.value is None:
+            issues.append(Issue("required", "Observation.valueQuantity.value", "value is empty"))
+    elif observation.valueCodeableConcept is not None:
+        concept = observation.valueCodeableConcept
+        codes = [c.code for c in concept.coding or []]
+        displays = [c.display for c in concept.coding or []]
+        value_fields = {
+            "qualitative": qualitative_answer(*codes, *displays, concept.text),
+            "value_text": concept.text
+            or next((d for d in displays if d), None)
+            or next((c for c in codes if c), None),
+        }
+    elif observation.valueString is not None:
+        value_fields = {
+            "qualitative": qualitative_answer(observation.valueString),
+            "value_text": observation.valueString,
+        }
+    elif observation.valueInteger is not None:
+        value_fields = {"value": Decimal(observation.valueInteger)}
+    elif status not in (ResultStatus.CANNOT_OBTAIN, ResultStatus.WRONG):
+        issues.append(
+            Issue(
+                "not-supported",
+                "Observation.value[x]",
+                "value[x] must be Quantity, CodeableConcept, string or integer",
+            )
+        )
+    if issues:
+        return None, issues
+    ranges = observation.referenceRange or []
+    first_range = ranges[0] if ranges else None
+    flags = tuple(
+        str(coding.code)
+        for concept in observation.interpretation or []
+        for coding in concept.coding or []
+        if coding.code
+    )
+    try:
+        return LabResultReported.model_validate(
+            {
+                "study_id": study_id,
+                "subject_id": subject,
+                "loinc_code": loinc,
+                "local_code": local.code if local and not loinc else None,
+                "local_system": local.system if local and not loinc else None,
+                "analyte_text": (observation.code.text if observation.code else None)
+                or next((c.display for c in codings if c.display), None),
+                **value_fields,
+                "reference_low": first_range.low.value if first_range and first_range.low else None,
+                "reference_high": first_range.high.value
+                if first_range and first_range.high
+                else None,
+                "collected_at": collected,
+                "result_status": status,
+                "abnormal_flags": flags,
+                "source_message_id": f"fhir:Observation/{identity}"[:128],
+            }
+        ), []
+    except ValidationError as error:
+        return None, [
+            Issue("invalid", f"Observation.{'.'.join(str(p) for p in e['loc'])}", e["msg"])
+            for e in error.errors()
+        ]
+
+
+def patient_event(
+    resource: dict[str, Any], *, study_id: str
+) -> tuple[SubjectEvent | None, list[Issue]]:
+    """A SubjectEnrolled from a Patient (identifier or id, birthDate, gender, organisation)."""
+    try:
+        patient = Patient.model_validate(resource)
+    except ValidationError as error:
+        return None, _structure_issues("Patient", error)
+    issues: list[Issue] = []
+    subject = (patient.identifier[0].value if patient.identifier else None) or patient.id
+    if not subject:
+        issues.append(Issue("required", "Patient.identifier", "the study subject id is required"))
+    if patient.birthDate is None:
+        issues.append(Issue("required", "Patient.birthDate", "birthDate is required"))
+    site = _reference_id(patient.managingOrganization, "Organization")
+    if site is None:
+        issues.append(
+            Issue(
+                "required",
+                "Patient.managingOrganization",
+                "managingOrganization must reference Organization/<site id>",
+            )
+        )
+    if issues:
+        return None, issues
+    return SubjectEnrolled(
+        study_id=study_id,
+        subject_id=str(subject),
+        site_id=str(site),
+        sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
+        birth_date=patient.birthDate,
+    ), []

@@ -1,0 +1,98 @@
+"""FHIR R4 endpoints against the running services."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.e2e.test_haemoglobin_alert import about
+from tests.support.mail import MailCatcher
+from tests.support.services import RunningServices
+from tests.unit.test_fhir_mapping import observation
+
+pytestmark = pytest.mark.integration
+FHIR = {"content-type": "application/fhir+json"}
+
+
+def patient(subject: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"value": subject}],
+        "gender": "male",
+        "birthDate": "1971-03-04",
+        "managingOrganization": {"reference": "Organization/PKUPH-02"},
+    }
+
+
+async def test_observation_and_patient_in_a_transaction_alert(
+    services: RunningServices, mailbox: MailCatcher
+) -> None:
+    subject = f"F-{uuid.uuid4().hex[:8]}"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient(subject), "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": observation(
+                    id=f"o-{subject}", subject={"reference": f"Patient/{subject}"}
+                ),
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 2
+    (mail, *_) = mailbox.wait_for(about(subject))
+    assert "84 g/L" in mail.body
+
+
+async def test_invalid_observation_gets_an_operation_outcome_and_is_kept(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    resource = observation(status="bogus", id=f"bad-{uuid.uuid4().hex[:6]}")
+    raw = json.dumps(resource).encode()
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post("/fhir/r4/Observation", content=raw, headers=FHIR)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Observation.status"]
+    row = await db.fetchrow("SELECT channel, outcome FROM received_messages WHERE raw = $1", raw)
+    assert (row["channel"], row["outcome"]) == ("fhir", "rejected")
+
+
+async def test_batch_accepts_the_good_entries_and_reports_the_bad(
+    services: RunningServices,
+) -> None:
+    subject = f"B-{uuid.uuid4().hex[:8]}"
+    good = observation(id=f"g-{subject}", subject={"reference": f"Patient/{subject}"})
+    bad = observation(id=f"b-{subject}", valueQuantity={"value": "lots"})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": good},
+            {"resource": bad},
+            {"resource": {"resourceType": "Encounter"}},
+        ],
+    }
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
+        created = await client.post(
+            "/fhir/r4/Patient", content=json.dumps(patient(subject)), headers=FHIR
+        )
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "422 Unprocessable Entity", "422 Unprocessable Entity"]
+    assert created.status_code == 201
+    assert created.headers["location"].startswith("Patient/")

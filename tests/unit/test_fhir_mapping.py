@@ -1,0 +1,130 @@
+"""FHIR R4 Observation and Patient to Vigil events."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.ingest.fhir_mapping import observation_event, operation_outcome, patient_event
+from shared.events import LabResultReported, ResultStatus, SubjectEnrolled
+
+
+def observation(**changes: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": "obs-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hb"}]},
+        "subject": {"reference": "Patient/01-003"},
+        "effectiveDateTime": "2026-11-20T08:00:00+08:00",
+        "valueQuantity": {
+            "value": 84,
+            "unit": "g/L",
+            "system": "http://unitsofmeasure.org",
+            "code": "g/L",
+        },
+        "referenceRange": [{"low": {"value": 120}, "high": {"value": 160}}],
+        "interpretation": [{"coding": [{"code": "L"}]}],
+    }
+    resource.update(changes)
+    return resource
+
+
+def test_quantity_observation() -> None:
+    event, issues = observation_event(observation(), study_id="S", zone=UTC)
+    assert issues == []
+    assert isinstance(event, LabResultReported)
+    assert (event.subject_id, event.loinc_code, event.value, event.unit) == (
+        "01-003",
+        "718-7",
+        Decimal(84),
+        "g/L",
+    )
+    assert event.collected_at == datetime(2026, 11, 20, 8, tzinfo=timezone(timedelta(hours=8)))
+    assert (event.reference_low, event.reference_high) == (Decimal(120), Decimal(160))
+    assert event.abnormal_flags == ("L",)
+    assert event.source_message_id == "fhir:Observation/obs-1"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("amended", ResultStatus.CORRECTED),
+        ("corrected", ResultStatus.CORRECTED),
+        ("preliminary", ResultStatus.PRELIMINARY),
+    ],
+)
+def test_status(status: str, expected: ResultStatus) -> None:
+    event, _ = observation_event(observation(status=status), study_id="S", zone=UTC)
+    assert isinstance(event, LabResultReported)
+    assert event.result_status == expected
+
+
+def test_coded_value_is_qualitative() -> None:
+    resource = observation(
+        code={"coding": [{"system": "http://loinc.org", "code": "7918-6"}]},
+        valueCodeableConcept={
+            "coding": [
+                {"system": "http://snomed.info/sct", "code": "260385009", "display": "Negative"}
+            ]
+        },
+    )
+    del resource["valueQuantity"]
+    event, issues = observation_event(resource, study_id="S", zone=UTC)
+    assert issues == []
+    assert isinstance(event, LabResultReported)
+    assert (event.qualitative, event.value_text) == ("negative", "Negative")
+
+
+def test_censored_quantity() -> None:
+    resource = observation(valueQuantity={"value": 0.5, "comparator": "<", "unit": "g/dL"})
+    event, _ = observation_event(resource, study_id="S", zone=UTC)
+    assert isinstance(event, LabResultReported)
+    assert (event.comparator, event.value) == ("<", Decimal("0.5"))
+
+
+def test_problems_carry_the_path_of_each_issue() -> None:
+    resource = observation(status="bogus", subject={"display": "someone"})
+    del resource["effectiveDateTime"]
+    event, issues = observation_event(resource, study_id="S", zone=UTC)
+    assert event is None
+    assert {i.expression for i in issues} == {
+        "Observation.status",
+        "Observation.subject",
+        "Observation.effective[x]",
+    }
+    outcome = operation_outcome(issues)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert all(issue["severity"] == "error" for issue in outcome["issue"])
+
+
+def test_malformed_resource_is_a_structure_issue() -> None:
+    resource = observation(valueQuantity={"value": "lots", "unit": "g/L"})
+    event, issues = observation_event(resource, study_id="S", zone=UTC)
+    assert event is None
+    assert issues[0].code == "structure"
+    assert issues[0].expression == "Observation.valueQuantity.value"
+
+
+def test_patient_registers_a_subject_without_keeping_the_name() -> None:
+    resource = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:study:NCT05262686", "value": "02-015"}],
+        "name": [{"family": "Doe", "given": ["Jane"]}],
+        "gender": "female",
+        "birthDate": "1984-07-09",
+        "managingOrganization": {"reference": "Organization/PKUPH-02"},
+    }
+    event, issues = patient_event(resource, study_id="S")
+    assert issues == []
+    assert isinstance(event, SubjectEnrolled)
+    assert (event.subject_id, event.site_id, event.sex.value, event.birth_date) == (
+        "02-015",
+        "PKUPH-02",
+        "F",
+        date(1984, 7, 9),
+    )
+    assert "Doe" not in event.model_dump_json()
