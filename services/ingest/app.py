@@ -13,13 +13,21 @@ from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import to_events
 from services.ingest.intake import Intake, StorageUnavailable
 from services.ingest.problems import PROBLEM_JSON, field_errors, problem
-from services.ingest.schemas import Accepted, LabResultsBody, RequestModel, SubjectsBody
+from services.ingest.schemas import (
+    Accepted,
+    AdverseEventsBody,
+    ConcomitantMedicationsBody,
+    LabResultsBody,
+    StudyDrugAdministrationsBody,
+    SubjectsBody,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +87,7 @@ def create_app(
         except ValueError:
             return uuid.uuid4()
 
-    async def accept(
-        request: Request, body: RequestModel | list[Any], header: str | None
-    ) -> Response:
+    async def accept(request: Request, body: BaseModel | list[Any], header: str | None) -> Response:
         correlation_id = correlation(header)
         envelopes = to_events(
             body if isinstance(body, list) else [body],
@@ -118,6 +124,33 @@ def create_app(
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Report one lab result or a list of them."""
+        return await accept(request, body, x_correlation_id)
+
+    @app.post("/v1/adverse-events", status_code=202, response_model=Accepted)
+    async def post_adverse_events(
+        request: Request,
+        body: Annotated[AdverseEventsBody, Body()],
+        x_correlation_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Report one adverse event (or an update of it) or a list of them."""
+        return await accept(request, body, x_correlation_id)
+
+    @app.post("/v1/concomitant-medications", status_code=202, response_model=Accepted)
+    async def post_concomitant_medications(
+        request: Request,
+        body: Annotated[ConcomitantMedicationsBody, Body()],
+        x_correlation_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Record one concomitant medication or a list of them."""
+        return await accept(request, body, x_correlation_id)
+
+    @app.post("/v1/study-drug-administrations", status_code=202, response_model=Accepted)
+    async def post_study_drug_administrations(
+        request: Request,
+        body: Annotated[StudyDrugAdministrationsBody, Body()],
+        x_correlation_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Record one study-drug administration or a list of them."""
         return await accept(request, body, x_correlation_id)
 
     @app.get("/healthz")

@@ -6,12 +6,22 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.ingest.schemas import LabResultIn, RequestModel, SubjectIn
+from pydantic import BaseModel
+
+from services.ingest.schemas import (
+    AdverseEventIn,
+    ConcomitantMedicationIn,
+    LabResultIn,
+    StudyDrugAdministrationIn,
+    SubjectIn,
+)
 from shared.analytes import normalise_lab_result
 from shared.events import (
+    AdverseEventReported,
     DataQualityIssueRaised,
     Envelope,
     LabResultReported,
+    MedicationRecorded,
     SubjectEnrolled,
     SubjectEvent,
     wrap,
@@ -19,9 +29,12 @@ from shared.events import (
 from shared.qualitative import qualitative_answer
 
 # Which event each kind of request becomes.
-PAYLOAD_FOR: dict[type[RequestModel], type[SubjectEvent]] = {
+PAYLOAD_FOR: dict[type[BaseModel], type[SubjectEvent]] = {
     SubjectIn: SubjectEnrolled,
     LabResultIn: LabResultReported,
+    AdverseEventIn: AdverseEventReported,
+    ConcomitantMedicationIn: MedicationRecorded,
+    StudyDrugAdministrationIn: MedicationRecorded,
 }
 
 
@@ -59,7 +72,7 @@ def events_for(
 
 
 def to_events(
-    requests: Sequence[RequestModel],
+    requests: Sequence[BaseModel],
     *,
     default_study: str,
     source: str,
@@ -70,9 +83,9 @@ def to_events(
     the study defaults to the source's."""
     envelopes: list[Envelope] = []
     for request in requests:
+        study_id = getattr(request, "study_id", None) or default_study
         payload = PAYLOAD_FOR[type(request)](
-            **request.model_dump(exclude={"study_id"}),
-            study_id=request.study_id or default_study,
+            **request.model_dump(exclude={"study_id"}), study_id=study_id
         )
         envelopes += events_for(payload, source=source, correlation_id=correlation_id, now=now)
     return envelopes

@@ -18,7 +18,13 @@ from fastapi.responses import JSONResponse
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
-from services.ingest.fhir_mapping import Issue, observation_event, operation_outcome, patient_event
+from services.ingest.fhir_mapping import (
+    Issue,
+    adverse_event_event,
+    observation_event,
+    operation_outcome,
+    patient_event,
+)
 from services.ingest.intake import Intake, StorageUnavailable
 from shared.events import Envelope, SubjectEvent
 
@@ -48,6 +54,8 @@ def add_fhir_routes(
             return observation_event(resource, study_id=default_study, zone=zone)
         if kind == "Patient":
             return patient_event(resource, study_id=default_study)
+        if kind == "AdverseEvent":
+            return adverse_event_event(resource, study_id=default_study, zone=zone)
         return None, [
             Issue(
                 "not-supported",
@@ -132,6 +140,11 @@ def add_fhir_routes(
     async def create_patient(request: Request) -> JSONResponse:
         """Register a study subject as a FHIR Patient (no names are kept)."""
         return await create(request, "Patient")
+
+    @app.post("/fhir/r4/AdverseEvent", status_code=201, tags=["FHIR R4"])
+    async def create_adverse_event(request: Request) -> JSONResponse:
+        """Report an adverse event as a FHIR R4 AdverseEvent."""
+        return await create(request, "AdverseEvent")
 
     @app.post("/fhir/r4", tags=["FHIR R4"])
     async def bundle(request: Request) -> JSONResponse:

@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.payloads import (
+    AdverseEventReported,
     ClinicalDecimal,
+    MedicationRecorded,
     Qualitative,
     ResultStatus,
     Sex,
@@ -76,6 +78,34 @@ class LabResultIn(RequestModel):
         return self
 
 
+class AdverseEventIn(AdverseEventReported):
+    """An adverse event: term (MedDRA code and system organ class when known), onset and
+    end, seriousness and its criteria, severity or CTCAE grade, outcome, relatedness and
+    action taken. Sending the same ``ae_id`` again records an update."""
+
+    study_id: StudyId | None = Field(  # type: ignore[assignment]
+        default=None, description="Study id; the source's default study when omitted."
+    )
+
+
+class ConcomitantMedicationIn(MedicationRecorded):
+    """A concomitant medication: drug, dose, unit, route, frequency, start and stop."""
+
+    study_id: StudyId | None = Field(  # type: ignore[assignment]
+        default=None, description="Study id; the source's default study when omitted."
+    )
+    category: Literal["concomitant"] = "concomitant"
+
+
+class StudyDrugAdministrationIn(MedicationRecorded):
+    """One administration of a study drug (belimumab, IL-2): dose, unit, route, time."""
+
+    study_id: StudyId | None = Field(  # type: ignore[assignment]
+        default=None, description="Study id; the source's default study when omitted."
+    )
+    category: Literal["study-drug"] = "study-drug"
+
+
 # A request body is one object or a non-empty list of them; the cap bounds one request's work.
 MAX_ITEMS_PER_REQUEST = 5000
 SubjectsBody = (
@@ -93,3 +123,13 @@ class Accepted(BaseModel):
     accepted: int
     event_ids: list[str]
     correlation_id: str
+
+
+_MANY = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+AdverseEventsBody = AdverseEventIn | Annotated[list[AdverseEventIn], _MANY]
+ConcomitantMedicationsBody = (
+    ConcomitantMedicationIn | Annotated[list[ConcomitantMedicationIn], _MANY]
+)
+StudyDrugAdministrationsBody = (
+    StudyDrugAdministrationIn | Annotated[list[StudyDrugAdministrationIn], _MANY]
+)

@@ -18,7 +18,14 @@ from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
-from shared.events.topics import DATA_QUALITY, DEAD_LETTERS, LAB_RESULTS, SUBJECTS
+from shared.events.topics import (
+    ADVERSE_EVENTS,
+    DATA_QUALITY,
+    DEAD_LETTERS,
+    LAB_RESULTS,
+    MEDICATIONS,
+    SUBJECTS,
+)
 from shared.eventstore.anchors import record_anchor
 from shared.http_service import serve_app, service_app
 from shared.projections import ProjectionRunner
@@ -70,6 +77,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
             runtime.broker.subscriber(
                 SUBJECTS,
                 LAB_RESULTS,
+                ADVERSE_EVENTS,
+                MEDICATIONS,
                 DATA_QUALITY,
                 DEAD_LETTERS,
                 group_id=GROUP_ID,

@@ -3,10 +3,12 @@
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
     REJECTED_INPUT_STREAM,
+    AdverseEventReported,
     DataQualityIssueRaised,
     EventPayload,
     InputRejected,
     LabResultReported,
+    MedicationRecorded,
     ResultStatus,
     SafetySignalRaised,
     Sex,
@@ -19,11 +21,13 @@ from shared.events.payloads import (
 __all__ = [
     "CONTENT_TYPE",
     "REJECTED_INPUT_STREAM",
+    "AdverseEventReported",
     "DataQualityIssueRaised",
     "Envelope",
     "EventPayload",
     "InputRejected",
     "LabResultReported",
+    "MedicationRecorded",
     "ResultStatus",
     "SafetySignalRaised",
     "Sex",

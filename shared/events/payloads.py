@@ -178,6 +178,91 @@ class LabResultReported(SubjectEvent):
         return self.collected_at
 
 
+SeriousnessCriterion = Literal[
+    "death",
+    "life-threatening",
+    "hospitalisation",
+    "disability",
+    "congenital-anomaly",
+    "other-important-medical-event",
+]
+Relatedness = Literal["related", "possibly-related", "unlikely-related", "not-related", "unknown"]
+AdverseEventOutcome = Literal[
+    "recovered", "recovering", "not-recovered", "recovered-with-sequelae", "fatal", "unknown"
+]
+
+
+class AdverseEventReported(SubjectEvent):
+    """An adverse event as the site reported it (a new report of the same ``ae_id`` is an
+    update: the latest report stands, the earlier ones stay in the record)."""
+
+    event_type: ClassVar[str] = "org.vigil.adverse_event.reported.v1"
+
+    ae_id: str = Field(min_length=1, max_length=128, description="The site's id of the AE.")
+    term: str = Field(min_length=1, max_length=500, description="Verbatim or MedDRA term.")
+    meddra_code: str | None = Field(default=None, pattern=r"^\d{8}$")
+    system_organ_class: str | None = Field(default=None, max_length=200)
+    system_organ_class_code: str | None = Field(default=None, pattern=r"^\d{8}$")
+    onset: AwareDatetime
+    end: AwareDatetime | None = None
+    serious: bool
+    seriousness_criteria: tuple[SeriousnessCriterion, ...] = ()
+    severity: Literal["mild", "moderate", "severe"] | None = None
+    ctcae_grade: int | None = Field(default=None, ge=1, le=5)
+    outcome: AdverseEventOutcome = "unknown"
+    relatedness: Literal[
+        "related", "possibly-related", "unlikely-related", "not-related", "unknown"
+    ] = "unknown"
+    action_taken: Literal[
+        "none", "dose-reduced", "dose-interrupted", "drug-withdrawn", "not-applicable", "unknown"
+    ] = "unknown"
+    nyha_class: Literal["I", "II", "III", "IV"] | None = Field(
+        default=None, description="For heart failure: NYHA functional class."
+    )
+    source_message_id: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _seriousness_is_consistent(self) -> AdverseEventReported:
+        if self.seriousness_criteria and not self.serious:
+            raise ValueError("seriousness_criteria are given, so the event is serious")
+        if self.end is not None and self.end < self.onset:
+            raise ValueError("end is before onset")
+        return self
+
+    @property
+    def clinical_time(self) -> datetime | None:
+        return self.onset
+
+
+class MedicationRecorded(SubjectEvent):
+    """A concomitant medication or a study-drug administration (dose as given)."""
+
+    event_type: ClassVar[str] = "org.vigil.medication.recorded.v1"
+
+    category: Literal["concomitant", "study-drug"]
+    medication_id: str = Field(min_length=1, max_length=128, description="The site's id.")
+    drug: str = Field(min_length=1, max_length=200)
+    drug_code: str | None = Field(default=None, max_length=64, description="ATC or RxNorm.")
+    dose: ClinicalDecimal = Field(gt=0)
+    dose_unit: str = Field(min_length=1, max_length=32, description="UCUM, e.g. mg, mg/kg, [iU].")
+    route: str = Field(min_length=1, max_length=64, description="e.g. oral, intravenous.")
+    frequency: str | None = Field(default=None, max_length=64, description="e.g. QD, BID, Q4W.")
+    start: AwareDatetime
+    stop: AwareDatetime | None = None
+    indication: str | None = Field(default=None, max_length=500)
+    source_message_id: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _stop_after_start(self) -> MedicationRecorded:
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError("stop is before start")
+        return self
+
+    @property
+    def clinical_time(self) -> datetime | None:
+        return self.start
+
+
 class DataQualityIssueRaised(SubjectEvent):
     """Something in the data needs a data manager: kept, never dropped, and said here."""
 
@@ -244,6 +329,8 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         SafetySignalRaised,
         InputRejected,
         DataQualityIssueRaised,
+        AdverseEventReported,
+        MedicationRecorded,
     )
 }
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from shared.events.payloads import (
+    AdverseEventReported,
     DataQualityIssueRaised,
     EventPayload,
     InputRejected,
     LabResultReported,
+    MedicationRecorded,
     SafetySignalRaised,
     SubjectEnrolled,
 )
@@ -16,8 +18,18 @@ LAB_RESULTS = "vigil.lab-results.v1"
 SAFETY_SIGNALS = "vigil.safety-signals.v1"
 DEAD_LETTERS = "vigil.dead-letters.v1"
 DATA_QUALITY = "vigil.data-quality.v1"
+ADVERSE_EVENTS = "vigil.adverse-events.v1"
+MEDICATIONS = "vigil.medications.v1"
 
-ALL_TOPICS = (SUBJECTS, LAB_RESULTS, SAFETY_SIGNALS, DEAD_LETTERS, DATA_QUALITY)
+ALL_TOPICS = (
+    SUBJECTS,
+    LAB_RESULTS,
+    ADVERSE_EVENTS,
+    MEDICATIONS,
+    SAFETY_SIGNALS,
+    DEAD_LETTERS,
+    DATA_QUALITY,
+)
 
 _TOPIC_OF: dict[type[EventPayload], str] = {
     SubjectEnrolled: SUBJECTS,
@@ -25,6 +37,8 @@ _TOPIC_OF: dict[type[EventPayload], str] = {
     SafetySignalRaised: SAFETY_SIGNALS,
     InputRejected: DEAD_LETTERS,
     DataQualityIssueRaised: DATA_QUALITY,
+    AdverseEventReported: ADVERSE_EVENTS,
+    MedicationRecorded: MEDICATIONS,
 }
 
 

@@ -13,7 +13,8 @@ import pytest
 from tests.e2e.test_haemoglobin_alert import about
 from tests.support.mail import MailCatcher
 from tests.support.services import RunningServices
-from tests.unit.test_fhir_mapping import observation
+from tests.support.waiting import eventually
+from tests.unit.test_fhir_mapping import adverse_event, observation
 
 pytestmark = pytest.mark.integration
 FHIR = {"content-type": "application/fhir+json"}
@@ -96,3 +97,23 @@ async def test_batch_accepts_the_good_entries_and_reports_the_bad(
     assert statuses == ["201 Created", "422 Unprocessable Entity", "422 Unprocessable Entity"]
     assert created.status_code == 201
     assert created.headers["location"].startswith("Patient/")
+
+
+async def test_fhir_adverse_event_is_recorded(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    subject = f"FA-{uuid.uuid4().hex[:8]}"
+    resource = adverse_event(
+        identifier={"value": f"AE-{subject}"}, subject={"reference": f"Patient/{subject}"}
+    )
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        response = await client.post(
+            "/fhir/r4/AdverseEvent", content=json.dumps(resource), headers=FHIR
+        )
+    assert response.status_code == 201, response.text
+    event_id = uuid.UUID(response.headers["location"].split("/", 1)[1])
+    stored = await eventually(
+        lambda: db.fetchval("SELECT payload_json FROM events WHERE event_id = $1", event_id),
+        what="the adverse event in the audit log",
+    )
+    assert json.loads(stored)["serious"] is True

@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_mapping import observation_event, operation_outcome, patient_event
-from shared.events import LabResultReported, ResultStatus, SubjectEnrolled
+from services.ingest.fhir_mapping import (
+    adverse_event_event,
+    observation_event,
+    operation_outcome,
+    patient_event,
+)
+from shared.events import AdverseEventReported, LabResultReported, ResultStatus, SubjectEnrolled
 
 
 def observation(**changes: Any) -> dict[str, Any]:
@@ -128,3 +133,48 @@ def test_patient_registers_a_subject_without_keeping_the_name() -> None:
         date(1984, 7, 9),
     )
     assert "Doe" not in event.model_dump_json()
+
+
+def adverse_event(**changes: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "AdverseEvent",
+        "identifier": {"value": "AE-77"},
+        "actuality": "actual",
+        "event": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/mdr",
+                    "code": "10035664",
+                    "display": "Pneumonia",
+                }
+            ]
+        },
+        "subject": {"reference": "Patient/01-003"},
+        "date": "2026-10-02T09:00:00+08:00",
+        "seriousness": {"coding": [{"code": "serious"}]},
+        "severity": {"coding": [{"code": "severe"}]},
+        "outcome": {"coding": [{"code": "recovering"}]},
+    }
+    resource.update(changes)
+    return resource
+
+
+def test_adverse_event() -> None:
+    event, issues = adverse_event_event(adverse_event(), study_id="S", zone=UTC)
+    assert issues == []
+    assert isinstance(event, AdverseEventReported)
+    assert (event.ae_id, event.term, event.meddra_code, event.serious) == (
+        "AE-77",
+        "Pneumonia",
+        "10035664",
+        True,
+    )
+    assert (event.severity, event.outcome) == ("severe", "recovering")
+
+
+def test_potential_adverse_event_is_not_recorded_as_one() -> None:
+    event, issues = adverse_event_event(
+        adverse_event(actuality="potential"), study_id="S", zone=UTC
+    )
+    assert event is None
+    assert issues[0].expression == "AdverseEvent.actuality"
