@@ -210,6 +210,7 @@ def observation_event(
                 "result_status": status,
                 "abnormal_flags": flags,
                 "source_message_id": f"fhir:Observation/{identity}"[:128],
+                "observation_key": f"fhir:Observation/{identity}"[:300],
             }
         ), []
     except ValidationError as error:

@@ -65,6 +65,12 @@ class LabResultIn(RequestModel):
     source_message_id: str = Field(
         min_length=1, max_length=128, description="The sender's id of this result or message."
     )
+    observation_key: str | None = Field(
+        default=None,
+        max_length=300,
+        description="Send the same key with a corrected (result_status C) or cancelled "
+        "(X, D, W) result to supersede the earlier one; defaults to source_message_id.",
+    )
 
     @model_validator(mode="after")
     def _identified_and_valued(self) -> LabResultIn:

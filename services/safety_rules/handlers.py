@@ -5,14 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from pydantic import ValidationError
 
 from services.safety_rules.domain.evaluation import evaluate_lab_result
 from services.safety_rules.domain.rule_pack import RulePack
-from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from shared.events import (
+    Envelope,
+    LabResultReported,
+    LabResultSuperseded,
+    ResultStatus,
+    SubjectEnrolled,
+    wrap,
+)
 from shared.events.dead_letters import input_rejected
 from shared.events.topics import SAFETY_SIGNALS
 
@@ -62,6 +69,10 @@ class RulesUnitOfWork(Protocol):
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
 
+    async def previous_report(
+        self, result: LabResultReported, event_id: uuid.UUID
+    ) -> uuid.UUID | None: ...
+
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
     """Split records into valid envelopes and rejects that name what is wrong."""
@@ -108,18 +119,59 @@ async def handle_batch(
     outcome.stored = len(new_ids)
     outcome.duplicates = len({e.id for e in envelopes}) - len(new_ids)
     seen: set[uuid.UUID] = set()
+    superseding: list[Envelope] = []
     for envelope in envelopes:
         if envelope.id not in new_ids or envelope.id in seen:
             continue
         seen.add(envelope.id)
         payload = envelope.payload()
         if isinstance(payload, LabResultReported):
+            if (link := await _supersedes(envelope, payload, uow)) is not None:
+                superseding.append(link)
             outcome.signals.extend(await _evaluate(envelope, payload, uow, packs))
+    if superseding:
+        await uow.append(superseding)
     if outcome.signals:
         await uow.append(outcome.signals)
         for signal in outcome.signals:
             await uow.enqueue(signal, SAFETY_SIGNALS)
     return outcome
+
+
+_RETRACTING = {ResultStatus.CANNOT_OBTAIN, ResultStatus.DELETED, ResultStatus.WRONG}
+
+
+async def _supersedes(
+    envelope: Envelope, result: LabResultReported, uow: RulesUnitOfWork
+) -> Envelope | None:
+    """The record that this result replaces an earlier report of the same observation."""
+    earlier = await uow.previous_report(result, envelope.id)
+    if earlier is None:
+        return None
+    if result.result_status == ResultStatus.CORRECTED:
+        reason: Literal["corrected", "retracted", "updated"] = "corrected"
+    elif result.result_status in _RETRACTING:
+        reason = "retracted"
+    else:
+        reason = "updated"
+    link = LabResultSuperseded(
+        study_id=result.study_id,
+        subject_id=result.subject_id,
+        observation_key=result.identity,
+        superseded_event_id=earlier,
+        superseding_event_id=envelope.id,
+        reason=reason,
+    )
+    log.info(
+        "rules.result_superseded",
+        reason=reason,
+        superseded=str(earlier),
+        by=str(envelope.id),
+        correlation_id=str(envelope.correlation_id),
+    )
+    return wrap(
+        link, source=SOURCE, correlation_id=envelope.correlation_id, causation_id=envelope.id
+    )
 
 
 async def _evaluate(

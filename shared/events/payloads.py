@@ -161,6 +161,18 @@ class LabResultReported(SubjectEvent):
     result_status: ResultStatus = ResultStatus.FINAL
     abnormal_flags: tuple[str, ...] = Field(default=(), description="HL7 OBX-8 as sent.")
     source_message_id: str = Field(min_length=1, max_length=128)
+    observation_key: str | None = Field(
+        default=None,
+        max_length=300,
+        description="What stays the same when the lab corrects or cancels this result "
+        "(HL7: filler order, test code and sub-id; FHIR: the Observation's identity); the "
+        "source message id when not given.",
+    )
+
+    @property
+    def identity(self) -> str:
+        """The observation this result reports on, across corrections."""
+        return self.observation_key or self.source_message_id
 
     @model_validator(mode="after")
     def _identified_and_valued(self) -> LabResultReported:
@@ -263,6 +275,18 @@ class MedicationRecorded(SubjectEvent):
         return self.start
 
 
+class LabResultSuperseded(SubjectEvent):
+    """A later report of the same observation replaces an earlier one: a correction, a
+    cancellation or entry in error (retracted), or a final after a preliminary result."""
+
+    event_type: ClassVar[str] = "org.vigil.lab_result.superseded.v1"
+
+    observation_key: str
+    superseded_event_id: uuid.UUID
+    superseding_event_id: uuid.UUID
+    reason: Literal["corrected", "retracted", "updated"]
+
+
 class DataQualityIssueRaised(SubjectEvent):
     """Something in the data needs a data manager: kept, never dropped, and said here."""
 
@@ -331,6 +355,7 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         DataQualityIssueRaised,
         AdverseEventReported,
         MedicationRecorded,
+        LabResultSuperseded,
     )
 }
 

@@ -128,3 +128,23 @@ async def test_local_code_from_the_study_code_map_alerts(
     assert str(ack.segment("MSA")[1]) == "AA"
     (mail, *_) = mailbox.wait_for(about(subject))
     assert "7.2 g/dL" in mail.body
+
+
+async def test_corrected_result_supersedes_the_earlier_one(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    subject = f"C-{uuid.uuid4().hex[:8]}"
+    first = oru(subject, f"F{subject}", "OBX|1|NM|718-7^Hemoglobin^LN||8.1|g/dL|12-16|L|||F")
+    fixed = oru(subject, f"C{subject}", "OBX|1|NM|718-7^Hemoglobin^LN||12.1|g/dL|12-16|N|||C")
+    for message in (first, fixed):
+        ack = await exchange(services.mllp_port, message)
+        assert str(ack.segment("MSA")[1]) == "AA"
+    reason = await eventually(
+        lambda: db.fetchval(
+            "SELECT payload->>'reason' FROM events WHERE subject_id = $1 "
+            "AND type = 'org.vigil.lab_result.superseded.v1'",
+            subject,
+        ),
+        what="the correction recorded as superseding the first report",
+    )
+    assert reason == "corrected"

@@ -152,3 +152,47 @@ def test_records_that_are_not_events_are_rejected_with_the_reason() -> None:
     assert envelopes == [good]
     assert [r.record.offset for r in rejected] == [1, 3]
     assert "loinc_code" in rejected[1].reason
+
+
+async def test_a_correction_and_a_cancellation_supersede_the_earlier_report(
+    fresh_dsn: str,
+) -> None:
+    connection = await asyncpg.connect(fresh_dsn)
+    try:
+
+        def report(value: str | None, status: str) -> Envelope:
+            payload = LabResultReported(
+                study_id="NCT05262686",
+                subject_id="K",
+                loinc_code="718-7",
+                value=None if value is None else Decimal(value),
+                unit=None if value is None else "g/dL",
+                collected_at=datetime(2026, 6, 1, 9, tzinfo=UTC),
+                result_status=status,
+                source_message_id=f"MSG-{status}",
+                observation_key="hl7:FIL1:718-7:",
+            )
+            return wrap(payload, source="/tests")
+
+        original, corrected, cancelled = report("8.1", "F"), report("12.1", "C"), report(None, "X")
+        for batch in ([original], [corrected], [cancelled]):
+            await run_batch(connection, batch)
+
+        links = await connection.fetch(
+            "SELECT payload->>'reason' AS reason, payload->>'superseded_event_id' AS old, "
+            "payload->>'superseding_event_id' AS new FROM events "
+            "WHERE type = 'org.vigil.lab_result.superseded.v1' ORDER BY position"
+        )
+        assert [(r["reason"], r["old"], r["new"]) for r in links] == [
+            ("corrected", str(original.id), str(corrected.id)),
+            ("retracted", str(corrected.id), str(cancelled.id)),
+        ]
+        # the original raised a signal; the correction (12.1) and the cancellation do not
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM events WHERE type LIKE '%safety_signal%'"
+            )
+            == 1
+        )
+    finally:
+        await connection.close()

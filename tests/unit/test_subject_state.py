@@ -100,3 +100,18 @@ def test_apply_does_not_mutate_its_input() -> None:
     snapshot = repr(before)
     apply_event(before, LAB, hb(9.0, "2026-04-30T08:00:00+00:00"), "x")
     assert repr(before) == snapshot
+
+
+def test_a_superseded_result_leaves_the_state() -> None:
+    first = hb(8.1, "2026-03-30T08:00:00+00:00")
+    corrected = {**hb(12.1, "2026-03-30T08:00:00+00:00", status="C"), "source_message_id": "c"}
+    state = play(
+        (LAB, first),
+        (LAB, corrected),
+        (
+            "org.vigil.lab_result.superseded.v1",
+            {"superseded_event_id": "e0", "superseding_event_id": "e1"},
+        ),
+    )
+    assert [item["value"] for item in state["results"]["718-7"]] == [12.1]
+    assert state["latest"]["718-7"]["value"] == 12.1

@@ -129,13 +129,15 @@ class _Reader:
     def lab_results(self) -> list[SubjectEvent]:
         subject = self.subject_id()
         events: list[SubjectEvent] = []
-        obr_time = ""
+        obr_time, order = "", self.control_id
         obr_number = 0
         for name, sequence, segment in self.numbered():
             if name == "OBR":
                 obr_number, obr_time = sequence, _get(segment, 7)
+                # the filler's order number survives a corrected resend; else the placer's
+                order = _get(segment, 3) or _get(segment, 2) or self.control_id
             elif name == "OBX":
-                result = self.observation(sequence, segment, subject, obr_number, obr_time)
+                result = self.observation(sequence, segment, subject, obr_number, obr_time, order)
                 if result is not None:
                     events.append(result)
         if not events and not self.problems:
@@ -143,7 +145,13 @@ class _Reader:
         return events
 
     def observation(
-        self, sequence: int, obx: hl7.Segment, subject: str | None, obr: int, obr_time: str
+        self,
+        sequence: int,
+        obx: hl7.Segment,
+        subject: str | None,
+        obr: int,
+        obr_time: str,
+        order: str,
     ) -> LabResultReported | None:
         before = len(self.problems)
         status_code = _get(obx, 11) or "F"
@@ -181,6 +189,7 @@ class _Reader:
                     "result_status": status,
                     "abnormal_flags": flags,
                     "source_message_id": f"{self.control_id}/OBR{obr}/OBX{set_id}"[:128],
+                    "observation_key": f"hl7:{order}:{_get(obx, 3)}:{_get(obx, 4)}"[:300],
                 }
             )
         except ValidationError as error:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from shared.events import LabResultReported, ResultStatus, SafetySignalRaised, SubjectEnrolled
+from shared.events import (
+    LabResultReported,
+    LabResultSuperseded,
+    ResultStatus,
+    SafetySignalRaised,
+    SubjectEnrolled,
+)
 
 State = dict[str, Any]
 _NOT_A_VALUE = {
@@ -54,14 +60,23 @@ def apply_event(state: State, event_type: str, payload: dict[str, Any], event_id
         if payload.get("result_status", "F") in _NOT_A_VALUE:
             return state
         entry = {
-            "value": payload["value"],
-            "unit": payload["unit"],
+            "value": payload.get("value"),
+            "unit": payload.get("unit"),
+            "qualitative": payload.get("qualitative"),
             "collected_at": payload["collected_at"],
             "event_id": event_id,
         }
-        history = new["results"].setdefault(payload["loinc_code"], [])
+        analyte = payload.get("loinc_code") or f"local:{payload.get('local_code')}"
+        history = new["results"].setdefault(analyte, [])
         history.append(entry)
         history.sort(key=lambda item: (_moment(item["collected_at"]), item["event_id"]))
+    elif event_type == LabResultSuperseded.event_type:
+        gone = payload["superseded_event_id"]
+        new["results"] = {
+            loinc: [item for item in history if item["event_id"] != gone]
+            for loinc, history in new["results"].items()
+        }
+        new["results"] = {loinc: h for loinc, h in new["results"].items() if h}
     elif event_type == SafetySignalRaised.event_type:
         new["open_signals"].append(
             {
