@@ -49,3 +49,11 @@ def load_code_map(study_dir: Path, study_id: str) -> dict[str, str]:
     except (OSError, yaml.YAMLError, ValidationError) as error:
         raise InvalidCodeMap(f"{path}: invalid code map: {error}") from error
     return code_map.lookup()
+
+
+def load_code_maps(study_dir: Path) -> dict[str, dict[str, str]]:
+    """Every study's code map, keyed by study id."""
+    return {
+        path.parent.name: load_code_map(study_dir, path.parent.name)
+        for path in sorted(study_dir.glob(f"*/{CODE_MAP_FILE}"))
+    }

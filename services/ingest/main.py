@@ -14,10 +14,11 @@ from fastapi import FastAPI
 
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
-from services.ingest.code_map import load_code_map
+from services.ingest.code_map import load_code_maps
 from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.intake import Intake
 from services.ingest.mllp import start_mllp_server
+from services.ingest.sources import load_sources
 from shared.background import DrainLoop
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
@@ -29,7 +30,12 @@ from shared.structured_logging import configure_logging
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
-    code_map = load_code_map(settings.study_dir, settings.default_study)
+    code_maps = load_code_maps(settings.study_dir)
+    router = load_sources(
+        settings.study_dir,
+        default_study=settings.default_study,
+        default_zone=ZoneInfo(settings.source_timezone),
+    )
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
 
@@ -57,9 +63,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
             intake,
             host=settings.bind_host,
             port=settings.mllp_port,
-            study_id=settings.default_study,
-            zone=ZoneInfo(settings.source_timezone),
-            code_map=code_map,
+            router=router,
+            code_maps=code_maps,
         )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 
 import hl7.mllp
 import structlog
@@ -16,6 +16,7 @@ from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, interpret
 from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.sources import SourceRouter
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
@@ -26,12 +27,15 @@ class MllpHandler:
     """Serves one connection: every block is stored, interpreted and acknowledged."""
 
     def __init__(
-        self, intake: Intake, *, study_id: str, zone: tzinfo, code_map: Mapping[str, str]
+        self,
+        intake: Intake,
+        *,
+        router: SourceRouter,
+        code_maps: Mapping[str, Mapping[str, str]],
     ) -> None:
         self._intake = intake
-        self._study_id = study_id
-        self._zone = zone
-        self._code_map = code_map
+        self._router = router
+        self._code_maps = code_maps
 
     async def __call__(
         self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
@@ -58,7 +62,10 @@ class MllpHandler:
     async def handle(self, block: bytes, source: str) -> str:
         """Store, interpret, publish, and answer; AA only once the broker acknowledged."""
         text = block.decode("utf-8", errors="replace")
-        outcome = interpret(text, study_id=self._study_id, zone=self._zone, code_map=self._code_map)
+        study, zone = self._router.default
+        outcome = interpret(
+            text, study_id=study, zone=zone, route=self._router.route, code_maps=self._code_maps
+        )
         receipt = Receipt(
             channel=CHANNEL,
             source=source,
@@ -90,7 +97,7 @@ class MllpHandler:
         return build_ack(
             outcome,
             sending_application="VIGIL",
-            sending_facility=self._study_id,
+            sending_facility="VIGIL",
             ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
             now=datetime.now(UTC),
         )
@@ -101,10 +108,9 @@ async def start_mllp_server(
     *,
     host: str,
     port: int,
-    study_id: str,
-    zone: tzinfo,
-    code_map: Mapping[str, str],
+    router: SourceRouter,
+    code_maps: Mapping[str, Mapping[str, str]],
 ) -> asyncio.Server:
-    handler = MllpHandler(intake, study_id=study_id, zone=zone, code_map=code_map)
+    handler = MllpHandler(intake, router=router, code_maps=code_maps)
     server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
     return server

@@ -12,7 +12,9 @@ import pytest
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.fields import parse_dtm, parse_reference_range
 from services.ingest.hl7.messages import interpret
+from services.ingest.sources import load_sources
 from shared.events import LabResultReported, ResultStatus, SubjectEnrolled
+from tests.support.services import REPO
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 
@@ -222,3 +224,17 @@ def test_hl7_times(text: str, expected: datetime) -> None:
 def test_reference_ranges(text: str, expected: tuple[str | None, str | None]) -> None:
     low, high = parse_reference_range(text)
     assert (low, high) == tuple(None if v is None else Decimal(v) for v in expected)
+
+
+def test_the_sender_chooses_the_study_and_the_zone() -> None:
+    router = load_sources(REPO / "studies", default_study="OTHER", default_zone=UTC)
+    obx = "OBX|1|NM|718-7^Hemoglobin^LN||13|g/dL|12-16|N|||F"
+    (event,) = interpret(
+        oru(obx, obr_time="20261120080000"), study_id="OTHER", zone=UTC, route=router.route
+    ).events
+    assert event.study_id == "NCT05262686"  # MSH-3 LIS, MSH-4 PKUPH-LAB
+    assert isinstance(event, LabResultReported)
+    assert event.collected_at.utcoffset() == timedelta(hours=8)
+    unknown = oru(obx).replace("|LIS|PKUPH-LAB|", "|OTHERLIS|ELSEWHERE|")
+    (other,) = interpret(unknown, study_id="OTHER", zone=UTC, route=router.route).events
+    assert other.study_id == "OTHER"

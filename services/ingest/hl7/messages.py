@@ -7,7 +7,7 @@ Supports ORU^R01 (lab results) and ADT^A04/A08 (register or update a subject), v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
@@ -314,9 +314,20 @@ class _Reader:
 
 
 def interpret(
-    raw: str, *, study_id: str, zone: tzinfo, code_map: Mapping[str, str] | None = None
+    raw: str,
+    *,
+    study_id: str,
+    zone: tzinfo,
+    code_map: Mapping[str, str] | None = None,
+    route: Callable[[str, str], tuple[str, tzinfo]] | None = None,
+    code_maps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Interpretation:
-    """Read one HL7 v2 message (segments separated by carriage returns)."""
+    """Read one HL7 v2 message (segments separated by carriage returns).
+
+    ``route`` picks the study and time zone from the sender (MSH-3, MSH-4); without it,
+    or for a sender it does not know, ``study_id`` and ``zone`` apply. ``code_maps`` gives
+    each study's local-code map (``code_map`` is used when it has none for the study).
+    """
     try:
         message = hl7.parse(raw)
         msh = message.segment("MSH")
@@ -329,7 +340,10 @@ def interpret(
                 Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"not an HL7 v2 message: {error}")
             ],
         )
-    reader = _Reader(message, study_id, zone, code_map or {})
+    if route is not None:
+        study_id, zone = route(_get(msh, 3), _get(msh, 4))
+    study_codes = (code_maps or {}).get(study_id, code_map or {})
+    reader = _Reader(message, study_id, zone, study_codes)
     version = _get(msh, 12)
     kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
     result = Interpretation("AA", reader.control_id, version or "2.5.1")
