@@ -238,3 +238,16 @@ def test_the_sender_chooses_the_study_and_the_zone() -> None:
     unknown = oru(obx).replace("|LIS|PKUPH-LAB|", "|OTHERLIS|ELSEWHERE|")
     (other,) = interpret(unknown, study_id="OTHER", zone=UTC, route=router.route).events
     assert other.study_id == "OTHER"
+
+
+def test_what_real_senders_do_is_accepted() -> None:
+    message = oru(
+        "OBX|1|NM|718-7^Hemoglobin^LN||<5.0|g/dL|12-16|LL|||F",  # censored value in NM
+        "OBX|2|NM|1742-6^ALT^LN|||U/L|0-40||||I",  # still pending
+        "NTE|1||specimen slightly haemolysed",
+    ).replace("\r", "\r\n")  # CR LF line ends
+    outcome = interpret(message, study_id="S", zone=UTC)
+    assert outcome.ack_code == "AA", outcome.reason
+    (event,) = outcome.events
+    assert isinstance(event, LabResultReported)
+    assert (event.comparator, event.value) == ("<", Decimal("5.0"))

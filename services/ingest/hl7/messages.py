@@ -46,6 +46,8 @@ _STATUS = {
     "D": ResultStatus.DELETED,
     "W": ResultStatus.WRONG,
 }
+# OBX-11 I (pending), N (not asked), U (status change without a result): no result to record
+_NO_RESULT_YET = frozenset({"I", "N", "U"})
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 Comparator = Literal["<", "<=", ">", ">="]
 _COMPARATORS: dict[str, Comparator] = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -140,7 +142,8 @@ class _Reader:
                 result = self.observation(sequence, segment, subject, obr_number, obr_time, order)
                 if result is not None:
                     events.append(result)
-        if not events and not self.problems:
+        has_obx = any(name == "OBX" for name, _, _ in self.numbered())
+        if not has_obx and not self.problems:
             self.problem("OBX", 1, 0, REQUIRED_FIELD_MISSING, "the message has no OBX segment")
         return events
 
@@ -155,6 +158,8 @@ class _Reader:
     ) -> LabResultReported | None:
         before = len(self.problems)
         status_code = _get(obx, 11) or "F"
+        if status_code in _NO_RESULT_YET:
+            return None  # pending or not asked: nothing to record yet (the message is kept)
         status = _STATUS.get(status_code)
         if status is None:
             self.problem(
@@ -247,7 +252,12 @@ class _Reader:
             return None
         try:
             if value_type == "NM":
-                return {"value": parse_decimal(_get(obx, 5))}
+                text = _get(obx, 5)
+                # many labs send a censored value in an NM field ("<0.5"); keep it censored
+                for sign in ("<=", ">=", "<", ">"):
+                    if text.startswith(sign):
+                        return {"value": parse_decimal(text[len(sign) :]), "comparator": sign}
+                return {"value": parse_decimal(text)}
             if value_type == "SN":
                 comparator, number = _get(obx, 5, 1), _get(obx, 5, 2)
                 if _get(obx, 5, 3) or _get(obx, 5, 4):
@@ -328,6 +338,8 @@ def interpret(
     or for a sender it does not know, ``study_id`` and ``zone`` apply. ``code_maps`` gives
     each study's local-code map (``code_map`` is used when it has none for the study).
     """
+    # senders often end segments with LF or CR LF instead of the standard CR
+    raw = raw.replace("\r\n", "\r").replace("\n", "\r").strip("\r") + "\r"
     try:
         message = hl7.parse(raw)
         msh = message.segment("MSH")
