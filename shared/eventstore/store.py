@@ -9,6 +9,7 @@ position N never later finds a committed position below N it did not see.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,15 +185,6 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
             [envelope.id for envelope in envelopes],
         )
     }
-    streams = sorted({payload.stream_id for payload in payloads})
-    versions: dict[str, int] = {
-        row["stream_id"]: row["version"] or 0
-        for row in await connection.fetch(
-            "SELECT s AS stream_id, (SELECT max(stream_version) FROM events "
-            "WHERE stream_id = s) AS version FROM unnest($1::text[]) AS s",
-            streams,
-        )
-    }
     top = await connection.fetchrow(
         "SELECT clock_timestamp() AS now, h.position, h.hash FROM (SELECT 1) AS one "
         "LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) "
@@ -203,6 +195,9 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
     assert recorded_us is not None
     position = top["position"] or 0
     prev_hash = bytes(top["hash"]) if top["hash"] is not None else GENESIS_HASH
+    versions = await _stream_versions(
+        connection, {payload.stream_id for payload in payloads}, (position, prev_hash)
+    )
 
     results: list[Appended] = []
     records: list[tuple[Any, ...]] = []
@@ -277,7 +272,48 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
         results.append(appended)
     if records:
         await connection.copy_records_to_table("events", records=records, columns=_COLUMNS)
+        if len(versions) <= _MAX_KNOWN_STREAMS:
+            _VERSIONS[connection] = _KnownVersions((position, prev_hash), versions)
+        else:
+            _VERSIONS.pop(connection, None)
     return results
+
+
+_MAX_KNOWN_STREAMS = 100_000
+
+
+@dataclass
+class _KnownVersions:
+    """Stream versions this connection last wrote, valid while the head is still its own."""
+
+    head: tuple[int, bytes]
+    versions: dict[str, int]
+
+
+# Per connection: a writer that finds the head where it left it (same position and hash:
+# its transaction committed and nobody appended since) knows the versions it wrote, and
+# asks the database only about streams it has not seen.
+_VERSIONS: weakref.WeakKeyDictionary[asyncpg.Connection, _KnownVersions] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _stream_versions(
+    connection: asyncpg.Connection, streams: set[str], head_now: tuple[int, bytes]
+) -> dict[str, int]:
+    known = _VERSIONS.get(connection)
+    cached = known.versions if known is not None and known.head == head_now else {}
+    missing = sorted(streams - cached.keys())
+    versions = {stream: cached[stream] for stream in streams & cached.keys()}
+    if missing:
+        rows = await connection.fetch(
+            "SELECT s AS stream_id, (SELECT max(stream_version) FROM events "
+            "WHERE stream_id = s) AS version FROM unnest($1::text[]) AS s",
+            missing,
+        )
+        versions.update({row["stream_id"]: row["version"] or 0 for row in rows})
+    # carry the rest of what is known forward, so the cache keeps its other streams
+    return {**cached, **versions}
 
 
 async def read_stream(

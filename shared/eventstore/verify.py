@@ -21,7 +21,7 @@ import asyncpg
 
 from shared.eventstore.canonical import CANONICAL_SQL, GENESIS_HASH
 
-_RANGE = 20_000
+_RANGE = 10_000
 _QUERY = (
     "SELECT position, prev_hash, hash, "
     f"pg_catalog.sha256(prev_hash || {CANONICAL_SQL}) = hash AS content_ok "
