@@ -55,8 +55,13 @@ class SignalConsumer:
             except (ValidationError, ValueError) as error:
                 log.error("notifier.invalid_signal", offset=record.offset, error=str(error))
         planned = plan_deliveries(envelopes, self._rosters, base_url=self._base_url)
-        async with self._pool.acquire() as connection, connection.transaction():
-            added = await add_deliveries(connection, planned)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                added = await add_deliveries(connection, planned)
+        except Exception:
+            log.exception("notifier.batch_failed", signals=len(envelopes))
+            await asyncio.sleep(1.0)  # rewound and retried: do not spin
+            raise
         if added:
             self._worker.wake()
         log.info("notifier.batch_done", signals=len(envelopes), deliveries_added=added)

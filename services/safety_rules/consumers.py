@@ -122,6 +122,11 @@ class FactsConsumer:
         except RETRYABLE as error:
             await self._backoff.failed(error)
             raise
+        except Exception:
+            # a bug, not an outage: say so loudly; the batch is rewound and tried again
+            log.exception("rules.batch_crashed", records=len(records))
+            await self._backoff.failed(RuntimeError("batch crashed"))
+            raise
         self._backoff.succeeded()
         self._on_commit(bool(outcome.signals))
         log.info(

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 import orjson
 
 from shared.events import Envelope, schema_version
@@ -273,9 +274,9 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
     if records:
         await connection.copy_records_to_table("events", records=records, columns=_COLUMNS)
         if len(versions) <= _MAX_KNOWN_STREAMS:
-            _VERSIONS[connection] = _KnownVersions((position, prev_hash), versions)
+            _VERSIONS[_underlying(connection)] = _KnownVersions((position, prev_hash), versions)
         else:
-            _VERSIONS.pop(connection, None)
+            _VERSIONS.pop(_underlying(connection), None)
     return results
 
 
@@ -298,10 +299,17 @@ _VERSIONS: weakref.WeakKeyDictionary[asyncpg.Connection, _KnownVersions] = (
 )
 
 
+def _underlying(connection: asyncpg.Connection) -> asyncpg.Connection:
+    """The connection itself: a pool hands out proxies, which cannot be weakly referenced."""
+    if isinstance(connection, asyncpg.pool.PoolConnectionProxy):
+        return connection._con
+    return connection
+
+
 async def _stream_versions(
     connection: asyncpg.Connection, streams: set[str], head_now: tuple[int, bytes]
 ) -> dict[str, int]:
-    known = _VERSIONS.get(connection)
+    known = _VERSIONS.get(_underlying(connection))
     cached = known.versions if known is not None and known.head == head_now else {}
     missing = sorted(streams - cached.keys())
     versions = {stream: cached[stream] for stream in streams & cached.keys()}

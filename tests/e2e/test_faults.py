@@ -87,15 +87,10 @@ async def test_broker_down_gives_503_and_nothing_is_claimed(
 
 
 async def test_broker_restart_loses_nothing_that_was_acknowledged(
-    tmp_path: Path, smtp_server: tuple[int, object], postgres_dsn: str
+    tmp_path: Path, smtp_server: tuple[int, object], fresh_dsn: str
 ) -> None:
     """The dev broker forgets everything on restart; the durable receipt does not."""
-    name = f"restart_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await components.migrate(dsn)
+    dsn = fresh_dsn
     with components.tansu() as broker:
         ports = {"rules": free_port(), "ingest": free_port()}
         env = service_env(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from shared.db.pool import create_pool
@@ -21,14 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_two_rules_instances_split_the_work_and_keep_the_chain(
-    tmp_path: Path, postgres_dsn: str, smtp_server: tuple[int, object]
+    tmp_path: Path, fresh_dsn: str, smtp_server: tuple[int, object]
 ) -> None:
-    name = f"scale_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await components.migrate(dsn)
+    dsn = fresh_dsn
     with components.tansu() as broker:
         instances = []
         try:

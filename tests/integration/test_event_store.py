@@ -407,3 +407,25 @@ def test_an_altered_exported_row_no_longer_checks_out() -> None:
     record["hash"] = chain_hash(bytes(32), canonical).hex()
     assert row_hash_matches(record)
     assert not row_hash_matches({**record, "payload": '{"value": 9.5}'})
+
+
+async def test_appends_through_a_pool_and_by_several_connections_keep_versions_right(
+    fresh_dsn: str,
+) -> None:
+    """The per-connection memory of stream versions must not outlive another writer."""
+    pool = await create_pool(fresh_dsn, max_size=2)
+    try:
+        for n in range(6):
+            async with pool.acquire() as connection, connection.transaction():
+                await eventstore.append(connection, [NewEvent(result("P1", "12", n=n))])
+        other = await asyncpg.connect(fresh_dsn)
+        try:
+            await append(other, result("P1", "11", n=99))  # another writer moves the head
+        finally:
+            await other.close()
+        async with pool.acquire() as connection, connection.transaction():
+            (appended,) = await eventstore.append(connection, [NewEvent(result("P1", "10", n=7))])
+        assert appended.stream_version == 8
+        assert (await verify_chain(pool)).ok
+    finally:
+        await pool.close()

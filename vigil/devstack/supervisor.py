@@ -77,7 +77,11 @@ class ManagedProcess:
                     raise RuntimeError(f"{self.name} exited with code {self.exit_code()}{hint}")
                 return check()
 
-            wait_until(ready_or_dead, timeout=self.ready_timeout, what=self.name, interval=0.2)
+            try:
+                wait_until(ready_or_dead, timeout=self.ready_timeout, what=self.name, interval=0.2)
+            except (TimeoutError, RuntimeError):
+                self.stop()  # never leave a half-started process behind
+                raise
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
