@@ -82,6 +82,20 @@ def _reference_id(reference: Any, kind: str) -> str | None:
     return None
 
 
+def _subject_of(reference: Any, kind: str, issues: list[Issue]) -> str | None:
+    """The study subject a resource is about; an issue when it does not say."""
+    subject = _reference_id(reference, "Patient")
+    if subject is None:
+        issues.append(
+            Issue(
+                "required",
+                f"{kind}.subject",
+                "subject must reference Patient/<study subject id>",
+            )
+        )
+    return subject
+
+
 def _moment(value: Any, zone: tzinfo) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=zone)
@@ -108,15 +122,7 @@ def observation_event(
                 f"status {observation.status!r} is not one of {', '.join(_STATUS)}",
             )
         )
-    subject = _reference_id(observation.subject, "Patient")
-    if subject is None:
-        issues.append(
-            Issue(
-                "required",
-                "Observation.subject",
-                "subject must reference Patient/<study subject id>",
-            )
-        )
+    subject = _subject_of(observation.subject, "Observation", issues)
     collected = _moment(
         observation.effectiveDateTime
         or observation.effectiveInstant
@@ -284,15 +290,7 @@ def adverse_event_event(
                 f"actuality {event.actuality!r}: only actual events are recorded",
             )
         )
-    subject = _reference_id(event.subject, "Patient")
-    if subject is None:
-        issues.append(
-            Issue(
-                "required",
-                "AdverseEvent.subject",
-                "subject must reference Patient/<study subject id>",
-            )
-        )
+    subject = _subject_of(event.subject, "AdverseEvent", issues)
     codings = list(event.event.coding or []) if event.event else []
     term = (event.event.text if event.event else None) or next(
         (c.display for c in codings if c.display), None

@@ -98,6 +98,8 @@ class MllpHandler:
             outcome,
             sending_application="VIGIL",
             sending_facility="VIGIL",
+            receiving_application=outcome.sender[0],
+            receiving_facility=outcome.sender[1],
             ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
             now=datetime.now(UTC),
         )

@@ -74,6 +74,7 @@ async def test_low_haemoglobin_over_mllp_is_acknowledged_and_alerts_once(
 
     for ack in (first, again):
         assert str(ack.segment("MSA")[1]) == "AA"
+        assert (str(ack.segment("MSH")[5]), str(ack.segment("MSH")[6])) == ("LIS", "PKUPH-LAB")
         assert str(ack.segment("MSA")[2]) == f"R{subject}"
     site = next(s for s in ROSTER.sites if s.id == "PKUPH-02")
     expected = {str(p.email) for p in site.people if p.role in SITE_ALERT_ROLES}

@@ -73,6 +73,7 @@ class Interpretation:
     version: str
     events: list[SubjectEvent] = field(default_factory=list)
     problems: list[Hl7Problem] = field(default_factory=list)
+    sender: tuple[str, str] = ("", "")  # MSH-3 application, MSH-4 facility: the ACK's receiver
 
     @property
     def reason(self) -> str:
@@ -358,7 +359,9 @@ def interpret(
     reader = _Reader(message, study_id, zone, study_codes)
     version = _get(msh, 12)
     kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
-    result = Interpretation("AA", reader.control_id, version or "2.5.1")
+    result = Interpretation(
+        "AA", reader.control_id, version or "2.5.1", sender=(_get(msh, 3), _get(msh, 4))
+    )
     if version not in SUPPORTED_VERSIONS:
         result.ack_code = "AR"
         result.problems.append(
