@@ -99,6 +99,24 @@ def rules_check(path: Path) -> None:
         typer.echo(f"  {rule.id:<24} {rule.kind:<20} {rule.describe():<16} {rule.title}")
 
 
+@rules_app.command("explain")
+def rules_explain(signal_id: str) -> None:
+    """Print why a signal fired, from the audit log."""
+    import uuid
+
+    from services.safety_rules.explain_signal import SignalNotFound, explain_signal
+
+    settings = _settings()
+    try:
+        text = asyncio.run(
+            explain_signal(settings.database_url, uuid.UUID(signal_id), settings.study_dir)
+        )
+    except (SignalNotFound, ValueError) as error:
+        typer.echo(f"vigil rules explain: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(text)
+
+
 @app.command()
 def notifier() -> None:
     """Run the notifier service."""

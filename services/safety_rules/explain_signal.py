@@ -1,0 +1,70 @@
+"""``vigil rules explain``: a signal and its inputs, read back from the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from services.safety_rules.domain.explain import InputFact, explain
+from services.safety_rules.domain.rule_pack import load_rule_packs
+from shared.events import SafetySignalRaised
+
+
+class SignalNotFound(LookupError):
+    """No safety signal with that id in the audit log."""
+
+
+def _summary(event_type: str, payload: dict[str, object]) -> str:
+    if "loinc_code" in payload:
+        value = (
+            payload.get("value") if payload.get("value") is not None else payload.get("value_text")
+        )
+        return (
+            f"lab result {payload.get('loinc_code')} = {value} {payload.get('unit') or ''}".strip()
+            + f", status {payload.get('result_status')}, collected {payload.get('collected_at')}"
+        )
+    return event_type
+
+
+async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str:
+    """The explanation of one stored signal."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            "SELECT payload_json FROM events WHERE event_id = $1 AND type = $2",
+            signal_id,
+            SafetySignalRaised.event_type,
+        )
+        if row is None:
+            raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
+        signal = SafetySignalRaised.model_validate_json(row["payload_json"])
+        rows = await connection.fetch(
+            "SELECT event_id, type, position, source, recorded_at, payload_json FROM events "
+            "WHERE event_id = ANY($1::uuid[]) ORDER BY position",
+            list(signal.input_event_ids),
+        )
+    finally:
+        await connection.close()
+    inputs = [
+        InputFact(
+            str(r["event_id"]),
+            r["type"],
+            r["position"],
+            r["source"],
+            r["recorded_at"],
+            _summary(r["type"], orjson.loads(r["payload_json"])),
+        )
+        for r in rows
+    ]
+    pack = load_rule_packs(study_dir).get(signal.study_id)
+    rule = next((r for r in pack.rules if r.id == signal.rule_id), None) if pack else None
+    source = rule.source if rule is not None and pack is not None else None
+    if pack is not None and pack.version != signal.rule_pack_version:
+        source = (
+            f"(the current pack is version {pack.version}; the signal was raised under "
+            f"{signal.rule_pack_version}) {source or ''}"
+        ).strip()
+    return explain(signal, inputs, source)
