@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Header, Request
@@ -53,14 +53,16 @@ def create_app(
     )
     app.mount("/metrics", make_asgi_app())
 
-    async def receipt_of(request: Request, outcome: str, reason: str | None = None) -> Receipt:
+    async def receipt_of(
+        request: Request, outcome: Literal["accepted", "rejected"], reason: str | None = None
+    ) -> Receipt:
         client = request.client.host if request.client else "unknown"
         return Receipt(
             channel=CHANNEL,
             source=f"{client} {request.method} {request.url.path}",
             content_type=request.headers.get("content-type"),
             raw=await request.body(),
-            outcome="accepted" if outcome == "accepted" else "rejected",
+            outcome=outcome,
             reason=reason,
         )
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
@@ -81,7 +82,7 @@ def add_fhir_routes(
 
     async def reject(receipt: Receipt, issues: list[Issue], path: str) -> JSONResponse:
         reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in issues)
-        rejected = Receipt(**{**receipt.__dict__, "outcome": "rejected", "reason": reason})
+        rejected = replace(receipt, outcome="rejected", reason=reason)
         with contextlib.suppress(StorageUnavailable):  # the sender learns what is wrong anyway
             await intake().reject(rejected, origin=f"fhir {path}")
         return _response(_status_for(issues), operation_outcome(issues))
@@ -186,13 +187,11 @@ def add_fhir_routes(
                         }
                     }
                 )
-                failed_receipt = Receipt(
-                    **{
-                        **receipt.__dict__,
-                        "raw": json.dumps(entries[n]).encode(),
-                        "outcome": "rejected",
-                        "reason": "; ".join(i.diagnostics for i in issues),
-                    }
+                failed_receipt = replace(
+                    receipt,
+                    raw=json.dumps(entries[n]).encode(),
+                    outcome="rejected",
+                    reason="; ".join(i.diagnostics for i in issues),
                 )
                 with contextlib.suppress(StorageUnavailable):
                     await intake().reject(failed_receipt, origin=f"fhir Bundle.entry[{n}]")

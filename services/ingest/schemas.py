@@ -77,7 +77,7 @@ class LabResultIn(RequestModel):
         if self.loinc_code is None and self.local_code is None:
             raise ValueError("give loinc_code, or local_code for the lab's own code")
         nothing = self.value is None and self.qualitative is None and self.value_text is None
-        if nothing and self.result_status.value not in {"X", "D", "W"}:
+        if nothing and self.result_status.is_measurement:
             raise ValueError("give value (with unit), qualitative or value_text")
         if self.value is not None and self.unit is None:
             raise ValueError("a numeric value needs its unit (UCUM), e.g. g/dL")

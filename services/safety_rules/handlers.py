@@ -57,7 +57,6 @@ class BatchOutcome:
     stored: int = 0
     duplicates: int = 0
     signals: list[Envelope] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
 
 
 class RulesUnitOfWork(Protocol):
@@ -138,9 +137,6 @@ async def handle_batch(
     return outcome
 
 
-_RETRACTING = {ResultStatus.CANNOT_OBTAIN, ResultStatus.DELETED, ResultStatus.WRONG}
-
-
 async def _supersedes(
     envelope: Envelope, result: LabResultReported, uow: RulesUnitOfWork
 ) -> Envelope | None:
@@ -150,7 +146,7 @@ async def _supersedes(
         return None
     if result.result_status == ResultStatus.CORRECTED:
         reason: Literal["corrected", "retracted", "updated"] = "corrected"
-    elif result.result_status in _RETRACTING:
+    elif not result.result_status.is_measurement:
         reason = "retracted"
     else:
         reason = "updated"

@@ -68,10 +68,6 @@ class Envelope(BaseModel):
         """The context attributes without ``data``, as JSON text."""
         return self.model_dump_json(by_alias=True, exclude_none=True, exclude={"data"})
 
-    def attributes(self) -> dict[str, Any]:
-        """The context attributes without ``data``, as JSON-ready values (by alias)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"data"})
-
 
 def wrap(
     payload: EventPayload,

@@ -117,9 +117,18 @@ class ResultStatus(StrEnum):
     DELETED = "D"
     WRONG = "W"
 
+    @property
+    def is_measurement(self) -> bool:
+        """False for X (cannot obtain), D (deleted) and W (wrong): no value to judge, and
+        a later one of these retracts the earlier report."""
+        return self not in _NOT_A_MEASUREMENT
+
+
+_NOT_A_MEASUREMENT = frozenset(
+    {ResultStatus.CANNOT_OBTAIN, ResultStatus.DELETED, ResultStatus.WRONG}
+)
 
 Qualitative = Literal["positive", "negative", "indeterminate"]
-_NOT_A_MEASUREMENT = {"X", "D", "W"}
 
 
 class LabResultReported(SubjectEvent):
@@ -181,7 +190,7 @@ class LabResultReported(SubjectEvent):
         has_result = (
             self.value is not None or self.qualitative is not None or self.value_text is not None
         )
-        if not has_result and self.result_status.value not in _NOT_A_MEASUREMENT:
+        if not has_result and self.result_status.is_measurement:
             raise ValueError("a result needs a value, a qualitative result or a value_text")
         return self
 

@@ -247,7 +247,7 @@ class _Reader:
         """OBX-5 by its type (OBX-2): numbers (NM, SN), coded (CE, CWE, CNE) or text."""
         value_type = _get(obx, 2).upper()
         if not _get(obx, 5, 1) and not _get(obx, 5, 2):
-            if status in ("X", "D", "W"):
+            if status in _STATUS and not _STATUS[status].is_measurement:
                 return {}
             self.problem("OBX", sequence, 5, REQUIRED_FIELD_MISSING, "OBX-5 (value) is empty")
             return None

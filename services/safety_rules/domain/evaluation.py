@@ -8,11 +8,10 @@ from decimal import Decimal
 
 from services.safety_rules.domain.rule_pack import AbsoluteThresholdRule, RulePack
 from shared.analytes import UnitNotConvertible, analyte_for
-from shared.events import LabResultReported, ResultStatus, SafetySignalRaised
+from shared.events import LabResultReported, SafetySignalRaised
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
 # Results that are not (or no longer) a valid measurement.
-_NOT_A_MEASUREMENT = {ResultStatus.CANNOT_OBTAIN, ResultStatus.DELETED, ResultStatus.WRONG}
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ def evaluate_lab_result(
     site_id: str | None,
 ) -> tuple[list[SafetySignalRaised], list[Unconvertible]]:
     """The signals this result raises under ``pack``, and the rules it could not be judged by."""
-    if result.result_status in _NOT_A_MEASUREMENT or result.value is None:
+    if not result.result_status.is_measurement or result.value is None:
         return [], []  # qualitative results have no numeric threshold to meet
     signals: list[SafetySignalRaised] = []
     problems: list[Unconvertible] = []

@@ -19,11 +19,6 @@ from shared.events import (
 )
 
 State = dict[str, Any]
-_NOT_A_VALUE = {
-    ResultStatus.CANNOT_OBTAIN.value,
-    ResultStatus.DELETED.value,
-    ResultStatus.WRONG.value,
-}
 
 
 def empty_state(study_id: str, subject_id: str) -> State:
@@ -57,7 +52,7 @@ def apply_event(state: State, event_type: str, payload: dict[str, Any], event_id
             day0=payload.get("day0"),
         )
     elif event_type == LabResultReported.event_type:
-        if payload.get("result_status", "F") in _NOT_A_VALUE:
+        if not ResultStatus(payload.get("result_status", "F")).is_measurement:
             return state
         entry = {
             "value": payload.get("value"),
