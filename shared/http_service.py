@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ def service_app(
     title: str,
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
+    **fastapi_options: Any,
 ) -> FastAPI:
     """An app whose lifespan runs ``workers``; /readyz is 503 with the reason when not ready."""
 
@@ -29,7 +31,7 @@ def service_app(
         async with workers():
             yield
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -12,7 +12,6 @@ import structlog
 from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import make_asgi_app
 from pydantic import BaseModel
 
 from services.ingest.adapters.publisher import BrokerUnavailable
@@ -28,6 +27,7 @@ from services.ingest.schemas import (
     StudyDrugAdministrationsBody,
     SubjectsBody,
 )
+from shared.http_service import ReadinessCheck, service_app
 
 log = structlog.get_logger(__name__)
 
@@ -40,18 +40,14 @@ def create_app(
     intake: Callable[[], Intake],
     *,
     default_study: str,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
-    readiness: Callable[[], Awaitable[str | None]],
+    workers: Callable[[], AbstractAsyncContextManager[None]],
+    readiness: ReadinessCheck,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     """The ingest application; ``intake`` gives the running Intake once started."""
-    app = FastAPI(
-        title="Vigil ingest",
-        version="1",
-        lifespan=lifespan,
-        responses={422: _PROBLEM, 503: _PROBLEM},
+    app = service_app(
+        "Vigil ingest", workers, readiness, version="1", responses={422: _PROBLEM, 503: _PROBLEM}
     )
-    app.mount("/metrics", make_asgi_app())
 
     async def receipt_of(
         request: Request, outcome: Literal["accepted", "rejected"], reason: str | None = None
@@ -154,18 +150,5 @@ def create_app(
     ) -> Response:
         """Record one study-drug administration or a list of them."""
         return await accept(request, body, x_correlation_id)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Alive."""
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        """Ready when the database and the broker answer."""
-        reason = await readiness()
-        if reason is not None:
-            return problem(503, "Not ready", reason)
-        return JSONResponse({"status": "ready"})
 
     return app

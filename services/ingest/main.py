@@ -40,7 +40,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     parts: dict[str, object] = {}
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def workers() -> AsyncIterator[None]:
         await require_current_schema(settings.database_url)
         await wait_for_topics(settings)
         pool = await create_pool(settings.database_url)
@@ -94,7 +94,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     app = create_app(
         lambda: running["intake"],
         default_study=settings.default_study,
-        lifespan=lifespan,
+        workers=workers,
         readiness=readiness,
     )
     add_fhir_routes(

@@ -17,6 +17,8 @@ class PostgresRulesUnitOfWork:
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
+        # a batch holds many results of few subjects: look each subject's site up once
+        self._sites: dict[tuple[str, str], str | None] = {}
 
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
         appended = await eventstore.append(
@@ -25,7 +27,15 @@ class PostgresRulesUnitOfWork:
         return {item.event_id for item in appended if item.new}
 
     async def site_of(self, study_id: str, subject_id: str) -> str | None:
-        """The site of the subject's latest enrolment record, read from its own stream."""
+        """The site of the subject's latest enrolment record, read from its own stream.
+
+        Called after the batch is appended, so an enrolment in the same batch is seen."""
+        key = (study_id, subject_id)
+        if key not in self._sites:
+            self._sites[key] = await self._site_from_stream(study_id, subject_id)
+        return self._sites[key]
+
+    async def _site_from_stream(self, study_id: str, subject_id: str) -> str | None:
         payload = await self._connection.fetchval(
             "SELECT payload_json FROM events WHERE stream_id = $1 AND type = $2 "
             "ORDER BY stream_version DESC LIMIT 1",
