@@ -16,24 +16,14 @@ from typing import Any, Literal, TextIO
 import asyncpg
 
 from shared.eventstore.canonical import canonical_bytes, chain_hash, epoch_micros
+from shared.eventstore.store import COLUMNS
 
 ExportFormat = Literal["jsonl", "csv"]
-FIELDS = (
-    "position",
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "type",
-    "schema_version",
-    "study_id",
-    "subject_id",
-    "clinical_time",
-    "recorded_at",
-    "source",
-    "envelope",
-    "payload",
-    "prev_hash",
-    "hash",
+# One field per stored column; the JSON texts are named without their ``_json`` suffix.
+FIELDS = tuple(column.removesuffix("_json") for column in COLUMNS)
+_SELECT = ", ".join(
+    f"{column}::text" if column == "event_id" else f"{column} AS {field}"
+    for column, field in zip(COLUMNS, FIELDS, strict=True)
 )
 
 
@@ -43,12 +33,7 @@ async def exported_rows(
     """The study's (or one subject's) events in position order, as flat records."""
     condition = "study_id = $1" + (" AND subject_id = $2" if subject else "")
     arguments: list[Any] = [study] + ([subject] if subject else [])
-    query = (
-        "SELECT position, event_id::text, stream_id, stream_version, type, schema_version, "
-        "study_id, subject_id, clinical_time, recorded_at, source, envelope_json AS envelope, "
-        "payload_json AS payload, prev_hash, hash "
-        f"FROM events WHERE {condition} ORDER BY position"
-    )
+    query = f"SELECT {_SELECT} FROM events WHERE {condition} ORDER BY position"
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         async for row in connection.cursor(query, *arguments, prefetch=2000):
             record = dict(row)

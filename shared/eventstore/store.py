@@ -31,7 +31,8 @@ from shared.eventstore.canonical import (
 # Advisory lock key of the append path (the insert trigger checks it is held).
 APPEND_LOCK = 7_345_002
 
-_COLUMNS = (
+# The columns of ``events`` an append writes (the jsonb columns are generated).
+COLUMNS = (
     "position",
     "event_id",
     "stream_id",
@@ -272,7 +273,7 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
         in_batch[envelope.id] = (appended, event_type, payload_text)
         results.append(appended)
     if records:
-        await connection.copy_records_to_table("events", records=records, columns=_COLUMNS)
+        await connection.copy_records_to_table("events", records=records, columns=COLUMNS)
         if len(versions) <= _MAX_KNOWN_STREAMS:
             _VERSIONS[_underlying(connection)] = _KnownVersions((position, prev_hash), versions)
         else:
