@@ -296,38 +296,138 @@ class LabResultSuperseded(SubjectEvent):
     reason: Literal["corrected", "retracted", "updated"]
 
 
+DataQualityProblem = Literal[
+    "unit-not-convertible",
+    "unknown-subject",
+    "reference-range-missing",
+    "missing-input",
+    "dose-not-convertible",
+]
+
+
 class DataQualityIssueRaised(SubjectEvent):
     """Something in the data needs a data manager: kept, never dropped, and said here."""
 
     event_type: ClassVar[str] = "org.vigil.data_quality.issue_raised.v1"
 
-    issue: Literal["unit-not-convertible", "unknown-subject"]
+    issue: DataQualityProblem
     detail: str
     related_event_id: uuid.UUID
+    rule_id: str | None = Field(default=None, description="The rule that could not judge.")
 
 
-class SafetySignalRaised(SubjectEvent):
-    """A rule of the study's pack fired; carries everything needed to explain it later."""
+Severity = Literal["protocol-threshold", "finding"]
 
-    event_type: ClassVar[str] = "org.vigil.safety_signal.raised.v1"
+
+class SignalEvent(SubjectEvent):
+    """An event in the life of one safety signal (an episode of one rule for one subject).
+
+    Signal events live in the subject's stream, next to the facts that caused them."""
 
     signal_id: uuid.UUID
     rule_id: str
-    rule_title: str
     rule_pack_version: str
-    site_id: str | None = Field(description="None when the subject is not (yet) enrolled.")
+    site_id: str | None = Field(default=None, description="None when the subject is unknown.")
+
+
+class SafetySignalRaised(SignalEvent):
+    """A rule of the study's pack fired: an episode opens. Carries everything needed to
+    explain it later, and to route, grade and time the response to it."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.raised.v1"
+
+    rule_title: str
     input_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
-    analyte: str
-    observed_value: ClinicalDecimal
-    observed_unit: str
+    analyte: str = Field(description="What was judged: an analyte, an AE term, a drug.")
+    observed_value: ClinicalDecimal | None = None
+    observed_unit: str | None = None
     threshold: str = Field(description="The condition in words, e.g. '<= 9 g/dL'.")
-    collected_at: AwareDatetime
-    severity: Literal["protocol-threshold"] = "protocol-threshold"
+    collected_at: AwareDatetime = Field(
+        description="When the finding happened in the clinic: specimen collection, AE onset, "
+        "medication start."
+    )
+    severity: Severity = "protocol-threshold"
+    grade: int | None = Field(default=None, ge=1, le=5, description="CTCAE grade, when graded.")
+    grading: str | None = Field(default=None, description="e.g. 'CTCAE v5.0 Anemia'.")
+    serious: bool = Field(default=False, description="A serious adverse event (ICH E2A).")
+    required_action: str | None = None
+    reporting_deadline: AwareDatetime | None = Field(
+        default=None, description="When the required report is due (e.g. an SAE: 24 h)."
+    )
+    recipient_roles: tuple[str, ...] = ()
+    rule_source: str | None = Field(default=None, description="Protocol section or guideline.")
+    episode_key: str | None = Field(
+        default=None, description="What the episode is about beyond subject and rule (an AE id)."
+    )
+    subject_enrolled: bool = Field(
+        default=True, description="False: judged before the subject's enrolment was known."
+    )
 
     @property
     def clinical_time(self) -> datetime | None:
         return self.collected_at
+
+
+class SafetySignalEscalated(SignalEvent):
+    """The abnormality behind an open (or already resolved) episode got worse."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.escalated.v1"
+
+    previous_grade: int | None
+    grade: int | None
+    input_event_ids: tuple[uuid.UUID, ...]
+    computed_values: dict[str, Any]
+    observed_value: ClinicalDecimal | None = None
+    observed_unit: str | None = None
+    collected_at: AwareDatetime
+    reporting_deadline: AwareDatetime | None = None
+
+
+class SafetySignalResolved(SignalEvent):
+    """The condition stopped holding, judged by clinical time (e.g. a value back in range)."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.resolved.v1"
+
+    reason: str = Field(description="In words, e.g. 'haemoglobin 10.2 g/dL: back in range'.")
+    input_event_ids: tuple[uuid.UUID, ...]
+    collected_at: AwareDatetime
+
+
+class SafetySignalReopened(SignalEvent):
+    """What resolved the episode was corrected or withdrawn: it is open again."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.reopened.v1"
+
+    reason: str
+    superseded_event_ids: tuple[uuid.UUID, ...] = ()
+
+
+class SafetySignalAmended(SignalEvent):
+    """A source of the signal was corrected: the signal stands, with new values."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.amended.v1"
+
+    reason: str
+    previous_grade: int | None
+    grade: int | None
+    input_event_ids: tuple[uuid.UUID, ...]
+    superseded_event_ids: tuple[uuid.UUID, ...]
+    computed_values: dict[str, Any]
+    observed_value: ClinicalDecimal | None = None
+    observed_unit: str | None = None
+    collected_at: AwareDatetime
+
+
+class SafetySignalRetracted(SignalEvent):
+    """The signal should never have been raised: its sources were corrected or withdrawn,
+    or it merged into another episode. The record of it stays."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.retracted.v1"
+
+    reason: str
+    superseded_event_ids: tuple[uuid.UUID, ...] = ()
+    merged_into: uuid.UUID | None = None
 
 
 REJECTED_INPUT_STREAM = "rejected-input"
@@ -360,6 +460,11 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         SubjectEnrolled,
         LabResultReported,
         SafetySignalRaised,
+        SafetySignalEscalated,
+        SafetySignalResolved,
+        SafetySignalReopened,
+        SafetySignalAmended,
+        SafetySignalRetracted,
         InputRejected,
         DataQualityIssueRaised,
         AdverseEventReported,
@@ -385,3 +490,13 @@ def payload_class(event_type: str) -> type[EventPayload]:
     except KeyError:
         known = ", ".join(sorted(_PAYLOADS))
         raise ValueError(f"unknown event type {event_type!r}; known types: {known}") from None
+
+
+def register_payload(cls: type[EventPayload]) -> type[EventPayload]:
+    """Make a payload class known to :func:`payload_class` (for modules that define their
+    own events, such as the notifier's); a class decorator. A type name is registered once."""
+    existing = _PAYLOADS.get(cls.event_type)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"event type {cls.event_type!r} is already registered")
+    _PAYLOADS[cls.event_type] = cls
+    return cls

@@ -9,7 +9,7 @@ from shared.events.payloads import (
     InputRejected,
     LabResultReported,
     MedicationRecorded,
-    SafetySignalRaised,
+    SignalEvent,
     SubjectEnrolled,
 )
 
@@ -34,7 +34,6 @@ ALL_TOPICS = (
 _TOPIC_OF: dict[type[EventPayload], str] = {
     SubjectEnrolled: SUBJECTS,
     LabResultReported: LAB_RESULTS,
-    SafetySignalRaised: SAFETY_SIGNALS,
     InputRejected: DEAD_LETTERS,
     DataQualityIssueRaised: DATA_QUALITY,
     AdverseEventReported: ADVERSE_EVENTS,
@@ -43,5 +42,8 @@ _TOPIC_OF: dict[type[EventPayload], str] = {
 
 
 def topic_for(payload_type: type[EventPayload]) -> str:
-    """The topic that carries events of this payload type."""
+    """The topic that carries events of this payload type; every event in a signal's life
+    travels on the safety-signals topic, in the subject's order."""
+    if issubclass(payload_type, SignalEvent):
+        return SAFETY_SIGNALS
     return _TOPIC_OF[payload_type]

@@ -30,13 +30,22 @@ def delivery_id_for(signal_id: uuid.UUID, channel: str, recipient: str) -> uuid.
 def render_email(signal: SafetySignalRaised, *, recipient: str, base_url: str) -> Delivery:
     """The e-mail for one recipient."""
     delivery_id = delivery_id_for(signal.signal_id, "email", recipient)
-    value = f"{signal.observed_value:f} {signal.observed_unit}"
+    value = (
+        f"{signal.observed_value:f} {signal.observed_unit or ''}".strip()
+        if signal.observed_value is not None
+        else signal.threshold
+    )
     subject_line = (
         f"[Vigil] {signal.study_id} subject {signal.subject_id}: "
         f"{signal.analyte} {value} ({signal.rule_id})"
     )
     computed = "\n".join(f"  {key}: {val}" for key, val in sorted(signal.computed_values.items()))
     site = signal.site_id or "unknown (subject not enrolled in Vigil)"
+    deadline = (
+        f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
+        if signal.reporting_deadline
+        else (signal.required_action or "review and acknowledge")
+    )
     body = f"""A safety signal was raised for a subject in study {signal.study_id}.
 
 Subject:      {signal.subject_id}
@@ -47,6 +56,8 @@ Threshold:    {signal.threshold}
 Rule:         {signal.rule_id} - {signal.rule_title}
 Rule pack:    version {signal.rule_pack_version}
 Collected at: {signal.collected_at.isoformat()}
+Grade:        {signal.grading or "CTCAE"} grade {signal.grade or "not graded"}
+Deadline:     {deadline}
 
 Computed values:
 {computed}
