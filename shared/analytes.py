@@ -98,6 +98,17 @@ ANALYTES: tuple[Analyte, ...] = (
     Analyte("total bilirubin", ("1975-2",), "mg/dL", _units(("umol/L", _ONE, Decimal("17.1")))),
     Analyte("creatinine", ("2160-0",), "mg/dL", _units(("umol/L", _ONE, Decimal("88.4")))),
     Analyte("creatinine clearance", ("2164-2",), "mL/min", _units(("mL/s", Decimal(60), _ONE))),
+    Analyte("leukocytes", ("6690-2",), "10*9/L", _COUNT_PER_L),
+    Analyte(
+        "body weight",
+        ("29463-7", "3141-9"),
+        "kg",
+        _units(
+            ("g", _ONE, Decimal(1000)),
+            ("[lb_av]", Decimal("0.45359237"), _ONE),
+            ("lb", Decimal("0.45359237"), _ONE),
+        ),
+    ),
     Analyte("IgG", ("2465-3",), "g/L", _PROTEIN_G_PER_L),
     Analyte("IgA", ("2458-8",), "g/L", _PROTEIN_G_PER_L),
     Analyte("IgM", ("2472-9",), "g/L", _PROTEIN_G_PER_L),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
+from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers import (
     Record,
@@ -89,6 +91,7 @@ class FactsConsumer:
         *,
         group_id: str,
         on_commit: Callable[[bool], None],
+        cache: HistoryCache | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
@@ -96,6 +99,7 @@ class FactsConsumer:
         self._group_id = group_id
         self._on_commit = on_commit
         self._backoff = _Backoff()
+        self._cache = cache if cache is not None else HistoryCache()
 
     async def __call__(self, message: KafkaMessage) -> None:
         records = records_of(message)
@@ -106,6 +110,7 @@ class FactsConsumer:
             for envelope, record in zip(envelopes, _valid(facts, rejected), strict=True)
         }
         envelopes += [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
+        positions = next_positions(records)
         try:
             for _ in range(len(envelopes) + 1):
                 if rejected:
@@ -113,31 +118,94 @@ class FactsConsumer:
                     rejected = []
                 try:
                     async with self._pool.acquire() as connection, connection.transaction():
-                        uow = PostgresRulesUnitOfWork(connection)
+                        uow = PostgresRulesUnitOfWork(connection, self._cache)
                         outcome = await handle_batch(envelopes, uow, self._packs)
+                        await uow.record_positions(self._group_id, positions)
                     break
                 except eventstore.EventIdConflict as conflict:
+                    self._cache.clear()
                     envelopes = [e for e in envelopes if e.id != conflict.event_id]
                     rejected = [Rejected(by_id[conflict.event_id], str(conflict))]
         except RETRYABLE as error:
+            self._cache.clear()  # the rolled-back batch may have been folded in
             await self._backoff.failed(error)
             raise
         except Exception:
+            self._cache.clear()
             # a bug, not an outage: say so loudly; the batch is rewound and tried again
             log.exception("rules.batch_crashed", records=len(records))
             await self._backoff.failed(RuntimeError("batch crashed"))
             raise
         self._backoff.succeeded()
-        self._on_commit(bool(outcome.signals))
+        self._on_commit(bool(outcome.published))
         log.info(
             "rules.batch_done",
             records=len(records),
             stored=outcome.stored,
             duplicates=outcome.duplicates,
             signals=len(outcome.signals),
+            data_quality=len(outcome.data_quality),
         )
 
 
 def _valid(records: list[Record], rejected: list[Rejected]) -> list[Record]:
     bad = {id(item.record) for item in rejected}
     return [record for record in records if id(record) not in bad]
+
+
+def next_positions(records: list[Record]) -> dict[tuple[str, int], int]:
+    """The next offset to consume in each partition once these records are stored."""
+    positions: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        positions[key] = max(positions.get(key, 0), record.offset + 1)
+    return positions
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue from the positions the database recorded with the data.
+
+    Kafka's committed offsets are only a hint: they are committed after the database
+    commit, so they can lag (a crash in between) or be lost (a broker that forgot them).
+    A stored position beyond the partition's end means the broker lost the log itself (a
+    memory-only development broker restarted); the consumer then reads what the broker
+    has, and the event store drops what it already holds.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
+        self._pool = pool
+        self._group_id = group_id
+        self.subscriber: Any = None  # the FastStream subscriber, set once it exists
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None or not assigned:
+            return
+        try:
+            rows = await self._pool.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
+                self._group_id,
+            )
+            ends = await consumer.end_offsets(list(assigned))
+        except RETRYABLE as error:
+            log.warning("rules.stored_positions_unavailable", error=repr(error))
+            return  # Kafka's committed offsets then; what was stored is dropped as a repeat
+        stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        for partition in sorted(assigned):
+            position = stored.get((partition.topic, partition.partition))
+            if position is None:
+                continue
+            end = ends.get(partition)
+            if end is not None and position > end:
+                log.warning(
+                    "rules.partition_log_lost",
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    stored=position,
+                    end=end,
+                )
+                continue
+            consumer.seek(partition, position)

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import structlog
 from pydantic import ValidationError
 
-from services.safety_rules.domain.evaluation import evaluate_lab_result
+from services.safety_rules.domain.engine import ENROLMENT, evaluate
+from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import (
+    AdverseEventReported,
     Envelope,
+    EventPayload,
     LabResultReported,
     LabResultSuperseded,
+    MedicationRecorded,
     ResultStatus,
+    SafetySignalRaised,
+    SignalEvent,
     SubjectEnrolled,
+    SubjectEvent,
     wrap,
 )
 from shared.events.dead_letters import input_rejected
-from shared.events.topics import SAFETY_SIGNALS
+from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/safety-rules"
@@ -57,6 +64,11 @@ class BatchOutcome:
     stored: int = 0
     duplicates: int = 0
     signals: list[Envelope] = field(default_factory=list)
+    data_quality: list[Envelope] = field(default_factory=list)
+
+    @property
+    def published(self) -> int:
+        return len(self.signals) + len(self.data_quality)
 
 
 class RulesUnitOfWork(Protocol):
@@ -64,7 +76,9 @@ class RulesUnitOfWork(Protocol):
 
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]: ...
 
-    async def site_of(self, study_id: str, subject_id: str) -> str | None: ...
+    async def histories(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], SubjectHistory]: ...
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
 
@@ -105,10 +119,10 @@ async def handle_batch(
     uow: RulesUnitOfWork,
     packs: Mapping[str, RulePack],
 ) -> BatchOutcome:
-    """Store the batch and evaluate the rules on what is new.
+    """Store the batch, then bring each touched subject's signals in line with its facts.
 
-    Only events that were not stored before are evaluated, so a redelivered batch
-    raises no second signal.
+    Only subjects with facts that were not stored before are evaluated, and the engine
+    compares with what is already recorded, so a redelivered batch says nothing new.
     """
     outcome = BatchOutcome()
     # enrolments first: the log then tells a subject's story in a sensible order even when
@@ -117,24 +131,88 @@ async def handle_batch(
     new_ids = await uow.append(envelopes)
     outcome.stored = len(new_ids)
     outcome.duplicates = len({e.id for e in envelopes}) - len(new_ids)
-    seen: set[uuid.UUID] = set()
+    touched: dict[tuple[str, str], set[str]] = {}
+    latest: dict[tuple[str, str], Envelope] = {}
+    by_id: dict[uuid.UUID, Envelope] = {}
     superseding: list[Envelope] = []
     for envelope in envelopes:
-        if envelope.id not in new_ids or envelope.id in seen:
+        if envelope.id not in new_ids or envelope.id in by_id:
             continue
-        seen.add(envelope.id)
+        by_id[envelope.id] = envelope
         payload = envelope.payload()
-        if isinstance(payload, LabResultReported):
-            if (link := await _supersedes(envelope, payload, uow)) is not None:
-                superseding.append(link)
-            outcome.signals.extend(await _evaluate(envelope, payload, uow, packs))
+        inputs = _inputs_of(payload)
+        if inputs is None:
+            continue
+        assert isinstance(payload, SubjectEvent)
+        key = (payload.study_id, payload.subject_id)
+        touched.setdefault(key, set()).update(inputs)
+        latest[key] = envelope
+        link = (
+            await _supersedes(envelope, payload, uow)
+            if isinstance(payload, LabResultReported)
+            else None
+        )
+        if link is not None:
+            superseding.append(link)
     if superseding:
         await uow.append(superseding)
-    if outcome.signals:
-        await uow.append(outcome.signals)
-        for signal in outcome.signals:
-            await uow.enqueue(signal, SAFETY_SIGNALS)
+    if not touched:
+        return outcome
+    histories = await uow.histories(touched)
+    raised: list[Envelope] = []
+    for key, inputs in touched.items():
+        pack = packs.get(key[0])
+        if pack is None:
+            log.warning("rules.no_rule_pack", study_id=key[0], subject_id=key[1])
+            continue
+        evaluation = evaluate(histories[key], pack, inputs)
+        for event, cause in zip(evaluation.events, evaluation.causes, strict=True):
+            trigger = by_id.get(cause) if cause else None
+            trigger = trigger or latest[key]
+            raised.append(
+                wrap(
+                    event,
+                    source=SOURCE,
+                    event_id=event.signal_id if isinstance(event, SafetySignalRaised) else None,
+                    correlation_id=trigger.correlation_id,
+                    causation_id=cause or trigger.id,
+                )
+            )
+    if raised:
+        await uow.append(raised)
+        for envelope in raised:
+            signal = isinstance(envelope.payload(), SignalEvent)
+            await uow.enqueue(envelope, SAFETY_SIGNALS if signal else DATA_QUALITY)
+            (outcome.signals if signal else outcome.data_quality).append(envelope)
+            _log_raised(envelope)
     return outcome
+
+
+def _inputs_of(payload: EventPayload) -> set[str] | None:
+    """What rules a new fact concerns (None: not a fact the rules judge)."""
+    if isinstance(payload, SubjectEnrolled):
+        return {ENROLMENT}
+    if isinstance(payload, LabResultReported):
+        return {payload.loinc_code} if payload.loinc_code else set()
+    if isinstance(payload, AdverseEventReported):
+        return {"adverse-event"}
+    if isinstance(payload, MedicationRecorded):
+        return {"medication"}
+    return None
+
+
+def _log_raised(envelope: Envelope) -> None:
+    payload = envelope.payload()
+    log.info(
+        "rules.signal_event" if isinstance(payload, SignalEvent) else "rules.data_quality_issue",
+        type=envelope.type,
+        signal_id=str(getattr(payload, "signal_id", "")) or None,
+        rule_id=getattr(payload, "rule_id", None),
+        grade=getattr(payload, "grade", None),
+        study_id=envelope.study_id,
+        subject=envelope.subject,
+        correlation_id=str(envelope.correlation_id),
+    )
 
 
 async def _supersedes(
@@ -168,45 +246,3 @@ async def _supersedes(
     return wrap(
         link, source=SOURCE, correlation_id=envelope.correlation_id, causation_id=envelope.id
     )
-
-
-async def _evaluate(
-    envelope: Envelope,
-    result: LabResultReported,
-    uow: RulesUnitOfWork,
-    packs: Mapping[str, RulePack],
-) -> list[Envelope]:
-    pack = packs.get(result.study_id)
-    if pack is None:
-        log.warning("rules.no_rule_pack", study_id=result.study_id, event_id=str(envelope.id))
-        return []
-    site_id = await uow.site_of(result.study_id, result.subject_id)
-    signals, problems = evaluate_lab_result(result, envelope.id, pack, site_id=site_id)
-    for problem in problems:
-        log.warning(
-            "rules.unconvertible_unit",
-            rule_id=problem.rule_id,
-            reason=problem.reason,
-            event_id=str(envelope.id),
-            correlation_id=str(envelope.correlation_id),
-        )
-    raised = []
-    for signal in signals:
-        raised.append(
-            wrap(
-                signal,
-                source=SOURCE,
-                event_id=signal.signal_id,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.id,
-            )
-        )
-        log.info(
-            "rules.signal_raised",
-            rule_id=signal.rule_id,
-            signal_id=str(signal.signal_id),
-            study_id=signal.study_id,
-            subject_id=signal.subject_id,
-            correlation_id=str(envelope.correlation_id),
-        )
-    return raised

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
-from services.safety_rules.consumers import FactsConsumer
+from services.safety_rules.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
 from shared.background import DrainLoop
@@ -64,9 +64,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 retryable=(asyncpg.PostgresError, OSError),
             )
 
-            def committed(signals_raised: bool) -> None:
+            def committed(published: bool) -> None:
                 projection_loop.wake()
-                if signals_raised:
+                if published:
                     relay.wake()
 
             facts = FactsConsumer(
@@ -74,7 +74,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
             )
             # one consumer group for all the input topics: one join, and a subject's facts and
             # the rejected input are recorded by the same transactions
-            runtime.broker.subscriber(
+            positions = SeekToStoredPositions(runtime.pool, GROUP_ID)
+            subscriber = runtime.broker.subscriber(
                 SUBJECTS,
                 LAB_RESULTS,
                 ADVERSE_EVENTS,
@@ -87,7 +88,10 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 heartbeat_interval_ms=1000,
-            )(facts.__call__)
+                listener=positions,
+            )
+            subscriber(facts.__call__)
+            positions.subscriber = subscriber
             await runtime.broker.start()
             tasks = [
                 asyncio.create_task(relay.run(), name="outbox-relay"),

@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import orjson
 
+from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
-from shared.events import Envelope, LabResultReported, SubjectEnrolled
+from shared.events import Envelope, LabResultReported
+
+SubjectKey = tuple[str, str]
+
+
+class HistoryCache:
+    """Subjects' histories kept between batches, so a batch reads only what is new in each
+    stream. Bounded (least recently used go first); cleared when a batch fails, because a
+    rolled-back batch may have been folded in."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._capacity = capacity
+        self._histories: OrderedDict[SubjectKey, SubjectHistory] = OrderedDict()
+
+    def get(self, key: SubjectKey) -> SubjectHistory:
+        history = self._histories.pop(key, None) or SubjectHistory(*key)
+        self._histories[key] = history
+        while len(self._histories) > self._capacity:
+            self._histories.popitem(last=False)
+        return history
+
+    def clear(self) -> None:
+        self._histories.clear()
+
+    def __len__(self) -> int:
+        return len(self._histories)
 
 
 class PostgresRulesUnitOfWork:
     """Runs on a connection inside the caller's transaction."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, cache: HistoryCache | None = None) -> None:
         self._connection = connection
-        # a batch holds many results of few subjects: look each subject's site up once
-        self._sites: dict[tuple[str, str], str | None] = {}
+        self._cache = cache if cache is not None else HistoryCache()
 
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
         appended = await eventstore.append(
@@ -26,26 +52,47 @@ class PostgresRulesUnitOfWork:
         )
         return {item.event_id for item in appended if item.new}
 
-    async def site_of(self, study_id: str, subject_id: str) -> str | None:
-        """The site of the subject's latest enrolment record, read from its own stream.
-
-        Called after the batch is appended, so an enrolment in the same batch is seen."""
-        key = (study_id, subject_id)
-        if key not in self._sites:
-            self._sites[key] = await self._site_from_stream(study_id, subject_id)
-        return self._sites[key]
-
-    async def _site_from_stream(self, study_id: str, subject_id: str) -> str | None:
-        payload = await self._connection.fetchval(
-            "SELECT payload_json FROM events WHERE stream_id = $1 AND type = $2 "
-            "ORDER BY stream_version DESC LIMIT 1",
-            f"subject-{study_id}/{subject_id}",
-            SubjectEnrolled.event_type,
+    async def histories(self, keys: Iterable[SubjectKey]) -> dict[SubjectKey, SubjectHistory]:
+        """Each subject's history up to now (this transaction's appends included): the
+        cached part, and the rest of its stream read in one query."""
+        wanted = {key: self._cache.get(key) for key in sorted(set(keys))}
+        if not wanted:
+            return {}
+        streams = {f"subject-{study}/{subject}": (study, subject) for study, subject in wanted}
+        rows = await self._connection.fetch(
+            """SELECT e.stream_id, e.stream_version, e.event_id, e.type, e.recorded_at,
+                      e.payload_json
+               FROM unnest($1::text[], $2::bigint[]) AS s(stream_id, after_version)
+               JOIN events e ON e.stream_id = s.stream_id AND e.stream_version > s.after_version
+               ORDER BY e.stream_id, e.stream_version""",
+            list(streams),
+            [wanted[key].version for key in streams.values()],
         )
-        if payload is None:
-            return None
-        site: str = orjson.loads(payload)["site_id"]
-        return site
+        for row in rows:
+            history = wanted[streams[row["stream_id"]]]
+            history.apply(
+                row["type"],
+                orjson.loads(row["payload_json"]),
+                row["event_id"],
+                row["recorded_at"],
+                row["stream_version"],
+            )
+        return wanted
+
+    async def record_positions(self, group_id: str, positions: dict[tuple[str, int], int]) -> None:
+        """The next offset to consume per partition, in the batch's transaction."""
+        if not positions:
+            return
+        await self._connection.executemany(
+            """INSERT INTO consumer_positions (group_id, topic, partition, next_offset)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (group_id, topic, partition) DO UPDATE
+               SET next_offset = EXCLUDED.next_offset, updated_at = clock_timestamp()""",
+            [
+                (group_id, topic, partition, offset)
+                for (topic, partition), offset in sorted(positions.items())
+            ],
+        )
 
     async def previous_report(
         self, result: LabResultReported, event_id: uuid.UUID

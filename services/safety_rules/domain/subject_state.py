@@ -14,7 +14,12 @@ from shared.events import (
     LabResultReported,
     LabResultSuperseded,
     ResultStatus,
+    SafetySignalAmended,
+    SafetySignalEscalated,
     SafetySignalRaised,
+    SafetySignalReopened,
+    SafetySignalResolved,
+    SafetySignalRetracted,
     SubjectEnrolled,
 )
 
@@ -35,6 +40,7 @@ def empty_state(study_id: str, subject_id: str) -> State:
         "baseline": {},
         "latest": {},
         "open_signals": [],
+        "closed_signals": {},
     }
 
 
@@ -77,14 +83,49 @@ def apply_event(state: State, event_type: str, payload: dict[str, Any], event_id
             {
                 "signal_id": payload["signal_id"],
                 "rule_id": payload["rule_id"],
-                "value": payload["observed_value"],
-                "unit": payload["observed_unit"],
+                "grade": payload.get("grade"),
+                "value": payload.get("observed_value"),
+                "unit": payload.get("observed_unit"),
                 "collected_at": payload["collected_at"],
             }
         )
+    elif event_type in _SIGNAL_UPDATES:
+        _update_signal(new, event_type, payload)
     else:
         return state
     return _derive(new)
+
+
+_SIGNAL_UPDATES = {
+    cls.event_type
+    for cls in (
+        SafetySignalEscalated,
+        SafetySignalAmended,
+        SafetySignalResolved,
+        SafetySignalReopened,
+        SafetySignalRetracted,
+    )
+}
+
+
+def _update_signal(state: State, event_type: str, payload: dict[str, Any]) -> None:
+    """Keep open signals current: grades move, resolved and retracted ones close, and a
+    reopened one (kept aside in ``closed_signals``) comes back."""
+    signal_id = payload["signal_id"]
+    closed = state.setdefault("closed_signals", {})
+    state["closed_signals"] = closed = dict(closed)
+    if event_type == SafetySignalReopened.event_type:
+        if signal_id in closed:
+            state["open_signals"].append(closed.pop(signal_id))
+        return
+    for index, signal in enumerate(state["open_signals"]):
+        if signal["signal_id"] != signal_id:
+            continue
+        if event_type in (SafetySignalEscalated.event_type, SafetySignalAmended.event_type):
+            state["open_signals"][index] = {**signal, "grade": payload.get("grade")}
+        else:
+            closed[signal_id] = state["open_signals"].pop(index)
+        return
 
 
 def _moment(text: str) -> datetime:

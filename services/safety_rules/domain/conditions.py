@@ -1,0 +1,905 @@
+"""Condition kinds: from a subject's history, the points in clinical time where a rule was
+judged, each saying whether the condition held, how bad it was, and on which facts (pure).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import (
+    AbsoluteThresholdRule,
+    AdverseEventRule,
+    Band,
+    BaselineChangeRule,
+    CreatinineClearanceRule,
+    FallbackLimit,
+    Grading,
+    HysLawRule,
+    MedicationRule,
+    Operator,
+    QualitativeRule,
+    ReferenceLimitRule,
+    Rule,
+    compare,
+    may_hold,
+)
+from shared.analytes import UnitNotConvertible, analyte_for
+from shared.events import Sex
+from shared.events.payloads import DataQualityProblem
+
+
+@dataclass(frozen=True)
+class Point:
+    """One judgement of a rule at a moment of clinical time."""
+
+    at: datetime
+    holds: bool
+    input_ids: tuple[uuid.UUID, ...]
+    analyte: str
+    summary: str = field(default="", compare=False)
+    grade: int | None = None
+    observed_value: Decimal | None = None
+    observed_unit: str | None = None
+    computed: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    episode_key: str | None = None
+    learned_at: datetime | None = None
+    serious: bool = False
+
+    @property
+    def sort_key(self) -> tuple[datetime, int]:
+        return (self.at, 1 if self.holds else 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the rule could not judge: a data-quality issue for the data manager."""
+
+    issue: DataQualityProblem
+    detail: str
+    related_event_id: uuid.UUID
+    rule_id: str
+
+
+Judged = tuple[list[Point], list[Problem]]
+
+
+def judge(rule: Rule, history: SubjectHistory) -> Judged:
+    """The points of ``rule`` over the whole of ``history``."""
+    return _KINDS[type(rule)](rule, history)
+
+
+# -- shared arithmetic -------------------------------------------------------------------
+
+
+def _num(value: Decimal, places: str = "0.01") -> str:
+    """A value for people: at most two decimals, no trailing zeros."""
+    if value != value.to_integral_value():
+        value = value.quantize(Decimal(places))
+    return f"{value.normalize():f}"
+
+
+def value_in(entry: LabEntry, unit: str) -> Decimal:
+    """The result's value expressed in ``unit`` (raises UnitNotConvertible)."""
+    result = entry.result
+    analyte = analyte_for(result.loinc_code or "")
+    if analyte is None or result.value is None:
+        raise UnitNotConvertible(f"{result.loinc_code}: not a numeric catalogued analyte")
+    if result.canonical_value is not None and result.canonical_unit == analyte.canonical_unit:
+        canonical = result.canonical_value
+    elif result.unit is None:
+        raise UnitNotConvertible(f"{analyte.name} was reported without a unit")
+    else:
+        canonical = analyte.to_canonical(result.value, result.unit)
+    return canonical / analyte.to_canonical(Decimal(1), unit)
+
+
+def surely_holds(
+    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
+) -> bool:
+    """Whether a possibly censored value certainly meets ``operator bound`` (for grading:
+    '<0.5' is certainly below 1.0, '>200' is not certainly above 400)."""
+    if comparator in (None, "="):
+        return compare(value, operator, bound)
+    below = comparator in ("<", "<=")
+    if below != (operator in ("<", "<=")):
+        return False
+    if comparator in ("<", ">"):
+        return compare(value, "<=" if below else ">=", bound)
+    return compare(value, operator, bound)
+
+
+def grade_of(
+    grading: Grading | None,
+    quantities: Mapping[str, Decimal | None],
+    comparator: str | None,
+    *,
+    abnormal_baseline: bool = False,
+) -> int | None:
+    """The worst grade whose band the finding certainly meets; else the mildest it may meet."""
+    if grading is None:
+        return None
+    bands: tuple[Band, ...] = grading.bands
+    if abnormal_baseline and grading.abnormal_baseline_bands:
+        bands = grading.abnormal_baseline_bands
+    ordered = sorted(bands, key=lambda band: -band.grade)
+    maybe: int | None = None
+    for band in ordered:
+        quantity = quantities.get(band.basis or grading.basis)
+        if quantity is None:
+            continue
+        if surely_holds(quantity, comparator, band.operator, band.bound):
+            return band.grade
+        if may_hold(quantity, comparator, band.operator, band.bound):
+            maybe = band.grade
+    return maybe
+
+
+def _flip(comparator: str | None) -> str | None:
+    """The comparator of ``k / x`` for a censored ``x``."""
+    flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+    return flipped.get(comparator) if comparator else None
+
+
+def _label(entry: LabEntry) -> str:
+    analyte = analyte_for(entry.result.loinc_code or "")
+    return analyte.name if analyte else (entry.result.loinc_code or "result")
+
+
+def _reported(entry: LabEntry) -> str:
+    result = entry.result
+    value = f"{result.comparator or ''}{result.value:f}" if result.value is not None else "?"
+    return f"{value} {result.unit or ''}".strip()
+
+
+@dataclass(frozen=True)
+class _Limit:
+    ratio: Decimal
+    limit_text: str
+    fallback: bool
+
+
+def _ratio_to_limit(
+    entry: LabEntry,
+    which: Literal["ULN", "LLN"],
+    fallbacks: Mapping[str, FallbackLimit],
+    rule_id: str,
+    problems: list[Problem],
+) -> _Limit | None:
+    """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
+    laboratory sent none, which is raised as a data-quality problem)."""
+    result = entry.result
+    assert result.value is not None
+    limit = result.reference_high if which == "ULN" else result.reference_low
+    if limit is not None and limit > 0:
+        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip(), False)
+    fallback = fallbacks.get(result.loinc_code or "")
+    detail = (
+        f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
+        f"without a reference range, so its {which} is unknown"
+    )
+    if fallback is None:
+        problems.append(
+            Problem(
+                "reference-range-missing",
+                detail + "; the rule could not judge it",
+                entry.event_id,
+                rule_id,
+            )
+        )
+        return None
+    problems.append(
+        Problem(
+            "reference-range-missing",
+            detail + f"; judged against the rule pack's fallback {which} "
+            f"{_num(fallback.value)} {fallback.unit}",
+            entry.event_id,
+            rule_id,
+        )
+    )
+    try:
+        value = value_in(entry, fallback.unit)
+    except UnitNotConvertible:
+        return None
+    return _Limit(
+        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)", True
+    )
+
+
+def _baseline(history: SubjectHistory, code: str) -> LabEntry | None:
+    """The last result on or before Day 0 (collection date as the laboratory reported it)."""
+    day0 = history.day0
+    if day0 is None:
+        return None
+    before = [e for e in history.results(code) if e.at.date() <= day0]
+    return before[-1] if before else None
+
+
+def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
+    return [e for e in entries if e.result.value is not None]
+
+
+# -- the kinds -----------------------------------------------------------------------------
+
+
+def _absolute(rule: AbsoluteThresholdRule, history: SubjectHistory) -> Judged:
+    points: list[Point] = []
+    for entry in _numeric(history.results(*rule.loinc_codes)):
+        try:
+            value = value_in(entry, rule.unit)
+        except UnitNotConvertible:
+            continue  # ingest raised the data-quality issue when it received the result
+        comparator = entry.result.comparator
+        quantities = _lab_quantities(entry, value, history)
+        points.append(
+            _lab_point(
+                rule,
+                entry,
+                holds=rule.holds(value, comparator),
+                grade=grade_of(
+                    rule.grading,
+                    quantities,
+                    comparator,
+                    abnormal_baseline=_abnormal_baseline(entry, history),
+                ),
+                value=value,
+                unit=rule.unit,
+                comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+            )
+        )
+    return points, []
+
+
+def _lab_quantities(
+    entry: LabEntry, value: Decimal, history: SubjectHistory
+) -> dict[str, Decimal | None]:
+    result = entry.result
+    assert result.value is not None
+    high, low = result.reference_high, result.reference_low
+    baseline = _baseline(history, result.loinc_code or "")
+    base_value = None
+    analyte = analyte_for(result.loinc_code or "")
+    if baseline is not None and analyte is not None and baseline.event_id != entry.event_id:
+        try:
+            base = value_in(baseline, analyte.canonical_unit)
+            if base > 0:
+                base_value = value_in(entry, analyte.canonical_unit) / base
+        except UnitNotConvertible:
+            base_value = None
+    return {
+        "value": value,
+        "uln": result.value / high if high and high > 0 else None,
+        "lln": result.value / low if low and low > 0 else None,
+        "baseline": base_value,
+    }
+
+
+def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
+    """CTCAE: a baseline above the ULN changes how ALT, AST and bilirubin are graded."""
+    baseline = _baseline(history, entry.result.loinc_code or "")
+    if baseline is None or baseline.event_id == entry.event_id:
+        return False
+    high, value = baseline.result.reference_high, baseline.result.value
+    return high is not None and value is not None and value > high
+
+
+def _lab_point(
+    rule: Rule,
+    entry: LabEntry,
+    *,
+    holds: bool,
+    grade: int | None,
+    value: Decimal,
+    unit: str,
+    comparison: str,
+    extra: Mapping[str, Any] | None = None,
+    input_ids: tuple[uuid.UUID, ...] | None = None,
+) -> Point:
+    result = entry.result
+    computed: dict[str, Any] = {
+        "reported_value": f"{result.value:f}" if result.value is not None else None,
+        "reported_unit": result.unit,
+        "value_in_rule_unit": _num(value),
+        "rule_unit": unit,
+        "comparison": comparison,
+    }
+    if result.comparator:
+        computed["censored"] = f"reported as {result.comparator}{result.value:f}"
+    if result.reference_low is not None or result.reference_high is not None:
+        low = _num(result.reference_low) if result.reference_low is not None else ""
+        high = _num(result.reference_high) if result.reference_high is not None else ""
+        computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
+    if extra:
+        computed.update(extra)
+    return Point(
+        at=result.collected_at,
+        holds=holds,
+        input_ids=input_ids or (entry.event_id,),
+        analyte=_label(entry),
+        summary=f"{_label(entry)} {_reported(entry)}",
+        grade=grade,
+        observed_value=result.value,
+        observed_unit=result.unit,
+        computed=computed,
+        learned_at=entry.recorded_at,
+    )
+
+
+def _reference(rule: ReferenceLimitRule, history: SubjectHistory) -> Judged:
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in _numeric(history.results(*rule.loinc_codes)):
+        limit = _ratio_to_limit(entry, rule.limit, rule.fallback_limits, rule.id, problems)
+        if limit is None:
+            continue
+        comparator = entry.result.comparator
+        quantities = _lab_quantities(entry, entry.result.value or Decimal(0), history)
+        quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
+        assert entry.result.value is not None
+        points.append(
+            _lab_point(
+                rule,
+                entry,
+                holds=may_hold(limit.ratio, comparator, rule.operator, rule.multiple),
+                grade=grade_of(
+                    rule.grading,
+                    quantities,
+                    comparator,
+                    abnormal_baseline=_abnormal_baseline(entry, history),
+                ),
+                value=entry.result.value,
+                unit=entry.result.unit or "",
+                comparison=f"{_label(entry)}/{rule.limit} = {_num(limit.ratio)} "
+                f"({rule.limit} {limit.limit_text}), rule {rule.describe()}",
+                extra={
+                    f"{_label(entry)}/{rule.limit}": _num(limit.ratio),
+                    rule.limit: limit.limit_text,
+                },
+            )
+        )
+    return points, problems
+
+
+def _change(rule: BaselineChangeRule, history: SubjectHistory) -> Judged:
+    if history.enrolment is None:
+        return [], []
+    points: list[Point] = []
+    problems: list[Problem] = []
+    day0 = history.day0
+    for code in rule.loinc_codes:
+        entries = _numeric(history.results(code))
+        if day0 is None:
+            if entries:
+                problems.append(
+                    Problem(
+                        "missing-input",
+                        f"rule {rule.id} compares with baseline, but the subject's Day 0 is not "
+                        "known (enrol the subject with day0)",
+                        entries[0].event_id,
+                        rule.id,
+                    )
+                )
+            continue
+        baseline = _baseline(history, code)
+        after = [e for e in entries if e.at.date() > day0]
+        if baseline is None:
+            if after:
+                problems.append(
+                    Problem(
+                        "missing-input",
+                        f"rule {rule.id}: no {_label(after[0])} result on or before Day 0 "
+                        f"({day0.isoformat()}) to serve as baseline",
+                        after[0].event_id,
+                        rule.id,
+                    )
+                )
+            continue
+        try:
+            base = value_in(baseline, rule.unit)
+        except UnitNotConvertible:
+            continue
+        for entry in after:
+            try:
+                value = value_in(entry, rule.unit)
+            except UnitNotConvertible:
+                continue
+            if rule.change == "ratio":
+                if base == 0:
+                    continue
+                amount, text = value / base, f"{_num(value / base)} x baseline"
+            elif rule.change == "percent":
+                if base == 0:
+                    continue
+                amount = (value - base) / base * 100
+                text = f"{_num(amount, '0.1')} % from baseline"
+            else:
+                amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
+            comparator = entry.result.comparator
+            points.append(
+                _lab_point(
+                    rule,
+                    entry,
+                    holds=may_hold(amount, comparator, rule.operator, rule.amount),
+                    grade=grade_of(
+                        rule.grading,
+                        {"value": value, "baseline": value / base if base else None},
+                        comparator,
+                    ),
+                    value=value,
+                    unit=rule.unit,
+                    comparison=f"{text}, rule {rule.describe()}",
+                    extra={
+                        "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
+                        "change": text,
+                    },
+                    input_ids=(entry.event_id, baseline.event_id),
+                )
+            )
+    return points, problems
+
+
+def _age(birth: date, at: datetime) -> int:
+    day = at.date()
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _nearest_weight(
+    history: SubjectHistory, rule: CreatinineClearanceRule, at: datetime
+) -> tuple[Decimal, datetime, uuid.UUID, str] | None:
+    candidates: list[tuple[Decimal, datetime, uuid.UUID, str]] = []
+    for entry in _numeric(history.results(*rule.weight_codes)):
+        try:
+            candidates.append((value_in(entry, "kg"), entry.at, entry.event_id, "weight result"))
+        except UnitNotConvertible:
+            continue
+    enrolment = history.enrolment_weight()
+    if enrolment is not None:
+        candidates.append((*enrolment, "enrolment record"))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
+
+
+def _clearance(rule: CreatinineClearanceRule, history: SubjectHistory) -> Judged:
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in _numeric(history.results(*rule.measured_codes)):
+        try:
+            value = value_in(entry, rule.unit)
+        except UnitNotConvertible:
+            continue
+        comparator = entry.result.comparator
+        points.append(
+            _lab_point(
+                rule,
+                entry,
+                holds=may_hold(value, comparator, rule.operator, rule.threshold),
+                grade=grade_of(rule.grading, {"value": value}, comparator),
+                value=value,
+                unit=rule.unit,
+                comparison=f"measured creatinine clearance {comparator or ''}{_num(value)} "
+                f"{rule.unit}, rule {rule.describe()}",
+                extra={"method": "measured"},
+            )
+        )
+    enrolment = history.enrolment
+    if enrolment is None:
+        return points, problems
+    for entry in _numeric(history.results(*rule.creatinine_codes)):
+        try:
+            creatinine = value_in(entry, "mg/dL")
+        except UnitNotConvertible:
+            continue
+        if creatinine <= 0:
+            continue
+        weight = _nearest_weight(history, rule, entry.at)
+        if weight is None:
+            problems.append(
+                Problem(
+                    "missing-input",
+                    f"rule {rule.id}: no body weight (enrolment or LOINC 29463-7) to compute "
+                    "creatinine clearance by Cockcroft-Gault",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
+        kg, weighed_at, weight_id, weight_source = weight
+        age = _age(enrolment.birth_date, entry.at)
+        female = enrolment.sex != Sex.MALE
+        factor = rule.female_factor if female else Decimal(1)
+        clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
+        flipped = _flip(entry.result.comparator)
+        sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
+            enrolment.sex,
+            f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
+            "lower, more alerting estimate)",
+        )
+        extra = {
+            "method": "Cockcroft-Gault",
+            "CrCl": f"{_num(clearance, '0.1')} mL/min",
+            "age_years": age,
+            "sex": sex_note,
+            "weight_kg": f"{_num(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
+            "creatinine_mg_dl": _num(creatinine),
+            "formula": f"(140 - {age}) x {_num(kg, '0.1')} / (72 x {_num(creatinine)})"
+            + (f" x {rule.female_factor}" if female else ""),
+        }
+        points.append(
+            _lab_point(
+                rule,
+                entry,
+                holds=may_hold(clearance, flipped, rule.operator, rule.threshold),
+                grade=grade_of(rule.grading, {"value": clearance}, flipped),
+                value=clearance,
+                unit=rule.unit,
+                comparison=f"CrCl = {_num(clearance, '0.1')} mL/min, rule {rule.describe()}",
+                extra=extra,
+                input_ids=(entry.event_id, weight_id),
+            )
+        )
+    return points, problems
+
+
+def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
+    problems: list[Problem] = []
+    ratios: dict[uuid.UUID, _Limit] = {}
+    groups = (rule.transaminase_codes, rule.bilirubin_codes, rule.alkaline_phosphatase_codes)
+    entries: list[list[LabEntry]] = []
+    for codes in groups:
+        kept = []
+        for entry in _numeric(history.results(*codes)):
+            limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, problems)
+            if limit is not None:
+                ratios[entry.event_id] = limit
+                kept.append(entry)
+        entries.append(kept)
+    transaminases, bilirubins, phosphatases = entries
+    window = timedelta(days=rule.window_days)
+    points: list[Point] = []
+    for entry in sorted((e for group in entries for e in group), key=lambda e: e.at):
+        start = entry.at - window
+        in_window = [
+            [e for e in group if start <= e.at <= entry.at] for group in (transaminases, bilirubins)
+        ]
+        if not all(in_window):
+            points.append(_hy_point(rule, entry, None, None, None, ratios, holds=False))
+            continue
+        top_t = max(in_window[0], key=lambda e: ratios[e.event_id].ratio)
+        top_b = max(in_window[1], key=lambda e: ratios[e.event_id].ratio)
+        alp = [e for e in phosphatases if start <= e.at <= entry.at]
+        nearest = min(alp, key=lambda e: abs((e.at - top_t.at).total_seconds()), default=None)
+        core = may_hold(
+            ratios[top_t.event_id].ratio, top_t.result.comparator, ">", rule.transaminase_multiple
+        ) and may_hold(
+            ratios[top_b.event_id].ratio, top_b.result.comparator, ">", rule.bilirubin_multiple
+        )
+        cholestatic = nearest is not None and not may_hold(
+            ratios[nearest.event_id].ratio,
+            nearest.result.comparator,
+            "<",
+            rule.alkaline_phosphatase_multiple,
+        )
+        points.append(
+            _hy_point(rule, entry, top_t, top_b, nearest, ratios, holds=core and not cholestatic)
+        )
+    return points, problems
+
+
+def _hy_point(
+    rule: HysLawRule,
+    entry: LabEntry,
+    transaminase: LabEntry | None,
+    bilirubin: LabEntry | None,
+    phosphatase: LabEntry | None,
+    ratios: Mapping[uuid.UUID, _Limit],
+    *,
+    holds: bool,
+) -> Point:
+    computed: dict[str, Any] = {"window_days": rule.window_days}
+    ids = [entry.event_id]
+    parts = []
+    for name, item in (
+        ("transaminase", transaminase),
+        ("bilirubin", bilirubin),
+        ("alkaline_phosphatase", phosphatase),
+    ):
+        if item is None:
+            continue
+        ratio = ratios[item.event_id]
+        label = _label(item)
+        computed[f"{label}/ULN"] = _num(ratio.ratio)
+        computed[f"{name}_result"] = (
+            f"{label} {_reported(item)} (ULN {ratio.limit_text}) collected {item.at.isoformat()}"
+        )
+        parts.append(f"{label}/ULN = {_num(ratio.ratio)}")
+        if item.event_id not in ids:
+            ids.append(item.event_id)
+    if transaminase is not None and phosphatase is None:
+        computed["alkaline_phosphatase"] = (
+            "no result in the window: cholestasis is not excluded, so the rule alerts"
+        )
+    peak = ratios[transaminase.event_id].ratio if transaminase else None
+    return Point(
+        at=entry.at,
+        holds=holds,
+        input_ids=tuple(ids),
+        analyte="ALT/AST with total bilirubin",
+        summary="; ".join(parts) or f"{_label(entry)} {_reported(entry)}",
+        observed_value=peak,
+        observed_unit="x ULN" if peak is not None else None,
+        computed={**computed, "comparison": "; ".join(parts) + f"; rule {rule.describe()}"},
+        learned_at=entry.recorded_at,
+    )
+
+
+def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
+    if any(code and code in (*rule.system_organ_class_codes, *rule.meddra_codes) for code in codes):
+        return True
+    return any(re.search(pattern, text, re.IGNORECASE) for pattern in rule.term_patterns)
+
+
+def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
+    points: list[Point] = []
+    for ae_id, entry in sorted(history.adverse_events.items()):
+        report = entry.report
+        text = " ".join(filter(None, (report.term, report.system_organ_class)))
+        if rule.criterion == "serious":
+            holds = report.serious
+        elif rule.criterion == "serious-infection":
+            holds = report.serious and _matches(
+                rule, text, report.system_organ_class_code, report.meddra_code
+            )
+        elif rule.criterion == "nyha-class":
+            holds = report.nyha_class in rule.nyha_classes or (
+                bool(rule.term_patterns) and _matches(rule, text, report.meddra_code)
+            )
+        else:
+            holds = _matches(rule, text, report.system_organ_class_code, report.meddra_code)
+        if rule.require_serious:
+            holds = holds and report.serious
+        criteria = ", ".join(report.seriousness_criteria) or (
+            "serious" if report.serious else "not serious"
+        )
+        computed: dict[str, Any] = {
+            "term": report.term,
+            "seriousness": criteria,
+            "onset": report.onset.isoformat(),
+            "ae_id": ae_id,
+        }
+        for key, value in (
+            ("system_organ_class", report.system_organ_class),
+            ("meddra_code", report.meddra_code),
+            ("nyha_class", report.nyha_class),
+            ("severity", report.severity),
+            ("outcome", report.outcome),
+        ):
+            if value:
+                computed[key] = value
+        base = functools.partial(
+            Point,
+            input_ids=(entry.event_id,),
+            analyte=report.term,
+            episode_key=f"ae:{ae_id}",
+            learned_at=entry.serious_since or entry.recorded_at,
+            serious=report.serious,
+        )
+        points.append(
+            base(
+                at=report.onset,
+                holds=holds,
+                grade=report.ctcae_grade,
+                summary=f"adverse event {ae_id} '{report.term}' ({criteria})",
+                computed={
+                    **computed,
+                    "comparison": f"{report.term}: {criteria}; rule {rule.describe()}",
+                },
+            )
+        )
+        if holds and report.end is not None:
+            points.append(
+                base(
+                    at=report.end,
+                    holds=False,
+                    summary=f"adverse event {ae_id} ended ({report.outcome})",
+                    computed={"end": report.end.isoformat()},
+                )
+            )
+    return points, []
+
+
+_FREQUENCIES: dict[str, Decimal] = {
+    **dict.fromkeys(
+        (
+            "qd",
+            "od",
+            "daily",
+            "once daily",
+            "q24h",
+            "qam",
+            "qpm",
+            "qhs",
+            "hs",
+            "once",
+            "stat",
+            "1/d",
+            "/d",
+            "every day",
+        ),
+        Decimal(1),
+    ),
+    **dict.fromkeys(("bid", "q12h", "twice daily", "2/d"), Decimal(2)),
+    **dict.fromkeys(("tid", "q8h", "three times daily", "3/d"), Decimal(3)),
+    **dict.fromkeys(("qid", "q6h", "four times daily", "4/d"), Decimal(4)),
+    **dict.fromkeys(("qod", "q48h", "every other day", "eod"), Decimal("0.5")),
+    **dict.fromkeys(("qw", "weekly", "q1w", "once weekly"), Decimal(1) / Decimal(7)),
+    **dict.fromkeys(("q2w", "biweekly"), Decimal(1) / Decimal(14)),
+    **dict.fromkeys(("q4w", "monthly"), Decimal(1) / Decimal(28)),
+}
+_MG_PER_UNIT = {
+    "mg": Decimal(1),
+    "g": Decimal(1000),
+    "ug": Decimal("0.001"),
+    "mcg": Decimal("0.001"),
+    "µg": Decimal("0.001"),
+}
+
+
+def _per_day(frequency: str | None) -> Decimal | None:
+    if frequency is None:
+        return Decimal(1)
+    return _FREQUENCIES.get(" ".join(frequency.lower().replace(".", "").split()))
+
+
+def _drug(rule: MedicationRule, drug: str, code: str | None) -> Decimal | None:
+    """The equivalence factor of a drug the rule counts, or None."""
+    name = drug.lower()
+    for match in rule.drugs:
+        if code and any(code.upper().startswith(atc.upper()) for atc in match.atc):
+            return match.factor
+        if any(
+            re.search(rf"\b{re.escape(alias.lower())}\b", name)
+            for alias in (match.name, *match.aliases)
+        ):
+            return match.factor
+    if code and any(code.upper().startswith(prefix.upper()) for prefix in rule.atc_prefixes):
+        return Decimal(1)
+    return None
+
+
+def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
+    problems: list[Problem] = []
+    counted = []
+    for entry in history.medications.values():
+        record = entry.record
+        factor = _drug(rule, record.drug, record.drug_code)
+        if factor is None:
+            continue
+        route = " ".join(record.route.lower().replace(".", "").split())
+        if rule.routes and route not in {r.lower().replace(".", "") for r in rule.routes}:
+            continue
+        if rule.criterion == "route":
+            counted.append((entry, Decimal(0)))
+            continue
+        mg = _MG_PER_UNIT.get(record.dose_unit.lower())
+        per_day = _per_day(record.frequency)
+        if mg is None or per_day is None:
+            problems.append(
+                Problem(
+                    "dose-not-convertible",
+                    f"rule {rule.id}: {record.drug} {record.dose:f} {record.dose_unit} "
+                    f"{record.frequency or ''} cannot be turned into mg/day",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
+        counted.append((entry, record.dose * mg * per_day * factor))
+    moments = sorted(
+        {
+            m
+            for entry, _ in counted
+            for m in (entry.record.start, entry.record.stop)
+            if m is not None
+        }
+    )
+    points: list[Point] = []
+    for moment in moments:
+        active = [
+            (e, d)
+            for e, d in counted
+            if e.record.start <= moment and (e.record.stop is None or e.record.stop > moment)
+        ]
+        active.sort(key=lambda item: item[0].record.start)
+        trigger = next(
+            (e for e, _ in counted if e.record.start == moment or e.record.stop == moment)
+        )
+        drugs = (
+            ", ".join(
+                f"{e.record.drug} {e.record.dose:f} {e.record.dose_unit} "
+                f"{e.record.frequency or 'QD'} {e.record.route}"
+                for e, _ in active
+            )
+            or "none"
+        )
+        if rule.criterion == "route":
+            holds = bool(active)
+            total = None
+            comparison = f"active: {drugs}; rule {rule.describe()}"
+        else:
+            assert rule.threshold is not None
+            total = sum((d for _, d in active), Decimal(0))
+            holds = compare(total, rule.operator, rule.threshold)
+            comparison = (
+                f"{_num(total)} mg/day {rule.reference_drug or ''}-equivalent {rule.describe()}"
+            ).replace(" -equivalent", "")
+        ids = tuple(dict.fromkeys([trigger.event_id, *(e.event_id for e, _ in active)]))
+        points.append(
+            Point(
+                at=moment,
+                holds=holds,
+                input_ids=ids,
+                analyte=", ".join(dict.fromkeys(e.record.drug for e, _ in active))
+                or trigger.record.drug,
+                summary=f"medication: {drugs}",
+                observed_value=total,
+                observed_unit="mg/day" if total is not None else None,
+                computed={
+                    "active_medications": drugs,
+                    "comparison": comparison,
+                    **({"daily_dose_mg": _num(total)} if total is not None else {}),
+                },
+                learned_at=max(e.recorded_at for e, _ in active) if active else trigger.recorded_at,
+            )
+        )
+    return points, problems
+
+
+def _qualitative(rule: QualitativeRule, history: SubjectHistory) -> Judged:
+    points: list[Point] = []
+    for entry in history.results(*rule.loinc_codes):
+        result = entry.result
+        finding = result.qualitative
+        flags = {flag.upper() for flag in result.abnormal_flags}
+        if finding is None and flags & {"A", "AA", "H", "HH", "POS"}:
+            finding = "positive"  # the laboratory flagged it abnormal
+        if finding is None:
+            continue
+        sent = result.value_text or finding
+        points.append(
+            Point(
+                at=result.collected_at,
+                holds=finding in rule.results,
+                input_ids=(entry.event_id,),
+                analyte=_label(entry)
+                if analyte_for(result.loinc_code or "")
+                else (result.analyte_text or result.loinc_code or "test"),
+                summary=f"{result.analyte_text or result.loinc_code} {sent}",
+                computed={
+                    "result": finding,
+                    "reported": sent,
+                    "comparison": f"{finding}; rule fires on {rule.describe()}",
+                },
+                learned_at=entry.recorded_at,
+            )
+        )
+    return points, []
+
+
+_KINDS: dict[type, Callable[[Any, SubjectHistory], Judged]] = {
+    AbsoluteThresholdRule: _absolute,
+    ReferenceLimitRule: _reference,
+    BaselineChangeRule: _change,
+    CreatinineClearanceRule: _clearance,
+    HysLawRule: _hys_law,
+    AdverseEventRule: _adverse,
+    MedicationRule: _medication,
+    QualitativeRule: _qualitative,
+}

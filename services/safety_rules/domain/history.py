@@ -1,0 +1,242 @@
+"""One subject's history as the rules read it, folded from the subject's stream (pure).
+
+Facts stand until a later fact replaces them: a lab result until a report of the same
+observation supersedes it, an adverse event or a medication until a later report with the
+same id. Signal events fold into the episodes the rules have recorded so far, so that the
+engine can compare what the facts say now with what it has already said.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from shared.events import (
+    AdverseEventReported,
+    DataQualityIssueRaised,
+    LabResultReported,
+    LabResultSuperseded,
+    MedicationRecorded,
+    SafetySignalAmended,
+    SafetySignalEscalated,
+    SafetySignalRaised,
+    SafetySignalReopened,
+    SafetySignalResolved,
+    SafetySignalRetracted,
+    SubjectEnrolled,
+)
+from shared.events.payloads import EventPayload, payload_class
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A stored fact with what the rules need besides its payload."""
+
+    event_id: uuid.UUID
+    recorded_at: datetime
+    stream_version: int
+
+
+@dataclass(frozen=True)
+class LabEntry(Fact):
+    result: LabResultReported
+
+    @property
+    def at(self) -> datetime:
+        return self.result.collected_at
+
+
+@dataclass(frozen=True)
+class AdverseEventEntry(Fact):
+    report: AdverseEventReported
+    #: when Vigil first learned that this AE is serious (its reporting clock starts then)
+    serious_since: datetime | None
+
+
+@dataclass(frozen=True)
+class MedicationEntry(Fact):
+    record: MedicationRecorded
+
+
+@dataclass
+class RecordedEpisode:
+    """An episode as the signal events recorded it."""
+
+    signal_id: uuid.UUID
+    rule_id: str
+    episode_key: str | None
+    order: int
+    opened_at: datetime
+    grade: int | None
+    inputs: set[uuid.UUID]
+    status: str = "open"  # open, resolved, retracted
+    resolved_at: datetime | None = None
+    resolved_inputs: set[uuid.UUID] = field(default_factory=set)
+
+
+@dataclass
+class SubjectHistory:
+    """Everything the rules know about one subject; fed event by event in stream order."""
+
+    study_id: str
+    subject_id: str
+    version: int = 0
+    enrolment: SubjectEnrolled | None = None
+    enrolment_fact: Fact | None = None
+    first_fact_id: uuid.UUID | None = None
+    labs: dict[uuid.UUID, LabEntry] = field(default_factory=dict)
+    by_code: dict[str, list[LabEntry]] = field(default_factory=dict)
+    adverse_events: dict[str, AdverseEventEntry] = field(default_factory=dict)
+    medications: dict[str, MedicationEntry] = field(default_factory=dict)
+    superseded: set[uuid.UUID] = field(default_factory=set)
+    episodes: dict[uuid.UUID, RecordedEpisode] = field(default_factory=dict)
+    data_quality: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def apply(
+        self,
+        event_type: str,
+        payload: dict[str, Any] | EventPayload,
+        event_id: uuid.UUID,
+        recorded_at: datetime,
+        stream_version: int,
+    ) -> EventPayload | None:
+        """Fold one stored event in; returns the parsed payload (None for types it ignores)."""
+        if stream_version <= self.version:
+            return None  # already folded in
+        self.version = stream_version
+        try:
+            cls = payload_class(event_type)
+        except ValueError:
+            return None
+        parsed = payload if isinstance(payload, cls) else cls.model_validate(payload)
+        fact = Fact(event_id, recorded_at, stream_version)
+        if isinstance(parsed, SubjectEnrolled):
+            self.enrolment, self.enrolment_fact = parsed, fact
+        elif isinstance(parsed, LabResultReported):
+            self._note_first(event_id)
+            self._add_lab(LabEntry(event_id, recorded_at, stream_version, parsed))
+        elif isinstance(parsed, LabResultSuperseded):
+            self._supersede(parsed.superseded_event_id)
+        elif isinstance(parsed, AdverseEventReported):
+            self._note_first(event_id)
+            self._add_adverse_event(parsed, fact)
+        elif isinstance(parsed, MedicationRecorded):
+            self._note_first(event_id)
+            earlier = self.medications.get(parsed.medication_id)
+            if earlier is not None:
+                self.superseded.add(earlier.event_id)
+            self.medications[parsed.medication_id] = MedicationEntry(
+                event_id, recorded_at, stream_version, parsed
+            )
+        elif isinstance(parsed, DataQualityIssueRaised):
+            self.data_quality.add((parsed.issue, parsed.related_event_id))
+        else:
+            self._apply_signal_event(parsed)
+        return parsed
+
+    def _note_first(self, event_id: uuid.UUID) -> None:
+        if self.first_fact_id is None:
+            self.first_fact_id = event_id
+
+    def _add_lab(self, entry: LabEntry) -> None:
+        result = entry.result
+        if not result.result_status.is_measurement:
+            return  # cancelled or entered in error: nothing to judge; its link supersedes
+        self.labs[entry.event_id] = entry
+        if result.loinc_code is None:
+            return
+        history = self.by_code.setdefault(result.loinc_code, [])
+        history.append(entry)
+        history.sort(key=lambda item: (item.at, item.stream_version))
+
+    def _supersede(self, event_id: uuid.UUID) -> None:
+        self.superseded.add(event_id)
+        entry = self.labs.pop(event_id, None)
+        if entry is not None and entry.result.loinc_code is not None:
+            history = self.by_code.get(entry.result.loinc_code, [])
+            self.by_code[entry.result.loinc_code] = [
+                item for item in history if item.event_id != event_id
+            ]
+
+    def _add_adverse_event(self, report: AdverseEventReported, fact: Fact) -> None:
+        earlier = self.adverse_events.get(report.ae_id)
+        serious_since = earlier.serious_since if earlier else None
+        if report.serious and serious_since is None:
+            serious_since = fact.recorded_at
+        if earlier is not None:
+            self.superseded.add(earlier.event_id)
+        self.adverse_events[report.ae_id] = AdverseEventEntry(
+            fact.event_id, fact.recorded_at, fact.stream_version, report, serious_since
+        )
+
+    def _apply_signal_event(self, event: EventPayload) -> None:
+        if isinstance(event, SafetySignalRaised):
+            self.episodes[event.signal_id] = RecordedEpisode(
+                signal_id=event.signal_id,
+                rule_id=event.rule_id,
+                episode_key=event.episode_key,
+                order=len(self.episodes),
+                opened_at=event.collected_at,
+                grade=event.grade,
+                inputs=set(event.input_event_ids),
+            )
+            return
+        episode = self.episodes.get(getattr(event, "signal_id", uuid.UUID(int=0)))
+        if episode is None:
+            return
+        if isinstance(event, SafetySignalEscalated):
+            episode.grade = event.grade
+            episode.inputs |= set(event.input_event_ids)
+        elif isinstance(event, SafetySignalAmended):
+            episode.grade = event.grade
+            episode.opened_at = event.collected_at
+            episode.inputs = set(event.input_event_ids)
+        elif isinstance(event, SafetySignalResolved):
+            episode.status = "resolved"
+            episode.resolved_at = event.collected_at
+            episode.resolved_inputs = set(event.input_event_ids)
+        elif isinstance(event, SafetySignalReopened):
+            episode.status = "open"
+            episode.resolved_at = None
+            episode.resolved_inputs = set()
+        elif isinstance(event, SafetySignalRetracted):
+            episode.status = "retracted"
+
+    # -- reading -------------------------------------------------------------------------
+
+    def results(self, *codes: str) -> list[LabEntry]:
+        """Current results of these LOINC codes, by collection time."""
+        if len(codes) == 1:
+            return list(self.by_code.get(codes[0], ()))
+        merged = [entry for code in codes for entry in self.by_code.get(code, ())]
+        merged.sort(key=lambda item: (item.at, item.stream_version))
+        return merged
+
+    def is_current(self, event_id: uuid.UUID) -> bool:
+        """Whether a fact still stands (no later report replaced it)."""
+        return event_id not in self.superseded
+
+    @property
+    def site_id(self) -> str | None:
+        return self.enrolment.site_id if self.enrolment else None
+
+    @property
+    def day0(self) -> date | None:
+        return self.enrolment.day0 if self.enrolment else None
+
+    def enrolment_weight(self) -> tuple[Decimal, datetime, uuid.UUID] | None:
+        """The enrolment weight with the moment it stands for (Day 0, else enrolment)."""
+        if self.enrolment is None or self.enrolment.weight_kg is None:
+            return None
+        assert self.enrolment_fact is not None
+        when = (
+            datetime.combine(self.enrolment.day0, time(12), tzinfo=UTC)
+            if self.enrolment.day0
+            else self.enrolment_fact.recorded_at
+        )
+        return self.enrolment.weight_kg, when, self.enrolment_fact.event_id

@@ -1,0 +1,219 @@
+"""The rules service's batch handler on an in-memory unit of work, for clinical cases.
+
+The in-memory store keeps the same contract as PostgreSQL's (idempotent append by event id,
+stream versions, supersede lookups), so a case runs the real ``handle_batch`` and engine;
+the integration tests run the same handler against the real database and broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.rule_pack import RulePack
+from services.safety_rules.handlers import BatchOutcome, handle_batch
+from shared.events import (
+    AdverseEventReported,
+    Envelope,
+    EventPayload,
+    LabResultReported,
+    MedicationRecorded,
+    SubjectEnrolled,
+    wrap,
+)
+
+STUDY = "NCT05262686"
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class _Stored:
+    envelope: Envelope
+    version: int
+    recorded_at: datetime
+
+
+@dataclass
+class InMemoryRulesStore:
+    """Events by id and by stream; recorded_at advances one minute per append call."""
+
+    events: dict[uuid.UUID, _Stored] = field(default_factory=dict)
+    streams: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    outbox: list[tuple[str, Envelope]] = field(default_factory=list)
+    clock: datetime = T0
+
+    def unit_of_work(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+    def stream(self, study: str, subject: str) -> list[Envelope]:
+        ids = self.streams.get(f"subject-{study}/{subject}", [])
+        return [self.events[i].envelope for i in ids]
+
+
+class InMemoryUnitOfWork:
+    def __init__(self, store: InMemoryRulesStore) -> None:
+        self._store = store
+
+    async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
+        store = self._store
+        store.clock += timedelta(minutes=1)
+        new: set[uuid.UUID] = set()
+        for envelope in envelopes:
+            if envelope.id in store.events:
+                continue
+            stream = store.streams.setdefault(envelope.payload().stream_id, [])
+            stream.append(envelope.id)
+            store.events[envelope.id] = _Stored(envelope, len(stream), store.clock)
+            new.add(envelope.id)
+        return new
+
+    async def histories(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], SubjectHistory]:
+        result = {}
+        for study, subject in keys:
+            history = SubjectHistory(study, subject)
+            for event_id in self._store.streams.get(f"subject-{study}/{subject}", []):
+                stored = self._store.events[event_id]
+                history.apply(
+                    stored.envelope.type,
+                    stored.envelope.data,
+                    event_id,
+                    stored.recorded_at,
+                    stored.version,
+                )
+            result[(study, subject)] = history
+        return result
+
+    async def enqueue(self, envelope: Envelope, topic: str) -> None:
+        self._store.outbox.append((topic, envelope))
+
+    async def previous_report(
+        self, result: LabResultReported, event_id: uuid.UUID
+    ) -> uuid.UUID | None:
+        stream = self._store.streams.get(result.stream_id, [])
+        earlier = None
+        for candidate in stream:
+            if candidate == event_id:
+                break
+            payload = self._store.events[candidate].envelope.payload()
+            if isinstance(payload, LabResultReported) and payload.identity == result.identity:
+                earlier = candidate
+        return earlier
+
+
+async def run_batches(
+    store: InMemoryRulesStore, batches: Iterable[Sequence[EventPayload]], pack: RulePack
+) -> list[BatchOutcome]:
+    outcomes = []
+    for batch in batches:
+        envelopes = [wrap(payload, source="/test/site") for payload in batch]
+        outcomes.append(await handle_batch(envelopes, store.unit_of_work(), {pack.study_id: pack}))
+    return outcomes
+
+
+# -- compact facts for case tables -----------------------------------------------------------
+
+
+def _when(value: Any) -> datetime:
+    """Case times: day offsets from T0 (number) or ISO text."""
+    if isinstance(value, int | float):
+        return T0 + timedelta(days=float(value))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def fact(spec: Mapping[str, Any], subject: str) -> EventPayload:
+    """One fact from a case table row (keys: enrol, lab, ae, med)."""
+    base = {"study_id": STUDY, "subject_id": subject}
+    if "enrol" in spec:
+        e = dict(spec["enrol"])
+        return SubjectEnrolled.model_validate(
+            {
+                **base,
+                "site_id": e.get("site", "PKUPH-01"),
+                "sex": e.get("sex", "F"),
+                "birth_date": e.get("birth_date", "1980-06-15"),
+                "weight_kg": e.get("weight_kg", 60),
+                "day0": e.get("day0", (T0.date()).isoformat()) if e.get("day0", True) else None,
+            }
+        )
+    if "lab" in spec:
+        lab = dict(spec["lab"])
+        at = _when(lab.get("at", 1))
+        value = lab.get("value")
+        comparator = None
+        if isinstance(value, str) and value[:1] in "<>":
+            comparator = value[:2] if value[1:2] == "=" else value[:1]
+            value = value[len(comparator) :]
+        ref = str(lab.get("ref", "")).split("-") if lab.get("ref") else [None, None]
+        return LabResultReported.model_validate(
+            {
+                **base,
+                "loinc_code": str(lab["loinc"]),
+                "value": Decimal(str(value)) if value is not None else None,
+                "comparator": comparator,
+                "unit": lab.get("unit"),
+                "qualitative": lab.get("qualitative"),
+                "value_text": lab.get("text"),
+                "reference_low": Decimal(ref[0]) if ref[0] else None,
+                "reference_high": Decimal(ref[1]) if ref[1] else None,
+                "collected_at": at,
+                "result_status": lab.get("status", "F"),
+                "abnormal_flags": tuple(lab.get("flags", ())),
+                "source_message_id": lab.get("msg", f"M-{lab['loinc']}-{at.isoformat()}"),
+                "observation_key": lab.get("id"),
+            }
+        )
+    if "ae" in spec:
+        ae = dict(spec["ae"])
+        return AdverseEventReported.model_validate(
+            {
+                **base,
+                "ae_id": str(ae.get("id", "AE1")),
+                "term": ae.get("term", "event"),
+                "meddra_code": ae.get("meddra"),
+                "system_organ_class": ae.get("soc_name"),
+                "system_organ_class_code": ae.get("soc"),
+                "onset": _when(ae.get("onset", 1)),
+                "end": _when(ae["end"]) if "end" in ae else None,
+                "serious": ae.get("serious", False),
+                "seriousness_criteria": tuple(ae.get("criteria", ())),
+                "ctcae_grade": ae.get("grade"),
+                "nyha_class": ae.get("nyha"),
+                "outcome": ae.get("outcome", "unknown"),
+                "source_message_id": ae.get("msg", f"AE-{ae.get('id', 'AE1')}-{ae.get('v', 1)}"),
+            }
+        )
+    if "med" in spec:
+        med = dict(spec["med"])
+        return MedicationRecorded.model_validate(
+            {
+                **base,
+                "category": med.get("category", "concomitant"),
+                "medication_id": str(med.get("id", "MED1")),
+                "drug": med["drug"],
+                "drug_code": med.get("atc"),
+                "dose": Decimal(str(med["dose"])),
+                "dose_unit": med.get("unit", "mg"),
+                "route": med.get("route", "oral"),
+                "frequency": med.get("freq", "QD"),
+                "start": _when(med.get("start", 1)),
+                "stop": _when(med["stop"]) if "stop" in med else None,
+                "source_message_id": med.get(
+                    "msg", f"MED-{med.get('id', 'MED1')}-{med.get('v', 1)}"
+                ),
+            }
+        )
+    raise ValueError(f"unknown fact {spec!r}")
+
+
+def day(n: float) -> date:
+    return (T0 + timedelta(days=n)).date()

@@ -1,0 +1,74 @@
+"""The clinical case set: each case names every signal and data-quality event it expects."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from services.safety_rules.domain.rule_pack import load_rule_packs
+from shared.events import DataQualityIssueRaised, SafetySignalRaised, SignalEvent
+from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
+from tests.support.services import REPO
+
+PACK = load_rule_packs(REPO / "studies")["NCT05262686"]
+CASES: list[dict[str, Any]] = yaml.safe_load(
+    (REPO / "tests" / "data" / "clinical_cases.yaml").read_text()
+)
+SUBJECT = "01-001"
+
+
+def _describe(payload: object) -> str:
+    if isinstance(payload, DataQualityIssueRaised):
+        return f"dq {payload.issue}"
+    assert isinstance(payload, SignalEvent)
+    verb = type(payload).__name__.removeprefix("SafetySignal").lower()
+    grade = getattr(payload, "grade", None) if verb in ("raised", "escalated", "amended") else None
+    return f"{verb} {payload.rule_id}" + (f" g{grade}" if grade else "")
+
+
+def _run(case: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    batches = []
+    enrol = case.get("enrol", {})
+    if enrol is not False:
+        batches.append([fact({"enrol": enrol}, SUBJECT)])
+    for item in case["facts"]:
+        items = item if isinstance(item, list) else [item]
+        batches.append([fact(spec, SUBJECT) for spec in items])
+    store = InMemoryRulesStore()
+    outcomes = asyncio.run(run_batches(store, batches, PACK))
+    emitted = [e.payload() for o in outcomes for e in (*o.signals, *o.data_quality)]
+    # the order the events were stored in, which is the order the handler produced them
+    order = {e.id: i for i, e in enumerate(store.stream("NCT05262686", SUBJECT))}
+    envelopes = sorted(
+        (e for o in outcomes for e in (*o.signals, *o.data_quality)), key=lambda e: order[e.id]
+    )
+    emitted = [e.payload() for e in envelopes]
+    return [_describe(p) for p in emitted], emitted
+
+
+def test_the_case_set_is_large_enough() -> None:
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_clinical_case(case: dict[str, Any]) -> None:
+    described, emitted = _run(case)
+    assert described == case["expect"]
+    for rule_id, expected in case.get("computed", {}).items():
+        raised = next(
+            p for p in emitted if isinstance(p, SafetySignalRaised) and p.rule_id == rule_id
+        )
+        for key, value in expected.items():
+            assert raised.computed_values[key] == value, key
+    for rule_id, hours in case.get("deadline_hours", {}).items():
+        raised = next(
+            p for p in emitted if isinstance(p, SafetySignalRaised) and p.rule_id == rule_id
+        )
+        assert raised.reporting_deadline is not None
+        assert raised.required_action
+        learned = raised.reporting_deadline - timedelta(hours=hours)
+        assert learned.year == 2026  # counted from when Vigil learned of it
