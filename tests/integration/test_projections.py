@@ -80,9 +80,9 @@ async def test_replay_equals_live(fresh_dsn: str) -> None:
 
         rebuilt_from = await runner.rebuild()
 
-        assert rebuilt_from == 8  # six results/enrolments and two signals
+        assert rebuilt_from == 9  # six facts, two signals, B flagged as not yet enrolled
         assert await snapshot(pool) == live
-        assert await runner.position() == 8
+        assert await runner.position() == 9
         state_a = await pool.fetchval("SELECT state FROM subject_state WHERE subject_id = 'A'")
         assert '"718-7"' in state_a
     finally:

@@ -187,12 +187,14 @@ async def test_a_correction_and_a_cancellation_supersede_the_earlier_report(
             ("corrected", str(original.id), str(corrected.id)),
             ("retracted", str(corrected.id), str(cancelled.id)),
         ]
-        # the original raised a signal; the correction (12.1) and the cancellation do not
-        assert (
-            await connection.fetchval(
-                "SELECT count(*) FROM events WHERE type LIKE '%safety_signal%'"
-            )
-            == 1
+        # the original raised a signal; the correction (12.1) retracted it, and the
+        # cancellation of the correction raises nothing more
+        signal_types = await connection.fetch(
+            "SELECT type FROM events WHERE type LIKE '%safety_signal%' ORDER BY position"
         )
+        assert [r["type"] for r in signal_types] == [
+            "org.vigil.safety_signal.raised.v1",
+            "org.vigil.safety_signal.retracted.v1",
+        ]
     finally:
         await connection.close()
