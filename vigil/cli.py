@@ -95,8 +95,56 @@ def rules_check(path: Path) -> None:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{pack.study_id} rule pack version {pack.version}: {len(pack.rules)} rule(s)")
-    for rule in pack.rules:
-        typer.echo(f"  {rule.id:<24} {rule.kind:<20} {rule.describe():<16} {rule.title}")
+    header = ("id", "kind", "severity", "condition", "grading", "deadline", "recipients")
+    rows = [
+        (
+            rule.id,
+            rule.kind,
+            rule.severity,
+            rule.describe(),
+            rule.grading.label if rule.grading else "-",
+            f"{rule.reporting_deadline_hours} h" if rule.reporting_deadline_hours else "-",
+            ", ".join(rule.recipients),
+        )
+        for rule in pack.rules
+    ]
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for line in (header, tuple("-" * w for w in widths), *rows):
+        cells = (str(cell).ljust(w) for cell, w in zip(line, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+    notes = [(rule.id, rule.note) for rule in pack.rules if rule.note]
+    for rule_id, note in notes:
+        typer.echo(f"note on {rule_id}: {note}")
+
+
+@rules_app.command("simulate")
+def rules_simulate(
+    path: Path,
+    study: str = typer.Option(..., "--study", help="Study whose stored history to replay."),
+) -> None:
+    """Replay the stored history through a candidate pack and show what would change."""
+    from services.safety_rules.domain.rule_pack import (
+        InvalidRulePack,
+        load_rule_pack,
+        load_rule_packs,
+    )
+    from services.safety_rules.simulate import compare, load_facts, report
+
+    settings = _settings()
+    try:
+        candidate = load_rule_pack(path)
+        current = load_rule_packs(settings.study_dir).get(study)
+    except InvalidRulePack as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    if candidate.study_id != study:
+        typer.echo(f"vigil rules simulate: {path} is a pack for {candidate.study_id}", err=True)
+        raise typer.Exit(1)
+    if current is None:
+        typer.echo(f"vigil rules simulate: no current pack for {study}", err=True)
+        raise typer.Exit(1)
+    facts = asyncio.run(load_facts(settings.database_url, study))
+    typer.echo(report(compare(study, facts, current, candidate)))
 
 
 @rules_app.command("explain")

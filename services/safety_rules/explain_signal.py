@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from services.safety_rules.domain.explain import InputFact, explain
+from services.safety_rules.domain.explain import InputFact, LaterEvent, explain
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.events import SafetySignalRaised
 
@@ -18,6 +18,16 @@ class SignalNotFound(LookupError):
 
 
 def _summary(event_type: str, payload: dict[str, object]) -> str:
+    if "ae_id" in payload:
+        serious = "serious" if payload.get("serious") else "not serious"
+        return f"adverse event {payload['ae_id']} '{payload.get('term')}' ({serious})"
+    if "medication_id" in payload:
+        return (
+            f"medication {payload.get('drug')} {payload.get('dose')} {payload.get('dose_unit')} "
+            f"{payload.get('frequency') or ''} {payload.get('route')}, from {payload.get('start')}"
+        )
+    if "site_id" in payload and "birth_date" in payload:
+        return f"enrolment at site {payload['site_id']} (weight {payload.get('weight_kg')} kg)"
     if "loinc_code" in payload:
         value = (
             payload.get("value") if payload.get("value") is not None else payload.get("value_text")
@@ -46,6 +56,14 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
             "WHERE event_id = ANY($1::uuid[]) ORDER BY position",
             list(signal.input_event_ids),
         )
+        history = await connection.fetch(
+            "SELECT type, position, recorded_at, payload_json FROM events "
+            "WHERE stream_id = $1 AND type LIKE 'org.vigil.safety_signal.%' AND type <> $2 "
+            "AND payload->>'signal_id' = $3 ORDER BY position",
+            signal.stream_id,
+            SafetySignalRaised.event_type,
+            str(signal_id),
+        )
     finally:
         await connection.close()
     inputs = [
@@ -67,4 +85,22 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
             f"(the current pack is version {pack.version}; the signal was raised under "
             f"{signal.rule_pack_version}) {source or ''}"
         ).strip()
-    return explain(signal, inputs, source)
+    later = [
+        LaterEvent(
+            r["position"], r["recorded_at"], _later(r["type"], orjson.loads(r["payload_json"]))
+        )
+        for r in history
+    ]
+    return explain(signal, inputs, source, later)
+
+
+def _later(event_type: str, payload: dict[str, object]) -> str:
+    what = event_type.removeprefix("org.vigil.safety_signal.").removesuffix(".v1")
+    if what == "escalated":
+        return f"escalated from grade {payload.get('previous_grade')} to {payload.get('grade')}"
+    if what == "amended":
+        return (
+            f"amended (grade {payload.get('previous_grade')} -> {payload.get('grade')}): "
+            f"{payload.get('reason')}"
+        )
+    return f"{what}: {payload.get('reason', '')}".rstrip(": ")

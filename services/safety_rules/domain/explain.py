@@ -1,4 +1,4 @@
-"""Why a signal fired, in words a medical monitor reads (pure)."""
+"""Why a signal fired, and what became of it, in words a medical monitor reads (pure)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.events import SafetySignalRaised
+
+# computed values the account below already tells in words
+_TOLD = {"comparison", "reported_value", "reported_unit", "value_in_rule_unit", "rule_unit"}
 
 
 @dataclass(frozen=True)
@@ -21,32 +24,59 @@ class InputFact:
     summary: str
 
 
+@dataclass(frozen=True)
+class LaterEvent:
+    """Something that happened to the signal after it was raised."""
+
+    position: int
+    recorded_at: datetime
+    summary: str
+
+
 def explain(
-    signal: SafetySignalRaised, inputs: Sequence[InputFact], rule_source: str | None
+    signal: SafetySignalRaised,
+    inputs: Sequence[InputFact],
+    rule_source: str | None,
+    later: Sequence[LaterEvent] = (),
 ) -> str:
-    """A plain account: what was measured, what the rule says, and where it came from."""
+    """A plain account: what was found, what the rule says, how bad, what must be done, the
+    facts it rests on, and what happened to the signal since."""
     computed = signal.computed_values
-    value = computed.get("reported_value", signal.observed_value)
-    reported = f"{value} {computed.get('reported_unit', signal.observed_unit)}"
-    in_rule_unit = f"{computed.get('value_in_rule_unit')} {computed.get('rule_unit')}"
     site = signal.site_id or "unknown: the subject is not enrolled in Vigil"
     lines = [
         f"Signal {signal.signal_id}",
         f"  Study {signal.study_id}, subject {signal.subject_id}, site {site}.",
         f"  Rule {signal.rule_id}: {signal.rule_title} (rule pack version "
-        f"{signal.rule_pack_version}).",
+        f"{signal.rule_pack_version}; {signal.severity}).",
         "",
         "Why it fired",
-        f"  {signal.analyte.capitalize()} was {reported} in the specimen collected "
-        f"{signal.collected_at.isoformat()}"
-        + (f", which is {in_rule_unit}." if reported.strip() != in_rule_unit.strip() else "."),
-        f"  The rule fires when {signal.analyte} is {signal.threshold}: "
-        f"{computed.get('comparison', '')}.",
+        *_finding(signal),
+        f"  The rule fires on {signal.threshold}: {computed.get('comparison', '')}.",
     ]
     if "censored" in computed:
         lines.append(
             f"  The laboratory {computed['censored']}: the true value may meet the condition, "
             "so the rule alerts rather than stay silent."
+        )
+    extra = {k: v for k, v in computed.items() if k not in _TOLD and k != "censored"}
+    if extra:
+        lines += ["", "Computed values"]
+        lines += [f"  {key}: {value}" for key, value in extra.items()]
+    lines += ["", "How bad, and what to do"]
+    if signal.grade is not None:
+        lines.append(f"  {signal.grading or 'Grade'}: grade {signal.grade}.")
+    else:
+        lines.append("  Not graded.")
+    if signal.serious:
+        lines.append("  A serious adverse event.")
+    action = signal.required_action or "Review and acknowledge."
+    if signal.reporting_deadline is not None:
+        action += f" Due by {signal.reporting_deadline.isoformat()}."
+    lines.append(f"  {action}")
+    if not signal.subject_enrolled:
+        lines.append(
+            "  The subject was not enrolled in Vigil when this was judged: rules needing age, "
+            "sex, weight or Day 0 could not run, and the study's medical monitor is alerted."
         )
     lines += ["", "Inputs in the audit log"]
     lines += [
@@ -54,6 +84,27 @@ def explain(
         f"{fact.source}, recorded {fact.recorded_at.isoformat()})"
         for fact in inputs
     ]
-    if rule_source:
-        lines += ["", "Where the rule comes from", f"  {rule_source}"]
+    if later:
+        lines += ["", "Since it was raised"]
+        lines += [
+            f"  position {event.position} ({event.recorded_at.isoformat()}): {event.summary}"
+            for event in later
+        ]
+    source = rule_source or signal.rule_source
+    if source:
+        lines += ["", "Where the rule comes from", f"  {source}"]
     return "\n".join(lines)
+
+
+def _finding(signal: SafetySignalRaised) -> list[str]:
+    computed = signal.computed_values
+    when = signal.collected_at.isoformat()
+    if "reported_value" in computed:
+        reported = f"{computed['reported_value']} {computed.get('reported_unit') or ''}".strip()
+        in_rule_unit = f"{computed.get('value_in_rule_unit')} {computed.get('rule_unit')}"
+        converted = f", which is {in_rule_unit}" if reported.strip() != in_rule_unit.strip() else ""
+        return [
+            f"  {signal.analyte[:1].upper()}{signal.analyte[1:]} was {reported} in the "
+            f"specimen collected {when}{converted}."
+        ]
+    return [f"  {signal.analyte} (clinical time {when})."]
