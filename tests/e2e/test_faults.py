@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,14 +26,15 @@ from vigil.devstack.postgres import PrivateCluster
 pytestmark = pytest.mark.integration
 
 
-def lab_event(subject: str, value: str) -> bytes:
+def lab_event(subject: str, value: str, day: int = 0) -> bytes:
+    """A haemoglobin result collected ``day`` days after 2026-11-01."""
     payload = LabResultReported(
         study_id="NCT05262686",
         subject_id=subject,
         loinc_code="718-7",
         value=Decimal(value),
         unit="g/dL",
-        collected_at=datetime(2026, 11, 1, 8, tzinfo=UTC),
+        collected_at=datetime(2026, 11, 1, 8, tzinfo=UTC) + timedelta(days=day),
         source_message_id=f"direct-{uuid.uuid4().hex}",
     )
     return wrap(payload, source="/tests/partner").to_json()
@@ -187,7 +188,10 @@ async def test_database_outage_loses_and_duplicates_nothing(
         rules = start_service("safety_rules", "rules", port, env, tmp_path)
         try:
             cluster.stop()
-            values = [lab_event("S-OUT", v) for v in ("13.0", "8.1", "12.2", "7.4", "11.9")]
+            values = [
+                lab_event("S-OUT", v, day)
+                for day, v in enumerate(("13.0", "8.1", "12.2", "7.4", "11.9"))
+            ]
             await publish_direct(broker.bootstrap, LAB_RESULTS, values, b"NCT05262686/S-OUT")
             log = tmp_path / "safety_rules.log"
             await eventually(
@@ -204,13 +208,25 @@ async def test_database_outage_loses_and_duplicates_nothing(
                     ),
                     what="all five results stored",
                 )
+                # 8.1 opens an episode that 12.2 resolves; 7.4 opens another that 11.9
+                # resolves; the subject is not enrolled, which is flagged once
                 await eventually(
                     lambda: connection.fetchval(
-                        "SELECT count(*) = 2 FROM outbox WHERE published_at IS NOT NULL"
+                        "SELECT count(*) = 5 FROM outbox WHERE published_at IS NOT NULL"
                     ),
-                    what="both signals published",
+                    what="two episodes and the unknown-subject flag published",
                 )
-                assert await connection.fetchval("SELECT count(*) FROM events") == 7
+                types = await connection.fetch(
+                    "SELECT type FROM events WHERE type NOT LIKE '%lab_result%' ORDER BY position"
+                )
+                # (in one batch or several, depending on when the database came back)
+                assert sorted(t["type"].split(".")[-2] for t in types) == [
+                    "issue_raised",
+                    "raised",
+                    "raised",
+                    "resolved",
+                    "resolved",
+                ]
             finally:
                 await connection.close()
         finally:

@@ -39,9 +39,11 @@ async def test_two_rules_instances_split_the_work_and_keep_the_chain(
                 instances.append(start_service("safety_rules", "rules", port, env, folder))
             subjects = [f"SO-{n:02d}" for n in range(24)]
             for subject in subjects:
-                # every fourth result is low: 6 results per subject, 2 of them low
+                # 6 results per subject, two of them low, each followed by a normal one: two
+                # episodes, each raised and resolved, and the unknown subject flagged once
                 values = [
-                    lab_event(subject, v) for v in ("12.1", "8.0", "12.3", "12.4", "7.5", "13")
+                    lab_event(subject, v, day)
+                    for day, v in enumerate(("12.1", "8.0", "12.3", "12.4", "7.5", "13"))
                 ]
                 await publish_direct(
                     broker.bootstrap, LAB_RESULTS, values, f"NCT05262686/{subject}".encode()
@@ -57,15 +59,21 @@ async def test_two_rules_instances_split_the_work_and_keep_the_chain(
                 )
                 await eventually(
                     lambda: pool.fetchval(
-                        "SELECT count(*) = 48 FROM outbox WHERE published_at IS NOT NULL"
+                        "SELECT count(*) = 120 FROM outbox WHERE published_at IS NOT NULL"
                     ),
                     timeout=30,
-                    what="all 48 signals published",
+                    what="all 120 signal and data-quality events published",
                 )
-                assert await pool.fetchval("SELECT count(*) FROM events") == 144 + 48
+                assert await pool.fetchval("SELECT count(*) FROM events") == 144 + 120
+                assert (
+                    await pool.fetchval(
+                        "SELECT count(*) FROM events WHERE type LIKE '%safety_signal.raised%'"
+                    )
+                    == 48
+                )
                 report = await verify_chain(pool, range_size=50)
                 assert report.ok, report.problem
-                assert report.checked == 192
+                assert report.checked == 264
                 # both instances took part
                 logs = [(tmp_path / f"rules-{n}" / "safety_rules.log").read_text() for n in (1, 2)]
                 assert all("rules.batch_done" in log for log in logs)

@@ -80,9 +80,7 @@ async def test_explain_tells_the_computation_and_what_followed(fresh_dsn: str) -
     assert "enrolment at site PKUPH-01" in text  # the weight's source is an input
 
 
-async def test_simulate_shows_what_a_candidate_pack_changes(
-    fresh_dsn: str, tmp_path: Path
-) -> None:
+async def test_simulate_shows_what_a_candidate_pack_changes(fresh_dsn: str, tmp_path: Path) -> None:
     await store(
         fresh_dsn,
         "S1",
@@ -111,8 +109,11 @@ async def test_simulate_shows_what_a_candidate_pack_changes(
     assert "would appear: 1, would disappear: 1, graded differently: 0, unchanged: 1" in text
     appear = [line for line in text.splitlines() if line.startswith("  + ")]
     disappear = [line for line in text.splitlines() if line.startswith("  - ")]
-    assert len(appear) == 1 and "anaemia-hb-le-9" in appear[0] and "9.6 g/dL" in appear[0]
-    assert len(disappear) == 1 and "neutropenia-anc-lt-1-5" in disappear[0]
+    assert len(appear) == 1
+    assert "anaemia-hb-le-9" in appear[0]
+    assert "9.6 g/dL" in appear[0]
+    assert len(disappear) == 1
+    assert "neutropenia-anc-lt-1-5" in disappear[0]
     # nothing was written: the log holds what it held
     connection = await asyncpg.connect(fresh_dsn)
     try:
@@ -129,6 +130,8 @@ async def test_rules_check_prints_the_table_and_the_neutrophil_note() -> None:
     assert done.returncode == 0, done.stderr
     assert "20 rule(s)" in done.stdout
     row = next(line for line in done.stdout.splitlines() if line.startswith("sae-any"))
-    assert "adverse_event" in row and "24 h" in row and "safety-desk" in row
+    assert "adverse_event" in row
+    assert "24 h" in row
+    assert "safety-desk" in row
     assert "note on neutropenia-anc-lt-1-5" in done.stdout
     assert "confirmed against the protocol" in done.stdout
