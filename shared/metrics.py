@@ -165,6 +165,12 @@ def record_ingest_accepted(message_format: str, analytes: Iterable[str]) -> None
         LAB_RESULTS.labels(analyte=analyte).inc()
 
 
+def initialise_ingest_formats(formats: Iterable[str]) -> None:
+    """Export zero counts of accepted messages for every format ingest receives."""
+    for message_format in formats:
+        INGEST_ACCEPTED.labels(format=message_format)
+
+
 def record_ingest_rejected(message_format: str, reason: str) -> None:
     """One message not accepted; ``reason`` is a short code, never the message text."""
     INGEST_REJECTED.labels(format=message_format, reason=reason).inc()

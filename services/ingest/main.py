@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from fastapi import FastAPI
 
+from services.ingest import app as http_json
+from services.ingest import fhir_api, mllp
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.code_map import load_code_maps
@@ -38,6 +40,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
+    metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
 
