@@ -12,12 +12,10 @@ import json
 import math
 import re
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -30,7 +28,7 @@ from tests.e2e.test_haemoglobin_alert import (
     new_subject_id,
 )
 from tests.support import components
-from tests.support.components import as_service_role, migrate
+from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
 from tests.support.prometheus import (
     ALERT_RULES,
@@ -82,19 +80,7 @@ def private_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServices]:
     """ingest, safety_rules and notifier on their own broker and database."""
-    name = f"obs_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> str:
-        admin = await asyncpg.connect(postgres_dsn)
-        try:
-            await admin.execute(f"CREATE DATABASE {name}")
-        finally:
-            await admin.close()
-        dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-        await migrate(dsn)
-        return dsn
-
-    dsn = asyncio.run(create())
+    dsn = asyncio.run(create_database(postgres_dsn, "obs"))
     log_dir = tmp_path_factory.mktemp("observability-logs")
     with components.tansu() as broker:
         env = service_env(
@@ -105,15 +91,7 @@ def private_stack(
         )
         with running_services(env, log_dir) as running:
             yield running
-    asyncio.run(drop(postgres_dsn, name))
-
-
-async def drop(admin_dsn: str, database: str) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
-    finally:
-        await admin.close()
+    asyncio.run(drop_database(postgres_dsn, dsn))
 
 
 def hostport(url: str) -> str:
