@@ -255,18 +255,18 @@ _lag_series: dict[str, set[tuple[str, str]]] = {}
 
 
 async def record_consumer_lag(group: str, consumer: LaggingConsumer | None) -> None:
-    """Set the lag of every partition assigned to ``consumer``; forget revoked ones."""
+    """Set the lag of every partition assigned to ``consumer`` (None: not started, so
+    nothing is assigned); forget the partitions it no longer has."""
     seen: set[tuple[str, str]] = set()
-    assigned = list(consumer.assignment()) if consumer is not None else []
-    for partition in assigned:
-        assert consumer is not None
-        highwater = consumer.highwater(partition)
-        if highwater is None:
-            continue  # no fetch answered for it yet
-        committed = await consumer.committed(partition) or 0
-        labels = (str(partition.topic), str(partition.partition))
-        CONSUMER_LAG.labels(group, *labels).set(max(highwater - committed, 0))
-        seen.add(labels)
+    if consumer is not None:
+        for partition in list(consumer.assignment()):
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue  # no fetch answered for it yet
+            committed = await consumer.committed(partition) or 0
+            labels = (str(partition.topic), str(partition.partition))
+            CONSUMER_LAG.labels(group, *labels).set(max(highwater - committed, 0))
+            seen.add(labels)
     for labels in _lag_series.get(group, set()) - seen:
         CONSUMER_LAG.remove(group, *labels)
     _lag_series[group] = seen
