@@ -10,13 +10,14 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from shared.db.migrate import require_current_schema
+from shared.db.migrate import pending_migrations, require_current_schema
 from shared.db.pool import create_pool
 from shared.http_service import ReadinessCheck
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 
 log = structlog.get_logger(__name__)
+READINESS_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -54,17 +55,31 @@ async def consumer_runtime(
         await pool.close()
 
 
+async def database_problem(pool: asyncpg.Pool) -> str | None:
+    """Why the database is not usable now (unreachable, or behind this code), or None."""
+    try:
+        async with pool.acquire() as connection:
+            missing = await pending_migrations(connection)
+    except (asyncpg.PostgresError, OSError) as error:
+        return f"database unreachable: {error}"
+    if missing:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+        return f"database schema is not current (missing {names}); run `vigil db upgrade`"
+    return None
+
+
 def database_readiness(holder: dict[str, ConsumerRuntime]) -> ReadinessCheck:
-    """Ready once the runtime in ``holder['runtime']`` exists and its database answers."""
+    """Ready once the runtime in ``holder['runtime']`` exists, its database answers with a
+    current schema and its broker answers."""
 
     async def check() -> str | None:
         runtime = holder.get("runtime")
         if runtime is None:
             return "starting"
-        try:
-            await runtime.pool.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
+        if (problem := await database_problem(runtime.pool)) is not None:
+            return problem
+        if not await runtime.broker.ping(READINESS_TIMEOUT_SECONDS):
+            return "the event broker does not answer"
         return None
 
     return check

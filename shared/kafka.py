@@ -11,6 +11,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
+from shared import metrics
 from shared.events.topics import ALL_TOPICS
 from shared.settings import VigilSettings
 
@@ -80,3 +81,14 @@ async def wait_for_topics(settings: VigilSettings, *, timeout: float = 60.0) -> 
             log.warning("kafka.unreachable", bootstrap=settings.kafka_bootstrap, error=str(error))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def lag_sampler(subscriber: object, *, group: str) -> metrics.Sampler:
+    """A sampler that sets the consumer lag gauges of a started FastStream subscriber."""
+
+    async def sample() -> None:
+        consumer: metrics.LaggingConsumer | None = getattr(subscriber, "consumer", None)
+        await metrics.record_consumer_lag(group, consumer)
+
+    sample.__qualname__ = f"consumer_lag[{group}]"
+    return sample

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import asyncpg
 import pytest
 
 from tests.support import components
-from tests.support.components import as_service_role, migrate
+from tests.support.components import as_service_role, create_database, drop_database, migrate
 from tests.support.mail import MailCatcher, start_smtp_server
 from tests.support.services import RunningServices, running_services, service_env
 from vigil.devstack.ports import free_port
@@ -83,17 +82,6 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def fresh_dsn(postgres_dsn: str) -> AsyncIterator[str]:
     """A new, migrated database on the session's server, private to one test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn)
+    dsn = await create_database(postgres_dsn)
     yield dsn
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    await drop_database(postgres_dsn, dsn)

@@ -70,7 +70,9 @@ def create_app(
         detail = f"{len(errors)} problem(s) in: {', '.join(fields)}"
         try:
             receipt = await receipt_of(request, "rejected", f"{request.url.path}: {detail}")
-            await intake().reject(receipt, origin=f"http {request.url.path}")
+            await intake().reject(
+                receipt, origin=f"http {request.url.path}", reason_code="invalid-request"
+            )
         except StorageUnavailable as error:
             log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
         return problem(
@@ -87,6 +89,13 @@ def create_app(
 
     async def accept(request: Request, body: BaseModel | list[Any], header: str | None) -> Response:
         correlation_id = correlation(header)
+        # every line logged while this message is handled can be followed downstream
+        with structlog.contextvars.bound_contextvars(correlation_id=str(correlation_id)):
+            return await accept_correlated(request, body, correlation_id)
+
+    async def accept_correlated(
+        request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
+    ) -> Response:
         envelopes = to_events(
             body if isinstance(body, list) else [body],
             default_study=default_study,
@@ -98,7 +107,7 @@ def create_app(
             await intake().accept(await receipt_of(request, "accepted"), envelopes)
         except (StorageUnavailable, BrokerUnavailable) as error:
             return problem(503, "Temporarily unavailable", f"{error}. Send the request again.")
-        log.info("ingest.accepted", events=len(envelopes), correlation_id=str(correlation_id))
+        log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes))
         accepted = Accepted(
             accepted=len(envelopes),
             event_ids=[str(envelope.id) for envelope in envelopes],

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -29,6 +30,7 @@ from services.ingest.fhir_mapping import (
 from services.ingest.intake import Intake, StorageUnavailable
 from shared.events import Envelope, SubjectEvent
 
+log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
 SOURCE = "/vigil/ingest/fhir"
 CHANNEL = "fhir"
@@ -84,7 +86,7 @@ def add_fhir_routes(
         reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in issues)
         rejected = replace(receipt, outcome="rejected", reason=reason)
         with contextlib.suppress(StorageUnavailable):  # the sender learns what is wrong anyway
-            await intake().reject(rejected, origin=f"fhir {path}")
+            await intake().reject(rejected, origin=f"fhir {path}", reason_code=issues[0].code)
         return _response(_status_for(issues), operation_outcome(issues))
 
     async def accept(receipt: Receipt, events: list[SubjectEvent]) -> list[Envelope] | JSONResponse:
@@ -95,11 +97,14 @@ def add_fhir_routes(
             events_for(event, source=SOURCE, correlation_id=correlation, now=None)
             for event in events
         ]
-        try:
-            await intake().accept(receipt, [envelope for group in groups for envelope in group])
-        except (StorageUnavailable, BrokerUnavailable) as error:
-            issue = Issue("transient", "Resource", f"{error}; send the request again")
-            return _response(503, operation_outcome([issue]))
+        envelopes = [envelope for group in groups for envelope in group]
+        with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
+            try:
+                await intake().accept(receipt, envelopes)
+            except (StorageUnavailable, BrokerUnavailable) as error:
+                issue = Issue("transient", "Resource", f"{error}; send the request again")
+                return _response(503, operation_outcome([issue]))
+            log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes))
         return [group[0] for group in groups]
 
     async def create(request: Request, kind: str) -> JSONResponse:
@@ -194,7 +199,11 @@ def add_fhir_routes(
                     reason="; ".join(i.diagnostics for i in issues),
                 )
                 with contextlib.suppress(StorageUnavailable):
-                    await intake().reject(failed_receipt, origin=f"fhir Bundle.entry[{n}]")
+                    await intake().reject(
+                        failed_receipt,
+                        origin=f"fhir Bundle.entry[{n}]",
+                        reason_code=issues[0].code,
+                    )
             else:
                 envelope = next(accepted_in_order)
                 kind_name = envelope.payload().__class__.__name__

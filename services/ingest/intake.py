@@ -18,8 +18,11 @@ from services.ingest.adapters.receipts import (
     mark_published,
     record_receipt,
     settle,
+    unrecorded,
 )
-from shared.events import CONTENT_TYPE, Envelope, payload_class
+from shared import metrics
+from shared.analytes import analyte_for
+from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
 from shared.events.dead_letters import dead_letter_headers, input_rejected
 from shared.events.topics import DEAD_LETTERS, topic_for
 
@@ -39,6 +42,17 @@ def outgoing_event(envelope: Envelope) -> Outgoing:
         envelope.to_json(),
         {"content-type": CONTENT_TYPE},
     )
+
+
+def analyte_of(envelope: Envelope) -> str | None:
+    """The catalogue name of a lab result's analyte (``unmapped`` if unknown); None for
+    any other event."""
+    if envelope.type != LabResultReported.event_type:
+        return None
+    payload = envelope.payload()
+    assert isinstance(payload, LabResultReported)
+    analyte = analyte_for(payload.loinc_code) if payload.loinc_code else None
+    return analyte.name if analyte is not None else "unmapped"
 
 
 class Intake:
@@ -71,12 +85,20 @@ class Intake:
         """Record, then publish; raises StorageUnavailable or BrokerUnavailable (answer 503:
         the sender sends again, and the same events are recognised by their ids)."""
         outgoing = [outgoing_event(envelope) for envelope in envelopes]
-        await self._record(receipt, outgoing)
-        await self._publish(outgoing)
+        try:
+            await self._record(receipt, outgoing)
+            await self._publish(outgoing)
+        except (StorageUnavailable, BrokerUnavailable):
+            metrics.record_ingest_rejected(receipt.channel, "unavailable")
+            raise
+        analytes = [analyte for e in envelopes if (analyte := analyte_of(e)) is not None]
+        metrics.record_ingest_accepted(receipt.channel, analytes)
 
-    async def reject(self, receipt: Receipt, origin: str) -> None:
+    async def reject(self, receipt: Receipt, origin: str, *, reason_code: str) -> None:
         """Record a rejected message and send it to the dead letters, whose InputRejected
-        event is owed to the audit log like any other."""
+        event is owed to the audit log like any other. ``reason_code`` is a short code for
+        metrics (the full reason is in the receipt)."""
+        metrics.record_ingest_rejected(receipt.channel, reason_code)
         headers = dead_letter_headers(
             reason=receipt.reason or "rejected", origin=origin, rejected_by=REJECTED_BY
         )
@@ -86,6 +108,17 @@ class Intake:
         # recorded: if the broker is away, the re-drive publishes it when it is back
         with contextlib.suppress(BrokerUnavailable):
             await self._publish(outgoing)
+
+    async def sample_metrics(self) -> None:
+        """Update the gauges of what is owed to the audit log (a stall shows as age)."""
+        async with self._pool.acquire() as connection:
+            count, oldest_age = await unrecorded(connection)
+        metrics.set_queue(
+            metrics.INGEST_UNRECORDED_EVENTS,
+            metrics.INGEST_OLDEST_UNRECORDED_AGE,
+            count,
+            oldest_age,
+        )
 
     async def redrive(self) -> int:
         """Republish what is overdue and not in the audit log yet; returns how many."""

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from fastapi import FastAPI
 
+from services.ingest import app as http_json
+from services.ingest import fhir_api, mllp
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.code_map import load_code_maps
@@ -19,7 +21,9 @@ from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.intake import Intake
 from services.ingest.mllp import start_mllp_server
 from services.ingest.sources import load_sources
+from shared import metrics
 from shared.background import DrainLoop
+from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
 from shared.http_service import serve_app
@@ -36,6 +40,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
+    metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
 
@@ -58,7 +63,17 @@ def build_app(settings: VigilSettings) -> FastAPI:
             retryable=(asyncpg.PostgresError, OSError, BrokerUnavailable),
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
-        task = asyncio.create_task(redrive.run(), name="redrive")
+        tasks = [
+            asyncio.create_task(redrive.run(), name="redrive"),
+            asyncio.create_task(
+                metrics.sample_periodically(
+                    [intake.sample_metrics],
+                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
+                    retryable=(asyncpg.PostgresError, OSError),
+                ),
+                name="metrics",
+            ),
+        ]
         mllp = await start_mllp_server(
             intake,
             host=settings.bind_host,
@@ -73,9 +88,11 @@ def build_app(settings: VigilSettings) -> FastAPI:
         finally:
             mllp.close()
             await mllp.wait_closed()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await publisher.close()
             await pool.close()
 
@@ -83,10 +100,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
         pool, publisher = parts.get("pool"), parts.get("publisher")
         if not isinstance(pool, asyncpg.Pool) or not isinstance(publisher, EventPublisher):
             return "starting"
-        try:
-            await pool.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
+        if (problem := await database_problem(pool)) is not None:
+            return problem
         if not await publisher.reachable():
             return "the event broker does not answer"
         return None

@@ -14,7 +14,7 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, interpret
+from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, Interpretation, interpret
 from services.ingest.intake import Intake, StorageUnavailable
 from services.ingest.sources import SourceRouter
 
@@ -75,6 +75,23 @@ class MllpHandler:
             reason=None if outcome.ack_code == "AA" else outcome.reason,
         )
         correlation = uuid.uuid4()
+        with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
+            await self._store(outcome, receipt, correlation, source)
+        return build_ack(
+            outcome,
+            sending_application="VIGIL",
+            sending_facility="VIGIL",
+            receiving_application=outcome.sender[0],
+            receiving_facility=outcome.sender[1],
+            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        )
+
+    async def _store(
+        self, outcome: Interpretation, receipt: Receipt, correlation: uuid.UUID, source: str
+    ) -> None:
+        """Accept or reject the message durably; a storage or broker failure turns the
+        answer into AE (the sender sends again)."""
         try:
             if outcome.ack_code == "AA":
                 envelopes = [
@@ -85,24 +102,21 @@ class MllpHandler:
                     )
                 ]
                 await self._intake.accept(receipt, envelopes)
-                log.info("mllp.accepted", control_id=outcome.control_id, events=len(envelopes))
+                log.info(
+                    "ingest.accepted",
+                    channel=CHANNEL,
+                    control_id=outcome.control_id,
+                    events=len(envelopes),
+                )
             else:
-                await self._intake.reject(receipt, origin=source)
+                reason = outcome.problems[0].code if outcome.problems else outcome.ack_code
+                await self._intake.reject(receipt, origin=source, reason_code=f"hl7-{reason}")
                 log.warning("mllp.rejected", control_id=outcome.control_id, reason=outcome.reason)
         except (StorageUnavailable, BrokerUnavailable) as error:
             outcome.ack_code = "AE"
             outcome.problems = [
                 Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"temporarily unavailable: {error}")
             ]
-        return build_ack(
-            outcome,
-            sending_application="VIGIL",
-            sending_facility="VIGIL",
-            receiving_application=outcome.sender[0],
-            receiving_facility=outcome.sender[1],
-            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
-        )
 
 
 async def start_mllp_server(

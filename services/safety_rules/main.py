@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 
@@ -16,6 +17,7 @@ from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
+from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events.topics import (
@@ -28,12 +30,14 @@ from shared.events.topics import (
 )
 from shared.eventstore.anchors import record_anchor
 from shared.http_service import serve_app, service_app
+from shared.kafka import lag_sampler
 from shared.projections import ProjectionRunner
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
+RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
 
 
 async def anchor_periodically(pool: asyncpg.Pool, settings: VigilSettings) -> None:
@@ -52,6 +56,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     """The rules service as an ASGI app whose lifespan runs its workers."""
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
     holder: dict[str, ConsumerRuntime] = {}
+    metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -93,9 +98,16 @@ def build_app(settings: VigilSettings) -> FastAPI:
             subscriber(facts.__call__)
             positions.subscriber = subscriber
             await runtime.broker.start()
+            sampled = [relay.sample_backlog, lag_sampler(subscriber, group=GROUP_ID)]
             tasks = [
                 asyncio.create_task(relay.run(), name="outbox-relay"),
                 asyncio.create_task(projection_loop.run(), name="projection"),
+                asyncio.create_task(
+                    metrics.sample_periodically(
+                        sampled, interval=metrics.SAMPLE_INTERVAL_SECONDS, retryable=RETRYABLE
+                    ),
+                    name="metrics",
+                ),
             ]
             if settings.audit_anchor_interval_seconds > 0:
                 tasks.append(

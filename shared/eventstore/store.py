@@ -27,6 +27,7 @@ from shared.eventstore.canonical import (
     epoch_micros,
     json_text,
 )
+from shared.metrics import timed_append
 
 # Advisory lock key of the append path (the insert trigger checks it is held).
 APPEND_LOCK = 7_345_002
@@ -175,6 +176,11 @@ async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> 
         return []
     if not connection.is_in_transaction():
         raise RuntimeError("append must run inside a transaction (the lock lasts until commit)")
+    with timed_append(len(events)):
+        return await _append(connection, events)
+
+
+async def _append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Appended]:
     envelopes = [event.envelope for event in events]
     payloads = [envelope.payload() for envelope in envelopes]
     texts = [(e.attributes_json(), json_text(e.data)) for e in envelopes]

@@ -6,10 +6,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from shared.db.migrate import upgrade
 from vigil.devstack.ports import free_port
@@ -30,6 +33,28 @@ def as_service_role(admin_dsn: str) -> str:
 async def migrate(admin_dsn: str) -> None:
     """``vigil db upgrade`` as the administrator, creating the service role."""
     await upgrade(admin_dsn, service_role=SERVICE_ROLE, service_password=SERVICE_PASSWORD)
+
+
+async def create_database(admin_dsn: str, prefix: str = "test") -> str:
+    """A new, migrated database on the same server; returns its administrator's DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(dsn)
+    return dsn
+
+
+async def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop a database made by :func:`create_database`, whoever is still connected."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 def use_containers() -> bool:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil.devstack.ports import free_port
@@ -22,6 +22,11 @@ class RunningServices:
     rules_url: str
     notifier_url: str
     log_dir: Path
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def stop(self, name: str) -> None:
+        """Stop one service (``ingest``, ``safety_rules`` or ``notifier``)."""
+        self.processes[name].stop()
 
 
 def service_env(
@@ -92,6 +97,7 @@ def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[Run
             rules_url=f"http://127.0.0.1:{ports['rules']}",
             notifier_url=f"http://127.0.0.1:{ports['notifier']}",
             log_dir=log_dir,
+            processes={process.name: process for process in started},
         )
     finally:
         for process in reversed(started):

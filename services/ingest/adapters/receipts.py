@@ -104,6 +104,18 @@ async def settle(connection: asyncpg.Connection) -> int:
     return int(result.rsplit(" ", 1)[-1])
 
 
+async def unrecorded(connection: asyncpg.Connection) -> tuple[int, float | None]:
+    """How many owed events are not in the audit log yet, and the oldest one's age in
+    seconds (by the database's clock)."""
+    row = await connection.fetchrow(
+        """SELECT count(*) AS n,
+                  extract(epoch FROM clock_timestamp() - min(o.created_at))::float8 AS age
+           FROM ingest_outbox o
+           WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)"""
+    )
+    return row["n"], row["age"]
+
+
 async def claim_overdue(
     connection: asyncpg.Connection, limit: int, *, deadline: timedelta
 ) -> list[Outgoing]:
