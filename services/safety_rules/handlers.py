@@ -203,8 +203,10 @@ def _inputs_of(payload: EventPayload) -> set[str] | None:
 
 def _log_raised(envelope: Envelope) -> None:
     payload = envelope.payload()
+    # rules.signal_raised, rules.signal_escalated, ... and rules.data_quality_issue
+    what = envelope.type.removeprefix("org.vigil.safety_signal.").rsplit(".", 1)[0]
     log.info(
-        "rules.signal_event" if isinstance(payload, SignalEvent) else "rules.data_quality_issue",
+        f"rules.signal_{what}" if isinstance(payload, SignalEvent) else "rules.data_quality_issue",
         type=envelope.type,
         signal_id=str(getattr(payload, "signal_id", "")) or None,
         rule_id=getattr(payload, "rule_id", None),

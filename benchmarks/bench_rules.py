@@ -1,0 +1,320 @@
+"""Rules-service benchmark through the real broker, against a raw ceiling measured in one run.
+
+Prints figures; it asserts nothing (machines are shared and noisy: compare the ratio measured
+in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
+
+1. ceiling: the events are consumed in batches by a bare Kafka consumer that copies them
+   into a PostgreSQL table, one transaction per batch, offsets committed after it: the
+   same broker, batches and database, with no rule work;
+2. sustained: the rules service (``python -m vigil rules``, a separate process) consumes the
+   same events from the same topics and stores, judges and records them; the rate is taken
+   between the first and the last fact committed, so the consumer-group join is left out;
+3. latency: new results are published at a steady rate (500 events/s by default), and the
+   time from publishing a result to the commit of the signal it raises is measured.
+
+    make bench-rules
+    python benchmarks/bench_rules.py --events 60000 --subjects 600 --rate 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.db.migrate import upgrade
+from shared.events import (
+    CONTENT_TYPE,
+    Envelope,
+    EventPayload,
+    LabResultReported,
+    SubjectEnrolled,
+    wrap,
+)
+from shared.events.topics import LAB_RESULTS, SUBJECTS, topic_for
+from shared.kafka import ensure_topics
+from shared.settings import VigilSettings
+from vigil.devstack.ports import free_port
+from vigil.devstack.postgres import PrivateCluster
+from vigil.devstack.tansu import TansuBroker
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = "NCT05262686"
+START = datetime(2026, 3, 2, 8, tzinfo=UTC)
+# analyte, unit, reference range, normal value, abnormal value
+PANEL = (
+    ("718-7", "g/dL", ("12", "16"), "13.1", "8.4"),
+    ("751-8", "10*9/L", ("1.8", "7.7"), "3.9", "1.1"),
+    ("1742-6", "U/L", ("7", "40"), "22", "150"),
+    ("1920-8", "U/L", ("10", "35"), "25", "40"),
+    ("1975-2", "mg/dL", ("0.2", "1.2"), "0.6", "0.9"),
+    ("2160-0", "mg/dL", ("0.6", "1.1"), "0.8", "0.9"),
+    ("2465-3", "g/L", ("7", "16"), "10", "9"),
+)
+
+
+def enrolment(subject: str) -> SubjectEnrolled:
+    return SubjectEnrolled(
+        study_id=STUDY,
+        subject_id=subject,
+        site_id="PKUPH-01",
+        sex="F",
+        birth_date=date(1985, 4, 2),
+        weight_kg=Decimal(58),
+        day0=START.date(),
+    )
+
+
+def result(subject: str, n: int, *, abnormal: bool) -> LabResultReported:
+    code, unit, (low, high), normal, low_value = PANEL[n % len(PANEL)]
+    return LabResultReported(
+        study_id=STUDY,
+        subject_id=subject,
+        loinc_code=code,
+        value=Decimal(low_value if abnormal else normal),
+        unit=unit,
+        reference_low=Decimal(low),
+        reference_high=Decimal(high),
+        collected_at=START + timedelta(hours=n),
+        source_message_id=f"BENCH-{subject}-{n}",
+    )
+
+
+def trial(events: int, subjects: int) -> list[Envelope]:
+    """Enrolments, then results round-robin over subjects; about 1 in 20 abnormal."""
+    names = [f"B{n:05d}" for n in range(subjects)]
+    payloads: list[EventPayload] = [enrolment(name) for name in names]
+    n = 0
+    while len(payloads) < events:
+        subject = names[n % subjects]
+        payloads.append(result(subject, n // subjects, abnormal=(n * 7919) % 20 == 0))
+        n += 1
+    return [wrap(payload, source="/bench/site") for payload in payloads]
+
+
+async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for start in range(0, len(envelopes), 2000):
+            chunk = envelopes[start : start + 2000]
+            futures = [
+                await producer.send(
+                    topic_for(type(e.payload())),
+                    e.to_json(),
+                    key=(e.subject or "").encode(),
+                    headers=[("content-type", CONTENT_TYPE.encode())],
+                )
+                for e in chunk
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
+    """Events/s of a bare consume-and-copy loop over the same topics."""
+    connection = await asyncpg.connect(dsn)
+    await connection.execute("CREATE TABLE bench_raw (topic text, part int, off bigint, v bytea)")
+    consumer = AIOKafkaConsumer(
+        SUBJECTS,
+        LAB_RESULTS,
+        bootstrap_servers=bootstrap,
+        group_id="bench-ceiling",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=batch,
+    )
+    await consumer.start()
+    copied, first, last = 0, 0.0, 0.0
+    try:
+        while copied < expected:
+            records = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            rows = [
+                (r.topic, r.partition, r.offset, r.value) for rs in records.values() for r in rs
+            ]
+            if not rows:
+                continue
+            first = first or time.perf_counter()
+            async with connection.transaction():
+                await connection.copy_records_to_table("bench_raw", records=rows)
+            await consumer.commit()
+            copied += len(rows)
+            last = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await connection.close()
+    return expected / (last - first)
+
+
+async def stored_count(pool: asyncpg.Pool, since: datetime | None = None) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = ANY($1::text[]) AND source = '/bench/site'",
+            [SubjectEnrolled.event_type, LabResultReported.event_type],
+        )
+    )
+
+
+async def wait_for(pool: asyncpg.Pool, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await stored_count(pool) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {await stored_count(pool)} of {count} facts stored")
+        await asyncio.sleep(0.5)
+
+
+async def paced(
+    bootstrap: str, pool: asyncpg.Pool, rate: int, seconds: int, subjects: int
+) -> list[float]:
+    """Publish at ``rate`` events/s; latency (ms) from publishing a result to its signal."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    sent: dict[uuid.UUID, float] = {}
+    total = rate * seconds
+    began = time.time()
+    try:
+        for n in range(total):
+            subject = f"B{n % subjects:05d}"
+            # every 10th is an abnormal haemoglobin on a subject that is in range now
+            payload = result(subject, 10_000 + n, abnormal=False)
+            if n % 10 == 0:
+                payload = payload.model_copy(
+                    update={
+                        "loinc_code": "718-7",
+                        "unit": "g/dL",
+                        "value": Decimal("8.2"),
+                        "reference_low": Decimal(12),
+                        "reference_high": Decimal(16),
+                    }
+                )
+            envelope = wrap(payload, source="/bench/site")
+            due = began + n / rate
+            if (pause := due - time.time()) > 0:
+                await asyncio.sleep(pause)
+            sent[envelope.id] = time.time()
+            await producer.send(
+                topic_for(type(payload)), envelope.to_json(), key=(envelope.subject or "").encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await asyncio.sleep(5)
+    rows = await pool.fetch(
+        "SELECT (envelope->>'causationid')::uuid AS cause, recorded_at FROM events "
+        "WHERE type = 'org.vigil.safety_signal.raised.v1' "
+        "AND (envelope->>'causationid')::uuid = ANY($1::uuid[])",
+        list(sent),
+    )
+    return [(r["recorded_at"].timestamp() - sent[r["cause"]]) * 1000 for r in rows]
+
+
+def start_rules(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The rules service as its own process, as it runs in production."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "vigil", "rules"], env=env, stdout=log, stderr=log
+        )
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+async def bench(events: int, subjects: int, batch: int, rate: int, seconds: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
+    os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
+    cluster = PrivateCluster(folder / "data", free_port(), fsync=True, log_file=folder / "pg.log")
+    broker = TansuBroker(free_port(), log_file=folder / "tansu.log")
+    cluster.start()
+    broker.start()
+    rules: subprocess.Popen[bytes] | None = None
+    try:
+        await upgrade(cluster.dsn)
+        settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=4)
+        await ensure_topics(settings)
+        print(f"publishing {events:,} facts for {subjects:,} subjects...", flush=True)
+        envelopes = trial(events, subjects)
+        await publish(broker.bootstrap, envelopes)
+
+        raw_rate = await ceiling(broker.bootstrap, cluster.dsn, events, batch)
+        print(f"ceiling  : {raw_rate:>8,.0f} events/s  (consume + COPY, batches of {batch})")
+
+        port = free_port()
+        env = {
+            **os.environ,
+            "VIGIL_DATABASE_URL": cluster.dsn,
+            "VIGIL_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "VIGIL_KAFKA_PARTITIONS": "4",
+            "VIGIL_STUDY_DIR": str(REPO / "studies"),
+            "VIGIL_RULES_PORT": str(port),
+            "VIGIL_RULES_BATCH_MAX_RECORDS": str(batch),
+            "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),
+            "VIGIL_LOG_LEVEL": "WARNING",
+        }
+        rules = start_rules(env, folder / "rules.log")
+        pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
+        await wait_for(pool, events, timeout=max(120.0, events / 500))
+        first, last = await pool.fetchrow(
+            "SELECT min(recorded_at), max(recorded_at) FROM events WHERE source = '/bench/site'"
+        )
+        sustained = events / (last - first).total_seconds()
+        signals = await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type LIKE 'org.vigil.safety_signal.%'"
+        )
+        print(f"sustained: {sustained:>8,.0f} events/s  (rules service; {signals:,} signal events)")
+        ratio = sustained / raw_rate
+        met = "met" if sustained >= 5000 and ratio >= 0.5 else "MISSED"
+        print(f"sustained / ceiling = {ratio:.2f}  (targets >= 5,000 events/s and >= 0.50: {met})")
+
+        latencies = await paced(broker.bootstrap, pool, rate, seconds, subjects)
+        await pool.close()
+        if latencies:
+            p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+            target = "met" if p99 < 250 else "MISSED"
+            print(
+                f"latency at {rate} events/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms over "
+                f"{len(latencies)} signals, publish to signal commit (target p99 < 250 ms: "
+                f"{target})"
+            )
+        else:
+            print("latency: no signals were raised in the paced phase")
+    finally:
+        if rules is not None:
+            rules.terminate()
+            try:
+                rules.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                rules.kill()
+        broker.stop()
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--subjects", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(bench(args.events, args.subjects, args.batch, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
