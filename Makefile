@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-unit lint format clean bench-store
+.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: install
 ## bench-store: append and verify 200,000 events; prints rates and the ratio to raw COPY
 bench-store: install system-deps
 	$(PY) benchmarks/bench_store.py
+
+## bench-rules: events through the broker into the rules service; rate, ceiling, latency
+bench-rules: install system-deps
+	$(PY) benchmarks/bench_rules.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .

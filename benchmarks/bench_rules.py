@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -188,15 +189,16 @@ async def paced(
     began = time.time()
     try:
         for n in range(total):
-            subject = f"B{n % subjects:05d}"
-            # every 10th is an abnormal haemoglobin on a subject that is in range now
+            # every 10th event a low haemoglobin, and the next one a normal one for the same
+            # subject, so that each low value opens a new episode and raises a signal
+            subject = f"B{(n // 10) % subjects:05d}"
             payload = result(subject, 10_000 + n, abnormal=False)
-            if n % 10 == 0:
+            if n % 10 in (0, 1):
                 payload = payload.model_copy(
                     update={
                         "loinc_code": "718-7",
                         "unit": "g/dL",
-                        "value": Decimal("8.2"),
+                        "value": Decimal("8.2" if n % 10 == 0 else "13.4"),
                         "reference_low": Decimal(12),
                         "reference_high": Decimal(16),
                     }
@@ -222,12 +224,16 @@ async def paced(
     return [(r["recorded_at"].timestamp() - sent[r["cause"]]) * 1000 for r in rows]
 
 
-def start_rules(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """The rules service as its own process, as it runs in production."""
+def start_rules(
+    env: dict[str, str], log_path: Path, profile: str | None
+) -> subprocess.Popen[bytes]:
+    """The rules service as its own process, as it runs in production (under py-spy when
+    ``profile`` names an output file)."""
+    command = [sys.executable, "-m", "vigil", "rules"]
+    if profile:
+        command = ["py-spy", "record", "-f", "raw", "-o", profile, "--", *command]
     with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "vigil", "rules"], env=env, stdout=log, stderr=log
-        )
+        return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -235,7 +241,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def bench(events: int, subjects: int, batch: int, rate: int, seconds: int) -> None:
+async def bench(
+    events: int, subjects: int, batch: int, rate: int, seconds: int, profile: str | None
+) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
     cluster = PrivateCluster(folder / "data", free_port(), fsync=True, log_file=folder / "pg.log")
@@ -266,7 +274,7 @@ async def bench(events: int, subjects: int, batch: int, rate: int, seconds: int)
             "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),
             "VIGIL_LOG_LEVEL": "WARNING",
         }
-        rules = start_rules(env, folder / "rules.log")
+        rules = start_rules(env, folder / "rules.log", profile)
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
         await wait_for(pool, events, timeout=max(120.0, events / 500))
         first, last = await pool.fetchrow(
@@ -295,7 +303,7 @@ async def bench(events: int, subjects: int, batch: int, rate: int, seconds: int)
             print("latency: no signals were raised in the paced phase")
     finally:
         if rules is not None:
-            rules.terminate()
+            rules.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             try:
                 rules.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -312,8 +320,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--profile", help="record the rules service with py-spy to this file")
     args = parser.parse_args()
-    asyncio.run(bench(args.events, args.subjects, args.batch, args.rate, args.seconds))
+    asyncio.run(
+        bench(args.events, args.subjects, args.batch, args.rate, args.seconds, args.profile)
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ convert units, so the catalogue lives here. Conversions are exact decimal arithm
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,6 +52,7 @@ class Analyte:
 _SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_unit(unit: str) -> str:
     """Fold the spellings labs use for one unit into one key.
 

@@ -77,6 +77,19 @@ class ProjectionRunner:
             await self._advance(connection, events[-1].position)
             return len(events)
 
+    async def catch_up_in(self, connection: asyncpg.Connection, *, limit: int = 5000) -> int:
+        """Apply what is new inside the caller's transaction (a writer keeping its read model
+        in step with what it just appended); at most ``limit`` events, the rest is left to
+        :meth:`step`. Waits for another instance's round to end rather than skip."""
+        position = await self._lock_checkpoint(connection, wait=True)
+        assert position is not None
+        events = await read_all(connection, after_position=position, limit=limit)
+        if not events:
+            return 0
+        await self._projection.apply(connection, events)
+        await self._advance(connection, events[-1].position)
+        return len(events)
+
     async def catch_up(self) -> int:
         """Apply everything there is now; returns how many events."""
         total = 0

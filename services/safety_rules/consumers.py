@@ -25,6 +25,7 @@ from services.safety_rules.handlers import (
 from shared import eventstore
 from shared.events.dead_letters import dead_letter_headers
 from shared.events.topics import DEAD_LETTERS
+from shared.projections import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
@@ -92,6 +93,7 @@ class FactsConsumer:
         group_id: str,
         on_commit: Callable[[bool], None],
         cache: HistoryCache | None = None,
+        projection: ProjectionRunner | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
@@ -100,6 +102,7 @@ class FactsConsumer:
         self._on_commit = on_commit
         self._backoff = _Backoff()
         self._cache = cache if cache is not None else HistoryCache()
+        self._projection = projection
 
     async def __call__(self, message: KafkaMessage) -> None:
         records = records_of(message)
@@ -121,6 +124,9 @@ class FactsConsumer:
                         uow = PostgresRulesUnitOfWork(connection, self._cache)
                         outcome = await handle_batch(envelopes, uow, self._packs)
                         await uow.record_positions(self._group_id, positions)
+                        if self._projection is not None:
+                            # the subject state moves with the facts, in the same commit
+                            await self._projection.catch_up_in(connection)
                     break
                 except eventstore.EventIdConflict as conflict:
                     self._cache.clear()

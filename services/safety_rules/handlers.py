@@ -82,10 +82,6 @@ class RulesUnitOfWork(Protocol):
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
 
-    async def previous_report(
-        self, result: LabResultReported, event_id: uuid.UUID
-    ) -> uuid.UUID | None: ...
-
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
     """Split records into valid envelopes and rejects that name what is wrong."""
@@ -134,7 +130,6 @@ async def handle_batch(
     touched: dict[tuple[str, str], set[str]] = {}
     latest: dict[tuple[str, str], Envelope] = {}
     by_id: dict[uuid.UUID, Envelope] = {}
-    superseding: list[Envelope] = []
     for envelope in envelopes:
         if envelope.id not in new_ids or envelope.id in by_id:
             continue
@@ -147,18 +142,18 @@ async def handle_batch(
         key = (payload.study_id, payload.subject_id)
         touched.setdefault(key, set()).update(inputs)
         latest[key] = envelope
-        link = (
-            await _supersedes(envelope, payload, uow)
-            if isinstance(payload, LabResultReported)
-            else None
-        )
-        if link is not None:
-            superseding.append(link)
-    if superseding:
-        await uow.append(superseding)
     if not touched:
         return outcome
     histories = await uow.histories(touched)
+    superseding = [
+        link
+        for envelope in by_id.values()
+        if isinstance(result := envelope.payload(), LabResultReported)
+        and (link := _supersedes(envelope, result, histories)) is not None
+    ]
+    if superseding:
+        await uow.append(superseding)
+        histories.update(await uow.histories({_key(e) for e in superseding}))
     raised: list[Envelope] = []
     for key, inputs in touched.items():
         pack = packs.get(key[0])
@@ -217,11 +212,20 @@ def _log_raised(envelope: Envelope) -> None:
     )
 
 
-async def _supersedes(
-    envelope: Envelope, result: LabResultReported, uow: RulesUnitOfWork
+def _key(envelope: Envelope) -> tuple[str, str]:
+    payload = envelope.payload()
+    assert isinstance(payload, SubjectEvent)
+    return (payload.study_id, payload.subject_id)
+
+
+def _supersedes(
+    envelope: Envelope,
+    result: LabResultReported,
+    histories: Mapping[tuple[str, str], SubjectHistory],
 ) -> Envelope | None:
     """The record that this result replaces an earlier report of the same observation."""
-    earlier = await uow.previous_report(result, envelope.id)
+    history = histories[(result.study_id, result.subject_id)]
+    earlier = history.earlier_report(result.identity, envelope.id)
     if earlier is None:
         return None
     if result.result_status == ResultStatus.CORRECTED:

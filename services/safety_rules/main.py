@@ -75,7 +75,12 @@ def build_app(settings: VigilSettings) -> FastAPI:
                     relay.wake()
 
             facts = FactsConsumer(
-                runtime.pool, runtime.broker, packs, group_id=GROUP_ID, on_commit=committed
+                runtime.pool,
+                runtime.broker,
+                packs,
+                group_id=GROUP_ID,
+                on_commit=committed,
+                projection=projector,
             )
             # one consumer group for all the input topics: one join, and a subject's facts and
             # the rejected input are recorded by the same transactions

@@ -93,19 +93,6 @@ class InMemoryUnitOfWork:
     async def enqueue(self, envelope: Envelope, topic: str) -> None:
         self._store.outbox.append((topic, envelope))
 
-    async def previous_report(
-        self, result: LabResultReported, event_id: uuid.UUID
-    ) -> uuid.UUID | None:
-        stream = self._store.streams.get(result.stream_id, [])
-        earlier = None
-        for candidate in stream:
-            if candidate == event_id:
-                break
-            payload = self._store.events[candidate].envelope.payload()
-            if isinstance(payload, LabResultReported) and payload.identity == result.identity:
-                earlier = candidate
-        return earlier
-
 
 async def run_batches(
     store: InMemoryRulesStore, batches: Iterable[Sequence[EventPayload]], pack: RulePack

@@ -11,7 +11,7 @@ import orjson
 
 from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
-from shared.events import Envelope, LabResultReported
+from shared.events import Envelope
 
 SubjectKey = tuple[str, str]
 
@@ -93,23 +93,6 @@ class PostgresRulesUnitOfWork:
                 for (topic, partition), offset in sorted(positions.items())
             ],
         )
-
-    async def previous_report(
-        self, result: LabResultReported, event_id: uuid.UUID
-    ) -> uuid.UUID | None:
-        """The latest earlier report of the same observation in the subject's stream."""
-        earlier: uuid.UUID | None = await self._connection.fetchval(
-            """SELECT event_id FROM events
-               WHERE stream_id = $1 AND type = $2
-                 AND coalesce(payload->>'observation_key', payload->>'source_message_id') = $3
-                 AND position < (SELECT position FROM events WHERE event_id = $4)
-               ORDER BY position DESC LIMIT 1""",
-            result.stream_id,
-            LabResultReported.event_type,
-            result.identity,
-            event_id,
-        )
-        return earlier
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None:
         await self._connection.execute(

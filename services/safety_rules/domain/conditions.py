@@ -32,7 +32,7 @@ from services.safety_rules.domain.rule_pack import (
     may_hold,
 )
 from shared.analytes import UnitNotConvertible, analyte_for
-from shared.events import Sex
+from shared.events import Sex, SubjectEnrolled
 from shared.events.payloads import DataQualityProblem
 
 
@@ -88,6 +88,20 @@ def _num(value: Decimal, places: str = "0.01") -> str:
 
 def value_in(entry: LabEntry, unit: str) -> Decimal:
     """The result's value expressed in ``unit`` (raises UnitNotConvertible)."""
+    key = ("value_in", unit)
+    if key not in entry.memo:
+        try:
+            entry.memo[key] = _value_in(entry, unit)
+        except UnitNotConvertible as error:
+            entry.memo[key] = error
+    value = entry.memo[key]
+    if isinstance(value, UnitNotConvertible):
+        raise value
+    assert isinstance(value, Decimal)
+    return value
+
+
+def _value_in(entry: LabEntry, unit: str) -> Decimal:
     result = entry.result
     analyte = analyte_for(result.loinc_code or "")
     if analyte is None or result.value is None:
@@ -214,12 +228,7 @@ def _ratio_to_limit(
 
 
 def _baseline(history: SubjectHistory, code: str) -> LabEntry | None:
-    """The last result on or before Day 0 (collection date as the laboratory reported it)."""
-    day0 = history.day0
-    if day0 is None:
-        return None
-    before = [e for e in history.results(code) if e.at.date() <= day0]
-    return before[-1] if before else None
+    return history.baseline(code)
 
 
 def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
@@ -229,32 +238,72 @@ def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
 # -- the kinds -----------------------------------------------------------------------------
 
 
-def _absolute(rule: AbsoluteThresholdRule, history: SubjectHistory) -> Judged:
+_Judgement = tuple[Point | None, tuple[Problem, ...]]
+
+
+def _memoised(
+    entry: LabEntry, key: tuple[object, ...], judge_entry: Callable[[], _Judgement]
+) -> _Judgement:
+    """Judge an entry once per rule and per the other facts the judgement used (``key``);
+    a batch then judges only its new entries, however long the subject's history."""
+    if key not in entry.memo:
+        entry.memo[key] = judge_entry()
+    judgement: _Judgement = entry.memo[key]
+    return judgement
+
+
+def _each(
+    entries: Iterable[LabEntry],
+    key: Callable[[LabEntry], tuple[object, ...]],
+    judge_entry: Callable[[LabEntry], _Judgement],
+) -> Judged:
     points: list[Point] = []
-    for entry in _numeric(history.results(*rule.loinc_codes)):
+    problems: list[Problem] = []
+    for entry in entries:
+        point, found = _memoised(entry, key(entry), functools.partial(judge_entry, entry))
+        if point is not None:
+            points.append(point)
+        problems += found
+    return points, problems
+
+
+def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:
+    return key
+
+
+def _baseline_key(history: SubjectHistory, entry: LabEntry) -> object:
+    baseline = history.baseline(entry.result.loinc_code or "")
+    return baseline.event_id if baseline is not None else None
+
+
+def _absolute(rule: AbsoluteThresholdRule, history: SubjectHistory) -> Judged:
+    def judge_entry(entry: LabEntry) -> _Judgement:
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
-            continue  # ingest raised the data-quality issue when it received the result
+            return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
         quantities = _lab_quantities(entry, value, history)
-        points.append(
-            _lab_point(
-                rule,
-                entry,
-                holds=rule.holds(value, comparator),
-                grade=grade_of(
-                    rule.grading,
-                    quantities,
-                    comparator,
-                    abnormal_baseline=_abnormal_baseline(entry, history),
-                ),
-                value=value,
-                unit=rule.unit,
-                comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
-            )
-        )
-    return points, []
+        return _lab_point(
+            rule,
+            entry,
+            holds=rule.holds(value, comparator),
+            grade=grade_of(
+                rule.grading,
+                quantities,
+                comparator,
+                abnormal_baseline=_abnormal_baseline(entry, history),
+            ),
+            value=value,
+            unit=rule.unit,
+            comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+        ), ()
+
+    return _each(
+        _numeric(history.results(*rule.loinc_codes)),
+        lambda entry: (id(rule), _baseline_key(history, entry)),
+        judge_entry,
+    )
 
 
 def _lab_quantities(
@@ -333,38 +382,40 @@ def _lab_point(
 
 
 def _reference(rule: ReferenceLimitRule, history: SubjectHistory) -> Judged:
-    points: list[Point] = []
-    problems: list[Problem] = []
-    for entry in _numeric(history.results(*rule.loinc_codes)):
+    def judge_entry(entry: LabEntry) -> _Judgement:
+        problems: list[Problem] = []
         limit = _ratio_to_limit(entry, rule.limit, rule.fallback_limits, rule.id, problems)
         if limit is None:
-            continue
+            return None, tuple(problems)
         comparator = entry.result.comparator
-        quantities = _lab_quantities(entry, entry.result.value or Decimal(0), history)
-        quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
         assert entry.result.value is not None
-        points.append(
-            _lab_point(
-                rule,
-                entry,
-                holds=may_hold(limit.ratio, comparator, rule.operator, rule.multiple),
-                grade=grade_of(
-                    rule.grading,
-                    quantities,
-                    comparator,
-                    abnormal_baseline=_abnormal_baseline(entry, history),
-                ),
-                value=entry.result.value,
-                unit=entry.result.unit or "",
-                comparison=f"{_label(entry)}/{rule.limit} = {_num(limit.ratio)} "
-                f"({rule.limit} {limit.limit_text}), rule {rule.describe()}",
-                extra={
-                    f"{_label(entry)}/{rule.limit}": _num(limit.ratio),
-                    rule.limit: limit.limit_text,
-                },
-            )
-        )
-    return points, problems
+        quantities = _lab_quantities(entry, entry.result.value, history)
+        quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
+        return _lab_point(
+            rule,
+            entry,
+            holds=may_hold(limit.ratio, comparator, rule.operator, rule.multiple),
+            grade=grade_of(
+                rule.grading,
+                quantities,
+                comparator,
+                abnormal_baseline=_abnormal_baseline(entry, history),
+            ),
+            value=entry.result.value,
+            unit=entry.result.unit or "",
+            comparison=f"{_label(entry)}/{rule.limit} = {_num(limit.ratio)} "
+            f"({rule.limit} {limit.limit_text}), rule {rule.describe()}",
+            extra={
+                f"{_label(entry)}/{rule.limit}": _num(limit.ratio),
+                rule.limit: limit.limit_text,
+            },
+        ), tuple(problems)
+
+    return _each(
+        _numeric(history.results(*rule.loinc_codes)),
+        lambda entry: (id(rule), _baseline_key(history, entry)),
+        judge_entry,
+    )
 
 
 def _change(rule: BaselineChangeRule, history: SubjectHistory) -> Judged:
@@ -405,44 +456,50 @@ def _change(rule: BaselineChangeRule, history: SubjectHistory) -> Judged:
             base = value_in(baseline, rule.unit)
         except UnitNotConvertible:
             continue
-        for entry in after:
-            try:
-                value = value_in(entry, rule.unit)
-            except UnitNotConvertible:
-                continue
-            if rule.change == "ratio":
-                if base == 0:
-                    continue
-                amount, text = value / base, f"{_num(value / base)} x baseline"
-            elif rule.change == "percent":
-                if base == 0:
-                    continue
-                amount = (value - base) / base * 100
-                text = f"{_num(amount, '0.1')} % from baseline"
-            else:
-                amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
-            comparator = entry.result.comparator
-            points.append(
-                _lab_point(
-                    rule,
-                    entry,
-                    holds=may_hold(amount, comparator, rule.operator, rule.amount),
-                    grade=grade_of(
-                        rule.grading,
-                        {"value": value, "baseline": value / base if base else None},
-                        comparator,
-                    ),
-                    value=value,
-                    unit=rule.unit,
-                    comparison=f"{text}, rule {rule.describe()}",
-                    extra={
-                        "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
-                        "change": text,
-                    },
-                    input_ids=(entry.event_id, baseline.event_id),
-                )
-            )
+        if base == 0 and rule.change != "absolute":
+            continue
+        judged = _each(
+            after,
+            functools.partial(_keyed, (id(rule), baseline.event_id)),
+            functools.partial(_change_point, rule, baseline, base),
+        )
+        points += judged[0]
     return points, problems
+
+
+def _change_point(
+    rule: BaselineChangeRule, baseline: LabEntry, base: Decimal, entry: LabEntry
+) -> _Judgement:
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None, ()
+    if rule.change == "ratio":
+        amount, text = value / base, f"{_num(value / base)} x baseline"
+    elif rule.change == "percent":
+        amount = (value - base) / base * 100
+        text = f"{_num(amount, '0.1')} % from baseline"
+    else:
+        amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
+    comparator = entry.result.comparator
+    return _lab_point(
+        rule,
+        entry,
+        holds=may_hold(amount, comparator, rule.operator, rule.amount),
+        grade=grade_of(
+            rule.grading,
+            {"value": value, "baseline": value / base if base else None},
+            comparator,
+        ),
+        value=value,
+        unit=rule.unit,
+        comparison=f"{text}, rule {rule.describe()}",
+        extra={
+            "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
+            "change": text,
+        },
+        input_ids=(entry.event_id, baseline.event_id),
+    ), ()
 
 
 def _age(birth: date, at: datetime) -> int:
@@ -492,13 +549,9 @@ def _clearance(rule: CreatinineClearanceRule, history: SubjectHistory) -> Judged
     enrolment = history.enrolment
     if enrolment is None:
         return points, problems
+    assert history.enrolment_fact is not None
+    enrolled_by = history.enrolment_fact.event_id
     for entry in _numeric(history.results(*rule.creatinine_codes)):
-        try:
-            creatinine = value_in(entry, "mg/dL")
-        except UnitNotConvertible:
-            continue
-        if creatinine <= 0:
-            continue
         weight = _nearest_weight(history, rule, entry.at)
         if weight is None:
             problems.append(
@@ -511,41 +564,60 @@ def _clearance(rule: CreatinineClearanceRule, history: SubjectHistory) -> Judged
                 )
             )
             continue
-        kg, weighed_at, weight_id, weight_source = weight
-        age = _age(enrolment.birth_date, entry.at)
-        female = enrolment.sex != Sex.MALE
-        factor = rule.female_factor if female else Decimal(1)
-        clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
-        flipped = _flip(entry.result.comparator)
-        sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
-            enrolment.sex,
-            f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
-            "lower, more alerting estimate)",
+        point, _ = _memoised(
+            entry,
+            (id(rule), weight[2], enrolled_by),
+            functools.partial(_cockcroft_gault, rule, enrolment, entry, weight),
         )
-        extra = {
-            "method": "Cockcroft-Gault",
-            "CrCl": f"{_num(clearance, '0.1')} mL/min",
-            "age_years": age,
-            "sex": sex_note,
-            "weight_kg": f"{_num(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
-            "creatinine_mg_dl": _num(creatinine),
-            "formula": f"(140 - {age}) x {_num(kg, '0.1')} / (72 x {_num(creatinine)})"
-            + (f" x {rule.female_factor}" if female else ""),
-        }
-        points.append(
-            _lab_point(
-                rule,
-                entry,
-                holds=may_hold(clearance, flipped, rule.operator, rule.threshold),
-                grade=grade_of(rule.grading, {"value": clearance}, flipped),
-                value=clearance,
-                unit=rule.unit,
-                comparison=f"CrCl = {_num(clearance, '0.1')} mL/min, rule {rule.describe()}",
-                extra=extra,
-                input_ids=(entry.event_id, weight_id),
-            )
-        )
+        if point is not None:
+            points.append(point)
     return points, problems
+
+
+def _cockcroft_gault(
+    rule: CreatinineClearanceRule,
+    enrolment: SubjectEnrolled,
+    entry: LabEntry,
+    weight: tuple[Decimal, datetime, uuid.UUID, str],
+) -> _Judgement:
+    try:
+        creatinine = value_in(entry, "mg/dL")
+    except UnitNotConvertible:
+        return None, ()
+    if creatinine <= 0:
+        return None, ()
+    kg, weighed_at, weight_id, weight_source = weight
+    age = _age(enrolment.birth_date, entry.at)
+    female = enrolment.sex != Sex.MALE
+    factor = rule.female_factor if female else Decimal(1)
+    clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
+    flipped = _flip(entry.result.comparator)
+    sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
+        enrolment.sex,
+        f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
+        "lower, more alerting estimate)",
+    )
+    extra = {
+        "method": "Cockcroft-Gault",
+        "CrCl": f"{_num(clearance, '0.1')} mL/min",
+        "age_years": age,
+        "sex": sex_note,
+        "weight_kg": f"{_num(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
+        "creatinine_mg_dl": _num(creatinine),
+        "formula": f"(140 - {age}) x {_num(kg, '0.1')} / (72 x {_num(creatinine)})"
+        + (f" x {rule.female_factor}" if female else ""),
+    }
+    return _lab_point(
+        rule,
+        entry,
+        holds=may_hold(clearance, flipped, rule.operator, rule.threshold),
+        grade=grade_of(rule.grading, {"value": clearance}, flipped),
+        value=clearance,
+        unit=rule.unit,
+        comparison=f"CrCl = {_num(clearance, '0.1')} mL/min, rule {rule.describe()}",
+        extra=extra,
+        input_ids=(entry.event_id, weight_id),
+    ), ()
 
 
 def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
@@ -562,6 +634,14 @@ def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
                 kept.append(entry)
         entries.append(kept)
     transaminases, bilirubins, phosphatases = entries
+    recorded = any(e.rule_id == rule.id for e in history.episodes.values())
+    if not recorded and not (
+        any(_above(ratios[e.event_id], e, rule.transaminase_multiple) for e in transaminases)
+        and any(_above(ratios[e.event_id], e, rule.bilirubin_multiple) for e in bilirubins)
+    ):
+        # neither limb was ever crossed and nothing is on record: no point can hold, and
+        # there is nothing to resolve (this keeps the common case linear)
+        return [], problems
     window = timedelta(days=rule.window_days)
     points: list[Point] = []
     for entry in sorted((e for group in entries for e in group), key=lambda e: e.at):
@@ -591,6 +671,10 @@ def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
             _hy_point(rule, entry, top_t, top_b, nearest, ratios, holds=core and not cholestatic)
         )
     return points, problems
+
+
+def _above(limit: _Limit, entry: LabEntry, multiple: Decimal) -> bool:
+    return may_hold(limit.ratio, entry.result.comparator, ">", multiple)
 
 
 def _hy_point(

@@ -43,6 +43,9 @@ class Fact:
 @dataclass(frozen=True)
 class LabEntry(Fact):
     result: LabResultReported
+    #: judgements of this entry that depend on nothing else that changed, kept between
+    #: batches (keyed by rule and by the other facts they used)
+    memo: dict[object, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def at(self) -> datetime:
@@ -94,6 +97,9 @@ class SubjectHistory:
     superseded: set[uuid.UUID] = field(default_factory=set)
     episodes: dict[uuid.UUID, RecordedEpisode] = field(default_factory=dict)
     data_quality: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+    #: every report of each observation identity, in stream order (corrections included)
+    reports: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -117,8 +123,10 @@ class SubjectHistory:
         fact = Fact(event_id, recorded_at, stream_version)
         if isinstance(parsed, SubjectEnrolled):
             self.enrolment, self.enrolment_fact = parsed, fact
+            self._baselines.clear()  # Day 0 may have moved
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
+            self.reports.setdefault(parsed.identity, []).append(event_id)
             self._add_lab(LabEntry(event_id, recorded_at, stream_version, parsed))
         elif isinstance(parsed, LabResultSuperseded):
             self._supersede(parsed.superseded_event_id)
@@ -150,6 +158,7 @@ class SubjectHistory:
         self.labs[entry.event_id] = entry
         if result.loinc_code is None:
             return
+        self._baselines.pop(result.loinc_code, None)
         history = self.by_code.setdefault(result.loinc_code, [])
         history.append(entry)
         history.sort(key=lambda item: (item.at, item.stream_version))
@@ -158,6 +167,7 @@ class SubjectHistory:
         self.superseded.add(event_id)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
+            self._baselines.pop(entry.result.loinc_code, None)
             history = self.by_code.get(entry.result.loinc_code, [])
             self.by_code[entry.result.loinc_code] = [
                 item for item in history if item.event_id != event_id
@@ -216,6 +226,26 @@ class SubjectHistory:
         merged = [entry for code in codes for entry in self.by_code.get(code, ())]
         merged.sort(key=lambda item: (item.at, item.stream_version))
         return merged
+
+    def earlier_report(self, identity: str, event_id: uuid.UUID) -> uuid.UUID | None:
+        """The report of the same observation just before ``event_id`` (what it replaces)."""
+        reports = self.reports.get(identity, [])
+        if event_id not in reports:
+            return None
+        index = reports.index(event_id)
+        return reports[index - 1] if index > 0 else None
+
+    def baseline(self, code: str) -> LabEntry | None:
+        """The last result of ``code`` on or before Day 0 (collection date as reported)."""
+        if code not in self._baselines:
+            day0 = self.day0
+            before = (
+                [e for e in self.by_code.get(code, ()) if e.at.date() <= day0]
+                if day0 is not None
+                else []
+            )
+            self._baselines[code] = before[-1] if before else None
+        return self._baselines[code]
 
     def is_current(self, event_id: uuid.UUID) -> bool:
         """Whether a fact still stands (no later report replaced it)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
 
-from services.safety_rules.domain.subject_state import State, apply_event, empty_state
+from services.safety_rules.domain.subject_state import State, apply_events, empty_state
 from shared.eventstore import StoredEvent
 
 
@@ -38,10 +39,12 @@ class SubjectStateProjection:
             (row["study_id"], row["subject_id"]): orjson.loads(row["state"]) for row in rows
         }
         positions: dict[tuple[str, str], int] = {}
+        by_subject: dict[tuple[str, str], list[tuple[str, dict[str, Any], str]]] = {}
         for key, event in keyed:
-            state = states.get(key) or empty_state(*key)
-            states[key] = apply_event(state, event.type, event.payload, str(event.event_id))
+            by_subject.setdefault(key, []).append((event.type, event.payload, str(event.event_id)))
             positions[key] = event.position
+        for key, events_of in by_subject.items():
+            states[key] = apply_events(states.get(key) or empty_state(*key), events_of)
         await connection.executemany(
             """INSERT INTO subject_state (study_id, subject_id, state, position)
                VALUES ($1, $2, $3::jsonb, $4)
