@@ -98,6 +98,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 heartbeat_interval_ms=1000,
+                # a result should not wait for a fuller batch or an idle poll: latency
+                fetch_max_wait_ms=100,
+                batch_timeout_ms=50,
                 listener=positions,
             )
             subscriber(facts.__call__)

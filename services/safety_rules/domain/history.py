@@ -52,6 +52,10 @@ class LabEntry(Fact):
         return self.result.collected_at
 
 
+def _order(entry: LabEntry) -> tuple[datetime, int]:
+    return (entry.result.collected_at, entry.stream_version)
+
+
 @dataclass(frozen=True)
 class AdverseEventEntry(Fact):
     report: AdverseEventReported
@@ -100,6 +104,7 @@ class SubjectHistory:
     #: every report of each observation identity, in stream order (corrections included)
     reports: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
+    _merged: dict[tuple[str, ...], list[LabEntry]] = field(default_factory=dict, repr=False)
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -159,15 +164,18 @@ class SubjectHistory:
         if result.loinc_code is None:
             return
         self._baselines.pop(result.loinc_code, None)
+        self._merged.clear()
         history = self.by_code.setdefault(result.loinc_code, [])
         history.append(entry)
-        history.sort(key=lambda item: (item.at, item.stream_version))
+        if len(history) > 1 and _order(history[-2]) > _order(entry):
+            history.sort(key=_order)  # a late result: put it where it belongs
 
     def _supersede(self, event_id: uuid.UUID) -> None:
         self.superseded.add(event_id)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
             self._baselines.pop(entry.result.loinc_code, None)
+            self._merged.clear()
             history = self.by_code.get(entry.result.loinc_code, [])
             self.by_code[entry.result.loinc_code] = [
                 item for item in history if item.event_id != event_id
@@ -220,12 +228,14 @@ class SubjectHistory:
     # -- reading -------------------------------------------------------------------------
 
     def results(self, *codes: str) -> list[LabEntry]:
-        """Current results of these LOINC codes, by collection time."""
+        """Current results of these LOINC codes, by collection time (do not change it)."""
         if len(codes) == 1:
-            return list(self.by_code.get(codes[0], ()))
-        merged = [entry for code in codes for entry in self.by_code.get(code, ())]
-        merged.sort(key=lambda item: (item.at, item.stream_version))
-        return merged
+            return self.by_code.get(codes[0], [])
+        if codes not in self._merged:
+            merged = [entry for code in codes for entry in self.by_code.get(code, ())]
+            merged.sort(key=_order)
+            self._merged[codes] = merged
+        return self._merged[codes]
 
     def earlier_report(self, identity: str, event_id: uuid.UUID) -> uuid.UUID | None:
         """The report of the same observation just before ``event_id`` (what it replaces)."""
