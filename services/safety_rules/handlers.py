@@ -130,6 +130,7 @@ async def handle_batch(
     touched: dict[tuple[str, str], set[str]] = {}
     latest: dict[tuple[str, str], Envelope] = {}
     by_id: dict[uuid.UUID, Envelope] = {}
+    fresh: dict[tuple[str, str], set[uuid.UUID]] = {}
     for envelope in envelopes:
         if envelope.id not in new_ids or envelope.id in by_id:
             continue
@@ -141,6 +142,7 @@ async def handle_batch(
         assert isinstance(payload, SubjectEvent)
         key = (payload.study_id, payload.subject_id)
         touched.setdefault(key, set()).update(inputs)
+        fresh.setdefault(key, set()).add(envelope.id)
         latest[key] = envelope
     if not touched:
         return outcome
@@ -154,13 +156,19 @@ async def handle_batch(
     if superseding:
         await uow.append(superseding)
         histories.update(await uow.histories({_key(e) for e in superseding}))
+    # what changed besides new facts (a correction, an enrolment) makes a subject's rules
+    # walk its whole history; otherwise the engine may look at the new facts alone
+    whole = {_key(e) for e in superseding} | {
+        key for key, inputs in touched.items() if ENROLMENT in inputs
+    }
     raised: list[Envelope] = []
     for key, inputs in touched.items():
         pack = packs.get(key[0])
         if pack is None:
             log.warning("rules.no_rule_pack", study_id=key[0], subject_id=key[1])
             continue
-        evaluation = evaluate(histories[key], pack, inputs)
+        new_facts = None if key in whole else fresh[key]
+        evaluation = evaluate(histories[key], pack, inputs, new_facts)
         for event, cause in zip(evaluation.events, evaluation.causes, strict=True):
             trigger = by_id.get(cause) if cause else None
             trigger = trigger or latest[key]

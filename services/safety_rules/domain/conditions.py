@@ -71,8 +71,10 @@ class Problem:
 Judged = tuple[list[Point], list[Problem]]
 
 
-def judge(rule: Rule, history: SubjectHistory) -> Judged:
+def judge(rule: Rule, history: SubjectHistory, only: set[uuid.UUID] | None = None) -> Judged:
     """The points of ``rule`` over the whole of ``history``."""
+    if only is not None:
+        return _ENTRYWISE[type(rule)](rule, history, only)
     return _KINDS[type(rule)](rule, history)
 
 
@@ -231,6 +233,11 @@ def _baseline(history: SubjectHistory, code: str) -> LabEntry | None:
     return history.baseline(code)
 
 
+def _chosen(entries: list[LabEntry], only: set[uuid.UUID] | None) -> list[LabEntry]:
+    """All entries, or only those in ``only`` (the new ones, for the engine's fast path)."""
+    return entries if only is None else [e for e in entries if e.event_id in only]
+
+
 def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
     return [e for e in entries if e.result.value is not None]
 
@@ -276,7 +283,9 @@ def _baseline_key(history: SubjectHistory, entry: LabEntry) -> object:
     return baseline.event_id if baseline is not None else None
 
 
-def _absolute(rule: AbsoluteThresholdRule, history: SubjectHistory) -> Judged:
+def _absolute(
+    rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
         try:
             value = value_in(entry, rule.unit)
@@ -300,7 +309,7 @@ def _absolute(rule: AbsoluteThresholdRule, history: SubjectHistory) -> Judged:
         ), ()
 
     return _each(
-        _numeric(history.results(*rule.loinc_codes)),
+        _numeric(_chosen(history.results(*rule.loinc_codes), only)),
         lambda entry: (id(rule), _baseline_key(history, entry)),
         judge_entry,
     )
@@ -381,7 +390,9 @@ def _lab_point(
     )
 
 
-def _reference(rule: ReferenceLimitRule, history: SubjectHistory) -> Judged:
+def _reference(
+    rule: ReferenceLimitRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
         problems: list[Problem] = []
         limit = _ratio_to_limit(entry, rule.limit, rule.fallback_limits, rule.id, problems)
@@ -412,13 +423,15 @@ def _reference(rule: ReferenceLimitRule, history: SubjectHistory) -> Judged:
         ), tuple(problems)
 
     return _each(
-        _numeric(history.results(*rule.loinc_codes)),
+        _numeric(_chosen(history.results(*rule.loinc_codes), only)),
         lambda entry: (id(rule), _baseline_key(history, entry)),
         judge_entry,
     )
 
 
-def _change(rule: BaselineChangeRule, history: SubjectHistory) -> Judged:
+def _change(
+    rule: BaselineChangeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     if history.enrolment is None:
         return [], []
     points: list[Point] = []
@@ -459,7 +472,7 @@ def _change(rule: BaselineChangeRule, history: SubjectHistory) -> Judged:
         if base == 0 and rule.change != "absolute":
             continue
         judged = _each(
-            after,
+            _chosen(after, only),
             functools.partial(_keyed, (id(rule), baseline.event_id)),
             functools.partial(_change_point, rule, baseline, base),
         )
@@ -946,9 +959,11 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     return points, problems
 
 
-def _qualitative(rule: QualitativeRule, history: SubjectHistory) -> Judged:
+def _qualitative(
+    rule: QualitativeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     points: list[Point] = []
-    for entry in history.results(*rule.loinc_codes):
+    for entry in _chosen(history.results(*rule.loinc_codes), only):
         result = entry.result
         finding = result.qualitative
         flags = {flag.upper() for flag in result.abnormal_flags}
@@ -987,3 +1002,17 @@ _KINDS: dict[type, Callable[[Any, SubjectHistory], Judged]] = {
     MedicationRule: _medication,
     QualitativeRule: _qualitative,
 }
+
+# kinds whose points depend on each entry alone (and on the baseline, which a later entry
+# cannot change): the engine may judge just the new entries of a batch
+_ENTRYWISE: dict[type, Callable[[Any, SubjectHistory, set[uuid.UUID]], Judged]] = {
+    AbsoluteThresholdRule: _absolute,
+    ReferenceLimitRule: _reference,
+    BaselineChangeRule: _change,
+    QualitativeRule: _qualitative,
+}
+
+
+def entrywise(rule: Rule) -> bool:
+    """Whether a new entry leaves the points of every earlier entry of this rule as they were."""
+    return type(rule) in _ENTRYWISE

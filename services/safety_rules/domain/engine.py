@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.safety_rules.domain.conditions import Point, Problem, judge
+from services.safety_rules.domain.conditions import Point, Problem, entrywise, judge
 from services.safety_rules.domain.history import RecordedEpisode, SubjectHistory
 from services.safety_rules.domain.rule_pack import Rule, RulePack
 from shared.events import (
@@ -120,14 +120,30 @@ def rules_touched(pack: RulePack, inputs: set[str] | None) -> list[Rule]:
     return [rule for rule in pack.rules if inputs.intersection(rule.inputs())]
 
 
-def evaluate(history: SubjectHistory, pack: RulePack, inputs: set[str] | None = None) -> Evaluation:
-    """The events that bring the record in line with what ``history`` now says."""
+def evaluate(
+    history: SubjectHistory,
+    pack: RulePack,
+    inputs: set[str] | None = None,
+    new_facts: set[uuid.UUID] | None = None,
+) -> Evaluation:
+    """The events that bring the record in line with what ``history`` now says.
+
+    ``new_facts``, when given, are the only facts that changed since the record was last
+    brought in line (no correction, no enrolment): a rule whose new points are all in range,
+    later than its earlier ones, with no episode open, then has nothing to say, and is not
+    walked again over the whole history (the common case: a normal result).
+    """
     evaluation = Evaluation()
     enrolled = history.enrolment is not None
     problems: list[Problem] = []
     for rule in rules_touched(pack, inputs):
         if rule.needs_enrolment and not enrolled:
             continue
+        if new_facts is not None and entrywise(rule):
+            fresh, found = judge(rule, history, only=new_facts)
+            if _nothing_to_say(rule, history, fresh, new_facts):
+                problems += found
+                continue
         points, found = judge(rule, history)
         problems += found
         _reconcile(rule, pack, history, points, evaluation)
@@ -160,6 +176,17 @@ def evaluate(history: SubjectHistory, pack: RulePack, inputs: set[str] | None = 
             problem.related_event_id,
         )
     return evaluation
+
+
+def _nothing_to_say(
+    rule: Rule, history: SubjectHistory, fresh: Sequence[Point], new_facts: set[uuid.UUID]
+) -> bool:
+    if any(point.holds for point in fresh):
+        return False
+    if any(e.rule_id == rule.id and e.status == "open" for e in history.episodes.values()):
+        return False  # a normal result may resolve it
+    earlier = [e.at for e in history.results(*rule.inputs()) if e.event_id not in new_facts]
+    return not earlier or all(point.at >= max(earlier) for point in fresh)
 
 
 def _overlaps(recorded: RecordedEpisode, episode: Episode) -> bool:
