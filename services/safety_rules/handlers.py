@@ -77,7 +77,9 @@ class RulesUnitOfWork(Protocol):
     async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]: ...
 
     async def histories(
-        self, keys: Iterable[tuple[str, str]]
+        self,
+        keys: Iterable[tuple[str, str]],
+        known: Mapping[uuid.UUID, EventPayload] | None = None,
     ) -> dict[tuple[str, str], SubjectHistory]: ...
 
     async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
@@ -146,7 +148,7 @@ async def handle_batch(
         latest[key] = envelope
     if not touched:
         return outcome
-    histories = await uow.histories(touched)
+    histories = await uow.histories(touched, {i: e.payload() for i, e in by_id.items()})
     superseding = [
         link
         for envelope in by_id.values()
@@ -155,7 +157,8 @@ async def handle_batch(
     ]
     if superseding:
         await uow.append(superseding)
-        histories.update(await uow.histories({_key(e) for e in superseding}))
+        links = {e.id: e.payload() for e in superseding}
+        histories.update(await uow.histories({_key(e) for e in superseding}, links))
     # what changed besides new facts (a correction, an enrolment) makes a subject's rules
     # walk its whole history; otherwise the engine may look at the new facts alone
     whole = {_key(e) for e in superseding} | {

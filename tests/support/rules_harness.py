@@ -73,7 +73,9 @@ class InMemoryUnitOfWork:
         return new
 
     async def histories(
-        self, keys: Iterable[tuple[str, str]]
+        self,
+        keys: Iterable[tuple[str, str]],
+        known: Mapping[uuid.UUID, EventPayload] | None = None,
     ) -> dict[tuple[str, str], SubjectHistory]:
         result = {}
         for study, subject in keys:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 import orjson
 
 from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
-from shared.events import Envelope
+from shared.events import Envelope, EventPayload
 
 SubjectKey = tuple[str, str]
 
@@ -52,27 +52,34 @@ class PostgresRulesUnitOfWork:
         )
         return {item.event_id for item in appended if item.new}
 
-    async def histories(self, keys: Iterable[SubjectKey]) -> dict[SubjectKey, SubjectHistory]:
+    async def histories(
+        self, keys: Iterable[SubjectKey], known: Mapping[uuid.UUID, EventPayload] | None = None
+    ) -> dict[SubjectKey, SubjectHistory]:
         """Each subject's history up to now (this transaction's appends included): the
-        cached part, and the rest of its stream read in one query."""
+        cached part, and the rest of its stream read in one query. ``known`` payloads (the
+        batch's own, already parsed) are not read and parsed again."""
+        known = known or {}
         wanted = {key: self._cache.get(key) for key in sorted(set(keys))}
         if not wanted:
             return {}
         streams = {f"subject-{study}/{subject}": (study, subject) for study, subject in wanted}
         rows = await self._connection.fetch(
             """SELECT e.stream_id, e.stream_version, e.event_id, e.type, e.recorded_at,
-                      e.payload_json
+                      CASE WHEN e.event_id = ANY($3::uuid[]) THEN NULL
+                           ELSE e.payload_json END AS payload_json
                FROM unnest($1::text[], $2::bigint[]) AS s(stream_id, after_version)
                JOIN events e ON e.stream_id = s.stream_id AND e.stream_version > s.after_version
                ORDER BY e.stream_id, e.stream_version""",
             list(streams),
             [wanted[key].version for key in streams.values()],
+            list(known),
         )
         for row in rows:
             history = wanted[streams[row["stream_id"]]]
+            text = row["payload_json"]
             history.apply(
                 row["type"],
-                orjson.loads(row["payload_json"]),
+                known[row["event_id"]] if text is None else orjson.loads(text),
                 row["event_id"],
                 row["recorded_at"],
                 row["stream_version"],

@@ -233,9 +233,20 @@ def _baseline(history: SubjectHistory, code: str) -> LabEntry | None:
     return history.baseline(code)
 
 
-def _chosen(entries: list[LabEntry], only: set[uuid.UUID] | None) -> list[LabEntry]:
-    """All entries, or only those in ``only`` (the new ones, for the engine's fast path)."""
-    return entries if only is None else [e for e in entries if e.event_id in only]
+def _candidates(
+    history: SubjectHistory, codes: tuple[str, ...], only: set[uuid.UUID] | None
+) -> list[LabEntry]:
+    """The current results of ``codes``, or only those in ``only`` (the new ones, for the
+    engine's shortcut), by collection time."""
+    if only is None:
+        return history.results(*codes)
+    chosen = [
+        entry
+        for event_id in only
+        if (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
+    ]
+    chosen.sort(key=lambda entry: (entry.at, entry.stream_version))
+    return chosen
 
 
 def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
@@ -309,7 +320,7 @@ def _absolute(
         ), ()
 
     return _each(
-        _numeric(_chosen(history.results(*rule.loinc_codes), only)),
+        _numeric(_candidates(history, rule.loinc_codes, only)),
         lambda entry: (id(rule), _baseline_key(history, entry)),
         judge_entry,
     )
@@ -423,7 +434,7 @@ def _reference(
         ), tuple(problems)
 
     return _each(
-        _numeric(_chosen(history.results(*rule.loinc_codes), only)),
+        _numeric(_candidates(history, rule.loinc_codes, only)),
         lambda entry: (id(rule), _baseline_key(history, entry)),
         judge_entry,
     )
@@ -438,29 +449,32 @@ def _change(
     problems: list[Problem] = []
     day0 = history.day0
     for code in rule.loinc_codes:
-        entries = _numeric(history.results(code))
+        entries = history.results(code)
+        first = next((e for e in entries if e.result.value is not None), None)
         if day0 is None:
-            if entries:
+            if first is not None:
                 problems.append(
                     Problem(
                         "missing-input",
                         f"rule {rule.id} compares with baseline, but the subject's Day 0 is not "
                         "known (enrol the subject with day0)",
-                        entries[0].event_id,
+                        first.event_id,
                         rule.id,
                     )
                 )
             continue
         baseline = _baseline(history, code)
-        after = [e for e in entries if e.at.date() > day0]
         if baseline is None:
-            if after:
+            first_after = next(
+                (e for e in entries if e.result.value is not None and e.at.date() > day0), None
+            )
+            if first_after is not None:
                 problems.append(
                     Problem(
                         "missing-input",
-                        f"rule {rule.id}: no {_label(after[0])} result on or before Day 0 "
+                        f"rule {rule.id}: no {_label(first_after)} result on or before Day 0 "
                         f"({day0.isoformat()}) to serve as baseline",
-                        after[0].event_id,
+                        first_after.event_id,
                         rule.id,
                     )
                 )
@@ -471,8 +485,9 @@ def _change(
             continue
         if base == 0 and rule.change != "absolute":
             continue
+        after = [e for e in _numeric(_candidates(history, (code,), only)) if e.at.date() > day0]
         judged = _each(
-            _chosen(after, only),
+            after,
             functools.partial(_keyed, (id(rule), baseline.event_id)),
             functools.partial(_change_point, rule, baseline, base),
         )
@@ -963,7 +978,7 @@ def _qualitative(
     rule: QualitativeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     points: list[Point] = []
-    for entry in _chosen(history.results(*rule.loinc_codes), only):
+    for entry in _candidates(history, rule.loinc_codes, only):
         result = entry.result
         finding = result.qualitative
         flags = {flag.upper() for flag in result.abnormal_flags}

@@ -185,8 +185,10 @@ def _nothing_to_say(
         return False
     if any(e.rule_id == rule.id and e.status == "open" for e in history.episodes.values()):
         return False  # a normal result may resolve it
-    earlier = [e.at for e in history.results(*rule.inputs()) if e.event_id not in new_facts]
-    return not earlier or all(point.at >= max(earlier) for point in fresh)
+    # the latest earlier result: from the end of the time-ordered list, past the new ones
+    entries = history.results(*rule.inputs())
+    latest = next((e.at for e in reversed(entries) if e.event_id not in new_facts), None)
+    return latest is None or all(point.at >= latest for point in fresh)
 
 
 def _overlaps(recorded: RecordedEpisode, episode: Episode) -> bool:
