@@ -15,6 +15,7 @@ WORKING_TABLES = (
     "projection_checkpoints",
     "subject_state",
     "ingest_outbox",
+    "digest_items",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 
