@@ -70,12 +70,14 @@ def roster(*, primary_channels: list[dict[str, str]] | None = None) -> Roster:
     )  # fmt: skip
 
 
-def context(the_roster: Roster, clock: ManualClock, *, give_up: float = 900.0) -> NotifierContext:
+def context(
+    the_roster: Roster, clock: ManualClock | None = None, *, give_up: float = 900.0
+) -> NotifierContext:
     return NotifierContext(
         rosters={the_roster.study_id: the_roster},
         deadlines=AckDeadlines(),
         links=LinkIssuer(LINK_SECRET, "https://vigil.example", timedelta(hours=168)),
-        clock=clock,
+        clock=clock or ManualClock(),
         give_up_after_seconds=give_up,
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
 
 
@@ -67,8 +68,7 @@ async def webhook_receiver(secret: bytes) -> AsyncIterator[WebhookReceiver]:
         uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None, lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: asyncio.sleep(0, server.started), timeout=10, what="receiver up")
     try:
         yield receiver
     finally:

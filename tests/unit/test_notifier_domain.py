@@ -57,7 +57,7 @@ def test_serious_signals_also_reach_the_study_roles() -> None:
 
 
 def test_rule_pack_roles_are_added_in_either_spelling() -> None:
-    opened, planned, _ = open_notification(
+    _, planned, _ = open_notification(
         signal("PKUPH-02", recipient_roles=("medical-monitor",)),
         raised_at=T0,
         roster=ROSTER,
@@ -168,14 +168,15 @@ def test_escalation_goes_to_backups_then_the_medical_monitor_then_stops() -> Non
     )
     events: list[Any] = [opened]
     state = fold(events)
-    assert state is not None and not state.due(T0 + timedelta(hours=3, minutes=59))
+    assert state is not None
+    assert not state.due(T0 + timedelta(hours=3, minutes=59))
     assert state.due(T0 + timedelta(hours=4))
     first, people = escalate(state, ROSTER)
     assert (first.level, [p.id for p in people]) == (1, ["mm-01"])  # inv-0201's backup
     assert first.acknowledge_by == T0 + timedelta(hours=8)
     events.append(first)
     second, people = escalate(fold(events), ROSTER)  # type: ignore[arg-type]
-    assert second.level == 2 and people == [] and second.acknowledge_by is None
+    assert (second.level, people, second.acknowledge_by) == (2, [], None)
     events.append(second)
     assert not fold(events).due(T0 + timedelta(days=30))  # type: ignore[union-attr]
 
@@ -206,7 +207,7 @@ def test_findings_for_digest_roles_wait_but_thresholds_do_not() -> None:
     _, planned, digest = open_notification(
         signal("PKUPH-01", grade=1), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
     )
-    assert digest == [] and len(planned) == 2
+    assert (digest, len(planned)) == ([], 2)
 
 
 def test_link_issuer_round_trip() -> None:
