@@ -1,10 +1,11 @@
 """Sends due deliveries from the outbox, recording every attempt and outcome as an event.
 
 Per batch: (1) claim due deliveries and record ``DeliveryAttempted`` for each, commit;
-(2) send them, side by side; (3) record each outcome, commit. A crash in (2) or before (3)
-commits leaves the claimed deliveries to be tried again once their lease runs out, with the
-same Message-ID / Idempotency-Key: that is the one window in which a person may get a
-message twice, and the stream then shows two attempts before one success.
+(2) send them side by side; (3) record each outcome as soon as it is known. A crash after
+a server accepted a message and before (3) commits leaves that delivery to be tried again
+once its lease runs out, with the same Message-ID / Idempotency-Key: that is the one
+window in which a person may get a message twice, and the stream then shows two attempts
+before one success.
 """
 
 from __future__ import annotations
@@ -115,14 +116,18 @@ class DeliveryWorker:
             await notification_log.record(connection, attempts)
         if not claimed:
             return 0
-        outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
-        async with self._pool.acquire() as connection, connection.transaction():
-            for item, outcome in zip(claimed, outcomes, strict=True):
-                if isinstance(outcome, str):
-                    await self._succeeded(connection, item, outcome)
-                else:
-                    await self._failed(connection, item, outcome)
+        await asyncio.gather(*(self._deliver(c) for c in claimed))
         return len(claimed)
+
+    async def _deliver(self, item: Claimed) -> None:
+        """Send one, and record its outcome at once: the repeat window after a crash is
+        only the messages in flight, not the whole batch."""
+        outcome = await self._send(item)
+        async with self._pool.acquire() as connection, connection.transaction():
+            if isinstance(outcome, str):
+                await self._succeeded(connection, item, outcome)
+            else:
+                await self._failed(connection, item, outcome)
 
     async def _send(self, item: Claimed) -> str | BaseException:
         sender = self._senders.get(item.delivery.channel)

@@ -185,10 +185,9 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
         }
         return Rendered(subject, json.dumps(document, sort_keys=True), None)
     action = f"Review and acknowledge: {link}" if link else ""
-    width = max(len(label) for label, _ in rows) + 2
     text = _template("alert.txt").substitute(
         headline=headline,
-        rows="\n".join(f"{label + ':':<{width}}{value}" for label, value in rows),
+        rows="\n".join(f"{label + ':':<13} {value}" for label, value in rows),
         action=action,
         message_id=message_id,
     )
