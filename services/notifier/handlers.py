@@ -81,7 +81,7 @@ def deliveries_for(
         channel = person.channels[0]
         link = (
             None
-            if content.kind in {"withdrawn", "data-quality"}
+            if content.kind in {"withdrawn", "data-quality", "digest"}
             else context.links.link(content.signal_id, person.id, now)
         )
         planned.append(
@@ -141,10 +141,12 @@ async def _raised(
     await notification_log.record(connection, [opened], causation_id=envelope.id)
     content = MessageContent.model_validate(opened.message)
     if digest:
-        await digests.hold(
-            connection, signal.study_id, [p.id for p in digest], signal.signal_id,
-            digest_line(content), envelope.time,
-        )  # fmt: skip
+        now = context.clock.now()
+        lines = [
+            (p.id, f"{digest_line(content)} - {context.links.link(signal.signal_id, p.id, now)}")
+            for p in digest
+        ]
+        await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)
     people = [message.person for message in planned]
     return await _plan(connection, deliveries_for(people, content, "raised", context), context)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -13,10 +14,21 @@ import pytest
 from fastapi import FastAPI
 
 from services.notifier import handlers
+from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.api import acknowledgement_router
+from services.notifier.delivery_worker import DeliveryWorker
+from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import issue_token
+from services.notifier.domain.roster import Digest, Role
 from shared.db.pool import create_pool
-from shared.events import DataQualityIssueRaised, SafetySignalRaised, SafetySignalRetracted, wrap
+from shared.events import (
+    DataQualityIssueRaised,
+    SafetySignalEscalated,
+    SafetySignalRaised,
+    SafetySignalRetracted,
+    wrap,
+)
+from tests.support.mail import start_smtp_server
 from tests.support.notifier import (
     LINK_SECRET,
     T0,
@@ -26,6 +38,7 @@ from tests.support.notifier import (
     roster,
     stream_types,
 )
+from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +223,66 @@ async def test_unknown_subject_reaches_the_medical_monitor(pool: asyncpg.Pool) -
     )
     assert await plan(pool, ctx, wrap(issue, source="/test/rules", time=T0)) == 1
     assert await recipients(pool, "data-quality") == ["mm"]
+
+
+async def test_findings_wait_for_the_daily_digest_and_are_sent_once(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()  # 09:00; the digest hour is 07:00 UTC
+    the_roster = roster().model_copy(
+        update={"digest": Digest(roles=(Role.SUB_INVESTIGATOR,), hour_utc=7)}
+    )
+    ctx = context(the_roster, clock)
+    finding, threshold = raised("S1", severity="finding", grade=1), raised("S1", grade=1)
+    await plan(pool, ctx, finding, threshold)
+    assert await recipients(pool, "raised") == ["pi1", "pi1", "sub1"]  # threshold: at once
+    assert await send_due_digests(pool, ctx) == 0  # held after today's digest hour
+    clock.advance(hours=22)  # 07:00 the next day
+    assert await send_due_digests(pool, ctx) == 1
+    assert await send_due_digests(pool, ctx) == 0
+    assert await send_due_digests(pool, context(the_roster, clock)) == 0  # after a restart
+    (digest,) = await pool.fetch("SELECT * FROM deliveries WHERE purpose LIKE 'digest-%'")
+    assert digest["person_id"] == "sub1"
+    assert digest["purpose"] == "digest-2026-06-02"
+    assert str(signal_id(finding)) in digest["body_text"]  # each finding carries its link
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    try:
+        sender = SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")
+        await DeliveryWorker(
+            pool, {"email": sender}, rosters=ctx.rosters, links=ctx.links,
+            retry_max_seconds=1, give_up_after_seconds=60,
+        ).send_due()  # fmt: skip
+        mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
+        assert mail.envelope_to == ["sub1@x.org"]
+    finally:
+        controller.stop()
+
+
+async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S2", grade=2)  # 72 h
+    await plan(pool, ctx, envelope)
+    signal = envelope.payload()
+    assert isinstance(signal, SafetySignalRaised)
+    worse = SafetySignalEscalated(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        rule_id=signal.rule_id,
+        rule_pack_version=signal.rule_pack_version,
+        site_id=signal.site_id,
+        previous_grade=2,
+        grade=3,
+        input_event_ids=(uuid.uuid4(),),
+        computed_values={},
+        observed_value=Decimal("7.1"),
+        observed_unit="g/dL",
+        collected_at=T0,
+    )
+    clock.advance(hours=1)
+    await plan(pool, ctx, wrap(worse, source="/test/rules", time=clock.now()))
+    assert await recipients(pool, "grade-3") == ["pi2"]
+    body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
+    assert "7.1 g/dL" in body
+    clock.advance(hours=4)  # 5 h after raising: the grade-3 deadline (4 h) has passed
+    assert await handlers.escalate_due(pool, ctx) == 1

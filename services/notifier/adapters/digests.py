@@ -21,16 +21,16 @@ class HeldItems:
 async def hold(
     connection: asyncpg.Connection,
     study_id: str,
-    person_ids: Sequence[str],
+    lines: Sequence[tuple[str, str]],
     signal_id: uuid.UUID,
-    line: str,
     held_at: datetime,
 ) -> None:
-    """Keep one finding for these people's next digest (again: no change)."""
+    """Keep one finding for some people's next digest: (person id, their line) each.
+    Holding it again changes nothing."""
     await connection.executemany(
         """INSERT INTO digest_items (study_id, person_id, signal_id, line, held_at)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-        [(study_id, person_id, signal_id, line, held_at) for person_id in person_ids],
+        [(study_id, person_id, signal_id, line, held_at) for person_id, line in lines],
     )
 
 
@@ -41,13 +41,16 @@ async def drop(connection: asyncpg.Connection, signal_id: uuid.UUID) -> None:
     )
 
 
-async def held_before(connection: asyncpg.Connection, cutoff: datetime) -> list[HeldItems]:
-    """Per study and person, what was held before ``cutoff`` and not sent yet."""
+async def held_before(
+    connection: asyncpg.Connection, study_id: str, cutoff: datetime
+) -> list[HeldItems]:
+    """Per person of a study, what was held before ``cutoff`` and not sent yet."""
     rows = await connection.fetch(
         """SELECT study_id, person_id, array_agg(signal_id ORDER BY held_at) AS signal_ids,
                   array_agg(line ORDER BY held_at) AS lines
-           FROM digest_items WHERE digest_day IS NULL AND held_at < $1
-           GROUP BY study_id, person_id ORDER BY study_id, person_id""",
+           FROM digest_items WHERE study_id = $1 AND digest_day IS NULL AND held_at < $2
+           GROUP BY study_id, person_id ORDER BY person_id""",
+        study_id,
         cutoff,
     )
     return [
