@@ -30,6 +30,7 @@ from services.notifier.domain.messages import (
     compose,
     content_for_data_quality,
     digest_line,
+    format_value,
 )
 from services.notifier.domain.planning import AckDeadlines, open_notification, recipient
 from services.notifier.domain.roster import Person, Roster
@@ -180,11 +181,7 @@ async def _worsened(
         acknowledge_by=envelope.time + timedelta(hours=hours),
     )
     await notification_log.record(connection, [reissued], causation_id=envelope.id)
-    value = (
-        f"{signal.observed_value:f} {signal.observed_unit or ''}".strip()
-        if signal.observed_value is not None
-        else state.content().value
-    )
+    value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
     deliveries = deliveries_for(
         _people(roster, state.told), content, f"grade-{signal.grade}", context

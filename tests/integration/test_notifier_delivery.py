@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.notifier import handlers
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Role, Roster
-from shared.db.pool import create_pool
-from shared.events import Envelope, SafetySignalRaised
 from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
-from tests.support.notifier import context, raised, roster, stream_types
+from tests.support.notifier import context, plan, raised, roster, signal_of, stream_types
 from tests.support.webhook import webhook_receiver
 from vigil.devstack.ports import free_port
 
@@ -26,24 +21,9 @@ pytestmark = pytest.mark.integration
 WEBHOOK_SECRET = b"webhook-secret-for-tests"
 
 
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 def only_investigators(the_roster: Roster) -> Roster:
     routing = {kind: (Role.INVESTIGATOR,) for kind in the_roster.routing}
     return the_roster.model_copy(update={"routing": routing})
-
-
-def signal_of(envelope: Envelope) -> uuid.UUID:
-    payload = envelope.payload()
-    assert isinstance(payload, SafetySignalRaised)
-    return payload.signal_id
 
 
 def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: Any) -> DeliveryWorker:
@@ -56,11 +36,6 @@ def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: Any) -> Delivery
         give_up_after_seconds=ctx.give_up_after_seconds,
         lease_seconds=30,
     )
-
-
-async def plan(pool: asyncpg.Pool, ctx: Any, envelope: Any) -> int:
-    async with pool.acquire() as connection, connection.transaction():
-        return await handlers.handle_signals(connection, [envelope], ctx)
 
 
 async def make_due(pool: asyncpg.Pool) -> None:
@@ -87,7 +62,7 @@ async def test_one_message_per_person_and_channel_even_when_the_signal_comes_twi
         for mail in mails:
             assert mail.message.get_body(preferencelist=("html",)) is not None
             assert "https://vigil.example/signals/" in mail.body
-        signal_id = signal_of(envelope)
+        signal_id = signal_of(envelope).signal_id
         async with pool.acquire() as connection:
             types = await stream_types(connection, signal_id)
         assert types == ["opened"] + ["delivery_attempted"] * 2 + ["delivery_succeeded"] * 2
@@ -142,7 +117,7 @@ async def test_stalling_server_falls_back_to_the_signed_webhook(pool: asyncpg.Po
             assert await send.send_due() == 1  # e-mail stalls, times out: give up, fall back
             assert await send.send_due() == 1  # the webhook
             (document,) = receiver.accepted
-            signal_id = signal_of(envelope)
+            signal_id = signal_of(envelope).signal_id
             assert document["signal_id"] == str(signal_id)
             assert document["acknowledge_url"].startswith("https://vigil.example/signals/")
             assert receiver.headers[0]["idempotency-key"]

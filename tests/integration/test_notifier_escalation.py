@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,11 +19,9 @@ from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import issue_token
 from services.notifier.domain.roster import Digest, Role
-from shared.db.pool import create_pool
 from shared.events import (
     DataQualityIssueRaised,
     SafetySignalEscalated,
-    SafetySignalRaised,
     SafetySignalRetracted,
     wrap,
 )
@@ -34,8 +31,11 @@ from tests.support.notifier import (
     T0,
     ManualClock,
     context,
+    lifecycle,
+    plan,
     raised,
     roster,
+    signal_of,
     stream_types,
 )
 from vigil.devstack.ports import free_port
@@ -43,31 +43,11 @@ from vigil.devstack.ports import free_port
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-async def plan(pool: asyncpg.Pool, ctx: Any, *envelopes: Any) -> int:
-    async with pool.acquire() as connection, connection.transaction():
-        return await handlers.handle_signals(connection, list(envelopes), ctx)
-
-
 async def recipients(pool: asyncpg.Pool, purpose: str) -> list[str]:
     rows = await pool.fetch(
         "SELECT person_id FROM deliveries WHERE purpose = $1 ORDER BY person_id", purpose
     )
     return [row["person_id"] for row in rows]
-
-
-def signal_id(envelope: Any) -> uuid.UUID:
-    payload = envelope.payload()
-    assert isinstance(payload, SafetySignalRaised)
-    return payload.signal_id
 
 
 async def test_grade_3_unacknowledged_escalates_to_backup_then_medical_monitor(
@@ -93,7 +73,7 @@ async def test_grade_3_unacknowledged_escalates_to_backup_then_medical_monitor(
     clock.advance(days=30)
     assert await handlers.escalate_due(pool, ctx) == 0
     async with pool.acquire() as connection:
-        types = await stream_types(connection, signal_id(envelope))
+        types = await stream_types(connection, signal_of(envelope).signal_id)
     assert types == ["opened", "escalated", "escalated"]
 
 
@@ -130,7 +110,7 @@ async def test_acknowledgement_is_recorded_and_stops_escalation(pool: asyncpg.Po
     await plan(pool, ctx, envelope)
     token = await token_sent_to(pool, "pi1")
     body = {"token": token, "assessment": "clinically-significant", "comment": "repeat Hb"}
-    url = f"/v1/signals/{signal_id(envelope)}/acknowledgements"
+    url = f"/v1/signals/{signal_of(envelope).signal_id}/acknowledgements"
 
     async with await app_client(pool, ctx) as client:
         first = await client.post(url, json=body)
@@ -153,14 +133,14 @@ async def test_forged_altered_expired_and_foreign_links_are_refused(pool: asyncp
     envelope = raised("S1")
     other = raised("S1")
     await plan(pool, ctx, envelope, other)
-    the_id = signal_id(envelope)
+    the_id = signal_of(envelope).signal_id
     genuine = await token_sent_to(pool, "pi1")
     claims, mac = genuine.split(".")
     cases = {
         "forged": (issue_token(b"not-the-key", the_id, "pi1", T0 + timedelta(days=1)), 401),
         "altered": (claims + "." + ("A" if mac[0] != "A" else "B") + mac[1:], 401),
         "other signal": (
-            issue_token(LINK_SECRET, signal_id(other), "pi1", T0 + timedelta(days=1)),
+            issue_token(LINK_SECRET, signal_of(other).signal_id, "pi1", T0 + timedelta(days=1)),
             401,
         ),
         "another site": (issue_token(LINK_SECRET, the_id, "pi2", T0 + timedelta(days=1)), 403),
@@ -190,15 +170,8 @@ async def test_retraction_tells_the_recipients_and_stops_escalation(pool: asyncp
     ctx = context(roster(), clock)
     envelope = raised("S2", grade=4)
     await plan(pool, ctx, envelope)
-    signal = envelope.payload()
-    assert isinstance(signal, SafetySignalRaised)
     retraction = SafetySignalRetracted(
-        study_id=signal.study_id,
-        subject_id=signal.subject_id,
-        signal_id=signal.signal_id,
-        rule_id=signal.rule_id,
-        rule_pack_version=signal.rule_pack_version,
-        site_id=signal.site_id,
+        **lifecycle(signal_of(envelope)),
         reason="the haemoglobin result was entered in error",
     )
     await plan(pool, ctx, wrap(retraction, source="/test/rules", time=T0))
@@ -242,7 +215,7 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once(pool: asyncp
     (digest,) = await pool.fetch("SELECT * FROM deliveries WHERE purpose LIKE 'digest-%'")
     assert digest["person_id"] == "sub1"
     assert digest["purpose"] == "digest-2026-06-02"
-    assert str(signal_id(finding)) in digest["body_text"]  # each finding carries its link
+    assert str(signal_of(finding).signal_id) in digest["body_text"]  # each finding carries its link
     port = free_port()
     controller, mailbox = start_smtp_server(port)
     try:
@@ -262,15 +235,8 @@ async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.P
     ctx = context(roster(), clock)
     envelope = raised("S2", grade=2)  # 72 h
     await plan(pool, ctx, envelope)
-    signal = envelope.payload()
-    assert isinstance(signal, SafetySignalRaised)
     worse = SafetySignalEscalated(
-        study_id=signal.study_id,
-        subject_id=signal.subject_id,
-        signal_id=signal.signal_id,
-        rule_id=signal.rule_id,
-        rule_pack_version=signal.rule_pack_version,
-        site_id=signal.site_id,
+        **lifecycle(signal_of(envelope)),
         previous_grade=2,
         grade=3,
         input_event_ids=(uuid.uuid4(),),

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier import handlers
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
@@ -110,3 +111,21 @@ async def stream_types(connection: asyncpg.Connection, signal_id: uuid.UUID) -> 
         notification_stream(signal_id),
     )
     return [row["type"].split(".")[-2] for row in rows]
+
+
+def signal_of(envelope: Envelope) -> SafetySignalRaised:
+    payload = envelope.payload()
+    assert isinstance(payload, SafetySignalRaised)
+    return payload
+
+
+def lifecycle(signal: SafetySignalRaised) -> dict[str, Any]:
+    """The fields every later event in a signal's life repeats from the raised one."""
+    fields = ("study_id", "subject_id", "signal_id", "rule_id", "rule_pack_version", "site_id")
+    return {name: getattr(signal, name) for name in fields}
+
+
+async def plan(pool: asyncpg.Pool, context: NotifierContext, *envelopes: Envelope) -> int:
+    """What the signal consumer does with a batch, in one transaction."""
+    async with pool.acquire() as connection, connection.transaction():
+        return await handlers.handle_signals(connection, list(envelopes), context)

@@ -11,6 +11,7 @@ import html
 import json
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from string import Template
 from typing import Literal
@@ -54,12 +55,13 @@ class MessageContent(BaseModel):
         return self.model_copy(update={"kind": kind, **changes})
 
 
+def format_value(value: Decimal | None, unit: str | None) -> str:
+    """A measured value as the message shows it ("" for AE and medication signals)."""
+    return "" if value is None else f"{value:f} {unit or ''}".strip()
+
+
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
-    value = (
-        f"{signal.observed_value:f} {signal.observed_unit or ''}".strip()
-        if signal.observed_value is not None
-        else ""
-    )
+    value = format_value(signal.observed_value, signal.observed_unit)
     if signal.reporting_deadline:
         deadline = (
             f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
