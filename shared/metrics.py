@@ -30,7 +30,7 @@ NO_GRADE = "none"
 # How often gauges read from the database and the broker (backlogs, lag) are refreshed.
 SAMPLE_INTERVAL_SECONDS = 2.0
 DELIVERY_OUTCOMES = ("sent", "failed")
-DELIVERY_STATES = ("pending", "failing", "sent")
+DELIVERY_STATES = ("pending", "failing", "sent", "abandoned", "cancelled")
 
 # Clinical delays: from minutes (a point-of-care result) to weeks (a late lab upload).
 _CLINICAL_BUCKETS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,7 +97,47 @@ class VigilSettings(BaseSettings):
         "before publishing it again.",
     )
     notifier_retry_max_seconds: float = Field(
-        default=300.0, gt=0, description="Longest back-off between two e-mail attempts."
+        default=300.0, gt=0, description="Longest back-off between two delivery attempts."
+    )
+    smtp_starttls: Literal["auto", "require", "off"] = Field(
+        default="auto",
+        description="STARTTLS on smtp:// URLs: when offered (auto), always (require), never.",
+    )
+    notifier_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long one SMTP or webhook attempt may take."
+    )
+    notifier_give_up_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a channel is retried before the message falls back to the "
+        "person's next channel, then to their backup.",
+    )
+    notifier_link_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs acknowledgement links; unset: a random key per process "
+        "(links then stop working when the notifier restarts).",
+    )
+    notifier_link_valid_hours: float = Field(
+        default=168.0, gt=0, description="How long an acknowledgement link stays valid."
+    )
+    notifier_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the webhooks' HMAC-SHA256 signature; required when a roster "
+        "has webhook channels.",
+    )
+    notifier_ack_hours_serious: float = Field(
+        default=24.0, gt=0, description="Acknowledgement deadline of a serious adverse event."
+    )
+    notifier_ack_hours_grade3: float = Field(
+        default=4.0, gt=0, description="Acknowledgement deadline of a CTCAE grade 3 or worse."
+    )
+    notifier_ack_hours_other: float = Field(
+        default=72.0, gt=0, description="Acknowledgement deadline of any other signal."
+    )
+    notifier_timer_poll_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the notifier looks for passed deadlines and due digests.",
     )
 
     @property

@@ -1,33 +1,349 @@
-"""From consumed signals to planned deliveries."""
+"""What the notifier does on each signal, each due timer and each acknowledgement.
+
+Each handler runs in the caller's transaction: the events it records in the notification
+stream and the deliveries it plans commit together, or not at all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
+import asyncpg
 import structlog
 
-from services.notifier.domain.messages import Delivery, render_email
-from services.notifier.domain.roster import Roster
-from shared.events import Envelope, SafetySignalRaised
+from services.notifier.adapters import digests, notification_log
+from services.notifier.adapters.postgres import add_deliveries, cancel_pending
+from services.notifier.clock import Clock
+from services.notifier.domain.escalation import (
+    NotificationState,
+    escalate,
+    escalation_event_id,
+    fold,
+)
+from services.notifier.domain.links import LinkIssuer
+from services.notifier.domain.messages import (
+    Delivery,
+    MessageContent,
+    compose,
+    content_for_data_quality,
+    digest_line,
+    format_value,
+)
+from services.notifier.domain.planning import AckDeadlines, open_notification, recipient
+from services.notifier.domain.roster import Person, Roster
+from shared import metrics
+from shared.events import (
+    DataQualityIssueRaised,
+    Envelope,
+    SafetySignalEscalated,
+    SafetySignalRaised,
+    SafetySignalRetracted,
+)
+from shared.events.notifications import (
+    Assessment,
+    NotificationOpened,
+    NotificationReissued,
+    NotificationWithdrawn,
+    SignalAcknowledged,
+)
+from shared.eventstore import EventIdConflict
 
 log = structlog.get_logger(__name__)
 
 
-def plan_deliveries(
-    envelopes: Sequence[Envelope], rosters: Mapping[str, Roster], *, base_url: str
+@dataclass(frozen=True)
+class NotifierContext:
+    """What the handlers need besides the database: passed in, so tests swap the clock."""
+
+    rosters: Mapping[str, Roster]
+    deadlines: AckDeadlines
+    links: LinkIssuer
+    clock: Clock
+    give_up_after_seconds: float
+
+
+class UnknownSignal(LookupError):
+    """No notification was opened for this signal id."""
+
+
+class NotOnRoster(PermissionError):
+    """The person is not on the roster of the signal's site (nor a study medical monitor)."""
+
+
+def deliveries_for(
+    people: Iterable[Person], content: MessageContent, purpose: str, context: NotifierContext
 ) -> list[Delivery]:
-    """One e-mail per signal and recipient; a signal for a study without roster is logged."""
-    deliveries = []
-    for envelope in envelopes:
-        signal = envelope.payload()
-        if not isinstance(signal, SafetySignalRaised):
-            continue
-        roster = rosters.get(signal.study_id)
-        if roster is None:
-            log.error(
-                "notifier.no_roster", study_id=signal.study_id, signal_id=str(signal.signal_id)
+    """One message per person on their first channel; signals carry each person's link."""
+    now = context.clock.now()
+    planned = []
+    for person in people:
+        channel = person.channels[0]
+        link = (
+            None
+            if content.kind in {"withdrawn", "data-quality", "digest"}
+            else context.links.link(content.signal_id, person.id, now)
+        )
+        planned.append(
+            compose(
+                content,
+                purpose=purpose,
+                person_id=person.id,
+                channel=channel.kind,
+                address=channel.address,
+                link=link,
             )
+        )
+    return planned
+
+
+async def _plan(
+    connection: asyncpg.Connection, deliveries: Sequence[Delivery], context: NotifierContext
+) -> int:
+    added = await add_deliveries(
+        connection, deliveries, give_up_after_seconds=context.give_up_after_seconds
+    )
+    return len(added)
+
+
+async def handle_signals(
+    connection: asyncpg.Connection, envelopes: Sequence[Envelope], context: NotifierContext
+) -> int:
+    """Record and plan what a batch of signal events calls for; returns deliveries added."""
+    added = 0
+    for envelope in envelopes:
+        payload = envelope.payload()
+        roster = context.rosters.get(payload.study or "")
+        if roster is None:
+            log.error("notifier.no_roster", study_id=payload.study, event_id=str(envelope.id))
             continue
-        for person in roster.recipients_for(signal.site_id):
-            deliveries.append(render_email(signal, recipient=person.email, base_url=base_url))
-    return deliveries
+        if isinstance(payload, SafetySignalRaised):
+            added += await _raised(connection, envelope, payload, roster, context)
+        elif isinstance(payload, SafetySignalEscalated):
+            added += await _worsened(connection, envelope, payload, roster, context)
+        elif isinstance(payload, SafetySignalRetracted):
+            added += await _withdrawn(connection, envelope, payload, roster, context)
+        elif isinstance(payload, DataQualityIssueRaised) and payload.issue == "unknown-subject":
+            added += await _unknown_subject(connection, envelope, payload, roster, context)
+    return added
+
+
+async def _raised(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalRaised,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    opened, planned, digest = open_notification(
+        signal, raised_at=envelope.time, roster=roster, deadlines=context.deadlines
+    )
+    await notification_log.record(connection, [opened], causation_id=envelope.id)
+    content = MessageContent.model_validate(opened.message)
+    if digest:
+        now = context.clock.now()
+        lines = [
+            (p.id, f"{digest_line(content)} - {context.links.link(signal.signal_id, p.id, now)}")
+            for p in digest
+        ]
+        await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)
+    people = [message.person for message in planned]
+    return await _plan(connection, deliveries_for(people, content, "raised", context), context)
+
+
+async def _state(connection: asyncpg.Connection, signal_id: uuid.UUID) -> NotificationState | None:
+    return fold(await notification_log.notification_events(connection, signal_id))
+
+
+def _people(roster: Roster, person_ids: Iterable[str]) -> list[Person]:
+    return [p for person_id in sorted(person_ids) if (p := roster.person(person_id)) is not None]
+
+
+async def _worsened(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalEscalated,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    state = await _state(connection, signal.signal_id)
+    if state is None or state.withdrawn:
+        log.warning("notifier.worsened_unknown_signal", signal_id=str(signal.signal_id))
+        return 0
+    hours = context.deadlines.hours_for(serious=state.opened.serious, grade=signal.grade)
+    reissued = NotificationReissued(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        reason="grade-worsened",
+        grade=signal.grade,
+        acknowledge_by=envelope.time + timedelta(hours=hours),
+    )
+    await notification_log.record(connection, [reissued], causation_id=envelope.id)
+    value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
+    content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
+    deliveries = deliveries_for(
+        _people(roster, state.told), content, f"grade-{signal.grade}", context
+    )
+    return await _plan(connection, deliveries, context)
+
+
+async def _withdrawn(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalRetracted,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    state = await _state(connection, signal.signal_id)
+    if state is None:
+        return 0
+    withdrawn = NotificationWithdrawn(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        reason=signal.reason,
+    )
+    await notification_log.record(connection, [withdrawn], causation_id=envelope.id)
+    await cancel_pending(connection, signal.signal_id)
+    await digests.drop(connection, signal.signal_id)
+    content = state.content().with_kind("withdrawn", note=signal.reason)
+    deliveries = deliveries_for(_people(roster, state.told), content, "withdrawn", context)
+    return await _plan(connection, deliveries, context)
+
+
+async def _unknown_subject(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    issue: DataQualityIssueRaised,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    content = content_for_data_quality(issue, envelope.id)
+    monitors = roster.medical_monitors()
+    opened = NotificationOpened(
+        study_id=issue.study_id,
+        subject_id=issue.subject_id,
+        signal_id=envelope.id,
+        site_id=None,
+        kind="data-quality",
+        severity="data-quality",
+        serious=False,
+        grade=None,
+        raised_at=envelope.time,
+        recipients=tuple(recipient(p) for p in monitors),
+        acknowledge_by=None,
+        message=content.model_dump(mode="json"),
+    )
+    await notification_log.record(connection, [opened], causation_id=envelope.id)
+    return await _plan(
+        connection, deliveries_for(monitors, content, "data-quality", context), context
+    )
+
+
+async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
+    """Set the gauge of signals past their acknowledgement deadline: neither acknowledged
+    nor withdrawn, and due now or escalated already."""
+    now = context.clock.now()
+    async with pool.acquire() as connection:
+        timers = await notification_log.open_timers(connection)
+    states = [state for events in timers if (state := fold(events)) is not None]
+    metrics.ACKNOWLEDGEMENTS_OVERDUE.set(
+        sum(1 for state in states if not state.closed and (state.level > 0 or state.due(now)))
+    )
+
+
+async def escalate_due(pool: asyncpg.Pool, context: NotifierContext) -> int:
+    """Tell the next level about every notification whose deadline passed; one
+    transaction per signal. Returns how many escalations this call recorded."""
+    now = context.clock.now()
+    async with pool.acquire() as connection:
+        timers = await notification_log.open_timers(connection)
+    recorded = 0
+    for events in timers:
+        state = fold(events)
+        if state is None or not state.due(now):
+            continue
+        roster = context.rosters.get(state.opened.study_id)
+        if roster is None:
+            continue
+        event, people = escalate(state, roster)
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                (appended,) = await notification_log.record(
+                    connection,
+                    [event],
+                    event_ids=[escalation_event_id(event.signal_id, event.level)],
+                )
+                if not appended.new:
+                    continue  # another instance recorded this level first
+                content = state.content().with_kind(
+                    "escalation", level=event.level, acknowledge_by=event.acknowledge_by
+                )
+                purpose = f"escalation-{event.level}"
+                await _plan(connection, deliveries_for(people, content, purpose, context), context)
+        except EventIdConflict:
+            log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
+            continue
+        recorded += 1
+        log.info(
+            "notifier.escalated",
+            signal_id=str(event.signal_id),
+            level=event.level,
+            recipients=[r.role for r in event.recipients],
+        )
+    return recorded
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    event_id: uuid.UUID
+    new: bool
+    person_id: str
+
+
+async def acknowledge(
+    connection: asyncpg.Connection,
+    signal_id: uuid.UUID,
+    *,
+    token: str,
+    assessment: Assessment,
+    comment: str,
+    context: NotifierContext,
+    expected_person: str | None = None,
+) -> Acknowledgement:
+    """Record a clinical assessment by the person the token was issued to.
+
+    Raises UnknownSignal, InvalidLink (forged, altered, expired, other signal) or
+    NotOnRoster (the person is not on the roster of the signal's site)."""
+    state = await _state(connection, signal_id)
+    if state is None:
+        raise UnknownSignal(f"no notification for signal {signal_id}")
+    claims = context.links.verify(token, signal_id, context.clock.now())
+    if expected_person is not None and expected_person != claims.person_id:
+        raise NotOnRoster(f"the link was issued to another person than {expected_person!r}")
+    roster = context.rosters.get(state.opened.study_id)
+    person = roster.person(claims.person_id) if roster is not None else None
+    if (
+        roster is None
+        or person is None
+        or not roster.may_acknowledge(person.id, state.opened.site_id)
+    ):
+        raise NotOnRoster(
+            f"person {claims.person_id!r} is not on the roster of site "
+            f"{state.opened.site_id!r} in study {state.opened.study_id}"
+        )
+    event = SignalAcknowledged(
+        study_id=state.opened.study_id,
+        subject_id=state.opened.subject_id,
+        signal_id=signal_id,
+        person_id=person.id,
+        role=person.role.value,
+        assessment=assessment,
+        comment=comment,
+        token_id=claims.token_id,
+    )
+    (appended,) = await notification_log.record(connection, [event], time=context.clock.now())
+    return Acknowledgement(appended.event_id, appended.new, person.id)

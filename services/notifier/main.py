@@ -1,11 +1,13 @@
-"""Composition root of the notifier: signal consumer, delivery worker, health endpoints."""
+"""Composition root of the notifier: signal consumer, delivery worker, timers, HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -15,16 +17,21 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from services.notifier.adapters.postgres import add_deliveries
+from services.notifier import handlers
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.webhook import WebhookSender
+from services.notifier.api import acknowledgement_router
+from services.notifier.clock import Clock, SystemClock
 from services.notifier.delivery_worker import DeliveryWorker, Sender
-from services.notifier.domain.messages import Delivery
-from services.notifier.domain.roster import Roster, load_rosters
-from services.notifier.handlers import plan_deliveries
+from services.notifier.digest import send_due_digests
+from services.notifier.domain.links import LinkIssuer
+from services.notifier.domain.planning import AckDeadlines
+from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
 from shared import metrics
+from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events import Envelope
-from shared.events.topics import SAFETY_SIGNALS
+from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 from shared.http_service import serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.settings import VigilSettings
@@ -32,39 +39,6 @@ from shared.structured_logging import configure_logging
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-notifier"
-
-
-class MeasuredSender:
-    """Wraps the real sender: counts each attempt by channel and outcome, observes
-    signal-to-delivery latency, and logs the attempt with the signal's correlation id.
-
-    Wiring only, until the delivery worker records these itself (then drop this class).
-    """
-
-    def __init__(self, inner: Sender, pool: asyncpg.Pool) -> None:
-        self._inner = inner
-        self._pool = pool
-
-    async def send(self, delivery: Delivery) -> None:
-        row = await self._pool.fetchrow(
-            "SELECT recorded_at, envelope->>'correlationid' AS correlation_id FROM events "
-            "WHERE event_id = $1",
-            delivery.signal_id,
-        )
-        context = {
-            "correlation_id": row["correlation_id"] if row else None,
-            "signal_id": str(delivery.signal_id),
-            "delivery_id": str(delivery.delivery_id),
-            "channel": delivery.channel,
-        }
-        try:
-            await self._inner.send(delivery)
-        except Exception as error:
-            metrics.record_delivery(delivery.channel, "failed", None)
-            log.warning("notifier.delivery_attempt_failed", **context, error=repr(error))
-            raise
-        metrics.record_delivery(delivery.channel, "sent", row["recorded_at"] if row else None)
-        log.info("notifier.delivery_sent", **context)
 
 
 async def sample_deliveries(pool: asyncpg.Pool) -> None:
@@ -85,20 +59,14 @@ async def sample_deliveries(pool: asyncpg.Pool) -> None:
 
 
 class SignalConsumer:
-    """Per batch of signals: plan the deliveries and store them in one transaction."""
+    """Per batch of signals: record and plan what they call for in one transaction."""
 
     def __init__(
-        self,
-        pool: asyncpg.Pool,
-        rosters: dict[str, Roster],
-        worker: DeliveryWorker,
-        *,
-        base_url: str,
+        self, pool: asyncpg.Pool, context: handlers.NotifierContext, worker: DeliveryWorker
     ) -> None:
         self._pool = pool
-        self._rosters = rosters
+        self._context = context
         self._worker = worker
-        self._base_url = base_url
 
     async def __call__(self, message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -112,13 +80,13 @@ class SignalConsumer:
         for envelope in envelopes:
             log.info(
                 "notifier.signal_received",
-                signal_id=str(envelope.id),
+                type=envelope.type,
+                event_id=str(envelope.id),
                 correlation_id=str(envelope.correlation_id),
             )
-        planned = plan_deliveries(envelopes, self._rosters, base_url=self._base_url)
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                added = await add_deliveries(connection, planned)
+                added = await handlers.handle_signals(connection, envelopes, self._context)
         except Exception:
             log.exception("notifier.batch_failed", signals=len(envelopes))
             await asyncio.sleep(1.0)  # rewound and retried: do not spin
@@ -128,26 +96,96 @@ class SignalConsumer:
         log.info("notifier.batch_done", signals=len(envelopes), deliveries_added=added)
 
 
-def build_app(settings: VigilSettings) -> FastAPI:
-    """The notifier as an ASGI app whose lifespan runs the consumer and the worker."""
+def notifier_context(
+    settings: VigilSettings, rosters: Mapping[str, Roster], clock: Clock
+) -> handlers.NotifierContext:
+    secret = settings.notifier_link_secret
+    if secret is None:
+        log.warning(
+            "notifier.ephemeral_link_secret",
+            hint="VIGIL_NOTIFIER_LINK_SECRET is unset: acknowledgement links stop working "
+            "when this process restarts and differ between instances",
+        )
+    key = secrets.token_bytes(32) if secret is None else secret.get_secret_value().encode()
+    return handlers.NotifierContext(
+        rosters=rosters,
+        deadlines=AckDeadlines(
+            serious_hours=settings.notifier_ack_hours_serious,
+            grade3_hours=settings.notifier_ack_hours_grade3,
+            other_hours=settings.notifier_ack_hours_other,
+        ),
+        links=LinkIssuer(
+            key, settings.public_base_url, timedelta(hours=settings.notifier_link_valid_hours)
+        ),
+        clock=clock,
+        give_up_after_seconds=settings.notifier_give_up_after_seconds,
+    )
+
+
+def senders(settings: VigilSettings, rosters: Mapping[str, Roster]) -> dict[str, Sender]:
+    """One sender per channel kind; a roster with webhooks needs the webhook secret."""
+    timeout = settings.notifier_send_timeout_seconds
+    chosen: dict[str, Sender] = {
+        "email": SmtpSender(
+            settings.smtp_url, settings.smtp_from, timeout=timeout, starttls=settings.smtp_starttls
+        )
+    }
+    uses_webhooks = any(
+        isinstance(channel, WebhookChannel)
+        for roster in rosters.values()
+        for person in roster.everyone()
+        for channel in person.channels
+    )
+    if uses_webhooks:
+        if settings.notifier_webhook_secret is None:
+            raise RuntimeError(
+                "a roster lists webhook channels: set VIGIL_NOTIFIER_WEBHOOK_SECRET, the key "
+                "receivers use to verify the X-Vigil-Signature header"
+            )
+        secret = settings.notifier_webhook_secret.get_secret_value().encode()
+        chosen["webhook"] = WebhookSender(secret, timeout=timeout)
+    return chosen
+
+
+def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI:
+    """The notifier as an ASGI app whose lifespan runs the consumer, worker and timers."""
     rosters = load_rosters(settings.study_dir)  # an invalid roster stops the start here
-    sender = SmtpSender(settings.smtp_url, settings.smtp_from)
-    metrics.initialise_delivery_channels(["email"])
+    context = notifier_context(settings, rosters, clock or SystemClock())
+    channel_senders = senders(settings, rosters)
+    metrics.initialise_delivery_channels(channel_senders)
     holder: dict[str, ConsumerRuntime] = {}
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
         async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+            pool = runtime.pool
             worker = DeliveryWorker(
-                runtime.pool,
-                MeasuredSender(sender, runtime.pool),
+                pool,
+                channel_senders,
+                rosters=rosters,
+                links=context.links,
                 retry_max_seconds=settings.notifier_retry_max_seconds,
+                give_up_after_seconds=settings.notifier_give_up_after_seconds,
+                lease_seconds=settings.notifier_send_timeout_seconds * 2 + 5,
             )
-            consumer = SignalConsumer(
-                runtime.pool, rosters, worker, base_url=settings.public_base_url
+
+            async def timers() -> int:
+                done = await handlers.escalate_due(pool, context)
+                done += await send_due_digests(pool, context)
+                if done:
+                    worker.wake()
+                return done
+
+            timer_loop = DrainLoop(
+                "notifier.timers",
+                timers,
+                retryable=(asyncpg.PostgresError, OSError),
+                poll_seconds=settings.notifier_timer_poll_seconds,
             )
+            consumer = SignalConsumer(pool, context, worker)
             subscriber = runtime.broker.subscriber(
                 SAFETY_SIGNALS,
+                DATA_QUALITY,
                 group_id=GROUP_ID,
                 batch=True,
                 auto_offset_reset="earliest",
@@ -158,10 +196,12 @@ def build_app(settings: VigilSettings) -> FastAPI:
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID),
-                functools.partial(sample_deliveries, runtime.pool),
+                functools.partial(sample_deliveries, pool),
+                functools.partial(handlers.sample_overdue, pool, context),
             ]
             tasks = [
                 asyncio.create_task(worker.run(), name="delivery-worker"),
+                asyncio.create_task(timer_loop.run(), name="notifier-timers"),
                 asyncio.create_task(
                     metrics.sample_periodically(
                         sampled,
@@ -179,7 +219,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 for task in tasks:
                     task.cancel()
 
-    return service_app("Vigil notifier", workers, database_readiness(holder))
+    app = service_app("Vigil notifier", workers, database_readiness(holder))
+    app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
+    return app
 
 
 async def serve(settings: VigilSettings) -> None:

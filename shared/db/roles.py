@@ -16,6 +16,7 @@ WORKING_TABLES = (
     "subject_state",
     "ingest_outbox",
     "consumer_positions",
+    "digest_items",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 

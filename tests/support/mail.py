@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -66,8 +67,35 @@ class MailCatcher:
                 self._lock.wait(remaining)
 
 
-def start_smtp_server(port: int) -> tuple[Controller, MailCatcher]:
-    catcher = MailCatcher()
+@dataclass
+class RefusingCatcher(MailCatcher):
+    """Answers DATA with a temporary failure ``refusals`` times, then recovers."""
+
+    refusals: int = 2
+    refused: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.refused < self.refusals:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class SlowCatcher(MailCatcher):
+    """Takes ``delay`` seconds over each message: long enough, it stalls the sender."""
+
+    delay: float = 3600.0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def start_smtp_server(
+    port: int, catcher: MailCatcher | None = None
+) -> tuple[Controller, MailCatcher]:
+    catcher = catcher if catcher is not None else MailCatcher()
     controller = Controller(catcher, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, catcher

@@ -1,46 +1,69 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.notifier.delivery_worker import retry_delay
-from services.notifier.domain.messages import render_email
+from services.notifier.domain.escalation import escalate, fold
+from services.notifier.domain.links import InvalidLink, LinkIssuer, issue_token, verify_token
+from services.notifier.domain.messages import compose, content_for_signal
+from services.notifier.domain.planning import AckDeadlines, open_notification
 from services.notifier.domain.roster import InvalidRoster, load_roster
 from shared.events import SafetySignalRaised
+from shared.events.notifications import SignalAcknowledged
 from tests.support.services import REPO
 
 ROSTER = load_roster(REPO / "studies" / "NCT05262686" / "roster.yaml")
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+SECRET = b"k" * 32
 
 
-def signal(site_id: str | None) -> SafetySignalRaised:
-    return SafetySignalRaised(
-        study_id="NCT05262686",
-        subject_id="01-003",
-        site_id=site_id,
-        signal_id=uuid.UUID(int=7),
-        rule_id="anaemia-hb-le-9",
-        rule_title="Haemoglobin at or below 9 g/dL",
-        rule_pack_version="1",
-        input_event_ids=(uuid.UUID(int=1),),
-        computed_values={"value_in_rule_unit": "8.6"},
-        analyte="haemoglobin",
-        observed_value=Decimal("8.6"),
-        observed_unit="g/dL",
-        threshold="<= 9 g/dL",
-        collected_at=datetime(2026, 6, 1, tzinfo=UTC),
-    )
+def signal(site_id: str | None, **changes: Any) -> SafetySignalRaised:
+    values: dict[str, Any] = {
+        "study_id": "NCT05262686",
+        "subject_id": "01-003",
+        "site_id": site_id,
+        "signal_id": uuid.UUID(int=7),
+        "rule_id": "anaemia-hb-le-9",
+        "rule_title": "Haemoglobin at or below 9 g/dL",
+        "rule_pack_version": "1",
+        "input_event_ids": (uuid.UUID(int=1),),
+        "computed_values": {"value_in_rule_unit": "8.6"},
+        "analyte": "haemoglobin",
+        "observed_value": Decimal("8.6"),
+        "observed_unit": "g/dL",
+        "threshold": "<= 9 g/dL",
+        "collected_at": T0,
+    }
+    return SafetySignalRaised(**{**values, **changes})
 
 
 def test_site_investigators_receive_site_signals() -> None:
-    emails = {str(p.email) for p in ROSTER.recipients_for("PKUPH-01")}
-    assert emails == {"pi.site01@vigil.example.org", "subi.site01@vigil.example.org"}
+    ids = {p.id for p in ROSTER.recipients_for("PKUPH-01")}
+    assert ids == {"inv-0101", "inv-0102"}
 
 
 @pytest.mark.parametrize("site", [None, "NO-SUCH-SITE"])
 def test_unknown_site_goes_to_the_medical_monitor(site: str | None) -> None:
     assert [p.role for p in ROSTER.recipients_for(site)] == ["medical_monitor"]
+
+
+def test_serious_signals_also_reach_the_study_roles() -> None:
+    roles = {p.role.value for p in ROSTER.recipients_for("PKUPH-01", "serious")}
+    assert roles == {"investigator", "sub_investigator", "medical_monitor", "safety_desk"}
+
+
+def test_rule_pack_roles_are_added_in_either_spelling() -> None:
+    _, planned, _ = open_notification(
+        signal("PKUPH-02", recipient_roles=("medical-monitor",)),
+        raised_at=T0,
+        roster=ROSTER,
+        deadlines=AckDeadlines(),
+    )
+    assert {m.person.id for m in planned} == {"inv-0201", "mm-01"}
 
 
 def test_roster_without_medical_monitor_is_refused(tmp_path: Path) -> None:
@@ -50,21 +73,47 @@ def test_roster_without_medical_monitor_is_refused(tmp_path: Path) -> None:
         load_roster(path)
 
 
-def test_email_has_what_the_investigator_needs_and_no_names() -> None:
-    delivery = render_email(signal("PKUPH-01"), recipient="a@b.org", base_url="https://v.example")
-    text = delivery.subject_line + delivery.body_text
-    for needed in ("01-003", "haemoglobin", "8.6 g/dL", "<= 9 g/dL", "anaemia-hb-le-9"):
-        assert needed in text
-    assert f"https://v.example/signals/{uuid.UUID(int=7)}" in text
-    names = [p.name for s in ROSTER.sites for p in s.people]
-    assert not [name for name in names if name in text]
+def test_roster_with_unknown_backup_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "roster.yaml"
+    path.write_text(
+        "study_id: X\nstudy_contacts:\n  - {id: mm, name: M, role: medical_monitor, "
+        "email: m@x.org, backup: nobody}\nsites: []\n"
+    )
+    with pytest.raises(InvalidRoster, match="backup 'nobody'"):
+        load_roster(path)
 
 
-def test_delivery_identity_is_stable_per_signal_and_recipient() -> None:
-    first = render_email(signal("A"), recipient="a@b.org", base_url="x")
-    again = render_email(signal("A"), recipient="A@B.org", base_url="x")
-    other = render_email(signal("A"), recipient="c@b.org", base_url="x")
-    assert first.message_id == again.message_id != other.message_id
+def test_backup_is_explicit_or_the_next_on_call() -> None:
+    assert ROSTER.backup_of("inv-0201").id == "mm-01"  # type: ignore[union-attr]
+    assert ROSTER.backup_of("inv-0101").id == "inv-0102"  # type: ignore[union-attr]
+    assert ROSTER.backup_of("inv-0102").id == "inv-0101"  # type: ignore[union-attr]
+
+
+def test_message_has_what_the_investigator_needs_and_no_names() -> None:
+    content = content_for_signal(signal("PKUPH-01", grade=3, grading="CTCAE v5.0 Anemia"))
+    link = "https://v.example/signals/x/acknowledge?token=t"
+    delivery = compose(
+        content, purpose="raised", person_id="p", channel="email", address="a@b.org", link=link
+    )
+    for text in (delivery.subject_line + delivery.body_text, delivery.body_html or ""):
+        for needed in ("01-003", "haemoglobin", "8.6 g/dL", "anaemia-hb-le-9", "grade 3"):
+            assert needed in text
+        names = [p.name for p in ROSTER.everyone()]
+        assert not [name for name in names if name in text]
+    assert link in delivery.body_text
+    assert "&lt;= 9 g/dL" in (delivery.body_html or "")  # escaped in HTML
+
+
+def test_delivery_identity_is_stable_per_signal_purpose_and_recipient() -> None:
+    content = content_for_signal(signal("A"))
+
+    def make(address: str, purpose: str = "raised") -> str:
+        return compose(
+            content, purpose=purpose, person_id="p", channel="email", address=address, link=None
+        ).message_id
+
+    assert make("a@b.org") == make("A@B.org") != make("c@b.org")
+    assert make("a@b.org") != make("a@b.org", "escalation-1")
 
 
 def test_retry_delay_grows_is_capped_and_jittered() -> None:
@@ -72,3 +121,97 @@ def test_retry_delay_grows_is_capped_and_jittered() -> None:
     assert retry_delay(1, maximum=300, rng=lambda: 1.0) == 2.0
     assert retry_delay(4, maximum=300, rng=lambda: 1.0) == 16.0
     assert retry_delay(30, maximum=300, rng=lambda: 1.0) == 300.0
+
+
+@pytest.mark.parametrize(
+    ("serious", "grade", "hours"),
+    [(True, None, 24), (False, 3, 4), (True, 4, 4), (False, 2, 72), (False, None, 72)],
+)
+def test_acknowledgement_deadlines(serious: bool, grade: int | None, hours: float) -> None:
+    assert AckDeadlines().hours_for(serious=serious, grade=grade) == hours
+
+
+def test_genuine_token_names_signal_and_person() -> None:
+    token = issue_token(SECRET, uuid.UUID(int=7), "inv-0101", T0 + timedelta(hours=1))
+    claims = verify_token(SECRET, token, uuid.UUID(int=7), T0)
+    assert claims.person_id == "inv-0101"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda t: t[:-2] + ("AA" if t[-2:] != "AA" else "BB"), "does not match"),
+        (lambda t: "eyJwIjoibW0tMDEifQ." + t.split(".")[1], "does not match"),
+        (lambda t: t.replace(".", ""), "form"),
+    ],
+)
+def test_altered_or_forged_tokens_are_refused(mutate: Any, reason: str) -> None:
+    token = issue_token(SECRET, uuid.UUID(int=7), "inv-0101", T0 + timedelta(hours=1))
+    with pytest.raises(InvalidLink, match=reason):
+        verify_token(SECRET, mutate(token), uuid.UUID(int=7), T0)
+    forged = issue_token(b"other" * 8, uuid.UUID(int=7), "inv-0101", T0 + timedelta(hours=1))
+    with pytest.raises(InvalidLink, match="does not match"):
+        verify_token(SECRET, forged, uuid.UUID(int=7), T0)
+
+
+def test_expired_or_other_signal_tokens_are_refused() -> None:
+    token = issue_token(SECRET, uuid.UUID(int=7), "inv-0101", T0 + timedelta(hours=1))
+    with pytest.raises(InvalidLink, match="expired"):
+        verify_token(SECRET, token, uuid.UUID(int=7), T0 + timedelta(hours=1))
+    with pytest.raises(InvalidLink, match="another signal"):
+        verify_token(SECRET, token, uuid.UUID(int=8), T0)
+
+
+def test_escalation_goes_to_backups_then_the_medical_monitor_then_stops() -> None:
+    opened, _, _ = open_notification(
+        signal("PKUPH-02", grade=3), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    events: list[Any] = [opened]
+    state = fold(events)
+    assert state is not None
+    assert not state.due(T0 + timedelta(hours=3, minutes=59))
+    assert state.due(T0 + timedelta(hours=4))
+    first, people = escalate(state, ROSTER)
+    assert (first.level, [p.id for p in people]) == (1, ["mm-01"])  # inv-0201's backup
+    assert first.acknowledge_by == T0 + timedelta(hours=8)
+    events.append(first)
+    second, people = escalate(fold(events), ROSTER)  # type: ignore[arg-type]
+    assert (second.level, people, second.acknowledge_by) == (2, [], None)
+    events.append(second)
+    assert not fold(events).due(T0 + timedelta(days=30))  # type: ignore[union-attr]
+
+
+def test_acknowledged_notification_is_never_due() -> None:
+    opened, _, _ = open_notification(
+        signal("PKUPH-01"), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    ack = SignalAcknowledged(
+        study_id=opened.study_id,
+        subject_id=opened.subject_id,
+        signal_id=opened.signal_id,
+        person_id="inv-0101",
+        role="investigator",
+        assessment="not-clinically-significant",
+        token_id="x",
+    )
+    assert not fold([opened, ack]).due(T0 + timedelta(days=30))  # type: ignore[union-attr]
+
+
+def test_findings_for_digest_roles_wait_but_thresholds_do_not() -> None:
+    finding = signal("PKUPH-01", severity="finding", grade=1)
+    _, planned, digest = open_notification(
+        finding, raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    assert [p.id for p in digest] == ["inv-0102"]  # the sub-investigator's role digests
+    assert [m.person.id for m in planned] == ["inv-0101"]
+    _, planned, digest = open_notification(
+        signal("PKUPH-01", grade=1), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    assert (digest, len(planned)) == ([], 2)
+
+
+def test_link_issuer_round_trip() -> None:
+    issuer = LinkIssuer(SECRET, "https://v.example", timedelta(hours=2))
+    url = issuer.link(uuid.UUID(int=7), "inv-0101", T0)
+    token = url.split("token=")[1]
+    assert issuer.verify(token, uuid.UUID(int=7), T0 + timedelta(hours=1)).person_id == "inv-0101"

@@ -1,66 +1,126 @@
-"""The deliveries table: the notifier's durable work queue."""
+"""The deliveries table: the notifier's durable outbox of messages to send."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from services.notifier.domain.messages import Delivery
+from services.notifier.domain.messages import Delivery, MessageContent
+
+_COLUMNS = (
+    "delivery_id, signal_id, study_id, subject_id, purpose, person_id, channel, recipient, "
+    "message_id, subject_line, body_text, body_html, content::text AS content, link"
+)
 
 
-async def add_deliveries(connection: asyncpg.Connection, deliveries: Sequence[Delivery]) -> int:
-    """Insert planned deliveries; ones already planned (same signal, channel, person) are kept."""
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this instance holds for one attempt."""
+
+    delivery: Delivery
+    attempt: int
+    give_up_at: datetime | None
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    values = dict(row)
+    values["content"] = MessageContent.model_validate_json(values["content"])
+    return Delivery(**values)
+
+
+async def add_deliveries(
+    connection: asyncpg.Connection,
+    deliveries: Sequence[Delivery],
+    *,
+    give_up_after_seconds: float,
+) -> list[uuid.UUID]:
+    """Insert planned deliveries; ones already planned (same signal, purpose, channel and
+    recipient) are kept as they are. Returns the ids that are new."""
     if not deliveries:
-        return 0
+        return []
     rows = await connection.fetch(
         """INSERT INTO deliveries
-               (delivery_id, signal_id, channel, recipient, message_id, subject_line, body_text)
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::text[])
+               (delivery_id, signal_id, study_id, subject_id, purpose, person_id, channel,
+                recipient, message_id, subject_line, body_text, body_html, content, link,
+                give_up_at)
+           SELECT d.*, clock_timestamp() + make_interval(secs => $15)
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                       $12::text[], $13::jsonb[], $14::text[]) AS d
            ON CONFLICT DO NOTHING
            RETURNING delivery_id""",
         [d.delivery_id for d in deliveries],
         [d.signal_id for d in deliveries],
+        [d.study_id for d in deliveries],
+        [d.subject_id for d in deliveries],
+        [d.purpose for d in deliveries],
+        [d.person_id for d in deliveries],
         [d.channel for d in deliveries],
         [d.recipient for d in deliveries],
         [d.message_id for d in deliveries],
         [d.subject_line for d in deliveries],
         [d.body_text for d in deliveries],
+        [d.body_html for d in deliveries],
+        [d.content.model_dump_json() for d in deliveries],
+        [d.link for d in deliveries],
+        give_up_after_seconds,
     )
-    return len(rows)
+    return [row["delivery_id"] for row in rows]
 
 
-async def claim_due(connection: asyncpg.Connection, limit: int) -> list[Delivery]:
-    """Lock up to ``limit`` due deliveries for this transaction (others skip them)."""
+async def claim_due(
+    connection: asyncpg.Connection, limit: int, *, lease_seconds: float
+) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries for one attempt each.
+
+    The claim moves their next attempt past the lease and counts the attempt; it commits
+    before anything is sent, so another instance skips them, and one that dies mid-send
+    leaves them to be tried again after the lease."""
     rows = await connection.fetch(
-        """SELECT delivery_id, signal_id, channel, recipient, message_id, subject_line, body_text
-           FROM deliveries
-           WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
-           ORDER BY next_attempt_at
-           LIMIT $1
-           FOR UPDATE SKIP LOCKED""",
+        f"""WITH due AS (
+                SELECT delivery_id FROM deliveries
+                WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+                ORDER BY next_attempt_at
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+            UPDATE deliveries AS d
+            SET attempts = d.attempts + 1,
+                next_attempt_at = clock_timestamp() + make_interval(secs => $2)
+            FROM due WHERE d.delivery_id = due.delivery_id
+            RETURNING {", ".join("d." + c.strip() for c in _COLUMNS.split(","))},
+                      d.attempts, d.give_up_at""",
         limit,
+        lease_seconds,
     )
-    return [Delivery(**dict(row)) for row in rows]
+    claimed = []
+    for row in rows:
+        values = dict(row)
+        attempt, give_up_at = values.pop("attempts"), values.pop("give_up_at")
+        values["content"] = MessageContent.model_validate_json(values["content"])
+        claimed.append(Claimed(Delivery(**values), attempt, give_up_at))
+    return claimed
 
 
 async def mark_sent(connection: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
     await connection.execute(
-        """UPDATE deliveries SET status = 'sent', attempts = attempts + 1,
-               sent_at = clock_timestamp(), last_error = NULL
+        """UPDATE deliveries SET status = 'sent', sent_at = clock_timestamp(), last_error = NULL
            WHERE delivery_id = $1""",
         delivery_id,
     )
 
 
 async def mark_failed(
-    connection: asyncpg.Connection, delivery_id: uuid.UUID, error: str, retry_at: datetime
+    connection: asyncpg.Connection, delivery_id: uuid.UUID, error: str, retry_at: datetime | None
 ) -> None:
+    """Record a failed attempt: retried at ``retry_at``, or abandoned when None."""
     await connection.execute(
-        """UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+        """UPDATE deliveries
+           SET last_error = $2, next_attempt_at = coalesce($3, next_attempt_at),
+               status = CASE WHEN $3::timestamptz IS NULL THEN 'abandoned' ELSE status END
            WHERE delivery_id = $1""",
         delivery_id,
         error[:2000],
@@ -68,8 +128,17 @@ async def mark_failed(
     )
 
 
-async def attempts_of(connection: asyncpg.Connection, delivery_id: uuid.UUID) -> int:
-    value: int = await connection.fetchval(
-        "SELECT attempts FROM deliveries WHERE delivery_id = $1", delivery_id
+async def cancel_pending(connection: asyncpg.Connection, signal_id: uuid.UUID) -> int:
+    """Stop sending what is still pending for a signal (it was withdrawn)."""
+    result: str = await connection.execute(
+        "UPDATE deliveries SET status = 'cancelled' WHERE signal_id = $1 AND status = 'pending'",
+        signal_id,
     )
-    return value
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def deliveries_of(connection: asyncpg.Connection, signal_id: uuid.UUID) -> list[Delivery]:
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM deliveries WHERE signal_id = $1 ORDER BY created_at", signal_id
+    )
+    return [_delivery(row) for row in rows]

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from services.notifier.domain.messages import Delivery
 
+StartTls = Literal["auto", "require", "off"]
+
 
 class SmtpSender:
     """Sends one delivery per call; the Message-ID is the delivery's stable id.
 
-    ``smtp://host:port`` uses STARTTLS when the server offers it, ``smtps://`` is TLS from
-    the start; user and password in the URL authenticate.
+    ``smtp://host:port`` uses STARTTLS as ``starttls`` says (``auto``: when the server
+    offers it), ``smtps://`` is TLS from the start; user and password in the URL
+    authenticate.
     """
 
-    def __init__(self, url: str, sender: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, sender: str, *, timeout: float = 30.0, starttls: StartTls = "auto"
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
             raise ValueError(
@@ -28,6 +34,7 @@ class SmtpSender:
         self._host = parts.hostname
         self._port = parts.port or (465 if parts.scheme == "smtps" else 25)
         self._tls = parts.scheme == "smtps"
+        self._start_tls: bool | None = {"auto": None, "require": True, "off": False}[starttls]
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._sender = sender
@@ -42,16 +49,20 @@ class SmtpSender:
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["X-Vigil-Signal-Id"] = str(delivery.signal_id)
         message.set_content(delivery.body_text)
+        if delivery.body_html:
+            message.add_alternative(delivery.body_html, subtype="html")
         return message
 
-    async def send(self, delivery: Delivery) -> None:
-        await aiosmtplib.send(
+    async def send(self, delivery: Delivery) -> str:
+        """Hand the message to the server; returns its answer to DATA."""
+        _, answer = await aiosmtplib.send(
             self.build(delivery),
             hostname=self._host,
             port=self._port,
             use_tls=self._tls,
-            start_tls=None if not self._tls else False,
+            start_tls=False if self._tls else self._start_tls,
             username=self._username,
             password=self._password,
             timeout=self._timeout,
         )
+        return answer

@@ -1,78 +1,270 @@
-"""What an alert says. Subject id, analyte, value, threshold, rule and a link; no names."""
+"""What a message says, and how each channel shows it.
+
+Subject id, site, analyte, value, grade, rule, deadline and a link; never a name or any
+other direct identifier. The content is stored with each planned delivery, so that a
+fallback to another channel renders the same facts.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from string import Template
+from typing import Literal
 
-from shared.events import SafetySignalRaised
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.events.payloads import EVENT_ID_NAMESPACE
+
+MessageKind = Literal[
+    "signal", "escalation", "grade-worsened", "withdrawn", "data-quality", "digest"
+]
+
+
+class MessageContent(BaseModel):
+    """The facts one message carries (stored as JSON with the delivery)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: MessageKind = "signal"
+    study_id: str
+    subject_id: str = ""
+    site_id: str | None = None
+    signal_id: uuid.UUID
+    analyte: str = ""
+    value: str = ""
+    threshold: str = ""
+    grade: int | None = None
+    grading: str | None = None
+    rule_id: str = ""
+    rule_title: str = ""
+    severity: str = "protocol-threshold"
+    serious: bool = False
+    deadline: str = ""
+    acknowledge_by: AwareDatetime | None = None
+    level: int = 0
+    note: str = ""
+    items: tuple[str, ...] = ()
+
+    def with_kind(self, kind: MessageKind, **changes: object) -> MessageContent:
+        return self.model_copy(update={"kind": kind, **changes})
+
+
+def format_value(value: Decimal | None, unit: str | None) -> str:
+    """A measured value as the message shows it ("" for AE and medication signals)."""
+    return "" if value is None else f"{value:f} {unit or ''}".strip()
+
+
+def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
+    value = format_value(signal.observed_value, signal.observed_unit)
+    if signal.reporting_deadline:
+        deadline = (
+            f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
+        )
+    else:
+        deadline = signal.required_action or "review and acknowledge"
+    return MessageContent(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        site_id=signal.site_id,
+        signal_id=signal.signal_id,
+        analyte=signal.analyte,
+        value=value,
+        threshold=signal.threshold,
+        grade=signal.grade,
+        grading=signal.grading,
+        rule_id=signal.rule_id,
+        rule_title=signal.rule_title,
+        severity=signal.severity,
+        serious=signal.serious,
+        deadline=deadline,
+    )
+
+
+def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID) -> MessageContent:
+    return MessageContent(
+        kind="data-quality",
+        study_id=issue.study_id,
+        subject_id=issue.subject_id,
+        signal_id=event_id,
+        rule_id=issue.rule_id or "",
+        note=f"{issue.issue}: {issue.detail}",
+        deadline="check the subject's enrolment",
+    )
+
+
+def digest_line(content: MessageContent) -> str:
+    """One finding as a line of a daily digest."""
+    grade = f"grade {content.grade}" if content.grade else "not graded"
+    value = f"{content.analyte} {content.value}".strip()
+    where = f"subject {content.subject_id} (site {content.site_id})"
+    return f"{where}: {value}, {grade}, {content.rule_id}"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+_HEADLINES: dict[MessageKind, str] = {
+    "signal": "A safety signal was raised for a subject in study {study}.",
+    "escalation": "ESCALATION (level {level}): a safety signal in study {study} was not "
+    "acknowledged in time; you are told as the next level.",
+    "grade-worsened": "The safety signal got worse: grade {grade}. Please review again.",
+    "withdrawn": "WITHDRAWN: this safety signal was retracted; no action is needed.",
+    "data-quality": "A result arrived for a subject Vigil does not know in study {study}.",
+    "digest": "Daily digest for study {study}: findings no protocol rule flags.",
+}
+_SUBJECT_PREFIX: dict[MessageKind, str] = {
+    "signal": "",
+    "escalation": "ESCALATED: ",
+    "grade-worsened": "WORSE: ",
+    "withdrawn": "WITHDRAWN: ",
+    "data-quality": "DATA QUALITY: ",
+    "digest": "DIGEST: ",
+}
+
+
+def _rows(content: MessageContent) -> list[tuple[str, str]]:
+    if content.kind == "digest":
+        return [("Finding", item) for item in content.items]
+    site = content.site_id or "unknown (subject not enrolled in Vigil)"
+    grade = f"{content.grading or 'CTCAE'} grade {content.grade or 'not graded'}"
+    rows = [
+        ("Subject", content.subject_id),
+        ("Site", site),
+        ("Analyte", content.analyte),
+        ("Value", content.value or "-"),
+        ("Threshold", content.threshold),
+        ("Grade", grade),
+        ("Serious AE", "yes" if content.serious else "no"),
+        ("Rule", f"{content.rule_id} - {content.rule_title}"),
+        ("Deadline", content.deadline),
+    ]
+    if content.acknowledge_by is not None:
+        rows.append(("Acknowledge by", content.acknowledge_by.isoformat()))
+    if content.note:
+        rows.append(("Note", content.note))
+    rows.append(("Signal", str(content.signal_id)))
+    return [(label, value) for label, value in rows if value]
+
+
+def subject_line(content: MessageContent) -> str:
+    prefix = _SUBJECT_PREFIX[content.kind]
+    if content.kind == "digest":
+        return f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)"
+    what = f"{content.analyte} {content.value}".strip()
+    rule = f" ({content.rule_id})" if content.rule_id else ""
+    return f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files("services.notifier").joinpath("templates", name).read_text())
+
+
+def render(content: MessageContent, channel: str, *, link: str | None, message_id: str) -> Rendered:
+    """The message for a channel: e-mail has subject, plain text and HTML; a webhook has
+    the JSON document (in ``text``)."""
+    headline = _HEADLINES[content.kind].format(
+        study=content.study_id, level=content.level, grade=content.grade
+    )
+    subject = subject_line(content)
+    rows = _rows(content)
+    if channel == "webhook":
+        document = {
+            "type": f"vigil.{content.kind}",
+            "message_id": message_id,
+            "summary": headline,
+            **content.model_dump(mode="json"),
+            "acknowledge_url": link,
+        }
+        return Rendered(subject, json.dumps(document, sort_keys=True), None)
+    action = f"Review and acknowledge: {link}" if link else ""
+    text = _template("alert.txt").substitute(
+        headline=headline,
+        rows="\n".join(f"{label + ':':<13} {value}" for label, value in rows),
+        action=action,
+        message_id=message_id,
+    )
+    html_rows = "\n".join(
+        f"<tr><th align=left>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+        for label, value in rows
+    )
+    html_action = (
+        f'<p><a href="{html.escape(link, quote=True)}">Review and acknowledge</a></p>'
+        if link
+        else ""
+    )
+    body_html = _template("alert.html").substitute(
+        title=html.escape(subject),
+        headline=html.escape(headline),
+        rows=html_rows,
+        action=html_action,
+        message_id=html.escape(message_id),
+    )
+    return Rendered(subject, text, body_html)
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message to one person on one channel for one signal."""
+    """One message to one person on one channel for one signal and purpose."""
 
     delivery_id: uuid.UUID
     signal_id: uuid.UUID
+    study_id: str
+    subject_id: str
+    purpose: str
+    person_id: str
     channel: str
     recipient: str
     message_id: str
     subject_line: str
     body_text: str
+    body_html: str | None
+    content: MessageContent
+    link: str | None
 
 
-def delivery_id_for(signal_id: uuid.UUID, channel: str, recipient: str) -> uuid.UUID:
-    """Stable per signal, channel and recipient: a repeat is recognisable as the same."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"delivery:{signal_id}:{channel}:{recipient.lower()}")
-
-
-def render_email(signal: SafetySignalRaised, *, recipient: str, base_url: str) -> Delivery:
-    """The e-mail for one recipient."""
-    delivery_id = delivery_id_for(signal.signal_id, "email", recipient)
-    value = (
-        f"{signal.observed_value:f} {signal.observed_unit or ''}".strip()
-        if signal.observed_value is not None
-        else signal.threshold
+def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:
+    """Stable per signal, purpose, channel and recipient: a repeat is recognisable."""
+    return uuid.uuid5(
+        EVENT_ID_NAMESPACE, f"delivery:{signal_id}:{purpose}:{channel}:{recipient.lower()}"
     )
-    subject_line = (
-        f"[Vigil] {signal.study_id} subject {signal.subject_id}: "
-        f"{signal.analyte} {value} ({signal.rule_id})"
-    )
-    computed = "\n".join(f"  {key}: {val}" for key, val in sorted(signal.computed_values.items()))
-    site = signal.site_id or "unknown (subject not enrolled in Vigil)"
-    deadline = (
-        f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
-        if signal.reporting_deadline
-        else (signal.required_action or "review and acknowledge")
-    )
-    body = f"""A safety signal was raised for a subject in study {signal.study_id}.
 
-Subject:      {signal.subject_id}
-Site:         {site}
-Analyte:      {signal.analyte}
-Value:        {value}
-Threshold:    {signal.threshold}
-Rule:         {signal.rule_id} - {signal.rule_title}
-Rule pack:    version {signal.rule_pack_version}
-Collected at: {signal.collected_at.isoformat()}
-Grade:        {signal.grading or "CTCAE"} grade {signal.grade or "not graded"}
-Deadline:     {deadline}
 
-Computed values:
-{computed}
-
-Signal: {signal.signal_id}
-Review and acknowledge: {base_url.rstrip("/")}/signals/{signal.signal_id}
-
-This message was sent by Vigil safety monitoring. It contains no direct identifiers.
-"""
+def compose(
+    content: MessageContent,
+    *,
+    purpose: str,
+    person_id: str,
+    channel: str,
+    address: str,
+    link: str | None,
+) -> Delivery:
+    """The delivery of ``content`` to one person's channel, rendered for that channel."""
+    delivery_id = delivery_id_for(content.signal_id, purpose, channel, address)
+    message_id = f"<{delivery_id}@vigil>"
+    rendered = render(content, channel, link=link, message_id=message_id)
     return Delivery(
         delivery_id=delivery_id,
-        signal_id=signal.signal_id,
-        channel="email",
-        recipient=recipient,
-        message_id=f"<{delivery_id}@vigil>",
-        subject_line=subject_line,
-        body_text=body,
+        signal_id=content.signal_id,
+        study_id=content.study_id,
+        subject_id=content.subject_id,
+        purpose=purpose,
+        person_id=person_id,
+        channel=channel,
+        recipient=address,
+        message_id=message_id,
+        subject_line=rendered.subject,
+        body_text=rendered.text,
+        body_html=rendered.html,
+        content=content,
+        link=link,
     )

@@ -1,0 +1,70 @@
+"""Findings held for daily digests (the ``digest_items`` working table)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class HeldItems:
+    study_id: str
+    person_id: str
+    signal_ids: tuple[uuid.UUID, ...]
+    lines: tuple[str, ...]
+
+
+async def hold(
+    connection: asyncpg.Connection,
+    study_id: str,
+    lines: Sequence[tuple[str, str]],
+    signal_id: uuid.UUID,
+    held_at: datetime,
+) -> None:
+    """Keep one finding for some people's next digest: (person id, their line) each.
+    Holding it again changes nothing."""
+    await connection.executemany(
+        """INSERT INTO digest_items (study_id, person_id, signal_id, line, held_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        [(study_id, person_id, signal_id, line, held_at) for person_id, line in lines],
+    )
+
+
+async def drop(connection: asyncpg.Connection, signal_id: uuid.UUID) -> None:
+    """A withdrawn signal leaves the digests not sent yet."""
+    await connection.execute(
+        "DELETE FROM digest_items WHERE signal_id = $1 AND digest_day IS NULL", signal_id
+    )
+
+
+async def held_before(
+    connection: asyncpg.Connection, study_id: str, cutoff: datetime
+) -> list[HeldItems]:
+    """Per person of a study, what was held before ``cutoff`` and not sent yet."""
+    rows = await connection.fetch(
+        """SELECT study_id, person_id, array_agg(signal_id ORDER BY held_at) AS signal_ids,
+                  array_agg(line ORDER BY held_at) AS lines
+           FROM digest_items WHERE study_id = $1 AND digest_day IS NULL AND held_at < $2
+           GROUP BY study_id, person_id ORDER BY person_id""",
+        study_id,
+        cutoff,
+    )
+    return [
+        HeldItems(r["study_id"], r["person_id"], tuple(r["signal_ids"]), tuple(r["lines"]))
+        for r in rows
+    ]
+
+
+async def mark_sent(connection: asyncpg.Connection, items: HeldItems, day: date) -> None:
+    await connection.execute(
+        """UPDATE digest_items SET digest_day = $4
+           WHERE study_id = $1 AND person_id = $2 AND signal_id = ANY($3::uuid[])""",
+        items.study_id,
+        items.person_id,
+        list(items.signal_ids),
+        day,
+    )

@@ -1,0 +1,73 @@
+"""The notifier's events in the audit log: append, and read notification streams back."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from shared.events import EventPayload, payload_class, wrap
+from shared.events.notifications import (
+    NotificationEscalated,
+    NotificationOpened,
+    NotificationReissued,
+    NotificationWithdrawn,
+    SignalAcknowledged,
+    notification_stream,
+)
+from shared.eventstore import Appended, NewEvent, append, read_stream
+
+SOURCE = "/vigil/notifier"
+_TIMER_TYPES = [
+    cls.event_type for cls in (NotificationOpened, NotificationEscalated, NotificationReissued)
+]
+_CLOSING_TYPES = [cls.event_type for cls in (SignalAcknowledged, NotificationWithdrawn)]
+
+
+async def record(
+    connection: asyncpg.Connection,
+    events: Sequence[EventPayload],
+    *,
+    event_ids: Sequence[uuid.UUID | None] = (),
+    causation_id: uuid.UUID | None = None,
+    time: datetime | None = None,
+) -> list[Appended]:
+    """Append the notifier's events (ids derived from content unless given), in the
+    caller's transaction; an event recorded before is a no-op (``new`` False)."""
+    ids = list(event_ids) or [None] * len(events)
+    envelopes = [
+        wrap(event, source=SOURCE, event_id=event_id, causation_id=causation_id, time=time)
+        for event, event_id in zip(events, ids, strict=True)
+    ]
+    return await append(connection, [NewEvent(envelope) for envelope in envelopes])
+
+
+async def notification_events(
+    connection: asyncpg.Connection, signal_id: uuid.UUID
+) -> list[EventPayload]:
+    """Every event of one signal's notification stream, in order."""
+    stored = await read_stream(connection, notification_stream(signal_id))
+    return [payload_class(e.type).model_validate(e.payload) for e in stored]
+
+
+async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:
+    """The timer events of every notification neither acknowledged nor withdrawn."""
+    rows = await connection.fetch(
+        """SELECT stream_id, type, payload_json FROM events
+           WHERE stream_id LIKE 'notification-%' AND type = ANY($1::text[])
+             AND stream_id NOT IN (SELECT stream_id FROM events
+                                   WHERE stream_id LIKE 'notification-%'
+                                     AND type = ANY($2::text[]))
+           ORDER BY stream_id, stream_version""",
+        _TIMER_TYPES,
+        _CLOSING_TYPES,
+    )
+    streams: dict[str, list[EventPayload]] = defaultdict(list)
+    for row in rows:
+        streams[row["stream_id"]].append(
+            payload_class(row["type"]).model_validate_json(row["payload_json"])
+        )
+    return list(streams.values())

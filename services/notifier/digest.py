@@ -1,0 +1,70 @@
+"""Daily digests of findings that no protocol rule flags (sent by the timer loop).
+
+A finding held for a person before the study's digest hour goes into that day's digest;
+the digest's id derives from study, person and day, so a restart sends it once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from services.notifier.adapters import digests, notification_log
+from services.notifier.adapters.postgres import add_deliveries
+from services.notifier.domain.messages import MessageContent
+from services.notifier.domain.roster import Roster
+from services.notifier.handlers import NotifierContext, deliveries_for
+from shared.events.notifications import DigestSent
+from shared.events.payloads import EVENT_ID_NAMESPACE
+
+# Digest deliveries are about no single subject; their delivery events carry this instead.
+DIGEST_SUBJECT = "_digest"
+
+
+def last_digest_time(roster: Roster, now: datetime) -> datetime:
+    """The most recent digest hour of the study at or before ``now``."""
+    cutoff = now.replace(hour=roster.digest.hour_utc, minute=0, second=0, microsecond=0)
+    return cutoff if cutoff <= now else cutoff - timedelta(days=1)
+
+
+async def send_due_digests(pool: asyncpg.Pool, context: NotifierContext) -> int:
+    """Plan every digest that is due; returns how many were planned."""
+    now = context.clock.now()
+    planned = 0
+    for roster in context.rosters.values():
+        if not roster.digest.roles:
+            continue
+        cutoff = last_digest_time(roster, now)
+        async with pool.acquire() as connection, connection.transaction():
+            for held in await digests.held_before(connection, roster.study_id, cutoff):
+                person = roster.person(held.person_id)
+                if person is None:
+                    continue
+                day = cutoff.date()
+                digest_id = uuid.uuid5(
+                    EVENT_ID_NAMESPACE, f"digest:{roster.study_id}:{person.id}:{day}"
+                )
+                content = MessageContent(
+                    kind="digest",
+                    study_id=roster.study_id,
+                    subject_id=DIGEST_SUBJECT,
+                    signal_id=digest_id,
+                    items=held.lines,
+                )
+                (delivery,) = deliveries_for([person], content, f"digest-{day}", context)
+                await add_deliveries(
+                    connection, [delivery], give_up_after_seconds=context.give_up_after_seconds
+                )
+                sent = DigestSent(
+                    study_id=roster.study_id,
+                    person_id=person.id,
+                    day=day,
+                    delivery_id=delivery.delivery_id,
+                    signal_ids=held.signal_ids,
+                )
+                await notification_log.record(connection, [sent])
+                await digests.mark_sent(connection, held, day)
+                planned += 1
+    return planned

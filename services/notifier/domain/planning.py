@@ -1,0 +1,99 @@
+"""Who is told what, when: pure decisions from a signal, the roster and the deadlines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.notifier.domain.messages import MessageContent, content_for_signal
+from services.notifier.domain.roster import Person, Roster, role_named
+from shared.events import SafetySignalRaised
+from shared.events.notifications import NotificationOpened, Recipient
+
+
+@dataclass(frozen=True)
+class AckDeadlines:
+    """How long a signal may wait for an acknowledgement before the next level is told."""
+
+    serious_hours: float = 24.0
+    grade3_hours: float = 4.0
+    other_hours: float = 72.0
+
+    def hours_for(self, *, serious: bool, grade: int | None) -> float:
+        """The shortest deadline that applies: a serious grade-3 event gets the grade's."""
+        hours = [self.other_hours]
+        if serious:
+            hours.append(self.serious_hours)
+        if grade is not None and grade >= 3:
+            hours.append(self.grade3_hours)
+        return min(hours)
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One message to one person (on their first channel; fallbacks happen on failure)."""
+
+    person: Person
+    content: MessageContent
+    purpose: str
+
+
+def signal_kind(signal: SafetySignalRaised) -> str:
+    """The routing class of a signal: serious, protocol-threshold or finding."""
+    return "serious" if signal.serious else signal.severity
+
+
+def goes_to_digest(signal: SafetySignalRaised, person: Person, roster: Roster) -> bool:
+    """A finding no protocol rule flags waits for the daily digest for the roles the study
+    chose; a protocol-threshold or serious signal is always sent at once."""
+    return signal_kind(signal) == "finding" and person.role in roster.digest.roles
+
+
+def recipient(person: Person) -> Recipient:
+    return Recipient(person_id=person.id, role=person.role.value)
+
+
+def open_notification(
+    signal: SafetySignalRaised,
+    *,
+    raised_at: datetime,
+    roster: Roster,
+    deadlines: AckDeadlines,
+) -> tuple[NotificationOpened, list[PlannedMessage], list[Person]]:
+    """The opening event, the messages to send now, and the people who get it in a digest."""
+    extra = {role for name in signal.recipient_roles if (role := role_named(name)) is not None}
+    people = roster.recipients_for(signal.site_id, signal_kind(signal), frozenset(extra))
+    digest = [p for p in people if goes_to_digest(signal, p, roster)]
+    now = [p for p in people if p not in digest]
+    hours = deadlines.hours_for(serious=signal.serious, grade=signal.grade)
+    acknowledge_by = raised_at + timedelta(hours=hours)
+    content = content_for_signal(signal).model_copy(update={"acknowledge_by": acknowledge_by})
+    opened = NotificationOpened(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        site_id=signal.site_id,
+        severity=signal.severity,
+        serious=signal.serious,
+        grade=signal.grade,
+        raised_at=raised_at,
+        recipients=tuple(recipient(p) for p in now),
+        digest_recipients=tuple(recipient(p) for p in digest),
+        acknowledge_by=acknowledge_by,
+        deadline_hours=hours,
+        message=content.model_dump(mode="json"),
+    )
+    return opened, [PlannedMessage(p, content, "raised") for p in now], digest
+
+
+def escalation_chain(roster: Roster, told: set[str]) -> list[Person]:
+    """The next level for a signal nobody acknowledged: the backups of those told, then the
+    study's medical monitors, then their backups; nobody already told."""
+    backups = [roster.backup_of(person_id) for person_id in sorted(told)]
+    monitors = list(roster.medical_monitors())
+    monitor_backups = [roster.backup_of(p.id) for p in monitors]
+    for level in (backups, monitors, monitor_backups):
+        fresh = [p for p in dict.fromkeys(level) if p is not None and p.id not in told]
+        if fresh:
+            return fresh
+    return []

@@ -1,0 +1,200 @@
+"""Deliveries on a real PostgreSQL, real SMTP servers (aiosmtpd) and a real HTTP receiver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.webhook import WebhookSender
+from services.notifier.delivery_worker import DeliveryWorker, Sender
+from services.notifier.domain.messages import Delivery
+from services.notifier.domain.roster import Role, Roster
+from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
+from tests.support.notifier import context, plan, raised, roster, signal_of, stream_types
+from tests.support.webhook import webhook_receiver
+from vigil.devstack.ports import free_port
+
+pytestmark = pytest.mark.integration
+WEBHOOK_SECRET = b"webhook-secret-for-tests"
+
+
+def only_investigators(the_roster: Roster) -> Roster:
+    routing = {kind: (Role.INVESTIGATOR,) for kind in the_roster.routing}
+    return the_roster.model_copy(update={"routing": routing})
+
+
+def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: Any) -> DeliveryWorker:
+    return DeliveryWorker(
+        pool,
+        senders,
+        rosters=ctx.rosters,
+        links=ctx.links,
+        retry_max_seconds=1,
+        give_up_after_seconds=ctx.give_up_after_seconds,
+        lease_seconds=30,
+    )
+
+
+async def make_due(pool: asyncpg.Pool) -> None:
+    """Skip the back-off (or the lease) instead of sleeping through it."""
+    await pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE status = 'pending'")
+
+
+async def test_one_message_per_person_and_channel_even_when_the_signal_comes_twice(
+    pool: asyncpg.Pool,
+) -> None:
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    try:
+        ctx = context(roster())
+        envelope = raised("S1")
+        assert await plan(pool, ctx, envelope) == 2  # investigator and sub-investigator
+        assert await plan(pool, ctx, envelope) == 0  # redelivered by the broker
+        smtp = SmtpSender(f"smtp://127.0.0.1:{port}", "vigil@x.org")
+        assert await worker(pool, {"email": smtp}, ctx).send_due() == 2
+        assert await worker(pool, {"email": smtp}, ctx).send_due() == 0
+
+        mails = mailbox.wait_for(lambda m: True, count=2)
+        assert sorted(to for m in mails for to in m.envelope_to) == ["pi1@x.org", "sub1@x.org"]
+        for mail in mails:
+            assert mail.message.get_body(preferencelist=("html",)) is not None
+            assert "https://vigil.example/signals/" in mail.body
+        signal_id = signal_of(envelope).signal_id
+        async with pool.acquire() as connection:
+            types = await stream_types(connection, signal_id)
+        assert types == ["opened"] + ["delivery_attempted"] * 2 + ["delivery_succeeded"] * 2
+    finally:
+        controller.stop()
+
+
+async def test_refusing_server_is_retried_until_it_recovers(pool: asyncpg.Pool) -> None:
+    port = free_port()
+    controller, mailbox = start_smtp_server(port, RefusingCatcher(refusals=2))
+    try:
+        ctx = context(roster())
+        envelope = raised("S2")
+        await plan(pool, ctx, envelope)
+        send = worker(pool, {"email": SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")}, ctx)
+        for _ in range(3):
+            assert await send.send_due() == 1
+            await make_due(pool)
+        mailbox.wait_for(lambda m: True)
+        row = await pool.fetchrow("SELECT status, attempts FROM deliveries")
+        assert (row["status"], row["attempts"]) == ("sent", 3)
+        async with pool.acquire() as connection:
+            types = await stream_types(connection, envelope.payload().signal_id)  # type: ignore[attr-defined]
+        assert types == [
+            "opened",
+            "delivery_attempted", "delivery_failed",
+            "delivery_attempted", "delivery_failed",
+            "delivery_attempted", "delivery_succeeded",
+        ]  # fmt: skip
+        failed = await pool.fetchval(
+            "SELECT payload->>'error' FROM events WHERE type LIKE '%delivery_failed%' LIMIT 1"
+        )
+        assert "451" in failed
+    finally:
+        controller.stop()
+
+
+async def test_stalling_server_falls_back_to_the_signed_webhook(pool: asyncpg.Pool) -> None:
+    port = free_port()
+    controller, _ = start_smtp_server(port, SlowCatcher(delay=3))
+    try:
+        async with webhook_receiver(WEBHOOK_SECRET) as receiver:
+            channels = [{"email": "pi1@x.org"}, {"webhook": receiver.url}]
+            ctx = context(only_investigators(roster(primary_channels=channels)), give_up=0.0)
+            envelope = raised("S1")
+            await plan(pool, ctx, envelope)
+            senders: dict[str, Sender] = {
+                "email": SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org", timeout=0.5),
+                "webhook": WebhookSender(WEBHOOK_SECRET, timeout=5),
+            }
+            send = worker(pool, senders, ctx)
+            assert await send.send_due() == 1  # e-mail stalls, times out: give up, fall back
+            assert await send.send_due() == 1  # the webhook
+            (document,) = receiver.accepted
+            signal_id = signal_of(envelope).signal_id
+            assert document["signal_id"] == str(signal_id)
+            assert document["acknowledge_url"].startswith("https://vigil.example/signals/")
+            assert receiver.headers[0]["idempotency-key"]
+            assert receiver.refused == 0
+            async with pool.acquire() as connection:
+                types = await stream_types(connection, signal_id)
+            assert types == [
+                "opened",
+                "delivery_attempted", "delivery_failed", "delivery_fell_back",
+                "delivery_attempted", "delivery_succeeded",
+            ]  # fmt: skip
+    finally:
+        controller.stop()
+
+
+async def test_unreachable_person_falls_back_to_the_backup(pool: asyncpg.Pool) -> None:
+    dead_port, port = free_port(), free_port()
+    controller, mailbox = start_smtp_server(port)
+
+    class ByAddress:
+        """pi1's mail server is down; everyone else's works."""
+
+        def __init__(self) -> None:
+            self.dead = SmtpSender(f"smtp://127.0.0.1:{dead_port}", "v@x.org", timeout=2)
+            self.live = SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org", timeout=5)
+
+        async def send(self, delivery: Delivery) -> str:
+            target = self.dead if delivery.recipient == "pi1@x.org" else self.live
+            return await target.send(delivery)
+
+    try:
+        ctx = context(only_investigators(roster()), give_up=0.0)
+        await plan(pool, ctx, raised("S1"))
+        send = worker(pool, {"email": ByAddress()}, ctx)
+        assert await send.send_due() == 1  # refused: no other channel, so the backup
+        assert await send.send_due() == 1
+        (mail,) = mailbox.wait_for(lambda m: True)
+        assert mail.envelope_to == ["sub1@x.org"]
+        fell_back = await pool.fetchval(
+            "SELECT payload->>'to_person_id' FROM events WHERE type LIKE '%delivery_fell_back%'"
+        )
+        assert fell_back == "sub1"
+    finally:
+        controller.stop()
+
+
+async def test_crash_between_sending_and_recording_repeats_with_the_same_message_id(
+    pool: asyncpg.Pool,
+) -> None:
+    """The one window for a repeat: sent, but the outcome never committed."""
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    smtp = SmtpSender(f"smtp://127.0.0.1:{port}", "vigil@x.org")
+    try:
+        ctx = context(roster())
+        envelope = raised("S2")
+        await plan(pool, ctx, envelope)
+
+        class CrashError(BaseException):
+            """The process dies right after the server accepted the message."""
+
+        class CrashAfterSend:
+            async def send(self, delivery: Delivery) -> str:
+                await smtp.send(delivery)
+                raise CrashError
+
+        with pytest.raises(CrashError):
+            await worker(pool, {"email": CrashAfterSend()}, ctx).send_due()
+        assert await pool.fetchval("SELECT status FROM deliveries") == "pending"
+        assert await worker(pool, {"email": smtp}, ctx).send_due() == 0  # leased
+        await make_due(pool)  # the lease ran out
+        assert await worker(pool, {"email": smtp}, ctx).send_due() == 1
+
+        mails = mailbox.wait_for(lambda m: True, count=2)
+        assert len({m.message["Message-ID"] for m in mails}) == 1
+        async with pool.acquire() as connection:
+            types = await stream_types(connection, envelope.payload().signal_id)  # type: ignore[attr-defined]
+        assert types == ["opened", "delivery_attempted", "delivery_attempted", "delivery_succeeded"]
+    finally:
+        controller.stop()

@@ -1,0 +1,254 @@
+"""Escalation on an injectable clock, acknowledgements over HTTP, withdrawal: real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.notifier import handlers
+from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.api import acknowledgement_router
+from services.notifier.delivery_worker import DeliveryWorker
+from services.notifier.digest import send_due_digests
+from services.notifier.domain.links import issue_token
+from services.notifier.domain.roster import Digest, Role
+from shared.events import (
+    DataQualityIssueRaised,
+    SafetySignalEscalated,
+    SafetySignalRetracted,
+    wrap,
+)
+from tests.support.mail import start_smtp_server
+from tests.support.notifier import (
+    LINK_SECRET,
+    T0,
+    ManualClock,
+    context,
+    lifecycle,
+    plan,
+    raised,
+    roster,
+    signal_of,
+    stream_types,
+)
+from vigil.devstack.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def recipients(pool: asyncpg.Pool, purpose: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT person_id FROM deliveries WHERE purpose = $1 ORDER BY person_id", purpose
+    )
+    return [row["person_id"] for row in rows]
+
+
+async def test_grade_3_unacknowledged_escalates_to_backup_then_medical_monitor(
+    pool: asyncpg.Pool,
+) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S1", grade=3)
+    await plan(pool, ctx, envelope)
+
+    clock.advance(hours=3, minutes=59)
+    assert await handlers.escalate_due(pool, ctx) == 0
+    clock.advance(minutes=1)  # 4 h: the grade-3 deadline
+    assert await handlers.escalate_due(pool, ctx) == 1
+    assert await handlers.escalate_due(pool, ctx) == 0  # not twice
+    # a restarted notifier (new context, same store) derives the same timers: no repeat
+    assert await handlers.escalate_due(pool, context(roster(), clock)) == 0
+    # pi1 and sub1 back each other up and were both told: level 1 is the medical monitor
+    assert await recipients(pool, "escalation-1") == ["mm"]
+
+    clock.advance(hours=4)
+    assert await handlers.escalate_due(pool, ctx) == 1  # nobody left: recorded, timer stops
+    clock.advance(days=30)
+    assert await handlers.escalate_due(pool, ctx) == 0
+    async with pool.acquire() as connection:
+        types = await stream_types(connection, signal_of(envelope).signal_id)
+    assert types == ["opened", "escalated", "escalated"]
+
+
+async def test_backup_is_the_first_escalation_level(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    the_roster = roster()
+    sites = list(the_roster.sites)
+    pi2 = sites[1].people[0].model_copy(update={"backup": "sub1"})
+    sites[1] = sites[1].model_copy(update={"people": (pi2,)})
+    ctx = context(the_roster.model_copy(update={"sites": tuple(sites)}), clock)
+    await plan(pool, ctx, raised("S2", serious=True))  # SAE: 24 h, the medical monitor too
+    clock.advance(hours=24)
+    assert await handlers.escalate_due(pool, ctx) == 1
+    assert await recipients(pool, "escalation-1") == ["sub1"]
+
+
+async def app_client(pool: asyncpg.Pool, ctx: Any) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(acknowledgement_router(lambda: pool, ctx))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier")
+
+
+async def token_sent_to(pool: asyncpg.Pool, person_id: str) -> str:
+    link: str = await pool.fetchval(
+        "SELECT link FROM deliveries WHERE person_id = $1 AND link IS NOT NULL LIMIT 1", person_id
+    )
+    return link.split("token=", 1)[1]
+
+
+async def test_acknowledgement_is_recorded_and_stops_escalation(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S1", grade=3)
+    await plan(pool, ctx, envelope)
+    token = await token_sent_to(pool, "pi1")
+    body = {"token": token, "assessment": "clinically-significant", "comment": "repeat Hb"}
+    url = f"/v1/signals/{signal_of(envelope).signal_id}/acknowledgements"
+
+    async with await app_client(pool, ctx) as client:
+        first = await client.post(url, json=body)
+        again = await client.post(url, json=body)
+
+    assert first.status_code == 201, first.text
+    assert first.json()["person_id"] == "pi1"
+    assert again.status_code == 200  # the same acknowledgement, recorded once
+    clock.advance(hours=5)
+    assert await handlers.escalate_due(pool, ctx) == 0
+    stored = await pool.fetchrow(
+        "SELECT payload FROM events WHERE event_id = $1", uuid.UUID(first.json()["event_id"])
+    )
+    assert '"assessment": "clinically-significant"' in stored["payload"]
+
+
+async def test_forged_altered_expired_and_foreign_links_are_refused(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S1")
+    other = raised("S1")
+    await plan(pool, ctx, envelope, other)
+    the_id = signal_of(envelope).signal_id
+    genuine = await token_sent_to(pool, "pi1")
+    claims, mac = genuine.split(".")
+    cases = {
+        "forged": (issue_token(b"not-the-key", the_id, "pi1", T0 + timedelta(days=1)), 401),
+        "altered": (claims + "." + ("A" if mac[0] != "A" else "B") + mac[1:], 401),
+        "other signal": (
+            issue_token(LINK_SECRET, signal_of(other).signal_id, "pi1", T0 + timedelta(days=1)),
+            401,
+        ),
+        "another site": (issue_token(LINK_SECRET, the_id, "pi2", T0 + timedelta(days=1)), 403),
+    }
+    url = f"/v1/signals/{the_id}/acknowledgements"
+    async with await app_client(pool, ctx) as client:
+        for name, (token, status) in cases.items():
+            body = {"token": token, "assessment": "not-clinically-significant"}
+            response = await client.post(url, json=body)
+            assert response.status_code == status, (name, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+        unknown = await client.post(
+            f"/v1/signals/{uuid.uuid4()}/acknowledgements",
+            json={"token": genuine, "assessment": "sae-confirmed"},
+        )
+        assert unknown.status_code == 404
+        clock.advance(hours=169)  # past the link's validity
+        expired = await client.post(url, json={"token": genuine, "assessment": "sae-confirmed"})
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["detail"]
+    async with pool.acquire() as connection:
+        assert "acknowledged" not in await stream_types(connection, the_id)
+
+
+async def test_retraction_tells_the_recipients_and_stops_escalation(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S2", grade=4)
+    await plan(pool, ctx, envelope)
+    retraction = SafetySignalRetracted(
+        **lifecycle(signal_of(envelope)),
+        reason="the haemoglobin result was entered in error",
+    )
+    await plan(pool, ctx, wrap(retraction, source="/test/rules", time=T0))
+    assert await pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE purpose = 'raised' AND status = 'cancelled'"
+    )
+    assert await recipients(pool, "withdrawn") == ["pi2"]
+    withdrawn = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'withdrawn'")
+    assert "entered in error" in withdrawn
+    clock.advance(days=10)
+    assert await handlers.escalate_due(pool, ctx) == 0
+
+
+async def test_unknown_subject_reaches_the_medical_monitor(pool: asyncpg.Pool) -> None:
+    ctx = context(roster())
+    issue = DataQualityIssueRaised(
+        study_id="NCT-NOTIFY",
+        subject_id="X-404",
+        issue="unknown-subject",
+        detail="no enrolment for subject X-404",
+        related_event_id=uuid.uuid4(),
+    )
+    assert await plan(pool, ctx, wrap(issue, source="/test/rules", time=T0)) == 1
+    assert await recipients(pool, "data-quality") == ["mm"]
+
+
+async def test_findings_wait_for_the_daily_digest_and_are_sent_once(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()  # 09:00; the digest hour is 07:00 UTC
+    the_roster = roster().model_copy(
+        update={"digest": Digest(roles=(Role.SUB_INVESTIGATOR,), hour_utc=7)}
+    )
+    ctx = context(the_roster, clock)
+    finding, threshold = raised("S1", severity="finding", grade=1), raised("S1", grade=1)
+    await plan(pool, ctx, finding, threshold)
+    assert await recipients(pool, "raised") == ["pi1", "pi1", "sub1"]  # threshold: at once
+    assert await send_due_digests(pool, ctx) == 0  # held after today's digest hour
+    clock.advance(hours=22)  # 07:00 the next day
+    assert await send_due_digests(pool, ctx) == 1
+    assert await send_due_digests(pool, ctx) == 0
+    assert await send_due_digests(pool, context(the_roster, clock)) == 0  # after a restart
+    (digest,) = await pool.fetch("SELECT * FROM deliveries WHERE purpose LIKE 'digest-%'")
+    assert digest["person_id"] == "sub1"
+    assert digest["purpose"] == "digest-2026-06-02"
+    assert str(signal_of(finding).signal_id) in digest["body_text"]  # each finding carries its link
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    try:
+        sender = SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")
+        await DeliveryWorker(
+            pool, {"email": sender}, rosters=ctx.rosters, links=ctx.links,
+            retry_max_seconds=1, give_up_after_seconds=60,
+        ).send_due()  # fmt: skip
+        mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
+        assert mail.envelope_to == ["sub1@x.org"]
+    finally:
+        controller.stop()
+
+
+async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.Pool) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S2", grade=2)  # 72 h
+    await plan(pool, ctx, envelope)
+    worse = SafetySignalEscalated(
+        **lifecycle(signal_of(envelope)),
+        previous_grade=2,
+        grade=3,
+        input_event_ids=(uuid.uuid4(),),
+        computed_values={},
+        observed_value=Decimal("7.1"),
+        observed_unit="g/dL",
+        collected_at=T0,
+    )
+    clock.advance(hours=1)
+    await plan(pool, ctx, wrap(worse, source="/test/rules", time=clock.now()))
+    assert await recipients(pool, "grade-3") == ["pi2"]
+    body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
+    assert "7.1 g/dL" in body
+    clock.advance(hours=4)  # 5 h after raising: the grade-3 deadline (4 h) has passed
+    assert await handlers.escalate_due(pool, ctx) == 1

@@ -1,0 +1,131 @@
+"""Building blocks for the notifier's tests: a roster, signals, a context, a movable clock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.notifier import handlers
+from services.notifier.domain.links import LinkIssuer
+from services.notifier.domain.planning import AckDeadlines
+from services.notifier.domain.roster import Roster
+from services.notifier.handlers import NotifierContext
+from shared.events import Envelope, SafetySignalRaised, wrap
+from shared.events.notifications import notification_stream
+
+STUDY = "NCT-NOTIFY"
+LINK_SECRET = b"test-link-secret-0123456789abcdef"
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class ManualClock:
+    """A clock that moves only when the test says so."""
+
+    current: datetime = T0
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+def roster(*, primary_channels: list[dict[str, str]] | None = None) -> Roster:
+    """Two sites; the site-01 investigator's channels can be chosen by the test."""
+    return Roster.model_validate(
+        {
+            "study_id": STUDY,
+            "study_contacts": [
+                {"id": "mm", "name": "MM", "role": "medical_monitor", "email": "mm@x.org"}
+            ],
+            "sites": [
+                {
+                    "id": "S1",
+                    "people": [
+                        {
+                            "id": "pi1",
+                            "name": "PI 1",
+                            "role": "investigator",
+                            "channels": primary_channels or [{"email": "pi1@x.org"}],
+                            "backup": "sub1",
+                        },
+                        {"id": "sub1", "name": "Sub 1", "role": "sub_investigator",
+                         "email": "sub1@x.org"},
+                    ],
+                },
+                {
+                    "id": "S2",
+                    "people": [
+                        {"id": "pi2", "name": "PI 2", "role": "investigator",
+                         "email": "pi2@x.org"},
+                    ],
+                },
+            ],
+        }
+    )  # fmt: skip
+
+
+def context(
+    the_roster: Roster, clock: ManualClock | None = None, *, give_up: float = 900.0
+) -> NotifierContext:
+    return NotifierContext(
+        rosters={the_roster.study_id: the_roster},
+        deadlines=AckDeadlines(),
+        links=LinkIssuer(LINK_SECRET, "https://vigil.example", timedelta(hours=168)),
+        clock=clock or ManualClock(),
+        give_up_after_seconds=give_up,
+    )
+
+
+def raised(site_id: str | None = "S1", **changes: Any) -> Envelope:
+    """A signal as the rules engine publishes it, raised at T0."""
+    values: dict[str, Any] = {
+        "study_id": STUDY,
+        "subject_id": f"T-{uuid.uuid4().hex[:8]}",
+        "site_id": site_id,
+        "signal_id": uuid.uuid4(),
+        "rule_id": "anaemia-hb-le-9",
+        "rule_title": "Haemoglobin at or below 9 g/dL",
+        "rule_pack_version": "1",
+        "input_event_ids": (uuid.uuid4(),),
+        "computed_values": {},
+        "analyte": "haemoglobin",
+        "observed_value": Decimal("8.0"),
+        "observed_unit": "g/dL",
+        "threshold": "<= 9 g/dL",
+        "collected_at": T0,
+    }
+    return wrap(SafetySignalRaised(**{**values, **changes}), source="/test/rules", time=T0)
+
+
+async def stream_types(connection: asyncpg.Connection, signal_id: uuid.UUID) -> list[str]:
+    """The short type names of a notification stream, in order."""
+    rows = await connection.fetch(
+        "SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        notification_stream(signal_id),
+    )
+    return [row["type"].split(".")[-2] for row in rows]
+
+
+def signal_of(envelope: Envelope) -> SafetySignalRaised:
+    payload = envelope.payload()
+    assert isinstance(payload, SafetySignalRaised)
+    return payload
+
+
+def lifecycle(signal: SafetySignalRaised) -> dict[str, Any]:
+    """The fields every later event in a signal's life repeats from the raised one."""
+    fields = ("study_id", "subject_id", "signal_id", "rule_id", "rule_pack_version", "site_id")
+    return {name: getattr(signal, name) for name in fields}
+
+
+async def plan(pool: asyncpg.Pool, context: NotifierContext, *envelopes: Envelope) -> int:
+    """What the signal consumer does with a batch, in one transaction."""
+    async with pool.acquire() as connection, connection.transaction():
+        return await handlers.handle_signals(connection, list(envelopes), context)
