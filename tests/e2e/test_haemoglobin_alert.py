@@ -188,9 +188,11 @@ async def test_same_event_twice_gives_one_row_and_one_email(
         await db.fetchval("SELECT count(*) FROM events WHERE event_id = $1", uuid.UUID(event_id))
         == 1
     )
+    # one signal, raised once (and resolved by the marker, which is back in range)
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM events WHERE subject_id = $1 AND type LIKE '%safety_signal%'",
+            "SELECT count(*) FROM events WHERE subject_id = $1 "
+            "AND type = 'org.vigil.safety_signal.raised.v1'",
             subject,
         )
         == 1

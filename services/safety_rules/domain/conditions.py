@@ -8,7 +8,7 @@ import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from services.safety_rules.domain.rule_pack import (
     BaselineChangeRule,
     CreatinineClearanceRule,
     FallbackLimit,
+    FromPercent,
     Grading,
     HysLawRule,
     MedicationRule,
@@ -319,11 +320,76 @@ def _absolute(
             comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
         ), ()
 
-    return _each(
+    points, problems = _each(
         _numeric(_candidates(history, rule.loinc_codes, only)),
         lambda entry: (id(rule), _baseline_key(history, entry)),
         judge_entry,
     )
+    for derivation in rule.derive_from_percent:
+        more, found = _from_percent(rule, derivation, history)
+        points += more
+        problems += found
+    return points, problems
+
+
+def _from_percent(
+    rule: AbsoluteThresholdRule, derivation: FromPercent, history: SubjectHistory
+) -> Judged:
+    """Counts derived from a percentage and the total count of the same specimen (same
+    collection time); a percentage without its total is a data-quality problem."""
+    totals = {e.at: e for e in _numeric(history.results(derivation.total_code))}
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in _numeric(history.results(derivation.percent_code)):
+        total = totals.get(entry.at)
+        if total is None:
+            problems.append(
+                Problem(
+                    "missing-input",
+                    f"rule {rule.id}: {entry.result.analyte_text or derivation.percent_code} "
+                    f"{_reported(entry)} has no total count ({derivation.total_code}) of the "
+                    "same specimen, so the absolute count cannot be derived",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
+        point, _ = _memoised(
+            entry,
+            (id(rule), "from-percent", total.event_id),
+            functools.partial(_percent_point, rule, entry, total),
+        )
+        if point is not None:
+            points.append(point)
+    return points, problems
+
+
+def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry) -> _Judgement:
+    assert entry.result.value is not None
+    try:
+        count = value_in(total, rule.unit)
+    except UnitNotConvertible:
+        return None, ()
+    value = entry.result.value / 100 * count
+    comparator = entry.result.comparator
+    derived = (
+        f"{_num(entry.result.value)} % x {_label(total)} {_num(count)} {rule.unit} = "
+        f"{_num(value)} {rule.unit}"
+    )
+    point = _lab_point(
+        rule,
+        entry,
+        holds=rule.holds(value, comparator),
+        grade=grade_of(rule.grading, {"value": value}, comparator),
+        value=value,
+        unit=rule.unit,
+        comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+        extra={"derived": derived},
+        input_ids=(entry.event_id, total.event_id),
+    )
+    analyte = analyte_for(rule.loinc_codes[0])
+    name = analyte.name if analyte else rule.loinc_codes[0]
+    return replace(point, analyte=f"{name} (from {_label(entry)} %)"), ()
 
 
 def _lab_quantities(
@@ -1029,5 +1095,9 @@ _ENTRYWISE: dict[type, Callable[[Any, SubjectHistory, set[uuid.UUID]], Judged]] 
 
 
 def entrywise(rule: Rule) -> bool:
-    """Whether a new entry leaves the points of every earlier entry of this rule as they were."""
+    """Whether a new entry leaves the points of every earlier entry of this rule as they were
+    (not so when a count is derived from two results: a late total changes a percentage's
+    point)."""
+    if isinstance(rule, AbsoluteThresholdRule) and rule.derive_from_percent:
+        return False
     return type(rule) in _ENTRYWISE

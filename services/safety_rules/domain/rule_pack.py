@@ -113,7 +113,11 @@ class RuleBase(_Strict):
     reporting_deadline_hours: int | None = Field(
         default=None, gt=0, description="Hours from when Vigil learned of it to the report."
     )
-    recipients: tuple[Role, ...] = ("investigator", "medical-monitor")
+    recipients: tuple[Role, ...] = Field(
+        default=("investigator",),
+        description="Roles told at once; the roster's escalation chain reaches the medical "
+        "monitor when nobody acknowledges in time.",
+    )
     note: str | None = Field(default=None, description="What a reviewer must know.")
 
     #: whether the rule needs the subject's enrolment (age, sex, weight, Day 0)
@@ -143,6 +147,14 @@ def _number(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
+class FromPercent(_Strict):
+    """An absolute count derived from a differential percentage and the total count of the
+    same specimen (e.g. neutrophils % of leukocytes x WBC)."""
+
+    percent_code: LoincCode
+    total_code: LoincCode
+
+
 class AbsoluteThresholdRule(RuleBase):
     """Fires when an analyte, in the rule's unit, compares true against a fixed threshold."""
 
@@ -151,10 +163,15 @@ class AbsoluteThresholdRule(RuleBase):
     operator: Operator
     threshold: Decimal
     unit: str
+    derive_from_percent: tuple[FromPercent, ...] = Field(
+        default=(),
+        description="Also judge counts derived from a percentage and the specimen's total.",
+    )
 
     @model_validator(mode="after")
     def _unit_is_convertible(self) -> AbsoluteThresholdRule:
         _check_units(self.loinc_codes, self.unit)
+        _check_units(tuple(d.total_code for d in self.derive_from_percent), self.unit)
         return self
 
     def holds(self, value: Decimal, comparator: str | None = None) -> bool:
@@ -162,7 +179,10 @@ class AbsoluteThresholdRule(RuleBase):
         return may_hold(value, comparator, self.operator, self.threshold)
 
     def inputs(self) -> tuple[str, ...]:
-        return self.loinc_codes
+        derived = [
+            code for d in self.derive_from_percent for code in (d.percent_code, d.total_code)
+        ]
+        return (*self.loinc_codes, *derived)
 
     def describe(self) -> str:
         return f"{self.operator} {_number(self.threshold)} {self.unit}"

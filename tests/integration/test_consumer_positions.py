@@ -1,0 +1,91 @@
+"""The rules consumer continues from the positions stored with the data, not Kafka's."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.safety_rules.consumers import SeekToStoredPositions
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class _Subscriber:
+    """What the listener needs of FastStream's subscriber: the running consumer."""
+
+    consumer: AIOKafkaConsumer
+
+
+async def _first_offset(bootstrap: str, dsn: str, topic: str, group: str) -> int:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    listener = SeekToStoredPositions(pool, group)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    listener.subscriber = _Subscriber(consumer)
+    consumer.subscribe([topic], listener=listener)
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            records = [r for rs in batch.values() for r in rs]
+            if records:
+                return int(min(r.offset for r in records))
+    finally:
+        await consumer.stop()
+        await pool.close()
+
+
+async def _topic_with(bootstrap: str, count: int) -> str:
+    topic = f"positions-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(count):
+            await producer.send_and_wait(topic, f"record {n}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    return topic
+
+
+async def _store(dsn: str, group: str, topic: str, next_offset: int) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO consumer_positions (group_id, topic, partition, next_offset) "
+            "VALUES ($1, $2, 0, $3)",
+            group,
+            topic,
+            next_offset,
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_group_without_kafka_offsets_continues_from_the_stored_position(
+    kafka_bootstrap: str, fresh_dsn: str
+) -> None:
+    topic = await _topic_with(kafka_bootstrap, 10)
+    group = f"g-{uuid.uuid4().hex[:8]}"  # Kafka has no committed offset for it
+    await _store(fresh_dsn, group, topic, 6)
+
+    assert await _first_offset(kafka_bootstrap, fresh_dsn, topic, group) == 6
+
+
+async def test_a_stored_position_past_the_log_end_means_the_broker_lost_the_log(
+    kafka_bootstrap: str, fresh_dsn: str
+) -> None:
+    topic = await _topic_with(kafka_bootstrap, 3)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await _store(fresh_dsn, group, topic, 500)  # from before a memory-only broker restarted
+
+    # read from what the broker has; the event store drops what it already holds
+    assert await _first_offset(kafka_bootstrap, fresh_dsn, topic, group) == 0
