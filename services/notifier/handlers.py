@@ -38,6 +38,7 @@ from shared import metrics
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
+    SafetySignalAmended,
     SafetySignalEscalated,
     SafetySignalRaised,
     SafetySignalRetracted,
@@ -121,7 +122,9 @@ async def handle_signals(
             continue
         if isinstance(payload, SafetySignalRaised):
             added += await _raised(connection, envelope, payload, roster, context)
-        elif isinstance(payload, SafetySignalEscalated):
+        elif isinstance(payload, SafetySignalEscalated | SafetySignalAmended):
+            # an amendment that makes the grade worse (a corrected value) is told like an
+            # escalation; one that makes it milder changes nothing already sent
             added += await _worsened(connection, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalRetracted):
             added += await _withdrawn(connection, envelope, payload, roster, context)
@@ -164,7 +167,7 @@ def _people(roster: Roster, person_ids: Iterable[str]) -> list[Person]:
 async def _worsened(
     connection: asyncpg.Connection,
     envelope: Envelope,
-    signal: SafetySignalEscalated,
+    signal: SafetySignalEscalated | SafetySignalAmended,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
@@ -172,6 +175,8 @@ async def _worsened(
     if state is None or state.withdrawn:
         log.warning("notifier.worsened_unknown_signal", signal_id=str(signal.signal_id))
         return 0
+    if (signal.grade or 0) <= (state.grade or state.opened.grade or 0):
+        return 0  # not worse than what the recipients were told
     hours = context.deadlines.hours_for(serious=state.opened.serious, grade=signal.grade)
     reissued = NotificationReissued(
         study_id=signal.study_id,

@@ -21,6 +21,7 @@ from services.notifier.domain.links import issue_token
 from services.notifier.domain.roster import Digest, Role
 from shared.events import (
     DataQualityIssueRaised,
+    SafetySignalAmended,
     SafetySignalEscalated,
     SafetySignalRetracted,
     wrap,
@@ -252,3 +253,34 @@ async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.P
     assert "7.1 g/dL" in body
     clock.advance(hours=4)  # 5 h after raising: the grade-3 deadline (4 h) has passed
     assert await handlers.escalate_due(pool, ctx) == 1
+
+
+async def test_a_correction_to_a_worse_grade_tells_again_a_milder_one_does_not(
+    pool: asyncpg.Pool,
+) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S2", grade=2)
+    await plan(pool, ctx, envelope)
+
+    def amended(grade: int, value: str) -> SafetySignalAmended:
+        return SafetySignalAmended(
+            **lifecycle(signal_of(envelope)),
+            reason="the laboratory corrected the result",
+            previous_grade=2,
+            grade=grade,
+            input_event_ids=(uuid.uuid4(),),
+            superseded_event_ids=(uuid.uuid4(),),
+            computed_values={},
+            observed_value=Decimal(value),
+            observed_unit="g/dL",
+            collected_at=T0,
+        )
+
+    clock.advance(hours=1)
+    await plan(pool, ctx, wrap(amended(2, "8.6"), source="/test/rules", time=clock.now()))
+    assert await recipients(pool, "grade-2") == []  # the same grade: nothing new to tell
+    await plan(pool, ctx, wrap(amended(3, "7.4"), source="/test/rules", time=clock.now()))
+    assert await recipients(pool, "grade-3") == ["pi2"]
+    body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
+    assert "7.4 g/dL" in body
