@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import uuid
 
 import asyncpg
@@ -12,26 +11,14 @@ import pytest
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.handlers import handle_batch
+from tests.integration.test_rules_tools import vigil
 from tests.integration.test_store_and_rules import PACKS, enrolled, hb
-from tests.support.components import as_service_role
-from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
 
 
 async def explain(dsn: str, signal_id: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "vigil", "rules", "explain", signal_id],
-        env={
-            "VIGIL_DATABASE_URL": as_service_role(dsn),
-            "VIGIL_STUDY_DIR": str(REPO / "studies"),
-            "PATH": "/usr/bin:/bin",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return await asyncio.to_thread(vigil, dsn, "explain", signal_id)
 
 
 async def test_explains_a_signal_in_words(fresh_dsn: str) -> None:
