@@ -156,7 +156,10 @@ async def _raised(
     return await _plan(connection, deliveries_for(people, content, "raised", context), context)
 
 
-async def _state(connection: asyncpg.Connection, signal_id: uuid.UUID) -> NotificationState | None:
+async def notification_state(
+    connection: asyncpg.Connection, signal_id: uuid.UUID
+) -> NotificationState | None:
+    """What the signal's notification stream says now (None: nothing was opened)."""
     return fold(await notification_log.notification_events(connection, signal_id))
 
 
@@ -171,7 +174,7 @@ async def _worsened(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    state = await _state(connection, signal.signal_id)
+    state = await notification_state(connection, signal.signal_id)
     if state is None or state.withdrawn:
         log.warning("notifier.worsened_unknown_signal", signal_id=str(signal.signal_id))
         return 0
@@ -202,7 +205,7 @@ async def _withdrawn(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    state = await _state(connection, signal.signal_id)
+    state = await notification_state(connection, signal.signal_id)
     if state is None:
         return 0
     withdrawn = NotificationWithdrawn(
@@ -323,7 +326,7 @@ async def acknowledge(
 
     Raises UnknownSignal, InvalidLink (forged, altered, expired, other signal) or
     NotOnRoster (the person is not on the roster of the signal's site)."""
-    state = await _state(connection, signal_id)
+    state = await notification_state(connection, signal_id)
     if state is None:
         raise UnknownSignal(f"no notification for signal {signal_id}")
     claims = context.links.verify(token, signal_id, context.clock.now())

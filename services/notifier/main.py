@@ -18,6 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from services.notifier import handlers
+from services.notifier.ack_page import acknowledgement_page_router
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.api import acknowledgement_router
@@ -221,6 +222,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
 
     app = service_app("Vigil notifier", workers, database_readiness(holder))
     app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
+    app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
     return app
 
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.notifier import handlers
+from services.notifier.ack_page import acknowledgement_page_router
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.api import acknowledgement_router
 from services.notifier.delivery_worker import DeliveryWorker
@@ -94,6 +95,7 @@ async def test_backup_is_the_first_escalation_level(pool: asyncpg.Pool) -> None:
 async def app_client(pool: asyncpg.Pool, ctx: Any) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(acknowledgement_router(lambda: pool, ctx))
+    app.include_router(acknowledgement_page_router(lambda: pool, ctx))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier")
 
 
@@ -284,3 +286,45 @@ async def test_a_correction_to_a_worse_grade_tells_again_a_milder_one_does_not(
     assert await recipients(pool, "grade-3") == ["pi2"]
     body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
     assert "7.4 g/dL" in body
+
+
+async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
+    pool: asyncpg.Pool,
+) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    envelope = raised("S1", grade=3)
+    await plan(pool, ctx, envelope)
+    signal = signal_of(envelope)
+    link: str = await pool.fetchval(
+        "SELECT link FROM deliveries WHERE person_id = 'pi1' AND link IS NOT NULL LIMIT 1"
+    )
+    path = link.split("://", 1)[1].split("/", 1)[1]  # the address as the person clicks it
+    token = link.split("token=", 1)[1]
+    async with await app_client(pool, ctx) as client:
+        page = await client.get(f"/{path}")
+        assert page.status_code == 200
+        assert signal.subject_id in page.text
+        assert "Clinically significant" in page.text
+        assert "Serious adverse event confirmed" in page.text
+        assert 'name="token"' in page.text
+        altered = await client.get(f"/signals/{signal.signal_id}/acknowledge?token=x{token}")
+        assert altered.status_code == 401
+        foreign = issue_token(LINK_SECRET, signal.signal_id, "pi2", T0 + timedelta(days=1))
+        refused = await client.post(
+            f"/signals/{signal.signal_id}/acknowledge",
+            content=f"token={foreign}&assessment=clinically-significant",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert refused.status_code == 403
+        done = await client.post(
+            f"/signals/{signal.signal_id}/acknowledge",
+            content=f"token={token}&assessment=clinically-significant&comment=repeat+Hb",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert done.status_code == 201, done.text
+        assert "Recorded: Clinically significant" in done.text
+    async with pool.acquire() as connection:
+        assert "acknowledged" in await stream_types(connection, signal.signal_id)
+    clock.advance(hours=5)  # past the grade-3 deadline: acknowledged, so no escalation
+    assert await handlers.escalate_due(pool, ctx) == 0
