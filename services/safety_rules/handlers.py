@@ -170,8 +170,16 @@ async def handle_batch(
         if pack is None:
             log.warning("rules.no_rule_pack", study_id=key[0], subject_id=key[1])
             continue
-        new_facts = None if key in whole else fresh[key]
-        evaluation = evaluate(histories[key], pack, inputs, new_facts)
+        history = histories[key]
+        if history.judged_with != pack.version:
+            # first sight of this subject in this process, or a new pack: every rule walks
+            # the whole history once, so the record is in line with this pack before any
+            # rule may look at new facts alone
+            evaluation = evaluate(history, pack)
+            history.judged_with = pack.version
+        else:
+            new_facts = None if key in whole else fresh[key]
+            evaluation = evaluate(history, pack, inputs, new_facts)
         for event, cause in zip(evaluation.events, evaluation.causes, strict=True):
             trigger = by_id.get(cause) if cause else None
             trigger = trigger or latest[key]

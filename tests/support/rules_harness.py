@@ -45,6 +45,7 @@ class InMemoryRulesStore:
     events: dict[uuid.UUID, _Stored] = field(default_factory=dict)
     streams: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     outbox: list[tuple[str, Envelope]] = field(default_factory=list)
+    histories: dict[tuple[str, str], SubjectHistory] = field(default_factory=dict)
     clock: datetime = T0
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
@@ -77,9 +78,12 @@ class InMemoryUnitOfWork:
         keys: Iterable[tuple[str, str]],
         known: Mapping[uuid.UUID, EventPayload] | None = None,
     ) -> dict[tuple[str, str], SubjectHistory]:
+        """Kept between batches and fed only what is new, as the service's cache is."""
         result = {}
         for study, subject in keys:
-            history = SubjectHistory(study, subject)
+            history = self._store.histories.setdefault(
+                (study, subject), SubjectHistory(study, subject)
+            )
             for event_id in self._store.streams.get(f"subject-{study}/{subject}", []):
                 stored = self._store.events[event_id]
                 history.apply(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -78,3 +79,29 @@ def test_clinical_case(case: dict[str, Any], walk: str, monkeypatch: pytest.Monk
         assert raised.required_action
         learned = raised.reporting_deadline - timedelta(hours=hours)
         assert learned.year == 2026  # counted from when Vigil learned of it
+
+
+def test_a_new_pack_walks_every_subject_whole_once() -> None:
+    """Under a new pack version the first new fact of a subject makes every rule walk the
+    whole history, so what the new pack finds in earlier facts is raised (by clinical time),
+    whatever the new fact is."""
+    store = InMemoryRulesStore()
+    amended_rules = tuple(
+        rule.model_copy(update={"threshold": Decimal(10)}) if rule.id == "anaemia-hb-le-9" else rule
+        for rule in PACK.rules
+    )
+    amended = PACK.model_copy(update={"version": "amended", "rules": amended_rules})
+    first = [
+        [fact({"enrol": {}}, SUBJECT)],
+        [fact({"lab": {"loinc": "718-7", "value": 9.5, "unit": "g/dL", "at": 1}}, SUBJECT)],
+    ]
+    later = [[fact({"lab": {"loinc": "718-7", "value": 11, "unit": "g/dL", "at": 8}}, SUBJECT)]]
+    before = asyncio.run(run_batches(store, first, PACK))
+    assert not any(outcome.signals for outcome in before)
+
+    after = asyncio.run(run_batches(store, later, amended))
+
+    assert [_describe(e.payload()) for o in after for e in o.signals] == [
+        "raised anaemia-hb-le-9 g2",
+        "resolved anaemia-hb-le-9",
+    ]

@@ -104,6 +104,9 @@ class SubjectHistory:
     #: every report of each observation identity, in stream order (corrections included)
     reports: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
+    #: the rule-pack version this history was last judged with by every rule, in this
+    #: process; until then (a new process, another pack) every rule walks it whole
+    judged_with: str | None = field(default=None, repr=False)
     _merged: dict[tuple[str, ...], list[LabEntry]] = field(default_factory=dict, repr=False)
 
     # -- feeding -------------------------------------------------------------------------
