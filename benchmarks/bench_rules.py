@@ -272,7 +272,7 @@ async def bench(
             "VIGIL_RULES_PORT": str(port),
             "VIGIL_RULES_BATCH_MAX_RECORDS": str(batch),
             "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),
-            "VIGIL_LOG_LEVEL": "WARNING",
+            "VIGIL_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         }
         rules = start_rules(env, folder / "rules.log", profile)
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
@@ -310,7 +310,10 @@ async def bench(
                 rules.kill()
         broker.stop()
         cluster.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
