@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_pack import (
@@ -192,6 +192,22 @@ def _ratio_to_limit(
 ) -> _Limit | None:
     """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
     laboratory sent none, which is raised as a data-quality problem)."""
+    key = ("limit", which, id(fallbacks), rule_id)
+    if key not in entry.memo:
+        found: list[Problem] = []
+        entry.memo[key] = (_limit_of(entry, which, fallbacks, rule_id, found), tuple(found))
+    limit, found_before = entry.memo[key]
+    problems += found_before
+    return cast("_Limit | None", limit)
+
+
+def _limit_of(
+    entry: LabEntry,
+    which: Literal["ULN", "LLN"],
+    fallbacks: Mapping[str, FallbackLimit],
+    rule_id: str,
+    problems: list[Problem],
+) -> _Limit | None:
     result = entry.result
     assert result.value is not None
     limit = result.reference_high if which == "ULN" else result.reference_low
@@ -618,10 +634,12 @@ def _nearest_weight(
     return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
 
 
-def _clearance(rule: CreatinineClearanceRule, history: SubjectHistory) -> Judged:
+def _clearance(
+    rule: CreatinineClearanceRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _numeric(history.results(*rule.measured_codes)):
+    for entry in _numeric(_candidates(history, rule.measured_codes, only)):
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
@@ -645,7 +663,7 @@ def _clearance(rule: CreatinineClearanceRule, history: SubjectHistory) -> Judged
         return points, problems
     assert history.enrolment_fact is not None
     enrolled_by = history.enrolment_fact.event_id
-    for entry in _numeric(history.results(*rule.creatinine_codes)):
+    for entry in _numeric(_candidates(history, rule.creatinine_codes, only)):
         weight = _nearest_weight(history, rule, entry.at)
         if weight is None:
             problems.append(
@@ -714,7 +732,9 @@ def _cockcroft_gault(
     ), ()
 
 
-def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
+def _hys_law(
+    rule: HysLawRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
     problems: list[Problem] = []
     ratios: dict[uuid.UUID, _Limit] = {}
     groups = (rule.transaminase_codes, rule.bilirubin_codes, rule.alkaline_phosphatase_codes)
@@ -738,7 +758,8 @@ def _hys_law(rule: HysLawRule, history: SubjectHistory) -> Judged:
         return [], problems
     window = timedelta(days=rule.window_days)
     points: list[Point] = []
-    for entry in sorted((e for group in entries for e in group), key=lambda e: e.at):
+    judged = [e for group in entries for e in group if only is None or e.event_id in only]
+    for entry in sorted(judged, key=lambda e: e.at):
         start = entry.at - window
         in_window = [
             [e for e in group if start <= e.at <= entry.at] for group in (transaminases, bilirubins)
@@ -1091,13 +1112,22 @@ _ENTRYWISE: dict[type, Callable[[Any, SubjectHistory, set[uuid.UUID]], Judged]] 
     ReferenceLimitRule: _reference,
     BaselineChangeRule: _change,
     QualitativeRule: _qualitative,
+    HysLawRule: _hys_law,  # a window looks back only: a later entry changes no earlier point
+    CreatinineClearanceRule: _clearance,
 }
 
 
-def entrywise(rule: Rule) -> bool:
-    """Whether a new entry leaves the points of every earlier entry of this rule as they were
-    (not so when a count is derived from two results: a late total changes a percentage's
-    point)."""
+def entrywise(rule: Rule, history: SubjectHistory, new_facts: set[uuid.UUID]) -> bool:
+    """Whether these new facts leave the points of every earlier entry of this rule as they
+    were. Not so when a count is derived from two results (a late total changes a
+    percentage's point), nor when a new weight may be the one nearest to an earlier
+    creatinine."""
     if isinstance(rule, AbsoluteThresholdRule) and rule.derive_from_percent:
         return False
+    if isinstance(rule, CreatinineClearanceRule):
+        weights = set(rule.weight_codes)
+        return not any(
+            (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in weights
+            for event_id in new_facts
+        )
     return type(rule) in _ENTRYWISE

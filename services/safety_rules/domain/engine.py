@@ -139,7 +139,7 @@ def evaluate(
     for rule in rules_touched(pack, inputs):
         if rule.needs_enrolment and not enrolled:
             continue
-        if new_facts is not None and entrywise(rule):
+        if new_facts is not None and entrywise(rule, history, new_facts):
             fresh, found = judge(rule, history, only=new_facts)
             if _nothing_to_say(rule, history, fresh, new_facts):
                 problems += found

@@ -166,7 +166,8 @@ class SubjectHistory:
         self.labs[entry.event_id] = entry
         if result.loinc_code is None:
             return
-        self._baselines.pop(result.loinc_code, None)
+        if self.day0 is None or entry.at.date() <= self.day0:
+            self._baselines.pop(result.loinc_code, None)  # it may be the new baseline
         self._merged.clear()
         history = self.by_code.setdefault(result.loinc_code, [])
         history.append(entry)
