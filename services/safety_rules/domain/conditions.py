@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -70,6 +70,28 @@ class Problem:
 
 
 Judged = tuple[list[Point], list[Problem]]
+
+
+class LazyMapping(Mapping[str, Any]):
+    """Computed values built when first read: most points are in range and never explained."""
+
+    def __init__(self, build: Callable[[], Mapping[str, Any]]) -> None:
+        self._build: Callable[[], Mapping[str, Any]] | None = build
+        self._values: Mapping[str, Any] = {}
+
+    def _materialised(self) -> Mapping[str, Any]:
+        if self._build is not None:
+            self._values, self._build = self._build(), None
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._materialised()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._materialised())
+
+    def __len__(self) -> int:
+        return len(self._materialised())
 
 
 def judge(rule: Rule, history: SubjectHistory, only: set[uuid.UUID] | None = None) -> Judged:
@@ -320,20 +342,25 @@ def _absolute(
         except UnitNotConvertible:
             return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
-        quantities = _lab_quantities(entry, value, history)
+        holds = rule.holds(value, comparator)
+        grade = (  # only a finding is graded
+            grade_of(
+                rule.grading,
+                _lab_quantities(entry, value, history),
+                comparator,
+                abnormal_baseline=_abnormal_baseline(entry, history),
+            )
+            if holds
+            else None
+        )
         return _lab_point(
             rule,
             entry,
-            holds=rule.holds(value, comparator),
-            grade=grade_of(
-                rule.grading,
-                quantities,
-                comparator,
-                abnormal_baseline=_abnormal_baseline(entry, history),
-            ),
+            holds=holds,
+            grade=grade,
             value=value,
             unit=rule.unit,
-            comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+            comparison=lambda: f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
         ), ()
 
     points, problems = _each(
@@ -449,26 +476,30 @@ def _lab_point(
     grade: int | None,
     value: Decimal,
     unit: str,
-    comparison: str,
-    extra: Mapping[str, Any] | None = None,
+    comparison: str | Callable[[], str],
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     input_ids: tuple[uuid.UUID, ...] | None = None,
 ) -> Point:
     result = entry.result
-    computed: dict[str, Any] = {
-        "reported_value": f"{result.value:f}" if result.value is not None else None,
-        "reported_unit": result.unit,
-        "value_in_rule_unit": _num(value),
-        "rule_unit": unit,
-        "comparison": comparison,
-    }
-    if result.comparator:
-        computed["censored"] = f"reported as {result.comparator}{result.value:f}"
-    if result.reference_low is not None or result.reference_high is not None:
-        low = _num(result.reference_low) if result.reference_low is not None else ""
-        high = _num(result.reference_high) if result.reference_high is not None else ""
-        computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
-    if extra:
-        computed.update(extra)
+
+    def explain() -> dict[str, Any]:
+        computed: dict[str, Any] = {
+            "reported_value": f"{result.value:f}" if result.value is not None else None,
+            "reported_unit": result.unit,
+            "value_in_rule_unit": _num(value),
+            "rule_unit": unit,
+            "comparison": comparison if isinstance(comparison, str) else comparison(),
+        }
+        if result.comparator:
+            computed["censored"] = f"reported as {result.comparator}{result.value:f}"
+        if result.reference_low is not None or result.reference_high is not None:
+            low = _num(result.reference_low) if result.reference_low is not None else ""
+            high = _num(result.reference_high) if result.reference_high is not None else ""
+            computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
+        if extra:
+            computed.update(extra if isinstance(extra, Mapping) else extra())
+        return computed
+
     return Point(
         at=result.collected_at,
         holds=holds,
@@ -478,7 +509,7 @@ def _lab_point(
         grade=grade,
         observed_value=result.value,
         observed_unit=result.unit,
-        computed=computed,
+        computed=LazyMapping(explain),
         learned_at=entry.recorded_at,
     )
 
@@ -492,25 +523,33 @@ def _reference(
         if limit is None:
             return None, tuple(problems)
         comparator = entry.result.comparator
-        assert entry.result.value is not None
-        quantities = _lab_quantities(entry, entry.result.value, history)
-        quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
-        return _lab_point(
-            rule,
-            entry,
-            holds=may_hold(limit.ratio, comparator, rule.operator, rule.multiple),
-            grade=grade_of(
+        value = entry.result.value
+        assert value is not None
+        holds = may_hold(limit.ratio, comparator, rule.operator, rule.multiple)
+        grade = None
+        if holds:  # only a finding is graded
+            quantities = _lab_quantities(entry, value, history)
+            quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
+            grade = grade_of(
                 rule.grading,
                 quantities,
                 comparator,
                 abnormal_baseline=_abnormal_baseline(entry, history),
-            ),
-            value=entry.result.value,
+            )
+        label = _label(entry)
+        return _lab_point(
+            rule,
+            entry,
+            holds=holds,
+            grade=grade,
+            value=value,
             unit=entry.result.unit or "",
-            comparison=f"{_label(entry)}/{rule.limit} = {_num(limit.ratio)} "
-            f"({rule.limit} {limit.limit_text}), rule {rule.describe()}",
-            extra={
-                f"{_label(entry)}/{rule.limit}": _num(limit.ratio),
+            comparison=lambda: (
+                f"{label}/{rule.limit} = {_num(limit.ratio)} "
+                f"({rule.limit} {limit.limit_text}), rule {rule.describe()}"
+            ),
+            extra=lambda: {
+                f"{label}/{rule.limit}": _num(limit.ratio),
                 rule.limit: limit.limit_text,
             },
         ), tuple(problems)
