@@ -19,6 +19,7 @@ from services.safety_rules.domain.rule_pack import (
     AdverseEventRule,
     Band,
     BaselineChangeRule,
+    CodedResultRule,
     CreatinineClearanceRule,
     FallbackLimit,
     FromPercent,
@@ -1133,6 +1134,30 @@ def _qualitative(
     return points, []
 
 
+def _coded(
+    rule: CodedResultRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
+    points: list[Point] = []
+    for entry in _candidates(history, rule.loinc_codes, only):
+        result = entry.result
+        sent = result.value_text or (f"{result.value:f}" if result.value is not None else "")
+        if not sent:
+            continue
+        holds = any(re.search(pattern, sent, re.IGNORECASE) for pattern in rule.patterns)
+        points.append(
+            Point(
+                at=result.collected_at,
+                holds=holds,
+                input_ids=(entry.event_id,),
+                analyte=result.analyte_text or result.loinc_code or "assessment",
+                summary=f"{result.analyte_text or result.loinc_code} {sent}",
+                computed={"reported": sent, "comparison": f"'{sent}': {rule.finding}"},
+                learned_at=entry.recorded_at,
+            )
+        )
+    return points, []
+
+
 _KINDS: dict[type, Callable[[Any, SubjectHistory], Judged]] = {
     AbsoluteThresholdRule: _absolute,
     ReferenceLimitRule: _reference,
@@ -1142,6 +1167,7 @@ _KINDS: dict[type, Callable[[Any, SubjectHistory], Judged]] = {
     AdverseEventRule: _adverse,
     MedicationRule: _medication,
     QualitativeRule: _qualitative,
+    CodedResultRule: _coded,
 }
 
 # kinds whose points depend on each entry alone (and on the baseline, which a later entry
@@ -1151,6 +1177,7 @@ _ENTRYWISE: dict[type, Callable[[Any, SubjectHistory, set[uuid.UUID]], Judged]] 
     ReferenceLimitRule: _reference,
     BaselineChangeRule: _change,
     QualitativeRule: _qualitative,
+    CodedResultRule: _coded,
     HysLawRule: _hys_law,  # a window looks back only: a later entry changes no earlier point
     CreatinineClearanceRule: _clearance,
 }

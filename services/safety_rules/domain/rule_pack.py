@@ -387,6 +387,33 @@ class QualitativeRule(RuleBase):
         return " or ".join(self.results)
 
 
+class CodedResultRule(RuleBase):
+    """Fires on a coded or text result that matches a pattern (e.g. an NYHA class recorded
+    as an assessment, LOINC 88020-3)."""
+
+    kind: Literal["coded_result"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    patterns: tuple[str, ...] = Field(
+        min_length=1, description="Case-insensitive regular expressions over the result."
+    )
+    finding: str = Field(description="What a match means, in words.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> CodedResultRule:
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {pattern!r}: {error}") from None
+        return self
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.loinc_codes
+
+    def describe(self) -> str:
+        return self.finding
+
+
 Rule = Annotated[
     AbsoluteThresholdRule
     | ReferenceLimitRule
@@ -395,7 +422,8 @@ Rule = Annotated[
     | HysLawRule
     | AdverseEventRule
     | MedicationRule
-    | QualitativeRule,
+    | QualitativeRule
+    | CodedResultRule,
     Field(discriminator="kind"),
 ]
 KINDS = (
@@ -407,6 +435,7 @@ KINDS = (
     "adverse_event",
     "medication",
     "qualitative",
+    "coded_result",
 )
 
 
