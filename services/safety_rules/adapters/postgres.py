@@ -35,9 +35,6 @@ class HistoryCache:
     def clear(self) -> None:
         self._histories.clear()
 
-    def __len__(self) -> int:
-        return len(self._histories)
-
 
 class PostgresRulesUnitOfWork:
     """Runs on a connection inside the caller's transaction."""

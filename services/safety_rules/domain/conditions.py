@@ -269,10 +269,6 @@ def _limit_of(
     )
 
 
-def _baseline(history: SubjectHistory, code: str) -> LabEntry | None:
-    return history.baseline(code)
-
-
 def _candidates(
     history: SubjectHistory, codes: tuple[str, ...], only: set[uuid.UUID] | None
 ) -> list[LabEntry]:
@@ -442,7 +438,7 @@ def _lab_quantities(
     result = entry.result
     assert result.value is not None
     high, low = result.reference_high, result.reference_low
-    baseline = _baseline(history, result.loinc_code or "")
+    baseline = history.baseline(result.loinc_code or "")
     base_value = None
     analyte = analyte_for(result.loinc_code or "")
     if baseline is not None and analyte is not None and baseline.event_id != entry.event_id:
@@ -462,7 +458,7 @@ def _lab_quantities(
 
 def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
     """CTCAE: a baseline above the ULN changes how ALT, AST and bilirubin are graded."""
-    baseline = _baseline(history, entry.result.loinc_code or "")
+    baseline = history.baseline(entry.result.loinc_code or "")
     if baseline is None or baseline.event_id == entry.event_id:
         return False
     high, value = baseline.result.reference_high, baseline.result.value
@@ -585,7 +581,7 @@ def _change(
                     )
                 )
             continue
-        baseline = _baseline(history, code)
+        baseline = history.baseline(code)
         if baseline is None:
             first_after = next(
                 (e for e in entries if e.result.value is not None and e.at.date() > day0), None

@@ -35,7 +35,6 @@ from shared.events import (
     SafetySignalReopened,
     SafetySignalResolved,
     SafetySignalRetracted,
-    SignalEvent,
 )
 from shared.events.payloads import EVENT_ID_NAMESPACE, EventPayload
 
@@ -106,10 +105,6 @@ class Evaluation:
     def add(self, event: EventPayload, cause: uuid.UUID | None) -> None:
         self.events.append(event)
         self.causes.append(cause)
-
-    @property
-    def signals(self) -> list[SignalEvent]:
-        return [e for e in self.events if isinstance(e, SignalEvent)]
 
 
 def rules_touched(pack: RulePack, inputs: set[str] | None) -> list[Rule]:

@@ -455,9 +455,6 @@ class RulePack(_Strict):
             seen.add(rule.id)
         return self
 
-    def rule(self, rule_id: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
-
 
 def load_rule_pack(path: Path) -> RulePack:
     """Read and validate a rule pack; errors name the file, the rule and the field."""
