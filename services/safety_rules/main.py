@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
+from faststream.message import StreamMessage
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.consumers import FactsConsumer, SeekToStoredPositions
@@ -50,6 +52,11 @@ async def anchor_periodically(pool: asyncpg.Pool, settings: VigilSettings) -> No
             log.info("audit.anchored", position=anchor.position)
         except (asyncpg.PostgresError, OSError) as error:
             log.error("audit.anchor_failed", error=repr(error))
+
+
+async def undecoded(message: StreamMessage[Any]) -> None:
+    """FastStream's decoder for the facts subscriber: leaves the bodies as they are."""
+    return None
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
@@ -102,6 +109,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 fetch_max_wait_ms=100,
                 batch_timeout_ms=50,
                 listener=positions,
+                # the handler reads the raw records itself: no JSON decoding of each body
+                decoder=undecoded,
             )
             subscriber(facts.__call__)
             positions.subscriber = subscriber
