@@ -14,6 +14,7 @@ in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
 
     make bench-rules
     python benchmarks/bench_rules.py --events 60000 --subjects 600 --rate 500 --seconds 20
+    python benchmarks/bench_rules.py --instances 2   # two instances in one consumer group
 """
 
 from __future__ import annotations
@@ -242,7 +243,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def bench(
-    events: int, subjects: int, batch: int, rate: int, seconds: int, profile: str | None
+    events: int,
+    subjects: int,
+    batch: int,
+    rate: int,
+    seconds: int,
+    profile: str | None,
+    instances: int = 1,
 ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
@@ -250,7 +257,7 @@ async def bench(
     broker = TansuBroker(free_port(), log_file=folder / "tansu.log")
     cluster.start()
     broker.start()
-    rules: subprocess.Popen[bytes] | None = None
+    running: list[subprocess.Popen[bytes]] = []
     try:
         await upgrade(cluster.dsn)
         settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=4)
@@ -274,7 +281,15 @@ async def bench(
             "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),
             "VIGIL_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         }
-        rules = start_rules(env, folder / "rules.log", profile)
+        for number in range(instances):
+            port = free_port()
+            running.append(
+                start_rules(
+                    {**env, "VIGIL_RULES_PORT": str(port)},
+                    folder / f"rules-{number}.log",
+                    profile if number == 0 else None,
+                )
+            )
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
         await wait_for(pool, events, timeout=max(120.0, events / 500))
         first, last = await pool.fetchrow(
@@ -284,7 +299,10 @@ async def bench(
         signals = await pool.fetchval(
             "SELECT count(*) FROM events WHERE type LIKE 'org.vigil.safety_signal.%'"
         )
-        print(f"sustained: {sustained:>8,.0f} events/s  (rules service; {signals:,} signal events)")
+        print(
+            f"sustained: {sustained:>8,.0f} events/s  (rules service x{instances}; "
+            f"{signals:,} signal events)"
+        )
         ratio = sustained / raw_rate
         met = "met" if sustained >= 5000 and ratio >= 0.5 else "MISSED"
         print(f"sustained / ceiling = {ratio:.2f}  (targets >= 5,000 events/s and >= 0.50: {met})")
@@ -302,7 +320,7 @@ async def bench(
         else:
             print("latency: no signals were raised in the paced phase")
     finally:
-        if rules is not None:
+        for rules in running:
             rules.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             try:
                 rules.wait(timeout=15)
@@ -324,9 +342,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--profile", help="record the rules service with py-spy to this file")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="rules-service instances in one group"
+    )
     args = parser.parse_args()
     asyncio.run(
-        bench(args.events, args.subjects, args.batch, args.rate, args.seconds, args.profile)
+        bench(
+            args.events,
+            args.subjects,
+            args.batch,
+            args.rate,
+            args.seconds,
+            args.profile,
+            args.instances,
+        )
     )
 
 
