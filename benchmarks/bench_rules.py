@@ -227,14 +227,21 @@ async def paced(
 
 def start_rules(
     env: dict[str, str], log_path: Path, profile: str | None
-) -> subprocess.Popen[bytes]:
-    """The rules service as its own process, as it runs in production (under py-spy when
-    ``profile`` names an output file)."""
-    command = [sys.executable, "-m", "vigil", "rules"]
-    if profile:
-        command = ["py-spy", "record", "-f", "raw", "-o", profile, "--", *command]
+) -> list[subprocess.Popen[bytes]]:
+    """The rules service as its own process, as it runs in production; with ``profile``,
+    py-spy attached to it as a second process (stopped first, so it writes its file)."""
     with log_path.open("wb") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        rules = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "rules"], env=env, stdout=log, stderr=log
+        )
+    if not profile:
+        return [rules]
+    spy = subprocess.Popen(
+        ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return [spy, rules]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -283,12 +290,10 @@ async def bench(
         }
         for number in range(instances):
             port = free_port()
-            running.append(
-                start_rules(
-                    {**env, "VIGIL_RULES_PORT": str(port)},
-                    folder / f"rules-{number}.log",
-                    profile if number == 0 else None,
-                )
+            running += start_rules(
+                {**env, "VIGIL_RULES_PORT": str(port)},
+                folder / f"rules-{number}.log",
+                profile if number == 0 else None,
             )
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
         await wait_for(pool, events, timeout=max(120.0, events / 500))
@@ -320,12 +325,12 @@ async def bench(
         else:
             print("latency: no signals were raised in the paced phase")
     finally:
-        for rules in running:
-            rules.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+        for process in running:  # py-spy first: it writes its profile on SIGINT
+            process.send_signal(signal.SIGINT)
             try:
-                rules.wait(timeout=15)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                rules.kill()
+                process.kill()
         broker.stop()
         cluster.stop()
         if os.environ.get("BENCH_KEEP"):
