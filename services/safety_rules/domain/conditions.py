@@ -203,7 +203,6 @@ def _reported(entry: LabEntry) -> str:
 class _Limit:
     ratio: Decimal
     limit_text: str
-    fallback: bool
 
 
 def _ratio_to_limit(
@@ -214,13 +213,13 @@ def _ratio_to_limit(
     problems: list[Problem],
 ) -> _Limit | None:
     """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
-    laboratory sent none, which is raised as a data-quality problem)."""
+    laboratory sent none, which is raised as a data-quality problem); worked out once per
+    entry, its problems added to ``problems`` each time."""
     key = ("limit", which, id(fallbacks), rule_id)
     if key not in entry.memo:
-        found: list[Problem] = []
-        entry.memo[key] = (_limit_of(entry, which, fallbacks, rule_id, found), tuple(found))
-    limit, found_before = entry.memo[key]
-    problems += found_before
+        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id)
+    limit, found = entry.memo[key]
+    problems += found
     return cast("_Limit | None", limit)
 
 
@@ -229,44 +228,34 @@ def _limit_of(
     which: Literal["ULN", "LLN"],
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
-    problems: list[Problem],
-) -> _Limit | None:
+) -> tuple[_Limit | None, tuple[Problem, ...]]:
     result = entry.result
     assert result.value is not None
     limit = result.reference_high if which == "ULN" else result.reference_low
     if limit is not None and limit > 0:
-        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip(), False)
+        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip()), ()
     fallback = fallbacks.get(result.loinc_code or "")
     detail = (
         f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
         f"without a reference range, so its {which} is unknown"
     )
     if fallback is None:
-        problems.append(
-            Problem(
-                "reference-range-missing",
-                detail + "; the rule could not judge it",
-                entry.event_id,
-                rule_id,
-            )
+        detail += "; the rule could not judge it"
+    else:
+        detail += (
+            f"; judged against the rule pack's fallback {which} "
+            f"{_num(fallback.value)} {fallback.unit}"
         )
-        return None
-    problems.append(
-        Problem(
-            "reference-range-missing",
-            detail + f"; judged against the rule pack's fallback {which} "
-            f"{_num(fallback.value)} {fallback.unit}",
-            entry.event_id,
-            rule_id,
-        )
-    )
+    problem = (Problem("reference-range-missing", detail, entry.event_id, rule_id),)
+    if fallback is None:
+        return None, problem
     try:
         value = value_in(entry, fallback.unit)
     except UnitNotConvertible:
-        return None
+        return None, problem
     return _Limit(
-        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)", True
-    )
+        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)"
+    ), problem
 
 
 def _candidates(
