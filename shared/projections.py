@@ -64,31 +64,27 @@ class ProjectionRunner:
             position,
         )
 
-    async def step(self) -> int:
-        """Apply the next batch; returns how many events it applied (0: caught up or busy)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            position = await self._lock_checkpoint(connection, wait=False)
-            if position is None:
-                return 0  # another instance is applying right now
-            events = await read_all(connection, after_position=position, limit=self._batch_size)
-            if not events:
-                return 0
-            await self._projection.apply(connection, events)
-            await self._advance(connection, events[-1].position)
-            return len(events)
-
-    async def catch_up_in(self, connection: asyncpg.Connection, *, limit: int = 5000) -> int:
-        """Apply what is new inside the caller's transaction (a writer keeping its read model
-        in step with what it just appended); at most ``limit`` events, the rest is left to
-        :meth:`step`. Waits for another instance's round to end rather than skip."""
-        position = await self._lock_checkpoint(connection, wait=True)
-        assert position is not None
+    async def _apply_next(self, connection: asyncpg.Connection, *, wait: bool, limit: int) -> int:
+        position = await self._lock_checkpoint(connection, wait=wait)
+        if position is None:
+            return 0  # another instance is applying right now
         events = await read_all(connection, after_position=position, limit=limit)
         if not events:
             return 0
         await self._projection.apply(connection, events)
         await self._advance(connection, events[-1].position)
         return len(events)
+
+    async def step(self) -> int:
+        """Apply the next batch; returns how many events it applied (0: caught up or busy)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            return await self._apply_next(connection, wait=False, limit=self._batch_size)
+
+    async def catch_up_in(self, connection: asyncpg.Connection, *, limit: int = 5000) -> int:
+        """Apply what is new inside the caller's transaction (a writer keeping its read model
+        in step with what it just appended); at most ``limit`` events, the rest is left to
+        :meth:`step`. Waits for another instance's round to end rather than skip."""
+        return await self._apply_next(connection, wait=True, limit=limit)
 
     async def catch_up(self) -> int:
         """Apply everything there is now; returns how many events."""
