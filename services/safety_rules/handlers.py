@@ -82,7 +82,7 @@ class RulesUnitOfWork(Protocol):
         known: Mapping[uuid.UUID, EventPayload] | None = None,
     ) -> dict[tuple[str, str], SubjectHistory]: ...
 
-    async def enqueue(self, envelope: Envelope, topic: str) -> None: ...
+    async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None: ...
 
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
@@ -196,9 +196,12 @@ async def handle_batch(
         await uow.append(raised)
         for envelope in raised:
             signal = isinstance(envelope.payload(), SignalEvent)
-            await uow.enqueue(envelope, SAFETY_SIGNALS if signal else DATA_QUALITY)
             (outcome.signals if signal else outcome.data_quality).append(envelope)
             _log_raised(envelope)
+        await uow.enqueue(
+            [(e, SAFETY_SIGNALS) for e in outcome.signals]
+            + [(e, DATA_QUALITY) for e in outcome.data_quality]
+        )
     return outcome
 
 

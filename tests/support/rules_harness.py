@@ -96,8 +96,8 @@ class InMemoryUnitOfWork:
             result[(study, subject)] = history
         return result
 
-    async def enqueue(self, envelope: Envelope, topic: str) -> None:
-        self._store.outbox.append((topic, envelope))
+    async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None:
+        self._store.outbox += [(topic, envelope) for envelope, topic in items]
 
 
 async def run_batches(

@@ -56,7 +56,9 @@ class OutboxRelay:
             rows = await connection.fetch(
                 """SELECT event_id, topic, key, value FROM outbox
                    WHERE published_at IS NULL
-                   ORDER BY created_at
+                   -- a batch's rows can share a timestamp: the audit log's order breaks ties
+                   ORDER BY created_at,
+                            (SELECT position FROM events e WHERE e.event_id = outbox.event_id)
                    LIMIT $1
                    FOR UPDATE SKIP LOCKED""",
                 self._batch_size,

@@ -98,12 +98,10 @@ class PostgresRulesUnitOfWork:
             ],
         )
 
-    async def enqueue(self, envelope: Envelope, topic: str) -> None:
-        await self._connection.execute(
+    async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None:
+        """Outbox entries for the relay, in the batch's transaction."""
+        await self._connection.executemany(
             "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (event_id) DO NOTHING",
-            envelope.id,
-            topic,
-            envelope.key,
-            envelope.to_json(),
+            [(e.id, topic, e.key, e.to_json()) for e, topic in items],
         )
