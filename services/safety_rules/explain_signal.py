@@ -77,14 +77,18 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
         )
         for r in rows
     ]
-    pack = load_rule_packs(study_dir).get(signal.study_id)
-    rule = next((r for r in pack.rules if r.id == signal.rule_id), None) if pack else None
-    source = rule.source if rule is not None and pack is not None else None
-    if pack is not None and pack.version != signal.rule_pack_version:
-        source = (
-            f"(the current pack is version {pack.version}; the signal was raised under "
-            f"{signal.rule_pack_version}) {source or ''}"
-        ).strip()
+    source = signal.rule_source  # the source as it stood when the signal was raised
+    if source is None:
+        # raised before signals carried their rule's source: the current pack's, so marked
+        pack = load_rule_packs(study_dir).get(signal.study_id)
+        rule = next((r for r in pack.rules if r.id == signal.rule_id), None) if pack else None
+        if rule is not None and pack is not None:
+            source = rule.source
+            if pack.version != signal.rule_pack_version:
+                source = (
+                    f"(the current pack is version {pack.version}; the signal was raised "
+                    f"under {signal.rule_pack_version}) {source}"
+                )
     later = [
         LaterEvent(
             r["position"], r["recorded_at"], _later(r["type"], orjson.loads(r["payload_json"]))
