@@ -161,6 +161,13 @@ class FactsConsumer:
                     self._cache.clear()
                     envelopes = [e for e in envelopes if e.id != conflict.event_id]
                     rejected = [Rejected(by_id[conflict.event_id], str(conflict))]
+                except eventstore.StreamVersionConflict as conflict:
+                    # another instance wrote this subject while the batch was judged (a
+                    # partition moved between instances): judge again on what it wrote
+                    self._cache.clear()
+                    log.warning("rules.subject_moved_meanwhile", detail=str(conflict))
+            else:
+                raise RuntimeError("the batch could not be stored after repeated conflicts")
         except RETRYABLE as error:
             self._cache.clear()  # the rolled-back batch may have been folded in
             await self._backoff.failed(error)

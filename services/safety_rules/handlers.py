@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 import structlog
@@ -72,15 +73,27 @@ class BatchOutcome:
 
 
 class RulesUnitOfWork(Protocol):
-    """The storage one batch needs; everything it does commits or rolls back together."""
+    """The storage one batch needs; everything it does commits or rolls back together.
 
-    async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]: ...
+    Reads come first and take no lock; ``append`` takes the append lock, which lasts until
+    the commit, so the rules are judged before it and several instances judge at once.
+    """
+
+    async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
+        """The time the batch is recorded at, and which of these events are stored already."""
+        ...
 
     async def histories(
-        self,
-        keys: Iterable[tuple[str, str]],
-        known: Mapping[uuid.UUID, EventPayload] | None = None,
+        self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], SubjectHistory]: ...
+
+    async def append(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        expected_versions: Mapping[str, int],
+        recorded_at: datetime,
+    ) -> None: ...
 
     async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None: ...
 
@@ -117,26 +130,30 @@ async def handle_batch(
     uow: RulesUnitOfWork,
     packs: Mapping[str, RulePack],
 ) -> BatchOutcome:
-    """Store the batch, then bring each touched subject's signals in line with its facts.
+    """Store the batch, and bring each touched subject's signals in line with its facts.
 
-    Only subjects with facts that were not stored before are evaluated, and the engine
-    compares with what is already recorded, so a redelivered batch says nothing new.
+    The rules judge first, on each touched subject's stored history with the batch's new
+    facts folded in where the log will put them; then facts, supersede links and signal
+    events are appended together, on condition that no subject's stream moved meanwhile
+    (another instance taking over its partition). Only subjects with facts that were not
+    stored before are judged, and the engine compares with what is already recorded, so a
+    redelivered batch says nothing new.
     """
     outcome = BatchOutcome()
     # enrolments first: the log then tells a subject's story in a sensible order even when
     # its enrolment and first results arrive in one batch from two topics
     envelopes = sorted(envelopes, key=_processing_order)
-    new_ids = await uow.append(envelopes)
-    outcome.stored = len(new_ids)
-    outcome.duplicates = len({e.id for e in envelopes}) - len(new_ids)
+    recorded_at, stored = await uow.stored([e.id for e in envelopes])
+    new: dict[uuid.UUID, Envelope] = {}
+    for envelope in envelopes:
+        if envelope.id not in stored:
+            new.setdefault(envelope.id, envelope)
+    outcome.stored = len(new)
+    outcome.duplicates = len({e.id for e in envelopes}) - len(new)
     touched: dict[tuple[str, str], set[str]] = {}
     latest: dict[tuple[str, str], Envelope] = {}
-    by_id: dict[uuid.UUID, Envelope] = {}
     fresh: dict[tuple[str, str], set[uuid.UUID]] = {}
-    for envelope in envelopes:
-        if envelope.id not in new_ids or envelope.id in by_id:
-            continue
-        by_id[envelope.id] = envelope
+    for envelope in new.values():
         payload = envelope.payload()
         inputs = _inputs_of(payload)
         if inputs is None:
@@ -147,18 +164,18 @@ async def handle_batch(
         fresh.setdefault(key, set()).add(envelope.id)
         latest[key] = envelope
     if not touched:
+        await uow.append(envelopes, expected_versions={}, recorded_at=recorded_at)
         return outcome
-    histories = await uow.histories(touched, {i: e.payload() for i, e in by_id.items()})
+    histories = await uow.histories(touched)
+    log_of = _Provisional(histories, recorded_at)
+    log_of.fold(new.values())
     superseding = [
         link
-        for envelope in by_id.values()
+        for envelope in new.values()
         if isinstance(result := envelope.payload(), LabResultReported)
         and (link := _supersedes(envelope, result, histories)) is not None
     ]
-    if superseding:
-        await uow.append(superseding)
-        links = {e.id: e.payload() for e in superseding}
-        histories.update(await uow.histories({_key(e) for e in superseding}, links))
+    log_of.fold(superseding)
     # what changed besides new facts (a correction, an enrolment) makes a subject's rules
     # walk its whole history; otherwise the engine may look at the new facts alone
     whole = {_key(e) for e in superseding} | {
@@ -181,7 +198,7 @@ async def handle_batch(
             new_facts = None if key in whole else fresh[key]
             evaluation = evaluate(history, pack, inputs, new_facts)
         for event, cause in zip(evaluation.events, evaluation.causes, strict=True):
-            trigger = by_id.get(cause) if cause else None
+            trigger = new.get(cause) if cause else None
             trigger = trigger or latest[key]
             raised.append(
                 wrap(
@@ -192,8 +209,14 @@ async def handle_batch(
                     causation_id=cause or trigger.id,
                 )
             )
+    # the record's episodes move with the events, so the next batch starts from them
+    log_of.fold(raised)
+    await uow.append(
+        [*envelopes, *superseding, *raised],
+        expected_versions=log_of.expected_versions,
+        recorded_at=recorded_at,
+    )
     if raised:
-        await uow.append(raised)
         for envelope in raised:
             signal = isinstance(envelope.payload(), SignalEvent)
             (outcome.signals if signal else outcome.data_quality).append(envelope)
@@ -203,6 +226,39 @@ async def handle_batch(
             + [(e, DATA_QUALITY) for e in outcome.data_quality]
         )
     return outcome
+
+
+class _Provisional:
+    """Folds the batch's new events into the histories where the log will put them.
+
+    Each subject's stream must still be at the version its history was read at when the
+    batch is appended (``expected_versions``); then every event folded here gets exactly
+    the stream version and time it is stored with. A batch that fails to commit leaves
+    these histories ahead of the log: the caller drops them (the consumer clears its cache).
+    """
+
+    def __init__(
+        self, histories: Mapping[tuple[str, str], SubjectHistory], recorded_at: datetime
+    ) -> None:
+        self._histories = histories
+        self._recorded_at = recorded_at
+        self._streams = {
+            f"subject-{study}/{subject}": (study, subject) for study, subject in histories
+        }
+        self.expected_versions = {
+            stream: histories[key].version for stream, key in self._streams.items()
+        }
+
+    def fold(self, envelopes: Iterable[Envelope]) -> None:
+        for envelope in envelopes:
+            payload = envelope.payload()
+            key = self._streams.get(payload.stream_id)
+            if key is None:
+                continue  # a subject this batch does not judge: read from the log when it is
+            history = self._histories[key]
+            history.apply(
+                envelope.type, payload, envelope.id, self._recorded_at, history.version + 1
+            )
 
 
 def _inputs_of(payload: EventPayload) -> set[str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -164,23 +164,40 @@ def _stored(row: asyncpg.Record) -> StoredEvent:
     )
 
 
-async def append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Appended]:
+async def append(
+    connection: asyncpg.Connection,
+    events: Sequence[NewEvent],
+    *,
+    expected_versions: Mapping[str, int] | None = None,
+    recorded_at: datetime | None = None,
+) -> list[Appended]:
     """Append a batch, across any streams, inside the caller's transaction.
 
     Idempotent on event id: an id already stored with the same type and payload is a no-op
     that reports the original position; with different content it raises EventIdConflict.
-    A failed ``expected_version`` raises StreamVersionConflict. Either error leaves the
+    A failed ``expected_version``, or a stream of ``expected_versions`` found at another
+    version when the batch begins, raises StreamVersionConflict. Either error leaves the
     caller's transaction to be rolled back; nothing of the batch is stored.
+
+    ``recorded_at`` is the time the batch is recorded at; by default the database clock
+    under the append lock. A writer that works out what follows from its facts before it
+    appends them (and so before it takes the lock) passes the time it took them up at, so
+    what it derived from that time matches the record.
     """
     if not events:
         return []
     if not connection.is_in_transaction():
         raise RuntimeError("append must run inside a transaction (the lock lasts until commit)")
     with timed_append(len(events)):
-        return await _append(connection, events)
+        return await _append(connection, events, expected_versions or {}, recorded_at)
 
 
-async def _append(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Appended]:
+async def _append(
+    connection: asyncpg.Connection,
+    events: Sequence[NewEvent],
+    expected_versions: Mapping[str, int],
+    recorded_at: datetime | None,
+) -> list[Appended]:
     envelopes = [event.envelope for event in events]
     payloads = [envelope.payload() for envelope in envelopes]
     texts = [(e.attributes_json(), json_text(e.data)) for e in envelopes]
@@ -198,14 +215,19 @@ async def _append(connection: asyncpg.Connection, events: Sequence[NewEvent]) ->
         "LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) "
         "AS h ON true"
     )
-    recorded_at = top["now"]
+    recorded_at = recorded_at or top["now"]
     recorded_us = epoch_micros(recorded_at)
     assert recorded_us is not None
     position = top["position"] or 0
     prev_hash = bytes(top["hash"]) if top["hash"] is not None else GENESIS_HASH
     versions = await _stream_versions(
-        connection, {payload.stream_id for payload in payloads}, (position, prev_hash)
+        connection,
+        {payload.stream_id for payload in payloads} | expected_versions.keys(),
+        (position, prev_hash),
     )
+    for stream_id, expected in expected_versions.items():
+        if versions.get(stream_id, 0) != expected:
+            raise StreamVersionConflict(stream_id, expected, versions.get(stream_id, 0))
 
     results: list[Appended] = []
     records: list[tuple[Any, ...]] = []

@@ -120,6 +120,34 @@ async def test_stream_versions_and_expected_version(db: asyncpg.Connection) -> N
     assert stream[0].to_envelope().payload() == result("S1", "12.0").payload()
 
 
+async def test_a_batch_can_name_the_versions_its_streams_must_be_at_and_its_time(
+    pool: asyncpg.Pool,
+) -> None:
+    """A writer that judged before appending names the stream versions it judged on and
+    the time it took the facts up at; the batch is stored at that time, or not at all."""
+    taken_up = datetime(2026, 6, 1, 9, 30, 0, 123456, tzinfo=UTC)
+    async with pool.acquire() as db:
+        async with db.transaction():
+            await eventstore.append(
+                db,
+                [NewEvent(result("S1", "12.0")), NewEvent(result("S2", "11.0"))],
+                expected_versions={"subject-NCT05262686/S1": 0, "subject-NCT05262686/S9": 0},
+                recorded_at=taken_up,
+            )
+        rows = await db.fetch("SELECT recorded_at FROM events ORDER BY position")
+        assert [r["recorded_at"] for r in rows] == [taken_up, taken_up]
+        with pytest.raises(StreamVersionConflict, match="at version 1, expected 0"):
+            async with db.transaction():
+                await eventstore.append(
+                    db,
+                    [NewEvent(result("S3", "10.0"))],
+                    expected_versions={"subject-NCT05262686/S1": 0},
+                )
+        assert await db.fetchval("SELECT count(*) FROM events") == 2
+    report = await verify_chain(pool)  # the hash covers the time that was stored
+    assert report.ok, report.problem
+
+
 async def test_two_writers_on_one_stream_one_wins(fresh_dsn: str) -> None:
     first, second = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
     try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 
-from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
+from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers import Record, handle_batch, parse_records
 from shared import eventstore
@@ -139,6 +140,38 @@ async def test_failed_batch_leaves_nothing_behind(fresh_dsn: str) -> None:
         assert await connection.fetchval("SELECT count(*) FROM subject_state") == 0
     finally:
         await connection.close()
+
+
+async def test_a_subject_written_while_its_batch_was_judged_is_judged_again(
+    fresh_dsn: str,
+) -> None:
+    """Two instances briefly on one subject (its partition moving): the one that judged
+    on a history another instance has since extended stores nothing, and judged again on
+    the log it says nothing twice."""
+    first, second = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
+    low = hb("E", "7")
+
+    class Overtaken(PostgresRulesUnitOfWork):
+        async def append(self, envelopes: Any, **conditions: Any) -> None:
+            await run_batch(second, [low])  # the other instance stores the same fact first
+            await super().append(envelopes, **conditions)
+
+    try:
+        await run_batch(first, [enrolled("E")])
+        cache = HistoryCache()
+        with pytest.raises(eventstore.StreamVersionConflict):
+            async with first.transaction():
+                await handle_batch([low], Overtaken(first, cache), PACKS)
+        signals = "SELECT count(*) FROM events WHERE type LIKE 'org.vigil.safety_signal.%'"
+        assert await first.fetchval(signals) == 1
+        cache.clear()  # what the consumer does on a conflict, before it judges again
+        async with first.transaction():
+            again = await handle_batch([low], PostgresRulesUnitOfWork(first, cache), PACKS)
+        assert (again.stored, again.duplicates, again.signals) == (0, 1, [])
+        assert await first.fetchval("SELECT count(*) FROM events") == 3
+    finally:
+        await first.close()
+        await second.close()
 
 
 def test_records_that_are_not_events_are_rejected_with_the_reason() -> None:

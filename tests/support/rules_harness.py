@@ -26,6 +26,7 @@ from shared.events import (
     SubjectEnrolled,
     wrap,
 )
+from shared.eventstore import StreamVersionConflict
 
 STUDY = "NCT05262686"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -40,7 +41,7 @@ class _Stored:
 
 @dataclass
 class InMemoryRulesStore:
-    """Events by id and by stream; recorded_at advances one minute per append call."""
+    """Events by id and by stream; the clock advances one minute per batch."""
 
     events: dict[uuid.UUID, _Stored] = field(default_factory=dict)
     streams: dict[str, list[uuid.UUID]] = field(default_factory=dict)
@@ -60,23 +61,31 @@ class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryRulesStore) -> None:
         self._store = store
 
-    async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
+    async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
+        self._store.clock += timedelta(minutes=1)
+        return self._store.clock, {i for i in event_ids if i in self._store.events}
+
+    async def append(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        expected_versions: Mapping[str, int],
+        recorded_at: datetime,
+    ) -> None:
         store = self._store
-        store.clock += timedelta(minutes=1)
-        new: set[uuid.UUID] = set()
+        for stream_id, expected in expected_versions.items():
+            actual = len(store.streams.get(stream_id, []))
+            if actual != expected:
+                raise StreamVersionConflict(stream_id, expected, actual)
         for envelope in envelopes:
             if envelope.id in store.events:
                 continue
             stream = store.streams.setdefault(envelope.payload().stream_id, [])
             stream.append(envelope.id)
-            store.events[envelope.id] = _Stored(envelope, len(stream), store.clock)
-            new.add(envelope.id)
-        return new
+            store.events[envelope.id] = _Stored(envelope, len(stream), recorded_at)
 
     async def histories(
-        self,
-        keys: Iterable[tuple[str, str]],
-        known: Mapping[uuid.UUID, EventPayload] | None = None,
+        self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], SubjectHistory]:
         """Kept between batches and fed only what is new, as the service's cache is."""
         result = {}

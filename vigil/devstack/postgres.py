@@ -79,6 +79,8 @@ class PrivateCluster:
     port: int
     fsync: bool = True
     log_file: Path | None = None
+    #: more server settings, ``name=value`` each (e.g. ``track_commit_timestamp=on``)
+    settings: tuple[str, ...] = ()
     bindir: Path = field(default_factory=find_bindir)
     process: subprocess.Popen[bytes] | None = None
 
@@ -166,6 +168,7 @@ class PrivateCluster:
             "synchronous_commit=on",
             "-c",
             "max_connections=200",
+            *(part for setting in self.settings for part in ("-c", setting)),
         ]
 
     def accepting(self) -> bool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 import asyncpg
 import orjson
 
 from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
-from shared.events import Envelope, EventPayload
+from shared.events import Envelope
 
 SubjectKey = tuple[str, str]
 
@@ -43,40 +44,50 @@ class PostgresRulesUnitOfWork:
         self._connection = connection
         self._cache = cache if cache is not None else HistoryCache()
 
-    async def append(self, envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
-        appended = await eventstore.append(
-            self._connection, [eventstore.NewEvent(envelope) for envelope in envelopes]
+    async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
+        """The database's time now, which the batch is recorded at, and which of these
+        events are stored already (read without the append lock)."""
+        row = await self._connection.fetchrow(
+            "SELECT clock_timestamp() AS now, "
+            "array(SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])) AS stored",
+            list(event_ids),
         )
-        return {item.event_id for item in appended if item.new}
+        return row["now"], set(row["stored"])
 
-    async def histories(
-        self, keys: Iterable[SubjectKey], known: Mapping[uuid.UUID, EventPayload] | None = None
-    ) -> dict[SubjectKey, SubjectHistory]:
-        """Each subject's history up to now (this transaction's appends included): the
-        cached part, and the rest of its stream read in one query. ``known`` payloads (the
-        batch's own, already parsed) are not read and parsed again."""
-        known = known or {}
+    async def append(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        expected_versions: Mapping[str, int],
+        recorded_at: datetime,
+    ) -> None:
+        await eventstore.append(
+            self._connection,
+            [eventstore.NewEvent(envelope) for envelope in envelopes],
+            expected_versions=expected_versions,
+            recorded_at=recorded_at,
+        )
+
+    async def histories(self, keys: Iterable[SubjectKey]) -> dict[SubjectKey, SubjectHistory]:
+        """Each subject's stored history: the cached part, and the rest of its stream read
+        in one query."""
         wanted = {key: self._cache.get(key) for key in sorted(set(keys))}
         if not wanted:
             return {}
         streams = {f"subject-{study}/{subject}": (study, subject) for study, subject in wanted}
         rows = await self._connection.fetch(
             """SELECT e.stream_id, e.stream_version, e.event_id, e.type, e.recorded_at,
-                      CASE WHEN e.event_id = ANY($3::uuid[]) THEN NULL
-                           ELSE e.payload_json END AS payload_json
+                      e.payload_json
                FROM unnest($1::text[], $2::bigint[]) AS s(stream_id, after_version)
                JOIN events e ON e.stream_id = s.stream_id AND e.stream_version > s.after_version
                ORDER BY e.stream_id, e.stream_version""",
             list(streams),
             [wanted[key].version for key in streams.values()],
-            list(known),
         )
         for row in rows:
-            history = wanted[streams[row["stream_id"]]]
-            text = row["payload_json"]
-            history.apply(
+            wanted[streams[row["stream_id"]]].apply(
                 row["type"],
-                known[row["event_id"]] if text is None else orjson.loads(text),
+                orjson.loads(row["payload_json"]),
                 row["event_id"],
                 row["recorded_at"],
                 row["stream_version"],
