@@ -31,6 +31,9 @@ from shared.projections import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
+# events of the subject-state projection applied in a batch's own transaction at most; the
+# rest (a backlog after a rebuild, say) is left to the projection's own loop
+PROJECTION_CATCH_UP = 5000
 
 
 def records_of(message: KafkaMessage) -> list[Record]:
@@ -118,7 +121,7 @@ class FactsConsumer:
         packs: dict[str, RulePack],
         *,
         group_id: str,
-        on_commit: Callable[[bool], None],
+        on_commit: Callable[[bool, bool], None],
         cache: HistoryCache | None = None,
         projection: ProjectionRunner | None = None,
     ) -> None:
@@ -143,6 +146,7 @@ class FactsConsumer:
         envelopes += [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
         positions = next_positions(records)
         began = time.perf_counter()
+        projection_behind = False
         try:
             for _ in range(len(envelopes) + 1):
                 if rejected:
@@ -155,7 +159,10 @@ class FactsConsumer:
                         await uow.record_positions(self._group_id, positions)
                         if self._projection is not None:
                             # the subject state moves with the facts, in the same commit
-                            await self._projection.catch_up_in(connection)
+                            applied = await self._projection.catch_up_in(
+                                connection, limit=PROJECTION_CATCH_UP
+                            )
+                            projection_behind = applied >= PROJECTION_CATCH_UP
                     break
                 except eventstore.EventIdConflict as conflict:
                     self._cache.clear()
@@ -180,7 +187,7 @@ class FactsConsumer:
             raise
         self._backoff.succeeded()
         self._collector.after_batch()
-        self._on_commit(bool(outcome.published))
+        self._on_commit(bool(outcome.published), projection_behind)
         log.info(
             "rules.batch_done",
             records=len(records),

@@ -76,8 +76,11 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 retryable=(asyncpg.PostgresError, OSError),
             )
 
-            def committed(published: bool) -> None:
-                projection_loop.wake()
+            def committed(published: bool, projection_behind: bool) -> None:
+                # the batch moved the subject state itself; the loop (which also polls, for
+                # events other services append) is needed only when it left some behind
+                if projection_behind:
+                    projection_loop.wake()
                 if published:
                     relay.wake()
 

@@ -56,6 +56,13 @@ def _order(entry: LabEntry) -> tuple[datetime, int]:
     return (entry.result.collected_at, entry.stream_version)
 
 
+def _place(entries: list[LabEntry], entry: LabEntry) -> None:
+    """Add ``entry`` to a list kept in collection-time order (new results mostly come last)."""
+    entries.append(entry)
+    if len(entries) > 1 and _order(entries[-2]) > _order(entry):
+        entries.sort(key=_order)  # a late result: put it where it belongs
+
+
 @dataclass(frozen=True)
 class AdverseEventEntry(Fact):
     report: AdverseEventReported
@@ -168,11 +175,10 @@ class SubjectHistory:
             return
         if self.day0 is None or entry.at.date() <= self.day0:
             self._baselines.pop(result.loinc_code, None)  # it may be the new baseline
-        self._merged.clear()
-        history = self.by_code.setdefault(result.loinc_code, [])
-        history.append(entry)
-        if len(history) > 1 and _order(history[-2]) > _order(entry):
-            history.sort(key=_order)  # a late result: put it where it belongs
+        _place(self.by_code.setdefault(result.loinc_code, []), entry)
+        for codes, merged in self._merged.items():
+            if result.loinc_code in codes:
+                _place(merged, entry)
 
     def _supersede(self, event_id: uuid.UUID) -> None:
         self.superseded.add(event_id)
