@@ -4,12 +4,13 @@ judged, each saying whether the condition held, how bad it was, and on which fac
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, cast
 
@@ -763,10 +764,14 @@ def _hys_law(
     problems: list[Problem] = []
     ratios: dict[uuid.UUID, _Limit] = {}
     groups = (rule.transaminase_codes, rule.bilirubin_codes, rule.alkaline_phosphatase_codes)
+    window = timedelta(days=rule.window_days)
+    span = _hy_span(history, groups, only, window)
+    if span is None:
+        return [], problems  # no new result of the rule's analytes
     entries: list[list[LabEntry]] = []
     for codes in groups:
         kept = []
-        for entry in _numeric(history.results(*codes)):
+        for entry in _numeric(_within(history.results(*codes), span)):
             limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, problems)
             if limit is not None:
                 ratios[entry.event_id] = limit
@@ -778,10 +783,10 @@ def _hys_law(
         any(_above(ratios[e.event_id], e, rule.transaminase_multiple) for e in transaminases)
         and any(_above(ratios[e.event_id], e, rule.bilirubin_multiple) for e in bilirubins)
     ):
-        # neither limb was ever crossed and nothing is on record: no point can hold, and
-        # there is nothing to resolve (this keeps the common case linear)
+        # neither limb was crossed (in the windows of the new results, when only they are
+        # judged) and nothing is on record: no point can hold, and there is nothing to
+        # resolve (this keeps the common case linear)
         return [], problems
-    window = timedelta(days=rule.window_days)
     points: list[Point] = []
     judged = [e for group in entries for e in group if only is None or e.event_id in only]
     for entry in sorted(judged, key=lambda e: e.at):
@@ -811,6 +816,35 @@ def _hys_law(
             _hy_point(rule, entry, top_t, top_b, nearest, ratios, holds=core and not cholestatic)
         )
     return points, problems
+
+
+def _hy_span(
+    history: SubjectHistory,
+    groups: tuple[tuple[str, ...], ...],
+    only: set[uuid.UUID] | None,
+    window: timedelta,
+) -> tuple[datetime, datetime] | None:
+    """The collection times a judgement reads: everything, or when only new results are
+    judged, from a window before the earliest of them to the latest (None: none is new)."""
+    if only is None:
+        return (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    codes = {code for group in groups for code in group}
+    times = [
+        entry.at
+        for event_id in only
+        if (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
+    ]
+    return (min(times) - window, max(times)) if times else None
+
+
+def _within(entries: list[LabEntry], span: tuple[datetime, datetime]) -> list[LabEntry]:
+    """The entries (in collection-time order) collected within ``span``, both ends included."""
+    low = bisect.bisect_left(entries, span[0], key=_collected)
+    return entries[low : bisect.bisect_right(entries, span[1], lo=low, key=_collected)]
+
+
+def _collected(entry: LabEntry) -> datetime:
+    return entry.at
 
 
 def _above(limit: _Limit, entry: LabEntry, multiple: Decimal) -> bool:
