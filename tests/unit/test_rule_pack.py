@@ -66,3 +66,11 @@ def test_pack_in_the_wrong_folder_is_refused(tmp_path: Path) -> None:
     (folder / "rules.yaml").write_text(PACK.read_text())
     with pytest.raises(InvalidRulePack, match="does not match its folder"):
         load_rule_packs(tmp_path)
+
+
+def test_the_rules_reading_an_input_are_found_in_pack_order() -> None:
+    pack = load_rule_pack(PACK)
+    for inputs in ({"1742-6"}, {"1975-2", "2160-0"}, {"adverse-event"}, {"no-such-code"}):
+        expected = [rule for rule in pack.rules if inputs.intersection(rule.inputs())]
+        assert pack.rules_reading(inputs) == expected
+    assert {rule.id for rule in pack.rules_reading({"1742-6"})} >= {"hys-law"}

@@ -762,30 +762,44 @@ def _hys_law(
     rule: HysLawRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     problems: list[Problem] = []
-    ratios: dict[uuid.UUID, _Limit] = {}
-    groups = (rule.transaminase_codes, rule.bilirubin_codes, rule.alkaline_phosphatase_codes)
+    groups = _hy_groups(rule)
     window = timedelta(days=rule.window_days)
-    span = _hy_span(history, groups, only, window)
-    if span is None:
+    span, news = _hy_span(history, groups, only, window)
+    if only is not None and not news:
         return [], problems  # no new result of the rule's analytes
+    recorded = any(e.rule_id == rule.id for e in history.episodes.values())
+    if only is not None and not recorded:
+        # the usual case: the new results' own problems, then whether each limb is crossed
+        # in their windows, bilirubin first (fewer results): most often it is not, and
+        # nothing else is read
+        for entry, group in news:
+            if (limb := _hy_limb(rule, entry, group)) is not None:
+                problems += limb[1]
+        if not (
+            _limb_crossed(rule, history, _BILIRUBIN, span)
+            and _limb_crossed(rule, history, _TRANSAMINASE, span)
+        ):
+            return [], problems
     entries: list[list[LabEntry]] = []
-    for codes in groups:
+    crossed = [False, False, False]
+    ratios: dict[uuid.UUID, _Limit] = {}
+    for group, codes in enumerate(groups):
         kept = []
-        for entry in _numeric(_within(history.results(*codes), span)):
-            limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, problems)
+        for entry in _within(history.results(*codes), span):
+            if (limb := _hy_limb(rule, entry, group)) is None:
+                continue
+            limit, found, above = limb
+            if found:
+                problems += found
             if limit is not None:
                 ratios[entry.event_id] = limit
                 kept.append(entry)
+                crossed[group] = crossed[group] or above
         entries.append(kept)
     transaminases, bilirubins, phosphatases = entries
-    recorded = any(e.rule_id == rule.id for e in history.episodes.values())
-    if not recorded and not (
-        any(_above(ratios[e.event_id], e, rule.transaminase_multiple) for e in transaminases)
-        and any(_above(ratios[e.event_id], e, rule.bilirubin_multiple) for e in bilirubins)
-    ):
-        # neither limb was crossed (in the windows of the new results, when only they are
-        # judged) and nothing is on record: no point can hold, and there is nothing to
-        # resolve (this keeps the common case linear)
+    if not recorded and not (crossed[_TRANSAMINASE] and crossed[_BILIRUBIN]):
+        # neither limb was crossed and nothing is on record: no point can hold, and there
+        # is nothing to resolve (this keeps the common case linear)
         return [], problems
     points: list[Point] = []
     judged = [e for group in entries for e in group if only is None or e.event_id in only]
@@ -818,23 +832,63 @@ def _hys_law(
     return points, problems
 
 
+_TRANSAMINASE, _BILIRUBIN, _PHOSPHATASE = 0, 1, 2
+
+
+def _hy_groups(rule: HysLawRule) -> tuple[tuple[str, ...], ...]:
+    return (rule.transaminase_codes, rule.bilirubin_codes, rule.alkaline_phosphatase_codes)
+
+
+def _hy_limb(
+    rule: HysLawRule, entry: LabEntry, group: int
+) -> tuple[_Limit | None, tuple[Problem, ...], bool] | None:
+    """An entry's multiple of its ULN, the problems found working it out, and whether it
+    crosses its limb of the rule; worked out once per entry (None: no value)."""
+    if entry.result.value is None:
+        return None
+    key = (id(rule), "hy", group)
+    judged: tuple[_Limit | None, tuple[Problem, ...], bool] | None = entry.memo.get(key)
+    if judged is None:
+        found: list[Problem] = []
+        limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found)
+        multiple = (rule.transaminase_multiple, rule.bilirubin_multiple, None)[group]
+        above = limit is not None and multiple is not None and _above(limit, entry, multiple)
+        judged = entry.memo[key] = (limit, tuple(found), above)
+    return judged
+
+
+def _limb_crossed(
+    rule: HysLawRule, history: SubjectHistory, group: int, span: tuple[datetime, datetime]
+) -> bool:
+    """Whether any result of the limb collected within ``span`` crosses it."""
+    return any(
+        (limb := _hy_limb(rule, entry, group)) is not None and limb[2]
+        for entry in _within(history.results(*_hy_groups(rule)[group]), span)
+    )
+
+
 def _hy_span(
     history: SubjectHistory,
     groups: tuple[tuple[str, ...], ...],
     only: set[uuid.UUID] | None,
     window: timedelta,
-) -> tuple[datetime, datetime] | None:
-    """The collection times a judgement reads: everything, or when only new results are
-    judged, from a window before the earliest of them to the latest (None: none is new)."""
+) -> tuple[tuple[datetime, datetime], list[tuple[LabEntry, int]]]:
+    """The collection times a judgement reads, and the new results with their groups:
+    everything, or when only new results are judged, from a window before the earliest of
+    them to the latest."""
     if only is None:
-        return (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
-    codes = {code for group in groups for code in group}
-    times = [
-        entry.at
+        return (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)), []
+    news = [
+        (entry, group)
         for event_id in only
-        if (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
+        if (entry := history.labs.get(event_id)) is not None
+        for group, codes in enumerate(groups)
+        if entry.result.loinc_code in codes
     ]
-    return (min(times) - window, max(times)) if times else None
+    if not news:
+        return (datetime.min.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)), []
+    times = [entry.at for entry, _ in news]
+    return (min(times) - window, max(times)), news
 
 
 def _within(entries: list[LabEntry], span: tuple[datetime, datetime]) -> list[LabEntry]:

@@ -112,7 +112,7 @@ def rules_touched(pack: RulePack, inputs: set[str] | None) -> list[Rule]:
     None or 'enrolment': all rules)."""
     if inputs is None or ENROLMENT in inputs:
         return list(pack.rules)
-    return [rule for rule in pack.rules if inputs.intersection(rule.inputs())]
+    return pack.rules_reading(inputs)
 
 
 def evaluate(

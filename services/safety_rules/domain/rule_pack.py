@@ -9,7 +9,9 @@ chooses the numbers.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -454,6 +456,21 @@ class RulePack(_Strict):
                 raise ValueError(f"rule id {rule.id!r} appears more than once")
             seen.add(rule.id)
         return self
+
+    def rules_reading(self, inputs: Iterable[str]) -> list[Rule]:
+        """The rules that read any of ``inputs`` (LOINC codes or input kinds), in pack order."""
+        chosen: set[int] = set()
+        for item in inputs:
+            chosen |= self._readers.get(item, frozenset())
+        return [self.rules[index] for index in sorted(chosen)]
+
+    @cached_property
+    def _readers(self) -> dict[str, frozenset[int]]:
+        readers: dict[str, set[int]] = {}
+        for index, rule in enumerate(self.rules):
+            for item in rule.inputs():
+                readers.setdefault(item, set()).add(index)
+        return {item: frozenset(indexes) for item, indexes in readers.items()}
 
 
 def load_rule_pack(path: Path) -> RulePack:
