@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 
 from services.safety_rules.domain.subject_state import State, apply_events, empty_state
-from shared.eventstore import StoredEvent
+from shared.eventstore import PayloadEvent
 
 
 class SubjectStateProjection:
@@ -20,7 +20,7 @@ class SubjectStateProjection:
     async def reset(self, connection: asyncpg.Connection) -> None:
         await connection.execute("DELETE FROM subject_state")
 
-    async def apply(self, connection: asyncpg.Connection, events: Sequence[StoredEvent]) -> None:
+    async def apply(self, connection: asyncpg.Connection, events: Sequence[PayloadEvent]) -> None:
         keyed = [
             ((e.study_id, e.subject_id), e)
             for e in events
