@@ -11,7 +11,7 @@ from typing import Protocol
 
 import asyncpg
 
-from shared.eventstore import StoredEvent, read_all
+from shared.eventstore import PayloadEvent, read_payloads
 
 
 class Projection(Protocol):
@@ -22,7 +22,7 @@ class Projection(Protocol):
     async def reset(self, connection: asyncpg.Connection) -> None: ...
 
     async def apply(
-        self, connection: asyncpg.Connection, events: Sequence[StoredEvent]
+        self, connection: asyncpg.Connection, events: Sequence[PayloadEvent]
     ) -> None: ...
 
 
@@ -68,7 +68,7 @@ class ProjectionRunner:
         position = await self._lock_checkpoint(connection, wait=wait)
         if position is None:
             return 0  # another instance is applying right now
-        events = await read_all(connection, after_position=position, limit=limit)
+        events = await read_payloads(connection, after_position=position, limit=limit)
         if not events:
             return 0
         await self._projection.apply(connection, events)
@@ -106,7 +106,7 @@ class ProjectionRunner:
             await self._lock_checkpoint(connection, wait=True)
             await self._projection.reset(connection)
             position, total = 0, 0
-            while events := await read_all(
+            while events := await read_payloads(
                 connection, after_position=position, limit=self._batch_size
             ):
                 await self._projection.apply(connection, events)

@@ -14,6 +14,7 @@ WORKING_TABLES = (
     "deliveries",
     "projection_checkpoints",
     "subject_state",
+    "subject_results",
     "ingest_outbox",
     "consumer_positions",
     "digest_items",

@@ -142,6 +142,19 @@ class StoredEvent:
         )
 
 
+@dataclass(frozen=True)
+class PayloadEvent:
+    """What a projection reads of a row: where it is, its type, subject and payload; not
+    the envelope and hashes, which only the audit tools need."""
+
+    position: int
+    event_id: uuid.UUID
+    type: str
+    study_id: str | None
+    subject_id: str | None
+    payload: dict[str, Any]
+
+
 def _stored(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(
         position=row["position"],
@@ -373,6 +386,29 @@ async def read_all(
         f"{_SELECT} WHERE position > $1 ORDER BY position LIMIT $2", after_position, limit
     )
     return [_stored(row) for row in rows]
+
+
+async def read_payloads(
+    connection: asyncpg.Connection, *, after_position: int = 0, limit: int = 1000
+) -> list[PayloadEvent]:
+    """Like :func:`read_all`, but only what projections use of each event."""
+    rows = await connection.fetch(
+        "SELECT position, event_id, type, study_id, subject_id, payload_json FROM events "
+        "WHERE position > $1 ORDER BY position LIMIT $2",
+        after_position,
+        limit,
+    )
+    return [
+        PayloadEvent(
+            row["position"],
+            row["event_id"],
+            row["type"],
+            row["study_id"],
+            row["subject_id"],
+            orjson.loads(row["payload_json"]),
+        )
+        for row in rows
+    ]
 
 
 async def head(connection: asyncpg.Connection) -> tuple[int, bytes]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,6 +25,8 @@ from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
 PACKS = load_rule_packs(REPO / "studies")
+# thirteen facts, two supersessions, two signals (B, A) and B, C, D flagged as not enrolled
+EVENTS = 20
 
 
 def enrolment(subject: str, day0: date) -> Envelope:
@@ -40,27 +44,42 @@ def enrolment(subject: str, day0: date) -> Envelope:
     )
 
 
-def hb(subject: str, value: str, day: int) -> Envelope:
+def hb(subject: str, value: str | None, day: int, status: str = "F") -> Envelope:
     return wrap(
         LabResultReported(
             study_id="NCT05262686",
             subject_id=subject,
             loinc_code="718-7",
-            value=Decimal(value),
-            unit="g/dL",
+            value=None if value is None else Decimal(value),
+            unit=None if value is None else "g/dL",
             collected_at=datetime(2026, 3, day, 8, tzinfo=UTC),
-            source_message_id=f"{subject}-{day}",
+            result_status=status,
+            source_message_id=f"{subject}-{day}-{status}",
+            observation_key=f"{subject}-{day}",
         ),
         source="/tests",
     )
 
 
-async def snapshot(pool: asyncpg.Pool) -> list[tuple[str, str, str, int]]:
-    rows = await pool.fetch(
+async def snapshot(pool: asyncpg.Pool) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The documents and the entries kept beside them."""
+    documents = await pool.fetch(
         "SELECT study_id, subject_id, state::text AS state, position FROM subject_state "
         "ORDER BY study_id, subject_id"
     )
-    return [(r["study_id"], r["subject_id"], r["state"], r["position"]) for r in rows]
+    entries = await pool.fetch(
+        "SELECT event_id, study_id, subject_id, analyte, collected_at, entry::text AS entry "
+        "FROM subject_results ORDER BY event_id"
+    )
+    return [tuple(r) for r in documents], [tuple(r) for r in entries]
+
+
+async def state_of(pool: asyncpg.Pool, subject: str) -> dict[str, Any]:
+    text = await pool.fetchval(
+        "SELECT state::text FROM subject_state WHERE subject_id = $1", subject
+    )
+    state: dict[str, Any] = json.loads(text)
+    return state
 
 
 async def test_replay_equals_live(fresh_dsn: str) -> None:
@@ -71,6 +90,10 @@ async def test_replay_equals_live(fresh_dsn: str) -> None:
             [enrolment("A", date(2026, 3, 2)), hb("A", "12.5", 1), hb("B", "8.2", 3)],
             [hb("A", "8.8", 20), enrolment("B", date(2026, 3, 1))],
             [hb("A", "11.0", 10)],  # late, older than the latest
+            [hb("C", "12.0", 1), hb("C", "12.2", 5), hb("D", "11.5", 2), hb("D", "11.9", 9)],
+            [hb("C", None, 5, status="X"), enrolment("D", date(2026, 3, 4))],  # the latest
+            # withdrawn; Day 0 known after the results
+            [hb("C", "12.8", 1, status="C")],  # a correction of what is now the latest
         ]
         for batch in batches:
             async with pool.acquire() as connection, connection.transaction():
@@ -80,11 +103,19 @@ async def test_replay_equals_live(fresh_dsn: str) -> None:
 
         rebuilt_from = await runner.rebuild()
 
-        assert rebuilt_from == 9  # six facts, two signals, B flagged as not yet enrolled
+        assert rebuilt_from == EVENTS
         assert await snapshot(pool) == live
-        assert await runner.position() == 9
-        state_a = await pool.fetchval("SELECT state FROM subject_state WHERE subject_id = 'A'")
-        assert '"718-7"' in state_a
+        assert await runner.position() == EVENTS
+        state_a = await state_of(pool, "A")
+        assert state_a["latest"]["718-7"]["value"] == 8.8
+        assert state_a["baseline"]["718-7"]["value"] == 12.5
+        assert "results" not in state_a
+        state_c = await state_of(pool, "C")
+        assert state_c["latest"]["718-7"]["value"] == 12.8
+        state_d = await state_of(pool, "D")
+        assert state_d["baseline"]["718-7"]["value"] == 11.5
+        assert state_d["latest"]["718-7"]["value"] == 11.9
+        assert len(live[1]) == 7  # A: 3, B: 1, C: the correction, D: 2
     finally:
         await pool.close()
 

@@ -1,13 +1,20 @@
 """A subject's state as the log tells it: demographics, baseline, latest values, open signals.
 
-Pure: a state document (JSON-ready dict) and one stored event in, the new document out.
-Results are ordered by collection time, not arrival, so a late result that is older than
-the latest one does not replace it.
+Pure. The state document (a JSON-ready dict) keeps only the latest and the baseline value
+per analyte, not every result: those are entries kept beside it (one per measurement), so
+a batch costs what its events cost, not what the subject's history costs. Results are
+ordered by collection time, then event id, not by arrival, so a late result that is older
+than the latest one does not replace it.
+
+Most events move the document on their own (:func:`apply_events`). Two cannot: removing
+the entry that is the latest or the baseline, and a new Day 0. Then the caller hands all
+the subject's entries to :func:`rederive`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -25,6 +32,29 @@ from shared.events import (
 )
 
 State = dict[str, Any]
+# One measurement: value, unit, qualitative, collected_at (ISO text) and event_id.
+Entry = dict[str, Any]
+
+_SIGNAL_UPDATES = frozenset(
+    cls.event_type
+    for cls in (
+        SafetySignalEscalated,
+        SafetySignalAmended,
+        SafetySignalResolved,
+        SafetySignalReopened,
+        SafetySignalRetracted,
+    )
+)
+# The event types that can change a subject's state; every other type changes nothing.
+USED_TYPES = frozenset(
+    {
+        SubjectEnrolled.event_type,
+        LabResultReported.event_type,
+        LabResultSuperseded.event_type,
+        SafetySignalRaised.event_type,
+    }
+    | _SIGNAL_UPDATES
+)
 
 
 def empty_state(study_id: str, subject_id: str) -> State:
@@ -37,7 +67,6 @@ def empty_state(study_id: str, subject_id: str) -> State:
         "birth_date": None,
         "weight_kg": None,
         "day0": None,
-        "results": {},
         "baseline": {},
         "latest": {},
         "open_signals": [],
@@ -45,36 +74,60 @@ def empty_state(study_id: str, subject_id: str) -> State:
     }
 
 
-def _copy(state: State) -> State:
-    new = {**state, "results": {k: list(v) for k, v in state["results"].items()}}
-    new["open_signals"] = list(state["open_signals"])
+@dataclass
+class SubjectChange:
+    """What some events do to one subject: the new document, the entries they add and
+    remove, and whether the latest and baseline values must be re-derived from all the
+    subject's entries (after those additions and removals) with :func:`rederive`."""
+
+    state: State
+    added: dict[str, tuple[str, Entry]] = field(default_factory=dict)  # event id: analyte
+    removed: set[str] = field(default_factory=set)
+    rederive: bool = False
+    applied: bool = False  # at least one event was of a type the state uses
+
+
+def apply_events(state: State, events: Iterable[tuple[str, dict[str, Any], str]]) -> SubjectChange:
+    """The change several events (type, payload, event id) make to a subject's state.
+
+    The input state is not modified; when no event is used the change carries it as is."""
+    new = {
+        **state,
+        "latest": dict(state["latest"]),
+        "baseline": dict(state["baseline"]),
+        "open_signals": list(state["open_signals"]),
+    }
+    change = SubjectChange(new)
+    for event_type, payload, event_id in events:
+        change.applied = _apply(change, event_type, payload, event_id) or change.applied
+    if not change.applied:
+        change.state = state
+    return change
+
+
+def rederive(state: State, entries: Iterable[tuple[str, Entry]]) -> State:
+    """The state with its latest and baseline values taken from all the subject's
+    entries (analyte, entry): the latest by collection time, and the baseline, the last
+    value on or before Day 0."""
+    new = {**state, "latest": {}, "baseline": {}}
+    day0 = _day0(new)
+    for analyte, entry in entries:
+        _take(new, analyte, entry, day0)
     return new
 
 
-def apply_event(state: State, event_type: str, payload: dict[str, Any], event_id: str) -> State:
-    """The state after one event; event types the projection does not use change nothing."""
-    return apply_events(state, [(event_type, payload, event_id)])
-
-
-def apply_events(state: State, events: Iterable[tuple[str, dict[str, Any], str]]) -> State:
-    """The state after several events: copied once and derived once, so a batch costs what
-    its events cost, not what the subject's whole history costs per event."""
-    new = _copy(state)
-    changed = False
-    for event_type, payload, event_id in events:
-        changed = _apply(new, event_type, payload, event_id) or changed
-    return _derive(new) if changed else state
-
-
-def _apply(new: State, event_type: str, payload: dict[str, Any], event_id: str) -> bool:
+def _apply(change: SubjectChange, event_type: str, payload: dict[str, Any], event_id: str) -> bool:
+    new = change.state
     if event_type == SubjectEnrolled.event_type:
+        day0 = payload.get("day0")
+        change.rederive = change.rederive or day0 != new["day0"]
         new.update(
             enrolled=True,
             site_id=payload["site_id"],
             sex=payload["sex"],
             birth_date=payload["birth_date"],
             weight_kg=payload.get("weight_kg"),
-            day0=payload.get("day0"),
+            day0=day0,
         )
     elif event_type == LabResultReported.event_type:
         if not ResultStatus(payload.get("result_status", "F")).is_measurement:
@@ -87,17 +140,16 @@ def _apply(new: State, event_type: str, payload: dict[str, Any], event_id: str) 
             "event_id": event_id,
         }
         analyte = payload.get("loinc_code") or f"local:{payload.get('local_code')}"
-        history = new["results"].setdefault(analyte, [])
-        history.append(entry)
-        if len(history) > 1 and _order(history[-2]) > _order(entry):
-            history.sort(key=_order)  # a late result: put it where it belongs
+        change.added[event_id] = (analyte, entry)
+        change.removed.discard(event_id)
+        if not change.rederive:  # a re-derivation will see this entry anyway
+            _take(new, analyte, entry, _day0(new))
     elif event_type == LabResultSuperseded.event_type:
-        gone = payload["superseded_event_id"]
-        new["results"] = {
-            loinc: [item for item in history if item["event_id"] != gone]
-            for loinc, history in new["results"].items()
-        }
-        new["results"] = {loinc: h for loinc, h in new["results"].items() if h}
+        gone = str(payload["superseded_event_id"])
+        change.added.pop(gone, None)
+        change.removed.add(gone)
+        held = (*new["latest"].values(), *new["baseline"].values())
+        change.rederive = change.rederive or any(item["event_id"] == gone for item in held)
     elif event_type == SafetySignalRaised.event_type:
         new["open_signals"].append(
             {
@@ -116,16 +168,17 @@ def _apply(new: State, event_type: str, payload: dict[str, Any], event_id: str) 
     return True
 
 
-_SIGNAL_UPDATES = {
-    cls.event_type
-    for cls in (
-        SafetySignalEscalated,
-        SafetySignalAmended,
-        SafetySignalResolved,
-        SafetySignalReopened,
-        SafetySignalRetracted,
-    )
-}
+def _take(state: State, analyte: str, entry: Entry, day0: date | None) -> None:
+    """Let one entry replace the latest value, and the baseline when it is on or before
+    Day 0, where it orders after the value held."""
+    order = _order(entry)
+    latest = state["latest"].get(analyte)
+    if latest is None or _order(latest) < order:
+        state["latest"][analyte] = entry
+    if day0 is not None and order[0].date() <= day0:
+        baseline = state["baseline"].get(analyte)
+        if baseline is None or _order(baseline) < order:
+            state["baseline"][analyte] = entry
 
 
 def _update_signal(state: State, event_type: str, payload: dict[str, Any]) -> None:
@@ -148,24 +201,9 @@ def _update_signal(state: State, event_type: str, payload: dict[str, Any]) -> No
         return
 
 
-def _order(item: dict[str, Any]) -> tuple[datetime, str]:
-    return (_moment(item["collected_at"]), item["event_id"])
+def _order(item: Entry) -> tuple[datetime, str]:
+    return (datetime.fromisoformat(item["collected_at"]), item["event_id"])
 
 
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _derive(state: State) -> State:
-    """Latest value per analyte, and baseline: the last value on or before Day 0."""
-    day0 = date.fromisoformat(state["day0"]) if state["day0"] else None
-    latest, baseline = {}, {}
-    for loinc, history in state["results"].items():
-        latest[loinc] = history[-1]
-        if day0 is not None:
-            before = [item for item in history if _moment(item["collected_at"]).date() <= day0]
-            if before:
-                baseline[loinc] = before[-1]
-    state["latest"] = latest
-    state["baseline"] = baseline
-    return state
+def _day0(state: State) -> date | None:
+    return date.fromisoformat(state["day0"]) if state["day0"] else None
