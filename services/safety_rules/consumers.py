@@ -18,6 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers import (
+    BatchOutcome,
     Record,
     Rejected,
     handle_batch,
@@ -25,6 +26,7 @@ from services.safety_rules.handlers import (
     rejected_input,
 )
 from shared import eventstore
+from shared.events import Envelope
 from shared.events.dead_letters import dead_letter_headers
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner
@@ -146,41 +148,27 @@ class FactsConsumer:
         envelopes += [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
         positions = next_positions(records)
         began = time.perf_counter()
-        projection_behind = False
         try:
             for _ in range(len(envelopes) + 1):
                 if rejected:
                     await publish_dead_letters(self._broker, rejected, self._group_id)
                     rejected = []
                 try:
-                    async with self._pool.acquire() as connection, connection.transaction():
-                        uow = PostgresRulesUnitOfWork(connection, self._cache)
-                        outcome = await handle_batch(envelopes, uow, self._packs)
-                        await uow.record_positions(self._group_id, positions)
-                        if self._projection is not None:
-                            # the subject state moves with the facts, in the same commit
-                            applied = await self._projection.catch_up_in(
-                                connection, limit=PROJECTION_CATCH_UP
-                            )
-                            projection_behind = applied >= PROJECTION_CATCH_UP
+                    outcome, projection_behind = await self._commit(envelopes, positions)
                     break
                 except eventstore.EventIdConflict as conflict:
-                    self._cache.clear()
                     envelopes = [e for e in envelopes if e.id != conflict.event_id]
                     rejected = [Rejected(by_id[conflict.event_id], str(conflict))]
                 except eventstore.StreamVersionConflict as conflict:
                     # another instance wrote this subject while the batch was judged (a
                     # partition moved between instances): judge again on what it wrote
-                    self._cache.clear()
                     log.warning("rules.subject_moved_meanwhile", detail=str(conflict))
             else:
                 raise RuntimeError("the batch could not be stored after repeated conflicts")
         except RETRYABLE as error:
-            self._cache.clear()  # the rolled-back batch may have been folded in
             await self._backoff.failed(error)
             raise
         except Exception:
-            self._cache.clear()
             # a bug, not an outage: say so loudly; the batch is rewound and tried again
             log.exception("rules.batch_crashed", records=len(records))
             await self._backoff.failed(RuntimeError("batch crashed"))
@@ -197,6 +185,27 @@ class FactsConsumer:
             data_quality=len(outcome.data_quality),
             seconds=round(time.perf_counter() - began, 4),
         )
+
+    async def _commit(
+        self, envelopes: list[Envelope], positions: dict[tuple[str, int], int]
+    ) -> tuple[BatchOutcome, bool]:
+        """The batch's one transaction; returns its outcome and whether the subject state
+        was left behind. The batch folds its events into the cached histories before it
+        commits, so whatever keeps it from committing (an error, a conflict, a
+        cancellation) drops the cache, and the next batch reads the log again."""
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                uow = PostgresRulesUnitOfWork(connection, self._cache)
+                outcome = await handle_batch(envelopes, uow, self._packs)
+                await uow.record_positions(self._group_id, positions)
+                if self._projection is None:
+                    return outcome, False
+                # the subject state moves with the facts, in the same commit
+                applied = await self._projection.catch_up_in(connection, limit=PROJECTION_CATCH_UP)
+            return outcome, applied >= PROJECTION_CATCH_UP
+        except BaseException:
+            self._cache.clear()
+            raise
 
 
 def _valid(records: list[Record], rejected: list[Rejected]) -> list[Record]:
