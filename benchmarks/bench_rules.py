@@ -15,7 +15,11 @@ in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
 
     make bench-rules
     python benchmarks/bench_rules.py --events 60000 --subjects 600 --rate 500 --seconds 20
-    python benchmarks/bench_rules.py --instances 2   # two instances in one consumer group
+    python benchmarks/bench_rules.py --instances 2   # only two instances in one group
+
+By default the whole run is done twice, with one rules instance and with two in one
+consumer group (a fresh database and broker each time, each with its own ceiling): the
+service scales out by instances, and this machine has two cores.
 """
 
 from __future__ import annotations
@@ -320,8 +324,12 @@ async def bench(
             f"{signals:,} signal events)"
         )
         ratio = sustained / raw_rate
-        met = "met" if sustained >= 5000 and ratio >= 0.5 else "MISSED"
-        print(f"sustained / ceiling = {ratio:.2f}  (targets >= 5,000 events/s and >= 0.50: {met})")
+        rate_met = "met" if sustained >= 5000 else "MISSED"
+        ratio_met = "met" if ratio >= 0.5 else "MISSED"
+        print(
+            f"sustained / ceiling = {ratio:.2f}  (target >= 5,000 events/s: {rate_met}; "
+            f"target >= 0.50 of the ceiling: {ratio_met})"
+        )
 
         latencies = await paced(broker.bootstrap, pool, rate, seconds, subjects)
         await pool.close()
@@ -359,20 +367,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--profile", help="record the rules service with py-spy to this file")
     parser.add_argument(
-        "--instances", type=int, default=1, help="rules-service instances in one group"
+        "--instances",
+        default="1,2",
+        help="rules-service instances in one consumer group; a comma-separated list runs "
+        "the benchmark once per count",
     )
     args = parser.parse_args()
-    asyncio.run(
-        bench(
-            args.events,
-            args.subjects,
-            args.batch,
-            args.rate,
-            args.seconds,
-            args.profile,
-            args.instances,
+    counts = [int(part) for part in args.instances.split(",")]
+    for count in counts:
+        print(f"--- {count} rules instance{'s' if count > 1 else ''}", flush=True)
+        profile = args.profile
+        if profile and len(counts) > 1:
+            profile = f"{profile}.x{count}"  # one profile per run
+        asyncio.run(
+            bench(
+                args.events,
+                args.subjects,
+                args.batch,
+                args.rate,
+                args.seconds,
+                profile,
+                count,
+            )
         )
-    )
 
 
 if __name__ == "__main__":
