@@ -178,7 +178,7 @@ def _nothing_to_say(
 ) -> bool:
     if any(point.holds for point in fresh):
         return False
-    if any(e.rule_id == rule.id and e.status == "open" for e in history.episodes.values()):
+    if history.has_open_episode(rule.id):
         return False  # a normal result may resolve it
     # the latest earlier result: from the end of the time-ordered list, past the new ones
     entries = history.results(*rule.inputs())

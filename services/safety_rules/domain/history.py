@@ -115,6 +115,8 @@ class SubjectHistory:
     #: process; until then (a new process, another pack) every rule walks it whole
     judged_with: str | None = field(default=None, repr=False)
     _merged: dict[tuple[str, ...], list[LabEntry]] = field(default_factory=dict, repr=False)
+    #: how many episodes of each rule are open
+    _open: dict[str, int] = field(default_factory=dict, repr=False)
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class SubjectHistory:
                 grade=event.grade,
                 inputs=set(event.input_event_ids),
             )
+            self._open[event.rule_id] = self._open.get(event.rule_id, 0) + 1
             return
         episode = self.episodes.get(getattr(event, "signal_id", uuid.UUID(int=0)))
         if episode is None:
@@ -225,15 +228,20 @@ class SubjectHistory:
             episode.opened_at = event.collected_at
             episode.inputs = set(event.input_event_ids)
         elif isinstance(event, SafetySignalResolved):
-            episode.status = "resolved"
+            self._set_status(episode, "resolved")
             episode.resolved_at = event.collected_at
             episode.resolved_inputs = set(event.input_event_ids)
         elif isinstance(event, SafetySignalReopened):
-            episode.status = "open"
+            self._set_status(episode, "open")
             episode.resolved_at = None
             episode.resolved_inputs = set()
         elif isinstance(event, SafetySignalRetracted):
-            episode.status = "retracted"
+            self._set_status(episode, "retracted")
+
+    def _set_status(self, episode: RecordedEpisode, status: str) -> None:
+        change = (status == "open") - (episode.status == "open")
+        self._open[episode.rule_id] = self._open.get(episode.rule_id, 0) + change
+        episode.status = status
 
     # -- reading -------------------------------------------------------------------------
 
@@ -246,6 +254,10 @@ class SubjectHistory:
             merged.sort(key=_order)
             self._merged[codes] = merged
         return self._merged[codes]
+
+    def has_open_episode(self, rule_id: str) -> bool:
+        """Whether an episode of this rule is open on the record."""
+        return self._open.get(rule_id, 0) > 0
 
     def earlier_report(self, identity: str, event_id: uuid.UUID) -> uuid.UUID | None:
         """The report of the same observation just before ``event_id`` (what it replaces)."""
