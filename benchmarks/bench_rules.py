@@ -5,7 +5,9 @@ in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
 
 1. ceiling: the events are consumed in batches by a bare Kafka consumer that copies them
    into a PostgreSQL table, one transaction per batch, offsets committed after it: the
-   same broker, batches and database, with no rule work;
+   same broker, batches and database, with no rule work; beside it, for reference, the
+   same records parsed and appended to the hash-chained audit log (in a database of its
+   own), which is what the service must do before any rule is judged;
 2. sustained: the rules service (``python -m vigil rules``, a separate process) consumes the
    same events from the same topics and stores, judges and records them; the rate is taken
    between the first and the last commit of facts (PostgreSQL's commit timestamps), so the
@@ -42,6 +44,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared import eventstore
 from shared.db.migrate import upgrade
 from shared.events import (
     CONTENT_TYPE,
@@ -160,6 +163,41 @@ async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
                 await connection.copy_records_to_table("bench_raw", records=rows)
             await consumer.commit()
             copied += len(rows)
+            last = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await connection.close()
+    return expected / (last - first)
+
+
+async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
+    """Events/s of consuming the same records, parsing them and appending them to the
+    hash-chained audit log (a database of its own), one transaction per batch: what the
+    rules service must do before it judges anything."""
+    connection = await asyncpg.connect(dsn)
+    consumer = AIOKafkaConsumer(
+        SUBJECTS,
+        LAB_RESULTS,
+        bootstrap_servers=bootstrap,
+        group_id="bench-store-ceiling",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=batch,
+    )
+    await consumer.start()
+    stored, first, last = 0, 0.0, 0.0
+    try:
+        while stored < expected:
+            records = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            values = [r.value for rs in records.values() for r in rs if r.value]
+            if not values:
+                continue
+            first = first or time.perf_counter()
+            events = [eventstore.NewEvent(Envelope.from_json(value)) for value in values]
+            async with connection.transaction():
+                await eventstore.append(connection, events)
+            await consumer.commit()
+            stored += len(values)
             last = time.perf_counter()
     finally:
         await consumer.stop()
@@ -289,6 +327,16 @@ async def bench(
 
         raw_rate = await ceiling(broker.bootstrap, cluster.dsn, events, batch)
         print(f"ceiling  : {raw_rate:>8,.0f} events/s  (consume + COPY, batches of {batch})")
+        admin = await asyncpg.connect(cluster.dsn)
+        await admin.execute("CREATE DATABASE bench_store")
+        await admin.close()
+        store_dsn = cluster.dsn.rsplit("/", 1)[0] + "/bench_store"
+        await upgrade(store_dsn)
+        store_rate = await store_ceiling(broker.bootstrap, store_dsn, events, batch)
+        print(
+            f"audit log: {store_rate:>8,.0f} events/s  (consume + parse + hash-chained append, "
+            "no rule work)"
+        )
 
         port = free_port()
         env = {
@@ -328,7 +376,8 @@ async def bench(
         ratio_met = "met" if ratio >= 0.5 else "MISSED"
         print(
             f"sustained / ceiling = {ratio:.2f}  (target >= 5,000 events/s: {rate_met}; "
-            f"target >= 0.50 of the ceiling: {ratio_met})"
+            f"target >= 0.50 of the ceiling: {ratio_met}); sustained / audit log = "
+            f"{sustained / store_rate:.2f}"
         )
 
         latencies = await paced(broker.bootstrap, pool, rate, seconds, subjects)
