@@ -37,9 +37,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -135,74 +137,67 @@ async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
         await producer.stop()
 
 
-async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
-    """Events/s of a bare consume-and-copy loop over the same topics."""
+Store = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
+
+
+async def consume_and_store(
+    bootstrap: str, dsn: str, group: str, expected: int, batch: int, store: Store
+) -> float:
+    """Events/s of a bare consumer over the input topics that stores each batch in one
+    transaction and commits its offsets after it (the clock starts at the first batch)."""
     connection = await asyncpg.connect(dsn)
-    await connection.execute("CREATE TABLE bench_raw (topic text, part int, off bigint, v bytea)")
     consumer = AIOKafkaConsumer(
         SUBJECTS,
         LAB_RESULTS,
         bootstrap_servers=bootstrap,
-        group_id="bench-ceiling",
+        group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=batch,
     )
     await consumer.start()
-    copied, first, last = 0, 0.0, 0.0
+    done, first, last = 0, 0.0, 0.0
     try:
-        while copied < expected:
-            records = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            rows = [
-                (r.topic, r.partition, r.offset, r.value) for rs in records.values() for r in rs
-            ]
-            if not rows:
+        while done < expected:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            records = [record for some in fetched.values() for record in some]
+            if not records:
                 continue
             first = first or time.perf_counter()
             async with connection.transaction():
-                await connection.copy_records_to_table("bench_raw", records=rows)
+                await store(connection, records)
             await consumer.commit()
-            copied += len(rows)
+            done += len(records)
             last = time.perf_counter()
     finally:
         await consumer.stop()
         await connection.close()
     return expected / (last - first)
+
+
+async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
+    """Events/s of a bare consume-and-copy loop over the same topics."""
+    connection = await asyncpg.connect(dsn)
+    await connection.execute("CREATE TABLE bench_raw (topic text, part int, off bigint, v bytea)")
+    await connection.close()
+
+    async def copy(connection: asyncpg.Connection, records: list[Any]) -> None:
+        rows = [(r.topic, r.partition, r.offset, r.value) for r in records]
+        await connection.copy_records_to_table("bench_raw", records=rows)
+
+    return await consume_and_store(bootstrap, dsn, "bench-ceiling", expected, batch, copy)
 
 
 async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
     """Events/s of consuming the same records, parsing them and appending them to the
     hash-chained audit log (a database of its own), one transaction per batch: what the
     rules service must do before it judges anything."""
-    connection = await asyncpg.connect(dsn)
-    consumer = AIOKafkaConsumer(
-        SUBJECTS,
-        LAB_RESULTS,
-        bootstrap_servers=bootstrap,
-        group_id="bench-store-ceiling",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=batch,
-    )
-    await consumer.start()
-    stored, first, last = 0, 0.0, 0.0
-    try:
-        while stored < expected:
-            records = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            values = [r.value for rs in records.values() for r in rs if r.value]
-            if not values:
-                continue
-            first = first or time.perf_counter()
-            events = [eventstore.NewEvent(Envelope.from_json(value)) for value in values]
-            async with connection.transaction():
-                await eventstore.append(connection, events)
-            await consumer.commit()
-            stored += len(values)
-            last = time.perf_counter()
-    finally:
-        await consumer.stop()
-        await connection.close()
-    return expected / (last - first)
+
+    async def append(connection: asyncpg.Connection, records: list[Any]) -> None:
+        events = [eventstore.NewEvent(Envelope.from_json(r.value)) for r in records]
+        await eventstore.append(connection, events)
+
+    return await consume_and_store(bootstrap, dsn, "bench-store-ceiling", expected, batch, append)
 
 
 async def stored_count(pool: asyncpg.Pool, since: datetime | None = None) -> int:

@@ -141,27 +141,22 @@ def test_results_that_are_not_values_are_ignored() -> None:
     assert state["latest"] == {}
 
 
+SIGNAL = {
+    "signal_id": "sig-1",
+    "rule_id": "anaemia-hb-le-9",
+    "observed_value": 8.1,
+    "observed_unit": "g/dL",
+    "collected_at": "2026-03-30T08:00:00+00:00",
+}
+
+
 def test_signals_are_open() -> None:
-    signal = {
-        "signal_id": "sig-1",
-        "rule_id": "anaemia-hb-le-9",
-        "observed_value": 8.1,
-        "observed_unit": "g/dL",
-        "collected_at": "2026-03-30T08:00:00+00:00",
-    }
-    state = play((SafetySignalRaised.event_type, signal))
+    state = play((SafetySignalRaised.event_type, SIGNAL))
     assert [s["signal_id"] for s in state["open_signals"]] == ["sig-1"]
 
 
 def test_signals_close_and_reopen() -> None:
-    signal = {
-        "signal_id": "sig-1",
-        "rule_id": "anaemia-hb-le-9",
-        "observed_value": 8.1,
-        "observed_unit": "g/dL",
-        "collected_at": "2026-03-30T08:00:00+00:00",
-    }
-    raised = (SafetySignalRaised.event_type, signal)
+    raised = (SafetySignalRaised.event_type, SIGNAL)
     resolved = (SafetySignalResolved.event_type, {"signal_id": "sig-1"})
     reopened = (SafetySignalReopened.event_type, {"signal_id": "sig-1"})
     closed = play(raised, resolved)
