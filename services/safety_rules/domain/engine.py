@@ -1,6 +1,6 @@
 """The rules engine: what the facts say now, compared with what Vigil has already said (pure).
 
-For each rule, the points of clinical time where it was judged (``conditions.py``) make
+For each rule, the points of clinical time where it was judged (``conditions/``) make
 episodes: an episode opens at the first point where the condition holds and resolves at the
 first later point where it does not. The engine then reconciles those episodes with the ones
 the signal events recorded, and returns only the difference as new events:
