@@ -8,26 +8,49 @@ import bisect
 import functools
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any
 
+from services.safety_rules.domain.conditions.grading import (
+    _abnormal_baseline,
+    _baseline_key,
+    _lab_quantities,
+    grade_of,
+    surely_holds,
+)
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _Limit,
+    _numeric,
+    _ratio_to_limit,
+    value_in,
+)
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    LazyMapping,
+    Point,
+    Problem,
+    _each,
+    _Judgement,
+    _lab_point,
+    _label,
+    _memoised,
+    _num,
+    _reported,
+)
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_pack import (
     AbsoluteThresholdRule,
     AdverseEventRule,
-    Band,
     BaselineChangeRule,
     CodedResultRule,
     CreatinineClearanceRule,
-    FallbackLimit,
     FromPercent,
-    Grading,
     HysLawRule,
     MedicationRule,
-    Operator,
     QualitativeRule,
     ReferenceLimitRule,
     Rule,
@@ -36,64 +59,18 @@ from services.safety_rules.domain.rule_pack import (
 )
 from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import Sex, SubjectEnrolled
-from shared.events.payloads import DataQualityProblem
 
-
-@dataclass(frozen=True)
-class Point:
-    """One judgement of a rule at a moment of clinical time."""
-
-    at: datetime
-    holds: bool
-    input_ids: tuple[uuid.UUID, ...]
-    analyte: str
-    summary: str = field(default="", compare=False)
-    grade: int | None = None
-    observed_value: Decimal | None = None
-    observed_unit: str | None = None
-    computed: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    episode_key: str | None = None
-    learned_at: datetime | None = None
-    serious: bool = False
-
-    @property
-    def sort_key(self) -> tuple[datetime, int]:
-        return (self.at, 1 if self.holds else 0)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something the rule could not judge: a data-quality issue for the data manager."""
-
-    issue: DataQualityProblem
-    detail: str
-    related_event_id: uuid.UUID
-    rule_id: str
-
-
-Judged = tuple[list[Point], list[Problem]]
-
-
-class LazyMapping(Mapping[str, Any]):
-    """Computed values built when first read: most points are in range and never explained."""
-
-    def __init__(self, build: Callable[[], Mapping[str, Any]]) -> None:
-        self._build: Callable[[], Mapping[str, Any]] | None = build
-        self._values: Mapping[str, Any] = {}
-
-    def _materialised(self) -> Mapping[str, Any]:
-        if self._build is not None:
-            self._values, self._build = self._build(), None
-        return self._values
-
-    def __getitem__(self, key: str) -> Any:
-        return self._materialised()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._materialised())
-
-    def __len__(self) -> int:
-        return len(self._materialised())
+__all__ = [
+    "Judged",
+    "LazyMapping",
+    "Point",
+    "Problem",
+    "entrywise",
+    "grade_of",
+    "judge",
+    "surely_holds",
+    "value_in",
+]
 
 
 def judge(rule: Rule, history: SubjectHistory, only: set[uuid.UUID] | None = None) -> Judged:
@@ -103,221 +80,17 @@ def judge(rule: Rule, history: SubjectHistory, only: set[uuid.UUID] | None = Non
     return _KINDS[type(rule)](rule, history)
 
 
-# -- shared arithmetic -------------------------------------------------------------------
-
-
-def _num(value: Decimal, places: str = "0.01") -> str:
-    """A value for people: at most two decimals, no trailing zeros."""
-    if value != value.to_integral_value():
-        value = value.quantize(Decimal(places))
-    return f"{value.normalize():f}"
-
-
-def value_in(entry: LabEntry, unit: str) -> Decimal:
-    """The result's value expressed in ``unit`` (raises UnitNotConvertible)."""
-    key = ("value_in", unit)
-    if key not in entry.memo:
-        try:
-            entry.memo[key] = _value_in(entry, unit)
-        except UnitNotConvertible as error:
-            entry.memo[key] = error
-    value = entry.memo[key]
-    if isinstance(value, UnitNotConvertible):
-        raise value
-    assert isinstance(value, Decimal)
-    return value
-
-
-def _value_in(entry: LabEntry, unit: str) -> Decimal:
-    result = entry.result
-    analyte = analyte_for(result.loinc_code or "")
-    if analyte is None or result.value is None:
-        raise UnitNotConvertible(f"{result.loinc_code}: not a numeric catalogued analyte")
-    if result.canonical_value is not None and result.canonical_unit == analyte.canonical_unit:
-        canonical = result.canonical_value
-    elif result.unit is None:
-        raise UnitNotConvertible(f"{analyte.name} was reported without a unit")
-    else:
-        canonical = analyte.to_canonical(result.value, result.unit)
-    return canonical / analyte.to_canonical(Decimal(1), unit)
-
-
-def surely_holds(
-    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
-) -> bool:
-    """Whether a possibly censored value certainly meets ``operator bound`` (for grading:
-    '<0.5' is certainly below 1.0, '>200' is not certainly above 400)."""
-    if comparator in (None, "="):
-        return compare(value, operator, bound)
-    below = comparator in ("<", "<=")
-    if below != (operator in ("<", "<=")):
-        return False
-    if comparator in ("<", ">"):
-        return compare(value, "<=" if below else ">=", bound)
-    return compare(value, operator, bound)
-
-
-def grade_of(
-    grading: Grading | None,
-    quantities: Mapping[str, Decimal | None],
-    comparator: str | None,
-    *,
-    abnormal_baseline: bool = False,
-) -> int | None:
-    """The worst grade whose band the finding certainly meets; else the mildest it may meet."""
-    if grading is None:
-        return None
-    bands: tuple[Band, ...] = grading.bands
-    if abnormal_baseline and grading.abnormal_baseline_bands:
-        bands = grading.abnormal_baseline_bands
-    ordered = sorted(bands, key=lambda band: -band.grade)
-    maybe: int | None = None
-    for band in ordered:
-        quantity = quantities.get(band.basis or grading.basis)
-        if quantity is None:
-            continue
-        if surely_holds(quantity, comparator, band.operator, band.bound):
-            return band.grade
-        if may_hold(quantity, comparator, band.operator, band.bound):
-            maybe = band.grade
-    return maybe
-
-
 def _flip(comparator: str | None) -> str | None:
     """The comparator of ``k / x`` for a censored ``x``."""
     flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
     return flipped.get(comparator) if comparator else None
 
 
-def _label(entry: LabEntry) -> str:
-    analyte = analyte_for(entry.result.loinc_code or "")
-    return analyte.name if analyte else (entry.result.loinc_code or "result")
-
-
-def _reported(entry: LabEntry) -> str:
-    result = entry.result
-    value = f"{result.comparator or ''}{result.value:f}" if result.value is not None else "?"
-    return f"{value} {result.unit or ''}".strip()
-
-
-@dataclass(frozen=True)
-class _Limit:
-    ratio: Decimal
-    limit_text: str
-
-
-def _ratio_to_limit(
-    entry: LabEntry,
-    which: Literal["ULN", "LLN"],
-    fallbacks: Mapping[str, FallbackLimit],
-    rule_id: str,
-    problems: list[Problem],
-) -> _Limit | None:
-    """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
-    laboratory sent none, which is raised as a data-quality problem); worked out once per
-    entry, its problems added to ``problems`` each time."""
-    key = ("limit", which, id(fallbacks), rule_id)
-    if key not in entry.memo:
-        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id)
-    limit, found = entry.memo[key]
-    problems += found
-    return cast("_Limit | None", limit)
-
-
-def _limit_of(
-    entry: LabEntry,
-    which: Literal["ULN", "LLN"],
-    fallbacks: Mapping[str, FallbackLimit],
-    rule_id: str,
-) -> tuple[_Limit | None, tuple[Problem, ...]]:
-    result = entry.result
-    assert result.value is not None
-    limit = result.reference_high if which == "ULN" else result.reference_low
-    if limit is not None and limit > 0:
-        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip()), ()
-    fallback = fallbacks.get(result.loinc_code or "")
-    detail = (
-        f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
-        f"without a reference range, so its {which} is unknown"
-    )
-    if fallback is None:
-        detail += "; the rule could not judge it"
-    else:
-        detail += (
-            f"; judged against the rule pack's fallback {which} "
-            f"{_num(fallback.value)} {fallback.unit}"
-        )
-    problem = (Problem("reference-range-missing", detail, entry.event_id, rule_id),)
-    if fallback is None:
-        return None, problem
-    try:
-        value = value_in(entry, fallback.unit)
-    except UnitNotConvertible:
-        return None, problem
-    return _Limit(
-        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)"
-    ), problem
-
-
-def _candidates(
-    history: SubjectHistory, codes: tuple[str, ...], only: set[uuid.UUID] | None
-) -> list[LabEntry]:
-    """The current results of ``codes``, or only those in ``only`` (the new ones, for the
-    engine's shortcut), by collection time."""
-    if only is None:
-        return history.results(*codes)
-    chosen = [
-        entry
-        for event_id in only
-        if (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
-    ]
-    chosen.sort(key=lambda entry: (entry.at, entry.stream_version))
-    return chosen
-
-
-def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
-    return [e for e in entries if e.result.value is not None]
-
-
 # -- the kinds -----------------------------------------------------------------------------
-
-
-_Judgement = tuple[Point | None, tuple[Problem, ...]]
-
-
-def _memoised(
-    entry: LabEntry, key: tuple[object, ...], judge_entry: Callable[[], _Judgement]
-) -> _Judgement:
-    """Judge an entry once per rule and per the other facts the judgement used (``key``);
-    a batch then judges only its new entries, however long the subject's history."""
-    if key not in entry.memo:
-        entry.memo[key] = judge_entry()
-    judgement: _Judgement = entry.memo[key]
-    return judgement
-
-
-def _each(
-    entries: Iterable[LabEntry],
-    key: Callable[[LabEntry], tuple[object, ...]],
-    judge_entry: Callable[[LabEntry], _Judgement],
-) -> Judged:
-    points: list[Point] = []
-    problems: list[Problem] = []
-    for entry in entries:
-        point, found = _memoised(entry, key(entry), functools.partial(judge_entry, entry))
-        if point is not None:
-            points.append(point)
-        problems += found
-    return points, problems
 
 
 def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:
     return key
-
-
-def _baseline_key(history: SubjectHistory, entry: LabEntry) -> object:
-    baseline = history.baseline(entry.result.loinc_code or "")
-    return baseline.event_id if baseline is not None else None
 
 
 def _absolute(
@@ -420,85 +193,6 @@ def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry
     analyte = analyte_for(rule.loinc_codes[0])
     name = analyte.name if analyte else rule.loinc_codes[0]
     return replace(point, analyte=f"{name} (from {_label(entry)} %)"), ()
-
-
-def _lab_quantities(
-    entry: LabEntry, value: Decimal, history: SubjectHistory
-) -> dict[str, Decimal | None]:
-    result = entry.result
-    assert result.value is not None
-    high, low = result.reference_high, result.reference_low
-    baseline = history.baseline(result.loinc_code or "")
-    base_value = None
-    analyte = analyte_for(result.loinc_code or "")
-    if baseline is not None and analyte is not None and baseline.event_id != entry.event_id:
-        try:
-            base = value_in(baseline, analyte.canonical_unit)
-            if base > 0:
-                base_value = value_in(entry, analyte.canonical_unit) / base
-        except UnitNotConvertible:
-            base_value = None
-    return {
-        "value": value,
-        "uln": result.value / high if high and high > 0 else None,
-        "lln": result.value / low if low and low > 0 else None,
-        "baseline": base_value,
-    }
-
-
-def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
-    """CTCAE: a baseline above the ULN changes how ALT, AST and bilirubin are graded."""
-    baseline = history.baseline(entry.result.loinc_code or "")
-    if baseline is None or baseline.event_id == entry.event_id:
-        return False
-    high, value = baseline.result.reference_high, baseline.result.value
-    return high is not None and value is not None and value > high
-
-
-def _lab_point(
-    rule: Rule,
-    entry: LabEntry,
-    *,
-    holds: bool,
-    grade: int | None,
-    value: Decimal,
-    unit: str,
-    comparison: str | Callable[[], str],
-    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
-    input_ids: tuple[uuid.UUID, ...] | None = None,
-) -> Point:
-    result = entry.result
-
-    def explain() -> dict[str, Any]:
-        computed: dict[str, Any] = {
-            "reported_value": f"{result.value:f}" if result.value is not None else None,
-            "reported_unit": result.unit,
-            "value_in_rule_unit": _num(value),
-            "rule_unit": unit,
-            "comparison": comparison if isinstance(comparison, str) else comparison(),
-        }
-        if result.comparator:
-            computed["censored"] = f"reported as {result.comparator}{result.value:f}"
-        if result.reference_low is not None or result.reference_high is not None:
-            low = _num(result.reference_low) if result.reference_low is not None else ""
-            high = _num(result.reference_high) if result.reference_high is not None else ""
-            computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
-        if extra:
-            computed.update(extra if isinstance(extra, Mapping) else extra())
-        return computed
-
-    return Point(
-        at=result.collected_at,
-        holds=holds,
-        input_ids=input_ids or (entry.event_id,),
-        analyte=_label(entry),
-        summary=f"{_label(entry)} {_reported(entry)}",
-        grade=grade,
-        observed_value=result.value,
-        observed_unit=result.unit,
-        computed=LazyMapping(explain),
-        learned_at=entry.recorded_at,
-    )
 
 
 def _reference(

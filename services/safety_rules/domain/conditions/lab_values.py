@@ -1,0 +1,124 @@
+"""Reading lab results for a rule: which ones, their value in the rule's unit, and their
+multiple of the laboratory's ULN or LLN (pure).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, cast
+
+from services.safety_rules.domain.conditions.points import Problem, _label, _num, _reported
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import FallbackLimit
+from shared.analytes import UnitNotConvertible, analyte_for
+
+
+def value_in(entry: LabEntry, unit: str) -> Decimal:
+    """The result's value expressed in ``unit`` (raises UnitNotConvertible)."""
+    key = ("value_in", unit)
+    if key not in entry.memo:
+        try:
+            entry.memo[key] = _value_in(entry, unit)
+        except UnitNotConvertible as error:
+            entry.memo[key] = error
+    value = entry.memo[key]
+    if isinstance(value, UnitNotConvertible):
+        raise value
+    assert isinstance(value, Decimal)
+    return value
+
+
+def _value_in(entry: LabEntry, unit: str) -> Decimal:
+    result = entry.result
+    analyte = analyte_for(result.loinc_code or "")
+    if analyte is None or result.value is None:
+        raise UnitNotConvertible(f"{result.loinc_code}: not a numeric catalogued analyte")
+    if result.canonical_value is not None and result.canonical_unit == analyte.canonical_unit:
+        canonical = result.canonical_value
+    elif result.unit is None:
+        raise UnitNotConvertible(f"{analyte.name} was reported without a unit")
+    else:
+        canonical = analyte.to_canonical(result.value, result.unit)
+    return canonical / analyte.to_canonical(Decimal(1), unit)
+
+
+def _candidates(
+    history: SubjectHistory, codes: tuple[str, ...], only: set[uuid.UUID] | None
+) -> list[LabEntry]:
+    """The current results of ``codes``, or only those in ``only`` (the new ones, for the
+    engine's shortcut), by collection time."""
+    if only is None:
+        return history.results(*codes)
+    chosen = [
+        entry
+        for event_id in only
+        if (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
+    ]
+    chosen.sort(key=lambda entry: (entry.at, entry.stream_version))
+    return chosen
+
+
+def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
+    return [e for e in entries if e.result.value is not None]
+
+
+@dataclass(frozen=True)
+class _Limit:
+    ratio: Decimal
+    limit_text: str
+
+
+def _ratio_to_limit(
+    entry: LabEntry,
+    which: Literal["ULN", "LLN"],
+    fallbacks: Mapping[str, FallbackLimit],
+    rule_id: str,
+    problems: list[Problem],
+) -> _Limit | None:
+    """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
+    laboratory sent none, which is raised as a data-quality problem); worked out once per
+    entry, its problems added to ``problems`` each time."""
+    key = ("limit", which, id(fallbacks), rule_id)
+    if key not in entry.memo:
+        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id)
+    limit, found = entry.memo[key]
+    problems += found
+    return cast("_Limit | None", limit)
+
+
+def _limit_of(
+    entry: LabEntry,
+    which: Literal["ULN", "LLN"],
+    fallbacks: Mapping[str, FallbackLimit],
+    rule_id: str,
+) -> tuple[_Limit | None, tuple[Problem, ...]]:
+    result = entry.result
+    assert result.value is not None
+    limit = result.reference_high if which == "ULN" else result.reference_low
+    if limit is not None and limit > 0:
+        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip()), ()
+    fallback = fallbacks.get(result.loinc_code or "")
+    detail = (
+        f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
+        f"without a reference range, so its {which} is unknown"
+    )
+    if fallback is None:
+        detail += "; the rule could not judge it"
+    else:
+        detail += (
+            f"; judged against the rule pack's fallback {which} "
+            f"{_num(fallback.value)} {fallback.unit}"
+        )
+    problem = (Problem("reference-range-missing", detail, entry.event_id, rule_id),)
+    if fallback is None:
+        return None, problem
+    try:
+        value = value_in(entry, fallback.unit)
+    except UnitNotConvertible:
+        return None, problem
+    return _Limit(
+        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)"
+    ), problem

@@ -1,0 +1,168 @@
+"""What a condition kind returns: the points where a rule was judged and the problems
+that kept it from judging, and how a lab result's point is written and remembered (pure).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.safety_rules.domain.history import LabEntry
+from services.safety_rules.domain.rule_pack import Rule
+from shared.analytes import analyte_for
+from shared.events.payloads import DataQualityProblem
+
+
+@dataclass(frozen=True)
+class Point:
+    """One judgement of a rule at a moment of clinical time."""
+
+    at: datetime
+    holds: bool
+    input_ids: tuple[uuid.UUID, ...]
+    analyte: str
+    summary: str = field(default="", compare=False)
+    grade: int | None = None
+    observed_value: Decimal | None = None
+    observed_unit: str | None = None
+    computed: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    episode_key: str | None = None
+    learned_at: datetime | None = None
+    serious: bool = False
+
+    @property
+    def sort_key(self) -> tuple[datetime, int]:
+        return (self.at, 1 if self.holds else 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the rule could not judge: a data-quality issue for the data manager."""
+
+    issue: DataQualityProblem
+    detail: str
+    related_event_id: uuid.UUID
+    rule_id: str
+
+
+Judged = tuple[list[Point], list[Problem]]
+
+
+class LazyMapping(Mapping[str, Any]):
+    """Computed values built when first read: most points are in range and never explained."""
+
+    def __init__(self, build: Callable[[], Mapping[str, Any]]) -> None:
+        self._build: Callable[[], Mapping[str, Any]] | None = build
+        self._values: Mapping[str, Any] = {}
+
+    def _materialised(self) -> Mapping[str, Any]:
+        if self._build is not None:
+            self._values, self._build = self._build(), None
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._materialised()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._materialised())
+
+    def __len__(self) -> int:
+        return len(self._materialised())
+
+
+_Judgement = tuple[Point | None, tuple[Problem, ...]]
+
+
+def _memoised(
+    entry: LabEntry, key: tuple[object, ...], judge_entry: Callable[[], _Judgement]
+) -> _Judgement:
+    """Judge an entry once per rule and per the other facts the judgement used (``key``);
+    a batch then judges only its new entries, however long the subject's history."""
+    if key not in entry.memo:
+        entry.memo[key] = judge_entry()
+    judgement: _Judgement = entry.memo[key]
+    return judgement
+
+
+def _each(
+    entries: Iterable[LabEntry],
+    key: Callable[[LabEntry], tuple[object, ...]],
+    judge_entry: Callable[[LabEntry], _Judgement],
+) -> Judged:
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in entries:
+        point, found = _memoised(entry, key(entry), functools.partial(judge_entry, entry))
+        if point is not None:
+            points.append(point)
+        problems += found
+    return points, problems
+
+
+def _num(value: Decimal, places: str = "0.01") -> str:
+    """A value for people: at most two decimals, no trailing zeros."""
+    if value != value.to_integral_value():
+        value = value.quantize(Decimal(places))
+    return f"{value.normalize():f}"
+
+
+def _label(entry: LabEntry) -> str:
+    analyte = analyte_for(entry.result.loinc_code or "")
+    return analyte.name if analyte else (entry.result.loinc_code or "result")
+
+
+def _reported(entry: LabEntry) -> str:
+    result = entry.result
+    value = f"{result.comparator or ''}{result.value:f}" if result.value is not None else "?"
+    return f"{value} {result.unit or ''}".strip()
+
+
+def _lab_point(
+    rule: Rule,
+    entry: LabEntry,
+    *,
+    holds: bool,
+    grade: int | None,
+    value: Decimal,
+    unit: str,
+    comparison: str | Callable[[], str],
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    input_ids: tuple[uuid.UUID, ...] | None = None,
+) -> Point:
+    result = entry.result
+
+    def explain() -> dict[str, Any]:
+        computed: dict[str, Any] = {
+            "reported_value": f"{result.value:f}" if result.value is not None else None,
+            "reported_unit": result.unit,
+            "value_in_rule_unit": _num(value),
+            "rule_unit": unit,
+            "comparison": comparison if isinstance(comparison, str) else comparison(),
+        }
+        if result.comparator:
+            computed["censored"] = f"reported as {result.comparator}{result.value:f}"
+        if result.reference_low is not None or result.reference_high is not None:
+            low = _num(result.reference_low) if result.reference_low is not None else ""
+            high = _num(result.reference_high) if result.reference_high is not None else ""
+            computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
+        if extra:
+            computed.update(extra if isinstance(extra, Mapping) else extra())
+        return computed
+
+    return Point(
+        at=result.collected_at,
+        holds=holds,
+        input_ids=input_ids or (entry.event_id,),
+        analyte=_label(entry),
+        summary=f"{_label(entry)} {_reported(entry)}",
+        grade=grade,
+        observed_value=result.value,
+        observed_unit=result.unit,
+        computed=LazyMapping(explain),
+        learned_at=entry.recorded_at,
+    )
