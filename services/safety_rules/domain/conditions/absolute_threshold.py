@@ -1,0 +1,134 @@
+"""Absolute threshold: a result (or a count derived from a percentage) against a fixed
+value in the rule's unit (pure).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import replace
+
+from services.safety_rules.domain.conditions.grading import (
+    _abnormal_baseline,
+    _baseline_key,
+    _lab_quantities,
+    grade_of,
+)
+from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    Point,
+    Problem,
+    _each,
+    _Judgement,
+    _lab_point,
+    _label,
+    _memoised,
+    _num,
+    _reported,
+)
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import AbsoluteThresholdRule, FromPercent
+from shared.analytes import UnitNotConvertible, analyte_for
+
+
+def _absolute(
+    rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
+    def judge_entry(entry: LabEntry) -> _Judgement:
+        try:
+            value = value_in(entry, rule.unit)
+        except UnitNotConvertible:
+            return None, ()  # ingest raised the data-quality issue when it received it
+        comparator = entry.result.comparator
+        holds = rule.holds(value, comparator)
+        grade = (  # only a finding is graded
+            grade_of(
+                rule.grading,
+                _lab_quantities(entry, value, history),
+                comparator,
+                abnormal_baseline=_abnormal_baseline(entry, history),
+            )
+            if holds
+            else None
+        )
+        return _lab_point(
+            rule,
+            entry,
+            holds=holds,
+            grade=grade,
+            value=value,
+            unit=rule.unit,
+            comparison=lambda: f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+        ), ()
+
+    points, problems = _each(
+        _numeric(_candidates(history, rule.loinc_codes, only)),
+        lambda entry: (id(rule), _baseline_key(history, entry)),
+        judge_entry,
+    )
+    for derivation in rule.derive_from_percent:
+        more, found = _from_percent(rule, derivation, history)
+        points += more
+        problems += found
+    return points, problems
+
+
+def _from_percent(
+    rule: AbsoluteThresholdRule, derivation: FromPercent, history: SubjectHistory
+) -> Judged:
+    """Counts derived from a percentage and the total count of the same specimen (same
+    collection time); a percentage without its total is a data-quality problem."""
+    totals = {e.at: e for e in _numeric(history.results(derivation.total_code))}
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in _numeric(history.results(derivation.percent_code)):
+        total = totals.get(entry.at)
+        if total is None:
+            problems.append(
+                Problem(
+                    "missing-input",
+                    f"rule {rule.id}: {entry.result.analyte_text or derivation.percent_code} "
+                    f"{_reported(entry)} has no total count ({derivation.total_code}) of the "
+                    "same specimen, so the absolute count cannot be derived",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
+        point, _ = _memoised(
+            entry,
+            (id(rule), "from-percent", total.event_id),
+            functools.partial(_percent_point, rule, entry, total),
+        )
+        if point is not None:
+            points.append(point)
+    return points, problems
+
+
+def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry) -> _Judgement:
+    assert entry.result.value is not None
+    try:
+        count = value_in(total, rule.unit)
+    except UnitNotConvertible:
+        return None, ()
+    value = entry.result.value / 100 * count
+    comparator = entry.result.comparator
+    derived = (
+        f"{_num(entry.result.value)} % x {_label(total)} {_num(count)} {rule.unit} = "
+        f"{_num(value)} {rule.unit}"
+    )
+    point = _lab_point(
+        rule,
+        entry,
+        holds=rule.holds(value, comparator),
+        grade=grade_of(rule.grading, {"value": value}, comparator),
+        value=value,
+        unit=rule.unit,
+        comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+        extra={"derived": derived},
+        input_ids=(entry.event_id, total.event_id),
+    )
+    analyte = analyte_for(rule.loinc_codes[0])
+    name = analyte.name if analyte else rule.loinc_codes[0]
+    return replace(point, analyte=f"{name} (from {_label(entry)} %)"), ()

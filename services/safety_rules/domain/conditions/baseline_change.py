@@ -1,0 +1,119 @@
+"""Change from baseline: a result after Day 0 against the subject's baseline, as a ratio,
+a percentage or an absolute difference (pure).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from decimal import Decimal
+
+from services.safety_rules.domain.conditions.grading import grade_of
+from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    Point,
+    Problem,
+    _each,
+    _Judgement,
+    _lab_point,
+    _label,
+    _num,
+)
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import BaselineChangeRule, may_hold
+from shared.analytes import UnitNotConvertible
+
+
+def _change(
+    rule: BaselineChangeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
+    if history.enrolment is None:
+        return [], []
+    points: list[Point] = []
+    problems: list[Problem] = []
+    day0 = history.day0
+    for code in rule.loinc_codes:
+        entries = history.results(code)
+        first = next((e for e in entries if e.result.value is not None), None)
+        if day0 is None:
+            if first is not None:
+                problems.append(
+                    Problem(
+                        "missing-input",
+                        f"rule {rule.id} compares with baseline, but the subject's Day 0 is not "
+                        "known (enrol the subject with day0)",
+                        first.event_id,
+                        rule.id,
+                    )
+                )
+            continue
+        baseline = history.baseline(code)
+        if baseline is None:
+            first_after = next(
+                (e for e in entries if e.result.value is not None and e.at.date() > day0), None
+            )
+            if first_after is not None:
+                problems.append(
+                    Problem(
+                        "missing-input",
+                        f"rule {rule.id}: no {_label(first_after)} result on or before Day 0 "
+                        f"({day0.isoformat()}) to serve as baseline",
+                        first_after.event_id,
+                        rule.id,
+                    )
+                )
+            continue
+        try:
+            base = value_in(baseline, rule.unit)
+        except UnitNotConvertible:
+            continue
+        if base == 0 and rule.change != "absolute":
+            continue
+        after = [e for e in _numeric(_candidates(history, (code,), only)) if e.at.date() > day0]
+        judged = _each(
+            after,
+            functools.partial(_keyed, (id(rule), baseline.event_id)),
+            functools.partial(_change_point, rule, baseline, base),
+        )
+        points += judged[0]
+    return points, problems
+
+
+def _change_point(
+    rule: BaselineChangeRule, baseline: LabEntry, base: Decimal, entry: LabEntry
+) -> _Judgement:
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None, ()
+    if rule.change == "ratio":
+        amount, text = value / base, f"{_num(value / base)} x baseline"
+    elif rule.change == "percent":
+        amount = (value - base) / base * 100
+        text = f"{_num(amount, '0.1')} % from baseline"
+    else:
+        amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
+    comparator = entry.result.comparator
+    return _lab_point(
+        rule,
+        entry,
+        holds=may_hold(amount, comparator, rule.operator, rule.amount),
+        grade=grade_of(
+            rule.grading,
+            {"value": value, "baseline": value / base if base else None},
+            comparator,
+        ),
+        value=value,
+        unit=rule.unit,
+        comparison=f"{text}, rule {rule.describe()}",
+        extra={
+            "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
+            "change": text,
+        },
+        input_ids=(entry.event_id, baseline.event_id),
+    ), ()
+
+
+def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:
+    return key

@@ -1,0 +1,152 @@
+"""Creatinine clearance: measured, or estimated by Cockcroft-Gault from serum creatinine,
+age, sex and the nearest body weight (pure).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from services.safety_rules.domain.conditions.grading import grade_of
+from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    Point,
+    Problem,
+    _Judgement,
+    _lab_point,
+    _memoised,
+    _num,
+)
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import CreatinineClearanceRule, may_hold
+from shared.analytes import UnitNotConvertible
+from shared.events import Sex, SubjectEnrolled
+
+
+def _age(birth: date, at: datetime) -> int:
+    day = at.date()
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _nearest_weight(
+    history: SubjectHistory, rule: CreatinineClearanceRule, at: datetime
+) -> tuple[Decimal, datetime, uuid.UUID, str] | None:
+    candidates: list[tuple[Decimal, datetime, uuid.UUID, str]] = []
+    for entry in _numeric(history.results(*rule.weight_codes)):
+        try:
+            candidates.append((value_in(entry, "kg"), entry.at, entry.event_id, "weight result"))
+        except UnitNotConvertible:
+            continue
+    enrolment = history.enrolment_weight()
+    if enrolment is not None:
+        candidates.append((*enrolment, "enrolment record"))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
+
+
+def _clearance(
+    rule: CreatinineClearanceRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
+    points: list[Point] = []
+    problems: list[Problem] = []
+    for entry in _numeric(_candidates(history, rule.measured_codes, only)):
+        try:
+            value = value_in(entry, rule.unit)
+        except UnitNotConvertible:
+            continue
+        comparator = entry.result.comparator
+        points.append(
+            _lab_point(
+                rule,
+                entry,
+                holds=may_hold(value, comparator, rule.operator, rule.threshold),
+                grade=grade_of(rule.grading, {"value": value}, comparator),
+                value=value,
+                unit=rule.unit,
+                comparison=f"measured creatinine clearance {comparator or ''}{_num(value)} "
+                f"{rule.unit}, rule {rule.describe()}",
+                extra={"method": "measured"},
+            )
+        )
+    enrolment = history.enrolment
+    if enrolment is None:
+        return points, problems
+    assert history.enrolment_fact is not None
+    enrolled_by = history.enrolment_fact.event_id
+    for entry in _numeric(_candidates(history, rule.creatinine_codes, only)):
+        weight = _nearest_weight(history, rule, entry.at)
+        if weight is None:
+            problems.append(
+                Problem(
+                    "missing-input",
+                    f"rule {rule.id}: no body weight (enrolment or LOINC 29463-7) to compute "
+                    "creatinine clearance by Cockcroft-Gault",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
+        point, _ = _memoised(
+            entry,
+            (id(rule), weight[2], enrolled_by),
+            functools.partial(_cockcroft_gault, rule, enrolment, entry, weight),
+        )
+        if point is not None:
+            points.append(point)
+    return points, problems
+
+
+def _cockcroft_gault(
+    rule: CreatinineClearanceRule,
+    enrolment: SubjectEnrolled,
+    entry: LabEntry,
+    weight: tuple[Decimal, datetime, uuid.UUID, str],
+) -> _Judgement:
+    try:
+        creatinine = value_in(entry, "mg/dL")
+    except UnitNotConvertible:
+        return None, ()
+    if creatinine <= 0:
+        return None, ()
+    kg, weighed_at, weight_id, weight_source = weight
+    age = _age(enrolment.birth_date, entry.at)
+    female = enrolment.sex != Sex.MALE
+    factor = rule.female_factor if female else Decimal(1)
+    clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
+    flipped = _flip(entry.result.comparator)
+    sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
+        enrolment.sex,
+        f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
+        "lower, more alerting estimate)",
+    )
+    extra = {
+        "method": "Cockcroft-Gault",
+        "CrCl": f"{_num(clearance, '0.1')} mL/min",
+        "age_years": age,
+        "sex": sex_note,
+        "weight_kg": f"{_num(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
+        "creatinine_mg_dl": _num(creatinine),
+        "formula": f"(140 - {age}) x {_num(kg, '0.1')} / (72 x {_num(creatinine)})"
+        + (f" x {rule.female_factor}" if female else ""),
+    }
+    return _lab_point(
+        rule,
+        entry,
+        holds=may_hold(clearance, flipped, rule.operator, rule.threshold),
+        grade=grade_of(rule.grading, {"value": clearance}, flipped),
+        value=clearance,
+        unit=rule.unit,
+        comparison=f"CrCl = {_num(clearance, '0.1')} mL/min, rule {rule.describe()}",
+        extra=extra,
+        input_ids=(entry.event_id, weight_id),
+    ), ()
+
+
+def _flip(comparator: str | None) -> str | None:
+    """The comparator of ``k / x`` for a censored ``x``."""
+    flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+    return flipped.get(comparator) if comparator else None

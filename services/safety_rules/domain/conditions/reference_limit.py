@@ -1,0 +1,75 @@
+"""Reference-limit multiple: a result as a multiple of its laboratory's ULN or LLN (pure)."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.safety_rules.domain.conditions.grading import (
+    _abnormal_baseline,
+    _baseline_key,
+    _lab_quantities,
+    grade_of,
+)
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _numeric,
+    _ratio_to_limit,
+)
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    Problem,
+    _each,
+    _Judgement,
+    _lab_point,
+    _label,
+    _num,
+)
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
+from services.safety_rules.domain.rule_pack import ReferenceLimitRule, may_hold
+
+
+def _reference(
+    rule: ReferenceLimitRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
+) -> Judged:
+    def judge_entry(entry: LabEntry) -> _Judgement:
+        problems: list[Problem] = []
+        limit = _ratio_to_limit(entry, rule.limit, rule.fallback_limits, rule.id, problems)
+        if limit is None:
+            return None, tuple(problems)
+        comparator = entry.result.comparator
+        value = entry.result.value
+        assert value is not None
+        holds = may_hold(limit.ratio, comparator, rule.operator, rule.multiple)
+        grade = None
+        if holds:  # only a finding is graded
+            quantities = _lab_quantities(entry, value, history)
+            quantities["uln" if rule.limit == "ULN" else "lln"] = limit.ratio
+            grade = grade_of(
+                rule.grading,
+                quantities,
+                comparator,
+                abnormal_baseline=_abnormal_baseline(entry, history),
+            )
+        label = _label(entry)
+        return _lab_point(
+            rule,
+            entry,
+            holds=holds,
+            grade=grade,
+            value=value,
+            unit=entry.result.unit or "",
+            comparison=lambda: (
+                f"{label}/{rule.limit} = {_num(limit.ratio)} "
+                f"({rule.limit} {limit.limit_text}), rule {rule.describe()}"
+            ),
+            extra=lambda: {
+                f"{label}/{rule.limit}": _num(limit.ratio),
+                rule.limit: limit.limit_text,
+            },
+        ), tuple(problems)
+
+    return _each(
+        _numeric(_candidates(history, rule.loinc_codes, only)),
+        lambda entry: (id(rule), _baseline_key(history, entry)),
+        judge_entry,
+    )
