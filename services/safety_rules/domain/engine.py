@@ -62,7 +62,8 @@ class Episode:
 
     @property
     def worst(self) -> Point:
-        return max(self.points, key=lambda p: (p.grade or 0, -self.points.index(p)))
+        """The highest grade, the earliest point of it when several have it."""
+        return max(enumerate(self.points), key=lambda item: (item[1].grade or 0, -item[0]))[1]
 
     @property
     def start(self) -> datetime:
