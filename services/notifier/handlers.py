@@ -258,6 +258,17 @@ def _caused_by(kind: str, envelope: Envelope) -> uuid.UUID:
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"notification-{kind}:{envelope.id}")
 
 
+async def _unanswered(
+    connection: asyncpg.Connection, signal_id: uuid.UUID, answer_id: uuid.UUID
+) -> NotificationState | None:
+    """The signal's notification state, unless there is nothing to answer: never opened,
+    withdrawn, or this answer recorded already (a redelivered event)."""
+    state = await notification_state(connection, signal_id)
+    if state is None or state.withdrawn or await notification_log.recorded(connection, answer_id):
+        return None
+    return state
+
+
 async def _withdrawn(
     connection: asyncpg.Connection,
     envelope: Envelope,
@@ -302,8 +313,8 @@ async def _resolved(
     context: NotifierContext,
 ) -> int:
     event_id = _caused_by("resolved", envelope)
-    state = await notification_state(connection, signal.signal_id)
-    if state is None or state.withdrawn or await notification_log.recorded(connection, event_id):
+    state = await _unanswered(connection, signal.signal_id, event_id)
+    if state is None:
         return 0
     resolved = NotificationResolved(
         study_id=signal.study_id,
@@ -327,8 +338,8 @@ async def _reopened(
     context: NotifierContext,
 ) -> int:
     event_id = _caused_by("reopened", envelope)
-    state = await notification_state(connection, signal.signal_id)
-    if state is None or state.withdrawn or await notification_log.recorded(connection, event_id):
+    state = await _unanswered(connection, signal.signal_id, event_id)
+    if state is None:
         return 0
     hours = context.deadlines.hours_for(serious=state.opened.serious, grade=state.grade)
     acknowledge_by = envelope.time + timedelta(hours=hours)
