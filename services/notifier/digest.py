@@ -62,7 +62,7 @@ async def send_due_digests(pool: asyncpg.Pool, context: NotifierContext) -> int:
                     person_id=person.id,
                     day=day,
                     delivery_id=delivery.delivery_id,
-                    signal_ids=held.signal_ids,
+                    signal_ids=tuple(dict.fromkeys(held.signal_ids)),
                 )
                 await notification_log.record(connection, [sent])
                 await digests.mark_sent(connection, held, day)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -25,6 +25,7 @@ from services.notifier.domain.escalation import (
 )
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.messages import (
+    NOTICE_KINDS,
     Delivery,
     MessageContent,
     compose,
@@ -32,7 +33,12 @@ from services.notifier.domain.messages import (
     digest_line,
     format_value,
 )
-from services.notifier.domain.planning import AckDeadlines, open_notification, recipient
+from services.notifier.domain.planning import (
+    AckDeadlines,
+    goes_to_digest,
+    open_notification,
+    recipient,
+)
 from services.notifier.domain.roster import Person, Roster
 from shared import metrics
 from shared.events import (
@@ -41,15 +47,20 @@ from shared.events import (
     SafetySignalAmended,
     SafetySignalEscalated,
     SafetySignalRaised,
+    SafetySignalReopened,
+    SafetySignalResolved,
     SafetySignalRetracted,
 )
 from shared.events.notifications import (
     Assessment,
     NotificationOpened,
     NotificationReissued,
+    NotificationReopened,
+    NotificationResolved,
     NotificationWithdrawn,
     SignalAcknowledged,
 )
+from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.eventstore import EventIdConflict
 
 log = structlog.get_logger(__name__)
@@ -84,7 +95,7 @@ def deliveries_for(
         channel = person.channels[0]
         link = (
             None
-            if content.kind in {"withdrawn", "data-quality", "digest"}
+            if content.kind in NOTICE_KINDS | {"data-quality", "digest"}
             else context.links.link(content.signal_id, person.id, now)
         )
         planned.append(
@@ -128,6 +139,10 @@ async def handle_signals(
             added += await _worsened(connection, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalRetracted):
             added += await _withdrawn(connection, envelope, payload, roster, context)
+        elif isinstance(payload, SafetySignalResolved):
+            added += await _resolved(connection, envelope, payload, roster, context)
+        elif isinstance(payload, SafetySignalReopened):
+            added += await _reopened(connection, envelope, payload, roster, context)
         elif isinstance(payload, DataQualityIssueRaised) and payload.issue == "unknown-subject":
             added += await _unknown_subject(connection, envelope, payload, roster, context)
     return added
@@ -198,6 +213,62 @@ async def _worsened(
     return await _plan(connection, deliveries, context)
 
 
+async def _tell(
+    connection: asyncpg.Connection,
+    state: NotificationState,
+    content: MessageContent,
+    purpose: str,
+    roster: Roster,
+    context: NotifierContext,
+    *,
+    held_at: datetime,
+    digest_people: Iterable[str] | None = None,
+) -> int:
+    """Tell everyone told about the signal what became of it: for a finding, the roles the
+    study digests get it in their next digest (``digest_people`` narrows who), everyone
+    else a message now."""
+    people = _people(roster, state.told)
+    digest = [p for p in people if goes_to_digest(state.opened, p, roster)]
+    if digest_people is not None:
+        wanted = set(digest_people)
+        digest = [p for p in digest if p.id in wanted]
+        now_people = [p for p in people if not goes_to_digest(state.opened, p, roster)]
+    else:
+        now_people = [p for p in people if p not in digest]
+    if digest:
+        line = digest_line(content)
+        if content.kind not in NOTICE_KINDS:
+            now = context.clock.now()
+            lines = [
+                (p.id, f"{line} - {context.links.link(content.signal_id, p.id, now)}")
+                for p in digest
+            ]
+        else:
+            lines = [(p.id, line) for p in digest]
+        await digests.hold(
+            connection, state.opened.study_id, lines, content.signal_id, held_at, item=purpose
+        )
+    return await _plan(connection, deliveries_for(now_people, content, purpose, context), context)
+
+
+def _caused_by(kind: str, envelope: Envelope) -> uuid.UUID:
+    """The id of the notifier's answer to one signal event: a redelivered event finds it
+    recorded and changes nothing; the same signal resolving again after a reopening is
+    a new event, so a new answer."""
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"notification-{kind}:{envelope.id}")
+
+
+async def _unanswered(
+    connection: asyncpg.Connection, signal_id: uuid.UUID, answer_id: uuid.UUID
+) -> NotificationState | None:
+    """The signal's notification state, unless there is nothing to answer: never opened,
+    withdrawn, or this answer recorded already (a redelivered event)."""
+    state = await notification_state(connection, signal_id)
+    if state is None or state.withdrawn or await notification_log.recorded(connection, answer_id):
+        return None
+    return state
+
+
 async def _withdrawn(
     connection: asyncpg.Connection,
     envelope: Envelope,
@@ -214,12 +285,79 @@ async def _withdrawn(
         signal_id=signal.signal_id,
         reason=signal.reason,
     )
-    await notification_log.record(connection, [withdrawn], causation_id=envelope.id)
+    (appended,) = await notification_log.record(connection, [withdrawn], causation_id=envelope.id)
+    if not appended.new:
+        return 0  # a redelivered retraction: handled with the first
     await cancel_pending(connection, signal.signal_id)
+    # a digest reader who never saw the finding needs no word that it was withdrawn
+    seen = await digests.sent_to(connection, signal.signal_id)
     await digests.drop(connection, signal.signal_id)
     content = state.content().with_kind("withdrawn", note=signal.reason)
-    deliveries = deliveries_for(_people(roster, state.told), content, "withdrawn", context)
-    return await _plan(connection, deliveries, context)
+    return await _tell(
+        connection,
+        state,
+        content,
+        "withdrawn",
+        roster,
+        context,
+        held_at=envelope.time,
+        digest_people=seen,
+    )
+
+
+async def _resolved(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalResolved,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    event_id = _caused_by("resolved", envelope)
+    state = await _unanswered(connection, signal.signal_id, event_id)
+    if state is None:
+        return 0
+    resolved = NotificationResolved(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        reason=signal.reason,
+    )
+    await notification_log.record(
+        connection, [resolved], event_ids=[event_id], causation_id=envelope.id
+    )
+    content = state.content().with_kind("resolved", note=signal.reason)
+    purpose = f"resolved-{state.resolutions + 1}"
+    return await _tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
+
+
+async def _reopened(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalReopened,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    event_id = _caused_by("reopened", envelope)
+    state = await _unanswered(connection, signal.signal_id, event_id)
+    if state is None:
+        return 0
+    hours = context.deadlines.hours_for(serious=state.opened.serious, grade=state.grade)
+    acknowledge_by = envelope.time + timedelta(hours=hours)
+    reopened = NotificationReopened(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        reason=signal.reason,
+        acknowledge_by=acknowledge_by,
+    )
+    await notification_log.record(
+        connection, [reopened], event_ids=[event_id], causation_id=envelope.id
+    )
+    content = state.content().with_kind(
+        "reopened", note=signal.reason, acknowledge_by=acknowledge_by
+    )
+    purpose = f"reopened-{state.reopenings + 1}"
+    return await _tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
 
 
 async def _unknown_subject(
@@ -353,5 +491,14 @@ async def acknowledge(
         comment=comment,
         token_id=claims.token_id,
     )
-    (appended,) = await notification_log.record(connection, [event], time=context.clock.now())
+    # after a reopening the same assessment through the same link is a new acknowledgement,
+    # not a repeat of the one the reopening set aside
+    event_id = (
+        uuid.uuid5(EVENT_ID_NAMESPACE, f"{event.content_id()}:reopened-{state.reopenings}")
+        if state.reopenings
+        else None
+    )
+    (appended,) = await notification_log.record(
+        connection, [event], event_ids=[event_id], time=context.clock.now()
+    )
     return Acknowledgement(appended.event_id, appended.new, person.id)

@@ -107,6 +107,27 @@ class NotificationWithdrawn(NotificationEvent):
 
 
 @register_payload
+class NotificationResolved(NotificationEvent):
+    """The signal resolved (its condition stopped holding): the people told learn it, no
+    acknowledgement is needed, and escalation stops until it reopens."""
+
+    event_type: ClassVar[str] = "org.vigil.notification.resolved.v1"
+
+    reason: str
+
+
+@register_payload
+class NotificationReopened(NotificationEvent):
+    """What resolved the signal was corrected or withdrawn: the people told are told
+    again, an acknowledgement given before counts no more, and the clock runs again."""
+
+    event_type: ClassVar[str] = "org.vigil.notification.reopened.v1"
+
+    reason: str
+    acknowledge_by: AwareDatetime | None
+
+
+@register_payload
 class SignalAcknowledged(NotificationEvent):
     """A person on the roster reviewed the signal and recorded a clinical assessment;
     escalation stops."""
@@ -200,6 +221,8 @@ NOTIFICATION_EVENTS = (
     NotificationReissued,
     NotificationEscalated,
     NotificationWithdrawn,
+    NotificationResolved,
+    NotificationReopened,
     SignalAcknowledged,
     DeliveryAttempted,
     DeliverySucceeded,

@@ -9,11 +9,15 @@ import pytest
 from services.notifier.delivery_worker import retry_delay
 from services.notifier.domain.escalation import escalate, fold
 from services.notifier.domain.links import InvalidLink, LinkIssuer, issue_token, verify_token
-from services.notifier.domain.messages import compose, content_for_signal
-from services.notifier.domain.planning import AckDeadlines, open_notification
+from services.notifier.domain.messages import compose, content_for_signal, digest_line
+from services.notifier.domain.planning import AckDeadlines, goes_to_digest, open_notification
 from services.notifier.domain.roster import InvalidRoster, load_roster
 from shared.events import SafetySignalRaised
-from shared.events.notifications import SignalAcknowledged
+from shared.events.notifications import (
+    NotificationReopened,
+    NotificationResolved,
+    SignalAcknowledged,
+)
 from tests.support.services import REPO
 
 ROSTER = load_roster(REPO / "studies" / "NCT05262686" / "roster.yaml")
@@ -215,3 +219,104 @@ def test_link_issuer_round_trip() -> None:
     url = issuer.link(uuid.UUID(int=7), "inv-0101", T0)
     token = url.split("token=")[1]
     assert issuer.verify(token, uuid.UUID(int=7), T0 + timedelta(hours=1)).person_id == "inv-0101"
+
+
+def lifecycle_events(opened: Any) -> dict[str, Any]:
+    return {"study_id": opened.study_id, "subject_id": opened.subject_id,
+            "signal_id": opened.signal_id}  # fmt: skip
+
+
+def test_resolution_stops_escalation_and_a_reopening_runs_it_again() -> None:
+    opened, _, _ = open_notification(
+        signal("PKUPH-02", grade=3), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    resolved = NotificationResolved(**lifecycle_events(opened), reason="Hb 10.2 g/dL")
+    state = fold([opened, resolved])
+    assert state is not None
+    assert state.closed
+    assert not state.due(T0 + timedelta(days=30))
+    again = T0 + timedelta(days=2)
+    reopened = NotificationReopened(
+        **lifecycle_events(opened), reason="the 10.2 g/dL result was withdrawn",
+        acknowledge_by=again + timedelta(hours=4),
+    )  # fmt: skip
+    state = fold([opened, resolved, reopened])
+    assert state is not None
+    assert (state.resolutions, state.reopenings) == (1, 1)
+    assert not state.due(again + timedelta(hours=3))
+    assert state.due(again + timedelta(hours=4))
+    event, people = escalate(state, ROSTER)
+    assert (event.level, [p.id for p in people]) == (1, ["mm-01"])
+    assert event.overdue_since == again + timedelta(hours=4)
+
+
+def test_a_reopening_sets_an_earlier_acknowledgement_aside() -> None:
+    opened, _, _ = open_notification(
+        signal("PKUPH-01"), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    ack = SignalAcknowledged(
+        **lifecycle_events(opened), person_id="inv-0101", role="investigator",
+        assessment="clinically-significant", token_id="x",
+    )  # fmt: skip
+    resolved = NotificationResolved(**lifecycle_events(opened), reason="back in range")
+    reopened = NotificationReopened(
+        **lifecycle_events(opened), reason="corrected", acknowledge_by=T0 + timedelta(days=5)
+    )
+    state = fold([opened, ack, resolved, reopened])
+    assert state is not None
+    assert not state.closed
+    assert state.due(T0 + timedelta(days=5))
+    assert fold([opened, ack, resolved, reopened, ack]).closed  # type: ignore[union-attr]
+
+
+def test_a_resolved_notice_says_why_carries_no_link_and_no_names() -> None:
+    content = content_for_signal(signal("PKUPH-01", grade=3)).with_kind(
+        "resolved", note="haemoglobin 10.2 g/dL: back in range"
+    )
+    delivery = compose(
+        content, purpose="resolved-1", person_id="p", channel="email", address="a@b.org",
+        link=None,
+    )  # fmt: skip
+    assert delivery.subject_line.startswith("[Vigil] RESOLVED: NCT05262686 subject 01-003")
+    for text in (delivery.body_text, delivery.body_html or ""):
+        for needed in ("01-003", "haemoglobin", "10.2 g/dL", "anaemia-hb-le-9", "no action"):
+            assert needed in text
+        assert "acknowledge" not in text.replace("nothing to acknowledge", "")
+        assert not [p.name for p in ROSTER.everyone() if p.name in text]
+
+
+def test_a_reopened_alert_asks_for_review_and_carries_the_link() -> None:
+    content = content_for_signal(signal("PKUPH-01")).with_kind("reopened", note="corrected")
+    link = "https://v.example/signals/x/acknowledge?token=t"
+    delivery = compose(
+        content, purpose="reopened-1", person_id="p", channel="email", address="a@b.org",
+        link=link,
+    )  # fmt: skip
+    assert delivery.subject_line.startswith("[Vigil] REOPENED: ")
+    assert "holds again" in delivery.body_text
+    assert link in delivery.body_text
+
+
+def test_what_becomes_of_a_finding_is_a_digest_line() -> None:
+    content = content_for_signal(signal("PKUPH-01", severity="finding"))
+    line = digest_line(content.with_kind("resolved", note="Hb 12.1 g/dL: back in range"))
+    assert line == (
+        "RESOLVED: subject 01-003 (site PKUPH-01): haemoglobin, anaemia-hb-le-9: "
+        "Hb 12.1 g/dL: back in range"
+    )
+
+
+def test_what_becomes_of_a_finding_follows_its_routing() -> None:
+    finding, _, _ = open_notification(
+        signal("PKUPH-01", severity="finding"), raised_at=T0, roster=ROSTER,
+        deadlines=AckDeadlines(),
+    )  # fmt: skip
+    threshold, _, _ = open_notification(
+        signal("PKUPH-01"), raised_at=T0, roster=ROSTER, deadlines=AckDeadlines()
+    )
+    sub, pi = ROSTER.person("inv-0102"), ROSTER.person("inv-0101")
+    assert sub is not None
+    assert pi is not None
+    assert goes_to_digest(finding, sub, ROSTER)  # the sub-investigator's role digests
+    assert not goes_to_digest(finding, pi, ROSTER)
+    assert not goes_to_digest(threshold, sub, ROSTER)  # a protocol threshold: at once

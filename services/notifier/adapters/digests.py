@@ -15,6 +15,7 @@ class HeldItems:
     study_id: str
     person_id: str
     signal_ids: tuple[uuid.UUID, ...]
+    items: tuple[str, ...]
     lines: tuple[str, ...]
 
 
@@ -24,13 +25,15 @@ async def hold(
     lines: Sequence[tuple[str, str]],
     signal_id: uuid.UUID,
     held_at: datetime,
+    *,
+    item: str = "raised",
 ) -> None:
-    """Keep one finding for some people's next digest: (person id, their line) each.
-    Holding it again changes nothing."""
+    """Keep one item about a finding (its alert, or what became of it) for some people's
+    next digest: (person id, their line) each. Holding it again changes nothing."""
     await connection.executemany(
-        """INSERT INTO digest_items (study_id, person_id, signal_id, line, held_at)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-        [(study_id, person_id, signal_id, line, held_at) for person_id, line in lines],
+        """INSERT INTO digest_items (study_id, person_id, signal_id, item, line, held_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+        [(study_id, person_id, signal_id, item, line, held_at) for person_id, line in lines],
     )
 
 
@@ -41,12 +44,23 @@ async def drop(connection: asyncpg.Connection, signal_id: uuid.UUID) -> None:
     )
 
 
+async def sent_to(connection: asyncpg.Connection, signal_id: uuid.UUID) -> set[str]:
+    """The people whose digests already carried something about the signal."""
+    rows = await connection.fetch(
+        "SELECT DISTINCT person_id FROM digest_items "
+        "WHERE signal_id = $1 AND digest_day IS NOT NULL",
+        signal_id,
+    )
+    return {row["person_id"] for row in rows}
+
+
 async def held_before(
     connection: asyncpg.Connection, study_id: str, cutoff: datetime
 ) -> list[HeldItems]:
     """Per person of a study, what was held before ``cutoff`` and not sent yet."""
     rows = await connection.fetch(
         """SELECT study_id, person_id, array_agg(signal_id ORDER BY held_at) AS signal_ids,
+                  array_agg(item ORDER BY held_at) AS items,
                   array_agg(line ORDER BY held_at) AS lines
            FROM digest_items WHERE study_id = $1 AND digest_day IS NULL AND held_at < $2
            GROUP BY study_id, person_id ORDER BY person_id""",
@@ -54,17 +68,26 @@ async def held_before(
         cutoff,
     )
     return [
-        HeldItems(r["study_id"], r["person_id"], tuple(r["signal_ids"]), tuple(r["lines"]))
+        HeldItems(
+            r["study_id"],
+            r["person_id"],
+            tuple(r["signal_ids"]),
+            tuple(r["items"]),
+            tuple(r["lines"]),
+        )
         for r in rows
     ]
 
 
 async def mark_sent(connection: asyncpg.Connection, items: HeldItems, day: date) -> None:
     await connection.execute(
-        """UPDATE digest_items SET digest_day = $4
-           WHERE study_id = $1 AND person_id = $2 AND signal_id = ANY($3::uuid[])""",
+        """UPDATE digest_items AS d SET digest_day = $5
+           FROM unnest($3::uuid[], $4::text[]) AS sent (signal_id, item)
+           WHERE d.study_id = $1 AND d.person_id = $2
+             AND d.signal_id = sent.signal_id AND d.item = sent.item""",
         items.study_id,
         items.person_id,
         list(items.signal_ids),
+        list(items.items),
         day,
     )

@@ -14,6 +14,8 @@ from shared.events.notifications import (
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
+    NotificationReopened,
+    NotificationResolved,
     NotificationWithdrawn,
     SignalAcknowledged,
     notification_stream,
@@ -22,9 +24,20 @@ from shared.eventstore import Appended, NewEvent, append, read_stream
 
 SOURCE = "/vigil/notifier"
 _TIMER_TYPES = [
-    cls.event_type for cls in (NotificationOpened, NotificationEscalated, NotificationReissued)
+    cls.event_type
+    for cls in (
+        NotificationOpened,
+        NotificationEscalated,
+        NotificationReissued,
+        NotificationReopened,
+    )
 ]
-_CLOSING_TYPES = [cls.event_type for cls in (SignalAcknowledged, NotificationWithdrawn)]
+_CLOSING_TYPES = [
+    cls.event_type for cls in (SignalAcknowledged, NotificationResolved, NotificationWithdrawn)
+]
+# a reopening undoes an acknowledgement or a resolution before it (never a withdrawal: the
+# notifier records none after one)
+_TURNING_TYPES = [*_CLOSING_TYPES, NotificationReopened.event_type]
 
 
 async def record(
@@ -53,17 +66,30 @@ async def notification_events(
     return [payload_class(e.type).model_validate(e.payload) for e in stored]
 
 
+async def recorded(connection: asyncpg.Connection, event_id: uuid.UUID) -> bool:
+    """Whether the audit log holds this event already (a redelivered cause was handled)."""
+    found: bool = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id
+    )
+    return found
+
+
 async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:
-    """The timer events of every notification neither acknowledged nor withdrawn."""
+    """The timer events of every notification not acknowledged, resolved nor withdrawn
+    since it was opened or last reopened."""
     rows = await connection.fetch(
-        """SELECT stream_id, type, payload_json FROM events
+        """WITH last_turn AS (
+               SELECT DISTINCT ON (stream_id) stream_id, type FROM events
+               WHERE stream_id LIKE 'notification-%' AND type = ANY($3::text[])
+               ORDER BY stream_id, stream_version DESC)
+           SELECT stream_id, type, payload_json FROM events
            WHERE stream_id LIKE 'notification-%' AND type = ANY($1::text[])
-             AND stream_id NOT IN (SELECT stream_id FROM events
-                                   WHERE stream_id LIKE 'notification-%'
-                                     AND type = ANY($2::text[]))
+             AND stream_id NOT IN (SELECT stream_id FROM last_turn
+                                   WHERE type = ANY($2::text[]))
            ORDER BY stream_id, stream_version""",
         _TIMER_TYPES,
         _CLOSING_TYPES,
+        _TURNING_TYPES,
     )
     streams: dict[str, list[EventPayload]] = defaultdict(list)
     for row in rows:

@@ -1,9 +1,10 @@
 """Escalation timers, derived from a notification stream's events (pure).
 
 A notification is due when its ``acknowledge_by`` has passed and it was neither
-acknowledged nor withdrawn. The escalation event's id derives from the signal and the level,
-so a restarted notifier, or a second instance, that finds the same due timer records the
-same event once.
+acknowledged, resolved nor withdrawn. A reopened signal counts as never acknowledged: its
+clock runs again from the reopening, and escalation goes on from the level it had reached.
+The escalation event's id derives from the signal and the level, so a restarted notifier,
+or a second instance, that finds the same due timer records the same event once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from shared.events.notifications import (
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
+    NotificationReopened,
+    NotificationResolved,
     NotificationWithdrawn,
     SignalAcknowledged,
 )
@@ -37,12 +40,15 @@ class NotificationState:
     told: set[str] = field(default_factory=set)
     acknowledged_by: list[str] = field(default_factory=list)
     withdrawn: bool = False
+    resolved: bool = False
+    resolutions: int = 0
+    reopenings: int = 0
     grade: int | None = None
 
     @property
     def closed(self) -> bool:
-        """Acknowledged or withdrawn: no more escalation."""
-        return bool(self.acknowledged_by) or self.withdrawn
+        """Acknowledged, resolved or withdrawn: no more escalation."""
+        return bool(self.acknowledged_by) or self.resolved or self.withdrawn
 
     def due(self, now: datetime) -> bool:
         return not self.closed and self.acknowledge_by is not None and self.acknowledge_by <= now
@@ -78,6 +84,15 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
                 state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, SignalAcknowledged):
             state.acknowledged_by.append(event.person_id)
+        elif isinstance(event, NotificationResolved):
+            state.resolved = True
+            state.resolutions += 1
+        elif isinstance(event, NotificationReopened):
+            # the abnormality holds again: what was acknowledged was the episode before
+            state.resolved = False
+            state.reopenings += 1
+            state.acknowledged_by = []
+            state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, NotificationWithdrawn):
             state.withdrawn = True
     return state

@@ -22,8 +22,17 @@ from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
 MessageKind = Literal[
-    "signal", "escalation", "grade-worsened", "withdrawn", "data-quality", "digest"
+    "signal",
+    "escalation",
+    "grade-worsened",
+    "reopened",
+    "resolved",
+    "withdrawn",
+    "data-quality",
+    "digest",
 ]
+# Kinds that only inform: nothing to acknowledge, so a short notice without a link.
+NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn"})
 
 
 class MessageContent(BaseModel):
@@ -99,10 +108,15 @@ def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID)
 
 
 def digest_line(content: MessageContent) -> str:
-    """One finding as a line of a daily digest."""
+    """One finding (or what became of it: resolved, reopened, withdrawn) as a line of a
+    daily digest."""
+    where = f"subject {content.subject_id} (site {content.site_id})"
+    if content.kind in {"resolved", "reopened", "withdrawn"}:
+        return f"{content.kind.upper()}: {where}: {content.analyte}, {content.rule_id}: " + (
+            content.note
+        )
     grade = f"grade {content.grade}" if content.grade else "not graded"
     value = f"{content.analyte} {content.value}".strip()
-    where = f"subject {content.subject_id} (site {content.site_id})"
     return f"{where}: {value}, {grade}, {content.rule_id}"
 
 
@@ -118,6 +132,10 @@ _HEADLINES: dict[MessageKind, str] = {
     "escalation": "ESCALATION (level {level}): a safety signal in study {study} was not "
     "acknowledged in time; you are told as the next level.",
     "grade-worsened": "The safety signal got worse: grade {grade}. Please review again.",
+    "reopened": "REOPENED: what resolved this safety signal was corrected or withdrawn; the "
+    "abnormality holds again. Please review and acknowledge.",
+    "resolved": "RESOLVED: the condition of this safety signal no longer holds; no action "
+    "is needed.",
     "withdrawn": "WITHDRAWN: this safety signal was retracted; no action is needed.",
     "data-quality": "A result arrived for a subject Vigil does not know in study {study}.",
     "digest": "Daily digest for study {study}: findings no protocol rule flags.",
@@ -126,6 +144,8 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
     "signal": "",
     "escalation": "ESCALATED: ",
     "grade-worsened": "WORSE: ",
+    "reopened": "REOPENED: ",
+    "resolved": "RESOLVED: ",
     "withdrawn": "WITHDRAWN: ",
     "data-quality": "DATA QUALITY: ",
     "digest": "DIGEST: ",
@@ -136,6 +156,16 @@ def _rows(content: MessageContent) -> list[tuple[str, str]]:
     if content.kind == "digest":
         return [("Finding", item) for item in content.items]
     site = content.site_id or "unknown (subject not enrolled in Vigil)"
+    if content.kind in NOTICE_KINDS:
+        rows = [
+            ("Subject", content.subject_id),
+            ("Site", site),
+            ("Analyte", content.analyte),
+            ("Rule", f"{content.rule_id} - {content.rule_title}"),
+            ("Reason", content.note),
+            ("Signal", str(content.signal_id)),
+        ]
+        return [(label, value) for label, value in rows if value]
     grade = f"{content.grading or 'CTCAE'} grade {content.grade or 'not graded'}"
     rows = [
         ("Subject", content.subject_id),
@@ -186,8 +216,9 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
             "acknowledge_url": link,
         }
         return Rendered(subject, json.dumps(document, sort_keys=True), None)
+    template = "notice" if content.kind in NOTICE_KINDS else "alert"
     action = f"Review and acknowledge: {link}" if link else ""
-    text = _template("alert.txt").substitute(
+    text = _template(f"{template}.txt").substitute(
         headline=headline,
         rows="\n".join(f"{label + ':':<13} {value}" for label, value in rows),
         action=action,
@@ -202,7 +233,7 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
         if link
         else ""
     )
-    body_html = _template("alert.html").substitute(
+    body_html = _template(f"{template}.html").substitute(
         title=html.escape(subject),
         headline=html.escape(headline),
         rows=html_rows,

@@ -38,14 +38,17 @@ class PlannedMessage:
     purpose: str
 
 
-def signal_kind(signal: SafetySignalRaised) -> str:
+def signal_kind(signal: SafetySignalRaised | NotificationOpened) -> str:
     """The routing class of a signal: serious, protocol-threshold or finding."""
     return "serious" if signal.serious else signal.severity
 
 
-def goes_to_digest(signal: SafetySignalRaised, person: Person, roster: Roster) -> bool:
+def goes_to_digest(
+    signal: SafetySignalRaised | NotificationOpened, person: Person, roster: Roster
+) -> bool:
     """A finding no protocol rule flags waits for the daily digest for the roles the study
-    chose; a protocol-threshold or serious signal is always sent at once."""
+    chose (and so does what becomes of it); a protocol-threshold or serious signal is
+    always sent at once."""
     return signal_kind(signal) == "finding" and person.role in roster.digest.roles
 
 
