@@ -17,14 +17,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.handlers import (
-    BatchOutcome,
-    Record,
-    Rejected,
-    handle_batch,
-    parse_records,
-    rejected_input,
-)
+from services.safety_rules.handlers import BatchOutcome, handle_batch
+from services.safety_rules.records import Record, Rejected, parse_records, rejected_input
 from shared import eventstore
 from shared.events import Envelope
 from shared.events.dead_letters import dead_letter_headers

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 import structlog
-from pydantic import ValidationError
 
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
+from services.safety_rules.records import SOURCE
 from shared.events import (
     AdverseEventReported,
     Envelope,
@@ -28,34 +28,9 @@ from shared.events import (
     SubjectEvent,
     wrap,
 )
-from shared.events.dead_letters import input_rejected
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 
 log = structlog.get_logger(__name__)
-SOURCE = "/vigil/safety-rules"
-
-
-@dataclass(frozen=True)
-class Record:
-    """One consumed Kafka record, as far as the handler cares."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    @property
-    def origin(self) -> str:
-        return f"{self.topic}/{self.partition}@{self.offset}"
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A record that is not a valid Vigil event; it goes to the dead-letter topic."""
-
-    record: Record
-    reason: str
 
 
 @dataclass
@@ -96,28 +71,6 @@ class RulesUnitOfWork(Protocol):
     ) -> None: ...
 
     async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None: ...
-
-
-def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
-    """Split records into valid envelopes and rejects that name what is wrong."""
-    envelopes: list[Envelope] = []
-    rejected: list[Rejected] = []
-    for record in records:
-        try:
-            envelopes.append(Envelope.from_json(record.value))
-        except (ValidationError, ValueError) as error:
-            rejected.append(Rejected(record, f"not a valid Vigil event: {error}"))
-    return envelopes, rejected
-
-
-def rejected_input(record: Record) -> Envelope:
-    """The audit-log event for a record found on the dead-letter topic.
-
-    Its id derives from the content, so a dead letter consumed twice is stored once.
-    """
-    headers = {key: value.decode(errors="replace") for key, value in record.headers}
-    payload = input_rejected(record.value, headers, fallback_origin=record.origin)
-    return wrap(payload, source=SOURCE)
 
 
 def _processing_order(envelope: Envelope) -> int:

@@ -12,7 +12,8 @@ import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
-from services.safety_rules.handlers import Record, handle_batch, parse_records
+from services.safety_rules.handlers import handle_batch
+from services.safety_rules.records import Record, parse_records
 from shared import eventstore
 from shared.db.migrate import pending_migrations, require_current_schema, upgrade
 from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
