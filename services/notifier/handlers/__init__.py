@@ -7,39 +7,39 @@ stream and the deliveries it plans commit together, or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import structlog
 
 from services.notifier.adapters import digests, notification_log
-from services.notifier.adapters.postgres import add_deliveries, cancel_pending
-from services.notifier.clock import Clock
+from services.notifier.adapters.postgres import cancel_pending
 from services.notifier.domain.escalation import (
     NotificationState,
     escalate,
     escalation_event_id,
     fold,
 )
-from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.messages import (
-    NOTICE_KINDS,
-    Delivery,
     MessageContent,
-    compose,
     content_for_data_quality,
     digest_line,
     format_value,
 )
 from services.notifier.domain.planning import (
-    AckDeadlines,
-    goes_to_digest,
     open_notification,
     recipient,
 )
-from services.notifier.domain.roster import Person, Roster
+from services.notifier.domain.roster import Roster
+from services.notifier.handlers.context import NotifierContext, notification_state
+from services.notifier.handlers.deliveries import (
+    deliveries_for,
+    people_on_roster,
+    plan_deliveries,
+    tell,
+)
 from shared import metrics
 from shared.events import (
     DataQualityIssueRaised,
@@ -63,18 +63,20 @@ from shared.events.notifications import (
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.eventstore import EventIdConflict
 
+__all__ = [
+    "Acknowledgement",
+    "NotOnRoster",
+    "NotifierContext",
+    "UnknownSignal",
+    "acknowledge",
+    "deliveries_for",
+    "escalate_due",
+    "handle_signals",
+    "notification_state",
+    "sample_overdue",
+]
+
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class NotifierContext:
-    """What the handlers need besides the database: passed in, so tests swap the clock."""
-
-    rosters: Mapping[str, Roster]
-    deadlines: AckDeadlines
-    links: LinkIssuer
-    clock: Clock
-    give_up_after_seconds: float
 
 
 class UnknownSignal(LookupError):
@@ -83,41 +85,6 @@ class UnknownSignal(LookupError):
 
 class NotOnRoster(PermissionError):
     """The person is not on the roster of the signal's site (nor a study medical monitor)."""
-
-
-def deliveries_for(
-    people: Iterable[Person], content: MessageContent, purpose: str, context: NotifierContext
-) -> list[Delivery]:
-    """One message per person on their first channel; signals carry each person's link."""
-    now = context.clock.now()
-    planned = []
-    for person in people:
-        channel = person.channels[0]
-        link = (
-            None
-            if content.kind in NOTICE_KINDS | {"data-quality", "digest"}
-            else context.links.link(content.signal_id, person.id, now)
-        )
-        planned.append(
-            compose(
-                content,
-                purpose=purpose,
-                person_id=person.id,
-                channel=channel.kind,
-                address=channel.address,
-                link=link,
-            )
-        )
-    return planned
-
-
-async def _plan(
-    connection: asyncpg.Connection, deliveries: Sequence[Delivery], context: NotifierContext
-) -> int:
-    added = await add_deliveries(
-        connection, deliveries, give_up_after_seconds=context.give_up_after_seconds
-    )
-    return len(added)
 
 
 async def handle_signals(
@@ -168,18 +135,9 @@ async def _raised(
         ]
         await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)
     people = [message.person for message in planned]
-    return await _plan(connection, deliveries_for(people, content, "raised", context), context)
-
-
-async def notification_state(
-    connection: asyncpg.Connection, signal_id: uuid.UUID
-) -> NotificationState | None:
-    """What the signal's notification stream says now (None: nothing was opened)."""
-    return fold(await notification_log.notification_events(connection, signal_id))
-
-
-def _people(roster: Roster, person_ids: Iterable[str]) -> list[Person]:
-    return [p for person_id in sorted(person_ids) if (p := roster.person(person_id)) is not None]
+    return await plan_deliveries(
+        connection, deliveries_for(people, content, "raised", context), context
+    )
 
 
 async def _worsened(
@@ -208,47 +166,9 @@ async def _worsened(
     value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
     deliveries = deliveries_for(
-        _people(roster, state.told), content, f"grade-{signal.grade}", context
+        people_on_roster(roster, state.told), content, f"grade-{signal.grade}", context
     )
-    return await _plan(connection, deliveries, context)
-
-
-async def _tell(
-    connection: asyncpg.Connection,
-    state: NotificationState,
-    content: MessageContent,
-    purpose: str,
-    roster: Roster,
-    context: NotifierContext,
-    *,
-    held_at: datetime,
-    digest_people: Iterable[str] | None = None,
-) -> int:
-    """Tell everyone told about the signal what became of it: for a finding, the roles the
-    study digests get it in their next digest (``digest_people`` narrows who), everyone
-    else a message now."""
-    people = _people(roster, state.told)
-    digest = [p for p in people if goes_to_digest(state.opened, p, roster)]
-    if digest_people is not None:
-        wanted = set(digest_people)
-        digest = [p for p in digest if p.id in wanted]
-        now_people = [p for p in people if not goes_to_digest(state.opened, p, roster)]
-    else:
-        now_people = [p for p in people if p not in digest]
-    if digest:
-        line = digest_line(content)
-        if content.kind not in NOTICE_KINDS:
-            now = context.clock.now()
-            lines = [
-                (p.id, f"{line} - {context.links.link(content.signal_id, p.id, now)}")
-                for p in digest
-            ]
-        else:
-            lines = [(p.id, line) for p in digest]
-        await digests.hold(
-            connection, state.opened.study_id, lines, content.signal_id, held_at, item=purpose
-        )
-    return await _plan(connection, deliveries_for(now_people, content, purpose, context), context)
+    return await plan_deliveries(connection, deliveries, context)
 
 
 def _caused_by(kind: str, envelope: Envelope) -> uuid.UUID:
@@ -293,7 +213,7 @@ async def _withdrawn(
     seen = await digests.sent_to(connection, signal.signal_id)
     await digests.drop(connection, signal.signal_id)
     content = state.content().with_kind("withdrawn", note=signal.reason)
-    return await _tell(
+    return await tell(
         connection,
         state,
         content,
@@ -327,7 +247,7 @@ async def _resolved(
     )
     content = state.content().with_kind("resolved", note=signal.reason)
     purpose = f"resolved-{state.resolutions + 1}"
-    return await _tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
+    return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
 
 
 async def _reopened(
@@ -357,7 +277,7 @@ async def _reopened(
         "reopened", note=signal.reason, acknowledge_by=acknowledge_by
     )
     purpose = f"reopened-{state.reopenings + 1}"
-    return await _tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
+    return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
 
 
 async def _unknown_subject(
@@ -384,7 +304,7 @@ async def _unknown_subject(
         message=content.model_dump(mode="json"),
     )
     await notification_log.record(connection, [opened], causation_id=envelope.id)
-    return await _plan(
+    return await plan_deliveries(
         connection, deliveries_for(monitors, content, "data-quality", context), context
     )
 
@@ -429,7 +349,9 @@ async def escalate_due(pool: asyncpg.Pool, context: NotifierContext) -> int:
                     "escalation", level=event.level, acknowledge_by=event.acknowledge_by
                 )
                 purpose = f"escalation-{event.level}"
-                await _plan(connection, deliveries_for(people, content, purpose, context), context)
+                await plan_deliveries(
+                    connection, deliveries_for(people, content, purpose, context), context
+                )
         except EventIdConflict:
             log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
             continue
