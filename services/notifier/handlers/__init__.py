@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -16,12 +15,7 @@ import structlog
 
 from services.notifier.adapters import digests, notification_log
 from services.notifier.adapters.postgres import cancel_pending
-from services.notifier.domain.escalation import (
-    NotificationState,
-    escalate,
-    escalation_event_id,
-    fold,
-)
+from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.messages import (
     MessageContent,
     content_for_data_quality,
@@ -33,6 +27,12 @@ from services.notifier.domain.planning import (
     recipient,
 )
 from services.notifier.domain.roster import Roster
+from services.notifier.handlers.acknowledgements import (
+    Acknowledgement,
+    NotOnRoster,
+    UnknownSignal,
+    acknowledge,
+)
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import (
     deliveries_for,
@@ -40,7 +40,7 @@ from services.notifier.handlers.deliveries import (
     plan_deliveries,
     tell,
 )
-from shared import metrics
+from services.notifier.handlers.timers import escalate_due, sample_overdue
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
@@ -52,16 +52,13 @@ from shared.events import (
     SafetySignalRetracted,
 )
 from shared.events.notifications import (
-    Assessment,
     NotificationOpened,
     NotificationReissued,
     NotificationReopened,
     NotificationResolved,
     NotificationWithdrawn,
-    SignalAcknowledged,
 )
 from shared.events.payloads import EVENT_ID_NAMESPACE
-from shared.eventstore import EventIdConflict
 
 __all__ = [
     "Acknowledgement",
@@ -77,14 +74,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-
-class UnknownSignal(LookupError):
-    """No notification was opened for this signal id."""
-
-
-class NotOnRoster(PermissionError):
-    """The person is not on the roster of the signal's site (nor a study medical monitor)."""
 
 
 async def handle_signals(
@@ -307,120 +296,3 @@ async def _unknown_subject(
     return await plan_deliveries(
         connection, deliveries_for(monitors, content, "data-quality", context), context
     )
-
-
-async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
-    """Set the gauge of signals past their acknowledgement deadline: neither acknowledged
-    nor withdrawn, and due now or escalated already."""
-    now = context.clock.now()
-    async with pool.acquire() as connection:
-        timers = await notification_log.open_timers(connection)
-    states = [state for events in timers if (state := fold(events)) is not None]
-    metrics.ACKNOWLEDGEMENTS_OVERDUE.set(
-        sum(1 for state in states if not state.closed and (state.level > 0 or state.due(now)))
-    )
-
-
-async def escalate_due(pool: asyncpg.Pool, context: NotifierContext) -> int:
-    """Tell the next level about every notification whose deadline passed; one
-    transaction per signal. Returns how many escalations this call recorded."""
-    now = context.clock.now()
-    async with pool.acquire() as connection:
-        timers = await notification_log.open_timers(connection)
-    recorded = 0
-    for events in timers:
-        state = fold(events)
-        if state is None or not state.due(now):
-            continue
-        roster = context.rosters.get(state.opened.study_id)
-        if roster is None:
-            continue
-        event, people = escalate(state, roster)
-        try:
-            async with pool.acquire() as connection, connection.transaction():
-                (appended,) = await notification_log.record(
-                    connection,
-                    [event],
-                    event_ids=[escalation_event_id(event.signal_id, event.level)],
-                )
-                if not appended.new:
-                    continue  # another instance recorded this level first
-                content = state.content().with_kind(
-                    "escalation", level=event.level, acknowledge_by=event.acknowledge_by
-                )
-                purpose = f"escalation-{event.level}"
-                await plan_deliveries(
-                    connection, deliveries_for(people, content, purpose, context), context
-                )
-        except EventIdConflict:
-            log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
-            continue
-        recorded += 1
-        log.info(
-            "notifier.escalated",
-            signal_id=str(event.signal_id),
-            level=event.level,
-            recipients=[r.role for r in event.recipients],
-        )
-    return recorded
-
-
-@dataclass(frozen=True)
-class Acknowledgement:
-    event_id: uuid.UUID
-    new: bool
-    person_id: str
-
-
-async def acknowledge(
-    connection: asyncpg.Connection,
-    signal_id: uuid.UUID,
-    *,
-    token: str,
-    assessment: Assessment,
-    comment: str,
-    context: NotifierContext,
-    expected_person: str | None = None,
-) -> Acknowledgement:
-    """Record a clinical assessment by the person the token was issued to.
-
-    Raises UnknownSignal, InvalidLink (forged, altered, expired, other signal) or
-    NotOnRoster (the person is not on the roster of the signal's site)."""
-    state = await notification_state(connection, signal_id)
-    if state is None:
-        raise UnknownSignal(f"no notification for signal {signal_id}")
-    claims = context.links.verify(token, signal_id, context.clock.now())
-    if expected_person is not None and expected_person != claims.person_id:
-        raise NotOnRoster(f"the link was issued to another person than {expected_person!r}")
-    roster = context.rosters.get(state.opened.study_id)
-    person = roster.person(claims.person_id) if roster is not None else None
-    if (
-        roster is None
-        or person is None
-        or not roster.may_acknowledge(person.id, state.opened.site_id)
-    ):
-        raise NotOnRoster(
-            f"person {claims.person_id!r} is not on the roster of site "
-            f"{state.opened.site_id!r} in study {state.opened.study_id}"
-        )
-    event = SignalAcknowledged(
-        study_id=state.opened.study_id,
-        subject_id=state.opened.subject_id,
-        signal_id=signal_id,
-        person_id=person.id,
-        role=person.role.value,
-        assessment=assessment,
-        comment=comment,
-        token_id=claims.token_id,
-    )
-    # after a reopening the same assessment through the same link is a new acknowledgement,
-    # not a repeat of the one the reopening set aside
-    event_id = (
-        uuid.uuid5(EVENT_ID_NAMESPACE, f"{event.content_id()}:reopened-{state.reopenings}")
-        if state.reopenings
-        else None
-    )
-    (appended,) = await notification_log.record(
-        connection, [event], event_ids=[event_id], time=context.clock.now()
-    )
-    return Acknowledgement(appended.event_id, appended.new, person.id)
