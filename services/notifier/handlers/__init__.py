@@ -1,0 +1,33 @@
+"""What the notifier does on each signal, each due timer and each acknowledgement.
+
+Each handler runs in the caller's transaction: the events it records in the notification
+stream and the deliveries it plans commit together, or not at all.
+
+``signals`` answers the signal events, ``timers`` the due escalations, ``acknowledgements``
+the people who assess a signal; ``deliveries`` plans who is told and how, and ``context``
+holds what they all are given. The rest of the notifier imports from this package.
+"""
+
+from services.notifier.handlers.acknowledgements import (
+    Acknowledgement,
+    NotOnRoster,
+    UnknownSignal,
+    acknowledge,
+)
+from services.notifier.handlers.context import NotifierContext, notification_state
+from services.notifier.handlers.deliveries import deliveries_for
+from services.notifier.handlers.signals import handle_signals
+from services.notifier.handlers.timers import escalate_due, sample_overdue
+
+__all__ = [
+    "Acknowledgement",
+    "NotOnRoster",
+    "NotifierContext",
+    "UnknownSignal",
+    "acknowledge",
+    "deliveries_for",
+    "escalate_due",
+    "handle_signals",
+    "notification_state",
+    "sample_overdue",
+]

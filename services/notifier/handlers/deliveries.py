@@ -1,0 +1,104 @@
+"""Planning deliveries: who is told about a signal, on which channel, and whether now or
+in their study digest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.notifier.adapters import digests
+from services.notifier.adapters.postgres import add_deliveries
+from services.notifier.domain.escalation import NotificationState
+from services.notifier.domain.messages import (
+    NOTICE_KINDS,
+    Delivery,
+    MessageContent,
+    compose,
+    digest_line,
+)
+from services.notifier.domain.planning import goes_to_digest
+from services.notifier.domain.roster import Person, Roster
+from services.notifier.handlers.context import NotifierContext
+
+
+def deliveries_for(
+    people: Iterable[Person], content: MessageContent, purpose: str, context: NotifierContext
+) -> list[Delivery]:
+    """One message per person on their first channel; signals carry each person's link."""
+    now = context.clock.now()
+    planned = []
+    for person in people:
+        channel = person.channels[0]
+        link = (
+            None
+            if content.kind in NOTICE_KINDS | {"data-quality", "digest"}
+            else context.links.link(content.signal_id, person.id, now)
+        )
+        planned.append(
+            compose(
+                content,
+                purpose=purpose,
+                person_id=person.id,
+                channel=channel.kind,
+                address=channel.address,
+                link=link,
+            )
+        )
+    return planned
+
+
+async def plan_deliveries(
+    connection: asyncpg.Connection, deliveries: Sequence[Delivery], context: NotifierContext
+) -> int:
+    """Add the deliveries to the outbox; returns how many were new."""
+    added = await add_deliveries(
+        connection, deliveries, give_up_after_seconds=context.give_up_after_seconds
+    )
+    return len(added)
+
+
+def people_on_roster(roster: Roster, person_ids: Iterable[str]) -> list[Person]:
+    """The roster's people with these ids, in id order; ids no longer on it are skipped."""
+    return [p for person_id in sorted(person_ids) if (p := roster.person(person_id)) is not None]
+
+
+async def tell(
+    connection: asyncpg.Connection,
+    state: NotificationState,
+    content: MessageContent,
+    purpose: str,
+    roster: Roster,
+    context: NotifierContext,
+    *,
+    held_at: datetime,
+    digest_people: Iterable[str] | None = None,
+) -> int:
+    """Tell everyone told about the signal what became of it: for a finding, the roles the
+    study digests get it in their next digest (``digest_people`` narrows who), everyone
+    else a message now."""
+    people = people_on_roster(roster, state.told)
+    digest = [p for p in people if goes_to_digest(state.opened, p, roster)]
+    if digest_people is not None:
+        wanted = set(digest_people)
+        digest = [p for p in digest if p.id in wanted]
+        now_people = [p for p in people if not goes_to_digest(state.opened, p, roster)]
+    else:
+        now_people = [p for p in people if p not in digest]
+    if digest:
+        line = digest_line(content)
+        if content.kind not in NOTICE_KINDS:
+            now = context.clock.now()
+            lines = [
+                (p.id, f"{line} - {context.links.link(content.signal_id, p.id, now)}")
+                for p in digest
+            ]
+        else:
+            lines = [(p.id, line) for p in digest]
+        await digests.hold(
+            connection, state.opened.study_id, lines, content.signal_id, held_at, item=purpose
+        )
+    return await plan_deliveries(
+        connection, deliveries_for(now_people, content, purpose, context), context
+    )

@@ -1,0 +1,72 @@
+"""What the notifier does on each due timer: escalate what nobody acknowledged in time,
+and keep the overdue gauge current."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from services.notifier.adapters import notification_log
+from services.notifier.domain.escalation import escalate, escalation_event_id, fold
+from services.notifier.handlers.context import NotifierContext
+from services.notifier.handlers.deliveries import deliveries_for, plan_deliveries
+from shared import metrics
+from shared.eventstore import EventIdConflict
+
+log = structlog.get_logger(__name__)
+
+
+async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
+    """Set the gauge of signals past their acknowledgement deadline: neither acknowledged
+    nor withdrawn, and due now or escalated already."""
+    now = context.clock.now()
+    async with pool.acquire() as connection:
+        timers = await notification_log.open_timers(connection)
+    states = [state for events in timers if (state := fold(events)) is not None]
+    metrics.ACKNOWLEDGEMENTS_OVERDUE.set(
+        sum(1 for state in states if not state.closed and (state.level > 0 or state.due(now)))
+    )
+
+
+async def escalate_due(pool: asyncpg.Pool, context: NotifierContext) -> int:
+    """Tell the next level about every notification whose deadline passed; one
+    transaction per signal. Returns how many escalations this call recorded."""
+    now = context.clock.now()
+    async with pool.acquire() as connection:
+        timers = await notification_log.open_timers(connection)
+    recorded = 0
+    for events in timers:
+        state = fold(events)
+        if state is None or not state.due(now):
+            continue
+        roster = context.rosters.get(state.opened.study_id)
+        if roster is None:
+            continue
+        event, people = escalate(state, roster)
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                (appended,) = await notification_log.record(
+                    connection,
+                    [event],
+                    event_ids=[escalation_event_id(event.signal_id, event.level)],
+                )
+                if not appended.new:
+                    continue  # another instance recorded this level first
+                content = state.content().with_kind(
+                    "escalation", level=event.level, acknowledge_by=event.acknowledge_by
+                )
+                purpose = f"escalation-{event.level}"
+                await plan_deliveries(
+                    connection, deliveries_for(people, content, purpose, context), context
+                )
+        except EventIdConflict:
+            log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
+            continue
+        recorded += 1
+        log.info(
+            "notifier.escalated",
+            signal_id=str(event.signal_id),
+            level=event.level,
+            recipients=[r.role for r in event.recipients],
+        )
+    return recorded
