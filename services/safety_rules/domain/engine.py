@@ -25,7 +25,8 @@ from services.safety_rules.domain.conditions import Point, Problem, entrywise, j
 from services.safety_rules.domain.episodes import Evaluation
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.reconcile import reconcile
-from services.safety_rules.domain.rule_pack import Rule, RulePack
+from services.safety_rules.domain.rule_kinds import Rule
+from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import DataQualityIssueRaised
 
 ENROLMENT = "enrolment"

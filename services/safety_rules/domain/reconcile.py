@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from services.safety_rules.domain.conditions import Point
 from services.safety_rules.domain.episodes import Episode, Evaluation, episodes_of, signal_id_for
 from services.safety_rules.domain.history import RecordedEpisode, SubjectHistory
-from services.safety_rules.domain.rule_pack import Rule, RulePack
+from services.safety_rules.domain.rule_kinds import Rule
+from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import (
     SafetySignalAmended,
     SafetySignalEscalated,
