@@ -19,15 +19,14 @@ from services.safety_rules.domain.conditions.medications import _medication
 from services.safety_rules.domain.conditions.points import Judged, LazyMapping, Point, Problem
 from services.safety_rules.domain.conditions.qualitative import _coded, _qualitative
 from services.safety_rules.domain.conditions.reference_limit import _reference
+from services.safety_rules.domain.event_rule_kinds import AdverseEventRule, MedicationRule
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import (
+from services.safety_rules.domain.rule_kinds import (
     AbsoluteThresholdRule,
-    AdverseEventRule,
     BaselineChangeRule,
     CodedResultRule,
     CreatinineClearanceRule,
     HysLawRule,
-    MedicationRule,
     QualitativeRule,
     ReferenceLimitRule,
     Rule,

@@ -28,7 +28,7 @@ from services.safety_rules.domain.conditions.points import (
     _reported,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import AbsoluteThresholdRule, FromPercent
+from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
 from shared.analytes import UnitNotConvertible, analyte_for
 
 

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from services.safety_rules.domain.conditions.points import Judged, Point
+from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import AdverseEventRule
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:

@@ -21,7 +21,8 @@ from services.safety_rules.domain.conditions.points import (
     _num,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import CreatinineClearanceRule, may_hold
+from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
+from services.safety_rules.domain.rule_terms import may_hold
 from shared.analytes import UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
 

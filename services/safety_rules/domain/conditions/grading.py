@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from services.safety_rules.domain.conditions.lab_values import value_in
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import Band, Grading, Operator, compare, may_hold
+from services.safety_rules.domain.rule_terms import Band, Grading, Operator, compare, may_hold
 from shared.analytes import UnitNotConvertible, analyte_for
 
 

@@ -21,7 +21,8 @@ from services.safety_rules.domain.conditions.points import (
     _reported,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import HysLawRule, may_hold
+from services.safety_rules.domain.rule_kinds import HysLawRule
+from services.safety_rules.domain.rule_terms import may_hold
 
 
 def _hys_law(

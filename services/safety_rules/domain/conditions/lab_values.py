@@ -12,7 +12,7 @@ from typing import Literal, cast
 
 from services.safety_rules.domain.conditions.points import Problem, _label, _num, _reported
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import FallbackLimit
+from services.safety_rules.domain.rule_terms import FallbackLimit
 from shared.analytes import UnitNotConvertible, analyte_for
 
 

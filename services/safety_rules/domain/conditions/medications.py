@@ -8,8 +8,9 @@ import re
 from decimal import Decimal
 
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
+from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import MedicationRule, compare
+from services.safety_rules.domain.rule_terms import compare
 
 _FREQUENCIES: dict[str, Decimal] = {
     **dict.fromkeys(

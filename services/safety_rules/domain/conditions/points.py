@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.safety_rules.domain.history import LabEntry
-from services.safety_rules.domain.rule_pack import Rule
+from services.safety_rules.domain.rule_kinds import Rule
 from shared.analytes import analyte_for
 from shared.events.payloads import DataQualityProblem
 

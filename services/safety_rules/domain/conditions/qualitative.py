@@ -10,7 +10,7 @@ import uuid
 from services.safety_rules.domain.conditions.lab_values import _candidates
 from services.safety_rules.domain.conditions.points import Judged, Point, _label
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import CodedResultRule, QualitativeRule
+from services.safety_rules.domain.rule_kinds import CodedResultRule, QualitativeRule
 from shared.analytes import analyte_for
 
 

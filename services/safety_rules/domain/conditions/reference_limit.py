@@ -25,7 +25,8 @@ from services.safety_rules.domain.conditions.points import (
     _num,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_pack import ReferenceLimitRule, may_hold
+from services.safety_rules.domain.rule_kinds import ReferenceLimitRule
+from services.safety_rules.domain.rule_terms import may_hold
 
 
 def _reference(

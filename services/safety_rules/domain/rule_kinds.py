@@ -1,0 +1,244 @@
+"""The condition kinds a rule can have, each a validated model with its own parameters.
+
+This module holds the kinds that read lab results, and ``Rule``, the union of all kinds told
+apart by ``kind``; adverse-event and medication kinds are in ``event_rule_kinds.py``. The
+code that judges each kind against a subject's history is in ``conditions/``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from services.safety_rules.domain.event_rule_kinds import AdverseEventRule, MedicationRule
+from services.safety_rules.domain.rule_terms import (
+    FallbackLimit,
+    Operator,
+    RuleBase,
+    Strict,
+    may_hold,
+    plain_number,
+)
+from shared.analytes import UnitNotConvertible, analyte_for
+
+LoincCode = Annotated[str, Field(pattern=r"^\d{1,7}-\d$")]
+
+
+def _check_units(codes: tuple[str, ...], unit: str) -> None:
+    for code in codes:
+        analyte = analyte_for(code)
+        if analyte is None:
+            raise ValueError(f"LOINC {code} is not in Vigil's analyte catalogue")
+        try:
+            analyte.to_canonical(Decimal(1), unit)
+        except UnitNotConvertible as error:
+            raise ValueError(str(error)) from None
+
+
+class FromPercent(Strict):
+    """An absolute count derived from a differential percentage and the total count of the
+    same specimen (e.g. neutrophils % of leukocytes x WBC)."""
+
+    percent_code: LoincCode
+    total_code: LoincCode
+
+
+class AbsoluteThresholdRule(RuleBase):
+    """Fires when an analyte, in the rule's unit, compares true against a fixed threshold."""
+
+    kind: Literal["absolute_threshold"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    operator: Operator
+    threshold: Decimal
+    unit: str
+    derive_from_percent: tuple[FromPercent, ...] = Field(
+        default=(),
+        description="Also judge counts derived from a percentage and the specimen's total.",
+    )
+
+    @model_validator(mode="after")
+    def _unit_is_convertible(self) -> AbsoluteThresholdRule:
+        _check_units(self.loinc_codes, self.unit)
+        _check_units(tuple(d.total_code for d in self.derive_from_percent), self.unit)
+        return self
+
+    def holds(self, value: Decimal, comparator: str | None = None) -> bool:
+        """Whether ``value`` (in the rule's unit) meets the condition (censored: may meet)."""
+        return may_hold(value, comparator, self.operator, self.threshold)
+
+    def inputs(self) -> tuple[str, ...]:
+        derived = [
+            code for d in self.derive_from_percent for code in (d.percent_code, d.total_code)
+        ]
+        return (*self.loinc_codes, *derived)
+
+    def describe(self) -> str:
+        return f"{self.operator} {plain_number(self.threshold)} {self.unit}"
+
+
+class ReferenceLimitRule(RuleBase):
+    """Fires when a result compares against a multiple of its own laboratory's ULN or LLN."""
+
+    kind: Literal["reference_limit_multiple"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    limit: Literal["ULN", "LLN"]
+    operator: Operator
+    multiple: Decimal = Field(gt=0)
+    fallback_limits: dict[LoincCode, FallbackLimit] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fallbacks_are_convertible(self) -> ReferenceLimitRule:
+        for code, fallback in self.fallback_limits.items():
+            _check_units((code,), fallback.unit)
+        return self
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.loinc_codes
+
+    def describe(self) -> str:
+        return f"{self.operator} {plain_number(self.multiple)} x {self.limit}"
+
+
+class BaselineChangeRule(RuleBase):
+    """Fires on change from the subject's baseline (the last value on or before Day 0)."""
+
+    kind: Literal["change_from_baseline"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    change: Literal["ratio", "percent", "absolute"]
+    operator: Operator
+    amount: Decimal
+    unit: str = Field(description="Unit the values are compared in.")
+    needs_enrolment: bool = True
+
+    @model_validator(mode="after")
+    def _unit_is_convertible(self) -> BaselineChangeRule:
+        _check_units(self.loinc_codes, self.unit)
+        return self
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.loinc_codes
+
+    def describe(self) -> str:
+        if self.change == "ratio":
+            return f"{self.operator} {plain_number(self.amount)} x baseline"
+        if self.change == "percent":
+            return f"change from baseline {self.operator} {plain_number(self.amount)} %"
+        return f"change from baseline {self.operator} {plain_number(self.amount)} {self.unit}"
+
+
+class CreatinineClearanceRule(RuleBase):
+    """Creatinine clearance, measured or computed by Cockcroft-Gault, against a threshold.
+
+    Cockcroft-Gault: (140 - age) x weight [kg] / (72 x serum creatinine [mg/dL]), x 0.85 for
+    women, with the weight nearest in time to the creatinine sample.
+    """
+
+    kind: Literal["creatinine_clearance"]
+    creatinine_codes: tuple[LoincCode, ...] = ("2160-0",)
+    measured_codes: tuple[LoincCode, ...] = ("2164-2",)
+    weight_codes: tuple[LoincCode, ...] = ("29463-7",)
+    operator: Operator
+    threshold: Decimal
+    unit: Literal["mL/min"] = "mL/min"
+    female_factor: Decimal = Decimal("0.85")
+    needs_enrolment: bool = True
+
+    def inputs(self) -> tuple[str, ...]:
+        return (*self.creatinine_codes, *self.measured_codes, *self.weight_codes)
+
+    def describe(self) -> str:
+        return f"creatinine clearance {self.operator} {plain_number(self.threshold)} {self.unit}"
+
+
+class HysLawRule(RuleBase):
+    """Potential Hy's law: ALT or AST > 3 x ULN with total bilirubin > 2 x ULN within a
+    window, without initial cholestasis (alkaline phosphatase < 2 x ULN)."""
+
+    kind: Literal["hys_law"]
+    transaminase_codes: tuple[LoincCode, ...] = ("1742-6", "1920-8")
+    bilirubin_codes: tuple[LoincCode, ...] = ("1975-2",)
+    alkaline_phosphatase_codes: tuple[LoincCode, ...] = ("6768-6",)
+    transaminase_multiple: Decimal = Decimal(3)
+    bilirubin_multiple: Decimal = Decimal(2)
+    alkaline_phosphatase_multiple: Decimal = Decimal(2)
+    window_days: int = Field(default=30, ge=0)
+    fallback_limits: dict[LoincCode, FallbackLimit] = Field(default_factory=dict)
+
+    def inputs(self) -> tuple[str, ...]:
+        return (*self.transaminase_codes, *self.bilirubin_codes, *self.alkaline_phosphatase_codes)
+
+    def describe(self) -> str:
+        return (
+            f"ALT or AST > {plain_number(self.transaminase_multiple)} x ULN and total bilirubin > "
+            f"{plain_number(self.bilirubin_multiple)} x ULN within {self.window_days} days, "
+            f"alkaline phosphatase < {plain_number(self.alkaline_phosphatase_multiple)} x ULN"
+        )
+
+
+class QualitativeRule(RuleBase):
+    """Fires on a coded result (positive, indeterminate) of a serology or pregnancy test."""
+
+    kind: Literal["qualitative"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    results: tuple[Literal["positive", "indeterminate"], ...] = ("positive",)
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.loinc_codes
+
+    def describe(self) -> str:
+        return " or ".join(self.results)
+
+
+class CodedResultRule(RuleBase):
+    """Fires on a coded or text result that matches a pattern (e.g. an NYHA class recorded
+    as an assessment, LOINC 88020-3)."""
+
+    kind: Literal["coded_result"]
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+    patterns: tuple[str, ...] = Field(
+        min_length=1, description="Case-insensitive regular expressions over the result."
+    )
+    finding: str = Field(description="What a match means, in words.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> CodedResultRule:
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {pattern!r}: {error}") from None
+        return self
+
+    def inputs(self) -> tuple[str, ...]:
+        return self.loinc_codes
+
+    def describe(self) -> str:
+        return self.finding
+
+
+Rule = Annotated[
+    AbsoluteThresholdRule
+    | ReferenceLimitRule
+    | BaselineChangeRule
+    | CreatinineClearanceRule
+    | HysLawRule
+    | AdverseEventRule
+    | MedicationRule
+    | QualitativeRule
+    | CodedResultRule,
+    Field(discriminator="kind"),
+]
+KINDS = (
+    "absolute_threshold",
+    "reference_limit_multiple",
+    "change_from_baseline",
+    "creatinine_clearance",
+    "hys_law",
+    "adverse_event",
+    "medication",
+    "qualitative",
+    "coded_result",
+)

@@ -1,0 +1,127 @@
+"""The terms every rule is written in: comparison operators, grading bands, fallback limits,
+how a number reads in a rule's description, and what every rule says besides its condition.
+
+Shared by the rule kinds (``rule_kinds.py``, ``event_rule_kinds.py``), the pack
+(``rule_pack.py``) and the code that judges conditions (``conditions/``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Operator = Literal["<", "<=", ">", ">="]
+Basis = Literal["value", "uln", "lln", "baseline"]
+Role = Annotated[str, Field(pattern=r"^[a-z][a-z-]*$")]
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+def compare(value: Decimal, operator: Operator, bound: Decimal) -> bool:
+    """``value operator bound`` for an exact value."""
+    if operator == "<":
+        return value < bound
+    if operator == "<=":
+        return value <= bound
+    if operator == ">":
+        return value > bound
+    return value >= bound
+
+
+def may_hold(value: Decimal, comparator: str | None, operator: Operator, bound: Decimal) -> bool:
+    """Whether a possibly censored value meets ``operator bound``.
+
+    A censored value (``<0.5``, ``>200``) is only known to lie on one side of ``value``; it
+    meets the condition when the condition may hold, so that a result that cannot be told
+    apart from an alarming one alerts.
+    """
+    if comparator in (None, "="):
+        return compare(value, operator, bound)
+    lies_below = comparator in ("<", "<=")
+    if operator in ("<", "<="):
+        if lies_below:
+            return True
+        return value < bound or (comparator == ">=" and operator == "<=" and value == bound)
+    if not lies_below:
+        return True
+    return value > bound or (comparator == "<=" and operator == ">=" and value == bound)
+
+
+class Strict(BaseModel):
+    """Frozen, and a field the model does not know is an error, not ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Band(Strict):
+    """One grade: the finding has this grade when ``quantity operator bound`` holds."""
+
+    grade: int = Field(ge=1, le=5)
+    operator: Operator
+    bound: Decimal
+    basis: Basis | None = Field(
+        default=None, description="What ``bound`` is compared with; the grading's by default."
+    )
+
+
+class Grading(Strict):
+    """How a finding is graded (CTCAE v5.0 for labs); bands are tried worst first."""
+
+    scale: str = "CTCAE v5.0"
+    term: str
+    basis: Basis = "value"
+    bands: tuple[Band, ...] = Field(min_length=1)
+    abnormal_baseline_bands: tuple[Band, ...] = Field(
+        default=(),
+        description="Used instead when the subject's baseline is above the ULN "
+        "(CTCAE grades ALT, AST and bilirubin as multiples of baseline then).",
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.scale} {self.term}"
+
+
+class FallbackLimit(Strict):
+    """A reference limit to use when the laboratory sent none (flagged as a data problem)."""
+
+    value: Decimal = Field(gt=0)
+    unit: str
+    source: str = Field(min_length=1)
+
+
+class RuleBase(Strict):
+    """What every rule says besides its condition."""
+
+    id: RuleId
+    title: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="Protocol section or guideline.")
+    severity: Literal["protocol-threshold", "finding"] = "protocol-threshold"
+    grading: Grading | None = None
+    required_action: str = Field(default="Review, assess clinical significance, acknowledge.")
+    reporting_deadline_hours: int | None = Field(
+        default=None, gt=0, description="Hours from when Vigil learned of it to the report."
+    )
+    recipients: tuple[Role, ...] = Field(
+        default=("investigator",),
+        description="Roles told at once; the roster's escalation chain reaches the medical "
+        "monitor when nobody acknowledges in time.",
+    )
+    note: str | None = Field(default=None, description="What a reviewer must know.")
+
+    #: whether the rule needs the subject's enrolment (age, sex, weight, Day 0)
+    needs_enrolment: bool = False
+
+    def inputs(self) -> tuple[str, ...]:
+        """LOINC codes (or other input kinds) the rule reads, for ``vigil rules check``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The condition in words."""
+        raise NotImplementedError
+
+
+def plain_number(value: Decimal) -> str:
+    """A decimal as a rule's description writes it: no exponent, no trailing zeros."""
+    return f"{value.normalize():f}"
