@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules
+.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules bench-judging
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-store: install system-deps
 ## bench-rules: events through the broker into the rules service; rate, ceiling, latency
 bench-rules: install system-deps
 	$(PY) benchmarks/bench_rules.py
+
+## bench-judging: the rules service's parse-and-judge work per batch, no broker or database
+bench-judging: install
+	$(PY) benchmarks/bench_judging.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .
