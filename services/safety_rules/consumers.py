@@ -238,6 +238,16 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = getattr(self.subscriber, "consumer", None)
         if consumer is None or not assigned:
             return
+        # the fetcher starts at Kafka's committed (or the earliest) offset as soon as the
+        # partitions are assigned; held until they are placed, no record from there reaches
+        # the handler first (and moves the stored position back)
+        consumer.pause(*assigned)
+        try:
+            await self._place(consumer, assigned)
+        finally:
+            consumer.resume(*assigned)
+
+    async def _place(self, consumer: Any, assigned: set[TopicPartition]) -> None:
         try:
             rows = await self._pool.fetch(
                 "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
