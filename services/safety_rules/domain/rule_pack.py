@@ -2,7 +2,7 @@
 
 A rule says what it reads (its inputs), when it fires (its condition kind and parameters),
 how bad a finding is (its grading), what must happen and by when, who must hear of it, and
-where the rule comes from. The engine (``engine.py``) knows the condition kinds; the pack
+where the rule comes from. The engine (``conditions/``) knows the condition kinds; the pack
 chooses the numbers.
 
 The rule models are in ``rule_terms.py``, ``rule_kinds.py`` and ``event_rule_kinds.py``;
