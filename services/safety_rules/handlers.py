@@ -26,6 +26,7 @@ from shared.events import (
     SignalEvent,
     SubjectEnrolled,
     SubjectEvent,
+    subject_stream,
     wrap,
 )
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
@@ -195,9 +196,7 @@ class _Provisional:
     ) -> None:
         self._histories = histories
         self._recorded_at = recorded_at
-        self._streams = {
-            f"subject-{study}/{subject}": (study, subject) for study, subject in histories
-        }
+        self._streams = {subject_stream(*key): key for key in histories}
         self.expected_versions = {
             stream: histories[key].version for stream, key in self._streams.items()
         }

@@ -25,6 +25,7 @@ from shared.events.payloads import (
     payload_class,
     register_payload,
     schema_version,
+    subject_stream,
 )
 
 __all__ = [
@@ -53,5 +54,6 @@ __all__ = [
     "payload_class",
     "register_payload",
     "schema_version",
+    "subject_stream",
     "wrap",
 ]

@@ -64,6 +64,11 @@ class EventPayload(BaseModel):
         return None
 
 
+def subject_stream(study_id: str, subject_id: str) -> str:
+    """The event-store stream of one subject: its facts and what the rules made of them."""
+    return f"subject-{study_id}/{subject_id}"
+
+
 class SubjectEvent(EventPayload):
     """An event about one study subject; it lives in the subject's stream."""
 
@@ -80,7 +85,7 @@ class SubjectEvent(EventPayload):
 
     @property
     def stream_id(self) -> str:
-        return f"subject-{self.study_id}/{self.subject_id}"
+        return subject_stream(self.study_id, self.subject_id)
 
 
 class Sex(StrEnum):

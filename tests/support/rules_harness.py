@@ -24,6 +24,7 @@ from shared.events import (
     LabResultReported,
     MedicationRecorded,
     SubjectEnrolled,
+    subject_stream,
     wrap,
 )
 from shared.eventstore import StreamVersionConflict
@@ -53,7 +54,7 @@ class InMemoryRulesStore:
         return InMemoryUnitOfWork(self)
 
     def stream(self, study: str, subject: str) -> list[Envelope]:
-        ids = self.streams.get(f"subject-{study}/{subject}", [])
+        ids = self.streams.get(subject_stream(study, subject), [])
         return [self.events[i].envelope for i in ids]
 
 
@@ -93,7 +94,7 @@ class InMemoryUnitOfWork:
             history = self._store.histories.setdefault(
                 (study, subject), SubjectHistory(study, subject)
             )
-            for event_id in self._store.streams.get(f"subject-{study}/{subject}", []):
+            for event_id in self._store.streams.get(subject_stream(study, subject), []):
                 stored = self._store.events[event_id]
                 history.apply(
                     stored.envelope.type,

@@ -12,7 +12,7 @@ import orjson
 
 from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
-from shared.events import Envelope
+from shared.events import Envelope, subject_stream
 
 SubjectKey = tuple[str, str]
 
@@ -74,7 +74,7 @@ class PostgresRulesUnitOfWork:
         wanted = {key: self._cache.get(key) for key in sorted(set(keys))}
         if not wanted:
             return {}
-        streams = {f"subject-{study}/{subject}": (study, subject) for study, subject in wanted}
+        streams = {subject_stream(*key): key for key in wanted}
         rows = await self._connection.fetch(
             """SELECT e.stream_id, e.stream_version, e.event_id, e.type, e.recorded_at,
                       e.payload_json
