@@ -31,9 +31,10 @@ def _hys_law(
     problems: list[Problem] = []
     groups = _hy_groups(rule)
     window = timedelta(days=rule.window_days)
-    span, news = _hy_span(history, groups, only, window)
-    if only is not None and not news:
+    reading = _hy_span(history, groups, only, window)
+    if reading is None:
         return [], problems  # no new result of the rule's analytes
+    span, news = reading
     recorded = any(e.rule_id == rule.id for e in history.episodes.values())
     if only is not None and not recorded:
         # the usual case: the new results' own problems, then whether each limb is crossed
@@ -99,7 +100,8 @@ def _hys_law(
     return points, problems
 
 
-_TRANSAMINASE, _BILIRUBIN, _PHOSPHATASE = 0, 1, 2
+# the groups of _hy_groups, by position
+_TRANSAMINASE, _BILIRUBIN = 0, 1
 
 
 def _hy_groups(rule: HysLawRule) -> tuple[tuple[str, ...], ...]:
@@ -139,10 +141,10 @@ def _hy_span(
     groups: tuple[tuple[str, ...], ...],
     only: set[uuid.UUID] | None,
     window: timedelta,
-) -> tuple[tuple[datetime, datetime], list[tuple[LabEntry, int]]]:
+) -> tuple[tuple[datetime, datetime], list[tuple[LabEntry, int]]] | None:
     """The collection times a judgement reads, and the new results with their groups:
     everything, or when only new results are judged, from a window before the earliest of
-    them to the latest."""
+    them to the latest (None: none of them is a result of the rule's analytes)."""
     if only is None:
         return (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)), []
     news = [
@@ -153,7 +155,7 @@ def _hy_span(
         if entry.result.loinc_code in codes
     ]
     if not news:
-        return (datetime.min.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)), []
+        return None
     times = [entry.at for entry, _ in news]
     return (min(times) - window, max(times)), news
 
