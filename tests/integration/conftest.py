@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
 from shared.db.pool import create_pool
+from tests.support.mail import MailCatcher, start_smtp_server
+from vigil.devstack.ports import free_port
 
 
 @pytest.fixture
@@ -18,3 +20,14 @@ async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def own_smtp() -> Iterator[tuple[int, MailCatcher]]:
+    """An SMTP server of the test's own (port and mailbox): it holds only this test's mail."""
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    try:
+        yield port, mailbox
+    finally:
+        controller.stop()

@@ -14,9 +14,7 @@ from fastapi import FastAPI
 
 from services.notifier import handlers
 from services.notifier.ack_page import acknowledgement_page_router
-from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.api import acknowledgement_router
-from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import issue_token
 from services.notifier.domain.roster import Digest, Role
@@ -27,12 +25,13 @@ from shared.events import (
     SafetySignalRetracted,
     wrap,
 )
-from tests.support.mail import start_smtp_server
+from tests.support.mail import MailCatcher
 from tests.support.notifier import (
     LINK_SECRET,
     T0,
     ManualClock,
     context,
+    email_worker,
     lifecycle,
     plan,
     raised,
@@ -40,7 +39,6 @@ from tests.support.notifier import (
     signal_of,
     stream_types,
 )
-from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +199,9 @@ async def test_unknown_subject_reaches_the_medical_monitor(pool: asyncpg.Pool) -
     assert await recipients(pool, "data-quality") == ["mm"]
 
 
-async def test_findings_wait_for_the_daily_digest_and_are_sent_once(pool: asyncpg.Pool) -> None:
+async def test_findings_wait_for_the_daily_digest_and_are_sent_once(
+    pool: asyncpg.Pool, own_smtp: tuple[int, MailCatcher]
+) -> None:
     clock = ManualClock()  # 09:00; the digest hour is 07:00 UTC
     the_roster = roster().model_copy(
         update={"digest": Digest(roles=(Role.SUB_INVESTIGATOR,), hour_utc=7)}
@@ -219,18 +219,10 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once(pool: asyncp
     assert digest["person_id"] == "sub1"
     assert digest["purpose"] == "digest-2026-06-02"
     assert str(signal_of(finding).signal_id) in digest["body_text"]  # each finding carries its link
-    port = free_port()
-    controller, mailbox = start_smtp_server(port)
-    try:
-        sender = SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")
-        await DeliveryWorker(
-            pool, {"email": sender}, rosters=ctx.rosters, links=ctx.links,
-            retry_max_seconds=1, give_up_after_seconds=60,
-        ).send_due()  # fmt: skip
-        mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
-        assert mail.envelope_to == ["sub1@x.org"]
-    finally:
-        controller.stop()
+    port, mailbox = own_smtp
+    await email_worker(pool, port, ctx).send_due()
+    mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
+    assert mail.envelope_to == ["sub1@x.org"]
 
 
 async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.Pool) -> None:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from services.notifier import handlers
-from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.digest import send_due_digests
 from services.notifier.domain.roster import Digest, Role
 from shared.events import Envelope, SafetySignalReopened, SafetySignalResolved, wrap
-from tests.support.mail import MailCatcher, Received, start_smtp_server
+from tests.support.mail import MailCatcher, Received
 from tests.support.notifier import (
     ManualClock,
     context,
+    email_worker,
     lifecycle,
     plan,
     raised,
@@ -25,26 +23,12 @@ from tests.support.notifier import (
     signal_of,
     stream_types,
 )
-from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, MailCatcher]]:
-    port = free_port()
-    controller, mailbox = start_smtp_server(port)
-    try:
-        yield port, mailbox
-    finally:
-        controller.stop()
-
-
 async def send_all(pool: asyncpg.Pool, port: int, ctx: handlers.NotifierContext) -> int:
-    worker = DeliveryWorker(
-        pool, {"email": SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")},
-        rosters=ctx.rosters, links=ctx.links, retry_max_seconds=1, give_up_after_seconds=60,
-    )  # fmt: skip
+    worker = email_worker(pool, port, ctx)
     sent = 0
     while tried := await worker.send_due():
         sent += tried
@@ -72,9 +56,9 @@ def kinds(mail: list[Received]) -> list[str]:
 
 
 async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends_nothing(
-    pool: asyncpg.Pool, smtp: tuple[int, MailCatcher]
+    pool: asyncpg.Pool, own_smtp: tuple[int, MailCatcher]
 ) -> None:
-    port, mailbox = smtp
+    port, mailbox = own_smtp
     clock = ManualClock()
     ctx = context(roster(), clock)
     envelope = raised("S2", grade=3)  # pi2 is told; 4 h to acknowledge
@@ -141,9 +125,9 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
 
 
 async def test_a_resolved_finding_reaches_the_digest_readers_in_their_digest(
-    pool: asyncpg.Pool, smtp: tuple[int, MailCatcher]
+    pool: asyncpg.Pool, own_smtp: tuple[int, MailCatcher]
 ) -> None:
-    port, mailbox = smtp
+    port, mailbox = own_smtp
     clock = ManualClock()  # 09:00; the digest hour is 07:00 UTC
     the_roster = roster().model_copy(
         update={"digest": Digest(roles=(Role.SUB_INVESTIGATOR,), hour_utc=7)}

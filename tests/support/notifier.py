@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from services.notifier import handlers
+from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
@@ -129,3 +131,15 @@ async def plan(pool: asyncpg.Pool, context: NotifierContext, *envelopes: Envelop
     """What the signal consumer does with a batch, in one transaction."""
     async with pool.acquire() as connection, connection.transaction():
         return await handlers.handle_signals(connection, list(envelopes), context)
+
+
+def email_worker(pool: asyncpg.Pool, port: int, context: NotifierContext) -> DeliveryWorker:
+    """A delivery worker that sends e-mail through the SMTP server on ``port``."""
+    return DeliveryWorker(
+        pool,
+        {"email": SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org")},
+        rosters=context.rosters,
+        links=context.links,
+        retry_max_seconds=1,
+        give_up_after_seconds=60,
+    )
