@@ -11,9 +11,8 @@ import pytest
 
 from tests.support import components
 from tests.support.components import as_service_role, create_database, drop_database, migrate
-from tests.support.mail import MailCatcher, start_smtp_server
+from tests.support.mail import MailCatcher, running_smtp_server
 from tests.support.services import RunningServices, running_services, service_env
-from vigil.devstack.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +37,8 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[tuple[int, MailCatcher]]:
-    port = free_port()
-    controller, catcher = start_smtp_server(port)
-    try:
-        yield port, catcher
-    finally:
-        controller.stop()
+    with running_smtp_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ import asyncpg
 import pytest
 
 from shared.db.pool import create_pool
-from tests.support.mail import MailCatcher, start_smtp_server
-from vigil.devstack.ports import free_port
+from tests.support.mail import MailCatcher, running_smtp_server
 
 
 @pytest.fixture
@@ -25,9 +24,5 @@ async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def own_smtp() -> Iterator[tuple[int, MailCatcher]]:
     """An SMTP server of the test's own (port and mailbox): it holds only this test's mail."""
-    port = free_port()
-    controller, mailbox = start_smtp_server(port)
-    try:
-        yield port, mailbox
-    finally:
-        controller.stop()
+    with running_smtp_server() as server:
+        yield server

@@ -7,12 +7,15 @@ import email
 import email.policy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from vigil.devstack.ports import free_port
 
 
 @dataclass
@@ -99,3 +102,14 @@ def start_smtp_server(
     controller = Controller(catcher, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, catcher
+
+
+@contextmanager
+def running_smtp_server(catcher: MailCatcher | None = None) -> Iterator[tuple[int, MailCatcher]]:
+    """An SMTP server on a free loopback port for the block: its port and its mailbox."""
+    port = free_port()
+    controller, catcher = start_smtp_server(port, catcher)
+    try:
+        yield port, catcher
+    finally:
+        controller.stop()
