@@ -200,7 +200,7 @@ async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> 
     return await consume_and_store(bootstrap, dsn, "bench-store-ceiling", expected, batch, append)
 
 
-async def stored_count(pool: asyncpg.Pool, since: datetime | None = None) -> int:
+async def stored_count(pool: asyncpg.Pool) -> int:
     return int(
         await pool.fetchval(
             "SELECT count(*) FROM events WHERE type = ANY($1::text[]) AND source = '/bench/site'",
