@@ -127,15 +127,15 @@ class SubjectHistory:
         event_id: uuid.UUID,
         recorded_at: datetime,
         stream_version: int,
-    ) -> EventPayload | None:
-        """Fold one stored event in; returns the parsed payload (None for types it ignores)."""
+    ) -> None:
+        """Fold one stored event in (types the rules do not read change only the version)."""
         if stream_version <= self.version:
-            return None  # already folded in
+            return  # already folded in
         self.version = stream_version
         try:
             cls = payload_class(event_type)
         except ValueError:
-            return None
+            return
         parsed = payload if isinstance(payload, cls) else cls.model_validate(payload)
         fact = Fact(event_id, recorded_at, stream_version)
         if isinstance(parsed, SubjectEnrolled):
@@ -162,7 +162,6 @@ class SubjectHistory:
             self.data_quality.add((parsed.issue, parsed.related_event_id))
         else:
             self._apply_signal_event(parsed)
-        return parsed
 
     def _note_first(self, event_id: uuid.UUID) -> None:
         if self.first_fact_id is None:
