@@ -13,6 +13,7 @@ from shared.eventstore.store import (
     read_payloads,
     read_stream,
     store_id,
+    stored_ids,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "read_payloads",
     "read_stream",
     "store_id",
+    "stored_ids",
 ]

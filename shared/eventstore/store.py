@@ -411,6 +411,17 @@ async def read_payloads(
     ]
 
 
+async def stored_ids(
+    connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these events the log holds already (read without the append lock: an
+    append may store one of the others the next moment)."""
+    rows = await connection.fetch(
+        "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+    )
+    return {row["event_id"] for row in rows}
+
+
 async def head(connection: asyncpg.Connection) -> tuple[int, bytes]:
     """The last position and its hash; (0, genesis) for an empty log."""
     row = await connection.fetchrow(

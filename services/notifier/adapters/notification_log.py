@@ -20,7 +20,7 @@ from shared.events.notifications import (
     SignalAcknowledged,
     notification_stream,
 )
-from shared.eventstore import Appended, NewEvent, append, read_stream
+from shared.eventstore import Appended, NewEvent, append, read_stream, stored_ids
 
 SOURCE = "/vigil/notifier"
 _TIMER_TYPES = [
@@ -68,10 +68,7 @@ async def notification_events(
 
 async def recorded(connection: asyncpg.Connection, event_id: uuid.UUID) -> bool:
     """Whether the audit log holds this event already (a redelivered cause was handled)."""
-    found: bool = await connection.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)", event_id
-    )
-    return found
+    return bool(await stored_ids(connection, [event_id]))
 
 
 async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:

@@ -47,12 +47,8 @@ class PostgresRulesUnitOfWork:
     async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
         """The database's time now, which the batch is recorded at, and which of these
         events are stored already (read without the append lock)."""
-        row = await self._connection.fetchrow(
-            "SELECT clock_timestamp() AS now, "
-            "array(SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])) AS stored",
-            list(event_ids),
-        )
-        return row["now"], set(row["stored"])
+        now: datetime = await self._connection.fetchval("SELECT clock_timestamp()")
+        return now, await eventstore.stored_ids(self._connection, event_ids)
 
     async def append(
         self,
