@@ -18,6 +18,12 @@ class VigilSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
 
+    environment: Literal["production", "development"] = Field(
+        default="production",
+        description="production: every secure default holds (credentials, TLS, no "
+        "generated secrets); development: what `vigil dev` sets for a stack on one "
+        "machine (loopback MLLP senders accepted, generated keys allowed).",
+    )
     kafka_bootstrap: str = Field(
         default="localhost:9092", description="Kafka bootstrap servers, comma separated."
     )
