@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from pydantic import SecretStr
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from shared.settings import InsecureConfiguration, VigilSettings
 
@@ -45,14 +46,18 @@ def metrics_credential(settings: VigilSettings) -> SecretStr | None:
     return token
 
 
-def bearer_protected(app: ASGIApp, token: SecretStr) -> ASGIApp:
-    """``app`` behind ``Authorization: Bearer <token>``, compared in constant time."""
-    expected = f"Bearer {token.get_secret_value()}".encode()
+class MetricsEndpoint:
+    """Prometheus's exporter, behind ``Authorization: Bearer <token>`` (constant-time
+    comparison) unless ``token`` is None (development)."""
 
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+    def __init__(self, token: SecretStr | None) -> None:
+        self._exporter = make_asgi_app()
+        self._expected = None if token is None else f"Bearer {token.get_secret_value()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._expected is not None:
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
+            if not hmac.compare_digest(given, self._expected):
                 response = JSONResponse(
                     {"title": "Unauthorized", "status": 401, "detail": "a bearer token is needed"},
                     status_code=401,
@@ -61,9 +66,7 @@ def bearer_protected(app: ASGIApp, token: SecretStr) -> ASGIApp:
                 )
                 await response(scope, receive, send)
                 return
-        await app(scope, receive, send)
-
-    return guarded
+        await self._exporter(scope, receive, send)
 
 
 def service_app(
@@ -86,11 +89,11 @@ def service_app(
             yield
 
     app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
-    exporter = make_asgi_app()
-    app.mount(
-        "/metrics",
-        exporter if metrics_token is None else bearer_protected(exporter, metrics_token),
-    )
+    metrics_endpoint = MetricsEndpoint(metrics_token)
+    # /metrics itself and anything below it, with no redirect an unauthenticated client
+    # could follow
+    app.router.routes.append(Route("/metrics", endpoint=metrics_endpoint))
+    app.mount("/metrics", metrics_endpoint)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
