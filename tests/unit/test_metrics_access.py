@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from shared.http_service import metrics_credential, service_app
@@ -26,41 +26,44 @@ async def ready() -> str | None:
     return None
 
 
-def client(token: SecretStr | None) -> TestClient:
-    return TestClient(service_app("test", no_workers, ready, metrics_token=token))
+def client(token: SecretStr | None) -> httpx.AsyncClient:
+    """The app in process, without its lifespan (there are no workers to run)."""
+    app = service_app("test", no_workers, ready, metrics_token=token)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer nope", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x"]
 )
-def test_metrics_without_the_exact_bearer_token_is_401(
+async def test_metrics_without_the_exact_bearer_token_is_401(
     path: str, authorization: str | None
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = client(SecretStr(TOKEN)).get(path, headers=headers, follow_redirects=False)
+    async with client(SecretStr(TOKEN)) as http:
+        response = await http.get(path, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="metrics"'
     assert "python_gc" not in response.text
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
-def test_metrics_with_the_bearer_token_is_served(path: str) -> None:
-    response = client(SecretStr(TOKEN)).get(
-        path, headers={"Authorization": f"Bearer {TOKEN}"}, follow_redirects=False
-    )
+async def test_metrics_with_the_bearer_token_is_served(path: str) -> None:
+    async with client(SecretStr(TOKEN)) as http:
+        response = await http.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     assert "python_gc_objects_collected_total" in response.text
 
 
-def test_probes_need_no_credential() -> None:
-    protected = client(SecretStr(TOKEN))
-    assert protected.get("/healthz").json() == {"status": "ok"}
-    assert protected.get("/readyz").json() == {"status": "ready"}
+async def test_probes_need_no_credential() -> None:
+    async with client(SecretStr(TOKEN)) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
 
 
-def test_without_a_token_metrics_are_open_which_only_development_allows() -> None:
-    assert client(None).get("/metrics").status_code == 200
+async def test_without_a_token_metrics_are_open_which_only_development_allows() -> None:
+    async with client(None) as http:
+        assert (await http.get("/metrics")).status_code == 200
     assert metrics_credential(VigilSettings(environment="development")) is None
 
 
