@@ -76,7 +76,7 @@ class VigilSettings(BaseSettings):
         "loopback in production; only for a network you trust as much as the host.",
     )
     database_url: str = Field(
-        default="postgresql://vigil_app:vigil_app@localhost:5432/vigil",
+        default="postgresql://vigil_app@localhost:5432/vigil",
         description="PostgreSQL DSN the services use: the service role, which may only "
         "INSERT and SELECT on the audit log.",
     )
