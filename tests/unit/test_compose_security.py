@@ -113,6 +113,8 @@ def test_vigil_services_run_with_production_settings_and_authenticated_kafka(
 def test_each_service_is_its_own_kafka_principal() -> None:
     users = [environment(service)["VIGIL_KAFKA_SASL_USERNAME"] for service in VIGIL]
     assert users == ["vigil-ingest", "vigil-safety-rules", "vigil-notifier"]
+    for user in users:  # the broker's provisioning makes exactly these SCRAM users
+        assert f"scram_user {user} " in KAFKA_START
     passwords = {environment(service)["VIGIL_KAFKA_SASL_PASSWORD"] for service in VIGIL}
     assert len(passwords) == 3
 
@@ -174,8 +176,12 @@ def test_kafka_provisioning_grants_each_principal_only_its_topics() -> None:
     assert writes["vigil-notifier"] == []
     assert writes["vigil-ingest"] == ['"${INPUTS[@]}" "$DATA_QUALITY" "$DEAD_LETTERS"']
     assert writes["vigil-safety-rules"] == ['"$SIGNALS" "$DATA_QUALITY" "$DEAD_LETTERS"']
-    assert "--group vigil-safety-rules" in KAFKA_START
-    assert "--group vigil-notifier" in KAFKA_START
+    # the consumer groups the services join
+    from services.notifier.main import GROUP_ID as NOTIFIER_GROUP
+    from services.safety_rules.main import GROUP_ID as RULES_GROUP
+
+    assert f"--group {RULES_GROUP}" in KAFKA_START
+    assert f"--group {NOTIFIER_GROUP}" in KAFKA_START
 
 
 def test_prometheus_scrapes_with_the_mounted_token() -> None:
