@@ -58,6 +58,7 @@ from shared.events import (
 )
 from shared.events.topics import LAB_RESULTS, SUBJECTS, topic_for
 from shared.kafka import ensure_topics
+from shared.kafka_security import kafka_client_options
 from shared.settings import VigilSettings
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
@@ -117,8 +118,13 @@ def trial(events: int, subjects: int) -> list[Envelope]:
     return [wrap(payload, source="/bench/site") for payload in payloads]
 
 
+def local(bootstrap: str) -> VigilSettings:
+    """Settings for the benchmark's own broker: its clients connect as the services do."""
+    return VigilSettings(kafka_bootstrap=bootstrap, environment="development")
+
+
 async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_client_options(local(bootstrap)), acks="all", linger_ms=5)
     await producer.start()
     try:
         for start in range(0, len(envelopes), 2000):
@@ -149,7 +155,7 @@ async def consume_and_store(
     consumer = AIOKafkaConsumer(
         SUBJECTS,
         LAB_RESULTS,
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(local(bootstrap)),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -221,7 +227,7 @@ async def paced(
     bootstrap: str, pool: asyncpg.Pool, rate: int, seconds: int, subjects: int
 ) -> list[float]:
     """Publish at ``rate`` events/s; latency (ms) from publishing a result to its signal."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(local(bootstrap)), acks="all")
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     total = rate * seconds
@@ -344,6 +350,8 @@ async def bench(
             "VIGIL_RULES_BATCH_MAX_RECORDS": str(batch),
             "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),
             "VIGIL_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            # a bench on one machine: /metrics open, the superuser's DSN
+            "VIGIL_ENVIRONMENT": "development",
         }
         for number in range(instances):
             port = free_port()

@@ -2,10 +2,15 @@
 
 The services run inside uvicorn so that signal handling and graceful shutdown work the
 same way everywhere: the lifespan starts the service's workers and stops them on exit.
+
+/metrics needs ``Authorization: Bearer <VIGIL_METRICS_TOKEN>``: metric labels name rules,
+studies' sources and failure reasons, and their rates tell how busy a trial is. /healthz
+and /readyz stay open for probes and say nothing but the state and its reason.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -14,17 +19,69 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from pydantic import SecretStr
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from shared.settings import InsecureConfiguration, VigilSettings
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+# a token shorter than this can be guessed by a patient scraper
+MIN_METRICS_TOKEN_LENGTH = 16
+
+
+def metrics_credential(settings: VigilSettings) -> SecretStr | None:
+    """The /metrics bearer token; production refuses to run without a long enough one."""
+    token = settings.metrics_token
+    if token is not None and len(token.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH:
+        raise InsecureConfiguration(
+            f"VIGIL_METRICS_TOKEN is shorter than {MIN_METRICS_TOKEN_LENGTH} characters: use a "
+            "random one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if token is None and settings.environment == "production":
+        raise InsecureConfiguration(
+            "VIGIL_METRICS_TOKEN (or VIGIL_METRICS_TOKEN_FILE) is not set: production serves "
+            "/metrics only to a scraper that presents it as a bearer token"
+        )
+    return token
+
+
+class MetricsEndpoint:
+    """Prometheus's exporter, behind ``Authorization: Bearer <token>`` (constant-time
+    comparison) unless ``token`` is None (development)."""
+
+    def __init__(self, token: SecretStr | None) -> None:
+        self._exporter = make_asgi_app()
+        self._expected = None if token is None else f"Bearer {token.get_secret_value()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._expected is not None:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                response = JSONResponse(
+                    {"title": "Unauthorized", "status": 401, "detail": "a bearer token is needed"},
+                    status_code=401,
+                    media_type="application/problem+json",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self._exporter(scope, receive, send)
 
 
 def service_app(
     title: str,
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
+    *,
+    metrics_token: SecretStr | None,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """An app whose lifespan runs ``workers``; /readyz is 503 with the reason when not ready."""
+    """An app whose lifespan runs ``workers``; /readyz is 503 with the reason when not ready.
+
+    ``metrics_token`` comes from :func:`metrics_credential`; None leaves /metrics open,
+    which only development settings allow.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -32,7 +89,11 @@ def service_app(
             yield
 
     app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
-    app.mount("/metrics", make_asgi_app())
+    metrics_endpoint = MetricsEndpoint(metrics_token)
+    # /metrics itself and anything below it, with no redirect an unauthenticated client
+    # could follow
+    app.router.routes.append(Route("/metrics", endpoint=metrics_endpoint))
+    app.mount("/metrics", metrics_endpoint)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -6,13 +6,14 @@ import asyncio
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from shared import metrics
 from shared.events.topics import ALL_TOPICS
+from shared.kafka_security import kafka_client_options, kafka_security
 from shared.settings import VigilSettings
 
 log = structlog.get_logger(__name__)
@@ -24,10 +25,12 @@ def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
     The idempotent producer is off: the development broker (Tansu) does not implement
     InitProducerId, and Vigil gets exactly-once effects from event ids kept in PostgreSQL.
     The client's request timeout stays at its default: consumer-group joins can take
-    seconds, and how long a publisher waits is bounded by the caller instead.
+    seconds, and how long a publisher waits is bounded by the caller instead. TLS and SASL
+    come from the settings (:mod:`shared.kafka_security`), as for every other client.
     """
     return KafkaBroker(
         settings.kafka_bootstrap,
+        security=kafka_security(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
@@ -37,9 +40,17 @@ def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
     )
 
 
+class TopicCreationRefused(RuntimeError):
+    """The broker's ACLs do not let this principal create a missing topic: waiting won't help."""
+
+
 async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
-    """Create Vigil's topics with the configured partition count; existing topics are kept."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="vigil-admin")
+    """Create Vigil's topics with the configured partition count; existing topics are kept.
+
+    With ACLs a service sees only the topics it may Describe, and may not create any: the
+    topics are then created by the administrator (see docs/kafka-acls.md).
+    """
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings), client_id="vigil-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -57,6 +68,13 @@ async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_T
         response = await admin.create_topics(new_topics)
         for topic, code, *message in response.topic_errors:
             # "already exists" means another service won the race between list and create
+            if code == TopicAuthorizationFailedError.errno:
+                raise TopicCreationRefused(
+                    f"topic {topic} is missing and this Kafka principal "
+                    f"({settings.kafka_sasl_username or 'anonymous'}) may not create it: create "
+                    "Vigil's topics as the Kafka administrator (docs/kafka-acls.md), or grant "
+                    "Describe on them"
+                )
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
         log.info("kafka.topics_created", topics=missing, partitions=settings.kafka_partitions)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.secret_files import SecretFilesSource, secret_field_names
+
+
+class InsecureConfiguration(RuntimeError):
+    """Production settings that would leave a door open; the message names the setting."""
 
 
 class VigilSettings(BaseSettings):
@@ -38,8 +44,39 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How long ingest waits for the broker's acknowledgement before answering 503.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every Kafka client connects: TLS (SSL), SASL authentication, both "
+        "(SASL_SSL) or neither; production refuses PLAINTEXT to a broker off this host.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism for SASL_PLAINTEXT and SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user name (the service's Kafka principal)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate (unset: the "
+        "system's trusted CAs).",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for brokers that require one."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted client key."
+    )
+    kafka_allow_plaintext: bool = Field(
+        default=False,
+        description="Allow PLAINTEXT (or SASL PLAIN without TLS) to a broker that is not on "
+        "loopback in production; only for a network you trust as much as the host.",
+    )
     database_url: str = Field(
-        default="postgresql://vigil_app:vigil_app@localhost:5432/vigil",
+        default="postgresql://vigil_app@localhost:5432/vigil",
         description="PostgreSQL DSN the services use: the service role, which may only "
         "INSERT and SELECT on the audit log.",
     )
@@ -54,6 +91,16 @@ class VigilSettings(BaseSettings):
     database_service_password: SecretStr | None = Field(
         default=None,
         description="Password `vigil db upgrade` sets on the service role (none: unchanged).",
+    )
+    database_owner_role: str = Field(
+        default="vigil_owner",
+        description="NOLOGIN role `vigil db upgrade` creates to own the tables and their "
+        "triggers; the service role is never a member of it.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every service's /metrics requires; production refuses to "
+        "start without one.",
     )
     audit_anchor_file: Path = Field(
         default=Path(".vigil/audit-anchors.jsonl"),
@@ -145,6 +192,44 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How often the notifier looks for passed deadlines and due digests.",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Every secret may also come from the file named by ``VIGIL_<NAME>_FILE``."""
+        secret_files = SecretFilesSource(settings_cls, prefix="VIGIL_")
+        return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for name in secret_field_names(type(self)):
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and not value.get_secret_value():
+                raise ValueError(f"VIGIL_{name.upper()} is empty: give the secret or unset it")
+        if self.kafka_security_protocol.startswith("SASL_") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"VIGIL_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "VIGIL_KAFKA_SASL_USERNAME and VIGIL_KAFKA_SASL_PASSWORD (or _FILE)"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError(
+                "VIGIL_KAFKA_SSL_CERT_FILE and VIGIL_KAFKA_SSL_KEY_FILE go together: give both "
+                "for a client certificate, or neither"
+            )
+        if self.database_owner_role == self.database_service_role:
+            raise ValueError(
+                "VIGIL_DATABASE_OWNER_ROLE must differ from VIGIL_DATABASE_SERVICE_ROLE: the "
+                "services must not own the audit log they write to"
+            )
+        return self
 
     @property
     def admin_dsn(self) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-from shared.settings import VigilSettings
+from shared.secret_files import SecretFileError
+from shared.settings import InsecureConfiguration, VigilSettings
 from vigil.audit_cli import audit_app, replay
 
 app = typer.Typer(
@@ -25,7 +28,21 @@ app.command("replay")(replay)
 
 
 def _settings() -> VigilSettings:
-    return VigilSettings()
+    """The settings, or a short message naming what is wrong with them (exit 2)."""
+    try:
+        return VigilSettings()
+    except (SecretFileError, ValidationError) as error:
+        typer.echo(f"vigil: invalid settings: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(name: str, serve: Callable[[VigilSettings], Coroutine[Any, Any, None]]) -> None:
+    """Run a service; insecure production settings stop it before it listens (exit 2)."""
+    try:
+        asyncio.run(serve(_settings()))
+    except InsecureConfiguration as error:
+        typer.echo(f"vigil {name}: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -36,6 +53,7 @@ def dev(
     ] = Path(".vigil"),
 ) -> None:
     """Run the whole stack on this machine: broker, PostgreSQL, SMTP sink and the services."""
+    from shared.db.ownership import MigrationRefused
     from vigil.devstack.postgres import PostgresNotInstalled
     from vigil.devstack.stack import build_stack
     from vigil.devstack.supervisor import Supervisor, say
@@ -43,7 +61,7 @@ def dev(
     settings = _settings()
     try:
         children = build_stack(settings, state_dir=state_dir.resolve(), demo=demo)
-    except PostgresNotInstalled as error:
+    except (PostgresNotInstalled, MigrationRefused) as error:
         typer.echo(f"vigil dev: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -66,7 +84,7 @@ def ingest() -> None:
     """Run the ingest service (HTTP API)."""
     from services.ingest.main import serve
 
-    asyncio.run(serve(_settings()))
+    _serve("ingest", serve)
 
 
 @rules_app.callback(invoke_without_command=True)
@@ -78,7 +96,7 @@ def rules(context: typer.Context) -> None:
     from services.safety_rules.main import serve
 
     try:
-        asyncio.run(serve(_settings()))
+        _serve("rules", serve)
     except InvalidRulePack as error:
         typer.echo(f"vigil rules: refusing to start: {error}", err=True)
         raise typer.Exit(2) from None
@@ -170,22 +188,38 @@ def notifier() -> None:
     """Run the notifier service."""
     from services.notifier.main import serve
 
-    asyncio.run(serve(_settings()))
+    _serve("notifier", serve)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the schema migrations not applied yet (idempotent)."""
+    """Apply the schema migrations not applied yet (idempotent), as the schema owner."""
+    from urllib.parse import urlsplit
+
     from shared.db.migrate import upgrade
+    from shared.db.ownership import MigrationRefused
 
     settings = _settings()
-    applied = asyncio.run(
-        upgrade(
-            settings.admin_dsn,
-            service_role=settings.database_service_role,
-            service_password=settings.service_password(),
+    try:
+        applied = asyncio.run(
+            upgrade(
+                settings.admin_dsn,
+                service_role=settings.database_service_role,
+                service_password=settings.service_password(),
+                owner_role=settings.database_owner_role,
+            )
         )
-    )
+    except MigrationRefused as error:
+        typer.echo(f"vigil db upgrade: refused: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:  # unreachable, or its TLS certificate refused
+        server = urlsplit(settings.admin_dsn)
+        typer.echo(
+            f"vigil db upgrade: cannot connect to PostgreSQL at {server.hostname}:{server.port} "
+            f"(VIGIL_DATABASE_ADMIN_URL, else VIGIL_DATABASE_URL): {error}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     if applied:
         for migration in applied:
             typer.echo(f"applied {migration.version:04d}_{migration.name}")

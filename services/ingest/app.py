@@ -12,7 +12,7 @@ import structlog
 from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
@@ -42,11 +42,17 @@ def create_app(
     default_study: str,
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
+    metrics_token: SecretStr | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     """The ingest application; ``intake`` gives the running Intake once started."""
     app = service_app(
-        "Vigil ingest", workers, readiness, version="1", responses={422: _PROBLEM, 503: _PROBLEM}
+        "Vigil ingest",
+        workers,
+        readiness,
+        metrics_token=metrics_token,
+        version="1",
+        responses={422: _PROBLEM, 503: _PROBLEM},
     )
 
     async def receipt_of(

@@ -26,14 +26,17 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
-from shared.http_service import serve_app
+from shared.http_service import metrics_credential, serve_app
 from shared.kafka import make_broker, wait_for_topics
+from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
+    metrics_token = metrics_credential(settings)  # production refuses to start without
+    check_kafka_transport(settings)
     code_maps = load_code_maps(settings.study_dir)
     router = load_sources(
         settings.study_dir,
@@ -111,6 +114,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         workers=workers,
         readiness=readiness,
+        metrics_token=metrics_token,
     )
     add_fhir_routes(
         app,

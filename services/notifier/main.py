@@ -33,8 +33,9 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events import Envelope
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
-from shared.http_service import serve_app, service_app
+from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
+from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 
@@ -150,6 +151,8 @@ def senders(settings: VigilSettings, rosters: Mapping[str, Roster]) -> dict[str,
 
 def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI:
     """The notifier as an ASGI app whose lifespan runs the consumer, worker and timers."""
+    metrics_token = metrics_credential(settings)  # production refuses to start without
+    check_kafka_transport(settings)
     rosters = load_rosters(settings.study_dir)  # an invalid roster stops the start here
     context = notifier_context(settings, rosters, clock or SystemClock())
     channel_senders = senders(settings, rosters)
@@ -220,7 +223,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 for task in tasks:
                     task.cancel()
 
-    app = service_app("Vigil notifier", workers, database_readiness(holder))
+    app = service_app(
+        "Vigil notifier", workers, database_readiness(holder), metrics_token=metrics_token
+    )
     app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
     app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
     return app

@@ -31,8 +31,9 @@ from shared.events.topics import (
     SUBJECTS,
 )
 from shared.eventstore.anchors import record_anchor
-from shared.http_service import serve_app, service_app
+from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
+from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
@@ -61,6 +62,8 @@ async def undecoded(message: StreamMessage[Any]) -> None:
 
 def build_app(settings: VigilSettings) -> FastAPI:
     """The rules service as an ASGI app whose lifespan runs its workers."""
+    metrics_token = metrics_credential(settings)  # production refuses to start without
+    check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
     holder: dict[str, ConsumerRuntime] = {}
     metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
@@ -144,7 +147,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    return service_app("Vigil safety_rules", workers, database_readiness(holder))
+    return service_app(
+        "Vigil safety_rules", workers, database_readiness(holder), metrics_token=metrics_token
+    )
 
 
 async def serve(settings: VigilSettings) -> None:

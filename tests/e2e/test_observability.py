@@ -11,8 +11,10 @@ import asyncio
 import json
 import math
 import re
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +42,13 @@ from tests.support.prometheus import (
     rules_for_test,
     running_prometheus,
 )
-from tests.support.services import REPO, RunningServices, running_services, service_env
+from tests.support.services import (
+    METRICS_TOKEN,
+    REPO,
+    RunningServices,
+    running_services,
+    service_env,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -113,7 +121,11 @@ def prometheus(
         "vigil-safety-rules": hostport(private_stack.rules_url),
         "vigil-notifier": hostport(private_stack.notifier_url),
     }
-    with running_prometheus(config_for_test(targets, rule_file), folder) as running:
+    # Prometheus reads the token from a file, as the compose stack's secret
+    token_file = folder / "metrics_token"
+    token_file.write_text(METRICS_TOKEN + "\n")
+    config = config_for_test(targets, rule_file, token_file=token_file)
+    with running_prometheus(config, folder) as running:
         yield running
 
 
@@ -138,8 +150,17 @@ def stall_alert_state(prometheus: RunningPrometheus) -> str:
     return "firing" if "firing" in states else (states.pop() if states else "inactive")
 
 
-def test_shipped_configuration_and_rules_pass_promtool() -> None:
-    for args in (["check", "config", str(SCRAPE_CONFIG)], ["check", "rules", str(ALERT_RULES)]):
+def test_shipped_configuration_and_rules_pass_promtool(tmp_path: Path) -> None:
+    # promtool checks that the token file exists: the shipped file, with the compose
+    # secret's path pointed at a file of the test's, beside a copy of the rules
+    token_file = tmp_path / "metrics_token"
+    token_file.write_text(METRICS_TOKEN)
+    shipped = SCRAPE_CONFIG.read_text()
+    assert shipped.count("credentials_file: /run/secrets/metrics_token") == 3
+    config = tmp_path / SCRAPE_CONFIG.name
+    config.write_text(shipped.replace("/run/secrets/metrics_token", str(token_file)))
+    shutil.copy(ALERT_RULES, tmp_path / ALERT_RULES.name)
+    for args in (["check", "config", str(config)], ["check", "rules", str(ALERT_RULES)]):
         checked = subprocess.run([str(promtool()), *args], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
 

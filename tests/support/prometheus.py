@@ -109,10 +109,11 @@ def rules_for_test(
 
 
 def config_for_test(
-    targets: Mapping[str, str], rule_file: Path, *, interval: str = "1s"
+    targets: Mapping[str, str], rule_file: Path, *, token_file: Path, interval: str = "1s"
 ) -> dict[str, Any]:
     """The shipped scrape configuration with each job's targets replaced (job -> host:port),
-    the given rule file, and short scrape and evaluation intervals."""
+    its bearer token read from ``token_file``, the given rule file, and short scrape and
+    evaluation intervals."""
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {
         **config.get("global", {}),
@@ -125,6 +126,7 @@ def config_for_test(
     if missing:
         raise ValueError(f"scrape jobs and test targets differ: {sorted(missing)}")
     for name, job in jobs.items():
+        job["authorization"]["credentials_file"] = str(token_file)
         for static in job["static_configs"]:
             static["targets"] = [targets[name]]
     return config

@@ -13,6 +13,8 @@ from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
 REPO = Path(__file__).resolve().parents[2]
+# the services run with production settings: /metrics needs this bearer token
+METRICS_TOKEN = "test-metrics-token-0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ def service_env(
         "VIGIL_KAFKA_PARTITIONS": "3",
         "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",
+        "VIGIL_METRICS_TOKEN": METRICS_TOKEN,
         **extra,
     }
 

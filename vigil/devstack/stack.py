@@ -93,10 +93,10 @@ def build_stack(
             state_dir / "pgdata", ports.postgres, log_file=logs / "postgresql.log"
         )
         admin_dsn = cluster.dsn
-        role = settings.database_service_role
+        role, owner = settings.database_service_role, settings.database_owner_role
 
         def migrate() -> None:
-            asyncio.run(upgrade(admin_dsn, service_role=role))
+            asyncio.run(upgrade(admin_dsn, service_role=role, owner_role=owner))
 
         children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
         env["VIGIL_DATABASE_URL"] = cluster.dsn_for(role)
@@ -107,6 +107,7 @@ def build_stack(
                 settings.admin_dsn,
                 service_role=settings.database_service_role,
                 service_password=settings.service_password(),
+                owner_role=settings.database_owner_role,
             )
         )
     if "VIGIL_AUDIT_ANCHOR_FILE" not in os.environ:
@@ -135,6 +136,9 @@ def build_stack(
         )
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
 
+    if "VIGIL_ENVIRONMENT" not in os.environ:
+        # a stack on one machine: /metrics open on loopback, generated keys (DESIGN: vigil dev)
+        env["VIGIL_ENVIRONMENT"] = "development"
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
     host = settings.bind_host
     for name, command, port in (

