@@ -10,6 +10,7 @@ import typer
 
 from shared.settings import VigilSettings
 from vigil.audit_cli import audit_app, replay
+from vigil.keys_cli import keys_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +22,7 @@ rules_app = typer.Typer(help="The rules service (no sub-command) and rule-pack t
 app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 app.command("replay")(replay)
 
 
