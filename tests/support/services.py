@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.api_keys import IssuedKey, issue_api_key_blocking
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
@@ -22,7 +23,15 @@ class RunningServices:
     rules_url: str
     notifier_url: str
     log_dir: Path
+    api_key: IssuedKey
+    """A key of the source ``tests`` for the study NCT05262686 (every site, no right to
+    amend other sources' records); every HTTP write to ingest must carry one."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <session key>``: pass to every POST to ingest."""
+        return self.api_key.headers
 
     def stop(self, name: str) -> None:
         """Stop one service (``ingest``, ``safety_rules`` or ``notifier``)."""
@@ -60,8 +69,13 @@ def start_service(
 
 
 @contextmanager
-def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[RunningServices]:
-    """Start rules, notifier and ingest on free ports; stop them afterwards."""
+def running_services(
+    base_env: Mapping[str, str], log_dir: Path, *, admin_dsn: str
+) -> Iterator[RunningServices]:
+    """Start rules, notifier and ingest on free ports, with an API key issued in the
+    database of ``admin_dsn`` (the schema owner's DSN of the services' database); stop
+    them afterwards."""
+    api_key = issue_api_key_blocking(admin_dsn)
     ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
     mllp_port = free_port()
     env = {
@@ -97,6 +111,7 @@ def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[Run
             rules_url=f"http://127.0.0.1:{ports['rules']}",
             notifier_url=f"http://127.0.0.1:{ports['notifier']}",
             log_dir=log_dir,
+            api_key=api_key,
             processes={process.name: process for process in started},
         )
     finally:

@@ -1,0 +1,320 @@
+"""Every HTTP write passes here before any route sees it: who sends (an API key), how
+often (per source; per address while unauthenticated) and how much (the body cap).
+
+An ASGI middleware rather than a route dependency, so no route can be added without it,
+and so a body is counted as it streams in: a Content-Length over the cap is refused at
+once, a chunked body is cut where it crosses the cap. Refused requests are kept as
+rejected receipts (their first bytes) and counted; only an unauthenticated client over
+its rate is merely counted, because keeping what it sends is what the limit prevents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.ingest.adapters.receipts import Receipt
+from services.ingest.api_keys import NotAuthenticated
+from services.ingest.http_refusals import channel_of, refusal
+from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.key_cache import ApiKeyCache, KeysUnavailable
+from services.ingest.principals import Principal
+from services.ingest.rate_limit import RateLimiter
+from shared import metrics
+
+log = structlog.get_logger(__name__)
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What is kept of a request that is refused before its body is read whole.
+KEPT_PREFIX_BYTES = 4096
+# How long a refused request's first bytes are waited for, and a whole body at most.
+PREFIX_WAIT_SECONDS = 2.0
+BODY_READ_TIMEOUT_SECONDS = 60.0
+REALM = 'Bearer realm="vigil-ingest"'
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int
+    per_source: RateLimiter
+    per_unauthenticated_client: RateLimiter
+
+
+def principal_of(request: Request) -> Principal:
+    """The sender the WriteGuard authenticated; a write that skipped it is a bug."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("a write reached a route without passing the WriteGuard")
+    return principal
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read."""
+
+
+def client_key(scope: Scope) -> str:
+    """The address a rate limit counts against: an IPv6 client by its /64 (one host
+    holds a whole /64), an IPv4 client by its address."""
+    client = scope.get("client")
+    host = client[0] if client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host
+
+
+async def read_prefix(receive: Receive, limit: int, wait: float) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, waiting at most ``wait`` seconds; and whether
+    more was (or may have been) sent."""
+    chunks: list[bytes] = []
+    size, more = 0, True
+    try:
+        async with asyncio.timeout(wait):
+            while more and size <= limit:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                more = message.get("more_body", False)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)[:limit], more or size > limit
+
+
+async def read_body(receive: Receive, cap: int) -> tuple[bytes, bool]:
+    """The whole body, or its first bytes once it crosses ``cap`` (True: over the cap)."""
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return b"".join(chunks)[:KEPT_PREFIX_BYTES], True
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
+
+
+class WriteGuard:
+    """ASGI middleware in front of ingest's routes; reads pass straight through."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: Callable[[], ApiKeyCache],
+        intake: Callable[[], Intake],
+        limits: Limits,
+    ) -> None:
+        self._app = app
+        self._keys = keys
+        self._intake = intake
+        self._limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in READ_ONLY_METHODS:
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        channel = channel_of(scope["path"])
+        auth = await self._keys().authenticate(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
+        if isinstance(auth, KeysUnavailable):
+            metrics.record_ingest_rejected(channel, "unavailable")
+            response = refusal(
+                channel, 503, "Temporarily unavailable", auth.detail, code="unavailable"
+            )
+            await response(scope, receive, send)
+            return
+        if isinstance(auth, NotAuthenticated):
+            await self._unauthenticated(scope, receive, send, headers, auth)
+            return
+        principal = auth.principal
+        wait = self._limits.per_source.try_acquire(principal.source)
+        if wait is not None:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                429,
+                "Too many requests",
+                f"this source sends faster than VIGIL_INGEST_RATE_PER_SOURCE allows; "
+                f"send again after {wait:.0f} s",
+                code="rate-limited",
+                principal=principal,
+                extra_headers={"Retry-After": f"{wait:.0f}"},
+            )
+            return
+        await self._bounded(scope, receive, send, headers, principal)
+
+    async def _unauthenticated(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        auth: NotAuthenticated,
+    ) -> None:
+        channel = channel_of(scope["path"])
+        wait = self._limits.per_unauthenticated_client.try_acquire(client_key(scope))
+        if wait is not None:
+            # counted, never stored: storing junk without bound is what this prevents
+            metrics.record_ingest_rejected(channel, "rate-limited-unauthenticated")
+            response = refusal(
+                channel,
+                429,
+                "Too many requests",
+                f"too many requests without a valid API key from this address; send again "
+                f"after {wait:.0f} s, with a key",
+                code="rate-limited-unauthenticated",
+                headers={"Retry-After": f"{wait:.0f}"},
+            )
+            await response(scope, receive, send)
+            return
+        challenge = (
+            REALM if auth.reason == "missing-credential" else f'{REALM}, error="invalid_token"'
+        )
+        await self._refuse(
+            scope,
+            receive,
+            send,
+            headers,
+            401,
+            "Unauthenticated",
+            auth.detail,
+            code=auth.reason,
+            principal=None,
+            extra_headers={"WWW-Authenticate": challenge},
+        )
+
+    async def _bounded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        principal: Principal,
+    ) -> None:
+        cap = self._limits.max_body_bytes
+        too_large = (
+            f"the body is larger than VIGIL_INGEST_MAX_BODY_BYTES ({cap} bytes); send it in "
+            "smaller requests"
+        )
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                413,
+                "Content too large",
+                too_large,
+                code="body-too-large",
+                principal=principal,
+            )
+            return
+        try:
+            body, over = await read_body(receive, cap)
+        except _Disconnected:
+            return
+        except TimeoutError:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                408,
+                "Request timeout",
+                f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f} s",
+                code="body-timeout",
+                principal=principal,
+                prefix=b"",
+            )
+            return
+        if over:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                headers,
+                413,
+                "Content too large",
+                too_large,
+                code="body-too-large",
+                principal=principal,
+                prefix=body,
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # the app waits for the disconnect, if anything
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        state = {**scope.get("state", {}), "principal": principal}
+        await self._app({**scope, "state": state}, replay, send)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        code: str,
+        principal: Principal | None,
+        extra_headers: dict[str, str] | None = None,
+        prefix: bytes | None = None,
+    ) -> None:
+        """Keep the request's first bytes as a rejected receipt, count it, answer."""
+        channel, path = channel_of(scope["path"]), scope["path"]
+        truncated = True
+        if prefix is None:
+            prefix, truncated = await read_prefix(receive, KEPT_PREFIX_BYTES, PREFIX_WAIT_SECONDS)
+        client = scope.get("client")
+        receipt = Receipt(
+            channel=channel,
+            source=f"{client[0] if client else 'unknown'} {scope['method']} {path}",
+            content_type=headers.get("content-type"),
+            raw=prefix,
+            outcome="rejected",
+            reason=f"{status} {code}: {detail}",
+            raw_truncated=truncated,
+        )
+        origin = f"{'fhir' if channel == 'fhir' else 'http'} {path}"
+        try:
+            await self._intake().reject(receipt, origin, reason_code=code, principal=principal)
+        except StorageUnavailable as error:
+            log.error("ingest.refusal_not_recorded", code=code, error=str(error))
+        log.warning(
+            "ingest.refused",
+            status=status,
+            code=code,
+            channel=channel,
+            source=principal.source if principal else None,
+        )
+        response = refusal(channel, status, title, detail, code=code, headers=extra_headers)
+        await response(scope, receive, send)
