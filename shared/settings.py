@@ -108,6 +108,11 @@ class VigilSettings(BaseSettings):
         description="Largest HTTP request body ingest reads; a larger one gets 413 before it "
         "is read whole (its first bytes are kept as a rejected receipt).",
     )
+    ingest_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest time an HTTP request body may take to arrive (408 after it).",
+    )
     ingest_max_items_per_request: int = Field(
         default=5000, ge=1, description="Most items one JSON request (a list) may carry."
     )

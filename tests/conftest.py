@@ -67,6 +67,9 @@ def services(
         smtp_port=smtp_server[0],
         VIGIL_AUDIT_ANCHOR_FILE=str(Path(log_dir) / "anchors.jsonl"),
         VIGIL_ENVIRONMENT="development",
+        # every test of the session calls from 127.0.0.1: refused attempts of one test must
+        # not use up another's allowance (the limit itself is tested on an ingest of its own)
+        VIGIL_INGEST_RATE_BURST_UNAUTHENTICATED_PER_CLIENT="500",
     )
     with running_services(env, Path(log_dir), admin_dsn=postgres_dsn) as running:
         yield running

@@ -129,8 +129,12 @@ def create(
             typer.echo(
                 f"vigil keys: note: no folder {study_dir / name} (VIGIL_STUDY_DIR)", err=True
             )
-    scope = KeyScope(source, tuple(sorted(set(study))), tuple(sorted(set(site))) if site else None,
-                     may_amend_others)  # fmt: skip
+    scope = KeyScope(
+        source,
+        tuple(sorted(set(study))),
+        tuple(sorted(set(site))) if site else None,
+        may_amend_others,
+    )
     expires = timedelta(days=expires_in_days) if expires_in_days else None
     new, record = _run(
         lambda connection: create_key(connection, scope, issued_by=operator(), expires_in=expires)

@@ -76,9 +76,15 @@ def create_app(
         workers,
         readiness,
         version="1",
-        responses={401: _PROBLEM, 403: _PROBLEM, 413: _PROBLEM, 422: _PROBLEM, 429: _PROBLEM,
-                   503: _PROBLEM},
-    )  # fmt: skip
+        responses={
+            401: _PROBLEM,
+            403: _PROBLEM,
+            413: _PROBLEM,
+            422: _PROBLEM,
+            429: _PROBLEM,
+            503: _PROBLEM,
+        },
+    )
     app.add_middleware(WriteGuard, keys=keys, intake=intake, limits=limits)
 
     async def receipt_of(
@@ -184,14 +190,22 @@ def create_app(
         # the body's type carries the configured item cap, so it is set here, not written
         endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [
-                inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                  annotation=Request),
-                inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                  annotation=Annotated[route.body, Body()]),
-                inspect.Parameter("x_correlation_id", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                  default=None, annotation=Annotated[str | None, Header()]),
+                inspect.Parameter(
+                    "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                ),
+                inspect.Parameter(
+                    "body",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=Annotated[route.body, Body()],
+                ),
+                inspect.Parameter(
+                    "x_correlation_id",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=None,
+                    annotation=Annotated[str | None, Header()],
+                ),
             ]
-        )  # fmt: skip
+        )
         app.add_api_route(
             route.path,
             endpoint,

@@ -32,15 +32,17 @@ log = structlog.get_logger(__name__)
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What is kept of a request that is refused before its body is read whole.
 KEPT_PREFIX_BYTES = 4096
-# How long a refused request's first bytes are waited for, and a whole body at most.
+# How long a refused request's first bytes are waited for.
 PREFIX_WAIT_SECONDS = 2.0
-BODY_READ_TIMEOUT_SECONDS = 60.0
 REALM = 'Bearer realm="vigil-ingest"'
 
 
 @dataclass(frozen=True)
 class Limits:
+    """The bounds of one HTTP write (see the VIGIL_INGEST_* settings)."""
+
     max_body_bytes: int
+    body_timeout_seconds: float
     per_source: RateLimiter
     per_unauthenticated_client: RateLimiter
 
@@ -78,7 +80,7 @@ async def read_prefix(receive: Receive, limit: int, wait: float) -> tuple[bytes,
     size, more = 0, True
     try:
         async with asyncio.timeout(wait):
-            while more and size <= limit:
+            while more and size < limit:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     break
@@ -91,11 +93,13 @@ async def read_prefix(receive: Receive, limit: int, wait: float) -> tuple[bytes,
     return b"".join(chunks)[:limit], more or size > limit
 
 
-async def read_body(receive: Receive, cap: int) -> tuple[bytes, bool]:
-    """The whole body, or its first bytes once it crosses ``cap`` (True: over the cap)."""
+async def read_body(receive: Receive, cap: int, timeout: float) -> tuple[bytes, bool]:
+    """The whole body, or its first bytes once it crosses ``cap`` (True: over the cap);
+    TimeoutError when it takes longer than ``timeout`` seconds (a client trickling bytes
+    holds a connection for no longer than that)."""
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+    async with asyncio.timeout(timeout):
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -131,9 +135,13 @@ class WriteGuard:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         channel = channel_of(scope["path"])
-        auth = await self._keys().authenticate(
-            headers.get("authorization"), headers.get("x-api-key")
-        )
+        credential = (headers.get("authorization"), headers.get("x-api-key"))
+        auth = self._keys().authenticate(*credential)
+        if isinstance(auth, NotAuthenticated) and auth.reason in (
+            "unknown-key",
+            "no-keys-configured",
+        ):
+            auth = await self._keys().authenticate_fresh(*credential)
         if isinstance(auth, KeysUnavailable):
             metrics.record_ingest_rejected(channel, "unavailable")
             response = refusal(
@@ -142,7 +150,8 @@ class WriteGuard:
             await response(scope, receive, send)
             return
         if isinstance(auth, NotAuthenticated):
-            await self._unauthenticated(scope, receive, send, headers, auth)
+            if await self._unauthenticated_allowed(scope, receive, send):
+                await self._unauthenticated(scope, receive, send, headers, auth)
             return
         principal = auth.principal
         wait = self._limits.per_source.try_acquire(principal.source)
@@ -163,6 +172,27 @@ class WriteGuard:
             return
         await self._bounded(scope, receive, send, headers, principal)
 
+    async def _unauthenticated_allowed(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether this address may make another attempt without a valid key now; if
+        not, it is answered 429 and only counted: keeping what it sends without bound is
+        what this limit prevents."""
+        channel = channel_of(scope["path"])
+        wait = self._limits.per_unauthenticated_client.try_acquire(client_key(scope))
+        if wait is None:
+            return True
+        metrics.record_ingest_rejected(channel, "rate-limited-unauthenticated")
+        response = refusal(
+            channel,
+            429,
+            "Too many requests",
+            f"too many requests without a valid API key from this address; send again "
+            f"after {wait:.0f} s, with a key",
+            code="rate-limited-unauthenticated",
+            headers={"Retry-After": f"{wait:.0f}"},
+        )
+        await response(scope, receive, send)
+        return False
+
     async def _unauthenticated(
         self,
         scope: Scope,
@@ -171,22 +201,6 @@ class WriteGuard:
         headers: dict[str, str],
         auth: NotAuthenticated,
     ) -> None:
-        channel = channel_of(scope["path"])
-        wait = self._limits.per_unauthenticated_client.try_acquire(client_key(scope))
-        if wait is not None:
-            # counted, never stored: storing junk without bound is what this prevents
-            metrics.record_ingest_rejected(channel, "rate-limited-unauthenticated")
-            response = refusal(
-                channel,
-                429,
-                "Too many requests",
-                f"too many requests without a valid API key from this address; send again "
-                f"after {wait:.0f} s, with a key",
-                code="rate-limited-unauthenticated",
-                headers={"Retry-After": f"{wait:.0f}"},
-            )
-            await response(scope, receive, send)
-            return
         challenge = (
             REALM if auth.reason == "missing-credential" else f'{REALM}, error="invalid_token"'
         )
@@ -231,7 +245,7 @@ class WriteGuard:
             )
             return
         try:
-            body, over = await read_body(receive, cap)
+            body, over = await read_body(receive, cap, self._limits.body_timeout_seconds)
         except _Disconnected:
             return
         except TimeoutError:
@@ -242,7 +256,8 @@ class WriteGuard:
                 headers,
                 408,
                 "Request timeout",
-                f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f} s",
+                f"the body did not arrive within VIGIL_INGEST_BODY_TIMEOUT_SECONDS "
+                f"({self._limits.body_timeout_seconds:g} s)",
                 code="body-timeout",
                 principal=principal,
                 prefix=b"",

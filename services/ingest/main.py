@@ -64,6 +64,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     # traffic draw on one budget
     limits = Limits(
         max_body_bytes=settings.ingest_max_body_bytes,
+        body_timeout_seconds=settings.ingest_body_timeout_seconds,
         per_source=RateLimiter(
             settings.ingest_rate_per_source, settings.ingest_rate_burst_per_source
         ),

@@ -8,6 +8,8 @@ scope, site scope or amend right issues its own with :func:`issue_api_key`.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -54,3 +56,21 @@ async def issue_api_key(
 def issue_api_key_blocking(admin_dsn: str, **scope: object) -> IssuedKey:
     """:func:`issue_api_key` for synchronous fixtures."""
     return asyncio.run(issue_api_key(admin_dsn, **scope))  # type: ignore[arg-type]
+
+
+async def vigil_keys(
+    *args: str, admin_dsn: str | None, service_dsn: str
+) -> subprocess.CompletedProcess[str]:
+    """``vigil keys ...`` as an operator runs it (VIGIL_DATABASE_ADMIN_URL unset when
+    ``admin_dsn`` is None)."""
+    env = {"VIGIL_DATABASE_URL": service_dsn, "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    if admin_dsn is not None:
+        env["VIGIL_DATABASE_ADMIN_URL"] = admin_dsn
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vigil", "keys", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

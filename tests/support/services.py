@@ -117,3 +117,33 @@ def running_services(
     finally:
         for process in reversed(started):
             process.stop()
+
+
+@dataclass(frozen=True)
+class PrivateIngest:
+    """An ingest process of a test's own: its URL, its MLLP port and its log."""
+
+    url: str
+    mllp_port: int
+    log_file: Path
+
+
+@contextmanager
+def private_ingest(
+    *, database_url: str, kafka_bootstrap: str, smtp_port: int, log_dir: Path, **settings: str
+) -> Iterator[PrivateIngest]:
+    """ingest alone, with its own settings (``VIGIL_...`` names), on free ports."""
+    port, mllp_port = free_port(), free_port()
+    env = service_env(
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        smtp_port=smtp_port,
+        VIGIL_INGEST_PORT=str(port),
+        **settings,
+    )
+    env["VIGIL_MLLP_PORT"] = str(mllp_port)
+    process = start_service("ingest", "ingest", port, env, log_dir)
+    try:
+        yield PrivateIngest(f"http://127.0.0.1:{port}", mllp_port, log_dir / "ingest.log")
+    finally:
+        process.stop()
