@@ -106,17 +106,27 @@ def _subject(payload: EventPayload) -> SubjectKey | None:
     return None
 
 
-def _follows(envelope: Envelope) -> bool:
-    """Events ingest derives from another event of the same request (a data-quality
-    issue about a result): they stand or fall with that event."""
-    return isinstance(envelope.payload(), DataQualityIssueRaised)
+def _followers(envelopes: Sequence[Envelope]) -> set[uuid.UUID]:
+    """Events ingest derived from another event of the same request (a data-quality
+    issue about a result): they stand or fall with that event, and are not judged on
+    their own. One whose cause is not in the request is judged (and refused: no rule
+    covers it)."""
+    ids = {envelope.id for envelope in envelopes}
+    return {
+        envelope.id
+        for envelope in envelopes
+        if isinstance(envelope.payload(), DataQualityIssueRaised) and envelope.causation_id in ids
+    }
 
 
 def precheck(envelopes: Sequence[Envelope], principal: Principal) -> list[Refusal]:
     """What is refused whatever the database holds: another study, an enrolment at
     another site."""
     refusals = []
+    followers = _followers(envelopes)
     for envelope in envelopes:
+        if envelope.id in followers:
+            continue
         payload = envelope.payload()
         study = payload.study
         if study is None or not principal.allows_study(study):
@@ -165,10 +175,11 @@ def decide(envelopes: Sequence[Envelope], principal: Principal, known: Ownership
     claims this request just made): what is refused, and which subjects move."""
     decision = Decision()
     sites = {key: owned.site_id for key, owned in known.subjects.items()}
+    followers = _followers(envelopes)
     for envelope in envelopes:
         payload = envelope.payload()
         subject = _subject(payload)
-        if _follows(envelope) or subject is None:
+        if envelope.id in followers or subject is None:
             continue
         site = sites.get(subject)
         if not principal.allows_site(site):

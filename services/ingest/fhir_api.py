@@ -28,6 +28,7 @@ from services.ingest.fhir_mapping import (
     operation_outcome,
     patient_event,
 )
+from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
@@ -38,12 +39,6 @@ log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
 SOURCE = "/vigil/ingest/fhir"
 CHANNEL = FHIR_CHANNEL
-# Where each field an ownership rule names lives in a resource (FHIRPath, from the resource).
-_FHIR_PATH = {
-    "site_id": "managingOrganization",
-    "observation_key": "identifier",
-    "ae_id": "identifier",
-}
 
 
 def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
@@ -52,28 +47,6 @@ def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse
 
 def _status_for(issues: list[Issue]) -> int:
     return 400 if any(issue.code == "structure" for issue in issues) else 422
-
-
-def expression(kind: str, field: str) -> str:
-    """The FHIRPath of a refused field in a resource of ``kind``."""
-    if field == "subject_id":
-        return f"{kind}.identifier" if kind == "Patient" else f"{kind}.subject"
-    path = _FHIR_PATH.get(field)
-    return f"{kind}.{path}" if path else kind
-
-
-def forbidden_issues(
-    refusals: list[Refusal],
-    where: dict[uuid.UUID, tuple[str, str]],
-    default: tuple[str, str] = ("", "Resource"),
-) -> list[Issue]:
-    """OperationOutcome issues for refused events; ``where`` gives each event's path
-    prefix (``Bundle.entry[2].resource.``) and resource type."""
-    issues = []
-    for refused in refusals:
-        prefix, kind = where.get(refused.event_id, default)
-        issues.append(Issue("forbidden", prefix + expression(kind, refused.field), refused.problem))
-    return issues
 
 
 def add_fhir_routes(

@@ -10,8 +10,6 @@ its rate is merely counted, because keeping what it sends is what the limit prev
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.api_keys import NotAuthenticated
+from services.ingest.http_body import (
+    KEPT_PREFIX_BYTES,
+    Disconnected,
+    client_key,
+    read_body,
+    read_prefix,
+)
 from services.ingest.http_refusals import channel_of, refusal
 from services.ingest.intake import Intake, StorageUnavailable
 from services.ingest.key_cache import ApiKeyCache, KeysUnavailable
@@ -30,8 +35,6 @@ from shared import metrics
 
 log = structlog.get_logger(__name__)
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# What is kept of a request that is refused before its body is read whole.
-KEPT_PREFIX_BYTES = 4096
 # How long a refused request's first bytes are waited for.
 PREFIX_WAIT_SECONDS = 2.0
 REALM = 'Bearer realm="vigil-ingest"'
@@ -53,64 +56,6 @@ def principal_of(request: Request) -> Principal:
     if not isinstance(principal, Principal):
         raise RuntimeError("a write reached a route without passing the WriteGuard")
     return principal
-
-
-class _Disconnected(Exception):
-    """The client went away before its body was read."""
-
-
-def client_key(scope: Scope) -> str:
-    """The address a rate limit counts against: an IPv6 client by its /64 (one host
-    holds a whole /64), an IPv4 client by its address."""
-    client = scope.get("client")
-    host = client[0] if client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return host
-
-
-async def read_prefix(receive: Receive, limit: int, wait: float) -> tuple[bytes, bool]:
-    """Up to ``limit`` bytes of the body, waiting at most ``wait`` seconds; and whether
-    more was (or may have been) sent."""
-    chunks: list[bytes] = []
-    size, more = 0, True
-    try:
-        async with asyncio.timeout(wait):
-            while more and size < limit:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
-                chunk = message.get("body", b"")
-                chunks.append(chunk)
-                size += len(chunk)
-                more = message.get("more_body", False)
-    except TimeoutError:
-        pass
-    return b"".join(chunks)[:limit], more or size > limit
-
-
-async def read_body(receive: Receive, cap: int, timeout: float) -> tuple[bytes, bool]:
-    """The whole body, or its first bytes once it crosses ``cap`` (True: over the cap);
-    TimeoutError when it takes longer than ``timeout`` seconds (a client trickling bytes
-    holds a connection for no longer than that)."""
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                return b"".join(chunks)[:KEPT_PREFIX_BYTES], True
-            if not message.get("more_body", False):
-                return b"".join(chunks), False
 
 
 class WriteGuard:
@@ -246,7 +191,7 @@ class WriteGuard:
             return
         try:
             body, over = await read_body(receive, cap, self._limits.body_timeout_seconds)
-        except _Disconnected:
+        except Disconnected:
             return
         except TimeoutError:
             await self._refuse(

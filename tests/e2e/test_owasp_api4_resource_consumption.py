@@ -74,14 +74,21 @@ async def receipts_of(dsn: str, source: str | None, reason: str) -> list[asyncpg
 
 
 async def raw_exchange(port: int, head: bytes, chunks: list[bytes]) -> bytes:
-    """Send a request head and some body chunks, never the rest; read what comes back."""
+    """Send a request head and some body chunks, never the rest; read the response."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(head)
         for chunk in chunks:
             writer.write(chunk)
             await writer.drain()
-        return await asyncio.wait_for(reader.read(65536), timeout=20)
+        async with asyncio.timeout(20):
+            response_head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in response_head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            return response_head + await reader.readexactly(length)
     finally:
         writer.close()
 

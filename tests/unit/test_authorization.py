@@ -203,3 +203,18 @@ def test_claims_name_each_enrolled_subject_at_its_first_site_and_each_record() -
         RecordKey(STUDY, "01-003", "medication", "CM-1"),
     }
     assert touched == {(STUDY, "01-003")}
+
+
+def test_an_item_of_another_study_is_refused_once_with_its_data_quality_event() -> None:
+    other = result(unit="%").model_copy(update={"study_id": "OTHER-STUDY"})
+    events = envelopes(other)
+    assert len(events) == 2
+    (refusal,) = precheck(events, LAB_A)
+    assert refusal.event_id == events[0].id
+    assert without(events, {refusal.event_id}) == []
+
+
+def test_a_data_quality_event_without_its_cause_is_refused_rather_than_waved_through() -> None:
+    _, issue = envelopes(result(unit="%"))
+    decision = decide([issue], LAB_A, Ownership())
+    assert [(r.code, r.event_id) for r in decision.refusals] == [("forbidden-object", issue.id)]

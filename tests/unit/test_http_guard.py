@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from services.ingest.authorization import Refusal
-from services.ingest.fhir_api import expression
-from services.ingest.http_guard import client_key, read_body, read_prefix
+from services.ingest.fhir_refusals import expression
+from services.ingest.http_body import client_key, read_body, read_prefix
 from services.ingest.http_refusals import channel_of, refusal
 from services.ingest.mllp import refusal_problems
 from shared.events import Envelope
