@@ -41,15 +41,6 @@ AuthFailure = Literal[
     "expired-key",
     "no-keys-configured",
 ]
-AUTH_FAILURES: tuple[AuthFailure, ...] = (
-    "missing-credential",
-    "malformed-credential",
-    "unknown-key",
-    "wrong-secret",
-    "revoked-key",
-    "expired-key",
-    "no-keys-configured",
-)
 
 
 def secret_digest(secret: str) -> bytes:

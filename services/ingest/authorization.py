@@ -34,7 +34,6 @@ from shared.events import (
 
 RecordKind = Literal["observation", "adverse-event", "medication"]
 RefusalCode = Literal["forbidden-study", "forbidden-site", "forbidden-object"]
-REFUSAL_CODES: tuple[RefusalCode, ...] = ("forbidden-study", "forbidden-site", "forbidden-object")
 SubjectKey = tuple[str, str]  # (study_id, subject_id)
 
 

@@ -171,12 +171,30 @@ class WriteGuard:
         principal: Principal,
     ) -> None:
         cap = self._limits.max_body_bytes
-        too_large = (
-            f"the body is larger than VIGIL_INGEST_MAX_BODY_BYTES ({cap} bytes); send it in "
-            "smaller requests"
-        )
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
+        body: bytes | None = None  # over the cap at once: only its first bytes will be read
+        over = declared.isdigit() and int(declared) > cap
+        if not over:
+            try:
+                body, over = await read_body(receive, cap, self._limits.body_timeout_seconds)
+            except Disconnected:
+                return
+            except TimeoutError:
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    headers,
+                    408,
+                    "Request timeout",
+                    f"the body did not arrive within VIGIL_INGEST_BODY_TIMEOUT_SECONDS "
+                    f"({self._limits.body_timeout_seconds:g} s)",
+                    code="body-timeout",
+                    principal=principal,
+                    prefix=b"",
+                )
+                return
+        if over or body is None:
             await self._refuse(
                 scope,
                 receive,
@@ -184,39 +202,8 @@ class WriteGuard:
                 headers,
                 413,
                 "Content too large",
-                too_large,
-                code="body-too-large",
-                principal=principal,
-            )
-            return
-        try:
-            body, over = await read_body(receive, cap, self._limits.body_timeout_seconds)
-        except Disconnected:
-            return
-        except TimeoutError:
-            await self._refuse(
-                scope,
-                receive,
-                send,
-                headers,
-                408,
-                "Request timeout",
-                f"the body did not arrive within VIGIL_INGEST_BODY_TIMEOUT_SECONDS "
-                f"({self._limits.body_timeout_seconds:g} s)",
-                code="body-timeout",
-                principal=principal,
-                prefix=b"",
-            )
-            return
-        if over:
-            await self._refuse(
-                scope,
-                receive,
-                send,
-                headers,
-                413,
-                "Content too large",
-                too_large,
+                f"the body is larger than VIGIL_INGEST_MAX_BODY_BYTES ({cap} bytes); send it "
+                "in smaller requests",
                 code="body-too-large",
                 principal=principal,
                 prefix=body,

@@ -35,6 +35,9 @@ _FHIR_ISSUE = {
     "unavailable": "transient",
 }
 
+# Every code an HTTP write can be refused with at the boundary (for metrics at zero)
+REFUSAL_REASONS = tuple(_FHIR_ISSUE)
+
 
 def channel_of(path: str) -> str:
     """Which HTTP dialect a path speaks."""

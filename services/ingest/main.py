@@ -21,6 +21,7 @@ from services.ingest.code_map import load_code_maps
 from services.ingest.development import development_principal
 from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.http_guard import Limits
+from services.ingest.http_refusals import REFUSAL_REASONS
 from services.ingest.intake import Intake
 from services.ingest.key_cache import ApiKeyCache
 from services.ingest.mllp import start_mllp_server
@@ -57,6 +58,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_zone=ZoneInfo(settings.source_timezone),
     )
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
+    metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
     running: dict[str, Intake] = {}
     keys: dict[str, ApiKeyCache] = {}
     parts: dict[str, object] = {}

@@ -21,7 +21,6 @@ import pytest
 from services.ingest.api_keys import parse_key
 from tests.e2e.test_haemoglobin_alert import enrolment, haemoglobin
 from tests.support.api_keys import issue_api_key, vigil_keys
-from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
 from tests.support.services import PrivateIngest, RunningServices, private_ingest
 from tests.support.waiting import eventually
@@ -259,15 +258,13 @@ def keyless_ingest(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[PrivateIngest, str]]:
     """A production ingest whose database has no API key at all."""
-    dsn = asyncio.run(create_database(postgres_dsn, "keyless"))
     with private_ingest(
-        database_url=as_service_role(dsn),
+        server_dsn=postgres_dsn,
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
         log_dir=tmp_path_factory.mktemp("keyless"),
     ) as ingest:
-        yield ingest, dsn
-    asyncio.run(drop_database(postgres_dsn, dsn))
+        yield ingest, ingest.dsn
 
 
 async def test_with_no_key_configured_writes_get_401_saying_how_to_create_one(

@@ -16,7 +16,6 @@ import pytest
 
 from tests.e2e.test_haemoglobin_alert import enrolment, haemoglobin
 from tests.support.api_keys import IssuedKey, issue_api_key
-from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
 from tests.support.scrape import metric_value
 from tests.support.services import PrivateIngest, private_ingest
@@ -43,16 +42,14 @@ def limited(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[PrivateIngest, str]]:
     """An ingest with small limits, on a database of its own."""
-    dsn = asyncio.run(create_database(postgres_dsn, "limits"))
     with private_ingest(
-        database_url=as_service_role(dsn),
+        server_dsn=postgres_dsn,
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
         log_dir=tmp_path_factory.mktemp("limits"),
         **LIMITS,
     ) as ingest:
-        yield ingest, dsn
-    asyncio.run(drop_database(postgres_dsn, dsn))
+        yield ingest, ingest.dsn
 
 
 async def own_key(dsn: str) -> IssuedKey:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.api_keys import IssuedKey, issue_api_key_blocking
+from tests.support.components import as_service_role, create_database, drop_database
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
@@ -121,21 +123,24 @@ def running_services(
 
 @dataclass(frozen=True)
 class PrivateIngest:
-    """An ingest process of a test's own: its URL, its MLLP port and its log."""
+    """An ingest process of a test's own, on a database of its own (``dsn``: the schema
+    owner's, for issuing keys and reading what ingest kept)."""
 
     url: str
     mllp_port: int
-    log_file: Path
+    dsn: str
 
 
 @contextmanager
 def private_ingest(
-    *, database_url: str, kafka_bootstrap: str, smtp_port: int, log_dir: Path, **settings: str
+    *, server_dsn: str, kafka_bootstrap: str, smtp_port: int, log_dir: Path, **settings: str
 ) -> Iterator[PrivateIngest]:
-    """ingest alone, with its own settings (``VIGIL_...`` names), on free ports."""
+    """ingest alone, with its own settings (``VIGIL_...`` names) and a new database on the
+    PostgreSQL server of ``server_dsn``, on free ports."""
+    dsn = asyncio.run(create_database(server_dsn, "ingest"))
     port, mllp_port = free_port(), free_port()
     env = service_env(
-        database_url=database_url,
+        database_url=as_service_role(dsn),
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_port,
         VIGIL_INGEST_PORT=str(port),
@@ -144,6 +149,7 @@ def private_ingest(
     env["VIGIL_MLLP_PORT"] = str(mllp_port)
     process = start_service("ingest", "ingest", port, env, log_dir)
     try:
-        yield PrivateIngest(f"http://127.0.0.1:{port}", mllp_port, log_dir / "ingest.log")
+        yield PrivateIngest(f"http://127.0.0.1:{port}", mllp_port, dsn)
     finally:
         process.stop()
+        asyncio.run(drop_database(server_dsn, dsn))
