@@ -95,14 +95,10 @@ class Intake:
         self._publisher = publisher
         self._deadline = redrive_after
 
-    async def _record(
-        self, receipt: Receipt, outgoing: Sequence[Outgoing], receipt_id: uuid.UUID | None = None
-    ) -> None:
+    async def _record(self, receipt: Receipt, outgoing: Sequence[Outgoing]) -> None:
         try:
             async with self._pool.acquire() as connection:
-                await record_receipt(
-                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
-                )
+                await record_receipt(connection, receipt, outgoing, deadline=self._deadline)
         except (asyncpg.PostgresError, OSError) as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
 
