@@ -116,8 +116,8 @@ def build_stack(
             issue_dev_key(admin_dsn, settings, key_file)
 
         children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
+        # the services get the service role only: none of them can mint an API key
         env["VIGIL_DATABASE_URL"] = cluster.dsn_for(role)
-        env["VIGIL_DATABASE_ADMIN_URL"] = admin_dsn
     else:
         asyncio.run(
             upgrade(
