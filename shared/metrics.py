@@ -171,6 +171,15 @@ def initialise_ingest_formats(formats: Iterable[str]) -> None:
         INGEST_ACCEPTED.labels(format=message_format)
 
 
+def initialise_ingest_rejections(formats: Iterable[str], reasons: Iterable[str]) -> None:
+    """Export zero counts of the refusals every format may meet (authentication, scope,
+    limits), so an alert on them tells "none yet" from "no data"."""
+    reasons = list(reasons)
+    for message_format in formats:
+        for reason in reasons:
+            INGEST_REJECTED.labels(format=message_format, reason=reason)
+
+
 def record_ingest_rejected(message_format: str, reason: str) -> None:
     """One message not accepted; ``reason`` is a short code, never the message text."""
     INGEST_REJECTED.labels(format=message_format, reason=reason).inc()

@@ -149,6 +149,48 @@ class VigilSettings(BaseSettings):
         description="How long ingest waits for a published event to reach the audit log "
         "before publishing it again.",
     )
+    ingest_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Largest HTTP request body ingest reads; a larger one gets 413 before it "
+        "is read whole (its first bytes are kept as a rejected receipt).",
+    )
+    ingest_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest time an HTTP request body may take to arrive (408 after it).",
+    )
+    ingest_max_items_per_request: int = Field(
+        default=5000, ge=1, description="Most items one JSON request (a list) may carry."
+    )
+    ingest_max_bundle_entries: int = Field(
+        default=1000, ge=1, description="Most entries one FHIR Bundle may carry."
+    )
+    ingest_rate_per_source: float = Field(
+        default=50.0,
+        gt=0,
+        description="Sustained HTTP requests per second one authenticated source may send "
+        "(per ingest instance); above it, 429 with Retry-After.",
+    )
+    ingest_rate_burst_per_source: float = Field(
+        default=200.0, ge=1, description="Requests a source may send at once above its rate."
+    )
+    ingest_rate_unauthenticated_per_client: float = Field(
+        default=1.0,
+        gt=0,
+        description="Requests per second one client address may send without a valid key "
+        "(each is answered 401 and kept); above it, 429 and nothing is kept.",
+    )
+    ingest_rate_burst_unauthenticated_per_client: float = Field(
+        default=20.0, ge=1, description="Unauthenticated requests one address may send at once."
+    )
+    ingest_key_refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often ingest re-reads the API keys: a revoked key stops working "
+        "within this time.",
+    )
     notifier_retry_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest back-off between two delivery attempts."
     )

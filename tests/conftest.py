@@ -53,15 +53,25 @@ def services(
     smtp_server: tuple[int, MailCatcher],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServices]:
-    """ingest, safety_rules and notifier as separate processes, wired to the fixtures."""
+    """ingest, safety_rules and notifier as separate processes, wired to the fixtures.
+
+    HTTP writes need ``services.headers`` (an API key of the source ``tests``). The
+    stack runs as a development stack only so that MLLP senders on loopback are accepted
+    (as the development source) until MLLP authentication exists; nothing HTTP does
+    depends on it.
+    """
     log_dir = tmp_path_factory.mktemp("service-logs")
     env = service_env(
         database_url=as_service_role(postgres_dsn),
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
         VIGIL_AUDIT_ANCHOR_FILE=str(Path(log_dir) / "anchors.jsonl"),
+        VIGIL_ENVIRONMENT="development",
+        # every test of the session calls from 127.0.0.1: refused attempts of one test must
+        # not use up another's allowance (the limit itself is tested on an ingest of its own)
+        VIGIL_INGEST_RATE_BURST_UNAUTHENTICATED_PER_CLIENT="500",
     )
-    with running_services(env, Path(log_dir)) as running:
+    with running_services(env, Path(log_dir), admin_dsn=postgres_dsn) as running:
         yield running
 
 

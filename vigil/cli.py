@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from shared.secret_files import SecretFileError
 from shared.settings import InsecureConfiguration, VigilSettings
 from vigil.audit_cli import audit_app, replay
+from vigil.keys_cli import keys_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -24,6 +25,7 @@ rules_app = typer.Typer(help="The rules service (no sub-command) and rule-pack t
 app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 app.command("replay")(replay)
 
 

@@ -1,9 +1,14 @@
-"""Ingest's HTTP API: routes translate requests and delegate; no business logic here."""
+"""Ingest's HTTP API: routes translate requests and delegate; no business logic here.
+
+Every write has passed the WriteGuard before it reaches a route (an API key, the rate
+limits, the body cap), which leaves the authenticated Principal in the request's state.
+"""
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,44 +21,73 @@ from pydantic import BaseModel, SecretStr
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
-from services.ingest.domain import to_events
-from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.authorization import Refusal
+from services.ingest.domain import item_events
+from services.ingest.http_guard import Limits, WriteGuard, principal_of
+from services.ingest.http_refusals import JSON_CHANNEL, refusal
+from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.key_cache import ApiKeyCache
 from services.ingest.problems import PROBLEM_JSON, field_errors, problem
-from services.ingest.schemas import (
-    Accepted,
-    AdverseEventsBody,
-    ConcomitantMedicationsBody,
-    LabResultsBody,
-    StudyDrugAdministrationsBody,
-    SubjectsBody,
-)
+from services.ingest.schemas import Accepted, WriteRoute, write_routes
 from shared.http_service import ReadinessCheck, service_app
 
 log = structlog.get_logger(__name__)
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 SOURCE = "/vigil/ingest/http"
-CHANNEL = "http-json"
+CHANNEL = JSON_CHANNEL
+
+
+def refused_items(
+    refusals: Sequence[Refusal], groups: Sequence[Sequence[Any]], *, listed: bool
+) -> list[dict[str, str]]:
+    """Each refusal as the field of the item it concerns (``3.observation_key``)."""
+    item_of = {envelope.id: n for n, group in enumerate(groups) for envelope in group}
+    errors = []
+    for refused in refusals:
+        path = [str(item_of.get(refused.event_id, 0))] if listed else []
+        path.append(refused.field)
+        errors.append(
+            {
+                "field": ".".join(path),
+                "pointer": "/" + "/".join(path),
+                "problem": refused.problem,
+                "type": refused.code,
+            }
+        )
+    return errors
 
 
 def create_app(
     intake: Callable[[], Intake],
     *,
+    keys: Callable[[], ApiKeyCache],
+    limits: Limits,
     default_study: str,
+    max_items: int,
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
     metrics_token: SecretStr | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
-    """The ingest application; ``intake`` gives the running Intake once started."""
+    """The ingest application; ``intake`` and ``keys`` give the running parts once
+    started."""
     app = service_app(
         "Vigil ingest",
         workers,
         readiness,
         metrics_token=metrics_token,
         version="1",
-        responses={422: _PROBLEM, 503: _PROBLEM},
+        responses={
+            401: _PROBLEM,
+            403: _PROBLEM,
+            413: _PROBLEM,
+            422: _PROBLEM,
+            429: _PROBLEM,
+            503: _PROBLEM,
+        },
     )
+    app.add_middleware(WriteGuard, keys=keys, intake=intake, limits=limits)
 
     async def receipt_of(
         request: Request, outcome: Literal["accepted", "rejected"], reason: str | None = None
@@ -69,21 +103,35 @@ def create_app(
         )
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-        """422 naming each bad field; the message is kept and dead-lettered all the same."""
+        """422 naming each bad field (413 for a list over the cap); the message is kept
+        and dead-lettered all the same."""
         assert isinstance(exc, RequestValidationError)
         errors = field_errors(exc.errors(), exc.body)
-        fields = sorted({error["field"] for error in errors})
-        detail = f"{len(errors)} problem(s) in: {', '.join(fields)}"
+        too_many = [e for e in errors if e["type"] == "too_long" and e["field"] == "(body)"]
+        if too_many:
+            status, code, title = 413, "too-many-items", "Too many items"
+            detail = (
+                f"a request may carry at most {max_items} items "
+                f"(VIGIL_INGEST_MAX_ITEMS_PER_REQUEST); send the list in parts"
+            )
+            errors = [{**too_many[0], "problem": f"at most {max_items} items"}]
+        else:
+            status, code, title = 422, "invalid-request", "Invalid request body"
+            fields = sorted({error["field"] for error in errors})
+            detail = f"{len(errors)} problem(s) in: {', '.join(fields)}"
         try:
             receipt = await receipt_of(request, "rejected", f"{request.url.path}: {detail}")
             await intake().reject(
-                receipt, origin=f"http {request.url.path}", reason_code="invalid-request"
+                receipt,
+                origin=f"http {request.url.path}",
+                reason_code=code,
+                principal=principal_of(request),
             )
         except StorageUnavailable as error:
             log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
-        return problem(
-            422, "Invalid request body", detail, instance=str(request.url.path), errors=errors
-        )
+        if status == 413:
+            return refusal(CHANNEL, status, title, detail, code=code, errors=errors)
+        return problem(status, title, detail, instance=str(request.url.path), errors=errors)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
 
@@ -102,15 +150,31 @@ def create_app(
     async def accept_correlated(
         request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
     ) -> Response:
-        envelopes = to_events(
+        groups = item_events(
             body if isinstance(body, list) else [body],
             default_study=default_study,
             source=SOURCE,
             correlation_id=correlation_id,
             now=clock(),
         )
+        envelopes = [envelope for group in groups for envelope in group]
         try:
-            await intake().accept(await receipt_of(request, "accepted"), envelopes)
+            await intake().accept(
+                await receipt_of(request, "accepted"),
+                envelopes,
+                principal=principal_of(request),
+                origin=f"http {request.url.path}",
+            )
+        except Forbidden as forbidden:
+            errors = refused_items(forbidden.refusals, groups, listed=isinstance(body, list))
+            return refusal(
+                CHANNEL,
+                403,
+                "Forbidden",
+                f"{len(errors)} item field(s) are not this key's to write; nothing was accepted",
+                code=forbidden.refusals[0].code,
+                errors=errors,
+            )
         except (StorageUnavailable, BrokerUnavailable) as error:
             return problem(503, "Temporarily unavailable", f"{error}. Send the request again.")
         log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes))
@@ -121,49 +185,40 @@ def create_app(
         )
         return JSONResponse(accepted.model_dump(), status_code=202)
 
-    @app.post("/v1/subjects", status_code=202, response_model=Accepted)
-    async def post_subjects(
-        request: Request,
-        body: Annotated[SubjectsBody, Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Enrol one subject or a list of subjects."""
-        return await accept(request, body, x_correlation_id)
+    def add_write_route(route: WriteRoute) -> None:
+        async def endpoint(request: Request, body: Any, x_correlation_id: str | None) -> Response:
+            return await accept(request, body, x_correlation_id)
 
-    @app.post("/v1/lab-results", status_code=202, response_model=Accepted)
-    async def post_lab_results(
-        request: Request,
-        body: Annotated[LabResultsBody, Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Report one lab result or a list of them."""
-        return await accept(request, body, x_correlation_id)
+        # the body's type carries the configured item cap, so it is set here, not written
+        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                ),
+                inspect.Parameter(
+                    "body",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=Annotated[route.body, Body()],
+                ),
+                inspect.Parameter(
+                    "x_correlation_id",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=None,
+                    annotation=Annotated[str | None, Header()],
+                ),
+            ]
+        )
+        app.add_api_route(
+            route.path,
+            endpoint,
+            methods=["POST"],
+            status_code=202,
+            response_model=Accepted,
+            summary=route.summary,
+            description=route.summary,
+            name=f"post_{route.path.rsplit('/', 1)[1].replace('-', '_')}",
+        )
 
-    @app.post("/v1/adverse-events", status_code=202, response_model=Accepted)
-    async def post_adverse_events(
-        request: Request,
-        body: Annotated[AdverseEventsBody, Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Report one adverse event (or an update of it) or a list of them."""
-        return await accept(request, body, x_correlation_id)
-
-    @app.post("/v1/concomitant-medications", status_code=202, response_model=Accepted)
-    async def post_concomitant_medications(
-        request: Request,
-        body: Annotated[ConcomitantMedicationsBody, Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Record one concomitant medication or a list of them."""
-        return await accept(request, body, x_correlation_id)
-
-    @app.post("/v1/study-drug-administrations", status_code=202, response_model=Accepted)
-    async def post_study_drug_administrations(
-        request: Request,
-        body: Annotated[StudyDrugAdministrationsBody, Body()],
-        x_correlation_id: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        """Record one study-drug administration or a list of them."""
-        return await accept(request, body, x_correlation_id)
-
+    for route in write_routes(max_items):
+        add_write_route(route)
     return app

@@ -71,21 +71,21 @@ def events_for(
     ]
 
 
-def to_events(
+def item_events(
     requests: Sequence[BaseModel],
     *,
     default_study: str,
     source: str,
     correlation_id: uuid.UUID,
     now: datetime,
-) -> list[Envelope]:
-    """The events of a request's items, values exactly as sent plus their normal form;
-    the study defaults to the source's."""
-    envelopes: list[Envelope] = []
+) -> list[list[Envelope]]:
+    """The events of each of a request's items, values exactly as sent plus their normal
+    form; the study defaults to the source's."""
+    groups: list[list[Envelope]] = []
     for request in requests:
         study_id = getattr(request, "study_id", None) or default_study
         payload = PAYLOAD_FOR[type(request)](
             **request.model_dump(exclude={"study_id"}), study_id=study_id
         )
-        envelopes += events_for(payload, source=source, correlation_id=correlation_id, now=now)
-    return envelopes
+        groups.append(events_for(payload, source=source, correlation_id=correlation_id, now=now))
+    return groups

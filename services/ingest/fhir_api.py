@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
+from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
 from services.ingest.fhir_mapping import (
     Issue,
@@ -27,13 +28,17 @@ from services.ingest.fhir_mapping import (
     operation_outcome,
     patient_event,
 )
-from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.fhir_refusals import forbidden_issues
+from services.ingest.http_guard import principal_of
+from services.ingest.http_refusals import FHIR_CHANNEL, refusal
+from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.principals import Principal
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
 SOURCE = "/vigil/ingest/fhir"
-CHANNEL = "fhir"
+CHANNEL = FHIR_CHANNEL
 
 
 def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
@@ -45,7 +50,12 @@ def _status_for(issues: list[Issue]) -> int:
 
 
 def add_fhir_routes(
-    app: FastAPI, intake: Callable[[], Intake], *, default_study: str, zone: tzinfo
+    app: FastAPI,
+    intake: Callable[[], Intake],
+    *,
+    default_study: str,
+    zone: tzinfo,
+    max_bundle_entries: int,
 ) -> None:
     """Mount the FHIR endpoints on ``app``."""
 
@@ -82,60 +92,98 @@ def add_fhir_routes(
         except ValueError:
             return raw, None, receipt
 
-    async def reject(receipt: Receipt, issues: list[Issue], path: str) -> JSONResponse:
+    async def reject(
+        receipt: Receipt,
+        issues: list[Issue],
+        path: str,
+        principal: Principal,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> JSONResponse:
         reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in issues)
         rejected = replace(receipt, outcome="rejected", reason=reason)
         with contextlib.suppress(StorageUnavailable):  # the sender learns what is wrong anyway
-            await intake().reject(rejected, origin=f"fhir {path}", reason_code=issues[0].code)
-        return _response(_status_for(issues), operation_outcome(issues))
+            await intake().reject(
+                rejected,
+                origin=f"fhir {path}",
+                reason_code=code or issues[0].code,
+                principal=principal,
+            )
+        return _response(status or _status_for(issues), operation_outcome(issues))
 
-    async def accept(receipt: Receipt, events: list[SubjectEvent]) -> list[Envelope] | JSONResponse:
-        """Accept the events; returns each one's own envelope, in order (data-quality
-        events that come with them are published too, but not returned)."""
-        correlation = uuid.uuid4()
-        groups = [
-            events_for(event, source=SOURCE, correlation_id=correlation, now=None)
-            for event in events
-        ]
+    async def accept(
+        receipt: Receipt, groups: list[list[Envelope]], principal: Principal, *, partial: bool
+    ) -> list[Refusal] | JSONResponse:
+        """Accept each event's envelopes (its own first, then the data-quality events that
+        come with it); returns what was refused (a batch only; otherwise Forbidden is
+        raised)."""
         envelopes = [envelope for group in groups for envelope in group]
+        correlation = envelopes[0].correlation_id
         with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
             try:
-                await intake().accept(receipt, envelopes)
+                refused = await intake().accept(
+                    receipt,
+                    envelopes,
+                    principal=principal,
+                    partial=partial,
+                    origin=f"fhir {receipt.source.rsplit(' ', 1)[-1]}",
+                )
             except (StorageUnavailable, BrokerUnavailable) as error:
                 issue = Issue("transient", "Resource", f"{error}; send the request again")
                 return _response(503, operation_outcome([issue]))
-            log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes))
-        return [group[0] for group in groups]
+            log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes) - len(refused))
+        return refused
 
     async def create(request: Request, kind: str) -> JSONResponse:
+        principal = principal_of(request)
         _, resource, receipt = await receive(request)
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
             issues = [
                 Issue("invalid", kind, f"POST to /{kind} carries a {resource['resourceType']}")
             ]
-            return await reject(receipt, issues, request.url.path)
+            return await reject(receipt, issues, request.url.path, principal)
         event, issues = (
             event_of(resource)
             if resource is not None
             else (None, [Issue("structure", kind, "the body is not valid JSON")])
         )
         if event is None:
-            return await reject(receipt, issues, request.url.path)
-        accepted = await accept(receipt, [event])
+            return await reject(receipt, issues, request.url.path, principal)
+        (group,) = envelope_groups([event])
+        try:
+            accepted = await accept(receipt, [group], principal, partial=False)
+        except Forbidden as forbidden:
+            return forbidden_response(forbidden.refusals, {}, ("", kind))
         if isinstance(accepted, JSONResponse):
             return accepted
-        location = f"{kind}/{accepted[0].id}"
+        envelope = group[0]
         outcome = {
             "resourceType": "OperationOutcome",
             "issue": [
                 {
                     "severity": "information",
                     "code": "informational",
-                    "diagnostics": f"accepted as event {accepted[0].id}",
+                    "diagnostics": f"accepted as event {envelope.id}",
                 }
             ],
         }
-        return _response(201, outcome, Location=location)
+        return _response(201, outcome, Location=f"{kind}/{envelope.id}")
+
+    def forbidden_response(
+        refusals: list[Refusal],
+        where: dict[uuid.UUID, tuple[str, str]],
+        default: tuple[str, str] = ("", "Resource"),
+    ) -> JSONResponse:
+        issues = forbidden_issues(refusals, where, default)
+        return refusal(
+            CHANNEL,
+            403,
+            "Forbidden",
+            "not this key's to write; nothing was accepted",
+            code=refusals[0].code,
+            errors=[{"expression": i.expression, "problem": i.diagnostics} for i in issues],
+        )
 
     @app.post("/fhir/r4/Observation", status_code=201, tags=["FHIR R4"])
     async def create_observation(request: Request) -> JSONResponse:
@@ -155,15 +203,27 @@ def add_fhir_routes(
     @app.post("/fhir/r4", tags=["FHIR R4"])
     async def bundle(request: Request) -> JSONResponse:
         """A batch (each entry on its own) or transaction (all or nothing) Bundle."""
+        principal = principal_of(request)
+        path = request.url.path
         _, document, receipt = await receive(request)
         if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
             issues = [Issue("structure", "Bundle", "POST /fhir/r4 takes a Bundle")]
-            return await reject(receipt, issues, request.url.path)
+            return await reject(receipt, issues, path, principal)
         kind = document.get("type")
         if kind not in ("batch", "transaction"):
             issues = [Issue("value", "Bundle.type", f"type {kind!r}: batch or transaction")]
-            return await reject(receipt, issues, request.url.path)
+            return await reject(receipt, issues, path, principal)
         entries = document.get("entry") or []
+        if not isinstance(entries, list) or len(entries) > max_bundle_entries:
+            issue = Issue(
+                "too-costly",
+                "Bundle.entry",
+                f"a Bundle may carry at most {max_bundle_entries} entries "
+                "(VIGIL_INGEST_MAX_BUNDLE_ENTRIES); send it in parts",
+            )
+            return await reject(
+                receipt, [issue], path, principal, status=413, code="too-many-entries"
+            )
         results = [
             event_of(entry.get("resource") if isinstance(entry, dict) else None)
             for entry in entries
@@ -175,37 +235,34 @@ def add_fhir_routes(
                 for n, entry_issues in failed.items()
                 for i in entry_issues
             ]
-            return await reject(receipt, issues, request.url.path)
-        events = [event for event, _ in results if event is not None]
-        accepted = await accept(receipt, events) if events else []
-        if isinstance(accepted, JSONResponse):
-            return accepted
-        accepted_in_order = iter(accepted)
-        response_entries = []
+            return await reject(receipt, issues, path, principal)
+        good = [n for n, (event, _) in enumerate(results) if event is not None]
+        groups = envelope_groups([event for event, _ in results if event is not None])
+        envelope_of = {n: group[0] for n, group in zip(good, groups, strict=True)}
+        where = {
+            envelope.id: (f"Bundle.entry[{n}].resource.", _resource_type(entries[n]))
+            for n, envelope in envelope_of.items()
+        }
+        try:
+            refused = (
+                await accept(receipt, groups, principal, partial=kind == "batch") if groups else []
+            )
+        except Forbidden as forbidden:  # a transaction: all or nothing
+            return forbidden_response(forbidden.refusals, where)
+        if isinstance(refused, JSONResponse):
+            return refused
+        refusals = {r.event_id: r for r in refused}
+        response_entries: list[dict[str, Any]] = []
         for n, (_, issues) in enumerate(results):
-            if issues:
-                response_entries.append(
-                    {
-                        "response": {
-                            "status": "422 Unprocessable Entity",
-                            "outcome": operation_outcome(issues),
-                        }
-                    }
-                )
-                failed_receipt = replace(
-                    receipt,
-                    raw=json.dumps(entries[n]).encode(),
-                    outcome="rejected",
-                    reason="; ".join(i.diagnostics for i in issues),
-                )
-                with contextlib.suppress(StorageUnavailable):
-                    await intake().reject(
-                        failed_receipt,
-                        origin=f"fhir Bundle.entry[{n}]",
-                        reason_code=issues[0].code,
-                    )
+            envelope = envelope_of.get(n)
+            code: str
+            if envelope is not None and envelope.id in refusals:
+                issues = forbidden_issues([refusals[envelope.id]], where)
+                status, code = "403 Forbidden", refusals[envelope.id].code
+            elif issues:
+                status, code = "422 Unprocessable Entity", issues[0].code
             else:
-                envelope = next(accepted_in_order)
+                assert envelope is not None
                 kind_name = envelope.payload().__class__.__name__
                 response_entries.append(
                     {
@@ -215,7 +272,39 @@ def add_fhir_routes(
                         }
                     }
                 )
+                continue
+            response_entries.append(
+                {"response": {"status": status, "outcome": operation_outcome(issues)}}
+            )
+            failed_receipt = replace(
+                receipt,
+                raw=json.dumps(entries[n]).encode(),
+                outcome="rejected",
+                reason="; ".join(f"{i.expression}: {i.diagnostics}" for i in issues),
+            )
+            with contextlib.suppress(StorageUnavailable):
+                await intake().reject(
+                    failed_receipt,
+                    origin=f"fhir Bundle.entry[{n}]",
+                    reason_code=code,
+                    principal=principal,
+                )
         return _response(
             200,
             {"resourceType": "Bundle", "type": f"{kind}-response", "entry": response_entries},
         )
+
+
+def envelope_groups(events: list[SubjectEvent]) -> list[list[Envelope]]:
+    """Each event's envelopes (its own, then any data-quality event), one correlation id
+    for the request."""
+    correlation = uuid.uuid4()
+    return [
+        events_for(event, source=SOURCE, correlation_id=correlation, now=None) for event in events
+    ]
+
+
+def _resource_type(entry: Any) -> str:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    return str(kind) if kind else "Resource"

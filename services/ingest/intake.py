@@ -4,12 +4,15 @@ answered. The order is the point: nothing is answered that was not stored first.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
 import structlog
 
+from services.ingest.adapters.ownership import claim_and_read, move_subjects
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.adapters.receipts import (
     Outgoing,
@@ -20,6 +23,8 @@ from services.ingest.adapters.receipts import (
     settle,
     unrecorded,
 )
+from services.ingest.authorization import Refusal, claims, decide, precheck, without
+from services.ingest.principals import Principal
 from shared import metrics
 from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
@@ -32,6 +37,31 @@ REJECTED_BY = "vigil-ingest"
 
 class StorageUnavailable(RuntimeError):
     """The message could not be recorded durably, so it must not be acknowledged."""
+
+
+class Forbidden(Exception):
+    """The principal may not write some of what the message carries (HTTP 403, HL7 AR).
+
+    The message is refused whole and kept as a rejected receipt; ``refusals`` name each
+    event refused, the field and why."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        self.refusals = list(refusals)
+        super().__init__(describe(self.refusals))
+
+
+def describe(refusals: Sequence[Refusal]) -> str:
+    """The refusals in words, for a receipt's reason (fields and rules, never values)."""
+    kinds = sorted({f"{r.code} ({r.field}): {r.problem}" for r in refusals})
+    return f"403 {len(refusals)} event(s) refused: " + "; ".join(kinds)
+
+
+class _Undo(Exception):
+    """Roll back the ownership claims of a request that turned out to be refused."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__(describe(refusals))
+        self.refusals = refusals
 
 
 def outgoing_event(envelope: Envelope) -> Outgoing:
@@ -81,23 +111,119 @@ class Intake:
             # published and acknowledged; the re-drive will only check it arrived
             log.warning("ingest.mark_published_failed", error=repr(error))
 
-    async def accept(self, receipt: Receipt, envelopes: Sequence[Envelope]) -> None:
-        """Record, then publish; raises StorageUnavailable or BrokerUnavailable (answer 503:
-        the sender sends again, and the same events are recognised by their ids)."""
+    async def _record_authorized(
+        self, receipt: Receipt, envelopes: Sequence[Envelope], principal: Principal
+    ) -> list[Refusal]:
+        """In one transaction: claim what nobody owns, judge the request against the
+        owners, and record the receipt with its owed events; or, when something is
+        refused, roll all of it back and return the refusals."""
+        receipt_id = uuid.uuid4()
+        enrolled, records, touched = claims(envelopes)
         outgoing = [outgoing_event(envelope) for envelope in envelopes]
         try:
-            await self._record(receipt, outgoing)
-            await self._publish(outgoing)
+            async with self._pool.acquire() as connection, connection.transaction():
+                known = await claim_and_read(
+                    connection,
+                    enrolled=enrolled,
+                    records=records,
+                    touched=touched,
+                    owner=principal.source,
+                    receipt_id=receipt_id,
+                )
+                decision = decide(envelopes, principal, known)
+                if decision.refusals:
+                    raise _Undo(decision.refusals)
+                await move_subjects(connection, decision.moves)
+                await record_receipt(
+                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
+                )
+        except _Undo as undo:
+            return undo.refusals
+        except (asyncpg.PostgresError, OSError) as error:
+            raise StorageUnavailable(f"cannot record the message durably: {error}") from error
+        return []
+
+    async def _refuse(
+        self, receipt: Receipt, refusals: Sequence[Refusal], principal: Principal, origin: str
+    ) -> None:
+        """Keep the refused message with why, count it, and raise Forbidden."""
+        rejected = replace(receipt, outcome="rejected", reason=describe(refusals))
+        try:
+            await self.reject(
+                rejected, origin=origin, reason_code=refusals[0].code, principal=principal
+            )
+        except StorageUnavailable as error:  # the sender is told it is refused all the same
+            log.error("ingest.refusal_not_recorded", error=str(error))
+        log.warning(
+            "ingest.forbidden",
+            channel=receipt.channel,
+            source=principal.source,
+            codes=sorted({r.code for r in refusals}),
+        )
+        raise Forbidden(refusals)
+
+    async def accept(
+        self,
+        receipt: Receipt,
+        envelopes: Sequence[Envelope],
+        *,
+        principal: Principal,
+        partial: bool = False,
+        origin: str | None = None,
+    ) -> list[Refusal]:
+        """Authorise, record, then publish what ``principal`` sent.
+
+        Every event must be the principal's to write (its studies, its sites, subjects and
+        records it owns or may amend; see ``authorization``). By default one refused
+        event refuses the whole message: it is kept as a rejected receipt and Forbidden
+        is raised. With ``partial`` (a FHIR batch) the allowed events are accepted and the
+        refusals returned; the caller keeps each refused part. Raises StorageUnavailable
+        or BrokerUnavailable (answer 503: the sender sends again, and the same events are
+        recognised by their ids).
+        """
+        origin = origin or receipt.source
+        receipt = replace(
+            receipt, principal_source=principal.source, credential=principal.credential
+        )
+        refusals = precheck(envelopes, principal)
+        if refusals and not partial:
+            await self._refuse(receipt, refusals, principal, origin)
+        allowed = without(envelopes, {r.event_id for r in refusals})
+        try:
+            while allowed:
+                more = await self._record_authorized(receipt, allowed, principal)
+                if not more:
+                    break
+                if not partial:
+                    await self._refuse(receipt, more, principal, origin)
+                refusals += more  # a batch: accept the rest (each pass drops one or more)
+                allowed = without(allowed, {r.event_id for r in more})
+            if allowed:
+                await self._publish([outgoing_event(envelope) for envelope in allowed])
         except (StorageUnavailable, BrokerUnavailable):
             metrics.record_ingest_rejected(receipt.channel, "unavailable")
             raise
-        analytes = [analyte for e in envelopes if (analyte := analyte_of(e)) is not None]
-        metrics.record_ingest_accepted(receipt.channel, analytes)
+        if allowed:
+            analytes = [analyte for e in allowed if (analyte := analyte_of(e)) is not None]
+            metrics.record_ingest_accepted(receipt.channel, analytes)
+        return refusals
 
-    async def reject(self, receipt: Receipt, origin: str, *, reason_code: str) -> None:
+    async def reject(
+        self,
+        receipt: Receipt,
+        origin: str,
+        *,
+        reason_code: str,
+        principal: Principal | None = None,
+    ) -> None:
         """Record a rejected message and send it to the dead letters, whose InputRejected
         event is owed to the audit log like any other. ``reason_code`` is a short code for
-        metrics (the full reason is in the receipt)."""
+        metrics (the full reason is in the receipt); ``principal`` is who sent it, when
+        known."""
+        if principal is not None:
+            receipt = replace(
+                receipt, principal_source=principal.source, credential=principal.credential
+            )
         metrics.record_ingest_rejected(receipt.channel, reason_code)
         headers = dead_letter_headers(
             reason=receipt.reason or "rejected", origin=origin, rejected_by=REJECTED_BY

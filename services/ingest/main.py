@@ -10,6 +10,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import structlog
 from fastapi import FastAPI
 
 from services.ingest import app as http_json
@@ -17,9 +18,15 @@ from services.ingest import fhir_api, mllp
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.code_map import load_code_maps
+from services.ingest.development import development_principal
 from services.ingest.fhir_api import add_fhir_routes
+from services.ingest.http_guard import Limits
+from services.ingest.http_refusals import REFUSAL_REASONS
 from services.ingest.intake import Intake
+from services.ingest.key_cache import ApiKeyCache
 from services.ingest.mllp import start_mllp_server
+from services.ingest.principals import Principal
+from services.ingest.rate_limit import RateLimiter
 from services.ingest.sources import load_sources
 from shared import metrics
 from shared.background import DrainLoop
@@ -31,6 +38,16 @@ from shared.kafka import make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+def mllp_principal(settings: VigilSettings) -> Principal | None:
+    """Who MLLP senders are taken to be: the development source on a development stack;
+    in production nobody, until MLLP authentication exists (every message gets AR)."""
+    if settings.environment == "development":
+        return development_principal(settings.study_dir, settings.default_study)
+    return None
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
@@ -44,8 +61,23 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_zone=ZoneInfo(settings.source_timezone),
     )
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
+    metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
     running: dict[str, Intake] = {}
+    keys: dict[str, ApiKeyCache] = {}
     parts: dict[str, object] = {}
+    # one limiter per kind for every channel of this process, so a source's HTTP and MLLP
+    # traffic draw on one budget
+    limits = Limits(
+        max_body_bytes=settings.ingest_max_body_bytes,
+        body_timeout_seconds=settings.ingest_body_timeout_seconds,
+        per_source=RateLimiter(
+            settings.ingest_rate_per_source, settings.ingest_rate_burst_per_source
+        ),
+        per_unauthenticated_client=RateLimiter(
+            settings.ingest_rate_unauthenticated_per_client,
+            settings.ingest_rate_burst_unauthenticated_per_client,
+        ),
+    )
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -60,6 +92,15 @@ def build_app(settings: VigilSettings) -> FastAPI:
             await publisher.connect()
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
         intake = Intake(pool, publisher, redrive_after=deadline)
+        key_cache = ApiKeyCache(pool, refresh_seconds=settings.ingest_key_refresh_seconds)
+        await key_cache.refresh()
+        key_refresh = DrainLoop(
+            "ingest.key_refresh",
+            key_cache.refresh,
+            retryable=(asyncpg.PostgresError, OSError),
+            poll_seconds=settings.ingest_key_refresh_seconds,
+            max_backoff_seconds=max(settings.ingest_key_refresh_seconds, 5.0),
+        )
         redrive = DrainLoop(
             "ingest.redrive",
             intake.redrive,
@@ -68,6 +109,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         )
         tasks = [
             asyncio.create_task(redrive.run(), name="redrive"),
+            asyncio.create_task(key_refresh.run(), name="key-refresh"),
             asyncio.create_task(
                 metrics.sample_periodically(
                     [intake.sample_metrics],
@@ -77,20 +119,25 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 name="metrics",
             ),
         ]
-        mllp = await start_mllp_server(
+        mllp_server = await start_mllp_server(
             intake,
             host=settings.bind_host,
             port=settings.mllp_port,
             router=router,
             code_maps=code_maps,
+            principal=mllp_principal(settings),
+            unauthenticated_limiter=limits.per_unauthenticated_client,
         )
+        if mllp_principal(settings) is None:
+            log.warning("mllp.unauthenticated", detail=mllp.UNAUTHENTICATED)
         running["intake"] = intake
+        keys["cache"] = key_cache
         parts.update(pool=pool, publisher=publisher)
         try:
             yield
         finally:
-            mllp.close()
-            await mllp.wait_closed()
+            mllp_server.close()
+            await mllp_server.wait_closed()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -111,7 +158,10 @@ def build_app(settings: VigilSettings) -> FastAPI:
 
     app = create_app(
         lambda: running["intake"],
+        keys=lambda: keys["cache"],
+        limits=limits,
         default_study=settings.default_study,
+        max_items=settings.ingest_max_items_per_request,
         workers=workers,
         readiness=readiness,
         metrics_token=metrics_token,
@@ -121,6 +171,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         lambda: running["intake"],
         default_study=settings.default_study,
         zone=ZoneInfo(settings.source_timezone),
+        max_bundle_entries=settings.ingest_max_bundle_entries,
     )
     return app
 

@@ -6,8 +6,9 @@ instead of having the name silently carried into Vigil.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -112,15 +113,49 @@ class StudyDrugAdministrationIn(MedicationRecorded):
     category: Literal["study-drug"] = "study-drug"
 
 
-# A request body is one object or a non-empty list of them; the cap bounds one request's work.
+# A request body is one object or a non-empty list of them; the cap
+# (VIGIL_INGEST_MAX_ITEMS_PER_REQUEST) bounds one request's work.
 MAX_ITEMS_PER_REQUEST = 5000
-SubjectsBody = (
-    SubjectIn | Annotated[list[SubjectIn], Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)]
-)
-LabResultsBody = (
-    LabResultIn
-    | Annotated[list[LabResultIn], Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)]
-)
+
+
+@dataclass(frozen=True)
+class WriteRoute:
+    """One JSON write endpoint: its path, the body it takes, what it does."""
+
+    path: str
+    body: Any
+    summary: str
+
+
+def write_routes(max_items: int = MAX_ITEMS_PER_REQUEST) -> list[WriteRoute]:
+    """The JSON write endpoints, each taking one item or a list of 1 to ``max_items``."""
+
+    def one_or_many(item: type[BaseModel]) -> Any:
+        return item | Annotated[list[item], Field(min_length=1, max_length=max_items)]  # type: ignore[valid-type]
+
+    return [
+        WriteRoute(
+            "/v1/subjects", one_or_many(SubjectIn), "Enrol one subject or a list of subjects."
+        ),
+        WriteRoute(
+            "/v1/lab-results", one_or_many(LabResultIn), "Report one lab result or a list of them."
+        ),
+        WriteRoute(
+            "/v1/adverse-events",
+            one_or_many(AdverseEventIn),
+            "Report one adverse event (or an update of it) or a list of them.",
+        ),
+        WriteRoute(
+            "/v1/concomitant-medications",
+            one_or_many(ConcomitantMedicationIn),
+            "Record one concomitant medication or a list of them.",
+        ),
+        WriteRoute(
+            "/v1/study-drug-administrations",
+            one_or_many(StudyDrugAdministrationIn),
+            "Record one study-drug administration or a list of them.",
+        ),
+    ]
 
 
 class Accepted(BaseModel):
@@ -129,13 +164,3 @@ class Accepted(BaseModel):
     accepted: int
     event_ids: list[str]
     correlation_id: str
-
-
-_MANY = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
-AdverseEventsBody = AdverseEventIn | Annotated[list[AdverseEventIn], _MANY]
-ConcomitantMedicationsBody = (
-    ConcomitantMedicationIn | Annotated[list[ConcomitantMedicationIn], _MANY]
-)
-StudyDrugAdministrationsBody = (
-    StudyDrugAdministrationIn | Annotated[list[StudyDrugAdministrationIn], _MANY]
-)

@@ -20,6 +20,12 @@ WORKING_TABLES = (
     "digest_items",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
+# API keys: the services read them; only the schema owner (`vigil keys`) creates or ends one,
+# so a compromised service cannot mint itself a key.
+KEY_TABLES = ("api_keys",)
+# Who owns each subject and record: ingest claims (INSERT) and moves a subject's site, and
+# can never hand a record to another source or forget who owns it.
+OWNERSHIP_TABLES = ("ingest_subject_owners", "ingest_record_owners")
 
 
 async def ensure_service_role(
@@ -43,6 +49,10 @@ async def ensure_service_role(
         f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {', '.join(WORKING_TABLES)} "
         f"TO {quoted}",
         f"GRANT SELECT ON {', '.join(READ_ONLY_TABLES)} TO {quoted}",
+        f"REVOKE ALL ON {', '.join(KEY_TABLES + OWNERSHIP_TABLES)} FROM {quoted}",
+        f"GRANT SELECT ON {', '.join(KEY_TABLES)} TO {quoted}",
+        f"GRANT SELECT, INSERT ON {', '.join(OWNERSHIP_TABLES)} TO {quoted}",
+        f"GRANT UPDATE (site_id, moved_at) ON ingest_subject_owners TO {quoted}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
     ]
     for statement in statements:

@@ -1,6 +1,9 @@
 """Event envelope, payloads and topics: the contract between services and partners."""
 
-from shared.events import notifications  # registers the notifier's events
+from shared.events import (
+    api_keys,  # registers the API keys' events
+    notifications,  # registers the notifier's events
+)
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
     REJECTED_INPUT_STREAM,
@@ -50,6 +53,7 @@ __all__ = [
     "SignalEvent",
     "SubjectEnrolled",
     "SubjectEvent",
+    "api_keys",
     "notifications",
     "payload_class",
     "register_payload",

@@ -46,7 +46,7 @@ async def test_serious_adverse_event_is_recorded(
         "action_taken": "dose-interrupted",
         "source_message_id": "EDC-AE-001-v1",
     }
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/v1/adverse-events", json=body)
         inconsistent = await client.post(
             "/v1/adverse-events", json={**body, "serious": False, "source_message_id": "x"}
@@ -64,7 +64,7 @@ async def test_medications_are_recorded_by_category(
 ) -> None:
     subject = f"CM-{uuid.uuid4().hex[:8]}"
     common = {"subject_id": subject, "start": "2026-10-01T08:00:00+08:00"}
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         conmed = await client.post(
             "/v1/concomitant-medications",
             json={

@@ -42,7 +42,9 @@ async def test_a_result_can_be_followed_from_ingest_through_rules_to_the_notifie
 ) -> None:
     subject = new_subject_id()
     correlation_id = str(uuid.uuid4())
-    async with httpx.AsyncClient(base_url=services.ingest_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=services.ingest_url, headers=services.headers, timeout=30
+    ) as client:
         enrolled = await client.post("/v1/subjects", json=enrolment(subject))
         assert enrolled.status_code == 202, enrolled.text
         response = await client.post(

@@ -69,8 +69,13 @@ def test_demo_shows_a_haemoglobin_alert_and_ctrl_c_stops_everything() -> None:
             if line.startswith("mail to") and "haemoglobin" in line:
                 alert = line
         assert alert is not None, "no alert within a minute:\n" + "\n".join(seen)
-        assert "anaemia-hb-le-9" in alert
+        assert "anaemia-hb-le-9" in alert  # the demo feed's results were accepted
         assert list((state / "mail").glob("*.eml"))
+        key_file = state / "dev-api-key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text().strip()
+        assert key.startswith("vgk_")
+        assert any("development API key issued" in line and key in line for line in seen)
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)

@@ -30,7 +30,7 @@ async def test_accepted_message_is_kept_byte_for_byte(
         .replace("SUBJECT", subject)
         .encode()
     )
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post(
             "/v1/lab-results", content=raw, headers={"content-type": "application/json"}
         )
@@ -54,7 +54,7 @@ async def test_rejected_message_is_kept_and_reaches_the_audit_log(
     services: RunningServices, db: asyncpg.Connection
 ) -> None:
     raw = json.dumps({"subject_id": "X", "loinc_code": "718-7", "value": "high"}).encode()
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post(
             "/v1/lab-results", content=raw, headers={"content-type": "application/json"}
         )
@@ -90,7 +90,7 @@ async def test_unconvertible_unit_is_kept_and_raises_a_data_quality_issue(
         "collected_at": "2026-11-01T08:00:00+00:00",
         "source_message_id": "DQ-1",
     }
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/v1/lab-results", json=body)
     assert response.status_code == 202
     lab_id, issue_id = (uuid.UUID(i) for i in response.json()["event_ids"])
@@ -124,7 +124,7 @@ async def test_qualitative_and_unmapped_results_are_stored(
             "source_message_id": "Q2",
         },
     ]
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/v1/lab-results", json=body)
         refused = await client.post(
             "/v1/lab-results", json={**common, "value": 5, "source_message_id": "Q3"}

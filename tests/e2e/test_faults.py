@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.events import CONTENT_TYPE, LabResultReported, wrap
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from tests.support import components
+from tests.support.api_keys import issue_api_key
 from tests.support.services import RunningServices, service_env, start_service
 from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
@@ -54,8 +55,9 @@ async def publish_direct(bootstrap: str, topic: str, values: list[bytes], key: b
 
 
 async def test_broker_down_gives_503_and_nothing_is_claimed(
-    tmp_path: Path, smtp_server: tuple[int, object], service_dsn: str
+    tmp_path: Path, smtp_server: tuple[int, object], service_dsn: str, postgres_dsn: str
 ) -> None:
+    key = await issue_api_key(postgres_dsn)
     with components.tansu() as broker:
         port = free_port()
         env = service_env(
@@ -73,7 +75,9 @@ async def test_broker_down_gives_503_and_nothing_is_claimed(
                 "sex": "M",
                 "birth_date": "1970-01-01",
             }
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=30, headers=key.headers
+            ) as c:
                 assert (await c.post("/v1/subjects", json=body)).status_code == 202
                 broker.stop()
 
@@ -92,6 +96,7 @@ async def test_broker_restart_loses_nothing_that_was_acknowledged(
 ) -> None:
     """The dev broker forgets everything on restart; the durable receipt does not."""
     dsn = fresh_dsn
+    key = await issue_api_key(dsn)
     with components.tansu() as broker:
         ports = {"rules": free_port(), "ingest": free_port()}
         env = service_env(
@@ -108,7 +113,7 @@ async def test_broker_restart_loses_nothing_that_was_acknowledged(
         acknowledged: list[str] = []
         try:
             async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{ports['ingest']}", timeout=30
+                base_url=f"http://127.0.0.1:{ports['ingest']}", timeout=30, headers=key.headers
             ) as client:
 
                 async def send(subject: str, values: list[str]) -> None:

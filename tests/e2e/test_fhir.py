@@ -47,7 +47,7 @@ async def test_observation_and_patient_in_a_transaction_alert(
             },
         ],
     }
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -62,7 +62,7 @@ async def test_invalid_observation_gets_an_operation_outcome_and_is_kept(
 ) -> None:
     resource = observation(status="bogus", id=f"bad-{uuid.uuid4().hex[:6]}")
     raw = json.dumps(resource).encode()
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/fhir/r4/Observation", content=raw, headers=FHIR)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/fhir+json")
@@ -88,7 +88,7 @@ async def test_batch_accepts_the_good_entries_and_reports_the_bad(
             {"resource": {"resourceType": "Encounter"}},
         ],
     }
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
         created = await client.post(
             "/fhir/r4/Patient", content=json.dumps(patient(subject)), headers=FHIR
@@ -106,7 +106,7 @@ async def test_fhir_adverse_event_is_recorded(
     resource = adverse_event(
         identifier={"value": f"AE-{subject}"}, subject={"reference": f"Patient/{subject}"}
     )
-    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
         response = await client.post(
             "/fhir/r4/AdverseEvent", content=json.dumps(resource), headers=FHIR
         )

@@ -73,7 +73,9 @@ async def enrol(client: httpx.AsyncClient, db: asyncpg.Connection, body: dict[st
 
 @pytest.fixture
 async def client(services: RunningServices) -> Any:
-    async with httpx.AsyncClient(base_url=services.ingest_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=services.ingest_url, headers=services.headers, timeout=30
+    ) as client:
         yield client
 
 

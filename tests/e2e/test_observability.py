@@ -97,7 +97,7 @@ def private_stack(
             smtp_port=smtp_server[0],
             VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
         )
-        with running_services(env, log_dir) as running:
+        with running_services(env, log_dir, admin_dsn=dsn) as running:
             yield running
     asyncio.run(drop_database(postgres_dsn, dsn))
 
@@ -131,7 +131,9 @@ def prometheus(
 
 @pytest.fixture
 async def client(private_stack: RunningServices) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=private_stack.ingest_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=private_stack.ingest_url, headers=private_stack.headers, timeout=30
+    ) as client:
         yield client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.api_keys import IssuedKey, issue_api_key_blocking
+from tests.support.components import as_service_role, create_database, drop_database
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
@@ -24,7 +27,15 @@ class RunningServices:
     rules_url: str
     notifier_url: str
     log_dir: Path
+    api_key: IssuedKey
+    """A key of the source ``tests`` for the study NCT05262686 (every site, no right to
+    amend other sources' records); every HTTP write to ingest must carry one."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <session key>``: pass to every POST to ingest."""
+        return self.api_key.headers
 
     def stop(self, name: str) -> None:
         """Stop one service (``ingest``, ``safety_rules`` or ``notifier``)."""
@@ -63,8 +74,13 @@ def start_service(
 
 
 @contextmanager
-def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[RunningServices]:
-    """Start rules, notifier and ingest on free ports; stop them afterwards."""
+def running_services(
+    base_env: Mapping[str, str], log_dir: Path, *, admin_dsn: str
+) -> Iterator[RunningServices]:
+    """Start rules, notifier and ingest on free ports, with an API key issued in the
+    database of ``admin_dsn`` (the schema owner's DSN of the services' database); stop
+    them afterwards."""
+    api_key = issue_api_key_blocking(admin_dsn)
     ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
     mllp_port = free_port()
     env = {
@@ -100,8 +116,43 @@ def running_services(base_env: Mapping[str, str], log_dir: Path) -> Iterator[Run
             rules_url=f"http://127.0.0.1:{ports['rules']}",
             notifier_url=f"http://127.0.0.1:{ports['notifier']}",
             log_dir=log_dir,
+            api_key=api_key,
             processes={process.name: process for process in started},
         )
     finally:
         for process in reversed(started):
             process.stop()
+
+
+@dataclass(frozen=True)
+class PrivateIngest:
+    """An ingest process of a test's own, on a database of its own (``dsn``: the schema
+    owner's, for issuing keys and reading what ingest kept)."""
+
+    url: str
+    mllp_port: int
+    dsn: str
+
+
+@contextmanager
+def private_ingest(
+    *, server_dsn: str, kafka_bootstrap: str, smtp_port: int, log_dir: Path, **settings: str
+) -> Iterator[PrivateIngest]:
+    """ingest alone, with its own settings (``VIGIL_...`` names) and a new database on the
+    PostgreSQL server of ``server_dsn``, on free ports."""
+    dsn = asyncio.run(create_database(server_dsn, "ingest"))
+    port, mllp_port = free_port(), free_port()
+    env = service_env(
+        database_url=as_service_role(dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        smtp_port=smtp_port,
+        VIGIL_INGEST_PORT=str(port),
+        **settings,
+    )
+    env["VIGIL_MLLP_PORT"] = str(mllp_port)
+    process = start_service("ingest", "ingest", port, env, log_dir)
+    try:
+        yield PrivateIngest(f"http://127.0.0.1:{port}", mllp_port, dsn)
+    finally:
+        process.stop()
+        asyncio.run(drop_database(server_dsn, dsn))

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,12 +146,24 @@ def post(client: httpx.Client, path: str, body: list[dict[str, Any]]) -> None:
     raise RuntimeError(f"{path}: ingest did not accept the request")
 
 
-def play(ingest_url: str, *, seconds_per_week: float, seed: int = 5262686) -> None:
+def read_api_key(path: Path) -> str:
+    """The key `vigil dev` wrote; a clear stop when it is not there."""
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        raise RuntimeError(
+            f"cannot read the API key from {path} ({error.strerror}); `vigil dev` writes it "
+            "there on start"
+        ) from None
+
+
+def play(ingest_url: str, *, api_key: str, seconds_per_week: float, seed: int = 5262686) -> None:
     """Enrol the subjects, then report each visit's results, one compressed week at a time."""
     rng = random.Random(seed)
     cohort = subjects(rng)
     day0 = datetime.now(UTC).replace(microsecond=0) - timedelta(weeks=26)
-    with httpx.Client(base_url=ingest_url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=ingest_url, timeout=30, headers=headers) as client:
         post(
             client,
             "/v1/subjects",
@@ -181,10 +194,15 @@ def play(ingest_url: str, *, seconds_per_week: float, seed: int = 5262686) -> No
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ingest-url", default="http://127.0.0.1:8080")
+    parser.add_argument("--api-key-file", type=Path, default=Path(".vigil/dev-api-key"))
     parser.add_argument("--seconds-per-week", type=float, default=0.5)
     args = parser.parse_args(argv)
     try:
-        play(args.ingest_url, seconds_per_week=args.seconds_per_week)
+        play(
+            args.ingest_url,
+            api_key=read_api_key(args.api_key_file),
+            seconds_per_week=args.seconds_per_week,
+        )
     except RuntimeError as error:
         print(f"demo | stopped: {error}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from services.ingest.development import study_ids
 from shared.db.migrate import upgrade
 from shared.settings import VigilSettings
+from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
 from vigil.devstack.postgres import PrivateCluster
-from vigil.devstack.supervisor import Child, ManagedProcess, http_ready
+from vigil.devstack.supervisor import Child, ManagedProcess, http_ready, say
 from vigil.devstack.tansu import TansuBroker
 
 
@@ -79,14 +81,28 @@ def _vigil(*args: str) -> list[str]:
     return [sys.executable, "-m", "vigil", *args]
 
 
+def issue_dev_key(admin_dsn: str, settings: VigilSettings, key_file: Path) -> None:
+    """Issue (or reuse) the development API key and tell the user where it is."""
+    studies = study_ids(settings.study_dir, settings.default_study)
+    key, issued = ensure_dev_key(admin_dsn, key_file, studies)
+    verb = "issued" if issued else "reused"
+    say(
+        f"development API key {verb} (source dev, studies {', '.join(studies)}; also in "
+        f"{key_file}, mode 0600): {key}"
+    )
+    say("send it with every HTTP write: -H 'Authorization: Bearer <key>'")
+
+
 def build_stack(
     settings: VigilSettings, *, state_dir: Path, demo: bool, ports: DevPorts | None = None
 ) -> list[Child]:
     """The children in start order; external components named by VIGIL_* are not started."""
     ports = ports or DevPorts.from_env()
     logs = state_dir / "logs"
+    key_file = state_dir / DEV_KEY_FILE
     children: list[Child] = []
-    env: dict[str, str] = {}
+    # loopback MLLP senders are the development source; production defaults stay off
+    env: dict[str, str] = {"VIGIL_ENVIRONMENT": "development"}
 
     if "VIGIL_DATABASE_URL" not in os.environ:
         cluster = PrivateCluster(
@@ -97,10 +113,11 @@ def build_stack(
 
         def migrate() -> None:
             asyncio.run(upgrade(admin_dsn, service_role=role, owner_role=owner))
+            issue_dev_key(admin_dsn, settings, key_file)
 
         children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
+        # the services get the service role only: none of them can mint an API key
         env["VIGIL_DATABASE_URL"] = cluster.dsn_for(role)
-        env["VIGIL_DATABASE_ADMIN_URL"] = admin_dsn
     else:
         asyncio.run(
             upgrade(
@@ -110,6 +127,7 @@ def build_stack(
                 owner_role=settings.database_owner_role,
             )
         )
+        issue_dev_key(settings.admin_dsn, settings, key_file)
     if "VIGIL_AUDIT_ANCHOR_FILE" not in os.environ:
         env["VIGIL_AUDIT_ANCHOR_FILE"] = str(state_dir / "audit-anchors.jsonl")
 
@@ -165,6 +183,8 @@ def build_stack(
                     "vigil.devstack.demo",
                     "--ingest-url",
                     f"http://{host}:{settings.ingest_port}",
+                    "--api-key-file",
+                    str(key_file),
                 ],
                 restart=False,
             )

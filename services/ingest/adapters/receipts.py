@@ -40,6 +40,13 @@ class Receipt:
     raw: bytes
     outcome: Literal["accepted", "rejected"]
     reason: str | None = None
+    principal_source: str | None = None
+    """The authenticated source that sent it (None: not authenticated)."""
+    credential: str | None = None
+    """How that source was authenticated, e.g. ``api-key:<key id>``; never a secret."""
+    raw_truncated: bool = False
+    """Only the first bytes were kept (a body over the size cap, or a refused request
+    whose whole body was never read)."""
 
 
 async def record_receipt(
@@ -48,14 +55,17 @@ async def record_receipt(
     outgoing: Sequence[Outgoing],
     *,
     deadline: timedelta,
+    receipt_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Store the message and what it owes the audit log, in one transaction."""
-    receipt_id = uuid.uuid4()
+    """Store the message and what it owes the audit log, in one transaction (a savepoint
+    when the caller's transaction also records who owns what the message carries)."""
+    receipt_id = receipt_id or uuid.uuid4()
     async with connection.transaction():
         await connection.execute(
             """INSERT INTO received_messages (receipt_id, channel, source, content_type, raw,
-                   raw_sha256, outcome, reason, event_ids)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                   raw_sha256, outcome, reason, event_ids, principal_source, credential,
+                   raw_truncated)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
             receipt_id,
             receipt.channel,
             receipt.source,
@@ -65,6 +75,9 @@ async def record_receipt(
             receipt.outcome,
             receipt.reason,
             [item.event_id for item in outgoing],
+            receipt.principal_source,
+            receipt.credential,
+            receipt.raw_truncated or None,
         )
         if outgoing:
             # a resent message owes the same events: the first row stands
