@@ -63,10 +63,16 @@ def dev(
 
 @app.command()
 def ingest() -> None:
-    """Run the ingest service (HTTP API)."""
+    """Run the ingest service (HTTP API and MLLP)."""
     from services.ingest.main import serve
+    from services.ingest.mllp_tls import UnsafeMllpSettings
+    from services.ingest.sources import InvalidSources
 
-    asyncio.run(serve(_settings()))
+    try:
+        asyncio.run(serve(_settings()))
+    except (InvalidSources, UnsafeMllpSettings) as error:
+        typer.echo(f"vigil ingest: refusing to start: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @rules_app.callback(invoke_without_command=True)

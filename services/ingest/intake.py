@@ -20,6 +20,7 @@ from services.ingest.adapters.receipts import (
     settle,
     unrecorded,
 )
+from services.ingest.principals import Principal
 from shared import metrics
 from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
@@ -81,9 +82,16 @@ class Intake:
             # published and acknowledged; the re-drive will only check it arrived
             log.warning("ingest.mark_published_failed", error=repr(error))
 
-    async def accept(self, receipt: Receipt, envelopes: Sequence[Envelope]) -> None:
+    async def accept(
+        self,
+        receipt: Receipt,
+        envelopes: Sequence[Envelope],
+        *,
+        principal: Principal | None = None,
+    ) -> None:
         """Record, then publish; raises StorageUnavailable or BrokerUnavailable (answer 503:
-        the sender sends again, and the same events are recognised by their ids)."""
+        the sender sends again, and the same events are recognised by their ids).
+        ``principal`` is who sent it (authorisation is decided from it)."""
         outgoing = [outgoing_event(envelope) for envelope in envelopes]
         try:
             await self._record(receipt, outgoing)
@@ -94,7 +102,14 @@ class Intake:
         analytes = [analyte for e in envelopes if (analyte := analyte_of(e)) is not None]
         metrics.record_ingest_accepted(receipt.channel, analytes)
 
-    async def reject(self, receipt: Receipt, origin: str, *, reason_code: str) -> None:
+    async def reject(
+        self,
+        receipt: Receipt,
+        origin: str,
+        *,
+        reason_code: str,
+        principal: Principal | None = None,
+    ) -> None:
         """Record a rejected message and send it to the dead letters, whose InputRejected
         event is owed to the audit log like any other. ``reason_code`` is a short code for
         metrics (the full reason is in the receipt)."""

@@ -19,7 +19,10 @@ from services.ingest.app import create_app
 from services.ingest.code_map import load_code_maps
 from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.intake import Intake
-from services.ingest.mllp import start_mllp_server
+from services.ingest.mllp import MllpHandler
+from services.ingest.mllp_listener import MllpLimits, start_mllp_server
+from services.ingest.mllp_tls import server_context
+from services.ingest.rate_limit import RateLimiter
 from services.ingest.sources import load_sources
 from shared import metrics
 from shared.background import DrainLoop
@@ -33,9 +36,13 @@ from shared.structured_logging import configure_logging
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
-    """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
+    """Ingest with its durable receipt and re-drive, started by the app's lifespan.
+
+    Raises InvalidSources or UnsafeMllpSettings (naming the file, field or setting) before
+    anything starts."""
+    tls = server_context(settings)
     code_maps = load_code_maps(settings.study_dir)
-    router = load_sources(
+    sources = load_sources(
         settings.study_dir,
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
@@ -74,20 +81,27 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 name="metrics",
             ),
         ]
+        limiter = RateLimiter(settings.mllp_rate_per_second, settings.mllp_rate_burst)
         mllp = await start_mllp_server(
-            intake,
+            MllpHandler(
+                intake,
+                code_maps=code_maps,
+                limiter=limiter,
+                max_bytes=settings.mllp_max_message_bytes,
+            ),
             host=settings.bind_host,
             port=settings.mllp_port,
-            router=router,
-            code_maps=code_maps,
+            registry=sources,
+            tls=tls,
+            limits=MllpLimits.from_settings(settings),
+            development=settings.environment == "development",
         )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)
         try:
             yield
         finally:
-            mllp.close()
-            await mllp.wait_closed()
+            await mllp.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

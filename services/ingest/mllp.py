@@ -1,97 +1,202 @@
-"""The MLLP listener: HL7 v2 messages in, ACKs out, each message kept verbatim first."""
+"""One MLLP message in, one ACK out: every message is answered (AA, AE or AR) and kept.
+
+The order of checks is the order of trust: a frame that is not a whole message (too
+large, unfinished, unframed), a connection that stands for no source, a message whose
+MSH-3/MSH-4 is not an identity of the connection's source, a source over its rate limit,
+and only then the content. Whatever is refused is kept as a rejected receipt with its
+reason and counted; whatever fails unexpectedly (an event that cannot be built) becomes
+AE with the message kept. Only a lost connection ends without an answer. Log lines carry
+the peer, the control id and a reason code, never a field's value.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import traceback
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-import hl7.mllp
 import structlog
+from pydantic import ValidationError
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, Interpretation, interpret
+from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
+from services.ingest.hl7.messages import (
+    APPLICATION_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    Hl7Problem,
+    Interpretation,
+    interpret,
+)
 from services.ingest.intake import Intake, StorageUnavailable
-from services.ingest.sources import SourceRouter
+from services.ingest.mllp_auth import Authenticated, Refused, Sender
+from services.ingest.mllp_frames import Frame, FrameProblem
+from services.ingest.principals import Principal
+from services.ingest.rate_limit import RateLimiter
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
 CHANNEL = "mllp"
+CONTENT_TYPE = "x-application/hl7-v2+er7"
+AckCode = Literal["AA", "AE", "AR"]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One connection as the handler sees it."""
+
+    label: str
+    """``host:port``, for log lines and the receipt's source."""
+    host: str
+    auth: Authenticated | Refused
+
+
+@dataclass(frozen=True)
+class Answer:
+    ack: bytes
+    close: bool = False
+    """Close the connection after sending: the stream is out of step, or nobody speaks."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A message refused before its content is read: the answer, and how it is kept."""
+
+    code: AckCode
+    problem: Hl7Problem
+    reason_code: str
+    """For metrics and log lines: a short code, never the message's text."""
+    principal: Principal | None = None
+    close: bool = False
+
+
+def _msh_problem(text: str, *, field: int = 0, code: str = APPLICATION_ERROR) -> Hl7Problem:
+    return Hl7Problem("MSH", 1, field, code, text)
+
+
+def _outcome(code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem]) -> Interpretation:
+    if header is None:
+        return Interpretation(code, "", DEFAULT_VERSION, problems=problems)
+    return Interpretation(
+        code,
+        header.control_id,
+        header.version,
+        problems=problems,
+        sender=(header.application, header.facility),
+    )
+
+
+def _frame_problem(frame: Frame, max_bytes: int) -> Hl7Problem:
+    if frame.problem is FrameProblem.OVERSIZE:
+        text = (
+            f"the message is {frame.size} bytes; the largest accepted is {max_bytes} "
+            f"(its first {len(frame.content)} bytes are kept)"
+        )
+    elif frame.problem is FrameProblem.NO_START_BLOCK:
+        text = "the MLLP frame does not begin with 0x0B"
+    else:
+        text = "the MLLP frame did not end (0x1C 0x0D) in time; what arrived is kept"
+    return _msh_problem(text)
+
+
+def _failure_text(error: BaseException) -> str:
+    """What went wrong, without any value from the message: a validation error names its
+    fields and the kind of error (its messages may quote a value), anything else its type
+    and where it was raised."""
+    if isinstance(error, ValidationError):
+        fields = ", ".join(
+            f"{error.title}.{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
+            for e in error.errors(include_input=False, include_url=False)[:3]
+        )
+        return f"the message could not be turned into events ({fields})"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].name}:{frames[-1].lineno}" if frames else ""
+    return f"the message could not be processed ({type(error).__name__}{where})"
 
 
 class MllpHandler:
-    """Serves one connection: every block is stored, interpreted and acknowledged."""
+    """Answers and keeps every frame of every connection."""
 
     def __init__(
         self,
         intake: Intake,
         *,
-        router: SourceRouter,
         code_maps: Mapping[str, Mapping[str, str]],
+        limiter: RateLimiter,
+        max_bytes: int,
     ) -> None:
         self._intake = intake
-        self._router = router
         self._code_maps = code_maps
+        self._limiter = limiter
+        self._max_bytes = max_bytes
 
-    async def __call__(
-        self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
-    ) -> None:
-        peer = writer.get_extra_info("peername")
-        source = f"mllp {peer[0]}:{peer[1]}" if peer else "mllp"
-        try:
-            while not reader.at_eof():
-                try:
-                    block: bytes = await reader.readblock()
-                except hl7.mllp.InvalidBlockError as error:
-                    log.warning("mllp.invalid_block", peer=source, error=str(error))
-                    continue
-                except asyncio.IncompleteReadError:
-                    break
-                ack = await self.handle(block, source)
-                writer.writeblock(ack.encode())
-                await writer.drain()
-        except (ConnectionError, OSError) as error:
-            log.info("mllp.connection_closed", peer=source, error=str(error))
-        finally:
-            writer.close()
-
-    async def handle(self, block: bytes, source: str) -> str:
-        """Store, interpret, publish, and answer; AA only once the broker acknowledged."""
-        text = block.decode("utf-8", errors="replace")
-        study, zone = self._router.default
-        outcome = interpret(
-            text, study_id=study, zone=zone, route=self._router.route, code_maps=self._code_maps
-        )
-        receipt = Receipt(
-            channel=CHANNEL,
-            source=source,
-            content_type="x-application/hl7-v2+er7",
-            raw=block,
-            outcome="accepted" if outcome.ack_code == "AA" else "rejected",
-            reason=None if outcome.ack_code == "AA" else outcome.reason,
-        )
+    async def handle(self, frame: Frame, peer: Peer) -> Answer:
+        """The ACK for ``frame``; raises nothing but a cancellation."""
+        header: Hl7Header | None = None
         correlation = uuid.uuid4()
-        with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
-            await self._store(outcome, receipt, correlation, source)
-        return build_ack(
-            outcome,
-            sending_application="VIGIL",
-            sending_facility="VIGIL",
-            receiving_application=outcome.sender[0],
-            receiving_facility=outcome.sender[1],
-            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
-        )
+        context = {"peer": peer.label, "correlation_id": str(correlation)}
+        with structlog.contextvars.bound_contextvars(**context):
+            try:
+                header = read_header(frame.content.decode("utf-8", errors="replace"))
+                return await self._handle(frame, peer, header, correlation)
+            except Exception as error:  # the last resort: answer and keep, whatever broke
+                return await self._failed(frame, peer, header, error)
 
-    async def _store(
-        self, outcome: Interpretation, receipt: Receipt, correlation: uuid.UUID, source: str
-    ) -> None:
-        """Accept or reject the message durably; a storage or broker failure turns the
-        answer into AE (the sender sends again)."""
+    async def _handle(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, correlation: uuid.UUID
+    ) -> Answer:
+        gate = self._gate(frame, peer, header)
+        if isinstance(gate, Sender):
+            return await self._interpret(frame, peer, gate, correlation)
+        if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
+            # answered but not kept: an unauthenticated peer must not fill the store
+            log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
+            return Answer(self._build(_outcome(gate.code, header, [gate.problem])), close=True)
+        return await self._refuse(frame, peer, header, gate)
+
+    def _gate(self, frame: Frame, peer: Peer, header: Hl7Header | None) -> Refusal | Sender:
+        """Whom the message speaks for, or why it is refused before its content is read."""
+        auth = peer.auth
+        if frame.problem is not None:
+            principal = auth.only_principal() if isinstance(auth, Authenticated) else None
+            problem = _frame_problem(frame, self._max_bytes)
+            reason = f"mllp-{frame.problem}"
+            return Refusal("AR", problem, reason, principal, close=frame.ends_stream)
+        if isinstance(auth, Refused):
+            return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
+        if header is None:
+            text = "not an HL7 v2 message: it does not begin with an MSH segment"
+            reason = f"hl7-{APPLICATION_ERROR}"
+            return Refusal("AR", _msh_problem(text), reason, auth.only_principal())
+        sender = auth.sender_for(header.application, header.facility)
+        if sender is None:
+            text = f"MSH-4/MSH-3 is not an identity of the authenticated source ({auth.label})"
+            problem = _msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
+            return Refusal("AR", problem, "mllp-identity-mismatch", auth.only_principal())
+        if wait := self._limiter.try_acquire(sender.principal.source):
+            text = (
+                f"rate limit of source {sender.principal.source} exceeded: try again in "
+                f"{wait:.0f} s"
+            )
+            return Refusal("AE", _msh_problem(text), "mllp-rate-limited", sender.principal)
+        return sender
+
+    async def _interpret(
+        self, frame: Frame, peer: Peer, sender: Sender, correlation: uuid.UUID
+    ) -> Answer:
+        """The content: events accepted (AA only once stored and published), or the
+        problems it has (AE/AR)."""
+        principal = sender.principal
+        text = frame.content.decode("utf-8", errors="replace")
+        outcome = interpret(
+            text, study_id=sender.study_id, zone=sender.zone, code_maps=self._code_maps
+        )
+        receipt = self._receipt(frame, peer, None if outcome.ack_code == "AA" else outcome.reason)
         try:
             if outcome.ack_code == "AA":
                 envelopes = [
@@ -101,32 +206,93 @@ class MllpHandler:
                         event, source=SOURCE, correlation_id=correlation, now=None
                     )
                 ]
-                await self._intake.accept(receipt, envelopes)
+                await self._intake.accept(receipt, envelopes, principal=principal)
                 log.info(
                     "ingest.accepted",
                     channel=CHANNEL,
                     control_id=outcome.control_id,
+                    source=principal.source,
                     events=len(envelopes),
                 )
             else:
-                reason = outcome.problems[0].code if outcome.problems else outcome.ack_code
-                await self._intake.reject(receipt, origin=source, reason_code=f"hl7-{reason}")
-                log.warning("mllp.rejected", control_id=outcome.control_id, reason=outcome.reason)
-        except (StorageUnavailable, BrokerUnavailable) as error:
-            outcome.ack_code = "AE"
-            outcome.problems = [
-                Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"temporarily unavailable: {error}")
-            ]
+                reason = f"hl7-{outcome.problems[0].code}" if outcome.problems else "hl7"
+                await self._intake.reject(
+                    receipt, origin=receipt.source, reason_code=reason, principal=principal
+                )
+                self._log_rejected(outcome.control_id, reason, outcome.problems)
+        except (StorageUnavailable, BrokerUnavailable):
+            return Answer(self._unavailable(outcome))
+        return Answer(self._build(outcome))
 
+    async def _refuse(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, refusal: Refusal
+    ) -> Answer:
+        """Keep the message as rejected with the refusal's problem as its reason, then
+        answer."""
+        outcome = _outcome(refusal.code, header, [refusal.problem])
+        try:
+            await self._intake.reject(
+                self._receipt(frame, peer, refusal.problem.text),
+                origin=f"mllp {peer.label}",
+                reason_code=refusal.reason_code,
+                principal=refusal.principal,
+            )
+        except (StorageUnavailable, BrokerUnavailable):
+            return Answer(self._unavailable(outcome), close=refusal.close)
+        self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
+        return Answer(self._build(outcome), close=refusal.close)
 
-async def start_mllp_server(
-    intake: Intake,
-    *,
-    host: str,
-    port: int,
-    router: SourceRouter,
-    code_maps: Mapping[str, Mapping[str, str]],
-) -> asyncio.Server:
-    handler = MllpHandler(intake, router=router, code_maps=code_maps)
-    server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
-    return server
+    async def _failed(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception
+    ) -> Answer:
+        """Something unexpected broke: AE, the message kept for review, a log line."""
+        text = _failure_text(error)
+        log.error(
+            "mllp.failed",
+            control_id=header.control_id if header else "",
+            reason_code="mllp-internal-error",
+            error=text,
+        )
+        principal = peer.auth.only_principal() if isinstance(peer.auth, Authenticated) else None
+        problem = _msh_problem(f"{text}; it is kept for review")
+        refusal = Refusal("AE", problem, "mllp-internal-error", principal)
+        try:
+            return await self._refuse(frame, peer, header, refusal)
+        except Exception as again:  # storage itself broke: still answer
+            log.error("mllp.not_kept", error=type(again).__name__)
+            return Answer(self._unavailable(_outcome("AE", header, [problem])))
+
+    def _receipt(self, frame: Frame, peer: Peer, reason: str | None) -> Receipt:
+        return Receipt(
+            channel=CHANNEL,
+            source=f"mllp {peer.label}",
+            content_type=CONTENT_TYPE,
+            raw=frame.content,
+            outcome="accepted" if reason is None else "rejected",
+            reason=reason,
+        )
+
+    @staticmethod
+    def _log_rejected(control_id: str, reason_code: str, problems: list[Hl7Problem]) -> None:
+        # where and which code, never the problem's text: it may quote a field's value
+        where = [f"{p.segment}[{p.sequence}]-{p.field}:{p.code}" for p in problems]
+        log.warning("mllp.rejected", control_id=control_id, reason_code=reason_code, at=where)
+
+    def _unavailable(self, outcome: Interpretation) -> bytes:
+        """AE: the database or the broker did not answer, nothing was claimed; send again."""
+        outcome.ack_code = "AE"
+        outcome.problems = [_msh_problem("temporarily unavailable: send again later")]
+        log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
+        return self._build(outcome)
+
+    @staticmethod
+    def _build(outcome: Interpretation) -> bytes:
+        return build_ack(
+            outcome,
+            sending_application="VIGIL",
+            sending_facility="VIGIL",
+            receiving_application=outcome.sender[0],
+            receiving_facility=outcome.sender[1],
+            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        ).encode()

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.studies import loopback_studies
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
@@ -36,7 +37,10 @@ def service_env(
         "VIGIL_DATABASE_URL": database_url,
         "VIGIL_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "VIGIL_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "VIGIL_STUDY_DIR": str(REPO / "studies"),
+        # the shipped studies, with every HL7 sender connecting from 127.0.0.1 over plain
+        # MLLP, explicitly allowed: production settings otherwise (tests.support.studies)
+        "VIGIL_STUDY_DIR": str(loopback_studies()),
+        "VIGIL_MLLP_ALLOW_PLAIN": "true",
         "VIGIL_KAFKA_PARTITIONS": "3",
         "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",

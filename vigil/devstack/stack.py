@@ -136,6 +136,8 @@ def build_stack(
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
 
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    # a stack on one machine: loopback MLLP senders are accepted, plain MLLP is allowed
+    env.setdefault("VIGIL_ENVIRONMENT", os.environ.get("VIGIL_ENVIRONMENT", "development"))
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),
