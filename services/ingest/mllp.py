@@ -166,7 +166,8 @@ class MllpHandler:
             principal = auth.only_principal() if isinstance(auth, Authenticated) else None
             problem = _frame_problem(frame, self._max_bytes)
             reason = f"mllp-{frame.problem}"
-            return Refusal("AR", problem, reason, principal, close=frame.ends_stream)
+            close = frame.ends_stream or isinstance(auth, Refused)
+            return Refusal("AR", problem, reason, principal, close=close)
         if isinstance(auth, Refused):
             return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
         if header is None:

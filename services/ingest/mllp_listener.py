@@ -193,7 +193,7 @@ class MllpListener:
                 writer.write(bytes([START_BLOCK]) + answer.ack + _END)
                 await writer.drain()
             if answer.close:
-                reason = "incomplete-frame" if frame.ends_stream else "unauthenticated"
+                reason = "unauthenticated" if isinstance(peer.auth, Refused) else "incomplete-frame"
                 log.info("mllp.closed", peer=peer.label, reason_code=reason)
                 metrics.record_mllp_connection_closed(reason)
                 return

@@ -180,6 +180,26 @@ async def test_a_source_over_its_rate_limit_gets_ae_try_later_and_the_message_is
     )
 
 
+async def test_an_unauthenticated_peer_past_the_rate_is_answered_but_fills_no_storage(
+    limited: Ingest, db: asyncpg.Connection
+) -> None:
+    messages = [oru("LIS", "PKUPH-LAB", control(), subject()) for _ in range(BURST + 1)]
+    answers = []
+    for message in messages:
+        client = await MllpClient.connect(limited.mllp_port, from_host="127.0.0.2")
+        try:
+            answers.append(ack_code(await client.exchange(message)))
+            assert await client.closed_by_peer()
+        finally:
+            await client.close()
+
+    assert answers == ["AR"] * (BURST + 1)
+    kept = await db.fetchval(
+        "SELECT count(*) FROM received_messages WHERE raw = ANY($1::bytea[])", messages
+    )
+    assert kept == BURST
+
+
 async def test_an_unfinished_frame_is_answered_ar_kept_and_closed_within_the_frame_timeout(
     limited: Ingest, db: asyncpg.Connection
 ) -> None:
