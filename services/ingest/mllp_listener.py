@@ -139,6 +139,8 @@ class MllpListener:
             await self._exchange(reader, writer, Peer(label, host, auth))
         except (ConnectionError, OSError) as error:
             log.info("mllp.connection_lost", peer=label, error=type(error).__name__)
+        except Exception as error:  # a fault of ours: this connection ends, never the listener
+            log.error("mllp.connection_failed", peer=label, error=type(error).__name__)
         finally:
             writer.close()
             with contextlib.suppress(Exception):

@@ -8,8 +8,8 @@ connections are recognised: the client networks it connects from and, over TLS, 
 client certificates. The file's study is the one study a source writes.
 
 The file is validated at start-up; an error names the file and the field. Identities,
-names and certificates are unique across every study, so a connection and a message
-always map to at most one source.
+names and certificates are unique across every study (and no two sources' identities
+overlap), so a certificate and a message's identity always map to at most one source.
 """
 
 from __future__ import annotations
@@ -155,18 +155,9 @@ class SourceRegistry:
     default: tuple[str, tzinfo]
 
     def claiming(self, application: str, facility: str) -> Source | None:
-        """The source that owns this HL7 identity (an exact application first)."""
-        exact = [
-            s
-            for s in self.sources
-            for i in s.identities
-            if i.sending_facility == facility and i.sending_application == application
-        ]
-        return (
-            exact[0]
-            if exact
-            else next((s for s in self.sources if s.claims(application, facility)), None)
-        )
+        """The source that owns this HL7 identity (at most one: identities of two sources
+        never overlap)."""
+        return next((s for s in self.sources if s.claims(application, facility)), None)
 
     def route(self, application: str, facility: str) -> tuple[str, tzinfo]:
         """Study and zone of a sender by its identity; the defaults for one not listed."""
@@ -205,12 +196,20 @@ def _read(path: Path) -> StudySources:
         raise InvalidSources(f"{path}: cannot read sources: {error}") from error
 
 
+def _overlap(one: Hl7Identity, other: Hl7Identity) -> bool:
+    """Whether a message could carry both identities (an unset application is any)."""
+    return one.sending_facility == other.sending_facility and (
+        None in (one.sending_application, other.sending_application)
+        or one.sending_application == other.sending_application
+    )
+
+
 def _check_unique(path: Path, entry: SourceEntry, loaded: list[Source]) -> None:
     for other in loaded:
         if other.id == entry.id:
             raise InvalidSources(f"{path}: sources.id {entry.id!r} is already a source")
         for identity in entry.hl7:
-            if identity in other.identities:
+            if any(_overlap(identity, theirs) for theirs in other.identities):
                 raise InvalidSources(
                     f"{path}: source {entry.id!r}: hl7 identity {identity.sending_facility!r}/"
                     f"{identity.sending_application!r} already belongs to {other.id!r}"

@@ -118,3 +118,13 @@ def test_the_study_id_must_be_its_folder(tmp_path: Path) -> None:
     folder = write(tmp_path, {"study_id": "NCT00000000", "sources": [source()]})
     with pytest.raises(InvalidSources, match="must be the name of its folder"):
         load_sources(folder, default_study=STUDY, default_zone=UTC)
+
+
+def test_an_identity_that_overlaps_another_sources_is_refused(tmp_path: Path) -> None:
+    any_application = source()
+    one_application = source(
+        id="lab-z", hl7=[{"sending_facility": "LAB-A", "sending_application": "LIS"}]
+    )
+    folder = write(tmp_path, {"study_id": STUDY, "sources": [any_application, one_application]})
+    with pytest.raises(InvalidSources, match="already belongs to 'lab-a'"):
+        load_sources(folder, default_study=STUDY, default_zone=UTC)
