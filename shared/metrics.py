@@ -75,6 +75,21 @@ INGEST_OLDEST_UNRECORDED_AGE = Gauge(
     "when the pipeline behind ingest is stalled.",
 )
 
+MLLP_CONNECTIONS_CLOSED = Counter(
+    "vigil_mllp_connections_closed_total",
+    "MLLP connections ingest refused or closed itself, by reason (peer-connection-cap, "
+    "tls-handshake-failed, unauthenticated, idle-timeout, incomplete-frame).",
+    ["reason"],
+)
+MLLP_OPEN_CONNECTIONS = Gauge("vigil_mllp_open_connections", "MLLP connections open now.")
+MLLP_CLOSE_REASONS = (
+    "peer-connection-cap",
+    "tls-handshake-failed",
+    "unauthenticated",
+    "idle-timeout",
+    "incomplete-frame",
+)
+
 # safety_rules
 SIGNALS_RAISED = Counter(
     "vigil_signals_raised_total", "Safety signals raised, by rule and grade.", ["rule", "grade"]
@@ -183,6 +198,17 @@ def initialise_ingest_rejections(formats: Iterable[str], reasons: Iterable[str])
 def record_ingest_rejected(message_format: str, reason: str) -> None:
     """One message not accepted; ``reason`` is a short code, never the message text."""
     INGEST_REJECTED.labels(format=message_format, reason=reason).inc()
+
+
+def record_mllp_connection_closed(reason: str) -> None:
+    """Ingest refused or closed an MLLP connection; ``reason`` is one of MLLP_CLOSE_REASONS."""
+    MLLP_CONNECTIONS_CLOSED.labels(reason=reason).inc()
+
+
+def initialise_mllp_close_reasons() -> None:
+    """Export zero counts for every reason an MLLP connection is closed."""
+    for reason in MLLP_CLOSE_REASONS:
+        MLLP_CONNECTIONS_CLOSED.labels(reason=reason)
 
 
 def record_signal(

@@ -128,6 +128,58 @@ class VigilSettings(BaseSettings):
     bind_host: str = Field(default="127.0.0.1", description="Address the services listen on.")
     ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
     mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
+    # MLLP trust and limits (services/ingest/mllp*.py); sources are in sources.yaml
+    mllp_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the MLLP listener; with the key, MLLP is TLS.",
+    )
+    mllp_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of VIGIL_MLLP_TLS_CERT_FILE."
+    )
+    mllp_tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificates that sign the senders' client certificates; set, "
+        "MLLP asks every client for a certificate and maps it to a source.",
+    )
+    mllp_tls_client_certificate: Literal["required", "optional"] = Field(
+        default="required",
+        description="With a client CA: refuse clients without a certificate (required), or "
+        "let them authenticate by their network (optional).",
+    )
+    mllp_allow_plain: bool = Field(
+        default=False,
+        description="Accept plain (unencrypted) MLLP in production, from the sources' "
+        "networks only; development always may.",
+    )
+    mllp_max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest HL7 message accepted; a larger one gets AR and its first "
+        "bytes are kept as a rejected receipt.",
+    )
+    mllp_idle_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="An MLLP connection that starts no message for this long is closed.",
+    )
+    mllp_frame_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest time from a message's first byte to its end; an unfinished "
+        "frame then gets AR, is kept, and the connection is closed.",
+    )
+    mllp_max_connections_per_peer: int = Field(
+        default=10, ge=1, description="Open MLLP connections allowed from one address."
+    )
+    mllp_rate_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        description="Messages per second one source may send over MLLP (token bucket); "
+        "over it a message gets AE 'try later'.",
+    )
+    mllp_rate_burst: int = Field(
+        default=1000, ge=1, description="Messages a source may send at once above the rate."
+    )
     source_timezone: str = Field(
         default="UTC",
         description="IANA time zone of times sent without an offset (HL7 v2, FHIR dates).",

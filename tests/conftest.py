@@ -56,9 +56,8 @@ def services(
     """ingest, safety_rules and notifier as separate processes, wired to the fixtures.
 
     HTTP writes need ``services.headers`` (an API key of the source ``tests``). The
-    stack runs as a development stack only so that MLLP senders on loopback are accepted
-    (as the development source) until MLLP authentication exists; nothing HTTP does
-    depends on it.
+    stack runs with production settings; MLLP senders are the shipped studies' sources,
+    each allowed to connect from 127.0.0.1 (``service_env``).
     """
     log_dir = tmp_path_factory.mktemp("service-logs")
     env = service_env(
@@ -66,7 +65,6 @@ def services(
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
         VIGIL_AUDIT_ANCHOR_FILE=str(Path(log_dir) / "anchors.jsonl"),
-        VIGIL_ENVIRONMENT="development",
         # every test of the session calls from 127.0.0.1: refused attempts of one test must
         # not use up another's allowance (the limit itself is tested on an ingest of its own)
         VIGIL_INGEST_RATE_BURST_UNAUTHENTICATED_PER_CLIENT="500",

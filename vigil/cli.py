@@ -38,11 +38,17 @@ def _settings() -> VigilSettings:
         raise typer.Exit(2) from None
 
 
-def _serve(name: str, serve: Callable[[VigilSettings], Coroutine[Any, Any, None]]) -> None:
-    """Run a service; insecure production settings stop it before it listens (exit 2)."""
+def _serve(
+    name: str,
+    serve: Callable[[VigilSettings], Coroutine[Any, Any, None]],
+    *refusals: type[Exception],
+) -> None:
+    """Run a service; insecure production settings (and the service's own ``refusals``,
+    such as invalid sources) stop it before it listens (exit 2)."""
+    refused: tuple[type[Exception], ...] = (InsecureConfiguration, *refusals)
     try:
         asyncio.run(serve(_settings()))
-    except InsecureConfiguration as error:
+    except refused as error:
         typer.echo(f"vigil {name}: refusing to start: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -83,10 +89,12 @@ def dev(
 
 @app.command()
 def ingest() -> None:
-    """Run the ingest service (HTTP API)."""
+    """Run the ingest service (HTTP API and MLLP)."""
     from services.ingest.main import serve
+    from services.ingest.mllp_tls import UnsafeMllpSettings
+    from services.ingest.sources import InvalidSources
 
-    _serve("ingest", serve)
+    _serve("ingest", serve, InvalidSources, UnsafeMllpSettings)
 
 
 @rules_app.callback(invoke_without_command=True)

@@ -8,6 +8,7 @@ machine. Production never uses it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from services.ingest.principals import Principal
@@ -25,12 +26,13 @@ def study_ids(study_dir: Path, default_study: str) -> tuple[str, ...]:
     return tuple(sorted(found | {default_study}))
 
 
-def development_principal(study_dir: Path, default_study: str) -> Principal:
-    """The principal of MLLP senders on a development stack."""
+def development_principal(studies: Iterable[str]) -> Principal:
+    """The principal of loopback MLLP senders on a development stack: the same source as
+    the development API key, so either channel may correct what the other sent."""
     return Principal(
         source=DEVELOPMENT_SOURCE,
         credential="dev-loopback",
-        studies=frozenset(study_ids(study_dir, default_study)),
+        studies=frozenset(studies),
         sites=None,
         may_amend_others=True,
     )

@@ -18,14 +18,14 @@ from services.ingest import fhir_api, mllp
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.app import create_app
 from services.ingest.code_map import load_code_maps
-from services.ingest.development import development_principal
 from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.http_guard import Limits
 from services.ingest.http_refusals import REFUSAL_REASONS
 from services.ingest.intake import Intake
 from services.ingest.key_cache import ApiKeyCache
-from services.ingest.mllp import start_mllp_server
-from services.ingest.principals import Principal
+from services.ingest.mllp import MllpHandler
+from services.ingest.mllp_listener import MllpLimits, start_mllp_server
+from services.ingest.mllp_tls import server_context
 from services.ingest.rate_limit import RateLimiter
 from services.ingest.sources import load_sources
 from shared import metrics
@@ -42,20 +42,16 @@ from shared.structured_logging import configure_logging
 log = structlog.get_logger(__name__)
 
 
-def mllp_principal(settings: VigilSettings) -> Principal | None:
-    """Who MLLP senders are taken to be: the development source on a development stack;
-    in production nobody, until MLLP authentication exists (every message gets AR)."""
-    if settings.environment == "development":
-        return development_principal(settings.study_dir, settings.default_study)
-    return None
-
-
 def build_app(settings: VigilSettings) -> FastAPI:
-    """Ingest with its durable receipt and re-drive, started by the app's lifespan."""
+    """Ingest with its durable receipt and re-drive, started by the app's lifespan.
+
+    Raises InsecureConfiguration, InvalidSources or UnsafeMllpSettings (naming the file,
+    field or setting) before anything starts."""
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
+    tls = server_context(settings)
     code_maps = load_code_maps(settings.study_dir)
-    router = load_sources(
+    sources = load_sources(
         settings.study_dir,
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
@@ -119,25 +115,28 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 name="metrics",
             ),
         ]
-        mllp_server = await start_mllp_server(
-            intake,
+        limiter = RateLimiter(settings.mllp_rate_per_second, settings.mllp_rate_burst)
+        mllp = await start_mllp_server(
+            MllpHandler(
+                intake,
+                code_maps=code_maps,
+                limiter=limiter,
+                max_bytes=settings.mllp_max_message_bytes,
+            ),
             host=settings.bind_host,
             port=settings.mllp_port,
-            router=router,
-            code_maps=code_maps,
-            principal=mllp_principal(settings),
-            unauthenticated_limiter=limits.per_unauthenticated_client,
+            registry=sources,
+            tls=tls,
+            limits=MllpLimits.from_settings(settings),
+            development=settings.environment == "development",
         )
-        if mllp_principal(settings) is None:
-            log.warning("mllp.unauthenticated", detail=mllp.UNAUTHENTICATED)
         running["intake"] = intake
         keys["cache"] = key_cache
         parts.update(pool=pool, publisher=publisher)
         try:
             yield
         finally:
-            mllp_server.close()
-            await mllp_server.wait_closed()
+            await mllp.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -1,175 +1,205 @@
-"""The MLLP listener: HL7 v2 messages in, ACKs out, each message kept verbatim first."""
+"""One MLLP message in, one ACK out: every message is answered (AA, AE or AR) and kept.
+
+The order of checks is the order of trust: a frame that is not a whole message (too
+large, unfinished, unframed), a connection that stands for no source, a message whose
+MSH-3/MSH-4 is not an identity of the connection's source, a source over its rate limit,
+and only then the content. Whatever is refused is kept as a rejected receipt with its
+reason and counted; whatever fails unexpectedly (an event that cannot be built) becomes
+AE with the message kept. Only a lost connection ends without an answer. Log lines carry
+the peer, the control id and a reason code, never a field's value.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-import hl7.mllp
 import structlog
+from pydantic import ValidationError
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
-from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, Interpretation, interpret
+from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
+from services.ingest.hl7.messages import (
+    APPLICATION_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    Hl7Problem,
+    Interpretation,
+    interpret,
+)
+from services.ingest.hl7.refusals import refusal_problems
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.mllp_auth import Authenticated, Refused, Sender
+from services.ingest.mllp_frames import Frame, FrameProblem
 from services.ingest.principals import Principal
 from services.ingest.rate_limit import RateLimiter
-from services.ingest.sources import SourceRouter
-from shared import metrics
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
 CHANNEL = "mllp"
-UNAUTHENTICATED = (
-    "MLLP senders cannot be authenticated on this server yet, so no HL7 v2 message is "
-    "accepted (VIGIL_ENVIRONMENT=production); send over HTTP with an API key, or use "
-    "VIGIL_ENVIRONMENT=development for a loopback development source"
-)
-PrincipalSource = Principal | Callable[[], Principal | None] | None
-# The HL7 field each ownership rule's field lives in (segment, field number)
-_HL7_FIELD = {"study_id": ("MSH", 4), "site_id": ("PV1", 3), "subject_id": ("PID", 3)}
+CONTENT_TYPE = "x-application/hl7-v2+er7"
+AckCode = Literal["AA", "AE", "AR"]
 
 
-def refusal_problems(
-    refusals: list[Refusal], events: list[Envelope], text: str
-) -> list[Hl7Problem]:
-    """One ERR per refused event, naming the segment and field the rule is about."""
-    by_id = {envelope.id: envelope for envelope in events}
-    problems = []
-    for refused in refusals:
-        segment, number = _HL7_FIELD.get(refused.field, ("MSH", 0))
-        sequence = 1
-        envelope = by_id.get(refused.event_id)
-        if refused.field == "observation_key" and envelope is not None:
-            segment, number = "OBX", 3
-            sequence = _obx_position(text, str(envelope.data.get("source_message_id", "")))
-        problems.append(
-            Hl7Problem(
-                segment, sequence, number, APPLICATION_ERROR, f"{refused.code}: {refused.problem}"
-            )
+@dataclass(frozen=True)
+class Peer:
+    """One connection as the handler sees it."""
+
+    label: str
+    """``host:port``, for log lines and the receipt's source."""
+    host: str
+    auth: Authenticated | Refused
+
+
+@dataclass(frozen=True)
+class Answer:
+    ack: bytes
+    close: bool = False
+    """Close the connection after sending: the stream is out of step, or nobody speaks."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A message refused before its content is read: the answer, and how it is kept."""
+
+    code: AckCode
+    problem: Hl7Problem
+    reason_code: str
+    """For metrics and log lines: a short code, never the message's text."""
+    principal: Principal | None = None
+    close: bool = False
+
+
+def _msh_problem(text: str, *, field: int = 0, code: str = APPLICATION_ERROR) -> Hl7Problem:
+    return Hl7Problem("MSH", 1, field, code, text)
+
+
+def _outcome(code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem]) -> Interpretation:
+    if header is None:
+        return Interpretation(code, "", DEFAULT_VERSION, problems=problems)
+    return Interpretation(
+        code,
+        header.control_id,
+        header.version,
+        problems=problems,
+        sender=(header.application, header.facility),
+    )
+
+
+def _frame_problem(frame: Frame, max_bytes: int) -> Hl7Problem:
+    if frame.problem is FrameProblem.OVERSIZE:
+        text = (
+            f"the message is {frame.size} bytes; the largest accepted is {max_bytes} "
+            f"(its first {len(frame.content)} bytes are kept)"
         )
-    return problems
+    elif frame.problem is FrameProblem.NO_START_BLOCK:
+        text = "the MLLP frame does not begin with 0x0B"
+    else:
+        text = "the MLLP frame did not end (0x1C 0x0D) in time; what arrived is kept"
+    return _msh_problem(text)
 
 
-def _obx_position(text: str, source_message_id: str) -> int:
-    """The position among OBX segments of the OBX a result came from (its source message
-    id ends ``/OBR<n>/OBX<set id>``); 1 when it cannot be told."""
-    _, _, tail = source_message_id.rpartition("/OBR")
-    obr_text, _, set_id = tail.partition("/OBX")
-    obr = obx = 0
-    for line in text.replace("\n", "\r").split("\r"):
-        name, _, rest = line.partition("|")
-        if name == "OBR":
-            obr += 1
-        elif name == "OBX":
-            obx += 1
-            own_set_id = rest.split("|", 1)[0] or str(obx)
-            if str(obr) == obr_text and own_set_id == set_id:
-                return obx
-    return 1
+def _failure_text(error: BaseException) -> str:
+    """What went wrong, without any value from the message: a validation error names its
+    fields and the kind of error (its messages may quote a value), anything else its type
+    and where it was raised."""
+    if isinstance(error, ValidationError):
+        fields = ", ".join(
+            f"{error.title}.{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
+            for e in error.errors(include_input=False, include_url=False)[:3]
+        )
+        return f"the message could not be turned into events ({fields})"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].name}:{frames[-1].lineno}" if frames else ""
+    return f"the message could not be processed ({type(error).__name__}{where})"
 
 
 class MllpHandler:
-    """Serves one connection: every block is stored, interpreted and acknowledged."""
+    """Answers and keeps every frame of every connection."""
 
     def __init__(
         self,
         intake: Intake,
         *,
-        router: SourceRouter,
         code_maps: Mapping[str, Mapping[str, str]],
-        principal: PrincipalSource = None,
-        unauthenticated_limiter: RateLimiter | None = None,
+        limiter: RateLimiter,
+        max_bytes: int,
     ) -> None:
-        """``principal`` is who sends on every connection (a Principal, or a callable
-        giving one); None, or a callable giving None: nobody is authenticated, and every
-        message is answered AR and kept (at most at ``unauthenticated_limiter``'s rate
-        per peer address; beyond it, answered AR and only counted)."""
         self._intake = intake
-        self._router = router
         self._code_maps = code_maps
-        self._principal = principal
-        self._unauthenticated_limiter = unauthenticated_limiter
+        self._limiter = limiter
+        self._max_bytes = max_bytes
 
-    def principal(self) -> Principal | None:
-        return self._principal() if callable(self._principal) else self._principal
-
-    async def __call__(
-        self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
-    ) -> None:
-        peer = writer.get_extra_info("peername")
-        source = f"mllp {peer[0]}:{peer[1]}" if peer else "mllp"
-        try:
-            while not reader.at_eof():
-                try:
-                    block: bytes = await reader.readblock()
-                except hl7.mllp.InvalidBlockError as error:
-                    log.warning("mllp.invalid_block", peer=source, error=str(error))
-                    continue
-                except asyncio.IncompleteReadError:
-                    break
-                ack = await self.handle(block, source)
-                writer.writeblock(ack.encode())
-                await writer.drain()
-        except (ConnectionError, OSError) as error:
-            log.info("mllp.connection_closed", peer=source, error=str(error))
-        finally:
-            writer.close()
-
-    async def handle(self, block: bytes, source: str) -> str:
-        """Store, interpret, publish, and answer; AA only once the broker acknowledged."""
-        text = block.decode("utf-8", errors="replace")
-        study, zone = self._router.default
-        outcome = interpret(
-            text, study_id=study, zone=zone, route=self._router.route, code_maps=self._code_maps
-        )
-        principal = self.principal()
-        if principal is None:
-            outcome.ack_code, outcome.events = "AR", []
-            outcome.problems = [Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, UNAUTHENTICATED)]
-        receipt = Receipt(
-            channel=CHANNEL,
-            source=source,
-            content_type="x-application/hl7-v2+er7",
-            raw=block,
-            outcome="accepted" if outcome.ack_code == "AA" else "rejected",
-            reason=None if outcome.ack_code == "AA" else outcome.reason,
-        )
+    async def handle(self, frame: Frame, peer: Peer) -> Answer:
+        """The ACK for ``frame``; raises nothing but a cancellation."""
+        header: Hl7Header | None = None
         correlation = uuid.uuid4()
-        with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
-            await self._store(outcome, receipt, correlation, source, principal, text)
-        return build_ack(
-            outcome,
-            sending_application="VIGIL",
-            sending_facility="VIGIL",
-            receiving_application=outcome.sender[0],
-            receiving_facility=outcome.sender[1],
-            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
-        )
+        context = {"peer": peer.label, "correlation_id": str(correlation)}
+        with structlog.contextvars.bound_contextvars(**context):
+            try:
+                header = read_header(frame.content.decode("utf-8", errors="replace"))
+                return await self._handle(frame, peer, header, correlation)
+            except Exception as error:  # the last resort: answer and keep, whatever broke
+                return await self._failed(frame, peer, header, error)
 
-    async def _store(
-        self,
-        outcome: Interpretation,
-        receipt: Receipt,
-        correlation: uuid.UUID,
-        source: str,
-        principal: Principal | None,
-        text: str,
-    ) -> None:
-        """Accept or reject the message durably; a storage or broker failure turns the
-        answer into AE (the sender sends again), a refusal by the object-level rules into
-        AR naming the segment and field (the message is kept)."""
-        if principal is None:
-            await self._reject_unauthenticated(receipt, source)
-            return
+    async def _handle(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, correlation: uuid.UUID
+    ) -> Answer:
+        gate = self._gate(frame, peer, header)
+        if isinstance(gate, Sender):
+            return await self._interpret(frame, peer, gate, correlation)
+        if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
+            # answered but not kept: an unauthenticated peer must not fill the store
+            log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
+            return Answer(self._build(_outcome(gate.code, header, [gate.problem])), close=True)
+        return await self._refuse(frame, peer, header, gate)
+
+    def _gate(self, frame: Frame, peer: Peer, header: Hl7Header | None) -> Refusal | Sender:
+        """Whom the message speaks for, or why it is refused before its content is read."""
+        auth = peer.auth
+        if frame.problem is not None:
+            principal = auth.only_principal() if isinstance(auth, Authenticated) else None
+            problem = _frame_problem(frame, self._max_bytes)
+            reason = f"mllp-{frame.problem}"
+            close = frame.ends_stream or isinstance(auth, Refused)
+            return Refusal("AR", problem, reason, principal, close=close)
+        if isinstance(auth, Refused):
+            return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
+        if header is None:
+            text = "not an HL7 v2 message: it does not begin with an MSH segment"
+            reason = f"hl7-{APPLICATION_ERROR}"
+            return Refusal("AR", _msh_problem(text), reason, auth.only_principal())
+        sender = auth.sender_for(header.application, header.facility)
+        if sender is None:
+            text = f"MSH-4/MSH-3 is not an identity of the authenticated source ({auth.label})"
+            problem = _msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
+            return Refusal("AR", problem, "mllp-identity-mismatch", auth.only_principal())
+        if wait := self._limiter.try_acquire(sender.principal.source):
+            text = (
+                f"rate limit of source {sender.principal.source} exceeded: try again in "
+                f"{wait:.0f} s"
+            )
+            return Refusal("AE", _msh_problem(text), "mllp-rate-limited", sender.principal)
+        return sender
+
+    async def _interpret(
+        self, frame: Frame, peer: Peer, sender: Sender, correlation: uuid.UUID
+    ) -> Answer:
+        """The content: events accepted (AA only once stored and published), or the
+        problems it has (AE/AR)."""
+        principal = sender.principal
+        text = frame.content.decode("utf-8", errors="replace")
+        outcome = interpret(
+            text, study_id=sender.study_id, zone=sender.zone, code_maps=self._code_maps
+        )
+        receipt = self._receipt(frame, peer, None if outcome.ack_code == "AA" else outcome.reason)
         envelopes: list[Envelope] = []
         try:
             if outcome.ack_code == "AA":
@@ -180,63 +210,96 @@ class MllpHandler:
                         event, source=SOURCE, correlation_id=correlation, now=None
                     )
                 ]
-                await self._intake.accept(receipt, envelopes, principal=principal, origin=source)
+                await self._intake.accept(receipt, envelopes, principal=principal)
                 log.info(
                     "ingest.accepted",
                     channel=CHANNEL,
                     control_id=outcome.control_id,
+                    source=principal.source,
                     events=len(envelopes),
                 )
             else:
-                reason = outcome.problems[0].code if outcome.problems else outcome.ack_code
+                reason = f"hl7-{outcome.problems[0].code}" if outcome.problems else "hl7"
                 await self._intake.reject(
-                    receipt, origin=source, reason_code=f"hl7-{reason}", principal=principal
+                    receipt, origin=receipt.source, reason_code=reason, principal=principal
                 )
-                log.warning("mllp.rejected", control_id=outcome.control_id, reason=outcome.reason)
+                self._log_rejected(outcome.control_id, reason, outcome.problems)
         except Forbidden as forbidden:  # kept as a rejected receipt by Intake
             outcome.ack_code = "AR"
             outcome.problems = refusal_problems(forbidden.refusals, envelopes, text)
-        except (StorageUnavailable, BrokerUnavailable) as error:
-            outcome.ack_code = "AE"
-            outcome.problems = [
-                Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"temporarily unavailable: {error}")
-            ]
+        except (StorageUnavailable, BrokerUnavailable):
+            return Answer(self._unavailable(outcome))
+        return Answer(self._build(outcome))
 
-    async def _reject_unauthenticated(self, receipt: Receipt, source: str) -> None:
-        limiter = self._unauthenticated_limiter
-        peer = source.removeprefix("mllp ").rpartition(":")[0] or source
-        if limiter is not None and limiter.try_acquire(f"mllp {peer}") is not None:
-            metrics.record_ingest_rejected(CHANNEL, "rate-limited-unauthenticated")
-            return  # answered AR; not kept, or junk could fill the receipt store
-        rejected = Receipt(
-            channel=receipt.channel,
-            source=receipt.source,
-            content_type=receipt.content_type,
-            raw=receipt.raw,
-            outcome="rejected",
-            reason=UNAUTHENTICATED,
+    async def _refuse(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, refusal: Refusal
+    ) -> Answer:
+        """Keep the message as rejected with the refusal's problem as its reason, then
+        answer."""
+        outcome = _outcome(refusal.code, header, [refusal.problem])
+        try:
+            await self._intake.reject(
+                self._receipt(frame, peer, refusal.problem.text),
+                origin=f"mllp {peer.label}",
+                reason_code=refusal.reason_code,
+                principal=refusal.principal,
+            )
+        except (StorageUnavailable, BrokerUnavailable):
+            return Answer(self._unavailable(outcome), close=refusal.close)
+        self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
+        return Answer(self._build(outcome), close=refusal.close)
+
+    async def _failed(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception
+    ) -> Answer:
+        """Something unexpected broke: AE, the message kept for review, a log line."""
+        text = _failure_text(error)
+        log.error(
+            "mllp.failed",
+            control_id=header.control_id if header else "",
+            reason_code="mllp-internal-error",
+            error=text,
         )
-        with contextlib.suppress(StorageUnavailable, BrokerUnavailable):
-            await self._intake.reject(rejected, origin=source, reason_code="mllp-unauthenticated")
-        log.warning("mllp.unauthenticated", peer=source)
+        principal = peer.auth.only_principal() if isinstance(peer.auth, Authenticated) else None
+        problem = _msh_problem(f"{text}; it is kept for review")
+        refusal = Refusal("AE", problem, "mllp-internal-error", principal)
+        try:
+            return await self._refuse(frame, peer, header, refusal)
+        except Exception as again:  # storage itself broke: still answer
+            log.error("mllp.not_kept", error=type(again).__name__)
+            return Answer(self._unavailable(_outcome("AE", header, [problem])))
 
+    def _receipt(self, frame: Frame, peer: Peer, reason: str | None) -> Receipt:
+        return Receipt(
+            channel=CHANNEL,
+            source=f"mllp {peer.label}",
+            content_type=CONTENT_TYPE,
+            raw=frame.content,
+            outcome="accepted" if reason is None else "rejected",
+            reason=reason,
+        )
 
-async def start_mllp_server(
-    intake: Intake,
-    *,
-    host: str,
-    port: int,
-    router: SourceRouter,
-    code_maps: Mapping[str, Mapping[str, str]],
-    principal: PrincipalSource = None,
-    unauthenticated_limiter: RateLimiter | None = None,
-) -> asyncio.Server:
-    handler = MllpHandler(
-        intake,
-        router=router,
-        code_maps=code_maps,
-        principal=principal,
-        unauthenticated_limiter=unauthenticated_limiter,
-    )
-    server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
-    return server
+    @staticmethod
+    def _log_rejected(control_id: str, reason_code: str, problems: list[Hl7Problem]) -> None:
+        # where and which code, never the problem's text: it may quote a field's value
+        where = [f"{p.segment}[{p.sequence}]-{p.field}:{p.code}" for p in problems]
+        log.warning("mllp.rejected", control_id=control_id, reason_code=reason_code, at=where)
+
+    def _unavailable(self, outcome: Interpretation) -> bytes:
+        """AE: the database or the broker did not answer, nothing was claimed; send again."""
+        outcome.ack_code = "AE"
+        outcome.problems = [_msh_problem("temporarily unavailable: send again later")]
+        log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
+        return self._build(outcome)
+
+    @staticmethod
+    def _build(outcome: Interpretation) -> bytes:
+        return build_ack(
+            outcome,
+            sending_application="VIGIL",
+            sending_facility="VIGIL",
+            receiving_application=outcome.sender[0],
+            receiving_facility=outcome.sender[1],
+            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        ).encode()

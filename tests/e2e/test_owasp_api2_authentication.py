@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import hl7
-import hl7.mllp
 import httpx
 import pytest
 
@@ -298,40 +296,3 @@ async def test_a_key_created_while_ingest_runs_works_at_once(
     key = await issue_api_key(dsn, source="late")
     response = await post(ingest.url, "/v1/subjects", enrolment(subject()), key.headers)
     assert response.status_code == 202, response.text
-
-
-async def test_in_production_mllp_answers_ar_to_everything_until_it_can_authenticate(
-    keyless_ingest: tuple[PrivateIngest, str],
-) -> None:
-    ingest, dsn = keyless_ingest
-    message = "\r".join(
-        [
-            "MSH|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|PROD-1|P|2.5.1",
-            "PID|1||01-003^^^NCT05262686^SS",
-            "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20261120080000+0800",
-            "OBX|1|NM|718-7^Haemoglobin^LN||8.1|g/dL|12-16|L|||F",
-        ]
-    )
-    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", ingest.mllp_port)
-    try:
-        writer.writeblock(message.encode())
-        await writer.drain()
-        ack = hl7.parse((await reader.readblock()).decode())
-    finally:
-        writer.close()
-
-    assert str(ack.segment("MSA")[1]) == "AR"
-    assert "VIGIL_ENVIRONMENT" in str(ack.segment("ERR"))
-    connection = await asyncpg.connect(dsn)
-    try:
-        row = await connection.fetchrow(
-            "SELECT outcome, raw FROM received_messages WHERE channel = 'mllp'"
-        )
-        events = await connection.fetchval(
-            "SELECT count(*) FROM events WHERE type LIKE '%lab_result%'"
-        )
-    finally:
-        await connection.close()
-    assert row["outcome"] == "rejected"
-    assert bytes(row["raw"]) == message.encode()
-    assert events == 0

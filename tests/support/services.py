@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.support.api_keys import IssuedKey, issue_api_key_blocking
 from tests.support.components import as_service_role, create_database, drop_database
+from tests.support.studies import loopback_studies
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
 
@@ -49,7 +50,10 @@ def service_env(
         "VIGIL_DATABASE_URL": database_url,
         "VIGIL_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "VIGIL_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "VIGIL_STUDY_DIR": str(REPO / "studies"),
+        # the shipped studies, with every HL7 sender connecting from 127.0.0.1 over plain
+        # MLLP, explicitly allowed: production settings otherwise (tests.support.studies)
+        "VIGIL_STUDY_DIR": str(loopback_studies()),
+        "VIGIL_MLLP_ALLOW_PLAIN": "true",
         "VIGIL_KAFKA_PARTITIONS": "3",
         "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",

@@ -41,3 +41,14 @@ def test_services_are_built_from_one_dockerfile_and_share_settings() -> None:
         assert service["environment"]["VIGIL_KAFKA_BOOTSTRAP"] == "kafka:9092"
     kafka = COMPOSE["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+
+
+def test_ingest_listens_for_mllp_over_tls_from_secrets_with_no_plain_fallback() -> None:
+    ingest = COMPOSE["services"]["ingest"]
+    env = ingest["environment"]
+    assert env["VIGIL_MLLP_TLS_CERT_FILE"] == "/run/secrets/mllp_tls_cert"
+    assert env["VIGIL_MLLP_TLS_KEY_FILE"] == "/run/secrets/mllp_tls_key"
+    assert "VIGIL_MLLP_ALLOW_PLAIN" not in env
+    assert {"mllp_tls_cert", "mllp_tls_key"} <= set(ingest["secrets"])
+    for secret in ingest["secrets"]:
+        assert ":?" in COMPOSE["secrets"][secret]["file"]  # no default: compose refuses

@@ -158,6 +158,8 @@ def build_stack(
         # a stack on one machine: /metrics open on loopback, generated keys (DESIGN: vigil dev)
         env["VIGIL_ENVIRONMENT"] = "development"
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    # a stack on one machine: loopback MLLP senders are accepted, plain MLLP is allowed
+    env.setdefault("VIGIL_ENVIRONMENT", os.environ.get("VIGIL_ENVIRONMENT", "development"))
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),
