@@ -20,14 +20,10 @@ from fastapi.responses import JSONResponse
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
-from services.ingest.fhir_mapping import (
-    Issue,
-    adverse_event_event,
-    observation_event,
-    operation_outcome,
-    patient_event,
-)
+from services.ingest.fhir_issues import Issue, operation_outcome
+from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
 from services.ingest.intake import Intake, StorageUnavailable
+from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
@@ -45,25 +41,37 @@ def _status_for(issues: list[Issue]) -> int:
 
 
 def add_fhir_routes(
-    app: FastAPI, intake: Callable[[], Intake], *, default_study: str, zone: tzinfo
+    app: FastAPI,
+    intake: Callable[[], Intake],
+    *,
+    default_study: str,
+    zone: tzinfo,
+    identifiers: SubjectIdentifiers | None = None,
 ) -> None:
-    """Mount the FHIR endpoints on ``app``."""
+    """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
+    system (the only one a subject id is taken from)."""
+    system = (identifiers or SubjectIdentifiers()).for_study(default_study)
 
     def event_of(resource: Any) -> tuple[SubjectEvent | None, list[Issue]]:
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
         if kind == "Observation":
-            return observation_event(resource, study_id=default_study, zone=zone)
+            return observation_event(
+                resource, study_id=default_study, zone=zone, identifiers=system
+            )
         if kind == "Patient":
-            return patient_event(resource, study_id=default_study)
+            return patient_event(resource, study_id=default_study, identifiers=system)
         if kind == "AdverseEvent":
-            return adverse_event_event(resource, study_id=default_study, zone=zone)
+            return adverse_event_event(
+                resource, study_id=default_study, zone=zone, identifiers=system
+            )
         return None, [
             Issue(
                 "not-supported",
-                f"{kind or 'Resource'}",
-                f"resourceType {kind!r} is not accepted (Observation, Patient, Bundle)",
+                "Resource.resourceType",
+                "resourceType is not one accepted here (Observation, Patient, AdverseEvent, "
+                "Bundle)",
             )
         ]
 
@@ -110,9 +118,7 @@ def add_fhir_routes(
     async def create(request: Request, kind: str) -> JSONResponse:
         _, resource, receipt = await receive(request)
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
-            issues = [
-                Issue("invalid", kind, f"POST to /{kind} carries a {resource['resourceType']}")
-            ]
+            issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path)
         event, issues = (
             event_of(resource)
@@ -161,7 +167,7 @@ def add_fhir_routes(
             return await reject(receipt, issues, request.url.path)
         kind = document.get("type")
         if kind not in ("batch", "transaction"):
-            issues = [Issue("value", "Bundle.type", f"type {kind!r}: batch or transaction")]
+            issues = [Issue("value", "Bundle.type", "type must be batch or transaction")]
             return await reject(receipt, issues, request.url.path)
         entries = document.get("entry") or []
         results = [

@@ -21,6 +21,7 @@ from services.ingest.fhir_api import add_fhir_routes
 from services.ingest.intake import Intake
 from services.ingest.mllp import start_mllp_server
 from services.ingest.sources import load_sources
+from services.ingest.subject_identifiers import load_subject_identifiers
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
@@ -40,6 +41,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
+    identifiers = load_subject_identifiers(settings.study_dir)
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
@@ -80,6 +82,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             port=settings.mllp_port,
             router=router,
             code_maps=code_maps,
+            identifiers=identifiers,
         )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)
@@ -117,6 +120,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         lambda: running["intake"],
         default_study=settings.default_study,
         zone=ZoneInfo(settings.source_timezone),
+        identifiers=identifiers,
     )
     return app
 

@@ -17,6 +17,7 @@ from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.messages import APPLICATION_ERROR, Hl7Problem, Interpretation, interpret
 from services.ingest.intake import Intake, StorageUnavailable
 from services.ingest.sources import SourceRouter
+from services.ingest.subject_identifiers import SubjectIdentifiers
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
@@ -32,10 +33,12 @@ class MllpHandler:
         *,
         router: SourceRouter,
         code_maps: Mapping[str, Mapping[str, str]],
+        identifiers: SubjectIdentifiers | None = None,
     ) -> None:
         self._intake = intake
         self._router = router
         self._code_maps = code_maps
+        self._identifiers = identifiers or SubjectIdentifiers()
 
     async def __call__(
         self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter
@@ -64,7 +67,12 @@ class MllpHandler:
         text = block.decode("utf-8", errors="replace")
         study, zone = self._router.default
         outcome = interpret(
-            text, study_id=study, zone=zone, route=self._router.route, code_maps=self._code_maps
+            text,
+            study_id=study,
+            zone=zone,
+            route=self._router.route,
+            code_maps=self._code_maps,
+            identifiers=self._identifiers,
         )
         receipt = Receipt(
             channel=CHANNEL,
@@ -126,7 +134,8 @@ async def start_mllp_server(
     port: int,
     router: SourceRouter,
     code_maps: Mapping[str, Mapping[str, str]],
+    identifiers: SubjectIdentifiers | None = None,
 ) -> asyncio.Server:
-    handler = MllpHandler(intake, router=router, code_maps=code_maps)
+    handler = MllpHandler(intake, router=router, code_maps=code_maps, identifiers=identifiers)
     server: asyncio.Server = await hl7.mllp.start_hl7_server(handler, host=host, port=port)
     return server

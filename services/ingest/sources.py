@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.ingest.subject_identifiers import SubjectIdentifierSystem
+
 SOURCES_FILE = "sources.yaml"
 
 
@@ -44,6 +46,7 @@ class StudySources(BaseModel):
 
     study_id: str
     hl7: tuple[Hl7Source, ...] = ()
+    subject_identifier: SubjectIdentifierSystem | None = None  # read by subject_identifiers
 
 
 @dataclass(frozen=True)
