@@ -8,7 +8,6 @@ broker keeps messages in memory) nor a crash between receipt and publication los
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Literal
 
 import asyncpg
 import orjson
+
+from shared.db.receipts import ReceiptRow, insert_receipt
 
 
 @dataclass(frozen=True)
@@ -48,23 +49,24 @@ async def record_receipt(
     outgoing: Sequence[Outgoing],
     *,
     deadline: timedelta,
+    receipt_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Store the message and what it owes the audit log, in one transaction."""
-    receipt_id = uuid.uuid4()
+    """Store the message and what it owes the audit log, in one transaction; a rejected
+    message's dead letter names its ``receipt_id``, chosen before."""
+    receipt_id = receipt_id or uuid.uuid4()
     async with connection.transaction():
-        await connection.execute(
-            """INSERT INTO received_messages (receipt_id, channel, source, content_type, raw,
-                   raw_sha256, outcome, reason, event_ids)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            receipt_id,
-            receipt.channel,
-            receipt.source,
-            receipt.content_type,
-            receipt.raw,
-            hashlib.sha256(receipt.raw).digest(),
-            receipt.outcome,
-            receipt.reason,
-            [item.event_id for item in outgoing],
+        await insert_receipt(
+            connection,
+            ReceiptRow(
+                receipt_id=receipt_id,
+                channel=receipt.channel,
+                source=receipt.source,
+                content_type=receipt.content_type,
+                raw=receipt.raw,
+                outcome=receipt.outcome,
+                reason=receipt.reason,
+                event_ids=tuple(item.event_id for item in outgoing),
+            ),
         )
         if outgoing:
             # a resent message owes the same events: the first row stands
