@@ -84,6 +84,14 @@ def describe(problems: Sequence[FieldProblem]) -> str:
     return text[:_MAX_DESCRIBED] or "invalid"
 
 
+def explain(error: ValueError, *, otherwise: str) -> str:
+    """One value-free line for a failed parse: a ValidationError's problems, or
+    ``otherwise`` for any other ValueError (its message may quote anything)."""
+    if isinstance(error, ValidationError):
+        return describe(field_problems(error))
+    return otherwise
+
+
 def _problem(detail: Mapping[str, Any]) -> FieldProblem:
     kind = str(detail.get("type", "value_error"))
     steps = [str(step) for step in detail.get("loc", ())]

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
@@ -23,9 +21,10 @@ from shared.events.dead_letters import (
     reference_in,
     study_named_in,
 )
-from shared.field_problems import describe, field_problems
+from shared.field_problems import explain
 
 SOURCE = "/vigil/safety-rules"
+UNKNOWN_TYPE = "its type names no known Vigil event type"
 RAW_DEAD_LETTER_REASON = (
     "a dead letter that carried the raw message: kept in the receipt store, with the "
     "producer's reason"
@@ -69,9 +68,7 @@ class KeptRejection:
 def invalid_event_reason(error: ValueError) -> str:
     """Why a record is not a valid event, in fields and problems: a pydantic message
     would quote the values (a name, an MRN) into the log and the dead letter."""
-    if isinstance(error, ValidationError):
-        return f"not a valid Vigil event: {describe(field_problems(error))}"
-    return "not a valid Vigil event: its type names no known Vigil event type"
+    return "not a valid Vigil event: " + explain(error, otherwise=UNKNOWN_TYPE)
 
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
