@@ -39,6 +39,7 @@ _FORMS = {
     SUBJECT_ID_PATTERN: f"must be {SUBJECT_ID_FORM}",
     LOINC_PATTERN: "must be a LOINC code such as 718-7",
     MEDDRA_PATTERN: "must be an 8-digit MedDRA code",
+    r"^[A-Za-z0-9\-.]+$": "must be letters, digits, '-' or '.' (a FHIR id)",
 }
 # Error types whose pydantic message names the input or the validator's internals.
 _WORDS = {

@@ -161,6 +161,10 @@ def build_stack(
                     "vigil.devstack.demo",
                     "--ingest-url",
                     f"http://{host}:{settings.ingest_port}",
+                    "--mllp-host",
+                    host,
+                    "--mllp-port",
+                    str(settings.mllp_port),
                 ],
                 restart=False,
             )
