@@ -454,18 +454,13 @@ class SafetySignalRetracted(SignalEvent):
 REJECTED_INPUT_STREAM = "rejected-input"
 
 
-class InputRejectedV1(EventPayload):
-    """Version 1, kept to read the events recorded before version 2: it carried the raw
-    message itself, which now stays in the access-controlled receipt store only."""
-
-    event_type: ClassVar[str] = "org.vigil.input.rejected.v1"
+class RejectedInputEvent(EventPayload):
+    """What every version of InputRejected says: why, where it was found, by whom."""
 
     study_id: str | None = Field(default=None, description="When the input names one.")
     reason: str = Field(min_length=1)
     origin: str = Field(description="Where it was found, e.g. topic/partition@offset.")
     rejected_by: str
-    raw_base64: str = Field(description="The raw bytes, base64: the original, whatever it was.")
-    raw_text: str | None = Field(default=None, description="The raw bytes when valid UTF-8.")
 
     @property
     def study(self) -> str | None:
@@ -476,30 +471,28 @@ class InputRejectedV1(EventPayload):
         return REJECTED_INPUT_STREAM
 
 
-class InputRejected(EventPayload):
-    """Something reached Vigil that could not be accepted: why, where it was found, and
-    the receipt that holds it. The raw message (which may carry names, birth dates, record
-    numbers) stays only in the access-controlled receipt store, ``received_messages``;
-    this event refers to it by receipt id, SHA-256 and size."""
+class InputRejectedV1(RejectedInputEvent):
+    """Version 1, kept to read the events recorded before version 2: it carried the raw
+    message itself, which now stays in the access-controlled receipt store only."""
+
+    event_type: ClassVar[str] = "org.vigil.input.rejected.v1"
+
+    raw_base64: str = Field(description="The raw bytes, base64: the original, whatever it was.")
+    raw_text: str | None = Field(default=None, description="The raw bytes when valid UTF-8.")
+
+
+class InputRejected(RejectedInputEvent):
+    """Something reached Vigil that could not be accepted: why (fields and problems, never
+    values), where it was found, and the receipt that holds it. The raw message (which may
+    carry names, birth dates, record numbers) stays only in the access-controlled receipt
+    store, ``received_messages``; this event refers to it by receipt id, SHA-256 and size."""
 
     event_type: ClassVar[str] = "org.vigil.input.rejected.v2"
 
-    study_id: str | None = Field(default=None, description="When the input names one.")
-    reason: str = Field(min_length=1, description="The fields and problems, never values.")
-    origin: str = Field(description="Where it was found, e.g. topic/partition@offset.")
-    rejected_by: str
     receipt_id: uuid.UUID = Field(description="The row of received_messages with the raw.")
     raw_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the raw, hex.")
     raw_size: int = Field(ge=0, description="Size of the raw message in bytes.")
     channel: str = Field(min_length=1, description="http-json, fhir, mllp or kafka.")
-
-    @property
-    def study(self) -> str | None:
-        return self.study_id
-
-    @property
-    def stream_id(self) -> str:
-        return REJECTED_INPUT_STREAM
 
 
 _PAYLOADS: dict[str, type[EventPayload]] = {
