@@ -3,7 +3,8 @@
 Pydantic's own messages rarely quote the input, but some do or come close: a custom
 validator's message may carry the value (fhir.resources' and our own), a pattern mismatch
 prints an internal regular expression, a union tag names the tag that was sent, and the
-key of an unknown field is itself input (a sender may have put a name there). Whatever is
+key of an unknown field is itself input (a sender may have put a name there: only a key
+written like a field name is repeated). Whatever is
 made of a ValidationError here may go into a log line, a dead-letter reason, an HL7 ERR
 segment or an HTTP answer: it names the field and the problem, nothing the sender wrote.
 """
@@ -24,9 +25,10 @@ from shared.events.payloads import (
     SUBJECT_ID_PATTERN,
 )
 
-# A location step that reads as a field name or an index; anything else in a location
-# (a dict key, an unknown field's name) came from the input and is not repeated.
-_FIELD_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,63}|\d{1,9})$")
+# A location step written like a field name (snake_case or camelCase, as Vigil's and
+# FHIR's are) or an index. Anything else in a location (a key with spaces, a capitalised
+# name) came from the input and may be a person's name: it is not repeated.
+_FIELD_NAME = re.compile(r"^(?:[a-z_][A-Za-z0-9_]{0,63}|\d{1,9})$")
 _UNNAMED = "(key)"
 _MAX_PROBLEM = 200
 _MAX_DESCRIBED = 1000
@@ -96,8 +98,6 @@ def explain(error: ValueError, *, otherwise: str) -> str:
 def _problem(detail: Mapping[str, Any]) -> FieldProblem:
     kind = str(detail.get("type", "value_error"))
     steps = [str(step) for step in detail.get("loc", ())]
-    if kind == "extra_forbidden" and steps:
-        steps = steps[:-1]  # the unknown key is the sender's text: say where, not what
     # validator steps ("function-after[...]") and "__root__" name no field
     location = tuple(
         step if _FIELD_NAME.match(step) else _UNNAMED
