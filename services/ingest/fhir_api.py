@@ -21,18 +21,14 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
-from services.ingest.fhir_mapping import (
-    Issue,
-    adverse_event_event,
-    observation_event,
-    operation_outcome,
-    patient_event,
-)
+from services.ingest.fhir_issues import Issue, operation_outcome
+from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.principals import Principal
+from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
@@ -56,24 +52,37 @@ def add_fhir_routes(
     default_study: str,
     zone: tzinfo,
     max_bundle_entries: int,
+    identifiers: SubjectIdentifiers | None = None,
 ) -> None:
-    """Mount the FHIR endpoints on ``app``."""
+    """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
+    system (the only one a subject id is taken from).
 
-    def event_of(resource: Any) -> tuple[SubjectEvent | None, list[Issue]]:
+    FHIR resources name no study: a key scoped to one study writes that study, with its
+    identifier system; any other key writes ``default_study`` (and is refused if that is
+    not one of its studies)."""
+    systems = identifiers or SubjectIdentifiers()
+
+    def study_of(principal: Principal) -> str:
+        (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
+        return only
+
+    def event_of(resource: Any, study: str) -> tuple[SubjectEvent | None, list[Issue]]:
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
+        system = systems.for_study(study)
         if kind == "Observation":
-            return observation_event(resource, study_id=default_study, zone=zone)
+            return observation_event(resource, study_id=study, zone=zone, identifiers=system)
         if kind == "Patient":
-            return patient_event(resource, study_id=default_study)
+            return patient_event(resource, study_id=study, identifiers=system)
         if kind == "AdverseEvent":
-            return adverse_event_event(resource, study_id=default_study, zone=zone)
+            return adverse_event_event(resource, study_id=study, zone=zone, identifiers=system)
         return None, [
             Issue(
                 "not-supported",
-                f"{kind or 'Resource'}",
-                f"resourceType {kind!r} is not accepted (Observation, Patient, Bundle)",
+                "Resource.resourceType",
+                "resourceType is not one accepted here (Observation, Patient, AdverseEvent, "
+                "Bundle)",
             )
         ]
 
@@ -139,12 +148,10 @@ def add_fhir_routes(
         principal = principal_of(request)
         _, resource, receipt = await receive(request)
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
-            issues = [
-                Issue("invalid", kind, f"POST to /{kind} carries a {resource['resourceType']}")
-            ]
+            issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
         event, issues = (
-            event_of(resource)
+            event_of(resource, study_of(principal))
             if resource is not None
             else (None, [Issue("structure", kind, "the body is not valid JSON")])
         )
@@ -211,7 +218,7 @@ def add_fhir_routes(
             return await reject(receipt, issues, path, principal)
         kind = document.get("type")
         if kind not in ("batch", "transaction"):
-            issues = [Issue("value", "Bundle.type", f"type {kind!r}: batch or transaction")]
+            issues = [Issue("value", "Bundle.type", "type must be batch or transaction")]
             return await reject(receipt, issues, path, principal)
         entries = document.get("entry") or []
         if not isinstance(entries, list) or len(entries) > max_bundle_entries:
@@ -225,7 +232,10 @@ def add_fhir_routes(
                 receipt, [issue], path, principal, status=413, code="too-many-entries"
             )
         results = [
-            event_of(entry.get("resource") if isinstance(entry, dict) else None)
+            event_of(
+                entry.get("resource") if isinstance(entry, dict) else None,
+                study_of(principal),
+            )
             for entry in entries
         ]
         failed = {n: issues for n, (_, issues) in enumerate(results) if issues}

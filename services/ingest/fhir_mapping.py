@@ -7,7 +7,6 @@ for pydantic v2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,9 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from services.ingest.fhir_issues import Issue, validation_issues
+from services.ingest.fhir_subjects import patient_subject, referenced_subject
+from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     AdverseEventReported,
     LabResultReported,
@@ -41,59 +43,12 @@ _STATUS = {
 _GENDER = {"female": Sex.FEMALE, "male": Sex.MALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
 
 
-@dataclass(frozen=True)
-class Issue:
-    """One OperationOutcome issue: ``structure`` problems answer 400, the rest 422."""
-
-    code: str  # FHIR issue-type: structure, required, value, not-supported, invalid
-    expression: str
-    diagnostics: str
-
-    def as_fhir(self) -> dict[str, Any]:
-        return {
-            "severity": "error",
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-            "expression": [self.expression],
-        }
-
-
-def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
-
-
-def _structure_issues(kind: str, error: ValidationError) -> list[Issue]:
-    issues = []
-    for problem in error.errors():
-        path = ".".join(str(part) for part in problem["loc"] if part != "__root__")
-        issues.append(Issue("structure", f"{kind}.{path}" if path else kind, problem["msg"]))
-    return issues
-
-
 def _reference_id(reference: Any, kind: str) -> str | None:
-    """``Patient/01-003`` gives ``01-003``; an identifier-only reference its value."""
-    if reference is None:
+    """``Organization/PKUPH-02`` gives ``PKUPH-02``."""
+    if reference is None or not reference.reference:
         return None
-    if reference.reference:
-        text = str(reference.reference)
-        return text.split("/", 1)[1] if text.startswith(f"{kind}/") else None
-    if reference.identifier is not None and reference.identifier.value:
-        return str(reference.identifier.value)
-    return None
-
-
-def _subject_of(reference: Any, kind: str, issues: list[Issue]) -> str | None:
-    """The study subject a resource is about; an issue when it does not say."""
-    subject = _reference_id(reference, "Patient")
-    if subject is None:
-        issues.append(
-            Issue(
-                "required",
-                f"{kind}.subject",
-                "subject must reference Patient/<study subject id>",
-            )
-        )
-    return subject
+    text = str(reference.reference)
+    return text.split("/", 1)[1] if text.startswith(f"{kind}/") else None
 
 
 def _moment(value: Any, zone: tzinfo) -> datetime | None:
@@ -105,13 +60,17 @@ def _moment(value: Any, zone: tzinfo) -> datetime | None:
 
 
 def observation_event(
-    resource: dict[str, Any], *, study_id: str, zone: tzinfo
+    resource: dict[str, Any],
+    *,
+    study_id: str,
+    zone: tzinfo,
+    identifiers: SubjectIdentifierSystem | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
     """A LabResultReported from an Observation, or the issues that prevent it."""
     try:
         observation = Observation.model_validate(resource)
     except ValidationError as error:
-        return None, _structure_issues("Observation", error)
+        return None, validation_issues("structure", "Observation", error)
     issues: list[Issue] = []
     status = _STATUS.get(str(observation.status or ""))
     if status is None:
@@ -119,10 +78,11 @@ def observation_event(
             Issue(
                 "value",
                 "Observation.status",
-                f"status {observation.status!r} is not one of {', '.join(_STATUS)}",
+                f"status is not one of {', '.join(_STATUS)}",
             )
         )
-    subject = _subject_of(observation.subject, "Observation", issues)
+    system = identifiers or SubjectIdentifierSystem.conventional(study_id)
+    subject = referenced_subject(observation.subject, "Observation", system, issues)
     collected = _moment(
         observation.effectiveDateTime
         or observation.effectiveInstant
@@ -220,24 +180,24 @@ def observation_event(
             }
         ), []
     except ValidationError as error:
-        return None, [
-            Issue("invalid", f"Observation.{'.'.join(str(p) for p in e['loc'])}", e["msg"])
-            for e in error.errors()
-        ]
+        return None, validation_issues("invalid", "Observation", error)
 
 
 def patient_event(
-    resource: dict[str, Any], *, study_id: str
+    resource: dict[str, Any],
+    *,
+    study_id: str,
+    identifiers: SubjectIdentifierSystem | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
-    """A SubjectEnrolled from a Patient (identifier or id, birthDate, gender, organisation)."""
+    """A SubjectEnrolled from a Patient (the study's identifier, birthDate, gender,
+    organisation); names, addresses and telecoms are never read."""
     try:
         patient = Patient.model_validate(resource)
     except ValidationError as error:
-        return None, _structure_issues("Patient", error)
+        return None, validation_issues("structure", "Patient", error)
     issues: list[Issue] = []
-    subject = (patient.identifier[0].value if patient.identifier else None) or patient.id
-    if not subject:
-        issues.append(Issue("required", "Patient.identifier", "the study subject id is required"))
+    system = identifiers or SubjectIdentifierSystem.conventional(study_id)
+    subject = patient_subject(patient, system, issues)
     if patient.birthDate is None:
         issues.append(Issue("required", "Patient.birthDate", "birthDate is required"))
     site = _reference_id(patient.managingOrganization, "Organization")
@@ -251,13 +211,16 @@ def patient_event(
         )
     if issues:
         return None, issues
-    return SubjectEnrolled(
-        study_id=study_id,
-        subject_id=str(subject),
-        site_id=str(site),
-        sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
-        birth_date=patient.birthDate,
-    ), []
+    try:
+        return SubjectEnrolled(
+            study_id=study_id,
+            subject_id=str(subject),
+            site_id=str(site),
+            sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
+            birth_date=patient.birthDate,
+        ), []
+    except ValidationError as error:
+        return None, validation_issues("invalid", "Patient", error)
 
 
 MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
@@ -273,24 +236,29 @@ _SEVERITY = {"mild": "mild", "moderate": "moderate", "severe": "severe"}
 
 
 def adverse_event_event(
-    resource: dict[str, Any], *, study_id: str, zone: tzinfo
+    resource: dict[str, Any],
+    *,
+    study_id: str,
+    zone: tzinfo,
+    identifiers: SubjectIdentifierSystem | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
     """An AdverseEventReported from an R4 AdverseEvent (actuality ``actual`` only: a
     potential event is a near miss, not something that happened to the subject)."""
     try:
         event = AdverseEvent.model_validate(resource)
     except ValidationError as error:
-        return None, _structure_issues("AdverseEvent", error)
+        return None, validation_issues("structure", "AdverseEvent", error)
     issues: list[Issue] = []
     if event.actuality != "actual":
         issues.append(
             Issue(
                 "not-supported",
                 "AdverseEvent.actuality",
-                f"actuality {event.actuality!r}: only actual events are recorded",
+                "only actual events are recorded (actuality: actual)",
             )
         )
-    subject = _subject_of(event.subject, "AdverseEvent", issues)
+    system = identifiers or SubjectIdentifierSystem.conventional(study_id)
+    subject = referenced_subject(event.subject, "AdverseEvent", system, issues)
     codings = list(event.event.coding or []) if event.event else []
     term = (event.event.text if event.event else None) or next(
         (c.display for c in codings if c.display), None
@@ -331,7 +299,4 @@ def adverse_event_event(
             }
         ), []
     except ValidationError as error:
-        return None, [
-            Issue("invalid", f"AdverseEvent.{'.'.join(str(p) for p in e['loc'])}", e["msg"])
-            for e in error.errors()
-        ]
+        return None, validation_issues("invalid", "AdverseEvent", error)

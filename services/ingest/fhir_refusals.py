@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from services.ingest.authorization import Refusal
-from services.ingest.fhir_mapping import Issue
+from services.ingest.fhir_issues import Issue
 
 # Where each field an ownership rule names lives in a resource (FHIRPath, from the resource).
 _FHIR_PATH = {

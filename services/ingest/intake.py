@@ -28,7 +28,7 @@ from services.ingest.principals import Principal
 from shared import metrics
 from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
-from shared.events.dead_letters import dead_letter_headers, input_rejected
+from shared.events.dead_letters import ReceiptReference, dead_letter, study_named_in
 from shared.events.topics import DEAD_LETTERS, topic_for
 
 log = structlog.get_logger(__name__)
@@ -95,10 +95,14 @@ class Intake:
         self._publisher = publisher
         self._deadline = redrive_after
 
-    async def _record(self, receipt: Receipt, outgoing: Sequence[Outgoing]) -> None:
+    async def _record(
+        self, receipt: Receipt, outgoing: Sequence[Outgoing], receipt_id: uuid.UUID | None = None
+    ) -> None:
         try:
             async with self._pool.acquire() as connection:
-                await record_receipt(connection, receipt, outgoing, deadline=self._deadline)
+                await record_receipt(
+                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
+                )
         except (asyncpg.PostgresError, OSError) as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
 
@@ -216,21 +220,27 @@ class Intake:
         reason_code: str,
         principal: Principal | None = None,
     ) -> None:
-        """Record a rejected message and send it to the dead letters, whose InputRejected
-        event is owed to the audit log like any other. ``reason_code`` is a short code for
-        metrics (the full reason is in the receipt); ``principal`` is who sent it, when
-        known."""
+        """Record a rejected message and send a dead letter that refers to its receipt
+        (never the raw message, which stays in the receipt store); its InputRejected event
+        is owed to the audit log like any other. ``reason_code`` is a short code for
+        metrics; the reason names fields and problems, never values; ``principal`` is who
+        sent it, when known."""
         if principal is not None:
             receipt = replace(
                 receipt, principal_source=principal.source, credential=principal.credential
             )
         metrics.record_ingest_rejected(receipt.channel, reason_code)
-        headers = dead_letter_headers(
-            reason=receipt.reason or "rejected", origin=origin, rejected_by=REJECTED_BY
+        receipt_id = uuid.uuid4()
+        letter = dead_letter(
+            ReceiptReference.of(receipt_id, receipt.raw, receipt.channel),
+            reason=receipt.reason or "rejected",
+            origin=origin,
+            rejected_by=REJECTED_BY,
+            study_id=study_named_in(receipt.raw),
         )
-        event_id = input_rejected(receipt.raw, headers, fallback_origin=origin).content_id()
-        outgoing = [Outgoing(event_id, DEAD_LETTERS, None, receipt.raw, headers)]
-        await self._record(receipt, outgoing)
+        event_id = letter.event(fallback_origin=origin).content_id()
+        outgoing = [Outgoing(event_id, DEAD_LETTERS, None, letter.value, letter.headers)]
+        await self._record(receipt, outgoing, receipt_id)
         # recorded: if the broker is away, the re-drive publishes it when it is back
         with contextlib.suppress(BrokerUnavailable):
             await self._publish(outgoing)

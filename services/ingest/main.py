@@ -28,6 +28,7 @@ from services.ingest.mllp_listener import MllpLimits, start_mllp_server
 from services.ingest.mllp_tls import server_context
 from services.ingest.rate_limit import RateLimiter
 from services.ingest.sources import load_sources
+from services.ingest.subject_identifiers import load_subject_identifiers
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
@@ -56,13 +57,14 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
+    identifiers = load_subject_identifiers(settings.study_dir)
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
     running: dict[str, Intake] = {}
     keys: dict[str, ApiKeyCache] = {}
     parts: dict[str, object] = {}
-    # one limiter per kind for every channel of this process, so a source's HTTP and MLLP
-    # traffic draw on one budget
+    # one limiter per kind for the HTTP channels of this process, so a source's JSON and
+    # FHIR traffic draw on one budget (MLLP has its own, VIGIL_MLLP_RATE_*)
     limits = Limits(
         max_body_bytes=settings.ingest_max_body_bytes,
         body_timeout_seconds=settings.ingest_body_timeout_seconds,
@@ -120,6 +122,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             MllpHandler(
                 intake,
                 code_maps=code_maps,
+                identifiers=identifiers,
                 limiter=limiter,
                 max_bytes=settings.mllp_max_message_bytes,
             ),
@@ -171,6 +174,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         zone=ZoneInfo(settings.source_timezone),
         max_bundle_entries=settings.ingest_max_bundle_entries,
+        identifiers=identifiers,
     )
     return app
 

@@ -39,6 +39,7 @@ from services.ingest.mllp_auth import Authenticated, Refused, Sender
 from services.ingest.mllp_frames import Frame, FrameProblem
 from services.ingest.principals import Principal
 from services.ingest.rate_limit import RateLimiter
+from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
@@ -131,11 +132,13 @@ class MllpHandler:
         code_maps: Mapping[str, Mapping[str, str]],
         limiter: RateLimiter,
         max_bytes: int,
+        identifiers: SubjectIdentifiers | None = None,
     ) -> None:
         self._intake = intake
         self._code_maps = code_maps
         self._limiter = limiter
         self._max_bytes = max_bytes
+        self._identifiers = identifiers or SubjectIdentifiers()
 
     async def handle(self, frame: Frame, peer: Peer) -> Answer:
         """The ACK for ``frame``; raises nothing but a cancellation."""
@@ -197,7 +200,11 @@ class MllpHandler:
         principal = sender.principal
         text = frame.content.decode("utf-8", errors="replace")
         outcome = interpret(
-            text, study_id=sender.study_id, zone=sender.zone, code_maps=self._code_maps
+            text,
+            study_id=sender.study_id,
+            zone=sender.zone,
+            code_maps=self._code_maps,
+            identifiers=self._identifiers,
         )
         receipt = self._receipt(frame, peer, None if outcome.ack_code == "AA" else outcome.reason)
         envelopes: list[Envelope] = []

@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from shared.field_problems import field_problems
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -24,12 +26,13 @@ def _branch(location: list[str]) -> str | None:
 
 
 def field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]]:
-    """Pydantic errors as a list naming the field (a JSON pointer into the body) and why.
+    """Pydantic errors as a list naming the field (a JSON pointer into the body) and why,
+    never the value sent (see shared.field_problems).
 
     A body that may be one object or a list fails both union branches; only the errors of
     the branch matching what was sent are reported.
     """
-    listed = []
+    chosen = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
         if location and location[0] == "body":
@@ -39,14 +42,13 @@ def field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]
             if isinstance(body, list) != branch.startswith("list["):
                 continue
             location = location[1:]
-        # model validators appear as "function-after[...]" steps, which name no field
-        location = [part for part in location if "[" not in part]
-        listed.append(
-            {
-                "field": ".".join(location) or "(body)",
-                "pointer": "/" + "/".join(location),
-                "problem": error.get("msg", "invalid"),
-                "type": error.get("type", "value_error"),
-            }
-        )
-    return listed
+        chosen.append({**error, "loc": tuple(location)})
+    return [
+        {
+            "field": problem.field,
+            "pointer": problem.pointer,
+            "problem": problem.problem,
+            "type": problem.kind,
+        }
+        for problem in field_problems(chosen)
+    ]

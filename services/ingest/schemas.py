@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.payloads import (
+    LOINC_PATTERN,
     AdverseEventReported,
     ClinicalDecimal,
     MedicationRecorded,
@@ -49,7 +50,7 @@ class LabResultIn(RequestModel):
     """One analyte's result as the laboratory reported it: numeric (value and unit),
     qualitative (positive / negative / indeterminate), or text."""
 
-    loinc_code: str | None = Field(default=None, pattern=r"^\d{1,7}-\d$", examples=["718-7"])
+    loinc_code: str | None = Field(default=None, pattern=LOINC_PATTERN, examples=["718-7"])
     local_code: str | None = Field(default=None, max_length=64, description="Lab's own code.")
     local_system: str | None = Field(default=None, max_length=200)
     analyte_text: str | None = Field(default=None, max_length=200)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -32,6 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from services.ingest.subject_identifiers import SubjectIdentifierSystem
 
 SOURCES_FILE = "sources.yaml"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -118,7 +119,7 @@ class StudySources(BaseModel):
     sources: tuple[SourceEntry, ...] = ()
     # owned by the subject-identifier configuration (HL7 PID-3 assigning authority, FHIR
     # identifier system); read by its own model, carried here untouched
-    subject_identifier: Any = None
+    subject_identifier: SubjectIdentifierSystem | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events import Envelope
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
+from shared.field_problems import explain
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_security import check_kafka_transport
@@ -78,7 +79,8 @@ class SignalConsumer:
             try:
                 envelopes.append(Envelope.from_json(record.value or b""))
             except (ValidationError, ValueError) as error:
-                log.error("notifier.invalid_signal", offset=record.offset, error=str(error))
+                problem = explain(error, otherwise="its type names no known Vigil event type")
+                log.error("notifier.invalid_signal", offset=record.offset, error=problem)
         for envelope in envelopes:
             log.info(
                 "notifier.signal_received",

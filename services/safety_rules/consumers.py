@@ -18,10 +18,16 @@ from faststream.kafka.annotations import KafkaMessage
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers import BatchOutcome, handle_batch
-from services.safety_rules.records import Record, Rejected, parse_records, rejected_input
+from services.safety_rules.records import (
+    Record,
+    Rejected,
+    kept_rejection,
+    parse_records,
+    rejected_input,
+)
 from shared import eventstore
+from shared.db.receipts import ReceiptRow, keep_receipts
 from shared.events import Envelope
-from shared.events.dead_letters import dead_letter_headers
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner
 
@@ -82,32 +88,44 @@ class _Backoff:
         self._failures = 0
 
 
-async def publish_dead_letters(broker: KafkaBroker, rejected: list[Rejected], by: str) -> None:
-    """Put records that are not valid events on the dead-letter topic, with the reason."""
+async def keep_raw(pool: asyncpg.Pool, receipts: list[ReceiptRow]) -> None:
+    """Keep records verbatim in the receipt store (a record kept before is left as is)."""
+    if receipts:
+        async with pool.acquire() as connection:
+            await keep_receipts(connection, receipts)
+
+
+async def publish_dead_letters(
+    broker: KafkaBroker, pool: asyncpg.Pool, rejected: list[Rejected], by: str
+) -> None:
+    """Keep records that are not valid events in the receipt store, then put a dead letter
+    referring to each on the dead-letter topic: the raw record (which may carry names and
+    record numbers) never travels further than the access-controlled receipt store."""
+    kept = [kept_rejection(item, by) for item in rejected]
+    await keep_raw(pool, [item.receipt for item in kept])
     await asyncio.gather(
         *(
-            broker.publish(
-                item.record.value,
-                topic=DEAD_LETTERS,
-                headers=dead_letter_headers(
-                    reason=item.reason, origin=item.record.origin, rejected_by=by
-                ),
-            )
-            for item in rejected
+            broker.publish(item.letter.value, topic=DEAD_LETTERS, headers=item.letter.headers)
+            for item in kept
         )
     )
-    for item in rejected:
-        log.warning("rules.dead_lettered", reason=item.reason[:300], origin=item.record.origin)
+    for item, letter in zip(rejected, kept, strict=True):
+        log.warning(
+            "rules.dead_lettered",
+            reason=item.reason[:300],
+            origin=item.record.origin,
+            receipt_id=str(letter.receipt.receipt_id),
+        )
 
 
 class FactsConsumer:
     """Per batch: dead-letter bad records, then one transaction for everything else.
 
     Records from the dead-letter topic become InputRejected events in the same
-    transaction. Kafka offsets are committed by FastStream after this returns, i.e. after
-    the database commit; on an error the batch is rewound and consumed again. An event
-    whose id is already stored with other content is dead-lettered and the batch retried
-    without it.
+    transaction (a raw one is first kept in the receipt store). Kafka offsets are
+    committed by FastStream after this returns, i.e. after the database commit; on an
+    error the batch is rewound and consumed again. An event whose id is already stored
+    with other content is dead-lettered and the batch retried without it.
     """
 
     def __init__(
@@ -139,13 +157,16 @@ class FactsConsumer:
             envelope.id: record
             for envelope, record in zip(envelopes, _valid(facts, rejected), strict=True)
         }
-        envelopes += [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
+        dead = [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
+        envelopes += [envelope for envelope, _ in dead]
         positions = next_positions(records)
         began = time.perf_counter()
         try:
+            # raw dead letters are kept before their InputRejected refers to them
+            await keep_raw(self._pool, [receipt for _, receipt in dead if receipt is not None])
             for _ in range(len(envelopes) + 1):
                 if rejected:
-                    await publish_dead_letters(self._broker, rejected, self._group_id)
+                    await publish_dead_letters(self._broker, self._pool, rejected, self._group_id)
                     rejected = []
                 try:
                     outcome, projection_behind = await self._commit(envelopes, positions)

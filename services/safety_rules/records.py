@@ -1,17 +1,34 @@
 """The consumed records as the rules service takes them: valid events, or rejects that
-name what is wrong (they go to the dead-letter topic)."""
+name what is wrong (they are kept in the receipt store and dead-lettered by reference)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
+from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
-from shared.events.dead_letters import input_rejected
+from shared.events.dead_letters import (
+    CONTENT_TYPE,
+    KAFKA_CHANNEL,
+    ORIGIN,
+    REASON,
+    REJECTED_BY,
+    DeadLetter,
+    ReceiptReference,
+    dead_letter,
+    kafka_receipt_id,
+    reference_in,
+    study_named_in,
+)
+from shared.field_problems import explain
 
 SOURCE = "/vigil/safety-rules"
+UNKNOWN_TYPE = "its type names no known Vigil event type"
+RAW_DEAD_LETTER_REASON = (
+    "a dead letter that carried the raw message: kept in the receipt store, with the "
+    "producer's reason"
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,9 @@ class Record:
     def origin(self) -> str:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
+    def header_texts(self) -> dict[str, str]:
+        return {key: value.decode(errors="replace") for key, value in self.headers}
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -37,6 +57,20 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class KeptRejection:
+    """A rejected record as kept (its receipt) and as dead-lettered (a reference to it)."""
+
+    receipt: ReceiptRow
+    letter: DeadLetter
+
+
+def invalid_event_reason(error: ValueError) -> str:
+    """Why a record is not a valid event, in fields and problems: a pydantic message
+    would quote the values (a name, an MRN) into the log and the dead letter."""
+    return "not a valid Vigil event: " + explain(error, otherwise=UNKNOWN_TYPE)
+
+
 def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
     """Split records into valid envelopes and rejects that name what is wrong."""
     envelopes: list[Envelope] = []
@@ -44,16 +78,77 @@ def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejec
     for record in records:
         try:
             envelopes.append(Envelope.from_json(record.value))
-        except (ValidationError, ValueError) as error:
-            rejected.append(Rejected(record, f"not a valid Vigil event: {error}"))
+        except ValueError as error:  # pydantic's ValidationError is one
+            rejected.append(Rejected(record, invalid_event_reason(error)))
     return envelopes, rejected
 
 
-def rejected_input(record: Record) -> Envelope:
-    """The audit-log event for a record found on the dead-letter topic.
+def _kept(
+    record: Record,
+    *,
+    reason: str,
+    origin: str,
+    rejected_by: str,
+    content_type: str | None,
+    kept_reason: str | None = None,
+) -> KeptRejection:
+    """The receipt of ``record`` (with ``kept_reason``, else ``reason``) and the dead
+    letter (with ``reason``) that refers to it."""
+    raw = record.value
+    reference = ReceiptReference.of(kafka_receipt_id(origin, raw), raw, KAFKA_CHANNEL)
+    letter = dead_letter(
+        reference,
+        reason=reason,
+        origin=origin,
+        rejected_by=rejected_by,
+        study_id=study_named_in(raw),
+    )
+    receipt = ReceiptRow(
+        receipt_id=reference.receipt_id,
+        channel=KAFKA_CHANNEL,
+        source=origin,
+        content_type=content_type,
+        raw=raw,
+        outcome="rejected",
+        reason=kept_reason or reason,
+        event_ids=(letter.event(fallback_origin=origin).content_id(),),
+    )
+    return KeptRejection(receipt, letter)
+
+
+def kept_rejection(item: Rejected, rejected_by: str) -> KeptRejection:
+    """What the rules service keeps of a record it rejects: the record verbatim in the
+    receipt store (a partner published it straight to Kafka, so no receipt exists), and
+    the dead letter that refers to it."""
+    return _kept(
+        item.record,
+        reason=item.reason,
+        origin=item.record.origin,
+        rejected_by=rejected_by,
+        content_type=item.record.header_texts().get(CONTENT_TYPE),
+    )
+
+
+def rejected_input(record: Record) -> tuple[Envelope, ReceiptRow | None]:
+    """The audit-log event for a record found on the dead-letter topic, and the receipt to
+    keep first when the record is a raw dead letter (a partner's, or one from before
+    dead letters referred to receipts).
 
     Its id derives from the content, so a dead letter consumed twice is stored once.
     """
-    headers = {key: value.decode(errors="replace") for key, value in record.headers}
-    payload = input_rejected(record.value, headers, fallback_origin=record.origin)
-    return wrap(payload, source=SOURCE)
+    headers = record.header_texts()
+    reference = reference_in(record.value, headers)
+    if reference is not None:
+        letter = DeadLetter(reference, headers)
+        return wrap(letter.event(fallback_origin=record.origin), source=SOURCE), None
+    # the producer's reason is free text Vigil did not write (an old dead letter's quoted
+    # the values): it stays with the raw message, the audit log says where to find it
+    kept = _kept(
+        record,
+        reason=RAW_DEAD_LETTER_REASON,
+        origin=headers.get(ORIGIN) or record.origin,
+        rejected_by=headers.get(REJECTED_BY) or "unknown",
+        content_type=headers.get(CONTENT_TYPE),
+        kept_reason=headers.get(REASON) or "no reason given by the producer",
+    )
+    return wrap(kept.letter.event(fallback_origin=record.origin), source=SOURCE), kept.receipt

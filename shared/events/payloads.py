@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,7 +29,22 @@ ClinicalDecimal = Annotated[
     Decimal, PlainSerializer(_decimal_as_json_number, return_type=int | float, when_used="json")
 ]
 StudyId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-SubjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+# The study's pseudonymous subject id: never a name, a record number or free text.
+SUBJECT_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+SUBJECT_ID_MAX_LENGTH = 64
+SUBJECT_ID_FORM = "1 to 64 letters, digits, '.', '_' or '-'"
+SubjectId = Annotated[
+    str, Field(min_length=1, max_length=SUBJECT_ID_MAX_LENGTH, pattern=SUBJECT_ID_PATTERN)
+]
+LOINC_PATTERN = r"^\d{1,7}-\d$"
+MEDDRA_PATTERN = r"^\d{8}$"
+_SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN)
+
+
+def is_subject_id(text: str) -> bool:
+    """Whether ``text`` fits the subject-id grammar (what every channel must check before
+    it builds an event, so that a misfit is a field problem and not a crash)."""
+    return len(text) <= SUBJECT_ID_MAX_LENGTH and _SUBJECT_ID.match(text) is not None
 
 
 class EventPayload(BaseModel):
@@ -148,7 +164,7 @@ class LabResultReported(SubjectEvent):
     event_type: ClassVar[str] = "org.vigil.lab_result.reported.v1"
 
     loinc_code: str | None = Field(
-        default=None, pattern=r"^\d{1,7}-\d$", description="LOINC code, e.g. 718-7."
+        default=None, pattern=LOINC_PATTERN, description="LOINC code, e.g. 718-7."
     )
     local_code: str | None = Field(default=None, max_length=64, description="Sender's code.")
     local_system: str | None = Field(default=None, max_length=200)
@@ -226,9 +242,9 @@ class AdverseEventReported(SubjectEvent):
 
     ae_id: str = Field(min_length=1, max_length=128, description="The site's id of the AE.")
     term: str = Field(min_length=1, max_length=500, description="Verbatim or MedDRA term.")
-    meddra_code: str | None = Field(default=None, pattern=r"^\d{8}$")
+    meddra_code: str | None = Field(default=None, pattern=MEDDRA_PATTERN)
     system_organ_class: str | None = Field(default=None, max_length=200)
-    system_organ_class_code: str | None = Field(default=None, pattern=r"^\d{8}$")
+    system_organ_class_code: str | None = Field(default=None, pattern=MEDDRA_PATTERN)
     onset: AwareDatetime
     end: AwareDatetime | None = None
     serious: bool
@@ -438,17 +454,13 @@ class SafetySignalRetracted(SignalEvent):
 REJECTED_INPUT_STREAM = "rejected-input"
 
 
-class InputRejected(EventPayload):
-    """Something reached Vigil that could not be accepted; kept with the reason, verbatim."""
-
-    event_type: ClassVar[str] = "org.vigil.input.rejected.v1"
+class RejectedInputEvent(EventPayload):
+    """What every version of InputRejected says: why, where it was found, by whom."""
 
     study_id: str | None = Field(default=None, description="When the input names one.")
     reason: str = Field(min_length=1)
     origin: str = Field(description="Where it was found, e.g. topic/partition@offset.")
     rejected_by: str
-    raw_base64: str = Field(description="The raw bytes, base64: the original, whatever it was.")
-    raw_text: str | None = Field(default=None, description="The raw bytes when valid UTF-8.")
 
     @property
     def study(self) -> str | None:
@@ -457,6 +469,30 @@ class InputRejected(EventPayload):
     @property
     def stream_id(self) -> str:
         return REJECTED_INPUT_STREAM
+
+
+class InputRejectedV1(RejectedInputEvent):
+    """Version 1, kept to read the events recorded before version 2: it carried the raw
+    message itself, which now stays in the access-controlled receipt store only."""
+
+    event_type: ClassVar[str] = "org.vigil.input.rejected.v1"
+
+    raw_base64: str = Field(description="The raw bytes, base64: the original, whatever it was.")
+    raw_text: str | None = Field(default=None, description="The raw bytes when valid UTF-8.")
+
+
+class InputRejected(RejectedInputEvent):
+    """Something reached Vigil that could not be accepted: why (fields and problems, never
+    values), where it was found, and the receipt that holds it. The raw message (which may
+    carry names, birth dates, record numbers) stays only in the access-controlled receipt
+    store, ``received_messages``; this event refers to it by receipt id, SHA-256 and size."""
+
+    event_type: ClassVar[str] = "org.vigil.input.rejected.v2"
+
+    receipt_id: uuid.UUID = Field(description="The row of received_messages with the raw.")
+    raw_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the raw, hex.")
+    raw_size: int = Field(ge=0, description="Size of the raw message in bytes.")
+    channel: str = Field(min_length=1, description="http-json, fhir, mllp or kafka.")
 
 
 _PAYLOADS: dict[str, type[EventPayload]] = {
@@ -470,6 +506,7 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         SafetySignalReopened,
         SafetySignalAmended,
         SafetySignalRetracted,
+        InputRejectedV1,
         InputRejected,
         DataQualityIssueRaised,
         AdverseEventReported,

@@ -31,7 +31,7 @@ def read_lines(process: subprocess.Popen[str], into: queue.Queue[str]) -> None:
         into.put(line.rstrip("\n"))
 
 
-def test_demo_shows_a_haemoglobin_alert_and_ctrl_c_stops_everything() -> None:
+def test_demo_shows_haemoglobin_alerts_from_every_channel_and_ctrl_c_stops_everything() -> None:
     state = components.scratch_dir("vigil-test-dev-")
     ports = {
         name: free_port() for name in ("pg", "kafka", "smtp", "ingest", "rules", "notifier", "mllp")
@@ -71,6 +71,19 @@ def test_demo_shows_a_haemoglobin_alert_and_ctrl_c_stops_everything() -> None:
         assert alert is not None, "no alert within a minute:\n" + "\n".join(seen)
         assert "anaemia-hb-le-9" in alert  # the demo feed's results were accepted
         assert list((state / "mail").glob("*.eml"))
+        # the other two scripted drops come over HL7 v2 (MLLP) and FHIR, each naming the
+        # subject by the study's identifier system (the HL7 one after a hospital MRN)
+        waiting = {"02-014", "01-007"}
+        deadline = time.monotonic() + 30
+        while waiting and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith("mail to") and "haemoglobin" in line:
+                waiting -= {subject for subject in waiting if f"subject {subject}:" in line}
+        assert not waiting, f"no alert for {waiting}:\n" + "\n".join(seen)
         key_file = state / "dev-api-key"
         assert key_file.stat().st_mode & 0o777 == 0o600
         key = key_file.read_text().strip()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.events import CONTENT_TYPE, LabResultReported, wrap
+from shared.events.dead_letters import RECEIPT_REFERENCE
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from tests.support import components
 from tests.support.api_keys import issue_api_key
@@ -243,12 +245,13 @@ async def _contains(path: Path, text: str) -> bool:
     return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
 
 
-async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(
+async def test_poison_message_is_kept_and_dead_lettered_by_reference_and_the_rest_flows(
     services: RunningServices, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
     subject = f"T-{uuid.uuid4().hex[:8]}"
     poison = b'{"specversion": "1.0", "type": "not json at the end'
     good = lab_event(subject, "12.0")
+    digest = hashlib.sha256(poison).hexdigest()
     dead = AIOKafkaConsumer(
         DEAD_LETTERS,
         bootstrap_servers=kafka_bootstrap,
@@ -259,16 +262,22 @@ async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(
     try:
         await publish_direct(kafka_bootstrap, LAB_RESULTS, [poison, good], subject.encode())
 
-        async def poison_arrived() -> dict[str, bytes] | None:
+        async def poison_arrived() -> tuple[dict[str, Any], dict[str, bytes]] | None:
             batches = await dead.getmany(timeout_ms=500)
             for record in (r for records in batches.values() for r in records):
-                if record.value == poison:
-                    return dict(record.headers)
+                assert record.value != poison, "the raw record travelled to the dead letters"
+                headers = dict(record.headers)
+                if headers.get("content-type") != RECEIPT_REFERENCE.encode():
+                    continue
+                reference: dict[str, Any] = json.loads(record.value)
+                if reference["raw_sha256"] == digest:
+                    return reference, headers
             return None
 
-        headers = await eventually(poison_arrived, what="poison on the dead-letter topic")
+        reference, headers = await eventually(poison_arrived, what="the poison's dead letter")
         assert b"not a valid Vigil event" in headers["vigil-reason"]
         assert headers["vigil-origin"].startswith(LAB_RESULTS.encode())
+        assert (reference["raw_size"], reference["channel"]) == (len(poison), "kafka")
     finally:
         await dead.stop()
     good_id = json.loads(good)["id"]
@@ -280,20 +289,26 @@ async def test_poison_message_goes_to_dead_letters_and_the_rest_flows(
             ),
             what="the good event after the poison stored",
         )
+        kept = await connection.fetchrow(
+            "SELECT * FROM received_messages WHERE receipt_id = $1",
+            uuid.UUID(reference["receipt_id"]),
+        )
+        assert bytes(kept["raw"]) == poison
+        assert (kept["channel"], kept["outcome"]) == ("kafka", "rejected")
+        assert kept["source"].startswith(LAB_RESULTS)
 
-        async def recorded_rejection() -> dict[str, object] | None:
-            rows = await connection.fetch(
-                "SELECT payload::text AS payload FROM events WHERE stream_id = 'rejected-input'"
-            )
-            for row in rows:
-                payload: dict[str, object] = json.loads(row["payload"])
-                if base64.b64decode(str(payload["raw_base64"])) == poison:
-                    return payload
-            return None
-
-        rejection = await eventually(recorded_rejection, what="poison in the rejected stream")
+        (owed,) = kept["event_ids"]
+        stored = await eventually(
+            lambda: connection.fetchval(
+                "SELECT payload::text FROM events WHERE event_id = $1", owed
+            ),
+            what="the poison's rejection in the rejected-input stream",
+        )
+        rejection = json.loads(stored)
+        assert rejection["receipt_id"] == reference["receipt_id"]
+        assert rejection["raw_sha256"] == digest
         assert "not a valid Vigil event" in str(rejection["reason"])
         assert str(rejection["origin"]).startswith(LAB_RESULTS)
-        assert rejection["raw_text"] == poison.decode()
+        assert "raw_text" not in rejection
     finally:
         await connection.close()

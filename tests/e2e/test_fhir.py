@@ -23,7 +23,7 @@ FHIR = {"content-type": "application/fhir+json"}
 def patient(subject: str) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
-        "identifier": [{"value": subject}],
+        "identifier": [{"system": "urn:vigil:study:NCT05262686", "value": subject}],
         "gender": "male",
         "birthDate": "1971-03-04",
         "managingOrganization": {"reference": "Organization/PKUPH-02"},

@@ -32,7 +32,7 @@ def adt(subject: str, control: str) -> str:
     return "\r".join(
         [
             f"MSH|^~\\&|EDC|PKUPH|VIGIL|SPONSOR|20261120083000||ADT^A04^ADT_A01|{control}|P|2.5.1",
-            f"PID|1||{subject}^^^PKUPH^MR||~||19850412|F",
+            f"PID|1||MRN-{subject}^^^PKUPH^MR~{subject}^^^NCT05262686^SS||~||19850412|F",
             "PV1|1|O|RHEUM^^^PKUPH-02",
         ]
     )
@@ -42,7 +42,7 @@ def oru(subject: str, control: str, *obx: str) -> str:
     return "\r".join(
         [
             f"MSH|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|{control}|P|2.5.1",
-            f"PID|1||{subject}^^^PKUPH^MR",
+            f"PID|1||{subject}^^^NCT05262686^SS",
             "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20261120080000+0800",
             *obx,
         ]

@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_mapping import (
-    adverse_event_event,
-    observation_event,
-    operation_outcome,
-    patient_event,
-)
+from services.ingest.fhir_issues import operation_outcome
+from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
 from shared.events import AdverseEventReported, LabResultReported, ResultStatus, SubjectEnrolled
 
 
@@ -117,13 +113,20 @@ def test_malformed_resource_is_a_structure_issue() -> None:
 def test_patient_registers_a_subject_without_keeping_the_name() -> None:
     resource = {
         "resourceType": "Patient",
-        "identifier": [{"system": "urn:study:NCT05262686", "value": "02-015"}],
+        "identifier": [
+            {
+                "system": "urn:oid:2.16.840.1.113883.19.5",
+                "value": "MRN-77431",
+                "type": {"text": "MR"},
+            },
+            {"system": "urn:vigil:study:NCT05262686", "value": "02-015"},
+        ],
         "name": [{"family": "Doe", "given": ["Jane"]}],
         "gender": "female",
         "birthDate": "1984-07-09",
         "managingOrganization": {"reference": "Organization/PKUPH-02"},
     }
-    event, issues = patient_event(resource, study_id="S")
+    event, issues = patient_event(resource, study_id="NCT05262686")
     assert issues == []
     assert isinstance(event, SubjectEnrolled)
     assert (event.subject_id, event.site_id, event.sex.value, event.birth_date) == (
@@ -133,6 +136,7 @@ def test_patient_registers_a_subject_without_keeping_the_name() -> None:
         date(1984, 7, 9),
     )
     assert "Doe" not in event.model_dump_json()
+    assert "MRN-77431" not in event.model_dump_json()
 
 
 def adverse_event(**changes: Any) -> dict[str, Any]:

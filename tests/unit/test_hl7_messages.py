@@ -17,12 +17,15 @@ from shared.events import LabResultReported, ResultStatus, SubjectEnrolled
 from tests.support.services import REPO
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+STUDY = "NCT05262686"
+# the hospital's MRN first, the study's subject id (assigning authority: the study) second
+PID = "PID|1||MRN0042^^^PKUPH^MR~01-003^^^NCT05262686^SS||~||19850412|F"
 
 
 def oru(
     *obx: str,
     version: str = "2.5.1",
-    pid: str = "PID|1||01-003^^^PKUPH^MR||~||19850412|F",
+    pid: str = PID,
     obr_time: str = "20261120080000",
 ) -> str:
     segments = [
@@ -38,7 +41,7 @@ HB = "OBX|1|NM|718-7^Hemoglobin^LN||8.4|g/dL^^UCUM|12.0-16.0|L|||F|||20261120080
 
 
 def test_numeric_result_becomes_a_lab_result() -> None:
-    outcome = interpret(oru(HB), study_id="NCT05262686", zone=BEIJING)
+    outcome = interpret(oru(HB), study_id=STUDY, zone=BEIJING)
     assert outcome.ack_code == "AA"
     (event,) = outcome.events
     assert isinstance(event, LabResultReported)
@@ -56,7 +59,7 @@ def test_numeric_result_becomes_a_lab_result() -> None:
 
 def test_collection_time_falls_back_to_obr7_in_the_source_zone() -> None:
     obx = "OBX|1|NM|718-7^Hemoglobin^LN||13.1|g/dL|12-16|N|||F"
-    (event,) = interpret(oru(obx), study_id="S", zone=BEIJING).events
+    (event,) = interpret(oru(obx), study_id=STUDY, zone=BEIJING).events
     assert isinstance(event, LabResultReported)
     assert event.collected_at.utcoffset() == timedelta(hours=8)
     assert event.collected_at.hour == 8
@@ -66,7 +69,7 @@ def test_several_obr_groups_and_dozens_of_obx() -> None:
     chem = [f"OBX|{n}|NM|1742-6^ALT^LN||{20 + n}|U/L|0-40|N|||F" for n in range(1, 31)]
     segments = oru(HB).rstrip("\r").split("\r")
     segments += ["OBR|2|ORD2|FIL2|24323-8^CMP^LN|||20261120090000", *chem]
-    outcome = interpret("\r".join(segments), study_id="S", zone=UTC)
+    outcome = interpret("\r".join(segments), study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AA"
     assert len(outcome.events) == 31
     assert {e.source_message_id for e in outcome.events if isinstance(e, LabResultReported)} >= {
@@ -76,14 +79,14 @@ def test_several_obr_groups_and_dozens_of_obx() -> None:
 
 def test_structured_numeric_with_a_comparator() -> None:
     obx = "OBX|1|SN|718-7^Hemoglobin^LN||<^5.0|g/dL|12-16|LL|||F"
-    (event,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    (event,) = interpret(oru(obx), study_id=STUDY, zone=UTC).events
     assert isinstance(event, LabResultReported)
     assert (event.comparator, event.value) == ("<", Decimal("5.0"))
 
 
 def test_loinc_in_the_alternate_coding() -> None:
     obx = "OBX|1|NM|HGB^Haemoglobin^L^718-7^Hemoglobin^LN||12|g/dL|12-16|N|||F"
-    (event,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    (event,) = interpret(oru(obx), study_id=STUDY, zone=UTC).events
     assert isinstance(event, LabResultReported)
     assert event.loinc_code == "718-7"
 
@@ -93,7 +96,7 @@ def test_loinc_in_the_alternate_coding() -> None:
 )
 def test_result_status(code: str, status: ResultStatus) -> None:
     obx = f"OBX|1|NM|718-7^Hemoglobin^LN||12|g/dL|12-16|N|||{code}"
-    (event,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    (event,) = interpret(oru(obx), study_id=STUDY, zone=UTC).events
     assert isinstance(event, LabResultReported)
     assert event.result_status == status
 
@@ -104,7 +107,7 @@ def test_bad_content_gives_ae_naming_segment_field_and_problem() -> None:
         "OBX|2|NM|718-7^Hemoglobin^LN||8.4||12-16|L|||F",
         "OBX|3|ZZ|718-7^Hemoglobin^LN||8.4|g/dL|12-16|L|||F",
     ]
-    outcome = interpret(oru(HB, *bad), study_id="S", zone=UTC)
+    outcome = interpret(oru(HB, *bad), study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AE"
     assert outcome.events == []
     where = {(p.segment, p.sequence, p.field, p.code) for p in outcome.problems}
@@ -113,11 +116,11 @@ def test_bad_content_gives_ae_naming_segment_field_and_problem() -> None:
 
 def test_local_code_is_kept_unmapped_or_mapped_through_the_code_map() -> None:
     obx = "OBX|1|NM|HGB^Haemoglobin^L||8.4|g/dL|12-16|L|||F"
-    (unmapped,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    (unmapped,) = interpret(oru(obx), study_id=STUDY, zone=UTC).events
     assert isinstance(unmapped, LabResultReported)
     assert (unmapped.loinc_code, unmapped.local_code, unmapped.local_system) == (None, "HGB", "L")
     assert unmapped.analyte_text == "Haemoglobin"
-    (mapped,) = interpret(oru(obx), study_id="S", zone=UTC, code_map={"L|HGB": "718-7"}).events
+    (mapped,) = interpret(oru(obx), study_id=STUDY, zone=UTC, code_map={"L|HGB": "718-7"}).events
     assert isinstance(mapped, LabResultReported)
     assert (mapped.loinc_code, mapped.local_code) == ("718-7", "HGB")
 
@@ -135,13 +138,13 @@ def test_local_code_is_kept_unmapped_or_mapped_through_the_code_map() -> None:
 )
 def test_qualitative_results(obx5: str, value_type: str, answer: str | None, text: str) -> None:
     obx = f"OBX|1|{value_type}|7918-6^HIV 1+2 Ab^LN||{obx5}||Negative||||F"
-    (event,) = interpret(oru(obx), study_id="S", zone=UTC).events
+    (event,) = interpret(oru(obx), study_id=STUDY, zone=UTC).events
     assert isinstance(event, LabResultReported)
     assert (event.qualitative, event.value_text, event.value) == (answer, text, None)
 
 
 def test_missing_subject_is_named() -> None:
-    outcome = interpret(oru(HB, pid="PID|1||"), study_id="S", zone=UTC)
+    outcome = interpret(oru(HB, pid="PID|1||"), study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AE"
     assert [(p.segment, p.field, p.code) for p in outcome.problems] == [("PID", 3, "101")]
 
@@ -155,7 +158,7 @@ def test_missing_subject_is_named() -> None:
     ],
 )
 def test_unsupported_type_or_version_is_ar(message: str, code: str) -> None:
-    outcome = interpret(message, study_id="S", zone=UTC)
+    outcome = interpret(message, study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AR"
     assert outcome.problems[0].code == code
 
@@ -164,11 +167,11 @@ def test_adt_registers_a_subject() -> None:
     message = "\r".join(
         [
             "MSH|^~\\&|EDC|SITE|VIGIL|SPONSOR|20261120083000||ADT^A04^ADT_A01|ADT01|P|2.4",
-            "PID|1||01-021^^^PKUPH^MR||~||19790203|M",
+            "PID|1||01-021^^^NCT05262686^SS||~||19790203|M",
             "PV1|1|O|RHEUM^^^PKUPH-02",
         ]
     )
-    outcome = interpret(message, study_id="NCT05262686", zone=UTC)
+    outcome = interpret(message, study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AA"
     (event,) = outcome.events
     assert isinstance(event, SubjectEnrolled)
@@ -182,7 +185,7 @@ def test_adt_registers_a_subject() -> None:
 
 def test_ack_echoes_the_control_id_and_carries_err_segments() -> None:
     bad = "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F"
-    outcome = interpret(oru(bad, version="2.3"), study_id="S", zone=UTC)
+    outcome = interpret(oru(bad, version="2.3"), study_id=STUDY, zone=UTC)
     text = build_ack(
         outcome, sending_application="VIGIL", sending_facility="S", ack_control_id="A1"
     )
@@ -194,7 +197,10 @@ def test_ack_echoes_the_control_id_and_carries_err_segments() -> None:
     assert str(err[2]) == "OBX^1^5"
     assert str(err[3]).startswith("102^Data type error^HL70357")
     assert str(err[1]).startswith("OBX^1^5^102")  # the 2.3 layout for a 2.3 sender
-    assert "eight" in ack.unescape(str(err[8]))
+    text = ack.unescape(str(err[8]))
+    assert "OBX-5" in text
+    assert "not a number" in text
+    assert "eight" not in text  # the problem, never the value
 
 
 @pytest.mark.parametrize(
@@ -235,7 +241,8 @@ def test_the_sender_chooses_the_study_and_the_zone() -> None:
     assert event.study_id == "NCT05262686"  # MSH-3 LIS, MSH-4 PKUPH-LAB
     assert isinstance(event, LabResultReported)
     assert event.collected_at.utcoffset() == timedelta(hours=8)
-    unknown = oru(obx).replace("|LIS|PKUPH-LAB|", "|OTHERLIS|ELSEWHERE|")
+    pid = "PID|1||01-003^^^OTHER^SS"  # the default study's own identifier
+    unknown = oru(obx, pid=pid).replace("|LIS|PKUPH-LAB|", "|OTHERLIS|ELSEWHERE|")
     (other,) = interpret(unknown, study_id="OTHER", zone=UTC, route=router.route).events
     assert other.study_id == "OTHER"
 
@@ -246,7 +253,7 @@ def test_what_real_senders_do_is_accepted() -> None:
         "OBX|2|NM|1742-6^ALT^LN|||U/L|0-40||||I",  # still pending
         "NTE|1||specimen slightly haemolysed",
     ).replace("\r", "\r\n")  # CR LF line ends
-    outcome = interpret(message, study_id="S", zone=UTC)
+    outcome = interpret(message, study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AA", outcome.reason
     (event,) = outcome.events
     assert isinstance(event, LabResultReported)

@@ -70,8 +70,9 @@ def test_a_source_with_certificates_is_not_admitted_by_its_network_alone(tmp_pat
     assert registry.by_network(ip_address("10.1.2.3")) == ()
 
 
-def test_the_subject_identifier_block_is_left_to_its_own_model(tmp_path: Path) -> None:
-    document = {"study_id": STUDY, "sources": [source()], "subject_identifier": {"hl7": "X"}}
+def test_the_subject_identifier_block_stands_beside_the_sources(tmp_path: Path) -> None:
+    block = {"hl7_assigning_authority": "X", "fhir_system": "urn:x"}
+    document = {"study_id": STUDY, "sources": [source()], "subject_identifier": block}
     registry = load_sources(write(tmp_path, document), default_study=STUDY, default_zone=UTC)
     assert [s.id for s in registry.sources] == ["lab-a"]
 

@@ -1,8 +1,10 @@
-"""A simulated NCT05262686-like trial, played against ingest's HTTP API, compressed in time.
+"""A simulated NCT05262686-like trial, played against ingest, compressed in time.
 
 Twenty subjects over two sites; visits at screening, Day 0 and every four weeks to week 24;
-each visit draws haemoglobin, ALT, creatinine and neutrophils. A few subjects have a
-scripted haemoglobin drop, reported in different units, so alerts arrive within a minute.
+each visit draws haemoglobin, ALT, creatinine and neutrophils, sent as JSON. A few subjects
+have a scripted haemoglobin drop, reported in different units and over each channel (JSON,
+HL7 v2 over MLLP, FHIR R4, the last two naming the subject by the study's identifier
+system), so alerts arrive within a minute.
 """
 
 from __future__ import annotations
@@ -19,24 +21,29 @@ from typing import Any
 
 import httpx
 
+from vigil.devstack.demo_channels import fhir_haemoglobin, hl7_haemoglobin, send_mllp
+
 VISIT_WEEKS = (-2, 0, 4, 8, 12, 16, 20, 24)  # -2 is screening
 SITES = ("PKUPH-01", "PKUPH-02")
 
 
 @dataclass(frozen=True)
 class HbDrop:
-    """A scripted fall in haemoglobin: at ``week`` the subject reports ``value`` ``unit``."""
+    """A scripted fall in haemoglobin: at ``week`` the subject reports ``value`` ``unit``,
+    sent over ``channel``."""
 
     week: int
     value: str
     unit: str
+    channel: str = "json"  # json, hl7 (MLLP) or fhir
 
 
-# Below 9 g/dL in three different units, so unit conversion is part of the demo.
+# Below 9 g/dL in three different units and over the three channels, so unit conversion
+# and every way in are part of the demo.
 SCRIPTED_DROPS = {
     "01-003": HbDrop(4, "8.6", "g/dL"),
-    "02-014": HbDrop(8, "84", "g/L"),
-    "01-007": HbDrop(12, "5.3", "mmol/L"),
+    "02-014": HbDrop(8, "84", "g/L", "hl7"),
+    "01-007": HbDrop(12, "5.3", "mmol/L", "fhir"),
 }
 
 
@@ -157,7 +164,54 @@ def read_api_key(path: Path) -> str:
         ) from None
 
 
-def play(ingest_url: str, *, api_key: str, seconds_per_week: float, seed: int = 5262686) -> None:
+def send_scripted(
+    client: httpx.Client, mllp: tuple[str, int], result: dict[str, Any], channel: str
+) -> None:
+    """Send one scripted haemoglobin over HL7 v2 (MLLP) or FHIR, with retries while
+    ingest is not ready."""
+    fields = (
+        result["subject_id"],
+        result["value"],
+        result["unit"],
+        result["reference_low"],
+        result["reference_high"],
+        datetime.fromisoformat(result["collected_at"]),
+        result["source_message_id"],
+    )
+    delay = 0.5
+    for _ in range(30):
+        try:
+            if channel == "hl7":
+                answer = send_mllp(*mllp, hl7_haemoglobin(*fields))
+                if answer == "AA":
+                    return
+                if answer != "AE":  # AE: try later (the broker or database is away)
+                    raise RuntimeError(f"MLLP answered {answer or 'nothing'}")
+            else:
+                response = client.post(
+                    "/fhir/r4/Observation",
+                    json=fhir_haemoglobin(*fields),
+                    headers={"content-type": "application/fhir+json"},
+                )
+                if response.status_code == 201:
+                    return
+                if response.status_code != 503:
+                    raise RuntimeError(f"FHIR answered {response.status_code}: {response.text}")
+        except OSError as error:
+            print(f"demo | ingest unreachable over {channel} ({error}); retrying", flush=True)
+        time.sleep(delay)
+        delay = min(delay * 2, 5)
+    raise RuntimeError(f"ingest did not accept the {channel} message")
+
+
+def play(
+    ingest_url: str,
+    *,
+    api_key: str,
+    seconds_per_week: float,
+    mllp: tuple[str, int] = ("127.0.0.1", 2575),
+    seed: int = 5262686,
+) -> None:
     """Enrol the subjects, then report each visit's results, one compressed week at a time."""
     rng = random.Random(seed)
     cohort = subjects(rng)
@@ -182,9 +236,25 @@ def play(ingest_url: str, *, api_key: str, seconds_per_week: float, seed: int = 
         for week in VISIT_WEEKS:
             collected = day0 + timedelta(weeks=week, hours=9)
             body = [r for s in cohort for r in visit_results(s, week, collected, rng)]
-            post(client, "/v1/lab-results", body)
+            elsewhere = {
+                f"DEMO-{sid}-W{week:+03d}-HGB": drop.channel
+                for sid, drop in SCRIPTED_DROPS.items()
+                if drop.week == week and drop.channel != "json"
+            }
+            post(
+                client,
+                "/v1/lab-results",
+                [r for r in body if r["source_message_id"] not in elsewhere],
+            )
+            for result in body:
+                if (channel := elsewhere.get(result["source_message_id"])) is not None:
+                    send_scripted(client, mllp, result, channel)
             label = "screening" if week < 0 else f"week {week}"
-            drops = [sid for sid, d in SCRIPTED_DROPS.items() if d.week == week]
+            drops = [
+                f"{sid}" + ("" if d.channel == "json" else f" over {d.channel.upper()}")
+                for sid, d in SCRIPTED_DROPS.items()
+                if d.week == week
+            ]
             note = f" (haemoglobin drop scripted for {', '.join(drops)})" if drops else ""
             print(f"demo | {label}: {len(body)} lab results sent{note}", flush=True)
             time.sleep(seconds_per_week * 4)
@@ -195,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ingest-url", default="http://127.0.0.1:8080")
     parser.add_argument("--api-key-file", type=Path, default=Path(".vigil/dev-api-key"))
+    parser.add_argument("--mllp-host", default="127.0.0.1")
+    parser.add_argument("--mllp-port", type=int, default=2575)
     parser.add_argument("--seconds-per-week", type=float, default=0.5)
     args = parser.parse_args(argv)
     try:
@@ -202,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             args.ingest_url,
             api_key=read_api_key(args.api_key_file),
             seconds_per_week=args.seconds_per_week,
+            mllp=(args.mllp_host, args.mllp_port),
         )
     except RuntimeError as error:
         print(f"demo | stopped: {error}", file=sys.stderr, flush=True)

@@ -187,6 +187,10 @@ def build_stack(
                     f"http://{host}:{settings.ingest_port}",
                     "--api-key-file",
                     str(key_file),
+                    "--mllp-host",
+                    host,
+                    "--mllp-port",
+                    str(settings.mllp_port),
                 ],
                 restart=False,
             )

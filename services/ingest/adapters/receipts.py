@@ -8,7 +8,6 @@ broker keeps messages in memory) nor a crash between receipt and publication los
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Literal
 
 import asyncpg
 import orjson
+
+from shared.db.receipts import ReceiptRow, insert_receipt
 
 
 @dataclass(frozen=True)
@@ -57,27 +58,25 @@ async def record_receipt(
     deadline: timedelta,
     receipt_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Store the message and what it owes the audit log, in one transaction (a savepoint
-    when the caller's transaction also records who owns what the message carries)."""
+    """Store the message and what it owes the audit log, in one transaction; a rejected
+    message's dead letter names its ``receipt_id``, chosen before."""
     receipt_id = receipt_id or uuid.uuid4()
     async with connection.transaction():
-        await connection.execute(
-            """INSERT INTO received_messages (receipt_id, channel, source, content_type, raw,
-                   raw_sha256, outcome, reason, event_ids, principal_source, credential,
-                   raw_truncated)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-            receipt_id,
-            receipt.channel,
-            receipt.source,
-            receipt.content_type,
-            receipt.raw,
-            hashlib.sha256(receipt.raw).digest(),
-            receipt.outcome,
-            receipt.reason,
-            [item.event_id for item in outgoing],
-            receipt.principal_source,
-            receipt.credential,
-            receipt.raw_truncated or None,
+        await insert_receipt(
+            connection,
+            ReceiptRow(
+                receipt_id=receipt_id,
+                channel=receipt.channel,
+                source=receipt.source,
+                content_type=receipt.content_type,
+                raw=receipt.raw,
+                outcome=receipt.outcome,
+                reason=receipt.reason,
+                event_ids=tuple(item.event_id for item in outgoing),
+                principal_source=receipt.principal_source,
+                credential=receipt.credential,
+                raw_truncated=receipt.raw_truncated,
+            ),
         )
         if outgoing:
             # a resent message owes the same events: the first row stands

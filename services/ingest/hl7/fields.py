@@ -17,7 +17,8 @@ _LOWER = re.compile(rf"^\s*(?:>|>=|≥)\s*({_NUMBER})\s*$")
 
 
 class FieldError(ValueError):
-    """A field's content does not fit its HL7 data type."""
+    """A field's content does not fit its HL7 data type. The message says how, never
+    what the content was (it may be a birth date): the caller names the field."""
 
 
 def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
@@ -25,7 +26,7 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
     without an offset is in the source's configured zone."""
     match = _DTM.match(text.strip())
     if not match:
-        raise FieldError(f"{text!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])")
+        raise FieldError("is not an HL7 date/time (YYYY[MM[DD[HH[MM[SS]]]]][+ZZZZ])")
     parts = match.groupdict()
     fraction = parts["f"] or ""
     try:
@@ -38,8 +39,8 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
             int(parts["s"] or 0),
             int((fraction + "000000")[:6]),
         )
-    except ValueError as error:
-        raise FieldError(f"{text!r} is not a valid date/time: {error}") from None
+    except ValueError:
+        raise FieldError("is not a calendar date/time (month, day or hour out of range)") from None
     if parts["tz"]:
         sign = 1 if parts["tz"][0] == "+" else -1
         offset = timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][3:5]))
@@ -56,9 +57,9 @@ def parse_decimal(text: str) -> Decimal:
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise FieldError(f"{text!r} is not a number") from None
+        raise FieldError("is not a number") from None
     if not value.is_finite():
-        raise FieldError(f"{text!r} is not a finite number")
+        raise FieldError("is not a finite number")
     return value
 
 

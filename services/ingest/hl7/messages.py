@@ -23,7 +23,10 @@ from services.ingest.hl7.fields import (
     parse_dtm,
     parse_reference_range,
 )
+from services.ingest.hl7.subject import SubjectIdInvalid, SubjectIdMissing, study_subject_id
+from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import LabResultReported, ResultStatus, Sex, SubjectEnrolled, SubjectEvent
+from shared.field_problems import describe, field_problems
 from shared.qualitative import qualitative_answer
 
 SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
@@ -95,10 +98,16 @@ class _Reader:
     """Walks one message, collecting events and problems."""
 
     def __init__(
-        self, message: hl7.Message, study_id: str, zone: tzinfo, code_map: Mapping[str, str]
+        self,
+        message: hl7.Message,
+        study_id: str,
+        zone: tzinfo,
+        code_map: Mapping[str, str],
+        authority: str,
     ) -> None:
         self.message = message
         self.study_id = study_id
+        self.authority = authority  # PID-3 assigning authority of the study's subject ids
         self.zone = zone
         self.code_map = code_map
         self.problems: list[Hl7Problem] = []
@@ -123,11 +132,13 @@ class _Reader:
         except KeyError:
             self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
             return None
-        subject = _get(pid, 3)
-        if not subject:
-            self.problem("PID", 1, 3, REQUIRED_FIELD_MISSING, "PID-3 (subject id) is empty")
-            return None
-        return subject
+        try:
+            return study_subject_id(pid, self.authority)
+        except SubjectIdMissing as error:
+            self.problem("PID", 1, 3, REQUIRED_FIELD_MISSING, str(error))
+        except SubjectIdInvalid as error:
+            self.problem("PID", 1, 3, DATA_TYPE_ERROR, str(error))
+        return None
 
     def lab_results(self) -> list[SubjectEvent]:
         subject = self.subject_id()
@@ -168,7 +179,7 @@ class _Reader:
                 sequence,
                 11,
                 TABLE_VALUE_NOT_FOUND,
-                f"OBX-11 result status {status_code!r} is not one of {''.join(_STATUS)}",
+                f"OBX-11 result status is not one of {', '.join(_STATUS)}",
             )
         result = self.value(sequence, obx, status_code)
         unit = _get(obx, 6) or None
@@ -199,9 +210,8 @@ class _Reader:
                 }
             )
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            self.problem("OBX", sequence, 0, APPLICATION_ERROR, f"{where}: {first['msg']}")
+            # value-free: the field and the problem (an OBX-3 code that is not LOINC, say)
+            self.problem("OBX", sequence, 0, APPLICATION_ERROR, describe(field_problems(error)))
             return None
 
     def collection_time(
@@ -223,7 +233,9 @@ class _Reader:
         try:
             return parse_dtm(text, default_zone=self.zone)
         except FieldError as error:
-            self.problem(segment, at, field_number, DATA_TYPE_ERROR, str(error))
+            self.problem(
+                segment, at, field_number, DATA_TYPE_ERROR, f"{segment}-{field_number}: {error}"
+            )
             return None
 
     def coding(self, obx: hl7.Segment) -> dict[str, str | None]:
@@ -266,7 +278,7 @@ class _Reader:
                 if comparator in ("", "="):
                     return {"value": parse_decimal(number)}
                 if comparator not in _COMPARATORS:
-                    raise FieldError(f"SN comparator {comparator!r} is not one of < <= > >= =")
+                    raise FieldError("the SN comparator is not one of < <= > >= =")
                 return {"value": parse_decimal(number), "comparator": _COMPARATORS[comparator]}
         except FieldError as error:
             self.problem("OBX", sequence, 5, DATA_TYPE_ERROR, f"OBX-5: {error}")
@@ -282,8 +294,7 @@ class _Reader:
             sequence,
             2,
             DATA_TYPE_ERROR,
-            f"OBX-2 value type {value_type or '(empty)'!r} is not one of NM, SN, CE, CWE, CNE, "
-            "ST, TX, FT",
+            "OBX-2 value type is not one of NM, SN, CE, CWE, CNE, ST, TX, FT",
         )
         return None
 
@@ -297,12 +308,14 @@ class _Reader:
         try:
             birth = parse_date(birth_text) if birth_text else None
         except FieldError as error:
-            self.problem("PID", 1, 7, DATA_TYPE_ERROR, str(error))
+            self.problem("PID", 1, 7, DATA_TYPE_ERROR, f"PID-7 (birth date): {error}")
         if not birth_text:
             self.problem("PID", 1, 7, REQUIRED_FIELD_MISSING, "PID-7 (birth date) is empty")
         sex = _SEX.get(sex_code) if sex_code else Sex.UNKNOWN
         if sex is None:
-            self.problem("PID", 1, 8, TABLE_VALUE_NOT_FOUND, f"PID-8 sex {sex_code!r} unknown")
+            self.problem(
+                "PID", 1, 8, TABLE_VALUE_NOT_FOUND, f"PID-8 sex is not one of {', '.join(_SEX)}"
+            )
         site = ""
         try:
             pv1 = self.message.segment("PV1")
@@ -313,15 +326,19 @@ class _Reader:
             self.problem("PV1", 1, 3, REQUIRED_FIELD_MISSING, "PV1-3 (site) is empty")
         if self.problems or birth is None or sex is None:
             return []
-        return [
-            SubjectEnrolled(
-                study_id=self.study_id,
-                subject_id=subject,
-                site_id=site,
-                sex=sex,
-                birth_date=birth,
-            )
-        ]
+        try:
+            return [
+                SubjectEnrolled(
+                    study_id=self.study_id,
+                    subject_id=subject,
+                    site_id=site,
+                    sex=sex,
+                    birth_date=birth,
+                )
+            ]
+        except ValidationError as error:  # e.g. a site id too long: an AE, never a crash
+            self.problem("PID", 1, 0, APPLICATION_ERROR, describe(field_problems(error)))
+            return []
 
 
 def interpret(
@@ -332,31 +349,31 @@ def interpret(
     code_map: Mapping[str, str] | None = None,
     route: Callable[[str, str], tuple[str, tzinfo]] | None = None,
     code_maps: Mapping[str, Mapping[str, str]] | None = None,
+    identifiers: SubjectIdentifiers | None = None,
 ) -> Interpretation:
     """Read one HL7 v2 message (segments separated by carriage returns).
 
     ``route`` picks the study and time zone from the sender (MSH-3, MSH-4); without it,
     or for a sender it does not know, ``study_id`` and ``zone`` apply. ``code_maps`` gives
-    each study's local-code map (``code_map`` is used when it has none for the study).
+    each study's local-code map (``code_map`` is used when it has none for the study);
+    ``identifiers`` the PID-3 assigning authority of each study's subject ids. No problem
+    text quotes a field's content: ERR segments and logs name the field and the rule.
     """
     # senders often end segments with LF or CR LF instead of the standard CR
     raw = raw.replace("\r\n", "\r").replace("\n", "\r").strip("\r") + "\r"
     try:
         message = hl7.parse(raw)
         msh = message.segment("MSH")
-    except (hl7.ParseException, KeyError, IndexError, ValueError) as error:
+    except (hl7.ParseException, KeyError, IndexError, ValueError):
+        text = "not an HL7 v2 message: it must start with an MSH segment (MSH|^~\\&|...)"
         return Interpretation(
-            "AR",
-            "",
-            "2.5.1",
-            problems=[
-                Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, f"not an HL7 v2 message: {error}")
-            ],
+            "AR", "", "2.5.1", problems=[Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, text)]
         )
     if route is not None:
         study_id, zone = route(_get(msh, 3), _get(msh, 4))
     study_codes = (code_maps or {}).get(study_id, code_map or {})
-    reader = _Reader(message, study_id, zone, study_codes)
+    authority = (identifiers or SubjectIdentifiers()).for_study(study_id).hl7_assigning_authority
+    reader = _Reader(message, study_id, zone, study_codes, authority)
     version = _get(msh, 12)
     kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
     result = Interpretation(
@@ -370,7 +387,7 @@ def interpret(
                 1,
                 12,
                 UNSUPPORTED_VERSION,
-                f"version {version!r} is not supported (2.3 to 2.5.1 are)",
+                "MSH-12 version is not supported (2.3, 2.3.1, 2.4, 2.5 and 2.5.1 are)",
             )
         )
         return result
@@ -387,7 +404,7 @@ def interpret(
                 1,
                 9,
                 code,
-                f"message type {kind}^{event} is not supported (ORU^R01, ADT^A04, ADT^A08)",
+                "MSH-9 message type is not supported (ORU^R01, ADT^A04, ADT^A08 are)",
             )
         )
         return result

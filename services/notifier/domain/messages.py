@@ -1,8 +1,10 @@
 """What a message says, and how each channel shows it.
 
 Subject id, site, analyte, value, grade, rule, deadline and a link; never a name or any
-other direct identifier. The content is stored with each planned delivery, so that a
-fallback to another channel renders the same facts.
+other direct identifier, and never free text copied from the input (an adverse event is
+named in Vigil's words and by its MedDRA code, not by the site's verbatim term). The
+content is stored with each planned delivery, so that a fallback to another channel
+renders the same facts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.adverse_event_labels import adverse_event_label
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
@@ -69,6 +72,23 @@ def format_value(value: Decimal | None, unit: str | None) -> str:
     return "" if value is None else f"{value:f} {unit or ''}".strip()
 
 
+def analyte_of(signal: SafetySignalRaised) -> str:
+    """What the message says was judged. An adverse event is named in Vigil's own words
+    from the signal's coded values, never by its verbatim term: a signal recorded before
+    the rules service stopped putting the term there is worded afresh here."""
+    if not (signal.episode_key or "").startswith("ae:"):
+        return signal.analyte
+    computed = signal.computed_values
+    seriousness = computed.get("seriousness")
+    meddra_code, nyha_class = computed.get("meddra_code"), computed.get("nyha_class")
+    return adverse_event_label(
+        serious=signal.serious,
+        criteria=seriousness.split(", ") if isinstance(seriousness, str) else (),
+        meddra_code=meddra_code if isinstance(meddra_code, str) else None,
+        nyha_class=nyha_class if isinstance(nyha_class, str) else None,
+    )
+
+
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     value = format_value(signal.observed_value, signal.observed_unit)
     if signal.reporting_deadline:
@@ -82,7 +102,7 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
         subject_id=signal.subject_id,
         site_id=signal.site_id,
         signal_id=signal.signal_id,
-        analyte=signal.analyte,
+        analyte=analyte_of(signal),
         value=value,
         threshold=signal.threshold,
         grade=signal.grade,

@@ -9,6 +9,7 @@ from typing import Any
 from services.safety_rules.domain.conditions.points import Judged, Point
 from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
 from services.safety_rules.domain.history import SubjectHistory
+from shared.adverse_event_labels import adverse_event_label
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
@@ -39,15 +40,22 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
         criteria = ", ".join(report.seriousness_criteria) or (
             "serious" if report.serious else "not serious"
         )
+        # the verbatim term and organ-class text are free text that may identify the
+        # subject: the signal (and every message made of it) says it in Vigil's words
+        label = adverse_event_label(
+            serious=report.serious,
+            criteria=report.seriousness_criteria,
+            meddra_code=report.meddra_code,
+            nyha_class=report.nyha_class,
+        )
         computed: dict[str, Any] = {
-            "term": report.term,
             "seriousness": criteria,
             "onset": report.onset.isoformat(),
             "ae_id": ae_id,
         }
         for key, value in (
-            ("system_organ_class", report.system_organ_class),
             ("meddra_code", report.meddra_code),
+            ("system_organ_class_code", report.system_organ_class_code),
             ("nyha_class", report.nyha_class),
             ("severity", report.severity),
             ("outcome", report.outcome),
@@ -57,7 +65,7 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
         base = functools.partial(
             Point,
             input_ids=(entry.event_id,),
-            analyte=report.term,
+            analyte=label,
             episode_key=f"ae:{ae_id}",
             learned_at=entry.serious_since or entry.recorded_at,
             serious=report.serious,
@@ -67,11 +75,8 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
                 at=report.onset,
                 holds=holds,
                 grade=report.ctcae_grade,
-                summary=f"adverse event {ae_id} '{report.term}' ({criteria})",
-                computed={
-                    **computed,
-                    "comparison": f"{report.term}: {criteria}; rule {rule.describe()}",
-                },
+                summary=f"adverse event {ae_id} ({criteria})",
+                computed={**computed, "comparison": f"{label}; rule {rule.describe()}"},
             )
         )
         if holds and report.end is not None:

@@ -1,0 +1,89 @@
+"""Where a subject id may come from: the study's own identifier system, never a hospital's.
+
+A hospital sends its patients with several identifiers (its medical record number, an
+insurance number, the study's subject id). Only the study's pseudonymous subject id may
+become Vigil's ``subject_id``: it is what every event, alert and e-mail carries. Each
+study says how its subject ids are marked, in the ``subject_identifier`` block of its
+``sources.yaml``:
+
+    subject_identifier:
+      hl7_assigning_authority: NCT05262686     # PID-3 CX-4 (its first component, HD-1)
+      fhir_system: urn:vigil:study:NCT05262686  # Identifier.system
+
+A study without the block uses its study id as the assigning authority and
+``urn:vigil:study:<study id>`` as the system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SOURCES_FILE = "sources.yaml"
+FHIR_SYSTEM_PREFIX = "urn:vigil:study:"
+
+
+class InvalidSubjectIdentifier(ValueError):
+    """A study's subject_identifier block failed validation; the message names the file."""
+
+
+class SubjectIdentifierSystem(BaseModel):
+    """How one study marks its subject ids in HL7 v2 and in FHIR."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hl7_assigning_authority: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^|^~\\&\s]+$",  # one HD-1 value: no HL7 delimiter, no space
+        description="PID-3 CX-4 (HD-1) of the study's subject ids, e.g. NCT05262686.",
+    )
+    fhir_system: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^(?:urn:|https?://)\S+$",
+        description="Identifier.system of the study's subject ids, a URI.",
+    )
+
+    @classmethod
+    def conventional(cls, study_id: str) -> SubjectIdentifierSystem:
+        """The system of a study that configures none: its id as the HL7 authority."""
+        return cls(hl7_assigning_authority=study_id, fhir_system=FHIR_SYSTEM_PREFIX + study_id)
+
+
+class _StudyBlock(BaseModel):
+    """The part of ``sources.yaml`` read here; the rest of the file is the senders'."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    study_id: str = Field(min_length=1)
+    subject_identifier: SubjectIdentifierSystem | None = None
+
+
+@dataclass(frozen=True)
+class SubjectIdentifiers:
+    """Every study's identifier system, by study id."""
+
+    configured: Mapping[str, SubjectIdentifierSystem] = field(default_factory=dict)
+
+    def for_study(self, study_id: str) -> SubjectIdentifierSystem:
+        return self.configured.get(study_id) or SubjectIdentifierSystem.conventional(study_id)
+
+
+def load_subject_identifiers(study_dir: Path) -> SubjectIdentifiers:
+    """The ``subject_identifier`` block of every study's ``sources.yaml``."""
+    configured: dict[str, SubjectIdentifierSystem] = {}
+    for path in sorted(study_dir.glob(f"*/{SOURCES_FILE}")):
+        try:
+            block = _StudyBlock.model_validate(yaml.safe_load(path.read_text()))
+        except (OSError, yaml.YAMLError, ValidationError) as error:
+            raise InvalidSubjectIdentifier(
+                f"{path}: invalid subject_identifier: {error}"
+            ) from error
+        if block.subject_identifier is not None:
+            configured[block.study_id] = block.subject_identifier
+    return SubjectIdentifiers(configured)

@@ -1,0 +1,73 @@
+"""The receipt store, ``received_messages``: every message verbatim, append-only.
+
+The one place a raw message is kept (access-controlled: an auditor reads it there); every
+other record of a message (dead letters, the audit log's InputRejected) refers to it by
+receipt id, SHA-256 and size. Ingest keeps what it receives; the rules service keeps a
+record it rejects from an input topic, which reached Vigil without passing ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    """One kept message and the audit-log events it owes."""
+
+    receipt_id: uuid.UUID
+    channel: str
+    source: str
+    content_type: str | None
+    raw: bytes
+    outcome: Literal["accepted", "rejected"]
+    reason: str | None
+    event_ids: tuple[uuid.UUID, ...]
+    principal_source: str | None = None
+    """The authenticated source that sent it, when ingest knew (never a secret)."""
+    credential: str | None = None
+    """How that source was authenticated (``api-key:<id>``, ``mllp-certificate:...``)."""
+    raw_truncated: bool = False
+    """Only the first bytes were kept (the message was over a size limit)."""
+
+
+_INSERT = """INSERT INTO received_messages (receipt_id, channel, source, content_type, raw,
+                 raw_sha256, outcome, reason, event_ids, principal_source, credential,
+                 raw_truncated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+
+
+def _arguments(row: ReceiptRow) -> tuple[object, ...]:
+    return (
+        row.receipt_id,
+        row.channel,
+        row.source,
+        row.content_type,
+        row.raw,
+        hashlib.sha256(row.raw).digest(),
+        row.outcome,
+        row.reason,
+        list(row.event_ids),
+        row.principal_source,
+        row.credential,
+        row.raw_truncated or None,
+    )
+
+
+async def insert_receipt(connection: asyncpg.Connection, row: ReceiptRow) -> None:
+    """Keep one message (its receipt id is new)."""
+    await connection.execute(_INSERT, *_arguments(row))
+
+
+async def keep_receipts(connection: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> None:
+    """Keep messages whose receipt ids derive from what they are: one already kept (its
+    batch consumed again) is left as it is, the table being append-only."""
+    await connection.executemany(
+        _INSERT + " ON CONFLICT (receipt_id) DO NOTHING", [_arguments(row) for row in rows]
+    )

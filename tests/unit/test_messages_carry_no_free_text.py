@@ -1,0 +1,138 @@
+"""Signals and the messages made of them name an adverse event in Vigil's words, never by
+the site's verbatim term; a lab alert keeps everything a reader needs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.notifier.domain.messages import compose, content_for_signal
+from services.safety_rules.domain.rule_pack import load_rule_packs
+from shared.adverse_event_labels import adverse_event_label
+from shared.events import SafetySignalRaised, SignalEvent
+from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
+from tests.support.services import REPO
+
+PACK = load_rule_packs(REPO / "studies")["NCT05262686"]
+TERM = "Fell outside 12 Qxelmstreet Road, taken to hospital by Quentin Marrowfield"
+LINK = "https://vigil.example.org/signals/x/acknowledge?token=t"
+
+
+def signals_for(*specs: dict[str, Any]) -> list[SafetySignalRaised]:
+    store = InMemoryRulesStore()
+    batches = [[fact({"enrol": {}}, "01-003")], [fact(spec, "01-003") for spec in specs]]
+    outcomes = asyncio.run(run_batches(store, batches, PACK))
+    events = [e.payload() for o in outcomes for e in o.signals]
+    assert all(isinstance(e, SignalEvent) for e in events)
+    return [e for e in events if isinstance(e, SafetySignalRaised)]
+
+
+def rendered(signal: SafetySignalRaised) -> str:
+    """Everything an e-mail and a webhook of this signal carry, as one text."""
+    content = content_for_signal(signal)
+    parts = []
+    for channel in ("email", "webhook"):
+        delivery = compose(
+            content, purpose="alert", person_id="p", channel=channel, address="a@x", link=LINK
+        )
+        parts += [delivery.subject_line, delivery.body_text, delivery.body_html or ""]
+    return "\n".join(parts)
+
+
+def test_a_serious_adverse_event_signal_carries_no_verbatim_term() -> None:
+    ae = {"id": "AE1", "term": TERM, "serious": True, "criteria": ["hospitalisation"]}
+    signals = signals_for({"ae": {**ae, "meddra": "10017076"}})
+    assert signals, "an SAE raises a signal"
+    for signal in signals:
+        assert TERM not in signal.model_dump_json()
+        assert "Marrowfield" not in signal.model_dump_json()
+        assert signal.analyte == "serious adverse event (hospitalisation), MedDRA 10017076"
+        text = rendered(signal)
+        assert "Marrowfield" not in text
+        assert "Qxelmstreet" not in text
+
+
+def test_the_sae_subject_line_uses_vigil_s_words_and_the_meddra_code() -> None:
+    (signal, *_) = signals_for(
+        {"ae": {"id": "AE1", "term": TERM, "serious": True, "criteria": ["hospitalisation"]}}
+    )
+    delivery = compose(
+        content_for_signal(signal),
+        purpose="alert",
+        person_id="p",
+        channel="email",
+        address="a@x",
+        link=LINK,
+    )
+    assert delivery.subject_line == (
+        f"[Vigil] NCT05262686 subject 01-003: serious adverse event (hospitalisation) "
+        f"({signal.rule_id})"
+    )
+
+
+def test_a_signal_recorded_with_the_term_is_worded_afresh() -> None:
+    """A signal the rules service raised before it stopped copying the term."""
+    old = SafetySignalRaised(
+        study_id="NCT05262686",
+        subject_id="01-003",
+        site_id="PKUPH-01",
+        signal_id=uuid.UUID(int=9),
+        rule_id="sae-any",
+        rule_title="Any serious adverse event",
+        rule_pack_version="1",
+        input_event_ids=(uuid.UUID(int=1),),
+        computed_values={"term": TERM, "seriousness": "life-threatening", "ae_id": "AE1"},
+        analyte=TERM,
+        threshold="any serious adverse event",
+        collected_at=datetime(2026, 6, 1, tzinfo=UTC),
+        serious=True,
+        episode_key="ae:AE1",
+    )
+    text = rendered(old)
+    assert "Marrowfield" not in text
+    assert "serious adverse event (life-threatening)" in text
+
+
+def test_a_lab_alert_still_says_what_a_reader_needs() -> None:
+    hb = {"lab": {"loinc": "718-7", "value": "8.6", "unit": "g/dL", "ref": "12-16"}}
+    (signal,) = [s for s in signals_for(hb) if s.rule_id == "anaemia-hb-le-9"]
+    content = content_for_signal(signal.model_copy(update={"site_id": "PKUPH-01"}))
+    delivery = compose(
+        content, purpose="alert", person_id="p", channel="email", address="a@x", link=LINK
+    )
+    assert delivery.subject_line == (
+        "[Vigil] NCT05262686 subject 01-003: haemoglobin 8.6 g/dL (anaemia-hb-le-9)"
+    )
+    for needed in ("01-003", "PKUPH-01", "haemoglobin", "8.6 g/dL", "anaemia-hb-le-9", LINK):
+        assert needed in delivery.body_text
+    webhook = compose(
+        content, purpose="alert", person_id="p", channel="webhook", address="u", link=LINK
+    )
+    document = json.loads(webhook.body_text)
+    assert (document["subject_id"], document["value"]) == ("01-003", "8.6 g/dL")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "label"),
+    [
+        ({"serious": False}, "adverse event"),
+        ({"serious": True}, "serious adverse event"),
+        (
+            {"serious": True, "criteria": ["death", "hospitalisation", "death"]},
+            "serious adverse event (death, hospitalisation)",
+        ),
+        ({"serious": True, "criteria": [TERM]}, "serious adverse event"),
+        ({"serious": False, "nyha_class": "III"}, "adverse event, NYHA class III"),
+        ({"serious": False, "meddra_code": "10017076"}, "adverse event, MedDRA 10017076"),
+        ({"serious": False, "meddra_code": TERM, "nyha_class": TERM}, "adverse event"),
+    ],
+)
+def test_adverse_event_labels_use_only_vigil_s_vocabularies(
+    arguments: dict[str, Any], label: str
+) -> None:
+    assert adverse_event_label(**arguments) == label
