@@ -251,15 +251,29 @@ def patient_event(
         )
     if issues:
         return None, issues
-    return SubjectEnrolled(
-        study_id=study_id,
-        subject_id=str(subject),
-        site_id=str(site),
-        sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
-        birth_date=patient.birthDate,
-    ), []
+    try:
+        return SubjectEnrolled(
+            study_id=study_id,
+            subject_id=str(subject),
+            site_id=str(site),
+            sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
+            birth_date=patient.birthDate,
+        ), []
+    except ValidationError as error:
+        return None, [
+            Issue(
+                "invalid", f"Patient.{_PATIENT_FIELDS.get(str(e['loc'][0]), e['loc'][0])}", e["msg"]
+            )
+            for e in error.errors()
+        ]
 
 
+# where a SubjectEnrolled field came from in the Patient resource
+_PATIENT_FIELDS = {
+    "subject_id": "identifier",
+    "site_id": "managingOrganization",
+    "birth_date": "birthDate",
+}
 MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 _AE_OUTCOME = {
     "resolved": "recovered",

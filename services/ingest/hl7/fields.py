@@ -6,6 +6,8 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
+from shared.events.values import clinical_number, in_clinical_years
+
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
     r"(?:\.(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
@@ -22,12 +24,18 @@ class FieldError(ValueError):
 
 def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
     """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]``) as an aware datetime; a value
-    without an offset is in the source's configured zone."""
+    without an offset is in the source's configured zone. Only the years a payload accepts
+    (shared/events/values.py) are read, so an AE names the field rather than the rules
+    failing on a time they cannot store. Errors name the problem, never the value."""
     match = _DTM.match(text.strip())
     if not match:
-        raise FieldError(f"{text!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])")
+        raise FieldError("is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])")
     parts = match.groupdict()
     fraction = parts["f"] or ""
+    try:
+        in_clinical_years(int(parts["y"]))
+    except ValueError as error:
+        raise FieldError(str(error)) from None
     try:
         moment = datetime(
             int(parts["y"]),
@@ -38,11 +46,13 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
             int(parts["s"] or 0),
             int((fraction + "000000")[:6]),
         )
-    except ValueError as error:
-        raise FieldError(f"{text!r} is not a valid date/time: {error}") from None
+    except ValueError:
+        raise FieldError("is not a valid date/time (a month, day or hour out of range)") from None
     if parts["tz"]:
         sign = 1 if parts["tz"][0] == "+" else -1
         offset = timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][3:5]))
+        if offset >= timedelta(hours=24):
+            raise FieldError("has a UTC offset of 24 hours or more")
         return moment.replace(tzinfo=timezone(sign * offset))
     return moment.replace(tzinfo=default_zone)
 
@@ -53,13 +63,15 @@ def parse_date(text: str) -> date:
 
 
 def parse_decimal(text: str) -> Decimal:
+    """A number (NM) within what a payload accepts (shared/events/values.py)."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise FieldError(f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise FieldError(f"{text!r} is not a finite number")
-    return value
+        raise FieldError("is not a number") from None
+    try:
+        return clinical_number(value)
+    except ValueError as error:
+        raise FieldError(str(error)) from None
 
 
 def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:
