@@ -7,10 +7,12 @@ door with the field named (``422`` / ``AE``). Every channel (JSON, FHIR, HL7) an
 service's own parsing of a record validate with these same types, so they cannot disagree.
 
 - **Dates and date-times** (``ClinicalDate``, ``ClinicalDateTime``): the years 1900 to 2200
-  as written, with any UTC offset (Python allows under 24 hours). Shifted to UTC such a
-  moment stays far inside what Python (years 1 to 9999) and PostgreSQL's ``timestamptz``
-  hold, and no fact about a trial subject lies outside it. ``9999-12-31T23:00:00-14:00`` is
-  a valid ISO time that Python cannot shift to UTC; it is refused here.
+  as written, with a UTC offset of whole seconds and at most 14 hours either way (the
+  widest any time zone has; PostgreSQL cannot read an offset of 16 hours or more back from
+  the stored JSON, Python none of 24). Shifted to UTC such a moment stays far inside what
+  Python (years 1 to 9999) and PostgreSQL's ``timestamptz`` hold, and no fact about a
+  trial subject lies outside it. ``9999-12-31T23:00:00-14:00`` is a valid ISO time that
+  Python cannot shift to UTC; it is refused here.
 - **Numbers** (``ClinicalDecimal``): finite, zero or between 1e-15 and 1e15 in magnitude,
   with at most 17 digits. The audit log stores a number as a JSON number (a double), so a
   value within these bounds is read back as the value sent (to a double's precision) and
@@ -30,14 +32,16 @@ Every message names the field's problem, never its value.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainSerializer
 
 EARLIEST_YEAR = 1900
 LATEST_YEAR = 2200
+# the widest offset any time zone has; PostgreSQL reads no offset of 16 hours or more
+LARGEST_UTC_OFFSET = timedelta(hours=14)
 LARGEST_MAGNITUDE = Decimal("1e15")
 SMALLEST_MAGNITUDE = Decimal("1e-15")
 MAX_DIGITS = 17
@@ -87,8 +91,12 @@ def in_clinical_years(year: int) -> None:
         raise ValueError(f"must be in the years {EARLIEST_YEAR} to {LATEST_YEAR}")
 
 
-def _clinical_moment(value: datetime) -> datetime:
+def clinical_moment(value: datetime) -> datetime:
+    """The value when it is a clinical date-time (see module); else ValueError saying why."""
     in_clinical_years(value.year)
+    offset = value.utcoffset()
+    if offset is not None and (abs(offset) > LARGEST_UTC_OFFSET or offset % timedelta(seconds=1)):
+        raise ValueError("must have a UTC offset of whole seconds, at most 14 hours either way")
     return value
 
 
@@ -98,7 +106,7 @@ def _clinical_day(value: date) -> date:
 
 
 # When something happened or is due, with its UTC offset.
-ClinicalDateTime = Annotated[AwareDatetime, AfterValidator(_clinical_moment)]
+ClinicalDateTime = Annotated[AwareDatetime, AfterValidator(clinical_moment)]
 ClinicalDate = Annotated[date, AfterValidator(_clinical_day)]
 
 StudyId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
@@ -108,7 +116,8 @@ Code = Annotated[str, Field(pattern=CODE_PATTERN)]
 
 
 def unstorable_text(value: Any) -> str | None:
-    """Why a string (or a string inside a tuple, list or dict) cannot be stored, or None."""
+    """Why a value cannot be stored, or None: a string with NUL or a lone surrogate, a
+    number that is not finite, or such a thing inside a tuple, list, dict or model."""
     if isinstance(value, str):
         if "\x00" in value:
             return "contains a NUL character (U+0000), which cannot be stored"
@@ -125,6 +134,8 @@ def unstorable_text(value: Any) -> str | None:
             if why := unstorable_text(key) or unstorable_text(item):
                 return why
         return None
+    if isinstance(value, BaseModel):  # a nested model's strings are stored as well
+        return unstorable_text(value.__dict__)
     if isinstance(value, float | Decimal) and not _finite(value):
         return "contains a number that is not finite"
     return None

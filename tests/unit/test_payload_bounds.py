@@ -61,6 +61,16 @@ def test_a_collection_time_outside_1900_to_2200_is_refused_naming_the_field(
     assert moment[:4] not in message
 
 
+@pytest.mark.parametrize(
+    "moment",
+    ["2026-06-25T09:00:00+15:00", "2026-06-25T09:00:00-23:59"],
+)
+def test_a_utc_offset_postgresql_cannot_read_back_is_refused(moment: str) -> None:
+    field, message = refusal(LabResultIn, lab(collected_at=moment))
+    assert field == "collected_at"
+    assert "UTC offset" in message
+
+
 def test_the_first_and_last_clinical_years_are_accepted_with_any_offset() -> None:
     early = LabResultReported.model_validate(lab(collected_at="1900-01-01T00:00:00+14:00"))
     late = LabResultReported.model_validate(lab(collected_at="2200-12-31T23:59:59-14:00"))

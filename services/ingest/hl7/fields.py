@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
-from shared.events.values import clinical_number, in_clinical_years
+from shared.events.values import clinical_moment, clinical_number, in_clinical_years
 
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
@@ -33,7 +33,7 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
     parts = match.groupdict()
     fraction = parts["f"] or ""
     try:
-        in_clinical_years(int(parts["y"]))
+        in_clinical_years(int(parts["y"]))  # before datetime(): year 0 is no date at all
     except ValueError as error:
         raise FieldError(str(error)) from None
     try:
@@ -48,13 +48,17 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
         )
     except ValueError:
         raise FieldError("is not a valid date/time (a month, day or hour out of range)") from None
+    zone = default_zone
     if parts["tz"]:
         sign = 1 if parts["tz"][0] == "+" else -1
         offset = timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][3:5]))
         if offset >= timedelta(hours=24):
-            raise FieldError("has a UTC offset of 24 hours or more")
-        return moment.replace(tzinfo=timezone(sign * offset))
-    return moment.replace(tzinfo=default_zone)
+            raise FieldError("must have a UTC offset of at most 14 hours either way")
+        zone = timezone(sign * offset)
+    try:
+        return clinical_moment(moment.replace(tzinfo=zone))
+    except ValueError as error:
+        raise FieldError(str(error)) from None
 
 
 def parse_date(text: str) -> date:
