@@ -221,7 +221,7 @@ def observation_event(
         ), []
     except ValidationError as error:
         return None, [
-            Issue("invalid", f"Observation.{'.'.join(str(p) for p in e['loc'])}", e["msg"])
+            Issue("invalid", _element("Observation", e["loc"], _OBSERVATION_FIELDS), e["msg"])
             for e in error.errors()
         ]
 
@@ -268,12 +268,30 @@ def patient_event(
         ]
 
 
-# where a SubjectEnrolled field came from in the Patient resource
+# where an event's field came from in the resource, so that an issue names the element
 _PATIENT_FIELDS = {
     "subject_id": "identifier",
     "site_id": "managingOrganization",
     "birth_date": "birthDate",
 }
+_OBSERVATION_FIELDS = {
+    "subject_id": "subject",
+    "collected_at": "effective[x]",
+    "value": "value[x]",
+    "unit": "valueQuantity.code",
+    "reference_low": "referenceRange.low",
+    "reference_high": "referenceRange.high",
+}
+_ADVERSE_EVENT_FIELDS = {"subject_id": "subject", "onset": "date", "ae_id": "identifier"}
+
+
+def _element(kind: str, location: tuple[int | str, ...], fields: dict[str, str]) -> str:
+    """``Observation.effective[x]`` for an error at ``collected_at``: the resource's own
+    element where it is known, else the event's field."""
+    path = ".".join(str(part) for part in location)
+    return f"{kind}.{fields.get(path, path)}" if path else kind
+
+
 MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
 _AE_OUTCOME = {
     "resolved": "recovered",
@@ -346,6 +364,6 @@ def adverse_event_event(
         ), []
     except ValidationError as error:
         return None, [
-            Issue("invalid", f"AdverseEvent.{'.'.join(str(p) for p in e['loc'])}", e["msg"])
+            Issue("invalid", _element("AdverseEvent", e["loc"], _ADVERSE_EVENT_FIELDS), e["msg"])
             for e in error.errors()
         ]

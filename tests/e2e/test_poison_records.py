@@ -347,5 +347,36 @@ async def test_ingest_answers_422_naming_the_field_for_a_value_the_store_cannot_
     assert value not in response.text
 
 
+@pytest.mark.parametrize(
+    ("element", "change"),
+    [
+        ("Observation.effective[x]", {"effectiveDateTime": "9999-12-31T23:00:00-14:00"}),
+        (
+            "Observation.value[x]",
+            {"valueQuantity": {"value": 1e300, "unit": "g/dL", "code": "g/dL"}},
+        ),
+    ],
+)
+async def test_fhir_answers_422_naming_the_element_for_a_value_the_store_cannot_hold(
+    stack: Stack, element: str, change: dict[str, Any]
+) -> None:
+    resource = {
+        "resourceType": "Observation",
+        "id": f"obs-{uuid.uuid4().hex[:6]}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": "Patient/01-003"},
+        "effectiveDateTime": "2026-11-20T08:00:00+08:00",
+        "valueQuantity": {"value": 8.6, "unit": "g/dL", "code": "g/dL"},
+        **change,
+    }
+    response = await post(stack, "/fhir/r4/Observation", resource)
+    assert response.status_code == 422
+    outcome = response.json()
+    assert [issue["expression"] for issue in outcome["issue"]] == [[element]]
+    assert "9999" not in response.text
+    assert "1e+300" not in response.text.lower()
+
+
 async def _all(found: Any, expected: int) -> bool:
     return len(await found) == expected

@@ -238,7 +238,7 @@ def test_fhir_observation_out_of_bounds_is_an_issue_naming_the_element() -> None
     }
     event, issues = observation_event(resource, study_id=STUDY, zone=UTC)
     assert event is None
-    assert [issue.expression for issue in issues] == ["Observation.value"]
+    assert [issue.expression for issue in issues] == ["Observation.value[x]"]
     assert "1e300" not in issues[0].diagnostics.lower()
 
 
