@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.payloads import (
     AdverseEventReported,
@@ -25,15 +25,14 @@ from shared.events.values import (
     ClinicalDateTime,
     Code,
     SiteId,
-    refuse_unstorable_text,
+    StorableText,
 )
 
 
-class RequestModel(BaseModel):
+class RequestModel(StorableText):
     """Fields every request has: which study and which subject."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    _storable_text = field_validator("*", mode="after")(refuse_unstorable_text)
 
     study_id: StudyId | None = Field(
         default=None, description="Study id; the source's default study when omitted."

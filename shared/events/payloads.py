@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.events.values import (
     ClinicalDate,
@@ -20,7 +20,7 @@ from shared.events.values import (
     Code,
     DerivedDecimal,
     SiteId,
-    refuse_unstorable_text,
+    StorableText,
 )
 
 # re-exported: the channels' request models import these from here
@@ -32,14 +32,11 @@ from shared.events.values import SubjectId as SubjectId
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a3e-3f0e-4c59-9d7a-5d0f2a8c9e10")
 
 
-class EventPayload(BaseModel):
+class EventPayload(StorableText):
     """Base of all payloads: immutable, strict, with a content-derived identity."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     event_type: ClassVar[str]
-
-    # every string of every payload, whatever the field: what cannot be stored is refused
-    _storable_text = field_validator("*", mode="after")(refuse_unstorable_text)
 
     def content_id(self) -> uuid.UUID:
         """A stable id derived from the type and the canonical content of the payload."""

@@ -13,37 +13,54 @@ service's own parsing of a record validate with these same types, so they cannot
   Python (years 1 to 9999) and PostgreSQL's ``timestamptz`` hold, and no fact about a
   trial subject lies outside it. ``9999-12-31T23:00:00-14:00`` is a valid ISO time that
   Python cannot shift to UTC; it is refused here.
-- **Numbers** (``ClinicalDecimal``): finite, zero or between 1e-15 and 1e15 in magnitude,
-  with at most 17 digits. The audit log stores a number as a JSON number (a double), so a
-  value within these bounds is read back as the value sent (to a double's precision) and
-  read back within the same bounds: what the rules parse is what ingest accepted.
-  ``"1E+400"`` is a valid decimal whose double is infinite; it is refused here.
+- **Numbers** (``ClinicalDecimal``): finite, at most 1e15 in magnitude, at most 17 digits
+  counting the zeros after the decimal point (so the smallest non-zero magnitude is 1e-17).
+  The audit log stores a number as a JSON number (a double), so a value within these
+  bounds is read back as the value sent (to a double's precision) and read back within the
+  same bounds: what the rules parse is what ingest accepted. ``"1E+400"`` is a valid
+  decimal whose double is infinite; it is refused here. The checks are pydantic's own
+  (``max_digits``, ``le``, ``ge``, no NaN or infinity), so they cost the hot path nothing.
 - **Derived numbers** (``DerivedDecimal``): what the rules compute from bounded facts (a
   ratio to the upper limit, a summed daily dose); finite and below 1e100, digits unbounded.
 - **Identifiers**: study, subject and site ids are ``[A-Za-z0-9._-]``, 1 to 64 characters;
   codes, units and message ids are one line of printable text (``Code``).
 - **Text**: any Unicode but U+0000 (PostgreSQL's ``jsonb`` cannot hold it) and lone
-  surrogates (not UTF-8); line breaks are allowed. ``EventPayload`` checks every string of
-  every payload (``refuse_unstorable_text``), so a new field cannot forget it.
+  surrogates (not UTF-8); line breaks are allowed. ``StorableText`` (the base of every
+  payload and request model) checks each field that no pattern constrains already, found
+  from the annotations when the class is made, so a new field cannot forget it.
 
 Every message names the field's problem, never its value.
 """
 
 from __future__ import annotations
 
+import enum
 import math
+import types
+import typing
+import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 EARLIEST_YEAR = 1900
 LATEST_YEAR = 2200
 # the widest offset any time zone has; PostgreSQL reads no offset of 16 hours or more
 LARGEST_UTC_OFFSET = timedelta(hours=14)
 LARGEST_MAGNITUDE = Decimal("1e15")
-SMALLEST_MAGNITUDE = Decimal("1e-15")
 MAX_DIGITS = 17
 LARGEST_DERIVED_MAGNITUDE = Decimal("1e100")
 
@@ -56,33 +73,36 @@ def _decimal_as_json_number(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
 
 
-def clinical_number(value: Decimal) -> Decimal:
-    """The value when it is a clinical number (see module); else ValueError saying why."""
-    # pydantic has refused NaN and the infinities already; a Decimal made in Python may not be
-    if not value.is_finite():
-        raise ValueError("must be a finite number")
-    if value and not SMALLEST_MAGNITUDE <= abs(value) <= LARGEST_MAGNITUDE:
-        raise ValueError(
-            f"must be 0 or between {SMALLEST_MAGNITUDE} and {LARGEST_MAGNITUDE} in magnitude"
-        )
-    if len(value.as_tuple().digits) > MAX_DIGITS:
-        raise ValueError(f"has more than {MAX_DIGITS} digits")
-    return value
-
-
-def _derived_number(value: Decimal) -> Decimal:
-    if not value.is_finite() or abs(value) >= LARGEST_DERIVED_MAGNITUDE:
-        raise ValueError(f"must be a finite number below {LARGEST_DERIVED_MAGNITUDE}")
-    return value
-
-
 _AS_JSON_NUMBER = PlainSerializer(
     _decimal_as_json_number, return_type=int | float, when_used="json"
 )
 # Lab values, doses, weights, limits: exact in Python, JSON numbers on the wire.
-ClinicalDecimal = Annotated[Decimal, AfterValidator(clinical_number), _AS_JSON_NUMBER]
+ClinicalDecimal = Annotated[
+    Decimal,
+    Field(
+        allow_inf_nan=False,
+        max_digits=MAX_DIGITS,
+        ge=-LARGEST_MAGNITUDE,
+        le=LARGEST_MAGNITUDE,
+    ),
+    _AS_JSON_NUMBER,
+]
 # What the rules compute from clinical numbers (e.g. a multiple of the upper limit).
-DerivedDecimal = Annotated[Decimal, AfterValidator(_derived_number), _AS_JSON_NUMBER]
+DerivedDecimal = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False, gt=-LARGEST_DERIVED_MAGNITUDE, lt=LARGEST_DERIVED_MAGNITUDE),
+    _AS_JSON_NUMBER,
+]
+_CLINICAL_NUMBER: TypeAdapter[Decimal] = TypeAdapter(ClinicalDecimal)
+
+
+def clinical_number(value: Decimal) -> Decimal:
+    """The value when it is a clinical number (see module); else ValueError saying why
+    (for parsers outside pydantic, such as HL7's)."""
+    try:
+        return _CLINICAL_NUMBER.validate_python(value)
+    except ValidationError as error:
+        raise ValueError(error.errors()[0]["msg"]) from None
 
 
 def in_clinical_years(year: int) -> None:
@@ -95,7 +115,9 @@ def clinical_moment(value: datetime) -> datetime:
     """The value when it is a clinical date-time (see module); else ValueError saying why."""
     in_clinical_years(value.year)
     offset = value.utcoffset()
-    if offset is not None and (abs(offset) > LARGEST_UTC_OFFSET or offset % timedelta(seconds=1)):
+    if offset is not None and (
+        offset.microseconds or not -LARGEST_UTC_OFFSET <= offset <= LARGEST_UTC_OFFSET
+    ):
         raise ValueError("must have a UTC offset of whole seconds, at most 14 hours either way")
     return value
 
@@ -145,8 +167,56 @@ def _finite(value: float | Decimal) -> bool:
     return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
 
 
-def refuse_unstorable_text(value: Any) -> Any:
-    """A field validator: every string a payload holds must be storable (see module)."""
-    if (why := unstorable_text(value)) is not None:
-        raise ValueError(why)
-    return value
+def _checked_by_constraints(annotation: Any, metadata: list[Any]) -> bool:
+    """True for a field whose type cannot hold unstorable text, or whose pattern refuses it
+    (a pattern-constrained string refuses lone surrogates too, natively)."""
+    flat = [
+        m for item in metadata for m in (item.metadata if isinstance(item, FieldInfo) else [item])
+    ]
+    if any(getattr(item, "pattern", None) for item in flat):
+        return True
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _checked_by_constraints(arguments[0], [*flat, *annotation.__metadata__])
+    if origin in (typing.Union, types.UnionType):
+        return all(_checked_by_constraints(argument, flat) for argument in arguments)
+    if origin is typing.Literal:
+        return True
+    if origin is tuple:  # the items' own constraints, not the tuple's
+        return all(_checked_by_constraints(item, []) for item in arguments if item is not ...)
+    safe = (type(None), bool, int, Decimal, datetime, date, uuid.UUID, enum.Enum, AwareDatetime)
+    return isinstance(annotation, type) and issubclass(annotation, safe)
+
+
+def _text_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    hints = typing.get_type_hints(model, include_extras=True)
+    return tuple(
+        name
+        for name, info in model.model_fields.items()
+        if not _checked_by_constraints(hints[name], list(info.metadata))
+    )
+
+
+class StorableText(BaseModel):
+    """Refuses text that cannot be stored (see module) in every field that no constraint
+    checks already: the fields are found once per class, and one check per instance
+    visits only them, naming the field."""
+
+    _text_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._text_fields = _text_fields(cls)
+
+    @model_validator(mode="after")
+    def _refuse_unstorable_text(self) -> Self:
+        for name in self._text_fields:
+            value = self.__dict__[name]
+            if value is not None and (why := unstorable_text(value)) is not None:
+                problem = PydanticCustomError("unstorable_text", why)
+                raise ValidationError.from_exception_data(
+                    type(self).__name__,
+                    [InitErrorDetails(type=problem, loc=(name,), input=value)],
+                )
+        return self
