@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
@@ -180,7 +180,7 @@ class FactsConsumer:
         # to refuse them: it is an error to retry, as any other
         await self._commit_resolving([], [], None)
         poisoned = await self._dead_lettered_before(entries)
-        poisoned += await self._isolate(_without(entries, poisoned))
+        poisoned += await self._isolate(_without(entries, (item for item, _ in poisoned)))
         for item, step in poisoned:
             metrics.POISON_RECORDS.labels(step=step).inc()
             log.warning(
@@ -193,7 +193,7 @@ class FactsConsumer:
         # the parts stored while splitting may have raised signals: the relay is told now
         self._on_commit(True, True)
         return await self._commit_resolving(
-            _without(entries, poisoned), [*rejected, *refused], positions
+            _without(entries, refused), [*rejected, *refused], positions
         )
 
     async def _dead_lettered_before(self, entries: list[Entry]) -> list[tuple[Rejected, str]]:
@@ -246,9 +246,9 @@ class FactsConsumer:
                 conflicting = [e for e in entries if e.envelope.id == conflict.event_id]
                 if not conflicting:
                     raise
-                refused = [(Rejected(conflicting[0].record, str(conflict), conflict.event_id), "")]
-                entries = _without(entries, refused)
-                rejected.append(refused[0][0])
+                refused = Rejected(conflicting[0].record, str(conflict), conflict.event_id)
+                entries = _without(entries, [refused])
+                rejected.append(refused)
             except eventstore.StreamVersionConflict as conflict:
                 # another instance wrote this subject while the batch was judged (a
                 # partition moved between instances): judge again on what it wrote
@@ -297,9 +297,9 @@ class FactsConsumer:
             raise
 
 
-def _without(entries: list[Entry], refused: list[tuple[Rejected, str]]) -> list[Entry]:
+def _without(entries: list[Entry], refused: Iterable[Rejected]) -> list[Entry]:
     """The entries whose records are not among the refused ones."""
-    origins = {item.record.origin for item, _ in refused}
+    origins = {item.record.origin for item in refused}
     return [entry for entry in entries if entry.record.origin not in origins]
 
 
