@@ -13,13 +13,14 @@ service's own parsing of a record validate with these same types, so they cannot
   Python (years 1 to 9999) and PostgreSQL's ``timestamptz`` hold, and no fact about a
   trial subject lies outside it. ``9999-12-31T23:00:00-14:00`` is a valid ISO time that
   Python cannot shift to UTC; it is refused here.
-- **Numbers** (``ClinicalDecimal``): finite, at most 1e15 in magnitude, at most 17 digits
-  counting the zeros after the decimal point (so the smallest non-zero magnitude is 1e-17).
-  The audit log stores a number as a JSON number (a double), so a value within these
-  bounds is read back as the value sent (to a double's precision) and read back within the
-  same bounds: what the rules parse is what ingest accepted. ``"1E+400"`` is a valid
-  decimal whose double is infinite; it is refused here. The checks are pydantic's own
-  (``max_digits``, ``le``, ``ge``, no NaN or infinity), so they cost the hot path nothing.
+- **Numbers** (``ClinicalDecimal``): finite, at most 1e15 in magnitude, at most 32 digits
+  in all, counting the zeros after the decimal point (so none smaller than 1e-32 but 0).
+  The audit log stores a number as a JSON number (a double, about 16 significant digits,
+  as a JSON number sent to ingest already is), so a value within these bounds is read
+  back within the same bounds: what the rules parse is what ingest accepted, to a double's
+  precision. ``"1E+400"`` is a valid decimal whose double is infinite; it is refused here.
+  The checks are pydantic's own (``max_digits``, ``le``, ``ge``, no NaN or infinity), so
+  they cost the hot path next to nothing.
 - **Derived numbers** (``DerivedDecimal``): what the rules compute from bounded facts (a
   ratio to the upper limit, a summed daily dose); finite and below 1e100, digits unbounded.
 - **Identifiers**: study, subject and site ids are ``[A-Za-z0-9._-]``, 1 to 64 characters;
@@ -61,7 +62,7 @@ LATEST_YEAR = 2200
 # the widest offset any time zone has; PostgreSQL reads no offset of 16 hours or more
 LARGEST_UTC_OFFSET = timedelta(hours=14)
 LARGEST_MAGNITUDE = Decimal("1e15")
-MAX_DIGITS = 17
+MAX_DIGITS = 32
 LARGEST_DERIVED_MAGNITUDE = Decimal("1e100")
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._-]+$"

@@ -85,7 +85,8 @@ def test_the_first_and_last_clinical_years_are_accepted_with_any_offset() -> Non
         ("1E+16", "less than or equal to 1E+15"),
         ("-1E+16", "greater than or equal to -1E+15"),
         ("1E-400", "digits"),  # its double is 0: the value would be lost
-        ("0.123456789012345678", "digits"),
+        ("0.123456789012345678901234567890123", "digits"),
+        ("1E-33", "digits"),
         ("NaN", "finite"),
         ("Infinity", "finite"),
         ("-Infinity", "finite"),
@@ -103,7 +104,7 @@ def test_a_number_the_store_cannot_hold_is_refused_naming_the_field(
 
 
 @pytest.mark.parametrize(
-    "value", ["0", "-0", "1E+15", "-1E+15", "1E-17", "-9.9E-16", "1234567.8901234567", "12.50"]
+    "value", ["0", "-0", "1E+15", "-1E+15", "1E-32", "-9.9E-16", "1234567.8901234567", "12.50"]
 )
 def test_numbers_at_the_bounds_are_accepted_and_read_back_alike(value: str) -> None:
     result = LabResultReported.model_validate(lab(value=value))
@@ -183,6 +184,13 @@ def test_a_canonical_value_keeps_fifteen_digits() -> None:
     normalised, problem = normalise_lab_result(result)
     assert problem is None
     assert normalised.canonical_value == Decimal("8.54012246213342")  # 5.3 / 0.6206
+
+
+def test_a_small_value_keeps_its_canonical_value() -> None:
+    result = LabResultReported.model_validate(lab(value="0.0005", unit="mmol/L"))
+    normalised, problem = normalise_lab_result(result)
+    assert problem is None
+    assert normalised.canonical_value == Decimal("0.000805671930389945")
 
 
 def _oru(obx: str, pid: str = "PID|1||01-003^^^NCT05262686^SS||~||19850412|F") -> str:
