@@ -9,10 +9,15 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import cached_property
 
+from pydantic import ValidationError
+
 from shared.events.payloads import LabResultReported
+
+# significant digits a canonical value keeps (a double holds 15 exactly)
+CANONICAL_DIGITS = 15
 
 
 class UnitNotConvertible(ValueError):
@@ -146,7 +151,19 @@ def normalise_lab_result(
         canonical = analyte.to_canonical(result.value, result.unit)
     except UnitNotConvertible as error:
         return result, str(error)
+    with localcontext() as context:
+        # a conversion is exact decimal arithmetic (÷ 0.6206 gives 28 digits); the stored
+        # JSON number holds about 15, so that is what the canonical value keeps
+        context.prec = CANONICAL_DIGITS
+        canonical = +canonical
     normalised = result.model_copy(
         update={"canonical_value": canonical, "canonical_unit": analyte.canonical_unit}
     )
-    return LabResultReported.model_validate(normalised.model_dump()), None
+    try:
+        return LabResultReported.model_validate(normalised.model_dump()), None
+    except ValidationError:
+        # the reported value is within bounds, its conversion is not (x 60 for ukat/L)
+        return result, (
+            f"{analyte.name} ({result.loinc_code}) converted from {result.unit} to "
+            f"{analyte.canonical_unit} is outside the numbers Vigil can hold; kept as reported"
+        )

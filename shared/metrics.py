@@ -135,6 +135,13 @@ EVENTSTORE_APPEND_BATCH_SIZE = Histogram(
 )
 
 # consumers
+POISON_RECORDS = Counter(
+    "vigil_rules_poison_records_total",
+    "Records that made a batch fail by their content, found by splitting the batch and "
+    "dead-lettered; by the step they failed at (judged, stored, projected, or known: "
+    "dead-lettered before).",
+    ["step"],
+)
 CONSUMER_LAG = Gauge(
     "vigil_consumer_lag_records",
     "Records on a partition not yet committed by the consumer group (high-water mark minus "

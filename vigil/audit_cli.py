@@ -21,16 +21,30 @@ async def _connect(settings: VigilSettings) -> asyncpg.Connection:
 
 @audit_app.command("verify")
 def verify(
+    from_anchor: Annotated[
+        bool,
+        typer.Option(
+            "--from-anchor",
+            help="Quicker: re-hash only the rows after the newest verified anchor (the output "
+            "says which positions were not re-hashed). Anchors are checked either way.",
+        ),
+    ] = False,
     full: Annotated[
-        bool, typer.Option(help="Walk the whole chain instead of resuming from an anchor.")
+        bool,
+        typer.Option(
+            "--full", help="Re-hash every row: the default; kept for scripts that pass it."
+        ),
     ] = False,
     anchor_file: Annotated[
         Path | None, typer.Option(help="Anchor file (default: VIGIL_AUDIT_ANCHOR_FILE).")
     ] = None,
 ) -> None:
-    """Verify the hash chain and the anchors; exit 1 at the first break."""
+    """Re-hash every row of the chain and check the anchors; exit 1 at the first break."""
     from shared.eventstore.audit import audit_verify
 
+    if full and from_anchor:
+        typer.echo("--full and --from-anchor contradict each other: give one", err=True)
+        raise typer.Exit(2)
     settings = VigilSettings()
 
     async def run() -> bool:
@@ -38,7 +52,9 @@ def verify(
 
         pool = await create_pool(settings.database_url, max_size=2)
         try:
-            result = await audit_verify(pool, anchor_file or settings.audit_anchor_file, full=full)
+            result = await audit_verify(
+                pool, anchor_file or settings.audit_anchor_file, from_anchor=from_anchor
+            )
         finally:
             await pool.close()
         for line in result.lines():

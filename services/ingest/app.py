@@ -17,7 +17,7 @@ import structlog
 from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
@@ -150,13 +150,18 @@ def create_app(
     async def accept_correlated(
         request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
     ) -> Response:
-        groups = item_events(
-            body if isinstance(body, list) else [body],
-            default_study=default_study,
-            source=SOURCE,
-            correlation_id=correlation_id,
-            now=clock(),
-        )
+        try:
+            groups = item_events(
+                body if isinstance(body, list) else [body],
+                default_study=default_study,
+                source=SOURCE,
+                correlation_id=correlation_id,
+                now=clock(),
+            )
+        except ValidationError as error:
+            # the request model passed but its event did not: still a 422 naming the
+            # field, kept and dead-lettered, never a 500 (the models share their types)
+            raise RequestValidationError(error.errors(), body=body) from None
         envelopes = [envelope for group in groups for envelope in group]
         try:
             await intake().accept(

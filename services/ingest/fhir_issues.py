@@ -7,6 +7,7 @@ birth date or an MRN must not travel with the rejection.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +37,19 @@ def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
 
 
-def validation_issues(code: str, kind: str, error: ValidationError) -> list[Issue]:
-    """A validation error's problems as issues of ``code``: the path and the problem."""
+def validation_issues(
+    code: str, kind: str, error: ValidationError, elements: Mapping[str, str] | None = None
+) -> list[Issue]:
+    """A validation error's problems as issues of ``code``: the path and the problem.
+
+    ``elements`` names the resource's own element for an event field (``collected_at``
+    came from ``Observation.effective[x]``), so the sender is told where to look."""
+    elements = elements or {}
     return [
-        Issue(code, f"{kind}.{problem.field}" if problem.location else kind, problem.problem)
+        Issue(
+            code,
+            f"{kind}.{elements.get(problem.field, problem.field)}" if problem.location else kind,
+            problem.problem,
+        )
         for problem in field_problems(error)
     ]

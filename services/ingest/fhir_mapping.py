@@ -180,7 +180,7 @@ def observation_event(
             }
         ), []
     except ValidationError as error:
-        return None, validation_issues("invalid", "Observation", error)
+        return None, validation_issues("invalid", "Observation", error, _OBSERVATION_FIELDS)
 
 
 def patient_event(
@@ -220,7 +220,24 @@ def patient_event(
             birth_date=patient.birthDate,
         ), []
     except ValidationError as error:
-        return None, validation_issues("invalid", "Patient", error)
+        return None, validation_issues("invalid", "Patient", error, _PATIENT_FIELDS)
+
+
+# where an event's field came from in the resource, so that an issue names the element
+_PATIENT_FIELDS = {
+    "subject_id": "identifier",
+    "site_id": "managingOrganization",
+    "birth_date": "birthDate",
+}
+_OBSERVATION_FIELDS = {
+    "subject_id": "subject",
+    "collected_at": "effective[x]",
+    "value": "value[x]",
+    "unit": "valueQuantity.code",
+    "reference_low": "referenceRange.low",
+    "reference_high": "referenceRange.high",
+}
+_ADVERSE_EVENT_FIELDS = {"subject_id": "subject", "onset": "date", "ae_id": "identifier"}
 
 
 MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
@@ -299,4 +316,4 @@ def adverse_event_event(
             }
         ), []
     except ValidationError as error:
-        return None, validation_issues("invalid", "AdverseEvent", error)
+        return None, validation_issues("invalid", "AdverseEvent", error, _ADVERSE_EVENT_FIELDS)

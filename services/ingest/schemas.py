@@ -7,10 +7,9 @@ instead of having the name silently carried into Vigil.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.events.payloads import (
     LOINC_PATTERN,
@@ -23,9 +22,16 @@ from shared.events.payloads import (
     StudyId,
     SubjectId,
 )
+from shared.events.values import (
+    ClinicalDate,
+    ClinicalDateTime,
+    Code,
+    SiteId,
+    StorableText,
+)
 
 
-class RequestModel(BaseModel):
+class RequestModel(StorableText):
     """Fields every request has: which study and which subject."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,11 +45,11 @@ class RequestModel(BaseModel):
 class SubjectIn(RequestModel):
     """A subject's enrolment: site, sex, birth date and weight; never a name."""
 
-    site_id: str = Field(min_length=1, max_length=64)
+    site_id: SiteId
     sex: Sex
-    birth_date: date
+    birth_date: ClinicalDate
     weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
-    day0: date | None = Field(default=None, description="Study Day 0 (baseline visit).")
+    day0: ClinicalDate | None = Field(default=None, description="Study Day 0 (baseline visit).")
 
 
 class LabResultIn(RequestModel):
@@ -51,23 +57,23 @@ class LabResultIn(RequestModel):
     qualitative (positive / negative / indeterminate), or text."""
 
     loinc_code: str | None = Field(default=None, pattern=LOINC_PATTERN, examples=["718-7"])
-    local_code: str | None = Field(default=None, max_length=64, description="Lab's own code.")
-    local_system: str | None = Field(default=None, max_length=200)
+    local_code: Code | None = Field(default=None, max_length=64, description="Lab's own code.")
+    local_system: Code | None = Field(default=None, max_length=200)
     analyte_text: str | None = Field(default=None, max_length=200)
     value: ClinicalDecimal | None = None
     comparator: Literal["<", "<=", ">", ">="] | None = None
-    unit: str | None = Field(default=None, min_length=1, max_length=32, examples=["g/dL"])
+    unit: Code | None = Field(default=None, min_length=1, max_length=32, examples=["g/dL"])
     qualitative: Qualitative | None = None
     value_text: str | None = Field(default=None, max_length=500, examples=["Reactive"])
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
-    collected_at: AwareDatetime = Field(description="Specimen collection time, with offset.")
+    collected_at: ClinicalDateTime = Field(description="Specimen collection time, with offset.")
     result_status: ResultStatus = ResultStatus.FINAL
-    abnormal_flags: tuple[str, ...] = ()
-    source_message_id: str = Field(
+    abnormal_flags: tuple[Code, ...] = Field(default=(), max_length=10)
+    source_message_id: Code = Field(
         min_length=1, max_length=128, description="The sender's id of this result or message."
     )
-    observation_key: str | None = Field(
+    observation_key: Code | None = Field(
         default=None,
         max_length=300,
         description="Send the same key with a corrected (result_status C) or cancelled "

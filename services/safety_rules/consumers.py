@@ -5,34 +5,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers import BatchOutcome, handle_batch
-from services.safety_rules.records import (
-    Record,
-    Rejected,
-    kept_rejection,
-    parse_records,
-    rejected_input,
-)
-from shared import eventstore
+from services.safety_rules.poison import RecordFailure, RepeatedConflicts, is_transient
+from services.safety_rules.positions import SeekToStoredPositions as SeekToStoredPositions
+from services.safety_rules.records import Entry, Record, Rejected, parse_records, rejected_input
+from shared import eventstore, metrics
 from shared.db.receipts import ReceiptRow, keep_receipts
-from shared.events import Envelope
+from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner
 
 log = structlog.get_logger(__name__)
-RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
 # events of the subject-state projection applied in a batch's own transaction at most; the
 # rest (a backlog after a rebuild, say) is left to the projection's own loop
 PROJECTION_CATCH_UP = 5000
@@ -98,15 +90,17 @@ async def keep_raw(pool: asyncpg.Pool, receipts: list[ReceiptRow]) -> None:
 async def publish_dead_letters(
     broker: KafkaBroker, pool: asyncpg.Pool, rejected: list[Rejected], by: str
 ) -> None:
-    """Keep records that are not valid events in the receipt store, then put a dead letter
-    referring to each on the dead-letter topic: the raw record (which may carry names and
-    record numbers) never travels further than the access-controlled receipt store."""
-    kept = [kept_rejection(item, by) for item in rejected]
-    await keep_raw(pool, [item.receipt for item in kept])
+    """Keep refused records in the receipt store, then put a dead letter referring to each
+    on the dead-letter topic, with the reason: the raw record (which may carry names and
+    record numbers) never travels further than the access-controlled receipt store. A
+    record refused while recording a dead letter is kept but not put there again."""
+    kept = [item.kept(by) for item in rejected]
+    await keep_raw(pool, [letter.receipt for letter in kept])
     await asyncio.gather(
         *(
-            broker.publish(item.letter.value, topic=DEAD_LETTERS, headers=item.letter.headers)
-            for item in kept
+            broker.publish(letter.letter.value, topic=DEAD_LETTERS, headers=letter.letter.headers)
+            for item, letter in zip(rejected, kept, strict=True)
+            if not item.is_dead_letter
         )
     )
     for item, letter in zip(rejected, kept, strict=True):
@@ -119,13 +113,17 @@ async def publish_dead_letters(
 
 
 class FactsConsumer:
-    """Per batch: dead-letter bad records, then one transaction for everything else.
+    """Per batch: one transaction that stores and judges the events, records what was
+    refused and moves the consumer positions.
 
-    Records from the dead-letter topic become InputRejected events in the same
-    transaction (a raw one is first kept in the receipt store). Kafka offsets are
-    committed by FastStream after this returns, i.e. after the database commit; on an
-    error the batch is rewound and consumed again. An event whose id is already stored
-    with other content is dead-lettered and the batch retried without it.
+    Kafka offsets are committed by FastStream after this returns, i.e. after the database
+    commit. A database or broker that is away rewinds the batch, retried with back-off. A
+    failure the data causes (a value the store cannot hold, an exception in the rules) is
+    not retried as it is: the batch is split until the record that fails is found, the
+    rest is stored and judged, and that record is dead-lettered (its InputRejected event
+    and a dead_lettered_events row in the transaction that moves past it), so a poison
+    record delays its partition by seconds and never stops it. Records from the
+    dead-letter topic become InputRejected events like any other event.
     """
 
     def __init__(
@@ -152,41 +150,27 @@ class FactsConsumer:
     async def __call__(self, message: KafkaMessage) -> None:
         records = records_of(message)
         facts = [record for record in records if record.topic != DEAD_LETTERS]
-        envelopes, rejected = parse_records(facts)
-        by_id = {
-            envelope.id: record
-            for envelope, record in zip(envelopes, _valid(facts, rejected), strict=True)
-        }
-        dead = [rejected_input(r) for r in records if r.topic == DEAD_LETTERS]
-        envelopes += [envelope for envelope, _ in dead]
+        entries, rejected = parse_records(facts)
+        dead = [
+            (record, *rejected_input(record)) for record in records if record.topic == DEAD_LETTERS
+        ]
+        entries += [Entry(record, envelope) for record, envelope, _ in dead]
+        raw = [receipt for _, _, receipt in dead if receipt is not None]
+        # enrolments first: a split batch then stores a subject before its results
+        entries.sort(key=lambda entry: _processing_order(entry.envelope))
         positions = next_positions(records)
         began = time.perf_counter()
         try:
             # raw dead letters are kept before their InputRejected refers to them
-            await keep_raw(self._pool, [receipt for _, receipt in dead if receipt is not None])
-            for _ in range(len(envelopes) + 1):
-                if rejected:
-                    await publish_dead_letters(self._broker, self._pool, rejected, self._group_id)
-                    rejected = []
-                try:
-                    outcome, projection_behind = await self._commit(envelopes, positions)
-                    break
-                except eventstore.EventIdConflict as conflict:
-                    envelopes = [e for e in envelopes if e.id != conflict.event_id]
-                    rejected = [Rejected(by_id[conflict.event_id], str(conflict))]
-                except eventstore.StreamVersionConflict as conflict:
-                    # another instance wrote this subject while the batch was judged (a
-                    # partition moved between instances): judge again on what it wrote
-                    log.warning("rules.subject_moved_meanwhile", detail=str(conflict))
+            await keep_raw(self._pool, raw)
+            outcome, projection_behind = await self._store(entries, rejected, positions)
+        except Exception as error:
+            if is_transient(error):
+                await self._backoff.failed(error)
             else:
-                raise RuntimeError("the batch could not be stored after repeated conflicts")
-        except RETRYABLE as error:
-            await self._backoff.failed(error)
-            raise
-        except Exception:
-            # a bug, not an outage: say so loudly; the batch is rewound and tried again
-            log.exception("rules.batch_crashed", records=len(records))
-            await self._backoff.failed(RuntimeError("batch crashed"))
+                # not an outage, and not one record either: say so loudly
+                log.exception("rules.batch_crashed", records=len(records))
+                await self._backoff.failed(RuntimeError("batch crashed"))
             raise
         self._backoff.succeeded()
         self._collector.after_batch()
@@ -201,31 +185,149 @@ class FactsConsumer:
             seconds=round(time.perf_counter() - began, 4),
         )
 
+    async def _store(
+        self,
+        entries: list[Entry],
+        rejected: list[Rejected],
+        positions: dict[tuple[str, int], int],
+    ) -> tuple[BatchOutcome, bool]:
+        """The batch stored whole; or, when its data makes it fail, split until each
+        record that fails is found, and stored without them."""
+        try:
+            return await self._commit_resolving(entries, rejected, positions)
+        except RecordFailure as failure:
+            log.warning("rules.batch_split", records=len(entries), reason=failure.reason)
+        # a failure the batch's records do not cause (the projection, say) is no reason
+        # to refuse them: it is an error to retry, as any other
+        await self._commit_resolving([], [], None)
+        poisoned = await self._dead_lettered_before(entries)
+        poisoned += await self._isolate(_without(entries, (item for item, _ in poisoned)))
+        for item, step in poisoned:
+            metrics.POISON_RECORDS.labels(step=step).inc()
+            log.warning(
+                "rules.poison_record",
+                origin=item.record.origin,
+                event_id=str(item.event_id),
+                reason=item.reason,
+            )
+        refused = [item for item, _ in poisoned]
+        # the parts stored while splitting may have raised signals: the relay is told now
+        self._on_commit(True, True)
+        return await self._commit_resolving(
+            _without(entries, refused), [*rejected, *refused], positions
+        )
+
+    async def _dead_lettered_before(self, entries: list[Entry]) -> list[tuple[Rejected, str]]:
+        """Events dead-lettered already (sent again by a re-drive or a partner): refused
+        again at once, without splitting the batch to find them."""
+        async with self._pool.acquire() as connection:
+            known = await PostgresRulesUnitOfWork(connection).dead_lettered(
+                [entry.envelope.id for entry in entries]
+            )
+        return [
+            (Rejected(e.record, known[e.envelope.id], e.envelope.id), "known")
+            for e in entries
+            if e.envelope.id in known
+        ]
+
+    async def _isolate(self, entries: list[Entry]) -> list[tuple[Rejected, str]]:
+        """Store what can be stored (without moving positions), halving the failing part
+        until each record that fails alone is found; returns those, with their step."""
+        if not entries:
+            return []
+        try:
+            await self._commit_resolving(entries, [], None)
+            return []
+        except RecordFailure as failure:
+            if len(entries) == 1:
+                (entry,) = entries
+                reason = f"poison record: {failure.reason}"
+                return [(Rejected(entry.record, reason, entry.envelope.id), failure.step)]
+        middle = len(entries) // 2
+        return await self._isolate(entries[:middle]) + await self._isolate(entries[middle:])
+
+    async def _commit_resolving(
+        self,
+        entries: list[Entry],
+        rejected: list[Rejected],
+        positions: dict[tuple[str, int], int] | None,
+    ) -> tuple[BatchOutcome, bool]:
+        """Commit, resolving conflicts: an event id stored with other content is refused,
+        a subject another instance wrote meanwhile is judged again."""
+        entries, rejected = list(entries), list(rejected)
+        published = 0
+        for _ in range(len(entries) + 2):
+            if positions is not None and len(rejected) > published:
+                # before the positions move past them; a repeat after a crash is harmless
+                await publish_dead_letters(
+                    self._broker, self._pool, rejected[published:], self._group_id
+                )
+                published = len(rejected)
+            try:
+                return await self._commit(entries, rejected, positions)
+            except eventstore.EventIdConflict as conflict:
+                conflicting = [e for e in entries if e.envelope.id == conflict.event_id]
+                if not conflicting:
+                    raise
+                refused = Rejected(conflicting[0].record, str(conflict), conflict.event_id)
+                entries = _without(entries, [refused])
+                rejected.append(refused)
+            except eventstore.StreamVersionConflict as conflict:
+                # another instance wrote this subject while the batch was judged (a
+                # partition moved between instances): judge again on what it wrote
+                log.warning("rules.subject_moved_meanwhile", detail=str(conflict))
+        raise RepeatedConflicts("the batch could not be stored after repeated conflicts")
+
     async def _commit(
-        self, envelopes: list[Envelope], positions: dict[tuple[str, int], int]
+        self,
+        entries: list[Entry],
+        rejected: list[Rejected],
+        positions: dict[tuple[str, int], int] | None,
     ) -> tuple[BatchOutcome, bool]:
         """The batch's one transaction; returns its outcome and whether the subject state
         was left behind. The batch folds its events into the cached histories before it
         commits, so whatever keeps it from committing (an error, a conflict, a
         cancellation) drops the cache, and the next batch reads the log again."""
+        rejections = [(item, item.rejection(self._group_id)) for item in rejected]
+        envelopes = [entry.envelope for entry in entries] + [r for _, r in rejections]
+        projecting = False
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 uow = PostgresRulesUnitOfWork(connection, self._cache)
-                outcome = await handle_batch(envelopes, uow, self._packs)
-                await uow.record_positions(self._group_id, positions)
-                if self._projection is None:
-                    return outcome, False
-                # the subject state moves with the facts, in the same commit
-                applied = await self._projection.catch_up_in(connection, limit=PROJECTION_CATCH_UP)
+                try:
+                    outcome = await handle_batch(envelopes, uow, self._packs)
+                    await uow.record_dead_letters(
+                        [(i.event_id, r, i.reason) for i, r in rejections if i.event_id]
+                    )
+                    if positions is not None:
+                        await uow.record_positions(self._group_id, positions)
+                    if self._projection is None:
+                        return outcome, False
+                    # the subject state moves with the facts, in the same commit
+                    projecting = True
+                    applied = await self._projection.catch_up_in(
+                        connection, limit=PROJECTION_CATCH_UP
+                    )
+                except (eventstore.EventIdConflict, eventstore.StreamVersionConflict):
+                    raise
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise RecordFailure(error, "projected" if projecting else uow.step) from error
             return outcome, applied >= PROJECTION_CATCH_UP
         except BaseException:
             self._cache.clear()
             raise
 
 
-def _valid(records: list[Record], rejected: list[Rejected]) -> list[Record]:
-    bad = {id(item.record) for item in rejected}
-    return [record for record in records if id(record) not in bad]
+def _without(entries: list[Entry], refused: Iterable[Rejected]) -> list[Entry]:
+    """The entries whose records are not among the refused ones."""
+    origins = {item.record.origin for item in refused}
+    return [entry for entry in entries if entry.record.origin not in origins]
+
+
+def _processing_order(envelope: Envelope) -> int:
+    return 0 if envelope.type == SubjectEnrolled.event_type else 1
 
 
 def next_positions(records: list[Record]) -> dict[tuple[str, int], int]:
@@ -235,62 +337,3 @@ def next_positions(records: list[Record]) -> dict[tuple[str, int], int]:
         key = (record.topic, record.partition)
         positions[key] = max(positions.get(key, 0), record.offset + 1)
     return positions
-
-
-class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, continue from the positions the database recorded with the data.
-
-    Kafka's committed offsets are only a hint: they are committed after the database
-    commit, so they can lag (a crash in between) or be lost (a broker that forgot them).
-    A stored position beyond the partition's end means the broker lost the log itself (a
-    memory-only development broker restarted); the consumer then reads what the broker
-    has, and the event store drops what it already holds.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
-        self._pool = pool
-        self._group_id = group_id
-        self.subscriber: Any = None  # the FastStream subscriber, set once it exists
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        consumer = getattr(self.subscriber, "consumer", None)
-        if consumer is None or not assigned:
-            return
-        # the fetcher starts at Kafka's committed (or the earliest) offset as soon as the
-        # partitions are assigned; held until they are placed, no record from there reaches
-        # the handler first (and moves the stored position back)
-        consumer.pause(*assigned)
-        try:
-            await self._place(consumer, assigned)
-        finally:
-            consumer.resume(*assigned)
-
-    async def _place(self, consumer: Any, assigned: set[TopicPartition]) -> None:
-        try:
-            rows = await self._pool.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
-                self._group_id,
-            )
-            ends = await consumer.end_offsets(list(assigned))
-        except RETRYABLE as error:
-            log.warning("rules.stored_positions_unavailable", error=repr(error))
-            return  # Kafka's committed offsets then; what was stored is dropped as a repeat
-        stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
-        for partition in sorted(assigned):
-            position = stored.get((partition.topic, partition.partition))
-            if position is None:
-                continue
-            end = ends.get(partition)
-            if end is not None and position > end:
-                log.warning(
-                    "rules.partition_log_lost",
-                    topic=partition.topic,
-                    partition=partition.partition,
-                    stored=position,
-                    end=end,
-                )
-                continue
-            consumer.seek(partition, position)

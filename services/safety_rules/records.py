@@ -1,8 +1,10 @@
 """The consumed records as the rules service takes them: valid events, or rejects that
-name what is wrong (they are kept in the receipt store and dead-lettered by reference)."""
+name what is wrong (they are kept in the receipt store and dead-lettered by reference). A
+reason names fields and problems, never the values of the record."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,8 +21,10 @@ from shared.events.dead_letters import (
     dead_letter,
     kafka_receipt_id,
     reference_in,
+    storable,
     study_named_in,
 )
+from shared.events.topics import DEAD_LETTERS
 from shared.field_problems import explain
 
 SOURCE = "/vigil/safety-rules"
@@ -46,15 +50,17 @@ class Record:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
     def header_texts(self) -> dict[str, str]:
-        return {key: value.decode(errors="replace") for key, value in self.headers}
+        """The headers as text the audit log and the receipt store can hold (a partner's
+        header may carry any bytes, NUL among them)."""
+        return {key: storable(value.decode(errors="replace")) for key, value in self.headers}
 
 
 @dataclass(frozen=True)
-class Rejected:
-    """A record that is not a valid Vigil event; it goes to the dead-letter topic."""
+class Entry:
+    """A record that is a valid event: what the batch stores and judges."""
 
     record: Record
-    reason: str
+    envelope: Envelope
 
 
 @dataclass(frozen=True)
@@ -65,22 +71,51 @@ class KeptRejection:
     letter: DeadLetter
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A record the rules service refuses: kept in the receipt store, a dead letter that
+    refers to it on the dead-letter topic, and its InputRejected event in the audit log in
+    the transaction that moves past it. ``event_id`` is the refused event's id when the
+    record was a valid event (a poison record, or an id conflict): ingest's re-drive learns
+    from it that the event is settled."""
+
+    record: Record
+    reason: str
+    event_id: uuid.UUID | None = None
+
+    def kept(self, rejected_by: str) -> KeptRejection:
+        """What is kept of the record (its receipt) and the dead letter referring to it."""
+        return kept_rejection(self, rejected_by)
+
+    def rejection(self, rejected_by: str) -> Envelope:
+        """The InputRejected event: the same one (same id) that consuming the dead letter
+        makes, so whichever is stored first, the other is a duplicate."""
+        origin = self.record.origin
+        return wrap(self.kept(rejected_by).letter.event(fallback_origin=origin), source=SOURCE)
+
+    @property
+    def is_dead_letter(self) -> bool:
+        """Refused while recording a dead letter: it is not put on the dead-letter topic
+        again (that would go round for ever)."""
+        return self.record.topic == DEAD_LETTERS
+
+
 def invalid_event_reason(error: ValueError) -> str:
     """Why a record is not a valid event, in fields and problems: a pydantic message
     would quote the values (a name, an MRN) into the log and the dead letter."""
     return "not a valid Vigil event: " + explain(error, otherwise=UNKNOWN_TYPE)
 
 
-def parse_records(records: Sequence[Record]) -> tuple[list[Envelope], list[Rejected]]:
-    """Split records into valid envelopes and rejects that name what is wrong."""
-    envelopes: list[Envelope] = []
+def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected]]:
+    """Split records into valid events and rejects that name what is wrong."""
+    entries: list[Entry] = []
     rejected: list[Rejected] = []
     for record in records:
         try:
-            envelopes.append(Envelope.from_json(record.value))
+            entries.append(Entry(record, Envelope.from_json(record.value)))
         except ValueError as error:  # pydantic's ValidationError is one
             rejected.append(Rejected(record, invalid_event_reason(error)))
-    return envelopes, rejected
+    return entries, rejected
 
 
 def _kept(

@@ -7,7 +7,7 @@ import contextlib
 import asyncpg
 
 # Tables of the audit trail: the services may add and read, never change or remove.
-APPEND_ONLY_TABLES = ("events", "audit_checkpoints", "received_messages")
+APPEND_ONLY_TABLES = ("events", "audit_checkpoints", "received_messages", "dead_lettered_events")
 # Working tables (queues, read models) the services maintain.
 WORKING_TABLES = (
     "outbox",

@@ -112,14 +112,21 @@ def input_rejected(
     study = headers.get(STUDY)
     return InputRejected(
         study_id=study if study and _STUDY_ID.match(study) else None,
-        reason=headers.get(REASON) or "no reason given by the producer",
-        origin=headers.get(ORIGIN) or fallback_origin,
-        rejected_by=headers.get(REJECTED_BY) or "unknown",
+        reason=storable(headers.get(REASON, "")) or "no reason given by the producer",
+        origin=storable(headers.get(ORIGIN, "")) or storable(fallback_origin) or "unknown",
+        rejected_by=storable(headers.get(REJECTED_BY, "")) or "unknown",
         receipt_id=reference.receipt_id,
         raw_sha256=reference.raw_sha256,
         raw_size=reference.raw_size,
         channel=reference.channel,
     )
+
+
+def storable(text: str) -> str:
+    """``text`` as the audit log and the receipt store can hold it: a partner's header may
+    carry NUL (which neither text nor jsonb takes) or lone surrogates; each becomes U+FFFD,
+    since a dead letter that cannot be recorded would stop the partition it is on."""
+    return text.encode(errors="replace").decode().replace("\x00", "\ufffd")
 
 
 def kafka_receipt_id(origin: str, raw: bytes) -> uuid.UUID:

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.payloads import EventPayload, payload_class
+from shared.events.values import ClinicalDateTime
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -32,7 +33,7 @@ class Envelope(BaseModel):
     source: str = Field(min_length=1, description="URI-reference of the producer.")
     type: str = Field(min_length=1, description="Versioned event type, e.g. ...v1.")
     subject: str | None = Field(default=None, description="study_id/subject_id.")
-    time: AwareDatetime
+    time: ClinicalDateTime
     datacontenttype: Literal["application/json"] = "application/json"
     study_id: str | None = Field(default=None, alias="studyid", min_length=1)
     correlation_id: uuid.UUID = Field(alias="correlationid")

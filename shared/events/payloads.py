@@ -9,33 +9,35 @@ import functools
 import json
 import re
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from shared.events.values import (
+    IDENTIFIER_PATTERN,
+    ClinicalDate,
+    ClinicalDateTime,
+    Code,
+    DerivedDecimal,
+    SiteId,
+    StorableText,
+)
+
+# re-exported: the channels' request models import these from here
+from shared.events.values import ClinicalDecimal as ClinicalDecimal
+from shared.events.values import StudyId as StudyId
+from shared.events.values import SubjectId as SubjectId
 
 # Namespace for content-derived event ids (uuid5); never change it, ids depend on it.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a3e-3f0e-4c59-9d7a-5d0f2a8c9e10")
 
 
-def _decimal_as_json_number(value: Decimal) -> float | int:
-    return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
-
-
-# Lab values stay exact in Python and travel as JSON numbers.
-ClinicalDecimal = Annotated[
-    Decimal, PlainSerializer(_decimal_as_json_number, return_type=int | float, when_used="json")
-]
-StudyId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 # The study's pseudonymous subject id: never a name, a record number or free text.
-SUBJECT_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+SUBJECT_ID_PATTERN = IDENTIFIER_PATTERN
 SUBJECT_ID_MAX_LENGTH = 64
 SUBJECT_ID_FORM = "1 to 64 letters, digits, '.', '_' or '-'"
-SubjectId = Annotated[
-    str, Field(min_length=1, max_length=SUBJECT_ID_MAX_LENGTH, pattern=SUBJECT_ID_PATTERN)
-]
 LOINC_PATTERN = r"^\d{1,7}-\d$"
 MEDDRA_PATTERN = r"^\d{8}$"
 _SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN)
@@ -47,7 +49,7 @@ def is_subject_id(text: str) -> bool:
     return len(text) <= SUBJECT_ID_MAX_LENGTH and _SUBJECT_ID.match(text) is not None
 
 
-class EventPayload(BaseModel):
+class EventPayload(StorableText):
     """Base of all payloads: immutable, strict, with a content-derived identity."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -118,11 +120,11 @@ class SubjectEnrolled(SubjectEvent):
 
     event_type: ClassVar[str] = "org.vigil.subject.enrolled.v1"
 
-    site_id: str = Field(min_length=1, max_length=64)
+    site_id: SiteId
     sex: Sex
-    birth_date: date
+    birth_date: ClinicalDate
     weight_kg: ClinicalDecimal | None = Field(default=None, gt=0, lt=500)
-    day0: date | None = Field(
+    day0: ClinicalDate | None = Field(
         default=None,
         description="Study Day 0 (baseline visit); baseline values are the last on or before it.",
     )
@@ -166,15 +168,15 @@ class LabResultReported(SubjectEvent):
     loinc_code: str | None = Field(
         default=None, pattern=LOINC_PATTERN, description="LOINC code, e.g. 718-7."
     )
-    local_code: str | None = Field(default=None, max_length=64, description="Sender's code.")
-    local_system: str | None = Field(default=None, max_length=200)
+    local_code: Code | None = Field(default=None, max_length=64, description="Sender's code.")
+    local_system: Code | None = Field(default=None, max_length=200)
     analyte_text: str | None = Field(default=None, max_length=200, description="As sent.")
     unmapped: bool = Field(default=False, description="Not in Vigil's analyte catalogue.")
     value: ClinicalDecimal | None = None
     comparator: Literal["<", "<=", ">", ">="] | None = Field(
         default=None, description="For a censored value such as '<0.5' (HL7 SN, FHIR)."
     )
-    unit: str | None = Field(
+    unit: Code | None = Field(
         default=None, min_length=1, max_length=32, description="UCUM unit as reported."
     )
     qualitative: Qualitative | None = Field(
@@ -184,14 +186,16 @@ class LabResultReported(SubjectEvent):
         default=None, max_length=500, description="The result as sent when not numeric."
     )
     canonical_value: ClinicalDecimal | None = None
-    canonical_unit: str | None = None
+    canonical_unit: Code | None = Field(default=None, max_length=32)
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
-    collected_at: AwareDatetime
+    collected_at: ClinicalDateTime
     result_status: ResultStatus = ResultStatus.FINAL
-    abnormal_flags: tuple[str, ...] = Field(default=(), description="HL7 OBX-8 as sent.")
-    source_message_id: str = Field(min_length=1, max_length=128)
-    observation_key: str | None = Field(
+    abnormal_flags: tuple[Code, ...] = Field(
+        default=(), max_length=10, description="HL7 OBX-8 as sent."
+    )
+    source_message_id: Code = Field(min_length=1, max_length=128)
+    observation_key: Code | None = Field(
         default=None,
         max_length=300,
         description="What stays the same when the lab corrects or cancels this result "
@@ -240,13 +244,13 @@ class AdverseEventReported(SubjectEvent):
 
     event_type: ClassVar[str] = "org.vigil.adverse_event.reported.v1"
 
-    ae_id: str = Field(min_length=1, max_length=128, description="The site's id of the AE.")
+    ae_id: Code = Field(min_length=1, max_length=128, description="The site's id of the AE.")
     term: str = Field(min_length=1, max_length=500, description="Verbatim or MedDRA term.")
     meddra_code: str | None = Field(default=None, pattern=MEDDRA_PATTERN)
     system_organ_class: str | None = Field(default=None, max_length=200)
     system_organ_class_code: str | None = Field(default=None, pattern=MEDDRA_PATTERN)
-    onset: AwareDatetime
-    end: AwareDatetime | None = None
+    onset: ClinicalDateTime
+    end: ClinicalDateTime | None = None
     serious: bool
     seriousness_criteria: tuple[SeriousnessCriterion, ...] = ()
     severity: Literal["mild", "moderate", "severe"] | None = None
@@ -261,7 +265,7 @@ class AdverseEventReported(SubjectEvent):
     nyha_class: Literal["I", "II", "III", "IV"] | None = Field(
         default=None, description="For heart failure: NYHA functional class."
     )
-    source_message_id: str = Field(min_length=1, max_length=128)
+    source_message_id: Code = Field(min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _seriousness_is_consistent(self) -> AdverseEventReported:
@@ -282,17 +286,17 @@ class MedicationRecorded(SubjectEvent):
     event_type: ClassVar[str] = "org.vigil.medication.recorded.v1"
 
     category: Literal["concomitant", "study-drug"]
-    medication_id: str = Field(min_length=1, max_length=128, description="The site's id.")
+    medication_id: Code = Field(min_length=1, max_length=128, description="The site's id.")
     drug: str = Field(min_length=1, max_length=200)
-    drug_code: str | None = Field(default=None, max_length=64, description="ATC or RxNorm.")
+    drug_code: Code | None = Field(default=None, max_length=64, description="ATC or RxNorm.")
     dose: ClinicalDecimal = Field(gt=0)
-    dose_unit: str = Field(min_length=1, max_length=32, description="UCUM, e.g. mg, mg/kg, [iU].")
+    dose_unit: Code = Field(min_length=1, max_length=32, description="UCUM, e.g. mg, mg/kg, [iU].")
     route: str = Field(min_length=1, max_length=64, description="e.g. oral, intravenous.")
     frequency: str | None = Field(default=None, max_length=64, description="e.g. QD, BID, Q4W.")
-    start: AwareDatetime
-    stop: AwareDatetime | None = None
+    start: ClinicalDateTime
+    stop: ClinicalDateTime | None = None
     indication: str | None = Field(default=None, max_length=500)
-    source_message_id: str = Field(min_length=1, max_length=128)
+    source_message_id: Code = Field(min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _stop_after_start(self) -> MedicationRecorded:
@@ -348,7 +352,7 @@ class SignalEvent(SubjectEvent):
     signal_id: uuid.UUID
     rule_id: str
     rule_pack_version: str
-    site_id: str | None = Field(default=None, description="None when the subject is unknown.")
+    site_id: SiteId | None = Field(default=None, description="None when the subject is unknown.")
 
 
 class SafetySignalRaised(SignalEvent):
@@ -361,10 +365,10 @@ class SafetySignalRaised(SignalEvent):
     input_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
     analyte: str = Field(description="What was judged: an analyte, an AE term, a drug.")
-    observed_value: ClinicalDecimal | None = None
+    observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
     threshold: str = Field(description="The condition in words, e.g. '<= 9 g/dL'.")
-    collected_at: AwareDatetime = Field(
+    collected_at: ClinicalDateTime = Field(
         description="When the finding happened in the clinic: specimen collection, AE onset, "
         "medication start."
     )
@@ -373,7 +377,7 @@ class SafetySignalRaised(SignalEvent):
     grading: str | None = Field(default=None, description="e.g. 'CTCAE v5.0 Anemia'.")
     serious: bool = Field(default=False, description="A serious adverse event (ICH E2A).")
     required_action: str | None = None
-    reporting_deadline: AwareDatetime | None = Field(
+    reporting_deadline: ClinicalDateTime | None = Field(
         default=None, description="When the required report is due (e.g. an SAE: 24 h)."
     )
     recipient_roles: tuple[str, ...] = ()
@@ -399,10 +403,10 @@ class SafetySignalEscalated(SignalEvent):
     grade: int | None
     input_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
-    observed_value: ClinicalDecimal | None = None
+    observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
-    collected_at: AwareDatetime
-    reporting_deadline: AwareDatetime | None = None
+    collected_at: ClinicalDateTime
+    reporting_deadline: ClinicalDateTime | None = None
 
 
 class SafetySignalResolved(SignalEvent):
@@ -412,7 +416,7 @@ class SafetySignalResolved(SignalEvent):
 
     reason: str = Field(description="In words, e.g. 'haemoglobin 10.2 g/dL: back in range'.")
     input_event_ids: tuple[uuid.UUID, ...]
-    collected_at: AwareDatetime
+    collected_at: ClinicalDateTime
 
 
 class SafetySignalReopened(SignalEvent):
@@ -435,9 +439,9 @@ class SafetySignalAmended(SignalEvent):
     input_event_ids: tuple[uuid.UUID, ...]
     superseded_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
-    observed_value: ClinicalDecimal | None = None
+    observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
-    collected_at: AwareDatetime
+    collected_at: ClinicalDateTime
 
 
 class SafetySignalRetracted(SignalEvent):

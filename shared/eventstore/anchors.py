@@ -4,7 +4,8 @@ The hash chain shows any change to a row, but not the removal of the newest rows
 shorter chain is still a valid chain. So the head (position and hash) is written, now and
 then, to a file that lives apart from the database (one JSON object per line), and to the
 ``audit_checkpoints`` table. ``vigil audit verify`` checks that every anchored position is
-still there with the same hash, and resumes from the newest verified anchor.
+still there with the same hash (and, with ``--from-anchor``, resumes from the newest
+verified anchor instead of re-hashing every row).
 """
 
 from __future__ import annotations

@@ -62,6 +62,39 @@ async def test_verify_prints_ok_then_the_first_broken_position(
         await connection.close()
 
 
+async def test_verify_run_twice_reports_a_row_altered_after_a_clean_verify(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    connection = await asyncpg.connect(fresh_dsn)  # the owner: it may switch triggers off
+    try:
+        async with connection.transaction():
+            await append(connection, [NewEvent(result("S1", f"1{i}.0", n=i)) for i in range(7)])
+        clean = await vigil("audit", "verify", dsn=fresh_dsn, anchors=anchors)
+        assert clean.returncode == 0, clean.stderr  # and it anchors the head, position 7
+        assert "anchored head at position 7" in clean.stdout
+
+        await tamper(
+            connection,
+            "UPDATE events SET payload_json = replace(payload_json, '\"value\":13', "
+            "'\"value\":31') WHERE position = 4",
+        )
+        first = await vigil("audit", "verify", dsn=fresh_dsn, anchors=anchors)
+        second = await vigil("audit", "verify", dsn=fresh_dsn, anchors=anchors)
+        scripted = await vigil("audit", "verify", "--full", dsn=fresh_dsn, anchors=anchors)
+
+        for run in (first, second, scripted):
+            assert run.returncode == 1, run.stdout
+            assert "chain BROKEN at position 4" in run.stdout
+            assert run.stdout.strip().endswith("FAILED")
+        # the quick check trusts what the last clean verify anchored, and says so
+        quick = await vigil("audit", "verify", "--from-anchor", dsn=fresh_dsn, anchors=anchors)
+        assert "positions 1..7 were NOT re-hashed" in quick.stdout
+        assert "run without --from-anchor" in quick.stdout
+    finally:
+        await connection.close()
+
+
 async def test_export_command_writes_the_subject_history(fresh_dsn: str, tmp_path: Path) -> None:
     connection = await asyncpg.connect(fresh_dsn)
     try:

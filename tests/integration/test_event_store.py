@@ -353,7 +353,7 @@ async def test_removing_the_newest_rows_is_found_through_the_anchor(
     assert "FAILED" in second.lines()
 
 
-async def test_verify_resumes_from_the_newest_verified_anchor(
+async def test_verify_re_hashes_every_row_unless_asked_to_resume_from_an_anchor(
     db: asyncpg.Connection, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     anchors = tmp_path / "anchors.jsonl"
@@ -361,11 +361,14 @@ async def test_verify_resumes_from_the_newest_verified_anchor(
     assert (await audit_verify(pool, anchors)).ok
     await append(db, result("S9", "12.0"), result("S9", "13.0"))
 
-    resumed = await audit_verify(pool, anchors)
+    resumed = await audit_verify(pool, anchors, from_anchor=True)
     assert resumed.ok
     assert resumed.resumed_from is not None
     assert resumed.chain.checked == 2
-    full = await audit_verify(pool, anchors, full=True)
+    assert resumed.not_rehashed == 10
+    assert any("positions 1..10 were NOT re-hashed" in line for line in resumed.lines())
+    full = await audit_verify(pool, anchors)
+    assert full.resumed_from is None
     assert full.chain.checked == 12
     store = await eventstore.store_id(db)
     assert [a.position for a in read_anchors(anchors, store)] == [10, 12, 12]

@@ -108,22 +108,30 @@ async def mark_published(connection: asyncpg.Connection, event_ids: Sequence[uui
     )
 
 
+# An owed event is settled once it is in the audit log, or once the rules service
+# dead-lettered it (a poison record: its InputRejected is in the audit log instead).
+_SETTLED = (
+    "(EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)"
+    " OR EXISTS (SELECT 1 FROM dead_lettered_events d WHERE d.event_id = o.event_id))"
+)
+
+
 async def settle(connection: asyncpg.Connection) -> int:
-    """Forget owed events that have reached the audit log; returns how many."""
-    result: str = await connection.execute(
-        "DELETE FROM ingest_outbox o USING events e WHERE e.event_id = o.event_id"
-    )
+    """Forget owed events that are settled (stored, or dead-lettered by the rules service,
+    which the re-drive must never send again); returns how many."""
+    result: str = await connection.execute(f"DELETE FROM ingest_outbox o WHERE {_SETTLED}")
     return int(result.rsplit(" ", 1)[-1])
 
 
 async def unrecorded(connection: asyncpg.Connection) -> tuple[int, float | None]:
-    """How many owed events are not in the audit log yet, and the oldest one's age in
-    seconds (by the database's clock)."""
+    """How many owed events are not settled yet, and the oldest one's age in seconds (by
+    the database's clock)."""
     row = await connection.fetchrow(
         """SELECT count(*) AS n,
                   extract(epoch FROM clock_timestamp() - min(o.created_at))::float8 AS age
            FROM ingest_outbox o
-           WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)"""
+           WHERE NOT """
+        + _SETTLED
     )
     return row["n"], row["age"]
 
@@ -131,7 +139,7 @@ async def unrecorded(connection: asyncpg.Connection) -> tuple[int, float | None]
 async def claim_overdue(
     connection: asyncpg.Connection, limit: int, *, deadline: timedelta
 ) -> list[Outgoing]:
-    """Lock overdue owed events not in the audit log and push their next check back
+    """Lock overdue owed events not settled and push their next check back
     (exponentially: a consumer that is merely slow is not flooded with copies)."""
     rows = await connection.fetch(
         """UPDATE ingest_outbox o
@@ -141,7 +149,9 @@ async def claim_overdue(
                SELECT event_id FROM ingest_outbox
                WHERE next_check_at <= clock_timestamp()
                ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)
+             AND NOT """
+        + _SETTLED
+        + """
            RETURNING event_id, topic, key, value, headers::text AS headers""",
         limit,
         deadline,

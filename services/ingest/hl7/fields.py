@@ -6,6 +6,8 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
+from shared.events.values import clinical_moment, clinical_number, in_clinical_years
+
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
     r"(?:\.(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
@@ -23,12 +25,18 @@ class FieldError(ValueError):
 
 def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
     """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]``) as an aware datetime; a value
-    without an offset is in the source's configured zone."""
+    without an offset is in the source's configured zone. Only the years a payload accepts
+    (shared/events/values.py) are read, so an AE names the field rather than the rules
+    failing on a time they cannot store. Errors name the problem, never the value."""
     match = _DTM.match(text.strip())
     if not match:
         raise FieldError("is not an HL7 date/time (YYYY[MM[DD[HH[MM[SS]]]]][+ZZZZ])")
     parts = match.groupdict()
     fraction = parts["f"] or ""
+    try:
+        in_clinical_years(int(parts["y"]))  # before datetime(): year 0 is no date at all
+    except ValueError as error:
+        raise FieldError(str(error)) from None
     try:
         moment = datetime(
             int(parts["y"]),
@@ -41,11 +49,17 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
         )
     except ValueError:
         raise FieldError("is not a calendar date/time (month, day or hour out of range)") from None
+    zone = default_zone
     if parts["tz"]:
         sign = 1 if parts["tz"][0] == "+" else -1
         offset = timedelta(hours=int(parts["tz"][1:3]), minutes=int(parts["tz"][3:5]))
-        return moment.replace(tzinfo=timezone(sign * offset))
-    return moment.replace(tzinfo=default_zone)
+        if offset >= timedelta(hours=24):
+            raise FieldError("must have a UTC offset of at most 14 hours either way")
+        zone = timezone(sign * offset)
+    try:
+        return clinical_moment(moment.replace(tzinfo=zone))
+    except ValueError as error:
+        raise FieldError(str(error)) from None
 
 
 def parse_date(text: str) -> date:
@@ -54,13 +68,15 @@ def parse_date(text: str) -> date:
 
 
 def parse_decimal(text: str) -> Decimal:
+    """A number (NM) within what a payload accepts (shared/events/values.py)."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise FieldError("is not a number") from None
-    if not value.is_finite():
-        raise FieldError("is not a finite number")
-    return value
+    try:
+        return clinical_number(value)
+    except ValueError as error:
+        raise FieldError(str(error)) from None
 
 
 def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:

@@ -6,6 +6,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 import orjson
@@ -43,6 +44,8 @@ class PostgresRulesUnitOfWork:
     def __init__(self, connection: asyncpg.Connection, cache: HistoryCache | None = None) -> None:
         self._connection = connection
         self._cache = cache if cache is not None else HistoryCache()
+        # how far the batch got, for the reason a failing record is dead-lettered with
+        self.step: Literal["judged", "stored"] = "judged"
 
     async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
         """The database's time now, which the batch is recorded at, and which of these
@@ -57,6 +60,7 @@ class PostgresRulesUnitOfWork:
         expected_versions: Mapping[str, int],
         recorded_at: datetime,
     ) -> None:
+        self.step = "stored"
         await eventstore.append(
             self._connection,
             [eventstore.NewEvent(envelope) for envelope in envelopes],
@@ -104,6 +108,30 @@ class PostgresRulesUnitOfWork:
                 for (topic, partition), offset in sorted(positions.items())
             ],
         )
+
+    async def record_dead_letters(
+        self, rejected: Sequence[tuple[uuid.UUID, Envelope, str]]
+    ) -> None:
+        """Mark refused events as dead-lettered (event id, its InputRejected, the reason), in
+        the batch's transaction: ingest's re-drive then counts them as settled."""
+        if not rejected:
+            return
+        await self._connection.executemany(
+            """INSERT INTO dead_lettered_events (event_id, rejection_id, origin, reason)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING""",
+            [
+                (event_id, rejection.id, str(rejection.data.get("origin", "")), reason)
+                for event_id, rejection, reason in rejected
+            ],
+        )
+
+    async def dead_lettered(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Which of these events were dead-lettered before, with the reason."""
+        rows = await self._connection.fetch(
+            "SELECT event_id, reason FROM dead_lettered_events WHERE event_id = ANY($1::uuid[])",
+            list(event_ids),
+        )
+        return {row["event_id"]: row["reason"] for row in rows}
 
     async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None:
         """Outbox entries for the relay, in the batch's transaction."""

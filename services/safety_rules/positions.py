@@ -1,0 +1,72 @@
+"""Where the rules service's consumer starts: the positions stored with the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = structlog.get_logger(__name__)
+RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue from the positions the database recorded with the data.
+
+    Kafka's committed offsets are only a hint: they are committed after the database
+    commit, so they can lag (a crash in between) or be lost (a broker that forgot them).
+    A stored position beyond the partition's end means the broker lost the log itself (a
+    memory-only development broker restarted); the consumer then reads what the broker
+    has, and the event store drops what it already holds.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
+        self._pool = pool
+        self._group_id = group_id
+        self.subscriber: Any = None  # the FastStream subscriber, set once it exists
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None or not assigned:
+            return
+        # the fetcher starts at Kafka's committed (or the earliest) offset as soon as the
+        # partitions are assigned; held until they are placed, no record from there reaches
+        # the handler first (and moves the stored position back)
+        consumer.pause(*assigned)
+        try:
+            await self._place(consumer, assigned)
+        finally:
+            consumer.resume(*assigned)
+
+    async def _place(self, consumer: Any, assigned: set[TopicPartition]) -> None:
+        try:
+            rows = await self._pool.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
+                self._group_id,
+            )
+            ends = await consumer.end_offsets(list(assigned))
+        except RETRYABLE as error:
+            log.warning("rules.stored_positions_unavailable", error=repr(error))
+            return  # Kafka's committed offsets then; what was stored is dropped as a repeat
+        stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        for partition in sorted(assigned):
+            position = stored.get((partition.topic, partition.partition))
+            if position is None:
+                continue
+            end = ends.get(partition)
+            if end is not None and position > end:
+                log.warning(
+                    "rules.partition_log_lost",
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    stored=position,
+                    end=end,
+                )
+                continue
+            consumer.seek(partition, position)
