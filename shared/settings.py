@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+# Settings whose value may instead be read from the file named by ``VIGIL_<NAME>_FILE``
+# (Docker secrets). Only the ones that need it today; a generic ``_FILE`` convention for
+# every setting replaces this list and the source below without changing their meaning.
+SECRET_FILE_SETTINGS = ("notifier_link_keys",)
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """``VIGIL_<NAME>_FILE``: the value of a secret setting read from a file, so that a
+    secret never has to be an environment variable (``docker inspect`` shows those)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], names: tuple[str, ...]) -> None:
+        super().__init__(settings_cls)
+        self._names = names
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every file at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self._names:
+            variable = f"VIGIL_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if variable in os.environ:
+                raise SettingsError(f"both {variable} and {variable}_FILE are set: keep one")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise SettingsError(
+                    f"{variable}_FILE names {path}, which cannot be read as UTF-8 text "
+                    f"({type(error).__name__}): mount the secret there or unset {variable}_FILE"
+                ) from None
+        return values
 
 
 class VigilSettings(BaseSettings):
@@ -118,13 +160,18 @@ class VigilSettings(BaseSettings):
         description="How long a channel is retried before the message falls back to the "
         "person's next channel, then to their backup.",
     )
-    notifier_link_secret: SecretStr | None = Field(
+    notifier_link_keys: SecretStr | None = Field(
         default=None,
-        description="Key that signs acknowledgement links; unset: a random key per process "
-        "(links then stop working when the notifier restarts).",
+        description="Keys of acknowledgement links: `key-id:secret` entries separated by "
+        "commas or line breaks; the first signs new links, the others (retired keys) still "
+        "verify until removed. Required in production, each secret at least 32 bytes; "
+        "VIGIL_NOTIFIER_LINK_KEYS_FILE may name a file holding the value instead.",
     )
     notifier_link_valid_hours: float = Field(
-        default=168.0, gt=0, description="How long an acknowledgement link stays valid."
+        default=168.0,
+        gt=0,
+        description="How long an acknowledgement link stays valid from its issue time; the "
+        "server's cap, which a token's own expiry can only shorten.",
     )
     notifier_webhook_secret: SecretStr | None = Field(
         default=None,
@@ -145,6 +192,18 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How often the notifier looks for passed deadlines and due digests.",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secret_files = SecretFileSource(settings_cls, SECRET_FILE_SETTINGS)
+        return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
 
     @property
     def admin_dsn(self) -> str:

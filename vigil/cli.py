@@ -168,9 +168,14 @@ def rules_explain(signal_id: str) -> None:
 @app.command()
 def notifier() -> None:
     """Run the notifier service."""
+    from services.notifier.link_keys import LinkKeysRefused
     from services.notifier.main import serve
 
-    asyncio.run(serve(_settings()))
+    try:
+        asyncio.run(serve(_settings()))
+    except LinkKeysRefused as error:
+        typer.echo(f"vigil notifier: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,8 @@ def service_env(
         "VIGIL_KAFKA_PARTITIONS": "3",
         "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",
+        # the services run as in production, which needs a key for acknowledgement links
+        "VIGIL_NOTIFIER_LINK_KEYS": f"test-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
         **extra,
     }
 

@@ -136,6 +136,9 @@ def build_stack(
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
 
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    if "VIGIL_ENVIRONMENT" not in os.environ:
+        # a stack on one machine: generated link keys and the like are allowed
+        env["VIGIL_ENVIRONMENT"] = "development"
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),
