@@ -105,7 +105,7 @@ def _recorded(recorded: handlers.Acknowledgement) -> str:
 
 def _form(seen: handlers.LinkReview, token: str) -> str:
     choices = "".join(
-        f"<p><label><input type='radio' name='assessment' value='{value}' required> "
+        f'<p><label><input type="radio" name="assessment" value="{value}" required> '
         f"{html.escape(label)}</label></p>"
         for value, label in ASSESSMENTS.items()
     )
