@@ -30,7 +30,7 @@ from services.notifier.adapters import postgres as outbox
 from services.notifier.adapters.postgres import Claimed
 from services.notifier.adapters.webhook import WebhookRejected
 from services.notifier.domain.deliveries import PlannedDelivery, compose
-from services.notifier.domain.links import LinkIssuer, relinked
+from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
 from shared import metrics
@@ -175,10 +175,12 @@ class DeliveryWorker:
         retry_at: datetime | None = datetime.now(UTC) + timedelta(seconds=delay)
         if item.give_up_at is not None and retry_at is not None and retry_at > item.give_up_at:
             retry_at = None
-        await outbox.mark_failed(connection, delivery.delivery_id, repr(error), retry_at)
+        # a receiver's answer may echo the message, link and all: never store a token
+        reason = without_tokens(repr(error))
+        await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
         events: list[EventPayload] = [
             DeliveryFailed(
-                **_ids(delivery), attempt=item.attempt, error=repr(error)[:1000], retry_at=retry_at
+                **_ids(delivery), attempt=item.attempt, error=reason[:1000], retry_at=retry_at
             )
         ]
         if retry_at is None:
@@ -192,7 +194,7 @@ class DeliveryWorker:
             channel=delivery.channel,
             attempt=item.attempt,
             retry_at=retry_at.isoformat() if retry_at else None,
-            error=repr(error),
+            error=reason,
         )
 
     async def _fall_back(

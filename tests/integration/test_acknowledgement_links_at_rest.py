@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.links import LinkKey, LinkKeyRing
 from services.notifier.domain.messages import Delivery, MessageContent, content_for_signal
@@ -30,6 +31,7 @@ from tests.support.notifier import (
     roster,
     signal_of,
 )
+from tests.support.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
 LINK = re.compile(r"https://vigil\.example/signals/([0-9a-f-]{36})/acknowledge\?token=([\w.-]+)")
@@ -81,6 +83,26 @@ async def test_a_redelivery_after_a_crash_carries_the_same_link_even_after_a_key
     stored = await pool.fetchval("SELECT string_agg(row_to_json(d)::text, '') FROM deliveries d")
     assert link[1] not in stored
     assert "token=" not in stored
+
+
+async def test_a_receiver_that_echoes_the_message_in_its_error_leaves_no_token_behind(
+    pool: asyncpg.Pool,
+) -> None:
+    secret = b"webhook-secret-for-tests"
+    async with webhook_receiver(secret) as receiver:
+        receiver.echo_with_status = 500
+        ctx = context(roster(primary_channels=[{"webhook": receiver.url}]), ManualClock())
+        await plan(pool, ctx, raised("S1"))
+        # pi1's webhook, and sub1's e-mail (no e-mail sender here: it fails too)
+        assert await worker(pool, {"webhook": WebhookSender(secret)}, ctx).send_due() == 2
+    error = await pool.fetchval(
+        "SELECT payload->>'error' FROM events "
+        "WHERE type LIKE '%delivery_failed%' AND payload->>'channel' = 'webhook'"
+    )
+    assert "acknowledge?token=[removed]" in error  # the echo is kept, its token is not
+    stored = await pool.fetchval("SELECT last_error FROM deliveries WHERE channel = 'webhook'")
+    assert "token=[removed]" in stored
+    assert not re.search(r"token=(?!\[removed\])", error + stored)
 
 
 async def migrated_up_to(dsn: str, version: int) -> None:

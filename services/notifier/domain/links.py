@@ -200,6 +200,15 @@ def verify_token(
     return VerifiedLink(claims, expires_at, token_id(token))
 
 
+_TOKEN_IN_TEXT = re.compile(r"(token=)[\w.~%-]+")
+
+
+def without_tokens(text: str) -> str:
+    """``text`` with every link's token cut out: for error texts that may echo a message
+    (a webhook receiver's answer), before they are stored or logged."""
+    return _TOKEN_IN_TEXT.sub(r"\1[removed]", text)
+
+
 def acknowledgement_url(base_url: str, signal_id: uuid.UUID, token: str) -> str:
     """Where the person reviews and acknowledges the signal."""
     return f"{base_url.rstrip('/')}/signals/{signal_id}/acknowledge?token={token}"
