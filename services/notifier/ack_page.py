@@ -41,7 +41,6 @@ MAX_FORM_BYTES = 64 * 1024
 STYLESHEET = (
     "body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
     "th{text-align:left;padding-right:1em}"
-    ".note{color:#555}"
 )
 # The one style the page may apply: no inline script or style runs, even if injected.
 STYLE_SOURCE = (
