@@ -10,8 +10,8 @@ by its hash (``default-src 'none'``), forms posting only back here
 (``base-uri 'none'``), no content sniffing (``X-Content-Type-Options: nosniff``).
 
 An ASGI middleware, so that every answer on these paths has the headers, FastAPI's own
-validation errors included, and a body is refused (413) once it passes the cap, before
-it is read whole.
+validation errors included, and a body is refused (413) once it passes the cap: what
+follows is read and dropped (up to 1 MiB, so the sender sees the answer), never kept.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from services.notifier.ack_page import MAX_FORM_BYTES, STYLE_SOURCE
 PATHS = ("/signals/", "/v1/signals/")
 # an acknowledgement is a token, an assessment and a 4,000-character comment
 MAX_BODY_BYTES = MAX_FORM_BYTES
+# how much of a refused body is read (and dropped) so that its sender sees the 413
+DRAIN_BYTES = 1024 * 1024
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -72,14 +74,12 @@ class AcknowledgementHttpPolicy:
         await self.app(scope, receive, send_with_headers)
 
     async def _bounded_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body, or None once it is larger than the cap (unread beyond it)."""
-        for name, value in scope.get("headers", []):
-            if name.lower() == b"content-length":
-                try:
-                    if int(value) > self.max_body_bytes:
-                        return None
-                except ValueError:
-                    return None
+        """The whole body, or None once it is larger than the cap (never kept beyond it)."""
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            if declared <= DRAIN_BYTES:
+                await _drain(receive, DRAIN_BYTES)
+            return None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -87,11 +87,14 @@ class AcknowledgementHttpPolicy:
             if message["type"] != "http.request":
                 break  # the client went away; the app sees what there was
             chunk = message.get("body", b"")
+            more = bool(message.get("more_body", False))
             size += len(chunk)
             if size > self.max_body_bytes:
+                if more:
+                    await _drain(receive, DRAIN_BYTES)
                 return None
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         return b"".join(chunks)
 
@@ -118,6 +121,28 @@ class AcknowledgementHttpPolicy:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size; an unreadable one counts as too large."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return DRAIN_BYTES + 1
+    return None
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the rest of a refused body, up to ``limit`` bytes: a client still
+    sending then reads the 413 instead of a connection reset under its feet."""
+    drained = 0
+    while drained <= limit:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        drained += len(message.get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
