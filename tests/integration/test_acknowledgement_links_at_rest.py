@@ -16,7 +16,7 @@ from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.links import LinkKey, LinkKeyRing
-from services.notifier.domain.messages import Delivery, MessageContent, content_for_signal
+from services.notifier.domain.messages import MessageContent, content_for_signal
 from services.notifier.handlers import NotifierContext
 from shared.db.migrate import available_migrations
 from tests.support.components import create_database, drop_database, migrate
@@ -24,6 +24,8 @@ from tests.support.mail import MailCatcher
 from tests.support.notifier import (
     LINK_KEY,
     T0,
+    CrashAfterSend,
+    CrashError,
     ManualClock,
     context,
     plan,
@@ -58,16 +60,8 @@ async def test_a_redelivery_after_a_crash_carries_the_same_link_even_after_a_key
     envelope = raised("S2")
     await plan(pool, ctx, envelope)
 
-    class CrashError(BaseException):
-        """The process dies right after the server accepted the message."""
-
-    class CrashAfterSend:
-        async def send(self, delivery: Delivery) -> str:
-            await smtp.send(delivery)
-            raise CrashError
-
     with pytest.raises(CrashError):
-        await worker(pool, {"email": CrashAfterSend()}, ctx).send_due()
+        await worker(pool, {"email": CrashAfterSend(smtp)}, ctx).send_due()
     await pool.execute("UPDATE deliveries SET next_attempt_at = now()")  # the lease ran out
     # the notifier comes back with a new key that signs from now on; the old one is kept
     rotated_keys = LinkKeyRing(LinkKey("test-2", b"n" * 32), (LINK_KEY,))

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from tests.support.acknowledgement_stack import (
     RETIRED_KEY,
     SUB_INVESTIGATOR,
     AcknowledgementStack,
-    acknowledgement_stack,
     acknowledgement_types,
     api_acknowledge,
     follow_up,
@@ -50,63 +48,46 @@ pytestmark = pytest.mark.integration
 PI, PI_MAIL = INVESTIGATOR
 
 
-@pytest.fixture(scope="module")
-def stack(
-    postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AcknowledgementStack]:
-    with acknowledgement_stack(postgres_dsn, tmp_path_factory.mktemp("notifier")) as running:
-        yield running
-
-
-@pytest.fixture
-async def pool(stack: AcknowledgementStack) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(stack.admin_dsn, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def test_a_forged_far_future_expiry_is_refused_even_with_the_signing_key(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
+    await plan(notifier_db, notifier, envelope)
     signal_id = signal_of(envelope).signal_id
     forged = mint(signal_id, PI, key=ACTIVE_KEY, issued_at=now(), valid_for=timedelta(days=3650))
-    async with stack.client() as client:
+    async with notifier.client() as client:
         answer = await api_acknowledge(client, envelope, forged, "not-clinically-significant")
         opened = await page(client, envelope, forged)
     assert answer.status_code == 401, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "longer validity" in answer.json()["detail"]
     assert opened.status_code == 401
-    assert await acknowledgement_types(pool, envelope) == []
+    assert await acknowledgement_types(notifier_db, envelope) == []
 
 
 async def test_a_token_issued_in_the_future_is_refused(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
+    await plan(notifier_db, notifier, envelope)
     ahead = mint(
         signal_of(envelope).signal_id, PI, key=ACTIVE_KEY, issued_at=now() + timedelta(hours=1)
     )
-    async with stack.client() as client:
+    async with notifier.client() as client:
         answer = await api_acknowledge(client, envelope, ahead, "clinically-significant")
     assert answer.status_code == 401, answer.text
     assert "future" in answer.json()["detail"]
-    assert await acknowledgement_types(pool, envelope) == []
+    assert await acknowledgement_types(notifier_db, envelope) == []
 
 
 async def test_a_retired_but_listed_key_still_verifies_and_a_removed_key_is_refused(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope, other = raised_now(), raised_now()
-    await plan(pool, stack, envelope, other)
+    await plan(notifier_db, notifier, envelope, other)
     before_rotation = mint(signal_of(envelope).signal_id, PI, key=RETIRED_KEY, issued_at=now())
     removed = mint(signal_of(other).signal_id, PI, key=REMOVED_KEY, issued_at=now())
-    async with stack.client() as client:
+    async with notifier.client() as client:
         form = await page(client, envelope, before_rotation)
         recorded = await api_acknowledge(client, envelope, before_rotation, "sae-confirmed")
         refused = await api_acknowledge(client, other, removed, "sae-confirmed")
@@ -114,18 +95,18 @@ async def test_a_retired_but_listed_key_still_verifies_and_a_removed_key_is_refu
     assert recorded.status_code == 201, recorded.text
     assert refused.status_code == 401
     assert "does not hold" in refused.json()["detail"]
-    assert await acknowledgement_types(pool, envelope) == ["sae-confirmed"]
-    assert await acknowledgement_types(pool, other) == []
+    assert await acknowledgement_types(notifier_db, envelope) == ["sae-confirmed"]
+    assert await acknowledgement_types(notifier_db, other) == []
 
 
 async def test_a_second_use_with_another_assessment_records_nothing_and_shows_the_first_by_whom(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)  # the link in the e-mail
+    await plan(notifier_db, notifier, envelope)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)  # the link in the e-mail
     fields = {"token": token, "assessment": "clinically-significant", "comment": "repeat Hb"}
-    async with stack.client() as client:
+    async with notifier.client() as client:
         first = await page_acknowledge(client, envelope, fields)
         second = await page_acknowledge(
             client, envelope, {**fields, "assessment": "not-clinically-significant"}
@@ -149,22 +130,22 @@ async def test_a_second_use_with_another_assessment_records_nothing_and_shows_th
     assert record["stands"] is True
     assert "used already" in reopened_page.text
     assert 'name="assessment"' not in reopened_page.text  # no form for a used link
-    assert await acknowledgement_types(pool, envelope) == ["clinically-significant"]
+    assert await acknowledgement_types(notifier_db, envelope) == ["clinically-significant"]
 
 
 async def test_two_uses_at_once_record_one_assessment_and_both_answers_show_it(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
-    async with stack.client() as client:
+    await plan(notifier_db, notifier, envelope)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    async with notifier.client() as client:
         answers = await asyncio.gather(
             api_acknowledge(client, envelope, token, "clinically-significant"),
             api_acknowledge(client, envelope, token, "not-clinically-significant"),
         )
     assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
-    recorded = await acknowledgement_types(pool, envelope)
+    recorded = await acknowledgement_types(notifier_db, envelope)
     assert len(recorded) == 1
     assert {a.json()["assessment"] for a in answers} == set(recorded)
 
@@ -185,20 +166,20 @@ async def test_two_uses_at_once_record_one_assessment_and_both_answers_show_it(
     ],
 )  # fmt: skip
 async def test_acknowledging_a_retracted_or_resolved_signal_is_refused_with_the_reason(
-    stack: AcknowledgementStack,
-    pool: asyncpg.Pool,
+    notifier: AcknowledgementStack,
+    notifier_db: asyncpg.Pool,
     event_class: type[SafetySignalRetracted | SafetySignalResolved],
     fields: dict[str, object],
     status: str,
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
+    await plan(notifier_db, notifier, envelope)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
     if event_class is SafetySignalResolved:
         fields = {**fields, "collected_at": now()}
-    await plan(pool, stack, follow_up(envelope, event_class, **fields))
+    await plan(notifier_db, notifier, follow_up(envelope, event_class, **fields))
     reason = str(fields["reason"])
-    async with stack.client() as client:
+    async with notifier.client() as client:
         answer = await api_acknowledge(client, envelope, token, "clinically-significant")
         opened = await page(client, envelope, token)
         posted = await page_acknowledge(
@@ -213,22 +194,22 @@ async def test_acknowledging_a_retracted_or_resolved_signal_is_refused_with_the_
         assert f"was {status}" in html.text
         assert reason in html.text
         assert 'name="assessment"' not in html.text
-    assert await acknowledgement_types(pool, envelope) == []
+    assert await acknowledgement_types(notifier_db, envelope) == []
 
 
 async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of_its_alert(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (first,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
-    async with stack.client() as client:
+    await plan(notifier_db, notifier, envelope)
+    (first,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    async with notifier.client() as client:
         assert (
             await api_acknowledge(client, envelope, first, "clinically-significant")
         ).status_code == 201
         await plan(
-            pool,
-            stack,
+            notifier_db,
+            notifier,
             follow_up(
                 envelope,
                 SafetySignalResolved,
@@ -238,11 +219,11 @@ async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of
             ),
         )
         await plan(
-            pool,
-            stack,
+            notifier_db,
+            notifier,
             follow_up(envelope, SafetySignalReopened, reason="the 10.4 g/dL result was withdrawn"),
         )
-        old, fresh = tokens_sent(stack.mailbox, envelope, PI_MAIL, count=2)
+        old, fresh = tokens_sent(notifier.mailbox, envelope, PI_MAIL, count=2)
         assert old == first
         assert fresh != first  # the reopening alert carries a new link
         again = await api_acknowledge(client, envelope, first, "not-clinically-significant")
@@ -250,41 +231,48 @@ async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of
     assert again.status_code == 200  # the old link recorded its one assessment
     assert again.json()["stands"] is False  # ... which the reopening set aside
     assert renewed.status_code == 201, renewed.text
-    assert await acknowledgement_types(pool, envelope) == [
+    assert await acknowledgement_types(notifier_db, envelope) == [
         "clinically-significant",
         "not-clinically-significant",
     ]  # fmt: skip
 
 
 async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     alert, finding = raised_now(), raised_now(severity="finding", grade=1)
-    await plan(pool, stack, alert, finding)  # the finding waits for the sub-investigator's digest
+    await plan(
+        notifier_db, notifier, alert, finding
+    )  # the finding waits for the sub-investigator's digest
     tomorrow = ManualClock(now() + timedelta(days=1))
-    assert await send_due_digests(pool, dataclasses.replace(stack.context, clock=tomorrow)) >= 1
+    assert (
+        await send_due_digests(notifier_db, dataclasses.replace(notifier.context, clock=tomorrow))
+        >= 1
+    )
     subject = signal_of(finding).subject_id
-    digest = stack.mailbox.wait_for(
+    digest = notifier.mailbox.wait_for(
         lambda m: m.envelope_to == [SUB_INVESTIGATOR[1]] and "DIGEST" in str(m.message["Subject"])
         and subject in m.body,
         timeout=60,
     )[0]  # fmt: skip
     assert tokens_in(digest, signal_of(finding).signal_id)  # the digest's item carries its link
-    (token,) = tokens_sent(stack.mailbox, alert, PI_MAIL)
-    async with stack.client() as client:
+    (token,) = tokens_sent(notifier.mailbox, alert, PI_MAIL)
+    async with notifier.client() as client:
         assert (
             await api_acknowledge(client, alert, token, "clinically-significant")
         ).status_code == 201
     await eventually(
-        lambda: pool.fetchval("SELECT count(*) = 0 FROM deliveries WHERE status = 'pending'"),
+        lambda: notifier_db.fetchval(
+            "SELECT count(*) = 0 FROM deliveries WHERE status = 'pending'"
+        ),
         timeout=60,
         what="every planned message sent",
     )
 
-    tokens = {t for mail in stack.mailbox.matching(lambda m: True) for t in tokens_in(mail)}
+    tokens = {t for mail in notifier.mailbox.matching(lambda m: True) for t in tokens_in(mail)}
     assert len(tokens) >= 4  # the alerts, the digest item, and the other tests' links
     needles = sorted(tokens | {t.rsplit(".", 1)[1] for t in tokens})  # and each signature
-    columns = await pool.fetch(
+    columns = await notifier_db.fetch(
         """SELECT table_name, column_name, data_type FROM information_schema.columns
            WHERE table_schema = 'public'
              AND data_type IN ('text', 'character varying', 'character', 'json', 'jsonb',
@@ -304,7 +292,7 @@ async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
             text = (
                 f"encode({name}, 'escape')" if column["data_type"] == "bytea" else f"{name}::text"
             )
-            count = await pool.fetchval(
+            count = await notifier_db.fetchval(
                 f"SELECT count(*) FROM {table} WHERE EXISTS "
                 f"(SELECT 1 FROM unnest($1::text[]) AS n WHERE strpos({text}, n) > 0)",
                 needles,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -19,7 +19,6 @@ import pytest
 from tests.support.acknowledgement_stack import (
     INVESTIGATOR,
     AcknowledgementStack,
-    acknowledgement_stack,
     acknowledgement_types,
     api_acknowledge,
     page,
@@ -38,23 +37,6 @@ EXPECTED = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
 }
-
-
-@pytest.fixture(scope="module")
-def stack(
-    postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AcknowledgementStack]:
-    with acknowledgement_stack(postgres_dsn, tmp_path_factory.mktemp("notifier")) as running:
-        yield running
-
-
-@pytest.fixture
-async def pool(stack: AcknowledgementStack) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(stack.admin_dsn, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def policy(response: httpx.Response) -> dict[str, list[str]]:
@@ -78,15 +60,15 @@ def assert_locked_down(response: httpx.Response, what: str) -> None:
 
 
 async def test_every_answer_of_the_page_and_the_api_carries_the_security_headers(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope, other = raised_now(), raised_now()
-    await plan(pool, stack, envelope, other)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
-    (other_token,) = tokens_sent(stack.mailbox, other, PI_MAIL)
+    await plan(notifier_db, notifier, envelope, other)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (other_token,) = tokens_sent(notifier.mailbox, other, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
     form = {"token": token, "assessment": "clinically-significant"}
-    async with stack.client() as client:
+    async with notifier.client() as client:
         answers = {
             "page GET": await page(client, envelope, token),
             "page GET, altered link": await page(client, envelope, "x" + token),
@@ -137,13 +119,13 @@ async def test_every_answer_of_the_page_and_the_api_carries_the_security_headers
 
 
 async def test_opening_the_page_shows_the_form_and_records_nothing_only_post_records(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
+    await plan(notifier_db, notifier, envelope)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
-    async with stack.client() as client:
+    async with notifier.client() as client:
         for _ in range(3):
             opened = await page(client, envelope, token)
             assert opened.status_code == 200
@@ -157,20 +139,20 @@ async def test_opening_the_page_shows_the_form_and_records_nothing_only_post_rec
         assert (
             await client.head(f"/signals/{signal_id}/acknowledge?token={token}")
         ).status_code in {200, 405}
-        assert await acknowledgement_types(pool, envelope) == []
+        assert await acknowledgement_types(notifier_db, envelope) == []
         posted = await page_acknowledge(
             client, envelope, {"token": token, "assessment": "clinically-significant"}
         )
     assert posted.status_code == 201
-    assert await acknowledgement_types(pool, envelope) == ["clinically-significant"]
+    assert await acknowledgement_types(notifier_db, envelope) == ["clinically-significant"]
 
 
 async def test_bodies_over_the_cap_are_refused_and_record_nothing(
-    stack: AcknowledgementStack, pool: asyncpg.Pool
+    notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
-    await plan(pool, stack, envelope)
-    (token,) = tokens_sent(stack.mailbox, envelope, PI_MAIL)
+    await plan(notifier_db, notifier, envelope)
+    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
     padding = "x" * 200_000
     form = f"token={token}&assessment=clinically-significant&comment={padding}".encode()
@@ -179,7 +161,7 @@ async def test_bodies_over_the_cap_are_refused_and_record_nothing(
         for start in range(0, len(form), 8192):
             yield form[start : start + 8192]
 
-    async with stack.client() as client:
+    async with notifier.client() as client:
         declared = await client.post(
             f"/signals/{signal_id}/acknowledge",
             content=form,
@@ -201,4 +183,4 @@ async def test_bodies_over_the_cap_are_refused_and_record_nothing(
     assert api.status_code == 413
     assert api.headers["content-type"] == "application/problem+json"
     assert long_comment.status_code == 422  # refused, never cut short
-    assert await acknowledgement_types(pool, envelope) == []
+    assert await acknowledgement_types(notifier_db, envelope) == []

@@ -13,7 +13,7 @@ import asyncpg
 from services.notifier import handlers
 from services.notifier.adapters.postgres import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker
+from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
@@ -195,3 +195,19 @@ async def rendered(pool: asyncpg.Pool, context: NotifierContext, purpose: str) -
     async with pool.acquire() as connection:
         planned = [d for d in await deliveries_of(connection, signal_id) if d.purpose == purpose]
     return planned[0].render(context.links.url)
+
+
+class CrashError(BaseException):
+    """The process dies right after the server accepted the message."""
+
+
+@dataclass
+class CrashAfterSend:
+    """A sender whose process dies once the server accepted the message, before the
+    outcome is recorded: the one window in which a message is sent twice."""
+
+    sender: Sender
+
+    async def send(self, delivery: Delivery) -> str:
+        await self.sender.send(delivery)
+        raise CrashError

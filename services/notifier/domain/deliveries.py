@@ -10,30 +10,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from services.notifier.domain.links import LinkClaims
-from services.notifier.domain.messages import Delivery, MessageContent, render, subject_line
+from services.notifier.domain.messages import (
+    Delivery,
+    DeliveryHeader,
+    MessageContent,
+    render,
+    subject_line,
+)
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
 
 @dataclass(frozen=True)
-class PlannedDelivery:
+class PlannedDelivery(DeliveryHeader):
     """A delivery as the outbox keeps it: the facts, and the claims of its links.
 
     ``link`` is the message's own acknowledgement link; ``item_links`` the links of a
     digest's items, one per item (None: that item has none)."""
 
-    delivery_id: uuid.UUID
-    signal_id: uuid.UUID
-    study_id: str
-    subject_id: str
-    purpose: str
-    person_id: str
-    channel: str
-    recipient: str
-    message_id: str
-    subject_line: str
     content: MessageContent
     link: LinkClaims | None
     item_links: tuple[LinkClaims | None, ...] = ()
@@ -50,20 +46,9 @@ class PlannedDelivery:
             content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
         link = url_of(self.link) if self.link is not None else None
         rendered = render(content, self.channel, link=link, message_id=self.message_id)
-        return Delivery(
-            delivery_id=self.delivery_id,
-            signal_id=self.signal_id,
-            study_id=self.study_id,
-            subject_id=self.subject_id,
-            purpose=self.purpose,
-            person_id=self.person_id,
-            channel=self.channel,
-            recipient=self.recipient,
-            message_id=self.message_id,
-            subject_line=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-        )
+        header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
+        header["subject_line"] = rendered.subject
+        return Delivery(**header, body_text=rendered.text, body_html=rendered.html)
 
 
 def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:

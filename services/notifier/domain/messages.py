@@ -244,9 +244,8 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One message to one person on one channel for one signal and purpose, rendered:
-    what a sender sends. Built when sending, never stored (its bodies carry the link)."""
+class DeliveryHeader:
+    """Which message this is: one person, one channel, one signal and purpose."""
 
     delivery_id: uuid.UUID
     signal_id: uuid.UUID
@@ -258,5 +257,12 @@ class Delivery:
     recipient: str
     message_id: str
     subject_line: str
+
+
+@dataclass(frozen=True)
+class Delivery(DeliveryHeader):
+    """A message rendered: what a sender sends. Built when sending, never stored (its
+    bodies carry the acknowledgement link)."""
+
     body_text: str
     body_html: str | None
