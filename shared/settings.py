@@ -259,13 +259,18 @@ class VigilSettings(BaseSettings):
         description="How long a channel is retried before the message falls back to the "
         "person's next channel, then to their backup.",
     )
-    notifier_link_secret: SecretStr | None = Field(
+    notifier_link_keys: SecretStr | None = Field(
         default=None,
-        description="Key that signs acknowledgement links; unset: a random key per process "
-        "(links then stop working when the notifier restarts).",
+        description="Keys of acknowledgement links: `key-id:secret` entries separated by "
+        "commas or line breaks; the first signs new links, the others (retired keys) still "
+        "verify until removed. Required in production, each secret at least 32 bytes; "
+        "VIGIL_NOTIFIER_LINK_KEYS_FILE may name a file holding the value instead.",
     )
     notifier_link_valid_hours: float = Field(
-        default=168.0, gt=0, description="How long an acknowledgement link stays valid."
+        default=168.0,
+        gt=0,
+        description="How long an acknowledgement link stays valid from its issue time; the "
+        "server's cap, which a token's own expiry can only shorten.",
     )
     notifier_webhook_secret: SecretStr | None = Field(
         default=None,

@@ -1,13 +1,18 @@
 """The page behind each message's acknowledgement link: the signal, and a form for the
 clinical assessment (clinically significant / not / SAE confirmed) and a comment.
 
-The form posts back to the same address; the token in it is what authenticates the person,
-and the same rules as the JSON API apply (``handlers.acknowledge``). No names are shown:
-subject id, analyte, value, grade, rule and deadline only.
+``GET`` only shows: the form, or what the link recorded already, or why the signal cannot
+be acknowledged (retracted, resolved). Only ``POST`` records, under the same rules as the
+JSON API (``handlers.acknowledge``): the token in the form is what authenticates the
+person, and each link records one assessment. No names are shown: subject id, analyte,
+value, grade, rule and deadline only. The page has no script and one stylesheet, allowed
+by its hash in the Content-Security-Policy that :mod:`services.notifier.http_policy` sends.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import uuid
 from collections.abc import Callable
@@ -28,14 +33,29 @@ ASSESSMENTS: dict[str, str] = {
     "not-clinically-significant": "Not clinically significant",
     "sae-confirmed": "Serious adverse event confirmed",
 }
+MAX_COMMENT = 4000
+# The largest form this page takes: a token, an assessment and a 4,000-character comment,
+# percent-encoded (up to 12 bytes per character).
+MAX_FORM_BYTES = 64 * 1024
+
+STYLESHEET = (
+    "body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
+    "th{text-align:left;padding-right:1em}"
+)
+# The one style the page may apply: no inline script or style runs, even if injected.
+STYLE_SOURCE = (
+    "'sha256-" + base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode() + "'"
+)
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} - Vigil</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<style>{STYLESHEET}</style></head>
+<body>
 <h1>{html.escape(title)}</h1>
 {body}
 </body></html>""",
@@ -43,9 +63,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _facts(content: MessageContent | None, signal_id: uuid.UUID) -> str:
-    if content is None:
-        return f"<p>Signal {signal_id}</p>"
+def _problem_page(title: str, detail: str, status: int) -> HTMLResponse:
+    return _page(title, f"<p>{html.escape(detail)}</p>", status)
+
+
+def _facts(content: MessageContent, signal_id: uuid.UUID) -> str:
     rows = [
         ("Study", content.study_id),
         ("Subject", content.subject_id),
@@ -57,11 +79,55 @@ def _facts(content: MessageContent | None, signal_id: uuid.UUID) -> str:
         ("Required", content.deadline or "review and acknowledge"),
         ("Signal", str(signal_id)),
     ]
-    cells = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in rows
-    )
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{cells}</table>"
+
+
+def _recorded(recorded: handlers.Acknowledgement) -> str:
+    """What a link recorded, when and by whom."""
+    rows = [
+        ("Assessment", ASSESSMENTS.get(recorded.assessment, recorded.assessment)),
+        ("Comment", recorded.comment or "-"),
+        ("Recorded at", recorded.recorded_at.isoformat()),
+        ("Recorded by", f"{recorded.person_id} ({recorded.role})"),
+        ("Audit event", str(recorded.event_id)),
+    ]
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    later = (
+        ""
+        if recorded.stands
+        else "<p>The signal was reopened after this assessment: acknowledge it through the "
+        "link in the reopening message.</p>"
+    )
+    return f"<table>{cells}</table>{later}"
+
+
+def _form(seen: handlers.LinkReview, token: str) -> str:
+    choices = "".join(
+        f'<p><label><input type="radio" name="assessment" value="{value}" required> '
+        f"{html.escape(label)}</label></p>"
+        for value, label in ASSESSMENTS.items()
+    )
+    # "acknowledge" resolves to this page's address without its query: the token goes in
+    # the body only, never again in a URL
+    return f"""<form method="post" action="acknowledge" autocomplete="off">
+<input type="hidden" name="token" value="{html.escape(token)}">
+<p>Acknowledging as <strong>{html.escape(seen.person.id)}</strong>
+({html.escape(seen.person.role.value)}). This link records one assessment.</p>
+{choices}
+<p><label>Comment<br><textarea name="comment" rows="4" cols="60"
+maxlength="{MAX_COMMENT}"></textarea></label></p>
+<p><button type="submit">Record my assessment</button></p>
+</form>"""
+
+
+def _closed(error: handlers.SignalClosed) -> HTMLResponse:
+    return _problem_page(f"This signal was {error.status}", str(error), 409)
+
+
+def _field(fields: dict[str, list[str]], name: str) -> str:
+    values = fields.get(name, [""])
+    return values[0] if len(values) == 1 else ""
 
 
 def acknowledgement_page_router(
@@ -70,43 +136,45 @@ def acknowledgement_page_router(
     """``GET`` and ``POST /signals/{signal_id}/acknowledge``."""
     router = APIRouter()
 
-    async def content_of(signal_id: uuid.UUID) -> MessageContent | None:
-        async with pool().acquire() as connection:
-            state = await handlers.notification_state(connection, signal_id)
-        return state.content() if state is not None else None
-
     @router.get("/signals/{signal_id}/acknowledge", response_class=HTMLResponse)
     async def form(signal_id: uuid.UUID, token: str = "") -> HTMLResponse:
         try:
-            claims = context.links.verify(token, signal_id, context.clock.now())
+            async with pool().acquire() as connection:
+                seen = await handlers.review(connection, signal_id, token=token, context=context)
+        except handlers.UnknownSignal as error:
+            return _problem_page("Unknown signal", str(error), 404)
         except InvalidLink as error:
-            return _page("This link cannot be used", f"<p>{html.escape(str(error))}</p>", 401)
-        content = await content_of(signal_id)
-        if content is None:
-            return _page("Unknown signal", "<p>No notification exists for it.</p>", 404)
-        choices = "".join(
-            f"<p><label><input type='radio' name='assessment' value='{value}' required> "
-            f"{html.escape(label)}</label></p>"
-            for value, label in ASSESSMENTS.items()
-        )
-        body = f"""{_facts(content, signal_id)}
-<form method="post">
-<input type="hidden" name="token" value="{html.escape(token)}">
-<p>Acknowledging as <strong>{html.escape(claims.person_id)}</strong>.</p>
-{choices}
-<p><label>Comment<br><textarea name="comment" rows="4" cols="60"></textarea></label></p>
-<p><button type="submit">Record my assessment</button></p>
-</form>"""
-        return _page("Review and acknowledge a safety signal", body)
+            return _problem_page("This link cannot be used", str(error), 401)
+        except handlers.NotOnRoster as error:
+            return _problem_page("Not on the roster", str(error), 403)
+        facts = _facts(seen.state.content(), signal_id)
+        if seen.recorded is not None:
+            return _page(
+                "This link was used already",
+                f"{facts}<p>It recorded this assessment; it records no other.</p>"
+                f"{_recorded(seen.recorded)}",
+            )
+        if (closed := seen.closed) is not None:
+            return _closed(closed)
+        return _page("Review and acknowledge a safety signal", facts + _form(seen, token))
 
     @router.post("/signals/{signal_id}/acknowledge", response_class=HTMLResponse)
     async def submit(signal_id: uuid.UUID, request: Request) -> HTMLResponse:
-        fields = parse_qs((await request.body()).decode(errors="replace"))
-        token = fields.get("token", [""])[0]
-        assessment = fields.get("assessment", [""])[0]
-        comment = fields.get("comment", [""])[0][:4000]
+        raw = await request.body()  # bounded by http_policy before it gets here
+        if len(raw) > MAX_FORM_BYTES:
+            return _problem_page("Too large", "The form is larger than any this page sends.", 413)
+        try:
+            fields = parse_qs(raw.decode("utf-8"), max_num_fields=8, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError):
+            return _problem_page("Unreadable form", "Go back and send the form again.", 400)
+        token, assessment = _field(fields, "token"), _field(fields, "assessment")
+        comment = _field(fields, "comment")
         if assessment not in ASSESSMENTS:
-            return _page("Choose an assessment", "<p>Go back and choose one.</p>", 422)
+            return _problem_page("Choose an assessment", "Go back and choose one.", 422)
+        if len(comment) > MAX_COMMENT:
+            return _problem_page(
+                "Comment too long", f"Go back and keep it to {MAX_COMMENT} characters.", 422
+            )
         try:
             async with pool().acquire() as connection, connection.transaction():
                 recorded = await handlers.acknowledge(
@@ -118,19 +186,25 @@ def acknowledgement_page_router(
                     expected_person=None,
                     context=context,
                 )
+                state = await handlers.notification_state(connection, signal_id)
         except handlers.UnknownSignal as error:
-            return _page("Unknown signal", f"<p>{html.escape(str(error))}</p>", 404)
+            return _problem_page("Unknown signal", str(error), 404)
         except InvalidLink as error:
-            return _page("This link cannot be used", f"<p>{html.escape(str(error))}</p>", 401)
+            return _problem_page("This link cannot be used", str(error), 401)
         except handlers.NotOnRoster as error:
-            return _page("Not on the roster", f"<p>{html.escape(str(error))}</p>", 403)
-        said = "Recorded" if recorded.new else "Already recorded"
+            return _problem_page("Not on the roster", str(error), 403)
+        except handlers.SignalClosed as error:
+            return _closed(error)
+        facts = _facts(state.content(), signal_id) if state is not None else ""
+        if recorded.new:
+            return _page(
+                f"Recorded: {ASSESSMENTS[recorded.assessment]}",
+                f"{facts}{_recorded(recorded)}<p>Escalation of this signal has stopped.</p>",
+                201,
+            )
         return _page(
-            f"{said}: {ASSESSMENTS[assessment]}",
-            f"{_facts(await content_of(signal_id), signal_id)}"
-            f"<p>Acknowledged by {html.escape(recorded.person_id)} (audit event "
-            f"{recorded.event_id}). Escalation of this signal has stopped.</p>",
-            201 if recorded.new else 200,
+            "This link was used already: nothing new was recorded",
+            f"{facts}<p>It recorded this assessment; it records no other.</p>{_recorded(recorded)}",
         )
 
     return router

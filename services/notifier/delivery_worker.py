@@ -6,6 +6,10 @@ a server accepted a message and before (3) commits leaves that delivery to be tr
 once its lease runs out, with the same Message-ID / Idempotency-Key: that is the one
 window in which a person may get a message twice, and the stream then shows two attempts
 before one success.
+
+The outbox holds each message's facts and the claims of its links; the message is
+rendered here, just before it is sent, so no live token is ever stored. The same claims
+and key make the same link, so the repeat after a crash is the same message.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from services.notifier.adapters import notification_log
 from services.notifier.adapters import postgres as outbox
 from services.notifier.adapters.postgres import Claimed
 from services.notifier.adapters.webhook import WebhookRejected
-from services.notifier.domain.links import LinkIssuer
-from services.notifier.domain.messages import Delivery, compose
+from services.notifier.domain.deliveries import PlannedDelivery, compose
+from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
+from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
 from shared import metrics
 from shared.background import DrainLoop
@@ -53,7 +58,7 @@ def retry_delay(attempt: int, *, maximum: float, rng: Callable[[], float] = rand
     return float(base / 2 + rng() * base / 2)
 
 
-def _ids(delivery: Delivery) -> dict[str, Any]:
+def _ids(delivery: PlannedDelivery) -> dict[str, Any]:
     return {
         "study_id": delivery.study_id,
         "subject_id": delivery.subject_id,
@@ -135,7 +140,7 @@ class DeliveryWorker:
         if sender is None:
             return LookupError(f"no sender for channel {item.delivery.channel!r}")
         try:
-            return await sender.send(item.delivery)
+            return await sender.send(item.delivery.render(self._links.url))
         except SEND_ERRORS as error:
             return error
 
@@ -170,10 +175,12 @@ class DeliveryWorker:
         retry_at: datetime | None = datetime.now(UTC) + timedelta(seconds=delay)
         if item.give_up_at is not None and retry_at is not None and retry_at > item.give_up_at:
             retry_at = None
-        await outbox.mark_failed(connection, delivery.delivery_id, repr(error), retry_at)
+        # a receiver's answer may echo the message, link and all: never store a token
+        reason = without_tokens(repr(error))
+        await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
         events: list[EventPayload] = [
             DeliveryFailed(
-                **_ids(delivery), attempt=item.attempt, error=repr(error)[:1000], retry_at=retry_at
+                **_ids(delivery), attempt=item.attempt, error=reason[:1000], retry_at=retry_at
             )
         ]
         if retry_at is None:
@@ -187,11 +194,11 @@ class DeliveryWorker:
             channel=delivery.channel,
             attempt=item.attempt,
             retry_at=retry_at.isoformat() if retry_at else None,
-            error=repr(error),
+            error=reason,
         )
 
     async def _fall_back(
-        self, connection: asyncpg.Connection, failed: Delivery
+        self, connection: asyncpg.Connection, failed: PlannedDelivery
     ) -> DeliveryFellBack:
         """The person's next channel, else their backup's first: planned now."""
         planned = self._fallback_for(failed)
@@ -206,7 +213,7 @@ class DeliveryWorker:
             to_channel=planned.channel if planned else None,
         )
 
-    def _fallback_for(self, failed: Delivery) -> Delivery | None:
+    def _fallback_for(self, failed: PlannedDelivery) -> PlannedDelivery | None:
         roster = self._rosters.get(failed.study_id)
         person = roster.person(failed.person_id) if roster else None
         if roster is None or person is None:
@@ -224,11 +231,8 @@ class DeliveryWorker:
             if backup is None:
                 return None
             target, channel = backup, backup.channels[0]
-        link = (
-            self._links.link(failed.signal_id, target.id, datetime.now(UTC))
-            if failed.link is not None
-            else None
-        )
+        # the target acknowledges as themself: links of their own, the digest's included
+        (link,) = relinked([failed.link], target.id, self._links, datetime.now(UTC))
         return compose(
             failed.content,
             purpose=failed.purpose,
@@ -236,4 +240,5 @@ class DeliveryWorker:
             channel=channel.kind,
             address=channel.address,
             link=link,
+            item_links=relinked(failed.item_links, target.id, self._links, datetime.now(UTC)),
         )

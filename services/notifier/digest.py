@@ -53,7 +53,9 @@ async def send_due_digests(pool: asyncpg.Pool, context: NotifierContext) -> int:
                     signal_id=digest_id,
                     items=held.lines,
                 )
-                (delivery,) = deliveries_for([person], content, f"digest-{day}", context)
+                (delivery,) = deliveries_for(
+                    [person], content, f"digest-{day}", context, item_links=held.links
+                )
                 await add_deliveries(
                     connection, [delivery], give_up_after_seconds=context.give_up_after_seconds
                 )

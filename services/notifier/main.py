@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -28,6 +27,8 @@ from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
+from services.notifier.http_policy import AcknowledgementHttpPolicy
+from services.notifier.link_keys import link_key_ring
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
@@ -103,14 +104,7 @@ class SignalConsumer:
 def notifier_context(
     settings: VigilSettings, rosters: Mapping[str, Roster], clock: Clock
 ) -> handlers.NotifierContext:
-    secret = settings.notifier_link_secret
-    if secret is None:
-        log.warning(
-            "notifier.ephemeral_link_secret",
-            hint="VIGIL_NOTIFIER_LINK_SECRET is unset: acknowledgement links stop working "
-            "when this process restarts and differ between instances",
-        )
-    key = secrets.token_bytes(32) if secret is None else secret.get_secret_value().encode()
+    """What the handlers are given; refuses (LinkKeysRefused) link keys it cannot use."""
     return handlers.NotifierContext(
         rosters=rosters,
         deadlines=AckDeadlines(
@@ -119,7 +113,9 @@ def notifier_context(
             other_hours=settings.notifier_ack_hours_other,
         ),
         links=LinkIssuer(
-            key, settings.public_base_url, timedelta(hours=settings.notifier_link_valid_hours)
+            link_key_ring(settings),
+            settings.public_base_url,
+            timedelta(hours=settings.notifier_link_valid_hours),
         ),
         clock=clock,
         give_up_after_seconds=settings.notifier_give_up_after_seconds,
@@ -228,6 +224,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     app = service_app(
         "Vigil notifier", workers, database_readiness(holder), metrics_token=metrics_token
     )
+    app.add_middleware(AcknowledgementHttpPolicy)
     app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
     app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
     return app

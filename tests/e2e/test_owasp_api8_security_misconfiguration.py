@@ -95,7 +95,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "VIGIL_KAFKA_BOOTSTRAP": "127.0.0.1:1",
         "VIGIL_STUDY_DIR": str(REPO / "studies"),
         "VIGIL_METRICS_TOKEN": METRICS_TOKEN,
-        "VIGIL_NOTIFIER_LINK_SECRET": "a-link-signing-key-for-this-test-only",
+        "VIGIL_NOTIFIER_LINK_KEYS": "t1:a-link-signing-key-for-this-test-only",
     }
     env.update(overrides)
     return {name: value for name, value in env.items() if value}

@@ -565,7 +565,7 @@ async def stack(
                 smtp_port=smtp_server[0],
                 VIGIL_STUDY_DIR=str(study_dir_with_webhooks(tmp_path, receiver.url)),
                 VIGIL_NOTIFIER_WEBHOOK_SECRET=WEBHOOK_SECRET.decode(),
-                VIGIL_NOTIFIER_LINK_SECRET="phi-test-link-secret-of-32-bytes!",
+                VIGIL_NOTIFIER_LINK_KEYS="phi:phi-test-link-secret-of-32-bytes!",
                 VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
             )
             services = await asyncio.to_thread(exits.enter_context, running_services(env, log_dir))

@@ -13,7 +13,16 @@ from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Role, Roster
 from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
-from tests.support.notifier import context, plan, raised, roster, signal_of, stream_types
+from tests.support.notifier import (
+    CrashAfterSend,
+    CrashError,
+    context,
+    plan,
+    raised,
+    roster,
+    signal_of,
+    stream_types,
+)
 from tests.support.webhook import webhook_receiver
 from vigil.devstack.ports import free_port
 
@@ -176,16 +185,8 @@ async def test_crash_between_sending_and_recording_repeats_with_the_same_message
         envelope = raised("S2")
         await plan(pool, ctx, envelope)
 
-        class CrashError(BaseException):
-            """The process dies right after the server accepted the message."""
-
-        class CrashAfterSend:
-            async def send(self, delivery: Delivery) -> str:
-                await smtp.send(delivery)
-                raise CrashError
-
         with pytest.raises(CrashError):
-            await worker(pool, {"email": CrashAfterSend()}, ctx).send_due()
+            await worker(pool, {"email": CrashAfterSend(smtp)}, ctx).send_due()
         assert await pool.fetchval("SELECT status FROM deliveries") == "pending"
         assert await worker(pool, {"email": smtp}, ctx).send_due() == 0  # leased
         await make_due(pool)  # the lease ran out

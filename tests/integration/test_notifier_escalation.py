@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,7 @@ from services.notifier import handlers
 from services.notifier.ack_page import acknowledgement_page_router
 from services.notifier.api import acknowledgement_router
 from services.notifier.digest import send_due_digests
-from services.notifier.domain.links import issue_token
+from services.notifier.domain.links import LinkKey
 from services.notifier.domain.roster import Digest, Role
 from shared.events import (
     DataQualityIssueRaised,
@@ -27,14 +26,17 @@ from shared.events import (
 )
 from tests.support.mail import MailCatcher
 from tests.support.notifier import (
-    LINK_SECRET,
+    LINK_KEY,
     T0,
     ManualClock,
     context,
     email_worker,
     lifecycle,
+    link_planned_for,
+    mint,
     plan,
     raised,
+    rendered,
     roster,
     signal_of,
     stream_types,
@@ -97,11 +99,8 @@ async def app_client(pool: asyncpg.Pool, ctx: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier")
 
 
-async def token_sent_to(pool: asyncpg.Pool, person_id: str) -> str:
-    link: str = await pool.fetchval(
-        "SELECT link FROM deliveries WHERE person_id = $1 AND link IS NOT NULL LIMIT 1", person_id
-    )
-    return link.split("token=", 1)[1]
+async def token_sent_to(pool: asyncpg.Pool, ctx: Any, person_id: str) -> str:
+    return (await link_planned_for(pool, ctx, person_id)).split("token=", 1)[1]
 
 
 async def test_acknowledgement_is_recorded_and_stops_escalation(pool: asyncpg.Pool) -> None:
@@ -109,7 +108,7 @@ async def test_acknowledgement_is_recorded_and_stops_escalation(pool: asyncpg.Po
     ctx = context(roster(), clock)
     envelope = raised("S1", grade=3)
     await plan(pool, ctx, envelope)
-    token = await token_sent_to(pool, "pi1")
+    token = await token_sent_to(pool, ctx, "pi1")
     body = {"token": token, "assessment": "clinically-significant", "comment": "repeat Hb"}
     url = f"/v1/signals/{signal_of(envelope).signal_id}/acknowledgements"
 
@@ -135,16 +134,14 @@ async def test_forged_altered_expired_and_foreign_links_are_refused(pool: asyncp
     other = raised("S1")
     await plan(pool, ctx, envelope, other)
     the_id = signal_of(envelope).signal_id
-    genuine = await token_sent_to(pool, "pi1")
-    claims, mac = genuine.split(".")
+    genuine = await token_sent_to(pool, ctx, "pi1")
+    key_id, claims, mac = genuine.split(".")
+    not_the_key = LinkKey(LINK_KEY.key_id, b"not-the-key" * 3)
     cases = {
-        "forged": (issue_token(b"not-the-key", the_id, "pi1", T0 + timedelta(days=1)), 401),
-        "altered": (claims + "." + ("A" if mac[0] != "A" else "B") + mac[1:], 401),
-        "other signal": (
-            issue_token(LINK_SECRET, signal_of(other).signal_id, "pi1", T0 + timedelta(days=1)),
-            401,
-        ),
-        "another site": (issue_token(LINK_SECRET, the_id, "pi2", T0 + timedelta(days=1)), 403),
+        "forged": (mint(the_id, "pi1", key=not_the_key), 401),
+        "altered": (f"{key_id}.{claims}." + ("A" if mac[0] != "A" else "B") + mac[1:], 401),
+        "other signal": (mint(signal_of(other).signal_id, "pi1"), 401),
+        "another site": (mint(the_id, "pi2"), 403),
     }
     url = f"/v1/signals/{the_id}/acknowledgements"
     async with await app_client(pool, ctx) as client:
@@ -180,8 +177,8 @@ async def test_retraction_tells_the_recipients_and_stops_escalation(pool: asyncp
         "SELECT count(*) FROM deliveries WHERE purpose = 'raised' AND status = 'cancelled'"
     )
     assert await recipients(pool, "withdrawn") == ["pi2"]
-    withdrawn = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'withdrawn'")
-    assert "entered in error" in withdrawn
+    withdrawn = await rendered(pool, ctx, "withdrawn")
+    assert "entered in error" in withdrawn.body_text
     clock.advance(days=10)
     assert await handlers.escalate_due(pool, ctx) == 0
 
@@ -218,11 +215,12 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once(
     (digest,) = await pool.fetch("SELECT * FROM deliveries WHERE purpose LIKE 'digest-%'")
     assert digest["person_id"] == "sub1"
     assert digest["purpose"] == "digest-2026-06-02"
-    assert str(signal_of(finding).signal_id) in digest["body_text"]  # each finding carries its link
     port, mailbox = own_smtp
     await email_worker(pool, port, ctx).send_due()
     mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
     assert mail.envelope_to == ["sub1@x.org"]
+    # each finding carries its link, made for the digest's reader when it was sent
+    assert f"/signals/{signal_of(finding).signal_id}/acknowledge?token=" in mail.body
 
 
 async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.Pool) -> None:
@@ -243,8 +241,7 @@ async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.P
     clock.advance(hours=1)
     await plan(pool, ctx, wrap(worse, source="/test/rules", time=clock.now()))
     assert await recipients(pool, "grade-3") == ["pi2"]
-    body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
-    assert "7.1 g/dL" in body
+    assert "7.1 g/dL" in (await rendered(pool, ctx, "grade-3")).body_text
     clock.advance(hours=4)  # 5 h after raising: the grade-3 deadline (4 h) has passed
     assert await handlers.escalate_due(pool, ctx) == 1
 
@@ -276,8 +273,7 @@ async def test_a_correction_to_a_worse_grade_tells_again_a_milder_one_does_not(
     assert await recipients(pool, "grade-2") == []  # the same grade: nothing new to tell
     await plan(pool, ctx, wrap(amended(3, "7.4"), source="/test/rules", time=clock.now()))
     assert await recipients(pool, "grade-3") == ["pi2"]
-    body = await pool.fetchval("SELECT body_text FROM deliveries WHERE purpose = 'grade-3'")
-    assert "7.4 g/dL" in body
+    assert "7.4 g/dL" in (await rendered(pool, ctx, "grade-3")).body_text
 
 
 async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
@@ -288,9 +284,7 @@ async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
     envelope = raised("S1", grade=3)
     await plan(pool, ctx, envelope)
     signal = signal_of(envelope)
-    link: str = await pool.fetchval(
-        "SELECT link FROM deliveries WHERE person_id = 'pi1' AND link IS NOT NULL LIMIT 1"
-    )
+    link = await link_planned_for(pool, ctx, "pi1")
     path = link.split("://", 1)[1].split("/", 1)[1]  # the address as the person clicks it
     token = link.split("token=", 1)[1]
     async with await app_client(pool, ctx) as client:
@@ -302,7 +296,7 @@ async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
         assert 'name="token"' in page.text
         altered = await client.get(f"/signals/{signal.signal_id}/acknowledge?token=x{token}")
         assert altered.status_code == 401
-        foreign = issue_token(LINK_SECRET, signal.signal_id, "pi2", T0 + timedelta(days=1))
+        foreign = mint(signal.signal_id, "pi2")
         refused = await client.post(
             f"/signals/{signal.signal_id}/acknowledge",
             content=f"token={foreign}&assessment=clinically-significant",

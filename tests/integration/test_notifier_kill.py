@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 
 from services.notifier.adapters.postgres import add_deliveries
-from services.notifier.domain.messages import compose, content_for_signal
+from services.notifier.domain.deliveries import compose
+from services.notifier.domain.messages import content_for_signal
 from shared.events import SafetySignalRaised
 from tests.support.components import as_service_role
 from tests.support.mail import SlowCatcher, start_smtp_server

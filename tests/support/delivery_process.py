@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.delivery_worker import DeliveryWorker
-from services.notifier.domain.links import LinkIssuer
+from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from shared.db.pool import create_pool
 
 
@@ -21,7 +21,7 @@ async def main(dsn: str, smtp_port: int, lease: float) -> None:
         pool,
         {"email": SmtpSender(f"smtp://127.0.0.1:{smtp_port}", "vigil@x.org", timeout=10)},
         rosters={},
-        links=LinkIssuer(b"k" * 32, "http://x", timedelta(hours=1)),
+        links=LinkIssuer(LinkKeyRing(LinkKey("k", b"k" * 32)), "http://x", timedelta(hours=1)),
         retry_max_seconds=1,
         give_up_after_seconds=600,
         lease_seconds=lease,

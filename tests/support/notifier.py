@@ -11,9 +11,11 @@ from typing import Any
 import asyncpg
 
 from services.notifier import handlers
+from services.notifier.adapters.postgres import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker
-from services.notifier.domain.links import LinkIssuer
+from services.notifier.delivery_worker import DeliveryWorker, Sender
+from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
+from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers import NotifierContext
@@ -21,7 +23,9 @@ from shared.events import Envelope, SafetySignalRaised, wrap
 from shared.events.notifications import notification_stream
 
 STUDY = "NCT-NOTIFY"
-LINK_SECRET = b"test-link-secret-0123456789abcdef"
+LINK_KEY = LinkKey("test-1", b"test-link-secret-0123456789abcdef")
+LINK_KEYS = LinkKeyRing(LINK_KEY)
+BASE_URL = "https://vigil.example"
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
@@ -74,12 +78,16 @@ def roster(*, primary_channels: list[dict[str, str]] | None = None) -> Roster:
 
 
 def context(
-    the_roster: Roster, clock: ManualClock | None = None, *, give_up: float = 900.0
+    the_roster: Roster,
+    clock: ManualClock | None = None,
+    *,
+    give_up: float = 900.0,
+    keys: LinkKeyRing = LINK_KEYS,
 ) -> NotifierContext:
     return NotifierContext(
         rosters={the_roster.study_id: the_roster},
         deadlines=AckDeadlines(),
-        links=LinkIssuer(LINK_SECRET, "https://vigil.example", timedelta(hours=168)),
+        links=LinkIssuer(keys, BASE_URL, timedelta(hours=168)),
         clock=clock or ManualClock(),
         give_up_after_seconds=give_up,
     )
@@ -143,3 +151,63 @@ def email_worker(pool: asyncpg.Pool, port: int, context: NotifierContext) -> Del
         retry_max_seconds=1,
         give_up_after_seconds=60,
     )
+
+
+def mint(
+    signal_id: uuid.UUID,
+    person_id: str,
+    *,
+    key: LinkKey = LINK_KEY,
+    issued_at: datetime = T0,
+    valid_for: timedelta = timedelta(days=1),
+    nonce: str = "minted-by-test",
+) -> str:
+    """A token signed with ``key`` saying whatever the test wants it to say."""
+    claims = LinkClaims(
+        key_id=key.key_id,
+        signal_id=signal_id,
+        person_id=person_id,
+        issued_at=issued_at,
+        expires_at=issued_at + valid_for,
+        nonce=nonce,
+    )
+    return sign(key, claims)
+
+
+async def link_planned_for(pool: asyncpg.Pool, context: NotifierContext, person_id: str) -> str:
+    """The link a message planned for ``person_id`` carries when it is sent (the outbox
+    holds its claims only)."""
+    claims = await pool.fetchval(
+        "SELECT link_claims::text FROM deliveries WHERE person_id = $1 "
+        "AND link_claims IS NOT NULL ORDER BY created_at LIMIT 1",
+        person_id,
+    )
+    assert claims is not None, f"no message with a link planned for {person_id}"
+    return context.links.url(LinkClaims.model_validate_json(claims))
+
+
+async def rendered(pool: asyncpg.Pool, context: NotifierContext, purpose: str) -> Delivery:
+    """The first planned message with this purpose, rendered as it will be sent."""
+    signal_id = await pool.fetchval(
+        "SELECT signal_id FROM deliveries WHERE purpose = $1 LIMIT 1", purpose
+    )
+    assert signal_id is not None, f"no message planned for {purpose}"
+    async with pool.acquire() as connection:
+        planned = [d for d in await deliveries_of(connection, signal_id) if d.purpose == purpose]
+    return planned[0].render(context.links.url)
+
+
+class CrashError(BaseException):
+    """The process dies right after the server accepted the message."""
+
+
+@dataclass
+class CrashAfterSend:
+    """A sender whose process dies once the server accepted the message, before the
+    outcome is recorded: the one window in which a message is sent twice."""
+
+    sender: Sender
+
+    async def send(self, delivery: Delivery) -> str:
+        await self.sender.send(delivery)
+        raise CrashError

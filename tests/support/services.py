@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,8 @@ def service_env(
         "VIGIL_MLLP_PORT": str(free_port()),
         "VIGIL_LOG_LEVEL": "INFO",
         "VIGIL_METRICS_TOKEN": METRICS_TOKEN,
+        # the services run as in production, which needs a key for acknowledgement links
+        "VIGIL_NOTIFIER_LINK_KEYS": f"test-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
         **extra,
     }
 

@@ -37,6 +37,9 @@ class WebhookReceiver:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
+    # set: answer every request with this status and the request's own body (a failing
+    # receiver that echoes what it got)
+    echo_with_status: int | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -48,6 +51,11 @@ class WebhookReceiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if self.echo_with_status is not None:
+            await send({"type": "http.response.start", "status": self.echo_with_status,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
         if verify(self.secret, headers, body):
             self.accepted.append(json.loads(body))
             self.headers.append(headers)

@@ -68,9 +68,11 @@ def test_no_literal_password_or_key_in_any_service_environment() -> None:
                 )
 
 
-def test_the_link_signing_key_has_one_required_entry_and_no_fallback() -> None:
+def test_the_link_signing_keys_come_from_a_secret_file_with_no_fallback() -> None:
     notifier = environment("notifier")
-    assert notifier["VIGIL_NOTIFIER_LINK_SECRET"].startswith("${VIGIL_NOTIFIER_LINK_SECRET:?")
+    assert notifier["VIGIL_NOTIFIER_LINK_KEYS_FILE"] == "/run/secrets/notifier_link_keys"
+    assert "VIGIL_NOTIFIER_LINK_KEYS" not in notifier
+    assert "notifier_link_keys" in COMPOSE["services"]["notifier"]["secrets"]
     # the webhook key passes through when set, and is never an empty default
     assert notifier["VIGIL_NOTIFIER_WEBHOOK_SECRET"] is None
 

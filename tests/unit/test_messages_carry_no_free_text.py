@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from services.notifier.domain.messages import compose, content_for_signal
+from services.notifier.domain.messages import (
+    MessageContent,
+    Rendered,
+    content_for_signal,
+    render,
+)
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
 from shared.events import SafetySignalRaised, SignalEvent
@@ -37,11 +42,14 @@ def rendered(signal: SafetySignalRaised) -> str:
     content = content_for_signal(signal)
     parts = []
     for channel in ("email", "webhook"):
-        delivery = compose(
-            content, purpose="alert", person_id="p", channel=channel, address="a@x", link=LINK
-        )
-        parts += [delivery.subject_line, delivery.body_text, delivery.body_html or ""]
+        message = sent(content, channel)
+        parts += [message.subject, message.text, message.html or ""]
     return "\n".join(parts)
+
+
+def sent(content: MessageContent, channel: str) -> Rendered:
+    """The message as a sender renders it when it sends (with the link)."""
+    return render(content, channel, link=LINK, message_id="<m@vigil>")
 
 
 def test_a_serious_adverse_event_signal_carries_no_verbatim_term() -> None:
@@ -61,15 +69,7 @@ def test_the_sae_subject_line_uses_vigil_s_words_and_the_meddra_code() -> None:
     (signal, *_) = signals_for(
         {"ae": {"id": "AE1", "term": TERM, "serious": True, "criteria": ["hospitalisation"]}}
     )
-    delivery = compose(
-        content_for_signal(signal),
-        purpose="alert",
-        person_id="p",
-        channel="email",
-        address="a@x",
-        link=LINK,
-    )
-    assert delivery.subject_line == (
+    assert sent(content_for_signal(signal), "email").subject == (
         f"[Vigil] NCT05262686 subject 01-003: serious adverse event (hospitalisation) "
         f"({signal.rule_id})"
     )
@@ -102,18 +102,13 @@ def test_a_lab_alert_still_says_what_a_reader_needs() -> None:
     hb = {"lab": {"loinc": "718-7", "value": "8.6", "unit": "g/dL", "ref": "12-16"}}
     (signal,) = [s for s in signals_for(hb) if s.rule_id == "anaemia-hb-le-9"]
     content = content_for_signal(signal.model_copy(update={"site_id": "PKUPH-01"}))
-    delivery = compose(
-        content, purpose="alert", person_id="p", channel="email", address="a@x", link=LINK
-    )
-    assert delivery.subject_line == (
+    email = sent(content, "email")
+    assert email.subject == (
         "[Vigil] NCT05262686 subject 01-003: haemoglobin 8.6 g/dL (anaemia-hb-le-9)"
     )
     for needed in ("01-003", "PKUPH-01", "haemoglobin", "8.6 g/dL", "anaemia-hb-le-9", LINK):
-        assert needed in delivery.body_text
-    webhook = compose(
-        content, purpose="alert", person_id="p", channel="webhook", address="u", link=LINK
-    )
-    document = json.loads(webhook.body_text)
+        assert needed in email.text
+    document = json.loads(sent(content, "webhook").text)
     assert (document["subject_id"], document["value"]) == ("01-003", "8.6 g/dL")
 
 

@@ -27,7 +27,7 @@ def test_every_secret_setting_is_a_secret_str_that_accepts_a_file() -> None:
         "metrics_token",
         "kafka_sasl_password",
         "kafka_ssl_key_password",
-        "notifier_link_secret",
+        "notifier_link_keys",
         "notifier_webhook_secret",
     ):
         assert expected in names
@@ -37,11 +37,11 @@ def test_every_secret_setting_is_a_secret_str_that_accepts_a_file() -> None:
 def test_a_secret_is_read_from_the_file_its_file_variable_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
 ) -> None:
-    secret = tmp_path / "link_secret"
+    secret = tmp_path / "webhook_secret"
     secret.write_text(content)
-    monkeypatch.setenv("VIGIL_NOTIFIER_LINK_SECRET_FILE", str(secret))
+    monkeypatch.setenv("VIGIL_NOTIFIER_WEBHOOK_SECRET_FILE", str(secret))
     settings = VigilSettings()
-    assert settings.notifier_link_secret == SecretStr("s3cret-from-a-file")
+    assert settings.notifier_webhook_secret == SecretStr("s3cret-from-a-file")
 
 
 def test_a_secret_given_both_ways_is_refused_naming_both(

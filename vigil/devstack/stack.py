@@ -155,11 +155,10 @@ def build_stack(
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
 
     if "VIGIL_ENVIRONMENT" not in os.environ:
-        # a stack on one machine: /metrics open on loopback, generated keys (DESIGN: vigil dev)
+        # a stack on one machine: /metrics open on loopback, generated link keys, loopback
+        # MLLP senders accepted as the development source (DESIGN: vigil dev)
         env["VIGIL_ENVIRONMENT"] = "development"
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
-    # a stack on one machine: loopback MLLP senders are accepted, plain MLLP is allowed
-    env.setdefault("VIGIL_ENVIRONMENT", os.environ.get("VIGIL_ENVIRONMENT", "development"))
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),

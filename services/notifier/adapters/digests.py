@@ -1,4 +1,8 @@
-"""Findings held for daily digests (the ``digest_items`` working table)."""
+"""Findings held for daily digests (the ``digest_items`` working table).
+
+Each item is a line and, for an item to acknowledge, the claims of the person's link:
+the link itself is made only when the digest is sent.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ from datetime import date, datetime
 
 import asyncpg
 
+from services.notifier.domain.links import LinkClaims
+
+# One held item: the person it is for, their line, and the claims of their link (or None).
+HeldLine = tuple[str, str, LinkClaims | None]
+
 
 @dataclass(frozen=True)
 class HeldItems:
@@ -17,24 +26,38 @@ class HeldItems:
     signal_ids: tuple[uuid.UUID, ...]
     items: tuple[str, ...]
     lines: tuple[str, ...]
+    links: tuple[LinkClaims | None, ...]
 
 
 async def hold(
     connection: asyncpg.Connection,
     study_id: str,
-    lines: Sequence[tuple[str, str]],
+    lines: Sequence[HeldLine],
     signal_id: uuid.UUID,
     held_at: datetime,
     *,
     item: str = "raised",
 ) -> None:
     """Keep one item about a finding (its alert, or what became of it) for some people's
-    next digest: (person id, their line) each. Holding it again changes nothing."""
+    next digest: (person id, their line, their link's claims) each. Holding it again
+    changes nothing."""
     await connection.executemany(
-        """INSERT INTO digest_items (study_id, person_id, signal_id, item, line, held_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-        [(study_id, person_id, signal_id, item, line, held_at) for person_id, line in lines],
+        """INSERT INTO digest_items
+               (study_id, person_id, signal_id, item, line, link_claims, held_at)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING""",
+        [
+            (study_id, person_id, signal_id, item, line, _json(claims), held_at)
+            for person_id, line, claims in lines
+        ],
     )
+
+
+def _json(claims: LinkClaims | None) -> str | None:
+    return None if claims is None else claims.model_dump_json()
+
+
+def _claims(text: str | None) -> LinkClaims | None:
+    return None if text is None else LinkClaims.model_validate_json(text)
 
 
 async def drop(connection: asyncpg.Connection, signal_id: uuid.UUID) -> None:
@@ -59,9 +82,12 @@ async def held_before(
 ) -> list[HeldItems]:
     """Per person of a study, what was held before ``cutoff`` and not sent yet."""
     rows = await connection.fetch(
-        """SELECT study_id, person_id, array_agg(signal_id ORDER BY held_at) AS signal_ids,
-                  array_agg(item ORDER BY held_at) AS items,
-                  array_agg(line ORDER BY held_at) AS lines
+        # one total order for every array, so that their elements stay aligned
+        """SELECT study_id, person_id,
+                  array_agg(signal_id ORDER BY held_at, signal_id, item) AS signal_ids,
+                  array_agg(item ORDER BY held_at, signal_id, item) AS items,
+                  array_agg(line ORDER BY held_at, signal_id, item) AS lines,
+                  array_agg(link_claims::text ORDER BY held_at, signal_id, item) AS links
            FROM digest_items WHERE study_id = $1 AND digest_day IS NULL AND held_at < $2
            GROUP BY study_id, person_id ORDER BY person_id""",
         study_id,
@@ -74,6 +100,7 @@ async def held_before(
             tuple(r["signal_ids"]),
             tuple(r["items"]),
             tuple(r["lines"]),
+            tuple(_claims(text) for text in r["links"]),
         )
         for r in rows
     ]

@@ -71,6 +71,21 @@ async def recorded(connection: asyncpg.Connection, event_id: uuid.UUID) -> bool:
     return bool(await stored_ids(connection, [event_id]))
 
 
+async def acknowledgement(
+    connection: asyncpg.Connection, event_id: uuid.UUID
+) -> tuple[SignalAcknowledged, datetime] | None:
+    """The acknowledgement recorded under ``event_id``, with when the audit log recorded
+    it; None when there is none."""
+    row = await connection.fetchrow(
+        "SELECT payload_json, recorded_at FROM events WHERE event_id = $1 AND type = $2",
+        event_id,
+        SignalAcknowledged.event_type,
+    )
+    if row is None:
+        return None
+    return SignalAcknowledged.model_validate_json(row["payload_json"]), row["recorded_at"]
+
+
 async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:
     """The timer events of every notification not acknowledged, resolved nor withdrawn
     since it was opened or last reopened."""

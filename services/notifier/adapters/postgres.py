@@ -1,19 +1,29 @@
-"""The deliveries table: the notifier's durable outbox of messages to send."""
+"""The deliveries table: the notifier's durable outbox of messages to send.
+
+It holds what each message says and the claims of its acknowledgement links, never a
+link or a rendered body: a live token is a credential, and this is a working table that
+operators and backups read (the worker renders the message when it sends it).
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from services.notifier.domain.messages import Delivery, MessageContent
+from services.notifier.domain.deliveries import PlannedDelivery
+from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.messages import MessageContent
 
 _COLUMNS = (
     "delivery_id, signal_id, study_id, subject_id, purpose, person_id, channel, recipient, "
-    "message_id, subject_line, body_text, body_html, content::text AS content, link"
+    "message_id, subject_line, content::text AS content, link_claims::text AS link, "
+    "item_link_claims::text AS item_links"
 )
 
 
@@ -21,20 +31,38 @@ _COLUMNS = (
 class Claimed:
     """A delivery this instance holds for one attempt."""
 
-    delivery: Delivery
+    delivery: PlannedDelivery
     attempt: int
     give_up_at: datetime | None
 
 
-def _delivery(row: asyncpg.Record) -> Delivery:
+def _delivery(row: Mapping[str, Any]) -> PlannedDelivery:
     values = dict(row)
     values["content"] = MessageContent.model_validate_json(values["content"])
-    return Delivery(**values)
+    link = values["link"]
+    values["link"] = None if link is None else LinkClaims.model_validate_json(link)
+    items = json.loads(values["item_links"] or "[]")
+    values["item_links"] = tuple(
+        None if item is None else LinkClaims.model_validate(item) for item in items
+    )
+    return PlannedDelivery(**values)
+
+
+def _claims_json(claims: LinkClaims | None) -> str | None:
+    return None if claims is None else claims.model_dump_json()
+
+
+def _item_links_json(delivery: PlannedDelivery) -> str | None:
+    if not delivery.item_links:
+        return None
+    return json.dumps(
+        [None if c is None else c.model_dump(mode="json") for c in delivery.item_links]
+    )
 
 
 async def add_deliveries(
     connection: asyncpg.Connection,
-    deliveries: Sequence[Delivery],
+    deliveries: Sequence[PlannedDelivery],
     *,
     give_up_after_seconds: float,
 ) -> list[uuid.UUID]:
@@ -45,12 +73,12 @@ async def add_deliveries(
     rows = await connection.fetch(
         """INSERT INTO deliveries
                (delivery_id, signal_id, study_id, subject_id, purpose, person_id, channel,
-                recipient, message_id, subject_line, body_text, body_html, content, link,
+                recipient, message_id, subject_line, content, link_claims, item_link_claims,
                 give_up_at)
-           SELECT d.*, clock_timestamp() + make_interval(secs => $15)
+           SELECT d.*, clock_timestamp() + make_interval(secs => $14)
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                       $12::text[], $13::jsonb[], $14::text[]) AS d
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[],
+                       $12::jsonb[], $13::jsonb[]) AS d
            ON CONFLICT DO NOTHING
            RETURNING delivery_id""",
         [d.delivery_id for d in deliveries],
@@ -63,10 +91,9 @@ async def add_deliveries(
         [d.recipient for d in deliveries],
         [d.message_id for d in deliveries],
         [d.subject_line for d in deliveries],
-        [d.body_text for d in deliveries],
-        [d.body_html for d in deliveries],
         [d.content.model_dump_json() for d in deliveries],
-        [d.link for d in deliveries],
+        [_claims_json(d.link) for d in deliveries],
+        [_item_links_json(d) for d in deliveries],
         give_up_after_seconds,
     )
     return [row["delivery_id"] for row in rows]
@@ -100,8 +127,7 @@ async def claim_due(
     for row in rows:
         values = dict(row)
         attempt, give_up_at = values.pop("attempts"), values.pop("give_up_at")
-        values["content"] = MessageContent.model_validate_json(values["content"])
-        claimed.append(Claimed(Delivery(**values), attempt, give_up_at))
+        claimed.append(Claimed(_delivery(values), attempt, give_up_at))
     return claimed
 
 
@@ -137,7 +163,9 @@ async def cancel_pending(connection: asyncpg.Connection, signal_id: uuid.UUID) -
     return int(result.rsplit(" ", 1)[-1])
 
 
-async def deliveries_of(connection: asyncpg.Connection, signal_id: uuid.UUID) -> list[Delivery]:
+async def deliveries_of(
+    connection: asyncpg.Connection, signal_id: uuid.UUID
+) -> list[PlannedDelivery]:
     rows = await connection.fetch(
         f"SELECT {_COLUMNS} FROM deliveries WHERE signal_id = $1 ORDER BY created_at", signal_id
     )

@@ -39,8 +39,13 @@ class NotificationState:
     acknowledge_by: datetime | None = None
     told: set[str] = field(default_factory=set)
     acknowledged_by: list[str] = field(default_factory=list)
+    # the links (token ids) whose acknowledgements stand: a reopening sets them aside
+    acknowledged_tokens: set[str] = field(default_factory=set)
     withdrawn: bool = False
     resolved: bool = False
+    # why the signal was retracted, or last resolved (told to whoever tries to acknowledge)
+    withdrawn_reason: str = ""
+    resolved_reason: str = ""
     resolutions: int = 0
     reopenings: int = 0
     grade: int | None = None
@@ -84,17 +89,21 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
                 state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, SignalAcknowledged):
             state.acknowledged_by.append(event.person_id)
+            state.acknowledged_tokens.add(event.token_id)
         elif isinstance(event, NotificationResolved):
             state.resolved = True
+            state.resolved_reason = event.reason
             state.resolutions += 1
         elif isinstance(event, NotificationReopened):
             # the abnormality holds again: what was acknowledged was the episode before
             state.resolved = False
             state.reopenings += 1
             state.acknowledged_by = []
+            state.acknowledged_tokens = set()
             state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, NotificationWithdrawn):
             state.withdrawn = True
+            state.withdrawn_reason = event.reason
     return state
 
 

@@ -3,7 +3,8 @@
 Subject id, site, analyte, value, grade, rule, deadline and a link; never a name or any
 other direct identifier, and never free text copied from the input (an adverse event is
 named in Vigil's words and by its MedDRA code, not by the site's verbatim term). The
-content is stored with each planned delivery, so that a fallback to another channel
+content is stored with each planned delivery
+(:mod:`services.notifier.domain.deliveries`), so that a fallback to another channel
 renders the same facts.
 """
 
@@ -22,7 +23,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from shared.adverse_event_labels import adverse_event_label
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
-from shared.events.payloads import EVENT_ID_NAMESPACE
 
 MessageKind = Literal[
     "signal",
@@ -264,8 +264,8 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One message to one person on one channel for one signal and purpose."""
+class DeliveryHeader:
+    """Which message this is: one person, one channel, one signal and purpose."""
 
     delivery_id: uuid.UUID
     signal_id: uuid.UUID
@@ -277,45 +277,12 @@ class Delivery:
     recipient: str
     message_id: str
     subject_line: str
+
+
+@dataclass(frozen=True)
+class Delivery(DeliveryHeader):
+    """A message rendered: what a sender sends. Built when sending, never stored (its
+    bodies carry the acknowledgement link)."""
+
     body_text: str
     body_html: str | None
-    content: MessageContent
-    link: str | None
-
-
-def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:
-    """Stable per signal, purpose, channel and recipient: a repeat is recognisable."""
-    return uuid.uuid5(
-        EVENT_ID_NAMESPACE, f"delivery:{signal_id}:{purpose}:{channel}:{recipient.lower()}"
-    )
-
-
-def compose(
-    content: MessageContent,
-    *,
-    purpose: str,
-    person_id: str,
-    channel: str,
-    address: str,
-    link: str | None,
-) -> Delivery:
-    """The delivery of ``content`` to one person's channel, rendered for that channel."""
-    delivery_id = delivery_id_for(content.signal_id, purpose, channel, address)
-    message_id = f"<{delivery_id}@vigil>"
-    rendered = render(content, channel, link=link, message_id=message_id)
-    return Delivery(
-        delivery_id=delivery_id,
-        signal_id=content.signal_id,
-        study_id=content.study_id,
-        subject_id=content.subject_id,
-        purpose=purpose,
-        person_id=person_id,
-        channel=channel,
-        recipient=address,
-        message_id=message_id,
-        subject_line=rendered.subject,
-        body_text=rendered.text,
-        body_html=rendered.html,
-        content=content,
-        link=link,
-    )

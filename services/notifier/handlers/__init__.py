@@ -10,9 +10,12 @@ holds what they all are given. The rest of the notifier imports from this packag
 
 from services.notifier.handlers.acknowledgements import (
     Acknowledgement,
+    LinkReview,
     NotOnRoster,
+    SignalClosed,
     UnknownSignal,
     acknowledge,
+    review,
 )
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import deliveries_for
@@ -21,13 +24,16 @@ from services.notifier.handlers.timers import escalate_due, sample_overdue
 
 __all__ = [
     "Acknowledgement",
+    "LinkReview",
     "NotOnRoster",
     "NotifierContext",
+    "SignalClosed",
     "UnknownSignal",
     "acknowledge",
     "deliveries_for",
     "escalate_due",
     "handle_signals",
     "notification_state",
+    "review",
     "sample_overdue",
 ]

@@ -9,24 +9,27 @@ from datetime import datetime
 import asyncpg
 
 from services.notifier.adapters import digests
+from services.notifier.adapters.digests import HeldLine
 from services.notifier.adapters.postgres import add_deliveries
+from services.notifier.domain.deliveries import PlannedDelivery, compose
 from services.notifier.domain.escalation import NotificationState
-from services.notifier.domain.messages import (
-    NOTICE_KINDS,
-    Delivery,
-    MessageContent,
-    compose,
-    digest_line,
-)
+from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.messages import NOTICE_KINDS, MessageContent, digest_line
 from services.notifier.domain.planning import goes_to_digest
 from services.notifier.domain.roster import Person, Roster
 from services.notifier.handlers.context import NotifierContext
 
 
 def deliveries_for(
-    people: Iterable[Person], content: MessageContent, purpose: str, context: NotifierContext
-) -> list[Delivery]:
-    """One message per person on their first channel; signals carry each person's link."""
+    people: Iterable[Person],
+    content: MessageContent,
+    purpose: str,
+    context: NotifierContext,
+    *,
+    item_links: Sequence[LinkClaims | None] = (),
+) -> list[PlannedDelivery]:
+    """One message per person on their first channel; signals carry each person's link
+    (its claims: the link is made when the message is sent)."""
     now = context.clock.now()
     planned = []
     for person in people:
@@ -34,7 +37,7 @@ def deliveries_for(
         link = (
             None
             if content.kind in NOTICE_KINDS | {"data-quality", "digest"}
-            else context.links.link(content.signal_id, person.id, now)
+            else context.links.claims(content.signal_id, person.id, now)
         )
         planned.append(
             compose(
@@ -44,13 +47,16 @@ def deliveries_for(
                 channel=channel.kind,
                 address=channel.address,
                 link=link,
+                item_links=item_links,
             )
         )
     return planned
 
 
 async def plan_deliveries(
-    connection: asyncpg.Connection, deliveries: Sequence[Delivery], context: NotifierContext
+    connection: asyncpg.Connection,
+    deliveries: Sequence[PlannedDelivery],
+    context: NotifierContext,
 ) -> int:
     """Add the deliveries to the outbox; returns how many were new."""
     added = await add_deliveries(
@@ -88,14 +94,17 @@ async def tell(
         now_people = [p for p in people if p not in digest]
     if digest:
         line = digest_line(content)
-        if content.kind not in NOTICE_KINDS:
-            now = context.clock.now()
-            lines = [
-                (p.id, f"{line} - {context.links.link(content.signal_id, p.id, now)}")
-                for p in digest
-            ]
-        else:
-            lines = [(p.id, line) for p in digest]
+        now = context.clock.now()
+        lines: list[HeldLine] = [
+            (
+                p.id,
+                line,
+                None
+                if content.kind in NOTICE_KINDS
+                else context.links.claims(content.signal_id, p.id, now),
+            )
+            for p in digest
+        ]
         await digests.hold(
             connection, state.opened.study_id, lines, content.signal_id, held_at, item=purpose
         )

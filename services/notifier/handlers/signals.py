@@ -12,6 +12,7 @@ import asyncpg
 import structlog
 
 from services.notifier.adapters import digests, notification_log
+from services.notifier.adapters.digests import HeldLine
 from services.notifier.adapters.postgres import cancel_pending
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.messages import (
@@ -93,8 +94,8 @@ async def _raised(
     content = MessageContent.model_validate(opened.message)
     if digest:
         now = context.clock.now()
-        lines = [
-            (p.id, f"{digest_line(content)} - {context.links.link(signal.signal_id, p.id, now)}")
+        lines: list[HeldLine] = [
+            (p.id, digest_line(content), context.links.claims(signal.signal_id, p.id, now))
             for p in digest
         ]
         await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)

@@ -1,0 +1,87 @@
+"""The outbox's view of a message: planned (facts and link claims, stored) and rendered
+(what a sender sends, built only when sending).
+
+The content is stored with each planned delivery, so that a fallback to another channel
+renders the same facts. So are the claims of its acknowledgement links, never the links:
+a token is a credential, so the message is rendered, link and all, only when it is sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.messages import (
+    Delivery,
+    DeliveryHeader,
+    MessageContent,
+    render,
+    subject_line,
+)
+from shared.events.payloads import EVENT_ID_NAMESPACE
+
+
+@dataclass(frozen=True)
+class PlannedDelivery(DeliveryHeader):
+    """A delivery as the outbox keeps it: the facts, and the claims of its links.
+
+    ``link`` is the message's own acknowledgement link; ``item_links`` the links of a
+    digest's items, one per item (None: that item has none)."""
+
+    content: MessageContent
+    link: LinkClaims | None
+    item_links: tuple[LinkClaims | None, ...] = ()
+
+    def render(self, url_of: Callable[[LinkClaims], str]) -> Delivery:
+        """The message as sent, its links made from their claims by ``url_of``: the same
+        claims and key give the same links, so a repeat is the same message."""
+        content = self.content
+        if self.item_links:
+            items = [
+                item if claims is None else f"{item} - {url_of(claims)}"
+                for item, claims in zip(content.items, self.item_links, strict=False)
+            ]
+            content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
+        link = url_of(self.link) if self.link is not None else None
+        rendered = render(content, self.channel, link=link, message_id=self.message_id)
+        header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
+        header["subject_line"] = rendered.subject
+        return Delivery(**header, body_text=rendered.text, body_html=rendered.html)
+
+
+def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:
+    """Stable per signal, purpose, channel and recipient: a repeat is recognisable."""
+    return uuid.uuid5(
+        EVENT_ID_NAMESPACE, f"delivery:{signal_id}:{purpose}:{channel}:{recipient.lower()}"
+    )
+
+
+def compose(
+    content: MessageContent,
+    *,
+    purpose: str,
+    person_id: str,
+    channel: str,
+    address: str,
+    link: LinkClaims | None,
+    item_links: Sequence[LinkClaims | None] = (),
+) -> PlannedDelivery:
+    """The delivery of ``content`` to one person's channel, ready for the outbox."""
+    delivery_id = delivery_id_for(content.signal_id, purpose, channel, address)
+    return PlannedDelivery(
+        delivery_id=delivery_id,
+        signal_id=content.signal_id,
+        study_id=content.study_id,
+        subject_id=content.subject_id,
+        purpose=purpose,
+        person_id=person_id,
+        channel=channel,
+        recipient=address,
+        message_id=f"<{delivery_id}@vigil>",
+        subject_line=subject_line(content),
+        content=content,
+        link=link,
+        item_links=tuple(item_links),
+    )
