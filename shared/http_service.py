@@ -6,16 +6,17 @@ same way everywhere: the lifespan starts the service's workers and stops them on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
-ReadinessCheck = Callable[[], Awaitable[str | None]]
+from shared.supervision import ReadinessCheck as ReadinessCheck  # re-exported: services use it
+from shared.supervision import Supervisor
 
 
 def service_app(
@@ -46,6 +47,18 @@ def service_app(
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def tasks_router(supervisor: Supervisor) -> APIRouter:
+    """``GET /tasks``: every supervised task's state, restarts and last progress (JSON;
+    names, counts, times, ids and failure types, never message content)."""
+    router = APIRouter()
+
+    @router.get("/tasks")
+    async def tasks() -> dict[str, object]:
+        return {"service": supervisor.service, "tasks": supervisor.report()}
+
+    return router
 
 
 async def serve_app(app: FastAPI, *, host: str, port: int) -> None:

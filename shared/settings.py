@@ -145,6 +145,18 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How often the notifier looks for passed deadlines and due digests.",
     )
+    task_stuck_after_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a background task may go without completing a step while "
+        "work waits before it counts as stuck (/readyz then answers 503 naming it).",
+    )
+    task_restart_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest back-off before a background task that died is started "
+        "again (from 1 s, doubling).",
+    )
 
     @property
     def admin_dsn(self) -> str:

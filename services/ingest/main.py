@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -26,10 +26,12 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
-from shared.http_service import serve_app
+from shared.failures import OUTAGES
+from shared.http_service import serve_app, tasks_router
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+from shared.supervision import Supervisor
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
@@ -43,6 +45,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     running: dict[str, Intake] = {}
     parts: dict[str, object] = {}
+    supervisor = Supervisor.for_service("ingest", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -60,26 +63,25 @@ def build_app(settings: VigilSettings) -> FastAPI:
         redrive = DrainLoop(
             "ingest.redrive",
             intake.redrive,
-            retryable=(asyncpg.PostgresError, OSError, BrokerUnavailable),
+            retryable=(*OUTAGES, BrokerUnavailable),
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
-        tasks = [
-            asyncio.create_task(redrive.run(), name="redrive"),
-            asyncio.create_task(
-                metrics.sample_periodically(
-                    [intake.sample_metrics],
-                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                    retryable=(asyncpg.PostgresError, OSError),
-                ),
-                name="metrics",
-            ),
-        ]
         mllp = await start_mllp_server(
             intake,
             host=settings.bind_host,
             port=settings.mllp_port,
             router=router,
             code_maps=code_maps,
+        )
+        supervisor.start("redrive", redrive.run)
+        supervisor.start(
+            "metrics",
+            functools.partial(
+                metrics.sample_periodically,
+                [intake.sample_metrics],
+                interval=metrics.SAMPLE_INTERVAL_SECONDS,
+                retryable=OUTAGES,
+            ),
         )
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)
@@ -88,11 +90,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         finally:
             mllp.close()
             await mllp.wait_closed()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             await publisher.close()
             await pool.close()
 
@@ -110,8 +108,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
         lambda: running["intake"],
         default_study=settings.default_study,
         workers=workers,
-        readiness=readiness,
+        readiness=supervisor.readiness(readiness),
     )
+    app.include_router(tasks_router(supervisor))
     add_fhir_routes(
         app,
         lambda: running["intake"],

@@ -33,10 +33,12 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events import Envelope
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
-from shared.http_service import serve_app, service_app
+from shared.failures import OUTAGES
+from shared.http_service import serve_app, service_app, tasks_router
 from shared.kafka import lag_sampler
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-notifier"
@@ -155,10 +157,14 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     channel_senders = senders(settings, rosters)
     metrics.initialise_delivery_channels(channel_senders)
     holder: dict[str, ConsumerRuntime] = {}
+    supervisor = Supervisor.for_service("notifier", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+        async with (
+            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
+            supervisor,  # stopped before the broker and the pool close
+        ):
             pool = runtime.pool
             worker = DeliveryWorker(
                 pool,
@@ -170,9 +176,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 lease_seconds=settings.notifier_send_timeout_seconds * 2 + 5,
             )
 
-            async def timers() -> int:
-                done = await handlers.escalate_due(pool, context)
-                done += await send_due_digests(pool, context)
+            async def timers(progress: Progress) -> int:
+                done = await handlers.escalate_due(pool, context, progress)
+                done += await send_due_digests(pool, context, progress)
                 if done:
                     worker.wake()
                 return done
@@ -180,7 +186,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             timer_loop = DrainLoop(
                 "notifier.timers",
                 timers,
-                retryable=(asyncpg.PostgresError, OSError),
+                retryable=OUTAGES,
                 poll_seconds=settings.notifier_timer_poll_seconds,
             )
             consumer = SignalConsumer(pool, context, worker)
@@ -193,34 +199,36 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 heartbeat_interval_ms=1000,
             )
-            subscriber(consumer.__call__)
+            consumer_progress = supervisor.watch("signal-consumer")
+
+            async def consume_signals(message: KafkaMessage) -> None:
+                with consumer_progress.step():
+                    await consumer(message)
+
+            subscriber(consume_signals)
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID),
                 functools.partial(sample_deliveries, pool),
                 functools.partial(handlers.sample_overdue, pool, context),
             ]
-            tasks = [
-                asyncio.create_task(worker.run(), name="delivery-worker"),
-                asyncio.create_task(timer_loop.run(), name="notifier-timers"),
-                asyncio.create_task(
-                    metrics.sample_periodically(
-                        sampled,
-                        interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                        retryable=(asyncpg.PostgresError, OSError, KafkaError, TimeoutError),
-                    ),
-                    name="metrics",
+            supervisor.start("delivery-worker", worker.run)
+            supervisor.start("timers", timer_loop.run)
+            supervisor.start(
+                "metrics",
+                functools.partial(
+                    metrics.sample_periodically,
+                    sampled,
+                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
+                    retryable=(*OUTAGES, KafkaError),
                 ),
-            ]
+            )
             holder["runtime"] = runtime
             log.info("notifier.started", studies=sorted(rosters))
-            try:
-                yield
-            finally:
-                for task in tasks:
-                    task.cancel()
+            yield
 
-    app = service_app("Vigil notifier", workers, database_readiness(holder))
+    app = service_app("Vigil notifier", workers, supervisor.readiness(database_readiness(holder)))
+    app.include_router(tasks_router(supervisor))
     app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
     app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
     return app

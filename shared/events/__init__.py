@@ -1,6 +1,6 @@
 """Event envelope, payloads and topics: the contract between services and partners."""
 
-from shared.events import notifications  # registers the notifier's events
+from shared.events import notifications, operations  # registers their events
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
     REJECTED_INPUT_STREAM,
@@ -51,6 +51,7 @@ __all__ = [
     "SubjectEnrolled",
     "SubjectEvent",
     "notifications",
+    "operations",
     "payload_class",
     "register_payload",
     "schema_version",
