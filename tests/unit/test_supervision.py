@@ -4,6 +4,7 @@ stop awaits everything, and one failed item is set aside without stopping the ta
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -108,7 +109,7 @@ async def test_the_back_off_between_restarts_doubles_up_to_its_limit(
     supervisor.start("dies", dies)
     await eventually(lambda: asyncio.sleep(0, len(starts) >= 5), timeout=10)
 
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.05
     assert gaps[1] >= 0.1
     assert gaps[2] >= 0.2
