@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +14,6 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from services.notifier import handlers
 from services.notifier.ack_page import acknowledgement_page_router
@@ -28,10 +26,10 @@ from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
+from services.notifier.signal_consumer import SignalConsumer
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
-from shared.events import Envelope
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 from shared.failures import OUTAGES
 from shared.http_service import serve_app, service_app, tasks_router
@@ -59,44 +57,6 @@ async def sample_deliveries(pool: asyncpg.Pool) -> None:
         for state in metrics.DELIVERY_STATES:  # a state that emptied must read 0
             gauge = metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
             gauge.set(counts.get((channel, state), 0))
-
-
-class SignalConsumer:
-    """Per batch of signals: record and plan what they call for in one transaction."""
-
-    def __init__(
-        self, pool: asyncpg.Pool, context: handlers.NotifierContext, worker: DeliveryWorker
-    ) -> None:
-        self._pool = pool
-        self._context = context
-        self._worker = worker
-
-    async def __call__(self, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        consumed = raw if isinstance(raw, tuple) else (raw,)
-        envelopes = []
-        for record in consumed:
-            try:
-                envelopes.append(Envelope.from_json(record.value or b""))
-            except (ValidationError, ValueError) as error:
-                log.error("notifier.invalid_signal", offset=record.offset, error=str(error))
-        for envelope in envelopes:
-            log.info(
-                "notifier.signal_received",
-                type=envelope.type,
-                event_id=str(envelope.id),
-                correlation_id=str(envelope.correlation_id),
-            )
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                added = await handlers.handle_signals(connection, envelopes, self._context)
-        except Exception:
-            log.exception("notifier.batch_failed", signals=len(envelopes))
-            await asyncio.sleep(1.0)  # rewound and retried: do not spin
-            raise
-        if added:
-            self._worker.wake()
-        log.info("notifier.batch_done", signals=len(envelopes), deliveries_added=added)
 
 
 def notifier_context(
@@ -189,7 +149,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 retryable=OUTAGES,
                 poll_seconds=settings.notifier_timer_poll_seconds,
             )
-            consumer = SignalConsumer(pool, context, worker)
+            consumer = SignalConsumer(
+                pool, runtime.broker, context, group_id=GROUP_ID, on_planned=worker.wake
+            )
             subscriber = runtime.broker.subscriber(
                 SAFETY_SIGNALS,
                 DATA_QUALITY,
