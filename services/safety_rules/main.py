@@ -17,9 +17,11 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
+from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
 from services.safety_rules.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
+from services.safety_rules.watchdog import ReportNotSent, Watchdog
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
@@ -64,6 +66,29 @@ async def anchor_periodically(
         log.info("audit.anchored", position=anchor.position)
 
 
+def watchdog_loop(
+    pool: asyncpg.Pool, settings: VigilSettings, channels: list[ReportChannel]
+) -> DrainLoop:
+    """The watchdog, every VIGIL_WATCHDOG_POLL_SECONDS; a report no channel took is
+    tried again with back-off."""
+    if not channels:
+        log.warning(
+            "watchdog.no_channel",
+            hint="set VIGIL_WATCHDOG_SMTP_URL and VIGIL_WATCHDOG_EMAIL_TO (or "
+            "VIGIL_WATCHDOG_WEBHOOK_URL): undelivered signals are then only measured "
+            "(vigil_oldest_undelivered_signal_age_seconds), not reported",
+        )
+    watchdog = Watchdog(
+        pool, channels, deadline_seconds=settings.watchdog_undelivered_after_seconds
+    )
+    return DrainLoop(
+        "watchdog",
+        watchdog.round,
+        retryable=(*OUTAGES, ReportNotSent),
+        poll_seconds=settings.watchdog_poll_seconds,
+    )
+
+
 async def undecoded(message: StreamMessage[Any]) -> None:
     """FastStream's decoder for the facts subscriber: leaves the bodies as they are."""
     return None
@@ -73,7 +98,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
     """The rules service as an ASGI app whose lifespan runs its workers."""
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
     holder: dict[str, ConsumerRuntime] = {}
+    projectors: dict[str, ProjectionRunner] = {}
     supervisor = Supervisor.for_service("safety_rules", settings)
+    report_to = report_channels(settings)  # a half-configured channel stops the start here
     metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
@@ -136,9 +163,14 @@ def build_app(settings: VigilSettings) -> FastAPI:
             subscriber(consume_facts)
             positions.subscriber = subscriber
             await runtime.broker.start()
-            sampled = [relay.sample_backlog, lag_sampler(subscriber, group=GROUP_ID)]
+            sampled = [
+                relay.sample_backlog,
+                lag_sampler(subscriber, group=GROUP_ID),
+                projector.sample_skipped,
+            ]
             supervisor.start("outbox-relay", relay.run)
             supervisor.start("projection.subject_state", projection_loop.run)
+            supervisor.start("watchdog", watchdog_loop(runtime.pool, settings, report_to).run)
             supervisor.start(
                 "metrics",
                 functools.partial(
@@ -153,12 +185,24 @@ def build_app(settings: VigilSettings) -> FastAPI:
                     "anchor", functools.partial(anchor_periodically, runtime.pool, settings)
                 )
             holder["runtime"] = runtime
+            projectors[projector.name] = projector
             log.info("rules.started", studies=sorted(packs))
             yield
 
-    app = service_app(
-        "Vigil safety_rules", workers, supervisor.readiness(database_readiness(holder))
-    )
+    database_ready = database_readiness(holder)
+
+    async def readiness() -> str | None:
+        if (problem := await database_ready()) is not None:
+            return problem
+        try:
+            for projector in projectors.values():
+                if (diverged := await projector.divergence()) is not None:
+                    return diverged
+        except (asyncpg.PostgresError, OSError) as error:
+            return f"database unreachable: {error}"
+        return None
+
+    app = service_app("Vigil safety_rules", workers, supervisor.readiness(readiness))
     app.include_router(tasks_router(supervisor))
     return app
 
