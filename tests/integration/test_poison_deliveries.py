@@ -5,19 +5,38 @@ others, and every other message goes out."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
+from services.notifier import handlers
+from services.notifier.adapters import notification_log
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.delivery_worker import DeliveryWorker
+from services.notifier.domain.planning import open_notification
 from services.notifier.handlers import NotifierContext
 from shared.supervision import Supervisor
 from tests.support.mail import MailCatcher, running_smtp_server
-from tests.support.notifier import context, plan, raised, roster, signal_of, stream_types
+from tests.support.notifier import (
+    T0,
+    ManualClock,
+    context,
+    plan,
+    raised,
+    roster,
+    signal_of,
+    stream_types,
+)
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def supervisor() -> AsyncIterator[Supervisor]:
+    """A supervisor whose reports the test reads; stopped afterwards."""
+    async with Supervisor("test-poison") as running:
+        yield running
 
 
 @pytest.fixture
@@ -46,7 +65,7 @@ async def first_in_line(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> None:
 
 
 async def test_a_poison_delivery_first_in_the_queue_fails_alone_and_the_others_are_sent(
-    pool: asyncpg.Pool, smtp: tuple[int, MailCatcher]
+    pool: asyncpg.Pool, smtp: tuple[int, MailCatcher], supervisor: Supervisor
 ) -> None:
     port, mailbox = smtp
     ctx = context(roster())
@@ -74,7 +93,6 @@ async def test_a_poison_delivery_first_in_the_queue_fails_alone_and_the_others_a
     )
     for delivery_id in poison.values():
         await first_in_line(pool, delivery_id)
-    supervisor = Supervisor("test-poison-deliveries")
     progress = supervisor.watch("delivery-worker")
 
     tried = await worker(pool, port, ctx).send_due(progress)
@@ -151,3 +169,35 @@ async def test_an_adverse_event_term_with_a_line_break_is_delivered_on_one_subje
     async with pool.acquire() as connection:
         types = await stream_types(connection, signal_of(envelope).signal_id)
     assert types[-1] == "delivery_succeeded"
+
+
+async def test_an_escalation_that_cannot_be_planned_fails_alone_and_the_others_escalate(
+    pool: asyncpg.Pool,
+    supervisor: Supervisor,
+) -> None:
+    clock = ManualClock()
+    ctx = context(roster(), clock)
+    good = raised("S1", grade=3)
+    await plan(pool, ctx, good)
+    # a notification whose stored message this version cannot read
+    opened, _, _ = open_notification(
+        signal_of(raised("S1", grade=3)), raised_at=T0, roster=roster(), deadlines=ctx.deadlines
+    )
+    unreadable = opened.model_copy(update={"message": {"kind": "a kind nobody knows"}})
+    async with pool.acquire() as connection, connection.transaction():
+        await notification_log.record(connection, [unreadable])
+    progress = supervisor.watch("timers")
+    clock.advance(hours=4)  # both past the grade-3 deadline
+
+    assert await handlers.escalate_due(pool, ctx, progress) == 1
+
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM deliveries WHERE purpose = 'escalation-1' AND signal_id = $1",
+            signal_of(good).signal_id,
+        )
+        == 1
+    )
+    (report,) = supervisor.report()
+    assert report["failing_items"][0]["item"] == f"escalation of signal {unreadable.signal_id}"
+    assert report["failing_items"][0]["reason"].startswith("ValidationError")
