@@ -134,6 +134,11 @@ def build_stack(
             )
         )
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
+        if "VIGIL_WATCHDOG_SMTP_URL" not in os.environ:
+            # on one machine the watchdog's second channel is the same sink, another address
+            env["VIGIL_WATCHDOG_SMTP_URL"] = env["VIGIL_SMTP_URL"]
+            if "VIGIL_WATCHDOG_EMAIL_TO" not in os.environ:
+                env["VIGIL_WATCHDOG_EMAIL_TO"] = "watchdog@vigil.example.org"
 
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
     host = settings.bind_host
