@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from shared.events import CONTENT_TYPE, SafetySignalRaised, wrap
-from shared.events.topics import SAFETY_SIGNALS
+from shared.events.topics import DEAD_LETTERS, SAFETY_SIGNALS
 from tests.support import components
 from tests.support.mail import running_smtp_server
 from tests.support.services import service_env, start_service
@@ -27,23 +28,24 @@ pytestmark = pytest.mark.integration
 STUDY = "NCT05262686"
 
 
-def signal(subject_id: str) -> bytes:
-    payload = SafetySignalRaised(
-        study_id=STUDY,
-        subject_id=subject_id,
-        site_id="PKUPH-01",
-        signal_id=uuid.uuid4(),
-        rule_id="anaemia-hb-le-9",
-        rule_title="Haemoglobin at or below 9 g/dL",
-        rule_pack_version="1",
-        input_event_ids=(uuid.uuid4(),),
-        computed_values={},
-        analyte="haemoglobin",
-        observed_value=Decimal("7.0"),
-        observed_unit="g/dL",
-        threshold="<= 9 g/dL",
-        collected_at=datetime(2026, 11, 20, 8, tzinfo=UTC),
-    )
+def signal(subject_id: str, **changes: Any) -> bytes:
+    values: dict[str, Any] = {
+        "study_id": STUDY,
+        "subject_id": subject_id,
+        "site_id": "PKUPH-01",
+        "signal_id": uuid.uuid4(),
+        "rule_id": "anaemia-hb-le-9",
+        "rule_title": "Haemoglobin at or below 9 g/dL",
+        "rule_pack_version": "1",
+        "input_event_ids": (uuid.uuid4(),),
+        "computed_values": {},
+        "analyte": "haemoglobin",
+        "observed_value": Decimal("7.0"),
+        "observed_unit": "g/dL",
+        "threshold": "<= 9 g/dL",
+        "collected_at": datetime(2026, 11, 20, 8, tzinfo=UTC),
+    }
+    payload = SafetySignalRaised(**{**values, **changes})
     return wrap(payload, source="/tests/rules").to_json()
 
 
@@ -132,3 +134,61 @@ async def test_a_delivery_task_killed_by_an_unexpected_error_is_restarted_and_re
     log = (tmp_path / "notifier.log").read_text()
     assert '"event": "supervisor.task_died"' in log
     assert "InsufficientPrivilegeError" in log
+
+
+async def dead_letters(bootstrap: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTERS, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(records) < count:
+                batches = await consumer.getmany(timeout_ms=500)
+                records += [r for rs in batches.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_a_signal_the_notifier_cannot_handle_is_dead_lettered_and_the_next_is_sent(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    admin = await asyncpg.connect(fresh_dsn)
+    # a fault that hits one kind of signal only: a finding is held for a digest
+    await admin.execute("REVOKE INSERT ON digest_items FROM vigil_app")
+    with components.tansu() as broker, running_smtp_server() as (smtp_port, mailbox):
+        port = free_port()
+        env = service_env(
+            database_url=components.as_service_role(fresh_dsn),
+            kafka_bootstrap=broker.bootstrap,
+            smtp_port=smtp_port,
+            VIGIL_NOTIFIER_PORT=str(port),
+        )
+        notifier = start_service("notifier", "notifier", port, env, tmp_path)
+        try:
+            finding, urgent = f"T-{uuid.uuid4().hex[:8]}", f"T-{uuid.uuid4().hex[:8]}"
+            for value in (
+                signal(finding, severity="finding", rule_id="ferritin-low"),
+                signal(urgent),
+            ):
+                await publish(broker.bootstrap, SAFETY_SIGNALS, value, b"same-partition")
+
+            await asyncio.to_thread(
+                mailbox.wait_for,
+                lambda m: f"subject {urgent}:" in str(m.message["Subject"]),
+                timeout=60,
+            )
+            (dead,) = await dead_letters(broker.bootstrap, 1)
+            headers = {key: value.decode() for key, value in dead.headers}
+            assert finding.encode() in (dead.value or b"")
+            assert headers["vigil-reason"].startswith(
+                "the notifier could not handle it: InsufficientPrivilegeError at"
+            )
+            assert headers["vigil-rejected-by"] == "vigil-notifier"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/readyz")).status_code == 200
+        finally:
+            notifier.stop()
+            await admin.close()
