@@ -365,3 +365,17 @@ async def sample_periodically(
                 progress.item_succeeded(f"sampler {name}")
         progress.done()
         await asyncio.sleep(interval)
+
+
+def sampling(
+    samplers: Iterable[Sampler], *, retryable: tuple[type[BaseException], ...]
+) -> Callable[[Progress], Awaitable[None]]:
+    """The task that runs ``samplers`` every SAMPLE_INTERVAL_SECONDS, for a supervisor."""
+    samplers = list(samplers)
+
+    async def run(progress: Progress) -> None:
+        await sample_periodically(
+            samplers, progress, interval=SAMPLE_INTERVAL_SECONDS, retryable=retryable
+        )
+
+    return run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -74,15 +73,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             code_maps=code_maps,
         )
         supervisor.start("redrive", redrive.run)
-        supervisor.start(
-            "metrics",
-            functools.partial(
-                metrics.sample_periodically,
-                [intake.sample_metrics],
-                interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                retryable=OUTAGES,
-            ),
-        )
+        supervisor.start("metrics", metrics.sampling([intake.sample_metrics], retryable=OUTAGES))
         running["intake"] = intake
         parts.update(pool=pool, publisher=publisher)
         try:

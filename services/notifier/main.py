@@ -176,15 +176,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             ]
             supervisor.start("delivery-worker", worker.run)
             supervisor.start("timers", timer_loop.run)
-            supervisor.start(
-                "metrics",
-                functools.partial(
-                    metrics.sample_periodically,
-                    sampled,
-                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                    retryable=(*OUTAGES, KafkaError),
-                ),
-            )
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
             holder["runtime"] = runtime
             log.info("notifier.started", studies=sorted(rosters))
             yield

@@ -171,15 +171,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             supervisor.start("outbox-relay", relay.run)
             supervisor.start("projection.subject_state", projection_loop.run)
             supervisor.start("watchdog", watchdog_loop(runtime.pool, settings, report_to).run)
-            supervisor.start(
-                "metrics",
-                functools.partial(
-                    metrics.sample_periodically,
-                    sampled,
-                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                    retryable=RETRYABLE,
-                ),
-            )
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=RETRYABLE))
             if settings.audit_anchor_interval_seconds > 0:
                 supervisor.start(
                     "anchor", functools.partial(anchor_periodically, runtime.pool, settings)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +14,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from shared.events import CONTENT_TYPE, SafetySignalRaised, wrap
+from shared.events import CONTENT_TYPE
 from shared.events.topics import DEAD_LETTERS, SAFETY_SIGNALS
 from tests.support import components
 from tests.support.mail import running_smtp_server
+from tests.support.notifier import raised
 from tests.support.services import service_env, start_service
 from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
@@ -29,24 +28,8 @@ STUDY = "NCT05262686"
 
 
 def signal(subject_id: str, **changes: Any) -> bytes:
-    values: dict[str, Any] = {
-        "study_id": STUDY,
-        "subject_id": subject_id,
-        "site_id": "PKUPH-01",
-        "signal_id": uuid.uuid4(),
-        "rule_id": "anaemia-hb-le-9",
-        "rule_title": "Haemoglobin at or below 9 g/dL",
-        "rule_pack_version": "1",
-        "input_event_ids": (uuid.uuid4(),),
-        "computed_values": {},
-        "analyte": "haemoglobin",
-        "observed_value": Decimal("7.0"),
-        "observed_unit": "g/dL",
-        "threshold": "<= 9 g/dL",
-        "collected_at": datetime(2026, 11, 20, 8, tzinfo=UTC),
-    }
-    payload = SafetySignalRaised(**{**values, **changes})
-    return wrap(payload, source="/tests/rules").to_json()
+    """A signal of the real study, as the rules service publishes it."""
+    return raised("PKUPH-01", study_id=STUDY, subject_id=subject_id, **changes).to_json()
 
 
 async def publish(bootstrap: str, topic: str, value: bytes, key: bytes) -> None:
