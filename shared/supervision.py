@@ -316,6 +316,8 @@ class Supervisor:
         now = self.now()
         problems = []
         for status in self._statuses.values():
+            if status.state == "stopped":
+                continue
             if status.state == "restarting":
                 problems.append(
                     f"task {status.name} is down: it died {status.restarts} time(s), last "
