@@ -12,9 +12,9 @@ from faststream.kafka import KafkaBroker
 
 from shared.db.migrate import pending_migrations, require_current_schema
 from shared.db.pool import create_pool
-from shared.http_service import ReadinessCheck
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
+from shared.supervision import ReadinessCheck
 
 log = structlog.get_logger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0

@@ -11,7 +11,7 @@ and /readyz stay open for probes and say nothing but the state and its reason.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -21,11 +21,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from pydantic import SecretStr
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.settings import InsecureConfiguration, VigilSettings
+from shared.supervision import ReadinessCheck as ReadinessCheck  # re-exported: services use it
+from shared.supervision import Supervisor
 
-ReadinessCheck = Callable[[], Awaitable[str | None]]
 # a token shorter than this can be guessed by a patient scraper
 MIN_METRICS_TOKEN_LENGTH = 16
 
@@ -46,13 +47,14 @@ def metrics_credential(settings: VigilSettings) -> SecretStr | None:
     return token
 
 
-class MetricsEndpoint:
-    """Prometheus's exporter, behind ``Authorization: Bearer <token>`` (constant-time
-    comparison) unless ``token`` is None (development)."""
+class OperatorEndpoint:
+    """An operator's endpoint (``/metrics``, ``/tasks``) behind ``Authorization: Bearer
+    <token>`` (constant-time comparison) unless ``token`` is None (development)."""
 
-    def __init__(self, token: SecretStr | None) -> None:
-        self._exporter = make_asgi_app()
+    def __init__(self, inner: ASGIApp, token: SecretStr | None, *, realm: str) -> None:
+        self._inner = inner
         self._expected = None if token is None else f"Bearer {token.get_secret_value()}".encode()
+        self._realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._expected is not None:
@@ -62,11 +64,22 @@ class MetricsEndpoint:
                     {"title": "Unauthorized", "status": 401, "detail": "a bearer token is needed"},
                     status_code=401,
                     media_type="application/problem+json",
-                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                    headers={"WWW-Authenticate": f'Bearer realm="{self._realm}"'},
                 )
                 await response(scope, receive, send)
                 return
-        await self._exporter(scope, receive, send)
+        await self._inner(scope, receive, send)
+
+
+def _tasks_report(supervisor: Supervisor) -> ASGIApp:
+    """``GET /tasks``: every supervised task's state, restarts and last progress (JSON;
+    names, counts, times, ids and failure types, never message content)."""
+
+    async def report(scope: Scope, receive: Receive, send: Send) -> None:
+        body = {"service": supervisor.service, "tasks": supervisor.report()}
+        await JSONResponse(body)(scope, receive, send)
+
+    return report
 
 
 def service_app(
@@ -75,12 +88,14 @@ def service_app(
     readiness: ReadinessCheck,
     *,
     metrics_token: SecretStr | None,
+    supervisor: Supervisor | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """An app whose lifespan runs ``workers``; /readyz is 503 with the reason when not ready.
 
-    ``metrics_token`` comes from :func:`metrics_credential`; None leaves /metrics open,
-    which only development settings allow.
+    ``metrics_token`` comes from :func:`metrics_credential`; None leaves /metrics (and
+    /tasks, the ``supervisor``'s report, when given) open, which only development settings
+    allow.
     """
 
     @asynccontextmanager
@@ -89,11 +104,14 @@ def service_app(
             yield
 
     app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
-    metrics_endpoint = MetricsEndpoint(metrics_token)
+    metrics_endpoint = OperatorEndpoint(make_asgi_app(), metrics_token, realm="metrics")
     # /metrics itself and anything below it, with no redirect an unauthenticated client
     # could follow
     app.router.routes.append(Route("/metrics", endpoint=metrics_endpoint))
     app.mount("/metrics", metrics_endpoint)
+    if supervisor is not None:
+        tasks = OperatorEndpoint(_tasks_report(supervisor), metrics_token, realm="tasks")
+        app.router.routes.append(Route("/tasks", endpoint=tasks, methods=["GET"]))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,7 +36,10 @@ def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=False,
         linger_ms=2,
-        logger=None,
+        # FastStream's own lines (handler errors, "Kafka error occurred") go to the JSON
+        # logs; its per-message Received/Processed lines only at DEBUG
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 

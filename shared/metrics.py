@@ -18,11 +18,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiokafka.structs import TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.failures import failure_traceback
+
+if TYPE_CHECKING:
+    from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 
@@ -168,6 +173,59 @@ DELIVERIES_BY_STATE = Gauge(
 ACKNOWLEDGEMENTS_OVERDUE = Gauge(
     "vigil_acknowledgements_overdue",
     "Signals past their acknowledgement deadline and not acknowledged.",
+)
+
+# supervised tasks (every service; see shared/supervision.py)
+TASK_UP = Gauge(
+    "vigil_task_up",
+    "1 while a supervised task runs and makes progress; 0 while it is down (restarting "
+    "after it died), stuck (no progress while work waits) or stopped.",
+    ["service", "task"],
+)
+TASK_RESTARTS = Counter(
+    "vigil_task_restarts_total",
+    "Times a supervised task died (any exception) and was started again.",
+    ["service", "task"],
+)
+TASK_LAST_PROGRESS = Gauge(
+    "vigil_task_last_progress_timestamp_seconds",
+    "Unix time of the last step a supervised task completed.",
+    ["service", "task"],
+)
+TASK_STEP_FAILURES = Counter(
+    "vigil_task_step_failures_total",
+    "Steps of a task (a batch, a round) that failed as a whole and are tried again: an "
+    "outage, or a consumer batch that is rewound.",
+    ["service", "task"],
+)
+TASK_ITEM_FAILURES = Counter(
+    "vigil_task_item_failures_total",
+    "Single items a task marked failed and went on without: a delivery, a timer, a "
+    "digest, an outbox row, a re-driven record, a projection event, a signal.",
+    ["service", "task"],
+)
+PROJECTION_SKIPPED_EVENTS = Gauge(
+    "vigil_projection_skipped_events",
+    "Events a projection could not apply and skipped since it was last rebuilt: its read "
+    "model differs from the audit log until `vigil replay` rebuilds it.",
+    ["projection"],
+)
+
+# alerting about alerting (safety_rules' watchdog: it does not depend on the notifier)
+OLDEST_UNDELIVERED_SIGNAL_AGE = Gauge(
+    "vigil_oldest_undelivered_signal_age_seconds",
+    "Age of the oldest protocol-threshold or serious signal nobody has been told about "
+    "(no delivery succeeded, not acknowledged, not retracted); 0 when none. Read from the "
+    "database by the rules service, so it grows even when the notifier is dead.",
+)
+UNDELIVERED_SIGNALS = Gauge(
+    "vigil_undelivered_signals",
+    "Protocol-threshold and serious signals nobody has been told about yet.",
+)
+WATCHDOG_REPORTS = Counter(
+    "vigil_watchdog_reports_total",
+    "Undelivered signals the watchdog reported on its second channel, by channel.",
+    ["channel"],
 )
 
 
@@ -319,21 +377,47 @@ Sampler = Callable[[], Awaitable[None]]
 
 async def sample_periodically(
     samplers: Iterable[Sampler],
+    progress: Progress,
     *,
     interval: float,
     retryable: tuple[type[BaseException], ...],
 ) -> None:
-    """Run each sampler every ``interval`` seconds until cancelled.
+    """Run each sampler every ``interval`` seconds until cancelled; each round is a step.
 
-    A failing sampler (database or broker away) is logged and tried again next round;
-    its gauges keep their last value, and the failure shows in /readyz.
+    A sampler whose component is away (``retryable``) is logged and tried again next
+    round; one that fails otherwise is reported as a failed item (a bug: its traceback
+    is in the log). Either way its gauges keep their last value and the other samplers
+    go on.
     """
     samplers = list(samplers)
     while True:
+        progress.working()
         for sample in samplers:
+            name = getattr(sample, "__qualname__", repr(sample))
             try:
                 await sample()
             except retryable as error:
-                name = getattr(sample, "__qualname__", repr(sample))
                 log.warning("metrics.sample_failed", sampler=name, error=repr(error))
+            except Exception as error:
+                progress.item_failed(f"sampler {name}", error)
+                log.error(
+                    "metrics.sampler_crashed", sampler=name, traceback=failure_traceback(error)
+                )
+            else:
+                progress.item_succeeded(f"sampler {name}")
+        progress.done()
         await asyncio.sleep(interval)
+
+
+def sampling(
+    samplers: Iterable[Sampler], *, retryable: tuple[type[BaseException], ...]
+) -> Callable[[Progress], Awaitable[None]]:
+    """The task that runs ``samplers`` every SAMPLE_INTERVAL_SECONDS, for a supervisor."""
+    samplers = list(samplers)
+
+    async def run(progress: Progress) -> None:
+        await sample_periodically(
+            samplers, progress, interval=SAMPLE_INTERVAL_SECONDS, retryable=retryable
+        )
+
+    return run

@@ -6,12 +6,30 @@ equal the live one, which is what makes the event store the only source of truth
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
+import structlog
 
-from shared.eventstore import PayloadEvent, read_payloads
+from shared import metrics
+from shared.events import wrap
+from shared.events.operations import ProjectionEventSkipped, ProjectionRebuilt, projection_stream
+from shared.eventstore import NewEvent, PayloadEvent, append, read_payloads
+from shared.eventstore.store import APPEND_LOCK
+from shared.failures import failure_summary, failure_traceback, is_outage
+
+if TYPE_CHECKING:
+    from shared.supervision import Progress
+
+log = structlog.get_logger(__name__)
+SOURCE = "/vigil/projections"
+
+
+async def hold_append_lock(connection: asyncpg.Connection) -> None:
+    """Take the event store's append lock for the transaction (appends re-enter it)."""
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
 
 
 class Projection(Protocol):
@@ -64,27 +82,111 @@ class ProjectionRunner:
             position,
         )
 
-    async def _apply_next(self, connection: asyncpg.Connection, *, wait: bool, limit: int) -> int:
+    async def _apply_next(
+        self,
+        connection: asyncpg.Connection,
+        *,
+        wait: bool,
+        limit: int,
+        isolate: bool,
+        progress: Progress | None = None,
+    ) -> int:
         position = await self._lock_checkpoint(connection, wait=wait)
         if position is None:
             return 0  # another instance is applying right now
         events = await read_payloads(connection, after_position=position, limit=limit)
         if not events:
             return 0
-        await self._projection.apply(connection, events)
+        await self._apply(connection, events, isolate=isolate, progress=progress)
         await self._advance(connection, events[-1].position)
         return len(events)
 
-    async def step(self) -> int:
-        """Apply the next batch; returns how many events it applied (0: caught up or busy)."""
+    async def _apply(
+        self,
+        connection: asyncpg.Connection,
+        events: Sequence[PayloadEvent],
+        *,
+        isolate: bool,
+        progress: Progress | None,
+    ) -> int:
+        """Apply a batch; when it fails (not an outage) and ``isolate``, apply its events
+        one by one and skip, recording each, the ones that fail alone. The caller holds
+        the append lock then. Returns how many events were skipped."""
+        try:
+            async with connection.transaction():  # a savepoint: a failed batch leaves nothing
+                await self._projection.apply(connection, events)
+            return 0
+        except Exception as error:
+            if is_outage(error):
+                raise
+            if not isolate:
+                raise _BatchFailed from error
+        skipped = 0
+        for event in events:
+            try:
+                async with connection.transaction():
+                    await self._projection.apply(connection, [event])
+            except Exception as error:
+                if is_outage(error):
+                    raise
+                await self._skip(connection, event, error, progress)
+                skipped += 1
+        return skipped
+
+    async def _skip(
+        self,
+        connection: asyncpg.Connection,
+        event: PayloadEvent,
+        error: Exception,
+        progress: Progress | None,
+    ) -> None:
+        """Record in the audit log that the read model goes on without ``event``."""
+        reason = failure_summary(error)
+        log.error(
+            "projection.event_skipped",
+            projection=self.name,
+            position=event.position,
+            event_type=event.type,
+            reason=reason,
+            traceback=failure_traceback(error),
+        )
+        skipped = ProjectionEventSkipped(
+            projection=self.name,
+            position=event.position,
+            skipped_event_id=event.event_id,
+            skipped_type=event.type,
+            reason=reason,
+        )
+        await append(connection, [NewEvent(wrap(skipped, source=SOURCE))])
+        if progress is not None:
+            progress.item_failed(f"event {event.position}", reason)
+
+    async def step(self, progress: Progress | None = None) -> int:
+        """Apply the next batch; returns how many events it applied (0: caught up or busy).
+
+        An event the projection cannot apply is skipped and recorded (see
+        :meth:`skipped`), so one bad event never stops the read model."""
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                return await self._apply_next(
+                    connection, wait=False, limit=self._batch_size, isolate=False
+                )
+        except _BatchFailed:
+            pass
         async with self._pool.acquire() as connection, connection.transaction():
-            return await self._apply_next(connection, wait=False, limit=self._batch_size)
+            # recording a skip appends: take the append lock before the checkpoint, the
+            # order every appender that moves the projection takes them in
+            await hold_append_lock(connection)
+            return await self._apply_next(
+                connection, wait=True, limit=self._batch_size, isolate=True, progress=progress
+            )
 
     async def catch_up_in(self, connection: asyncpg.Connection, *, limit: int = 5000) -> int:
         """Apply what is new inside the caller's transaction (a writer keeping its read model
-        in step with what it just appended); at most ``limit`` events, the rest is left to
-        :meth:`step`. Waits for another instance's round to end rather than skip."""
-        return await self._apply_next(connection, wait=True, limit=limit)
+        in step with what it just appended, so it holds the append lock); at most ``limit``
+        events, the rest is left to :meth:`step`. Waits for another instance's round to
+        end rather than skip."""
+        return await self._apply_next(connection, wait=True, limit=limit, isolate=True)
 
     async def catch_up(self) -> int:
         """Apply everything there is now; returns how many events."""
@@ -99,18 +201,60 @@ class ProjectionRunner:
         )
         return int(value or 0)
 
+    async def skipped(self) -> int:
+        """How many events the read model is missing: skipped since its last rebuild (the
+        rebuild's own skips included). Not 0: fix the cause, then `vigil replay`."""
+        count: int = await self._pool.fetchval(
+            """WITH last AS (
+                   SELECT stream_version, (payload->>'skipped')::int AS skipped FROM events
+                   WHERE stream_id = $1 AND type = $2 ORDER BY stream_version DESC LIMIT 1)
+               SELECT coalesce((SELECT skipped FROM last), 0) + (
+                   SELECT count(*) FROM events WHERE stream_id = $1 AND type = $3
+                   AND stream_version > coalesce((SELECT stream_version FROM last), 0))""",
+            projection_stream(self.name),
+            ProjectionRebuilt.event_type,
+            ProjectionEventSkipped.event_type,
+        )
+        return count
+
+    async def sample_skipped(self) -> None:
+        """Set ``vigil_projection_skipped_events`` for this projection."""
+        metrics.PROJECTION_SKIPPED_EVENTS.labels(self.name).set(await self.skipped())
+
+    async def divergence(self) -> str | None:
+        """For readiness: why the read model differs from the log, or None."""
+        skipped = await self.skipped()
+        if not skipped:
+            return None
+        return (
+            f"projection {self.name} skipped {skipped} event(s) it could not apply (see "
+            f"the {projection_stream(self.name)} stream and the projection.event_skipped "
+            f"log lines); fix the cause, then run `vigil replay {self.name}`"
+        )
+
     async def rebuild(self) -> int:
         """Drop the read model and replay the whole log into it, in one transaction, so
-        readers see the old state until the new one is complete."""
+        readers see the old state until the new one is complete. Events it cannot apply
+        are skipped and recorded; the rebuild itself is recorded last."""
         async with self._pool.acquire() as connection, connection.transaction():
+            await hold_append_lock(connection)  # before the checkpoint, as every appender
             await self._lock_checkpoint(connection, wait=True)
             await self._projection.reset(connection)
-            position, total = 0, 0
+            position, total, skipped = 0, 0, 0
             while events := await read_payloads(
                 connection, after_position=position, limit=self._batch_size
             ):
-                await self._projection.apply(connection, events)
+                skipped += await self._apply(connection, events, isolate=True, progress=None)
                 position = events[-1].position
                 total += len(events)
             await self._advance(connection, position)
+            rebuilt = ProjectionRebuilt(
+                projection=self.name, rebuild_id=uuid.uuid4(), skipped=skipped
+            )
+            await append(connection, [NewEvent(wrap(rebuilt, source=SOURCE))])
             return total
+
+
+class _BatchFailed(Exception):
+    """A batch failed and the projection's transaction must be rolled back before its
+    events are tried one by one (under the append lock)."""

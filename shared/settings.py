@@ -291,6 +291,52 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How often the notifier looks for passed deadlines and due digests.",
     )
+    task_stuck_after_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a background task may go without completing a step while "
+        "work waits before it counts as stuck (/readyz then answers 503 naming it).",
+    )
+    task_restart_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest back-off before a background task that died is started "
+        "again (from 1 s, doubling).",
+    )
+    watchdog_undelivered_after_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a protocol-threshold or serious signal may go without any "
+        "successful delivery before the watchdog reports it on its own channel.",
+    )
+    watchdog_poll_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the rules service's watchdog reads the undelivered signals "
+        "(and refreshes vigil_oldest_undelivered_signal_age_seconds).",
+    )
+    watchdog_smtp_url: str | None = Field(
+        default=None,
+        description="SMTP server of the watchdog's second channel (not the notifier's): "
+        "smtp://[user:password@]host:port or smtps://...",
+    )
+    watchdog_email_to: str | None = Field(
+        default=None,
+        description="Where the watchdog's e-mail goes, comma separated (e.g. the on-call "
+        "operations list); needs VIGIL_WATCHDOG_SMTP_URL.",
+    )
+    watchdog_email_from: str = Field(
+        default="vigil-watchdog@localhost", description="Sender address of watchdog e-mail."
+    )
+    watchdog_webhook_url: str | None = Field(
+        default=None,
+        description="A webhook (e.g. a pager's) the watchdog POSTs its JSON report to.",
+    )
+    watchdog_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the watchdog webhook's X-Vigil-Signature (HMAC-SHA256); "
+        "required with VIGIL_WATCHDOG_WEBHOOK_URL.",
+    )
 
     @classmethod
     def settings_customise_sources(

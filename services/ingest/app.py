@@ -30,6 +30,7 @@ from services.ingest.key_cache import ApiKeyCache
 from services.ingest.problems import PROBLEM_JSON, field_errors, problem
 from services.ingest.schemas import Accepted, WriteRoute, write_routes
 from shared.http_service import ReadinessCheck, service_app
+from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(
     workers: Callable[[], AbstractAsyncContextManager[None]],
     readiness: ReadinessCheck,
     metrics_token: SecretStr | None,
+    supervisor: Supervisor | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     """The ingest application; ``intake`` and ``keys`` give the running parts once
@@ -77,6 +79,7 @@ def create_app(
         workers,
         readiness,
         metrics_token=metrics_token,
+        supervisor=supervisor,
         version="1",
         responses={
             401: _PROBLEM,

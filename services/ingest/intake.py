@@ -30,6 +30,8 @@ from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
 from shared.events.dead_letters import ReceiptReference, dead_letter, study_named_in
 from shared.events.topics import DEAD_LETTERS, topic_for
+from shared.failures import failure_summary, is_outage
+from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 REJECTED_BY = "vigil-ingest"
@@ -256,14 +258,28 @@ class Intake:
             oldest_age,
         )
 
-    async def redrive(self) -> int:
-        """Republish what is overdue and not in the audit log yet; returns how many."""
+    async def redrive(self, progress: Progress | None = None) -> int:
+        """Republish what is overdue and not in the audit log yet; returns how many.
+
+        Each record is published on its own: one the broker refuses is reported and
+        waits its next (exponentially later) check, the others go; only when the broker
+        took none of them because it is away is the claim undone for the next round."""
         async with self._pool.acquire() as connection:
             settled = await settle(connection)
             async with connection.transaction():
                 overdue = await claim_overdue(connection, 500, deadline=self._deadline)
-                if overdue:
-                    await self._publisher.publish(overdue)
+                results = await self._publisher.publish_each(overdue) if overdue else []
+                failed = [(r, e) for r, e in zip(overdue, results, strict=True) if e is not None]
+                if failed and len(failed) == len(overdue) and all(is_outage(e) for _, e in failed):
+                    raise BrokerUnavailable(
+                        f"Kafka took none of {len(overdue)} re-driven record(s)"
+                    )
+        for record, error in failed:
+            log.error(
+                "ingest.redrive_failed", event_id=str(record.event_id), error=failure_summary(error)
+            )
+            if progress is not None and not is_outage(error):
+                progress.item_failed(f"event {record.event_id}", error)
         if overdue:
-            log.warning("ingest.redriven", records=len(overdue), settled=settled)
-        return len(overdue)
+            log.warning("ingest.redriven", records=len(overdue) - len(failed), settled=settled)
+        return len(overdue) - len(failed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,11 +33,13 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
+from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app
 from shared.kafka import make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             settings.ingest_rate_burst_unauthenticated_per_client,
         ),
     )
+    supervisor = Supervisor.for_service("ingest", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -94,29 +96,17 @@ def build_app(settings: VigilSettings) -> FastAPI:
         await key_cache.refresh()
         key_refresh = DrainLoop(
             "ingest.key_refresh",
-            key_cache.refresh,
-            retryable=(asyncpg.PostgresError, OSError),
+            lambda _progress: key_cache.refresh(),
+            retryable=OUTAGES,
             poll_seconds=settings.ingest_key_refresh_seconds,
             max_backoff_seconds=max(settings.ingest_key_refresh_seconds, 5.0),
         )
         redrive = DrainLoop(
             "ingest.redrive",
             intake.redrive,
-            retryable=(asyncpg.PostgresError, OSError, BrokerUnavailable),
+            retryable=(*OUTAGES, BrokerUnavailable),
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
-        tasks = [
-            asyncio.create_task(redrive.run(), name="redrive"),
-            asyncio.create_task(key_refresh.run(), name="key-refresh"),
-            asyncio.create_task(
-                metrics.sample_periodically(
-                    [intake.sample_metrics],
-                    interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                    retryable=(asyncpg.PostgresError, OSError),
-                ),
-                name="metrics",
-            ),
-        ]
         limiter = RateLimiter(settings.mllp_rate_per_second, settings.mllp_rate_burst)
         mllp = await start_mllp_server(
             MllpHandler(
@@ -133,6 +123,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
             limits=MllpLimits.from_settings(settings),
             development=settings.environment == "development",
         )
+        supervisor.start("redrive", redrive.run)
+        supervisor.start("key-refresh", key_refresh.run)
+        supervisor.start("metrics", metrics.sampling([intake.sample_metrics], retryable=OUTAGES))
         running["intake"] = intake
         keys["cache"] = key_cache
         parts.update(pool=pool, publisher=publisher)
@@ -140,11 +133,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             yield
         finally:
             await mllp.close()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             await publisher.close()
             await pool.close()
 
@@ -165,8 +154,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_study=settings.default_study,
         max_items=settings.ingest_max_items_per_request,
         workers=workers,
-        readiness=readiness,
+        readiness=supervisor.readiness(readiness),
         metrics_token=metrics_token,
+        supervisor=supervisor,
     )
     add_fhir_routes(
         app,

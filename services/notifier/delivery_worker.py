@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -27,7 +28,7 @@ import structlog
 
 from services.notifier.adapters import notification_log
 from services.notifier.adapters import postgres as outbox
-from services.notifier.adapters.postgres import Claimed
+from services.notifier.adapters.postgres import Claimed, Unreadable
 from services.notifier.adapters.webhook import WebhookRejected
 from services.notifier.domain.deliveries import PlannedDelivery, compose
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
@@ -42,6 +43,8 @@ from shared.events.notifications import (
     DeliveryFellBack,
     DeliverySucceeded,
 )
+from shared.failures import OUTAGES, failure_summary, failure_traceback, is_outage
+from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +53,22 @@ SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, httpx.HTTPError,
 
 class Sender(Protocol):
     async def send(self, delivery: Delivery) -> str: ...
+
+
+def _item_failed(
+    progress: Progress | None, delivery_id: uuid.UUID, error: BaseException | str
+) -> None:
+    if progress is not None:
+        progress.item_failed(f"delivery {delivery_id}", error)
+
+
+def _reason(error: BaseException) -> str:
+    """Why an attempt failed: the server's or the network's answer as it came (less any
+    link token: a receiver's answer may echo the message); for anything else only the
+    error's type and place (its text could quote the message)."""
+    if isinstance(error, (*SEND_ERRORS, LookupError)):
+        return without_tokens(repr(error))
+    return f"message could not be built or sent: {failure_summary(error)}"
 
 
 def retry_delay(attempt: int, *, maximum: float, rng: Callable[[], float] = random.random) -> float:
@@ -95,22 +114,24 @@ class DeliveryWorker:
         self._lease = lease_seconds
         self._batch_size = batch_size
         self._rng = rng
-        self._loop = DrainLoop(
-            "notifier.worker", self.send_due, retryable=(asyncpg.PostgresError, OSError)
-        )
+        self._loop = DrainLoop("notifier.worker", self.send_due, retryable=OUTAGES)
 
     def wake(self) -> None:
         """New deliveries were committed."""
         self._loop.wake()
 
-    async def run(self) -> None:
-        """Send until cancelled."""
-        await self._loop.run()
+    async def run(self, progress: Progress) -> None:
+        """Send until cancelled, reporting each batch to ``progress``."""
+        await self._loop.run(progress)
 
-    async def send_due(self) -> int:
-        """Send one batch of due deliveries; returns how many were tried."""
+    async def send_due(self, progress: Progress | None = None) -> int:
+        """Send one batch of due deliveries; returns how many were tried.
+
+        Each delivery fails alone: one that cannot be read, built or sent is a failed
+        attempt with its reason (retried with back-off, so it is not first in line again,
+        then fallen back), and the others are sent all the same."""
         async with self._pool.acquire() as connection, connection.transaction():
-            claimed = await outbox.claim_due(
+            claimed, unreadable = await outbox.claim_due(
                 connection, self._batch_size, lease_seconds=self._lease
             )
             attempts = [
@@ -120,22 +141,47 @@ class DeliveryWorker:
                 for c in claimed
             ]
             await notification_log.record(connection, attempts)
-        if not claimed:
-            return 0
-        await asyncio.gather(*(self._deliver(c) for c in claimed))
-        return len(claimed)
+        for item in unreadable:
+            await self._unreadable(item, progress)
+        outcomes = await asyncio.gather(
+            *(self._deliver(c, progress) for c in claimed), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # an outage while recording: the step is retried after the lease
+        return len(claimed) + len(unreadable)
 
-    async def _deliver(self, item: Claimed) -> None:
+    async def _deliver(self, item: Claimed, progress: Progress | None) -> None:
         """Send one, and record its outcome at once: the repeat window after a crash is
         only the messages in flight, not the whole batch."""
-        outcome = await self._send(item)
-        async with self._pool.acquire() as connection, connection.transaction():
-            if isinstance(outcome, str):
-                await self._succeeded(connection, item, outcome)
-            else:
-                await self._failed(connection, item, outcome)
+        outcome = await self._send(item, progress)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                if isinstance(outcome, str):
+                    await self._succeeded(connection, item, outcome)
+                else:
+                    await self._failed(connection, item, outcome)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            # a bug in recording this one outcome: keep at least the table right, so a
+            # sent message is not sent again and a failed one waits its back-off
+            log.error(
+                "notifier.outcome_not_recorded",
+                delivery_id=str(item.delivery.delivery_id),
+                traceback=failure_traceback(error),
+            )
+            _item_failed(progress, item.delivery.delivery_id, error)
+            async with self._pool.acquire() as connection:
+                if isinstance(outcome, str):
+                    await outbox.mark_sent(connection, item.delivery.delivery_id)
+                else:
+                    retry_at = self._retry_at(item.attempt, item.give_up_at)
+                    await outbox.mark_failed(
+                        connection, item.delivery.delivery_id, _reason(outcome), retry_at
+                    )
 
-    async def _send(self, item: Claimed) -> str | BaseException:
+    async def _send(self, item: Claimed, progress: Progress | None) -> str | BaseException:
         sender = self._senders.get(item.delivery.channel)
         if sender is None:
             return LookupError(f"no sender for channel {item.delivery.channel!r}")
@@ -143,6 +189,57 @@ class DeliveryWorker:
             return await sender.send(item.delivery.render(self._links.url))
         except SEND_ERRORS as error:
             return error
+        except Exception as error:
+            # not the server's answer: the message could not be built or sent (content an
+            # adapter cannot take, a bug). A failed attempt like any other, so it neither
+            # stops the worker nor holds up the deliveries behind it.
+            log.error(
+                "notifier.delivery_crashed",
+                delivery_id=str(item.delivery.delivery_id),
+                traceback=failure_traceback(error),
+            )
+            _item_failed(progress, item.delivery.delivery_id, error)
+            return error
+
+    def _retry_at(self, attempt: int, give_up_at: datetime | None) -> datetime | None:
+        """When to try again, or None: past the channel's give-up time, fall back."""
+        delay = retry_delay(attempt, maximum=self._retry_max, rng=self._rng)
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        return None if give_up_at is not None and retry_at > give_up_at else retry_at
+
+    async def _unreadable(self, item: Unreadable, progress: Progress | None) -> None:
+        """A claimed delivery whose stored message does not parse: a failed attempt with
+        the reason; past its give-up time it is abandoned (there is no message to render
+        on another channel: the signal's other deliveries, the escalation and the
+        watchdog still stand)."""
+        reason = f"stored message cannot be read: {failure_summary(item.error)}"
+        retry_at = self._retry_at(item.attempt, item.give_up_at)
+        _item_failed(progress, item.ids["delivery_id"], reason)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await outbox.mark_failed(connection, item.ids["delivery_id"], reason, retry_at)
+            try:
+                events: list[EventPayload] = [
+                    DeliveryFailed(
+                        **item.ids, attempt=item.attempt, error=reason, retry_at=retry_at
+                    )
+                ]
+                if retry_at is None:
+                    nobody = {"to_delivery_id": None, "to_person_id": None, "to_channel": None}
+                    events.append(DeliveryFellBack(**item.ids, **nobody))
+            except ValueError as error:  # an old row without study or subject
+                log.error("notifier.unreadable_delivery_unrecorded", error=failure_summary(error))
+                events = []
+            await notification_log.record(connection, events)
+        metrics.record_delivery(item.ids["channel"], "failed", None)
+        log.warning(
+            "notifier.delivery_failed",
+            delivery_id=str(item.ids["delivery_id"]),
+            signal_id=str(item.ids["signal_id"]),
+            channel=item.ids["channel"],
+            attempt=item.attempt,
+            retry_at=retry_at.isoformat() if retry_at else None,
+            error=reason,
+        )
 
     async def _succeeded(self, connection: asyncpg.Connection, item: Claimed, detail: str) -> None:
         await outbox.mark_sent(connection, item.delivery.delivery_id)
@@ -171,12 +268,8 @@ class DeliveryWorker:
         self, connection: asyncpg.Connection, item: Claimed, error: BaseException
     ) -> None:
         delivery = item.delivery
-        delay = retry_delay(item.attempt, maximum=self._retry_max, rng=self._rng)
-        retry_at: datetime | None = datetime.now(UTC) + timedelta(seconds=delay)
-        if item.give_up_at is not None and retry_at is not None and retry_at > item.give_up_at:
-            retry_at = None
-        # a receiver's answer may echo the message, link and all: never store a token
-        reason = without_tokens(repr(error))
+        retry_at = self._retry_at(item.attempt, item.give_up_at)
+        reason = _reason(error)
         await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
         events: list[EventPayload] = [
             DeliveryFailed(

@@ -18,6 +18,7 @@ from services.notifier.domain.roster import Roster
 from services.notifier.handlers import NotifierContext, deliveries_for
 from shared.events.notifications import DigestSent
 from shared.events.payloads import EVENT_ID_NAMESPACE
+from shared.supervision import Progress, isolated
 
 # Digest deliveries are about no single subject; their delivery events carry this instead.
 DIGEST_SUBJECT = "_digest"
@@ -29,44 +30,58 @@ def last_digest_time(roster: Roster, now: datetime) -> datetime:
     return cutoff if cutoff <= now else cutoff - timedelta(days=1)
 
 
-async def send_due_digests(pool: asyncpg.Pool, context: NotifierContext) -> int:
-    """Plan every digest that is due; returns how many were planned."""
+async def send_due_digests(
+    pool: asyncpg.Pool, context: NotifierContext, progress: Progress | None = None
+) -> int:
+    """Plan every digest that is due, each in its own transaction: one that cannot be
+    planned fails alone (reported, tried again next round). Returns how many were
+    planned."""
     now = context.clock.now()
     planned = 0
     for roster in context.rosters.values():
         if not roster.digest.roles:
             continue
         cutoff = last_digest_time(roster, now)
-        async with pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection:
             for held in await digests.held_before(connection, roster.study_id, cutoff):
-                person = roster.person(held.person_id)
-                if person is None:
-                    continue
-                day = cutoff.date()
-                digest_id = uuid.uuid5(
-                    EVENT_ID_NAMESPACE, f"digest:{roster.study_id}:{person.id}:{day}"
-                )
-                content = MessageContent(
-                    kind="digest",
-                    study_id=roster.study_id,
-                    subject_id=DIGEST_SUBJECT,
-                    signal_id=digest_id,
-                    items=held.lines,
-                )
-                (delivery,) = deliveries_for(
-                    [person], content, f"digest-{day}", context, item_links=held.links
-                )
-                await add_deliveries(
-                    connection, [delivery], give_up_after_seconds=context.give_up_after_seconds
-                )
-                sent = DigestSent(
-                    study_id=roster.study_id,
-                    person_id=person.id,
-                    day=day,
-                    delivery_id=delivery.delivery_id,
-                    signal_ids=tuple(dict.fromkeys(held.signal_ids)),
-                )
-                await notification_log.record(connection, [sent])
-                await digests.mark_sent(connection, held, day)
-                planned += 1
+                item = f"digest {roster.study_id}/{held.person_id}/{cutoff.date()}"
+                with isolated(item, progress):
+                    async with connection.transaction():
+                        planned += await _plan_digest(connection, roster, held, cutoff, context)
     return planned
+
+
+async def _plan_digest(
+    connection: asyncpg.Connection,
+    roster: Roster,
+    held: digests.HeldItems,
+    cutoff: datetime,
+    context: NotifierContext,
+) -> int:
+    """Plan one person's digest of what was held for them; returns 1 if planned."""
+    person = roster.person(held.person_id)
+    if person is None:
+        return 0
+    day = cutoff.date()
+    digest_id = uuid.uuid5(EVENT_ID_NAMESPACE, f"digest:{roster.study_id}:{person.id}:{day}")
+    content = MessageContent(
+        kind="digest",
+        study_id=roster.study_id,
+        subject_id=DIGEST_SUBJECT,
+        signal_id=digest_id,
+        items=held.lines,
+    )
+    (delivery,) = deliveries_for([person], content, f"digest-{day}", context, item_links=held.links)
+    await add_deliveries(
+        connection, [delivery], give_up_after_seconds=context.give_up_after_seconds
+    )
+    sent = DigestSent(
+        study_id=roster.study_id,
+        person_id=person.id,
+        day=day,
+        delivery_id=delivery.delivery_id,
+        signal_ids=tuple(dict.fromkeys(held.signal_ids)),
+    )
+    await notification_log.record(connection, [sent])
+    await digests.mark_sent(connection, held, day)
+    return 1

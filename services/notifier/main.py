@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,7 +13,6 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from services.notifier import handlers
 from services.notifier.ack_page import acknowledgement_page_router
@@ -29,17 +27,18 @@ from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
 from services.notifier.http_policy import AcknowledgementHttpPolicy
 from services.notifier.link_keys import link_key_ring
+from services.notifier.signal_consumer import SignalConsumer
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
-from shared.events import Envelope
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
-from shared.field_problems import explain
+from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-notifier"
@@ -60,45 +59,6 @@ async def sample_deliveries(pool: asyncpg.Pool) -> None:
         for state in metrics.DELIVERY_STATES:  # a state that emptied must read 0
             gauge = metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
             gauge.set(counts.get((channel, state), 0))
-
-
-class SignalConsumer:
-    """Per batch of signals: record and plan what they call for in one transaction."""
-
-    def __init__(
-        self, pool: asyncpg.Pool, context: handlers.NotifierContext, worker: DeliveryWorker
-    ) -> None:
-        self._pool = pool
-        self._context = context
-        self._worker = worker
-
-    async def __call__(self, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        consumed = raw if isinstance(raw, tuple) else (raw,)
-        envelopes = []
-        for record in consumed:
-            try:
-                envelopes.append(Envelope.from_json(record.value or b""))
-            except (ValidationError, ValueError) as error:
-                problem = explain(error, otherwise="its type names no known Vigil event type")
-                log.error("notifier.invalid_signal", offset=record.offset, error=problem)
-        for envelope in envelopes:
-            log.info(
-                "notifier.signal_received",
-                type=envelope.type,
-                event_id=str(envelope.id),
-                correlation_id=str(envelope.correlation_id),
-            )
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                added = await handlers.handle_signals(connection, envelopes, self._context)
-        except Exception:
-            log.exception("notifier.batch_failed", signals=len(envelopes))
-            await asyncio.sleep(1.0)  # rewound and retried: do not spin
-            raise
-        if added:
-            self._worker.wake()
-        log.info("notifier.batch_done", signals=len(envelopes), deliveries_added=added)
 
 
 def notifier_context(
@@ -156,10 +116,14 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     channel_senders = senders(settings, rosters)
     metrics.initialise_delivery_channels(channel_senders)
     holder: dict[str, ConsumerRuntime] = {}
+    supervisor = Supervisor.for_service("notifier", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+        async with (
+            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
+            supervisor,  # stopped before the broker and the pool close
+        ):
             pool = runtime.pool
             worker = DeliveryWorker(
                 pool,
@@ -171,9 +135,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 lease_seconds=settings.notifier_send_timeout_seconds * 2 + 5,
             )
 
-            async def timers() -> int:
-                done = await handlers.escalate_due(pool, context)
-                done += await send_due_digests(pool, context)
+            async def timers(progress: Progress) -> int:
+                done = await handlers.escalate_due(pool, context, progress)
+                done += await send_due_digests(pool, context, progress)
                 if done:
                     worker.wake()
                 return done
@@ -181,10 +145,12 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             timer_loop = DrainLoop(
                 "notifier.timers",
                 timers,
-                retryable=(asyncpg.PostgresError, OSError),
+                retryable=OUTAGES,
                 poll_seconds=settings.notifier_timer_poll_seconds,
             )
-            consumer = SignalConsumer(pool, context, worker)
+            consumer = SignalConsumer(
+                pool, runtime.broker, context, group_id=GROUP_ID, on_planned=worker.wake
+            )
             subscriber = runtime.broker.subscriber(
                 SAFETY_SIGNALS,
                 DATA_QUALITY,
@@ -194,35 +160,32 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 heartbeat_interval_ms=1000,
             )
-            subscriber(consumer.__call__)
+            consumer_progress = supervisor.watch("signal-consumer")
+
+            async def consume_signals(message: KafkaMessage) -> None:
+                with consumer_progress.step():
+                    await consumer(message)
+
+            subscriber(consume_signals)
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID),
                 functools.partial(sample_deliveries, pool),
                 functools.partial(handlers.sample_overdue, pool, context),
             ]
-            tasks = [
-                asyncio.create_task(worker.run(), name="delivery-worker"),
-                asyncio.create_task(timer_loop.run(), name="notifier-timers"),
-                asyncio.create_task(
-                    metrics.sample_periodically(
-                        sampled,
-                        interval=metrics.SAMPLE_INTERVAL_SECONDS,
-                        retryable=(asyncpg.PostgresError, OSError, KafkaError, TimeoutError),
-                    ),
-                    name="metrics",
-                ),
-            ]
+            supervisor.start("delivery-worker", worker.run)
+            supervisor.start("timers", timer_loop.run)
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
             holder["runtime"] = runtime
             log.info("notifier.started", studies=sorted(rosters))
-            try:
-                yield
-            finally:
-                for task in tasks:
-                    task.cancel()
+            yield
 
     app = service_app(
-        "Vigil notifier", workers, database_readiness(holder), metrics_token=metrics_token
+        "Vigil notifier",
+        workers,
+        supervisor.readiness(database_readiness(holder)),
+        metrics_token=metrics_token,
+        supervisor=supervisor,
     )
     app.add_middleware(AcknowledgementHttpPolicy)
     app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))

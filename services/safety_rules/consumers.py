@@ -19,10 +19,10 @@ from services.safety_rules.poison import RecordFailure, RepeatedConflicts, is_tr
 from services.safety_rules.positions import SeekToStoredPositions as SeekToStoredPositions
 from services.safety_rules.records import Entry, Record, Rejected, parse_records, rejected_input
 from shared import eventstore, metrics
-from shared.db.receipts import ReceiptRow, keep_receipts
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner
+from shared.rejections import keep_and_dead_letter, keep_raw
 
 log = structlog.get_logger(__name__)
 # events of the subject-state projection applied in a batch's own transaction at most; the
@@ -80,13 +80,6 @@ class _Backoff:
         self._failures = 0
 
 
-async def keep_raw(pool: asyncpg.Pool, receipts: list[ReceiptRow]) -> None:
-    """Keep records verbatim in the receipt store (a record kept before is left as is)."""
-    if receipts:
-        async with pool.acquire() as connection:
-            await keep_receipts(connection, receipts)
-
-
 async def publish_dead_letters(
     broker: KafkaBroker, pool: asyncpg.Pool, rejected: list[Rejected], by: str
 ) -> None:
@@ -95,13 +88,11 @@ async def publish_dead_letters(
     record numbers) never travels further than the access-controlled receipt store. A
     record refused while recording a dead letter is kept but not put there again."""
     kept = [item.kept(by) for item in rejected]
-    await keep_raw(pool, [letter.receipt for letter in kept])
-    await asyncio.gather(
-        *(
-            broker.publish(letter.letter.value, topic=DEAD_LETTERS, headers=letter.letter.headers)
-            for item, letter in zip(rejected, kept, strict=True)
-            if not item.is_dead_letter
-        )
+    pairs = list(zip(rejected, kept, strict=True))
+    # a record refused while recording a dead letter is kept but not put there again
+    await keep_raw(pool, [letter.receipt for item, letter in pairs if item.is_dead_letter])
+    await keep_and_dead_letter(
+        broker, pool, [letter for item, letter in pairs if not item.is_dead_letter]
     )
     for item, letter in zip(rejected, kept, strict=True):
         log.warning(

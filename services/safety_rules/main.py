@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,12 +13,15 @@ import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
+from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
 from services.safety_rules.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.projections.subject_state import SubjectStateProjection
+from services.safety_rules.watchdog import ReportNotSent, Watchdog
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
@@ -31,28 +34,60 @@ from shared.events.topics import (
     SUBJECTS,
 )
 from shared.eventstore.anchors import record_anchor
+from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
+from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
-RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
+RETRYABLE = (*OUTAGES, KafkaError)
 
 
-async def anchor_periodically(pool: asyncpg.Pool, settings: VigilSettings) -> None:
+async def anchor_periodically(
+    pool: asyncpg.Pool, settings: VigilSettings, progress: Progress
+) -> None:
     """Write the chain head to the anchor file (outside the database) every interval."""
+    progress.idle()
     while True:
         await asyncio.sleep(settings.audit_anchor_interval_seconds)
+        progress.working()
         try:
             async with pool.acquire() as connection:
                 anchor = await record_anchor(connection, settings.audit_anchor_file, "anchored")
-            log.info("audit.anchored", position=anchor.position)
         except (asyncpg.PostgresError, OSError) as error:
+            progress.step_failed(error)
             log.error("audit.anchor_failed", error=repr(error))
+            continue
+        progress.done()
+        log.info("audit.anchored", position=anchor.position)
+
+
+def watchdog_loop(
+    pool: asyncpg.Pool, settings: VigilSettings, channels: list[ReportChannel]
+) -> DrainLoop:
+    """The watchdog, every VIGIL_WATCHDOG_POLL_SECONDS; a report no channel took is
+    tried again with back-off."""
+    if not channels:
+        log.warning(
+            "watchdog.no_channel",
+            hint="set VIGIL_WATCHDOG_SMTP_URL and VIGIL_WATCHDOG_EMAIL_TO (or "
+            "VIGIL_WATCHDOG_WEBHOOK_URL): undelivered signals are then only measured "
+            "(vigil_oldest_undelivered_signal_age_seconds), not reported",
+        )
+    watchdog = Watchdog(
+        pool, channels, deadline_seconds=settings.watchdog_undelivered_after_seconds
+    )
+    return DrainLoop(
+        "watchdog",
+        watchdog.round,
+        retryable=(*OUTAGES, ReportNotSent),
+        poll_seconds=settings.watchdog_poll_seconds,
+    )
 
 
 async def undecoded(message: StreamMessage[Any]) -> None:
@@ -66,17 +101,21 @@ def build_app(settings: VigilSettings) -> FastAPI:
     check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
     holder: dict[str, ConsumerRuntime] = {}
+    projectors: dict[str, ProjectionRunner] = {}
+    supervisor = Supervisor.for_service("safety_rules", settings)
+    report_to = report_channels(settings)  # a half-configured channel stops the start here
     metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with consumer_runtime(settings, client_id=GROUP_ID) as runtime:
+        async with (
+            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
+            supervisor,  # stopped before the broker and the pool close
+        ):
             relay = OutboxRelay(runtime.pool, runtime.broker)
             projector = ProjectionRunner(runtime.pool, SubjectStateProjection())
             projection_loop = DrainLoop(
-                "projection.subject_state",
-                projector.step,
-                retryable=(asyncpg.PostgresError, OSError),
+                "projection.subject_state", projector.step, retryable=OUTAGES
             )
 
             def committed(published: bool, projection_behind: bool) -> None:
@@ -118,38 +157,54 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 # the handler reads the raw records itself: no JSON decoding of each body
                 decoder=undecoded,
             )
-            subscriber(facts.__call__)
+            facts_progress = supervisor.watch("facts-consumer")
+
+            async def consume_facts(message: KafkaMessage) -> None:
+                with facts_progress.step():
+                    await facts(message)
+
+            subscriber(consume_facts)
             positions.subscriber = subscriber
             await runtime.broker.start()
-            sampled = [relay.sample_backlog, lag_sampler(subscriber, group=GROUP_ID)]
-            tasks = [
-                asyncio.create_task(relay.run(), name="outbox-relay"),
-                asyncio.create_task(projection_loop.run(), name="projection"),
-                asyncio.create_task(
-                    metrics.sample_periodically(
-                        sampled, interval=metrics.SAMPLE_INTERVAL_SECONDS, retryable=RETRYABLE
-                    ),
-                    name="metrics",
-                ),
+            sampled = [
+                relay.sample_backlog,
+                lag_sampler(subscriber, group=GROUP_ID),
+                projector.sample_skipped,
             ]
+            supervisor.start("outbox-relay", relay.run)
+            supervisor.start("projection.subject_state", projection_loop.run)
+            supervisor.start("watchdog", watchdog_loop(runtime.pool, settings, report_to).run)
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=RETRYABLE))
             if settings.audit_anchor_interval_seconds > 0:
-                tasks.append(
-                    asyncio.create_task(anchor_periodically(runtime.pool, settings), name="anchor")
+                supervisor.start(
+                    "anchor", functools.partial(anchor_periodically, runtime.pool, settings)
                 )
             holder["runtime"] = runtime
+            projectors[projector.name] = projector
             log.info("rules.started", studies=sorted(packs))
-            try:
-                yield
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            yield
 
-    return service_app(
-        "Vigil safety_rules", workers, database_readiness(holder), metrics_token=metrics_token
+    database_ready = database_readiness(holder)
+
+    async def readiness() -> str | None:
+        if (problem := await database_ready()) is not None:
+            return problem
+        try:
+            for projector in projectors.values():
+                if (diverged := await projector.divergence()) is not None:
+                    return diverged
+        except (asyncpg.PostgresError, OSError) as error:
+            return f"database unreachable: {error}"
+        return None
+
+    app = service_app(
+        "Vigil safety_rules",
+        workers,
+        supervisor.readiness(readiness),
+        metrics_token=metrics_token,
+        supervisor=supervisor,
     )
+    return app
 
 
 async def serve(settings: VigilSettings) -> None:

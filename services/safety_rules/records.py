@@ -12,20 +12,16 @@ from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
     CONTENT_TYPE,
-    KAFKA_CHANNEL,
     ORIGIN,
     REASON,
     REJECTED_BY,
     DeadLetter,
-    ReceiptReference,
-    dead_letter,
-    kafka_receipt_id,
     reference_in,
     storable,
-    study_named_in,
 )
 from shared.events.topics import DEAD_LETTERS
 from shared.field_problems import explain
+from shared.rejections import KeptRejection, kept_record
 
 SOURCE = "/vigil/safety-rules"
 UNKNOWN_TYPE = "its type names no known Vigil event type"
@@ -61,14 +57,6 @@ class Entry:
 
     record: Record
     envelope: Envelope
-
-
-@dataclass(frozen=True)
-class KeptRejection:
-    """A rejected record as kept (its receipt) and as dead-lettered (a reference to it)."""
-
-    receipt: ReceiptRow
-    letter: DeadLetter
 
 
 @dataclass(frozen=True)
@@ -118,45 +106,12 @@ def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected
     return entries, rejected
 
 
-def _kept(
-    record: Record,
-    *,
-    reason: str,
-    origin: str,
-    rejected_by: str,
-    content_type: str | None,
-    kept_reason: str | None = None,
-) -> KeptRejection:
-    """The receipt of ``record`` (with ``kept_reason``, else ``reason``) and the dead
-    letter (with ``reason``) that refers to it."""
-    raw = record.value
-    reference = ReceiptReference.of(kafka_receipt_id(origin, raw), raw, KAFKA_CHANNEL)
-    letter = dead_letter(
-        reference,
-        reason=reason,
-        origin=origin,
-        rejected_by=rejected_by,
-        study_id=study_named_in(raw),
-    )
-    receipt = ReceiptRow(
-        receipt_id=reference.receipt_id,
-        channel=KAFKA_CHANNEL,
-        source=origin,
-        content_type=content_type,
-        raw=raw,
-        outcome="rejected",
-        reason=kept_reason or reason,
-        event_ids=(letter.event(fallback_origin=origin).content_id(),),
-    )
-    return KeptRejection(receipt, letter)
-
-
 def kept_rejection(item: Rejected, rejected_by: str) -> KeptRejection:
     """What the rules service keeps of a record it rejects: the record verbatim in the
     receipt store (a partner published it straight to Kafka, so no receipt exists), and
     the dead letter that refers to it."""
-    return _kept(
-        item.record,
+    return kept_record(
+        item.record.value,
         reason=item.reason,
         origin=item.record.origin,
         rejected_by=rejected_by,
@@ -178,8 +133,8 @@ def rejected_input(record: Record) -> tuple[Envelope, ReceiptRow | None]:
         return wrap(letter.event(fallback_origin=record.origin), source=SOURCE), None
     # the producer's reason is free text Vigil did not write (an old dead letter's quoted
     # the values): it stays with the raw message, the audit log says where to find it
-    kept = _kept(
-        record,
+    kept = kept_record(
+        record.value,
         reason=RAW_DEAD_LETTER_REASON,
         origin=headers.get(ORIGIN) or record.origin,
         rejected_by=headers.get(REJECTED_BY) or "unknown",

@@ -3,6 +3,7 @@
 from shared.events import (
     api_keys,  # registers the API keys' events
     notifications,  # registers the notifier's events
+    operations,  # registers the supervisor's and the watchdog's events
 )
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
@@ -55,6 +56,7 @@ __all__ = [
     "SubjectEvent",
     "api_keys",
     "notifications",
+    "operations",
     "payload_class",
     "register_payload",
     "schema_version",

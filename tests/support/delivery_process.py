@@ -13,6 +13,7 @@ from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from shared.db.pool import create_pool
+from shared.supervision import Supervisor
 
 
 async def main(dsn: str, smtp_port: int, lease: float) -> None:
@@ -28,7 +29,9 @@ async def main(dsn: str, smtp_port: int, lease: float) -> None:
         batch_size=10,
     )
     print("ready", flush=True)
-    await worker.run()
+    async with Supervisor("delivery-process") as supervisor:
+        supervisor.start("delivery-worker", worker.run)
+        await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ def test_every_vigil_metric_queried_is_defined() -> None:
         "VigilDeadLettersRising",
         "VigilDeliveriesFailing",
         "VigilAcknowledgementsOverdue",
+        "VigilSignalUndelivered",
+        "VigilTaskDown",
+        "VigilProjectionDiverged",
     ],
 )
 def test_alert_is_shipped_with_a_measure_and_a_threshold(alert: str) -> None:

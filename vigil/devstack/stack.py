@@ -153,6 +153,11 @@ def build_stack(
             )
         )
         env["VIGIL_SMTP_URL"] = f"smtp://127.0.0.1:{ports.smtp}"
+        if "VIGIL_WATCHDOG_SMTP_URL" not in os.environ:
+            # on one machine the watchdog's second channel is the same sink, another address
+            env["VIGIL_WATCHDOG_SMTP_URL"] = env["VIGIL_SMTP_URL"]
+            if "VIGIL_WATCHDOG_EMAIL_TO" not in os.environ:
+                env["VIGIL_WATCHDOG_EMAIL_TO"] = "watchdog@vigil.example.org"
 
     if "VIGIL_ENVIRONMENT" not in os.environ:
         # a stack on one machine: /metrics open on loopback, generated link keys, loopback

@@ -69,6 +69,23 @@ class EventPublisher:
                 f"{self._timeout:.0f}s: {error!r}"
             ) from error
 
+    async def publish_each(self, records: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish every record on its own: per record, None once the broker acknowledged
+        it, or what went wrong (a record the broker refuses fails alone). Raises
+        BrokerUnavailable only when the client cannot connect at all."""
+        await self.connect()
+
+        async def one(record: Outgoing) -> None:
+            await asyncio.wait_for(
+                self._broker.publish(
+                    record.value, topic=record.topic, key=record.key, headers=record.headers
+                ),
+                self._timeout,
+            )
+
+        results = await asyncio.gather(*(one(record) for record in records), return_exceptions=True)
+        return [result if isinstance(result, BaseException) else None for result in results]
+
     async def close(self) -> None:
         await self._broker.stop()
         self._connected = False

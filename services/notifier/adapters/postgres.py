@@ -27,6 +27,9 @@ _COLUMNS = (
 )
 
 
+_IDS = ("delivery_id", "signal_id", "study_id", "subject_id", "person_id", "channel", "purpose")
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A delivery this instance holds for one attempt."""
@@ -34,6 +37,18 @@ class Claimed:
     delivery: PlannedDelivery
     attempt: int
     give_up_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A claimed delivery whose stored message cannot be read back (written by another
+    version, or damaged): it cannot be sent, only marked failed. ``ids`` are its columns
+    that name it (delivery, signal, study, subject, person, channel, purpose)."""
+
+    ids: dict[str, Any]
+    attempt: int
+    give_up_at: datetime | None
+    error: Exception
 
 
 def _delivery(row: Mapping[str, Any]) -> PlannedDelivery:
@@ -101,7 +116,7 @@ async def add_deliveries(
 
 async def claim_due(
     connection: asyncpg.Connection, limit: int, *, lease_seconds: float
-) -> list[Claimed]:
+) -> tuple[list[Claimed], list[Unreadable]]:
     """Take up to ``limit`` due deliveries for one attempt each.
 
     The claim moves their next attempt past the lease and counts the attempt; it commits
@@ -123,12 +138,16 @@ async def claim_due(
         limit,
         lease_seconds,
     )
-    claimed = []
+    claimed, unreadable = [], []
     for row in rows:
         values = dict(row)
         attempt, give_up_at = values.pop("attempts"), values.pop("give_up_at")
-        claimed.append(Claimed(_delivery(values), attempt, give_up_at))
-    return claimed
+        try:
+            claimed.append(Claimed(_delivery(values), attempt, give_up_at))
+        except (ValueError, TypeError) as error:  # pydantic's ValidationError is a ValueError
+            ids = {name: values[name] for name in _IDS}
+            unreadable.append(Unreadable(ids, attempt, give_up_at, error))
+    return claimed, unreadable
 
 
 async def mark_sent(connection: asyncpg.Connection, delivery_id: uuid.UUID) -> None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Literal
-from urllib.parse import unquote, urlsplit
-
-import aiosmtplib
 
 from services.notifier.domain.messages import Delivery
-
-StartTls = Literal["auto", "require", "off"]
+from shared.message_text import header_value, safe_address
+from shared.smtp import SmtpTransport, StartTls
 
 
 class SmtpSender:
@@ -25,27 +21,18 @@ class SmtpSender:
     def __init__(
         self, url: str, sender: str, *, timeout: float = 30.0, starttls: StartTls = "auto"
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-            raise ValueError(
-                f"VIGIL_SMTP_URL must look like smtp://host:port or smtps://user:pass@host:port, "
-                f"not {url!r}"
-            )
-        self._host = parts.hostname
-        self._port = parts.port or (465 if parts.scheme == "smtps" else 25)
-        self._tls = parts.scheme == "smtps"
-        self._start_tls: bool | None = {"auto": None, "require": True, "off": False}[starttls]
-        self._username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
+        self._transport = SmtpTransport(url, timeout=timeout, starttls=starttls)
         self._sender = sender
-        self._timeout = timeout
 
     def build(self, delivery: Delivery) -> EmailMessage:
+        """The e-mail of one delivery. Every header value is one line (a delivery planned
+        before subjects were made safe is made safe here); non-ASCII text is encoded by
+        the e-mail package (RFC 2047)."""
         message = EmailMessage()
-        message["From"] = self._sender
-        message["To"] = delivery.recipient
-        message["Subject"] = delivery.subject_line
-        message["Message-ID"] = delivery.message_id
+        message["From"] = safe_address(self._sender, setting="VIGIL_SMTP_FROM")
+        message["To"] = safe_address(delivery.recipient, setting="the study roster")
+        message["Subject"] = header_value(delivery.subject_line)
+        message["Message-ID"] = header_value(delivery.message_id)
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["X-Vigil-Signal-Id"] = str(delivery.signal_id)
         message.set_content(delivery.body_text)
@@ -55,14 +42,4 @@ class SmtpSender:
 
     async def send(self, delivery: Delivery) -> str:
         """Hand the message to the server; returns its answer to DATA."""
-        _, answer = await aiosmtplib.send(
-            self.build(delivery),
-            hostname=self._host,
-            port=self._port,
-            use_tls=self._tls,
-            start_tls=False if self._tls else self._start_tls,
-            username=self._username,
-            password=self._password,
-            timeout=self._timeout,
-        )
-        return answer
+        return await self._transport.send(self.build(delivery))

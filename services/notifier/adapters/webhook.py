@@ -8,27 +8,20 @@ timestamp older than a few minutes, so a captured request cannot be replayed lat
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Callable
 
 import httpx
 
 from services.notifier.domain.messages import Delivery
+from shared.message_text import header_value
+from shared.signed_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
 
-SIGNATURE_HEADER = "X-Vigil-Signature"
-TIMESTAMP_HEADER = "X-Vigil-Timestamp"
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookRejected", "WebhookSender", "signature"]
 
 
 class WebhookRejected(Exception):
     """The receiver answered with something other than 2xx."""
-
-
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The ``X-Vigil-Signature`` value for a body sent at ``timestamp``."""
-    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"v1={mac}"
 
 
 class WebhookSender:
@@ -46,20 +39,20 @@ class WebhookSender:
         self._clock = clock
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
-    async def send(self, delivery: Delivery) -> str:
+    def request(self, delivery: Delivery) -> httpx.Request:
+        """The signed POST of one delivery; header values are Vigil's own ids and times,
+        each kept to one line."""
         body = delivery.body_text.encode()
         timestamp = int(self._clock())
-        response = await self._client.post(
-            delivery.recipient,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature(self._secret, timestamp, body),
-                "Idempotency-Key": str(delivery.delivery_id),
-                "X-Vigil-Message-Id": delivery.message_id,
-            },
-        )
+        headers = {
+            **signed_headers(self._secret, timestamp, body),
+            "Idempotency-Key": str(delivery.delivery_id),
+            "X-Vigil-Message-Id": header_value(delivery.message_id),
+        }
+        return self._client.build_request("POST", delivery.recipient, content=body, headers=headers)
+
+    async def send(self, delivery: Delivery) -> str:
+        response = await self._client.send(self.request(delivery))
         if not response.is_success:
             raise WebhookRejected(f"HTTP {response.status_code}: {response.text[:200]}")
         return f"HTTP {response.status_code}"

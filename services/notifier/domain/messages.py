@@ -19,10 +19,11 @@ from importlib import resources
 from string import Template
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 from shared.adverse_event_labels import adverse_event_label
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
+from shared.message_text import header_value, single_line
 
 MessageKind = Literal[
     "signal",
@@ -36,6 +37,22 @@ MessageKind = Literal[
 ]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
 NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn"})
+
+
+_TEXT_FIELDS = (
+    "study_id",
+    "subject_id",
+    "site_id",
+    "analyte",
+    "value",
+    "threshold",
+    "grading",
+    "rule_id",
+    "rule_title",
+    "severity",
+    "deadline",
+    "note",
+)
 
 
 class MessageContent(BaseModel):
@@ -62,6 +79,20 @@ class MessageContent(BaseModel):
     level: int = 0
     note: str = ""
     items: tuple[str, ...] = ()
+
+    @field_validator(*_TEXT_FIELDS, mode="before")
+    @classmethod
+    def _one_line(cls, value: object) -> object:
+        """Each fact on one line, bounded: whatever a sender typed (a line break in an AE
+        term, a NUL) can reach neither a header nor the database's JSON."""
+        return single_line(value) if isinstance(value, str) else value
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _lines(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(single_line(v) if isinstance(v, str) else v for v in value)
+        return value
 
     def with_kind(self, kind: MessageKind, **changes: object) -> MessageContent:
         return self.model_copy(update={"kind": kind, **changes})
@@ -207,12 +238,15 @@ def _rows(content: MessageContent) -> list[tuple[str, str]]:
 
 
 def subject_line(content: MessageContent) -> str:
+    """The e-mail's Subject: one line, cut with an ellipsis past SUBJECT_LIMIT."""
     prefix = _SUBJECT_PREFIX[content.kind]
     if content.kind == "digest":
-        return f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)"
+        return header_value(f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)")
     what = f"{content.analyte} {content.value}".strip()
     rule = f" ({content.rule_id})" if content.rule_id else ""
-    return f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
+    return header_value(
+        f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
+    )
 
 
 def _template(name: str) -> Template:

@@ -3,6 +3,8 @@ and keep the overdue gauge current."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 import structlog
 
@@ -11,7 +13,9 @@ from services.notifier.domain.escalation import escalate, escalation_event_id, f
 from services.notifier.handlers.context import NotifierContext
 from services.notifier.handlers.deliveries import deliveries_for, plan_deliveries
 from shared import metrics
+from shared.events import EventPayload
 from shared.eventstore import EventIdConflict
+from shared.supervision import Progress, isolated
 
 log = structlog.get_logger(__name__)
 
@@ -28,45 +32,57 @@ async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
     )
 
 
-async def escalate_due(pool: asyncpg.Pool, context: NotifierContext) -> int:
+async def escalate_due(
+    pool: asyncpg.Pool, context: NotifierContext, progress: Progress | None = None
+) -> int:
     """Tell the next level about every notification whose deadline passed; one
-    transaction per signal. Returns how many escalations this call recorded."""
+    transaction per signal, and one that cannot be escalated fails alone (reported,
+    tried again next round). Returns how many escalations this call recorded."""
     now = context.clock.now()
     async with pool.acquire() as connection:
         timers = await notification_log.open_timers(connection)
     recorded = 0
     for events in timers:
-        state = fold(events)
-        if state is None or not state.due(now):
-            continue
-        roster = context.rosters.get(state.opened.study_id)
-        if roster is None:
-            continue
-        event, people = escalate(state, roster)
-        try:
-            async with pool.acquire() as connection, connection.transaction():
-                (appended,) = await notification_log.record(
-                    connection,
-                    [event],
-                    event_ids=[escalation_event_id(event.signal_id, event.level)],
-                )
-                if not appended.new:
-                    continue  # another instance recorded this level first
-                content = state.content().with_kind(
-                    "escalation", level=event.level, acknowledge_by=event.acknowledge_by
-                )
-                purpose = f"escalation-{event.level}"
-                await plan_deliveries(
-                    connection, deliveries_for(people, content, purpose, context), context
-                )
-        except EventIdConflict:
-            log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
-            continue
-        recorded += 1
-        log.info(
-            "notifier.escalated",
-            signal_id=str(event.signal_id),
-            level=event.level,
-            recipients=[r.role for r in event.recipients],
-        )
+        signal_id = getattr(events[0], "signal_id", None) if events else None
+        with isolated(f"escalation of signal {signal_id}", progress):
+            recorded += await _escalate(pool, context, events, now)
     return recorded
+
+
+async def _escalate(
+    pool: asyncpg.Pool, context: NotifierContext, events: list[EventPayload], now: datetime
+) -> int:
+    """Escalate one notification if its deadline passed; returns 1 if this call did."""
+    state = fold(events)
+    if state is None or not state.due(now):
+        return 0
+    roster = context.rosters.get(state.opened.study_id)
+    if roster is None:
+        return 0
+    event, people = escalate(state, roster)
+    try:
+        async with pool.acquire() as connection, connection.transaction():
+            (appended,) = await notification_log.record(
+                connection,
+                [event],
+                event_ids=[escalation_event_id(event.signal_id, event.level)],
+            )
+            if not appended.new:
+                return 0  # another instance recorded this level first
+            content = state.content().with_kind(
+                "escalation", level=event.level, acknowledge_by=event.acknowledge_by
+            )
+            purpose = f"escalation-{event.level}"
+            await plan_deliveries(
+                connection, deliveries_for(people, content, purpose, context), context
+            )
+    except EventIdConflict:
+        log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
+        return 0
+    log.info(
+        "notifier.escalated",
+        signal_id=str(event.signal_id),
+        level=event.level,
+        recipients=[r.role for r in event.recipients],
+    )
+    return 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime
+from typing import TypeGuard
 
 import asyncpg
 import orjson
@@ -15,8 +17,16 @@ from faststream.kafka import KafkaBroker
 from shared import metrics
 from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
+from shared.failures import OUTAGES, failure_summary, is_outage
+from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
+
+
+def _failed(result: object) -> TypeGuard[BaseException]:
+    return isinstance(result, BaseException)
+
+
 # Signal event types by name, so the relay needs no payload classes to count them.
 SIGNAL_RAISED = "org.vigil.safety_signal.raised.v1"
 SIGNAL_ESCALATED = "org.vigil.safety_signal.escalated.v1"
@@ -29,43 +39,68 @@ class OutboxRelay:
 
     Rows are locked with SKIP LOCKED, so several rules instances share the work; a row
     is marked published only after the broker acknowledged it, so a crash in between
-    republishes it (consumers drop the duplicate by event id).
+    republishes it (consumers drop the duplicate by event id). A row the broker refuses
+    for itself (too large, say) is held back with growing back-off and reported, and the
+    rows behind it go on; the backlog gauges keep showing it until it is published.
     """
 
-    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        *,
+        batch_size: int = 500,
+        hold_max_seconds: float = 300.0,
+    ) -> None:
         self._pool = pool
         self._broker = broker
         self._batch_size = batch_size
-        self._loop = DrainLoop(
-            "outbox",
-            self.relay_once,
-            retryable=(KafkaError, OSError, asyncpg.PostgresError, TimeoutError),
-        )
+        self._hold_max = hold_max_seconds
+        self._held: dict[uuid.UUID, tuple[float, int]] = {}  # until (monotonic), failures
+        self._loop = DrainLoop("outbox", self.relay_once, retryable=(*OUTAGES, KafkaError))
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
         self._loop.wake()
 
-    async def run(self) -> None:
-        """Relay until cancelled."""
-        await self._loop.run()
+    async def run(self, progress: Progress) -> None:
+        """Relay until cancelled, reporting each batch to ``progress``."""
+        await self._loop.run(progress)
 
-    async def relay_once(self) -> int:
-        """Publish one batch of pending rows; returns how many."""
+    def _hold(self, event_id: uuid.UUID, error: BaseException, progress: Progress | None) -> None:
+        _, failures = self._held.get(event_id, (0.0, 0))
+        delay = min(2.0**failures, self._hold_max)
+        self._held[event_id] = (time.monotonic() + delay, failures + 1)
+        log.error(
+            "outbox.publish_refused",
+            event_id=str(event_id),
+            error=failure_summary(error),
+            retry_in_seconds=delay,
+        )
+        if progress is not None:
+            progress.item_failed(f"outbox {event_id}", error)
+
+    def _holding(self) -> list[uuid.UUID]:
+        now = time.monotonic()
+        return [event_id for event_id, (until, _) in self._held.items() if until > now]
+
+    async def relay_once(self, progress: Progress | None = None) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 """SELECT event_id, topic, key, value FROM outbox
-                   WHERE published_at IS NULL
+                   WHERE published_at IS NULL AND event_id <> ALL($2::uuid[])
                    -- a batch's rows can share a timestamp: the audit log's order breaks ties
                    ORDER BY created_at,
                             (SELECT position FROM events e WHERE e.event_id = outbox.event_id)
                    LIMIT $1
                    FOR UPDATE SKIP LOCKED""",
                 self._batch_size,
+                self._holding(),
             )
             if not rows:
                 return 0
-            await asyncio.gather(
+            results = await asyncio.gather(
                 *(
                     self._broker.publish(
                         bytes(row["value"]),
@@ -74,15 +109,29 @@ class OutboxRelay:
                         headers={"content-type": CONTENT_TYPE},
                     )
                     for row in rows
-                )
+                ),
+                return_exceptions=True,
             )
+            published = [
+                row for row, result in zip(rows, results, strict=True) if not _failed(result)
+            ]
+            outages = [result for result in results if _failed(result) and is_outage(result)]
+            if outages and not published:
+                raise outages[0]  # the broker is away: the step is retried with back-off
             await connection.execute(
                 "UPDATE outbox SET published_at = clock_timestamp() WHERE event_id = ANY($1)",
-                [row["event_id"] for row in rows],
+                [row["event_id"] for row in published],
             )
-        log.info("outbox.published", count=len(rows))
-        await self._observe_signals([bytes(row["value"]) for row in rows])
-        return len(rows)
+        for row, result in zip(rows, results, strict=True):
+            if _failed(result) and not is_outage(result):
+                self._hold(row["event_id"], result, progress)
+            elif not _failed(result):
+                self._held.pop(row["event_id"], None)
+                if progress is not None:
+                    progress.item_succeeded(f"outbox {row['event_id']}")
+        log.info("outbox.published", count=len(published))
+        await self._observe_signals([bytes(row["value"]) for row in published])
+        return len(published)
 
     async def sample_backlog(self) -> None:
         """Update the backlog gauges: how many entries wait, and for how long."""
