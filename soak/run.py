@@ -1,0 +1,209 @@
+"""One soak run, start to end: the stack up, the enrolments, the stream with the faults, the
+drain, the evidence, the figures and the report; the stack down again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from soak.checker import Figures, Observed, check
+from soak.client import Credential, IngestClient
+from soak.config import SoakConfig
+from soak.evidence import Evidence, audit_verify, read_database
+from soak.faults import Injector, Timeline, plan
+from soak.observers import PositionSampler, TopicTap
+from soak.report import render
+from soak.stack import REPO, Stack, start_stack
+from soak.stream import Ledger, send_all
+from soak.workload import Workload, generate
+
+ENROLMENT_RATE = 50.0  # facts per second while the subjects are enrolled
+SETTLE_POLL_SECONDS = 5.0
+
+
+@dataclass
+class Outcome:
+    figures: Figures
+    report: str
+    folder: Path
+
+
+def say(message: str) -> None:
+    print(f"soak | {message}", file=sys.stderr, flush=True)
+
+
+def credential_for(stack: Stack) -> Credential:
+    """The credential the soak sends with: ``VIGIL_SOAK_API_KEY`` when set.
+
+    Ingest asks for none yet. When API keys land, create one here for a source scoped to
+    the soak's study (through the keys command, against ``stack.admin_dsn``) and return it;
+    MLLP then needs either a loopback sender in development mode (what the stack runs) or
+    a TLS context with the test source's client certificate in ``mllp_tls``.
+    """
+    del stack  # the place to create the key, once there is a command for it
+    return Credential(api_key=os.environ.get("VIGIL_SOAK_API_KEY") or None)
+
+
+async def _enrolled(dsn: str, count: int, timeout: float) -> None:
+    """Wait until every subject's enrolment is in the audit log, so that every later result
+    is judged for a known subject at a known site."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(asyncpg.PostgresError, OSError):
+            connection = await asyncpg.connect(dsn, timeout=5)
+            try:
+                stored = await connection.fetchval(
+                    "SELECT count(*) FROM events WHERE type = 'org.vigil.subject.enrolled.v1'"
+                )
+            finally:
+                await connection.close()
+            if stored >= count:
+                return
+        await asyncio.sleep(1)
+    raise TimeoutError(f"the {count} enrolments did not all reach the audit log in {timeout:.0f}s")
+
+
+def _settled(figures: Figures, evidence: Evidence) -> bool:
+    """Nothing more is on its way: every acknowledged fact recorded, every expected signal
+    raised, nothing owed by ingest, every planned e-mail sent and received."""
+    pending = any(d.status == "pending" for d in evidence.deliveries)
+    return not (
+        figures.lost
+        or figures.signals_missing
+        or figures.emails_missing
+        or evidence.ingest_unrecorded
+        or pending
+    )
+
+
+async def _gather(
+    stack: Stack,
+    workload: Workload,
+    ledger: Ledger,
+    observed: Observed,
+    timeline: Timeline,
+    config: SoakConfig,
+) -> tuple[Evidence, Figures]:
+    evidence = await read_database(stack.admin_dsn, REPO / "studies")
+    evidence.mails = stack.mailbox.received()
+    figures = check(
+        workload,
+        ledger,
+        evidence,
+        observed,
+        timeline,
+        budget_seconds=config.delivery_budget_seconds,
+    )
+    return evidence, figures
+
+
+async def run(config: SoakConfig, credential: Credential | None = None) -> Outcome:
+    """Run the soak described by ``config``; the stack is stopped whatever happens."""
+    began = time.time()
+    folder = config.state_dir or Path(tempfile.mkdtemp(prefix="vigil-soak-", dir="/tmp"))
+    workload = generate(config)
+    say(
+        f"{workload.fact_count:,} facts in {len(workload.enrolments) + len(workload.stream):,} "
+        f"messages, {len(workload.expected)} expected episodes; starting the stack in {folder}"
+    )
+    stack = await asyncio.to_thread(start_stack, folder, config.service_env)
+    timeline, ledger = Timeline(), Ledger()
+    tap = TopicTap(stack.broker.bootstrap)
+    sampler = PositionSampler(stack.admin_dsn)
+    injector = Injector(
+        stack,
+        timeline,
+        smtp_outage_seconds=config.faults.smtp_outage_seconds,
+        broker_listeners=[tap],
+    )
+    tap.start()
+    background = [
+        asyncio.create_task(sampler.run(), name="positions"),
+        asyncio.create_task(injector.watchdog(), name="watchdog"),
+    ]
+    try:
+        chosen = credential or credential_for(stack)
+
+        def client() -> IngestClient:
+            return IngestClient(stack.ingest_url, stack.mllp_address, chosen)
+
+        say(f"enrolling {len(workload.enrolments)} subjects")
+        await send_all(
+            workload.enrolments,
+            ledger,
+            rate=ENROLMENT_RATE,
+            lanes_per_channel=config.lanes_per_channel,
+            client_factory=client,
+            give_up_seconds=config.give_up_seconds,
+        )
+        await _enrolled(stack.admin_dsn, len(workload.enrolments), timeout=120)
+        faults = plan(config.faults, config.stream_seconds, config.seed)
+        say(
+            f"stream of {len(workload.stream):,} messages at {config.rate:g} facts/s, "
+            f"{len(faults)} faults"
+        )
+        ledger.started_at, start = time.time(), time.monotonic()
+        injection = asyncio.create_task(injector.run(faults, start), name="faults")
+        background.append(injection)
+        await send_all(
+            workload.stream,
+            ledger,
+            rate=config.rate,
+            lanes_per_channel=config.lanes_per_channel,
+            client_factory=client,
+            give_up_seconds=config.give_up_seconds,
+        )
+        ledger.finished_at = max((s.answered_at or 0.0 for s in ledger.sent), default=time.time())
+        say("stream sent; waiting for the remaining faults")
+        await injection
+        say("faults done; waiting for the pipeline to settle")
+        observed = Observed(sorted(sampler.samples, key=lambda s: s.updated_at), [], tap.epochs)
+        deadline = time.monotonic() + config.drain_timeout_seconds
+        while True:
+            evidence, figures = await _gather(stack, workload, ledger, observed, timeline, config)
+            if _settled(figures, evidence) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(SETTLE_POLL_SECONDS)
+        await asyncio.sleep(1.0)  # a last sample of the positions
+        say("checking")
+        for task in background:
+            task.cancel()
+        await tap.stop()
+        observed = Observed(
+            sorted(sampler.samples, key=lambda s: s.updated_at),
+            list(tap.records.values()),
+            tap.epochs,
+        )
+        evidence, figures = await _gather(stack, workload, ledger, observed, timeline, config)
+        evidence.verify = await asyncio.to_thread(audit_verify, stack.env)
+        figures = check(
+            workload,
+            ledger,
+            evidence,
+            observed,
+            timeline,
+            budget_seconds=config.delivery_budget_seconds,
+        )
+    finally:
+        for task in background:
+            task.cancel()
+        await tap.stop()
+        await asyncio.to_thread(stack.stop)
+    report = render(
+        figures,
+        config,
+        timeline,
+        origin=ledger.started_at,
+        elapsed=time.time() - began,
+        folder=folder,
+    )
+    (folder / "report.txt").write_text(report + "\n")
+    return Outcome(figures, report, folder)
