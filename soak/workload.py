@@ -25,7 +25,8 @@ STUDY = "NCT05262686"
 SITES = ("PKUPH-01", "PKUPH-02")
 START = datetime(2026, 3, 2, 8, tzinfo=UTC)
 VISIT_EVERY = timedelta(hours=8)
-SCRIPTED_VISIT = 2  # the visit that carries a scripted finding (later visits resolve it)
+FIRST_SCRIPTED_VISIT = 2  # scripted findings come after a baseline, and are resolved later
+MEAN_FACTS_PER_VISIT = 5.2  # about 70 % of the panel, and the odd AE or medication
 Channel = Literal["json", "fhir", "mllp"]
 CHANNELS: tuple[Channel, ...] = ("json", "mllp", "fhir")
 
@@ -275,6 +276,11 @@ def generate(config: SoakConfig) -> Workload:
     scripted_count = max(len(SCRIPTED_KINDS), round(len(subjects) * config.scripted_share))
     chosen = rng.sample(subjects, min(scripted_count, len(subjects)))
     findings = {s.id: SCRIPTED_KINDS[n % len(SCRIPTED_KINDS)] for n, s in enumerate(chosen)}
+    # spread over the stream (visits go round all subjects in turn), so that findings
+    # arrive before, during and after the faults
+    visits = (config.events - len(subjects)) / (len(subjects) * MEAN_FACTS_PER_VISIT)
+    last = max(FIRST_SCRIPTED_VISIT, int(visits * 0.85))
+    scripted_visit = {s.id: rng.randint(FIRST_SCRIPTED_VISIT, last) for s in chosen}
     expected: set[Episode] = set()
     triggers: dict[Episode, FactKey] = {}
     facts, messages, visit, poison_n = len(subjects), 0, 0, 0
@@ -284,7 +290,8 @@ def generate(config: SoakConfig) -> Workload:
         for subject in order:
             if facts >= config.events:
                 break
-            finding = findings.get(subject.id) if visit == SCRIPTED_VISIT else None
+            scripted = scripted_visit.get(subject.id) == visit
+            finding = findings.get(subject.id) if scripted else None
             for item in builder.visit(subject, visit, finding):
                 facts += len(item.facts)
                 messages += 1
