@@ -237,19 +237,19 @@ def _signals(figures: Figures, workload: Workload, evidence: Evidence) -> None:
         (s.subject, s.rule_id, s.episode_key) for s in evidence.signals if s.kind == "raised"
     )
     per_episode: Counter[Episode] = Counter()
+    doubled: set[Episode] = set()
     for (subject, rule, episode_key), count in raised.items():
         per_episode[Episode(subject, rule)] += count
         if count > 1:
-            figures.signals_doubled.append(f"{subject} {rule} {episode_key or ''} x{count}")
-    for episode in sorted(workload.expected, key=lambda e: (e.subject, e.rule_id)):
-        if per_episode[episode] == 0:
+            doubled.add(Episode(subject, rule))
+            label = f"{subject} {rule}" + (f" {episode_key}" if episode_key else "")
+            figures.signals_doubled.append(f"{label} x{count}")
+    for episode in sorted(workload.expected):
+        found = per_episode[episode]
+        if found == 0:
             figures.signals_missing.append(f"{episode.subject} {episode.rule_id}")
-        elif per_episode[episode] > 1 and not any(
-            d.startswith(f"{episode.subject} {episode.rule_id} ") for d in figures.signals_doubled
-        ):
-            figures.signals_doubled.append(
-                f"{episode.subject} {episode.rule_id}: {per_episode[episode]} episodes"
-            )
+        elif found > 1 and episode not in doubled:  # raised under two episode keys
+            figures.signals_doubled.append(f"{episode.subject} {episode.rule_id}: {found} episodes")
     figures.signals_unexpected = [
         f"{episode.subject} {episode.rule_id} x{count}"
         for episode, count in sorted(per_episode.items(), key=lambda i: str(i[0]))
