@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from shared.events.topics import DEAD_LETTERS
 from soak.evidence import Evidence
 from soak.faults import Timeline
 from soak.messages import poison_fact_keys
@@ -51,6 +52,7 @@ class Figures:
     poison_sent: int = 0
     stream_seconds: float = 0.0
     lost: list[str] = field(default_factory=list)
+    poison_lost: list[str] = field(default_factory=list)  # acknowledged poison, not recorded
     never_acknowledged: list[str] = field(default_factory=list)
     valid_refused: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
@@ -86,7 +88,7 @@ class Figures:
     def failures(self) -> list[str]:
         """The targets this run missed, by name; empty when it passed."""
         counted = {
-            "lost": self.lost,
+            "lost": self.lost + self.poison_lost,
             "duplicated": self.duplicated,
             "skipped": self.skipped + self.skipped_stored_later,
             "never acknowledged": self.never_acknowledged,
@@ -170,11 +172,20 @@ def _poison(figures: Figures, ledger: Ledger, evidence: Evidence) -> None:
             if verdict == "refused, not kept":
                 figures.poison_not_kept.append(f"{label}: {sent.detail}")
         elif sent.outcome == "acknowledged":
-            if any(key in evidence.facts for key in poison_fact_keys(sent.item)):
+            keys = poison_fact_keys(sent.item)
+            if any(key in evidence.facts for key in keys):
                 verdict = "acknowledged and recorded"
             else:
-                verdict = "acknowledged, then dead-lettered" if kept else "acknowledged, then lost"
-                figures.lost.append(f"{label}: {verdict} ({sent.detail})")
+                # ingest took it, something downstream refused what it made of it
+                later = any(
+                    k in text for k in {key for _, key in keys} for text in evidence.rejected_texts
+                )
+                verdict = (
+                    "acknowledged, then dead-lettered"
+                    if kept or later
+                    else "acknowledged, then lost"
+                )
+                figures.poison_lost.append(f"{label}: {verdict} ({sent.detail})")
         else:
             verdict = f"{sent.outcome}: {sent.detail}"
             figures.poison_unanswered.append(f"{label}: {verdict}")
@@ -219,10 +230,13 @@ def _skipped(figures: Figures, observed: Observed, evidence: Evidence) -> None:
         if first == len(offsets):
             continue  # no recorded position has passed this record
         passed_at = times[first]
-        stored_at = evidence.rejected.get(record.raw_sha256)
-        if record.event_id is not None:
-            stored_at = evidence.event_times.get(record.event_id, stored_at)
         where = f"{record.topic}[{record.partition}]@{record.offset} (broker epoch {record.epoch})"
+        if record.topic == DEAD_LETTERS:
+            stored_at = evidence.rejected.get(record.raw_sha256)
+        else:
+            stored_at = evidence.event_times.get(record.event_id or "")
+            if stored_at is None and record.raw_sha256 in evidence.rejected:
+                continue  # not a valid event: the consumer dead-lettered it, as it should
         if stored_at is None:
             figures.skipped.append(f"{where}: never recorded")
         elif stored_at > passed_at + 0.001:

@@ -60,6 +60,7 @@ class SoakConfig:
     poison_every: int = 150  # one poison message every this many messages
     poison_kinds: tuple[str, ...] = POISON_KINDS
     faults: FaultCounts = field(default_factory=FaultCounts)
+    overlap: bool = False  # faults on different components may run at the same time
     lanes_per_channel: int = 2  # senders per channel (a lab keeps one connection each)
     delivery_budget_seconds: float = 60.0  # a signal's e-mail within this of recovery
     drain_timeout_seconds: float = 420.0  # wait this long at most for the pipeline to settle

@@ -68,6 +68,7 @@ class Evidence:
     facts: dict[FactKey, list[float]] = field(default_factory=dict)  # key -> recorded_at each
     event_times: dict[str, float] = field(default_factory=dict)  # event id -> recorded_at
     rejected: dict[bytes, float] = field(default_factory=dict)  # raw SHA-256 -> recorded_at
+    rejected_texts: list[str] = field(default_factory=list)  # rejected input that is text
     signals: list[SignalEvent] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     # signal id -> addresses the roster says must get its first alert at once
@@ -140,8 +141,9 @@ def _take(
         kind, field_name = FACT_TYPES[event_type]
         facts[(kind, str(payload[field_name]))].append(at)
     elif event_type == REJECTED:
-        sha = hashlib.sha256(base64.b64decode(payload["raw_base64"])).digest()
-        evidence.rejected.setdefault(sha, at)
+        raw = base64.b64decode(payload["raw_base64"])
+        evidence.rejected.setdefault(hashlib.sha256(raw).digest(), at)
+        evidence.rejected_texts.append(raw.decode("utf-8", errors="replace"))
     else:
         kind = event_type.removeprefix(SIGNAL_PREFIX).rsplit(".", 1)[0]
         signal = SignalEvent(

@@ -1,6 +1,7 @@
 """Faults on a schedule: the plan (pure, from the seed) and the injector that carries it out.
 
-One fault at a time, so each has a clear start and end on the timeline: a service killed
+One fault at a time by default, so each has a clear start and end on the timeline (with
+``overlap``, faults on different parts of the stack may run at once): a service killed
 with SIGKILL ends when its restarted process is ready again; a broker restart ends when the
 new, empty broker listens; a PostgreSQL restart (immediate mode) when it accepts
 connections again; an SMTP outage when the server is back. A watchdog restarts a service
@@ -110,7 +111,21 @@ class Injector:
         self._listeners = broker_listeners
         self._busy: set[str] = set()  # services the injector is restarting itself
 
-    async def run(self, faults: list[PlannedFault], stream_started: float) -> None:
+    async def run(
+        self, faults: list[PlannedFault], stream_started: float, *, overlap: bool = False
+    ) -> None:
+        """Inject ``faults`` at their times; with ``overlap``, faults on different parts of
+        the stack run concurrently (a broker restart while the notifier is down), else
+        one at a time."""
+        if not overlap:
+            await self._run_in_turn(faults, stream_started)
+            return
+        by_target: dict[str, list[PlannedFault]] = {}
+        for fault in faults:
+            by_target.setdefault(fault.kind.split(" ", 1)[1], []).append(fault)
+        await asyncio.gather(*(self._run_in_turn(f, stream_started) for f in by_target.values()))
+
+    async def _run_in_turn(self, faults: list[PlannedFault], stream_started: float) -> None:
         for fault in faults:
             wait = stream_started + fault.at - time.monotonic()
             if wait > 0:

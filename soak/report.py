@@ -66,6 +66,7 @@ def render(
         "",
         "Figures:",
         _row("lost (acknowledged, not in the audit log)", len(f.lost)),
+        _row("poison acknowledged, then dead-lettered or lost", len(f.poison_lost)),
         _row("duplicated (one fact recorded twice)", len(f.duplicated)),
         _row("skipped (below a recorded position, not yet recorded)", len(f.skipped)),
         _row("skipped, recorded later (brought back by the re-drive)", len(f.skipped_stored_later)),
@@ -101,6 +102,7 @@ def render(
     ]
     examples = {
         "lost": f.lost,
+        "poison acknowledged": f.poison_lost,
         "duplicated": f.duplicated,
         "skipped": f.skipped,
         "skipped, recorded later": f.skipped_stored_later,

@@ -133,6 +133,13 @@ def test_a_record_recorded_only_after_the_position_passed_it_is_skipped_too(run:
     assert "skipped" in figures.failures()
 
 
+def test_a_record_the_consumer_dead_lettered_is_not_skipped(run: Run) -> None:
+    del run.evidence.event_times["e-1"]
+    run.evidence.rejected[b"x"] = T0 + 30  # its InputRejected came back through the topic
+
+    assert run.check().failures() == []
+
+
 def test_positions_around_a_broker_restart_are_not_judged_against_either_log(run: Run) -> None:
     del run.evidence.event_times["e-1"]
     run.observed = Observed(
@@ -222,8 +229,21 @@ def test_poison_acknowledged_and_then_dead_lettered_is_lost(run: Run) -> None:
 
     figures = run.check()
 
-    assert figures.lost == ["json-huge-number SK0000003: acknowledged, then dead-lettered (202)"]
+    assert figures.poison_lost == [
+        "json-huge-number SK0000003: acknowledged, then dead-lettered (202)"
+    ]
+    assert figures.failures() == ["lost"]
     assert figures.poison == {"json-huge-number": {"acknowledged, then dead-lettered": 1}}
+
+
+def test_poison_acknowledged_and_refused_downstream_is_lost_too(run: Run) -> None:
+    poison = Item(3, "json", SUBJECT.id, (), poison="json-huge-number")
+    run.ledger.sent.append(Sent(poison, b"{...}", T0 + 2, T0 + 2.1, "acknowledged", "202"))
+    run.evidence.rejected_texts.append('{"data": {"source_message_id": "SK0000003-P"}}')
+
+    assert run.check().poison_lost == [
+        "json-huge-number SK0000003: acknowledged, then dead-lettered (202)"
+    ]
 
 
 def test_poison_refused_and_kept_passes_and_poison_never_answered_fails(run: Run) -> None:
