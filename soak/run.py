@@ -86,9 +86,14 @@ async def _gather(
     observed: Observed,
     timeline: Timeline,
     config: SoakConfig,
+    *,
+    verify: bool = False,
 ) -> tuple[Evidence, Figures]:
+    """Read the evidence (and run ``vigil audit verify`` when asked) and check it."""
     evidence = await read_database(stack.admin_dsn, REPO / "studies")
     evidence.mails = stack.mailbox.received()
+    if verify:
+        evidence.verify = await asyncio.to_thread(audit_verify, stack.env)
     figures = check(
         workload,
         ledger,
@@ -179,16 +184,7 @@ async def run(config: SoakConfig, credential: Credential | None = None) -> Outco
             list(tap.records.values()),
             tap.epochs,
         )
-        evidence, figures = await _gather(stack, workload, ledger, observed, timeline, config)
-        evidence.verify = await asyncio.to_thread(audit_verify, stack.env)
-        figures = check(
-            workload,
-            ledger,
-            evidence,
-            observed,
-            timeline,
-            budget_seconds=config.delivery_budget_seconds,
-        )
+        _, figures = await _gather(stack, workload, ledger, observed, timeline, config, verify=True)
     finally:
         for task in background:
             task.cancel()
