@@ -37,8 +37,8 @@ def parse(argv: list[str] | None = None) -> SoakConfig:
     parser.add_argument("--poison-every", type=int, help="one poison message every N messages")
     parser.add_argument(
         "--overlap",
-        action="store_true",
-        help="let faults on different components overlap (default: one at a time)",
+        action=argparse.BooleanOptionalAction,
+        help="faults on different components may coincide (default: yes; --short: no)",
     )
     parser.add_argument("--drain-timeout", type=float, help="seconds to wait for the pipeline")
     parser.add_argument("--state-dir", type=Path, help="folder for logs and data (kept)")
@@ -64,8 +64,8 @@ def parse(argv: list[str] | None = None) -> SoakConfig:
     }
     if counts:
         changes["faults"] = replace(config.faults, **counts)
-    if args.overlap:
-        changes["overlap"] = True
+    if args.overlap is not None:
+        changes["overlap"] = args.overlap
     if args.drain_timeout is not None:
         changes["drain_timeout_seconds"] = args.drain_timeout
     if args.poison is not None:

@@ -1,8 +1,9 @@
 """Faults on a schedule: the plan (pure, from the seed) and the injector that carries it out.
 
-One fault at a time by default, so each has a clear start and end on the timeline (with
-``overlap``, faults on different parts of the stack may run at once): a service killed
-with SIGKILL ends when its restarted process is ready again; a broker restart ends when the
+Each component's faults come one after the other; with ``overlap`` (the full soak's
+default) faults on different components may coincide, else one fault at a time. Each has
+a start and an end on the timeline: a service killed with SIGKILL ends when its restarted
+process is ready again; a broker restart ends when the
 new, empty broker listens; a PostgreSQL restart (immediate mode) when it accepts
 connections again; an SMTP outage when the server is back. A watchdog restarts a service
 that exits without being told to and puts that on the timeline too: an unplanned exit is
