@@ -111,7 +111,7 @@ def short() -> SoakConfig:
             smtp_outages=1,
             smtp_outage_seconds=12.0,
         ),
-        drain_timeout_seconds=100.0,
+        drain_timeout_seconds=80.0,
         give_up_seconds=150.0,
         service_env={"VIGIL_INGEST_REDRIVE_AFTER_SECONDS": "5"},
     )
