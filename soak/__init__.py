@@ -15,7 +15,8 @@ the order a run uses them:
 - ``faults``: the fault schedule and the injector that carries it out;
 - ``observers``: what is watched while the run goes (consumer positions, the topics);
 - ``evidence``: what the database and the mailbox hold at the end;
-- ``checker``: the figures (lost, duplicated, skipped, signals, e-mails, latency);
+- ``checker``: the figures (lost, duplicated, signals, e-mails, latency), with
+  ``skipped`` for the records a consumer stepped over;
 - ``report``: the figures as text;
 - ``run``: all of the above in order.
 """

@@ -1,4 +1,5 @@
-"""``python -m soak``: run the soak and print its report; exit 1 when a target is missed."""
+"""``python -m soak``: run the soak and print its report; exit 1 when a target is missed,
+2 when the soak could not run at all."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from soak.client import CredentialRefused
 from soak.config import POISON_KINDS, SoakConfig, full, short
 from soak.run import run
 
@@ -79,7 +81,13 @@ def parse(argv: list[str] | None = None) -> SoakConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse(argv)
-    outcome = asyncio.run(run(config))
+    try:
+        outcome = asyncio.run(run(config))
+    except (CredentialRefused, RuntimeError, TimeoutError) as error:
+        # the soak could not run (a component did not start, a credential was refused):
+        # no figures, so no verdict on Vigil
+        print(f"soak | could not run: {error}", file=sys.stderr, flush=True)
+        return 2
     print(outcome.report, flush=True)
     return 0 if outcome.figures.passed else 1
 

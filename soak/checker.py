@@ -19,29 +19,19 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared.events.topics import DEAD_LETTERS
 from soak.evidence import Evidence
 from soak.faults import Timeline
 from soak.messages import poison_fact_keys
-from soak.observers import Epoch, PositionSample, TapRecord
+from soak.observers import Observed
+from soak.skipped import skipped_records
 from soak.stream import Ledger, Sent
 from soak.workload import Episode, FactKey, Workload, fact_key
 
-EPOCH_GRACE_SECONDS = 3.0  # a batch read before a broker restart may commit just after it
 UNKEPT_POISON = frozenset({"hl7-no-final-cr"})  # no complete message: nothing to keep
 Key = tuple[str, str, str]  # (signal id, purpose, recipient)
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the observers saw while the run went."""
-
-    positions: Sequence[PositionSample] = ()
-    records: Sequence[TapRecord] = ()
-    epochs: Sequence[Epoch] = ()
 
 
 @dataclass
@@ -128,7 +118,9 @@ def check(
         figures.verify_ok, figures.verify_output = evidence.verify.ok, evidence.verify.output
     _losses(figures, ledger, evidence)
     _poison(figures, ledger, evidence)
-    _skipped(figures, observed, evidence)
+    figures.records_tapped = len(observed.records)
+    figures.positions_sampled = len(observed.positions)
+    figures.skipped, figures.skipped_stored_later = skipped_records(observed, evidence)
     _signals(figures, workload, evidence)
     received = _emails(figures, evidence)
     _latency(figures, workload, ledger, evidence, received, timeline)
@@ -194,54 +186,6 @@ def _poison(figures: Figures, ledger: Ledger, evidence: Evidence) -> None:
 
 def _sha(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
-
-
-def _epoch_of(moment: float, epochs: Sequence[Epoch]) -> int | None:
-    for number, epoch in enumerate(epochs):
-        stop = epoch.stopped_at if epoch.stopped_at is not None else float("inf")
-        if epoch.started_at + EPOCH_GRACE_SECONDS <= moment < stop:
-            return number
-    return None  # around a broker restart: which log the position counts in is unclear
-
-
-def _skipped(figures: Figures, observed: Observed, evidence: Evidence) -> None:
-    figures.records_tapped = len(observed.records)
-    figures.positions_sampled = len(observed.positions)
-    # per (epoch, topic, partition): positions in time order, and the furthest one so far
-    timelines: dict[tuple[int, str, int], list[PositionSample]] = defaultdict(list)
-    for sample in observed.positions:
-        epoch = _epoch_of(sample.updated_at, observed.epochs)
-        if epoch is not None:
-            timelines[(epoch, sample.topic, sample.partition)].append(sample)
-    reach: dict[tuple[int, str, int], tuple[list[int], list[float]]] = {}
-    for key, samples in timelines.items():
-        samples.sort(key=lambda s: s.updated_at)
-        furthest, offsets = 0, []
-        for sample in samples:
-            furthest = max(furthest, sample.next_offset)
-            offsets.append(furthest)
-        reach[key] = (offsets, [s.updated_at for s in samples])
-    for record in observed.records:
-        found = reach.get((record.epoch, record.topic, record.partition))
-        if found is None:
-            continue
-        offsets, times = found
-        first = bisect.bisect_right(offsets, record.offset)
-        if first == len(offsets):
-            continue  # no recorded position has passed this record
-        passed_at = times[first]
-        where = f"{record.topic}[{record.partition}]@{record.offset} (broker epoch {record.epoch})"
-        if record.topic == DEAD_LETTERS:
-            stored_at = evidence.rejected.get(record.raw_sha256)
-        else:
-            stored_at = evidence.event_times.get(record.event_id or "")
-            if stored_at is None and record.raw_sha256 in evidence.rejected:
-                continue  # not a valid event: the consumer dead-lettered it, as it should
-        if stored_at is None:
-            figures.skipped.append(f"{where}: never recorded")
-        elif stored_at > passed_at + 0.001:
-            late = stored_at - passed_at
-            figures.skipped_stored_later.append(f"{where}: recorded {late:.1f}s after passed")
 
 
 def _signals(figures: Figures, workload: Workload, evidence: Evidence) -> None:

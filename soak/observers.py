@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -64,6 +65,15 @@ class Epoch:
 
     started_at: float
     stopped_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the observers saw while the run went."""
+
+    positions: Sequence[PositionSample] = ()
+    records: Sequence[TapRecord] = ()
+    epochs: Sequence[Epoch] = ()
 
 
 class PositionSampler:

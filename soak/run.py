@@ -14,12 +14,12 @@ from pathlib import Path
 
 import asyncpg
 
-from soak.checker import Figures, Observed, check
+from soak.checker import Figures, check
 from soak.client import Credential, IngestClient
 from soak.config import SoakConfig
 from soak.evidence import Evidence, audit_verify, read_database
 from soak.faults import Injector, Timeline, plan
-from soak.observers import PositionSampler, TopicTap
+from soak.observers import Observed, PositionSampler, TopicTap
 from soak.report import render
 from soak.stack import REPO, Stack, start_stack
 from soak.stream import Ledger, send_all
@@ -105,6 +105,25 @@ async def _gather(
     return evidence, figures
 
 
+async def _drain(
+    stack: Stack,
+    workload: Workload,
+    ledger: Ledger,
+    timeline: Timeline,
+    config: SoakConfig,
+    sampler: PositionSampler,
+    tap: TopicTap,
+) -> None:
+    """Wait until nothing more is on its way, or the drain timeout passed."""
+    observed = Observed(sorted(sampler.samples, key=lambda s: s.updated_at), [], tap.epochs)
+    deadline = time.monotonic() + config.drain_timeout_seconds
+    while True:
+        evidence, figures = await _gather(stack, workload, ledger, observed, timeline, config)
+        if _settled(figures, evidence) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+
 async def run(config: SoakConfig, credential: Credential | None = None) -> Outcome:
     """Run the soak described by ``config``; the stack is stopped whatever happens."""
     began = time.time()
@@ -167,13 +186,7 @@ async def run(config: SoakConfig, credential: Credential | None = None) -> Outco
         say("stream sent; waiting for the remaining faults")
         await injection
         say("faults done; waiting for the pipeline to settle")
-        observed = Observed(sorted(sampler.samples, key=lambda s: s.updated_at), [], tap.epochs)
-        deadline = time.monotonic() + config.drain_timeout_seconds
-        while True:
-            evidence, figures = await _gather(stack, workload, ledger, observed, timeline, config)
-            if _settled(figures, evidence) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(SETTLE_POLL_SECONDS)
+        await _drain(stack, workload, ledger, timeline, config, sampler, tap)
         await asyncio.sleep(1.0)  # a last sample of the positions
         say("checking")
         for task in background:

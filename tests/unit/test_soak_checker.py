@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from soak.checker import Figures, Observed, check
+from soak.checker import Figures, check
 from soak.evidence import Delivery, Evidence, SignalEvent, VerifyResult
 from soak.faults import FaultRecord, Timeline
 from soak.mailbox import Mail
-from soak.observers import Epoch, PositionSample, TapRecord
+from soak.observers import Epoch, Observed, PositionSample, TapRecord
 from soak.stream import Ledger, Sent
 from soak.workload import HB, Episode, Item, Lab, Subject, Workload, fact_key
 
