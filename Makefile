@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules bench-judging
+.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules bench-judging soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-rules: install system-deps
 ## bench-judging: the rules service's parse-and-judge work per batch, no broker or database
 bench-judging: install
 	$(PY) benchmarks/bench_judging.py
+
+## soak: the whole stack under a long mixed stream, poison and scheduled faults; prints a
+## report and exits 1 on any loss (not part of `make test`). Options: SOAK_ARGS="--help"
+soak: install system-deps
+	$(PY) -m soak $(SOAK_ARGS)
 
 format: install
 	$(VENV)/bin/ruff check --fix .
