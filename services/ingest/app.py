@@ -18,6 +18,7 @@ from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
@@ -27,6 +28,7 @@ from services.ingest.http_guard import Limits, WriteGuard, principal_of
 from services.ingest.http_refusals import JSON_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.key_cache import ApiKeyCache
+from services.ingest.principals import Principal
 from services.ingest.problems import PROBLEM_JSON, field_errors, problem
 from services.ingest.schemas import Accepted, WriteRoute, write_routes
 from shared.http_service import ReadinessCheck, service_app
@@ -137,6 +139,31 @@ def create_app(
         return problem(status, title, detail, instance=str(request.url.path), errors=errors)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+    async def refused_write(request: Request, exc: Exception) -> Response:
+        """A write the framework refused before any route saw it (a body that cannot be
+        decoded at all, an unknown path or method): answered as problem+json and, like
+        every refused write, kept and dead-lettered. Reads keep the framework's answer."""
+        assert isinstance(exc, StarletteHTTPException)
+        principal = getattr(request.state, "principal", None)
+        if request.method in ("GET", "HEAD", "OPTIONS") or not isinstance(principal, Principal):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        detail = f"{request.url.path}: {exc.detail}"
+        try:
+            receipt = await receipt_of(request, "rejected", detail)
+            await intake().reject(
+                receipt,
+                origin=f"http {request.url.path}",
+                reason_code="invalid-request",
+                principal=principal,
+            )
+        except StorageUnavailable as error:
+            log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
+        return problem(exc.status_code, "Request refused", detail, instance=str(request.url.path))
+
+    app.add_exception_handler(StarletteHTTPException, refused_write)
 
     def correlation(header: str | None) -> uuid.UUID:
         try:

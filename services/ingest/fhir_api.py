@@ -128,7 +128,7 @@ def add_fhir_routes(
         come with it); returns what was refused (a batch only; otherwise Forbidden is
         raised)."""
         envelopes = [envelope for group in groups for envelope in group]
-        correlation = envelopes[0].correlation_id
+        correlation = envelopes[0].correlation_id if envelopes else uuid.uuid4()
         with structlog.contextvars.bound_contextvars(correlation_id=str(correlation)):
             try:
                 refused = await intake().accept(
@@ -254,9 +254,8 @@ def add_fhir_routes(
             for n, envelope in envelope_of.items()
         }
         try:
-            refused = (
-                await accept(receipt, groups, principal, partial=kind == "batch") if groups else []
-            )
+            # a Bundle with nothing to accept is kept all the same: it was received
+            refused = await accept(receipt, groups, principal, partial=kind == "batch")
         except Forbidden as forbidden:  # a transaction: all or nothing
             return forbidden_response(forbidden.refusals, where)
         if isinstance(refused, JSONResponse):

@@ -191,6 +191,9 @@ class Intake:
         receipt = replace(
             receipt, principal_source=principal.source, credential=principal.credential
         )
+        if not envelopes:  # nothing owed to the audit log, but received: kept all the same
+            await self._record(receipt, [])
+            return []
         refusals = precheck(envelopes, principal)
         if refusals and not partial:
             await self._refuse(receipt, refusals, principal, origin)

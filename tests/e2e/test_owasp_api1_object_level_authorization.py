@@ -6,34 +6,23 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import hl7
 import hl7.mllp
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
-from services.ingest.adapters.publisher import EventPublisher
-from services.ingest.code_map import load_code_maps
-from services.ingest.intake import Intake
-from services.ingest.mllp import start_mllp_server
-from services.ingest.principals import Principal
-from services.ingest.sources import load_sources
-from shared.db.pool import create_pool
-from shared.kafka import make_broker
-from shared.settings import VigilSettings
 from tests.e2e.test_haemoglobin_alert import enrolment, haemoglobin
 from tests.support.api_keys import IssuedKey, issue_api_key
+from tests.support.mail import MailCatcher
 from tests.support.scrape import metric_value
-from tests.support.services import REPO, RunningServices
+from tests.support.services import PrivateIngest, RunningServices, private_ingest
+from tests.support.studies import LOOPBACK, copy_studies
 from tests.support.waiting import eventually
-from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 STUDY = "NCT05262686"
@@ -404,33 +393,38 @@ async def test_a_fhir_transaction_with_one_forbidden_entry_writes_nothing(
     )
 
 
-@asynccontextmanager
-async def mllp_listeners(
-    service_dsn: str, kafka_bootstrap: str, *principals: Principal
-) -> AsyncIterator[list[int]]:
-    """One MLLP listener per principal (every connection to it is that principal), over a
-    real Intake on the session's database and broker; yields their ports."""
-    settings = VigilSettings(kafka_bootstrap=kafka_bootstrap, study_dir=REPO / "studies")
-    pool = await create_pool(service_dsn)
-    publisher = EventPublisher(make_broker(settings, client_id="test-mllp-rules"), timeout=10)
-    await publisher.connect()
-    intake = Intake(pool, publisher, redrive_after=timedelta(seconds=30))
-    router = load_sources(settings.study_dir, default_study=STUDY, default_zone=ZoneInfo("UTC"))
-    servers = [
-        await start_mllp_server(
-            intake, host="127.0.0.1", port=free_port(), router=router,
-            code_maps=load_code_maps(settings.study_dir), principal=principal,
-        )
-        for principal in principals
-    ]  # fmt: skip
-    try:
-        yield [server.sockets[0].getsockname()[1] for server in servers]
-    finally:
-        for server in servers:
-            server.close()
-            await server.wait_closed()
-        await publisher.close()
-        await pool.close()
+@pytest.fixture(scope="module")
+def three_sources(
+    postgres_dsn: str,
+    kafka_bootstrap: str,
+    smtp_server: tuple[int, MailCatcher],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PrivateIngest]:
+    """An ingest whose MLLP senders are three sources of the study, all on loopback and
+    told apart by their HL7 identity (MSH-4): two laboratories and a system of site 01."""
+    folder = tmp_path_factory.mktemp("three-sources")
+
+    def sources(_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        source = {"timezone": "UTC", "networks": [LOOPBACK]}
+        return [
+            {**source, "id": "mllp-lab", "hl7": [{"sending_facility": "LAB-A"}]},
+            {**source, "id": "mllp-other", "hl7": [{"sending_facility": "LAB-B"}]},
+            {
+                **source,
+                "id": "mllp-site",
+                "hl7": [{"sending_facility": "SITE-1"}],
+                "sites": ["PKUPH-01"],
+            },
+        ]
+
+    with private_ingest(
+        server_dsn=postgres_dsn,
+        kafka_bootstrap=kafka_bootstrap,
+        smtp_port=smtp_server[0],
+        log_dir=tmp_path_factory.mktemp("three-sources-logs"),
+        VIGIL_STUDY_DIR=str(copy_studies(folder / "studies", sources)),
+    ) as ingest:
+        yield ingest
 
 
 async def exchange(port: int, message: str) -> hl7.Message:
@@ -443,10 +437,11 @@ async def exchange(port: int, message: str) -> hl7.Message:
         writer.close()
 
 
-def oru(subject: str, control: str, value: str, status: str) -> str:
+def oru(subject: str, control: str, value: str, status: str, facility: str) -> str:
     return "\r".join(
         [
-            f"MSH|^~\\&|LIS|LAB|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|{control}|P|2.5.1",
+            f"MSH|^~\\&|LIS|{facility}|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|{control}"
+            "|P|2.5.1",
             f"PID|1||{subject}^^^{STUDY}^SS",
             "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20261120080000+0800",
             f"OBX|1|NM|718-7^Haemoglobin^LN||{value}|g/dL|12-16|L|||{status}",
@@ -454,62 +449,50 @@ def oru(subject: str, control: str, value: str, status: str) -> str:
     )
 
 
-def mllp_refusals(reason: str) -> float:
-    value = REGISTRY.get_sample_value(
-        REFUSED, {"format": "mllp", "reason": reason}
-    )  # the listeners run in this process
-    return value or 0.0
-
-
 async def test_an_hl7_correction_from_another_source_gets_ar_naming_the_obx_and_is_kept(
-    service_dsn: str, kafka_bootstrap: str, db: asyncpg.Connection
+    three_sources: PrivateIngest,
 ) -> None:
-    tag = uuid.uuid4().hex[:6]
-    lab = Principal(f"mllp-lab-{tag}", "test:lab", frozenset({STUDY}))
-    other = Principal(f"mllp-other-{tag}", "test:other", frozenset({STUDY}))
-    site_01 = Principal(
-        f"mllp-site-{tag}", "test:site", frozenset({STUDY}), frozenset({"PKUPH-01"})
-    )
-    subject = subject_id()
-    async with mllp_listeners(service_dsn, kafka_bootstrap, lab, other, site_01) as ports:
-        lab_port, other_port, site_port = ports
-        assert (
-            str((await exchange(lab_port, oru(subject, f"A{tag}", "8.1", "F"))).segment("MSA")[1])
-            == "AA"
-        )
-        since, before = await now(db), mllp_refusals("forbidden-object")
+    ingest, tag, subject = three_sources, uuid.uuid4().hex[:6], subject_id()
+    port = ingest.mllp_port
+    db = await asyncpg.connect(ingest.dsn)
+    try:
+        first = await exchange(port, oru(subject, f"A{tag}", "8.1", "F", "LAB-A"))
+        assert str(first.segment("MSA")[1]) == "AA"
+        since = await now(db)
+        before = await metric_value(ingest.url, REFUSED, format="mllp", reason="forbidden-object")
 
-        refused = await exchange(other_port, oru(subject, f"B{tag}", "13.0", "C"))
+        refused = await exchange(port, oru(subject, f"B{tag}", "13.0", "C", "LAB-B"))
 
         assert str(refused.segment("MSA")[1]) == "AR"
         err = refused.segment("ERR")
         assert str(err[2]) == "OBX^1^3"
         assert "forbidden-object" in str(err[8])
-        assert mllp_refusals("forbidden-object") == before + 1
+        counted = await metric_value(ingest.url, REFUSED, format="mllp", reason="forbidden-object")
+        assert counted == before + 1
         row = await db.fetchrow(
             "SELECT * FROM received_messages WHERE principal_source = $1 AND received_at >= $2",
-            other.source,
+            "mllp-other",
             since,
         )
-        assert (row["outcome"], row["channel"], row["credential"]) == (
-            "rejected",
-            "mllp",
-            "test:other",
-        )
+        assert (row["outcome"], row["channel"]) == ("rejected", "mllp")
+        assert row["credential"] == "mllp-network:127.0.0.1/32"
         assert b"13.0" in bytes(row["raw"])
         assert "forbidden-object" in row["reason"]
         assert "13.0" not in row["reason"]
 
-        owners = await exchange(lab_port, oru(subject, f"C{tag}", "13.0", "C"))
+        owners = await exchange(port, oru(subject, f"C{tag}", "13.0", "C", "LAB-A"))
         assert str(owners.segment("MSA")[1]) == "AA"
 
         adt = "\r".join(
             [
-                f"MSH|^~\\&|EDC|PKUPH|VIGIL|SPONSOR|20261120083000||ADT^A04^ADT_A01|D{tag}|P|2.5.1",
+                f"MSH|^~\\&|EDC|SITE-1|VIGIL|SPONSOR|20261120083000||ADT^A04^ADT_A01|D{tag}|P"
+                "|2.5.1",
                 f"PID|1||{subject_id()}^^^{STUDY}^SS||~||19850412|F",
                 "PV1|1|O|RHEUM^^^PKUPH-02",
             ]
         )
-        elsewhere = await exchange(site_port, adt)
+        elsewhere = await exchange(port, adt)
         assert str(elsewhere.segment("MSA")[1]) == "AR"
         assert str(elsewhere.segment("ERR")[2]) == "PV1^1^3"
+    finally:
+        await db.close()

@@ -29,11 +29,10 @@ import asyncio
 import email.policy
 import json
 import random
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,13 @@ from shared.events.topics import DEAD_LETTERS, SUBJECTS
 from tests.support import components
 from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
-from tests.support.services import REPO, RunningServices, running_services, service_env
+from tests.support.services import (
+    METRICS_TOKEN,
+    RunningServices,
+    running_services,
+    service_env,
+)
+from tests.support.studies import copy_studies, from_loopback
 from tests.support.waiting import eventually
 from tests.support.webhook import WebhookReceiver, webhook_receiver
 
@@ -115,8 +120,8 @@ class Markers:
 def study_dir_with_webhooks(folder: Path, url: str) -> Path:
     """The shipped study, with the site 01 sub-investigator and the medical monitor
     reached by webhook first, so that alerts go out by e-mail and by webhook."""
-    studies = folder / "studies"
-    shutil.copytree(REPO / "studies", studies)
+    # its HL7 senders connect from loopback, as the other tests' services allow
+    studies = copy_studies(folder / "studies", from_loopback)
     path = studies / STUDY / "roster.yaml"
     roster = yaml.safe_load(path.read_text())
     people = [*roster["study_contacts"], *(p for site in roster["sites"] for p in site["people"])]
@@ -143,15 +148,15 @@ class Stack:
 class Sent:
     answers: list[str]
     rejections: int = 0  # messages sent that Vigil must refuse (and keep)
+    credential: dict[str, str] = field(default_factory=dict)  # the API key's header
 
     async def http(
         self, client: httpx.AsyncClient, path: str, body: Any, headers: dict[str, str] | None = None
     ) -> httpx.Response:
         """Every HTTP write of this module goes through here (an API key goes here too)."""
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        response = await client.post(
-            path, content=content, headers=headers or {"content-type": "application/json"}
-        )
+        kind = headers or {"content-type": "application/json"}
+        response = await client.post(path, content=content, headers={**self.credential, **kind})
         self.answers.append(response.text)
         return response
 
@@ -568,7 +573,9 @@ async def stack(
                 VIGIL_NOTIFIER_LINK_KEYS="phi:phi-test-link-secret-of-32-bytes!",
                 VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
             )
-            services = await asyncio.to_thread(exits.enter_context, running_services(env, log_dir))
+            services = await asyncio.to_thread(
+                exits.enter_context, running_services(env, log_dir, admin_dsn=dsn)
+            )
             try:
                 yield Stack(services, broker.bootstrap, dsn, receiver, smtp_server[1])
             finally:
@@ -580,7 +587,7 @@ async def test_no_identifier_reaches_mail_webhooks_logs_dead_letters_audit_or_me
     stack: Stack,
 ) -> None:
     m = Markers.new()
-    sent = Sent([])
+    sent = Sent([], credential=stack.services.headers)
     subjects = await feed(stack, m, sent)
 
     # alerts fire and are delivered: e-mail for every lab alert and SAE, webhooks too
@@ -613,7 +620,8 @@ async def test_no_identifier_reaches_mail_webhooks_logs_dead_letters_audit_or_me
         what=f"{sent.rejections} rejections kept and recorded",
     )
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    operator = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with httpx.AsyncClient(timeout=30, headers=operator) as client:
         metrics = [
             (await client.get(f"{url}/metrics")).text
             for url in (

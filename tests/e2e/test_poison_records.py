@@ -31,8 +31,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.events import CONTENT_TYPE, LabResultReported, wrap
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from tests.support import components
+from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.components import as_service_role, create_database, drop_database
-from tests.support.services import service_env, start_service
+from tests.support.services import METRICS_TOKEN, service_env, start_service
 from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess
@@ -62,6 +63,7 @@ class Stack:
     rules: ManagedProcess
     ingest: ManagedProcess
     log_dir: Path
+    key: IssuedKey
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,7 @@ async def stack(
             VIGIL_INGEST_REDRIVE_AFTER_SECONDS="5",
             VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
         )
+        key = await issue_api_key(dsn)
         rules = start_service("safety_rules", "rules", ports["rules"], env, log_dir)
         ingest = start_service("ingest", "ingest", ports["ingest"], env, log_dir)
         try:
@@ -97,6 +100,7 @@ async def stack(
                 rules,
                 ingest,
                 log_dir,
+                key,
             )
         finally:
             ingest.stop()
@@ -107,7 +111,7 @@ async def stack(
 async def post(stack: Stack, path: str, body: Any) -> httpx.Response:
     """Every write to ingest goes through here (the one place to add a credential)."""
     async with httpx.AsyncClient(base_url=stack.ingest_url, timeout=30) as client:
-        return await client.post(path, json=body)
+        return await client.post(path, json=body, headers=stack.key.headers)
 
 
 def haemoglobin(subject: str, value: str, message_id: str) -> bytes:
@@ -159,7 +163,10 @@ async def rejections_of(connection: asyncpg.Connection, raw: bytes) -> list[dict
 
 async def poison_metric(stack: Stack) -> float:
     async with httpx.AsyncClient(
-        base_url=stack.rules_url, timeout=10, follow_redirects=True
+        base_url=stack.rules_url,
+        timeout=10,
+        follow_redirects=True,
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
     ) as client:
         text = (await client.get("/metrics")).text
     return sum(

@@ -17,7 +17,7 @@ import hl7
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.services import service_env, start_service
+from tests.support.services import METRICS_TOKEN, service_env, start_service
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess
 
@@ -136,7 +136,11 @@ class Ingest:
 
     async def metric(self, name: str, **labels: str) -> float:
         async with httpx.AsyncClient(timeout=30, follow_redirects=True) as client:
-            text = (await client.get(f"{self.url}/metrics/")).text
+            response = await client.get(
+                f"{self.url}/metrics/", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+            )
+            response.raise_for_status()
+            text = response.text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and all(
