@@ -57,19 +57,40 @@ def add_fhir_routes(
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
     system (the only one a subject id is taken from).
 
-    FHIR resources name no study: a key scoped to one study writes that study, with its
-    identifier system; any other key writes ``default_study`` (and is refused if that is
-    not one of its studies)."""
+    A FHIR resource names its study by its subject's identifier system (the study's
+    ``fhir_system``); one that names none (``Patient/<id>`` references) is in the key's
+    study when the key has one, else in ``default_study``. Either way the key must allow
+    that study, or the write is refused."""
     systems = identifiers or SubjectIdentifiers()
 
     def study_of(principal: Principal) -> str:
         (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
         return only
 
+    def named_study(resource: dict[str, Any]) -> str | None:
+        """The study a resource names by its subject's identifier system (a Patient's
+        identifier, an Observation's or AdverseEvent's subject identifier), if any."""
+        subject = resource.get("subject")
+        candidates = (
+            resource.get("identifier")
+            if resource.get("resourceType") == "Patient"
+            else [subject.get("identifier")]
+            if isinstance(subject, dict)
+            else []
+        )
+        for identifier in candidates if isinstance(candidates, list) else []:
+            system = identifier.get("system") if isinstance(identifier, dict) else None
+            if isinstance(system, str) and (study := systems.study_of_fhir_system(system)):
+                return study
+        return None
+
     def event_of(resource: Any, study: str) -> tuple[SubjectEvent | None, list[Issue]]:
+        """The resource's event, in the study it names by its identifier system, else in
+        ``study`` (the key's); the key must allow that study (Intake refuses it else)."""
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
+        study = named_study(resource) or study
         system = systems.for_study(study)
         if kind == "Observation":
             return observation_event(resource, study_id=study, zone=zone, identifiers=system)

@@ -73,6 +73,18 @@ class SubjectIdentifiers:
     def for_study(self, study_id: str) -> SubjectIdentifierSystem:
         return self.configured.get(study_id) or SubjectIdentifierSystem.conventional(study_id)
 
+    def study_of_fhir_system(self, system: str) -> str | None:
+        """The study whose FHIR identifier system ``system`` is: a configured one, or the
+        conventional ``urn:vigil:study:<study id>`` of a study that configures none."""
+        for study_id, configured in self.configured.items():
+            if configured.fhir_system == system:
+                return study_id
+        if system.startswith(FHIR_SYSTEM_PREFIX):
+            study_id = system.removeprefix(FHIR_SYSTEM_PREFIX)
+            if study_id not in self.configured:
+                return study_id
+        return None
+
 
 def load_subject_identifiers(study_dir: Path) -> SubjectIdentifiers:
     """The ``subject_identifier`` block of every study's ``sources.yaml``."""

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 STUDY = "NCT05262686"
 FHIR = {"content-type": "application/fhir+json"}
 REFUSED = "vigil_ingest_rejected_total"
+SYSTEM = "urn:vigil:study:NCT05262686"  # the study's subject identifier system
 
 
 def subject_id() -> str:
@@ -129,7 +130,7 @@ async def test_a_fhir_transaction_for_another_study_gets_403_as_an_operation_out
     subject, since = subject_id(), await now(db)
     patient = {
         "resourceType": "Patient",
-        "identifier": [{"value": subject}],
+        "identifier": [{"system": SYSTEM, "value": subject}],
         "birthDate": "1971-03-04",
         "managingOrganization": {"reference": "Organization/PKUPH-01"},
     }
@@ -342,7 +343,7 @@ async def test_a_fhir_batch_answers_each_entry_and_refuses_only_the_forbidden_on
         return {
             "resource": {
                 "resourceType": "Patient",
-                "identifier": [{"value": subject}],
+                "identifier": [{"system": SYSTEM, "value": subject}],
                 "birthDate": "1971-03-04",
                 "managingOrganization": {"reference": "Organization/PKUPH-02"},
             }
@@ -374,7 +375,7 @@ async def test_a_fhir_transaction_with_one_forbidden_entry_writes_nothing(
     taken, free = subject_id(), subject_id()
     await accepted(services, owner, "/v1/subjects", enrolment(taken, "PKUPH-01"), db)
     entries = [
-        {"resource": {"resourceType": "Patient", "identifier": [{"value": s}],
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": s}],
                       "birthDate": "1971-03-04",
                       "managingOrganization": {"reference": "Organization/PKUPH-02"}}}
         for s in (free, taken)

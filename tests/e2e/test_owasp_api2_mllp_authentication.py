@@ -27,7 +27,7 @@ from tests.support.mllp import (
     oru,
     running_ingest,
 )
-from tests.support.services import REPO, RunningServices
+from tests.support.services import METRICS_TOKEN, REPO, RunningServices
 from tests.support.studies import SHIPPED
 from vigil.devstack.ports import free_port
 
@@ -103,6 +103,7 @@ def test_production_settings_without_tls_refuse_to_start_naming_the_settings() -
         # never reached: the check comes first
         VIGIL_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
         VIGIL_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        VIGIL_METRICS_TOKEN=METRICS_TOKEN,  # so that the MLLP settings are what is refused
     )
     finished = subprocess.run(
         [sys.executable, "-m", "vigil", "ingest"],
@@ -148,7 +149,10 @@ def development_ingest(
 async def test_in_development_any_loopback_peer_is_the_dev_source_with_any_identity(
     development_ingest: Ingest, db: asyncpg.Connection
 ) -> None:
-    unknown = oru("TRYOUT", "A-NEW-LAB", control(), subject())
+    # its subject id carries the default study's assigning authority: that is its study
+    unknown = oru("TRYOUT", "A-NEW-LAB", control(), subject()).replace(
+        b"^^^NCT05262686^", f"^^^{DEFAULT_STUDY}^".encode()
+    )
     shipped = oru("LIS", "PKUPH-LAB", control(), subject())
     client = await MllpClient.connect(development_ingest.mllp_port, from_host=OUTSIDE)
     try:

@@ -41,7 +41,7 @@ from tests.support.acknowledgement_stack import (
     tokens_sent,
 )
 from tests.support.notifier import ManualClock, mint, signal_of
-from tests.support.services import REPO
+from tests.support.services import METRICS_TOKEN, REPO
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -307,7 +307,12 @@ async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
 
 def test_the_notifier_refuses_to_start_in_production_without_a_link_key(tmp_path: Path) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env = {**base, "VIGIL_STUDY_DIR": str(REPO / "studies"), "PYTHONPATH": str(REPO)}
+    env = {
+        **base,
+        "VIGIL_STUDY_DIR": str(REPO / "studies"),
+        "PYTHONPATH": str(REPO),
+        "VIGIL_METRICS_TOKEN": METRICS_TOKEN,  # so that the link key is what is refused
+    }
 
     def start(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

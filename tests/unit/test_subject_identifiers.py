@@ -233,3 +233,10 @@ def test_another_system_s_identifier_is_never_taken(
         assert mapped is None
         assert [i.expression for i in issues] == [f"{kind}.{expression}"]
         assert MRN not in issues[0].diagnostics
+
+
+def test_a_fhir_system_names_its_study_configured_or_conventional() -> None:
+    identifiers = shipped()
+    assert identifiers.study_of_fhir_system(SYSTEM) == STUDY
+    assert identifiers.study_of_fhir_system("urn:vigil:study:X-9") == "X-9"
+    assert identifiers.study_of_fhir_system("http://hospital.example.org/mrn") is None
