@@ -191,5 +191,15 @@ class TopicTap:
                 event_id = None
         key = (epoch, tp.topic, tp.partition, offset)
         self.records[key] = TapRecord(
-            epoch, tp.topic, tp.partition, offset, event_id, hashlib.sha256(value).digest()
+            epoch, tp.topic, tp.partition, offset, event_id, _raw_sha256(tp.topic, value)
         )
+
+
+def _raw_sha256(topic: str, value: bytes) -> bytes:
+    """The SHA-256 of the message a record carries: a dead letter refers to its message
+    kept in the receipt store (and names that message's hash); any other record is the
+    message itself."""
+    if topic == DEAD_LETTERS:
+        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return bytes.fromhex(orjson.loads(value)["raw_sha256"])
+    return hashlib.sha256(value).digest()

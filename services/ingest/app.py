@@ -133,7 +133,10 @@ def create_app(
                 principal=principal_of(request),
             )
         except StorageUnavailable as error:
+            # a refusal is never the only trace of a message: not kept, so not refused
+            # either; the sender sends again
             log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
+            return problem(503, "Temporarily unavailable", f"{error}. Send the request again.")
         if status == 413:
             return refusal(CHANNEL, status, title, detail, code=code, errors=errors)
         return problem(status, title, detail, instance=str(request.url.path), errors=errors)
@@ -160,7 +163,10 @@ def create_app(
                 principal=principal,
             )
         except StorageUnavailable as error:
+            # a refusal is never the only trace of a message: not kept, so not refused
+            # either; the sender sends again
             log.error("ingest.rejection_not_recorded", error=str(error), detail=detail)
+            return problem(503, "Temporarily unavailable", f"{error}. Send the request again.")
         return problem(exc.status_code, "Request refused", detail, instance=str(request.url.path))
 
     app.add_exception_handler(StarletteHTTPException, refused_write)

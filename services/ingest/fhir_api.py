@@ -5,7 +5,6 @@ Routes translate and delegate: mapping is in fhir_mapping, durable receipt in In
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -39,6 +38,13 @@ CHANNEL = FHIR_CHANNEL
 
 def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def unavailable(error: Exception) -> JSONResponse:
+    """503: what was sent could not be kept, so it is not answered as refused either (a
+    refusal must never be the only trace of a message); the sender sends it again."""
+    issue = Issue("transient", "Resource", f"{error}; send the request again")
+    return _response(503, operation_outcome([issue]))
 
 
 def _status_for(issues: list[Issue]) -> int:
@@ -133,13 +139,15 @@ def add_fhir_routes(
     ) -> JSONResponse:
         reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in issues)
         rejected = replace(receipt, outcome="rejected", reason=reason)
-        with contextlib.suppress(StorageUnavailable):  # the sender learns what is wrong anyway
+        try:
             await intake().reject(
                 rejected,
                 origin=f"fhir {path}",
                 reason_code=code or issues[0].code,
                 principal=principal,
             )
+        except StorageUnavailable as error:
+            return unavailable(error)
         return _response(status or _status_for(issues), operation_outcome(issues))
 
     async def accept(
@@ -312,13 +320,17 @@ def add_fhir_routes(
                 outcome="rejected",
                 reason="; ".join(f"{i.expression}: {i.diagnostics}" for i in issues),
             )
-            with contextlib.suppress(StorageUnavailable):
+            try:
                 await intake().reject(
                     failed_receipt,
                     origin=f"fhir Bundle.entry[{n}]",
                     reason_code=code,
                     principal=principal,
                 )
+            except StorageUnavailable as error:
+                # the allowed entries are stored; a resend gives them the same answer
+                # and keeps this one
+                return unavailable(error)
         return _response(
             200,
             {"resourceType": "Bundle", "type": f"{kind}-response", "entry": response_entries},

@@ -255,7 +255,11 @@ class WriteGuard:
         try:
             await self._intake().reject(receipt, origin, reason_code=code, principal=principal)
         except StorageUnavailable as error:
+            # a refusal is never the only trace of a message: not kept, so not refused
+            # either; the sender sends again
             log.error("ingest.refusal_not_recorded", code=code, error=str(error))
+            status, title, code, extra_headers = 503, "Temporarily unavailable", "unavailable", {}
+            detail = f"{error}. Send the request again."
         log.warning(
             "ingest.refused",
             status=status,

@@ -152,14 +152,13 @@ class Intake:
     async def _refuse(
         self, receipt: Receipt, refusals: Sequence[Refusal], principal: Principal, origin: str
     ) -> None:
-        """Keep the refused message with why, count it, and raise Forbidden."""
+        """Keep the refused message with why, count it, and raise Forbidden; raises
+        StorageUnavailable when it cannot be kept (the sender is then told to send again,
+        so that a refusal is never the only trace of a message)."""
         rejected = replace(receipt, outcome="rejected", reason=describe(refusals))
-        try:
-            await self.reject(
-                rejected, origin=origin, reason_code=refusals[0].code, principal=principal
-            )
-        except StorageUnavailable as error:  # the sender is told it is refused all the same
-            log.error("ingest.refusal_not_recorded", error=str(error))
+        await self.reject(
+            rejected, origin=origin, reason_code=refusals[0].code, principal=principal
+        )
         log.warning(
             "ingest.forbidden",
             channel=receipt.channel,

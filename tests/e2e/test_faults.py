@@ -312,3 +312,61 @@ async def test_poison_message_is_kept_and_dead_lettered_by_reference_and_the_res
         assert "raw_text" not in rejection
     finally:
         await connection.close()
+
+
+async def test_a_refusal_that_cannot_be_kept_is_answered_503_and_kept_when_sent_again(
+    tmp_path: Path, smtp_server: tuple[int, object]
+) -> None:
+    """A 4xx tells the sender not to send again; it is given only once the refused message
+    is kept, so a refusal is never the only trace of what was sent."""
+    folder = components.scratch_dir("vigil-test-refusal-outage-")
+    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
+    cluster.start()
+    await components.migrate(cluster.dsn)
+    key = await issue_api_key(cluster.dsn)
+    with components.tansu() as broker:
+        port = free_port()
+        env = service_env(
+            database_url=components.as_service_role(cluster.dsn),
+            kafka_bootstrap=broker.bootstrap,
+            smtp_port=smtp_server[0],
+            VIGIL_INGEST_PORT=str(port),
+        )
+        ingest = start_service("ingest", "ingest", port, env, tmp_path)
+        invalid = {"subject_id": "01-003", "loinc_code": "718-7", "value": "eight"}
+        fhir = {"resourceType": "Observation", "status": "final"}
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                cluster.stop()
+                during = [
+                    await c.post("/v1/lab-results", json=invalid, headers=key.headers),
+                    await c.post(
+                        "/fhir/r4/Observation",
+                        content=json.dumps(fhir),
+                        headers={**key.headers, "content-type": "application/fhir+json"},
+                    ),
+                    await c.post("/v1/lab-results", json=invalid),  # no key
+                ]
+                assert [r.status_code for r in during] == [503, 503, 503]
+
+                cluster.start()
+
+                async def refused_once_kept() -> int | None:
+                    answer = await c.post("/v1/lab-results", json=invalid, headers=key.headers)
+                    return None if answer.status_code == 503 else answer.status_code
+
+                status = await eventually(
+                    refused_once_kept, what="the refusal answered once it can be kept"
+                )
+            assert status == 422
+            connection = await asyncpg.connect(cluster.dsn)
+            try:
+                kept = await connection.fetchval(
+                    "SELECT count(*) FROM received_messages WHERE outcome = 'rejected'"
+                )
+            finally:
+                await connection.close()
+            assert kept == 1  # the resend, kept once it could be
+        finally:
+            ingest.stop()
+            cluster.stop()
