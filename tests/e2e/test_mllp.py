@@ -5,27 +5,16 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import hl7
-import hl7.mllp
 import pytest
 
 from services.notifier.domain.roster import SITE_ALERT_ROLES
 from tests.e2e.test_haemoglobin_alert import ROSTER, about
 from tests.support.mail import MailCatcher
+from tests.support.mllp import exchange
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def exchange(port: int, message: str) -> hl7.Message:
-    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", port)
-    try:
-        writer.writeblock(message.encode())
-        await writer.drain()
-        return hl7.parse((await reader.readblock()).decode())
-    finally:
-        writer.close()
 
 
 def adt(subject: str, control: str) -> str:

@@ -11,14 +11,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import hl7
-import hl7.mllp
 import httpx
 import pytest
 
 from tests.e2e.test_haemoglobin_alert import enrolment, haemoglobin
 from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.mail import MailCatcher
+from tests.support.mllp import exchange
 from tests.support.scrape import metric_value
 from tests.support.services import PrivateIngest, RunningServices, private_ingest
 from tests.support.studies import LOOPBACK, copy_studies
@@ -426,16 +425,6 @@ def three_sources(
         VIGIL_STUDY_DIR=str(copy_studies(folder / "studies", sources)),
     ) as ingest:
         yield ingest
-
-
-async def exchange(port: int, message: str) -> hl7.Message:
-    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", port)
-    try:
-        writer.writeblock(message.encode())
-        await writer.drain()
-        return hl7.parse((await reader.readblock()).decode())
-    finally:
-        writer.close()
 
 
 def oru(subject: str, control: str, value: str, status: str, facility: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hl7
+import hl7.mllp
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -97,6 +98,18 @@ class MllpClient:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), timeout=5)
+
+
+async def exchange(port: int, message: str) -> hl7.Message:
+    """One message over a new connection, with the hl7 package's own MLLP client (as a
+    laboratory's interface engine would send it); the parsed ACK."""
+    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", port)
+    try:
+        writer.writeblock(message.encode())
+        await writer.drain()
+        return hl7.parse((await reader.readblock()).decode())
+    finally:
+        writer.close()
 
 
 def ack_code(ack: hl7.Message) -> str:
