@@ -151,7 +151,8 @@ def _enrolment(item: Item, enrolment: Enrolment) -> Wire:
             "/fhir/r4/Patient",
             {
                 "resourceType": "Patient",
-                "identifier": [{"value": s.id}],
+                # the subject id comes only from the study's identifier system
+                "identifier": [{"system": f"urn:vigil:study:{STUDY}", "value": s.id}],
                 "gender": "female" if s.sex == "F" else "male",
                 "birthDate": s.birth_date.isoformat(),
                 "managingOrganization": {"reference": f"Organization/{s.site}"},
