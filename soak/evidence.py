@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ FACT_TYPES = {
     "org.vigil.medication.recorded.v1": ("med", "medication_id"),
 }
 SIGNAL_PREFIX = "org.vigil.safety_signal."
-REJECTED = "org.vigil.input.rejected.v1"
+REJECTED = "org.vigil.input.rejected.v1"  # carried the raw bytes
+REJECTED_V2 = "org.vigil.input.rejected.v2"  # refers to the receipt that keeps them
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,21 @@ async def read_database(dsn: str, study_dir: Path) -> Evidence:
                       payload_json
                FROM events
                WHERE type = ANY($1::text[]) OR type LIKE 'org.vigil.safety_signal.%'
-                  OR type = $2
+                  OR type = ANY($2::text[])
                ORDER BY position""",
             list(FACT_TYPES),
-            REJECTED,
+            [REJECTED, REJECTED_V2],
         )
+        # a version-2 rejection names its receipt; the raw text lives there
+        kept = {
+            row["receipt_id"]: bytes(row["raw"])
+            for row in await connection.fetch(
+                "SELECT receipt_id, raw FROM received_messages WHERE outcome = 'rejected'"
+            )
+        }
         facts: dict[FactKey, list[float]] = defaultdict(list)
         for row in rows:
-            _take(evidence, facts, rosters, row)
+            _take(evidence, facts, rosters, row, kept)
         evidence.facts = dict(facts)
         evidence.deliveries = [
             Delivery(
@@ -134,6 +143,7 @@ def _take(
     facts: dict[FactKey, list[float]],
     rosters: dict[str, Roster],
     row: asyncpg.Record,
+    kept: dict[uuid.UUID, bytes],
 ) -> None:
     event_type, at = row["type"], row["at"]
     payload = orjson.loads(row["payload_json"])
@@ -143,6 +153,10 @@ def _take(
     elif event_type == REJECTED:
         raw = base64.b64decode(payload["raw_base64"])
         evidence.rejected.setdefault(hashlib.sha256(raw).digest(), at)
+        evidence.rejected_texts.append(raw.decode("utf-8", errors="replace"))
+    elif event_type == REJECTED_V2:
+        evidence.rejected.setdefault(bytes.fromhex(payload["raw_sha256"]), at)
+        raw = kept.get(uuid.UUID(payload["receipt_id"]), b"")
         evidence.rejected_texts.append(raw.decode("utf-8", errors="replace"))
     else:
         kind = event_type.removeprefix(SIGNAL_PREFIX).rsplit(".", 1)[0]

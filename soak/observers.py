@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.events.dead_letters import ReceiptReference
 from shared.events.topics import (
     ADVERSE_EVENTS,
     DATA_QUALITY,
@@ -74,6 +75,15 @@ class Observed:
     positions: Sequence[PositionSample] = ()
     records: Sequence[TapRecord] = ()
     epochs: Sequence[Epoch] = ()
+
+
+def _raw(value: bytes) -> bytes:
+    """The SHA-256 of the raw message a record stands for: a dead letter that refers to
+    a kept receipt (the only kind Vigil publishes since InputRejected v2) names it; any
+    other record is its own raw."""
+    with contextlib.suppress(ValueError):  # pydantic's ValidationError is a ValueError
+        return bytes.fromhex(ReceiptReference.model_validate_json(value).raw_sha256)
+    return hashlib.sha256(value).digest()
 
 
 class PositionSampler:
@@ -190,6 +200,4 @@ class TopicTap:
             except (orjson.JSONDecodeError, KeyError):
                 event_id = None
         key = (epoch, tp.topic, tp.partition, offset)
-        self.records[key] = TapRecord(
-            epoch, tp.topic, tp.partition, offset, event_id, hashlib.sha256(value).digest()
-        )
+        self.records[key] = TapRecord(epoch, tp.topic, tp.partition, offset, event_id, _raw(value))
