@@ -17,8 +17,9 @@ missed.
   instance reads, the others skip.
 - **One transaction per round**, each event in a savepoint: the answers and the moved
   checkpoint commit together. An event the handlers cannot handle (not an outage) is
-  rolled back alone, recorded in the audit log (``ProjectionEventSkipped`` in the stream
-  ``projection-notifier.catch-up``), reported to the supervisor, and passed.
+  rolled back alone, recorded in the audit log as a projection's skipped event is
+  (``ProjectionEventSkipped`` in the stream ``projection-notifier.catch-up``), reported to
+  the supervisor, and passed.
 - **Cost.** A partial index holds only these event types (migration 0013), so a round
   reads what is new and nothing else.
 """
@@ -37,14 +38,12 @@ from services.notifier.adapters import signal_log
 from services.notifier.adapters.signal_log import LoggedCause
 from shared import metrics
 from shared.background import DrainLoop
-from shared.events import Envelope, wrap
-from shared.events.operations import ProjectionEventSkipped
-from shared.eventstore import NewEvent, append
-from shared.failures import OUTAGES, failure_summary, failure_traceback, is_outage
+from shared.events import Envelope
+from shared.failures import OUTAGES, is_outage
+from shared.projections import record_skipped
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
-SOURCE = "/vigil/notifier"
 
 
 def _readable(causes: Sequence[LoggedCause]) -> list[Envelope]:
@@ -136,39 +135,19 @@ class SignalCatchUp:
         except Exception as error:
             if is_outage(error):
                 raise
-            await self._skip(connection, cause, error, progress)
+            await record_skipped(
+                connection,
+                signal_log.CHECKPOINT,
+                cause.position,
+                cause.event_id,
+                cause.type,
+                error,
+                progress,
+            )
             return 0
         if progress is not None:
             progress.item_succeeded(item)
         return added
-
-    async def _skip(
-        self,
-        connection: asyncpg.Connection,
-        cause: LoggedCause,
-        error: Exception,
-        progress: Progress | None,
-    ) -> None:
-        """Record in the audit log that the catch-up went on without ``cause``."""
-        reason = failure_summary(error)
-        log.error(
-            "notifier.catch_up_skipped",
-            position=cause.position,
-            event_id=str(cause.event_id),
-            event_type=cause.type,
-            reason=reason,
-            traceback=failure_traceback(error),
-        )
-        skipped = ProjectionEventSkipped(
-            projection=signal_log.CHECKPOINT,
-            position=cause.position,
-            skipped_event_id=cause.event_id,
-            skipped_type=cause.type,
-            reason=reason,
-        )
-        await append(connection, [NewEvent(wrap(skipped, source=SOURCE))])
-        if progress is not None:
-            progress.item_failed(f"event {cause.position}", reason)
 
 
 async def sample_behind(pool: asyncpg.Pool) -> None:

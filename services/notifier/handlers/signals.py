@@ -5,9 +5,11 @@ and reopened, and for a result about a subject nobody enrolled.
 Every handler is idempotent: an event handled before (delivered twice by Kafka, or read
 again by the catch-up from the audit log, see ``services/notifier/catch_up.py``) finds its
 answer recorded and changes nothing, whatever happened to the signal since. Each checks
-first, without appending, so a replay takes no append lock; and each checks again after
-its append (``Appended.new``), so two instances handling the same event at the same
-moment answer it once (the second append waits for the first's commit and is a no-op).
+first, without appending, so a replay takes no append lock. A batch first holds the
+notifications of its signals (:func:`hold_notifications`), so two transactions (two
+instances, or the catch-up beside the Kafka consumer) never answer one signal at once and
+each check reads what the other committed; a handler still returns when its append turns
+out not to be new (``Appended.new``).
 """
 
 from __future__ import annotations
