@@ -29,9 +29,11 @@ from shared.events import (
 )
 
 CHECKPOINT = "notifier.catch-up"
-# Every event kind the notifier answers. Migration 0013 indexes exactly these types
-# (events_notifier_causes_idx): a kind added here needs a migration that adds it there.
-CAUSE_TYPES: tuple[str, ...] = tuple(
+# Every event the notifier answers: the signal events, and the data-quality issues it
+# tells the medical monitors about (the others, such as a missing input, it only reads).
+# Migration 0013 indexes exactly these (events_notifier_causes_idx): a kind added here
+# needs a migration that recreates the index with it.
+SIGNAL_TYPES: tuple[str, ...] = tuple(
     cls.event_type
     for cls in (
         SafetySignalRaised,
@@ -40,13 +42,25 @@ CAUSE_TYPES: tuple[str, ...] = tuple(
         SafetySignalResolved,
         SafetySignalReopened,
         SafetySignalRetracted,
-        DataQualityIssueRaised,
     )
 )
-# The types as a literal in the query, not a parameter: only then can the planner prove
-# that the query's condition implies the partial index's (the values are our constants).
-_TYPES_SQL = "(" + ", ".join(f"'{name}'" for name in CAUSE_TYPES) + ")"
-assert all("'" not in name for name in CAUSE_TYPES)
+ANSWERED_ISSUES: tuple[str, ...] = ("unknown-subject",)
+CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
+
+
+def _literal(values: tuple[str, ...]) -> str:
+    assert all(
+        value.replace(".", "").replace("_", "").replace("-", "").isalnum() for value in values
+    )  # our constants, nothing to quote
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+# As literals in the query, not parameters: only then can the planner prove that the
+# query's condition implies the partial index's (the same text as in migration 0013).
+CAUSES_SQL = (
+    f"(type IN {_literal(SIGNAL_TYPES)} OR (type = '{DataQualityIssueRaised.event_type}' "
+    f"AND payload ->> 'issue' IN {_literal(ANSWERED_ISSUES)}))"
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,7 @@ READ_CAUSES = f"""
     SELECT position, event_id, type, envelope_json, payload_json,
            recorded_at <= clock_timestamp() - make_interval(secs => $4) AS due
     FROM events
-    WHERE type IN {_TYPES_SQL} AND position > $1 AND position <= $2
+    WHERE {CAUSES_SQL} AND position > $1 AND position <= $2
     ORDER BY position
     LIMIT $3"""
 
@@ -145,7 +159,7 @@ async def behind(connection: asyncpg.Connection) -> Behind:
         f"""SELECT count(*) AS events,
                    extract(epoch FROM clock_timestamp() - min(recorded_at))::float8 AS age
             FROM events
-            WHERE type IN {_TYPES_SQL}
+            WHERE {CAUSES_SQL}
               AND position > coalesce((SELECT position FROM projection_checkpoints
                                        WHERE name = $1), 0)""",
         CHECKPOINT,
