@@ -174,6 +174,20 @@ ACKNOWLEDGEMENTS_OVERDUE = Gauge(
     "vigil_acknowledgements_overdue",
     "Signals past their acknowledgement deadline and not acknowledged.",
 )
+CATCH_UP_BEHIND_SECONDS = Gauge(
+    "vigil_notifier_catch_up_behind_seconds",
+    "Age of the oldest signal event of the audit log that the notifier's catch-up has not "
+    "read yet; 0 when none. Healthy: below the grace period plus one poll.",
+)
+CATCH_UP_PENDING_EVENTS = Gauge(
+    "vigil_notifier_catch_up_pending_events",
+    "Signal events of the audit log after the notifier's catch-up checkpoint.",
+)
+CATCH_UP_DELIVERIES = Counter(
+    "vigil_notifier_catch_up_deliveries_total",
+    "Deliveries the notifier's catch-up planned from the audit log because the Kafka fast "
+    "path had not: signal events the broker did not bring in time (or forgot).",
+)
 
 # supervised tasks (every service; see shared/supervision.py)
 TASK_UP = Gauge(

@@ -44,6 +44,40 @@ class Projection(Protocol):
     ) -> None: ...
 
 
+async def record_skipped(
+    connection: asyncpg.Connection,
+    follower: str,
+    position: int,
+    event_id: uuid.UUID,
+    event_type: str,
+    error: Exception,
+    progress: Progress | None,
+) -> None:
+    """Record in the audit log that a log follower (a projection, the notifier's
+    catch-up) went on without one event: ``ProjectionEventSkipped`` in the stream
+    ``projection-{follower}``, with the error's type and place (never its text), a log
+    line with the traceback, and a failed item for the supervisor."""
+    reason = failure_summary(error)
+    log.error(
+        "projection.event_skipped",
+        projection=follower,
+        position=position,
+        event_type=event_type,
+        reason=reason,
+        traceback=failure_traceback(error),
+    )
+    skipped = ProjectionEventSkipped(
+        projection=follower,
+        position=position,
+        skipped_event_id=event_id,
+        skipped_type=event_type,
+        reason=reason,
+    )
+    await append(connection, [NewEvent(wrap(skipped, source=SOURCE))])
+    if progress is not None:
+        progress.item_failed(f"event {position}", reason)
+
+
 class ProjectionRunner:
     """Feeds one projection in batches; the checkpoint moves in the same transaction.
 
@@ -140,26 +174,9 @@ class ProjectionRunner:
         error: Exception,
         progress: Progress | None,
     ) -> None:
-        """Record in the audit log that the read model goes on without ``event``."""
-        reason = failure_summary(error)
-        log.error(
-            "projection.event_skipped",
-            projection=self.name,
-            position=event.position,
-            event_type=event.type,
-            reason=reason,
-            traceback=failure_traceback(error),
+        await record_skipped(
+            connection, self.name, event.position, event.event_id, event.type, error, progress
         )
-        skipped = ProjectionEventSkipped(
-            projection=self.name,
-            position=event.position,
-            skipped_event_id=event.event_id,
-            skipped_type=event.type,
-            reason=reason,
-        )
-        await append(connection, [NewEvent(wrap(skipped, source=SOURCE))])
-        if progress is not None:
-            progress.item_failed(f"event {event.position}", reason)
 
     async def step(self, progress: Progress | None = None) -> int:
         """Apply the next batch; returns how many events it applied (0: caught up or busy).

@@ -291,6 +291,20 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="How often the notifier looks for passed deadlines and due digests.",
     )
+    notifier_catch_up_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How old a signal event in the audit log must be before the notifier's "
+        "catch-up answers it when Kafka has not: the fast path's head start.",
+    )
+    notifier_catch_up_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the notifier's catch-up reads the audit log for signal events "
+        "Kafka did not bring.",
+    )
     task_stuck_after_seconds: float = Field(
         default=120.0,
         gt=0,

@@ -1,4 +1,5 @@
-"""Composition root of the notifier: signal consumer, delivery worker, timers, HTTP API."""
+"""Composition root of the notifier: signal consumer, catch-up from the audit log, delivery
+worker, timers, HTTP API."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from services.notifier.ack_page import acknowledgement_page_router
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.api import acknowledgement_router
+from services.notifier.catch_up import SignalCatchUp, sample_behind
 from services.notifier.clock import Clock, SystemClock
 from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.digest import send_due_digests
@@ -148,6 +150,15 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 retryable=OUTAGES,
                 poll_seconds=settings.notifier_timer_poll_seconds,
             )
+            # Kafka is the fast path; the audit log is the record: what the broker never
+            # brought (it forgot, or the notifier was away) is read from there
+            catch_up = SignalCatchUp(
+                pool,
+                context,
+                grace_seconds=settings.notifier_catch_up_grace_seconds,
+                poll_seconds=settings.notifier_catch_up_poll_seconds,
+                on_planned=worker.wake,
+            )
             consumer = SignalConsumer(
                 pool, runtime.broker, context, group_id=GROUP_ID, on_planned=worker.wake
             )
@@ -172,9 +183,11 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 lag_sampler(subscriber, group=GROUP_ID),
                 functools.partial(sample_deliveries, pool),
                 functools.partial(handlers.sample_overdue, pool, context),
+                functools.partial(sample_behind, pool),
             ]
             supervisor.start("delivery-worker", worker.run)
             supervisor.start("timers", timer_loop.run)
+            supervisor.start("catch-up", catch_up.run)
             supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
             holder["runtime"] = runtime
             log.info("notifier.started", studies=sorted(rosters))

@@ -102,6 +102,7 @@ def test_every_vigil_metric_queried_is_defined() -> None:
         "VigilSignalUndelivered",
         "VigilTaskDown",
         "VigilProjectionDiverged",
+        "VigilNotifierCatchUpBehind",
     ],
 )
 def test_alert_is_shipped_with_a_measure_and_a_threshold(alert: str) -> None:

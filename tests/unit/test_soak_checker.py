@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from shared.events.dead_letters import ReceiptReference
+from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from soak.checker import Figures, check
 from soak.evidence import Delivery, Evidence, SignalEvent, VerifyResult
 from soak.faults import FaultRecord, Timeline
 from soak.mailbox import Mail
-from soak.observers import Epoch, Observed, PositionSample, TapRecord
+from soak.observers import Epoch, Observed, PositionSample, TapRecord, _raw_sha256
 from soak.stream import Ledger, Sent
 from soak.workload import HB, Episode, Item, Lab, Subject, Workload, fact_key
 
@@ -269,3 +272,13 @@ def test_a_failed_audit_verify_fails_the_run(run: Run) -> None:
     run.evidence.verify = VerifyResult(False, "chain broken at position 2")
 
     assert run.check().failures() == ["audit verify"]
+
+
+def test_a_dead_letter_that_refers_to_a_receipt_stands_for_the_raw_it_names() -> None:
+    raw = b"MSH|^~\\&|not really HL7"
+    reference = ReceiptReference.of(uuid.uuid4(), raw, "mllp").model_dump_json().encode()
+
+    assert _raw_sha256(DEAD_LETTERS, reference) == hashlib.sha256(raw).digest()
+    assert (
+        _raw_sha256(LAB_RESULTS, raw) == hashlib.sha256(raw).digest()
+    )  # any other record is its own raw

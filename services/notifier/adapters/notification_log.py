@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -23,6 +23,9 @@ from shared.events.notifications import (
 from shared.eventstore import Appended, NewEvent, append, read_stream, stored_ids
 
 SOURCE = "/vigil/notifier"
+# The class of the advisory locks that serialise the handling of one notification (the
+# two-key form: a lock space apart from the event store's append lock).
+NOTIFICATION_LOCK_CLASS = 7_345_013
 _TIMER_TYPES = [
     cls.event_type
     for cls in (
@@ -56,6 +59,25 @@ async def record(
         for event, event_id in zip(events, ids, strict=True)
     ]
     return await append(connection, [NewEvent(envelope) for envelope in envelopes])
+
+
+async def lock_notifications(
+    connection: asyncpg.Connection, notification_ids: Iterable[uuid.UUID]
+) -> None:
+    """Hold these notifications for the caller's transaction: another transaction that
+    handles one of them (a second notifier instance, the catch-up beside the Kafka
+    consumer) waits until this one commits, then reads what it recorded.
+
+    Every caller takes them all at once, in key order, before it appends anything (so
+    before the event store's append lock): two holders can never wait on each other.
+    Taking one again in the same transaction returns at once."""
+    keys = sorted({int.from_bytes(i.bytes[:4], "big", signed=True) for i in notification_ids})
+    if keys:
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock($1, key) FROM unnest($2::int[]) AS key",
+            NOTIFICATION_LOCK_CLASS,
+            keys,
+        )
 
 
 async def notification_events(

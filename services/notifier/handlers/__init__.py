@@ -19,7 +19,7 @@ from services.notifier.handlers.acknowledgements import (
 )
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import deliveries_for
-from services.notifier.handlers.signals import handle_signals
+from services.notifier.handlers.signals import handle_signals, hold_notifications
 from services.notifier.handlers.timers import escalate_due, sample_overdue
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "deliveries_for",
     "escalate_due",
     "handle_signals",
+    "hold_notifications",
     "notification_state",
     "review",
     "sample_overdue",

@@ -1,6 +1,16 @@
 """What the notifier does on each signal: record the answer in the signal's notification
 stream and plan who is told, from raised through escalated, amended, retracted, resolved
-and reopened, and for a result about a subject nobody enrolled."""
+and reopened, and for a result about a subject nobody enrolled.
+
+Every handler is idempotent: an event handled before (delivered twice by Kafka, or read
+again by the catch-up from the audit log, see ``services/notifier/catch_up.py``) finds its
+answer recorded and changes nothing, whatever happened to the signal since. Each checks
+first, without appending, so a replay takes no append lock. A batch first holds the
+notifications of its signals (:func:`hold_notifications`), so two transactions (two
+instances, or the catch-up beside the Kafka consumer) never answer one signal at once and
+each check reads what the other committed; a handler still returns when its append turns
+out not to be new (``Appended.new``).
+"""
 
 from __future__ import annotations
 
@@ -55,7 +65,11 @@ log = structlog.get_logger(__name__)
 async def handle_signals(
     connection: asyncpg.Connection, envelopes: Sequence[Envelope], context: NotifierContext
 ) -> int:
-    """Record and plan what a batch of signal events calls for; returns deliveries added."""
+    """Record and plan what a batch of signal events calls for; returns deliveries added.
+
+    The batch's notifications are held first (see :func:`hold_notifications`): call it
+    at the start of the transaction, or hold them yourself before anything is appended."""
+    await hold_notifications(connection, envelopes)
     added = 0
     for envelope in envelopes:
         payload = envelope.payload()
@@ -80,6 +94,25 @@ async def handle_signals(
     return added
 
 
+def notification_of(envelope: Envelope) -> uuid.UUID | None:
+    """The notification a signal event belongs to: its signal's, or for a data-quality
+    issue its own (None: an event that names no valid signal; its handler refuses it)."""
+    if envelope.type == DataQualityIssueRaised.event_type:
+        return envelope.id
+    try:
+        return uuid.UUID(str(envelope.data["signal_id"]))
+    except (KeyError, ValueError):
+        return None
+
+
+async def hold_notifications(connection: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+    """Hold the notifications these events belong to for the caller's transaction, so
+    that two transactions never answer the same signal at once (each handler's check of
+    what is recorded is then exact, whatever the two would record)."""
+    ids = [i for envelope in envelopes if (i := notification_of(envelope)) is not None]
+    await notification_log.lock_notifications(connection, ids)
+
+
 async def _raised(
     connection: asyncpg.Connection,
     envelope: Envelope,
@@ -87,10 +120,16 @@ async def _raised(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
+    if await notification_state(connection, signal.signal_id) is not None:
+        # opened before: by a redelivery, and perhaps withdrawn since (holding its digest
+        # items again would bring a withdrawn finding back into a digest)
+        return 0
     opened, planned, digest = open_notification(
         signal, raised_at=envelope.time, roster=roster, deadlines=context.deadlines
     )
-    await notification_log.record(connection, [opened], causation_id=envelope.id)
+    (appended,) = await notification_log.record(connection, [opened], causation_id=envelope.id)
+    if not appended.new:
+        return 0  # another instance opened it meanwhile
     content = MessageContent.model_validate(opened.message)
     if digest:
         now = context.clock.now()
@@ -127,7 +166,9 @@ async def _worsened(
         grade=signal.grade,
         acknowledge_by=envelope.time + timedelta(hours=hours),
     )
-    await notification_log.record(connection, [reissued], causation_id=envelope.id)
+    (appended,) = await notification_log.record(connection, [reissued], causation_id=envelope.id)
+    if not appended.new:
+        return 0  # another instance told it meanwhile
     value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
     deliveries = deliveries_for(
@@ -162,8 +203,8 @@ async def _withdrawn(
     context: NotifierContext,
 ) -> int:
     state = await notification_state(connection, signal.signal_id)
-    if state is None:
-        return 0
+    if state is None or state.withdrawn:
+        return 0  # never opened, or a redelivered retraction: handled with the first
     withdrawn = NotificationWithdrawn(
         study_id=signal.study_id,
         subject_id=signal.subject_id,
@@ -172,7 +213,7 @@ async def _withdrawn(
     )
     (appended,) = await notification_log.record(connection, [withdrawn], causation_id=envelope.id)
     if not appended.new:
-        return 0  # a redelivered retraction: handled with the first
+        return 0  # another instance withdrew it meanwhile
     await cancel_pending(connection, signal.signal_id)
     # a digest reader who never saw the finding needs no word that it was withdrawn
     seen = await digests.sent_to(connection, signal.signal_id)
@@ -207,9 +248,11 @@ async def _resolved(
         signal_id=signal.signal_id,
         reason=signal.reason,
     )
-    await notification_log.record(
+    (appended,) = await notification_log.record(
         connection, [resolved], event_ids=[event_id], causation_id=envelope.id
     )
+    if not appended.new:
+        return 0  # another instance answered it meanwhile
     content = state.content().with_kind("resolved", note=signal.reason)
     purpose = f"resolved-{state.resolutions + 1}"
     return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
@@ -235,9 +278,11 @@ async def _reopened(
         reason=signal.reason,
         acknowledge_by=acknowledge_by,
     )
-    await notification_log.record(
+    (appended,) = await notification_log.record(
         connection, [reopened], event_ids=[event_id], causation_id=envelope.id
     )
+    if not appended.new:
+        return 0  # another instance answered it meanwhile
     content = state.content().with_kind(
         "reopened", note=signal.reason, acknowledge_by=acknowledge_by
     )
@@ -252,6 +297,8 @@ async def _unknown_subject(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
+    if await notification_state(connection, envelope.id) is not None:
+        return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)
     monitors = roster.medical_monitors()
     opened = NotificationOpened(
@@ -268,7 +315,9 @@ async def _unknown_subject(
         acknowledge_by=None,
         message=content.model_dump(mode="json"),
     )
-    await notification_log.record(connection, [opened], causation_id=envelope.id)
+    (appended,) = await notification_log.record(connection, [opened], causation_id=envelope.id)
+    if not appended.new:
+        return 0
     return await plan_deliveries(
         connection, deliveries_for(monitors, content, "data-quality", context), context
     )

@@ -1,0 +1,176 @@
+"""The signal events of the audit log, as the notifier's catch-up reads them, and the
+catch-up's checkpoint.
+
+The checkpoint is a row of ``projection_checkpoints`` (the table every log follower keeps
+its position in): the catch-up locks it for a round, so of several notifier instances one
+reads and the others skip that round, and moves it in the transaction that handled what it
+read. Positions are gapless and become visible in order (the event store's append lock), so
+once a position is visible every position before it is too: the checkpoint never passes an
+event that a slower transaction would commit later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from shared.events import (
+    DataQualityIssueRaised,
+    Envelope,
+    SafetySignalAmended,
+    SafetySignalEscalated,
+    SafetySignalRaised,
+    SafetySignalReopened,
+    SafetySignalResolved,
+    SafetySignalRetracted,
+)
+
+CHECKPOINT = "notifier.catch-up"
+# Every event the notifier answers: the signal events, and the data-quality issues it
+# tells the medical monitors about (the others, such as a missing input, it only reads).
+# Migration 0013 indexes exactly these (events_notifier_causes_idx): a kind added here
+# needs a migration that recreates the index with it.
+SIGNAL_TYPES: tuple[str, ...] = tuple(
+    cls.event_type
+    for cls in (
+        SafetySignalRaised,
+        SafetySignalEscalated,
+        SafetySignalAmended,
+        SafetySignalResolved,
+        SafetySignalReopened,
+        SafetySignalRetracted,
+    )
+)
+ANSWERED_ISSUES: tuple[str, ...] = ("unknown-subject",)
+CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
+
+
+def _literal(values: tuple[str, ...]) -> str:
+    assert all(
+        value.replace(".", "").replace("_", "").replace("-", "").isalnum() for value in values
+    )  # our constants, nothing to quote
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+# As literals in the query, not parameters: only then can the planner prove that the
+# query's condition implies the partial index's (the same text as in migration 0013).
+CAUSES_SQL = (
+    f"(type IN {_literal(SIGNAL_TYPES)} OR (type = '{DataQualityIssueRaised.event_type}' "
+    f"AND payload ->> 'issue' IN {_literal(ANSWERED_ISSUES)}))"
+)
+
+
+@dataclass(frozen=True)
+class LoggedCause:
+    """One signal event as the audit log holds it; ``due``: older than the grace period."""
+
+    position: int
+    event_id: uuid.UUID
+    type: str
+    envelope_text: str
+    payload_text: str
+    due: bool
+
+    def envelope(self) -> Envelope:
+        """The event as the rules service published it (the same envelope, so the same
+        ``time`` and ids the fast path saw)."""
+        envelope = orjson.loads(self.envelope_text)
+        return Envelope.model_validate({**envelope, "data": orjson.loads(self.payload_text)})
+
+
+@dataclass(frozen=True)
+class Behind:
+    """How far the catch-up is behind the log: signal events after its checkpoint, and
+    the age of the oldest of them (None: none)."""
+
+    events: int
+    oldest_age_seconds: float | None
+
+
+async def lock_checkpoint(connection: asyncpg.Connection) -> int | None:
+    """The checkpoint, locked for the caller's transaction; None while another instance
+    holds it (that instance is reading: skip this round)."""
+    await connection.execute(
+        "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        CHECKPOINT,
+    )
+    position: int | None = await connection.fetchval(
+        "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED",
+        CHECKPOINT,
+    )
+    return position
+
+
+async def advance(connection: asyncpg.Connection, position: int) -> None:
+    """Move the checkpoint (the caller holds its lock)."""
+    await connection.execute(
+        "UPDATE projection_checkpoints SET position = $2, updated_at = clock_timestamp() "
+        "WHERE name = $1",
+        CHECKPOINT,
+        position,
+    )
+
+
+async def log_head(connection: asyncpg.Connection) -> int:
+    """The last position of the log (0: empty)."""
+    position: int = await connection.fetchval("SELECT coalesce(max(position), 0) FROM events")
+    return position
+
+
+# Signal events in (after, upto], oldest first, each with whether the grace has passed.
+READ_CAUSES = f"""
+    SELECT position, event_id, type, envelope_json, payload_json,
+           recorded_at <= clock_timestamp() - make_interval(secs => $4) AS due
+    FROM events
+    WHERE {CAUSES_SQL} AND position > $1 AND position <= $2
+    ORDER BY position
+    LIMIT $3"""
+
+
+async def read_causes(
+    connection: asyncpg.Connection,
+    *,
+    after: int,
+    upto: int,
+    limit: int,
+    grace_seconds: float,
+) -> list[LoggedCause]:
+    """Up to ``limit`` signal events in (``after``, ``upto``], in position order."""
+    rows = await connection.fetch(READ_CAUSES, after, upto, limit, float(grace_seconds))
+    return [
+        LoggedCause(
+            row["position"],
+            row["event_id"],
+            row["type"],
+            row["envelope_json"],
+            row["payload_json"],
+            row["due"],
+        )
+        for row in rows
+    ]
+
+
+async def behind(connection: asyncpg.Connection) -> Behind:
+    """Signal events after the checkpoint, and the age of the oldest."""
+    row = await connection.fetchrow(
+        f"""SELECT count(*) AS events,
+                   extract(epoch FROM clock_timestamp() - min(recorded_at))::float8 AS age
+            FROM events
+            WHERE {CAUSES_SQL}
+              AND position > coalesce((SELECT position FROM projection_checkpoints
+                                       WHERE name = $1), 0)""",
+        CHECKPOINT,
+    )
+    age: float | None = row["age"]
+    return Behind(row["events"], None if age is None else max(age, 0.0))
+
+
+async def checkpoint(connection: asyncpg.Connection) -> int:
+    """Where the catch-up is (0: it has not run yet)."""
+    position: int | None = await connection.fetchval(
+        "SELECT position FROM projection_checkpoints WHERE name = $1", CHECKPOINT
+    )
+    return position or 0
