@@ -8,11 +8,11 @@ from services.notifier.adapters.signal_log import ANSWERED_ISSUES, CAUSE_TYPES, 
 from services.notifier.handlers import signals
 from tests.support.services import REPO
 
-MIGRATION = REPO / "shared" / "db" / "migrations" / "0013_notifier_catch_up.sql"
+MIGRATION = REPO / "shared" / "db" / "migrations" / "0011_notifier_catch_up.sql"
 HANDLERS = REPO / "services" / "notifier" / "handlers" / "signals.py"
 
 
-def test_the_index_of_migration_0013_has_the_condition_the_catch_up_reads_with() -> None:
+def test_the_index_of_migration_0011_has_the_condition_the_catch_up_reads_with() -> None:
     sql = MIGRATION.read_text()
     index = sql[sql.index("CREATE INDEX events_notifier_causes_idx") :]
     predicate = index[index.index("WHERE") + len("WHERE") : index.rindex(";")]

@@ -281,4 +281,4 @@ def test_a_dead_letter_that_refers_to_a_receipt_stands_for_the_raw_it_names() ->
     assert _raw_sha256(DEAD_LETTERS, reference) == hashlib.sha256(raw).digest()
     assert (
         _raw_sha256(LAB_RESULTS, raw) == hashlib.sha256(raw).digest()
-    )  # any other record is its own raw
+    )
