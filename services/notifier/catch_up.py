@@ -20,7 +20,7 @@ missed.
   rolled back alone, recorded in the audit log as a projection's skipped event is
   (``ProjectionEventSkipped`` in the stream ``projection-notifier.catch-up``), reported to
   the supervisor, and passed.
-- **Cost.** A partial index holds only these event types (migration 0013), so a round
+- **Cost.** A partial index holds only these event types (migration 0011), so a round
   reads what is new and nothing else.
 """
 

@@ -31,7 +31,7 @@ from shared.events import (
 CHECKPOINT = "notifier.catch-up"
 # Every event the notifier answers: the signal events, and the data-quality issues it
 # tells the medical monitors about (the others, such as a missing input, it only reads).
-# Migration 0013 indexes exactly these (events_notifier_causes_idx): a kind added here
+# Migration 0011 indexes exactly these (events_notifier_causes_idx): a kind added here
 # needs a migration that recreates the index with it.
 SIGNAL_TYPES: tuple[str, ...] = tuple(
     cls.event_type
@@ -56,7 +56,7 @@ def _literal(values: tuple[str, ...]) -> str:
 
 
 # As literals in the query, not parameters: only then can the planner prove that the
-# query's condition implies the partial index's (the same text as in migration 0013).
+# query's condition implies the partial index's (the same text as in migration 0011).
 CAUSES_SQL = (
     f"(type IN {_literal(SIGNAL_TYPES)} OR (type = '{DataQualityIssueRaised.event_type}' "
     f"AND payload ->> 'issue' IN {_literal(ANSWERED_ISSUES)}))"
