@@ -97,7 +97,7 @@ def export(
     output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
 ) -> None:
     """Write a study's (or subject's) full history with hashes."""
-    from shared.eventstore.export import ExportFormat, write_export
+    from shared.eventstore.export import ExportFormat, ExportSummary, write_export
 
     if format_ not in ("jsonl", "csv"):
         typer.echo(f"--format must be jsonl or csv, not {format_!r}", err=True)
@@ -105,7 +105,7 @@ def export(
     fmt: ExportFormat = "csv" if format_ == "csv" else "jsonl"
     settings = VigilSettings()
 
-    async def run() -> int:
+    async def run() -> ExportSummary:
         connection = await _connect(settings)
         try:
             if output is None:
@@ -127,8 +127,17 @@ def export(
         finally:
             await connection.close()
 
-    count = asyncio.run(run())
-    typer.echo(f"exported {count} event(s)", err=True)
+    summary = asyncio.run(run())
+    typer.echo(f"exported {summary.count} event(s)", err=True)
+    if summary.altered:
+        # the export is complete (rows are selected by their hashed content), but the log
+        # was edited: say where, loudly
+        typer.echo(
+            f"WARNING: the audit log was altered: the study_id or subject_id columns of "
+            f"position(s) {', '.join(map(str, summary.altered))} differ from their hashed "
+            "envelope (exported as hashed); run `vigil audit verify`",
+            err=True,
+        )
 
 
 PROJECTIONS = ("subject_state",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -35,7 +36,7 @@ from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
 from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app
-from shared.kafka import make_broker, wait_for_topics
+from shared.kafka import ensure_topics, make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
@@ -87,6 +88,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         publisher = EventPublisher(
             make_broker(settings, client_id="vigil-ingest"),
             timeout=settings.kafka_publish_timeout_seconds,
+            ensure_topics=functools.partial(ensure_topics, settings),
         )
         with contextlib.suppress(BrokerUnavailable):
             await publisher.connect()

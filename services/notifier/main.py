@@ -13,7 +13,6 @@ import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
 
 from services.notifier import handlers
 from services.notifier.ack_page import acknowledgement_page_router
@@ -37,6 +36,7 @@ from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
+from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
@@ -168,16 +168,11 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 group_id=GROUP_ID,
                 batch=True,
                 auto_offset_reset="earliest",
-                ack_policy=AckPolicy.NACK_ON_ERROR,
+                # committed by the handler, bounded: see shared/kafka_commits.py
+                ack_policy=AckPolicy.MANUAL,
                 heartbeat_interval_ms=1000,
             )
-            consumer_progress = supervisor.watch("signal-consumer")
-
-            async def consume_signals(message: KafkaMessage) -> None:
-                with consumer_progress.step():
-                    await consumer(message)
-
-            subscriber(consume_signals)
+            subscriber(acknowledging(consumer, supervisor.watch("signal-consumer")))
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID),

@@ -13,7 +13,6 @@ import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
@@ -37,6 +36,7 @@ from shared.eventstore.anchors import record_anchor
 from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
+from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.settings import VigilSettings
@@ -148,7 +148,8 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 batch=True,
                 max_records=settings.rules_batch_max_records,
                 auto_offset_reset="earliest",
-                ack_policy=AckPolicy.NACK_ON_ERROR,
+                # committed by the handler, bounded: see shared/kafka_commits.py
+                ack_policy=AckPolicy.MANUAL,
                 heartbeat_interval_ms=1000,
                 # a result should not wait for a fuller batch or an idle poll: latency
                 fetch_max_wait_ms=100,
@@ -157,13 +158,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 # the handler reads the raw records itself: no JSON decoding of each body
                 decoder=undecoded,
             )
-            facts_progress = supervisor.watch("facts-consumer")
-
-            async def consume_facts(message: KafkaMessage) -> None:
-                with facts_progress.step():
-                    await facts(message)
-
-            subscriber(consume_facts)
+            subscriber(acknowledging(facts, supervisor.watch("facts-consumer")))
             positions.subscriber = subscriber
             await runtime.broker.start()
             sampled = [

@@ -59,7 +59,8 @@ class AuditResult:
                 f"{self.chain.last_position} hash {self.chain.last_hash.hex()}"
             )
         else:
-            out.append(f"chain BROKEN at position {self.chain.broken_at}: {self.chain.problem}")
+            where = "" if self.chain.broken_at is None else f" at position {self.chain.broken_at}"
+            out.append(f"chain BROKEN{where}: {self.chain.problem}")
         if self.latest_anchor is not None:
             out.append(
                 f"anchors: {self.anchors_checked} checked; latest at position "

@@ -3,6 +3,12 @@
 Each exported row carries what its hash covers (the jsonb texts exactly as stored, the
 times) and its previous hash, so every row can be checked on its own with
 ``row_hash_matches``, without access to Vigil or its database.
+
+Rows are selected by what their hashes cover: the study and subject their hashed envelope
+names (``HASHED_STUDY_SQL``, ``HASHED_SUBJECT_SQL``, indexed by migration 0012), and the
+exported ``study_id`` and ``subject_id`` are those too. So a row whose unhashed study_id or
+subject_id columns were edited is still exported with its subject; the export names such
+rows (``ExportSummary.altered``) for ``vigil audit verify`` to report.
 """
 
 from __future__ import annotations
@@ -10,28 +16,52 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
 import asyncpg
 
-from shared.eventstore.canonical import canonical_bytes, chain_hash, epoch_micros
+from shared.eventstore.canonical import (
+    HASHED_STUDY_SQL,
+    HASHED_SUBJECT_SQL,
+    canonical_bytes,
+    chain_hash,
+    epoch_micros,
+)
 from shared.eventstore.store import COLUMNS
 
 ExportFormat = Literal["jsonl", "csv"]
 # One field per stored column; the JSON texts are named without their ``_json`` suffix.
 FIELDS = tuple(column.removesuffix("_json") for column in COLUMNS)
+_HASHED = {"study_id": HASHED_STUDY_SQL, "subject_id": HASHED_SUBJECT_SQL}
 _SELECT = ", ".join(
-    f"{column}::text" if column == "event_id" else f"{column} AS {field}"
-    for column, field in zip(COLUMNS, FIELDS, strict=True)
+    [
+        f"{column}::text" if column == "event_id" else f"{_HASHED.get(column, column)} AS {field}"
+        for column, field in zip(COLUMNS, FIELDS, strict=True)
+    ]
+    + [
+        f"(study_id IS NOT DISTINCT FROM {HASHED_STUDY_SQL} AND subject_id IS NOT DISTINCT "
+        f"FROM {HASHED_SUBJECT_SQL}) AS columns_ok"
+    ]
 )
+
+
+@dataclass
+class ExportSummary:
+    """How many events an export holds, and the positions among them whose stored
+    study_id or subject_id columns differ from their hashed envelope (rows altered)."""
+
+    count: int = 0
+    altered: list[int] = field(default_factory=list)
 
 
 async def exported_rows(
     connection: asyncpg.Connection, *, study: str, subject: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
-    """The study's (or one subject's) events in position order, as flat records."""
-    condition = "study_id = $1" + (" AND subject_id = $2" if subject else "")
+    """The study's (or one subject's) events in position order, as flat records; each
+    record's ``columns_ok`` says whether its stored columns match its hashed envelope."""
+    condition = f"{HASHED_STUDY_SQL} = $1" + (f" AND {HASHED_SUBJECT_SQL} = $2" if subject else "")
     arguments: list[Any] = [study] + ([subject] if subject else [])
     query = f"SELECT {_SELECT} FROM events WHERE {condition} ORDER BY position"
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -76,19 +106,21 @@ async def write_export(
     study: str,
     subject: str | None = None,
     fmt: ExportFormat = "jsonl",
-) -> int:
-    """Write the export; returns how many events it holds."""
-    count = 0
+) -> ExportSummary:
+    """Write the export; returns how many events it holds and which were altered."""
+    summary = ExportSummary()
     writer = csv.DictWriter(out, fieldnames=FIELDS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
     async for record in exported_rows(connection, study=study, subject=subject):
+        if not record.pop("columns_ok"):
+            summary.altered.append(record["position"])
         if writer is not None:
             writer.writerow({k: "" if v is None else v for k, v in record.items()})
         else:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
+        summary.count += 1
+    return summary
 
 
 def read_export(lines: Iterable[str], fmt: ExportFormat) -> list[dict[str, Any]]:

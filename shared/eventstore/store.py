@@ -26,6 +26,7 @@ from shared.eventstore.canonical import (
     chain_hash,
     epoch_micros,
     json_text,
+    subject_columns,
 )
 from shared.metrics import timed_append
 
@@ -289,7 +290,7 @@ async def _append(
             payload_text=payload_text,
         )
         row_hash = chain_hash(prev_hash, canonical)
-        subject_id = envelope.subject.partition("/")[2] if envelope.subject else None
+        study_id, subject_id = subject_columns(envelope.study_id, envelope.subject)
         records.append(
             (
                 position,
@@ -298,7 +299,7 @@ async def _append(
                 version,
                 event_type,
                 version_number,
-                envelope.study_id,
+                study_id,
                 subject_id,
                 clinical_time,
                 recorded_at,

@@ -389,10 +389,11 @@ async def test_export_round_trips_and_each_row_checks_out(db: asyncpg.Connection
     await append(db, result("S0", "8.5", study="OTHER-STUDY"))
     out = io.StringIO()
 
-    count = await write_export(db, out, study="NCT05262686", fmt=fmt)  # type: ignore[arg-type]
+    summary = await write_export(db, out, study="NCT05262686", fmt=fmt)  # type: ignore[arg-type]
 
     rows = read_export(io.StringIO(out.getvalue()), fmt)  # type: ignore[arg-type]
-    assert count == len(rows) == 6
+    assert summary.count == len(rows) == 6
+    assert summary.altered == []
     assert all(row_hash_matches(row) for row in rows)
     stored = await eventstore.read_all(db)
     by_position = {e.position: e for e in stored}
@@ -402,7 +403,7 @@ async def test_export_round_trips_and_each_row_checks_out(db: asyncpg.Connection
         assert json.loads(row["payload"]) == event.payload
         assert row["hash"] == event.hash.hex()
     subject_only = io.StringIO()
-    assert await write_export(db, subject_only, study="NCT05262686", subject="S1") == 3
+    assert (await write_export(db, subject_only, study="NCT05262686", subject="S1")).count == 3
 
 
 def test_an_altered_exported_row_no_longer_checks_out() -> None:
@@ -460,3 +461,43 @@ async def test_appends_through_a_pool_and_by_several_connections_keep_versions_r
         assert (await verify_chain(pool)).ok
     finally:
         await pool.close()
+
+
+async def test_verify_accepts_every_subject_attribute_the_appender_derives_from(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    base = result("S1", "12.0")
+    odd = [base.model_copy(update={"id": uuid.uuid4(), "subject": s}) for s in ("x", "a/b/c")]
+    await append(db, base, *odd)
+
+    assert (await verify_chain(pool)).ok
+
+
+async def test_verify_finds_a_jsonb_column_no_longer_generated_from_the_hashed_text(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await append(db, result("S1", "12.0"), result("S1", "13.0"))
+    await tamper(
+        db,
+        "ALTER TABLE events ALTER COLUMN payload DROP EXPRESSION",
+        "UPDATE events SET payload = '{}' WHERE position = 1",
+    )
+
+    report = await verify_chain(pool)
+
+    assert not report.ok
+    assert report.problem is not None
+    assert "column payload" in report.problem
+
+
+async def test_verify_finds_a_row_moved_to_another_study(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await append(db, result("S1", "12.0"), result("S1", "13.0"))
+    await tamper(db, "UPDATE events SET study_id = 'OTHER' WHERE position = 2")
+
+    report = await verify_chain(pool)
+
+    assert report.broken_at == 2
+    assert report.problem is not None
+    assert "study_id or subject_id" in report.problem
