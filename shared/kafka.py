@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -16,6 +17,9 @@ from shared import metrics
 from shared.events.topics import ALL_TOPICS
 from shared.kafka_security import kafka_client_options, kafka_security
 from shared.settings import VigilSettings
+
+if TYPE_CHECKING:
+    from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 
@@ -105,12 +109,20 @@ async def wait_for_topics(settings: VigilSettings, *, timeout: float = 60.0) -> 
             delay = min(delay * 2, 5.0)
 
 
-def lag_sampler(subscriber: object, *, group: str) -> metrics.Sampler:
-    """A sampler that sets the consumer lag gauges of a started FastStream subscriber."""
+def lag_sampler(
+    subscriber: object, *, group: str, progress: Progress | None = None
+) -> metrics.Sampler:
+    """A sampler that sets the consumer lag gauges of a started FastStream subscriber.
+
+    With ``progress`` (the consumer's task), records waiting behind the committed offsets
+    count as work waiting: a consumer whose handler is never called again (a fetch or a
+    rebalance failing for ever) then turns stuck after the supervisor's stuck time, and
+    /readyz says so, instead of looking idle."""
 
     async def sample() -> None:
         consumer: metrics.LaggingConsumer | None = getattr(subscriber, "consumer", None)
-        await metrics.record_consumer_lag(group, consumer)
+        if await metrics.record_consumer_lag(group, consumer) and progress is not None:
+            progress.waiting()
 
     sample.__qualname__ = f"consumer_lag[{group}]"
     return sample

@@ -368,10 +368,11 @@ class LaggingConsumer(Protocol):
 _lag_series: dict[str, set[tuple[str, str]]] = {}
 
 
-async def record_consumer_lag(group: str, consumer: LaggingConsumer | None) -> None:
+async def record_consumer_lag(group: str, consumer: LaggingConsumer | None) -> int:
     """Set the lag of every partition assigned to ``consumer`` (None: not started, so
-    nothing is assigned); forget the partitions it no longer has."""
+    nothing is assigned); forget the partitions it no longer has. Returns the total lag."""
     seen: set[tuple[str, str]] = set()
+    total = 0
     if consumer is not None:
         for partition in list(consumer.assignment()):
             highwater = consumer.highwater(partition)
@@ -379,11 +380,14 @@ async def record_consumer_lag(group: str, consumer: LaggingConsumer | None) -> N
                 continue  # no fetch answered for it yet
             committed = await consumer.committed(partition) or 0
             labels = (str(partition.topic), str(partition.partition))
-            CONSUMER_LAG.labels(group, *labels).set(max(highwater - committed, 0))
+            lag = max(highwater - committed, 0)
+            CONSUMER_LAG.labels(group, *labels).set(lag)
+            total += lag
             seen.add(labels)
     for labels in _lag_series.get(group, set()) - seen:
         CONSUMER_LAG.remove(group, *labels)
     _lag_series[group] = seen
+    return total
 
 
 Sampler = Callable[[], Awaitable[None]]

@@ -172,10 +172,11 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 ack_policy=AckPolicy.MANUAL,
                 heartbeat_interval_ms=1000,
             )
-            subscriber(acknowledging(consumer, supervisor.watch("signal-consumer")))
+            consumer_progress = supervisor.watch("signal-consumer")
+            subscriber(acknowledging(consumer, consumer_progress))
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
-                lag_sampler(subscriber, group=GROUP_ID),
+                lag_sampler(subscriber, group=GROUP_ID, progress=consumer_progress),
                 functools.partial(sample_deliveries, pool),
                 functools.partial(handlers.sample_overdue, pool, context),
                 functools.partial(sample_behind, pool),

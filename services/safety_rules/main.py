@@ -158,12 +158,13 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 # the handler reads the raw records itself: no JSON decoding of each body
                 decoder=undecoded,
             )
-            subscriber(acknowledging(facts, supervisor.watch("facts-consumer")))
+            facts_progress = supervisor.watch("facts-consumer")
+            subscriber(acknowledging(facts, facts_progress))
             positions.subscriber = subscriber
             await runtime.broker.start()
             sampled = [
                 relay.sample_backlog,
-                lag_sampler(subscriber, group=GROUP_ID),
+                lag_sampler(subscriber, group=GROUP_ID, progress=facts_progress),
                 projector.sample_skipped,
             ]
             supervisor.start("outbox-relay", relay.run)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from shared.background import DrainLoop
 from shared.failures import failure_summary, failure_traceback, is_outage
+from shared.kafka import lag_sampler
 from shared.supervision import Progress, Supervisor
 from tests.support.waiting import eventually
+from tests.unit.test_metrics import FakeConsumer
 
 
 @pytest.fixture
@@ -181,6 +185,34 @@ async def test_a_watched_consumer_whose_batches_keep_failing_becomes_stuck(
     await eventually(
         lambda: asyncio.sleep(0, state(supervisor, "facts-consumer") == "running"), timeout=10
     )
+
+
+async def test_a_watched_consumer_never_called_while_records_wait_becomes_stuck(
+    supervisor: Supervisor,
+) -> None:
+    """A consumer whose handler is never called again (its fetches failing for ever) is
+    seen by its lag: records behind the committed offset are work waiting."""
+    progress = supervisor.watch("signal-consumer")
+    partition = TopicPartition("unit.signals", 0)
+    behind = FakeConsumer({partition: 7}, {partition: 3})
+    sample_lag = lag_sampler(
+        SimpleNamespace(consumer=behind), group="unit-stuck", progress=progress
+    )
+
+    await sample_lag()
+
+    await eventually(
+        lambda: asyncio.sleep(0, state(supervisor, "signal-consumer") == "stuck"), timeout=10
+    )
+    with progress.step():  # the handler runs again and commits
+        pass
+    await lag_sampler(
+        SimpleNamespace(consumer=FakeConsumer({partition: 7}, {partition: 7})),
+        group="unit-stuck",
+        progress=progress,
+    )()
+    await asyncio.sleep(0.6)  # twice the stuck time: caught up, nothing waits
+    assert state(supervisor, "signal-consumer") == "running"
 
 
 async def test_stop_cancels_and_awaits_every_task() -> None:
