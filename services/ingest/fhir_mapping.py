@@ -17,7 +17,12 @@ from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
 from services.ingest.fhir_issues import Issue, validation_issues
-from services.ingest.fhir_subjects import patient_subject, referenced_subject
+from services.ingest.fhir_subjects import (
+    LocalPatients,
+    contained_patients,
+    patient_subject,
+    referenced_subject,
+)
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     AdverseEventReported,
@@ -65,8 +70,10 @@ def observation_event(
     study_id: str,
     zone: tzinfo,
     identifiers: SubjectIdentifierSystem | None = None,
+    patients: LocalPatients | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
-    """A LabResultReported from an Observation, or the issues that prevent it."""
+    """A LabResultReported from an Observation, or the issues that prevent it;
+    ``patients`` are the Bundle's Patients its subject may reference."""
     try:
         observation = Observation.model_validate(resource)
     except ValidationError as error:
@@ -82,7 +89,8 @@ def observation_event(
             )
         )
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
-    subject = referenced_subject(observation.subject, "Observation", system, issues)
+    referable = {**(patients or {}), **contained_patients(resource)}
+    subject = referenced_subject(observation.subject, "Observation", system, issues, referable)
     collected = _moment(
         observation.effectiveDateTime
         or observation.effectiveInstant
@@ -258,6 +266,7 @@ def adverse_event_event(
     study_id: str,
     zone: tzinfo,
     identifiers: SubjectIdentifierSystem | None = None,
+    patients: LocalPatients | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
     """An AdverseEventReported from an R4 AdverseEvent (actuality ``actual`` only: a
     potential event is a near miss, not something that happened to the subject)."""
@@ -275,7 +284,8 @@ def adverse_event_event(
             )
         )
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
-    subject = referenced_subject(event.subject, "AdverseEvent", system, issues)
+    referable = {**(patients or {}), **contained_patients(resource)}
+    subject = referenced_subject(event.subject, "AdverseEvent", system, issues, referable)
     codings = list(event.event.coding or []) if event.event else []
     term = (event.event.text if event.event else None) or next(
         (c.display for c in codings if c.display), None

@@ -2,8 +2,9 @@
 
 Supports ORU^R01 (lab results, one PATIENT_RESULT group per patient) and ADT^A04/A08
 (register or update a subject), versions 2.3 to 2.5.1. A message is accepted whole or
-not at all: the original-mode ACK (AA/AE/AR) answers the message, not a group. Every problem names the segment, its position, the field and an HL7 table
-0357 error code, so the sender's ACK can point at it.
+not at all: the original-mode ACK (AA/AE/AR) answers the message, not a group. Every
+problem names the segment, its position, the field and an HL7 table 0357 error code, so
+the sender's ACK can point at it.
 """
 
 from __future__ import annotations
