@@ -16,6 +16,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from services.ingest.fhir_identity import bounded, observation_identity
 from services.ingest.fhir_issues import Issue, validation_issues
 from services.ingest.fhir_subjects import (
     LocalPatients,
@@ -105,10 +106,8 @@ def observation_event(
                 "the collection time (effectiveDateTime) is required",
             )
         )
-    identity = (
-        observation.identifier[0].value if observation.identifier else None
-    ) or observation.id
-    if not identity:
+    identity = observation_identity(observation)
+    if identity is None:
         issues.append(
             Issue(
                 "required",
@@ -155,7 +154,7 @@ def observation_event(
                 "value[x] must be Quantity, CodeableConcept, string or integer",
             )
         )
-    if issues:
+    if issues or identity is None:
         return None, issues
     ranges = observation.referenceRange or []
     first_range = ranges[0] if ranges else None
@@ -183,8 +182,8 @@ def observation_event(
                 "collected_at": collected,
                 "result_status": status,
                 "abnormal_flags": flags,
-                "source_message_id": f"fhir:Observation/{identity}"[:128],
-                "observation_key": f"fhir:Observation/{identity}"[:300],
+                "source_message_id": bounded(identity, 128),
+                "observation_key": bounded(identity, 300),
             }
         ), []
     except ValidationError as error:
