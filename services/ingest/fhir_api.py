@@ -23,6 +23,7 @@ from services.ingest.domain import events_for
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
 from services.ingest.fhir_refusals import forbidden_issues
+from services.ingest.fhir_subjects import LocalPatients, bundle_patients, contained_patients
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
@@ -73,37 +74,48 @@ def add_fhir_routes(
         (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
         return only
 
-    def named_study(resource: dict[str, Any]) -> str | None:
+    def named_study(resource: dict[str, Any], patients: LocalPatients) -> str | None:
         """The study a resource names by its subject's identifier system (a Patient's
-        identifier, an Observation's or AdverseEvent's subject identifier), if any."""
+        identifier, an Observation's or AdverseEvent's subject identifier, or that of the
+        Patient its subject references within the request), if any."""
         subject = resource.get("subject")
-        candidates = (
-            resource.get("identifier")
-            if resource.get("resourceType") == "Patient"
-            else [subject.get("identifier")]
-            if isinstance(subject, dict)
-            else []
-        )
+        candidates: Any = []
+        if resource.get("resourceType") == "Patient":
+            candidates = resource.get("identifier")
+        elif isinstance(subject, dict):
+            local = {**patients, **contained_patients(resource)}
+            referenced = local.get(str(subject.get("reference")))
+            candidates = [subject.get("identifier")]
+            if isinstance(referenced, dict) and isinstance(referenced.get("identifier"), list):
+                candidates += referenced["identifier"]
         for identifier in candidates if isinstance(candidates, list) else []:
             system = identifier.get("system") if isinstance(identifier, dict) else None
             if isinstance(system, str) and (study := systems.study_of_fhir_system(system)):
                 return study
         return None
 
-    def event_of(resource: Any, study: str) -> tuple[SubjectEvent | None, list[Issue]]:
+    def event_of(
+        resource: Any, study: str, patients: LocalPatients | None = None
+    ) -> tuple[SubjectEvent | None, list[Issue]]:
         """The resource's event, in the study it names by its identifier system, else in
-        ``study`` (the key's); the key must allow that study (Intake refuses it else)."""
+        ``study`` (the key's); the key must allow that study (Intake refuses it else).
+        ``patients`` are the Bundle's Patients a subject may reference."""
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
-        study = named_study(resource) or study
+        patients = patients or {}
+        study = named_study(resource, patients) or study
         system = systems.for_study(study)
         if kind == "Observation":
-            return observation_event(resource, study_id=study, zone=zone, identifiers=system)
+            return observation_event(
+                resource, study_id=study, zone=zone, identifiers=system, patients=patients
+            )
         if kind == "Patient":
             return patient_event(resource, study_id=study, identifiers=system)
         if kind == "AdverseEvent":
-            return adverse_event_event(resource, study_id=study, zone=zone, identifiers=system)
+            return adverse_event_event(
+                resource, study_id=study, zone=zone, identifiers=system, patients=patients
+            )
         return None, [
             Issue(
                 "not-supported",
@@ -260,10 +272,12 @@ def add_fhir_routes(
             return await reject(
                 receipt, [issue], path, principal, status=413, code="too-many-entries"
             )
+        patients = bundle_patients(entries)
         results = [
             event_of(
                 entry.get("resource") if isinstance(entry, dict) else None,
                 study_of(principal),
+                patients,
             )
             for entry in entries
         ]

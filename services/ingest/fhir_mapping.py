@@ -16,8 +16,14 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
+from services.ingest.fhir_identity import bounded, observation_identity
 from services.ingest.fhir_issues import Issue, validation_issues
-from services.ingest.fhir_subjects import patient_subject, referenced_subject
+from services.ingest.fhir_subjects import (
+    LocalPatients,
+    contained_patients,
+    patient_subject,
+    referenced_subject,
+)
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     AdverseEventReported,
@@ -65,8 +71,10 @@ def observation_event(
     study_id: str,
     zone: tzinfo,
     identifiers: SubjectIdentifierSystem | None = None,
+    patients: LocalPatients | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
-    """A LabResultReported from an Observation, or the issues that prevent it."""
+    """A LabResultReported from an Observation, or the issues that prevent it;
+    ``patients`` are the Bundle's Patients its subject may reference."""
     try:
         observation = Observation.model_validate(resource)
     except ValidationError as error:
@@ -82,7 +90,8 @@ def observation_event(
             )
         )
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
-    subject = referenced_subject(observation.subject, "Observation", system, issues)
+    referable = {**(patients or {}), **contained_patients(resource)}
+    subject = referenced_subject(observation.subject, "Observation", system, issues, referable)
     collected = _moment(
         observation.effectiveDateTime
         or observation.effectiveInstant
@@ -97,10 +106,8 @@ def observation_event(
                 "the collection time (effectiveDateTime) is required",
             )
         )
-    identity = (
-        observation.identifier[0].value if observation.identifier else None
-    ) or observation.id
-    if not identity:
+    identity = observation_identity(observation)
+    if identity is None:
         issues.append(
             Issue(
                 "required",
@@ -147,7 +154,7 @@ def observation_event(
                 "value[x] must be Quantity, CodeableConcept, string or integer",
             )
         )
-    if issues:
+    if issues or identity is None:
         return None, issues
     ranges = observation.referenceRange or []
     first_range = ranges[0] if ranges else None
@@ -175,8 +182,8 @@ def observation_event(
                 "collected_at": collected,
                 "result_status": status,
                 "abnormal_flags": flags,
-                "source_message_id": f"fhir:Observation/{identity}"[:128],
-                "observation_key": f"fhir:Observation/{identity}"[:300],
+                "source_message_id": bounded(identity, 128),
+                "observation_key": bounded(identity, 300),
             }
         ), []
     except ValidationError as error:
@@ -258,6 +265,7 @@ def adverse_event_event(
     study_id: str,
     zone: tzinfo,
     identifiers: SubjectIdentifierSystem | None = None,
+    patients: LocalPatients | None = None,
 ) -> tuple[SubjectEvent | None, list[Issue]]:
     """An AdverseEventReported from an R4 AdverseEvent (actuality ``actual`` only: a
     potential event is a near miss, not something that happened to the subject)."""
@@ -275,7 +283,8 @@ def adverse_event_event(
             )
         )
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
-    subject = referenced_subject(event.subject, "AdverseEvent", system, issues)
+    referable = {**(patients or {}), **contained_patients(resource)}
+    subject = referenced_subject(event.subject, "AdverseEvent", system, issues, referable)
     codings = list(event.event.coding or []) if event.event else []
     term = (event.event.text if event.event else None) or next(
         (c.display for c in codings if c.display), None

@@ -77,7 +77,9 @@ class LabResultIn(RequestModel):
         default=None,
         max_length=300,
         description="Send the same key with a corrected (result_status C) or cancelled "
-        "(X, D, W) result to supersede the earlier one; defaults to source_message_id.",
+        "(X, D, W) result to supersede the earlier one. Without it a result is known by "
+        "source_message_id, loinc_code (else local_system and local_code) and collected_at "
+        "together: a correction that changes the code or the time needs the key.",
     )
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ import functools
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -199,14 +199,23 @@ class LabResultReported(SubjectEvent):
         default=None,
         max_length=300,
         description="What stays the same when the lab corrects or cancels this result "
-        "(HL7: filler order, test code and sub-id; FHIR: the Observation's identity); the "
-        "source message id when not given.",
+        "(HL7: filler order, test code and sub-id; FHIR: the Observation's identifier, "
+        "system and value); when not given, the source message id with the analyte's "
+        "code and the collection time.",
     )
 
     @property
     def identity(self) -> str:
-        """The observation this result reports on, across corrections."""
-        return self.observation_key or self.source_message_id
+        """The observation this result reports on, across corrections: its
+        ``observation_key``, else its ``source_message_id`` with what tells one result of
+        a message from another (the analyte's code, LOINC else the sender's own, and the
+        collection time as an instant): a message's id alone would make its haemoglobin
+        and its platelets, or two serial samples, one observation."""
+        if self.observation_key:
+            return self.observation_key
+        code = self.loinc_code or f"{self.local_system or ''}|{self.local_code or ''}"
+        collected = self.collected_at.astimezone(UTC).isoformat()
+        return f"{self.source_message_id}|{code}|{collected}"
 
     @model_validator(mode="after")
     def _identified_and_valued(self) -> LabResultReported:

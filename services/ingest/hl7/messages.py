@@ -1,8 +1,10 @@
 """From an HL7 v2 message to Vigil events, or to the errors its ACK must name (pure).
 
-Supports ORU^R01 (lab results) and ADT^A04/A08 (register or update a subject), versions
-2.3 to 2.5.1. Every problem names the segment, its position, the field and an HL7 table
-0357 error code, so the sender's ACK can point at it.
+Supports ORU^R01 (lab results, one PATIENT_RESULT group per patient) and ADT^A04/A08
+(register or update a subject), versions 2.3 to 2.5.1. A message is accepted whole or
+not at all: the original-mode ACK (AA/AE/AR) answers the message, not a group. Every
+problem names the segment, its position, the field and an HL7 table 0357 error code, so
+the sender's ACK can point at it.
 """
 
 from __future__ import annotations
@@ -126,35 +128,52 @@ class _Reader:
             out.append((name, seen[name], segment))
         return out
 
-    def subject_id(self) -> str | None:
-        try:
-            pid = self.message.segment("PID")
-        except KeyError:
-            self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
-            return None
+    def subject_of(self, pid: hl7.Segment, sequence: int) -> str | None:
+        """The study subject id of one PID (its position among the message's PIDs), or
+        None with the problem recorded."""
         try:
             return study_subject_id(pid, self.authority)
         except SubjectIdMissing as error:
-            self.problem("PID", 1, 3, REQUIRED_FIELD_MISSING, str(error))
+            self.problem("PID", sequence, 3, REQUIRED_FIELD_MISSING, str(error))
         except SubjectIdInvalid as error:
-            self.problem("PID", 1, 3, DATA_TYPE_ERROR, str(error))
+            self.problem("PID", sequence, 3, DATA_TYPE_ERROR, str(error))
         return None
 
     def lab_results(self) -> list[SubjectEvent]:
-        subject = self.subject_id()
+        """Every OBX under the subject of its own PATIENT_RESULT group: ORU^R01 repeats
+        the group (PID, [PV1], then OBR and OBX segments) once per patient, so an OBX
+        belongs to the last PID before it. A group whose subject cannot be told fails
+        the whole message (the ACK is about the message), never the other groups'
+        results silently."""
+        segments = self.numbered()
+        has_pid = any(name == "PID" for name, _, _ in segments)
+        if not has_pid:
+            self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
         events: list[SubjectEvent] = []
+        subject: str | None = None
+        in_group = False
         obr_time, order = "", self.control_id
         obr_number = 0
-        for name, sequence, segment in self.numbered():
-            if name == "OBR":
+        for name, sequence, segment in segments:
+            if name == "PID":
+                subject, in_group = self.subject_of(segment, sequence), True
+            elif name == "OBR":
                 obr_number, obr_time = sequence, _get(segment, 7)
                 # the filler's order number survives a corrected resend; else the placer's
                 order = _get(segment, 3) or _get(segment, 2) or self.control_id
+                if has_pid and not in_group:
+                    self.problem(
+                        "OBR",
+                        sequence,
+                        0,
+                        REQUIRED_FIELD_MISSING,
+                        "an OBR comes before any PID: each patient's results follow its PID",
+                    )
             elif name == "OBX":
                 result = self.observation(sequence, segment, subject, obr_number, obr_time, order)
                 if result is not None:
                     events.append(result)
-        has_obx = any(name == "OBX" for name, _, _ in self.numbered())
+        has_obx = any(name == "OBX" for name, _, _ in segments)
         if not has_obx and not self.problems:
             self.problem("OBX", 1, 0, REQUIRED_FIELD_MISSING, "the message has no OBX segment")
         return events
@@ -299,9 +318,19 @@ class _Reader:
         return None
 
     def registration(self) -> list[SubjectEvent]:
-        subject = self.subject_id()
-        pid = self.message.segment("PID") if subject else None
-        if pid is None or subject is None:
+        """One subject from ADT^A04/A08, whose message structure has exactly one PID."""
+        pids = [segment for name, _, segment in self.numbered() if name == "PID"]
+        if not pids:
+            self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
+            return []
+        if len(pids) > 1:
+            self.problem(
+                "PID", 2, 0, APPLICATION_ERROR, "an ADT message registers one patient: one PID"
+            )
+            return []
+        pid = pids[0]
+        subject = self.subject_of(pid, 1)
+        if subject is None:
             return []
         birth_text, sex_code = _get(pid, 7), _get(pid, 8).upper()
         birth = None
