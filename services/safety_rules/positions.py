@@ -9,6 +9,8 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.owed_events import owed_events_due_now
+
 log = structlog.get_logger(__name__)
 RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
 
@@ -20,7 +22,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     commit, so they can lag (a crash in between) or be lost (a broker that forgot them).
     A stored position beyond the partition's end means the broker lost the log itself (a
     memory-only development broker restarted); the consumer then reads what the broker
-    has, and the event store drops what it already holds.
+    has, and the event store drops what it already holds, and every event ingest still
+    owes the audit log is made due for re-publishing at once (what the broker held of
+    them is gone; see shared/owed_events.py).
     """
 
     def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
@@ -55,6 +59,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("rules.stored_positions_unavailable", error=repr(error))
             return  # Kafka's committed offsets then; what was stored is dropped as a repeat
         stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        lost = False
         for partition in sorted(assigned):
             position = stored.get((partition.topic, partition.partition))
             if position is None:
@@ -68,5 +73,18 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                     stored=position,
                     end=end,
                 )
+                # one past the end is how the development broker answers a partition it
+                # kept whole at times; a real loss leaves the end well behind
+                lost = lost or position > end + 1
                 continue
             consumer.seek(partition, position)
+        if lost:
+            await self._redrive_owed()
+
+    async def _redrive_owed(self) -> None:
+        try:
+            moved = await owed_events_due_now(self._pool)
+        except RETRYABLE as error:
+            log.warning("rules.owed_events_not_brought_forward", error=repr(error))
+            return  # the re-drive's own back-off still brings them, later
+        log.warning("rules.owed_events_brought_forward", events=moved)

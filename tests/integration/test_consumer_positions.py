@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -89,3 +90,70 @@ async def test_a_stored_position_past_the_log_end_means_the_broker_lost_the_log(
 
     # read from what the broker has; the event store drops what it already holds
     assert await _first_offset(kafka_bootstrap, fresh_dsn, topic, group) == 0
+
+
+async def _owe_an_event(dsn: str, due_in: timedelta) -> uuid.UUID:
+    """An event ingest published and still owes the audit log, next checked in ``due_in``."""
+    receipt, event = uuid.uuid4(), uuid.uuid4()
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            """INSERT INTO received_messages
+                   (receipt_id, channel, source, raw, raw_sha256, outcome, event_ids)
+               VALUES ($1, 'http-json', 'unit', 'x', sha256('x'), 'accepted', ARRAY[$2::uuid])""",
+            receipt,
+            event,
+        )
+        await connection.execute(
+            """INSERT INTO ingest_outbox (event_id, receipt_id, topic, value, redrives,
+                                          next_check_at)
+               VALUES ($1, $2, 'vigil.lab-results.v1', 'x', 4,
+                       clock_timestamp() + $3::interval)""",
+            event,
+            receipt,
+            due_in,
+        )
+    finally:
+        await connection.close()
+    return event
+
+
+async def _due(dsn: str, event: uuid.UUID) -> bool:
+    connection = await asyncpg.connect(dsn)
+    try:
+        due: bool = await connection.fetchval(
+            "SELECT next_check_at <= clock_timestamp() FROM ingest_outbox WHERE event_id = $1",
+            event,
+        )
+    finally:
+        await connection.close()
+    return due
+
+
+async def test_a_lost_log_makes_every_event_ingest_owes_due_at_once(
+    kafka_bootstrap: str, fresh_dsn: str
+) -> None:
+    """What the broker held of the events not yet stored is gone: waiting out the
+    re-drive's back-off (meant for a slow consumer, up to half an hour) would only make
+    their alerts late (the soak found alerts 150 s late after a broker restart)."""
+    owed = await _owe_an_event(fresh_dsn, timedelta(minutes=16))
+    topic = await _topic_with(kafka_bootstrap, 3)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await _store(fresh_dsn, group, topic, 500)
+
+    await _first_offset(kafka_bootstrap, fresh_dsn, topic, group)
+
+    assert await _due(fresh_dsn, owed)
+
+
+async def test_a_log_kept_whole_leaves_the_re_drive_back_off_alone(
+    kafka_bootstrap: str, fresh_dsn: str
+) -> None:
+    owed = await _owe_an_event(fresh_dsn, timedelta(minutes=16))
+    topic = await _topic_with(kafka_bootstrap, 10)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await _store(fresh_dsn, group, topic, 6)
+
+    await _first_offset(kafka_bootstrap, fresh_dsn, topic, group)
+
+    assert not await _due(fresh_dsn, owed)
