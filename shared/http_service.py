@@ -24,6 +24,8 @@ from pydantic import SecretStr
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared import metrics
+from shared.http_server import ConnectionBounds, server_config
 from shared.json_input import decode
 from shared.settings import InsecureConfiguration, VigilSettings
 from shared.supervision import ReadinessCheck as ReadinessCheck  # re-exported: services use it
@@ -165,7 +167,10 @@ def service_app(
     return app
 
 
-async def serve_app(app: FastAPI, *, host: str, port: int) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+async def serve_app(app: FastAPI, settings: VigilSettings, *, port: int) -> None:
+    """Run ``app`` on ``settings.bind_host`` until SIGINT or SIGTERM, then shut down
+    gracefully; slow and surplus connections are closed (shared.http_server)."""
+    metrics.initialise_http_close_reasons()
+    bounds = ConnectionBounds.from_settings(settings)
+    config = server_config(app, host=settings.bind_host, port=port, bounds=bounds)
     await uvicorn.Server(config).serve()
