@@ -11,18 +11,22 @@ and /readyz stay open for probes and say nothing but the state and its reason.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import make_asgi_app
 from pydantic import SecretStr
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared import metrics
+from shared.http_server import ConnectionBounds, server_config
+from shared.json_input import decode
 from shared.settings import InsecureConfiguration, VigilSettings
 from shared.supervision import ReadinessCheck as ReadinessCheck  # re-exported: services use it
 from shared.supervision import Supervisor
@@ -82,6 +86,41 @@ def _tasks_report(supervisor: Supervisor) -> ASGIApp:
     return report
 
 
+class _JsonInput(Request):
+    """The request a route sees: its body read through the request the framework made (so
+    an exception handler, given that one, finds the body too), its JSON decoded by
+    :func:`shared.json_input.decode`."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request.scope, request.receive)
+        self._received = request
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        async for chunk in self._received.stream():
+            yield chunk
+
+    async def body(self) -> bytes:
+        return await self._received.body()
+
+    async def json(self) -> Any:
+        return decode(await self.body())
+
+
+class JsonInputRoute(APIRoute):
+    """A route whose JSON body is decoded by :func:`shared.json_input.decode`: a body
+    nested too deeply is invalid JSON (422), not a RecursionError for the framework to
+    answer 400 or 500. Every route of a :func:`service_app` is one; a router a service
+    includes says so itself (``APIRouter(route_class=JsonInputRoute)``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def decoded(request: Request) -> Response:
+            return await handler(_JsonInput(request))
+
+        return decoded
+
+
 def service_app(
     title: str,
     workers: Callable[[], AbstractAsyncContextManager[None]],
@@ -104,6 +143,7 @@ def service_app(
             yield
 
     app = FastAPI(title=title, lifespan=lifespan, **fastapi_options)
+    app.router.route_class = JsonInputRoute
     metrics_endpoint = OperatorEndpoint(make_asgi_app(), metrics_token, realm="metrics")
     # /metrics itself and anything below it, with no redirect an unauthenticated client
     # could follow
@@ -127,7 +167,10 @@ def service_app(
     return app
 
 
-async def serve_app(app: FastAPI, *, host: str, port: int) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, then shut down gracefully."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+async def serve_app(app: FastAPI, settings: VigilSettings, *, port: int) -> None:
+    """Run ``app`` on ``settings.bind_host`` until SIGINT or SIGTERM, then shut down
+    gracefully; slow and surplus connections are closed (shared.http_server)."""
+    metrics.initialise_http_close_reasons()
+    bounds = ConnectionBounds.from_settings(settings)
+    config = server_config(app, host=settings.bind_host, port=port, bounds=bounds)
     await uvicorn.Server(config).serve()

@@ -87,6 +87,13 @@ MLLP_CONNECTIONS_CLOSED = Counter(
     ["reason"],
 )
 MLLP_OPEN_CONNECTIONS = Gauge("vigil_mllp_open_connections", "MLLP connections open now.")
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "vigil_http_connections_closed_total",
+    "HTTP connections a service refused or closed itself, by reason (connection-cap, "
+    "header-timeout).",
+    ["reason"],
+)
+HTTP_CLOSE_REASONS = ("connection-cap", "header-timeout")
 MLLP_CLOSE_REASONS = (
     "peer-connection-cap",
     "tls-handshake-failed",
@@ -282,6 +289,18 @@ def record_ingest_rejected(message_format: str, reason: str) -> None:
 def record_mllp_connection_closed(reason: str) -> None:
     """Ingest refused or closed an MLLP connection; ``reason`` is one of MLLP_CLOSE_REASONS."""
     MLLP_CONNECTIONS_CLOSED.labels(reason=reason).inc()
+
+
+def record_http_connection_closed(reason: str) -> None:
+    """A service refused or closed an HTTP connection; ``reason`` is one of
+    HTTP_CLOSE_REASONS."""
+    HTTP_CONNECTIONS_CLOSED.labels(reason=reason).inc()
+
+
+def initialise_http_close_reasons() -> None:
+    """Export zero counts for every reason an HTTP connection is closed."""
+    for reason in HTTP_CLOSE_REASONS:
+        HTTP_CONNECTIONS_CLOSED.labels(reason=reason)
 
 
 def initialise_mllp_close_reasons() -> None:

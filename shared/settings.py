@@ -126,6 +126,17 @@ class VigilSettings(BaseSettings):
         default="NCT05262686", description="Study assigned to sources that do not name one."
     )
     bind_host: str = Field(default="127.0.0.1", description="Address the services listen on.")
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="An HTTP connection (every service's port) that has not sent a whole "
+        "request head this long after it opened, or after its last answer, is closed.",
+    )
+    http_max_connections: int = Field(
+        default=500,
+        ge=1,
+        description="Open HTTP connections one service holds at most; more are closed at once.",
+    )
     ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
     mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
     # MLLP trust and limits (services/ingest/mllp*.py); sources are in sources.yaml

@@ -30,6 +30,7 @@ from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope, SubjectEvent
+from shared.json_input import decode
 
 log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
@@ -136,7 +137,7 @@ def add_fhir_routes(
             outcome="accepted",
         )
         try:
-            return raw, json.loads(raw), receipt
+            return raw, decode(raw), receipt
         except ValueError:
             return raw, None, receipt
 

@@ -174,4 +174,4 @@ def build_app(settings: VigilSettings) -> FastAPI:
 async def serve(settings: VigilSettings) -> None:
     """Serve the HTTP API until stopped."""
     configure_logging(settings.log_level, service="ingest")
-    await serve_app(build_app(settings), host=settings.bind_host, port=settings.ingest_port)
+    await serve_app(build_app(settings), settings, port=settings.ingest_port)

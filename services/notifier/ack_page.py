@@ -27,6 +27,7 @@ from services.notifier import handlers
 from services.notifier.domain.links import InvalidLink
 from services.notifier.domain.messages import MessageContent
 from shared.events.notifications import Assessment
+from shared.http_service import JsonInputRoute
 
 ASSESSMENTS: dict[str, str] = {
     "clinically-significant": "Clinically significant",
@@ -134,7 +135,7 @@ def acknowledgement_page_router(
     pool: Callable[[], asyncpg.Pool], context: handlers.NotifierContext
 ) -> APIRouter:
     """``GET`` and ``POST /signals/{signal_id}/acknowledge``."""
-    router = APIRouter()
+    router = APIRouter(route_class=JsonInputRoute)
 
     @router.get("/signals/{signal_id}/acknowledge", response_class=HTMLResponse)
     async def form(signal_id: uuid.UUID, token: str = "") -> HTMLResponse:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.notifier import handlers
 from services.notifier.domain.links import MAX_TOKEN_LENGTH, InvalidLink
 from shared.events.notifications import Assessment
+from shared.http_service import JsonInputRoute
 
 PROBLEM = "application/problem+json"
 
@@ -68,7 +69,7 @@ def acknowledgement_router(
     pool: Callable[[], asyncpg.Pool], context: handlers.NotifierContext
 ) -> APIRouter:
     """``POST /v1/signals/{signal_id}/acknowledgements``."""
-    router = APIRouter()
+    router = APIRouter(route_class=JsonInputRoute)
 
     @router.post(
         "/v1/signals/{signal_id}/acknowledgements",

@@ -205,4 +205,4 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
 async def serve(settings: VigilSettings) -> None:
     """Run the notifier until stopped."""
     configure_logging(settings.log_level, service="notifier")
-    await serve_app(build_app(settings), host=settings.bind_host, port=settings.notifier_port)
+    await serve_app(build_app(settings), settings, port=settings.notifier_port)

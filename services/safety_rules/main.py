@@ -206,4 +206,4 @@ def build_app(settings: VigilSettings) -> FastAPI:
 async def serve(settings: VigilSettings) -> None:
     """Run the rules service until stopped."""
     configure_logging(settings.log_level, service="safety_rules")
-    await serve_app(build_app(settings), host=settings.bind_host, port=settings.rules_port)
+    await serve_app(build_app(settings), settings, port=settings.rules_port)

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
@@ -22,6 +24,8 @@ from shared.events.dead_letters import (
 from shared.events.topics import DEAD_LETTERS
 from shared.field_problems import explain
 from shared.rejections import KeptRejection, kept_record
+
+log = structlog.get_logger(__name__)
 
 SOURCE = "/vigil/safety-rules"
 UNKNOWN_TYPE = "its type names no known Vigil event type"
@@ -95,7 +99,11 @@ def invalid_event_reason(error: ValueError) -> str:
 
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected]]:
-    """Split records into valid events and rejects that name what is wrong."""
+    """Split records into valid events and rejects that name what is wrong.
+
+    Decoding a record depends on nothing but its bytes, so whatever it raises is that
+    record's fault: it is refused, and never fails the batch (which would be retried for
+    ever, stopping its partition)."""
     entries: list[Entry] = []
     rejected: list[Rejected] = []
     for record in records:
@@ -103,6 +111,11 @@ def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected
             entries.append(Entry(record, Envelope.from_json(record.value)))
         except ValueError as error:  # pydantic's ValidationError is one
             rejected.append(Rejected(record, invalid_event_reason(error)))
+        except Exception as error:  # see above; the type says what failed, never a value
+            what = type(error).__name__
+            log.warning("rules.undecodable_record", origin=record.origin, error=what)
+            reason = f"not a valid Vigil event: could not be decoded ({what})"
+            rejected.append(Rejected(record, reason))
     return entries, rejected
 
 

@@ -18,7 +18,6 @@ advance which event must reach the audit log.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events.payloads import EVENT_ID_NAMESPACE, InputRejected
+from shared.json_input import decode
 
 REASON = "vigil-reason"
 ORIGIN = "vigil-origin"
@@ -138,9 +138,11 @@ def kafka_receipt_id(origin: str, raw: bytes) -> uuid.UUID:
 
 def study_named_in(raw: bytes) -> str | None:
     """The study a rejected message names, when it is JSON that names one (a value that
-    is not a study id is not taken: the header must not carry free text)."""
+    is not a study id is not taken: the header must not carry free text). Whatever
+    ``raw`` holds (nesting too deep to decode included) the answer is a study or None: a
+    refusal's bookkeeping must never fail on what it refuses."""
     try:
-        document = json.loads(raw)
+        document = decode(raw)
     except ValueError:
         return None
     if not isinstance(document, dict):

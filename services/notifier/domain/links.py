@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.json_input import decode
+
 # How far ahead of this server's clock another instance's clock may run.
 CLOCK_SKEW = timedelta(minutes=5)
 # A longer token is not one this server issued; refused before any work is done on it.
@@ -151,7 +153,7 @@ def token_id(token: str) -> str:
 
 def _claims_of(key_id: str, encoded: str) -> LinkClaims:
     try:
-        body = json.loads(_unb64(encoded))
+        body = decode(_unb64(encoded))
         return LinkClaims(
             key_id=key_id,
             signal_id=uuid.UUID(body["s"]),

@@ -1,0 +1,51 @@
+"""The one way Vigil decodes JSON it receives: request bodies, FHIR resources, Kafka records
+a partner published, acknowledgement links, and the refused messages its bookkeeping reads
+again.
+
+Python's ``json`` module recurses once per nesting level and raises RecursionError past
+about a thousand: ten kilobytes of ``[`` are enough. That is neither invalid input (no
+handler expects it) nor an outage, so it escaped every refusal and became a 500, an MLLP
+"try again", or a Kafka batch retried for ever. pydantic-core's parser (the one pydantic
+validates JSON with) stops at a fixed depth of about 200 levels, far beneath Python's
+recursion limit, so whatever it returns can be walked, validated and encoded again
+without recursing too deep; deeper is invalid JSON, refused, kept and answered like a body
+cut short. It keeps integers exact, and refuses NaN and Infinity (RFC 8259 has neither),
+lone surrogate escapes and a byte order mark.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic_core import from_json
+
+# json.JSONDecodeError, a ValueError: FastAPI answers it as invalid JSON (422 json_invalid)
+JSONDecodeError = json.JSONDecodeError
+
+_WHERE = re.compile(r"at line (\d+) column (\d+)$")
+
+
+def decode(raw: bytes | bytearray | str) -> Any:
+    """The JSON value of ``raw``; JSONDecodeError (a ValueError) for anything that is not
+    JSON: bytes that are not UTF-8 and nesting deeper than the parser's bound included.
+    Never RecursionError."""
+    try:
+        return from_json(raw, allow_inf_nan=False)
+    except ValueError as error:
+        doc = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+        message = str(error)
+        raise JSONDecodeError(
+            _WHERE.sub("", message).strip(), doc, _position(doc, message)
+        ) from None
+
+
+def _position(doc: str, message: str) -> int:
+    """The character offset the parser's "at line L column C" names (0 when it names none)."""
+    found = _WHERE.search(message)
+    if found is None:
+        return 0
+    line, column = int(found[1]), int(found[2])
+    start = sum(len(text) + 1 for text in doc.split("\n")[: line - 1])
+    return max(0, min(len(doc), start + column - 1))

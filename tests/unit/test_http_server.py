@@ -1,0 +1,110 @@
+"""Every service's HTTP server bounds its connections: a request head must arrive in time
+(after the connection opens, and after each answer), and a service holds at most so many
+connections. A trivial app in uvicorn on loopback, through raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from shared.http_server import ConnectionBounds, server_config
+from tests.support.waiting import eventually
+from vigil.devstack.ports import free_port
+
+TIMEOUT = 0.4
+REQUEST = b"GET / HTTP/1.1\r\nHost: vigil\r\n\r\n"
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def serving(max_connections: int = 50) -> AsyncIterator[int]:
+    port = free_port()
+    bounds = ConnectionBounds(header_timeout=TIMEOUT, max_connections=max_connections)
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, bounds=bounds))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: asyncio.sleep(0, server.started), timeout=10, what="serving")
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+async def answer(connection: Connection) -> bytes:
+    reader, _ = connection
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        return head + await reader.readexactly(2)
+
+
+async def test_a_connection_that_sends_nothing_is_closed() -> None:
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_within(reader, TIMEOUT * 5)
+        writer.close()
+
+
+async def test_a_connection_that_sends_part_of_a_head_is_closed() -> None:
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: vigil\r\n")
+        assert await closed_within(reader, TIMEOUT * 5)
+        writer.close()
+
+
+async def test_a_whole_head_in_time_is_answered_however_long_its_body_takes() -> None:
+    async with serving() as port:
+        connection = await asyncio.open_connection("127.0.0.1", port)
+        connection[1].write(b"POST / HTTP/1.1\r\nHost: vigil\r\nContent-Length: 2\r\n\r\n")
+        await asyncio.sleep(TIMEOUT * 2)  # the body is the application's to bound
+        connection[1].write(b"{}")
+        assert (await answer(connection)).startswith(b"HTTP/1.1 200")
+        connection[1].close()
+
+
+async def test_the_next_request_on_a_kept_connection_has_the_same_time() -> None:
+    async with serving() as port:
+        connection = await asyncio.open_connection("127.0.0.1", port)
+        connection[1].write(REQUEST)
+        assert (await answer(connection)).startswith(b"HTTP/1.1 200")
+        connection[1].write(b"GET / HTTP/1.1\r\n")  # and no more
+        assert await closed_within(connection[0], TIMEOUT * 5)
+        connection[1].close()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+    async with serving(max_connections=2) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_within(reader, TIMEOUT / 2)
+        writer.close()
+        held[0][1].write(REQUEST)  # those held are served
+        assert (await answer(held[0])).startswith(b"HTTP/1.1 200")
+        for _, held_writer in held:
+            held_writer.close()
