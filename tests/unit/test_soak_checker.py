@@ -279,6 +279,4 @@ def test_a_dead_letter_that_refers_to_a_receipt_stands_for_the_raw_it_names() ->
     reference = ReceiptReference.of(uuid.uuid4(), raw, "mllp").model_dump_json().encode()
 
     assert _raw_sha256(DEAD_LETTERS, reference) == hashlib.sha256(raw).digest()
-    assert (
-        _raw_sha256(LAB_RESULTS, raw) == hashlib.sha256(raw).digest()
-    )
+    assert _raw_sha256(LAB_RESULTS, raw) == hashlib.sha256(raw).digest()
