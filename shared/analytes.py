@@ -47,9 +47,12 @@ class Analyte:
             multiply, divide = self._by_spelling[key]
         except KeyError:
             known = ", ".join([self.canonical_unit, *self.conversions])
+            # the unit is sender text: named only when it is one Vigil knows
+            given = known_unit(unit)
+            reported = f"in {given}" if given else "in a unit Vigil does not recognise"
             raise UnitNotConvertible(
-                f"{self.name} ({'/'.join(self.loinc_codes)}) reported in {unit!r}, which Vigil "
-                f"cannot convert to {self.canonical_unit}; convertible units: {known}"
+                f"{self.name} ({'/'.join(self.loinc_codes)}) reported {reported}, which "
+                f"Vigil cannot convert to {self.canonical_unit}; convertible units: {known}"
             ) from None
         return value * multiply / divide
 
@@ -125,6 +128,35 @@ ANALYTES: tuple[Analyte, ...] = (
 
 _BY_LOINC = {code: analyte for analyte in ANALYTES for code in analyte.loinc_codes}
 
+# What a message or a derived event says instead of a unit Vigil does not recognise: a
+# unit is sender text, and free text may carry anything, a name included.
+UNIT_NOT_RECOGNISED = "(unit not recognised)"
+# units Vigil's own rules give a derived value in, besides the catalogue's
+DERIVED_UNITS = ("x ULN", "mg/day", "%")
+_KNOWN_UNITS = {
+    normalise_unit(unit): unit
+    for unit in (
+        *DERIVED_UNITS,
+        *(a.canonical_unit for a in ANALYTES),
+        *(unit for a in ANALYTES for unit in a.conversions),
+    )
+}
+
+
+def known_unit(unit: str | None) -> str | None:
+    """The catalogue's spelling of ``unit`` when Vigil recognises it (``G/DL`` is
+    ``g/dL``), else None."""
+    return None if unit is None else _KNOWN_UNITS.get(normalise_unit(unit))
+
+
+def shown_unit(unit: str | None) -> str:
+    """``unit`` as a message or a derived event may show it: the catalogue's spelling of a
+    unit Vigil recognises, :data:`UNIT_NOT_RECOGNISED` for any other text, "" for none.
+    The unit as sent stays only in the reported result."""
+    if unit is None:
+        return ""
+    return known_unit(unit) or UNIT_NOT_RECOGNISED
+
 
 def analyte_for(loinc_code: str) -> Analyte | None:
     """The analyte with this LOINC code, or None when Vigil does not know it."""
@@ -164,6 +196,6 @@ def normalise_lab_result(
     except ValidationError:
         # the reported value is within bounds, its conversion is not (x 60 for ukat/L)
         return result, (
-            f"{analyte.name} ({result.loinc_code}) converted from {result.unit} to "
+            f"{analyte.name} ({result.loinc_code}) converted from {shown_unit(result.unit)} to "
             f"{analyte.canonical_unit} is outside the numbers Vigil can hold; kept as reported"
         )

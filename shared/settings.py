@@ -262,7 +262,10 @@ class VigilSettings(BaseSettings):
         description="STARTTLS on smtp:// URLs: when offered (auto), always (require), never.",
     )
     notifier_send_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="How long one SMTP or webhook attempt may take."
+        default=30.0,
+        gt=0,
+        description="How long one SMTP or webhook attempt may take in all, however slowly "
+        "the server answers; then it is a failed attempt, retried later.",
     )
     notifier_give_up_after_seconds: float = Field(
         default=900.0,

@@ -1,11 +1,16 @@
 """Sends due deliveries from the outbox, recording every attempt and outcome as an event.
 
-Per batch: (1) claim due deliveries and record ``DeliveryAttempted`` for each, commit;
-(2) send them side by side; (3) record each outcome as soon as it is known. A crash after
-a server accepted a message and before (3) commits leaves that delivery to be tried again
-once its lease runs out, with the same Message-ID / Idempotency-Key: that is the one
-window in which a person may get a message twice, and the stream then shows two attempts
-before one success.
+For each delivery: (1) claim it (with others that are due) and record
+``DeliveryAttempted``, commit; (2) send it, alongside the others in flight; (3) record
+its outcome as soon as it is known. A crash after a server accepted a message and before
+(3) commits leaves that delivery to be tried again once its lease runs out, with the same
+Message-ID / Idempotency-Key: that is the one window in which a person may get a message
+twice, and the stream then shows two attempts before one success.
+
+One slow delivery never holds up the others: each attempt has a deadline for the whole
+exchange (``send_timeout_seconds``; a server that answers slowly, byte by byte, does not
+restart it), after which it is a failed attempt retried later like any other; and the
+running worker claims more as soon as any send ends, never waiting for a whole batch.
 
 The outbox holds each message's facts and the claims of its links; the message is
 rendered here, just before it is sent, so no live token is ever stored. The same claims
@@ -101,7 +106,8 @@ class DeliveryWorker:
         links: LinkIssuer,
         retry_max_seconds: float,
         give_up_after_seconds: float,
-        lease_seconds: float = 60.0,
+        send_timeout_seconds: float = 30.0,
+        lease_seconds: float | None = None,
         batch_size: int = 20,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -111,28 +117,79 @@ class DeliveryWorker:
         self._links = links
         self._retry_max = retry_max_seconds
         self._give_up_after = give_up_after_seconds
-        self._lease = lease_seconds
+        # the lease outlives an attempt, so no other instance claims one in flight: a
+        # shorter lease given shortens the attempt's deadline
+        self._lease = lease_seconds or send_timeout_seconds * 2 + 5
+        self._send_timeout = min(send_timeout_seconds, self._lease / 2)
         self._batch_size = batch_size
         self._rng = rng
-        self._loop = DrainLoop("notifier.worker", self.send_due, retryable=OUTAGES)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._crashed: list[BaseException] = []
+        self._loop = DrainLoop("notifier.worker", self._claim_more, retryable=OUTAGES)
 
     def wake(self) -> None:
         """New deliveries were committed."""
         self._loop.wake()
 
     async def run(self, progress: Progress) -> None:
-        """Send until cancelled, reporting each batch to ``progress``."""
-        await self._loop.run(progress)
+        """Send until cancelled, reporting each claim to ``progress``: up to ``batch_size``
+        sends in flight, more claimed whenever one ends."""
+        try:
+            await self._loop.run(progress)
+        finally:  # stopped: what is in flight is tried again once its lease runs out
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._in_flight.clear()
+            self._crashed.clear()
+
+    async def _claim_more(self, progress: Progress) -> int:
+        """One step of the running worker: claim as many as there are free places and
+        start sending them without waiting. An outage met while recording an outcome
+        fails the next step (the loop backs off; that delivery waits for its lease)."""
+        if self._crashed:
+            error, *_ = self._crashed
+            self._crashed.clear()
+            raise error
+        free = self._batch_size - len(self._in_flight)
+        if free <= 0:
+            return 0  # woken again when a send ends
+        claimed, tried = await self._claim(free, progress)
+        for item in claimed:
+            task = asyncio.create_task(self._deliver(item, progress))
+            self._in_flight.add(task)
+            task.add_done_callback(self._ended)
+        return tried
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._crashed.append(error)
+        self._loop.wake()  # a place is free
 
     async def send_due(self, progress: Progress | None = None) -> int:
-        """Send one batch of due deliveries; returns how many were tried.
+        """Send one batch of due deliveries and wait for every outcome; returns how many
+        were tried.
 
-        Each delivery fails alone: one that cannot be read, built or sent is a failed
-        attempt with its reason (retried with back-off, so it is not first in line again,
-        then fallen back), and the others are sent all the same."""
+        Each delivery fails alone: one that cannot be read, built or sent, or is not sent
+        within the send timeout, is a failed attempt with its reason (retried with
+        back-off, so it is not first in line again, then fallen back), and the others are
+        sent all the same."""
+        claimed, tried = await self._claim(self._batch_size, progress)
+        outcomes = await asyncio.gather(
+            *(self._deliver(c, progress) for c in claimed), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # an outage while recording: the step is retried after the lease
+        return tried
+
+    async def _claim(self, limit: int, progress: Progress | None) -> tuple[list[Claimed], int]:
+        """Up to ``limit`` due deliveries, each attempt recorded; the unreadable ones are
+        recorded as failed here. Returns the sendable ones and how many were claimed."""
         async with self._pool.acquire() as connection, connection.transaction():
             claimed, unreadable = await outbox.claim_due(
-                connection, self._batch_size, lease_seconds=self._lease
+                connection, limit, lease_seconds=self._lease
             )
             attempts = [
                 DeliveryAttempted(
@@ -143,13 +200,7 @@ class DeliveryWorker:
             await notification_log.record(connection, attempts)
         for item in unreadable:
             await self._unreadable(item, progress)
-        outcomes = await asyncio.gather(
-            *(self._deliver(c, progress) for c in claimed), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome  # an outage while recording: the step is retried after the lease
-        return len(claimed) + len(unreadable)
+        return claimed, len(claimed) + len(unreadable)
 
     async def _deliver(self, item: Claimed, progress: Progress | None) -> None:
         """Send one, and record its outcome at once: the repeat window after a crash is
@@ -185,8 +236,17 @@ class DeliveryWorker:
         sender = self._senders.get(item.delivery.channel)
         if sender is None:
             return LookupError(f"no sender for channel {item.delivery.channel!r}")
+        deadline = asyncio.timeout(self._send_timeout)
         try:
-            return await sender.send(item.delivery.render(self._links.url))
+            async with deadline:
+                return await sender.send(item.delivery.render(self._links.url))
+        except TimeoutError as error:
+            if deadline.expired():
+                return TimeoutError(
+                    f"the attempt did not end within {self._send_timeout:g} s "
+                    "(VIGIL_NOTIFIER_SEND_TIMEOUT_SECONDS) and was abandoned"
+                )
+            return error
         except SEND_ERRORS as error:
             return error
         except Exception as error:

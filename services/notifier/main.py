@@ -134,7 +134,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 links=context.links,
                 retry_max_seconds=settings.notifier_retry_max_seconds,
                 give_up_after_seconds=settings.notifier_give_up_after_seconds,
-                lease_seconds=settings.notifier_send_timeout_seconds * 2 + 5,
+                send_timeout_seconds=settings.notifier_send_timeout_seconds,
             )
 
             async def timers(progress: Progress) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import asyncpg
@@ -12,6 +14,7 @@ from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Role, Roster
+from shared.supervision import Supervisor
 from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
 from tests.support.notifier import (
     CrashAfterSend,
@@ -23,7 +26,8 @@ from tests.support.notifier import (
     signal_of,
     stream_types,
 )
-from tests.support.webhook import webhook_receiver
+from tests.support.waiting import eventually
+from tests.support.webhook import trickling_receiver, webhook_receiver
 from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -75,6 +79,58 @@ async def test_one_message_per_person_and_channel_even_when_the_signal_comes_twi
         async with pool.acquire() as connection:
             types = await stream_types(connection, signal_id)
         assert types == ["opened"] + ["delivery_attempted"] * 2 + ["delivery_succeeded"] * 2
+    finally:
+        controller.stop()
+
+
+async def test_a_trickling_webhook_is_a_failed_attempt_and_holds_up_no_other_delivery(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each attempt has a deadline for the whole exchange, not for each read; the running
+    worker sends other deliveries while one is in flight, and a timed-out attempt is a
+    failed one, retried later."""
+    port = free_port()
+    controller, mailbox = start_smtp_server(port)
+    try:
+        async with trickling_receiver() as (url, hits), Supervisor("test") as supervisor:
+            ctx = context(roster(primary_channels=[{"webhook": url}]))
+            senders: dict[str, Sender] = {
+                "email": SmtpSender(f"smtp://127.0.0.1:{port}", "v@x.org"),
+                "webhook": WebhookSender(WEBHOOK_SECRET, timeout=30),
+            }
+            send = DeliveryWorker(
+                pool,
+                senders,
+                rosters=ctx.rosters,
+                links=ctx.links,
+                retry_max_seconds=60,
+                give_up_after_seconds=ctx.give_up_after_seconds,
+                send_timeout_seconds=4,
+            )
+            hooked = raised("S1")  # pi1 by the webhook, sub1 by e-mail
+            await plan(pool, ctx, hooked)
+            started = time.monotonic()
+            supervisor.start("delivery-worker", send.run)
+            await eventually(lambda: asyncio.sleep(0, bool(hits)), timeout=10, what="webhook hit")
+            await plan(pool, ctx, raised("S2"))  # pi2, by e-mail, planned after
+            send.wake()
+            await asyncio.to_thread(
+                mailbox.wait_for, lambda m: m.envelope_to == ["pi2@x.org"], timeout=3
+            )  # while the webhook still trickles
+
+            async def failed() -> str | None:
+                error: str | None = await pool.fetchval(
+                    "SELECT last_error FROM deliveries WHERE channel = 'webhook'"
+                )
+                return error
+
+            error = await eventually(failed, timeout=10, what="the webhook attempt failed")
+            assert "did not end within 4 s" in error
+            assert time.monotonic() - started < 10
+            row = await pool.fetchrow(
+                "SELECT status, attempts FROM deliveries WHERE channel = 'webhook'"
+            )
+            assert (row["status"], row["attempts"]) == ("pending", 1)  # retried later
     finally:
         controller.stop()
 

@@ -82,3 +82,32 @@ async def webhook_receiver(secret: bytes) -> AsyncIterator[WebhookReceiver]:
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def trickling_receiver() -> AsyncIterator[tuple[str, list[float]]]:
+    """A receiver that answers 200 at once and then sends its body one byte a second, for
+    ever: each read is quick, the answer never ends. Yields its URL and the (monotonic)
+    time of each request."""
+    hits: list[float] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(time.monotonic())
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while True:
+                writer.write(b"1\r\n \r\n")
+                await writer.drain()
+                await asyncio.sleep(1)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(answer, "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}/hook", hits
+    finally:
+        server.close()

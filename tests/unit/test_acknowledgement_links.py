@@ -80,6 +80,36 @@ def test_altered_malformed_or_unknown_key_tokens_are_refused(mutate: Any, reason
         ISSUER.verify(mutate(token), SIGNAL, T0)
 
 
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _flip_unused_bits(token: str, bits: int) -> str:
+    """The same signature bytes spelt otherwise: a 32-byte HMAC is 43 base64url characters,
+    the last of which carries 2 bits that decoders ignore."""
+    return token[:-1] + _B64URL[_B64URL.index(token[-1]) ^ bits]
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda t: _flip_unused_bits(t, 1),
+        lambda t: _flip_unused_bits(t, 2),
+        lambda t: _flip_unused_bits(t, 3),
+        lambda t: t + "=",
+        lambda t: t + "==",
+        lambda t: t[:-4] + "\n" + t[-4:],  # a character a lenient decoder skips
+        lambda t: t[:-4] + "!" + t[-4:],
+    ],
+)
+def test_a_link_is_accepted_only_as_it_was_issued_never_spelt_otherwise(respell: Any) -> None:
+    """Each spelling of one signature would otherwise be another link, and record another
+    assessment: refused with the same answer as an altered signature."""
+    token = sign(ACTIVE, claims())
+    assert ISSUER.verify(token, SIGNAL, T0).token_id == token_id(token)
+    with pytest.raises(InvalidLink, match="does not match"):
+        ISSUER.verify(respell(token), SIGNAL, T0)
+
+
 def test_a_token_signed_with_another_secret_under_a_known_key_id_is_refused() -> None:
     forged = sign(LinkKey(ACTIVE.key_id, b"x" * 32), claims())
     with pytest.raises(InvalidLink, match="does not match"):

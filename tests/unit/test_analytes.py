@@ -2,7 +2,14 @@ from decimal import Decimal
 
 import pytest
 
-from shared.analytes import UnitNotConvertible, analyte_for, normalise_unit
+from shared.analytes import (
+    UNIT_NOT_RECOGNISED,
+    UnitNotConvertible,
+    analyte_for,
+    known_unit,
+    normalise_unit,
+    shown_unit,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,8 +55,38 @@ def test_unconvertible_unit_names_analyte_unit_and_alternatives() -> None:
         analyte.to_canonical(Decimal(9), "%")
     message = str(raised.value)
     assert "haemoglobin" in message
-    assert "'%'" in message
+    assert "reported in %," in message  # a unit Vigil recognises, named
     assert "g/L" in message
+
+
+def test_an_unrecognised_unit_is_not_quoted_in_the_problem() -> None:
+    """A unit is sender text: the problem says it was not recognised, not what it was."""
+    analyte = analyte_for("718-7")
+    assert analyte is not None
+    with pytest.raises(UnitNotConvertible) as raised:
+        analyte.to_canonical(Decimal(9), "Quarrington")
+    message = str(raised.value)
+    assert "Quarrington" not in message
+    assert "a unit Vigil does not recognise" in message
+    assert "g/L" in message
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("g/dL", "g/dL"),
+        ("G/DL", "g/dL"),  # the catalogue's spelling, not the sender's
+        ("x10^9/L", "10*9/L"),
+        ("µmol/L", "umol/L"),
+        ("x ULN", "x ULN"),
+        ("Quarrington1234", UNIT_NOT_RECOGNISED),
+        ("g/dL Mr Smith", UNIT_NOT_RECOGNISED),
+        (None, ""),
+    ],
+)
+def test_only_a_unit_vigil_recognises_is_shown(sent: str | None, shown: str) -> None:
+    assert shown_unit(sent) == shown
+    assert known_unit(sent) == (shown if shown not in ("", UNIT_NOT_RECOGNISED) else None)
 
 
 def test_unknown_loinc_is_none() -> None:

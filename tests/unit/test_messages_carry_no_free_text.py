@@ -1,5 +1,6 @@
-"""Signals and the messages made of them name an adverse event in Vigil's words, never by
-the site's verbatim term; a lab alert keeps everything a reader needs."""
+"""Signals, data-quality issues and the messages made of them name an adverse event in
+Vigil's words, never by the site's verbatim term, and never copy a result's sender text (its
+unit, its analyte as sent, its value as text); a lab alert keeps everything a reader needs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services.ingest.domain import events_for
 from services.notifier.domain.messages import (
     MessageContent,
     Rendered,
@@ -19,7 +21,8 @@ from services.notifier.domain.messages import (
 )
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
-from shared.events import SafetySignalRaised, SignalEvent
+from shared.analytes import UNIT_NOT_RECOGNISED
+from shared.events import LabResultReported, SafetySignalRaised, SignalEvent
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO
 
@@ -28,13 +31,26 @@ TERM = "Fell outside 12 Qxelmstreet Road, taken to hospital by Quentin Marrowfie
 LINK = "https://vigil.example.org/signals/x/acknowledge?token=t"
 
 
-def signals_for(*specs: dict[str, Any]) -> list[SafetySignalRaised]:
+UNIT = "Quarrington1234"  # a name, sent where a unit goes
+TEXT = "Patient Quentin Marrowfield, ward 4"
+
+
+def derived_for(*facts: Any) -> tuple[list[SafetySignalRaised], list[str]]:
+    """The signals the rules raise on ``facts`` (specs or payloads), and every derived
+    event (signals and data-quality issues) as JSON."""
     store = InMemoryRulesStore()
-    batches = [[fact({"enrol": {}}, "01-003")], [fact(spec, "01-003") for spec in specs]]
+    chosen = [f if isinstance(f, LabResultReported) else fact(f, "01-003") for f in facts]
+    batches = [[fact({"enrol": {}}, "01-003")], chosen]
     outcomes = asyncio.run(run_batches(store, batches, PACK))
+    derived = [e.payload() for o in outcomes for e in (*o.signals, *o.data_quality)]
     events = [e.payload() for o in outcomes for e in o.signals]
     assert all(isinstance(e, SignalEvent) for e in events)
-    return [e for e in events if isinstance(e, SafetySignalRaised)]
+    raised = [e for e in events if isinstance(e, SafetySignalRaised)]
+    return raised, [e.model_dump_json() for e in derived]
+
+
+def signals_for(*specs: dict[str, Any]) -> list[SafetySignalRaised]:
+    return derived_for(*specs)[0]
 
 
 def rendered(signal: SafetySignalRaised) -> str:
@@ -131,3 +147,65 @@ def test_adverse_event_labels_use_only_vigil_s_vocabularies(
     arguments: dict[str, Any], label: str
 ) -> None:
     assert adverse_event_label(**arguments) == label
+
+
+def test_a_unit_vigil_does_not_recognise_reaches_no_signal_and_no_message() -> None:
+    """ALT at 6 x ULN fires whatever the unit; the alert shows a fixed phrase instead."""
+    alt = {"lab": {"loinc": "1742-6", "value": "250", "unit": UNIT, "ref": "0-40"}}
+    signals, derived = derived_for(alt)
+    assert signals, "ALT at 6 x ULN raises a signal"
+    assert not [d for d in derived if "Quarrington" in d]
+    for signal in signals:
+        text = rendered(signal)
+        assert "Quarrington" not in text
+    (shown,) = [rendered(s) for s in signals if s.observed_unit == UNIT_NOT_RECOGNISED][:1]
+    assert f"250 {UNIT_NOT_RECOGNISED}" in shown
+
+
+def test_a_unit_vigil_recognises_is_shown_in_the_catalogue_s_spelling() -> None:
+    hb = {"lab": {"loinc": "718-7", "value": "8.6", "unit": "G/DL", "ref": "12-16"}}
+    (signal,) = [s for s in signals_for(hb) if s.rule_id == "anaemia-hb-le-9"]
+    assert "8.6 g/dL" in rendered(signal)
+
+
+def test_a_signal_recorded_with_the_unit_as_sent_shows_the_fixed_phrase() -> None:
+    """A signal the rules service raised before it stopped copying the unit."""
+    hb = {"lab": {"loinc": "718-7", "value": "8.6", "unit": "g/dL", "ref": "12-16"}}
+    (signal,) = [s for s in signals_for(hb) if s.rule_id == "anaemia-hb-le-9"]
+    old = signal.model_copy(update={"observed_unit": UNIT})
+    text = rendered(old)
+    assert "Quarrington" not in text
+    assert f"8.6 {UNIT_NOT_RECOGNISED}" in text
+
+
+def test_a_data_quality_issue_names_the_unit_field_never_its_text() -> None:
+    """ingest's issue for a unit it cannot convert, and the rules' issue for a result
+    without a reference range, say what is wrong without quoting the unit."""
+    hb = fact({"lab": {"loinc": "718-7", "value": "6.0", "unit": UNIT}}, "01-003")
+    assert isinstance(hb, LabResultReported)
+    (_, issue) = events_for(hb, source="/test", correlation_id=uuid.UUID(int=1), now=None)
+    detail = issue.payload().detail  # type: ignore[attr-defined]
+    assert "Quarrington" not in detail
+    assert "unit Vigil does not recognise" in detail
+    alt = {"lab": {"loinc": "1742-6", "value": "250", "unit": UNIT}}  # no reference range
+    _, derived = derived_for(alt)
+    assert derived, "a missing reference range is a data-quality issue"
+    assert not [d for d in derived if "Quarrington" in d]
+
+
+def test_a_result_s_text_as_sent_reaches_no_signal() -> None:
+    """A qualitative or coded result names the test by Vigil's catalogue or its LOINC
+    code, and says what was found in Vigil's words."""
+    hiv = fact({"lab": {"loinc": "7918-6", "qualitative": "positive", "text": TEXT}}, "01-003")
+    nyha = fact({"lab": {"loinc": "88020-3", "text": f"class IV {TEXT}"}}, "01-003")
+    named = [
+        r.model_copy(update={"analyte_text": TEXT})
+        for r in (hiv, nyha)
+        if isinstance(r, LabResultReported)
+    ]
+    signals, derived = derived_for(*named)
+    assert {s.rule_id for s in signals} >= {"hiv-antibody-positive"}
+    assert len(signals) == 2
+    assert not [d for d in derived if "Marrowfield" in d]
+    for signal in signals:
+        assert "Marrowfield" not in rendered(signal)

@@ -3,6 +3,9 @@
 A token is ``{key id}.{base64url(claims)}.{base64url(HMAC-SHA256(key, "{key id}.{claims}"))}``.
 The claims name the signal, the person, when the token was issued, when it expires and a
 random nonce, so every issued link is distinct and one link records one assessment.
+Each part has one spelling: a token is accepted only as :func:`sign` writes it, never
+padded or with other bits in the last character, so a link cannot be spelt anew to record
+another assessment.
 
 The server, not the token, decides how long a link lives: a token is valid until the
 earlier of its own expiry and its issue time plus the server's cap, so a claimed expiry
@@ -120,7 +123,13 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url text; ValueError for any other spelling
+    (padding, characters outside the alphabet, unused bits set), so one value has one
+    text."""
+    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(raw) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return raw
 
 
 def _mac(secret: bytes, signed: str) -> bytes:
@@ -183,11 +192,11 @@ def verify_token(
             "the token was signed with a key this server does not hold (removed, or never "
             "issued): ask for a new link"
         )
-    try:
-        given = _unb64(mac)
-    except ValueError as error:
-        raise InvalidLink("the token's signature is not base64url") from error
-    if not hmac.compare_digest(given, _mac(key.secret, f"{key_id}.{encoded}")):
+    # compared as text with the one spelling sign() gives: base64url has others for the
+    # same bytes (padding, the last character's unused bits), and each accepted spelling
+    # would be another link
+    canonical = f"{key_id}.{encoded}.{_b64(_mac(key.secret, f'{key_id}.{encoded}'))}"
+    if not hmac.compare_digest(token.encode(), canonical.encode()):
         raise InvalidLink("the token's signature does not match: forged or altered")
     claims = _claims_of(key_id, encoded)
     if claims.signal_id != signal_id:
@@ -199,7 +208,7 @@ def verify_token(
     expires_at = min(claims.expires_at, claims.issued_at + valid_for)
     if now >= expires_at:
         raise InvalidLink(f"the token expired at {expires_at.isoformat()}: ask for a new link")
-    return VerifiedLink(claims, expires_at, token_id(token))
+    return VerifiedLink(claims, expires_at, token_id(canonical))
 
 
 _TOKEN_IN_TEXT = re.compile(r"(token=)[\w.~%-]+")

@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 from shared.adverse_event_labels import adverse_event_label
+from shared.analytes import shown_unit
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.message_text import header_value, single_line
 
@@ -99,8 +100,10 @@ class MessageContent(BaseModel):
 
 
 def format_value(value: Decimal | None, unit: str | None) -> str:
-    """A measured value as the message shows it ("" for AE and medication signals)."""
-    return "" if value is None else f"{value:f} {unit or ''}".strip()
+    """A measured value as the message shows it ("" for AE and medication signals). Only a
+    unit Vigil recognises is shown: a signal recorded before the rules service stopped
+    copying the unit as sent shows a fixed phrase for any other."""
+    return "" if value is None else f"{value:f} {shown_unit(unit)}".strip()
 
 
 def analyte_of(signal: SafetySignalRaised) -> str:

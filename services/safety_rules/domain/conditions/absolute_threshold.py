@@ -88,7 +88,7 @@ def _from_percent(
             problems.append(
                 Problem(
                     "missing-input",
-                    f"rule {rule.id}: {entry.result.analyte_text or derivation.percent_code} "
+                    f"rule {rule.id}: {_label(entry)} "
                     f"{_reported(entry)} has no total count ({derivation.total_code}) of the "
                     "same specimen, so the absolute count cannot be derived",
                     entry.event_id,

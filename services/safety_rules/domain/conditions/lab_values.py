@@ -13,7 +13,7 @@ from typing import Literal, cast
 from services.safety_rules.domain.conditions.points import Problem, _label, _num, _reported
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import FallbackLimit
-from shared.analytes import UnitNotConvertible, analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
 
 
 def value_in(entry: LabEntry, unit: str) -> Decimal:
@@ -99,7 +99,8 @@ def _limit_of(
     assert result.value is not None
     limit = result.reference_high if which == "ULN" else result.reference_low
     if limit is not None and limit > 0:
-        return _Limit(result.value / limit, f"{_num(limit)} {result.unit or ''}".strip()), ()
+        limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
+        return _Limit(result.value / limit, limit_text), ()
     fallback = fallbacks.get(result.loinc_code or "")
     detail = (
         f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "

@@ -14,7 +14,7 @@ from typing import Any
 
 from services.safety_rules.domain.history import LabEntry
 from services.safety_rules.domain.rule_kinds import Rule
-from shared.analytes import analyte_for
+from shared.analytes import analyte_for, shown_unit
 from shared.events.payloads import DataQualityProblem
 
 
@@ -119,7 +119,7 @@ def _label(entry: LabEntry) -> str:
 def _reported(entry: LabEntry) -> str:
     result = entry.result
     value = f"{result.comparator or ''}{result.value:f}" if result.value is not None else "?"
-    return f"{value} {result.unit or ''}".strip()
+    return f"{value} {shown_unit(result.unit)}".strip()
 
 
 def _lab_point(
@@ -139,7 +139,7 @@ def _lab_point(
     def explain() -> dict[str, Any]:
         computed: dict[str, Any] = {
             "reported_value": f"{result.value:f}" if result.value is not None else None,
-            "reported_unit": result.unit,
+            "reported_unit": shown_unit(result.unit) or None,
             "value_in_rule_unit": _num(value),
             "rule_unit": unit,
             "comparison": comparison if isinstance(comparison, str) else comparison(),
@@ -149,7 +149,7 @@ def _lab_point(
         if result.reference_low is not None or result.reference_high is not None:
             low = _num(result.reference_low) if result.reference_low is not None else ""
             high = _num(result.reference_high) if result.reference_high is not None else ""
-            computed["reference_range"] = f"{low}-{high} {result.unit or ''}".strip()
+            computed["reference_range"] = f"{low}-{high} {shown_unit(result.unit)}".strip()
         if extra:
             computed.update(extra if isinstance(extra, Mapping) else extra())
         return computed
@@ -162,7 +162,7 @@ def _lab_point(
         summary=f"{_label(entry)} {_reported(entry)}",
         grade=grade,
         observed_value=result.value,
-        observed_unit=result.unit,
+        observed_unit=shown_unit(result.unit) or None,
         computed=LazyMapping(explain),
         learned_at=entry.recorded_at,
     )

@@ -1,5 +1,9 @@
 """Qualitative and coded results: positive / negative / indeterminate findings, and coded
 or text results matched by pattern (pure).
+
+A result's text (its analyte as sent, its value as sent) is sender free text and may carry
+anything, a name included: a point names the test by Vigil's catalogue or its LOINC code
+and says what was found in Vigil's words, never quoting that text.
 """
 
 from __future__ import annotations
@@ -9,9 +13,16 @@ import uuid
 
 from services.safety_rules.domain.conditions.lab_values import _candidates
 from services.safety_rules.domain.conditions.points import Judged, Point, _label
-from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CodedResultRule, QualitativeRule
 from shared.analytes import analyte_for
+
+
+def _test_name(entry: LabEntry, otherwise: str) -> str:
+    """The test in Vigil's words: its catalogue name or its LOINC code."""
+    if analyte_for(entry.result.loinc_code or ""):
+        return _label(entry)
+    return entry.result.loinc_code or otherwise
 
 
 def _qualitative(
@@ -26,19 +37,16 @@ def _qualitative(
             finding = "positive"  # the laboratory flagged it abnormal
         if finding is None:
             continue
-        sent = result.value_text or finding
+        name = _test_name(entry, "test")
         points.append(
             Point(
                 at=result.collected_at,
                 holds=finding in rule.results,
                 input_ids=(entry.event_id,),
-                analyte=_label(entry)
-                if analyte_for(result.loinc_code or "")
-                else (result.analyte_text or result.loinc_code or "test"),
-                summary=f"{result.analyte_text or result.loinc_code} {sent}",
+                analyte=name,
+                summary=f"{name} {finding}",
                 computed={
                     "result": finding,
-                    "reported": sent,
                     "comparison": f"{finding}; rule fires on {rule.describe()}",
                 },
                 learned_at=entry.recorded_at,
@@ -57,14 +65,16 @@ def _coded(
         if not sent:
             continue
         holds = any(re.search(pattern, sent, re.IGNORECASE) for pattern in rule.patterns)
+        said = rule.finding if holds else "the reported result matches none of the rule's patterns"
+        name = _test_name(entry, "assessment")
         points.append(
             Point(
                 at=result.collected_at,
                 holds=holds,
                 input_ids=(entry.event_id,),
-                analyte=result.analyte_text or result.loinc_code or "assessment",
-                summary=f"{result.analyte_text or result.loinc_code} {sent}",
-                computed={"reported": sent, "comparison": f"'{sent}': {rule.finding}"},
+                analyte=name,
+                summary=f"{name}: {said}",
+                computed={"comparison": f"{said} (the text as sent is in the result)"},
                 learned_at=entry.recorded_at,
             )
         )

@@ -27,6 +27,7 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import ReferenceLimitRule
 from services.safety_rules.domain.rule_terms import may_hold
+from shared.analytes import shown_unit
 
 
 def _reference(
@@ -58,7 +59,7 @@ def _reference(
             holds=holds,
             grade=grade,
             value=value,
-            unit=entry.result.unit or "",
+            unit=shown_unit(entry.result.unit),
             comparison=lambda: (
                 f"{label}/{rule.limit} = {_num(limit.ratio)} "
                 f"({rule.limit} {limit.limit_text}), rule {rule.describe()}"
