@@ -9,8 +9,9 @@ handler expects it) nor an outage, so it escaped every refusal and became a 500,
 validates JSON with) stops at a fixed depth of about 200 levels, far beneath Python's
 recursion limit, so whatever it returns can be walked, validated and encoded again
 without recursing too deep; deeper is invalid JSON, refused, kept and answered like a body
-cut short. It keeps integers exact, and refuses NaN and Infinity (RFC 8259 has neither),
-lone surrogate escapes and a byte order mark.
+cut short. It keeps integers exact, and refuses NaN and Infinity (RFC 8259 has neither) and
+lone surrogate escapes. A leading UTF-8 byte order mark is ignored, as RFC 8259 (8.1)
+allows: senders must not add one, but some (.NET, Windows tools) do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def decode(raw: bytes | bytearray | str) -> Any:
     """The JSON value of ``raw``; JSONDecodeError (a ValueError) for anything that is not
     JSON: bytes that are not UTF-8 and nesting deeper than the parser's bound included.
     Never RecursionError."""
+    if isinstance(raw, str):
+        raw = raw.removeprefix("\ufeff")
+    elif raw[:3] == b"\xef\xbb\xbf":
+        raw = raw[3:]
     try:
         return from_json(raw, allow_inf_nan=False)
     except ValueError as error:

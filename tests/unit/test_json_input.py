@@ -47,11 +47,16 @@ def test_integers_stay_exact() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"[NaN]", b"[Infinity]", b'"\\ud800"', b"\xef\xbb\xbf[1]", b'"\xff"', b"{not json", b""]
+    "raw", [b"[NaN]", b"[Infinity]", b'"\\ud800"', b'"\xff"', b"{not json", b"", b"\xef\xbb\xbf"]
 )
 def test_what_rfc_8259_does_not_allow_is_invalid(raw: bytes) -> None:
     with pytest.raises(JSONDecodeError):
         decode(raw)
+
+
+def test_a_leading_byte_order_mark_is_ignored_as_rfc_8259_allows() -> None:
+    assert decode(b"\xef\xbb\xbf[1]") == [1]
+    assert decode("\ufeff[1]") == [1]
 
 
 def test_the_error_says_where() -> None:
