@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.mllp import MllpClient, ack_code, hl7_message, msh
+from tests.support.results import haemoglobin, new_subject_id
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
@@ -34,24 +35,6 @@ FHIR = {"content-type": "application/fhir+json"}
 LAB_RESULT = "org.vigil.lab_result.reported.v1"
 SUPERSEDED = "org.vigil.lab_result.superseded.v1"
 RAISED = "org.vigil.safety_signal.raised.v1"
-
-
-def subject_id() -> str:
-    return f"FB-{uuid.uuid4().hex[:10]}"
-
-
-def haemoglobin(subject: str, value: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "subject_id": subject,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": "g/dL",
-        "reference_low": "12.0",
-        "reference_high": "16.0",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": f"LAB-{uuid.uuid4().hex[:12]}",
-        **extra,
-    }
 
 
 async def events_of(db: asyncpg.Connection, subject: str, kind: str) -> list[asyncpg.Record]:
@@ -86,7 +69,7 @@ async def test_an_oru_with_two_patients_never_files_the_second_patients_result_u
     """ORU^R01 repeats its PATIENT_RESULT group (PID, OBR, OBX) per patient: every OBX is
     filed under the PID of its own group (or the whole message is refused), so subject B's
     critical haemoglobin never lands on subject A's record and alert."""
-    first, second = subject_id(), subject_id()
+    first, second = new_subject_id(), new_subject_id()
     control = f"MULTI{uuid.uuid4().hex[:8]}"
     message = hl7_message(
         msh("LIS", "PKUPH-LAB", "ORU^R01^ORU_R01", control),
@@ -129,7 +112,7 @@ async def test_an_observation_naming_its_study_subject_by_identifier_is_never_fi
     often the MRN) and adds the study's identifier. Vigil files the result under the
     study subject id (or refuses the ambiguity) and never makes the hospital id a subject
     id, which would go out in the e-mail subject line."""
-    subject, mrn = subject_id(), f"MRN{uuid.uuid4().int % 10**9:09d}"
+    subject, mrn = new_subject_id(), f"MRN{uuid.uuid4().int % 10**9:09d}"
     observation = {
         "resourceType": "Observation",
         "identifier": [{"system": "urn:oid:1.2.3.4.5", "value": f"OBS-{uuid.uuid4().hex[:8]}"}],
@@ -173,7 +156,7 @@ async def test_results_of_one_message_sharing_its_source_message_id_do_not_super
     """``source_message_id`` is "the sender's id of this result or message". A lab that
     sends one message's results with that message's id (haemoglobin and platelets) gets
     both judged: the platelet count does not supersede the critical haemoglobin."""
-    subject, message_id = subject_id(), f"MSG-{uuid.uuid4().hex[:8]}"
+    subject, message_id = new_subject_id(), f"MSG-{uuid.uuid4().hex[:8]}"
     platelets = {
         **haemoglobin(subject, "250"),
         "loinc_code": "777-3",
@@ -205,7 +188,7 @@ async def test_fhir_observations_with_the_same_identifier_value_in_different_sys
     identifiers share a value but not a system (two laboratories' accession numbers) are
     two results: the second, a normal value a day later, does not supersede the first or
     retract its anaemia signal."""
-    subject, value = subject_id(), str(uuid.uuid4().int % 10**6)
+    subject, value = new_subject_id(), str(uuid.uuid4().int % 10**6)
 
     def observation(system: str, hb: float, day: str) -> dict[str, Any]:
         return {
@@ -253,7 +236,7 @@ async def test_an_observation_referencing_a_bundle_patient_is_filed_under_its_st
 ) -> None:
     """In a transaction Bundle an Observation names its Patient by the entry's fullUrl;
     that Patient's study identifier, never its hospital id, is the subject id."""
-    subject, mrn = subject_id(), f"MRN{uuid.uuid4().int % 10**9:09d}"
+    subject, mrn = new_subject_id(), f"MRN{uuid.uuid4().int % 10**9:09d}"
     patient_url = f"urn:uuid:{uuid.uuid4()}"
     bundle = {
         "resourceType": "Bundle",

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import httpx
@@ -33,6 +32,7 @@ from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
 from tests.support.mllp import MllpClient, ack_code
+from tests.support.results import haemoglobin
 from tests.support.services import (
     PrivateIngest,
     RunningServices,
@@ -55,19 +55,6 @@ NESTED = b"[" * 5000 + b"]" * 5000
 UNBALANCED = b"[" * 100_000
 HEADER_TIMEOUT = 2.0
 MAX_CONNECTIONS = 6
-
-
-def haemoglobin(subject: str, value: str) -> dict[str, Any]:
-    return {
-        "subject_id": subject,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": "g/dL",
-        "reference_low": "12.0",
-        "reference_high": "16.0",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": f"LAB-{uuid.uuid4().hex[:12]}",
-    }
 
 
 async def now(db: asyncpg.Connection) -> datetime:

@@ -12,25 +12,21 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import yaml
 
 from shared.analytes import UNIT_NOT_RECOGNISED
-from tests.support import components
-from tests.support.api_keys import issue_api_key
-from tests.support.mail import MailCatcher, Received, running_smtp_server
-from tests.support.services import METRICS_TOKEN, RunningServices, service_env, start_service
-from tests.support.studies import copy_studies, from_loopback
+from tests.support.mail import MailCatcher, Received
+from tests.support.private_stack import private_stack
+from tests.support.results import haemoglobin, new_subject_id
+from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 from tests.support.webhook import trickling_receiver
-from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +34,6 @@ STUDY = "NCT05262686"
 ACKNOWLEDGED = "org.vigil.notification.acknowledged.v1"
 _LINK = re.compile(r"/signals/([0-9a-f-]{36})/acknowledge\?token=([A-Za-z0-9_.=-]+)")
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-def subject_id() -> str:
-    return f"FB-{uuid.uuid4().hex[:10]}"
-
-
-def haemoglobin(subject: str, value: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "subject_id": subject,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": "g/dL",
-        "reference_low": "12.0",
-        "reference_high": "16.0",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": f"LAB-{uuid.uuid4().hex[:12]}",
-        **extra,
-    }
 
 
 def alert_for(subject: str) -> Callable[[Received], bool]:
@@ -90,7 +68,7 @@ async def test_one_acknowledgement_link_records_one_assessment_however_its_signa
     or is refused. Its signature is base64url of 32 bytes (43 characters, the last
     carrying 2 unused bits): the same link with those bits set, or padded with '=', is the
     same link, not another one."""
-    subject = subject_id()
+    subject = new_subject_id()
     response = await report(services, haemoglobin(subject, "6.0"))
     assert response.status_code == 202, response.text
     (mail, *_) = mailbox.wait_for(alert_for(subject), timeout=60)
@@ -133,7 +111,7 @@ async def test_text_sent_as_a_unit_never_reaches_an_email(
     """A unit is sender text. A rule judged on the multiple of the upper limit fires
     whatever the unit; its alert shows a fixed phrase for a unit Vigil does not recognise,
     never the text as sent."""
-    subject, marker = subject_id(), f"Quarrington{uuid.uuid4().hex[:6]}"
+    subject, marker = new_subject_id(), f"Quarrington{uuid.uuid4().hex[:6]}"
     alt = haemoglobin(subject, "250", loinc_code="1742-6", unit=marker)
     alt.update(reference_low="0", reference_high="40")
     response = await report(services, alt)
@@ -152,7 +130,7 @@ async def test_text_sent_as_a_unit_never_reaches_a_data_quality_event(
 ) -> None:
     """Data-quality events are derived, published on vigil.data-quality.v1, and carry no
     text copied from input: an unconvertible unit is said to be unrecognised, not quoted."""
-    subject, marker = subject_id(), f"Xylophon{uuid.uuid4().hex[:6]}"
+    subject, marker = new_subject_id(), f"Xylophon{uuid.uuid4().hex[:6]}"
     response = await report(services, haemoglobin(subject, "6.0", unit=marker))
     assert response.status_code in (202, 422), response.text
     if response.status_code == 202:
@@ -183,48 +161,6 @@ def with_pi_webhook(url: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return change
 
 
-@asynccontextmanager
-async def private_stack(
-    tmp_path: Path,
-    fresh_dsn: str,
-    roster: Callable[[dict[str, Any]], dict[str, Any]],
-    **settings: str,
-) -> AsyncIterator[tuple[dict[str, str], MailCatcher, dict[str, str]]]:
-    """A broker, an SMTP server and the three services of this test's own, with the
-    study's roster changed by ``roster``. Yields the services' URLs, the mailbox and the
-    headers that authenticate to ingest."""
-    studies = copy_studies(tmp_path / "studies", from_loopback)
-    path = studies / STUDY / "roster.yaml"
-    path.write_text(yaml.safe_dump(roster(yaml.safe_load(path.read_text())), sort_keys=False))
-    with components.tansu() as broker, running_smtp_server() as (smtp_port, mail):
-        ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
-        env = service_env(
-            database_url=components.as_service_role(fresh_dsn),
-            kafka_bootstrap=broker.bootstrap,
-            smtp_port=smtp_port,
-            VIGIL_STUDY_DIR=str(studies),
-            VIGIL_RULES_PORT=str(ports["rules"]),
-            VIGIL_NOTIFIER_PORT=str(ports["notifier"]),
-            VIGIL_INGEST_PORT=str(ports["ingest"]),
-            VIGIL_AUDIT_ANCHOR_FILE=str(tmp_path / "anchors.jsonl"),
-            **settings,
-        )
-        key = await issue_api_key(fresh_dsn)
-        started = []
-        try:
-            for name, command in (
-                ("safety_rules", "rules"),
-                ("notifier", "notifier"),
-                ("ingest", "ingest"),
-            ):
-                started.append(start_service(name, command, ports[command], env, tmp_path))
-            urls = {command: f"http://127.0.0.1:{port}" for command, port in ports.items()}
-            yield urls, mail, key.headers
-        finally:
-            for process in reversed(started):
-                process.stop()
-
-
 async def test_a_webhook_that_trickles_its_answer_does_not_stop_every_e_mail(
     tmp_path: Path, fresh_dsn: str
 ) -> None:
@@ -236,35 +172,24 @@ async def test_a_webhook_that_trickles_its_answer_does_not_stop_every_e_mail(
         private_stack(
             tmp_path,
             fresh_dsn,
-            with_pi_webhook(url),
+            roster=with_pi_webhook(url),
             VIGIL_NOTIFIER_WEBHOOK_SECRET="webhook-secret-0123456789abcdef",
             VIGIL_NOTIFIER_SEND_TIMEOUT_SECONDS="3",
             VIGIL_NOTIFIER_RETRY_MAX_SECONDS="2",
-        ) as (urls, mail, headers),
-        httpx.AsyncClient(base_url=urls["ingest"], headers=headers, timeout=30) as ingest,
+        ) as stack,
     ):
-
-        async def alert(subject: str, site: str) -> None:
-            enrolment = {"subject_id": subject, "site_id": site, "sex": "F",
-                         "birth_date": "1980-01-01", "day0": "2026-01-01"}  # fmt: skip
-            answer = await ingest.post("/v1/subjects", json=enrolment)
-            assert answer.status_code == 202, answer.text
-            answer = await ingest.post("/v1/lab-results", json=haemoglobin(subject, "7.0"))
-            assert answer.status_code == 202, answer.text
-
-        await alert("HOOKED-1", "PKUPH-01")
+        await stack.enrol("HOOKED-1", site="PKUPH-01")
+        await stack.haemoglobin("HOOKED-1")
         await eventually(lambda: asyncio.sleep(0, bool(hits)), timeout=60, what="webhook hit")
         await asyncio.sleep(5)  # a worker that waits for whole batches would be stuck now
 
-        await alert("OTHER-1", "PKUPH-02")  # another site, e-mail only
+        await stack.enrol("OTHER-1", site="PKUPH-02")  # another site, e-mail only
+        await stack.haemoglobin("OTHER-1")
         try:
-            await asyncio.to_thread(mail.wait_for, alert_for("OTHER-1"), timeout=90)
+            await stack.wait_for_alert("OTHER-1", timeout=90)
         except AssertionError:
-            async with httpx.AsyncClient(base_url=urls["notifier"], timeout=10) as client:
-                tasks = await client.get(
-                    "/tasks", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-                )
+            worker = (await stack.tasks("notifier"))["delivery-worker"]
             raise AssertionError(
                 f"no e-mail for a subject of another site within 90 s while one webhook "
-                f"trickles (send timeout 3 s); notifier tasks: {tasks.text}"
+                f"trickles (send timeout 3 s); delivery-worker: {worker}"
             ) from None

@@ -11,6 +11,7 @@ import pytest
 
 from services.notifier.domain.roster import SITE_ALERT_ROLES, load_roster
 from tests.support.mail import MailCatcher, Received
+from tests.support.results import haemoglobin
 from tests.support.services import REPO, RunningServices
 from tests.support.waiting import eventually
 
@@ -36,20 +37,6 @@ def enrolment(subject_id: str, site_id: str = "PKUPH-01") -> dict[str, Any]:
         "sex": "F",
         "birth_date": "1985-04-12",
         "weight_kg": 61.5,
-    }
-
-
-def haemoglobin(subject_id: str, value: str, unit: str = "g/dL", **extra: Any) -> dict[str, Any]:
-    return {
-        "subject_id": subject_id,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": unit,
-        "reference_low": "12.0",
-        "reference_high": "16.0",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": f"LAB-{uuid.uuid4().hex[:12]}",
-        **extra,
     }
 
 
