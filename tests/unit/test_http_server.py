@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -108,3 +109,15 @@ async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
         assert (await answer(held[0])).startswith(b"HTTP/1.1 200")
         for _, held_writer in held:
             held_writer.close()
+
+
+def test_free_ports_are_below_the_kernels_outgoing_range_and_never_handed_out_twice() -> None:
+    """A port from bind(0) is in the range outgoing connections take theirs from, so one
+    could take it before the service binds it ("address already in use", seen in the suite)."""
+    low, _high = (
+        int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
+    ports = [free_port() for _ in range(50)]
+
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports)
