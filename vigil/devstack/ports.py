@@ -6,11 +6,27 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-# Below Linux's ephemeral range (32768-60999 by default): a port the kernel hands out for
-# an outgoing connection can never be the one a server chosen here is about to bind (a
-# port from bind(0) can: a service then fails with "address already in use").
-_CHOSEN_FROM = range(20000, 32768)
+
+def _outside_the_ephemeral_range() -> range:
+    """Ports outside the range the kernel takes outgoing connections' ports from
+    (32768-60999 by default on Linux): one it hands out for a connection can never be the
+    one a server chosen here is about to bind (a port from bind(0) can: the service then
+    fails with "address already in use")."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(n) for n in text.split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low >= 12000:
+        return range(max(low - 12000, 10000), low)
+    if high <= 64000:
+        return range(high + 1, 65536)
+    return range(10000, 65536)  # the whole range is ephemeral: nothing better to do
+
+
+_CHOSEN_FROM = _outside_the_ephemeral_range()
 _handed_out: set[int] = set()
 
 
