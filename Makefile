@@ -2,6 +2,10 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# pytest-xdist workers for `make test`: each starts its own PostgreSQL, broker and services,
+# and a test module stays on one worker (--dist loadfile). Most of the suite waits on
+# servers, so two workers halve it even on two cores.
+TEST_WORKERS ?= 2
 
 .PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules bench-judging soak
 
@@ -24,7 +28,7 @@ run: install system-deps
 
 ## test: the whole suite against real components started by fixtures
 test: install system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-unit: only the tests that need no server
 test-unit: install
