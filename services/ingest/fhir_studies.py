@@ -50,8 +50,9 @@ def named_studies(
 def choose_study(
     kind: str, named: frozenset[str], writable: frozenset[str], fallback: str
 ) -> str | Issue:
-    """The study (or the issue refusing it) of a resource of ``kind`` whose identifiers name ``named`` studies, sent
-    with a credential that may write ``writable`` ones; ``fallback`` when it names none.
+    """The study (or the issue refusing it) of a resource of ``kind`` whose identifiers
+    name ``named`` studies, sent with a credential that may write ``writable`` ones;
+    ``fallback`` when it names none.
 
     Several writable studies named at once is refused (``422`` on the identifiers): the
     credential could file the subject under either, and guessing is never silent. None

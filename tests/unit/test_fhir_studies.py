@@ -26,7 +26,9 @@ def test_a_co_enrolled_patient_names_both_studies_in_any_order() -> None:
 def test_an_observation_names_the_studies_of_its_subject_and_its_referenced_patient() -> None:
     resource = {
         "resourceType": "Observation",
-        "contained": [{"resourceType": "Patient", "id": "p", "identifier": [identifier(OTHER, "X")]}],
+        "contained": [
+            {"resourceType": "Patient", "id": "p", "identifier": [identifier(OTHER, "X")]}
+        ],
         "subject": {"reference": "#p", "identifier": identifier(OURS, "01-003")},
     }
     assert named_studies(resource, {}, SubjectIdentifiers()) == {OURS, OTHER}
