@@ -23,7 +23,8 @@ from services.ingest.domain import events_for
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
 from services.ingest.fhir_refusals import forbidden_issues
-from services.ingest.fhir_subjects import LocalPatients, bundle_patients, contained_patients
+from services.ingest.fhir_studies import choose_study, named_studies
+from services.ingest.fhir_subjects import LocalPatients, bundle_patients
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
@@ -65,47 +66,37 @@ def add_fhir_routes(
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
     system (the only one a subject id is taken from).
 
-    A FHIR resource names its study by its subject's identifier system (the study's
-    ``fhir_system``); one that names none (``Patient/<id>`` references) is in the key's
-    study when the key has one, else in ``default_study``. Either way the key must allow
-    that study, or the write is refused."""
+    A FHIR resource names its study by its subject's identifier systems (each study's
+    ``fhir_system``): the one of them the key may write, whatever their order (a Patient
+    co-enrolled in another trial carries both trials' identifiers); several the key may
+    write are refused as ambiguous. One that names none (``Patient/<id>`` references) is
+    in the key's study when the key has one, else in ``default_study``. Either way the
+    key must allow that study, or the write is refused."""
     systems = identifiers or SubjectIdentifiers()
 
     def study_of(principal: Principal) -> str:
         (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
         return only
 
-    def named_study(resource: dict[str, Any], patients: LocalPatients) -> str | None:
-        """The study a resource names by its subject's identifier system (a Patient's
-        identifier, an Observation's or AdverseEvent's subject identifier, or that of the
-        Patient its subject references within the request), if any."""
-        subject = resource.get("subject")
-        candidates: Any = []
-        if resource.get("resourceType") == "Patient":
-            candidates = resource.get("identifier")
-        elif isinstance(subject, dict):
-            local = {**patients, **contained_patients(resource)}
-            referenced = local.get(str(subject.get("reference")))
-            candidates = [subject.get("identifier")]
-            if isinstance(referenced, dict) and isinstance(referenced.get("identifier"), list):
-                candidates += referenced["identifier"]
-        for identifier in candidates if isinstance(candidates, list) else []:
-            system = identifier.get("system") if isinstance(identifier, dict) else None
-            if isinstance(system, str) and (study := systems.study_of_fhir_system(system)):
-                return study
-        return None
-
     def event_of(
-        resource: Any, study: str, patients: LocalPatients | None = None
+        resource: Any, principal: Principal, patients: LocalPatients | None = None
     ) -> tuple[SubjectEvent | None, list[Issue]]:
-        """The resource's event, in the study it names by its identifier system, else in
-        ``study`` (the key's); the key must allow that study (Intake refuses it else).
-        ``patients`` are the Bundle's Patients a subject may reference."""
+        """The resource's event, in the one study its identifier systems name that the
+        key may write (fhir_studies.choose_study), else in the key's study; the key must
+        allow that study (Intake refuses it else). ``patients`` are the Bundle's Patients
+        a subject may reference."""
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
         patients = patients or {}
-        study = named_study(resource, patients) or study
+        study = choose_study(
+            str(kind),
+            named_studies(resource, patients, systems),
+            principal.studies,
+            study_of(principal),
+        )
+        if isinstance(study, Issue):
+            return None, [study]
         system = systems.for_study(study)
         if kind == "Observation":
             return observation_event(
@@ -193,7 +184,7 @@ def add_fhir_routes(
             issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
         event, issues = (
-            event_of(resource, study_of(principal))
+            event_of(resource, principal)
             if resource is not None
             else (None, [Issue("structure", kind, "the body is not valid JSON")])
         )
@@ -277,7 +268,7 @@ def add_fhir_routes(
         results = [
             event_of(
                 entry.get("resource") if isinstance(entry, dict) else None,
-                study_of(principal),
+                principal,
                 patients,
             )
             for entry in entries

@@ -11,6 +11,7 @@ issue naming the field and the system expected, never the value sent.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,15 +35,20 @@ def _subject_id_issue(expression: str, value: str) -> Issue | None:
 
 
 def contained_patients(resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The Patients contained in ``resource``, by their local reference ``#id``."""
+    """The Patients contained in ``resource``, by their local reference ``#id``. An id
+    two contained resources share (of any type; FHIR requires them unique) names
+    neither, so ``#id`` is refused rather than filed under whichever came last."""
     contained = resource.get("contained")
+    items = [
+        item
+        for item in (contained if isinstance(contained, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+    ]
+    shared = {id_ for id_, count in Counter(item["id"] for item in items).items() if count > 1}
     return {
         f"#{item['id']}": item
-        for item in (contained if isinstance(contained, list) else [])
-        if isinstance(item, dict)
-        and item.get("resourceType") == "Patient"
-        and isinstance(item.get("id"), str)
-        and item["id"]
+        for item in items
+        if item.get("resourceType") == "Patient" and item["id"] not in shared
     }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.ingest.fhir_issues import Issue
 from services.ingest.fhir_mapping import adverse_event_event, observation_event
-from services.ingest.fhir_subjects import bundle_patients
+from services.ingest.fhir_subjects import bundle_patients, contained_patients
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import SubjectEvent
 from tests.unit.test_fhir_mapping import adverse_event, observation
@@ -130,3 +130,29 @@ def test_a_reference_and_an_identifier_naming_different_subjects_are_refused() -
         assert event is None
         assert [(i.code, i.expression) for i in issues] == [("value", f"{kind}.subject")]
         assert "01-00" not in issues[0].diagnostics
+
+
+def test_a_reference_two_contained_patients_answer_to_is_refused() -> None:
+    """Two contained Patients sharing the id ``p`` (study subjects 01-003 and 01-004):
+    ``#p`` names neither, so the resource is refused naming the reference, never filed
+    under whichever Patient came last."""
+    resource = {
+        "contained": [
+            hospital_patient(STUDY_ID, id="p"),
+            hospital_patient({"system": SYSTEM, "value": "01-004"}, id="p"),
+        ],
+        "subject": {"reference": "#p"},
+    }
+    for kind, event, issues in mapped(resource):
+        assert event is None
+        assert [(i.code, i.expression) for i in issues] == [("value", f"{kind}.subject.reference")]
+        assert not any("01-00" in i.diagnostics for i in issues)
+
+
+def test_a_contained_id_another_contained_resource_shares_names_neither() -> None:
+    """FHIR requires contained ids unique; a Patient sharing its id with any other
+    contained resource is not one ``#id`` could name."""
+    other = {"resourceType": "Practitioner", "id": "p"}
+    assert contained_patients({"contained": [hospital_patient(STUDY_ID, id="p"), other]}) == {}
+    alone = hospital_patient(STUDY_ID, id="p")
+    assert contained_patients({"contained": [alone]}) == {"#p": alone}

@@ -90,7 +90,39 @@ def test_an_order_before_any_patient_is_refused() -> None:
     outcome = interpret(text, study_id=STUDY, zone=UTC)
     assert outcome.ack_code == "AE"
     assert outcome.events == []
-    assert [(p.segment, p.sequence) for p in outcome.problems] == [("OBR", 1)]
+    assert [(p.segment, p.sequence) for p in outcome.problems] == [("OBR", 1), ("OBX", 1)]
+
+
+def test_a_result_before_any_patient_is_refused_not_dropped() -> None:
+    """An OBX before the first PID belongs to no patient: the whole message is refused
+    with the ERR naming that OBX, never acknowledged with the OBX silently left out."""
+    text = message(
+        HB.format(value="6.0"), pid(1, "01-001"), OBR.format(n=1), PLT.format(value="250")
+    )
+    outcome = interpret(text, study_id=STUDY, zone=UTC)
+    assert outcome.ack_code == "AE"
+    assert outcome.events == []
+    assert [(p.segment, p.sequence, p.code) for p in outcome.problems] == [("OBX", 1, "101")]
+    assert "before any PID" in outcome.problems[0].text
+
+
+def test_a_result_before_its_patients_order_is_refused() -> None:
+    """An OBX after a PID but before any OBR of that patient has no order (nor OBR-7
+    collection time) of its own: refused, never filed under the previous patient's OBR."""
+    for segments in (
+        (pid(1, "01-001"), HB.format(value="6.0"), OBR.format(n=1), PLT.format(value="250")),
+        (
+            pid(1, "01-001"), OBR.format(n=1), PLT.format(value="250"),
+            pid(2, "01-002"), HB.format(value="6.0"),
+        ),
+    ):  # fmt: skip
+        outcome = interpret(message(*segments), study_id=STUDY, zone=UTC)
+        assert outcome.ack_code == "AE"
+        assert outcome.events == []
+        (problem,) = outcome.problems
+        assert (problem.segment, problem.code) == ("OBX", "101")
+        assert "before any OBR" in problem.text
+        assert "01-00" not in problem.text
 
 
 def test_an_adt_with_two_patients_is_refused_not_half_read() -> None:

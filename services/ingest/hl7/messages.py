@@ -151,13 +151,14 @@ class _Reader:
             self.problem("PID", 1, 0, REQUIRED_FIELD_MISSING, "PID segment missing")
         events: list[SubjectEvent] = []
         subject: str | None = None
-        in_group = False
+        in_group = in_order = False
         obr_time, order = "", self.control_id
         obr_number = 0
         for name, sequence, segment in segments:
             if name == "PID":
-                subject, in_group = self.subject_of(segment, sequence), True
+                subject, in_group, in_order = self.subject_of(segment, sequence), True, False
             elif name == "OBR":
+                in_order = True
                 obr_number, obr_time = sequence, _get(segment, 7)
                 # the filler's order number survives a corrected resend; else the placer's
                 order = _get(segment, 3) or _get(segment, 2) or self.control_id
@@ -170,6 +171,9 @@ class _Reader:
                         "an OBR comes before any PID: each patient's results follow its PID",
                     )
             elif name == "OBX":
+                if has_pid and not (in_group and in_order):
+                    self.misplaced_observation(sequence, in_group)
+                    continue
                 result = self.observation(sequence, segment, subject, obr_number, obr_time, order)
                 if result is not None:
                     events.append(result)
@@ -177,6 +181,19 @@ class _Reader:
         if not has_obx and not self.problems:
             self.problem("OBX", 1, 0, REQUIRED_FIELD_MISSING, "the message has no OBX segment")
         return events
+
+    def misplaced_observation(self, sequence: int, in_group: bool) -> None:
+        """An OBX outside its PATIENT_RESULT group's ORDER_OBSERVATION (before any PID, or
+        before any OBR after its PID) has no subject or order it can be filed under: it
+        fails the whole message rather than being dropped or filed under a guess."""
+        where = "any OBR of its patient's group" if in_group else "any PID"
+        self.problem(
+            "OBX",
+            sequence,
+            0,
+            REQUIRED_FIELD_MISSING,
+            f"an OBX comes before {where}: each result follows its patient's PID and its OBR",
+        )
 
     def observation(
         self,
