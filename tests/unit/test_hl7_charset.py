@@ -82,7 +82,8 @@ def test_bytes_the_character_set_cannot_read_are_refused_naming_msh_18(
     assert decoded.text is None
     assert not decoded.unknown
     assert decoded.problem is not None
-    assert decoded.problem.startswith("MSH-18") and code in decoded.problem
+    assert decoded.problem.startswith("MSH-18")
+    assert code in decoded.problem
     assert "\ufffd" not in decoded.header
     assert decoded.header.startswith("MSH|")  # the sender and control id stay readable
 
@@ -100,7 +101,8 @@ def test_a_character_set_vigil_does_not_read_is_refused_naming_msh_18(raw: bytes
     decoded = decode(raw)
     assert decoded.text is None
     assert decoded.unknown
-    assert decoded.problem is not None and decoded.problem.startswith("MSH-18")
+    assert decoded.problem is not None
+    assert decoded.problem.startswith("MSH-18")
     assert "KLINGON" not in decoded.problem  # names the field, never the value
 
 
