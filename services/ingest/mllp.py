@@ -25,9 +25,11 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
+from services.ingest.hl7.charset import Decoded, codec_for, decode
 from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
 from services.ingest.hl7.messages import (
     APPLICATION_ERROR,
+    DATA_TYPE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     Hl7Problem,
     Interpretation,
@@ -82,16 +84,28 @@ def _msh_problem(text: str, *, field: int = 0, code: str = APPLICATION_ERROR) ->
     return Hl7Problem("MSH", 1, field, code, text)
 
 
-def _outcome(code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem]) -> Interpretation:
+def _outcome(
+    code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem], charset: str = ""
+) -> Interpretation:
     if header is None:
-        return Interpretation(code, "", DEFAULT_VERSION, problems=problems)
+        return Interpretation(code, "", DEFAULT_VERSION, problems=problems, charset=charset)
     return Interpretation(
         code,
         header.control_id,
         header.version,
         problems=problems,
         sender=(header.application, header.facility),
+        charset=charset,
     )
+
+
+def _charset_refusal(decoded: Decoded, principal: Principal) -> Refusal:
+    """MSH-18 names no character set Vigil reads (AR, 103), or the bytes are not valid in
+    the one it names or in UTF-8 (AE, 102): refused, never read with replacements."""
+    code = TABLE_VALUE_NOT_FOUND if decoded.unknown else DATA_TYPE_ERROR
+    problem = _msh_problem(decoded.problem or "MSH-18", field=18, code=code)
+    ack: AckCode = "AR" if decoded.unknown else "AE"
+    return Refusal(ack, problem, f"hl7-charset-{code}", principal)
 
 
 def _frame_problem(frame: Frame, max_bytes: int) -> Hl7Problem:
@@ -143,26 +157,36 @@ class MllpHandler:
     async def handle(self, frame: Frame, peer: Peer) -> Answer:
         """The ACK for ``frame``; raises nothing but a cancellation."""
         header: Hl7Header | None = None
+        decoded = Decoded(None, "", "utf-8")
         correlation = uuid.uuid4()
         context = {"peer": peer.label, "correlation_id": str(correlation)}
         with structlog.contextvars.bound_contextvars(**context):
             try:
-                header = read_header(frame.content.decode("utf-8", errors="replace"))
-                return await self._handle(frame, peer, header, correlation)
+                decoded = decode(frame.content)
+                header = read_header(decoded.header)
+                return await self._handle(frame, peer, header, decoded, correlation)
             except Exception as error:  # the last resort: answer and keep, whatever broke
-                return await self._failed(frame, peer, header, error)
+                return await self._failed(frame, peer, header, error, decoded.charset)
 
     async def _handle(
-        self, frame: Frame, peer: Peer, header: Hl7Header | None, correlation: uuid.UUID
+        self,
+        frame: Frame,
+        peer: Peer,
+        header: Hl7Header | None,
+        decoded: Decoded,
+        correlation: uuid.UUID,
     ) -> Answer:
         gate = self._gate(frame, peer, header)
+        if isinstance(gate, Sender) and decoded.text is None:
+            gate = _charset_refusal(decoded, gate.principal)
         if isinstance(gate, Sender):
-            return await self._interpret(frame, peer, gate, correlation)
+            return await self._interpret(frame, peer, gate, decoded, correlation)
         if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
             # answered but not kept: an unauthenticated peer must not fill the store
             log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
-            return Answer(self._build(_outcome(gate.code, header, [gate.problem])), close=True)
-        return await self._refuse(frame, peer, header, gate)
+            outcome = _outcome(gate.code, header, [gate.problem], decoded.charset)
+            return Answer(self._build(outcome), close=True)
+        return await self._refuse(frame, peer, header, gate, decoded.charset)
 
     def _gate(self, frame: Frame, peer: Peer, header: Hl7Header | None) -> Refusal | Sender:
         """Whom the message speaks for, or why it is refused before its content is read."""
@@ -193,12 +217,12 @@ class MllpHandler:
         return sender
 
     async def _interpret(
-        self, frame: Frame, peer: Peer, sender: Sender, correlation: uuid.UUID
+        self, frame: Frame, peer: Peer, sender: Sender, decoded: Decoded, correlation: uuid.UUID
     ) -> Answer:
         """The content: events accepted (AA only once stored and published), or the
         problems it has (AE/AR)."""
         principal = sender.principal
-        text = frame.content.decode("utf-8", errors="replace")
+        text = decoded.text or ""
         outcome = interpret(
             text,
             study_id=sender.study_id,
@@ -206,6 +230,7 @@ class MllpHandler:
             code_maps=self._code_maps,
             identifiers=self._identifiers,
         )
+        outcome.charset = decoded.charset
         receipt = self._receipt(frame, peer, None if outcome.ack_code == "AA" else outcome.reason)
         envelopes: list[Envelope] = []
         try:
@@ -239,11 +264,16 @@ class MllpHandler:
         return Answer(self._build(outcome))
 
     async def _refuse(
-        self, frame: Frame, peer: Peer, header: Hl7Header | None, refusal: Refusal
+        self,
+        frame: Frame,
+        peer: Peer,
+        header: Hl7Header | None,
+        refusal: Refusal,
+        charset: str = "",
     ) -> Answer:
         """Keep the message as rejected with the refusal's problem as its reason, then
         answer."""
-        outcome = _outcome(refusal.code, header, [refusal.problem])
+        outcome = _outcome(refusal.code, header, [refusal.problem], charset)
         try:
             await self._intake.reject(
                 self._receipt(frame, peer, refusal.problem.text),
@@ -257,7 +287,7 @@ class MllpHandler:
         return Answer(self._build(outcome), close=refusal.close)
 
     async def _failed(
-        self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
     ) -> Answer:
         """Something unexpected broke: AE, the message kept for review, a log line."""
         text = _failure_text(error)
@@ -271,10 +301,10 @@ class MllpHandler:
         problem = _msh_problem(f"{text}; it is kept for review")
         refusal = Refusal("AE", problem, "mllp-internal-error", principal)
         try:
-            return await self._refuse(frame, peer, header, refusal)
+            return await self._refuse(frame, peer, header, refusal, charset)
         except Exception as again:  # storage itself broke: still answer
             log.error("mllp.not_kept", error=type(again).__name__)
-            return Answer(self._unavailable(_outcome("AE", header, [problem])))
+            return Answer(self._unavailable(_outcome("AE", header, [problem], charset)))
 
     def _receipt(self, frame: Frame, peer: Peer, reason: str | None) -> Receipt:
         return Receipt(
@@ -309,4 +339,4 @@ class MllpHandler:
             receiving_facility=outcome.sender[1],
             ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
             now=datetime.now(UTC),
-        ).encode()
+        ).encode(codec_for(outcome.charset), errors="replace")

@@ -26,8 +26,8 @@ def build_ack(
     now: datetime | None = None,
     text: str | None = None,
 ) -> str:
-    """The ACK for ``outcome``; ERR uses the 2.5 layout (ERR-2/3/4/8) and, for senders on
-    2.3/2.4, also ERR-1."""
+    """The ACK for ``outcome``, to be encoded with ``codec_for(outcome.charset)``; ERR
+    uses the 2.5 layout (ERR-2/3/4/8) and, for senders on 2.3/2.4, also ERR-1."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
     version = outcome.version
     msh = (
@@ -35,6 +35,8 @@ def build_ack(
         f"{escape(receiving_application)}|{escape(receiving_facility)}|{stamp}||ACK^R01^ACK|"
         f"{escape(ack_control_id)}|P|{escape(version)}"
     )
+    if outcome.charset:  # MSH-18: the ACK is written in the message's character set
+        msh += f"||||||{escape(outcome.charset)}"
     message = text or (outcome.problems[0].text if outcome.problems else "")
     segments = [msh, f"MSA|{outcome.ack_code}|{escape(outcome.control_id)}|{escape(message[:80])}"]
     legacy = version.startswith(("2.3", "2.4"))

@@ -79,6 +79,7 @@ class Interpretation:
     events: list[SubjectEvent] = field(default_factory=list)
     problems: list[Hl7Problem] = field(default_factory=list)
     sender: tuple[str, str] = ("", "")  # MSH-3 application, MSH-4 facility: the ACK's receiver
+    charset: str = ""  # MSH-18 the message was read in: the ACK is written in it too
 
     @property
     def reason(self) -> str:
