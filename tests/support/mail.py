@@ -30,6 +30,15 @@ class Received:
         part = self.message.get_body(preferencelist=("plain",))
         return "" if part is None else str(part.get_content())
 
+    @property
+    def everything(self) -> str:
+        """Every header and every body part, decoded, as one text."""
+        parts = [f"{key}: {value}" for key, value in self.message.items()]
+        parts += [
+            str(part.get_content()) for part in self.message.walk() if not part.is_multipart()
+        ]
+        return "\n".join(parts)
+
 
 @dataclass
 class MailCatcher:

@@ -24,3 +24,25 @@ def haemoglobin(subject_id: str, value: str, unit: str = "g/dL", **extra: Any) -
         "source_message_id": f"LAB-{uuid.uuid4().hex[:12]}",
         **extra,
     }
+
+
+def enrolment(subject_id: str, site_id: str = "PKUPH-01") -> dict[str, Any]:
+    """An enrolment as ``POST /v1/subjects`` takes it."""
+    return {"subject_id": subject_id, "site_id": site_id, "sex": "F", "birth_date": "1980-05-05"}
+
+
+def concomitant_medication(subject_id: str, **extra: Any) -> dict[str, Any]:
+    """Prednisone 20 mg QD by mouth (20 mg/day: above the study's 10 mg/day steroid
+    threshold), as ``POST /v1/concomitant-medications`` takes it; ``extra`` overrides."""
+    return {
+        "subject_id": subject_id,
+        "medication_id": f"CM-{uuid.uuid4().hex[:8]}",
+        "drug": "prednisone",
+        "dose": "20",
+        "dose_unit": "mg",
+        "route": "oral",
+        "frequency": "QD",
+        "start": "2026-11-18T08:00:00+08:00",
+        "source_message_id": f"CM-{uuid.uuid4().hex[:8]}",
+        **extra,
+    }

@@ -1,5 +1,6 @@
 """Medications: a drug by route, or a daily dose (in equivalents of a reference drug)
-against a threshold (pure).
+against a threshold (pure). What is derived names each drug by the rule's name for it and
+its dose unit, frequency and route in Vigil's spelling (:mod:`.medication_words`).
 """
 
 from __future__ import annotations
@@ -7,68 +8,57 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from services.safety_rules.domain.conditions.medication_words import (
+    known_route,
+    mg_per_unit,
+    per_day,
+    shown_dose_unit,
+    shown_frequency,
+    shown_route,
+)
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_terms import compare
-
-_FREQUENCIES: dict[str, Decimal] = {
-    **dict.fromkeys(
-        (
-            "qd",
-            "od",
-            "daily",
-            "once daily",
-            "q24h",
-            "qam",
-            "qpm",
-            "qhs",
-            "hs",
-            "once",
-            "stat",
-            "1/d",
-            "/d",
-            "every day",
-        ),
-        Decimal(1),
-    ),
-    **dict.fromkeys(("bid", "q12h", "twice daily", "2/d"), Decimal(2)),
-    **dict.fromkeys(("tid", "q8h", "three times daily", "3/d"), Decimal(3)),
-    **dict.fromkeys(("qid", "q6h", "four times daily", "4/d"), Decimal(4)),
-    **dict.fromkeys(("qod", "q48h", "every other day", "eod"), Decimal("0.5")),
-    **dict.fromkeys(("qw", "weekly", "q1w", "once weekly"), Decimal(1) / Decimal(7)),
-    **dict.fromkeys(("q2w", "biweekly"), Decimal(1) / Decimal(14)),
-    **dict.fromkeys(("q4w", "monthly"), Decimal(1) / Decimal(28)),
-}
-_MG_PER_UNIT = {
-    "mg": Decimal(1),
-    "g": Decimal(1000),
-    "ug": Decimal("0.001"),
-    "mcg": Decimal("0.001"),
-    "µg": Decimal("0.001"),
-}
+from shared.events import MedicationRecorded
 
 
-def _per_day(frequency: str | None) -> Decimal | None:
-    if frequency is None:
-        return Decimal(1)
-    return _FREQUENCIES.get(" ".join(frequency.lower().replace(".", "").split()))
-
-
-def _drug(rule: MedicationRule, drug: str, code: str | None) -> Decimal | None:
-    """The equivalence factor of a drug the rule counts, or None."""
+def _drug(rule: MedicationRule, drug: str, code: str | None) -> tuple[str, Decimal] | None:
+    """The rule's name for a drug it counts and the drug's equivalence factor, or None.
+    A drug in one of the rule's classes but not named by it is called by the class's ATC
+    prefix as the rule gives it."""
     name = drug.lower()
     for match in rule.drugs:
         if code and any(code.upper().startswith(atc.upper()) for atc in match.atc):
-            return match.factor
+            return match.name, match.factor
         if any(
             re.search(rf"\b{re.escape(alias.lower())}\b", name)
             for alias in (match.name, *match.aliases)
         ):
-            return match.factor
-    if code and any(code.upper().startswith(prefix.upper()) for prefix in rule.atc_prefixes):
-        return Decimal(1)
+            return match.name, match.factor
+    for prefix in rule.atc_prefixes:
+        if code and code.upper().startswith(prefix.upper()):
+            return f"ATC {prefix}", Decimal(1)
     return None
+
+
+def _described(name: str, record: MedicationRecorded, rule: MedicationRule) -> str:
+    """One medication as a signal says it: the rule's drug name, the dose, and the dose
+    unit, frequency and route in Vigil's spelling (never the text as sent)."""
+    return (
+        f"{name} {record.dose:f} {shown_dose_unit(record.dose_unit)} "
+        f"{shown_frequency(record.frequency)} {shown_route(record.route, rule.routes)}"
+    )
+
+
+def _not_convertible(rule: MedicationRule, name: str, record: MedicationRecorded) -> str:
+    """Why a dose cannot be summed, naming the fields, never their values."""
+    fields = []
+    if mg_per_unit(record.dose_unit) is None:
+        fields.append("dose unit not recognised")
+    if per_day(record.frequency) is None:
+        fields.append("frequency not recognised")
+    return f"rule {rule.id}: {name} cannot be turned into mg/day: {', '.join(fields)}"
 
 
 def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
@@ -76,33 +66,31 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     counted = []
     for entry in history.medications.values():
         record = entry.record
-        factor = _drug(rule, record.drug, record.drug_code)
-        if factor is None:
+        matched = _drug(rule, record.drug, record.drug_code)
+        if matched is None:
             continue
-        route = " ".join(record.route.lower().replace(".", "").split())
-        if rule.routes and route not in {r.lower().replace(".", "") for r in rule.routes}:
+        name, factor = matched
+        if rule.routes and known_route(record.route, rule.routes) not in rule.routes:
             continue
         if rule.criterion == "route":
-            counted.append((entry, Decimal(0)))
+            counted.append((entry, Decimal(0), name))
             continue
-        mg = _MG_PER_UNIT.get(record.dose_unit.lower())
-        per_day = _per_day(record.frequency)
-        if mg is None or per_day is None:
+        mg, times = mg_per_unit(record.dose_unit), per_day(record.frequency)
+        if mg is None or times is None:
             problems.append(
                 Problem(
                     "dose-not-convertible",
-                    f"rule {rule.id}: {record.drug} {record.dose:f} {record.dose_unit} "
-                    f"{record.frequency or ''} cannot be turned into mg/day",
+                    _not_convertible(rule, name, record),
                     entry.event_id,
                     rule.id,
                 )
             )
             continue
-        counted.append((entry, record.dose * mg * per_day * factor))
+        counted.append((entry, record.dose * mg * times * factor, name))
     moments = sorted(
         {
             m
-            for entry, _ in counted
+            for entry, _, _ in counted
             for m in (entry.record.start, entry.record.stop)
             if m is not None
         }
@@ -110,41 +98,33 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     points: list[Point] = []
     for moment in moments:
         active = [
-            (e, d)
-            for e, d in counted
+            (e, d, n)
+            for e, d, n in counted
             if e.record.start <= moment and (e.record.stop is None or e.record.stop > moment)
         ]
         active.sort(key=lambda item: item[0].record.start)
-        trigger = next(
-            (e for e, _ in counted if e.record.start == moment or e.record.stop == moment)
+        trigger, trigger_name = next(
+            (e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment
         )
-        drugs = (
-            ", ".join(
-                f"{e.record.drug} {e.record.dose:f} {e.record.dose_unit} "
-                f"{e.record.frequency or 'QD'} {e.record.route}"
-                for e, _ in active
-            )
-            or "none"
-        )
+        drugs = ", ".join(_described(n, e.record, rule) for e, _, n in active) or "none"
         if rule.criterion == "route":
             holds = bool(active)
             total = None
             comparison = f"active: {drugs}; rule {rule.describe()}"
         else:
             assert rule.threshold is not None
-            total = sum((d for _, d in active), Decimal(0))
+            total = sum((d for _, d, _ in active), Decimal(0))
             holds = compare(total, rule.operator, rule.threshold)
             comparison = (
                 f"{_num(total)} mg/day {rule.reference_drug or ''}-equivalent {rule.describe()}"
             ).replace(" -equivalent", "")
-        ids = tuple(dict.fromkeys([trigger.event_id, *(e.event_id for e, _ in active)]))
+        ids = tuple(dict.fromkeys([trigger.event_id, *(e.event_id for e, _, _ in active)]))
         points.append(
             Point(
                 at=moment,
                 holds=holds,
                 input_ids=ids,
-                analyte=", ".join(dict.fromkeys(e.record.drug for e, _ in active))
-                or trigger.record.drug,
+                analyte=", ".join(dict.fromkeys(n for _, _, n in active)) or trigger_name,
                 summary=f"medication: {drugs}",
                 observed_value=total,
                 observed_unit="mg/day" if total is not None else None,
@@ -153,7 +133,9 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
                     "comparison": comparison,
                     **({"daily_dose_mg": _num(total)} if total is not None else {}),
                 },
-                learned_at=max(e.recorded_at for e, _ in active) if active else trigger.recorded_at,
+                learned_at=max(e.recorded_at for e, _, _ in active)
+                if active
+                else trigger.recorded_at,
             )
         )
     return points, problems
