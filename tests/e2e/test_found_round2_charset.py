@@ -9,11 +9,10 @@ import json
 import uuid
 
 import asyncpg
-import hl7
 import pytest
 
-from tests.support.mllp import MllpClient, ack_code, err_location, hl7_message, msh
-from tests.support.results import new_subject_id
+from tests.support.mllp import ack_code, err_location, exchange_bytes, hl7_message, msh
+from tests.support.results import new_subject_id, stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.integration
 STUDY = "NCT05262686"
 LAB_RESULT = "org.vigil.lab_result.reported.v1"
 RAISED = "org.vigil.safety_signal.raised.v1"
-
-
-async def mllp(services: RunningServices, message: bytes) -> hl7.Message:
-    client = await MllpClient.connect(services.mllp_port)
-    try:
-        return await client.exchange(message)
-    finally:
-        await client.close()
 
 
 def bilirubin_oru(control: str, subject: str, charset: str | None, unit: bytes) -> bytes:
@@ -50,15 +41,6 @@ def bilirubin_oru(control: str, subject: str, charset: str | None, unit: bytes) 
     )
 
 
-async def payloads(db: asyncpg.Connection, subject: str, kind: str) -> list[str]:
-    rows = await db.fetch(
-        "SELECT payload::text AS p FROM events WHERE subject_id = $1 AND type = $2",
-        subject,
-        kind,
-    )
-    return [row["p"] for row in rows]
-
-
 async def test_an_oru_declaring_its_character_set_in_msh_18_keeps_its_unit_and_alerts(
     services: RunningServices, db: asyncpg.Connection
 ) -> None:
@@ -72,26 +54,30 @@ async def test_an_oru_declaring_its_character_set_in_msh_18_keeps_its_unit_and_a
     grade 4 bilirubin raised no alert."""
     utf8_subject, latin_subject = new_subject_id(), new_subject_id()
     tag = uuid.uuid4().hex[:8]
-    ack = await mllp(
-        services, bilirubin_oru(f"U8{tag}", utf8_subject, "UNICODE UTF-8", "µmol/L".encode())
+    ack = await exchange_bytes(
+        services.mllp_port,
+        bilirubin_oru(f"U8{tag}", utf8_subject, "UNICODE UTF-8", "µmol/L".encode()),
     )
     assert ack_code(ack) == "AA", str(ack)
     await eventually(
-        lambda: payloads(db, utf8_subject, RAISED), timeout=60, what="the UTF-8 control alert"
+        lambda: stored_payloads(db, utf8_subject, RAISED),
+        timeout=60,
+        what="the UTF-8 control alert",
     )
 
-    ack = await mllp(
-        services, bilirubin_oru(f"L1{tag}", latin_subject, "8859/1", "µmol/L".encode("latin-1"))
+    ack = await exchange_bytes(
+        services.mllp_port,
+        bilirubin_oru(f"L1{tag}", latin_subject, "8859/1", "µmol/L".encode("latin-1")),
     )
     if ack_code(ack) != "AA":
         return  # refusing a message it cannot read is also what was promised
     results = await eventually(
-        lambda: payloads(db, latin_subject, LAB_RESULT), timeout=60, what="the result stored"
+        lambda: stored_payloads(db, latin_subject, LAB_RESULT), timeout=60, what="the result stored"
     )
     units = [json.loads(p)["unit"] for p in results]
     assert units == ["µmol/L"], f"the unit as reported was not kept: {units!r}"
     await eventually(
-        lambda: payloads(db, latin_subject, RAISED), timeout=60, what="the bilirubin alert"
+        lambda: stored_payloads(db, latin_subject, RAISED), timeout=60, what="the bilirubin alert"
     )
 
 
@@ -108,7 +94,7 @@ async def test_a_message_vigil_cannot_read_is_refused_naming_msh_18_and_kept(
     as rejected, and no result stored from mangled text."""
     subject, control = new_subject_id(), f"CS{uuid.uuid4().hex[:10]}"
     message = bilirubin_oru(control, subject, charset, "µmol/L".encode("latin-1"))
-    ack = await mllp(services, message)
+    ack = await exchange_bytes(services.mllp_port, message)
 
     assert ack_code(ack) == expected, str(ack)
     assert str(ack.segment("MSA")[2]) == control
@@ -117,7 +103,7 @@ async def test_a_message_vigil_cannot_read_is_refused_naming_msh_18_and_kept(
     assert row is not None
     assert row["outcome"] == "rejected"
     assert "MSH-18" in row["reason"]
-    assert await payloads(db, subject, LAB_RESULT) == []
+    assert await stored_payloads(db, subject, LAB_RESULT) == []
 
 
 async def test_a_utf_8_byte_order_mark_before_msh_is_skipped(
@@ -129,9 +115,9 @@ async def test_a_utf_8_byte_order_mark_before_msh_is_skipped(
     message = b"\xef\xbb\xbf" + bilirubin_oru(
         f"BM{uuid.uuid4().hex[:8]}", subject, None, "µmol/L".encode()
     )
-    ack = await mllp(services, message)
+    ack = await exchange_bytes(services.mllp_port, message)
     assert ack_code(ack) == "AA", str(ack)
     results = await eventually(
-        lambda: payloads(db, subject, LAB_RESULT), timeout=60, what="the result stored"
+        lambda: stored_payloads(db, subject, LAB_RESULT), timeout=60, what="the result stored"
     )
     assert [json.loads(p)["unit"] for p in results] == ["µmol/L"]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.support.mail import MailCatcher
-from tests.support.results import concomitant_medication, enrolment, new_subject_id
+from tests.support.results import concomitant_medication, enrolment, new_subject_id, stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
@@ -54,16 +54,6 @@ async def enrol(client: httpx.AsyncClient, db: asyncpg.Connection, subject: str)
     )
 
 
-async def payloads(db: asyncpg.Connection, subject: str, kind: str) -> list[str]:
-    """The stored payloads of one subject's events of one type, as JSON text."""
-    rows = await db.fetch(
-        "SELECT payload::text AS p FROM events WHERE subject_id = $1 AND type = $2",
-        subject,
-        kind,
-    )
-    return [row["p"] for row in rows]
-
-
 async def test_a_medications_drug_text_never_reaches_the_alert_email(
     client: httpx.AsyncClient, db: asyncpg.Connection, mailbox: MailCatcher
 ) -> None:
@@ -76,7 +66,9 @@ async def test_a_medications_drug_text_never_reaches_the_alert_email(
     medication = concomitant_medication(subject, drug=f"prednisone - for Mrs {name}, call 555-0199")
     answer = await client.post("/v1/concomitant-medications", json=medication)
     assert answer.status_code == 202, answer.text
-    await eventually(lambda: payloads(db, subject, RAISED), timeout=60, what="the steroid signal")
+    await eventually(
+        lambda: stored_payloads(db, subject, RAISED), timeout=60, what="the steroid signal"
+    )
     mails = await asyncio.to_thread(
         mailbox.wait_for,
         lambda item: f"subject {subject}" in str(item.message["Subject"]),
@@ -99,7 +91,7 @@ async def test_a_medications_free_text_never_reaches_a_data_quality_event(
     answer = await client.post("/v1/concomitant-medications", json=medication)
     assert answer.status_code == 202, answer.text
     issues = await eventually(
-        lambda: payloads(db, subject, DATA_QUALITY), timeout=60, what="a data-quality issue"
+        lambda: stored_payloads(db, subject, DATA_QUALITY), timeout=60, what="a data-quality issue"
     )
     leaked = [p for p in issues if name in p]
     assert leaked == [], f"free text in a data-quality event: {leaked}"

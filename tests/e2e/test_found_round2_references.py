@@ -18,11 +18,10 @@ import uuid
 from typing import Any
 
 import asyncpg
-import hl7
 import httpx
 import pytest
 
-from tests.support.mllp import MllpClient, ack_code, err_location, hl7_message, msh
+from tests.support.mllp import ack_code, err_location, exchange_bytes, hl7_message, msh
 from tests.support.results import new_subject_id
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
@@ -33,14 +32,6 @@ STUDY = "NCT05262686"
 SYSTEM = "urn:vigil:study:NCT05262686"  # the study's FHIR subject identifier system
 FHIR = {"content-type": "application/fhir+json"}
 LAB_RESULT = "org.vigil.lab_result.reported.v1"
-
-
-async def mllp(services: RunningServices, message: bytes) -> hl7.Message:
-    client = await MllpClient.connect(services.mllp_port)
-    try:
-        return await client.exchange(message)
-    finally:
-        await client.close()
 
 
 def observation(subject_reference: dict[str, Any], value: float = 6.1) -> dict[str, Any]:
@@ -86,7 +77,7 @@ async def test_an_obx_before_any_pid_is_never_acknowledged_and_dropped(
         f"OBR|1|P-{control}|F-{control}|58410-2^CBC^LN|||20261120080000+0800",
         "OBX|2|NM|777-3^Platelets^LN||250|10*9/L|150-400|N|||F",
     )
-    ack = await mllp(services, message)
+    ack = await exchange_bytes(services.mllp_port, message)
     assert ack_code(ack) == "AE"
     assert err_location(ack).startswith("OBX^1")
     kept = await db.fetchrow("SELECT outcome FROM received_messages WHERE raw = $1", message)

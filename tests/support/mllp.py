@@ -112,6 +112,16 @@ async def exchange(port: int, message: str) -> hl7.Message:
         writer.close()
 
 
+async def exchange_bytes(port: int, message: bytes) -> hl7.Message:
+    """One message given as bytes (any character set, any framing inside) over a new
+    connection; the parsed ACK."""
+    client = await MllpClient.connect(port)
+    try:
+        return await client.exchange(message)
+    finally:
+        await client.close()
+
+
 def ack_code(ack: hl7.Message) -> str:
     return str(ack.segment("MSA")[1])
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
+
 
 def new_subject_id(prefix: str = "FB") -> str:
     """A subject id no other test uses."""
@@ -46,3 +48,13 @@ def concomitant_medication(subject_id: str, **extra: Any) -> dict[str, Any]:
         "source_message_id": f"CM-{uuid.uuid4().hex[:8]}",
         **extra,
     }
+
+
+async def stored_payloads(db: asyncpg.Connection, subject: str, kind: str) -> list[str]:
+    """The stored payloads of one subject's events of one type, as JSON text."""
+    rows = await db.fetch(
+        "SELECT payload::text AS p FROM events WHERE subject_id = $1 AND type = $2",
+        subject,
+        kind,
+    )
+    return [row["p"] for row in rows]
