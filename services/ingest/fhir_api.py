@@ -254,7 +254,10 @@ def add_fhir_routes(
             issues = [Issue("value", "Bundle.type", "type must be batch or transaction")]
             return await reject(receipt, issues, path, principal)
         entries = document.get("entry") or []
-        if not isinstance(entries, list) or len(entries) > max_bundle_entries:
+        if not isinstance(entries, list):
+            issues = [Issue("structure", "Bundle.entry", "entry must be a list")]
+            return await reject(receipt, issues, path, principal)
+        if len(entries) > max_bundle_entries:
             issue = Issue(
                 "too-costly",
                 "Bundle.entry",

@@ -73,6 +73,24 @@ async def test_invalid_observation_gets_an_operation_outcome_and_is_kept(
     assert (row["channel"], row["outcome"]) == ("fhir", "rejected")
 
 
+async def test_a_bundle_whose_entry_is_not_a_list_gets_400_not_the_entry_cap(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """An object where Bundle.entry's list belongs is a malformed Bundle (400 naming
+    Bundle.entry, like any Bundle of the wrong structure), not one over the entry cap (413,
+    "send it in parts")."""
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": {"resource": patient("X")}}
+    raw = json.dumps({**bundle, "id": uuid.uuid4().hex}).encode()
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
+        response = await client.post("/fhir/r4", content=raw, headers=FHIR)
+    assert response.status_code == 400, response.text
+    (issue,) = response.json()["issue"]
+    assert issue["expression"] == ["Bundle.entry"]
+    assert "list" in issue["diagnostics"]
+    row = await db.fetchrow("SELECT channel, outcome FROM received_messages WHERE raw = $1", raw)
+    assert (row["channel"], row["outcome"]) == ("fhir", "rejected")
+
+
 async def test_batch_accepts_the_good_entries_and_reports_the_bad(
     services: RunningServices,
 ) -> None:
