@@ -37,13 +37,38 @@ def decode(raw: bytes | bytearray | str) -> Any:
     elif raw[:3] == b"\xef\xbb\xbf":
         raw = raw[3:]
     try:
-        return from_json(raw, allow_inf_nan=False)
+        value = from_json(raw, allow_inf_nan=False)
     except ValueError as error:
         doc = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
         message = str(error)
         raise JSONDecodeError(
             _WHERE.sub("", message).strip(), doc, _position(doc, message)
         ) from None
+    _refuse_repeated_members(raw)
+    return value
+
+
+def _refuse_repeated_members(raw: bytes | bytearray | str) -> None:
+    """JSONDecodeError if an object names one member twice. RFC 8259 leaves what that
+    means to each reader (the parser above keeps the last, others the first): a body
+    whose ``subject_id`` two readers would read differently is refused, not guessed.
+    The depth is already bounded, so this second reading cannot recurse too deep."""
+
+    def no_repeats(pairs: list[tuple[str, Any]]) -> None:
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise _RepeatedMember
+
+    try:
+        # numbers are not converted again: the first reading did
+        json.loads(raw, object_pairs_hook=no_repeats, parse_int=len, parse_float=len)
+    except _RepeatedMember:
+        doc = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+        # the member is not named: a name is sender text like any other
+        raise JSONDecodeError("an object names one of its members twice", doc, 0) from None
+
+
+class _RepeatedMember(Exception):
+    """An object in the JSON text names one member twice."""
 
 
 def _position(doc: str, message: str) -> int:

@@ -16,6 +16,7 @@ at most VIGIL_HTTP_MAX_CONNECTIONS).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
 from tests.support.mllp import MllpClient, ack_code
-from tests.support.results import haemoglobin
+from tests.support.results import haemoglobin, new_subject_id
 from tests.support.services import (
     PrivateIngest,
     RunningServices,
@@ -105,6 +106,36 @@ async def test_a_deeply_nested_json_body_is_answered_below_500_and_kept(
         db, since, "fhir", b"[[[["
     )
     assert kept == len(answers)
+
+
+async def test_a_body_naming_a_member_twice_is_refused_on_json_and_fhir_and_kept(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """A second ``subject_id`` in one object (RFC 8259 leaves it to each reader) must not
+    decide whose result it is: refused as invalid JSON, without naming it, and kept."""
+    since = await now(db)
+    first, second = new_subject_id(), new_subject_id()
+    result = json.dumps(haemoglobin(first, "6.0"))[:-1] + f', "subject_id": "{second}"}}'
+    observation = '{"resourceType": "Observation", "resourceType": "Patient", "status": "final"}'
+    async with httpx.AsyncClient(
+        base_url=services.ingest_url, headers=services.headers, timeout=30
+    ) as client:
+        json_answer = await client.post(
+            "/v1/lab-results", content=result, headers={"content-type": "application/json"}
+        )
+        fhir_answer = await client.post("/fhir/r4/Observation", content=observation, headers=FHIR)
+    assert json_answer.status_code == 422, json_answer.text
+    assert fhir_answer.status_code in (400, 422), fhir_answer.text
+    assert "json_invalid" in json_answer.text
+    assert second not in json_answer.text
+    kept = await kept_since(db, since, "http-json", result.encode()[:4]) + await kept_since(
+        db, since, "fhir", observation.encode()[:4]
+    )
+    assert kept >= 2
+    assert (
+        await db.fetchval("SELECT count(*) FROM events WHERE subject_id = ANY($1)", [first, second])
+        == 0
+    )
 
 
 async def test_an_mllp_frame_of_nested_brackets_is_refused_and_kept_not_answered_try_again(

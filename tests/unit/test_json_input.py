@@ -54,6 +54,18 @@ def test_what_rfc_8259_does_not_allow_is_invalid(raw: bytes) -> None:
         decode(raw)
 
 
+def test_an_object_naming_a_member_twice_is_refused_without_naming_it() -> None:
+    """RFC 8259 leaves a repeated name to each reader: one keeps the last, another the
+    first. A second ``subject_id`` must not decide whose result it is."""
+    for raw in (b'{"subject_id": "A", "subject_id": "B"}', b'[{"a": {"x": 1, "x": 2}}]'):
+        with pytest.raises(JSONDecodeError) as raised:
+            decode(raw)
+        assert "twice" in str(raised.value)
+        assert "subject_id" not in str(raised.value)
+    assert decode(b'[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]  # in other objects
+    assert decode(b'{"n": 1e3, "m": ' + b"9" * 100 + b"}") == {"n": 1e3, "m": int("9" * 100)}
+
+
 def test_a_leading_byte_order_mark_is_ignored_as_rfc_8259_allows() -> None:
     assert decode(b"\xef\xbb\xbf[1]") == [1]
     assert decode("\ufeff[1]") == [1]
