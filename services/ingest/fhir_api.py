@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
 SOURCE = "/vigil/ingest/fhir"
 CHANNEL = FHIR_CHANNEL
+# the media types a FHIR JSON body may come as (application/json+fhir: DSTU2 and STU3 senders)
+READ_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
 
 def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
@@ -177,9 +179,28 @@ def add_fhir_routes(
             log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes) - len(refused))
         return refused
 
+    async def unsupported_media(
+        request: Request, receipt: Receipt, principal: Principal
+    ) -> JSONResponse | None:
+        """415 for a body that does not say it is FHIR JSON: an XML or text body is not
+        read as JSON on a guess (R4 3.1.0.1.10: the server answers formats it supports)."""
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media in READ_MEDIA_TYPES:
+            return None
+        issue = Issue(
+            "not-supported",
+            "Content-Type",
+            "Vigil reads FHIR JSON only: send Content-Type application/fhir+json",
+        )
+        return await reject(
+            receipt, [issue], request.url.path, principal, status=415, code="unsupported-media-type"
+        )
+
     async def create(request: Request, kind: str) -> JSONResponse:
         principal = principal_of(request)
         _, resource, receipt = await receive(request)
+        if (unsupported := await unsupported_media(request, receipt, principal)) is not None:
+            return unsupported
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
             issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
@@ -246,6 +267,8 @@ def add_fhir_routes(
         principal = principal_of(request)
         path = request.url.path
         _, document, receipt = await receive(request)
+        if (unsupported := await unsupported_media(request, receipt, principal)) is not None:
+            return unsupported
         if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
             issues = [Issue("structure", "Bundle", "POST /fhir/r4 takes a Bundle")]
             return await reject(receipt, issues, path, principal)

@@ -33,6 +33,7 @@ _FHIR_ISSUE = {
     "rate-limited-unauthenticated": "throttled",
     "body-timeout": "timeout",
     "unavailable": "transient",
+    "unsupported-media-type": "not-supported",
 }
 
 # Every code an HTTP write can be refused with at the boundary (for metrics at zero)

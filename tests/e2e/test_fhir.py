@@ -91,6 +91,22 @@ async def test_a_bundle_whose_entry_is_not_a_list_gets_400_not_the_entry_cap(
     assert (row["channel"], row["outcome"]) == ("fhir", "rejected")
 
 
+@pytest.mark.parametrize("media", ["application/fhir+xml", "text/plain", None])
+async def test_a_body_that_does_not_say_it_is_fhir_json_gets_415_and_is_kept(
+    services: RunningServices, db: asyncpg.Connection, media: str | None
+) -> None:
+    """A FHIR XML or text body is not read as JSON on a guess, even when it parses."""
+    raw = json.dumps({**patient(f"MT-{uuid.uuid4().hex[:8]}"), "id": uuid.uuid4().hex}).encode()
+    headers = {"content-type": media} if media else {}
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
+        response = await client.post("/fhir/r4/Patient", content=raw, headers=headers)
+    assert response.status_code == 415, response.text
+    (issue,) = response.json()["issue"]
+    assert (issue["code"], issue["expression"]) == ("not-supported", ["Content-Type"])
+    row = await db.fetchrow("SELECT channel, outcome FROM received_messages WHERE raw = $1", raw)
+    assert (row["channel"], row["outcome"]) == ("fhir", "rejected")
+
+
 async def test_batch_accepts_the_good_entries_and_reports_the_bad(
     services: RunningServices,
 ) -> None:
