@@ -41,7 +41,7 @@ from tests.support.services import (
     service_env,
     start_service,
 )
-from tests.support.waiting import eventually
+from tests.support.waiting import closed_by_server, eventually
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess
 
@@ -290,19 +290,6 @@ def slow_ingest(
 
 def port_of(ingest: PrivateIngest) -> int:
     return int(ingest.url.rsplit(":", 1)[1])
-
-
-async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
-    """Whether the server closes the connection within ``timeout`` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return True
 
 
 async def test_an_http_connection_that_never_finishes_its_request_is_closed(

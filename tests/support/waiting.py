@@ -24,3 +24,16 @@ async def eventually(
             raise AssertionError(f"{what} did not happen within {timeout}s (last: {value!r})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Whether the server closes the connection within ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True

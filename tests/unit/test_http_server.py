@@ -13,7 +13,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from shared.http_server import ConnectionBounds, server_config
-from tests.support.waiting import eventually
+from tests.support.waiting import closed_by_server, eventually
 from vigil.devstack.ports import free_port
 
 TIMEOUT = 0.4
@@ -44,18 +44,6 @@ async def serving(max_connections: int = 50) -> AsyncIterator[int]:
         await task
 
 
-async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
-    try:
-        async with asyncio.timeout(seconds):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return True
-
-
 async def answer(connection: Connection) -> bytes:
     reader, _ = connection
     async with asyncio.timeout(5):
@@ -66,7 +54,7 @@ async def answer(connection: Connection) -> bytes:
 async def test_a_connection_that_sends_nothing_is_closed() -> None:
     async with serving() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await closed_within(reader, TIMEOUT * 5)
+        assert await closed_by_server(reader, TIMEOUT * 5)
         writer.close()
 
 
@@ -74,7 +62,7 @@ async def test_a_connection_that_sends_part_of_a_head_is_closed() -> None:
     async with serving() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST / HTTP/1.1\r\nHost: vigil\r\n")
-        assert await closed_within(reader, TIMEOUT * 5)
+        assert await closed_by_server(reader, TIMEOUT * 5)
         writer.close()
 
 
@@ -94,7 +82,7 @@ async def test_the_next_request_on_a_kept_connection_has_the_same_time() -> None
         connection[1].write(REQUEST)
         assert (await answer(connection)).startswith(b"HTTP/1.1 200")
         connection[1].write(b"GET / HTTP/1.1\r\n")  # and no more
-        assert await closed_within(connection[0], TIMEOUT * 5)
+        assert await closed_by_server(connection[0], TIMEOUT * 5)
         connection[1].close()
 
 
@@ -103,7 +91,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await asyncio.sleep(0.05)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await closed_within(reader, TIMEOUT / 2)
+        assert await closed_by_server(reader, TIMEOUT / 2)
         writer.close()
         held[0][1].write(REQUEST)  # those held are served
         assert (await answer(held[0])).startswith(b"HTTP/1.1 200")
