@@ -233,6 +233,48 @@ class LabResultReported(SubjectEvent):
         return self.collected_at
 
 
+class LabResultUnreadable(SubjectEvent):
+    """A laboratory sent a result for this subject that Vigil cannot read (a value that
+    is not of its declared type, a time that is no date, a code in a coding system that
+    says LOINC but is not): kept and said, never dropped. The message's readable results
+    were recorded beside it; the raw message stays with its receipt. ``problem`` names
+    the field and what is wrong with it, never the value."""
+
+    event_type: ClassVar[str] = "org.vigil.lab_result.unreadable.v1"
+
+    source_message_id: Code = Field(min_length=1, max_length=128)
+    segment: str = Field(
+        min_length=1, max_length=32, description="Where in the message: 'OBX[3]', 'entry[2]'."
+    )
+    field: str = Field(min_length=1, max_length=32, description="'OBX-5', 'Observation.value'.")
+    problem: str = Field(min_length=1, max_length=300, description="In words; value-free.")
+    error_code: str | None = Field(
+        default=None, max_length=8, description="HL7 table 0357 code, when from HL7 v2."
+    )
+    loinc_code: str | None = Field(default=None, pattern=LOINC_PATTERN)
+    local_code: Code | None = Field(default=None, max_length=64)
+    local_system: Code | None = Field(default=None, max_length=200)
+    analyte_text: str | None = Field(default=None, max_length=200)
+    result_status: ResultStatus | None = None
+    collected_at: ClinicalDateTime | None = None
+    abnormal_flags: tuple[Code, ...] = Field(default=(), max_length=10)
+
+    @property
+    def flagged_abnormal(self) -> bool:
+        """Whether the sender's flags say abnormal or positive (HL7 table 0078 / FHIR
+        ObservationInterpretation): any flag but normal, negative or not detected."""
+        return any(flag.upper() not in _NOT_ABNORMAL for flag in self.abnormal_flags)
+
+    @property
+    def clinical_time(self) -> datetime | None:
+        return self.collected_at
+
+
+#: HL7 table 0078 flags (and FHIR v3 ObservationInterpretation codes) that say nothing is
+#: abnormal; every other flag is read as abnormal or positive
+_NOT_ABNORMAL = frozenset({"N", "NEG", "ND", "NR", "S"})
+
+
 SeriousnessCriterion = Literal[
     "death",
     "life-threatening",
@@ -319,15 +361,17 @@ class MedicationRecorded(SubjectEvent):
 
 
 class LabResultSuperseded(SubjectEvent):
-    """A later report of the same observation replaces an earlier one: a correction, a
-    cancellation or entry in error (retracted), or a final after a preliminary result."""
+    """One report of an observation replaces another: a correction, a cancellation or
+    entry in error (retracted), or a final after a preliminary result (updated). Result
+    status, not arrival, decides: a preliminary or final that arrives after the correction
+    it came before is itself the superseded one (``late``), and never replaces it."""
 
     event_type: ClassVar[str] = "org.vigil.lab_result.superseded.v1"
 
     observation_key: str
     superseded_event_id: uuid.UUID
     superseding_event_id: uuid.UUID
-    reason: Literal["corrected", "retracted", "updated"]
+    reason: Literal["corrected", "retracted", "updated", "late"]
 
 
 DataQualityProblem = Literal[
@@ -336,6 +380,8 @@ DataQualityProblem = Literal[
     "reference-range-missing",
     "missing-input",
     "dose-not-convertible",
+    "result-unreadable",
+    "abnormal-result-unreadable",
 ]
 
 
@@ -525,6 +571,7 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         AdverseEventReported,
         MedicationRecorded,
         LabResultSuperseded,
+        LabResultUnreadable,
     )
 }
 

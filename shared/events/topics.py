@@ -9,6 +9,7 @@ from shared.events.payloads import (
     InputRejected,
     InputRejectedV1,
     LabResultReported,
+    LabResultUnreadable,
     MedicationRecorded,
     SignalEvent,
     SubjectEnrolled,
@@ -35,6 +36,7 @@ ALL_TOPICS = (
 _TOPIC_OF: dict[type[EventPayload], str] = {
     SubjectEnrolled: SUBJECTS,
     LabResultReported: LAB_RESULTS,
+    LabResultUnreadable: LAB_RESULTS,
     InputRejected: DEAD_LETTERS,
     InputRejectedV1: DEAD_LETTERS,
     DataQualityIssueRaised: DATA_QUALITY,
