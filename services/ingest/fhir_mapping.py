@@ -7,7 +7,7 @@ for pydantic v2.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, tzinfo
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from services.ingest.fhir_subjects import (
     patient_subject,
     referenced_subject,
 )
+from services.ingest.fhir_times import effective_moment, moment
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     AdverseEventReported,
@@ -57,14 +58,6 @@ def _reference_id(reference: Any, kind: str) -> str | None:
     return text.split("/", 1)[1] if text.startswith(f"{kind}/") else None
 
 
-def _moment(value: Any, zone: tzinfo) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=zone)
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=zone)
-    return None
-
-
 def observation_event(
     resource: dict[str, Any],
     *,
@@ -92,10 +85,10 @@ def observation_event(
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
     referable = {**(patients or {}), **contained_patients(resource)}
     subject = referenced_subject(observation.subject, "Observation", system, issues, referable)
-    collected = _moment(
-        observation.effectiveDateTime
-        or observation.effectiveInstant
-        or (observation.effectivePeriod.start if observation.effectivePeriod else None),
+    collected = effective_moment(
+        observation.effectiveDateTime,
+        observation.effectiveInstant,
+        observation.effectivePeriod,
         zone,
     )
     if collected is None:
@@ -103,7 +96,8 @@ def observation_event(
             Issue(
                 "required",
                 "Observation.effective[x]",
-                "the collection time (effectiveDateTime) is required",
+                "the collection time is required: effectiveDateTime, effectiveInstant or "
+                "effectivePeriod with a start or an end",
             )
         )
     identity = observation_identity(observation)
@@ -291,7 +285,7 @@ def adverse_event_event(
     )
     if not term:
         issues.append(Issue("required", "AdverseEvent.event", "the event's term is required"))
-    onset = _moment(event.date or event.detected or event.recordedDate, zone)
+    onset = moment(event.date or event.detected or event.recordedDate, zone)
     if onset is None:
         issues.append(Issue("required", "AdverseEvent.date", "the onset date is required"))
     identity = (event.identifier.value if event.identifier else None) or event.id

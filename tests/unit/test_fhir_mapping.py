@@ -56,6 +56,10 @@ def test_quantity_observation() -> None:
         ("amended", ResultStatus.CORRECTED),
         ("corrected", ResultStatus.CORRECTED),
         ("preliminary", ResultStatus.PRELIMINARY),
+        ("registered", ResultStatus.PRELIMINARY),
+        ("final", ResultStatus.FINAL),
+        ("cancelled", ResultStatus.CANNOT_OBTAIN),
+        ("entered-in-error", ResultStatus.WRONG),
     ],
 )
 def test_status(status: str, expected: ResultStatus) -> None:
