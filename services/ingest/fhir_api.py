@@ -21,10 +21,9 @@ from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
 from services.ingest.fhir_issues import Issue, operation_outcome
-from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
+from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
-from services.ingest.fhir_studies import choose_study, named_studies
-from services.ingest.fhir_subjects import LocalPatients, bundle_patients
+from services.ingest.fhir_subjects import bundle_patients
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
@@ -74,50 +73,8 @@ def add_fhir_routes(
     write are refused as ambiguous. One that names none (``Patient/<id>`` references) is
     in the key's study when the key has one, else in ``default_study``. Either way the
     key must allow that study, or the write is refused."""
-    systems = identifiers or SubjectIdentifiers()
-
-    def study_of(principal: Principal) -> str:
-        (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
-        return only
-
-    def event_of(
-        resource: Any, principal: Principal, patients: LocalPatients | None = None
-    ) -> tuple[SubjectEvent | None, list[Issue]]:
-        """The resource's event, in the one study its identifier systems name that the
-        key may write (fhir_studies.choose_study), else in the key's study; the key must
-        allow that study (Intake refuses it else). ``patients`` are the Bundle's Patients
-        a subject may reference."""
-        if not isinstance(resource, dict):
-            return None, [Issue("structure", "Resource", "the body is not a JSON object")]
-        kind = resource.get("resourceType")
-        patients = patients or {}
-        study = choose_study(
-            str(kind),
-            named_studies(resource, patients, systems),
-            principal.studies,
-            study_of(principal),
-        )
-        if isinstance(study, Issue):
-            return None, [study]
-        system = systems.for_study(study)
-        if kind == "Observation":
-            return observation_event(
-                resource, study_id=study, zone=zone, identifiers=system, patients=patients
-            )
-        if kind == "Patient":
-            return patient_event(resource, study_id=study, identifiers=system)
-        if kind == "AdverseEvent":
-            return adverse_event_event(
-                resource, study_id=study, zone=zone, identifiers=system, patients=patients
-            )
-        return None, [
-            Issue(
-                "not-supported",
-                "Resource.resourceType",
-                "resourceType is not one accepted here (Observation, Patient, AdverseEvent, "
-                "Bundle)",
-            )
-        ]
+    reader = ResourceReader(identifiers or SubjectIdentifiers(), zone, default_study)
+    event_of = reader.event_of
 
     async def receive(request: Request) -> tuple[bytes, Any, Receipt]:
         raw = await request.body()
