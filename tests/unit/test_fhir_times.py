@@ -61,7 +61,5 @@ def test_no_collection_time_names_effective_x_and_what_is_taken(
     resource.update(effective)
     event, issues = observation_event(resource, study_id="S", zone=UTC)
     assert event is None
-    assert [(i.code, i.expression) for i in issues] == [
-        ("required", "Observation.effective[x]")
-    ]
+    assert [(i.code, i.expression) for i in issues] == [("required", "Observation.effective[x]")]
     assert "effectivePeriod" in issues[0].diagnostics
