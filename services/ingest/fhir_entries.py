@@ -142,7 +142,14 @@ def _bad(status: int, code: str, expression: str, problem: str) -> EntryRefusal:
 
 
 def received_not_used(kind: str) -> dict[str, Any]:
-    """The response entry of a resource Vigil keeps but does not judge."""
+    """The response entry of a resource Vigil keeps but does not judge. A DiagnosticReport's
+    status is not its results': Observation.status is required (1..1) in R4, and each
+    result's own is read, so a sender is told rather than left to assume otherwise."""
+    note = (
+        "; its status is not applied to its results, each Observation's own status is read"
+        if kind == "DiagnosticReport"
+        else ""
+    )
     return {
         "response": {
             "status": "200 OK",
@@ -153,7 +160,7 @@ def received_not_used(kind: str) -> dict[str, Any]:
                         "severity": "information",
                         "code": "informational",
                         "diagnostics": f"{kind} received and kept with the Bundle, not used: "
-                        "Vigil judges Observation, Patient and AdverseEvent resources",
+                        f"Vigil judges Observation, Patient and AdverseEvent resources{note}",
                     }
                 ],
             },

@@ -111,3 +111,12 @@ def test_an_entry_without_a_resource_is_refused_as_required() -> None:
 
 def test_the_location_names_the_resource_type_as_sent_and_its_version() -> None:
     assert location("Observation", "e1") == "Observation/e1/_history/1"
+
+
+def test_a_diagnostic_reports_answer_says_its_status_is_not_its_results() -> None:
+    answer = received_not_used("DiagnosticReport")["response"]["outcome"]["issue"][0]
+    assert "each Observation's own status" in answer["diagnostics"]
+    assert (
+        "own status"
+        not in received_not_used("Encounter")["response"]["outcome"]["issue"][0]["diagnostics"]
+    )
