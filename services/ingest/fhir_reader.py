@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import Any
 
+from services.ingest.fhir_adverse_events import adverse_event_event
 from services.ingest.fhir_issues import Issue
-from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
+from services.ingest.fhir_mapping import observation_event, patient_event
 from services.ingest.fhir_studies import choose_study, named_studies
 from services.ingest.fhir_subjects import LocalPatients
 from services.ingest.principals import Principal
