@@ -20,11 +20,11 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
+from services.ingest.fhir_entries import created, location, read_entry, received_not_used
 from services.ingest.fhir_issues import Issue, operation_outcome
-from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
+from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
-from services.ingest.fhir_studies import choose_study, named_studies
-from services.ingest.fhir_subjects import LocalPatients, bundle_patients
+from services.ingest.fhir_subjects import bundle_patients
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
@@ -74,50 +74,8 @@ def add_fhir_routes(
     write are refused as ambiguous. One that names none (``Patient/<id>`` references) is
     in the key's study when the key has one, else in ``default_study``. Either way the
     key must allow that study, or the write is refused."""
-    systems = identifiers or SubjectIdentifiers()
-
-    def study_of(principal: Principal) -> str:
-        (only,) = principal.studies if len(principal.studies) == 1 else (default_study,)
-        return only
-
-    def event_of(
-        resource: Any, principal: Principal, patients: LocalPatients | None = None
-    ) -> tuple[SubjectEvent | None, list[Issue]]:
-        """The resource's event, in the one study its identifier systems name that the
-        key may write (fhir_studies.choose_study), else in the key's study; the key must
-        allow that study (Intake refuses it else). ``patients`` are the Bundle's Patients
-        a subject may reference."""
-        if not isinstance(resource, dict):
-            return None, [Issue("structure", "Resource", "the body is not a JSON object")]
-        kind = resource.get("resourceType")
-        patients = patients or {}
-        study = choose_study(
-            str(kind),
-            named_studies(resource, patients, systems),
-            principal.studies,
-            study_of(principal),
-        )
-        if isinstance(study, Issue):
-            return None, [study]
-        system = systems.for_study(study)
-        if kind == "Observation":
-            return observation_event(
-                resource, study_id=study, zone=zone, identifiers=system, patients=patients
-            )
-        if kind == "Patient":
-            return patient_event(resource, study_id=study, identifiers=system)
-        if kind == "AdverseEvent":
-            return adverse_event_event(
-                resource, study_id=study, zone=zone, identifiers=system, patients=patients
-            )
-        return None, [
-            Issue(
-                "not-supported",
-                "Resource.resourceType",
-                "resourceType is not one accepted here (Observation, Patient, AdverseEvent, "
-                "Bundle)",
-            )
-        ]
+    reader = ResourceReader(identifiers or SubjectIdentifiers(), zone, default_study)
+    event_of = reader.event_of
 
     async def receive(request: Request) -> tuple[bytes, Any, Receipt]:
         raw = await request.body()
@@ -229,7 +187,7 @@ def add_fhir_routes(
                 }
             ],
         }
-        return _response(201, outcome, Location=f"{kind}/{envelope.id}")
+        return _response(201, outcome, Location=location(kind, envelope.id))
 
     def forbidden_response(
         refusals: list[Refusal],
@@ -292,23 +250,15 @@ def add_fhir_routes(
             )
         patients = bundle_patients(entries)
         results = [
-            event_of(
-                entry.get("resource") if isinstance(entry, dict) else None,
-                principal,
-                patients,
-            )
-            for entry in entries
+            read_entry(entry, n, lambda resource: event_of(resource, principal, patients))
+            for n, entry in enumerate(entries)
         ]
-        failed = {n: issues for n, (_, issues) in enumerate(results) if issues}
+        failed = [r.refusal for r in results if r.refusal is not None]
         if kind == "transaction" and failed:
-            issues = [
-                Issue(i.code, f"Bundle.entry[{n}].resource.{i.expression}", i.diagnostics)
-                for n, entry_issues in failed.items()
-                for i in entry_issues
-            ]
+            issues = [issue for refusal in failed for issue in refusal.issues]
             return await reject(receipt, issues, path, principal)
-        good = [n for n, (event, _) in enumerate(results) if event is not None]
-        groups = envelope_groups([event for event, _ in results if event is not None])
+        good = [n for n, result in enumerate(results) if result.event is not None]
+        groups = envelope_groups([r.event for r in results if r.event is not None])
         envelope_of = {n: group[0] for n, group in zip(good, groups, strict=True)}
         where = {
             envelope.id: (f"Bundle.entry[{n}].resource.", _resource_type(entries[n]))
@@ -323,25 +273,21 @@ def add_fhir_routes(
             return refused
         refusals = {r.event_id: r for r in refused}
         response_entries: list[dict[str, Any]] = []
-        for n, (_, issues) in enumerate(results):
+        for n, result in enumerate(results):
             envelope = envelope_of.get(n)
             code: str
             if envelope is not None and envelope.id in refusals:
                 issues = forbidden_issues([refusals[envelope.id]], where)
                 status, code = "403 Forbidden", refusals[envelope.id].code
-            elif issues:
-                status, code = "422 Unprocessable Entity", issues[0].code
+            elif result.refusal is not None:
+                issues = result.refusal.issues
+                status, code = result.refusal.status, issues[0].code
+            elif result.unused is not None:
+                response_entries.append(received_not_used(result.unused))
+                continue
             else:
                 assert envelope is not None
-                kind_name = envelope.payload().__class__.__name__
-                response_entries.append(
-                    {
-                        "response": {
-                            "status": "201 Created",
-                            "location": f"{kind_name}/{envelope.id}",
-                        }
-                    }
-                )
+                response_entries.append(created(_resource_type(entries[n]), envelope.id))
                 continue
             response_entries.append(
                 {"response": {"status": status, "outcome": operation_outcome(issues)}}

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.ingest.fhir_issues import Issue
-from services.ingest.fhir_subjects import LocalPatients, contained_patients
+from services.ingest.fhir_subjects import LocalPatients, contained_patients, local_key
 from services.ingest.subject_identifiers import SubjectIdentifiers
 
 
@@ -28,7 +28,7 @@ def _identifiers(resource: Mapping[str, Any], patients: LocalPatients) -> list[A
     if not isinstance(subject, dict):
         return []
     local = {**patients, **contained_patients(resource)}
-    referenced = local.get(str(subject.get("reference")))
+    referenced = local.get(local_key(str(subject.get("reference"))))
     found = [subject.get("identifier")]
     if isinstance(referenced, dict) and isinstance(referenced.get("identifier"), list):
         found += referenced["identifier"]

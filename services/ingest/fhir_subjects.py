@@ -11,6 +11,7 @@ issue naming the field and the system expected, never the value sent.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,22 @@ LocalPatients = Mapping[str, Any]
 """Patients a reference may name without leaving the request, by the reference text
 that names each (``#id`` for a contained one; a Bundle entry's ``fullUrl`` and
 ``Patient/<id>``); raw JSON, read only for their identifiers."""
+
+
+# A literal reference to a Patient as FHIR R4 writes one (references.html, "Literal
+# References"): relative or absolute (any service base), optionally version-specific.
+# The logical id is read as text: no address in it is ever fetched.
+_PATIENT_REFERENCE = re.compile(
+    r"(?:https?://(?:[A-Za-z0-9\-\\.:%$]*/)+)?Patient/([^/]+)(?:/_history/[^/]+)?"
+)
+_VERSION = re.compile(r"/_history/[^/]+$")
+
+
+def local_key(reference: str) -> str:
+    """The text a reference names a Patient of the request by: a version-specific
+    reference (``Patient/x/_history/1``) names the same resource as its versionless
+    form, the one fullUrls and logical ids are listed under."""
+    return _VERSION.sub("", reference)
 
 
 def _subject_id_issue(expression: str, value: str) -> Issue | None:
@@ -137,8 +154,8 @@ def referenced_subject(
         named = _identified_subject(identifier, kind, system, issues)
         if named is None:
             return None
-    if text is not None and text in local:
-        resolved = _local_subject(local[text], kind, system, issues)
+    if text is not None and local_key(text) in local:
+        resolved = _local_subject(local[local_key(text)], kind, system, issues)
         if resolved is not None and named is not None and resolved != named:
             issues.append(
                 Issue(
@@ -167,19 +184,23 @@ def referenced_subject(
 def _logical_subject(
     text: str, kind: str, system: SubjectIdentifierSystem, issues: list[Issue]
 ) -> str | None:
-    """``Patient/<study subject id>``: the logical id of a Vigil Patient."""
-    subject = text.removeprefix("Patient/") if text.startswith("Patient/") else None
-    if subject is None:
+    """``Patient/<study subject id>``: the logical id of a Vigil Patient, relative,
+    absolute (``https://ehr.example/fhir/Patient/<id>``) or version-specific
+    (``Patient/<id>/_history/1``), all naming the same Patient."""
+    match = _PATIENT_REFERENCE.fullmatch(text)
+    if match is None:
         issues.append(
             Issue(
                 "value",
                 f"{kind}.subject.reference",
-                "must be Patient/<study subject id>, a contained Patient or a Patient entry "
-                f"of the Bundle carrying an identifier with system {system.fhir_system}, "
-                "or come with subject.identifier in that system",
+                "must be Patient/<study subject id> (relative, absolute or with /_history/), "
+                "a contained Patient or a Patient entry of the Bundle carrying an identifier "
+                f"with system {system.fhir_system}, or come with subject.identifier in that "
+                "system",
             )
         )
         return None
+    subject = match.group(1)
     problem = _subject_id_issue(f"{kind}.subject.reference", subject)
     if problem is not None:
         issues.append(problem)

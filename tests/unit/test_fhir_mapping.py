@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from services.ingest.fhir_adverse_events import adverse_event_event
 from services.ingest.fhir_issues import operation_outcome
-from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
+from services.ingest.fhir_mapping import observation_event, patient_event
 from shared.events import AdverseEventReported, LabResultReported, ResultStatus, SubjectEnrolled
 
 
@@ -56,6 +57,10 @@ def test_quantity_observation() -> None:
         ("amended", ResultStatus.CORRECTED),
         ("corrected", ResultStatus.CORRECTED),
         ("preliminary", ResultStatus.PRELIMINARY),
+        ("registered", ResultStatus.PRELIMINARY),
+        ("final", ResultStatus.FINAL),
+        ("cancelled", ResultStatus.CANNOT_OBTAIN),
+        ("entered-in-error", ResultStatus.WRONG),
     ],
 )
 def test_status(status: str, expected: ResultStatus) -> None:

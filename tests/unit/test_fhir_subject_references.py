@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from services.ingest.fhir_adverse_events import adverse_event_event
 from services.ingest.fhir_issues import Issue
-from services.ingest.fhir_mapping import adverse_event_event, observation_event
+from services.ingest.fhir_mapping import observation_event
 from services.ingest.fhir_subjects import bundle_patients, contained_patients
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import SubjectEvent
@@ -90,7 +91,12 @@ def test_a_contained_patient_without_the_study_identifier_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "reference", ["urn:uuid:5b1f7c2e-0000-4000-8000-000000000001", f"Patient/{MRN}"]
+    "reference",
+    [
+        "urn:uuid:5b1f7c2e-0000-4000-8000-000000000001",
+        f"Patient/{MRN}",
+        f"Patient/{MRN}/_history/3",
+    ],
 )
 def test_a_bundle_patient_is_found_by_full_url_or_logical_id(reference: str) -> None:
     entries = [
@@ -103,6 +109,22 @@ def test_a_bundle_patient_is_found_by_full_url_or_logical_id(reference: str) -> 
     assert subject_of({"subject": {"reference": reference}}, patients) == {"01-003"}
 
 
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "Patient/01-003",
+        "https://ehr.example/fhir/Patient/01-003",
+        "http://ehr.example:8080/base/r4/Patient/01-003",
+        "Patient/01-003/_history/1",
+        "https://ehr.example/fhir/Patient/01-003/_history/7",
+    ],
+)
+def test_relative_absolute_and_versioned_references_name_the_same_subject(
+    reference: str,
+) -> None:
+    assert subject_of({"subject": {"reference": reference}}) == {"01-003"}
+
+
 def test_a_reference_two_bundle_patients_answer_to_names_neither() -> None:
     entries = [
         {"resource": hospital_patient(STUDY_ID)},
@@ -113,7 +135,12 @@ def test_a_reference_two_bundle_patients_answer_to_names_neither() -> None:
 
 @pytest.mark.parametrize(
     "reference",
-    ["urn:uuid:5b1f7c2e-0000-4000-8000-000000000009", "https://h.example.org/Patient/1"],
+    [
+        "urn:uuid:5b1f7c2e-0000-4000-8000-000000000009",
+        "https://h.example.org/Observation/1",
+        "Patient/01-003/_history",
+        "Patient/01-003/Observation/1",
+    ],
 )
 def test_a_reference_vigil_cannot_resolve_is_refused(reference: str) -> None:
     for kind, event, issues in mapped({"subject": {"reference": reference}}):

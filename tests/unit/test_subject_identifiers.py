@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_mapping import adverse_event_event, observation_event, patient_event
+from services.ingest.fhir_adverse_events import adverse_event_event
+from services.ingest.fhir_mapping import observation_event, patient_event
 from services.ingest.hl7.messages import interpret
 from services.ingest.sources import load_sources
 from services.ingest.subject_identifiers import (

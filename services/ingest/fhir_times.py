@@ -1,0 +1,44 @@
+"""When a FHIR resource says something happened, as one moment (pure).
+
+FHIR R4 ``dateTime`` may be partial: ``2026``, ``2026-11`` or ``2026-11-03`` name a year,
+a month or a day (datatypes.html#dateTime), and fhir.resources hands the first two back as
+the text sent. Each is taken as the first moment of the period it names, in the study's
+time zone when it carries none; the event keeps no precision (its contract has no field
+for it), the resource as sent stays with its receipt.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, tzinfo
+from typing import Any
+
+# YYYY or YYYY-MM, as fhir.resources passes a partial date on (it has checked the form)
+_PARTIAL = re.compile(r"(\d{4})(?:-(\d{2}))?")
+
+
+def moment(value: Any, zone: tzinfo) -> datetime | None:
+    """The first moment of what ``value`` names: a date-time as sent (in ``zone`` when it
+    has no offset), a day, month or year from its start; None for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=zone)
+    if isinstance(value, str) and (partial := _PARTIAL.fullmatch(value)):
+        year, month = partial.groups()
+        return datetime(int(year), int(month or 1), 1, tzinfo=zone)
+    return None
+
+
+def effective_moment(date_time: Any, instant: Any, period: Any, zone: tzinfo) -> datetime | None:
+    """An Observation's ``effective[x]`` as one moment: ``effectiveDateTime``,
+    ``effectiveInstant``, or an ``effectivePeriod``'s start, else its end (a sample
+    collected over a period, such as a 24-hour urine, is dated by when collection began
+    when the sender says so, else by when it ended)."""
+    if date_time is not None:
+        return moment(date_time, zone)
+    if instant is not None:
+        return moment(instant, zone)
+    if period is not None:
+        return moment(period.start, zone) or moment(period.end, zone)
+    return None
