@@ -21,6 +21,7 @@ from shared.events import (
     EventPayload,
     LabResultReported,
     LabResultSuperseded,
+    LabResultUnreadable,
     MedicationRecorded,
     SafetySignalRaised,
     SignalEvent,
@@ -222,6 +223,8 @@ def _inputs_of(payload: EventPayload) -> set[str] | None:
         return {ENROLMENT}
     if isinstance(payload, LabResultReported):
         return {payload.loinc_code} if payload.loinc_code else set()
+    if isinstance(payload, LabResultUnreadable):
+        return set()  # no rule judges it; its data-quality issue is raised all the same
     if isinstance(payload, AdverseEventReported):
         return {"adverse-event"}
     if isinstance(payload, MedicationRecorded):

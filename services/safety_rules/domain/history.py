@@ -22,6 +22,7 @@ from shared.events import (
     DataQualityIssueRaised,
     LabResultReported,
     LabResultSuperseded,
+    LabResultUnreadable,
     MedicationRecorded,
     SafetySignalAmended,
     SafetySignalEscalated,
@@ -113,6 +114,8 @@ class SubjectHistory:
     data_quality: set[tuple[str, uuid.UUID]] = field(default_factory=set)
     #: every report of each observation identity, in stream order (corrections included)
     reports: dict[str, list[Report]] = field(default_factory=dict)
+    #: results the laboratory sent that Vigil could not read (each a data-quality issue)
+    unreadable: dict[uuid.UUID, LabResultUnreadable] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
     #: the rule-pack version this history was last judged with by every rule, in this
     #: process; until then (a new process, another pack) every rule walks it whole
@@ -149,6 +152,9 @@ class SubjectHistory:
             report = Report(event_id, parsed.result_status)
             self.reports.setdefault(parsed.identity, []).append(report)
             self._add_lab(LabEntry(event_id, recorded_at, stream_version, parsed))
+        elif isinstance(parsed, LabResultUnreadable):
+            self._note_first(event_id)
+            self.unreadable[event_id] = parsed
         elif isinstance(parsed, LabResultSuperseded):
             self._supersede(parsed.superseded_event_id)
         elif isinstance(parsed, AdverseEventReported):
