@@ -42,11 +42,6 @@ def unreadable_problem(event_id: uuid.UUID, result: LabResultUnreadable) -> Prob
         f"field {result.field}: {result.problem}"
     )
     if flagged:
-        detail += (
-            "; the laboratory flagged it abnormal or positive: ask the laboratory for the "
-            "result and review it"
-        )
-    else:
-        detail += "; ask the laboratory to send it again in a form Vigil reads"
+        detail += "; the laboratory flagged it abnormal or positive"
     issue: DataQualityProblem = "abnormal-result-unreadable" if flagged else "result-unreadable"
     return Problem(issue, detail, event_id, "")
