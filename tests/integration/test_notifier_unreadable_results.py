@@ -16,8 +16,16 @@ from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers import handle_batch
 from shared.events import LabResultUnreadable, wrap
+from tests.integration.test_notifier_escalation import app_client
 from tests.support.mail import MailCatcher
-from tests.support.notifier import context, email_worker, plan, roster
+from tests.support.notifier import (
+    context,
+    email_worker,
+    link_planned_for,
+    plan,
+    roster,
+    stream_types,
+)
 from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
@@ -92,3 +100,32 @@ async def test_unreadable_results_reach_the_medical_monitor_once(
         (i, "mm") for i in unreadable_ids
     }
     assert all(isinstance(i, uuid.UUID) for i in unreadable_ids)
+
+
+async def test_the_monitor_s_link_acknowledges_having_chased_the_result(pool: asyncpg.Pool) -> None:
+    ctx = context(roster().model_copy(update={"study_id": STUDY}))
+    batch = [wrap(unreadable("01-009", ("POS",)), source="/test")]
+    async with pool.acquire() as connection, connection.transaction():
+        outcome = await handle_batch(batch, PostgresRulesUnitOfWork(connection), PACKS)
+    (issue,) = [
+        e
+        for e in outcome.data_quality
+        if e.payload().issue != "unknown-subject"  # type: ignore[union-attr]
+    ]
+    assert await plan(pool, ctx, *outcome.data_quality) == 2  # this issue, and unknown-subject
+
+    link = await link_planned_for(pool, ctx, "mm")
+    path = link.split("://", 1)[1].split("/", 1)[1]  # the address as the monitor clicks it
+    token = link.split("token=", 1)[1]
+    async with await app_client(pool, ctx) as client:
+        page = await client.get(f"/{path}")
+        assert page.status_code == 200
+        assert "01-009" in page.text
+        done = await client.post(
+            f"/signals/{issue.id}/acknowledge",
+            content=f"token={token}&assessment=clinically-significant",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert done.status_code == 201, done.text
+    async with pool.acquire() as connection:
+        assert "acknowledged" in await stream_types(connection, issue.id)

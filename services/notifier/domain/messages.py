@@ -284,8 +284,11 @@ def subject_line(content: MessageContent) -> str:
         return header_value(f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)")
     what = f"{content.analyte} {content.value}".strip()
     rule = f" ({content.rule_id})" if content.rule_id else ""
-    what = f": {what}{rule}" if what or rule else ""
-    return header_value(f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}{what}")
+    if content.kind in UNREADABLE_KINDS:  # no value to show: the prefix says what it is
+        return header_value(f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}")
+    return header_value(
+        f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
+    )
 
 
 def _template(name: str) -> Template:
