@@ -28,6 +28,12 @@ def _summary(event_type: str, payload: dict[str, object]) -> str:
         )
     if "site_id" in payload and "birth_date" in payload:
         return f"enrolment at site {payload['site_id']} (weight {payload.get('weight_kg')} kg)"
+    if "problem" in payload and "segment" in payload:
+        code = payload.get("loinc_code") or payload.get("local_code")
+        return (
+            f"unreadable lab result {code} at {payload['segment']} {payload.get('field')}: "
+            f"{payload['problem']}"
+        )
     if "loinc_code" in payload:
         value = (
             payload.get("value") if payload.get("value") is not None else payload.get("value_text")

@@ -6,13 +6,14 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
+from services.safety_rules.domain.supersession import Report, decide
 from services.safety_rules.records import SOURCE
 from shared.events import (
     AdverseEventReported,
@@ -20,8 +21,8 @@ from shared.events import (
     EventPayload,
     LabResultReported,
     LabResultSuperseded,
+    LabResultUnreadable,
     MedicationRecorded,
-    ResultStatus,
     SafetySignalRaised,
     SignalEvent,
     SubjectEnrolled,
@@ -123,13 +124,16 @@ async def handle_batch(
     histories = await uow.histories(touched)
     log_of = _Provisional(histories, recorded_at)
     log_of.fold(new.values())
-    superseding = [
-        link
-        for envelope in new.values()
-        if isinstance(result := envelope.payload(), LabResultReported)
-        and (link := _supersedes(envelope, result, histories)) is not None
-    ]
-    log_of.fold(superseding)
+    superseding: list[Envelope] = []
+    for envelope in new.values():
+        result = envelope.payload()
+        if isinstance(result, LabResultReported):
+            link = _supersedes(envelope, result, histories)
+            if link is not None:
+                # folded at once: the next report of the observation in this batch finds
+                # the standing one this link leaves
+                log_of.fold([link])
+                superseding.append(link)
     # what changed besides new facts (a correction, an enrolment) makes a subject's rules
     # walk its whole history; otherwise the engine may look at the new facts alone
     whole = {_key(e) for e in superseding} | {
@@ -219,6 +223,8 @@ def _inputs_of(payload: EventPayload) -> set[str] | None:
         return {ENROLMENT}
     if isinstance(payload, LabResultReported):
         return {payload.loinc_code} if payload.loinc_code else set()
+    if isinstance(payload, LabResultUnreadable):
+        return set()  # no rule judges it; its data-quality issue is raised all the same
     if isinstance(payload, AdverseEventReported):
         return {"adverse-event"}
     if isinstance(payload, MedicationRecorded):
@@ -253,30 +259,26 @@ def _supersedes(
     result: LabResultReported,
     histories: Mapping[tuple[str, str], SubjectHistory],
 ) -> Envelope | None:
-    """The record that this result replaces an earlier report of the same observation."""
+    """The link this result makes with the standing report of the same observation: it
+    replaces it, or (a late preliminary or final) is itself replaced by it."""
     history = histories[(result.study_id, result.subject_id)]
-    earlier = history.earlier_report(result.identity, envelope.id)
-    if earlier is None:
+    standing = history.standing_report(result.identity, envelope.id)
+    decision = decide(Report(envelope.id, result.result_status), standing)
+    if decision is None:
         return None
-    if result.result_status == ResultStatus.CORRECTED:
-        reason: Literal["corrected", "retracted", "updated"] = "corrected"
-    elif not result.result_status.is_measurement:
-        reason = "retracted"
-    else:
-        reason = "updated"
     link = LabResultSuperseded(
         study_id=result.study_id,
         subject_id=result.subject_id,
         observation_key=result.identity,
-        superseded_event_id=earlier,
-        superseding_event_id=envelope.id,
-        reason=reason,
+        superseded_event_id=decision.superseded,
+        superseding_event_id=decision.superseding,
+        reason=decision.reason,
     )
     log.info(
         "rules.result_superseded",
-        reason=reason,
-        superseded=str(earlier),
-        by=str(envelope.id),
+        reason=decision.reason,
+        superseded=str(decision.superseded),
+        by=str(decision.superseding),
         correlation_id=str(envelope.correlation_id),
     )
     return wrap(

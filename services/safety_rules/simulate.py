@@ -28,6 +28,7 @@ FACT_TYPES = (
     "org.vigil.subject.enrolled.v1",
     "org.vigil.lab_result.reported.v1",
     "org.vigil.lab_result.superseded.v1",
+    "org.vigil.lab_result.unreadable.v1",
     "org.vigil.adverse_event.reported.v1",
     "org.vigil.medication.recorded.v1",
 )

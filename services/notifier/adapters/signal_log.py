@@ -31,7 +31,7 @@ from shared.events import (
 CHECKPOINT = "notifier.catch-up"
 # Every event the notifier answers: the signal events, and the data-quality issues it
 # tells the medical monitors about (the others, such as a missing input, it only reads).
-# Migration 0011 indexes exactly these (events_notifier_causes_idx): a kind added here
+# Migration 0013 (after 0011) indexes exactly these (events_notifier_causes_idx): a kind added here
 # needs a migration that recreates the index with it.
 SIGNAL_TYPES: tuple[str, ...] = tuple(
     cls.event_type
@@ -44,7 +44,11 @@ SIGNAL_TYPES: tuple[str, ...] = tuple(
         SafetySignalRetracted,
     )
 )
-ANSWERED_ISSUES: tuple[str, ...] = ("unknown-subject",)
+ANSWERED_ISSUES: tuple[str, ...] = (
+    "unknown-subject",
+    "result-unreadable",
+    "abnormal-result-unreadable",
+)
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 
 

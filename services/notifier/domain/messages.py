@@ -34,6 +34,8 @@ MessageKind = Literal[
     "resolved",
     "withdrawn",
     "data-quality",
+    "result-unreadable",
+    "abnormal-result-unreadable",
     "digest",
 ]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
@@ -149,7 +151,27 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     )
 
 
+#: data-quality issues about a result Vigil could not read, each told in its own words
+UNREADABLE_KINDS: frozenset[MessageKind] = frozenset(
+    {"result-unreadable", "abnormal-result-unreadable"}
+)
+
+
 def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID) -> MessageContent:
+    """A data-quality issue the medical monitors are told about: a result for a subject
+    nobody enrolled, or a result Vigil could not read (the detail names the analyte, where
+    in the message and the problem; never the value)."""
+    if issue.issue == "abnormal-result-unreadable" or issue.issue == "result-unreadable":
+        return MessageContent(
+            kind=issue.issue,
+            study_id=issue.study_id,
+            subject_id=issue.subject_id,
+            signal_id=event_id,
+            note=issue.detail,
+            deadline="obtain the result from the laboratory and review it"
+            if issue.issue == "abnormal-result-unreadable"
+            else "ask the laboratory to send the result again",
+        )
     return MessageContent(
         kind="data-quality",
         study_id=issue.study_id,
@@ -192,6 +214,11 @@ _HEADLINES: dict[MessageKind, str] = {
     "is needed.",
     "withdrawn": "WITHDRAWN: this safety signal was retracted; no action is needed.",
     "data-quality": "A result arrived for a subject Vigil does not know in study {study}.",
+    "result-unreadable": "A laboratory sent a result for a subject in study {study} that "
+    "Vigil cannot read, so no rule could judge it.",
+    "abnormal-result-unreadable": "A laboratory sent a result for a subject in study {study} "
+    "that it flagged abnormal or positive, and Vigil cannot read it, so no rule could judge "
+    "it. Please obtain the result from the laboratory, review it and acknowledge.",
     "digest": "Daily digest for study {study}: findings no protocol rule flags.",
 }
 _SUBJECT_PREFIX: dict[MessageKind, str] = {
@@ -202,6 +229,8 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
     "resolved": "RESOLVED: ",
     "withdrawn": "WITHDRAWN: ",
     "data-quality": "DATA QUALITY: ",
+    "result-unreadable": "UNREADABLE RESULT: ",
+    "abnormal-result-unreadable": "UNREADABLE ABNORMAL RESULT: ",
     "digest": "DIGEST: ",
 }
 
@@ -209,6 +238,14 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
 def _rows(content: MessageContent) -> list[tuple[str, str]]:
     if content.kind == "digest":
         return [("Finding", item) for item in content.items]
+    if content.kind in UNREADABLE_KINDS:
+        rows = [
+            ("Subject", content.subject_id),
+            ("Problem", content.note),
+            ("Action", content.deadline),
+            ("Issue", str(content.signal_id)),
+        ]
+        return [(label, value) for label, value in rows if value]
     site = content.site_id or "unknown (subject not enrolled in Vigil)"
     if content.kind in NOTICE_KINDS:
         rows = [
@@ -247,6 +284,8 @@ def subject_line(content: MessageContent) -> str:
         return header_value(f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)")
     what = f"{content.analyte} {content.value}".strip()
     rule = f" ({content.rule_id})" if content.rule_id else ""
+    if content.kind in UNREADABLE_KINDS:  # no value to show: the prefix says what it is
+        return header_value(f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}")
     return header_value(
         f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
     )

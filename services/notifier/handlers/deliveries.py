@@ -36,7 +36,7 @@ def deliveries_for(
         channel = person.channels[0]
         link = (
             None
-            if content.kind in NOTICE_KINDS | {"data-quality", "digest"}
+            if content.kind in NOTICE_KINDS | {"data-quality", "result-unreadable", "digest"}
             else context.links.claims(content.signal_id, person.id, now)
         )
         planned.append(

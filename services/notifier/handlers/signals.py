@@ -1,6 +1,8 @@
 """What the notifier does on each signal: record the answer in the signal's notification
 stream and plan who is told, from raised through escalated, amended, retracted, resolved
-and reopened, and for a result about a subject nobody enrolled.
+and reopened, and the data-quality issues the medical monitors are told about: a result
+about a subject nobody enrolled, and a result Vigil could not read (flagged abnormal or
+not: a result without flags may hide an abnormal value as well, and it is rare).
 
 Every handler is idempotent: an event handled before (delivered twice by Kafka, or read
 again by the catch-up from the audit log, see ``services/notifier/catch_up.py``) finds its
@@ -24,6 +26,7 @@ import structlog
 from services.notifier.adapters import digests, notification_log
 from services.notifier.adapters.digests import HeldLine
 from services.notifier.adapters.postgres import cancel_pending
+from services.notifier.adapters.signal_log import ANSWERED_ISSUES
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.messages import (
     MessageContent,
@@ -89,8 +92,8 @@ async def handle_signals(
             added += await _resolved(connection, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalReopened):
             added += await _reopened(connection, envelope, payload, roster, context)
-        elif isinstance(payload, DataQualityIssueRaised) and payload.issue == "unknown-subject":
-            added += await _unknown_subject(connection, envelope, payload, roster, context)
+        elif isinstance(payload, DataQualityIssueRaised) and payload.issue in ANSWERED_ISSUES:
+            added += await _data_quality(connection, envelope, payload, roster, context)
     return added
 
 
@@ -290,13 +293,15 @@ async def _reopened(
     return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
 
 
-async def _unknown_subject(
+async def _data_quality(
     connection: asyncpg.Connection,
     envelope: Envelope,
     issue: DataQualityIssueRaised,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
+    """Tell the study's medical monitors (an unreadable abnormal result carries their
+    acknowledgement link; the others only inform)."""
     if await notification_state(connection, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)

@@ -27,6 +27,7 @@ from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.reconcile import reconcile
 from services.safety_rules.domain.rule_kinds import Rule
 from services.safety_rules.domain.rule_pack import RulePack
+from services.safety_rules.domain.unreadable import unreadable_problem
 from shared.events import DataQualityIssueRaised
 
 ENROLMENT = "enrolment"
@@ -67,6 +68,11 @@ def evaluate(
         points, found = judge(rule, history)
         problems += found
         reconcile(rule, pack, history, points, evaluation)
+    problems += [
+        unreadable_problem(event_id, result)
+        for event_id, result in history.unreadable.items()
+        if not _raised_for(history, event_id)
+    ]
     if not enrolled and history.first_fact_id is not None:
         problems.append(
             Problem(
@@ -96,6 +102,13 @@ def evaluate(
             problem.related_event_id,
         )
     return evaluation
+
+
+def _raised_for(history: SubjectHistory, event_id: uuid.UUID) -> bool:
+    return any(
+        (issue, event_id) in history.data_quality
+        for issue in ("result-unreadable", "abnormal-result-unreadable")
+    )
 
 
 def _nothing_to_say(

@@ -1,9 +1,11 @@
 """One subject's history as the rules read it, folded from the subject's stream (pure).
 
-Facts stand until a later fact replaces them: a lab result until a report of the same
-observation supersedes it, an adverse event or a medication until a later report with the
-same id. Signal events fold into the episodes the rules have recorded so far, so that the
-engine can compare what the facts say now with what it has already said.
+Facts stand until a later fact replaces them: a lab result until its supersede link is
+folded in (a report of the same observation that result status lets replace it, or the
+standing report when it is itself the late one: see ``supersession``), an adverse event
+or a medication until a later report with the same id. Signal events fold into the
+episodes the rules have recorded so far, so that the engine can compare what the facts
+say now with what it has already said.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from services.safety_rules.domain.supersession import Report, standing_before
 from shared.events import (
     AdverseEventReported,
     DataQualityIssueRaised,
     LabResultReported,
     LabResultSuperseded,
+    LabResultUnreadable,
     MedicationRecorded,
     SafetySignalAmended,
     SafetySignalEscalated,
@@ -109,7 +113,9 @@ class SubjectHistory:
     episodes: dict[uuid.UUID, RecordedEpisode] = field(default_factory=dict)
     data_quality: set[tuple[str, uuid.UUID]] = field(default_factory=set)
     #: every report of each observation identity, in stream order (corrections included)
-    reports: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    reports: dict[str, list[Report]] = field(default_factory=dict)
+    #: results the laboratory sent that Vigil could not read (each a data-quality issue)
+    unreadable: dict[uuid.UUID, LabResultUnreadable] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
     #: the rule-pack version this history was last judged with by every rule, in this
     #: process; until then (a new process, another pack) every rule walks it whole
@@ -143,8 +149,12 @@ class SubjectHistory:
             self._baselines.clear()  # Day 0 may have moved
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
-            self.reports.setdefault(parsed.identity, []).append(event_id)
+            report = Report(event_id, parsed.result_status)
+            self.reports.setdefault(parsed.identity, []).append(report)
             self._add_lab(LabEntry(event_id, recorded_at, stream_version, parsed))
+        elif isinstance(parsed, LabResultUnreadable):
+            self._note_first(event_id)
+            self.unreadable[event_id] = parsed
         elif isinstance(parsed, LabResultSuperseded):
             self._supersede(parsed.superseded_event_id)
         elif isinstance(parsed, AdverseEventReported):
@@ -258,13 +268,10 @@ class SubjectHistory:
         """Whether an episode of this rule is open on the record."""
         return self._open.get(rule_id, 0) > 0
 
-    def earlier_report(self, identity: str, event_id: uuid.UUID) -> uuid.UUID | None:
-        """The report of the same observation just before ``event_id`` (what it replaces)."""
-        reports = self.reports.get(identity, [])
-        if event_id not in reports:
-            return None
-        index = reports.index(event_id)
-        return reports[index - 1] if index > 0 else None
+    def standing_report(self, identity: str, event_id: uuid.UUID) -> Report | None:
+        """The report of the same observation that stood when ``event_id`` arrived (see
+        :mod:`services.safety_rules.domain.supersession`)."""
+        return standing_before(self.reports.get(identity, []), event_id, self.superseded)
 
     def baseline(self, code: str) -> LabEntry | None:
         """The last result of ``code`` on or before Day 0 (collection date as reported)."""
