@@ -182,8 +182,9 @@ def _unreadable(context: ObxContext, obx: hl7.Segment, problem: _Problem) -> Lab
     """The OBX as far as it can be read, with what could not be."""
     coding = _coding(obx, context.code_map)
     if coding["loinc_code"] is not None and not _LOINC.match(coding["loinc_code"]):
+        # what stood where a LOINC code belongs is not kept in the event (it could be
+        # anything, a record number included); the raw message stays with its receipt
         coding["loinc_code"] = None
-        coding["local_code"], coding["local_system"] = get(obx, 3, 1)[:64] or None, "LN"
     status = _STATUS.get(get(obx, 11) or "F")
     collected = None
     with contextlib.suppress(_Problem):
