@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import hl7
 
+from services.ingest.hl7.messages import interpret
 from services.ingest.hl7.structure import oru_r01
 
 MSH = "MSH|^~\\&|LIS|LAB|VIGIL|SP|20261120083000||ORU^R01^ORU_R01|C1|P|2.5.1"
@@ -57,3 +60,18 @@ def test_an_order_before_any_pid_is_misplaced_and_kept_apart() -> None:
     built = oru_r01(hl7.parse("\r".join([MSH, "OBR|1|A|B|X^Y^LN", "OBX|1|NM|718-7^^LN||1"])))
     assert [(m.name, m.sequence) for m in built.misplaced] == [("OBR", 1)]
     assert built.patient_results[0].pid is None
+
+
+def test_an_orc_without_its_obr_holds_no_result_and_fails_nothing() -> None:
+    segments = [
+        MSH,
+        "PID|1||01-003^^^NCT05262686^SS",
+        "ORC|RE|A",
+        "ORC|RE|B",
+        "OBR|1|B|C|X^Y^LN|||20261120080000",
+        "OBX|1|NM|718-7^^LN||13|g/dL",
+    ]
+    text = "\r".join(segments)
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert outcome.ack_code == "AA", outcome.reason
+    assert len(outcome.events) == 1

@@ -9,7 +9,7 @@ import pytest
 
 from services.ingest.hl7.fields import number_in_text, parse_reference_range, read_unit
 from services.ingest.hl7.messages import interpret
-from shared.events import LabResultReported
+from shared.events import LabResultReported, LabResultUnreadable
 
 MSH = "MSH|^~\\&|LIS|LAB|VIGIL|SP|20261120083000||ORU^R01^ORU_R01|{control}|P|2.5.1"
 PID = "PID|1||01-003^^^NCT05262686^SS"
@@ -118,3 +118,18 @@ def test_numeric_repetitions_are_each_a_result_and_tx_lines_one_text() -> None:
     assert a.observation_key != b.observation_key
     (text,) = results("OBX|1|TX|11529-5^Report^LN||line one~line two||||||F")
     assert text.value_text == "line one line two"
+
+
+def test_an_unreadable_obx_with_fields_that_fit_no_event_is_still_kept() -> None:
+    """A flag with a tab in it and a local code longer than an event's code: the unreadable
+    result is kept without them, never an internal error."""
+    code = "X" * 80
+    obx = f"OBX|1|NM|{code}^Odd^99LAB||eight|g/dL|12-16|H\tH~POS|||F"
+    text = "\r".join([MSH.format(control="M9"), PID, "OBR|1|P1|F1|X^Y^LN|||20261120080000", obx])
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert outcome.ack_code == "AA", outcome.reason
+    (kept,) = outcome.events
+    assert isinstance(kept, LabResultUnreadable)
+    assert kept.local_code is None
+    assert kept.abnormal_flags == ()
+    assert kept.field == "OBX-5"

@@ -166,7 +166,8 @@ class _Reader:
         return events
 
     def order_results(self, subject: str, order: Order) -> list[SubjectEvent]:
-        assert order.obr is not None  # an order's OBX are placed only after its OBR
+        if order.obr is None:
+            return []  # an ORC without its OBR: no OBX is placed in it, nothing to read
         obr = order.obr.segment
         # the filler's order number survives a corrected resend; else the placer's
         filler, placer = _entity(obr, 3), _entity(obr, 2)
@@ -188,17 +189,21 @@ class _Reader:
             )
             outcome = read_observation(context, at.segment)
             events.extend(outcome.results)
-            if outcome.unreadable is not None and outcome.problem is not None:
-                events.append(outcome.unreadable)
-                field_number, code, text = outcome.problem
-                self.problem(
-                    "OBX",
-                    at.sequence,
-                    field_number,
-                    code,
-                    f"{text}; this result is kept for review",
-                    "W",
-                )
+            if outcome.problem is None:
+                continue
+            field_number, code, text = outcome.problem
+            if outcome.unreadable is None:  # not even kept as unreadable: fail the message
+                self.problem("OBX", at.sequence, field_number, code, text)
+                continue
+            events.append(outcome.unreadable)
+            self.problem(
+                "OBX",
+                at.sequence,
+                field_number,
+                code,
+                f"{text}; this result is kept for review",
+                "W",
+            )
         return events
 
     def registration(self) -> list[SubjectEvent]:

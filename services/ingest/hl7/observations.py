@@ -178,31 +178,48 @@ def _status(obx: hl7.Segment) -> ResultStatus:
     return status
 
 
-def _unreadable(context: ObxContext, obx: hl7.Segment, problem: _Problem) -> LabResultUnreadable:
-    """The OBX as far as it can be read, with what could not be."""
+def _unreadable(
+    context: ObxContext, obx: hl7.Segment, problem: _Problem
+) -> LabResultUnreadable | None:
+    """The OBX as far as it can be read, with what could not be; an optional field that
+    does not fit the event (a flag or a code in characters a code may not have) is left
+    out. None when not even the OBX's place can be stored (a control id that is not a
+    code): the message then fails whole."""
     coding = _coding(obx, context.code_map)
     if coding["loinc_code"] is not None and not _LOINC.match(coding["loinc_code"]):
         # what stood where a LOINC code belongs is not kept in the event (it could be
         # anything, a record number included); the raw message stays with its receipt
         coding["loinc_code"] = None
-    status = _STATUS.get(get(obx, 11) or "F")
     collected = None
     with contextlib.suppress(_Problem):
         collected = _collected(context, obx)
-    flags = tuple(flag[:32] for n in range(1, 11) if (flag := get(obx, 8, repeat=n)))
-    return LabResultUnreadable(
-        study_id=context.study_id,
-        subject_id=context.subject_id,
-        source_message_id=_message_id(context, obx),
-        segment=f"OBX[{context.sequence}]",
-        field=f"OBX-{problem.field}" if problem.field else "OBX",
-        problem=problem.text[:300],
-        error_code=problem.code,
-        result_status=status,
-        collected_at=collected,
-        abnormal_flags=flags,
+    optional: dict[str, object] = {
         **coding,
-    )
+        "result_status": _STATUS.get(get(obx, 11) or "F"),
+        "collected_at": collected,
+        "abnormal_flags": tuple(f for n in range(1, 11) if (f := get(obx, 8, repeat=n))),
+    }
+    for _ in range(len(optional) + 1):
+        try:
+            return LabResultUnreadable.model_validate(
+                {
+                    "study_id": context.study_id,
+                    "subject_id": context.subject_id,
+                    "source_message_id": _message_id(context, obx),
+                    "segment": f"OBX[{context.sequence}]",
+                    "field": f"OBX-{problem.field}" if problem.field else "OBX",
+                    "problem": problem.text[:300],
+                    "error_code": problem.code,
+                    **optional,
+                }
+            )
+        except ValidationError as error:
+            misfits = {str(d["loc"][0]) for d in error.errors() if d["loc"]} & set(optional)
+            if not misfits:
+                return None
+            for name in misfits:
+                optional.pop(name)
+    return None
 
 
 def _message_id(context: ObxContext, obx: hl7.Segment, repetition: int = 1) -> str:
