@@ -13,9 +13,7 @@ field and an HL7 table 0357 error code, so the sender's ACK can point at it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Literal
 
 import hl7
 import hl7.exceptions
@@ -23,57 +21,23 @@ from pydantic import ValidationError
 
 from services.ingest.hl7.fields import FieldError, parse_date
 from services.ingest.hl7.observations import NO_RESULT_YET, ObxContext, read_observation
+from services.ingest.hl7.outcome import APPLICATION_ERROR as APPLICATION_ERROR
+from services.ingest.hl7.outcome import DATA_TYPE_ERROR as DATA_TYPE_ERROR
+from services.ingest.hl7.outcome import REQUIRED_FIELD_MISSING as REQUIRED_FIELD_MISSING
+from services.ingest.hl7.outcome import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
+from services.ingest.hl7.outcome import TABLE_VALUE_NOT_FOUND as TABLE_VALUE_NOT_FOUND
+from services.ingest.hl7.outcome import UNSUPPORTED_EVENT_CODE as UNSUPPORTED_EVENT_CODE
+from services.ingest.hl7.outcome import UNSUPPORTED_MESSAGE_TYPE as UNSUPPORTED_MESSAGE_TYPE
+from services.ingest.hl7.outcome import UNSUPPORTED_VERSION as UNSUPPORTED_VERSION
+from services.ingest.hl7.outcome import Hl7Problem as Hl7Problem
+from services.ingest.hl7.outcome import Interpretation as Interpretation
 from services.ingest.hl7.structure import Order, numbered, oru_r01
 from services.ingest.hl7.subject import SubjectIdInvalid, SubjectIdMissing, study_subject_id
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Sex, SubjectEnrolled, SubjectEvent
 from shared.field_problems import describe, field_problems
 
-SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
-# HL7 table 0357 (message error condition codes)
-REQUIRED_FIELD_MISSING = "101"
-DATA_TYPE_ERROR = "102"
-TABLE_VALUE_NOT_FOUND = "103"
-UNSUPPORTED_MESSAGE_TYPE = "200"
-UNSUPPORTED_EVENT_CODE = "201"
-UNSUPPORTED_VERSION = "203"
-APPLICATION_ERROR = "207"
-
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
-
-
-@dataclass(frozen=True)
-class Hl7Problem:
-    """One ERR segment: where (segment, its position in the message, field) and what."""
-
-    segment: str
-    sequence: int
-    field: int
-    code: str
-    text: str
-    severity: str = "E"
-    """HL7 table 0516: E (the message, or its group, was not taken), W (one result could
-    not be read; the rest of the message was)."""
-
-
-@dataclass
-class Interpretation:
-    """What a message becomes: AA with events, AE with problems, or AR."""
-
-    ack_code: Literal["AA", "AE", "AR"]
-    control_id: str
-    version: str
-    events: list[SubjectEvent] = field(default_factory=list)
-    problems: list[Hl7Problem] = field(default_factory=list)
-    sender: tuple[str, str] = ("", "")  # MSH-3 application, MSH-4 facility: the ACK's receiver
-    charset: str = ""  # MSH-18 the message was read in: the ACK is written in it too
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(
-            f"{p.segment}[{p.sequence}]-{p.field}: {p.text} (HL7 0357 code {p.code})"
-            for p in self.problems
-        )
 
 
 def _get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:

@@ -9,11 +9,10 @@ in words, never the value and never an internal error or pattern.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 
 import hl7
 import hl7.exceptions
@@ -25,15 +24,17 @@ from services.ingest.hl7.fields import (
     parse_reference_range,
     read_unit,
 )
+from services.ingest.hl7.identity import observation_key
+from services.ingest.hl7.obx_fields import ObxContext, components, get
+from services.ingest.hl7.outcome import (
+    APPLICATION_ERROR,
+    DATA_TYPE_ERROR,
+    REQUIRED_FIELD_MISSING,
+    TABLE_VALUE_NOT_FOUND,
+)
 from services.ingest.hl7.values import OBX_VALUE_TYPES, Unreadable, read_values
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
 from shared.events.payloads import LOINC_PATTERN
-
-# HL7 table 0357 (message error condition codes)
-REQUIRED_FIELD_MISSING = "101"
-DATA_TYPE_ERROR = "102"
-TABLE_VALUE_NOT_FOUND = "103"
-APPLICATION_ERROR = "207"
 
 _STATUS = {
     "F": ResultStatus.FINAL,
@@ -48,70 +49,8 @@ _STATUS = {
 # OBX-11 I (pending), N (not asked), U (status change without a result): no result to record
 NO_RESULT_YET = frozenset({"I", "N", "U"})
 _LOINC = re.compile(LOINC_PATTERN)
-_MAX_KEY = 300
 
 __all__ = ["NO_RESULT_YET", "OBX_VALUE_TYPES", "ObxContext", "read_observation"]
-
-
-def get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
-    """A component's text, unescaped; empty when the segment does not have it."""
-    try:
-        return str(segment.extract_field(1, number, repeat, component)).strip()
-    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
-        return ""
-
-
-def components(segment: hl7.Segment, number: int) -> list[str]:
-    """Every component of a field's first repetition, unescaped."""
-    out: list[str] = []
-    for component in range(1, 21):
-        try:
-            out.append(str(segment.extract_field(1, number, 1, component)))
-        except (IndexError, KeyError, hl7.exceptions.HL7Exception):
-            break
-    return out
-
-
-@dataclass(frozen=True)
-class ObxContext:
-    """Where an OBX stands: its study and subject, its order, its position."""
-
-    study_id: str
-    subject_id: str
-    control_id: str
-    sequence: int  # its position among the message's OBX segments
-    obr_sequence: int
-    obr_time: str  # OBR-7, the collection time when OBX-14 is empty
-    order: str  # "filler:<OBR-3>", "placer:<OBR-2>", or "" when the sender sent neither
-    zone: tzinfo
-    code_map: Mapping[str, str]
-
-
-def _bounded(key: str) -> str:
-    """The key if it fits, else its SHA-256: cutting it short could merge observations."""
-    if len(key) <= _MAX_KEY:
-        return key
-    return f"hl7:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def observation_key(
-    context: ObxContext, obx: hl7.Segment, collected: datetime, repetition: int
-) -> str:
-    """What stays the same when the lab corrects this result (HL7 2.5.1 7.4.2: OBX-3 and
-    OBX-4 identify an observation within its order; the order is the filler's number,
-    OBR-3, else the placer's, OBR-2). Without OBX-4, two OBX of the same OBX-3 under one
-    order at different times are serial results, not one result reported twice, so the
-    collection time is part of the key; so it is when the sender gives no order number
-    (then the subject stands for the order). Never MSH-10: it changes on every resend."""
-    code = f"{get(obx, 3, 1)}^{get(obx, 3, 3).upper()}"
-    sub_id = get(obx, 4)
-    scope = context.order or f"subject:{context.subject_id}"
-    key = f"hl7:{scope}:{code}:{sub_id}"
-    if not sub_id or not context.order:
-        key += f"@{collected.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
-    if repetition > 1:
-        key += f"#{repetition}"
-    return _bounded(key)
 
 
 class _Problem(Exception):

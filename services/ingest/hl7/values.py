@@ -14,12 +14,12 @@ import hl7
 import hl7.exceptions
 
 from services.ingest.hl7.fields import FieldError, number_in_text, parse_decimal
+from services.ingest.hl7.outcome import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from shared.qualitative import qualitative_answer
 
 OBX_VALUE_TYPES = ("NM", "SN", "CE", "CWE", "CNE", "ST", "TX", "FT")
 _COMPARATORS = ("<", "<=", ">", ">=")
 _MAX_REPETITIONS = 20
-REQUIRED_FIELD_MISSING, DATA_TYPE_ERROR = "101", "102"
 
 Value = dict[str, object]
 
