@@ -27,6 +27,7 @@ from shared.events import (
     Envelope,
     EventPayload,
     LabResultReported,
+    LabResultUnreadable,
     MedicationRecorded,
     SubjectEnrolled,
     SubjectEvent,
@@ -210,6 +211,10 @@ def _ownership_refusal(
         owned = known.subjects.get(subject)
         owner = owned.owner if owned is not None else None
         field_name, what = "subject_id", "the subject was enrolled by another source"
+    elif isinstance(payload, LabResultUnreadable):
+        # a result that could not be read has no observation identity to own: whoever
+        # may write the subject (its study and site, checked above) may report it
+        return None
     elif (key := record_key(payload)) is not None:
         owner = known.records.get(key)
         field_name = _IDENTITY_FIELD[key.kind]

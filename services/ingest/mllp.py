@@ -249,6 +249,10 @@ class MllpHandler:
                     control_id=outcome.control_id,
                     source=principal.source,
                     events=len(envelopes),
+                    # results kept unreadable: where and which code, never the text
+                    unreadable=[
+                        f"{p.segment}[{p.sequence}]-{p.field}:{p.code}" for p in outcome.problems
+                    ],
                 )
             else:
                 reason = f"hl7-{outcome.problems[0].code}" if outcome.problems else "hl7"

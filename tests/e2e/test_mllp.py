@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
@@ -11,6 +12,7 @@ from services.notifier.domain.roster import SITE_ALERT_ROLES
 from tests.e2e.test_haemoglobin_alert import ROSTER, about
 from tests.support.mail import MailCatcher
 from tests.support.mllp import exchange
+from tests.support.results import stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
@@ -82,24 +84,31 @@ async def test_low_haemoglobin_over_mllp_is_acknowledged_and_alerts_once(
     assert [(r["channel"], r["outcome"]) for r in receipts] == [("mllp", "accepted")] * 2
 
 
-async def test_invalid_content_gets_ae_with_err_and_is_kept(
+async def test_an_unreadable_result_gets_aa_with_a_warning_err_and_is_kept(
     services: RunningServices, db: asyncpg.Connection
 ) -> None:
-    control = f"BAD{uuid.uuid4().hex[:8]}"
-    message = oru("H-x", control, "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F")
+    control, subject = f"BAD{uuid.uuid4().hex[:8]}", f"H-{uuid.uuid4().hex[:8]}"
+    message = oru(subject, control, "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F")
 
     ack = await exchange(services.mllp_port, message)
 
-    assert str(ack.segment("MSA")[1]) == "AE"
+    assert str(ack.segment("MSA")[1]) == "AA"
     assert str(ack.segment("MSA")[2]) == control
     err = ack.segment("ERR")
     assert str(err[2]) == "OBX^1^5"
     assert str(err[3]).startswith("102^")
+    assert str(err[4]) == "W"
+    assert "eight" not in str(ack)
     row = await db.fetchrow(
-        "SELECT outcome, reason FROM received_messages WHERE raw = $1", message.encode()
+        "SELECT outcome FROM received_messages WHERE raw = $1", message.encode()
     )
-    assert row["outcome"] == "rejected"
-    assert "OBX[1]-5" in row["reason"]
+    assert row["outcome"] == "accepted"
+    (kept,) = await eventually(
+        lambda: stored_payloads(db, subject, "org.vigil.lab_result.unreadable.v1"),
+        timeout=60,
+        what="the unreadable result kept",
+    )
+    assert json.loads(kept)["field"] == "OBX-5"
 
 
 async def test_unsupported_message_type_gets_ar(services: RunningServices) -> None:

@@ -414,14 +414,21 @@ async def feed(stack: Stack, m: Markers, sent: Sent) -> dict[str, str]:
     await eventually(lambda: enrolled(stack, hl7_subject), what="HL7 enrolment")
     obx = "OBX|1|NM|718-7^Hemoglobin^LN||7.9|g/dL|12-16|L|||F"
     assert await sent.hl7(port, oru(m, study_id, f"R{tag}", obx)) == "AA"
-    # HL7, invalid: the MRN alone, a bad birth date, a name where a number belongs, a
-    # status that is a name, a study id with a space, a message that is not HL7
-    invalid_hl7 = [
-        adt(m, f"{m.mrn}^^^PKUPH^MR", f"B1{tag}"),
-        adt(m, study_id, f"B2{tag}", birth=f"{m.birth_hl7}{m.family}"),
+    # HL7, a result that cannot be read (a name where a number belongs, a status that is
+    # a name, an MRN where the LOINC code belongs): AA, the result kept as unreadable,
+    # which must carry none of it
+    unreadable_hl7 = [
         oru(m, study_id, f"B3{tag}", f"OBX|1|NM|718-7^Hb^LN||{m.family}|g/dL|12-16|L|||F"),
         oru(m, study_id, f"B4{tag}", f"OBX|1|NM|718-7^Hb^LN||8|g/dL|12-16|L|||{m.given}"),
         oru(m, study_id, f"B5{tag}", f"OBX|1|NM|{m.mrn}^Hb^LN||8|g/dL|12-16|L|||F"),
+    ]
+    for message in unreadable_hl7:
+        assert await sent.hl7(port, message) == "AA"
+    # HL7, invalid: the MRN alone, a bad birth date, a study id with a space, a message
+    # that is not HL7
+    invalid_hl7 = [
+        adt(m, f"{m.mrn}^^^PKUPH^MR", f"B1{tag}"),
+        adt(m, study_id, f"B2{tag}", birth=f"{m.birth_hl7}{m.family}"),
         adt(m, f"{m.mrn} {hl7_subject}^^^{STUDY}^SS", f"B6{tag}"),
         pid(m, study_id) + "\r" + f"NTE|1||{m.comment}",
     ]

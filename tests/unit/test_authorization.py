@@ -21,6 +21,7 @@ from shared.events import (
     AdverseEventReported,
     Envelope,
     LabResultReported,
+    LabResultUnreadable,
     MedicationRecorded,
     ResultStatus,
     Sex,
@@ -218,3 +219,25 @@ def test_a_data_quality_event_without_its_cause_is_refused_rather_than_waved_thr
     _, issue = envelopes(result(unit="%"))
     decision = decide([issue], LAB_A, Ownership())
     assert [(r.code, r.event_id) for r in decision.refusals] == [("forbidden-object", issue.id)]
+
+
+def unreadable(subject: str = "01-003") -> LabResultUnreadable:
+    return LabResultUnreadable(
+        study_id=STUDY, subject_id=subject, source_message_id="msg-u", segment="OBX[2]",
+        field="OBX-5", problem="OBX-5 (value) is empty", error_code="101",
+        loinc_code="718-7", abnormal_flags=("H",),
+    )  # fmt: skip
+
+
+def test_an_unreadable_result_is_judged_like_a_result_by_who_may_write_its_subject() -> None:
+    """A LabResultUnreadable has no observation to own: any principal that may write the
+    subject (its study, its site) may report one; another study or site may not."""
+    events = envelopes(unreadable())
+    assert precheck(events, LAB_A) == []
+    assert decide(events, LAB_B, owned_by("lab-a", result())).refusals == []
+    on_other_site = owned_by("lab-a", enrolment(), site="PKUPH-02")
+    assert [(r.code, r.field) for r in decide(events, SITE_01, on_other_site).refusals] == [
+        ("forbidden-site", "subject_id")
+    ]
+    other_study = envelopes(unreadable().model_copy(update={"study_id": "OTHER-STUDY"}))
+    assert [r.code for r in precheck(other_study, LAB_A)] == ["forbidden-study"]

@@ -13,7 +13,7 @@ from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.fields import parse_dtm, parse_reference_range
 from services.ingest.hl7.messages import interpret
 from services.ingest.sources import load_sources
-from shared.events import LabResultReported, ResultStatus, SubjectEnrolled
+from shared.events import LabResultReported, LabResultUnreadable, ResultStatus, SubjectEnrolled
 from tests.support.services import REPO
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -101,17 +101,28 @@ def test_result_status(code: str, status: ResultStatus) -> None:
     assert event.result_status == status
 
 
-def test_bad_content_gives_ae_naming_segment_field_and_problem() -> None:
+def test_unreadable_results_fail_alone_naming_segment_field_and_problem() -> None:
     bad = [
         "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F",
         "OBX|2|NM|718-7^Hemoglobin^LN||8.4||12-16|L|||F",
         "OBX|3|ZZ|718-7^Hemoglobin^LN||8.4|g/dL|12-16|L|||F",
     ]
     outcome = interpret(oru(HB, *bad), study_id=STUDY, zone=UTC)
-    assert outcome.ack_code == "AE"
-    assert outcome.events == []
-    where = {(p.segment, p.sequence, p.field, p.code) for p in outcome.problems}
-    assert where == {("OBX", 2, 5, "102"), ("OBX", 3, 6, "101"), ("OBX", 4, 2, "102")}
+    assert outcome.ack_code == "AA"
+    readable = [e for e in outcome.events if isinstance(e, LabResultReported)]
+    unreadable = [e for e in outcome.events if isinstance(e, LabResultUnreadable)]
+    assert [e.value for e in readable] == [Decimal("8.4")]
+    assert [(e.segment, e.field, e.error_code) for e in unreadable] == [
+        ("OBX[2]", "OBX-5", "102"),
+        ("OBX[3]", "OBX-6", "101"),
+        ("OBX[4]", "OBX-2", "102"),
+    ]
+    where = {(p.segment, p.sequence, p.field, p.code, p.severity) for p in outcome.problems}
+    assert where == {
+        ("OBX", 2, 5, "102", "W"),
+        ("OBX", 3, 6, "101", "W"),
+        ("OBX", 4, 2, "102", "W"),
+    }
 
 
 def test_local_code_is_kept_unmapped_or_mapped_through_the_code_map() -> None:
@@ -191,11 +202,13 @@ def test_ack_echoes_the_control_id_and_carries_err_segments() -> None:
     )
     ack = hl7.parse(text)
     assert str(ack.segment("MSH")[9]) == "ACK^R01^ACK"
-    assert str(ack.segment("MSA")[1]) == "AE"
+    assert str(ack.segment("MSA")[1]) == "AA"  # taken; the one result kept unreadable
     assert str(ack.segment("MSA")[2]) == "MSG0001"
+    assert "could not be read" in str(ack.segment("MSA")[3])
     err = ack.segment("ERR")
     assert str(err[2]) == "OBX^1^5"
     assert str(err[3]).startswith("102^Data type error^HL70357")
+    assert str(err[4]) == "W"
     assert str(err[1]).startswith("OBX^1^5^102")  # the 2.3 layout for a 2.3 sender
     text = ack.unescape(str(err[8]))
     assert "OBX-5" in text

@@ -15,7 +15,13 @@ from services.ingest.fhir_mapping import observation_event, patient_event
 from services.ingest.hl7.messages import interpret
 from services.ingest.schemas import LabResultIn, SubjectIn
 from shared.analytes import normalise_lab_result
-from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
+from shared.events import (
+    Envelope,
+    LabResultReported,
+    LabResultUnreadable,
+    SubjectEnrolled,
+    wrap,
+)
 
 STUDY = "NCT05262686"
 
@@ -213,14 +219,20 @@ def _oru(obx: str, pid: str = "PID|1||01-003^^^NCT05262686^SS||~||19850412|F") -
         ("OBX|1|NM|718-7^Hb^LN||8.4|g/dL|12-16|L|||F|||20261120+2400", 14, "2400"),
     ],
 )
-def test_hl7_answers_ae_naming_the_field_of_a_value_out_of_bounds(
+def test_hl7_names_the_field_of_a_value_out_of_bounds_and_keeps_the_result_unreadable(
     obx: str, field: int, value: str
 ) -> None:
+    """One OBX out of bounds fails alone (issue 14): AA, a W ERR naming its field, and
+    the result kept as unreadable, without the value."""
     outcome = interpret(_oru(obx), study_id=STUDY, zone=UTC)
-    assert outcome.ack_code == "AE"
+    assert outcome.ack_code == "AA"
     (problem,) = outcome.problems
-    assert (problem.segment, problem.field) == ("OBX", field)
+    assert (problem.segment, problem.field, problem.severity) == ("OBX", field, "W")
     assert value not in problem.text
+    (kept,) = outcome.events
+    assert isinstance(kept, LabResultUnreadable)
+    assert kept.field == f"OBX-{field}"
+    assert value not in kept.problem
 
 
 def test_hl7_birth_date_outside_the_clinical_years_answers_ae() -> None:

@@ -37,7 +37,7 @@ def build_ack(
     )
     if outcome.charset:  # MSH-18: the ACK is written in the message's character set
         msh += f"||||||{escape(outcome.charset)}"
-    message = text or (outcome.problems[0].text if outcome.problems else "")
+    message = text or _summary(outcome)
     segments = [msh, f"MSA|{outcome.ack_code}|{escape(outcome.control_id)}|{escape(message[:80])}"]
     legacy = version.startswith(("2.3", "2.4"))
     for problem in outcome.problems:
@@ -49,8 +49,23 @@ def build_ack(
             if legacy
             else ""
         )
-        segments.append(f"ERR|{err1}|{location}|{code}|E||||{escape(problem.text)}")
+        severity = problem.severity  # ERR-4, HL7 table 0516
+        segments.append(f"ERR|{err1}|{location}|{code}|{severity}||||{escape(problem.text)}")
     return "\r".join(segments) + "\r"
+
+
+def _summary(outcome: Interpretation) -> str:
+    """MSA-3: the first problem, or for a message taken with results it could not read,
+    how many (2.3 and 2.4 have no ERR severity: this says the ERR are warnings)."""
+    if not outcome.problems:
+        return ""
+    if outcome.ack_code == "AA":
+        count = len(outcome.problems)
+        return (
+            f"accepted; {count} result{'s' if count > 1 else ''} could not be read and "
+            f"{'are' if count > 1 else 'is'} kept for review (see ERR)"
+        )
+    return outcome.problems[0].text
 
 
 _CODE_TEXT = {

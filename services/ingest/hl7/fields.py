@@ -13,9 +13,14 @@ _DTM = re.compile(
     r"(?:\.(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
 )
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
-_RANGE = re.compile(rf"^\s*({_NUMBER})\s*-\s*({_NUMBER})\s*$")
-_UPPER = re.compile(rf"^\s*(?:<|<=|≤)\s*({_NUMBER})\s*$")
-_LOWER = re.compile(rf"^\s*(?:>|>=|≥)\s*({_NUMBER})\s*$")
+# what may follow a range's numbers: a unit or words ("7 - 40 U/L", "<5 mg/L (adults)")
+_AFTER = r"(?:\s*[^\d.\s].*)?"
+_RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|\u2013|to)\s*({_NUMBER}){_AFTER}$", re.IGNORECASE)
+_UPPER = re.compile(rf"^\s*(?:<=|<|≤)\s*({_NUMBER}){_AFTER}$")
+_LOWER = re.compile(rf"^\s*(?:>=|>|≥)\s*({_NUMBER}){_AFTER}$")
+# a number written as text (OBX-2 ST or TX), perhaps censored: "7.0", "<0.5", "≥ 60"
+_TEXT_NUMBER = re.compile(rf"^\s*(<=|>=|<|>|≤|≥)?\s*({_NUMBER})\s*$")
+_SIGNS = {"≤": "<=", "≥": ">="}
 
 
 class FieldError(ValueError):
@@ -80,11 +85,64 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:
-    """OBX-7: ``3.5-5.0``, ``<1.0``, ``>60``; anything else gives no limits."""
+    """OBX-7 in the forms labs write it: ``3.5-5.0``, ``7 - 40 U/L``, ``-2 - 2``,
+    ``7.0 to 40.0``, ``<40``, ``<=40``, ``≤40``, ``>60``, ``>=60 mL/min``; a unit or words
+    after the numbers are allowed. Anything else gives no limits (the pack's apply)."""
     if match := _RANGE.match(text):
-        return Decimal(match[1]), Decimal(match[2])
+        low, high = Decimal(match[1]), Decimal(match[2])
+        return (low, high) if low <= high else (None, None)
     if match := _UPPER.match(text):
         return None, Decimal(match[1])
     if match := _LOWER.match(text):
         return Decimal(match[1]), None
     return None, None
+
+
+def number_in_text(text: str) -> tuple[str | None, Decimal] | None:
+    """A plain number in text (``7.0``, ``<0.5``, ``≥ 60``): its comparator (``<``,
+    ``<=``, ``>``, ``>=`` or None) and value; None when the text is not just a number."""
+    match = _TEXT_NUMBER.match(text)
+    if not match:
+        return None
+    sign = match[1]
+    return (_SIGNS.get(sign, sign) if sign else None), parse_decimal(match[2])
+
+
+# HL7 table 0396 names of the coding systems units come in (OBX-6 CWE-3)
+_UNIT_SYSTEMS = frozenset({"UCUM", "ISO+", "ANSI", "ISO2955", "ANS+", "L", "LN"})
+_POWER_OF_TEN = re.compile(r"^(?:[x\u00d7*]\s*)?10$", re.IGNORECASE)
+
+
+def is_coding_system(name: str) -> bool:
+    """Whether ``name`` is a coding system as HL7 table 0396 names them (UCUM, ISO+,
+    ANSI, L, local ``99...``, ``HL7nnnn``)."""
+    upper = name.strip().upper()
+    return upper in _UNIT_SYSTEMS or upper.startswith(("99", "HL7"))
+
+
+def read_unit(components: list[str]) -> str:
+    """OBX-6 as one unit, whatever its components.
+
+    OBX-6 is a CWE (``g/dL^g/dL^UCUM``: the unit is its identifier, or its text when it
+    has no identifier), but many laboratories write a power of ten with an unescaped
+    caret (``10^9/L``, ``x10^9/L``, ``10^9/L^^UCUM``), which splits the unit into
+    components. A first component that is only ``10`` (or ``x10``) with a second one
+    that starts with a digit is that caret: the two are one unit again. Any other field
+    with more than one component and no coding system in its third is such a unit too,
+    rebuilt as written, so a unit is never cut short."""
+    parts = [c.strip() for c in components]
+    while parts and not parts[-1]:
+        parts.pop()
+    if not parts:
+        return ""
+    if len(parts) >= 2 and _POWER_OF_TEN.match(parts[0]) and parts[1][:1].isdigit():
+        parts = [f"{parts[0]}^{parts[1]}", *parts[2:]]
+        if len(parts) == 2 and is_coding_system(parts[1]):
+            return parts[0]  # ``10^9/L^UCUM``: the caret's unit, then its system
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) >= 3 and is_coding_system(parts[2]):
+        return parts[0] or parts[1]
+    if len(parts) == 2 and parts[1].casefold() == parts[0].casefold():
+        return parts[0]  # identifier and text alike: a CWE without its system
+    return "^".join(components).strip("^ ")

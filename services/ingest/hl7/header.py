@@ -36,7 +36,9 @@ def _get(msh: hl7.Segment, number: int) -> str:
 
 def read_header(text: str) -> Hl7Header | None:
     """The MSH fields of ``text``; None when it does not begin with an MSH segment."""
-    first = text.lstrip("\r\n").replace("\r\n", "\r").replace("\n", "\r").split("\r", 1)[0]
+    lines = text.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    # blank or whitespace-only lines before MSH are empty segments: skipped, as in the body
+    first = next((line for line in lines if line.strip()), "")
     if not first.startswith("MSH") or len(first) < 8:
         return None
     try:

@@ -74,6 +74,7 @@ def _obx_position(text: str, source_message_id: str) -> int:
         elif name == "OBX":
             obx += 1
             own_set_id = rest.split("|", 1)[0] or str(obx)
-            if str(obr) == obr_text and own_set_id == set_id:
+            # a repetition of OBX-5 is its OBX's result too (``OBX<set id>.<n>``)
+            if str(obr) == obr_text and own_set_id == set_id.partition(".")[0]:
                 return obx
     return 1

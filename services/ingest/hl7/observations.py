@@ -1,0 +1,252 @@
+"""One OBX to the results it reports, or to what makes it unreadable (pure).
+
+An OBX whose value, unit, time, status or code cannot be read is not dropped and does not
+fail its neighbours: it becomes a ``LabResultUnreadable`` for its subject, and the ACK
+names it in an ERR segment of severity W. Problem texts name the field and what is wrong
+in words, never the value and never an internal error or pattern.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import hl7
+import hl7.exceptions
+from pydantic import ValidationError
+
+from services.ingest.hl7.fields import (
+    FieldError,
+    parse_dtm,
+    parse_reference_range,
+    read_unit,
+)
+from services.ingest.hl7.identity import observation_key
+from services.ingest.hl7.obx_fields import ObxContext, components, get
+from services.ingest.hl7.outcome import (
+    APPLICATION_ERROR,
+    DATA_TYPE_ERROR,
+    REQUIRED_FIELD_MISSING,
+    TABLE_VALUE_NOT_FOUND,
+)
+from services.ingest.hl7.values import OBX_VALUE_TYPES, Unreadable, read_values
+from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
+from shared.events.payloads import LOINC_PATTERN
+
+_STATUS = {
+    "F": ResultStatus.FINAL,
+    "C": ResultStatus.CORRECTED,
+    "P": ResultStatus.PRELIMINARY,
+    "R": ResultStatus.PRELIMINARY,  # entered, not verified
+    "S": ResultStatus.PRELIMINARY,  # partial
+    "X": ResultStatus.CANNOT_OBTAIN,
+    "D": ResultStatus.DELETED,
+    "W": ResultStatus.WRONG,
+}
+# OBX-11 I (pending), N (not asked), U (status change without a result): no result to record
+NO_RESULT_YET = frozenset({"I", "N", "U"})
+_LOINC = re.compile(LOINC_PATTERN)
+
+__all__ = ["NO_RESULT_YET", "OBX_VALUE_TYPES", "ObxContext", "read_observation"]
+
+
+class _Problem(Exception):
+    def __init__(self, field: int, code: str, text: str) -> None:
+        super().__init__(text)
+        self.field, self.code, self.text = field, code, text
+
+
+def _coding(obx: hl7.Segment, code_map: Mapping[str, str]) -> dict[str, str | None]:
+    """OBX-3 as LOINC (primary or alternate coding, or through the study's code map),
+    with the sender's own coding kept; no LOINC leaves the result unmapped, not lost."""
+    code, text, system = get(obx, 3, 1), get(obx, 3, 2), get(obx, 3, 3)
+    coding: dict[str, str | None] = {
+        "local_code": None if system.upper() == "LN" else code or None,
+        "local_system": None if system.upper() == "LN" else system or None,
+        "analyte_text": text[:200] or None,
+        "loinc_code": None,
+    }
+    for code_at, system_at in ((1, 3), (4, 6)):
+        if get(obx, 3, system_at).upper() == "LN" and get(obx, 3, code_at):
+            coding["loinc_code"] = get(obx, 3, code_at)
+            return coding
+    coding["loinc_code"] = code_map.get(f"{system}|{code}") or code_map.get(code)
+    return coding
+
+
+def _checked_coding(coding: dict[str, str | None]) -> dict[str, str | None]:
+    if not coding["loinc_code"] and not coding["local_code"]:
+        raise _Problem(3, REQUIRED_FIELD_MISSING, "OBX-3 (observation identifier) is empty")
+    loinc = coding["loinc_code"]
+    if loinc is not None and not _LOINC.match(loinc):
+        raise _Problem(
+            3,
+            DATA_TYPE_ERROR,
+            "OBX-3 names LOINC (LN) as its coding system, but its code is not a LOINC "
+            "code (digits, a hyphen and a check digit, as in 718-7)",
+        )
+    return coding
+
+
+def _collected(context: ObxContext, obx: hl7.Segment) -> datetime:
+    """OBX-14, or else OBR-7, in the source's zone when it carries no offset."""
+    text, name = get(obx, 14), "OBX-14"
+    if not text:
+        text, name = context.obr_time, f"OBR-7 (of OBR {context.obr_sequence})"
+    if not text:
+        raise _Problem(
+            14, REQUIRED_FIELD_MISSING, "no collection time: OBX-14 and OBR-7 are both empty"
+        )
+    try:
+        return parse_dtm(text, default_zone=context.zone)
+    except FieldError as error:
+        raise _Problem(14, DATA_TYPE_ERROR, f"{name} (collection time) {error}") from None
+
+
+def _status(obx: hl7.Segment) -> ResultStatus:
+    status = _STATUS.get(get(obx, 11) or "F")
+    if status is None:
+        raise _Problem(
+            11,
+            TABLE_VALUE_NOT_FOUND,
+            f"OBX-11 result status is not one of {', '.join(_STATUS)} (HL7 table 0085)",
+        )
+    return status
+
+
+def _unreadable(
+    context: ObxContext, obx: hl7.Segment, problem: _Problem
+) -> LabResultUnreadable | None:
+    """The OBX as far as it can be read, with what could not be; an optional field that
+    does not fit the event (a flag or a code in characters a code may not have) is left
+    out. None when not even the OBX's place can be stored (a control id that is not a
+    code): the message then fails whole."""
+    coding = _coding(obx, context.code_map)
+    if coding["loinc_code"] is not None and not _LOINC.match(coding["loinc_code"]):
+        # what stood where a LOINC code belongs is not kept in the event (it could be
+        # anything, a record number included); the raw message stays with its receipt
+        coding["loinc_code"] = None
+    collected = None
+    with contextlib.suppress(_Problem):
+        collected = _collected(context, obx)
+    optional: dict[str, object] = {
+        **coding,
+        "result_status": _STATUS.get(get(obx, 11) or "F"),
+        "collected_at": collected,
+        "abnormal_flags": tuple(f for n in range(1, 11) if (f := get(obx, 8, repeat=n))),
+    }
+    for _ in range(len(optional) + 1):
+        try:
+            return LabResultUnreadable.model_validate(
+                {
+                    "study_id": context.study_id,
+                    "subject_id": context.subject_id,
+                    "source_message_id": _message_id(context, obx),
+                    "segment": f"OBX[{context.sequence}]",
+                    "field": f"OBX-{problem.field}" if problem.field else "OBX",
+                    "problem": problem.text[:300],
+                    "error_code": problem.code,
+                    **optional,
+                }
+            )
+        except ValidationError as error:
+            misfits = {str(d["loc"][0]) for d in error.errors() if d["loc"]} & set(optional)
+            if not misfits:
+                return None
+            for name in misfits:
+                optional.pop(name)
+    return None
+
+
+def _message_id(context: ObxContext, obx: hl7.Segment, repetition: int = 1) -> str:
+    set_id = get(obx, 1) or str(context.sequence)
+    suffix = f".{repetition}" if repetition > 1 else ""
+    return f"{context.control_id}/OBR{context.obr_sequence}/OBX{set_id}{suffix}"[:128]
+
+
+@dataclass(frozen=True)
+class ObxOutcome:
+    results: list[LabResultReported]
+    unreadable: LabResultUnreadable | None = None
+    problem: tuple[int, str, str] | None = None  # (field, 0357 code, text) for the ERR
+
+
+def read_observation(context: ObxContext, obx: hl7.Segment) -> ObxOutcome:
+    """The results one OBX reports (one per repetition of a numeric OBX-5), or the
+    unreadable OBX kept with the problem its ERR names."""
+    try:
+        return ObxOutcome(_results(context, obx))
+    except _Problem as problem:
+        return ObxOutcome(
+            [], _unreadable(context, obx, problem), (problem.field, problem.code, problem.text)
+        )
+
+
+def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
+    status = _status(obx)
+    coding = _checked_coding(_coding(obx, context.code_map))
+    try:
+        values = read_values(obx, status.is_measurement)
+    except Unreadable as error:
+        raise _Problem(error.field, error.code, error.text) from None
+    unit = read_unit(components(obx, 6)) or None
+    if unit is not None and len(unit) > 32:
+        raise _Problem(6, DATA_TYPE_ERROR, "OBX-6 (units) is longer than 32 characters")
+    if any("value" in value for value in values) and unit is None:
+        raise _Problem(6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty for a numeric result")
+    collected = _collected(context, obx)
+    low, high = parse_reference_range("^".join(components(obx, 7)))
+    flags = tuple(flag for n in range(1, 11) if (flag := get(obx, 8, repeat=n)))
+    results = []
+    for repetition, value in enumerate(values, start=1):
+        try:
+            results.append(
+                LabResultReported.model_validate(
+                    {
+                        "study_id": context.study_id,
+                        "subject_id": context.subject_id,
+                        **coding,
+                        **value,
+                        "unit": unit,
+                        "reference_low": low,
+                        "reference_high": high,
+                        "collected_at": collected,
+                        "result_status": status,
+                        "abnormal_flags": flags,
+                        "source_message_id": _message_id(context, obx, repetition),
+                        "observation_key": observation_key(context, obx, collected, repetition),
+                    }
+                )
+            )
+        except ValidationError as error:
+            raise _Problem(0, APPLICATION_ERROR, _words(error)) from None
+    return results
+
+
+_FIELD_OF = {
+    "unit": "OBX-6 (units)",
+    "value": "OBX-5 (value)",
+    "value_text": "OBX-5 (value)",
+    "abnormal_flags": "OBX-8 (abnormal flags)",
+    "local_code": "OBX-3 (observation identifier)",
+    "local_system": "OBX-3 (observation identifier)",
+    "analyte_text": "OBX-3 (observation identifier)",
+    "loinc_code": "OBX-3 (observation identifier)",
+    "reference_low": "OBX-7 (reference range)",
+    "reference_high": "OBX-7 (reference range)",
+}
+
+
+def _words(error: ValidationError) -> str:
+    """Which OBX fields did not fit, in words: never pydantic's message (it may quote
+    a value or a pattern)."""
+    fields = sorted(
+        {
+            _FIELD_OF.get(str(detail["loc"][0]) if detail["loc"] else "", "OBX")
+            for detail in error.errors(include_input=False, include_url=False)
+        }
+    )
+    return f"{', '.join(fields)}: too long, or not of the kind Vigil stores for a result"

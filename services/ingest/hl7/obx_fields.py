@@ -1,0 +1,44 @@
+"""Reading an OBX's fields, and where an OBX stands in its message (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+
+import hl7
+import hl7.exceptions
+
+
+def get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
+    """A component's text, unescaped; empty when the segment does not have it."""
+    try:
+        return str(segment.extract_field(1, number, repeat, component)).strip()
+    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
+        return ""
+
+
+def components(segment: hl7.Segment, number: int) -> list[str]:
+    """Every component of a field's first repetition, unescaped."""
+    out: list[str] = []
+    for component in range(1, 21):
+        try:
+            out.append(str(segment.extract_field(1, number, 1, component)))
+        except (IndexError, KeyError, hl7.exceptions.HL7Exception):
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class ObxContext:
+    """Where an OBX stands: its study and subject, its order, its position."""
+
+    study_id: str
+    subject_id: str
+    control_id: str
+    sequence: int  # its position among the message's OBX segments
+    obr_sequence: int
+    obr_time: str  # OBR-7, the collection time when OBX-14 is empty
+    order: str  # "filler:<OBR-3>", "placer:<OBR-2>", or "" when the sender sent neither
+    zone: tzinfo
+    code_map: Mapping[str, str]

@@ -1,0 +1,135 @@
+"""Reading OBX values, units, ranges and observation identities as labs write them (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+
+import pytest
+
+from services.ingest.hl7.fields import number_in_text, parse_reference_range, read_unit
+from services.ingest.hl7.messages import interpret
+from shared.events import LabResultReported, LabResultUnreadable
+
+MSH = "MSH|^~\\&|LIS|LAB|VIGIL|SP|20261120083000||ORU^R01^ORU_R01|{control}|P|2.5.1"
+PID = "PID|1||01-003^^^NCT05262686^SS"
+
+
+@pytest.mark.parametrize(
+    ("components", "unit"),
+    [
+        (["10", "9/L"], "10^9/L"),
+        (["x10", "9/L"], "x10^9/L"),
+        (["10", "9/L", "", "UCUM"], "10^9/L"),
+        (["10", "9/L", "UCUM"], "10^9/L"),
+        (["g/dL", "g/dL", "UCUM"], "g/dL"),
+        (["", "mg/dL", "L"], "mg/dL"),
+        (["mL/min", "", "99LAB"], "mL/min"),
+        (["g/dL", "g/dL"], "g/dL"),
+        (["mmol/L"], "mmol/L"),
+        (["", ""], ""),
+    ],
+)
+def test_the_whole_obx_6_is_the_unit(components: list[str], unit: str) -> None:
+    assert read_unit(components) == unit
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("7 - 40 U/L", "7", "40"),
+        ("7-40", "7", "40"),
+        ("7.0 - 40.0", "7.0", "40.0"),
+        ("7 to 40", "7", "40"),
+        ("-2 - 2", "-2", "2"),
+        ("-5--1", "-5", "-1"),
+        ("<40", None, "40"),
+        ("<=40", None, "40"),
+        ("≤ 40 U/L", None, "40"),
+        (">=60", "60", None),
+        ("≥60 mL/min/1.73m2", "60", None),
+        ("12.0-16.0 g/dL (adult women)", "12.0", "16.0"),
+        ("40-7", None, None),  # upside down: not a range
+        ("negative", None, None),
+    ],
+)
+def test_reference_ranges_as_labs_write_them(text: str, low: str | None, high: str | None) -> None:
+    assert parse_reference_range(text) == (
+        None if low is None else Decimal(low),
+        None if high is None else Decimal(high),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("7.0", (None, "7.0")), ("<0.5", ("<", "0.5")), ("≥ 60", (">=", "60")),
+     ("POS", None), ("1.2.3", None), ("7.0 g/dL", None)],
+)  # fmt: skip
+def test_a_number_in_text(text: str, expected: tuple[str | None, str] | None) -> None:
+    found = number_in_text(text)
+    assert found == (None if expected is None else (expected[0], Decimal(expected[1])))
+
+
+def results(*obx: str, obr: str = "OBR|1|P1|F1|718-7^Hb^LN|||20261120080000", control: str = "M1"
+            ) -> list[LabResultReported]:  # fmt: skip
+    text = "\r".join([MSH.format(control=control), PID, obr, *obx])
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert outcome.ack_code == "AA", outcome.reason
+    return [e for e in outcome.events if isinstance(e, LabResultReported)]
+
+
+AT_8 = "OBX|1|NM|718-7^Hb^LN||7.0|g/dL|12-16|L|||{status}|||20261120080000"
+AT_10 = "OBX|2|NM|718-7^Hb^LN||12.5|g/dL|12-16|N|||{status}|||20261120100000"
+
+
+@pytest.mark.parametrize("obr", ["OBR|1|P1|F1|718-7^Hb^LN", "OBR|1|||718-7^Hb^LN"])
+def test_serial_results_are_different_observations_and_a_correction_finds_its_own(
+    obr: str,
+) -> None:
+    """Two OBX of one OBX-3 without OBX-4 at different OBX-14 times, with or without
+    order numbers: two observations; a later C of the 08:00 one (another MSH-10) has the
+    08:00 one's identity, not the 10:00 one's."""
+    first, second = results(AT_8.format(status="F"), AT_10.format(status="F"), obr=obr)
+    assert first.observation_key != second.observation_key
+    (corrected,) = results(AT_8.format(status="C"), obr=obr, control="M2")
+    assert corrected.observation_key == first.observation_key
+    assert "M1" not in first.observation_key  # never MSH-10
+
+
+def test_a_sub_id_tells_repeated_obx_apart_and_makes_time_no_part_of_the_identity() -> None:
+    one = "OBX|1|NM|718-7^Hb^LN|1|7.0|g/dL|12-16|L|||F|||20261120080000"
+    two = "OBX|2|NM|718-7^Hb^LN|2|7.1|g/dL|12-16|L|||F|||20261120080000"
+    a, b = results(one, two)
+    assert a.observation_key != b.observation_key
+    (again,) = results(one.replace("20261120080000", "20261120081000").replace("|F|", "|C|"))
+    assert again.observation_key == a.observation_key
+
+
+def test_order_numbers_of_two_laboratories_are_told_apart_by_their_namespace() -> None:
+    obx = "OBX|1|NM|718-7^Hb^LN|1|7.0|g/dL|12-16|L|||F"
+    (a,) = results(obx, obr="OBR|1||F1^LAB-A|718-7^Hb^LN|||20261120080000")
+    (b,) = results(obx, obr="OBR|1||F1^LAB-B|718-7^Hb^LN|||20261120080000")
+    assert a.observation_key != b.observation_key
+
+
+def test_numeric_repetitions_are_each_a_result_and_tx_lines_one_text() -> None:
+    a, b = results("OBX|1|NM|718-7^Hb^LN||13.0~7.0|g/dL|12-16|L|||F")
+    assert (a.value, b.value) == (Decimal("13.0"), Decimal("7.0"))
+    assert a.observation_key != b.observation_key
+    (text,) = results("OBX|1|TX|11529-5^Report^LN||line one~line two||||||F")
+    assert text.value_text == "line one line two"
+
+
+def test_an_unreadable_obx_with_fields_that_fit_no_event_is_still_kept() -> None:
+    """A flag with a tab in it and a local code longer than an event's code: the unreadable
+    result is kept without them, never an internal error."""
+    code = "X" * 80
+    obx = f"OBX|1|NM|{code}^Odd^99LAB||eight|g/dL|12-16|H\tH~POS|||F"
+    text = "\r".join([MSH.format(control="M9"), PID, "OBR|1|P1|F1|X^Y^LN|||20261120080000", obx])
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert outcome.ack_code == "AA", outcome.reason
+    (kept,) = outcome.events
+    assert isinstance(kept, LabResultUnreadable)
+    assert kept.local_code is None
+    assert kept.abnormal_flags == ()
+    assert kept.field == "OBX-5"
