@@ -23,7 +23,7 @@ from services.ingest.fhir_subjects import (
     patient_subject,
     referenced_subject,
 )
-from services.ingest.fhir_times import effective_moment
+from services.ingest.fhir_times import effective_moment, effective_precision
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     LabResultReported,
@@ -172,6 +172,9 @@ def observation_event(
                 if first_range and first_range.high
                 else None,
                 "collected_at": collected,
+                "collected_precision": effective_precision(
+                    observation.effectiveDateTime, observation.effectivePeriod
+                ),
                 "result_status": status,
                 "abnormal_flags": flags,
                 "source_message_id": bounded(identity, 128),

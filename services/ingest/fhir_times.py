@@ -3,8 +3,8 @@
 FHIR R4 ``dateTime`` may be partial: ``2026``, ``2026-11`` or ``2026-11-03`` name a year,
 a month or a day (datatypes.html#dateTime), and fhir.resources hands the first two back as
 the text sent. Each is taken as the first moment of the period it names, in the study's
-time zone when it carries none; the event keeps no precision (its contract has no field
-for it), the resource as sent stays with its receipt.
+time zone when it carries none, and the event says how precise it was
+(``collected_precision``); the resource as sent stays with its receipt.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, tzinfo
 from typing import Any
+
+from shared.events.payloads import TimePrecision
 
 # YYYY or YYYY-MM, as fhir.resources passes a partial date on (it has checked the form)
 _PARTIAL = re.compile(r"(\d{4})(?:-(\d{2}))?")
@@ -27,6 +29,27 @@ def moment(value: Any, zone: tzinfo) -> datetime | None:
     if isinstance(value, str) and (partial := _PARTIAL.fullmatch(value)):
         year, month = partial.groups()
         return datetime(int(year), int(month or 1), 1, tzinfo=zone)
+    return None
+
+
+def precision(value: Any) -> TimePrecision | None:
+    """How precisely ``value`` dates its moment when less than to the second: a day, a
+    month or a year (FHIR's dateTime has seconds whenever it has a time)."""
+    if isinstance(value, datetime):
+        return None
+    if isinstance(value, date):
+        return "day"
+    if isinstance(value, str) and (partial := _PARTIAL.fullmatch(value)):
+        return "month" if partial[2] else "year"
+    return None
+
+
+def effective_precision(date_time: Any, period: Any) -> TimePrecision | None:
+    """The precision of what :func:`effective_moment` took (an instant is always exact)."""
+    if date_time is not None:
+        return precision(date_time)
+    if period is not None:
+        return precision(period.start if period.start is not None else period.end)
     return None
 
 

@@ -41,6 +41,11 @@ def _summary(event_type: str, payload: dict[str, object]) -> str:
         return (
             f"lab result {payload.get('loinc_code')} = {value} {payload.get('unit') or ''}".strip()
             + f", status {payload.get('result_status')}, collected {payload.get('collected_at')}"
+            + (
+                f" (dated to the {precision} only)"
+                if (precision := payload.get("collected_precision"))
+                else ""
+            )
         )
     return event_type
 

@@ -152,6 +152,8 @@ _NOT_A_MEASUREMENT = frozenset(
 )
 
 Qualitative = Literal["positive", "negative", "indeterminate"]
+#: how precisely a sender dated something, when less than to the second (a partial date)
+TimePrecision = Literal["year", "month", "day", "hour", "minute"]
 
 
 class LabResultReported(SubjectEvent):
@@ -190,6 +192,12 @@ class LabResultReported(SubjectEvent):
     reference_low: ClinicalDecimal | None = None
     reference_high: ClinicalDecimal | None = None
     collected_at: ClinicalDateTime
+    collected_precision: TimePrecision | None = Field(
+        default=None,
+        description="Set when the sender dated the collection less precisely than to the "
+        "second (HL7 DTM '202611', FHIR '2026-11'): collected_at is then the first moment "
+        "of that year, month, day, hour or minute. None: as precise as a second or finer.",
+    )
     result_status: ResultStatus = ResultStatus.FINAL
     abnormal_flags: tuple[Code, ...] = Field(
         default=(), max_length=10, description="HL7 OBX-8 as sent."

@@ -8,18 +8,23 @@ from typing import Any
 import pytest
 
 from services.ingest.fhir_mapping import observation_event
+from shared.events import LabResultReported
 from tests.unit.test_fhir_mapping import observation
 
 PLUS8 = timezone(timedelta(hours=8))
 
 
-def collected(**effective: Any) -> datetime | None:
+def reported(**effective: Any) -> LabResultReported:
     resource = observation(**effective)
     del resource["effectiveDateTime"]
     resource.update(effective)
     event, issues = observation_event(resource, study_id="S", zone=PLUS8)
-    assert event is not None, issues
-    return event.collected_at  # type: ignore[attr-defined, no-any-return]
+    assert isinstance(event, LabResultReported), issues
+    return event
+
+
+def collected(**effective: Any) -> datetime | None:
+    return reported(**effective).collected_at
 
 
 @pytest.mark.parametrize(
@@ -35,6 +40,25 @@ def test_a_partial_date_is_the_first_moment_of_the_period_it_names(
     sent: str, taken: datetime
 ) -> None:
     assert collected(effectiveDateTime=sent) == taken
+
+
+@pytest.mark.parametrize(
+    ("effective", "precision"),
+    [
+        ({"effectiveDateTime": "2026"}, "year"),
+        ({"effectiveDateTime": "2026-11"}, "month"),
+        ({"effectiveDateTime": "2026-11-03"}, "day"),
+        ({"effectiveDateTime": "2026-11-03T10:15:00Z"}, None),
+        ({"effectiveInstant": "2026-11-03T10:15:00Z"}, None),
+        ({"effectivePeriod": {"start": "2026-11", "end": "2026-11-03T08:00:00Z"}}, "month"),
+        ({"effectivePeriod": {"end": "2026-11-03"}}, "day"),
+    ],
+)
+def test_the_event_says_how_precisely_the_sender_dated_the_collection(
+    effective: dict[str, Any], precision: str | None
+) -> None:
+    """A partial date is not a midnight: the event keeps the precision it was sent with."""
+    assert reported(**effective).collected_precision == precision
 
 
 def test_an_instant_is_taken_as_sent() -> None:

@@ -133,3 +133,25 @@ def test_an_unreadable_obx_with_fields_that_fit_no_event_is_still_kept() -> None
     assert kept.local_code is None
     assert kept.abnormal_flags == ()
     assert kept.field == "OBX-5"
+
+
+@pytest.mark.parametrize(
+    ("obx_14", "obr_7", "precision"),
+    [
+        ("20261120080000", "", None),
+        ("202611200800", "", "minute"),
+        ("2026112008", "", "hour"),
+        ("20261120", "", "day"),
+        ("202611", "", "month"),
+        ("", "20261120", "day"),
+        ("", "20261120081500+0800", None),
+    ],
+)
+def test_the_event_says_how_precisely_the_lab_dated_the_collection(
+    obx_14: str, obr_7: str, precision: str | None
+) -> None:
+    """HL7 DTM is as precise as the sender writes it (2.5.1 2A.3.22): a date alone is a
+    day, not midnight; the event keeps that, whether the time came from OBX-14 or OBR-7."""
+    obx = f"OBX|1|NM|718-7^Hb^LN||7.0|g/dL|12-16|L|||F|||{obx_14}"
+    (result,) = results(obx, obr=f"OBR|1|P1|F1|718-7^Hb^LN|||{obr_7}")
+    assert result.collected_precision == precision

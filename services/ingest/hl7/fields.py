@@ -6,6 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
+from shared.events.payloads import TimePrecision
 from shared.events.values import clinical_moment, clinical_number, in_clinical_years
 
 _DTM = re.compile(
@@ -65,6 +66,28 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
         return clinical_moment(moment.replace(tzinfo=zone))
     except ValueError as error:
         raise FieldError(str(error)) from None
+
+
+def dtm_precision(text: str) -> TimePrecision | None:
+    """How precisely an HL7 DTM dates its moment when less than to the second (``202611``
+    is a month); None for a full time or text that is no DTM (parse_dtm says why)."""
+    match = _DTM.match(text.strip())
+    if not match:
+        return None
+    for part, precision in _PRECISION:
+        if match[part] is None:
+            return precision
+    return None
+
+
+#: the first DTM part a partial time lacks, and the precision that leaves it with
+_PRECISION: tuple[tuple[str, TimePrecision], ...] = (
+    ("mo", "year"),
+    ("d", "month"),
+    ("h", "day"),
+    ("mi", "hour"),
+    ("s", "minute"),
+)
 
 
 def parse_date(text: str) -> date:

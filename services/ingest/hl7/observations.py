@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from services.ingest.hl7.fields import (
     FieldError,
+    dtm_precision,
     parse_dtm,
     parse_reference_range,
     read_unit,
@@ -214,6 +215,7 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
                         "reference_low": low,
                         "reference_high": high,
                         "collected_at": collected,
+                        "collected_precision": dtm_precision(get(obx, 14) or context.obr_time),
                         "result_status": status,
                         "abnormal_flags": flags,
                         "source_message_id": _message_id(context, obx, repetition),
