@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,10 @@ from tests.support.package_samples import (
     check_errors,
     check_refusal,
     errors_of,
+    leaks,
     misses,
+    patient_values,
+    pid_values,
     problems,
     status_fits,
     taken_per_subject,
@@ -55,6 +59,7 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(
 FHIR = {"content-type": "application/fhir+json"}
 REPORTED = "org.vigil.lab_result.reported.v1"
 UNREADABLE = "org.vigil.lab_result.unreadable.v1"
+LOCATION = re.compile(r"Observation/[A-Za-z0-9\-.]{1,64}/_history/1")  # issue 14, item 5
 
 
 def samples(kind: str) -> list[Any]:
@@ -114,7 +119,8 @@ async def test_an_oru_sample_from_a_package_gets_the_answer_and_results_a_confor
 ) -> None:
     expected = EXPECTED["hl7"][name]
     subjects: dict[str, str] = {}
-    message = as_study_laboratory((SAMPLES / name).read_bytes(), subjects)
+    sample = (SAMPLES / name).read_bytes()
+    message = as_study_laboratory(sample, subjects)
 
     ack = await exchange_bytes(services.mllp_port, message)
 
@@ -122,6 +128,8 @@ async def test_an_oru_sample_from_a_package_gets_the_answer_and_results_a_confor
     texts = [str(segment[8]) for segment in ack.segments("ERR")] if found else []
     assert ack_code(ack) == expected["ack"], f"ACK {ack_code(ack)} with ERR {found}: {texts}"
     check_errors(found, expected)
+    said = [str(ack.segment("MSA")), *(str(s) for s in (ack.segments("ERR") if found else []))]
+    assert leaks("\r".join(said), pid_values(sample)) == [], "the ACK shows what it must not"
     await results_as_expected(db, subjects, expected["subjects"])
 
 
@@ -141,6 +149,7 @@ async def test_a_fhir_lab_example_from_a_package_gets_the_answer_and_results_a_c
         )
 
     assert status_fits(str(response.status_code), expected["status"]), problems(response.json())
+    assert leaks(response.text, patient_values(sample)) == [], "the answer shows what it must not"
     if response.status_code == 422 and "refusable_at" in expected:
         check_refusal(response.json(), expected)
         return  # refused precisely: nothing of it is a result
@@ -160,7 +169,7 @@ async def test_a_fhir_lab_example_from_a_package_gets_the_answer_and_results_a_c
             elif (
                 entry["resource"]["resourceType"] == "Observation" and answer["status"][:3] == "201"
             ):
-                assert answer.get("location", "").startswith("Observation/"), answer
+                assert LOCATION.fullmatch(answer.get("location", "")), answer
         observations = [
             answer for answer, entry in zip(answers, body["entry"], strict=True)
             if entry["resource"]["resourceType"] == "Observation"

@@ -161,3 +161,62 @@ def taken_per_subject(
         if taken_here and reference in taken:
             taken[reference] += 1
     return {alias: {"results_at_least": n} for alias, n in taken.items() if n}
+
+
+# --- what an answer must never show ---------------------------------------------------
+
+# what issue 14 found in answers: a validation library's location and internal errors, a
+# regular expression
+INTERNAL = re.compile(r"\(body\)|Traceback|out of range|\\[dsw]|\[0-9|\[A-Z|\^\[|\{\d")
+
+
+def pid_values(raw: bytes) -> set[str]:
+    """Every value of the sample's PID segments (names, MRNs, birth dates, addresses) of
+    four characters or more: none may come back in an answer."""
+    text = raw.decode("ascii")
+    delimiters = re.compile("|".join(map(re.escape, text[3:8])))  # field and encoding chars
+    return {
+        value.strip()
+        for segment in SEGMENT_END.split(text)
+        if segment.startswith(f"PID{text[3]}")
+        for value in delimiters.split(segment[4:])
+        if len(value.strip()) >= 4
+    }
+
+
+def patient_values(sample: dict[str, Any]) -> set[str]:
+    """The patient's words in a FHIR sample (subject display, a contained Patient's names,
+    identifiers and birth date) of four characters or more."""
+    found: set[str] = set()
+
+    def walk(node: Any, inside_patient: bool) -> None:
+        if isinstance(node, dict):
+            patient = inside_patient or node.get("resourceType") == "Patient"
+            for key, value in node.items():
+                if key == "subject" and isinstance(value, dict) and "display" in value:
+                    found.add(value["display"])
+                if patient and key in ("name", "identifier", "birthDate", "telecom", "address"):
+                    walk_strings(value)
+                walk(value, patient)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, inside_patient)
+
+    def walk_strings(node: Any) -> None:
+        if isinstance(node, str) and len(node) >= 4 and not node.startswith("http"):
+            found.add(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                walk_strings(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk_strings(item)
+
+    walk(sample, False)
+    return found
+
+
+def leaks(answer: str, patient: set[str]) -> list[str]:
+    """What an answer shows that it must not: a patient's words, an internal text."""
+    shown = sorted(value for value in patient if value in answer)
+    return shown + INTERNAL.findall(answer)

@@ -16,7 +16,10 @@ from tests.support.package_samples import (
     check_errors,
     check_refusal,
     errors_of,
+    leaks,
     misses,
+    patient_values,
+    pid_values,
     status_fits,
     taken_per_subject,
 )
@@ -231,3 +234,46 @@ def test_each_observation_entry_taken_counts_for_its_subject() -> None:
     taken = taken_per_subject(body, answers, {"Patient/a": "S1", "Patient/b": "S2"})
 
     assert taken == {"Patient/a": {"results_at_least": 1}}
+
+
+# --- what an answer must never show ---------------------------------------------------
+
+
+def test_the_patients_words_in_a_pid_are_every_value_of_four_characters_or_more() -> None:
+    sample = (
+        b"MSH|^~\\&|A|B|||1||ORU^R01|C|P|2.3\r"
+        b"PID|1||94000000000^^^Priority Health||LASTNAME^FIRSTNAME^INIT||19460101|M\r"
+        b"OBX|1|NM|JHDL^HDL||62|mg/dL\r"
+    )
+
+    assert pid_values(sample) == {
+        "94000000000", "Priority Health", "LASTNAME", "FIRSTNAME", "INIT", "19460101",
+    }  # fmt: skip
+
+
+def test_the_patients_words_in_a_fhir_sample_are_its_display_and_contained_patient() -> None:
+    sample = observation(
+        {"reference": "#p", "display": "Mary Chalmers"},
+        contained=[{"resourceType": "Patient", "id": "p", "name": [{"family": "Chalmers"}],
+                    "birthDate": "2016-05-18",
+                    "identifier": [{"system": "http://x", "value": "12345"}]}],
+        code={"text": "Haemoglobin"},
+    )  # fmt: skip
+
+    assert patient_values(sample) == {"Mary Chalmers", "Chalmers", "2016-05-18", "12345"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ("ERR||OBX^2^5|102^^HL70357|W||||OBX-5 is not a number", []),
+        ("ERR||OBX^2^5|102^^HL70357|W||||OBX-5 'LASTNAME' is not a number", ["LASTNAME"]),
+        ("(body): a result needs a loinc_code", ["(body)"]),
+        ("string index out of range", ["out of range"]),
+        ("does not match ^[0-9]{1,7}-[0-9]$", ["^[", "{1", "[0-9"]),
+    ],
+)
+def test_an_answer_may_show_neither_a_patients_words_nor_an_internal_text(
+    answer: str, shown: list[str]
+) -> None:
+    assert leaks(answer, {"LASTNAME", "19460101"}) == shown
