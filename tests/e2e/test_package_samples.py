@@ -16,7 +16,10 @@ subjects, so a replay names them the way a laboratory in the trial would:
   ``collection`` Bundle is sent as the ``batch`` an EHR would post (each entry a POST of
   its resource type); other Bundles as shipped.
 
-Each sample's subjects are new, so the counts read from the audit log are its own.
+Each sample's subjects are new, so the counts read from the audit log are its own. Every
+answer is also checked for what it must never show (the sample's patient, an internal
+text). The pure parts (the rewriting and the comparisons) are in
+``tests/support/package_samples.py``, with unit tests.
 """
 
 from __future__ import annotations
