@@ -4,6 +4,7 @@ same observation supersedes it (pure)."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from fhir.resources.R4B.observation import Observation
 
@@ -16,6 +17,19 @@ def observation_identity(observation: Observation) -> str | None:
     if first is not None and first.value:
         return f"fhir:Observation?identifier={first.system or ''}|{first.value}"
     return f"fhir:Observation/{observation.id}" if observation.id else None
+
+
+def content_identity(
+    subject: str | None, code: str | None, collected: datetime | None
+) -> str | None:
+    """For an Observation with neither identifier nor id (a transaction's entries may be
+    named only by a ``urn:uuid:`` fullUrl, which a resend renews): the subject, the test
+    and the collection instant, as HL7 v2 does without order numbers. Serial results
+    stay apart; a resend or a correction of the same sample names the same observation."""
+    if not (subject and code and collected):
+        return None
+    instant = collected.astimezone(UTC).isoformat()
+    return f"fhir:Observation?subject={subject}&code={code}&effective={instant}"
 
 
 def bounded(identity: str, limit: int) -> str:

@@ -15,7 +15,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from services.ingest.fhir_identity import bounded, observation_identity
+from services.ingest.fhir_identity import bounded, content_identity, observation_identity
 from services.ingest.fhir_issues import Issue, validation_issues
 from services.ingest.fhir_subjects import (
     LocalPatients,
@@ -42,6 +42,9 @@ _STATUS = {
     "corrected": ResultStatus.CORRECTED,
     "preliminary": ResultStatus.PRELIMINARY,
     "registered": ResultStatus.PRELIMINARY,
+    # R4: the source does not know which status applies; judged, and replaced by any
+    # later report of the observation, as a preliminary result is
+    "unknown": ResultStatus.PRELIMINARY,
     "cancelled": ResultStatus.CANNOT_OBTAIN,
     "entered-in-error": ResultStatus.WRONG,
 }
@@ -98,18 +101,12 @@ def observation_event(
                 "effectivePeriod with a start or an end",
             )
         )
-    identity = observation_identity(observation)
-    if identity is None:
-        issues.append(
-            Issue(
-                "required",
-                "Observation.identifier",
-                "an identifier (or id) is required so that a resend is recognised",
-            )
-        )
     codings = list(observation.code.coding or []) if observation.code else []
     loinc = next((c.code for c in codings if c.system == LOINC and c.code), None)
     local = next((c for c in codings if c.system != LOINC and c.code), None)
+    identity = observation_identity(observation) or content_identity(
+        subject, loinc or (f"{local.system or ''}|{local.code}" if local else None), collected
+    )
     value_fields: dict[str, Any] = {}
     if observation.valueQuantity is not None:
         quantity = observation.valueQuantity
@@ -147,7 +144,9 @@ def observation_event(
             )
         )
     if issues or identity is None:
-        return None, issues
+        return None, issues or [
+            Issue("required", "Observation.code", "the Observation names no test: code.coding")
+        ]
     ranges = observation.referenceRange or []
     first_range = ranges[0] if ranges else None
     flags = tuple(

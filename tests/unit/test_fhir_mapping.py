@@ -61,12 +61,32 @@ def test_quantity_observation() -> None:
         ("final", ResultStatus.FINAL),
         ("cancelled", ResultStatus.CANNOT_OBTAIN),
         ("entered-in-error", ResultStatus.WRONG),
+        ("unknown", ResultStatus.PRELIMINARY),  # judged, and replaced by any later report
     ],
 )
 def test_status(status: str, expected: ResultStatus) -> None:
     event, _ = observation_event(observation(status=status), study_id="S", zone=UTC)
     assert isinstance(event, LabResultReported)
     assert event.result_status == expected
+
+
+def test_an_observation_named_by_nothing_but_its_full_url_is_the_subject_test_and_time() -> None:
+    """A transaction entry may carry neither identifier nor id (its urn:uuid fullUrl is new
+    on every resend): the observation is then its subject, test and collection instant,
+    so a resend or a correction names it again and a serial sample is another."""
+    anonymous = observation()
+    del anonymous["id"]
+    event, issues = observation_event(anonymous, study_id="S", zone=UTC)
+    assert issues == []
+    assert isinstance(event, LabResultReported)
+    same, _ = observation_event(dict(anonymous, status="corrected"), study_id="S", zone=UTC)
+    later, _ = observation_event(
+        dict(anonymous, effectiveDateTime="2026-11-20T10:00:00+08:00"), study_id="S", zone=UTC
+    )
+    assert isinstance(same, LabResultReported)
+    assert isinstance(later, LabResultReported)
+    assert same.identity == event.identity != later.identity
+    assert "2026-11-20T00:00:00+00:00" in event.identity  # the instant, in UTC
 
 
 def test_coded_value_is_qualitative() -> None:

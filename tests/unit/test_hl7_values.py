@@ -155,3 +155,35 @@ def test_the_event_says_how_precisely_the_lab_dated_the_collection(
     obx = f"OBX|1|NM|718-7^Hb^LN||7.0|g/dL|12-16|L|||F|||{obx_14}"
     (result,) = results(obx, obr=f"OBR|1|P1|F1|718-7^Hb^LN|||{obr_7}")
     assert result.collected_precision == precision
+
+
+def test_a_test_named_only_by_its_alternate_coding_is_kept_under_the_labs_own_code() -> None:
+    """OBX-3 is a CE/CWE: a lab may leave the primary coding empty (even naming LN) and
+    name the test in the alternate triplet; it is the lab's own code, kept unmapped."""
+    obx = "OBX|1|NM|^^LN^RBC^RBC^LAB|0|3.01|10(12)/L|3.9-5.2|L|||F|||20261120081700"
+    (result,) = results(obx)
+    assert (result.loinc_code, result.local_code, result.local_system) == (None, "RBC", "LAB")
+    assert result.analyte_text == "RBC"
+
+
+def test_a_loinc_in_the_alternate_coding_is_the_loinc_of_a_local_primary() -> None:
+    obx = "OBX|1|NM|HGB^Haemoglobin^99LAB^718-7^Hb^LN||7.0|g/dL|12-16|L|||F|||20261120080000"
+    (result,) = results(obx)
+    assert (result.loinc_code, result.local_code) == ("718-7", None)
+
+
+def test_a_date_reported_as_a_result_is_kept_as_its_text() -> None:
+    """OBX-2 TS/DT (a date of onset asked at order entry) is a result, not an error."""
+    obx = "OBX|1|TS|30952-6^Date vaccinated^LN||20261101||||||F|||20261120080000"
+    (result,) = results(obx)
+    assert (result.value, result.value_text) == (None, "20261101")
+
+
+def test_the_err_names_the_first_field_that_is_wrong() -> None:
+    """A missing '|' shifts every field: the wrong OBX-2 is what the ERR names."""
+    text = "\r".join(
+        [MSH.format(control="M9"), PID, "OBR|1|P1|F1|718-7^Hb^LN|||20261120080000",
+         "OBX|1|CE30955-9&30956-7|Vaccine^L||X|||||F"]
+    )  # fmt: skip
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert [(p.segment, p.field, p.code) for p in outcome.problems] == [("OBX", 2, "102")]

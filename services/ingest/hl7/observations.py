@@ -33,7 +33,12 @@ from services.ingest.hl7.outcome import (
     REQUIRED_FIELD_MISSING,
     TABLE_VALUE_NOT_FOUND,
 )
-from services.ingest.hl7.values import OBX_VALUE_TYPES, Unreadable, read_values
+from services.ingest.hl7.values import (
+    OBX_VALUE_TYPES,
+    Unreadable,
+    checked_value_type,
+    read_values,
+)
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
 from shared.events.payloads import LOINC_PATTERN
 
@@ -61,21 +66,26 @@ class _Problem(Exception):
 
 
 def _coding(obx: hl7.Segment, code_map: Mapping[str, str]) -> dict[str, str | None]:
-    """OBX-3 as LOINC (primary or alternate coding, or through the study's code map),
-    with the sender's own coding kept; no LOINC leaves the result unmapped, not lost."""
-    code, text, system = get(obx, 3, 1), get(obx, 3, 2), get(obx, 3, 3)
-    coding: dict[str, str | None] = {
-        "local_code": None if system.upper() == "LN" else code or None,
-        "local_system": None if system.upper() == "LN" else system or None,
-        "analyte_text": text[:200] or None,
-        "loinc_code": None,
+    """OBX-3 (CE/CWE: identifier, text, coding system, then the alternate's three) as
+    LOINC from either coding, or else through the study's code map from the sender's own
+    code; that own code is kept when no LOINC is sent, from whichever coding has one (a
+    lab may leave the primary empty: ``^^LN^RBC^RBC^LAB``). No LOINC leaves the result
+    unmapped, not lost."""
+    codings = [(get(obx, 3, at), get(obx, 3, at + 1), get(obx, 3, at + 2)) for at in (1, 4)]
+    loinc = next((code for code, _, system in codings if code and system.upper() == "LN"), None)
+    code, system = next(
+        ((code, system) for code, _, system in codings if code and system.upper() != "LN"),
+        ("", ""),
+    )
+    if loinc is None and code:
+        loinc = code_map.get(f"{system}|{code}") or code_map.get(code)
+    sent_loinc = any(code and system.upper() == "LN" for code, _, system in codings)
+    return {
+        "local_code": None if sent_loinc else code or None,
+        "local_system": None if sent_loinc else system or None,
+        "analyte_text": next((text for _, text, _ in codings if text), "")[:200] or None,
+        "loinc_code": loinc,
     }
-    for code_at, system_at in ((1, 3), (4, 6)):
-        if get(obx, 3, system_at).upper() == "LN" and get(obx, 3, code_at):
-            coding["loinc_code"] = get(obx, 3, code_at)
-            return coding
-    coding["loinc_code"] = code_map.get(f"{system}|{code}") or code_map.get(code)
-    return coding
 
 
 def _checked_coding(coding: dict[str, str | None]) -> dict[str, str | None]:
@@ -187,9 +197,11 @@ def read_observation(context: ObxContext, obx: hl7.Segment) -> ObxOutcome:
 
 
 def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
-    status = _status(obx)
-    coding = _checked_coding(_coding(obx, context.code_map))
     try:
+        if get(obx, 2) or get(obx, 5):
+            checked_value_type(obx)  # the first field wrong is the one the ERR names
+        status = _status(obx)
+        coding = _checked_coding(_coding(obx, context.code_map))
         values = read_values(obx, status.is_measurement)
     except Unreadable as error:
         raise _Problem(error.field, error.code, error.text) from None

@@ -17,7 +17,9 @@ from services.ingest.hl7.fields import FieldError, number_in_text, parse_decimal
 from services.ingest.hl7.outcome import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from shared.qualitative import qualitative_answer
 
-OBX_VALUE_TYPES = ("NM", "SN", "CE", "CWE", "CNE", "ST", "TX", "FT")
+OBX_VALUE_TYPES = ("NM", "SN", "CE", "CWE", "CNE", "ST", "TX", "FT", "DT", "TM", "TS", "DTM")
+#: dates and times a lab reports as a result (a date of onset, say): kept as their text
+_MOMENT_TYPES = ("DT", "TM", "TS", "DTM")
 _COMPARATORS = ("<", "<=", ">", ">=")
 _MAX_REPETITIONS = 20
 
@@ -81,7 +83,9 @@ def read_values(obx: hl7.Segment, is_measurement: bool) -> list[Value]:
         if not is_measurement:
             return [{}]  # X, D, W: no value to report
         raise Unreadable(5, REQUIRED_FIELD_MISSING, "OBX-5 (value) is empty")
-    value_type = _type(obx)
+    value_type = checked_value_type(obx)
+    if value_type in _MOMENT_TYPES:
+        return [{"value_text": " ".join(parts[0] for parts in repetitions)[:500]}]
     try:
         if value_type == "NM":
             return [_number(parts[0]) for parts in repetitions]
@@ -112,7 +116,8 @@ def read_values(obx: hl7.Segment, is_measurement: bool) -> list[Value]:
     return [{"qualitative": qualitative_answer(code, text), "value_text": (text or code)[:500]}]
 
 
-def _type(obx: hl7.Segment) -> str:
+def checked_value_type(obx: hl7.Segment) -> str:
+    """OBX-2, one of the value types Vigil reads (HL7 table 0125), or Unreadable."""
     try:
         value_type = str(obx.extract_field(1, 2, 1, 1)).strip().upper()
     except (IndexError, KeyError, hl7.exceptions.HL7Exception):
