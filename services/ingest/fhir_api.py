@@ -24,6 +24,7 @@ from services.ingest.fhir_entries import created, location, read_entry, received
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
+from services.ingest.fhir_reports import dated_by_their_reports
 from services.ingest.fhir_subjects import bundle_patients
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
@@ -251,7 +252,7 @@ def add_fhir_routes(
         patients = bundle_patients(entries)
         results = [
             read_entry(entry, n, lambda resource: event_of(resource, principal, patients))
-            for n, entry in enumerate(entries)
+            for n, entry in enumerate(dated_by_their_reports(entries))
         ]
         failed = [r.refusal for r in results if r.refusal is not None]
         if kind == "transaction" and failed:

@@ -144,9 +144,11 @@ def _bad(status: int, code: str, expression: str, problem: str) -> EntryRefusal:
 def received_not_used(kind: str) -> dict[str, Any]:
     """The response entry of a resource Vigil keeps but does not judge. A DiagnosticReport's
     status is not its results': Observation.status is required (1..1) in R4, and each
-    result's own is read, so a sender is told rather than left to assume otherwise."""
+    result's own is read, so a sender is told rather than left to assume otherwise; its
+    time dates its results that carry none (fhir_reports)."""
     note = (
-        "; its status is not applied to its results, each Observation's own status is read"
+        "; its status is not applied to its results, each Observation's own status is "
+        "read; its effective[x] dates those of its results that carry none"
         if kind == "DiagnosticReport"
         else ""
     )
