@@ -35,6 +35,7 @@ from services.ingest.hl7.messages import (
     Interpretation,
     interpret,
 )
+from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
 from services.ingest.hl7.refusals import refusal_problems
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.mllp_auth import Authenticated, Refused, Sender
@@ -201,8 +202,9 @@ class MllpHandler:
             return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
         if header is None:
             text = "not an HL7 v2 message: it does not begin with an MSH segment"
-            reason = f"hl7-{APPLICATION_ERROR}"
-            return Refusal("AR", _msh_problem(text), reason, auth.only_principal())
+            reason = f"hl7-{SEGMENT_SEQUENCE_ERROR}"
+            problem = _msh_problem(text, code=SEGMENT_SEQUENCE_ERROR)
+            return Refusal("AR", problem, reason, auth.only_principal())
         sender = auth.sender_for(header.application, header.facility)
         if sender is None:
             text = f"MSH-4/MSH-3 is not an identity of the authenticated source ({auth.label})"
@@ -231,7 +233,10 @@ class MllpHandler:
             identifiers=self._identifiers,
         )
         outcome.charset = decoded.charset
-        receipt = self._receipt(frame, peer, None if outcome.ack_code == "AA" else outcome.reason)
+        # an AA may carry warnings (results kept unreadable): the receipt says which
+        receipt = self._receipt(
+            frame, peer, outcome.reason or None, accepted=outcome.ack_code == "AA"
+        )
         envelopes: list[Envelope] = []
         try:
             if outcome.ack_code == "AA":
@@ -310,13 +315,15 @@ class MllpHandler:
             log.error("mllp.not_kept", error=type(again).__name__)
             return Answer(self._unavailable(_outcome("AE", header, [problem], charset)))
 
-    def _receipt(self, frame: Frame, peer: Peer, reason: str | None) -> Receipt:
+    def _receipt(
+        self, frame: Frame, peer: Peer, reason: str | None, *, accepted: bool = False
+    ) -> Receipt:
         return Receipt(
             channel=CHANNEL,
             source=f"mllp {peer.label}",
             content_type=CONTENT_TYPE,
             raw=frame.content,
-            outcome="accepted" if reason is None else "rejected",
+            outcome="accepted" if accepted else "rejected",
             reason=reason,
         )
 

@@ -75,10 +75,14 @@ async def test_each_corpus_message_is_answered_and_stored_as_expected(
             assert "19850412" not in text, text
     if case.receipt is not None:
         row = await db.fetchrow(
-            "SELECT outcome, event_ids FROM received_messages WHERE raw = $1", messages[-1]
+            "SELECT outcome, reason, event_ids FROM received_messages WHERE raw = $1",
+            messages[-1],
         )
         assert row is not None
         assert row["outcome"] == case.receipt
+        for err in case.err:  # the receipt says what its ACK warned about, or refused
+            segment, sequence, field = err["location"].split("^")
+            assert f"{segment}[{sequence}]-{field}" in (row["reason"] or ""), row["reason"]
         if case.receipt == "accepted" and not (case.results or case.unreadable):
             assert not row["event_ids"]  # kept, with nothing to judge
     for placeholder, subject in case.subjects.items():

@@ -187,3 +187,11 @@ def test_the_err_names_the_first_field_that_is_wrong() -> None:
     )  # fmt: skip
     outcome = interpret(text, study_id="NCT05262686", zone=UTC)
     assert [(p.segment, p.field, p.code) for p in outcome.problems] == [("OBX", 2, "102")]
+
+
+def test_text_that_is_no_hl7_message_is_a_segment_sequence_error_not_an_internal_one() -> None:
+    """HL7 table 0357: 100 'segment sequence error' (a required segment, MSH, missing);
+    207 'application internal error' would send the lab's integrator to the wrong place."""
+    outcome = interpret("PID|1||01-003\rOBX|1|NM|718-7^Hb^LN||7.0", study_id="S", zone=UTC)
+    assert outcome.ack_code == "AR"
+    assert [(p.segment, p.code) for p in outcome.problems] == [("MSH", "100")]

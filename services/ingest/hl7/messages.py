@@ -24,6 +24,7 @@ from services.ingest.hl7.observations import NO_RESULT_YET, ObxContext, read_obs
 from services.ingest.hl7.outcome import APPLICATION_ERROR as APPLICATION_ERROR
 from services.ingest.hl7.outcome import DATA_TYPE_ERROR as DATA_TYPE_ERROR
 from services.ingest.hl7.outcome import REQUIRED_FIELD_MISSING as REQUIRED_FIELD_MISSING
+from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
 from services.ingest.hl7.outcome import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
 from services.ingest.hl7.outcome import TABLE_VALUE_NOT_FOUND as TABLE_VALUE_NOT_FOUND
 from services.ingest.hl7.outcome import UNSUPPORTED_EVENT_CODE as UNSUPPORTED_EVENT_CODE
@@ -248,7 +249,7 @@ def interpret(
     except (hl7.ParseException, KeyError, IndexError, ValueError):
         text = "not an HL7 v2 message: it must start with an MSH segment (MSH|^~\\&|...)"
         return Interpretation(
-            "AR", "", "2.5.1", problems=[Hl7Problem("MSH", 1, 0, APPLICATION_ERROR, text)]
+            "AR", "", "2.5.1", problems=[Hl7Problem("MSH", 1, 0, SEGMENT_SEQUENCE_ERROR, text)]
         )
     if route is not None:
         study_id, zone = route(_get(msh, 3), _get(msh, 4))

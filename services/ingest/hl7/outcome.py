@@ -10,6 +10,7 @@ from shared.events import SubjectEvent
 
 SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
 # HL7 table 0357 (message error condition codes)
+SEGMENT_SEQUENCE_ERROR = "100"  # segments out of order, or a required one missing
 REQUIRED_FIELD_MISSING = "101"
 DATA_TYPE_ERROR = "102"
 TABLE_VALUE_NOT_FOUND = "103"
