@@ -16,7 +16,7 @@ from services.notifier.ack_page import acknowledgement_page_router
 from services.notifier.api import acknowledgement_router
 from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import LinkKey
-from services.notifier.domain.roster import Digest, Role
+from services.notifier.domain.roster import Digest, Role, Roster
 from shared.events import (
     DataQualityIssueRaised,
     SafetySignalAmended,
@@ -194,6 +194,34 @@ async def test_unknown_subject_reaches_the_medical_monitor(pool: asyncpg.Pool) -
     )
     assert await plan(pool, ctx, wrap(issue, source="/test/rules", time=T0)) == 1
     assert await recipients(pool, "data-quality") == ["mm"]
+
+
+@pytest.mark.parametrize("kind", ["abnormal-result-unreadable", "result-unreadable"])
+async def test_an_unreadable_abnormal_result_escalates_unacknowledged_a_plain_one_informs(
+    pool: asyncpg.Pool, kind: str
+) -> None:
+    """The value behind an abnormal flag may be critical: unacknowledged by the deadline
+    of a signal of unknown grade, the monitor's backup is told, as for a signal."""
+    document = roster().model_dump(mode="json")
+    document["study_contacts"][0]["backup"] = "pi2"
+    with_backup = Roster.model_validate(document)
+    clock = ManualClock()
+    ctx = context(with_backup, clock)
+    issue = DataQualityIssueRaised(
+        study_id="NCT-NOTIFY",
+        subject_id=f"X-{kind[:4]}",
+        issue=kind,  # type: ignore[arg-type]
+        detail="haemoglobin (LOINC 718-7) could not be read: OBX[3], field OBX-5",
+        related_event_id=uuid.uuid4(),
+    )
+    assert await plan(pool, ctx, wrap(issue, source="/test/rules", time=T0)) == 1
+    clock.advance(hours=71, minutes=59)
+    assert await handlers.escalate_due(pool, ctx) == 0
+    clock.advance(minutes=1)  # 72 h: the deadline of a signal without a grade
+    escalated = await handlers.escalate_due(pool, ctx)
+    assert escalated == (1 if kind == "abnormal-result-unreadable" else 0)
+    if escalated:
+        assert await recipients(pool, "escalation-1") == ["pi2"]
 
 
 async def test_findings_wait_for_the_daily_digest_and_are_sent_once(

@@ -300,11 +300,19 @@ async def _data_quality(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    """Tell the study's medical monitors (an unreadable abnormal result carries their
-    acknowledgement link; the others only inform)."""
+    """Tell the study's medical monitors. An unreadable abnormal result carries their
+    acknowledgement link and the deadline of a signal of unknown grade: unacknowledged,
+    it escalates (to the monitors' backups) as a signal does, since the value behind it
+    may be critical; the other issues only inform."""
     if await notification_state(connection, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)
+    hours: float | None = None
+    acknowledge_by = None
+    if issue.issue == "abnormal-result-unreadable":
+        hours = context.deadlines.hours_for(serious=False, grade=None)
+        acknowledge_by = envelope.time + timedelta(hours=hours)
+        content = content.model_copy(update={"acknowledge_by": acknowledge_by})
     monitors = roster.medical_monitors()
     opened = NotificationOpened(
         study_id=issue.study_id,
@@ -317,7 +325,8 @@ async def _data_quality(
         grade=None,
         raised_at=envelope.time,
         recipients=tuple(recipient(p) for p in monitors),
-        acknowledge_by=None,
+        acknowledge_by=acknowledge_by,
+        deadline_hours=hours,
         message=content.model_dump(mode="json"),
     )
     (appended,) = await notification_log.record(connection, [opened], causation_id=envelope.id)
