@@ -20,7 +20,14 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
-from services.ingest.fhir_entries import created, location, read_entry, received_not_used
+from services.ingest.fhir_entries import (
+    PENDING,
+    awaiting_result,
+    created,
+    location,
+    read_entry,
+    received_not_used,
+)
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
@@ -163,6 +170,12 @@ def add_fhir_routes(
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
             issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
+        if awaiting_result(resource):  # registered, no result yet: kept, nothing to judge
+            kept = await accept(receipt, [], principal, partial=False)
+            if isinstance(kept, JSONResponse):
+                return kept
+            answer = received_not_used(PENDING)["response"]
+            return _response(200, answer["outcome"])
         event, issues = (
             event_of(resource, principal)
             if resource is not None

@@ -146,24 +146,48 @@ def received_not_used(kind: str) -> dict[str, Any]:
     status is not its results': Observation.status is required (1..1) in R4, and each
     result's own is read, so a sender is told rather than left to assume otherwise; its
     time dates its results that carry none (fhir_reports)."""
+    if kind == PENDING:
+        return _information(
+            "200 OK",
+            "Observation received and kept with the Bundle, not used: its status is "
+            "registered and it carries no result yet; send the result when there is one",
+        )
     note = (
         "; its status is not applied to its results, each Observation's own status is "
         "read; its effective[x] dates those of its results that carry none"
         if kind == "DiagnosticReport"
         else ""
     )
+    return _information(
+        "200 OK",
+        f"{kind} received and kept with the Bundle, not used: "
+        f"Vigil judges Observation, Patient and AdverseEvent resources{note}",
+    )
+
+
+#: what a registered Observation without a value is, as an entry kept but not used
+PENDING = "Observation (registered)"
+
+
+def awaiting_result(resource: Any) -> bool:
+    """An Observation registered but without a result yet (R4 status ``registered``: "no
+    result yet available"), as HL7's OBX-11 I: nothing to judge, nothing wrong."""
+    return (
+        isinstance(resource, dict)
+        and resource.get("resourceType") == "Observation"
+        and resource.get("status") == "registered"
+        and not any(key.startswith("value") for key in resource)
+    )
+
+
+def _information(status: str, diagnostics: str) -> dict[str, Any]:
     return {
         "response": {
-            "status": "200 OK",
+            "status": status,
             "outcome": {
                 "resourceType": "OperationOutcome",
                 "issue": [
-                    {
-                        "severity": "information",
-                        "code": "informational",
-                        "diagnostics": f"{kind} received and kept with the Bundle, not used: "
-                        f"Vigil judges Observation, Patient and AdverseEvent resources{note}",
-                    }
+                    {"severity": "information", "code": "informational", "diagnostics": diagnostics}
                 ],
             },
         }
@@ -205,6 +229,8 @@ def read_entry(
             refusal=_bad(400, "required", where, "the entry carries no resource to report")
         )
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    if awaiting_result(resource):
+        return EntryOutcome(unused=PENDING)
     if kind is not None and kind not in JUDGED:
         if is_resource_type(kind):
             return EntryOutcome(unused=str(kind))

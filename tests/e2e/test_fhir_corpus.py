@@ -63,7 +63,7 @@ def check_locations(body: bytes, answer: httpx.Response) -> None:
     if answer.status_code == 201:
         kind = json.loads(body)["resourceType"]
         created = [(kind, answer.headers["location"])]
-    elif answer.status_code == 200:
+    elif answer.status_code == 200 and "entry" in answer.json():
         sent = json.loads(body)["entry"]
         created = [
             (sent[n]["resource"]["resourceType"], entry["response"]["location"])
