@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -19,7 +18,6 @@ import pytest
 
 from tests.support.mail import MailCatcher
 from tests.support.results import concomitant_medication, enrolment, new_subject_id, stored_payloads
-from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -31,14 +29,6 @@ DATA_QUALITY = "org.vigil.data_quality.issue_raised.v1"
 def marker() -> str:
     """A stand-in for a patient's name that no other text contains."""
     return f"Qx{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def client(services: RunningServices) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=services.ingest_url, headers=services.headers, timeout=30
-    ) as client:
-        yield client
 
 
 async def enrol(client: httpx.AsyncClient, db: asyncpg.Connection, subject: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from services.notifier.domain.roster import SITE_ALERT_ROLES, load_roster
 from tests.support.mail import MailCatcher, Received
 from tests.support.results import haemoglobin
-from tests.support.services import REPO, RunningServices
+from tests.support.services import REPO
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -56,14 +56,6 @@ async def enrol(client: httpx.AsyncClient, db: asyncpg.Connection, body: dict[st
     assert response.status_code == 202, response.text
     event_id = response.json()["event_ids"][0]
     await eventually(lambda: stored(db, event_id), what="enrolment stored")
-
-
-@pytest.fixture
-async def client(services: RunningServices) -> Any:
-    async with httpx.AsyncClient(
-        base_url=services.ingest_url, headers=services.headers, timeout=30
-    ) as client:
-        yield client
 
 
 async def test_low_haemoglobin_emails_each_site_investigator_once(

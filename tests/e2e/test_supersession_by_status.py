@@ -4,7 +4,6 @@ HL7 over MLLP), Kafka, the rules service and the notifier, on real components.""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
@@ -19,14 +18,6 @@ from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def client(services: RunningServices) -> Any:
-    async with httpx.AsyncClient(
-        base_url=services.ingest_url, headers=services.headers, timeout=30
-    ) as client:
-        yield client
 
 
 async def send(client: httpx.AsyncClient, subject: str, value: str | None, status: str) -> None:
