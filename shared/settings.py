@@ -168,6 +168,12 @@ class VigilSettings(BaseSettings):
         description="Largest HL7 message accepted; a larger one gets AR and its first "
         "bytes are kept as a rejected receipt.",
     )
+    mllp_processing_ids: str = Field(
+        default="P",
+        pattern=r"^[PDT](,[PDT])*$",
+        description="MSH-11 processing ids taken, comma-separated (HL7 table 0103: P "
+        "production, T training, D debugging); any other gets AR, nothing recorded.",
+    )
     mllp_idle_timeout_seconds: float = Field(
         default=120.0,
         gt=0,

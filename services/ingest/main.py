@@ -117,6 +117,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 identifiers=identifiers,
                 limiter=limiter,
                 max_bytes=settings.mllp_max_message_bytes,
+                processing_ids=frozenset(settings.mllp_processing_ids.split(",")),
             ),
             host=settings.bind_host,
             port=settings.mllp_port,

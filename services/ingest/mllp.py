@@ -148,8 +148,10 @@ class MllpHandler:
         limiter: RateLimiter,
         max_bytes: int,
         identifiers: SubjectIdentifiers | None = None,
+        processing_ids: frozenset[str] = frozenset({"P"}),
     ) -> None:
         self._intake = intake
+        self._processing_ids = processing_ids
         self._code_maps = code_maps
         self._limiter = limiter
         self._max_bytes = max_bytes
@@ -231,6 +233,7 @@ class MllpHandler:
             zone=sender.zone,
             code_maps=self._code_maps,
             identifiers=self._identifiers,
+            processing_ids=self._processing_ids,
         )
         outcome.charset = decoded.charset
         # an AA may carry warnings (results kept unreadable): the receipt says which

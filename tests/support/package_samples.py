@@ -22,8 +22,10 @@ IN_BUNDLE = re.compile(r"^Bundle\.entry\[\d+\]\.resource\.")
 
 
 def as_study_laboratory(raw: bytes, subjects: dict[str, str]) -> bytes:
-    """The sample as the study's laboratory sends it: its MSH-3/MSH-4, and each PID-3
-    with the study's identifier of a new subject (``subjects``: "PID n" -> id)."""
+    """The sample as the study's laboratory sends it: its MSH-3/MSH-4, its MSH-11 P (two
+    samples are training messages, T, which a production receiver rightly refuses:
+    VIGIL_MLLP_PROCESSING_IDS), and each PID-3 with the study's identifier of a new
+    subject (``subjects``: "PID n" -> id)."""
     text = raw.decode("ascii")
     field, component, repetition = text[3], text[4], text[5]
     parts = SEGMENT_END.split(text)
@@ -32,6 +34,8 @@ def as_study_laboratory(raw: bytes, subjects: dict[str, str]) -> bytes:
         fields = segment.split(field)
         if fields[0] == "MSH":
             fields[2:4] = ["LIS", "PKUPH-LAB"]
+            if len(fields) > 10:
+                fields[10] = "P"
         elif fields[0] == "PID":
             pids += 1
             fields += [""] * (4 - len(fields))

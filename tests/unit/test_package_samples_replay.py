@@ -30,7 +30,7 @@ SYSTEM = "urn:vigil:study:NCT05262686"
 # --- HL7: sender and subjects ---------------------------------------------------------
 
 
-def test_only_the_sender_and_each_pid_3_change_and_segment_ends_are_kept() -> None:
+def test_only_sender_processing_id_and_pid_3_change_and_segment_ends_are_kept() -> None:
     sample = (
         b"MSH|^~\\&|APP|FAC|X|Y|20110329082006||ORU^R01|C1|T|2.3\n"
         b"PID|1||MRN1^^^HOSP^MR||DOE^JANE\n"
@@ -43,7 +43,7 @@ def test_only_the_sender_and_each_pid_3_change_and_segment_ends_are_kept() -> No
 
     subject = subjects["PID 1"]
     assert sent == (
-        b"MSH|^~\\&|LIS|PKUPH-LAB|X|Y|20110329082006||ORU^R01|C1|T|2.3\n"
+        b"MSH|^~\\&|LIS|PKUPH-LAB|X|Y|20110329082006||ORU^R01|C1|P|2.3\n"
         b"PID|1||MRN1^^^HOSP^MR~" + subject.encode() + b"^^^NCT05262686^SS||DOE^JANE\n"
         b"OBR|1|||681X^CBC\n"
         b"OBX|1|NM|6690-2^WBC^LN||11.8|10*9/L\n"

@@ -20,11 +20,11 @@ import hl7.exceptions
 from pydantic import ValidationError
 
 from services.ingest.hl7.fields import FieldError, parse_date
-from services.ingest.hl7.observations import NO_RESULT_YET, ObxContext, read_observation
+from services.ingest.hl7.observations import ObxContext, no_result, read_observation
 from services.ingest.hl7.outcome import APPLICATION_ERROR as APPLICATION_ERROR
 from services.ingest.hl7.outcome import DATA_TYPE_ERROR as DATA_TYPE_ERROR
 from services.ingest.hl7.outcome import REQUIRED_FIELD_MISSING as REQUIRED_FIELD_MISSING
-from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
+from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR, UNSUPPORTED_PROCESSING_ID
 from services.ingest.hl7.outcome import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
 from services.ingest.hl7.outcome import TABLE_VALUE_NOT_FOUND as TABLE_VALUE_NOT_FOUND
 from services.ingest.hl7.outcome import UNSUPPORTED_EVENT_CODE as UNSUPPORTED_EVENT_CODE
@@ -139,8 +139,8 @@ class _Reader:
         number = f"filler:{filler}" if filler else f"placer:{placer}" if placer else ""
         events: list[SubjectEvent] = []
         for at in order.observations:
-            if _get(at.segment, 11) in NO_RESULT_YET:
-                continue  # pending or not asked: nothing to record yet (the message is kept)
+            if no_result(at.segment):
+                continue  # pending, not asked, order detail: nothing to record (kept)
             context = ObxContext(
                 study_id=self.study_id,
                 subject_id=subject,
@@ -233,13 +233,16 @@ def interpret(
     route: Callable[[str, str], tuple[str, tzinfo]] | None = None,
     code_maps: Mapping[str, Mapping[str, str]] | None = None,
     identifiers: SubjectIdentifiers | None = None,
+    processing_ids: frozenset[str] = frozenset({"P"}),
 ) -> Interpretation:
     """Read one HL7 v2 message (segments separated by carriage returns).
 
     ``route`` picks the study and time zone from the sender (MSH-3, MSH-4); without it,
     or for a sender it does not know, ``study_id`` and ``zone`` apply. ``code_maps`` gives
     each study's local-code map (``code_map`` is used when it has none for the study);
-    ``identifiers`` the PID-3 assigning authority of each study's subject ids. No problem
+    ``identifiers`` the PID-3 assigning authority of each study's subject ids;
+    ``processing_ids`` the MSH-11 values taken (production only, unless the deployment
+    says otherwise: 2.9.2.1 has the receiver check it). No problem
     text quotes a field's content: ERR segments and logs name the field and the rule.
     """
     raw = _clean(raw)
@@ -261,6 +264,34 @@ def interpret(
     result = Interpretation(
         "AA", reader.control_id, version or "2.5.1", sender=(_get(msh, 3), _get(msh, 4))
     )
+    if not reader.control_id:
+        result.ack_code = "AR"
+        result.problems.append(
+            Hl7Problem(
+                "MSH",
+                1,
+                10,
+                REQUIRED_FIELD_MISSING,
+                "MSH-10 (message control id) is empty: it is required, and is what the "
+                "acknowledgement's MSA-2 echoes so that the sender can match it",
+            )
+        )
+        return result
+    processing = _get(msh, 11, 1).upper() or "P"
+    if processing not in processing_ids:
+        result.ack_code = "AR"
+        result.problems.append(
+            Hl7Problem(
+                "MSH",
+                1,
+                11,
+                UNSUPPORTED_PROCESSING_ID,
+                f"MSH-11 processing id is not one this service takes "
+                f"({', '.join(sorted(processing_ids))}; HL7 table 0103): training (T) and "
+                "debugging (D) messages are not recorded as patients' results",
+            )
+        )
+        return result
     if version not in SUPPORTED_VERSIONS:
         result.ack_code = "AR"
         result.problems.append(

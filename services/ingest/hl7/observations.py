@@ -51,12 +51,25 @@ _STATUS = {
     "X": ResultStatus.CANNOT_OBTAIN,
     "D": ResultStatus.DELETED,
     "W": ResultStatus.WRONG,
+    # "results status change to final without retransmitting results already sent as
+    # preliminary": one that carries its value anyway is that final result
+    "U": ResultStatus.FINAL,
 }
-# OBX-11 I (pending), N (not asked), U (status change without a result): no result to record
-NO_RESULT_YET = frozenset({"I", "N", "U"})
+# OBX-11 I (pending), N (not asked), O (order detail, no result): no result to record
+NO_RESULT_YET = frozenset({"I", "N", "O"})
+
+
+def no_result(obx: hl7.Segment) -> bool:
+    """Whether an OBX holds no result by its status (table 0085): pending, not asked, an
+    order detail, or a change of status to final that sends no value again (the
+    preliminary it makes final is judged already)."""
+    status = get(obx, 11)
+    return status in NO_RESULT_YET or (status == "U" and not get(obx, 5))
+
+
 _LOINC = re.compile(LOINC_PATTERN)
 
-__all__ = ["NO_RESULT_YET", "OBX_VALUE_TYPES", "ObxContext", "read_observation"]
+__all__ = ["NO_RESULT_YET", "OBX_VALUE_TYPES", "ObxContext", "no_result", "read_observation"]
 
 
 class _Problem(Exception):
@@ -123,7 +136,8 @@ def _status(obx: hl7.Segment) -> ResultStatus:
         raise _Problem(
             11,
             TABLE_VALUE_NOT_FOUND,
-            f"OBX-11 result status is not one of {', '.join(_STATUS)} (HL7 table 0085)",
+            f"OBX-11 result status is not one of "
+            f"{', '.join([*_STATUS, *sorted(NO_RESULT_YET)])} (HL7 table 0085)",
         )
     return status
 
