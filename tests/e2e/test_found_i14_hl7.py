@@ -1,0 +1,129 @@
+"""Issue 14, outside break round (HL7 v2 over MLLP): what a laboratory's interface engine
+sends that Vigil still mishandles, each through a real MLLP socket to the running
+services (ingest, broker, rules, PostgreSQL). Every test here failed on the code it was
+written against and states what a conformant receiver must do, with the clause."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import hl7
+import pytest
+
+from tests.support.mllp import ack_code, exchange_bytes, hl7_message, msh
+from tests.support.results import new_subject_id, stored_payloads
+from tests.support.services import RunningServices
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+STUDY = "NCT05262686"
+LAB_RESULT = "org.vigil.lab_result.reported.v1"
+
+
+def _haemoglobin_oru(control: str, subject: str, *, facility: str = "PKUPH-LAB") -> list[str]:
+    """One ORU^R01 (one patient, one order) with a haemoglobin of 7.0 g/dL (flag L)."""
+    return [
+        msh("LIS", facility, "ORU^R01^ORU_R01", control),
+        f"PID|1||MRN0042^^^HOSP^MR~{subject}^^^{STUDY}^SS",
+        f"OBR|1|P-{control}|F-{control}|58410-2^CBC^LN|||20261120080000+0800",
+        "OBX|1|NM|718-7^Hemoglobin^LN||7.0|g/dL|12-16|L|||F",
+    ]
+
+
+def _errs(ack: hl7.Message) -> list[tuple[str, str]]:
+    try:
+        return [(str(err[3][0][0]), str(err[8])) for err in ack.segments("ERR")]
+    except KeyError:
+        return []
+
+
+async def _results(db: asyncpg.Connection, subject: str) -> list[dict[str, object]]:
+    return [json.loads(p) for p in await stored_payloads(db, subject, LAB_RESULT)]
+
+
+async def test_a_batch_of_two_oru_in_one_frame_is_read_or_refused_as_a_batch(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: one MLLP block holding an HL7 batch file, as interface engines send a
+    night's results: FHS, BHS, two complete ORU^R01 (subjects A and B, each a
+    haemoglobin of 7.0 g/dL), BTS|2, FTS|1.
+
+    Came back: AR with MSA-2 empty, ERR code 207 "Application internal error" and the
+    text "not an HL7 v2 message: it does not begin with an MSH segment"; neither
+    result recorded.
+
+    Should: HL7 v2.5.1 section 2.10.3 (batch protocol) defines FHS/BHS/BTS/FTS as the
+    envelope of a batch of messages. A receiver either reads each message of the batch
+    (both haemoglobins recorded, each subject's own result) or, if it does not take
+    batches, refuses the batch in words that say so, with a table 0357 code that is
+    not 207 (an application internal error tells the laboratory that Vigil failed, not
+    that its batch envelope is unsupported, so nobody fixes the interface)."""
+    tag = uuid.uuid4().hex[:8]
+    first, second = new_subject_id(), new_subject_id()
+    envelope_head = [
+        f"FHS|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||F{tag}",
+        f"BHS|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||B{tag}",
+    ]
+    frame = hl7_message(
+        *envelope_head,
+        *_haemoglobin_oru(f"BA{tag}", first),
+        *_haemoglobin_oru(f"BB{tag}", second),
+        "BTS|2",
+        "FTS|1",
+    )
+    ack = await exchange_bytes(services.mllp_port, frame)
+    if ack_code(ack) == "AA":
+        for subject in (first, second):
+            results = await eventually(
+                lambda s=subject: _results(db, s), timeout=60, what="each batch result"
+            )
+            assert [r["value"] for r in results] == [7], results
+        return
+    errs = _errs(ack)
+    assert errs, str(ack)
+    assert all(code != "207" for code, _ in errs), (
+        f"a well-formed batch envelope is answered as an internal error: {errs}"
+    )
+    assert any("batch" in text.lower() for _, text in errs), (
+        f"the refusal does not say that batches (FHS/BHS) are what is not taken: {errs}"
+    )
+
+
+async def test_a_second_msh_in_one_frame_is_not_filed_under_the_first_senders_identity(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: one MLLP block holding two messages back to back (no batch envelope): an
+    ORU^R01 from PKUPH-LAB (a source of the study) for subject A, then a second
+    MSH whose MSH-4 is OTHER-LAB (no source of any study) with its own PID, OBR and a
+    haemoglobin of 7.0 g/dL for subject B.
+
+    Came back: one AA for the first control id only; the second message's result was
+    recorded (and judged) under subject B, authenticated as PKUPH-LAB: its MSH was read
+    as an unknown segment inside the first message and its MSH-3/MSH-4 never checked.
+
+    Should: HL7 v2.5.1 appendix C (MLLP) frames exactly one message per block, and
+    MSH is the first segment of a message (section 2.5.2), never a segment inside
+    ORU_R01. A second MSH either starts a second message, which must be checked
+    against the connection's source like any other (OTHER-LAB is refused, README
+    "Identity") and acknowledged under its own control id, or makes the block a
+    malformed message that is refused. In neither case may a result sent under an
+    identity no source holds be recorded."""
+    tag = uuid.uuid4().hex[:8]
+    trusted, smuggled = new_subject_id(), new_subject_id()
+    frame = hl7_message(
+        *_haemoglobin_oru(f"MA{tag}", trusted),
+        *_haemoglobin_oru(f"MB{tag}", smuggled, facility="OTHER-LAB"),
+    )
+    ack = await exchange_bytes(services.mllp_port, frame)
+    if ack_code(ack) == "AA":
+        # the first message is recorded: wait for it before looking for the second
+        await eventually(lambda: _results(db, trusted), timeout=60, what="the first result")
+    await asyncio.sleep(3)  # the second would have been written with the first
+    assert await _results(db, smuggled) == [], (
+        "a result sent under MSH-4 OTHER-LAB (no source) was recorded, "
+        f"acknowledged as {ack_code(ack)} for control id {ack.segment('MSA')[2]}"
+    )
