@@ -127,3 +127,29 @@ async def test_a_second_msh_in_one_frame_is_not_filed_under_the_first_senders_id
         "a result sent under MSH-4 OTHER-LAB (no source) was recorded, "
         f"acknowledged as {ack_code(ack)} for control id {ack.segment('MSA')[2]}"
     )
+
+
+async def test_an_oru_without_a_message_control_id_is_refused_naming_msh_10(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: an ORU^R01 whose MSH-10 (message control id) is empty, otherwise complete
+    (subject A, haemoglobin 7.0 g/dL).
+
+    Came back: AA with MSA-2 empty, and the result recorded and judged: an
+    acknowledgement the sender cannot match to anything it sent.
+
+    Should: HL7 v2.5.1 2.14.9.10: MSH-10 is required (R), the number the receiver
+    echoes in MSA-2 (2.14.8.2, also required) so that the sender can tell which message
+    the acknowledgement answers, and resends be recognised. A message missing a
+    required MSH field is refused in original mode (2.9.2: AR/AE, not AA), with an ERR
+    at MSH^1^10 and table 0357 code 101 (required field missing); it is kept as
+    rejected, not recorded."""
+    subject = new_subject_id()
+    segments = _haemoglobin_oru("", subject)
+    assert segments[0].split("|")[9] == ""  # MSH-10 empty (MSH-1 is the separator)
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) in ("AR", "AE"), str(ack)
+    assert any(code == "101" for code, _ in _errs(ack)), str(ack)
+    assert str(ack.segment("ERR")[2]).startswith("MSH^1^10"), str(ack)
+    await asyncio.sleep(3)
+    assert await _results(db, subject) == []
