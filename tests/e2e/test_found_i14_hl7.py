@@ -153,3 +153,95 @@ async def test_an_oru_without_a_message_control_id_is_refused_naming_msh_10(
     assert str(ack.segment("ERR")[2]).startswith("MSH^1^10"), str(ack)
     await asyncio.sleep(3)
     assert await _results(db, subject) == []
+
+
+RAISED = "org.vigil.safety_signal.raised.v1"
+RETRACTED = "org.vigil.safety_signal.retracted.v1"
+DATA_QUALITY = "org.vigil.data_quality.issue_raised.v1"
+
+
+async def _conflict_raised(db: asyncpg.Connection, subject: str) -> bool:
+    """Whether a data-quality issue other than the subject being unknown was raised."""
+    issues = [json.loads(p) for p in await stored_payloads(db, subject, DATA_QUALITY)]
+    return any(issue.get("issue") != "unknown-subject" for issue in issues)
+
+
+def _haemoglobin_obx(set_id: int, value: str, flag: str) -> str:
+    return f"OBX|{set_id}|NM|718-7^Hemoglobin^LN||{value}|g/dL|12-16|{flag}|||F"
+
+
+async def test_a_final_result_is_not_replaced_by_a_later_final_without_a_correction(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: two ORU^R01, same order (OBR-2/OBR-3), same OBX-3, same collection time,
+    both OBX-11 ``F``: first haemoglobin 7.0 g/dL (L), then a later message with
+    13.0 g/dL (N).
+
+    Came back: both AA; the 13.0 "updated" the 7.0 and the anaemia alert raised on the
+    7.0 was retracted, with no data-quality issue: a final critical-range result was
+    withdrawn by a message that does not say it corrects anything.
+
+    Should: HL7 v2.5.1 table 0085 (OBX-11): ``F`` = "Final results; Can only be changed
+    with a corrected result", and ``C`` = "Record coming over is a correction and thus
+    replaces a final result". Issue 14 item 2 lists what replaces what (C and F replace
+    P; C replaces F); F never replaces a different final. The first final stands (its
+    alert too) and the conflicting second final is raised as a data-quality issue for
+    review, or at the very least the alert is not silently retracted."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    for control, (value, flag) in ((f"FA{tag}", ("7.0", "L")), (f"FB{tag}", ("13.0", "N"))):
+        segments = [
+            msh("LIS", "PKUPH-LAB", "ORU^R01^ORU_R01", control),
+            f"PID|1||{subject}^^^{STUDY}^SS",
+            f"OBR|1|P-{tag}|F-{tag}|58410-2^CBC^LN|||20261120080000+0800",
+            _haemoglobin_obx(1, value, flag),
+        ]
+        ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+        assert ack_code(ack) == "AA", str(ack)
+        if value == "7.0":
+            await eventually(
+                lambda: stored_payloads(db, subject, RAISED), timeout=60, what="the 7.0 alert"
+            )
+    await eventually(lambda: _results(db, subject), timeout=60, what="both results stored")
+    await asyncio.sleep(8)  # the rules judge the second final
+    retracted = await stored_payloads(db, subject, RETRACTED)
+    assert not retracted or await _conflict_raised(db, subject), (
+        "a final 7.0 g/dL alert was retracted by a later final (not a correction) "
+        "and nobody was told of the conflict"
+    )
+
+
+async def test_two_finals_of_one_test_in_one_order_without_sub_ids_are_both_heard(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: one ORU^R01, one OBR, two OBX with the same OBX-3 (718-7), no OBX-4, no
+    OBX-14 (so one collection time, OBR-7), both status F: 7.0 g/dL (L) then 13.0 g/dL
+    (N), as a laboratory that reports a repeat measurement on the same sample writes it.
+
+    Came back: AA; both stored with one observation_key, the 13.0 "updated" the 7.0
+    within the same message, no anaemia alert and no data-quality issue: the 7.0 was
+    never heard.
+
+    Should: HL7 v2.5.1 7.4.2.4: OBX-4 is what distinguishes OBX segments with the same
+    observation id under one OBR; without it the two are two reports sent together,
+    and neither is a correction of the other (table 0085: only a ``C`` replaces a
+    final). A receiver either keeps both as results (the 7.0 judged: anaemia alert) or
+    raises the ambiguity as a data-quality issue for review; it never drops one
+    silently (issue 14 item 4: one OBX never loses its neighbours)."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = [
+        msh("LIS", "PKUPH-LAB", "ORU^R01^ORU_R01", f"FS{tag}"),
+        f"PID|1||{subject}^^^{STUDY}^SS",
+        f"OBR|1|P-{tag}|F-{tag}|58410-2^CBC^LN|||20261120080000+0800",
+        _haemoglobin_obx(1, "7.0", "L"),
+        _haemoglobin_obx(2, "13.0", "N"),
+    ]
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) == "AA", str(ack)
+
+    async def heard() -> bool | None:
+        alerts = await stored_payloads(db, subject, RAISED)
+        return bool(alerts) or await _conflict_raised(db, subject) or None
+
+    await eventually(heard, timeout=45, what="the 7.0 judged or the conflict raised")
