@@ -5,6 +5,7 @@ states what a conformant receiver must do, with the clause."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import uuid
@@ -374,3 +375,30 @@ async def test_an_ana_titre_sent_as_value_ratio_is_kept_and_its_high_flag_raised
         return found or None
 
     await eventually(raised, timeout=60, what="abnormal-result-unreadable raised")
+
+
+async def test_a_quantity_with_comparator_greater_than_is_not_judged_as_its_number(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: POST /fhir/r4/Observation, haemoglobin ``valueQuantity`` {value 7.0,
+    comparator ">", g/dL}: the laboratory says only that it is above 7.0.
+
+    Came back: 201, stored as 7 with comparator ">", and the anaemia alert "at or
+    below 9 g/dL" raised and e-mailed as "Value: 7 g/dL", CTCAE grade 2.
+
+    Should: FHIR R4 Quantity.comparator: "How the value should be understood and
+    represented - whether the actual value is greater or less than the stated value
+    due to measurement issues; e.g. if the comparator is '<', then the real value is
+    < stated value". A value above 7 does not meet "at or below 9": no threshold
+    alert (or a data-quality issue asking for the value), never a grade 2 anaemia."""
+    subject = new_subject_id("FG")
+    resource = _haemoglobin(f"Patient/{subject}")
+    resource["valueQuantity"]["comparator"] = ">"
+    answer = await _post(services, "/fhir/r4/Observation", resource)
+    assert answer.status_code == 201, answer.text
+    await eventually(
+        lambda: stored_payloads(db, subject, LAB_RESULT), timeout=60, what="the result stored"
+    )
+    await asyncio.sleep(8)  # the rules judge it
+    raised = [json.loads(p) for p in await stored_payloads(db, subject, RAISED)]
+    assert raised == [], f"a '> 7.0 g/dL' haemoglobin raised {[r.get('rule_id') for r in raised]}"

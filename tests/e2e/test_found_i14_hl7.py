@@ -245,3 +245,35 @@ async def test_two_finals_of_one_test_in_one_order_without_sub_ids_are_both_hear
         return bool(alerts) or await _conflict_raised(db, subject) or None
 
     await eventually(heard, timeout=45, what="the 7.0 judged or the conflict raised")
+
+
+async def test_a_greater_than_result_is_not_judged_as_the_number_it_exceeds(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: an ORU^R01 with haemoglobin OBX-2 ``SN``, OBX-5 ``>^7.0`` (greater than
+    7.0 g/dL, as analysers report a result beyond a dilution limit), no abnormal flag.
+
+    Came back: AA, stored as value 7 with the comparator, and the anaemia rule
+    "Haemoglobin at or below 9 g/dL" raised: the investigator's e-mail says
+    "Value: 7 g/dL", "CTCAE v5.0 Anemia grade 2". The same happens for an ANC of
+    ``>^0.5`` (neutropenia alert) and a FHIR valueQuantity with comparator ``>``.
+
+    Should: HL7 v2.5.1 2.A.72 (SN): the comparator qualifies the number; ``>^7.0``
+    says the value is above 7.0, not that it is 7.0. A result known only to be above
+    7 does not meet "at or below 9": a receiver judges it as what it says (no
+    threshold alert, or a data-quality issue asking for the exact value), never
+    reports a value of 7 and a CTCAE grade to the investigator."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = [
+        msh("LIS", "PKUPH-LAB", "ORU^R01^ORU_R01", f"GT{tag}"),
+        f"PID|1||{subject}^^^{STUDY}^SS",
+        f"OBR|1|P-{tag}|F-{tag}|58410-2^CBC^LN|||20261120080000+0800",
+        "OBX|1|SN|718-7^Hemoglobin^LN||>^7.0|g/dL|12-16||||F",
+    ]
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) == "AA", str(ack)
+    await eventually(lambda: _results(db, subject), timeout=60, what="the result stored")
+    await asyncio.sleep(8)  # the rules judge it
+    raised = [json.loads(p) for p in await stored_payloads(db, subject, RAISED)]
+    assert raised == [], f"a '> 7.0 g/dL' haemoglobin raised {[r.get('rule_id') for r in raised]}"
