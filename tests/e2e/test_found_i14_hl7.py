@@ -13,6 +13,7 @@ import asyncpg
 import hl7
 import pytest
 
+from tests.support.mail import MailCatcher
 from tests.support.mllp import ack_code, exchange_bytes, hl7_message, msh
 from tests.support.results import new_subject_id, stored_payloads
 from tests.support.services import RunningServices
@@ -277,3 +278,39 @@ async def test_a_greater_than_result_is_not_judged_as_the_number_it_exceeds(
     await asyncio.sleep(8)  # the rules judge it
     raised = [json.loads(p) for p in await stored_payloads(db, subject, RAISED)]
     assert raised == [], f"a '> 7.0 g/dL' haemoglobin raised {[r.get('rule_id') for r in raised]}"
+
+
+async def test_the_alert_e_mail_states_a_less_than_result_as_the_laboratory_sent_it(
+    services: RunningServices, db: asyncpg.Connection, mailbox: MailCatcher
+) -> None:
+    """Sent: an ORU^R01 with an absolute neutrophil count OBX-2 ``SN``, OBX-5
+    ``<^0.5`` (below 0.5 x10^9/L, the analyser's lower limit), flag LL.
+
+    Came back: AA, the neutropenia alert graded correctly (CTCAE grade 4, which needs
+    the comparator), but the investigator's e-mail says "Value: 0.5 10*9/L": a value
+    the laboratory did not report, and one that by itself is grade 3, not 4.
+
+    Should: HL7 v2.5.1 2.A.72 (SN): the comparator is part of the value. README:
+    every lab result "keeps its value, unit and coding as reported"; what a person
+    reads must be what the laboratory said: "< 0.5" (the same holds for a FHIR
+    Quantity.comparator)."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = [
+        msh("LIS", "PKUPH-LAB", "ORU^R01^ORU_R01", f"LT{tag}"),
+        f"PID|1||{subject}^^^{STUDY}^SS",
+        f"OBR|1|P-{tag}|F-{tag}|58410-2^CBC^LN|||20261120080000+0800",
+        "OBX|1|SN|751-8^Neutrophils^LN||<^0.5|10*9/L|2.0-7.5|LL|||F",
+    ]
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) == "AA", str(ack)
+    mails = await asyncio.to_thread(
+        mailbox.wait_for,
+        lambda m: subject in m.body and "neutropenia" in m.body,
+        timeout=60,
+    )
+    values = [
+        line for mail in mails for line in mail.body.splitlines() if line.startswith("Value:")
+    ]
+    assert values, [m.body for m in mails]
+    assert all("<" in line for line in values), values
