@@ -322,3 +322,35 @@ async def test_the_alert_e_mail_states_a_less_than_result_as_the_laboratory_sent
     ]
     assert values, [m.body for m in mails]
     assert all("<" in line for line in values), values
+
+
+@pytest.mark.parametrize("processing_id", ["T", "D"])
+async def test_a_training_or_debugging_message_is_not_recorded_as_a_patients_result(
+    services: RunningServices, db: asyncpg.Connection, processing_id: str
+) -> None:
+    """Sent: an ORU^R01 whose MSH-11 (processing id) is ``T`` (training) or ``D``
+    (debugging), as a laboratory's test system sends while an interface is being
+    built or retrained, with a haemoglobin of 7.0 g/dL.
+
+    Came back: AA (its own MSH-11 ``P``), the result recorded in the audit log as the
+    subject's result, and the anaemia alert raised and e-mailed to investigators.
+
+    Should: HL7 v2.5.1 2.9.2.1 (original acknowledgment rules): the receiver
+    validates that "the value in MSH-11-processing ID is appropriate for the
+    application process handling the message"; if not, it rejects the message (AR in
+    MSA-1). Table 0103: P production, T training, D debugging. A production safety
+    service must answer AR with an ERR at MSH^1^11 (0357 code 202, unsupported
+    processing id) and record nothing: no result, no alert for a test message."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = _haemoglobin_oru(f"PI{processing_id}{tag}", subject)
+    segments[0] = segments[0].replace("|P|2.5.1", f"|{processing_id}|2.5.1")
+    assert segments[0].split("|")[10] == processing_id  # MSH-11
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    await asyncio.sleep(6)
+    recorded = await _results(db, subject)
+    raised = await stored_payloads(db, subject, RAISED)
+    assert recorded == [], f"MSH-11 {processing_id}: recorded, ACK {ack_code(ack)}"
+    assert raised == []
+    assert ack_code(ack) == "AR", str(ack)
+    assert str(ack.segment("ERR")[2]).startswith("MSH^1^11"), str(ack)
