@@ -354,3 +354,60 @@ async def test_a_training_or_debugging_message_is_not_recorded_as_a_patients_res
     assert raised == []
     assert ack_code(ack) == "AR", str(ack)
     assert str(ack.segment("ERR")[2]).startswith("MSH^1^11"), str(ack)
+
+
+async def test_a_status_u_result_that_carries_its_value_is_not_dropped_without_a_word(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: an ORU^R01 whose haemoglobin OBX has OBX-11 ``U`` and its value, 7.0 g/dL
+    (flag L), with no earlier preliminary for it that Vigil holds (a laboratory that
+    sends its finals as status changes, or whose preliminary went elsewhere).
+
+    Came back: AA with no ERR, nothing stored for the OBX, no alert, no data-quality
+    issue: a 7.0 haemoglobin acknowledged and thrown away.
+
+    Should: HL7 v2.5.1 table 0085: ``U`` = "Results status change to final without
+    retransmitting results already sent as preliminary": the observation is now final.
+    A receiver reads the value it carries as the final result (judged: anaemia alert),
+    or, if it holds no preliminary to make final, keeps the OBX as unreadable with an
+    ERR of severity W and raises it (issue 14 item 4: nothing dropped without a word)."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = _haemoglobin_oru(f"SU{tag}", subject)
+    segments[-1] = segments[-1].replace("|L|||F", "|L|||U")
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) == "AA", str(ack)
+
+    async def heard() -> bool | None:
+        alerts = await stored_payloads(db, subject, RAISED)
+        return bool(alerts) or await _conflict_raised(db, subject) or None
+
+    await eventually(heard, timeout=45, what="the U result judged or raised for review")
+
+
+async def test_an_order_detail_obx_status_o_is_not_called_outside_table_0085(
+    services: RunningServices, db: asyncpg.Connection
+) -> None:
+    """Sent: an ORU^R01 whose order carries an OBX with OBX-11 ``O`` and no value (an
+    order detail, as laboratories send the ordered test's description) beside a
+    readable red cell count.
+
+    Came back: AA with an ERR W at OBX^1^11, 103 "OBX-11 result status is not one of
+    F, C, P, R, S, X, D, W (HL7 table 0085)", and the OBX kept as an unreadable result
+    with a data-quality issue sent to the medical monitor.
+
+    Should: HL7 v2.5.1 table 0085 contains ``O`` ("Order detail description only (no
+    result)"); the ACK text is wrong, and an OBX that by its status holds no result is
+    nothing to review: no ERR claiming the code is outside the table, no data-quality
+    issue (as Vigil already does for ``N``, "not asked")."""
+    subject = new_subject_id()
+    tag = uuid.uuid4().hex[:8]
+    segments = _haemoglobin_oru(f"SO{tag}", subject)
+    segments[-1] = "OBX|1|NM|718-7^Hemoglobin^LN|||g/dL|||||O"
+    segments.append("OBX|2|NM|789-8^Erythrocytes^LN||4.5|10*12/L|4-5.5|N|||F")
+    ack = await exchange_bytes(services.mllp_port, hl7_message(*segments))
+    assert ack_code(ack) == "AA", str(ack)
+    assert not [e for e in _errs(ack) if "table 0085" in e[1]], _errs(ack)
+    await eventually(lambda: _results(db, subject), timeout=60, what="the RBC stored")
+    await asyncio.sleep(5)
+    assert not await _conflict_raised(db, subject)
