@@ -6,6 +6,7 @@ written against and states what a conformant receiver must do, with the clause."
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 
@@ -88,7 +89,7 @@ async def test_a_batch_of_two_oru_in_one_frame_is_read_or_refused_as_a_batch(
     if codes and all(code == "AA" for code in codes):
         for subject in (first, second):
             results = await eventually(
-                lambda s=subject: _results(db, s), timeout=60, what="each batch result"
+                functools.partial(_results, db, subject), timeout=60, what="each batch result"
             )
             assert [r["value"] for r in results] == [7], results
         return
