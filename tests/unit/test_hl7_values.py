@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -195,3 +195,16 @@ def test_text_that_is_no_hl7_message_is_a_segment_sequence_error_not_an_internal
     outcome = interpret("PID|1||01-003\rOBX|1|NM|718-7^Hb^LN||7.0", study_id="S", zone=UTC)
     assert outcome.ack_code == "AR"
     assert [(p.segment, p.code) for p in outcome.problems] == [("MSH", "100")]
+
+
+def test_a_collection_time_only_in_the_specimen_segment_is_read_from_spm_17() -> None:
+    """ELR senders may leave OBR-7 empty and date the specimen in SPM-17 (2.5.1 7.4.3.17):
+    the result is dated by it, not kept unreadable for having no time."""
+    text = "\r".join(
+        [MSH.format(control="M7"), PID, "OBR|1|P1|F1|718-7^Hb^LN",
+         "OBX|1|NM|718-7^Hb^LN||7.0|g/dL|12-16|L|||F",
+         "SPM|1|||119297000^Blood^SCT|||||||||||||20261120073000"]
+    )  # fmt: skip
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    (result,) = [e for e in outcome.events if isinstance(e, LabResultReported)]
+    assert result.collected_at == datetime(2026, 11, 20, 7, 30, tzinfo=UTC)

@@ -147,7 +147,10 @@ class _Reader:
                 control_id=self.control_id,
                 sequence=at.sequence,
                 obr_sequence=order.obr.sequence,
-                obr_time=_get(obr, 7),
+                # OBR-7 is the specimen's collection time; a lab that leaves it empty
+                # may give it in the order's SPM-17 (ELR 2.5.1 does both)
+                obr_time=_get(obr, 7)
+                or (_get(order.specimen.segment, 17) if order.specimen else ""),
                 order=number,
                 zone=self.zone,
                 code_map=self.code_map,

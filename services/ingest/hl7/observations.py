@@ -122,7 +122,9 @@ def _collected(context: ObxContext, obx: hl7.Segment) -> datetime:
         text, name = context.obr_time, f"OBR-7 (of OBR {context.obr_sequence})"
     if not text:
         raise _Problem(
-            14, REQUIRED_FIELD_MISSING, "no collection time: OBX-14 and OBR-7 are both empty"
+            14,
+            REQUIRED_FIELD_MISSING,
+            "no collection time: OBX-14, OBR-7 and the order's SPM-17 are all empty",
         )
     try:
         return parse_dtm(text, default_zone=context.zone)

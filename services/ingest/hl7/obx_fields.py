@@ -38,7 +38,7 @@ class ObxContext:
     control_id: str
     sequence: int  # its position among the message's OBX segments
     obr_sequence: int
-    obr_time: str  # OBR-7, the collection time when OBX-14 is empty
+    obr_time: str  # OBR-7 (else SPM-17), the collection time when OBX-14 is empty
     order: str  # "filler:<OBR-3>", "placer:<OBR-2>", or "" when the sender sent neither
     zone: tzinfo
     code_map: Mapping[str, str]

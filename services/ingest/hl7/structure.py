@@ -46,6 +46,7 @@ class Order:
     orc: Located | None = None
     observations: list[Located] = field(default_factory=list)
     in_specimen: bool = False  # after an SPM, OBX segments belong to the specimen
+    specimen: Located | None = None  # the order's first SPM
 
 
 @dataclass
@@ -136,9 +137,10 @@ class _Builder:
             return
         self.order.observations.append(at)
 
-    def spm(self) -> None:
+    def spm(self, at: Located) -> None:
         if self.order is not None:
             self.order.in_specimen = True
+            self.order.specimen = self.order.specimen or at
 
 
 def oru_r01(message: hl7.Message) -> OruR01:
@@ -157,7 +159,7 @@ def oru_r01(message: hl7.Message) -> OruR01:
         elif name == "OBX":
             builder.obx(at)
         elif name == "SPM":
-            builder.spm()
+            builder.spm(at)
         # MSH, SFT, PD1, NTE, NK1, PV1, PV2, TQ1, TQ2, CTD, FT1, CTI, DSC and Z segments
         # have their places and carry nothing Vigil reads from an ORU
     return builder.tree
