@@ -21,24 +21,24 @@ from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
 from services.ingest.fhir_entries import (
-    PENDING,
-    awaiting_result,
     created,
     location,
     read_entry,
     received_not_used,
+    unreadable_outcome,
 )
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
 from services.ingest.fhir_subjects import bundle_patients
+from services.ingest.fhir_values import unused_observation
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
-from shared.events import Envelope, SubjectEvent
+from shared.events import Envelope, LabResultUnreadable, SubjectEvent
 from shared.json_input import decode
 
 log = structlog.get_logger(__name__)
@@ -170,11 +170,11 @@ def add_fhir_routes(
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
             issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
-        if awaiting_result(resource):  # registered, no result yet: kept, nothing to judge
+        if (unused := unused_observation(resource)) is not None:  # kept, nothing to judge
             kept = await accept(receipt, [], principal, partial=False)
             if isinstance(kept, JSONResponse):
                 return kept
-            answer = received_not_used(PENDING)["response"]
+            answer = received_not_used(unused)["response"]
             return _response(200, answer["outcome"])
         event, issues = (
             event_of(resource, principal)
@@ -201,6 +201,8 @@ def add_fhir_routes(
                 }
             ],
         }
+        if isinstance(event, LabResultUnreadable):
+            outcome["issue"] += unreadable_outcome(event)["issue"]
         return _response(201, outcome, Location=location(kind, envelope.id))
 
     def forbidden_response(
@@ -301,7 +303,9 @@ def add_fhir_routes(
                 continue
             else:
                 assert envelope is not None
-                response_entries.append(created(_resource_type(entries[n]), envelope.id))
+                response_entries.append(
+                    created(_resource_type(entries[n]), envelope.id, result.event)
+                )
                 continue
             response_entries.append(
                 {"response": {"status": status, "outcome": operation_outcome(issues)}}
