@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
-from services.ingest.domain import events_for
 from services.ingest.fhir_entries import (
     created,
     location,
@@ -31,6 +30,14 @@ from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
+from services.ingest.fhir_responses import (
+    READ_MEDIA_TYPES,
+    envelope_groups,
+    fhir_response,
+    resource_type,
+    status_for,
+    unavailable,
+)
 from services.ingest.fhir_subjects import bundle_patients
 from services.ingest.fhir_values import unused_observation
 from services.ingest.http_guard import principal_of
@@ -38,30 +45,11 @@ from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
-from shared.events import Envelope, LabResultUnreadable, SubjectEvent
+from shared.events import Envelope, LabResultUnreadable
 from shared.json_input import decode
 
 log = structlog.get_logger(__name__)
-FHIR_JSON = "application/fhir+json"
-SOURCE = "/vigil/ingest/fhir"
 CHANNEL = FHIR_CHANNEL
-# the media types a FHIR JSON body may come as (application/json+fhir: DSTU2 and STU3 senders)
-READ_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
-
-
-def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
-
-
-def unavailable(error: Exception) -> JSONResponse:
-    """503: what was sent could not be kept, so it is not answered as refused either (a
-    refusal must never be the only trace of a message); the sender sends it again."""
-    issue = Issue("transient", "Resource", f"{error}; send the request again")
-    return _response(503, operation_outcome([issue]))
-
-
-def _status_for(issues: list[Issue]) -> int:
-    return 400 if any(issue.code == "structure" for issue in issues) else 422
 
 
 def add_fhir_routes(
@@ -120,7 +108,7 @@ def add_fhir_routes(
             )
         except StorageUnavailable as error:
             return unavailable(error)
-        return _response(status or _status_for(issues), operation_outcome(issues))
+        return fhir_response(status or status_for(issues), operation_outcome(issues))
 
     async def accept(
         receipt: Receipt, groups: list[list[Envelope]], principal: Principal, *, partial: bool
@@ -141,7 +129,7 @@ def add_fhir_routes(
                 )
             except (StorageUnavailable, BrokerUnavailable) as error:
                 issue = Issue("transient", "Resource", f"{error}; send the request again")
-                return _response(503, operation_outcome([issue]))
+                return fhir_response(503, operation_outcome([issue]))
             log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes) - len(refused))
         return refused
 
@@ -175,7 +163,7 @@ def add_fhir_routes(
             if isinstance(kept, JSONResponse):
                 return kept
             answer = received_not_used(unused)["response"]
-            return _response(200, answer["outcome"])
+            return fhir_response(200, answer["outcome"])
         event, issues = (
             event_of(resource, principal)
             if resource is not None
@@ -203,7 +191,7 @@ def add_fhir_routes(
         }
         if isinstance(event, LabResultUnreadable):
             outcome["issue"] += unreadable_outcome(event)["issue"]
-        return _response(201, outcome, Location=location(kind, envelope.id))
+        return fhir_response(201, outcome, Location=location(kind, envelope.id))
 
     def forbidden_response(
         refusals: list[Refusal],
@@ -277,7 +265,7 @@ def add_fhir_routes(
         groups = envelope_groups([r.event for r in results if r.event is not None])
         envelope_of = {n: group[0] for n, group in zip(good, groups, strict=True)}
         where = {
-            envelope.id: (f"Bundle.entry[{n}].resource.", _resource_type(entries[n]))
+            envelope.id: (f"Bundle.entry[{n}].resource.", resource_type(entries[n]))
             for n, envelope in envelope_of.items()
         }
         try:
@@ -304,7 +292,7 @@ def add_fhir_routes(
             else:
                 assert envelope is not None
                 response_entries.append(
-                    created(_resource_type(entries[n]), envelope.id, result.event)
+                    created(resource_type(entries[n]), envelope.id, result.event)
                 )
                 continue
             response_entries.append(
@@ -327,22 +315,7 @@ def add_fhir_routes(
                 # the allowed entries are stored; a resend gives them the same answer
                 # and keeps this one
                 return unavailable(error)
-        return _response(
+        return fhir_response(
             200,
             {"resourceType": "Bundle", "type": f"{kind}-response", "entry": response_entries},
         )
-
-
-def envelope_groups(events: list[SubjectEvent]) -> list[list[Envelope]]:
-    """Each event's envelopes (its own, then any data-quality event), one correlation id
-    for the request."""
-    correlation = uuid.uuid4()
-    return [
-        events_for(event, source=SOURCE, correlation_id=correlation, now=None) for event in events
-    ]
-
-
-def _resource_type(entry: Any) -> str:
-    resource = entry.get("resource") if isinstance(entry, dict) else None
-    kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    return str(kind) if kind else "Resource"
