@@ -30,7 +30,7 @@ from shared.events import LabResultUnreadable, SubjectEvent
 
 JUDGED = frozenset({"Observation", "Patient", "AdverseEvent"})
 WRITES = frozenset({"POST", "PUT"})
-_NOT_WRITES = {
+NOT_WRITES = {
     "DELETE": "a result is never deleted from the audit trail: to withdraw one, send it "
     "again (POST or PUT) with status entered-in-error or cancelled",
     "PATCH": "a patch is not taken: send the whole resource with POST or PUT",
@@ -95,8 +95,8 @@ def entry_refusal(entry: Any, n: int) -> EntryRefusal | None:
     if not isinstance(request, dict):
         return _bad(400, "structure", f"{where}.request", "request must be a JSON object")
     method = request.get("method")
-    if method in _NOT_WRITES:
-        problem = f"{method} is not supported here: {_NOT_WRITES[method]}"
+    if method in NOT_WRITES:
+        problem = f"{method} is not supported here: {NOT_WRITES[method]}"
         return EntryRefusal(
             "405 Method Not Allowed", [Issue("not-supported", f"{where}.request.method", problem)]
         )
