@@ -243,7 +243,7 @@ def read_entry(
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
     if (unused := unused_observation(resource)) is not None:
         return EntryOutcome(unused=unused)
-    if kind is not None and kind not in JUDGED:
+    if kind is not None and (not isinstance(kind, str) or kind not in JUDGED):
         if is_resource_type(kind):
             return EntryOutcome(unused=str(kind))
         problem = "resourceType is not a FHIR R4 resource type"

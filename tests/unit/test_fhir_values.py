@@ -189,3 +189,9 @@ def test_a_bundle_entry_kept_unreadable_names_its_entry() -> None:
     )
     assert isinstance(outcome.event, LabResultUnreadable)
     assert outcome.event.segment == "Bundle.entry[4]"
+
+
+def test_a_resource_type_that_is_no_string_is_refused_naming_it() -> None:
+    outcome = read_entry({"resource": {"resourceType": []}}, 2, lambda resource: (None, []))
+    assert outcome.refusal is not None
+    assert outcome.refusal.issues[0].expression == "Bundle.entry[2].resource.resourceType"
