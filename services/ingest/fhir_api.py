@@ -19,49 +19,41 @@ from fastapi.responses import JSONResponse
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
-from services.ingest.domain import events_for
 from services.ingest.fhir_entries import (
-    PENDING,
-    awaiting_result,
     created,
     location,
     read_entry,
     received_not_used,
 )
+from services.ingest.fhir_http import (
+    HeaderRefusal,
+)
+from services.ingest.fhir_instances import add_instance_routes
 from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
+from services.ingest.fhir_responses import (
+    accepted_outcome,
+    envelope_groups,
+    fhir_response,
+    forbidden_response,
+    read_request,
+    resource_type,
+    status_for,
+    unavailable,
+)
 from services.ingest.fhir_subjects import bundle_patients
+from services.ingest.fhir_values import unused_observation
 from services.ingest.http_guard import principal_of
-from services.ingest.http_refusals import FHIR_CHANNEL, refusal
+from services.ingest.http_refusals import FHIR_CHANNEL
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
-from shared.events import Envelope, SubjectEvent
-from shared.json_input import decode
+from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
-FHIR_JSON = "application/fhir+json"
-SOURCE = "/vigil/ingest/fhir"
 CHANNEL = FHIR_CHANNEL
-# the media types a FHIR JSON body may come as (application/json+fhir: DSTU2 and STU3 senders)
-READ_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
-
-
-def _response(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
-
-
-def unavailable(error: Exception) -> JSONResponse:
-    """503: what was sent could not be kept, so it is not answered as refused either (a
-    refusal must never be the only trace of a message); the sender sends it again."""
-    issue = Issue("transient", "Resource", f"{error}; send the request again")
-    return _response(503, operation_outcome([issue]))
-
-
-def _status_for(issues: list[Issue]) -> int:
-    return 400 if any(issue.code == "structure" for issue in issues) else 422
 
 
 def add_fhir_routes(
@@ -72,6 +64,7 @@ def add_fhir_routes(
     zone: tzinfo,
     max_bundle_entries: int,
     identifiers: SubjectIdentifiers | None = None,
+    max_body_bytes: int = 5 * 1024 * 1024,
 ) -> None:
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
     system (the only one a subject id is taken from).
@@ -81,24 +74,13 @@ def add_fhir_routes(
     co-enrolled in another trial carries both trials' identifiers); several the key may
     write are refused as ambiguous. One that names none (``Patient/<id>`` references) is
     in the key's study when the key has one, else in ``default_study``. Either way the
-    key must allow that study, or the write is refused."""
+    key must allow that study, or the write is refused. ``max_body_bytes`` bounds a
+    compressed body once decoded, as the WriteGuard bounds it as sent."""
     reader = ResourceReader(identifiers or SubjectIdentifiers(), zone, default_study)
     event_of = reader.event_of
 
-    async def receive(request: Request) -> tuple[bytes, Any, Receipt]:
-        raw = await request.body()
-        client = request.client.host if request.client else "unknown"
-        receipt = Receipt(
-            channel=CHANNEL,
-            source=f"{client} {request.method} {request.url.path}",
-            content_type=request.headers.get("content-type"),
-            raw=raw,
-            outcome="accepted",
-        )
-        try:
-            return raw, decode(raw), receipt
-        except ValueError:
-            return raw, None, receipt
+    async def receive(request: Request) -> tuple[Any, Receipt, HeaderRefusal | None]:
+        return await read_request(request, max_body_bytes)
 
     async def reject(
         receipt: Receipt,
@@ -108,6 +90,7 @@ def add_fhir_routes(
         *,
         status: int | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> JSONResponse:
         reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in issues)
         rejected = replace(receipt, outcome="rejected", reason=reason)
@@ -120,7 +103,20 @@ def add_fhir_routes(
             )
         except StorageUnavailable as error:
             return unavailable(error)
-        return _response(status or _status_for(issues), operation_outcome(issues))
+        return fhir_response(
+            status or status_for(issues), operation_outcome(issues), **(headers or {})
+        )
+
+    async def refuse(receipt: Receipt, refused: HeaderRefusal, request: Request) -> JSONResponse:
+        return await reject(
+            receipt,
+            [refused.issue],
+            request.url.path,
+            principal_of(request),
+            status=refused.status,
+            code=refused.code,
+            headers=refused.headers,
+        )
 
     async def accept(
         receipt: Receipt, groups: list[list[Envelope]], principal: Principal, *, partial: bool
@@ -141,41 +137,35 @@ def add_fhir_routes(
                 )
             except (StorageUnavailable, BrokerUnavailable) as error:
                 issue = Issue("transient", "Resource", f"{error}; send the request again")
-                return _response(503, operation_outcome([issue]))
+                return fhir_response(503, operation_outcome([issue]))
             log.info("ingest.accepted", channel=CHANNEL, events=len(envelopes) - len(refused))
         return refused
 
-    async def unsupported_media(
-        request: Request, receipt: Receipt, principal: Principal
-    ) -> JSONResponse | None:
-        """415 for a body that does not say it is FHIR JSON: an XML or text body is not
-        read as JSON on a guess (R4 3.1.0.1.10: the server answers formats it supports)."""
-        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if media in READ_MEDIA_TYPES:
-            return None
-        issue = Issue(
-            "not-supported",
-            "Content-Type",
-            "Vigil reads FHIR JSON only: send Content-Type application/fhir+json",
-        )
-        return await reject(
-            receipt, [issue], request.url.path, principal, status=415, code="unsupported-media-type"
-        )
-
-    async def create(request: Request, kind: str) -> JSONResponse:
+    async def create(request: Request, kind: str, logical_id: str | None = None) -> JSONResponse:
+        """A create (POST to the type) or an update (PUT to ``logical_id``): both report
+        the resource; the Observation's status, not the method, says it corrects one."""
         principal = principal_of(request)
-        _, resource, receipt = await receive(request)
-        if (unsupported := await unsupported_media(request, receipt, principal)) is not None:
-            return unsupported
+        resource, receipt, by_headers = await receive(request)
+        if by_headers is not None:
+            return await refuse(receipt, by_headers, request)
         if isinstance(resource, dict) and resource.get("resourceType") not in (kind, None):
-            issues = [Issue("invalid", f"{kind}.resourceType", f"POST to /{kind} takes a {kind}")]
+            issues = [Issue("invalid", f"{kind}.resourceType", f"/{kind} takes a {kind}")]
             return await reject(receipt, issues, request.url.path, principal)
-        if awaiting_result(resource):  # registered, no result yet: kept, nothing to judge
+        if (
+            isinstance(resource, dict)
+            and logical_id is not None
+            and resource.get("id") != logical_id
+        ):
+            # R4 3.1.0.4.2: an update whose resource has no id, or another one, is a 400
+            problem = "a PUT's resource must carry the id its URL names"
+            issues = [Issue("invalid", f"{kind}.id", problem)]
+            return await reject(receipt, issues, request.url.path, principal, status=400)
+        if (unused := unused_observation(resource)) is not None:  # kept, nothing to judge
             kept = await accept(receipt, [], principal, partial=False)
             if isinstance(kept, JSONResponse):
                 return kept
-            answer = received_not_used(PENDING)["response"]
-            return _response(200, answer["outcome"])
+            answer = received_not_used(unused)["response"]
+            return fhir_response(200, answer["outcome"])
         event, issues = (
             event_of(resource, principal)
             if resource is not None
@@ -191,32 +181,8 @@ def add_fhir_routes(
         if isinstance(accepted, JSONResponse):
             return accepted
         envelope = group[0]
-        outcome = {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {
-                    "severity": "information",
-                    "code": "informational",
-                    "diagnostics": f"accepted as event {envelope.id}",
-                }
-            ],
-        }
-        return _response(201, outcome, Location=location(kind, envelope.id))
-
-    def forbidden_response(
-        refusals: list[Refusal],
-        where: dict[uuid.UUID, tuple[str, str]],
-        default: tuple[str, str] = ("", "Resource"),
-    ) -> JSONResponse:
-        issues = forbidden_issues(refusals, where, default)
-        return refusal(
-            CHANNEL,
-            403,
-            "Forbidden",
-            "not this key's to write; nothing was accepted",
-            code=refusals[0].code,
-            errors=[{"expression": i.expression, "problem": i.diagnostics} for i in issues],
-        )
+        outcome = accepted_outcome(envelope.id, event)
+        return fhir_response(201, outcome, Location=location(kind, envelope.id))
 
     @app.post("/fhir/r4/Observation", status_code=201, tags=["FHIR R4"])
     async def create_observation(request: Request) -> JSONResponse:
@@ -233,14 +199,16 @@ def add_fhir_routes(
         """Report an adverse event as a FHIR R4 AdverseEvent."""
         return await create(request, "AdverseEvent")
 
+    add_instance_routes(app, create, reject, receive)
+
     @app.post("/fhir/r4", tags=["FHIR R4"])
     async def bundle(request: Request) -> JSONResponse:
         """A batch (each entry on its own) or transaction (all or nothing) Bundle."""
         principal = principal_of(request)
         path = request.url.path
-        _, document, receipt = await receive(request)
-        if (unsupported := await unsupported_media(request, receipt, principal)) is not None:
-            return unsupported
+        document, receipt, by_headers = await receive(request)
+        if by_headers is not None:
+            return await refuse(receipt, by_headers, request)
         if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
             issues = [Issue("structure", "Bundle", "POST /fhir/r4 takes a Bundle")]
             return await reject(receipt, issues, path, principal)
@@ -275,7 +243,7 @@ def add_fhir_routes(
         groups = envelope_groups([r.event for r in results if r.event is not None])
         envelope_of = {n: group[0] for n, group in zip(good, groups, strict=True)}
         where = {
-            envelope.id: (f"Bundle.entry[{n}].resource.", _resource_type(entries[n]))
+            envelope.id: (f"Bundle.entry[{n}].resource.", resource_type(entries[n]))
             for n, envelope in envelope_of.items()
         }
         try:
@@ -301,7 +269,9 @@ def add_fhir_routes(
                 continue
             else:
                 assert envelope is not None
-                response_entries.append(created(_resource_type(entries[n]), envelope.id))
+                response_entries.append(
+                    created(resource_type(entries[n]), envelope.id, result.event)
+                )
                 continue
             response_entries.append(
                 {"response": {"status": status, "outcome": operation_outcome(issues)}}
@@ -323,22 +293,7 @@ def add_fhir_routes(
                 # the allowed entries are stored; a resend gives them the same answer
                 # and keeps this one
                 return unavailable(error)
-        return _response(
+        return fhir_response(
             200,
             {"resourceType": "Bundle", "type": f"{kind}-response", "entry": response_entries},
         )
-
-
-def envelope_groups(events: list[SubjectEvent]) -> list[list[Envelope]]:
-    """Each event's envelopes (its own, then any data-quality event), one correlation id
-    for the request."""
-    correlation = uuid.uuid4()
-    return [
-        events_for(event, source=SOURCE, correlation_id=correlation, now=None) for event in events
-    ]
-
-
-def _resource_type(entry: Any) -> str:
-    resource = entry.get("resource") if isinstance(entry, dict) else None
-    kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    return str(kind) if kind else "Resource"

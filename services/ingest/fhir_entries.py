@@ -25,11 +25,12 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
 from services.ingest.fhir_issues import Issue
-from shared.events import SubjectEvent
+from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
+from shared.events import LabResultUnreadable, SubjectEvent
 
 JUDGED = frozenset({"Observation", "Patient", "AdverseEvent"})
 WRITES = frozenset({"POST", "PUT"})
-_NOT_WRITES = {
+NOT_WRITES = {
     "DELETE": "a result is never deleted from the audit trail: to withdraw one, send it "
     "again (POST or PUT) with status entered-in-error or cancelled",
     "PATCH": "a patch is not taken: send the whole resource with POST or PUT",
@@ -94,8 +95,8 @@ def entry_refusal(entry: Any, n: int) -> EntryRefusal | None:
     if not isinstance(request, dict):
         return _bad(400, "structure", f"{where}.request", "request must be a JSON object")
     method = request.get("method")
-    if method in _NOT_WRITES:
-        problem = f"{method} is not supported here: {_NOT_WRITES[method]}"
+    if method in NOT_WRITES:
+        problem = f"{method} is not supported here: {NOT_WRITES[method]}"
         return EntryRefusal(
             "405 Method Not Allowed", [Issue("not-supported", f"{where}.request.method", problem)]
         )
@@ -152,6 +153,13 @@ def received_not_used(kind: str) -> dict[str, Any]:
             "Observation received and kept with the Bundle, not used: its status is "
             "registered and it carries no result yet; send the result when there is one",
         )
+    if kind == GROUPING:
+        return _information(
+            "200 OK",
+            "Observation received and kept with the Bundle, not used: it groups results "
+            "(hasMember or component) and carries no value of its own; each member is read "
+            "as its own Observation",
+        )
     note = (
         "; its status is not applied to its results, each Observation's own status is "
         "read; its effective[x] dates those of its results that carry none"
@@ -162,21 +170,6 @@ def received_not_used(kind: str) -> dict[str, Any]:
         "200 OK",
         f"{kind} received and kept with the Bundle, not used: "
         f"Vigil judges Observation, Patient and AdverseEvent resources{note}",
-    )
-
-
-#: what a registered Observation without a value is, as an entry kept but not used
-PENDING = "Observation (registered)"
-
-
-def awaiting_result(resource: Any) -> bool:
-    """An Observation registered but without a result yet (R4 status ``registered``: "no
-    result yet available"), as HL7's OBX-11 I: nothing to judge, nothing wrong."""
-    return (
-        isinstance(resource, dict)
-        and resource.get("resourceType") == "Observation"
-        and resource.get("status") == "registered"
-        and not any(key.startswith("value") for key in resource)
     )
 
 
@@ -194,10 +187,29 @@ def _information(status: str, diagnostics: str) -> dict[str, Any]:
     }
 
 
-def created(kind: str, event_id: Any) -> dict[str, Any]:
+def created(kind: str, event_id: Any, event: SubjectEvent | None = None) -> dict[str, Any]:
     """The response entry of a resource recorded as an event: its location names the
-    resource type as sent, with the event's id as its logical id, version 1."""
-    return {"response": {"status": "201 Created", "location": location(kind, event_id)}}
+    resource type as sent, with the event's id as its logical id, version 1. A result
+    kept unreadable says so, with why (a warning: it is kept, not judged)."""
+    response: dict[str, Any] = {"status": "201 Created", "location": location(kind, event_id)}
+    if isinstance(event, LabResultUnreadable):
+        response["outcome"] = unreadable_outcome(event)
+    return {"response": response}
+
+
+def unreadable_outcome(event: LabResultUnreadable) -> dict[str, Any]:
+    """What is said of a result kept unreadable: its field and problem, as a warning."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "not-supported",
+                "diagnostics": f"kept as unreadable, not judged: {event.problem}",
+                "expression": [event.field],
+            }
+        ],
+    }
 
 
 def location(kind: str, event_id: Any) -> str:
@@ -229,14 +241,16 @@ def read_entry(
             refusal=_bad(400, "required", where, "the entry carries no resource to report")
         )
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    if awaiting_result(resource):
-        return EntryOutcome(unused=PENDING)
-    if kind is not None and kind not in JUDGED:
+    if (unused := unused_observation(resource)) is not None:
+        return EntryOutcome(unused=unused)
+    if kind is not None and (not isinstance(kind, str) or kind not in JUDGED):
         if is_resource_type(kind):
             return EntryOutcome(unused=str(kind))
         problem = "resourceType is not a FHIR R4 resource type"
         return EntryOutcome(refusal=_bad(422, "not-supported", f"{where}.resourceType", problem))
     event, issues = event_of(resource)
+    if isinstance(event, LabResultUnreadable):
+        event = event.model_copy(update={"segment": f"Bundle.entry[{n}]"})
     if event is not None:
         return EntryOutcome(event=event)
     prefixed = [Issue(i.code, f"{where}.{i.expression}", i.diagnostics) for i in issues]

@@ -8,7 +8,6 @@ for pydantic v2.
 from __future__ import annotations
 
 from datetime import tzinfo
-from decimal import Decimal
 from typing import Any
 
 from fhir.resources.R4B.observation import Observation
@@ -24,18 +23,18 @@ from services.ingest.fhir_subjects import (
     referenced_subject,
 )
 from services.ingest.fhir_times import effective_moment, effective_precision
+from services.ingest.fhir_values import NotRead, value_fields
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
     LabResultReported,
+    LabResultUnreadable,
     ResultStatus,
     Sex,
     SubjectEnrolled,
     SubjectEvent,
 )
-from shared.qualitative import qualitative_answer
 
 LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 _STATUS = {
     "final": ResultStatus.FINAL,
     "amended": ResultStatus.CORRECTED,
@@ -107,79 +106,60 @@ def observation_event(
     identity = observation_identity(observation) or content_identity(
         subject, loinc or (f"{local.system or ''}|{local.code}" if local else None), collected
     )
-    value_fields: dict[str, Any] = {}
-    if observation.valueQuantity is not None:
-        quantity = observation.valueQuantity
-        unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
-        value_fields = {
-            "value": quantity.value,
-            "comparator": quantity.comparator,
-            "unit": unit,
-        }
-        if quantity.value is None:
-            issues.append(Issue("required", "Observation.valueQuantity.value", "value is empty"))
-    elif observation.valueCodeableConcept is not None:
-        concept = observation.valueCodeableConcept
-        codes = [c.code for c in concept.coding or []]
-        displays = [c.display for c in concept.coding or []]
-        value_fields = {
-            "qualitative": qualitative_answer(*codes, *displays, concept.text),
-            "value_text": concept.text
-            or next((d for d in displays if d), None)
-            or next((c for c in codes if c), None),
-        }
-    elif observation.valueString is not None:
-        value_fields = {
-            "qualitative": qualitative_answer(observation.valueString),
-            "value_text": observation.valueString,
-        }
-    elif observation.valueInteger is not None:
-        value_fields = {"value": Decimal(observation.valueInteger)}
-    elif status not in (ResultStatus.CANNOT_OBTAIN, ResultStatus.WRONG):
-        issues.append(
-            Issue(
-                "not-supported",
-                "Observation.value[x]",
-                "value[x] must be Quantity, CodeableConcept, string or integer",
-            )
-        )
+    read = value_fields(observation, resource)
     if issues or identity is None:
         return None, issues or [
             Issue("required", "Observation.code", "the Observation names no test: code.coding")
         ]
-    ranges = observation.referenceRange or []
-    first_range = ranges[0] if ranges else None
     flags = tuple(
         str(coding.code)
         for concept in observation.interpretation or []
         for coding in concept.coding or []
         if coding.code
     )
+    coded = {
+        "study_id": study_id,
+        "subject_id": subject,
+        "loinc_code": loinc,
+        "local_code": local.code if local and not loinc else None,
+        "local_system": local.system if local and not loinc else None,
+        "analyte_text": (observation.code.text if observation.code else None)
+        or next((c.display for c in codings if c.display), None),
+        "collected_at": collected,
+        "result_status": status,
+        "abnormal_flags": flags,
+        "source_message_id": bounded(identity, 128),
+    }
+    if isinstance(read, NotRead):
+        return _unreadable(coded, read)
+    ranges = observation.referenceRange or []
+    first_range = ranges[0] if ranges else None
     try:
         return LabResultReported.model_validate(
             {
-                "study_id": study_id,
-                "subject_id": subject,
-                "loinc_code": loinc,
-                "local_code": local.code if local and not loinc else None,
-                "local_system": local.system if local and not loinc else None,
-                "analyte_text": (observation.code.text if observation.code else None)
-                or next((c.display for c in codings if c.display), None),
-                **value_fields,
+                **coded,
+                **read,
                 "reference_low": first_range.low.value if first_range and first_range.low else None,
                 "reference_high": first_range.high.value
                 if first_range and first_range.high
                 else None,
-                "collected_at": collected,
                 "collected_precision": effective_precision(
                     observation.effectiveDateTime, observation.effectivePeriod
                 ),
-                "result_status": status,
-                "abnormal_flags": flags,
-                "source_message_id": bounded(identity, 128),
                 "observation_key": bounded(identity, 300),
             }
         ), []
+    except ValidationError as error:
+        return None, validation_issues("invalid", "Observation", error, _OBSERVATION_FIELDS)
+
+
+def _unreadable(coded: dict[str, Any], read: NotRead) -> tuple[SubjectEvent | None, list[Issue]]:
+    """The Observation kept as unreadable, as HL7's OBX is: where, which field, why."""
+    try:
+        return LabResultUnreadable.model_validate(
+            {**coded, "segment": "Observation", "field": "Observation.value[x]",
+             "problem": read.problem}
+        ), []  # fmt: skip
     except ValidationError as error:
         return None, validation_issues("invalid", "Observation", error, _OBSERVATION_FIELDS)
 

@@ -34,6 +34,10 @@ _FHIR_ISSUE = {
     "body-timeout": "timeout",
     "unavailable": "transient",
     "unsupported-media-type": "not-supported",
+    "unsupported-encoding": "not-supported",
+    "invalid-encoding": "structure",
+    "not-acceptable": "not-supported",
+    "method-not-allowed": "not-supported",
 }
 
 # Every code an HTTP write can be refused with at the boundary (for metrics at zero)

@@ -168,6 +168,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         zone=ZoneInfo(settings.source_timezone),
         max_bundle_entries=settings.ingest_max_bundle_entries,
         identifiers=identifiers,
+        max_body_bytes=settings.ingest_max_body_bytes,
     )
     return app
 

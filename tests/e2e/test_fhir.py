@@ -151,3 +151,58 @@ async def test_fhir_adverse_event_is_recorded(
         what="the adverse event in the audit log",
     )
     assert json.loads(stored)["serious"] is True
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "element"),
+    [
+        ({**FHIR, "content-encoding": "br"}, 415, "Content-Encoding"),
+        ({"content-type": "application/fhir+json; fhirVersion=3.0"}, 415, "Content-Type"),
+        ({**FHIR, "accept": "application/fhir+xml"}, 406, "Accept"),
+    ],
+)
+async def test_what_the_headers_ask_and_vigil_cannot_do_is_refused_and_kept(
+    services: RunningServices,
+    db: asyncpg.Connection,
+    headers: dict[str, str],
+    status: int,
+    element: str,
+) -> None:
+    """An encoding Vigil does not decode is not read as if plain, an STU3 resource is not
+    read as R4, and an answer in XML is not replaced by JSON (RFC 9110 15.5.16, FHIR R4
+    3.1.0.1.10)."""
+    raw = json.dumps(observation(id=f"h-{uuid.uuid4().hex[:12]}")).encode()
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
+        response = await client.post("/fhir/r4/Observation", content=raw, headers=headers)
+    assert response.status_code == status, response.text
+    (issue,) = response.json()["issue"]
+    assert issue["expression"] == [element]
+    if element == "Content-Encoding":
+        assert response.headers["accept-encoding"] == "gzip, identity"
+    row = await db.fetchrow("SELECT outcome FROM received_messages WHERE raw = $1", raw)
+    assert row["outcome"] == "rejected"
+
+
+async def test_delete_is_405_with_allow_and_a_put_must_carry_its_urls_id(
+    services: RunningServices,
+) -> None:
+    async with httpx.AsyncClient(base_url=services.ingest_url, headers=services.headers) as client:
+        deleted = await client.delete("/fhir/r4/Observation/abc")
+        on_type = await client.patch("/fhir/r4/Patient", content=b"{}", headers=FHIR)
+        other_id = await client.put(
+            "/fhir/r4/Observation/abc", content=json.dumps(observation()), headers=FHIR
+        )
+    assert (deleted.status_code, deleted.headers["allow"]) == (405, "PUT")
+    assert (on_type.status_code, on_type.headers["allow"]) == (405, "POST")
+    assert deleted.json()["resourceType"] == "OperationOutcome"
+    assert other_id.status_code == 400, other_id.text
+    assert other_id.json()["issue"][0]["expression"] == ["Observation.id"]
+
+
+async def test_the_capability_statement_needs_no_key(services: RunningServices) -> None:
+    async with httpx.AsyncClient(base_url=services.ingest_url) as client:
+        answer = await client.get("/fhir/r4/metadata")
+        xml = await client.get("/fhir/r4/metadata", headers={"accept": "application/fhir+xml"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["fhirVersion"] == "4.0.1"
+    assert xml.status_code == 406

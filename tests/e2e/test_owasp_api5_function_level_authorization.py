@@ -111,6 +111,10 @@ async def test_no_write_route_of_ingest_is_open_and_none_manages_keys(
         assert not [path for path in paths if "key" in path.lower()]
         for path in writes:
             assert (await client.post(path, json={})).status_code == 401, path
+        updates = [path for path, operations in paths.items() if "put" in operations]
+        for path in updates:  # FHIR update: /fhir/r4/<type>/{logical_id}
+            response = await client.put(path.replace("{logical_id}", "x"), json={})
+            assert response.status_code == 401, path
         for method in ("PUT", "PATCH", "DELETE"):
             response = await client.request(method, "/v1/subjects", json={})
             assert response.status_code == 401, method

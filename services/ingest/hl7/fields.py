@@ -8,20 +8,18 @@ from decimal import Decimal, InvalidOperation
 
 from shared.events.payloads import TimePrecision
 from shared.events.values import clinical_moment, clinical_number, in_clinical_years
+from shared.text_numbers import NUMBER
+from shared.text_numbers import number_in_text as shared_number_in_text
 
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
     r"(?:\.(?P<f>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
 )
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 # what may follow a range's numbers: a unit or words ("7 - 40 U/L", "<5 mg/L (adults)")
 _AFTER = r"(?:\s*[^\d.\s].*)?"
-_RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|\u2013|to)\s*({_NUMBER}){_AFTER}$", re.IGNORECASE)
-_UPPER = re.compile(rf"^\s*(?:<=|<|≤)\s*({_NUMBER}){_AFTER}$")
-_LOWER = re.compile(rf"^\s*(?:>=|>|≥)\s*({_NUMBER}){_AFTER}$")
-# a number written as text (OBX-2 ST or TX), perhaps censored: "7.0", "<0.5", "≥ 60"
-_TEXT_NUMBER = re.compile(rf"^\s*(<=|>=|<|>|≤|≥)?\s*({_NUMBER})\s*$")
-_SIGNS = {"≤": "<=", "≥": ">="}
+_RANGE = re.compile(rf"^\s*({NUMBER})\s*(?:-|\u2013|to)\s*({NUMBER}){_AFTER}$", re.IGNORECASE)
+_UPPER = re.compile(rf"^\s*(?:<=|<|≤)\s*({NUMBER}){_AFTER}$")
+_LOWER = re.compile(rf"^\s*(?:>=|>|≥)\s*({NUMBER}){_AFTER}$")
 
 
 class FieldError(ValueError):
@@ -122,13 +120,11 @@ def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:
 
 
 def number_in_text(text: str) -> tuple[str | None, Decimal] | None:
-    """A plain number in text (``7.0``, ``<0.5``, ``≥ 60``): its comparator (``<``,
-    ``<=``, ``>``, ``>=`` or None) and value; None when the text is not just a number."""
-    match = _TEXT_NUMBER.match(text)
-    if not match:
-        return None
-    sign = match[1]
-    return (_SIGNS.get(sign, sign) if sign else None), parse_decimal(match[2])
+    """shared.text_numbers.number_in_text, its out-of-range number a FieldError."""
+    try:
+        return shared_number_in_text(text)
+    except ValueError as error:
+        raise FieldError(str(error)) from None
 
 
 # HL7 table 0396 names of the coding systems units come in (OBX-6 CWE-3)
