@@ -390,6 +390,11 @@ DataQualityProblem = Literal[
     "dose-not-convertible",
     "result-unreadable",
     "abnormal-result-unreadable",
+    # a censored result ('>7.0') that may or may not meet a rule: the exact value is needed
+    "censored-result",
+    # two reports of one observation that neither replaces (two different finals; a
+    # report after the observation was cancelled): a person decides which is right
+    "conflicting-results",
 ]
 
 

@@ -122,6 +122,18 @@ def _reported(entry: LabEntry) -> str:
     return f"{value} {shown_unit(result.unit)}".strip()
 
 
+def _censored(rule: Rule, entry: LabEntry, condition: str) -> Problem:
+    """A censored result the rule cannot judge: it may or may not meet the condition, so
+    no point is made (it neither raises nor resolves) and the exact value is asked for."""
+    return Problem(
+        "censored-result",
+        f"rule {rule.id}: {_label(entry)} was reported as {_reported(entry)}, which may or "
+        f"may not meet {condition}; ask the laboratory for the exact value",
+        entry.event_id,
+        rule.id,
+    )
+
+
 def _lab_point(
     rule: Rule,
     entry: LabEntry,
