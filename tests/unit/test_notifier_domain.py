@@ -110,6 +110,34 @@ def test_message_has_what_the_investigator_needs_and_no_names() -> None:
     assert "&lt;= 9 g/dL" in (delivery.body_html or "")  # escaped in HTML
 
 
+@pytest.mark.parametrize("channel", ["email", "webhook"])
+def test_a_censored_value_is_stated_with_its_comparator_as_the_laboratory_sent_it(
+    channel: str,
+) -> None:
+    """Issue 14: '<0.5' is not 0.5 (HL7 v2.5.1 SN, FHIR Quantity.comparator): the value
+    line, the webhook and the digest all carry the comparator."""
+    content = content_for_signal(
+        signal(
+            "PKUPH-01",
+            analyte="neutrophils",
+            observed_value=Decimal("0.5"),
+            observed_unit="10*9/L",
+            observed_comparator="<",
+        )
+    )
+    assert content.value == "< 0.5 10*9/L"
+    assert "< 0.5 10*9/L" in digest_line(content)
+    claims = ISSUER.claims(content.signal_id, "p", T0)
+    delivery = compose(
+        content, purpose="raised", person_id="p", channel=channel, address="a@b.org", link=claims
+    ).render(ISSUER.url)
+    if channel == "email":
+        assert "Value:        < 0.5 10*9/L" in delivery.body_text.splitlines()
+        assert "&lt; 0.5 10*9/L" in (delivery.body_html or "")
+    else:
+        assert "< 0.5 10*9/L" in delivery.body_text
+
+
 def test_delivery_identity_is_stable_per_signal_purpose_and_recipient() -> None:
     content = content_for_signal(signal("A"))
 

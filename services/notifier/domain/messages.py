@@ -101,11 +101,19 @@ class MessageContent(BaseModel):
         return self.model_copy(update={"kind": kind, **changes})
 
 
-def format_value(value: Decimal | None, unit: str | None) -> str:
-    """A measured value as the message shows it ("" for AE and medication signals). Only a
-    unit Vigil recognises is shown: a signal recorded before the rules service stopped
-    copying the unit as sent shows a fixed phrase for any other."""
-    return "" if value is None else f"{value:f} {shown_unit(unit)}".strip()
+def format_value(value: Decimal | None, unit: str | None, comparator: str | None = None) -> str:
+    """A measured value as the message shows it ("" for AE and medication signals), with
+    the comparator the laboratory sent ("< 0.5 10*9/L": HL7 SN, FHIR Quantity.comparator;
+    the number alone is not what it reported). Only a unit Vigil recognises is shown: a
+    signal recorded before the rules service stopped copying the unit as sent shows a fixed
+    phrase for any other."""
+    if value is None:
+        return ""
+    number = f"{comparator} {value:f}" if comparator in _COMPARATORS else f"{value:f}"
+    return f"{number} {shown_unit(unit)}".strip()
+
+
+_COMPARATORS = frozenset({"<", "<=", ">", ">="})
 
 
 def analyte_of(signal: SafetySignalRaised) -> str:
@@ -126,7 +134,7 @@ def analyte_of(signal: SafetySignalRaised) -> str:
 
 
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
-    value = format_value(signal.observed_value, signal.observed_unit)
+    value = format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
     if signal.reporting_deadline:
         deadline = (
             f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"

@@ -172,7 +172,10 @@ async def _worsened(
     (appended,) = await notification_log.record(connection, [reissued], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance told it meanwhile
-    value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
+    value = (
+        format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
+        or state.content().value
+    )
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
     deliveries = deliveries_for(
         people_on_roster(roster, state.told), content, f"grade-{signal.grade}", context
