@@ -313,3 +313,39 @@ def test_what_becomes_of_a_finding_follows_its_routing() -> None:
     assert goes_to_digest(finding, sub, ROSTER)  # the sub-investigator's role digests
     assert not goes_to_digest(finding, pi, ROSTER)
     assert not goes_to_digest(threshold, sub, ROSTER)  # a protocol threshold: at once
+
+
+@pytest.mark.parametrize(
+    ("issue", "prefix", "action"),
+    [
+        ("censored-result", "EXACT VALUE NEEDED: ", "obtain the exact value"),
+        ("conflicting-results", "CONFLICTING RESULTS: ", "which report is right"),
+    ],
+)
+def test_issues_no_rule_could_judge_are_told_to_the_monitors_with_what_to_do(
+    issue: str, prefix: str, action: str
+) -> None:
+    from services.notifier.adapters.signal_log import ANSWERED_ISSUES
+    from services.notifier.domain.messages import content_for_data_quality
+    from services.notifier.handlers.signals import ACKNOWLEDGED_ISSUES
+    from shared.events import DataQualityIssueRaised
+
+    raised = DataQualityIssueRaised(
+        study_id="NCT05262686",
+        subject_id="01-003",
+        issue=issue,  # type: ignore[arg-type]
+        detail="rule anaemia-hb-le-9: haemoglobin was reported as > 7.0 g/dL",
+        related_event_id=uuid.UUID(int=1),
+    )
+    content = content_for_data_quality(raised, uuid.UUID(int=2))
+    claims = ISSUER.claims(content.signal_id, "p", T0)
+    delivery = compose(
+        content, purpose="data-quality", person_id="p", channel="email", address="a@b.org",
+        link=claims,
+    ).render(ISSUER.url)  # fmt: skip
+
+    assert issue in ANSWERED_ISSUES
+    assert issue in ACKNOWLEDGED_ISSUES
+    assert delivery.subject_line.startswith(f"[Vigil] {prefix}")
+    assert action in delivery.body_text
+    assert ISSUER.url(claims) in delivery.body_text

@@ -36,6 +36,8 @@ MessageKind = Literal[
     "data-quality",
     "result-unreadable",
     "abnormal-result-unreadable",
+    "censored-result",
+    "conflicting-results",
     "digest",
 ]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
@@ -159,26 +161,33 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     )
 
 
-#: data-quality issues about a result Vigil could not read, each told in its own words
+#: data-quality issues about a result no rule could judge (unreadable, censored without
+#: an answer, conflicting reports), each told in its own words with what to do
 UNREADABLE_KINDS: frozenset[MessageKind] = frozenset(
-    {"result-unreadable", "abnormal-result-unreadable"}
+    {"result-unreadable", "abnormal-result-unreadable", "censored-result", "conflicting-results"}
 )
+_ACTIONS: dict[str, str] = {
+    "result-unreadable": "ask the laboratory to send the result again",
+    "abnormal-result-unreadable": "obtain the result from the laboratory and review it",
+    "censored-result": "obtain the exact value from the laboratory and review it",
+    "conflicting-results": "ask the laboratory which report is right (a corrected result) "
+    "and review both",
+}
 
 
 def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID) -> MessageContent:
     """A data-quality issue the medical monitors are told about: a result for a subject
     nobody enrolled, or a result Vigil could not read (the detail names the analyte, where
     in the message and the problem; never the value)."""
-    if issue.issue == "abnormal-result-unreadable" or issue.issue == "result-unreadable":
+    if issue.issue in _ACTIONS:
         return MessageContent(
             kind=issue.issue,
             study_id=issue.study_id,
             subject_id=issue.subject_id,
             signal_id=event_id,
+            rule_id=issue.rule_id or "",
             note=issue.detail,
-            deadline="obtain the result from the laboratory and review it"
-            if issue.issue == "abnormal-result-unreadable"
-            else "ask the laboratory to send the result again",
+            deadline=_ACTIONS[issue.issue],
         )
     return MessageContent(
         kind="data-quality",
@@ -227,6 +236,12 @@ _HEADLINES: dict[MessageKind, str] = {
     "abnormal-result-unreadable": "A laboratory sent a result for a subject in study {study} "
     "that it flagged abnormal or positive, and Vigil cannot read it, so no rule could judge "
     "it. Please obtain the result from the laboratory, review it and acknowledge.",
+    "censored-result": "A laboratory sent a result for a subject in study {study} only as "
+    "above or below a number, and that does not tell whether a rule's threshold is met. "
+    "Please obtain the exact value, review it and acknowledge.",
+    "conflicting-results": "A laboratory sent reports of one result for a subject in study "
+    "{study} that contradict each other without a correction. Please find out which is "
+    "right, review and acknowledge.",
     "digest": "Daily digest for study {study}: findings no protocol rule flags.",
 }
 _SUBJECT_PREFIX: dict[MessageKind, str] = {
@@ -239,6 +254,8 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
     "data-quality": "DATA QUALITY: ",
     "result-unreadable": "UNREADABLE RESULT: ",
     "abnormal-result-unreadable": "UNREADABLE ABNORMAL RESULT: ",
+    "censored-result": "EXACT VALUE NEEDED: ",
+    "conflicting-results": "CONFLICTING RESULTS: ",
     "digest": "DIGEST: ",
 }
 
