@@ -55,7 +55,7 @@ def explain(
     ]
     if "censored" in computed:
         lines.append(
-            f"  The laboratory {computed['censored']}: every value that allows meets the condition."
+            f"  The laboratory {computed['censored']}: every value it allows meets the condition."
         )
     extra = {k: v for k, v in computed.items() if k not in _TOLD and k != "censored"}
     if extra:
