@@ -13,19 +13,13 @@ import structlog
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.domain.supersession import (
-    Report,
-    conflict_issue,
-    decide,
-    reported_result,
-)
 from services.safety_rules.records import SOURCE
+from services.safety_rules.supersede_links import supersedes
 from shared.events import (
     AdverseEventReported,
     Envelope,
     EventPayload,
     LabResultReported,
-    LabResultSuperseded,
     LabResultUnreadable,
     MedicationRecorded,
     SafetySignalRaised,
@@ -134,7 +128,7 @@ async def handle_batch(
     for envelope in new.values():
         result = envelope.payload()
         if isinstance(result, LabResultReported):
-            links, conflict = _supersedes(envelope, result, histories)
+            links, conflict = supersedes(envelope, result, histories)
             # folded at once: the next report of the observation in this batch finds
             # the standing ones these links leave
             log_of.fold([*links, *conflict])
@@ -259,47 +253,3 @@ def _key(envelope: Envelope) -> tuple[str, str]:
     payload = envelope.payload()
     assert isinstance(payload, SubjectEvent)
     return (payload.study_id, payload.subject_id)
-
-
-def _supersedes(
-    envelope: Envelope,
-    result: LabResultReported,
-    histories: Mapping[tuple[str, str], SubjectHistory],
-) -> tuple[list[Envelope], list[Envelope]]:
-    """The links this result makes with the standing reports of the same observation (it
-    replaces them, or, a late preliminary or final, is itself replaced), and the
-    data-quality issue it raises when it conflicts with them."""
-    history = histories[(result.study_id, result.subject_id)]
-    standing = history.standing_reports(result.identity, envelope.id)
-    decision = decide(Report(envelope.id, result.result_status, reported_result(result)), standing)
-    wrapped: list[Envelope] = []
-    for supersession in decision.links:
-        link = LabResultSuperseded(
-            study_id=result.study_id,
-            subject_id=result.subject_id,
-            observation_key=result.identity,
-            superseded_event_id=supersession.superseded,
-            superseding_event_id=supersession.superseding,
-            reason=supersession.reason,
-        )
-        log.info(
-            "rules.result_superseded",
-            reason=supersession.reason,
-            superseded=str(supersession.superseded),
-            by=str(supersession.superseding),
-            correlation_id=str(envelope.correlation_id),
-        )
-        wrapped.append(
-            wrap(
-                link,
-                source=SOURCE,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.id,
-            )
-        )
-    issue = conflict_issue(result, envelope.id, decision)
-    conflict = [
-        wrap(issue, source=SOURCE, correlation_id=envelope.correlation_id, causation_id=envelope.id)
-        for issue in ([issue] if issue is not None else [])
-    ]
-    return wrapped, conflict
