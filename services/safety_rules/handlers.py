@@ -13,14 +13,13 @@ import structlog
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.domain.supersession import Report, decide
 from services.safety_rules.records import SOURCE
+from services.safety_rules.supersede_links import supersedes
 from shared.events import (
     AdverseEventReported,
     Envelope,
     EventPayload,
     LabResultReported,
-    LabResultSuperseded,
     LabResultUnreadable,
     MedicationRecorded,
     SafetySignalRaised,
@@ -125,15 +124,16 @@ async def handle_batch(
     log_of = _Provisional(histories, recorded_at)
     log_of.fold(new.values())
     superseding: list[Envelope] = []
+    conflicts: list[Envelope] = []
     for envelope in new.values():
         result = envelope.payload()
         if isinstance(result, LabResultReported):
-            link = _supersedes(envelope, result, histories)
-            if link is not None:
-                # folded at once: the next report of the observation in this batch finds
-                # the standing one this link leaves
-                log_of.fold([link])
-                superseding.append(link)
+            links, conflict = supersedes(envelope, result, histories)
+            # folded at once: the next report of the observation in this batch finds
+            # the standing ones these links leave
+            log_of.fold([*links, *conflict])
+            superseding += links
+            conflicts += conflict
     # what changed besides new facts (a correction, an enrolment) makes a subject's rules
     # walk its whole history; otherwise the engine may look at the new facts alone
     whole = {_key(e) for e in superseding} | {
@@ -169,6 +169,7 @@ async def handle_batch(
             )
     # the record's episodes move with the events, so the next batch starts from them
     log_of.fold(raised)
+    raised = [*conflicts, *raised]
     await uow.append(
         [*envelopes, *superseding, *raised],
         expected_versions=log_of.expected_versions,
@@ -252,35 +253,3 @@ def _key(envelope: Envelope) -> tuple[str, str]:
     payload = envelope.payload()
     assert isinstance(payload, SubjectEvent)
     return (payload.study_id, payload.subject_id)
-
-
-def _supersedes(
-    envelope: Envelope,
-    result: LabResultReported,
-    histories: Mapping[tuple[str, str], SubjectHistory],
-) -> Envelope | None:
-    """The link this result makes with the standing report of the same observation: it
-    replaces it, or (a late preliminary or final) is itself replaced by it."""
-    history = histories[(result.study_id, result.subject_id)]
-    standing = history.standing_report(result.identity, envelope.id)
-    decision = decide(Report(envelope.id, result.result_status), standing)
-    if decision is None:
-        return None
-    link = LabResultSuperseded(
-        study_id=result.study_id,
-        subject_id=result.subject_id,
-        observation_key=result.identity,
-        superseded_event_id=decision.superseded,
-        superseding_event_id=decision.superseding,
-        reason=decision.reason,
-    )
-    log.info(
-        "rules.result_superseded",
-        reason=decision.reason,
-        superseded=str(decision.superseded),
-        by=str(decision.superseding),
-        correlation_id=str(envelope.correlation_id),
-    )
-    return wrap(
-        link, source=SOURCE, correlation_id=envelope.correlation_id, causation_id=envelope.id
-    )

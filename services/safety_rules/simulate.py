@@ -107,7 +107,8 @@ def findings(
 
 def _summary(event: SafetySignalRaised) -> str:
     value = (
-        f"{event.observed_value:f} {event.observed_unit or ''}".strip()
+        f"{event.observed_comparator or ''} {event.observed_value:f} "
+        f"{event.observed_unit or ''}".strip()
         if event.observed_value is not None
         else ""
     )

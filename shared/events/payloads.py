@@ -152,6 +152,8 @@ _NOT_A_MEASUREMENT = frozenset(
 )
 
 Qualitative = Literal["positive", "negative", "indeterminate"]
+#: how a censored value relates to its number (HL7 v2.5.1 SN, FHIR R4 Quantity.comparator)
+Comparator = Literal["<", "<=", ">", ">="]
 #: how precisely a sender dated something, when less than to the second (a partial date)
 TimePrecision = Literal["year", "month", "day", "hour", "minute"]
 
@@ -175,7 +177,7 @@ class LabResultReported(SubjectEvent):
     analyte_text: str | None = Field(default=None, max_length=200, description="As sent.")
     unmapped: bool = Field(default=False, description="Not in Vigil's analyte catalogue.")
     value: ClinicalDecimal | None = None
-    comparator: Literal["<", "<=", ">", ">="] | None = Field(
+    comparator: Comparator | None = Field(
         default=None, description="For a censored value such as '<0.5' (HL7 SN, FHIR)."
     )
     unit: Code | None = Field(
@@ -390,6 +392,11 @@ DataQualityProblem = Literal[
     "dose-not-convertible",
     "result-unreadable",
     "abnormal-result-unreadable",
+    # a censored result ('>7.0') that may or may not meet a rule: the exact value is needed
+    "censored-result",
+    # two reports of one observation that neither replaces (two different finals; a
+    # report after the observation was cancelled): a person decides which is right
+    "conflicting-results",
 ]
 
 
@@ -430,6 +437,9 @@ class SafetySignalRaised(SignalEvent):
     analyte: str = Field(description="What was judged: an analyte, an AE term, a drug.")
     observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
+    observed_comparator: Comparator | None = Field(
+        default=None, description="The comparator the laboratory sent with the value ('<')."
+    )
     threshold: str = Field(description="The condition in words, e.g. '<= 9 g/dL'.")
     collected_at: ClinicalDateTime = Field(
         description="When the finding happened in the clinic: specimen collection, AE onset, "
@@ -468,6 +478,9 @@ class SafetySignalEscalated(SignalEvent):
     computed_values: dict[str, Any]
     observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
+    observed_comparator: Comparator | None = Field(
+        default=None, description="The comparator the laboratory sent with the value ('<')."
+    )
     collected_at: ClinicalDateTime
     reporting_deadline: ClinicalDateTime | None = None
 
@@ -504,6 +517,9 @@ class SafetySignalAmended(SignalEvent):
     computed_values: dict[str, Any]
     observed_value: DerivedDecimal | None = None
     observed_unit: str | None = None
+    observed_comparator: Comparator | None = Field(
+        default=None, description="The comparator the laboratory sent with the value ('<')."
+    )
     collected_at: ClinicalDateTime
 
 

@@ -110,6 +110,34 @@ def test_message_has_what_the_investigator_needs_and_no_names() -> None:
     assert "&lt;= 9 g/dL" in (delivery.body_html or "")  # escaped in HTML
 
 
+@pytest.mark.parametrize("channel", ["email", "webhook"])
+def test_a_censored_value_is_stated_with_its_comparator_as_the_laboratory_sent_it(
+    channel: str,
+) -> None:
+    """Issue 14: '<0.5' is not 0.5 (HL7 v2.5.1 SN, FHIR Quantity.comparator): the value
+    line, the webhook and the digest all carry the comparator."""
+    content = content_for_signal(
+        signal(
+            "PKUPH-01",
+            analyte="neutrophils",
+            observed_value=Decimal("0.5"),
+            observed_unit="10*9/L",
+            observed_comparator="<",
+        )
+    )
+    assert content.value == "< 0.5 10*9/L"
+    assert "< 0.5 10*9/L" in digest_line(content)
+    claims = ISSUER.claims(content.signal_id, "p", T0)
+    delivery = compose(
+        content, purpose="raised", person_id="p", channel=channel, address="a@b.org", link=claims
+    ).render(ISSUER.url)
+    if channel == "email":
+        assert "Value:        < 0.5 10*9/L" in delivery.body_text.splitlines()
+        assert "&lt; 0.5 10*9/L" in (delivery.body_html or "")
+    else:
+        assert "< 0.5 10*9/L" in delivery.body_text
+
+
 def test_delivery_identity_is_stable_per_signal_purpose_and_recipient() -> None:
     content = content_for_signal(signal("A"))
 
@@ -285,3 +313,39 @@ def test_what_becomes_of_a_finding_follows_its_routing() -> None:
     assert goes_to_digest(finding, sub, ROSTER)  # the sub-investigator's role digests
     assert not goes_to_digest(finding, pi, ROSTER)
     assert not goes_to_digest(threshold, sub, ROSTER)  # a protocol threshold: at once
+
+
+@pytest.mark.parametrize(
+    ("issue", "prefix", "action"),
+    [
+        ("censored-result", "EXACT VALUE NEEDED: ", "obtain the exact value"),
+        ("conflicting-results", "CONFLICTING RESULTS: ", "which report is right"),
+    ],
+)
+def test_issues_no_rule_could_judge_are_told_to_the_monitors_with_what_to_do(
+    issue: str, prefix: str, action: str
+) -> None:
+    from services.notifier.adapters.signal_log import ANSWERED_ISSUES
+    from services.notifier.domain.messages import content_for_data_quality
+    from services.notifier.handlers.signals import ACKNOWLEDGED_ISSUES
+    from shared.events import DataQualityIssueRaised
+
+    raised = DataQualityIssueRaised(
+        study_id="NCT05262686",
+        subject_id="01-003",
+        issue=issue,  # type: ignore[arg-type]
+        detail="rule anaemia-hb-le-9: haemoglobin was reported as > 7.0 g/dL",
+        related_event_id=uuid.UUID(int=1),
+    )
+    content = content_for_data_quality(raised, uuid.UUID(int=2))
+    claims = ISSUER.claims(content.signal_id, "p", T0)
+    delivery = compose(
+        content, purpose="data-quality", person_id="p", channel="email", address="a@b.org",
+        link=claims,
+    ).render(ISSUER.url)  # fmt: skip
+
+    assert issue in ANSWERED_ISSUES
+    assert issue in ACKNOWLEDGED_ISSUES
+    assert delivery.subject_line.startswith(f"[Vigil] {prefix}")
+    assert action in delivery.body_text
+    assert ISSUER.url(claims) in delivery.body_text

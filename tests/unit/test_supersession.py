@@ -10,6 +10,7 @@ import pytest
 
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.domain.supersession import (
+    Decision,
     Report,
     decide,
     reason_for,
@@ -17,6 +18,7 @@ from services.safety_rules.domain.supersession import (
 )
 from services.safety_rules.handlers import handle_batch
 from shared.events import (
+    DataQualityIssueRaised,
     LabResultReported,
     LabResultSuperseded,
     ResultStatus,
@@ -36,7 +38,7 @@ EXPECTED: dict[tuple[ResultStatus, ResultStatus], str] = {
     (F, P): "updated",
     (C, P): "corrected",
     (P, F): "late",
-    (F, F): "updated",
+    (F, F): "updated",  # when it says the same: a different final conflicts (see below)
     (C, F): "corrected",
     (P, C): "late",
     (F, C): "late",
@@ -63,10 +65,9 @@ def test_the_reason_follows_result_status_meaning(
 def test_a_late_report_is_the_superseded_one() -> None:
     final, late = Report(uuid.uuid4(), F), Report(uuid.uuid4(), P)
 
-    decision = decide(late, final)
+    (link,) = decide(late, [final]).links
 
-    assert decision is not None
-    assert (decision.superseded, decision.superseding, decision.reason) == (
+    assert (link.superseded, link.superseding, link.reason) == (
         late.event_id,
         final.event_id,
         "late",
@@ -76,11 +77,10 @@ def test_a_late_report_is_the_superseded_one() -> None:
 def test_a_replacing_report_supersedes_the_standing_one() -> None:
     final, correction = Report(uuid.uuid4(), F), Report(uuid.uuid4(), C)
 
-    decision = decide(correction, final)
+    (link,) = decide(correction, [final]).links
 
-    assert decision is not None
-    assert (decision.superseded, decision.superseding) == (final.event_id, correction.event_id)
-    assert decide(final, None) is None  # an observation's first report replaces nothing
+    assert (link.superseded, link.superseding) == (final.event_id, correction.event_id)
+    assert decide(final, []) == Decision()  # an observation's first report replaces nothing
 
 
 def test_the_standing_report_is_the_last_one_nothing_superseded() -> None:
@@ -88,10 +88,59 @@ def test_the_standing_report_is_the_last_one_nothing_superseded() -> None:
     reports = [final, late, correction]
 
     # the late preliminary was marked superseded: the final stood when the correction came
-    assert standing_before(reports, correction.event_id, {late.event_id}) == final
-    assert standing_before(reports, late.event_id, set()) == final
-    assert standing_before(reports, final.event_id, set()) is None
-    assert standing_before(reports, uuid.uuid4(), set()) is None
+    assert standing_before(reports, correction.event_id, {late.event_id}) == [final]
+    assert standing_before(reports, late.event_id, set()) == [final]
+    assert standing_before(reports, final.event_id, set()) == []
+    assert standing_before(reports, uuid.uuid4(), set()) == []
+
+
+def test_a_final_re_sent_as_it_was_is_a_plain_update() -> None:
+    first, again = Report(uuid.uuid4(), F, (Decimal("7"), None, "g/dL")), None
+    again = Report(uuid.uuid4(), F, (Decimal("7"), None, "g/dL"))
+
+    decision = decide(again, [first])
+
+    assert decision.conflicts_with == ()
+    assert [(d.superseded, d.superseding, d.reason) for d in decision.links] == [
+        (first.event_id, again.event_id, "updated")
+    ]
+
+
+def test_a_different_final_replaces_nothing_and_conflicts_with_the_standing_final() -> None:
+    """HL7 v2.5.1 table 0085: a final "can only be changed with a corrected result"."""
+    first = Report(uuid.uuid4(), F, (Decimal("7"), None, "g/dL"))
+    other = Report(uuid.uuid4(), F, (Decimal("7"), ">", "g/dL"))  # the comparator differs
+
+    assert decide(other, [first]) == Decision((), (first.event_id,))
+
+
+def test_a_correction_replaces_every_conflicting_final() -> None:
+    finals = [Report(uuid.uuid4(), F, (Decimal(v), None, "g/dL")) for v in ("7", "13")]
+    correction = Report(uuid.uuid4(), C, (Decimal("12"), None, "g/dL"))
+
+    decision = decide(correction, finals)
+
+    assert decision.conflicts_with == ()
+    assert [(d.superseded, d.reason) for d in decision.links] == [
+        (finals[0].event_id, "corrected"),
+        (finals[1].event_id, "corrected"),
+    ]
+
+
+@pytest.mark.parametrize("status", [P, F])
+@pytest.mark.parametrize("cancel", CANCELS)
+def test_a_report_after_a_cancellation_is_late_and_conflicts(
+    status: ResultStatus, cancel: ResultStatus
+) -> None:
+    cancelled = Report(uuid.uuid4(), cancel)
+    late = Report(uuid.uuid4(), status, (Decimal("7"), None, "g/dL"))
+
+    decision = decide(late, [cancelled])
+
+    assert decision.conflicts_with == (cancelled.event_id,)
+    assert [(d.superseded, d.superseding, d.reason) for d in decision.links] == [
+        (late.event_id, cancelled.event_id, "late")
+    ]
 
 
 # -- the batch handler on the in-memory store ----------------------------------------------
@@ -128,6 +177,14 @@ def links(store: InMemoryRulesStore) -> list[tuple[str, str, str]]:
                 (by_id[link.superseded_event_id], by_id[link.superseding_event_id], link.reason)
             )
     return found
+
+
+def issues(store: InMemoryRulesStore) -> list[str]:
+    return [
+        e.payload().issue  # type: ignore[union-attr]
+        for e in store.stream(STUDY, "S-1")
+        if e.type == DataQualityIssueRaised.event_type and e.payload().issue != "unknown-subject"  # type: ignore[union-attr]
+    ]
 
 
 def signal_types(store: InMemoryRulesStore) -> list[str]:
@@ -188,6 +245,8 @@ async def test_a_cancellation_retracts_and_only_a_correction_reissues() -> None:
         ("late-final", "cancel", "late"),
         ("cancel", "reissue", "corrected"),
     ]
+    # the late final is raised for a person to look at (it may be the lab reporting again)
+    assert issues(store) == ["conflicting-results"]
     # the late final raises nothing; the correction re-issues the result, so its signal
     assert signal_types(store) == ["raised", "retracted", "raised"]
 
@@ -210,3 +269,49 @@ async def test_a_restart_decides_the_same_and_a_redelivery_says_nothing() -> Non
         SafetySignalRaised
     ]
     assert SafetySignalRetracted not in {type(e.payload()) for e in store.stream(STUDY, "S-1")}
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+async def test_a_different_final_keeps_the_first_and_its_alert_and_raises_the_conflict(
+    one_batch: bool,
+) -> None:
+    """Issue 14: a later final is not a correction; both are judged, nothing retracted."""
+    store = InMemoryRulesStore()
+    first, second = hb("7.0", F, "first"), hb("13.0", F, "second")
+    batches = [[first, second]] if one_batch else [[first], [second]]
+
+    await run_batches(store, batches, PACK)
+
+    assert links(store) == []
+    assert "retracted" not in signal_types(store)
+    assert signal_types(store)[0] == "raised"
+    assert issues(store) == ["conflicting-results"]
+    history = store.histories[(STUDY, "S-1")]
+    assert sorted(e.result.source_message_id for e in history.results("718-7")) == [
+        "first",
+        "second",
+    ]
+
+
+async def test_a_final_re_sent_unchanged_says_nothing_new() -> None:
+    store = InMemoryRulesStore()
+
+    outcomes = await run_batches(store, [[hb("7.0", F, "first")], [hb("7.00", F, "again")]], PACK)
+
+    assert links(store) == [("first", "again", "updated")]
+    assert issues(store) == []
+    assert outcomes[1].data_quality == []
+    # the signal stands on the re-sent report (amended: same grade, same value), no more
+    assert [e.type.split(".")[-2] for e in outcomes[1].signals] in ([], ["amended"])
+    assert signal_types(store) in (["raised"], ["raised", "amended"])
+
+
+async def test_a_correction_after_conflicting_finals_replaces_both() -> None:
+    store = InMemoryRulesStore()
+    batches = [[hb("7.0", F, "first")], [hb("13.0", F, "second")], [hb("12.5", C, "fix")]]
+
+    await run_batches(store, batches, PACK)
+
+    assert links(store) == [("first", "fix", "corrected"), ("second", "fix", "corrected")]
+    history = store.histories[(STUDY, "S-1")]
+    assert [e.result.source_message_id for e in history.results("718-7")] == ["fix"]

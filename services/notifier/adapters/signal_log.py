@@ -31,8 +31,8 @@ from shared.events import (
 CHECKPOINT = "notifier.catch-up"
 # Every event the notifier answers: the signal events, and the data-quality issues it
 # tells the medical monitors about (the others, such as a missing input, it only reads).
-# Migration 0013 (after 0011) indexes exactly these (events_notifier_causes_idx): a kind added here
-# needs a migration that recreates the index with it.
+# Migration 0014 (after 0011 and 0013) indexes exactly these (events_notifier_causes_idx):
+# a kind added here needs a migration that recreates the index with it.
 SIGNAL_TYPES: tuple[str, ...] = tuple(
     cls.event_type
     for cls in (
@@ -48,6 +48,8 @@ ANSWERED_ISSUES: tuple[str, ...] = (
     "unknown-subject",
     "result-unreadable",
     "abnormal-result-unreadable",
+    "censored-result",
+    "conflicting-results",
 )
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 

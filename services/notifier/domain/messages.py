@@ -36,6 +36,8 @@ MessageKind = Literal[
     "data-quality",
     "result-unreadable",
     "abnormal-result-unreadable",
+    "censored-result",
+    "conflicting-results",
     "digest",
 ]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
@@ -101,11 +103,19 @@ class MessageContent(BaseModel):
         return self.model_copy(update={"kind": kind, **changes})
 
 
-def format_value(value: Decimal | None, unit: str | None) -> str:
-    """A measured value as the message shows it ("" for AE and medication signals). Only a
-    unit Vigil recognises is shown: a signal recorded before the rules service stopped
-    copying the unit as sent shows a fixed phrase for any other."""
-    return "" if value is None else f"{value:f} {shown_unit(unit)}".strip()
+def format_value(value: Decimal | None, unit: str | None, comparator: str | None = None) -> str:
+    """A measured value as the message shows it ("" for AE and medication signals), with
+    the comparator the laboratory sent ("< 0.5 10*9/L": HL7 SN, FHIR Quantity.comparator;
+    the number alone is not what it reported). Only a unit Vigil recognises is shown: a
+    signal recorded before the rules service stopped copying the unit as sent shows a fixed
+    phrase for any other."""
+    if value is None:
+        return ""
+    number = f"{comparator} {value:f}" if comparator in _COMPARATORS else f"{value:f}"
+    return f"{number} {shown_unit(unit)}".strip()
+
+
+_COMPARATORS = frozenset({"<", "<=", ">", ">="})
 
 
 def analyte_of(signal: SafetySignalRaised) -> str:
@@ -126,7 +136,7 @@ def analyte_of(signal: SafetySignalRaised) -> str:
 
 
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
-    value = format_value(signal.observed_value, signal.observed_unit)
+    value = format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
     if signal.reporting_deadline:
         deadline = (
             f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
@@ -151,26 +161,33 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     )
 
 
-#: data-quality issues about a result Vigil could not read, each told in its own words
+#: data-quality issues about a result no rule could judge (unreadable, censored without
+#: an answer, conflicting reports), each told in its own words with what to do
 UNREADABLE_KINDS: frozenset[MessageKind] = frozenset(
-    {"result-unreadable", "abnormal-result-unreadable"}
+    {"result-unreadable", "abnormal-result-unreadable", "censored-result", "conflicting-results"}
 )
+_ACTIONS: dict[str, str] = {
+    "result-unreadable": "ask the laboratory to send the result again",
+    "abnormal-result-unreadable": "obtain the result from the laboratory and review it",
+    "censored-result": "obtain the exact value from the laboratory and review it",
+    "conflicting-results": "ask the laboratory which report is right (a corrected result) "
+    "and review both",
+}
 
 
 def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID) -> MessageContent:
     """A data-quality issue the medical monitors are told about: a result for a subject
     nobody enrolled, or a result Vigil could not read (the detail names the analyte, where
     in the message and the problem; never the value)."""
-    if issue.issue == "abnormal-result-unreadable" or issue.issue == "result-unreadable":
+    if issue.issue in _ACTIONS:
         return MessageContent(
             kind=issue.issue,
             study_id=issue.study_id,
             subject_id=issue.subject_id,
             signal_id=event_id,
+            rule_id=issue.rule_id or "",
             note=issue.detail,
-            deadline="obtain the result from the laboratory and review it"
-            if issue.issue == "abnormal-result-unreadable"
-            else "ask the laboratory to send the result again",
+            deadline=_ACTIONS[issue.issue],
         )
     return MessageContent(
         kind="data-quality",
@@ -219,6 +236,12 @@ _HEADLINES: dict[MessageKind, str] = {
     "abnormal-result-unreadable": "A laboratory sent a result for a subject in study {study} "
     "that it flagged abnormal or positive, and Vigil cannot read it, so no rule could judge "
     "it. Please obtain the result from the laboratory, review it and acknowledge.",
+    "censored-result": "A laboratory sent a result for a subject in study {study} only as "
+    "above or below a number, and that does not tell whether a rule's threshold is met. "
+    "Please obtain the exact value, review it and acknowledge.",
+    "conflicting-results": "A laboratory sent reports of one result for a subject in study "
+    "{study} that contradict each other without a correction. Please find out which is "
+    "right, review and acknowledge.",
     "digest": "Daily digest for study {study}: findings no protocol rule flags.",
 }
 _SUBJECT_PREFIX: dict[MessageKind, str] = {
@@ -231,6 +254,8 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
     "data-quality": "DATA QUALITY: ",
     "result-unreadable": "UNREADABLE RESULT: ",
     "abnormal-result-unreadable": "UNREADABLE ABNORMAL RESULT: ",
+    "censored-result": "EXACT VALUE NEEDED: ",
+    "conflicting-results": "CONFLICTING RESULTS: ",
     "digest": "DIGEST: ",
 }
 

@@ -97,6 +97,12 @@ async def handle_signals(
     return added
 
 
+#: the issues the medical monitors must acknowledge (see ``_data_quality``)
+ACKNOWLEDGED_ISSUES = frozenset(
+    {"abnormal-result-unreadable", "censored-result", "conflicting-results"}
+)
+
+
 def notification_of(envelope: Envelope) -> uuid.UUID | None:
     """The notification a signal event belongs to: its signal's, or for a data-quality
     issue its own (None: an event that names no valid signal; its handler refuses it)."""
@@ -172,7 +178,10 @@ async def _worsened(
     (appended,) = await notification_log.record(connection, [reissued], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance told it meanwhile
-    value = format_value(signal.observed_value, signal.observed_unit) or state.content().value
+    value = (
+        format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
+        or state.content().value
+    )
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
     deliveries = deliveries_for(
         people_on_roster(roster, state.told), content, f"grade-{signal.grade}", context
@@ -300,16 +309,17 @@ async def _data_quality(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    """Tell the study's medical monitors. An unreadable abnormal result carries their
+    """Tell the study's medical monitors. An unreadable abnormal result, a censored result
+    a rule could not judge and conflicting reports of one result carry their
     acknowledgement link and the deadline of a signal of unknown grade: unacknowledged,
-    it escalates (to the monitors' backups) as a signal does, since the value behind it
-    may be critical; the other issues only inform."""
+    they escalate (to the monitors' backups) as a signal does, since the value behind
+    them may be critical; the other issues only inform."""
     if await notification_state(connection, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)
     hours: float | None = None
     acknowledge_by = None
-    if issue.issue == "abnormal-result-unreadable":
+    if issue.issue in ACKNOWLEDGED_ISSUES:
         hours = context.deadlines.hours_for(serious=False, grade=None)
         acknowledge_by = envelope.time + timedelta(hours=hours)
         content = content.model_copy(update={"acknowledge_by": acknowledge_by})

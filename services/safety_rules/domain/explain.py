@@ -55,8 +55,7 @@ def explain(
     ]
     if "censored" in computed:
         lines.append(
-            f"  The laboratory {computed['censored']}: the true value may meet the condition, "
-            "so the rule alerts rather than stay silent."
+            f"  The laboratory {computed['censored']}: every value it allows meets the condition."
         )
     extra = {k: v for k, v in computed.items() if k not in _TOLD and k != "censored"}
     if extra:

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from services.safety_rules.domain.supersession import Report, standing_before
+from services.safety_rules.domain.supersession import Report, reported_result, standing_before
 from shared.events import (
     AdverseEventReported,
     DataQualityIssueRaised,
@@ -149,7 +149,7 @@ class SubjectHistory:
             self._baselines.clear()  # Day 0 may have moved
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
-            report = Report(event_id, parsed.result_status)
+            report = Report(event_id, parsed.result_status, reported_result(parsed))
             self.reports.setdefault(parsed.identity, []).append(report)
             self._add_lab(LabEntry(event_id, recorded_at, stream_version, parsed))
         elif isinstance(parsed, LabResultUnreadable):
@@ -268,8 +268,8 @@ class SubjectHistory:
         """Whether an episode of this rule is open on the record."""
         return self._open.get(rule_id, 0) > 0
 
-    def standing_report(self, identity: str, event_id: uuid.UUID) -> Report | None:
-        """The report of the same observation that stood when ``event_id`` arrived (see
+    def standing_reports(self, identity: str, event_id: uuid.UUID) -> list[Report]:
+        """The reports of the same observation that stood when ``event_id`` arrived (see
         :mod:`services.safety_rules.domain.supersession`)."""
         return standing_before(self.reports.get(identity, []), event_id, self.superseded)
 

@@ -19,7 +19,7 @@ from services.safety_rules.domain.rule_terms import (
     Operator,
     RuleBase,
     Strict,
-    may_hold,
+    certainly,
     plain_number,
 )
 from shared.analytes import UnitNotConvertible, analyte_for
@@ -65,9 +65,10 @@ class AbsoluteThresholdRule(RuleBase):
         _check_units(tuple(d.total_code for d in self.derive_from_percent), self.unit)
         return self
 
-    def holds(self, value: Decimal, comparator: str | None = None) -> bool:
-        """Whether ``value`` (in the rule's unit) meets the condition (censored: may meet)."""
-        return may_hold(value, comparator, self.operator, self.threshold)
+    def holds(self, value: Decimal, comparator: str | None = None) -> bool | None:
+        """Whether ``value`` (in the rule's unit) meets the condition; a censored value as
+        far as it is certain (None: its comparator leaves it open)."""
+        return certainly(value, comparator, self.operator, self.threshold)
 
     def inputs(self) -> tuple[str, ...]:
         derived = [

@@ -30,12 +30,8 @@ def compare(value: Decimal, operator: Operator, bound: Decimal) -> bool:
 
 
 def may_hold(value: Decimal, comparator: str | None, operator: Operator, bound: Decimal) -> bool:
-    """Whether a possibly censored value meets ``operator bound``.
-
-    A censored value (``<0.5``, ``>200``) is only known to lie on one side of ``value``; it
-    meets the condition when the condition may hold, so that a result that cannot be told
-    apart from an alarming one alerts.
-    """
+    """Whether a possibly censored value may meet ``operator bound``: some value the
+    censored result allows meets it (``<0.5`` may meet ``< 0.3``; ``>7`` may meet ``<= 9``)."""
     if comparator in (None, "="):
         return compare(value, operator, bound)
     lies_below = comparator in ("<", "<=")
@@ -46,6 +42,35 @@ def may_hold(value: Decimal, comparator: str | None, operator: Operator, bound: 
     if not lies_below:
         return True
     return value > bound or (comparator == "<=" and operator == ">=" and value == bound)
+
+
+def surely_holds(
+    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
+) -> bool:
+    """Whether a possibly censored value certainly meets ``operator bound``: every value
+    the censored result allows meets it (``<0.5`` meets ``< 1.0``; ``>7`` meets ``>= 5``
+    but not ``<= 9``)."""
+    if comparator in (None, "="):
+        return compare(value, operator, bound)
+    below = comparator in ("<", "<=")
+    if below != (operator in ("<", "<=")):
+        return False
+    if comparator in ("<", ">"):
+        return compare(value, "<=" if below else ">=", bound)
+    return compare(value, operator, bound)
+
+
+def certainly(
+    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
+) -> bool | None:
+    """A possibly censored value against ``operator bound``, as far as it is certain: True
+    when every value it allows meets the condition, False when none does, None when the
+    comparator leaves it open (``>7`` against ``<= 9``): only the exact value can tell."""
+    if surely_holds(value, comparator, operator, bound):
+        return True
+    if not may_hold(value, comparator, operator, bound):
+        return False
+    return None
 
 
 class Strict(BaseModel):

@@ -158,6 +158,7 @@ def _apply(change: SubjectChange, event_type: str, payload: dict[str, Any], even
                 "grade": payload.get("grade"),
                 "value": payload.get("observed_value"),
                 "unit": payload.get("observed_unit"),
+                "comparator": payload.get("observed_comparator"),
                 "collected_at": payload["collected_at"],
             }
         )

@@ -12,7 +12,7 @@ from services.safety_rules.domain.conditions.absolute_threshold import _absolute
 from services.safety_rules.domain.conditions.adverse_events import _adverse
 from services.safety_rules.domain.conditions.baseline_change import _change
 from services.safety_rules.domain.conditions.creatinine_clearance import _clearance
-from services.safety_rules.domain.conditions.grading import grade_of, surely_holds
+from services.safety_rules.domain.conditions.grading import grade_of
 from services.safety_rules.domain.conditions.hys_law import _hys_law
 from services.safety_rules.domain.conditions.lab_values import value_in
 from services.safety_rules.domain.conditions.medications import _medication
@@ -31,6 +31,7 @@ from services.safety_rules.domain.rule_kinds import (
     ReferenceLimitRule,
     Rule,
 )
+from services.safety_rules.domain.rule_terms import surely_holds
 
 __all__ = [
     "Judged",

@@ -19,6 +19,7 @@ from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
+    _censored,
     _each,
     _Judgement,
     _lab_point,
@@ -42,6 +43,8 @@ def _absolute(
             return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
         holds = rule.holds(value, comparator)
+        if holds is None:
+            return None, (_censored(rule, entry, rule.describe()),)
         grade = (  # only a finding is graded
             grade_of(
                 rule.grading,
@@ -96,11 +99,12 @@ def _from_percent(
                 )
             )
             continue
-        point, _ = _memoised(
+        point, found = _memoised(
             entry,
             (id(rule), "from-percent", total.event_id),
             functools.partial(_percent_point, rule, entry, total),
         )
+        problems += found
         if point is not None:
             points.append(point)
     return points, problems
@@ -114,6 +118,9 @@ def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry
         return None, ()
     value = entry.result.value / 100 * count
     comparator = entry.result.comparator
+    holds = rule.holds(value, comparator)
+    if holds is None:
+        return None, (_censored(rule, entry, rule.describe()),)
     derived = (
         f"{_num(entry.result.value)} % x {_label(total)} {_num(count)} {rule.unit} = "
         f"{_num(value)} {rule.unit}"
@@ -121,7 +128,7 @@ def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry
     point = _lab_point(
         rule,
         entry,
-        holds=rule.holds(value, comparator),
+        holds=holds,
         grade=grade_of(rule.grading, {"value": value}, comparator),
         value=value,
         unit=rule.unit,

@@ -14,6 +14,7 @@ from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
+    _censored,
     _each,
     _Judgement,
     _lab_point,
@@ -22,7 +23,7 @@ from services.safety_rules.domain.conditions.points import (
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
-from services.safety_rules.domain.rule_terms import may_hold
+from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import UnitNotConvertible
 
 
@@ -96,10 +97,13 @@ def _change_point(
     else:
         amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
     comparator = entry.result.comparator
+    holds = certainly(amount, comparator, rule.operator, rule.amount)
+    if holds is None:  # the change is monotone in the value: censored the same way
+        return None, (_censored(rule, entry, rule.describe()),)
     return _lab_point(
         rule,
         entry,
-        holds=may_hold(amount, comparator, rule.operator, rule.amount),
+        holds=holds,
         grade=grade_of(
             rule.grading,
             {"value": value, "baseline": value / base if base else None},

@@ -15,6 +15,7 @@ from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
+    _censored,
     _Judgement,
     _lab_point,
     _memoised,
@@ -22,7 +23,7 @@ from services.safety_rules.domain.conditions.points import (
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
-from services.safety_rules.domain.rule_terms import may_hold
+from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
 
@@ -60,11 +61,15 @@ def _clearance(
         except UnitNotConvertible:
             continue
         comparator = entry.result.comparator
+        holds = certainly(value, comparator, rule.operator, rule.threshold)
+        if holds is None:
+            problems.append(_censored(rule, entry, rule.describe()))
+            continue
         points.append(
             _lab_point(
                 rule,
                 entry,
-                holds=may_hold(value, comparator, rule.operator, rule.threshold),
+                holds=holds,
                 grade=grade_of(rule.grading, {"value": value}, comparator),
                 value=value,
                 unit=rule.unit,
@@ -91,11 +96,12 @@ def _clearance(
                 )
             )
             continue
-        point, _ = _memoised(
+        point, found = _memoised(
             entry,
             (id(rule), weight[2], enrolled_by),
             functools.partial(_cockcroft_gault, rule, enrolment, entry, weight),
         )
+        problems += found
         if point is not None:
             points.append(point)
     return points, problems
@@ -118,7 +124,10 @@ def _cockcroft_gault(
     female = enrolment.sex != Sex.MALE
     factor = rule.female_factor if female else Decimal(1)
     clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
-    flipped = _flip(entry.result.comparator)
+    flipped = _flip(entry.result.comparator)  # CrCl falls as creatinine rises
+    holds = certainly(clearance, flipped, rule.operator, rule.threshold)
+    if holds is None:
+        return None, (_censored(rule, entry, f"{rule.describe()} (Cockcroft-Gault)"),)
     sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
         enrolment.sex,
         f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
@@ -137,7 +146,7 @@ def _cockcroft_gault(
     return _lab_point(
         rule,
         entry,
-        holds=may_hold(clearance, flipped, rule.operator, rule.threshold),
+        holds=holds,
         grade=grade_of(rule.grading, {"value": clearance}, flipped),
         value=clearance,
         unit=rule.unit,

@@ -9,23 +9,8 @@ from decimal import Decimal
 
 from services.safety_rules.domain.conditions.lab_values import value_in
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.rule_terms import Band, Grading, Operator, compare, may_hold
+from services.safety_rules.domain.rule_terms import Band, Grading, surely_holds
 from shared.analytes import UnitNotConvertible, analyte_for
-
-
-def surely_holds(
-    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
-) -> bool:
-    """Whether a possibly censored value certainly meets ``operator bound`` (for grading:
-    '<0.5' is certainly below 1.0, '>200' is not certainly above 400)."""
-    if comparator in (None, "="):
-        return compare(value, operator, bound)
-    below = comparator in ("<", "<=")
-    if below != (operator in ("<", "<=")):
-        return False
-    if comparator in ("<", ">"):
-        return compare(value, "<=" if below else ">=", bound)
-    return compare(value, operator, bound)
 
 
 def grade_of(
@@ -35,23 +20,23 @@ def grade_of(
     *,
     abnormal_baseline: bool = False,
 ) -> int | None:
-    """The worst grade whose band the finding certainly meets; else the mildest it may meet."""
+    """The worst grade whose band the finding certainly meets (None: none for certain).
+
+    A censored value is graded only as far as it is certain: ``<0.5`` x10^9/L neutrophils
+    are grade 4 (every value below 0.5 is), ``>200`` U/L ALT with a ULN of 40 is grade 2
+    (at least 5 x ULN), never the worse grade it may have."""
     if grading is None:
         return None
     bands: tuple[Band, ...] = grading.bands
     if abnormal_baseline and grading.abnormal_baseline_bands:
         bands = grading.abnormal_baseline_bands
-    ordered = sorted(bands, key=lambda band: -band.grade)
-    maybe: int | None = None
-    for band in ordered:
+    for band in sorted(bands, key=lambda band: -band.grade):
         quantity = quantities.get(band.basis or grading.basis)
         if quantity is None:
             continue
         if surely_holds(quantity, comparator, band.operator, band.bound):
             return band.grade
-        if may_hold(quantity, comparator, band.operator, band.bound):
-            maybe = band.grade
-    return maybe
+    return None
 
 
 def _lab_quantities(

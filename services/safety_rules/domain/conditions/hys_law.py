@@ -8,7 +8,6 @@ import bisect
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from services.safety_rules.domain.conditions.lab_values import _Limit, _ratio_to_limit
@@ -16,13 +15,14 @@ from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
+    _censored,
     _label,
     _num,
     _reported,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import HysLawRule
-from services.safety_rules.domain.rule_terms import may_hold
+from services.safety_rules.domain.rule_terms import certainly, may_hold, surely_holds
 
 
 def _hys_law(
@@ -83,9 +83,12 @@ def _hys_law(
         top_b = max(in_window[1], key=lambda e: ratios[e.event_id].ratio)
         alp = [e for e in phosphatases if start <= e.at <= entry.at]
         nearest = min(alp, key=lambda e: abs((e.at - top_t.at).total_seconds()), default=None)
-        core = may_hold(
+        # each limb must be crossed for certain (a limb a censored result leaves open is a
+        # data-quality issue of that result); cholestasis only excludes when certain: a
+        # censored alkaline phosphatase that may be below its limit is like none at all
+        core = surely_holds(
             ratios[top_t.event_id].ratio, top_t.result.comparator, ">", rule.transaminase_multiple
-        ) and may_hold(
+        ) and surely_holds(
             ratios[top_b.event_id].ratio, top_b.result.comparator, ">", rule.bilirubin_multiple
         )
         cholestatic = nearest is not None and not may_hold(
@@ -121,7 +124,13 @@ def _hy_limb(
         found: list[Problem] = []
         limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found)
         multiple = (rule.transaminase_multiple, rule.bilirubin_multiple, None)[group]
-        above = limit is not None and multiple is not None and _above(limit, entry, multiple)
+        above = False
+        if limit is not None and multiple is not None:
+            crossed = certainly(limit.ratio, entry.result.comparator, ">", multiple)
+            if crossed is None:
+                limb = ("ALT or AST", "total bilirubin")[group]
+                found.append(_censored(rule, entry, f"{limb} > {_num(multiple)} x ULN"))
+            above = bool(crossed)
         judged = entry.memo[key] = (limit, tuple(found), above)
     return judged
 
@@ -168,10 +177,6 @@ def _within(entries: list[LabEntry], span: tuple[datetime, datetime]) -> list[La
 
 def _collected(entry: LabEntry) -> datetime:
     return entry.at
-
-
-def _above(limit: _Limit, entry: LabEntry, multiple: Decimal) -> bool:
-    return may_hold(limit.ratio, entry.result.comparator, ">", multiple)
 
 
 def _hy_point(

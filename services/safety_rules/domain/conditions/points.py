@@ -15,7 +15,7 @@ from typing import Any
 from services.safety_rules.domain.history import LabEntry
 from services.safety_rules.domain.rule_kinds import Rule
 from shared.analytes import analyte_for, shown_unit
-from shared.events.payloads import DataQualityProblem
+from shared.events.payloads import Comparator, DataQualityProblem
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Point:
     grade: int | None = None
     observed_value: Decimal | None = None
     observed_unit: str | None = None
+    observed_comparator: Comparator | None = None
     computed: Mapping[str, Any] = field(default_factory=dict, compare=False)
     episode_key: str | None = None
     learned_at: datetime | None = None
@@ -116,10 +117,29 @@ def _label(entry: LabEntry) -> str:
     return analyte.name if analyte else (entry.result.loinc_code or "result")
 
 
+def _as_sent(comparator: str | None, value: Decimal | None) -> str | None:
+    """A value as the laboratory sent it, its comparator included ("< 0.5")."""
+    if value is None:
+        return None
+    return f"{comparator} {value:f}" if comparator else f"{value:f}"
+
+
 def _reported(entry: LabEntry) -> str:
     result = entry.result
-    value = f"{result.comparator or ''}{result.value:f}" if result.value is not None else "?"
+    value = _as_sent(result.comparator, result.value) or "?"
     return f"{value} {shown_unit(result.unit)}".strip()
+
+
+def _censored(rule: Rule, entry: LabEntry, condition: str) -> Problem:
+    """A censored result the rule cannot judge: it may or may not meet the condition, so
+    no point is made (it neither raises nor resolves) and the exact value is asked for."""
+    return Problem(
+        "censored-result",
+        f"rule {rule.id}: {_label(entry)} was reported as {_reported(entry)}, which may or "
+        f"may not meet {condition}; ask the laboratory for the exact value",
+        entry.event_id,
+        rule.id,
+    )
 
 
 def _lab_point(
@@ -138,7 +158,7 @@ def _lab_point(
 
     def explain() -> dict[str, Any]:
         computed: dict[str, Any] = {
-            "reported_value": f"{result.value:f}" if result.value is not None else None,
+            "reported_value": _as_sent(result.comparator, result.value),
             "reported_unit": shown_unit(result.unit) or None,
             "value_in_rule_unit": _num(value),
             "rule_unit": unit,
@@ -163,6 +183,7 @@ def _lab_point(
         grade=grade,
         observed_value=result.value,
         observed_unit=shown_unit(result.unit) or None,
+        observed_comparator=result.comparator,
         computed=LazyMapping(explain),
         learned_at=entry.recorded_at,
     )

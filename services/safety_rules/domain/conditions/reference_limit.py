@@ -18,6 +18,7 @@ from services.safety_rules.domain.conditions.lab_values import (
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Problem,
+    _censored,
     _each,
     _Judgement,
     _lab_point,
@@ -26,7 +27,7 @@ from services.safety_rules.domain.conditions.points import (
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import ReferenceLimitRule
-from services.safety_rules.domain.rule_terms import may_hold
+from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import shown_unit
 
 
@@ -41,7 +42,9 @@ def _reference(
         comparator = entry.result.comparator
         value = entry.result.value
         assert value is not None
-        holds = may_hold(limit.ratio, comparator, rule.operator, rule.multiple)
+        holds = certainly(limit.ratio, comparator, rule.operator, rule.multiple)
+        if holds is None:
+            return None, (*problems, _censored(rule, entry, rule.describe()))
         grade = None
         if holds:  # only a finding is graded
             quantities = _lab_quantities(entry, value, history)
