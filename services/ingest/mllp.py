@@ -26,6 +26,7 @@ from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.charset import Decoded, codec_for, decode
+from services.ingest.hl7.envelope import not_one_message
 from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
 from services.ingest.hl7.messages import (
     APPLICATION_ERROR,
@@ -179,7 +180,7 @@ class MllpHandler:
         decoded: Decoded,
         correlation: uuid.UUID,
     ) -> Answer:
-        gate = self._gate(frame, peer, header)
+        gate = self._gate(frame, peer, header, decoded)
         if isinstance(gate, Sender) and decoded.text is None:
             gate = _charset_refusal(decoded, gate.principal)
         if isinstance(gate, Sender):
@@ -191,7 +192,9 @@ class MllpHandler:
             return Answer(self._build(outcome), close=True)
         return await self._refuse(frame, peer, header, gate, decoded.charset)
 
-    def _gate(self, frame: Frame, peer: Peer, header: Hl7Header | None) -> Refusal | Sender:
+    def _gate(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, decoded: Decoded
+    ) -> Refusal | Sender:
         """Whom the message speaks for, or why it is refused before its content is read."""
         auth = peer.auth
         if frame.problem is not None:
@@ -202,6 +205,9 @@ class MllpHandler:
             return Refusal("AR", problem, reason, principal, close=close)
         if isinstance(auth, Refused):
             return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
+        # a batch, or a second message whose MSH-3/MSH-4 would never be checked
+        if (several := not_one_message(decoded.text or decoded.header)) is not None:
+            return Refusal("AR", several.problem, several.reason_code, auth.only_principal())
         if header is None:
             text = "not an HL7 v2 message: it does not begin with an MSH segment"
             reason = f"hl7-{SEGMENT_SEQUENCE_ERROR}"
