@@ -11,15 +11,12 @@ the peer, the control id and a reason code, never a field's value.
 
 from __future__ import annotations
 
-import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import structlog
-from pydantic import ValidationError
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
@@ -29,8 +26,6 @@ from services.ingest.hl7.charset import Decoded, codec_for, decode
 from services.ingest.hl7.envelope import not_one_message
 from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
 from services.ingest.hl7.messages import (
-    APPLICATION_ERROR,
-    DATA_TYPE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     Hl7Problem,
     Interpretation,
@@ -40,8 +35,15 @@ from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
 from services.ingest.hl7.refusals import refusal_problems
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.mllp_auth import Authenticated, Refused, Sender
-from services.ingest.mllp_frames import Frame, FrameProblem
-from services.ingest.principals import Principal
+from services.ingest.mllp_frames import Frame
+from services.ingest.mllp_refusals import (
+    AckCode,
+    Refusal,
+    charset_refusal,
+    failure_text,
+    frame_problem,
+    msh_problem,
+)
 from services.ingest.rate_limit import RateLimiter
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope
@@ -50,7 +52,6 @@ log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
 CHANNEL = "mllp"
 CONTENT_TYPE = "x-application/hl7-v2+er7"
-AckCode = Literal["AA", "AE", "AR"]
 
 
 @dataclass(frozen=True)
@@ -70,22 +71,6 @@ class Answer:
     """Close the connection after sending: the stream is out of step, or nobody speaks."""
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A message refused before its content is read: the answer, and how it is kept."""
-
-    code: AckCode
-    problem: Hl7Problem
-    reason_code: str
-    """For metrics and log lines: a short code, never the message's text."""
-    principal: Principal | None = None
-    close: bool = False
-
-
-def _msh_problem(text: str, *, field: int = 0, code: str = APPLICATION_ERROR) -> Hl7Problem:
-    return Hl7Problem("MSH", 1, field, code, text)
-
-
 def _outcome(
     code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem], charset: str = ""
 ) -> Interpretation:
@@ -99,43 +84,6 @@ def _outcome(
         sender=(header.application, header.facility),
         charset=charset,
     )
-
-
-def _charset_refusal(decoded: Decoded, principal: Principal) -> Refusal:
-    """MSH-18 names no character set Vigil reads (AR, 103), or the bytes are not valid in
-    the one it names or in UTF-8 (AE, 102): refused, never read with replacements."""
-    code = TABLE_VALUE_NOT_FOUND if decoded.unknown else DATA_TYPE_ERROR
-    problem = _msh_problem(decoded.problem or "MSH-18", field=18, code=code)
-    ack: AckCode = "AR" if decoded.unknown else "AE"
-    return Refusal(ack, problem, f"hl7-charset-{code}", principal)
-
-
-def _frame_problem(frame: Frame, max_bytes: int) -> Hl7Problem:
-    if frame.problem is FrameProblem.OVERSIZE:
-        text = (
-            f"the message is {frame.size} bytes; the largest accepted is {max_bytes} "
-            f"(its first {len(frame.content)} bytes are kept)"
-        )
-    elif frame.problem is FrameProblem.NO_START_BLOCK:
-        text = "the MLLP frame does not begin with 0x0B"
-    else:
-        text = "the MLLP frame did not end (0x1C 0x0D) in time; what arrived is kept"
-    return _msh_problem(text)
-
-
-def _failure_text(error: BaseException) -> str:
-    """What went wrong, without any value from the message: a validation error names its
-    fields and the kind of error (its messages may quote a value), anything else its type
-    and where it was raised."""
-    if isinstance(error, ValidationError):
-        fields = ", ".join(
-            f"{error.title}.{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
-            for e in error.errors(include_input=False, include_url=False)[:3]
-        )
-        return f"the message could not be turned into events ({fields})"
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].name}:{frames[-1].lineno}" if frames else ""
-    return f"the message could not be processed ({type(error).__name__}{where})"
 
 
 class MllpHandler:
@@ -182,7 +130,7 @@ class MllpHandler:
     ) -> Answer:
         gate = self._gate(frame, peer, header, decoded)
         if isinstance(gate, Sender) and decoded.text is None:
-            gate = _charset_refusal(decoded, gate.principal)
+            gate = charset_refusal(decoded, gate.principal)
         if isinstance(gate, Sender):
             return await self._interpret(frame, peer, gate, decoded, correlation)
         if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
@@ -199,31 +147,31 @@ class MllpHandler:
         auth = peer.auth
         if frame.problem is not None:
             principal = auth.only_principal() if isinstance(auth, Authenticated) else None
-            problem = _frame_problem(frame, self._max_bytes)
+            problem = frame_problem(frame, self._max_bytes)
             reason = f"mllp-{frame.problem}"
             close = frame.ends_stream or isinstance(auth, Refused)
             return Refusal("AR", problem, reason, principal, close=close)
         if isinstance(auth, Refused):
-            return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
+            return Refusal("AR", msh_problem(auth.text), auth.reason_code, close=True)
         # a batch, or a second message whose MSH-3/MSH-4 would never be checked
         if (several := not_one_message(decoded.text or decoded.header)) is not None:
             return Refusal("AR", several.problem, several.reason_code, auth.only_principal())
         if header is None:
             text = "not an HL7 v2 message: it does not begin with an MSH segment"
             reason = f"hl7-{SEGMENT_SEQUENCE_ERROR}"
-            problem = _msh_problem(text, code=SEGMENT_SEQUENCE_ERROR)
+            problem = msh_problem(text, code=SEGMENT_SEQUENCE_ERROR)
             return Refusal("AR", problem, reason, auth.only_principal())
         sender = auth.sender_for(header.application, header.facility)
         if sender is None:
             text = f"MSH-4/MSH-3 is not an identity of the authenticated source ({auth.label})"
-            problem = _msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
+            problem = msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
             return Refusal("AR", problem, "mllp-identity-mismatch", auth.only_principal())
         if wait := self._limiter.try_acquire(sender.principal.source):
             text = (
                 f"rate limit of source {sender.principal.source} exceeded: try again in "
                 f"{wait:.0f} s"
             )
-            return Refusal("AE", _msh_problem(text), "mllp-rate-limited", sender.principal)
+            return Refusal("AE", msh_problem(text), "mllp-rate-limited", sender.principal)
         return sender
 
     async def _interpret(
@@ -308,7 +256,7 @@ class MllpHandler:
         self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
     ) -> Answer:
         """Something unexpected broke: AE, the message kept for review, a log line."""
-        text = _failure_text(error)
+        text = failure_text(error)
         log.error(
             "mllp.failed",
             control_id=header.control_id if header else "",
@@ -316,7 +264,7 @@ class MllpHandler:
             error=text,
         )
         principal = peer.auth.only_principal() if isinstance(peer.auth, Authenticated) else None
-        problem = _msh_problem(f"{text}; it is kept for review")
+        problem = msh_problem(f"{text}; it is kept for review")
         refusal = Refusal("AE", problem, "mllp-internal-error", principal)
         try:
             return await self._refuse(frame, peer, header, refusal, charset)
@@ -345,7 +293,7 @@ class MllpHandler:
     def _unavailable(self, outcome: Interpretation) -> bytes:
         """AE: the database or the broker did not answer, nothing was claimed; send again."""
         outcome.ack_code = "AE"
-        outcome.problems = [_msh_problem("temporarily unavailable: send again later")]
+        outcome.problems = [msh_problem("temporarily unavailable: send again later")]
         log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
         return self._build(outcome)
 
