@@ -22,8 +22,8 @@ from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
 from services.ingest.hl7.ack import build_ack
+from services.ingest.hl7.batch import Batch, batch_ack, read_block
 from services.ingest.hl7.charset import Decoded, codec_for, decode
-from services.ingest.hl7.envelope import not_one_message
 from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
 from services.ingest.hl7.messages import (
     TABLE_VALUE_NOT_FOUND,
@@ -129,6 +129,8 @@ class MllpHandler:
         correlation: uuid.UUID,
     ) -> Answer:
         gate = self._gate(frame, peer, header, decoded)
+        if isinstance(gate, Batch):
+            return await self._batch(peer, gate)
         if isinstance(gate, Sender) and decoded.text is None:
             gate = charset_refusal(decoded, gate.principal)
         if isinstance(gate, Sender):
@@ -142,8 +144,9 @@ class MllpHandler:
 
     def _gate(
         self, frame: Frame, peer: Peer, header: Hl7Header | None, decoded: Decoded
-    ) -> Refusal | Sender:
-        """Whom the message speaks for, or why it is refused before its content is read."""
+    ) -> Refusal | Sender | Batch:
+        """Whom the message speaks for, why it is refused before its content is read, or
+        the batch it is."""
         auth = peer.auth
         if frame.problem is not None:
             principal = auth.only_principal() if isinstance(auth, Authenticated) else None
@@ -153,9 +156,13 @@ class MllpHandler:
             return Refusal("AR", problem, reason, principal, close=close)
         if isinstance(auth, Refused):
             return Refusal("AR", msh_problem(auth.text), auth.reason_code, close=True)
-        # a batch, or a second message whose MSH-3/MSH-4 would never be checked
-        if (several := not_one_message(decoded.text or decoded.header)) is not None:
-            return Refusal("AR", several.problem, several.reason_code, auth.only_principal())
+        # a batch is split; a second message whose MSH-3/MSH-4 would never be checked, or
+        # a batch that cannot be read whole, is refused
+        block = read_block(frame.content, decoded.text or decoded.header)
+        if isinstance(block, Batch):
+            return block
+        if block is not None:
+            return Refusal("AR", block.problem, block.reason_code, auth.only_principal())
         if header is None:
             text = "not an HL7 v2 message: it does not begin with an MSH segment"
             reason = f"hl7-{SEGMENT_SEQUENCE_ERROR}"
@@ -173,6 +180,19 @@ class MllpHandler:
             )
             return Refusal("AE", msh_problem(text), "mllp-rate-limited", sender.principal)
         return sender
+
+    async def _batch(self, peer: Peer, batch: Batch) -> Answer:
+        """Each message of a batch read, authenticated, kept and answered as if it came in
+        a block of its own; the answer, their ACKs as a batch, once every one is kept."""
+        answers = [await self.handle(Frame(m, len(m)), peer) for m in batch.messages]
+        log.info("mllp.batch", messages=len(answers))
+        ack = batch_ack(
+            batch,
+            [answer.ack for answer in answers],
+            control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        )
+        return Answer(ack, close=any(answer.close for answer in answers))
 
     async def _interpret(
         self, frame: Frame, peer: Peer, sender: Sender, decoded: Decoded, correlation: uuid.UUID

@@ -62,7 +62,8 @@ def test_a_second_msh_is_found_however_it_hides(second: str) -> None:
             assert "OTHER-LAB" not in found.problem.text  # never a value
 
 
-def test_a_batch_is_refused_as_a_batch_with_code_200() -> None:
+def test_a_batch_that_reaches_the_message_check_is_refused_saying_so_with_code_200() -> None:
+    # only a batch the batch reader could not take (UTF-16, UTF-32) comes here
     batch = block(*BATCH_HEAD, FIRST, *BODY, SECOND, *BODY, "BTS|2", "FTS|1")
     found = not_one_message(batch)
     assert found is not None
@@ -76,15 +77,16 @@ def test_a_batch_is_refused_as_a_batch_with_code_200() -> None:
 @pytest.mark.parametrize(
     "segments",
     [
-        [BATCH_HEAD[1], FIRST, *BODY, "BTS|1"],  # a batch without a file header
         [FIRST, *BODY, "BTS|1", SECOND, *BODY],  # a second message after BTS
         [FIRST, *BODY, "  bts|1"],
         [FIRST, *BODY, "FTS|1"],
-        ["", "\n", *BATCH_HEAD, FIRST, *BODY, "BTS|1", "FTS|1"],  # after blank lines
+        [FIRST, *BODY, "", "\n", *BATCH_HEAD, SECOND, *BODY],  # after blank lines
     ],
 )
-def test_any_batch_segment_anywhere_makes_the_block_a_batch(segments: list[str]) -> None:
+def test_a_batch_segment_inside_a_message_refuses_it(segments: list[str]) -> None:
     for end in ("\r", "\n"):
         found = not_one_message(block(*segments, end=end))
         assert found is not None, (segments, end)
-        assert found.reason_code == "mllp-batch", (segments, end)
+        assert found.reason_code == "mllp-batch-malformed", (segments, end)
+        assert found.problem.code == "100"
+        assert "belong around messages" in found.problem.text

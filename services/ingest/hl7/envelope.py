@@ -3,9 +3,10 @@
 MLLP (HL7 v2.5.1 appendix C) frames exactly one message per block, and MSH is a message's
 first segment (2.5.2), never a segment inside one. Read as one message, a block holding
 two would file the second message's segments under the first message's sender, whose
-MSH-3/MSH-4 alone is checked against the connection's source. So a block holding a batch
-(FHS/BHS ... BTS/FTS, 2.10.3: Vigil takes no batches) or a second MSH is refused before its
-content is read, naming the segment.
+MSH-3/MSH-4 alone is checked against the connection's source. So a block holding a second
+MSH, or batch envelope segments (FHS/BHS ... BTS/FTS, 2.10.3) inside a message, is refused
+before its content is read, naming the segment. (A block that begins with FHS or BHS is a
+batch, split into its messages by ``hl7.batch``.)
 
 Segments are found as the interpreter finds them (CR, LF or CR LF ends one; blank lines
 are none), and a segment is taken for a header whatever hides its name: leading white
@@ -31,8 +32,12 @@ HEADER_SEGMENTS = BATCH_SEGMENTS | {"MSH"}
 _NAME = re.compile(r"[^A-Za-z0-9]*([A-Za-z0-9]{3})(?![A-Za-z0-9])")
 
 BATCH_TEXT = (
-    "HL7 batches (FHS/BHS ... BTS/FTS) are not taken: send each message in its own MLLP "
-    "block, without the batch envelope"
+    "batch envelope segments (FHS, BHS, BTS, FTS) belong around messages, never inside "
+    "one: a batch begins with FHS or BHS; or send each message in its own MLLP block"
+)
+WIDE_BATCH_TEXT = (
+    "a batch (FHS/BHS) is read only in an ASCII-based character set (UTF-8, ISO 8859, "
+    "...): send UTF-16 or UTF-32 messages each in its own MLLP block"
 )
 
 
@@ -65,9 +70,13 @@ def not_one_message(text: str) -> NotOneMessage | None:
     batch = next(((p, n) for p, n in names if n in BATCH_SEGMENTS), None)
     if batch is not None:
         position, name = batch
-        text = f"{BATCH_TEXT} (segment {position + 1} is {name})"
-        problem = Hl7Problem(str(name), 1, 0, UNSUPPORTED_MESSAGE_TYPE, text)
-        return NotOneMessage(problem, "mllp-batch")
+        # a batch reaches here only when it could not be read as one (see hl7.batch)
+        if position == 0:
+            problem = Hl7Problem(str(name), 1, 0, UNSUPPORTED_MESSAGE_TYPE, WIDE_BATCH_TEXT)
+            return NotOneMessage(problem, "mllp-batch")
+        text = f"segment {position + 1} is {name}: {BATCH_TEXT}"
+        problem = Hl7Problem(str(name), 1, 0, SEGMENT_SEQUENCE_ERROR, text)
+        return NotOneMessage(problem, "mllp-batch-malformed")
     headers = [p for p, n in names if n == "MSH"]
     if len(headers) > 1:
         text = (
