@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import hl7
 import pytest
 
-from services.ingest.hl7.batch import Batch, batch_ack, read_block
+from services.ingest.hl7.batch import MAX_MESSAGES, Batch, batch_ack, read_block
 from services.ingest.hl7.envelope import NotOneMessage
 
 FHS = "FHS|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||F1"
@@ -119,3 +119,12 @@ def test_a_batch_without_a_file_header_is_answered_without_one() -> None:
     answer = batch_ack(batch, [b"MSH|^~\\&|VIGIL\rMSA|AA|C1\r"], control_id="X", now=None)
     assert answer.startswith(b"BHS|")
     assert answer.endswith(b"BTS|1\r")
+
+
+def test_a_batch_of_more_messages_than_the_rate_burst_is_refused_whole() -> None:
+    small = ["MSH|^~\\&|LIS|PKUPH-LAB|||1||ORU^R01|C|P|2.5.1"]
+    assert isinstance(read(block(BHS, *small * MAX_MESSAGES)), Batch)
+    refused = read(block(BHS, *small * (MAX_MESSAGES + 1)))
+    assert isinstance(refused, NotOneMessage)
+    assert refused.reason_code == "mllp-batch-too-large"
+    assert "smaller batches" in refused.problem.text

@@ -8,8 +8,8 @@ MSH (found however it hides, as ``envelope.header_name`` finds it) and is handed
 bytes it was sent as, to be read, authenticated and kept exactly as a message in a block
 of its own: its own MSH-3/MSH-4 is checked against the connection's source. The envelope
 is only checked: one batch per block, its segments in their places, and BTS-1 (message
-count) and FTS-1 (batch count), when given, matching what came. A batch that is not whole
-is refused whole, never half read.
+count) and FTS-1 (batch count), when given, matching what came, and at most
+``MAX_MESSAGES`` messages. A batch that is not whole is refused whole, never half read.
 
 The answer (2.10.3.2) is a batch of the ACKs: FHS when the batch had one, BHS naming the
 batch it answers (BHS-12), one ACK per message in the order sent, BTS with their count,
@@ -31,8 +31,11 @@ from services.ingest.hl7.envelope import (
     header_name,
     not_one_message,
 )
-from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR, Hl7Problem
+from services.ingest.hl7.outcome import APPLICATION_ERROR, SEGMENT_SEQUENCE_ERROR, Hl7Problem
 
+MAX_MESSAGES = 1000
+"""The most messages one batch may hold (the default rate-limit burst): each is a receipt
+written and an ACK sent, and a block of tiny messages must not multiply them unbounded."""
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)?")
 _OPENERS = frozenset({"FHS", "BHS"})
 
@@ -111,6 +114,13 @@ def read_batch(content: bytes, lines: list[_Line]) -> Batch | NotOneMessage:
         seen[name] = line
     bounds = [*starts, len(content) if end is None else end]
     messages = tuple(content[a:b] for a, b in itertools.pairwise(bounds))
+    if len(messages) > MAX_MESSAGES:
+        text = (
+            f"the batch holds {len(messages)} messages; the most one block may hold is "
+            f"{MAX_MESSAGES}: send it in smaller batches"
+        )
+        problem = Hl7Problem(opener, 1, 0, APPLICATION_ERROR, text)
+        return NotOneMessage(problem, "mllp-batch-too-large")
     counted = _count_problem(seen, len(messages))
     if counted is not None:
         return counted
