@@ -21,10 +21,9 @@ import structlog
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
-from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.batch import Batch, batch_ack, read_block
-from services.ingest.hl7.charset import Decoded, codec_for, decode
-from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
+from services.ingest.hl7.charset import Decoded, decode
+from services.ingest.hl7.header import Hl7Header, read_header
 from services.ingest.hl7.messages import (
     TABLE_VALUE_NOT_FOUND,
     Hl7Problem,
@@ -34,10 +33,10 @@ from services.ingest.hl7.messages import (
 from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
 from services.ingest.hl7.refusals import refusal_problems
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.mllp_answers import encode_ack, outcome_of
 from services.ingest.mllp_auth import Authenticated, Refused, Sender
 from services.ingest.mllp_frames import Frame
 from services.ingest.mllp_refusals import (
-    AckCode,
     Refusal,
     charset_refusal,
     failure_text,
@@ -69,21 +68,6 @@ class Answer:
     ack: bytes
     close: bool = False
     """Close the connection after sending: the stream is out of step, or nobody speaks."""
-
-
-def _outcome(
-    code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem], charset: str = ""
-) -> Interpretation:
-    if header is None:
-        return Interpretation(code, "", DEFAULT_VERSION, problems=problems, charset=charset)
-    return Interpretation(
-        code,
-        header.control_id,
-        header.version,
-        problems=problems,
-        sender=(header.application, header.facility),
-        charset=charset,
-    )
 
 
 class MllpHandler:
@@ -138,8 +122,8 @@ class MllpHandler:
         if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
             # answered but not kept: an unauthenticated peer must not fill the store
             log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
-            outcome = _outcome(gate.code, header, [gate.problem], decoded.charset)
-            return Answer(self._build(outcome), close=True)
+            outcome = outcome_of(gate.code, header, [gate.problem], decoded.charset)
+            return Answer(encode_ack(outcome), close=True)
         return await self._refuse(frame, peer, header, gate, decoded.charset)
 
     def _gate(
@@ -247,7 +231,7 @@ class MllpHandler:
             outcome.problems = refusal_problems(forbidden.refusals, envelopes, text)
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome))
-        return Answer(self._build(outcome))
+        return Answer(encode_ack(outcome))
 
     async def _refuse(
         self,
@@ -259,7 +243,7 @@ class MllpHandler:
     ) -> Answer:
         """Keep the message as rejected with the refusal's problem as its reason, then
         answer."""
-        outcome = _outcome(refusal.code, header, [refusal.problem], charset)
+        outcome = outcome_of(refusal.code, header, [refusal.problem], charset)
         try:
             await self._intake.reject(
                 self._receipt(frame, peer, refusal.problem.text),
@@ -270,7 +254,7 @@ class MllpHandler:
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome), close=refusal.close)
         self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
-        return Answer(self._build(outcome), close=refusal.close)
+        return Answer(encode_ack(outcome), close=refusal.close)
 
     async def _failed(
         self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
@@ -290,7 +274,7 @@ class MllpHandler:
             return await self._refuse(frame, peer, header, refusal, charset)
         except Exception as again:  # storage itself broke: still answer
             log.error("mllp.not_kept", error=type(again).__name__)
-            return Answer(self._unavailable(_outcome("AE", header, [problem], charset)))
+            return Answer(self._unavailable(outcome_of("AE", header, [problem], charset)))
 
     def _receipt(
         self, frame: Frame, peer: Peer, reason: str | None, *, accepted: bool = False
@@ -315,16 +299,4 @@ class MllpHandler:
         outcome.ack_code = "AE"
         outcome.problems = [msh_problem("temporarily unavailable: send again later")]
         log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
-        return self._build(outcome)
-
-    @staticmethod
-    def _build(outcome: Interpretation) -> bytes:
-        return build_ack(
-            outcome,
-            sending_application="VIGIL",
-            sending_facility="VIGIL",
-            receiving_application=outcome.sender[0],
-            receiving_facility=outcome.sender[1],
-            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
-        ).encode(codec_for(outcome.charset), errors="replace")
+        return encode_ack(outcome)
