@@ -128,3 +128,15 @@ def test_a_batch_of_more_messages_than_the_rate_burst_is_refused_whole() -> None
     assert isinstance(refused, NotOneMessage)
     assert refused.reason_code == "mllp-batch-too-large"
     assert "smaller batches" in refused.problem.text
+
+
+def test_envelope_segments_are_read_whatever_hides_their_names() -> None:
+    content = b"\xef\xbb\xbf" + block(" " + BHS, *message("C1"), "\tbts|1", " FTS#1")
+    batch = read(content)
+    assert isinstance(batch, Batch)
+    assert batch.batch_header is not None
+    assert batch.batch_header[10] == "B1"
+    assert batch.messages == (block(*message("C1")),)
+    refused = read(block(BHS, *message("C1"), " BTS|2"))
+    assert isinstance(refused, NotOneMessage)
+    assert refused.reason_code == "mllp-batch-count"

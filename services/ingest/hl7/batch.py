@@ -67,8 +67,11 @@ def _lines(content: bytes) -> list[_Line]:
 
 
 def _fields(line: _Line) -> tuple[str, ...]:
-    separator = line.text[3:4] or "|"
-    return tuple(line.text.split(separator))
+    """An envelope segment split at its own field separator, from its name on (what hid
+    the name before it left out)."""
+    text = line.text[line.text.upper().index(str(line.name)) :]
+    separator = text[3:4] or "|"
+    return tuple(text.split(separator))
 
 
 def _refused(position: int, opener: str, text: str) -> NotOneMessage:
