@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,14 +57,12 @@ class _Line:
     name: str | None
 
 
-def _lines(content: bytes) -> list[_Line]:
+def _lines(content: bytes) -> Iterator[_Line]:
     """The block's non-blank lines, where each starts, and the header each is."""
-    found = []
     for match in _LINE.finditer(content):
         text = match.group().decode("ascii", errors="replace").strip("\r\n")
         if text.strip():
-            found.append(_Line(match.start(), text, header_name(text)))
-    return found
+            yield _Line(match.start(), text, header_name(text))
 
 
 def _fields(line: _Line) -> tuple[str, ...]:
@@ -89,9 +88,9 @@ def read_block(content: bytes, text: str) -> Batch | NotOneMessage | None:
 
     ``text`` is the block decoded as one message, for the check of a block that is no
     batch."""
-    lines = _lines(content)
-    if lines and lines[0].name in _OPENERS:
-        return read_batch(content, lines)
+    first = next(_lines(content), None)  # a message is not split here: only its first line
+    if first is not None and first.name in _OPENERS:
+        return read_batch(content, list(_lines(content)))
     return not_one_message(text)
 
 
