@@ -1,12 +1,14 @@
 """One MLLP message in, one ACK out: every message is answered (AA, AE or AR) and kept.
 
 The order of checks is the order of trust: a frame that is not a whole message (too
-large, unfinished, unframed), a connection that stands for no source, a message whose
-MSH-3/MSH-4 is not an identity of the connection's source, a source over its rate limit,
-and only then the content. Whatever is refused is kept as a rejected receipt with its
-reason and counted; whatever fails unexpectedly (an event that cannot be built) becomes
-AE with the message kept. Only a lost connection ends without an answer. Log lines carry
-the peer, the control id and a reason code, never a field's value.
+large, unfinished, unframed), a connection that stands for no source, a block that holds
+more than one message (a batch is split, and each of its messages goes through these
+checks alone; anything else is refused), a message whose MSH-3/MSH-4 is not an identity
+of the connection's source, a source over its rate limit, and only then the content.
+Whatever is refused is kept as a rejected receipt with its reason and counted; whatever
+fails unexpectedly (an event that cannot be built) becomes AE with the message kept. Only
+a lost connection ends without an answer. Log lines carry the peer, the control id and a
+reason code, never a field's value.
 """
 
 from __future__ import annotations
