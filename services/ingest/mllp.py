@@ -1,35 +1,32 @@
 """One MLLP message in, one ACK out: every message is answered (AA, AE or AR) and kept.
 
 The order of checks is the order of trust: a frame that is not a whole message (too
-large, unfinished, unframed), a connection that stands for no source, a message whose
-MSH-3/MSH-4 is not an identity of the connection's source, a source over its rate limit,
-and only then the content. Whatever is refused is kept as a rejected receipt with its
-reason and counted; whatever fails unexpectedly (an event that cannot be built) becomes
-AE with the message kept. Only a lost connection ends without an answer. Log lines carry
-the peer, the control id and a reason code, never a field's value.
+large, unfinished, unframed), a connection that stands for no source, a block that holds
+more than one message (a batch is split, and each of its messages goes through these
+checks alone; anything else is refused), a message whose MSH-3/MSH-4 is not an identity
+of the connection's source, a source over its rate limit, and only then the content.
+Whatever is refused is kept as a rejected receipt with its reason and counted; whatever
+fails unexpectedly (an event that cannot be built) becomes AE with the message kept. Only
+a lost connection ends without an answer. Log lines carry the peer, the control id and a
+reason code, never a field's value.
 """
 
 from __future__ import annotations
 
-import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import structlog
-from pydantic import ValidationError
 
 from services.ingest.adapters.publisher import BrokerUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain import events_for
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.charset import Decoded, codec_for, decode
-from services.ingest.hl7.header import DEFAULT_VERSION, Hl7Header, read_header
+from services.ingest.hl7.batch import Batch, batch_ack, read_block
+from services.ingest.hl7.charset import Decoded, decode
+from services.ingest.hl7.header import Hl7Header, read_header
 from services.ingest.hl7.messages import (
-    APPLICATION_ERROR,
-    DATA_TYPE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     Hl7Problem,
     Interpretation,
@@ -38,9 +35,16 @@ from services.ingest.hl7.messages import (
 from services.ingest.hl7.outcome import SEGMENT_SEQUENCE_ERROR
 from services.ingest.hl7.refusals import refusal_problems
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.mllp_answers import encode_ack, outcome_of
 from services.ingest.mllp_auth import Authenticated, Refused, Sender
-from services.ingest.mllp_frames import Frame, FrameProblem
-from services.ingest.principals import Principal
+from services.ingest.mllp_frames import Frame
+from services.ingest.mllp_refusals import (
+    Refusal,
+    charset_refusal,
+    failure_text,
+    frame_problem,
+    msh_problem,
+)
 from services.ingest.rate_limit import RateLimiter
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope
@@ -49,7 +53,6 @@ log = structlog.get_logger(__name__)
 SOURCE = "/vigil/ingest/mllp"
 CHANNEL = "mllp"
 CONTENT_TYPE = "x-application/hl7-v2+er7"
-AckCode = Literal["AA", "AE", "AR"]
 
 
 @dataclass(frozen=True)
@@ -67,74 +70,6 @@ class Answer:
     ack: bytes
     close: bool = False
     """Close the connection after sending: the stream is out of step, or nobody speaks."""
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A message refused before its content is read: the answer, and how it is kept."""
-
-    code: AckCode
-    problem: Hl7Problem
-    reason_code: str
-    """For metrics and log lines: a short code, never the message's text."""
-    principal: Principal | None = None
-    close: bool = False
-
-
-def _msh_problem(text: str, *, field: int = 0, code: str = APPLICATION_ERROR) -> Hl7Problem:
-    return Hl7Problem("MSH", 1, field, code, text)
-
-
-def _outcome(
-    code: AckCode, header: Hl7Header | None, problems: list[Hl7Problem], charset: str = ""
-) -> Interpretation:
-    if header is None:
-        return Interpretation(code, "", DEFAULT_VERSION, problems=problems, charset=charset)
-    return Interpretation(
-        code,
-        header.control_id,
-        header.version,
-        problems=problems,
-        sender=(header.application, header.facility),
-        charset=charset,
-    )
-
-
-def _charset_refusal(decoded: Decoded, principal: Principal) -> Refusal:
-    """MSH-18 names no character set Vigil reads (AR, 103), or the bytes are not valid in
-    the one it names or in UTF-8 (AE, 102): refused, never read with replacements."""
-    code = TABLE_VALUE_NOT_FOUND if decoded.unknown else DATA_TYPE_ERROR
-    problem = _msh_problem(decoded.problem or "MSH-18", field=18, code=code)
-    ack: AckCode = "AR" if decoded.unknown else "AE"
-    return Refusal(ack, problem, f"hl7-charset-{code}", principal)
-
-
-def _frame_problem(frame: Frame, max_bytes: int) -> Hl7Problem:
-    if frame.problem is FrameProblem.OVERSIZE:
-        text = (
-            f"the message is {frame.size} bytes; the largest accepted is {max_bytes} "
-            f"(its first {len(frame.content)} bytes are kept)"
-        )
-    elif frame.problem is FrameProblem.NO_START_BLOCK:
-        text = "the MLLP frame does not begin with 0x0B"
-    else:
-        text = "the MLLP frame did not end (0x1C 0x0D) in time; what arrived is kept"
-    return _msh_problem(text)
-
-
-def _failure_text(error: BaseException) -> str:
-    """What went wrong, without any value from the message: a validation error names its
-    fields and the kind of error (its messages may quote a value), anything else its type
-    and where it was raised."""
-    if isinstance(error, ValidationError):
-        fields = ", ".join(
-            f"{error.title}.{'.'.join(str(p) for p in e['loc'])}: {e['type']}"
-            for e in error.errors(include_input=False, include_url=False)[:3]
-        )
-        return f"the message could not be turned into events ({fields})"
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].name}:{frames[-1].lineno}" if frames else ""
-    return f"the message could not be processed ({type(error).__name__}{where})"
 
 
 class MllpHandler:
@@ -179,46 +114,71 @@ class MllpHandler:
         decoded: Decoded,
         correlation: uuid.UUID,
     ) -> Answer:
-        gate = self._gate(frame, peer, header)
+        gate = self._gate(frame, peer, header, decoded)
+        if isinstance(gate, Batch):
+            return await self._batch(peer, gate)
         if isinstance(gate, Sender) and decoded.text is None:
-            gate = _charset_refusal(decoded, gate.principal)
+            gate = charset_refusal(decoded, gate.principal)
         if isinstance(gate, Sender):
             return await self._interpret(frame, peer, gate, decoded, correlation)
         if isinstance(peer.auth, Refused) and self._limiter.try_acquire(f"peer:{peer.host}"):
             # answered but not kept: an unauthenticated peer must not fill the store
             log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
-            outcome = _outcome(gate.code, header, [gate.problem], decoded.charset)
-            return Answer(self._build(outcome), close=True)
+            outcome = outcome_of(gate.code, header, [gate.problem], decoded.charset)
+            return Answer(encode_ack(outcome), close=True)
         return await self._refuse(frame, peer, header, gate, decoded.charset)
 
-    def _gate(self, frame: Frame, peer: Peer, header: Hl7Header | None) -> Refusal | Sender:
-        """Whom the message speaks for, or why it is refused before its content is read."""
+    def _gate(
+        self, frame: Frame, peer: Peer, header: Hl7Header | None, decoded: Decoded
+    ) -> Refusal | Sender | Batch:
+        """Whom the message speaks for, why it is refused before its content is read, or
+        the batch it is."""
         auth = peer.auth
         if frame.problem is not None:
             principal = auth.only_principal() if isinstance(auth, Authenticated) else None
-            problem = _frame_problem(frame, self._max_bytes)
+            problem = frame_problem(frame, self._max_bytes)
             reason = f"mllp-{frame.problem}"
             close = frame.ends_stream or isinstance(auth, Refused)
             return Refusal("AR", problem, reason, principal, close=close)
         if isinstance(auth, Refused):
-            return Refusal("AR", _msh_problem(auth.text), auth.reason_code, close=True)
+            return Refusal("AR", msh_problem(auth.text), auth.reason_code, close=True)
+        # a batch is split; a second message whose MSH-3/MSH-4 would never be checked, or
+        # a batch that cannot be read whole, is refused
+        block = read_block(frame.content, decoded.text or decoded.header)
+        if isinstance(block, Batch):
+            return block
+        if block is not None:
+            return Refusal("AR", block.problem, block.reason_code, auth.only_principal())
         if header is None:
             text = "not an HL7 v2 message: it does not begin with an MSH segment"
             reason = f"hl7-{SEGMENT_SEQUENCE_ERROR}"
-            problem = _msh_problem(text, code=SEGMENT_SEQUENCE_ERROR)
+            problem = msh_problem(text, code=SEGMENT_SEQUENCE_ERROR)
             return Refusal("AR", problem, reason, auth.only_principal())
         sender = auth.sender_for(header.application, header.facility)
         if sender is None:
             text = f"MSH-4/MSH-3 is not an identity of the authenticated source ({auth.label})"
-            problem = _msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
+            problem = msh_problem(text, field=4, code=TABLE_VALUE_NOT_FOUND)
             return Refusal("AR", problem, "mllp-identity-mismatch", auth.only_principal())
         if wait := self._limiter.try_acquire(sender.principal.source):
             text = (
                 f"rate limit of source {sender.principal.source} exceeded: try again in "
                 f"{wait:.0f} s"
             )
-            return Refusal("AE", _msh_problem(text), "mllp-rate-limited", sender.principal)
+            return Refusal("AE", msh_problem(text), "mllp-rate-limited", sender.principal)
         return sender
+
+    async def _batch(self, peer: Peer, batch: Batch) -> Answer:
+        """Each message of a batch read, authenticated, kept and answered as if it came in
+        a block of its own; the answer, their ACKs as a batch, once every one is kept."""
+        answers = [await self.handle(Frame(m, len(m)), peer) for m in batch.messages]
+        log.info("mllp.batch", messages=len(answers))
+        ack = batch_ack(
+            batch,
+            [answer.ack for answer in answers],
+            control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
+            now=datetime.now(UTC),
+        )
+        return Answer(ack, close=any(answer.close for answer in answers))
 
     async def _interpret(
         self, frame: Frame, peer: Peer, sender: Sender, decoded: Decoded, correlation: uuid.UUID
@@ -273,7 +233,7 @@ class MllpHandler:
             outcome.problems = refusal_problems(forbidden.refusals, envelopes, text)
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome))
-        return Answer(self._build(outcome))
+        return Answer(encode_ack(outcome))
 
     async def _refuse(
         self,
@@ -285,7 +245,7 @@ class MllpHandler:
     ) -> Answer:
         """Keep the message as rejected with the refusal's problem as its reason, then
         answer."""
-        outcome = _outcome(refusal.code, header, [refusal.problem], charset)
+        outcome = outcome_of(refusal.code, header, [refusal.problem], charset)
         try:
             await self._intake.reject(
                 self._receipt(frame, peer, refusal.problem.text),
@@ -296,13 +256,13 @@ class MllpHandler:
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome), close=refusal.close)
         self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
-        return Answer(self._build(outcome), close=refusal.close)
+        return Answer(encode_ack(outcome), close=refusal.close)
 
     async def _failed(
         self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
     ) -> Answer:
         """Something unexpected broke: AE, the message kept for review, a log line."""
-        text = _failure_text(error)
+        text = failure_text(error)
         log.error(
             "mllp.failed",
             control_id=header.control_id if header else "",
@@ -310,13 +270,13 @@ class MllpHandler:
             error=text,
         )
         principal = peer.auth.only_principal() if isinstance(peer.auth, Authenticated) else None
-        problem = _msh_problem(f"{text}; it is kept for review")
+        problem = msh_problem(f"{text}; it is kept for review")
         refusal = Refusal("AE", problem, "mllp-internal-error", principal)
         try:
             return await self._refuse(frame, peer, header, refusal, charset)
         except Exception as again:  # storage itself broke: still answer
             log.error("mllp.not_kept", error=type(again).__name__)
-            return Answer(self._unavailable(_outcome("AE", header, [problem], charset)))
+            return Answer(self._unavailable(outcome_of("AE", header, [problem], charset)))
 
     def _receipt(
         self, frame: Frame, peer: Peer, reason: str | None, *, accepted: bool = False
@@ -339,18 +299,6 @@ class MllpHandler:
     def _unavailable(self, outcome: Interpretation) -> bytes:
         """AE: the database or the broker did not answer, nothing was claimed; send again."""
         outcome.ack_code = "AE"
-        outcome.problems = [_msh_problem("temporarily unavailable: send again later")]
+        outcome.problems = [msh_problem("temporarily unavailable: send again later")]
         log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
-        return self._build(outcome)
-
-    @staticmethod
-    def _build(outcome: Interpretation) -> bytes:
-        return build_ack(
-            outcome,
-            sending_application="VIGIL",
-            sending_facility="VIGIL",
-            receiving_application=outcome.sender[0],
-            receiving_facility=outcome.sender[1],
-            ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
-        ).encode(codec_for(outcome.charset), errors="replace")
+        return encode_ack(outcome)
