@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events.payloads import EVENT_ID_NAMESPACE, InputRejected
+from shared.events.values import MAX_INT64
 from shared.json_input import decode
 
 REASON = "vigil-reason"
@@ -46,7 +47,7 @@ class ReceiptReference(BaseModel):
 
     receipt_id: uuid.UUID
     raw_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    raw_size: int = Field(ge=0)
+    raw_size: int = Field(ge=0, le=MAX_INT64)
     channel: str = Field(min_length=1, max_length=64)
 
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events.payloads import EventPayload, StudyId, SubjectEvent, register_payload
+from shared.events.values import MAX_INT64, Grade
 
 Assessment = Literal["clinically-significant", "not-clinically-significant", "sae-confirmed"]
 Channel = Literal["email", "webhook"]
@@ -55,7 +56,7 @@ class NotificationOpened(NotificationEvent):
     kind: Literal["safety-signal", "data-quality"] = "safety-signal"
     severity: str
     serious: bool
-    grade: int | None
+    grade: Grade | None
     raised_at: AwareDatetime
     recipients: tuple[Recipient, ...]
     digest_recipients: tuple[Recipient, ...] = ()
@@ -78,7 +79,7 @@ class NotificationReissued(NotificationEvent):
     event_type: ClassVar[str] = "org.vigil.notification.reissued.v1"
 
     reason: Literal["grade-worsened", "withdrawn"]
-    grade: int | None = None
+    grade: Grade | None = None
     acknowledge_by: AwareDatetime | None = None
     detail: str = ""
 
@@ -89,7 +90,7 @@ class NotificationEscalated(NotificationEvent):
 
     event_type: ClassVar[str] = "org.vigil.notification.escalated.v1"
 
-    level: int = Field(ge=1)
+    level: int = Field(ge=1, le=MAX_INT64)
     overdue_since: AwareDatetime
     recipients: tuple[Recipient, ...]
     acknowledge_by: AwareDatetime | None = Field(
@@ -158,7 +159,7 @@ class DeliveryAttempted(DeliveryEvent):
 
     event_type: ClassVar[str] = "org.vigil.notification.delivery_attempted.v1"
 
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_INT64)
     message_id: str
 
 
@@ -168,7 +169,7 @@ class DeliverySucceeded(DeliveryEvent):
 
     event_type: ClassVar[str] = "org.vigil.notification.delivery_succeeded.v1"
 
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_INT64)
     detail: str = ""
 
 
@@ -178,7 +179,7 @@ class DeliveryFailed(DeliveryEvent):
 
     event_type: ClassVar[str] = "org.vigil.notification.delivery_failed.v1"
 
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_INT64)
     error: str
     retry_at: AwareDatetime | None
 

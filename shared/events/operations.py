@@ -11,6 +11,7 @@ from typing import ClassVar
 from pydantic import AwareDatetime, Field
 
 from shared.events.payloads import EVENT_ID_NAMESPACE, EventPayload, SubjectEvent, register_payload
+from shared.events.values import MAX_INT64
 
 
 def projection_stream(projection: str) -> str:
@@ -31,7 +32,9 @@ class ProjectionEventSkipped(EventPayload):
     event_type: ClassVar[str] = "org.vigil.projection.event_skipped.v1"
 
     projection: str
-    position: int = Field(description="The skipped event's position in the audit log.")
+    position: int = Field(
+        ge=1, le=MAX_INT64, description="The skipped event's position in the audit log."
+    )
     skipped_event_id: uuid.UUID
     skipped_type: str
     reason: str = Field(description="The error's type and where it was raised; no content.")
@@ -50,7 +53,7 @@ class ProjectionRebuilt(EventPayload):
 
     projection: str
     rebuild_id: uuid.UUID = Field(description="One per rebuild: every rebuild is recorded.")
-    skipped: int = Field(ge=0, description="Events this rebuild could not apply.")
+    skipped: int = Field(ge=0, le=MAX_INT64, description="Events this rebuild could not apply.")
 
     @property
     def stream_id(self) -> str:

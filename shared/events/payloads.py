@@ -17,10 +17,12 @@ from pydantic import ConfigDict, Field, model_validator
 
 from shared.events.values import (
     IDENTIFIER_PATTERN,
+    MAX_INT64,
     ClinicalDate,
     ClinicalDateTime,
     Code,
     DerivedDecimal,
+    Grade,
     SiteId,
     StorableText,
 )
@@ -472,8 +474,8 @@ class SafetySignalEscalated(SignalEvent):
 
     event_type: ClassVar[str] = "org.vigil.safety_signal.escalated.v1"
 
-    previous_grade: int | None
-    grade: int | None
+    previous_grade: Grade | None
+    grade: Grade | None
     input_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
     observed_value: DerivedDecimal | None = None
@@ -510,8 +512,8 @@ class SafetySignalAmended(SignalEvent):
     event_type: ClassVar[str] = "org.vigil.safety_signal.amended.v1"
 
     reason: str
-    previous_grade: int | None
-    grade: int | None
+    previous_grade: Grade | None
+    grade: Grade | None
     input_event_ids: tuple[uuid.UUID, ...]
     superseded_event_ids: tuple[uuid.UUID, ...]
     computed_values: dict[str, Any]
@@ -574,7 +576,7 @@ class InputRejected(RejectedInputEvent):
 
     receipt_id: uuid.UUID = Field(description="The row of received_messages with the raw.")
     raw_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the raw, hex.")
-    raw_size: int = Field(ge=0, description="Size of the raw message in bytes.")
+    raw_size: int = Field(ge=0, le=MAX_INT64, description="Size of the raw message in bytes.")
     channel: str = Field(min_length=1, description="http-json, fhir, mllp or kafka.")
 
 

@@ -71,7 +71,11 @@ CODE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
 def _decimal_as_json_number(value: Decimal) -> float | int:
-    return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+    """The double a number is on the wire, written as an integer when it is one. Decided on
+    the double, not the decimal, so that writing what was read back gives the same JSON:
+    999999999999999.99 is the double 1e15 and is written 1000000000000000 both times."""
+    number = float(value)
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 _AS_JSON_NUMBER = PlainSerializer(
@@ -221,3 +225,10 @@ class StorableText(BaseModel):
                     [InitErrorDetails(type=problem, loc=(name,), input=value)],
                 )
         return self
+
+
+#: the largest integer a payload may carry: the audit log's canonical form (and PostgreSQL's
+#: bigint) holds 64-bit integers, so a larger one could be accepted and never stored
+MAX_INT64 = 2**63 - 1
+#: a CTCAE grade (1 mild ... 5 death)
+Grade = Annotated[int, Field(ge=1, le=5)]

@@ -78,3 +78,15 @@ def test_extension_attributes_are_lowercase_alphanumeric() -> None:
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         result(collected_at=datetime(2026, 6, 1, 9))
+
+
+@pytest.mark.parametrize("value", ["999999999999999.99", "0.12345678901234567", "7.0", "1e15"])
+def test_a_fact_read_back_from_its_json_is_the_same_fact(value: str) -> None:
+    """A number past a double's precision is written as its double; writing what was read
+    back must give the same JSON (and so the same content id), or a redelivered fact
+    would look like a new one (Hypothesis found 999999999999999.99 written first as
+    1000000000000000.0, then as 1000000000000000)."""
+    envelope = wrap(result(value=Decimal(value)), source="/tests")
+    again = Envelope.from_json(envelope.to_json())
+    assert again.payload().content_id() == envelope.payload().content_id()
+    assert Envelope.from_json(again.to_json()).to_json() == again.to_json()
