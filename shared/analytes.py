@@ -163,6 +163,14 @@ def analyte_for(loinc_code: str) -> Analyte | None:
     return _BY_LOINC.get(loinc_code)
 
 
+#: the problem of a result for an analyte Vigil judges by its number that came as text
+#: or a coded answer ("7,0", "7.0 g/dL", "see comment"): its rules cannot read it
+NOT_A_NUMBER = (
+    "{name} ({code}) was reported as text, not as a number, and Vigil judges it by its "
+    "number: its protocol rules could not read it; ask the laboratory for the number"
+)
+
+
 def normalise_lab_result(
     result: LabResultReported,
 ) -> tuple[LabResultReported, str | None]:
@@ -173,6 +181,8 @@ def normalise_lab_result(
     if analyte is None:
         return result.model_copy(update={"unmapped": True}), None
     if result.value is None:
+        if result.result_status.is_measurement:
+            return result, NOT_A_NUMBER.format(name=analyte.name, code=result.loinc_code)
         return result, None
     if result.unit is None:
         return result, (

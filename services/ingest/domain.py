@@ -26,6 +26,7 @@ from shared.events import (
     SubjectEvent,
     wrap,
 )
+from shared.events.payloads import DataQualityProblem, abnormal
 from shared.qualitative import qualitative_answer
 
 # Which event each kind of request becomes.
@@ -61,7 +62,7 @@ def events_for(
     issue = DataQualityIssueRaised(
         study_id=payload.study_id,
         subject_id=payload.subject_id,
-        issue="unit-not-convertible",
+        issue=_issue_kind(payload),
         detail=problem,
         related_event_id=result.id,
     )
@@ -69,6 +70,17 @@ def events_for(
         result,
         wrap(issue, source=source, correlation_id=correlation_id, causation_id=result.id, time=now),
     ]
+
+
+def _issue_kind(result: LabResultReported) -> DataQualityProblem:
+    """A value the rules cannot read is an unreadable result (the medical monitor is told,
+    and alerted when the lab flagged it abnormal); a number in a unit Vigil cannot
+    convert is a unit problem."""
+    if result.value is None:
+        return (
+            "abnormal-result-unreadable" if abnormal(result.abnormal_flags) else "result-unreadable"
+        )
+    return "unit-not-convertible"
 
 
 def item_events(

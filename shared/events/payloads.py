@@ -273,9 +273,8 @@ class LabResultUnreadable(SubjectEvent):
 
     @property
     def flagged_abnormal(self) -> bool:
-        """Whether the sender's flags say abnormal or positive (HL7 table 0078 / FHIR
-        ObservationInterpretation): any flag but normal, negative or not detected."""
-        return any(flag.upper() not in _NOT_ABNORMAL for flag in self.abnormal_flags)
+        """Whether the sender's flags say abnormal or positive (see :func:`abnormal`)."""
+        return abnormal(self.abnormal_flags)
 
     @property
     def clinical_time(self) -> datetime | None:
@@ -285,6 +284,12 @@ class LabResultUnreadable(SubjectEvent):
 #: HL7 table 0078 flags (and FHIR v3 ObservationInterpretation codes) that say nothing is
 #: abnormal; every other flag is read as abnormal or positive
 _NOT_ABNORMAL = frozenset({"N", "NEG", "ND", "NR", "S"})
+
+
+def abnormal(flags: tuple[str, ...]) -> bool:
+    """Whether a sender's flags say abnormal or positive (HL7 table 0078 / FHIR
+    ObservationInterpretation): any flag but normal, negative or not detected."""
+    return any(flag.upper() not in _NOT_ABNORMAL for flag in flags)
 
 
 SeriousnessCriterion = Literal[

@@ -62,6 +62,36 @@ def test_events_for_an_unconvertible_unit_add_a_data_quality_issue() -> None:
     assert issue.causation_id == lab.id
 
 
+@pytest.mark.parametrize(
+    ("text", "flags", "kind"),
+    [
+        ("7,0", ("L",), "abnormal-result-unreadable"),
+        ("7.0 g/dL", ("LL",), "abnormal-result-unreadable"),
+        ("see comment", (), "result-unreadable"),
+        ("haemolysed", ("N",), "result-unreadable"),
+    ],
+)
+def test_an_analyte_judged_by_its_number_sent_as_text_is_an_unreadable_result(
+    text: str, flags: tuple[str, ...], kind: str
+) -> None:
+    """Rules judge a haemoglobin by its number: one sent as text they cannot read is
+    never stored as text with nobody told (never silent); the issue names the analyte and
+    what to do, never the text."""
+    sent = result(value=None, unit="g/dL", value_text=text, abnormal_flags=flags)
+    lab, issue = events_for(sent, source="/t", correlation_id=uuid.uuid4(), now=None)
+    payload = issue.payload()
+    assert isinstance(payload, DataQualityIssueRaised)
+    assert (payload.issue, payload.related_event_id) == (kind, lab.id)
+    assert "haemoglobin (718-7) was reported as text" in payload.detail
+    assert text not in payload.detail
+
+
+def test_a_withdrawn_result_of_such_an_analyte_needs_no_number() -> None:
+    withdrawn = result(value=None, unit=None, result_status="X")
+    (lab,) = events_for(withdrawn, source="/t", correlation_id=uuid.uuid4(), now=None)
+    assert isinstance(lab.payload(), LabResultReported)
+
+
 def test_events_for_text_map_to_a_qualitative_answer() -> None:
     text_result = result(loinc_code="7918-6", value=None, unit=None, value_text="Non-reactive")
     (lab,) = events_for(text_result, source="/t", correlation_id=uuid.uuid4(), now=None)
