@@ -142,6 +142,23 @@ def _bad(status: int, code: str, expression: str, problem: str) -> EntryRefusal:
     return EntryRefusal(f"{status} {reasons[status]}", [Issue(code, expression, problem)])
 
 
+#: a Bundle's Patient that names its subject but not what an enrolment needs
+NO_ENROLMENT = "Patient (no enrolment)"
+
+
+def _no_enrolment(resource: Any) -> str | None:
+    """NO_ENROLMENT for a Patient in a Bundle without managingOrganization or birthDate
+    (both 0..1 in R4 and in US Core): a laboratory's transaction carries one to name
+    whose results they are, not to enrol anyone, so it is kept and its results read
+    rather than the whole transaction refused. Posted alone to /Patient, it is an
+    enrolment, and the missing element is a 422 naming it."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
+        return None
+    if resource.get("managingOrganization") and resource.get("birthDate"):
+        return None
+    return NO_ENROLMENT
+
+
 def received_not_used(kind: str) -> dict[str, Any]:
     """The response entry of a resource Vigil keeps but does not judge. A DiagnosticReport's
     status is not its results': Observation.status is required (1..1) in R4, and each
@@ -152,6 +169,13 @@ def received_not_used(kind: str) -> dict[str, Any]:
             "200 OK",
             "Observation received and kept with the Bundle, not used: its status is "
             "registered and it carries no result yet; send the result when there is one",
+        )
+    if kind == NO_ENROLMENT:
+        return _information(
+            "200 OK",
+            "Patient received and kept with the Bundle, not used to enrol: it names no "
+            "site (managingOrganization) or no birthDate, as a laboratory's Patient need "
+            "not; the Bundle's results for its subject are recorded and judged",
         )
     if kind == GROUPING:
         return _information(
@@ -241,7 +265,7 @@ def read_entry(
             refusal=_bad(400, "required", where, "the entry carries no resource to report")
         )
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    if (unused := unused_observation(resource)) is not None:
+    if (unused := unused_observation(resource) or _no_enrolment(resource)) is not None:
         return EntryOutcome(unused=unused)
     if kind is not None and (not isinstance(kind, str) or kind not in JUDGED):
         if is_resource_type(kind):

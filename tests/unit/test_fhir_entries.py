@@ -120,3 +120,32 @@ def test_a_diagnostic_reports_answer_says_its_status_is_not_its_results() -> Non
         "own status"
         not in received_not_used("Encounter")["response"]["outcome"]["issue"][0]["diagnostics"]
     )
+
+
+@pytest.mark.parametrize(
+    "patient",
+    [
+        {"resourceType": "Patient", "birthDate": "1980-01-01"},
+        {"resourceType": "Patient", "managingOrganization": {"reference": "Organization/S1"}},
+    ],
+)
+def test_a_bundle_patient_that_cannot_enrol_is_kept_and_its_results_read(
+    patient: dict[str, Any],
+) -> None:
+    """A laboratory's transaction carries a Patient to name whose results they are:
+    without a site or a birth date (both 0..1 in R4 and US Core) it enrols nobody, and the
+    answer says so, instead of a 422 that loses the Bundle's results."""
+    outcome = read_entry({"resource": patient}, 0, never_read)
+    assert outcome.unused is not None
+    answer = received_not_used(outcome.unused)["response"]
+    assert answer["status"] == "200 OK"
+    assert "not used to enrol" in answer["outcome"]["issue"][0]["diagnostics"]
+
+
+def test_a_bundle_patient_with_site_and_birth_date_is_an_enrolment() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "birthDate": "1980-01-01",
+        "managingOrganization": {"reference": "Organization/S1"},
+    }
+    assert read_entry({"resource": patient}, 0, problem).refusal is not None  # it was read
