@@ -70,7 +70,10 @@ def test_a_disguised_msh_in_a_batch_starts_a_message_of_its_own() -> None:
         ([BHS, "PID|1||01-003", *message("C1")], "mllp-batch-malformed"),
         ([BHS, *message("C1"), "BTS|1", *message("C2")], "mllp-batch-malformed"),
         ([BHS, *message("C1"), "BTS|1", "PID|1||01-003"], "mllp-batch-malformed"),
-        ([BHS, *message("C1"), "BTS|1", BHS, *message("C2"), "BTS|1"], "mllp-batch-malformed"),
+        (
+            [FHS, BHS, *message("C1"), "BTS|1", BHS, *message("C2"), "BTS|1", "FTS|1"],
+            "mllp-batch-count",
+        ),
         ([BHS, FHS, *message("C1")], "mllp-batch-malformed"),
         ([FHS, *message("C1"), "FTS|1", "BTS|1"], "mllp-batch-malformed"),
         ([FHS, BHS, *message("C1"), "BTS|1", "FTS|1", "FTS|1"], "mllp-batch-malformed"),
@@ -113,6 +116,25 @@ def test_the_answer_is_a_batch_of_the_acks_that_a_batch_reader_reads() -> None:
     assert str(parsed.trailer[1]) == "1"
 
 
+def test_a_file_of_two_batches_is_read_and_answered_batch_by_batch() -> None:
+    """2.10.3.1: a file is [FHS] { [BHS] {MSH ...} [BTS] } [FTS]; FTS-1 counts its
+    batches, and the answer acknowledges each batch in its own BHS ... BTS."""
+    second = BHS.replace("||||B1", "||||B2")
+    batch = read(
+        block(FHS, BHS, *message("C1"), "BTS|1", second, *message("C2"), *message("C3"),
+              "BTS|2", "FTS|2")
+    )  # fmt: skip
+    assert isinstance(batch, Batch)
+    assert [m.split(b"\r")[0].split(b"|")[9] for m in batch.messages] == [b"C1", b"C2", b"C3"]
+    acks = [f"MSH|^~\\&|VIGIL|VIGIL|LIS|PKUPH-LAB|1||ACK|A{n}|P|2.5.1\rMSA|AA|C{n}\r".encode()
+            for n in (1, 2, 3)]  # fmt: skip
+    parsed = hl7.parse_file(batch_ack(batch, acks, control_id="K", now=None).decode())
+    assert [str(b.header[12]) for b in parsed] == ["B1", "B2"]  # each answers its batch
+    assert [[str(m.segment("MSA")[2]) for m in b] for b in parsed] == [["C1"], ["C2", "C3"]]
+    assert [str(b.trailer[1]) for b in parsed] == ["1", "2"]
+    assert str(parsed.trailer[1]) == "2"
+
+
 def test_a_batch_without_a_file_header_is_answered_without_one() -> None:
     batch = read(block(BHS, *message("C1")))
     assert isinstance(batch, Batch)
@@ -140,3 +162,10 @@ def test_envelope_segments_are_read_whatever_hides_their_names() -> None:
     refused = read(block(BHS, *message("C1"), " BTS|2"))
     assert isinstance(refused, NotOneMessage)
     assert refused.reason_code == "mllp-batch-count"
+
+
+def test_a_batch_header_closes_the_batch_before_it_whose_trailer_is_optional() -> None:
+    second = BHS.replace("||||B1", "||||B2")
+    batch = read(block(FHS, BHS, *message("C1"), second, *message("C2"), "FTS|2"))
+    assert isinstance(batch, Batch)
+    assert [count for _, count in batch.batches] == [1, 1]

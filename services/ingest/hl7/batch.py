@@ -1,19 +1,20 @@
 """HL7 v2.5.1 batches (2.10.3) in one MLLP block: split into messages, answered as a
 batch (pure)::
 
-    [FHS] [BHS] { MSH ... } [BTS] [FTS]
+    [FHS] { [BHS] { MSH ... } [BTS] } [FTS]
 
-A block whose first segment is FHS or BHS is a batch. Each of its messages begins at an
+A block whose first segment is FHS or BHS is a batch file: one or more batches, each
+after the first opened by its BHS. Each of its messages begins at an
 MSH (found however it hides, as ``envelope.header_name`` finds it) and is handed on as the
 bytes it was sent as, to be read, authenticated and kept exactly as a message in a block
 of its own: its own MSH-3/MSH-4 is checked against the connection's source. The envelope
-is only checked: one batch per block, its segments in their places, and BTS-1 (message
-count) and FTS-1 (batch count), when given, matching what came, and at most
+is only checked: its segments in their places, each BTS-1 (message count) and FTS-1
+(batch count), when given, matching what came, and at most
 ``MAX_MESSAGES`` messages. A batch that is not whole is refused whole, never half read.
 
-The answer (2.10.3.2) is a batch of the ACKs: FHS when the batch had one, BHS naming the
-batch it answers (BHS-12), one ACK per message in the order sent, BTS with their count,
-and FTS. Lines are found in the bytes (CR, LF or CR LF): in every character set a batch
+The answer (2.10.3.2) is a file of the ACKs: FHS when the file had one; for each batch a
+BHS naming the batch it answers (BHS-12), one ACK per message in the order sent and BTS
+with their count; FTS with the count of batches. Lines are found in the bytes (CR, LF or CR LF): in every character set a batch
 is read in (ASCII-based; UTF-16 and UTF-32 batches are refused) those bytes are only
 ever line ends.
 """
@@ -43,11 +44,19 @@ _OPENERS = frozenset({"FHS", "BHS"})
 
 @dataclass(frozen=True)
 class Batch:
+    """A batch file: its messages, and which batch of the file each belongs to."""
+
     messages: tuple[bytes, ...]
-    """Each message as sent, from its MSH to the next header."""
+    """Each message as sent, from its MSH to the next header, in the order sent."""
     file_header: tuple[str, ...] | None
-    """FHS split at its field separator (FHS-n is ``[n - 1]``), when the batch has one."""
-    batch_header: tuple[str, ...] | None
+    """FHS split at its field separator (FHS-n is ``[n - 1]``), when the file has one."""
+    batches: tuple[tuple[tuple[str, ...] | None, int], ...] = ((None, -1),)
+    """Each batch's BHS (split as FHS is; None without one) and how many of the messages,
+    in order, are its (-1: all of them)."""
+
+    @property
+    def batch_header(self) -> tuple[str, ...] | None:
+        return self.batches[0][0]
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,16 @@ def _refused(position: int, opener: str, text: str) -> NotOneMessage:
     return NotOneMessage(problem, "mllp-batch-malformed")
 
 
-_SHAPE = "a block holds one batch, [FHS] [BHS] {MSH ...} [BTS] [FTS], and nothing after it"
+_SHAPE = "a block holds one batch file, [FHS] { [BHS] {MSH ...} [BTS] } [FTS], and nothing after it"
+
+
+@dataclass
+class _Open:
+    """One batch of the file as it is read."""
+
+    header: _Line | None
+    starts: list[int]
+    trailer: _Line | None = None
 
 
 def read_block(content: bytes, text: str) -> Batch | NotOneMessage | None:
@@ -95,27 +113,44 @@ def read_block(content: bytes, text: str) -> Batch | NotOneMessage | None:
 
 
 def read_batch(content: bytes, lines: list[_Line]) -> Batch | NotOneMessage:
-    """The messages of a batch block, whose first line is FHS or BHS."""
+    """The messages of a batch file, whose first line is FHS or BHS (2.10.3.1: a file
+    holds one or more batches; a batch after the first opens with its BHS)."""
     opener = str(lines[0].name)
-    seen: dict[str, _Line] = {}
-    starts: list[int] = []
-    end: int | None = None  # where the last message ends: at the first trailer
+    file_header: _Line | None = None
+    file_trailer: _Line | None = None
+    batches: list[_Open] = []
+    ends: list[int] = []  # where a message may end: every envelope segment and MSH
     for position, line in enumerate(lines, start=1):
-        name = line.name
+        name, current = line.name, batches[-1] if batches else None
+        open_batch = current is not None and current.trailer is None
         if name is None:
-            if not starts or end is not None:
+            if not (open_batch and current and current.starts) or file_trailer is not None:
                 return _refused(position, opener, f"a segment outside any message: {_SHAPE}")
             continue
-        if name == "MSH" and end is None:
-            starts.append(line.start)
-            continue
-        if name in ("BTS", "FTS") and end is None:
-            end = line.start
-        if name in seen or "FTS" in seen or _out_of_place(name, seen, starts, end):
+        ends.append(line.start)
+        if file_trailer is not None:
+            return _refused(position, opener, f"{name} after FTS: {_SHAPE}")
+        if name == "FHS" and position == 1:
+            file_header = line
+        elif name == "BHS":  # a new batch (its BTS, like the one before it, is optional)
+            batches.append(_Open(line, []))
+        elif name == "MSH" and (open_batch or current is None):
+            if current is None:  # a file or batch without BHS: one batch, no header
+                current = _Open(None, [])
+                batches.append(current)
+            current.starts.append(line.start)
+        elif name == "BTS" and open_batch and current is not None:
+            current.trailer = line
+        elif name == "FTS":
+            file_trailer = line
+        else:
             return _refused(position, opener, f"{name} out of place: {_SHAPE}")
-        seen[name] = line
-    bounds = [*starts, len(content) if end is None else end]
-    messages = tuple(content[a:b] for a, b in itertools.pairwise(bounds))
+    ends.append(len(content))
+    messages = tuple(
+        content[start : next(end for end in ends if end > start)]
+        for batch in batches
+        for start in batch.starts
+    )
     if len(messages) > MAX_MESSAGES:
         text = (
             f"the batch holds {len(messages)} messages; the most one block may hold is "
@@ -123,44 +158,41 @@ def read_batch(content: bytes, lines: list[_Line]) -> Batch | NotOneMessage:
         )
         problem = Hl7Problem(opener, 1, 0, APPLICATION_ERROR, text)
         return NotOneMessage(problem, "mllp-batch-too-large")
-    counted = _count_problem(seen, len(messages))
+    counted = _count_problem(batches, file_trailer)
     if counted is not None:
         return counted
-    file_header, batch_header = seen.get("FHS"), seen.get("BHS")
     return Batch(
         messages,
         _fields(file_header) if file_header else None,
-        _fields(batch_header) if batch_header else None,
+        tuple((_fields(b.header) if b.header else None, len(b.starts)) for b in batches)
+        or ((None, 0),),
     )
 
 
-def _out_of_place(name: str, seen: dict[str, _Line], starts: list[int], end: int | None) -> bool:
-    """Whether an envelope segment stands where 2.10.3 puts none (a second one of a
-    kind, or anything after FTS, is out of place too)."""
-    if name == "FHS":
-        return bool(seen) or bool(starts)
-    if name == "BHS":
-        return bool(starts) or end is not None
-    return name == "MSH"  # a message after the trailers
-
-
-def _count_problem(seen: dict[str, _Line], messages: int) -> NotOneMessage | None:
-    """BTS-1 (the batch's message count) and FTS-1 (the file's batch count), when given,
-    must be what came: a batch that lost a message is not read in part."""
-    batches = {"1"} if "BHS" in seen else {"0", "1"}
-    for name, expected, what in (
-        ("BTS", {str(messages)}, f"the {messages} messages the batch holds"),
-        ("FTS", batches, "the one batch a block holds"),
-    ):
-        line = seen.get(name)
-        fields = _fields(line) if line else ()
+def _count_problem(batches: list[_Open], file_trailer: _Line | None) -> NotOneMessage | None:
+    """Each BTS-1 (its batch's message count) and FTS-1 (the file's batch count), when
+    given, must be what came: a batch that lost a message is not read in part."""
+    counts = [
+        (
+            batch.trailer,
+            {str(len(batch.starts))},
+            f"the {len(batch.starts)} messages its batch holds",
+        )
+        for batch in batches
+        if batch.trailer is not None
+    ]
+    if file_trailer is not None:
+        expected = {str(len(batches))} | ({"0", "1"} if len(batches) <= 1 else set())
+        counts.append((file_trailer, expected, f"the {len(batches)} batches the file holds"))
+    for line, expected, what in counts:
+        fields = _fields(line)
         given = fields[1].strip() if len(fields) > 1 else ""
         if given and given not in expected:
             text = (
-                f"{name}-1 does not match {what}: a batch that is not whole is refused "
+                f"{line.name}-1 does not match {what}: a batch that is not whole is refused "
                 "whole; send it again"
             )
-            problem = Hl7Problem(name, 1, 1, SEGMENT_SEQUENCE_ERROR, text)
+            problem = Hl7Problem(str(line.name), 1, 1, SEGMENT_SEQUENCE_ERROR, text)
             return NotOneMessage(problem, "mllp-batch-count")
     return None
 
@@ -184,13 +216,25 @@ def _header(name: str, fields: tuple[str, ...], stamp: str, control_id: str) -> 
 def batch_ack(
     batch: Batch, acks: list[bytes], *, control_id: str, now: datetime | None = None
 ) -> bytes:
-    """The batch acknowledgement: the envelope around one ACK per message, in order."""
+    """The batch acknowledgement: FHS when the file had one, then for each batch its BHS,
+    one ACK per message in order and BTS with their count, then FTS with the count of
+    batches."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
-    batch_fields = batch.batch_header or batch.file_header or ("BHS", "^~\\&")
-    head = []
+    lines: list[bytes] = []
     if batch.file_header is not None:
-        head.append(_header("FHS", batch.file_header, stamp, f"{control_id}F"))
-    head.append(_header("BHS", batch_fields, stamp, control_id))
-    tail = [f"BTS|{len(acks)}"] + (["FTS|1"] if batch.file_header is not None else [])
-    envelope = ("\r".join(head) + "\r").encode("ascii", errors="replace")
-    return envelope + b"".join(acks) + ("\r".join(tail) + "\r").encode("ascii")
+        lines.append(_segment(_header("FHS", batch.file_header, stamp, f"{control_id}F")))
+    given = iter(acks)
+    for number, (header, count) in enumerate(batch.batches, start=1):
+        fields = header or batch.file_header or ("BHS", "^~\\&")
+        suffix = "" if len(batch.batches) == 1 else f"B{number}"
+        lines.append(_segment(_header("BHS", fields, stamp, f"{control_id}{suffix}")))
+        mine = list(given) if count < 0 else list(itertools.islice(given, count))
+        lines += mine
+        lines.append(_segment(f"BTS|{len(mine)}"))
+    if batch.file_header is not None:
+        lines.append(_segment(f"FTS|{len(batch.batches)}"))
+    return b"".join(lines)
+
+
+def _segment(text: str) -> bytes:
+    return (text + "\r").encode("ascii", errors="replace")
