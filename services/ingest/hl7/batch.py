@@ -14,9 +14,9 @@ is only checked: its segments in their places, each BTS-1 (message count) and FT
 
 The answer (2.10.3.2) is a file of the ACKs: FHS when the file had one; for each batch a
 BHS naming the batch it answers (BHS-12), one ACK per message in the order sent and BTS
-with their count; FTS with the count of batches. Lines are found in the bytes (CR, LF or CR LF): in every character set a batch
-is read in (ASCII-based; UTF-16 and UTF-32 batches are refused) those bytes are only
-ever line ends.
+with their count; FTS with the count of batches. Lines are found in the bytes (CR, LF
+or CR LF): in every character set a batch is read in (ASCII-based; UTF-16 and UTF-32
+batches are refused) those bytes are only ever line ends.
 """
 
 from __future__ import annotations
