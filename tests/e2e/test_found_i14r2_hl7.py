@@ -5,14 +5,13 @@ it was written against and states what a conformant receiver must do, with the c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import asyncpg
 import pytest
 
-from tests.support.mllp import END, MllpClient, exchange_bytes, hl7_message, msh
+from tests.support.mllp import exchange_bytes, exchange_segments, hl7_message, msh
 from tests.support.results import new_subject_id, stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
@@ -57,13 +56,7 @@ async def _payloads(db: asyncpg.Connection, subject: str, kind: str) -> list[dic
 
 
 async def _batch(services: RunningServices, frame: bytes) -> list[list[str]]:
-    client = await MllpClient.connect(services.mllp_port)
-    try:
-        await client.send(frame)
-        block = await asyncio.wait_for(client.reader.readuntil(END), timeout=30)
-    finally:
-        await client.close()
-    return [s.split("|") for s in block[1:-2].decode().replace("\n", "\r").split("\r") if s]
+    return await exchange_segments(services.mllp_port, frame)
 
 
 def _hb(value: str, flag: str = "L", status: str = "F", set_id: int = 1) -> str:

@@ -10,7 +10,13 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.support.mllp import END, MllpClient, ack_code, err_location, exchange_bytes, msh
+from tests.support.mllp import (
+    ack_code,
+    err_location,
+    exchange_bytes,
+    exchange_segments,
+    msh,
+)
 from tests.support.results import new_subject_id, stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
@@ -60,13 +66,7 @@ async def test_each_message_of_a_batch_is_checked_kept_and_answered_in_a_batch_a
             "FTS|1",
         ]
     )
-    client = await MllpClient.connect(services.mllp_port)
-    try:
-        await client.send(block)
-        answer = await asyncio.wait_for(client.reader.readuntil(END), timeout=30)
-    finally:
-        await client.close()
-    segments = [s.split("|") for s in answer[1:-2].decode().split("\r") if s]
+    segments = await exchange_segments(services.mllp_port, block)
     names = [s[0] for s in segments]
     assert names[:2] == ["FHS", "BHS"]
     assert names[-2:] == ["BTS", "FTS"]

@@ -122,6 +122,19 @@ async def exchange_bytes(port: int, message: bytes) -> hl7.Message:
         await client.close()
 
 
+async def exchange_segments(port: int, frame: bytes) -> list[list[str]]:
+    """One block (a message or a batch) over a new connection; the answer's segments,
+    each split at its fields (a batch ACK is FHS/BHS, one ACK per message, BTS/FTS)."""
+    client = await MllpClient.connect(port)
+    try:
+        await client.send(frame)
+        block = await asyncio.wait_for(client.reader.readuntil(END), timeout=30)
+    finally:
+        await client.close()
+    lines = block[1:-2].decode().replace("\n", "\r").split("\r")
+    return [line.split("|") for line in lines if line]
+
+
 def ack_code(ack: hl7.Message) -> str:
     return str(ack.segment("MSA")[1])
 
