@@ -276,7 +276,6 @@ class DeliveryWorker:
         retry_at = self._retry_at(item.attempt, item.give_up_at)
         _item_failed(progress, item.ids["delivery_id"], reason)
         async with self._pool.acquire() as connection, connection.transaction():
-            await outbox.mark_failed(connection, item.ids["delivery_id"], reason, retry_at)
             try:
                 events: list[EventPayload] = [
                     DeliveryFailed(
@@ -289,7 +288,8 @@ class DeliveryWorker:
             except ValueError as error:  # an old row without study or subject
                 log.error("notifier.unreadable_delivery_unrecorded", error=failure_summary(error))
                 events = []
-            await notification_log.record(connection, events)
+            await notification_log.record(connection, events)  # before the row: _succeeded
+            await outbox.mark_failed(connection, item.ids["delivery_id"], reason, retry_at)
         metrics.record_delivery(item.ids["channel"], "failed", None)
         log.warning(
             "notifier.delivery_failed",
@@ -302,9 +302,12 @@ class DeliveryWorker:
         )
 
     async def _succeeded(self, connection: asyncpg.Connection, item: Claimed, detail: str) -> None:
-        await outbox.mark_sent(connection, item.delivery.delivery_id)
+        # the outcome is appended before the delivery's row is touched: the signal handler
+        # appends (the event store's append lock) before it cancels a withdrawn signal's
+        # pending rows, so taking them in the other order here could deadlock with it
         event = DeliverySucceeded(**_ids(item.delivery), attempt=item.attempt, detail=detail[:500])
         await notification_log.record(connection, [event])
+        await outbox.mark_sent(connection, item.delivery.delivery_id)
         # the signal's time and correlation id: for latency, and to follow one result from
         # ingest to this message in the logs
         signal = await connection.fetchrow(
@@ -330,7 +333,6 @@ class DeliveryWorker:
         delivery = item.delivery
         retry_at = self._retry_at(item.attempt, item.give_up_at)
         reason = _reason(error)
-        await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
         events: list[EventPayload] = [
             DeliveryFailed(
                 **_ids(delivery), attempt=item.attempt, error=reason[:1000], retry_at=retry_at
@@ -338,7 +340,8 @@ class DeliveryWorker:
         ]
         if retry_at is None:
             events.append(await self._fall_back(connection, delivery))
-        await notification_log.record(connection, events)
+        await notification_log.record(connection, events)  # before the row: see _succeeded
+        await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
         metrics.record_delivery(delivery.channel, "failed", None)
         log.warning(
             "notifier.delivery_failed",
