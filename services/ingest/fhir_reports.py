@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.ingest.fhir_subjects import entry_names
+
 _EFFECTIVE = ("effectiveDateTime", "effectiveInstant", "effectivePeriod")
 
 
@@ -58,9 +60,8 @@ def dated_by_their_reports(entries: list[Any]) -> list[Any]:
             and observation.get("resourceType") == "Observation"
             and not any(key in observation for key in _EFFECTIVE)
         ):
-            logical = observation.get("id")
-            names = [entry.get("fullUrl"), f"Observation/{logical}" if logical else None]
-            found = [times[name] for name in names if isinstance(name, str) and name in times]
+            names = entry_names(entry, observation)
+            found = [times[name] for name in names if name in times]
             if found and all(time == found[0] for time in found):
                 entry = {**entry, "resource": {**observation, **found[0]}}
         dated.append(entry)

@@ -69,6 +69,14 @@ def contained_patients(resource: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def entry_names(entry: dict[str, Any], resource: dict[str, Any]) -> list[str]:
+    """The references that name a Bundle entry's resource within the Bundle: its
+    ``fullUrl`` (``urn:uuid:...`` or an absolute URL) and ``<resourceType>/<id>``."""
+    logical, kind = resource.get("id"), resource.get("resourceType")
+    names = [entry.get("fullUrl"), f"{kind}/{logical}" if logical else None]
+    return [name for name in names if isinstance(name, str) and name]
+
+
 def bundle_patients(entries: Any) -> dict[str, Any]:
     """The Patients of a Bundle's entries by the references that name them within the
     Bundle: the entry's ``fullUrl`` (``urn:uuid:...`` or an absolute URL) and
@@ -79,9 +87,7 @@ def bundle_patients(entries: Any) -> dict[str, Any]:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
             continue
-        logical = resource.get("id")
-        names = [entry.get("fullUrl"), f"Patient/{logical}" if logical else None]
-        for name in {n for n in names if isinstance(n, str) and n}:
+        for name in set(entry_names(entry, resource)):
             if name in found and found[name] is not resource:
                 ambiguous.add(name)
             found[name] = resource

@@ -50,9 +50,9 @@ class Batch:
     """Each message as sent, from its MSH to the next header, in the order sent."""
     file_header: tuple[str, ...] | None
     """FHS split at its field separator (FHS-n is ``[n - 1]``), when the file has one."""
-    batches: tuple[tuple[tuple[str, ...] | None, int], ...] = ((None, -1),)
+    batches: tuple[tuple[tuple[str, ...] | None, int], ...]
     """Each batch's BHS (split as FHS is; None without one) and how many of the messages,
-    in order, are its (-1: all of them)."""
+    in order, are its."""
 
     @property
     def batch_header(self) -> tuple[str, ...] | None:
@@ -228,7 +228,7 @@ def batch_ack(
         fields = header or batch.file_header or ("BHS", "^~\\&")
         suffix = "" if len(batch.batches) == 1 else f"B{number}"
         lines.append(_segment(_header("BHS", fields, stamp, f"{control_id}{suffix}")))
-        mine = list(given) if count < 0 else list(itertools.islice(given, count))
+        mine = list(itertools.islice(given, count))
         lines += mine
         lines.append(_segment(f"BTS|{len(mine)}"))
     if batch.file_header is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import hl7
-import hl7.exceptions
+
+from services.ingest.hl7.obx_fields import get
 
 DEFAULT_VERSION = "2.5.1"
 
@@ -27,13 +28,6 @@ class Hl7Header:
     """MSH-12, or 2.5.1 when the message names none"""
 
 
-def _get(msh: hl7.Segment, number: int) -> str:
-    try:
-        return str(msh.extract_field(1, number, 1, 1)).strip()
-    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
-        return ""
-
-
 def read_header(text: str) -> Hl7Header | None:
     """The MSH fields of ``text``; None when it does not begin with an MSH segment."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r").split("\r")
@@ -46,8 +40,8 @@ def read_header(text: str) -> Hl7Header | None:
     except (hl7.ParseException, KeyError, IndexError, ValueError):
         return None
     return Hl7Header(
-        application=_get(msh, 3),
-        facility=_get(msh, 4),
-        control_id=_get(msh, 10)[:199],
-        version=_get(msh, 12) or DEFAULT_VERSION,
+        application=get(msh, 3),
+        facility=get(msh, 4),
+        control_id=get(msh, 10)[:199],
+        version=get(msh, 12) or DEFAULT_VERSION,
     )

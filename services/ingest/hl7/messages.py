@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from services.ingest.hl7.fields import FieldError, parse_date
 from services.ingest.hl7.observations import ObxContext, no_result, read_observation
+from services.ingest.hl7.obx_fields import get
 from services.ingest.hl7.outcome import APPLICATION_ERROR as APPLICATION_ERROR
 from services.ingest.hl7.outcome import DATA_TYPE_ERROR as DATA_TYPE_ERROR
 from services.ingest.hl7.outcome import REQUIRED_FIELD_MISSING as REQUIRED_FIELD_MISSING
@@ -41,18 +42,10 @@ from shared.field_problems import describe, field_problems
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 
 
-def _get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
-    """A component's text, unescaped; empty when the message does not have it."""
-    try:
-        return str(segment.extract_field(1, number, repeat, component)).strip()
-    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
-        return ""
-
-
 def _entity(segment: hl7.Segment, number: int) -> str:
     """An EI (OBR-2, OBR-3) as its entity identifier and namespace: two laboratories'
     order numbers may be alike, their namespaces are not."""
-    identifier, namespace = _get(segment, number, 1), _get(segment, number, 2)
+    identifier, namespace = get(segment, number, 1), get(segment, number, 2)
     if not identifier:
         return ""
     return f"{identifier}^{namespace}" if namespace else identifier
@@ -83,7 +76,7 @@ class _Reader:
         self.zone = zone
         self.code_map = code_map
         self.problems: list[Hl7Problem] = []
-        self.control_id = _get(message.segment("MSH"), 10)
+        self.control_id = get(message.segment("MSH"), 10)
 
     def problem(
         self, segment: str, sequence: int, number: int, code: str, text: str, severity: str = "E"
@@ -149,8 +142,7 @@ class _Reader:
                 obr_sequence=order.obr.sequence,
                 # OBR-7 is the specimen's collection time; a lab that leaves it empty
                 # may give it in the order's SPM-17 (ELR 2.5.1 does both)
-                obr_time=_get(obr, 7)
-                or (_get(order.specimen.segment, 17) if order.specimen else ""),
+                obr_time=get(obr, 7) or (get(order.specimen.segment, 17) if order.specimen else ""),
                 order=number,
                 zone=self.zone,
                 code_map=self.code_map,
@@ -189,7 +181,7 @@ class _Reader:
         subject = self.subject_of(pid, 1)
         if subject is None:
             return []
-        birth_text, sex_code = _get(pid, 7), _get(pid, 8).upper()
+        birth_text, sex_code = get(pid, 7), get(pid, 8).upper()
         birth = None
         try:
             birth = parse_date(birth_text) if birth_text else None
@@ -205,7 +197,7 @@ class _Reader:
         site = ""
         try:
             pv1 = self.message.segment("PV1")
-            site = _get(pv1, 3, 4) or _get(pv1, 3, 1)
+            site = get(pv1, 3, 4) or get(pv1, 3, 1)
         except KeyError:
             pass
         if not site:
@@ -258,14 +250,14 @@ def interpret(
             "AR", "", "2.5.1", problems=[Hl7Problem("MSH", 1, 0, SEGMENT_SEQUENCE_ERROR, text)]
         )
     if route is not None:
-        study_id, zone = route(_get(msh, 3), _get(msh, 4))
+        study_id, zone = route(get(msh, 3), get(msh, 4))
     study_codes = (code_maps or {}).get(study_id, code_map or {})
     authority = (identifiers or SubjectIdentifiers()).for_study(study_id).hl7_assigning_authority
     reader = _Reader(message, study_id, zone, study_codes, authority)
-    version = _get(msh, 12)
-    kind, event = _get(msh, 9, 1).upper(), _get(msh, 9, 2).upper()
+    version = get(msh, 12)
+    kind, event = get(msh, 9, 1).upper(), get(msh, 9, 2).upper()
     result = Interpretation(
-        "AA", reader.control_id, version or "2.5.1", sender=(_get(msh, 3), _get(msh, 4))
+        "AA", reader.control_id, version or "2.5.1", sender=(get(msh, 3), get(msh, 4))
     )
     if not reader.control_id:
         result.ack_code = "AR"
@@ -280,7 +272,7 @@ def interpret(
             )
         )
         return result
-    processing = _get(msh, 11, 1).upper() or "P"
+    processing = get(msh, 11, 1).upper() or "P"
     if processing not in processing_ids:
         result.ack_code = "AR"
         result.problems.append(

@@ -1,4 +1,4 @@
-"""Reading an OBX's fields, and where an OBX stands in its message (pure)."""
+"""Reading any segment's fields, and where an OBX stands in its message (pure)."""
 
 from __future__ import annotations
 
