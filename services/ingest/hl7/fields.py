@@ -28,10 +28,17 @@ class FieldError(ValueError):
 
 
 def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
+    """HL7 DTM/TS as an aware datetime (see :func:`read_dtm`)."""
+    return read_dtm(text, default_zone=default_zone)[0]
+
+
+def read_dtm(text: str, *, default_zone: tzinfo) -> tuple[datetime, TimePrecision | None]:
     """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]``) as an aware datetime; a value
     without an offset is in the source's configured zone. Only the years a payload accepts
     (shared/events/values.py) are read, so an AE names the field rather than the rules
-    failing on a time they cannot store. Errors name the problem, never the value."""
+    failing on a time they cannot store. Errors name the problem, never the value. With it,
+    how precisely the text dates its moment when less than to the second (``202611`` is a
+    month), else None."""
     match = _DTM.match(text.strip())
     if not match:
         raise FieldError("is not an HL7 date/time (YYYY[MM[DD[HH[MM[SS]]]]][+ZZZZ])")
@@ -61,21 +68,11 @@ def parse_dtm(text: str, *, default_zone: tzinfo) -> datetime:
             raise FieldError("must have a UTC offset of at most 14 hours either way")
         zone = timezone(sign * offset)
     try:
-        return clinical_moment(moment.replace(tzinfo=zone))
+        moment = clinical_moment(moment.replace(tzinfo=zone))
     except ValueError as error:
         raise FieldError(str(error)) from None
-
-
-def dtm_precision(text: str) -> TimePrecision | None:
-    """How precisely an HL7 DTM dates its moment when less than to the second (``202611``
-    is a month); None for a full time or text that is no DTM (parse_dtm says why)."""
-    match = _DTM.match(text.strip())
-    if not match:
-        return None
-    for part, precision in _PRECISION:
-        if match[part] is None:
-            return precision
-    return None
+    precision = next((p for part, p in _PRECISION if parts[part] is None), None)
+    return moment, precision
 
 
 #: the first DTM part a partial time lacks, and the precision that leaves it with

@@ -20,9 +20,8 @@ from pydantic import ValidationError
 
 from services.ingest.hl7.fields import (
     FieldError,
-    dtm_precision,
-    parse_dtm,
     parse_reference_range,
+    read_dtm,
     read_unit,
 )
 from services.ingest.hl7.identity import observation_key
@@ -40,7 +39,7 @@ from services.ingest.hl7.values import (
     read_values,
 )
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
-from shared.events.payloads import LOINC_PATTERN
+from shared.events.payloads import LOINC_PATTERN, TimePrecision
 
 _STATUS = {
     "F": ResultStatus.FINAL,
@@ -115,8 +114,9 @@ def _checked_coding(coding: dict[str, str | None]) -> dict[str, str | None]:
     return coding
 
 
-def _collected(context: ObxContext, obx: hl7.Segment) -> datetime:
-    """OBX-14, or else OBR-7, in the source's zone when it carries no offset."""
+def _collected(context: ObxContext, obx: hl7.Segment) -> tuple[datetime, TimePrecision | None]:
+    """OBX-14, or else OBR-7 (or SPM-17), in the source's zone when it carries no offset,
+    with how precisely it was dated."""
     text, name = get(obx, 14), "OBX-14"
     if not text:
         text, name = context.obr_time, f"OBR-7 (of OBR {context.obr_sequence})"
@@ -127,7 +127,7 @@ def _collected(context: ObxContext, obx: hl7.Segment) -> datetime:
             "no collection time: OBX-14, OBR-7 and the order's SPM-17 are all empty",
         )
     try:
-        return parse_dtm(text, default_zone=context.zone)
+        return read_dtm(text, default_zone=context.zone)
     except FieldError as error:
         raise _Problem(14, DATA_TYPE_ERROR, f"{name} (collection time) {error}") from None
 
@@ -158,7 +158,7 @@ def _unreadable(
         coding["loinc_code"] = None
     collected = None
     with contextlib.suppress(_Problem):
-        collected = _collected(context, obx)
+        collected, _ = _collected(context, obx)
     optional: dict[str, object] = {
         **coding,
         "result_status": _STATUS.get(get(obx, 11) or "F"),
@@ -226,7 +226,7 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
         raise _Problem(6, DATA_TYPE_ERROR, "OBX-6 (units) is longer than 32 characters")
     if any("value" in value for value in values) and unit is None:
         raise _Problem(6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty for a numeric result")
-    collected = _collected(context, obx)
+    collected, precision = _collected(context, obx)
     low, high = parse_reference_range("^".join(components(obx, 7)))
     flags = tuple(flag for n in range(1, 11) if (flag := get(obx, 8, repeat=n)))
     results = []
@@ -243,7 +243,7 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
                         "reference_low": low,
                         "reference_high": high,
                         "collected_at": collected,
-                        "collected_precision": dtm_precision(get(obx, 14) or context.obr_time),
+                        "collected_precision": precision,
                         "result_status": status,
                         "abnormal_flags": flags,
                         "source_message_id": _message_id(context, obx, repetition),
