@@ -159,42 +159,33 @@ def _no_enrolment(resource: Any) -> str | None:
     return NO_ENROLMENT
 
 
+#: why each resource that a Vigil type names is kept and not used
+_NOT_USED = {
+    PENDING: "Observation received and kept with the Bundle, not used: its status is "
+    "registered and it carries no result yet; send the result when there is one",
+    NO_ENROLMENT: "Patient received and kept with the Bundle, not used to enrol: it names "
+    "no site (managingOrganization) or no birthDate, as a laboratory's Patient need not; "
+    "the Bundle's results for its subject are recorded and judged",
+    GROUPING: "Observation received and kept with the Bundle, not used: it groups results "
+    "(hasMember or component) and carries no value of its own; each member is read as its "
+    "own Observation",
+    # its status is not its results': Observation.status is 1..1 in R4 and each result's
+    # own is read, so a sender is told rather than left to assume otherwise
+    "DiagnosticReport": "DiagnosticReport received and kept with the Bundle, not used: "
+    "Vigil judges Observation, Patient and AdverseEvent resources; its status is not "
+    "applied to its results, each Observation's own status is read; its effective[x] "
+    "dates those of its results that carry none",
+}
+
+
 def received_not_used(kind: str) -> dict[str, Any]:
-    """The response entry of a resource Vigil keeps but does not judge. A DiagnosticReport's
-    status is not its results': Observation.status is required (1..1) in R4, and each
-    result's own is read, so a sender is told rather than left to assume otherwise; its
-    time dates its results that carry none (fhir_reports)."""
-    if kind == PENDING:
-        return _information(
-            "200 OK",
-            "Observation received and kept with the Bundle, not used: its status is "
-            "registered and it carries no result yet; send the result when there is one",
-        )
-    if kind == NO_ENROLMENT:
-        return _information(
-            "200 OK",
-            "Patient received and kept with the Bundle, not used to enrol: it names no "
-            "site (managingOrganization) or no birthDate, as a laboratory's Patient need "
-            "not; the Bundle's results for its subject are recorded and judged",
-        )
-    if kind == GROUPING:
-        return _information(
-            "200 OK",
-            "Observation received and kept with the Bundle, not used: it groups results "
-            "(hasMember or component) and carries no value of its own; each member is read "
-            "as its own Observation",
-        )
-    note = (
-        "; its status is not applied to its results, each Observation's own status is "
-        "read; its effective[x] dates those of its results that carry none"
-        if kind == "DiagnosticReport"
-        else ""
-    )
-    return _information(
-        "200 OK",
+    """The response entry of a resource Vigil keeps but does not judge (``kind``: its
+    type, or what :func:`unused_observation` or the Patient check found it to be)."""
+    default = (
         f"{kind} received and kept with the Bundle, not used: "
-        f"Vigil judges Observation, Patient and AdverseEvent resources{note}",
+        "Vigil judges Observation, Patient and AdverseEvent resources"
     )
+    return _information("200 OK", _NOT_USED.get(kind, default))
 
 
 def _information(status: str, diagnostics: str) -> dict[str, Any]:
