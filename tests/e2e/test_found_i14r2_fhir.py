@@ -6,95 +6,29 @@ what a conformant receiver must do, with the clause."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
+from tests.e2e.test_found_i14_fhir import (
+    INTERPRETATION,
+    _haemoglobin,
+    _observation,
+    _patient,
+    _post,
+    _transaction,
+    _urn,
+)
 from tests.support.results import new_subject_id, stored_payloads
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-STUDY_SYSTEM = "urn:vigil:study:NCT05262686"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 LAB_RESULT = "org.vigil.lab_result.reported.v1"
 RAISED = "org.vigil.safety_signal.raised.v1"
-RETRACTED = "org.vigil.safety_signal.retracted.v1"
 DATA_QUALITY = "org.vigil.data_quality.issue_raised.v1"
-FHIR_JSON = "application/fhir+json"
-
-
-def _patient(subject: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": STUDY_SYSTEM, "value": subject}],
-        "gender": "female",
-        "birthDate": "1985-04-12",
-        "managingOrganization": {"reference": "Organization/PKUPH-01"},
-    }
-
-
-def _hb(subject_reference: str, value: Any = 7.0, **body: Any) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5.9", "value": uuid.uuid4().hex}],
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "718-7"}]},
-        "subject": {"reference": subject_reference},
-        "effectiveDateTime": "2026-11-20T08:00:00+08:00",
-        "valueQuantity": {"value": value, "unit": "g/dL", "system": UCUM, "code": "g/dL"},
-    }
-    resource.update(body)
-    return {k: v for k, v in resource.items() if v is not None}
-
-
-def _urn() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"
-
-
-def _bundle(kind: str, *entries: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": kind,
-        "entry": [
-            {
-                "fullUrl": url,
-                "resource": resource,
-                "request": {"method": "POST", "url": resource["resourceType"]},
-            }
-            for url, resource in entries
-        ],
-    }
-
-
-async def _request(
-    services: RunningServices,
-    method: str,
-    path: str,
-    body: bytes | None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=services.ingest_url, timeout=60) as client:
-        return await client.request(
-            method,
-            path,
-            content=body,
-            headers={**services.headers, "content-type": FHIR_JSON, **(headers or {})},
-        )
-
-
-async def _post(
-    services: RunningServices,
-    path: str,
-    resource: dict[str, Any],
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    return await _request(services, "POST", path, json.dumps(resource).encode(), headers)
 
 
 async def _payloads(db: asyncpg.Connection, subject: str, kind: str) -> list[dict[str, Any]]:
@@ -129,7 +63,7 @@ async def test_a_lab_transaction_whose_patient_names_no_organization_is_accepted
     answer = await _post(
         services,
         "/fhir/r4",
-        _bundle("transaction", (patient_url, patient), (_urn(), _hb(patient_url))),
+        _transaction((patient_url, patient), (_urn(), _haemoglobin(patient_url))),
     )
     assert answer.status_code == 200, answer.text
     await eventually(lambda: _payloads(db, subject, RAISED), timeout=60, what="alert")
@@ -150,20 +84,10 @@ async def test_a_haemoglobin_value_string_a_lab_writes_is_judged_or_raised(
     number of a protocol analyte raises unit-not-convertible, and that unreadable values
     flagged abnormal reach the medical monitor; these forms do neither)."""
     subject = new_subject_id("FS")
-    resource = _hb(
+    resource = _observation(
         f"Patient/{subject}",
-        valueQuantity=None,
         valueString=text,
-        interpretation=[
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                        "code": "L",
-                    }
-                ]
-            }
-        ],
+        interpretation=[{"coding": [{"system": INTERPRETATION, "code": "L"}]}],
     )
     answer = await _post(services, "/fhir/r4/Observation", resource)
     assert answer.status_code in (200, 201), answer.text
