@@ -22,7 +22,7 @@ from services.ingest.fhir_subjects import (
     patient_subject,
     referenced_subject,
 )
-from services.ingest.fhir_times import effective_moment, effective_precision
+from services.ingest.fhir_times import effective
 from services.ingest.fhir_values import NotRead, value_fields
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.events import (
@@ -85,7 +85,7 @@ def observation_event(
     system = identifiers or SubjectIdentifierSystem.conventional(study_id)
     referable = {**(patients or {}), **contained_patients(resource)}
     subject = referenced_subject(observation.subject, "Observation", system, issues, referable)
-    collected = effective_moment(
+    collected, collected_precision = effective(
         observation.effectiveDateTime,
         observation.effectiveInstant,
         observation.effectivePeriod,
@@ -143,9 +143,7 @@ def observation_event(
                 "reference_high": first_range.high.value
                 if first_range and first_range.high
                 else None,
-                "collected_precision": effective_precision(
-                    observation.effectiveDateTime, observation.effectivePeriod
-                ),
+                "collected_precision": collected_precision,
                 "observation_key": bounded(identity, 300),
             }
         ), []

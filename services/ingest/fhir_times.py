@@ -44,24 +44,20 @@ def precision(value: Any) -> TimePrecision | None:
     return None
 
 
-def effective_precision(date_time: Any, period: Any) -> TimePrecision | None:
-    """The precision of what :func:`effective_moment` took (an instant is always exact)."""
+def effective(
+    date_time: Any, instant: Any, period: Any, zone: tzinfo
+) -> tuple[datetime | None, TimePrecision | None]:
+    """An Observation's ``effective[x]`` as one moment, with how precisely it was dated:
+    ``effectiveDateTime``, ``effectiveInstant`` (always exact), or an
+    ``effectivePeriod``'s start, else its end (a sample collected over a period, such as
+    a 24-hour urine, is dated by when collection began when the sender says so, else by
+    when it ended)."""
     if date_time is not None:
-        return precision(date_time)
-    if period is not None:
-        return precision(period.start if period.start is not None else period.end)
-    return None
-
-
-def effective_moment(date_time: Any, instant: Any, period: Any, zone: tzinfo) -> datetime | None:
-    """An Observation's ``effective[x]`` as one moment: ``effectiveDateTime``,
-    ``effectiveInstant``, or an ``effectivePeriod``'s start, else its end (a sample
-    collected over a period, such as a 24-hour urine, is dated by when collection began
-    when the sender says so, else by when it ended)."""
-    if date_time is not None:
-        return moment(date_time, zone)
-    if instant is not None:
-        return moment(instant, zone)
-    if period is not None:
-        return moment(period.start, zone) or moment(period.end, zone)
-    return None
+        value = date_time
+    elif instant is not None:
+        return moment(instant, zone), None
+    elif period is not None:
+        value = period.start if moment(period.start, zone) is not None else period.end
+    else:
+        return None, None
+    return moment(value, zone), precision(value)
