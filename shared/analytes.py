@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from functools import cached_property
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -24,6 +25,11 @@ class UnitNotConvertible(ValueError):
     """A known analyte arrived in a unit Vigil cannot convert to the canonical one."""
 
 
+#: LOINC scale: Qn is judged by its number (and converted to the canonical unit); Ord is
+#: an ordinal answer (positive / negative / detected), judged by what it says
+Scale = Literal["Qn", "Ord"]
+
+
 @dataclass(frozen=True)
 class Analyte:
     """One analyte: its name, LOINC codes, canonical unit and how other units convert."""
@@ -33,6 +39,7 @@ class Analyte:
     canonical_unit: str
     # UCUM unit -> (multiply by, divide by) to get the canonical unit
     conversions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    scale: Scale = "Qn"
 
     @cached_property
     def _by_spelling(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -124,9 +131,46 @@ ANALYTES: tuple[Analyte, ...] = (
     Analyte("IgM", ("2472-9",), "g/L", _PROTEIN_G_PER_L),
     Analyte("complement C3", ("4485-9",), "g/L", _PROTEIN_G_PER_L),
     Analyte("complement C4", ("4498-2",), "g/L", _PROTEIN_G_PER_L),
+    Analyte("eosinophils", ("711-2",), "10*9/L", _COUNT_PER_L),
+    Analyte("TSH", ("3016-3",), "m[IU]/L", _units(("u[IU]/mL", _ONE, _ONE))),
+    Analyte(
+        "urine protein/creatinine",
+        ("2890-2",),
+        "g/g",
+        _units(("mg/g", _ONE, Decimal(1000)), ("mg/mg", _ONE, _ONE)),
+    ),
+    Analyte("hCG quantitative", ("19080-1",), "m[IU]/mL", _units(("[IU]/L", _ONE, _ONE))),
+    Analyte("HBV DNA", ("42595-9",), "[IU]/mL", {}),
+    Analyte("hCG qualitative", ("2106-3", "2118-8", "2112-1"), "", scale="Ord"),
+    Analyte("HIV antibody", ("7918-6", "7917-8"), "", scale="Ord"),
+    Analyte("HCV antibody", ("16128-1", "13955-0", "40726-2"), "", scale="Ord"),
+    Analyte("HCV RNA", ("11259-9",), "", scale="Ord"),
+    Analyte("HBsAg", ("5196-1",), "", scale="Ord"),
+    Analyte("anti-HBc", ("16933-4",), "", scale="Ord"),
+    Analyte("TB IGRA", ("71773-6",), "", scale="Ord"),
+    Analyte("NYHA class", ("88020-3",), "", scale="Ord"),
 )
 
 _BY_LOINC = {code: analyte for analyte in ANALYTES for code in analyte.loinc_codes}
+_BY_NAME = {analyte.name: analyte for analyte in ANALYTES}
+assert len(_BY_LOINC) == sum(len(a.loinc_codes) for a in ANALYTES), "a code in two analytes"
+assert len(_BY_NAME) == len(ANALYTES), "two analytes of one name"
+
+
+def analyte_named(name: str) -> Analyte:
+    """The analyte of this catalogue name; ValueError naming the known ones if none."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(
+            f"{name!r} is not in Vigil's analyte catalogue; known: {', '.join(_BY_NAME)}"
+        ) from None
+
+
+def codes_of(*names: str) -> tuple[str, ...]:
+    """Every LOINC code of the named analytes, in catalogue order."""
+    return tuple(code for name in names for code in analyte_named(name).loinc_codes)
+
 
 # What a message or a derived event says instead of a unit Vigil does not recognise: a
 # unit is sender text, and free text may carry anything, a name included.
@@ -137,7 +181,7 @@ _KNOWN_UNITS = {
     normalise_unit(unit): unit
     for unit in (
         *DERIVED_UNITS,
-        *(a.canonical_unit for a in ANALYTES),
+        *(a.canonical_unit for a in ANALYTES if a.canonical_unit),
         *(unit for a in ANALYTES for unit in a.conversions),
     )
 }
@@ -180,6 +224,8 @@ def normalise_lab_result(
     analyte = analyte_for(result.loinc_code) if result.loinc_code else None
     if analyte is None:
         return result.model_copy(update={"unmapped": True}), None
+    if analyte.scale != "Qn":
+        return result, None  # judged by what it says, not by a number
     if result.value is None:
         if result.result_status.is_measurement:
             return result, NOT_A_NUMBER.format(name=analyte.name, code=result.loinc_code)

@@ -404,6 +404,18 @@ DataQualityProblem = Literal[
     # two reports of one observation that neither replaces (two different finals; a
     # report after the observation was cancelled): a person decides which is right
     "conflicting-results",
+    # a value that cannot be physiological (negative, zero where impossible, beyond the
+    # analyte's plausible range): kept, never judged; the data manager checks it
+    "implausible-value",
+    # a time that cannot be right against the subject's others (collected before birth or
+    # in the future, Day 0 before birth): the part that cannot be placed is set aside
+    "implausible-time",
+    # a laboratory's reference range that cannot be right (low above high): not used
+    "reference-range-implausible",
+    # a medication whose route (or drug, frequency) Vigil cannot read, so no rule could
+    # tell whether it counts
+    "route-not-recognised",
+    "medication-not-recognised",
 ]
 
 

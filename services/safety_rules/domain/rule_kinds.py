@@ -22,9 +22,30 @@ from services.safety_rules.domain.rule_terms import (
     certainly,
     plain_number,
 )
-from shared.analytes import UnitNotConvertible, analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for, codes_of
 
 LoincCode = Annotated[str, Field(pattern=r"^\d{1,7}-\d$")]
+
+
+class ReadsAnalytes(RuleBase):
+    """A rule over lab results names the analytes it reads (``analytes``, by their names in
+    Vigil's catalogue, ``shared/analytes.py``, the one place that knows an analyte's
+    codes); its ``loinc_codes`` are then every code of those analytes, plus any the pack
+    lists itself."""
+
+    analytes: tuple[str, ...] = ()
+    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codes_of_analytes(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("analytes"):
+            codes = codes_of(*data["analytes"])
+            data = {
+                **data,
+                "loinc_codes": tuple(dict.fromkeys((*codes, *data.get("loinc_codes", ())))),
+            }
+        return data
 
 
 def _check_units(codes: tuple[str, ...], unit: str) -> None:
@@ -46,11 +67,10 @@ class FromPercent(Strict):
     total_code: LoincCode
 
 
-class AbsoluteThresholdRule(RuleBase):
+class AbsoluteThresholdRule(ReadsAnalytes):
     """Fires when an analyte, in the rule's unit, compares true against a fixed threshold."""
 
     kind: Literal["absolute_threshold"]
-    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
     operator: Operator
     threshold: Decimal
     unit: str
@@ -80,11 +100,10 @@ class AbsoluteThresholdRule(RuleBase):
         return f"{self.operator} {plain_number(self.threshold)} {self.unit}"
 
 
-class ReferenceLimitRule(RuleBase):
+class ReferenceLimitRule(ReadsAnalytes):
     """Fires when a result compares against a multiple of its own laboratory's ULN or LLN."""
 
     kind: Literal["reference_limit_multiple"]
-    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
     limit: Literal["ULN", "LLN"]
     operator: Operator
     multiple: Decimal = Field(gt=0)
@@ -103,11 +122,10 @@ class ReferenceLimitRule(RuleBase):
         return f"{self.operator} {plain_number(self.multiple)} x {self.limit}"
 
 
-class BaselineChangeRule(RuleBase):
+class BaselineChangeRule(ReadsAnalytes):
     """Fires on change from the subject's baseline (the last value on or before Day 0)."""
 
     kind: Literal["change_from_baseline"]
-    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
     change: Literal["ratio", "percent", "absolute"]
     operator: Operator
     amount: Decimal
@@ -179,11 +197,10 @@ class HysLawRule(RuleBase):
         )
 
 
-class QualitativeRule(RuleBase):
+class QualitativeRule(ReadsAnalytes):
     """Fires on a coded result (positive, indeterminate) of a serology or pregnancy test."""
 
     kind: Literal["qualitative"]
-    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
     results: tuple[Literal["positive", "indeterminate"], ...] = ("positive",)
 
     def inputs(self) -> tuple[str, ...]:
@@ -193,12 +210,11 @@ class QualitativeRule(RuleBase):
         return " or ".join(self.results)
 
 
-class CodedResultRule(RuleBase):
+class CodedResultRule(ReadsAnalytes):
     """Fires on a coded or text result that matches a pattern (e.g. an NYHA class recorded
     as an assessment, LOINC 88020-3)."""
 
     kind: Literal["coded_result"]
-    loinc_codes: tuple[LoincCode, ...] = Field(min_length=1)
     patterns: tuple[str, ...] = Field(
         min_length=1, description="Case-insensitive regular expressions over the result."
     )
