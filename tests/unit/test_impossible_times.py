@@ -123,3 +123,23 @@ def test_time_problems_name_the_field() -> None:
     )
     (found,) = time_problems(enrolled, NOW)
     assert found.field == "birth_date"
+
+
+@pytest.mark.parametrize("text", ["NaN", "-Infinity"])
+def test_a_value_that_is_no_number_is_never_a_value(text: str) -> None:
+    """NaN cannot reach a rule: HL7 keeps it unreadable (W), the payload refuses it."""
+    obx = f"OBX|1|NM|718-7^Hemoglobin^LN||{text}|g/dL|12-16|L|||F"
+    outcome = interpret(oru(obx), study_id=STUDY, zone=UTC, now=NOW)
+    assert outcome.ack_code == "AA"
+    assert not any(isinstance(e, LabResultReported) for e in outcome.events)
+    assert [p.severity for p in outcome.problems] == ["W"]
+    with pytest.raises(ValidationError, match="value"):
+        LabResultReported(
+            study_id=STUDY,
+            subject_id="01-001",
+            loinc_code="718-7",
+            value=Decimal(text),
+            unit="g/dL",
+            collected_at=NOW,
+            source_message_id="M1",
+        )
