@@ -97,6 +97,7 @@ def _change_point(
     else:
         amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
     comparator = entry.result.comparator
+    quantities = _quantities(entry, value, base)
     holds = certainly(amount, comparator, rule.operator, rule.amount)
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
@@ -104,13 +105,14 @@ def _change_point(
         rule,
         entry,
         holds=holds,
-        grade=grade_of(rule.grading, _quantities(entry, value, base), comparator),
+        grade=grade_of(rule.grading, quantities, comparator),
         value=value,
         unit=rule.unit,
         comparison=f"{text}, rule {rule.describe()}",
         extra={
             "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
             "change": text,
+            **({f"{_label(entry)}/ULN": _num(uln)} if (uln := quantities["uln"]) else {}),
         },
         input_ids=(entry.event_id, baseline.event_id),
     ), ()
