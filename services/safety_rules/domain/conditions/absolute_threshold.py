@@ -108,12 +108,21 @@ def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decima
         rule,
         entry,
         holds=holds,
-        grade=grade_of(rule.grading, {"value": result.value}, comparator) if holds else None,
+        grade=_graded(rule, entry) if holds else None,
         value=result.value,
         unit=unit,
         comparison=text,
         extra={"threshold": f"{_num(cut_off)} {unit} (the laboratory's cut-off)"},
     ), ()
+
+
+def _graded(rule: AbsoluteThresholdRule, entry: LabEntry) -> int | None:
+    """A grading's bands are in the rule's unit: a result it cannot convert is not graded."""
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None
+    return grade_of(rule.grading, {"value": value}, entry.result.comparator)
 
 
 def _from_percent(
