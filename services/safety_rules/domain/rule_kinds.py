@@ -81,8 +81,8 @@ class AbsoluteThresholdRule(ReadsAnalytes):
     laboratory_limit: Literal["ULN", "LLN"] | None = Field(
         default=None,
         description="When the result carries its laboratory's limit (HL7 OBX-7, FHIR "
-        "referenceRange high or low), that limit, in the result's own unit, is the threshold "
-        "(the assay's cut-off); the rule's threshold applies when it carries none.",
+        "referenceRange high or low), the rule also holds when the result meets that limit "
+        "in the result's own unit (the assay's cut-off): the more alerting of the two.",
     )
 
     @model_validator(mode="after")
@@ -110,6 +110,7 @@ class AbsoluteThresholdRule(ReadsAnalytes):
         text = f"{self.operator} {plain_number(self.threshold)} {self.unit}"
         if self.laboratory_limit:
             text += f", or {self.operator} the laboratory's {self.laboratory_limit} when sent"
+            # (whichever is met first)
         return text
 
 

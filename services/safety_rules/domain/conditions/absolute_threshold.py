@@ -38,9 +38,18 @@ def _absolute(
     rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
+        judged = judge_by_threshold(entry)
         cut_off = _laboratory_cut_off(rule, entry)
-        if cut_off is not None:
-            return _cut_off_point(rule, entry, cut_off)
+        if cut_off is None or (judged[0] is not None and judged[0].holds):
+            return judged
+        # the laboratory's cut-off when sent, and the rule's threshold: the more alerting
+        # (a cut-off of 25 mIU/mL does not hide an hCG of 10 that the rule's 5 flags)
+        by_cut_off = _cut_off_point(rule, entry, cut_off)
+        if by_cut_off[0] is not None and by_cut_off[0].holds:
+            return by_cut_off
+        return judged if judged[0] is not None or judged[1] else by_cut_off
+
+    def judge_by_threshold(entry: LabEntry) -> _Judgement:
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
