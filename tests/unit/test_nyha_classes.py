@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
 from services.safety_rules.domain.rule_kinds import CodedResultRule
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
@@ -114,36 +113,3 @@ def test_a_reported_sub_class_is_stored_as_its_class_and_labelled_so() -> None:
 def test_a_class_field_that_names_no_class_is_refused() -> None:
     with pytest.raises(ValidationError, match="nyha_class"):
         _report("moderate")
-
-
-def _rule(**changes: object) -> AdverseEventRule:
-    fields: dict[str, object] = {
-        "id": "x",
-        "title": "X",
-        "source": "test",
-        "kind": "adverse_event",
-        "criterion": "named-event",
-        "term_patterns": ["x"],
-    }
-    return AdverseEventRule.model_validate({**fields, **changes})
-
-
-def test_a_named_event_rule_without_a_pattern_or_code_is_refused() -> None:
-    with pytest.raises(ValidationError, match="needs term_patterns or MedDRA codes"):
-        _rule(term_patterns=[])
-
-
-def test_an_exclusion_that_does_not_compile_is_refused() -> None:
-    with pytest.raises(ValidationError, match="term pattern"):
-        _rule(term_exclusions=["(unclosed"])
-
-
-def test_a_minimum_grade_outside_ctcae_is_refused() -> None:
-    with pytest.raises(ValidationError, match="min_grade"):
-        _rule(min_grade=6)
-
-
-def test_a_graded_rule_says_its_grade() -> None:
-    assert _rule(min_grade=3, title="Infusion reaction").describe() == (
-        "adverse event: infusion reaction, CTCAE grade >= 3"
-    )

@@ -74,7 +74,7 @@ class AdverseEventRule(RuleBase):
         if self.criterion == "nyha-class":
             return f"heart failure NYHA class {' or '.join(self.nyha_classes)}"
         if self.criterion == "named-event":
-            described = f"adverse event: {self.title.lower()}"
+            described = f"adverse event: {self.title[:1].lower()}{self.title[1:]}"
         else:
             described = f"adverse event: {self.criterion}"
         if self.min_grade is not None:
