@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from services.ingest.schemas import AdverseEventIn
 from services.safety_rules.domain.rule_kinds import CodedResultRule
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
@@ -113,3 +114,17 @@ def test_a_reported_sub_class_is_stored_as_its_class_and_labelled_so() -> None:
 def test_a_class_field_that_names_no_class_is_refused() -> None:
     with pytest.raises(ValidationError, match="nyha_class"):
         _report("moderate")
+
+
+def test_the_json_endpoint_takes_a_sub_class_as_its_class() -> None:
+    body = {
+        "subject_id": "01-001",
+        "ae_id": "AE1",
+        "term": "Cardiac failure",
+        "onset": "2026-03-02T00:00:00+08:00",
+        "serious": False,
+        "nyha_class": "心功能Ⅲb级",
+        "source_message_id": "M1",
+    }
+
+    assert AdverseEventIn.model_validate(body).nyha_class == "III"
