@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.ingest.domain import events_for
+from services.ingest.fhir_entries import created
 from shared.analytes import ANALYTES
 from shared.events import DataQualityIssueRaised, LabResultReported
 from shared.plausibility import (
@@ -127,3 +128,11 @@ def test_a_reference_range_with_low_above_high_is_unusable(
 ) -> None:
     as_decimal = [Decimal(v) if v is not None else None for v in (low, high)]
     assert unusable_reference_range(*as_decimal) is unusable
+
+
+def test_a_fhir_bundle_entry_with_an_impossible_value_is_created_with_a_warning() -> None:
+    response = created("Observation", uuid.uuid4(), result(value=Decimal(-3)))["response"]
+    assert response["status"] == "201 Created"
+    (issue,) = response["outcome"]["issue"]
+    assert (issue["severity"], issue["expression"]) == ("warning", ["Observation.value[x]"])
+    assert "outcome" not in created("Observation", uuid.uuid4(), result())["response"]
