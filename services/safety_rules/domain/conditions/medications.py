@@ -185,6 +185,23 @@ def _nearest_weight(history: SubjectHistory, rule: MedicationRule, at: datetime)
     return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
 
 
+def _weighed_at(
+    history: SubjectHistory, rule: MedicationRule, counted: list[Counted]
+) -> set[datetime]:
+    """When a per-kg rule's subject was weighed while a counted medication was taken: a new
+    weight changes the dose per kg from then on."""
+    if rule.criterion != "daily-dose-per-kg":
+        return set()
+    return {
+        entry.at
+        for entry in history.results(*rule.weight_codes)
+        if any(
+            e.record.start <= entry.at and (e.record.stop is None or e.record.stop > entry.at)
+            for e, _, _ in counted
+        )
+    }
+
+
 def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     counted, problems = _counted(rule, history)
     moments = sorted(
@@ -194,6 +211,7 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
             for m in (entry.record.start, entry.record.stop)
             if m is not None
         }
+        | _weighed_at(history, rule, counted)
     )
     points: list[Point] = []
     per_kg = rule.criterion == "daily-dose-per-kg"
@@ -205,7 +223,8 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
         ]
         active.sort(key=lambda item: item[0].record.start)
         trigger, trigger_name = next(
-            (e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment
+            ((e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment),
+            (active[0][0], active[0][2]) if active else (counted[0][0], counted[0][2]),
         )
         drugs = ", ".join(_described(n, e.record) for e, _, n in active) or "none"
         ids = [trigger.event_id, *(e.event_id for e, _, _ in active)]
