@@ -172,7 +172,7 @@ def parts_of(text: str) -> tuple[str, ...]:
     return tuple(p for p in _PARTS.split(normalise(text)) if p)
 
 
-def _is_cjk(text: str) -> bool:
+def is_cjk(text: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" for ch in text)
 
 
@@ -180,7 +180,7 @@ _BY_PARTS: dict[tuple[str, ...], str] = {}
 _BY_CJK: dict[str, str] = {}
 for _drug in DRUGS:
     for _spelling in (_drug.name, *_drug.names):
-        if _is_cjk(_spelling):
+        if is_cjk(_spelling):
             _BY_CJK[normalise(_spelling)] = _drug.name
         else:
             _BY_PARTS[parts_of(_spelling)] = _drug.name
@@ -215,7 +215,7 @@ def names_in(text: str) -> tuple[str, ...]:
         else:
             at += 1
     key = normalise(text)
-    if _is_cjk(key):
+    if is_cjk(key):
         taken = [False] * len(key)
         for spelling in _CJK_LONGEST_FIRST:
             start = key.find(spelling)

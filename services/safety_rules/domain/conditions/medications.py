@@ -11,7 +11,13 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
-from services.safety_rules.domain.conditions.drug_names import ATC_OF, Identified, identify
+from services.safety_rules.domain.conditions.drug_names import (
+    ATC_OF,
+    Identified,
+    identify,
+    is_cjk,
+    parts_of,
+)
 from services.safety_rules.domain.conditions.lab_values import _numeric, value_in
 from services.safety_rules.domain.conditions.medication_words import (
     mg_per_unit,
@@ -30,51 +36,61 @@ from shared.analytes import UnitNotConvertible
 from shared.events import MedicationRecorded
 
 
-def _stem_matches(stem: str, part: str) -> bool:
+def _stem_matches(stem: str, found: Identified) -> bool:
+    """Whether a word part of the drug begins ('cef-'), ends ('-penem') or contains
+    ('-cillin-') the stem and is longer than it; a Chinese stem is looked for in the whole
+    name, which has no word parts."""
     core = stem.strip("-")
-    if len(part) <= len(core):
-        return False
-    if stem.startswith("-") and stem.endswith("-"):
-        return core in part
-    if stem.startswith("-"):
-        return part.endswith(core)
-    return part.startswith(core)
+    if is_cjk(core):
+        return core in found.text
+    for part in found.parts:
+        if len(part) <= len(core):
+            continue
+        if stem.startswith("-") and stem.endswith("-"):
+            if core in part:
+                return True
+        elif part.endswith(core) if stem.startswith("-") else part.startswith(core):
+            return True
+    return False
+
+
+def _names(alias: str, found: Identified) -> bool:
+    """Whether the drug as sent names ``alias`` (its word parts in order; Chinese inside)."""
+    if is_cjk(alias):
+        return normalise(alias) in found.text
+    wanted = parts_of(alias)
+    size = len(wanted)
+    return any(found.parts[i : i + size] == wanted for i in range(len(found.parts) - size + 1))
 
 
 def _drug(rule: MedicationRule, found: Identified) -> tuple[str, Fraction] | None:
     """Vigil's name for a drug the rule counts and the drug's equivalence factor, or None.
     A drug in one of the rule's classes but not named by it is called by the known drugs
-    of that class it names, else by the class's ATC prefix or the word part it matched."""
-    excluded = {normalise(name) for name in rule.except_drugs}
-    excluded_atc = tuple(code for name in excluded for code in ATC_OF.get(name, ()))
-    names = [name for name in found.names if name not in excluded]
-    codes = [code for code in found.atc if not code.startswith(excluded_atc or ("\0",))]
-    if excluded and len(names) < len(found.names) and not names:
+    of that class it names, else by the class's ATC prefix or the stem it matched. A drug
+    the rule excepts (and its ATC codes) never counts, whatever stem its name has."""
+    if any(_names(name, found) for name in rule.except_drugs):
         return None
+    excepted_atc = tuple(code for name in rule.except_drugs for code in ATC_OF.get(name, ()))
+    codes = [code for code in found.atc if not (excepted_atc and code.startswith(excepted_atc))]
     for match in rule.drugs:
-        if match.name in names or any(
-            code.startswith(atc.upper()) for code in codes for atc in match.atc_codes
+        if (
+            match.name in found.names
+            or any(code.startswith(atc.upper()) for code in codes for atc in match.atc_codes)
+            or any(_names(alias, found) for alias in match.aliases)
         ):
             return match.name, match.factor
-        for alias in match.aliases:
-            wanted = tuple(normalise(alias).replace("-", " ").split())
-            size = len(wanted)
-            if any(found.parts[i : i + size] == wanted for i in range(len(found.parts) - size + 1)):
-                return match.name, match.factor
-    for prefix in rule.atc_prefixes:
-        in_class = [n for n in names if any(c.startswith(prefix) for c in ATC_OF.get(n, ()))]
+    for prefix in (p.upper() for p in rule.atc_prefixes):
+        in_class = [
+            name
+            for name in found.names
+            if any(code.startswith(prefix) for code in ATC_OF.get(name, ()))
+        ]
         if in_class:
             return "/".join(in_class), Fraction(1)
-        if any(code.startswith(prefix.upper()) for code in codes):
+        if any(code.startswith(prefix) for code in codes):
             return f"ATC {prefix}", Fraction(1)
     for stem in rule.name_stems:
-        words = [p for p in found.parts if p not in excluded]
-        if any(_stem_matches(stem, part) for part in words) or (
-            stem.startswith("-")
-            and stem.endswith("-")
-            and stem.strip("-") in found.text
-            and not any(name in found.text for name in excluded)
-        ):
+        if _stem_matches(stem, found):
             return f"drug named {stem}", Fraction(1)
     return None
 
