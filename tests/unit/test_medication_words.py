@@ -309,3 +309,10 @@ def test_a_medication_by_a_chinese_name_is_shown_by_vigil_s_name() -> None:
     assert [s.computed_values["active_medications"] for s in raised] == [
         "prednisone 15 mg 1x/day oral"
     ]
+
+
+def test_a_daily_dose_is_stored_as_a_plain_decimal() -> None:
+    signals, _ = derived({"drug": "prednisone", "dose": 10, "freq": "BID"})
+    raised = [s for s in signals if s.rule_id == STEROID]
+    assert [str(s.observed_value) for s in raised] == ["20"]
+    assert [s.observed_unit for s in raised] == ["mg/day"]

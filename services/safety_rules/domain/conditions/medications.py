@@ -118,7 +118,9 @@ def _decimal(value: Fraction) -> Decimal:
     """An exact daily dose as a decimal to show and store: to 4 places (20/3 is 6.6667);
     the comparison is made on the fraction, never on this."""
     exact = Decimal(value.numerator) / Decimal(value.denominator)
-    return exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize()
+    shown = exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize()
+    # normalize writes 20 as 2E+1: an integer is kept an integer
+    return shown.quantize(Decimal(1)) if shown == shown.to_integral_value() else shown
 
 
 def _holds(value: Fraction, operator: Operator, bound: Fraction) -> bool:
