@@ -67,6 +67,8 @@ class DrugMatch(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> DrugMatch:
+        # the word tables live with the conditions, whose package imports the rule kinds:
+        # imported when a rule is read, not when this module is
         from services.safety_rules.domain.conditions.drug_names import known
 
         if not known(self.name) and not self.atc and not self.aliases:
