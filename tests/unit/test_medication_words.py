@@ -27,6 +27,7 @@ from services.safety_rules.domain.conditions.medication_words import (
 )
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.rule_pack import load_rule_packs
+from shared.analytes import codes_of
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO
@@ -316,3 +317,20 @@ def test_a_daily_dose_is_stored_as_a_plain_decimal() -> None:
     raised = [s for s in signals if s.rule_id == STEROID]
     assert [str(s.observed_value) for s in raised] == ["20"]
     assert [s.observed_unit for s in raised] == ["mg/day"]
+
+
+def test_a_rule_describes_its_condition_in_words() -> None:
+    assert _rule().describe() == "daily dose > 10 mg/day"
+    two = [{"name": "dexamethasone", "factor": "20/3"}, {"name": "prednisone"}]
+    assert _rule(drugs=two, reference_drug="prednisone").describe() == (
+        "daily dose prednisone-equivalent > 10 mg/day"
+    )
+    assert _rule(criterion="route", routes=["intravenous"]).describe() == (
+        "test (route: intravenous)"
+    )
+    assert _rule(criterion="any", routes=[]).describe() == "test (any route)"
+    per_kg = _rule(criterion="daily-dose-per-kg", threshold=5)
+    assert per_kg.describe() == "daily dose > 5 mg/kg/day"
+    # a new weight re-judges it: it reads every body weight code of the catalogue
+    assert per_kg.inputs() == ("medication", *codes_of("body weight"))
+    assert "29463-7" in per_kg.inputs()

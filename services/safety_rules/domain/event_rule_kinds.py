@@ -152,10 +152,12 @@ class MedicationRule(RuleBase):
 
     def describe(self) -> str:
         if self.criterion == "route":
-            return f"{self.title.lower()} given {' / '.join(self.routes[:2])}"
+            return f"{self.title.lower()} (route: {' or '.join(self.routes)})"
         if self.criterion == "any":
             return f"{self.title.lower()} (any route)"
         assert self.threshold is not None
-        ref = f" {self.reference_drug}-equivalent" if self.reference_drug else ""
+        # equivalents only when doses of several drugs are summed
+        several = len(self.drugs) > 1 and self.reference_drug
+        ref = f" {self.reference_drug}-equivalent" if several else ""
         per = "/kg" if self.criterion == "daily-dose-per-kg" else ""
         return f"daily dose{ref} {self.operator} {plain_number(self.threshold)} mg{per}/day"
