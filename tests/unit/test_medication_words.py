@@ -142,7 +142,7 @@ def test_a_dose_that_cannot_be_summed_names_the_fields_not_their_values() -> Non
         ("外用", "topical"),
         ("AP", "topical"),
         ("吸入", "inhalation"),
-        ("IH", "inhalation"),
+        ("iv gtt", "intravenous"),
         ("SL", "sublingual"),
         ("TD", "transdermal"),
         ("NS", "nasal"),
@@ -155,7 +155,8 @@ def test_a_route_is_read_into_its_canonical_route(sent: str, route: str) -> None
 
 
 @pytest.mark.parametrize(
-    "sent", ["as per protocol", "injection", "oral or iv", "per", f"by {NAME}", "", "not oral"]
+    "sent",
+    ["as per protocol", "injection", "oral or iv", "per", f"by {NAME}", "", "not oral", "ih"],
 )
 def test_a_route_vigil_cannot_tell_is_none(sent: str) -> None:
     assert route_of(sent) is None

@@ -42,7 +42,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "口服", "口服给药", "口服用",
     ),
     "intravenous": (
-        "intravenous", "intravenous use", "intravenously", "iv", "ivgtt", "ivp", "ivpb",
+        "intravenous", "intravenous use", "intravenously", "iv", "ivgtt", "iv gtt", "ivp", "ivpb",
         "ivd", "iv drip", "iv push", "iv bolus", "iv infusion", "iv piggyback",
         "intravenous infusion", "intravenous drip", "intravenous bolus",
         "intravenous injection", "intravenous push", "continuous infusion",
@@ -71,7 +71,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     ),
     "transdermal": ("transdermal", "transdermal use", "td", "patch", "45890007", "透皮", "贴剂"),
     "inhalation": (
-        "inhalation", "inhalation use", "inhaled", "ih", "inh", "nebulised", "nebulized",
+        "inhalation", "inhalation use", "inhaled", "inh", "nebulised", "nebulized",
         "nebulisation", "nebulization", "neb", "吸入", "雾化吸入", "雾化",
     ),
     "nasal": ("nasal", "nasal use", "intranasal", "ns", "in", "46713006", "鼻用", "滴鼻", "鼻喷"),
@@ -108,6 +108,8 @@ _FORM_WORDS = frozenset(
     )
 )  # fmt: skip
 
+# "ih" is HL7 0162 for inhalation but, in Chinese hospitals, injectio hypodermica
+# (subcutaneous): it is left unread, so a counted drug given "ih" raises a data-quality issue.
 _ROUTE_OF: dict[str, str] = {
     normalise(spelling): route for route, spellings in ROUTES.items() for spelling in spellings
 }
