@@ -9,11 +9,11 @@ import functools
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.events.values import (
     IDENTIFIER_PATTERN,
@@ -131,6 +131,14 @@ class SubjectEnrolled(SubjectEvent):
         default=None,
         description="Study Day 0 (baseline visit); baseline values are the last on or before it.",
     )
+
+    @field_validator("day0")
+    @classmethod
+    def _day0_after_birth(cls, day0: date | None, info: ValidationInfo) -> date | None:
+        birth = info.data.get("birth_date")  # absent when it failed its own checks
+        if day0 is not None and birth is not None and day0 < birth:
+            raise ValueError("is before birth_date: one of the two is wrong")
+        return day0
 
 
 class ResultStatus(StrEnum):
