@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import replace
+from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import (
     _abnormal_baseline,
@@ -30,13 +31,25 @@ from services.safety_rules.domain.conditions.points import (
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
-from shared.analytes import UnitNotConvertible, analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
 
 
 def _absolute(
     rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
+        judged = judge_by_threshold(entry)
+        cut_off = _laboratory_cut_off(rule, entry)
+        if cut_off is None or (judged[0] is not None and judged[0].holds):
+            return judged
+        # the laboratory's cut-off when sent, and the rule's threshold: the more alerting
+        # (a cut-off of 25 mIU/mL does not hide an hCG of 10 that the rule's 5 flags)
+        by_cut_off = _cut_off_point(rule, entry, cut_off)
+        if by_cut_off[0] is not None and by_cut_off[0].holds:
+            return by_cut_off
+        return judged if judged[0] is not None or judged[1] else by_cut_off
+
+    def judge_by_threshold(entry: LabEntry) -> _Judgement:
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
@@ -75,6 +88,50 @@ def _absolute(
         points += more
         problems += found
     return points, problems
+
+
+def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal | None:
+    """The laboratory's own limit when the rule takes it as the threshold and it was sent."""
+    if rule.laboratory_limit is None:
+        return None
+    result = entry.result
+    limit = result.reference_high if rule.laboratory_limit == "ULN" else result.reference_low
+    return limit if limit is not None and limit > 0 else None
+
+
+def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decimal) -> _Judgement:
+    """The result against its laboratory's cut-off, both in the unit it was sent in."""
+    result = entry.result
+    assert result.value is not None
+    unit = shown_unit(result.unit)
+    comparator = result.comparator
+    holds = rule.holds(result.value, comparator, cut_off)
+    condition = f"{rule.operator} the laboratory's {rule.laboratory_limit} {_num(cut_off)} {unit}"
+    if holds is None:
+        return None, (_censored(rule, entry, condition),)
+    text = (
+        f"{comparator or ''}{_num(result.value)} {unit} {rule.operator} "
+        f"{_num(cut_off)} {unit} (the laboratory's {rule.laboratory_limit}, its cut-off)"
+    )
+    return _lab_point(
+        rule,
+        entry,
+        holds=holds,
+        grade=_graded(rule, entry) if holds else None,
+        value=result.value,
+        unit=unit,
+        comparison=text,
+        extra={"threshold": f"{_num(cut_off)} {unit} (the laboratory's cut-off)"},
+    ), ()
+
+
+def _graded(rule: AbsoluteThresholdRule, entry: LabEntry) -> int | None:
+    """A grading's bands are in the rule's unit: a result it cannot convert is not graded."""
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None
+    return grade_of(rule.grading, {"value": value}, entry.result.comparator)
 
 
 def _from_percent(

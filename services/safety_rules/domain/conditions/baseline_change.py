@@ -97,6 +97,7 @@ def _change_point(
     else:
         amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
     comparator = entry.result.comparator
+    quantities = _quantities(entry, value, base)
     holds = certainly(amount, comparator, rule.operator, rule.amount)
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
@@ -104,20 +105,30 @@ def _change_point(
         rule,
         entry,
         holds=holds,
-        grade=grade_of(
-            rule.grading,
-            {"value": value, "baseline": value / base if base else None},
-            comparator,
-        ),
+        grade=grade_of(rule.grading, quantities, comparator),
         value=value,
         unit=rule.unit,
         comparison=f"{text}, rule {rule.describe()}",
         extra={
             "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
             "change": text,
+            **({f"{_label(entry)}/ULN": _num(uln)} if (uln := quantities["uln"]) else {}),
         },
         input_ids=(entry.event_id, baseline.event_id),
     ), ()
+
+
+def _quantities(entry: LabEntry, value: Decimal, base: Decimal) -> dict[str, Decimal | None]:
+    """What a band may be read against: the value, its multiple of baseline, and its
+    multiple of its own laboratory's ULN (both in the unit the result was sent in), so a
+    grading with bands on both bases (CTCAE Creatinine increased) takes the worse."""
+    result = entry.result
+    high = result.reference_high
+    return {
+        "value": value,
+        "baseline": value / base if base else None,
+        "uln": result.value / high if result.value is not None and high and high > 0 else None,
+    }
 
 
 def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:
