@@ -122,6 +122,29 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert deadline is not None
 
 
+async def test_a_route_a_rule_could_not_read_is_acknowledged_by_the_medical_monitor(
+    pool: asyncpg.Pool,
+) -> None:
+    ctx = context(study_roster())
+    subject = "01-066"
+    enrolment = wrap(fact({"enrol": {"site": "S1"}}, subject), source="/t")
+    medication = fact(
+        {"med": {"drug": "Prednisone", "dose": 20, "route": "as per protocol"}}, subject
+    )
+    outcome = await judged(pool, enrolment, wrap(medication, source="/t"))
+    (issue,) = outcome.data_quality
+    assert issue.payload().issue == "route-not-recognised"  # type: ignore[attr-defined]
+
+    assert await plan(pool, ctx, issue) == 1
+    alert = await rendered(pool, ctx, "data-quality")
+    assert alert.subject_line.startswith(f"[Vigil] ROUTE NOT RECOGNISED: {STUDY} subject {subject}")
+    assert "obtain the route from the site" in " ".join(alert.body_text.split())
+    assert "acknowledge?token=" in alert.body_text  # a prohibited dose may hide behind it
+    assert "as per protocol" not in alert.body_text  # the route as sent
+    told = await pool.fetch("SELECT person_id FROM deliveries WHERE signal_id = $1", issue.id)
+    assert [r["person_id"] for r in told] == ["mm"]
+
+
 def implausible(subject: str) -> Envelope:
     issue = DataQualityIssueRaised(
         study_id=STUDY,
