@@ -569,6 +569,20 @@ class SafetySignalRetracted(SignalEvent):
     merged_into: uuid.UUID | None = None
 
 
+class SafetySignalRouted(SignalEvent):
+    """The subject of an open signal became known at a site (or moved to another): the
+    signal now belongs to that site too, whose investigators are told. Raised once per
+    open signal whose recorded site is not the subject's, when the enrolment arrives."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.routed.v1"
+
+    site_id: SiteId = Field(description="The site the signal is routed to now.")
+    previous_site_id: SiteId | None = Field(
+        default=None, description="The site it had (None: raised before the subject was known)."
+    )
+    enrolment_event_id: uuid.UUID = Field(description="The enrolment that made the site known.")
+
+
 REJECTED_INPUT_STREAM = "rejected-input"
 
 
@@ -624,6 +638,7 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         SafetySignalReopened,
         SafetySignalAmended,
         SafetySignalRetracted,
+        SafetySignalRouted,
         InputRejectedV1,
         InputRejected,
         DataQualityIssueRaised,

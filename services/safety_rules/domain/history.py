@@ -31,6 +31,7 @@ from shared.events import (
     SafetySignalReopened,
     SafetySignalResolved,
     SafetySignalRetracted,
+    SafetySignalRouted,
     SubjectEnrolled,
 )
 from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
@@ -123,6 +124,8 @@ class RecordedEpisode:
     status: str = "open"  # open, resolved, retracted
     resolved_at: datetime | None = None
     resolved_inputs: set[uuid.UUID] = field(default_factory=set)
+    #: the site the signal belongs to (None: raised before the subject was known)
+    site_id: str | None = None
 
 
 @dataclass
@@ -275,6 +278,7 @@ class SubjectHistory:
                 opened_at=event.collected_at,
                 grade=event.grade,
                 inputs=set(event.input_event_ids),
+                site_id=event.site_id,
             )
             self._open[event.rule_id] = self._open.get(event.rule_id, 0) + 1
             return
@@ -298,6 +302,8 @@ class SubjectHistory:
             episode.resolved_inputs = set()
         elif isinstance(event, SafetySignalRetracted):
             self._set_status(episode, "retracted")
+        elif isinstance(event, SafetySignalRouted):
+            episode.site_id = event.site_id
 
     def _set_status(self, episode: RecordedEpisode, status: str) -> None:
         change = (status == "open") - (episode.status == "open")
