@@ -102,12 +102,13 @@ def normalise_unit(unit: str) -> str:
     """Fold the ways one spelling of a unit is written into one key.
 
     UCUM codes are case-sensitive, but lab systems routinely send ``g/dl``, ``G/DL``,
-    ``10^9/L``, ``x10E9/L``, ``×10^9/L``, ``µmol/L`` (micro sign U+00B5) or ``μmol/L``
-    (Greek mu U+03BC), ``mcL`` for microlitre, and UCUM's brackets (``m[IU]/mL``) or not
-    (``mIU/mL``); matching folds all of these. Case folding makes ``G/L`` (giga per litre,
-    a count) and ``g/L`` (grams per litre) one key: an analyte never accepts both, so
+    ``10^9/L``, ``x10E9/L``, 10^9/L after a multiplication sign (U+00D7), ``µmol/L``
+    (micro sign U+00B5) or ``μmol/L`` (Greek mu U+03BC), ``mcL`` for microlitre, and
+    UCUM's brackets (``m[IU]/mL``) or not (``mIU/mL``); matching folds all of these. Case
+    folding makes ``G/L`` (giga per litre, a count) and ``g/L`` (grams per litre) one key:
+    an analyte never accepts both, so
     each analyte reads the key its own way (see :data:`UNIT_SPELLINGS`)."""
-    folded = _SPACES.sub("", unit).replace("µ", "u").replace("μ", "u").replace("×", "x")
+    folded = _SPACES.sub("", unit).replace("µ", "u").replace("μ", "u").replace("\u00d7", "x")
     folded = folded.lower().replace("^", "*").replace("[", "").replace("]", "")
     folded = _TIMES_TEN.sub(r"10*\1", folded)
     folded = re.sub(r"(?<![a-z])mc(?=l\b|l/|l$)", "u", folded)  # mcL: microlitre
@@ -404,15 +405,21 @@ for _unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS):
     # the first unit of a folded key wins (g/L before G/L): a key two units share is
     # shown as the first; each analyte still reads it its own way (Analyte.to_canonical)
     _KNOWN_UNITS.setdefault(normalise_unit(_unit), UNIT_SPELLINGS.get(_unit, _unit))
-_EXACT_UNITS = {unit: UNIT_SPELLINGS.get(unit, unit) for unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)}
+_EXACT_UNITS = {
+    unit: UNIT_SPELLINGS.get(unit, unit) for unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)
+}
 #: folded keys that two catalogue units share; each analyte accepts at most one of them
 SHARED_KEYS = frozenset(
     key
     for key in _KNOWN_UNITS
-    if len({
-        UNIT_SPELLINGS.get(u, u) for u in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)
-        if normalise_unit(u) == key
-    }) > 1
+    if len(
+        {
+            UNIT_SPELLINGS.get(u, u)
+            for u in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)
+            if normalise_unit(u) == key
+        }
+    )
+    > 1
 )
 
 
