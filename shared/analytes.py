@@ -148,7 +148,7 @@ _COUNT_PER_L = _units(
     ("/mm3", _ONE, Decimal(1000)),
     ("cells/uL", _ONE, Decimal(1000)),
 )
-_PERCENT = _units(("/100", _ONE, _ONE))
+_PERCENT: dict[str, tuple[Decimal, Decimal]] = {}  # percent of leukocytes: "%" only
 _ENZYME = _units(
     ("IU/L", _ONE, _ONE),
     ("ukat/L", Decimal(60), _ONE),
