@@ -95,9 +95,10 @@ def test_clearance_and_hys_law_read_every_code_of_their_analytes() -> None:
     assert "14682-9" in clearance.creatinine_codes
     assert "33558-8" in clearance.measured_codes
     assert "3141-9" in clearance.weight_codes
+    bilirubin = {"value": 1.2, "unit": "mg/dL", "source": "s"}
     hys = HysLawRule.model_validate(
         {"id": "hy", "title": "t", "source": "s", "kind": "hys_law",
-         "fallback_limits": {"ALT": BY_SEX, "total bilirubin": {"value": 1.2, "unit": "mg/dL", "source": "s"}}}
+         "fallback_limits": {"ALT": BY_SEX, "total bilirubin": bilirubin}}
     )  # fmt: skip
     assert hys.transaminase_codes == codes_of("ALT", "AST")
     assert "14631-6" in hys.bilirubin_codes
