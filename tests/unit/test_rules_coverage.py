@@ -43,18 +43,9 @@ def test_the_command_prints_codes_units_rules_and_cases() -> None:
 
 def test_a_rule_no_case_exercises_is_listed(tmp_path: Path) -> None:
     cases = tmp_path / "cases.yaml"
-    cases.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Hb low",
-                    "facts": [{"lab": {"loinc": "59260-0", "value": 4}}],
-                    "expect": [],
-                },
-                {"name": "SAE", "facts": [], "expect": ["raised sae-any"]},
-            ]
-        )  # fmt: skip
-    )
+    hb_low = {"name": "Hb low", "facts": [{"lab": {"loinc": "59260-0", "value": 4}}]}
+    sae = {"name": "SAE", "facts": [], "expect": ["raised sae-any"]}
+    cases.write_text(yaml.safe_dump([{**hb_low, "expect": []}, sae]))
     done = coverage("--study", "NCT05262686", "--cases", str(cases))
     assert done.returncode == 0, done.stderr
     assert "  anaemia-hb-le-9: 1 case(s)\n    - Hb low\n" in done.stdout
