@@ -405,9 +405,10 @@ for _unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS):
     # the first unit of a folded key wins (g/L before G/L): a key two units share is
     # shown as the first; each analyte still reads it its own way (Analyte.to_canonical)
     _KNOWN_UNITS.setdefault(normalise_unit(_unit), UNIT_SPELLINGS.get(_unit, _unit))
-_EXACT_UNITS = {
-    unit: UNIT_SPELLINGS.get(unit, unit) for unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)
-}
+#: a spelling Vigil knows, sent exactly so, is shown as sent: ``G/L`` stays ``G/L`` (a
+#: count in giga per litre, or grams per litre from an all-capitals system: only the
+#: analyte tells, and the message shows the analyte beside it)
+_EXACT_UNITS = {unit: unit for unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)}
 #: folded keys that two catalogue units share; each analyte accepts at most one of them
 SHARED_KEYS = frozenset(
     key

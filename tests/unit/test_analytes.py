@@ -263,3 +263,15 @@ def test_a_count_in_g_per_litre_is_normalised() -> None:
     assert problem is None
     assert normalised.canonical_value == Decimal("0.9")
     assert normalised.canonical_unit == "10*9/L"
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [("G/L", "G/L"), ("gm/dL", "gm/dL"), ("GM/DL", "g/dL"), ("Gi/L", UNIT_NOT_RECOGNISED)],
+)
+def test_a_known_spelling_is_shown_as_sent_and_a_folded_one_as_the_catalogue_spells_it(
+    sent: str, shown: str
+) -> None:
+    """``G/L`` is a count for a count and grams per litre for haemoglobin: shown as sent
+    (the analyte beside it tells which), never turned into the other's unit."""
+    assert shown_unit(sent) == shown
