@@ -231,7 +231,7 @@ LOINC_NAMES: dict[str, str] = {
     "21198-7": "Choriogonadotropin.beta subunit [Units/volume] in Serum or Plasma",
     "2106-3": "Choriogonadotropin (pregnancy test) [Presence] in Urine",
     "2118-8": "Choriogonadotropin (pregnancy test) [Presence] in Serum or Plasma",
-    "2112-1": "Choriogonadotropin.beta subunit [Presence] in Serum or Plasma",
+    "2112-1": "Choriogonadotropin.beta subunit (pregnancy test) [Presence] in Urine",
     # viral serology and nucleic acids
     "7918-6": "HIV 1+2 Ab [Presence] in Serum",
     "7917-8": "HIV 1 Ab [Presence] in Serum",
@@ -249,7 +249,7 @@ LOINC_NAMES: dict[str, str] = {
     "5196-1": "Hepatitis B virus surface Ag [Presence] in Serum or Plasma by Immunoassay",
     "16933-4": "Hepatitis B virus core Ab [Presence] in Serum",
     "13952-7": "Hepatitis B virus core Ab [Presence] in Serum or Plasma by Immunoassay",
-    "71773-6": "M tuberculosis stimulated gamma interferon [Presence] in Blood",
+    "71773-6": "Mycobacterium tuberculosis stimulated gamma interferon [Presence] in Blood",
     # assessments
     "88020-3": "Functional capacity NYHA",
 }
