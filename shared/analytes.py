@@ -128,7 +128,8 @@ def _units(*pairs: tuple[str, Decimal, Decimal]) -> dict[str, tuple[Decimal, Dec
 #: accepts the unit it means, so ``G/L`` is giga per litre for a count and nothing for
 #: haemoglobin (whose ``g/L``, grams per litre, folds to the same key).
 #: Not listed, on purpose: ``Gi/L`` (UCUM ``Gi`` is gibi, 2^30, not 10^9: a sender who
-#: means 10^9/L must say so), ``kgs``/``lbs`` (no laboratory or UCUM spelling), ``g%``.
+#: means 10^9/L must say so), ``kgs`` (no laboratory or UCUM spelling), ``g%`` (g/dL in
+#: old reports, but also read as a mass fraction).
 UNIT_SPELLINGS: dict[str, str] = {
     "gm/dL": "g/dL",  # US pharmacy and older LIS spelling of gram
     "gm/L": "g/L",
@@ -137,6 +138,7 @@ UNIT_SPELLINGS: dict[str, str] = {
     "/nL": "10*9/L",  # per nanolitre = 10^9 per litre
     "Thousand/uL": "10*3/uL",  # Epic and US LIS spelling of 10^3/uL
     "cells/mm3": "/mm3",
+    "lbs": "[lb_av]",  # the FHIR R4 example Observation sends unit "lbs", code [lb_av]
 }
 
 
@@ -277,7 +279,8 @@ ANALYTES: tuple[Analyte, ...] = (
         "creatinine",
         ("2160-0", "14682-9", "38483-4", "59826-8"),
         "mg/dL",
-        _units(("umol/L", _ONE, Decimal("88.4"))),
+        # mmol/L: the FHIR R4 example Bundle-ghp sends 14682-9 as 0.09 mmol/L
+        _units(("umol/L", _ONE, Decimal("88.4")), ("mmol/L", Decimal(1000), Decimal("88.4"))),
     ),
     Analyte(
         "creatinine clearance",

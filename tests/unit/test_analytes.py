@@ -193,6 +193,8 @@ def test_a_substance_concentration_code_converts_from_its_own_unit() -> None:
         ("neutrophils", "0.9", "Thousand/uL", "0.9"),
         ("platelets", "45", "G/L", "45"),
         ("creatinine", "88.4", "umol/l", "1"),
+        ("creatinine", "0.0884", "mmol/L", "1"),
+        ("body weight", "100", "lbs", "45.359237"),
         ("creatinine", "88.4", "\u00b5mol/L", "1"),  # micro sign
         ("creatinine", "88.4", "\u03bcmol/L", "1"),  # Greek mu
         ("haemoglobin", "6.206", "mmol/l", "10"),
