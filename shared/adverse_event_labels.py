@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from typing import get_args
 
 from shared.events.payloads import MEDDRA_PATTERN, SeriousnessCriterion
+from shared.nyha import NYHA_CLASSES
 
 SERIOUSNESS_CRITERIA: frozenset[str] = frozenset(get_args(SeriousnessCriterion))
-NYHA_CLASSES = frozenset({"I", "II", "III", "IV"})
 _MEDDRA = re.compile(MEDDRA_PATTERN)
 
 

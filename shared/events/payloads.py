@@ -9,11 +9,11 @@ import functools
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.events.values import (
     IDENTIFIER_PATTERN,
@@ -31,6 +31,7 @@ from shared.events.values import (
 from shared.events.values import ClinicalDecimal as ClinicalDecimal
 from shared.events.values import StudyId as StudyId
 from shared.events.values import SubjectId as SubjectId
+from shared.nyha import normalised_nyha_field
 
 # Namespace for content-derived event ids (uuid5); never change it, ids depend on it.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a3e-3f0e-4c59-9d7a-5d0f2a8c9e10")
@@ -130,6 +131,14 @@ class SubjectEnrolled(SubjectEvent):
         default=None,
         description="Study Day 0 (baseline visit); baseline values are the last on or before it.",
     )
+
+    @field_validator("day0")
+    @classmethod
+    def _day0_after_birth(cls, day0: date | None, info: ValidationInfo) -> date | None:
+        birth = info.data.get("birth_date")  # absent when it failed its own checks
+        if day0 is not None and birth is not None and day0 < birth:
+            raise ValueError("is before birth_date: one of the two is wrong")
+        return day0
 
 
 class ResultStatus(StrEnum):
@@ -331,9 +340,16 @@ class AdverseEventReported(SubjectEvent):
         "none", "dose-reduced", "dose-interrupted", "drug-withdrawn", "not-applicable", "unknown"
     ] = "unknown"
     nyha_class: Literal["I", "II", "III", "IV"] | None = Field(
-        default=None, description="For heart failure: NYHA functional class."
+        default=None,
+        description="For heart failure: NYHA functional class (a site's IIIb, 3, Ⅲ or "
+        "III-IV is read as its class, a range as its higher class).",
     )
     source_message_id: Code = Field(min_length=1, max_length=128)
+
+    @field_validator("nyha_class", mode="before")
+    @classmethod
+    def _nyha_class_as_sites_write_it(cls, value: object) -> object:
+        return normalised_nyha_field(value)
 
     @model_validator(mode="after")
     def _seriousness_is_consistent(self) -> AdverseEventReported:

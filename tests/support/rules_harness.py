@@ -190,6 +190,7 @@ def fact(spec: Mapping[str, Any], subject: str) -> EventPayload:
                 "serious": ae.get("serious", False),
                 "seriousness_criteria": tuple(ae.get("criteria", ())),
                 "ctcae_grade": ae.get("grade"),
+                "severity": ae.get("severity"),
                 "nyha_class": ae.get("nyha"),
                 "outcome": ae.get("outcome", "unknown"),
                 "source_message_id": ae.get("msg", f"AE-{ae.get('id', 'AE1')}-{ae.get('v', 1)}"),

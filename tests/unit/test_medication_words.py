@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
 from services.notifier.domain.messages import content_for_signal, render
+from services.safety_rules.domain.conditions.drug_names import identify, names_in
 from services.safety_rules.domain.conditions.medication_words import (
     DOSE_UNIT_NOT_RECOGNISED,
     FREQUENCY_NOT_RECOGNISED,
     ROUTE_NOT_RECOGNISED,
     known_frequency,
+    mg_per_unit,
     per_day,
+    route_of,
     shown_dose_unit,
     shown_frequency,
     shown_route,
 )
+from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.rule_pack import load_rule_packs
+from shared.analytes import codes_of
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO
@@ -64,7 +70,7 @@ def test_dose_units_and_routes_are_shown_only_in_vigil_s_spelling() -> None:
     assert shown_dose_unit("MCG") == "mcg"
     assert shown_dose_unit("Marrowfield") == DOSE_UNIT_NOT_RECOGNISED
     assert shown_route("Oral") == "oral"
-    assert shown_route("PO", ("oral", "po")) == "po"
+    assert shown_route("PO") == "oral"
     assert shown_route(f"given by {NAME}") == ROUTE_NOT_RECOGNISED
 
 
@@ -77,7 +83,7 @@ def test_a_steroid_signal_names_the_rule_s_drug_not_the_text_as_sent() -> None:
     assert issues == []
     for signal in raised:
         assert signal.analyte == "prednisone"
-        assert signal.computed_values["active_medications"] == "prednisone 20 mg QD po"
+        assert signal.computed_values["active_medications"] == "prednisone 20 mg QD oral"
         dumped = signal.model_dump_json()
         assert "Marrowfield" not in dumped
         assert "555-0199" not in dumped
@@ -103,3 +109,229 @@ def test_a_dose_that_cannot_be_summed_names_the_fields_not_their_values() -> Non
         "dose unit not recognised, frequency not recognised"
     ]
     assert all("Marrowfield" not in i.model_dump_json() for i in issues)
+
+
+# -- the word tables ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "route"),
+    [
+        ("oral", "oral"),
+        ("P.O.", "oral"),
+        ("po tab", "oral"),
+        ("Oral tablet", "oral"),
+        ("口服", "oral"),
+        ("26643006", "oral"),
+        ("http://snomed.info/sct|26643006", "oral"),
+        ("ivgtt", "intravenous"),
+        ("i.v.", "intravenous"),
+        ("IV drip", "intravenous"),
+        ("Intravenous infusion", "intravenous"),
+        ("静脉滴注", "intravenous"),
+        ("静滴", "intravenous"),
+        ("静推", "intravenous"),
+        ("静脉注射", "intravenous"),
+        ("47625008", "intravenous"),
+        ("IM", "intramuscular"),
+        ("肌注", "intramuscular"),
+        ("78421000", "intramuscular"),
+        ("SC", "subcutaneous"),
+        ("皮下注射", "subcutaneous"),
+        ("34206005", "subcutaneous"),
+        ("外用", "topical"),
+        ("AP", "topical"),
+        ("吸入", "inhalation"),
+        ("iv gtt", "intravenous"),
+        ("SL", "sublingual"),
+        ("TD", "transdermal"),
+        ("NS", "nasal"),
+        ("PR", "rectal"),
+        ("IT", "intrathecal"),
+    ],
+)
+def test_a_route_is_read_into_its_canonical_route(sent: str, route: str) -> None:
+    assert route_of(sent) == route
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["as per protocol", "injection", "oral or iv", "per", f"by {NAME}", "", "not oral", "ih"],
+)
+def test_a_route_vigil_cannot_tell_is_none(sent: str) -> None:
+    assert route_of(sent) is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "times"),
+    [
+        ("BD", 2),
+        ("b.i.d.", 2),
+        ("q12h", 2),
+        ("1-0-1", 2),
+        ("1-1-1", 3),
+        ("2-0-1", 3),
+        ("1-0-0-1", 2),
+        ("每日一次", 1),
+        ("每日两次", 2),
+        ("一日两次", 2),
+        ("每日三次", 3),
+        ("每天3次", 3),
+        ("q.d.", 1),
+        ("qAM", 1),
+        ("every 8 hours", 3),
+        ("q8h", 3),
+        ("3x daily", 3),
+        ("x2/day", 2),
+        ("TDS", 3),
+        ("隔日一次", Fraction(1, 2)),
+        ("QW", Fraction(1, 7)),
+    ],
+)
+def test_a_frequency_is_read_into_administrations_a_day(sent: str, times: Fraction) -> None:
+    assert per_day(sent) == times
+    assert known_frequency(sent) is not None
+
+
+@pytest.mark.parametrize("sent", ["prn", "as needed", "0-0-0", "q0h", "每日若干次"])
+def test_a_frequency_that_says_no_daily_count_is_none(sent: str) -> None:
+    assert per_day(sent) is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "mg"),
+    [
+        ("mg", 1),
+        ("MG", 1),
+        ("milligrams", 1),
+        ("毫克", 1),
+        ("g", 1000),
+        ("克", 1000),
+        ("\u00b5g", Fraction(1, 1000)),  # micro sign
+        ("\u03bcg", Fraction(1, 1000)),  # Greek mu
+        ("mcg", Fraction(1, 1000)),
+        ("ug", Fraction(1, 1000)),
+        ("微克", Fraction(1, 1000)),
+    ],
+)
+def test_a_dose_unit_is_read_into_mg(sent: str, mg: Fraction) -> None:
+    assert mg_per_unit(sent) == mg
+
+
+def test_a_dose_unit_that_is_not_a_mass_is_none() -> None:
+    assert mg_per_unit("mL") is None
+    assert mg_per_unit("tabs") is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "names"),
+    [
+        ("泼尼松", ("prednisone",)),
+        ("醋酸泼尼松片", ("prednisone",)),
+        ("泼尼松龙", ("prednisolone",)),
+        ("甲泼尼龙琥珀酸钠", ("methylprednisolone",)),
+        ("甲强龙", ("methylprednisolone",)),
+        ("Solu-Medrol", ("methylprednisolone",)),
+        ("Decadron", ("dexamethasone",)),
+        ("Kenalog-40", ("triamcinolone",)),
+        ("Hydrocortisone 1% cream", ("hydrocortisone",)),
+        ("Cortisone acetate", ("cortisone",)),
+        ("硫酸羟氯喹片", ("hydroxychloroquine",)),
+        ("Plaquenil", ("hydroxychloroquine",)),
+        ("利妥昔单抗", ("rituximab",)),
+        ("Cefoperazone-Sulbactam", ("cefoperazone", "sulbactam")),
+        ("piperacillin/tazobactam", ("piperacillin-tazobactam",)),
+        ("amoxicillin + clavulanic acid", ("amoxicillin", "clavulanic acid")),
+        ("注射用头孢哌酮钠舒巴坦钠", ("cefoperazone", "sulbactam")),
+        ("Benzylpenicillin sodium", ("benzylpenicillin",)),
+        ("Shingrix", ()),
+        (f"tablets for {NAME}", ()),
+    ],
+)
+def test_a_drug_is_known_by_its_generic_brand_or_chinese_name(
+    sent: str, names: tuple[str, ...]
+) -> None:
+    assert names_in(sent) == names
+
+
+def test_a_drug_s_atc_codes_come_with_it_and_with_the_code_sent() -> None:
+    assert identify("Prednisone", None).atc == ("H02AB07",)
+    assert identify("pharmacy item", "j01xx11").atc == ("J01XX11",)
+    assert identify("pharmacy item", "RxNorm 12345").atc == ()
+
+
+def _rule(**changes: Any) -> MedicationRule:
+    spec = {
+        "id": "r",
+        "title": "Test",
+        "source": "test",
+        "kind": "medication",
+        "criterion": "daily-dose",
+        "threshold": 10,
+        "drugs": [{"name": "dexamethasone", "factor": "20/3"}],
+        "routes": ["oral"],
+    }
+    return MedicationRule.model_validate({**spec, **changes})
+
+
+def test_an_equivalence_factor_is_an_exact_fraction() -> None:
+    assert _rule().drugs[0].factor == Fraction(20, 3)
+    assert Fraction("1.5") * _rule().drugs[0].factor == 10
+
+
+def test_a_rule_route_must_be_a_canonical_route() -> None:
+    with pytest.raises(ValueError, match="not canonical routes"):
+        _rule(routes=["oral", "po"])
+
+
+def test_a_rule_drug_vigil_does_not_know_needs_its_codes_or_names() -> None:
+    with pytest.raises(ValueError, match="not in Vigil's drug table"):
+        _rule(drugs=[{"name": "newsteroidone"}])
+    assert _rule(drugs=[{"name": "newsteroidone", "atc": ["H02AB99"]}]).drugs[0].name
+
+
+def test_a_name_stem_is_written_with_its_hyphens() -> None:
+    with pytest.raises(ValueError, match="name stems"):
+        _rule(criterion="any", name_stems=["mab"])
+
+
+def test_a_route_vigil_cannot_read_names_the_field_and_rule_not_the_text() -> None:
+    signals, issues = derived({"drug": "prednisone", "dose": 20, "route": f"as {NAME} said"})
+    assert signals == []
+    assert [(i.issue, i.rule_id) for i in issues] == [("route-not-recognised", STEROID)]
+    assert "route field" in issues[0].detail
+    assert "Marrowfield" not in issues[0].model_dump_json()
+
+
+def test_a_medication_by_a_chinese_name_is_shown_by_vigil_s_name() -> None:
+    signals, _ = derived(
+        {"drug": "醋酸泼尼松片", "dose": 15, "unit": "毫克", "route": "口服", "freq": "每日一次"}
+    )
+    raised = [s for s in signals if s.rule_id == STEROID]
+    assert [s.computed_values["active_medications"] for s in raised] == [
+        "prednisone 15 mg 1x/day oral"
+    ]
+
+
+def test_a_daily_dose_is_stored_as_a_plain_decimal() -> None:
+    signals, _ = derived({"drug": "prednisone", "dose": 10, "freq": "BID"})
+    raised = [s for s in signals if s.rule_id == STEROID]
+    assert [str(s.observed_value) for s in raised] == ["20"]
+    assert [s.observed_unit for s in raised] == ["mg/day"]
+
+
+def test_a_rule_describes_its_condition_in_words() -> None:
+    assert _rule().describe() == "daily dose > 10 mg/day"
+    two = [{"name": "dexamethasone", "factor": "20/3"}, {"name": "prednisone"}]
+    assert _rule(drugs=two, reference_drug="prednisone").describe() == (
+        "daily dose prednisone-equivalent > 10 mg/day"
+    )
+    assert _rule(criterion="route", routes=["intravenous"]).describe() == (
+        "test (route: intravenous)"
+    )
+    assert _rule(criterion="any", routes=[]).describe() == "test (any route)"
+    per_kg = _rule(criterion="daily-dose-per-kg", threshold=5)
+    assert per_kg.describe() == "daily dose > 5 mg/kg/day"
+    # a new weight re-judges it: it reads every body weight code of the catalogue
+    assert per_kg.inputs() == ("medication", *codes_of("body weight"))
+    assert "29463-7" in per_kg.inputs()

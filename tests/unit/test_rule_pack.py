@@ -1,3 +1,4 @@
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,56 @@ def test_the_rules_reading_an_input_are_found_in_pack_order() -> None:
         expected = [rule for rule in pack.rules if inputs.intersection(rule.inputs())]
         assert pack.rules_reading(inputs) == expected
     assert {rule.id for rule in pack.rules_reading({"1742-6"})} >= {"hys-law"}
+
+
+def _neutrophil_rule(pack_raw: dict) -> dict:
+    return next(r for r in pack_raw["rules"] if r["id"] == "neutropenia-anc-lt-1-5")
+
+
+def test_a_rule_reads_the_packs_parameter() -> None:
+    pack = load_rule_pack(PACK)
+    rule = next(r for r in pack.rules if r.id == "neutropenia-anc-lt-1-5")
+    assert pack.parameters["neutrophil_floor"].value == Decimal("1.5")
+    assert rule.threshold == Decimal("1.5")
+    assert "NCT05087589" in pack.parameters["neutrophil_floor"].source
+
+
+def test_changing_the_parameter_moves_the_threshold(tmp_path: Path) -> None:
+    raw = yaml.safe_load(PACK.read_text())
+    raw["parameters"]["neutrophil_floor"]["value"] = 1.0
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    rule = next(r for r in load_rule_pack(path).rules if r.id == "neutropenia-anc-lt-1-5")
+    assert rule.threshold == Decimal("1.0")
+    assert rule.describe() == "< 1 10*9/L"
+
+
+def test_an_unknown_parameter_fails_loading_and_is_named(tmp_path: Path) -> None:
+    raw = yaml.safe_load(PACK.read_text())
+    _neutrophil_rule(raw)["threshold"] = {"parameter": "neutrophil_flor"}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidRulePack) as raised:
+        load_rule_pack(path)
+    message = str(raised.value)
+    assert "'neutrophil_flor'" in message
+    assert "'neutropenia-anc-lt-1-5'" in message
+    assert "neutrophil_floor" in message  # the parameters the pack does define
+
+
+def test_a_parameter_in_another_unit_than_the_rule_fails_loading(tmp_path: Path) -> None:
+    raw = yaml.safe_load(PACK.read_text())
+    raw["parameters"]["neutrophil_floor"]["unit"] = "/uL"
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidRulePack, match=r"parameter 'neutrophil_floor' in /uL"):
+        load_rule_pack(path)
+
+
+def test_a_parameter_needs_its_source(tmp_path: Path) -> None:
+    raw = yaml.safe_load(PACK.read_text())
+    del raw["parameters"]["neutrophil_floor"]["source"]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidRulePack, match=r"parameters\.neutrophil_floor\.source"):
+        load_rule_pack(path)

@@ -73,6 +73,11 @@ def evaluate(
         for event_id, result in history.unreadable.items()
         if not _raised_for(history, event_id)
     ]
+    # one issue per result set aside, not one per rule that would have read it
+    problems += [
+        Problem(aside.issue, aside.detail, event_id, "")
+        for event_id, aside in history.set_aside.items()
+    ]
     if not enrolled and history.first_fact_id is not None:
         problems.append(
             Problem(

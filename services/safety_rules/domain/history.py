@@ -33,7 +33,8 @@ from shared.events import (
     SafetySignalRetracted,
     SubjectEnrolled,
 )
-from shared.events.payloads import EventPayload, payload_class
+from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
+from shared.plausibility import collected_before_birth, implausible_value
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,34 @@ def _place(entries: list[LabEntry], entry: LabEntry) -> None:
     entries.append(entry)
     if len(entries) > 1 and _order(entries[-2]) > _order(entry):
         entries.sort(key=_order)  # a late result: put it where it belongs
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A result no rule judges, because what it says cannot be right (a value that cannot
+    be physiological, a specimen dated before its subject's birth): the data-quality
+    issue that says so, once per result."""
+
+    entry: LabEntry
+    issue: DataQualityProblem
+    detail: str
+
+
+def set_aside_because(
+    result: LabResultReported, enrolment: SubjectEnrolled | None
+) -> tuple[DataQualityProblem, str] | None:
+    """Why no rule may judge this result, or None."""
+    if (detail := implausible_value(result)) is not None:
+        return "implausible-value", detail
+    if enrolment is not None and collected_before_birth(result.collected_at, enrolment.birth_date):
+        analyte = analyte_for(result.loinc_code or "")
+        name = analyte.name if analyte else (result.loinc_code or "a result")
+        return "implausible-time", (
+            f"{name} was collected on a date before the subject's date of birth: one of the "
+            "two is wrong, so the result is kept as sent and not judged by any rule; ask the "
+            "site and the laboratory to check the dates"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -117,6 +146,8 @@ class SubjectHistory:
     reports: dict[str, list[Report]] = field(default_factory=dict)
     #: results the laboratory sent that Vigil could not read (each a data-quality issue)
     unreadable: dict[uuid.UUID, LabResultUnreadable] = field(default_factory=dict)
+    #: results no rule judges because what they say cannot be right (not in ``labs``)
+    set_aside: dict[uuid.UUID, SetAside] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
     #: the rule-pack version this history was last judged with by every rule, in this
     #: process; until then (a new process, another pack) every rule walks it whole
@@ -146,8 +177,11 @@ class SubjectHistory:
         parsed = payload if isinstance(payload, cls) else cls.model_validate(payload)
         fact = Fact(event_id, recorded_at, stream_version)
         if isinstance(parsed, SubjectEnrolled):
+            birth = self.enrolment.birth_date if self.enrolment else None
             self.enrolment, self.enrolment_fact = parsed, fact
             self._baselines.clear()  # Day 0 may have moved
+            if parsed.birth_date != birth:
+                self._replace_labs()  # a result may now be dated before birth, or not
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
             report = Report(event_id, parsed.result_status, reported_result(parsed))
@@ -182,6 +216,11 @@ class SubjectHistory:
         result = entry.result
         if not result.result_status.is_measurement:
             return  # cancelled or entered in error: nothing to judge; its link supersedes
+        reason = set_aside_because(result, self.enrolment)
+        if reason is not None:
+            # kept, never judged: it neither raises, resolves nor is a baseline
+            self.set_aside[entry.event_id] = SetAside(entry, *reason)
+            return
         self.labs[entry.event_id] = entry
         if result.loinc_code is None:
             return
@@ -192,8 +231,20 @@ class SubjectHistory:
             if result.loinc_code in codes:
                 _place(merged, entry)
 
+    def _replace_labs(self) -> None:
+        """Sort every current result again into judged and set aside (the birth date,
+        which a result's time is checked against, is new or changed)."""
+        entries = [*self.labs.values(), *(aside.entry for aside in self.set_aside.values())]
+        entries.sort(key=lambda entry: entry.stream_version)
+        self.labs, self.set_aside, self.by_code = {}, {}, {}
+        self._merged.clear()
+        self._baselines.clear()
+        for entry in entries:
+            self._add_lab(entry)
+
     def _supersede(self, event_id: uuid.UUID) -> None:
         self.superseded.add(event_id)
+        self.set_aside.pop(event_id, None)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
             self._baselines.pop(_same(entry.result.loinc_code), None)

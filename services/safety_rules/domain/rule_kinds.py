@@ -127,6 +127,12 @@ class AbsoluteThresholdRule(ReadsAnalytes):
         default=(),
         description="Also judge counts derived from a percentage and the specimen's total.",
     )
+    laboratory_limit: Literal["ULN", "LLN"] | None = Field(
+        default=None,
+        description="When the result carries its laboratory's limit (HL7 OBX-7, FHIR "
+        "referenceRange high or low), the rule also holds when the result meets that limit "
+        "in the result's own unit (the assay's cut-off): the more alerting of the two.",
+    )
 
     @model_validator(mode="after")
     def _unit_is_convertible(self) -> AbsoluteThresholdRule:
@@ -134,10 +140,14 @@ class AbsoluteThresholdRule(ReadsAnalytes):
         _check_units(tuple(c for d in self.derive_from_percent for c in d.total_codes), self.unit)
         return self
 
-    def holds(self, value: Decimal, comparator: str | None = None) -> bool | None:
-        """Whether ``value`` (in the rule's unit) meets the condition; a censored value as
-        far as it is certain (None: its comparator leaves it open)."""
-        return certainly(value, comparator, self.operator, self.threshold)
+    def holds(
+        self, value: Decimal, comparator: str | None = None, threshold: Decimal | None = None
+    ) -> bool | None:
+        """Whether ``value`` (in the rule's unit, or the unit of ``threshold`` when that is
+        the laboratory's) meets the condition; a censored value as far as it is certain
+        (None: its comparator leaves it open)."""
+        bound = self.threshold if threshold is None else threshold
+        return certainly(value, comparator, self.operator, bound)
 
     def inputs(self) -> tuple[str, ...]:
         derived = [
@@ -146,7 +156,11 @@ class AbsoluteThresholdRule(ReadsAnalytes):
         return (*self.loinc_codes, *derived)
 
     def describe(self) -> str:
-        return f"{self.operator} {plain_number(self.threshold)} {self.unit}"
+        text = f"{self.operator} {plain_number(self.threshold)} {self.unit}"
+        if self.laboratory_limit:
+            text += f", or {self.operator} the laboratory's {self.laboratory_limit} when sent"
+            # (whichever is met first)
+        return text
 
 
 class ReferenceLimitRule(ReadsAnalytes):

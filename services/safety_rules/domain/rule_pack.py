@@ -12,8 +12,10 @@ this module holds the pack and reads it from the study folder.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -22,6 +24,17 @@ from services.safety_rules.domain.rule_kinds import KINDS, Rule
 from services.safety_rules.domain.rule_terms import Strict
 
 RULE_PACK_FILE = "rules.yaml"
+
+ParameterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class Parameter(Strict):
+    """A study setting several rules may read (``threshold: {parameter: name}``): its value,
+    its unit when it has one, and the evidence for it."""
+
+    value: Decimal
+    unit: str | None = None
+    source: str = Field(min_length=1)
 
 
 class InvalidRulePack(ValueError):
@@ -33,7 +46,20 @@ class RulePack(Strict):
 
     study_id: str
     version: str = Field(min_length=1)
+    parameters: dict[ParameterName, Parameter] = Field(default_factory=dict)
     rules: tuple[Rule, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parameters_are_read(cls, data: object) -> object:
+        """A rule field written ``{parameter: name}`` takes the pack parameter's value; a
+        name the pack does not define, or a unit other than the rule's, fails loading."""
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            return data
+        parameters = data.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            return data  # the field's own validation says what is wrong
+        return {**data, "rules": [_with_parameters(rule, parameters) for rule in data["rules"]]}
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> RulePack:
@@ -60,6 +86,31 @@ class RulePack(Strict):
         return {item: frozenset(indexes) for item, indexes in readers.items()}
 
 
+def _with_parameters(rule: object, parameters: dict[str, object]) -> object:
+    if not isinstance(rule, dict):
+        return rule
+    read: dict[str, object] = {}
+    for field, value in rule.items():
+        if not (isinstance(value, dict) and set(value) == {"parameter"}):
+            continue
+        name = value["parameter"]
+        parameter = parameters.get(name) if isinstance(name, str) else None
+        if not isinstance(parameter, dict) or "value" not in parameter:
+            known = ", ".join(map(str, parameters)) or "none"
+            raise ValueError(
+                f"rule {rule.get('id', '?')!r} field {field!r} refers to parameter {name!r}, "
+                f"which the pack does not define (parameters: {known})"
+            )
+        unit = parameter.get("unit")
+        if unit is not None and rule.get("unit") is not None and unit != rule.get("unit"):
+            raise ValueError(
+                f"rule {rule.get('id', '?')!r} field {field!r} reads parameter {name!r} in "
+                f"{unit}, but the rule compares in {rule.get('unit')}"
+            )
+        read[field] = parameter["value"]
+    return {**rule, **read} if read else rule
+
+
 def load_rule_pack(path: Path) -> RulePack:
     """Read and validate a rule pack; errors name the file, the rule and the field."""
     try:
@@ -77,7 +128,7 @@ def _describe(path: Path, raw: object, error: ValidationError) -> str:
     rules = raw.get("rules") if isinstance(raw, dict) else None
     for problem in error.errors():
         location = list(problem["loc"])
-        where = ".".join(str(part) for part in location)
+        where = ".".join(str(part) for part in location) or "(pack)"
         if len(location) >= 2 and location[0] == "rules" and isinstance(location[1], int):
             index = location[1]
             rule_id = "?"

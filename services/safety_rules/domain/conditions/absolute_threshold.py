@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import replace
+from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import (
     _abnormal_baseline,
@@ -14,7 +15,12 @@ from services.safety_rules.domain.conditions.grading import (
     _lab_quantities,
     grade_of,
 )
-from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _numeric,
+    lab_limits,
+    value_in,
+)
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
@@ -30,13 +36,29 @@ from services.safety_rules.domain.conditions.points import (
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
-from shared.analytes import UnitNotConvertible, analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
+from shared.plausibility import unusable_reference_range
 
 
 def _absolute(
     rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
+        judged = judge_by_threshold(entry)
+        if rule.laboratory_limit is not None and _range_unusable(entry):
+            # the laboratory's range cannot be right: judged by the rule's threshold alone
+            judged = (judged[0], (*judged[1], _range_set_aside(rule, entry)))
+        cut_off = _laboratory_cut_off(rule, entry)
+        if cut_off is None or (judged[0] is not None and judged[0].holds):
+            return judged
+        # the laboratory's cut-off when sent, and the rule's threshold: the more alerting
+        # (a cut-off of 25 mIU/mL does not hide an hCG of 10 that the rule's 5 flags)
+        by_cut_off = _cut_off_point(rule, entry, cut_off)
+        if by_cut_off[0] is not None and by_cut_off[0].holds:
+            return by_cut_off
+        return judged if judged[0] is not None or judged[1] else by_cut_off
+
+    def judge_by_threshold(entry: LabEntry) -> _Judgement:
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
@@ -75,6 +97,65 @@ def _absolute(
         points += more
         problems += found
     return points, problems
+
+
+def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal | None:
+    """The laboratory's own limit when the rule takes it as the threshold and it was sent."""
+    if rule.laboratory_limit is None:
+        return None
+    low, high = lab_limits(entry.result)
+    limit = high if rule.laboratory_limit == "ULN" else low
+    return limit if limit is not None and limit > 0 else None
+
+
+def _range_unusable(entry: LabEntry) -> bool:
+    return unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
+
+
+def _range_set_aside(rule: AbsoluteThresholdRule, entry: LabEntry) -> Problem:
+    return Problem(
+        "reference-range-implausible",
+        f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with a "
+        "reference range whose low limit is above its high limit, which cannot be right and "
+        f"is set aside: rule {rule.id} judged it by its own threshold alone",
+        entry.event_id,
+        rule.id,
+    )
+
+
+def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decimal) -> _Judgement:
+    """The result against its laboratory's cut-off, both in the unit it was sent in."""
+    result = entry.result
+    assert result.value is not None
+    unit = shown_unit(result.unit)
+    comparator = result.comparator
+    holds = rule.holds(result.value, comparator, cut_off)
+    condition = f"{rule.operator} the laboratory's {rule.laboratory_limit} {_num(cut_off)} {unit}"
+    if holds is None:
+        return None, (_censored(rule, entry, condition),)
+    text = (
+        f"{comparator or ''}{_num(result.value)} {unit} {rule.operator} "
+        f"{_num(cut_off)} {unit} (the laboratory's {rule.laboratory_limit}, its cut-off)"
+    )
+    return _lab_point(
+        rule,
+        entry,
+        holds=holds,
+        grade=_graded(rule, entry) if holds else None,
+        value=result.value,
+        unit=unit,
+        comparison=text,
+        extra={"threshold": f"{_num(cut_off)} {unit} (the laboratory's cut-off)"},
+    ), ()
+
+
+def _graded(rule: AbsoluteThresholdRule, entry: LabEntry) -> int | None:
+    """A grading's bands are in the rule's unit: a result it cannot convert is not graded."""
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None
+    return grade_of(rule.grading, {"value": value}, entry.result.comparator)
 
 
 def _from_percent(

@@ -1,4 +1,5 @@
-"""Adverse events: serious, by MedDRA code or term, serious infections, NYHA class (pure)."""
+"""Adverse events: serious, by MedDRA code or term, serious infections, NYHA class, and
+CTCAE grade where a rule asks for one (pure)."""
 
 from __future__ import annotations
 
@@ -6,35 +7,76 @@ import functools
 import re
 from typing import Any
 
-from services.safety_rules.domain.conditions.points import Judged, Point
+from services.safety_rules.domain.conditions.points import Judged, Point, Problem
 from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
-from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.history import AdverseEventEntry, SubjectHistory
 from shared.adverse_event_labels import adverse_event_label
+from shared.nyha import nyha_classes_in_text
+
+#: CTCAE v5.0 names grades 1 to 3 mild, moderate and severe: a report that gives only its
+#: severity is read as that grade
+_SEVERITY_GRADE = {"mild": 1, "moderate": 2, "severe": 3}
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
     if any(code and code in (*rule.system_organ_class_codes, *rule.meddra_codes) for code in codes):
         return True
+    for exclusion in rule.term_exclusions:
+        text = re.sub(exclusion, " ", text, flags=re.IGNORECASE)
     return any(re.search(pattern, text, re.IGNORECASE) for pattern in rule.term_patterns)
+
+
+def _meets_criterion(rule: AdverseEventRule, entry: AdverseEventEntry) -> bool:
+    report = entry.report
+    text = " ".join(filter(None, (report.term, report.system_organ_class)))
+    codes = (report.system_organ_class_code, report.meddra_code)
+    if rule.criterion == "serious":
+        return report.serious
+    if rule.criterion == "serious-infection":
+        return report.serious and _matches(rule, text, *codes)
+    if rule.criterion == "nyha-class":
+        named = nyha_classes_in_text(text)
+        return (
+            report.nyha_class in rule.nyha_classes
+            or bool(named & set(rule.nyha_classes))
+            or (bool(rule.term_patterns) and _matches(rule, text, report.meddra_code))
+        )
+    return _matches(rule, text, *codes)
+
+
+def _grade_reached(
+    rule: AdverseEventRule, ae_id: str, entry: AdverseEventEntry
+) -> tuple[bool, Problem | None]:
+    """Whether the report reaches the rule's minimum CTCAE grade, and the problem when
+    nothing in the report can tell."""
+    report = entry.report
+    assert rule.min_grade is not None
+    grade = report.ctcae_grade or _SEVERITY_GRADE.get(report.severity or "")
+    if grade is not None:
+        return grade >= rule.min_grade, None
+    if report.serious:
+        # a serious report (hospitalisation, life-threatening...) is at least CTCAE grade 3
+        return True, None
+    return False, Problem(
+        "missing-input",
+        f"rule {rule.id}: adverse event {ae_id} names an event the rule watches but gives "
+        f"no CTCAE grade or severity, so whether it reaches grade {rule.min_grade} cannot "
+        "be judged; send the grade",
+        entry.event_id,
+        rule.id,
+    )
 
 
 def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
     points: list[Point] = []
+    problems: list[Problem] = []
     for ae_id, entry in sorted(history.adverse_events.items()):
         report = entry.report
-        text = " ".join(filter(None, (report.term, report.system_organ_class)))
-        if rule.criterion == "serious":
-            holds = report.serious
-        elif rule.criterion == "serious-infection":
-            holds = report.serious and _matches(
-                rule, text, report.system_organ_class_code, report.meddra_code
-            )
-        elif rule.criterion == "nyha-class":
-            holds = report.nyha_class in rule.nyha_classes or (
-                bool(rule.term_patterns) and _matches(rule, text, report.meddra_code)
-            )
-        else:
-            holds = _matches(rule, text, report.system_organ_class_code, report.meddra_code)
+        holds = _meets_criterion(rule, entry)
+        if holds and rule.min_grade is not None:
+            holds, problem = _grade_reached(rule, ae_id, entry)
+            if problem is not None:
+                problems.append(problem)
         if rule.require_serious:
             holds = holds and report.serious
         criteria = ", ".join(report.seriousness_criteria) or (
@@ -88,4 +130,4 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
                     computed={"end": report.end.isoformat()},
                 )
             )
-    return points, []
+    return points, problems

@@ -9,7 +9,12 @@ import uuid
 from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import grade_of
-from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _numeric,
+    lab_limits,
+    value_in,
+)
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
@@ -25,6 +30,7 @@ from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
 from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import UnitNotConvertible, analyte_for
+from shared.plausibility import unusable_reference_range
 
 
 def _change(
@@ -80,6 +86,7 @@ def _change(
             functools.partial(_change_point, rule, baseline, base),
         )
         points += judged[0]
+        problems += judged[1]
     return points, problems
 
 
@@ -98,27 +105,63 @@ def _change_point(
     else:
         amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
     comparator = entry.result.comparator
+    quantities = _quantities(entry, value, base)
     holds = certainly(amount, comparator, rule.operator, rule.amount)
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
+    set_aside: tuple[Problem, ...] = ()
+    if (
+        holds
+        and _reads_uln(rule)
+        and unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
+    ):
+        set_aside = (
+            Problem(
+                "reference-range-implausible",
+                f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with "
+                "a reference range whose low limit is above its high limit, which cannot be "
+                f"right and is set aside: rule {rule.id} graded it on its baseline alone",
+                entry.event_id,
+                rule.id,
+            ),
+        )
     return _lab_point(
         rule,
         entry,
         holds=holds,
-        grade=grade_of(
-            rule.grading,
-            {"value": value, "baseline": value / base if base else None},
-            comparator,
-        ),
+        grade=grade_of(rule.grading, quantities, comparator),
         value=value,
         unit=rule.unit,
         comparison=f"{text}, rule {rule.describe()}",
         extra={
             "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
             "change": text,
+            **({f"{_label(entry)}/ULN": _num(uln)} if (uln := quantities["uln"]) else {}),
         },
         input_ids=(entry.event_id, baseline.event_id),
-    ), ()
+    ), set_aside
+
+
+def _reads_uln(rule: BaselineChangeRule) -> bool:
+    """Whether the rule's grading reads the laboratory's ULN (CTCAE Creatinine increased)."""
+    grading = rule.grading
+    if grading is None:
+        return False
+    bands = (*grading.bands, *grading.abnormal_baseline_bands)
+    return any((band.basis or grading.basis) == "uln" for band in bands)
+
+
+def _quantities(entry: LabEntry, value: Decimal, base: Decimal) -> dict[str, Decimal | None]:
+    """What a band may be read against: the value, its multiple of baseline, and its
+    multiple of its own laboratory's ULN (both in the unit the result was sent in), so a
+    grading with bands on both bases (CTCAE Creatinine increased) takes the worse."""
+    result = entry.result
+    high = lab_limits(result)[1]  # none from a range that cannot be right
+    return {
+        "value": value,
+        "baseline": value / base if base else None,
+        "uln": result.value / high if result.value is not None and high and high > 0 else None,
+    }
 
 
 def _by_analyte(codes: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -14,6 +14,17 @@ from services.safety_rules.domain.conditions.points import Problem, _label, _num
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import FallbackLimit
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
+from shared.events.payloads import DataQualityProblem, LabResultReported
+from shared.plausibility import unusable_reference_range
+
+
+def lab_limits(result: LabResultReported) -> tuple[Decimal | None, Decimal | None]:
+    """The laboratory's reference limits (low, high) as far as they can be used: neither
+    when the range cannot be right (low above high: a ULN of 7 U/L from a range '40-7'
+    would make every ALT a grade 3), so the rule falls back as for a missing range."""
+    if unusable_reference_range(result.reference_low, result.reference_high):
+        return None, None
+    return result.reference_low, result.reference_high
 
 
 def value_in(entry: LabEntry, unit: str) -> Decimal:
@@ -105,16 +116,24 @@ def _limit_of(
 ) -> tuple[_Limit | None, tuple[Problem, ...]]:
     result = entry.result
     assert result.value is not None
-    limit = result.reference_high if which == "ULN" else result.reference_low
+    low, high = lab_limits(result)
+    limit = high if which == "ULN" else low
     if limit is not None and limit > 0:
         limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
         return _Limit(result.value / limit, limit_text), ()
     analyte = analyte_for(result.loinc_code or "")
     fallback = fallbacks.get(analyte.name) if analyte is not None else None
     bound, whose = fallback.for_sex(sex, which) if fallback is not None else (Decimal(0), "")
+    implausible = unusable_reference_range(result.reference_low, result.reference_high)
+    came = (
+        "with a reference range whose low limit is above its high limit, which cannot be "
+        "right and is set aside"
+        if implausible
+        else "without a reference range"
+    )
     detail = (
         f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
-        f"without a reference range, so its {which} is unknown"
+        f"{came}, so its {which} is unknown"
     )
     if fallback is None:
         detail += "; the rule could not judge it"
@@ -123,7 +142,10 @@ def _limit_of(
             f"; judged against the rule pack's fallback {which} "
             f"{_num(bound)} {fallback.unit}" + (f" ({whose})" if whose else "")
         )
-    problem = (Problem("reference-range-missing", detail, entry.event_id, rule_id),)
+    issue: DataQualityProblem = (
+        "reference-range-implausible" if implausible else "reference-range-missing"
+    )
+    problem = (Problem(issue, detail, entry.event_id, rule_id),)
     if fallback is None:
         return None, problem
     try:

@@ -1,127 +1,297 @@
-"""How a medication is named in what Vigil derives from it (pure).
+"""How Vigil reads a medication's route, frequency and dose unit, and how it names each in
+what it derives (pure).
 
 A medication record's drug, dose unit, route and frequency are a site's text, and free
-text may carry anything, a patient's name included. Signals, data-quality issues and the
-messages made of them therefore say each in Vigil's own spelling: a drug by the rule's
-name for what it matched, a dose unit, route or frequency by the spelling Vigil
-recognises, else a fixed phrase. The text as sent stays only in the recorded medication.
+text may carry anything, a patient's name included. Each is read against the tables here
+(routes: EDQM Standard Terms, SNOMED CT, HL7 v2 table 0162 and the spellings sites use,
+Chinese ones included; frequencies: the usual clinical abbreviations, HL7 timing codes and
+Chinese forms; dose units: UCUM and pharmacy spellings). Signals, data-quality issues and
+the messages made of them say each in Vigil's own spelling, else a fixed phrase: the text
+as sent stays only in the recorded medication.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from decimal import Decimal
+from fractions import Fraction
 
 DOSE_UNIT_NOT_RECOGNISED = "(dose unit not recognised)"
 FREQUENCY_NOT_RECOGNISED = "(frequency not recognised)"
 ROUTE_NOT_RECOGNISED = "(route not recognised)"
 
-FREQUENCIES: dict[str, Decimal] = {
+
+def normalise(text: str) -> str:
+    """Compatibility form (full-width letters, the micro sign), lower case, without dots,
+    with single spaces ("Twice  Daily." is "twice daily", "p.o." is "po")."""
+    folded = unicodedata.normalize("NFKC", text).lower().replace(".", "")
+    return " ".join(folded.split())
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+# Canonical route -> the spellings that mean it. Sources: EDQM Standard Terms (route of
+# administration), SNOMED CT route of administration values (< 284009009), HL7 v2 table
+# 0162 (Route of administration) codes, and the spellings sites send (abbreviations,
+# Chinese). A coded route may come as the bare code or as "system|code" / "system#code".
+ROUTES: dict[str, tuple[str, ...]] = {
+    "oral": (
+        "oral", "oral use", "by mouth", "per os", "po", "os", "orally", "enteral oral",
+        "26643006",  # SNOMED CT Oral route
+        "口服", "口服给药", "口服用",
+    ),
+    "intravenous": (
+        "intravenous", "intravenous use", "intravenously", "iv", "ivgtt", "iv gtt", "ivp", "ivpb",
+        "ivd", "iv drip", "iv push", "iv bolus", "iv infusion", "iv piggyback",
+        "intravenous infusion", "intravenous drip", "intravenous bolus",
+        "intravenous injection", "intravenous push", "continuous infusion",
+        "47625008",  # SNOMED CT Intravenous route
+        "静脉", "静脉滴注", "静滴", "静脉注射", "静注", "静推", "静脉推注", "静脉输注",
+        "静脉输液", "静脉给药", "静脉泵入", "泵入",
+    ),
+    "intramuscular": (
+        "intramuscular", "intramuscular use", "intramuscularly", "im",
+        "intramuscular injection", "im injection",
+        "78421000",  # SNOMED CT Intramuscular route
+        "肌内注射", "肌注", "肌肉注射",
+    ),
+    "subcutaneous": (
+        "subcutaneous", "subcutaneous use", "subcutaneously", "sc", "sq", "subcut", "sub-q",
+        "subq", "subcutaneous injection", "sc injection",
+        "34206005",  # SNOMED CT Subcutaneous route
+        "皮下注射", "皮下",
+    ),
+    "intradermal": ("intradermal", "intradermal use", "id", "372464004", "皮内注射", "皮内"),
+    "topical": (
+        "topical", "cutaneous", "cutaneous use", "apply externally", "ap", "tp",
+        "external", "externally", "skin",
+        "6064005",  # SNOMED CT Topical route
+        "外用", "外涂", "涂抹", "皮肤外用",
+    ),
+    "transdermal": ("transdermal", "transdermal use", "td", "patch", "45890007", "透皮", "贴剂"),
+    "inhalation": (
+        "inhalation", "inhalation use", "inhaled", "inh", "nebulised", "nebulized",
+        "nebulisation", "nebulization", "neb", "吸入", "雾化吸入", "雾化",
+    ),
+    "nasal": ("nasal", "nasal use", "intranasal", "ns", "in", "46713006", "鼻用", "滴鼻", "鼻喷"),
+    "rectal": ("rectal", "rectal use", "per rectum", "pr", "37161004", "直肠给药", "灌肠", "纳肛"),
+    "vaginal": ("vaginal", "vaginal use", "per vagina", "pv", "vg", "16857009", "阴道给药"),
+    "ophthalmic": (
+        "ophthalmic", "ocular use", "ocular", "eye", "op", "54485002", "滴眼", "眼用",
+    ),
+    "otic": ("otic", "auricular use", "ear", "ot", "10547007", "滴耳", "耳用"),
+    "sublingual": ("sublingual", "sublingual use", "sl", "37839007", "舌下", "舌下含服"),
+    "buccal": ("buccal", "buccal use", "b", "54471007", "口腔黏膜", "含服"),
+    "intrathecal": ("intrathecal", "intrathecal use", "it", "72607000", "鞘内注射", "鞘注"),
+    "intra-articular": (
+        "intra-articular", "intraarticular", "intra-articular use", "is",
+        "intrasynovial", "12130007", "关节腔注射", "关节腔内注射",
+    ),
+    "intra-arterial": ("intra-arterial", "intraarterial", "ia", "58100008", "动脉注射"),
+    "enteral tube": (
+        "nasogastric", "ng", "ng tube", "gastrostomy", "gastrostomy tube", "gtt", "peg",
+        "j tube", "jejunostomy", "gastric tube", "鼻饲", "胃管",
+    ),
+    "epidural": ("epidural", "epidural use", "ep", "硬膜外"),
+}  # fmt: skip
+
+# Words that describe a dose form or how an administration is given, not its route: "oral
+# tablet", "po tab", "iv drip", "im injection" name the route by their other word.
+_FORM_WORDS = frozenset(
+    (
+        "tablet", "tablets", "tab", "tabs", "capsule", "capsules", "cap", "caps", "solution",
+        "suspension", "syrup", "liquid", "drops", "drop", "drip", "infusion", "injection",
+        "inj", "bolus", "push", "piggyback", "route", "use", "administration", "dose",
+        "film-coated", "coated", "dispersible", "soluble", "granules", "powder", "pump",
+        "片", "片剂", "胶囊", "注射液", "注射", "给药", "途径",
+    )
+)  # fmt: skip
+
+# "ih" is HL7 0162 for inhalation but, in Chinese hospitals, injectio hypodermica
+# (subcutaneous): it is left unread, so a counted drug given "ih" raises a data-quality issue.
+_ROUTE_OF: dict[str, str] = {
+    normalise(spelling): route for route, spellings in ROUTES.items() for spelling in spellings
+}
+_SPLIT = re.compile(r"[\s,;:()\[\]]+")
+# codes too short or too common as words to be read inside a phrase: only a route field
+# that is exactly the code means the route
+_CODES_ONLY = frozenset(
+    ("b", "in", "is", "it", "on", "os", "ia", "id", "ep", "op", "ot", "ap", "tp", "ns", "vg",
+     "ih", "pv", "td", "ng", "gtt", "ear", "eye", "skin", "patch")
+)  # fmt: skip
+
+
+def _code(text: str) -> str:
+    """A coded route sent with its system ("http://snomed.info/sct|26643006")."""
+    for mark in ("|", "#", "^"):
+        if mark in text:
+            return text.rsplit(mark, 1)[1]
+    return text
+
+
+def route_of(route: str | None) -> str | None:
+    """The canonical route a route as sent means, or None when Vigil cannot tell."""
+    if not route:
+        return None
+    key = normalise(route)
+    found = _ROUTE_OF.get(key) or _ROUTE_OF.get(normalise(_code(route)))
+    if found:
+        return found
+    # a route word with dose-form words around it: "oral tablet", "iv drip", "静脉滴注给药"
+    words = [w for w in _SPLIT.split(key) if w]
+    routes = {_ROUTE_OF[w] for w in words if w in _ROUTE_OF and w not in _CODES_ONLY}
+    rest = [w for w in words if w not in _ROUTE_OF or w in _CODES_ONLY]
+    if len(routes) == 1 and all(w in _FORM_WORDS for w in rest):
+        return routes.pop()
+    for spelling in sorted((s for s in _ROUTE_OF if not s.isascii()), key=len, reverse=True):
+        if key.startswith(spelling) and all(
+            w in _FORM_WORDS for w in _SPLIT.split(key[len(spelling) :]) if w
+        ):
+            return _ROUTE_OF[spelling]
+    return None
+
+
+def shown_route(route: str | None) -> str:
+    return route_of(route) or ROUTE_NOT_RECOGNISED
+
+
+# -- frequencies ------------------------------------------------------------------------------
+
+_ONCE, _TWICE, _THRICE, _FOUR = Fraction(1), Fraction(2), Fraction(3), Fraction(4)
+FREQUENCIES: dict[str, Fraction] = {
     **dict.fromkeys(
         (
-            "qd",
-            "od",
-            "daily",
-            "once daily",
-            "q24h",
-            "qam",
-            "qpm",
-            "qhs",
-            "hs",
-            "once",
-            "stat",
-            "1/d",
-            "/d",
-            "every day",
+            "qd", "od", "daily", "once daily", "once a day", "once per day", "q24h", "qam",
+            "qpm", "qhs", "hs", "qn", "om", "on", "mane", "nocte", "every day", "every morning",
+            "every night", "every evening", "at bedtime", "nightly", "1/d", "/d", "1x daily",
+            "x1/day", "once", "stat", "one time", "1 time daily",
+            "每日一次", "一日一次", "每天一次", "一天一次", "每日1次", "一日1次", "每天1次",
+            "每晚一次", "每早一次", "每晨一次", "晨起顿服", "顿服", "睡前", "每晚", "每早",
         ),
-        Decimal(1),
+        _ONCE,
     ),
-    **dict.fromkeys(("bid", "q12h", "twice daily", "2/d"), Decimal(2)),
-    **dict.fromkeys(("tid", "q8h", "three times daily", "3/d"), Decimal(3)),
-    **dict.fromkeys(("qid", "q6h", "four times daily", "4/d"), Decimal(4)),
-    **dict.fromkeys(("qod", "q48h", "every other day", "eod"), Decimal("0.5")),
-    **dict.fromkeys(("qw", "weekly", "q1w", "once weekly"), Decimal(1) / Decimal(7)),
-    **dict.fromkeys(("q2w", "biweekly"), Decimal(1) / Decimal(14)),
-    **dict.fromkeys(("q4w", "monthly"), Decimal(1) / Decimal(28)),
-}
-MG_PER_UNIT: dict[str, Decimal] = {
-    "mg": Decimal(1),
-    "g": Decimal(1000),
-    "ug": Decimal("0.001"),
-    "mcg": Decimal("0.001"),
-    "µg": Decimal("0.001"),
-}
-# Routes of administration a message may name (EDQM standard terms and the usual
-# abbreviations), besides the spellings a rule lists.
-_ROUTES = (
-    "oral",
-    "po",
-    "by mouth",
-    "intravenous",
-    "iv",
-    "intramuscular",
-    "im",
-    "subcutaneous",
-    "sc",
-    "sq",
-    "topical",
-    "cutaneous",
-    "transdermal",
-    "inhalation",
-    "inhaled",
-    "nasal",
-    "rectal",
-    "vaginal",
-    "ophthalmic",
-    "sublingual",
-    "buccal",
-    "intrathecal",
-    "intra-articular",
+    **dict.fromkeys(
+        (
+            "bid", "bd", "q12h", "twice daily", "twice a day", "2/d", "2x daily", "x2/day",
+            "2 times daily", "2 times a day", "every 12 hours",
+        ),
+        _TWICE,
+    ),
+    **dict.fromkeys(
+        ("tid", "tds", "q8h", "three times daily", "three times a day", "3/d", "3x daily",
+         "x3/day", "3 times daily", "3 times a day", "every 8 hours"),
+        _THRICE,
+    ),
+    **dict.fromkeys(
+        ("qid", "qds", "q6h", "four times daily", "four times a day", "4/d", "4x daily",
+         "x4/day", "4 times daily", "4 times a day", "every 6 hours"),
+        _FOUR,
+    ),
+    **dict.fromkeys(
+        ("qod", "q48h", "every other day", "alternate days", "eod", "隔日一次", "隔天一次"),
+        Fraction(1, 2),
+    ),
+    **dict.fromkeys(
+        ("qw", "weekly", "q1w", "once weekly", "once a week", "every week", "每周一次"),
+        Fraction(1, 7),
+    ),
+    **dict.fromkeys(
+        ("q2w", "biweekly", "every 2 weeks", "每两周一次", "每2周一次"), Fraction(1, 14)
+    ),
+    **dict.fromkeys(
+        ("q4w", "monthly", "every 4 weeks", "每四周一次", "每4周一次"), Fraction(1, 28)
+    ),
+}  # fmt: skip
+
+_CHINESE_COUNT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6}
+# "每日两次", "一日3次", "每天四次": times a day
+_CHINESE_DAILY = re.compile(r"^(?:每日|一日|每天|一天)([一二两三四五六1-6])次$")
+# "1-0-1", "1-1-1", "2-0-1", "1-0-0-1": doses at morning, noon, (evening,) night, summed
+_PATTERN = re.compile(r"^\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?){2,3}$")
+# "q8h", "q 8 h", "every 8 hours", "q8hr": every n hours
+_HOURLY = re.compile(r"^(?:q ?(\d+) ?h(?:r|rs|ours?)?|every (\d+) ?h(?:r|rs|ours?)?)$")
+# "3x daily", "3 x/day", "x3/day", "3/day", "3 times per day"
+_TIMES = re.compile(
+    r"^(?:x ?(\d+)|(\d+) ?(?:x|times)) ?(?:/ ?d(?:ay)?|daily|a day|per day|/24h)$|^(\d+)/day$"
 )
 
 
-def normalise(text: str) -> str:
-    """Lower case, without dots, with single spaces ("Twice  Daily." is "twice daily")."""
-    return " ".join(text.lower().replace(".", "").split())
+def per_day(frequency: str | None) -> Fraction | None:
+    """Administrations per day (once with no frequency given), or None if not recognised."""
+    if frequency is None:
+        return _ONCE
+    key = normalise(frequency)
+    if key in FREQUENCIES:
+        return FREQUENCIES[key]
+    if match := _CHINESE_DAILY.match(key):
+        count = match.group(1)
+        return Fraction(_CHINESE_COUNT.get(count) or int(count))
+    if _PATTERN.match(key):
+        return sum((Fraction(part) for part in key.split("-")), Fraction(0)) or None
+    if match := _HOURLY.match(key):
+        hours = int(match.group(1) or match.group(2))
+        return Fraction(24, hours) if hours else None
+    if match := _TIMES.match(key):
+        times = int(next(g for g in match.groups() if g))
+        return Fraction(times) if times else None
+    return None
 
 
 def known_frequency(frequency: str | None) -> str | None:
-    """Vigil's spelling of a frequency it recognises ("QD" with none given), else None."""
+    """Vigil's spelling of a frequency it recognises ("QD" with none given), else None: a
+    table abbreviation in capitals, any other in administrations a day."""
     if frequency is None:
         return "QD"
-    key = normalise(frequency)
-    if key not in FREQUENCIES:
+    times = per_day(frequency)
+    if times is None:
         return None
-    return key.upper() if " " not in key and key.isalnum() else key
-
-
-def per_day(frequency: str | None) -> Decimal | None:
-    """Administrations per day (once with no frequency given), or None if not recognised."""
-    return Decimal(1) if frequency is None else FREQUENCIES.get(normalise(frequency))
+    key = normalise(frequency)
+    if key in FREQUENCIES and key.isascii():
+        return key.upper() if " " not in key and key.isalnum() else key
+    return f"{_plain(times)}x/day"
 
 
 def shown_frequency(frequency: str | None) -> str:
     return known_frequency(frequency) or FREQUENCY_NOT_RECOGNISED
 
 
-def mg_per_unit(unit: str) -> Decimal | None:
-    return MG_PER_UNIT.get(unit.strip().lower())
+def _plain(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{Decimal(value.numerator) / Decimal(value.denominator):.3g}"
+
+
+# -- dose units -------------------------------------------------------------------------------
+
+# Vigil's spelling -> (mg per unit, spellings). The micro sign (U+00B5) and the Greek mu
+# (U+03BC) are one after NFKC normalisation.
+DOSE_UNITS: dict[str, tuple[Fraction, tuple[str, ...]]] = {
+    "mg": (Fraction(1), ("mg", "mgs", "milligram", "milligrams", "milligramme", "毫克")),
+    "g": (Fraction(1000), ("g", "gm", "gram", "grams", "gramme", "克")),
+    "mcg": (
+        Fraction(1, 1000),
+        ("mcg", "ug", "µg", "μg", "microgram", "micrograms", "microgramme", "微克"),
+    ),
+}
+_UNIT_OF: dict[str, str] = {
+    normalise(spelling): unit
+    for unit, (_, spellings) in DOSE_UNITS.items()
+    for spelling in spellings
+}
+
+
+def dose_unit_of(unit: str) -> str | None:
+    """Vigil's spelling of a dose unit it converts to mg, else None."""
+    return _UNIT_OF.get(normalise(unit))
+
+
+def mg_per_unit(unit: str) -> Fraction | None:
+    known = dose_unit_of(unit)
+    return DOSE_UNITS[known][0] if known else None
 
 
 def shown_dose_unit(unit: str) -> str:
     """A dose unit Vigil converts to mg, in its spelling ("MCG" is "mcg"), else a fixed
     phrase."""
-    key = unit.strip().lower()
-    return key if key in MG_PER_UNIT else DOSE_UNIT_NOT_RECOGNISED
-
-
-def known_route(route: str, rule_routes: tuple[str, ...] = ()) -> str | None:
-    """The spelling of ``route`` in the rule's list or Vigil's, if either has it."""
-    key = normalise(route)
-    for spelling in (*rule_routes, *_ROUTES):
-        if normalise(spelling) == key:
-            return spelling
-    return None
-
-
-def shown_route(route: str, rule_routes: tuple[str, ...] = ()) -> str:
-    return known_route(route, rule_routes) or ROUTE_NOT_RECOGNISED
+    return dose_unit_of(unit) or DOSE_UNIT_NOT_RECOGNISED

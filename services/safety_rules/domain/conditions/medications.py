@@ -1,53 +1,106 @@
-"""Medications: a drug by route, or a daily dose (in equivalents of a reference drug)
-against a threshold (pure). What is derived names each drug by the rule's name for it and
-its dose unit, frequency and route in Vigil's spelling (:mod:`.medication_words`).
+"""Medications: a drug by route or at all, or a daily dose (in exact equivalents of a
+reference drug, or per kg of body weight) against a threshold (pure). What is derived names
+each drug by Vigil's name for what it matched (``drug_names``) and its dose unit, frequency
+and route in Vigil's spelling (``medication_words``), never the text as sent.
 """
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
+import uuid
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
+from services.safety_rules.domain.conditions.drug_names import (
+    ATC_OF,
+    Identified,
+    identify,
+    is_cjk,
+    parts_of,
+)
+from services.safety_rules.domain.conditions.lab_values import _numeric, value_in
 from services.safety_rules.domain.conditions.medication_words import (
-    known_route,
     mg_per_unit,
+    normalise,
     per_day,
+    route_of,
     shown_dose_unit,
     shown_frequency,
     shown_route,
 )
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
-from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_terms import compare
+from services.safety_rules.domain.history import MedicationEntry, SubjectHistory
+from services.safety_rules.domain.rule_terms import Operator
+from shared.analytes import UnitNotConvertible
 from shared.events import MedicationRecorded
 
 
-def _drug(rule: MedicationRule, drug: str, code: str | None) -> tuple[str, Decimal] | None:
-    """The rule's name for a drug it counts and the drug's equivalence factor, or None.
-    A drug in one of the rule's classes but not named by it is called by the class's ATC
-    prefix as the rule gives it."""
-    name = drug.lower()
+def _stem_matches(stem: str, found: Identified) -> bool:
+    """Whether a word part of the drug begins ('cef-'), ends ('-penem') or contains
+    ('-cillin-') the stem and is longer than it; a Chinese stem is looked for in the whole
+    name, which has no word parts."""
+    core = stem.strip("-")
+    if is_cjk(core):
+        return core in found.text
+    for part in found.parts:
+        if len(part) <= len(core):
+            continue
+        if stem.startswith("-") and stem.endswith("-"):
+            if core in part:
+                return True
+        elif part.endswith(core) if stem.startswith("-") else part.startswith(core):
+            return True
+    return False
+
+
+def _names(alias: str, found: Identified) -> bool:
+    """Whether the drug as sent names ``alias`` (its word parts in order; Chinese inside)."""
+    if is_cjk(alias):
+        return normalise(alias) in found.text
+    wanted = parts_of(alias)
+    size = len(wanted)
+    return any(found.parts[i : i + size] == wanted for i in range(len(found.parts) - size + 1))
+
+
+def _drug(rule: MedicationRule, found: Identified) -> tuple[str, Fraction] | None:
+    """Vigil's name for a drug the rule counts and the drug's equivalence factor, or None.
+    A drug in one of the rule's classes but not named by it is called by the known drugs
+    of that class it names, else by the class's ATC prefix or the stem it matched. A drug
+    the rule excepts (and its ATC codes) never counts, whatever stem its name has."""
+    if any(_names(name, found) for name in rule.except_drugs):
+        return None
+    excepted_atc = tuple(code for name in rule.except_drugs for code in ATC_OF.get(name, ()))
+    codes = [code for code in found.atc if not (excepted_atc and code.startswith(excepted_atc))]
     for match in rule.drugs:
-        if code and any(code.upper().startswith(atc.upper()) for atc in match.atc):
-            return match.name, match.factor
-        if any(
-            re.search(rf"\b{re.escape(alias.lower())}\b", name)
-            for alias in (match.name, *match.aliases)
+        if (
+            match.name in found.names
+            or any(code.startswith(atc.upper()) for code in codes for atc in match.atc_codes)
+            or any(_names(alias, found) for alias in match.aliases)
         ):
             return match.name, match.factor
-    for prefix in rule.atc_prefixes:
-        if code and code.upper().startswith(prefix.upper()):
-            return f"ATC {prefix}", Decimal(1)
+    for prefix in (p.upper() for p in rule.atc_prefixes):
+        in_class = [
+            name
+            for name in found.names
+            if any(code.startswith(prefix) for code in ATC_OF.get(name, ()))
+        ]
+        if in_class:
+            return "/".join(in_class), Fraction(1)
+        if any(code.startswith(prefix) for code in codes):
+            return f"ATC {prefix}", Fraction(1)
+    for stem in rule.name_stems:
+        if _stem_matches(stem, found):
+            return f"drug named {stem}", Fraction(1)
     return None
 
 
-def _described(name: str, record: MedicationRecorded, rule: MedicationRule) -> str:
-    """One medication as a signal says it: the rule's drug name, the dose, and the dose
+def _described(name: str, record: MedicationRecorded) -> str:
+    """One medication as a signal says it: Vigil's drug name, the dose, and the dose
     unit, frequency and route in Vigil's spelling (never the text as sent)."""
     return (
         f"{name} {record.dose:f} {shown_dose_unit(record.dose_unit)} "
-        f"{shown_frequency(record.frequency)} {shown_route(record.route, rule.routes)}"
+        f"{shown_frequency(record.frequency)} {shown_route(record.route)}"
     )
 
 
@@ -61,19 +114,57 @@ def _not_convertible(rule: MedicationRule, name: str, record: MedicationRecorded
     return f"rule {rule.id}: {name} cannot be turned into mg/day: {', '.join(fields)}"
 
 
-def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
+def _decimal(value: Fraction) -> Decimal:
+    """An exact daily dose as a decimal to show and store: to 4 places (20/3 is 6.6667);
+    the comparison is made on the fraction, never on this."""
+    exact = Decimal(value.numerator) / Decimal(value.denominator)
+    shown = exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize()
+    # normalize writes 20 as 2E+1: an integer is kept an integer
+    return shown.quantize(Decimal(1)) if shown == shown.to_integral_value() else shown
+
+
+def _holds(value: Fraction, operator: Operator, bound: Fraction) -> bool:
+    """``value operator bound`` in exact fractions (1.5 mg dexamethasone x 20/3 is 10)."""
+    if operator == "<":
+        return value < bound
+    if operator == "<=":
+        return value <= bound
+    if operator == ">":
+        return value > bound
+    return value >= bound
+
+
+Counted = tuple[MedicationEntry, Fraction, str]
+
+
+def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counted], list[Problem]]:
+    """The medications the rule counts, each with its daily dose in mg of the reference
+    drug (0 when the rule does not sum doses) and Vigil's name for it."""
     problems: list[Problem] = []
-    counted = []
+    counted: list[Counted] = []
     for entry in history.medications.values():
         record = entry.record
-        matched = _drug(rule, record.drug, record.drug_code)
+        matched = _drug(rule, identify(record.drug, record.drug_code))
         if matched is None:
             continue
         name, factor = matched
-        if rule.routes and known_route(record.route, rule.routes) not in rule.routes:
-            continue
-        if rule.criterion == "route":
-            counted.append((entry, Decimal(0), name))
+        if rule.routes:
+            route = route_of(record.route)
+            if route is None:
+                problems.append(
+                    Problem(
+                        "route-not-recognised",
+                        f"rule {rule.id}: {name}: the route field is not a route Vigil "
+                        "recognises, so the rule cannot tell whether it counts",
+                        entry.event_id,
+                        rule.id,
+                    )
+                )
+                continue
+            if route not in rule.routes:
+                continue
+        if rule.criterion in ("route", "any"):
+            counted.append((entry, Fraction(0), name))
             continue
         mg, times = mg_per_unit(record.dose_unit), per_day(record.frequency)
         if mg is None or times is None:
@@ -86,7 +177,51 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
                 )
             )
             continue
-        counted.append((entry, record.dose * mg * times * factor, name))
+        counted.append((entry, Fraction(record.dose) * mg * times * factor, name))
+    return counted, problems
+
+
+Weight = tuple[Decimal, datetime, uuid.UUID, str]
+
+
+def _nearest_weight(history: SubjectHistory, rule: MedicationRule, at: datetime) -> Weight | None:
+    """The subject's body weight nearest in time to ``at``: a weight result, else the
+    enrolment weight."""
+    candidates: list[Weight] = []
+    for entry in _numeric(history.results(*rule.weight_codes)):
+        try:
+            kg = value_in(entry, "kg")
+        except UnitNotConvertible:
+            continue
+        if kg > 0:
+            candidates.append((kg, entry.at, entry.event_id, "weight result"))
+    enrolment = history.enrolment_weight()
+    if enrolment is not None and enrolment[0] > 0:
+        candidates.append((*enrolment, "enrolment record"))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
+
+
+def _weighed_at(
+    history: SubjectHistory, rule: MedicationRule, counted: list[Counted]
+) -> set[datetime]:
+    """When a per-kg rule's subject was weighed while a counted medication was taken: a new
+    weight changes the dose per kg from then on."""
+    if rule.criterion != "daily-dose-per-kg":
+        return set()
+    return {
+        entry.at
+        for entry in history.results(*rule.weight_codes)
+        if any(
+            e.record.start <= entry.at and (e.record.stop is None or e.record.stop > entry.at)
+            for e, _, _ in counted
+        )
+    }
+
+
+def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
+    counted, problems = _counted(rule, history)
     moments = sorted(
         {
             m
@@ -94,8 +229,10 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
             for m in (entry.record.start, entry.record.stop)
             if m is not None
         }
+        | _weighed_at(history, rule, counted)
     )
     points: list[Point] = []
+    per_kg = rule.criterion == "daily-dose-per-kg"
     for moment in moments:
         active = [
             (e, d, n)
@@ -104,35 +241,59 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
         ]
         active.sort(key=lambda item: item[0].record.start)
         trigger, trigger_name = next(
-            (e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment
+            ((e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment),
+            (active[0][0], active[0][2]) if active else (counted[0][0], counted[0][2]),
         )
-        drugs = ", ".join(_described(n, e.record, rule) for e, _, n in active) or "none"
-        if rule.criterion == "route":
+        drugs = ", ".join(_described(n, e.record) for e, _, n in active) or "none"
+        ids = [trigger.event_id, *(e.event_id for e, _, _ in active)]
+        computed: dict[str, str] = {"active_medications": drugs}
+        total: Decimal | None = None
+        unit: str | None = None
+        if rule.criterion in ("route", "any"):
             holds = bool(active)
-            total = None
-            comparison = f"active: {drugs}; rule {rule.describe()}"
+            computed["comparison"] = f"active: {drugs}; rule {rule.describe()}"
         else:
             assert rule.threshold is not None
-            total = sum((d for _, d, _ in active), Decimal(0))
-            holds = compare(total, rule.operator, rule.threshold)
-            comparison = (
-                f"{_num(total)} mg/day {rule.reference_drug or ''}-equivalent {rule.describe()}"
-            ).replace(" -equivalent", "")
-        ids = tuple(dict.fromkeys([trigger.event_id, *(e.event_id for e, _, _ in active)]))
+            daily = sum((d for _, d, _ in active), Fraction(0))
+            reference = f"{rule.reference_drug}-equivalent " if rule.reference_drug else ""
+            computed["daily_dose_mg"] = _num(_decimal(daily))
+            if per_kg:
+                weight = _nearest_weight(history, rule, moment)
+                if weight is None:
+                    if active:
+                        problems.append(
+                            Problem(
+                                "missing-input",
+                                f"rule {rule.id}: no body weight (enrolment or a body weight "
+                                "result) to turn the daily dose into mg/kg/day",
+                                trigger.event_id,
+                                rule.id,
+                            )
+                        )
+                    continue
+                kg, weighed_at, weight_id, source = weight
+                value = daily / Fraction(kg)
+                total, unit = _decimal(value), "mg/kg/day"
+                ids.append(weight_id)
+                computed["weight_kg"] = f"{_num(kg)} ({source}, {weighed_at.isoformat()})"
+                computed["dose_mg_per_kg"] = _num(total)
+            else:
+                value, unit = daily, "mg/day"
+                total = _decimal(value)
+            holds = _holds(value, rule.operator, Fraction(rule.threshold))
+            computed["comparison"] = f"{_num(total)} {unit} {reference}{rule.describe()}".replace(
+                " -equivalent", ""
+            )
         points.append(
             Point(
                 at=moment,
                 holds=holds,
-                input_ids=ids,
+                input_ids=tuple(dict.fromkeys(ids)),
                 analyte=", ".join(dict.fromkeys(n for _, _, n in active)) or trigger_name,
                 summary=f"medication: {drugs}",
                 observed_value=total,
-                observed_unit="mg/day" if total is not None else None,
-                computed={
-                    "active_medications": drugs,
-                    "comparison": comparison,
-                    **({"daily_dose_mg": _num(total)} if total is not None else {}),
-                },
+                observed_unit=unit,
+                computed=computed,
                 learned_at=max(e.recorded_at for e, _, _ in active)
                 if active
                 else trigger.recorded_at,

@@ -4,6 +4,11 @@ or text results matched by pattern (pure).
 A result's text (its analyte as sent, its value as sent) is sender free text and may carry
 anything, a name included: a point names the test by Vigil's catalogue or its LOINC code
 and says what was found in Vigil's words, never quoting that text.
+
+A qualitative rule may read a quantitative analyte too (hCG, HBV DNA): a result with a
+number is its numeric rule's to judge; one that says only positive or detected is judged
+here. A result the rule reads but cannot place as positive, negative or indeterminate is a
+data-quality issue (``result-unreadable``), never passed over in silence.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ import re
 import uuid
 
 from services.safety_rules.domain.conditions.lab_values import _candidates
-from services.safety_rules.domain.conditions.points import Judged, Point, _label
+from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _label
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CodedResultRule, QualitativeRule
 from shared.analytes import analyte_for
+from shared.events.payloads import Qualitative
+from shared.qualitative import qualitative_answer
+
+#: abnormal flags (HL7 table 0078, FHIR interpretation) that read as a positive finding
+_POSITIVE_FLAGS = frozenset({"A", "AA", "H", "HH", "POS"})
 
 
 def _test_name(entry: LabEntry, otherwise: str) -> str:
@@ -29,15 +39,29 @@ def _qualitative(
     rule: QualitativeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     points: list[Point] = []
+    problems: list[Problem] = []
     for entry in _candidates(history, rule.loinc_codes, only):
         result = entry.result
-        finding = result.qualitative
-        flags = {flag.upper() for flag in result.abnormal_flags}
-        if finding is None and flags & {"A", "AA", "H", "HH", "POS"}:
-            finding = "positive"  # the laboratory flagged it abnormal
-        if finding is None:
-            continue
+        if not result.result_status.is_measurement:
+            continue  # cannot obtain, deleted, wrong: nothing to judge (it retracts)
+        analyte = analyte_for(result.loinc_code or "")
+        if result.value is not None and analyte is not None and analyte.scale == "Qn":
+            continue  # a number: the analyte's numeric rule judges it
+        finding = _finding(entry)
         name = _test_name(entry, "test")
+        if finding is None:
+            problems.append(
+                Problem(
+                    "result-unreadable",
+                    f"rule {rule.id}: a result of {name} (LOINC {result.loinc_code}) "
+                    f"collected {result.collected_at.isoformat()} says nothing Vigil reads "
+                    "as positive, negative or indeterminate, and carries no abnormal flag, "
+                    "so the rule could not judge it; ask the laboratory for a coded result",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
         points.append(
             Point(
                 at=result.collected_at,
@@ -52,7 +76,18 @@ def _qualitative(
                 learned_at=entry.recorded_at,
             )
         )
-    return points, []
+    return points, problems
+
+
+def _finding(entry: LabEntry) -> Qualitative | None:
+    """What the result says: its coded answer, else its text read as one of the spellings
+    laboratories use (a partner may publish without ingest's reading), else positive when
+    the laboratory flagged it abnormal."""
+    result = entry.result
+    finding = result.qualitative or qualitative_answer(result.value_text)
+    if finding is None and {flag.upper() for flag in result.abnormal_flags} & _POSITIVE_FLAGS:
+        finding = "positive"
+    return finding
 
 
 def _coded(
