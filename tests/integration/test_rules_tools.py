@@ -135,4 +135,4 @@ async def test_rules_check_prints_the_table_and_the_neutrophil_note() -> None:
     assert "24 h" in row
     assert "safety-desk" in row
     assert "note on neutropenia-anc-lt-1-5" in done.stdout
-    assert "confirmed against the protocol" in done.stdout
+    assert "confirm it against the protocol" in done.stdout
