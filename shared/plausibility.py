@@ -81,6 +81,10 @@ PLAUSIBLE: dict[str, PlausibleRange] = {
         "Sysmex XN reads to 440 x10*9/L undiluted",
     ),
     "eosinophils": _r("0", "500", "10*9/L; hypereosinophilic syndromes reach some tens x10*9/L"),
+    # differential percentages (issue 15, analytes): a part of the leukocytes is 0 to 100 %
+    "neutrophils percent": _r("0", "100", "% of leukocytes: a part cannot exceed the whole"),
+    "lymphocytes percent": _r("0", "100", "% of leukocytes: a part cannot exceed the whole"),
+    "eosinophils percent": _r("0", "100", "% of leukocytes: a part cannot exceed the whole"),
     "platelets": _r(
         "0",
         "10000",

@@ -99,9 +99,7 @@ def test_a_protocol_analyte_in_an_unknown_unit_is_an_alert_for_the_monitors() ->
 
     assert (route.role, route.acknowledged) == (Role.MEDICAL_MONITOR, True)
     assert [p.id for p in data_quality_recipients(ROSTER, route)] == ["mm-01"]
-    assert message.subject_line.startswith(
-        "[Vigil] UNKNOWN UNIT: NCT05262686 subject 01-003"
-    )
+    assert message.subject_line.startswith("[Vigil] UNKNOWN UNIT: NCT05262686 subject 01-003")
     body = " ".join(message.body_text.split())
     assert "A protocol analyte in an unknown unit" in body
     assert "haemoglobin" in body

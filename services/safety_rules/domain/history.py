@@ -228,7 +228,7 @@ class SubjectHistory:
         if result.loinc_code is None:
             return
         if self.day0 is None or entry.at.date() <= self.day0:
-            self._baselines.pop(result.loinc_code, None)  # it may be the new baseline
+            self._baselines.pop(_same(result.loinc_code), None)  # it may be the new baseline
         _place(self.by_code.setdefault(result.loinc_code, []), entry)
         for codes, merged in self._merged.items():
             if result.loinc_code in codes:
@@ -250,7 +250,7 @@ class SubjectHistory:
         self.set_aside.pop(event_id, None)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
-            self._baselines.pop(entry.result.loinc_code, None)
+            self._baselines.pop(_same(entry.result.loinc_code), None)
             self._merged.clear()
             history = self.by_code.get(entry.result.loinc_code, [])
             self.by_code[entry.result.loinc_code] = [
@@ -332,16 +332,21 @@ class SubjectHistory:
         return standing_before(self.reports.get(identity, []), event_id, self.superseded)
 
     def baseline(self, code: str) -> LabEntry | None:
-        """The last result of ``code`` on or before Day 0 (collection date as reported)."""
-        if code not in self._baselines:
+        """The last result on or before Day 0 (collection date as reported) of the analyte
+        of ``code``, whichever of its codes it came under (a creatinine baseline sent as
+        2160-0 in mg/dL serves a later 14682-9 in umol/L); of ``code`` alone when Vigil
+        does not know it."""
+        key = _same(code)
+        if key not in self._baselines:
             day0 = self.day0
-            before = (
-                [e for e in self.by_code.get(code, ()) if e.at.date() <= day0]
-                if day0 is not None
-                else []
-            )
-            self._baselines[code] = before[-1] if before else None
-        return self._baselines[code]
+            before = None
+            if day0 is not None:
+                for entry in reversed(self.results(*_codes_of_same(code))):
+                    if entry.at.date() <= day0:
+                        before = entry
+                        break
+            self._baselines[key] = before
+        return self._baselines[key]
 
     def is_current(self, event_id: uuid.UUID) -> bool:
         """Whether a fact still stands (no later report replaced it)."""
@@ -366,3 +371,15 @@ class SubjectHistory:
             else self.enrolment_fact.recorded_at
         )
         return self.enrolment.weight_kg, when, self.enrolment_fact.event_id
+
+
+def _same(code: str) -> str:
+    """What results that stand for the same measurement share: the analyte's name for a
+    code Vigil knows (every code of an analyte is one measurement), else the code."""
+    analyte = analyte_for(code)
+    return analyte.name if analyte is not None else code
+
+
+def _codes_of_same(code: str) -> tuple[str, ...]:
+    analyte = analyte_for(code)
+    return analyte.loinc_codes if analyte is not None else (code,)

@@ -163,18 +163,18 @@ def _from_percent(
 ) -> Judged:
     """Counts derived from a percentage and the total count of the same specimen (same
     collection time); a percentage without its total is a data-quality problem."""
-    totals = {e.at: e for e in _numeric(history.results(derivation.total_code))}
+    totals = {e.at: e for e in _numeric(history.results(*derivation.total_codes))}
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _numeric(history.results(derivation.percent_code)):
+    for entry in _numeric(history.results(*derivation.percent_codes)):
         total = totals.get(entry.at)
         if total is None:
             problems.append(
                 Problem(
                     "missing-input",
-                    f"rule {rule.id}: {_label(entry)} "
-                    f"{_reported(entry)} has no total count ({derivation.total_code}) of the "
-                    "same specimen, so the absolute count cannot be derived",
+                    f"rule {rule.id}: {_label(entry)} {_reported(entry)} has no total count "
+                    f"({'/'.join(derivation.total_codes)}) of the same specimen, so the "
+                    "absolute count cannot be derived",
                     entry.event_id,
                     rule.id,
                 )

@@ -29,7 +29,7 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
 from services.safety_rules.domain.rule_terms import certainly
-from shared.analytes import UnitNotConvertible
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.plausibility import unusable_reference_range
 
 
@@ -41,8 +41,9 @@ def _change(
     points: list[Point] = []
     problems: list[Problem] = []
     day0 = history.day0
-    for code in rule.loinc_codes:
-        entries = history.results(code)
+    for codes in _by_analyte(rule.loinc_codes):
+        code = codes[0]
+        entries = history.results(*codes)
         first = next((e for e in entries if e.result.value is not None), None)
         if day0 is None:
             if first is not None:
@@ -78,7 +79,7 @@ def _change(
             continue
         if base == 0 and rule.change != "absolute":
             continue
-        after = [e for e in _numeric(_candidates(history, (code,), only)) if e.at.date() > day0]
+        after = [e for e in _numeric(_candidates(history, codes, only)) if e.at.date() > day0]
         judged = _each(
             after,
             functools.partial(_keyed, (id(rule), baseline.event_id)),
@@ -161,6 +162,16 @@ def _quantities(entry: LabEntry, value: Decimal, base: Decimal) -> dict[str, Dec
         "baseline": value / base if base else None,
         "uln": result.value / high if result.value is not None and high and high > 0 else None,
     }
+
+
+def _by_analyte(codes: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The rule's codes grouped by analyte (one baseline serves every code of an
+    analyte), in the rule's order; a code Vigil does not know stands alone."""
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        analyte = analyte_for(code)
+        groups.setdefault(analyte.name if analyte else code, []).append(code)
+    return [tuple(group) for group in groups.values()]
 
 
 def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:

@@ -72,6 +72,11 @@ def _candidates(
     return chosen
 
 
+def _sex_of(history: SubjectHistory) -> str | None:
+    """The subject's sex as HL7 table 0001 codes it (None: not enrolled)."""
+    return history.enrolment.sex.value if history.enrolment is not None else None
+
+
 def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
     return [e for e in entries if e.result.value is not None]
 
@@ -88,13 +93,15 @@ def _ratio_to_limit(
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
     problems: list[Problem],
+    sex: str | None = None,
 ) -> _Limit | None:
     """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
-    laboratory sent none, which is raised as a data-quality problem); worked out once per
-    entry, its problems added to ``problems`` each time."""
-    key = ("limit", which, id(fallbacks), rule_id)
+    laboratory sent none, which is raised as a data-quality problem; a limit by sex is the
+    subject's, ``sex`` as HL7 table 0001 codes it); worked out once per entry, its problems
+    added to ``problems`` each time."""
+    key = ("limit", which, id(fallbacks), rule_id, sex)
     if key not in entry.memo:
-        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id)
+        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id, sex)
     limit, found = entry.memo[key]
     problems += found
     return cast("_Limit | None", limit)
@@ -105,6 +112,7 @@ def _limit_of(
     which: Literal["ULN", "LLN"],
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
+    sex: str | None,
 ) -> tuple[_Limit | None, tuple[Problem, ...]]:
     result = entry.result
     assert result.value is not None
@@ -113,7 +121,9 @@ def _limit_of(
     if limit is not None and limit > 0:
         limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
         return _Limit(result.value / limit, limit_text), ()
-    fallback = fallbacks.get(result.loinc_code or "")
+    analyte = analyte_for(result.loinc_code or "")
+    fallback = fallbacks.get(analyte.name) if analyte is not None else None
+    bound, whose = fallback.for_sex(sex, which) if fallback is not None else (Decimal(0), "")
     implausible = unusable_reference_range(result.reference_low, result.reference_high)
     came = (
         "with a reference range whose low limit is above its high limit, which cannot be "
@@ -130,7 +140,7 @@ def _limit_of(
     else:
         detail += (
             f"; judged against the rule pack's fallback {which} "
-            f"{_num(fallback.value)} {fallback.unit}"
+            f"{_num(bound)} {fallback.unit}" + (f" ({whose})" if whose else "")
         )
     issue: DataQualityProblem = (
         "reference-range-implausible" if implausible else "reference-range-missing"
@@ -143,5 +153,6 @@ def _limit_of(
     except UnitNotConvertible:
         return None, problem
     return _Limit(
-        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)"
+        value / bound,
+        f"{_num(bound)} {fallback.unit} (fallback" + (f", {whose})" if whose else ")"),
     ), problem
