@@ -25,8 +25,9 @@ from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
 PACKS = load_rule_packs(REPO / "studies")
-# thirteen facts, two supersessions, two signals (B, A) and B, C, D flagged as not enrolled
-EVENTS = 20
+# thirteen facts, two supersessions, two signals (B, A), B, C, D flagged as not enrolled,
+# and B's signal routed to its site when B is enrolled
+EVENTS = 21
 
 
 def enrolment(subject: str, day0: date) -> Envelope:
