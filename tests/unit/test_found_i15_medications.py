@@ -278,3 +278,56 @@ def test_a_medication_that_cannot_have_started_then_does_not_alert(
     described, _ = _run(_med(**med, start=start))
     assert not any(d.startswith("raised") for d in described), described
     assert any(d.startswith("dq ") for d in described), described
+
+
+# -- a single dose is not a daily dose ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freq", ["once", "STAT"])
+def test_a_single_dose_is_not_counted_every_day_after(freq: str) -> None:
+    """'once' / STAT (HL7 table 0335 'Once') is one administration, not a daily regimen. A
+    single methylprednisolone 4 mg IV (5 mg prednisone) on day 1, sent without a stop date
+    as single doses are, and prednisone 7.5 mg/day from day 20: on day 20 the subject takes
+    7.5 mg/day, below the protocol's 10. Vigil keeps counting the day-1 dose on every day
+    after it and raises 'corticosteroid above 10 mg/day' with 'daily_dose_mg 12.5' and
+    'methylprednisolone 4 mg ONCE' among the active medications three weeks later: a false
+    protocol alert. Expected: no signal (the single dose counts on its own day only)."""
+    described, _ = _run(
+        {
+            "facts": [
+                {"med": {"id": "M1", "drug": "Methylprednisolone", "dose": 4, "freq": freq,
+                         "route": "IV", "start": 1}},
+                {"med": {"id": "M2", "drug": "Prednisone", "dose": 7.5, "start": 20}},
+            ]
+        }
+    )  # fmt: skip
+    assert STEROID not in described, described
+
+
+def test_a_single_pulse_does_not_leave_the_steroid_signal_open_for_ever() -> None:
+    """A methylprednisolone 500 mg IV pulse given once on day 1 rightly raises the steroid
+    signal. From day 2 the subject takes only prednisone 5 mg/day (below the limit), but
+    the signal is never resolved: Vigil treats the single pulse as 500 mg every day, so
+    the medical monitor's open signal, and any later dose judgement, rests on a dose that
+    is not being taken. Expected: the signal resolves once the pulse's day has passed and
+    the day's total is 5 mg."""
+    described, _ = _run(
+        {
+            "facts": [
+                {"med": {"id": "M1", "drug": "Methylprednisolone", "dose": 500, "freq": "once",
+                         "route": "IV", "start": 1}},
+                {"med": {"id": "M2", "drug": "Prednisone", "dose": 5, "start": 4}},
+            ]
+        }
+    )  # fmt: skip
+    assert described == [STEROID, "resolved steroid-prednisone-equivalent-gt-10"], described
+
+
+def test_a_weekly_prednisone_pulse_is_above_10_mg_on_the_day_it_is_taken() -> None:
+    """Prednisone 60 mg once weekly (QW) is 60 mg on the day it is taken. The protocol's
+    exclusion is 'prednisone (or equivalent) > 10 mg/day', and the pack's stated policy
+    where the text is open is the more alerting reading. Vigil averages the weekly dose over
+    seven days (8.6 mg/day) and raises nothing, while dexamethasone 20 mg QW (19 mg/day
+    averaged) does fire: a weekly steroid pulse below 70 mg prednisone is invisible.
+    Expected: the steroid limit signal for the day of the pulse."""
+    _raises(_med(drug="Prednisone", dose=60, freq="QW"), STEROID)
