@@ -331,3 +331,14 @@ def test_a_weekly_prednisone_pulse_is_above_10_mg_on_the_day_it_is_taken() -> No
     averaged) does fire: a weekly steroid pulse below 70 mg prednisone is invisible.
     Expected: the steroid limit signal for the day of the pulse."""
     _raises(_med(drug="Prednisone", dose=60, freq="QW"), STEROID)
+
+
+def test_a_missing_frequency_is_not_silently_taken_as_once_daily() -> None:
+    """The JSON endpoint accepts a concomitant medication with ``frequency: null`` (202).
+    Prednisone 7.5 mg with no frequency may be 7.5 mg/day or, as often for this dose,
+    7.5 mg twice daily (15 mg/day, above the limit). Vigil silently takes it as once daily:
+    no signal and no data-quality event, while an empty-string frequency does raise
+    'dose-not-convertible'. Issue 15 item 10: what cannot be read raises a data-quality
+    issue that names it. Expected: 'dose-not-convertible' (frequency missing)."""
+    described, _ = _run(_med(drug="Prednisone", dose=7.5, freq=None))
+    assert "dq dose-not-convertible" in described, described
