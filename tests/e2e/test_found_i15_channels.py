@@ -119,25 +119,75 @@ async def test_fhir_alt_in_ukat_with_its_range_in_units_per_litre_alerts(
     )
 
 
-async def test_fhir_refuses_an_effective_period_that_ends_before_it_starts(
-    services: RunningServices,
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"effectivePeriod": {"start": "2026-11-20T08:00:00Z", "end": "2026-11-19T08:00:00Z"}},
+        {"effectiveDateTime": "2026-11-20T08:00:00Z", "issued": "2026-11-19T08:00:00Z"},
+    ],
+    ids=["period-ends-before-it-starts", "issued-before-collected"],
+)
+async def test_fhir_refuses_collection_times_that_contradict_themselves(
+    services: RunningServices, times: dict[str, Any]
 ) -> None:
-    """Observation.effectivePeriod start 2026-11-20 and end 2026-11-19: FHIR R4 Period
-    invariant per-1 ("If present, start SHALL have a lower value than end") is broken, so no
-    collection time can be placed. Vigil answers 201 and judges the result at the start.
-    Expected (item 11: "what cannot be placed is refused with the reason"): 422 with an
-    OperationOutcome whose issue names Observation.effective[x] (or effectivePeriod)."""
+    """Observation.effectivePeriod ending the day before it starts breaks FHIR R4 Period
+    invariant per-1 ("start SHALL have a lower value than end"); an Observation issued
+    (made available, after verification: FHIR R4 Observation.issued) the day before its
+    specimen was collected cannot be either. Vigil answers 201 and judges the result at a
+    time it cannot place. Expected (item 11: "what cannot be placed is refused with the
+    reason"): 422 with an OperationOutcome naming Observation.effective[x] (or
+    effectivePeriod / issued)."""
     subject = new_subject_id()
     resource = json.loads(_alt(subject, _q(121, "U/L"), _q(7, "U/L"), _q(40, "U/L")))
     del resource["effectiveDateTime"]
-    resource["effectivePeriod"] = {"start": "2026-11-20T08:00:00Z", "end": "2026-11-19T08:00:00Z"}
+    resource.update(times)
     async with httpx.AsyncClient(
         base_url=services.ingest_url, headers={**services.headers, **FHIR}, timeout=30
     ) as client:
         answer = await client.post("/fhir/r4/Observation", content=json.dumps(resource))
     assert answer.status_code == 422, answer.text
     expressions = [e for i in answer.json()["issue"] for e in i.get("expression", [])]
-    assert any(e.startswith("Observation.effective") for e in expressions), expressions
+    assert any(e.startswith(("Observation.effective", "Observation.issued")) for e in expressions)
+
+
+async def test_fhir_quantity_at_most_zero_is_created_with_a_warning(
+    services: RunningServices,
+) -> None:
+    """valueQuantity {comparator "<=", value 0 g/dL} for haemoglobin (FHIR R4
+    Quantity.comparator) allows only 0 or less: impossible, as Vigil itself says for a plain
+    0 (201 with a warning). Here it answers 201 with no warning. Expected (item 8): 201
+    with an OperationOutcome warning at Observation.value[x] saying implausible-value."""
+    subject = new_subject_id()
+    resource = json.loads(_alt(subject, _q(0, "g/dL"), _q(12, "g/dL"), _q(16, "g/dL")))
+    resource["code"] = {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}
+    resource["valueQuantity"]["comparator"] = "<="
+    async with httpx.AsyncClient(
+        base_url=services.ingest_url, headers={**services.headers, **FHIR}, timeout=30
+    ) as client:
+        answer = await client.post("/fhir/r4/Observation", content=json.dumps(resource))
+    assert answer.status_code == 201, answer.text
+    warnings = [i for i in answer.json()["issue"] if i["severity"] == "warning"]
+    assert [w["expression"] for w in warnings] == [["Observation.value[x]"]], answer.text
+
+
+@pytest.mark.parametrize("written", ["20261120", "2099"])
+async def test_json_collection_time_written_as_digits_is_not_placed_in_1970(
+    client: httpx.AsyncClient, db: asyncpg.Connection, written: str
+) -> None:
+    """A sender bridging HL7 writes collected_at as the HL7 DTM "20261120" (or the year
+    "2099"). Vigil reads the digits as Unix seconds, stores the result as collected on
+    1970-08-23T12:05:20Z (or 1970-01-01T00:34:59Z) and answers 202 with no warning: a
+    2026 haemoglobin becomes a 1970 result (a pre-study baseline, or set aside as "before
+    birth"), and a 2099 one is not refused. Expected (item 11: a time that cannot be placed
+    is refused naming the field; the API takes RFC 3339 date-times): 422 naming
+    collected_at."""
+    subject = new_subject_id()
+    answer = await client.post(
+        "/v1/lab-results", json=haemoglobin(subject, "8.0", collected_at=written)
+    )
+    stored = [json.loads(p)["collected_at"] for p in await stored_payloads(db, subject, LAB)]
+    assert answer.status_code == 422, (answer.text, stored)
+    assert [e["field"] for e in answer.json()["errors"]] == ["collected_at"]
 
 
 async def test_json_collection_time_a_day_ahead_with_its_offset_is_refused(

@@ -16,7 +16,7 @@ import hl7
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.fhir_mapping import observation_event
+from services.ingest.fhir_mapping import observation_event, patient_event
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.messages import Interpretation, interpret
 from shared.events import EventPayload, LabResultReported
@@ -150,6 +150,71 @@ def test_an_adult_weighing_half_a_kilogram_is_no_renal_insufficiency(
         return
     assert not any(d.startswith("raised renal") for d in described), described
     assert "dq implausible-value" in described
+
+
+@pytest.mark.parametrize("percent", ["-5", "150"])
+def test_an_impossible_neutrophil_percentage_is_warned_in_the_ack(percent: str) -> None:
+    """Neutrophils/100 leukocytes (LOINC 770-8, UCUM %) is a fraction of the white cells:
+    below 0 % or above 100 % it cannot be. Vigil answers AA without any ERR. Expected
+    (item 8): AA with an ERR of severity W naming OBX^2^5 (HL7 v2.5.1 2.15.5)."""
+    outcome = _read(
+        _oru(
+            "OBX|1|NM|6690-2^WBC^LN||5.0|10*9/L|3.5-9.5|N|||F",
+            f"OBX|2|NM|770-8^Neutrophils/100 leukocytes^LN||{percent}|%|40-75|L|||F",
+        )
+    )
+    assert ("OBX^2^5", "W") in _errs(outcome), _errs(outcome)
+
+
+@pytest.mark.parametrize("percent", [-5, 150])
+def test_an_impossible_neutrophil_percentage_derives_no_neutropenia(percent: int) -> None:
+    """WBC 5.0 x 10^9/L with neutrophils -5 % gives a derived absolute count of
+    -0.25 x 10^9/L, and Vigil raises neutropenia CTCAE v5.0 grade 4 (< 0.5) from it: an
+    impossible value e-mailed as a life-threatening signal, exactly what item 8 forbids.
+    150 % (7.5 x 10^9/L) is silently judged normal. Expected: no signal; one
+    implausible-value issue for the percentage (a fraction of leukocytes lies in 0-100 %)."""
+    described, _ = _run(
+        {
+            "facts": [
+                [
+                    {"lab": {"loinc": "6690-2", "value": 5, "unit": "10*9/L"}},
+                    {"lab": {"loinc": "770-8", "value": percent, "unit": "%"}},
+                ]
+            ]
+        }
+    )
+    assert described == ["dq implausible-value"]
+
+
+@pytest.mark.parametrize("corrected", [-3, 80])
+def test_a_correction_to_an_impossible_value_does_not_retract_grade_3_anaemia(
+    corrected: int,
+) -> None:
+    """Hb 7.0 g/dL (CTCAE v5.0 grade 3, raised and sent to the investigators) is then
+    corrected by the laboratory (OBX-11 C, same observation) to -3 or 80 g/dL. Vigil
+    retracts the anaemia signal on the strength of a value it itself calls impossible and
+    "not judged by any rule". The patient may well have Hb 7.0: the correction is as wrong
+    as the original may be. Expected (item 8: an impossible value never changes a clinical
+    signal; the pack's own cases: "no signal, no resolution"): the signal stays open and
+    one implausible-value issue asks the laboratory to correct it again."""
+    described, _ = _run(
+        {
+            "facts": [
+                {"lab": {"loinc": "718-7", "value": 7.0, "unit": "g/dL", "id": "O1"}},
+                {
+                    "lab": {
+                        "loinc": "718-7",
+                        "value": corrected,
+                        "unit": "g/dL",
+                        "id": "O1",
+                        "status": "C",
+                        "msg": "M2",
+                    }
+                },
+            ]
+        }
+    )
+    assert described == ["raised anaemia-hb-le-9 g3", "dq implausible-value"]
 
 
 # --- reference ranges that cannot be right --------------------------------------------------
@@ -296,6 +361,28 @@ def test_a_collection_time_hours_ahead_with_an_explicit_offset_is_refused() -> N
     outcome = _read(_oru(f"{HB}|||20261121060000+0000"))
     assert outcome.ack_code == "AE"
     assert [loc for loc, _ in _errs(outcome)] == ["OBX^1^14"]
+
+
+@pytest.mark.parametrize("birth", ["1985", "1985-04"])
+def test_a_fhir_birth_date_of_year_or_month_precision_is_not_read_as_unix_seconds(
+    birth: str,
+) -> None:
+    """FHIR R4 ``date`` is YYYY, YYYY-MM or YYYY-MM-DD; de-identified trial feeds often
+    send the birth year only. Vigil reads "1985" as 1985 seconds after 1970-01-01 and
+    refuses the Patient with "Datetimes provided to dates should have zero time" ("1985-04":
+    "input is too short"), so the subject stays unknown and its site is never told of its
+    signals. Expected (item 11: a partial date is placed at its precision): the subject
+    registered with the birth date at its precision (the age it gives judged
+    conservatively), or refused with a reason that names the precision, not Unix time."""
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": f"urn:vigil:study:{STUDY}", "value": "01-009"}],
+        "gender": "female",
+        "birthDate": birth,
+        "managingOrganization": {"reference": "Organization/PKUPH-01"},
+    }
+    event, issues = patient_event(patient, study_id=STUDY)
+    assert event is not None or all("precision" in i.diagnostics for i in issues), issues
 
 
 # --- guards (pass now; kept because a plausibility check must never swallow these) -------
