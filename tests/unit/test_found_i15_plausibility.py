@@ -217,6 +217,25 @@ def test_a_correction_to_an_impossible_value_does_not_retract_grade_3_anaemia(
     assert described == ["raised anaemia-hb-le-9 g3", "dq implausible-value"]
 
 
+@pytest.mark.parametrize("birth", ["2026-02-01", "2016-02-01"])
+def test_a_birth_year_typo_does_not_mask_renal_insufficiency(birth: str) -> None:
+    """NCT05262686 enrols adults aged 18-70. A site types the birth year 2026 (or 2016)
+    for 1986: Vigil accepts a subject one month (or ten years) old at Day 0 without a word,
+    and Cockcroft-Gault (derived and valid in adults only: Cockcroft & Gault, Nephron 1976)
+    with (140 - 0) instead of (140 - 40) turns a creatinine of 3.0 mg/dL (CrCl 23.6 mL/min
+    for the real 40-year-old woman: renal insufficiency, CTCAE v5.0 grade 3) into about
+    33 mL/min: nothing is raised but a missing creatinine baseline. Expected (item 11:
+    "check them against each other"): the age that cannot be right for this study is
+    raised as a data-quality issue naming the birth date or age (and Cockcroft-Gault is not
+    computed for it), never a silent miss."""
+    creatinine = {
+        "lab": {"loinc": "2160-0", "value": 3.0, "unit": "mg/dL", "ref": "0.5-1.1", "at": 5}
+    }
+    described, emitted = _run({"enrol": {"birth_date": birth}, "facts": [creatinine]})
+    details = [str(getattr(e, "detail", "")) for e in emitted]
+    assert any(("birth" in d or "age" in d.split()) for d in details), (described, details)
+
+
 # --- reference ranges that cannot be right --------------------------------------------------
 
 
