@@ -1,4 +1,5 @@
-"""FHIR R4 over HTTP: Observation, Patient and batch/transaction Bundles at /fhir/r4.
+"""FHIR R4 over HTTP: Observation, Patient, AdverseEvent, MedicationStatement,
+MedicationAdministration and batch/transaction Bundles at /fhir/r4.
 
 Routes translate and delegate: mapping is in fhir_mapping, durable receipt in Intake.
 """
@@ -30,6 +31,7 @@ from services.ingest.fhir_http import (
 )
 from services.ingest.fhir_instances import add_instance_routes
 from services.ingest.fhir_issues import Issue, operation_outcome
+from services.ingest.fhir_medications import bundle_medications
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
@@ -199,6 +201,16 @@ def add_fhir_routes(
         """Report an adverse event as a FHIR R4 AdverseEvent."""
         return await create(request, "AdverseEvent")
 
+    @app.post("/fhir/r4/MedicationStatement", status_code=201, tags=["FHIR R4"])
+    async def create_medication_statement(request: Request) -> JSONResponse:
+        """Report a medication taken (a concomitant medication) as a MedicationStatement."""
+        return await create(request, "MedicationStatement")
+
+    @app.post("/fhir/r4/MedicationAdministration", status_code=201, tags=["FHIR R4"])
+    async def create_medication_administration(request: Request) -> JSONResponse:
+        """Report one dose given as a MedicationAdministration."""
+        return await create(request, "MedicationAdministration")
+
     add_instance_routes(app, create, reject, receive)
 
     @app.post("/fhir/r4", tags=["FHIR R4"])
@@ -230,9 +242,11 @@ def add_fhir_routes(
             return await reject(
                 receipt, [issue], path, principal, status=413, code="too-many-entries"
             )
-        patients = bundle_patients(entries)
+        patients, medications = bundle_patients(entries), bundle_medications(entries)
         results = [
-            read_entry(entry, n, lambda resource: event_of(resource, principal, patients))
+            read_entry(
+                entry, n, lambda resource: event_of(resource, principal, patients, medications)
+            )
             for n, entry in enumerate(dated_by_their_reports(entries))
         ]
         failed = [r.refusal for r in results if r.refusal is not None]
