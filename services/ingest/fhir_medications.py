@@ -17,9 +17,13 @@ nothing read here):
   the rules that need no dose (a prohibited drug), and a rule that sums doses raises
   ``dose-not-convertible`` for it, never a guess. A dose quantity without a unit is
   recorded with the unit ``(no unit)`` for the same reason.
-- **route**: a SNOMED CT coding's code (``47625008`` is intravenous in the rules' route
-  table), else a coding's display or code, else the route's text; none: ``(route not
-  given)``, which a rule that asks for a route raises as ``route-not-recognised``.
+- **route**: a coding's display (``Intravenous route``), else a SNOMED CT code (the
+  route concepts, such as ``47625008`` intravenous, are in the rules' route table), else
+  the route's text, else any code; none: ``(route not given)``, which a rule that asks for
+  a route raises as ``route-not-recognised``. The display comes first because senders
+  code routes with SNOMED CT qualifier values too (the R4 MedicationAdministration
+  example's ``255560000`` "Intravenous"), which are no route concept but whose display
+  the table reads.
 - **frequency** (MedicationStatement): ``dosage[0].timing.code`` (HL7 GTSAbbreviation:
   BID, TID, QID, QD, QOD, AM, PM, BED, WK, MO, Q<n>H; or its text) or ``timing.repeat``
   (``frequency`` per ``period`` ``periodUnit``: 2 per 1 d is ``2/day``, 1 per 8 h ``q8h``,
@@ -199,12 +203,12 @@ def _drug(
 
 
 def _route(route: Any) -> str:
-    """A SNOMED CT route code, else a coding's display or code, else the text."""
+    """A coding's display, else a SNOMED CT code, else the text, else any code."""
     if route is None:
         return ROUTE_NOT_GIVEN
     codings = list(route.coding or [])
-    snomed = next((c.code for c in codings if c.system == SNOMED and c.code), None)
-    said = snomed or next((c.display for c in codings if c.display), None)
+    said = next((c.display for c in codings if c.display), None)
+    said = said or next((c.code for c in codings if c.system == SNOMED and c.code), None)
     said = said or route.text or next((c.code for c in codings if c.code), None)
     return _text(said, 64, ROUTE_NOT_READ) if said else ROUTE_NOT_GIVEN
 
