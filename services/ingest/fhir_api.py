@@ -183,7 +183,7 @@ def add_fhir_routes(
         if isinstance(accepted, JSONResponse):
             return accepted
         envelope = group[0]
-        outcome = accepted_outcome(envelope.id, event)
+        outcome = accepted_outcome(envelope.id, event, kind)
         return fhir_response(201, outcome, Location=location(kind, envelope.id))
 
     @app.post("/fhir/r4/Observation", status_code=201, tags=["FHIR R4"])

@@ -25,6 +25,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
 from services.ingest.fhir_issues import Issue
+from services.ingest.fhir_medications import medication_warnings
 from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
 from shared.events import LabResultUnreadable, SubjectEvent
 
@@ -215,6 +216,8 @@ def created(kind: str, event_id: Any, event: SubjectEvent | None = None) -> dict
     response: dict[str, Any] = {"status": "201 Created", "location": location(kind, event_id)}
     if isinstance(event, LabResultUnreadable):
         response["outcome"] = unreadable_outcome(event)
+    if warnings := medication_warnings(event, kind):
+        response["outcome"] = {"resourceType": "OperationOutcome", "issue": warnings}
     return {"response": response}
 
 

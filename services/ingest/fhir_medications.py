@@ -152,6 +152,39 @@ def bundle_medications(entries: Any) -> dict[str, Any]:
     return {name: item for name, item in found.items() if name not in ambiguous}
 
 
+_NOT_READ = {
+    DOSE_NOT_READ: ("dosage", "no single dose was read (several dosage lines, a dose range, "
+                    "a rate only, or no dose): a rule that sums doses raises "
+                    "dose-not-convertible for it; send doseQuantity"),
+    NO_UNIT: ("dosage", "the dose carries no unit of at most 32 characters: send its UCUM code"),
+    ROUTE_NOT_GIVEN: ("dosage.route", "no route was given: a rule that asks for a route "
+                      "raises route-not-recognised for it"),
+    ROUTE_NOT_READ: ("dosage.route", "the route is not one line of at most 64 characters"),
+    TIMING_NOT_READ: ("dosage.timing", "the timing gives no single rate (a range, times or "
+                      "events only, or a rate no table names): a rule that sums doses raises "
+                      "dose-not-convertible for it"),
+}  # fmt: skip
+
+
+def medication_warnings(event: Any, kind: str) -> list[dict[str, Any]]:
+    """Warning issues for what a recorded medication keeps as not read (element and
+    problem, never the value), so the sender hears of it with the 201."""
+    if not isinstance(event, MedicationRecorded):
+        return []
+    found = [
+        _NOT_READ[v] for v in (event.dose_unit, event.route, event.frequency) if v in _NOT_READ
+    ]
+    return [
+        {
+            "severity": "warning",
+            "code": "incomplete",
+            "diagnostics": f"kept, but {problem}",
+            "expression": [f"{kind}.{element}"],
+        }
+        for element, problem in found
+    ]
+
+
 def _contained_medications(resource: Mapping[str, Any]) -> dict[str, Any]:
     contained = resource.get("contained")
     return {

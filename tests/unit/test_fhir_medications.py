@@ -9,6 +9,7 @@ SNOMED CT "Intravenous" qualifier route, a dose in UCUM mg), with a study subjec
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_entries import JUDGED, read_entry, received_not_used
+from services.ingest.fhir_entries import JUDGED, created, read_entry, received_not_used
 from services.ingest.fhir_instances import KINDS
 from services.ingest.fhir_medications import (
     DOSE_NOT_READ,
@@ -28,6 +29,7 @@ from services.ingest.fhir_medications import (
     medication_event,
 )
 from services.ingest.fhir_reader import ResourceReader
+from services.ingest.fhir_responses import accepted_outcome
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from services.safety_rules.domain.conditions.medication_words import (
@@ -394,3 +396,20 @@ def test_bundle_entries_are_judged_and_a_medication_is_kept_as_read_through_them
 
 def test_the_capability_statement_lists_the_medication_resources() -> None:
     assert {"MedicationStatement", "MedicationAdministration"} <= set(KINDS)
+
+
+def test_what_is_kept_as_not_read_is_said_to_the_sender_by_element() -> None:
+    resource = statement(dosage=[{"doseAndRate": [{"doseRange": {"high": {"value": 2}}}]}])
+    event = read(resource)
+    answer = created("MedicationStatement", uuid.uuid4(), event)["response"]
+    assert answer["status"] == "201 Created"
+    issues = answer["outcome"]["issue"]
+    assert [(i["severity"], i["expression"]) for i in issues] == [
+        ("warning", ["MedicationStatement.dosage"]),
+        ("warning", ["MedicationStatement.dosage.route"]),
+    ]
+    assert "dose-not-convertible" in issues[0]["diagnostics"]
+    single = accepted_outcome(uuid.uuid4(), event, "MedicationStatement")
+    assert [i["severity"] for i in single["issue"]] == ["information", "warning", "warning"]
+    readable = read(administration())
+    assert "outcome" not in created("MedicationAdministration", uuid.uuid4(), readable)["response"]
