@@ -33,7 +33,8 @@ nothing read here):
   A MedicationAdministration is one dose: frequency ``once``, counted for 24 hours from
   its start (or to the end of its ``effectivePeriod`` when later), so two doses on one day
   are summed and a single dose does not stand for ever.
-- **start/stop**: ``effectivePeriod`` start and end, or ``effectiveDateTime``.
+- **start/stop**: ``effectivePeriod`` start and end, or ``effectiveDateTime``; a
+  MedicationStatement without effective[x] (0..1 in R4) is taken as of ``dateAsserted``.
 - **status**: MedicationStatement active, completed, stopped, on-hold and unknown, and
   MedicationAdministration completed, in-progress, on-hold, stopped and unknown are a
   taking. MedicationStatement entered-in-error, not-taken and intended, and
@@ -46,6 +47,7 @@ nothing read here):
   the rules do not read the category).
 - **identity**: ``identifier[0]`` (system and value together) else the logical ``id`` is
   the ``medication_id``; a later resource with the same identity replaces the record.
+  With neither, a digest of the subject, drug and start (never the drug's text itself).
 
 Text the rules read (drug, route, frequency) is kept in the record as sent, as the JSON
 API keeps it; what is derived names each in Vigil's spelling (medication_words), and every
@@ -55,6 +57,7 @@ it; a route, unit or timing text past its bound is recorded as not read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
@@ -289,19 +292,29 @@ def _frequency(timing: Any) -> str | None:
 
 
 def _period(resource: Any, zone: tzinfo) -> tuple[datetime | None, datetime | None]:
+    """effective[x] as start and stop; a MedicationStatement without one (0..1 in R4) is
+    taken as of its ``dateAsserted``, when the source said it was being taken."""
     if resource.effectiveDateTime is not None:
         return moment(resource.effectiveDateTime, zone), None
     period = resource.effectivePeriod
-    if period is None:
-        return None, None
-    return moment(period.start, zone), moment(period.end, zone)
+    if period is not None:
+        return moment(period.start, zone), moment(period.end, zone)
+    return moment(getattr(resource, "dateAsserted", None), zone), None
 
 
-def _identity(resource: Any) -> str | None:
+def _identity(resource: Any, kind: str, content: tuple[Any, ...]) -> str | None:
+    """``identifier[0]`` (system and value) else the logical id; with neither (a
+    transaction entry named by a ``urn:uuid`` fullUrl), a digest of the subject, drug and
+    start, so that a resend names the same record (a correction needs an identifier)."""
     first = resource.identifier[0] if resource.identifier else None
     if first is not None and first.value:
         return f"{first.system or ''}|{first.value}"
-    return resource.id or None
+    if resource.id:
+        return str(resource.id)
+    if any(part is None for part in content):
+        return None
+    text = "|".join(str(part) for part in (kind, *content))
+    return f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
 
 def medication_event(
@@ -350,13 +363,14 @@ def medication_event(
                 "effectivePeriod with a start",
             )
         )
-    identity = _identity(parsed)
+    identity = _identity(parsed, kind, (subject, drug, atc or "", start and start.isoformat()))
     if identity is None:
         issues.append(
             Issue(
                 "required",
                 f"{kind}.identifier",
-                "an identifier (or id) is required so that a correction is recognised",
+                "an identifier (or id) is required so that a correction is recognised, "
+                "or the subject, drug and time to name the record by",
             )
         )
     if issues or start is None or identity is None or drug is None:

@@ -222,11 +222,25 @@ def test_no_drug_is_refused_naming_the_element() -> None:
 
 
 def test_no_time_and_no_identity_are_refused_naming_the_elements() -> None:
-    resource = statement(effectiveDateTime=None, identifier=None, id=None)
+    resource = statement(effectiveDateTime=None, dateAsserted=None, identifier=None, id=None)
     assert issues_of(resource) == [
         ("required", "MedicationStatement.effective[x]"),
         ("required", "MedicationStatement.identifier"),
     ]
+
+
+def test_a_statement_without_effective_is_taken_as_of_its_assertion() -> None:
+    event = read(statement(effectiveDateTime=None, dateAsserted="2026-03-04"))
+    assert event.start == datetime(2026, 3, 4, tzinfo=UTC)
+
+
+def test_a_record_with_neither_identifier_nor_id_is_named_by_a_digest_of_its_content() -> None:
+    first = read(statement(identifier=None, id=None))
+    again = read(statement(identifier=None, id=None))
+    later = read(statement(identifier=None, id=None, effectiveDateTime="2026-03-09"))
+    assert first.medication_id == again.medication_id != later.medication_id
+    assert first.medication_id.startswith("sha256:")
+    assert "Tylenol" not in first.medication_id
 
 
 def test_an_unknown_status_is_refused_naming_it() -> None:
