@@ -131,6 +131,12 @@ _FIELDS = {
     "drug": "medication[x]",
     "start": "effective[x]",
     "stop": "effective[x]",
+    "dose": "dosage",
+    "dose_unit": "dosage",
+    "route": "dosage.route",
+    "frequency": "dosage.timing",
+    "medication_id": "identifier",
+    "source_message_id": "identifier",
 }
 _CODE = re.compile(CODE_PATTERN)
 
@@ -284,10 +290,10 @@ def _frequency(timing: Any) -> str | None:
     times = Fraction(repeat.frequency or 1)
     daily = times * _PER_DAY[repeat.periodUnit] / Fraction(Decimal(repeat.period))
     if daily.denominator == 1 and daily > 0:
-        return f"{daily.numerator}/day"
+        return _text(f"{daily.numerator}/day", 64, TIMING_NOT_READ)
     hours = Fraction(Decimal(repeat.period))
     if times == 1 and repeat.periodUnit == "h" and hours.denominator == 1:
-        return f"q{hours.numerator}h"
+        return _text(f"q{hours.numerator}h", 64, TIMING_NOT_READ)
     return _SLOW.get(daily, TIMING_NOT_READ)
 
 

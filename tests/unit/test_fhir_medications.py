@@ -276,6 +276,8 @@ def test_a_subject_named_by_a_hospital_mrn_is_refused() -> None:
         ({"repeat": {"when": ["MORN"]}}, TIMING_NOT_READ, None),
         ({"event": ["2026-03-02T08:00:00Z"]}, TIMING_NOT_READ, None),
         ({"code": {"text": "x" * 65}}, TIMING_NOT_READ, None),
+        ({"repeat": {"frequency": 2147483647, "period": 1e-60, "periodUnit": "s"}},
+         TIMING_NOT_READ, None),
     ],
 )  # fmt: skip
 def test_timing_is_a_frequency_the_rules_read(
@@ -427,3 +429,9 @@ def test_what_is_kept_as_not_read_is_said_to_the_sender_by_element() -> None:
     assert [i["severity"] for i in single["issue"]] == ["information", "warning", "warning"]
     readable = read(administration())
     assert "outcome" not in created("MedicationAdministration", uuid.uuid4(), readable)["response"]
+
+
+def test_a_dose_past_the_clinical_bounds_is_refused_naming_the_dosage() -> None:
+    resource = statement()
+    resource["dosage"][0]["doseAndRate"] = [{"doseQuantity": {"value": 1e20, "unit": "mg"}}]
+    assert issues_of(resource) == [("invalid", "MedicationStatement.dosage")]
