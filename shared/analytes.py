@@ -2,6 +2,17 @@
 
 Both ingest (normalisation) and safety_rules (partners may publish straight to Kafka)
 convert units, so the catalogue lives here. Conversions are exact decimal arithmetic.
+
+An analyte's codes are built from LOINC's axes, not from one example code: the component
+(e.g. Creatinine), every property a laboratory reports it in (mass concentration MCnc and
+its substance-concentration variant SCnc, arriving in mmol/L or umol/L: the analyte's
+conversions cover both), every system that measures the same thing in the body (Blood,
+Serum, Plasma, Ser/Plas), the scale (Qn or Ord: an analyte has one), and the method
+variants a result may carry (automated and manual counts, with or without
+pyridoxal-5'-phosphate). Panel codes (75622-1, a set of HIV tests) are never result codes
+and are not listed. Every code and its LOINC long common name is in :data:`LOINC_NAMES`,
+which ``docs/loinc-codes.md`` renders (``render_loinc_table``; a test keeps them equal).
+Source: LOINC (Regenstrief Institute, loinc.org), long common names as published.
 """
 
 from __future__ import annotations
@@ -43,41 +54,64 @@ class Analyte:
 
     @cached_property
     def _by_spelling(self) -> dict[str, tuple[Decimal, Decimal]]:
-        return {normalise_unit(unit): factors for unit, factors in self.conversions.items()}
+        """Every spelling this analyte accepts, folded, with its factors: the canonical
+        unit, the conversions, and the other spellings laboratories send for them
+        (:data:`UNIT_SPELLINGS`). Raises when two spellings fold to one key with different
+        factors (checked for the whole catalogue at import)."""
+        units = {self.canonical_unit: (_ONE, _ONE), **self.conversions}
+        spellings = {
+            **units,
+            **{sent: units[ucum] for sent, ucum in UNIT_SPELLINGS.items() if ucum in units},
+        }
+        folded: dict[str, tuple[Decimal, Decimal]] = {}
+        for unit, factors in spellings.items():
+            key = normalise_unit(unit)
+            earlier = folded.setdefault(key, factors)
+            if earlier[0] * factors[1] != earlier[1] * factors[0]:
+                raise AssertionError(f"{self.name}: {unit!r} folds onto another unit")
+        return folded
+
+    def accepts(self, unit: str) -> bool:
+        """Whether a value in ``unit`` (any spelling Vigil knows) converts."""
+        return normalise_unit(unit) in self._by_spelling
 
     def to_canonical(self, value: Decimal, unit: str) -> Decimal:
         """Convert ``value`` given in ``unit`` to the canonical unit."""
-        key = normalise_unit(unit)
-        if key == normalise_unit(self.canonical_unit):
-            return value
         try:
-            multiply, divide = self._by_spelling[key]
+            multiply, divide = self._by_spelling[normalise_unit(unit)]
         except KeyError:
             known = ", ".join([self.canonical_unit, *self.conversions])
             # the unit is sender text: named only when it is one Vigil knows
             given = known_unit(unit)
             reported = f"in {given}" if given else "in a unit Vigil does not recognise"
             raise UnitNotConvertible(
-                f"{self.name} ({'/'.join(self.loinc_codes)}) reported {reported}, which "
-                f"Vigil cannot convert to {self.canonical_unit}; convertible units: {known}"
+                f"{self.name} reported {reported}, which Vigil cannot convert to "
+                f"{self.canonical_unit}; convertible units: {known}"
             ) from None
+        if multiply == divide:
+            return value
         return value * multiply / divide
 
 
 _SPACES = re.compile(r"\s+")
+_TIMES_TEN = re.compile(r"^(?:x|\*)?10(?:\*|\*\*|e)(\d)")
 
 
 @functools.lru_cache(maxsize=4096)
 def normalise_unit(unit: str) -> str:
-    """Fold the spellings labs use for one unit into one key.
+    """Fold the ways one spelling of a unit is written into one key.
 
     UCUM codes are case-sensitive, but lab systems routinely send ``g/dl``, ``G/DL``,
-    ``10^9/L``, ``x10E9/L`` or ``µmol/L``; none of the units in the catalogue collide
-    when case is ignored, so matching folds case.
-    """
-    folded = _SPACES.sub("", unit).replace("µ", "u").replace("μ", "u").lower()
-    folded = folded.replace("^", "*").replace("x10*", "10*").replace("x10e", "10*")
-    folded = re.sub(r"^10e(\d)", r"10*\1", folded)
+    ``10^9/L``, ``x10E9/L``, 10^9/L after a multiplication sign (U+00D7), ``µmol/L``
+    (micro sign U+00B5) or ``μmol/L`` (Greek mu U+03BC), ``mcL`` for microlitre, and
+    UCUM's brackets (``m[IU]/mL``) or not (``mIU/mL``); matching folds all of these. Case
+    folding makes ``G/L`` (giga per litre, a count) and ``g/L`` (grams per litre) one key:
+    an analyte never accepts both, so
+    each analyte reads the key its own way (see :data:`UNIT_SPELLINGS`)."""
+    folded = _SPACES.sub("", unit).replace("µ", "u").replace("μ", "u").replace("\u00d7", "x")
+    folded = folded.lower().replace("^", "*").replace("[", "").replace("]", "")
+    folded = _TIMES_TEN.sub(r"10*\1", folded)
+    folded = re.sub(r"(?<![a-z])mc(?=l\b|l/|l$)", "u", folded)  # mcL: microlitre
     return folded
 
 
@@ -88,6 +122,26 @@ def _units(*pairs: tuple[str, Decimal, Decimal]) -> dict[str, tuple[Decimal, Dec
     return {unit: (mul, div) for unit, mul, div in pairs}
 
 
+#: Spellings laboratories and pharmacies send for a catalogue unit, beyond what
+#: :func:`normalise_unit` folds (case, micro sign, ^ and E for powers of ten, brackets):
+#: sent spelling -> the UCUM unit it means. An analyte accepts a spelling only when it
+#: accepts the unit it means, so ``G/L`` is giga per litre for a count and nothing for
+#: haemoglobin (whose ``g/L``, grams per litre, folds to the same key).
+#: Not listed, on purpose: ``Gi/L`` (UCUM ``Gi`` is gibi, 2^30, not 10^9: a sender who
+#: means 10^9/L must say so), ``kgs`` (no laboratory or UCUM spelling), ``g%`` (g/dL in
+#: old reports, but also read as a mass fraction).
+UNIT_SPELLINGS: dict[str, str] = {
+    "gm/dL": "g/dL",  # US pharmacy and older LIS spelling of gram
+    "gm/L": "g/L",
+    "G/L": "10*9/L",  # giga per litre (SI prefix G = 10^9)
+    "Gpt/L": "10*9/L",  # Gigapartikel per litre (German laboratories)
+    "/nL": "10*9/L",  # per nanolitre = 10^9 per litre
+    "Thousand/uL": "10*3/uL",  # Epic and US LIS spelling of 10^3/uL
+    "cells/mm3": "/mm3",
+    "lbs": "[lb_av]",  # the FHIR R4 example Observation sends unit "lbs", code [lb_av]
+}
+
+
 _COUNT_PER_L = _units(
     ("10*3/uL", _ONE, _ONE),
     ("10*3/mm3", _ONE, _ONE),
@@ -96,26 +150,145 @@ _COUNT_PER_L = _units(
     ("/mm3", _ONE, Decimal(1000)),
     ("cells/uL", _ONE, Decimal(1000)),
 )
-_ENZYME = _units(("IU/L", _ONE, _ONE), ("ukat/L", Decimal(60), _ONE))
-_PROTEIN_G_PER_L = _units(("mg/dL", _ONE, Decimal(100)), ("g/dL", Decimal(10), _ONE))
+_PERCENT: dict[str, tuple[Decimal, Decimal]] = {}  # percent of leukocytes: "%" only
+_ENZYME = _units(
+    ("IU/L", _ONE, _ONE),
+    ("ukat/L", Decimal(60), _ONE),
+    ("nkat/L", Decimal(6), Decimal(100)),  # 1 nkat = 0.06 U (1 U = 1 umol/min)
+)
+_PROTEIN_G_PER_L = _units(
+    ("mg/dL", _ONE, Decimal(100)), ("g/dL", Decimal(10), _ONE), ("mg/L", _ONE, Decimal(1000))
+)
+
+#: LOINC code -> LOINC long common name, for every code of the catalogue
+LOINC_NAMES: dict[str, str] = {
+    # haemoglobin
+    "718-7": "Hemoglobin [Mass/volume] in Blood",
+    "20509-6": "Hemoglobin [Mass/volume] in Blood by calculation",
+    "59260-0": "Hemoglobin [Moles/volume] in Blood",
+    "30313-1": "Hemoglobin [Mass/volume] in Arterial blood",
+    "30350-3": "Hemoglobin [Mass/volume] in Venous blood",
+    # cell counts and differential percentages
+    "751-8": "Neutrophils [#/volume] in Blood by Automated count",
+    "753-4": "Neutrophils [#/volume] in Blood by Manual count",
+    "26499-4": "Neutrophils [#/volume] in Blood",
+    "770-8": "Neutrophils/100 leukocytes in Blood by Automated count",
+    "23761-0": "Neutrophils/100 leukocytes in Blood by Manual count",
+    "26511-6": "Neutrophils/100 leukocytes in Blood",
+    "731-0": "Lymphocytes [#/volume] in Blood by Automated count",
+    "732-8": "Lymphocytes [#/volume] in Blood by Manual count",
+    "26474-7": "Lymphocytes [#/volume] in Blood",
+    "736-9": "Lymphocytes/100 leukocytes in Blood by Automated count",
+    "737-7": "Lymphocytes/100 leukocytes in Blood by Manual count",
+    "26478-8": "Lymphocytes/100 leukocytes in Blood",
+    "711-2": "Eosinophils [#/volume] in Blood by Automated count",
+    "712-0": "Eosinophils [#/volume] in Blood by Manual count",
+    "26449-9": "Eosinophils [#/volume] in Blood",
+    "713-8": "Eosinophils/100 leukocytes in Blood by Automated count",
+    "714-6": "Eosinophils/100 leukocytes in Blood by Manual count",
+    "26450-7": "Eosinophils/100 leukocytes in Blood",
+    "777-3": "Platelets [#/volume] in Blood by Automated count",
+    "778-1": "Platelets [#/volume] in Blood by Manual count",
+    "26515-7": "Platelets [#/volume] in Blood",
+    "6690-2": "Leukocytes [#/volume] in Blood by Automated count",
+    "804-5": "Leukocytes [#/volume] in Blood by Manual count",
+    "26464-8": "Leukocytes [#/volume] in Blood",
+    # liver
+    "1742-6": "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma",
+    "1743-4": "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
+    "by With P-5'-P",
+    "1744-2": "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
+    "by No addition of P-5'-P",
+    "1920-8": "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma",
+    "30239-8": "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
+    "by With P-5'-P",
+    "27344-1": "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
+    "by No addition of P-5'-P",
+    "6768-6": "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma",
+    "1975-2": "Bilirubin.total [Mass/volume] in Serum or Plasma",
+    "14631-6": "Bilirubin.total [Moles/volume] in Serum or Plasma",
+    "42719-5": "Bilirubin.total [Mass/volume] in Blood",
+    # kidney
+    "2160-0": "Creatinine [Mass/volume] in Serum or Plasma",
+    "14682-9": "Creatinine [Moles/volume] in Serum or Plasma",
+    "38483-4": "Creatinine [Mass/volume] in Blood",
+    "59826-8": "Creatinine [Moles/volume] in Blood",
+    "2164-2": "Creatinine renal clearance in 24 hour Urine and Serum or Plasma",
+    "33558-8": "Creatinine renal clearance in Urine and Serum or Plasma collected for "
+    "unspecified duration",
+    "2890-2": "Protein/Creatinine [Mass Ratio] in Urine",
+    # body weight
+    "29463-7": "Body weight",
+    "3141-9": "Body weight Measured",
+    # immunoglobulins, complement
+    "2465-3": "IgG [Mass/volume] in Serum",
+    "2458-8": "IgA [Mass/volume] in Serum",
+    "2472-9": "IgM [Mass/volume] in Serum",
+    "4485-9": "Complement C3 [Mass/volume] in Serum or Plasma",
+    "4498-2": "Complement C4 [Mass/volume] in Serum or Plasma",
+    # thyroid, pregnancy
+    "3016-3": "Thyrotropin [Units/volume] in Serum or Plasma",
+    "11580-8": "Thyrotropin [Units/volume] in Serum or Plasma by Detection limit <= 0.005 mIU/L",
+    "19080-1": "Choriogonadotropin [Units/volume] in Serum or Plasma",
+    "21198-7": "Choriogonadotropin.beta subunit [Units/volume] in Serum or Plasma",
+    "2106-3": "Choriogonadotropin (pregnancy test) [Presence] in Urine",
+    "2118-8": "Choriogonadotropin (pregnancy test) [Presence] in Serum or Plasma",
+    "2112-1": "Choriogonadotropin.beta subunit (pregnancy test) [Presence] in Urine",
+    # viral serology and nucleic acids
+    "7918-6": "HIV 1+2 Ab [Presence] in Serum",
+    "7917-8": "HIV 1 Ab [Presence] in Serum",
+    "31201-7": "HIV 1+2 Ab [Presence] in Serum or Plasma",
+    "56888-1": "HIV 1+2 Ab+HIV1 p24 Ag [Presence] in Serum or Plasma by Immunoassay",
+    "5221-7": "HIV 1 Ab [Presence] in Serum by Immunoblot",
+    "68961-2": "HIV 1 Ab [Presence] in Serum or Plasma by Immunoassay",
+    "16128-1": "Hepatitis C virus Ab [Presence] in Serum",
+    "13955-0": "Hepatitis C virus Ab [Presence] in Serum or Plasma by Immunoassay",
+    "40726-2": "Hepatitis C virus Ab [Presence] in Serum by Immunoblot",
+    "11259-9": "Hepatitis C virus RNA [Presence] in Serum or Plasma by NAA with probe detection",
+    "42595-9": "Hepatitis B virus DNA [Units/volume] in Serum or Plasma by NAA with probe "
+    "detection",
+    "5195-3": "Hepatitis B virus surface Ag [Presence] in Serum",
+    "5196-1": "Hepatitis B virus surface Ag [Presence] in Serum or Plasma by Immunoassay",
+    "16933-4": "Hepatitis B virus core Ab [Presence] in Serum",
+    "13952-7": "Hepatitis B virus core Ab [Presence] in Serum or Plasma by Immunoassay",
+    "71773-6": "Mycobacterium tuberculosis stimulated gamma interferon [Presence] in Blood",
+    # assessments
+    "88020-3": "Functional capacity NYHA",
+}
 
 ANALYTES: tuple[Analyte, ...] = (
     Analyte(
         "haemoglobin",
-        ("718-7",),
+        ("718-7", "20509-6", "59260-0", "30313-1", "30350-3"),
         "g/dL",
         _units(("g/L", _ONE, Decimal(10)), ("mmol/L", _ONE, Decimal("0.6206"))),
     ),
-    Analyte("neutrophils", ("751-8", "26499-4"), "10*9/L", _COUNT_PER_L),
-    Analyte("lymphocytes", ("731-0",), "10*9/L", _COUNT_PER_L),
-    Analyte("platelets", ("777-3",), "10*9/L", _COUNT_PER_L),
-    Analyte("ALT", ("1742-6",), "U/L", _ENZYME),
-    Analyte("AST", ("1920-8",), "U/L", _ENZYME),
+    Analyte("neutrophils", ("751-8", "753-4", "26499-4"), "10*9/L", _COUNT_PER_L),
+    Analyte("lymphocytes", ("731-0", "732-8", "26474-7"), "10*9/L", _COUNT_PER_L),
+    Analyte("platelets", ("777-3", "778-1", "26515-7"), "10*9/L", _COUNT_PER_L),
+    Analyte("ALT", ("1742-6", "1743-4", "1744-2"), "U/L", _ENZYME),
+    Analyte("AST", ("1920-8", "30239-8", "27344-1"), "U/L", _ENZYME),
     Analyte("alkaline phosphatase", ("6768-6",), "U/L", _ENZYME),
-    Analyte("total bilirubin", ("1975-2",), "mg/dL", _units(("umol/L", _ONE, Decimal("17.1")))),
-    Analyte("creatinine", ("2160-0",), "mg/dL", _units(("umol/L", _ONE, Decimal("88.4")))),
-    Analyte("creatinine clearance", ("2164-2",), "mL/min", _units(("mL/s", Decimal(60), _ONE))),
-    Analyte("leukocytes", ("6690-2",), "10*9/L", _COUNT_PER_L),
+    Analyte(
+        "total bilirubin",
+        ("1975-2", "14631-6", "42719-5"),
+        "mg/dL",
+        _units(("umol/L", _ONE, Decimal("17.1"))),
+    ),
+    Analyte(
+        "creatinine",
+        ("2160-0", "14682-9", "38483-4", "59826-8"),
+        "mg/dL",
+        # mmol/L: the FHIR R4 example Bundle-ghp sends 14682-9 as 0.09 mmol/L
+        _units(("umol/L", _ONE, Decimal("88.4")), ("mmol/L", Decimal(1000), Decimal("88.4"))),
+    ),
+    Analyte(
+        "creatinine clearance",
+        ("2164-2", "33558-8"),
+        "mL/min",
+        _units(("mL/s", Decimal(60), _ONE)),
+    ),
+    Analyte("leukocytes", ("6690-2", "804-5", "26464-8"), "10*9/L", _COUNT_PER_L),
     Analyte(
         "body weight",
         ("29463-7", "3141-9"),
@@ -131,22 +304,35 @@ ANALYTES: tuple[Analyte, ...] = (
     Analyte("IgM", ("2472-9",), "g/L", _PROTEIN_G_PER_L),
     Analyte("complement C3", ("4485-9",), "g/L", _PROTEIN_G_PER_L),
     Analyte("complement C4", ("4498-2",), "g/L", _PROTEIN_G_PER_L),
-    Analyte("eosinophils", ("711-2",), "10*9/L", _COUNT_PER_L),
-    Analyte("TSH", ("3016-3",), "m[IU]/L", _units(("u[IU]/mL", _ONE, _ONE))),
+    Analyte("eosinophils", ("711-2", "712-0", "26449-9"), "10*9/L", _COUNT_PER_L),
+    Analyte("neutrophils percent", ("770-8", "23761-0", "26511-6"), "%", _PERCENT),
+    Analyte("lymphocytes percent", ("736-9", "737-7", "26478-8"), "%", _PERCENT),
+    Analyte("eosinophils percent", ("713-8", "714-6", "26450-7"), "%", _PERCENT),
+    Analyte("TSH", ("3016-3", "11580-8"), "m[IU]/L", _units(("u[IU]/mL", _ONE, _ONE))),
     Analyte(
         "urine protein/creatinine",
         ("2890-2",),
         "g/g",
         _units(("mg/g", _ONE, Decimal(1000)), ("mg/mg", _ONE, _ONE)),
     ),
-    Analyte("hCG quantitative", ("19080-1",), "m[IU]/mL", _units(("[IU]/L", _ONE, _ONE))),
+    Analyte(
+        "hCG quantitative",
+        ("19080-1", "21198-7"),
+        "m[IU]/mL",
+        _units(("[IU]/L", _ONE, _ONE), ("U/L", _ONE, _ONE)),
+    ),
     Analyte("HBV DNA", ("42595-9",), "[IU]/mL", {}),
     Analyte("hCG qualitative", ("2106-3", "2118-8", "2112-1"), "", scale="Ord"),
-    Analyte("HIV antibody", ("7918-6", "7917-8"), "", scale="Ord"),
+    Analyte(
+        "HIV antibody",
+        ("7918-6", "7917-8", "31201-7", "56888-1", "5221-7", "68961-2"),
+        "",
+        scale="Ord",
+    ),
     Analyte("HCV antibody", ("16128-1", "13955-0", "40726-2"), "", scale="Ord"),
     Analyte("HCV RNA", ("11259-9",), "", scale="Ord"),
-    Analyte("HBsAg", ("5196-1",), "", scale="Ord"),
-    Analyte("anti-HBc", ("16933-4",), "", scale="Ord"),
+    Analyte("HBsAg", ("5196-1", "5195-3"), "", scale="Ord"),
+    Analyte("anti-HBc", ("16933-4", "13952-7"), "", scale="Ord"),
     Analyte("TB IGRA", ("71773-6",), "", scale="Ord"),
     Analyte("NYHA class", ("88020-3",), "", scale="Ord"),
 )
@@ -155,6 +341,41 @@ _BY_LOINC = {code: analyte for analyte in ANALYTES for code in analyte.loinc_cod
 _BY_NAME = {analyte.name: analyte for analyte in ANALYTES}
 assert len(_BY_LOINC) == sum(len(a.loinc_codes) for a in ANALYTES), "a code in two analytes"
 assert len(_BY_NAME) == len(ANALYTES), "two analytes of one name"
+assert set(_BY_LOINC) == set(LOINC_NAMES), "every code, and only those, has its LOINC name"
+for _analyte in ANALYTES:
+    _ = _analyte._by_spelling  # two spellings of one analyte folding onto one key raise
+
+
+def render_loinc_table() -> str:
+    """``docs/loinc-codes.md``: every analyte with its codes, LOINC long common names,
+    canonical unit and the units it accepts (a test keeps the file equal to this)."""
+    lines = [
+        "# LOINC codes Vigil reads",
+        "",
+        "Generated from `shared/analytes.py` (`python -m shared.analytes > docs/loinc-codes.md`);",
+        "a test keeps this file equal to the catalogue. Codes follow LOINC's axes: every",
+        "property (mass and substance concentration), system (blood, serum, plasma,",
+        "serum or plasma) and method (automated, manual) under which a laboratory reports",
+        "the analyte. Source: LOINC, Regenstrief Institute (loinc.org), long common names.",
+        "",
+        "| Analyte | Scale | LOINC | Long common name | Canonical unit | Other units |",
+        "|---|---|---|---|---|---|",
+    ]
+    for analyte in ANALYTES:
+        others = ", ".join(
+            [*analyte.conversions]
+            + [
+                sent
+                for sent, ucum in UNIT_SPELLINGS.items()
+                if ucum in (analyte.canonical_unit, *analyte.conversions)
+            ]
+        )
+        for code in analyte.loinc_codes:
+            lines.append(
+                f"| {analyte.name} | {analyte.scale} | {code} | {LOINC_NAMES[code]} | "
+                f"{analyte.canonical_unit or '-'} | {others or '-'} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def analyte_named(name: str) -> Analyte:
@@ -177,20 +398,41 @@ def codes_of(*names: str) -> tuple[str, ...]:
 UNIT_NOT_RECOGNISED = "(unit not recognised)"
 # units Vigil's own rules give a derived value in, besides the catalogue's
 DERIVED_UNITS = ("x ULN", "mg/day", "%")
-_KNOWN_UNITS = {
-    normalise_unit(unit): unit
-    for unit in (
-        *DERIVED_UNITS,
-        *(a.canonical_unit for a in ANALYTES if a.canonical_unit),
-        *(unit for a in ANALYTES for unit in a.conversions),
+_CATALOGUE_UNITS = (
+    *DERIVED_UNITS,
+    *(a.canonical_unit for a in ANALYTES if a.canonical_unit),
+    *(unit for a in ANALYTES for unit in a.conversions),
+)
+_KNOWN_UNITS: dict[str, str] = {}
+for _unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS):
+    # the first unit of a folded key wins (g/L before G/L): a key two units share is
+    # shown as the first; each analyte still reads it its own way (Analyte.to_canonical)
+    _KNOWN_UNITS.setdefault(normalise_unit(_unit), UNIT_SPELLINGS.get(_unit, _unit))
+#: a spelling Vigil knows, sent exactly so, is shown as sent: ``G/L`` stays ``G/L`` (a
+#: count in giga per litre, or grams per litre from an all-capitals system: only the
+#: analyte tells, and the message shows the analyte beside it)
+_EXACT_UNITS = {unit: unit for unit in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)}
+#: folded keys that two catalogue units share; each analyte accepts at most one of them
+SHARED_KEYS = frozenset(
+    key
+    for key in _KNOWN_UNITS
+    if len(
+        {
+            UNIT_SPELLINGS.get(u, u)
+            for u in (*_CATALOGUE_UNITS, *UNIT_SPELLINGS)
+            if normalise_unit(u) == key
+        }
     )
-}
+    > 1
+)
 
 
 def known_unit(unit: str | None) -> str | None:
     """The catalogue's spelling of ``unit`` when Vigil recognises it (``G/DL`` is
-    ``g/dL``), else None."""
-    return None if unit is None else _KNOWN_UNITS.get(normalise_unit(unit))
+    ``g/dL``, ``gm/dL`` is ``g/dL``), else None."""
+    if unit is None:
+        return None
+    return _EXACT_UNITS.get(unit.strip()) or _KNOWN_UNITS.get(normalise_unit(unit))
 
 
 def shown_unit(unit: str | None) -> str:
@@ -255,3 +497,7 @@ def normalise_lab_result(
             f"{analyte.name} ({result.loinc_code}) converted from {shown_unit(result.unit)} to "
             f"{analyte.canonical_unit} is outside the numbers Vigil can hold; kept as reported"
         )
+
+
+if __name__ == "__main__":
+    print(render_loinc_table(), end="")

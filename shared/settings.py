@@ -235,6 +235,13 @@ class VigilSettings(BaseSettings):
     ingest_max_bundle_entries: int = Field(
         default=1000, ge=1, description="Most entries one FHIR Bundle may carry."
     )
+    ingest_clock_skew_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How far ahead of ingest's clock a collection time may be before it is "
+        "refused as in the future (a sender's clock may run ahead; a specimen is not "
+        "collected after it is reported).",
+    )
     ingest_rate_per_source: float = Field(
         default=50.0,
         gt=0,

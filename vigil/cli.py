@@ -175,6 +175,53 @@ def rules_simulate(
     typer.echo(report(compare(study, facts, current, candidate)))
 
 
+@rules_app.command("coverage")
+def rules_coverage(
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study whose pack to report (default: all).")
+    ] = None,
+    cases: Annotated[
+        Path | None,
+        typer.Option(
+            "--cases",
+            help="Clinical case file (default: tests/data/clinical_cases.yaml when present).",
+        ),
+    ] = None,
+    studies: Annotated[
+        Path, typer.Option("--studies", envvar="VIGIL_STUDY_DIR", help="Folder of study packs.")
+    ] = Path("studies"),
+) -> None:
+    """Print, per analyte, the codes and units a pack accepts and the rules reading it, and
+    per rule the clinical cases that exercise it (rules with none are listed)."""
+    import yaml
+
+    from services.safety_rules.coverage import report
+    from services.safety_rules.domain.rule_pack import InvalidRulePack, load_rule_packs
+
+    try:
+        packs = load_rule_packs(studies)
+    except InvalidRulePack as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    if study is not None and study not in packs:
+        typer.echo(f"vigil rules coverage: no pack for {study} in {studies}", err=True)
+        raise typer.Exit(1)
+    default_cases = Path("tests/data/clinical_cases.yaml")
+    path = cases if cases is not None else (default_cases if default_cases.is_file() else None)
+    case_list = None
+    if path is not None:
+        try:
+            case_list = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            typer.echo(f"vigil rules coverage: cannot read {path}: {error}", err=True)
+            raise typer.Exit(1) from None
+        if not isinstance(case_list, list):
+            typer.echo(f"vigil rules coverage: {path} is not a list of cases", err=True)
+            raise typer.Exit(1)
+    for study_id in [study] if study is not None else sorted(packs):
+        typer.echo(report(packs[study_id], case_list), nl=False)
+
+
 @rules_app.command("explain")
 def rules_explain(signal_id: str) -> None:
     """Print why a signal fired, from the audit log."""

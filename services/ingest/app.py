@@ -10,7 +10,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -28,9 +28,11 @@ from services.ingest.http_guard import Limits, WriteGuard, principal_of
 from services.ingest.http_refusals import JSON_CHANNEL, refusal
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
 from services.ingest.key_cache import ApiKeyCache
+from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW, time_problems
 from services.ingest.principals import Principal
 from services.ingest.problems import PROBLEM_JSON, field_errors, problem
-from services.ingest.schemas import Accepted, WriteRoute, write_routes
+from services.ingest.schemas import Accepted, DataQualityWarning, WriteRoute, write_routes
+from shared.events import DataQualityIssueRaised
 from shared.http_service import ReadinessCheck, service_app
 from shared.supervision import Supervisor
 
@@ -73,6 +75,7 @@ def create_app(
     metrics_token: SecretStr | None,
     supervisor: Supervisor | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> FastAPI:
     """The ingest application; ``intake`` and ``keys`` give the running parts once
     started."""
@@ -186,18 +189,35 @@ def create_app(
     async def accept_correlated(
         request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
     ) -> Response:
+        now = clock()
         try:
             groups = item_events(
                 body if isinstance(body, list) else [body],
                 default_study=default_study,
                 source=SOURCE,
                 correlation_id=correlation_id,
-                now=clock(),
+                now=now,
             )
         except ValidationError as error:
             # the request model passed but its event did not: still a 422 naming the
             # field, kept and dead-lettered, never a 500 (the models share their types)
             raise RequestValidationError(error.errors(), body=body) from None
+        # a time that cannot be right now (collected in the future, born in the future):
+        # refused like any invalid field, nothing of the request taken
+        impossible = [
+            {
+                "type": "value_error",
+                "loc": ("body", index, found.field)
+                if isinstance(body, list)
+                else ("body", found.field),
+                "msg": f"Value error, {found.problem}",
+                "input": None,
+            }
+            for index, group in enumerate(groups)
+            for found in time_problems(group[0].payload(), now, clock_skew)
+        ]
+        if impossible:
+            raise RequestValidationError(impossible, body=body)
         envelopes = [envelope for group in groups for envelope in group]
         try:
             await intake().accept(
@@ -223,6 +243,13 @@ def create_app(
             accepted=len(envelopes),
             event_ids=[str(envelope.id) for envelope in envelopes],
             correlation_id=str(correlation_id),
+            warnings=[
+                DataQualityWarning(
+                    event_id=str(issue.related_event_id), issue=issue.issue, detail=issue.detail
+                )
+                for envelope in envelopes
+                if isinstance(issue := envelope.payload(), DataQualityIssueRaised)
+            ],
         )
         return JSONResponse(accepted.model_dump(), status_code=202)
 

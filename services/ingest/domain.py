@@ -27,6 +27,7 @@ from shared.events import (
     wrap,
 )
 from shared.events.payloads import DataQualityProblem, abnormal
+from shared.plausibility import implausible_value
 from shared.qualitative import qualitative_answer
 
 # Which event each kind of request becomes.
@@ -47,7 +48,8 @@ def events_for(
     A lab result gets its canonical value and unit (the reported ones are kept), its
     qualitative answer when its text is one of the spellings labs use, or the mark
     ``unmapped`` when Vigil does not know the analyte; a known analyte in a unit that cannot
-    be converted is kept as it is and raises a data-quality issue.
+    be converted is kept as it is and raises a data-quality issue, and so does a value that
+    cannot be physiological (``implausible-value``, see :mod:`shared.plausibility`).
     """
     if not isinstance(payload, LabResultReported):
         return [wrap(payload, source=source, correlation_id=correlation_id, time=now)]
@@ -56,13 +58,16 @@ def events_for(
         if answer is not None:
             payload = payload.model_copy(update={"qualitative": answer})
     payload, problem = normalise_lab_result(payload)
+    kind = _issue_kind(payload)
+    if problem is None and (problem := implausible_value(payload)) is not None:
+        kind = "implausible-value"  # kept, never judged: the rules set it aside too
     result = wrap(payload, source=source, correlation_id=correlation_id, time=now)
     if problem is None:
         return [result]
     issue = DataQualityIssueRaised(
         study_id=payload.study_id,
         subject_id=payload.subject_id,
-        issue=_issue_kind(payload),
+        issue=kind,
         detail=problem,
         related_event_id=result.id,
     )

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from services.ingest.fhir_http import (
 )
 from services.ingest.fhir_instances import add_instance_routes
 from services.ingest.fhir_issues import Issue, operation_outcome
-from services.ingest.fhir_medications import bundle_medications
+from services.ingest.fhir_medications import LocalMedications, bundle_medications
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
@@ -45,17 +45,22 @@ from services.ingest.fhir_responses import (
     status_for,
     unavailable,
 )
-from services.ingest.fhir_subjects import bundle_patients
+from services.ingest.fhir_subjects import LocalPatients, bundle_patients
 from services.ingest.fhir_values import unused_observation
 from services.ingest.http_guard import principal_of
 from services.ingest.http_refusals import FHIR_CHANNEL
 from services.ingest.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW, time_problems
 from services.ingest.principals import Principal
 from services.ingest.subject_identifiers import SubjectIdentifiers
-from shared.events import Envelope
+from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
 CHANNEL = FHIR_CHANNEL
+
+
+# the resource element an event's time came from
+_ELEMENT = {"collected_at": "Observation.effective[x]", "birth_date": "Patient.birthDate"}
 
 
 def add_fhir_routes(
@@ -67,6 +72,8 @@ def add_fhir_routes(
     max_bundle_entries: int,
     identifiers: SubjectIdentifiers | None = None,
     max_body_bytes: int = 5 * 1024 * 1024,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> None:
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
     system (the only one a subject id is taken from).
@@ -79,7 +86,23 @@ def add_fhir_routes(
     key must allow that study, or the write is refused. ``max_body_bytes`` bounds a
     compressed body once decoded, as the WriteGuard bounds it as sent."""
     reader = ResourceReader(identifiers or SubjectIdentifiers(), zone, default_study)
-    event_of = reader.event_of
+
+    def event_of(
+        resource: Any,
+        principal: Principal,
+        patients: LocalPatients | None = None,
+        medications: LocalMedications | None = None,
+    ) -> tuple[SubjectEvent | None, list[Issue]]:
+        """The resource's event, unless a time in it cannot be right now (collected or
+        born in the future): then the element that says so, as an issue."""
+        event, issues = reader.event_of(resource, principal, patients, medications)
+        if event is None:
+            return event, issues
+        impossible = [
+            Issue("value", _ELEMENT.get(found.field, "Resource"), found.problem)
+            for found in time_problems(event, clock(), clock_skew)
+        ]
+        return (None, impossible) if impossible else (event, issues)
 
     async def receive(request: Request) -> tuple[Any, Receipt, HeaderRefusal | None]:
         return await read_request(request, max_body_bytes)

@@ -27,7 +27,8 @@ from fhir.resources.R4B.resource import Resource
 from services.ingest.fhir_issues import Issue
 from services.ingest.fhir_medications import medication_warnings
 from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
-from shared.events import LabResultUnreadable, SubjectEvent
+from shared.events import LabResultReported, LabResultUnreadable, SubjectEvent
+from shared.plausibility import implausible_value
 
 JUDGED = frozenset(
     {"Observation", "Patient", "AdverseEvent", "MedicationStatement", "MedicationAdministration"}
@@ -216,9 +217,32 @@ def created(kind: str, event_id: Any, event: SubjectEvent | None = None) -> dict
     response: dict[str, Any] = {"status": "201 Created", "location": location(kind, event_id)}
     if isinstance(event, LabResultUnreadable):
         response["outcome"] = unreadable_outcome(event)
-    if warnings := medication_warnings(event, kind):
+    elif (implausible := implausible_outcome(event)) is not None:
+        response["outcome"] = implausible
+    elif warnings := medication_warnings(event, kind):
         response["outcome"] = {"resourceType": "OperationOutcome", "issue": warnings}
     return {"response": response}
+
+
+def implausible_outcome(event: SubjectEvent | None) -> dict[str, Any] | None:
+    """What is said of a result whose value cannot be physiological: kept, never judged,
+    a data manager asked to look (a warning); None for any other."""
+    if not isinstance(event, LabResultReported):
+        return None
+    detail = implausible_value(event)
+    if detail is None:
+        return None
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "value",
+                "diagnostics": f"implausible-value: {detail}",
+                "expression": ["Observation.value[x]"],
+            }
+        ],
+    }
 
 
 def unreadable_outcome(event: LabResultUnreadable) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.authorization import Refusal
 from services.ingest.domain import events_for
-from services.ingest.fhir_entries import unreadable_outcome
+from services.ingest.fhir_entries import implausible_outcome, unreadable_outcome
 from services.ingest.fhir_http import (
     BodyRefused,
     HeaderRefusal,
@@ -78,6 +78,8 @@ def accepted_outcome(
     }
     if isinstance(event, LabResultUnreadable):
         outcome["issue"] += unreadable_outcome(event)["issue"]
+    elif (implausible := implausible_outcome(event)) is not None:
+        outcome["issue"] += implausible["issue"]
     outcome["issue"] += medication_warnings(event, kind)
     return outcome
 

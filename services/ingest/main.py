@@ -118,6 +118,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 limiter=limiter,
                 max_bytes=settings.mllp_max_message_bytes,
                 processing_ids=frozenset(settings.mllp_processing_ids.split(",")),
+                clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
             ),
             host=settings.bind_host,
             port=settings.mllp_port,
@@ -160,6 +161,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         readiness=supervisor.readiness(readiness),
         metrics_token=metrics_token,
         supervisor=supervisor,
+        clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     add_fhir_routes(
         app,
@@ -169,6 +171,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         max_bundle_entries=settings.ingest_max_bundle_entries,
         identifiers=identifiers,
         max_body_bytes=settings.ingest_max_body_bytes,
+        clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     return app
 

@@ -14,9 +14,9 @@ reason code, never a field's value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -45,6 +45,7 @@ from services.ingest.mllp_refusals import (
     frame_problem,
     msh_problem,
 )
+from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW
 from services.ingest.rate_limit import RateLimiter
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import Envelope
@@ -84,7 +85,10 @@ class MllpHandler:
         max_bytes: int,
         identifiers: SubjectIdentifiers | None = None,
         processing_ids: frozenset[str] = frozenset({"P"}),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
+        self._clock, self._clock_skew = clock, clock_skew
         self._intake = intake
         self._processing_ids = processing_ids
         self._code_maps = code_maps
@@ -194,6 +198,8 @@ class MllpHandler:
             code_maps=self._code_maps,
             identifiers=self._identifiers,
             processing_ids=self._processing_ids,
+            now=self._clock(),
+            clock_skew=self._clock_skew,
         )
         outcome.charset = decoded.charset
         # an AA may carry warnings (results kept unreadable): the receipt says which

@@ -167,9 +167,21 @@ def write_routes(max_items: int = MAX_ITEMS_PER_REQUEST) -> list[WriteRoute]:
     ]
 
 
+class DataQualityWarning(BaseModel):
+    """A data-quality issue raised with an accepted fact: it is kept, and a data manager
+    will be asked to look (a value that cannot be physiological, a unit Vigil cannot
+    convert). Names the field's problem, never the value."""
+
+    event_id: str = Field(description="The accepted fact the issue is about.")
+    issue: str = Field(description="The data-quality problem, e.g. implausible-value.")
+    detail: str
+
+
 class Accepted(BaseModel):
-    """The answer to an accepted request: the ids of the events published."""
+    """The answer to an accepted request: the ids of the events published, and the
+    data-quality issues raised with them (a warning: accepted, but not as good as sent)."""
 
     accepted: int
     event_ids: list[str]
     correlation_id: str
+    warnings: list[DataQualityWarning] = Field(default_factory=list)

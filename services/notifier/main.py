@@ -114,6 +114,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     rosters = load_rosters(settings.study_dir)  # an invalid roster stops the start here
+    for study_id, roster in sorted(rosters.items()):
+        for warning in roster.warnings():
+            log.warning("notifier.roster_incomplete", study_id=study_id, problem=warning)
     context = notifier_context(settings, rosters, clock or SystemClock())
     channel_senders = senders(settings, rosters)
     metrics.initialise_delivery_channels(channel_senders)

@@ -129,6 +129,24 @@ class NotificationReopened(NotificationEvent):
 
 
 @register_payload
+class NotificationRouted(NotificationEvent):
+    """The signal's subject became known at a site: that site's people were told (with
+    their links, or for information when it was acknowledged already), may acknowledge it
+    from now on, and are part of its escalation chain."""
+
+    event_type: ClassVar[str] = "org.vigil.notification.routed.v1"
+
+    site_id: str
+    recipients: tuple[Recipient, ...]
+    digest_recipients: tuple[Recipient, ...] = ()
+    acknowledge_by: AwareDatetime | None = Field(
+        default=None,
+        description="A new deadline when the signal's clock had stopped (every level told "
+        "before the site was known); None: the signal's deadline stands.",
+    )
+
+
+@register_payload
 class SignalAcknowledged(NotificationEvent):
     """A person on the roster reviewed the signal and recorded a clinical assessment;
     escalation stops."""

@@ -9,11 +9,11 @@ import functools
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.events.values import (
     IDENTIFIER_PATTERN,
@@ -131,6 +131,14 @@ class SubjectEnrolled(SubjectEvent):
         default=None,
         description="Study Day 0 (baseline visit); baseline values are the last on or before it.",
     )
+
+    @field_validator("day0")
+    @classmethod
+    def _day0_after_birth(cls, day0: date | None, info: ValidationInfo) -> date | None:
+        birth = info.data.get("birth_date")  # absent when it failed its own checks
+        if day0 is not None and birth is not None and day0 < birth:
+            raise ValueError("is before birth_date: one of the two is wrong")
+        return day0
 
 
 class ResultStatus(StrEnum):
@@ -561,6 +569,20 @@ class SafetySignalRetracted(SignalEvent):
     merged_into: uuid.UUID | None = None
 
 
+class SafetySignalRouted(SignalEvent):
+    """The subject of an open signal became known at a site (or moved to another): the
+    signal now belongs to that site too, whose investigators are told. Raised once per
+    open signal whose recorded site is not the subject's, when the enrolment arrives."""
+
+    event_type: ClassVar[str] = "org.vigil.safety_signal.routed.v1"
+
+    site_id: SiteId = Field(description="The site the signal is routed to now.")
+    previous_site_id: SiteId | None = Field(
+        default=None, description="The site it had (None: raised before the subject was known)."
+    )
+    enrolment_event_id: uuid.UUID = Field(description="The enrolment that made the site known.")
+
+
 REJECTED_INPUT_STREAM = "rejected-input"
 
 
@@ -616,6 +638,7 @@ _PAYLOADS: dict[str, type[EventPayload]] = {
         SafetySignalReopened,
         SafetySignalAmended,
         SafetySignalRetracted,
+        SafetySignalRouted,
         InputRejectedV1,
         InputRejected,
         DataQualityIssueRaised,

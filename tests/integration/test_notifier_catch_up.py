@@ -167,23 +167,27 @@ async def test_signal_events_kafka_never_brought_are_answered_from_the_log_once(
     port, mailbox = own_smtp
     ctx = context(roster())
     envelope = raised("S1", grade=3)
-    only_read = DataQualityIssueRaised(
+    missing = DataQualityIssueRaised(
         study_id=STUDY,
         subject_id=signal_of(envelope).subject_id,
         issue="missing-input",
         detail="no reference range",
         related_event_id=uuid.uuid4(),
-    )  # the notifier tells nobody about it, so the catch-up does not even read it
-    await record(pool, wrap(only_read, source="/test/rules", time=T0), envelope)
+    )  # every kind reaches someone (issue 15): the data manager, here the monitor for none
+    await record(pool, wrap(missing, source="/test/rules", time=T0), envelope)
     before = metrics.CATCH_UP_DELIVERIES._value.get()
 
-    assert await catch_up_all(catch_up(pool, ctx)) == 1
+    assert await catch_up_all(catch_up(pool, ctx)) == 2
 
-    assert metrics.CATCH_UP_DELIVERIES._value.get() == before + 2
-    assert await email_worker(pool, port, ctx).send_due() == 2
+    assert metrics.CATCH_UP_DELIVERIES._value.get() == before + 3
+    assert await email_worker(pool, port, ctx).send_due() == 3
     subject = signal_of(envelope).subject_id
-    mails = mailbox.wait_for(lambda m: subject in str(m.message["Subject"]), count=2)
-    assert sorted(to for m in mails for to in m.envelope_to) == ["pi1@x.org", "sub1@x.org"]
+    mails = mailbox.wait_for(lambda m: subject in str(m.message["Subject"]), count=3)
+    assert sorted(to for m in mails for to in m.envelope_to) == [
+        "mm@x.org",
+        "pi1@x.org",
+        "sub1@x.org",
+    ]
     assert await catch_up_all(catch_up(pool, ctx)) == 0  # the checkpoint moved past it
     async with pool.acquire() as connection:
         assert await signal_log.checkpoint(connection) == await signal_log.log_head(connection)

@@ -62,8 +62,8 @@ def _summary(outcome: Interpretation) -> str:
     if outcome.ack_code == "AA":
         count = len(outcome.problems)
         return (
-            f"accepted; {count} result{'s' if count > 1 else ''} could not be read and "
-            f"{'are' if count > 1 else 'is'} kept for review (see ERR)"
+            f"accepted; {count} result{'s' if count > 1 else ''} could not be read or be "
+            "right: kept for review (see ERR)"
         )
     return outcome.problems[0].text
 

@@ -13,7 +13,7 @@ field and an HL7 table 0357 error code, so the sender's ACK can point at it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 import hl7
 import hl7.exceptions
@@ -35,9 +35,11 @@ from services.ingest.hl7.outcome import Hl7Problem as Hl7Problem
 from services.ingest.hl7.outcome import Interpretation as Interpretation
 from services.ingest.hl7.structure import Order, numbered, oru_r01
 from services.ingest.hl7.subject import SubjectIdInvalid, SubjectIdMissing, study_subject_id
+from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW, time_problems
 from services.ingest.subject_identifiers import SubjectIdentifiers
-from shared.events import Sex, SubjectEnrolled, SubjectEvent
+from shared.events import LabResultReported, Sex, SubjectEnrolled, SubjectEvent
 from shared.field_problems import describe, field_problems
+from shared.plausibility import implausible_value
 
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 
@@ -69,7 +71,10 @@ class _Reader:
         zone: tzinfo,
         code_map: Mapping[str, str],
         authority: str,
+        now: datetime | None = None,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
+        self.now, self.clock_skew = now, clock_skew  # no "now": times are not checked
         self.message = message
         self.study_id = study_id
         self.authority = authority  # PID-3 assigning authority of the study's subject ids
@@ -149,6 +154,10 @@ class _Reader:
             )
             outcome = read_observation(context, at.segment)
             events.extend(outcome.results)
+            for result in outcome.results:
+                self.check_result(
+                    result, at.sequence, order.obr.sequence, bool(get(at.segment, 14))
+                )
             if outcome.problem is None:
                 continue
             field_number, code, text = outcome.problem
@@ -165,6 +174,29 @@ class _Reader:
                 "W",
             )
         return events
+
+    def check_result(
+        self, result: LabResultReported, sequence: int, obr_sequence: int, own_time: bool
+    ) -> None:
+        """A collection time in the future fails the message (AE naming OBX-14, or the
+        OBR-7 it came from); a value that cannot be physiological is kept and named in an
+        ERR of severity W (the rules never judge it; a data manager is asked to look)."""
+        if self.now is not None:
+            for found in time_problems(result, self.now, self.clock_skew):
+                segment, number, name = (
+                    ("OBX", sequence, "OBX-14") if own_time else ("OBR", obr_sequence, "OBR-7")
+                )
+                self.problem(
+                    segment,
+                    number,
+                    14 if own_time else 7,
+                    APPLICATION_ERROR,
+                    f"{name} (collection time, of OBX {sequence}) {found.problem}",
+                )
+        if (detail := implausible_value(result)) is not None:
+            self.problem(
+                "OBX", sequence, 5, APPLICATION_ERROR, f"OBX-5 (value): {detail}"[:300], "W"
+            )
 
     def registration(self) -> list[SubjectEvent]:
         """One subject from ADT^A04/A08, whose message structure has exactly one PID."""
@@ -205,18 +237,20 @@ class _Reader:
         if self.problems or birth is None or sex is None:
             return []
         try:
-            return [
-                SubjectEnrolled(
-                    study_id=self.study_id,
-                    subject_id=subject,
-                    site_id=site,
-                    sex=sex,
-                    birth_date=birth,
-                )
-            ]
+            enrolled = SubjectEnrolled(
+                study_id=self.study_id,
+                subject_id=subject,
+                site_id=site,
+                sex=sex,
+                birth_date=birth,
+            )
         except ValidationError as error:  # e.g. a site id too long: an AE, never a crash
             self.problem("PID", 1, 0, APPLICATION_ERROR, describe(field_problems(error)))
             return []
+        if self.now is not None:
+            for found in time_problems(enrolled, self.now, self.clock_skew):
+                self.problem("PID", 1, 7, APPLICATION_ERROR, f"PID-7 (birth date) {found.problem}")
+        return [] if self.problems else [enrolled]
 
 
 def interpret(
@@ -229,6 +263,8 @@ def interpret(
     code_maps: Mapping[str, Mapping[str, str]] | None = None,
     identifiers: SubjectIdentifiers | None = None,
     processing_ids: frozenset[str] = frozenset({"P"}),
+    now: datetime | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> Interpretation:
     """Read one HL7 v2 message (segments separated by carriage returns).
 
@@ -237,7 +273,8 @@ def interpret(
     each study's local-code map (``code_map`` is used when it has none for the study);
     ``identifiers`` the PID-3 assigning authority of each study's subject ids;
     ``processing_ids`` the MSH-11 values taken (production only, unless the deployment
-    says otherwise: 2.9.2.1 has the receiver check it). No problem
+    says otherwise: 2.9.2.1 has the receiver check it); ``now``, when given, the moment a
+    collection time may not be later than by more than ``clock_skew``. No problem
     text quotes a field's content: ERR segments and logs name the field and the rule.
     """
     raw = _clean(raw)
@@ -253,7 +290,7 @@ def interpret(
         study_id, zone = route(get(msh, 3), get(msh, 4))
     study_codes = (code_maps or {}).get(study_id, code_map or {})
     authority = (identifiers or SubjectIdentifiers()).for_study(study_id).hl7_assigning_authority
-    reader = _Reader(message, study_id, zone, study_codes, authority)
+    reader = _Reader(message, study_id, zone, study_codes, authority, now, clock_skew)
     version = get(msh, 12)
     kind, event = get(msh, 9, 1).upper(), get(msh, 9, 2).upper()
     result = Interpretation(

@@ -26,13 +26,15 @@ from shared.events import (
     SafetySignalReopened,
     SafetySignalResolved,
     SafetySignalRetracted,
+    SafetySignalRouted,
 )
 
 CHECKPOINT = "notifier.catch-up"
-# Every event the notifier answers: the signal events, and the data-quality issues it
-# tells the medical monitors about (the others, such as a missing input, it only reads).
-# Migration 0014 (after 0011 and 0013) indexes exactly these (events_notifier_causes_idx):
-# a kind added here needs a migration that recreates the index with it.
+# Every event the notifier answers: the signal events, and every kind of data-quality
+# issue (each reaches the medical monitors or the data manager: see DATA_QUALITY_ROUTES in
+# services/notifier/domain/planning.py). Migration 0015 (after 0011, 0013 and 0014)
+# indexes exactly these (events_notifier_causes_idx): a kind added here needs a migration
+# that recreates the index with it.
 SIGNAL_TYPES: tuple[str, ...] = tuple(
     cls.event_type
     for cls in (
@@ -42,6 +44,7 @@ SIGNAL_TYPES: tuple[str, ...] = tuple(
         SafetySignalResolved,
         SafetySignalReopened,
         SafetySignalRetracted,
+        SafetySignalRouted,
     )
 )
 ANSWERED_ISSUES: tuple[str, ...] = (
@@ -50,6 +53,15 @@ ANSWERED_ISSUES: tuple[str, ...] = (
     "abnormal-result-unreadable",
     "censored-result",
     "conflicting-results",
+    "unit-not-convertible",
+    "dose-not-convertible",
+    "route-not-recognised",
+    "implausible-value",
+    "implausible-time",
+    "reference-range-implausible",
+    "medication-not-recognised",
+    "missing-input",
+    "reference-range-missing",
 )
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 

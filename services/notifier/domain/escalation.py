@@ -24,6 +24,7 @@ from shared.events.notifications import (
     NotificationReissued,
     NotificationReopened,
     NotificationResolved,
+    NotificationRouted,
     NotificationWithdrawn,
     SignalAcknowledged,
 )
@@ -49,6 +50,8 @@ class NotificationState:
     resolutions: int = 0
     reopenings: int = 0
     grade: int | None = None
+    #: the site the signal belongs to now: where it was opened, or routed to since
+    site_id: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -60,7 +63,11 @@ class NotificationState:
 
     def content(self) -> MessageContent:
         return MessageContent.model_validate(self.opened.message).model_copy(
-            update={"grade": self.grade, "acknowledge_by": self.acknowledge_by}
+            update={
+                "grade": self.grade,
+                "acknowledge_by": self.acknowledge_by,
+                "site_id": self.site_id,
+            }
         )
 
 
@@ -74,6 +81,7 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
                 acknowledge_by=event.acknowledge_by,
                 told={r.person_id for r in (*event.recipients, *event.digest_recipients)},
                 grade=event.grade,
+                site_id=event.site_id,
             )
         elif state is None:
             continue
@@ -101,6 +109,11 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
             state.acknowledged_by = []
             state.acknowledged_tokens = set()
             state.acknowledge_by = event.acknowledge_by
+        elif isinstance(event, NotificationRouted):
+            state.site_id = event.site_id
+            state.told |= {r.person_id for r in (*event.recipients, *event.digest_recipients)}
+            if event.acknowledge_by is not None:
+                state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, NotificationWithdrawn):
             state.withdrawn = True
             state.withdrawn_reason = event.reason

@@ -38,10 +38,24 @@ MessageKind = Literal[
     "abnormal-result-unreadable",
     "censored-result",
     "conflicting-results",
+    # a protocol analyte, a dose or a route no rule could read (the monitors acknowledge)
+    "unit-not-convertible",
+    "dose-not-convertible",
+    "route-not-recognised",
+    # what needs a query, not a clinical judgement (the data manager is told)
+    "implausible-value",
+    "implausible-time",
+    "reference-range-implausible",
+    "medication-not-recognised",
+    "missing-input",
+    "reference-range-missing",
+    # a signal raised before its subject's site was known, told to that site now
+    "routed",
+    "routed-acknowledged",
     "digest",
 ]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
-NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn"})
+NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn", "routed-acknowledged"})
 
 
 _TEXT_FIELDS = (
@@ -161,24 +175,51 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     )
 
 
-#: data-quality issues about a result no rule could judge (unreadable, censored without
-#: an answer, conflicting reports), each told in its own words with what to do
-UNREADABLE_KINDS: frozenset[MessageKind] = frozenset(
-    {"result-unreadable", "abnormal-result-unreadable", "censored-result", "conflicting-results"}
-)
-_ACTIONS: dict[str, str] = {
+#: what to do about each data-quality issue that is told in its own words: a result, a
+#: dose or a route no rule could judge (unreadable, censored without an answer,
+#: conflicting reports, an unknown unit), and what the data manager queries
+_ACTIONS: dict[MessageKind, str] = {
     "result-unreadable": "ask the laboratory to send the result again",
     "abnormal-result-unreadable": "obtain the result from the laboratory and review it",
     "censored-result": "obtain the exact value from the laboratory and review it",
     "conflicting-results": "ask the laboratory which report is right (a corrected result) "
     "and review both",
+    "unit-not-convertible": "obtain the value in a unit Vigil knows from the laboratory and "
+    "review it against the protocol's thresholds",
+    "dose-not-convertible": "obtain the dose, unit and frequency from the site and review "
+    "the daily dose against the protocol's limit",
+    "route-not-recognised": "obtain the route from the site and review whether the "
+    "medication counts under the protocol",
+    "implausible-value": "query the value with the laboratory or site and have it corrected "
+    "(Vigil judged nothing on it)",
+    "implausible-time": "query the date with the site or laboratory and have it corrected",
+    "reference-range-implausible": "ask the laboratory for its reference range for the "
+    "analyte and have the result corrected",
+    "medication-not-recognised": "query the medication's name or code with the site",
+    "missing-input": "obtain the missing value the problem names from the site",
+    "reference-range-missing": "ask the laboratory to send its reference range with the result",
 }
+#: data-quality issues told in their own words (the subject, the problem as Vigil words
+#: it, what to do, the issue's id), whoever is told
+UNREADABLE_KINDS: frozenset[MessageKind] = frozenset(_ACTIONS)
+
+
+def carries_link(content: MessageContent) -> bool:
+    """Whether a message asks its reader to acknowledge (with their own link): a signal
+    and what it becomes, unless a notice; a data-quality issue only when it has a deadline
+    (the others inform: a data manager queries the data, nobody assesses it)."""
+    if content.kind in NOTICE_KINDS or content.kind == "digest":
+        return False
+    if content.kind in UNREADABLE_KINDS or content.kind == "data-quality":
+        return content.acknowledge_by is not None
+    return True
 
 
 def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID) -> MessageContent:
-    """A data-quality issue the medical monitors are told about: a result for a subject
-    nobody enrolled, or a result Vigil could not read (the detail names the analyte, where
-    in the message and the problem; never the value)."""
+    """A data-quality issue as its message tells it: a result for a subject nobody
+    enrolled, a result, dose or route no rule could read, or what the data manager queries
+    (the detail, built by Vigil, names the analyte or field, where and the problem; never
+    the value or text as sent)."""
     if issue.issue in _ACTIONS:
         return MessageContent(
             kind=issue.issue,
@@ -242,6 +283,37 @@ _HEADLINES: dict[MessageKind, str] = {
     "conflicting-results": "A laboratory sent reports of one result for a subject in study "
     "{study} that contradict each other without a correction. Please find out which is "
     "right, review and acknowledge.",
+    "unit-not-convertible": "A protocol analyte in an unknown unit: a laboratory sent a "
+    "result for a subject in study {study} in a unit Vigil does not recognise, so no rule "
+    "could judge it, and it may be critical. Please obtain the value in a known unit, review "
+    "it and acknowledge.",
+    "dose-not-convertible": "A medication a protocol rule counts was recorded for a subject "
+    "in study {study} with a dose Vigil cannot turn into a daily amount, so the rule could "
+    "not tell whether it exceeds the protocol's limit. Please obtain the dose, review it and "
+    "acknowledge.",
+    "route-not-recognised": "A medication a protocol rule counts was recorded for a subject "
+    "in study {study} with a route Vigil does not recognise, so the rule could not tell "
+    "whether it counts. Please obtain the route, review it and acknowledge.",
+    "implausible-value": "A value for a subject in study {study} cannot be physiological: "
+    "Vigil kept it and judged nothing on it. Please query it.",
+    "implausible-time": "A date or time for a subject in study {study} cannot be right "
+    "against the subject's others: Vigil set it aside. Please query it.",
+    "reference-range-implausible": "A laboratory sent a reference range for a subject in "
+    "study {study} that cannot be right (low above high): Vigil did not use it. Please "
+    "query it.",
+    "medication-not-recognised": "A medication was recorded for a subject in study {study} "
+    "that Vigil does not recognise, so no rule could tell whether it counts. Please query "
+    "it.",
+    "missing-input": "A rule could not judge a subject in study {study} because a value it "
+    "needs is missing. Please obtain it.",
+    "reference-range-missing": "A laboratory sent a result for a subject in study {study} "
+    "without the reference range a rule needs to judge it. Please obtain it.",
+    "routed": "The subject of this open safety signal is now enrolled at your site: it was "
+    "raised before Vigil knew the subject, and the study's medical monitors were told. "
+    "Please review and acknowledge.",
+    "routed-acknowledged": "The subject of this safety signal is now enrolled at your site: "
+    "it was raised before Vigil knew the subject, and has been acknowledged already. For "
+    "your information; no action is needed.",
     "digest": "Daily digest for study {study}: findings no protocol rule flags.",
 }
 _SUBJECT_PREFIX: dict[MessageKind, str] = {
@@ -256,6 +328,17 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
     "abnormal-result-unreadable": "UNREADABLE ABNORMAL RESULT: ",
     "censored-result": "EXACT VALUE NEEDED: ",
     "conflicting-results": "CONFLICTING RESULTS: ",
+    "unit-not-convertible": "UNKNOWN UNIT: ",
+    "dose-not-convertible": "DOSE NOT READABLE: ",
+    "route-not-recognised": "ROUTE NOT RECOGNISED: ",
+    "implausible-value": "IMPLAUSIBLE VALUE: ",
+    "implausible-time": "IMPLAUSIBLE TIME: ",
+    "reference-range-implausible": "IMPLAUSIBLE REFERENCE RANGE: ",
+    "medication-not-recognised": "MEDICATION NOT RECOGNISED: ",
+    "missing-input": "MISSING INPUT: ",
+    "reference-range-missing": "REFERENCE RANGE MISSING: ",
+    "routed": "NOW AT YOUR SITE: ",
+    "routed-acknowledged": "NOW AT YOUR SITE (ACKNOWLEDGED): ",
     "digest": "DIGEST: ",
 }
 

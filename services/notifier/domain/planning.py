@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.notifier.domain.messages import MessageContent, content_for_signal
-from services.notifier.domain.roster import Person, Roster, role_named
-from shared.events import SafetySignalRaised
+from services.notifier.domain.roster import Person, Role, Roster, role_named
+from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.events.notifications import NotificationOpened, Recipient
 
 
@@ -100,3 +100,64 @@ def escalation_chain(roster: Roster, told: set[str]) -> list[Person]:
         if fresh:
             return fresh
     return []
+
+
+@dataclass(frozen=True)
+class IssueRoute:
+    """Who is told of one kind of data-quality issue, and whether they must acknowledge it
+    (then it has the deadline of a signal without a grade and escalates like one)."""
+
+    role: Role
+    acknowledged: bool
+
+
+_MONITOR_ALERT = IssueRoute(Role.MEDICAL_MONITOR, acknowledged=True)
+_MONITOR_NOTICE = IssueRoute(Role.MEDICAL_MONITOR, acknowledged=False)
+_DATA_MANAGER = IssueRoute(Role.DATA_MANAGER, acknowledged=False)
+
+#: Every kind of data-quality issue reaches a person ("never silent"); a new kind fails
+#: the tests until it is given a route here (and its words in ``messages``).
+#: - The medical monitors acknowledge what may hide a value or a dose a rule would have
+#:   alerted on: a result flagged abnormal that cannot be read, a censored result, reports
+#:   that contradict each other, a protocol analyte in an unknown unit (a critical
+#:   haemoglobin in 'gm/dL' reaches nobody else), and a dose or a route a rule could not
+#:   read on a medication it counts (a prohibited dose may hide behind it).
+#: - They are informed of a result for a subject nobody enrolled (its signals reach them
+#:   too) and of an unflagged result that cannot be read.
+#: - The data manager is informed of what needs a query, not a clinical judgement: a
+#:   value or a time that cannot be right (never judged, so nothing to assess), a reference
+#:   range that cannot be right or is missing, a missing input, a medication Vigil does
+#:   not recognise. No acknowledgement: the query is the data manager's work in the data
+#:   system, and an acknowledgement link records a clinical assessment.
+DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
+    "unknown-subject": _MONITOR_NOTICE,
+    "result-unreadable": _MONITOR_NOTICE,
+    "abnormal-result-unreadable": _MONITOR_ALERT,
+    "censored-result": _MONITOR_ALERT,
+    "conflicting-results": _MONITOR_ALERT,
+    "unit-not-convertible": _MONITOR_ALERT,
+    "dose-not-convertible": _MONITOR_ALERT,
+    "route-not-recognised": _MONITOR_ALERT,
+    "implausible-value": _DATA_MANAGER,
+    "implausible-time": _DATA_MANAGER,
+    "reference-range-implausible": _DATA_MANAGER,
+    "medication-not-recognised": _DATA_MANAGER,
+    "missing-input": _DATA_MANAGER,
+    "reference-range-missing": _DATA_MANAGER,
+}
+
+
+def route_of(issue: DataQualityIssueRaised) -> IssueRoute:
+    """How one issue is told. A dose or a route no rule counted (no ``rule_id``: raised
+    before any rule looked at the medication) is a query for the data manager."""
+    route = DATA_QUALITY_ROUTES[issue.issue]
+    if issue.issue in {"dose-not-convertible", "route-not-recognised"} and not issue.rule_id:
+        return _DATA_MANAGER
+    return route
+
+
+def data_quality_recipients(roster: Roster, route: IssueRoute) -> tuple[Person, ...]:
+    """The people a data-quality issue goes to: the study contacts with the route's role;
+    the medical monitors when the study has none with it (never nobody)."""
+    people = tuple(p for p in roster.study_contacts if p.role == route.role)
+    return people or roster.medical_monitors()

@@ -30,6 +30,9 @@ class Role(StrEnum):
     SUB_INVESTIGATOR = "sub_investigator"
     MEDICAL_MONITOR = "medical_monitor"
     SAFETY_DESK = "safety_desk"
+    #: keeps the study's data clean: told of data-quality issues that need a query to the
+    #: site or the laboratory, not a clinical judgement (a study-level contact)
+    DATA_MANAGER = "data_manager"
 
 
 def role_named(name: str) -> Role | None:
@@ -193,6 +196,21 @@ class Roster(BaseModel):
 
     def medical_monitors(self) -> tuple[Person, ...]:
         return tuple(p for p in self.study_contacts if p.role == Role.MEDICAL_MONITOR)
+
+    def data_managers(self) -> tuple[Person, ...]:
+        """The study's data managers (study contacts with the role)."""
+        return tuple(p for p in self.study_contacts if p.role == Role.DATA_MANAGER)
+
+    def warnings(self) -> list[str]:
+        """What a valid roster lacks that someone should know at start-up (logged, not
+        refused: an older roster stays usable)."""
+        if self.data_managers():
+            return []
+        return [
+            "study_contacts has no data_manager: data-quality issues for the data manager "
+            "(implausible values and times, missing inputs and reference ranges, medications "
+            "not recognised) go to the medical monitors instead"
+        ]
 
     def with_roles(self, site_id: str | None, roles: set[Role]) -> tuple[Person, ...]:
         """People with these roles at the site, and study-level contacts with them."""

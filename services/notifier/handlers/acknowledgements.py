@@ -129,14 +129,10 @@ async def review(
         raise NotOnRoster(f"the link was issued to another person than {expected_person!r}")
     roster = context.rosters.get(state.opened.study_id)
     person = roster.person(link.person_id) if roster is not None else None
-    if (
-        roster is None
-        or person is None
-        or not roster.may_acknowledge(person.id, state.opened.site_id)
-    ):
+    if roster is None or person is None or not roster.may_acknowledge(person.id, state.site_id):
         raise NotOnRoster(
             f"person {link.person_id!r} is not on the roster of site "
-            f"{state.opened.site_id!r} in study {state.opened.study_id}"
+            f"{state.site_id!r} in study {state.opened.study_id}"
         )
     event_id = acknowledgement_event_id(signal_id, link.token_id)
     recorded = await _recorded(connection, event_id, state)

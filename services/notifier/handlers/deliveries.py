@@ -14,7 +14,12 @@ from services.notifier.adapters.postgres import add_deliveries
 from services.notifier.domain.deliveries import PlannedDelivery, compose
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.links import LinkClaims
-from services.notifier.domain.messages import NOTICE_KINDS, MessageContent, digest_line
+from services.notifier.domain.messages import (
+    NOTICE_KINDS,
+    MessageContent,
+    carries_link,
+    digest_line,
+)
 from services.notifier.domain.planning import goes_to_digest
 from services.notifier.domain.roster import Person, Roster
 from services.notifier.handlers.context import NotifierContext
@@ -34,11 +39,8 @@ def deliveries_for(
     planned = []
     for person in people:
         channel = person.channels[0]
-        link = (
-            None
-            if content.kind in NOTICE_KINDS | {"data-quality", "result-unreadable", "digest"}
-            else context.links.claims(content.signal_id, person.id, now)
-        )
+        asks = carries_link(content)
+        link = context.links.claims(content.signal_id, person.id, now) if asks else None
         planned.append(
             compose(
                 content,

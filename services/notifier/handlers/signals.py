@@ -34,7 +34,15 @@ from services.notifier.domain.messages import (
     digest_line,
     format_value,
 )
-from services.notifier.domain.planning import open_notification, recipient
+from services.notifier.domain.planning import (
+    DATA_QUALITY_ROUTES,
+    data_quality_recipients,
+    goes_to_digest,
+    open_notification,
+    recipient,
+    route_of,
+    signal_kind,
+)
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import (
@@ -52,12 +60,14 @@ from shared.events import (
     SafetySignalReopened,
     SafetySignalResolved,
     SafetySignalRetracted,
+    SafetySignalRouted,
 )
 from shared.events.notifications import (
     NotificationOpened,
     NotificationReissued,
     NotificationReopened,
     NotificationResolved,
+    NotificationRouted,
     NotificationWithdrawn,
 )
 from shared.events.payloads import EVENT_ID_NAMESPACE
@@ -92,14 +102,16 @@ async def handle_signals(
             added += await _resolved(connection, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalReopened):
             added += await _reopened(connection, envelope, payload, roster, context)
+        elif isinstance(payload, SafetySignalRouted):
+            added += await _routed(connection, envelope, payload, roster, context)
         elif isinstance(payload, DataQualityIssueRaised) and payload.issue in ANSWERED_ISSUES:
             added += await _data_quality(connection, envelope, payload, roster, context)
     return added
 
 
-#: the issues the medical monitors must acknowledge (see ``_data_quality``)
+#: the issues their recipients must acknowledge (see ``_data_quality``)
 ACKNOWLEDGED_ISSUES = frozenset(
-    {"abnormal-result-unreadable", "censored-result", "conflicting-results"}
+    issue for issue, route in DATA_QUALITY_ROUTES.items() if route.acknowledged
 )
 
 
@@ -302,6 +314,88 @@ async def _reopened(
     return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
 
 
+async def _routed(
+    connection: asyncpg.Connection,
+    envelope: Envelope,
+    signal: SafetySignalRouted,
+    roster: Roster,
+    context: NotifierContext,
+) -> int:
+    """The signal's subject is now known at a site: tell the people the signal's routing
+    names there (investigator, sub-investigator) who were not told yet, with their
+    acknowledgement link; for information only when the signal was acknowledged or
+    resolved meanwhile. From now on they may acknowledge it, and they (and their backups)
+    are in its escalation chain."""
+    state = await notification_state(connection, signal.signal_id)
+    if state is None:
+        # its raising is not answered yet: nothing is recorded, so the catch-up, which
+        # reads the raising first, answers this again after it
+        log.warning("notifier.routed_unknown_signal", signal_id=str(signal.signal_id))
+        return 0
+    if state.withdrawn or state.site_id == signal.site_id:
+        return 0  # retracted, or routed there before (a redelivered event)
+    event_id = _caused_by("routed", envelope)
+    if await notification_log.recorded(connection, event_id):
+        return 0
+    people = [
+        p
+        for p in roster.recipients_for(signal.site_id, signal_kind(state.opened))
+        if p.id not in state.told
+    ]
+    digest = [p for p in people if goes_to_digest(state.opened, p, roster)]
+    now_people = [p for p in people if p not in digest]
+    informed = bool(state.acknowledged_by) or state.resolved
+    acknowledge_by = None
+    hours = state.opened.deadline_hours
+    if not informed and state.acknowledge_by is None and hours and now_people:
+        acknowledge_by = envelope.time + timedelta(hours=hours)  # the clock had stopped
+    routed = NotificationRouted(
+        study_id=signal.study_id,
+        subject_id=signal.subject_id,
+        signal_id=signal.signal_id,
+        site_id=signal.site_id,
+        recipients=tuple(recipient(p) for p in now_people),
+        digest_recipients=tuple(recipient(p) for p in digest),
+        acknowledge_by=acknowledge_by,
+    )
+    (appended,) = await notification_log.record(
+        connection, [routed], event_ids=[event_id], causation_id=envelope.id
+    )
+    if not appended.new:
+        return 0  # another instance answered it meanwhile
+    content = state.content()
+    if informed:
+        note = (
+            f"resolved: {state.resolved_reason}"
+            if state.resolved
+            else "acknowledged before the subject's site was known"
+        )
+        content = content.with_kind("routed-acknowledged", site_id=signal.site_id, note=note)
+    else:
+        content = content.with_kind(
+            "routed",
+            site_id=signal.site_id,
+            acknowledge_by=acknowledge_by or state.acknowledge_by,
+        )
+    if digest:
+        now = context.clock.now()
+        lines: list[HeldLine] = [
+            (
+                p.id,
+                digest_line(content),
+                None if informed else context.links.claims(signal.signal_id, p.id, now),
+            )
+            for p in digest
+        ]
+        await digests.hold(
+            connection, signal.study_id, lines, signal.signal_id, envelope.time, item="routed"
+        )
+    purpose = f"routed-{signal.site_id}"
+    return await plan_deliveries(
+        connection, deliveries_for(now_people, content, purpose, context), context
+    )
+
+
 async def _data_quality(
     connection: asyncpg.Connection,
     envelope: Envelope,
@@ -309,21 +403,23 @@ async def _data_quality(
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    """Tell the study's medical monitors. An unreadable abnormal result, a censored result
-    a rule could not judge and conflicting reports of one result carry their
-    acknowledgement link and the deadline of a signal of unknown grade: unacknowledged,
-    they escalate (to the monitors' backups) as a signal does, since the value behind
-    them may be critical; the other issues only inform."""
+    """Tell whoever the issue's route names (``DATA_QUALITY_ROUTES``): the study's medical
+    monitors, or its data managers (the monitors when it has none). An issue the monitors
+    must acknowledge (a result, dose or route no rule could read that may hide a critical
+    value or a prohibited dose) carries their acknowledgement link and the deadline of a
+    signal of unknown grade: unacknowledged, it escalates (to the monitors' backups) as a
+    signal does; the other issues only inform."""
     if await notification_state(connection, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)
+    route = route_of(issue)
     hours: float | None = None
     acknowledge_by = None
-    if issue.issue in ACKNOWLEDGED_ISSUES:
+    if route.acknowledged:
         hours = context.deadlines.hours_for(serious=False, grade=None)
         acknowledge_by = envelope.time + timedelta(hours=hours)
         content = content.model_copy(update={"acknowledge_by": acknowledge_by})
-    monitors = roster.medical_monitors()
+    people = data_quality_recipients(roster, route)
     opened = NotificationOpened(
         study_id=issue.study_id,
         subject_id=issue.subject_id,
@@ -334,7 +430,7 @@ async def _data_quality(
         serious=False,
         grade=None,
         raised_at=envelope.time,
-        recipients=tuple(recipient(p) for p in monitors),
+        recipients=tuple(recipient(p) for p in people),
         acknowledge_by=acknowledge_by,
         deadline_hours=hours,
         message=content.model_dump(mode="json"),
@@ -343,5 +439,5 @@ async def _data_quality(
     if not appended.new:
         return 0
     return await plan_deliveries(
-        connection, deliveries_for(monitors, content, "data-quality", context), context
+        connection, deliveries_for(people, content, "data-quality", context), context
     )

@@ -28,7 +28,7 @@ from services.safety_rules.domain.reconcile import reconcile
 from services.safety_rules.domain.rule_kinds import Rule
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.domain.unreadable import unreadable_problem
-from shared.events import DataQualityIssueRaised
+from shared.events import DataQualityIssueRaised, SafetySignalRouted
 
 ENROLMENT = "enrolment"
 
@@ -56,6 +56,7 @@ def evaluate(
     """
     evaluation = Evaluation()
     enrolled = history.enrolment is not None
+    _route_to_site(history, pack, evaluation)
     problems: list[Problem] = []
     for rule in rules_touched(pack, inputs):
         if rule.needs_enrolment and not enrolled:
@@ -72,6 +73,11 @@ def evaluate(
         unreadable_problem(event_id, result)
         for event_id, result in history.unreadable.items()
         if not _raised_for(history, event_id)
+    ]
+    # one issue per result set aside, not one per rule that would have read it
+    problems += [
+        Problem(aside.issue, aside.detail, event_id, "")
+        for event_id, aside in history.set_aside.items()
     ]
     if not enrolled and history.first_fact_id is not None:
         problems.append(
@@ -102,6 +108,33 @@ def evaluate(
             problem.related_event_id,
         )
     return evaluation
+
+
+def _route_to_site(history: SubjectHistory, pack: RulePack, evaluation: Evaluation) -> None:
+    """Each open signal whose recorded site is not the subject's (raised before the
+    subject was known, or the subject moved) is routed to the subject's site, so that its
+    investigators learn of it: before any other event of this evaluation, so that what
+    becomes of the signal next reaches them too. The routed event folds back into the
+    episode, so a redelivery or a later batch routes nothing twice."""
+    site_id = history.site_id
+    if site_id is None or history.enrolment_fact is None:
+        return
+    for episode in sorted(history.episodes.values(), key=lambda e: e.order):
+        if episode.status != "open" or episode.site_id == site_id:
+            continue
+        evaluation.add(
+            SafetySignalRouted(
+                study_id=history.study_id,
+                subject_id=history.subject_id,
+                signal_id=episode.signal_id,
+                rule_id=episode.rule_id,
+                rule_pack_version=pack.version,
+                site_id=site_id,
+                previous_site_id=episode.site_id,
+                enrolment_event_id=history.enrolment_fact.event_id,
+            ),
+            history.enrolment_fact.event_id,
+        )
 
 
 def _raised_for(history: SubjectHistory, event_id: uuid.UUID) -> bool:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.safety_rules.domain.supersession import Report, reported_result, standing_before
+from shared.analytes import analyte_for
 from shared.events import (
     AdverseEventReported,
     DataQualityIssueRaised,
@@ -30,9 +31,11 @@ from shared.events import (
     SafetySignalReopened,
     SafetySignalResolved,
     SafetySignalRetracted,
+    SafetySignalRouted,
     SubjectEnrolled,
 )
-from shared.events.payloads import EventPayload, payload_class
+from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
+from shared.plausibility import collected_before_birth, implausible_value
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,34 @@ def _place(entries: list[LabEntry], entry: LabEntry) -> None:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A result no rule judges, because what it says cannot be right (a value that cannot
+    be physiological, a specimen dated before its subject's birth): the data-quality
+    issue that says so, once per result."""
+
+    entry: LabEntry
+    issue: DataQualityProblem
+    detail: str
+
+
+def set_aside_because(
+    result: LabResultReported, enrolment: SubjectEnrolled | None
+) -> tuple[DataQualityProblem, str] | None:
+    """Why no rule may judge this result, or None."""
+    if (detail := implausible_value(result)) is not None:
+        return "implausible-value", detail
+    if enrolment is not None and collected_before_birth(result.collected_at, enrolment.birth_date):
+        analyte = analyte_for(result.loinc_code or "")
+        name = analyte.name if analyte else (result.loinc_code or "a result")
+        return "implausible-time", (
+            f"{name} was collected on a date before the subject's date of birth: one of the "
+            "two is wrong, so the result is kept as sent and not judged by any rule; ask the "
+            "site and the laboratory to check the dates"
+        )
+    return None
+
+
+@dataclass(frozen=True)
 class AdverseEventEntry(Fact):
     report: AdverseEventReported
     #: when Vigil first learned that this AE is serious (its reporting clock starts then)
@@ -93,6 +124,8 @@ class RecordedEpisode:
     status: str = "open"  # open, resolved, retracted
     resolved_at: datetime | None = None
     resolved_inputs: set[uuid.UUID] = field(default_factory=set)
+    #: the site the signal belongs to (None: raised before the subject was known)
+    site_id: str | None = None
 
 
 @dataclass
@@ -116,6 +149,8 @@ class SubjectHistory:
     reports: dict[str, list[Report]] = field(default_factory=dict)
     #: results the laboratory sent that Vigil could not read (each a data-quality issue)
     unreadable: dict[uuid.UUID, LabResultUnreadable] = field(default_factory=dict)
+    #: results no rule judges because what they say cannot be right (not in ``labs``)
+    set_aside: dict[uuid.UUID, SetAside] = field(default_factory=dict)
     _baselines: dict[str, LabEntry | None] = field(default_factory=dict, repr=False)
     #: the rule-pack version this history was last judged with by every rule, in this
     #: process; until then (a new process, another pack) every rule walks it whole
@@ -145,8 +180,11 @@ class SubjectHistory:
         parsed = payload if isinstance(payload, cls) else cls.model_validate(payload)
         fact = Fact(event_id, recorded_at, stream_version)
         if isinstance(parsed, SubjectEnrolled):
+            birth = self.enrolment.birth_date if self.enrolment else None
             self.enrolment, self.enrolment_fact = parsed, fact
             self._baselines.clear()  # Day 0 may have moved
+            if parsed.birth_date != birth:
+                self._replace_labs()  # a result may now be dated before birth, or not
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
             report = Report(event_id, parsed.result_status, reported_result(parsed))
@@ -181,21 +219,38 @@ class SubjectHistory:
         result = entry.result
         if not result.result_status.is_measurement:
             return  # cancelled or entered in error: nothing to judge; its link supersedes
+        reason = set_aside_because(result, self.enrolment)
+        if reason is not None:
+            # kept, never judged: it neither raises, resolves nor is a baseline
+            self.set_aside[entry.event_id] = SetAside(entry, *reason)
+            return
         self.labs[entry.event_id] = entry
         if result.loinc_code is None:
             return
         if self.day0 is None or entry.at.date() <= self.day0:
-            self._baselines.pop(result.loinc_code, None)  # it may be the new baseline
+            self._baselines.pop(_same(result.loinc_code), None)  # it may be the new baseline
         _place(self.by_code.setdefault(result.loinc_code, []), entry)
         for codes, merged in self._merged.items():
             if result.loinc_code in codes:
                 _place(merged, entry)
 
+    def _replace_labs(self) -> None:
+        """Sort every current result again into judged and set aside (the birth date,
+        which a result's time is checked against, is new or changed)."""
+        entries = [*self.labs.values(), *(aside.entry for aside in self.set_aside.values())]
+        entries.sort(key=lambda entry: entry.stream_version)
+        self.labs, self.set_aside, self.by_code = {}, {}, {}
+        self._merged.clear()
+        self._baselines.clear()
+        for entry in entries:
+            self._add_lab(entry)
+
     def _supersede(self, event_id: uuid.UUID) -> None:
         self.superseded.add(event_id)
+        self.set_aside.pop(event_id, None)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
-            self._baselines.pop(entry.result.loinc_code, None)
+            self._baselines.pop(_same(entry.result.loinc_code), None)
             self._merged.clear()
             history = self.by_code.get(entry.result.loinc_code, [])
             self.by_code[entry.result.loinc_code] = [
@@ -223,6 +278,7 @@ class SubjectHistory:
                 opened_at=event.collected_at,
                 grade=event.grade,
                 inputs=set(event.input_event_ids),
+                site_id=event.site_id,
             )
             self._open[event.rule_id] = self._open.get(event.rule_id, 0) + 1
             return
@@ -246,6 +302,8 @@ class SubjectHistory:
             episode.resolved_inputs = set()
         elif isinstance(event, SafetySignalRetracted):
             self._set_status(episode, "retracted")
+        elif isinstance(event, SafetySignalRouted):
+            episode.site_id = event.site_id
 
     def _set_status(self, episode: RecordedEpisode, status: str) -> None:
         change = (status == "open") - (episode.status == "open")
@@ -274,16 +332,21 @@ class SubjectHistory:
         return standing_before(self.reports.get(identity, []), event_id, self.superseded)
 
     def baseline(self, code: str) -> LabEntry | None:
-        """The last result of ``code`` on or before Day 0 (collection date as reported)."""
-        if code not in self._baselines:
+        """The last result on or before Day 0 (collection date as reported) of the analyte
+        of ``code``, whichever of its codes it came under (a creatinine baseline sent as
+        2160-0 in mg/dL serves a later 14682-9 in umol/L); of ``code`` alone when Vigil
+        does not know it."""
+        key = _same(code)
+        if key not in self._baselines:
             day0 = self.day0
-            before = (
-                [e for e in self.by_code.get(code, ()) if e.at.date() <= day0]
-                if day0 is not None
-                else []
-            )
-            self._baselines[code] = before[-1] if before else None
-        return self._baselines[code]
+            before = None
+            if day0 is not None:
+                for entry in reversed(self.results(*_codes_of_same(code))):
+                    if entry.at.date() <= day0:
+                        before = entry
+                        break
+            self._baselines[key] = before
+        return self._baselines[key]
 
     def is_current(self, event_id: uuid.UUID) -> bool:
         """Whether a fact still stands (no later report replaced it)."""
@@ -308,3 +371,15 @@ class SubjectHistory:
             else self.enrolment_fact.recorded_at
         )
         return self.enrolment.weight_kg, when, self.enrolment_fact.event_id
+
+
+def _same(code: str) -> str:
+    """What results that stand for the same measurement share: the analyte's name for a
+    code Vigil knows (every code of an analyte is one measurement), else the code."""
+    analyte = analyte_for(code)
+    return analyte.name if analyte is not None else code
+
+
+def _codes_of_same(code: str) -> tuple[str, ...]:
+    analyte = analyte_for(code)
+    return analyte.loinc_codes if analyte is not None else (code,)

@@ -22,9 +22,36 @@ from services.safety_rules.domain.rule_terms import (
     certainly,
     plain_number,
 )
-from shared.analytes import UnitNotConvertible, analyte_for, codes_of
+from shared.analytes import UnitNotConvertible, analyte_for, analyte_named, codes_of
 
 LoincCode = Annotated[str, Field(pattern=r"^\d{1,7}-\d$")]
+_LOINC = re.compile(r"^\d{1,7}-\d$")
+
+
+def _fallbacks_by_analyte(data: object) -> object:
+    """``fallback_limits`` are keyed by analyte name (a limit holds for every code of the
+    analyte); a key that is a LOINC code is read as its analyte."""
+    if not isinstance(data, dict) or not isinstance(data.get("fallback_limits"), dict):
+        return data
+    keyed = {}
+    for key, limit in data["fallback_limits"].items():
+        name = str(key)
+        if _LOINC.match(name):
+            analyte = analyte_for(name)
+            if analyte is None:
+                raise ValueError(f"fallback limit for LOINC {name}: not in Vigil's catalogue")
+            name = analyte.name
+        keyed[name] = limit
+    return {**data, "fallback_limits": keyed}
+
+
+def _check_fallbacks(fallbacks: dict[str, FallbackLimit]) -> None:
+    for name, fallback in fallbacks.items():
+        analyte = analyte_named(name)
+        try:
+            analyte.to_canonical(Decimal(1), fallback.unit)
+        except UnitNotConvertible as error:
+            raise ValueError(str(error)) from None
 
 
 class ReadsAnalytes(RuleBase):
@@ -63,8 +90,30 @@ class FromPercent(Strict):
     """An absolute count derived from a differential percentage and the total count of the
     same specimen (e.g. neutrophils % of leukocytes x WBC)."""
 
-    percent_code: LoincCode
-    total_code: LoincCode
+    percent: str | None = Field(default=None, description="The percentage's analyte name.")
+    total: str | None = Field(default=None, description="The total count's analyte name.")
+    percent_code: LoincCode | None = None
+    total_code: LoincCode | None = None
+
+    @model_validator(mode="after")
+    def _named_once(self) -> FromPercent:
+        for name, code, what in (
+            (self.percent, self.percent_code, "percent"),
+            (self.total, self.total_code, "total"),
+        ):
+            if (name is None) == (code is None):
+                raise ValueError(f"give {what} (an analyte name) or {what}_code, not both")
+            if name is not None:
+                analyte_named(name)  # ValueError naming the known ones
+        return self
+
+    @property
+    def percent_codes(self) -> tuple[str, ...]:
+        return codes_of(self.percent) if self.percent else (self.percent_code or "",)
+
+    @property
+    def total_codes(self) -> tuple[str, ...]:
+        return codes_of(self.total) if self.total else (self.total_code or "",)
 
 
 class AbsoluteThresholdRule(ReadsAnalytes):
@@ -88,7 +137,7 @@ class AbsoluteThresholdRule(ReadsAnalytes):
     @model_validator(mode="after")
     def _unit_is_convertible(self) -> AbsoluteThresholdRule:
         _check_units(self.loinc_codes, self.unit)
-        _check_units(tuple(d.total_code for d in self.derive_from_percent), self.unit)
+        _check_units(tuple(c for d in self.derive_from_percent for c in d.total_codes), self.unit)
         return self
 
     def holds(
@@ -102,7 +151,7 @@ class AbsoluteThresholdRule(ReadsAnalytes):
 
     def inputs(self) -> tuple[str, ...]:
         derived = [
-            code for d in self.derive_from_percent for code in (d.percent_code, d.total_code)
+            code for d in self.derive_from_percent for code in (*d.percent_codes, *d.total_codes)
         ]
         return (*self.loinc_codes, *derived)
 
@@ -121,12 +170,18 @@ class ReferenceLimitRule(ReadsAnalytes):
     limit: Literal["ULN", "LLN"]
     operator: Operator
     multiple: Decimal = Field(gt=0)
-    fallback_limits: dict[LoincCode, FallbackLimit] = Field(default_factory=dict)
+    fallback_limits: dict[str, FallbackLimit] = Field(
+        default_factory=dict, description="By analyte name (a LOINC code reads as its analyte)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fallbacks_keyed(cls, data: object) -> object:
+        return _fallbacks_by_analyte(data)
 
     @model_validator(mode="after")
     def _fallbacks_are_convertible(self) -> ReferenceLimitRule:
-        for code, fallback in self.fallback_limits.items():
-            _check_units((code,), fallback.unit)
+        _check_fallbacks(self.fallback_limits)
         return self
 
     def inputs(self) -> tuple[str, ...]:
@@ -170,9 +225,9 @@ class CreatinineClearanceRule(RuleBase):
     """
 
     kind: Literal["creatinine_clearance"]
-    creatinine_codes: tuple[LoincCode, ...] = ("2160-0",)
-    measured_codes: tuple[LoincCode, ...] = ("2164-2",)
-    weight_codes: tuple[LoincCode, ...] = ("29463-7",)
+    creatinine_codes: tuple[LoincCode, ...] = codes_of("creatinine")
+    measured_codes: tuple[LoincCode, ...] = codes_of("creatinine clearance")
+    weight_codes: tuple[LoincCode, ...] = codes_of("body weight")
     operator: Operator
     threshold: Decimal
     unit: Literal["mL/min"] = "mL/min"
@@ -191,14 +246,26 @@ class HysLawRule(RuleBase):
     window, without initial cholestasis (alkaline phosphatase < 2 x ULN)."""
 
     kind: Literal["hys_law"]
-    transaminase_codes: tuple[LoincCode, ...] = ("1742-6", "1920-8")
-    bilirubin_codes: tuple[LoincCode, ...] = ("1975-2",)
-    alkaline_phosphatase_codes: tuple[LoincCode, ...] = ("6768-6",)
+    transaminase_codes: tuple[LoincCode, ...] = codes_of("ALT", "AST")
+    bilirubin_codes: tuple[LoincCode, ...] = codes_of("total bilirubin")
+    alkaline_phosphatase_codes: tuple[LoincCode, ...] = codes_of("alkaline phosphatase")
     transaminase_multiple: Decimal = Decimal(3)
     bilirubin_multiple: Decimal = Decimal(2)
     alkaline_phosphatase_multiple: Decimal = Decimal(2)
     window_days: int = Field(default=30, ge=0)
-    fallback_limits: dict[LoincCode, FallbackLimit] = Field(default_factory=dict)
+    fallback_limits: dict[str, FallbackLimit] = Field(
+        default_factory=dict, description="By analyte name (a LOINC code reads as its analyte)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fallbacks_keyed(cls, data: object) -> object:
+        return _fallbacks_by_analyte(data)
+
+    @model_validator(mode="after")
+    def _fallbacks_are_convertible(self) -> HysLawRule:
+        _check_fallbacks(self.fallback_limits)
+        return self
 
     def inputs(self) -> tuple[str, ...]:
         return (*self.transaminase_codes, *self.bilirubin_codes, *self.alkaline_phosphatase_codes)

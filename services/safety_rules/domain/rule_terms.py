@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Operator = Literal["<", "<=", ">", ">="]
 Basis = Literal["value", "uln", "lln", "baseline"]
@@ -109,11 +109,40 @@ class Grading(Strict):
 
 
 class FallbackLimit(Strict):
-    """A reference limit to use when the laboratory sent none (flagged as a data problem)."""
+    """A reference limit to use when the laboratory sent none (flagged as a data problem).
 
-    value: Decimal = Field(gt=0)
+    One ``value`` for everyone, or a limit for each sex (``female`` and ``male``, e.g. a
+    transaminase ULN): the subject's own when its sex is known, otherwise the more
+    alerting of the two (the lower ULN, the higher LLN)."""
+
+    value: Decimal | None = Field(default=None, gt=0)
+    female: Decimal | None = Field(default=None, gt=0)
+    male: Decimal | None = Field(default=None, gt=0)
     unit: str
     source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_value_or_one_per_sex(self) -> FallbackLimit:
+        by_sex = (self.female is not None, self.male is not None)
+        if self.value is None and by_sex != (True, True):
+            raise ValueError("a fallback limit needs a value, or both a female and a male one")
+        if self.value is not None and any(by_sex):
+            raise ValueError("a fallback limit has a value or limits by sex, not both")
+        return self
+
+    def for_sex(self, sex: str | None, limit: Literal["ULN", "LLN"]) -> tuple[Decimal, str]:
+        """The limit for a subject of this sex (HL7 table 0001: F, M; anything else is
+        unknown), and in words whose it is."""
+        if self.value is not None:
+            return self.value, ""
+        assert self.female is not None
+        assert self.male is not None
+        if sex == "F":
+            return self.female, "female"
+        if sex == "M":
+            return self.male, "male"
+        pick = min if limit == "ULN" else max
+        return pick(self.female, self.male), "sex unknown: the more alerting limit"
 
 
 class RuleBase(Strict):

@@ -15,7 +15,12 @@ from services.safety_rules.domain.conditions.grading import (
     _lab_quantities,
     grade_of,
 )
-from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _numeric,
+    lab_limits,
+    value_in,
+)
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
@@ -32,6 +37,7 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
+from shared.plausibility import unusable_reference_range
 
 
 def _absolute(
@@ -39,6 +45,9 @@ def _absolute(
 ) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
         judged = judge_by_threshold(entry)
+        if rule.laboratory_limit is not None and _range_unusable(entry):
+            # the laboratory's range cannot be right: judged by the rule's threshold alone
+            judged = (judged[0], (*judged[1], _range_set_aside(rule, entry)))
         cut_off = _laboratory_cut_off(rule, entry)
         if cut_off is None or (judged[0] is not None and judged[0].holds):
             return judged
@@ -94,9 +103,24 @@ def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal
     """The laboratory's own limit when the rule takes it as the threshold and it was sent."""
     if rule.laboratory_limit is None:
         return None
-    result = entry.result
-    limit = result.reference_high if rule.laboratory_limit == "ULN" else result.reference_low
+    low, high = lab_limits(entry.result)
+    limit = high if rule.laboratory_limit == "ULN" else low
     return limit if limit is not None and limit > 0 else None
+
+
+def _range_unusable(entry: LabEntry) -> bool:
+    return unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
+
+
+def _range_set_aside(rule: AbsoluteThresholdRule, entry: LabEntry) -> Problem:
+    return Problem(
+        "reference-range-implausible",
+        f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with a "
+        "reference range whose low limit is above its high limit, which cannot be right and "
+        f"is set aside: rule {rule.id} judged it by its own threshold alone",
+        entry.event_id,
+        rule.id,
+    )
 
 
 def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decimal) -> _Judgement:
@@ -139,18 +163,18 @@ def _from_percent(
 ) -> Judged:
     """Counts derived from a percentage and the total count of the same specimen (same
     collection time); a percentage without its total is a data-quality problem."""
-    totals = {e.at: e for e in _numeric(history.results(derivation.total_code))}
+    totals = {e.at: e for e in _numeric(history.results(*derivation.total_codes))}
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _numeric(history.results(derivation.percent_code)):
+    for entry in _numeric(history.results(*derivation.percent_codes)):
         total = totals.get(entry.at)
         if total is None:
             problems.append(
                 Problem(
                     "missing-input",
-                    f"rule {rule.id}: {_label(entry)} "
-                    f"{_reported(entry)} has no total count ({derivation.total_code}) of the "
-                    "same specimen, so the absolute count cannot be derived",
+                    f"rule {rule.id}: {_label(entry)} {_reported(entry)} has no total count "
+                    f"({'/'.join(derivation.total_codes)}) of the same specimen, so the "
+                    "absolute count cannot be derived",
                     entry.event_id,
                     rule.id,
                 )

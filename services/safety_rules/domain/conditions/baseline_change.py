@@ -9,7 +9,12 @@ import uuid
 from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import grade_of
-from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import (
+    _candidates,
+    _numeric,
+    lab_limits,
+    value_in,
+)
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
@@ -24,7 +29,8 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
 from services.safety_rules.domain.rule_terms import certainly
-from shared.analytes import UnitNotConvertible
+from shared.analytes import UnitNotConvertible, analyte_for
+from shared.plausibility import unusable_reference_range
 
 
 def _change(
@@ -35,8 +41,9 @@ def _change(
     points: list[Point] = []
     problems: list[Problem] = []
     day0 = history.day0
-    for code in rule.loinc_codes:
-        entries = history.results(code)
+    for codes in _by_analyte(rule.loinc_codes):
+        code = codes[0]
+        entries = history.results(*codes)
         first = next((e for e in entries if e.result.value is not None), None)
         if day0 is None:
             if first is not None:
@@ -72,13 +79,14 @@ def _change(
             continue
         if base == 0 and rule.change != "absolute":
             continue
-        after = [e for e in _numeric(_candidates(history, (code,), only)) if e.at.date() > day0]
+        after = [e for e in _numeric(_candidates(history, codes, only)) if e.at.date() > day0]
         judged = _each(
             after,
             functools.partial(_keyed, (id(rule), baseline.event_id)),
             functools.partial(_change_point, rule, baseline, base),
         )
         points += judged[0]
+        problems += judged[1]
     return points, problems
 
 
@@ -101,6 +109,22 @@ def _change_point(
     holds = certainly(amount, comparator, rule.operator, rule.amount)
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
+    set_aside: tuple[Problem, ...] = ()
+    if (
+        holds
+        and _reads_uln(rule)
+        and unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
+    ):
+        set_aside = (
+            Problem(
+                "reference-range-implausible",
+                f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with "
+                "a reference range whose low limit is above its high limit, which cannot be "
+                f"right and is set aside: rule {rule.id} graded it on its baseline alone",
+                entry.event_id,
+                rule.id,
+            ),
+        )
     return _lab_point(
         rule,
         entry,
@@ -115,7 +139,16 @@ def _change_point(
             **({f"{_label(entry)}/ULN": _num(uln)} if (uln := quantities["uln"]) else {}),
         },
         input_ids=(entry.event_id, baseline.event_id),
-    ), ()
+    ), set_aside
+
+
+def _reads_uln(rule: BaselineChangeRule) -> bool:
+    """Whether the rule's grading reads the laboratory's ULN (CTCAE Creatinine increased)."""
+    grading = rule.grading
+    if grading is None:
+        return False
+    bands = (*grading.bands, *grading.abnormal_baseline_bands)
+    return any((band.basis or grading.basis) == "uln" for band in bands)
 
 
 def _quantities(entry: LabEntry, value: Decimal, base: Decimal) -> dict[str, Decimal | None]:
@@ -123,12 +156,22 @@ def _quantities(entry: LabEntry, value: Decimal, base: Decimal) -> dict[str, Dec
     multiple of its own laboratory's ULN (both in the unit the result was sent in), so a
     grading with bands on both bases (CTCAE Creatinine increased) takes the worse."""
     result = entry.result
-    high = result.reference_high
+    high = lab_limits(result)[1]  # none from a range that cannot be right
     return {
         "value": value,
         "baseline": value / base if base else None,
         "uln": result.value / high if result.value is not None and high and high > 0 else None,
     }
+
+
+def _by_analyte(codes: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The rule's codes grouped by analyte (one baseline serves every code of an
+    analyte), in the rule's order; a code Vigil does not know stands alone."""
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        analyte = analyte_for(code)
+        groups.setdefault(analyte.name if analyte else code, []).append(code)
+    return [tuple(group) for group in groups.values()]
 
 
 def _keyed(key: tuple[object, ...], entry: LabEntry) -> tuple[object, ...]:

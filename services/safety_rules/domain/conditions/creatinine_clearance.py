@@ -89,8 +89,8 @@ def _clearance(
             problems.append(
                 Problem(
                     "missing-input",
-                    f"rule {rule.id}: no body weight (enrolment or LOINC 29463-7) to compute "
-                    "creatinine clearance by Cockcroft-Gault",
+                    f"rule {rule.id}: no body weight (enrolment or a body weight result) to "
+                    "compute creatinine clearance by Cockcroft-Gault",
                     entry.event_id,
                     rule.id,
                 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from services.safety_rules.domain.conditions.lab_values import value_in
+from services.safety_rules.domain.conditions.lab_values import lab_limits, value_in
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import Band, Grading, surely_holds
 from shared.analytes import UnitNotConvertible, analyte_for
@@ -44,7 +44,7 @@ def _lab_quantities(
 ) -> dict[str, Decimal | None]:
     result = entry.result
     assert result.value is not None
-    high, low = result.reference_high, result.reference_low
+    low, high = lab_limits(result)
     baseline = history.baseline(result.loinc_code or "")
     base_value = None
     analyte = analyte_for(result.loinc_code or "")
@@ -68,7 +68,7 @@ def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
     baseline = history.baseline(entry.result.loinc_code or "")
     if baseline is None or baseline.event_id == entry.event_id:
         return False
-    high, value = baseline.result.reference_high, baseline.result.value
+    high, value = lab_limits(baseline.result)[1], baseline.result.value
     return high is not None and value is not None and value > high
 
 

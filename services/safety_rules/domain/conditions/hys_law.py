@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.safety_rules.domain.conditions.lab_values import _Limit, _ratio_to_limit
+from services.safety_rules.domain.conditions.lab_values import _Limit, _ratio_to_limit, _sex_of
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
@@ -41,7 +41,7 @@ def _hys_law(
         # in their windows, bilirubin first (fewer results): most often it is not, and
         # nothing else is read
         for entry, group in news:
-            if (limb := _hy_limb(rule, entry, group)) is not None:
+            if (limb := _hy_limb(rule, entry, group, _sex_of(history))) is not None:
                 problems += limb[1]
         if not (
             _limb_crossed(rule, history, _BILIRUBIN, span)
@@ -54,7 +54,7 @@ def _hys_law(
     for group, codes in enumerate(groups):
         kept = []
         for entry in _within(history.results(*codes), span):
-            if (limb := _hy_limb(rule, entry, group)) is None:
+            if (limb := _hy_limb(rule, entry, group, _sex_of(history))) is None:
                 continue
             limit, found, above = limb
             if found:
@@ -112,17 +112,17 @@ def _hy_groups(rule: HysLawRule) -> tuple[tuple[str, ...], ...]:
 
 
 def _hy_limb(
-    rule: HysLawRule, entry: LabEntry, group: int
+    rule: HysLawRule, entry: LabEntry, group: int, sex: str | None
 ) -> tuple[_Limit | None, tuple[Problem, ...], bool] | None:
     """An entry's multiple of its ULN, the problems found working it out, and whether it
     crosses its limb of the rule; worked out once per entry (None: no value)."""
     if entry.result.value is None:
         return None
-    key = (id(rule), "hy", group)
+    key = (id(rule), "hy", group, sex)
     judged: tuple[_Limit | None, tuple[Problem, ...], bool] | None = entry.memo.get(key)
     if judged is None:
         found: list[Problem] = []
-        limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found)
+        limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found, sex)
         multiple = (rule.transaminase_multiple, rule.bilirubin_multiple, None)[group]
         above = False
         if limit is not None and multiple is not None:
@@ -140,7 +140,7 @@ def _limb_crossed(
 ) -> bool:
     """Whether any result of the limb collected within ``span`` crosses it."""
     return any(
-        (limb := _hy_limb(rule, entry, group)) is not None and limb[2]
+        (limb := _hy_limb(rule, entry, group, _sex_of(history))) is not None and limb[2]
         for entry in _within(history.results(*_hy_groups(rule)[group]), span)
     )
 

@@ -14,6 +14,17 @@ from services.safety_rules.domain.conditions.points import Problem, _label, _num
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import FallbackLimit
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
+from shared.events.payloads import DataQualityProblem, LabResultReported
+from shared.plausibility import unusable_reference_range
+
+
+def lab_limits(result: LabResultReported) -> tuple[Decimal | None, Decimal | None]:
+    """The laboratory's reference limits (low, high) as far as they can be used: neither
+    when the range cannot be right (low above high: a ULN of 7 U/L from a range '40-7'
+    would make every ALT a grade 3), so the rule falls back as for a missing range."""
+    if unusable_reference_range(result.reference_low, result.reference_high):
+        return None, None
+    return result.reference_low, result.reference_high
 
 
 def value_in(entry: LabEntry, unit: str) -> Decimal:
@@ -61,6 +72,11 @@ def _candidates(
     return chosen
 
 
+def _sex_of(history: SubjectHistory) -> str | None:
+    """The subject's sex as HL7 table 0001 codes it (None: not enrolled)."""
+    return history.enrolment.sex.value if history.enrolment is not None else None
+
+
 def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
     return [e for e in entries if e.result.value is not None]
 
@@ -77,13 +93,15 @@ def _ratio_to_limit(
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
     problems: list[Problem],
+    sex: str | None = None,
 ) -> _Limit | None:
     """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
-    laboratory sent none, which is raised as a data-quality problem); worked out once per
-    entry, its problems added to ``problems`` each time."""
-    key = ("limit", which, id(fallbacks), rule_id)
+    laboratory sent none, which is raised as a data-quality problem; a limit by sex is the
+    subject's, ``sex`` as HL7 table 0001 codes it); worked out once per entry, its problems
+    added to ``problems`` each time."""
+    key = ("limit", which, id(fallbacks), rule_id, sex)
     if key not in entry.memo:
-        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id)
+        entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id, sex)
     limit, found = entry.memo[key]
     problems += found
     return cast("_Limit | None", limit)
@@ -94,26 +112,40 @@ def _limit_of(
     which: Literal["ULN", "LLN"],
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
+    sex: str | None,
 ) -> tuple[_Limit | None, tuple[Problem, ...]]:
     result = entry.result
     assert result.value is not None
-    limit = result.reference_high if which == "ULN" else result.reference_low
+    low, high = lab_limits(result)
+    limit = high if which == "ULN" else low
     if limit is not None and limit > 0:
         limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
         return _Limit(result.value / limit, limit_text), ()
-    fallback = fallbacks.get(result.loinc_code or "")
+    analyte = analyte_for(result.loinc_code or "")
+    fallback = fallbacks.get(analyte.name) if analyte is not None else None
+    bound, whose = fallback.for_sex(sex, which) if fallback is not None else (Decimal(0), "")
+    implausible = unusable_reference_range(result.reference_low, result.reference_high)
+    came = (
+        "with a reference range whose low limit is above its high limit, which cannot be "
+        "right and is set aside"
+        if implausible
+        else "without a reference range"
+    )
     detail = (
         f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
-        f"without a reference range, so its {which} is unknown"
+        f"{came}, so its {which} is unknown"
     )
     if fallback is None:
         detail += "; the rule could not judge it"
     else:
         detail += (
             f"; judged against the rule pack's fallback {which} "
-            f"{_num(fallback.value)} {fallback.unit}"
+            f"{_num(bound)} {fallback.unit}" + (f" ({whose})" if whose else "")
         )
-    problem = (Problem("reference-range-missing", detail, entry.event_id, rule_id),)
+    issue: DataQualityProblem = (
+        "reference-range-implausible" if implausible else "reference-range-missing"
+    )
+    problem = (Problem(issue, detail, entry.event_id, rule_id),)
     if fallback is None:
         return None, problem
     try:
@@ -121,5 +153,6 @@ def _limit_of(
     except UnitNotConvertible:
         return None, problem
     return _Limit(
-        value / fallback.value, f"{_num(fallback.value)} {fallback.unit} (fallback)"
+        value / bound,
+        f"{_num(bound)} {fallback.unit} (fallback" + (f", {whose})" if whose else ")"),
     ), problem

@@ -14,6 +14,7 @@ from services.safety_rules.domain.conditions.lab_values import (
     _candidates,
     _numeric,
     _ratio_to_limit,
+    _sex_of,
 )
 from services.safety_rules.domain.conditions.points import (
     Judged,
@@ -36,7 +37,9 @@ def _reference(
 ) -> Judged:
     def judge_entry(entry: LabEntry) -> _Judgement:
         problems: list[Problem] = []
-        limit = _ratio_to_limit(entry, rule.limit, rule.fallback_limits, rule.id, problems)
+        limit = _ratio_to_limit(
+            entry, rule.limit, rule.fallback_limits, rule.id, problems, _sex_of(history)
+        )
         if limit is None:
             return None, tuple(problems)
         comparator = entry.result.comparator
