@@ -25,9 +25,9 @@ class AdverseEventRule(RuleBase):
     (or one of at least ``serious_from_grade``) naming an infection. ``nyha-class``: heart
     failure of a listed NYHA class, sent as the report's class or named in its term; with
     neither, a heart-failure report of CTCAE grade 3 or worse (CTCAE v5.0: symptoms at rest
-    or with minimal exertion, i.e. class III-IV). ``pregnancy`` and ``named-event``: a report naming the event
-    (by MedDRA code or term) whatever its seriousness. ``min_grade`` and ``require_serious``
-    narrow any criterion."""
+    or with minimal exertion, i.e. class III-IV). ``pregnancy`` and ``named-event``: a
+    report naming the event (by MedDRA code or term) whatever its seriousness.
+    ``min_grade`` and ``require_serious`` narrow any criterion."""
 
     kind: Literal["adverse_event"]
     criterion: AdverseEventCriterion

@@ -57,7 +57,9 @@ _POST = re.compile(
 )
 #: where a negation's reach ends: punctuation, and the words that start another finding
 _BOUNDARY = re.compile(
-    r"[,;:.()\[\]/，。；：、（）【】]|\b(?:but|however|although|though|except|with|and)\b"
+    # full-width comma, semicolon, colon and brackets written as escapes
+    r"[,;:.()\[\]/\uff0c。\uff1b\uff1a、\uff08\uff09【】]"
+    r"|\b(?:but|however|although|though|except|with|and)\b"
     r"|但|伴|及|和|并",
     re.IGNORECASE,
 )
