@@ -35,6 +35,11 @@ class AdverseEventRule(RuleBase):
         default=(), description="MedDRA SOC codes (e.g. 10021881 Infections and infestations)."
     )
     meddra_codes: tuple[str, ...] = Field(default=(), description="MedDRA PT/LLT codes.")
+    except_meddra_codes: tuple[str, ...] = Field(
+        default=(),
+        description="MedDRA PT/LLT codes of events that are another rule's (a report coded "
+        "Anaphylactic reaction is not the hypersensitivity rule's, whatever its term).",
+    )
     term_patterns: tuple[str, ...] = Field(
         default=(), description="Case-insensitive regular expressions for uncoded terms."
     )

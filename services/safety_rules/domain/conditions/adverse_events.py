@@ -42,6 +42,8 @@ def _serious(report: AdverseEventReported) -> bool:
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
+    if any(code and code in rule.except_meddra_codes for code in codes):
+        return False
     if any(code and code in (*rule.system_organ_class_codes, *rule.meddra_codes) for code in codes):
         return True
     for exclusion in rule.term_exclusions:
