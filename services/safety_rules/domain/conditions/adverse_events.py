@@ -11,7 +11,7 @@ from services.safety_rules.domain.conditions.points import Judged, Point, Proble
 from services.safety_rules.domain.conditions.term_negation import without_negated
 from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
 from services.safety_rules.domain.history import AdverseEventEntry, SubjectHistory
-from shared.adverse_event_labels import adverse_event_label
+from shared.adverse_event_labels import adverse_event_label, is_serious
 from shared.events.payloads import AdverseEventReported
 from shared.nyha import names_heart_failure, nyha_classes_in_text
 
@@ -27,18 +27,6 @@ _HEART_FAILURE_GRADE_CLASSES = {3: {"III", "IV"}, 4: {"IV"}, 5: {"IV"}}
 def _grade(report: AdverseEventReported) -> int | None:
     """The report's CTCAE grade, else the grade its severity names."""
     return report.ctcae_grade or _SEVERITY_GRADE.get(report.severity or "")
-
-
-def _fatal(report: AdverseEventReported) -> bool:
-    """CTCAE grade 5 is death; an outcome fatal is death."""
-    return report.ctcae_grade == 5 or report.outcome == "fatal"
-
-
-def _serious(report: AdverseEventReported) -> bool:
-    """ICH E2A: an adverse event that results in death is serious, whatever the site ticked
-    (a grade 5 or fatal report with the seriousness flag left false contradicts itself; the
-    more alerting reading is taken)."""
-    return report.serious or _fatal(report)
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
@@ -75,10 +63,10 @@ def _meets_criterion(rule: AdverseEventRule, entry: AdverseEventEntry) -> bool:
     text = " ".join(filter(None, (report.term, report.system_organ_class)))
     codes = (report.system_organ_class_code, report.meddra_code)
     if rule.criterion == "serious":
-        return _serious(report)
+        return is_serious(report)
     if rule.criterion == "serious-infection":
         grade = report.ctcae_grade
-        serious = _serious(report) or (
+        serious = is_serious(report) or (
             rule.serious_from_grade is not None
             and grade is not None
             and grade >= rule.serious_from_grade
@@ -99,7 +87,7 @@ def _grade_reached(
     grade = _grade(report)
     if grade is not None:
         return grade >= rule.min_grade, None
-    if _serious(report):
+    if is_serious(report):
         # a serious report (hospitalisation, life-threatening...) is at least CTCAE grade 3
         return True, None
     return False, Problem(
@@ -122,7 +110,7 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
             holds, problem = _grade_reached(rule, ae_id, entry)
             if problem is not None:
                 problems.append(problem)
-        serious = _serious(report)
+        serious = is_serious(report)
         if rule.require_serious:
             holds = holds and serious
         criteria = ", ".join(report.seriousness_criteria) or (

@@ -40,7 +40,7 @@ _PSEUDO = re.compile(
 _PRE = re.compile(
     r"\b(?:no|not|without|denies|denied|denying|absence\s+of|absent|free\s+of"
     r"|negative\s+for|no\s+(?:evidence|signs?|history|sign|symptoms?)\s+of"
-    r"|ruled\s+out(?:\s+for)?|excluded|exclusion\s+of)\b"
+    r"|ruled\s+out(?:\s+for)?|excluded)\b"
     r"|否认|排除|未见|未发现|未检出|没有",
     re.IGNORECASE,
 )
