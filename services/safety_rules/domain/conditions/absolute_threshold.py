@@ -8,7 +8,8 @@ ObservationInterpretation H, HH, HU, or A, AA abnormal) is above that laboratory
 whatever the number (a sensitive hCG assay flags 4.9 mIU/mL). And a result below an
 assay's quantitation limit whose text says the target was detected ("<20 IU/mL, Detected",
 as real-time PCR reports it) lies above zero: it meets a rule on any amount above zero
-(HBV DNA detected), instead of being asked for an exact value the assay cannot give.
+(HBV DNA detected), instead of being asked for an exact value the assay cannot give;
+one whose text says not detected does not meet it.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def _absolute(
             return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
         holds = rule.holds(value, comparator)
-        if holds is None and _detected_above_zero(rule, entry):
-            holds = True
+        if holds is None:
+            holds = _read_below_limit(rule, entry)
         if holds is None:
             return None, (_censored(rule, entry, rule.describe()),)
         grade = (  # only a finding is graded
@@ -128,16 +129,19 @@ def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal
     return limit if limit is not None and limit > 0 else None
 
 
-def _detected_above_zero(rule: AbsoluteThresholdRule, entry: LabEntry) -> bool:
-    """Whether a result below a limit ("<20") says the target was detected, so that its
-    value lies above zero, and the rule asks for any amount above zero (> 0, >= 0)."""
+def _read_below_limit(rule: AbsoluteThresholdRule, entry: LabEntry) -> bool | None:
+    """A result below an assay's limit ("<20") on a rule asking for any amount above zero
+    (``> 0``) by what its text says: detected is above zero (it holds), not detected is no
+    amount found (it does not); None when the text says neither, or for any other rule."""
     result = entry.result
-    return (
-        result.comparator in ("<", "<=")
-        and rule.operator in (">", ">=")
-        and rule.threshold <= 0
-        and (result.qualitative or qualitative_answer(result.value_text)) == "positive"
-    )
+    if result.comparator not in ("<", "<=") or rule.operator not in (">", ">="):
+        return None
+    said = result.qualitative or qualitative_answer(result.value_text)
+    if said == "positive" and rule.threshold <= 0:
+        return True
+    if said == "negative" and rule.operator == ">" and rule.threshold == 0:
+        return False
+    return None
 
 
 def _flag_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> Point | None:
