@@ -139,6 +139,10 @@ UNIT_SPELLINGS: dict[str, str] = {
     "Thousand/uL": "10*3/uL",  # Epic and US LIS spelling of 10^3/uL
     "cells/mm3": "/mm3",
     "lbs": "[lb_av]",  # the FHIR R4 example Observation sends unit "lbs", code [lb_av]
+    # eGFR: UCUM writes the 1.73 m2 of body surface as an annotation; laboratories do not
+    "mL/min/1.73m2": "mL/min/{1.73_m2}",
+    "mL/min/1.73m\u00b2": "mL/min/{1.73_m2}",  # superscript two
+    "mL/min/{1.73m2}": "mL/min/{1.73_m2}",
 }
 
 
@@ -217,6 +221,27 @@ LOINC_NAMES: dict[str, str] = {
     "33558-8": "Creatinine renal clearance in Urine and Serum or Plasma collected for "
     "unspecified duration",
     "2890-2": "Protein/Creatinine [Mass Ratio] in Urine",
+    # estimated glomerular filtration rate, normalised to 1.73 m2 of body surface (CTCAE
+    # v5.0 grades Chronic kidney disease by eGFR or CrCl): every creatinine- or
+    # creatinine-and-cystatin-C-based equation a laboratory reports under
+    "33914-3": "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum "
+    "or Plasma by Creatinine-based formula (MDRD)",
+    "48642-3": "Glomerular filtration rate/1.73 sq M.predicted among non-blacks [Volume "
+    "Rate/Area] in Serum or Plasma by Creatinine-based formula (MDRD)",
+    "48643-1": "Glomerular filtration rate/1.73 sq M.predicted among blacks [Volume "
+    "Rate/Area] in Serum or Plasma by Creatinine-based formula (MDRD)",
+    "50044-7": "Glomerular filtration rate/1.73 sq M.predicted among females [Volume "
+    "Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (MDRD)",
+    "62238-1": "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, "
+    "Plasma or Blood by Creatinine-based formula (CKD-EPI)",
+    "88293-6": "Glomerular filtration rate/1.73 sq M.predicted among blacks [Volume "
+    "Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (CKD-EPI)",
+    "88294-4": "Glomerular filtration rate/1.73 sq M.predicted among non-blacks [Volume "
+    "Rate/Area] in Serum, Plasma or Blood by Creatinine-based formula (CKD-EPI)",
+    "98979-8": "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, "
+    "Plasma or Blood by Creatinine-based formula (CKD-EPI 2021)",
+    "98980-6": "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, "
+    "Plasma or Blood by Creatinine and Cystatin C-based formula (CKD-EPI 2021)",
     # body weight
     "29463-7": "Body weight",
     "3141-9": "Body weight Measured",
@@ -287,6 +312,21 @@ ANALYTES: tuple[Analyte, ...] = (
         ("2164-2", "33558-8"),
         "mL/min",
         _units(("mL/s", Decimal(60), _ONE)),
+    ),
+    Analyte(
+        "eGFR",
+        (
+            "33914-3",
+            "48642-3",
+            "48643-1",
+            "50044-7",
+            "62238-1",
+            "88293-6",
+            "88294-4",
+            "98979-8",
+            "98980-6",
+        ),
+        "mL/min/{1.73_m2}",
     ),
     Analyte("leukocytes", ("6690-2", "804-5", "26464-8"), "10*9/L", _COUNT_PER_L),
     Analyte(

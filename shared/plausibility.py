@@ -110,6 +110,12 @@ PLAUSIBLE: dict[str, PlausibleRange] = {
         "failure before dialysis reaches 20-30 mg/dL",
         low_excluded=True,
     ),
+    "eGFR": _r(
+        "0",
+        "500",
+        "mL/min/{1.73_m2}; 0 in anuria; creatinine-based equations rarely exceed 150-200 "
+        "even in glomerular hyperfiltration (laboratories report above 90 or 120 as '>')",
+    ),
     "creatinine clearance": _r(
         "0", "1000", "mL/min; 0 in anuria; glomerular hyperfiltration reaches 200-300 mL/min"
     ),

@@ -200,10 +200,20 @@ class BaselineChangeRule(ReadsAnalytes):
     amount: Decimal
     unit: str = Field(description="Unit the values are compared in.")
     needs_enrolment: bool = True
+    without_baseline: Literal["uln"] | None = Field(
+        default=None,
+        description=(
+            "uln: with no baseline, a ratio rule judges each result after Day 0 as a "
+            "multiple of its laboratory's ULN against the same amount, graded on the ULN "
+            "bands (CTCAE grades Creatinine increased on either basis, grade 4 on ULN alone)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _unit_is_convertible(self) -> BaselineChangeRule:
         _check_units(self.loinc_codes, self.unit)
+        if self.without_baseline is not None and self.change != "ratio":
+            raise ValueError("without_baseline: uln is for a ratio rule (change: ratio)")
         return self
 
     def inputs(self) -> tuple[str, ...]:
@@ -211,7 +221,10 @@ class BaselineChangeRule(ReadsAnalytes):
 
     def describe(self) -> str:
         if self.change == "ratio":
-            return f"{self.operator} {plain_number(self.amount)} x baseline"
+            text = f"{self.operator} {plain_number(self.amount)} x baseline"
+            if self.without_baseline == "uln":
+                text += " (x ULN without a baseline)"
+            return text
         if self.change == "percent":
             return f"change from baseline {self.operator} {plain_number(self.amount)} %"
         return f"change from baseline {self.operator} {plain_number(self.amount)} {self.unit}"

@@ -1,5 +1,15 @@
 """Absolute threshold: a result (or a count derived from a percentage) against a fixed
 value in the rule's unit (pure).
+
+Two things a laboratory says besides its number are read too. A rule that takes the
+laboratory's cut-off (``laboratory_limit``) and got no range takes the laboratory's flag
+instead: a result flagged above its high limit (HL7 v2.5.1 table 0078 / FHIR R4
+ObservationInterpretation H, HH, HU, or A, AA abnormal) is above that laboratory's cut-off,
+whatever the number (a sensitive hCG assay flags 4.9 mIU/mL). And a result below an
+assay's quantitation limit whose text says the target was detected ("<20 IU/mL, Detected",
+as real-time PCR reports it) lies above zero: it meets a rule on any amount above zero
+(HBV DNA detected), instead of being asked for an exact value the assay cannot give;
+one whose text says not detected does not meet it.
 """
 
 from __future__ import annotations
@@ -38,6 +48,12 @@ from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
 from shared.plausibility import unusable_reference_range
+from shared.qualitative import qualitative_answer
+
+#: flags (HL7 table 0078, FHIR ObservationInterpretation) saying a result is beyond the
+#: laboratory's limit on that side; A and AA (abnormal) say so for a one-sided test
+_ABOVE_FLAGS = frozenset({"H", "HH", "HU", ">", "A", "AA"})
+_BELOW_FLAGS = frozenset({"L", "LL", "LU", "<", "A", "AA"})
 
 
 def _absolute(
@@ -49,8 +65,11 @@ def _absolute(
             # the laboratory's range cannot be right: judged by the rule's threshold alone
             judged = (judged[0], (*judged[1], _range_set_aside(rule, entry)))
         cut_off = _laboratory_cut_off(rule, entry)
-        if cut_off is None or (judged[0] is not None and judged[0].holds):
+        if judged[0] is not None and judged[0].holds:
             return judged
+        if cut_off is None:
+            flagged = _flag_point(rule, entry)
+            return (flagged, judged[1]) if flagged is not None else judged
         # the laboratory's cut-off when sent, and the rule's threshold: the more alerting
         # (a cut-off of 25 mIU/mL does not hide an hCG of 10 that the rule's 5 flags)
         by_cut_off = _cut_off_point(rule, entry, cut_off)
@@ -65,6 +84,8 @@ def _absolute(
             return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
         holds = rule.holds(value, comparator)
+        if holds is None:
+            holds = _read_below_limit(rule, entry)
         if holds is None:
             return None, (_censored(rule, entry, rule.describe()),)
         grade = (  # only a finding is graded
@@ -106,6 +127,52 @@ def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal
     low, high = lab_limits(entry.result)
     limit = high if rule.laboratory_limit == "ULN" else low
     return limit if limit is not None and limit > 0 else None
+
+
+def _read_below_limit(rule: AbsoluteThresholdRule, entry: LabEntry) -> bool | None:
+    """A result below an assay's limit ("<20") on a rule asking for any amount above zero
+    (``> 0``) by what its text says: detected is above zero (it holds), not detected is no
+    amount found (it does not); None when the text says neither, or for any other rule."""
+    result = entry.result
+    if result.comparator not in ("<", "<=") or rule.operator not in (">", ">="):
+        return None
+    said = result.qualitative or qualitative_answer(result.value_text)
+    if said == "positive" and rule.threshold <= 0:
+        return True
+    if said == "negative" and rule.operator == ">" and rule.threshold == 0:
+        return False
+    return None
+
+
+def _flag_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> Point | None:
+    """The laboratory's flag standing for the cut-off it did not send: a rule on the
+    laboratory's ULN holds for a result flagged above it (LLN: below it)."""
+    if rule.laboratory_limit is None or rule.operator not in (
+        (">", ">=") if rule.laboratory_limit == "ULN" else ("<", "<=")
+    ):
+        return None
+    result = entry.result
+    said = _ABOVE_FLAGS if rule.laboratory_limit == "ULN" else _BELOW_FLAGS
+    flags = sorted({flag.upper() for flag in result.abnormal_flags} & said)
+    if not flags or result.value is None:
+        return None
+    side = "above" if rule.laboratory_limit == "ULN" else "below"
+    unit = shown_unit(result.unit)
+    text = (
+        f"{result.comparator or ''}{_num(result.value)} {unit} flagged {'/'.join(flags)} "
+        f"(HL7 table 0078) by the laboratory, which sent no range: {side} its "
+        f"{rule.laboratory_limit}, its cut-off"
+    )
+    return _lab_point(
+        rule,
+        entry,
+        holds=True,
+        grade=_graded(rule, entry),
+        value=result.value,
+        unit=unit,
+        comparison=" ".join(text.split()),
+        extra={"threshold": f"the laboratory's {rule.laboratory_limit} (flagged {side})"},
+    )
 
 
 def _range_unusable(entry: LabEntry) -> bool:

@@ -63,15 +63,31 @@ def _change(
                 (e for e in entries if e.result.value is not None and e.at.date() > day0), None
             )
             if first_after is not None:
+                meanwhile = (
+                    "; a result with its laboratory's ULN is judged as a multiple of it meanwhile"
+                    if rule.without_baseline == "uln"
+                    else ""
+                )
                 problems.append(
                     Problem(
                         "missing-input",
                         f"rule {rule.id}: no {_label(first_after)} result on or before Day 0 "
-                        f"({day0.isoformat()}) to serve as baseline",
+                        f"({day0.isoformat()}) to serve as baseline{meanwhile}",
                         first_after.event_id,
                         rule.id,
                     )
                 )
+            if rule.without_baseline == "uln":
+                after = [
+                    e for e in _numeric(_candidates(history, codes, only)) if e.at.date() > day0
+                ]
+                judged = _each(
+                    after,
+                    functools.partial(_keyed, (id(rule), "without-baseline")),
+                    functools.partial(_uln_point, rule),
+                )
+                points += judged[0]
+                problems += judged[1]
             continue
         try:
             base = value_in(baseline, rule.unit)
@@ -140,6 +156,43 @@ def _change_point(
         },
         input_ids=(entry.event_id, baseline.event_id),
     ), set_aside
+
+
+def _uln_point(rule: BaselineChangeRule, entry: LabEntry) -> _Judgement:
+    """A result with no baseline to compare with, as a multiple of its laboratory's ULN
+    against the rule's amount (``without_baseline: uln``); none without a usable ULN (the
+    missing baseline is raised already)."""
+    result = entry.result
+    high = lab_limits(result)[1]
+    if result.value is None or high is None or high <= 0:
+        return None, ()
+    try:
+        value = value_in(entry, rule.unit)
+    except UnitNotConvertible:
+        return None, ()
+    ratio = result.value / high
+    comparator = result.comparator
+    holds = certainly(ratio, comparator, rule.operator, rule.amount)
+    if holds is None:
+        return None, (_censored(rule, entry, f"{rule.operator} {_num(rule.amount)} x ULN"),)
+    quantities: dict[str, Decimal | None] = {"value": value, "baseline": None, "uln": ratio}
+    text = (
+        f"{_num(ratio)} x ULN (no baseline on or before Day 0: judged on the laboratory's "
+        f"ULN), rule {rule.describe()}"
+    )
+    return _lab_point(
+        rule,
+        entry,
+        holds=holds,
+        grade=grade_of(rule.grading, quantities, comparator) if holds else None,
+        value=value,
+        unit=rule.unit,
+        comparison=text,
+        extra={
+            "baseline": "none on or before Day 0",
+            f"{_label(entry)}/ULN": _num(ratio),
+        },
+    ), ()
 
 
 def _reads_uln(rule: BaselineChangeRule) -> bool:

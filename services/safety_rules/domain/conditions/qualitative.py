@@ -7,8 +7,12 @@ and says what was found in Vigil's words, never quoting that text.
 
 A qualitative rule may read a quantitative analyte too (hCG, HBV DNA): a result with a
 number is its numeric rule's to judge; one that says only positive or detected is judged
-here. A result the rule reads but cannot place as positive, negative or indeterminate is a
-data-quality issue (``result-unreadable``), never passed over in silence.
+here. A qualitative test sent as a number (a chemiluminescent HBsAg as a signal to
+cut-off ratio, 250.3 S/CO with the range 0-1) is judged against the laboratory's cut-off,
+the high limit of the range it sent: at or above it is reactive (Abbott Architect and Roche
+Elecsys call a ratio >= 1.00 reactive), below it non-reactive. A result the rule reads but
+cannot place as positive, negative or indeterminate is a data-quality issue
+(``result-unreadable``), never passed over in silence.
 """
 
 from __future__ import annotations
@@ -17,11 +21,18 @@ import re
 import unicodedata
 import uuid
 
-from services.safety_rules.domain.conditions.lab_values import _candidates
-from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _label
+from services.safety_rules.domain.conditions.lab_values import _candidates, lab_limits
+from services.safety_rules.domain.conditions.points import (
+    Judged,
+    Point,
+    Problem,
+    _label,
+    _num,
+)
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CodedResultRule, QualitativeRule
-from shared.analytes import analyte_for
+from services.safety_rules.domain.rule_terms import certainly
+from shared.analytes import analyte_for, shown_unit
 from shared.events.payloads import Qualitative
 from shared.qualitative import qualitative_answer
 
@@ -48,7 +59,7 @@ def _qualitative(
         analyte = analyte_for(result.loinc_code or "")
         if result.value is not None and analyte is not None and analyte.scale == "Qn":
             continue  # a number: the analyte's numeric rule judges it
-        finding = _finding(entry)
+        finding, basis = _finding(entry)
         name = _test_name(entry, "test")
         if finding is None:
             problems.append(
@@ -56,8 +67,9 @@ def _qualitative(
                     "result-unreadable",
                     f"rule {rule.id}: a result of {name} (LOINC {result.loinc_code}) "
                     f"collected {result.collected_at.isoformat()} says nothing Vigil reads "
-                    "as positive, negative or indeterminate, and carries no abnormal flag, "
-                    "so the rule could not judge it; ask the laboratory for a coded result",
+                    "as positive, negative or indeterminate, and carries no abnormal flag "
+                    "(nor a number with the laboratory's cut-off), so the rule could not "
+                    "judge it; ask the laboratory for a coded result",
                     entry.event_id,
                     rule.id,
                 )
@@ -73,6 +85,7 @@ def _qualitative(
                 computed={
                     "result": finding,
                     "comparison": f"{finding}; rule fires on {rule.describe()}",
+                    **({"read_as": basis} if basis else {}),
                 },
                 learned_at=entry.recorded_at,
             )
@@ -80,15 +93,38 @@ def _qualitative(
     return points, problems
 
 
-def _finding(entry: LabEntry) -> Qualitative | None:
-    """What the result says: its coded answer, else its text read as one of the spellings
-    laboratories use (a partner may publish without ingest's reading), else positive when
-    the laboratory flagged it abnormal."""
+def _finding(entry: LabEntry) -> tuple[Qualitative | None, str | None]:
+    """What the result says, and how it was read when by its number: its coded answer,
+    else its text read as one of the spellings laboratories use (a partner may publish
+    without ingest's reading), else positive when the laboratory flagged it abnormal,
+    else its number against the laboratory's cut-off."""
     result = entry.result
     finding = result.qualitative or qualitative_answer(result.value_text)
     if finding is None and {flag.upper() for flag in result.abnormal_flags} & _POSITIVE_FLAGS:
         finding = "positive"
-    return finding
+    if finding is not None:
+        return finding, None
+    return _by_cut_off(entry)
+
+
+def _by_cut_off(entry: LabEntry) -> tuple[Qualitative | None, str | None]:
+    """A number against the laboratory's cut-off (its range's high limit): at or above is
+    reactive, below is not; None without a usable cut-off, or when a censored number
+    (``<2`` against a cut-off of 1) may lie on either side."""
+    result = entry.result
+    cut_off = lab_limits(result)[1]
+    if result.value is None or cut_off is None or cut_off <= 0:
+        return None, None
+    above = certainly(result.value, result.comparator, ">=", cut_off)
+    if above is None:
+        return None, None
+    unit = shown_unit(result.unit)
+    basis = (
+        f"{result.comparator or ''}{_num(result.value)} {unit} "
+        f"{'at or above' if above else 'below'} the laboratory's cut-off "
+        f"{_num(cut_off)} {unit} (the high limit of its range)"
+    )
+    return ("positive" if above else "negative"), " ".join(basis.split())
 
 
 def _coded(
