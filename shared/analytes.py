@@ -139,6 +139,8 @@ UNIT_SPELLINGS: dict[str, str] = {
     "Thousand/uL": "10*3/uL",  # Epic and US LIS spelling of 10^3/uL
     "cells/mm3": "/mm3",
     "lbs": "[lb_av]",  # the FHIR R4 example Observation sends unit "lbs", code [lb_av]
+    "公斤": "kg",  # Chinese for kilogram (colloquial, on Chinese EMR weights)
+    "千克": "kg",  # Chinese for kilogram (the standard term)
 }
 
 
