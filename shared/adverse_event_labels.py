@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import get_args
 
-from shared.events.payloads import MEDDRA_PATTERN, SeriousnessCriterion
+from shared.events.payloads import MEDDRA_PATTERN, AdverseEventReported, SeriousnessCriterion
 from shared.nyha import NYHA_CLASSES
 
 SERIOUSNESS_CRITERIA: frozenset[str] = frozenset(get_args(SeriousnessCriterion))
@@ -38,3 +38,15 @@ def adverse_event_label(
     if meddra_code and _MEDDRA.match(meddra_code):
         label += f", MedDRA {meddra_code}"
     return label
+
+
+def results_in_death(report: AdverseEventReported) -> bool:
+    """CTCAE v5.0 grade 5 is death, and so is an outcome fatal."""
+    return report.ctcae_grade == 5 or report.outcome == "fatal"
+
+
+def is_serious(report: AdverseEventReported) -> bool:
+    """ICH E2A: an adverse event that results in death is serious, whatever the site ticked
+    (a grade 5 or fatal report with the seriousness flag left false contradicts itself; the
+    more alerting reading is taken)."""
+    return report.serious or results_in_death(report)

@@ -29,7 +29,7 @@ _RANGE = (
     # a class is a whole word: "NYHA 30" or "class IIIc" is no class
     r"(?![a-z0-9])"
 )
-_FILLER = r"[\s:,(]*(?:functional\s+)?(?:class(?:ification)?|klasse|grade|分级|级别|分)?[\s:]*"
+_FILLER = r"[\s:,(=-]*(?:functional\s+)?(?:class(?:ification)?|klasse|grade|分级|级别|分)?[\s:]*"
 #: the whole of a field that holds only the class ("IIIb", "class 3", "NYHA III-IV", "Ⅲ级")
 _FIELD = re.compile(rf"^\s*(?:nyha|心功能)?{_FILLER}{_RANGE}\s*级?\s*$", re.IGNORECASE)
 #: a class in free text, next to a word that makes it an NYHA class
@@ -42,6 +42,19 @@ _IN_TEXT = (
         re.IGNORECASE,
     ),
     re.compile(rf"(?:心力衰竭|心衰)[\s,(]*{_RANGE}\s*级", re.IGNORECASE),
+    # the class before the heart failure it grades: "Class IV congestive heart failure"
+    re.compile(
+        rf"(?<![a-z])(?:nyha\s*)?class\s*{_RANGE}\s+"
+        r"(?:(?:congestive|chronic|acute|systolic|diastolic|decompensated|biventricular"
+        r"|left|right|sided|[- ])+\s+)?(?:heart|cardiac)\s+failure",
+        re.IGNORECASE,
+    ),
+)
+#: a term that names heart failure (MedDRA HLT Heart failures NEC terms as sites write them)
+_HEART_FAILURE = re.compile(
+    r"(?:heart|cardiac|ventricular|cardiopulmonary)\s+(?:failure|insufficiency|decompensation)"
+    r"|\b(?:CHF|CCF|HFrEF|HFpEF|HFmrEF|ADHF)\b|心力衰竭|心衰|心功能不全",
+    re.IGNORECASE,
 )
 
 
@@ -74,6 +87,12 @@ def nyha_classes_in_text(text: str) -> set[str]:
     """Every NYHA class that free text names as one (``"HF, NYHA class IIIb"`` -> III)."""
     folded = _folded(text)
     return {_class_of(match) for pattern in _IN_TEXT for match in pattern.finditer(folded)}
+
+
+def names_heart_failure(text: str) -> bool:
+    """Whether free text names heart failure (``"Cardiac failure congestive"``, ``"CHF"``,
+    ``"心力衰竭"``)."""
+    return bool(_HEART_FAILURE.search(_folded(text)))
 
 
 def normalised_nyha_field(value: object) -> object:

@@ -1,4 +1,5 @@
-"""FHIR R4 over HTTP: Observation, Patient and batch/transaction Bundles at /fhir/r4.
+"""FHIR R4 over HTTP: Observation, Patient, AdverseEvent, MedicationStatement,
+MedicationAdministration and batch/transaction Bundles at /fhir/r4.
 
 Routes translate and delegate: mapping is in fhir_mapping, durable receipt in Intake.
 """
@@ -30,6 +31,7 @@ from services.ingest.fhir_http import (
 )
 from services.ingest.fhir_instances import add_instance_routes
 from services.ingest.fhir_issues import Issue, operation_outcome
+from services.ingest.fhir_medications import LocalMedications, bundle_medications
 from services.ingest.fhir_reader import ResourceReader
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.fhir_reports import dated_by_their_reports
@@ -58,7 +60,11 @@ CHANNEL = FHIR_CHANNEL
 
 
 # the resource element an event's time came from
-_ELEMENT = {"collected_at": "Observation.effective[x]", "birth_date": "Patient.birthDate"}
+_ELEMENT = {
+    "collected_at": "Observation.effective[x]",
+    "birth_date": "Patient.birthDate",
+    "start": "effective[x]",  # a MedicationStatement's or MedicationAdministration's
+}
 
 
 def add_fhir_routes(
@@ -86,11 +92,14 @@ def add_fhir_routes(
     reader = ResourceReader(identifiers or SubjectIdentifiers(), zone, default_study)
 
     def event_of(
-        resource: Any, principal: Principal, patients: LocalPatients | None = None
+        resource: Any,
+        principal: Principal,
+        patients: LocalPatients | None = None,
+        medications: LocalMedications | None = None,
     ) -> tuple[SubjectEvent | None, list[Issue]]:
         """The resource's event, unless a time in it cannot be right now (collected or
         born in the future): then the element that says so, as an issue."""
-        event, issues = reader.event_of(resource, principal, patients)
+        event, issues = reader.event_of(resource, principal, patients, medications)
         if event is None:
             return event, issues
         impossible = [
@@ -201,7 +210,7 @@ def add_fhir_routes(
         if isinstance(accepted, JSONResponse):
             return accepted
         envelope = group[0]
-        outcome = accepted_outcome(envelope.id, event)
+        outcome = accepted_outcome(envelope.id, event, kind)
         return fhir_response(201, outcome, Location=location(kind, envelope.id))
 
     @app.post("/fhir/r4/Observation", status_code=201, tags=["FHIR R4"])
@@ -218,6 +227,16 @@ def add_fhir_routes(
     async def create_adverse_event(request: Request) -> JSONResponse:
         """Report an adverse event as a FHIR R4 AdverseEvent."""
         return await create(request, "AdverseEvent")
+
+    @app.post("/fhir/r4/MedicationStatement", status_code=201, tags=["FHIR R4"])
+    async def create_medication_statement(request: Request) -> JSONResponse:
+        """Report a medication taken (a concomitant medication) as a MedicationStatement."""
+        return await create(request, "MedicationStatement")
+
+    @app.post("/fhir/r4/MedicationAdministration", status_code=201, tags=["FHIR R4"])
+    async def create_medication_administration(request: Request) -> JSONResponse:
+        """Report one dose given as a MedicationAdministration."""
+        return await create(request, "MedicationAdministration")
 
     add_instance_routes(app, create, reject, receive)
 
@@ -250,9 +269,11 @@ def add_fhir_routes(
             return await reject(
                 receipt, [issue], path, principal, status=413, code="too-many-entries"
             )
-        patients = bundle_patients(entries)
+        patients, medications = bundle_patients(entries), bundle_medications(entries)
         results = [
-            read_entry(entry, n, lambda resource: event_of(resource, principal, patients))
+            read_entry(
+                entry, n, lambda resource: event_of(resource, principal, patients, medications)
+            )
             for n, entry in enumerate(dated_by_their_reports(entries))
         ]
         failed = [r.refusal for r in results if r.refusal is not None]

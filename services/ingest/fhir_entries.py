@@ -25,11 +25,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
 from services.ingest.fhir_issues import Issue
+from services.ingest.fhir_medications import medication_warnings
 from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
 from shared.events import LabResultReported, LabResultUnreadable, SubjectEvent
 from shared.plausibility import implausible_value
 
-JUDGED = frozenset({"Observation", "Patient", "AdverseEvent"})
+JUDGED = frozenset(
+    {"Observation", "Patient", "AdverseEvent", "MedicationStatement", "MedicationAdministration"}
+)
 WRITES = frozenset({"POST", "PUT"})
 NOT_WRITES = {
     "DELETE": "a result is never deleted from the audit trail: to withdraw one, send it "
@@ -172,8 +175,11 @@ _NOT_USED = {
     "own Observation",
     # its status is not its results': Observation.status is 1..1 in R4 and each result's
     # own is read, so a sender is told rather than left to assume otherwise
+    "Medication": "Medication received and kept with the Bundle, not used on its own: "
+    "its code is read as the drug of each MedicationStatement or MedicationAdministration "
+    "whose medicationReference names it",
     "DiagnosticReport": "DiagnosticReport received and kept with the Bundle, not used: "
-    "Vigil judges Observation, Patient and AdverseEvent resources; its status is not "
+    "Vigil judges Observation, Patient, AdverseEvent and medication resources; its status is not "
     "applied to its results, each Observation's own status is read; its effective[x] "
     "dates those of its results that carry none",
 }
@@ -184,7 +190,8 @@ def received_not_used(kind: str) -> dict[str, Any]:
     type, or what :func:`unused_observation` or the Patient check found it to be)."""
     default = (
         f"{kind} received and kept with the Bundle, not used: "
-        "Vigil judges Observation, Patient and AdverseEvent resources"
+        "Vigil judges Observation, Patient, AdverseEvent, MedicationStatement and "
+        "MedicationAdministration resources"
     )
     return _information("200 OK", _NOT_USED.get(kind, default))
 
@@ -212,6 +219,8 @@ def created(kind: str, event_id: Any, event: SubjectEvent | None = None) -> dict
         response["outcome"] = unreadable_outcome(event)
     elif (implausible := implausible_outcome(event)) is not None:
         response["outcome"] = implausible
+    elif warnings := medication_warnings(event, kind):
+        response["outcome"] = {"resourceType": "OperationOutcome", "issue": warnings}
     return {"response": response}
 
 

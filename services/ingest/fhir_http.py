@@ -156,8 +156,8 @@ def capability_statement(resources: tuple[str, ...], software_version: str) -> d
         "kind": "instance",
         "software": {"name": "Vigil ingest", "version": software_version},
         "implementation": {
-            "description": "Vigil safety monitoring: takes lab results, study subjects and "
-            "adverse events for the studies a key may write; serves no reads"
+            "description": "Vigil safety monitoring: takes lab results, study subjects, "
+            "adverse events and medications for the studies a key may write; serves no reads"
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],

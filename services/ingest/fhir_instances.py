@@ -26,7 +26,13 @@ from services.ingest.fhir_issues import Issue, operation_outcome
 from services.ingest.fhir_responses import fhir_response
 from services.ingest.http_guard import principal_of
 
-KINDS = ("Observation", "Patient", "AdverseEvent")
+KINDS = (
+    "Observation",
+    "Patient",
+    "AdverseEvent",
+    "MedicationStatement",
+    "MedicationAdministration",
+)
 _REFUSED = ("DELETE", "PATCH")
 
 

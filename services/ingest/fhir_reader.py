@@ -9,6 +9,8 @@ from typing import Any
 from services.ingest.fhir_adverse_events import adverse_event_event
 from services.ingest.fhir_issues import Issue
 from services.ingest.fhir_mapping import observation_event, patient_event
+from services.ingest.fhir_medications import KINDS as MEDICATION_KINDS
+from services.ingest.fhir_medications import LocalMedications, medication_event
 from services.ingest.fhir_studies import choose_study, named_studies
 from services.ingest.fhir_subjects import LocalPatients
 from services.ingest.principals import Principal
@@ -30,12 +32,16 @@ class ResourceReader:
         return only
 
     def event_of(
-        self, resource: Any, principal: Principal, patients: LocalPatients | None = None
+        self,
+        resource: Any,
+        principal: Principal,
+        patients: LocalPatients | None = None,
+        medications: LocalMedications | None = None,
     ) -> tuple[SubjectEvent | None, list[Issue]]:
         """The resource's event, in the one study its identifier systems name that the
         key may write (fhir_studies.choose_study), else in the key's study; the key must
         allow that study (Intake refuses it else). ``patients`` are the Bundle's Patients
-        a subject may reference."""
+        a subject may reference, ``medications`` its Medications a medicationReference may."""
         if not isinstance(resource, dict):
             return None, [Issue("structure", "Resource", "the body is not a JSON object")]
         kind = resource.get("resourceType")
@@ -60,11 +66,20 @@ class ResourceReader:
             return adverse_event_event(
                 resource, study_id=study, zone=zone, identifiers=system, patients=patients
             )
+        if kind in MEDICATION_KINDS:
+            return medication_event(
+                resource,
+                study_id=study,
+                zone=zone,
+                identifiers=system,
+                patients=patients,
+                medications=medications,
+            )
         return None, [
             Issue(
                 "not-supported",
                 "Resource.resourceType",
                 "resourceType is not one accepted here (Observation, Patient, AdverseEvent, "
-                "Bundle)",
+                "MedicationStatement, MedicationAdministration, Bundle)",
             )
         ]

@@ -12,6 +12,7 @@ _FHIR_PATH = {
     "site_id": "managingOrganization",
     "observation_key": "identifier",
     "ae_id": "identifier",
+    "medication_id": "identifier",
 }
 
 

@@ -21,6 +21,7 @@ from services.ingest.fhir_http import (
     decoded,
 )
 from services.ingest.fhir_issues import Issue, operation_outcome
+from services.ingest.fhir_medications import medication_warnings
 from services.ingest.fhir_refusals import forbidden_issues
 from services.ingest.http_refusals import FHIR_CHANNEL, refusal
 from shared.events import Envelope, LabResultUnreadable, SubjectEvent
@@ -60,7 +61,9 @@ def resource_type(entry: Any) -> str:
     return str(kind) if kind else "Resource"
 
 
-def accepted_outcome(event_id: uuid.UUID, event: SubjectEvent) -> dict[str, Any]:
+def accepted_outcome(
+    event_id: uuid.UUID, event: SubjectEvent, kind: str = "Resource"
+) -> dict[str, Any]:
     """What a created resource is answered: the event it was accepted as, and a result
     kept unreadable says so."""
     outcome: dict[str, Any] = {
@@ -77,6 +80,7 @@ def accepted_outcome(event_id: uuid.UUID, event: SubjectEvent) -> dict[str, Any]
         outcome["issue"] += unreadable_outcome(event)["issue"]
     elif (implausible := implausible_outcome(event)) is not None:
         outcome["issue"] += implausible["issue"]
+    outcome["issue"] += medication_warnings(event, kind)
     return outcome
 
 

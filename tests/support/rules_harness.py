@@ -134,7 +134,7 @@ def _when(value: Any) -> datetime:
 
 
 def fact(spec: Mapping[str, Any], subject: str) -> EventPayload:
-    """One fact from a case table row (keys: enrol, lab, ae, med)."""
+    """One fact from a case table row (keys: enrol, lab, ae, med, fhir)."""
     base = {"study_id": STUDY, "subject_id": subject}
     if "enrol" in spec:
         e = dict(spec["enrol"])
@@ -216,6 +216,14 @@ def fact(spec: Mapping[str, Any], subject: str) -> EventPayload:
                 ),
             }
         )
+    if "fhir" in spec:
+        # a FHIR R4 MedicationStatement or MedicationAdministration, read as ingest reads it
+        from services.ingest.fhir_medications import medication_event
+
+        resource = {"subject": {"reference": f"Patient/{subject}"}, **spec["fhir"]}
+        event, issues = medication_event(resource, study_id=STUDY, zone=UTC)
+        assert event is not None, issues
+        return event
     raise ValueError(f"unknown fact {spec!r}")
 
 

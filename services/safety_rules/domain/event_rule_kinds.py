@@ -20,11 +20,14 @@ AdverseEventCriterion = Literal[
 class AdverseEventRule(RuleBase):
     """Fires on an adverse event report meeting a criterion; one episode per AE.
 
-    ``serious``: any serious report. ``serious-infection``: a serious report naming an
-    infection. ``nyha-class``: heart failure of a listed NYHA class, sent as the report's
-    class or named in its term. ``pregnancy`` and ``named-event``: a report naming the event
-    (by MedDRA code or term) whatever its seriousness. ``min_grade`` and ``require_serious``
-    narrow any criterion."""
+    ``serious``: any serious report (one that ended in death, CTCAE grade 5 or outcome
+    fatal, is serious whatever its flag: ICH E2A). ``serious-infection``: a serious report
+    (or one of at least ``serious_from_grade``) naming an infection. ``nyha-class``: heart
+    failure of a listed NYHA class, sent as the report's class or named in its term; with
+    neither, a heart-failure report of CTCAE grade 3 or worse (CTCAE v5.0: symptoms at rest
+    or with minimal exertion, i.e. class III-IV). ``pregnancy`` and ``named-event``: a
+    report naming the event (by MedDRA code or term) whatever its seriousness.
+    ``min_grade`` and ``require_serious`` narrow any criterion."""
 
     kind: Literal["adverse_event"]
     criterion: AdverseEventCriterion
@@ -32,6 +35,11 @@ class AdverseEventRule(RuleBase):
         default=(), description="MedDRA SOC codes (e.g. 10021881 Infections and infestations)."
     )
     meddra_codes: tuple[str, ...] = Field(default=(), description="MedDRA PT/LLT codes.")
+    except_meddra_codes: tuple[str, ...] = Field(
+        default=(),
+        description="MedDRA PT/LLT codes of events that are another rule's (a report coded "
+        "Anaphylactic reaction is not the hypersensitivity rule's, whatever its term).",
+    )
     term_patterns: tuple[str, ...] = Field(
         default=(), description="Case-insensitive regular expressions for uncoded terms."
     )
@@ -44,6 +52,14 @@ class AdverseEventRule(RuleBase):
     )
     nyha_classes: tuple[Literal["I", "II", "III", "IV"], ...] = ("III", "IV")
     require_serious: bool = Field(default=False, description="Only serious reports count.")
+    serious_from_grade: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="serious-infection: a report of at least this CTCAE grade counts as "
+        "serious whatever its flag (CTCAE v5.0 grades every infection 3 when IV "
+        "anti-infectives are indicated).",
+    )
     min_grade: int | None = Field(
         default=None,
         ge=1,

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.safety_rules.domain.supersession import Report, reported_result, standing_before
+from shared.adverse_event_labels import is_serious
 from shared.analytes import analyte_for
 from shared.events import (
     AdverseEventReported,
@@ -265,7 +266,7 @@ class SubjectHistory:
     def _add_adverse_event(self, report: AdverseEventReported, fact: Fact) -> None:
         earlier = self.adverse_events.get(report.ae_id)
         serious_since = earlier.serious_since if earlier else None
-        if report.serious and serious_since is None:
+        if is_serious(report) and serious_since is None:
             serious_since = fact.recorded_at
         if earlier is not None:
             self.superseded.add(earlier.event_id)

@@ -299,11 +299,17 @@ class CodedResultRule(ReadsAnalytes):
     patterns: tuple[str, ...] = Field(
         min_length=1, description="Case-insensitive regular expressions over the result."
     )
+    other_answers: tuple[str, ...] = Field(
+        default=(),
+        description="Patterns of the answers the rule reads as not matching (NYHA class I "
+        "or II); when given, a result that matches neither these nor ``patterns`` cannot "
+        "be read and raises result-unreadable instead of passing in silence.",
+    )
     finding: str = Field(description="What a match means, in words.")
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> CodedResultRule:
-        for pattern in self.patterns:
+        for pattern in (*self.patterns, *self.other_answers):
             try:
                 re.compile(pattern)
             except re.error as error:

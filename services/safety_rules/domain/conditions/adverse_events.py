@@ -8,22 +8,54 @@ import re
 from typing import Any
 
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem
+from services.safety_rules.domain.conditions.term_negation import without_negated
 from services.safety_rules.domain.event_rule_kinds import AdverseEventRule
 from services.safety_rules.domain.history import AdverseEventEntry, SubjectHistory
-from shared.adverse_event_labels import adverse_event_label
-from shared.nyha import nyha_classes_in_text
+from shared.adverse_event_labels import adverse_event_label, is_serious
+from shared.events.payloads import AdverseEventReported
+from shared.nyha import names_heart_failure, nyha_classes_in_text
 
 #: CTCAE v5.0 names grades 1 to 3 mild, moderate and severe: a report that gives only its
 #: severity is read as that grade
 _SEVERITY_GRADE = {"mild": 1, "moderate": 2, "severe": 3}
+#: CTCAE v5.0 Heart failure: grade 3 is "symptoms at rest or with minimal activity or
+#: exertion; hospitalization; new onset of symptoms" (NYHA class III or IV by definition),
+#: grade 4 and 5 are worse: the classes a heart-failure report of that grade stands for
+_HEART_FAILURE_GRADE_CLASSES = {3: {"III", "IV"}, 4: {"IV"}, 5: {"IV"}}
+
+
+def _grade(report: AdverseEventReported) -> int | None:
+    """The report's CTCAE grade, else the grade its severity names."""
+    return report.ctcae_grade or _SEVERITY_GRADE.get(report.severity or "")
 
 
 def _matches(rule: AdverseEventRule, text: str, *codes: str | None) -> bool:
+    if any(code and code in rule.except_meddra_codes for code in codes):
+        return False
     if any(code and code in (*rule.system_organ_class_codes, *rule.meddra_codes) for code in codes):
         return True
     for exclusion in rule.term_exclusions:
         text = re.sub(exclusion, " ", text, flags=re.IGNORECASE)
+    # what the term names only to rule it out ("PML ruled out") is not named
+    text = without_negated(text)
     return any(re.search(pattern, text, re.IGNORECASE) for pattern in rule.term_patterns)
+
+
+def _nyha_class_holds(rule: AdverseEventRule, report: AdverseEventReported, text: str) -> bool:
+    affirmed = without_negated(text)
+    named = nyha_classes_in_text(affirmed)
+    if (
+        report.nyha_class in rule.nyha_classes
+        or named & set(rule.nyha_classes)
+        or (rule.term_patterns and _matches(rule, text, report.meddra_code))
+    ):
+        return True
+    if report.nyha_class is not None or named:
+        return False
+    # no class given: a heart-failure report of CTCAE grade 3 or worse is class III-IV
+    grade = _grade(report)
+    implied = _HEART_FAILURE_GRADE_CLASSES.get(grade or 0, set())
+    return names_heart_failure(affirmed) and bool(implied & set(rule.nyha_classes))
 
 
 def _meets_criterion(rule: AdverseEventRule, entry: AdverseEventEntry) -> bool:
@@ -31,16 +63,17 @@ def _meets_criterion(rule: AdverseEventRule, entry: AdverseEventEntry) -> bool:
     text = " ".join(filter(None, (report.term, report.system_organ_class)))
     codes = (report.system_organ_class_code, report.meddra_code)
     if rule.criterion == "serious":
-        return report.serious
+        return is_serious(report)
     if rule.criterion == "serious-infection":
-        return report.serious and _matches(rule, text, *codes)
-    if rule.criterion == "nyha-class":
-        named = nyha_classes_in_text(text)
-        return (
-            report.nyha_class in rule.nyha_classes
-            or bool(named & set(rule.nyha_classes))
-            or (bool(rule.term_patterns) and _matches(rule, text, report.meddra_code))
+        grade = report.ctcae_grade
+        serious = is_serious(report) or (
+            rule.serious_from_grade is not None
+            and grade is not None
+            and grade >= rule.serious_from_grade
         )
+        return serious and _matches(rule, text, *codes)
+    if rule.criterion == "nyha-class":
+        return _nyha_class_holds(rule, report, text)
     return _matches(rule, text, *codes)
 
 
@@ -51,10 +84,10 @@ def _grade_reached(
     nothing in the report can tell."""
     report = entry.report
     assert rule.min_grade is not None
-    grade = report.ctcae_grade or _SEVERITY_GRADE.get(report.severity or "")
+    grade = _grade(report)
     if grade is not None:
         return grade >= rule.min_grade, None
-    if report.serious:
+    if is_serious(report):
         # a serious report (hospitalisation, life-threatening...) is at least CTCAE grade 3
         return True, None
     return False, Problem(
@@ -77,16 +110,19 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
             holds, problem = _grade_reached(rule, ae_id, entry)
             if problem is not None:
                 problems.append(problem)
+        serious = is_serious(report)
         if rule.require_serious:
-            holds = holds and report.serious
+            holds = holds and serious
         criteria = ", ".join(report.seriousness_criteria) or (
             "serious" if report.serious else "not serious"
         )
+        if serious and not report.serious:
+            criteria = "death (CTCAE grade 5 or outcome fatal; the seriousness flag was not set)"
         # the verbatim term and organ-class text are free text that may identify the
         # subject: the signal (and every message made of it) says it in Vigil's words
         label = adverse_event_label(
-            serious=report.serious,
-            criteria=report.seriousness_criteria,
+            serious=serious,
+            criteria=report.seriousness_criteria or (("death",) if not report.serious else ()),
             meddra_code=report.meddra_code,
             nyha_class=report.nyha_class,
         )
@@ -110,7 +146,7 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
             analyte=label,
             episode_key=f"ae:{ae_id}",
             learned_at=entry.serious_since or entry.recorded_at,
-            serious=report.serious,
+            serious=serious,
         )
         points.append(
             base(

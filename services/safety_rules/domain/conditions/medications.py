@@ -218,6 +218,8 @@ def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counte
     counted: list[Counted] = []
     for entry in history.medications.values():
         record = entry.record
+        if record.stop is not None and record.stop <= record.start:
+            continue  # a taking of no length (a FHIR record withdrawn): counts at no moment
         matched = _drug(rule, identify(record.drug, record.drug_code))
         if matched is None:
             continue

@@ -14,6 +14,7 @@ data-quality issue (``result-unreadable``), never passed over in silence.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 from services.safety_rules.domain.conditions.lab_values import _candidates
@@ -94,14 +95,34 @@ def _coded(
     rule: CodedResultRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
     points: list[Point] = []
+    problems: list[Problem] = []
     for entry in _candidates(history, rule.loinc_codes, only):
         result = entry.result
         sent = result.value_text or (f"{result.value:f}" if result.value is not None else "")
         if not sent:
             continue
+        # NFKC: the full-width digits and letters of a Chinese input method read as ASCII
+        sent = unicodedata.normalize("NFKC", sent)
         holds = any(re.search(pattern, sent, re.IGNORECASE) for pattern in rule.patterns)
         said = rule.finding if holds else "the reported result matches none of the rule's patterns"
         name = _test_name(entry, "assessment")
+        if (
+            not holds
+            and rule.other_answers
+            and result.result_status.is_measurement
+            and not any(re.search(p, sent, re.IGNORECASE) for p in rule.other_answers)
+        ):
+            problems.append(
+                Problem(
+                    "result-unreadable",
+                    f"rule {rule.id}: a result of {name} (LOINC {result.loinc_code}) "
+                    f"collected {result.collected_at.isoformat()} is none of the answers "
+                    "the rule reads, so the rule could not judge it; ask for a coded answer",
+                    entry.event_id,
+                    rule.id,
+                )
+            )
+            continue
         points.append(
             Point(
                 at=result.collected_at,
@@ -113,4 +134,4 @@ def _coded(
                 learned_at=entry.recorded_at,
             )
         )
-    return points, []
+    return points, problems
