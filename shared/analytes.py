@@ -143,6 +143,8 @@ UNIT_SPELLINGS: dict[str, str] = {
     "mL/min/1.73m2": "mL/min/{1.73_m2}",
     "mL/min/1.73m\u00b2": "mL/min/{1.73_m2}",  # superscript two
     "mL/min/{1.73m2}": "mL/min/{1.73_m2}",
+    "公斤": "kg",  # Chinese for kilogram (colloquial, on Chinese EMR weights)
+    "千克": "kg",  # Chinese for kilogram (the standard term)
 }
 
 

@@ -203,6 +203,35 @@ def implausible_value(result: LabResultReported) -> str | None:
     )
 
 
+#: a body weight this many times the subject's enrolment weight, or this fraction of it,
+#: is a typing or unit error (62 typed 6.2 or 620), not a change: the most extreme weight
+#: changes of adults (bariatric surgery, anorexia nervosa, massive oedema) stay within a
+#: factor of two over a trial's span
+WEIGHT_CHANGE_FACTOR = Decimal(3)
+
+
+def implausible_weight(result: LabResultReported, enrolment_kg: Decimal | None) -> str | None:
+    """Why a body weight result cannot be the subject's, against the enrolment weight, or
+    None (not a body weight, no enrolment weight, a unit that does not convert). The text
+    names the analyte and the factor, never the value."""
+    analyte = analyte_for(result.loinc_code) if result.loinc_code else None
+    if analyte is None or analyte.name != "body weight" or not enrolment_kg:
+        return None
+    if result.comparator or not result.result_status.is_measurement:
+        return None
+    kg = _canonical(result, analyte)
+    if kg is None or kg <= 0:
+        return None  # a value no one can weigh is implausible_value's to say
+    if enrolment_kg / WEIGHT_CHANGE_FACTOR < kg < enrolment_kg * WEIGHT_CHANGE_FACTOR:
+        return None
+    return (
+        f"body weight ({result.loinc_code}) was reported at {WEIGHT_CHANGE_FACTOR} times or "
+        "more, or a third or less, of the subject's enrolment weight: a typing or unit error, "
+        "not a change of weight; kept as sent and not used by any rule (doses per kg and "
+        "creatinine clearance use the enrolment weight); ask the site to check it"
+    )
+
+
 def collected_before_birth(collected_at: datetime, birth_date: date) -> bool:
     """Whether a specimen is dated before its subject was born (by the collection's own
     calendar date, so a time zone cannot make the day of birth look earlier)."""

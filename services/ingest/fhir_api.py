@@ -60,7 +60,11 @@ CHANNEL = FHIR_CHANNEL
 
 
 # the resource element an event's time came from
-_ELEMENT = {"collected_at": "Observation.effective[x]", "birth_date": "Patient.birthDate"}
+_ELEMENT = {
+    "collected_at": "Observation.effective[x]",
+    "birth_date": "Patient.birthDate",
+    "start": "effective[x]",  # a MedicationStatement's or MedicationAdministration's
+}
 
 
 def add_fhir_routes(

@@ -27,9 +27,10 @@ nothing read here):
 - **frequency** (MedicationStatement): ``dosage[0].timing.code`` (HL7 GTSAbbreviation:
   BID, TID, QID, QD, QOD, AM, PM, BED, WK, MO, Q<n>H; or its text) or ``timing.repeat``
   (``frequency`` per ``period`` ``periodUnit``: 2 per 1 d is ``2/day``, 1 per 8 h ``q8h``,
-  1 per 1 wk ``QW``). No timing is once a day (as the JSON API's absent frequency); a
-  timing that says no single rate (a range, events only, a rate no table names) is
-  ``(timing not read)``, so a summing rule raises ``dose-not-convertible``.
+  1 per 1 wk ``QW``). No timing is no frequency (as the JSON API's absent one: not taken
+  as once a day, so a summing rule raises ``dose-not-convertible``); a timing that says
+  no single rate (a range, events only, a rate no table names) is ``(timing not read)``,
+  so a summing rule raises ``dose-not-convertible``.
   A MedicationAdministration is one dose: frequency ``once``, counted for 24 hours from
   its start (or to the end of its ``effectivePeriod`` when later), so two doses on one day
   are summed and a single dose does not stand for ever.
@@ -273,7 +274,7 @@ def _statement_dose(statement: MedicationStatement) -> tuple[Decimal, str]:
 
 
 def _frequency(timing: Any) -> str | None:
-    """A Timing as a frequency the rules read: None (once a day) when absent."""
+    """A Timing as a frequency the rules read: None (not given) when absent."""
     if timing is None:
         return None
     if timing.code is not None:

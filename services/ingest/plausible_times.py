@@ -1,5 +1,6 @@
-"""Times that cannot be right when they arrive: a specimen collected in the future, a
-subject born in the future or longer ago than anyone has lived (pure; "now" is given).
+"""Times that cannot be right when they arrive: a specimen collected or a medication
+started in the future, a subject born in the future or longer ago than anyone has lived
+(pure; "now" is given).
 
 What no payload model can know is "now", so these checks run at ingest with its clock,
 and what fails them is refused naming the field (HL7 AE with an ERR, FHIR 422 with an
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from shared.events import LabResultReported, SubjectEnrolled
+from shared.events import LabResultReported, MedicationRecorded, SubjectEnrolled
 from shared.events.payloads import EventPayload
 
 #: how far ahead of ingest's clock a sender's clock may run (a setting:
@@ -52,6 +53,14 @@ def time_problems(
                 "collected_at",
                 f"is in the future (more than the {hours} clock skew allowed after the time "
                 "it was received): a specimen cannot be collected after it is reported",
+            )
+        ]
+    if isinstance(event, MedicationRecorded) and event.start > latest:
+        return [
+            TimeProblem(
+                "start",
+                f"is in the future (more than the {hours} clock skew allowed after the time "
+                "it was received): a medication cannot have started after it is recorded",
             )
         ]
     if isinstance(event, SubjectEnrolled):

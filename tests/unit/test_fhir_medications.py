@@ -290,12 +290,14 @@ def test_timing_is_a_frequency_the_rules_read(
     assert per_day(event.frequency) == daily
 
 
-def test_no_timing_is_once_a_day_as_the_json_api_reads_no_frequency() -> None:
+def test_no_timing_is_no_frequency_as_the_json_api_reads_none() -> None:
+    """Issue 15 (outside tests): no frequency is not taken as once a day (7.5 mg may be
+    twice a day): a summing rule raises dose-not-convertible, on every channel."""
     resource = statement()
     del resource["dosage"][0]["timing"]
     event = read(resource)
     assert event.frequency is None
-    assert per_day(event.frequency) == 1
+    assert per_day(event.frequency) is None
 
 
 @pytest.mark.parametrize(

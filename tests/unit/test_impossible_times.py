@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from services.ingest.hl7.ack import build_ack
 from services.ingest.hl7.messages import interpret
 from services.ingest.plausible_times import time_problems
-from shared.events import LabResultReported, SubjectEnrolled
+from shared.events import LabResultReported, MedicationRecorded, SubjectEnrolled
 from tests.unit.test_hl7_messages import HB, STUDY, oru
 
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -123,6 +123,26 @@ def test_time_problems_name_the_field() -> None:
     )
     (found,) = time_problems(enrolled, NOW)
     assert found.field == "birth_date"
+
+
+def _medication(start: datetime) -> MedicationRecorded:
+    return MedicationRecorded(
+        study_id=STUDY, subject_id="01-001", category="concomitant", medication_id="M1",
+        drug="rituximab", dose=Decimal(1000), dose_unit="mg", route="IV", frequency="once",
+        start=start, source_message_id="MED-1",
+    )  # fmt: skip
+
+
+def test_a_medication_started_in_the_future_is_refused_naming_its_start() -> None:
+    """Issue 15 (outside tests): rituximab 'started' in 2099 is refused at ingest like a
+    collection time in the future, not judged as a prohibited medication."""
+    (found,) = time_problems(_medication(datetime(2099, 1, 1, tzinfo=UTC)), NOW)
+    assert found.field == "start"
+    assert "future" in found.problem
+
+
+def test_a_medication_started_within_the_clock_skew_is_taken() -> None:
+    assert time_problems(_medication(NOW + timedelta(hours=12)), NOW) == []
 
 
 @pytest.mark.parametrize("text", ["NaN", "-Infinity"])

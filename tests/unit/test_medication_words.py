@@ -20,6 +20,7 @@ from services.safety_rules.domain.conditions.medication_words import (
     known_frequency,
     mg_per_unit,
     per_day,
+    read_dose_unit,
     route_of,
     shown_dose_unit,
     shown_frequency,
@@ -51,13 +52,21 @@ def derived(med: dict[str, Any]) -> tuple[list[SafetySignalRaised], list[DataQua
 
 @pytest.mark.parametrize(
     ("sent", "shown"),
-    [(None, "QD"), ("bid", "BID"), ("Twice  Daily.", "twice daily"), ("q.d.", "QD")],
+    [("bid", "BID"), ("Twice  Daily.", "twice daily"), ("q.d.", "QD"), ("STAT", "ONCE")],
 )
 def test_a_frequency_vigil_recognises_is_shown_in_its_spelling(
     sent: str | None, shown: str
 ) -> None:
     assert known_frequency(sent) == shown
     assert shown_frequency(sent) == shown
+
+
+def test_a_missing_frequency_is_not_once_daily() -> None:
+    """Issue 15 (outside tests): no frequency is not read as once daily (7.5 mg may be
+    twice a day): a dose rule cannot sum it, and it is shown as not given."""
+    assert per_day(None) is None
+    assert known_frequency(None) is None
+    assert shown_frequency(None) == "(frequency not given)"
 
 
 def test_any_other_frequency_is_a_fixed_phrase_and_no_dose() -> None:
@@ -186,6 +195,23 @@ def test_a_route_vigil_cannot_tell_is_none(sent: str) -> None:
         ("TDS", 3),
         ("隔日一次", Fraction(1, 2)),
         ("QW", Fraction(1, 7)),
+        # HL7 v2.5.1 table 0335 repeat patterns
+        ("Q1D", 1),
+        ("Q2D", Fraction(1, 2)),
+        ("2ID", 2),
+        ("3ID", 3),
+        ("Q2W", Fraction(1, 14)),
+        ("Q3W", Fraction(1, 21)),
+        # Chinese every n hours / days, a single order, route and frequency in one field
+        ("每8小时一次", 3),
+        ("每12小时一次", 2),
+        ("每6小时1次", 4),
+        ("每2日一次", Fraction(1, 2)),
+        ("st", 1),
+        ("立即", 1),
+        ("临时", 1),
+        ("po bid", 2),
+        ("bid po", 2),
     ],
 )
 def test_a_frequency_is_read_into_administrations_a_day(sent: str, times: Fraction) -> None:
@@ -335,3 +361,29 @@ def test_a_rule_describes_its_condition_in_words() -> None:
     # a new weight re-judges it: it reads every body weight code of the catalogue
     assert per_kg.inputs() == ("medication", *codes_of("body weight"))
     assert "29463-7" in per_kg.inputs()
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown", "mg", "per_day", "per_kg"),
+    [
+        ("mg/d", "mg/d", 1, True, False),
+        ("mg/day", "mg/d", 1, True, False),
+        ("g/d", "g/d", 1000, True, False),
+        ("毫克/日", "mg/d", 1, True, False),
+        ("mg/kg", "mg/kg", 1, False, True),
+        ("mg/kg/d", "mg/kg/d", 1, True, True),
+        ("mg", "mg", 1, False, False),
+    ],
+)
+def test_a_dose_unit_per_day_or_per_kg_is_read(
+    sent: str, shown: str, mg: int, per_day: bool, per_kg: bool
+) -> None:
+    read = read_dose_unit(sent)
+    assert read is not None
+    assert (read.shown, read.mg, read.per_day, read.per_kg) == (shown, mg, per_day, per_kg)
+    assert shown_dose_unit(sent) == shown
+
+
+def test_a_dose_unit_per_something_else_is_none() -> None:
+    assert read_dose_unit("mg/m2") is None
+    assert read_dose_unit("mL/kg") is None

@@ -17,6 +17,7 @@ from shared.plausibility import (
     PLAUSIBLE,
     collected_before_birth,
     implausible_value,
+    implausible_weight,
     unusable_reference_range,
 )
 
@@ -105,6 +106,27 @@ def test_ingest_keeps_an_impossible_value_and_raises_one_issue() -> None:
 
 def test_ingest_raises_nothing_for_a_possible_value() -> None:
     assert len(events_for(result(), source="/t", correlation_id=uuid.uuid4(), now=None)) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "enrolment", "implausible"),
+    [
+        ("6.2", "kg", "80", True),  # 62 with a dropped digit
+        ("620", "kg", "60", True),  # 62 with an extra digit
+        ("62", "kg", "60", False),
+        ("45", "kg", "80", False),  # a large real loss stays judged
+        ("136.7", "[lb_av]", "60", False),  # 62 kg in pounds
+        ("62", "kg", None, False),  # no enrolment weight: nothing to compare with
+    ],
+)
+def test_a_body_weight_far_from_the_enrolment_weight_is_implausible(
+    value: str, unit: str, enrolment: str | None, implausible: bool
+) -> None:
+    weight = result(loinc_code="29463-7", value=Decimal(value), unit=unit)
+    detail = implausible_weight(weight, Decimal(enrolment) if enrolment else None)
+    assert (detail is not None) == implausible
+    if detail is not None:
+        assert value not in detail  # names the analyte and the factor, never the value
 
 
 def test_collected_before_birth_by_the_collection_date() -> None:

@@ -36,7 +36,7 @@ from shared.events import (
     SubjectEnrolled,
 )
 from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
-from shared.plausibility import collected_before_birth, implausible_value
+from shared.plausibility import collected_before_birth, implausible_value, implausible_weight
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ def set_aside_because(
 ) -> tuple[DataQualityProblem, str] | None:
     """Why no rule may judge this result, or None."""
     if (detail := implausible_value(result)) is not None:
+        return "implausible-value", detail
+    weight = enrolment.weight_kg if enrolment is not None else None
+    if (detail := implausible_weight(result, weight)) is not None:
         return "implausible-value", detail
     if enrolment is not None and collected_before_birth(result.collected_at, enrolment.birth_date):
         analyte = analyte_for(result.loinc_code or "")
@@ -182,10 +185,12 @@ class SubjectHistory:
         fact = Fact(event_id, recorded_at, stream_version)
         if isinstance(parsed, SubjectEnrolled):
             birth = self.enrolment.birth_date if self.enrolment else None
+            weight = self.enrolment.weight_kg if self.enrolment else None
             self.enrolment, self.enrolment_fact = parsed, fact
             self._baselines.clear()  # Day 0 may have moved
-            if parsed.birth_date != birth:
-                self._replace_labs()  # a result may now be dated before birth, or not
+            if parsed.birth_date != birth or parsed.weight_kg != weight:
+                # a result may now be dated before birth, or a weight implausible, or not
+                self._replace_labs()
         elif isinstance(parsed, LabResultReported):
             self._note_first(event_id)
             report = Report(event_id, parsed.result_status, reported_result(parsed))

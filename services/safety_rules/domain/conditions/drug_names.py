@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.safety_rules.domain.conditions.medication_words import normalise
 
@@ -71,11 +72,15 @@ DRUGS: tuple[Drug, ...] = (
     _d("cefotaxime", "J01DD01", "头孢噻肟"),
     _d("ceftazidime", "J01DD02", "头孢他啶"),
     _d("ceftriaxone", "J01DD04", "rocephin", "头孢曲松", "罗氏芬"),
-    _d("cefoperazone", "J01DD12", "头孢哌酮"),
+    # Sulperazon / 舒普深 is cefoperazone with sulbactam (J01DD62)
+    _d("cefoperazone", "J01DD12 J01DD62", "头孢哌酮", "sulperazon", "舒普深"),
     _d("cefepime", "J01DE01", "头孢吡肟"),
     _d("aztreonam", "J01DF01", "氨曲南"),
-    _d("meropenem", "J01DH02", "美罗培南"),
-    _d("imipenem", "J01DH51", "imipenem-cilastatin", "亚胺培南"),
+    _d("meropenem", "J01DH02", "meronem", "merrem", "美罗培南", "美平"),
+    _d(
+        "imipenem", "J01DH51", "imipenem-cilastatin", "tienam", "primaxin", "亚胺培南",
+        "泰能",
+    ),
     _d("ertapenem", "J01DH03", "厄他培南"),
     _d("vancomycin", "J01XA01", "万古霉素"),
     _d("teicoplanin", "J01XA02", "替考拉宁"),
@@ -86,7 +91,7 @@ DRUGS: tuple[Drug, ...] = (
     _d("amikacin", "J01GB06", "阿米卡星"),
     _d("tobramycin", "J01GB01", "妥布霉素"),
     _d("ciprofloxacin", "J01MA02", "环丙沙星"),
-    _d("levofloxacin", "J01MA12", "左氧氟沙星"),
+    _d("levofloxacin", "J01MA12", "cravit", "tavanic", "levaquin", "左氧氟沙星", "可乐必妥"),
     _d("moxifloxacin", "J01MA14", "莫西沙星"),
     _d("erythromycin", "J01FA01", "红霉素"),
     _d("clarithromycin", "J01FA09", "克拉霉素"),
@@ -108,8 +113,10 @@ DRUGS: tuple[Drug, ...] = (
     _d("itraconazole", "J02AC02", "伊曲康唑"),
     _d("voriconazole", "J02AC03", "伏立康唑"),
     _d("posaconazole", "J02AC04", "泊沙康唑"),
-    _d("caspofungin", "J02AX04", "卡泊芬净"),
-    _d("micafungin", "J02AX05", "米卡芬净"),
+    _d("isavuconazole", "J02AC05", "isavuconazonium", "cresemba", "艾沙康唑"),
+    _d("caspofungin", "J02AX04", "cancidas", "科赛斯", "卡泊芬净"),
+    _d("micafungin", "J02AX05", "mycamine", "米卡芬净"),
+    _d("anidulafungin", "J02AX06", "eraxis", "ecalta", "阿尼芬净"),
     # antimycobacterials (J04)
     _d("rifampicin", "J04AB02", "rifampin", "利福平"),
     _d("isoniazid", "J04AC01", "异烟肼"),
@@ -120,13 +127,30 @@ DRUGS: tuple[Drug, ...] = (
     _d("ganciclovir", "J05AB06", "更昔洛韦"),
     _d("valaciclovir", "J05AB11", "valacyclovir", "伐昔洛韦"),
     _d("foscarnet", "J05AD01", "膦甲酸钠"),
+    _d("cidofovir", "J05AB12", "vistide", "西多福韦"),
+    _d("remdesivir", "J05AB16", "veklury", "瑞德西韦"),
+    _d("zanamivir", "J05AH01", "relenza", "扎那米韦"),
     _d("oseltamivir", "J05AH02", "tamiflu", "奥司他韦"),
+    _d("peramivir", "J05AH03", "rapivab", "rapiacta", "帕拉米韦"),
     # B-cell and other biologic therapies
-    _d("belimumab", "L04AG04", "benlysta", "贝利尤单抗", "贝利木单抗"),
-    _d("rituximab", "L01FA01", "rituxan", "mabthera", "truxima", "利妥昔单抗", "美罗华"),
+    # belimumab was L04AA26 until the 2022 ATC update moved it to L04AG04
+    _d("belimumab", "L04AG04 L04AA26", "benlysta", "贝利尤单抗", "贝利木单抗"),
+    _d(
+        "rituximab", "L01FA01", "rituxan", "mabthera", "truxima", "hlx01", "利妥昔单抗",
+        "美罗华", "汉利康",  # 汉利康: Henlius rituximab biosimilar (HLX01), China 2019
+    ),
+    _d("ocrelizumab", "L04AG08 L04AA36", "ocrevus", "奥瑞珠单抗"),
+    _d("obinutuzumab", "L01FA03", "gazyva", "gazyvaro", "佳罗华", "奥妥珠单抗"),
+    _d("ofatumumab", "L01FA02", "arzerra", "kesimpta", "奥法妥木单抗"),
+    _d("adalimumab", "L04AB04", "humira", "修美乐", "阿达木单抗"),
+    _d("infliximab", "L04AB02", "remicade", "类克", "英夫利西单抗"),
+    _d("tocilizumab", "L04AC07", "actemra", "roactemra", "雅美罗", "托珠单抗"),
+    _d("denosumab", "M05BX04", "prolia", "xgeva", "普罗力", "地舒单抗"),
     _d("anifrolumab", "", "saphnelo", "阿尼鲁单抗"),
     _d("telitacicept", "", "rc18", "泰它西普", "泰爱"),
-    _d("cyclophosphamide", "L01AA01", "cytoxan", "endoxan", "环磷酰胺"),
+    _d("atacicept", "", "阿塞西普"),  # TACI-Fc fusion protein, a B-cell therapy
+    # "CTX" is how Chinese rheumatology orders name cyclophosphamide (the "CTX pulse")
+    _d("cyclophosphamide", "L01AA01", "cytoxan", "endoxan", "ctx", "环磷酰胺"),
     # live attenuated vaccines (J07)
     _d("measles vaccine live", "J07BD01", "麻疹减毒活疫苗"),
     _d(
@@ -143,7 +167,10 @@ DRUGS: tuple[Drug, ...] = (
         "varicella vaccine live", "J07BK01", "varicella vaccine", "varivax", "varilrix",
         "水痘减毒活疫苗", "水痘疫苗",
     ),
-    _d("zoster vaccine live", "J07BK02", "zostavax", "live zoster vaccine"),
+    _d(
+        "zoster vaccine live", "J07BK02", "zostavax", "live zoster vaccine",
+        "带状疱疹减毒活疫苗",
+    ),
     _d("yellow fever vaccine", "J07BL01", "stamaril", "yf-vax", "黄热病疫苗", "黄热减毒活疫苗"),
     _d("bcg vaccine", "J07AN01", "bcg", "bacillus calmette-guerin", "卡介苗"),
     _d("typhoid vaccine oral live", "J07AP01", "vivotif", "ty21a"),
@@ -159,7 +186,11 @@ DRUGS: tuple[Drug, ...] = (
         "influenza vaccine live", "J07BB03", "laiv", "flumist", "fluenz",
         "live attenuated influenza vaccine", "鼻喷流感减毒活疫苗",
     ),
-    _d("japanese encephalitis vaccine live", "J07BA03", "乙脑减毒活疫苗"),
+    _d(
+        "japanese encephalitis vaccine live", "J07BA03", "乙脑减毒活疫苗",
+        "乙型脑炎减毒活疫苗", "乙脑活疫苗",
+    ),
+    _d("dengue vaccine live", "J07BX04", "dengvaxia", "qdenga", "登革热疫苗"),
     _d("cholera vaccine live", "J07AE02", "vaxchora"),
 )  # fmt: skip
 
@@ -189,6 +220,38 @@ _LONGEST_PARTS = max(len(k) for k in _BY_PARTS)
 ATC_OF: dict[str, tuple[str, ...]] = {d.name: d.atc for d in DRUGS}
 
 
+# A misspelt name: the INN as German, Dutch and Nordic leaflets write it ("Prednison",
+# "Dexamethason") or a typing error ("Predisone"). A word of at least this many letters
+# one edit (a letter added, dropped or changed) from exactly one drug's single-word name,
+# and from no other drug's, is that drug; shorter words are too close to each other.
+FUZZY_MIN_LETTERS = 8
+_SINGLE_WORDS: dict[str, str] = {
+    key[0]: name
+    for key, name in _BY_PARTS.items()
+    if len(key) == 1 and len(key[0]) >= FUZZY_MIN_LETTERS - 1 and key[0].isalpha()
+}
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by exactly one inserted, deleted or changed letter."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    at = next((i for i, (x, y) in enumerate(zip(short, long_, strict=False)) if x != y), len(short))
+    return short[at:] == long_[at + 1 :]
+
+
+@lru_cache(maxsize=4096)
+def near_name(word: str) -> str | None:
+    """The one known drug a misspelt word names (see FUZZY_MIN_LETTERS), else None."""
+    if len(word) < FUZZY_MIN_LETTERS or not word.isascii() or not word.isalpha():
+        return None
+    found = {name for spelling, name in _SINGLE_WORDS.items() if _one_edit(word, spelling)}
+    return found.pop() if len(found) == 1 else None
+
+
 @dataclass(frozen=True)
 class Identified:
     """What Vigil reads in a drug as sent: the known drugs it names (by INN), the ATC
@@ -213,6 +276,9 @@ def names_in(text: str) -> tuple[str, ...]:
                 at += size
                 break
         else:
+            near = near_name(parts[at])
+            if near is not None:
+                found.append((at, near))
             at += 1
     key = normalise(text)
     if is_cjk(key):

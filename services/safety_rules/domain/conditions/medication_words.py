@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
 DOSE_UNIT_NOT_RECOGNISED = "(dose unit not recognised)"
 FREQUENCY_NOT_RECOGNISED = "(frequency not recognised)"
+FREQUENCY_NOT_GIVEN = "(frequency not given)"
 ROUTE_NOT_RECOGNISED = "(route not recognised)"
 
 
@@ -39,6 +41,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "oral": (
         "oral", "oral use", "by mouth", "per os", "po", "os", "orally", "enteral oral",
         "26643006",  # SNOMED CT Oral route
+        "20053000",  # EDQM Standard Terms Oral use
         "口服", "口服给药", "口服用",
     ),
     "intravenous": (
@@ -47,6 +50,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "intravenous infusion", "intravenous drip", "intravenous bolus",
         "intravenous injection", "intravenous push", "continuous infusion",
         "47625008",  # SNOMED CT Intravenous route
+        "20045000",  # EDQM Standard Terms Intravenous use
         "静脉", "静脉滴注", "静滴", "静脉注射", "静注", "静推", "静脉推注", "静脉输注",
         "静脉输液", "静脉给药", "静脉泵入", "泵入",
     ),
@@ -54,12 +58,14 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "intramuscular", "intramuscular use", "intramuscularly", "im",
         "intramuscular injection", "im injection",
         "78421000",  # SNOMED CT Intramuscular route
+        "20035000",  # EDQM Standard Terms Intramuscular use
         "肌内注射", "肌注", "肌肉注射",
     ),
     "subcutaneous": (
         "subcutaneous", "subcutaneous use", "subcutaneously", "sc", "sq", "subcut", "sub-q",
         "subq", "subcutaneous injection", "sc injection",
         "34206005",  # SNOMED CT Subcutaneous route
+        "20066000",  # EDQM Standard Terms Subcutaneous use
         "皮下注射", "皮下",
     ),
     "intradermal": ("intradermal", "intradermal use", "id", "372464004", "皮内注射", "皮内"),
@@ -165,7 +171,7 @@ FREQUENCIES: dict[str, Fraction] = {
             "qd", "od", "daily", "once daily", "once a day", "once per day", "q24h", "qam",
             "qpm", "qhs", "hs", "qn", "om", "on", "mane", "nocte", "every day", "every morning",
             "every night", "every evening", "at bedtime", "nightly", "1/d", "/d", "1x daily",
-            "x1/day", "once", "stat", "one time", "1 time daily",
+            "x1/day", "1 time daily", "q1d", "1id", "qday",
             "每日一次", "一日一次", "每天一次", "一天一次", "每日1次", "一日1次", "每天1次",
             "每晚一次", "每早一次", "每晨一次", "晨起顿服", "顿服", "睡前", "每晚", "每早",
         ),
@@ -204,7 +210,31 @@ FREQUENCIES: dict[str, Fraction] = {
     ),
 }  # fmt: skip
 
+#: one administration, not a regimen: HL7 table 0335 "Once", STAT, and the Chinese order
+#: marks 'st' (statim), 立即 (at once) and 临时 (a temporary, single order). Counted as
+#: one administration on its day: a dose rule takes it as stopping a day after it started.
+SINGLE_DOSE = frozenset(
+    normalise(spelling)
+    for spelling in (
+        "once", "stat", "st", "one time", "once only", "single dose", "x1", "1 dose",
+        "立即", "临时", "立即执行", "临时医嘱", "单次", "一次", "st 立即",
+    )
+)  # fmt: skip
+
 _CHINESE_COUNT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6}
+_CHINESE_NUMBER = {**_CHINESE_COUNT, "七": 7, "八": 8, "九": 9, "十": 10, "十二": 12}
+# "每8小时一次", "每12小时1次", "每六小时一次": every n hours; "每2日一次", "每3天1次": every n
+# days; "每2周一次": every n weeks
+_CHINESE_EVERY = re.compile(
+    r"^每(\d+|十二|[一二两三四五六七八九十])(?:个)?(小时|日|天|周|星期)(?:一|1)次$"
+)
+_CHINESE_PERIOD_DAYS = {"小时": Fraction(1, 24), "日": Fraction(1), "天": Fraction(1),
+                        "周": Fraction(7), "星期": Fraction(7)}  # fmt: skip
+# HL7 v2.5.1 table 0335 (repeat pattern): Q<n>D every n days, <n>ID n times a day,
+# Q<n>W every n weeks (Q<n>H is read by _HOURLY)
+_HL7_EVERY_DAYS = re.compile(r"^q ?(\d+) ?d$")
+_HL7_TIMES_A_DAY = re.compile(r"^(\d+) ?id$")
+_HL7_EVERY_WEEKS = re.compile(r"^q ?(\d+) ?wk?$")
 # "每日两次", "一日3次", "每天四次": times a day
 _CHINESE_DAILY = re.compile(r"^(?:每日|一日|每天|一天)([一二两三四五六1-6])次$")
 # "1-0-1", "1-1-1", "2-0-1", "1-0-0-1": doses at morning, noon, (evening,) night, summed
@@ -217,13 +247,53 @@ _TIMES = re.compile(
 )
 
 
+def is_single_dose(frequency: str | None) -> bool:
+    """Whether the frequency says one administration, not a regimen ("once", STAT, st)."""
+    return frequency is not None and _read(normalise(frequency)) == "single"
+
+
 def per_day(frequency: str | None) -> Fraction | None:
-    """Administrations per day (once with no frequency given), or None if not recognised."""
+    """Administrations per day (a single dose: one), or None if not recognised or not
+    given: a missing frequency is not taken as once daily (it may be 7.5 mg twice a day),
+    so a dose rule cannot sum it and says so."""
     if frequency is None:
-        return _ONCE
-    key = normalise(frequency)
+        return None
+    read = _read(normalise(frequency))
+    return _ONCE if isinstance(read, str) else read
+
+
+def _read(key: str) -> Fraction | str | None:
+    """A normalised frequency: administrations a day, "single" for one, else None. A
+    frequency with a route word in it ("po bid", "bid po") is read without the route."""
+    found = _read_whole(key)
+    if found is not None:
+        return found
+    words = [w for w in _SPLIT.split(key) if w]
+    rest = [w for w in words if route_of(w) is None and w not in _FORM_WORDS]
+    if rest and len(rest) < len(words):
+        return _read_whole(" ".join(rest))
+    return None
+
+
+def _read_whole(key: str) -> Fraction | str | None:
+    if key in SINGLE_DOSE:
+        return "single"
     if key in FREQUENCIES:
         return FREQUENCIES[key]
+    if match := _CHINESE_EVERY.match(key):
+        count = match.group(1)
+        n = _CHINESE_NUMBER.get(count) or int(count)
+        days = _CHINESE_PERIOD_DAYS[match.group(2)] * n
+        return 1 / days if n else None
+    if match := _HL7_EVERY_DAYS.match(key):
+        n = int(match.group(1))
+        return Fraction(1, n) if n else None
+    if match := _HL7_TIMES_A_DAY.match(key):
+        n = int(match.group(1))
+        return Fraction(n) if n else None
+    if match := _HL7_EVERY_WEEKS.match(key):
+        n = int(match.group(1))
+        return Fraction(1, 7 * n) if n else None
     if match := _CHINESE_DAILY.match(key):
         count = match.group(1)
         return Fraction(_CHINESE_COUNT.get(count) or int(count))
@@ -239,20 +309,24 @@ def per_day(frequency: str | None) -> Fraction | None:
 
 
 def known_frequency(frequency: str | None) -> str | None:
-    """Vigil's spelling of a frequency it recognises ("QD" with none given), else None: a
-    table abbreviation in capitals, any other in administrations a day."""
+    """Vigil's spelling of a frequency it recognises, else None: a table abbreviation in
+    capitals, a single dose "ONCE", any other in administrations a day."""
     if frequency is None:
-        return "QD"
+        return None
     times = per_day(frequency)
     if times is None:
         return None
     key = normalise(frequency)
+    if is_single_dose(frequency):
+        return "ONCE"
     if key in FREQUENCIES and key.isascii():
         return key.upper() if " " not in key and key.isalnum() else key
     return f"{_plain(times)}x/day"
 
 
 def shown_frequency(frequency: str | None) -> str:
+    if frequency is None:
+        return FREQUENCY_NOT_GIVEN
     return known_frequency(frequency) or FREQUENCY_NOT_RECOGNISED
 
 
@@ -291,7 +365,45 @@ def mg_per_unit(unit: str) -> Fraction | None:
     return DOSE_UNITS[known][0] if known else None
 
 
+@dataclass(frozen=True)
+class DoseUnit:
+    """What a dose unit says: mg per unit, and whether the dose is the day's total
+    ("mg/d": whatever the frequency says) or per kg of body weight ("mg/kg")."""
+
+    shown: str
+    mg: Fraction
+    per_day: bool = False
+    per_kg: bool = False
+
+
+# "mg/d" (UCUM; FHIR Dosage.maxDosePerPeriod, CDISC CMDOSU), "mg/kg" (a weight-based dose:
+# methylprednisolone 1 mg/kg), "mg/kg/d"; Chinese 日/天 (day), 千克/公斤 (kg)
+_PER_DAY = ("/d", "/day", "/24h", "/24 h", "/日", "/天", "/qd")
+_PER_KG = ("/kg", "/千克", "/公斤")
+
+
+def read_dose_unit(unit: str) -> DoseUnit | None:
+    """A dose unit Vigil converts to mg, alone, per day, per kg, or per kg and day; else
+    None."""
+    key = normalise(unit).replace(" ", "")
+    per_day = per_kg = False
+    for suffix in _PER_DAY:
+        if key.endswith(suffix.replace(" ", "")):
+            key, per_day = key[: -len(suffix.replace(" ", ""))], True
+            break
+    for suffix in _PER_KG:
+        if key.endswith(suffix):
+            key, per_kg = key[: -len(suffix)], True
+            break
+    known = _UNIT_OF.get(key)
+    if known is None:
+        return None
+    shown = known + ("/kg" if per_kg else "") + ("/d" if per_day else "")
+    return DoseUnit(shown, DOSE_UNITS[known][0], per_day, per_kg)
+
+
 def shown_dose_unit(unit: str) -> str:
-    """A dose unit Vigil converts to mg, in its spelling ("MCG" is "mcg"), else a fixed
-    phrase."""
-    return dose_unit_of(unit) or DOSE_UNIT_NOT_RECOGNISED
+    """A dose unit Vigil converts to mg, in its spelling ("MCG" is "mcg", "mg/day" is
+    "mg/d"), else a fixed phrase."""
+    read = read_dose_unit(unit)
+    return read.shown if read else DOSE_UNIT_NOT_RECOGNISED

@@ -7,7 +7,7 @@ and route in Vigil's spelling (``medication_words``), never the text as sent.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -20,9 +20,10 @@ from services.safety_rules.domain.conditions.drug_names import (
 )
 from services.safety_rules.domain.conditions.lab_values import _numeric, value_in
 from services.safety_rules.domain.conditions.medication_words import (
-    mg_per_unit,
+    is_single_dose,
     normalise,
     per_day,
+    read_dose_unit,
     route_of,
     shown_dose_unit,
     shown_frequency,
@@ -34,6 +35,13 @@ from services.safety_rules.domain.history import MedicationEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import Operator
 from shared.analytes import UnitNotConvertible
 from shared.events import MedicationRecorded
+from shared.plausibility import collected_before_birth
+
+#: how far ahead of the time Vigil recorded it a medication's start may be. Ingest refuses
+#: a start beyond its clock skew (``services/ingest/plausible_times``); the rules service
+#: also reads facts published straight to the broker, and a planned start (a pulse booked
+#: for next month) is real: only a start more than a year ahead cannot be placed
+FUTURE_START_LIMIT = timedelta(days=366)
 
 
 def _stem_matches(stem: str, found: Identified) -> bool:
@@ -43,7 +51,10 @@ def _stem_matches(stem: str, found: Identified) -> bool:
     core = stem.strip("-")
     if is_cjk(core):
         return core in found.text
-    for part in found.parts:
+    # the word parts as sent and the INNs Vigil's table reads in them (a brand, a Chinese
+    # name, a misspelling): "Ocrevus" is ocrelizumab, of the -mab stem
+    inns = tuple(part for name in found.names for part in parts_of(name))
+    for part in (*found.parts, *inns):
         if len(part) <= len(core):
             continue
         if stem.startswith("-") and stem.endswith("-"):
@@ -68,7 +79,7 @@ def _drug(rule: MedicationRule, found: Identified) -> tuple[str, Fraction] | Non
     A drug in one of the rule's classes but not named by it is called by the known drugs
     of that class it names, else by the class's ATC prefix or the stem it matched. A drug
     the rule excepts (and its ATC codes) never counts, whatever stem its name has."""
-    if any(_names(name, found) for name in rule.except_drugs):
+    if any(name in found.names or _names(name, found) for name in rule.except_drugs):
         return None
     excepted_atc = tuple(code for name in rule.except_drugs for code in ATC_OF.get(name, ()))
     codes = [code for code in found.atc if not (excepted_atc and code.startswith(excepted_atc))]
@@ -107,11 +118,74 @@ def _described(name: str, record: MedicationRecorded) -> str:
 def _not_convertible(rule: MedicationRule, name: str, record: MedicationRecorded) -> str:
     """Why a dose cannot be summed, naming the fields, never their values."""
     fields = []
-    if mg_per_unit(record.dose_unit) is None:
+    unit = read_dose_unit(record.dose_unit)
+    if unit is None:
         fields.append("dose unit not recognised")
-    if per_day(record.frequency) is None:
-        fields.append("frequency not recognised")
+    if (unit is None or not unit.per_day) and per_day(record.frequency) is None:
+        missing = record.frequency is None or not record.frequency.strip()
+        fields.append("frequency missing" if missing else "frequency not recognised")
+    if unit is not None and unit.per_kg:
+        fields.append("no body weight for a dose per kg")
     return f"rule {rule.id}: {name} cannot be turned into mg/day: {', '.join(fields)}"
+
+
+def _implausible_start(entry: MedicationEntry, history: SubjectHistory) -> str | None:
+    """Why a medication's start cannot be right (more than a year after Vigil learned
+    of it; before the subject's birth), naming the field, never its value."""
+    start = entry.record.start
+    if start > entry.recorded_at + FUTURE_START_LIMIT:
+        return (
+            "a medication's start is more than a year after Vigil recorded it: the "
+            "medication is kept as sent and not judged by any rule; ask the site to check "
+            "the start date"
+        )
+    enrolment = history.enrolment
+    if enrolment is not None and collected_before_birth(start, enrolment.birth_date):
+        return (
+            "a medication's start is before the subject's date of birth: one of the two is "
+            "wrong, so the medication is kept as sent and not judged by any rule; ask the "
+            "site to check the dates"
+        )
+    return None
+
+
+def _daily_mg(
+    rule: MedicationRule, history: SubjectHistory, record: MedicationRecorded
+) -> Fraction | None:
+    """A medication's mg on a day it is taken, or None when it cannot be told. A dose per
+    day ("mg/d") is the day's total; a dose per kg is times the subject's body weight
+    nearest in time to the start. A regimen taken less often than daily (QOD, QW) counts
+    its whole dose on the day it is taken for a protocol limit in mg/day (the protocol's
+    "> 10 mg/day": 60 mg prednisone once weekly is 60 mg that day), and averaged over its
+    interval for a per-kg rule (AAO 2016's 5 mg/kg/day is a long-term average)."""
+    unit = read_dose_unit(record.dose_unit)
+    if unit is None:
+        return None
+    mg = Fraction(record.dose) * unit.mg
+    if unit.per_kg:
+        weight = _nearest_weight(history, rule, record.start)
+        if weight is None:
+            return None
+        mg *= Fraction(weight[0])
+    if unit.per_day:
+        return mg
+    times = per_day(record.frequency)
+    if times is None:
+        return None
+    if rule.criterion == "daily-dose":
+        times = max(times, Fraction(1))
+    return mg * times
+
+
+def _stop(rule: MedicationRule, record: MedicationRecorded) -> datetime | None:
+    """When a medication stops counting: its stop, or for a single dose ("once", STAT,
+    st) sent without one, a day after its start: one administration is a dose on its day
+    only. A prohibited drug (a route or any-drug rule) stands from its start: one dose of
+    rituximab or a live vaccine acts for months."""
+    daily = rule.criterion.startswith("daily-dose")
+    if record.stop is None and daily and is_single_dose(record.frequency):
+        return record.start + timedelta(days=1)
+    return record.stop
 
 
 def _decimal(value: Fraction) -> Decimal:
@@ -134,7 +208,7 @@ def _holds(value: Fraction, operator: Operator, bound: Fraction) -> bool:
     return value >= bound
 
 
-Counted = tuple[MedicationEntry, Fraction, str]
+Counted = tuple[MedicationEntry, Fraction, str, datetime | None]
 
 
 def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counted], list[Problem]]:
@@ -150,6 +224,10 @@ def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counte
         if matched is None:
             continue
         name, factor = matched
+        why = _implausible_start(entry, history)
+        if why is not None:
+            problems.append(Problem("implausible-time", why, entry.event_id, ""))
+            continue
         if rule.routes:
             route = route_of(record.route)
             if route is None:
@@ -165,11 +243,12 @@ def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counte
                 continue
             if route not in rule.routes:
                 continue
+        stop = _stop(rule, record)
         if rule.criterion in ("route", "any"):
-            counted.append((entry, Fraction(0), name))
+            counted.append((entry, Fraction(0), name, stop))
             continue
-        mg, times = mg_per_unit(record.dose_unit), per_day(record.frequency)
-        if mg is None or times is None:
+        daily = _daily_mg(rule, history, record)
+        if daily is None:
             problems.append(
                 Problem(
                     "dose-not-convertible",
@@ -179,7 +258,7 @@ def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counte
                 )
             )
             continue
-        counted.append((entry, Fraction(record.dose) * mg * times * factor, name))
+        counted.append((entry, daily * factor, name, stop))
     return counted, problems
 
 
@@ -216,8 +295,8 @@ def _weighed_at(
         entry.at
         for entry in history.results(*rule.weight_codes)
         if any(
-            e.record.start <= entry.at and (e.record.stop is None or e.record.stop > entry.at)
-            for e, _, _ in counted
+            e.record.start <= entry.at and (stop is None or stop > entry.at)
+            for e, _, _, stop in counted
         )
     }
 
@@ -225,12 +304,7 @@ def _weighed_at(
 def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     counted, problems = _counted(rule, history)
     moments = sorted(
-        {
-            m
-            for entry, _, _ in counted
-            for m in (entry.record.start, entry.record.stop)
-            if m is not None
-        }
+        {m for entry, _, _, stop in counted for m in (entry.record.start, stop) if m is not None}
         | _weighed_at(history, rule, counted)
     )
     points: list[Point] = []
@@ -238,12 +312,12 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     for moment in moments:
         active = [
             (e, d, n)
-            for e, d, n in counted
-            if e.record.start <= moment and (e.record.stop is None or e.record.stop > moment)
+            for e, d, n, stop in counted
+            if e.record.start <= moment and (stop is None or stop > moment)
         ]
         active.sort(key=lambda item: item[0].record.start)
         trigger, trigger_name = next(
-            ((e, n) for e, _, n in counted if e.record.start == moment or e.record.stop == moment),
+            ((e, n) for e, _, n, stop in counted if moment in (e.record.start, stop)),
             (active[0][0], active[0][2]) if active else (counted[0][0], counted[0][2]),
         )
         drugs = ", ".join(_described(n, e.record) for e, _, n in active) or "none"
