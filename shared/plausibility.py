@@ -179,10 +179,14 @@ def implausible_value(result: LabResultReported) -> str | None:
     if bounds is None or value is None:
         return None
     comparator = result.comparator or ""
-    # '<x' is any value at most x: impossible only when even 0 (the least a quantity may
-    # be) is: x at or below 0. '>x' is any value above x: impossible when x is past high.
-    if comparator.startswith("<"):
-        too_low, too_high = value < 0 or (value == 0 and comparator == "<"), False
+    # '<x' is any value below x: impossible only when even 0 (the least a quantity may
+    # be) is: x at or below 0. '<=x' also allows x itself, so '<=0' is impossible when 0
+    # is (haemoglobin, creatinine: every value it allows is). '>x' is any value above x:
+    # impossible when x is past high.
+    if comparator == "<=":
+        too_low, too_high = value < 0 or (value == 0 and _below(_ZERO, bounds)), False
+    elif comparator.startswith("<"):
+        too_low, too_high = value <= 0, False
     elif comparator.startswith(">"):
         too_low, too_high = False, value >= bounds.high
     else:
@@ -208,3 +212,30 @@ def unusable_reference_range(low: Decimal | None, high: Decimal | None) -> bool:
     of 40-7 U/L, the limits swapped or mistyped). Such a range is set aside, never used
     as a limit."""
     return low is not None and high is not None and low > high
+
+
+#: Cockcroft-Gault was derived in adults (Cockcroft & Gault, Nephron 1976; 18 to 92 years)
+#: and is not valid below this age; a subject of an adult trial younger than this has a
+#: mistyped birth date
+ADULT_AGE_YEARS = 18
+#: the least an adult can weigh: the lowest weights reported in surviving adults (severe
+#: anorexia nervosa, BMI about 7-8) are some 20-25 kg; below 20 kg an adult's weight is a
+#: lost digit or grams sent as kilograms
+ADULT_BODY_WEIGHT_MIN_KG = Decimal(20)
+
+
+def age_years(birth: date, day: date) -> int:
+    """Completed years of age on ``day``."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def implausible_adult_weight(kg: Decimal, birth: date, day: date) -> str | None:
+    """Why a body weight cannot be this adult's, or None (a child's, or plausible). The
+    text names the limit, never the value."""
+    if age_years(birth, day) < ADULT_AGE_YEARS or kg >= ADULT_BODY_WEIGHT_MIN_KG:
+        return None
+    return (
+        f"body weight below {ADULT_BODY_WEIGHT_MIN_KG:f} kg for an adult (by the subject's "
+        "birth date): kept as sent and not used by any rule (Cockcroft-Gault); ask the site "
+        "to check and correct it (a lost digit, grams sent as kilograms)"
+    )

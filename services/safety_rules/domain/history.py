@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.safety_rules.domain.supersession import Report, reported_result, standing_before
-from shared.analytes import analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import (
     AdverseEventReported,
     DataQualityIssueRaised,
@@ -35,7 +35,11 @@ from shared.events import (
     SubjectEnrolled,
 )
 from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
-from shared.plausibility import collected_before_birth, implausible_value
+from shared.plausibility import (
+    collected_before_birth,
+    implausible_adult_weight,
+    implausible_value,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ def set_aside_because(
     """Why no rule may judge this result, or None."""
     if (detail := implausible_value(result)) is not None:
         return "implausible-value", detail
+    if (detail := _implausible_weight(result, enrolment)) is not None:
+        return "implausible-value", detail
     if enrolment is not None and collected_before_birth(result.collected_at, enrolment.birth_date):
         analyte = analyte_for(result.loinc_code or "")
         name = analyte.name if analyte else (result.loinc_code or "a result")
@@ -96,6 +102,26 @@ def set_aside_because(
             "site and the laboratory to check the dates"
         )
     return None
+
+
+def _implausible_weight(
+    result: LabResultReported, enrolment: SubjectEnrolled | None
+) -> str | None:
+    """Why a body weight result cannot be this (adult) subject's, or None."""
+    analyte = analyte_for(result.loinc_code or "")
+    if (
+        enrolment is None
+        or analyte is None
+        or analyte.name != "body weight"
+        or result.value is None
+        or result.comparator is not None
+    ):
+        return None
+    try:
+        kg = analyte.to_canonical(result.value, result.unit or "")
+    except UnitNotConvertible:
+        return None
+    return implausible_adult_weight(kg, enrolment.birth_date, result.collected_at.date())
 
 
 @dataclass(frozen=True)
