@@ -239,3 +239,36 @@ def implausible_adult_weight(kg: Decimal, birth: date, day: date) -> str | None:
         "birth date): kept as sent and not used by any rule (Cockcroft-Gault); ask the site "
         "to check and correct it (a lost digit, grams sent as kilograms)"
     )
+
+
+def implausible_reference_range(result: LabResultReported) -> str | None:
+    """What cannot be right in a laboratory's reference range for this result, or None.
+
+    Low above high (a range of 40-7 U/L, the limits swapped or mistyped); for an analyte of
+    the catalogue, whose quantity is never negative, also a negative low limit, an upper
+    limit at or below zero (a ULN of 0 U/L makes every value infinitely many times it) and
+    an upper limit beyond the analyte's plausible range (no patient's value can reach it,
+    so no laboratory's limit can be there). Such a range is set aside, never used as a
+    limit, and raised as ``reference-range-implausible``; the text names no value."""
+    low, high = result.reference_low, result.reference_high
+    if unusable_reference_range(low, high):
+        return "its low limit is above its high limit"
+    analyte = analyte_for(result.loinc_code) if result.loinc_code else None
+    bounds = plausible_range(analyte) if analyte is not None else None
+    if analyte is None or bounds is None or bounds.low < 0:
+        return None
+    if low is not None and low < 0:
+        return f"its low limit is negative, which no {analyte.name} result can be"
+    if high is not None and high <= 0:
+        return f"its high limit is not above zero, which no {analyte.name} limit can be"
+    if high is not None and result.unit:
+        try:
+            canonical = analyte.to_canonical(high, result.unit)
+        except UnitNotConvertible:
+            return None
+        if canonical > bounds.high:
+            return (
+                f"its high limit is above anything physiological for {analyte.name} "
+                f"(plausible: {bounds.text(analyte.canonical_unit)})"
+            )
+    return None

@@ -39,7 +39,7 @@ from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW, time_problems
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import LabResultReported, Sex, SubjectEnrolled, SubjectEvent
 from shared.field_problems import describe, field_problems
-from shared.plausibility import implausible_value
+from shared.plausibility import implausible_reference_range, implausible_value
 
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 
@@ -196,6 +196,16 @@ class _Reader:
         if (detail := implausible_value(result)) is not None:
             self.problem(
                 "OBX", sequence, 5, APPLICATION_ERROR, f"OBX-5 (value): {detail}"[:300], "W"
+            )
+        if (why := implausible_reference_range(result)) is not None:
+            self.problem(
+                "OBX",
+                sequence,
+                7,
+                APPLICATION_ERROR,
+                f"OBX-7 (reference range) cannot be right: {why}; kept as sent and not used "
+                "as a limit (the rule pack's fallback applies)"[:300],
+                "W",
             )
 
     def registration(self) -> list[SubjectEvent]:
