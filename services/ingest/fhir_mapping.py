@@ -7,8 +7,10 @@ for pydantic v2.
 
 from __future__ import annotations
 
+import functools
 from datetime import tzinfo
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
@@ -23,8 +25,9 @@ from services.ingest.fhir_subjects import (
     referenced_subject,
 )
 from services.ingest.fhir_times import effective
-from services.ingest.fhir_values import NotRead, value_fields
+from services.ingest.fhir_values import UCUM, NotRead, value_fields
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import (
     LabResultReported,
     LabResultUnreadable,
@@ -134,21 +137,41 @@ def observation_event(
         return _unreadable(coded, read)
     ranges = observation.referenceRange or []
     first_range = ranges[0] if ranges else None
+    limit = functools.partial(_limit_in, loinc, read.get("unit"))
     try:
         return LabResultReported.model_validate(
             {
                 **coded,
                 **read,
-                "reference_low": first_range.low.value if first_range and first_range.low else None,
-                "reference_high": first_range.high.value
-                if first_range and first_range.high
-                else None,
+                "reference_low": limit(first_range.low if first_range else None),
+                "reference_high": limit(first_range.high if first_range else None),
                 "collected_precision": collected_precision,
                 "observation_key": bounded(identity, 300),
             }
         ), []
     except ValidationError as error:
         return None, validation_issues("invalid", "Observation", error, _OBSERVATION_FIELDS)
+
+
+def _limit_in(loinc: str | None, value_unit: Any, quantity: Any) -> Decimal | None:
+    """A referenceRange limit (a SimpleQuantity with its own unit, FHIR R4) in the unit of
+    the value it bounds: a range 0.12-0.67 ukat/L for an ALT in U/L is 7-40 U/L, never a
+    ULN of 0.67 U/L. A limit in a unit that cannot be converted to the value's is not
+    used (None: the rule pack's fallback applies)."""
+    if quantity is None or quantity.value is None:
+        return None
+    unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+    if not unit or not value_unit or unit == value_unit:
+        return cast("Decimal", quantity.value)
+    analyte = analyte_for(loinc) if loinc else None
+    if analyte is None:
+        return None
+    try:
+        return analyte.to_canonical(quantity.value, unit) / analyte.to_canonical(
+            Decimal(1), value_unit
+        )
+    except UnitNotConvertible:
+        return None
 
 
 def _unreadable(coded: dict[str, Any], read: NotRead) -> tuple[SubjectEvent | None, list[Issue]]:
