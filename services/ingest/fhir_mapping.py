@@ -8,7 +8,8 @@ for pydantic v2.
 from __future__ import annotations
 
 import functools
-from datetime import tzinfo
+import re
+from datetime import date, tzinfo
 from decimal import Decimal
 from typing import Any, cast
 
@@ -219,10 +220,27 @@ def patient_event(
             subject_id=str(subject),
             site_id=str(site),
             sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
-            birth_date=patient.birthDate,
+            birth_date=_birth_date(patient.birthDate),
         ), []
     except ValidationError as error:
         return None, validation_issues("invalid", "Patient", error, _PATIENT_FIELDS)
+
+
+_PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
+def _birth_date(value: Any) -> Any:
+    """FHIR R4 ``date`` at its precision: a birth year ("1985") or month ("1985-04"), as
+    de-identified trial feeds send them, stands for its first day, the earliest it can
+    mean: the oldest age it allows (Cockcroft-Gault's lower, more alerting clearance) and
+    never a result "before birth" that the full date would place after it. Anything else
+    is left to the model (which names birthDate when it is wrong)."""
+    if isinstance(value, str) and (match := _PARTIAL_DATE.match(value)):
+        try:
+            return date(int(match[1]), int(match[2] or 1), 1)
+        except ValueError:
+            return value
+    return value
 
 
 # where an event's field came from in the resource, so that an issue names the element
