@@ -136,6 +136,11 @@ class _Reader:
         filler, placer = _entity(obr, 3), _entity(obr, 2)
         number = f"filler:{filler}" if filler else f"placer:{placer}" if placer else ""
         events: list[SubjectEvent] = []
+        time_from = (
+            ("SPM", order.specimen.sequence, 17)
+            if not get(obr, 7) and order.specimen is not None
+            else ("OBR", order.obr.sequence, 7)
+        )
         for at in order.observations:
             if no_result(at.segment):
                 continue  # pending, not asked, order detail: nothing to record (kept)
@@ -148,6 +153,7 @@ class _Reader:
                 # OBR-7 is the specimen's collection time; a lab that leaves it empty
                 # may give it in the order's SPM-17 (ELR 2.5.1 does both)
                 obr_time=get(obr, 7) or (get(order.specimen.segment, 17) if order.specimen else ""),
+                time_from=time_from,
                 order=number,
                 zone=self.zone,
                 code_map=self.code_map,
@@ -156,19 +162,22 @@ class _Reader:
             events.extend(outcome.results)
             for result in outcome.results:
                 self.check_result(
-                    result, at.sequence, order.obr.sequence, bool(get(at.segment, 14))
+                    result,
+                    at.sequence,
+                    ("OBX", at.sequence, 14) if get(at.segment, 14) else time_from,
                 )
             if outcome.problem is None:
                 continue
             field_number, code, text = outcome.problem
+            # ERR-2 names the field the problem is in: this OBX's, or the OBR-7 or SPM-17
+            # its collection time was taken from
+            where = outcome.located or ("OBX", at.sequence, field_number)
             if outcome.unreadable is None:  # not even kept as unreadable: fail the message
-                self.problem("OBX", at.sequence, field_number, code, text)
+                self.problem(*where, code, text)
                 continue
             events.append(outcome.unreadable)
             self.problem(
-                "OBX",
-                at.sequence,
-                field_number,
+                *where,
                 code,
                 f"{text}; this result is kept for review",
                 "W",
@@ -176,22 +185,22 @@ class _Reader:
         return events
 
     def check_result(
-        self, result: LabResultReported, sequence: int, obr_sequence: int, own_time: bool
+        self, result: LabResultReported, sequence: int, time_from: tuple[str, int, int]
     ) -> None:
         """A collection time in the future fails the message (AE naming OBX-14, or the
-        OBR-7 it came from); a value that cannot be physiological is kept and named in an
-        ERR of severity W (the rules never judge it; a data manager is asked to look)."""
+        OBR-7 or SPM-17 it came from); a value that cannot be physiological is kept and
+        named in an ERR of severity W (the rules never judge it; a data manager is asked
+        to look)."""
         if self.now is not None:
+            segment, number, field_number = time_from
             for found in time_problems(result, self.now, self.clock_skew):
-                segment, number, name = (
-                    ("OBX", sequence, "OBX-14") if own_time else ("OBR", obr_sequence, "OBR-7")
-                )
                 self.problem(
                     segment,
                     number,
-                    14 if own_time else 7,
+                    field_number,
                     APPLICATION_ERROR,
-                    f"{name} (collection time, of OBX {sequence}) {found.problem}",
+                    f"{segment}-{field_number} (collection time, of OBX {sequence}) "
+                    f"{found.problem}",
                 )
         if (detail := implausible_value(result)) is not None:
             self.problem(
