@@ -124,9 +124,44 @@ class _Reader:
             subject = self.subject_of(group.pid.segment, group.pid.sequence)
             if subject is None:
                 continue
-            for order in group.orders:
-                events.extend(self.order_results(subject, order))
+            found = [event for order in group.orders for event in self.order_results(subject, order)]
+            self.check_birth_date(group.pid.segment, group.pid.sequence, found)
+            events.extend(found)
         return events
+
+    def check_birth_date(
+        self, pid: hl7.Segment, sequence: int, results: list[SubjectEvent]
+    ) -> None:
+        """An ORU's PID-7 that cannot be right (in the future, or after a specimen of the
+        message was collected) is named in an ERR of severity W: the results stand on
+        their own (the rules use the enrolment's birth date, never the ORU's), but the
+        laboratory's demographics are wrong or belong to another patient, which the
+        sender must check (issue 15 item 11). The text names the field, never the date."""
+        text = get(pid, 7)
+        if not text:
+            return
+        try:
+            birth = parse_date(text)
+        except FieldError:
+            return  # the ORU's birth date is not read; only ADT registers a subject
+        why = None
+        if self.now is not None and birth > (self.now + self.clock_skew).date():
+            why = "is in the future"
+        elif any(
+            isinstance(result, LabResultReported) and result.collected_at.date() < birth
+            for result in results
+        ):
+            why = "is after the collection time of a result of this patient"
+        if why is not None:
+            self.problem(
+                "PID",
+                sequence,
+                7,
+                APPLICATION_ERROR,
+                f"PID-7 (birth date) {why}: it cannot be right; the results are kept, the "
+                "birth date is not used: check the patient's demographics",
+                "W",
+            )
 
     def order_results(self, subject: str, order: Order) -> list[SubjectEvent]:
         if order.obr is None:
