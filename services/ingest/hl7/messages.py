@@ -12,6 +12,7 @@ field and an HL7 table 0357 error code, so the sender's ACK can point at it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 
@@ -41,6 +42,8 @@ from shared.events import LabResultReported, Sex, SubjectEnrolled, SubjectEvent
 from shared.field_problems import describe, field_problems
 from shared.plausibility import implausible_reference_range, implausible_value
 
+# a DTM that ends with its UTC offset (HL7 v2.5.1 2A.3.22): an absolute instant
+_OFFSET = re.compile(r"[+-]\d{4}\s*$")
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 
 
@@ -200,6 +203,7 @@ class _Reader:
                     result,
                     at.sequence,
                     ("OBX", at.sequence, 14) if get(at.segment, 14) else time_from,
+                    bool(_OFFSET.search(get(at.segment, 14) or context.obr_time)),
                 )
             if outcome.problem is None:
                 continue
@@ -220,7 +224,11 @@ class _Reader:
         return events
 
     def check_result(
-        self, result: LabResultReported, sequence: int, time_from: tuple[str, int, int]
+        self,
+        result: LabResultReported,
+        sequence: int,
+        time_from: tuple[str, int, int],
+        offset_sent: bool = False,
     ) -> None:
         """A collection time in the future fails the message (AE naming OBX-14, or the
         OBR-7 or SPM-17 it came from); a value that cannot be physiological is kept and
@@ -228,7 +236,9 @@ class _Reader:
         to look)."""
         if self.now is not None:
             segment, number, field_number = time_from
-            for found in time_problems(result, self.now, self.clock_skew):
+            for found in time_problems(
+                result, self.now, self.clock_skew, offset_sent=offset_sent
+            ):
                 self.problem(
                     segment,
                     number,
