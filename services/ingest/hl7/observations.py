@@ -9,10 +9,12 @@ in words, never the value and never an internal error or pattern.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import hl7
 import hl7.exceptions
@@ -37,7 +39,9 @@ from services.ingest.hl7.values import (
     Unreadable,
     checked_value_type,
     read_values,
+    with_its_unit,
 )
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
 from shared.events.payloads import LOINC_PATTERN, TimePrecision
 
@@ -222,6 +226,18 @@ def read_observation(context: ObxContext, obx: hl7.Segment) -> ObxOutcome:
         )
 
 
+def _known_unit(coding: dict[str, str | None], unit: str) -> bool:
+    """Whether Vigil converts ``unit`` for the OBX's analyte."""
+    analyte = analyte_for(coding.get("loinc_code") or "")
+    if analyte is None:
+        return False
+    try:
+        analyte.to_canonical(Decimal(1), unit)
+    except UnitNotConvertible:
+        return False
+    return True
+
+
 def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
     try:
         if get(obx, 2) or get(obx, 5):
@@ -232,6 +248,8 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
     except Unreadable as error:
         raise _Problem(error.field, error.code, error.text) from None
     unit = read_unit(components(obx, 6)) or None
+    for value in values:
+        unit = with_its_unit(value, unit, functools.partial(_known_unit, coding)) or unit
     if unit is not None and len(unit) > 32:
         raise _Problem(6, DATA_TYPE_ERROR, "OBX-6 (units) is longer than 32 characters")
     if any("value" in value for value in values) and unit is None:
