@@ -156,9 +156,7 @@ def _written_as_a_date(value: Any) -> Any:
 ClinicalDateTime = Annotated[
     AwareDatetime, BeforeValidator(_written_as_a_date), AfterValidator(clinical_moment)
 ]
-ClinicalDate = Annotated[
-    date, BeforeValidator(_written_as_a_date), AfterValidator(_clinical_day)
-]
+ClinicalDate = Annotated[date, BeforeValidator(_written_as_a_date), AfterValidator(_clinical_day)]
 
 StudyId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 SubjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]

@@ -127,7 +127,9 @@ class _Reader:
             subject = self.subject_of(group.pid.segment, group.pid.sequence)
             if subject is None:
                 continue
-            found = [event for order in group.orders for event in self.order_results(subject, order)]
+            found = [
+                event for order in group.orders for event in self.order_results(subject, order)
+            ]
             self.check_birth_date(group.pid.segment, group.pid.sequence, found)
             events.extend(found)
         return events
@@ -236,9 +238,7 @@ class _Reader:
         to look)."""
         if self.now is not None:
             segment, number, field_number = time_from
-            for found in time_problems(
-                result, self.now, self.clock_skew, offset_sent=offset_sent
-            ):
+            for found in time_problems(result, self.now, self.clock_skew, offset_sent=offset_sent):
                 self.problem(
                     segment,
                     number,

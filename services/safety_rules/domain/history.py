@@ -104,9 +104,7 @@ def set_aside_because(
     return None
 
 
-def _implausible_weight(
-    result: LabResultReported, enrolment: SubjectEnrolled | None
-) -> str | None:
+def _implausible_weight(result: LabResultReported, enrolment: SubjectEnrolled | None) -> str | None:
     """Why a body weight result cannot be this (adult) subject's, or None."""
     analyte = analyte_for(result.loinc_code or "")
     if (

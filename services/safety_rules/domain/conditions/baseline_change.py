@@ -110,11 +110,7 @@ def _change_point(
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
     set_aside: tuple[Problem, ...] = ()
-    if (
-        holds
-        and _reads_uln(rule)
-        and implausible_reference_range(entry.result) is not None
-    ):
+    if holds and _reads_uln(rule) and implausible_reference_range(entry.result) is not None:
         set_aside = (
             Problem(
                 "reference-range-implausible",
