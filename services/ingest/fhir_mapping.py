@@ -25,7 +25,7 @@ from services.ingest.fhir_subjects import (
     patient_subject,
     referenced_subject,
 )
-from services.ingest.fhir_times import effective
+from services.ingest.fhir_times import contradictions, effective
 from services.ingest.fhir_values import UCUM, NotRead, value_fields
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
 from shared.analytes import UnitNotConvertible, analyte_for
@@ -104,6 +104,12 @@ def observation_event(
                 "effectivePeriod with a start or an end",
             )
         )
+    issues += [
+        Issue("value", element, problem)
+        for element, problem in contradictions(
+            observation.effectivePeriod, observation.issued, collected, zone
+        )
+    ]
     codings = list(observation.code.coding or []) if observation.code else []
     loinc = next((c.code for c in codings if c.system == LOINC and c.code), None)
     local = next((c for c in codings if c.system != LOINC and c.code), None)
