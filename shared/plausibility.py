@@ -185,10 +185,14 @@ def implausible_value(result: LabResultReported) -> str | None:
     if bounds is None or value is None:
         return None
     comparator = result.comparator or ""
-    # '<x' is any value at most x: impossible only when even 0 (the least a quantity may
-    # be) is: x at or below 0. '>x' is any value above x: impossible when x is past high.
-    if comparator.startswith("<"):
-        too_low, too_high = value < 0 or (value == 0 and comparator == "<"), False
+    # '<x' is any value below x: impossible only when even 0 (the least a quantity may
+    # be) is: x at or below 0. '<=x' also allows x itself, so '<=0' is impossible when 0
+    # is (haemoglobin, creatinine: every value it allows is). '>x' is any value above x:
+    # impossible when x is past high.
+    if comparator == "<=":
+        too_low, too_high = value < 0 or (value == 0 and _below(_ZERO, bounds)), False
+    elif comparator.startswith("<"):
+        too_low, too_high = value <= 0, False
     elif comparator.startswith(">"):
         too_low, too_high = False, value >= bounds.high
     else:
@@ -243,3 +247,63 @@ def unusable_reference_range(low: Decimal | None, high: Decimal | None) -> bool:
     of 40-7 U/L, the limits swapped or mistyped). Such a range is set aside, never used
     as a limit."""
     return low is not None and high is not None and low > high
+
+
+#: Cockcroft-Gault was derived in adults (Cockcroft & Gault, Nephron 1976; 18 to 92 years)
+#: and is not valid below this age; a subject of an adult trial younger than this has a
+#: mistyped birth date
+ADULT_AGE_YEARS = 18
+#: the least an adult can weigh: the lowest weights reported in surviving adults (severe
+#: anorexia nervosa, BMI about 7-8) are some 20-25 kg; below 20 kg an adult's weight is a
+#: lost digit or grams sent as kilograms
+ADULT_BODY_WEIGHT_MIN_KG = Decimal(20)
+
+
+def age_years(birth: date, day: date) -> int:
+    """Completed years of age on ``day``."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def implausible_adult_weight(kg: Decimal, birth: date, day: date) -> str | None:
+    """Why a body weight cannot be this adult's, or None (a child's, or plausible). The
+    text names the limit, never the value."""
+    if age_years(birth, day) < ADULT_AGE_YEARS or kg >= ADULT_BODY_WEIGHT_MIN_KG:
+        return None
+    return (
+        f"body weight below {ADULT_BODY_WEIGHT_MIN_KG:f} kg for an adult (by the subject's "
+        "birth date): kept as sent and not used by any rule (Cockcroft-Gault); ask the site "
+        "to check and correct it (a lost digit, grams sent as kilograms)"
+    )
+
+
+def implausible_reference_range(result: LabResultReported) -> str | None:
+    """What cannot be right in a laboratory's reference range for this result, or None.
+
+    Low above high (a range of 40-7 U/L, the limits swapped or mistyped); for an analyte of
+    the catalogue, whose quantity is never negative, also a negative low limit, an upper
+    limit at or below zero (a ULN of 0 U/L makes every value infinitely many times it) and
+    an upper limit beyond the analyte's plausible range (no patient's value can reach it,
+    so no laboratory's limit can be there). Such a range is set aside, never used as a
+    limit, and raised as ``reference-range-implausible``; the text names no value."""
+    low, high = result.reference_low, result.reference_high
+    if unusable_reference_range(low, high):
+        return "its low limit is above its high limit"
+    analyte = analyte_for(result.loinc_code) if result.loinc_code else None
+    bounds = plausible_range(analyte) if analyte is not None else None
+    if analyte is None or bounds is None or bounds.low < 0:
+        return None
+    if low is not None and low < 0:
+        return f"its low limit is negative, which no {analyte.name} result can be"
+    if high is not None and high <= 0:
+        return f"its high limit is not above zero, which no {analyte.name} limit can be"
+    if high is not None and result.unit:
+        try:
+            canonical = analyte.to_canonical(high, result.unit)
+        except UnitNotConvertible:
+            return None
+        if canonical > bounds.high:
+            return (
+                f"its high limit is above anything physiological for {analyte.name} "
+                f"(plausible: {bounds.text(analyte.canonical_unit)})"
+            )
+    return None

@@ -214,7 +214,8 @@ def create_app(
                 "input": None,
             }
             for index, group in enumerate(groups)
-            for found in time_problems(group[0].payload(), now, clock_skew)
+            # RFC 3339 with its offset: the API takes no time without one
+            for found in time_problems(group[0].payload(), now, clock_skew, offset_sent=True)
         ]
         if impossible:
             raise RequestValidationError(impossible, body=body)

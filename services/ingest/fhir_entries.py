@@ -28,7 +28,7 @@ from services.ingest.fhir_issues import Issue
 from services.ingest.fhir_medications import medication_warnings
 from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
 from shared.events import LabResultReported, LabResultUnreadable, SubjectEvent
-from shared.plausibility import implausible_value
+from shared.plausibility import implausible_reference_range, implausible_value
 
 JUDGED = frozenset(
     {"Observation", "Patient", "AdverseEvent", "MedicationStatement", "MedicationAdministration"}
@@ -225,24 +225,32 @@ def created(kind: str, event_id: Any, event: SubjectEvent | None = None) -> dict
 
 
 def implausible_outcome(event: SubjectEvent | None) -> dict[str, Any] | None:
-    """What is said of a result whose value cannot be physiological: kept, never judged,
-    a data manager asked to look (a warning); None for any other."""
+    """What is said of a result whose value or reference range cannot be right: kept,
+    never judged (the range never used), a data manager asked to look (warnings); None
+    for any other."""
     if not isinstance(event, LabResultReported):
         return None
-    detail = implausible_value(event)
-    if detail is None:
-        return None
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
+    issues = []
+    if (detail := implausible_value(event)) is not None:
+        issues.append(
             {
                 "severity": "warning",
                 "code": "value",
                 "diagnostics": f"implausible-value: {detail}",
                 "expression": ["Observation.value[x]"],
             }
-        ],
-    }
+        )
+    if (why := implausible_reference_range(event)) is not None:
+        # kept as sent, never used as a limit: the rules raise reference-range-implausible
+        issues.append(
+            {
+                "severity": "warning",
+                "code": "value",
+                "diagnostics": f"reference-range-implausible: the range cannot be right ({why})",
+                "expression": ["Observation.referenceRange"],
+            }
+        )
+    return {"resourceType": "OperationOutcome", "issue": issues} if issues else None
 
 
 def unreadable_outcome(event: LabResultUnreadable) -> dict[str, Any]:

@@ -7,8 +7,11 @@ for pydantic v2.
 
 from __future__ import annotations
 
-from datetime import tzinfo
-from typing import Any
+import functools
+import re
+from datetime import date, tzinfo
+from decimal import Decimal
+from typing import Any, cast
 
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
@@ -22,9 +25,10 @@ from services.ingest.fhir_subjects import (
     patient_subject,
     referenced_subject,
 )
-from services.ingest.fhir_times import effective
-from services.ingest.fhir_values import NotRead, value_fields
+from services.ingest.fhir_times import contradictions, effective
+from services.ingest.fhir_values import UCUM, NotRead, value_fields
 from services.ingest.subject_identifiers import SubjectIdentifierSystem
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import (
     LabResultReported,
     LabResultUnreadable,
@@ -100,6 +104,12 @@ def observation_event(
                 "effectivePeriod with a start or an end",
             )
         )
+    issues += [
+        Issue("value", element, problem)
+        for element, problem in contradictions(
+            observation.effectivePeriod, observation.issued, collected, zone
+        )
+    ]
     codings = list(observation.code.coding or []) if observation.code else []
     loinc = next((c.code for c in codings if c.system == LOINC and c.code), None)
     local = next((c for c in codings if c.system != LOINC and c.code), None)
@@ -134,21 +144,41 @@ def observation_event(
         return _unreadable(coded, read)
     ranges = observation.referenceRange or []
     first_range = ranges[0] if ranges else None
+    limit = functools.partial(_limit_in, loinc, read.get("unit"))
     try:
         return LabResultReported.model_validate(
             {
                 **coded,
                 **read,
-                "reference_low": first_range.low.value if first_range and first_range.low else None,
-                "reference_high": first_range.high.value
-                if first_range and first_range.high
-                else None,
+                "reference_low": limit(first_range.low if first_range else None),
+                "reference_high": limit(first_range.high if first_range else None),
                 "collected_precision": collected_precision,
                 "observation_key": bounded(identity, 300),
             }
         ), []
     except ValidationError as error:
         return None, validation_issues("invalid", "Observation", error, _OBSERVATION_FIELDS)
+
+
+def _limit_in(loinc: str | None, value_unit: Any, quantity: Any) -> Decimal | None:
+    """A referenceRange limit (a SimpleQuantity with its own unit, FHIR R4) in the unit of
+    the value it bounds: a range 0.12-0.67 ukat/L for an ALT in U/L is 7-40 U/L, never a
+    ULN of 0.67 U/L. A limit in a unit that cannot be converted to the value's is not
+    used (None: the rule pack's fallback applies)."""
+    if quantity is None or quantity.value is None:
+        return None
+    unit = quantity.code if quantity.system == UCUM and quantity.code else quantity.unit
+    if not unit or not value_unit or unit == value_unit:
+        return cast("Decimal", quantity.value)
+    analyte = analyte_for(loinc) if loinc else None
+    if analyte is None:
+        return None
+    try:
+        return analyte.to_canonical(quantity.value, unit) / analyte.to_canonical(
+            Decimal(1), value_unit
+        )
+    except UnitNotConvertible:
+        return None
 
 
 def _unreadable(coded: dict[str, Any], read: NotRead) -> tuple[SubjectEvent | None, list[Issue]]:
@@ -196,10 +226,27 @@ def patient_event(
             subject_id=str(subject),
             site_id=str(site),
             sex=_GENDER.get(str(patient.gender or "unknown"), Sex.UNKNOWN),
-            birth_date=patient.birthDate,
+            birth_date=_birth_date(patient.birthDate),
         ), []
     except ValidationError as error:
         return None, validation_issues("invalid", "Patient", error, _PATIENT_FIELDS)
+
+
+_PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
+def _birth_date(value: Any) -> Any:
+    """FHIR R4 ``date`` at its precision: a birth year ("1985") or month ("1985-04"), as
+    de-identified trial feeds send them, stands for its first day, the earliest it can
+    mean: the oldest age it allows (Cockcroft-Gault's lower, more alerting clearance) and
+    never a result "before birth" that the full date would place after it. Anything else
+    is left to the model (which names birthDate when it is wrong)."""
+    if isinstance(value, str) and (match := _PARTIAL_DATE.match(value)):
+        try:
+            return date(int(match[1]), int(match[2] or 1), 1)
+        except ValueError:
+            return value
+    return value
 
 
 # where an event's field came from in the resource, so that an issue names the element

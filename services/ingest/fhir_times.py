@@ -61,3 +61,35 @@ def effective(
     else:
         return None, None
     return moment(value, zone), precision(value)
+
+
+def contradictions(
+    period: Any, issued: Any, collected: datetime | None, zone: tzinfo
+) -> list[tuple[str, str]]:
+    """The times of an Observation that contradict each other, as (element, problem): an
+    ``effectivePeriod`` that ends before it starts (FHIR R4 Period invariant per-1: "start
+    SHALL have a lower value than end"), and an ``issued`` (made available, after
+    verification) before the specimen's collection. Such a result cannot be placed in
+    time and is refused naming the element (issue 15 item 11). Partial times are compared
+    by their first moment, the earliest they can mean, so a precision never refuses."""
+    found = []
+    if period is not None:
+        start, end = moment(period.start, zone), moment(period.end, zone)
+        if start is not None and end is not None and start > end:
+            found.append(
+                (
+                    "Observation.effectivePeriod",
+                    "effectivePeriod ends before it starts (FHIR R4 Period per-1): the "
+                    "collection time cannot be placed",
+                )
+            )
+    issued_at = moment(issued, zone) if issued is not None else None
+    if issued_at is not None and collected is not None and issued_at < collected:
+        found.append(
+            (
+                "Observation.issued",
+                "issued is before the collection time (effective[x]): a result cannot be "
+                "made available before its specimen was collected",
+            )
+        )
+    return found

@@ -41,10 +41,24 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
+#: how far ahead a collection time written with an explicit UTC offset may be: it is an
+#: absolute instant (HL7 v2.5.1 DTM with its offset, RFC 3339), so only a wrong offset can
+#: move it, and none moves it further than the widest offset any zone has (14 h: a local
+#: time of UTC+14 labelled "Z"); the whole-day allowance is for times sent without one
+OFFSET_SENT_SKEW = timedelta(hours=14)
+
+
 def time_problems(
-    event: EventPayload, now: datetime, skew: timedelta = DEFAULT_CLOCK_SKEW
+    event: EventPayload,
+    now: datetime,
+    skew: timedelta = DEFAULT_CLOCK_SKEW,
+    *,
+    offset_sent: bool = False,
 ) -> list[TimeProblem]:
-    """The times of ``event`` that cannot be right at ``now`` (empty when all can)."""
+    """The times of ``event`` that cannot be right at ``now`` (empty when all can);
+    ``offset_sent`` when the collection time came with its own UTC offset."""
+    if offset_sent and isinstance(event, LabResultReported):
+        skew = min(skew, OFFSET_SENT_SKEW)
     latest = now + skew
     hours = f"{skew.total_seconds() / 3600:g} h"
     if isinstance(event, LabResultReported) and event.collected_at > latest:

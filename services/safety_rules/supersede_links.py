@@ -29,6 +29,12 @@ def supersedes(
     replaces them, or, a late preliminary or final, is itself replaced), and the
     data-quality issue it raises when it conflicts with them."""
     history = histories[(result.study_id, result.subject_id)]
+    if envelope.id in history.set_aside:
+        # a report whose value or time cannot be right (set aside, raised as a data-quality
+        # issue) changes nothing: it neither corrects nor retracts the report that stands,
+        # so a signal raised on it stays (issue 15 item 8: an impossible value never
+        # changes a clinical signal); a later plausible correction replaces both
+        return [], []
     standing = history.standing_reports(result.identity, envelope.id)
     decision = decide(Report(envelope.id, result.result_status, reported_result(result)), standing)
     wrapped: list[Envelope] = []

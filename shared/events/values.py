@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import types
 import typing
 import uuid
@@ -48,6 +49,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     Field,
     PlainSerializer,
     TypeAdapter,
@@ -132,9 +134,29 @@ def _clinical_day(value: date) -> date:
     return value
 
 
+_DIGITS = re.compile(r"^\s*[+-]?\d+(?:\.\d*)?\s*$")
+
+
+def _written_as_a_date(value: Any) -> Any:
+    """Refuse a number or a string of digits where a date or date-time belongs: pydantic
+    reads them as Unix seconds, so an HL7 DTM "20261120" or a year "2099" would become a
+    moment of 1970. Dates and date-times are ISO 8601 / RFC 3339 text (issue 15)."""
+    if isinstance(value, int | float | Decimal) or (
+        isinstance(value, str) and _DIGITS.match(value)
+    ):
+        raise PydanticCustomError(
+            "date_written_as_number",
+            "must be an ISO 8601 date or date-time (such as 2026-11-20T08:30:00+08:00), "
+            "not a number",
+        )
+    return value
+
+
 # When something happened or is due, with its UTC offset.
-ClinicalDateTime = Annotated[AwareDatetime, AfterValidator(clinical_moment)]
-ClinicalDate = Annotated[date, AfterValidator(_clinical_day)]
+ClinicalDateTime = Annotated[
+    AwareDatetime, BeforeValidator(_written_as_a_date), AfterValidator(clinical_moment)
+]
+ClinicalDate = Annotated[date, BeforeValidator(_written_as_a_date), AfterValidator(_clinical_day)]
 
 StudyId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 SubjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]

@@ -105,10 +105,11 @@ def parse_decimal(text: str) -> Decimal:
 def parse_reference_range(text: str) -> tuple[Decimal | None, Decimal | None]:
     """OBX-7 in the forms labs write it: ``3.5-5.0``, ``7 - 40 U/L``, ``-2 - 2``,
     ``7.0 to 40.0``, ``<40``, ``<=40``, ``≤40``, ``>60``, ``>=60 mL/min``; a unit or words
-    after the numbers are allowed. Anything else gives no limits (the pack's apply)."""
+    after the numbers are allowed. Anything else gives no limits (the pack's apply). A
+    range that cannot be right (``40-7``) is kept as sent: the reader warns the sender and
+    the rules set it aside as ``reference-range-implausible`` (not "missing")."""
     if match := _RANGE.match(text):
-        low, high = Decimal(match[1]), Decimal(match[2])
-        return (low, high) if low <= high else (None, None)
+        return Decimal(match[1]), Decimal(match[2])
     if match := _UPPER.match(text):
         return None, Decimal(match[1])
     if match := _LOWER.match(text):

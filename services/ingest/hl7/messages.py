@@ -12,6 +12,7 @@ field and an HL7 table 0357 error code, so the sender's ACK can point at it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 
@@ -39,8 +40,10 @@ from services.ingest.plausible_times import DEFAULT_CLOCK_SKEW, time_problems
 from services.ingest.subject_identifiers import SubjectIdentifiers
 from shared.events import LabResultReported, Sex, SubjectEnrolled, SubjectEvent
 from shared.field_problems import describe, field_problems
-from shared.plausibility import implausible_value
+from shared.plausibility import implausible_reference_range, implausible_value
 
+# a DTM that ends with its UTC offset (HL7 v2.5.1 2A.3.22): an absolute instant
+_OFFSET = re.compile(r"[+-]\d{4}\s*$")
 _SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "U": Sex.UNKNOWN, "A": Sex.OTHER}
 
 
@@ -124,9 +127,46 @@ class _Reader:
             subject = self.subject_of(group.pid.segment, group.pid.sequence)
             if subject is None:
                 continue
-            for order in group.orders:
-                events.extend(self.order_results(subject, order))
+            found = [
+                event for order in group.orders for event in self.order_results(subject, order)
+            ]
+            self.check_birth_date(group.pid.segment, group.pid.sequence, found)
+            events.extend(found)
         return events
+
+    def check_birth_date(
+        self, pid: hl7.Segment, sequence: int, results: list[SubjectEvent]
+    ) -> None:
+        """An ORU's PID-7 that cannot be right (in the future, or after a specimen of the
+        message was collected) is named in an ERR of severity W: the results stand on
+        their own (the rules use the enrolment's birth date, never the ORU's), but the
+        laboratory's demographics are wrong or belong to another patient, which the
+        sender must check (issue 15 item 11). The text names the field, never the date."""
+        text = get(pid, 7)
+        if not text:
+            return
+        try:
+            birth = parse_date(text)
+        except FieldError:
+            return  # the ORU's birth date is not read; only ADT registers a subject
+        why = None
+        if self.now is not None and birth > (self.now + self.clock_skew).date():
+            why = "is in the future"
+        elif any(
+            isinstance(result, LabResultReported) and result.collected_at.date() < birth
+            for result in results
+        ):
+            why = "is after the collection time of a result of this patient"
+        if why is not None:
+            self.problem(
+                "PID",
+                sequence,
+                7,
+                APPLICATION_ERROR,
+                f"PID-7 (birth date) {why}: it cannot be right; the results are kept, the "
+                "birth date is not used: check the patient's demographics",
+                "W",
+            )
 
     def order_results(self, subject: str, order: Order) -> list[SubjectEvent]:
         if order.obr is None:
@@ -136,6 +176,11 @@ class _Reader:
         filler, placer = _entity(obr, 3), _entity(obr, 2)
         number = f"filler:{filler}" if filler else f"placer:{placer}" if placer else ""
         events: list[SubjectEvent] = []
+        time_from = (
+            ("SPM", order.specimen.sequence, 17)
+            if not get(obr, 7) and order.specimen is not None
+            else ("OBR", order.obr.sequence, 7)
+        )
         for at in order.observations:
             if no_result(at.segment):
                 continue  # pending, not asked, order detail: nothing to record (kept)
@@ -148,6 +193,7 @@ class _Reader:
                 # OBR-7 is the specimen's collection time; a lab that leaves it empty
                 # may give it in the order's SPM-17 (ELR 2.5.1 does both)
                 obr_time=get(obr, 7) or (get(order.specimen.segment, 17) if order.specimen else ""),
+                time_from=time_from,
                 order=number,
                 zone=self.zone,
                 code_map=self.code_map,
@@ -156,19 +202,23 @@ class _Reader:
             events.extend(outcome.results)
             for result in outcome.results:
                 self.check_result(
-                    result, at.sequence, order.obr.sequence, bool(get(at.segment, 14))
+                    result,
+                    at.sequence,
+                    ("OBX", at.sequence, 14) if get(at.segment, 14) else time_from,
+                    bool(_OFFSET.search(get(at.segment, 14) or context.obr_time)),
                 )
             if outcome.problem is None:
                 continue
             field_number, code, text = outcome.problem
+            # ERR-2 names the field the problem is in: this OBX's, or the OBR-7 or SPM-17
+            # its collection time was taken from
+            where = outcome.located or ("OBX", at.sequence, field_number)
             if outcome.unreadable is None:  # not even kept as unreadable: fail the message
-                self.problem("OBX", at.sequence, field_number, code, text)
+                self.problem(*where, code, text)
                 continue
             events.append(outcome.unreadable)
             self.problem(
-                "OBX",
-                at.sequence,
-                field_number,
+                *where,
                 code,
                 f"{text}; this result is kept for review",
                 "W",
@@ -176,26 +226,40 @@ class _Reader:
         return events
 
     def check_result(
-        self, result: LabResultReported, sequence: int, obr_sequence: int, own_time: bool
+        self,
+        result: LabResultReported,
+        sequence: int,
+        time_from: tuple[str, int, int],
+        offset_sent: bool = False,
     ) -> None:
         """A collection time in the future fails the message (AE naming OBX-14, or the
-        OBR-7 it came from); a value that cannot be physiological is kept and named in an
-        ERR of severity W (the rules never judge it; a data manager is asked to look)."""
+        OBR-7 or SPM-17 it came from); a value that cannot be physiological is kept and
+        named in an ERR of severity W (the rules never judge it; a data manager is asked
+        to look)."""
         if self.now is not None:
-            for found in time_problems(result, self.now, self.clock_skew):
-                segment, number, name = (
-                    ("OBX", sequence, "OBX-14") if own_time else ("OBR", obr_sequence, "OBR-7")
-                )
+            segment, number, field_number = time_from
+            for found in time_problems(result, self.now, self.clock_skew, offset_sent=offset_sent):
                 self.problem(
                     segment,
                     number,
-                    14 if own_time else 7,
+                    field_number,
                     APPLICATION_ERROR,
-                    f"{name} (collection time, of OBX {sequence}) {found.problem}",
+                    f"{segment}-{field_number} (collection time, of OBX {sequence}) "
+                    f"{found.problem}",
                 )
         if (detail := implausible_value(result)) is not None:
             self.problem(
                 "OBX", sequence, 5, APPLICATION_ERROR, f"OBX-5 (value): {detail}"[:300], "W"
+            )
+        if (why := implausible_reference_range(result)) is not None:
+            self.problem(
+                "OBX",
+                sequence,
+                7,
+                APPLICATION_ERROR,
+                f"OBX-7 (reference range) cannot be right: {why}; kept as sent and not used "
+                "as a limit (the rule pack's fallback applies)"[:300],
+                "W",
             )
 
     def registration(self) -> list[SubjectEvent]:

@@ -9,10 +9,12 @@ in words, never the value and never an internal error or pattern.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import hl7
 import hl7.exceptions
@@ -37,7 +39,9 @@ from services.ingest.hl7.values import (
     Unreadable,
     checked_value_type,
     read_values,
+    with_its_unit,
 )
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
 from shared.events.payloads import LOINC_PATTERN, TimePrecision
 
@@ -72,9 +76,11 @@ __all__ = ["NO_RESULT_YET", "OBX_VALUE_TYPES", "ObxContext", "no_result", "read_
 
 
 class _Problem(Exception):
-    def __init__(self, field: int, code: str, text: str) -> None:
+    def __init__(
+        self, field: int, code: str, text: str, at: tuple[str, int, int] | None = None
+    ) -> None:
         super().__init__(text)
-        self.field, self.code, self.text = field, code, text
+        self.field, self.code, self.text, self.at = field, code, text, at
 
 
 def _coding(obx: hl7.Segment, code_map: Mapping[str, str]) -> dict[str, str | None]:
@@ -117,9 +123,11 @@ def _checked_coding(coding: dict[str, str | None]) -> dict[str, str | None]:
 def _collected(context: ObxContext, obx: hl7.Segment) -> tuple[datetime, TimePrecision | None]:
     """OBX-14, or else OBR-7 (or SPM-17), in the source's zone when it carries no offset,
     with how precisely it was dated."""
-    text, name = get(obx, 14), "OBX-14"
+    text, name, at = get(obx, 14), "OBX-14", None
     if not text:
-        text, name = context.obr_time, f"OBR-7 (of OBR {context.obr_sequence})"
+        segment, sequence, number = context.time_from
+        text, at = context.obr_time, context.time_from
+        name = f"{segment}-{number} (of {segment} {sequence})"
     if not text:
         raise _Problem(
             14,
@@ -129,7 +137,7 @@ def _collected(context: ObxContext, obx: hl7.Segment) -> tuple[datetime, TimePre
     try:
         return read_dtm(text, default_zone=context.zone)
     except FieldError as error:
-        raise _Problem(14, DATA_TYPE_ERROR, f"{name} (collection time) {error}") from None
+        raise _Problem(14, DATA_TYPE_ERROR, f"{name} (collection time) {error}", at) from None
 
 
 def _status(obx: hl7.Segment) -> ResultStatus:
@@ -199,6 +207,9 @@ class ObxOutcome:
     results: list[LabResultReported]
     unreadable: LabResultUnreadable | None = None
     problem: tuple[int, str, str] | None = None  # (field, 0357 code, text) for the ERR
+    #: where the ERR points when not at this OBX (segment, sequence, field): the OBR-7 or
+    #: SPM-17 a collection time was taken from
+    located: tuple[str, int, int] | None = None
 
 
 def read_observation(context: ObxContext, obx: hl7.Segment) -> ObxOutcome:
@@ -208,8 +219,23 @@ def read_observation(context: ObxContext, obx: hl7.Segment) -> ObxOutcome:
         return ObxOutcome(_results(context, obx))
     except _Problem as problem:
         return ObxOutcome(
-            [], _unreadable(context, obx, problem), (problem.field, problem.code, problem.text)
+            [],
+            _unreadable(context, obx, problem),
+            (problem.field, problem.code, problem.text),
+            problem.at,
         )
+
+
+def _known_unit(coding: dict[str, str | None], unit: str) -> bool:
+    """Whether Vigil converts ``unit`` for the OBX's analyte."""
+    analyte = analyte_for(coding.get("loinc_code") or "")
+    if analyte is None:
+        return False
+    try:
+        analyte.to_canonical(Decimal(1), unit)
+    except UnitNotConvertible:
+        return False
+    return True
 
 
 def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
@@ -222,6 +248,8 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
     except Unreadable as error:
         raise _Problem(error.field, error.code, error.text) from None
     unit = read_unit(components(obx, 6)) or None
+    for value in values:
+        unit = with_its_unit(value, unit, functools.partial(_known_unit, coding)) or unit
     if unit is not None and len(unit) > 32:
         raise _Problem(6, DATA_TYPE_ERROR, "OBX-6 (units) is longer than 32 characters")
     if any("value" in value for value in values) and unit is None:

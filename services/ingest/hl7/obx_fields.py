@@ -42,3 +42,6 @@ class ObxContext:
     order: str  # "filler:<OBR-3>", "placer:<OBR-2>", or "" when the sender sent neither
     zone: tzinfo
     code_map: Mapping[str, str]
+    #: where ``obr_time`` came from (segment, its sequence, field), for the ERR that names
+    #: it: OBR-7, or SPM-17 when OBR-7 was empty (HL7 v2.5.1 2.15.5 ERR-2)
+    time_from: tuple[str, int, int] = ("OBR", 1, 7)

@@ -10,6 +10,9 @@ FT repeat lines of one text (HL7 2.5.1 2.A.79/2.A.31): their lines are joined.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import hl7
 import hl7.exceptions
 
@@ -144,3 +147,30 @@ def _text(text: str) -> Value:
     if _is_number(text):
         return {**_number(text), "value_text": text}
     return {"qualitative": qualitative_answer(text), "value_text": text}
+
+
+#: a number followed by one word, as labs write a unit into an ST value ("6.5 g/dL")
+_NUMBER_AND_UNIT = re.compile(r"^\s*(\S*\d\.?)\s*([^\d\s.][^\s]*)\s*$")
+
+
+def with_its_unit(value: Value, unit: str | None, known: Callable[[str], bool]) -> str | None:
+    """A text result that is exactly "<number> <unit>" read as the number, when the unit
+    is OBX-6's or one Vigil knows for the analyte (``known``): the value fields are put in
+    ``value`` and the unit read is returned (None: left as text). A laboratory that writes
+    "6.5 g/dL" in an ST OBX-5 reports a haemoglobin of 6.5 g/dL, which must be judged."""
+    text = value.get("value_text")
+    if "value" in value or not isinstance(text, str):
+        return None
+    match = _NUMBER_AND_UNIT.match(text)
+    if match is None:
+        return None
+    written = match[2]
+    if not (written == unit or (unit is None and known(written))):
+        return None
+    try:
+        number = _number(match[1].strip())
+    except FieldError:
+        return None
+    value.pop("qualitative", None)
+    value.update(number)
+    return written

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.safety_rules.domain.supersession import Report, reported_result, standing_before
 from shared.adverse_event_labels import is_serious
-from shared.analytes import analyte_for
+from shared.analytes import UnitNotConvertible, analyte_for
 from shared.events import (
     AdverseEventReported,
     DataQualityIssueRaised,
@@ -36,7 +36,12 @@ from shared.events import (
     SubjectEnrolled,
 )
 from shared.events.payloads import DataQualityProblem, EventPayload, payload_class
-from shared.plausibility import collected_before_birth, implausible_value, implausible_weight
+from shared.plausibility import (
+    collected_before_birth,
+    implausible_adult_weight,
+    implausible_value,
+    implausible_weight,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ def set_aside_because(
     """Why no rule may judge this result, or None."""
     if (detail := implausible_value(result)) is not None:
         return "implausible-value", detail
+    if (detail := _implausible_weight(result, enrolment)) is not None:
+        return "implausible-value", detail
     weight = enrolment.weight_kg if enrolment is not None else None
     if (detail := implausible_weight(result, weight)) is not None:
         return "implausible-value", detail
@@ -100,6 +107,24 @@ def set_aside_because(
             "site and the laboratory to check the dates"
         )
     return None
+
+
+def _implausible_weight(result: LabResultReported, enrolment: SubjectEnrolled | None) -> str | None:
+    """Why a body weight result cannot be this (adult) subject's, or None."""
+    analyte = analyte_for(result.loinc_code or "")
+    if (
+        enrolment is None
+        or analyte is None
+        or analyte.name != "body weight"
+        or result.value is None
+        or result.comparator is not None
+    ):
+        return None
+    try:
+        kg = analyte.to_canonical(result.value, result.unit or "")
+    except UnitNotConvertible:
+        return None
+    return implausible_adult_weight(kg, enrolment.birth_date, result.collected_at.date())
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
-from shared.plausibility import unusable_reference_range
+from shared.plausibility import implausible_reference_range
 from shared.qualitative import qualitative_answer
 
 #: flags (HL7 table 0078, FHIR ObservationInterpretation) saying a result is beyond the
@@ -176,15 +176,15 @@ def _flag_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> Point | None:
 
 
 def _range_unusable(entry: LabEntry) -> bool:
-    return unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
+    return implausible_reference_range(entry.result) is not None
 
 
 def _range_set_aside(rule: AbsoluteThresholdRule, entry: LabEntry) -> Problem:
     return Problem(
         "reference-range-implausible",
         f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with a "
-        "reference range whose low limit is above its high limit, which cannot be right and "
-        f"is set aside: rule {rule.id} judged it by its own threshold alone",
+        f"reference range that cannot be right ({implausible_reference_range(entry.result)}) "
+        f"and is set aside: rule {rule.id} judged it by its own threshold alone",
         entry.event_id,
         rule.id,
     )

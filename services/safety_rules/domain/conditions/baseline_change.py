@@ -30,7 +30,7 @@ from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
 from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import UnitNotConvertible, analyte_for
-from shared.plausibility import unusable_reference_range
+from shared.plausibility import implausible_reference_range
 
 
 def _change(
@@ -126,17 +126,14 @@ def _change_point(
     if holds is None:  # the change is monotone in the value: censored the same way
         return None, (_censored(rule, entry, rule.describe()),)
     set_aside: tuple[Problem, ...] = ()
-    if (
-        holds
-        and _reads_uln(rule)
-        and unusable_reference_range(entry.result.reference_low, entry.result.reference_high)
-    ):
+    if holds and _reads_uln(rule) and implausible_reference_range(entry.result) is not None:
         set_aside = (
             Problem(
                 "reference-range-implausible",
                 f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with "
-                "a reference range whose low limit is above its high limit, which cannot be "
-                f"right and is set aside: rule {rule.id} graded it on its baseline alone",
+                f"a reference range that cannot be right "
+                f"({implausible_reference_range(entry.result)}), which is set aside: rule "
+                f"{rule.id} graded it on its baseline alone",
                 entry.event_id,
                 rule.id,
             ),

@@ -26,6 +26,7 @@ from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
 from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
+from shared.plausibility import ADULT_AGE_YEARS, age_years, implausible_adult_weight
 
 
 def _age(birth: date, at: datetime) -> int:
@@ -43,11 +44,22 @@ def _nearest_weight(
         except UnitNotConvertible:
             continue
     enrolment = history.enrolment_weight()
-    if enrolment is not None:
+    if enrolment is not None and _enrolment_weight_problem(history) is None:
         candidates.append((*enrolment, "enrolment record"))
     if not candidates:
         return None
     return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
+
+
+def _enrolment_weight_problem(history: SubjectHistory) -> str | None:
+    """Why the enrolment weight cannot be this adult's (at Day 0, else today), or None."""
+    enrolment = history.enrolment
+    if enrolment is None or enrolment.weight_kg is None:
+        return None
+    weighed = history.enrolment_weight()
+    assert weighed is not None
+    detail = implausible_adult_weight(enrolment.weight_kg, enrolment.birth_date, weighed[1].date())
+    return None if detail is None else f"the enrolment record's {detail}"
 
 
 def _clearance(
@@ -83,7 +95,26 @@ def _clearance(
         return points, problems
     assert history.enrolment_fact is not None
     enrolled_by = history.enrolment_fact.event_id
-    for entry in _numeric(_candidates(history, rule.creatinine_codes, only)):
+    creatinines = _numeric(_candidates(history, rule.creatinine_codes, only))
+    if creatinines and (weight_problem := _enrolment_weight_problem(history)) is not None:
+        problems.append(Problem("implausible-value", weight_problem, enrolled_by, rule.id))
+    for entry in creatinines:
+        age = age_years(enrolment.birth_date, entry.at.date())
+        if age < ADULT_AGE_YEARS:
+            # Cockcroft-Gault is valid in adults only; in an adult trial a child's age is a
+            # mistyped birth date, which must not silently raise the estimate
+            problems.append(
+                Problem(
+                    "implausible-time",
+                    f"rule {rule.id}: the subject's birth date gives an age of {age} years "
+                    f"(below {ADULT_AGE_YEARS}) at a creatinine's collection: Cockcroft-Gault "
+                    "is valid in adults only and was not computed; ask the site to check the "
+                    "birth date",
+                    enrolled_by,
+                    rule.id,
+                )
+            )
+            continue
         weight = _nearest_weight(history, rule, entry.at)
         if weight is None:
             problems.append(

@@ -8,21 +8,22 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from services.safety_rules.domain.conditions.points import Problem, _label, _num, _reported
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import FallbackLimit
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
 from shared.events.payloads import DataQualityProblem, LabResultReported
-from shared.plausibility import unusable_reference_range
+from shared.plausibility import implausible_reference_range
 
 
 def lab_limits(result: LabResultReported) -> tuple[Decimal | None, Decimal | None]:
     """The laboratory's reference limits (low, high) as far as they can be used: neither
     when the range cannot be right (low above high: a ULN of 7 U/L from a range '40-7'
-    would make every ALT a grade 3), so the rule falls back as for a missing range."""
-    if unusable_reference_range(result.reference_low, result.reference_high):
+    would make every ALT a grade 3; a ULN of 0 or beyond anything physiological: see
+    ``shared.plausibility.implausible_reference_range``), so the rule falls back."""
+    if implausible_reference_range(result) is not None:
         return None, None
     return result.reference_low, result.reference_high
 
@@ -118,16 +119,18 @@ def _limit_of(
     assert result.value is not None
     low, high = lab_limits(result)
     limit = high if which == "ULN" else low
-    if limit is not None and limit > 0:
-        limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
-        return _Limit(result.value / limit, limit_text), ()
     analyte = analyte_for(result.loinc_code or "")
     fallback = fallbacks.get(analyte.name) if analyte is not None else None
     bound, whose = fallback.for_sex(sex, which) if fallback is not None else (Decimal(0), "")
-    implausible = unusable_reference_range(result.reference_low, result.reference_high)
+    why = implausible_reference_range(result)
+    if limit is not None and limit > 0 and which == "ULN" and fallback is not None:
+        why = _beyond_any_laboratory(limit, result.unit, bound, fallback.unit, analyte)
+    if limit is not None and limit > 0 and why is None:
+        limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
+        return _Limit(result.value / limit, limit_text), ()
+    implausible = why is not None
     came = (
-        "with a reference range whose low limit is above its high limit, which cannot be "
-        "right and is set aside"
+        f"with a reference range that cannot be right ({why}), which is set aside"
         if implausible
         else "without a reference range"
     )
@@ -156,3 +159,28 @@ def _limit_of(
         value / bound,
         f"{_num(bound)} {fallback.unit} (fallback" + (f", {whose})" if whose else ")"),
     ), problem
+
+
+#: a laboratory's ULN more than this many times the rule pack's fallback ULN (itself a
+#: typical laboratory's) is no laboratory's: "7-4000" U/L for ALT is "7-40.00" with its
+#: decimal point lost (ALT ULNs lie between about 30 and 60 U/L, IFCC)
+_ULN_MULTIPLE_OF_FALLBACK = Decimal(10)
+
+
+def _beyond_any_laboratory(
+    limit: Decimal, unit: str | None, fallback: Decimal, fallback_unit: str, analyte: Any
+) -> str | None:
+    """Why a laboratory's ULN is beyond any laboratory's (compared with the pack's
+    fallback ULN in the same unit), or None (also when the units do not convert)."""
+    if analyte is None or unit is None or fallback <= 0:
+        return None
+    try:
+        ratio = analyte.to_canonical(limit, unit) / analyte.to_canonical(fallback, fallback_unit)
+    except UnitNotConvertible:
+        return None
+    if ratio <= _ULN_MULTIPLE_OF_FALLBACK:
+        return None
+    return (
+        f"its high limit is more than {_ULN_MULTIPLE_OF_FALLBACK:f} times the rule pack's "
+        "fallback ULN, beyond any laboratory's"
+    )
