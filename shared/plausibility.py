@@ -137,6 +137,9 @@ PLAUSIBLE: dict[str, PlausibleRange] = {
         "reach some millions",
     ),
     "HBV DNA": _r("0", "1e12", "[IU]/mL; HBeAg-positive immune tolerance reaches 1e9-1e10"),
+    "HCV RNA quantitative": _r(
+        "0", "1e10", "[IU]/mL; untreated chronic hepatitis C reaches 1e7-1e8"
+    ),
 }
 
 
