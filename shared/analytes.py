@@ -12,7 +12,9 @@ variants a result may carry (automated and manual counts, with or without
 pyridoxal-5'-phosphate). Panel codes (75622-1, a set of HIV tests) are never result codes
 and are not listed. Every code and its LOINC long common name is in :data:`LOINC_NAMES`,
 which ``docs/loinc-codes.md`` renders (``render_loinc_table``; a test keeps them equal).
-Source: LOINC (Regenstrief Institute, loinc.org), long common names as published.
+Source: LOINC (Regenstrief Institute, loinc.org), long common names as published; the
+code sets checked against the VSAC value sets of the eCQM update 2025-05-08 (haemoglobin,
+platelet, leukocyte, creatinine, bilirubin and AST lab tests).
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ LOINC_NAMES: dict[str, str] = {
     "55782-7": "Hemoglobin [Mass/volume] in Blood by Oximetry",
     "75928-2": "Hemoglobin [Moles/volume] in Arterial blood",
     "93846-4": "Hemoglobin [Moles/volume] in Venous blood",
+    "97550-8": "Hemoglobin [Mass/volume] in Central venous blood by calculation",
     # cell counts and differential percentages
     "751-8": "Neutrophils [#/volume] in Blood by Automated count",
     "753-4": "Neutrophils [#/volume] in Blood by Manual count",
@@ -251,6 +254,7 @@ LOINC_NAMES: dict[str, str] = {
     "1744-2": "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
     "by No addition of P-5'-P",
     "76625-3": "Alanine aminotransferase [Enzymatic activity/volume] in Blood",
+    "77144-4": "Alanine aminotransferase [Enzymatic activity/volume] in Serum, Plasma or Blood",
     "1920-8": "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma",
     "30239-8": "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma "
     "by With P-5'-P",
@@ -262,11 +266,21 @@ LOINC_NAMES: dict[str, str] = {
     "1975-2": "Bilirubin.total [Mass/volume] in Serum or Plasma",
     "14631-6": "Bilirubin.total [Moles/volume] in Serum or Plasma",
     "42719-5": "Bilirubin.total [Mass/volume] in Blood",
+    "54363-7": "Bilirubin.total [Moles/volume] in Blood",
+    "59827-6": "Bilirubin.total [Mass/volume] in Arterial blood",
+    "59828-4": "Bilirubin.total [Mass/volume] in Venous blood",
+    "77137-8": "Bilirubin.total [Moles/volume] in Serum, Plasma or Blood",
+    "89871-8": "Bilirubin.total [Moles/volume] in Venous blood",
+    "89872-6": "Bilirubin.total [Moles/volume] in Arterial blood",
+    "97770-2": "Bilirubin.total [Moles/volume] in Capillary blood",
     # kidney
     "2160-0": "Creatinine [Mass/volume] in Serum or Plasma",
     "14682-9": "Creatinine [Moles/volume] in Serum or Plasma",
     "38483-4": "Creatinine [Mass/volume] in Blood",
     "59826-8": "Creatinine [Moles/volume] in Blood",
+    "21232-4": "Creatinine [Mass/volume] in Arterial blood",
+    "101475-2": "Creatinine [Moles/volume] in Venous blood",
+    "77140-2": "Creatinine [Moles/volume] in Serum, Plasma or Blood",
     "2164-2": "Creatinine renal clearance in 24 hour Urine and Serum or Plasma",
     "33558-8": "Creatinine renal clearance in Urine and Serum or Plasma collected for "
     "unspecified duration",
@@ -336,6 +350,7 @@ ANALYTES: tuple[Analyte, ...] = (
             "55782-7",
             "75928-2",
             "93846-4",
+            "97550-8",
         ),
         "g/dL",
         _units(("g/L", _ONE, Decimal(10)), ("mmol/L", _ONE, Decimal("0.6206"))),
@@ -350,18 +365,31 @@ ANALYTES: tuple[Analyte, ...] = (
         "10*9/L",
         _COUNT_PER_L,
     ),
-    Analyte("ALT", ("1742-6", "1743-4", "1744-2", "76625-3"), "U/L", _ENZYME),
+    Analyte("ALT", ("1742-6", "1743-4", "1744-2", "76625-3", "77144-4"), "U/L", _ENZYME),
     Analyte("AST", ("1920-8", "30239-8", "27344-1", "88112-8"), "U/L", _ENZYME),
     Analyte("alkaline phosphatase", ("6768-6",), "U/L", _ENZYME),
     Analyte(
         "total bilirubin",
-        ("1975-2", "14631-6", "42719-5"),
+        (
+            "1975-2",
+            "14631-6",
+            "42719-5",
+            "54363-7",
+            "59827-6",
+            "59828-4",
+            "77137-8",
+            "89871-8",
+            "89872-6",
+            "97770-2",
+        ),
         "mg/dL",
         _units(("umol/L", _ONE, Decimal("17.1"))),
     ),
     Analyte(
         "creatinine",
-        ("2160-0", "14682-9", "38483-4", "59826-8"),
+        # not the --pre/--post dialysis codes (11041-1, 11042-9, 51619-5, 51620-3): a value
+        # timed by dialysis is no measure of the subject's kidney function to grade
+        ("2160-0", "14682-9", "38483-4", "59826-8", "21232-4", "101475-2", "77140-2"),
         "mg/dL",
         # mmol/L: the FHIR R4 example Bundle-ghp sends 14682-9 as 0.09 mmol/L
         _units(("umol/L", _ONE, Decimal("88.4")), ("mmol/L", Decimal(1000), Decimal("88.4"))),
