@@ -163,6 +163,10 @@ def _canonical(result: LabResultReported, analyte: Analyte) -> Decimal | None:
     try:
         return analyte.to_canonical(result.value, result.unit)
     except UnitNotConvertible:
+        # a unit with no universal factor (copies/mL for IU/mL) tells only the sign: a
+        # negative value is below anything in any unit, a positive one cannot be placed
+        if analyte.unscaled(result.unit) and result.value < 0:
+            return result.value
         return None
 
 

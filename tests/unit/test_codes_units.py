@@ -13,6 +13,7 @@ import pytest
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.analytes import analyte_named, normalise_lab_result, normalise_unit
 from shared.events import DataQualityIssueRaised, LabResultReported
+from shared.plausibility import implausible_value
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO
 
@@ -105,3 +106,12 @@ def test_a_rule_needing_a_factor_says_it_cannot_judge_copies() -> None:
         "unit-not-convertible"
     ]
     assert not [s for o in outcomes for s in o.signals]
+
+
+def test_a_negative_count_of_copies_is_implausible_not_undetected() -> None:
+    """A negative viral load in copies/mL is impossible in any unit: a data-quality issue,
+    never read as 'not detected'."""
+    problem = implausible_value(_hbv(-5, "copies/mL"))
+    assert problem is not None
+    assert "HBV DNA" in problem
+    assert implausible_value(_hbv(500, "copies/mL")) is None
