@@ -18,6 +18,7 @@ from services.safety_rules.domain.conditions.points import (
     _censored,
     _Judgement,
     _lab_point,
+    _label,
     _memoised,
     _num,
 )
@@ -36,18 +37,54 @@ def _age(birth: date, at: datetime) -> int:
 def _nearest_weight(
     history: SubjectHistory, rule: CreatinineClearanceRule, at: datetime
 ) -> tuple[Decimal, datetime, uuid.UUID, str] | None:
-    candidates: list[tuple[Decimal, datetime, uuid.UUID, str]] = []
-    for entry in _numeric(history.results(*rule.weight_codes)):
-        try:
-            candidates.append((value_in(entry, "kg"), entry.at, entry.event_id, "weight result"))
-        except UnitNotConvertible:
-            continue
+    candidates = [
+        (value, entry.at, entry.event_id, "weight result")
+        for entry, value in _weights(history, rule)
+        if value is not None
+    ]
     enrolment = history.enrolment_weight()
     if enrolment is not None:
         candidates.append((*enrolment, "enrolment record"))
     if not candidates:
         return None
     return min(candidates, key=lambda c: (abs((c[1] - at).total_seconds()), c[1]))
+
+
+def _weights(
+    history: SubjectHistory, rule: CreatinineClearanceRule
+) -> list[tuple[LabEntry, Decimal | None]]:
+    """Every body weight result with its value in kg (None: its unit does not convert)."""
+    weights: list[tuple[LabEntry, Decimal | None]] = []
+    for entry in _numeric(history.results(*rule.weight_codes)):
+        try:
+            weights.append((entry, value_in(entry, "kg")))
+        except UnitNotConvertible:
+            weights.append((entry, None))
+    return weights
+
+
+def _weights_set_aside(
+    history: SubjectHistory,
+    rule: CreatinineClearanceRule,
+    at: datetime,
+    used: tuple[Decimal, datetime, uuid.UUID, str] | None,
+) -> list[Problem]:
+    """A body weight nearer in time than the one used that could not be read in kg: the
+    rule says it set it aside (the estimate rests on an older weight), never in silence."""
+    used_gap = abs((used[1] - at).total_seconds()) if used is not None else None
+    return [
+        Problem(
+            "unit-not-convertible",
+            f"rule {rule.id}: {_label(entry)} collected {entry.at.isoformat()} is the body "
+            "weight nearest in time but its unit does not convert to kg, so Cockcroft-Gault "
+            + (f"used the {used[3]} of {used[1].isoformat()}" if used else "had no weight")
+            + "; ask for the weight in kg",
+            entry.event_id,
+            rule.id,
+        )
+        for entry, value in _weights(history, rule)
+        if value is None and (used_gap is None or abs((entry.at - at).total_seconds()) < used_gap)
+    ]
 
 
 def _clearance(
@@ -85,6 +122,7 @@ def _clearance(
     enrolled_by = history.enrolment_fact.event_id
     for entry in _numeric(_candidates(history, rule.creatinine_codes, only)):
         weight = _nearest_weight(history, rule, entry.at)
+        problems += _weights_set_aside(history, rule, entry.at, weight)
         if weight is None:
             problems.append(
                 Problem(
