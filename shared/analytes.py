@@ -286,6 +286,10 @@ LOINC_NAMES: dict[str, str] = {
     "unspecified duration",
     "35591-7": "Creatinine renal clearance predicted by Cockcroft-Gault formula",
     "2890-2": "Protein/Creatinine [Mass Ratio] in Urine",
+    "34366-5": "Protein/Creatinine [Ratio] in Urine",
+    "13801-6": "Protein/Creatinine [Mass Ratio] in 24 hour Urine",
+    "40486-3": "Protein/Creatinine [Ratio] in 24 hour Urine",
+    "60678-0": "Protein/Creatinine [Mass Ratio] in 12 hour Urine",
     # body weight
     "29463-7": "Body weight",
     "3141-9": "Body weight Measured",
@@ -294,9 +298,9 @@ LOINC_NAMES: dict[str, str] = {
     "8350-1": "Body weight Measured --with clothes",
     "8351-9": "Body weight Measured --without clothes",
     # immunoglobulins, complement
-    "2465-3": "IgG [Mass/volume] in Serum",
-    "2458-8": "IgA [Mass/volume] in Serum",
-    "2472-9": "IgM [Mass/volume] in Serum",
+    "2465-3": "IgG [Mass/volume] in Serum or Plasma",
+    "2458-8": "IgA [Mass/volume] in Serum or Plasma",
+    "2472-9": "IgM [Mass/volume] in Serum or Plasma",
     "4485-9": "Complement C3 [Mass/volume] in Serum or Plasma",
     "4498-2": "Complement C4 [Mass/volume] in Serum or Plasma",
     # thyroid, pregnancy
@@ -423,7 +427,7 @@ ANALYTES: tuple[Analyte, ...] = (
     Analyte("TSH", ("3016-3", "11580-8", "11579-0"), "m[IU]/L", _units(("u[IU]/mL", _ONE, _ONE))),
     Analyte(
         "urine protein/creatinine",
-        ("2890-2",),
+        ("2890-2", "34366-5", "13801-6", "40486-3", "60678-0"),
         "g/g",
         # mg/mmol: mg of protein per mmol of creatinine (113.12 g/mol, so 1 mmol is
         # 113.12 mg): x mg/mmol = x / 113.12 g/g (1 mg/mmol = 8.840 mg/g)
