@@ -25,7 +25,7 @@ from services.safety_rules.domain.conditions.points import (
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
 from services.safety_rules.domain.rule_terms import certainly
-from shared.analytes import UnitNotConvertible
+from shared.analytes import LOINC_NAMES, UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
 
 
@@ -110,9 +110,9 @@ def _clearance(
                 grade=grade_of(rule.grading, {"value": value}, comparator),
                 value=value,
                 unit=rule.unit,
-                comparison=f"measured creatinine clearance {comparator or ''}{_num(value)} "
-                f"{rule.unit}, rule {rule.describe()}",
-                extra={"method": "measured"},
+                comparison=f"{_method(entry)} creatinine clearance {comparator or ''}"
+                f"{_num(value)} {rule.unit}, rule {rule.describe()}",
+                extra={"method": _method(entry)},
             )
         )
     enrolment = history.enrolment
@@ -143,6 +143,14 @@ def _clearance(
         if point is not None:
             points.append(point)
     return points, problems
+
+
+def _method(entry: LabEntry) -> str:
+    """How the laboratory obtained the clearance it reports: measured (timed urine), or
+    predicted by a formula (LOINC 35591-7 'Creatinine renal clearance predicted by
+    Cockcroft-Gault formula'), as the code's LOINC long common name says."""
+    name = LOINC_NAMES.get(entry.result.loinc_code or "", "")
+    return "predicted by the laboratory (Cockcroft-Gault)" if "predicted" in name else "measured"
 
 
 def _cockcroft_gault(
