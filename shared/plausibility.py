@@ -143,6 +143,9 @@ PLAUSIBLE: dict[str, PlausibleRange] = {
         "reach some millions",
     ),
     "HBV DNA": _r("0", "1e12", "[IU]/mL; HBeAg-positive immune tolerance reaches 1e9-1e10"),
+    "HCV RNA quantitative": _r(
+        "0", "1e10", "[IU]/mL; untreated chronic hepatitis C reaches 1e7-1e8"
+    ),
 }
 
 
@@ -166,6 +169,10 @@ def _canonical(result: LabResultReported, analyte: Analyte) -> Decimal | None:
     try:
         return analyte.to_canonical(result.value, result.unit)
     except UnitNotConvertible:
+        # a unit with no universal factor (copies/mL for IU/mL) tells only the sign: a
+        # negative value is below anything in any unit, a positive one cannot be placed
+        if analyte.unscaled(result.unit) and result.value < 0:
+            return result.value
         return None
 
 

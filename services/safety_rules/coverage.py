@@ -66,6 +66,8 @@ def _units_of(analyte: Analyte) -> str:
         text += f"; converts {', '.join(analyte.conversions)}"
     if spellings:
         text += f"; also spelled {', '.join(spellings)}"
+    if analyte.unscaled_units:
+        text += f"; detection only (no universal factor) {', '.join(analyte.unscaled_units)}"
     return text
 
 

@@ -81,6 +81,8 @@ def _absolute(
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
+            if _unscaled(entry):
+                return _unscaled_point(rule, entry)
             return None, ()  # ingest raised the data-quality issue when it received it
         comparator = entry.result.comparator
         holds = rule.holds(value, comparator)
@@ -118,6 +120,49 @@ def _absolute(
         points += more
         problems += found
     return points, problems
+
+
+def _unscaled(entry: LabEntry) -> bool:
+    """Whether the result is in a unit of its analyte with no universal factor to the
+    canonical one (HBV DNA in copies/mL)."""
+    analyte = analyte_for(entry.result.loinc_code or "")
+    unit = entry.result.unit
+    return analyte is not None and unit is not None and analyte.unscaled(unit)
+
+
+def _unscaled_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> _Judgement:
+    """A result in a unit with no universal factor (copies/mL against IU/mL) judged by a
+    detection rule: against a threshold of 0 only its sign matters, and zero is zero in any
+    unit, so the number as sent is compared. Any other threshold needs the factor: the rule
+    says it could not judge the result (never silent)."""
+    result = entry.result
+    assert result.value is not None
+    unit = shown_unit(result.unit)
+    if rule.threshold != 0:
+        return None, (
+            Problem(
+                "unit-not-convertible",
+                f"rule {rule.id}: {_label(entry)} collected {result.collected_at.isoformat()} "
+                f"came in {unit}, which has no universal factor to {rule.unit}, so the rule "
+                f"({rule.describe()}) could not judge it; ask the laboratory for {rule.unit}",
+                entry.event_id,
+                rule.id,
+            ),
+        )
+    comparator = result.comparator
+    holds = rule.holds(result.value, comparator)
+    if holds is None:
+        return None, (_censored(rule, entry, rule.describe()),)
+    return _lab_point(
+        rule,
+        entry,
+        holds=holds,
+        grade=None,
+        value=result.value,
+        unit=unit,
+        comparison=f"{comparator or ''}{_num(result.value)} {unit} {rule.operator} 0 "
+        "(detection: zero in any unit)",
+    ), ()
 
 
 def _laboratory_cut_off(rule: AbsoluteThresholdRule, entry: LabEntry) -> Decimal | None:

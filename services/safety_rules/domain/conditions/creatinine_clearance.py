@@ -18,13 +18,14 @@ from services.safety_rules.domain.conditions.points import (
     _censored,
     _Judgement,
     _lab_point,
+    _label,
     _memoised,
     _num,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
 from services.safety_rules.domain.rule_terms import certainly
-from shared.analytes import UnitNotConvertible
+from shared.analytes import LOINC_NAMES, UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
 from shared.plausibility import ADULT_AGE_YEARS, age_years, implausible_adult_weight
 
@@ -37,12 +38,11 @@ def _age(birth: date, at: datetime) -> int:
 def _nearest_weight(
     history: SubjectHistory, rule: CreatinineClearanceRule, at: datetime
 ) -> tuple[Decimal, datetime, uuid.UUID, str] | None:
-    candidates: list[tuple[Decimal, datetime, uuid.UUID, str]] = []
-    for entry in _numeric(history.results(*rule.weight_codes)):
-        try:
-            candidates.append((value_in(entry, "kg"), entry.at, entry.event_id, "weight result"))
-        except UnitNotConvertible:
-            continue
+    candidates = [
+        (value, entry.at, entry.event_id, "weight result")
+        for entry, value in _weights(history, rule)
+        if value is not None
+    ]
     enrolment = history.enrolment_weight()
     if enrolment is not None and _enrolment_weight_problem(history) is None:
         candidates.append((*enrolment, "enrolment record"))
@@ -60,6 +60,43 @@ def _enrolment_weight_problem(history: SubjectHistory) -> str | None:
     assert weighed is not None
     detail = implausible_adult_weight(enrolment.weight_kg, enrolment.birth_date, weighed[1].date())
     return None if detail is None else f"the enrolment record's {detail}"
+
+
+def _weights(
+    history: SubjectHistory, rule: CreatinineClearanceRule
+) -> list[tuple[LabEntry, Decimal | None]]:
+    """Every body weight result with its value in kg (None: its unit does not convert)."""
+    weights: list[tuple[LabEntry, Decimal | None]] = []
+    for entry in _numeric(history.results(*rule.weight_codes)):
+        try:
+            weights.append((entry, value_in(entry, "kg")))
+        except UnitNotConvertible:
+            weights.append((entry, None))
+    return weights
+
+
+def _weights_set_aside(
+    history: SubjectHistory,
+    rule: CreatinineClearanceRule,
+    at: datetime,
+    used: tuple[Decimal, datetime, uuid.UUID, str] | None,
+) -> list[Problem]:
+    """A body weight nearer in time than the one used that could not be read in kg: the
+    rule says it set it aside (the estimate rests on an older weight), never in silence."""
+    used_gap = abs((used[1] - at).total_seconds()) if used is not None else None
+    return [
+        Problem(
+            "unit-not-convertible",
+            f"rule {rule.id}: {_label(entry)} collected {entry.at.isoformat()} is the body "
+            "weight nearest in time but its unit does not convert to kg, so Cockcroft-Gault "
+            + (f"used the {used[3]} of {used[1].isoformat()}" if used else "had no weight")
+            + "; ask for the weight in kg",
+            entry.event_id,
+            rule.id,
+        )
+        for entry, value in _weights(history, rule)
+        if value is None and (used_gap is None or abs((entry.at - at).total_seconds()) < used_gap)
+    ]
 
 
 def _clearance(
@@ -85,9 +122,9 @@ def _clearance(
                 grade=grade_of(rule.grading, {"value": value}, comparator),
                 value=value,
                 unit=rule.unit,
-                comparison=f"measured creatinine clearance {comparator or ''}{_num(value)} "
-                f"{rule.unit}, rule {rule.describe()}",
-                extra={"method": "measured"},
+                comparison=f"{_method(entry)} creatinine clearance {comparator or ''}"
+                f"{_num(value)} {rule.unit}, rule {rule.describe()}",
+                extra={"method": _method(entry)},
             )
         )
     enrolment = history.enrolment
@@ -116,6 +153,7 @@ def _clearance(
             )
             continue
         weight = _nearest_weight(history, rule, entry.at)
+        problems += _weights_set_aside(history, rule, entry.at, weight)
         if weight is None:
             problems.append(
                 Problem(
@@ -136,6 +174,14 @@ def _clearance(
         if point is not None:
             points.append(point)
     return points, problems
+
+
+def _method(entry: LabEntry) -> str:
+    """How the laboratory obtained the clearance it reports: measured (timed urine), or
+    predicted by a formula (LOINC 35591-7 'Creatinine renal clearance predicted by
+    Cockcroft-Gault formula'), as the code's LOINC long common name says."""
+    name = LOINC_NAMES.get(entry.result.loinc_code or "", "")
+    return "predicted by the laboratory (Cockcroft-Gault)" if "predicted" in name else "measured"
 
 
 def _cockcroft_gault(
