@@ -105,7 +105,7 @@ async def test_simulate_shows_what_a_candidate_pack_changes(fresh_dsn: str, tmp_
 
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert "current pack 2026.11.1 -> candidate 2027.01.0-candidate" in text
+    assert "current pack 2026.12.1 -> candidate 2027.01.0-candidate" in text
     assert "would appear: 1, would disappear: 1, graded differently: 0, unchanged: 1" in text
     appear = [line for line in text.splitlines() if line.startswith("  + ")]
     disappear = [line for line in text.splitlines() if line.startswith("  - ")]
