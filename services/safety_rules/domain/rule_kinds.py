@@ -54,6 +54,25 @@ def _check_fallbacks(fallbacks: dict[str, FallbackLimit]) -> None:
             raise ValueError(str(error)) from None
 
 
+class HasFallbackLimits(RuleBase):
+    """A rule that reads a laboratory's limit, with the pack's limit per analyte for a
+    result sent without one."""
+
+    fallback_limits: dict[str, FallbackLimit] = Field(
+        default_factory=dict, description="By analyte name (a LOINC code reads as its analyte)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fallbacks_keyed(cls, data: object) -> object:
+        return _fallbacks_by_analyte(data)
+
+    @model_validator(mode="after")
+    def _fallbacks_are_convertible(self) -> HasFallbackLimits:
+        _check_fallbacks(self.fallback_limits)
+        return self
+
+
 class ReadsAnalytes(RuleBase):
     """A rule over lab results names the analytes it reads (``analytes``, by their names in
     Vigil's catalogue, ``shared/analytes.py``, the one place that knows an analyte's
@@ -163,26 +182,13 @@ class AbsoluteThresholdRule(ReadsAnalytes):
         return text
 
 
-class ReferenceLimitRule(ReadsAnalytes):
+class ReferenceLimitRule(ReadsAnalytes, HasFallbackLimits):
     """Fires when a result compares against a multiple of its own laboratory's ULN or LLN."""
 
     kind: Literal["reference_limit_multiple"]
     limit: Literal["ULN", "LLN"]
     operator: Operator
     multiple: Decimal = Field(gt=0)
-    fallback_limits: dict[str, FallbackLimit] = Field(
-        default_factory=dict, description="By analyte name (a LOINC code reads as its analyte)."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fallbacks_keyed(cls, data: object) -> object:
-        return _fallbacks_by_analyte(data)
-
-    @model_validator(mode="after")
-    def _fallbacks_are_convertible(self) -> ReferenceLimitRule:
-        _check_fallbacks(self.fallback_limits)
-        return self
 
     def inputs(self) -> tuple[str, ...]:
         return self.loinc_codes
@@ -254,7 +260,7 @@ class CreatinineClearanceRule(RuleBase):
         return f"creatinine clearance {self.operator} {plain_number(self.threshold)} {self.unit}"
 
 
-class HysLawRule(RuleBase):
+class HysLawRule(HasFallbackLimits):
     """Potential Hy's law: ALT or AST > 3 x ULN with total bilirubin > 2 x ULN within a
     window, without initial cholestasis (alkaline phosphatase < 2 x ULN)."""
 
@@ -266,19 +272,6 @@ class HysLawRule(RuleBase):
     bilirubin_multiple: Decimal = Decimal(2)
     alkaline_phosphatase_multiple: Decimal = Decimal(2)
     window_days: int = Field(default=30, ge=0)
-    fallback_limits: dict[str, FallbackLimit] = Field(
-        default_factory=dict, description="By analyte name (a LOINC code reads as its analyte)."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fallbacks_keyed(cls, data: object) -> object:
-        return _fallbacks_by_analyte(data)
-
-    @model_validator(mode="after")
-    def _fallbacks_are_convertible(self) -> HysLawRule:
-        _check_fallbacks(self.fallback_limits)
-        return self
 
     def inputs(self) -> tuple[str, ...]:
         return (*self.transaminase_codes, *self.bilirubin_codes, *self.alkaline_phosphatase_codes)

@@ -8,7 +8,8 @@ Shared by the rule kinds (``rule_kinds.py``, ``event_rule_kinds.py``), the pack
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from fractions import Fraction
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,8 +19,12 @@ Role = Annotated[str, Field(pattern=r"^[a-z][a-z-]*$")]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
-def compare(value: Decimal, operator: Operator, bound: Decimal) -> bool:
-    """``value operator bound`` for an exact value."""
+Exact = TypeVar("Exact", Decimal, Fraction)
+
+
+def compare(value: Exact, operator: Operator, bound: Exact) -> bool:
+    """``value operator bound`` for an exact value (a decimal, or a fraction: 1.5 mg
+    dexamethasone x 20/3 is exactly 10)."""
     if operator == "<":
         return value < bound
     if operator == "<=":

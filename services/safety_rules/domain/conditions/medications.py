@@ -32,7 +32,7 @@ from services.safety_rules.domain.conditions.medication_words import (
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.history import MedicationEntry, SubjectHistory
-from services.safety_rules.domain.rule_terms import Operator
+from services.safety_rules.domain.rule_terms import compare
 from shared.analytes import UnitNotConvertible
 from shared.events import MedicationRecorded
 from shared.plausibility import collected_before_birth
@@ -197,17 +197,6 @@ def _decimal(value: Fraction) -> Decimal:
     return shown.quantize(Decimal(1)) if shown == shown.to_integral_value() else shown
 
 
-def _holds(value: Fraction, operator: Operator, bound: Fraction) -> bool:
-    """``value operator bound`` in exact fractions (1.5 mg dexamethasone x 20/3 is 10)."""
-    if operator == "<":
-        return value < bound
-    if operator == "<=":
-        return value <= bound
-    if operator == ">":
-        return value > bound
-    return value >= bound
-
-
 Counted = tuple[MedicationEntry, Fraction, str, datetime | None]
 
 
@@ -356,7 +345,7 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
             else:
                 value, unit = daily, "mg/day"
                 total = _decimal(value)
-            holds = _holds(value, rule.operator, Fraction(rule.threshold))
+            holds = compare(value, rule.operator, Fraction(rule.threshold))
             computed["comparison"] = f"{_num(total)} {unit} {reference}{rule.describe()}".replace(
                 " -equivalent", ""
             )
