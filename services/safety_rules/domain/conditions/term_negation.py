@@ -23,11 +23,13 @@ not a new event, and a family history ("family history of breast cancer", 乳腺
 relative's (the experiencer is not the subject). A term that names a procedure about the
 event rather than the event is read the same way: a screening ("Cancer screening", "TB
 screening", 筛查; a positive screening still counts), a vaccination ("COVID-19
-vaccination", 新冠疫苗接种), prophylaxis ("infection prophylaxis", 预防感染) and a false
-positive test. An answer written after the finding it answers is a post-negation too:
-"Suicidal ideation: none", "Suicidal ideation negative", 自杀意念 then a full-width colon
-and 无, and "Suicide risk assessment: low" (low only as the answer to a risk, assessment,
-score or screen: "Blood pressure: low" is hypotension). A scope also ends at "after",
+vaccination", 新冠疫苗接种), prophylaxis ("infection prophylaxis") and a false positive
+test; a procedure's scope is narrow (three words, stopping at a preposition), so
+"Anaphylaxis to influenza vaccine" is still anaphylaxis. An answer written after the
+finding it answers is a post-negation too: "Suicidal ideation: none", "Suicidal ideation
+negative", 自杀意念 then a full-width colon and 无, and "Suicide risk assessment: low"
+(low only as the answer to a risk, assessment, score or screen: "Blood pressure: low" is
+hypotension). A scope also ends at "after",
 "following", "despite", "during", "while" ("Herpes zoster following vaccination" is still
 herpes zoster).
 
@@ -60,10 +62,8 @@ _PRE = re.compile(
     r"|negative\s+for|no\s+(?:evidence|signs?|history|sign|symptoms?)\s+of"
     r"|ruled\s+out(?:\s+for)?|excluded"
     # ConText: a history is not a new event, a family history is a relative's
-    r"|(?:family\s+|past\s+(?:medical\s+)?)?history\s+of|hx\s+of"
-    # a procedure about the event, not the event
-    r"|prophyla(?:xis|ctic)\s+(?:against|of|for)|prevention\s+of)\b"
-    r"|否认|排除|除外|未见|未发现|未检出|没有|既往|预防",
+    r"|(?:family\s+|past\s+(?:medical\s+)?)?history\s+of|hx\s+of)\b"
+    r"|否认|排除|除外|未见|未发现|未检出|没有|既往",
     re.IGNORECASE,
 )
 #: post-negation triggers: the words before them are negated
@@ -78,15 +78,29 @@ _POST = re.compile(
     # "negative" ending its clause: "Suicidal ideation negative"
     r"|negative(?=\s*$)"
     r"|false[- ]?positive"
-    # ConText history and experiencer, and procedures about the event (not the event)
-    r"|family\s+history|prophyla(?:xis|ctic)"
-    r"|vaccin(?:e|es|ation|ations)|immuni[sz]ations?)\b"
+    # ConText history and experiencer
+    r"|family\s+history)\b"
     r"|已排除|已除外|(?<=试验)阴性|(?<=检测)阴性|(?<=检查)阴性|(?<=筛查)阴性|(?<=结果)阴性"
-    r"|假阳性|家族史|病史|既往史|疫苗(?:接种)?|预防",
+    r"|假阳性|家族史|病史|既往史",
     re.IGNORECASE,
 )
-#: a screening names a procedure, not the event, unless its result is positive
-_SCREENING = re.compile(r"\bscreen(?:ing)?\b|筛查", re.IGNORECASE)
+#: a procedure about the event names no event: the words just before it ("TB screening",
+#: "COVID-19 vaccination", "infection prophylaxis", 新冠疫苗) or just after ("prophylaxis
+#: against PCP"), within a narrow window that stops at a preposition, so that "Anaphylaxis
+#: to influenza vaccine" is still anaphylaxis; a positive screening is the finding
+_PROCEDURE_POST = re.compile(
+    r"\b(?:screen(?:ing)?|vaccin(?:e|es|ation|ations)|immuni[sz]ations?|prophyla(?:xis|ctic))\b"
+    r"|筛查|疫苗(?:接种)?|预防",
+    re.IGNORECASE,
+)
+_PROCEDURE_PRE = re.compile(
+    r"\b(?:prophyla(?:xis|ctic)\s+(?:against|of|for)|prevention\s+of)\b", re.IGNORECASE
+)
+_PROCEDURE_WINDOW = 3
+_STOP = re.compile(
+    r"^(?:to|of|from|by|against|for|on|in|at|after|following|post|reaction|reactions)$",
+    re.IGNORECASE,
+)
 _POSITIVE_AFTER = re.compile(
     r"[\s:=\uff1a]*(?:test\s+)?(?:positive|pos\b|abnormal|reactive|detected|\+|阳性|异常)",
     re.IGNORECASE,
@@ -107,7 +121,7 @@ _BOUNDARY = re.compile(
     r"[,;:.()\[\]/\uff0c。\uff1b\uff1a、\uff08\uff09【】]"
     r"|\b(?:but|however|although|though|except|with|and"
     r"|after|following|despite|during|while)\b"
-    r"|但|伴|及|和|并|后",
+    r"|但|伴|及|和|并",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[A-Za-z0-9'-]+|[\u4e00-\u9fff]{1,2}")
@@ -145,6 +159,27 @@ def _answered(
     _blank(chars, begin, answer.end())
 
 
+def _blank_procedures(chars: list[str], masked: str, start: int, end: int) -> None:
+    """Blank the event a procedure in this clause is about (see ``_PROCEDURE_POST``)."""
+    clause = masked[start:end]
+    for trigger in _PROCEDURE_POST.finditer(clause):
+        if _POSITIVE_AFTER.match(masked, start + trigger.end()):
+            continue  # "TB screening positive" is the finding
+        begin = trigger.start()
+        for word in reversed(list(_WORD.finditer(clause, 0, trigger.start()))[-_PROCEDURE_WINDOW:]):
+            if _STOP.match(word.group()):
+                break
+            begin = word.start()
+        _blank(chars, start + begin, start + trigger.end())
+    for trigger in _PROCEDURE_PRE.finditer(clause):
+        stop = trigger.end()
+        for word in list(_WORD.finditer(clause, trigger.end()))[:_PROCEDURE_WINDOW]:
+            if _STOP.match(word.group()):
+                break
+            stop = word.end()
+        _blank(chars, start + trigger.start(), start + stop)
+
+
 def without_negated(text: str) -> str:
     """The term with the words a negation rules out blanked (offsets kept):
     ``"Encephalopathy, PML ruled out"`` -> ``"Encephalopathy,               "``."""
@@ -156,12 +191,7 @@ def without_negated(text: str) -> str:
         _answered(chars, masked, clauses, answer)
     for start, end in clauses:
         clause = masked[start:end]
-        for trigger in _SCREENING.finditer(clause):
-            if _POSITIVE_AFTER.match(masked, start + trigger.end()):
-                continue  # "TB screening positive" is the finding
-            words = list(_WORD.finditer(clause, 0, trigger.start()))[-_WINDOW:]
-            begin = words[0].start() if words else trigger.start()
-            _blank(chars, start + begin, start + trigger.end())
+        _blank_procedures(chars, masked, start, end)
         for trigger in _PRE.finditer(clause):
             words = list(_WORD.finditer(clause, trigger.end()))[:_WINDOW]
             stop = words[-1].end() if words else trigger.end()
