@@ -77,6 +77,24 @@ def _meets_criterion(rule: AdverseEventRule, entry: AdverseEventEntry) -> bool:
     return _matches(rule, text, *codes)
 
 
+def _history_before_day0(
+    rule: AdverseEventRule, report: AdverseEventReported, history: SubjectHistory
+) -> bool:
+    """Whether a report is medical history rather than an event on study: it began and
+    ended before Day 0, before the subject was given the study's drugs (ICH E2A: an
+    adverse event is an occurrence in a subject administered a product; CDASH records it
+    as MH). When Day 0 is not known, or the event is still going on, it is judged (the
+    more alerting reading). A serious report still raises the SAE rule: many protocols
+    collect SAEs from consent, which Vigil does not know."""
+    day0 = history.day0
+    return (
+        rule.criterion != "serious"
+        and day0 is not None
+        and report.end is not None
+        and report.end.date() < day0
+    )
+
+
 def _grade_reached(
     rule: AdverseEventRule, ae_id: str, entry: AdverseEventEntry
 ) -> tuple[bool, Problem | None]:
@@ -106,6 +124,20 @@ def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
     for ae_id, entry in sorted(history.adverse_events.items()):
         report = entry.report
         holds = _meets_criterion(rule, entry)
+        if _history_before_day0(rule, report, history):
+            if holds:
+                problems.append(
+                    Problem(
+                        "implausible-time",
+                        f"adverse event {ae_id} began and ended before Day 0: medical history "
+                        "(ICH E2A), not an adverse event on study; rule "
+                        f"{rule.id} did not judge it; record it as medical history or correct "
+                        "its dates",
+                        entry.event_id,
+                        rule.id,
+                    )
+                )
+            continue
         if holds and rule.min_grade is not None:
             holds, problem = _grade_reached(rule, ae_id, entry)
             if problem is not None:
