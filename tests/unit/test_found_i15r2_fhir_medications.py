@@ -304,3 +304,49 @@ def test_a_statement_updated_to_a_lower_dose_resolves_rather_than_retracts() -> 
     said = judged(before, after)
     assert STEROID in said, said
     assert "retracted steroid-prednisone-equivalent-gt-10" not in said, said
+
+
+# -- a course with an end --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"boundsPeriod": {"start": "2026-03-02", "end": "2026-03-06"}},
+        {"boundsDuration": {"value": 5, "unit": "days", "system": UCUM, "code": "d"}},
+    ],
+    ids=["boundsPeriod-end", "boundsDuration-5d"],
+)
+def test_a_course_that_ended_is_not_summed_with_a_later_one(bounds: dict[str, Any]) -> None:
+    """Prednisone 7.5 mg once a day for a five-day course (FHIR R4 Timing.repeat.bounds[x]:
+    'either a duration for the length of the timing schedule, a range of possible length,
+    or outer bounds for start and/or end limits of the timing schedule'; the R4 Dosage
+    examples write a course this way), then, from 10 March, methylprednisolone 4 mg a day
+    (5 mg prednisone equivalent). The subject never took more than 7.5 mg/day. Vigil
+    ignores the bounds, keeps the first course open for ever and sums 7.5 + 5 = 12.5 mg/day
+    from 10 March: a false steroid alarm to the investigators (the same course sent with
+    effectivePeriod.end raises nothing). Expected: the course stops at its bound; no
+    signal."""
+    course = statement(
+        PREDNISONE,
+        {
+            "route": ORAL,
+            "timing": {"repeat": {**bounds, "frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": mg(7.5)}],
+        },
+        id="course-1",
+        effectiveDateTime="2026-03-02",
+    )
+    later = statement(
+        {
+            "medicationCodeableConcept": {
+                "coding": [{"system": ATC, "code": "H02AB04"}],
+                "text": "methylprednisolone",
+            }
+        },
+        {"route": ORAL, "timing": DAILY, "doseAndRate": [{"doseQuantity": mg(4)}]},
+        id="course-2",
+        effectiveDateTime="2026-03-10",
+    )
+    said = judged(course, later)
+    assert STEROID not in said, said
