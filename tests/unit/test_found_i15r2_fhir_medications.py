@@ -350,3 +350,38 @@ def test_a_course_that_ended_is_not_summed_with_a_later_one(bounds: dict[str, An
     )
     said = judged(course, later)
     assert STEROID not in said, said
+
+
+def test_hydroxychloroquine_tablets_of_known_strength_are_judged() -> None:
+    """Hydroxychloroquine 200 mg tablets, two tablets twice a day (800 mg/day; the protocol's
+    limit is 400 mg/day, and > 5 mg/kg/day of real body weight risks retinopathy per the
+    AAO 2016 guidance the issue cites). The contained Medication states 200 mg per tablet
+    (FHIR R4 Medication.ingredient.strength) and the dose is 2 {tbl}, as Chinese and US
+    EHR pharmacy modules record oral solids. Vigil raises only dose-not-convertible.
+    Expected: 2 x 200 mg x 2 = 800 mg/day and the hydroxychloroquine signal."""
+    medication = {
+        "resourceType": "Medication",
+        "id": "hcq200",
+        "code": {"coding": [{"system": ATC, "code": "P01BA02"}], "text": "hydroxychloroquine"},
+        "ingredient": [
+            {
+                "itemCodeableConcept": {"coding": [{"system": ATC, "code": "P01BA02"}]},
+                "strength": {
+                    "numerator": mg(200),
+                    "denominator": {"value": 1, "unit": "tablet", "system": UCUM, "code": "{tbl}"},
+                },
+            }
+        ],
+    }
+    dosage = {
+        "route": ORAL,
+        "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+        "doseAndRate": [
+            {"doseQuantity": {"value": 2, "unit": "tablet", "system": UCUM, "code": "{tbl}"}}
+        ],
+    }
+    resource = statement(
+        {"contained": [medication], "medicationReference": {"reference": "#hcq200"}}, dosage
+    )
+    said = judged(resource)
+    assert "raised hydroxychloroquine-gt-400" in said, said
