@@ -10,12 +10,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.escalation import escalate, fold
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.messages import content_for_signal, when_for_people
 from services.notifier.domain.planning import AckDeadlines, acknowledgement_due, open_notification
 from services.notifier.domain.roster import load_roster
+from services.safety_rules.domain import engine
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.analytes import units_for_people
 from shared.events import SafetySignalRaised, SafetySignalResolved
@@ -170,3 +173,32 @@ def test_escalation_follows_the_action_deadline() -> None:
     assert state is not None
     escalated, _ = escalate(state, ROSTER)
     assert escalated.acknowledge_by == T0 + timedelta(hours=48)
+
+
+def test_a_signal_resolved_ahead_of_time_before_the_fix_is_not_reopened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal the rules resolved at a moment still to come (as they did before they
+    waited for it) is not told 'REOPENED' on the next walk: no fact contradicts the
+    recorded resolution yet."""
+    store = InMemoryRulesStore()
+    pulse = {"drug": "Methylprednisolone", "dose": 500, "freq": "once", "route": "IV"}
+    given = (RECORDED_FROM - timedelta(hours=1)).isoformat()
+    with monkeypatch.context() as old:
+        old.setattr(engine, "known_by_now", lambda points, _history: list(points))
+        before = asyncio.run(
+            run_batches(
+                store,
+                [
+                    [fact({"enrol": {}}, "01-010")],
+                    [fact({"med": {**pulse, "start": given}}, "01-010")],
+                ],
+                PACK,
+            )
+        )
+    told = [type(e.payload()).__name__ for o in before for e in o.signals]
+    assert told == ["SafetySignalRaised", "SafetySignalResolved"]
+    # a low dose from the same hour: the steroid rule walks the subject's medications again
+    low = {"med": {"id": "M2", "drug": "Prednisone", "dose": 5, "start": given}}
+    after = asyncio.run(run_batches(store, [[fact(low, "01-010")]], PACK))
+    assert [type(e.payload()).__name__ for o in after for e in o.signals] == []
