@@ -620,6 +620,23 @@ def shown_unit(unit: str | None) -> str:
     return known_unit(unit) or UNIT_NOT_RECOGNISED
 
 
+#: UCUM's bracketed special units as people write them (UCUM 4.3: brackets and braces
+#: are for machines; the print form of m[IU]/mL is mIU/mL, of mm[Hg] mmHg)
+_PRINTED_SPECIAL = {"IU": "IU", "iU": "IU", "Hg": "Hg", "pH": "pH", "HPF": "HPF", "LPF": "LPF"}
+_SPECIAL_UNIT = re.compile(r"\[([A-Za-z]+)\]")
+#: a power of ten as UCUM writes it ("10*9/L"), not inside a longer number
+_UCUM_POWER = re.compile(r"(?<![\w.^*])(?:[x\u00d7] ?)?10\*(-?\d+)")
+
+
+def units_for_people(text: str) -> str:
+    """A text Vigil wrote (a value, a threshold, a data-quality detail) with every UCUM
+    unit in it in the form a clinician reads: ``m[IU]/mL`` is ``mIU/mL``, ``[IU]/L`` is
+    ``IU/L``, ``10*9/L`` is ``x10^9/L``. The one display form of units for every message;
+    events keep UCUM."""
+    text = _SPECIAL_UNIT.sub(lambda m: _PRINTED_SPECIAL.get(m.group(1), m.group(0)), text)
+    return _UCUM_POWER.sub(r"x10^\1", text)
+
+
 def analyte_for(loinc_code: str) -> Analyte | None:
     """The analyte with this LOINC code, or None when Vigil does not know it."""
     return _BY_LOINC.get(loinc_code)

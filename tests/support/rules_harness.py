@@ -31,6 +31,7 @@ from shared.eventstore import StreamVersionConflict
 
 STUDY = "NCT05262686"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+RECORDED_FROM = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -48,7 +49,10 @@ class InMemoryRulesStore:
     streams: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     outbox: list[tuple[str, Envelope]] = field(default_factory=list)
     histories: dict[tuple[str, str], SubjectHistory] = field(default_factory=dict)
-    clock: datetime = T0
+    #: when Vigil records the facts: after the case's clinical times (placed from T0), as
+    #: a site records what happened; a case about a moment still to come places its fact
+    #: after this
+    clock: datetime = RECORDED_FROM
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import html
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from string import Template
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 from shared.adverse_event_labels import adverse_event_label
-from shared.analytes import shown_unit
+from shared.analytes import shown_unit, units_for_people
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from shared.message_text import header_value, single_line
 
@@ -131,6 +133,37 @@ def format_value(value: Decimal | None, unit: str | None, comparator: str | None
 
 _COMPARATORS = frozenset({"<", "<=", ">", ">="})
 
+#: what a qualitative finding says, in Vigil's words (the result as sent never is shown)
+_FINDINGS = frozenset({"positive", "negative", "indeterminate"})
+
+
+def signal_value(
+    value: Decimal | None,
+    unit: str | None,
+    comparator: str | None,
+    computed: Mapping[str, Any],
+) -> str:
+    """What a signal's message shows as its value: a medication's dose as given with the
+    day's sum the rule judged, labelled ("500 mg once intravenous (625 mg/day
+    prednisone-equivalent)": the equivalent alone reads as a dose of the drug); a measured
+    value; a qualitative finding in Vigil's words ("positive"), never a bare "-", which a
+    laboratory report reads as negative; else "" (an adverse event has no value)."""
+    given, daily = computed.get("dose_given"), computed.get("daily_dose")
+    if isinstance(given, str) and isinstance(daily, str) and given and daily:
+        return f"{given} ({daily})"
+    shown = format_value(value, unit, comparator)
+    if shown:
+        return shown
+    finding = computed.get("result")
+    return finding if isinstance(finding, str) and finding in _FINDINGS else ""
+
+
+def when_for_people(moment: datetime) -> str:
+    """A deadline as a message prints it: in UTC, to the minute (cut down, never later
+    than the deadline), the zone named."""
+    cut = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    return f"{cut.isoformat()} (UTC)"
+
 
 def analyte_of(signal: SafetySignalRaised) -> str:
     """What the message says was judged. An adverse event is named in Vigil's own words
@@ -150,10 +183,15 @@ def analyte_of(signal: SafetySignalRaised) -> str:
 
 
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
-    value = format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
+    value = signal_value(
+        signal.observed_value,
+        signal.observed_unit,
+        signal.observed_comparator,
+        signal.computed_values,
+    )
     if signal.reporting_deadline:
         deadline = (
-            f"{signal.required_action or 'report'} by {signal.reporting_deadline.isoformat()}"
+            f"{signal.required_action or 'report'} by {when_for_people(signal.reporting_deadline)}"
         )
     else:
         deadline = signal.required_action or "review and acknowledge"
@@ -370,7 +408,7 @@ def _rows(content: MessageContent) -> list[tuple[str, str]]:
         ("Subject", content.subject_id),
         ("Site", site),
         ("Analyte", content.analyte),
-        ("Value", content.value or "-"),
+        ("Value", content.value),
         ("Threshold", content.threshold),
         ("Grade", grade),
         ("Serious AE", "yes" if content.serious else "no"),
@@ -378,7 +416,7 @@ def _rows(content: MessageContent) -> list[tuple[str, str]]:
         ("Deadline", content.deadline),
     ]
     if content.acknowledge_by is not None:
-        rows.append(("Acknowledge by", content.acknowledge_by.isoformat()))
+        rows.append(("Acknowledge by", when_for_people(content.acknowledge_by)))
     if content.note:
         rows.append(("Note", content.note))
     rows.append(("Signal", str(content.signal_id)))
@@ -409,8 +447,9 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
     headline = _HEADLINES[content.kind].format(
         study=content.study_id, level=content.level, grade=content.grade
     )
-    subject = subject_line(content)
-    rows = _rows(content)
+    # units in the form people read, in every message (the content keeps UCUM)
+    subject = units_for_people(subject_line(content))
+    rows = [(label, units_for_people(value)) for label, value in _rows(content)]
     if channel == "webhook":
         document = {
             "type": f"vigil.{content.kind}",

@@ -29,6 +29,22 @@ class AckDeadlines:
         return min(hours)
 
 
+def acknowledgement_due(
+    told_at: datetime, hours: float, action_deadline: datetime | None
+) -> tuple[datetime, float]:
+    """When an acknowledgement is due and the interval of the escalation timers that
+    follow: ``hours`` after the people are told, but never later than the rule's own
+    deadline for the action it asks (a pregnancy reported within 24 hours is not
+    acknowledged three days later). The next levels get the same interval; a deadline
+    already past makes the acknowledgement due at once, and the next levels keep
+    ``hours``."""
+    due = told_at + timedelta(hours=hours)
+    if action_deadline is None or action_deadline >= due:
+        return due, hours
+    left = (action_deadline - told_at).total_seconds() / 3600
+    return action_deadline, left if left > 0 else hours
+
+
 @dataclass(frozen=True)
 class PlannedMessage:
     """One message to one person (on their first channel; fallbacks happen on failure)."""
@@ -68,8 +84,11 @@ def open_notification(
     people = roster.recipients_for(signal.site_id, signal_kind(signal), frozenset(extra))
     digest = [p for p in people if goes_to_digest(signal, p, roster)]
     now = [p for p in people if p not in digest]
-    hours = deadlines.hours_for(serious=signal.serious, grade=signal.grade)
-    acknowledge_by = raised_at + timedelta(hours=hours)
+    acknowledge_by, hours = acknowledgement_due(
+        raised_at,
+        deadlines.hours_for(serious=signal.serious, grade=signal.grade),
+        signal.reporting_deadline,
+    )
     content = content_for_signal(signal).model_copy(update={"acknowledge_by": acknowledge_by})
     opened = NotificationOpened(
         study_id=signal.study_id,

@@ -32,10 +32,11 @@ from services.notifier.domain.messages import (
     MessageContent,
     content_for_data_quality,
     digest_line,
-    format_value,
+    signal_value,
 )
 from services.notifier.domain.planning import (
     DATA_QUALITY_ROUTES,
+    acknowledgement_due,
     data_quality_recipients,
     goes_to_digest,
     open_notification,
@@ -179,19 +180,25 @@ async def _worsened(
     if (signal.grade or 0) <= (state.grade or state.opened.grade or 0):
         return 0  # not worse than what the recipients were told
     hours = context.deadlines.hours_for(serious=state.opened.serious, grade=signal.grade)
+    deadline = signal.reporting_deadline if isinstance(signal, SafetySignalEscalated) else None
     reissued = NotificationReissued(
         study_id=signal.study_id,
         subject_id=signal.subject_id,
         signal_id=signal.signal_id,
         reason="grade-worsened",
         grade=signal.grade,
-        acknowledge_by=envelope.time + timedelta(hours=hours),
+        acknowledge_by=acknowledgement_due(envelope.time, hours, deadline)[0],
     )
     (appended,) = await notification_log.record(connection, [reissued], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance told it meanwhile
     value = (
-        format_value(signal.observed_value, signal.observed_unit, signal.observed_comparator)
+        signal_value(
+            signal.observed_value,
+            signal.observed_unit,
+            signal.observed_comparator,
+            signal.computed_values,
+        )
         or state.content().value
     )
     content = state.content().with_kind("grade-worsened", grade=signal.grade, value=value)
@@ -294,6 +301,9 @@ async def _reopened(
     if state is None:
         return 0
     hours = context.deadlines.hours_for(serious=state.opened.serious, grade=state.grade)
+    # no longer than the interval the notification was opened with (a rule's deadline
+    # for its action may have made it shorter)
+    hours = min(hours, state.opened.deadline_hours or hours)
     acknowledge_by = envelope.time + timedelta(hours=hours)
     reopened = NotificationReopened(
         study_id=signal.study_id,

@@ -33,12 +33,37 @@ from shared.events import DataQualityIssueRaised, SafetySignalRouted
 ENROLMENT = "enrolment"
 
 
-def rules_touched(pack: RulePack, inputs: set[str] | None) -> list[Rule]:
+def rules_touched(
+    pack: RulePack, inputs: set[str] | None, history: SubjectHistory | None = None
+) -> list[Rule]:
     """The rules that read any of ``inputs`` (LOINC codes, 'adverse-event', 'medication';
-    None or 'enrolment': all rules)."""
+    None or 'enrolment': all rules), and the rules with an episode open on ``history``'s
+    record: time has moved on with any new fact, and a moment that had not come when the
+    episode was last judged (a single dose's day, a planned stop) may have come now."""
     if inputs is None or ENROLMENT in inputs:
         return list(pack.rules)
-    return pack.rules_reading(inputs)
+    rules = pack.rules_reading(inputs)
+    if history is None:
+        return rules
+    chosen = {rule.id for rule in rules}
+    return rules + [
+        rule for rule in pack.rules if rule.id not in chosen and history.has_open_episode(rule.id)
+    ]
+
+
+def known_by_now(points: Sequence[Point], history: SubjectHistory) -> list[Point]:
+    """The points that are true as of the latest time Vigil learned anything of the
+    subject. A point where the condition stops holding at a later moment (a single dose
+    counts for its day, a medication's planned stop next week, an adverse event's end date
+    ahead) has not come yet: it neither resolves nor splits an episode until a fact
+    recorded after it makes the rules walk again. A point where the condition holds is
+    kept whenever it lies: a collection time may run ahead of Vigil's clock within
+    ingest's allowed skew, and a prohibited drug booked for next week is worth telling
+    now; never silencing a finding is the safer error."""
+    now = history.learned_until
+    if now is None:
+        return list(points)
+    return [point for point in points if point.holds or point.at <= now]
 
 
 def evaluate(
@@ -58,17 +83,17 @@ def evaluate(
     enrolled = history.enrolment is not None
     _route_to_site(history, pack, evaluation)
     problems: list[Problem] = []
-    for rule in rules_touched(pack, inputs):
+    for rule in rules_touched(pack, inputs, history):
         if rule.needs_enrolment and not enrolled:
             continue
         if new_facts is not None and entrywise(rule, history, new_facts):
             fresh, found = judge(rule, history, only=new_facts)
-            if _nothing_to_say(rule, history, fresh, new_facts):
+            if _nothing_to_say(rule, history, known_by_now(fresh, history), new_facts):
                 problems += found
                 continue
         points, found = judge(rule, history)
         problems += found
-        reconcile(rule, pack, history, points, evaluation)
+        reconcile(rule, pack, history, known_by_now(points, history), evaluation)
     problems += [
         unreadable_problem(event_id, result)
         for event_id, result in history.unreadable.items()

@@ -167,6 +167,10 @@ class SubjectHistory:
     enrolment: SubjectEnrolled | None = None
     enrolment_fact: Fact | None = None
     first_fact_id: uuid.UUID | None = None
+    #: the latest time Vigil recorded anything of the subject: what the rules know is
+    #: known as of then, and a moment after it (a planned stop, a single dose's day that
+    #: has not ended) has not come yet
+    learned_until: datetime | None = None
     labs: dict[uuid.UUID, LabEntry] = field(default_factory=dict)
     by_code: dict[str, list[LabEntry]] = field(default_factory=dict)
     adverse_events: dict[str, AdverseEventEntry] = field(default_factory=dict)
@@ -202,6 +206,8 @@ class SubjectHistory:
         if stream_version <= self.version:
             return  # already folded in
         self.version = stream_version
+        if self.learned_until is None or recorded_at > self.learned_until:
+            self.learned_until = recorded_at
         try:
             cls = payload_class(event_type)
         except ValueError:

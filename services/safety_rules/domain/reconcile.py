@@ -209,7 +209,7 @@ class _Reconciler:
             or any(not self.history.is_current(i) for i in record.resolved_inputs)
         ):
             self._resolve(record, resolution)
-        elif resolution is None and record.status == "resolved":
+        elif resolution is None and record.status == "resolved" and not self._ahead(record):
             gone = tuple(
                 sorted(i for i in record.resolved_inputs if not self.history.is_current(i))
             )
@@ -223,6 +223,13 @@ class _Reconciler:
                 gone[0] if gone else None,
             )
             record.status, record.resolved_at, record.resolved_inputs = "open", None, set()
+
+    def _ahead(self, record: RecordedEpisode) -> bool:
+        """Whether the record's resolution is at a moment that has not come yet (resolved
+        ahead of time before the rules waited for it): the facts have not contradicted it,
+        so nothing reopens until a walk after that moment."""
+        now = self.history.learned_until
+        return record.resolved_at is not None and now is not None and record.resolved_at > now
 
     def _resolve(self, record: RecordedEpisode, point: Point) -> None:
         self.evaluation.add(

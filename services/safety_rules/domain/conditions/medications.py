@@ -106,13 +106,26 @@ def _drug(rule: MedicationRule, found: Identified) -> tuple[str, Fraction] | Non
     return None
 
 
-def _described(name: str, record: MedicationRecorded) -> str:
-    """One medication as a signal says it: Vigil's drug name, the dose, and the dose
-    unit, frequency and route in Vigil's spelling (never the text as sent)."""
+def _given(record: MedicationRecorded) -> str:
+    """The dose as given: the dose, and the dose unit, frequency and route in Vigil's
+    spelling (never the text as sent)."""
     return (
-        f"{name} {record.dose:f} {shown_dose_unit(record.dose_unit)} "
+        f"{record.dose:f} {shown_dose_unit(record.dose_unit)} "
         f"{shown_frequency(record.frequency)} {shown_route(record.route)}"
     )
+
+
+def _described(name: str, record: MedicationRecorded) -> str:
+    """One medication as a signal says it: Vigil's drug name and the dose as given."""
+    return f"{name} {_given(record)}"
+
+
+def _doses_given(active: list[tuple[MedicationEntry, Fraction, str]]) -> str:
+    """What was given, as a physician reads it beside the drug's name: the dose of the one
+    drug taken, or each drug with its dose when several are summed."""
+    if len(active) == 1:
+        return _given(active[0][0].record)
+    return " + ".join(_described(n, e.record) for e, _, n in active)
 
 
 def _not_convertible(rule: MedicationRule, name: str, record: MedicationRecorded) -> str:
@@ -290,6 +303,20 @@ def _weighed_at(
     }
 
 
+def _daily_words(
+    rule: MedicationRule,
+    total: Decimal,
+    unit: str,
+    active: list[tuple[MedicationEntry, Fraction, str]],
+) -> str:
+    """The day's sum as the rule judges it, labelled as an equivalent of the reference
+    drug unless only that drug was taken ("625 mg/day prednisone-equivalent")."""
+    reference = rule.reference_drug
+    if reference and any(name != reference for _, _, name in active):
+        return f"{_num(total)} {unit} {reference}-equivalent"
+    return f"{_num(total)} {unit}"
+
+
 def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
     counted, problems = _counted(rule, history)
     moments = sorted(
@@ -349,13 +376,19 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
             computed["comparison"] = f"{_num(total)} {unit} {reference}{rule.describe()}".replace(
                 " -equivalent", ""
             )
+            # the dose given first, the sum in the reference drug labelled as such: 625
+            # mg/day of prednisone is not what a 500 mg methylprednisolone pulse gave
+            computed["daily_dose"] = _daily_words(rule, total, unit, active)
+            if active:
+                computed["dose_given"] = _doses_given(active)
         points.append(
             Point(
                 at=moment,
                 holds=holds,
                 input_ids=tuple(dict.fromkeys(ids)),
                 analyte=", ".join(dict.fromkeys(n for _, _, n in active)) or trigger_name,
-                summary=f"medication: {drugs}",
+                summary=f"medication: {drugs}"
+                + (f" ({computed['daily_dose']})" if active and "daily_dose" in computed else ""),
                 observed_value=total,
                 observed_unit=unit,
                 computed=computed,
