@@ -5,7 +5,9 @@ nothing read here):
 
 - **subject**: the Patient reference, resolved as an Observation's is (fhir_subjects).
 - **drug**: ``medicationCodeableConcept`` (its ``text``, else the display of a coding, else
-  its ATC code), or ``medicationReference`` to a contained (``#id``) or bundled Medication
+  its ATC code, else another coding as ``system|code``, RxNorm first, then SNOMED CT: a
+  coded drug is a drug, and the rules' drug table reads the codes of the drugs the pack
+  counts), or ``medicationReference`` to a contained (``#id``) or bundled Medication
   whose ``code`` is read the same way (else the reference's ``display``). An ATC coding
   (system ``http://www.whocc.no/atc``) is the record's ``drug_code``. No drug: refused,
   naming ``medication[x]``.
@@ -16,26 +18,33 @@ nothing read here):
   1 and the unit ``(dose not read)``, which no unit table reads: the drug still counts for
   the rules that need no dose (a prohibited drug), and a rule that sums doses raises
   ``dose-not-convertible`` for it, never a guess. A dose quantity without a unit is
-  recorded with the unit ``(no unit)`` for the same reason.
-- **route**: a coding's display (``Intravenous route``), else a SNOMED CT code (the
-  route concepts, such as ``47625008`` intravenous, are in the rules' route table), else
-  the route's text, else any code; none: ``(route not given)``, which a rule that asks for
-  a route raises as ``route-not-recognised``. The display comes first because senders
-  code routes with SNOMED CT qualifier values too (the R4 MedicationAdministration
-  example's ``255560000`` "Intravenous"), which are no route concept but whose display
-  the table reads.
+  recorded with the unit ``(no unit)`` for the same reason. A volume or a count of
+  tablets or capsules of a Medication (contained or bundled) whose one active ingredient
+  states its strength (``ingredient.strength``, a Ratio: 40 mg per 1 mL) is recorded as
+  the ingredient's amount: 12.5 mL is 500 mg, 4 ``{tbl}`` of 5 mg per tablet 20 mg.
+- **route**: a coding (one of SNOMED CT, HL7 v3 RouteOfAdministration or EDQM first) as
+  ``code|display``, then the route's text; none: ``(route not given)``, which a rule that
+  asks for a route raises as ``route-not-recognised``. The rules read the code first
+  (FHIR R4: the code carries the meaning; a display may be a fully specified name such as
+  "Intravenous route (qualifier value)"), the display when they do not know the code,
+  then the text.
 - **frequency** (MedicationStatement): ``dosage[0].timing.code`` (HL7 GTSAbbreviation:
   BID, TID, QID, QD, QOD, AM, PM, BED, WK, MO, Q<n>H; or its text) or ``timing.repeat``
   (``frequency`` per ``period`` ``periodUnit``: 2 per 1 d is ``2/day``, 1 per 8 h ``q8h``,
   1 per 1 wk ``QW``). No timing is no frequency (as the JSON API's absent one: not taken
   as once a day, so a summing rule raises ``dose-not-convertible``); a timing that says
   no single rate (a range, events only, a rate no table names) is ``(timing not read)``,
-  so a summing rule raises ``dose-not-convertible``.
+  so a summing rule raises ``dose-not-convertible``. Times listed by ``timeOfDay``, or
+  several ``when`` events over one day, are that many a day (``2/day``) when the
+  frequency is 1 per day or says the same count, and not read otherwise.
   A MedicationAdministration is one dose: frequency ``once``, counted for 24 hours from
   its start (or to the end of its ``effectivePeriod`` when later), so two doses on one day
   are summed and a single dose does not stand for ever.
-- **start/stop**: ``effectivePeriod`` start and end, or ``effectiveDateTime``; a
-  MedicationStatement without effective[x] (0..1 in R4) is taken as of ``dateAsserted``.
+- **start/stop**: ``effectivePeriod`` start and end (an end takes in the time it names:
+  a day's end is the next midnight), or ``effectiveDateTime``; a MedicationStatement
+  without effective[x] (0..1 in R4) is taken as of ``dateAsserted``. A statement's
+  dosage ``timing.repeat.bounds[x]`` ends its course too (``boundsPeriod.end``,
+  ``boundsDuration`` from the start, a ``boundsRange``'s high), the earlier end winning.
 - **status**: MedicationStatement active, completed, stopped, on-hold and unknown, and
   MedicationAdministration completed, in-progress, on-hold, stopped and unknown are a
   taking. MedicationStatement entered-in-error, not-taken and intended, and
