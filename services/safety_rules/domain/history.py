@@ -175,6 +175,9 @@ class SubjectHistory:
     by_code: dict[str, list[LabEntry]] = field(default_factory=dict)
     adverse_events: dict[str, AdverseEventEntry] = field(default_factory=dict)
     medications: dict[str, MedicationEntry] = field(default_factory=dict)
+    #: the keys in ``medications`` of what a record's earlier regimens stand for (FHIR
+    #: statements updated to a new dose), by the record's id
+    _earlier_parts: dict[str, list[str]] = field(default_factory=dict, repr=False)
     superseded: set[uuid.UUID] = field(default_factory=set)
     episodes: dict[uuid.UUID, RecordedEpisode] = field(default_factory=dict)
     data_quality: set[tuple[str, uuid.UUID]] = field(default_factory=set)
@@ -237,16 +240,36 @@ class SubjectHistory:
             self._add_adverse_event(parsed, fact)
         elif isinstance(parsed, MedicationRecorded):
             self._note_first(event_id)
-            earlier = self.medications.get(parsed.medication_id)
-            if earlier is not None:
-                self.superseded.add(earlier.event_id)
-            self.medications[parsed.medication_id] = MedicationEntry(
-                event_id, recorded_at, stream_version, parsed
-            )
+            self._add_medication(MedicationEntry(event_id, recorded_at, stream_version, parsed))
         elif isinstance(parsed, DataQualityIssueRaised):
             self.data_quality.add((parsed.issue, parsed.related_event_id))
         else:
             self._apply_signal_event(parsed)
+
+    def _add_medication(self, entry: MedicationEntry) -> None:
+        """A medication record replaces the standing one of its id (a correction), except
+        a FHIR MedicationStatement updated to another regimen from a later start (see
+        :func:`_dose_changed`): then the standing record stays, ending at the new start,
+        and the new one stands from there. A record that is no taking (entered in error)
+        withdraws every earlier part of its id."""
+        key = entry.record.medication_id
+        earlier = self.medications.get(key)
+        parts = self._earlier_parts.setdefault(key, [])
+        if earlier is not None and _dose_changed(earlier.record, entry.record):
+            part = f"{key}\x00{len(parts)}"  # no sender's id has a control character
+            stop = min(earlier.record.stop or entry.record.start, entry.record.start)
+            ended = earlier.record.model_copy(update={"stop": stop})
+            self.medications[part] = MedicationEntry(
+                earlier.event_id, earlier.recorded_at, earlier.stream_version, ended
+            )
+            parts.append(part)
+        elif earlier is not None:
+            self.superseded.add(earlier.event_id)
+            if _no_taking(entry.record):
+                for part in parts:
+                    self.superseded.add(self.medications.pop(part).event_id)
+                parts.clear()
+        self.medications[key] = entry
 
     def _note_first(self, event_id: uuid.UUID) -> None:
         if self.first_fact_id is None:
@@ -408,6 +431,36 @@ class SubjectHistory:
             else self.enrolment_fact.recorded_at
         )
         return self.enrolment.weight_kg, when, self.enrolment_fact.event_id
+
+
+#: how FHIR ingest names a MedicationStatement's source (``fhir:MedicationStatement/<id>``,
+#: services/ingest/fhir_medications.py): one resource, updated in place by its sender
+FHIR_STATEMENT = "fhir:MedicationStatement/"
+
+
+def _no_taking(record: MedicationRecorded) -> bool:
+    """A record of no length: FHIR's entered-in-error, not-taken (see fhir_medications)."""
+    return record.stop is not None and record.stop <= record.start
+
+
+def _dose_changed(earlier: MedicationRecorded, later: MedicationRecorded) -> bool:
+    """Whether a later version of a FHIR MedicationStatement is a change of regimen rather
+    than a correction: a taking whose effective start moved later with another drug, dose,
+    unit, route or frequency. A MedicationStatement is one resource a sender updates (PUT,
+    FHIR R4 http.html#update) as the regimen changes ("prednisone 20 mg/day" becomes "5
+    mg/day from 5 March"); the earlier version stood until the new start (FHIR keeps it as
+    a version in the resource's history), while an error is marked entered-in-error. A
+    JSON record re-sent, an administration, a start moved earlier or kept, and the same
+    regimen moved later (a date corrected) remain corrections that replace the record."""
+    if not (
+        earlier.source_message_id.startswith(FHIR_STATEMENT)
+        and later.source_message_id.startswith(FHIR_STATEMENT)
+    ):
+        return False
+    if _no_taking(later) or _no_taking(earlier) or later.start <= earlier.start:
+        return False
+    regimen = ("drug", "drug_code", "dose", "dose_unit", "route", "frequency")
+    return any(getattr(earlier, name) != getattr(later, name) for name in regimen)
 
 
 def _same(code: str) -> str:

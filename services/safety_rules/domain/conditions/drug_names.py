@@ -294,8 +294,41 @@ def names_in(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for _, name in sorted(found)))
 
 
+# Drugs the pack's rules count as US Core and SNOMED CT senders code them, without a
+# display or text (FHIR R4 Coding.display and CodeableConcept.text are 0..1; US Core binds
+# medication[x] to RxNorm). Sources: NLM RxNorm (RxNav, RXCUI of the ingredient, TTY IN;
+# 312617 is the clinical drug "predniSONE 20 MG Oral Tablet", TTY SCD); SNOMED CT
+# International, substance hierarchy (the "(substance)" concepts). A code not here is no
+# drug Vigil knows: the record is kept with the code as its drug, as an unknown name is.
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+CODED_DRUGS: dict[tuple[str, str], str] = {
+    **{(RXNORM, code): name for code, name in (
+        ("8640", "prednisone"), ("312617", "prednisone"), ("8638", "prednisolone"),
+        ("6902", "methylprednisolone"), ("3264", "dexamethasone"),
+        ("5492", "hydrocortisone"), ("1514", "betamethasone"), ("10759", "triamcinolone"),
+        ("2878", "cortisone"), ("5521", "hydroxychloroquine"),
+        ("3002", "cyclophosphamide"), ("121191", "rituximab"),
+    )},
+    **{(SNOMED, code): name for code, name in (
+        ("116602009", "prednisone"), ("116601002", "prednisolone"),
+        ("116593003", "methylprednisolone"), ("372584003", "dexamethasone"),
+        ("373540008", "hydroxychloroquine"), ("387420009", "cyclophosphamide"),
+        ("386919002", "rituximab"),
+    )},
+}  # fmt: skip
+
+
+def coded_drug(text: str) -> str | None:
+    """The known drug a coded drug as recorded names ("<system>|<code>", as FHIR ingest
+    records a drug sent only as a code), else None."""
+    system, mark, code = text.strip().rpartition("|")
+    return CODED_DRUGS.get((system, code)) if mark else None
+
+
 def identify(drug: str, code: str | None) -> Identified:
-    names = names_in(drug)
+    coded = coded_drug(drug)
+    names = (coded,) if coded else names_in(drug)
     codes = [code.strip().upper()] if code and _ATC.match(code.strip().upper()) else []
     codes += [c for name in names for c in ATC_OF.get(name, ())]
     return Identified(names, tuple(dict.fromkeys(codes)), parts_of(drug), normalise(drug))

@@ -35,13 +35,19 @@ def normalise(text: str) -> str:
 
 # Canonical route -> the spellings that mean it. Sources: EDQM Standard Terms (route of
 # administration), SNOMED CT route of administration values (< 284009009), HL7 v2 table
-# 0162 (Route of administration) codes, and the spellings sites send (abbreviations,
-# Chinese). A coded route may come as the bare code or as "system|code" / "system#code".
+# 0162 (Route of administration) codes, HL7 v3 RouteOfAdministration codes
+# (http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration, as FHIR R4 lists them:
+# PO "Swallow, oral", IVINJ "Injection, intravenous", SQ "Injection, subcutaneous"; v3's
+# SCINJ is subconjunctival, not subcutaneous, and is left unread), and the spellings sites
+# send (abbreviations, Chinese). A coded route may come as the bare code, as
+# "system|code" / "system#code", or as FHIR ingest records a coding: "code|display" (the
+# code is read first, the display only when the code is not in the table).
 ROUTES: dict[str, tuple[str, ...]] = {
     "oral": (
         "oral", "oral use", "by mouth", "per os", "po", "os", "orally", "enteral oral",
         "26643006",  # SNOMED CT Oral route
         "20053000",  # EDQM Standard Terms Oral use
+        "chew", "dissolve", "swishswal",  # HL7 v3 (PO is above)
         "口服", "口服给药", "口服用",
     ),
     "intravenous": (
@@ -50,56 +56,74 @@ ROUTES: dict[str, tuple[str, ...]] = {
         "intravenous infusion", "intravenous drip", "intravenous bolus",
         "intravenous injection", "intravenous push", "continuous infusion",
         "47625008",  # SNOMED CT Intravenous route
+        "255560000",  # SNOMED CT Intravenous (qualifier value): the R4 examples' route
         "20045000",  # EDQM Standard Terms Intravenous use
+        # HL7 v3 RouteOfAdministration (IV is above); IVINFUS is a common sender spelling
+        "ivinj", "ivinfus", "ivinjbol", "ivpush", "ivrpush", "ivspush", "ivc", "ivcc",
+        "ivci", "pca",
         "静脉", "静脉滴注", "静滴", "静脉注射", "静注", "静推", "静脉推注", "静脉输注",
         "静脉输液", "静脉给药", "静脉泵入", "泵入",
     ),
     "intramuscular": (
         "intramuscular", "intramuscular use", "intramuscularly", "im",
-        "intramuscular injection", "im injection",
+        "intramuscular injection", "im injection", "imd", "imz",  # HL7 v3 IM, IMD, IMZ
         "78421000",  # SNOMED CT Intramuscular route
         "20035000",  # EDQM Standard Terms Intramuscular use
         "肌内注射", "肌注", "肌肉注射",
     ),
     "subcutaneous": (
         "subcutaneous", "subcutaneous use", "subcutaneously", "sc", "sq", "subcut", "sub-q",
-        "subq", "subcutaneous injection", "sc injection",
+        "subq", "subcutaneous injection", "sc injection", "sqinfus",  # HL7 v3 SQ, SQINFUS
         "34206005",  # SNOMED CT Subcutaneous route
         "20066000",  # EDQM Standard Terms Subcutaneous use
         "皮下注射", "皮下",
     ),
-    "intradermal": ("intradermal", "intradermal use", "id", "372464004", "皮内注射", "皮内"),
+    "intradermal": (
+        "intradermal", "intradermal use", "id", "372464004", "idinj", "皮内注射", "皮内",
+    ),
     "topical": (
         "topical", "cutaneous", "cutaneous use", "apply externally", "ap", "tp",
         "external", "externally", "skin",
         "6064005",  # SNOMED CT Topical route
         "外用", "外涂", "涂抹", "皮肤外用",
     ),
-    "transdermal": ("transdermal", "transdermal use", "td", "patch", "45890007", "透皮", "贴剂"),
+    "transdermal": ("transdermal", "transdermal use", "td", "patch", "45890007", "trnsderm",
+                    "trnsdermd", "透皮", "贴剂"),
     "inhalation": (
         "inhalation", "inhalation use", "inhaled", "inh", "nebulised", "nebulized",
-        "nebulisation", "nebulization", "neb", "吸入", "雾化吸入", "雾化",
+        "nebulisation", "nebulization", "neb", "ipinhl", "orneb", "吸入", "雾化吸入", "雾化",
     ),
-    "nasal": ("nasal", "nasal use", "intranasal", "ns", "in", "46713006", "鼻用", "滴鼻", "鼻喷"),
-    "rectal": ("rectal", "rectal use", "per rectum", "pr", "37161004", "直肠给药", "灌肠", "纳肛"),
-    "vaginal": ("vaginal", "vaginal use", "per vagina", "pv", "vg", "16857009", "阴道给药"),
+    "nasal": (
+        "nasal", "nasal use", "intranasal", "ns", "in", "46713006", "nasalinstil", "鼻用",
+        "滴鼻", "鼻喷",
+    ),
+    "rectal": (
+        "rectal", "rectal use", "per rectum", "pr", "37161004", "recinstl", "直肠给药", "灌肠",
+        "纳肛",
+    ),
+    "vaginal": (
+        "vaginal", "vaginal use", "per vagina", "pv", "vg", "16857009", "vaginsi", "阴道给药",
+    ),
     "ophthalmic": (
-        "ophthalmic", "ocular use", "ocular", "eye", "op", "54485002", "滴眼", "眼用",
+        "ophthalmic", "ocular use", "ocular", "eye", "op", "54485002", "opthalta", "滴眼", "眼用",
     ),
     "otic": ("otic", "auricular use", "ear", "ot", "10547007", "滴耳", "耳用"),
     "sublingual": ("sublingual", "sublingual use", "sl", "37839007", "舌下", "舌下含服"),
-    "buccal": ("buccal", "buccal use", "b", "54471007", "口腔黏膜", "含服"),
-    "intrathecal": ("intrathecal", "intrathecal use", "it", "72607000", "鞘内注射", "鞘注"),
+    "buccal": ("buccal", "buccal use", "b", "54471007", "buc", "口腔黏膜", "含服"),
+    "intrathecal": (
+        "intrathecal", "intrathecal use", "it", "72607000", "itinj", "鞘内注射", "鞘注",
+    ),
     "intra-articular": (
         "intra-articular", "intraarticular", "intra-articular use", "is",
-        "intrasynovial", "12130007", "关节腔注射", "关节腔内注射",
+        "intrasynovial", "12130007", "iartinj", "关节腔注射", "关节腔内注射",
     ),
-    "intra-arterial": ("intra-arterial", "intraarterial", "ia", "58100008", "动脉注射"),
+    "intra-arterial": ("intra-arterial", "intraarterial", "ia", "58100008", "iainj", "动脉注射"),
     "enteral tube": (
         "nasogastric", "ng", "ng tube", "gastrostomy", "gastrostomy tube", "gtt", "peg",
-        "j tube", "jejunostomy", "gastric tube", "鼻饲", "胃管",
+        "j tube", "jejunostomy", "gastric tube", "ngt", "gt", "eft", "gjt", "nasogasinstil",
+        "鼻饲", "胃管",
     ),
-    "epidural": ("epidural", "epidural use", "ep", "硬膜外"),
+    "epidural": ("epidural", "epidural use", "ep", "epidurinj", "硬膜外"),
 }  # fmt: skip
 
 # Words that describe a dose form or how an administration is given, not its route: "oral
@@ -109,6 +133,7 @@ _FORM_WORDS = frozenset(
         "tablet", "tablets", "tab", "tabs", "capsule", "capsules", "cap", "caps", "solution",
         "suspension", "syrup", "liquid", "drops", "drop", "drip", "infusion", "injection",
         "inj", "bolus", "push", "piggyback", "route", "use", "administration", "dose",
+        "swallow",  # HL7 v3 PO's print name: "Swallow, oral"
         "film-coated", "coated", "dispersible", "soluble", "granules", "powder", "pump",
         "片", "片剂", "胶囊", "注射液", "注射", "给药", "途径",
     )
@@ -124,7 +149,8 @@ _SPLIT = re.compile(r"[\s,;:()\[\]]+")
 # that is exactly the code means the route
 _CODES_ONLY = frozenset(
     ("b", "in", "is", "it", "on", "os", "ia", "id", "ep", "op", "ot", "ap", "tp", "ns", "vg",
-     "ih", "pv", "td", "ng", "gtt", "ear", "eye", "skin", "patch")
+     "ih", "pv", "td", "ng", "gtt", "ear", "eye", "skin", "patch", "gt", "eft", "gjt", "ivc",
+     "pca", "buc", "imd", "imz", "chew")
 )  # fmt: skip
 
 
@@ -136,9 +162,28 @@ def _code(text: str) -> str:
     return text
 
 
+# SNOMED CT's fully specified names end with a semantic tag: a terminology server's
+# display for 47625008 is "Intravenous route (qualifier value)"
+_SEMANTIC_TAG = re.compile(r"\s*\((?:qualifier value|route)\)\s*$", re.IGNORECASE)
+
+
 def route_of(route: str | None) -> str | None:
-    """The canonical route a route as sent means, or None when Vigil cannot tell."""
+    """The canonical route a route as sent means, or None when Vigil cannot tell. A coding
+    recorded as "code|display" is read by its code, else by its display."""
     if not route:
+        return None
+    if "|" in route:
+        for part in route.split("|"):
+            found = _route_of_one(part)
+            if found:
+                return found
+        return None
+    return _route_of_one(route)
+
+
+def _route_of_one(route: str) -> str | None:
+    route = _SEMANTIC_TAG.sub("", route)
+    if not route.strip():
         return None
     key = normalise(route)
     found = _ROUTE_OF.get(key) or _ROUTE_OF.get(normalise(_code(route)))
