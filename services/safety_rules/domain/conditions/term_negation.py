@@ -41,6 +41,7 @@ the site's coded reading of the event.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WINDOW = 5  # words, as NegEx
 
@@ -180,6 +181,8 @@ def _blank_procedures(chars: list[str], masked: str, start: int, end: int) -> No
         _blank(chars, start + trigger.start(), start + stop)
 
 
+# per report per adverse-event rule per walk, and the same few terms each time: read once
+@lru_cache(maxsize=4096)
 def without_negated(text: str) -> str:
     """The term with the words a negation rules out blanked (offsets kept):
     ``"Encephalopathy, PML ruled out"`` -> ``"Encephalopathy,               "``."""
