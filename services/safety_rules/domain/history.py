@@ -265,7 +265,7 @@ class SubjectHistory:
             parts.append(part)
         elif earlier is not None:
             self.superseded.add(earlier.event_id)
-            if _no_taking(entry.record):
+            if no_taking(entry.record):
                 for part in parts:
                     self.superseded.add(self.medications.pop(part).event_id)
                 parts.clear()
@@ -438,7 +438,7 @@ class SubjectHistory:
 FHIR_STATEMENT = "fhir:MedicationStatement/"
 
 
-def _no_taking(record: MedicationRecorded) -> bool:
+def no_taking(record: MedicationRecorded) -> bool:
     """A record of no length: FHIR's entered-in-error, not-taken (see fhir_medications)."""
     return record.stop is not None and record.stop <= record.start
 
@@ -457,7 +457,7 @@ def _dose_changed(earlier: MedicationRecorded, later: MedicationRecorded) -> boo
         and later.source_message_id.startswith(FHIR_STATEMENT)
     ):
         return False
-    if _no_taking(later) or _no_taking(earlier) or later.start <= earlier.start:
+    if no_taking(later) or no_taking(earlier) or later.start <= earlier.start:
         return False
     regimen = ("drug", "drug_code", "dose", "dose_unit", "route", "frequency")
     return any(getattr(earlier, name) != getattr(later, name) for name in regimen)

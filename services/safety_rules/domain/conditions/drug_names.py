@@ -326,6 +326,8 @@ def coded_drug(text: str) -> str | None:
     return CODED_DRUGS.get((system, code)) if mark else None
 
 
+# per medication per medication rule on every walk, and a subject's few drugs each time
+@lru_cache(maxsize=4096)
 def identify(drug: str, code: str | None) -> Identified:
     coded = coded_drug(drug)
     names = (coded,) if coded else names_in(drug)

@@ -31,7 +31,7 @@ from services.safety_rules.domain.conditions.medication_words import (
 )
 from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
-from services.safety_rules.domain.history import MedicationEntry, SubjectHistory
+from services.safety_rules.domain.history import MedicationEntry, SubjectHistory, no_taking
 from services.safety_rules.domain.rule_terms import compare
 from shared.analytes import UnitNotConvertible
 from shared.events import MedicationRecorded
@@ -220,7 +220,7 @@ def _counted(rule: MedicationRule, history: SubjectHistory) -> tuple[list[Counte
     counted: list[Counted] = []
     for entry in history.medications.values():
         record = entry.record
-        if record.stop is not None and record.stop <= record.start:
+        if no_taking(record):
             continue  # a taking of no length (a FHIR record withdrawn): counts at no moment
         matched = _drug(rule, identify(record.drug, record.drug_code))
         if matched is None:

@@ -41,6 +41,7 @@ the site's coded reading of the event.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WINDOW = 5  # words, as NegEx
 
@@ -143,6 +144,28 @@ def _blank(chars: list[str], start: int, end: int) -> None:
         chars[i] = " "
 
 
+def _reach_after(text: str, at: int, window: int, stop: bool = False) -> int:
+    """Where a scope from ``at`` ends: after the next ``window`` words, or before
+    the first ``_STOP`` word among them when ``stop``."""
+    reach = at
+    for word in list(_WORD.finditer(text, at))[:window]:
+        if stop and _STOP.match(word.group()):
+            break
+        reach = word.end()
+    return reach
+
+
+def _reach_before(text: str, at: int, window: int, stop: bool = False) -> int:
+    """Where a scope ending at ``at`` begins: at the ``window`` words before it,
+    or after the nearest ``_STOP`` word among them when ``stop``."""
+    reach = at
+    for word in reversed(list(_WORD.finditer(text, 0, at))[-window:]):
+        if stop and _STOP.match(word.group()):
+            break
+        reach = word.start()
+    return reach
+
+
 def _answered(
     chars: list[str], masked: str, clauses: list[tuple[int, int]], answer: re.Match[str]
 ) -> None:
@@ -165,21 +188,15 @@ def _blank_procedures(chars: list[str], masked: str, start: int, end: int) -> No
     for trigger in _PROCEDURE_POST.finditer(clause):
         if _POSITIVE_AFTER.match(masked, start + trigger.end()):
             continue  # "TB screening positive" is the finding
-        begin = trigger.start()
-        for word in reversed(list(_WORD.finditer(clause, 0, trigger.start()))[-_PROCEDURE_WINDOW:]):
-            if _STOP.match(word.group()):
-                break
-            begin = word.start()
+        begin = _reach_before(clause, trigger.start(), _PROCEDURE_WINDOW, stop=True)
         _blank(chars, start + begin, start + trigger.end())
     for trigger in _PROCEDURE_PRE.finditer(clause):
-        stop = trigger.end()
-        for word in list(_WORD.finditer(clause, trigger.end()))[:_PROCEDURE_WINDOW]:
-            if _STOP.match(word.group()):
-                break
-            stop = word.end()
+        stop = _reach_after(clause, trigger.end(), _PROCEDURE_WINDOW, stop=True)
         _blank(chars, start + trigger.start(), start + stop)
 
 
+# per report per adverse-event rule per walk, and the same few terms each time: read once
+@lru_cache(maxsize=4096)
 def without_negated(text: str) -> str:
     """The term with the words a negation rules out blanked (offsets kept):
     ``"Encephalopathy, PML ruled out"`` -> ``"Encephalopathy,               "``."""
@@ -193,11 +210,9 @@ def without_negated(text: str) -> str:
         clause = masked[start:end]
         _blank_procedures(chars, masked, start, end)
         for trigger in _PRE.finditer(clause):
-            words = list(_WORD.finditer(clause, trigger.end()))[:_WINDOW]
-            stop = words[-1].end() if words else trigger.end()
+            stop = _reach_after(clause, trigger.end(), _WINDOW)
             _blank(chars, start + trigger.start(), start + stop)
         for trigger in _POST.finditer(clause):
-            words = list(_WORD.finditer(clause, 0, trigger.start()))[-_WINDOW:]
-            begin = words[0].start() if words else trigger.start()
+            begin = _reach_before(clause, trigger.start(), _WINDOW)
             _blank(chars, start + begin, start + trigger.end())
     return "".join(chars)
