@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 from shared.events.values import clinical_number
+from shared.qualitative import qualitative_answer
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _TEXT_NUMBER = re.compile(rf"^\s*(<=|>=|<|>|≤|≥)?\s*({NUMBER})\s*$")
@@ -24,3 +26,17 @@ def number_in_text(text: str) -> tuple[str | None, Decimal] | None:
         return None
     sign = match[1]
     return (_SIGNS.get(sign, sign) if sign else None), clinical_number(Decimal(match[2]))
+
+
+def text_result(text: str) -> dict[str, Any]:
+    """The result fields of a value sent as text (HL7 ST or TX, FHIR valueString): its
+    number when it is just one (the text kept beside it), else its qualitative answer and
+    the text. A number no result may have is kept as the text it is."""
+    try:
+        found = number_in_text(text)
+    except ValueError:
+        found = None
+    if found is None:
+        return {"qualitative": qualitative_answer(text), "value_text": text}
+    comparator, number = found
+    return {"value": number, "comparator": comparator, "value_text": text}

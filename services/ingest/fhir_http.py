@@ -143,7 +143,6 @@ def _bad_gzip() -> HeaderRefusal:
 
 #: what a resource type's endpoint takes (R4 3.1.0: create is POST, update is PUT)
 INTERACTIONS = ("create", "update")
-ALLOWED_METHODS = "POST, PUT"
 
 
 def capability_statement(resources: tuple[str, ...], software_version: str) -> dict[str, Any]:

@@ -84,8 +84,8 @@ from services.ingest.fhir_identity import bounded
 from services.ingest.fhir_issues import Issue, validation_issues
 from services.ingest.fhir_subjects import (
     LocalPatients,
+    bundle_resources,
     contained_patients,
-    entry_names,
     local_key,
     referenced_subject,
 )
@@ -165,17 +165,7 @@ LocalMedications = Mapping[str, Any]
 def bundle_medications(entries: Any) -> dict[str, Any]:
     """The Medications of a Bundle's entries by the references that name them; a reference
     two entries answer to names neither."""
-    found: dict[str, Any] = {}
-    ambiguous: set[str] = set()
-    for entry in entries if isinstance(entries, list) else []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Medication":
-            continue
-        for name in set(entry_names(entry, resource)):
-            if name in found and found[name] is not resource:
-                ambiguous.add(name)
-            found[name] = resource
-    return {name: item for name, item in found.items() if name not in ambiguous}
+    return bundle_resources(entries, "Medication")
 
 
 _NOT_READ = {

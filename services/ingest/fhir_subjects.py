@@ -77,21 +77,28 @@ def entry_names(entry: dict[str, Any], resource: dict[str, Any]) -> list[str]:
     return [name for name in names if isinstance(name, str) and name]
 
 
-def bundle_patients(entries: Any) -> dict[str, Any]:
-    """The Patients of a Bundle's entries by the references that name them within the
-    Bundle: the entry's ``fullUrl`` (``urn:uuid:...`` or an absolute URL) and
-    ``Patient/<id>``. A reference two different entries answer to names neither."""
+def bundle_resources(entries: Any, kind: str) -> dict[str, Any]:
+    """The resources of one ``kind`` among a Bundle's entries by the references that name
+    them within the Bundle (:func:`entry_names`). A reference two different entries answer
+    to names neither."""
     found: dict[str, Any] = {}
     ambiguous: set[str] = set()
     for entry in entries if isinstance(entries, list) else []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
+        if not isinstance(resource, dict) or resource.get("resourceType") != kind:
             continue
         for name in set(entry_names(entry, resource)):
             if name in found and found[name] is not resource:
                 ambiguous.add(name)
             found[name] = resource
-    return {name: patient for name, patient in found.items() if name not in ambiguous}
+    return {name: item for name, item in found.items() if name not in ambiguous}
+
+
+def bundle_patients(entries: Any) -> dict[str, Any]:
+    """The Patients of a Bundle's entries by the references that name them within the
+    Bundle: the entry's ``fullUrl`` (``urn:uuid:...`` or an absolute URL) and
+    ``Patient/<id>``. A reference two different entries answer to names neither."""
+    return bundle_resources(entries, "Patient")
 
 
 def _identified_subject(

@@ -36,7 +36,7 @@ from fhir.resources.R4B.observation import Observation
 
 from shared.analytes import analyte_for
 from shared.qualitative import qualitative_answer
-from shared.text_numbers import number_in_text
+from shared.text_numbers import text_result
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -143,7 +143,7 @@ def value_fields(observation: Observation, resource: dict[str, Any]) -> dict[str
             or next((c for c in codes if c), None),
         }
     if observation.valueString is not None:
-        return string_fields(observation.valueString)
+        return text_result(observation.valueString)
     if observation.valueInteger is not None:
         return {"value": Decimal(observation.valueInteger)}
     for key in _AS_TEXT:
@@ -153,19 +153,6 @@ def value_fields(observation: Observation, resource: dict[str, Any]) -> dict[str
         if key in resource:
             return NotRead(f"value[x] is {kind}, which Vigil does not judge; kept for review")
     return _absent(observation, resource)
-
-
-def string_fields(text: str) -> dict[str, Any]:
-    """A valueString: its number when it is just one (the text kept beside it), else its
-    qualitative answer and text."""
-    try:
-        found = number_in_text(text)
-    except ValueError:  # a number no result may have: kept as the text it is
-        found = None
-    if found is None:
-        return {"qualitative": qualitative_answer(text), "value_text": text}
-    comparator, number = found
-    return {"value": number, "comparator": comparator, "value_text": text}
 
 
 def _absent(observation: Observation, resource: dict[str, Any]) -> NotRead:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import hl7
 
+from services.ingest.hl7.envelope import segments
 from services.ingest.hl7.obx_fields import get
 
 DEFAULT_VERSION = "2.5.1"
@@ -30,9 +31,8 @@ class Hl7Header:
 
 def read_header(text: str) -> Hl7Header | None:
     """The MSH fields of ``text``; None when it does not begin with an MSH segment."""
-    lines = text.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r").split("\r")
     # blank or whitespace-only lines before MSH are empty segments: skipped, as in the body
-    first = next((line for line in lines if line.strip()), "")
+    first = next(iter(segments(text.lstrip("\ufeff"))), "")
     if not first.startswith("MSH") or len(first) < 8:
         return None
     try:

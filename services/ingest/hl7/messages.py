@@ -20,6 +20,7 @@ import hl7
 import hl7.exceptions
 from pydantic import ValidationError
 
+from services.ingest.hl7.envelope import segments
 from services.ingest.hl7.fields import FieldError, parse_date
 from services.ingest.hl7.observations import ObxContext, no_result, read_observation
 from services.ingest.hl7.obx_fields import get
@@ -60,8 +61,7 @@ def _clean(raw: str) -> str:
     """Segments separated by CR, whatever line ends the sender used; a byte-order mark
     before MSH and empty or whitespace-only segments (CR CR, trailing blank lines) left
     out: they carry nothing and are no error."""
-    lines = raw.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r").split("\r")
-    return "\r".join(line for line in lines if line.strip()) + "\r"
+    return "\r".join(segments(raw.lstrip("\ufeff"))) + "\r"
 
 
 class _Reader:

@@ -19,6 +19,7 @@ import hl7.exceptions
 from services.ingest.hl7.fields import FieldError, number_in_text, parse_decimal
 from services.ingest.hl7.outcome import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from shared.qualitative import qualitative_answer
+from shared.text_numbers import text_result
 
 OBX_VALUE_TYPES = ("NM", "SN", "CE", "CWE", "CNE", "ST", "TX", "FT", "DT", "TM", "TS", "DTM")
 #: dates and times a lab reports as a result (a date of onset, say): kept as their text
@@ -143,10 +144,7 @@ def _is_number(text: str) -> bool:
 
 def _text(text: str) -> Value:
     """A text result: a number when it is one (kept as text too), else words."""
-    text = text[:500]
-    if _is_number(text):
-        return {**_number(text), "value_text": text}
-    return {"qualitative": qualitative_answer(text), "value_text": text}
+    return text_result(text[:500])
 
 
 #: a number followed by one word, as labs write a unit into an ST value ("6.5 g/dL")
