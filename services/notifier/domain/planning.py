@@ -181,5 +181,4 @@ def route_of(issue: DataQualityIssueRaised) -> IssueRoute:
 def data_quality_recipients(roster: Roster, route: IssueRoute) -> tuple[Person, ...]:
     """The people a data-quality issue goes to: the study contacts with the route's role;
     the medical monitors when the study has none with it (never nobody)."""
-    people = tuple(p for p in roster.study_contacts if p.role == route.role)
-    return people or roster.medical_monitors()
+    return roster.study_contacts_with(route.role) or roster.medical_monitors()
