@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
+from services.notifier.domain.planning import DATA_QUALITY_ROUTES
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
@@ -47,22 +48,9 @@ SIGNAL_TYPES: tuple[str, ...] = tuple(
         SafetySignalRouted,
     )
 )
-ANSWERED_ISSUES: tuple[str, ...] = (
-    "unknown-subject",
-    "result-unreadable",
-    "abnormal-result-unreadable",
-    "censored-result",
-    "conflicting-results",
-    "unit-not-convertible",
-    "dose-not-convertible",
-    "route-not-recognised",
-    "implausible-value",
-    "implausible-time",
-    "reference-range-implausible",
-    "medication-not-recognised",
-    "missing-input",
-    "reference-range-missing",
-)
+# The kinds in the order DATA_QUALITY_ROUTES lists them: CAUSES_SQL's text (and so the
+# order) must equal the partial index's condition in migration 0015.
+ANSWERED_ISSUES: tuple[str, ...] = tuple(DATA_QUALITY_ROUTES)
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 
 

@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from string import Template
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 from shared.adverse_event_labels import adverse_event_label
 from shared.analytes import shown_unit, units_for_people
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
+from shared.events.payloads import Comparator, Qualitative
 from shared.message_text import header_value, single_line
 
 MessageKind = Literal[
@@ -131,10 +132,10 @@ def format_value(value: Decimal | None, unit: str | None, comparator: str | None
     return f"{number} {shown_unit(unit)}".strip()
 
 
-_COMPARATORS = frozenset({"<", "<=", ">", ">="})
+_COMPARATORS: frozenset[str] = frozenset(get_args(Comparator))
 
 #: what a qualitative finding says, in Vigil's words (the result as sent never is shown)
-_FINDINGS = frozenset({"positive", "negative", "indeterminate"})
+_FINDINGS: frozenset[str] = frozenset(get_args(Qualitative))
 
 
 def signal_value(

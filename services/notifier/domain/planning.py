@@ -148,6 +148,9 @@ _DATA_MANAGER = IssueRoute(Role.DATA_MANAGER, acknowledged=False)
 #:   range that cannot be right or is missing, a missing input, a medication Vigil does
 #:   not recognise. No acknowledgement: the query is the data manager's work in the data
 #:   system, and an acknowledgement link records a clinical assessment.
+#: The notifier answers exactly these kinds (``signal_log.ANSWERED_ISSUES``), in this
+#: order: its catch-up's partial index (migration 0015) lists them so; a new kind needs a
+#: migration that recreates the index.
 DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
     "unknown-subject": _MONITOR_NOTICE,
     "result-unreadable": _MONITOR_NOTICE,
@@ -178,5 +181,4 @@ def route_of(issue: DataQualityIssueRaised) -> IssueRoute:
 def data_quality_recipients(roster: Roster, route: IssueRoute) -> tuple[Person, ...]:
     """The people a data-quality issue goes to: the study contacts with the route's role;
     the medical monitors when the study has none with it (never nobody)."""
-    people = tuple(p for p in roster.study_contacts if p.role == route.role)
-    return people or roster.medical_monitors()
+    return roster.study_contacts_with(route.role) or roster.medical_monitors()

@@ -194,12 +194,16 @@ class Roster(BaseModel):
     def site(self, site_id: str | None) -> Site | None:
         return next((s for s in self.sites if s.id == site_id), None)
 
+    def study_contacts_with(self, role: Role) -> tuple[Person, ...]:
+        """The study-level contacts with this role."""
+        return tuple(p for p in self.study_contacts if p.role == role)
+
     def medical_monitors(self) -> tuple[Person, ...]:
-        return tuple(p for p in self.study_contacts if p.role == Role.MEDICAL_MONITOR)
+        return self.study_contacts_with(Role.MEDICAL_MONITOR)
 
     def data_managers(self) -> tuple[Person, ...]:
         """The study's data managers (study contacts with the role)."""
-        return tuple(p for p in self.study_contacts if p.role == Role.DATA_MANAGER)
+        return self.study_contacts_with(Role.DATA_MANAGER)
 
     def warnings(self) -> list[str]:
         """What a valid roster lacks that someone should know at start-up (logged, not

@@ -36,10 +36,10 @@ def deliveries_for(
     """One message per person on their first channel; signals carry each person's link
     (its claims: the link is made when the message is sent)."""
     now = context.clock.now()
+    asks = carries_link(content)  # the same content for everyone
     planned = []
     for person in people:
         channel = person.channels[0]
-        asks = carries_link(content)
         link = context.links.claims(content.signal_id, person.id, now) if asks else None
         planned.append(
             compose(

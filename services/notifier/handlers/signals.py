@@ -155,9 +155,9 @@ async def _raised(
     content = MessageContent.model_validate(opened.message)
     if digest:
         now = context.clock.now()
+        line = digest_line(content)  # the same line for everyone
         lines: list[HeldLine] = [
-            (p.id, digest_line(content), context.links.claims(signal.signal_id, p.id, now))
-            for p in digest
+            (p.id, line, context.links.claims(signal.signal_id, p.id, now)) for p in digest
         ]
         await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)
     people = [message.person for message in planned]
@@ -389,10 +389,11 @@ async def _routed(
         )
     if digest:
         now = context.clock.now()
+        line = digest_line(content)  # the same line for everyone
         lines: list[HeldLine] = [
             (
                 p.id,
-                digest_line(content),
+                line,
                 None if informed else context.links.claims(signal.signal_id, p.id, now),
             )
             for p in digest
