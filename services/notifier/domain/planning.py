@@ -128,11 +128,18 @@ class IssueRoute:
 
     role: Role
     acknowledged: bool
+    #: how an issue of this kind that names no rule is told instead (None: the same)
+    without_rule: IssueRoute | None = None
 
 
 _MONITOR_ALERT = IssueRoute(Role.MEDICAL_MONITOR, acknowledged=True)
 _MONITOR_NOTICE = IssueRoute(Role.MEDICAL_MONITOR, acknowledged=False)
 _DATA_MANAGER = IssueRoute(Role.DATA_MANAGER, acknowledged=False)
+# a dose or a route no rule counted (raised before any rule looked at the medication) is a
+# query for the data manager; one a rule counted may hide a prohibited dose
+_COUNTED_MEDICATION = IssueRoute(
+    Role.MEDICAL_MONITOR, acknowledged=True, without_rule=_DATA_MANAGER
+)
 
 #: Every kind of data-quality issue reaches a person ("never silent"); a new kind fails
 #: the tests until it is given a route here (and its words in ``messages``).
@@ -158,8 +165,8 @@ DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
     "censored-result": _MONITOR_ALERT,
     "conflicting-results": _MONITOR_ALERT,
     "unit-not-convertible": _MONITOR_ALERT,
-    "dose-not-convertible": _MONITOR_ALERT,
-    "route-not-recognised": _MONITOR_ALERT,
+    "dose-not-convertible": _COUNTED_MEDICATION,
+    "route-not-recognised": _COUNTED_MEDICATION,
     "implausible-value": _DATA_MANAGER,
     "implausible-time": _DATA_MANAGER,
     "reference-range-implausible": _DATA_MANAGER,
@@ -170,11 +177,11 @@ DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
 
 
 def route_of(issue: DataQualityIssueRaised) -> IssueRoute:
-    """How one issue is told. A dose or a route no rule counted (no ``rule_id``: raised
-    before any rule looked at the medication) is a query for the data manager."""
+    """How one issue is told: its kind's route, or the route the kind gives an issue that
+    names no rule."""
     route = DATA_QUALITY_ROUTES[issue.issue]
-    if issue.issue in {"dose-not-convertible", "route-not-recognised"} and not issue.rule_id:
-        return _DATA_MANAGER
+    if route.without_rule is not None and not issue.rule_id:
+        return route.without_rule
     return route
 
 
