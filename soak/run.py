@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from services.ingest.adapters.key_store import KeyScope, create_key
-from services.ingest.development import DEVELOPMENT_SOURCE
+from services.ingest.domain.development import DEVELOPMENT_SOURCE
 from soak.checker import Figures, check
 from soak.client import Credential, IngestClient
 from soak.config import SoakConfig

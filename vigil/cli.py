@@ -90,9 +90,9 @@ def dev(
 @app.command()
 def ingest() -> None:
     """Run the ingest service (HTTP API and MLLP)."""
+    from services.ingest.domain.sources import InvalidSources
+    from services.ingest.entrypoints.mllp_tls import UnsafeMllpSettings
     from services.ingest.main import serve
-    from services.ingest.mllp_tls import UnsafeMllpSettings
-    from services.ingest.sources import InvalidSources
 
     _serve("ingest", serve, InvalidSources, UnsafeMllpSettings)
 

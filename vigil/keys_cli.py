@@ -27,7 +27,7 @@ from services.ingest.adapters.key_store import (
     revoke_key,
     rotate_key,
 )
-from services.ingest.api_keys import SOURCE_NAME, ApiKeyRecord
+from services.ingest.domain.api_keys import SOURCE_NAME, ApiKeyRecord
 from shared.settings import VigilSettings
 from vigil.private_file import write_private_file
 

@@ -13,22 +13,21 @@ import asyncpg
 import structlog
 from fastapi import FastAPI
 
-from services.ingest import app as http_json
-from services.ingest import fhir_api, mllp
+from services.ingest.adapters.key_cache import ApiKeyCache
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
-from services.ingest.app import create_app
-from services.ingest.code_map import load_code_maps
-from services.ingest.fhir_api import add_fhir_routes
-from services.ingest.http_guard import Limits
-from services.ingest.http_refusals import REFUSAL_REASONS
-from services.ingest.intake import Intake
-from services.ingest.key_cache import ApiKeyCache
-from services.ingest.mllp import MllpHandler
-from services.ingest.mllp_listener import MllpLimits, start_mllp_server
-from services.ingest.mllp_tls import server_context
-from services.ingest.rate_limit import RateLimiter
-from services.ingest.sources import load_sources
-from services.ingest.subject_identifiers import load_subject_identifiers
+from services.ingest.domain.code_map import load_code_maps
+from services.ingest.domain.rate_limit import RateLimiter
+from services.ingest.domain.sources import load_sources
+from services.ingest.domain.subject_identifiers import load_subject_identifiers
+from services.ingest.entrypoints import fhir_api, http_json, mllp
+from services.ingest.entrypoints.fhir_api import add_fhir_routes
+from services.ingest.entrypoints.http_guard import Limits
+from services.ingest.entrypoints.http_json import create_app
+from services.ingest.entrypoints.http_refusals import REFUSAL_REASONS
+from services.ingest.entrypoints.mllp import MllpHandler
+from services.ingest.entrypoints.mllp_listener import MllpLimits, start_mllp_server
+from services.ingest.entrypoints.mllp_tls import server_context
+from services.ingest.handlers.intake import Intake
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem

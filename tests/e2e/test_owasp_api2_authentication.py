@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest.api_keys import parse_key
+from services.ingest.domain.api_keys import parse_key
 from tests.e2e.test_haemoglobin_alert import enrolment, haemoglobin
 from tests.support.api_keys import issue_api_key, vigil_keys
 from tests.support.mail import MailCatcher

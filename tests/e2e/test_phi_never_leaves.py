@@ -44,7 +44,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.ingest.subject_identifiers import SubjectIdentifierSystem
+from services.ingest.domain.subject_identifiers import SubjectIdentifierSystem
 from shared.events.topics import DEAD_LETTERS, SUBJECTS
 from tests.support import components
 from tests.support.components import as_service_role, create_database, drop_database

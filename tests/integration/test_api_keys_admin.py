@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.ingest.api_keys import parse_key
+from services.ingest.domain.api_keys import parse_key
 from tests.support.api_keys import vigil_keys
 from tests.support.components import as_service_role
 from vigil.devstack.dev_key import ensure_dev_key

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.ingest.domain import events_for
+from services.ingest.domain.json_events import events_for
 from services.notifier.catch_up import SignalCatchUp
 from services.notifier.domain.roster import Roster
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork

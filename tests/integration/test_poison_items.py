@@ -17,7 +17,7 @@ from faststream.kafka import KafkaBroker
 
 from services.ingest.adapters.publisher import EventPublisher
 from services.ingest.adapters.receipts import Outgoing, Receipt, record_receipt
-from services.ingest.intake import Intake
+from services.ingest.handlers.intake import Intake
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs

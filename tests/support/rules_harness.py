@@ -222,7 +222,7 @@ def fact(spec: Mapping[str, Any], subject: str) -> EventPayload:
         )
     if "fhir" in spec:
         # a FHIR R4 MedicationStatement or MedicationAdministration, read as ingest reads it
-        from services.ingest.fhir_medications import medication_event
+        from services.ingest.domain.fhir_medications import medication_event
 
         resource = {"subject": {"reference": f"Patient/{subject}"}, **spec["fhir"]}
         event, issues = medication_event(resource, study_id=STUDY, zone=UTC)

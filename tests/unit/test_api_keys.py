@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.ingest.api_keys import (
+from services.ingest.domain.api_keys import (
     ApiKeyRecord,
     Authenticated,
     NotAuthenticated,

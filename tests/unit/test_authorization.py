@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from services.ingest.authorization import (
+from services.ingest.domain.authorization import (
     Ownership,
     RecordKey,
     SubjectOwnership,
@@ -15,8 +15,8 @@ from services.ingest.authorization import (
     precheck,
     without,
 )
-from services.ingest.domain import events_for
-from services.ingest.principals import Principal
+from services.ingest.domain.json_events import events_for
+from services.ingest.domain.principals import Principal
 from shared.events import (
     AdverseEventReported,
     Envelope,

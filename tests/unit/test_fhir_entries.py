@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_entries import (
+from services.ingest.domain.fhir_entries import (
     EntryOutcome,
     entry_refusal,
     is_resource_type,
@@ -14,7 +14,7 @@ from services.ingest.fhir_entries import (
     read_entry,
     received_not_used,
 )
-from services.ingest.fhir_issues import Issue
+from services.ingest.domain.fhir_issues import Issue
 from shared.events import SubjectEvent
 
 OBSERVATION = {"resourceType": "Observation", "id": "o1"}

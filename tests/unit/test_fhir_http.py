@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from services.ingest.fhir_http import (
+from services.ingest.entrypoints.fhir_http import (
     BodyRefused,
     accept_refusal,
     capability_statement,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_adverse_events import adverse_event_event
-from services.ingest.fhir_issues import operation_outcome
-from services.ingest.fhir_mapping import observation_event, patient_event
+from services.ingest.domain.fhir_adverse_events import adverse_event_event
+from services.ingest.domain.fhir_issues import operation_outcome
+from services.ingest.domain.fhir_mapping import observation_event, patient_event
 from shared.events import AdverseEventReported, LabResultReported, ResultStatus, SubjectEnrolled
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_entries import JUDGED, created, read_entry, received_not_used
-from services.ingest.fhir_instances import KINDS
-from services.ingest.fhir_medications import (
+from services.ingest.domain.fhir_entries import JUDGED, created, read_entry, received_not_used
+from services.ingest.domain.fhir_medications import (
     DOSE_NOT_READ,
     NO_UNIT,
     ROUTE_NOT_GIVEN,
@@ -28,10 +27,11 @@ from services.ingest.fhir_medications import (
     bundle_medications,
     medication_event,
 )
-from services.ingest.fhir_reader import ResourceReader
-from services.ingest.fhir_responses import accepted_outcome
-from services.ingest.principals import Principal
-from services.ingest.subject_identifiers import SubjectIdentifiers
+from services.ingest.domain.fhir_reader import ResourceReader
+from services.ingest.domain.principals import Principal
+from services.ingest.domain.subject_identifiers import SubjectIdentifiers
+from services.ingest.entrypoints.fhir_instances import KINDS
+from services.ingest.entrypoints.fhir_responses import accepted_outcome
 from services.safety_rules.domain.conditions.medication_words import (
     mg_per_unit,
     per_day,

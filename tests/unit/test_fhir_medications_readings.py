@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_medications import TIMING_NOT_READ, medication_event
+from services.ingest.domain.fhir_medications import TIMING_NOT_READ, medication_event
 from services.safety_rules.domain.conditions.drug_names import coded_drug, identify
 from services.safety_rules.domain.conditions.medication_words import per_day, route_of
 from shared.events import MedicationRecorded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.fhir_reports import dated_by_their_reports
+from services.ingest.domain.fhir_reports import dated_by_their_reports
 
 
 def report(*results: str, **effective: Any) -> dict[str, Any]:

@@ -3,9 +3,9 @@ identifiers: it is the one study they name that the credential may write."""
 
 from __future__ import annotations
 
-from services.ingest.fhir_issues import Issue
-from services.ingest.fhir_studies import choose_study, named_studies
-from services.ingest.subject_identifiers import SubjectIdentifiers
+from services.ingest.domain.fhir_issues import Issue
+from services.ingest.domain.fhir_studies import choose_study, named_studies
+from services.ingest.domain.subject_identifiers import SubjectIdentifiers
 
 OURS, OTHER = "NCT05262686", "NCT04000000"
 HOSPITAL = {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN88231"}

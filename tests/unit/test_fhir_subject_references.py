@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_adverse_events import adverse_event_event
-from services.ingest.fhir_issues import Issue
-from services.ingest.fhir_mapping import observation_event
-from services.ingest.fhir_subjects import bundle_patients, contained_patients
-from services.ingest.subject_identifiers import SubjectIdentifierSystem
+from services.ingest.domain.fhir_adverse_events import adverse_event_event
+from services.ingest.domain.fhir_issues import Issue
+from services.ingest.domain.fhir_mapping import observation_event
+from services.ingest.domain.fhir_subjects import bundle_patients, contained_patients
+from services.ingest.domain.subject_identifiers import SubjectIdentifierSystem
 from shared.events import SubjectEvent
 from tests.unit.test_fhir_mapping import adverse_event, observation
 

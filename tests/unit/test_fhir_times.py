@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_mapping import observation_event
+from services.ingest.domain.fhir_mapping import observation_event
 from shared.events import LabResultReported
 from tests.unit.test_fhir_mapping import observation
 

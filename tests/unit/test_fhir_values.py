@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_entries import read_entry
-from services.ingest.fhir_mapping import observation_event
-from services.ingest.fhir_values import GROUPING, PENDING, unused_observation
+from services.ingest.domain.fhir_entries import read_entry
+from services.ingest.domain.fhir_mapping import observation_event
+from services.ingest.domain.fhir_values import GROUPING, PENDING, unused_observation
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus
 from tests.unit.test_fhir_mapping import observation
 

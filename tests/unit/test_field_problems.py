@@ -9,7 +9,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.ingest.schemas import AdverseEventIn, LabResultIn, SubjectIn
+from services.ingest.domain.json_requests import AdverseEventIn, LabResultIn, SubjectIn
 from shared.field_problems import FieldProblem, describe, field_problems
 
 NAME = "Quentin Marrowfield"

@@ -16,9 +16,9 @@ import hl7
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.fhir_mapping import observation_event, patient_event
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import Interpretation, interpret
+from services.ingest.domain.fhir_mapping import observation_event, patient_event
+from services.ingest.domain.hl7.ack import build_ack
+from services.ingest.domain.hl7.messages import Interpretation, interpret
 from shared.events import EventPayload, LabResultReported
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.unit.test_clinical_cases import PACK, _describe, _run

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_medications import medication_event
+from services.ingest.domain.fhir_medications import medication_event
 from tests.unit.test_clinical_cases import SUBJECT, _run
 
 STUDY = "NCT05262686"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import hl7
 import pytest
 
-from services.ingest.hl7.batch import MAX_MESSAGES, Batch, batch_ack, read_block
-from services.ingest.hl7.envelope import NotOneMessage
+from services.ingest.domain.hl7.batch import MAX_MESSAGES, Batch, batch_ack, read_block
+from services.ingest.domain.hl7.envelope import NotOneMessage
 
 FHS = "FHS|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||F1"
 BHS = "BHS|^~\\&|LIS^x|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||B1"

@@ -9,9 +9,9 @@ import codecs
 import hl7
 import pytest
 
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.charset import codec_for, declared_charset, decode
-from services.ingest.hl7.messages import Interpretation
+from services.ingest.domain.hl7.ack import build_ack
+from services.ingest.domain.hl7.charset import codec_for, declared_charset, decode
+from services.ingest.domain.hl7.messages import Interpretation
 
 MSH = "MSH|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01|C1|P|2.5.1"
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import hl7
 import pytest
 
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.charset import decode
-from services.ingest.hl7.messages import Interpretation, interpret
+from services.ingest.domain.hl7.ack import build_ack
+from services.ingest.domain.hl7.charset import decode
+from services.ingest.domain.hl7.messages import Interpretation, interpret
 from shared.events import LabResultReported, LabResultUnreadable
 from tests.support.hl7_corpus import INTERNALS, Case, cases, check_keys, unmatched
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.hl7.envelope import header_name, not_one_message
+from services.ingest.domain.hl7.envelope import header_name, not_one_message
 
 FIRST = "MSH|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|C1|P|2.5.1"
 SECOND = "MSH|^~\\&|LIS|OTHER-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01^ORU_R01|C2|P|2.5.1"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC
 
-from services.ingest.authorization import Refusal
-from services.ingest.domain import events_for
-from services.ingest.hl7.messages import interpret
-from services.ingest.hl7.refusals import refusal_problems
+from services.ingest.domain.authorization import Refusal
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.hl7.refusals import refusal_problems
+from services.ingest.domain.json_events import events_for
 from shared.events import LabResultReported
 
 STUDY = "NCT05262686"

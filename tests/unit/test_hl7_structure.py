@@ -6,8 +6,8 @@ from datetime import UTC
 
 import hl7
 
-from services.ingest.hl7.messages import interpret
-from services.ingest.hl7.structure import oru_r01
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.hl7.structure import oru_r01
 
 MSH = "MSH|^~\\&|LIS|LAB|VIGIL|SP|20261120083000||ORU^R01^ORU_R01|C1|P|2.5.1"
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.ingest.hl7.fields import number_in_text, parse_reference_range, read_unit
-from services.ingest.hl7.messages import interpret
+from services.ingest.domain.hl7.fields import number_in_text, parse_reference_range, read_unit
+from services.ingest.domain.hl7.messages import interpret
 from shared.events import LabResultReported, LabResultUnreadable
 
 MSH = "MSH|^~\\&|LIS|LAB|VIGIL|SP|20261120083000||ORU^R01^ORU_R01|{control}|P|2.5.1"

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.ingest.authorization import Refusal
-from services.ingest.fhir_refusals import expression
-from services.ingest.http_body import client_key, read_body, read_prefix
-from services.ingest.http_refusals import channel_of, refusal
-from services.ingest.mllp import refusal_problems
+from services.ingest.domain.authorization import Refusal
+from services.ingest.domain.fhir_refusals import expression
+from services.ingest.entrypoints.http_body import client_key, read_body, read_prefix
+from services.ingest.entrypoints.http_refusals import channel_of, refusal
+from services.ingest.entrypoints.mllp import refusal_problems
 from shared.events import Envelope
 
 Message = dict[str, object]

@@ -10,11 +10,11 @@ import hl7
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.ingest.fhir_entries import implausible_outcome
-from services.ingest.fhir_mapping import observation_event
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import interpret
-from services.ingest.plausible_times import time_problems
+from services.ingest.domain.fhir_entries import implausible_outcome
+from services.ingest.domain.fhir_mapping import observation_event
+from services.ingest.domain.hl7.ack import build_ack
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.plausible_times import time_problems
 from shared.events import LabResultReported
 from shared.events.values import ClinicalDate, ClinicalDateTime
 

@@ -10,9 +10,9 @@ import hl7
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.hl7.ack import build_ack
-from services.ingest.hl7.messages import interpret
-from services.ingest.plausible_times import time_problems
+from services.ingest.domain.hl7.ack import build_ack
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.plausible_times import time_problems
 from shared.events import LabResultReported, MedicationRecorded, SubjectEnrolled
 from tests.unit.test_hl7_messages import HB, STUDY, oru
 

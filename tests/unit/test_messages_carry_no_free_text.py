@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.domain import events_for
+from services.ingest.domain.json_events import events_for
 from services.notifier.domain.messages import (
     MessageContent,
     Rendered,

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.ingest.mllp_auth import Authenticated, Refused, authenticate
-from services.ingest.mllp_tls import PresentedCertificate, UnsafeMllpSettings, check_mllp_settings
-from services.ingest.sources import SourceRegistry, load_sources
+from services.ingest.domain.sources import SourceRegistry, load_sources
+from services.ingest.entrypoints.mllp_auth import Authenticated, Refused, authenticate
+from services.ingest.entrypoints.mllp_tls import (
+    PresentedCertificate,
+    UnsafeMllpSettings,
+    check_mllp_settings,
+)
 from shared.settings import VigilSettings
 from tests.support.studies import STUDY
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.ingest.mllp_frames import FrameProblem, FrameReader, IdleTimeout
+from services.ingest.entrypoints.mllp_frames import FrameProblem, FrameReader, IdleTimeout
 
 MESSAGE = b"MSH|^~\\&|LIS|PKUPH-LAB|||20261120083000||ORU^R01|C1|P|2.5.1\rPID|1||01-003"
 

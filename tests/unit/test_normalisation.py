@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.code_map import load_code_map
-from services.ingest.domain import events_for
+from services.ingest.domain.code_map import load_code_map
+from services.ingest.domain.json_events import events_for
 from shared.analytes import normalise_lab_result
 from shared.events import DataQualityIssueRaised, LabResultReported
 from shared.qualitative import qualitative_answer

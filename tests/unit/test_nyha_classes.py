@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.schemas import AdverseEventIn
+from services.ingest.domain.json_requests import AdverseEventIn
 from services.safety_rules.domain.rule_kinds import CodedResultRule
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from services.ingest.fhir_identity import bounded
-from services.ingest.fhir_mapping import observation_event
+from services.ingest.domain.fhir_identity import bounded
+from services.ingest.domain.fhir_mapping import observation_event
 from shared.events import LabResultReported
 from tests.unit.test_fhir_mapping import observation
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.fhir_mapping import observation_event, patient_event
-from services.ingest.hl7.messages import interpret
-from services.ingest.schemas import LabResultIn, SubjectIn
+from services.ingest.domain.fhir_mapping import observation_event, patient_event
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.json_requests import LabResultIn, SubjectIn
 from shared.analytes import normalise_lab_result
 from shared.events import (
     Envelope,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.domain import events_for
-from services.ingest.fhir_entries import created
+from services.ingest.domain.fhir_entries import created
+from services.ingest.domain.json_events import events_for
 from shared.analytes import ANALYTES
 from shared.events import DataQualityIssueRaised, LabResultReported
 from shared.plausibility import (

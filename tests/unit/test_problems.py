@@ -1,4 +1,4 @@
-from services.ingest.problems import field_errors
+from services.ingest.entrypoints.problems import field_errors
 
 
 def test_union_branch_of_what_was_sent_is_reported() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.rate_limit import RateLimiter
+from services.ingest.domain.rate_limit import RateLimiter
 
 
 class Clock:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.ingest.sources import InvalidSources, load_sources
+from services.ingest.domain.sources import InvalidSources, load_sources
 from tests.support.studies import SHIPPED, STUDY
 
 FINGERPRINT = "AB:" * 31 + "AB"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from services.ingest.fhir_adverse_events import adverse_event_event
-from services.ingest.fhir_mapping import observation_event, patient_event
-from services.ingest.hl7.messages import interpret
-from services.ingest.sources import load_sources
-from services.ingest.subject_identifiers import (
+from services.ingest.domain.fhir_adverse_events import adverse_event_event
+from services.ingest.domain.fhir_mapping import observation_event, patient_event
+from services.ingest.domain.hl7.messages import interpret
+from services.ingest.domain.sources import load_sources
+from services.ingest.domain.subject_identifiers import (
     InvalidSubjectIdentifier,
     SubjectIdentifiers,
     SubjectIdentifierSystem,

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 
 from services.ingest.adapters.key_store import KeyScope, create_key, load_keys
-from services.ingest.api_keys import parse_key, secret_digest
-from services.ingest.development import DEVELOPMENT_SOURCE
+from services.ingest.domain.api_keys import parse_key, secret_digest
+from services.ingest.domain.development import DEVELOPMENT_SOURCE
 from vigil.keys_cli import operator
 from vigil.private_file import write_private_file
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from services.ingest.development import study_ids
+from services.ingest.domain.development import study_ids
 from shared.db.migrate import upgrade
 from shared.settings import VigilSettings
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key

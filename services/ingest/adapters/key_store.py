@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.ingest.api_keys import ApiKeyRecord, NewKey, generate_key
+from services.ingest.domain.api_keys import ApiKeyRecord, NewKey, generate_key
 from shared.events import EventPayload, wrap
 from shared.events.api_keys import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
 from shared.eventstore.store import NewEvent, append

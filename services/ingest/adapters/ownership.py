@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import asyncpg
 
-from services.ingest.authorization import (
+from services.ingest.domain.authorization import (
     Ownership,
     RecordKey,
     SubjectKey,

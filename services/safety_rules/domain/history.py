@@ -434,7 +434,7 @@ class SubjectHistory:
 
 
 #: how FHIR ingest names a MedicationStatement's source (``fhir:MedicationStatement/<id>``,
-#: services/ingest/fhir_medications.py): one resource, updated in place by its sender
+#: services/ingest/domain/fhir_medications.py): one resource, updated in place by its sender
 FHIR_STATEMENT = "fhir:MedicationStatement/"
 
 

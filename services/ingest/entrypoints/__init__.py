@@ -1,0 +1,1 @@
+"""How messages reach ingest: the HTTP JSON and FHIR APIs and the MLLP listener."""
