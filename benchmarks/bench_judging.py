@@ -24,7 +24,7 @@ from bench_rules import trial
 
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack, load_rule_packs
-from services.safety_rules.handlers import handle_batch
+from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope
 from shared.structured_logging import configure_logging
 

@@ -145,7 +145,7 @@ PROJECTIONS = ("subject_state",)
 
 def replay(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROJECTIONS)}.")]) -> None:
     """Drop a projection and rebuild it from the whole event store."""
-    from services.safety_rules.projections.subject_state import SubjectStateProjection
+    from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
     from shared.db.pool import create_pool
     from shared.projections import ProjectionRunner
 

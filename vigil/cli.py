@@ -156,7 +156,7 @@ def rules_simulate(
         load_rule_pack,
         load_rule_packs,
     )
-    from services.safety_rules.simulate import compare, load_facts, report
+    from services.safety_rules.handlers.simulate import compare, load_facts, report
 
     settings = _settings()
     try:
@@ -195,8 +195,8 @@ def rules_coverage(
     per rule the clinical cases that exercise it (rules with none are listed)."""
     import yaml
 
-    from services.safety_rules.coverage import report
     from services.safety_rules.domain.rule_pack import InvalidRulePack, load_rule_packs
+    from services.safety_rules.handlers.coverage import report
 
     try:
         packs = load_rule_packs(studies)
@@ -227,7 +227,7 @@ def rules_explain(signal_id: str) -> None:
     """Print why a signal fired, from the audit log."""
     import uuid
 
-    from services.safety_rules.explain_signal import SignalNotFound, explain_signal
+    from services.safety_rules.handlers.explain_signal import SignalNotFound, explain_signal
 
     settings = _settings()
     try:

@@ -19,7 +19,7 @@ from services.notifier.catch_up import SignalCatchUp
 from services.notifier.domain.roster import Roster
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
-from services.safety_rules.handlers import BatchOutcome, handle_batch
+from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
-from services.safety_rules.handlers import handle_batch
+from services.safety_rules.handlers.facts import handle_batch
 from tests.integration.test_rules_tools import vigil
 from tests.integration.test_store_and_rules import PACKS, enrolled, hb
 

@@ -13,7 +13,7 @@ import yaml
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
-from services.safety_rules.handlers import handle_batch
+from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope, SafetySignalRaised, wrap
 from tests.support.components import as_service_role
 from tests.support.rules_harness import fact

@@ -12,8 +12,8 @@ import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
-from services.safety_rules.handlers import handle_batch
-from services.safety_rules.records import Record, parse_records
+from services.safety_rules.entrypoints.records import Record, parse_records
+from services.safety_rules.handlers.facts import handle_batch
 from shared import eventstore
 from shared.db.migrate import pending_migrations, require_current_schema, upgrade
 from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap

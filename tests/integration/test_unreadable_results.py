@@ -10,7 +10,7 @@ import pytest
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
-from services.safety_rules.handlers import BatchOutcome, handle_batch
+from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import Envelope, LabResultUnreadable, wrap
 from shared.events.topics import DATA_QUALITY
 from tests.support.services import REPO

@@ -16,7 +16,7 @@ from typing import Any
 
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.handlers import BatchOutcome, handle_batch
+from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
     AdverseEventReported,
     Envelope,

@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 
-from services.safety_rules.records import (
+from services.safety_rules.entrypoints.records import (
     RAW_DEAD_LETTER_REASON,
     Record,
     Rejected,

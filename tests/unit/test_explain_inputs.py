@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.safety_rules.explain_signal import _summary
+from services.safety_rules.handlers.explain_signal import _summary
 
 RESULT = {
     "loinc_code": "718-7",

@@ -14,8 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.safety_rules import records
-from services.safety_rules.records import Record, kept_rejection, parse_records, rejected_input
+from services.safety_rules.entrypoints import records
+from services.safety_rules.entrypoints.records import (
+    Record,
+    kept_rejection,
+    parse_records,
+    rejected_input,
+)
 from shared.events import Envelope
 from shared.events.dead_letters import study_named_in
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS

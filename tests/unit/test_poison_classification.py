@@ -7,7 +7,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
-from services.safety_rules.poison import (
+from services.safety_rules.entrypoints.poison import (
     RecordFailure,
     RepeatedConflicts,
     failure_reason,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from services.safety_rules.coverage import case_inputs, cases_of, report
 from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.handlers.coverage import case_inputs, cases_of, report
 from tests.support.services import REPO
 
 PACK = load_rule_packs(REPO / "studies")["NCT05262686"]

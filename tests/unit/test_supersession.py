@@ -16,7 +16,7 @@ from services.safety_rules.domain.supersession import (
     reason_for,
     standing_before,
 )
-from services.safety_rules.handlers import handle_batch
+from services.safety_rules.handlers.facts import handle_batch
 from shared.events import (
     DataQualityIssueRaised,
     LabResultReported,

@@ -11,7 +11,7 @@ import pytest
 
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.domain.unreadable import unreadable_problem
-from services.safety_rules.handlers import handle_batch
+from services.safety_rules.handlers.facts import handle_batch
 from shared.events import DataQualityIssueRaised, LabResultReported, LabResultUnreadable
 from tests.support.rules_harness import STUDY, T0, InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO

@@ -12,12 +12,18 @@ import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.safety_rules.adapters.positions import SeekToStoredPositions as SeekToStoredPositions
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.handlers import BatchOutcome, handle_batch
-from services.safety_rules.poison import RecordFailure, RepeatedConflicts, is_transient
-from services.safety_rules.positions import SeekToStoredPositions as SeekToStoredPositions
-from services.safety_rules.records import Entry, Record, Rejected, parse_records, rejected_input
+from services.safety_rules.entrypoints.poison import RecordFailure, RepeatedConflicts, is_transient
+from services.safety_rules.entrypoints.records import (
+    Entry,
+    Record,
+    Rejected,
+    parse_records,
+    rejected_input,
+)
+from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared import eventstore, metrics
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS

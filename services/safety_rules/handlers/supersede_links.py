@@ -14,7 +14,7 @@ from services.safety_rules.domain.supersession import (
     decide,
     reported_result,
 )
-from services.safety_rules.records import SOURCE
+from services.safety_rules.entrypoints.records import SOURCE
 from shared.events import Envelope, LabResultReported, LabResultSuperseded, wrap
 
 log = structlog.get_logger(__name__)

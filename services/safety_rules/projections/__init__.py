@@ -1,1 +1,0 @@
-"""Read models the rules service keeps from the event store."""
