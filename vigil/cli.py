@@ -243,7 +243,7 @@ def rules_explain(signal_id: str) -> None:
 @app.command()
 def notifier() -> None:
     """Run the notifier service."""
-    from services.notifier.link_keys import LinkKeysRefused
+    from services.notifier.adapters.link_keys import LinkKeysRefused
     from services.notifier.main import serve
 
     _serve("notifier", serve, LinkKeysRefused)

@@ -15,20 +15,20 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.notifier import handlers
-from services.notifier.ack_page import acknowledgement_page_router
+from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
-from services.notifier.api import acknowledgement_router
-from services.notifier.catch_up import SignalCatchUp, sample_behind
 from services.notifier.clock import Clock, SystemClock
-from services.notifier.delivery_worker import DeliveryWorker, Sender
-from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
-from services.notifier.http_policy import AcknowledgementHttpPolicy
-from services.notifier.link_keys import link_key_ring
-from services.notifier.signal_consumer import SignalConsumer
+from services.notifier.entrypoints.acknowledgement_api import acknowledgement_router
+from services.notifier.entrypoints.acknowledgement_page import acknowledgement_page_router
+from services.notifier.entrypoints.catch_up import SignalCatchUp, sample_behind
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
+from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
+from services.notifier.entrypoints.signal_consumer import SignalConsumer
+from services.notifier.handlers.digests import send_due_digests
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness

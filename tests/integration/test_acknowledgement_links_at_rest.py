@@ -14,9 +14,9 @@ import pytest
 
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
-from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.links import LinkKey, LinkKeyRing
 from services.notifier.domain.messages import MessageContent, content_for_signal
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.handlers import NotifierContext
 from shared.db.migrate import available_migrations
 from tests.support.components import create_database, drop_database, migrate

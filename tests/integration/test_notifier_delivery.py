@@ -11,9 +11,9 @@ import pytest
 
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
-from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Role, Roster
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from shared.supervision import Supervisor
 from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
 from tests.support.notifier import (

@@ -12,11 +12,11 @@ import pytest
 from fastapi import FastAPI
 
 from services.notifier import handlers
-from services.notifier.ack_page import acknowledgement_page_router
-from services.notifier.api import acknowledgement_router
-from services.notifier.digest import send_due_digests
 from services.notifier.domain.links import LinkKey
 from services.notifier.domain.roster import Digest, Role, Roster
+from services.notifier.entrypoints.acknowledgement_api import acknowledgement_router
+from services.notifier.entrypoints.acknowledgement_page import acknowledgement_page_router
+from services.notifier.handlers.digests import send_due_digests
 from shared.events import (
     DataQualityIssueRaised,
     SafetySignalAmended,

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from services.ingest.domain.json_events import events_for
-from services.notifier.catch_up import SignalCatchUp
 from services.notifier.domain.roster import Roster
+from services.notifier.entrypoints.catch_up import SignalCatchUp
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from services.notifier import handlers
-from services.notifier.digest import send_due_digests
 from services.notifier.domain.roster import Digest, Role
+from services.notifier.handlers.digests import send_due_digests
 from shared.events import Envelope, SafetySignalReopened, SafetySignalResolved, wrap
 from tests.support.mail import MailCatcher, Received
 from tests.support.notifier import (

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.notifier.catch_up import SignalCatchUp
+from services.notifier.entrypoints.catch_up import SignalCatchUp
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.notifier.digest import send_due_digests
+from services.notifier.handlers.digests import send_due_digests
 from shared.events import SafetySignalReopened, SafetySignalResolved, SafetySignalRetracted
 from tests.support.acknowledgement_stack import (
     ACTIVE_KEY,

@@ -13,8 +13,8 @@ import pytest
 from services.notifier import handlers
 from services.notifier.adapters import notification_log
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.domain.planning import open_notification
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker
 from services.notifier.handlers import NotifierContext
 from shared.supervision import Supervisor
 from tests.support.mail import MailCatcher, running_smtp_server

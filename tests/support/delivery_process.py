@@ -10,8 +10,8 @@ import sys
 from datetime import timedelta
 
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker
 from shared.db.pool import create_pool
 from shared.supervision import Supervisor
 

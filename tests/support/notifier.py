@@ -13,11 +13,11 @@ import asyncpg
 from services.notifier import handlers
 from services.notifier.adapters.postgres import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.delivery_worker import DeliveryWorker, Sender
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
+from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.handlers import NotifierContext
 from shared.events import Envelope, SafetySignalRaised, wrap
 from shared.events.notifications import notification_stream

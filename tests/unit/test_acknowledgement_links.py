@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from services.notifier.adapters.link_keys import LinkKeysRefused, link_key_ring
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.links import (
     CLOCK_SKEW,
@@ -24,7 +25,6 @@ from services.notifier.domain.links import (
     token_id,
 )
 from services.notifier.domain.messages import MessageContent
-from services.notifier.link_keys import LinkKeysRefused, link_key_ring
 from shared.secret_files import SecretFileError
 from shared.settings import VigilSettings
 

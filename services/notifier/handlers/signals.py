@@ -5,7 +5,8 @@ about a subject nobody enrolled, and a result Vigil could not read (flagged abno
 not: a result without flags may hide an abnormal value as well, and it is rare).
 
 Every handler is idempotent: an event handled before (delivered twice by Kafka, or read
-again by the catch-up from the audit log, see ``services/notifier/catch_up.py``) finds its
+again by the catch-up from the audit log, see
+``services/notifier/entrypoints/catch_up.py``) finds its
 answer recorded and changes nothing, whatever happened to the signal since. Each checks
 first, without appending, so a replay takes no append lock. A batch first holds the
 notifications of its signals (:func:`hold_notifications`), so two transactions (two

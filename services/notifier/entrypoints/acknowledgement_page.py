@@ -6,7 +6,8 @@ be acknowledged (retracted, resolved). Only ``POST`` records, under the same rul
 JSON API (``handlers.acknowledge``): the token in the form is what authenticates the
 person, and each link records one assessment. No names are shown: subject id, analyte,
 value, grade, rule and deadline only. The page has no script and one stylesheet, allowed
-by its hash in the Content-Security-Policy that :mod:`services.notifier.http_policy` sends.
+by its hash in the Content-Security-Policy that
+:mod:`services.notifier.entrypoints.http_policy` sends.
 """
 
 from __future__ import annotations

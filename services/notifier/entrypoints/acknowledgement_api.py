@@ -2,7 +2,8 @@
 
 Route functions translate between HTTP and :mod:`services.notifier.handlers`; the rules
 (who may acknowledge, what a valid link is, one assessment per link) live there and in
-the domain. Headers and body limits for these routes: :mod:`services.notifier.http_policy`.
+the domain. Headers and body limits for these routes:
+:mod:`services.notifier.entrypoints.http_policy`.
 """
 
 from __future__ import annotations

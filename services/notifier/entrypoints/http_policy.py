@@ -20,7 +20,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.notifier.ack_page import MAX_FORM_BYTES, STYLE_SOURCE
+from services.notifier.entrypoints.acknowledgement_page import MAX_FORM_BYTES, STYLE_SOURCE
 
 PATHS = ("/signals/", "/v1/signals/")
 # an acknowledgement is a token, an assessment and a 4,000-character comment
