@@ -18,7 +18,6 @@ from services.notifier import handlers
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
-from services.notifier.clock import Clock, SystemClock
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
@@ -31,6 +30,7 @@ from services.notifier.entrypoints.signal_consumer import SignalConsumer
 from services.notifier.handlers.digests import send_due_digests
 from shared import metrics
 from shared.background import DrainLoop
+from shared.clock import Clock, SystemClock
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 from shared.failures import OUTAGES

@@ -23,10 +23,10 @@ import asyncpg
 import httpx
 
 from services.notifier import handlers
-from services.notifier.clock import SystemClock
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import load_rosters
+from shared.clock import SystemClock
 from shared.events import Envelope, EventPayload, wrap
 from shared.events.notifications import notification_stream
 from tests.support import components

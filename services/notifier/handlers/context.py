@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.notifier.adapters import notification_log
-from services.notifier.clock import Clock
 from services.notifier.domain.escalation import NotificationState, fold
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
+from shared.clock import Clock
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The notifier's sense of time, passed in so that tests can move it."""
+"""Every service's sense of time, passed in so that tests can move it."""
 
 from __future__ import annotations
 
