@@ -285,7 +285,9 @@ async def test_service_role_may_not_update_delete_or_truncate(fresh_dsn: str) ->
             "DELETE FROM events",
             "TRUNCATE events",
         ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError, match="permission denied for table events"
+            ):
                 await service.execute(statement)
         # it may append and read
         assert await append(service, result("S1", "11.0")) == [2]
