@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.conditions import (
     Judged,
     creatinine_clearance_cockcroft_gault,
@@ -25,7 +26,6 @@ from services.safety_rules.domain.conditions import (
     judge_reference_limit,
 )
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.events import Sex
 from tests.support.rules_harness import RECORDED_FROM, STUDY, fact
 from tests.support.services import REPO
