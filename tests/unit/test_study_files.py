@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,16 +39,6 @@ def test_invalid_pack_data_names_its_source_the_rule_and_the_field() -> None:
     assert "rule 'anaemia-hb-le-9' (rules[0]) field 'operator'" in message
 
 
-@pytest.mark.parametrize("content", [None, "rules: [unclosed\n"], ids=["no such file", "not YAML"])
-def test_a_pack_file_that_cannot_be_read_is_named(tmp_path: Path, content: str | None) -> None:
-    path = tmp_path / "rules.yaml"
-    if content is not None:
-        path.write_text(content)
-
-    with pytest.raises(InvalidRulePack, match=f"^{re.escape(str(path))}: cannot read rule pack: "):
-        load_rule_pack(path)
-
-
 def test_the_packs_of_a_study_folder_are_keyed_by_study() -> None:
     assert list(load_rule_packs(REPO / "studies")) == ["NCT05262686"]
 
@@ -63,14 +54,25 @@ def test_invalid_roster_data_names_its_source_and_the_field() -> None:
         roster_from_data({"study_id": "X", "sites": []}, "studies/X/roster.yaml")
 
 
-@pytest.mark.parametrize("content", [None, "sites: [unclosed\n"], ids=["no such file", "not YAML"])
-def test_a_roster_file_that_cannot_be_read_is_named(tmp_path: Path, content: str | None) -> None:
-    path = tmp_path / "roster.yaml"
+@pytest.mark.parametrize("content", [None, "[unclosed\n"], ids=["no such file", "not YAML"])
+@pytest.mark.parametrize(
+    ("load", "error", "what"),
+    [(load_rule_pack, InvalidRulePack, "rule pack"), (load_roster, InvalidRoster, "roster")],
+    ids=["rule pack", "roster"],
+)
+def test_a_file_that_cannot_be_read_is_named(
+    tmp_path: Path,
+    content: str | None,
+    load: Callable[[Path], object],
+    error: type[ValueError],
+    what: str,
+) -> None:
+    path = tmp_path / "study.yaml"
     if content is not None:
         path.write_text(content)
 
-    with pytest.raises(InvalidRoster, match=f"^{re.escape(str(path))}: cannot read roster: "):
-        load_roster(path)
+    with pytest.raises(error, match=f"^{re.escape(str(path))}: cannot read {what}: "):
+        load(path)
 
 
 def test_the_rosters_of_a_study_folder_are_keyed_by_study() -> None:
