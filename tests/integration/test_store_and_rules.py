@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.entrypoints.records import Record, parse_records
 from services.safety_rules.handlers.facts import handle_batch
 from shared import eventstore

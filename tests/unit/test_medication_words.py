@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.notifier.domain.messages import content_for_signal, render
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.conditions.drug_names import identify, names_in
 from services.safety_rules.domain.conditions.medication_words import (
     DOSE_UNIT_NOT_RECOGNISED,
@@ -28,7 +29,6 @@ from services.safety_rules.domain.conditions.medication_words import (
     shown_route,
 )
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.analytes import codes_of
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
