@@ -10,9 +10,6 @@ from tests.support.services import REPO
 DOC = REPO / "docs" / "architecture.md"
 SERVICES = ("ingest", "safety_rules", "notifier")
 LAYERS = ("domain/", "handlers/", "adapters/", "entrypoints/", "main.py")
-# issue 16: the contract suites are being added beside this document; drop an entry once
-# its path is on main
-PENDING = {"tests/contract/"}
 _EXTENSIONS = (".py", ".md", ".yaml", ".yml", ".json", ".sh")
 
 
@@ -45,7 +42,7 @@ def test_every_path_the_architecture_doc_names_exists() -> None:
     assert "services/ingest/handlers/intake.py" in named
     missing = [
         str(place.relative_to(REPO))
-        for path in sorted(named - PENDING)
+        for path in sorted(named)
         for place in candidates(path)
         if not place.exists()
     ]
