@@ -31,13 +31,14 @@ from services.notifier.handlers.digests import send_due_digests
 from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
-from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
 from shared.failures import OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
+from shared.service_state import Started
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
@@ -120,15 +121,12 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     context = notifier_context(settings, rosters, clock or SystemClock())
     channel_senders = senders(settings, rosters)
     metrics.initialise_delivery_channels(channel_senders)
-    holder: dict[str, ConsumerRuntime] = {}
+    state: Started[ConsumerRuntime] = Started("notifier")
     supervisor = Supervisor.for_service("notifier", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with (
-            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
-            supervisor,  # stopped before the broker and the pool close
-        ):
+        async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             pool = runtime.pool
             worker = DeliveryWorker(
                 pool,
@@ -188,20 +186,20 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             supervisor.start("timers", timer_loop.run)
             supervisor.start("catch-up", catch_up.run)
             supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
-            holder["runtime"] = runtime
+            state.fill(runtime)
             log.info("notifier.started", studies=sorted(rosters))
             yield
 
     app = service_app(
         "Vigil notifier",
         workers,
-        supervisor.readiness(database_readiness(holder)),
+        supervisor.readiness(state.readiness(runtime_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
     )
     app.add_middleware(AcknowledgementHttpPolicy)
-    app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
-    app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
+    app.include_router(acknowledgement_router(lambda: state.get().pool, context))
+    app.include_router(acknowledgement_page_router(lambda: state.get().pool, context))
     return app
 
 

@@ -6,6 +6,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToSto
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from shared import metrics
 from shared.background import DrainLoop
-from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import (
     ADVERSE_EVENTS,
     DATA_QUALITY,
@@ -39,6 +40,7 @@ from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
+from shared.service_state import Started
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
@@ -46,6 +48,28 @@ from shared.supervision import Progress, Supervisor
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
 RETRYABLE = (*OUTAGES, KafkaError)
+
+
+@dataclass(frozen=True)
+class RulesParts:
+    """What the rules service's lifespan started, for its readiness check."""
+
+    runtime: ConsumerRuntime
+    projectors: tuple[ProjectionRunner, ...]
+
+
+async def rules_problem(parts: RulesParts) -> str | None:
+    """Why the running rules service is not ready: its database or broker, or a projection
+    that diverged from the audit log."""
+    if (problem := await runtime_problem(parts.runtime)) is not None:
+        return problem
+    try:
+        for projector in parts.projectors:
+            if (diverged := await projector.divergence()) is not None:
+                return diverged
+    except (asyncpg.PostgresError, OSError) as error:
+        return f"database unreachable: {error}"
+    return None
 
 
 async def anchor_periodically(
@@ -100,18 +124,14 @@ def build_app(settings: VigilSettings) -> FastAPI:
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
-    holder: dict[str, ConsumerRuntime] = {}
-    projectors: dict[str, ProjectionRunner] = {}
+    state: Started[RulesParts] = Started("safety_rules")
     supervisor = Supervisor.for_service("safety_rules", settings)
     report_to = report_channels(settings)  # a half-configured channel stops the start here
     metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with (
-            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
-            supervisor,  # stopped before the broker and the pool close
-        ):
+        async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             relay = OutboxRelay(runtime.pool, runtime.broker)
             projector = ProjectionRunner(runtime.pool, SubjectStateProjection())
             projection_loop = DrainLoop(
@@ -175,28 +195,14 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 supervisor.start(
                     "anchor", functools.partial(anchor_periodically, runtime.pool, settings)
                 )
-            holder["runtime"] = runtime
-            projectors[projector.name] = projector
+            state.fill(RulesParts(runtime, (projector,)))
             log.info("rules.started", studies=sorted(packs))
             yield
-
-    database_ready = database_readiness(holder)
-
-    async def readiness() -> str | None:
-        if (problem := await database_ready()) is not None:
-            return problem
-        try:
-            for projector in projectors.values():
-                if (diverged := await projector.divergence()) is not None:
-                    return diverged
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
-        return None
 
     app = service_app(
         "Vigil safety_rules",
         workers,
-        supervisor.readiness(readiness),
+        supervisor.readiness(state.readiness(rules_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
     )
