@@ -34,7 +34,7 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
-from shared.failures import OUTAGES
+from shared.failures import OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app
 from shared.kafka import ensure_topics, make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
@@ -153,7 +153,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         redrive = DrainLoop(
             "ingest.redrive",
             intake.redrive,
-            retryable=(*OUTAGES, BrokerUnavailable),
+            retryable=outages_and(BrokerUnavailable),
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
         limiter = RateLimiter(settings.mllp_rate_per_second, settings.mllp_rate_burst)

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 
@@ -33,7 +32,7 @@ from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
-from shared.failures import OUTAGES
+from shared.failures import BROKER_OUTAGES, OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
@@ -185,7 +184,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             supervisor.start("delivery-worker", worker.run)
             supervisor.start("timers", timer_loop.run)
             supervisor.start("catch-up", catch_up.run)
-            supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=BROKER_OUTAGES))
             state.fill(runtime)
             log.info("notifier.started", studies=sorted(rosters))
             yield

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.message import StreamMessage
@@ -34,7 +33,7 @@ from shared.events.topics import (
     SUBJECTS,
 )
 from shared.eventstore.anchors import record_anchor
-from shared.failures import OUTAGES
+from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
@@ -47,7 +46,6 @@ from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
-RETRYABLE = (*OUTAGES, KafkaError)
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ def watchdog_loop(
     return DrainLoop(
         "watchdog",
         watchdog.round,
-        retryable=(*OUTAGES, ReportNotSent),
+        retryable=outages_and(ReportNotSent),
         poll_seconds=settings.watchdog_poll_seconds,
     )
 
@@ -190,7 +188,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
             supervisor.start("outbox-relay", relay.run)
             supervisor.start("projection.subject_state", projection_loop.run)
             supervisor.start("watchdog", watchdog_loop(runtime.pool, settings, report_to).run)
-            supervisor.start("metrics", metrics.sampling(sampled, retryable=RETRYABLE))
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=BROKER_OUTAGES))
             if settings.audit_anchor_interval_seconds > 0:
                 supervisor.start(
                     "anchor", functools.partial(anchor_periodically, runtime.pool, settings)

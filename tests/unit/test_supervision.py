@@ -15,7 +15,14 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from shared.background import DrainLoop
-from shared.failures import failure_summary, failure_traceback, is_outage
+from shared.failures import (
+    BROKER_OUTAGES,
+    OUTAGES,
+    failure_summary,
+    failure_traceback,
+    is_outage,
+    outages_and,
+)
 from shared.kafka import lag_sampler
 from shared.supervision import Progress, Supervisor
 from tests.support.waiting import eventually
@@ -313,6 +320,18 @@ def test_outages_are_told_apart_from_bad_items() -> None:
     assert is_outage(KafkaConnectionError())
     assert not is_outage(MessageSizeTooLargeError())
     assert not is_outage(ValueError())
+
+
+def test_the_one_list_of_retryable_errors_grows_only_by_name() -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    class ReportNotSent(Exception):
+        pass
+
+    assert set(OUTAGES) < set(BROKER_OUTAGES)
+    assert isinstance(MessageSizeTooLargeError(), BROKER_OUTAGES)  # a broker step retries it
+    assert not isinstance(MessageSizeTooLargeError(), OUTAGES)
+    assert outages_and(ReportNotSent) == (*OUTAGES, ReportNotSent)
 
 
 async def test_supervising_stops_every_task_before_what_they_use_closes() -> None:

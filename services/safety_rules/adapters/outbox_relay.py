@@ -11,13 +11,12 @@ from typing import TypeGuard
 import asyncpg
 import orjson
 import structlog
-from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from shared import metrics
 from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
-from shared.failures import OUTAGES, failure_summary, is_outage
+from shared.failures import BROKER_OUTAGES, failure_summary, is_outage
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
@@ -57,7 +56,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._hold_max = hold_max_seconds
         self._held: dict[uuid.UUID, tuple[float, int]] = {}  # until (monotonic), failures
-        self._loop = DrainLoop("outbox", self.relay_once, retryable=(*OUTAGES, KafkaError))
+        self._loop = DrainLoop("outbox", self.relay_once, retryable=BROKER_OUTAGES)
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
