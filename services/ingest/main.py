@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 from fastapi import FastAPI
 
+from services.ingest import metrics as ingest_metrics
 from services.ingest.adapters.key_cache import ApiKeyCache
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.domain.code_map import load_code_maps
@@ -108,8 +109,10 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_zone=ZoneInfo(settings.source_timezone),
     )
     identifiers = load_subject_identifiers(settings.study_dir)
-    metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
-    metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
+    ingest_metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
+    ingest_metrics.initialise_ingest_rejections(
+        [http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS
+    )
     state: Started[IngestParts] = Started("ingest")
     # one limiter per kind for the HTTP channels of this process, so a source's JSON and
     # FHIR traffic draw on one budget (MLLP has its own, VIGIL_MLLP_RATE_*)

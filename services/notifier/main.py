@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.notifier import handlers
+from services.notifier import metrics as notifier_metrics
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
@@ -58,8 +59,8 @@ async def sample_deliveries(pool: asyncpg.Pool) -> None:
     )
     counts = {(row["channel"], row["state"]): row["n"] for row in rows}
     for channel in {"email"} | {channel for channel, _ in counts}:
-        for state in metrics.DELIVERY_STATES:  # a state that emptied must read 0
-            gauge = metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
+        for state in notifier_metrics.DELIVERY_STATES:  # a state that emptied must read 0
+            gauge = notifier_metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
             gauge.set(counts.get((channel, state), 0))
 
 
@@ -119,7 +120,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             log.warning("notifier.roster_incomplete", study_id=study_id, problem=warning)
     context = notifier_context(settings, rosters, clock or SystemClock())
     channel_senders = senders(settings, rosters)
-    metrics.initialise_delivery_channels(channel_senders)
+    notifier_metrics.initialise_delivery_channels(channel_senders)
     state: Started[ConsumerRuntime] = Started("notifier")
     supervisor = Supervisor.for_service("notifier", settings)
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 
+from services.safety_rules import metrics as rules_metrics
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
 from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
@@ -125,7 +126,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
     state: Started[RulesParts] = Started("safety_rules")
     supervisor = Supervisor.for_service("safety_rules", settings)
     report_to = report_channels(settings)  # a half-configured channel stops the start here
-    metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
+    rules_metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:

@@ -13,10 +13,11 @@ import orjson
 import structlog
 from faststream.kafka import KafkaBroker
 
-from shared import metrics
+from services.safety_rules import metrics
 from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
 from shared.failures import BROKER_OUTAGES, failure_summary, is_outage
+from shared.metrics import set_queue
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
@@ -139,7 +140,7 @@ class OutboxRelay:
                       extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
                FROM outbox WHERE published_at IS NULL"""
         )
-        metrics.set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, row["n"], row["age"])
+        set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, row["n"], row["age"])
 
     async def _observe_signals(self, values: list[bytes]) -> None:
         """Count the signal events just published, once each (the rows are now marked).

@@ -12,6 +12,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.safety_rules import metrics
 from services.safety_rules.adapters.positions import SeekToStoredPositions as SeekToStoredPositions
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
@@ -24,7 +25,7 @@ from services.safety_rules.entrypoints.records import (
     rejected_input,
 )
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
-from shared import eventstore, metrics
+from shared import eventstore
 from shared.batch_consumer import dead_letter, records_of
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
