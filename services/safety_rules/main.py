@@ -24,6 +24,7 @@ from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToSto
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from shared import metrics
 from shared.background import DrainLoop
+from shared.clock import Clock, SystemClock
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import (
     ADVERSE_EVENTS,
@@ -118,8 +119,9 @@ async def undecoded(message: StreamMessage[Any]) -> None:
     return None
 
 
-def build_app(settings: VigilSettings) -> FastAPI:
-    """The rules service as an ASGI app whose lifespan runs its workers."""
+def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI:
+    """The rules service as an ASGI app whose lifespan runs its workers; ``clock`` (the
+    system's by default) dates the events its projection records."""
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
@@ -132,7 +134,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
     async def workers() -> AsyncIterator[None]:
         async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             relay = OutboxRelay(runtime.pool, runtime.broker)
-            projector = ProjectionRunner(runtime.pool, SubjectStateProjection())
+            projector = ProjectionRunner(
+                runtime.pool, SubjectStateProjection(), clock=clock or SystemClock()
+            )
             projection_loop = DrainLoop(
                 "projection.subject_state", projector.step, retryable=OUTAGES
             )
