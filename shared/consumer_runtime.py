@@ -14,7 +14,7 @@ from shared.db.migrate import pending_migrations, require_current_schema
 from shared.db.pool import create_pool
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
-from shared.supervision import ReadinessCheck
+from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -30,12 +30,15 @@ class ConsumerRuntime:
 
 @asynccontextmanager
 async def consumer_runtime(
-    settings: VigilSettings, *, client_id: str
+    settings: VigilSettings, *, client_id: str, supervisor: Supervisor
 ) -> AsyncIterator[ConsumerRuntime]:
-    """Check the schema, create the topics, open the pool and the (not yet started) broker.
+    """Check the schema, create the topics, open the pool and the (not yet started) broker
+    for the tasks ``supervisor`` runs and watches.
 
-    The caller registers its subscribers on ``broker`` and starts it; on exit the broker
-    stops before the pool closes, so no handler runs without a database.
+    The caller registers its subscribers on ``broker``, starts it and its tasks. On exit,
+    in this order: every task is cancelled and awaited; the broker stops (a batch in hand
+    gets FastStream's graceful time, then is cancelled); that batch's step has unwound;
+    the pool closes. So no task or handler runs, or is left mid-query, without a database.
     """
     await require_current_schema(settings.database_url)
     await wait_for_topics(settings)
@@ -49,9 +52,11 @@ async def consumer_runtime(
         )
     broker = make_broker(settings, client_id=client_id)
     try:
-        yield ConsumerRuntime(pool, broker)
+        async with supervisor:
+            yield ConsumerRuntime(pool, broker)
     finally:
         await broker.stop()
+        await supervisor.steps_ended()
         await pool.close()
 
 
@@ -68,18 +73,11 @@ async def database_problem(pool: asyncpg.Pool) -> str | None:
     return None
 
 
-def database_readiness(holder: dict[str, ConsumerRuntime]) -> ReadinessCheck:
-    """Ready once the runtime in ``holder['runtime']`` exists, its database answers with a
-    current schema and its broker answers."""
-
-    async def check() -> str | None:
-        runtime = holder.get("runtime")
-        if runtime is None:
-            return "starting"
-        if (problem := await database_problem(runtime.pool)) is not None:
-            return problem
-        if not await runtime.broker.ping(READINESS_TIMEOUT_SECONDS):
-            return "the event broker does not answer"
-        return None
-
-    return check
+async def runtime_problem(runtime: ConsumerRuntime) -> str | None:
+    """Why a running service cannot work now: its database does not answer with a current
+    schema, or its broker does not answer; None when both do."""
+    if (problem := await database_problem(runtime.pool)) is not None:
+        return problem
+    if not await runtime.broker.ping(READINESS_TIMEOUT_SECONDS):
+        return "the event broker does not answer"
+    return None

@@ -27,6 +27,17 @@ OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialisation, deadlock
     KafkaTimeoutError,
 )
+# What a step that also talks to the broker retries: the outages above and any error of
+# the Kafka client (a broker away, a leader moving, a request refused for now).
+BROKER_OUTAGES: tuple[type[BaseException], ...] = (*OUTAGES, KafkaError)
+
+
+def outages_and(*retry_later: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """:data:`OUTAGES` and a step's own errors that mean "try again later" (no channel
+    took a report, the broker did not acknowledge in time): what its loop retries with
+    back-off instead of letting the supervisor restart it."""
+    return (*OUTAGES, *retry_later)
+
 
 _ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 
 from shared import metrics
+from shared.clock import Clock, SystemClock
 from shared.events import wrap
 from shared.events.operations import ProjectionEventSkipped, ProjectionRebuilt, projection_stream
 from shared.eventstore import NewEvent, PayloadEvent, append, read_payloads
@@ -52,11 +53,12 @@ async def record_skipped(
     event_type: str,
     error: Exception,
     progress: Progress | None,
+    clock: Clock | None = None,
 ) -> None:
     """Record in the audit log that a log follower (a projection, the notifier's
     catch-up) went on without one event: ``ProjectionEventSkipped`` in the stream
-    ``projection-{follower}``, with the error's type and place (never its text), a log
-    line with the traceback, and a failed item for the supervisor."""
+    ``projection-{follower}`` at ``clock``'s time, with the error's type and place (never
+    its text), a log line with the traceback, and a failed item for the supervisor."""
     reason = failure_summary(error)
     log.error(
         "projection.event_skipped",
@@ -73,7 +75,8 @@ async def record_skipped(
         skipped_type=event_type,
         reason=reason,
     )
-    await append(connection, [NewEvent(wrap(skipped, source=SOURCE))])
+    when = (clock or SystemClock()).now()
+    await append(connection, [NewEvent(wrap(skipped, source=SOURCE, time=when))])
     if progress is not None:
         progress.item_failed(f"event {position}", reason)
 
@@ -86,11 +89,17 @@ class ProjectionRunner:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 1000
+        self,
+        pool: asyncpg.Pool,
+        projection: Projection,
+        *,
+        batch_size: int = 1000,
+        clock: Clock | None = None,
     ) -> None:
         self._pool = pool
         self._projection = projection
         self._batch_size = batch_size
+        self._clock = clock or SystemClock()
 
     @property
     def name(self) -> str:
@@ -175,7 +184,14 @@ class ProjectionRunner:
         progress: Progress | None,
     ) -> None:
         await record_skipped(
-            connection, self.name, event.position, event.event_id, event.type, error, progress
+            connection,
+            self.name,
+            event.position,
+            event.event_id,
+            event.type,
+            error,
+            progress,
+            self._clock,
         )
 
     async def step(self, progress: Progress | None = None) -> int:
@@ -268,7 +284,8 @@ class ProjectionRunner:
             rebuilt = ProjectionRebuilt(
                 projection=self.name, rebuild_id=uuid.uuid4(), skipped=skipped
             )
-            await append(connection, [NewEvent(wrap(rebuilt, source=SOURCE))])
+            when = self._clock.now()
+            await append(connection, [NewEvent(wrap(rebuilt, source=SOURCE, time=when))])
             return total
 
 

@@ -1,4 +1,8 @@
-"""The one settings class: every knob is an environment variable with the ``VIGIL_`` prefix."""
+"""The one settings class: every knob is an environment variable with the ``VIGIL_`` prefix.
+
+Shared code reads only the common fields (:class:`CommonSettings`); each service's own
+fields live with the service and are composed here into :class:`VigilSettings`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from services.ingest.settings import IngestSettings
+from services.notifier.settings import NotifierSettings
+from services.safety_rules.settings import RulesSettings
 from shared.secret_files import SecretFilesSource, secret_field_names
 
 
@@ -15,11 +22,11 @@ class InsecureConfiguration(RuntimeError):
     """Production settings that would leave a door open; the message names the setting."""
 
 
-class VigilSettings(BaseSettings):
-    """Configuration shared by all services; each service reads only what it needs.
-
-    Defaults suit the production-shaped compose stack; ``vigil dev`` and the tests
-    override the addresses of the components they start themselves.
+class CommonSettings(BaseSettings):
+    """What every service (and the ``vigil`` CLI) reads: the environment, the broker, the
+    database, the HTTP face and task supervision. Defaults suit the production-shaped
+    compose stack; ``vigil dev`` and the tests override the addresses of the components
+    they start themselves.
     """
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
@@ -38,11 +45,6 @@ class VigilSettings(BaseSettings):
     )
     kafka_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor used when Vigil creates its topics."
-    )
-    kafka_publish_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        description="How long ingest waits for the broker's acknowledgement before answering 503.",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT",
@@ -107,18 +109,6 @@ class VigilSettings(BaseSettings):
         description="Where chain heads are anchored outside the database; keep it on "
         "separate, append-only storage.",
     )
-    audit_anchor_interval_seconds: float = Field(
-        default=300.0,
-        ge=0,
-        description="How often the rules service anchors the chain head (0: never).",
-    )
-    smtp_url: str = Field(
-        default="smtp://localhost:1025",
-        description="SMTP server for e-mail: smtp://[user:password@]host:port (smtps:// for TLS).",
-    )
-    smtp_from: str = Field(
-        default="vigil-alerts@localhost", description="Sender address of alert e-mails."
-    )
     study_dir: Path = Field(
         default=Path("studies"), description="Folder with one sub-folder per study."
     )
@@ -137,201 +127,7 @@ class VigilSettings(BaseSettings):
         ge=1,
         description="Open HTTP connections one service holds at most; more are closed at once.",
     )
-    ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
-    mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
-    # MLLP trust and limits (services/ingest/mllp*.py); sources are in sources.yaml
-    mllp_tls_cert_file: Path | None = Field(
-        default=None,
-        description="PEM certificate (chain) of the MLLP listener; with the key, MLLP is TLS.",
-    )
-    mllp_tls_key_file: Path | None = Field(
-        default=None, description="PEM private key of VIGIL_MLLP_TLS_CERT_FILE."
-    )
-    mllp_tls_client_ca_file: Path | None = Field(
-        default=None,
-        description="PEM CA certificates that sign the senders' client certificates; set, "
-        "MLLP asks every client for a certificate and maps it to a source.",
-    )
-    mllp_tls_client_certificate: Literal["required", "optional"] = Field(
-        default="required",
-        description="With a client CA: refuse clients without a certificate (required), or "
-        "let them authenticate by their network (optional).",
-    )
-    mllp_allow_plain: bool = Field(
-        default=False,
-        description="Accept plain (unencrypted) MLLP in production, from the sources' "
-        "networks only; development always may.",
-    )
-    mllp_max_message_bytes: int = Field(
-        default=1_048_576,
-        ge=1024,
-        description="Largest HL7 message accepted; a larger one gets AR and its first "
-        "bytes are kept as a rejected receipt.",
-    )
-    mllp_processing_ids: str = Field(
-        default="P",
-        pattern=r"^[PDT](,[PDT])*$",
-        description="MSH-11 processing ids taken, comma-separated (HL7 table 0103: P "
-        "production, T training, D debugging); any other gets AR, nothing recorded.",
-    )
-    mllp_idle_timeout_seconds: float = Field(
-        default=120.0,
-        gt=0,
-        description="An MLLP connection that starts no message for this long is closed.",
-    )
-    mllp_frame_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="Longest time from a message's first byte to its end; an unfinished "
-        "frame then gets AR, is kept, and the connection is closed.",
-    )
-    mllp_max_connections_per_peer: int = Field(
-        default=10, ge=1, description="Open MLLP connections allowed from one address."
-    )
-    mllp_rate_per_second: float = Field(
-        default=100.0,
-        gt=0,
-        description="Messages per second one source may send over MLLP (token bucket); "
-        "over it a message gets AE 'try later'.",
-    )
-    mllp_rate_burst: int = Field(
-        default=1000, ge=1, description="Messages a source may send at once above the rate."
-    )
-    source_timezone: str = Field(
-        default="UTC",
-        description="IANA time zone of times sent without an offset (HL7 v2, FHIR dates).",
-    )
-    rules_port: int = Field(default=8081, description="safety_rules health and metrics port.")
-    notifier_port: int = Field(default=8082, description="Notifier health and metrics port.")
-    public_base_url: str = Field(
-        default="http://localhost:8080",
-        description="Base URL put in notification links.",
-    )
     log_level: str = Field(default="INFO", description="Log level of every service.")
-    rules_batch_max_records: int = Field(
-        default=500, ge=1, description="Most records the rules service takes in one batch."
-    )
-
-    ingest_redrive_after_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="How long ingest waits for a published event to reach the audit log "
-        "before publishing it again.",
-    )
-    ingest_max_body_bytes: int = Field(
-        default=5 * 1024 * 1024,
-        ge=1024,
-        description="Largest HTTP request body ingest reads; a larger one gets 413 before it "
-        "is read whole (its first bytes are kept as a rejected receipt).",
-    )
-    ingest_body_timeout_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="Longest time an HTTP request body may take to arrive (408 after it).",
-    )
-    ingest_max_items_per_request: int = Field(
-        default=5000, ge=1, description="Most items one JSON request (a list) may carry."
-    )
-    ingest_max_bundle_entries: int = Field(
-        default=1000, ge=1, description="Most entries one FHIR Bundle may carry."
-    )
-    ingest_clock_skew_seconds: float = Field(
-        default=86400.0,
-        gt=0,
-        description="How far ahead of ingest's clock a collection time may be before it is "
-        "refused as in the future (a sender's clock may run ahead; a specimen is not "
-        "collected after it is reported).",
-    )
-    ingest_rate_per_source: float = Field(
-        default=50.0,
-        gt=0,
-        description="Sustained HTTP requests per second one authenticated source may send "
-        "(per ingest instance); above it, 429 with Retry-After.",
-    )
-    ingest_rate_burst_per_source: float = Field(
-        default=200.0, ge=1, description="Requests a source may send at once above its rate."
-    )
-    ingest_rate_unauthenticated_per_client: float = Field(
-        default=1.0,
-        gt=0,
-        description="Requests per second one client address may send without a valid key "
-        "(each is answered 401 and kept); above it, 429 and nothing is kept.",
-    )
-    ingest_rate_burst_unauthenticated_per_client: float = Field(
-        default=20.0, ge=1, description="Unauthenticated requests one address may send at once."
-    )
-    ingest_key_refresh_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        le=60,
-        description="How often ingest re-reads the API keys: a revoked key stops working "
-        "within this time.",
-    )
-    notifier_retry_max_seconds: float = Field(
-        default=300.0, gt=0, description="Longest back-off between two delivery attempts."
-    )
-    smtp_starttls: Literal["auto", "require", "off"] = Field(
-        default="auto",
-        description="STARTTLS on smtp:// URLs: when offered (auto), always (require), never.",
-    )
-    notifier_send_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="How long one SMTP or webhook attempt may take in all, however slowly "
-        "the server answers; then it is a failed attempt, retried later.",
-    )
-    notifier_give_up_after_seconds: float = Field(
-        default=900.0,
-        gt=0,
-        description="How long a channel is retried before the message falls back to the "
-        "person's next channel, then to their backup.",
-    )
-    notifier_link_keys: SecretStr | None = Field(
-        default=None,
-        description="Keys of acknowledgement links: `key-id:secret` entries separated by "
-        "commas or line breaks; the first signs new links, the others (retired keys) still "
-        "verify until removed. Required in production, each secret at least 32 bytes; "
-        "VIGIL_NOTIFIER_LINK_KEYS_FILE may name a file holding the value instead.",
-    )
-    notifier_link_valid_hours: float = Field(
-        default=168.0,
-        gt=0,
-        description="How long an acknowledgement link stays valid from its issue time; the "
-        "server's cap, which a token's own expiry can only shorten.",
-    )
-    notifier_webhook_secret: SecretStr | None = Field(
-        default=None,
-        description="Key of the webhooks' HMAC-SHA256 signature; required when a roster "
-        "has webhook channels.",
-    )
-    notifier_ack_hours_serious: float = Field(
-        default=24.0, gt=0, description="Acknowledgement deadline of a serious adverse event."
-    )
-    notifier_ack_hours_grade3: float = Field(
-        default=4.0, gt=0, description="Acknowledgement deadline of a CTCAE grade 3 or worse."
-    )
-    notifier_ack_hours_other: float = Field(
-        default=72.0, gt=0, description="Acknowledgement deadline of any other signal."
-    )
-    notifier_timer_poll_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="How often the notifier looks for passed deadlines and due digests.",
-    )
-    notifier_catch_up_grace_seconds: float = Field(
-        default=10.0,
-        ge=0,
-        le=3600,
-        description="How old a signal event in the audit log must be before the notifier's "
-        "catch-up answers it when Kafka has not: the fast path's head start.",
-    )
-    notifier_catch_up_poll_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=300,
-        description="How often the notifier's catch-up reads the audit log for signal events "
-        "Kafka did not bring.",
-    )
     task_stuck_after_seconds: float = Field(
         default=120.0,
         gt=0,
@@ -343,40 +139,6 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="Longest back-off before a background task that died is started "
         "again (from 1 s, doubling).",
-    )
-    watchdog_undelivered_after_seconds: float = Field(
-        default=600.0,
-        gt=0,
-        description="How long a protocol-threshold or serious signal may go without any "
-        "successful delivery before the watchdog reports it on its own channel.",
-    )
-    watchdog_poll_seconds: float = Field(
-        default=15.0,
-        gt=0,
-        description="How often the rules service's watchdog reads the undelivered signals "
-        "(and refreshes vigil_oldest_undelivered_signal_age_seconds).",
-    )
-    watchdog_smtp_url: str | None = Field(
-        default=None,
-        description="SMTP server of the watchdog's second channel (not the notifier's): "
-        "smtp://[user:password@]host:port or smtps://...",
-    )
-    watchdog_email_to: str | None = Field(
-        default=None,
-        description="Where the watchdog's e-mail goes, comma separated (e.g. the on-call "
-        "operations list); needs VIGIL_WATCHDOG_SMTP_URL.",
-    )
-    watchdog_email_from: str = Field(
-        default="vigil-watchdog@localhost", description="Sender address of watchdog e-mail."
-    )
-    watchdog_webhook_url: str | None = Field(
-        default=None,
-        description="A webhook (e.g. a pager's) the watchdog POSTs its JSON report to.",
-    )
-    watchdog_webhook_secret: SecretStr | None = Field(
-        default=None,
-        description="Key of the watchdog webhook's X-Vigil-Signature (HMAC-SHA256); "
-        "required with VIGIL_WATCHDOG_WEBHOOK_URL.",
     )
 
     @classmethod
@@ -425,3 +187,11 @@ class VigilSettings(BaseSettings):
     def service_password(self) -> str | None:
         secret = self.database_service_password
         return None if secret is None else secret.get_secret_value()
+
+
+class VigilSettings(IngestSettings, RulesSettings, NotifierSettings, CommonSettings):
+    """The one settings class: the common fields and each service's own (they live with
+    the service: services/<service>/settings.py), so every ``VIGIL_`` variable and the
+    ``vigil`` CLI read one object; each service reads only what it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")

@@ -16,17 +16,28 @@ A task that is down or stuck makes the service's /readyz answer 503 naming it; /
 shows every task's state, restarts and last progress; ``vigil_task_*`` metrics say the
 same to Prometheus. Tasks run by a library (FastStream's consumers) are *watched*: the
 handler reports its steps, the library keeps the task alive.
+
+Every composition root runs its tasks the same way, inside
+:meth:`Supervisor.supervising` of what they use (the pool, the publisher), or
+:func:`shared.consumer_runtime.consumer_runtime` (the pool and the broker): on the way out
+every task is cancelled and awaited, and every step a watched consumer was in has ended,
+so no step is left running, mid-send or mid-query, when the pool closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 
@@ -39,8 +50,11 @@ log = structlog.get_logger(__name__)
 TaskState = Literal["running", "restarting", "stuck", "stopped"]
 TaskBody = Callable[["Progress"], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+Resources = TypeVar("Resources")
 # failing items listed per task in /tasks (the counter counts them all)
 MAX_LISTED_ITEMS = 20
+# how long stopping waits for a step a library cancelled to unwind
+STEP_END_TIMEOUT_SECONDS = 30.0
 
 
 def _iso(wall: float | None) -> str | None:
@@ -116,13 +130,21 @@ class Progress:
 
     @contextmanager
     def step(self) -> Iterator[None]:
-        """Report the block as one step: begun, then completed or failed (re-raised)."""
+        """Report the block as one step: begun, then completed or failed (re-raised).
+        The task running it is known to the supervisor until it ends (see
+        :meth:`Supervisor.steps_ended`)."""
         self.working()
+        task = asyncio.current_task()
+        if task is not None:
+            self._supervisor.stepping.add(task)
         try:
             yield
         except Exception as error:
             self.step_failed(error)
             raise
+        finally:
+            if task is not None:
+                self._supervisor.stepping.discard(task)
         self.done()
 
     def item_failed(self, item: str, error: BaseException | str) -> None:
@@ -192,6 +214,8 @@ class Supervisor:
         self._statuses: dict[str, TaskStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._checker: asyncio.Task[None] | None = None
+        # tasks inside a Progress.step(): a library's consumer mid-batch, say
+        self.stepping: set[asyncio.Task[Any]] = set()
 
     @classmethod
     def for_service(cls, service: str, settings: VigilSettings) -> Supervisor:
@@ -305,11 +329,36 @@ class Supervisor:
             status.state = "stopped"
             metrics.TASK_UP.labels(self.service, status.name).set(0)
 
+    async def steps_ended(self, timeout: float = STEP_END_TIMEOUT_SECONDS) -> None:
+        """Wait until no task is inside a step: what a library cancelled on stopping (a
+        consumer's batch FastStream gave up waiting for) has unwound, its transaction
+        rolled back and its connection returned, before the pool closes."""
+        stepping = {task for task in self.stepping if task is not asyncio.current_task()}
+        if not stepping:
+            return
+        _, pending = await asyncio.wait(stepping, timeout=timeout)
+        if pending:
+            log.error(
+                "supervisor.steps_not_ended",
+                tasks=sorted(task.get_name() for task in pending),
+                waited_seconds=timeout,
+            )
+
     async def __aenter__(self) -> Supervisor:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @asynccontextmanager
+    async def supervising(
+        self, resources: AbstractAsyncContextManager[Resources]
+    ) -> AsyncIterator[Resources]:
+        """Open ``resources`` (a pool, a broker) for the tasks started inside the block;
+        on the way out every task is cancelled and awaited (:meth:`stop`) before the
+        resources close, so no step still uses them."""
+        async with resources as opened, self:
+            yield opened
 
     def problem(self) -> str | None:
         """Why the service is not ready because of its tasks (each one down or stuck)."""

@@ -6,6 +6,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ import asyncpg
 import structlog
 from fastapi import FastAPI
 
+from services.ingest import metrics as ingest_metrics
 from services.ingest.adapters.key_cache import ApiKeyCache
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.domain.code_map import load_code_maps
@@ -33,15 +35,63 @@ from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
-from shared.failures import OUTAGES
+from shared.failures import OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app
 from shared.kafka import ensure_topics, make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
+from shared.service_state import Started
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResources:
+    """What ingest's tasks and routes use: the pool and the publisher."""
+
+    pool: asyncpg.Pool
+    publisher: EventPublisher
+
+
+@dataclass(frozen=True)
+class IngestParts:
+    """What ingest's lifespan started, for its routes and its readiness check."""
+
+    resources: IngestResources
+    intake: Intake
+    keys: ApiKeyCache
+
+
+@asynccontextmanager
+async def ingest_resources(settings: VigilSettings) -> AsyncIterator[IngestResources]:
+    """Check the schema and the topics, open the pool and the publisher (ingest starts
+    without Kafka: it connects when it can); both close on exit."""
+    await require_current_schema(settings.database_url)
+    await wait_for_topics(settings)
+    pool = await create_pool(settings.database_url)
+    publisher = EventPublisher(
+        make_broker(settings, client_id="vigil-ingest"),
+        timeout=settings.kafka_publish_timeout_seconds,
+        ensure_topics=functools.partial(ensure_topics, settings),
+    )
+    try:
+        with contextlib.suppress(BrokerUnavailable):
+            await publisher.connect()
+        yield IngestResources(pool, publisher)
+    finally:
+        await publisher.close()
+        await pool.close()
+
+
+async def ingest_problem(parts: IngestParts) -> str | None:
+    """Why the running ingest is not ready: its database or its broker."""
+    if (problem := await database_problem(parts.resources.pool)) is not None:
+        return problem
+    if not await parts.resources.publisher.reachable():
+        return "the event broker does not answer"
+    return None
 
 
 def build_app(settings: VigilSettings) -> FastAPI:
@@ -59,11 +109,11 @@ def build_app(settings: VigilSettings) -> FastAPI:
         default_zone=ZoneInfo(settings.source_timezone),
     )
     identifiers = load_subject_identifiers(settings.study_dir)
-    metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
-    metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
-    running: dict[str, Intake] = {}
-    keys: dict[str, ApiKeyCache] = {}
-    parts: dict[str, object] = {}
+    ingest_metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
+    ingest_metrics.initialise_ingest_rejections(
+        [http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS
+    )
+    state: Started[IngestParts] = Started("ingest")
     # one limiter per kind for the HTTP channels of this process, so a source's JSON and
     # FHIR traffic draw on one budget (MLLP has its own, VIGIL_MLLP_RATE_*)
     limits = Limits(
@@ -81,16 +131,17 @@ def build_app(settings: VigilSettings) -> FastAPI:
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        await require_current_schema(settings.database_url)
-        await wait_for_topics(settings)
-        pool = await create_pool(settings.database_url)
-        publisher = EventPublisher(
-            make_broker(settings, client_id="vigil-ingest"),
-            timeout=settings.kafka_publish_timeout_seconds,
-            ensure_topics=functools.partial(ensure_topics, settings),
-        )
-        with contextlib.suppress(BrokerUnavailable):
-            await publisher.connect()
+        async with (
+            supervisor.supervising(ingest_resources(settings)) as resources,
+            serving_mllp(resources) as parts,
+        ):
+            state.fill(parts)
+            yield
+
+    @asynccontextmanager
+    async def serving_mllp(resources: IngestResources) -> AsyncIterator[IngestParts]:
+        """Start the tasks and the MLLP listener; the listener closes first on exit."""
+        pool, publisher = resources.pool, resources.publisher
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
         intake = Intake(pool, publisher, redrive_after=deadline)
         key_cache = ApiKeyCache(pool, refresh_seconds=settings.ingest_key_refresh_seconds)
@@ -105,7 +156,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         redrive = DrainLoop(
             "ingest.redrive",
             intake.redrive,
-            retryable=(*OUTAGES, BrokerUnavailable),
+            retryable=outages_and(BrokerUnavailable),
             poll_seconds=max(settings.ingest_redrive_after_seconds / 4, 0.2),
         )
         limiter = RateLimiter(settings.mllp_rate_per_second, settings.mllp_rate_burst)
@@ -129,42 +180,26 @@ def build_app(settings: VigilSettings) -> FastAPI:
         supervisor.start("redrive", redrive.run)
         supervisor.start("key-refresh", key_refresh.run)
         supervisor.start("metrics", metrics.sampling([intake.sample_metrics], retryable=OUTAGES))
-        running["intake"] = intake
-        keys["cache"] = key_cache
-        parts.update(pool=pool, publisher=publisher)
         try:
-            yield
+            yield IngestParts(resources, intake, key_cache)
         finally:
             await mllp.close()
-            await supervisor.stop()
-            await publisher.close()
-            await pool.close()
-
-    async def readiness() -> str | None:
-        pool, publisher = parts.get("pool"), parts.get("publisher")
-        if not isinstance(pool, asyncpg.Pool) or not isinstance(publisher, EventPublisher):
-            return "starting"
-        if (problem := await database_problem(pool)) is not None:
-            return problem
-        if not await publisher.reachable():
-            return "the event broker does not answer"
-        return None
 
     app = create_app(
-        lambda: running["intake"],
-        keys=lambda: keys["cache"],
+        lambda: state.get().intake,
+        keys=lambda: state.get().keys,
         limits=limits,
         default_study=settings.default_study,
         max_items=settings.ingest_max_items_per_request,
         workers=workers,
-        readiness=supervisor.readiness(readiness),
+        readiness=supervisor.readiness(state.readiness(ingest_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     add_fhir_routes(
         app,
-        lambda: running["intake"],
+        lambda: state.get().intake,
         default_study=settings.default_study,
         zone=ZoneInfo(settings.source_timezone),
         max_bundle_entries=settings.ingest_max_bundle_entries,

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.notifier import handlers
+from services.notifier import metrics as notifier_metrics
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender
@@ -32,13 +32,14 @@ from services.notifier.handlers.digests import send_due_digests
 from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
-from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import DATA_QUALITY, SAFETY_SIGNALS
-from shared.failures import OUTAGES
+from shared.failures import BROKER_OUTAGES, OUTAGES
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
+from shared.service_state import Started
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
@@ -59,8 +60,8 @@ async def sample_deliveries(pool: asyncpg.Pool) -> None:
     )
     counts = {(row["channel"], row["state"]): row["n"] for row in rows}
     for channel in {"email"} | {channel for channel, _ in counts}:
-        for state in metrics.DELIVERY_STATES:  # a state that emptied must read 0
-            gauge = metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
+        for state in notifier_metrics.DELIVERY_STATES:  # a state that emptied must read 0
+            gauge = notifier_metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
             gauge.set(counts.get((channel, state), 0))
 
 
@@ -120,16 +121,13 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             log.warning("notifier.roster_incomplete", study_id=study_id, problem=warning)
     context = notifier_context(settings, rosters, clock or SystemClock())
     channel_senders = senders(settings, rosters)
-    metrics.initialise_delivery_channels(channel_senders)
-    holder: dict[str, ConsumerRuntime] = {}
+    notifier_metrics.initialise_delivery_channels(channel_senders)
+    state: Started[ConsumerRuntime] = Started("notifier")
     supervisor = Supervisor.for_service("notifier", settings)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with (
-            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
-            supervisor,  # stopped before the broker and the pool close
-        ):
+        async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             pool = runtime.pool
             worker = DeliveryWorker(
                 pool,
@@ -188,21 +186,21 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             supervisor.start("delivery-worker", worker.run)
             supervisor.start("timers", timer_loop.run)
             supervisor.start("catch-up", catch_up.run)
-            supervisor.start("metrics", metrics.sampling(sampled, retryable=(*OUTAGES, KafkaError)))
-            holder["runtime"] = runtime
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=BROKER_OUTAGES))
+            state.fill(runtime)
             log.info("notifier.started", studies=sorted(rosters))
             yield
 
     app = service_app(
         "Vigil notifier",
         workers,
-        supervisor.readiness(database_readiness(holder)),
+        supervisor.readiness(state.readiness(runtime_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
     )
     app.add_middleware(AcknowledgementHttpPolicy)
-    app.include_router(acknowledgement_router(lambda: holder["runtime"].pool, context))
-    app.include_router(acknowledgement_page_router(lambda: holder["runtime"].pool, context))
+    app.include_router(acknowledgement_router(lambda: state.get().pool, context))
+    app.include_router(acknowledgement_page_router(lambda: state.get().pool, context))
     return app
 
 

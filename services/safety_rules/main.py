@@ -6,15 +6,16 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 
+from services.safety_rules import metrics as rules_metrics
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
@@ -23,7 +24,8 @@ from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToSto
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from shared import metrics
 from shared.background import DrainLoop
-from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, database_readiness
+from shared.clock import Clock, SystemClock
+from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
 from shared.events.topics import (
     ADVERSE_EVENTS,
     DATA_QUALITY,
@@ -33,19 +35,41 @@ from shared.events.topics import (
     SUBJECTS,
 )
 from shared.eventstore.anchors import record_anchor
-from shared.failures import OUTAGES
+from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
+from shared.service_state import Started
 from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
-RETRYABLE = (*OUTAGES, KafkaError)
+
+
+@dataclass(frozen=True)
+class RulesParts:
+    """What the rules service's lifespan started, for its readiness check."""
+
+    runtime: ConsumerRuntime
+    projectors: tuple[ProjectionRunner, ...]
+
+
+async def rules_problem(parts: RulesParts) -> str | None:
+    """Why the running rules service is not ready: its database or broker, or a projection
+    that diverged from the audit log."""
+    if (problem := await runtime_problem(parts.runtime)) is not None:
+        return problem
+    try:
+        for projector in parts.projectors:
+            if (diverged := await projector.divergence()) is not None:
+                return diverged
+    except (asyncpg.PostgresError, OSError) as error:
+        return f"database unreachable: {error}"
+    return None
 
 
 async def anchor_periodically(
@@ -85,7 +109,7 @@ def watchdog_loop(
     return DrainLoop(
         "watchdog",
         watchdog.round,
-        retryable=(*OUTAGES, ReportNotSent),
+        retryable=outages_and(ReportNotSent),
         poll_seconds=settings.watchdog_poll_seconds,
     )
 
@@ -95,25 +119,24 @@ async def undecoded(message: StreamMessage[Any]) -> None:
     return None
 
 
-def build_app(settings: VigilSettings) -> FastAPI:
-    """The rules service as an ASGI app whose lifespan runs its workers."""
+def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI:
+    """The rules service as an ASGI app whose lifespan runs its workers; ``clock`` (the
+    system's by default) dates the events its projection records."""
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
-    holder: dict[str, ConsumerRuntime] = {}
-    projectors: dict[str, ProjectionRunner] = {}
+    state: Started[RulesParts] = Started("safety_rules")
     supervisor = Supervisor.for_service("safety_rules", settings)
     report_to = report_channels(settings)  # a half-configured channel stops the start here
-    metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
+    rules_metrics.initialise_rules(rule.id for pack in packs.values() for rule in pack.rules)
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
-        async with (
-            consumer_runtime(settings, client_id=GROUP_ID) as runtime,
-            supervisor,  # stopped before the broker and the pool close
-        ):
+        async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             relay = OutboxRelay(runtime.pool, runtime.broker)
-            projector = ProjectionRunner(runtime.pool, SubjectStateProjection())
+            projector = ProjectionRunner(
+                runtime.pool, SubjectStateProjection(), clock=clock or SystemClock()
+            )
             projection_loop = DrainLoop(
                 "projection.subject_state", projector.step, retryable=OUTAGES
             )
@@ -170,33 +193,19 @@ def build_app(settings: VigilSettings) -> FastAPI:
             supervisor.start("outbox-relay", relay.run)
             supervisor.start("projection.subject_state", projection_loop.run)
             supervisor.start("watchdog", watchdog_loop(runtime.pool, settings, report_to).run)
-            supervisor.start("metrics", metrics.sampling(sampled, retryable=RETRYABLE))
+            supervisor.start("metrics", metrics.sampling(sampled, retryable=BROKER_OUTAGES))
             if settings.audit_anchor_interval_seconds > 0:
                 supervisor.start(
                     "anchor", functools.partial(anchor_periodically, runtime.pool, settings)
                 )
-            holder["runtime"] = runtime
-            projectors[projector.name] = projector
+            state.fill(RulesParts(runtime, (projector,)))
             log.info("rules.started", studies=sorted(packs))
             yield
-
-    database_ready = database_readiness(holder)
-
-    async def readiness() -> str | None:
-        if (problem := await database_ready()) is not None:
-            return problem
-        try:
-            for projector in projectors.values():
-                if (diverged := await projector.divergence()) is not None:
-                    return diverged
-        except (asyncpg.PostgresError, OSError) as error:
-            return f"database unreachable: {error}"
-        return None
 
     app = service_app(
         "Vigil safety_rules",
         workers,
-        supervisor.readiness(readiness),
+        supervisor.readiness(state.readiness(rules_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
     )

@@ -15,11 +15,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.notifier import metrics
 from services.notifier.adapters import signal_log
 from services.notifier.domain.roster import Digest, Role, Roster
 from services.notifier.entrypoints.catch_up import SignalCatchUp, sample_behind
 from services.notifier.handlers import NotifierContext
-from shared import metrics
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,

@@ -153,3 +153,27 @@ async def test_vigil_replay_command(fresh_dsn: str) -> None:
     )
     assert unknown.returncode == 2
     assert "known: subject_state" in unknown.stderr
+
+
+class FixedClock:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+async def test_a_rebuild_is_recorded_at_the_time_of_the_clock_it_was_given(
+    fresh_dsn: str,
+) -> None:
+    moment = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    pool = await create_pool(as_service_role(fresh_dsn))
+    runner = ProjectionRunner(pool, SubjectStateProjection(), clock=FixedClock(moment))
+    try:
+        await runner.rebuild()
+        recorded = await pool.fetchval(
+            "SELECT envelope->>'time' FROM events WHERE type = 'org.vigil.projection.rebuilt.v1'"
+        )
+    finally:
+        await pool.close()
+    assert datetime.fromisoformat(recorded) == moment

@@ -1,4 +1,5 @@
-"""Recording Vigil's domain metrics (shared/metrics.py), read back from the registry."""
+"""Recording Vigil's domain metrics (shared/metrics.py and each service's metrics.py), read
+back from the registry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
+from services.notifier import metrics as notifier_metrics
+from services.safety_rules import metrics as rules_metrics
 from shared import metrics
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -22,7 +25,7 @@ def test_a_signal_counts_by_rule_and_grade_and_observes_both_latencies() -> None
     received = sample("vigil_receipt_to_signal_seconds_count")
     late = sample("vigil_collection_to_signal_seconds_bucket", le="3600.0")
 
-    metrics.record_signal(
+    rules_metrics.record_signal(
         "unit-rule", 3, NOW - timedelta(minutes=30), NOW - timedelta(seconds=2), now=NOW
     )
 
@@ -32,12 +35,12 @@ def test_a_signal_counts_by_rule_and_grade_and_observes_both_latencies() -> None
 
 
 def test_an_ungraded_signal_has_grade_none() -> None:
-    metrics.record_signal("unit-ungraded", None, NOW, None, now=NOW)
+    rules_metrics.record_signal("unit-ungraded", None, NOW, None, now=NOW)
     assert sample("vigil_signals_raised_total", rule="unit-ungraded", grade="none") == 1
 
 
 def test_rules_of_the_loaded_packs_are_exported_at_zero() -> None:
-    metrics.initialise_rules(["unit-initialised"])
+    rules_metrics.initialise_rules(["unit-initialised"])
     for name in ("raised", "escalated", "resolved"):
         value = REGISTRY.get_sample_value(
             f"vigil_signals_{name}_total", {"rule": "unit-initialised", "grade": "none"}
@@ -47,17 +50,17 @@ def test_rules_of_the_loaded_packs_are_exported_at_zero() -> None:
 
 def test_only_a_sent_delivery_observes_signal_to_delivery_latency() -> None:
     observed = sample("vigil_signal_to_delivery_seconds_count")
-    metrics.record_delivery("unit-channel", "failed", NOW, now=NOW)
-    metrics.record_delivery("unit-channel", "sent", NOW - timedelta(seconds=4), now=NOW)
+    notifier_metrics.record_delivery("unit-channel", "failed", NOW, now=NOW)
+    notifier_metrics.record_delivery("unit-channel", "sent", NOW - timedelta(seconds=4), now=NOW)
     assert sample("vigil_deliveries_total", channel="unit-channel", outcome="failed") == 1
     assert sample("vigil_deliveries_total", channel="unit-channel", outcome="sent") == 1
     assert sample("vigil_signal_to_delivery_seconds_count") == observed + 1
 
 
 def test_an_empty_queue_has_age_zero() -> None:
-    metrics.set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, 0, None)
+    metrics.set_queue(rules_metrics.OUTBOX_BACKLOG, rules_metrics.OUTBOX_OLDEST_AGE, 0, None)
     assert sample("vigil_outbox_oldest_pending_age_seconds") == 0
-    metrics.set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, 3, 12.5)
+    metrics.set_queue(rules_metrics.OUTBOX_BACKLOG, rules_metrics.OUTBOX_OLDEST_AGE, 3, 12.5)
     assert sample("vigil_outbox_backlog") == 3
     assert sample("vigil_outbox_oldest_pending_age_seconds") == 12.5
 

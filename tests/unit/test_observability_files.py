@@ -11,7 +11,10 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import shared.metrics  # noqa: F401  (registers Vigil's metrics)
+import services.ingest.metrics
+import services.notifier.metrics
+import services.safety_rules.metrics  # noqa: F401
+import shared.metrics  # noqa: F401
 from tests.support.prometheus import ALERT_RULES, SCRAPE_CONFIG, Threshold
 from tests.support.services import REPO
 

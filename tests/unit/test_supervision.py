@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +15,14 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from shared.background import DrainLoop
-from shared.failures import failure_summary, failure_traceback, is_outage
+from shared.failures import (
+    BROKER_OUTAGES,
+    OUTAGES,
+    failure_summary,
+    failure_traceback,
+    is_outage,
+    outages_and,
+)
 from shared.kafka import lag_sampler
 from shared.supervision import Progress, Supervisor
 from tests.support.waiting import eventually
@@ -312,3 +320,67 @@ def test_outages_are_told_apart_from_bad_items() -> None:
     assert is_outage(KafkaConnectionError())
     assert not is_outage(MessageSizeTooLargeError())
     assert not is_outage(ValueError())
+
+
+def test_the_one_list_of_retryable_errors_grows_only_by_name() -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    class ReportNotSent(Exception):
+        pass
+
+    assert set(OUTAGES) < set(BROKER_OUTAGES)
+    assert isinstance(MessageSizeTooLargeError(), BROKER_OUTAGES)  # a broker step retries it
+    assert not isinstance(MessageSizeTooLargeError(), OUTAGES)
+    assert outages_and(ReportNotSent) == (*OUTAGES, ReportNotSent)
+
+
+async def test_supervising_stops_every_task_before_what_they_use_closes() -> None:
+    happened: list[str] = []
+
+    @asynccontextmanager
+    async def resources() -> AsyncIterator[str]:
+        yield "pool"
+        happened.append("pool closed")
+
+    async def mid_step(progress: Progress) -> None:
+        with progress.step():
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.05)  # a send or a rollback that takes a while
+                happened.append("step ended")
+
+    supervisor = Supervisor("test-supervising", check_every=0.01)
+    async with supervisor.supervising(resources()) as pool:
+        assert pool == "pool"
+        supervisor.start("sender", mid_step)
+        await asyncio.sleep(0.01)
+
+    assert happened == ["step ended", "pool closed"]
+
+
+async def test_stopping_waits_for_a_watched_step_its_library_cancelled_without_awaiting() -> None:
+    happened: list[str] = []
+    supervisor = Supervisor("test-watched-stop", check_every=0.01)
+    progress = supervisor.watch("signal-consumer")
+    started = asyncio.Event()
+
+    async def consume_loop() -> None:  # what FastStream runs, and cancels on stop
+        with progress.step():
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.05)
+                happened.append("batch unwound")
+
+    library_task = asyncio.create_task(consume_loop())
+    await started.wait()
+    library_task.cancel()  # and not awaited, as FastStream's subscriber.stop() does
+
+    await supervisor.stop()
+    await supervisor.steps_ended()
+    happened.append("pool closed")
+
+    assert happened == ["batch unwound", "pool closed"]
+    assert library_task.cancelled()

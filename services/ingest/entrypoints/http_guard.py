@@ -17,6 +17,7 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.ingest import metrics
 from services.ingest.adapters.key_cache import ApiKeyCache, KeysUnavailable
 from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.api_keys import NotAuthenticated
@@ -31,7 +32,6 @@ from services.ingest.entrypoints.http_body import (
 )
 from services.ingest.entrypoints.http_refusals import channel_of, refusal
 from services.ingest.handlers.intake import Intake, StorageUnavailable
-from shared import metrics
 
 log = structlog.get_logger(__name__)
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -22,12 +22,12 @@ from typing import Any, cast
 
 import structlog
 
+from services.ingest import metrics
 from services.ingest.domain.sources import SourceRegistry
 from services.ingest.entrypoints.mllp import MllpHandler, Peer
 from services.ingest.entrypoints.mllp_auth import Refused, authenticate
 from services.ingest.entrypoints.mllp_frames import START_BLOCK, Frame, FrameReader, IdleTimeout
 from services.ingest.entrypoints.mllp_tls import presented_certificate
-from shared import metrics
 from shared.settings import VigilSettings
 
 log = structlog.get_logger(__name__)

@@ -12,6 +12,7 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
+from services.ingest import metrics
 from services.ingest.adapters.ownership import claim_and_read, move_subjects
 from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
 from services.ingest.adapters.receipts import (
@@ -25,12 +26,12 @@ from services.ingest.adapters.receipts import (
 )
 from services.ingest.domain.authorization import Refusal, claims, decide, precheck, without
 from services.ingest.domain.principals import Principal
-from shared import metrics
 from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
 from shared.events.dead_letters import ReceiptReference, dead_letter, study_named_in
 from shared.events.topics import DEAD_LETTERS, topic_for
 from shared.failures import failure_summary, is_outage
+from shared.metrics import set_queue
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
@@ -253,7 +254,7 @@ class Intake:
         """Update the gauges of what is owed to the audit log (a stall shows as age)."""
         async with self._pool.acquire() as connection:
             count, oldest_age = await unrecorded(connection)
-        metrics.set_queue(
+        set_queue(
             metrics.INGEST_UNRECORDED_EVENTS,
             metrics.INGEST_OLDEST_UNRECORDED_AGE,
             count,

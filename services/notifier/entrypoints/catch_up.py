@@ -33,10 +33,9 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import structlog
 
-from services.notifier import handlers
+from services.notifier import handlers, metrics
 from services.notifier.adapters import signal_log
 from services.notifier.adapters.signal_log import LoggedCause
-from shared import metrics
 from shared.background import DrainLoop
 from shared.events import Envelope
 from shared.failures import OUTAGES, is_outage

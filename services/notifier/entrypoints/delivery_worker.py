@@ -31,6 +31,7 @@ import asyncpg
 import httpx
 import structlog
 
+from services.notifier import metrics
 from services.notifier.adapters import notification_log
 from services.notifier.adapters import postgres as outbox
 from services.notifier.adapters.postgres import Claimed, Unreadable
@@ -39,7 +40,6 @@ from services.notifier.domain.deliveries import PlannedDelivery, compose
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
-from shared import metrics
 from shared.background import DrainLoop
 from shared.events import EventPayload
 from shared.events.notifications import (

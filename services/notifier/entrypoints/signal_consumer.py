@@ -1,6 +1,8 @@
 """The notifier's Kafka consumer: per batch of signals, record and plan what they call for.
 
-A batch is handled in one transaction. When that fails for anything but an outage, its
+The records are decoded by the shared batch consumer: one that is not a valid Vigil event
+goes to the dead-letter topic with the field and problem that make it so. A batch is
+handled in one transaction. When that fails for anything but an outage, its
 signals are handled one by one, each in its own transaction, and a signal that fails by
 itself goes to the dead-letter topic with the reason (the rules service records it in
 the audit log; the watchdog reports a protocol signal nobody was told about): one bad
@@ -11,29 +13,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from services.notifier import handlers
+from shared.batch_consumer import Decoded, DecodingConsumer, Refused
 from shared.events import Envelope
 from shared.failures import failure_summary, failure_traceback, is_outage
-from shared.field_problems import explain
-from shared.rejections import keep_and_dead_letter, kept_record
 
 log = structlog.get_logger(__name__)
 
 
-def _origin(record: Any) -> str:
-    return f"{record.topic}/{record.partition}@{record.offset}"
-
-
 class SignalConsumer:
-    """Per batch of signals: record and plan what they call for in one transaction."""
+    """Per batch of signals: record and plan what they call for in one transaction; a
+    record that is no valid event, or a signal that fails alone, is dead-lettered by the
+    shared :class:`shared.batch_consumer.DecodingConsumer`."""
 
     def __init__(
         self,
@@ -45,32 +42,28 @@ class SignalConsumer:
         on_planned: Callable[[], None],
     ) -> None:
         self._pool = pool
-        self._broker = broker
         self._context = context
-        self._group_id = group_id
         self._on_planned = on_planned
+        self._consumer = DecodingConsumer(
+            self._handle_batch, broker=broker, pool=pool, rejected_by=group_id, service="notifier"
+        )
 
     async def __call__(self, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        consumed = raw if isinstance(raw, tuple) else (raw,)
-        parsed: list[tuple[Any, Envelope]] = []
-        rejected: list[tuple[Any, str]] = []
-        for record in consumed:
-            try:
-                parsed.append((record, Envelope.from_json(record.value or b"")))
-            except (ValidationError, ValueError) as error:
-                problem = explain(error, otherwise="its type names no known Vigil event type")
-                log.error("notifier.invalid_signal", offset=record.offset, error=problem)
-                rejected.append((record, f"not a valid Vigil event: {problem}"))
-        for _, envelope in parsed:
+        await self._consumer(message)
+
+    async def _handle_batch(self, parsed: list[Decoded]) -> list[Refused]:
+        """Record and plan the batch's signals; returns those that failed alone."""
+        for item in parsed:
+            envelope = item.envelope
             log.info(
                 "notifier.signal_received",
                 type=envelope.type,
                 event_id=str(envelope.id),
                 correlation_id=str(envelope.correlation_id),
             )
+        failed: list[Refused] = []
         try:
-            added = await self._handle([envelope for _, envelope in parsed])
+            added = await self._handle([item.envelope for item in parsed])
         except Exception as error:
             if is_outage(error):
                 log.warning("notifier.batch_failed", signals=len(parsed), error=repr(error))
@@ -78,52 +71,30 @@ class SignalConsumer:
                 raise
             log.error("notifier.batch_crashed", signals=len(parsed), error=failure_summary(error))
             added, failed = await self._one_by_one(parsed)
-            rejected += failed
-        await self._dead_letter(rejected)
         if added:
             self._on_planned()
         log.info("notifier.batch_done", signals=len(parsed), deliveries_added=added)
+        return failed
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> int:
         async with self._pool.acquire() as connection, connection.transaction():
             return await handlers.handle_signals(connection, envelopes, self._context)
 
-    async def _one_by_one(
-        self, parsed: Sequence[tuple[Any, Envelope]]
-    ) -> tuple[int, list[tuple[Any, str]]]:
+    async def _one_by_one(self, parsed: Sequence[Decoded]) -> tuple[int, list[Refused]]:
         """Handle each signal in its own transaction; returns deliveries added and the
         records that failed alone, with their reasons."""
         added, failed = 0, []
-        for record, envelope in parsed:
+        for item in parsed:
             try:
-                added += await self._handle([envelope])
+                added += await self._handle([item.envelope])
             except Exception as error:
                 if is_outage(error):
                     raise
                 log.error(
                     "notifier.signal_failed",
-                    event_id=str(envelope.id),
+                    event_id=str(item.envelope.id),
                     traceback=failure_traceback(error),
                 )
-                failed.append(
-                    (record, f"the notifier could not handle it: {failure_summary(error)}")
-                )
+                reason = f"the notifier could not handle it: {failure_summary(error)}"
+                failed.append(Refused(item.record, reason))
         return added, failed
-
-    async def _dead_letter(self, rejected: Sequence[tuple[Any, str]]) -> None:
-        """Keep each rejected record in the receipt store and publish a dead letter that
-        refers to it, with its reason; the batch is committed only once the broker took
-        them."""
-        kept = [
-            kept_record(
-                record.value or b"",
-                reason=reason,
-                origin=_origin(record),
-                rejected_by=self._group_id,
-                content_type=None,
-            )
-            for record, reason in rejected
-        ]
-        await keep_and_dead_letter(self._broker, self._pool, kept)
-        for record, reason in rejected:
-            log.warning("notifier.dead_lettered", origin=_origin(record), reason=reason)

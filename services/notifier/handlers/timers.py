@@ -8,11 +8,11 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from services.notifier import metrics
 from services.notifier.adapters import notification_log
 from services.notifier.domain.escalation import escalate, escalation_event_id, fold
 from services.notifier.handlers.context import NotifierContext
 from services.notifier.handlers.deliveries import deliveries_for, plan_deliveries
-from shared import metrics
 from shared.events import EventPayload
 from shared.eventstore import EventIdConflict
 from shared.supervision import Progress, isolated

@@ -11,13 +11,13 @@ from typing import TypeGuard
 import asyncpg
 import orjson
 import structlog
-from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
-from shared import metrics
+from services.safety_rules import metrics
 from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
-from shared.failures import OUTAGES, failure_summary, is_outage
+from shared.failures import BROKER_OUTAGES, failure_summary, is_outage
+from shared.metrics import set_queue
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._hold_max = hold_max_seconds
         self._held: dict[uuid.UUID, tuple[float, int]] = {}  # until (monotonic), failures
-        self._loop = DrainLoop("outbox", self.relay_once, retryable=(*OUTAGES, KafkaError))
+        self._loop = DrainLoop("outbox", self.relay_once, retryable=BROKER_OUTAGES)
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
@@ -140,7 +140,7 @@ class OutboxRelay:
                       extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
                FROM outbox WHERE published_at IS NULL"""
         )
-        metrics.set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, row["n"], row["age"])
+        set_queue(metrics.OUTBOX_BACKLOG, metrics.OUTBOX_OLDEST_AGE, row["n"], row["age"])
 
     async def _observe_signals(self, values: list[bytes]) -> None:
         """Count the signal events just published, once each (the rows are now marked).

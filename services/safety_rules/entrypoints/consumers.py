@@ -12,6 +12,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.safety_rules import metrics
 from services.safety_rules.adapters.positions import SeekToStoredPositions as SeekToStoredPositions
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
@@ -24,25 +25,17 @@ from services.safety_rules.entrypoints.records import (
     rejected_input,
 )
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
-from shared import eventstore, metrics
+from shared import eventstore
+from shared.batch_consumer import dead_letter, records_of
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner
-from shared.rejections import keep_and_dead_letter, keep_raw
+from shared.rejections import keep_raw
 
 log = structlog.get_logger(__name__)
 # events of the subject-state projection applied in a batch's own transaction at most; the
 # rest (a backlog after a rebuild, say) is left to the projection's own loop
 PROJECTION_CATCH_UP = 5000
-
-
-def records_of(message: KafkaMessage) -> list[Record]:
-    raw = message.raw_message
-    consumed = raw if isinstance(raw, tuple) else (raw,)
-    return [
-        Record(r.topic, r.partition, r.offset, r.value or b"", tuple(r.headers or ()))
-        for r in consumed
-    ]
 
 
 class CollectorPacing:
@@ -89,24 +82,8 @@ class _Backoff:
 async def publish_dead_letters(
     broker: KafkaBroker, pool: asyncpg.Pool, rejected: list[Rejected], by: str
 ) -> None:
-    """Keep refused records in the receipt store, then put a dead letter referring to each
-    on the dead-letter topic, with the reason: the raw record (which may carry names and
-    record numbers) never travels further than the access-controlled receipt store. A
-    record refused while recording a dead letter is kept but not put there again."""
-    kept = [item.kept(by) for item in rejected]
-    pairs = list(zip(rejected, kept, strict=True))
-    # a record refused while recording a dead letter is kept but not put there again
-    await keep_raw(pool, [letter.receipt for item, letter in pairs if item.is_dead_letter])
-    await keep_and_dead_letter(
-        broker, pool, [letter for item, letter in pairs if not item.is_dead_letter]
-    )
-    for item, letter in zip(rejected, kept, strict=True):
-        log.warning(
-            "rules.dead_lettered",
-            reason=item.reason[:300],
-            origin=item.record.origin,
-            receipt_id=str(letter.receipt.receipt_id),
-        )
+    """Keep refused records and dead-letter them (see :func:`shared.batch_consumer.dead_letter`)."""
+    await dead_letter(broker, pool, rejected, rejected_by=by, service="rules")
 
 
 class FactsConsumer:

@@ -1,5 +1,7 @@
-"""The consumed records as the rules service takes them: valid events, or rejects that
-name what is wrong (they are kept in the receipt store and dead-lettered by reference). A
+"""The consumed records as the rules service takes them: valid events (``Entry``), or
+rejects that name what is wrong (they are kept in the receipt store and dead-lettered by
+reference). Decoding is the shared one (:mod:`shared.batch_consumer`); a reject here also
+carries the refused event's id and becomes an InputRejected event in the audit log. A
 reason names fields and problems, never the values of the record."""
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from shared.batch_consumer import Decoded, Refused, decode_records
+from shared.batch_consumer import Record as Record
 from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
@@ -19,16 +23,14 @@ from shared.events.dead_letters import (
     REJECTED_BY,
     DeadLetter,
     reference_in,
-    storable,
 )
-from shared.events.topics import DEAD_LETTERS
-from shared.field_problems import explain
 from shared.rejections import KeptRejection, kept_record
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "/vigil/safety-rules"
-UNKNOWN_TYPE = "its type names no known Vigil event type"
+# a record that is a valid event: what the batch stores and judges
+Entry = Decoded
 RAW_DEAD_LETTER_REASON = (
     "a dead letter that carried the raw message: kept in the receipt store, with the "
     "producer's reason"
@@ -36,48 +38,14 @@ RAW_DEAD_LETTER_REASON = (
 
 
 @dataclass(frozen=True)
-class Record:
-    """One consumed Kafka record, as far as the handler cares."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    @property
-    def origin(self) -> str:
-        return f"{self.topic}/{self.partition}@{self.offset}"
-
-    def header_texts(self) -> dict[str, str]:
-        """The headers as text the audit log and the receipt store can hold (a partner's
-        header may carry any bytes, NUL among them)."""
-        return {key: storable(value.decode(errors="replace")) for key, value in self.headers}
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A record that is a valid event: what the batch stores and judges."""
-
-    record: Record
-    envelope: Envelope
-
-
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(Refused):
     """A record the rules service refuses: kept in the receipt store, a dead letter that
     refers to it on the dead-letter topic, and its InputRejected event in the audit log in
     the transaction that moves past it. ``event_id`` is the refused event's id when the
     record was a valid event (a poison record, or an id conflict): ingest's re-drive learns
     from it that the event is settled."""
 
-    record: Record
-    reason: str
     event_id: uuid.UUID | None = None
-
-    def kept(self, rejected_by: str) -> KeptRejection:
-        """What is kept of the record (its receipt) and the dead letter referring to it."""
-        return kept_rejection(self, rejected_by)
 
     def rejection(self, rejected_by: str) -> Envelope:
         """The InputRejected event: the same one (same id) that consuming the dead letter
@@ -85,51 +53,18 @@ class Rejected:
         origin = self.record.origin
         return wrap(self.kept(rejected_by).letter.event(fallback_origin=origin), source=SOURCE)
 
-    @property
-    def is_dead_letter(self) -> bool:
-        """Refused while recording a dead letter: it is not put on the dead-letter topic
-        again (that would go round for ever)."""
-        return self.record.topic == DEAD_LETTERS
-
-
-def invalid_event_reason(error: ValueError) -> str:
-    """Why a record is not a valid event, in fields and problems: a pydantic message
-    would quote the values (a name, an MRN) into the log and the dead letter."""
-    return "not a valid Vigil event: " + explain(error, otherwise=UNKNOWN_TYPE)
-
 
 def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected]]:
-    """Split records into valid events and rejects that name what is wrong.
-
-    Decoding a record depends on nothing but its bytes, so whatever it raises is that
-    record's fault: it is refused, and never fails the batch (which would be retried for
-    ever, stopping its partition)."""
-    entries: list[Entry] = []
-    rejected: list[Rejected] = []
-    for record in records:
-        try:
-            entries.append(Entry(record, Envelope.from_json(record.value)))
-        except ValueError as error:  # pydantic's ValidationError is one
-            rejected.append(Rejected(record, invalid_event_reason(error)))
-        except Exception as error:  # see above; the type says what failed, never a value
-            what = type(error).__name__
-            log.warning("rules.undecodable_record", origin=record.origin, error=what)
-            reason = f"not a valid Vigil event: could not be decoded ({what})"
-            rejected.append(Rejected(record, reason))
-    return entries, rejected
+    """Split records into valid events and rejects that name what is wrong (see
+    :func:`shared.batch_consumer.decode_records`)."""
+    entries, refused = decode_records(records)
+    return entries, [Rejected(item.record, item.reason) for item in refused]
 
 
 def kept_rejection(item: Rejected, rejected_by: str) -> KeptRejection:
     """What the rules service keeps of a record it rejects: the record verbatim in the
-    receipt store (a partner published it straight to Kafka, so no receipt exists), and
-    the dead letter that refers to it."""
-    return kept_record(
-        item.record.value,
-        reason=item.reason,
-        origin=item.record.origin,
-        rejected_by=rejected_by,
-        content_type=item.record.header_texts().get(CONTENT_TYPE),
-    )
+    receipt store, and the dead letter that refers to it."""
+    return item.kept(rejected_by)
 
 
 def rejected_input(record: Record) -> tuple[Envelope, ReceiptRow | None]:

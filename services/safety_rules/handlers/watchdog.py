@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
+from services.safety_rules import metrics
 from services.safety_rules.adapters.undelivered import (
     UndeliveredSignal,
     UndeliveredSignals,
@@ -25,7 +26,6 @@ from services.safety_rules.adapters.watchdog_channels import (
     ReportChannel,
     WatchdogReport,
 )
-from shared import metrics
 from shared.events import wrap
 from shared.events.operations import UndeliveredSignalReported
 from shared.eventstore import NewEvent, append

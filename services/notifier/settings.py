@@ -1,0 +1,91 @@
+"""The notifier's own settings: its port, SMTP, links, deadlines, retries and timers.
+Composed into the one :class:`shared.settings.VigilSettings` (environment variables
+``VIGIL_<NAME>``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class NotifierSettings(BaseModel):
+    """The fields only the notifier reads; see the module's docstring."""
+
+    smtp_url: str = Field(
+        default="smtp://localhost:1025",
+        description="SMTP server for e-mail: smtp://[user:password@]host:port (smtps:// for TLS).",
+    )
+    smtp_from: str = Field(
+        default="vigil-alerts@localhost", description="Sender address of alert e-mails."
+    )
+    notifier_port: int = Field(default=8082, description="Notifier health and metrics port.")
+    public_base_url: str = Field(
+        default="http://localhost:8080",
+        description="Base URL put in notification links.",
+    )
+    notifier_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest back-off between two delivery attempts."
+    )
+    smtp_starttls: Literal["auto", "require", "off"] = Field(
+        default="auto",
+        description="STARTTLS on smtp:// URLs: when offered (auto), always (require), never.",
+    )
+    notifier_send_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long one SMTP or webhook attempt may take in all, however slowly "
+        "the server answers; then it is a failed attempt, retried later.",
+    )
+    notifier_give_up_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a channel is retried before the message falls back to the "
+        "person's next channel, then to their backup.",
+    )
+    notifier_link_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys of acknowledgement links: `key-id:secret` entries separated by "
+        "commas or line breaks; the first signs new links, the others (retired keys) still "
+        "verify until removed. Required in production, each secret at least 32 bytes; "
+        "VIGIL_NOTIFIER_LINK_KEYS_FILE may name a file holding the value instead.",
+    )
+    notifier_link_valid_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="How long an acknowledgement link stays valid from its issue time; the "
+        "server's cap, which a token's own expiry can only shorten.",
+    )
+    notifier_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the webhooks' HMAC-SHA256 signature; required when a roster "
+        "has webhook channels.",
+    )
+    notifier_ack_hours_serious: float = Field(
+        default=24.0, gt=0, description="Acknowledgement deadline of a serious adverse event."
+    )
+    notifier_ack_hours_grade3: float = Field(
+        default=4.0, gt=0, description="Acknowledgement deadline of a CTCAE grade 3 or worse."
+    )
+    notifier_ack_hours_other: float = Field(
+        default=72.0, gt=0, description="Acknowledgement deadline of any other signal."
+    )
+    notifier_timer_poll_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the notifier looks for passed deadlines and due digests.",
+    )
+    notifier_catch_up_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How old a signal event in the audit log must be before the notifier's "
+        "catch-up answers it when Kafka has not: the fast path's head start.",
+    )
+    notifier_catch_up_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the notifier's catch-up reads the audit log for signal events "
+        "Kafka did not bring.",
+    )
