@@ -13,6 +13,7 @@ import asyncpg
 from services.notifier import handlers
 from services.notifier.adapters.postgres import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
@@ -135,10 +136,14 @@ def lifecycle(signal: SafetySignalRaised) -> dict[str, Any]:
     return {name: getattr(signal, name) for name in fields}
 
 
+def in_db(pool: asyncpg.Pool) -> PostgresNotifierUnitOfWork:
+    """The notifier's unit of work on the test's database."""
+    return PostgresNotifierUnitOfWork(pool)
+
+
 async def plan(pool: asyncpg.Pool, context: NotifierContext, *envelopes: Envelope) -> int:
     """What the signal consumer does with a batch, in one transaction."""
-    async with pool.acquire() as connection, connection.transaction():
-        return await handlers.handle_signals(connection, list(envelopes), context)
+    return await handlers.handle_signals(in_db(pool), list(envelopes), context)
 
 
 def email_worker(pool: asyncpg.Pool, port: int, context: NotifierContext) -> DeliveryWorker:

@@ -20,6 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from services.notifier import handlers
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from shared.events import Envelope
 from shared.failures import failure_summary, failure_traceback, is_outage
 from shared.field_problems import explain
@@ -85,8 +86,8 @@ class SignalConsumer:
         log.info("notifier.batch_done", signals=len(parsed), deliveries_added=added)
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> int:
-        async with self._pool.acquire() as connection, connection.transaction():
-            return await handlers.handle_signals(connection, envelopes, self._context)
+        uow = PostgresNotifierUnitOfWork(self._pool)
+        return await handlers.handle_signals(uow, envelopes, self._context)
 
     async def _one_by_one(
         self, parsed: Sequence[tuple[Any, Envelope]]
