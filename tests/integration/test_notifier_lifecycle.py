@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import pytest
 
 from services.notifier import handlers
 from services.notifier.domain.roster import Digest, Role
 from services.notifier.handlers.digests import send_due_digests
-from shared.events import Envelope, SafetySignalReopened, SafetySignalResolved, wrap
 from tests.support.mail import MailCatcher, Received
 from tests.support.notifier import (
     ManualClock,
     context,
     email_worker,
     in_db,
-    lifecycle,
     plan,
     raised,
+    reopened,
+    resolved,
     roster,
     signal_of,
     stream_types,
@@ -34,21 +32,6 @@ async def send_all(pool: asyncpg.Pool, port: int, ctx: handlers.NotifierContext)
     while tried := await worker.send_due():
         sent += tried
     return sent
-
-
-def resolved(envelope: Envelope, clock: ManualClock, reason: str) -> Envelope:
-    event = SafetySignalResolved(
-        **lifecycle(signal_of(envelope)), reason=reason,
-        input_event_ids=(uuid.uuid4(),), collected_at=clock.now(),
-    )  # fmt: skip
-    return wrap(event, source="/test/rules", time=clock.now())
-
-
-def reopened(envelope: Envelope, clock: ManualClock) -> Envelope:
-    event = SafetySignalReopened(
-        **lifecycle(signal_of(envelope)), reason="the 10.4 g/dL result was entered in error"
-    )
-    return wrap(event, source="/test/rules", time=clock.now())
 
 
 def kinds(mail: list[Received]) -> list[str]:

@@ -11,12 +11,12 @@ import aiosmtplib
 import pytest
 
 from services.notifier.domain.messages import Delivery
-from services.notifier.domain.roster import Role, Roster
 from tests.support.notifier import (
     CrashAfterSend,
     CrashError,
     ManualClock,
     context,
+    only_investigators,
     raised,
     roster,
     signal_of,
@@ -28,11 +28,6 @@ from tests.support.notifier_in_memory import (
     store_for,
     stream_types,
 )
-
-
-def only_investigators(the_roster: Roster) -> Roster:
-    routing = {kind: (Role.INVESTIGATOR,) for kind in the_roster.routing}
-    return the_roster.model_copy(update={"routing": routing})
 
 
 @dataclass

@@ -12,18 +12,16 @@ from decimal import Decimal
 from services.ingest.domain.json_events import events_for
 from services.notifier import handlers
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
-from services.notifier.domain.roster import Roster
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
-    DataQualityIssueRaised,
     Envelope,
     LabResultReported,
     SafetySignalRouted,
     wrap,
 )
 from shared.events.notifications import NotificationOpened
-from tests.support.notifier import context, roster
+from tests.support.notifier import RULES_STUDY, context, implausible, study_roster
 from tests.support.notifier_in_memory import (
     RecordingSender,
     email_worker,
@@ -36,19 +34,8 @@ from tests.support.notifier_in_memory import (
 from tests.support.rules_harness import InMemoryRulesStore, fact
 from tests.support.services import REPO
 
-STUDY = "NCT05262686"
+STUDY = RULES_STUDY
 PACKS = load_rule_packs(REPO / "studies")
-DATA_MANAGER = {"id": "dm", "name": "DM", "role": "data_manager", "email": "dm@x.org"}
-
-
-def study_roster(*, data_manager: bool = True) -> Roster:
-    base = roster().model_copy(update={"study_id": STUDY})
-    if not data_manager:
-        return base
-    contacts = [p.model_dump(mode="json") for p in base.study_contacts]
-    return Roster.model_validate(
-        {**base.model_dump(mode="json"), "study_contacts": [*contacts, DATA_MANAGER]}
-    )
 
 
 async def judged(rules: InMemoryRulesStore, *envelopes: Envelope) -> BatchOutcome:
@@ -130,18 +117,6 @@ async def test_a_route_a_rule_could_not_read_is_acknowledged_by_the_medical_moni
     assert "acknowledge?token=" in alert.body_text  # a prohibited dose may hide behind it
     assert "as per protocol" not in alert.body_text  # the route as sent
     assert told(store, issue.id) == [("mm", "data-quality")]
-
-
-def implausible(subject: str) -> Envelope:
-    issue = DataQualityIssueRaised(
-        study_id=STUDY,
-        subject_id=subject,
-        issue="implausible-value",
-        detail="haemoglobin (LOINC 718-7): the value is negative, which cannot be physiological",
-        related_event_id=uuid.uuid4(),
-        rule_id="anaemia-hb-le-9",
-    )
-    return wrap(issue, source="/test/rules")
 
 
 async def test_an_implausible_value_reaches_the_data_manager_as_a_notice() -> None:

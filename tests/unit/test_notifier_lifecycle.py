@@ -4,13 +4,18 @@ tests/integration/test_notifier_lifecycle.py, which runs them on PostgreSQL and 
 
 from __future__ import annotations
 
-import uuid
-
 from services.notifier import handlers
 from services.notifier.domain.roster import Digest, Role
 from services.notifier.handlers.digests import send_due_digests
-from shared.events import Envelope, SafetySignalReopened, SafetySignalResolved, wrap
-from tests.support.notifier import ManualClock, context, lifecycle, raised, roster, signal_of
+from tests.support.notifier import (
+    ManualClock,
+    context,
+    raised,
+    reopened,
+    resolved,
+    roster,
+    signal_of,
+)
 from tests.support.notifier_in_memory import (
     RecordingSender,
     email_worker,
@@ -19,21 +24,6 @@ from tests.support.notifier_in_memory import (
     store_for,
     stream_types,
 )
-
-
-def resolved(envelope: Envelope, clock: ManualClock, reason: str) -> Envelope:
-    event = SafetySignalResolved(
-        **lifecycle(signal_of(envelope)), reason=reason,
-        input_event_ids=(uuid.uuid4(),), collected_at=clock.now(),
-    )  # fmt: skip
-    return wrap(event, source="/test/rules", time=clock.now())
-
-
-def reopened(envelope: Envelope, clock: ManualClock) -> Envelope:
-    event = SafetySignalReopened(
-        **lifecycle(signal_of(envelope)), reason="the 10.4 g/dL result was entered in error"
-    )
-    return wrap(event, source="/test/rules", time=clock.now())
 
 
 async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends_nothing() -> None:
