@@ -22,8 +22,9 @@ from pathlib import Path
 
 from bench_rules import trial
 
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.domain.rule_pack import RulePack, load_rule_packs
+from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope
 from shared.structured_logging import configure_logging

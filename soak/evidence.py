@@ -20,8 +20,9 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.domain.planning import goes_to_digest, signal_kind
-from services.notifier.domain.roster import EmailChannel, Roster, load_rosters, role_named
+from services.notifier.domain.roster import EmailChannel, Roster, role_named
 from shared.events import SafetySignalRaised
 from soak.mailbox import Mail
 from soak.workload import FactKey

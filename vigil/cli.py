@@ -115,7 +115,8 @@ def rules(context: typer.Context) -> None:
 @rules_app.command("check")
 def rules_check(path: Path) -> None:
     """Validate a rule pack and print its rules."""
-    from services.safety_rules.domain.rule_pack import InvalidRulePack, load_rule_pack
+    from services.safety_rules.adapters.rule_pack_files import load_rule_pack
+    from services.safety_rules.domain.rule_pack import InvalidRulePack
 
     try:
         pack = load_rule_pack(path)
@@ -151,11 +152,8 @@ def rules_simulate(
     study: str = typer.Option(..., "--study", help="Study whose stored history to replay."),
 ) -> None:
     """Replay the stored history through a candidate pack and show what would change."""
-    from services.safety_rules.domain.rule_pack import (
-        InvalidRulePack,
-        load_rule_pack,
-        load_rule_packs,
-    )
+    from services.safety_rules.adapters.rule_pack_files import load_rule_pack, load_rule_packs
+    from services.safety_rules.domain.rule_pack import InvalidRulePack
     from services.safety_rules.handlers.simulate import compare, load_facts, report
 
     settings = _settings()
@@ -195,7 +193,8 @@ def rules_coverage(
     per rule the clinical cases that exercise it (rules with none are listed)."""
     import yaml
 
-    from services.safety_rules.domain.rule_pack import InvalidRulePack, load_rule_packs
+    from services.safety_rules.adapters.rule_pack_files import load_rule_packs
+    from services.safety_rules.domain.rule_pack import InvalidRulePack
     from services.safety_rules.handlers.coverage import report
 
     try:

@@ -16,12 +16,13 @@ from faststream import AckPolicy
 
 from services.notifier import handlers
 from services.notifier.adapters.link_keys import link_key_ring
+from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
-from services.notifier.domain.roster import Roster, WebhookChannel, load_rosters
+from services.notifier.domain.roster import Roster, WebhookChannel
 from services.notifier.entrypoints.acknowledgement_api import acknowledgement_router
 from services.notifier.entrypoints.acknowledgement_page import acknowledgement_page_router
 from services.notifier.entrypoints.catch_up import SignalCatchUp, sample_behind

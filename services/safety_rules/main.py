@@ -16,9 +16,9 @@ from faststream import AckPolicy
 from faststream.message import StreamMessage
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
 from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from shared import metrics

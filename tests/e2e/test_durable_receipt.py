@@ -45,7 +45,9 @@ async def test_accepted_message_is_kept_byte_for_byte(
         lambda: db.fetchval("SELECT count(*) = 1 FROM events WHERE event_id = $1", event_id),
         what="the event in the audit log",
     )
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+    with pytest.raises(
+        asyncpg.InsufficientPrivilegeError, match="received_messages is append-only: DELETE"
+    ):
         await db.execute("DELETE FROM received_messages")
 
 

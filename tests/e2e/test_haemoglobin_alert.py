@@ -9,7 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from services.notifier.domain.roster import SITE_ALERT_ROLES, load_roster
+from services.notifier.adapters.roster_files import load_roster
+from services.notifier.domain.roster import SITE_ALERT_ROLES
 from tests.support.mail import MailCatcher, Received
 from tests.support.results import haemoglobin
 from tests.support.services import REPO

@@ -16,7 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from services.notifier.domain.roster import SITE_ALERT_ROLES, load_roster
+from services.notifier.adapters.roster_files import load_roster
+from services.notifier.domain.roster import SITE_ALERT_ROLES
 from tests.support import components
 from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.mail import MailCatcher, Received, running_smtp_server

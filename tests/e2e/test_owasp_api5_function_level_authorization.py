@@ -33,7 +33,9 @@ async def test_the_service_role_reads_keys_but_cannot_create_change_or_delete_on
             "TRUNCATE api_keys",
         ]
         for statement in attempts:
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError, match="permission denied for table api_keys"
+            ):
                 await service.execute(statement)
     finally:
         await service.close()
@@ -53,7 +55,10 @@ async def test_the_service_role_cannot_give_away_or_forget_who_owns_a_record(
             "DELETE FROM ingest_subject_owners WHERE subject_id = $1",
             "DELETE FROM ingest_record_owners WHERE subject_id = $1",
         ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError,
+                match=r"permission denied for table ingest_(subject|record)_owners",
+            ):
                 await service.execute(statement, subject)
     finally:
         await service.close()
@@ -69,14 +74,18 @@ async def test_even_the_owner_cannot_widen_a_key_revive_it_or_erase_it(
     assert revoked.returncode == 0, revoked.stderr
     owner = await asyncpg.connect(postgres_dsn)
     try:
-        for statement in (
-            "UPDATE api_keys SET studies = '{NCT05262686,NCT00000001}' WHERE key_id = $1",
-            "UPDATE api_keys SET may_amend_others = true WHERE key_id = $1",
-            "UPDATE api_keys SET revoked_at = NULL WHERE key_id = $1",
-            "UPDATE api_keys SET secret_sha256 = sha256('known') WHERE key_id = $1",
-            "DELETE FROM api_keys WHERE key_id = $1",
-        ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        only_times_change = "only expires_at and revoked_at may change"
+        for statement, refusal in (
+            ("UPDATE api_keys SET studies = '{NCT05262686,NCT00000001}' WHERE key_id = $1",
+             only_times_change),
+            ("UPDATE api_keys SET may_amend_others = true WHERE key_id = $1", only_times_change),
+            ("UPDATE api_keys SET revoked_at = NULL WHERE key_id = $1",
+             "a revocation cannot be undone"),
+            ("UPDATE api_keys SET secret_sha256 = sha256('known') WHERE key_id = $1",
+             only_times_change),
+            ("DELETE FROM api_keys WHERE key_id = $1", "api_keys is append-only: DELETE"),
+        ):  # fmt: skip
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match=refusal):
                 await owner.execute(statement, key.key_id)
     finally:
         await owner.close()

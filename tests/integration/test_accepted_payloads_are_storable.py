@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import (
     Envelope,

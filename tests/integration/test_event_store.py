@@ -23,6 +23,7 @@ from shared.eventstore.audit import audit_verify
 from shared.eventstore.export import read_export, row_hash_matches, write_export
 from shared.eventstore.verify import verify_chain
 from tests.support.components import as_service_role
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,23 @@ async def pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+async def blocked_by(
+    observer: asyncpg.Connection, waiter: asyncpg.Connection, holder: asyncpg.Connection
+) -> None:
+    """Return once PostgreSQL reports ``waiter``'s backend waiting on a lock ``holder`` holds;
+    fail loudly if it never does. ``observer`` is a third connection, outside any transaction
+    (the other two are busy)."""
+    await eventually(
+        lambda: observer.fetchval(
+            "SELECT $1::int = ANY(pg_blocking_pids($2))",
+            holder.get_server_pid(),
+            waiter.get_server_pid(),
+        ),
+        timeout=10,
+        what="one writer waiting on the append lock the other holds",
+    )
 
 
 async def tamper(connection: asyncpg.Connection, *statements: str) -> None:
@@ -149,7 +167,7 @@ async def test_a_batch_can_name_the_versions_its_streams_must_be_at_and_its_time
 
 
 async def test_two_writers_on_one_stream_one_wins(fresh_dsn: str) -> None:
-    first, second = await asyncpg.connect(fresh_dsn), await asyncpg.connect(fresh_dsn)
+    first, second, observer = [await asyncpg.connect(fresh_dsn) for _ in range(3)]
     try:
         await append(first, result("S1", "12.0"))
         winner_holds_lock = asyncio.Event()
@@ -158,7 +176,9 @@ async def test_two_writers_on_one_stream_one_wins(fresh_dsn: str) -> None:
             async with first.transaction():
                 await eventstore.append(first, [NewEvent(result("S1", "9.0"), expected_version=1)])
                 winner_holds_lock.set()
-                await asyncio.sleep(0.3)
+                # commit only once the loser is queued behind this transaction: it must
+                # judge its expected version after the winner's append, not before
+                await blocked_by(observer, second, first)
 
         async def loser() -> None:
             await winner_holds_lock.wait()
@@ -171,8 +191,8 @@ async def test_two_writers_on_one_stream_one_wins(fresh_dsn: str) -> None:
         assert isinstance(outcomes[1], StreamVersionConflict)
         assert await first.fetchval("SELECT count(*) FROM events") == 2
     finally:
-        await first.close()
-        await second.close()
+        for connection in (first, second, observer):
+            await connection.close()
 
 
 async def test_concurrent_writers_on_different_streams_leave_a_valid_chain(
@@ -205,9 +225,11 @@ async def test_concurrent_writers_on_different_streams_leave_a_valid_chain(
 async def test_catch_up_reader_never_skips_a_position_a_slow_writer_fills_later(
     fresh_dsn: str,
 ) -> None:
-    slow, fast, reader = [await asyncpg.connect(fresh_dsn) for _ in range(3)]
+    slow, fast, reader, observer = [await asyncpg.connect(fresh_dsn) for _ in range(4)]
     try:
         slow_has_appended = asyncio.Event()
+        fast_is_waiting = asyncio.Event()
+        reader_looked_meanwhile = asyncio.Event()
         seen: list[int] = []
 
         async def slow_writer() -> None:
@@ -216,7 +238,15 @@ async def test_catch_up_reader_never_skips_a_position_a_slow_writer_fills_later(
                     slow, [NewEvent(result("SLOW", "12", n=i)) for i in range(5)]
                 )
                 slow_has_appended.set()
-                await asyncio.sleep(0.5)  # commits late
+                # commits late: only once the fast writer is queued behind it and the
+                # reader has read the log in full while both were in flight
+                await blocked_by(observer, fast, slow)
+                fast_is_waiting.set()
+                await eventually(
+                    lambda: asyncio.sleep(0, reader_looked_meanwhile.is_set()),
+                    timeout=10,
+                    what="a read of the log while both writers were in flight",
+                )
 
         async def fast_writer() -> None:
             await slow_has_appended.wait()
@@ -225,9 +255,12 @@ async def test_catch_up_reader_never_skips_a_position_a_slow_writer_fills_later(
         async def catch_up_reader() -> None:
             position = 0
             while position < 10:
+                both_in_flight = fast_is_waiting.is_set()
                 for event in await eventstore.read_all(reader, after_position=position):
                     seen.append(event.position)
                     position = event.position
+                if both_in_flight:
+                    reader_looked_meanwhile.set()
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(
@@ -237,7 +270,7 @@ async def test_catch_up_reader_never_skips_a_position_a_slow_writer_fills_later(
         streams = await reader.fetch("SELECT stream_id FROM events ORDER BY position")
         assert [r["stream_id"][-4:] for r in streams] == ["SLOW"] * 5 + ["FAST"] * 5
     finally:
-        for connection in (slow, fast, reader):
+        for connection in (slow, fast, reader, observer):
             await connection.close()
 
 
@@ -252,7 +285,9 @@ async def test_service_role_may_not_update_delete_or_truncate(fresh_dsn: str) ->
             "DELETE FROM events",
             "TRUNCATE events",
         ):
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError, match="permission denied for table events"
+            ):
                 await service.execute(statement)
         # it may append and read
         assert await append(service, result("S1", "11.0")) == [2]

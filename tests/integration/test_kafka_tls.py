@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trustme
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError
 
 from shared.events.topics import DEAD_LETTERS
 from shared.kafka import ensure_topics, make_broker, wait_for_topics
@@ -132,7 +132,7 @@ async def test_every_client_works_over_tls_with_the_brokers_certificate_verified
 async def test_a_broker_certificate_for_another_name_is_refused(
     misnamed_broker: str, files: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(KafkaError):
+    with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
         await ensure_topics(tls_settings(misnamed_broker, files))
     assert "certificate verify failed" in caplog.text
     assert "127.0.0.1" in caplog.text
@@ -157,7 +157,7 @@ async def test_a_broker_requiring_client_certificates_accepts_vigils_and_refuses
         kafka_ssl_key_file=files / "client.key",
     )
     assert await published_and_read_back(with_certificate) == b"over-tls"
-    with pytest.raises(KafkaError):
+    with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
         await ensure_topics(tls_settings(mutual_broker, files))
 
 

@@ -17,7 +17,7 @@ import pytest
 from services.ingest.domain.json_events import events_for
 from services.notifier.entrypoints.catch_up import SignalCatchUp
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
     Envelope,

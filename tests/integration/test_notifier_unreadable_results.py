@@ -13,7 +13,7 @@ import pytest
 
 from services.notifier.entrypoints.catch_up import SignalCatchUp
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import LabResultUnreadable, wrap
 from tests.integration.test_notifier_escalation import app_client

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope, SafetySignalRaised, wrap
 from tests.support.components import as_service_role

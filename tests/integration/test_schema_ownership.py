@@ -52,31 +52,50 @@ async def service(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
+NOT_OWNER_OF_EVENTS = "must be owner of table events"
+NOT_GRANTED_ON_EVENTS = "permission denied for table events"
+
+
 @pytest.mark.parametrize(
-    "statement",
+    ("statement", "refusal"),
     [
-        "ALTER TABLE events DISABLE TRIGGER ALL",
-        "ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete",
-        "DROP TRIGGER events_refuse_update_delete ON events",
-        "DROP TRIGGER events_refuse_truncate ON events",
-        f"ALTER TABLE events OWNER TO {SERVICE_ROLE}",
-        "ALTER FUNCTION vigil_refuse_change() OWNER TO CURRENT_USER",
-        "CREATE OR REPLACE FUNCTION vigil_refuse_change() RETURNS trigger LANGUAGE plpgsql "
-        "AS $$ BEGIN RETURN NEW; END $$",
-        "DROP TABLE events",
-        "TRUNCATE events",
-        "UPDATE events SET source = 'x'",
-        "DELETE FROM events",
-        "ALTER TABLE received_messages DISABLE TRIGGER ALL",
-        "ALTER TABLE audit_checkpoints DISABLE TRIGGER ALL",
-        f"SET ROLE {OWNER}",
-        "SET session_replication_role = replica",
+        ("ALTER TABLE events DISABLE TRIGGER ALL", NOT_OWNER_OF_EVENTS),
+        ("ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete", NOT_OWNER_OF_EVENTS),
+        ("DROP TRIGGER events_refuse_update_delete ON events", "must be owner of relation events"),
+        ("DROP TRIGGER events_refuse_truncate ON events", "must be owner of relation events"),
+        (f"ALTER TABLE events OWNER TO {SERVICE_ROLE}", NOT_OWNER_OF_EVENTS),
+        (
+            "ALTER FUNCTION vigil_refuse_change() OWNER TO CURRENT_USER",
+            "must be owner of function vigil_refuse_change",
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION vigil_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NEW; END $$",
+            "permission denied for schema public",
+        ),
+        ("DROP TABLE events", NOT_OWNER_OF_EVENTS),
+        ("TRUNCATE events", NOT_GRANTED_ON_EVENTS),
+        ("UPDATE events SET source = 'x'", NOT_GRANTED_ON_EVENTS),
+        ("DELETE FROM events", NOT_GRANTED_ON_EVENTS),
+        (
+            "ALTER TABLE received_messages DISABLE TRIGGER ALL",
+            "must be owner of table received_messages",
+        ),
+        (
+            "ALTER TABLE audit_checkpoints DISABLE TRIGGER ALL",
+            "must be owner of table audit_checkpoints",
+        ),
+        (f"SET ROLE {OWNER}", f'permission denied to set role "{OWNER}"'),
+        (
+            "SET session_replication_role = replica",
+            'permission denied to set parameter "session_replication_role"',
+        ),
     ],
 )
 async def test_the_service_role_cannot_disable_drop_or_bypass_the_audit_logs_guards(
-    service: asyncpg.Connection, statement: str
+    service: asyncpg.Connection, statement: str, refusal: str
 ) -> None:
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=refusal):
         await service.execute(statement)
     assert await service.fetchval("SELECT count(*) FROM events") == 1
 
@@ -113,7 +132,9 @@ async def test_upgrade_gives_an_existing_databases_objects_to_the_owner(fresh_ds
     try:  # the grants survived the change of owner
         async with service.transaction():
             await append(service, [NewEvent(result("S2", "11.0"))])
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        with pytest.raises(
+            asyncpg.InsufficientPrivilegeError, match="must be owner of table events"
+        ):
             await service.execute("ALTER TABLE events DISABLE TRIGGER ALL")
     finally:
         await service.close()

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.entrypoints.records import Record, parse_records
 from services.safety_rules.handlers.facts import handle_batch
 from shared import eventstore
@@ -134,7 +134,7 @@ async def test_failed_batch_leaves_nothing_behind(fresh_dsn: str) -> None:
                 await handle_batch([enrolled("C"), hb("C", "7")], uow, PACKS)
                 await connection.execute("SELECT 1/0")
 
-        with pytest.raises(asyncpg.PostgresError):
+        with pytest.raises(asyncpg.DivisionByZeroError):
             await batch_then_failure()
         assert await connection.fetchval("SELECT count(*) FROM events") == 0
         assert await connection.fetchval("SELECT count(*) FROM outbox") == 0
@@ -160,7 +160,7 @@ async def test_a_subject_written_while_its_batch_was_judged_is_judged_again(
     try:
         await run_batch(first, [enrolled("E")])
         cache = HistoryCache()
-        with pytest.raises(eventstore.StreamVersionConflict):
+        with pytest.raises(eventstore.StreamVersionConflict, match="at version 3, expected 1"):
             async with first.transaction():
                 await handle_batch([low], Overtaken(first, cache), PACKS)
         signals = "SELECT count(*) FROM events WHERE type LIKE 'org.vigil.safety_signal.%'"

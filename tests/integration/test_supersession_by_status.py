@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.db.pool import create_pool
 from shared.events import Envelope, LabResultReported, wrap

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import Envelope, LabResultUnreadable, wrap
 from shared.events.topics import DATA_QUALITY

@@ -23,10 +23,10 @@ import asyncpg
 import httpx
 
 from services.notifier import handlers
+from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.planning import AckDeadlines
-from services.notifier.domain.roster import load_rosters
 from shared.clock import SystemClock
 from shared.events import Envelope, EventPayload, wrap
 from shared.events.notifications import notification_stream

@@ -1,14 +1,16 @@
 """The rules service's batch handler on an in-memory unit of work, for clinical cases.
 
-The in-memory store keeps the same contract as PostgreSQL's (idempotent append by event id,
-stream versions, supersede lookups), so a case runs the real ``handle_batch`` and engine;
-the integration tests run the same handler against the real database and broker.
+The in-memory store keeps the same contract as PostgreSQL's (append idempotent by event id
+and refused for an id with other content, stream versions, an outbox entry once per event,
+a batch that commits whole or not at all), so a case runs the real ``handle_batch`` and
+engine; ``tests/contract/test_rules_unit_of_work_contract.py`` runs one suite against both.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +29,8 @@ from shared.events import (
     subject_stream,
     wrap,
 )
-from shared.eventstore import StreamVersionConflict
+from shared.eventstore import EventIdConflict, StreamVersionConflict
+from shared.eventstore.canonical import json_text
 
 STUDY = "NCT05262686"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -39,6 +42,8 @@ class _Stored:
     envelope: Envelope
     version: int
     recorded_at: datetime
+    #: its place in the whole log (1 first), as an EventIdConflict names it
+    position: int
 
 
 @dataclass
@@ -56,6 +61,20 @@ class InMemoryRulesStore:
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """What a batch stores commits when the block ends, or is undone when it raises (as
+        the service's transaction); the kept histories are dropped then, as the service's
+        cache is, since they may have folded in what is undone."""
+        events, streams = dict(self.events), {k: list(v) for k, v in self.streams.items()}
+        outbox = list(self.outbox)
+        try:
+            yield
+        except BaseException:
+            self.events, self.streams, self.outbox = events, streams, outbox
+            self.histories.clear()
+            raise
 
     def stream(self, study: str, subject: str) -> list[Envelope]:
         ids = self.streams.get(subject_stream(study, subject), [])
@@ -82,12 +101,23 @@ class InMemoryUnitOfWork:
             actual = len(store.streams.get(stream_id, []))
             if actual != expected:
                 raise StreamVersionConflict(stream_id, expected, actual)
+        new: dict[uuid.UUID, Envelope] = {}
         for envelope in envelopes:
-            if envelope.id in store.events:
+            # as PostgreSQL's store: an id again is a no-op, with other content a conflict;
+            # checked for the whole batch before anything of it is stored
+            known = store.events.get(envelope.id)
+            earlier = known.envelope if known is not None else new.get(envelope.id)
+            if earlier is not None:
+                if not _same_event(earlier, envelope):
+                    raise EventIdConflict(envelope.id, known.position if known else None)
                 continue
+            new[envelope.id] = envelope
+        for envelope in new.values():
             stream = store.streams.setdefault(envelope.payload().stream_id, [])
             stream.append(envelope.id)
-            store.events[envelope.id] = _Stored(envelope, len(stream), recorded_at)
+            store.events[envelope.id] = _Stored(
+                envelope, len(stream), recorded_at, position=len(store.events) + 1
+            )
 
     async def histories(
         self, keys: Iterable[tuple[str, str]]
@@ -111,7 +141,18 @@ class InMemoryUnitOfWork:
         return result
 
     async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None:
-        self._store.outbox += [(topic, envelope) for envelope, topic in items]
+        """One outbox entry per event, as the outbox table's key on the event id keeps it."""
+        queued = {envelope.id for _, envelope in self._store.outbox}
+        for envelope, topic in items:
+            if envelope.id not in queued:
+                queued.add(envelope.id)
+                self._store.outbox.append((topic, envelope))
+
+
+def _same_event(stored: Envelope, again: Envelope) -> bool:
+    """Whether an id arrived again with the content it was stored with (type and payload,
+    compared as the stored JSON text, as PostgreSQL's store compares them)."""
+    return stored.type == again.type and json_text(stored.data) == json_text(again.data)
 
 
 async def run_batches(
@@ -120,7 +161,9 @@ async def run_batches(
     outcomes = []
     for batch in batches:
         envelopes = [wrap(payload, source="/test/site") for payload in batch]
-        outcomes.append(await handle_batch(envelopes, store.unit_of_work(), {pack.study_id: pack}))
+        with store.transaction():
+            outcome = await handle_batch(envelopes, store.unit_of_work(), {pack.study_id: pack})
+        outcomes.append(outcome)
     return outcomes
 
 

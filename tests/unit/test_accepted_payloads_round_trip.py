@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope, EventPayload, wrap
 from shared.eventstore.canonical import canonical_bytes, epoch_micros, json_text

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain import engine
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.events import DataQualityIssueRaised, SafetySignalRaised, SignalEvent
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from shared.analytes import analyte_named, normalise_lab_result, normalise_unit
 from shared.events import DataQualityIssueRaised, LabResultReported
 from shared.plausibility import implausible_value

@@ -62,7 +62,7 @@ def test_payloads_are_immutable_and_strict() -> None:
     subject = SubjectEnrolled(
         study_id="S", subject_id="1", site_id="A", sex="F", birth_date=date(1990, 1, 1)
     )
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="frozen"):
         subject.site_id = "B"  # type: ignore[misc]
     with pytest.raises(ValidationError, match="name"):
         SubjectEnrolled.model_validate({**subject.model_dump(), "name": "Jane Doe"})

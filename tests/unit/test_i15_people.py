@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from services.notifier.adapters.roster_files import load_roster
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.escalation import escalate, fold
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.messages import content_for_signal, when_for_people
 from services.notifier.domain.planning import AckDeadlines, acknowledgement_due, open_notification
-from services.notifier.domain.roster import load_roster
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain import engine
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.analytes import units_for_people
 from shared.events import SafetySignalRaised, SafetySignalResolved
 from tests.support.rules_harness import RECORDED_FROM, InMemoryRulesStore, fact, run_batches

@@ -61,7 +61,7 @@ async def test_a_handled_batch_is_committed_and_a_failed_one_rewound() -> None:
     handler = acknowledging(handle, supervisor.watch("consumer"), timeout=1.0)
     first, second = Message(), Message()
     await handler(first)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="the database went away"):
         await handler(second)  # type: ignore[arg-type]
 
     assert (first.acked, first.nacked) == (True, False)

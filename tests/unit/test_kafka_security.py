@@ -43,7 +43,7 @@ def test_plaintext_to_a_remote_broker_is_refused_in_production_naming_the_settin
     remote = settings(kafka_bootstrap="kafka:9092")
     with pytest.raises(InsecureConfiguration, match="VIGIL_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"):
         kafka_client_options(remote)
-    with pytest.raises(InsecureConfiguration):
+    with pytest.raises(InsecureConfiguration, match="VIGIL_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"):
         make_broker(remote, client_id="vigil-test")
 
 

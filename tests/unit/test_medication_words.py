@@ -10,8 +10,10 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.notifier.domain.messages import content_for_signal, render
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.conditions.drug_names import identify, names_in
 from services.safety_rules.domain.conditions.medication_words import (
     DOSE_UNIT_NOT_RECOGNISED,
@@ -27,7 +29,6 @@ from services.safety_rules.domain.conditions.medication_words import (
     shown_route,
 )
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.analytes import codes_of
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
@@ -306,18 +307,18 @@ def test_an_equivalence_factor_is_an_exact_fraction() -> None:
 
 
 def test_a_rule_route_must_be_a_canonical_route() -> None:
-    with pytest.raises(ValueError, match="not canonical routes"):
+    with pytest.raises(ValidationError, match="not canonical routes"):
         _rule(routes=["oral", "po"])
 
 
 def test_a_rule_drug_vigil_does_not_know_needs_its_codes_or_names() -> None:
-    with pytest.raises(ValueError, match="not in Vigil's drug table"):
+    with pytest.raises(ValidationError, match="not in Vigil's drug table"):
         _rule(drugs=[{"name": "newsteroidone"}])
     assert _rule(drugs=[{"name": "newsteroidone", "atc": ["H02AB99"]}]).drugs[0].name
 
 
 def test_a_name_stem_is_written_with_its_hyphens() -> None:
-    with pytest.raises(ValueError, match="name stems"):
+    with pytest.raises(ValidationError, match="name stems"):
         _rule(criterion="any", name_stems=["mab"])
 
 

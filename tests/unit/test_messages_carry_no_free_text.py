@@ -19,7 +19,7 @@ from services.notifier.domain.messages import (
     content_for_signal,
     render,
 )
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
 from shared.analytes import UNIT_NOT_RECOGNISED
 from shared.events import LabResultReported, SafetySignalRaised, SignalEvent

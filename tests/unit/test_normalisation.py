@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.ingest.domain.code_map import load_code_map
 from services.ingest.domain.json_events import events_for
@@ -118,9 +119,9 @@ def test_qualitative_vocabulary(spellings: tuple[str, ...], answer: str | None) 
 
 
 def test_result_needs_a_code_and_a_value() -> None:
-    with pytest.raises(ValueError, match="loinc_code or a local_code"):
+    with pytest.raises(ValidationError, match="loinc_code or a local_code"):
         result(loinc_code=None)
-    with pytest.raises(ValueError, match="needs a value"):
+    with pytest.raises(ValidationError, match="needs a value"):
         result(value=None, unit=None)
     assert result(value=None, unit=None, result_status="X").value is None
 

@@ -10,6 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
+from services.notifier.adapters.roster_files import load_roster
 from services.notifier.adapters.signal_log import ANSWERED_ISSUES
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.escalation import escalate, fold
@@ -26,7 +27,7 @@ from services.notifier.domain.planning import (
     open_notification,
     route_of,
 )
-from services.notifier.domain.roster import Role, load_roster, role_named
+from services.notifier.domain.roster import Role, role_named
 from services.notifier.handlers.signals import ACKNOWLEDGED_ISSUES
 from shared.analytes import normalise_lab_result
 from shared.events import DataQualityIssueRaised, LabResultReported, SafetySignalRaised

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
+from services.notifier.adapters.roster_files import load_roster
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.escalation import escalate, fold
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.messages import content_for_signal, digest_line
 from services.notifier.domain.planning import AckDeadlines, goes_to_digest, open_notification
-from services.notifier.domain.roster import InvalidRoster, load_roster
+from services.notifier.domain.roster import InvalidRoster
 from services.notifier.entrypoints.delivery_worker import retry_delay
 from shared.events import SafetySignalRaised
 from shared.events.notifications import (

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.ingest.domain.json_requests import AdverseEventIn
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.rule_kinds import CodedResultRule
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.adverse_event_labels import adverse_event_label
 from shared.events import AdverseEventReported
 from shared.nyha import nyha_class_of_field, nyha_classes_in_text

@@ -4,11 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.safety_rules.domain.rule_pack import (
-    InvalidRulePack,
-    load_rule_pack,
-    load_rule_packs,
-)
+from services.safety_rules.adapters.rule_pack_files import load_rule_pack, load_rule_packs
+from services.safety_rules.domain.rule_pack import InvalidRulePack
 from shared.analytes import codes_of
 from tests.support.services import REPO
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.coverage import case_inputs, cases_of, report
 from tests.support.services import REPO
 

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from shared.analytes import normalise_lab_result
 from shared.events import (
     AdverseEventReported,

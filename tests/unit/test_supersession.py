@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.supersession import (
     Decision,
     Report,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.unreadable import unreadable_problem
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import DataQualityIssueRaised, LabResultReported, LabResultUnreadable

@@ -1,12 +1,11 @@
-"""A study's roster: sites, people, roles, channels, backups, routing (YAML in the study folder)."""
+"""A study's roster: sites, people, roles, channels, backups, routing, built from plain data
+(the adapter ``services.notifier.adapters.roster_files`` reads it from the study folder)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,8 +16,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-ROSTER_FILE = "roster.yaml"
 
 
 class InvalidRoster(ValueError):
@@ -261,24 +258,13 @@ class Roster(BaseModel):
         return site is not None and any(p.id == person_id for p in site.people)
 
 
-def load_roster(path: Path) -> Roster:
-    """Read and validate one roster file."""
+def roster_from_data(raw: object, source: str) -> Roster:
+    """Validate a roster given as plain data (a YAML document as read); errors name
+    ``source`` (the file it came from) and each field."""
     try:
-        raw = yaml.safe_load(path.read_text())
         return Roster.model_validate(raw)
-    except (OSError, yaml.YAMLError) as error:
-        raise InvalidRoster(f"{path}: cannot read roster: {error}") from error
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
-        raise InvalidRoster(f"{path}: invalid roster: {problems}") from error
-
-
-def load_rosters(study_dir: Path) -> dict[str, Roster]:
-    """Every study's roster under ``study_dir``, keyed by study id."""
-    rosters = {}
-    for path in sorted(study_dir.glob(f"*/{ROSTER_FILE}")):
-        roster = load_roster(path)
-        rosters[roster.study_id] = roster
-    return rosters
+        raise InvalidRoster(f"{source}: invalid roster: {problems}") from error

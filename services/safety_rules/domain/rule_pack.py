@@ -6,7 +6,8 @@ where the rule comes from. The engine (``conditions/``) knows the condition kind
 chooses the numbers.
 
 The rule models are in ``rule_terms.py``, ``rule_kinds.py`` and ``event_rule_kinds.py``;
-this module holds the pack and reads it from the study folder.
+this module holds the pack and builds it from plain data (the adapter
+``services.safety_rules.adapters.rule_pack_files`` reads it from the study folder).
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from services.safety_rules.domain.rule_kinds import KINDS, Rule
 from services.safety_rules.domain.rule_terms import Strict
-
-RULE_PACK_FILE = "rules.yaml"
 
 ParameterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -111,20 +108,17 @@ def _with_parameters(rule: object, parameters: dict[str, object]) -> object:
     return {**rule, **read} if read else rule
 
 
-def load_rule_pack(path: Path) -> RulePack:
-    """Read and validate a rule pack; errors name the file, the rule and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise InvalidRulePack(f"{path}: cannot read rule pack: {error}") from error
+def rule_pack_from_data(raw: object, source: str) -> RulePack:
+    """Validate a rule pack given as plain data (a YAML document as read); errors name
+    ``source`` (the file it came from), the rule and the field."""
     try:
         return RulePack.model_validate(raw)
     except ValidationError as error:
-        raise InvalidRulePack(_describe(path, raw, error)) from error
+        raise InvalidRulePack(_describe(source, raw, error)) from error
 
 
-def _describe(path: Path, raw: object, error: ValidationError) -> str:
-    lines = [f"{path}: invalid rule pack"]
+def _describe(source: str, raw: object, error: ValidationError) -> str:
+    lines = [f"{source}: invalid rule pack"]
     rules = raw.get("rules") if isinstance(raw, dict) else None
     for problem in error.errors():
         location = list(problem["loc"])
@@ -138,17 +132,3 @@ def _describe(path: Path, raw: object, error: ValidationError) -> str:
             where = f"rule {rule_id!r} (rules[{index}]) field {field or '(rule)'!r}"
         lines.append(f"  {where}: {problem['msg']}")
     return "\n".join(lines)
-
-
-def load_rule_packs(study_dir: Path) -> dict[str, RulePack]:
-    """Every study's pack under ``study_dir``, keyed by study id."""
-    packs: dict[str, RulePack] = {}
-    for pack_path in sorted(study_dir.glob(f"*/{RULE_PACK_FILE}")):
-        pack = load_rule_pack(pack_path)
-        if pack.study_id != pack_path.parent.name:
-            raise InvalidRulePack(
-                f"{pack_path}: study_id {pack.study_id!r} does not match its folder "
-                f"{pack_path.parent.name!r}"
-            )
-        packs[pack.study_id] = pack
-    return packs

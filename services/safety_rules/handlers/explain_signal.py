@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.explain import InputFact, LaterEvent, explain
-from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.events import SafetySignalRaised
 
 

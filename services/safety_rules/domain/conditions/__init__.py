@@ -8,17 +8,23 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from services.safety_rules.domain.conditions.absolute_threshold import _absolute
-from services.safety_rules.domain.conditions.adverse_events import _adverse
-from services.safety_rules.domain.conditions.baseline_change import _change
-from services.safety_rules.domain.conditions.creatinine_clearance import _clearance
+from services.safety_rules.domain.conditions.absolute_threshold import judge_absolute_threshold
+from services.safety_rules.domain.conditions.adverse_events import judge_adverse_event
+from services.safety_rules.domain.conditions.baseline_change import judge_change_from_baseline
+from services.safety_rules.domain.conditions.creatinine_clearance import (
+    creatinine_clearance_cockcroft_gault,
+    judge_creatinine_clearance,
+)
 from services.safety_rules.domain.conditions.grading import grade_of
-from services.safety_rules.domain.conditions.hys_law import _hys_law
+from services.safety_rules.domain.conditions.hys_law import judge_hys_law
 from services.safety_rules.domain.conditions.lab_values import value_in
-from services.safety_rules.domain.conditions.medications import _medication
+from services.safety_rules.domain.conditions.medications import judge_medication
 from services.safety_rules.domain.conditions.points import Judged, LazyMapping, Point, Problem
-from services.safety_rules.domain.conditions.qualitative import _coded, _qualitative
-from services.safety_rules.domain.conditions.reference_limit import _reference
+from services.safety_rules.domain.conditions.qualitative import (
+    judge_coded_result,
+    judge_qualitative_result,
+)
+from services.safety_rules.domain.conditions.reference_limit import judge_reference_limit
 from services.safety_rules.domain.event_rule_kinds import AdverseEventRule, MedicationRule
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_kinds import (
@@ -38,9 +44,19 @@ __all__ = [
     "LazyMapping",
     "Point",
     "Problem",
+    "creatinine_clearance_cockcroft_gault",
     "entrywise",
     "grade_of",
     "judge",
+    "judge_absolute_threshold",
+    "judge_adverse_event",
+    "judge_change_from_baseline",
+    "judge_coded_result",
+    "judge_creatinine_clearance",
+    "judge_hys_law",
+    "judge_medication",
+    "judge_qualitative_result",
+    "judge_reference_limit",
     "surely_holds",
     "value_in",
 ]
@@ -54,27 +70,27 @@ def judge(rule: Rule, history: SubjectHistory, only: set[uuid.UUID] | None = Non
 
 
 _KINDS: dict[type, Callable[[Any, SubjectHistory], Judged]] = {
-    AbsoluteThresholdRule: _absolute,
-    ReferenceLimitRule: _reference,
-    BaselineChangeRule: _change,
-    CreatinineClearanceRule: _clearance,
-    HysLawRule: _hys_law,
-    AdverseEventRule: _adverse,
-    MedicationRule: _medication,
-    QualitativeRule: _qualitative,
-    CodedResultRule: _coded,
+    AbsoluteThresholdRule: judge_absolute_threshold,
+    ReferenceLimitRule: judge_reference_limit,
+    BaselineChangeRule: judge_change_from_baseline,
+    CreatinineClearanceRule: judge_creatinine_clearance,
+    HysLawRule: judge_hys_law,
+    AdverseEventRule: judge_adverse_event,
+    MedicationRule: judge_medication,
+    QualitativeRule: judge_qualitative_result,
+    CodedResultRule: judge_coded_result,
 }
 
 # kinds whose points depend on each entry alone (and on the baseline, which a later entry
 # cannot change): the engine may judge just the new entries of a batch
 _ENTRYWISE: dict[type, Callable[[Any, SubjectHistory, set[uuid.UUID]], Judged]] = {
-    AbsoluteThresholdRule: _absolute,
-    ReferenceLimitRule: _reference,
-    BaselineChangeRule: _change,
-    QualitativeRule: _qualitative,
-    CodedResultRule: _coded,
-    HysLawRule: _hys_law,  # a window looks back only: a later entry changes no earlier point
-    CreatinineClearanceRule: _clearance,
+    AbsoluteThresholdRule: judge_absolute_threshold,
+    ReferenceLimitRule: judge_reference_limit,
+    BaselineChangeRule: judge_change_from_baseline,
+    QualitativeRule: judge_qualitative_result,
+    CodedResultRule: judge_coded_result,
+    HysLawRule: judge_hys_law,  # a window looks back only: a later entry changes no earlier point
+    CreatinineClearanceRule: judge_creatinine_clearance,
 }
 
 

@@ -20,29 +20,29 @@ from dataclasses import replace
 from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import (
-    _abnormal_baseline,
-    _baseline_key,
-    _lab_quantities,
+    baseline_key,
     grade_of,
+    has_abnormal_baseline,
+    lab_quantities,
 )
 from services.safety_rules.domain.conditions.lab_values import (
-    _candidates,
-    _numeric,
+    candidate_results,
     lab_limits,
+    numeric_results,
     value_in,
 )
 from services.safety_rules.domain.conditions.points import (
+    EntryJudgement,
     Judged,
     Point,
     Problem,
-    _censored,
-    _each,
-    _Judgement,
-    _lab_point,
-    _label,
-    _memoised,
-    _num,
-    _reported,
+    analyte_label,
+    as_reported,
+    censored_problem,
+    judge_each_entry,
+    lab_point,
+    memoised_judgement,
+    shown_number,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import AbsoluteThresholdRule, FromPercent
@@ -56,10 +56,16 @@ _ABOVE_FLAGS = frozenset({"H", "HH", "HU", ">", "A", "AA"})
 _BELOW_FLAGS = frozenset({"L", "LL", "LU", "<", "A", "AA"})
 
 
-def _absolute(
+def judge_absolute_threshold(
     rule: AbsoluteThresholdRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
-    def judge_entry(entry: LabEntry) -> _Judgement:
+    """Whether each result of the rule's analytes (or each count derived from a percentage
+    and its total) meets a fixed threshold in the rule's unit (``value < 9 g/dL``), graded
+    by the rule's CTCAE bands when it does; a rule on the laboratory's cut-off takes the
+    cut-off or flag it sent. ``only`` judges just those new results. A censored result that
+    may lie on either side is a ``censored-result`` problem, never a point."""
+
+    def judge_entry(entry: LabEntry) -> EntryJudgement:
         judged = judge_by_threshold(entry)
         if rule.laboratory_limit is not None and _range_unusable(entry):
             # the laboratory's range cannot be right: judged by the rule's threshold alone
@@ -77,7 +83,7 @@ def _absolute(
             return by_cut_off
         return judged if judged[0] is not None or judged[1] else by_cut_off
 
-    def judge_by_threshold(entry: LabEntry) -> _Judgement:
+    def judge_by_threshold(entry: LabEntry) -> EntryJudgement:
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
@@ -89,30 +95,32 @@ def _absolute(
         if holds is None:
             holds = _read_below_limit(rule, entry)
         if holds is None:
-            return None, (_censored(rule, entry, rule.describe()),)
+            return None, (censored_problem(rule, entry, rule.describe()),)
         grade = (  # only a finding is graded
             grade_of(
                 rule.grading,
-                _lab_quantities(entry, value, history),
+                lab_quantities(entry, value, history),
                 comparator,
-                abnormal_baseline=_abnormal_baseline(entry, history),
+                abnormal_baseline=has_abnormal_baseline(entry, history),
             )
             if holds
             else None
         )
-        return _lab_point(
+        return lab_point(
             rule,
             entry,
             holds=holds,
             grade=grade,
             value=value,
             unit=rule.unit,
-            comparison=lambda: f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+            comparison=lambda: (
+                f"{comparator or ''}{shown_number(value)} {rule.unit} {rule.describe()}"
+            ),
         ), ()
 
-    points, problems = _each(
-        _numeric(_candidates(history, rule.loinc_codes, only)),
-        lambda entry: (id(rule), _baseline_key(history, entry)),
+    points, problems = judge_each_entry(
+        numeric_results(candidate_results(history, rule.loinc_codes, only)),
+        lambda entry: (id(rule), baseline_key(history, entry)),
         judge_entry,
     )
     for derivation in rule.derive_from_percent:
@@ -130,7 +138,7 @@ def _unscaled(entry: LabEntry) -> bool:
     return analyte is not None and unit is not None and analyte.unscaled(unit)
 
 
-def _unscaled_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> _Judgement:
+def _unscaled_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> EntryJudgement:
     """A result in a unit with no universal factor (copies/mL against IU/mL) judged by a
     detection rule: against a threshold of 0 only its sign matters, and zero is zero in any
     unit, so the number as sent is compared. Any other threshold needs the factor: the rule
@@ -142,9 +150,10 @@ def _unscaled_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> _Judgement:
         return None, (
             Problem(
                 "unit-not-convertible",
-                f"rule {rule.id}: {_label(entry)} collected {result.collected_at.isoformat()} "
-                f"came in {unit}, which has no universal factor to {rule.unit}, so the rule "
-                f"({rule.describe()}) could not judge it; ask the laboratory for {rule.unit}",
+                f"rule {rule.id}: {analyte_label(entry)} collected "
+                f"{result.collected_at.isoformat()} came in {unit}, which has no universal "
+                f"factor to {rule.unit}, so the rule ({rule.describe()}) could not judge it; "
+                f"ask the laboratory for {rule.unit}",
                 entry.event_id,
                 rule.id,
             ),
@@ -152,15 +161,15 @@ def _unscaled_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> _Judgement:
     comparator = result.comparator
     holds = rule.holds(result.value, comparator)
     if holds is None:
-        return None, (_censored(rule, entry, rule.describe()),)
-    return _lab_point(
+        return None, (censored_problem(rule, entry, rule.describe()),)
+    return lab_point(
         rule,
         entry,
         holds=holds,
         grade=None,
         value=result.value,
         unit=unit,
-        comparison=f"{comparator or ''}{_num(result.value)} {unit} {rule.operator} 0 "
+        comparison=f"{comparator or ''}{shown_number(result.value)} {unit} {rule.operator} 0 "
         "(detection: zero in any unit)",
     ), ()
 
@@ -204,11 +213,11 @@ def _flag_point(rule: AbsoluteThresholdRule, entry: LabEntry) -> Point | None:
     side = "above" if rule.laboratory_limit == "ULN" else "below"
     unit = shown_unit(result.unit)
     text = (
-        f"{result.comparator or ''}{_num(result.value)} {unit} flagged {'/'.join(flags)} "
+        f"{result.comparator or ''}{shown_number(result.value)} {unit} flagged {'/'.join(flags)} "
         f"(HL7 table 0078) by the laboratory, which sent no range: {side} its "
         f"{rule.laboratory_limit}, its cut-off"
     )
-    return _lab_point(
+    return lab_point(
         rule,
         entry,
         holds=True,
@@ -227,7 +236,7 @@ def _range_unusable(entry: LabEntry) -> bool:
 def _range_set_aside(rule: AbsoluteThresholdRule, entry: LabEntry) -> Problem:
     return Problem(
         "reference-range-implausible",
-        f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with a "
+        f"{analyte_label(entry)} collected {entry.result.collected_at.isoformat()} came with a "
         f"reference range that cannot be right ({implausible_reference_range(entry.result)}) "
         f"and is set aside: rule {rule.id} judged it by its own threshold alone",
         entry.event_id,
@@ -235,21 +244,25 @@ def _range_set_aside(rule: AbsoluteThresholdRule, entry: LabEntry) -> Problem:
     )
 
 
-def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decimal) -> _Judgement:
+def _cut_off_point(
+    rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decimal
+) -> EntryJudgement:
     """The result against its laboratory's cut-off, both in the unit it was sent in."""
     result = entry.result
     assert result.value is not None
     unit = shown_unit(result.unit)
     comparator = result.comparator
     holds = rule.holds(result.value, comparator, cut_off)
-    condition = f"{rule.operator} the laboratory's {rule.laboratory_limit} {_num(cut_off)} {unit}"
-    if holds is None:
-        return None, (_censored(rule, entry, condition),)
-    text = (
-        f"{comparator or ''}{_num(result.value)} {unit} {rule.operator} "
-        f"{_num(cut_off)} {unit} (the laboratory's {rule.laboratory_limit}, its cut-off)"
+    condition = (
+        f"{rule.operator} the laboratory's {rule.laboratory_limit} {shown_number(cut_off)} {unit}"
     )
-    return _lab_point(
+    if holds is None:
+        return None, (censored_problem(rule, entry, condition),)
+    text = (
+        f"{comparator or ''}{shown_number(result.value)} {unit} {rule.operator} "
+        f"{shown_number(cut_off)} {unit} (the laboratory's {rule.laboratory_limit}, its cut-off)"
+    )
+    return lab_point(
         rule,
         entry,
         holds=holds,
@@ -257,7 +270,7 @@ def _cut_off_point(rule: AbsoluteThresholdRule, entry: LabEntry, cut_off: Decima
         value=result.value,
         unit=unit,
         comparison=text,
-        extra={"threshold": f"{_num(cut_off)} {unit} (the laboratory's cut-off)"},
+        extra={"threshold": f"{shown_number(cut_off)} {unit} (the laboratory's cut-off)"},
     ), ()
 
 
@@ -275,24 +288,24 @@ def _from_percent(
 ) -> Judged:
     """Counts derived from a percentage and the total count of the same specimen (same
     collection time); a percentage without its total is a data-quality problem."""
-    totals = {e.at: e for e in _numeric(history.results(*derivation.total_codes))}
+    totals = {e.at: e for e in numeric_results(history.results(*derivation.total_codes))}
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _numeric(history.results(*derivation.percent_codes)):
+    for entry in numeric_results(history.results(*derivation.percent_codes)):
         total = totals.get(entry.at)
         if total is None:
             problems.append(
                 Problem(
                     "missing-input",
-                    f"rule {rule.id}: {_label(entry)} {_reported(entry)} has no total count "
-                    f"({'/'.join(derivation.total_codes)}) of the same specimen, so the "
+                    f"rule {rule.id}: {analyte_label(entry)} {as_reported(entry)} has no total "
+                    f"count ({'/'.join(derivation.total_codes)}) of the same specimen, so the "
                     "absolute count cannot be derived",
                     entry.event_id,
                     rule.id,
                 )
             )
             continue
-        point, found = _memoised(
+        point, found = memoised_judgement(
             entry,
             (id(rule), "from-percent", total.event_id),
             functools.partial(_percent_point, rule, entry, total),
@@ -303,7 +316,7 @@ def _from_percent(
     return points, problems
 
 
-def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry) -> _Judgement:
+def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry) -> EntryJudgement:
     assert entry.result.value is not None
     try:
         count = value_in(total, rule.unit)
@@ -313,22 +326,23 @@ def _percent_point(rule: AbsoluteThresholdRule, entry: LabEntry, total: LabEntry
     comparator = entry.result.comparator
     holds = rule.holds(value, comparator)
     if holds is None:
-        return None, (_censored(rule, entry, rule.describe()),)
+        return None, (censored_problem(rule, entry, rule.describe()),)
     derived = (
-        f"{_num(entry.result.value)} % x {_label(total)} {_num(count)} {rule.unit} = "
-        f"{_num(value)} {rule.unit}"
+        f"{shown_number(entry.result.value)} % x {analyte_label(total)} "
+        f"{shown_number(count)} {rule.unit} = "
+        f"{shown_number(value)} {rule.unit}"
     )
-    point = _lab_point(
+    point = lab_point(
         rule,
         entry,
         holds=holds,
         grade=grade_of(rule.grading, {"value": value}, comparator),
         value=value,
         unit=rule.unit,
-        comparison=f"{comparator or ''}{_num(value)} {rule.unit} {rule.describe()}",
+        comparison=f"{comparator or ''}{shown_number(value)} {rule.unit} {rule.describe()}",
         extra={"derived": derived},
         input_ids=(entry.event_id, total.event_id),
     )
     analyte = analyte_for(rule.loinc_codes[0])
     name = analyte.name if analyte else rule.loinc_codes[0]
-    return replace(point, analyte=f"{name} (from {_label(entry)} %)"), ()
+    return replace(point, analyte=f"{name} (from {analyte_label(entry)} %)"), ()

@@ -118,7 +118,11 @@ def _grade_reached(
     )
 
 
-def _adverse(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
+def judge_adverse_event(rule: AdverseEventRule, history: SubjectHistory) -> Judged:
+    """Whether each adverse event meets the rule's criterion (serious, a MedDRA code or term,
+    a serious infection, an NYHA class), reaches its minimum CTCAE grade and, when the rule
+    asks, is serious: a point at its onset, and one at its end when it held. A report that began
+    and ended before Day 0 is medical history, not judged."""
     points: list[Point] = []
     problems: list[Problem] = []
     for ae_id, entry in sorted(history.adverse_events.items()):

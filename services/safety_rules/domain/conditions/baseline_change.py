@@ -10,21 +10,21 @@ from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import grade_of
 from services.safety_rules.domain.conditions.lab_values import (
-    _candidates,
-    _numeric,
+    candidate_results,
     lab_limits,
+    numeric_results,
     value_in,
 )
 from services.safety_rules.domain.conditions.points import (
+    EntryJudgement,
     Judged,
     Point,
     Problem,
-    _censored,
-    _each,
-    _Judgement,
-    _lab_point,
-    _label,
-    _num,
+    analyte_label,
+    censored_problem,
+    judge_each_entry,
+    lab_point,
+    shown_number,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import BaselineChangeRule
@@ -33,9 +33,14 @@ from shared.analytes import UnitNotConvertible, analyte_for
 from shared.plausibility import implausible_reference_range
 
 
-def _change(
+def judge_change_from_baseline(
     rule: BaselineChangeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
+    """Whether each result after Day 0 has changed from the subject's baseline (the last
+    result on or before Day 0) by the rule's ratio, percentage or absolute amount; without a
+    baseline the rule may judge the result against its laboratory's ULN instead
+    (``without_baseline: uln``), and the missing baseline is a ``missing-input`` problem.
+    ``only`` judges just those new results."""
     if history.enrolment is None:
         return [], []
     points: list[Point] = []
@@ -71,17 +76,19 @@ def _change(
                 problems.append(
                     Problem(
                         "missing-input",
-                        f"rule {rule.id}: no {_label(first_after)} result on or before Day 0 "
-                        f"({day0.isoformat()}) to serve as baseline{meanwhile}",
+                        f"rule {rule.id}: no {analyte_label(first_after)} result on or before "
+                        f"Day 0 ({day0.isoformat()}) to serve as baseline{meanwhile}",
                         first_after.event_id,
                         rule.id,
                     )
                 )
             if rule.without_baseline == "uln":
                 after = [
-                    e for e in _numeric(_candidates(history, codes, only)) if e.at.date() > day0
+                    e
+                    for e in numeric_results(candidate_results(history, codes, only))
+                    if e.at.date() > day0
                 ]
-                judged = _each(
+                judged = judge_each_entry(
                     after,
                     functools.partial(_keyed, (id(rule), "without-baseline")),
                     functools.partial(_uln_point, rule),
@@ -95,8 +102,12 @@ def _change(
             continue
         if base == 0 and rule.change != "absolute":
             continue
-        after = [e for e in _numeric(_candidates(history, codes, only)) if e.at.date() > day0]
-        judged = _each(
+        after = [
+            e
+            for e in numeric_results(candidate_results(history, codes, only))
+            if e.at.date() > day0
+        ]
+        judged = judge_each_entry(
             after,
             functools.partial(_keyed, (id(rule), baseline.event_id)),
             functools.partial(_change_point, rule, baseline, base),
@@ -108,37 +119,37 @@ def _change(
 
 def _change_point(
     rule: BaselineChangeRule, baseline: LabEntry, base: Decimal, entry: LabEntry
-) -> _Judgement:
+) -> EntryJudgement:
     try:
         value = value_in(entry, rule.unit)
     except UnitNotConvertible:
         return None, ()
     if rule.change == "ratio":
-        amount, text = value / base, f"{_num(value / base)} x baseline"
+        amount, text = value / base, f"{shown_number(value / base)} x baseline"
     elif rule.change == "percent":
         amount = (value - base) / base * 100
-        text = f"{_num(amount, '0.1')} % from baseline"
+        text = f"{shown_number(amount, '0.1')} % from baseline"
     else:
-        amount, text = value - base, f"{_num(value - base)} {rule.unit} from baseline"
+        amount, text = value - base, f"{shown_number(value - base)} {rule.unit} from baseline"
     comparator = entry.result.comparator
     quantities = _quantities(entry, value, base)
     holds = certainly(amount, comparator, rule.operator, rule.amount)
     if holds is None:  # the change is monotone in the value: censored the same way
-        return None, (_censored(rule, entry, rule.describe()),)
+        return None, (censored_problem(rule, entry, rule.describe()),)
     set_aside: tuple[Problem, ...] = ()
     if holds and _reads_uln(rule) and implausible_reference_range(entry.result) is not None:
         set_aside = (
             Problem(
                 "reference-range-implausible",
-                f"{_label(entry)} collected {entry.result.collected_at.isoformat()} came with "
-                f"a reference range that cannot be right "
+                f"{analyte_label(entry)} collected {entry.result.collected_at.isoformat()} came "
+                f"with a reference range that cannot be right "
                 f"({implausible_reference_range(entry.result)}), which is set aside: rule "
                 f"{rule.id} graded it on its baseline alone",
                 entry.event_id,
                 rule.id,
             ),
         )
-    return _lab_point(
+    return lab_point(
         rule,
         entry,
         holds=holds,
@@ -147,15 +158,19 @@ def _change_point(
         unit=rule.unit,
         comparison=f"{text}, rule {rule.describe()}",
         extra={
-            "baseline": f"{_num(base)} {rule.unit} collected {baseline.at.isoformat()}",
+            "baseline": f"{shown_number(base)} {rule.unit} collected {baseline.at.isoformat()}",
             "change": text,
-            **({f"{_label(entry)}/ULN": _num(uln)} if (uln := quantities["uln"]) else {}),
+            **(
+                {f"{analyte_label(entry)}/ULN": shown_number(uln)}
+                if (uln := quantities["uln"])
+                else {}
+            ),
         },
         input_ids=(entry.event_id, baseline.event_id),
     ), set_aside
 
 
-def _uln_point(rule: BaselineChangeRule, entry: LabEntry) -> _Judgement:
+def _uln_point(rule: BaselineChangeRule, entry: LabEntry) -> EntryJudgement:
     """A result with no baseline to compare with, as a multiple of its laboratory's ULN
     against the rule's amount (``without_baseline: uln``); none without a usable ULN (the
     missing baseline is raised already)."""
@@ -171,13 +186,15 @@ def _uln_point(rule: BaselineChangeRule, entry: LabEntry) -> _Judgement:
     comparator = result.comparator
     holds = certainly(ratio, comparator, rule.operator, rule.amount)
     if holds is None:
-        return None, (_censored(rule, entry, f"{rule.operator} {_num(rule.amount)} x ULN"),)
+        return None, (
+            censored_problem(rule, entry, f"{rule.operator} {shown_number(rule.amount)} x ULN"),
+        )
     quantities: dict[str, Decimal | None] = {"value": value, "baseline": None, "uln": ratio}
     text = (
-        f"{_num(ratio)} x ULN (no baseline on or before Day 0: judged on the laboratory's "
+        f"{shown_number(ratio)} x ULN (no baseline on or before Day 0: judged on the laboratory's "
         f"ULN), rule {rule.describe()}"
     )
-    return _lab_point(
+    return lab_point(
         rule,
         entry,
         holds=holds,
@@ -187,7 +204,7 @@ def _uln_point(rule: BaselineChangeRule, entry: LabEntry) -> _Judgement:
         comparison=text,
         extra={
             "baseline": "none on or before Day 0",
-            f"{_label(entry)}/ULN": _num(ratio),
+            f"{analyte_label(entry)}/ULN": shown_number(ratio),
         },
     ), ()
 

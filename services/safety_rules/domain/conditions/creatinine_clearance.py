@@ -10,17 +10,21 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from services.safety_rules.domain.conditions.grading import grade_of
-from services.safety_rules.domain.conditions.lab_values import _candidates, _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import (
+    candidate_results,
+    numeric_results,
+    value_in,
+)
 from services.safety_rules.domain.conditions.points import (
+    EntryJudgement,
     Judged,
     Point,
     Problem,
-    _censored,
-    _Judgement,
-    _lab_point,
-    _label,
-    _memoised,
-    _num,
+    analyte_label,
+    censored_problem,
+    lab_point,
+    memoised_judgement,
+    shown_number,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CreatinineClearanceRule
@@ -28,6 +32,24 @@ from services.safety_rules.domain.rule_terms import certainly
 from shared.analytes import LOINC_NAMES, UnitNotConvertible
 from shared.events import Sex, SubjectEnrolled
 from shared.plausibility import ADULT_AGE_YEARS, age_years, implausible_adult_weight
+
+
+def creatinine_clearance_cockcroft_gault(
+    age: int,
+    sex: Sex,
+    weight_kg: Decimal,
+    creatinine_mg_dl: Decimal,
+    *,
+    female_factor: Decimal = Decimal("0.85"),
+) -> Decimal:
+    """Creatinine clearance in mL/min estimated by Cockcroft-Gault (1976):
+    ``(140 - age) x weight_kg / (72 x creatinine_mg_dl)``, times ``female_factor`` for any sex
+    but male (a sex other than female or male, or unknown, takes the lower, more alerting
+    estimate). Raises ValueError for a creatinine that is not above zero."""
+    if creatinine_mg_dl <= 0:
+        raise ValueError(f"serum creatinine must be above 0 mg/dL, not {creatinine_mg_dl}")
+    factor = female_factor if sex != Sex.MALE else Decimal(1)
+    return Decimal(140 - age) * weight_kg / (Decimal(72) * creatinine_mg_dl) * factor
 
 
 def _age(birth: date, at: datetime) -> int:
@@ -67,7 +89,7 @@ def _weights(
 ) -> list[tuple[LabEntry, Decimal | None]]:
     """Every body weight result with its value in kg (None: its unit does not convert)."""
     weights: list[tuple[LabEntry, Decimal | None]] = []
-    for entry in _numeric(history.results(*rule.weight_codes)):
+    for entry in numeric_results(history.results(*rule.weight_codes)):
         try:
             weights.append((entry, value_in(entry, "kg")))
         except UnitNotConvertible:
@@ -87,7 +109,7 @@ def _weights_set_aside(
     return [
         Problem(
             "unit-not-convertible",
-            f"rule {rule.id}: {_label(entry)} collected {entry.at.isoformat()} is the body "
+            f"rule {rule.id}: {analyte_label(entry)} collected {entry.at.isoformat()} is the body "
             "weight nearest in time but its unit does not convert to kg, so Cockcroft-Gault "
             + (f"used the {used[3]} of {used[1].isoformat()}" if used else "had no weight")
             + "; ask for the weight in kg",
@@ -99,12 +121,17 @@ def _weights_set_aside(
     ]
 
 
-def _clearance(
+def judge_creatinine_clearance(
     rule: CreatinineClearanceRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
+    """Whether the subject's creatinine clearance, measured or estimated by Cockcroft-Gault
+    from each serum creatinine (see ``creatinine_clearance_cockcroft_gault``) with the age at
+    collection, the sex and the body weight nearest in time, meets the rule's threshold.
+    A missing weight, an implausible enrolment weight or a child's age is a problem, never a
+    silent estimate. ``only`` judges just those new results."""
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _numeric(_candidates(history, rule.measured_codes, only)):
+    for entry in numeric_results(candidate_results(history, rule.measured_codes, only)):
         try:
             value = value_in(entry, rule.unit)
         except UnitNotConvertible:
@@ -112,10 +139,10 @@ def _clearance(
         comparator = entry.result.comparator
         holds = certainly(value, comparator, rule.operator, rule.threshold)
         if holds is None:
-            problems.append(_censored(rule, entry, rule.describe()))
+            problems.append(censored_problem(rule, entry, rule.describe()))
             continue
         points.append(
-            _lab_point(
+            lab_point(
                 rule,
                 entry,
                 holds=holds,
@@ -123,7 +150,7 @@ def _clearance(
                 value=value,
                 unit=rule.unit,
                 comparison=f"{_method(entry)} creatinine clearance {comparator or ''}"
-                f"{_num(value)} {rule.unit}, rule {rule.describe()}",
+                f"{shown_number(value)} {rule.unit}, rule {rule.describe()}",
                 extra={"method": _method(entry)},
             )
         )
@@ -132,7 +159,7 @@ def _clearance(
         return points, problems
     assert history.enrolment_fact is not None
     enrolled_by = history.enrolment_fact.event_id
-    creatinines = _numeric(_candidates(history, rule.creatinine_codes, only))
+    creatinines = numeric_results(candidate_results(history, rule.creatinine_codes, only))
     if creatinines and (weight_problem := _enrolment_weight_problem(history)) is not None:
         problems.append(Problem("implausible-value", weight_problem, enrolled_by, rule.id))
     for entry in creatinines:
@@ -165,10 +192,10 @@ def _clearance(
                 )
             )
             continue
-        point, found = _memoised(
+        point, found = memoised_judgement(
             entry,
             (id(rule), weight[2], enrolled_by),
-            functools.partial(_cockcroft_gault, rule, enrolment, entry, weight),
+            functools.partial(_cockcroft_gault_point, rule, enrolment, entry, weight),
         )
         problems += found
         if point is not None:
@@ -184,12 +211,12 @@ def _method(entry: LabEntry) -> str:
     return "predicted by the laboratory (Cockcroft-Gault)" if "predicted" in name else "measured"
 
 
-def _cockcroft_gault(
+def _cockcroft_gault_point(
     rule: CreatinineClearanceRule,
     enrolment: SubjectEnrolled,
     entry: LabEntry,
     weight: tuple[Decimal, datetime, uuid.UUID, str],
-) -> _Judgement:
+) -> EntryJudgement:
     try:
         creatinine = value_in(entry, "mg/dL")
     except UnitNotConvertible:
@@ -199,12 +226,13 @@ def _cockcroft_gault(
     kg, weighed_at, weight_id, weight_source = weight
     age = _age(enrolment.birth_date, entry.at)
     female = enrolment.sex != Sex.MALE
-    factor = rule.female_factor if female else Decimal(1)
-    clearance = Decimal(140 - age) * kg / (Decimal(72) * creatinine) * factor
+    clearance = creatinine_clearance_cockcroft_gault(
+        age, enrolment.sex, kg, creatinine, female_factor=rule.female_factor
+    )
     flipped = _flip(entry.result.comparator)  # CrCl falls as creatinine rises
     holds = certainly(clearance, flipped, rule.operator, rule.threshold)
     if holds is None:
-        return None, (_censored(rule, entry, f"{rule.describe()} (Cockcroft-Gault)"),)
+        return None, (censored_problem(rule, entry, f"{rule.describe()} (Cockcroft-Gault)"),)
     sex_note = {Sex.FEMALE: "female", Sex.MALE: "male"}.get(
         enrolment.sex,
         f"{enrolment.sex.value} (x {rule.female_factor} applied: the "
@@ -212,22 +240,22 @@ def _cockcroft_gault(
     )
     extra = {
         "method": "Cockcroft-Gault",
-        "CrCl": f"{_num(clearance, '0.1')} mL/min",
+        "CrCl": f"{shown_number(clearance, '0.1')} mL/min",
         "age_years": age,
         "sex": sex_note,
-        "weight_kg": f"{_num(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
-        "creatinine_mg_dl": _num(creatinine),
-        "formula": f"(140 - {age}) x {_num(kg, '0.1')} / (72 x {_num(creatinine)})"
+        "weight_kg": f"{shown_number(kg, '0.1')} ({weight_source}, {weighed_at.isoformat()})",
+        "creatinine_mg_dl": shown_number(creatinine),
+        "formula": f"(140 - {age}) x {shown_number(kg, '0.1')} / (72 x {shown_number(creatinine)})"
         + (f" x {rule.female_factor}" if female else ""),
     }
-    return _lab_point(
+    return lab_point(
         rule,
         entry,
         holds=holds,
         grade=grade_of(rule.grading, {"value": clearance}, flipped),
         value=clearance,
         unit=rule.unit,
-        comparison=f"CrCl = {_num(clearance, '0.1')} mL/min, rule {rule.describe()}",
+        comparison=f"CrCl = {shown_number(clearance, '0.1')} mL/min, rule {rule.describe()}",
         extra=extra,
         input_ids=(entry.event_id, weight_id),
     ), ()

@@ -39,9 +39,11 @@ def grade_of(
     return None
 
 
-def _lab_quantities(
+def lab_quantities(
     entry: LabEntry, value: Decimal, history: SubjectHistory
 ) -> dict[str, Decimal | None]:
+    """What a CTCAE band may be read against: the value in the rule's unit, its multiple
+    of the laboratory's ULN and LLN, and its multiple of the subject's baseline."""
     result = entry.result
     assert result.value is not None
     low, high = lab_limits(result)
@@ -63,7 +65,7 @@ def _lab_quantities(
     }
 
 
-def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
+def has_abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
     """CTCAE: a baseline above the ULN changes how ALT, AST and bilirubin are graded."""
     baseline = history.baseline(entry.result.loinc_code or "")
     if baseline is None or baseline.event_id == entry.event_id:
@@ -72,6 +74,7 @@ def _abnormal_baseline(entry: LabEntry, history: SubjectHistory) -> bool:
     return high is not None and value is not None and value > high
 
 
-def _baseline_key(history: SubjectHistory, entry: LabEntry) -> object:
+def baseline_key(history: SubjectHistory, entry: LabEntry) -> object:
+    """The baseline a judgement read, as part of its memo key: a new baseline judges anew."""
     baseline = history.baseline(entry.result.loinc_code or "")
     return baseline.event_id if baseline is not None else None

@@ -10,24 +10,28 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.safety_rules.domain.conditions.lab_values import _Limit, _ratio_to_limit, _sex_of
+from services.safety_rules.domain.conditions.lab_values import LimitRatio, ratio_to_limit, sex_of
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
-    _censored,
-    _label,
-    _num,
-    _reported,
+    analyte_label,
+    as_reported,
+    censored_problem,
+    shown_number,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import HysLawRule
 from services.safety_rules.domain.rule_terms import certainly, may_hold, surely_holds
 
 
-def _hys_law(
+def judge_hys_law(
     rule: HysLawRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
+    """Whether Hy's law holds at each result: ALT or AST above its multiple of ULN and total
+    bilirubin above its multiple of ULN, both within the rule's window, unless an alkaline
+    phosphatase in the window certainly shows cholestasis (at or above its multiple of ULN).
+    ``only`` judges just those new results."""
     problems: list[Problem] = []
     groups = _hy_groups(rule)
     window = timedelta(days=rule.window_days)
@@ -41,7 +45,7 @@ def _hys_law(
         # in their windows, bilirubin first (fewer results): most often it is not, and
         # nothing else is read
         for entry, group in news:
-            if (limb := _hy_limb(rule, entry, group, _sex_of(history))) is not None:
+            if (limb := _hy_limb(rule, entry, group, sex_of(history))) is not None:
                 problems += limb[1]
         if not (
             _limb_crossed(rule, history, _BILIRUBIN, span)
@@ -50,11 +54,11 @@ def _hys_law(
             return [], problems
     entries: list[list[LabEntry]] = []
     crossed = [False, False, False]
-    ratios: dict[uuid.UUID, _Limit] = {}
+    ratios: dict[uuid.UUID, LimitRatio] = {}
     for group, codes in enumerate(groups):
         kept = []
         for entry in _within(history.results(*codes), span):
-            if (limb := _hy_limb(rule, entry, group, _sex_of(history))) is None:
+            if (limb := _hy_limb(rule, entry, group, sex_of(history))) is None:
                 continue
             limit, found, above = limb
             if found:
@@ -113,23 +117,25 @@ def _hy_groups(rule: HysLawRule) -> tuple[tuple[str, ...], ...]:
 
 def _hy_limb(
     rule: HysLawRule, entry: LabEntry, group: int, sex: str | None
-) -> tuple[_Limit | None, tuple[Problem, ...], bool] | None:
+) -> tuple[LimitRatio | None, tuple[Problem, ...], bool] | None:
     """An entry's multiple of its ULN, the problems found working it out, and whether it
     crosses its limb of the rule; worked out once per entry (None: no value)."""
     if entry.result.value is None:
         return None
     key = (id(rule), "hy", group, sex)
-    judged: tuple[_Limit | None, tuple[Problem, ...], bool] | None = entry.memo.get(key)
+    judged: tuple[LimitRatio | None, tuple[Problem, ...], bool] | None = entry.memo.get(key)
     if judged is None:
         found: list[Problem] = []
-        limit = _ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found, sex)
+        limit = ratio_to_limit(entry, "ULN", rule.fallback_limits, rule.id, found, sex)
         multiple = (rule.transaminase_multiple, rule.bilirubin_multiple, None)[group]
         above = False
         if limit is not None and multiple is not None:
             crossed = certainly(limit.ratio, entry.result.comparator, ">", multiple)
             if crossed is None:
                 limb = ("ALT or AST", "total bilirubin")[group]
-                found.append(_censored(rule, entry, f"{limb} > {_num(multiple)} x ULN"))
+                found.append(
+                    censored_problem(rule, entry, f"{limb} > {shown_number(multiple)} x ULN")
+                )
             above = bool(crossed)
         judged = entry.memo[key] = (limit, tuple(found), above)
     return judged
@@ -140,7 +146,7 @@ def _limb_crossed(
 ) -> bool:
     """Whether any result of the limb collected within ``span`` crosses it."""
     return any(
-        (limb := _hy_limb(rule, entry, group, _sex_of(history))) is not None and limb[2]
+        (limb := _hy_limb(rule, entry, group, sex_of(history))) is not None and limb[2]
         for entry in _within(history.results(*_hy_groups(rule)[group]), span)
     )
 
@@ -185,7 +191,7 @@ def _hy_point(
     transaminase: LabEntry | None,
     bilirubin: LabEntry | None,
     phosphatase: LabEntry | None,
-    ratios: Mapping[uuid.UUID, _Limit],
+    ratios: Mapping[uuid.UUID, LimitRatio],
     *,
     holds: bool,
 ) -> Point:
@@ -200,12 +206,12 @@ def _hy_point(
         if item is None:
             continue
         ratio = ratios[item.event_id]
-        label = _label(item)
-        computed[f"{label}/ULN"] = _num(ratio.ratio)
+        label = analyte_label(item)
+        computed[f"{label}/ULN"] = shown_number(ratio.ratio)
         computed[f"{name}_result"] = (
-            f"{label} {_reported(item)} (ULN {ratio.limit_text}) collected {item.at.isoformat()}"
+            f"{label} {as_reported(item)} (ULN {ratio.limit_text}) collected {item.at.isoformat()}"
         )
-        parts.append(f"{label}/ULN = {_num(ratio.ratio)}")
+        parts.append(f"{label}/ULN = {shown_number(ratio.ratio)}")
         if item.event_id not in ids:
             ids.append(item.event_id)
     if transaminase is not None and phosphatase is None:
@@ -218,7 +224,7 @@ def _hy_point(
         holds=holds,
         input_ids=tuple(ids),
         analyte="ALT/AST with total bilirubin",
-        summary="; ".join(parts) or f"{_label(entry)} {_reported(entry)}",
+        summary="; ".join(parts) or f"{analyte_label(entry)} {as_reported(entry)}",
         observed_value=peak,
         observed_unit="x ULN" if peak is not None else None,
         computed={**computed, "comparison": "; ".join(parts) + f"; rule {rule.describe()}"},

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, cast
 
-from services.safety_rules.domain.conditions.points import Problem, _label, _num, _reported
+from services.safety_rules.domain.conditions.points import (
+    Problem,
+    analyte_label,
+    as_reported,
+    shown_number,
+)
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_terms import FallbackLimit
 from shared.analytes import UnitNotConvertible, analyte_for, shown_unit
@@ -57,7 +62,7 @@ def _value_in(entry: LabEntry, unit: str) -> Decimal:
     return canonical / analyte.to_canonical(Decimal(1), unit)
 
 
-def _candidates(
+def candidate_results(
     history: SubjectHistory, codes: tuple[str, ...], only: set[uuid.UUID] | None
 ) -> list[LabEntry]:
     """The current results of ``codes``, or only those in ``only`` (the new ones, for the
@@ -73,29 +78,32 @@ def _candidates(
     return chosen
 
 
-def _sex_of(history: SubjectHistory) -> str | None:
+def sex_of(history: SubjectHistory) -> str | None:
     """The subject's sex as HL7 table 0001 codes it (None: not enrolled)."""
     return history.enrolment.sex.value if history.enrolment is not None else None
 
 
-def _numeric(entries: Iterable[LabEntry]) -> list[LabEntry]:
+def numeric_results(entries: Iterable[LabEntry]) -> list[LabEntry]:
+    """The entries that carry a number (a text-only result is no rule's number)."""
     return [e for e in entries if e.result.value is not None]
 
 
 @dataclass(frozen=True)
-class _Limit:
+class LimitRatio:
+    """A result as a multiple of a reference limit, and that limit as people read it."""
+
     ratio: Decimal
     limit_text: str
 
 
-def _ratio_to_limit(
+def ratio_to_limit(
     entry: LabEntry,
     which: Literal["ULN", "LLN"],
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
     problems: list[Problem],
     sex: str | None = None,
-) -> _Limit | None:
+) -> LimitRatio | None:
     """The result as a multiple of its laboratory's ULN or LLN (a pack fallback when the
     laboratory sent none, which is raised as a data-quality problem; a limit by sex is the
     subject's, ``sex`` as HL7 table 0001 codes it); worked out once per entry, its problems
@@ -105,7 +113,7 @@ def _ratio_to_limit(
         entry.memo[key] = _limit_of(entry, which, fallbacks, rule_id, sex)
     limit, found = entry.memo[key]
     problems += found
-    return cast("_Limit | None", limit)
+    return cast("LimitRatio | None", limit)
 
 
 def _limit_of(
@@ -114,7 +122,7 @@ def _limit_of(
     fallbacks: Mapping[str, FallbackLimit],
     rule_id: str,
     sex: str | None,
-) -> tuple[_Limit | None, tuple[Problem, ...]]:
+) -> tuple[LimitRatio | None, tuple[Problem, ...]]:
     result = entry.result
     assert result.value is not None
     low, high = lab_limits(result)
@@ -126,8 +134,8 @@ def _limit_of(
     if limit is not None and limit > 0 and which == "ULN" and fallback is not None:
         why = _beyond_any_laboratory(limit, result.unit, bound, fallback.unit, analyte)
     if limit is not None and limit > 0 and why is None:
-        limit_text = f"{_num(limit)} {shown_unit(result.unit)}".strip()
-        return _Limit(result.value / limit, limit_text), ()
+        limit_text = f"{shown_number(limit)} {shown_unit(result.unit)}".strip()
+        return LimitRatio(result.value / limit, limit_text), ()
     implausible = why is not None
     came = (
         f"with a reference range that cannot be right ({why}), which is set aside"
@@ -135,15 +143,15 @@ def _limit_of(
         else "without a reference range"
     )
     detail = (
-        f"{_label(entry)} {_reported(entry)} collected {result.collected_at.isoformat()} came "
-        f"{came}, so its {which} is unknown"
+        f"{analyte_label(entry)} {as_reported(entry)} collected "
+        f"{result.collected_at.isoformat()} came {came}, so its {which} is unknown"
     )
     if fallback is None:
         detail += "; the rule could not judge it"
     else:
         detail += (
             f"; judged against the rule pack's fallback {which} "
-            f"{_num(bound)} {fallback.unit}" + (f" ({whose})" if whose else "")
+            f"{shown_number(bound)} {fallback.unit}" + (f" ({whose})" if whose else "")
         )
     issue: DataQualityProblem = (
         "reference-range-implausible" if implausible else "reference-range-missing"
@@ -155,9 +163,9 @@ def _limit_of(
         value = value_in(entry, fallback.unit)
     except UnitNotConvertible:
         return None, problem
-    return _Limit(
+    return LimitRatio(
         value / bound,
-        f"{_num(bound)} {fallback.unit} (fallback" + (f", {whose})" if whose else ")"),
+        f"{shown_number(bound)} {fallback.unit} (fallback" + (f", {whose})" if whose else ")"),
     ), problem
 
 

@@ -18,7 +18,7 @@ from services.safety_rules.domain.conditions.drug_names import (
     is_cjk,
     parts_of,
 )
-from services.safety_rules.domain.conditions.lab_values import _numeric, value_in
+from services.safety_rules.domain.conditions.lab_values import numeric_results, value_in
 from services.safety_rules.domain.conditions.medication_words import (
     is_single_dose,
     normalise,
@@ -29,7 +29,7 @@ from services.safety_rules.domain.conditions.medication_words import (
     shown_frequency,
     shown_route,
 )
-from services.safety_rules.domain.conditions.points import Judged, Point, Problem, _num
+from services.safety_rules.domain.conditions.points import Judged, Point, Problem, shown_number
 from services.safety_rules.domain.event_rule_kinds import MedicationRule
 from services.safety_rules.domain.history import MedicationEntry, SubjectHistory, no_taking
 from services.safety_rules.domain.rule_terms import compare
@@ -271,7 +271,7 @@ def _nearest_weight(history: SubjectHistory, rule: MedicationRule, at: datetime)
     """The subject's body weight nearest in time to ``at``: a weight result, else the
     enrolment weight."""
     candidates: list[Weight] = []
-    for entry in _numeric(history.results(*rule.weight_codes)):
+    for entry in numeric_results(history.results(*rule.weight_codes)):
         try:
             kg = value_in(entry, "kg")
         except UnitNotConvertible:
@@ -313,11 +313,14 @@ def _daily_words(
     drug unless only that drug was taken ("625 mg/day prednisone-equivalent")."""
     reference = rule.reference_drug
     if reference and any(name != reference for _, _, name in active):
-        return f"{_num(total)} {unit} {reference}-equivalent"
-    return f"{_num(total)} {unit}"
+        return f"{shown_number(total)} {unit} {reference}-equivalent"
+    return f"{shown_number(total)} {unit}"
 
 
-def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
+def judge_medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
+    """Whether, at each moment a medication starts or stops (or a weight changes), the
+    subject takes a drug the rule names (by route, at all, or at a daily dose in mg/day or
+    mg/kg/day, summed as the reference drug's equivalent), against the rule's threshold."""
     counted, problems = _counted(rule, history)
     moments = sorted(
         {m for entry, _, _, stop in counted for m in (entry.record.start, stop) if m is not None}
@@ -348,7 +351,7 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
             assert rule.threshold is not None
             daily = sum((d for _, d, _ in active), Fraction(0))
             reference = f"{rule.reference_drug}-equivalent " if rule.reference_drug else ""
-            computed["daily_dose_mg"] = _num(_decimal(daily))
+            computed["daily_dose_mg"] = shown_number(_decimal(daily))
             if per_kg:
                 weight = _nearest_weight(history, rule, moment)
                 if weight is None:
@@ -367,14 +370,16 @@ def _medication(rule: MedicationRule, history: SubjectHistory) -> Judged:
                 value = daily / Fraction(kg)
                 total, unit = _decimal(value), "mg/kg/day"
                 ids.append(weight_id)
-                computed["weight_kg"] = f"{_num(kg)} ({source}, {weighed_at.isoformat()})"
-                computed["dose_mg_per_kg"] = _num(total)
+                computed["weight_kg"] = f"{shown_number(kg)} ({source}, {weighed_at.isoformat()})"
+                computed["dose_mg_per_kg"] = shown_number(total)
             else:
                 value, unit = daily, "mg/day"
                 total = _decimal(value)
             holds = compare(value, rule.operator, Fraction(rule.threshold))
-            computed["comparison"] = f"{_num(total)} {unit} {reference}{rule.describe()}".replace(
-                " -equivalent", ""
+            computed["comparison"] = (
+                f"{shown_number(total)} {unit} {reference}{rule.describe()}".replace(
+                    " -equivalent", ""
+                )
             )
             # the dose given first, the sum in the reference drug labelled as such: 625
             # mg/day of prednisone is not what a 500 mg methylprednisolone pulse gave

@@ -76,43 +76,47 @@ class LazyMapping(Mapping[str, Any]):
         return len(self._materialised())
 
 
-_Judgement = tuple[Point | None, tuple[Problem, ...]]
+#: one entry's judgement: its point (None: no point made) and the problems it raised
+EntryJudgement = tuple[Point | None, tuple[Problem, ...]]
 
 
-def _memoised(
-    entry: LabEntry, key: tuple[object, ...], judge_entry: Callable[[], _Judgement]
-) -> _Judgement:
+def memoised_judgement(
+    entry: LabEntry, key: tuple[object, ...], judge_entry: Callable[[], EntryJudgement]
+) -> EntryJudgement:
     """Judge an entry once per rule and per the other facts the judgement used (``key``);
     a batch then judges only its new entries, however long the subject's history."""
     if key not in entry.memo:
         entry.memo[key] = judge_entry()
-    judgement: _Judgement = entry.memo[key]
+    judgement: EntryJudgement = entry.memo[key]
     return judgement
 
 
-def _each(
+def judge_each_entry(
     entries: Iterable[LabEntry],
     key: Callable[[LabEntry], tuple[object, ...]],
-    judge_entry: Callable[[LabEntry], _Judgement],
+    judge_entry: Callable[[LabEntry], EntryJudgement],
 ) -> Judged:
+    """Each entry judged by ``judge_entry`` (memoised under ``key(entry)``): the points made
+    and the problems found."""
     points: list[Point] = []
     problems: list[Problem] = []
     for entry in entries:
-        point, found = _memoised(entry, key(entry), functools.partial(judge_entry, entry))
+        point, found = memoised_judgement(entry, key(entry), functools.partial(judge_entry, entry))
         if point is not None:
             points.append(point)
         problems += found
     return points, problems
 
 
-def _num(value: Decimal, places: str = "0.01") -> str:
+def shown_number(value: Decimal, places: str = "0.01") -> str:
     """A value for people: at most two decimals, no trailing zeros."""
     if value != value.to_integral_value():
         value = value.quantize(Decimal(places))
     return f"{value.normalize():f}"
 
 
-def _label(entry: LabEntry) -> str:
+def analyte_label(entry: LabEntry) -> str:
+    """The result's analyte by Vigil's catalogue name, else its LOINC code."""
     analyte = analyte_for(entry.result.loinc_code or "")
     return analyte.name if analyte else (entry.result.loinc_code or "result")
 
@@ -124,25 +128,26 @@ def _as_sent(comparator: str | None, value: Decimal | None) -> str | None:
     return f"{comparator} {value:f}" if comparator else f"{value:f}"
 
 
-def _reported(entry: LabEntry) -> str:
+def as_reported(entry: LabEntry) -> str:
+    """The result's value and unit as the laboratory sent them ("< 0.5 g/dL")."""
     result = entry.result
     value = _as_sent(result.comparator, result.value) or "?"
     return f"{value} {shown_unit(result.unit)}".strip()
 
 
-def _censored(rule: Rule, entry: LabEntry, condition: str) -> Problem:
+def censored_problem(rule: Rule, entry: LabEntry, condition: str) -> Problem:
     """A censored result the rule cannot judge: it may or may not meet the condition, so
     no point is made (it neither raises nor resolves) and the exact value is asked for."""
     return Problem(
         "censored-result",
-        f"rule {rule.id}: {_label(entry)} was reported as {_reported(entry)}, which may or "
-        f"may not meet {condition}; ask the laboratory for the exact value",
+        f"rule {rule.id}: {analyte_label(entry)} was reported as {as_reported(entry)}, which "
+        f"may or may not meet {condition}; ask the laboratory for the exact value",
         entry.event_id,
         rule.id,
     )
 
 
-def _lab_point(
+def lab_point(
     rule: Rule,
     entry: LabEntry,
     *,
@@ -154,21 +159,23 @@ def _lab_point(
     extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     input_ids: tuple[uuid.UUID, ...] | None = None,
 ) -> Point:
+    """The point of one lab result: whether it holds, its grade, and how it was judged
+    (``comparison``, ``extra``), built only when a reader asks (most are never explained)."""
     result = entry.result
 
     def explain() -> dict[str, Any]:
         computed: dict[str, Any] = {
             "reported_value": _as_sent(result.comparator, result.value),
             "reported_unit": shown_unit(result.unit) or None,
-            "value_in_rule_unit": _num(value),
+            "value_in_rule_unit": shown_number(value),
             "rule_unit": unit,
             "comparison": comparison if isinstance(comparison, str) else comparison(),
         }
         if result.comparator:
             computed["censored"] = f"reported as {result.comparator}{result.value:f}"
         if result.reference_low is not None or result.reference_high is not None:
-            low = _num(result.reference_low) if result.reference_low is not None else ""
-            high = _num(result.reference_high) if result.reference_high is not None else ""
+            low = shown_number(result.reference_low) if result.reference_low is not None else ""
+            high = shown_number(result.reference_high) if result.reference_high is not None else ""
             computed["reference_range"] = f"{low}-{high} {shown_unit(result.unit)}".strip()
         if extra:
             computed.update(extra if isinstance(extra, Mapping) else extra())
@@ -178,8 +185,8 @@ def _lab_point(
         at=result.collected_at,
         holds=holds,
         input_ids=input_ids or (entry.event_id,),
-        analyte=_label(entry),
-        summary=f"{_label(entry)} {_reported(entry)}",
+        analyte=analyte_label(entry),
+        summary=f"{analyte_label(entry)} {as_reported(entry)}",
         grade=grade,
         observed_value=result.value,
         observed_unit=shown_unit(result.unit) or None,

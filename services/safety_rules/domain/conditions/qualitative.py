@@ -21,13 +21,13 @@ import re
 import unicodedata
 import uuid
 
-from services.safety_rules.domain.conditions.lab_values import _candidates, lab_limits
+from services.safety_rules.domain.conditions.lab_values import candidate_results, lab_limits
 from services.safety_rules.domain.conditions.points import (
     Judged,
     Point,
     Problem,
-    _label,
-    _num,
+    analyte_label,
+    shown_number,
 )
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.rule_kinds import CodedResultRule, QualitativeRule
@@ -43,16 +43,20 @@ _POSITIVE_FLAGS = frozenset({"A", "AA", "H", "HH", "POS"})
 def _test_name(entry: LabEntry, otherwise: str) -> str:
     """The test in Vigil's words: its catalogue name or its LOINC code."""
     if analyte_for(entry.result.loinc_code or ""):
-        return _label(entry)
+        return analyte_label(entry)
     return entry.result.loinc_code or otherwise
 
 
-def _qualitative(
+def judge_qualitative_result(
     rule: QualitativeRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
+    """Whether each qualitative result reads as one of the rule's findings (positive,
+    negative, indeterminate), from its coded answer, its text, its abnormal flag or its number
+    against the laboratory's cut-off; a result none of these can place is a
+    ``result-unreadable`` problem. ``only`` judges just those new results."""
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _candidates(history, rule.loinc_codes, only):
+    for entry in candidate_results(history, rule.loinc_codes, only):
         result = entry.result
         if not result.result_status.is_measurement:
             continue  # cannot obtain, deleted, wrong: nothing to judge (it retracts)
@@ -120,19 +124,22 @@ def _by_cut_off(entry: LabEntry) -> tuple[Qualitative | None, str | None]:
         return None, None
     unit = shown_unit(result.unit)
     basis = (
-        f"{result.comparator or ''}{_num(result.value)} {unit} "
+        f"{result.comparator or ''}{shown_number(result.value)} {unit} "
         f"{'at or above' if above else 'below'} the laboratory's cut-off "
-        f"{_num(cut_off)} {unit} (the high limit of its range)"
+        f"{shown_number(cut_off)} {unit} (the high limit of its range)"
     )
     return ("positive" if above else "negative"), " ".join(basis.split())
 
 
-def _coded(
+def judge_coded_result(
     rule: CodedResultRule, history: SubjectHistory, only: set[uuid.UUID] | None = None
 ) -> Judged:
+    """Whether each coded or text result matches one of the rule's patterns (after NFKC
+    normalisation); a result that is none of the answers the rule reads is a
+    ``result-unreadable`` problem. ``only`` judges just those new results."""
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in _candidates(history, rule.loinc_codes, only):
+    for entry in candidate_results(history, rule.loinc_codes, only):
         result = entry.result
         sent = result.value_text or (f"{result.value:f}" if result.value is not None else "")
         if not sent:
