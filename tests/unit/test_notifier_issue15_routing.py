@@ -12,7 +12,7 @@ from decimal import Decimal
 from services.ingest.domain.json_events import events_for
 from services.notifier import handlers
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
-from services.safety_rules.domain.rule_pack import load_rule_packs
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
     Envelope,
@@ -39,8 +39,9 @@ PACKS = load_rule_packs(REPO / "studies")
 
 
 async def judged(rules: InMemoryRulesStore, *envelopes: Envelope) -> BatchOutcome:
-    """One batch through the rules service."""
-    return await handle_batch(list(envelopes), rules.unit_of_work(), PACKS)
+    """One batch through the rules service, committed."""
+    with rules.transaction():
+        return await handle_batch(list(envelopes), rules.unit_of_work(), PACKS)
 
 
 def _answers(types: list[str]) -> list[str]:
