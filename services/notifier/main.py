@@ -18,6 +18,7 @@ from services.notifier import metrics as notifier_metrics
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
@@ -137,11 +138,13 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 retry_max_seconds=settings.notifier_retry_max_seconds,
                 give_up_after_seconds=settings.notifier_give_up_after_seconds,
                 send_timeout_seconds=settings.notifier_send_timeout_seconds,
+                clock=context.clock,
             )
 
             async def timers(progress: Progress) -> int:
-                done = await handlers.escalate_due(pool, context, progress)
-                done += await send_due_digests(pool, context, progress)
+                uow = PostgresNotifierUnitOfWork(pool)
+                done = await handlers.escalate_due(uow, context, progress)
+                done += await send_due_digests(uow, context, progress)
                 if done:
                     worker.wake()
                 return done
@@ -180,7 +183,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID, progress=consumer_progress),
                 functools.partial(sample_deliveries, pool),
-                functools.partial(handlers.sample_overdue, pool, context),
+                functools.partial(
+                    handlers.sample_overdue, PostgresNotifierUnitOfWork(pool), context
+                ),
                 functools.partial(sample_behind, pool),
             ]
             supervisor.start("delivery-worker", worker.run)

@@ -12,7 +12,6 @@ import pytest
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.messages import Delivery
-from services.notifier.domain.roster import Role, Roster
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from shared.supervision import Supervisor
 from tests.support.mail import RefusingCatcher, SlowCatcher, start_smtp_server
@@ -20,6 +19,7 @@ from tests.support.notifier import (
     CrashAfterSend,
     CrashError,
     context,
+    only_investigators,
     plan,
     raised,
     roster,
@@ -32,11 +32,6 @@ from vigil.devstack.ports import free_port
 
 pytestmark = pytest.mark.integration
 WEBHOOK_SECRET = b"webhook-secret-for-tests"
-
-
-def only_investigators(the_roster: Roster) -> Roster:
-    routing = {kind: (Role.INVESTIGATOR,) for kind in the_roster.routing}
-    return the_roster.model_copy(update={"routing": routing})
 
 
 def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: Any) -> DeliveryWorker:

@@ -31,6 +31,7 @@ from tests.support.notifier import (
     ManualClock,
     context,
     email_worker,
+    in_db,
     lifecycle,
     link_planned_for,
     mint,
@@ -61,19 +62,19 @@ async def test_grade_3_unacknowledged_escalates_to_backup_then_medical_monitor(
     await plan(pool, ctx, envelope)
 
     clock.advance(hours=3, minutes=59)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     clock.advance(minutes=1)  # 4 h: the grade-3 deadline
-    assert await handlers.escalate_due(pool, ctx) == 1
-    assert await handlers.escalate_due(pool, ctx) == 0  # not twice
+    assert await handlers.escalate_due(in_db(pool), ctx) == 1
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0  # not twice
     # a restarted notifier (new context, same store) derives the same timers: no repeat
-    assert await handlers.escalate_due(pool, context(roster(), clock)) == 0
+    assert await handlers.escalate_due(in_db(pool), context(roster(), clock)) == 0
     # pi1 and sub1 back each other up and were both told: level 1 is the medical monitor
     assert await recipients(pool, "escalation-1") == ["mm"]
 
     clock.advance(hours=4)
-    assert await handlers.escalate_due(pool, ctx) == 1  # nobody left: recorded, timer stops
+    assert await handlers.escalate_due(in_db(pool), ctx) == 1  # nobody left: recorded, timer stops
     clock.advance(days=30)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     async with pool.acquire() as connection:
         types = await stream_types(connection, signal_of(envelope).signal_id)
     assert types == ["opened", "escalated", "escalated"]
@@ -88,7 +89,7 @@ async def test_backup_is_the_first_escalation_level(pool: asyncpg.Pool) -> None:
     ctx = context(the_roster.model_copy(update={"sites": tuple(sites)}), clock)
     await plan(pool, ctx, raised("S2", serious=True))  # SAE: 24 h, the medical monitor too
     clock.advance(hours=24)
-    assert await handlers.escalate_due(pool, ctx) == 1
+    assert await handlers.escalate_due(in_db(pool), ctx) == 1
     assert await recipients(pool, "escalation-1") == ["sub1"]
 
 
@@ -120,7 +121,7 @@ async def test_acknowledgement_is_recorded_and_stops_escalation(pool: asyncpg.Po
     assert first.json()["person_id"] == "pi1"
     assert again.status_code == 200  # the same acknowledgement, recorded once
     clock.advance(hours=5)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     stored = await pool.fetchrow(
         "SELECT payload FROM events WHERE event_id = $1", uuid.UUID(first.json()["event_id"])
     )
@@ -180,7 +181,7 @@ async def test_retraction_tells_the_recipients_and_stops_escalation(pool: asyncp
     withdrawn = await rendered(pool, ctx, "withdrawn")
     assert "entered in error" in withdrawn.body_text
     clock.advance(days=10)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
 
 
 async def test_unknown_subject_reaches_the_medical_monitor(pool: asyncpg.Pool) -> None:
@@ -216,9 +217,9 @@ async def test_an_unreadable_abnormal_result_escalates_unacknowledged_a_plain_on
     )
     assert await plan(pool, ctx, wrap(issue, source="/test/rules", time=T0)) == 1
     clock.advance(hours=71, minutes=59)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     clock.advance(minutes=1)  # 72 h: the deadline of a signal without a grade
-    escalated = await handlers.escalate_due(pool, ctx)
+    escalated = await handlers.escalate_due(in_db(pool), ctx)
     assert escalated == (1 if kind == "abnormal-result-unreadable" else 0)
     if escalated:
         assert await recipients(pool, "escalation-1") == ["pi2"]
@@ -235,11 +236,11 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once(
     finding, threshold = raised("S1", severity="finding", grade=1), raised("S1", grade=1)
     await plan(pool, ctx, finding, threshold)
     assert await recipients(pool, "raised") == ["pi1", "pi1", "sub1"]  # threshold: at once
-    assert await send_due_digests(pool, ctx) == 0  # held after today's digest hour
+    assert await send_due_digests(in_db(pool), ctx) == 0  # held after today's digest hour
     clock.advance(hours=22)  # 07:00 the next day
-    assert await send_due_digests(pool, ctx) == 1
-    assert await send_due_digests(pool, ctx) == 0
-    assert await send_due_digests(pool, context(the_roster, clock)) == 0  # after a restart
+    assert await send_due_digests(in_db(pool), ctx) == 1
+    assert await send_due_digests(in_db(pool), ctx) == 0
+    assert await send_due_digests(in_db(pool), context(the_roster, clock)) == 0  # after a restart
     (digest,) = await pool.fetch("SELECT * FROM deliveries WHERE purpose LIKE 'digest-%'")
     assert digest["person_id"] == "sub1"
     assert digest["purpose"] == "digest-2026-06-02"
@@ -271,7 +272,7 @@ async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.P
     assert await recipients(pool, "grade-3") == ["pi2"]
     assert "7.1 g/dL" in (await rendered(pool, ctx, "grade-3")).body_text
     clock.advance(hours=4)  # 5 h after raising: the grade-3 deadline (4 h) has passed
-    assert await handlers.escalate_due(pool, ctx) == 1
+    assert await handlers.escalate_due(in_db(pool), ctx) == 1
 
 
 async def test_a_correction_to_a_worse_grade_tells_again_a_milder_one_does_not(
@@ -341,4 +342,4 @@ async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
     async with pool.acquire() as connection:
         assert "acknowledged" in await stream_types(connection, signal.signal_id)
     clock.advance(hours=5)  # past the grade-3 deadline: acknowledged, so no escalation
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0

@@ -15,13 +15,11 @@ import asyncpg
 import pytest
 
 from services.ingest.domain.json_events import events_for
-from services.notifier.domain.roster import Roster
 from services.notifier.entrypoints.catch_up import SignalCatchUp
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared.events import (
-    DataQualityIssueRaised,
     Envelope,
     LabResultReported,
     SafetySignalRouted,
@@ -30,31 +28,22 @@ from shared.events import (
 from tests.integration.test_notifier_escalation import app_client
 from tests.support.mail import MailCatcher
 from tests.support.notifier import (
+    RULES_STUDY,
     context,
     email_worker,
+    implausible,
     link_planned_for,
     plan,
     rendered,
-    roster,
     stream_types,
+    study_roster,
 )
 from tests.support.rules_harness import fact
 from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
-STUDY = "NCT05262686"
+STUDY = RULES_STUDY
 PACKS = load_rule_packs(REPO / "studies")
-DATA_MANAGER = {"id": "dm", "name": "DM", "role": "data_manager", "email": "dm@x.org"}
-
-
-def study_roster(*, data_manager: bool = True) -> Roster:
-    base = roster().model_copy(update={"study_id": STUDY})
-    if not data_manager:
-        return base
-    contacts = [p.model_dump(mode="json") for p in base.study_contacts]
-    return Roster.model_validate(
-        {**base.model_dump(mode="json"), "study_contacts": [*contacts, DATA_MANAGER]}
-    )
 
 
 async def judged(pool: asyncpg.Pool, *envelopes: Envelope) -> BatchOutcome:
@@ -143,18 +132,6 @@ async def test_a_route_a_rule_could_not_read_is_acknowledged_by_the_medical_moni
     assert "as per protocol" not in alert.body_text  # the route as sent
     told = await pool.fetch("SELECT person_id FROM deliveries WHERE signal_id = $1", issue.id)
     assert [r["person_id"] for r in told] == ["mm"]
-
-
-def implausible(subject: str) -> Envelope:
-    issue = DataQualityIssueRaised(
-        study_id=STUDY,
-        subject_id=subject,
-        issue="implausible-value",
-        detail="haemoglobin (LOINC 718-7): the value is negative, which cannot be physiological",
-        related_event_id=uuid.uuid4(),
-        rule_id="anaemia-hb-le-9",
-    )
-    return wrap(issue, source="/test/rules")
 
 
 async def test_an_implausible_value_reaches_the_data_manager_as_a_notice(

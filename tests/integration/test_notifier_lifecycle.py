@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import pytest
 
 from services.notifier import handlers
 from services.notifier.domain.roster import Digest, Role
 from services.notifier.handlers.digests import send_due_digests
-from shared.events import Envelope, SafetySignalReopened, SafetySignalResolved, wrap
 from tests.support.mail import MailCatcher, Received
 from tests.support.notifier import (
     ManualClock,
     context,
     email_worker,
-    lifecycle,
+    in_db,
     plan,
     raised,
+    reopened,
+    resolved,
     roster,
     signal_of,
     stream_types,
@@ -33,21 +32,6 @@ async def send_all(pool: asyncpg.Pool, port: int, ctx: handlers.NotifierContext)
     while tried := await worker.send_due():
         sent += tried
     return sent
-
-
-def resolved(envelope: Envelope, clock: ManualClock, reason: str) -> Envelope:
-    event = SafetySignalResolved(
-        **lifecycle(signal_of(envelope)), reason=reason,
-        input_event_ids=(uuid.uuid4(),), collected_at=clock.now(),
-    )  # fmt: skip
-    return wrap(event, source="/test/rules", time=clock.now())
-
-
-def reopened(envelope: Envelope, clock: ManualClock) -> Envelope:
-    event = SafetySignalReopened(
-        **lifecycle(signal_of(envelope)), reason="the 10.4 g/dL result was entered in error"
-    )
-    return wrap(event, source="/test/rules", time=clock.now())
 
 
 def kinds(mail: list[Received]) -> list[str]:
@@ -80,7 +64,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert "haemoglobin 10.4 g/dL: back in range" in notice.body
     assert "token=" not in notice.body  # nothing to acknowledge
     clock.advance(hours=10)  # far past the 4 h deadline
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
 
     again = reopened(envelope, clock)  # 12 h after raising: 4 h from now
     assert await plan(pool, ctx, again) == 1
@@ -91,10 +75,10 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert "entered in error" in alert.body
     assert "token=" in alert.body  # acknowledge again
     clock.advance(hours=3, minutes=59)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     clock.advance(minutes=1)
-    assert await handlers.escalate_due(pool, ctx) == 1
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 1
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     assert await send_all(pool, port, ctx) == 1
     mailbox.wait_for(lambda m: m.envelope_to == ["mm@x.org"])
 
@@ -105,7 +89,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert await plan(pool, ctx, second) == 0
     assert await send_all(pool, port, ctx) == 2
     clock.advance(days=5)
-    assert await handlers.escalate_due(pool, ctx) == 0
+    assert await handlers.escalate_due(in_db(pool), ctx) == 0
     assert await send_all(pool, port, ctx) == 0
 
     mine = mailbox.matching(lambda m: subject_id in str(m.message["Subject"]))
@@ -136,14 +120,14 @@ async def test_a_resolved_finding_reaches_the_digest_readers_in_their_digest(
     finding = raised("S1", severity="finding", grade=1)
     await plan(pool, ctx, finding)
     clock.advance(hours=22)  # 07:00 the next day: the finding's digest
-    assert await send_due_digests(pool, ctx) == 1
+    assert await send_due_digests(in_db(pool), ctx) == 1
     clock.advance(hours=3)
     done = resolved(finding, clock, "haemoglobin 12.1 g/dL: back in range")
     assert await plan(pool, ctx, done) == 1  # pi1 at once; sub1 in the next digest
     assert await plan(pool, ctx, done) == 0
     clock.advance(days=1)
-    assert await send_due_digests(pool, ctx) == 1
-    assert await send_due_digests(pool, ctx) == 0
+    assert await send_due_digests(in_db(pool), ctx) == 1
+    assert await send_due_digests(in_db(pool), ctx) == 0
     assert await send_all(pool, port, ctx) == 4  # pi1: alert, resolved; sub1: two digests
     (now,) = mailbox.wait_for(lambda m: "RESOLVED" in str(m.message["Subject"]))
     assert now.envelope_to == ["pi1@x.org"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.handlers.digests import send_due_digests
 from shared.events import SafetySignalReopened, SafetySignalResolved, SafetySignalRetracted
 from tests.support.acknowledgement_stack import (
@@ -246,7 +247,10 @@ async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
     )  # the finding waits for the sub-investigator's digest
     tomorrow = ManualClock(now() + timedelta(days=1))
     assert (
-        await send_due_digests(notifier_db, dataclasses.replace(notifier.context, clock=tomorrow))
+        await send_due_digests(
+            PostgresNotifierUnitOfWork(notifier_db),
+            dataclasses.replace(notifier.context, clock=tomorrow),
+        )
         >= 1
     )
     subject = signal_of(finding).subject_id

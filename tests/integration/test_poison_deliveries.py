@@ -13,6 +13,7 @@ import pytest
 from services.notifier import handlers
 from services.notifier.adapters import notification_log
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.planning import open_notification
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker
 from services.notifier.handlers import NotifierContext
@@ -189,7 +190,7 @@ async def test_an_escalation_that_cannot_be_planned_fails_alone_and_the_others_e
     progress = supervisor.watch("timers")
     clock.advance(hours=4)  # both past the grade-3 deadline
 
-    assert await handlers.escalate_due(pool, ctx, progress) == 1
+    assert await handlers.escalate_due(PostgresNotifierUnitOfWork(pool), ctx, progress) == 1
 
     assert (
         await pool.fetchval(

@@ -24,6 +24,7 @@ import httpx
 
 from services.notifier import handlers
 from services.notifier.adapters.roster_files import load_rosters
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.planning import AckDeadlines
 from shared.clock import SystemClock
@@ -118,8 +119,8 @@ def follow_up(envelope: Envelope, event_class: type[EventPayload], **fields: Any
 
 async def plan(pool: asyncpg.Pool, stack: AcknowledgementStack, *envelopes: Envelope) -> int:
     """What the process's signal consumer does with a batch."""
-    async with pool.acquire() as connection, connection.transaction():
-        return await handlers.handle_signals(connection, list(envelopes), stack.context)
+    uow = PostgresNotifierUnitOfWork(pool)
+    return await handlers.handle_signals(uow, list(envelopes), stack.context)
 
 
 def tokens_in(mail: Received, signal_id: uuid.UUID | None = None) -> list[str]:

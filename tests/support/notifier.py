@@ -13,13 +13,21 @@ import asyncpg
 from services.notifier import handlers
 from services.notifier.adapters.postgres import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
-from services.notifier.domain.roster import Roster
+from services.notifier.domain.roster import Role, Roster
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.handlers import NotifierContext
-from shared.events import Envelope, SafetySignalRaised, wrap
+from shared.events import (
+    DataQualityIssueRaised,
+    Envelope,
+    SafetySignalRaised,
+    SafetySignalReopened,
+    SafetySignalResolved,
+    wrap,
+)
 from shared.events.notifications import notification_stream
 
 STUDY = "NCT-NOTIFY"
@@ -114,6 +122,58 @@ def raised(site_id: str | None = "S1", **changes: Any) -> Envelope:
     return wrap(SafetySignalRaised(**{**values, **changes}), source="/test/rules", time=T0)
 
 
+def resolved(envelope: Envelope, clock: ManualClock, reason: str) -> Envelope:
+    """The signal of ``envelope`` resolved now."""
+    event = SafetySignalResolved(
+        **lifecycle(signal_of(envelope)), reason=reason,
+        input_event_ids=(uuid.uuid4(),), collected_at=clock.now(),
+    )  # fmt: skip
+    return wrap(event, source="/test/rules", time=clock.now())
+
+
+def reopened(envelope: Envelope, clock: ManualClock) -> Envelope:
+    """The signal of ``envelope`` reopened now (its resolving result was wrong)."""
+    event = SafetySignalReopened(
+        **lifecycle(signal_of(envelope)), reason="the 10.4 g/dL result was entered in error"
+    )
+    return wrap(event, source="/test/rules", time=clock.now())
+
+
+def only_investigators(the_roster: Roster) -> Roster:
+    """The roster with every kind of signal routed to the site investigators alone."""
+    routing = {kind: (Role.INVESTIGATOR,) for kind in the_roster.routing}
+    return the_roster.model_copy(update={"routing": routing})
+
+
+# The study of the rule packs in studies/ (issue 15's routing runs the real rules on it).
+RULES_STUDY = "NCT05262686"
+DATA_MANAGER = {"id": "dm", "name": "DM", "role": "data_manager", "email": "dm@x.org"}
+
+
+def study_roster(*, data_manager: bool = True) -> Roster:
+    """The test roster for RULES_STUDY, with a data manager unless told otherwise."""
+    base = roster().model_copy(update={"study_id": RULES_STUDY})
+    if not data_manager:
+        return base
+    contacts = [p.model_dump(mode="json") for p in base.study_contacts]
+    return Roster.model_validate(
+        {**base.model_dump(mode="json"), "study_contacts": [*contacts, DATA_MANAGER]}
+    )
+
+
+def implausible(subject: str) -> Envelope:
+    """An implausible haemoglobin value of RULES_STUDY: a notice for the data manager."""
+    issue = DataQualityIssueRaised(
+        study_id=RULES_STUDY,
+        subject_id=subject,
+        issue="implausible-value",
+        detail="haemoglobin (LOINC 718-7): the value is negative, which cannot be physiological",
+        related_event_id=uuid.uuid4(),
+        rule_id="anaemia-hb-le-9",
+    )
+    return wrap(issue, source="/test/rules")
+
+
 async def stream_types(connection: asyncpg.Connection, signal_id: uuid.UUID) -> list[str]:
     """The short type names of a notification stream, in order."""
     rows = await connection.fetch(
@@ -135,10 +195,14 @@ def lifecycle(signal: SafetySignalRaised) -> dict[str, Any]:
     return {name: getattr(signal, name) for name in fields}
 
 
+def in_db(pool: asyncpg.Pool) -> PostgresNotifierUnitOfWork:
+    """The notifier's unit of work on the test's database."""
+    return PostgresNotifierUnitOfWork(pool)
+
+
 async def plan(pool: asyncpg.Pool, context: NotifierContext, *envelopes: Envelope) -> int:
     """What the signal consumer does with a batch, in one transaction."""
-    async with pool.acquire() as connection, connection.transaction():
-        return await handlers.handle_signals(connection, list(envelopes), context)
+    return await handlers.handle_signals(in_db(pool), list(envelopes), context)
 
 
 def email_worker(pool: asyncpg.Pool, port: int, context: NotifierContext) -> DeliveryWorker:

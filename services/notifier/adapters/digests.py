@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import asyncpg
 
+from services.notifier.domain.digests import HeldItems, HeldLine
 from services.notifier.domain.links import LinkClaims
-
-# One held item: the person it is for, their line, and the claims of their link (or None).
-HeldLine = tuple[str, str, LinkClaims | None]
-
-
-@dataclass(frozen=True)
-class HeldItems:
-    study_id: str
-    person_id: str
-    signal_ids: tuple[uuid.UUID, ...]
-    items: tuple[str, ...]
-    lines: tuple[str, ...]
-    links: tuple[LinkClaims | None, ...]
 
 
 async def hold(

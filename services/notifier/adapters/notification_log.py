@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.notifier.domain.deliveries import SignalRecord
 from shared.events import EventPayload, payload_class, wrap
 from shared.events.notifications import (
     NotificationEscalated,
@@ -131,3 +132,16 @@ async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]
             payload_class(row["type"]).model_validate_json(row["payload_json"])
         )
     return list(streams.values())
+
+
+async def signal_record(
+    connection: asyncpg.Connection, signal_id: uuid.UUID
+) -> SignalRecord | None:
+    """The signal's time and correlation id: for latency, and to follow one result from
+    ingest to the messages about it in the logs (None: the log holds no such event)."""
+    row = await connection.fetchrow(
+        "SELECT recorded_at, envelope->>'correlationid' AS correlation_id FROM events "
+        "WHERE event_id = $1",
+        signal_id,
+    )
+    return None if row is None else SignalRecord(row["recorded_at"], row["correlation_id"])

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.notifier.domain.deliveries import PlannedDelivery
+from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import MessageContent
 
@@ -28,27 +27,6 @@ _COLUMNS = (
 
 
 _IDS = ("delivery_id", "signal_id", "study_id", "subject_id", "person_id", "channel", "purpose")
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A delivery this instance holds for one attempt."""
-
-    delivery: PlannedDelivery
-    attempt: int
-    give_up_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A claimed delivery whose stored message cannot be read back (written by another
-    version, or damaged): it cannot be sent, only marked failed. ``ids`` are its columns
-    that name it (delivery, signal, study, subject, person, channel, purpose)."""
-
-    ids: dict[str, Any]
-    attempt: int
-    give_up_at: datetime | None
-    error: Exception
 
 
 def _delivery(row: Mapping[str, Any]) -> PlannedDelivery:

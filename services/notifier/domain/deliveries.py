@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
 
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import (
@@ -85,3 +87,32 @@ def compose(
         link=link,
         item_links=tuple(item_links),
     )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this instance holds for one attempt."""
+
+    delivery: PlannedDelivery
+    attempt: int
+    give_up_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A claimed delivery whose stored message cannot be read back (written by another
+    version, or damaged): it cannot be sent, only marked failed. ``ids`` are its columns
+    that name it (delivery, signal, study, subject, person, channel, purpose)."""
+
+    ids: dict[str, Any]
+    attempt: int
+    give_up_at: datetime | None
+    error: Exception
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    """When the audit log recorded a signal event, and the correlation id it carries."""
+
+    recorded_at: datetime
+    correlation_id: str | None

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier import handlers
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import MAX_TOKEN_LENGTH, InvalidLink
 from shared.events.notifications import Assessment
 from shared.http_service import JsonInputRoute
@@ -90,16 +91,15 @@ def acknowledgement_router(
     )
     async def acknowledge(signal_id: uuid.UUID, body: AcknowledgementRequest) -> JSONResponse:
         try:
-            async with pool().acquire() as connection, connection.transaction():
-                recorded = await handlers.acknowledge(
-                    connection,
-                    signal_id,
-                    token=body.token,
-                    assessment=body.assessment,
-                    comment=body.comment,
-                    expected_person=body.person_id,
-                    context=context,
-                )
+            recorded = await handlers.acknowledge(
+                PostgresNotifierUnitOfWork(pool()),
+                signal_id,
+                token=body.token,
+                assessment=body.assessment,
+                comment=body.comment,
+                expected_person=body.person_id,
+                context=context,
+            )
         except handlers.UnknownSignal as error:
             return _problem(404, "Unknown signal", str(error))
         except InvalidLink as error:

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.notifier import handlers
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import InvalidLink
 from services.notifier.domain.messages import MessageContent
 from shared.events.notifications import Assessment
@@ -141,8 +142,8 @@ def acknowledgement_page_router(
     @router.get("/signals/{signal_id}/acknowledge", response_class=HTMLResponse)
     async def form(signal_id: uuid.UUID, token: str = "") -> HTMLResponse:
         try:
-            async with pool().acquire() as connection:
-                seen = await handlers.review(connection, signal_id, token=token, context=context)
+            uow = PostgresNotifierUnitOfWork(pool())
+            seen = await handlers.review(uow, signal_id, token=token, context=context)
         except handlers.UnknownSignal as error:
             return _problem_page("Unknown signal", str(error), 404)
         except InvalidLink as error:
@@ -178,9 +179,9 @@ def acknowledgement_page_router(
                 "Comment too long", f"Go back and keep it to {MAX_COMMENT} characters.", 422
             )
         try:
-            async with pool().acquire() as connection, connection.transaction():
+            async with (uow := PostgresNotifierUnitOfWork(pool())):
                 recorded = await handlers.acknowledge(
-                    connection,
+                    uow,
                     signal_id,
                     token=token,
                     assessment=cast(Assessment, assessment),
@@ -188,7 +189,7 @@ def acknowledgement_page_router(
                     expected_person=None,
                     context=context,
                 )
-                state = await handlers.notification_state(connection, signal_id)
+                state = await handlers.notification_state(uow, signal_id)
         except handlers.UnknownSignal as error:
             return _problem_page("Unknown signal", str(error), 404)
         except InvalidLink as error:

@@ -36,6 +36,7 @@ import structlog
 from services.notifier import handlers, metrics
 from services.notifier.adapters import signal_log
 from services.notifier.adapters.signal_log import LoggedCause
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from shared.background import DrainLoop
 from shared.events import Envelope
 from shared.failures import OUTAGES, is_outage
@@ -104,11 +105,13 @@ class SignalCatchUp:
                 reached = head  # every cause up to the head is read: the rest is not one
             else:
                 reached = causes[-1].position
+            # the handlers work in this round's transaction, each event in a savepoint
+            uow = PostgresNotifierUnitOfWork(connection)
             # before anything is appended: the order every handler takes its locks in
-            await handlers.hold_notifications(connection, _readable(due))
+            await handlers.hold_notifications(uow, _readable(due))
             added = 0
             for cause in due:
-                added += await self._answer(connection, cause, progress)
+                added += await self._answer(connection, uow, cause, progress)
             read = len(due)
             await signal_log.advance(connection, reached)
         if added:
@@ -124,13 +127,17 @@ class SignalCatchUp:
         return read
 
     async def _answer(
-        self, connection: asyncpg.Connection, cause: LoggedCause, progress: Progress | None
+        self,
+        connection: asyncpg.Connection,
+        uow: PostgresNotifierUnitOfWork,
+        cause: LoggedCause,
+        progress: Progress | None,
     ) -> int:
         """Hand one event to the handlers in a savepoint; returns deliveries added."""
         item = f"event {cause.position}"
         try:
-            async with connection.transaction():
-                added = await handlers.handle_signals(connection, [cause.envelope()], self._context)
+            async with uow:  # the savepoint (the envelope is read in it: it may fail alone)
+                added = await handlers.handle_signals(uow, [cause.envelope()], self._context)
         except Exception as error:
             if is_outage(error):
                 raise

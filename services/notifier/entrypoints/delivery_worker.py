@@ -23,7 +23,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import aiosmtplib
@@ -32,15 +32,15 @@ import httpx
 import structlog
 
 from services.notifier import metrics
-from services.notifier.adapters import notification_log
-from services.notifier.adapters import postgres as outbox
-from services.notifier.adapters.postgres import Claimed, Unreadable
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookRejected
-from services.notifier.domain.deliveries import PlannedDelivery, compose
+from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable, compose
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.background import DrainLoop
+from shared.clock import Clock, SystemClock
 from shared.events import EventPayload
 from shared.events.notifications import (
     DeliveryAttempted,
@@ -95,11 +95,15 @@ def _ids(delivery: PlannedDelivery) -> dict[str, Any]:
 
 
 class DeliveryWorker:
-    """Claims due deliveries (SKIP LOCKED and a lease, so instances share the work)."""
+    """Claims due deliveries (SKIP LOCKED and a lease, so instances share the work).
+
+    Each claim and each outcome is one transaction of a unit of work that
+    ``unit_of_work`` makes (by default PostgreSQL's, on ``pool``); ``clock`` says when a
+    failed attempt is tried again."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: asyncpg.Pool | None,
         senders: Mapping[str, Sender],
         *,
         rosters: Mapping[str, Roster],
@@ -110,8 +114,16 @@ class DeliveryWorker:
         lease_seconds: float | None = None,
         batch_size: int = 20,
         rng: Callable[[], float] = random.random,
+        clock: Clock | None = None,
+        unit_of_work: Callable[[], NotifierUnitOfWork] | None = None,
     ) -> None:
-        self._pool = pool
+        if unit_of_work is None:
+            if pool is None:
+                raise ValueError("a delivery worker needs a pool or a unit_of_work")
+            database = pool
+            unit_of_work = lambda: PostgresNotifierUnitOfWork(database)  # noqa: E731
+        self._unit_of_work = unit_of_work
+        self._clock = clock or SystemClock()
         self._senders = senders
         self._rosters = rosters
         self._links = links
@@ -187,17 +199,15 @@ class DeliveryWorker:
     async def _claim(self, limit: int, progress: Progress | None) -> tuple[list[Claimed], int]:
         """Up to ``limit`` due deliveries, each attempt recorded; the unreadable ones are
         recorded as failed here. Returns the sendable ones and how many were claimed."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            claimed, unreadable = await outbox.claim_due(
-                connection, limit, lease_seconds=self._lease
-            )
+        async with self._unit_of_work() as uow:
+            claimed, unreadable = await uow.claim_due(limit, lease_seconds=self._lease)
             attempts = [
                 DeliveryAttempted(
                     **_ids(c.delivery), attempt=c.attempt, message_id=c.delivery.message_id
                 )
                 for c in claimed
             ]
-            await notification_log.record(connection, attempts)
+            await uow.record(attempts)
         for item in unreadable:
             await self._unreadable(item, progress)
         return claimed, len(claimed) + len(unreadable)
@@ -207,11 +217,11 @@ class DeliveryWorker:
         only the messages in flight, not the whole batch."""
         outcome = await self._send(item, progress)
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
+            async with self._unit_of_work() as uow:
                 if isinstance(outcome, str):
-                    await self._succeeded(connection, item, outcome)
+                    await self._succeeded(uow, item, outcome)
                 else:
-                    await self._failed(connection, item, outcome)
+                    await self._failed(uow, item, outcome)
         except Exception as error:
             if is_outage(error):
                 raise
@@ -223,14 +233,12 @@ class DeliveryWorker:
                 traceback=failure_traceback(error),
             )
             _item_failed(progress, item.delivery.delivery_id, error)
-            async with self._pool.acquire() as connection:
+            async with self._unit_of_work() as uow:
                 if isinstance(outcome, str):
-                    await outbox.mark_sent(connection, item.delivery.delivery_id)
+                    await uow.mark_sent(item.delivery.delivery_id)
                 else:
                     retry_at = self._retry_at(item.attempt, item.give_up_at)
-                    await outbox.mark_failed(
-                        connection, item.delivery.delivery_id, _reason(outcome), retry_at
-                    )
+                    await uow.mark_failed(item.delivery.delivery_id, _reason(outcome), retry_at)
 
     async def _send(self, item: Claimed, progress: Progress | None) -> str | BaseException:
         sender = self._senders.get(item.delivery.channel)
@@ -264,7 +272,7 @@ class DeliveryWorker:
     def _retry_at(self, attempt: int, give_up_at: datetime | None) -> datetime | None:
         """When to try again, or None: past the channel's give-up time, fall back."""
         delay = retry_delay(attempt, maximum=self._retry_max, rng=self._rng)
-        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        retry_at = self._clock.now() + timedelta(seconds=delay)
         return None if give_up_at is not None and retry_at > give_up_at else retry_at
 
     async def _unreadable(self, item: Unreadable, progress: Progress | None) -> None:
@@ -275,7 +283,7 @@ class DeliveryWorker:
         reason = f"stored message cannot be read: {failure_summary(item.error)}"
         retry_at = self._retry_at(item.attempt, item.give_up_at)
         _item_failed(progress, item.ids["delivery_id"], reason)
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._unit_of_work() as uow:
             try:
                 events: list[EventPayload] = [
                     DeliveryFailed(
@@ -288,8 +296,8 @@ class DeliveryWorker:
             except ValueError as error:  # an old row without study or subject
                 log.error("notifier.unreadable_delivery_unrecorded", error=failure_summary(error))
                 events = []
-            await notification_log.record(connection, events)  # before the row: _succeeded
-            await outbox.mark_failed(connection, item.ids["delivery_id"], reason, retry_at)
+            await uow.record(events)  # before the row: see _succeeded
+            await uow.mark_failed(item.ids["delivery_id"], reason, retry_at)
         metrics.record_delivery(item.ids["channel"], "failed", None)
         log.warning(
             "notifier.delivery_failed",
@@ -301,22 +309,18 @@ class DeliveryWorker:
             error=reason,
         )
 
-    async def _succeeded(self, connection: asyncpg.Connection, item: Claimed, detail: str) -> None:
+    async def _succeeded(self, uow: NotifierUnitOfWork, item: Claimed, detail: str) -> None:
         # the outcome is appended before the delivery's row is touched: the signal handler
         # appends (the event store's append lock) before it cancels a withdrawn signal's
         # pending rows, so taking them in the other order here could deadlock with it
         event = DeliverySucceeded(**_ids(item.delivery), attempt=item.attempt, detail=detail[:500])
-        await notification_log.record(connection, [event])
-        await outbox.mark_sent(connection, item.delivery.delivery_id)
+        await uow.record([event])
+        await uow.mark_sent(item.delivery.delivery_id)
         # the signal's time and correlation id: for latency, and to follow one result from
         # ingest to this message in the logs
-        signal = await connection.fetchrow(
-            "SELECT recorded_at, envelope->>'correlationid' AS correlation_id FROM events "
-            "WHERE event_id = $1",
-            item.delivery.signal_id,
-        )
+        signal = await uow.signal_record(item.delivery.signal_id)
         metrics.record_delivery(
-            item.delivery.channel, "sent", signal["recorded_at"] if signal else None
+            item.delivery.channel, "sent", signal.recorded_at if signal else None
         )
         log.info(
             "notifier.delivery_sent",
@@ -324,12 +328,10 @@ class DeliveryWorker:
             signal_id=str(item.delivery.signal_id),
             channel=item.delivery.channel,
             attempt=item.attempt,
-            correlation_id=signal["correlation_id"] if signal else None,
+            correlation_id=signal.correlation_id if signal else None,
         )
 
-    async def _failed(
-        self, connection: asyncpg.Connection, item: Claimed, error: BaseException
-    ) -> None:
+    async def _failed(self, uow: NotifierUnitOfWork, item: Claimed, error: BaseException) -> None:
         delivery = item.delivery
         retry_at = self._retry_at(item.attempt, item.give_up_at)
         reason = _reason(error)
@@ -339,9 +341,9 @@ class DeliveryWorker:
             )
         ]
         if retry_at is None:
-            events.append(await self._fall_back(connection, delivery))
-        await notification_log.record(connection, events)  # before the row: see _succeeded
-        await outbox.mark_failed(connection, delivery.delivery_id, reason, retry_at)
+            events.append(await self._fall_back(uow, delivery))
+        await uow.record(events)  # before the row: see _succeeded
+        await uow.mark_failed(delivery.delivery_id, reason, retry_at)
         metrics.record_delivery(delivery.channel, "failed", None)
         log.warning(
             "notifier.delivery_failed",
@@ -354,14 +356,12 @@ class DeliveryWorker:
         )
 
     async def _fall_back(
-        self, connection: asyncpg.Connection, failed: PlannedDelivery
+        self, uow: NotifierUnitOfWork, failed: PlannedDelivery
     ) -> DeliveryFellBack:
         """The person's next channel, else their backup's first: planned now."""
         planned = self._fallback_for(failed)
         if planned is not None:
-            await outbox.add_deliveries(
-                connection, [planned], give_up_after_seconds=self._give_up_after
-            )
+            await uow.add_deliveries([planned], give_up_after_seconds=self._give_up_after)
         return DeliveryFellBack(
             **_ids(failed),
             to_delivery_id=planned.delivery_id if planned else None,
@@ -388,7 +388,8 @@ class DeliveryWorker:
                 return None
             target, channel = backup, backup.channels[0]
         # the target acknowledges as themself: links of their own, the digest's included
-        (link,) = relinked([failed.link], target.id, self._links, datetime.now(UTC))
+        now = self._clock.now()
+        (link,) = relinked([failed.link], target.id, self._links, now)
         return compose(
             failed.content,
             purpose=failed.purpose,
@@ -396,5 +397,5 @@ class DeliveryWorker:
             channel=channel.kind,
             address=channel.address,
             link=link,
-            item_links=relinked(failed.item_links, target.id, self._links, datetime.now(UTC)),
+            item_links=relinked(failed.item_links, target.id, self._links, now),
         )

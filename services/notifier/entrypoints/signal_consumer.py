@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.notifier import handlers
+from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from shared.batch_consumer import Decoded, DecodingConsumer, Refused
 from shared.events import Envelope
 from shared.failures import failure_summary, failure_traceback, is_outage
@@ -77,8 +78,8 @@ class SignalConsumer:
         return failed
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> int:
-        async with self._pool.acquire() as connection, connection.transaction():
-            return await handlers.handle_signals(connection, envelopes, self._context)
+        uow = PostgresNotifierUnitOfWork(self._pool)
+        return await handlers.handle_signals(uow, envelopes, self._context)
 
     async def _one_by_one(self, parsed: Sequence[Decoded]) -> tuple[int, list[Refused]]:
         """Handle each signal in its own transaction; returns deliveries added and the

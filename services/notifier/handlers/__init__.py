@@ -5,7 +5,8 @@ stream and the deliveries it plans commit together, or not at all.
 
 ``signals`` answers the signal events, ``timers`` the due escalations, ``acknowledgements``
 the people who assess a signal; ``deliveries`` plans who is told and how, and ``context``
-holds what they all are given. The rest of the notifier imports from this package.
+holds what they all are given, and ``unit_of_work`` the storage they work on (the
+``NotifierUnitOfWork`` port). The rest of the notifier imports from this package.
 """
 
 from services.notifier.handlers.acknowledgements import (
@@ -21,12 +22,14 @@ from services.notifier.handlers.context import NotifierContext, notification_sta
 from services.notifier.handlers.deliveries import deliveries_for
 from services.notifier.handlers.signals import handle_signals, hold_notifications
 from services.notifier.handlers.timers import escalate_due, sample_overdue
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 
 __all__ = [
     "Acknowledgement",
     "LinkReview",
     "NotOnRoster",
     "NotifierContext",
+    "NotifierUnitOfWork",
     "SignalClosed",
     "UnknownSignal",
     "acknowledge",

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
-
-from services.notifier.adapters import notification_log
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.links import VerifiedLink
 from services.notifier.domain.roster import Person
 from services.notifier.handlers.context import NotifierContext, notification_state
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.events.notifications import Assessment, SignalAcknowledged
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.eventstore import EventIdConflict
@@ -87,13 +85,13 @@ def acknowledgement_event_id(signal_id: uuid.UUID, token_id: str) -> uuid.UUID:
 
 
 async def _recorded(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     event_id: uuid.UUID,
     state: NotificationState,
     *,
     new: bool = False,
 ) -> Acknowledgement | None:
-    found = await notification_log.acknowledgement(connection, event_id)
+    found = await uow.acknowledgement(event_id)
     if found is None:
         return None
     event, recorded_at = found
@@ -110,7 +108,7 @@ async def _recorded(
 
 
 async def review(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     signal_id: uuid.UUID,
     *,
     token: str,
@@ -120,27 +118,29 @@ async def review(
     """Check a link without recording anything (what the page shows before a POST).
 
     Raises UnknownSignal, InvalidLink (forged, altered, expired, other signal, unknown
-    key) or NotOnRoster (the person is not on the roster of the signal's site)."""
-    state = await notification_state(connection, signal_id)
-    if state is None:
-        raise UnknownSignal(f"no notification for signal {signal_id}")
-    link = context.links.verify(token, signal_id, context.clock.now())
-    if expected_person is not None and expected_person != link.person_id:
-        raise NotOnRoster(f"the link was issued to another person than {expected_person!r}")
-    roster = context.rosters.get(state.opened.study_id)
-    person = roster.person(link.person_id) if roster is not None else None
-    if roster is None or person is None or not roster.may_acknowledge(person.id, state.site_id):
-        raise NotOnRoster(
-            f"person {link.person_id!r} is not on the roster of site "
-            f"{state.site_id!r} in study {state.opened.study_id}"
-        )
-    event_id = acknowledgement_event_id(signal_id, link.token_id)
-    recorded = await _recorded(connection, event_id, state)
-    return LinkReview(state, person, link, recorded)
+    key) or NotOnRoster (the person is not on the roster of the signal's site). One
+    transaction of ``uow`` (a savepoint in the caller's, when it entered ``uow``)."""
+    async with uow:
+        state = await notification_state(uow, signal_id)
+        if state is None:
+            raise UnknownSignal(f"no notification for signal {signal_id}")
+        link = context.links.verify(token, signal_id, context.clock.now())
+        if expected_person is not None and expected_person != link.person_id:
+            raise NotOnRoster(f"the link was issued to another person than {expected_person!r}")
+        roster = context.rosters.get(state.opened.study_id)
+        person = roster.person(link.person_id) if roster is not None else None
+        if roster is None or person is None or not roster.may_acknowledge(person.id, state.site_id):
+            raise NotOnRoster(
+                f"person {link.person_id!r} is not on the roster of site "
+                f"{state.site_id!r} in study {state.opened.study_id}"
+            )
+        event_id = acknowledgement_event_id(signal_id, link.token_id)
+        recorded = await _recorded(uow, event_id, state)
+        return LinkReview(state, person, link, recorded)
 
 
 async def acknowledge(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     signal_id: uuid.UUID,
     *,
     token: str,
@@ -153,37 +153,38 @@ async def acknowledge(
     before returns what it recorded then (``new`` False) and records nothing.
 
     Raises what :func:`review` raises, and SignalClosed for a retracted or resolved
-    signal."""
-    seen = await review(
-        connection, signal_id, token=token, context=context, expected_person=expected_person
-    )
-    if seen.recorded is not None:
-        return seen.recorded
-    if (closed := seen.closed) is not None:
-        raise closed
-    event = SignalAcknowledged(
-        study_id=seen.state.opened.study_id,
-        subject_id=seen.state.opened.subject_id,
-        signal_id=signal_id,
-        person_id=seen.person.id,
-        role=seen.person.role.value,
-        assessment=assessment,
-        comment=comment,
-        token_id=seen.link.token_id,
-    )
-    event_id = acknowledgement_event_id(signal_id, seen.link.token_id)
-    new = False
-    try:
-        async with connection.transaction():  # a savepoint: a lost race leaves the rest
-            (appended,) = await notification_log.record(
-                connection, [event], event_ids=[event_id], time=context.clock.now()
-            )
-            new = appended.new
-    except EventIdConflict:
-        pass  # the same link recorded another assessment a moment ago: that one stands
-    # a lost race: the state read before it does not hold the winner's acknowledgement
-    state = seen.state if new else await notification_state(connection, signal_id)
-    recorded = await _recorded(connection, event_id, state or seen.state, new=new)
-    if recorded is None:  # pragma: no cover - the append or the conflict put it there
-        raise RuntimeError(f"acknowledgement {event_id} is neither recorded nor in conflict")
-    return recorded
+    signal. One transaction of ``uow``, as for :func:`review`."""
+    async with uow:
+        seen = await review(
+            uow, signal_id, token=token, context=context, expected_person=expected_person
+        )
+        if seen.recorded is not None:
+            return seen.recorded
+        if (closed := seen.closed) is not None:
+            raise closed
+        event = SignalAcknowledged(
+            study_id=seen.state.opened.study_id,
+            subject_id=seen.state.opened.subject_id,
+            signal_id=signal_id,
+            person_id=seen.person.id,
+            role=seen.person.role.value,
+            assessment=assessment,
+            comment=comment,
+            token_id=seen.link.token_id,
+        )
+        event_id = acknowledgement_event_id(signal_id, seen.link.token_id)
+        new = False
+        try:
+            async with uow:  # a savepoint: a lost race leaves the rest
+                (appended,) = await uow.record(
+                    [event], event_ids=[event_id], time=context.clock.now()
+                )
+                new = appended.new
+        except EventIdConflict:
+            pass  # the same link recorded another assessment a moment ago: that one stands
+        # a lost race: the state read before it does not hold the winner's acknowledgement
+        state = seen.state if new else await notification_state(uow, signal_id)
+        recorded = await _recorded(uow, event_id, state or seen.state, new=new)
+        if recorded is None:  # pragma: no cover - the append or the conflict put it there
+            raise RuntimeError(f"acknowledgement {event_id} is neither recorded nor in conflict")
+        return recorded

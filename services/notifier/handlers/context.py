@@ -7,13 +7,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import asyncpg
-
-from services.notifier.adapters import notification_log
 from services.notifier.domain.escalation import NotificationState, fold
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines
 from services.notifier.domain.roster import Roster
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.clock import Clock
 
 
@@ -29,7 +27,7 @@ class NotifierContext:
 
 
 async def notification_state(
-    connection: asyncpg.Connection, signal_id: uuid.UUID
+    uow: NotifierUnitOfWork, signal_id: uuid.UUID
 ) -> NotificationState | None:
     """What the signal's notification stream says now (None: nothing was opened)."""
-    return fold(await notification_log.notification_events(connection, signal_id))
+    return fold(await uow.notification_events(signal_id))

@@ -6,12 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-import asyncpg
-
-from services.notifier.adapters import digests
-from services.notifier.adapters.digests import HeldLine
-from services.notifier.adapters.postgres import add_deliveries
 from services.notifier.domain.deliveries import PlannedDelivery, compose
+from services.notifier.domain.digests import HeldLine
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import (
@@ -23,6 +19,7 @@ from services.notifier.domain.messages import (
 from services.notifier.domain.planning import goes_to_digest
 from services.notifier.domain.roster import Person, Roster
 from services.notifier.handlers.context import NotifierContext
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 
 
 def deliveries_for(
@@ -56,13 +53,13 @@ def deliveries_for(
 
 
 async def plan_deliveries(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     deliveries: Sequence[PlannedDelivery],
     context: NotifierContext,
 ) -> int:
     """Add the deliveries to the outbox; returns how many were new."""
-    added = await add_deliveries(
-        connection, deliveries, give_up_after_seconds=context.give_up_after_seconds
+    added = await uow.add_deliveries(
+        deliveries, give_up_after_seconds=context.give_up_after_seconds
     )
     return len(added)
 
@@ -73,7 +70,7 @@ def people_on_roster(roster: Roster, person_ids: Iterable[str]) -> list[Person]:
 
 
 async def tell(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     state: NotificationState,
     content: MessageContent,
     purpose: str,
@@ -107,9 +104,9 @@ async def tell(
             )
             for p in digest
         ]
-        await digests.hold(
-            connection, state.opened.study_id, lines, content.signal_id, held_at, item=purpose
+        await uow.hold_digest_items(
+            state.opened.study_id, lines, content.signal_id, held_at, item=purpose
         )
     return await plan_deliveries(
-        connection, deliveries_for(now_people, content, purpose, context), context
+        uow, deliveries_for(now_people, content, purpose, context), context
     )

@@ -9,13 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from services.notifier.adapters import digests, notification_log
-from services.notifier.adapters.postgres import add_deliveries
+from services.notifier.domain.digests import HeldItems
 from services.notifier.domain.messages import MessageContent
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers import NotifierContext, deliveries_for
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.events.notifications import DigestSent
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.supervision import Progress, isolated
@@ -31,7 +29,7 @@ def last_digest_time(roster: Roster, now: datetime) -> datetime:
 
 
 async def send_due_digests(
-    pool: asyncpg.Pool, context: NotifierContext, progress: Progress | None = None
+    uow: NotifierUnitOfWork, context: NotifierContext, progress: Progress | None = None
 ) -> int:
     """Plan every digest that is due, each in its own transaction: one that cannot be
     planned fails alone (reported, tried again next round). Returns how many were
@@ -42,19 +40,20 @@ async def send_due_digests(
         if not roster.digest.roles:
             continue
         cutoff = last_digest_time(roster, now)
-        async with pool.acquire() as connection:
-            for held in await digests.held_before(connection, roster.study_id, cutoff):
-                item = f"digest {roster.study_id}/{held.person_id}/{cutoff.date()}"
-                with isolated(item, progress):
-                    async with connection.transaction():
-                        planned += await _plan_digest(connection, roster, held, cutoff, context)
+        async with uow:
+            waiting = await uow.held_before(roster.study_id, cutoff)
+        for held in waiting:
+            item = f"digest {roster.study_id}/{held.person_id}/{cutoff.date()}"
+            with isolated(item, progress):
+                async with uow:
+                    planned += await _plan_digest(uow, roster, held, cutoff, context)
     return planned
 
 
 async def _plan_digest(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     roster: Roster,
-    held: digests.HeldItems,
+    held: HeldItems,
     cutoff: datetime,
     context: NotifierContext,
 ) -> int:
@@ -72,9 +71,7 @@ async def _plan_digest(
         items=held.lines,
     )
     (delivery,) = deliveries_for([person], content, f"digest-{day}", context, item_links=held.links)
-    await add_deliveries(
-        connection, [delivery], give_up_after_seconds=context.give_up_after_seconds
-    )
+    await uow.add_deliveries([delivery], give_up_after_seconds=context.give_up_after_seconds)
     sent = DigestSent(
         study_id=roster.study_id,
         person_id=person.id,
@@ -82,6 +79,6 @@ async def _plan_digest(
         delivery_id=delivery.delivery_id,
         signal_ids=tuple(dict.fromkeys(held.signal_ids)),
     )
-    await notification_log.record(connection, [sent])
-    await digests.mark_sent(connection, held, day)
+    await uow.record([sent])
+    await uow.mark_digest_sent(held, day)
     return 1

@@ -21,13 +21,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-import asyncpg
 import structlog
 
-from services.notifier.adapters import digests, notification_log
-from services.notifier.adapters.digests import HeldLine
-from services.notifier.adapters.postgres import cancel_pending
 from services.notifier.adapters.signal_log import ANSWERED_ISSUES
+from services.notifier.domain.digests import HeldLine
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.messages import (
     MessageContent,
@@ -53,6 +50,7 @@ from services.notifier.handlers.deliveries import (
     plan_deliveries,
     tell,
 )
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
@@ -78,13 +76,22 @@ log = structlog.get_logger(__name__)
 
 
 async def handle_signals(
-    connection: asyncpg.Connection, envelopes: Sequence[Envelope], context: NotifierContext
+    uow: NotifierUnitOfWork, envelopes: Sequence[Envelope], context: NotifierContext
 ) -> int:
-    """Record and plan what a batch of signal events calls for; returns deliveries added.
+    """Record and plan what a batch of signal events calls for, in one transaction of
+    ``uow`` (a savepoint in the caller's, when it entered ``uow`` already); returns
+    deliveries added.
 
     The batch's notifications are held first (see :func:`hold_notifications`): call it
     at the start of the transaction, or hold them yourself before anything is appended."""
-    await hold_notifications(connection, envelopes)
+    async with uow:
+        return await _handle(uow, envelopes, context)
+
+
+async def _handle(
+    uow: NotifierUnitOfWork, envelopes: Sequence[Envelope], context: NotifierContext
+) -> int:
+    await hold_notifications(uow, envelopes)
     added = 0
     for envelope in envelopes:
         payload = envelope.payload()
@@ -93,21 +100,21 @@ async def handle_signals(
             log.error("notifier.no_roster", study_id=payload.study, event_id=str(envelope.id))
             continue
         if isinstance(payload, SafetySignalRaised):
-            added += await _raised(connection, envelope, payload, roster, context)
+            added += await _raised(uow, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalEscalated | SafetySignalAmended):
             # an amendment that makes the grade worse (a corrected value) is told like an
             # escalation; one that makes it milder changes nothing already sent
-            added += await _worsened(connection, envelope, payload, roster, context)
+            added += await _worsened(uow, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalRetracted):
-            added += await _withdrawn(connection, envelope, payload, roster, context)
+            added += await _withdrawn(uow, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalResolved):
-            added += await _resolved(connection, envelope, payload, roster, context)
+            added += await _resolved(uow, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalReopened):
-            added += await _reopened(connection, envelope, payload, roster, context)
+            added += await _reopened(uow, envelope, payload, roster, context)
         elif isinstance(payload, SafetySignalRouted):
-            added += await _routed(connection, envelope, payload, roster, context)
+            added += await _routed(uow, envelope, payload, roster, context)
         elif isinstance(payload, DataQualityIssueRaised) and payload.issue in ANSWERED_ISSUES:
-            added += await _data_quality(connection, envelope, payload, roster, context)
+            added += await _data_quality(uow, envelope, payload, roster, context)
     return added
 
 
@@ -128,29 +135,29 @@ def notification_of(envelope: Envelope) -> uuid.UUID | None:
         return None
 
 
-async def hold_notifications(connection: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+async def hold_notifications(uow: NotifierUnitOfWork, envelopes: Sequence[Envelope]) -> None:
     """Hold the notifications these events belong to for the caller's transaction, so
     that two transactions never answer the same signal at once (each handler's check of
     what is recorded is then exact, whatever the two would record)."""
     ids = [i for envelope in envelopes if (i := notification_of(envelope)) is not None]
-    await notification_log.lock_notifications(connection, ids)
+    await uow.lock_notifications(ids)
 
 
 async def _raised(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalRaised,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    if await notification_state(connection, signal.signal_id) is not None:
+    if await notification_state(uow, signal.signal_id) is not None:
         # opened before: by a redelivery, and perhaps withdrawn since (holding its digest
         # items again would bring a withdrawn finding back into a digest)
         return 0
     opened, planned, digest = open_notification(
         signal, raised_at=envelope.time, roster=roster, deadlines=context.deadlines
     )
-    (appended,) = await notification_log.record(connection, [opened], causation_id=envelope.id)
+    (appended,) = await uow.record([opened], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance opened it meanwhile
     content = MessageContent.model_validate(opened.message)
@@ -160,21 +167,19 @@ async def _raised(
         lines: list[HeldLine] = [
             (p.id, line, context.links.claims(signal.signal_id, p.id, now)) for p in digest
         ]
-        await digests.hold(connection, signal.study_id, lines, signal.signal_id, envelope.time)
+        await uow.hold_digest_items(signal.study_id, lines, signal.signal_id, envelope.time)
     people = [message.person for message in planned]
-    return await plan_deliveries(
-        connection, deliveries_for(people, content, "raised", context), context
-    )
+    return await plan_deliveries(uow, deliveries_for(people, content, "raised", context), context)
 
 
 async def _worsened(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalEscalated | SafetySignalAmended,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    state = await notification_state(connection, signal.signal_id)
+    state = await notification_state(uow, signal.signal_id)
     if state is None or state.withdrawn:
         log.warning("notifier.worsened_unknown_signal", signal_id=str(signal.signal_id))
         return 0
@@ -190,7 +195,7 @@ async def _worsened(
         grade=signal.grade,
         acknowledge_by=acknowledgement_due(envelope.time, hours, deadline)[0],
     )
-    (appended,) = await notification_log.record(connection, [reissued], causation_id=envelope.id)
+    (appended,) = await uow.record([reissued], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance told it meanwhile
     value = (
@@ -206,7 +211,7 @@ async def _worsened(
     deliveries = deliveries_for(
         people_on_roster(roster, state.told), content, f"grade-{signal.grade}", context
     )
-    return await plan_deliveries(connection, deliveries, context)
+    return await plan_deliveries(uow, deliveries, context)
 
 
 def _caused_by(kind: str, envelope: Envelope) -> uuid.UUID:
@@ -217,24 +222,24 @@ def _caused_by(kind: str, envelope: Envelope) -> uuid.UUID:
 
 
 async def _unanswered(
-    connection: asyncpg.Connection, signal_id: uuid.UUID, answer_id: uuid.UUID
+    uow: NotifierUnitOfWork, signal_id: uuid.UUID, answer_id: uuid.UUID
 ) -> NotificationState | None:
     """The signal's notification state, unless there is nothing to answer: never opened,
     withdrawn, or this answer recorded already (a redelivered event)."""
-    state = await notification_state(connection, signal_id)
-    if state is None or state.withdrawn or await notification_log.recorded(connection, answer_id):
+    state = await notification_state(uow, signal_id)
+    if state is None or state.withdrawn or await uow.recorded(answer_id):
         return None
     return state
 
 
 async def _withdrawn(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalRetracted,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
-    state = await notification_state(connection, signal.signal_id)
+    state = await notification_state(uow, signal.signal_id)
     if state is None or state.withdrawn:
         return 0  # never opened, or a redelivered retraction: handled with the first
     withdrawn = NotificationWithdrawn(
@@ -243,16 +248,16 @@ async def _withdrawn(
         signal_id=signal.signal_id,
         reason=signal.reason,
     )
-    (appended,) = await notification_log.record(connection, [withdrawn], causation_id=envelope.id)
+    (appended,) = await uow.record([withdrawn], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance withdrew it meanwhile
-    await cancel_pending(connection, signal.signal_id)
+    await uow.cancel_pending(signal.signal_id)
     # a digest reader who never saw the finding needs no word that it was withdrawn
-    seen = await digests.sent_to(connection, signal.signal_id)
-    await digests.drop(connection, signal.signal_id)
+    seen = await uow.digests_sent_to(signal.signal_id)
+    await uow.drop_digest_items(signal.signal_id)
     content = state.content().with_kind("withdrawn", note=signal.reason)
     return await tell(
-        connection,
+        uow,
         state,
         content,
         "withdrawn",
@@ -264,14 +269,14 @@ async def _withdrawn(
 
 
 async def _resolved(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalResolved,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
     event_id = _caused_by("resolved", envelope)
-    state = await _unanswered(connection, signal.signal_id, event_id)
+    state = await _unanswered(uow, signal.signal_id, event_id)
     if state is None:
         return 0
     resolved = NotificationResolved(
@@ -280,25 +285,23 @@ async def _resolved(
         signal_id=signal.signal_id,
         reason=signal.reason,
     )
-    (appended,) = await notification_log.record(
-        connection, [resolved], event_ids=[event_id], causation_id=envelope.id
-    )
+    (appended,) = await uow.record([resolved], event_ids=[event_id], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance answered it meanwhile
     content = state.content().with_kind("resolved", note=signal.reason)
     purpose = f"resolved-{state.resolutions + 1}"
-    return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
+    return await tell(uow, state, content, purpose, roster, context, held_at=envelope.time)
 
 
 async def _reopened(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalReopened,
     roster: Roster,
     context: NotifierContext,
 ) -> int:
     event_id = _caused_by("reopened", envelope)
-    state = await _unanswered(connection, signal.signal_id, event_id)
+    state = await _unanswered(uow, signal.signal_id, event_id)
     if state is None:
         return 0
     hours = context.deadlines.hours_for(serious=state.opened.serious, grade=state.grade)
@@ -313,20 +316,18 @@ async def _reopened(
         reason=signal.reason,
         acknowledge_by=acknowledge_by,
     )
-    (appended,) = await notification_log.record(
-        connection, [reopened], event_ids=[event_id], causation_id=envelope.id
-    )
+    (appended,) = await uow.record([reopened], event_ids=[event_id], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance answered it meanwhile
     content = state.content().with_kind(
         "reopened", note=signal.reason, acknowledge_by=acknowledge_by
     )
     purpose = f"reopened-{state.reopenings + 1}"
-    return await tell(connection, state, content, purpose, roster, context, held_at=envelope.time)
+    return await tell(uow, state, content, purpose, roster, context, held_at=envelope.time)
 
 
 async def _routed(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     signal: SafetySignalRouted,
     roster: Roster,
@@ -337,7 +338,7 @@ async def _routed(
     acknowledgement link; for information only when the signal was acknowledged or
     resolved meanwhile. From now on they may acknowledge it, and they (and their backups)
     are in its escalation chain."""
-    state = await notification_state(connection, signal.signal_id)
+    state = await notification_state(uow, signal.signal_id)
     if state is None:
         # its raising is not answered yet: nothing is recorded, so the catch-up, which
         # reads the raising first, answers this again after it
@@ -346,7 +347,7 @@ async def _routed(
     if state.withdrawn or state.site_id == signal.site_id:
         return 0  # retracted, or routed there before (a redelivered event)
     event_id = _caused_by("routed", envelope)
-    if await notification_log.recorded(connection, event_id):
+    if await uow.recorded(event_id):
         return 0
     people = [
         p
@@ -369,9 +370,7 @@ async def _routed(
         digest_recipients=tuple(recipient(p) for p in digest),
         acknowledge_by=acknowledge_by,
     )
-    (appended,) = await notification_log.record(
-        connection, [routed], event_ids=[event_id], causation_id=envelope.id
-    )
+    (appended,) = await uow.record([routed], event_ids=[event_id], causation_id=envelope.id)
     if not appended.new:
         return 0  # another instance answered it meanwhile
     content = state.content()
@@ -399,17 +398,17 @@ async def _routed(
             )
             for p in digest
         ]
-        await digests.hold(
-            connection, signal.study_id, lines, signal.signal_id, envelope.time, item="routed"
+        await uow.hold_digest_items(
+            signal.study_id, lines, signal.signal_id, envelope.time, item="routed"
         )
     purpose = f"routed-{signal.site_id}"
     return await plan_deliveries(
-        connection, deliveries_for(now_people, content, purpose, context), context
+        uow, deliveries_for(now_people, content, purpose, context), context
     )
 
 
 async def _data_quality(
-    connection: asyncpg.Connection,
+    uow: NotifierUnitOfWork,
     envelope: Envelope,
     issue: DataQualityIssueRaised,
     roster: Roster,
@@ -421,7 +420,7 @@ async def _data_quality(
     value or a prohibited dose) carries their acknowledgement link and the deadline of a
     signal of unknown grade: unacknowledged, it escalates (to the monitors' backups) as a
     signal does; the other issues only inform."""
-    if await notification_state(connection, envelope.id) is not None:
+    if await notification_state(uow, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
     content = content_for_data_quality(issue, envelope.id)
     route = route_of(issue)
@@ -447,9 +446,9 @@ async def _data_quality(
         deadline_hours=hours,
         message=content.model_dump(mode="json"),
     )
-    (appended,) = await notification_log.record(connection, [opened], causation_id=envelope.id)
+    (appended,) = await uow.record([opened], causation_id=envelope.id)
     if not appended.new:
         return 0
     return await plan_deliveries(
-        connection, deliveries_for(people, content, "data-quality", context), context
+        uow, deliveries_for(people, content, "data-quality", context), context
     )

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
 import structlog
 
 from services.notifier import metrics
-from services.notifier.adapters import notification_log
 from services.notifier.domain.escalation import escalate, escalation_event_id, fold
 from services.notifier.handlers.context import NotifierContext
 from services.notifier.handlers.deliveries import deliveries_for, plan_deliveries
+from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 from shared.events import EventPayload
 from shared.eventstore import EventIdConflict
 from shared.supervision import Progress, isolated
@@ -20,12 +19,12 @@ from shared.supervision import Progress, isolated
 log = structlog.get_logger(__name__)
 
 
-async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
+async def sample_overdue(uow: NotifierUnitOfWork, context: NotifierContext) -> None:
     """Set the gauge of signals past their acknowledgement deadline: neither acknowledged
     nor withdrawn, and due now or escalated already."""
     now = context.clock.now()
-    async with pool.acquire() as connection:
-        timers = await notification_log.open_timers(connection)
+    async with uow:
+        timers = await uow.open_timers()
     states = [state for events in timers if (state := fold(events)) is not None]
     metrics.ACKNOWLEDGEMENTS_OVERDUE.set(
         sum(1 for state in states if not state.closed and (state.level > 0 or state.due(now)))
@@ -33,24 +32,24 @@ async def sample_overdue(pool: asyncpg.Pool, context: NotifierContext) -> None:
 
 
 async def escalate_due(
-    pool: asyncpg.Pool, context: NotifierContext, progress: Progress | None = None
+    uow: NotifierUnitOfWork, context: NotifierContext, progress: Progress | None = None
 ) -> int:
     """Tell the next level about every notification whose deadline passed; one
     transaction per signal, and one that cannot be escalated fails alone (reported,
     tried again next round). Returns how many escalations this call recorded."""
     now = context.clock.now()
-    async with pool.acquire() as connection:
-        timers = await notification_log.open_timers(connection)
+    async with uow:
+        timers = await uow.open_timers()
     recorded = 0
     for events in timers:
         signal_id = getattr(events[0], "signal_id", None) if events else None
         with isolated(f"escalation of signal {signal_id}", progress):
-            recorded += await _escalate(pool, context, events, now)
+            recorded += await _escalate(uow, context, events, now)
     return recorded
 
 
 async def _escalate(
-    pool: asyncpg.Pool, context: NotifierContext, events: list[EventPayload], now: datetime
+    uow: NotifierUnitOfWork, context: NotifierContext, events: list[EventPayload], now: datetime
 ) -> int:
     """Escalate one notification if its deadline passed; returns 1 if this call did."""
     state = fold(events)
@@ -61,9 +60,8 @@ async def _escalate(
         return 0
     event, people = escalate(state, roster)
     try:
-        async with pool.acquire() as connection, connection.transaction():
-            (appended,) = await notification_log.record(
-                connection,
+        async with uow:
+            (appended,) = await uow.record(
                 [event],
                 event_ids=[escalation_event_id(event.signal_id, event.level)],
             )
@@ -73,9 +71,7 @@ async def _escalate(
                 "escalation", level=event.level, acknowledge_by=event.acknowledge_by
             )
             purpose = f"escalation-{event.level}"
-            await plan_deliveries(
-                connection, deliveries_for(people, content, purpose, context), context
-            )
+            await plan_deliveries(uow, deliveries_for(people, content, purpose, context), context)
     except EventIdConflict:
         log.warning("notifier.escalation_conflict", signal_id=str(event.signal_id))
         return 0
