@@ -14,7 +14,8 @@ import structlog
 from fastapi import FastAPI
 
 from services.ingest.adapters.key_cache import ApiKeyCache
-from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
+from services.ingest.adapters.publisher import KafkaEventPublisher
+from services.ingest.adapters.receipts import PostgresReceiptStore
 from services.ingest.domain.code_map import load_code_maps
 from services.ingest.domain.rate_limit import RateLimiter
 from services.ingest.domain.sources import load_sources
@@ -28,6 +29,7 @@ from services.ingest.entrypoints.mllp import MllpHandler
 from services.ingest.entrypoints.mllp_listener import MllpLimits, start_mllp_server
 from services.ingest.entrypoints.mllp_tls import server_context
 from services.ingest.handlers.intake import Intake
+from services.ingest.handlers.ports import BrokerUnavailable
 from shared import metrics
 from shared.background import DrainLoop
 from shared.consumer_runtime import database_problem
@@ -84,7 +86,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         await require_current_schema(settings.database_url)
         await wait_for_topics(settings)
         pool = await create_pool(settings.database_url)
-        publisher = EventPublisher(
+        publisher = KafkaEventPublisher(
             make_broker(settings, client_id="vigil-ingest"),
             timeout=settings.kafka_publish_timeout_seconds,
             ensure_topics=functools.partial(ensure_topics, settings),
@@ -92,7 +94,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         with contextlib.suppress(BrokerUnavailable):
             await publisher.connect()
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
-        intake = Intake(pool, publisher, redrive_after=deadline)
+        intake = Intake(PostgresReceiptStore(pool, redrive_after=deadline), publisher)
         key_cache = ApiKeyCache(pool, refresh_seconds=settings.ingest_key_refresh_seconds)
         await key_cache.refresh()
         key_refresh = DrainLoop(
@@ -142,7 +144,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
 
     async def readiness() -> str | None:
         pool, publisher = parts.get("pool"), parts.get("publisher")
-        if not isinstance(pool, asyncpg.Pool) or not isinstance(publisher, EventPublisher):
+        if not isinstance(pool, asyncpg.Pool) or not isinstance(publisher, KafkaEventPublisher):
             return "starting"
         if (problem := await database_problem(pool)) is not None:
             return problem

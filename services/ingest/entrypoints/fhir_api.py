@@ -17,8 +17,6 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.authorization import Refusal
 from services.ingest.domain.fhir_entries import (
     created,
@@ -52,7 +50,8 @@ from services.ingest.entrypoints.fhir_responses import (
 )
 from services.ingest.entrypoints.http_guard import principal_of
 from services.ingest.entrypoints.http_refusals import FHIR_CHANNEL
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)

@@ -21,8 +21,6 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingest.adapters.key_cache import ApiKeyCache
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.authorization import Refusal
 from services.ingest.domain.json_events import item_events
 from services.ingest.domain.json_requests import (
@@ -36,7 +34,8 @@ from services.ingest.domain.principals import Principal
 from services.ingest.entrypoints.http_guard import Limits, WriteGuard, principal_of
 from services.ingest.entrypoints.http_refusals import JSON_CHANNEL, refusal
 from services.ingest.entrypoints.problems import PROBLEM_JSON, field_errors, problem
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
 from shared.events import DataQualityIssueRaised
 from shared.http_service import ReadinessCheck, service_app
 from shared.supervision import Supervisor

@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.hl7.batch import Batch, batch_ack, read_block
 from services.ingest.domain.hl7.charset import Decoded, decode
 from services.ingest.domain.hl7.header import Hl7Header, read_header
@@ -47,7 +45,8 @@ from services.ingest.entrypoints.mllp_refusals import (
     frame_problem,
     msh_problem,
 )
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
