@@ -119,7 +119,7 @@ async def test_a_message_of_a_study_the_key_may_not_write_is_kept_refused_and_de
     (kept,) = store.receipts
     assert kept.receipt.outcome == "rejected"
     assert kept.receipt.principal_source == "lab-x"
-    assert kept.receipt.reason is not None and kept.receipt.reason.startswith("403 1 event(s)")
+    assert (kept.receipt.reason or "").startswith("403 1 event(s)")
     (letter,) = publisher.topic(DEAD_LETTERS)
     assert kept.event_ids == (letter.event_id,)
     assert ReceiptReference.model_validate_json(letter.value).receipt_id == kept.receipt_id
