@@ -294,10 +294,13 @@ async def test_an_error_inside_a_claim_undoes_it(harness: Harness) -> None:
     record = owed()
     await store.record(receipt(), [record])
 
-    with pytest.raises(LookupError, match="the broker took none"):
+    async def publish_none() -> None:
         async with store.claim_overdue(10) as overdue:
             assert overdue == [record]
             raise LookupError("the broker took none")
+
+    with pytest.raises(LookupError, match="the broker took none"):
+        await publish_none()
 
     async with store.claim_overdue(10) as overdue:
         assert overdue == [record]
