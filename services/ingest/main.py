@@ -32,6 +32,7 @@ from services.ingest.handlers.intake import Intake
 from services.ingest.handlers.ports import BrokerUnavailable
 from shared import metrics
 from shared.background import DrainLoop
+from shared.clock import SystemClock
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
@@ -80,6 +81,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         ),
     )
     supervisor = Supervisor.for_service("ingest", settings)
+    clock = SystemClock()
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -95,7 +97,9 @@ def build_app(settings: VigilSettings) -> FastAPI:
             await publisher.connect()
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
         intake = Intake(PostgresReceiptStore(pool, redrive_after=deadline), publisher)
-        key_cache = ApiKeyCache(pool, refresh_seconds=settings.ingest_key_refresh_seconds)
+        key_cache = ApiKeyCache(
+            pool, refresh_seconds=settings.ingest_key_refresh_seconds, clock=clock
+        )
         await key_cache.refresh()
         key_refresh = DrainLoop(
             "ingest.key_refresh",
@@ -119,6 +123,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 limiter=limiter,
                 max_bytes=settings.mllp_max_message_bytes,
                 processing_ids=frozenset(settings.mllp_processing_ids.split(",")),
+                clock=clock,
                 clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
             ),
             host=settings.bind_host,
@@ -162,6 +167,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         readiness=supervisor.readiness(readiness),
         metrics_token=metrics_token,
         supervisor=supervisor,
+        clock=clock,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     add_fhir_routes(
@@ -172,6 +178,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         max_bundle_entries=settings.ingest_max_bundle_entries,
         identifiers=identifiers,
         max_body_bytes=settings.ingest_max_body_bytes,
+        clock=clock,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     return app

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 import structlog
@@ -52,6 +52,7 @@ from services.ingest.entrypoints.http_guard import principal_of
 from services.ingest.entrypoints.http_refusals import FHIR_CHANNEL
 from services.ingest.handlers.intake import Forbidden, Intake
 from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
@@ -75,7 +76,7 @@ def add_fhir_routes(
     max_bundle_entries: int,
     identifiers: SubjectIdentifiers | None = None,
     max_body_bytes: int = 5 * 1024 * 1024,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> None:
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
@@ -103,7 +104,7 @@ def add_fhir_routes(
             return event, issues
         impossible = [
             Issue("value", _ELEMENT.get(found.field, "Resource"), found.problem)
-            for found in time_problems(event, clock(), clock_skew)
+            for found in time_problems(event, clock.now(), clock_skew)
         ]
         return (None, impossible) if impossible else (event, issues)
 

@@ -10,7 +10,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -36,6 +36,7 @@ from services.ingest.entrypoints.http_refusals import JSON_CHANNEL, refusal
 from services.ingest.entrypoints.problems import PROBLEM_JSON, field_errors, problem
 from services.ingest.handlers.intake import Forbidden, Intake
 from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import DataQualityIssueRaised
 from shared.http_service import ReadinessCheck, service_app
 from shared.supervision import Supervisor
@@ -78,7 +79,7 @@ def create_app(
     readiness: ReadinessCheck,
     metrics_token: SecretStr | None,
     supervisor: Supervisor | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> FastAPI:
     """The ingest application; ``intake`` and ``keys`` give the running parts once
@@ -193,7 +194,7 @@ def create_app(
     async def accept_correlated(
         request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
     ) -> Response:
-        now = clock()
+        now = clock.now()
         try:
             groups = item_events(
                 body if isinstance(body, list) else [body],

@@ -14,9 +14,9 @@ reason code, never a field's value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
@@ -47,6 +47,7 @@ from services.ingest.entrypoints.mllp_refusals import (
 )
 from services.ingest.handlers.intake import Forbidden, Intake
 from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
@@ -84,7 +85,7 @@ class MllpHandler:
         max_bytes: int,
         identifiers: SubjectIdentifiers | None = None,
         processing_ids: frozenset[str] = frozenset({"P"}),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
         self._clock, self._clock_skew = clock, clock_skew
@@ -128,7 +129,7 @@ class MllpHandler:
             # answered but not kept: an unauthenticated peer must not fill the store
             log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
             outcome = outcome_of(gate.code, header, [gate.problem], decoded.charset)
-            return Answer(encode_ack(outcome), close=True)
+            return Answer(encode_ack(outcome, self._clock.now()), close=True)
         return await self._refuse(frame, peer, header, gate, decoded.charset)
 
     def _gate(
@@ -179,7 +180,7 @@ class MllpHandler:
             batch,
             [answer.ack for answer in answers],
             control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
+            now=self._clock.now(),
         )
         return Answer(ack, close=any(answer.close for answer in answers))
 
@@ -197,7 +198,7 @@ class MllpHandler:
             code_maps=self._code_maps,
             identifiers=self._identifiers,
             processing_ids=self._processing_ids,
-            now=self._clock(),
+            now=self._clock.now(),
             clock_skew=self._clock_skew,
         )
         outcome.charset = decoded.charset
@@ -238,7 +239,7 @@ class MllpHandler:
             outcome.problems = refusal_problems(forbidden.refusals, envelopes, text)
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome))
-        return Answer(encode_ack(outcome))
+        return Answer(encode_ack(outcome, self._clock.now()))
 
     async def _refuse(
         self,
@@ -261,7 +262,7 @@ class MllpHandler:
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome), close=refusal.close)
         self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
-        return Answer(encode_ack(outcome), close=refusal.close)
+        return Answer(encode_ack(outcome, self._clock.now()), close=refusal.close)
 
     async def _failed(
         self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
@@ -306,4 +307,4 @@ class MllpHandler:
         outcome.ack_code = "AE"
         outcome.problems = [msh_problem("temporarily unavailable: send again later")]
         log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
-        return encode_ack(outcome)
+        return encode_ack(outcome, self._clock.now())
