@@ -16,10 +16,15 @@ from fastapi import FastAPI
 from services.ingest.adapters.key_cache import ApiKeyCache
 from services.ingest.adapters.publisher import KafkaEventPublisher
 from services.ingest.adapters.receipts import PostgresReceiptStore
-from services.ingest.domain.code_map import load_code_maps
+from services.ingest.adapters.study_files import (
+    read_code_map_files,
+    read_sources_files,
+    study_folders,
+)
+from services.ingest.domain.code_map import code_maps_of
 from services.ingest.domain.rate_limit import RateLimiter
-from services.ingest.domain.sources import load_sources
-from services.ingest.domain.subject_identifiers import load_subject_identifiers
+from services.ingest.domain.sources import source_registry
+from services.ingest.domain.subject_identifiers import subject_identifiers_of
 from services.ingest.entrypoints import fhir_api, http_json, mllp
 from services.ingest.entrypoints.fhir_api import add_fhir_routes
 from services.ingest.entrypoints.http_guard import Limits
@@ -55,13 +60,15 @@ def build_app(settings: VigilSettings) -> FastAPI:
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     tls = server_context(settings)
-    code_maps = load_code_maps(settings.study_dir)
-    sources = load_sources(
-        settings.study_dir,
+    code_maps = code_maps_of(read_code_map_files(settings.study_dir))
+    sources_files = read_sources_files(settings.study_dir)
+    sources = source_registry(
+        sources_files,
+        study_folders=study_folders(settings.study_dir),
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
-    identifiers = load_subject_identifiers(settings.study_dir)
+    identifiers = subject_identifiers_of(sources_files)
     metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     metrics.initialise_ingest_rejections([http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS)
     running: dict[str, Intake] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.domain.code_map import load_code_map
+from services.ingest.adapters.study_files import load_code_map
 from services.ingest.domain.json_events import events_for
 from shared.analytes import normalise_lab_result
 from shared.events import DataQualityIssueRaised, LabResultReported
