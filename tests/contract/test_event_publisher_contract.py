@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from services.ingest.adapters.in_memory import InMemoryEventPublisher
@@ -26,15 +25,13 @@ from shared.failures import is_outage
 from shared.kafka import ensure_topics, make_broker
 from shared.settings import VigilSettings
 from tests.support import components
+from tests.support.topics import Delivered, records_holding
 from tests.support.waiting import eventually
 from vigil.devstack.tansu import TansuBroker
 
 pytestmark = pytest.mark.integration
 
 TOO_LARGE = b"x" * 2_000_000  # over the Kafka client's request size: refused for itself
-
-Delivered = tuple[bytes | None, bytes, dict[str, bytes]]
-"""A record as a consumer reads it: key, value and headers."""
 
 
 @dataclass
@@ -48,29 +45,14 @@ class Harness:
     start_broker: Callable[[], Awaitable[None]]
 
 
+async def read_back(bootstrap: str, topic: str, marker: bytes, count: int) -> list[Delivered]:
+    return await records_holding(bootstrap, topic, marker, count=count)
+
+
 @pytest.fixture(scope="module")
 def tansu() -> Iterator[TansuBroker]:
     with components.tansu() as broker:
         yield broker
-
-
-async def _read(bootstrap: str, topic: str, marker: bytes, count: int) -> list[Delivered]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[Delivered] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(found) < count:
-                batches = await consumer.getmany(timeout_ms=500)
-                found += [
-                    (r.key, r.value, dict(r.headers))
-                    for records in batches.values()
-                    for r in records
-                    if r.value is not None and marker in r.value
-                ]
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def _kafka(tansu: TansuBroker) -> AsyncIterator[Harness]:
@@ -83,7 +65,7 @@ async def _kafka(tansu: TansuBroker) -> AsyncIterator[Harness]:
     try:
         yield Harness(
             publisher,
-            functools.partial(_read, tansu.bootstrap),
+            functools.partial(read_back, tansu.bootstrap),
             lambda: asyncio.to_thread(tansu.stop),
             lambda: asyncio.to_thread(tansu.start),
         )
@@ -99,7 +81,9 @@ async def _in_memory() -> AsyncIterator[Harness]:
     async def delivered(topic: str, marker: bytes, count: int) -> list[Delivered]:
         found = [r for r in publisher.topic(topic) if marker in r.value]
         assert len(found) >= count, f"{count} record(s) expected on {topic}, found {found}"
-        return [(r.key, r.value, {k: v.encode() for k, v in r.headers.items()}) for r in found]
+        return [
+            Delivered(r.key, r.value, {k: v.encode() for k, v in r.headers.items()}) for r in found
+        ]
 
     async def switch(available: bool) -> None:
         publisher.available = available
@@ -141,18 +125,18 @@ async def test_published_records_arrive_with_their_key_value_and_headers(
 
     await harness.publisher.publish([sent])
 
-    ((key, value, headers),) = await harness.delivered(LAB_RESULTS, marker, 1)
-    assert (key, value) == (b"NCT05262686/01-003", sent.value)
-    assert headers["content-type"] == b"application/json"
+    (delivered,) = await harness.delivered(LAB_RESULTS, marker, 1)
+    assert (delivered.key, delivered.value) == (b"NCT05262686/01-003", sent.value)
+    assert delivered.headers["content-type"] == b"application/json"
 
 
 async def test_records_go_to_their_own_topics(harness: Harness, marker: bytes) -> None:
     await harness.publisher.publish([record(marker, 1), record(marker, 2, topic=DEAD_LETTERS)])
 
-    assert [v for _, v, _ in await harness.delivered(DEAD_LETTERS, marker, 1)] == [
+    assert [d.value for d in await harness.delivered(DEAD_LETTERS, marker, 1)] == [
         record(marker, 2).value
     ]
-    assert [v for _, v, _ in await harness.delivered(LAB_RESULTS, marker, 1)] == [
+    assert [d.value for d in await harness.delivered(LAB_RESULTS, marker, 1)] == [
         record(marker, 1).value
     ]
 
@@ -164,7 +148,7 @@ async def test_records_of_one_key_arrive_in_the_order_published(
 
     await harness.publisher.publish(sent)
 
-    assert [v for _, v, _ in await harness.delivered(LAB_RESULTS, marker, 20)] == [
+    assert [d.value for d in await harness.delivered(LAB_RESULTS, marker, 20)] == [
         r.value for r in sent
     ]
 
@@ -192,7 +176,7 @@ async def test_a_record_the_broker_refuses_fails_alone_and_not_as_an_outage(
     assert isinstance(refused, MessageSizeTooLargeError)
     assert not is_outage(refused)
     delivered = await harness.delivered(LAB_RESULTS, marker, 2)
-    assert sorted(v for _, v, _ in delivered) == [record(marker, 1).value, record(marker, 3).value]
+    assert sorted(d.value for d in delivered) == [record(marker, 1).value, record(marker, 3).value]
 
 
 async def test_publishing_a_record_the_broker_refuses_is_not_acknowledged(
@@ -225,5 +209,5 @@ async def test_a_broker_away_is_unreachable_refuses_publication_and_is_used_agai
     await eventually(published_again, timeout=60, what="publication after the broker is back")
     assert await harness.publisher.reachable()
     assert record(marker, 3).value in [
-        v for _, v, _ in await harness.delivered(LAB_RESULTS, marker, 1)
+        d.value for d in await harness.delivered(LAB_RESULTS, marker, 1)
     ]

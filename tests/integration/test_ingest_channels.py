@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared.events.topics import LAB_RESULTS
 from tests.support import components
@@ -23,6 +22,7 @@ from tests.support.api_keys import IssuedKey, issue_api_key
 from tests.support.components import create_database, drop_database
 from tests.support.ingest_in_process import IngestInProcess, ingest_in_process, ingest_settings
 from tests.support.mllp import ack_code, exchange_bytes, oru
+from tests.support.topics import records_holding
 from tests.support.waiting import eventually
 from tests.unit.test_fhir_mapping import observation
 from vigil.devstack.tansu import TansuBroker
@@ -65,18 +65,8 @@ async def stack(postgres_dsn: str, tansu: TansuBroker) -> AsyncIterator[Stack]:
 
 
 async def on_topic(bootstrap: str, topic: str, wanted: bytes) -> bool:
-    """Whether a record holding ``wanted`` (an event id) is on ``topic``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                values = [r.value or b"" for records in batches.values() for r in records]
-                if any(wanted in value for value in values):
-                    return True
-    finally:
-        await consumer.stop()
+    """Whether a record holding ``wanted`` (an event id) is on ``topic`` (waits for it)."""
+    return bool(await records_holding(bootstrap, topic, wanted))
 
 
 async def kept_and_published(stack: Stack, event_id: uuid.UUID) -> asyncpg.Record:

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.ingest.adapters.publisher import KafkaEventPublisher
 from services.ingest.adapters.receipts import PostgresReceiptStore
@@ -25,6 +24,7 @@ from shared.kafka import ensure_topics, make_broker
 from shared.settings import VigilSettings
 from tests.support import components
 from tests.support.intake import LAB_A, OTHER_STUDY_LAB, lab_result, receipt
+from tests.support.topics import records_holding
 from tests.support.waiting import eventually
 from vigil.devstack.tansu import TansuBroker
 
@@ -69,22 +69,7 @@ async def running(fresh_dsn: str, tansu: TansuBroker) -> AsyncIterator[Running]:
 
 async def on_topic(bootstrap: str, topic: str, wanted: bytes) -> list[bytes]:
     """The values on ``topic`` that hold ``wanted`` (an event id), once one arrived."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[bytes] = []
-    try:
-        async with asyncio.timeout(30):
-            while not found:
-                batches = await consumer.getmany(timeout_ms=500)
-                found += [
-                    r.value
-                    for records in batches.values()
-                    for r in records
-                    if r.value is not None and wanted in r.value
-                ]
-    finally:
-        await consumer.stop()
-    return found
+    return [record.value for record in await records_holding(bootstrap, topic, wanted)]
 
 
 async def test_an_accepted_message_is_kept_and_published_before_accept_returns(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from services.ingest.domain.json_events import events_for
@@ -18,19 +17,6 @@ AT = datetime(2026, 11, 1, 8, tzinfo=UTC)
 LAB_A = Principal("lab-a", "api-key:a", frozenset({STUDY}))
 LAB_B = Principal("lab-b", "api-key:b", frozenset({STUDY}))
 OTHER_STUDY_LAB = Principal("lab-x", "api-key:x", frozenset({"NCT00000000"}))
-
-
-@dataclass
-class ManualClock:
-    """A clock that moves only when the test says so."""
-
-    current: datetime = AT
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
 
 
 def lab_result(subject: str = "01-003", value: str = "8.4", message: str = "LAB-1") -> Envelope:

@@ -18,12 +18,12 @@ from tests.support.intake import (
     LAB_A,
     LAB_B,
     OTHER_STUDY_LAB,
-    ManualClock,
     enrolment,
     lab_result,
     owed,
     receipt,
 )
+from tests.support.notifier import ManualClock
 
 
 @pytest.fixture
