@@ -1,4 +1,4 @@
-"""Study files: the adapter reads the YAML, the domain validates plain data; either way an
+"""Ingest's study files (sources.yaml, code-map.yaml): the adapter reads the YAML, the domain
 error names the file (and the field)."""
 
 from __future__ import annotations
