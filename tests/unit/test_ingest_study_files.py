@@ -1,5 +1,5 @@
 """Ingest's study files (sources.yaml, code-map.yaml): the adapter reads the YAML, the domain
-error names the file (and the field)."""
+validates plain data; either way an error names the file (and the field)."""
 
 from __future__ import annotations
 
