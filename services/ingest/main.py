@@ -16,11 +16,17 @@ from fastapi import FastAPI
 
 from services.ingest import metrics as ingest_metrics
 from services.ingest.adapters.key_cache import ApiKeyCache
-from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
-from services.ingest.domain.code_map import load_code_maps
+from services.ingest.adapters.publisher import KafkaEventPublisher
+from services.ingest.adapters.receipts import PostgresReceiptStore
+from services.ingest.adapters.study_files import (
+    read_code_map_files,
+    read_sources_files,
+    study_folders,
+)
+from services.ingest.domain.code_map import code_maps_of
 from services.ingest.domain.rate_limit import RateLimiter
-from services.ingest.domain.sources import load_sources
-from services.ingest.domain.subject_identifiers import load_subject_identifiers
+from services.ingest.domain.sources import source_registry
+from services.ingest.domain.subject_identifiers import subject_identifiers_of
 from services.ingest.entrypoints import fhir_api, http_json, mllp
 from services.ingest.entrypoints.fhir_api import add_fhir_routes
 from services.ingest.entrypoints.http_guard import Limits
@@ -30,8 +36,10 @@ from services.ingest.entrypoints.mllp import MllpHandler
 from services.ingest.entrypoints.mllp_listener import MllpLimits, start_mllp_server
 from services.ingest.entrypoints.mllp_tls import server_context
 from services.ingest.handlers.intake import Intake
+from services.ingest.handlers.ports import BrokerUnavailable
 from shared import metrics
 from shared.background import DrainLoop
+from shared.clock import SystemClock
 from shared.consumer_runtime import database_problem
 from shared.db.migrate import require_current_schema
 from shared.db.pool import create_pool
@@ -52,7 +60,7 @@ class IngestResources:
     """What ingest's tasks and routes use: the pool and the publisher."""
 
     pool: asyncpg.Pool
-    publisher: EventPublisher
+    publisher: KafkaEventPublisher
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ async def ingest_resources(settings: VigilSettings) -> AsyncIterator[IngestResou
     await require_current_schema(settings.database_url)
     await wait_for_topics(settings)
     pool = await create_pool(settings.database_url)
-    publisher = EventPublisher(
+    publisher = KafkaEventPublisher(
         make_broker(settings, client_id="vigil-ingest"),
         timeout=settings.kafka_publish_timeout_seconds,
         ensure_topics=functools.partial(ensure_topics, settings),
@@ -102,13 +110,15 @@ def build_app(settings: VigilSettings) -> FastAPI:
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     tls = server_context(settings)
-    code_maps = load_code_maps(settings.study_dir)
-    sources = load_sources(
-        settings.study_dir,
+    code_maps = code_maps_of(read_code_map_files(settings.study_dir))
+    sources_files = read_sources_files(settings.study_dir)
+    sources = source_registry(
+        sources_files,
+        study_folders=study_folders(settings.study_dir),
         default_study=settings.default_study,
         default_zone=ZoneInfo(settings.source_timezone),
     )
-    identifiers = load_subject_identifiers(settings.study_dir)
+    identifiers = subject_identifiers_of(sources_files)
     ingest_metrics.initialise_ingest_formats([http_json.CHANNEL, fhir_api.CHANNEL, mllp.CHANNEL])
     ingest_metrics.initialise_ingest_rejections(
         [http_json.CHANNEL, fhir_api.CHANNEL], REFUSAL_REASONS
@@ -128,6 +138,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         ),
     )
     supervisor = Supervisor.for_service("ingest", settings)
+    clock = SystemClock()
 
     @asynccontextmanager
     async def workers() -> AsyncIterator[None]:
@@ -143,8 +154,10 @@ def build_app(settings: VigilSettings) -> FastAPI:
         """Start the tasks and the MLLP listener; the listener closes first on exit."""
         pool, publisher = resources.pool, resources.publisher
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
-        intake = Intake(pool, publisher, redrive_after=deadline)
-        key_cache = ApiKeyCache(pool, refresh_seconds=settings.ingest_key_refresh_seconds)
+        intake = Intake(PostgresReceiptStore(pool, redrive_after=deadline), publisher)
+        key_cache = ApiKeyCache(
+            pool, refresh_seconds=settings.ingest_key_refresh_seconds, clock=clock
+        )
         await key_cache.refresh()
         key_refresh = DrainLoop(
             "ingest.key_refresh",
@@ -168,6 +181,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
                 limiter=limiter,
                 max_bytes=settings.mllp_max_message_bytes,
                 processing_ids=frozenset(settings.mllp_processing_ids.split(",")),
+                clock=clock,
                 clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
             ),
             host=settings.bind_host,
@@ -195,6 +209,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         readiness=supervisor.readiness(state.readiness(ingest_problem)),
         metrics_token=metrics_token,
         supervisor=supervisor,
+        clock=clock,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     add_fhir_routes(
@@ -205,6 +220,7 @@ def build_app(settings: VigilSettings) -> FastAPI:
         max_bundle_entries=settings.ingest_max_bundle_entries,
         identifiers=identifiers,
         max_body_bytes=settings.ingest_max_body_bytes,
+        clock=clock,
         clock_skew=timedelta(seconds=settings.ingest_clock_skew_seconds),
     )
     return app

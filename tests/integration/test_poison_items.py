@@ -15,9 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
-from services.ingest.adapters.publisher import EventPublisher
-from services.ingest.adapters.receipts import Outgoing, Receipt, record_receipt
+from services.ingest.adapters.publisher import KafkaEventPublisher
+from services.ingest.adapters.receipts import PostgresReceiptStore, record_receipt
 from services.ingest.handlers.intake import Intake
+from services.ingest.handlers.ports import Outgoing, Receipt
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
@@ -132,7 +133,7 @@ async def test_a_redriven_record_the_broker_refuses_waits_and_the_others_are_pub
 ) -> None:
     bootstrap, client = broker
     pool = await create_pool(fresh_dsn)
-    publisher = EventPublisher(client, timeout=10)
+    publisher = KafkaEventPublisher(client, timeout=10)
     try:
         outgoing = [
             Outgoing(uuid.uuid4(), LAB_RESULTS, b"NCT05262686/R", value)
@@ -141,7 +142,7 @@ async def test_a_redriven_record_the_broker_refuses_waits_and_the_others_are_pub
         receipt = Receipt("http-json", "test", "application/json", b"{}", "accepted")
         async with pool.acquire() as connection:
             await record_receipt(connection, receipt, outgoing, deadline=timedelta(0))
-        intake = Intake(pool, publisher, redrive_after=timedelta(seconds=30))
+        intake = Intake(PostgresReceiptStore(pool, redrive_after=timedelta(seconds=30)), publisher)
         progress = supervisor.watch("redrive")
 
         assert await intake.redrive(progress) == 2

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import hl7
 import pytest
 
+from services.ingest.adapters.study_files import load_sources
 from services.ingest.domain.hl7.ack import build_ack
 from services.ingest.domain.hl7.fields import parse_dtm, parse_reference_range
 from services.ingest.domain.hl7.messages import interpret
-from services.ingest.domain.sources import load_sources
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus, SubjectEnrolled
 from tests.support.services import REPO
 

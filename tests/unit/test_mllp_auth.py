@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.ingest.domain.sources import SourceRegistry, load_sources
+from services.ingest.adapters.study_files import load_sources
+from services.ingest.domain.sources import SourceRegistry
 from services.ingest.entrypoints.mllp_auth import Authenticated, Refused, authenticate
 from services.ingest.entrypoints.mllp_tls import (
     PresentedCertificate,

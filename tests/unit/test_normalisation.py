@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.domain.code_map import load_code_map
+from services.ingest.adapters.study_files import load_code_map
 from services.ingest.domain.json_events import events_for
 from shared.analytes import normalise_lab_result
 from shared.events import DataQualityIssueRaised, LabResultReported

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.ingest.domain.sources import InvalidSources, load_sources
+from services.ingest.adapters.study_files import load_sources
+from services.ingest.domain.sources import InvalidSources
 from tests.support.studies import SHIPPED, STUDY
 
 FINGERPRINT = "AB:" * 31 + "AB"

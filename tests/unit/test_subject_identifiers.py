@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
+from services.ingest.adapters.study_files import load_sources, load_subject_identifiers
 from services.ingest.domain.fhir_adverse_events import adverse_event_event
 from services.ingest.domain.fhir_mapping import observation_event, patient_event
 from services.ingest.domain.hl7.messages import interpret
-from services.ingest.domain.sources import load_sources
 from services.ingest.domain.subject_identifiers import (
     InvalidSubjectIdentifier,
     SubjectIdentifiers,
     SubjectIdentifierSystem,
-    load_subject_identifiers,
 )
 from shared.events import LabResultReported, SubjectEnrolled
 from tests.support.services import REPO

@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -22,6 +21,7 @@ from services.ingest.domain.api_keys import (
     credential_of,
     parse_key,
 )
+from shared.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ class ApiKeyCache:
         pool: asyncpg.Pool,
         *,
         refresh_seconds: float,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
@@ -96,7 +96,7 @@ class ApiKeyCache:
                 "ingest cannot read its API keys right now (the database does not answer); "
                 "send the request again"
             )
-        return authenticate(credential_of(authorization, x_api_key), self._keys, self._clock())
+        return authenticate(credential_of(authorization, x_api_key), self._keys, self._clock.now())
 
     async def authenticate_fresh(
         self, authorization: str | None, x_api_key: str | None

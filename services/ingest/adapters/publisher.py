@@ -1,4 +1,5 @@
-"""Publishing events to Kafka and waiting for the broker's acknowledgement (acks=all)."""
+"""Publishing events to Kafka and waiting for the broker's acknowledgement (acks=all): the
+``EventPublisher`` port on Kafka."""
 
 from __future__ import annotations
 
@@ -9,18 +10,14 @@ import structlog
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
-from services.ingest.adapters.receipts import Outgoing
+from services.ingest.handlers.ports import BrokerUnavailable, Outgoing
 from shared.kafka import TopicCreationRefused
 
 log = structlog.get_logger(__name__)
 
 
-class BrokerUnavailable(RuntimeError):
-    """The broker did not acknowledge the write in time; nothing may be assumed stored."""
-
-
-class EventPublisher:
-    """Publishes envelopes to their topics; connects lazily so ingest starts without Kafka.
+class KafkaEventPublisher:
+    """The ``EventPublisher`` on Kafka; connects lazily so ingest starts without Kafka.
 
     ``ensure_topics`` creates missing topics with the configured partition count through
     the admin client; it runs before the first publish after connecting and after a publish

@@ -1,4 +1,5 @@
-"""Durable receipt: the raw message and the events it became, stored before any answer.
+"""Durable receipt in PostgreSQL: the raw message and the events it became, stored before
+any answer (the ``ReceiptStore`` port).
 
 ``received_messages`` keeps each message verbatim and is append-only. ``ingest_outbox``
 holds every event ingest owes the audit log; the re-drive step republishes the ones that
@@ -9,45 +10,17 @@ broker keeps messages in memory) nor a crash between receipt and publication los
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Literal
 
 import asyncpg
 import orjson
 
+from services.ingest.adapters.ownership import claim_and_read, move_subjects
+from services.ingest.domain.authorization import Decision, Ownership, Refusal
+from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
 from shared.db.receipts import ReceiptRow, insert_receipt
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One record ingest must publish: an event, or a dead letter whose event is known."""
-
-    event_id: uuid.UUID
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """A received message as it arrived."""
-
-    channel: str
-    source: str
-    content_type: str | None
-    raw: bytes
-    outcome: Literal["accepted", "rejected"]
-    reason: str | None = None
-    principal_source: str | None = None
-    """The authenticated source that sent it (None: not authenticated)."""
-    credential: str | None = None
-    """How that source was authenticated, e.g. ``api-key:<key id>``; never a secret."""
-    raw_truncated: bool = False
-    """Only the first bytes were kept (a body over the size cap, or a refused request
-    whose whole body was never read)."""
 
 
 async def record_receipt(
@@ -166,3 +139,87 @@ async def claim_overdue(
         )
         for row in rows
     ]
+
+
+class _Undo(Exception):
+    """Roll back the ownership claims of a request that turned out to be refused."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__(f"{len(refusals)} event(s) refused")
+        self.refusals = refusals
+
+
+class PostgresReceiptStore:
+    """The receipt store on ``received_messages``, ``ingest_outbox`` and the ownership
+    tables. Writes raise StorageUnavailable when the database is away; the re-drive's
+    reads let the database's errors through (the re-drive loop retries outages)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, redrive_after: timedelta) -> None:
+        self._pool = pool
+        self._deadline = redrive_after
+
+    async def record(
+        self,
+        receipt: Receipt,
+        outgoing: Sequence[Outgoing],
+        receipt_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        try:
+            async with self._pool.acquire() as connection:
+                return await record_receipt(
+                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
+                )
+        except (asyncpg.PostgresError, OSError) as error:
+            raise StorageUnavailable(f"cannot record the message durably: {error}") from error
+
+    async def record_owned(
+        self,
+        receipt: Receipt,
+        outgoing: Sequence[Outgoing],
+        *,
+        claims: Claims,
+        judge: Callable[[Ownership], Decision],
+    ) -> list[Refusal]:
+        receipt_id = uuid.uuid4()
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                known = await claim_and_read(
+                    connection,
+                    enrolled=claims.enrolled,
+                    records=claims.records,
+                    touched=claims.touched,
+                    owner=claims.owner,
+                    receipt_id=receipt_id,
+                )
+                decision = judge(known)
+                if decision.refusals:
+                    raise _Undo(decision.refusals)
+                await move_subjects(connection, decision.moves)
+                await record_receipt(
+                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
+                )
+        except _Undo as undo:
+            return undo.refusals
+        except (asyncpg.PostgresError, OSError) as error:
+            raise StorageUnavailable(f"cannot record the message durably: {error}") from error
+        return []
+
+    async def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
+        try:
+            async with self._pool.acquire() as connection:
+                await mark_published(connection, event_ids)
+        except (asyncpg.PostgresError, OSError) as error:
+            raise StorageUnavailable(f"cannot mark events published: {error!r}") from error
+
+    async def settle(self) -> int:
+        async with self._pool.acquire() as connection:
+            return await settle(connection)
+
+    @asynccontextmanager
+    async def claim_overdue(self, limit: int) -> AsyncIterator[list[Outgoing]]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield await claim_overdue(connection, limit, deadline=self._deadline)
+
+    async def unrecorded(self) -> tuple[int, float | None]:
+        async with self._pool.acquire() as connection:
+            return await unrecorded(connection)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.ingest.domain.study_documents import StudyDocument
 
 CODE_MAP_FILE = "code-map.yaml"
 
@@ -39,21 +40,16 @@ class CodeMap(BaseModel):
         return table
 
 
-def load_code_map(study_dir: Path, study_id: str) -> dict[str, str]:
-    """The study's code map as a lookup table; empty when the study has none."""
-    path = study_dir / study_id / CODE_MAP_FILE
-    if not path.exists():
-        return {}
+def code_map_lookup(document: StudyDocument) -> dict[str, str]:
+    """A study's ``code-map.yaml`` as a lookup table; raises InvalidCodeMap naming the
+    file."""
     try:
-        code_map = CodeMap.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValidationError) as error:
-        raise InvalidCodeMap(f"{path}: invalid code map: {error}") from error
+        code_map = CodeMap.model_validate(document.content)
+    except ValidationError as error:
+        raise InvalidCodeMap(f"{document.path}: invalid code map: {error}") from error
     return code_map.lookup()
 
 
-def load_code_maps(study_dir: Path) -> dict[str, dict[str, str]]:
-    """Every study's code map, keyed by study id."""
-    return {
-        path.parent.name: load_code_map(study_dir, path.parent.name)
-        for path in sorted(study_dir.glob(f"*/{CODE_MAP_FILE}"))
-    }
+def code_maps_of(documents: Iterable[StudyDocument]) -> dict[str, dict[str, str]]:
+    """Every study's code map as a lookup table, keyed by study id (its folder)."""
+    return {document.folder: code_map_lookup(document) for document in documents}

@@ -15,13 +15,13 @@ overlap), so a certificate and a message's identity always map to at most one so
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.ingest.domain.study_documents import StudyDocument
 from services.ingest.domain.subject_identifiers import SubjectIdentifierSystem
 
 SOURCES_FILE = "sources.yaml"
@@ -188,13 +189,11 @@ def _problems(error: ValidationError) -> str:
     )
 
 
-def _read(path: Path) -> StudySources:
+def _validate(document: StudyDocument) -> StudySources:
     try:
-        return StudySources.model_validate(yaml.safe_load(path.read_text()))
+        return StudySources.model_validate(document.content)
     except ValidationError as error:
-        raise InvalidSources(f"{path}: invalid sources: {_problems(error)}") from None
-    except (OSError, yaml.YAMLError) as error:
-        raise InvalidSources(f"{path}: cannot read sources: {error}") from error
+        raise InvalidSources(f"{document.path}: invalid sources: {_problems(error)}") from None
 
 
 def _overlap(one: Hl7Identity, other: Hl7Identity) -> bool:
@@ -223,16 +222,24 @@ def _check_unique(path: Path, entry: SourceEntry, loaded: list[Source]) -> None:
                 )
 
 
-def load_sources(study_dir: Path, *, default_study: str, default_zone: tzinfo) -> SourceRegistry:
-    """Every study's sources under ``study_dir``; raises InvalidSources naming the file and
-    the field."""
+def source_registry(
+    documents: Iterable[StudyDocument],
+    *,
+    study_folders: Iterable[str],
+    default_study: str,
+    default_zone: tzinfo,
+) -> SourceRegistry:
+    """Every study's sources, from each study's ``sources.yaml`` (``study_folders``: the
+    names of every study folder, with or without one); raises InvalidSources naming the
+    file and the field."""
     loaded: list[Source] = []
-    for path in sorted(study_dir.glob(f"*/{SOURCES_FILE}")):
-        study = _read(path)
-        if study.study_id != path.parent.name:
+    for document in documents:
+        path = document.path
+        study = _validate(document)
+        if study.study_id != document.folder:
             raise InvalidSources(
                 f"{path}: study_id {study.study_id!r} must be the name of its folder "
-                f"({path.parent.name!r})"
+                f"({document.folder!r})"
             )
         for entry in study.sources:
             _check_unique(path, entry, loaded)
@@ -247,6 +254,5 @@ def load_sources(study_dir: Path, *, default_study: str, default_zone: tzinfo) -
                     certificates=entry.certificates,
                 )
             )
-    studies = {p.name for p in study_dir.iterdir() if p.is_dir()} if study_dir.is_dir() else set()
-    studies |= {s.study_id for s in loaded} | {default_study}
+    studies = set(study_folders) | {s.study_id for s in loaded} | {default_study}
     return SourceRegistry(tuple(loaded), frozenset(studies), (default_study, default_zone))

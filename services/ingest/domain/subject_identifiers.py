@@ -16,14 +16,13 @@ A study without the block uses its study id as the assigning authority and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SOURCES_FILE = "sources.yaml"
+from services.ingest.domain.study_documents import StudyDocument
+
 FHIR_SYSTEM_PREFIX = "urn:vigil:study:"
 
 
@@ -86,15 +85,16 @@ class SubjectIdentifiers:
         return None
 
 
-def load_subject_identifiers(study_dir: Path) -> SubjectIdentifiers:
-    """The ``subject_identifier`` block of every study's ``sources.yaml``."""
+def subject_identifiers_of(documents: Iterable[StudyDocument]) -> SubjectIdentifiers:
+    """The ``subject_identifier`` block of every study's ``sources.yaml``; raises
+    InvalidSubjectIdentifier naming the file."""
     configured: dict[str, SubjectIdentifierSystem] = {}
-    for path in sorted(study_dir.glob(f"*/{SOURCES_FILE}")):
+    for document in documents:
         try:
-            block = _StudyBlock.model_validate(yaml.safe_load(path.read_text()))
-        except (OSError, yaml.YAMLError, ValidationError) as error:
+            block = _StudyBlock.model_validate(document.content)
+        except ValidationError as error:
             raise InvalidSubjectIdentifier(
-                f"{path}: invalid subject_identifier: {error}"
+                f"{document.path}: invalid subject_identifier: {error}"
             ) from error
         if block.subject_identifier is not None:
             configured[block.study_id] = block.subject_identifier

@@ -10,15 +10,13 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.authorization import Refusal
 from services.ingest.domain.fhir_entries import (
     created,
@@ -52,7 +50,9 @@ from services.ingest.entrypoints.fhir_responses import (
 )
 from services.ingest.entrypoints.http_guard import principal_of
 from services.ingest.entrypoints.http_refusals import FHIR_CHANNEL
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import Envelope, SubjectEvent
 
 log = structlog.get_logger(__name__)
@@ -76,7 +76,7 @@ def add_fhir_routes(
     max_bundle_entries: int,
     identifiers: SubjectIdentifiers | None = None,
     max_body_bytes: int = 5 * 1024 * 1024,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> None:
     """Mount the FHIR endpoints on ``app``; ``identifiers`` gives each study's identifier
@@ -104,7 +104,7 @@ def add_fhir_routes(
             return event, issues
         impossible = [
             Issue("value", _ELEMENT.get(found.field, "Resource"), found.problem)
-            for found in time_problems(event, clock(), clock_skew)
+            for found in time_problems(event, clock.now(), clock_skew)
         ]
         return (None, impossible) if impossible else (event, issues)
 

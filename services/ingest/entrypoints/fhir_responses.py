@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.authorization import Refusal
 from services.ingest.domain.fhir_entries import implausible_outcome, unreadable_outcome
 from services.ingest.domain.fhir_issues import Issue, operation_outcome
@@ -24,6 +23,7 @@ from services.ingest.entrypoints.fhir_http import (
     decoded,
 )
 from services.ingest.entrypoints.http_refusals import FHIR_CHANNEL, refusal
+from services.ingest.handlers.ports import Receipt
 from shared.events import Envelope, LabResultUnreadable, SubjectEvent
 from shared.json_input import decode
 

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ingest import metrics
 from services.ingest.adapters.key_cache import ApiKeyCache, KeysUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.api_keys import NotAuthenticated
 from services.ingest.domain.principals import Principal
 from services.ingest.domain.rate_limit import RateLimiter
@@ -31,7 +30,8 @@ from services.ingest.entrypoints.http_body import (
     read_prefix,
 )
 from services.ingest.entrypoints.http_refusals import channel_of, refusal
-from services.ingest.handlers.intake import Intake, StorageUnavailable
+from services.ingest.handlers.intake import Intake
+from services.ingest.handlers.ports import Receipt, StorageUnavailable
 
 log = structlog.get_logger(__name__)
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

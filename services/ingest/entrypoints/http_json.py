@@ -10,7 +10,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -21,8 +21,6 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingest.adapters.key_cache import ApiKeyCache
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.authorization import Refusal
 from services.ingest.domain.json_events import item_events
 from services.ingest.domain.json_requests import (
@@ -36,7 +34,9 @@ from services.ingest.domain.principals import Principal
 from services.ingest.entrypoints.http_guard import Limits, WriteGuard, principal_of
 from services.ingest.entrypoints.http_refusals import JSON_CHANNEL, refusal
 from services.ingest.entrypoints.problems import PROBLEM_JSON, field_errors, problem
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import DataQualityIssueRaised
 from shared.http_service import ReadinessCheck, service_app
 from shared.supervision import Supervisor
@@ -79,7 +79,7 @@ def create_app(
     readiness: ReadinessCheck,
     metrics_token: SecretStr | None,
     supervisor: Supervisor | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> FastAPI:
     """The ingest application; ``intake`` and ``keys`` give the running parts once
@@ -194,7 +194,7 @@ def create_app(
     async def accept_correlated(
         request: Request, body: BaseModel | list[Any], correlation_id: uuid.UUID
     ) -> Response:
-        now = clock()
+        now = clock.now()
         try:
             groups = item_events(
                 body if isinstance(body, list) else [body],

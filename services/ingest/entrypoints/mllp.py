@@ -14,14 +14,12 @@ reason code, never a field's value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
-from services.ingest.adapters.publisher import BrokerUnavailable
-from services.ingest.adapters.receipts import Receipt
 from services.ingest.domain.hl7.batch import Batch, batch_ack, read_block
 from services.ingest.domain.hl7.charset import Decoded, decode
 from services.ingest.domain.hl7.header import Hl7Header, read_header
@@ -47,7 +45,9 @@ from services.ingest.entrypoints.mllp_refusals import (
     frame_problem,
     msh_problem,
 )
-from services.ingest.handlers.intake import Forbidden, Intake, StorageUnavailable
+from services.ingest.handlers.intake import Forbidden, Intake
+from services.ingest.handlers.ports import BrokerUnavailable, Receipt, StorageUnavailable
+from shared.clock import Clock
 from shared.events import Envelope
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ class MllpHandler:
         max_bytes: int,
         identifiers: SubjectIdentifiers | None = None,
         processing_ids: frozenset[str] = frozenset({"P"}),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
         self._clock, self._clock_skew = clock, clock_skew
@@ -129,7 +129,7 @@ class MllpHandler:
             # answered but not kept: an unauthenticated peer must not fill the store
             log.warning("mllp.refused_over_rate", reason_code=gate.reason_code)
             outcome = outcome_of(gate.code, header, [gate.problem], decoded.charset)
-            return Answer(encode_ack(outcome), close=True)
+            return Answer(encode_ack(outcome, self._clock.now()), close=True)
         return await self._refuse(frame, peer, header, gate, decoded.charset)
 
     def _gate(
@@ -180,7 +180,7 @@ class MllpHandler:
             batch,
             [answer.ack for answer in answers],
             control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-            now=datetime.now(UTC),
+            now=self._clock.now(),
         )
         return Answer(ack, close=any(answer.close for answer in answers))
 
@@ -198,7 +198,7 @@ class MllpHandler:
             code_maps=self._code_maps,
             identifiers=self._identifiers,
             processing_ids=self._processing_ids,
-            now=self._clock(),
+            now=self._clock.now(),
             clock_skew=self._clock_skew,
         )
         outcome.charset = decoded.charset
@@ -239,7 +239,7 @@ class MllpHandler:
             outcome.problems = refusal_problems(forbidden.refusals, envelopes, text)
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome))
-        return Answer(encode_ack(outcome))
+        return Answer(encode_ack(outcome, self._clock.now()))
 
     async def _refuse(
         self,
@@ -262,7 +262,7 @@ class MllpHandler:
         except (StorageUnavailable, BrokerUnavailable):
             return Answer(self._unavailable(outcome), close=refusal.close)
         self._log_rejected(outcome.control_id, refusal.reason_code, [refusal.problem])
-        return Answer(encode_ack(outcome), close=refusal.close)
+        return Answer(encode_ack(outcome, self._clock.now()), close=refusal.close)
 
     async def _failed(
         self, frame: Frame, peer: Peer, header: Hl7Header | None, error: Exception, charset: str
@@ -307,4 +307,4 @@ class MllpHandler:
         outcome.ack_code = "AE"
         outcome.problems = [msh_problem("temporarily unavailable: send again later")]
         log.warning("mllp.unavailable", control_id=outcome.control_id, reason_code="unavailable")
-        return encode_ack(outcome)
+        return encode_ack(outcome, self._clock.now())

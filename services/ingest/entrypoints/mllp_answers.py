@@ -4,7 +4,7 @@ message was (pure)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.ingest.domain.hl7.ack import build_ack
 from services.ingest.domain.hl7.charset import codec_for
@@ -29,8 +29,9 @@ def outcome_of(
     )
 
 
-def encode_ack(outcome: Interpretation) -> bytes:
-    """The ACK for ``outcome`` from VIGIL to the message's sender, in its character set."""
+def encode_ack(outcome: Interpretation, now: datetime) -> bytes:
+    """The ACK for ``outcome`` from VIGIL to the message's sender, in its character set,
+    sent at ``now``."""
     return build_ack(
         outcome,
         sending_application="VIGIL",
@@ -38,5 +39,5 @@ def encode_ack(outcome: Interpretation) -> bytes:
         receiving_application=outcome.sender[0],
         receiving_facility=outcome.sender[1],
         ack_control_id=f"ACK{uuid.uuid4().hex[:16].upper()}",
-        now=datetime.now(UTC),
+        now=now,
     ).encode(codec_for(outcome.charset), errors="replace")

@@ -4,28 +4,25 @@ answered. The order is the point: nothing is answered that was not stored first.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
 
-import asyncpg
 import structlog
 
 from services.ingest import metrics
-from services.ingest.adapters.ownership import claim_and_read, move_subjects
-from services.ingest.adapters.publisher import BrokerUnavailable, EventPublisher
-from services.ingest.adapters.receipts import (
-    Outgoing,
-    Receipt,
-    claim_overdue,
-    mark_published,
-    record_receipt,
-    settle,
-    unrecorded,
-)
 from services.ingest.domain.authorization import Refusal, claims, decide, precheck, without
 from services.ingest.domain.principals import Principal
+from services.ingest.handlers.ports import (
+    BrokerUnavailable,
+    Claims,
+    EventPublisher,
+    Outgoing,
+    Receipt,
+    ReceiptStore,
+    StorageUnavailable,
+)
 from shared.analytes import analyte_for
 from shared.events import CONTENT_TYPE, Envelope, LabResultReported, payload_class
 from shared.events.dead_letters import ReceiptReference, dead_letter, study_named_in
@@ -36,10 +33,6 @@ from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 REJECTED_BY = "vigil-ingest"
-
-
-class StorageUnavailable(RuntimeError):
-    """The message could not be recorded durably, so it must not be acknowledged."""
 
 
 class Forbidden(Exception):
@@ -57,14 +50,6 @@ def describe(refusals: Sequence[Refusal]) -> str:
     """The refusals in words, for a receipt's reason (fields and rules, never values)."""
     kinds = sorted({f"{r.code} ({r.field}): {r.problem}" for r in refusals})
     return f"403 {len(refusals)} event(s) refused: " + "; ".join(kinds)
-
-
-class _Undo(Exception):
-    """Roll back the ownership claims of a request that turned out to be refused."""
-
-    def __init__(self, refusals: list[Refusal]) -> None:
-        super().__init__(describe(refusals))
-        self.refusals = refusals
 
 
 def outgoing_event(envelope: Envelope) -> Outgoing:
@@ -91,32 +76,22 @@ def analyte_of(envelope: Envelope) -> str | None:
 class Intake:
     """Durable receipt, publication and re-drive for every channel (HTTP, MLLP, FHIR)."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, publisher: EventPublisher, *, redrive_after: timedelta
-    ) -> None:
-        self._pool = pool
+    def __init__(self, store: ReceiptStore, publisher: EventPublisher) -> None:
+        self._store = store
         self._publisher = publisher
-        self._deadline = redrive_after
 
     async def _record(
         self, receipt: Receipt, outgoing: Sequence[Outgoing], receipt_id: uuid.UUID | None = None
     ) -> None:
-        try:
-            async with self._pool.acquire() as connection:
-                await record_receipt(
-                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
-                )
-        except (asyncpg.PostgresError, OSError) as error:
-            raise StorageUnavailable(f"cannot record the message durably: {error}") from error
+        await self._store.record(receipt, outgoing, receipt_id)
 
     async def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         await self._publisher.publish(outgoing)
         try:
-            async with self._pool.acquire() as connection:
-                await mark_published(connection, [item.event_id for item in outgoing])
-        except (asyncpg.PostgresError, OSError) as error:
+            await self._store.mark_published([item.event_id for item in outgoing])
+        except StorageUnavailable as error:
             # published and acknowledged; the re-drive will only check it arrived
-            log.warning("ingest.mark_published_failed", error=repr(error))
+            log.warning("ingest.mark_published_failed", error=repr(error.__cause__ or error))
 
     async def _record_authorized(
         self, receipt: Receipt, envelopes: Sequence[Envelope], principal: Principal
@@ -124,31 +99,13 @@ class Intake:
         """In one transaction: claim what nobody owns, judge the request against the
         owners, and record the receipt with its owed events; or, when something is
         refused, roll all of it back and return the refusals."""
-        receipt_id = uuid.uuid4()
         enrolled, records, touched = claims(envelopes)
-        outgoing = [outgoing_event(envelope) for envelope in envelopes]
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                known = await claim_and_read(
-                    connection,
-                    enrolled=enrolled,
-                    records=records,
-                    touched=touched,
-                    owner=principal.source,
-                    receipt_id=receipt_id,
-                )
-                decision = decide(envelopes, principal, known)
-                if decision.refusals:
-                    raise _Undo(decision.refusals)
-                await move_subjects(connection, decision.moves)
-                await record_receipt(
-                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
-                )
-        except _Undo as undo:
-            return undo.refusals
-        except (asyncpg.PostgresError, OSError) as error:
-            raise StorageUnavailable(f"cannot record the message durably: {error}") from error
-        return []
+        return await self._store.record_owned(
+            receipt,
+            [outgoing_event(envelope) for envelope in envelopes],
+            claims=Claims(principal.source, enrolled, records, touched),
+            judge=functools.partial(decide, envelopes, principal),
+        )
 
     async def _refuse(
         self, receipt: Receipt, refusals: Sequence[Refusal], principal: Principal, origin: str
@@ -252,8 +209,7 @@ class Intake:
 
     async def sample_metrics(self) -> None:
         """Update the gauges of what is owed to the audit log (a stall shows as age)."""
-        async with self._pool.acquire() as connection:
-            count, oldest_age = await unrecorded(connection)
+        count, oldest_age = await self._store.unrecorded()
         set_queue(
             metrics.INGEST_UNRECORDED_EVENTS,
             metrics.INGEST_OLDEST_UNRECORDED_AGE,
@@ -267,16 +223,12 @@ class Intake:
         Each record is published on its own: one the broker refuses is reported and
         waits its next (exponentially later) check, the others go; only when the broker
         took none of them because it is away is the claim undone for the next round."""
-        async with self._pool.acquire() as connection:
-            settled = await settle(connection)
-            async with connection.transaction():
-                overdue = await claim_overdue(connection, 500, deadline=self._deadline)
-                results = await self._publisher.publish_each(overdue) if overdue else []
-                failed = [(r, e) for r, e in zip(overdue, results, strict=True) if e is not None]
-                if failed and len(failed) == len(overdue) and all(is_outage(e) for _, e in failed):
-                    raise BrokerUnavailable(
-                        f"Kafka took none of {len(overdue)} re-driven record(s)"
-                    )
+        settled = await self._store.settle()
+        async with self._store.claim_overdue(500) as overdue:
+            results = await self._publisher.publish_each(overdue) if overdue else []
+            failed = [(r, e) for r, e in zip(overdue, results, strict=True) if e is not None]
+            if failed and len(failed) == len(overdue) and all(is_outage(e) for _, e in failed):
+                raise BrokerUnavailable(f"Kafka took none of {len(overdue)} re-driven record(s)")
         for record, error in failed:
             log.error(
                 "ingest.redrive_failed", event_id=str(record.event_id), error=failure_summary(error)
