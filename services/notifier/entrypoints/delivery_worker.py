@@ -48,6 +48,7 @@ from shared.events.notifications import (
     DeliveryFellBack,
     DeliverySucceeded,
 )
+from shared.eventstore import PostgresEventStore
 from shared.failures import OUTAGES, failure_summary, failure_traceback, is_outage
 from shared.supervision import Progress
 
@@ -310,13 +311,10 @@ class DeliveryWorker:
         await outbox.mark_sent(connection, item.delivery.delivery_id)
         # the signal's time and correlation id: for latency, and to follow one result from
         # ingest to this message in the logs
-        signal = await connection.fetchrow(
-            "SELECT recorded_at, envelope->>'correlationid' AS correlation_id FROM events "
-            "WHERE event_id = $1",
-            item.delivery.signal_id,
-        )
+        found = await PostgresEventStore(connection).read_events([item.delivery.signal_id])
+        signal = found[0] if found else None
         metrics.record_delivery(
-            item.delivery.channel, "sent", signal["recorded_at"] if signal else None
+            item.delivery.channel, "sent", signal.recorded_at if signal else None
         )
         log.info(
             "notifier.delivery_sent",
@@ -324,7 +322,7 @@ class DeliveryWorker:
             signal_id=str(item.delivery.signal_id),
             channel=item.delivery.channel,
             attempt=item.attempt,
-            correlation_id=signal["correlation_id"] if signal else None,
+            correlation_id=signal.envelope.get("correlationid") if signal else None,
         )
 
     async def _failed(
