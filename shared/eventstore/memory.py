@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -17,9 +18,7 @@ from shared.clock import Clock, SystemClock
 from shared.events import SafetySignalRaised, schema_version
 from shared.eventstore.canonical import (
     GENESIS_HASH,
-    canonical_bytes,
     chain_hash,
-    epoch_micros,
     json_text,
     subject_columns,
 )
@@ -115,22 +114,6 @@ class InMemoryEventStore:
                 clinical_time = clinical_time.astimezone(UTC)
             envelope_text = envelope.attributes_json()
             study_id, subject_id = subject_columns(envelope.study_id, envelope.subject)
-            recorded_us = epoch_micros(moment)
-            assert recorded_us is not None
-            canonical = canonical_bytes(
-                position=position,
-                event_id=str(envelope.id),
-                stream_id=stream_id,
-                stream_version=version,
-                type=envelope.type,
-                schema_version=schema_version(envelope.type),
-                clinical_time_us=epoch_micros(clinical_time),
-                recorded_at_us=recorded_us,
-                source=envelope.source,
-                envelope_text=envelope_text,
-                payload_text=payload_text,
-            )
-            row_hash = chain_hash(prev_hash, canonical)
             stored = StoredEvent(
                 position=position,
                 event_id=envelope.id,
@@ -148,9 +131,11 @@ class InMemoryEventStore:
                 envelope_text=envelope_text,
                 payload_text=payload_text,
                 prev_hash=prev_hash,
-                hash=row_hash,
+                hash=b"",
             )
-            prev_hash = row_hash
+            # the bytes a PostgreSQL row's hash covers, chained the same way
+            stored = replace(stored, hash=chain_hash(prev_hash, stored.canonical()))
+            prev_hash = stored.hash
             added[envelope.id] = stored
             results.append(Appended(envelope.id, position, stream_id, version, new=True))
         # nothing is kept before the whole batch passed: all or nothing
