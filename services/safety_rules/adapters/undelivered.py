@@ -51,7 +51,10 @@ class UndeliveredSignals:
 
     async def refresh(self, connection: asyncpg.Connection) -> list[UndeliveredSignal]:
         """Read what is new in the log; return the signals still waiting, oldest first."""
-        store = PostgresEventStore(connection)
+        return await self.refresh_from(PostgresEventStore(connection))
+
+    async def refresh_from(self, store: EventStore) -> list[UndeliveredSignal]:
+        """:meth:`refresh` on any event store."""
         head, _ = await store.head()
         while self._scanned < head:
             upto = min(self._scanned + self._chunk, head)
