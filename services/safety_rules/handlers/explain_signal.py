@@ -10,7 +10,7 @@ import asyncpg
 from services.safety_rules.domain.explain import InputFact, LaterEvent, explain
 from services.safety_rules.domain.rule_pack import load_rule_packs
 from shared.events import SafetySignalRaised
-from shared.eventstore import PostgresEventStore
+from shared.eventstore import EventStore, PostgresEventStore
 
 
 class SignalNotFound(LookupError):
@@ -54,15 +54,19 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
     """The explanation of one stored signal."""
     connection = await asyncpg.connect(dsn)
     try:
-        store = PostgresEventStore(connection)
-        found = await store.find_event(signal_id, SafetySignalRaised.event_type)
-        if found is None:
-            raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
-        signal = SafetySignalRaised.model_validate_json(found.payload_text)
-        stored_inputs = await store.read_events(signal.input_event_ids)
-        history = await store.read_signal_history(signal.stream_id, signal_id)
+        return await explain_stored_signal(PostgresEventStore(connection), signal_id, study_dir)
     finally:
         await connection.close()
+
+
+async def explain_stored_signal(store: EventStore, signal_id: uuid.UUID, study_dir: Path) -> str:
+    """The explanation of one signal of ``store``."""
+    found = await store.find_event(signal_id, SafetySignalRaised.event_type)
+    if found is None:
+        raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
+    signal = SafetySignalRaised.model_validate_json(found.payload_text)
+    stored_inputs = await store.read_events(signal.input_event_ids)
+    history = await store.read_signal_history(signal.stream_id, signal_id)
     inputs = [
         InputFact(
             str(e.event_id),
