@@ -3,7 +3,6 @@ when a batch ends inside such a group (the tie is broken by the event store's po
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -12,7 +11,6 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
-from shared.db.pool import create_pool
 from shared.events import Envelope, LabResultReported, wrap
 from shared.eventstore import NewEvent, append
 
@@ -44,20 +42,11 @@ def fact(n: int) -> Envelope:
     return wrap(payload, source="/tests")
 
 
-@pytest.fixture
-async def relay_pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def test_rows_of_one_timestamp_go_out_in_log_order_across_batches(
-    relay_pool: asyncpg.Pool,
+    pool: asyncpg.Pool,
 ) -> None:
     events = [fact(n) for n in range(5)]
-    async with relay_pool.acquire() as connection, connection.transaction():
+    async with pool.acquire() as connection, connection.transaction():
         await append(connection, [NewEvent(e) for e in events])
         # entered in the reverse order, all at one time: only the log can order them
         await connection.executemany(
@@ -66,7 +55,7 @@ async def test_rows_of_one_timestamp_go_out_in_log_order_across_batches(
             [(e.id, e.to_json(), CREATED) for e in reversed(events)],
         )
     broker = RecordingBroker()
-    relay = OutboxRelay(relay_pool, cast(KafkaBroker, broker), batch_size=2)
+    relay = OutboxRelay(pool, cast(KafkaBroker, broker), batch_size=2)
 
     assert [await relay.relay_once() for _ in range(4)] == [2, 2, 1, 0]
     assert broker.values == [e.to_json() for e in events]
