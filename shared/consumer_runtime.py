@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 
 from shared.db.migrate import pending_migrations, require_current_schema
 from shared.db.pool import create_pool
+from shared.eventstore.postgres import role_may_update_log
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import VigilSettings
 from shared.supervision import Supervisor
@@ -43,11 +44,11 @@ async def consumer_runtime(
     await require_current_schema(settings.database_url)
     await wait_for_topics(settings)
     pool = await create_pool(settings.database_url)
-    if await pool.fetchval("SELECT has_table_privilege('events', 'UPDATE')"):
+    if await role_may_update_log(pool):
         log.warning(
             "db.role_can_change_audit_log",
-            hint="VIGIL_DATABASE_URL connects as a role that may UPDATE events; the services "
-            f"should use the service role {settings.database_service_role!r} that "
+            hint="VIGIL_DATABASE_URL connects as a role that may UPDATE the events table; the "
+            f"services should use the service role {settings.database_service_role!r} that "
             "`vigil db upgrade` creates (triggers still refuse the change).",
         )
     broker = make_broker(settings, client_id=client_id)

@@ -17,7 +17,13 @@ from shared import metrics
 from shared.clock import Clock, SystemClock
 from shared.events import wrap
 from shared.events.operations import ProjectionEventSkipped, ProjectionRebuilt, projection_stream
-from shared.eventstore import NewEvent, PayloadEvent, append, read_payloads
+from shared.eventstore import (
+    NewEvent,
+    PayloadEvent,
+    PostgresEventStore,
+    append,
+    read_payloads,
+)
 from shared.eventstore.store import APPEND_LOCK
 from shared.failures import failure_summary, failure_traceback, is_outage
 
@@ -237,18 +243,19 @@ class ProjectionRunner:
     async def skipped(self) -> int:
         """How many events the read model is missing: skipped since its last rebuild (the
         rebuild's own skips included). Not 0: fix the cause, then `vigil replay`."""
-        count: int = await self._pool.fetchval(
-            """WITH last AS (
-                   SELECT stream_version, (payload->>'skipped')::int AS skipped FROM events
-                   WHERE stream_id = $1 AND type = $2 ORDER BY stream_version DESC LIMIT 1)
-               SELECT coalesce((SELECT skipped FROM last), 0) + (
-                   SELECT count(*) FROM events WHERE stream_id = $1 AND type = $3
-                   AND stream_version > coalesce((SELECT stream_version FROM last), 0))""",
-            projection_stream(self.name),
-            ProjectionRebuilt.event_type,
-            ProjectionEventSkipped.event_type,
-        )
-        return count
+        stream = projection_stream(self.name)
+        # one snapshot for both reads, so a rebuild committing between them is not half seen
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            store = PostgresEventStore(connection)
+            rebuilt = await store.last_of_type(stream, ProjectionRebuilt.event_type)
+            since = rebuilt.stream_version if rebuilt is not None else 0
+            count = await store.count_of_type(
+                stream, ProjectionEventSkipped.event_type, after_version=since
+            )
+        return count + (int(rebuilt.payload.get("skipped") or 0) if rebuilt is not None else 0)
 
     async def sample_skipped(self) -> None:
         """Set ``vigil_projection_skipped_events`` for this projection."""

@@ -1,12 +1,28 @@
-"""The audit log: an append-only, hash-chained event store on PostgreSQL."""
+"""The audit log: an append-only, hash-chained event store on PostgreSQL.
 
-from shared.eventstore.store import (
+Code that reads or writes the log goes through the :class:`EventStore` port
+(:class:`PostgresEventStore`, :class:`InMemoryEventStore`); the functions of a connection
+(``append``, ``read_stream``...) are the PostgreSQL store's, for callers in a transaction.
+"""
+
+from typing import TYPE_CHECKING
+
+from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.ports import EventStore
+from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.records import (
     Appended,
+    Backlog,
+    DueEvent,
     EventIdConflict,
+    EventSelection,
+    LoggedEvent,
     NewEvent,
     PayloadEvent,
     StoredEvent,
     StreamVersionConflict,
+)
+from shared.eventstore.store import (
     append,
     head,
     read_all,
@@ -18,9 +34,16 @@ from shared.eventstore.store import (
 
 __all__ = [
     "Appended",
+    "Backlog",
+    "DueEvent",
     "EventIdConflict",
+    "EventSelection",
+    "EventStore",
+    "InMemoryEventStore",
+    "LoggedEvent",
     "NewEvent",
     "PayloadEvent",
+    "PostgresEventStore",
     "StoredEvent",
     "StreamVersionConflict",
     "append",
@@ -31,3 +54,8 @@ __all__ = [
     "store_id",
     "stored_ids",
 ]
+
+if TYPE_CHECKING:
+    # mypy proves both implementations have the port's shape
+    _POSTGRES: type[EventStore] = PostgresEventStore
+    _IN_MEMORY: type[EventStore] = InMemoryEventStore

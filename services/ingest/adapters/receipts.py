@@ -21,6 +21,7 @@ from services.ingest.adapters.ownership import claim_and_read, move_subjects
 from services.ingest.domain.authorization import Decision, Ownership, Refusal
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
 from shared.db.receipts import ReceiptRow, insert_receipt
+from shared.eventstore.postgres import stored_event_sql
 
 
 async def record_receipt(
@@ -84,7 +85,7 @@ async def mark_published(connection: asyncpg.Connection, event_ids: Sequence[uui
 # An owed event is settled once it is in the audit log, or once the rules service
 # dead-lettered it (a poison record: its InputRejected is in the audit log instead).
 _SETTLED = (
-    "(EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id)"
+    f"({stored_event_sql('o.event_id')}"
     " OR EXISTS (SELECT 1 FROM dead_lettered_events d WHERE d.event_id = o.event_id))"
 )
 

@@ -21,7 +21,14 @@ from shared.events.notifications import (
     SignalAcknowledged,
     notification_stream,
 )
-from shared.eventstore import Appended, NewEvent, append, read_stream, stored_ids
+from shared.eventstore import (
+    Appended,
+    NewEvent,
+    PostgresEventStore,
+    append,
+    read_stream,
+    stored_ids,
+)
 
 SOURCE = "/vigil/notifier"
 # The class of the advisory locks that serialise the handling of one notification (the
@@ -99,38 +106,24 @@ async def acknowledgement(
 ) -> tuple[SignalAcknowledged, datetime] | None:
     """The acknowledgement recorded under ``event_id``, with when the audit log recorded
     it; None when there is none."""
-    row = await connection.fetchrow(
-        "SELECT payload_json, recorded_at FROM events WHERE event_id = $1 AND type = $2",
-        event_id,
-        SignalAcknowledged.event_type,
-    )
-    if row is None:
+    found = await PostgresEventStore(connection).find_event(event_id, SignalAcknowledged.event_type)
+    if found is None:
         return None
-    return SignalAcknowledged.model_validate_json(row["payload_json"]), row["recorded_at"]
+    return SignalAcknowledged.model_validate_json(found.payload_text), found.recorded_at
 
 
 async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:
     """The timer events of every notification not acknowledged, resolved nor withdrawn
     since it was opened or last reopened."""
-    rows = await connection.fetch(
-        """WITH last_turn AS (
-               SELECT DISTINCT ON (stream_id) stream_id, type FROM events
-               WHERE stream_id LIKE 'notification-%' AND type = ANY($3::text[])
-               ORDER BY stream_id, stream_version DESC)
-           SELECT stream_id, type, payload_json FROM events
-           WHERE stream_id LIKE 'notification-%' AND type = ANY($1::text[])
-             AND stream_id NOT IN (SELECT stream_id FROM last_turn
-                                   WHERE type = ANY($2::text[]))
-           ORDER BY stream_id, stream_version""",
+    timer_events = await PostgresEventStore(connection).read_open_streams(
+        "notification-",
         _TIMER_TYPES,
-        _CLOSING_TYPES,
-        _TURNING_TYPES,
+        turning_types=_TURNING_TYPES,
+        closing_types=_CLOSING_TYPES,
     )
     streams: dict[str, list[EventPayload]] = defaultdict(list)
-    for row in rows:
-        streams[row["stream_id"]].append(
-            payload_class(row["type"]).model_validate_json(row["payload_json"])
-        )
+    for event in timer_events:
+        streams[event.stream_id].append(payload_class(event.type).model_validate(event.payload))
     return list(streams.values())
 
 
@@ -139,9 +132,7 @@ async def signal_record(
 ) -> SignalRecord | None:
     """The signal's time and correlation id: for latency, and to follow one result from
     ingest to the messages about it in the logs (None: the log holds no such event)."""
-    row = await connection.fetchrow(
-        "SELECT recorded_at, envelope->>'correlationid' AS correlation_id FROM events "
-        "WHERE event_id = $1",
-        signal_id,
-    )
-    return None if row is None else SignalRecord(row["recorded_at"], row["correlation_id"])
+    found = await PostgresEventStore(connection).read_events([signal_id])
+    if not found:
+        return None
+    return SignalRecord(found[0].recorded_at, found[0].envelope.get("correlationid"))

@@ -29,6 +29,8 @@ from shared.events import (
     SafetySignalRetracted,
     SafetySignalRouted,
 )
+from shared.eventstore import EventSelection, PostgresEventStore
+from shared.eventstore.postgres import read_selected_sql, selection_sql
 
 CHECKPOINT = "notifier.catch-up"
 # Every event the notifier answers: the signal events, and every kind of data-quality
@@ -54,19 +56,16 @@ ANSWERED_ISSUES: tuple[str, ...] = tuple(DATA_QUALITY_ROUTES)
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 
 
-def _literal(values: tuple[str, ...]) -> str:
-    assert all(
-        value.replace(".", "").replace("_", "").replace("-", "").isalnum() for value in values
-    )  # our constants, nothing to quote
-    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
-
-
-# As literals in the query, not parameters: only then can the planner prove that the
-# query's condition implies the partial index's (the same text as in migration 0011).
-CAUSES_SQL = (
-    f"(type IN {_literal(SIGNAL_TYPES)} OR (type = '{DataQualityIssueRaised.event_type}' "
-    f"AND payload ->> 'issue' IN {_literal(ANSWERED_ISSUES)}))"
+# The events the catch-up reads. PostgreSQL reads the selection's values as literals: only
+# then can the planner prove that the query's condition implies the partial index's (the
+# same text as in migration 0015; tests/unit/test_notifier_catch_up_index.py checks it).
+CAUSES = EventSelection(
+    types=SIGNAL_TYPES,
+    payload_type=DataQualityIssueRaised.event_type,
+    payload_field="issue",
+    payload_values=ANSWERED_ISSUES,
 )
+CAUSES_SQL = selection_sql(CAUSES)
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,13 @@ async def advance(connection: asyncpg.Connection, position: int) -> None:
 
 async def log_head(connection: asyncpg.Connection) -> int:
     """The last position of the log (0: empty)."""
-    position: int = await connection.fetchval("SELECT coalesce(max(position), 0) FROM events")
+    position, _ = await PostgresEventStore(connection).head()
     return position
 
 
-# Signal events in (after, upto], oldest first, each with whether the grace has passed.
-READ_CAUSES = f"""
-    SELECT position, event_id, type, envelope_json, payload_json,
-           recorded_at <= clock_timestamp() - make_interval(secs => $4) AS due
-    FROM events
-    WHERE {CAUSES_SQL} AND position > $1 AND position <= $2
-    ORDER BY position
-    LIMIT $3"""
+# Signal events in (after, upto], oldest first, each with whether the grace has passed:
+# the query the event store runs ($1 after, $2 upto, $3 limit, $4 grace seconds).
+READ_CAUSES = read_selected_sql(CAUSES)
 
 
 async def read_causes(
@@ -145,33 +139,28 @@ async def read_causes(
     grace_seconds: float,
 ) -> list[LoggedCause]:
     """Up to ``limit`` signal events in (``after``, ``upto``], in position order."""
-    rows = await connection.fetch(READ_CAUSES, after, upto, limit, float(grace_seconds))
+    read = await PostgresEventStore(connection).read_selected(
+        CAUSES, after=after, upto=upto, limit=limit, grace_seconds=grace_seconds
+    )
     return [
         LoggedCause(
-            row["position"],
-            row["event_id"],
-            row["type"],
-            row["envelope_json"],
-            row["payload_json"],
-            row["due"],
+            cause.event.position,
+            cause.event.event_id,
+            cause.event.type,
+            cause.event.envelope_text,
+            cause.event.payload_text,
+            cause.due,
         )
-        for row in rows
+        for cause in read
     ]
 
 
 async def behind(connection: asyncpg.Connection) -> Behind:
     """Signal events after the checkpoint, and the age of the oldest."""
-    row = await connection.fetchrow(
-        f"""SELECT count(*) AS events,
-                   extract(epoch FROM clock_timestamp() - min(recorded_at))::float8 AS age
-            FROM events
-            WHERE {CAUSES_SQL}
-              AND position > coalesce((SELECT position FROM projection_checkpoints
-                                       WHERE name = $1), 0)""",
-        CHECKPOINT,
+    backlog = await PostgresEventStore(connection).selected_backlog(
+        CAUSES, after=await checkpoint(connection)
     )
-    age: float | None = row["age"]
-    return Behind(row["events"], None if age is None else max(age, 0.0))
+    return Behind(backlog.events, backlog.oldest_age_seconds)
 
 
 async def checkpoint(connection: asyncpg.Connection) -> int:

@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from services.safety_rules import metrics
 from shared.background import DrainLoop
 from shared.events import CONTENT_TYPE
+from shared.eventstore import PostgresEventStore
 from shared.failures import BROKER_OUTAGES, failure_summary, is_outage
 from shared.metrics import set_queue
 from shared.supervision import Progress
@@ -87,17 +88,7 @@ class OutboxRelay:
     async def relay_once(self, progress: Progress | None = None) -> int:
         """Publish one batch of pending rows; returns how many were published."""
         async with self._pool.acquire() as connection, connection.transaction():
-            rows = await connection.fetch(
-                """SELECT event_id, topic, key, value FROM outbox
-                   WHERE published_at IS NULL AND event_id <> ALL($2::uuid[])
-                   -- a batch's rows can share a timestamp: the audit log's order breaks ties
-                   ORDER BY created_at,
-                            (SELECT position FROM events e WHERE e.event_id = outbox.event_id)
-                   LIMIT $1
-                   FOR UPDATE SKIP LOCKED""",
-                self._batch_size,
-                self._holding(),
-            )
+            rows = await self._lock_pending(connection)
             if not rows:
                 return 0
             results = await asyncio.gather(
@@ -133,6 +124,35 @@ class OutboxRelay:
         await self._observe_signals([bytes(row["value"]) for row in published])
         return len(published)
 
+    async def _lock_pending(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
+        """The next batch of pending rows, locked, oldest first. Rows can share a timestamp
+        (a batch's, often): the audit log's order breaks the tie, so the rest of the last
+        timestamp's rows are locked too, to choose among them (those not chosen are left
+        for the next round, unlocked at commit)."""
+        pending = """SELECT event_id, topic, key, value, created_at FROM outbox
+                     WHERE published_at IS NULL AND event_id <> ALL($1::uuid[])"""
+        holding = self._holding()
+        rows = list(
+            await connection.fetch(
+                f"{pending} ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                holding,
+                self._batch_size,
+            )
+        )
+        if len(rows) == self._batch_size:
+            rows += await connection.fetch(
+                f"{pending} AND created_at = $2 AND event_id <> ALL($3::uuid[]) "
+                "FOR UPDATE SKIP LOCKED",
+                holding,
+                rows[-1]["created_at"],
+                [row["event_id"] for row in rows],
+            )
+        positions = await PostgresEventStore(connection).positions_of(
+            row["event_id"] for row in rows
+        )
+        rows.sort(key=lambda row: (row["created_at"], positions.get(row["event_id"], 0)))
+        return rows[: self._batch_size]
+
     async def sample_backlog(self) -> None:
         """Update the backlog gauges: how many entries wait, and for how long."""
         row = await self._pool.fetchrow(
@@ -154,12 +174,14 @@ class OutboxRelay:
         raised = [e for e in signals if e["type"] == SIGNAL_RAISED and e.get("causationid")]
         received: dict[str, datetime] = {}
         try:
-            rows = await self._pool.fetch(
-                "SELECT event_id::text AS id, envelope->>'time' AS time FROM events "
-                "WHERE event_id = ANY($1::uuid[])",
-                [uuid.UUID(e["causationid"]) for e in raised],
+            causes = await PostgresEventStore(self._pool).read_events(
+                uuid.UUID(e["causationid"]) for e in raised
             )
-            received = {r["id"]: datetime.fromisoformat(r["time"]) for r in rows if r["time"]}
+            received = {
+                str(cause.event_id): datetime.fromisoformat(cause.envelope["time"])
+                for cause in causes
+                if cause.envelope.get("time")
+            }
         except (asyncpg.PostgresError, OSError) as error:
             # the signals still count; only their receipt-to-signal latency is lost
             log.warning("outbox.receipt_times_unavailable", error=repr(error))

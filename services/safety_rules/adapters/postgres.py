@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Literal
 
 import asyncpg
-import orjson
 
 from services.safety_rules.domain.history import SubjectHistory
 from shared import eventstore
@@ -43,6 +42,7 @@ class PostgresRulesUnitOfWork:
 
     def __init__(self, connection: asyncpg.Connection, cache: HistoryCache | None = None) -> None:
         self._connection = connection
+        self._store = eventstore.PostgresEventStore(connection)
         self._cache = cache if cache is not None else HistoryCache()
         # how far the batch got, for the reason a failing record is dead-lettered with
         self.step: Literal["judged", "stored"] = "judged"
@@ -51,7 +51,7 @@ class PostgresRulesUnitOfWork:
         """The database's time now, which the batch is recorded at, and which of these
         events are stored already (read without the append lock)."""
         now: datetime = await self._connection.fetchval("SELECT clock_timestamp()")
-        return now, await eventstore.stored_ids(self._connection, event_ids)
+        return now, await self._store.stored_ids(event_ids)
 
     async def append(
         self,
@@ -61,8 +61,7 @@ class PostgresRulesUnitOfWork:
         recorded_at: datetime,
     ) -> None:
         self.step = "stored"
-        await eventstore.append(
-            self._connection,
+        await self._store.append(
             [eventstore.NewEvent(envelope) for envelope in envelopes],
             expected_versions=expected_versions,
             recorded_at=recorded_at,
@@ -75,22 +74,12 @@ class PostgresRulesUnitOfWork:
         if not wanted:
             return {}
         streams = {subject_stream(*key): key for key in wanted}
-        rows = await self._connection.fetch(
-            """SELECT e.stream_id, e.stream_version, e.event_id, e.type, e.recorded_at,
-                      e.payload_json
-               FROM unnest($1::text[], $2::bigint[]) AS s(stream_id, after_version)
-               JOIN events e ON e.stream_id = s.stream_id AND e.stream_version > s.after_version
-               ORDER BY e.stream_id, e.stream_version""",
-            list(streams),
-            [wanted[key].version for key in streams.values()],
+        read = await self._store.read_streams_after(
+            {stream: wanted[key].version for stream, key in streams.items()}
         )
-        for row in rows:
-            wanted[streams[row["stream_id"]]].apply(
-                row["type"],
-                orjson.loads(row["payload_json"]),
-                row["event_id"],
-                row["recorded_at"],
-                row["stream_version"],
+        for event in read:
+            wanted[streams[event.stream_id]].apply(
+                event.type, event.payload, event.event_id, event.recorded_at, event.stream_version
             )
         return wanted
 

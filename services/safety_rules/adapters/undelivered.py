@@ -23,6 +23,7 @@ from shared.events.notifications import (
     notification_stream,
 )
 from shared.events.operations import watchdog_stream
+from shared.eventstore import EventStore, LoggedEvent, PostgresEventStore
 
 _TOLD = [DeliverySucceeded.event_type, SignalAcknowledged.event_type]
 
@@ -50,58 +51,54 @@ class UndeliveredSignals:
 
     async def refresh(self, connection: asyncpg.Connection) -> list[UndeliveredSignal]:
         """Read what is new in the log; return the signals still waiting, oldest first."""
-        head: int = await connection.fetchval("SELECT coalesce(max(position), 0) FROM events")
+        return await self.refresh_from(PostgresEventStore(connection))
+
+    async def refresh_from(self, store: EventStore) -> list[UndeliveredSignal]:
+        """:meth:`refresh` on any event store."""
+        head, _ = await store.head()
         while self._scanned < head:
             upto = min(self._scanned + self._chunk, head)
-            rows = await connection.fetch(
-                """SELECT position, study_id, subject_id, recorded_at,
-                          payload->>'signal_id' AS signal_id, payload->>'rule_id' AS rule_id
-                   FROM events
-                   WHERE position > $1 AND position <= $2 AND type = $3
-                     AND (payload->>'severity' = 'protocol-threshold'
-                          OR (payload->>'serious')::boolean)""",
-                self._scanned,
-                upto,
-                SafetySignalRaised.event_type,
+            raised = await store.read_types_between(
+                [SafetySignalRaised.event_type], after=self._scanned, upto=upto
             )
-            for row in rows:
-                signal_id = uuid.UUID(row["signal_id"])
+            for event in filter(_needs_telling, raised):
+                signal_id = uuid.UUID(event.payload["signal_id"])
                 self._open[signal_id] = UndeliveredSignal(
                     signal_id,
-                    row["study_id"],
-                    row["subject_id"],
-                    row["rule_id"],
-                    row["recorded_at"],
-                    row["position"],
+                    event.study_id or "",
+                    event.subject_id or "",
+                    event.payload["rule_id"],
+                    event.recorded_at,
+                    event.position,
                 )
             self._scanned = upto
         if self._open:
-            for signal_id in await self._settled(connection, list(self._open.values())):
+            for signal_id in await self._settled(store, list(self._open.values())):
                 self._open.pop(signal_id, None)
         return sorted(self._open.values(), key=lambda signal: signal.position)
 
     async def _settled(
-        self, connection: asyncpg.Connection, waiting: Sequence[UndeliveredSignal]
+        self, store: EventStore, waiting: Sequence[UndeliveredSignal]
     ) -> set[uuid.UUID]:
         """The waiting signals someone was told about, or that were retracted."""
         by_stream = {notification_stream(s.signal_id): s.signal_id for s in waiting}
-        told = await connection.fetch(
-            "SELECT DISTINCT stream_id FROM events "
-            "WHERE stream_id = ANY($1::text[]) AND type = ANY($2::text[])",
-            list(by_stream),
-            _TOLD,
-        )
-        retracted = await connection.fetch(
-            """SELECT DISTINCT payload->>'signal_id' AS signal_id FROM events
-               WHERE stream_id = ANY($1::text[]) AND type = $2
-                 AND payload->>'signal_id' = ANY($3::text[])""",
+        told = await store.read_streams_of_types(by_stream, _TOLD)
+        retracted = await store.read_streams_of_types(
             sorted({subject_stream(s.study_id, s.subject_id) for s in waiting}),
-            SafetySignalRetracted.event_type,
-            [str(s.signal_id) for s in waiting],
+            [SafetySignalRetracted.event_type],
         )
-        return {by_stream[row["stream_id"]] for row in told} | {
-            uuid.UUID(row["signal_id"]) for row in retracted
+        waiting_ids = {str(s.signal_id) for s in waiting}
+        return {by_stream[event.stream_id] for event in told} | {
+            uuid.UUID(event.payload["signal_id"])
+            for event in retracted
+            if event.payload.get("signal_id") in waiting_ids
         }
+
+
+def _needs_telling(raised: LoggedEvent) -> bool:
+    """Protocol-threshold and serious signals must reach someone; the others may wait."""
+    payload = raised.payload
+    return payload.get("severity") == "protocol-threshold" or payload.get("serious") is True
 
 
 async def reported(
@@ -109,8 +106,5 @@ async def reported(
 ) -> set[uuid.UUID]:
     """Which of these signals the watchdog has reported already."""
     by_stream = {watchdog_stream(s.signal_id): s.signal_id for s in signals}
-    rows = await connection.fetch(
-        "SELECT DISTINCT stream_id FROM events WHERE stream_id = ANY($1::text[])",
-        list(by_stream),
-    )
-    return {by_stream[row["stream_id"]] for row in rows}
+    found = await PostgresEventStore(connection).existing_streams(by_stream)
+    return {by_stream[stream_id] for stream_id in found}

@@ -6,11 +6,11 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import orjson
 
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.explain import InputFact, LaterEvent, explain
 from shared.events import SafetySignalRaised
+from shared.eventstore import EventStore, PostgresEventStore
 
 
 class SignalNotFound(LookupError):
@@ -54,39 +54,29 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
     """The explanation of one stored signal."""
     connection = await asyncpg.connect(dsn)
     try:
-        row = await connection.fetchrow(
-            "SELECT payload_json FROM events WHERE event_id = $1 AND type = $2",
-            signal_id,
-            SafetySignalRaised.event_type,
-        )
-        if row is None:
-            raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
-        signal = SafetySignalRaised.model_validate_json(row["payload_json"])
-        rows = await connection.fetch(
-            "SELECT event_id, type, position, source, recorded_at, payload_json FROM events "
-            "WHERE event_id = ANY($1::uuid[]) ORDER BY position",
-            list(signal.input_event_ids),
-        )
-        history = await connection.fetch(
-            "SELECT type, position, recorded_at, payload_json FROM events "
-            "WHERE stream_id = $1 AND type LIKE 'org.vigil.safety_signal.%' AND type <> $2 "
-            "AND payload->>'signal_id' = $3 ORDER BY position",
-            signal.stream_id,
-            SafetySignalRaised.event_type,
-            str(signal_id),
-        )
+        return await explain_stored_signal(PostgresEventStore(connection), signal_id, study_dir)
     finally:
         await connection.close()
+
+
+async def explain_stored_signal(store: EventStore, signal_id: uuid.UUID, study_dir: Path) -> str:
+    """The explanation of one signal of ``store``."""
+    found = await store.find_event(signal_id, SafetySignalRaised.event_type)
+    if found is None:
+        raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
+    signal = SafetySignalRaised.model_validate_json(found.payload_text)
+    stored_inputs = await store.read_events(signal.input_event_ids)
+    history = await store.read_signal_history(signal.stream_id, signal_id)
     inputs = [
         InputFact(
-            str(r["event_id"]),
-            r["type"],
-            r["position"],
-            r["source"],
-            r["recorded_at"],
-            _summary(r["type"], orjson.loads(r["payload_json"])),
+            str(e.event_id),
+            e.type,
+            e.position,
+            e.source,
+            e.recorded_at,
+            _summary(e.type, e.payload),
         )
-        for r in rows
+        for e in stored_inputs
     ]
     source = signal.rule_source  # the source as it stood when the signal was raised
     if source is None:
@@ -100,12 +90,7 @@ async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str
                     f"(the current pack is version {pack.version}; the signal was raised "
                     f"under {signal.rule_pack_version}) {source}"
                 )
-    later = [
-        LaterEvent(
-            r["position"], r["recorded_at"], _later(r["type"], orjson.loads(r["payload_json"]))
-        )
-        for r in history
-    ]
+    later = [LaterEvent(e.position, e.recorded_at, _later(e.type, e.payload)) for e in history]
     return explain(signal, inputs, source, later)
 
 

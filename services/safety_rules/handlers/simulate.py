@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from services.safety_rules.domain.engine import evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import SafetySignalEscalated, SafetySignalRaised, SignalEvent
+from shared.eventstore import PostgresEventStore
 
 # the facts a pack judges; earlier signals and data-quality flags are left out, so that
 # each pack starts from a clean record
@@ -141,25 +141,17 @@ async def load_facts(dsn: str, study_id: str) -> list[StoredFact]:
     """The study's facts from the audit log, subject by subject in stream order."""
     connection = await asyncpg.connect(dsn)
     try:
-        rows = await connection.fetch(
-            "SELECT subject_id, event_id, type, payload_json, recorded_at, stream_version "
-            "FROM events WHERE study_id = $1 AND stream_id LIKE 'subject-%' "
-            "AND type = ANY($2::text[]) ORDER BY stream_id, stream_version",
-            study_id,
-            list(FACT_TYPES),
+        events = await PostgresEventStore(connection).read_study_subject_events(
+            study_id, FACT_TYPES
         )
     finally:
         await connection.close()
     return [
+        # a subject stream's events always name their subject
         StoredFact(
-            r["subject_id"],
-            r["event_id"],
-            r["type"],
-            orjson.loads(r["payload_json"]),
-            r["recorded_at"],
-            r["stream_version"],
+            e.subject_id or "", e.event_id, e.type, e.payload, e.recorded_at, e.stream_version
         )
-        for r in rows
+        for e in events
     ]
 
 
