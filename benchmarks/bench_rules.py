@@ -46,6 +46,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.settings import VigilSettings
 from shared import eventstore
 from shared.db.migrate import upgrade
 from shared.events import (
@@ -59,7 +60,6 @@ from shared.events import (
 from shared.events.topics import LAB_RESULTS, SUBJECTS, topic_for
 from shared.kafka import ensure_topics
 from shared.kafka_security import kafka_client_options
-from shared.settings import VigilSettings
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
 from vigil.devstack.tansu import TansuBroker

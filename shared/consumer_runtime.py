@@ -14,7 +14,7 @@ from shared.db.migrate import pending_migrations, require_current_schema
 from shared.db.pool import create_pool
 from shared.eventstore.postgres import role_may_update_log
 from shared.kafka import make_broker, wait_for_topics
-from shared.settings import VigilSettings
+from shared.settings import CommonSettings
 from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
@@ -31,7 +31,7 @@ class ConsumerRuntime:
 
 @asynccontextmanager
 async def consumer_runtime(
-    settings: VigilSettings, *, client_id: str, supervisor: Supervisor
+    settings: CommonSettings, *, client_id: str, supervisor: Supervisor
 ) -> AsyncIterator[ConsumerRuntime]:
     """Check the schema, create the topics, open the pool and the (not yet started) broker
     for the tasks ``supervisor`` runs and watches.

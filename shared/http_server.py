@@ -22,7 +22,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from shared import metrics
-from shared.settings import VigilSettings
+from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ class ConnectionBounds:
     max_connections: int
 
     @classmethod
-    def from_settings(cls, settings: VigilSettings) -> ConnectionBounds:
+    def from_settings(cls, settings: CommonSettings) -> ConnectionBounds:
         return cls(settings.http_header_timeout_seconds, settings.http_max_connections)
 
 

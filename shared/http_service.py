@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shared import metrics
 from shared.http_server import ConnectionBounds, server_config
 from shared.json_input import decode
-from shared.settings import InsecureConfiguration, VigilSettings
+from shared.settings import CommonSettings, InsecureConfiguration
 from shared.supervision import ReadinessCheck as ReadinessCheck  # re-exported: services use it
 from shared.supervision import Supervisor
 
@@ -35,7 +35,7 @@ from shared.supervision import Supervisor
 MIN_METRICS_TOKEN_LENGTH = 16
 
 
-def metrics_credential(settings: VigilSettings) -> SecretStr | None:
+def metrics_credential(settings: CommonSettings) -> SecretStr | None:
     """The /metrics bearer token; production refuses to run without a long enough one."""
     token = settings.metrics_token
     if token is not None and len(token.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH:
@@ -167,7 +167,7 @@ def service_app(
     return app
 
 
-async def serve_app(app: FastAPI, settings: VigilSettings, *, port: int) -> None:
+async def serve_app(app: FastAPI, settings: CommonSettings, *, port: int) -> None:
     """Run ``app`` on ``settings.bind_host`` until SIGINT or SIGTERM, then shut down
     gracefully; slow and surplus connections are closed (shared.http_server)."""
     metrics.initialise_http_close_reasons()

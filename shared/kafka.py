@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from shared import metrics
 from shared.events.topics import ALL_TOPICS
 from shared.kafka_security import kafka_client_options, kafka_security
-from shared.settings import VigilSettings
+from shared.settings import CommonSettings
 
 if TYPE_CHECKING:
     from shared.supervision import Progress
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def make_broker(settings: VigilSettings, *, client_id: str) -> KafkaBroker:
+def make_broker(settings: CommonSettings, *, client_id: str) -> KafkaBroker:
     """A FastStream Kafka broker that waits for every in-sync replica (acks=all).
 
     The idempotent producer is off: the development broker (Tansu) does not implement
@@ -52,7 +52,7 @@ class TopicCreationRefused(RuntimeError):
     """The broker's ACLs do not let this principal create a missing topic: waiting won't help."""
 
 
-async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
+async def ensure_topics(settings: CommonSettings, topics: tuple[str, ...] = ALL_TOPICS) -> None:
     """Create Vigil's topics with the configured partition count; existing topics are kept.
 
     With ACLs a service sees only the topics it may Describe, and may not create any: the
@@ -90,7 +90,7 @@ async def ensure_topics(settings: VigilSettings, topics: tuple[str, ...] = ALL_T
         await admin.close()
 
 
-async def wait_for_topics(settings: VigilSettings, *, timeout: float = 60.0) -> None:
+async def wait_for_topics(settings: CommonSettings, *, timeout: float = 60.0) -> None:
     """Create the topics, retrying while the broker is not reachable yet."""
     deadline = asyncio.get_running_loop().time() + timeout
     delay = 0.2

@@ -26,7 +26,7 @@ from faststream.security import (
     SASLScram512,
 )
 
-from shared.settings import InsecureConfiguration, VigilSettings
+from shared.settings import CommonSettings, InsecureConfiguration
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -50,7 +50,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_kafka_transport(settings: VigilSettings) -> None:
+def check_kafka_transport(settings: CommonSettings) -> None:
     """Refuse, in production, a connection that would expose the broker or a password."""
     if settings.environment != "production" or settings.kafka_allow_plaintext:
         return
@@ -71,7 +71,7 @@ def check_kafka_transport(settings: VigilSettings) -> None:
         )
 
 
-def ssl_context(settings: VigilSettings) -> ssl.SSLContext:
+def ssl_context(settings: CommonSettings) -> ssl.SSLContext:
     """A client context that verifies the broker's certificate and host name."""
     try:
         context = ssl.create_default_context(
@@ -99,7 +99,7 @@ def ssl_context(settings: VigilSettings) -> ssl.SSLContext:
     return context
 
 
-def kafka_security(settings: VigilSettings) -> BaseSecurity:
+def kafka_security(settings: CommonSettings) -> BaseSecurity:
     """FastStream's security object for ``settings`` (refusing insecure production ones)."""
     check_kafka_transport(settings)
     protocol = settings.kafka_security_protocol
@@ -119,7 +119,7 @@ def kafka_security(settings: VigilSettings) -> BaseSecurity:
     )
 
 
-def kafka_client_options(settings: VigilSettings) -> dict[str, Any]:
+def kafka_client_options(settings: CommonSettings) -> dict[str, Any]:
     """Keyword arguments for an aiokafka client (producer, consumer, admin) of ``settings``."""
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
     options.update(parse_security(kafka_security(settings)))

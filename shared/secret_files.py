@@ -2,7 +2,7 @@
 
 Docker and Kubernetes hand secrets to a container as files; an environment variable is
 visible to anyone who may inspect the container. So every ``SecretStr`` setting of
-:class:`~shared.settings.VigilSettings` can come either from ``VIGIL_<NAME>`` or from the
+:class:`~shared.settings.CommonSettings` can come either from ``VIGIL_<NAME>`` or from the
 file named by ``VIGIL_<NAME>_FILE`` (one trailing newline is dropped, as ``echo`` writes
 one), never from both: two sources for one secret hide which one is in force.
 """

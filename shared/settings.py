@@ -1,7 +1,9 @@
-"""The one settings class: every knob is an environment variable with the ``VIGIL_`` prefix.
+"""The settings every service shares: each knob is an environment variable with the
+``VIGIL_`` prefix.
 
-Shared code reads only the common fields (:class:`CommonSettings`); each service's own
-fields live with the service and are composed here into :class:`VigilSettings`.
+Shared code reads only these common fields (:class:`CommonSettings`); each service's own
+fields live with the service, and :class:`services.settings.VigilSettings` composes them
+all into the one object the services and the ``vigil`` CLI read.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from services.ingest.settings import IngestSettings
-from services.notifier.settings import NotifierSettings
-from services.safety_rules.settings import RulesSettings
 from shared.secret_files import SecretFilesSource, secret_field_names
 
 
@@ -187,11 +186,3 @@ class CommonSettings(BaseSettings):
     def service_password(self) -> str | None:
         secret = self.database_service_password
         return None if secret is None else secret.get_secret_value()
-
-
-class VigilSettings(IngestSettings, RulesSettings, NotifierSettings, CommonSettings):
-    """The one settings class: the common fields and each service's own (they live with
-    the service: services/<service>/settings.py), so every ``VIGIL_`` variable and the
-    ``vigil`` CLI read one object; each service reads only what it needs."""
-
-    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")

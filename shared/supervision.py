@@ -43,7 +43,7 @@ import structlog
 
 from shared import metrics
 from shared.failures import failure_summary, failure_traceback, is_outage
-from shared.settings import VigilSettings
+from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 
@@ -218,7 +218,7 @@ class Supervisor:
         self.stepping: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    def for_service(cls, service: str, settings: VigilSettings) -> Supervisor:
+    def for_service(cls, service: str, settings: CommonSettings) -> Supervisor:
         """The supervisor of one service, with the configured stuck time and back-off."""
         return cls(
             service,

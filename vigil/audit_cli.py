@@ -10,7 +10,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log: verify, anchor, export.")
 

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from services.settings import VigilSettings
 from shared.secret_files import SecretFileError
-from shared.settings import InsecureConfiguration, VigilSettings
+from shared.settings import InsecureConfiguration
 from vigil.audit_cli import audit_app, replay
 from vigil.keys_cli import keys_app
 

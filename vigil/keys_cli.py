@@ -28,7 +28,7 @@ from services.ingest.adapters.key_store import (
     rotate_key,
 )
 from services.ingest.domain.api_keys import SOURCE_NAME, ApiKeyRecord
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 from vigil.private_file import write_private_file
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP senders.")

@@ -37,6 +37,7 @@ from services.ingest.entrypoints.mllp_listener import MllpLimits, start_mllp_ser
 from services.ingest.entrypoints.mllp_tls import server_context
 from services.ingest.handlers.intake import Intake
 from services.ingest.handlers.ports import BrokerUnavailable
+from services.settings import VigilSettings
 from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import SystemClock
@@ -48,7 +49,6 @@ from shared.http_service import metrics_credential, serve_app
 from shared.kafka import ensure_topics, make_broker, wait_for_topics
 from shared.kafka_security import check_kafka_transport
 from shared.service_state import Started
-from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Supervisor
 

@@ -1,6 +1,6 @@
 """Ingest's own settings: its ports, the MLLP listener's trust and limits, HTTP request
 limits and rates, re-drive and key refresh. Composed into the one
-:class:`shared.settings.VigilSettings` (environment variables ``VIGIL_<NAME>``)."""
+:class:`services.settings.VigilSettings` (environment variables ``VIGIL_<NAME>``)."""
 
 from __future__ import annotations
 

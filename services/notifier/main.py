@@ -30,6 +30,7 @@ from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
 from services.notifier.entrypoints.signal_consumer import SignalConsumer
 from services.notifier.handlers.digests import send_due_digests
+from services.settings import VigilSettings
 from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
@@ -41,7 +42,6 @@ from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.service_state import Started
-from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
 

@@ -1,5 +1,5 @@
 """The notifier's own settings: its port, SMTP, links, deadlines, retries and timers.
-Composed into the one :class:`shared.settings.VigilSettings` (environment variables
+Composed into the one :class:`services.settings.VigilSettings` (environment variables
 ``VIGIL_<NAME>``)."""
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from services.safety_rules.adapters.subject_state_projection import SubjectState
 from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
 from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToStoredPositions
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
+from services.settings import VigilSettings
 from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
@@ -42,7 +43,6 @@ from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.service_state import Started
-from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
 

@@ -1,6 +1,6 @@
 """The rules service's own settings: its port and batch size, anchoring of the audit
 chain, and the watchdog's channels. Composed into the one
-:class:`shared.settings.VigilSettings` (environment variables ``VIGIL_<NAME>``)."""
+:class:`services.settings.VigilSettings` (environment variables ``VIGIL_<NAME>``)."""
 
 from __future__ import annotations
 

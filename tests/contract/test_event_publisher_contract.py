@@ -20,10 +20,10 @@ from aiokafka.errors import MessageSizeTooLargeError
 from services.ingest.adapters.in_memory import InMemoryEventPublisher
 from services.ingest.adapters.publisher import KafkaEventPublisher
 from services.ingest.handlers.ports import BrokerUnavailable, EventPublisher, Outgoing
+from services.settings import VigilSettings
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from shared.failures import is_outage
 from shared.kafka import ensure_topics, make_broker
-from shared.settings import VigilSettings
 from tests.support import components
 from tests.support.topics import Delivered, records_holding
 from tests.support.waiting import eventually

@@ -17,11 +17,11 @@ from services.ingest.adapters.publisher import KafkaEventPublisher
 from services.ingest.adapters.receipts import PostgresReceiptStore
 from services.ingest.handlers.intake import Forbidden, Intake
 from services.ingest.handlers.ports import BrokerUnavailable
+from services.settings import VigilSettings
 from shared.db.pool import create_pool
 from shared.events.dead_letters import ReceiptReference
 from shared.events.topics import DEAD_LETTERS, LAB_RESULTS
 from shared.kafka import ensure_topics, make_broker
-from shared.settings import VigilSettings
 from tests.support import components
 from tests.support.intake import LAB_A, OTHER_STUDY_LAB, lab_result, receipt
 from tests.support.topics import records_holding

@@ -19,10 +19,10 @@ import trustme
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
+from services.settings import VigilSettings
 from shared.events.topics import DEAD_LETTERS
 from shared.kafka import ensure_topics, make_broker, wait_for_topics
 from shared.kafka_security import kafka_client_options
-from shared.settings import VigilSettings
 from tests.support.components import as_service_role, create_database, drop_database, scratch_dir
 from tests.support.mail import MailCatcher
 from tests.support.services import METRICS_TOKEN, service_env, start_service

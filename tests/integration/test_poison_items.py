@@ -24,13 +24,13 @@ from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
 from services.safety_rules.handlers.facts import handle_batch
+from services.settings import VigilSettings
 from shared.db.pool import create_pool
 from shared.events import LabResultReported, wrap
 from shared.events.topics import LAB_RESULTS, SAFETY_SIGNALS
 from shared.eventstore import PayloadEvent
 from shared.kafka import ensure_topics, make_broker
 from shared.projections import ProjectionRunner
-from shared.settings import VigilSettings
 from shared.supervision import Supervisor
 from tests.support import components
 from tests.support.services import REPO

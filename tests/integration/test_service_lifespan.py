@@ -9,8 +9,8 @@ import time
 import asyncpg
 import pytest
 
+from services.settings import VigilSettings
 from shared.consumer_runtime import consumer_runtime
-from shared.settings import VigilSettings
 from shared.supervision import Progress, Supervisor, TaskBody
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import structlog
 
+from services.settings import VigilSettings
 from shared.kafka import ensure_topics, make_broker
-from shared.settings import VigilSettings
 from shared.structured_logging import configure_logging
 from tests.support.waiting import eventually
 

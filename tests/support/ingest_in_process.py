@@ -14,8 +14,8 @@ import httpx
 import uvicorn
 
 from services.ingest.main import build_app
+from services.settings import VigilSettings
 from shared.http_server import ConnectionBounds, server_config
-from shared.settings import VigilSettings
 from tests.support.components import as_service_role
 from tests.support.services import METRICS_TOKEN
 from tests.support.studies import loopback_studies

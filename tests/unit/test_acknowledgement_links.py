@@ -25,8 +25,8 @@ from services.notifier.domain.links import (
     token_id,
 )
 from services.notifier.domain.messages import MessageContent
+from services.settings import VigilSettings
 from shared.secret_files import SecretFileError
-from shared.settings import VigilSettings
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 SIGNAL = uuid.UUID(int=7)

@@ -16,6 +16,7 @@ import trustme
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
+from services.settings import VigilSettings
 from shared.kafka import make_broker
 from shared.kafka_security import (
     bootstrap_hosts,
@@ -23,7 +24,7 @@ from shared.kafka_security import (
     kafka_client_options,
     kafka_security,
 )
-from shared.settings import InsecureConfiguration, VigilSettings
+from shared.settings import InsecureConfiguration
 from tests.support.services import REPO
 
 

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from services.settings import VigilSettings
 from shared.http_service import metrics_credential, service_app
-from shared.settings import InsecureConfiguration, VigilSettings
+from shared.settings import InsecureConfiguration
 
 TOKEN = "a-metrics-token-0123456789"
 

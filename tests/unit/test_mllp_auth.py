@@ -16,7 +16,7 @@ from services.ingest.entrypoints.mllp_tls import (
     UnsafeMllpSettings,
     check_mllp_settings,
 )
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 from tests.support.studies import STUDY
 
 FINGERPRINT_B = "b" * 64

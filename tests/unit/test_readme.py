@@ -1,4 +1,4 @@
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 from tests.support.services import REPO
 
 README = (REPO / "README.md").read_text()

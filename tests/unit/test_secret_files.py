@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from services.settings import VigilSettings
 from shared.secret_files import SecretFileError, secret_field_names
-from shared.settings import VigilSettings
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from services.ingest.domain.development import study_ids
+from services.settings import VigilSettings
 from shared.db.migrate import upgrade
-from shared.settings import VigilSettings
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
 from vigil.devstack.postgres import PrivateCluster

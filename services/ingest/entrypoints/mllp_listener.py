@@ -28,7 +28,7 @@ from services.ingest.entrypoints.mllp import MllpHandler, Peer
 from services.ingest.entrypoints.mllp_auth import Refused, authenticate
 from services.ingest.entrypoints.mllp_frames import START_BLOCK, Frame, FrameReader, IdleTimeout
 from services.ingest.entrypoints.mllp_tls import presented_certificate
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 
 log = structlog.get_logger(__name__)
 # an oversized or unfinished message keeps this much of its beginning as its receipt

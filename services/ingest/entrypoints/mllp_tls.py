@@ -15,7 +15,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 
 
 class UnsafeMllpSettings(ValueError):

@@ -14,7 +14,7 @@ import secrets
 import structlog
 
 from services.notifier.domain.links import MIN_SECRET_BYTES, LinkKey, LinkKeyRing, parse_link_keys
-from shared.settings import VigilSettings
+from services.settings import VigilSettings
 
 log = structlog.get_logger(__name__)
 

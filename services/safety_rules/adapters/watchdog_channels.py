@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import httpx
 
 from services.safety_rules.adapters.undelivered import UndeliveredSignal
+from services.settings import VigilSettings
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.message_text import header_value, safe_address, single_line
-from shared.settings import VigilSettings
 from shared.signed_webhook import signed_headers
 from shared.smtp import SmtpTransport
 
