@@ -24,6 +24,8 @@ from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.unit.test_clinical_cases import PACK, _describe, _run
 from tests.unit.test_fhir_mapping import observation
 
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
+
 STUDY = "NCT05262686"
 SUBJECT = "01-003"
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -52,7 +54,9 @@ def _read(message: str) -> Interpretation:
 def _errs(outcome: Interpretation) -> list[tuple[str, str]]:
     """(ERR-2 location, ERR-4 severity) of each ERR of the ACK Vigil would send."""
     ack = hl7.parse(
-        build_ack(outcome, sending_application="V", sending_facility="S", ack_control_id="A")
+        build_ack(
+            outcome, sending_application="V", sending_facility="S", ack_control_id="A", now=ACK_TIME
+        )
     )
     return [(str(err[2]), str(err[4])) for err in ack.segments("ERR")] if _has_err(ack) else []
 

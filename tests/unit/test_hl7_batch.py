@@ -11,6 +11,8 @@ import pytest
 from services.ingest.domain.hl7.batch import MAX_MESSAGES, Batch, batch_ack, read_block
 from services.ingest.domain.hl7.envelope import NotOneMessage
 
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
+
 FHS = "FHS|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||F1"
 BHS = "BHS|^~\\&|LIS^x|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||||B1"
 
@@ -128,7 +130,7 @@ def test_a_file_of_two_batches_is_read_and_answered_batch_by_batch() -> None:
     assert [m.split(b"\r")[0].split(b"|")[9] for m in batch.messages] == [b"C1", b"C2", b"C3"]
     acks = [f"MSH|^~\\&|VIGIL|VIGIL|LIS|PKUPH-LAB|1||ACK|A{n}|P|2.5.1\rMSA|AA|C{n}\r".encode()
             for n in (1, 2, 3)]  # fmt: skip
-    parsed = hl7.parse_file(batch_ack(batch, acks, control_id="K", now=None).decode())
+    parsed = hl7.parse_file(batch_ack(batch, acks, control_id="K", now=ACK_TIME).decode())
     assert [str(b.header[12]) for b in parsed] == ["B1", "B2"]  # each answers its batch
     assert [[str(m.segment("MSA")[2]) for m in b] for b in parsed] == [["C1"], ["C2", "C3"]]
     assert [str(b.trailer[1]) for b in parsed] == ["1", "2"]
@@ -138,7 +140,7 @@ def test_a_file_of_two_batches_is_read_and_answered_batch_by_batch() -> None:
 def test_a_batch_without_a_file_header_is_answered_without_one() -> None:
     batch = read(block(BHS, *message("C1")))
     assert isinstance(batch, Batch)
-    answer = batch_ack(batch, [b"MSH|^~\\&|VIGIL\rMSA|AA|C1\r"], control_id="X", now=None)
+    answer = batch_ack(batch, [b"MSH|^~\\&|VIGIL\rMSA|AA|C1\r"], control_id="X", now=ACK_TIME)
     assert answer.startswith(b"BHS|")
     assert answer.endswith(b"BTS|1\r")
 

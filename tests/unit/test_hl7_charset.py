@@ -5,6 +5,7 @@ never decoded with replacement characters."""
 from __future__ import annotations
 
 import codecs
+from datetime import UTC, datetime
 
 import hl7
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from services.ingest.domain.hl7.ack import build_ack
 from services.ingest.domain.hl7.charset import codec_for, declared_charset, decode
 from services.ingest.domain.hl7.messages import Interpretation
+
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
 
 MSH = "MSH|^~\\&|LIS|PKUPH-LAB|VIGIL|SPONSOR|20261120083000||ORU^R01|C1|P|2.5.1"
 
@@ -115,6 +118,7 @@ def test_the_ack_declares_and_is_written_in_the_message_s_character_set() -> Non
         receiving_application="LABOR",
         receiving_facility="MÜNCHEN",
         ack_control_id="A1",
+        now=ACK_TIME,
     )
     raw = text.encode(codec_for(outcome.charset))
     assert b"M\xdcNCHEN" in raw

@@ -16,6 +16,8 @@ from services.ingest.domain.hl7.messages import interpret
 from shared.events import LabResultReported, LabResultUnreadable, ResultStatus, SubjectEnrolled
 from tests.support.services import REPO
 
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
+
 BEIJING = ZoneInfo("Asia/Shanghai")
 STUDY = "NCT05262686"
 # the hospital's MRN first, the study's subject id (assigning authority: the study) second
@@ -198,7 +200,11 @@ def test_ack_echoes_the_control_id_and_carries_err_segments() -> None:
     bad = "OBX|1|NM|718-7^Hemoglobin^LN||eight|g/dL|12-16|L|||F"
     outcome = interpret(oru(bad, version="2.3"), study_id=STUDY, zone=UTC)
     text = build_ack(
-        outcome, sending_application="VIGIL", sending_facility="S", ack_control_id="A1"
+        outcome,
+        sending_application="VIGIL",
+        sending_facility="S",
+        ack_control_id="A1",
+        now=ACK_TIME,
     )
     ack = hl7.parse(text)
     assert str(ack.segment("MSH")[9]) == "ACK^R01^ACK"

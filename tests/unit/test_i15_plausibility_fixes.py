@@ -18,6 +18,8 @@ from services.ingest.domain.plausible_times import time_problems
 from shared.events import LabResultReported
 from shared.events.values import ClinicalDate, ClinicalDateTime
 
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
+
 STUDY = "NCT05262686"
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
@@ -40,7 +42,7 @@ def test_hl7_reversed_reference_range_is_warned_at_obx7() -> None:
         _oru("OBX|1|NM|1742-6^ALT^LN||121|U/L|40-7|H|||F"), study_id=STUDY, zone=UTC, now=NOW
     )
     ack = hl7.parse(build_ack(outcome, sending_application="V", sending_facility="S",
-                              ack_control_id="A"))  # fmt: skip
+                              ack_control_id="A", now=ACK_TIME))  # fmt: skip
     assert outcome.ack_code == "AA"
     assert [(str(e[2]), str(e[4])) for e in ack.segments("ERR")] == [("OBX^1^7", "W")]
 

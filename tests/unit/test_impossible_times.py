@@ -16,13 +16,17 @@ from services.ingest.domain.plausible_times import time_problems
 from shared.events import LabResultReported, MedicationRecorded, SubjectEnrolled
 from tests.unit.test_hl7_messages import HB, STUDY, oru
 
+ACK_TIME = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # when an ACK is written
+
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
 def _ack(message: str) -> hl7.Message:
     outcome = interpret(message, study_id=STUDY, zone=UTC, now=NOW)
     return hl7.parse(
-        build_ack(outcome, sending_application="V", sending_facility="S", ack_control_id="A")
+        build_ack(
+            outcome, sending_application="V", sending_facility="S", ack_control_id="A", now=ACK_TIME
+        )
     )
 
 

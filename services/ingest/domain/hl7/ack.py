@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.ingest.domain.hl7.messages import Interpretation
 
@@ -23,12 +23,12 @@ def build_ack(
     receiving_application: str = "",
     receiving_facility: str = "",
     ack_control_id: str,
-    now: datetime | None = None,
+    now: datetime,
     text: str | None = None,
 ) -> str:
     """The ACK for ``outcome``, to be encoded with ``codec_for(outcome.charset)``; ERR
     uses the 2.5 layout (ERR-2/3/4/8) and, for senders on 2.3/2.4, also ERR-1."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
+    stamp = now.strftime("%Y%m%d%H%M%S+0000")
     version = outcome.version
     msh = (
         f"MSH|^~\\&|{escape(sending_application)}|{escape(sending_facility)}|"

@@ -25,7 +25,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.ingest.domain.hl7.ack import escape
 from services.ingest.domain.hl7.envelope import (
@@ -213,13 +213,11 @@ def _header(name: str, fields: tuple[str, ...], stamp: str, control_id: str) -> 
     return f"{name}|^~\\&|VIGIL|VIGIL|{to}|{stamp}||||{escape(control_id)}|{reference}"
 
 
-def batch_ack(
-    batch: Batch, acks: list[bytes], *, control_id: str, now: datetime | None = None
-) -> bytes:
+def batch_ack(batch: Batch, acks: list[bytes], *, control_id: str, now: datetime) -> bytes:
     """The batch acknowledgement: FHS when the file had one, then for each batch its BHS,
     one ACK per message in order and BTS with their count, then FTS with the count of
     batches."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
+    stamp = now.strftime("%Y%m%d%H%M%S+0000")
     lines: list[bytes] = []
     if batch.file_header is not None:
         lines.append(_segment(_header("FHS", batch.file_header, stamp, f"{control_id}F")))
