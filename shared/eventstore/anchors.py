@@ -14,12 +14,12 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import asyncpg
 
+from shared.clock import Clock, SystemClock
 from shared.eventstore.store import head, store_id
 
 AnchorKind = Literal["verified", "anchored"]
@@ -73,8 +73,10 @@ async def record_anchor(
     *,
     position: int | None = None,
     hash_: bytes | None = None,
+    clock: Clock | None = None,
 ) -> Anchor:
-    """Anchor the given head (the current one by default) in the file and the table."""
+    """Anchor the given head (the current one by default) in the file and the table, at
+    the time of ``clock`` (the system's by default)."""
     if position is None or hash_ is None:
         position, hash_ = await head(connection)
     anchor = Anchor(
@@ -82,7 +84,7 @@ async def record_anchor(
         kind=kind,
         position=position,
         hash=hash_.hex(),
-        recorded_at=datetime.now(UTC).isoformat(),
+        recorded_at=(clock or SystemClock()).now().isoformat(),
     )
     write_anchor(path, anchor)
     await connection.execute(
