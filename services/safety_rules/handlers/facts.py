@@ -11,9 +11,9 @@ from typing import Protocol
 import structlog
 
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
+from services.safety_rules.domain.event_source import SOURCE
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.entrypoints.records import SOURCE
 from services.safety_rules.handlers.supersede_links import supersedes
 from shared.events import (
     AdverseEventReported,
