@@ -50,7 +50,7 @@ from services.notifier.handlers.deliveries import (
     plan_deliveries,
     tell,
 )
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
