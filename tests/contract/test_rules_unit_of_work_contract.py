@@ -18,7 +18,7 @@ import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.handlers.facts import RulesUnitOfWork
+from services.safety_rules.handlers.ports import RulesUnitOfWork
 from shared.events import Envelope, subject_stream, wrap
 from shared.eventstore import EventIdConflict, StreamVersionConflict
 from tests.support.rules_harness import STUDY, InMemoryRulesStore, fact
