@@ -1,7 +1,7 @@
 """The ports the rules service's handlers work on; their implementations are in
 ``services/safety_rules/adapters/``: ``RulesUnitOfWork`` by ``PostgresRulesUnitOfWork``
 (services/safety_rules/adapters/postgres.py) in production and ``InMemoryUnitOfWork``
-(tests/support/rules_harness.py) in unit tests, both passing one contract
+(services/safety_rules/adapters/in_memory.py) in unit tests, both passing one contract
 suite (tests/contract/test_rules_unit_of_work_contract.py).
 """
 
