@@ -2,18 +2,24 @@
 ``services/safety_rules/adapters/``: ``RulesUnitOfWork`` by ``PostgresRulesUnitOfWork``
 (services/safety_rules/adapters/postgres.py) in production and ``InMemoryUnitOfWork``
 (services/safety_rules/adapters/in_memory.py) in unit tests, both passing one contract
-suite (tests/contract/test_rules_unit_of_work_contract.py).
+suite (tests/contract/test_rules_unit_of_work_contract.py). The watchdog's
+``WatchdogLog`` is ``PostgresWatchdogLog`` (services/safety_rules/adapters/undelivered.py)
+and its ``ReportChannel`` s are ``EmailReports`` and ``WebhookReports``
+(services/safety_rules/adapters/watchdog_channels.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
 from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.undelivered import UndeliveredSignal, WatchdogReport
 from shared.events import Envelope
+from shared.eventstore import EventStore
 
 
 class RulesUnitOfWork(Protocol):
@@ -40,3 +46,26 @@ class RulesUnitOfWork(Protocol):
     ) -> None: ...
 
     async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None: ...
+
+
+class WatchdogLog(Protocol):
+    """The audit log as the watchdog reads it and records its reports in."""
+
+    async def waiting(self) -> tuple[list[UndeliveredSignal], datetime]:
+        """The protocol-threshold and serious signals nobody has been told about yet,
+        oldest first, and the log's time now (what their ages are measured against)."""
+        ...
+
+    def reporting(self) -> AbstractAsyncContextManager[EventStore | None]:
+        """One transaction in which this instance alone reports: the event store to read
+        the reports made and record new ones in, committed when the block ends; None
+        while another instance is reporting."""
+        ...
+
+
+class ReportChannel(Protocol):
+    """A second channel of the watchdog's own (e-mail or webhook), not the notifier's."""
+
+    name: str
+
+    async def send(self, report: WatchdogReport) -> None: ...
