@@ -1,4 +1,5 @@
-"""The rules service's unit of work in memory, for fast tests of the batch handler.
+"""The rules service's ports in memory, for fast tests of the handlers: the unit of work
+of the batch handler, and the watchdog's view of the audit log.
 
 The in-memory store keeps the same contract as PostgreSQL's (append idempotent by event id
 and refused for an id with other content, stream versions, an outbox entry once per event,
@@ -9,14 +10,19 @@ engine; ``tests/contract/test_rules_unit_of_work_contract.py`` runs one suite ag
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from services.safety_rules.adapters.undelivered import UndeliveredSignals
 from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.undelivered import UndeliveredSignal
+from services.safety_rules.handlers.ports import RulesUnitOfWork, WatchdogLog
+from shared.clock import Clock
 from shared.events import Envelope, subject_stream
-from shared.eventstore import EventIdConflict, StreamVersionConflict
+from shared.eventstore import EventIdConflict, EventStore, StreamVersionConflict
 from shared.eventstore.canonical import json_text
 
 
@@ -136,3 +142,28 @@ def _same_event(stored: Envelope, again: Envelope) -> bool:
     """Whether an id arrived again with the content it was stored with (type and payload,
     compared as the stored JSON text, as PostgreSQL's store compares them)."""
     return stored.type == again.type and json_text(stored.data) == json_text(again.data)
+
+
+class InMemoryWatchdogLog:
+    """The watchdog's ``WatchdogLog`` on any event store (an in-memory one in tests), with
+    the time from ``clock``; set ``reporting_elsewhere`` to play another instance that
+    holds the reporting lock."""
+
+    def __init__(self, store: EventStore, clock: Clock) -> None:
+        self.store = store
+        self.reporting_elsewhere = False
+        self._clock = clock
+        self._signals = UndeliveredSignals()
+
+    async def waiting(self) -> tuple[list[UndeliveredSignal], datetime]:
+        return await self._signals.refresh_from(self.store), self._clock.now()
+
+    @asynccontextmanager
+    async def reporting(self) -> AsyncIterator[EventStore | None]:
+        yield None if self.reporting_elsewhere else self.store
+
+
+if TYPE_CHECKING:
+    # mypy proves both have their port's shape
+    _UNIT_OF_WORK: type[RulesUnitOfWork] = InMemoryUnitOfWork
+    _WATCHDOG_LOG: type[WatchdogLog] = InMemoryWatchdogLog

@@ -4,7 +4,8 @@
 (services/safety_rules/adapters/in_memory.py) in unit tests, both passing one contract
 suite (tests/contract/test_rules_unit_of_work_contract.py). The watchdog's
 ``WatchdogLog`` is ``PostgresWatchdogLog`` (services/safety_rules/adapters/undelivered.py)
-and its ``ReportChannel`` s are ``EmailReports`` and ``WebhookReports``
+in production and ``InMemoryWatchdogLog`` (services/safety_rules/adapters/in_memory.py) in
+unit tests; its ``ReportChannel`` implementations are ``EmailReports`` and ``WebhookReports``
 (services/safety_rules/adapters/watchdog_channels.py).
 """
 
