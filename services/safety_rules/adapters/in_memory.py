@@ -146,21 +146,28 @@ def _same_event(stored: Envelope, again: Envelope) -> bool:
 
 class InMemoryWatchdogLog:
     """The watchdog's ``WatchdogLog`` on any event store (an in-memory one in tests), with
-    the time from ``clock``; set ``reporting_elsewhere`` to play another instance that
-    holds the reporting lock."""
+    the time from ``clock``. One reporting turn at a time, as PostgreSQL's advisory lock
+    keeps it: a turn opened while another is open gets None."""
 
     def __init__(self, store: EventStore, clock: Clock) -> None:
         self.store = store
-        self.reporting_elsewhere = False
         self._clock = clock
         self._signals = UndeliveredSignals()
+        self._reporting = False
 
     async def waiting(self) -> tuple[list[UndeliveredSignal], datetime]:
         return await self._signals.refresh_from(self.store), self._clock.now()
 
     @asynccontextmanager
     async def reporting(self) -> AsyncIterator[EventStore | None]:
-        yield None if self.reporting_elsewhere else self.store
+        if self._reporting:
+            yield None  # another turn is reporting
+            return
+        self._reporting = True
+        try:
+            yield self.store
+        finally:
+            self._reporting = False
 
 
 if TYPE_CHECKING:

@@ -1,12 +1,13 @@
 """The ports the rules service's handlers work on; their implementations are in
-``services/safety_rules/adapters/``: ``RulesUnitOfWork`` by ``PostgresRulesUnitOfWork``
-(services/safety_rules/adapters/postgres.py) in production and ``InMemoryUnitOfWork``
-(services/safety_rules/adapters/in_memory.py) in unit tests, both passing one contract
-suite (tests/contract/test_rules_unit_of_work_contract.py). The watchdog's
-``WatchdogLog`` is ``PostgresWatchdogLog`` (services/safety_rules/adapters/undelivered.py)
-in production and ``InMemoryWatchdogLog`` (services/safety_rules/adapters/in_memory.py) in
-unit tests; its ``ReportChannel`` implementations are ``EmailReports`` and ``WebhookReports``
-(services/safety_rules/adapters/watchdog_channels.py).
+``services/safety_rules/adapters/``, production's beside the in-memory ones of
+``services/safety_rules/adapters/in_memory.py``; a port with both passes one contract suite:
+
+- ``RulesUnitOfWork``: ``PostgresRulesUnitOfWork`` (adapters/postgres.py) and
+  ``InMemoryUnitOfWork`` (tests/contract/test_rules_unit_of_work_contract.py);
+- ``WatchdogLog``: ``PostgresWatchdogLog`` (adapters/undelivered.py) and
+  ``InMemoryWatchdogLog`` (tests/contract/test_watchdog_log_contract.py);
+- ``ReportChannel``: the watchdog's own ``EmailReports`` and ``WebhookReports``
+  (adapters/watchdog_channels.py).
 """
 
 from __future__ import annotations
