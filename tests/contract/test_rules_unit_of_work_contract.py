@@ -79,23 +79,13 @@ class PostgresRules:
         return [(row["topic"], row["event_id"]) for row in rows]
 
 
-@pytest.fixture(params=["in-memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def rules_database(request: pytest.FixtureRequest) -> str | None:
-    """None in memory, else a PostgreSQL database private to the test (the fixture the
-    integration tests use)."""
-    if request.param == "in-memory":
-        return None
-    dsn: str = request.getfixturevalue("fresh_dsn")
-    return dsn
-
-
 @pytest.fixture
-async def rules(rules_database: str | None) -> AsyncIterator[RulesStorage]:
+async def rules(database: str | None) -> AsyncIterator[RulesStorage]:
     """The rules service's storage, once per implementation."""
-    if rules_database is None:
+    if database is None:
         yield InMemoryRules()
         return
-    connection = await asyncpg.connect(rules_database)
+    connection = await asyncpg.connect(database)
     try:
         yield PostgresRules(connection)
     finally:

@@ -28,19 +28,10 @@ class Log:
     put: Callable[[Sequence[Envelope]], Awaitable[None]]
 
 
-@pytest.fixture(params=["in-memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def watchdog_database(request: pytest.FixtureRequest) -> str | None:
-    """None in memory, else the DSN of a migrated PostgreSQL database private to the test."""
-    if request.param == "in-memory":
-        return None
-    dsn: str = request.getfixturevalue("fresh_dsn")
-    return dsn
-
-
 @pytest.fixture
-async def log(watchdog_database: str | None) -> AsyncIterator[Log]:
+async def log(database: str | None) -> AsyncIterator[Log]:
     """The watchdog's log, once per implementation, on an empty audit log."""
-    if watchdog_database is None:
+    if database is None:
         clock = ManualClock()
         store = InMemoryEventStore(clock)
 
@@ -49,7 +40,7 @@ async def log(watchdog_database: str | None) -> AsyncIterator[Log]:
 
         yield Log(InMemoryWatchdogLog(store, clock), put_in_memory)
         return
-    pool = await create_pool(watchdog_database)
+    pool = await create_pool(database)
 
     async def put_in_postgres(envelopes: Sequence[Envelope]) -> None:
         async with pool.acquire() as connection, connection.transaction():
