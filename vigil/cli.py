@@ -155,7 +155,8 @@ def rules_simulate(
     """Replay the stored history through a candidate pack and show what would change."""
     from services.safety_rules.adapters.rule_pack_files import load_rule_pack, load_rule_packs
     from services.safety_rules.domain.rule_pack import InvalidRulePack
-    from services.safety_rules.handlers.simulate import compare, load_facts, report
+    from services.safety_rules.entrypoints.cli import stored_facts
+    from services.safety_rules.handlers.simulate import compare, report
 
     settings = _settings()
     try:
@@ -170,7 +171,7 @@ def rules_simulate(
     if current is None:
         typer.echo(f"vigil rules simulate: no current pack for {study}", err=True)
         raise typer.Exit(1)
-    facts = asyncio.run(load_facts(settings.database_url, study))
+    facts = asyncio.run(stored_facts(settings.database_url, study))
     typer.echo(report(compare(study, facts, current, candidate)))
 
 
@@ -227,7 +228,8 @@ def rules_explain(signal_id: str) -> None:
     """Print why a signal fired, from the audit log."""
     import uuid
 
-    from services.safety_rules.handlers.explain_signal import SignalNotFound, explain_signal
+    from services.safety_rules.entrypoints.cli import explain_signal
+    from services.safety_rules.handlers.explain_signal import SignalNotFound
 
     settings = _settings()
     try:

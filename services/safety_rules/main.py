@@ -19,8 +19,10 @@ from services.safety_rules import metrics as rules_metrics
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
-from services.safety_rules.adapters.watchdog_channels import ReportChannel, report_channels
+from services.safety_rules.adapters.undelivered import PostgresWatchdogLog
+from services.safety_rules.adapters.watchdog_channels import report_channels
 from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToStoredPositions
+from services.safety_rules.handlers.ports import ReportChannel
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from services.settings import VigilSettings
 from shared import metrics
@@ -104,7 +106,9 @@ def watchdog_loop(
             "(vigil_oldest_undelivered_signal_age_seconds), not reported",
         )
     watchdog = Watchdog(
-        pool, channels, deadline_seconds=settings.watchdog_undelivered_after_seconds
+        PostgresWatchdogLog(pool),
+        channels,
+        deadline_seconds=settings.watchdog_undelivered_after_seconds,
     )
     return DrainLoop(
         "watchdog",

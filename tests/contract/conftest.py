@@ -14,7 +14,7 @@ import pytest
 
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
 from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.db.pool import create_pool
 from shared.eventstore import Appended, InMemoryEventStore, NewEvent, PostgresEventStore
 
@@ -57,9 +57,10 @@ def in_memory_event_store() -> InMemoryEventStore:
 
 
 @pytest.fixture(params=["in-memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def notifier_database(request: pytest.FixtureRequest) -> str | None:
-    """Where the notifier's unit of work keeps things: None in memory, else the DSN of a
-    PostgreSQL database private to the test (the fixture the integration tests use)."""
+def database(request: pytest.FixtureRequest) -> str | None:
+    """Where a service's port keeps things, once per implementation: None in memory, else
+    the DSN of a PostgreSQL database private to the test (the fixture the integration
+    tests use)."""
     if request.param == "in-memory":
         return None
     dsn: str = request.getfixturevalue("fresh_dsn")
@@ -68,13 +69,13 @@ def notifier_database(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.fixture
 async def notifier_unit_of_work(
-    notifier_database: str | None,
+    database: str | None,
 ) -> AsyncIterator[NotifierUnitOfWork]:
     """The notifier's unit of work, once per implementation."""
-    if notifier_database is None:
+    if database is None:
         yield InMemoryNotifierUnitOfWork()
         return
-    pool = await create_pool(notifier_database)
+    pool = await create_pool(database)
     try:
         yield PostgresNotifierUnitOfWork(pool)
     finally:

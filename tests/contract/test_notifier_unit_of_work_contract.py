@@ -13,7 +13,7 @@ from services.notifier.domain.deliveries import PlannedDelivery, compose
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import MessageContent
 from services.notifier.domain.planning import AckDeadlines, open_notification
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events import EventPayload
 from shared.events.notifications import (
     NotificationOpened,

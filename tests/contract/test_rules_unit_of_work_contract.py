@@ -1,6 +1,6 @@
 """The contract of the rules service's unit of work (``RulesUnitOfWork``), run against every
 implementation: PostgreSQL's (``services.safety_rules.adapters.postgres``) and the in-memory
-one the clinical cases run on (``tests.support.rules_harness``). What ``handle_batch``
+one the unit tests run on (``services.safety_rules.adapters.in_memory``). What ``handle_batch``
 relies on: which events are stored, the time a batch is recorded at, appends that are
 idempotent by event id and checked against the streams' versions, subjects' histories,
 and outbox entries."""
@@ -16,12 +16,13 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 import pytest
 
+from services.safety_rules.adapters.in_memory import InMemoryRulesStore
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.history import SubjectHistory
-from services.safety_rules.handlers.facts import RulesUnitOfWork
+from services.safety_rules.handlers.ports import RulesUnitOfWork
 from shared.events import Envelope, subject_stream, wrap
 from shared.eventstore import EventIdConflict, StreamVersionConflict
-from tests.support.rules_harness import STUDY, InMemoryRulesStore, fact
+from tests.support.rules_harness import RECORDED_FROM, STUDY, fact
 
 T = TypeVar("T")
 RECORDED = datetime(2026, 12, 1, 9, 0, 0, 123456, tzinfo=UTC)
@@ -47,7 +48,7 @@ class RulesStorage(Protocol):
 
 class InMemoryRules:
     def __init__(self) -> None:
-        self.store = InMemoryRulesStore()
+        self.store = InMemoryRulesStore(clock=RECORDED_FROM)
 
     async def run(self, work: Callable[[RulesUnitOfWork], Awaitable[T]]) -> T:
         with self.store.transaction():
@@ -78,23 +79,13 @@ class PostgresRules:
         return [(row["topic"], row["event_id"]) for row in rows]
 
 
-@pytest.fixture(params=["in-memory", pytest.param("postgresql", marks=pytest.mark.integration)])
-def rules_database(request: pytest.FixtureRequest) -> str | None:
-    """None in memory, else a PostgreSQL database private to the test (the fixture the
-    integration tests use)."""
-    if request.param == "in-memory":
-        return None
-    dsn: str = request.getfixturevalue("fresh_dsn")
-    return dsn
-
-
 @pytest.fixture
-async def rules(rules_database: str | None) -> AsyncIterator[RulesStorage]:
+async def rules(database: str | None) -> AsyncIterator[RulesStorage]:
     """The rules service's storage, once per implementation."""
-    if rules_database is None:
+    if database is None:
         yield InMemoryRules()
         return
-    connection = await asyncpg.connect(rules_database)
+    connection = await asyncpg.connect(database)
     try:
         yield PostgresRules(connection)
     finally:

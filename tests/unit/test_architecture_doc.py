@@ -55,6 +55,22 @@ def test_every_service_has_the_layers_the_doc_describes() -> None:
             assert (REPO / "services" / service / layer).exists(), f"{service}: {layer}"
 
 
+def test_the_doc_names_every_port_its_in_memory_adapters_and_every_contract_suite() -> None:
+    named = named_paths(DOC.read_text(encoding="utf-8"))
+    wanted = {
+        "shared/eventstore/ports.py",
+        "services/settings.py",
+        "shared/settings.py",
+        *(
+            f"services/{service}/{part}"
+            for service in SERVICES
+            for part in ("handlers/ports.py", "adapters/in_memory.py", "settings.py", "metrics.py")
+        ),
+        *(str(p.relative_to(REPO)) for p in (REPO / "tests" / "contract").glob("test_*.py")),
+    }
+    assert not wanted - named, f"docs/architecture.md does not name {sorted(wanted - named)}"
+
+
 def test_the_readme_links_the_architecture_and_the_event_catalogue() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "(docs/architecture.md)" in readme

@@ -4,17 +4,21 @@ the command on PostgreSQL)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.explain_signal import SignalNotFound, explain_stored_signal
 from shared.events import Envelope, LabResultReported, SafetySignalEscalated, wrap
 from shared.eventstore import InMemoryEventStore, NewEvent
 from tests.support.notifier import STUDY, lifecycle, raised, signal_of
 from tests.support.services import REPO
+
+PACKS = functools.partial(load_rule_packs, REPO / "studies")
 
 
 def lab(subject: str) -> Envelope:
@@ -49,7 +53,7 @@ async def test_a_signal_is_explained_with_its_inputs_and_what_followed() -> None
     )
     await store.append([NewEvent(result), NewEvent(signal), NewEvent(escalated)])
 
-    text = await explain_stored_signal(store, signal.id, REPO / "studies")
+    text = await explain_stored_signal(store, signal.id, PACKS)
 
     assert "position 1: lab result 718-7 = 8 g/dL, status F" in text
     assert "escalated from grade 2 to 3" in text
@@ -57,4 +61,4 @@ async def test_a_signal_is_explained_with_its_inputs_and_what_followed() -> None
 
 async def test_an_unknown_signal_is_said_to_be_missing() -> None:
     with pytest.raises(SignalNotFound, match="no safety signal"):
-        await explain_stored_signal(InMemoryEventStore(), uuid.uuid4(), REPO / "studies")
+        await explain_stored_signal(InMemoryEventStore(), uuid.uuid4(), PACKS)

@@ -11,7 +11,6 @@ from typing import Any, get_args
 import pytest
 
 from services.notifier.adapters.roster_files import load_roster
-from services.notifier.adapters.signal_log import ANSWERED_ISSUES
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.escalation import escalate, fold
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
@@ -21,6 +20,7 @@ from services.notifier.domain.messages import (
     content_for_data_quality,
 )
 from services.notifier.domain.planning import (
+    ANSWERED_ISSUES,
     DATA_QUALITY_ROUTES,
     AckDeadlines,
     data_quality_recipients,

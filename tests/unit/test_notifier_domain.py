@@ -327,8 +327,8 @@ def test_what_becomes_of_a_finding_follows_its_routing() -> None:
 def test_issues_no_rule_could_judge_are_told_to_the_monitors_with_what_to_do(
     issue: str, prefix: str, action: str
 ) -> None:
-    from services.notifier.adapters.signal_log import ANSWERED_ISSUES
     from services.notifier.domain.messages import content_for_data_quality
+    from services.notifier.domain.planning import ANSWERED_ISSUES
     from services.notifier.handlers.signals import ACKNOWLEDGED_ISSUES
     from shared.events import DataQualityIssueRaised
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
-from services.notifier.domain.planning import DATA_QUALITY_ROUTES
+from services.notifier.domain.planning import ANSWERED_ISSUES
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
@@ -50,9 +50,8 @@ SIGNAL_TYPES: tuple[str, ...] = tuple(
         SafetySignalRouted,
     )
 )
-# The kinds in the order DATA_QUALITY_ROUTES lists them: CAUSES_SQL's text (and so the
-# order) must equal the partial index's condition in migration 0015.
-ANSWERED_ISSUES: tuple[str, ...] = tuple(DATA_QUALITY_ROUTES)
+# ANSWERED_ISSUES lists the kinds in the order DATA_QUALITY_ROUTES does: CAUSES_SQL's text
+# (and so the order) must equal the partial index's condition in migration 0015.
 CAUSE_TYPES: tuple[str, ...] = (*SIGNAL_TYPES, DataQualityIssueRaised.event_type)
 
 

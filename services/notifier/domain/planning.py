@@ -155,7 +155,7 @@ _COUNTED_MEDICATION = IssueRoute(
 #:   range that cannot be right or is missing, a missing input, a medication Vigil does
 #:   not recognise. No acknowledgement: the query is the data manager's work in the data
 #:   system, and an acknowledgement link records a clinical assessment.
-#: The notifier answers exactly these kinds (``signal_log.ANSWERED_ISSUES``), in this
+#: The notifier answers exactly these kinds (``ANSWERED_ISSUES``), in this
 #: order: its catch-up's partial index (migration 0015) lists them so; a new kind needs a
 #: migration that recreates the index.
 DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
@@ -174,6 +174,10 @@ DATA_QUALITY_ROUTES: dict[str, IssueRoute] = {
     "missing-input": _DATA_MANAGER,
     "reference-range-missing": _DATA_MANAGER,
 }
+#: The kinds of data-quality issue the notifier answers, in the order DATA_QUALITY_ROUTES
+#: lists them: the catch-up's selection (``services/notifier/adapters/signal_log.py``) and
+#: so its partial index (migration 0015) list them in this order.
+ANSWERED_ISSUES: tuple[str, ...] = tuple(DATA_QUALITY_ROUTES)
 
 
 def route_of(issue: DataQualityIssueRaised) -> IssueRoute:

@@ -38,7 +38,7 @@ from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unread
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
 from shared.events import EventPayload

@@ -5,7 +5,7 @@ stream and the deliveries it plans commit together, or not at all.
 
 ``signals`` answers the signal events, ``timers`` the due escalations, ``acknowledgements``
 the people who assess a signal; ``deliveries`` plans who is told and how, and ``context``
-holds what they all are given, and ``unit_of_work`` the storage they work on (the
+holds what they all are given, and ``ports`` the storage they work on (the
 ``NotifierUnitOfWork`` port). The rest of the notifier imports from this package.
 """
 
@@ -20,9 +20,9 @@ from services.notifier.handlers.acknowledgements import (
 )
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import deliveries_for
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from services.notifier.handlers.signals import handle_signals, hold_notifications
 from services.notifier.handlers.timers import escalate_due, sample_overdue
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
 
 __all__ = [
     "Acknowledgement",

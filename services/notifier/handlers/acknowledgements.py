@@ -19,7 +19,7 @@ from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.links import VerifiedLink
 from services.notifier.domain.roster import Person
 from services.notifier.handlers.context import NotifierContext, notification_state
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events.notifications import Assessment, SignalAcknowledged
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.eventstore import EventIdConflict

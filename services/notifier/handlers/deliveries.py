@@ -19,7 +19,7 @@ from services.notifier.domain.messages import (
 from services.notifier.domain.planning import goes_to_digest
 from services.notifier.domain.roster import Person, Roster
 from services.notifier.handlers.context import NotifierContext
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 
 
 def deliveries_for(

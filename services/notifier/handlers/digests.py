@@ -13,7 +13,7 @@ from services.notifier.domain.digests import HeldItems
 from services.notifier.domain.messages import MessageContent
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers import NotifierContext, deliveries_for
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events.notifications import DigestSent
 from shared.events.payloads import EVENT_ID_NAMESPACE
 from shared.supervision import Progress, isolated

@@ -23,7 +23,6 @@ from datetime import timedelta
 
 import structlog
 
-from services.notifier.adapters.signal_log import ANSWERED_ISSUES
 from services.notifier.domain.digests import HeldLine
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.messages import (
@@ -33,6 +32,7 @@ from services.notifier.domain.messages import (
     signal_value,
 )
 from services.notifier.domain.planning import (
+    ANSWERED_ISSUES,
     DATA_QUALITY_ROUTES,
     acknowledgement_due,
     data_quality_recipients,
@@ -50,7 +50,7 @@ from services.notifier.handlers.deliveries import (
     plan_deliveries,
     tell,
 )
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,

@@ -11,7 +11,7 @@ from services.notifier import metrics
 from services.notifier.domain.escalation import escalate, escalation_event_id, fold
 from services.notifier.handlers.context import NotifierContext
 from services.notifier.handlers.deliveries import deliveries_for, plan_deliveries
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events import EventPayload
 from shared.eventstore import EventIdConflict
 from shared.supervision import Progress, isolated

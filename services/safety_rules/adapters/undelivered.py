@@ -4,40 +4,29 @@ audit log alone: not from the notifier, which may be the very component that is 
 A signal counts as told once its notification stream holds a successful delivery or an
 acknowledgement; a retracted signal needs telling no more. The log is followed by
 position, so after the first read of the whole log each round reads only what is new,
-plus the streams of the signals still waiting.
+plus the streams of the signals still waiting. ``PostgresWatchdogLog`` is the watchdog's
+``WatchdogLog`` port on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import asyncpg
 
+from services.safety_rules.domain.undelivered import UndeliveredSignal
 from shared.events import SafetySignalRaised, SafetySignalRetracted, subject_stream
 from shared.events.notifications import (
     DeliverySucceeded,
     SignalAcknowledged,
     notification_stream,
 )
-from shared.events.operations import watchdog_stream
 from shared.eventstore import EventStore, LoggedEvent, PostgresEventStore
 
 _TOLD = [DeliverySucceeded.event_type, SignalAcknowledged.event_type]
-
-
-@dataclass(frozen=True)
-class UndeliveredSignal:
-    """A signal nobody has been told about yet: ids and times only."""
-
-    signal_id: uuid.UUID
-    study_id: str
-    subject_id: str
-    rule_id: str
-    recorded_at: datetime
-    position: int
 
 
 class UndeliveredSignals:
@@ -101,10 +90,30 @@ def _needs_telling(raised: LoggedEvent) -> bool:
     return payload.get("severity") == "protocol-threshold" or payload.get("serious") is True
 
 
-async def reported(
-    connection: asyncpg.Connection, signals: Sequence[UndeliveredSignal]
-) -> set[uuid.UUID]:
-    """Which of these signals the watchdog has reported already."""
-    by_stream = {watchdog_stream(s.signal_id): s.signal_id for s in signals}
-    found = await PostgresEventStore(connection).existing_streams(by_stream)
-    return {by_stream[stream_id] for stream_id in found}
+# advisory lock of the reporting step: one rules instance reports at a time
+WATCHDOG_LOCK = 7_345_101
+
+
+class PostgresWatchdogLog:
+    """The watchdog's view of the audit log (:class:`UndeliveredSignals`) and its
+    reporting turns, on a pool."""
+
+    def __init__(self, pool: asyncpg.Pool, signals: UndeliveredSignals | None = None) -> None:
+        self._pool = pool
+        self._signals = signals if signals is not None else UndeliveredSignals()
+
+    async def waiting(self) -> tuple[list[UndeliveredSignal], datetime]:
+        """The signals still waiting, oldest first, and the database's time now."""
+        async with self._pool.acquire() as connection:
+            waiting = await self._signals.refresh(connection)
+            now: datetime = await connection.fetchval("SELECT clock_timestamp()")
+        return waiting, now
+
+    @asynccontextmanager
+    async def reporting(self) -> AsyncIterator[EventStore | None]:
+        """A transaction holding the reporting lock (None: another instance holds it)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", WATCHDOG_LOCK):
+                yield None  # another instance is reporting
+            else:
+                yield PostgresEventStore(connection)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from services.safety_rules.domain.event_source import SOURCE
 from shared.batch_consumer import Decoded, Refused, decode_records
 from shared.batch_consumer import Record as Record
 from shared.db.receipts import ReceiptRow
@@ -28,7 +29,6 @@ from shared.rejections import KeptRejection, kept_record
 
 log = structlog.get_logger(__name__)
 
-SOURCE = "/vigil/safety-rules"
 # a record that is a valid event: what the batch stores and judges
 Entry = Decoded
 RAW_DEAD_LETTER_REASON = (

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-import asyncpg
-
-from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.explain import InputFact, LaterEvent, explain
+from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import SafetySignalRaised
-from shared.eventstore import EventStore, PostgresEventStore
+from shared.eventstore import EventStore
 
 
 class SignalNotFound(LookupError):
@@ -50,17 +48,14 @@ def _summary(event_type: str, payload: dict[str, object]) -> str:
     return event_type
 
 
-async def explain_signal(dsn: str, signal_id: uuid.UUID, study_dir: Path) -> str:
-    """The explanation of one stored signal."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await explain_stored_signal(PostgresEventStore(connection), signal_id, study_dir)
-    finally:
-        await connection.close()
-
-
-async def explain_stored_signal(store: EventStore, signal_id: uuid.UUID, study_dir: Path) -> str:
-    """The explanation of one signal of ``store``."""
+async def explain_stored_signal(
+    store: EventStore,
+    signal_id: uuid.UUID,
+    current_packs: Callable[[], Mapping[str, RulePack]],
+) -> str:
+    """The explanation of one signal of ``store``; ``current_packs`` (the study packs as
+    they are now, by study id) is called only for a signal raised before signals carried
+    their rule's source."""
     found = await store.find_event(signal_id, SafetySignalRaised.event_type)
     if found is None:
         raise SignalNotFound(f"no safety signal {signal_id} in the audit log")
@@ -81,7 +76,7 @@ async def explain_stored_signal(store: EventStore, signal_id: uuid.UUID, study_d
     source = signal.rule_source  # the source as it stood when the signal was raised
     if source is None:
         # raised before signals carried their rule's source: the current pack's, so marked
-        pack = load_rule_packs(study_dir).get(signal.study_id)
+        pack = current_packs().get(signal.study_id)
         rule = next((r for r in pack.rules if r.id == signal.rule_id), None) if pack else None
         if rule is not None and pack is not None:
             source = rule.source

@@ -6,14 +6,14 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import structlog
 
 from services.safety_rules.domain.engine import ENROLMENT, evaluate
+from services.safety_rules.domain.event_source import SOURCE
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
-from services.safety_rules.entrypoints.records import SOURCE
+from services.safety_rules.handlers.ports import RulesUnitOfWork
 from services.safety_rules.handlers.supersede_links import supersedes
 from shared.events import (
     AdverseEventReported,
@@ -46,32 +46,6 @@ class BatchOutcome:
     @property
     def published(self) -> int:
         return len(self.signals) + len(self.data_quality)
-
-
-class RulesUnitOfWork(Protocol):
-    """The storage one batch needs; everything it does commits or rolls back together.
-
-    Reads come first and take no lock; ``append`` takes the append lock, which lasts until
-    the commit, so the rules are judged before it and several instances judge at once.
-    """
-
-    async def stored(self, event_ids: Sequence[uuid.UUID]) -> tuple[datetime, set[uuid.UUID]]:
-        """The time the batch is recorded at, and which of these events are stored already."""
-        ...
-
-    async def histories(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], SubjectHistory]: ...
-
-    async def append(
-        self,
-        envelopes: Sequence[Envelope],
-        *,
-        expected_versions: Mapping[str, int],
-        recorded_at: datetime,
-    ) -> None: ...
-
-    async def enqueue(self, items: Sequence[tuple[Envelope, str]]) -> None: ...
 
 
 def _processing_order(envelope: Envelope) -> int:

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from services.safety_rules.domain.engine import evaluate
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
 from shared.events import SafetySignalEscalated, SafetySignalRaised, SignalEvent
-from shared.eventstore import PostgresEventStore
+from shared.eventstore import EventStore
 
 # the facts a pack judges; earlier signals and data-quality flags are left out, so that
 # each pack starts from a clean record
@@ -137,15 +135,9 @@ def compare(
     return result
 
 
-async def load_facts(dsn: str, study_id: str) -> list[StoredFact]:
+async def load_facts(store: EventStore, study_id: str) -> list[StoredFact]:
     """The study's facts from the audit log, subject by subject in stream order."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        events = await PostgresEventStore(connection).read_study_subject_events(
-            study_id, FACT_TYPES
-        )
-    finally:
-        await connection.close()
+    events = await store.read_study_subject_events(study_id, FACT_TYPES)
     return [
         # a subject stream's events always name their subject
         StoredFact(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import structlog
 
+from services.safety_rules.domain.event_source import SOURCE
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.supersession import (
     Report,
@@ -14,7 +15,6 @@ from services.safety_rules.domain.supersession import (
     decide,
     reported_result,
 )
-from services.safety_rules.entrypoints.records import SOURCE
 from shared.events import Envelope, LabResultReported, LabResultSuperseded, wrap
 
 log = structlog.get_logger(__name__)

@@ -11,31 +11,22 @@ If the report cannot be sent, nothing is recorded and the next round tries again
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
-import asyncpg
 import structlog
 
 from services.safety_rules import metrics
-from services.safety_rules.adapters.undelivered import (
-    UndeliveredSignal,
-    UndeliveredSignals,
-    reported,
-)
-from services.safety_rules.adapters.watchdog_channels import (
-    ReportChannel,
-    WatchdogReport,
-)
+from services.safety_rules.domain.undelivered import UndeliveredSignal, WatchdogReport
+from services.safety_rules.handlers.ports import ReportChannel, WatchdogLog
 from shared.events import wrap
-from shared.events.operations import UndeliveredSignalReported
-from shared.eventstore import NewEvent, append
+from shared.events.operations import UndeliveredSignalReported, watchdog_stream
+from shared.eventstore import EventStore, NewEvent
 from shared.failures import failure_summary, is_outage
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
 SOURCE = "/vigil/safety-rules/watchdog"
-# advisory lock of the reporting step: one rules instance reports at a time
-WATCHDOG_LOCK = 7_345_101
 
 
 class ReportNotSent(Exception):
@@ -47,38 +38,34 @@ class Watchdog:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        audit_log: WatchdogLog,
         channels: Sequence[ReportChannel],
         *,
         deadline_seconds: float,
     ) -> None:
-        self._pool = pool
+        self._log = audit_log
         self._channels = channels
         self._deadline = deadline_seconds
-        self._signals = UndeliveredSignals()
 
     async def round(self, progress: Progress | None = None) -> int:
         """One look at the log; returns how many signals it reported."""
-        async with self._pool.acquire() as connection:
-            waiting = await self._signals.refresh(connection)
-            now = await connection.fetchval("SELECT clock_timestamp()")
+        waiting, now = await self._log.waiting()
         ages = [(now - signal.recorded_at).total_seconds() for signal in waiting]
         metrics.UNDELIVERED_SIGNALS.set(len(waiting))
         metrics.OLDEST_UNDELIVERED_SIGNAL_AGE.set(max(ages, default=0.0))
         overdue = [s for s, age in zip(waiting, ages, strict=True) if age >= self._deadline]
         if not overdue or not self._channels:
             return 0
-        async with self._pool.acquire() as connection, connection.transaction():
-            if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", WATCHDOG_LOCK):
+        async with self._log.reporting() as store:
+            if store is None:
                 return 0  # another instance is reporting
-            done = await reported(connection, overdue)
+            done = await reported(store, overdue)
             fresh = [signal for signal in overdue if signal.signal_id not in done]
             if not fresh:
                 return 0
             report = WatchdogReport(fresh, self._deadline, now)
             channels = await self._send(report)
-            await append(
-                connection,
+            await store.append(
                 [NewEvent(wrap(event, source=SOURCE, event_id=event.report_id()))
                  for event in self._events(fresh, channels)],
             )  # fmt: skip
@@ -125,3 +112,10 @@ class Watchdog:
             )
             for signal in signals
         ]
+
+
+async def reported(store: EventStore, signals: Sequence[UndeliveredSignal]) -> set[uuid.UUID]:
+    """Which of these signals the watchdog has reported already."""
+    by_stream = {watchdog_stream(s.signal_id): s.signal_id for s in signals}
+    found = await store.existing_streams(by_stream)
+    return {by_stream[stream_id] for stream_id in found}
