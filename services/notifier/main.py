@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import asyncpg
 import structlog
 from fastapi import FastAPI
 from faststream import AckPolicy
 
 from services.notifier import handlers
 from services.notifier import metrics as notifier_metrics
+from services.notifier.adapters import postgres as outbox
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender
@@ -47,23 +47,6 @@ from shared.supervision import Progress, Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-notifier"
-
-
-async def sample_deliveries(pool: asyncpg.Pool) -> None:
-    """Set the gauge of queued deliveries by channel and state (failing: pending after a
-    failed attempt)."""
-    rows = await pool.fetch(
-        """SELECT channel,
-                  CASE WHEN status = 'pending' AND attempts > 0 THEN 'failing' ELSE status END
-                      AS state,
-                  count(*) AS n
-           FROM deliveries GROUP BY 1, 2"""
-    )
-    counts = {(row["channel"], row["state"]): row["n"] for row in rows}
-    for channel in {"email"} | {channel for channel, _ in counts}:
-        for state in notifier_metrics.DELIVERY_STATES:  # a state that emptied must read 0
-            gauge = notifier_metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
-            gauge.set(counts.get((channel, state), 0))
 
 
 def notifier_context(
@@ -182,7 +165,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             await runtime.broker.start()
             sampled: list[metrics.Sampler] = [
                 lag_sampler(subscriber, group=GROUP_ID, progress=consumer_progress),
-                functools.partial(sample_deliveries, pool),
+                functools.partial(outbox.sample_deliveries, pool),
                 functools.partial(
                     handlers.sample_overdue, PostgresNotifierUnitOfWork(pool), context
                 ),

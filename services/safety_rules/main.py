@@ -1,19 +1,17 @@
-"""Composition root of the rules service: consumers, outbox relay, projection, anchoring."""
+"""Composition root of the rules service: builds the adapters and starts the facts consumer,
+the outbox relay, the projection, the watchdog and the anchoring under one supervisor."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import structlog
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.message import StreamMessage
 
 from services.safety_rules import metrics as rules_metrics
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
@@ -21,7 +19,12 @@ from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
 from services.safety_rules.adapters.undelivered import PostgresWatchdogLog
 from services.safety_rules.adapters.watchdog_channels import report_channels
-from services.safety_rules.entrypoints.consumers import FactsConsumer, SeekToStoredPositions
+from services.safety_rules.entrypoints.anchoring import anchor_periodically
+from services.safety_rules.entrypoints.consumers import (
+    FactsConsumer,
+    SeekToStoredPositions,
+    undecoded,
+)
 from services.safety_rules.handlers.ports import ReportChannel
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from services.settings import VigilSettings
@@ -37,7 +40,6 @@ from shared.events.topics import (
     MEDICATIONS,
     SUBJECTS,
 )
-from shared.eventstore.anchors import record_anchor
 from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
@@ -46,7 +48,7 @@ from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.service_state import Started
 from shared.structured_logging import configure_logging
-from shared.supervision import Progress, Supervisor
+from shared.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 GROUP_ID = "vigil-safety-rules"
@@ -74,25 +76,6 @@ async def rules_problem(parts: RulesParts) -> str | None:
     return None
 
 
-async def anchor_periodically(
-    pool: asyncpg.Pool, settings: VigilSettings, progress: Progress
-) -> None:
-    """Write the chain head to the anchor file (outside the database) every interval."""
-    progress.idle()
-    while True:
-        await asyncio.sleep(settings.audit_anchor_interval_seconds)
-        progress.working()
-        try:
-            async with pool.acquire() as connection:
-                anchor = await record_anchor(connection, settings.audit_anchor_file, "anchored")
-        except (asyncpg.PostgresError, OSError) as error:
-            progress.step_failed(error)
-            log.error("audit.anchor_failed", error=repr(error))
-            continue
-        progress.done()
-        log.info("audit.anchored", position=anchor.position)
-
-
 def watchdog_loop(
     pool: asyncpg.Pool, settings: VigilSettings, channels: list[ReportChannel]
 ) -> DrainLoop:
@@ -118,14 +101,10 @@ def watchdog_loop(
     )
 
 
-async def undecoded(message: StreamMessage[Any]) -> None:
-    """FastStream's decoder for the facts subscriber: leaves the bodies as they are."""
-    return None
-
-
 def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI:
     """The rules service as an ASGI app whose lifespan runs its workers; ``clock`` (the
-    system's by default) dates the events its projection records."""
+    system's by default) dates the events its projection records and the audit anchors."""
+    the_clock = clock or SystemClock()
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
     packs = load_rule_packs(settings.study_dir)  # an invalid pack stops the start here
@@ -138,9 +117,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     async def workers() -> AsyncIterator[None]:
         async with consumer_runtime(settings, client_id=GROUP_ID, supervisor=supervisor) as runtime:
             relay = OutboxRelay(runtime.pool, runtime.broker)
-            projector = ProjectionRunner(
-                runtime.pool, SubjectStateProjection(), clock=clock or SystemClock()
-            )
+            projector = ProjectionRunner(runtime.pool, SubjectStateProjection(), clock=the_clock)
             projection_loop = DrainLoop(
                 "projection.subject_state", projector.step, retryable=OUTAGES
             )
@@ -200,7 +177,14 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             supervisor.start("metrics", metrics.sampling(sampled, retryable=BROKER_OUTAGES))
             if settings.audit_anchor_interval_seconds > 0:
                 supervisor.start(
-                    "anchor", functools.partial(anchor_periodically, runtime.pool, settings)
+                    "anchor",
+                    functools.partial(
+                        anchor_periodically,
+                        runtime.pool,
+                        every_seconds=settings.audit_anchor_interval_seconds,
+                        anchor_file=settings.audit_anchor_file,
+                        clock=the_clock,
+                    ),
                 )
             state.fill(RulesParts(runtime, (projector,)))
             log.info("rules.started", studies=sorted(packs))

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier import metrics
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import MessageContent
@@ -167,3 +168,20 @@ async def deliveries_of(
         f"SELECT {_COLUMNS} FROM deliveries WHERE signal_id = $1 ORDER BY created_at", signal_id
     )
     return [_delivery(row) for row in rows]
+
+
+async def sample_deliveries(pool: asyncpg.Pool) -> None:
+    """Set the gauge of queued deliveries by channel and state (failing: pending after a
+    failed attempt)."""
+    rows = await pool.fetch(
+        """SELECT channel,
+                  CASE WHEN status = 'pending' AND attempts > 0 THEN 'failing' ELSE status END
+                      AS state,
+                  count(*) AS n
+           FROM deliveries GROUP BY 1, 2"""
+    )
+    counts = {(row["channel"], row["state"]): row["n"] for row in rows}
+    for channel in {"email"} | {channel for channel, _ in counts}:
+        for state in metrics.DELIVERY_STATES:  # a state that emptied must read 0
+            gauge = metrics.DELIVERIES_BY_STATE.labels(channel=channel, state=state)
+            gauge.set(counts.get((channel, state), 0))

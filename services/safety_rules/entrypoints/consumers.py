@@ -6,11 +6,13 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from services.safety_rules import metrics
 from services.safety_rules.adapters.positions import SeekToStoredPositions as SeekToStoredPositions
@@ -311,3 +313,8 @@ def next_positions(records: list[Record]) -> dict[tuple[str, int], int]:
         key = (record.topic, record.partition)
         positions[key] = max(positions.get(key, 0), record.offset + 1)
     return positions
+
+
+async def undecoded(message: StreamMessage[Any]) -> None:
+    """FastStream's decoder for the facts subscriber: leaves the bodies as they are."""
+    return None
