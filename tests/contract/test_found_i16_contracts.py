@@ -5,6 +5,8 @@ are not one contract."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
@@ -71,3 +73,22 @@ async def test_the_notifier_unit_of_work_refuses_work_outside_a_block(
     }[call]
     with pytest.raises(RuntimeError, match="inside `async with`"):
         await work()
+
+
+@pytest.mark.integration
+async def test_the_same_events_get_the_same_rows_and_hashes_in_both_stores(
+    postgres_event_store: PostgresEventStore, in_memory_event_store: InMemoryEventStore
+) -> None:
+    # The in-memory store says a row there has the hash the same row would have in
+    # PostgreSQL: an audit tool tested on one must verify the other's log.
+    at = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
+    events = [NewEvent(result("A", "8.25", n=1)), NewEvent(result("B", n=2))]
+    late = [NewEvent(result("A", "7.5", n=3))]
+    for store in (postgres_event_store, in_memory_event_store):
+        await store.append(events, recorded_at=at)
+        await store.append(late, recorded_at=at + timedelta(microseconds=1))
+
+    in_postgres = await postgres_event_store.read_all()
+    in_memory = await in_memory_event_store.read_all()
+    assert in_memory == in_postgres
+    assert await in_memory_event_store.head() == await postgres_event_store.head()
