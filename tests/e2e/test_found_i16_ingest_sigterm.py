@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.test_found_i16_shutdown import complaints
+from tests.integration.test_found_i16_shutdown import complaints, sigterm
 from tests.support.private_stack import Stack, private_stack
 from tests.support.waiting import eventually
 
@@ -65,12 +64,7 @@ async def test_sigterm_while_posting_loses_no_accepted_result(
             await eventually(
                 lambda: asyncio.sleep(0, len(accepted) >= 20), timeout=60, what="20 accepted"
             )
-            ingest = stack.processes["ingest"]
-            assert ingest.process is not None
-            began = time.monotonic()
-            ingest.process.send_signal(signal.SIGTERM)
-            status = await asyncio.to_thread(ingest.process.wait, 30)
-            took = time.monotonic() - began
+            status, took = await sigterm(stack.processes["ingest"])
         finally:
             stop.set()
             await asyncio.gather(*senders)

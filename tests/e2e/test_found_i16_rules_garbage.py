@@ -6,13 +6,11 @@ result after it is stored, and the service stays ready."""
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from shared.events import LabResultReported, wrap
 from shared.events.topics import (
     ADVERSE_EVENTS,
     DATA_QUALITY,
@@ -21,8 +19,7 @@ from shared.events.topics import (
     MEDICATIONS,
     SUBJECTS,
 )
-from tests.e2e.test_found_i16_rules_wrong_topic import STUDY, publish, rejected_origins
-from tests.support.notifier import T0
+from tests.e2e.test_found_i16_rules_wrong_topic import good_result, publish, rejected_origins
 from tests.support.private_stack import private_stack
 from tests.support.waiting import eventually
 
@@ -35,13 +32,7 @@ async def test_garbage_on_every_rules_topic_is_rejected_input_and_the_rules_go_o
 ) -> None:
     marker = f"Jane-Doe-{uuid.uuid4().hex[:6]}"
     subject = f"01-{uuid.uuid4().hex[:4]}"
-    good = wrap(
-        LabResultReported(
-            study_id=STUDY, subject_id=subject, loinc_code="718-7", value=Decimal("12.5"),
-            unit="g/dL", collected_at=T0, source_message_id=f"LAB-{uuid.uuid4().hex[:8]}",
-        ),
-        source="/tests/found",
-    )  # fmt: skip
+    good = good_result(subject)
     garbage = [(topic, b"k", b'{"subject_name": "' + marker.encode() + b'"') for topic in TOPICS]
     async with private_stack(tmp_path, fresh_dsn, start=(("safety_rules", "rules"),)) as stack:
         connection = await asyncpg.connect(fresh_dsn)

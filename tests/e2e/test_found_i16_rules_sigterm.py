@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.integration.test_found_i16_shutdown import complaints
+from tests.integration.test_found_i16_shutdown import complaints, sigterm
 from tests.support.private_stack import private_stack
 from tests.support.waiting import eventually
 
@@ -61,12 +60,7 @@ async def test_sigterm_mid_batch_stops_the_rules_cleanly_and_loses_nothing(
 
             sending = asyncio.create_task(send_all())
             await eventually(stored, timeout=60, what="the rules storing the first results")
-            rules = stack.processes["safety_rules"]
-            assert rules.process is not None
-            began = time.monotonic()
-            rules.process.send_signal(signal.SIGTERM)
-            status = await asyncio.to_thread(rules.process.wait, 30)
-            took = time.monotonic() - began
+            status, took = await sigterm(stack.processes["safety_rules"])
             await sending
             at_stop = await stored()
             assert at_stop < RESULTS, "the stop came too late to test anything"

@@ -16,10 +16,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from shared.events import CONTENT_TYPE, LabResultReported, wrap
+from shared.events import Envelope, LabResultReported, wrap
 from shared.events.topics import LAB_RESULTS, SUBJECTS
+from tests.integration.test_found_i16_notifier_garbage import publish
 from tests.support.notifier import T0, raised
 from tests.support.private_stack import private_stack
 from tests.support.waiting import eventually
@@ -28,19 +28,15 @@ pytestmark = pytest.mark.integration
 STUDY = "NCT05262686"
 
 
-async def publish(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> list[str]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        origins = []
-        for topic, key, value in records:
-            sent = await producer.send_and_wait(
-                topic, value, key=key, headers=[("content-type", CONTENT_TYPE.encode())]
-            )
-            origins.append(f"{sent.topic}/{sent.partition}@{sent.offset}")
-        return origins
-    finally:
-        await producer.stop()
+def good_result(subject: str) -> Envelope:
+    """A lab result in range, as ingest publishes it."""
+    return wrap(
+        LabResultReported(
+            study_id=STUDY, subject_id=subject, loinc_code="718-7", value=Decimal("12.5"),
+            unit="g/dL", collected_at=T0, source_message_id=f"LAB-{uuid.uuid4().hex[:8]}",
+        ),
+        source="/tests/found",
+    )  # fmt: skip
 
 
 async def rejected_origins(connection: asyncpg.Connection) -> set[str]:
@@ -57,13 +53,7 @@ async def test_a_signal_on_an_input_topic_is_dead_lettered_not_recorded(
 ) -> None:
     subject = f"01-{uuid.uuid4().hex[:4]}"
     forged = raised("PKUPH-01", study_id=STUDY, subject_id=subject)
-    good = wrap(
-        LabResultReported(
-            study_id=STUDY, subject_id=subject, loinc_code="718-7", value=Decimal("12.5"),
-            unit="g/dL", collected_at=T0, source_message_id=f"LAB-{uuid.uuid4().hex[:8]}",
-        ),
-        source="/tests/found",
-    )  # fmt: skip
+    good = good_result(subject)
     async with private_stack(tmp_path, fresh_dsn, start=(("safety_rules", "rules"),)) as stack:
         connection = await asyncpg.connect(fresh_dsn)
         try:

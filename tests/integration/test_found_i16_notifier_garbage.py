@@ -62,16 +62,16 @@ def good_signal(subject: str) -> bytes:
     return raised("PKUPH-01", study_id=STUDY, subject_id=subject).to_json()
 
 
-async def publish(bootstrap: str, records: list[tuple[str, bytes | None]]) -> list[str]:
-    """Publish in order on one partition per topic; returns each record's origin as a
-    dead letter names it (topic/partition@offset)."""
+async def publish(bootstrap: str, records: list[tuple[str, bytes, bytes | None]]) -> list[str]:
+    """Publish (topic, key, value) in order; returns each record's origin as a dead letter
+    names it (topic/partition@offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         origins = []
-        for topic, value in records:
+        for topic, key, value in records:
             sent = await producer.send_and_wait(
-                topic, value, key=KEY, headers=[("content-type", CONTENT_TYPE.encode())]
+                topic, value, key=key, headers=[("content-type", CONTENT_TYPE.encode())]
             )
             origins.append(f"{sent.topic}/{sent.partition}@{sent.offset}")
         return origins
@@ -132,7 +132,10 @@ async def test_undecodable_records_on_both_topics_are_dead_lettered_and_the_next
         (DATA_QUALITY, marker.encode()),
     ]
     subject = f"T-{uuid.uuid4().hex[:8]}"
-    origins = await publish(notifier.bootstrap, [*garbage, (SAFETY_SIGNALS, good_signal(subject))])
+    records = [
+        (topic, KEY, value) for topic, value in [*garbage, (SAFETY_SIGNALS, good_signal(subject))]
+    ]
+    origins = await publish(notifier.bootstrap, records)
 
     await wait_for_mail(notifier, subject)
     found = await dead_letters(notifier.bootstrap)
