@@ -49,7 +49,7 @@ class _Subscriber:
 
 async def test_a_database_error_that_is_no_outage_leaves_kafkas_offsets_with_a_warning() -> None:
     consumer = _Consumer()
-    listener = SeekToStoredPositions(_RefusingPool(), "vigil-rules")  # type: ignore[arg-type]
+    listener = SeekToStoredPositions(_RefusingPool(), "vigil-rules")
     listener.subscriber = _Subscriber(consumer)
     partition = TopicPartition("lab-results", 0)
     with capture_logs() as logs:
@@ -62,7 +62,7 @@ async def test_a_database_error_that_is_no_outage_leaves_kafkas_offsets_with_a_w
 async def test_owed_events_a_database_error_keeps_from_bringing_forward_are_left_for_later() -> (
     None
 ):
-    listener = SeekToStoredPositions(_RefusingPool(), "vigil-rules")  # type: ignore[arg-type]
+    listener = SeekToStoredPositions(_RefusingPool(), "vigil-rules")
     with capture_logs() as logs:
         await listener._redrive_owed()
     assert [entry["event"] for entry in logs] == ["rules.owed_events_not_brought_forward"]
