@@ -62,7 +62,8 @@ def token_planned_for(
 
 async def stream_types(store: InMemoryNotifierUnitOfWork, signal_id: uuid.UUID) -> list[str]:
     """The short type names of a notification stream, in order."""
-    events = await store.notification_events(signal_id)
+    async with store:
+        events = await store.notification_events(signal_id)
     return [type(event).event_type.split(".")[-2] for event in events]
 
 
