@@ -127,13 +127,14 @@ def why_not_acted_on(envelope: Envelope, context: NotifierContext) -> str | None
     is a producer's mistake, and a signal of a study with no roster reaches nobody: the
     consumer dead-letters either, so an operator learns of it. The reason names the type
     or the field and the problem, never a value."""
-    payload = envelope.payload()
-    if isinstance(payload, DataQualityIssueRaised):
-        if payload.issue not in ANSWERED_ISSUES:
+    # every signal event is dispatched by ``_handle``, so the base class says it
+    event = envelope.payload()
+    if isinstance(event, DataQualityIssueRaised):
+        if event.issue not in ANSWERED_ISSUES:
             return None
-    elif not isinstance(payload, SignalEvent):
+    elif not isinstance(event, SignalEvent):
         return f"the notifier does not act on events of type {envelope.type}"
-    if context.rosters.get(payload.study or "") is None:
+    if context.rosters.get(event.study or "") is None:
         return "study_id: the notifier has no roster for this study"
     return None
 
