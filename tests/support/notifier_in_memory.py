@@ -88,7 +88,11 @@ class RecordingSender:
 
 
 def email_worker(
-    store: InMemoryNotifierUnitOfWork, sender: Sender, context: NotifierContext
+    store: InMemoryNotifierUnitOfWork,
+    sender: Sender,
+    context: NotifierContext,
+    *,
+    send_timeout_seconds: float = 30.0,
 ) -> DeliveryWorker:
     """A delivery worker that sends e-mail through ``sender``, on the context's clock."""
     return DeliveryWorker(
@@ -98,6 +102,7 @@ def email_worker(
         links=context.links,
         retry_max_seconds=1,
         give_up_after_seconds=60,
+        send_timeout_seconds=send_timeout_seconds,
         clock=context.clock,
         unit_of_work=lambda: store,
     )

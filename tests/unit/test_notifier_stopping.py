@@ -9,7 +9,6 @@ import asyncio
 from dataclasses import dataclass, field
 
 from services.notifier.domain.messages import Delivery
-from services.notifier.entrypoints.delivery_worker import DeliveryWorker
 from shared.supervision import Supervisor
 from tests.support.notifier import context, raised, roster
 from tests.support.notifier_in_memory import RecordingSender, email_worker, plan, store_for
@@ -58,17 +57,7 @@ async def test_a_stop_waits_no_longer_than_the_send_timeout_and_records_the_atte
     ctx = context(roster())
     store, server = store_for(ctx), HeldServer()  # never answers
     assert await plan(store, ctx, raised("S1")) == 2
-    worker = DeliveryWorker(
-        None,
-        {"email": server},
-        rosters=ctx.rosters,
-        links=ctx.links,
-        retry_max_seconds=1,
-        give_up_after_seconds=60,
-        send_timeout_seconds=0.2,
-        clock=ctx.clock,
-        unit_of_work=lambda: store,
-    )
+    worker = email_worker(store, server, ctx, send_timeout_seconds=0.2)
     supervisor = Supervisor("test-stop-bound", check_every=0.01)
     supervisor.start("delivery-worker", worker.run)
     await asyncio.wait_for(server.taking_in.wait(), timeout=5)
