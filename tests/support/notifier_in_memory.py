@@ -62,7 +62,8 @@ def token_planned_for(
 
 async def stream_types(store: InMemoryNotifierUnitOfWork, signal_id: uuid.UUID) -> list[str]:
     """The short type names of a notification stream, in order."""
-    events = await store.notification_events(signal_id)
+    async with store:
+        events = await store.notification_events(signal_id)
     return [type(event).event_type.split(".")[-2] for event in events]
 
 
@@ -87,7 +88,11 @@ class RecordingSender:
 
 
 def email_worker(
-    store: InMemoryNotifierUnitOfWork, sender: Sender, context: NotifierContext
+    store: InMemoryNotifierUnitOfWork,
+    sender: Sender,
+    context: NotifierContext,
+    *,
+    send_timeout_seconds: float = 30.0,
 ) -> DeliveryWorker:
     """A delivery worker that sends e-mail through ``sender``, on the context's clock."""
     return DeliveryWorker(
@@ -97,6 +102,7 @@ def email_worker(
         links=context.links,
         retry_max_seconds=1,
         give_up_after_seconds=60,
+        send_timeout_seconds=send_timeout_seconds,
         clock=context.clock,
         unit_of_work=lambda: store,
     )

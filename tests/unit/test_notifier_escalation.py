@@ -116,7 +116,8 @@ async def test_acknowledgement_is_recorded_and_stops_escalation() -> None:
     assert again.event_id == first.event_id
     clock.advance(hours=5)
     assert await handlers.escalate_due(store, ctx) == 0
-    stored = await store.acknowledgement(first.event_id)
+    async with store:
+        stored = await store.acknowledgement(first.event_id)
     assert stored is not None
     assert stored[0].assessment == "clinically-significant"
 

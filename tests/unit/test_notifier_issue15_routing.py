@@ -94,7 +94,8 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert await plan(store, ctx, *envelopes[1:], *outcome.data_quality) == 0
     issue_id = envelopes[1].id
     assert _answers(await stream_types(store, issue_id)) == ["opened"]
-    (opened, *_) = await store.notification_events(issue_id)
+    async with store:
+        (opened, *_) = await store.notification_events(issue_id)
     assert isinstance(opened, NotificationOpened)
     assert opened.acknowledge_by is not None
 

@@ -103,6 +103,15 @@ class InMemoryNotifierUnitOfWork:
         if exc_type is not None:
             self._store = saved
 
+    @property
+    def _work(self) -> _Store:
+        """The store, for the port's calls: only inside a block, as PostgreSQL's unit of
+        work on a pool has no connection outside one (a handler that forgets its block
+        must fail its unit tests, not only production)."""
+        if not self._saved:
+            raise RuntimeError("use the unit of work inside `async with`: it has no connection")
+        return self._store
+
     # -- for tests: what the store holds ---------------------------------------------------
 
     def outbox(self) -> list[OutboxRow]:
@@ -118,7 +127,7 @@ class InMemoryNotifierUnitOfWork:
     def append(self, envelopes: Sequence[Envelope]) -> list[Appended]:
         """Append events as the event store does: idempotent on event id, and an id
         already stored with other content raises EventIdConflict (nothing is stored)."""
-        store = self._store
+        store = self._work
         staged: dict[uuid.UUID, _Logged] = {}
         versions: dict[str, int] = {}
         results = []
@@ -167,21 +176,22 @@ class InMemoryNotifierUnitOfWork:
         )
 
     async def lock_notifications(self, notification_ids: Iterable[uuid.UUID]) -> None:
+        self._work  # noqa: B018 (refused outside a block, as PostgreSQL's is)
         return None  # one store, no concurrent transactions: nothing to wait for
 
     def _stream(self, stream_id: str) -> list[_Logged]:
-        return [logged for logged in self._store.log if logged.stream_id == stream_id]
+        return [logged for logged in self._work.log if logged.stream_id == stream_id]
 
     async def notification_events(self, signal_id: uuid.UUID) -> list[EventPayload]:
         return [e.envelope.payload() for e in self._stream(notification_stream(signal_id))]
 
     async def recorded(self, event_id: uuid.UUID) -> bool:
-        return event_id in self._store.by_id
+        return event_id in self._work.by_id
 
     async def acknowledgement(
         self, event_id: uuid.UUID
     ) -> tuple[SignalAcknowledged, datetime] | None:
-        logged = self._store.by_id.get(event_id)
+        logged = self._work.by_id.get(event_id)
         if logged is None:
             return None
         payload = logged.envelope.payload()
@@ -191,7 +201,7 @@ class InMemoryNotifierUnitOfWork:
 
     async def open_timers(self) -> list[list[EventPayload]]:
         streams: dict[str, list[EventPayload]] = {}
-        for logged in self._store.log:
+        for logged in self._work.log:
             if logged.stream_id.startswith("notification-"):
                 streams.setdefault(logged.stream_id, []).append(logged.envelope.payload())
         timers = []
@@ -206,7 +216,7 @@ class InMemoryNotifierUnitOfWork:
         return timers
 
     async def signal_record(self, signal_id: uuid.UUID) -> SignalRecord | None:
-        logged = self._store.by_id.get(signal_id)
+        logged = self._work.by_id.get(signal_id)
         if logged is None:
             return None
         return SignalRecord(logged.recorded_at, str(logged.envelope.correlation_id))
@@ -216,7 +226,7 @@ class InMemoryNotifierUnitOfWork:
     async def add_deliveries(
         self, deliveries: Sequence[PlannedDelivery], *, give_up_after_seconds: float
     ) -> list[uuid.UUID]:
-        outbox = self._store.outbox
+        outbox = self._work.outbox
         now = self.clock.now()
         added = []
         for delivery in deliveries:
@@ -237,7 +247,7 @@ class InMemoryNotifierUnitOfWork:
     ) -> tuple[list[Claimed], list[Unreadable]]:
         now = self.clock.now()
         due = sorted(
-            (r for r in self._store.outbox.values() if r.status == "pending"),
+            (r for r in self._work.outbox.values() if r.status == "pending"),
             key=lambda r: (r.next_attempt_at, r.order),
         )
         claimed = []
@@ -248,13 +258,13 @@ class InMemoryNotifierUnitOfWork:
         return claimed, []  # what is kept here is always readable
 
     async def mark_sent(self, delivery_id: uuid.UUID) -> None:
-        if (row := self._store.outbox.get(delivery_id)) is not None:
+        if (row := self._work.outbox.get(delivery_id)) is not None:
             row.status, row.sent_at, row.last_error = "sent", self.clock.now(), None
 
     async def mark_failed(
         self, delivery_id: uuid.UUID, error: str, retry_at: datetime | None
     ) -> None:
-        if (row := self._store.outbox.get(delivery_id)) is None:
+        if (row := self._work.outbox.get(delivery_id)) is None:
             return
         row.last_error = error[:2000]
         if retry_at is None:
@@ -265,7 +275,7 @@ class InMemoryNotifierUnitOfWork:
     async def cancel_pending(self, signal_id: uuid.UUID) -> int:
         pending = [
             r
-            for r in self._store.outbox.values()
+            for r in self._work.outbox.values()
             if r.delivery.signal_id == signal_id and r.status == "pending"
         ]
         for row in pending:
@@ -273,7 +283,8 @@ class InMemoryNotifierUnitOfWork:
         return len(pending)
 
     async def deliveries_of(self, signal_id: uuid.UUID) -> list[PlannedDelivery]:
-        return [r.delivery for r in self.outbox() if r.delivery.signal_id == signal_id]
+        rows = sorted(self._work.outbox.values(), key=lambda row: row.order)
+        return [r.delivery for r in rows if r.delivery.signal_id == signal_id]
 
     # -- the digest items ------------------------------------------------------------------
 
@@ -288,17 +299,17 @@ class InMemoryNotifierUnitOfWork:
     ) -> None:
         for person_id, line, claims in lines:
             key = (study_id, person_id, signal_id, item)
-            self._store.digest_items.setdefault(key, _DigestItem(line, claims, held_at))
+            self._work.digest_items.setdefault(key, _DigestItem(line, claims, held_at))
 
     async def drop_digest_items(self, signal_id: uuid.UUID) -> None:
-        items = self._store.digest_items
+        items = self._work.digest_items
         for key in [k for k, v in items.items() if k[2] == signal_id and v.digest_day is None]:
             del items[key]
 
     async def digests_sent_to(self, signal_id: uuid.UUID) -> set[str]:
         return {
             person_id
-            for (_, person_id, held_signal, _), held in self._store.digest_items.items()
+            for (_, person_id, held_signal, _), held in self._work.digest_items.items()
             if held_signal == signal_id and held.digest_day is not None
         }
 
@@ -306,7 +317,7 @@ class InMemoryNotifierUnitOfWork:
         waiting = sorted(
             (
                 (person_id, held.held_at, signal_id, item, held)
-                for (study, person_id, signal_id, item), held in self._store.digest_items.items()
+                for (study, person_id, signal_id, item), held in self._work.digest_items.items()
                 if study == study_id and held.digest_day is None and held.held_at < cutoff
             ),
             key=lambda entry: entry[:4],
@@ -329,5 +340,5 @@ class InMemoryNotifierUnitOfWork:
     async def mark_digest_sent(self, items: HeldItems, day: date) -> None:
         for signal_id, item in zip(items.signal_ids, items.items, strict=True):
             key = (items.study_id, items.person_id, signal_id, item)
-            if (held := self._store.digest_items.get(key)) is not None:
+            if (held := self._work.digest_items.get(key)) is not None:
                 held.digest_day = day

@@ -7,6 +7,10 @@ its outcome as soon as it is known. A crash after a server accepted a message an
 Message-ID / Idempotency-Key: that is the one window in which a person may get a message
 twice, and the stream then shows two attempts before one success.
 
+A stop (SIGTERM) is no crash: the worker claims nothing more and lets the sends in flight
+end and their outcomes be recorded, each within its deadline, before the pool closes, so
+a stop bounded by the send timeout (and 5 s to record) sends nothing twice.
+
 One slow delivery never holds up the others: each attempt has a deadline for the whole
 exchange (``send_timeout_seconds``; a server that answers slowly, byte by byte, does not
 restart it), after which it is a failed attempt retried later like any other; and the
@@ -52,6 +56,10 @@ from shared.failures import OUTAGES, failure_summary, failure_traceback, is_outa
 from shared.supervision import Progress
 
 log = structlog.get_logger(__name__)
+
+# time to record an attempt's outcome once its send ended: within the lease, and waited
+# for on stopping
+OUTCOME_MARGIN_SECONDS = 5.0
 
 SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, httpx.HTTPError, WebhookRejected)
 
@@ -131,7 +139,7 @@ class DeliveryWorker:
         self._give_up_after = give_up_after_seconds
         # the lease outlives an attempt, so no other instance claims one in flight: a
         # shorter lease given shortens the attempt's deadline
-        self._lease = lease_seconds or send_timeout_seconds * 2 + 5
+        self._lease = lease_seconds or send_timeout_seconds * 2 + OUTCOME_MARGIN_SECONDS
         self._send_timeout = min(send_timeout_seconds, self._lease / 2)
         self._batch_size = batch_size
         self._rng = rng
@@ -145,13 +153,39 @@ class DeliveryWorker:
 
     async def run(self, progress: Progress) -> None:
         """Send until cancelled, reporting each claim to ``progress``: up to ``batch_size``
-        sends in flight, more claimed whenever one ends."""
+        sends in flight, more claimed whenever one ends. Cancelled, it claims nothing more
+        and lets the sends in flight end (see :meth:`_finish_in_flight`)."""
         try:
             await self._loop.run(progress)
-        finally:  # stopped: what is in flight is tried again once its lease runs out
-            for task in self._in_flight:
+        finally:  # stopped: nothing new is claimed, what is in flight may end
+            await self._finish_in_flight()
+
+    @property
+    def stop_within_seconds(self) -> float:
+        """How long stopping waits for the sends in flight: each ends by its deadline (the
+        send timeout), and its outcome is recorded within the margin the lease keeps."""
+        return self._send_timeout + OUTCOME_MARGIN_SECONDS
+
+    async def _finish_in_flight(self) -> None:
+        """Let the sends in flight end and their outcomes be recorded before the worker
+        stops: a server may have a message already, and a send cancelled now would be
+        sent again (the same Message-ID) once its lease ran out. One that has not ended
+        within :attr:`stop_within_seconds` is cancelled, tried again after its lease."""
+        in_flight = set(self._in_flight)
+        try:
+            if in_flight:
+                log.info(
+                    "notifier.worker_finishing_sends",
+                    in_flight=len(in_flight),
+                    within_seconds=self.stop_within_seconds,
+                )
+                _, late = await asyncio.wait(in_flight, timeout=self.stop_within_seconds)
+                if late:
+                    log.warning("notifier.worker_sends_cut_off", cut_off=len(late))
+        finally:  # cancelled again, or too late: cancel what is left, and await it
+            for task in in_flight:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(*in_flight, return_exceptions=True)
             self._in_flight.clear()
             self._crashed.clear()
 

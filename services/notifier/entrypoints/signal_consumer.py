@@ -1,7 +1,9 @@
 """The notifier's Kafka consumer: per batch of signals, record and plan what they call for.
 
 The records are decoded by the shared batch consumer: one that is not a valid Vigil event
-goes to the dead-letter topic with the field and problem that make it so. A batch is
+goes to the dead-letter topic with the field and problem that make it so, and so does a
+valid event the notifier cannot act on (a type it does not answer, a study with no
+roster). A batch is
 handled in one transaction. When that fails for anything but an outage, its
 signals are handled one by one, each in its own transaction, and a signal that fails by
 itself goes to the dead-letter topic with the reason (the rules service records it in
@@ -30,8 +32,8 @@ log = structlog.get_logger(__name__)
 
 class SignalConsumer:
     """Per batch of signals: record and plan what they call for in one transaction; a
-    record that is no valid event, or a signal that fails alone, is dead-lettered by the
-    shared :class:`shared.batch_consumer.DecodingConsumer`."""
+    record that is no valid event, an event the notifier cannot act on, or a signal that
+    fails alone, is dead-lettered by the shared :class:`shared.batch_consumer.DecodingConsumer`."""
 
     def __init__(
         self,
@@ -58,7 +60,10 @@ class SignalConsumer:
         await self._consumer(message)
 
     async def _handle_batch(self, parsed: list[Decoded]) -> list[Refused]:
-        """Record and plan the batch's signals; returns those that failed alone."""
+        """Record and plan the batch's signals; returns the events the notifier cannot
+        act on (see :func:`handlers.why_not_acted_on`) and the signals that failed alone."""
+        actionable: list[Decoded] = []
+        refused: list[Refused] = []
         for item in parsed:
             envelope = item.envelope
             log.info(
@@ -67,20 +72,25 @@ class SignalConsumer:
                 event_id=str(envelope.id),
                 correlation_id=str(envelope.correlation_id),
             )
-        failed: list[Refused] = []
+            reason = handlers.why_not_acted_on(envelope, self._context)
+            if reason is None:
+                actionable.append(item)
+            else:
+                refused.append(Refused(item.record, reason))
         try:
-            added = await self._handle([item.envelope for item in parsed])
+            added = await self._handle([item.envelope for item in actionable])
         except Exception as error:
             if is_outage(error):
                 log.warning("notifier.batch_failed", signals=len(parsed), error=repr(error))
                 await asyncio.sleep(1.0)  # rewound and retried: do not spin
                 raise
             log.error("notifier.batch_crashed", signals=len(parsed), error=failure_summary(error))
-            added, failed = await self._one_by_one(parsed)
+            added, failed = await self._one_by_one(actionable)
+            refused += failed
         if added:
             self._on_planned()
         log.info("notifier.batch_done", signals=len(parsed), deliveries_added=added)
-        return failed
+        return refused
 
     async def _handle(self, envelopes: Sequence[Envelope]) -> int:
         uow = PostgresNotifierUnitOfWork(self._pool)

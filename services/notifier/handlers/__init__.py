@@ -21,7 +21,11 @@ from services.notifier.handlers.acknowledgements import (
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import deliveries_for
 from services.notifier.handlers.ports import NotifierUnitOfWork
-from services.notifier.handlers.signals import handle_signals, hold_notifications
+from services.notifier.handlers.signals import (
+    handle_signals,
+    hold_notifications,
+    why_not_acted_on,
+)
 from services.notifier.handlers.timers import escalate_due, sample_overdue
 
 __all__ = [
@@ -40,4 +44,5 @@ __all__ = [
     "notification_state",
     "review",
     "sample_overdue",
+    "why_not_acted_on",
 ]

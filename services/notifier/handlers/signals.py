@@ -61,6 +61,7 @@ from shared.events import (
     SafetySignalResolved,
     SafetySignalRetracted,
     SafetySignalRouted,
+    SignalEvent,
 )
 from shared.events.notifications import (
     NotificationOpened,
@@ -116,6 +117,26 @@ async def _handle(
         elif isinstance(payload, DataQualityIssueRaised) and payload.issue in ANSWERED_ISSUES:
             added += await _data_quality(uow, envelope, payload, roster, context)
     return added
+
+
+def why_not_acted_on(envelope: Envelope, context: NotifierContext) -> str | None:
+    """Why the notifier cannot act on this valid event (None: it can, or it rightly
+    ignores it, as a data-quality issue of a kind nobody is told about).
+
+    A type the notifier does not answer on its topics (a lab result on the signals topic)
+    is a producer's mistake, and a signal of a study with no roster reaches nobody: the
+    consumer dead-letters either, so an operator learns of it. The reason names the type
+    or the field and the problem, never a value."""
+    # every signal event is dispatched by ``_handle``, so the base class says it
+    event = envelope.payload()
+    if isinstance(event, DataQualityIssueRaised):
+        if event.issue not in ANSWERED_ISSUES:
+            return None
+    elif not isinstance(event, SignalEvent):
+        return f"the notifier does not act on events of type {envelope.type}"
+    if context.rosters.get(event.study or "") is None:
+        return "study_id: the notifier has no roster for this study"
+    return None
 
 
 #: the issues their recipients must acknowledge (see ``_data_quality``)
