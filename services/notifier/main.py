@@ -14,7 +14,7 @@ from faststream import AckPolicy
 
 from services.notifier import handlers
 from services.notifier import metrics as notifier_metrics
-from services.notifier.adapters import postgres as outbox
+from services.notifier.adapters import deliveries as outbox
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender

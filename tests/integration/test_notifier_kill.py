@@ -12,7 +12,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from services.notifier.adapters.postgres import add_deliveries
+from services.notifier.adapters.deliveries import add_deliveries
 from services.notifier.domain.deliveries import compose
 from services.notifier.domain.messages import content_for_signal
 from shared.events import SafetySignalRaised

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from services.notifier import handlers
-from services.notifier.adapters.postgres import deliveries_of
+from services.notifier.adapters.deliveries import deliveries_of
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign

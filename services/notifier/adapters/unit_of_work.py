@@ -13,8 +13,8 @@ from typing import Self
 import asyncpg
 from asyncpg.transaction import Transaction
 
+from services.notifier.adapters import deliveries as outbox
 from services.notifier.adapters import digests, notification_log
-from services.notifier.adapters import postgres as outbox
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, SignalRecord, Unreadable
 from services.notifier.domain.digests import HeldItems, HeldLine
 from shared.events import EventPayload
