@@ -16,9 +16,9 @@ from services.notifier import handlers
 from services.notifier import metrics as notifier_metrics
 from services.notifier.adapters import deliveries as outbox
 from services.notifier.adapters.link_keys import link_key_ring
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.roster_files import load_rosters
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.links import LinkIssuer
 from services.notifier.domain.planning import AckDeadlines

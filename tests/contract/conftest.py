@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.db.pool import create_pool
 from shared.eventstore import Appended, InMemoryEventStore, NewEvent, PostgresEventStore

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.handlers.digests import send_due_digests
 from shared.events import SafetySignalReopened, SafetySignalResolved, SafetySignalRetracted
 from tests.support.acknowledgement_stack import (

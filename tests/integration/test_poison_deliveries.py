@@ -13,8 +13,8 @@ import pytest
 
 from services.notifier import handlers
 from services.notifier.adapters import notification_log
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.planning import open_notification
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker
 from services.notifier.handlers import NotifierContext

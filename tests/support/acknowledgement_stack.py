@@ -23,8 +23,8 @@ import asyncpg
 import httpx
 
 from services.notifier import handlers
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.roster_files import load_rosters
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.planning import AckDeadlines
 from shared.clock import SystemClock

@@ -12,8 +12,8 @@ import asyncpg
 
 from services.notifier import handlers
 from services.notifier.adapters.deliveries import deliveries_of
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.smtp import SmtpSender
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines

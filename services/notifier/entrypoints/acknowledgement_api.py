@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier import handlers
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import MAX_TOKEN_LENGTH, InvalidLink
 from shared.events.notifications import Assessment
 from shared.http_service import JsonInputRoute

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.notifier import handlers
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.domain.links import InvalidLink
 from services.notifier.domain.messages import MessageContent
 from shared.events.notifications import Assessment

@@ -35,8 +35,8 @@ import structlog
 
 from services.notifier import handlers, metrics
 from services.notifier.adapters import signal_log
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.signal_log import LoggedCause
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from shared.background import DrainLoop
 from shared.events import Envelope
 from shared.failures import OUTAGES, is_outage

@@ -36,7 +36,7 @@ import httpx
 import structlog
 
 from services.notifier import metrics
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookRejected
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable, compose
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens

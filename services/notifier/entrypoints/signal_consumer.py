@@ -22,7 +22,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.notifier import handlers
-from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from shared.batch_consumer import Decoded, DecodingConsumer, Refused
 from shared.events import Envelope
 from shared.failures import failure_summary, failure_traceback, is_outage

@@ -1,6 +1,6 @@
 """The storage the notifier's handlers work on: one port, two implementations.
 
-``PostgresNotifierUnitOfWork`` (services/notifier/adapters/unit_of_work.py) runs in
+``PostgresNotifierUnitOfWork`` (services/notifier/adapters/postgres.py) runs in
 production; ``InMemoryNotifierUnitOfWork`` (services/notifier/adapters/in_memory.py) lets
 the notifier's behaviour be tested without a server. Both pass one contract suite
 (tests/contract/test_notifier_unit_of_work_contract.py).
