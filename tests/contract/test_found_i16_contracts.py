@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.eventstore import EventStore, InMemoryEventStore, NewEvent, PostgresEventStore
 from tests.contract.test_event_store_contract import result
 from tests.contract.test_notifier_unit_of_work_contract import opened, planned

@@ -15,7 +15,7 @@ import pytest
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
 from services.notifier.adapters.unit_of_work import PostgresNotifierUnitOfWork
 from services.notifier.domain.deliveries import PlannedDelivery
-from services.notifier.handlers.unit_of_work import NotifierUnitOfWork
+from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.db.pool import create_pool
 from shared.events.notifications import NotificationOpened
 from tests.contract.test_notifier_unit_of_work_contract import (
