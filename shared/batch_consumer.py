@@ -99,8 +99,11 @@ def invalid_event_reason(error: ValueError) -> str:
     return "not a valid Vigil event: " + explain(error, otherwise=UNKNOWN_TYPE)
 
 
-def decode_records(records: Sequence[Record]) -> tuple[list[Decoded], list[Refused]]:
-    """Split records into valid events and refusals that name what is wrong."""
+def decode_records(
+    records: Sequence[Record], *, service: str
+) -> tuple[list[Decoded], list[Refused]]:
+    """Split records into valid events and refusals that name what is wrong; a record
+    that fails to decode in an unexpected way is logged as ``{service}.undecodable_record``."""
     decoded: list[Decoded] = []
     refused: list[Refused] = []
     for record in records:
@@ -110,7 +113,7 @@ def decode_records(records: Sequence[Record]) -> tuple[list[Decoded], list[Refus
             refused.append(Refused(record, invalid_event_reason(error)))
         except Exception as error:  # see the module's docstring; the type, never a value
             what = type(error).__name__
-            log.warning("consumer.undecodable_record", origin=record.origin, error=what)
+            log.warning(f"{service}.undecodable_record", origin=record.origin, error=what)
             refused.append(
                 Refused(record, f"not a valid Vigil event: could not be decoded ({what})")
             )
@@ -151,6 +154,8 @@ BatchHandler = Callable[[list[Decoded]], Awaitable[Sequence[Refused]]]
 class DecodingConsumer:
     """A batch subscriber's handler: decode the records, hand the valid events to
     ``handle``, and dead-letter what could not be decoded and what ``handle`` refused.
+    Each record that is no valid event is logged as ``invalid_record_event`` (the name
+    the service has always logged it by).
 
     An exception from ``handle`` (an outage) propagates before anything is dead-lettered:
     the batch is rewound and consumed again, decoded again, and dead-lettered then.
@@ -164,18 +169,23 @@ class DecodingConsumer:
         pool: asyncpg.Pool,
         rejected_by: str,
         service: str,
+        invalid_record_event: str,
     ) -> None:
         self._handle = handle
         self._broker = broker
         self._pool = pool
         self._rejected_by = rejected_by
         self._service = service
+        self._invalid_record_event = invalid_record_event
 
     async def __call__(self, message: KafkaMessage) -> None:
-        decoded, refused = decode_records(records_of(message))
+        decoded, refused = decode_records(records_of(message), service=self._service)
         for item in refused:
             log.error(
-                f"{self._service}.invalid_record", origin=item.record.origin, error=item.reason
+                self._invalid_record_event,
+                origin=item.record.origin,
+                offset=item.record.offset,
+                error=item.reason,
             )
         refused += await self._handle(decoded)
         await dead_letter(

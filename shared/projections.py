@@ -24,7 +24,7 @@ from shared.eventstore import (
     append,
     read_payloads,
 )
-from shared.eventstore.store import APPEND_LOCK
+from shared.eventstore.postgres_append import APPEND_LOCK
 from shared.failures import failure_summary, failure_traceback, is_outage
 
 if TYPE_CHECKING:

@@ -1,9 +1,10 @@
 """Secrets read from files: ``VIGIL_<NAME>_FILE=/run/secrets/...`` for any secret setting.
 
 Docker and Kubernetes hand secrets to a container as files; an environment variable is
-visible to anyone who may inspect the container. So every ``SecretStr`` setting of
-:class:`~shared.settings.CommonSettings` can come either from ``VIGIL_<NAME>`` or from the
-file named by ``VIGIL_<NAME>_FILE`` (one trailing newline is dropped, as ``echo`` writes
+visible to anyone who may inspect the container. So every ``SecretStr`` setting (of
+:class:`~shared.settings.CommonSettings` and of each service's settings, which
+``services/settings.py`` composes with it) can come either from ``VIGIL_<NAME>`` or from
+the file named by ``VIGIL_<NAME>_FILE`` (one trailing newline is dropped, as ``echo`` writes
 one), never from both: two sources for one secret hide which one is in force.
 """
 

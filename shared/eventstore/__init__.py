@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.ports import EventStore
-from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.postgres import PostgresEventStore, store_id
 from shared.eventstore.records import (
     Appended,
     Backlog,
@@ -28,7 +28,6 @@ from shared.eventstore.store import (
     read_all,
     read_payloads,
     read_stream,
-    store_id,
     stored_ids,
 )
 

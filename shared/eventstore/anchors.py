@@ -20,7 +20,8 @@ from typing import Literal
 import asyncpg
 
 from shared.clock import Clock, SystemClock
-from shared.eventstore.store import head, store_id
+from shared.eventstore.postgres import store_id
+from shared.eventstore.store import head
 
 AnchorKind = Literal["verified", "anchored"]
 

@@ -15,7 +15,7 @@ import asyncpg
 
 from shared.eventstore.anchors import Anchor, check_anchors, read_anchors, record_anchor
 from shared.eventstore.canonical import GENESIS_HASH
-from shared.eventstore.store import store_id
+from shared.eventstore.postgres import store_id
 from shared.eventstore.verify import ChainReport, verify_chain
 
 

@@ -29,7 +29,7 @@ from shared.eventstore.canonical import (
     chain_hash,
     epoch_micros,
 )
-from shared.eventstore.store import COLUMNS
+from shared.eventstore.postgres_append import COLUMNS
 
 ExportFormat = Literal["jsonl", "csv"]
 # One field per stored column; the JSON texts are named without their ``_json`` suffix.

@@ -10,34 +10,8 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.eventstore.postgres import PostgresEventStore, store_id
-from shared.eventstore.postgres_append import APPEND_LOCK, COLUMNS
-from shared.eventstore.records import (
-    Appended,
-    EventIdConflict,
-    NewEvent,
-    PayloadEvent,
-    StoredEvent,
-    StreamVersionConflict,
-)
-
-__all__ = [
-    "APPEND_LOCK",
-    "COLUMNS",
-    "Appended",
-    "EventIdConflict",
-    "NewEvent",
-    "PayloadEvent",
-    "StoredEvent",
-    "StreamVersionConflict",
-    "append",
-    "head",
-    "read_all",
-    "read_payloads",
-    "read_stream",
-    "store_id",
-    "stored_ids",
-]
+from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.records import Appended, NewEvent, PayloadEvent, StoredEvent
 
 
 async def append(

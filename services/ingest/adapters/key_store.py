@@ -14,7 +14,7 @@ import asyncpg
 from services.ingest.domain.api_keys import ApiKeyRecord, NewKey, generate_key
 from shared.events import EventPayload, wrap
 from shared.events.api_keys import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
-from shared.eventstore.store import NewEvent, append
+from shared.eventstore import NewEvent, append
 
 EVENT_SOURCE = "/vigil/cli/keys"
 _COLUMNS = (

@@ -46,7 +46,12 @@ class SignalConsumer:
         self._context = context
         self._on_planned = on_planned
         self._consumer = DecodingConsumer(
-            self._handle_batch, broker=broker, pool=pool, rejected_by=group_id, service="notifier"
+            self._handle_batch,
+            broker=broker,
+            pool=pool,
+            rejected_by=group_id,
+            service="notifier",
+            invalid_record_event="notifier.invalid_signal",  # its name before the shared consumer
         )
 
     async def __call__(self, message: KafkaMessage) -> None:

@@ -7,11 +7,15 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
-from shared.failures import BROKER_OUTAGES
 from shared.owed_events import owed_events_due_now
 
 log = structlog.get_logger(__name__)
+# Placing the partitions is best effort: whatever the database or the broker answers
+# (any PostgreSQL error, not only an outage), the consumer starts from Kafka's committed
+# offsets rather than fail the rebalance.
+RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -54,7 +58,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._group_id,
             )
             ends = await consumer.end_offsets(list(assigned))
-        except BROKER_OUTAGES as error:
+        except RETRYABLE as error:
             log.warning("rules.stored_positions_unavailable", error=repr(error))
             return  # Kafka's committed offsets then; what was stored is dropped as a repeat
         stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
@@ -83,7 +87,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _redrive_owed(self) -> None:
         try:
             moved = await owed_events_due_now(self._pool)
-        except BROKER_OUTAGES as error:
+        except RETRYABLE as error:
             log.warning("rules.owed_events_not_brought_forward", error=repr(error))
             return  # the re-drive's own back-off still brings them, later
         log.warning("rules.owed_events_brought_forward", events=moved)

@@ -58,7 +58,7 @@ class Rejected(Refused):
 def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected]]:
     """Split records into valid events and rejects that name what is wrong (see
     :func:`shared.batch_consumer.decode_records`)."""
-    entries, refused = decode_records(records)
+    entries, refused = decode_records(records, service="rules")
     return entries, [Rejected(item.record, item.reason) for item in refused]
 
 
