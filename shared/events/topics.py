@@ -51,3 +51,12 @@ def topic_for(payload_type: type[EventPayload]) -> str:
     if issubclass(payload_type, SignalEvent):
         return SAFETY_SIGNALS
     return _TOPIC_OF[payload_type]
+
+
+def travels_on(payload_type: type[EventPayload], topic: str) -> bool:
+    """Whether events of this payload type belong on ``topic``: a consumer refuses any
+    other type found there (a type kept in the audit log only belongs on no topic)."""
+    try:
+        return topic_for(payload_type) == topic
+    except KeyError:
+        return False

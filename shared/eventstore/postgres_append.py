@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -146,7 +146,8 @@ async def _append(
         if (same := in_batch.get(envelope.id)) is not None:
             if same[1] != envelope.type or same[2] != payload_text:
                 raise EventIdConflict(envelope.id, None)
-            results.append(same[0])
+            # stored by its first copy in this batch: this copy adds nothing
+            results.append(replace(same[0], new=False))
             continue
         stream_id = payload.stream_id
         current = versions.get(stream_id, 0)

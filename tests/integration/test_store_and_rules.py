@@ -82,7 +82,7 @@ async def test_append_skips_known_event_ids(fresh_dsn: str) -> None:
         first, second = hb("A", "12"), hb("A", "13")
         async with connection.transaction():
             appended = await eventstore.append(connection, [NewEvent(first), NewEvent(first)])
-        assert [(a.position, a.new) for a in appended] == [(1, True), (1, True)]
+        assert [(a.position, a.new) for a in appended] == [(1, True), (1, False)]
         async with connection.transaction():
             appended = await eventstore.append(connection, [NewEvent(first), NewEvent(second)])
         assert [(a.position, a.new) for a in appended] == [(1, False), (2, True)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from services.ingest.domain.authorization import (
     Decision,
@@ -35,6 +36,22 @@ from shared.clock import Clock, SystemClock
 
 KAFKA_MAX_REQUEST_BYTES = 1_048_576
 """The Kafka client's default ``max_request_size``: a larger record is refused alone."""
+
+# The headers FastStream adds to every record the Kafka publisher sends: the content type
+# (empty for bytes, unless the record names one) and a correlation id (a UUID's text).
+_FASTSTREAM_HEADERS = {"content-type": "", "correlation_id": str(uuid.UUID(int=0))}
+
+
+def kafka_record_size(record: Outgoing) -> int:
+    """The size aiokafka's producer gives this record before sending it, and refuses it by
+    when over ``max_request_size``: key, value and headers (FastStream's with the record's
+    own) as encoded in a record batch, plus the batch's header and a record's most
+    overhead."""
+    headers = {**_FASTSTREAM_HEADERS, **record.headers}
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        record.key, record.value, [(name, text.encode()) for name, text in headers.items()]
+    )
+    return size
 
 
 @dataclass(frozen=True)
@@ -199,7 +216,7 @@ class InMemoryEventPublisher:
         self.available = True
 
     def _refusal(self, record: Outgoing) -> MessageSizeTooLargeError | None:
-        size = len(record.value) + len(record.key or b"")
+        size = kafka_record_size(record)
         if size <= self._max_record_bytes:
             return None
         return MessageSizeTooLargeError(f"The message is {size} bytes when serialized")

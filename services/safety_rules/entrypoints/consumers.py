@@ -23,6 +23,7 @@ from services.safety_rules.entrypoints.records import (
     Entry,
     Record,
     Rejected,
+    on_their_topics,
     parse_records,
     rejected_input,
 )
@@ -127,6 +128,8 @@ class FactsConsumer:
         records = records_of(message)
         facts = [record for record in records if record.topic != DEAD_LETTERS]
         entries, rejected = parse_records(facts)
+        entries, misrouted = on_their_topics(entries)
+        rejected += misrouted
         dead = [
             (record, *rejected_input(record)) for record in records if record.topic == DEAD_LETTERS
         ]
