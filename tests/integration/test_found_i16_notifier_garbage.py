@@ -24,7 +24,7 @@ from shared.events import CONTENT_TYPE, LabResultReported, wrap
 from shared.events.topics import DATA_QUALITY, DEAD_LETTERS, SAFETY_SIGNALS
 from tests.support import components
 from tests.support.mail import MailCatcher, running_smtp_server
-from tests.support.notifier import raised
+from tests.support.notifier import implausible, raised
 from tests.support.services import METRICS_TOKEN, service_env, start_service
 from vigil.devstack.ports import free_port
 
@@ -178,4 +178,34 @@ async def test_a_valid_event_the_notifier_cannot_act_on_is_dead_lettered_not_dro
     found = await dead_letters(notifier.bootstrap, origins[:2])
     missing = [origin for origin in origins[:2] if origin not in found]
     assert missing == [], f"not dead-lettered: {missing} (dead letters: {found})"
+    await still_serving(notifier)
+
+
+async def test_an_event_off_its_topic_is_dead_lettered_naming_the_type_and_the_topic(
+    notifier: Notifier,
+) -> None:
+    # a signal belongs on the signals topic and a data-quality issue on its own: either on
+    # the other topic is a producer's mistake or a forgery, refused as the rules service
+    # refuses a signal on its input topics, never acted on
+    signal_on_quality = raised("PKUPH-01", study_id=STUDY, subject_id="01-004").to_json()
+    quality_on_signals = implausible("01-005").to_json()
+    subject = f"T-{uuid.uuid4().hex[:8]}"
+    origins = await publish(
+        notifier.bootstrap,
+        [
+            (DATA_QUALITY, KEY, signal_on_quality),
+            (SAFETY_SIGNALS, KEY, quality_on_signals),
+            (SAFETY_SIGNALS, KEY, good_signal(subject)),
+        ],
+    )
+
+    await wait_for_mail(notifier, subject)
+    found = await dead_letters(notifier.bootstrap, origins[:2])
+    assert found.get(origins[0]) == (
+        "not an input of the notifier: org.vigil.safety_signal.raised.v1 does not travel on "
+        f"{DATA_QUALITY}"
+    ), found
+    assert found.get(origins[1], "").startswith("not an input of the notifier: "), found
+    assert found[origins[1]].endswith(f"does not travel on {SAFETY_SIGNALS}")
+    assert not any("01-004" in mail.message["Subject"] for mail in notifier.mail.received)
     await still_serving(notifier)
