@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # servers, so two workers halve it even on two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install system-deps run test test-unit lint format clean bench-store bench-rules bench-judging soak
+.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-rules bench-judging soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +60,13 @@ soak: install system-deps
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## docs: regenerate what is generated from the code (the event catalogue, the LOINC table,
+## the Grafana dashboard); tests fail while any of them is stale
+docs: install
+	$(PY) -m shared.events.catalogue > docs/events.md
+	$(PY) -m shared.analytes > docs/loinc-codes.md
+	$(PY) -m deploy.grafana.dashboard
 
 clean:
 	rm -rf .vigil .pytest_cache .mypy_cache .ruff_cache
