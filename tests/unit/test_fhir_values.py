@@ -195,3 +195,17 @@ def test_a_resource_type_that_is_no_string_is_refused_naming_it() -> None:
     outcome = read_entry({"resource": {"resourceType": []}}, 2, lambda resource: (None, []))
     assert outcome.refusal is not None
     assert outcome.refusal.issues[0].expression == "Bundle.entry[2].resource.resourceType"
+
+
+@pytest.mark.parametrize(
+    "status", [[], {}, 5, ["final"]], ids=["list", "object", "number", "list-of-code"]
+)
+def test_a_status_that_is_no_code_is_an_issue_naming_the_field_not_a_crash(status: Any) -> None:
+    # found by the ingest fuzz test: ``"status": []`` reached a set lookup and answered 500
+    resource = observation(status=status)
+    assert unused_observation(resource) is None
+    assert unused_observation({**without_value(), "status": status}) is None
+    event, issues = observation_event(resource, study_id="S", zone=UTC)
+    assert event is None
+    assert issues, "an Observation whose status is no code must be refused"
+    assert all("status" in str(issue) for issue in issues), issues

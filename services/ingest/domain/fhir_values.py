@@ -90,6 +90,13 @@ def _judged(element: Any) -> bool:
     )
 
 
+def _status(resource: dict[str, Any]) -> str | None:
+    """The resource's status when it is a code; any other JSON there (a list, an object)
+    is no status, and its validation names the field, not this lookup's TypeError."""
+    status = resource.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _judged_components(resource: dict[str, Any]) -> bool:
     components = resource.get("component")
     return isinstance(components, list) and any(_judged(c) for c in components)
@@ -105,7 +112,7 @@ def unused_observation(resource: Any) -> str | None:
         return None
     if _has_value(resource):
         return None
-    status = resource.get("status")
+    status = _status(resource)
     if status == "registered":
         return PENDING
     if (
@@ -124,7 +131,7 @@ def value_fields(observation: Observation, resource: dict[str, Any]) -> dict[str
     unread (unused_observation has taken the groupings Vigil does not judge). A cancelled or
     entered-in-error Observation's value is not read: it is no result (the resource as
     sent stays with its receipt)."""
-    if resource.get("status") in _NO_VALUE_STATUSES:
+    if _status(resource) in _NO_VALUE_STATUSES:
         return {}
     if observation.valueQuantity is not None:
         quantity = observation.valueQuantity
