@@ -19,9 +19,9 @@ import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.events import Envelope
+from shared.events import Envelope, payload_class
 from shared.events.dead_letters import CONTENT_TYPE, storable
-from shared.events.topics import DEAD_LETTERS
+from shared.events.topics import DEAD_LETTERS, travels_on
 from shared.field_problems import explain
 from shared.rejections import KeptRejection, keep_and_dead_letter, keep_raw, kept_record
 
@@ -120,6 +120,25 @@ def decode_records(
     return decoded, refused
 
 
+def off_their_topics(
+    decoded: Sequence[Decoded], *, reader: str
+) -> tuple[list[Decoded], list[Refused]]:
+    """Split valid events into those of a type that belongs on the topic they came from
+    and refusals for the rest: a safety signal on the lab-results topic, or a data-quality
+    issue on the signals topic, is a producer's mistake or a forgery, never the
+    ``reader``'s input. The reason names the type and the topic, no value."""
+    kept: list[Decoded] = []
+    refused: list[Refused] = []
+    for item in decoded:
+        event_type, topic = item.envelope.type, item.record.topic
+        if travels_on(payload_class(event_type), topic):
+            kept.append(item)
+        else:
+            reason = f"not an input of the {reader}: {event_type} does not travel on {topic}"
+            refused.append(Refused(item.record, reason))
+    return kept, refused
+
+
 async def dead_letter(
     broker: KafkaBroker,
     pool: asyncpg.Pool,
@@ -152,8 +171,9 @@ BatchHandler = Callable[[list[Decoded]], Awaitable[Sequence[Refused]]]
 
 
 class DecodingConsumer:
-    """A batch subscriber's handler: decode the records, hand the valid events to
-    ``handle``, and dead-letter what could not be decoded and what ``handle`` refused.
+    """A batch subscriber's handler: decode the records, hand the valid events of the
+    topic they came on to ``handle``, and dead-letter what could not be decoded, what came
+    on another type's topic (see :func:`off_their_topics`) and what ``handle`` refused.
     Each record that is no valid event is logged as ``invalid_record_event`` (the name
     the service has always logged it by).
 
@@ -169,9 +189,11 @@ class DecodingConsumer:
         pool: asyncpg.Pool,
         rejected_by: str,
         service: str,
+        reader: str,
         invalid_record_event: str,
     ) -> None:
         self._handle = handle
+        self._reader = reader
         self._broker = broker
         self._pool = pool
         self._rejected_by = rejected_by
@@ -187,6 +209,8 @@ class DecodingConsumer:
                 offset=item.record.offset,
                 error=item.reason,
             )
+        decoded, misrouted = off_their_topics(decoded, reader=self._reader)
+        refused += misrouted
         refused += await self._handle(decoded)
         await dead_letter(
             self._broker, self._pool, refused, rejected_by=self._rejected_by, service=self._service

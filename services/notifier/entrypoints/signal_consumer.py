@@ -24,8 +24,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.notifier import handlers
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from shared.batch_consumer import Decoded, DecodingConsumer, Refused
-from shared.events import Envelope, payload_class
-from shared.events.topics import travels_on
+from shared.events import Envelope
 from shared.failures import failure_summary, failure_traceback, is_outage
 
 log = structlog.get_logger(__name__)
@@ -54,6 +53,7 @@ class SignalConsumer:
             pool=pool,
             rejected_by=group_id,
             service="notifier",
+            reader="notifier",
             invalid_record_event="notifier.invalid_signal",  # its name before the shared consumer
         )
 
@@ -73,9 +73,7 @@ class SignalConsumer:
                 event_id=str(envelope.id),
                 correlation_id=str(envelope.correlation_id),
             )
-            reason = _off_its_topic(envelope, item.record.topic) or handlers.why_not_acted_on(
-                envelope, self._context
-            )
+            reason = handlers.why_not_acted_on(envelope, self._context)
             if reason is None:
                 actionable.append(item)
             else:
@@ -117,13 +115,3 @@ class SignalConsumer:
                 reason = f"the notifier could not handle it: {failure_summary(error)}"
                 failed.append(Refused(item.record, reason))
         return added, failed
-
-
-def _off_its_topic(envelope: Envelope, topic: str) -> str | None:
-    """Why an event is not the notifier's input on ``topic`` (None: it belongs there): a
-    signal event on the data-quality topic, or a data-quality issue on the signals topic,
-    is a producer's mistake or a forgery, dead-lettered like the rules service's. The
-    reason names the type and the topic, never a value."""
-    if travels_on(payload_class(envelope.type), topic):
-        return None
-    return f"not an input of the notifier: {envelope.type} does not travel on {topic}"

@@ -123,9 +123,10 @@ def why_not_acted_on(envelope: Envelope, context: NotifierContext) -> str | None
     """Why the notifier cannot act on this valid event (None: it can, or it rightly
     ignores it, as a data-quality issue of a kind nobody is told about).
 
-    A type the notifier does not answer on its topics (a lab result on the signals topic)
-    is a producer's mistake, and a signal of a study with no roster reaches nobody: the
-    consumer dead-letters either, so an operator learns of it. The reason names the type
+    A signal of a study with no roster reaches nobody, and a type the notifier does not
+    answer is a producer's mistake (the consumer refuses any event off its topic before
+    this, so only a direct caller meets that case): the consumer dead-letters either, so
+    an operator learns of it. The reason names the type
     or the field and the problem, never a value."""
     # every signal event is dispatched by ``_handle``, so the base class says it
     event = envelope.payload()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import structlog
 
 from services.safety_rules.domain.event_source import SOURCE
-from shared.batch_consumer import Decoded, Refused, decode_records
+from shared.batch_consumer import Decoded, Refused, decode_records, off_their_topics
 from shared.batch_consumer import Record as Record
 from shared.db.receipts import ReceiptRow
-from shared.events import Envelope, payload_class, wrap
+from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
     CONTENT_TYPE,
     ORIGIN,
@@ -25,7 +25,6 @@ from shared.events.dead_letters import (
     DeadLetter,
     reference_in,
 )
-from shared.events.topics import travels_on
 from shared.rejections import KeptRejection, kept_record
 
 log = structlog.get_logger(__name__)
@@ -63,20 +62,11 @@ def parse_records(records: Sequence[Record]) -> tuple[list[Entry], list[Rejected
 
 
 def on_their_topics(entries: Sequence[Entry]) -> tuple[list[Entry], list[Rejected]]:
-    """Split valid events into those of a type that belongs on the topic they came from
-    and rejects for the rest. Only those are the rules' input: a safety signal on the
-    lab-results topic is a producer's mistake or a forgery (only the rules raise signals),
-    never something they raised. The reason names the type and the topic, no value."""
-    kept: list[Entry] = []
-    refused: list[Rejected] = []
-    for entry in entries:
-        event_type, topic = entry.envelope.type, entry.record.topic
-        if travels_on(payload_class(event_type), topic):
-            kept.append(entry)
-        else:
-            reason = f"not an input of the rules service: {event_type} does not travel on {topic}"
-            refused.append(Rejected(entry.record, reason))
-    return kept, refused
+    """Split valid events into the rules' input and rejects for the events of a type that
+    does not travel on the topic they came from (see
+    :func:`shared.batch_consumer.off_their_topics`: only the rules raise signals)."""
+    kept, refused = off_their_topics(entries, reader="rules service")
+    return kept, [Rejected(item.record, item.reason) for item in refused]
 
 
 def kept_rejection(item: Rejected, rejected_by: str) -> KeptRejection:
