@@ -15,6 +15,7 @@ from faststream import AckPolicy
 
 from services.safety_rules import metrics as rules_metrics
 from services.safety_rules.adapters.outbox_relay import OutboxRelay
+from services.safety_rules.adapters.positions import SeekToStoredPositions
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
 from services.safety_rules.adapters.undelivered import PostgresWatchdogLog
@@ -22,7 +23,6 @@ from services.safety_rules.adapters.watchdog_channels import report_channels
 from services.safety_rules.entrypoints.anchoring import anchor_periodically
 from services.safety_rules.entrypoints.consumers import (
     FactsConsumer,
-    SeekToStoredPositions,
     undecoded,
 )
 from services.safety_rules.handlers.ports import ReportChannel

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.safety_rules.entrypoints.consumers import SeekToStoredPositions
+from services.safety_rules.adapters.positions import SeekToStoredPositions
 
 pytestmark = pytest.mark.integration
 

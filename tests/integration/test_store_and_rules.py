@@ -12,9 +12,10 @@ import pytest
 
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
-from services.safety_rules.entrypoints.records import Record, parse_records
+from services.safety_rules.entrypoints.records import parse_records
 from services.safety_rules.handlers.facts import handle_batch
 from shared import eventstore
+from shared.batch_consumer import Record
 from shared.db.migrate import pending_migrations, require_current_schema, upgrade
 from shared.events import Envelope, LabResultReported, SubjectEnrolled, wrap
 from shared.eventstore import NewEvent

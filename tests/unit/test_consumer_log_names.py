@@ -11,8 +11,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.notifier.entrypoints.signal_consumer import SignalConsumer
-from services.safety_rules.entrypoints.records import Record, parse_records
+from services.safety_rules.entrypoints.records import parse_records
 from shared import batch_consumer
+from shared.batch_consumer import Record
 from shared.events import Envelope
 from shared.events.topics import LAB_RESULTS, SAFETY_SIGNALS
 from tests.support.notifier import context, roster

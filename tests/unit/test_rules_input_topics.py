@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.safety_rules.entrypoints.records import Record, on_their_topics, parse_records
+from services.safety_rules.entrypoints.records import on_their_topics, parse_records
+from shared.batch_consumer import Record
 from shared.events import Envelope, LabResultReported, wrap
 from shared.events.catalogue import Party, entries
 from shared.events.topics import (

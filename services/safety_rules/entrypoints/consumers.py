@@ -15,13 +15,11 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from services.safety_rules import metrics
-from services.safety_rules.adapters.positions import SeekToStoredPositions as SeekToStoredPositions
 from services.safety_rules.adapters.postgres import HistoryCache, PostgresRulesUnitOfWork
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.entrypoints.poison import RecordFailure, RepeatedConflicts, is_transient
 from services.safety_rules.entrypoints.records import (
     Entry,
-    Record,
     Rejected,
     on_their_topics,
     parse_records,
@@ -29,7 +27,7 @@ from services.safety_rules.entrypoints.records import (
 )
 from services.safety_rules.handlers.facts import BatchOutcome, handle_batch
 from shared import eventstore
-from shared.batch_consumer import dead_letter, records_of
+from shared.batch_consumer import Record, dead_letter, records_of
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
 from shared.projections import ProjectionRunner

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from services.safety_rules.domain.event_source import SOURCE
-from shared.batch_consumer import Decoded, Refused, decode_records, off_their_topics
-from shared.batch_consumer import Record as Record
+from shared.batch_consumer import Decoded, Record, Refused, decode_records, off_their_topics
 from shared.db.receipts import ReceiptRow
 from shared.events import Envelope, wrap
 from shared.events.dead_letters import (
