@@ -136,8 +136,9 @@ class SignalCatchUp:
         """Hand one event to the handlers in a savepoint; returns deliveries added."""
         item = f"event {cause.position}"
         try:
-            async with uow:  # the savepoint (the envelope is read in it: it may fail alone)
-                added = await handlers.handle_signals(uow, [cause.envelope()], self._context)
+            # handle_signals enters ``uow``: a savepoint in this round's transaction, so
+            # an event fails alone (an envelope that cannot be read fails before it)
+            added = await handlers.handle_signals(uow, [cause.envelope()], self._context)
         except Exception as error:
             if is_outage(error):
                 raise
