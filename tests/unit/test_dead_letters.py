@@ -11,7 +11,6 @@ from services.safety_rules.entrypoints.records import (
     RAW_DEAD_LETTER_REASON,
     Record,
     Rejected,
-    kept_rejection,
     parse_records,
     rejected_input,
 )
@@ -67,7 +66,7 @@ def test_an_unknown_event_type_is_not_quoted() -> None:
 
 def test_a_rejected_record_is_kept_verbatim_and_dead_lettered_by_reference() -> None:
     record = Record("vigil.subjects.v1", 2, 40, PARTNER_EVENT, (("content-type", b"x/y"),))
-    kept = kept_rejection(Rejected(record, "not a valid Vigil event: data: invalid"), "rules")
+    kept = Rejected(record, "not a valid Vigil event: data: invalid").kept("rules")
 
     assert kept.receipt.raw == PARTNER_EVENT
     assert (kept.receipt.channel, kept.receipt.source) == (KAFKA_CHANNEL, record.origin)
@@ -82,7 +81,7 @@ def test_a_rejected_record_is_kept_verbatim_and_dead_lettered_by_reference() -> 
     for value in (NAME, MRN, "1937-06-11"):
         assert value.encode() not in travelling
     # consumed again (its batch rewound): the same receipt and the same owed event
-    again = kept_rejection(Rejected(record, "not a valid Vigil event: data: invalid"), "rules")
+    again = Rejected(record, "not a valid Vigil event: data: invalid").kept("rules")
     assert again.receipt == kept.receipt
 
 

@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from services.safety_rules.entrypoints import records
 from services.safety_rules.entrypoints.records import (
     Record,
-    kept_rejection,
     parse_records,
     rejected_input,
 )
@@ -97,7 +96,7 @@ def test_a_nested_record_on_an_input_topic_is_refused_and_kept() -> None:
     assert entries == []
     (refused,) = rejected
     assert refused.reason.startswith("not a valid Vigil event")
-    kept = kept_rejection(refused, "vigil-safety-rules")
+    kept = refused.kept("vigil-safety-rules")
     assert kept.receipt.raw == NESTED
     assert refused.rejection("vigil-safety-rules").type.startswith("org.vigil.input.rejected")
 

@@ -24,7 +24,7 @@ from shared.events.dead_letters import (
     DeadLetter,
     reference_in,
 )
-from shared.rejections import KeptRejection, kept_record
+from shared.rejections import kept_record
 
 log = structlog.get_logger(__name__)
 
@@ -66,12 +66,6 @@ def on_their_topics(entries: Sequence[Entry]) -> tuple[list[Entry], list[Rejecte
     :func:`shared.batch_consumer.off_their_topics`: only the rules raise signals)."""
     kept, refused = off_their_topics(entries, reader="rules service")
     return kept, [Rejected(item.record, item.reason) for item in refused]
-
-
-def kept_rejection(item: Rejected, rejected_by: str) -> KeptRejection:
-    """What the rules service keeps of a record it rejects: the record verbatim in the
-    receipt store, and the dead letter that refers to it."""
-    return item.kept(rejected_by)
 
 
 def rejected_input(record: Record) -> tuple[Envelope, ReceiptRow | None]:
