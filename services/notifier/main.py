@@ -29,6 +29,9 @@ from services.notifier.entrypoints.catch_up import SignalCatchUp, sample_behind
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
 from services.notifier.entrypoints.signal_consumer import SignalConsumer
+from services.notifier.entrypoints.workspace import account as workspace_account
+from services.notifier.entrypoints.workspace import install_workspace
+from services.notifier.entrypoints.workspace.common import WorkspaceDeps
 from services.notifier.handlers.digests import send_due_digests
 from services.settings import VigilSettings
 from shared import metrics
@@ -189,6 +192,16 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     app.add_middleware(AcknowledgementHttpPolicy)
     app.include_router(acknowledgement_router(lambda: state.get().pool, context))
     app.include_router(acknowledgement_page_router(lambda: state.get().pool, context))
+    pool = lambda: state.get().pool  # noqa: E731 - the pool exists once the app started
+    install_workspace(
+        app,
+        WorkspaceDeps(
+            pool=pool,
+            context=context,
+            settings=settings,
+            authenticator=workspace_account.authenticator(pool, context, settings),
+        ),
+    )
     return app
 
 

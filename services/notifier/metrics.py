@@ -33,6 +33,12 @@ DELIVERIES_BY_STATE = Gauge(
     ["channel", "state"],
 )
 
+WORKSPACE_OUT_OF_SCOPE = Counter(
+    "vigil_workspace_out_of_scope_total",
+    "Workspace requests for something outside the person's scope (answered 404), by page.",
+    ["page"],
+)
+
 ACKNOWLEDGEMENTS_OVERDUE = Gauge(
     "vigil_acknowledgements_overdue",
     "Signals past their acknowledgement deadline and not acknowledged.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -111,6 +112,11 @@ class Site(BaseModel):
 
     id: str = Field(min_length=1)
     name: str = ""
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone of the site (e.g. Asia/Shanghai): times in its messages "
+        "and pages are shown in it. None: the study's time zone.",
+    )
     people: tuple[Person, ...]
     on_call: tuple[str, ...] = Field(
         default=(),
@@ -141,6 +147,10 @@ class Roster(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     study_id: str
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone for study-level contacts and sites without their own.",
+    )
     routing: dict[SeverityClass, tuple[Role, ...]] = Field(
         default_factory=lambda: dict(DEFAULT_ROUTING),
         description="Which roles are told at once, per kind of signal: serious (an SAE), "
@@ -169,6 +179,9 @@ class Roster(BaseModel):
                 "study_contacts needs at least one medical_monitor: alerts for subjects "
                 "without a known site go there"
             )
+        for zone in [self.timezone, *(s.timezone for s in self.sites if s.timezone)]:
+            if not known_zone(zone):
+                raise ValueError(f"unknown IANA time zone {zone!r}")
         ids = [p.id for p in self.everyone()]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -190,6 +203,15 @@ class Roster(BaseModel):
 
     def site(self, site_id: str | None) -> Site | None:
         return next((s for s in self.sites if s.id == site_id), None)
+
+    def zone(self, site_id: str | None) -> ZoneInfo:
+        """The time zone a site's times are shown in: its own, else the study's."""
+        site = self.site(site_id)
+        return ZoneInfo(site.timezone if site is not None and site.timezone else self.timezone)
+
+    def sites_of(self, person_id: str) -> tuple[str, ...]:
+        """The sites whose people list this person."""
+        return tuple(s.id for s in self.sites if any(p.id == person_id for p in s.people))
 
     def study_contacts_with(self, role: Role) -> tuple[Person, ...]:
         """The study-level contacts with this role."""
@@ -268,3 +290,12 @@ def roster_from_data(raw: object, source: str) -> Roster:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise InvalidRoster(f"{source}: invalid roster: {problems}") from error
+
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine (or tzdata) knows."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True

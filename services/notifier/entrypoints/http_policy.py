@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.notifier.entrypoints.acknowledgement_page import MAX_FORM_BYTES, STYLE_SOURCE
 
-PATHS = ("/signals/", "/v1/signals/")
+PATHS = ("/signals/", "/v1/signals/", "/workspace")
+WORKSPACE = "/workspace"
 # an acknowledgement is a token, an assessment and a 4,000-character comment
 MAX_BODY_BYTES = MAX_FORM_BYTES
 # how much of a refused body is read (and dropped) so that its sender sees the 413
@@ -44,6 +45,25 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
 ]
+# The workspace: its own stylesheet and script files, charts inline as SVG, fetches (the
+# inbox's live updates) only to this server; nothing inline runs.
+WORKSPACE_CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'self'",
+        "script-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+WORKSPACE_HEADERS: list[tuple[bytes, bytes]] = [
+    (name, WORKSPACE_CONTENT_SECURITY_POLICY.encode() if name == b"content-security-policy"
+     else value)
+    for name, value in SECURITY_HEADERS
+]  # fmt: skip
 _NAMES = {name for name, _ in SECURITY_HEADERS}
 
 
@@ -59,10 +79,14 @@ class AcknowledgementHttpPolicy:
             await self.app(scope, receive, send)
             return
 
+        headers = (
+            WORKSPACE_HEADERS if str(scope["path"]).startswith(WORKSPACE) else SECURITY_HEADERS
+        )
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
-                message = {**message, "headers": kept + SECURITY_HEADERS}
+                message = {**message, "headers": kept + headers}
             await send(message)
 
         if scope["method"] not in {"GET", "HEAD", "OPTIONS"}:

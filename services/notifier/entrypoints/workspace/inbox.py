@@ -1,0 +1,12 @@
+"""Workspace page: inbox (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+
+
+def router(deps: WorkspaceDeps) -> APIRouter:
+    """The inbox routes."""
+    return APIRouter()
