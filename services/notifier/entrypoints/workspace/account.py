@@ -7,7 +7,12 @@ from collections.abc import Callable
 import asyncpg
 from fastapi import APIRouter, Request
 
-from services.notifier.entrypoints.workspace.common import Authenticator, Session, WorkspaceDeps
+from services.notifier.entrypoints.workspace.common import (
+    Authenticator,
+    Session,
+    SignatureRefused,
+    WorkspaceDeps,
+)
 from services.notifier.handlers.context import NotifierContext
 from services.settings import VigilSettings
 
@@ -17,6 +22,9 @@ class NobodySignedIn:
 
     async def session(self, request: Request) -> Session | None:
         return None
+
+    async def confirm_signer(self, session: Session, password: str, code: str | None) -> str:
+        raise SignatureRefused("nobody can sign yet")
 
 
 def authenticator(

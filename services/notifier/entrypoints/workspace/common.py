@@ -49,11 +49,23 @@ class Session:
     expires_at: datetime
 
 
+class SignatureRefused(Exception):
+    """The password (or second factor) given to sign was wrong, or the account is locked.
+    The message says which field to look at, never what was typed."""
+
+
 class Authenticator(Protocol):
-    """Reads the session a request carries (``SESSION_COOKIE``)."""
+    """Reads the session a request carries (``SESSION_COOKIE``), and confirms a signer."""
 
     async def session(self, request: Request) -> Session | None:
         """The live session, or None (none, expired, signed out, or no longer on a roster)."""
+        ...
+
+    async def confirm_signer(self, session: Session, password: str, code: str | None) -> str:
+        """21 CFR 11.200: the signed-in person signs again with both of their components
+        (password, and the TOTP code when enrolled). Returns how they were confirmed
+        (``password`` or ``password+totp``); raises SignatureRefused (and counts the
+        failure toward the account's lockout)."""
         ...
 
 
