@@ -14,8 +14,8 @@ import io
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
 from html import escape
+from typing import Any
 
 import matplotlib
 

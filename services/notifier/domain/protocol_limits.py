@@ -92,16 +92,23 @@ class Reference:
 
 @dataclass(frozen=True)
 class Region:
-    """The values that fall in one grade: ``lower`` to ``upper`` (None: unbounded)."""
+    """The values that fall in one grade: ``lower`` to ``upper`` (None: unbounded), each
+    end open (excluded) or closed as the bands' operators say."""
 
     grade: int
     lower: Decimal | None
     upper: Decimal | None
+    lower_open: bool = False
+    upper_open: bool = False
 
     def holds(self, value: Decimal) -> bool:
-        above = self.lower is None or value >= self.lower
-        below = self.upper is None or value <= self.upper
-        return above and below
+        if self.lower is not None and (
+            value < self.lower or (self.lower_open and value == self.lower)
+        ):
+            return False
+        return self.upper is None or not (
+            value > self.upper or (self.upper_open and value == self.upper)
+        )
 
 
 def band_value(band: Band, reference: Reference) -> Decimal | None:
@@ -136,25 +143,43 @@ def grade_regions(grading: Grading, reference: Reference) -> tuple[Region, ...]:
         bands = grading.abnormal_baseline_bands
     regions: list[Region] = []
     for rising in (True, False):
-        bounds: dict[int, list[Decimal]] = {}
-        lower: Decimal | None
-        upper: Decimal | None
+        bounds: dict[int, list[tuple[Decimal, Operator]]] = {}
         for band in bands:
             if (band.operator in (">", ">=")) != rising:
                 continue
             value = band_value(band, reference)
             if value is not None:
-                bounds.setdefault(band.grade, []).append(value)
-        worse: list[Decimal] = []
+                bounds.setdefault(band.grade, []).append((value, band.operator))
+        worse: list[tuple[Decimal, Operator]] = []
         for grade in sorted(bounds, reverse=True):
+            # a value is out of this grade where a worse band holds: up to (and, for a
+            # strict worse band, including) that band's bound
             if rising:
-                lower, upper = min(bounds[grade]), min(worse, default=None)
-                if upper is None or lower < upper:
-                    regions.append(Region(grade, lower, upper))
+                low, low_op = min(bounds[grade], key=lambda pair: (pair[0], pair[1] == ">"))
+                high = min(worse, key=lambda pair: (pair[0], pair[1] == ">"), default=None)
+                if high is None or low < high[0]:
+                    regions.append(
+                        Region(
+                            grade,
+                            low,
+                            None if high is None else high[0],
+                            lower_open=low_op == ">",
+                            upper_open=high is not None and high[1] == ">=",
+                        )
+                    )
             else:
-                lower, upper = max(worse, default=None), max(bounds[grade])
-                if lower is None or lower < upper:
-                    regions.append(Region(grade, lower, upper))
+                top, top_op = max(bounds[grade], key=lambda pair: (pair[0], pair[1] == "<="))
+                bottom = max(worse, key=lambda pair: (pair[0], pair[1] == "<="), default=None)
+                if bottom is None or bottom[0] < top:
+                    regions.append(
+                        Region(
+                            grade,
+                            None if bottom is None else bottom[0],
+                            top,
+                            lower_open=bottom is not None and bottom[1] == "<=",
+                            upper_open=top_op == "<",
+                        )
+                    )
             worse.extend(bounds[grade])
     return tuple(sorted(regions, key=lambda region: -region.grade))
 
