@@ -31,7 +31,8 @@ def test_the_svg_carries_no_style_the_content_security_policy_would_refuse() -> 
     assert "<metadata" not in svg
     assert 'aria-label="Hb &quot;chart&quot;"' in svg
     assert re.search(r'stroke-dasharray="[\d.,]+"', svg)
-    assert "<text" in svg and "Haemoglobin" in svg  # text kept as text, not paths
+    assert "<text" in svg
+    assert "Haemoglobin" in svg
 
 
 def test_one_input_gives_one_svg_byte_for_byte() -> None:
@@ -42,12 +43,13 @@ def test_the_shipped_pack_gives_each_lab_analyte_its_thresholds_and_bands() -> N
     pack = RulePackLimits(REPO / "studies").of("NCT05262686")
 
     alt = pack.of("ALT")
-    assert [(t.rule_id, t.words, t.fallback) for t in alt.thresholds][0] == (
+    assert next((t.rule_id, t.words, t.fallback) for t in alt.thresholds) == (
         "liver-alt-ast-gt-3-uln",
         "> 3 x ULN",
         Decimal(25),
     )
-    assert alt.grading is not None and alt.grading.abnormal_baseline_bands
+    assert alt.grading is not None
+    assert alt.grading.abnormal_baseline_bands
     neutrophils = pack.of("neutrophils").thresholds[0]
     assert (neutrophils.amount, neutrophils.unit) == (Decimal("1.5"), "10*9/L")  # a parameter
     assert "hys-law" in pack.hys_law_rules
@@ -86,5 +88,6 @@ def test_the_reader_leaves_out_what_it_cannot_read_and_keeps_the_rest() -> None:
 
     platelets = pack.of("platelets")
     assert [t.rule_id for t in platelets.thresholds] == ["plt"]
-    assert platelets.grading is not None and len(platelets.grading.bands) == 1
+    assert platelets.grading is not None
+    assert len(platelets.grading.bands) == 1
     assert RulePackLimits(Path("/nonexistent")).of("X").by_analyte == {}
