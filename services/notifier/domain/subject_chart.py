@@ -268,7 +268,10 @@ def build_series(
     zone: ZoneInfo,
 ) -> AnalyteSeries:
     """One analyte's points with their bands, thresholds, grade and baseline."""
-    ordered = sorted(recorded, key=lambda r: (r.result.collected_at, str(r.event_id)))
+    # by clinical time; reports of one sample in the order the log holds them
+    ordered = [
+        r for _, r in sorted(enumerate(recorded), key=lambda p: (p[1].result.collected_at, p[0]))
+    ]
     unit = series_unit([r.result for r in ordered])
     limits = thresholds_in(limits, unit)
     valued = [(r, plotted_value(r.result, unit), standing[r.event_id]) for r in ordered]

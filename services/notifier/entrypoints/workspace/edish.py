@@ -4,8 +4,6 @@ desk); anyone else gets the same 404 as for a study that does not exist."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import anyio
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
@@ -34,7 +32,8 @@ def router(deps: WorkspaceDeps) -> APIRouter:
 
     @routes.get("/studies/{study_id}/edish", response_class=HTMLResponse)
     async def edish_page(
-        study_id: str, session: Annotated[Session, Depends(deps.session)]
+        study_id: str,
+        session: Session = Depends(deps.session),  # noqa: B008
     ) -> HTMLResponse:
         if len(study_id) > 64 or not session.viewer.is_study_wide(study_id):
             not_found(session, PAGE, study_id=study_id[:64])

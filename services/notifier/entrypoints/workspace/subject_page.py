@@ -9,7 +9,6 @@ the log knows nothing of, is the same 404.
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import quote
 
 import anyio
@@ -48,7 +47,9 @@ def router(deps: WorkspaceDeps) -> APIRouter:
 
     @routes.get("/studies/{study_id}/subjects/{subject_id}", response_class=HTMLResponse)
     async def subject_page(
-        study_id: str, subject_id: str, session: Annotated[Session, Depends(deps.session)]
+        study_id: str,
+        subject_id: str,
+        session: Session = Depends(deps.session),  # noqa: B008
     ) -> HTMLResponse:
         viewer = session.viewer
         if not (is_subject_id(study_id) and is_subject_id(subject_id)):
