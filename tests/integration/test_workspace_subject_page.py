@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -188,7 +187,7 @@ def client(pool: asyncpg.Pool, person_id: str) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def subject_record(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+async def subject_record(pool: asyncpg.Pool) -> asyncpg.Pool:
     """S1-001 at site S1: ALT over six weeks with a correction and a retraction, a
     bilirubin rise (a potential Hy's law case), doses and an AE; S2-001 at site S2:
     normal liver values and a Hy's law signal; S2-002: ALT without the laboratory's ULN."""
@@ -226,7 +225,7 @@ async def subject_record(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
         result("S2-002", 3, "200", reference_high=None),
         result("S2-002", 3, "0.5", BILIRUBIN),
     )
-    yield pool
+    return pool
 
 
 def section(page: str, anchor: str) -> str:
@@ -263,7 +262,7 @@ async def test_the_subject_page_draws_thresholds_bands_day0_and_doses_with_a_tab
     assert "2026-06-15 10:00 CST (Asia/Shanghai)" in day14_correction
     assert "<td>14</td>" in day14_correction
     assert "grade 2" in day14_correction  # 160 U/L: 4 x ULN 40
-    assert "7–40" in day14_correction
+    assert "7 to 40" in day14_correction
     assert "0 (baseline)" in rows[1][1]
     timeline = response.text[response.text.index('id="timeline"') :]
     assert "Nausea" in timeline
