@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from services.notifier.adapters.svg_documents import render_svg
 from services.notifier.domain.edish import (
@@ -100,6 +101,9 @@ def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoi
                     xytext=(6, 4),
                     fontsize=8,
                 )
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
     ax.set_xlabel("Peak ALT or AST (whichever multiple is higher), x ULN, log scale")
     ax.set_ylabel("Peak total bilirubin, x ULN, log scale")
     ax.grid(True, which="major", color="#e4e7eb", linewidth=0.6)

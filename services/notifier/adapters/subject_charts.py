@@ -36,6 +36,42 @@ DOSE = "#2a8a5a"
 BASELINE = "#7b2fa8"
 
 
+# Every chart of the page has its plot area at the same place across the figure, so that
+# the study days of the lab charts and of the timeline line up one under the other.
+WIDTH = 8.0  # inches
+PLOT_LEFT = 1.9
+PLOT_RIGHT = 0.3
+LEGEND_ROW = 0.2
+
+
+def _place(figure: Figure, ax: Axes, plot_height: float, legend: bool) -> None:
+    """Size the figure and put the plot area and the legend (two columns, below) in it."""
+    handles, labels = ax.get_legend_handles_labels()
+    rows = (len(labels) + 1) // 2 if legend else 0
+    legend_height = LEGEND_ROW * rows + (0.1 if rows else 0)
+    top, below = 0.4, 0.6
+    height = top + plot_height + below + legend_height
+    figure.set_size_inches(WIDTH, height)
+    ax.set_position(
+        (
+            PLOT_LEFT / WIDTH,
+            (below + legend_height) / height,
+            (WIDTH - PLOT_LEFT - PLOT_RIGHT) / WIDTH,
+            plot_height / height,
+        )
+    )
+    if rows:
+        figure.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, legend_height / height),
+            ncols=2,
+            fontsize=8,
+            frameon=False,
+        )
+
+
 def chart_id(analyte: str) -> str:
     """An id-safe name for an analyte's chart: ``total-bilirubin``."""
     return "chart-" + (re.sub(r"[^a-z0-9]+", "-", analyte.casefold()).strip("-") or "analyte")
@@ -76,14 +112,12 @@ def _steps(
 
 def _bands(
     ax: Axes,
-    series: AnalyteSeries,
     current: Sequence[ChartPoint],
     chart: SubjectChart,
     y_range: tuple[float, float],
     name: str,
 ) -> None:
     grades = sorted({r.grade for p in current for r in p.regions})
-    label = series.limits.grading.label if series.limits.grading else ""
     for grade in grades:
         lowers: list[float | None] = []
         uppers: list[float | None] = []
@@ -97,6 +131,8 @@ def _bands(
             upper = y_range[1] if region.upper is None else min(float(region.upper), y_range[1])
             lowers.append(lower if lower < upper else None)
             uppers.append(upper if lower < upper else None)
+        if all(lower is None for lower in lowers):
+            continue  # out of view for every result
         xs, low = _steps(current, lowers, chart.x_range)
         _, high = _steps(current, uppers, chart.x_range)
         mask = [lo == lo for lo in low]  # NaN where the band is not known or out of view
@@ -109,7 +145,7 @@ def _bands(
             color=GRADE_COLOURS.get(grade, "#dddddd"),
             alpha=0.55,
             linewidth=0,
-            label=f"grade {grade} band ({label})",
+            label=f"CTCAE grade {grade} band",
         )
         fill.set_gid(f"{name}-band-grade-{grade}")
 
@@ -120,7 +156,7 @@ def _draw_lab(figure: Figure, series: AnalyteSeries, chart: SubjectChart) -> Non
     y_range = _value_range(series)
     drawable = series.drawable
     current = [p for p in drawable if p.standing is Standing.CURRENT]
-    _bands(ax, series, current, chart, y_range, name)
+    _bands(ax, current, chart, y_range, name)
     basis = current or list(drawable)
     if basis:
         for attribute, text in (
@@ -238,17 +274,22 @@ def _draw_lab(figure: Figure, series: AnalyteSeries, chart: SubjectChart) -> Non
     ax.set_xlabel(_x_axis_label(chart))
     ax.set_ylabel(f"{series.analyte} ({series.unit or 'no unit'})")
     ax.grid(True, color="#e4e7eb", linewidth=0.6)
-    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    _place(figure, ax, 3.0, legend=True)
 
 
 def lab_chart_svg(series: AnalyteSeries, chart: SubjectChart) -> str:
     """One analyte's chart as inline SVG."""
-    legend_rows = 4 + len(series.limits.thresholds) // 2
     return render_svg(
         lambda figure: _draw_lab(figure, series, chart),
-        size=(8.0, 4.0 + 0.18 * legend_rows),
+        size=(WIDTH, 5.0),
         label=f"{series.analyte} over study time; the table below holds the same data",
+        constrained=False,
     )
+
+
+def _short(label: str, limit: int = 30) -> str:
+    """A row label that fits left of the plot area (the table has it in full)."""
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 
 
 def _draw_timeline(figure: Figure, chart: SubjectChart) -> None:
@@ -278,16 +319,15 @@ def _draw_timeline(figure: Figure, chart: SubjectChart) -> None:
                     color=colour,
                     alpha=0.8,
                 )
-    ax.set_yticks(range(len(rows)), [label for label, _, _ in reversed(rows)], fontsize=8)
+    ax.set_yticks(range(len(rows)), [_short(label) for label, _, _ in reversed(rows)], fontsize=8)
     if chart.day0 is not None:
         ax.axvline(0, color=DAY0, linestyle="-.", linewidth=1.2).set_gid("timeline-day0")
     ax.set_xlim(*chart.x_range)
     ax.set_ylim(-0.75, len(rows) - 0.25)
     ax.set_xlabel(_x_axis_label(chart))
-    ax.set_title(
-        "Study drug, medications and adverse events (bars run to the end of the axis while ongoing)"
-    )
+    ax.set_title("Study drug, medications and adverse events")
     ax.grid(True, axis="x", color="#e4e7eb", linewidth=0.6)
+    _place(figure, ax, 0.4 + 0.32 * len(rows), legend=False)
 
 
 def timeline_svg(chart: SubjectChart) -> str | None:
@@ -297,9 +337,10 @@ def timeline_svg(chart: SubjectChart) -> str | None:
         return None
     return render_svg(
         lambda figure: _draw_timeline(figure, chart),
-        size=(8.0, 1.4 + 0.32 * count),
+        size=(WIDTH, 2.0),
         label=(
             "Study drug doses, medications and adverse events over study time;"
             " the tables below hold the same data"
         ),
+        constrained=False,
     )

@@ -67,10 +67,17 @@ def csp_safe(svg: str, label: str) -> str:
     )
 
 
-def render_svg(draw: Callable[[Figure], None], *, size: tuple[float, float], label: str) -> str:
-    """A figure of ``size`` inches drawn by ``draw``, as inline SVG text."""
+def render_svg(
+    draw: Callable[[Figure], None],
+    *,
+    size: tuple[float, float],
+    label: str,
+    constrained: bool = True,
+) -> str:
+    """A figure of ``size`` inches drawn by ``draw``, as inline SVG text; laid out by
+    matplotlib (``constrained``), or by ``draw`` itself (charts that must line up)."""
     with _LOCK, matplotlib.rc_context(RC):  # type: ignore[arg-type]
-        figure = Figure(figsize=size, layout="constrained")
+        figure = Figure(figsize=size, layout="constrained" if constrained else None)
         draw(figure)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
