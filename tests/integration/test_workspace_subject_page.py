@@ -370,3 +370,19 @@ async def test_a_subject_page_of_six_analytes_with_fifty_results_each_renders_in
     assert response.text.count('<section class="subject-analyte"') == 6
     print(f"subject page, 6 analytes x 50 results: {seconds:.2f} s, {len(response.text)} bytes")
     assert seconds < 10
+
+
+async def test_a_subject_never_enrolled_is_seen_by_study_wide_roles_only(
+    pool: asyncpg.Pool,
+) -> None:
+    await append(pool, result("UNENROLLED-1", 3, "50"))
+
+    async with client(pool, "pi1") as http:
+        investigator = await http.get(f"/workspace/studies/{STUDY}/subjects/UNENROLLED-1")
+    async with client(pool, "mm") as http:
+        monitor = await http.get(f"/workspace/studies/{STUDY}/subjects/UNENROLLED-1")
+
+    assert investigator.status_code == 404
+    assert monitor.status_code == 200
+    assert "not known (the subject&#39;s enrolment has not arrived)" in monitor.text
+    assert "Days from the first record" in monitor.text

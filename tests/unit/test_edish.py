@@ -16,7 +16,7 @@ from services.notifier.domain.edish import (
     quadrant,
 )
 from shared.events import ResultStatus
-from tests.unit.test_subject_chart import lab, superseded
+from tests.support.lab_results import lab, superseded
 
 D = Decimal
 

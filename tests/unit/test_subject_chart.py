@@ -3,10 +3,8 @@ the baseline, superseded results, study days, units."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.notifier.domain.protocol_limits import (
@@ -21,17 +19,16 @@ from services.notifier.domain.protocol_limits import (
     threshold_value,
 )
 from services.notifier.domain.subject_chart import (
-    Recorded,
     Standing,
     SubjectFacts,
     standings,
     study_day,
     subject_chart,
 )
-from shared.events import LabResultReported, LabResultSuperseded, ResultStatus, SubjectEnrolled
+from shared.events import ResultStatus
+from tests.support.lab_results import enrolled, lab, superseded
 
 D = Decimal
-STUDY = "NCT05262686"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ALT_BANDS = Grading(
     "CTCAE v5.0 ALT increased",
@@ -54,48 +51,8 @@ ANAEMIA_BANDS = Grading(
 )
 
 
-def lab(day: int, number: str, **changes: Any) -> Recorded:
-    fields: dict[str, Any] = {
-        "study_id": STUDY,
-        "subject_id": "S-001",
-        "loinc_code": "1742-6",
-        "value": D(number),
-        "unit": "U/L",
-        "canonical_value": D(number),
-        "canonical_unit": "U/L",
-        "reference_low": D(7),
-        "reference_high": D(40),
-        "collected_at": datetime(2026, 6, 1, 2, 0, tzinfo=UTC) + timedelta(days=day),
-        "source_message_id": f"M-{day}-{number}",
-    }
-    fields.update(changes)
-    return Recorded(uuid.uuid4(), LabResultReported(**fields))
-
-
-def superseded(old: Recorded, new: Recorded, reason: str) -> LabResultSuperseded:
-    return LabResultSuperseded(
-        study_id=STUDY,
-        subject_id="S-001",
-        observation_key="k",
-        superseded_event_id=old.event_id,
-        superseding_event_id=new.event_id,
-        reason=reason,  # type: ignore[arg-type]
-    )
-
-
 def spans(regions: tuple[Region, ...]) -> list[tuple[int, Decimal | None, Decimal | None]]:
     return [(r.grade, r.lower, r.upper) for r in regions]
-
-
-def enrolled(day0: date) -> SubjectEnrolled:
-    return SubjectEnrolled(
-        study_id=STUDY,
-        subject_id="S-001",
-        site_id="S1",
-        sex="F",  # type: ignore[arg-type]
-        birth_date=date(1980, 1, 1),
-        day0=day0,
-    )
 
 
 def test_bands_given_as_multiples_of_the_uln_become_values_with_each_results_own_range() -> None:
