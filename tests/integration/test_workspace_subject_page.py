@@ -366,10 +366,29 @@ async def test_a_subject_page_of_six_analytes_with_fifty_results_each_renders_in
         response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-BIG")
         seconds = time.perf_counter() - started
 
+        again = time.perf_counter()
+        cached = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-BIG")
+        seconds_cached = time.perf_counter() - again
+
     assert response.status_code == 200
     assert response.text.count('<section class="subject-analyte"') == 6
-    print(f"subject page, 6 analytes x 50 results: {seconds:.2f} s, {len(response.text)} bytes")
+    assert cached.text == response.text
+    print(
+        f"subject page, 6 analytes x 50 results: {seconds:.2f} s drawn, "
+        f"{seconds_cached:.2f} s from the chart cache, {len(response.text)} bytes"
+    )
     assert seconds < 10
+
+
+async def test_a_new_event_of_the_subject_draws_its_charts_anew(pool: asyncpg.Pool) -> None:
+    await append(pool, enrolled("S1-NEW", "S1"), result("S1-NEW", 1, "30"))
+    async with client(pool, "pi1") as http:
+        before = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-NEW")
+        await append(pool, result("S1-NEW", 2, "300"))
+        after = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-NEW")
+
+    assert 'id="chart-alt-band-grade-3"' not in before.text
+    assert 'id="chart-alt-band-grade-3"' in after.text  # 300 U/L: above 5 x ULN 40
 
 
 async def test_a_subject_never_enrolled_is_seen_by_study_wide_roles_only(

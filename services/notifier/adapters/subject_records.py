@@ -37,7 +37,7 @@ SUBJECT_TYPES = tuple(
 LIVER_ANALYTES = ("ALT", "AST", "total bilirubin")
 
 _SUBJECT_SQL = """
-SELECT event_id, type, payload_json FROM events
+SELECT position, event_id, type, payload_json FROM events
 WHERE study_id = $1 AND subject_id = $2 AND type = ANY($3::text[])
 ORDER BY position
 """
@@ -83,12 +83,18 @@ def facts_from(rows: Iterable[tuple[uuid.UUID, EventPayload]]) -> SubjectFacts:
     )
 
 
-async def subject_facts(pool: asyncpg.Pool, study_id: str, subject_id: str) -> SubjectFacts | None:
-    """Everything the subject page draws (None: the log holds nothing about the subject)."""
+async def subject_facts(
+    pool: asyncpg.Pool, study_id: str, subject_id: str
+) -> tuple[SubjectFacts, int] | None:
+    """Everything the subject page draws, and the log position of the last of it (what
+    changes whenever the page would); None: the log holds nothing about the subject."""
     rows = await pool.fetch(_SUBJECT_SQL, study_id, subject_id, list(SUBJECT_TYPES))
     if not rows:
         return None
-    return facts_from((row["event_id"], _decoded(row["type"], row["payload_json"])) for row in rows)
+    facts = facts_from(
+        (row["event_id"], _decoded(row["type"], row["payload_json"])) for row in rows
+    )
+    return facts, rows[-1]["position"]
 
 
 @dataclass

@@ -9,6 +9,7 @@ the log knows nothing of, is the same 404.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from urllib.parse import quote
 
 import anyio
@@ -36,14 +37,41 @@ def subject_url(study_id: str, subject_id: str) -> str:
     return f"{PREFIX}/studies/{quote(study_id, safe='')}/subjects/{quote(subject_id, safe='')}"
 
 
-def _charts(chart: SubjectChart) -> tuple[list[str], str | None]:
+Charts = tuple[list[str], str | None]
+#: subjects whose drawn charts are kept (about 50 kB of SVG per analyte)
+CACHED_SUBJECTS = 32
+
+
+def _charts(chart: SubjectChart) -> Charts:
     return [lab_chart_svg(series, chart) for series in chart.series], timeline_svg(chart)
+
+
+class ChartCache:
+    """The charts last drawn for a few subjects. Drawing costs about a quarter of a second
+    per analyte; the charts show nothing of who looks at them, and change only with a new
+    event of the subject (its last log position), a new rule pack or another time zone."""
+
+    def __init__(self, size: int = CACHED_SUBJECTS) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[str, ...], Charts] = OrderedDict()
+
+    async def charts(self, key: tuple[str, ...], chart: SubjectChart) -> Charts:
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+            return kept
+        drawn = await anyio.to_thread.run_sync(_charts, chart)
+        self._kept[key] = drawn
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return drawn
 
 
 def router(deps: WorkspaceDeps) -> APIRouter:
     """The subject page's route."""
     routes = APIRouter()
     packs = RulePackLimits(deps.settings.study_dir)
+    cache = ChartCache()
 
     @routes.get("/studies/{study_id}/subjects/{subject_id}", response_class=HTMLResponse)
     async def subject_page(
@@ -56,13 +84,18 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             not_found(session, PAGE, study_id="(malformed)")
         if study_id not in viewer.clinical_studies():
             not_found(session, PAGE, study_id=study_id, subject_id=subject_id)
-        facts = await subject_facts(deps.pool(), study_id, subject_id)
-        site_id = facts.enrolment.site_id if facts and facts.enrolment else None
-        if facts is None or not viewer.may_see_clinical(study_id, site_id):
+        found = await subject_facts(deps.pool(), study_id, subject_id)
+        if found is None:
+            not_found(session, PAGE, study_id=study_id, subject_id=subject_id)
+        facts, last_position = found
+        site_id = facts.enrolment.site_id if facts.enrolment else None
+        if not viewer.may_see_clinical(study_id, site_id):
             not_found(session, PAGE, study_id=study_id, subject_id=subject_id, site_id=site_id)
         zone = deps.zone(study_id, site_id)
-        chart = subject_chart(facts, packs.of(study_id).of, zone)
-        svgs, timeline = await anyio.to_thread.run_sync(_charts, chart)
+        pack = packs.of(study_id)
+        chart = subject_chart(facts, pack.of, zone)
+        key = (study_id, subject_id, str(last_position), pack.version, zone.key)
+        svgs, timeline = await cache.charts(key, chart)
         return render(
             "subject.html",
             session,
