@@ -42,7 +42,7 @@ STUDY = "NCT05262686"
 DAY0 = date(2026, 6, 1)
 # 02:00 UTC is 10:00 in Beijing: the same calendar day at the site
 MORNING = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
-ALT, BILIRUBIN, HAEMOGLOBIN = "1742-6", "1975-2", "718-7"
+ALT, BILIRUBIN, HAEMOGLOBIN, NEUTROPHILS = "1742-6", "1975-2", "718-7", "751-8"
 
 
 def workspace_roster() -> Roster:
@@ -104,6 +104,7 @@ def result(subject: str, day: int, value: str, code: str = ALT, **changes: Any) 
         ALT: ("U/L", "7", "40"),
         BILIRUBIN: ("mg/dL", "0.2", "1.2"),
         HAEMOGLOBIN: ("g/dL", "12", "16"),
+        NEUTROPHILS: ("10*9/L", "1.8", "7.7"),
     }[code]
     fields: dict[str, Any] = {
         "study_id": STUDY,
@@ -214,6 +215,8 @@ async def subject_record(pool: asyncpg.Pool) -> asyncpg.Pool:
         result("S1-001", 14, "3.0", BILIRUBIN),
         result("S1-001", 0, "13.1", HAEMOGLOBIN),
         result("S1-001", 14, "8.6", HAEMOGLOBIN),
+        result("S1-001", 0, "3.2", NEUTROPHILS),
+        result("S1-001", 21, "0.5", NEUTROPHILS, comparator="<"),
         dose("S1-001", 0),
         dose("S1-001", 28),
         adverse_event("S1-001", 20),
@@ -281,6 +284,10 @@ async def test_the_chart_marks_superseded_results_hollow_and_retracted_ones_cros
     assert 'id="chart-alt-retracted"' in alt
     assert "superseded by a correction (hollow)" in alt
     assert "retracted (cross)" in alt
+    neutrophils = section(response.text, "chart-neutrophils")
+    assert 'id="chart-neutrophils-current-censored"' in neutrophils
+    censored = next(row for row in neutrophils.split("<tr") if "<td>&lt;0.5</td>" in row)
+    assert "grade 4" in censored  # every value below 0.5 is grade 4
     haemoglobin = section(response.text, "chart-haemoglobin")
     assert 'id="chart-haemoglobin-threshold-anaemia-hb-le-9"' in haemoglobin
     assert 'id="chart-haemoglobin-band-grade-2"' in haemoglobin

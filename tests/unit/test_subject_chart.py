@@ -14,6 +14,7 @@ from services.notifier.domain.protocol_limits import (
     Reference,
     Region,
     Threshold,
+    grade_of,
     grade_of_value,
     grade_regions,
     threshold_value,
@@ -205,3 +206,15 @@ def test_a_value_threshold_in_another_unit_is_converted_to_the_charts_unit() -> 
     (point,) = chart.series[0].points
     assert point.thresholds == (D(9),)
     assert point.grade == 2
+
+
+def test_a_censored_value_is_graded_as_far_as_it_is_certain() -> None:
+    neutropenia = Grading(
+        "CTCAE v5.0 Neutrophil count decreased",
+        bands=(Band(4, "<", D("0.5"), "value"), Band(3, "<", D(1), "value")),
+    )
+    reference = Reference(low=D("1.8"), high=D("7.7"), baseline=None)
+
+    assert grade_of(neutropenia, reference, D("0.5"), "<") == 4
+    assert grade_of(neutropenia, reference, D("0.5"), None) == 3
+    assert grade_of(neutropenia, reference, D("0.8"), ">") is None

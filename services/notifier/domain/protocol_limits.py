@@ -190,6 +190,46 @@ def grade_of_value(regions: Iterable[Region], value: Decimal) -> int | None:
     return max(held, default=None)
 
 
+def _compare(value: Decimal, operator: Operator, bound: Decimal) -> bool:
+    if operator == "<":
+        return value < bound
+    if operator == "<=":
+        return value <= bound
+    if operator == ">":
+        return value > bound
+    return value >= bound
+
+
+def surely_holds(
+    value: Decimal, comparator: str | None, operator: Operator, bound: Decimal
+) -> bool:
+    """Whether every value a possibly censored result allows meets ``operator bound``
+    (``<0.5`` meets ``< 0.5``; ``>7`` does not meet ``<= 9``), as the rules service judges."""
+    if comparator in (None, "="):
+        return _compare(value, operator, bound)
+    below = comparator in ("<", "<=")
+    if below != (operator in ("<", "<=")):
+        return False
+    if comparator in ("<", ">"):
+        return _compare(value, "<=" if below else ">=", bound)
+    return _compare(value, operator, bound)
+
+
+def grade_of(
+    grading: Grading, reference: Reference, value: Decimal, comparator: str | None
+) -> int | None:
+    """The worst grade whose band the result certainly meets, as the rules service grades
+    (a censored ``<0.5`` x10^9/L neutrophil count is grade 4: every value it allows is)."""
+    bands = grading.bands
+    if abnormal_baseline(reference) and grading.abnormal_baseline_bands:
+        bands = grading.abnormal_baseline_bands
+    for band in sorted(bands, key=lambda band: -band.grade):
+        bound = band_value(band, reference)
+        if bound is not None and surely_holds(value, comparator, band.operator, bound):
+            return band.grade
+    return None
+
+
 def threshold_value(threshold: Threshold, reference: Reference) -> Decimal | None:
     """Where a threshold lies on the value axis for one result (None: cannot be placed:
     no limit, no baseline). ``value`` thresholds must already be in the chart's unit."""

@@ -22,7 +22,7 @@ from services.notifier.domain.protocol_limits import (
     Reference,
     Region,
     Threshold,
-    grade_of_value,
+    grade_of,
     grade_regions,
     threshold_value,
 )
@@ -308,7 +308,11 @@ def build_series(
                 standing=item_standing,
                 status=result.result_status.value,
                 regions=regions,
-                grade=grade_of_value(regions, value) if value is not None else None,
+                grade=(
+                    grade_of(limits.grading, reference, value, result.comparator)
+                    if value is not None and limits.grading is not None
+                    else None
+                ),
                 thresholds=tuple(threshold_value(t, reference) for t in limits.thresholds),
                 is_baseline=item.event_id == baseline_id,
             )
