@@ -251,6 +251,8 @@ async def test_the_subject_page_draws_thresholds_bands_day0_and_doses_with_a_tab
     assert 'id="chart-alt-doses"' in alt
     assert 'id="chart-alt-baseline"' in alt
     assert "style=" not in response.text
+    ids = re.findall(r'\sid="([^"]+)"', response.text)
+    assert len(ids) == len(set(ids)), "every id of the page is its own"
     rows = re.findall(r"<tr class=\"standing-(\w+)\">(.*?)</tr>", alt, re.DOTALL)
     assert [standing for standing, _ in rows] == [
         "current",

@@ -23,7 +23,7 @@ def _draw(figure: Figure) -> None:
 
 
 def test_the_svg_carries_no_style_the_content_security_policy_would_refuse() -> None:
-    svg = render_svg(_draw, size=(4, 3), label='Hb "chart"')
+    svg = render_svg(_draw, size=(4, 3), label='Hb "chart"', prefix="hb")
 
     assert svg.startswith("<svg")
     assert "style=" not in svg
@@ -35,8 +35,21 @@ def test_the_svg_carries_no_style_the_content_security_policy_would_refuse() -> 
     assert "Haemoglobin" in svg
 
 
+def test_every_id_of_a_figure_is_its_own_so_several_fit_on_one_page() -> None:
+    svg = render_svg(_draw, size=(4, 3), label="x", prefix="chart-hb")
+
+    ids = re.findall(r'\sid="([^"]+)"', svg)
+    references = re.findall(r'url\(#([^)]+)\)|xlink:href="#([^"]+)"', svg)
+    assert ids
+    assert all(i.startswith("chart-hb-") for i in ids)
+    assert references
+    assert all((a or b) in ids for a, b in references)
+
+
 def test_one_input_gives_one_svg_byte_for_byte() -> None:
-    assert render_svg(_draw, size=(4, 3), label="x") == render_svg(_draw, size=(4, 3), label="x")
+    assert render_svg(_draw, size=(4, 3), label="x", prefix="x") == render_svg(
+        _draw, size=(4, 3), label="x", prefix="x"
+    )
 
 
 def test_the_shipped_pack_gives_each_lab_analyte_its_thresholds_and_bands() -> None:

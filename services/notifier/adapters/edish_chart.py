@@ -119,4 +119,5 @@ def edish_svg(points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -
             "eDISH plot: peak ALT or AST against peak total bilirubin, multiples of ULN;"
             " the table below holds the same points"
         ),
+        prefix="edish",
     )

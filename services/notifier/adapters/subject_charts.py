@@ -283,6 +283,7 @@ def lab_chart_svg(series: AnalyteSeries, chart: SubjectChart) -> str:
         lambda figure: _draw_lab(figure, series, chart),
         size=(WIDTH, 5.0),
         label=f"{series.analyte} over study time; the table below holds the same data",
+        prefix=chart_id(series.analyte),
         constrained=False,
     )
 
@@ -342,5 +343,6 @@ def timeline_svg(chart: SubjectChart) -> str | None:
             "Study drug doses, medications and adverse events over study time;"
             " the tables below hold the same data"
         ),
+        prefix="timeline",
         constrained=False,
     )

@@ -38,6 +38,7 @@ _STYLE_ELEMENT = re.compile(r"\s*<style[^>]*>.*?</style>", re.DOTALL)
 _STYLE_ATTRIBUTE = re.compile(r'style="([^"]*)"')
 _ROOT_SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
 _DECLARATION = re.compile(r"^[a-z-]+$")
+_ID = re.compile(r'(\sid="|url\(#|xlink:href="#)([^")]+)')
 
 
 def _presentation_attributes(match: re.Match[str]) -> str:
@@ -51,11 +52,24 @@ def _presentation_attributes(match: re.Match[str]) -> str:
     return " ".join(attributes)
 
 
-def csp_safe(svg: str, label: str) -> str:
+def _own_ids(svg: str, prefix: str) -> str:
+    """Every id of the figure (and each reference to one) starting with ``prefix``:
+    matplotlib numbers its parts alike in every figure (``axes_1``, ``legend_1``), and
+    one page holds several figures, whose ids must not repeat."""
+
+    def owned(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return match.group(1) + (name if name.startswith(f"{prefix}-") else f"{prefix}-{name}")
+
+    return _ID.sub(owned, svg)
+
+
+def csp_safe(svg: str, label: str, prefix: str = "chart") -> str:
     """Matplotlib's SVG made fit to inline under the workspace's policy: no prologue, no
     metadata, no style element or attribute; sized by its viewBox (the page's CSS scales
-    it), and named for assistive technology by ``label``."""
+    it), named for assistive technology by ``label``, its ids its own (``prefix``)."""
     svg = _PROLOGUE.sub("", svg, count=1)
+    svg = _own_ids(svg, prefix)
     svg = _METADATA.sub("", svg)
     svg = _STYLE_ELEMENT.sub("", svg)
     svg = _STYLE_ATTRIBUTE.sub(_presentation_attributes, svg)
@@ -72,13 +86,15 @@ def render_svg(
     *,
     size: tuple[float, float],
     label: str,
+    prefix: str,
     constrained: bool = True,
 ) -> str:
-    """A figure of ``size`` inches drawn by ``draw``, as inline SVG text; laid out by
-    matplotlib (``constrained``), or by ``draw`` itself (charts that must line up)."""
+    """A figure of ``size`` inches drawn by ``draw``, as inline SVG text whose ids all
+    start with ``prefix``; laid out by matplotlib (``constrained``), or by ``draw``
+    itself (charts that must line up)."""
     with _LOCK, matplotlib.rc_context(RC):  # type: ignore[arg-type]
         figure = Figure(figsize=size, layout="constrained" if constrained else None)
         draw(figure)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    return csp_safe(buffer.getvalue(), label)
+    return csp_safe(buffer.getvalue(), label, prefix)
