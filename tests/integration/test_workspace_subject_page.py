@@ -152,6 +152,23 @@ def dose(subject: str, day: int) -> Envelope:
     )
 
 
+def concomitant(subject: str, day: int) -> Envelope:
+    return event(
+        MedicationRecorded(
+            study_id=STUDY,
+            subject_id=subject,
+            category="concomitant",
+            medication_id="CM-1",
+            drug="prednisone",
+            dose=Decimal(5),
+            dose_unit="mg",
+            route="oral",
+            start=MORNING + timedelta(days=day),
+            source_message_id=f"CM-{subject}-{day}",
+        )
+    )
+
+
 def adverse_event(subject: str, day: int) -> Envelope:
     return event(
         AdverseEventReported(
@@ -220,6 +237,7 @@ async def subject_record(pool: asyncpg.Pool) -> asyncpg.Pool:
         dose("S1-001", 0),
         dose("S1-001", 28),
         adverse_event("S1-001", 20),
+        concomitant("S1-001", -3),
         enrolled("S2-001", "S2"),
         result("S2-001", 3, "20"),
         result("S2-001", 3, "0.5", BILIRUBIN),
@@ -272,6 +290,9 @@ async def test_the_subject_page_draws_thresholds_bands_day0_and_doses_with_a_tab
     timeline = response.text[response.text.index('id="timeline"') :]
     assert "Nausea" in timeline
     assert "belimumab 10 mg/kg intravenous" in timeline
+    prednisone = next(row for row in timeline.split("<tr") if "prednisone 5 mg oral" in row)
+    assert "<td>-3</td>" in prednisone
+    assert "ongoing" in prednisone
     assert "<svg" in timeline
 
 
