@@ -1,0 +1,90 @@
+"""How a lab result reads on its chart (pure): the analyte it is drawn under, the unit of
+the chart, its number and its laboratory limits in that unit, and the protocol thresholds
+converted to it.
+
+A known analyte is drawn in its canonical unit (``shared.analytes``); an unknown one in
+the unit of its first numeric result. What cannot be converted is left off the chart (and
+said in its table), never drawn at a wrong height.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from services.notifier.domain.protocol_limits import AnalyteLimits, Threshold
+from shared.analytes import Analyte, UnitNotConvertible, analyte_for, analyte_named
+from shared.events import LabResultReported
+
+
+def analyte_name(result: LabResultReported) -> str:
+    """The analyte a result is drawn under: Vigil's name for it, else its code or text."""
+    known = analyte_for(result.loinc_code or "")
+    if known is not None:
+        return known.name
+    return result.loinc_code or result.local_code or result.analyte_text or "unnamed analyte"
+
+
+def in_unit(value: Decimal | None, result: LabResultReported, unit: str | None) -> Decimal | None:
+    """A number the result carries in its reported unit (its value or a reference limit),
+    in the series' ``unit`` (None: cannot be)."""
+    if value is None or unit is None:
+        return None
+    if result.unit == unit:
+        return value
+    analyte = analyte_for(result.loinc_code or "")
+    if analyte is None or result.unit is None or unit != analyte.canonical_unit:
+        return None
+    try:
+        return analyte.to_canonical(value, result.unit)
+    except UnitNotConvertible:
+        return None
+
+
+def series_unit(results: Sequence[LabResultReported]) -> str | None:
+    """The unit an analyte is drawn in: the canonical one when Vigil knows the analyte,
+    else the unit of its first numeric result."""
+    known = analyte_for(results[0].loinc_code or "")
+    if known is not None:
+        return known.canonical_unit
+    return next((r.unit for r in results if r.value is not None and r.unit), None)
+
+
+def plotted_value(result: LabResultReported, unit: str | None) -> Decimal | None:
+    if result.canonical_value is not None and result.canonical_unit == unit:
+        return result.canonical_value
+    return in_unit(result.value, result, unit)
+
+
+def shown_value(result: LabResultReported) -> str:
+    if result.value is not None:
+        number = result.canonical_value if result.canonical_value is not None else result.value
+        return f"{result.comparator or ''}{number.normalize():f}"
+    return result.qualitative or ("(text result)" if result.value_text else "(no value)")
+
+
+def thresholds_in(limits: AnalyteLimits, unit: str | None) -> AnalyteLimits:
+    """The limits with each value threshold in ``unit``; one that cannot be converted is
+    left out rather than drawn at a wrong height."""
+    kept: list[Threshold] = []
+    for threshold in limits.thresholds:
+        if threshold.kind not in ("value", "absolute") or threshold.unit in (None, unit):
+            kept.append(threshold)
+            continue
+        analyte = _catalogued(limits.analyte)
+        if analyte is None or unit != analyte.canonical_unit or threshold.unit is None:
+            continue
+        try:
+            amount = analyte.to_canonical(threshold.amount, threshold.unit)
+        except UnitNotConvertible:
+            continue
+        kept.append(replace(threshold, amount=amount, unit=unit))
+    return replace(limits, thresholds=tuple(kept))
+
+
+def _catalogued(name: str) -> Analyte | None:
+    try:
+        return analyte_named(name)
+    except ValueError:
+        return None
