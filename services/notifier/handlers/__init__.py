@@ -4,9 +4,10 @@ Each handler runs in the caller's transaction: the events it records in the noti
 stream and the deliveries it plans commit together, or not at all.
 
 ``signals`` answers the signal events, ``timers`` the due escalations, ``acknowledgements``
-the people who assess a signal; ``deliveries`` plans who is told and how, and ``context``
-holds what they all are given, and ``ports`` the storage they work on (the
-``NotifierUnitOfWork`` port). The rest of the notifier imports from this package.
+the people who assess a signal (by link) and ``signatures`` those who sign their assessment
+in the workspace; ``deliveries`` plans who is told and how, ``context`` holds what they all
+are given, and ``ports`` the storage they work on (the ``NotifierUnitOfWork`` port). The
+rest of the notifier imports from this package.
 """
 
 from services.notifier.handlers.acknowledgements import (
@@ -26,15 +27,25 @@ from services.notifier.handlers.signals import (
     hold_notifications,
     why_not_acted_on,
 )
+from services.notifier.handlers.signatures import (
+    FactsMissing,
+    SignatureReview,
+    Signed,
+    review_signature,
+    sign,
+)
 from services.notifier.handlers.timers import escalate_due, sample_overdue
 
 __all__ = [
     "Acknowledgement",
+    "FactsMissing",
     "LinkReview",
     "NotOnRoster",
     "NotifierContext",
     "NotifierUnitOfWork",
     "SignalClosed",
+    "SignatureReview",
+    "Signed",
     "UnknownSignal",
     "acknowledge",
     "deliveries_for",
@@ -43,6 +54,8 @@ __all__ = [
     "hold_notifications",
     "notification_state",
     "review",
+    "review_signature",
     "sample_overdue",
+    "sign",
     "why_not_acted_on",
 ]
