@@ -9,9 +9,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
+import httpx
+from fastapi import FastAPI
 
+from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
+from services.notifier.entrypoints.workspace import install_workspace
+from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+from services.notifier.handlers import NotifierContext
+from services.settings import VigilSettings
 from shared.events import (
     DataQualityIssueRaised,
     Envelope,
@@ -23,6 +31,7 @@ from shared.events import (
 )
 from shared.eventstore import NewEvent, append
 from tests.support.notifier import STUDY, T0, raised
+from tests.support.workspace import FixedAuthenticator
 
 
 def haemoglobin(subject: str, value: str = "8.0", message: str | None = None) -> Envelope:
@@ -107,3 +116,20 @@ async def store(pool: asyncpg.Pool, *envelopes: Envelope) -> None:
     """Append to the audit log through the real event store, in one transaction."""
     async with pool.acquire() as connection, connection.transaction():
         await append(connection, [NewEvent(envelope) for envelope in envelopes])
+
+
+def workspace_app(
+    pool: asyncpg.Pool, context: NotifierContext, person_id: str | None, **authenticator: Any
+) -> tuple[FastAPI, FixedAuthenticator]:
+    """The workspace (with the notifier's HTTP policy) over the test's database, every
+    request signed in as ``person_id``."""
+    signer = FixedAuthenticator(dict(context.rosters), person_id, **authenticator)
+    app = FastAPI()
+    app.add_middleware(AcknowledgementHttpPolicy)
+    settings = VigilSettings.model_construct()
+    install_workspace(app, WorkspaceDeps(lambda: pool, context, settings, signer))
+    return app, signer
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
