@@ -12,7 +12,9 @@ import pytest
 from services.notifier import handlers
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
 from services.notifier.domain.signature import LoggedFact, facts_digest
-from shared.events import Envelope
+from services.safety_rules.adapters.undelivered import UndeliveredSignals
+from shared.events import Envelope, wrap
+from shared.eventstore import InMemoryEventStore, NewEvent
 from tests.support.notifier import ManualClock, context, resolved, roster
 from tests.support.notifier import reopened as reopening
 from tests.support.notifier_in_memory import plan, recipients, store_for
@@ -112,3 +114,18 @@ async def test_only_a_person_who_may_acknowledge_the_sites_signals_can_sign() ->
         )
     with pytest.raises(handlers.UnknownSignal):
         await sign(store, ctx, uuid.uuid4())
+
+
+async def test_the_watchdog_counts_a_signed_signal_as_told() -> None:
+    log, facts = InMemoryEventStore(), signal_on_result("S1")
+    await log.append([NewEvent(e) for e in facts.envelopes])
+    watchdog = UndeliveredSignals()
+    assert [s.signal_id for s in await watchdog.refresh_from(log)] == [facts.signal_id]
+    ctx = context(roster())
+    store = store_for(ctx)
+    await stored(store, *facts.envelopes)
+    await plan(store, ctx, facts.signal)
+    signed = await sign(store, ctx, facts.signal_id)
+    signature = wrap(signed.event, source="/vigil/notifier", event_id=signed.event_id)
+    await log.append([NewEvent(signature)])
+    assert await watchdog.refresh_from(log) == []
