@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from shared.events import DataQualityIssueRaised, SubjectEnrolled, subject_stream
+from shared.events import DataQualityIssueRaised, SubjectEnrolled, payload_class, subject_stream
 from shared.events.reviews import DataQualityIssueReviewed
 from shared.eventstore import PostgresEventStore
 
@@ -105,7 +105,7 @@ async def issues(
         limit,
         issue_id,
     )
-    found = [(row, DataQualityIssueRaised.model_validate_json(row["payload_json"])) for row in rows]
+    found = [(row, _issue(row["payload_json"])) for row in rows]
     receipts = await receipts_of(connection, [issue.related_event_id for _, issue in found])
     reviews = await reviews_of(connection, [row["event_id"] for row, _ in found])
     return [
@@ -121,6 +121,13 @@ async def issues(
         )
         for row, issue in found
     ]
+
+
+def _issue(payload_json: str) -> DataQualityIssueRaised:
+    """A recorded issue read back (the rules service and ingest build them; this reads)."""
+    issue = payload_class(DataQualityIssueRaised.event_type).model_validate_json(payload_json)
+    assert isinstance(issue, DataQualityIssueRaised)
+    return issue
 
 
 async def receipts_of(

@@ -4,10 +4,11 @@ Each handler runs in the caller's transaction: the events it records in the noti
 stream and the deliveries it plans commit together, or not at all.
 
 ``signals`` answers the signal events, ``timers`` the due escalations, ``acknowledgements``
-the people who assess a signal (by link) and ``signatures`` those who sign their assessment
-in the workspace; ``deliveries`` plans who is told and how, ``context`` holds what they all
-are given, and ``ports`` the storage they work on (the ``NotifierUnitOfWork`` port). The
-rest of the notifier imports from this package.
+the people who assess a signal (by link), ``signatures`` those who sign their assessment
+in the workspace and ``reviews`` those who review a data-quality issue there;
+``deliveries`` plans who is told and how, ``context`` holds what they all are given, and
+``ports`` the storage they work on (the ``NotifierUnitOfWork`` port). The rest of the
+notifier imports from this package.
 """
 
 from services.notifier.handlers.acknowledgements import (
@@ -22,6 +23,7 @@ from services.notifier.handlers.acknowledgements import (
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.deliveries import deliveries_for
 from services.notifier.handlers.ports import NotifierUnitOfWork
+from services.notifier.handlers.reviews import review_issue
 from services.notifier.handlers.signals import (
     handle_signals,
     hold_notifications,
@@ -54,6 +56,7 @@ __all__ = [
     "hold_notifications",
     "notification_state",
     "review",
+    "review_issue",
     "review_signature",
     "sample_overdue",
     "sign",
