@@ -167,7 +167,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             "assessment.html",
             session,
             status=status,
-            title=f"Sign your assessment: {signal.rule_title}",
+            title=f"Assessment of a signal: {signal.rule_title}",
             state=state,
             content=state.content(),
             signal=signal,
