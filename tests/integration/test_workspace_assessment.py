@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from services.notifier import handlers
+from services.notifier.domain.roster import Roster
 from services.notifier.domain.signature import signature_event_id
 from shared.events.notifications import AssessmentSigned, notification_stream
 from tests.support.notifier import T0, ManualClock, context, in_db, plan, resolved, roster
@@ -40,11 +41,19 @@ def form(**fields: str) -> dict[str, str]:
     }
 
 
+def in_beijing() -> Roster:
+    """The test roster with site S1 in Asia/Shanghai."""
+    data = roster().model_dump(mode="json")
+    data["sites"] = [{**site, "timezone": "Asia/Shanghai"} if site["id"] == "S1" else site
+                     for site in data["sites"]]  # fmt: skip
+    return Roster.model_validate(data)
+
+
 async def raised_and_planned(
-    pool: asyncpg.Pool, clock: ManualClock, site: str = "S1"
+    pool: asyncpg.Pool, clock: ManualClock, site: str = "S1", the_roster: Roster | None = None
 ) -> tuple[SignalOnResult, handlers.NotifierContext]:
     """A grade-3 signal on a stored result, opened by the notifier (4 h to acknowledge)."""
-    ctx = context(roster(), clock)
+    ctx = context(the_roster or roster(), clock)
     facts = signal_on_result(site, grade=3)
     await store(pool, *facts.envelopes)
     await plan(pool, ctx, facts.signal)
@@ -88,7 +97,7 @@ async def test_a_signature_is_bound_to_the_stored_hashes_of_the_facts_and_shown(
     pool: asyncpg.Pool,
 ) -> None:
     clock = ManualClock()
-    facts, ctx = await raised_and_planned(pool, clock)
+    facts, ctx = await raised_and_planned(pool, clock, the_roster=in_beijing())
     clock.advance(minutes=30)
     app, _ = workspace_app(pool, ctx, "pi1")
     url = f"/workspace/signals/{facts.signal_id}/assess"
@@ -122,7 +131,7 @@ async def test_a_signature_is_bound_to_the_stored_hashes_of_the_facts_and_shown(
     # the manifestation (11.50): printed name, date and time in the site's zone, meaning
     text = re.sub(r"\s+", " ", signed.text)
     assert "PI 1 (pi1, investigator)" in text
-    assert "2026-06-01 09:30 UTC" in text
+    assert "2026-06-01 17:30 CST (Asia/Shanghai)" in text  # the site's time, zone named
     assert "Not clinically significant" in text
     assert 'name="password"' not in text  # signed: no form any more
 
