@@ -4,6 +4,7 @@ from shared.events import (
     api_keys,  # registers the API keys' events
     notifications,  # registers the notifier's events
     operations,  # registers the supervisor's and the watchdog's events
+    reviews,  # registers the workspace's reviews
 )
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
@@ -63,6 +64,7 @@ __all__ = [
     "operations",
     "payload_class",
     "register_payload",
+    "reviews",
     "schema_version",
     "subject_stream",
     "wrap",

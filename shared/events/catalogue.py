@@ -20,6 +20,7 @@ from typing import Any
 import shared.events  # noqa: F401  (registers every module's events)
 from shared.events.api_keys import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
 from shared.events.notifications import (
+    AssessmentSigned,
     DeliveryAttempted,
     DeliveryFailed,
     DeliveryFellBack,
@@ -60,6 +61,7 @@ from shared.events.payloads import (
     payload_class,
     schema_version,
 )
+from shared.events.reviews import DataQualityIssueReviewed
 from shared.events.topics import topic_for
 
 
@@ -145,6 +147,18 @@ FLOWS: Mapping[type[EventPayload], Flow] = {
         (Party.NOTIFIER,),
         (Party.NOTIFIER, Party.SAFETY_RULES),
         "The rules service's watchdog counts an acknowledged signal as told.",
+    ),
+    AssessmentSigned: Flow(
+        (Party.NOTIFIER,),
+        (Party.NOTIFIER, Party.SAFETY_RULES),
+        "Recorded by the workspace's signed assessment; the notifier counts it as the "
+        "acknowledgement (escalation stops) and the rules service's watchdog as told.",
+    ),
+    DataQualityIssueReviewed: Flow(
+        (Party.NOTIFIER,),
+        (Party.NOTIFIER,),
+        "Recorded by the workspace's data-quality queue, which reads it back to show the "
+        "issue as reviewed.",
     ),
     DeliveryAttempted: _DELIVERY,
     DeliverySucceeded: Flow(

@@ -160,6 +160,53 @@ class SignalAcknowledged(NotificationEvent):
     token_id: str = Field(description="Which issued link authenticated the person.")
 
 
+SignerConfirmation = Literal["password", "password+totp"]
+FACTS_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+@register_payload
+class AssessmentSigned(NotificationEvent):
+    """A person on the roster signed their clinical assessment of the signal in the
+    workspace (21 CFR 11.50, 11.70, 11.100, 11.200): the acknowledgement, as an electronic
+    signature; escalation stops.
+
+    The signature is bound to the records the signal stands on: the raising event, the
+    signal's latest event when it was amended or escalated since, and the input events,
+    through ``facts_digest``, the SHA-256 of their stored hashes (the ``events.hash`` of
+    each, 32 bytes, concatenated in log position order). Anyone can recompute it from the
+    log (or an export) and so prove which records were signed."""
+
+    event_type: ClassVar[str] = "org.vigil.notification.assessment_signed.v1"
+
+    person_id: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=64)
+    printed_name: str = Field(
+        min_length=1, max_length=200, description="The signer's name as the roster prints it."
+    )
+    meaning: Assessment = Field(description="What the signature means (11.50(a)(3)).")
+    comment: str = Field(default="", max_length=4000)
+    signed_at: AwareDatetime
+    confirmed_by: SignerConfirmation = Field(
+        description="How the signer was confirmed when signing: password, and the TOTP "
+        "code when enrolled."
+    )
+    episode_event_id: uuid.UUID = Field(
+        description="The signal event that opened the episode signed: its raising, or its "
+        "latest reopening."
+    )
+    raised_event_id: uuid.UUID
+    raised_position: int = Field(ge=1, le=MAX_INT64)
+    latest_signal_event_id: uuid.UUID = Field(
+        description="The signal's latest event when signed (the raising, or its latest "
+        "amendment, escalation, reopening or routing)."
+    )
+    latest_signal_position: int = Field(ge=1, le=MAX_INT64)
+    input_event_ids: tuple[uuid.UUID, ...] = Field(
+        max_length=1000, description="The facts the signal stood on when signed."
+    )
+    facts_digest: str = Field(pattern=FACTS_DIGEST_PATTERN)
+
+
 class DeliveryEvent(NotificationEvent):
     """About one message to one person on one channel."""
 
@@ -243,6 +290,7 @@ NOTIFICATION_EVENTS = (
     NotificationResolved,
     NotificationReopened,
     SignalAcknowledged,
+    AssessmentSigned,
     DeliveryAttempted,
     DeliverySucceeded,
     DeliveryFailed,

@@ -14,7 +14,7 @@ from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.messages import MessageContent
 from services.notifier.domain.planning import AckDeadlines, open_notification
 from services.notifier.handlers.ports import NotifierUnitOfWork
-from shared.events import EventPayload
+from shared.events import EventPayload, SafetySignalAmended, SafetySignalRaised
 from shared.events.notifications import (
     NotificationOpened,
     NotificationReopened,
@@ -22,7 +22,8 @@ from shared.events.notifications import (
     SignalAcknowledged,
 )
 from shared.eventstore import EventIdConflict
-from tests.support.notifier import STUDY, T0, raised, roster, signal_of
+from tests.support.notifier import STUDY, T0, lifecycle, raised, roster, signal_of
+from tests.support.signatures import signal_on_result
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -356,3 +357,58 @@ async def test_held_items_wait_per_person_oldest_first_until_sent(
         await uow.drop_digest_items(first.signal_id)  # withdrawn: the unsent ones go
         assert await uow.held_before(STUDY, T0 + timedelta(days=1)) == []
         assert await uow.digests_sent_to(first.signal_id) == {"sub1"}  # the sent ones stay
+
+
+# -- what a signed assessment is bound to -------------------------------------------------
+
+
+async def test_a_signals_events_are_read_from_its_raising_with_their_stored_hashes(
+    notifier_unit_of_work: NotifierUnitOfWork,
+) -> None:
+    uow, facts, other = notifier_unit_of_work, signal_on_result(), signal_on_result()
+    payload = facts.signal.payload()
+    assert isinstance(payload, SafetySignalRaised)
+    amended = SafetySignalAmended(
+        **lifecycle(payload),
+        reason="the result was corrected",
+        previous_grade=None,
+        grade=None,
+        input_event_ids=(facts.result.id,),
+        superseded_event_ids=(),
+        computed_values={},
+        collected_at=T0,
+    )
+    async with uow:
+        for envelope in (*facts.envelopes, other.signal):
+            await uow.record([envelope.payload()], event_ids=[envelope.id])
+        await uow.record([amended])
+    async with uow:
+        events = await uow.signal_events(facts.signal_id)
+        inputs = await uow.logged_facts([facts.result.id, uuid.uuid4(), facts.signal.id])
+        assert await uow.signal_events(uuid.uuid4()) == []
+        assert await uow.signal_events(facts.result.id) == []  # not a raised signal
+    assert [type(e.payload).__name__ for e in events] == [
+        "SafetySignalRaised",
+        "SafetySignalAmended",
+    ]
+    assert events[0].event_id == facts.signal_id
+    assert [f.event_id for f in inputs] == [facts.result.id, facts.signal.id]  # log order
+    assert inputs[1].hash == events[0].hash  # one stored hash, whichever way it is read
+    hashes = [f.hash for f in (*events, *inputs)]
+    assert all(len(h) == 32 for h in hashes)
+    assert len(set(hashes)) == 3
+
+
+async def test_cancelling_the_escalations_leaves_the_other_deliveries_pending(
+    notifier_unit_of_work: NotifierUnitOfWork,
+) -> None:
+    uow, first = notifier_unit_of_work, opened()
+    async with uow:
+        await uow.add_deliveries(
+            [planned(first, "pi1"), planned(first, "mm", "escalation-1")],
+            give_up_after_seconds=60,
+        )
+        assert await uow.cancel_pending(first.signal_id, purpose_prefix="escalation-") == 1
+        assert await uow.cancel_pending(first.signal_id, purpose_prefix="escalation-") == 0
+        claimed, _ = await uow.claim_due(10, lease_seconds=60)
+    assert [c.delivery.person_id for c in claimed] == ["pi1"]

@@ -152,11 +152,16 @@ async def mark_failed(
     )
 
 
-async def cancel_pending(connection: asyncpg.Connection, signal_id: uuid.UUID) -> int:
-    """Stop sending what is still pending for a signal (it was withdrawn)."""
+async def cancel_pending(
+    connection: asyncpg.Connection, signal_id: uuid.UUID, *, purpose_prefix: str | None = None
+) -> int:
+    """Stop sending what is still pending for a signal (it was withdrawn; or, with
+    ``purpose_prefix`` ``escalation-``, its escalations, once it was acknowledged)."""
     result: str = await connection.execute(
-        "UPDATE deliveries SET status = 'cancelled' WHERE signal_id = $1 AND status = 'pending'",
+        "UPDATE deliveries SET status = 'cancelled' WHERE signal_id = $1 AND status = 'pending'"
+        " AND ($2::text IS NULL OR starts_with(purpose, $2::text))",
         signal_id,
+        purpose_prefix,
     )
     return int(result.rsplit(" ", 1)[-1])
 

@@ -10,6 +10,7 @@ Times come from the clock it is given, where PostgreSQL uses its own.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from services.notifier.adapters.notification_log import SOURCE
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, SignalRecord, Unreadable
 from services.notifier.domain.digests import HeldItems, HeldLine
 from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.signature import LoggedFact
 from shared.clock import Clock, SystemClock
-from shared.events import Envelope, EventPayload, wrap
+from shared.events import Envelope, EventPayload, SafetySignalRaised, schema_version, wrap
 from shared.events.notifications import (
+    AssessmentSigned,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -34,10 +37,17 @@ from shared.events.notifications import (
     notification_stream,
 )
 from shared.eventstore import Appended, EventIdConflict
-from shared.eventstore.canonical import json_text
+from shared.eventstore.canonical import (
+    GENESIS_HASH,
+    canonical_bytes,
+    chain_hash,
+    epoch_micros,
+    json_text,
+)
+from shared.eventstore.records import SIGNAL_EVENT_PREFIX
 
 _TIMERS = (NotificationOpened, NotificationEscalated, NotificationReissued, NotificationReopened)
-_CLOSING = (SignalAcknowledged, NotificationResolved, NotificationWithdrawn)
+_CLOSING = (SignalAcknowledged, AssessmentSigned, NotificationResolved, NotificationWithdrawn)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,28 @@ class _Logged:
     version: int
     recorded_at: datetime
     payload_text: str
+    hash: bytes = GENESIS_HASH
+
+
+def _chained(logged: _Logged, prev_hash: bytes) -> _Logged:
+    """The row with the hash PostgreSQL's append would give it (see canonical.py)."""
+    envelope = logged.envelope
+    recorded_us = epoch_micros(logged.recorded_at)
+    assert recorded_us is not None
+    canonical = canonical_bytes(
+        position=logged.position,
+        event_id=str(envelope.id),
+        stream_id=logged.stream_id,
+        stream_version=logged.version,
+        type=envelope.type,
+        schema_version=schema_version(envelope.type),
+        clinical_time_us=epoch_micros(envelope.payload().clinical_time),
+        recorded_at_us=recorded_us,
+        source=envelope.source,
+        envelope_text=envelope.attributes_json(),
+        payload_text=logged.payload_text,
+    )
+    return dataclasses.replace(logged, hash=chain_hash(prev_hash, canonical))
 
 
 @dataclass
@@ -154,7 +186,10 @@ class InMemoryNotifierUnitOfWork:
             logged = _Logged(envelope, position, stream_id, versions[stream_id], now, text)
             staged[envelope.id] = logged
             results.append(Appended(envelope.id, position, stream_id, logged.version, True))
-        for logged in staged.values():
+        prev_hash = store.log[-1].hash if store.log else GENESIS_HASH
+        for staged_row in staged.values():
+            logged = _chained(staged_row, prev_hash)
+            prev_hash = logged.hash
             store.log.append(logged)
             store.by_id[logged.envelope.id] = logged
         return results
@@ -198,6 +233,30 @@ class InMemoryNotifierUnitOfWork:
         if not isinstance(payload, SignalAcknowledged):
             return None
         return payload, logged.recorded_at
+
+    @staticmethod
+    def _fact(logged: _Logged) -> LoggedFact:
+        return LoggedFact(
+            logged.envelope.id, logged.position, logged.hash, logged.envelope.payload()
+        )
+
+    async def signal_events(self, signal_id: uuid.UUID) -> list[LoggedFact]:
+        raised = self._work.by_id.get(signal_id)
+        if raised is None or raised.envelope.type != SafetySignalRaised.event_type:
+            return []
+        later = [
+            logged
+            for logged in self._stream(raised.stream_id)
+            if logged.envelope.type.startswith(SIGNAL_EVENT_PREFIX)
+            and logged.envelope.type != SafetySignalRaised.event_type
+            and getattr(logged.envelope.payload(), "signal_id", None) == signal_id
+        ]
+        return [self._fact(raised), *(self._fact(logged) for logged in later)]
+
+    async def logged_facts(self, event_ids: Sequence[uuid.UUID]) -> list[LoggedFact]:
+        by_id = self._work.by_id
+        found = {by_id[i].position: by_id[i] for i in event_ids if i in by_id}
+        return [self._fact(found[position]) for position in sorted(found)]
 
     async def open_timers(self) -> list[list[EventPayload]]:
         streams: dict[str, list[EventPayload]] = {}
@@ -272,11 +331,15 @@ class InMemoryNotifierUnitOfWork:
         else:
             row.next_attempt_at = retry_at
 
-    async def cancel_pending(self, signal_id: uuid.UUID) -> int:
+    async def cancel_pending(
+        self, signal_id: uuid.UUID, *, purpose_prefix: str | None = None
+    ) -> int:
         pending = [
             r
             for r in self._work.outbox.values()
-            if r.delivery.signal_id == signal_id and r.status == "pending"
+            if r.delivery.signal_id == signal_id
+            and r.status == "pending"
+            and (purpose_prefix is None or r.delivery.purpose.startswith(purpose_prefix))
         ]
         for row in pending:
             row.status = "cancelled"

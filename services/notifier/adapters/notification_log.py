@@ -10,8 +10,10 @@ from datetime import datetime
 import asyncpg
 
 from services.notifier.domain.deliveries import SignalRecord
-from shared.events import EventPayload, payload_class, wrap
+from services.notifier.domain.signature import LoggedFact
+from shared.events import EventPayload, SafetySignalRaised, payload_class, wrap
 from shared.events.notifications import (
+    AssessmentSigned,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -25,6 +27,7 @@ from shared.eventstore import (
     Appended,
     NewEvent,
     PostgresEventStore,
+    StoredEvent,
     append,
     read_stream,
     stored_ids,
@@ -44,7 +47,13 @@ _TIMER_TYPES = [
     )
 ]
 _CLOSING_TYPES = [
-    cls.event_type for cls in (SignalAcknowledged, NotificationResolved, NotificationWithdrawn)
+    cls.event_type
+    for cls in (
+        SignalAcknowledged,
+        AssessmentSigned,
+        NotificationResolved,
+        NotificationWithdrawn,
+    )
 ]
 # a reopening undoes an acknowledgement or a resolution before it (never a withdrawal: the
 # notifier records none after one)
@@ -110,6 +119,30 @@ async def acknowledgement(
     if found is None:
         return None
     return SignalAcknowledged.model_validate_json(found.payload_text), found.recorded_at
+
+
+def _fact(event: StoredEvent) -> LoggedFact:
+    payload = payload_class(event.type).model_validate(event.payload)
+    return LoggedFact(event.event_id, event.position, event.hash, payload)
+
+
+async def signal_events(connection: asyncpg.Connection, signal_id: uuid.UUID) -> list[LoggedFact]:
+    """The signal's raising event (its id is the signal's) and every later event of its
+    subject stream that names it, in log order, with their stored hashes."""
+    store = PostgresEventStore(connection)
+    raised = await store.find_event(signal_id, SafetySignalRaised.event_type)
+    if raised is None:
+        return []
+    history = await store.read_signal_history(raised.stream_id, signal_id)
+    later = await store.read_events([event.event_id for event in history])
+    return [_fact(raised), *(_fact(event) for event in later)]
+
+
+async def logged_facts(
+    connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]
+) -> list[LoggedFact]:
+    """These events with their stored hashes, in log order."""
+    return [_fact(event) for event in await PostgresEventStore(connection).read_events(event_ids)]
 
 
 async def open_timers(connection: asyncpg.Connection) -> list[list[EventPayload]]:

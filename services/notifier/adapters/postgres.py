@@ -17,6 +17,7 @@ from services.notifier.adapters import deliveries as outbox
 from services.notifier.adapters import digests, notification_log
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, SignalRecord, Unreadable
 from services.notifier.domain.digests import HeldItems, HeldLine
+from services.notifier.domain.signature import LoggedFact
 from shared.events import EventPayload
 from shared.events.notifications import SignalAcknowledged
 from shared.eventstore import Appended
@@ -104,6 +105,12 @@ class PostgresNotifierUnitOfWork:
     ) -> tuple[SignalAcknowledged, datetime] | None:
         return await notification_log.acknowledgement(self.connection, event_id)
 
+    async def signal_events(self, signal_id: uuid.UUID) -> list[LoggedFact]:
+        return await notification_log.signal_events(self.connection, signal_id)
+
+    async def logged_facts(self, event_ids: Sequence[uuid.UUID]) -> list[LoggedFact]:
+        return await notification_log.logged_facts(self.connection, event_ids)
+
     async def open_timers(self) -> list[list[EventPayload]]:
         return await notification_log.open_timers(self.connection)
 
@@ -132,8 +139,12 @@ class PostgresNotifierUnitOfWork:
     ) -> None:
         await outbox.mark_failed(self.connection, delivery_id, error, retry_at)
 
-    async def cancel_pending(self, signal_id: uuid.UUID) -> int:
-        return await outbox.cancel_pending(self.connection, signal_id)
+    async def cancel_pending(
+        self, signal_id: uuid.UUID, *, purpose_prefix: str | None = None
+    ) -> int:
+        return await outbox.cancel_pending(
+            self.connection, signal_id, purpose_prefix=purpose_prefix
+        )
 
     async def deliveries_of(self, signal_id: uuid.UUID) -> list[PlannedDelivery]:
         return await outbox.deliveries_of(self.connection, signal_id)

@@ -1,7 +1,8 @@
 """Escalation timers, derived from a notification stream's events (pure).
 
 A notification is due when its ``acknowledge_by`` has passed and it was neither
-acknowledged, resolved nor withdrawn. A reopened signal counts as never acknowledged: its
+acknowledged (by a link, or by a signed assessment in the workspace), resolved nor
+withdrawn. A reopened signal counts as never acknowledged: its
 clock runs again from the reopening, and escalation goes on from the level it had reached.
 The escalation event's id derives from the signal and the level, so a restarted notifier,
 or a second instance, that finds the same due timer records the same event once.
@@ -19,6 +20,7 @@ from services.notifier.domain.planning import escalation_chain, recipient
 from services.notifier.domain.roster import Person, Roster
 from shared.events import EventPayload
 from shared.events.notifications import (
+    AssessmentSigned,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -42,6 +44,8 @@ class NotificationState:
     acknowledged_by: list[str] = field(default_factory=list)
     # the links (token ids) whose acknowledgements stand: a reopening sets them aside
     acknowledged_tokens: set[str] = field(default_factory=set)
+    # the signed assessments (workspace) that stand: a reopening sets them aside too
+    signatures: list[AssessmentSigned] = field(default_factory=list)
     withdrawn: bool = False
     resolved: bool = False
     # why the signal was retracted, or last resolved (told to whoever tries to acknowledge)
@@ -98,6 +102,10 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
         elif isinstance(event, SignalAcknowledged):
             state.acknowledged_by.append(event.person_id)
             state.acknowledged_tokens.add(event.token_id)
+        elif isinstance(event, AssessmentSigned):
+            # a signed assessment is the acknowledgement, signed
+            state.acknowledged_by.append(event.person_id)
+            state.signatures.append(event)
         elif isinstance(event, NotificationResolved):
             state.resolved = True
             state.resolved_reason = event.reason
@@ -108,6 +116,7 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
             state.reopenings += 1
             state.acknowledged_by = []
             state.acknowledged_tokens = set()
+            state.signatures = []
             state.acknowledge_by = event.acknowledge_by
         elif isinstance(event, NotificationRouted):
             state.site_id = event.site_id

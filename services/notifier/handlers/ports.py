@@ -20,6 +20,7 @@ from typing import Protocol, Self
 
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, SignalRecord, Unreadable
 from services.notifier.domain.digests import HeldItems, HeldLine
+from services.notifier.domain.signature import LoggedFact
 from shared.events import EventPayload
 from shared.events.notifications import SignalAcknowledged
 from shared.eventstore import Appended
@@ -72,6 +73,15 @@ class NotifierUnitOfWork(Protocol):
         """The acknowledgement recorded under ``event_id`` and when (None: there is none)."""
         ...
 
+    async def signal_events(self, signal_id: uuid.UUID) -> list[LoggedFact]:
+        """The safety signal's raising event and every later event of its subject stream
+        that names it, in log order, each with its stored hash (empty: never raised)."""
+        ...
+
+    async def logged_facts(self, event_ids: Sequence[uuid.UUID]) -> list[LoggedFact]:
+        """These events with their stored hashes, in log order (an unknown id is left out)."""
+        ...
+
     async def open_timers(self) -> list[list[EventPayload]]:
         """The timer events of every notification neither acknowledged, resolved nor
         withdrawn since it was opened or last reopened, one list per notification."""
@@ -105,8 +115,11 @@ class NotifierUnitOfWork(Protocol):
         """Record a failed attempt: retried at ``retry_at``, or abandoned when None."""
         ...
 
-    async def cancel_pending(self, signal_id: uuid.UUID) -> int:
-        """Stop sending what is still pending for a signal; returns how many."""
+    async def cancel_pending(
+        self, signal_id: uuid.UUID, *, purpose_prefix: str | None = None
+    ) -> int:
+        """Stop sending what is still pending for a signal (only the deliveries whose
+        purpose starts with ``purpose_prefix``, when given); returns how many."""
         ...
 
     async def deliveries_of(self, signal_id: uuid.UUID) -> list[PlannedDelivery]:

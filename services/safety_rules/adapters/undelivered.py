@@ -1,11 +1,11 @@
 """Which protocol-threshold and serious signals nobody has been told about, read from the
 audit log alone: not from the notifier, which may be the very component that is stuck.
 
-A signal counts as told once its notification stream holds a successful delivery or an
-acknowledgement; a retracted signal needs telling no more. The log is followed by
-position, so after the first read of the whole log each round reads only what is new,
-plus the streams of the signals still waiting. ``PostgresWatchdogLog`` is the watchdog's
-``WatchdogLog`` port on PostgreSQL.
+A signal counts as told once its notification stream holds a successful delivery, an
+acknowledgement or a signed assessment; a retracted signal needs telling no more. The log
+is followed by position, so after the first read of the whole log each round reads only
+what is new, plus the streams of the signals still waiting. ``PostgresWatchdogLog`` is the
+watchdog's ``WatchdogLog`` port on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ import asyncpg
 from services.safety_rules.domain.undelivered import UndeliveredSignal
 from shared.events import SafetySignalRaised, SafetySignalRetracted, subject_stream
 from shared.events.notifications import (
+    AssessmentSigned,
     DeliverySucceeded,
     SignalAcknowledged,
     notification_stream,
 )
 from shared.eventstore import EventStore, LoggedEvent, PostgresEventStore
 
-_TOLD = [DeliverySucceeded.event_type, SignalAcknowledged.event_type]
+# a signed assessment (the workspace's acknowledgement) is as good as a link's
+_TOLD = [DeliverySucceeded.event_type, SignalAcknowledged.event_type, AssessmentSigned.event_type]
 
 
 class UndeliveredSignals:

@@ -1,12 +1,217 @@
-"""Workspace page: data_quality (being built)."""
+"""Workspace page: the data-quality queue.
+
+``GET /workspace/data-quality`` lists the ``org.vigil.data_quality.issue_raised.v1``
+issues a person may see (a data manager: the whole study; study-wide clinical roles: the
+study; site staff: their sites' subjects), newest first, filtered by study, issue kind and
+whether reviewed. Each row shows the subject, the issue in words, Vigil's detail, when it
+was recorded (site time), and its source: the related event's message id and the ingest
+receipt (id, channel, received time, outcome; never the raw message, which may hold
+names). ``POST /workspace/data-quality/{issue_id}/review`` marks it reviewed, with an
+optional note, as ``org.vigil.data_quality.issue_reviewed.v1`` (``handlers.review_issue``,
+once per person); a reviewed issue moves to the "reviewed" filter.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from dataclasses import dataclass
+from typing import get_args
+from urllib.parse import parse_qs, urlencode
 
-from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from services.notifier import handlers
+from services.notifier.adapters import workspace_records
+from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
+from services.notifier.domain.site_time import local_time
+from services.notifier.entrypoints.workspace.common import (
+    MAX_FORM_BYTES,
+    PREFIX,
+    Session,
+    WorkspaceDeps,
+    not_found,
+    render,
+)
+from shared.events.payloads import DataQualityProblem
+
+PAGE = "data_quality"
+MAX_NOTE = 1000
+#: how many issues the page reads at most (newest first), before filtering by scope
+MAX_LISTED = 500
+KINDS: tuple[str, ...] = get_args(DataQualityProblem)
+REVIEWED = {"no": "Not reviewed", "yes": "Reviewed", "all": "All"}
+
+
+def _who(person_id: str, role: str) -> str:
+    return f"{person_id} ({role.replace('_', ' ')})"
+
+
+def kind_in_words(kind: str) -> str:
+    return kind.replace("-", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """One issue as the page shows it."""
+
+    issue_id: uuid.UUID
+    study_id: str
+    subject_id: str
+    site_id: str | None
+    kind: str
+    detail: str
+    recorded_at: str
+    source_message_id: str | None
+    receipt: workspace_records.Receipt | None
+    received_at: str | None
+    reviews: tuple[tuple[str, str, str], ...]  # who, when (site time), note
+    reviewed_by_me: bool
+
+
+class FilterProblem(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _filters(study: str, kind: str, reviewed: str) -> None:
+    if kind and kind not in KINDS:
+        raise FilterProblem("kind", "Issue kind: choose one from the list.")
+    if reviewed not in REVIEWED:
+        raise FilterProblem("reviewed", "Reviewed: choose not reviewed, reviewed or all.")
 
 
 def router(deps: WorkspaceDeps) -> APIRouter:
     """The data_quality routes."""
-    return APIRouter()
+    api = APIRouter()
+    signed_in = Depends(deps.session)
+
+    def _row(session: Session, queued: workspace_records.QueuedIssue) -> IssueRow:
+        issue = queued.issue
+        zone = deps.zone(issue.study_id, queued.site_id)
+        receipt = queued.receipt
+        return IssueRow(
+            issue_id=queued.issue_id,
+            study_id=issue.study_id,
+            subject_id=issue.subject_id,
+            site_id=queued.site_id,
+            kind=kind_in_words(issue.issue),
+            detail=issue.detail,
+            recorded_at=local_time(queued.recorded_at, zone),
+            source_message_id=queued.source_message_id,
+            receipt=receipt,
+            received_at=local_time(receipt.received_at, zone) if receipt else None,
+            reviews=tuple(
+                (
+                    f"{r.person_id} ({r.role.replace('_', ' ')})",
+                    local_time(r.reviewed_at, zone),
+                    r.note,
+                )
+                for r in queued.reviews
+            ),
+            reviewed_by_me=any(r.person_id == session.viewer.person_id for r in queued.reviews),
+        )
+
+    @api.get("/data-quality", response_class=HTMLResponse)
+    async def queue(
+        session: Session = signed_in,
+        study: str = Query("", max_length=64),
+        kind: str = Query("", max_length=64),
+        reviewed: str = Query("no", max_length=8),
+    ) -> HTMLResponse:
+        viewer = session.viewer
+        problem: FilterProblem | None = None
+        try:
+            _filters(study, kind, reviewed)
+        except FilterProblem as error:
+            problem, kind, reviewed = error, "", "no"
+        studies = [s for s in viewer.studies() if not study or s == study]
+        async with deps.pool().acquire() as connection:
+            found = await workspace_records.issues(connection, studies, limit=MAX_LISTED)
+        visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
+        counts = {
+            "no": sum(1 for q in visible if not q.reviews),
+            "yes": sum(1 for q in visible if q.reviews),
+        }
+        rows = [
+            _row(session, q)
+            for q in visible
+            if (not kind or q.issue.issue == kind)
+            and (reviewed == "all" or (reviewed == "yes") == bool(q.reviews))
+        ]
+        return render(
+            "data_quality.html",
+            session,
+            status=422 if problem else 200,
+            title="Data-quality queue",
+            rows=rows,
+            counts=counts,
+            problem=problem,
+            studies=viewer.studies(),
+            kinds=[(k, kind_in_words(k)) for k in KINDS],
+            reviewed_choices=REVIEWED,
+            chosen={"study": study, "kind": kind, "reviewed": reviewed},
+            back=urlencode({"study": study, "kind": kind, "reviewed": reviewed}),
+            max_note=MAX_NOTE,
+            limit=MAX_LISTED,
+            listed=len(found),
+        )
+
+    @api.post("/data-quality/{issue_id}/review")
+    async def review(
+        issue_id: uuid.UUID, request: Request, session: Session = signed_in
+    ) -> Response:
+        raw = await request.body()
+        if len(raw) > MAX_FORM_BYTES:
+            raise HTTPException(413, "The form is larger than any this page sends.")
+        try:
+            fields = parse_qs(raw.decode("utf-8"), max_num_fields=4)
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPException(400, "Unreadable form: go back and send it again.") from None
+        form = {name: values[0] for name, values in fields.items() if values}
+        if form.get("csrf") != session.csrf:
+            raise HTTPException(403, "The form's session token is missing or stale: reload.")
+        async with deps.pool().acquire() as connection:
+            queued = await workspace_records.issue(connection, issue_id)
+        if queued is None or not session.viewer.may_see_data_quality(
+            queued.issue.study_id, queued.site_id
+        ):
+            not_found(session, PAGE, issue_id=issue_id)
+        roster = deps.rosters.get(queued.issue.study_id)
+        person = roster.person(session.viewer.person_id) if roster is not None else None
+        if person is None:
+            not_found(session, PAGE, issue_id=issue_id)
+        note = form.get("note", "").replace("\r\n", "\n").strip()
+        if len(note) > MAX_NOTE:
+            return render(
+                "message.html",
+                session,
+                status=422,
+                title="Note too long",
+                message=f"Note: keep it to {MAX_NOTE} characters; go back and shorten it.",
+            )
+        await handlers.review_issue(
+            PostgresNotifierUnitOfWork(deps.pool()),
+            issue_id,
+            queued.issue,
+            person=person,
+            note=note,
+            context=deps.context,
+        )
+        query = _filter_query(form.get("back", "")) or "reviewed=no"
+        return RedirectResponse(f"{PREFIX}/data-quality?{query}", status_code=303)
+
+    return api
+
+
+def _filter_query(back: str) -> str:
+    """The page's own filters from the form's ``back`` field, encoded again (nothing else
+    goes into the redirect)."""
+    try:
+        parsed = parse_qs(back[:300], max_num_fields=3)
+    except ValueError:
+        return ""
+    return urlencode(
+        {k: v[0][:64] for k, v in parsed.items() if k in ("study", "kind", "reviewed") and v}
+    )

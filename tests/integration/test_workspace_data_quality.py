@@ -1,0 +1,155 @@
+"""The data-quality queue in the workspace, over a real PostgreSQL: issues with their
+source receipts, scoped per person, filtered, and marked reviewed as audit events."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import asyncpg
+import pytest
+
+from services.notifier.domain.roster import Roster
+from shared.db.receipts import ReceiptRow, insert_receipt
+from shared.events import Envelope
+from shared.events.reviews import DataQualityIssueReviewed
+from tests.support.notifier import DATA_MANAGER, ManualClock, context, roster
+from tests.support.signatures import (
+    client,
+    data_quality_issue,
+    haemoglobin,
+    signal_on_result,
+    store,
+    workspace_app,
+)
+
+pytestmark = pytest.mark.integration
+
+RAW = b"MSH|^~\\&|LIS|...\rPID|||S1-0001||Roe^Jane\rOBX|1|NM|718-7||8.0|g/dl%\r"
+
+
+def with_data_manager() -> Roster:
+    base = roster()
+    contacts = [p.model_dump(mode="json") for p in base.study_contacts]
+    return Roster.model_validate(
+        {**base.model_dump(mode="json"), "study_contacts": [*contacts, DATA_MANAGER]}
+    )
+
+
+async def issues_at_sites(pool: asyncpg.Pool) -> dict[str, Envelope]:
+    """An issue at S1 (its result came through ingest, with a receipt), one at S2, and
+    one about a subject nobody enrolled."""
+    at_s1, at_s2 = signal_on_result("S1"), signal_on_result("S2")
+    stray = haemoglobin("NOT-ENROLLED-1")
+    found = {
+        "S1": data_quality_issue(at_s1.subject_id, at_s1.result),
+        "S2": data_quality_issue(at_s2.subject_id, at_s2.result, "implausible-value"),
+        "unknown": data_quality_issue("NOT-ENROLLED-1", stray, "unknown-subject"),
+    }
+    await store(pool, at_s1.enrolment, at_s1.result, at_s2.enrolment, at_s2.result, stray)
+    await store(pool, *found.values())
+    async with pool.acquire() as connection:
+        await insert_receipt(
+            connection,
+            ReceiptRow(
+                receipt_id=uuid.UUID(int=17),
+                channel="mllp",
+                source="127.0.0.1",
+                content_type="x-application/hl7-v2+er7",
+                raw=RAW,
+                outcome="accepted",
+                reason=None,
+                event_ids=(at_s1.result.id,),
+            ),
+        )
+    return found
+
+
+def listed(page: str) -> list[str]:
+    return re.findall(r'action="/workspace/data-quality/([0-9a-f-]+)/review"', page)
+
+
+async def test_the_data_manager_sees_every_issue_with_its_receipt_never_the_raw_message(
+    pool: asyncpg.Pool,
+) -> None:
+    found = await issues_at_sites(pool)
+    app, _ = workspace_app(pool, context(with_data_manager(), ManualClock()), "dm")
+    async with client(app) as http:
+        page = await http.get("/workspace/data-quality")
+    assert page.status_code == 200
+    assert set(listed(page.text)) == {str(e.id) for e in found.values()}
+    text = re.sub(r"\s+", " ", page.text)
+    assert str(uuid.UUID(int=17)) in text
+    assert "Channel mllp" in text
+    assert "accepted" in text
+    assert "Unit not convertible" in text
+    assert "Unknown subject" in text
+    assert "Roe" not in text
+    assert "PID" not in text
+
+
+async def test_site_staff_see_their_sites_issues_and_the_medical_monitor_the_study(
+    pool: asyncpg.Pool,
+) -> None:
+    found = await issues_at_sites(pool)
+    ctx = context(with_data_manager(), ManualClock())
+    seen: dict[str, set[str]] = {}
+    for person in ("pi1", "pi2", "mm"):
+        app, _ = workspace_app(pool, ctx, person)
+        async with client(app) as http:
+            seen[person] = set(listed((await http.get("/workspace/data-quality")).text))
+    assert seen["pi1"] == {str(found["S1"].id)}
+    assert seen["pi2"] == {str(found["S2"].id)}
+    assert seen["mm"] == {str(e.id) for e in found.values()}
+
+
+async def test_marking_reviewed_records_one_event_per_person_and_moves_the_issue(
+    pool: asyncpg.Pool,
+) -> None:
+    found = await issues_at_sites(pool)
+    ctx = context(with_data_manager(), ManualClock())
+    issue = found["S1"]
+    action = f"/workspace/data-quality/{issue.id}/review"
+    app, _ = workspace_app(pool, ctx, "dm")
+    outsider, _ = workspace_app(pool, ctx, "pi2")
+    async with client(app) as http:
+        forged = await http.post(action, data={"csrf": "stale", "note": "x"})
+        too_long = await http.post(action, data={"csrf": "test-csrf", "note": "n" * 1001})
+        done = await http.post(
+            action,
+            data={"csrf": "test-csrf", "note": "Lab asked to resend in g/dL", "back": "kind=x"},
+        )
+        again = await http.post(action, data={"csrf": "test-csrf", "note": "second thoughts"})
+        open_issues = await http.get("/workspace/data-quality")
+        reviewed = await http.get("/workspace/data-quality", params={"reviewed": "yes"})
+        by_kind = await http.get(
+            "/workspace/data-quality", params={"reviewed": "all", "kind": "implausible-value"}
+        )
+        bad_kind = await http.get("/workspace/data-quality", params={"kind": "<script>"})
+    async with client(outsider) as http:
+        not_theirs = await http.post(action, data={"csrf": "test-csrf"})
+    assert forged.status_code == 403
+    assert too_long.status_code == 422
+    assert "Note: keep it to 1000 characters" in too_long.text
+    assert done.status_code == again.status_code == 303
+    assert done.headers["location"] == "/workspace/data-quality?kind=x"
+    assert not_theirs.status_code == 404
+    rows = await pool.fetch(
+        "SELECT stream_id, payload_json FROM events WHERE type = $1",
+        DataQualityIssueReviewed.event_type,
+    )
+    assert len(rows) == 1
+    review = DataQualityIssueReviewed.model_validate_json(rows[0]["payload_json"])
+    assert rows[0]["stream_id"] == f"data-quality-{issue.id}"
+    assert (review.issue_id, review.person_id, review.role) == (issue.id, "dm", "data_manager")
+    assert review.note == "Lab asked to resend in g/dL"
+    subject = issue.subject.split("/")[1] if issue.subject else ""
+    assert subject
+    assert subject not in open_issues.text
+    assert subject in reviewed.text
+    assert "Reviewed by dm (data manager)" in reviewed.text
+    assert "Lab asked to resend in g/dL" in reviewed.text
+    assert listed(by_kind.text) == [str(found["S2"].id)]
+    assert bad_kind.status_code == 422
+    assert "Issue kind: choose one from the list." in bad_kind.text
+    assert "<script>" not in bad_kind.text
