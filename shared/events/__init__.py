@@ -4,6 +4,7 @@ from shared.events import (
     api_keys,  # registers the API keys' events
     notifications,  # registers the notifier's events
     operations,  # registers the supervisor's and the watchdog's events
+    workspace_accounts,  # registers the workspace accounts' events
 )
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
@@ -65,5 +66,6 @@ __all__ = [
     "register_payload",
     "schema_version",
     "subject_stream",
+    "workspace_accounts",
     "wrap",
 ]
