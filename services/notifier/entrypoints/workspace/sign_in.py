@@ -279,9 +279,9 @@ class WorkspaceSignIn:
         Raises PasswordChangeRefused naming the field."""
         problem = password_problem(new, person_id, email_of(person_id, self.rosters))
         if problem is not None:
-            raise PasswordChangeRefused(f"new password: {problem}")
+            raise PasswordChangeRefused(f"New password: {problem}")
         if new != again:
-            raise PasswordChangeRefused("new password, again: the two new passwords differ")
+            raise PasswordChangeRefused("New password, again: the two new passwords differ")
         # a failure is counted (committed) before the refusal is raised
         async with self._pool().acquire() as connection, connection.transaction():
             refusal = await self._change(connection, person_id, token, current, new)
@@ -295,15 +295,15 @@ class WorkspaceSignIn:
         now = self.clock.now()
         account = await store.load_account(connection, person_id, for_update=True)
         if account is None or account.password_hash is None:
-            return "current password: this account has no workspace password"
+            return "Current password: this account has no workspace password"
         if self.lockout.is_locked(account.locked_until, now):
-            return "current password: the account is locked after repeated failures; try later"
+            return "Current password: the account is locked after repeated failures; try later"
         ok, _ = await asyncio.to_thread(
             verify_password, account.password_hash, current[:PASSWORD_MAX_LENGTH]
         )
         if not ok:
             await self._failed(connection, person_id, account.failed_attempts, now, "change")
-            return "current password: not your current password"
+            return "Current password: not your current password"
         new_hash = await asyncio.to_thread(hash_password, new)
         await store.set_password(
             connection,
