@@ -13,20 +13,19 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from structlog.testing import capture_logs
 
 from services.notifier.domain import totp
 from services.notifier.domain.roster import Roster
-from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
-from services.notifier.entrypoints.workspace import account, install_workspace
-from services.notifier.entrypoints.workspace.common import SignatureRefused, WorkspaceDeps
-from services.notifier.entrypoints.workspace.sign_in import WorkspaceSignIn
-from services.settings import VigilSettings
-from shared.db.pool import create_pool
-from tests.support.components import as_service_role
-from tests.support.notifier import ManualClock, context, roster
-from tests.support.workspace_users import create_workspace_user
+from services.notifier.entrypoints.workspace.common import SignatureRefused
+from tests.support.notifier import ManualClock, roster
+from tests.support.workspace_users import (
+    browser,
+    create_workspace_user,
+    workspace_app,
+    workspace_pool,
+    workspace_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,50 +33,10 @@ PASSWORD = "correct horse battery staple"
 SAME_ANSWER = "the name or password is not right, or the account is locked"
 
 
-def workspace_settings(**changes: Any) -> VigilSettings:
-    values: dict[str, Any] = {
-        "environment": "production",
-        "workspace_secret_key": "w" * 40,
-        "public_base_url": "http://test",
-    }
-    return VigilSettings(**{**values, **changes})
-
-
-def workspace_app(
-    pool: asyncpg.Pool,
-    clock: ManualClock,
-    the_roster: Roster | None = None,
-    settings: VigilSettings | None = None,
-) -> tuple[FastAPI, WorkspaceSignIn]:
-    """The workspace as the notifier serves it: its HTTP policy and every workspace route."""
-    settings = settings or workspace_settings()
-    notifier_context = context(the_roster or roster(), clock)
-    authenticator = account.authenticator(lambda: pool, notifier_context, settings)
-    assert isinstance(authenticator, WorkspaceSignIn)
-    app = FastAPI()
-    app.add_middleware(AcknowledgementHttpPolicy)
-    install_workspace(
-        app,
-        WorkspaceDeps(
-            pool=lambda: pool, context=notifier_context, settings=settings,
-            authenticator=authenticator,
-        ),
-    )  # fmt: skip
-    return app, authenticator
-
-
-def browser(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-
-
 @pytest.fixture
 async def service_pool(fresh_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """The services' role: what it may do to the account tables is what the notifier may."""
-    pool = await create_pool(as_service_role(fresh_dsn))
-    try:
+    async with workspace_pool(fresh_dsn) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def sign_in(
