@@ -248,9 +248,11 @@ def rules_explain(signal_id: str) -> None:
 def notifier() -> None:
     """Run the notifier service."""
     from services.notifier.adapters.link_keys import LinkKeysRefused
+    from services.notifier.adapters.oidc import OidcMisconfigured
+    from services.notifier.adapters.secret_box import WorkspaceKeyRefused
     from services.notifier.main import serve
 
-    _serve("notifier", serve, LinkKeysRefused)
+    _serve("notifier", serve, LinkKeysRefused, WorkspaceKeyRefused, OidcMisconfigured)
 
 
 @db_app.command("upgrade")

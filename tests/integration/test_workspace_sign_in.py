@@ -5,9 +5,13 @@ and the e-signature's re-authentication."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
-import uuid
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,6 +23,7 @@ from services.notifier.domain import totp
 from services.notifier.domain.roster import Roster
 from services.notifier.entrypoints.workspace.common import SignatureRefused
 from tests.support.notifier import ManualClock, roster
+from tests.support.services import REPO
 from tests.support.workspace_users import (
     browser,
     create_workspace_user,
@@ -423,4 +428,34 @@ async def test_the_notifier_refuses_to_start_in_production_without_the_workspace
     with pytest.raises(WorkspaceKeyRefused, match="VIGIL_WORKSPACE_SECRET_KEY"):
         workspace_app(service_pool, ManualClock(), settings=workspace_settings(
             workspace_secret_key=None))  # fmt: skip
-    assert uuid  # (module import kept for the OIDC tests' ids)
+
+
+async def test_vigil_notifier_in_production_exits_2_naming_the_missing_workspace_key(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+        "VIGIL_ENVIRONMENT": "production",
+        "VIGIL_DATABASE_URL": "postgresql://vigil_app@127.0.0.1:1/vigil",
+        "VIGIL_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "VIGIL_STUDY_DIR": str(REPO / "studies"),
+        "VIGIL_METRICS_TOKEN": "m" * 40,
+        "VIGIL_NOTIFIER_LINK_KEYS": f"k1:{'l' * 40}",
+    }
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vigil", "notifier"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "VIGIL_WORKSPACE_SECRET_KEY" in refused.stderr
+    half_oidc = {**env, "VIGIL_WORKSPACE_SECRET_KEY": "w" * 40,
+                 "VIGIL_WORKSPACE_OIDC_ISSUER": "https://idp.example"}  # fmt: skip
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vigil", "notifier"],
+        env=half_oidc, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "VIGIL_WORKSPACE_OIDC_CLIENT_ID" in refused.stderr
