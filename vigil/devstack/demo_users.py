@@ -54,8 +54,8 @@ def demo_people(rosters: Mapping[str, Roster]) -> list[tuple[str, str, str]]:
             if person is not None:
                 chosen.append((person.id, role.value.replace("_", " "), study_id))
     unique: dict[str, tuple[str, str, str]] = {}
-    for person in chosen:  # someone on two studies' rosters signs in once
-        unique.setdefault(person[0], person)
+    for choice in chosen:  # someone on two studies' rosters signs in once
+        unique.setdefault(choice[0], choice)
     return list(unique.values())
 
 
