@@ -210,6 +210,8 @@ class WorkspaceSignIn:
             token = await self._new_session(
                 connection, person_id, STAGE_SIGNED_IN, "password", next_url, now
             )
+            # ended sessions are kept a day (for whoever reads the table after an incident)
+            await store.forget_ended_sessions(connection, now - timedelta(days=1))
         log.info("workspace.signed_in", person_id=person_id, method="password")
         return SignedIn(token, next_url, person_id)
 
