@@ -459,3 +459,29 @@ async def test_vigil_notifier_in_production_exits_2_naming_the_missing_workspace
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "VIGIL_WORKSPACE_OIDC_CLIENT_ID" in refused.stderr
+
+
+async def test_a_second_factor_sealed_under_another_key_refuses_the_code_and_says_why(
+    fresh_dsn: str, service_pool: asyncpg.Pool
+) -> None:
+    await create_workspace_user(fresh_dsn, "pi1", PASSWORD)
+    clock = ManualClock()
+    _, before = workspace_app(service_pool, clock)
+    secret = await before.begin_totp("pi1")
+    assert secret is not None
+    assert await before.confirm_totp("pi1", totp.code_at(secret, clock.now()))
+    clock.advance(seconds=30)
+    rotated, _ = workspace_app(
+        service_pool, clock, settings=workspace_settings(workspace_secret_key="r" * 40)
+    )
+    async with browser(rotated) as client:
+        assert (await sign_in(client, "pi1", PASSWORD)).status_code == 303
+        with capture_logs() as logs:
+            answer = await client.post(
+                "/workspace/sign-in/code", data={"code": totp.code_at(secret, clock.now())}
+            )
+        assert answer.status_code == 401
+    assert any(
+        e["event"] == "workspace.totp_secret_unreadable" and "reset-totp" in e["problem"]
+        for e in logs
+    )

@@ -10,6 +10,7 @@ what was typed as the password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from services.notifier.adapters.passwords import (
     spend_the_same_time,
     verify_password,
 )
-from services.notifier.adapters.secret_box import SecretBox
+from services.notifier.adapters.secret_box import SealedSecretUnreadable, SecretBox
 from services.notifier.domain import totp
 from services.notifier.domain.accounts import (
     PASSWORD_MAX_LENGTH,
@@ -324,7 +325,8 @@ class WorkspaceSignIn:
             if account is None or account.password_hash is None or account.has_totp:
                 return None
             if account.totp_pending is not None:
-                return self.box.open(account.totp_pending, person_id)
+                with contextlib.suppress(SealedSecretUnreadable):  # else: a new one
+                    return self.box.open(account.totp_pending, person_id)
             secret = totp.new_secret()
             await store.set_pending_totp(connection, person_id, self.box.seal(secret, person_id))
             return secret
@@ -333,7 +335,10 @@ class WorkspaceSignIn:
         account = await self.account(person_id)
         if account is None or account.totp_pending is None or account.has_totp:
             return None
-        return self.box.open(account.totp_pending, person_id)
+        try:
+            return self.box.open(account.totp_pending, person_id)
+        except SealedSecretUnreadable:
+            return None  # sealed under an older key: "Set up" makes a new one
 
     async def confirm_totp(self, person_id: str, code: str) -> bool:
         """Enable the pending second factor when ``code`` is its current code."""
@@ -342,7 +347,10 @@ class WorkspaceSignIn:
             account = await store.load_account(connection, person_id, for_update=True)
             if account is None or account.totp_pending is None or account.has_totp:
                 return False
-            secret = self.box.open(account.totp_pending, person_id)
+            try:
+                secret = self.box.open(account.totp_pending, person_id)
+            except SealedSecretUnreadable:
+                return False
             step = totp.accepted_step(secret, code, now, None)
             if step is None:
                 return False
@@ -354,7 +362,14 @@ class WorkspaceSignIn:
 
     def _accepted_step(self, account: store.Account, code: str, now: datetime) -> int | None:
         assert account.totp_secret is not None
-        secret = self.box.open(account.totp_secret, account.person_id)
+        try:
+            secret = self.box.open(account.totp_secret, account.person_id)
+        except SealedSecretUnreadable as error:
+            # no code can be right: the person is refused like any wrong code, and the
+            # operator is told what to do
+            log.error("workspace.totp_secret_unreadable", person_id=account.person_id,
+                      problem=str(error))  # fmt: skip
+            return None
         return totp.accepted_step(secret, code[:20], now, account.totp_last_step)
 
     async def _failed(
