@@ -15,6 +15,7 @@ from shared.secret_files import SecretFileError
 from shared.settings import InsecureConfiguration
 from vigil.audit_cli import audit_app, replay
 from vigil.keys_cli import keys_app
+from vigil.users_cli import users_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 app.command("replay")(replay)
 
 
@@ -246,9 +248,11 @@ def rules_explain(signal_id: str) -> None:
 def notifier() -> None:
     """Run the notifier service."""
     from services.notifier.adapters.link_keys import LinkKeysRefused
+    from services.notifier.adapters.oidc import OidcMisconfigured
+    from services.notifier.adapters.secret_box import WorkspaceKeyRefused
     from services.notifier.main import serve
 
-    _serve("notifier", serve, LinkKeysRefused)
+    _serve("notifier", serve, LinkKeysRefused, WorkspaceKeyRefused, OidcMisconfigured)
 
 
 @db_app.command("upgrade")

@@ -89,3 +89,51 @@ class NotifierSettings(BaseModel):
         description="How often the notifier's catch-up reads the audit log for signal events "
         "Kafka did not bring.",
     )
+
+
+# --- The workspace's sign-in (issue 17): accounts, sessions, second factor, OIDC -----------
+
+
+class WorkspaceSettings(BaseModel):
+    """How people sign in to the workspace (``/workspace`` on the notifier's port)."""
+
+    workspace_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals the stored TOTP secrets of the workspace (at least 32 "
+        "characters; changing it voids every enrolled second factor). Required in "
+        "production; VIGIL_WORKSPACE_SECRET_KEY_FILE may name a file holding it. "
+        "Development without it derives a fixed key (never use that for real accounts).",
+    )
+    workspace_sign_in_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Wrong passwords (or one-time codes) in a row that lock a workspace account.",
+    )
+    workspace_lockout_minutes: float = Field(
+        default=15.0, gt=0, description="How long a locked workspace account stays locked."
+    )
+    workspace_session_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="A workspace session not used this long ends (each request extends it).",
+    )
+    workspace_session_hours: float = Field(
+        default=12.0, gt=0, description="A workspace session ends this long after sign-in."
+    )
+    workspace_oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL of the sites' identity provider; when set (with "
+        "the client id and secret) the sign-in page offers it (authorization code, PKCE).",
+    )
+    workspace_oidc_client_id: str | None = Field(
+        default=None, description="The workspace's client id at the OpenID Connect provider."
+    )
+    workspace_oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The workspace's client secret at the OpenID Connect provider."
+    )
+    workspace_oidc_claim: str = Field(
+        default="email",
+        description="ID-token claim matched against the rosters: `email` (a person's roster "
+        "e-mail, any case) or another claim holding the roster person id.",
+    )

@@ -18,6 +18,11 @@ WORKING_TABLES = (
     "ingest_outbox",
     "consumer_positions",
     "digest_items",
+    # the workspace's sign-in: failed attempts, sessions and second factors change as people
+    # sign in (passwords themselves are set by `vigil users`, recorded in the audit log)
+    "workspace_accounts",
+    "workspace_sessions",
+    "workspace_oidc_logins",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 # API keys: the services read them; only the schema owner (`vigil keys`) creates or ends one,

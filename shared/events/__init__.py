@@ -5,6 +5,7 @@ from shared.events import (
     notifications,  # registers the notifier's events
     operations,  # registers the supervisor's and the watchdog's events
     reviews,  # registers the workspace's reviews
+    workspace_accounts,  # registers the workspace accounts' events
 )
 from shared.events.envelope import CONTENT_TYPE, Envelope, wrap
 from shared.events.payloads import (
@@ -67,5 +68,6 @@ __all__ = [
     "reviews",
     "schema_version",
     "subject_stream",
+    "workspace_accounts",
     "wrap",
 ]

@@ -63,6 +63,7 @@ from shared.events.payloads import (
 )
 from shared.events.reviews import DataQualityIssueReviewed
 from shared.events.topics import topic_for
+from shared.events.workspace_accounts import WorkspaceAccountChanged
 
 
 class Party(StrEnum):
@@ -183,6 +184,12 @@ FLOWS: Mapping[type[EventPayload], Flow] = {
         (Party.CLI,), (Party.SAFETY_RULES,), "Written by `vigil replay`; resets the count."
     ),
     UndeliveredSignalReported: Flow((Party.SAFETY_RULES,), ()),
+    WorkspaceAccountChanged: Flow(
+        (Party.NOTIFIER, Party.CLI),
+        (),
+        "Written by `vigil users` and by the workspace (a lockout, a second factor enrolled) "
+        "with the change to the account table; sign-in reads the table.",
+    ),
 }
 
 

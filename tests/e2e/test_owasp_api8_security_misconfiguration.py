@@ -96,6 +96,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "VIGIL_STUDY_DIR": str(REPO / "studies"),
         "VIGIL_METRICS_TOKEN": METRICS_TOKEN,
         "VIGIL_NOTIFIER_LINK_KEYS": "t1:a-link-signing-key-for-this-test-only",
+        "VIGIL_WORKSPACE_SECRET_KEY": "a-workspace-sealing-key-for-this-test-only",
     }
     env.update(overrides)
     return {name: value for name, value in env.items() if value}

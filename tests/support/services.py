@@ -61,6 +61,8 @@ def service_env(
         "VIGIL_METRICS_TOKEN": METRICS_TOKEN,
         # the services run as in production, which needs a key for acknowledgement links
         "VIGIL_NOTIFIER_LINK_KEYS": f"test-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
+        # and one that seals the workspace's second factors
+        "VIGIL_WORKSPACE_SECRET_KEY": secrets.token_urlsafe(48),
         **extra,
     }
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from services.ingest.domain.development import study_ids
 from services.settings import VigilSettings
 from shared.db.migrate import upgrade
+from vigil.devstack.demo_users import ensure_workspace_key, issue_demo_users
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
 from vigil.devstack.postgres import PrivateCluster
@@ -93,6 +94,13 @@ def issue_dev_key(admin_dsn: str, settings: VigilSettings, key_file: Path) -> No
     say("send it with every HTTP write: -H 'Authorization: Bearer <key>'")
 
 
+def issue_workspace_users(admin_dsn: str, settings: VigilSettings, state_dir: Path) -> None:
+    """New passwords for the workspace's demo users, and their sign-in lines."""
+    for user in issue_demo_users(admin_dsn, settings.study_dir, state_dir):
+        say(user.sign_in_line())
+    say(f"(also in {state_dir / 'dev-users'}, mode 0600; new passwords at every start)")
+
+
 def build_stack(
     settings: VigilSettings, *, state_dir: Path, demo: bool, ports: DevPorts | None = None
 ) -> list[Child]:
@@ -114,6 +122,7 @@ def build_stack(
         def migrate() -> None:
             asyncio.run(upgrade(admin_dsn, service_role=role, owner_role=owner))
             issue_dev_key(admin_dsn, settings, key_file)
+            issue_workspace_users(admin_dsn, settings, state_dir)
 
         children.append(ComponentChild(cluster, "postgresql", ports.postgres, migrate))
         # the services get the service role only: none of them can mint an API key
@@ -128,6 +137,9 @@ def build_stack(
             )
         )
         issue_dev_key(settings.admin_dsn, settings, key_file)
+        issue_workspace_users(settings.admin_dsn, settings, state_dir)
+    if not {"VIGIL_WORKSPACE_SECRET_KEY", "VIGIL_WORKSPACE_SECRET_KEY_FILE"} & set(os.environ):
+        env["VIGIL_WORKSPACE_SECRET_KEY_FILE"] = str(ensure_workspace_key(state_dir))
     if "VIGIL_AUDIT_ANCHOR_FILE" not in os.environ:
         env["VIGIL_AUDIT_ANCHOR_FILE"] = str(state_dir / "audit-anchors.jsonl")
 
