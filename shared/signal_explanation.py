@@ -1,4 +1,7 @@
-"""Why a signal fired, and what became of it, in words a medical monitor reads (pure)."""
+"""Why a signal fired, and what became of it, in words a medical monitor reads (pure).
+
+Shared by `vigil rules explain` (the rules service) and the workspace's signal page (the
+notifier), so both tell a signal the same way."""
 
 from __future__ import annotations
 
@@ -107,3 +110,50 @@ def _finding(signal: SafetySignalRaised) -> list[str]:
             f"specimen collected {when}{converted}."
         ]
     return [f"  {signal.analyte} (clinical time {when})."]
+
+
+def input_summary(event_type: str, payload: dict[str, object]) -> str:
+    """One input fact of a signal in words (ids, analyte, value; no free text)."""
+    if "ae_id" in payload:
+        serious = "serious" if payload.get("serious") else "not serious"
+        return f"adverse event {payload['ae_id']} '{payload.get('term')}' ({serious})"
+    if "medication_id" in payload:
+        return (
+            f"medication {payload.get('drug')} {payload.get('dose')} {payload.get('dose_unit')} "
+            f"{payload.get('frequency') or ''} {payload.get('route')}, from {payload.get('start')}"
+        )
+    if "site_id" in payload and "birth_date" in payload:
+        return f"enrolment at site {payload['site_id']} (weight {payload.get('weight_kg')} kg)"
+    if "problem" in payload and "segment" in payload:
+        code = payload.get("loinc_code") or payload.get("local_code")
+        return (
+            f"unreadable lab result {code} at {payload['segment']} {payload.get('field')}: "
+            f"{payload['problem']}"
+        )
+    if "loinc_code" in payload:
+        value = (
+            payload.get("value") if payload.get("value") is not None else payload.get("value_text")
+        )
+        return (
+            f"lab result {payload.get('loinc_code')} = {value} {payload.get('unit') or ''}".strip()
+            + f", status {payload.get('result_status')}, collected {payload.get('collected_at')}"
+            + (
+                f" (dated to the {precision} only)"
+                if (precision := payload.get("collected_precision"))
+                else ""
+            )
+        )
+    return event_type
+
+
+def later_summary(event_type: str, payload: dict[str, object]) -> str:
+    """One later event of a signal (escalated, amended, resolved...) in words."""
+    what = event_type.removeprefix("org.vigil.safety_signal.").removesuffix(".v1")
+    if what == "escalated":
+        return f"escalated from grade {payload.get('previous_grade')} to {payload.get('grade')}"
+    if what == "amended":
+        return (
+            f"amended (grade {payload.get('previous_grade')} -> {payload.get('grade')}): "
+            f"{payload.get('reason')}"
+        )
+    return f"{what}: {payload.get('reason', '')}".rstrip(": ")
