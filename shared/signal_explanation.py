@@ -5,9 +5,10 @@ notifier), so both tell a signal the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.events import SafetySignalRaised
 
@@ -36,6 +37,51 @@ class LaterEvent:
     summary: str
 
 
+TimeFormat = Callable[[datetime], str]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def why_it_fired(signal: SafetySignalRaised, when: TimeFormat = _iso) -> list[str]:
+    """What was found and what the rule says, one sentence a line; ``when`` writes times."""
+    computed = signal.computed_values
+    lines = [*_finding(signal, when)]
+    lines.append(f"The rule fires on {signal.threshold}: {computed.get('comparison', '')}.")
+    if "censored" in computed:
+        lines.append(
+            f"The laboratory {computed['censored']}: every value it allows meets the condition."
+        )
+    return lines
+
+
+def computed_values(signal: SafetySignalRaised) -> dict[str, Any]:
+    """The computed values the sentences of :func:`why_it_fired` do not already tell."""
+    return {k: v for k, v in signal.computed_values.items() if k not in _TOLD and k != "censored"}
+
+
+def how_bad(signal: SafetySignalRaised, when: TimeFormat = _iso) -> list[str]:
+    """The grade, seriousness and what must be done, one sentence a line."""
+    lines = []
+    if signal.grade is not None:
+        lines.append(f"{signal.grading or 'Grade'}: grade {signal.grade}.")
+    else:
+        lines.append("Not graded.")
+    if signal.serious:
+        lines.append("A serious adverse event.")
+    action = signal.required_action or "Review and acknowledge."
+    if signal.reporting_deadline is not None:
+        action += f" Due by {when(signal.reporting_deadline)}."
+    lines.append(action)
+    if not signal.subject_enrolled:
+        lines.append(
+            "The subject was not enrolled in Vigil when this was judged: rules needing age, "
+            "sex, weight or Day 0 could not run, and the study's medical monitor is alerted."
+        )
+    return lines
+
+
 def explain(
     signal: SafetySignalRaised,
     inputs: Sequence[InputFact],
@@ -44,7 +90,6 @@ def explain(
 ) -> str:
     """A plain account: what was found, what the rule says, how bad, what must be done, the
     facts it rests on, and what happened to the signal since."""
-    computed = signal.computed_values
     site = signal.site_id or "unknown: the subject is not enrolled in Vigil"
     lines = [
         f"Signal {signal.signal_id}",
@@ -53,33 +98,13 @@ def explain(
         f"{signal.rule_pack_version}; {signal.severity}).",
         "",
         "Why it fired",
-        *_finding(signal),
-        f"  The rule fires on {signal.threshold}: {computed.get('comparison', '')}.",
+        *(f"  {line}" for line in why_it_fired(signal)),
     ]
-    if "censored" in computed:
-        lines.append(
-            f"  The laboratory {computed['censored']}: every value it allows meets the condition."
-        )
-    extra = {k: v for k, v in computed.items() if k not in _TOLD and k != "censored"}
+    extra = computed_values(signal)
     if extra:
         lines += ["", "Computed values"]
         lines += [f"  {key}: {value}" for key, value in extra.items()]
-    lines += ["", "How bad, and what to do"]
-    if signal.grade is not None:
-        lines.append(f"  {signal.grading or 'Grade'}: grade {signal.grade}.")
-    else:
-        lines.append("  Not graded.")
-    if signal.serious:
-        lines.append("  A serious adverse event.")
-    action = signal.required_action or "Review and acknowledge."
-    if signal.reporting_deadline is not None:
-        action += f" Due by {signal.reporting_deadline.isoformat()}."
-    lines.append(f"  {action}")
-    if not signal.subject_enrolled:
-        lines.append(
-            "  The subject was not enrolled in Vigil when this was judged: rules needing age, "
-            "sex, weight or Day 0 could not run, and the study's medical monitor is alerted."
-        )
+    lines += ["", "How bad, and what to do", *(f"  {line}" for line in how_bad(signal))]
     lines += ["", "Inputs in the audit log"]
     lines += [
         f"  position {fact.position}: {fact.summary} (event {fact.event_id}, from "
@@ -98,18 +123,18 @@ def explain(
     return "\n".join(lines)
 
 
-def _finding(signal: SafetySignalRaised) -> list[str]:
+def _finding(signal: SafetySignalRaised, when: TimeFormat) -> list[str]:
     computed = signal.computed_values
-    when = signal.collected_at.isoformat()
+    moment = when(signal.collected_at)
     if "reported_value" in computed:
         reported = f"{computed['reported_value']} {computed.get('reported_unit') or ''}".strip()
         in_rule_unit = f"{computed.get('value_in_rule_unit')} {computed.get('rule_unit')}"
         converted = f", which is {in_rule_unit}" if reported.strip() != in_rule_unit.strip() else ""
         return [
-            f"  {signal.analyte[:1].upper()}{signal.analyte[1:]} was {reported} in the "
-            f"specimen collected {when}{converted}."
+            f"{signal.analyte[:1].upper()}{signal.analyte[1:]} was {reported} in the "
+            f"specimen collected {moment}{converted}."
         ]
-    return [f"  {signal.analyte} (clinical time {when})."]
+    return [f"{signal.analyte} (clinical time {moment})."]
 
 
 def input_summary(event_type: str, payload: dict[str, object]) -> str:
