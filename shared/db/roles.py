@@ -18,6 +18,7 @@ WORKING_TABLES = (
     "ingest_outbox",
     "consumer_positions",
     "digest_items",
+    "signal_inbox",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 # API keys: the services read them; only the schema owner (`vigil keys`) creates or ends one,
