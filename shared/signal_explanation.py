@@ -137,15 +137,20 @@ def _finding(signal: SafetySignalRaised, when: TimeFormat) -> list[str]:
     return [f"{signal.analyte} (clinical time {moment})."]
 
 
-def input_summary(event_type: str, payload: dict[str, object]) -> str:
-    """One input fact of a signal in words (ids, analyte, value; no free text)."""
+def input_summary(
+    event_type: str, payload: dict[str, object], when: Callable[[str], str] = str
+) -> str:
+    """One input fact of a signal in words (ids, analyte, value; no free text); ``when``
+    writes a time of the payload (as stored: ISO 8601 text). A time known only to the day
+    (or coarser) is written as stored: moved to another zone it could change its day."""
     if "ae_id" in payload:
         serious = "serious" if payload.get("serious") else "not serious"
         return f"adverse event {payload['ae_id']} '{payload.get('term')}' ({serious})"
     if "medication_id" in payload:
         return (
             f"medication {payload.get('drug')} {payload.get('dose')} {payload.get('dose_unit')} "
-            f"{payload.get('frequency') or ''} {payload.get('route')}, from {payload.get('start')}"
+            f"{payload.get('frequency') or ''} {payload.get('route')}, from "
+            f"{_written(payload.get('start'), when)}"
         )
     if "site_id" in payload and "birth_date" in payload:
         return f"enrolment at site {payload['site_id']} (weight {payload.get('weight_kg')} kg)"
@@ -161,14 +166,22 @@ def input_summary(event_type: str, payload: dict[str, object]) -> str:
         )
         return (
             f"lab result {payload.get('loinc_code')} = {value} {payload.get('unit') or ''}".strip()
-            + f", status {payload.get('result_status')}, collected {payload.get('collected_at')}"
+            + f", status {payload.get('result_status')}, collected "
             + (
-                f" (dated to the {precision} only)"
-                if (precision := payload.get("collected_precision"))
-                else ""
+                f"{payload.get('collected_at')} (dated to the {precision} only)"
+                if (precision := payload.get("collected_precision")) in _COARSE
+                else _written(payload.get("collected_at"), when)
+                + (f" (dated to the {precision} only)" if precision else "")
             )
         )
     return event_type
+
+
+_COARSE = ("year", "month", "day")
+
+
+def _written(raw: object, when: Callable[[str], str]) -> str:
+    return "None" if raw is None else when(str(raw))
 
 
 def later_summary(event_type: str, payload: dict[str, object]) -> str:
