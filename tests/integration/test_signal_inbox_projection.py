@@ -3,6 +3,9 @@ position 0, and what is appended after a rebuild is picked up."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -128,3 +131,25 @@ async def test_a_signal_appended_after_a_rebuild_is_picked_up(service_pool: asyn
     )
     assert tuple(row) == ("open", "S2", DEADLINE)
     assert await service_pool.fetchval("SELECT count(*) FROM signal_inbox") == 2
+
+
+async def test_vigil_replay_rebuilds_the_inbox(fresh_dsn: str, service_pool: asyncpg.Pool) -> None:
+    runner = ProjectionRunner(service_pool, SignalInboxProjection())
+    signal = raised("S1")
+    await record(service_pool, signal, opened(signal))
+    await runner.catch_up()
+    live = await snapshot(service_pool)
+    env = {"VIGIL_DATABASE_URL": as_service_role(fresh_dsn), "PATH": "/usr/bin:/bin"}
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vigil", "replay", "signal_inbox"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt signal_inbox from 2 event(s)" in done.stdout
+    assert await snapshot(service_pool) == live
