@@ -1,7 +1,7 @@
-"""The inbox updates itself in a real browser (Debian's Chromium through Playwright, the
-workspace served by uvicorn over a real PostgreSQL): a signal appended to the audit log
-appears without a reload, and the live region says so. Screenshots are saved in the
-test's output folder."""
+"""The inbox and the signal page in a real browser (Debian's Chromium through Playwright,
+the workspace served by uvicorn over a real PostgreSQL under the notifier's CSP): a signal
+appended to the audit log appears in the inbox without a reload and the live region says
+so; the pages fit a phone. Screenshots are saved in the test's output folder."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from shared.db.pool import create_pool
 from tests.support.components import as_service_role
 from tests.support.notifier import raised, signal_of
 from tests.support.waiting import eventually
-from tests.support.workspace_inbox import Workspace, signal_url
+from tests.support.workspace_inbox import Workspace, opened, signal_url
 from vigil.devstack.ports import free_port
 
 pytestmark = [
@@ -95,5 +95,30 @@ async def test_a_new_signal_appears_and_is_announced_without_a_reload(
             # the CSP let the script run, and it ran cleanly (the browser's own request
             # for a favicon, which the workspace does not have, is no error of the page)
             assert [e for e in errors if not e.startswith("Failed to load resource")] == []
+        finally:
+            await browser.close()
+
+
+async def test_the_signal_page_fits_a_phone_and_runs_under_the_csp(
+    served: tuple[Workspace, str], tmp_path: Path
+) -> None:
+    workspace, url = served
+    signal = raised("S1", grade=3, rule_title="A rule with a rather long title to wrap")
+    signal = signal.model_copy(update={"id": signal_of(signal).signal_id})
+    await workspace.record(signal, opened(signal))
+    workspace.authenticator.person_id = "pi1"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"))
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            refused: list[str] = []
+            page.on("console", lambda m: refused.append(m.text) if "Refused" in m.text else None)
+            await page.goto(f"{url}{signal_url(signal)}")
+            await expect(page.get_by_role("link", name="Assess and sign")).to_be_visible()
+            await page.keyboard.press("Tab")  # the skip link first: keyboard reachable
+            await expect(page.locator(".skip")).to_be_focused()
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+            await page.screenshot(path=tmp_path / "signal-phone.png", full_page=True)
+            assert refused == []  # nothing on the page breaks the CSP
         finally:
             await browser.close()
