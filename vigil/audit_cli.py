@@ -140,14 +140,16 @@ def export(
         )
 
 
-PROJECTIONS = ("subject_state",)
+# subject_state: the rules service's; signal_inbox: the notifier's (the workspace inbox)
+PROJECTIONS = ("subject_state", "signal_inbox")
 
 
 def replay(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROJECTIONS)}.")]) -> None:
     """Drop a projection and rebuild it from the whole event store."""
+    from services.notifier.adapters.signal_inbox import SignalInboxProjection
     from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
     from shared.db.pool import create_pool
-    from shared.projections import ProjectionRunner
+    from shared.projections import Projection, ProjectionRunner
 
     if name not in PROJECTIONS:
         typer.echo(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}", err=True)
@@ -157,7 +159,10 @@ def replay(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROJECT
     async def run() -> int:
         pool = await create_pool(settings.database_url)
         try:
-            return await ProjectionRunner(pool, SubjectStateProjection()).rebuild()
+            projection: Projection = (
+                SignalInboxProjection() if name == "signal_inbox" else SubjectStateProjection()
+            )
+            return await ProjectionRunner(pool, projection).rebuild()
         finally:
             await pool.close()
 

@@ -18,6 +18,7 @@ from services.notifier.adapters import deliveries as outbox
 from services.notifier.adapters.link_keys import link_key_ring
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.roster_files import load_rosters
+from services.notifier.adapters.signal_inbox import SignalInboxProjection
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.links import LinkIssuer
@@ -44,6 +45,7 @@ from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
 from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
+from shared.projections import ProjectionRunner
 from shared.service_state import Started
 from shared.structured_logging import configure_logging
 from shared.supervision import Progress, Supervisor
@@ -174,6 +176,12 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 ),
                 functools.partial(sample_behind, pool),
             ]
+            # -- the workspace inbox: a projection of the audit log, rebuildable from 0 ----
+            inbox = ProjectionRunner(pool, SignalInboxProjection(), clock=context.clock)
+            inbox_loop = DrainLoop("projection.signal_inbox", inbox.step, retryable=OUTAGES)
+            sampled.append(inbox.sample_skipped)
+            supervisor.start("projection.signal_inbox", inbox_loop.run)
+            # -- end of the workspace inbox ------------------------------------------------
             supervisor.start("delivery-worker", worker.run)
             supervisor.start("timers", timer_loop.run)
             supervisor.start("catch-up", catch_up.run)

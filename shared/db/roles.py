@@ -23,6 +23,7 @@ WORKING_TABLES = (
     "workspace_accounts",
     "workspace_sessions",
     "workspace_oidc_logins",
+    "signal_inbox",
 )
 READ_ONLY_TABLES = ("schema_migrations", "event_store_identity")
 # API keys: the services read them; only the schema owner (`vigil keys`) creates or ends one,

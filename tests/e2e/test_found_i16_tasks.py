@@ -19,7 +19,10 @@ README_TASKS = {
         "outbox-relay", "projection.subject_state", "watchdog", "metrics", "anchor",
         "facts-consumer",
     },
-    "notifier": {"delivery-worker", "timers", "catch-up", "metrics", "signal-consumer"},
+    "notifier": {
+        "delivery-worker", "timers", "catch-up", "projection.signal_inbox", "metrics",
+        "signal-consumer",
+    },
 }  # fmt: skip
 
 

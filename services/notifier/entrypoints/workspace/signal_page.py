@@ -1,12 +1,136 @@
-"""Workspace page: signal_page (being built)."""
+"""Workspace page: one signal, ``GET /workspace/signals/{signal_id}`` (the e-mailed link
+lands here).
+
+What was found and why (the words of `vigil rules explain`, from
+shared/signal_explanation.py, with times in the site's zone), each input with its
+audit-log position and a link to the subject's audit trail, what became of the signal
+since, who was told when (person ids and roles, never addresses), the acknowledgements
+and signed assessments, and the way to assess it. A signal that does not exist and one
+outside the person's scope get the same 404 (``not_found``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
-from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+
+from services.notifier.domain.signal_story import SignalStory
+from services.notifier.domain.site_time import local_time
+from services.notifier.entrypoints.workspace.common import (
+    PREFIX,
+    Session,
+    WorkspaceDeps,
+    not_found,
+    render,
+)
+from services.notifier.handlers.signal_story import read_signal_story
+from shared.eventstore import PostgresEventStore
+from shared.signal_explanation import (
+    computed_values,
+    how_bad,
+    input_summary,
+    later_summary,
+    why_it_fired,
+)
+
+PAGE = "signal"
+#: a signal id is a UUID: its text is at most this long (braces and hyphens included)
+MAX_ID_LENGTH = 40
+
+
+def _parse(raw: str) -> uuid.UUID | None:
+    if len(raw) > MAX_ID_LENGTH:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def _writer(zone: ZoneInfo) -> Callable[[datetime], str]:
+    return lambda moment: local_time(moment, zone)
+
+
+def _text_writer(zone: ZoneInfo) -> Callable[[str], str]:
+    """Writes an ISO 8601 time of a payload in the site's zone (as sent when unreadable)."""
+
+    def write(raw: str) -> str:
+        try:
+            return local_time(datetime.fromisoformat(raw), zone)
+        except ValueError:
+            return raw
+
+    return write
+
+
+def _roster_roles(deps: WorkspaceDeps, study_id: str) -> dict[str, str]:
+    roster = deps.rosters.get(study_id)
+    return {} if roster is None else {p.id: str(p.role) for p in roster.everyone()}
 
 
 def router(deps: WorkspaceDeps) -> APIRouter:
-    """The signal_page routes."""
-    return APIRouter()
+    """The signal page's route."""
+    api = APIRouter()
+
+    @api.get("/signals/{signal_id}", response_class=HTMLResponse)
+    async def signal_page(
+        signal_id: str,
+        session: Session = Depends(deps.session),  # noqa: B008 - FastAPI's way
+    ) -> HTMLResponse:
+        parsed = _parse(signal_id)
+        if parsed is None:
+            not_found(session, PAGE, signal_id="not-a-signal-id")
+        async with deps.pool().acquire() as connection:
+            store = PostgresEventStore(connection)
+            story = await read_signal_story(store, parsed, lambda study: _roster_roles(deps, study))
+        if story is None or not session.viewer.may_see_clinical(
+            story.signal.study_id, story.site_id
+        ):
+            not_found(session, PAGE, signal_id=parsed)
+        return _page(deps, session, story)
+
+    return api
+
+
+def _page(deps: WorkspaceDeps, session: Session, story: SignalStory) -> HTMLResponse:
+    signal = story.signal
+    zone = deps.zone(signal.study_id, story.site_id)
+    roster = deps.rosters.get(signal.study_id)
+    may_assess = (
+        not story.closed
+        and roster is not None
+        and roster.may_acknowledge(session.viewer.person_id, story.site_id)
+    )
+    subject = (
+        f"{PREFIX}/studies/{quote(signal.study_id, safe='')}/subjects/"
+        f"{quote(signal.subject_id, safe='')}"
+    )
+    write_text = _text_writer(zone)
+    return render(
+        "signal.html",
+        session,
+        title=f"Signal: {signal.rule_title}",
+        story=story,
+        signal=signal,
+        row=story.row,
+        zone=zone,
+        now=deps.context.clock.now(),
+        why=why_it_fired(signal, _writer(zone)),
+        computed=computed_values(signal),
+        how_bad=how_bad(signal, _writer(zone)),
+        inputs=[
+            (entry, input_summary(entry.type, dict(entry.payload), write_text))
+            for entry in story.inputs
+        ],
+        later=[(entry, later_summary(entry.type, dict(entry.payload))) for entry in story.later],
+        subject_url=subject,
+        audit_url=f"{subject}/audit",
+        assess_url=f"{PREFIX}/signals/{signal.signal_id}/assess",
+        may_assess=may_assess,
+    )

@@ -1,0 +1,122 @@
+"""The signal page's story (pure): who was told, every delivery's outcome by person and
+role (never the channel's error, which can quote an address), acknowledgements and signed
+assessments, and the signal's state now."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from services.notifier.domain.signal_inbox import ASSESSMENT_SIGNED
+from services.notifier.domain.signal_story import LogEntry, meaning_in_words, tell
+from shared.events import EventPayload
+from shared.events.notifications import (
+    DeliveryAttempted,
+    DeliveryFailed,
+    DeliveryFellBack,
+    NotificationOpened,
+    NotificationResolved,
+    Recipient,
+    SignalAcknowledged,
+)
+from tests.support.notifier import T0, raised, signal_of
+
+RAISED = raised("S1")
+SIGNAL = signal_of(RAISED)
+NOTICE = {
+    "study_id": SIGNAL.study_id,
+    "subject_id": SIGNAL.subject_id,
+    "signal_id": SIGNAL.signal_id,
+}
+DELIVERY = uuid.uuid4()
+
+
+def entry(payload: EventPayload | dict[str, Any], position: int, kind: str = "") -> LogEntry:
+    data = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
+    kind = kind or getattr(payload, "event_type", "")
+    return LogEntry(position, uuid.uuid4(), kind, T0 + timedelta(minutes=position), data)
+
+
+def opened() -> NotificationOpened:
+    return NotificationOpened(
+        **NOTICE, site_id="S1", severity="protocol-threshold", serious=False, grade=None,
+        raised_at=T0, recipients=(Recipient(person_id="pi1", role="investigator"),),
+        acknowledge_by=T0 + timedelta(hours=24),
+    )  # fmt: skip
+
+
+def story_of(*notifications: LogEntry, roles: dict[str, str] | None = None) -> Any:
+    raising = entry(RAISED.data, 1, RAISED.type)
+    return tell(SIGNAL, raising, [], [], list(notifications), roles or {})
+
+
+def test_deliveries_name_the_person_and_role_and_never_the_channels_error() -> None:
+    failed = DeliveryFailed(
+        **NOTICE, delivery_id=DELIVERY, person_id="pi1", channel="email", purpose="alert",
+        attempt=1, error="550 <pi1@x.org> mailbox unavailable", retry_at=None,
+    )  # fmt: skip
+    fell_back = DeliveryFellBack(
+        **NOTICE, delivery_id=DELIVERY, person_id="pi1", channel="email", purpose="alert",
+        to_delivery_id=uuid.uuid4(), to_person_id="sub1", to_channel="email",
+    )  # fmt: skip
+
+    story = story_of(entry(opened(), 2), entry(failed, 3), entry(fell_back, 4))
+
+    outcomes = [(d.person_id, d.role, d.outcome) for d in story.deliveries]
+    assert outcomes == [
+        ("pi1", "investigator", "failed (attempt 1); given up on this channel"),
+        ("pi1", "investigator", "fell back to sub1 by email"),
+    ]
+    assert "@" not in repr(story.deliveries)
+
+
+def test_an_attempt_with_no_outcome_is_shown_as_begun_and_roles_come_from_the_roster() -> None:
+    attempted = DeliveryAttempted(
+        **NOTICE, delivery_id=DELIVERY, person_id="sub1", channel="email", purpose="alert",
+        attempt=2, message_id="<m@vigil>",
+    )  # fmt: skip
+
+    story = story_of(entry(attempted, 2), roles={"sub1": "sub_investigator"})
+
+    assert [(d.role, d.outcome) for d in story.deliveries] == [
+        ("sub_investigator", "attempt 2 begun, no outcome recorded")
+    ]
+    assert story.told == ()
+
+
+def test_acknowledgements_by_link_and_signed_assessments_are_told_apart() -> None:
+    by_link = SignalAcknowledged(
+        **NOTICE, person_id="pi1", role="investigator",
+        assessment="not-clinically-significant", token_id="t",
+    )  # fmt: skip
+    signed = {
+        **{k: str(v) for k, v in NOTICE.items()},
+        "person_id": "mm", "role": "medical_monitor", "printed_name": "M. Monitor",
+        "meaning": "sae-confirmed", "signed_at": "2026-06-02T01:30:00+00:00",
+    }  # fmt: skip
+
+    story = story_of(entry(opened(), 2), entry(by_link, 3), entry(signed, 4, ASSESSMENT_SIGNED))
+
+    first, second = story.acknowledgements
+    assert (first.signed, first.meaning, first.how_confirmed) == (
+        False, "not clinically significant", "acknowledgement link",
+    )  # fmt: skip
+    assert (second.signed, second.printed_name, second.meaning) == (
+        True, "M. Monitor", "reported as a serious adverse event",
+    )  # fmt: skip
+    assert second.at.isoformat() == "2026-06-02T01:30:00+00:00"
+    assert story.row.state == "acknowledged"
+    assert not story.closed
+
+
+def test_a_resolved_signal_is_closed() -> None:
+    story = story_of(entry(opened(), 2), entry(NotificationResolved(**NOTICE, reason="ok"), 3))
+
+    assert story.row.state == "resolved"
+    assert story.closed
+
+
+def test_a_meaning_nobody_foresaw_is_still_said_in_words() -> None:
+    assert meaning_in_words("clinically-significant") == "clinically significant"
+    assert meaning_in_words("needs_follow-up") == "needs follow up"
