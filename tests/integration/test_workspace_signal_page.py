@@ -9,27 +9,23 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import ClassVar
 
 import pytest
-from pydantic import AwareDatetime
 
-from services.notifier.domain.signal_inbox import ASSESSMENT_SIGNED
 from shared.db.pool import create_pool
 from shared.events import (
     Envelope,
     LabResultReported,
     SafetySignalEscalated,
     SafetySignalResolved,
-    payloads,
     wrap,
 )
 from shared.events.notifications import (
+    AssessmentSigned,
     DeliveryAttempted,
     DeliveryFailed,
     DeliverySucceeded,
     NotificationEscalated,
-    NotificationEvent,
     Recipient,
 )
 from tests.support.components import as_service_role
@@ -40,28 +36,8 @@ pytestmark = pytest.mark.integration
 SUBJECT = "SP-001"
 
 
-class _SignedTypeName:
-    # the type name comes from outside the payload classes, so that the event catalogue
-    # (which lists every payload class naming a type in its own body) never sees the
-    # stand-in: it is registered only inside these tests
-    event_type: ClassVar[str] = ASSESSMENT_SIGNED
-
-
-class AssessmentSignedStandIn(_SignedTypeName, NotificationEvent):
-    """The signed assessment's event as the signal page reads it (by type name and fields:
-    the real class belongs to the assessment page)."""
-
-    person_id: str
-    role: str
-    printed_name: str
-    meaning: str
-    signed_at: AwareDatetime
-    confirmed_by: str
-
-
 @pytest.fixture
 async def workspace(fresh_dsn: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Workspace]:
-    monkeypatch.setitem(payloads._PAYLOADS, ASSESSMENT_SIGNED, AssessmentSignedStandIn)
     pool = await create_pool(as_service_role(fresh_dsn))
     try:
         yield Workspace(pool)
@@ -185,9 +161,12 @@ async def test_a_signed_assessment_shows_the_printed_name_time_and_meaning(
     lab = haemoglobin()
     signal = the_signal(lab)
     signed_at = datetime.fromisoformat("2026-06-02T01:30:00+00:00")
-    signed = AssessmentSignedStandIn(
+    signed = AssessmentSigned(
         **notice(signal), person_id="pi1", role="investigator", printed_name="PI 1",
         meaning="clinically-significant", signed_at=signed_at, confirmed_by="password+totp",
+        episode_event_id=signal.id, raised_event_id=signal.id, raised_position=2,
+        latest_signal_event_id=signal.id, latest_signal_position=2,
+        input_event_ids=(lab.id,), facts_digest="sha256:" + "0" * 64,
     )  # fmt: skip
     await workspace.record(lab, signal, opened(signal))
     async with workspace.client("pi1") as client:

@@ -94,6 +94,10 @@ def test_acknowledgements_by_link_and_signed_assessments_are_told_apart() -> Non
         **{k: str(v) for k, v in NOTICE.items()},
         "person_id": "mm", "role": "medical_monitor", "printed_name": "M. Monitor",
         "meaning": "sae-confirmed", "signed_at": "2026-06-02T01:30:00+00:00",
+        "confirmed_by": "password", "episode_event_id": str(uuid.uuid4()),
+        "raised_event_id": str(uuid.uuid4()), "raised_position": 1,
+        "latest_signal_event_id": str(uuid.uuid4()), "latest_signal_position": 1,
+        "input_event_ids": [], "facts_digest": "sha256:" + "0" * 64,
     }  # fmt: skip
 
     story = story_of(entry(opened(), 2), entry(by_link, 3), entry(signed, 4, ASSESSMENT_SIGNED))

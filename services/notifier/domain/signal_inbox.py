@@ -33,6 +33,7 @@ from shared.events import (
     SafetySignalRouted,
 )
 from shared.events.notifications import (
+    AssessmentSigned,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -48,7 +49,7 @@ STATES: tuple[InboxState, ...] = ("open", "acknowledged", "resolved", "retracted
 
 #: a signed assessment (21 CFR 11) acknowledges the signal too; matched by its type name
 #: so the inbox does not depend on the class being defined
-ASSESSMENT_SIGNED = "org.vigil.notification.assessment_signed.v1"
+ASSESSMENT_SIGNED = AssessmentSigned.event_type
 ACKNOWLEDGING = frozenset({SignalAcknowledged.event_type, ASSESSMENT_SIGNED})
 _VALUE_CHANGES = frozenset({SafetySignalEscalated.event_type, SafetySignalAmended.event_type})
 _RESOLVING = frozenset({SafetySignalResolved.event_type, NotificationResolved.event_type})

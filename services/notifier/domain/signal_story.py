@@ -24,6 +24,7 @@ from services.notifier.domain.signal_inbox import (
 )
 from shared.events import SafetySignalRaised
 from shared.events.notifications import (
+    AssessmentSigned,
     DeliveryAttempted,
     DeliveryFailed,
     DeliveryFellBack,
@@ -217,19 +218,16 @@ def _acknowledgement(entry: LogEntry, roles: Mapping[str, str]) -> Acknowledgeme
             how_confirmed="acknowledgement link",
         )
     if entry.type == ASSESSMENT_SIGNED:
-        # read by name: the signed assessment's event is another part of the workspace
-        person = str(p.get("person_id"))
-        signed_at = _when(p.get("signed_at")) or entry.recorded_at
-        name = p.get("printed_name") or p.get("signer_name") or p.get("name") or ""
+        signed = AssessmentSigned.model_validate(p)
         return Acknowledgement(
-            at=signed_at,
+            at=signed.signed_at,
             position=entry.position,
-            person_id=person,
-            role=str(p.get("role") or roles.get(person, "")),
-            printed_name=str(name),
-            meaning=meaning_in_words(p.get("meaning") or p.get("assessment")),
+            person_id=signed.person_id,
+            role=signed.role,
+            printed_name=signed.printed_name,
+            meaning=meaning_in_words(signed.meaning),
             signed=True,
-            how_confirmed=str(p.get("confirmed_by") or p.get("how_confirmed") or "password"),
+            how_confirmed=signed.confirmed_by,
         )
     return None
 
