@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.links import LinkClaims, MessageLink
 from services.notifier.domain.messages import (
     Delivery,
     DeliveryHeader,
@@ -22,6 +23,7 @@ from services.notifier.domain.messages import (
     render,
     subject_line,
 )
+from services.notifier.domain.site_time import UTC_ZONE
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
 
@@ -36,18 +38,21 @@ class PlannedDelivery(DeliveryHeader):
     link: LinkClaims | None
     item_links: tuple[LinkClaims | None, ...] = ()
 
-    def render(self, url_of: Callable[[LinkClaims], str]) -> Delivery:
-        """The message as sent, its links made from their claims by ``url_of``: the same
-        claims and key give the same links, so a repeat is the same message."""
+    def render(
+        self, link_of: Callable[[LinkClaims, str], MessageLink], zone: ZoneInfo = UTC_ZONE
+    ) -> Delivery:
+        """The message as sent, its links made from their claims for this channel by
+        ``link_of`` (the same claims and key give the same links, so a repeat is the same
+        message), its times shown in ``zone``."""
         content = self.content
         if self.item_links:
             items = [
-                item if claims is None else f"{item} - {url_of(claims)}"
+                item if claims is None else f"{item} - {link_of(claims, self.channel).item_url}"
                 for item, claims in zip(content.items, self.item_links, strict=False)
             ]
             content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
-        link = url_of(self.link) if self.link is not None else None
-        rendered = render(content, self.channel, link=link, message_id=self.message_id)
+        link = link_of(self.link, self.channel) if self.link is not None else None
+        rendered = render(content, self.channel, link=link, message_id=self.message_id, zone=zone)
         header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
         header["subject_line"] = rendered.subject
         return Delivery(**header, body_text=rendered.text, body_html=rendered.html)

@@ -17,7 +17,8 @@ restart it), after which it is a failed attempt retried later like any other; an
 running worker claims more as soon as any send ends, never waiting for a whole batch.
 
 The outbox holds each message's facts and the claims of its links; the message is
-rendered here, just before it is sent, so no live token is ever stored. The same claims
+rendered here, just before it is sent (its links for its channel, its times in its
+reader's zone), so no live token is ever stored. The same claims
 and key make the same link, so the repeat after a crash is the same message.
 """
 
@@ -40,7 +41,7 @@ from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookRejected
 from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable, compose
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
-from services.notifier.domain.messages import Delivery
+from services.notifier.domain.messages import Delivery, message_zone
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.background import DrainLoop
@@ -281,7 +282,7 @@ class DeliveryWorker:
         deadline = asyncio.timeout(self._send_timeout)
         try:
             async with deadline:
-                return await sender.send(item.delivery.render(self._links.url))
+                return await sender.send(self._rendered(item.delivery))
         except TimeoutError as error:
             if deadline.expired():
                 return TimeoutError(
@@ -302,6 +303,14 @@ class DeliveryWorker:
             )
             _item_failed(progress, item.delivery.delivery_id, error)
             return error
+
+    def _rendered(self, delivery: PlannedDelivery) -> Delivery:
+        """The message as it is sent: links for its channel (the workspace page; a token
+        only for a system's channel) and times in its reader's zone."""
+        zone = message_zone(
+            self._rosters.get(delivery.study_id), delivery.person_id, delivery.content.site_id
+        )
+        return delivery.render(self._links.message_link, zone)
 
     def _retry_at(self, attempt: int, give_up_at: datetime | None) -> datetime | None:
         """When to try again, or None: past the channel's give-up time, fall back."""
