@@ -14,6 +14,7 @@ from typing import Protocol
 from services.ingest.domain.development import study_ids
 from services.settings import VigilSettings
 from shared.db.migrate import upgrade
+from vigil.devstack.console import public_url_env
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
 from vigil.devstack.postgres import PrivateCluster
@@ -164,6 +165,9 @@ def build_stack(
         # MLLP senders accepted as the development source (DESIGN: vigil dev)
         env["VIGIL_ENVIRONMENT"] = "development"
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    # each service's public URL on the port it runs on: the links in messages open the
+    # workspace (the notifier), not ingest
+    env.update(public_url_env(settings, os.environ))
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),
