@@ -9,7 +9,7 @@ a token is a credential, so the message is rendered, link and all, only when it 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -20,9 +20,11 @@ from services.notifier.domain.messages import (
     Delivery,
     DeliveryHeader,
     MessageContent,
+    message_zone,
     render,
     subject_line,
 )
+from services.notifier.domain.roster import Roster
 from services.notifier.domain.site_time import UTC_ZONE
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
@@ -56,6 +58,18 @@ class PlannedDelivery(DeliveryHeader):
         header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
         header["subject_line"] = rendered.subject
         return Delivery(**header, body_text=rendered.text, body_html=rendered.html)
+
+
+def as_sent(
+    delivery: PlannedDelivery,
+    link_of: Callable[[LinkClaims, str], MessageLink],
+    rosters: Mapping[str, Roster],
+) -> Delivery:
+    """The message as it is sent: links for its channel, times in its reader's zone (see
+    :func:`services.notifier.domain.messages.message_zone`)."""
+    roster = rosters.get(delivery.study_id)
+    zone = message_zone(roster, delivery.person_id, delivery.content.site_id)
+    return delivery.render(link_of, zone)
 
 
 def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:

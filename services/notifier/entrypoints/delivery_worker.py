@@ -39,9 +39,15 @@ import structlog
 from services.notifier import metrics
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookRejected
-from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable, compose
+from services.notifier.domain.deliveries import (
+    Claimed,
+    PlannedDelivery,
+    Unreadable,
+    as_sent,
+    compose,
+)
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
-from services.notifier.domain.messages import Delivery, message_zone
+from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
 from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.background import DrainLoop
@@ -282,7 +288,9 @@ class DeliveryWorker:
         deadline = asyncio.timeout(self._send_timeout)
         try:
             async with deadline:
-                return await sender.send(self._rendered(item.delivery))
+                return await sender.send(
+                    as_sent(item.delivery, self._links.message_link, self._rosters)
+                )
         except TimeoutError as error:
             if deadline.expired():
                 return TimeoutError(
@@ -303,14 +311,6 @@ class DeliveryWorker:
             )
             _item_failed(progress, item.delivery.delivery_id, error)
             return error
-
-    def _rendered(self, delivery: PlannedDelivery) -> Delivery:
-        """The message as it is sent: links for its channel (the workspace page; a token
-        only for a system's channel) and times in its reader's zone."""
-        zone = message_zone(
-            self._rosters.get(delivery.study_id), delivery.person_id, delivery.content.site_id
-        )
-        return delivery.render(self._links.message_link, zone)
 
     def _retry_at(self, attempt: int, give_up_at: datetime | None) -> datetime | None:
         """When to try again, or None: past the channel's give-up time, fall back."""
