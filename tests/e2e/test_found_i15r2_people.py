@@ -250,7 +250,7 @@ async def test_a_methylprednisolone_pulse_e_mail_states_the_dose_that_was_given(
     assert _recipients(alerts) == [PI, SUBI]
     problems = []
     for item in alerts:
-        said = f"{item.message['Subject']} | {_line(item, 'Value:')}"
+        said = f"{item.message['Subject']} | {_line(item, 'Dose:')}"
         if "methylprednisolone 625" in said or "500 mg" not in said:
             problems.append(said)
     assert problems == [], "the e-mail misstates the methylprednisolone dose given"

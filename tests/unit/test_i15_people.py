@@ -100,6 +100,10 @@ def test_a_signal_without_a_value_shows_no_value_line() -> None:
     """An adverse event has no value: no 'Value: -' line, which reads as negative."""
     _, body = _email(_signal(computed_values={}, analyte="syncope"))
     assert not any(line.startswith("Value:") for line in body.splitlines())
+    ae = _signal(computed_values={"meddra_code": "10042772"}, episode_key="ae:1", serious=True)
+    _, body = _email(ae)
+    assert _line(body, "Adverse event:").startswith("Adverse event:    serious adverse event")
+    assert not any(line.startswith("Analyte:") for line in body.splitlines())
 
 
 def test_a_medication_signal_states_the_dose_given_beside_its_equivalent() -> None:
@@ -116,7 +120,10 @@ def test_a_medication_signal_states_the_dose_given_beside_its_equivalent() -> No
     subject, body = _email(signal)
     value = "500 mg ONCE intravenous (625 mg/day prednisone-equivalent)"
     assert f"methylprednisolone {value}" in subject
-    assert _line(body, "Value:").removeprefix("Value:").strip() == value
+    # labelled for what they hold: a medication and the dose given
+    assert _line(body, "Medication:").removeprefix("Medication:").strip() == "methylprednisolone"
+    assert _line(body, "Dose:").removeprefix("Dose:").strip() == value
+    assert not any(line.startswith("Analyte:") for line in body.splitlines())
 
 
 def test_units_are_printed_as_people_write_them_and_the_content_keeps_ucum() -> None:

@@ -93,6 +93,9 @@ class MessageContent(BaseModel):
     site_id: str | None = None
     signal_id: uuid.UUID
     analyte: str = ""
+    # what ``analyte`` and ``value`` hold, so each is labelled for it: a laboratory
+    # analyte and its value, an adverse event (no value), a medication and its dose
+    judged: Literal["analyte", "adverse-event", "medication"] = "analyte"
     value: str = ""
     threshold: str = ""
     grade: int | None = None
@@ -202,6 +205,15 @@ def analyte_of(signal: SafetySignalRaised) -> str:
     )
 
 
+def judged_in(signal: SafetySignalRaised) -> Literal["analyte", "adverse-event", "medication"]:
+    """What a signal judged: an adverse event, a medication's dose, or an analyte."""
+    if (signal.episode_key or "").startswith("ae:"):
+        return "adverse-event"
+    if isinstance(signal.computed_values.get("daily_dose"), str):
+        return "medication"
+    return "analyte"
+
+
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     value = signal_value(
         signal.observed_value,
@@ -219,6 +231,7 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
         site_id=signal.site_id,
         signal_id=signal.signal_id,
         analyte=analyte_of(signal),
+        judged=judged_in(signal),
         value=value,
         threshold=signal.threshold,
         grade=signal.grade,
@@ -400,6 +413,14 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
 }
 
 
+#: the labels of what a signal judged and its value
+_JUDGED_LABELS: dict[str, tuple[str, str]] = {
+    "analyte": ("Analyte", "Value"),
+    "adverse-event": ("Adverse event", "Value"),
+    "medication": ("Medication", "Dose"),
+}
+
+
 def _rows(content: MessageContent, zone: ZoneInfo) -> list[tuple[str, str]]:
     if content.kind == "digest":
         return [("Finding", item) for item in content.items]
@@ -414,22 +435,23 @@ def _rows(content: MessageContent, zone: ZoneInfo) -> list[tuple[str, str]]:
         rows.append(("Issue id", str(content.signal_id)))
         return [(label, value) for label, value in rows if value]
     site = content.site_id or "unknown (subject not enrolled in Vigil)"
+    what, amount = _JUDGED_LABELS[content.judged]
     if content.kind in NOTICE_KINDS:
         rows = [
             ("Subject", content.subject_id),
             ("Site", site),
-            ("Analyte", content.analyte),
+            (what, content.analyte),
             ("Rule", f"{content.rule_id} - {content.rule_title}"),
             ("Reason", content.note),
             ("Signal id", str(content.signal_id)),
         ]
         return [(label, value) for label, value in rows if value]
-    grade = f"{content.grading or 'CTCAE'} grade {content.grade or 'not graded'}"
+    grade = f"{content.grading or 'CTCAE'} grade {content.grade}" if content.grade else "not graded"
     rows = [
         ("Subject", content.subject_id),
         ("Site", site),
-        ("Analyte", content.analyte),
-        ("Value", content.value),
+        (what, content.analyte),
+        (amount, content.value),
         ("Threshold", content.threshold),
         ("Grade", grade),
         ("Serious AE", "yes" if content.serious else "no"),
