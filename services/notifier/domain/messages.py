@@ -1,9 +1,10 @@
 """What a message says, and how each channel shows it.
 
 Subject id, site, analyte, value, grade, rule, the required action, when it is due (in
-the reader's time zone, named, to the minute) and a link into the workspace; never a name
-or any other direct identifier, and never free text copied from the input (an adverse event is
-named in Vigil's words and by its MedDRA code, not by the site's verbatim term). The
+the reader's time zone, named, to the minute) and a link into the workspace; never a
+name or any other direct identifier, and never free text copied from the input (an
+adverse event is named in Vigil's words and by its MedDRA code, not by the site's
+verbatim term). The
 content is stored with each planned delivery
 (:mod:`services.notifier.domain.deliveries`), so that a fallback to another channel
 renders the same facts.
@@ -62,6 +63,8 @@ MessageKind = Literal[
     "routed-acknowledged",
     "digest",
 ]
+#: what a signal judged: a laboratory analyte, an adverse event, a medication's dose
+Judged = Literal["analyte", "adverse-event", "medication"]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
 NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn", "routed-acknowledged"})
 
@@ -95,7 +98,7 @@ class MessageContent(BaseModel):
     analyte: str = ""
     # what ``analyte`` and ``value`` hold, so each is labelled for it: a laboratory
     # analyte and its value, an adverse event (no value), a medication and its dose
-    judged: Literal["analyte", "adverse-event", "medication"] = "analyte"
+    judged: Judged = "analyte"
     value: str = ""
     threshold: str = ""
     grade: int | None = None
@@ -205,7 +208,7 @@ def analyte_of(signal: SafetySignalRaised) -> str:
     )
 
 
-def judged_in(signal: SafetySignalRaised) -> Literal["analyte", "adverse-event", "medication"]:
+def judged_in(signal: SafetySignalRaised) -> Judged:
     """What a signal judged: an adverse event, a medication's dose, or an analyte."""
     if (signal.episode_key or "").startswith("ae:"):
         return "adverse-event"
@@ -414,7 +417,7 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
 
 
 #: the labels of what a signal judged and its value
-_JUDGED_LABELS: dict[str, tuple[str, str]] = {
+_JUDGED_LABELS: dict[Judged, tuple[str, str]] = {
     "analyte": ("Analyte", "Value"),
     "adverse-event": ("Adverse event", "Value"),
     "medication": ("Medication", "Dose"),
