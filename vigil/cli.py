@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,6 +66,7 @@ def dev(
 ) -> None:
     """Run the whole stack on this machine: broker, PostgreSQL, SMTP sink and the services."""
     from shared.db.ownership import MigrationRefused
+    from vigil.devstack.console import children_settings, public_url_env, ready_lines
     from vigil.devstack.postgres import PostgresNotInstalled
     from vigil.devstack.stack import build_stack
     from vigil.devstack.supervisor import Supervisor, say
@@ -78,14 +80,13 @@ def dev(
 
     def started() -> None:
         mail = (
-            f"mail is stored in {state_dir / 'mail'} and summarised below"
+            f"stored in {state_dir / 'mail'} and summarised below"
             if "smtp_url" not in settings.model_fields_set
-            else "mail goes to VIGIL_SMTP_URL"
+            else "sent to VIGIL_SMTP_URL"
         )
-        say(
-            f"ready: ingest http://{settings.bind_host}:{settings.ingest_port}/docs; "
-            f"logs in {state_dir / 'logs'}; {mail}. Ctrl-C stops everything."
-        )
+        children = children_settings(settings, public_url_env(settings, os.environ))
+        for line in ready_lines(children, state_dir=state_dir, mail=mail):
+            say(line)
 
     raise typer.Exit(Supervisor(children).run(after_start=started))
 

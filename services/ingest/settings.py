@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from shared.public_url import public_url
 
 
 class IngestSettings(BaseModel):
@@ -19,6 +21,11 @@ class IngestSettings(BaseModel):
         description="How long ingest waits for the broker's acknowledgement before answering 503.",
     )
     ingest_port: int = Field(default=8080, description="Ingest HTTP port.")
+    ingest_public_url: str = Field(
+        default="http://localhost:8080",
+        description="Ingest's HTTP address as senders reach it (scheme, host, port, any "
+        "path prefix a proxy adds); what `vigil dev` prints for the API.",
+    )
     mllp_port: int = Field(default=2575, description="Ingest MLLP (HL7 v2) port.")
     # MLLP trust and limits (services/ingest/mllp*.py); sources are in sources.yaml
     mllp_tls_cert_file: Path | None = Field(
@@ -137,3 +144,8 @@ class IngestSettings(BaseModel):
         description="How often ingest re-reads the API keys: a revoked key stops working "
         "within this time.",
     )
+
+    @field_validator("ingest_public_url")
+    @classmethod
+    def _ingest_public_url(cls, value: str) -> str:
+        return public_url(value, "VIGIL_INGEST_PUBLIC_URL")

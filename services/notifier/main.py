@@ -67,7 +67,7 @@ def notifier_context(
         ),
         links=LinkIssuer(
             link_key_ring(settings),
-            settings.public_base_url,
+            settings.notifier_public_url,
             timedelta(hours=settings.notifier_link_valid_hours),
         ),
         clock=clock,
@@ -104,6 +104,8 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     """The notifier as an ASGI app whose lifespan runs the consumer, worker and timers."""
     metrics_token = metrics_credential(settings)  # production refuses to start without
     check_kafka_transport(settings)
+    for warning in settings.deprecated_settings():
+        log.warning("notifier.deprecated_setting", problem=warning)
     rosters = load_rosters(settings.study_dir)  # an invalid roster stops the start here
     for study_id, roster in sorted(rosters.items()):
         for warning in roster.warnings():
@@ -199,7 +201,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
     )
     app.add_middleware(AcknowledgementHttpPolicy)
     app.include_router(acknowledgement_router(lambda: state.get().pool, context))
-    app.include_router(acknowledgement_page_router(lambda: state.get().pool, context))
+    app.include_router(acknowledgement_page_router(context))
     pool = lambda: state.get().pool  # noqa: E731 - the pool exists once the app started
     install_workspace(
         app,

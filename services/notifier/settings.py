@@ -1,12 +1,22 @@
-"""The notifier's own settings: its port, SMTP, links, deadlines, retries and timers.
+"""The notifier's own settings: its port, public address, SMTP, links, deadlines, retries
+and timers.
 Composed into the one :class:`services.settings.VigilSettings` (environment variables
 ``VIGIL_<NAME>``)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.public_url import public_url
 
 
 class NotifierSettings(BaseModel):
@@ -20,9 +30,16 @@ class NotifierSettings(BaseModel):
         default="vigil-alerts@localhost", description="Sender address of alert e-mails."
     )
     notifier_port: int = Field(default=8082, description="Notifier health and metrics port.")
-    public_base_url: str = Field(
-        default="http://localhost:8080",
-        description="Base URL put in notification links.",
+    notifier_public_url: str = Field(
+        default="http://localhost:8082",
+        description="The notifier's address as people reach it (scheme, host, port, any "
+        "path prefix a proxy adds): every message's link is "
+        "`{this}/workspace/signals/{signal_id}`.",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Deprecated alias of VIGIL_NOTIFIER_PUBLIC_URL, used when that is not "
+        "set (a warning at start says so).",
     )
     notifier_retry_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest back-off between two delivery attempts."
@@ -89,6 +106,35 @@ class NotifierSettings(BaseModel):
         description="How often the notifier's catch-up reads the audit log for signal events "
         "Kafka did not bring.",
     )
+
+    @field_validator("notifier_public_url", "public_base_url")
+    @classmethod
+    def _notifier_public_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        setting = f"VIGIL_{(info.field_name or '').upper()}"
+        return None if value is None else public_url(value, setting)
+
+    @model_validator(mode="after")
+    def _notifier_public_url_alias(self) -> Self:
+        """VIGIL_PUBLIC_BASE_URL, the old name, still sets the notifier's address when
+        the new name is not given (an outside interface: it changes with a deprecation)."""
+        if self.public_base_url is not None and "notifier_public_url" not in self.model_fields_set:
+            # not by assignment, which would count the new name as given
+            self.__dict__["notifier_public_url"] = self.public_base_url
+        return self
+
+    def deprecated_settings(self) -> list[str]:
+        """What the notifier warns about at start: settings given by an old name."""
+        if self.public_base_url is None:
+            return []
+        if "notifier_public_url" in self.model_fields_set:
+            return [
+                "VIGIL_PUBLIC_BASE_URL is deprecated and ignored: VIGIL_NOTIFIER_PUBLIC_URL "
+                "is set; unset VIGIL_PUBLIC_BASE_URL"
+            ]
+        return [
+            "VIGIL_PUBLIC_BASE_URL is deprecated: rename it VIGIL_NOTIFIER_PUBLIC_URL (it "
+            "is the notifier's address, port 8082 by default, not ingest's)"
+        ]
 
 
 # --- The workspace's sign-in (issue 17): accounts, sessions, second factor, OIDC -----------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import components
@@ -18,6 +22,15 @@ from tests.support.services import REPO
 from vigil.devstack.ports import free_port, is_listening
 
 pytestmark = pytest.mark.integration
+WORKSPACE_LINK = re.compile(r"https?://[^\s\"<>]+/workspace/signals/[0-9a-f-]{36}")
+
+
+def _text(eml: Path) -> str:
+    """Every text part of a stored e-mail, decoded."""
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    return "\n".join(
+        str(part.get_content()) for part in message.walk() if part.get_content_maintype() == "text"
+    )
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -89,6 +102,20 @@ def test_demo_shows_haemoglobin_alerts_from_every_channel_and_ctrl_c_stops_every
         key = key_file.read_text().strip()
         assert key.startswith("vgk_")
         assert any("development API key issued" in line and key in line for line in seen)
+        # the first click: the link in a stored alert leads to this stack's notifier
+        notifier = f"http://127.0.0.1:{ports['notifier']}"
+        links = {
+            link
+            for eml in (state / "mail").glob("*.eml")
+            for link in re.findall(
+                r"https?://[^\s\"<>]+/workspace/signals/[0-9a-f-]{36}", _text(eml)
+            )
+        }
+        assert links, "no workspace link in any stored e-mail"
+        assert all(link.startswith(f"{notifier}/workspace/signals/") for link in links), links
+        opened = httpx.get(sorted(links)[0], timeout=30)
+        # answered by the notifier's workspace (only it sends this policy), not ingest
+        assert "script-src 'self'" in opened.headers.get("content-security-policy", "")
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)
@@ -96,6 +123,9 @@ def test_demo_shows_haemoglobin_alerts_from_every_channel_and_ctrl_c_stops_every
         seen.append(lines.get())
     assert code == 0, "\n".join(seen)
     assert "vigil dev | stopping postgresql" in seen
+    # beside the other addresses, where the workspace is (the port the notifier runs on)
+    assert f"vigil dev | Workspace: http://127.0.0.1:{ports['notifier']}/workspace/" in seen
+    assert f"vigil dev | Ingest API: http://127.0.0.1:{ports['ingest']}/docs" in seen
     for port in ports.values():
         assert not is_listening(port), f"port {port} still in use after Ctrl-C"
 

@@ -1,4 +1,4 @@
-"""The notifier's edges, found by an outside review: one acknowledgement link records one
+"""The notifier's edges, found by an outside review: one acknowledgement token records one
 assessment however it is spelt; a webhook that never finishes its answer holds up no
 e-mail; a result's unit as sent (free text) reaches no e-mail and no derived event.
 
@@ -13,6 +13,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKeyRing, parse_link_keys
 from shared.analytes import UNIT_NOT_RECOGNISED
 from tests.support.mail import MailCatcher, Received
 from tests.support.private_stack import private_stack
@@ -32,13 +34,13 @@ pytestmark = pytest.mark.integration
 
 STUDY = "NCT05262686"
 ACKNOWLEDGED = "org.vigil.notification.acknowledged.v1"
-_LINK = re.compile(r"/signals/([0-9a-f-]{36})/acknowledge\?token=([A-Za-z0-9_.=-]+)")
+_LINK = re.compile(r"/workspace/signals/([0-9a-f-]{36})")
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def alert_for(subject: str) -> Callable[[Received], bool]:
-    """A safety alert about ``subject``: it carries an acknowledgement link (a
-    data-quality notice about the subject does not)."""
+    """A safety alert about ``subject``: it carries a link to the signal's workspace page
+    (a data-quality notice about the subject does not)."""
     return lambda item: (
         f"subject {subject}:" in str(item.message["Subject"])
         and _LINK.search(item.body) is not None
@@ -50,6 +52,23 @@ async def report(services: RunningServices, result: dict[str, Any]) -> httpx.Res
         base_url=services.ingest_url, headers=services.headers, timeout=30
     ) as client:
         return await client.post("/v1/lab-results", json=result)
+
+
+async def token_issued(
+    services: RunningServices, db: asyncpg.Connection, signal_id: str, recipient: str
+) -> str:
+    """The token the message to ``recipient`` was issued (what a webhook receiver gets;
+    an e-mail carries none), made from the outbox's claims with the notifier's keys."""
+    claims = await db.fetchval(
+        "SELECT link_claims::text FROM deliveries WHERE signal_id = $1 AND recipient = $2 "
+        "AND link_claims IS NOT NULL ORDER BY created_at LIMIT 1",
+        uuid.UUID(signal_id),
+        recipient,
+    )
+    assert claims is not None, f"no message with a link for {recipient}"
+    (active, *retired) = parse_link_keys(services.link_keys)
+    issuer = LinkIssuer(LinkKeyRing(active, tuple(retired)), services.notifier_url, timedelta(1))
+    return issuer.token(LinkClaims.model_validate_json(claims))
 
 
 async def stored(db: asyncpg.Connection, event_ids: list[str]) -> bool:
@@ -74,7 +93,8 @@ async def test_one_acknowledgement_link_records_one_assessment_however_its_signa
     (mail, *_) = mailbox.wait_for(alert_for(subject), timeout=60)
     match = _LINK.search(mail.body)
     assert match is not None, mail.body
-    signal, token = match.group(1), match.group(2)
+    signal = match.group(1)
+    token = await token_issued(services, db, signal, mail.envelope_to[0])
     last = _B64URL.index(token[-1])
     spellings = [token, token[:-1] + _B64URL[last ^ 1], token[:-1] + _B64URL[last ^ 3]]
     spellings.append(token + "=")

@@ -1,5 +1,5 @@
-"""Acknowledgement links are made when a message is sent, never stored: a resend after a
-crash carries the same link, and migration 0009 takes the links out of existing rows.
+"""Acknowledgement tokens are made when a message is sent, never stored: a resend after a
+crash carries the same token, and migration 0009 takes the links out of existing rows.
 Real PostgreSQL and a real SMTP server."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.support.notifier import (
     CrashError,
     ManualClock,
     context,
+    only_investigators,
     plan,
     raised,
     roster,
@@ -36,7 +37,7 @@ from tests.support.notifier import (
 from tests.support.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
-LINK = re.compile(r"https://vigil\.example/signals/([0-9a-f-]{36})/acknowledge\?token=([\w.-]+)")
+WORKSPACE = re.compile(r"https://vigil\.example/workspace/signals/([0-9a-f-]{36})")
 
 
 def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: NotifierContext) -> DeliveryWorker:
@@ -51,31 +52,33 @@ def worker(pool: asyncpg.Pool, senders: dict[str, Sender], ctx: NotifierContext)
     )
 
 
-async def test_a_redelivery_after_a_crash_carries_the_same_link_even_after_a_key_rotation(
-    pool: asyncpg.Pool, own_smtp: tuple[int, MailCatcher]
+async def test_a_redelivery_after_a_crash_carries_the_same_token_even_after_a_key_rotation(
+    pool: asyncpg.Pool,
 ) -> None:
-    port, mailbox = own_smtp
-    smtp = SmtpSender(f"smtp://127.0.0.1:{port}", "vigil@x.org")
-    ctx = context(roster(), ManualClock())
-    envelope = raised("S2")
-    await plan(pool, ctx, envelope)
+    secret = b"webhook-secret-for-tests"
+    async with webhook_receiver(secret) as receiver:
+        the_roster = only_investigators(roster(primary_channels=[{"webhook": receiver.url}]))
+        ctx = context(the_roster, ManualClock())
+        envelope = raised("S1")  # to pi1's webhook
+        await plan(pool, ctx, envelope)
+        webhook = WebhookSender(secret)
 
-    with pytest.raises(CrashError):
-        await worker(pool, {"email": CrashAfterSend(smtp)}, ctx).send_due()
-    await pool.execute("UPDATE deliveries SET next_attempt_at = now()")  # the lease ran out
-    # the notifier comes back with a new key that signs from now on; the old one is kept
-    rotated_keys = LinkKeyRing(LinkKey("test-2", b"n" * 32), (LINK_KEY,))
-    restarted = context(roster(), ManualClock(), keys=rotated_keys)
-    assert await worker(pool, {"email": smtp}, restarted).send_due() == 1
+        with pytest.raises(CrashError):
+            await worker(pool, {"webhook": CrashAfterSend(webhook)}, ctx).send_due()
+        await pool.execute("UPDATE deliveries SET next_attempt_at = now()")  # the lease ran out
+        # the notifier comes back with a new key that signs from now on; the old one is kept
+        rotated_keys = LinkKeyRing(LinkKey("test-2", b"n" * 32), (LINK_KEY,))
+        restarted = context(the_roster, ManualClock(), keys=rotated_keys)
+        assert await worker(pool, {"webhook": webhook}, restarted).send_due() == 1
 
-    first, again = mailbox.wait_for(lambda m: True, count=2)
-    assert first.message["Message-ID"] == again.message["Message-ID"]
-    (link,) = LINK.findall(first.body)
-    assert LINK.findall(again.body) == [link]  # the same link, not a second credential
+    first, again = receiver.accepted
+    assert first["message_id"] == again["message_id"]
+    token = first["acknowledgement_token"]
+    assert again["acknowledgement_token"] == token  # the same token, not a second credential
     signal_id = signal_of(envelope).signal_id
-    assert restarted.links.verify(link[1], signal_id, T0).person_id == "pi2"
+    assert restarted.links.verify(token, signal_id, T0).person_id == "pi1"
     stored = await pool.fetchval("SELECT string_agg(row_to_json(d)::text, '') FROM deliveries d")
-    assert link[1] not in stored
+    assert token not in stored
     assert "token=" not in stored
 
 
@@ -205,14 +208,13 @@ async def test_existing_deliveries_survive_the_upgrade_without_their_tokens(
             assert await worker(upgraded, {"email": smtp}, ctx).send_due() == 2
         finally:
             await upgraded.close()
+        # ... each e-mail leading to its signal's page in the workspace, with no token
         alert_mail = mailbox.wait_for(lambda m: m.envelope_to == ["pi1@x.org"])[0]
-        ((signal, token),) = LINK.findall(alert_mail.body)
-        now = datetime.now(UTC)
-        assert ctx.links.verify(token, uuid.UUID(signal), now).person_id == "pi1"
+        assert WORKSPACE.findall(alert_mail.body) == [str(alert.signal_id)]
         digest_mail = mailbox.wait_for(lambda m: m.envelope_to == ["sub1@x.org"])[0]
-        ((signal, token),) = LINK.findall(digest_mail.body)
-        assert signal == str(finding.signal_id)
-        assert ctx.links.verify(token, finding.signal_id, now).person_id == "sub1"
+        assert WORKSPACE.findall(digest_mail.body) == [str(finding.signal_id)]
+        for mail in (alert_mail, digest_mail):
+            assert "token" not in mail.everything
         assert "RESOLVED: subject 01-004" in digest_mail.body
     finally:
         await drop_database(postgres_dsn, dsn)

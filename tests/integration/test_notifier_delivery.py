@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -69,7 +70,7 @@ async def test_one_message_per_person_and_channel_even_when_the_signal_comes_twi
         assert sorted(to for m in mails for to in m.envelope_to) == ["pi1@x.org", "sub1@x.org"]
         for mail in mails:
             assert mail.message.get_body(preferencelist=("html",)) is not None
-            assert "https://vigil.example/signals/" in mail.body
+            assert "https://vigil.example/workspace/signals/" in mail.body
         signal_id = signal_of(envelope).signal_id
         async with pool.acquire() as connection:
             types = await stream_types(connection, signal_id)
@@ -179,7 +180,18 @@ async def test_stalling_server_falls_back_to_the_signed_webhook(pool: asyncpg.Po
             (document,) = receiver.accepted
             signal_id = signal_of(envelope).signal_id
             assert document["signal_id"] == str(signal_id)
-            assert document["acknowledge_url"].startswith("https://vigil.example/signals/")
+            # a person opens the workspace; the receiver, a system, acknowledges with the
+            # token through the API (acknowledge_url: the deprecated form carrying it)
+            assert (
+                document["workspace_url"] == f"https://vigil.example/workspace/signals/{signal_id}"
+            )
+            assert document["acknowledgement_api"] == (
+                f"https://vigil.example/v1/signals/{signal_id}/acknowledgements"
+            )
+            token = document["acknowledgement_token"]
+            # made by the fallback, on the worker's clock
+            assert ctx.links.verify(token, signal_id, datetime.now(UTC)).person_id == "pi1"
+            assert document["acknowledge_url"].endswith(f"/acknowledge?token={token}")
             assert receiver.headers[0]["idempotency-key"]
             assert receiver.refused == 0
             async with pool.acquire() as connection:

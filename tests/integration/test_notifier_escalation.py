@@ -96,7 +96,7 @@ async def test_backup_is_the_first_escalation_level(pool: asyncpg.Pool) -> None:
 async def app_client(pool: asyncpg.Pool, ctx: Any) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(acknowledgement_router(lambda: pool, ctx))
-    app.include_router(acknowledgement_page_router(lambda: pool, ctx))
+    app.include_router(acknowledgement_page_router(ctx))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier")
 
 
@@ -248,8 +248,9 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once(
     await email_worker(pool, port, ctx).send_due()
     mail = mailbox.wait_for(lambda m: "DIGEST" in str(m.message["Subject"]))[0]
     assert mail.envelope_to == ["sub1@x.org"]
-    # each finding carries its link, made for the digest's reader when it was sent
-    assert f"/signals/{signal_of(finding).signal_id}/acknowledge?token=" in mail.body
+    # each finding carries its link into the workspace, and no token
+    assert f"https://vigil.example/workspace/signals/{signal_of(finding).signal_id}" in mail.body
+    assert "token" not in mail.body
 
 
 async def test_worse_grade_tells_again_and_shortens_the_deadline(pool: asyncpg.Pool) -> None:
@@ -305,7 +306,7 @@ async def test_a_correction_to_a_worse_grade_tells_again_a_milder_one_does_not(
     assert "7.4 g/dL" in (await rendered(pool, ctx, "grade-3")).body_text
 
 
-async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
+async def test_the_old_link_page_leads_to_the_workspace_and_the_token_records_through_the_api(
     pool: asyncpg.Pool,
 ) -> None:
     clock = ManualClock()
@@ -313,32 +314,34 @@ async def test_the_link_in_the_message_opens_a_form_that_records_the_assessment(
     envelope = raised("S1", grade=3)
     await plan(pool, ctx, envelope)
     signal = signal_of(envelope)
-    link = await link_planned_for(pool, ctx, "pi1")
-    path = link.split("://", 1)[1].split("/", 1)[1]  # the address as the person clicks it
-    token = link.split("token=", 1)[1]
+    token = await token_sent_to(pool, ctx, "pi1")  # what a webhook receiver is given
+    workspace = f"https://vigil.example/workspace/signals/{signal.signal_id}"
     async with await app_client(pool, ctx) as client:
-        page = await client.get(f"/{path}")
-        assert page.status_code == 200
-        assert signal.subject_id in page.text
-        assert "Clinically significant" in page.text
-        assert "Serious adverse event confirmed" in page.text
-        assert 'name="token"' in page.text
-        altered = await client.get(f"/signals/{signal.signal_id}/acknowledge?token=x{token}")
-        assert altered.status_code == 401
-        foreign = mint(signal.signal_id, "pi2")
-        refused = await client.post(
-            f"/signals/{signal.signal_id}/acknowledge",
-            content=f"token={foreign}&assessment=clinically-significant",
-            headers={"content-type": "application/x-www-form-urlencoded"},
-        )
-        assert refused.status_code == 403
-        done = await client.post(
+        # a link from a message sent before the workspace: the signal's page, no token
+        opened = await client.get(f"/signals/{signal.signal_id}/acknowledge?token={token}")
+        assert opened.status_code == 303
+        assert opened.headers["location"] == workspace
+        posted = await client.post(
             f"/signals/{signal.signal_id}/acknowledge",
             content=f"token={token}&assessment=clinically-significant&comment=repeat+Hb",
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
+        assert posted.status_code == 410
+        assert workspace in posted.text
+        async with pool.acquire() as connection:
+            assert "acknowledged" not in await stream_types(connection, signal.signal_id)
+
+        def acknowledgement(with_token: str) -> dict[str, str]:
+            return {"token": with_token, "assessment": "clinically-significant"}
+
+        path = f"/v1/signals/{signal.signal_id}/acknowledgements"
+        altered = await client.post(path, json=acknowledgement(f"x{token}"))
+        assert altered.status_code == 401
+        foreign = await client.post(path, json=acknowledgement(mint(signal.signal_id, "pi2")))
+        assert foreign.status_code == 403
+        done = await client.post(path, json={**acknowledgement(token), "comment": "repeat Hb"})
         assert done.status_code == 201, done.text
-        assert "Recorded: Clinically significant" in done.text
+        assert done.json()["comment"] == "repeat Hb"
     async with pool.acquire() as connection:
         assert "acknowledged" in await stream_types(connection, signal.signal_id)
     clock.advance(hours=5)  # past the grade-3 deadline: acknowledged, so no escalation

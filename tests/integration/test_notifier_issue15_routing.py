@@ -96,7 +96,7 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert "A protocol analyte in an unknown unit" in body
     assert "haemoglobin" in body
     assert "a unit Vigil does not recognise" in body
-    assert "/acknowledge?token=" in body  # acknowledged, with a deadline and escalation
+    assert "/workspace/signals/" in body  # acknowledged, with a deadline and escalation
     assert "Marrowfield" not in alert.everything
     # delivered again by Kafka after the catch-up: nothing new
     assert await plan(pool, ctx, *envelopes[1:], *outcome.data_quality) == 0
@@ -128,7 +128,7 @@ async def test_a_route_a_rule_could_not_read_is_acknowledged_by_the_medical_moni
     alert = await rendered(pool, ctx, "data-quality")
     assert alert.subject_line.startswith(f"[Vigil] ROUTE NOT RECOGNISED: {STUDY} subject {subject}")
     assert "obtain the route from the site" in " ".join(alert.body_text.split())
-    assert "acknowledge?token=" in alert.body_text  # a prohibited dose may hide behind it
+    assert "/workspace/signals/" in alert.body_text  # a prohibited dose may hide behind it
     assert "as per protocol" not in alert.body_text  # the route as sent
     told = await pool.fetch("SELECT person_id FROM deliveries WHERE signal_id = $1", issue.id)
     assert [r["person_id"] for r in told] == ["mm"]
@@ -146,7 +146,7 @@ async def test_an_implausible_value_reaches_the_data_manager_as_a_notice(
 
     notice = mail_with(mailbox, "IMPLAUSIBLE VALUE: ", "dm@x.org")
     assert "query the value with the laboratory or site" in " ".join(notice.body.split())
-    assert "/acknowledge?token=" not in notice.body
+    assert "/workspace/signals/" not in notice.body
     told = await pool.fetch("SELECT person_id FROM deliveries WHERE signal_id = $1", envelope.id)
     assert [r["person_id"] for r in told] == ["dm"]
 
@@ -191,7 +191,7 @@ async def test_an_unknown_subject_s_signal_reaches_the_site_once_the_subject_is_
         mail = mail_with(mailbox, "NOW AT YOUR SITE: ", f"{person}@x.org")
         assert "now enrolled at your site" in " ".join(mail.body.split())
         assert "S1" in mail.body
-        assert "/acknowledge?token=" in mail.body
+        assert "/workspace/signals/" in mail.body
     sent = await pool.fetch(
         "SELECT person_id, purpose FROM deliveries WHERE signal_id = $1 ORDER BY 1", raised.id
     )
@@ -239,4 +239,4 @@ async def test_an_acknowledged_signal_is_routed_to_the_site_for_information(
     notice = await rendered(pool, ctx, "routed-S1")
     assert notice.subject_line.startswith("[Vigil] NOW AT YOUR SITE (ACKNOWLEDGED): ")
     assert "no action is needed" in notice.body_text
-    assert "acknowledge?token=" not in notice.body_text
+    assert "/workspace/signals/" not in notice.body_text

@@ -62,7 +62,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert await send_all(pool, port, ctx) == 1
     (notice,) = mailbox.wait_for(lambda m: to_pi2(m) and "RESOLVED" in str(m.message["Subject"]))
     assert "haemoglobin 10.4 g/dL: back in range" in notice.body
-    assert "token=" not in notice.body  # nothing to acknowledge
+    assert "/workspace/signals/" not in notice.body  # nothing to acknowledge
     clock.advance(hours=10)  # far past the 4 h deadline
     assert await handlers.escalate_due(in_db(pool), ctx) == 0
 
@@ -73,7 +73,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert await send_all(pool, port, ctx) == 1
     (alert,) = mailbox.wait_for(lambda m: to_pi2(m) and "REOPENED" in str(m.message["Subject"]))
     assert "entered in error" in alert.body
-    assert "token=" in alert.body  # acknowledge again
+    assert "/workspace/signals/" in alert.body  # acknowledge again
     clock.advance(hours=3, minutes=59)
     assert await handlers.escalate_due(in_db(pool), ctx) == 0
     clock.advance(minutes=1)

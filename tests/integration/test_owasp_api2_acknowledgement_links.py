@@ -1,9 +1,11 @@
-"""OWASP API2:2023 broken authentication: acknowledgement links, through a real notifier
+"""OWASP API2:2023 broken authentication: acknowledgement tokens, through a real notifier
 process, a real PostgreSQL and a real SMTP server.
 
-An acknowledgement link is the credential that records a clinical assessment as a
-person. These tests try what someone holding a leaked key, an old link or a used link
-would try, and check that live tokens are stored nowhere.
+An acknowledgement token is the credential with which a system (a webhook receiver)
+records a clinical assessment as a person; a person signs in the workspace, and no
+e-mail carries a token. These tests try what someone holding a leaked key, an old token
+or a used one would try, and check that live tokens are stored nowhere and mailed to
+nobody.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncpg
 import pytest
 
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
+from services.notifier.domain.links import LinkClaims
 from services.notifier.handlers.digests import send_due_digests
 from shared.events import SafetySignalReopened, SafetySignalResolved, SafetySignalRetracted
 from tests.support.acknowledgement_stack import (
@@ -33,12 +36,10 @@ from tests.support.acknowledgement_stack import (
     acknowledgement_types,
     api_acknowledge,
     follow_up,
+    links_in,
     now,
-    page,
-    page_acknowledge,
     plan,
     raised_now,
-    tokens_in,
     tokens_sent,
 )
 from tests.support.notifier import ManualClock, mint, signal_of
@@ -58,11 +59,9 @@ async def test_a_forged_far_future_expiry_is_refused_even_with_the_signing_key(
     forged = mint(signal_id, PI, key=ACTIVE_KEY, issued_at=now(), valid_for=timedelta(days=3650))
     async with notifier.client() as client:
         answer = await api_acknowledge(client, envelope, forged, "not-clinically-significant")
-        opened = await page(client, envelope, forged)
     assert answer.status_code == 401, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "longer validity" in answer.json()["detail"]
-    assert opened.status_code == 401
     assert await acknowledgement_types(notifier_db, envelope) == []
 
 
@@ -89,10 +88,8 @@ async def test_a_retired_but_listed_key_still_verifies_and_a_removed_key_is_refu
     before_rotation = mint(signal_of(envelope).signal_id, PI, key=RETIRED_KEY, issued_at=now())
     removed = mint(signal_of(other).signal_id, PI, key=REMOVED_KEY, issued_at=now())
     async with notifier.client() as client:
-        form = await page(client, envelope, before_rotation)
         recorded = await api_acknowledge(client, envelope, before_rotation, "sae-confirmed")
         refused = await api_acknowledge(client, other, removed, "sae-confirmed")
-    assert form.status_code == 200, form.text
     assert recorded.status_code == 201, recorded.text
     assert refused.status_code == 401
     assert "does not hold" in refused.json()["detail"]
@@ -105,32 +102,24 @@ async def test_a_second_use_with_another_assessment_records_nothing_and_shows_th
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)  # the link in the e-mail
-    fields = {"token": token, "assessment": "clinically-significant", "comment": "repeat Hb"}
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     async with notifier.client() as client:
-        first = await page_acknowledge(client, envelope, fields)
-        second = await page_acknowledge(
-            client, envelope, {**fields, "assessment": "not-clinically-significant"}
+        first = await api_acknowledge(
+            client, envelope, token, "clinically-significant", "repeat Hb"
         )
+        second = await api_acknowledge(client, envelope, token, "not-clinically-significant")
         by_api = await api_acknowledge(client, envelope, token, "sae-confirmed", "changed")
-        reopened_page = await page(client, envelope, token)
 
     assert first.status_code == 201, first.text
-    assert "Recorded: Clinically significant" in first.text
     assert second.status_code == 200, second.text
-    assert "nothing new was recorded" in second.text
-    assert "Clinically significant" in second.text
-    assert "Not clinically significant</td>" not in second.text
-    assert f"{PI} (investigator)" in second.text  # by whom
-    assert by_api.status_code == 200, by_api.text
-    record = by_api.json()
-    assert record["new"] is False
-    assert (record["assessment"], record["comment"]) == ("clinically-significant", "repeat Hb")
-    assert (record["person_id"], record["role"]) == (PI, "investigator")
-    assert record["recorded_at"][:19] in second.text  # when
-    assert record["stands"] is True
-    assert "used already" in reopened_page.text
-    assert 'name="assessment"' not in reopened_page.text  # no form for a used link
+    for again in (second, by_api):
+        assert again.status_code == 200, again.text
+        record = again.json()
+        assert record["new"] is False
+        assert (record["assessment"], record["comment"]) == ("clinically-significant", "repeat Hb")
+        assert (record["person_id"], record["role"]) == (PI, "investigator")  # by whom
+        assert record["recorded_at"] == first.json()["recorded_at"]  # when
+        assert record["stands"] is True
     assert await acknowledgement_types(notifier_db, envelope) == ["clinically-significant"]
 
 
@@ -139,7 +128,7 @@ async def test_two_uses_at_once_record_one_assessment_and_both_answers_show_it(
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     async with notifier.client() as client:
         answers = await asyncio.gather(
             api_acknowledge(client, envelope, token, "clinically-significant"),
@@ -175,35 +164,26 @@ async def test_acknowledging_a_retracted_or_resolved_signal_is_refused_with_the_
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     if event_class is SafetySignalResolved:
         fields = {**fields, "collected_at": now()}
     await plan(notifier_db, notifier, follow_up(envelope, event_class, **fields))
     reason = str(fields["reason"])
     async with notifier.client() as client:
         answer = await api_acknowledge(client, envelope, token, "clinically-significant")
-        opened = await page(client, envelope, token)
-        posted = await page_acknowledge(
-            client, envelope, {"token": token, "assessment": "clinically-significant"}
-        )
     assert answer.status_code == 409, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["title"] == f"Signal {status}"
     assert reason in answer.json()["detail"]
-    for html in (opened, posted):
-        assert html.status_code == 409
-        assert f"was {status}" in html.text
-        assert reason in html.text
-        assert 'name="assessment"' not in html.text
     assert await acknowledgement_types(notifier_db, envelope) == []
 
 
-async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of_its_alert(
+async def test_a_reopened_signal_is_acknowledged_again_with_the_fresh_token_of_its_alert(
     notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (first,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (first,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     async with notifier.client() as client:
         assert (
             await api_acknowledge(client, envelope, first, "clinically-significant")
@@ -224,9 +204,9 @@ async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of
             notifier,
             follow_up(envelope, SafetySignalReopened, reason="the 10.4 g/dL result was withdrawn"),
         )
-        old, fresh = tokens_sent(notifier.mailbox, envelope, PI_MAIL, count=2)
+        old, fresh = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL, count=2)
         assert old == first
-        assert fresh != first  # the reopening alert carries a new link
+        assert fresh != first  # the reopening message was issued a new token
         again = await api_acknowledge(client, envelope, first, "not-clinically-significant")
         renewed = await api_acknowledge(client, envelope, fresh, "not-clinically-significant")
     assert again.status_code == 200  # the old link recorded its one assessment
@@ -238,7 +218,7 @@ async def test_a_reopened_signal_is_acknowledged_again_through_the_fresh_link_of
     ]  # fmt: skip
 
 
-async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
+async def test_no_live_token_is_mailed_or_stored_anywhere_in_the_database_after_sending(
     notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     alert, finding = raised_now(), raised_now(severity="finding", grade=1)
@@ -259,8 +239,9 @@ async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
         and subject in m.body,
         timeout=60,
     )[0]  # fmt: skip
-    assert tokens_in(digest, signal_of(finding).signal_id)  # the digest's item carries its link
-    (token,) = tokens_sent(notifier.mailbox, alert, PI_MAIL)
+    # the digest's item leads to the finding's page in the workspace
+    assert links_in(digest, signal_of(finding).signal_id)
+    (token,) = await tokens_sent(notifier, notifier_db, alert, PI_MAIL)
     async with notifier.client() as client:
         assert (
             await api_acknowledge(client, alert, token, "clinically-significant")
@@ -273,8 +254,22 @@ async def test_no_live_token_is_stored_anywhere_in_the_database_after_sending(
         what="every planned message sent",
     )
 
-    tokens = {t for mail in notifier.mailbox.matching(lambda m: True) for t in tokens_in(mail)}
-    assert len(tokens) >= 4  # the alerts, the digest item, and the other tests' links
+    # every token issued with a message (its claims are in the outbox and the digest items)
+    claims = [
+        row["claims"]
+        for row in await notifier_db.fetch(
+            "SELECT link_claims::text AS claims FROM deliveries WHERE link_claims IS NOT NULL "
+            "UNION ALL SELECT jsonb_array_elements(item_link_claims)::text FROM deliveries "
+            "WHERE item_link_claims IS NOT NULL"
+        )
+        if row["claims"] != "null"
+    ]
+    tokens = {notifier.context.links.token(LinkClaims.model_validate_json(c)) for c in claims}
+    assert len(tokens) >= 4  # the alerts, the digest item, and the other tests' tokens
+    mailed = "".join(mail.everything for mail in notifier.mailbox.matching(lambda m: True))
+    assert mailed  # the scan reads what was sent
+    assert not [t for t in tokens if t in mailed or t.rsplit(".", 1)[1] in mailed]
+    assert "token=" not in mailed
     needles = sorted(tokens | {t.rsplit(".", 1)[1] for t in tokens})  # and each signature
     columns = await notifier_db.fetch(
         """SELECT table_name, column_name, data_type FROM information_schema.columns

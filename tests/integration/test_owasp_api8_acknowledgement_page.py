@@ -1,8 +1,10 @@
-"""OWASP API8:2023 security misconfiguration: the acknowledgement page and API, through a
-real notifier process over real HTTP.
+"""OWASP API8:2023 security misconfiguration: the old acknowledgement link page and the
+API, through a real notifier process over real HTTP.
 
-The page is opened from an e-mail with a live token in its address: it must not be
-cached, leak the address in a Referer, run script, be framed, or record anything on GET.
+The old page was opened from an e-mail with a live token in its address; messages sent
+before the workspace still carry such links. Its answers (a redirect to the workspace, a
+refusal) and the API's must not be cached, leak the address in a Referer, run script, be
+framed, or record anything.
 """
 
 from __future__ import annotations
@@ -59,24 +61,22 @@ def assert_locked_down(response: httpx.Response, what: str) -> None:
     assert "unsafe" not in response.headers["content-security-policy"], what
 
 
-async def test_every_answer_of_the_page_and_the_api_carries_the_security_headers(
+async def test_every_answer_of_the_old_link_page_and_the_api_carries_the_security_headers(
     notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope, other = raised_now(), raised_now()
     await plan(notifier_db, notifier, envelope, other)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
-    (other_token,) = tokens_sent(notifier.mailbox, other, PI_MAIL)
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
+    (other_token,) = await tokens_sent(notifier, notifier_db, other, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
     form = {"token": token, "assessment": "clinically-significant"}
     async with notifier.client() as client:
         answers = {
-            "page GET": await page(client, envelope, token),
-            "page GET, altered link": await page(client, envelope, "x" + token),
-            "page GET, no link": await client.get(f"/signals/{signal_id}/acknowledge"),
-            "page POST, no choice": await page_acknowledge(client, envelope, {"token": token}),
-            "page POST": await page_acknowledge(client, envelope, form),
-            "page POST again": await page_acknowledge(client, envelope, form),
-            "page POST, too large": await page_acknowledge(
+            "old link GET": await page(client, envelope, token),
+            "old link GET, altered": await page(client, envelope, "x" + token),
+            "old link GET, no token": await client.get(f"/signals/{signal_id}/acknowledge"),
+            "old link POST": await page_acknowledge(client, envelope, form),
+            "old link POST, too large": await page_acknowledge(
                 client, envelope, {**form, "comment": "x" * 100_000}
             ),
             "API POST": await api_acknowledge(client, other, other_token, "sae-confirmed"),
@@ -90,13 +90,11 @@ async def test_every_answer_of_the_page_and_the_api_carries_the_security_headers
         }
     statuses = {what: response.status_code for what, response in answers.items()}
     assert statuses == {
-        "page GET": 200,
-        "page GET, altered link": 401,
-        "page GET, no link": 401,
-        "page POST, no choice": 422,
-        "page POST": 201,
-        "page POST again": 200,
-        "page POST, too large": 413,
+        "old link GET": 303,
+        "old link GET, altered": 303,
+        "old link GET, no token": 303,
+        "old link POST": 410,
+        "old link POST, too large": 413,
         "API POST": 201,
         "API POST again": 200,
         "API POST, invalid": 422,
@@ -105,45 +103,49 @@ async def test_every_answer_of_the_page_and_the_api_carries_the_security_headers
     for what, response in answers.items():
         assert_locked_down(response, what)
 
-    # the page's one stylesheet is the one the policy allows, and nothing else runs
-    html = answers["page GET"].text
+    # the old address leads to the signal's workspace page, the token left behind
+    workspace = f"{notifier.url}/workspace/signals/{signal_id}"
+    for what in ("old link GET", "old link GET, altered", "old link GET, no token"):
+        assert answers[what].headers["location"] == workspace, what
+    # the page saying where to go has the one stylesheet the policy allows, and no script
+    html = answers["old link POST"].text
+    assert workspace in html
     (stylesheet,) = re.findall(r"<style>(.*?)</style>", html, re.S)
     digest = base64.b64encode(hashlib.sha256(stylesheet.encode()).digest()).decode()
-    assert policy(answers["page GET"])["style-src"] == [f"'sha256-{digest}'"]
-    for page_html in (html, answers["page POST"].text):
-        assert "<script" not in page_html
-        assert not re.search(r"\s(style|on\w+)=", page_html)
-    # the form posts back here without the token in the address
-    assert 'action="acknowledge"' in html
-    assert 'method="post"' in html
+    assert policy(answers["old link POST"])["style-src"] == [f"'sha256-{digest}'"]
+    assert "<script" not in html
+    assert not re.search(r"\s(style|on\w+)=", html)
+    assert await acknowledgement_types(notifier_db, envelope) == []
 
 
-async def test_opening_the_page_shows_the_form_and_records_nothing_only_post_records(
+async def test_the_old_link_records_nothing_however_it_is_opened_only_the_api_records(
     notifier: AcknowledgementStack, notifier_db: asyncpg.Pool
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
     async with notifier.client() as client:
         for _ in range(3):
             opened = await page(client, envelope, token)
-            assert opened.status_code == 200
-            assert 'name="assessment"' in opened.text
-        # a link crafted to carry an assessment in its address is still only shown
+            assert opened.status_code == 303
+            assert "token" not in opened.headers["location"]
+        # a link crafted to carry an assessment in its address is still only redirected
         crafted = await client.get(
             f"/signals/{signal_id}/acknowledge",
             params={"token": token, "assessment": "not-clinically-significant"},
         )
-        assert crafted.status_code == 200
+        assert crafted.status_code == 303
         assert (
             await client.head(f"/signals/{signal_id}/acknowledge?token={token}")
-        ).status_code in {200, 405}
-        assert await acknowledgement_types(notifier_db, envelope) == []
+        ).status_code in {303, 405}
         posted = await page_acknowledge(
             client, envelope, {"token": token, "assessment": "clinically-significant"}
         )
-    assert posted.status_code == 201
+        assert posted.status_code == 410
+        assert await acknowledgement_types(notifier_db, envelope) == []
+        recorded = await api_acknowledge(client, envelope, token, "clinically-significant")
+    assert recorded.status_code == 201
     assert await acknowledgement_types(notifier_db, envelope) == ["clinically-significant"]
 
 
@@ -152,7 +154,7 @@ async def test_bodies_over_the_cap_are_refused_and_record_nothing(
 ) -> None:
     envelope = raised_now()
     await plan(notifier_db, notifier, envelope)
-    (token,) = tokens_sent(notifier.mailbox, envelope, PI_MAIL)
+    (token,) = await tokens_sent(notifier, notifier_db, envelope, PI_MAIL)
     signal_id = signal_of(envelope).signal_id
     padding = "x" * 200_000
     form = f"token={token}&assessment=clinically-significant&comment={padding}".encode()
@@ -173,10 +175,8 @@ async def test_bodies_over_the_cap_are_refused_and_record_nothing(
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         api = await api_acknowledge(client, envelope, token, "clinically-significant", padding)
-        long_comment = await page_acknowledge(
-            client,
-            envelope,
-            {"token": token, "assessment": "clinically-significant", "comment": "y" * 4001},
+        long_comment = await api_acknowledge(
+            client, envelope, token, "clinically-significant", "y" * 4001
         )
     assert declared.status_code == 413
     assert streamed.status_code == 413

@@ -1,9 +1,11 @@
 """A real notifier process (`vigil notifier`) with a broker, a database and an SMTP server
-of its own, for tests of acknowledgement links through real sockets.
+of its own, for tests of message links and acknowledgement tokens through real sockets.
 
 Signals are planned straight into its database with the same roster and keys the process
 has; the process's delivery worker sends the mail, and the tests read each link from the
-message a person received, as that person would.
+message a person received, as that person would. An e-mail carries no token (it leads to
+the workspace); the token a message was issued with, which a webhook receiver would get,
+is made from the claims the outbox keeps, with the process's keys.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 from services.notifier import handlers
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.roster_files import load_rosters
-from services.notifier.domain.links import LinkIssuer, LinkKey, LinkKeyRing
+from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing
 from services.notifier.domain.planning import AckDeadlines
 from shared.clock import SystemClock
 from shared.events import Envelope, EventPayload, wrap
@@ -46,9 +48,8 @@ ACTIVE_KEY = LinkKey("owasp-2", secrets.token_urlsafe(48).encode())
 RETIRED_KEY = LinkKey("owasp-1", secrets.token_urlsafe(48).encode())
 REMOVED_KEY = LinkKey("owasp-0", secrets.token_urlsafe(48).encode())
 VALID_FOR = timedelta(hours=168)
-LINK = re.compile(
-    r"https?://\S+/signals/(?P<signal>[0-9a-f-]{36})/acknowledge\?token=(?P<token>[\w.-]+)"
-)
+# the link every message carries: the signal's page in the workspace
+LINK = re.compile(r"(?P<url>https?://[^\s\"<>]+/workspace/signals/(?P<signal>[0-9a-f-]{36}))")
 
 
 def keys_setting(*keys: LinkKey) -> str:
@@ -81,7 +82,7 @@ def acknowledgement_stack(postgres_dsn: str, log_dir: Path) -> Iterator[Acknowle
                 smtp_port=smtp_port,
                 VIGIL_NOTIFIER_PORT=str(port),
                 VIGIL_NOTIFIER_LINK_KEYS=keys_setting(ACTIVE_KEY, RETIRED_KEY),
-                VIGIL_PUBLIC_BASE_URL=url,
+                VIGIL_NOTIFIER_PUBLIC_URL=url,
                 VIGIL_ENVIRONMENT="production",
             )
             process = start_service("notifier", "notifier", port, env, log_dir)
@@ -123,26 +124,48 @@ async def plan(pool: asyncpg.Pool, stack: AcknowledgementStack, *envelopes: Enve
     return await handlers.handle_signals(uow, list(envelopes), stack.context)
 
 
-def tokens_in(mail: Received, signal_id: uuid.UUID | None = None) -> list[str]:
-    """The acknowledgement tokens in a message (for one signal, when given)."""
+def links_in(mail: Received, signal_id: uuid.UUID | None = None) -> list[str]:
+    """The workspace links in a message (for one signal, when given)."""
     return [
-        found["token"]
+        found["url"]
         for found in LINK.finditer(mail.body)
         if signal_id is None or found["signal"] == str(signal_id)
     ]
 
 
-def tokens_sent(
+def mails_with_link(
     mailbox: MailCatcher, envelope: Envelope, address: str, *, count: int = 1
-) -> list[str]:
-    """The links for the signal that ``address`` received, in order, once ``count`` came."""
+) -> list[Received]:
+    """The messages with a link to the signal that ``address`` received, once ``count``
+    came."""
     signal_id = signal_of(envelope).signal_id
-    mails = mailbox.wait_for(
-        lambda m: m.envelope_to == [address] and bool(tokens_in(m, signal_id)),
+    return mailbox.wait_for(
+        lambda m: m.envelope_to == [address] and bool(links_in(m, signal_id)),
         count=count,
         timeout=60,
     )
-    return [token for mail in mails for token in tokens_in(mail, signal_id)]
+
+
+async def tokens_sent(
+    stack: AcknowledgementStack,
+    pool: asyncpg.Pool,
+    envelope: Envelope,
+    address: str,
+    *,
+    count: int = 1,
+) -> list[str]:
+    """The tokens of the messages with a link to the signal that ``address`` received, in
+    order, once ``count`` came: what a webhook receiver would have been given with each
+    (an e-mail carries none), made from the outbox's claims with the process's keys."""
+    mails_with_link(stack.mailbox, envelope, address, count=count)
+    rows = await pool.fetch(
+        "SELECT link_claims::text AS claims FROM deliveries "
+        "WHERE signal_id = $1 AND recipient = $2 AND link_claims IS NOT NULL "
+        "ORDER BY created_at",
+        signal_of(envelope).signal_id,
+        address,
+    )
+    return [stack.context.links.token(LinkClaims.model_validate_json(r["claims"])) for r in rows]
 
 
 async def acknowledgement_types(pool: asyncpg.Pool, envelope: Envelope) -> list[str]:
@@ -167,7 +190,7 @@ async def api_acknowledge(
 async def page_acknowledge(
     client: httpx.AsyncClient, envelope: Envelope, fields: dict[str, str]
 ) -> httpx.Response:
-    """The form's POST, as a browser sends it."""
+    """A POST to the old link page, as its form sent it (now refused: 410)."""
     return await client.post(
         f"/signals/{signal_of(envelope).signal_id}/acknowledge",
         data=fields,
@@ -175,7 +198,7 @@ async def page_acknowledge(
 
 
 async def page(client: httpx.AsyncClient, envelope: Envelope, token: str) -> httpx.Response:
-    """The page a person opens from the link in their message."""
+    """The old link page, as a message sent before the workspace opens it (now 303)."""
     return await client.get(
         f"/signals/{signal_of(envelope).signal_id}/acknowledge", params={"token": token}
     )

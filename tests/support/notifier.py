@@ -14,6 +14,7 @@ from services.notifier import handlers
 from services.notifier.adapters.deliveries import deliveries_of
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.smtp import SmtpSender
+from services.notifier.domain.deliveries import as_sent
 from services.notifier.domain.links import LinkClaims, LinkIssuer, LinkKey, LinkKeyRing, sign
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.planning import AckDeadlines
@@ -258,7 +259,7 @@ async def rendered(pool: asyncpg.Pool, context: NotifierContext, purpose: str) -
     assert signal_id is not None, f"no message planned for {purpose}"
     async with pool.acquire() as connection:
         planned = [d for d in await deliveries_of(connection, signal_id) if d.purpose == purpose]
-    return planned[0].render(context.links.url)
+    return as_sent(planned[0], context.links.message_link, context.rosters)
 
 
 class CrashError(BaseException):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from services.notifier import handlers
 from services.notifier.adapters.in_memory import InMemoryNotifierUnitOfWork
+from services.notifier.domain.deliveries import as_sent
 from services.notifier.domain.messages import Delivery
 from services.notifier.entrypoints.delivery_worker import DeliveryWorker, Sender
 from services.notifier.handlers import NotifierContext
@@ -41,7 +42,7 @@ def rendered(store: InMemoryNotifierUnitOfWork, context: NotifierContext, purpos
     """The first planned message with this purpose, rendered as it will be sent."""
     planned = [row.delivery for row in store.outbox() if row.delivery.purpose == purpose]
     assert planned, f"no message planned for {purpose}"
-    return planned[0].render(context.links.url)
+    return as_sent(planned[0], context.links.message_link, context.rosters)
 
 
 def link_planned_for(

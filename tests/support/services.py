@@ -33,6 +33,9 @@ class RunningServices:
     """A key of the source ``tests`` for the study NCT05262686 (every site, no right to
     amend other sources' records); every HTTP write to ingest must carry one."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    link_keys: str = field(default="", repr=False)
+    """The notifier's VIGIL_NOTIFIER_LINK_KEYS: what makes the token a message was issued
+    (a webhook's) from the claims the outbox keeps."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -98,6 +101,11 @@ def running_services(
         "VIGIL_RULES_PORT": str(ports["rules"]),
         "VIGIL_NOTIFIER_PORT": str(ports["notifier"]),
         "VIGIL_INGEST_PORT": str(ports["ingest"]),
+        # each service's public address on the port it runs on: links in messages open
+        # this notifier's workspace
+        "VIGIL_NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{ports['notifier']}",
+        "VIGIL_INGEST_PUBLIC_URL": f"http://127.0.0.1:{ports['ingest']}",
+        **{k: v for k, v in base_env.items() if k.endswith("_PUBLIC_URL")},
     }
     started: list[ManagedProcess] = []
     try:
@@ -127,6 +135,7 @@ def running_services(
             log_dir=log_dir,
             api_key=api_key,
             processes={process.name: process for process in started},
+            link_keys=env.get("VIGIL_NOTIFIER_LINK_KEYS", ""),
         )
     finally:
         for process in reversed(started):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -251,6 +252,9 @@ def test_a_digest_renders_each_items_link_only_when_sent() -> None:
         address="sub@x.org", link=None, item_links=(link, None),
     )  # fmt: skip
     assert "token=" not in repr(planned)  # what the outbox stores
-    sent = planned.render(ISSUER.url)
-    assert f"haemoglobin 10.1 g/dL - {ISSUER.url(link)}" in sent.body_text
-    assert sent.body_text.count("token=") == 1
+    sent = planned.render(ISSUER.message_link)
+    assert f"haemoglobin 10.1 g/dL - {ISSUER.workspace_url(SIGNAL)}" in sent.body_text
+    assert sent.body_text.count("/workspace/signals/") == 1
+    assert "token" not in sent.body_text  # an e-mail carries no credential
+    as_webhook = dataclasses.replace(planned, channel="webhook").render(ISSUER.message_link)
+    assert f"haemoglobin 10.1 g/dL - {ISSUER.url(link)}" in as_webhook.body_text

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,7 +56,7 @@ def _email(signal: SafetySignalRaised, acknowledge_by: datetime | None = None) -
     claims = ISSUER.claims(content.signal_id, "p", T0)
     delivery = compose(
         content, purpose="raised", person_id="p", channel="email", address="a@b.org", link=claims
-    ).render(ISSUER.url)
+    ).render(ISSUER.message_link)
     return delivery.subject_line, delivery.body_text
 
 
@@ -99,6 +100,10 @@ def test_a_signal_without_a_value_shows_no_value_line() -> None:
     """An adverse event has no value: no 'Value: -' line, which reads as negative."""
     _, body = _email(_signal(computed_values={}, analyte="syncope"))
     assert not any(line.startswith("Value:") for line in body.splitlines())
+    ae = _signal(computed_values={"meddra_code": "10042772"}, episode_key="ae:1", serious=True)
+    _, body = _email(ae)
+    assert _line(body, "Adverse event:").startswith("Adverse event:    serious adverse event")
+    assert not any(line.startswith("Analyte:") for line in body.splitlines())
 
 
 def test_a_medication_signal_states_the_dose_given_beside_its_equivalent() -> None:
@@ -115,7 +120,10 @@ def test_a_medication_signal_states_the_dose_given_beside_its_equivalent() -> No
     subject, body = _email(signal)
     value = "500 mg ONCE intravenous (625 mg/day prednisone-equivalent)"
     assert f"methylprednisolone {value}" in subject
-    assert _line(body, "Value:").removeprefix("Value:").strip() == value
+    # labelled for what they hold: a medication and the dose given
+    assert _line(body, "Medication:").removeprefix("Medication:").strip() == "methylprednisolone"
+    assert _line(body, "Dose:").removeprefix("Dose:").strip() == value
+    assert not any(line.startswith("Analyte:") for line in body.splitlines())
 
 
 def test_units_are_printed_as_people_write_them_and_the_content_keeps_ucum() -> None:
@@ -136,9 +144,11 @@ def test_units_are_printed_as_people_write_them_and_the_content_keeps_ucum() -> 
     assert not subject.startswith(" ")
 
 
-def test_deadlines_are_printed_to_the_minute_in_utc_never_later() -> None:
+def test_deadlines_are_printed_to_the_minute_in_the_readers_zone_never_later() -> None:
     moment = datetime(2026, 12, 4, 17, 40, 59, 999999, tzinfo=timezone(timedelta(hours=8)))
-    assert when_for_people(moment) == "2026-12-04T09:40:00+00:00 (UTC)"
+    assert when_for_people(moment) == "2026-12-04 09:40 UTC"
+    shanghai = when_for_people(moment, ZoneInfo("Asia/Shanghai"))
+    assert shanghai == "2026-12-04 17:40 CST (Asia/Shanghai)"
 
 
 def test_the_acknowledgement_is_due_no_later_than_the_action_deadline() -> None:
@@ -167,8 +177,11 @@ def test_escalation_follows_the_action_deadline() -> None:
     assert opened.acknowledge_by == T0 + timedelta(hours=24)
     assert opened.deadline_hours == 24.0
     _, body = _email(signal, planned[0].content.acknowledge_by)
-    assert _line(body, "Acknowledge by:").endswith("2026-12-04T09:00:00+00:00 (UTC)")
-    assert _line(body, "Deadline:").endswith("by 2026-12-04T09:00:00+00:00 (UTC)")
+    assert _line(body, "Acknowledge by:").endswith(" 2026-12-04 09:00 UTC")
+    # each line holds what its label says: the action, and when the report is due
+    assert _line(body, "Required action:").endswith(" report to the sponsor within 24 hours.")
+    assert _line(body, "Report due by:").endswith(" 2026-12-04 09:00 UTC")
+    assert "Deadline" not in body
     state = fold([opened])
     assert state is not None
     escalated, _ = escalate(state, ROSTER)

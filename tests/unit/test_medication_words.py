@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.notifier.domain.links import MessageLink
 from services.notifier.domain.messages import content_for_signal, render
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.conditions.drug_names import identify, names_in
@@ -99,7 +100,10 @@ def test_a_steroid_signal_names_the_rule_s_drug_not_the_text_as_sent() -> None:
         assert "555-0199" not in dumped
         for channel in ("email", "webhook"):
             message = render(
-                content_for_signal(signal), channel, link="https://x/a", message_id="<m>"
+                content_for_signal(signal),
+                channel,
+                link=MessageLink("https://x/a"),
+                message_id="<m>",
             )
             assert "Marrowfield" not in f"{message.subject}{message.text}{message.html}"
 

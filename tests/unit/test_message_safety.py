@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from services.notifier.adapters.smtp import SmtpSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.deliveries import compose
-from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.links import LinkClaims, MessageLink
 from services.notifier.domain.messages import (
     Delivery,
     MessageContent,
@@ -144,7 +144,7 @@ def composed(facts: MessageContent, *, channel: str, address: str, link: str | N
         address=address,
         link=None if link is None else claims,
     )
-    return planned.render(lambda _: link or "")
+    return planned.render(lambda _claims, _channel: MessageLink(link or ""))
 
 
 @PROPERTY
@@ -157,7 +157,7 @@ def test_any_text_in_any_field_gives_an_email_that_parses_back(
         facts,
         channel="email",
         address="pi1@vigil.example.org",
-        link=f"https://vigil.example.org/signals/{facts.signal_id}/acknowledge?token=abc",
+        link=f"https://vigil.example.org/workspace/signals/{facts.signal_id}",
     )
 
     back = parsed(SMTP.build(delivery), utf8=utf8)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from services.ingest.domain.json_events import events_for
+from services.notifier.domain.links import MessageLink
 from services.notifier.domain.messages import (
     MessageContent,
     Rendered,
@@ -28,7 +29,7 @@ from tests.support.services import REPO
 
 PACK = load_rule_packs(REPO / "studies")["NCT05262686"]
 TERM = "Fell outside 12 Qxelmstreet Road, taken to hospital by Quentin Marrowfield"
-LINK = "https://vigil.example.org/signals/x/acknowledge?token=t"
+LINK = "https://vigil.example.org/workspace/signals/x"
 
 
 UNIT = "Quarrington1234"  # a name, sent where a unit goes
@@ -65,7 +66,7 @@ def rendered(signal: SafetySignalRaised) -> str:
 
 def sent(content: MessageContent, channel: str) -> Rendered:
     """The message as a sender renders it when it sends (with the link)."""
-    return render(content, channel, link=LINK, message_id="<m@vigil>")
+    return render(content, channel, link=MessageLink(LINK), message_id="<m@vigil>")
 
 
 def test_a_serious_adverse_event_signal_carries_no_verbatim_term() -> None:

@@ -67,7 +67,7 @@ def rendered(content: MessageContent, *, link: bool) -> Any:
     planned = compose(
         content, purpose="p", person_id="p", channel="email", address="a@b.org", link=claims
     )
-    return planned.render(ISSUER.url)
+    return planned.render(ISSUER.message_link)
 
 
 def test_every_data_quality_kind_reaches_a_person() -> None:
@@ -107,7 +107,7 @@ def test_a_protocol_analyte_in_an_unknown_unit_is_an_alert_for_the_monitors() ->
     assert "a unit Vigil does not recognise" in body
     assert "obtain the value in a unit Vigil knows" in body
     assert "Quentin" not in message.body_text + message.subject_line + (message.body_html or "")
-    assert ISSUER.url(ISSUER.claims(content.signal_id, "p", T0)).split("?")[0] in body
+    assert ISSUER.workspace_url(content.signal_id) in body
 
 
 @pytest.mark.parametrize("kind", ["dose-not-convertible", "route-not-recognised"])
@@ -256,7 +256,7 @@ def test_a_routed_alert_asks_the_site_to_acknowledge_and_an_acknowledged_one_inf
     assert alert_message.subject_line.startswith("[Vigil] NOW AT YOUR SITE: ")
     assert "now enrolled at your site" in alert_message.body_text
     assert "PKUPH-01" in alert_message.body_text
-    assert "acknowledge?token=" in alert_message.body_text
+    assert "/workspace/signals/" in alert_message.body_text
     assert notice_message.subject_line.startswith("[Vigil] NOW AT YOUR SITE (ACKNOWLEDGED): ")
     assert "no action is needed" in notice_message.body_text
-    assert "acknowledge?token=" not in notice_message.body_text
+    assert "/workspace/signals/" not in notice_message.body_text

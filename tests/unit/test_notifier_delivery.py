@@ -56,7 +56,7 @@ async def test_one_message_per_person_and_channel_even_when_the_signal_comes_twi
     assert sorted(d.recipient for d in sender.sent) == ["pi1@x.org", "sub1@x.org"]
     for mail in sender.sent:
         assert mail.body_html is not None
-        assert "https://vigil.example/signals/" in mail.body_text
+        assert "https://vigil.example/workspace/signals/" in mail.body_text
     types = await stream_types(store, signal_of(envelope).signal_id)
     assert types == ["opened"] + ["delivery_attempted"] * 2 + ["delivery_succeeded"] * 2
 

@@ -100,14 +100,16 @@ def test_message_has_what_the_investigator_needs_and_no_names() -> None:
     claims = ISSUER.claims(content.signal_id, "p", T0)
     delivery = compose(
         content, purpose="raised", person_id="p", channel="email", address="a@b.org", link=claims
-    ).render(ISSUER.url)
-    link = ISSUER.url(claims)
+    ).render(ISSUER.message_link)
+    link = "https://v.example/workspace/signals/" + str(content.signal_id)
     for text in (delivery.subject_line + delivery.body_text, delivery.body_html or ""):
         for needed in ("01-003", "haemoglobin", "8.6 g/dL", "anaemia-hb-le-9", "grade 3"):
             assert needed in text
         names = [p.name for p in ROSTER.everyone()]
         assert not [name for name in names if name in text]
-    assert link in delivery.body_text
+    assert link in delivery.body_text  # the signal's page in the workspace
+    assert f'href="{link}"' in (delivery.body_html or "")
+    assert "token" not in delivery.body_text + (delivery.body_html or "")  # no credential
     assert "&lt;= 9 g/dL" in (delivery.body_html or "")  # escaped in HTML
 
 
@@ -131,10 +133,10 @@ def test_a_censored_value_is_stated_with_its_comparator_as_the_laboratory_sent_i
     claims = ISSUER.claims(content.signal_id, "p", T0)
     delivery = compose(
         content, purpose="raised", person_id="p", channel=channel, address="a@b.org", link=claims
-    ).render(ISSUER.url)
+    ).render(ISSUER.message_link)
     if channel == "email":
         # people read the unit in its print form; the content (and a webhook) keep UCUM
-        assert "Value:        < 0.5 x10^9/L" in delivery.body_text.splitlines()
+        assert "Value:            < 0.5 x10^9/L" in delivery.body_text.splitlines()
         assert "&lt; 0.5 x10^9/L" in (delivery.body_html or "")
     else:
         assert "< 0.5 10*9/L" in delivery.body_text
@@ -270,7 +272,7 @@ def test_a_resolved_notice_says_why_carries_no_link_and_no_names() -> None:
     delivery = compose(
         content, purpose="resolved-1", person_id="p", channel="email", address="a@b.org",
         link=None,
-    ).render(ISSUER.url)  # fmt: skip
+    ).render(ISSUER.message_link)  # fmt: skip
     assert delivery.subject_line.startswith("[Vigil] RESOLVED: NCT05262686 subject 01-003")
     for text in (delivery.body_text, delivery.body_html or ""):
         for needed in ("01-003", "haemoglobin", "10.2 g/dL", "anaemia-hb-le-9", "no action"):
@@ -282,11 +284,11 @@ def test_a_resolved_notice_says_why_carries_no_link_and_no_names() -> None:
 def test_a_reopened_alert_asks_for_review_and_carries_the_link() -> None:
     content = content_for_signal(signal("PKUPH-01")).with_kind("reopened", note="corrected")
     claims = ISSUER.claims(content.signal_id, "p", T0)
-    link = ISSUER.url(claims)
+    link = ISSUER.workspace_url(content.signal_id)
     delivery = compose(
         content, purpose="reopened-1", person_id="p", channel="email", address="a@b.org",
         link=claims,
-    ).render(ISSUER.url)  # fmt: skip
+    ).render(ISSUER.message_link)  # fmt: skip
     assert delivery.subject_line.startswith("[Vigil] REOPENED: ")
     assert "holds again" in delivery.body_text
     assert link in delivery.body_text
@@ -344,10 +346,10 @@ def test_issues_no_rule_could_judge_are_told_to_the_monitors_with_what_to_do(
     delivery = compose(
         content, purpose="data-quality", person_id="p", channel="email", address="a@b.org",
         link=claims,
-    ).render(ISSUER.url)  # fmt: skip
+    ).render(ISSUER.message_link)  # fmt: skip
 
     assert issue in ANSWERED_ISSUES
     assert issue in ACKNOWLEDGED_ISSUES
     assert delivery.subject_line.startswith(f"[Vigil] {prefix}")
     assert action in delivery.body_text
-    assert ISSUER.url(claims) in delivery.body_text
+    assert ISSUER.workspace_url(content.signal_id) in delivery.body_text

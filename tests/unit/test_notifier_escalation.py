@@ -270,7 +270,7 @@ async def test_findings_wait_for_the_daily_digest_and_are_sent_once() -> None:
     (mail,) = [d for d in sender.sent if "DIGEST" in d.subject_line]
     assert mail.recipient == "sub1@x.org"
     # each finding carries its link, made for the digest's reader when it was sent
-    assert f"/signals/{signal_of(finding).signal_id}/acknowledge?token=" in mail.body_text
+    assert f"/workspace/signals/{signal_of(finding).signal_id}" in mail.body_text
 
 
 async def test_worse_grade_tells_again_and_shortens_the_deadline() -> None:

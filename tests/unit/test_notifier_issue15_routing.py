@@ -88,7 +88,7 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert "A protocol analyte in an unknown unit" in body
     assert "haemoglobin" in body
     assert "a unit Vigil does not recognise" in body
-    assert "/acknowledge?token=" in body  # acknowledged, with a deadline and escalation
+    assert "/workspace/signals/" in body  # acknowledged, with a deadline and escalation
     assert all("Marrowfield" not in d.subject_line + d.body_text for d in sender.sent)
     # delivered again: nothing new
     assert await plan(store, ctx, *envelopes[1:], *outcome.data_quality) == 0
@@ -116,7 +116,7 @@ async def test_a_route_a_rule_could_not_read_is_acknowledged_by_the_medical_moni
     alert = rendered(store, ctx, "data-quality")
     assert alert.subject_line.startswith(f"[Vigil] ROUTE NOT RECOGNISED: {STUDY} subject {subject}")
     assert "obtain the route from the site" in " ".join(alert.body_text.split())
-    assert "acknowledge?token=" in alert.body_text  # a prohibited dose may hide behind it
+    assert "/workspace/signals/" in alert.body_text  # a prohibited dose may hide behind it
     assert "as per protocol" not in alert.body_text  # the route as sent
     assert told(store, issue.id) == [("mm", "data-quality")]
 
@@ -131,7 +131,7 @@ async def test_an_implausible_value_reaches_the_data_manager_as_a_notice() -> No
 
     notice = mail_with(sender, "IMPLAUSIBLE VALUE: ", "dm@x.org")
     assert "query the value with the laboratory or site" in " ".join(notice.split())
-    assert "/acknowledge?token=" not in notice
+    assert "/workspace/signals/" not in notice
     assert told(store, envelope.id) == [("dm", "data-quality")]
 
 
@@ -172,7 +172,7 @@ async def test_an_unknown_subject_s_signal_reaches_the_site_once_the_subject_is_
         body = mail_with(sender, "NOW AT YOUR SITE: ", f"{person}@x.org")
         assert "now enrolled at your site" in " ".join(body.split())
         assert "S1" in body
-        assert "/acknowledge?token=" in body
+        assert "/workspace/signals/" in body
     assert told(store, raised.id) == [("mm", "raised"), ("pi1", "routed-S1"), ("sub1", "routed-S1")]
 
     # the site's investigator acknowledges with the link the routing sent
@@ -210,4 +210,4 @@ async def test_an_acknowledged_signal_is_routed_to_the_site_for_information() ->
     notice = rendered(store, ctx, "routed-S1")
     assert notice.subject_line.startswith("[Vigil] NOW AT YOUR SITE (ACKNOWLEDGED): ")
     assert "no action is needed" in notice.body_text
-    assert "acknowledge?token=" not in notice.body_text
+    assert "/workspace/signals/" not in notice.body_text

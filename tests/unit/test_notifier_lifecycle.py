@@ -53,7 +53,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert await send_all(worker) == 1
     (notice,) = to_pi2("RESOLVED")
     assert "haemoglobin 10.4 g/dL: back in range" in notice
-    assert "token=" not in notice  # nothing to acknowledge
+    assert "/workspace/signals/" not in notice  # nothing to acknowledge
     clock.advance(hours=10)  # far past the 4 h deadline
     assert await handlers.escalate_due(store, ctx) == 0
 
@@ -64,7 +64,7 @@ async def test_resolved_stops_escalation_reopened_runs_it_again_redelivery_sends
     assert await send_all(worker) == 1
     (alert,) = to_pi2("REOPENED")
     assert "entered in error" in alert
-    assert "token=" in alert  # acknowledge again
+    assert "/workspace/signals/" in alert  # acknowledge again
     clock.advance(hours=3, minutes=59)
     assert await handlers.escalate_due(store, ctx) == 0
     clock.advance(minutes=1)

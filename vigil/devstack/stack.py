@@ -14,6 +14,7 @@ from typing import Protocol
 from services.ingest.domain.development import study_ids
 from services.settings import VigilSettings
 from shared.db.migrate import upgrade
+from vigil.devstack.console import public_url_env
 from vigil.devstack.demo_users import ensure_workspace_key, issue_demo_users
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
@@ -96,9 +97,11 @@ def issue_dev_key(admin_dsn: str, settings: VigilSettings, key_file: Path) -> No
 
 def issue_workspace_users(admin_dsn: str, settings: VigilSettings, state_dir: Path) -> None:
     """New passwords for the workspace's demo users, and their sign-in lines."""
-    for user in issue_demo_users(admin_dsn, settings.study_dir, state_dir):
-        say(user.sign_in_line())
-    say(f"(also in {state_dir / 'dev-users'}, mode 0600; new passwords at every start)")
+    users = issue_demo_users(admin_dsn, settings.study_dir, state_dir)
+    say(
+        f"{len(users)} workspace demo users, new passwords at every start (in "
+        f"{state_dir / 'dev-users'}, mode 0600; their sign-in is printed once the stack is up)"
+    )
 
 
 def build_stack(
@@ -176,6 +179,9 @@ def build_stack(
         # MLLP senders accepted as the development source (DESIGN: vigil dev)
         env["VIGIL_ENVIRONMENT"] = "development"
     env["VIGIL_STUDY_DIR"] = str(settings.study_dir.resolve())
+    # each service's public URL on the port it runs on: the links in messages open the
+    # workspace (the notifier), not ingest
+    env.update(public_url_env(settings, os.environ))
     host = settings.bind_host
     for name, command, port in (
         ("safety_rules", "rules", settings.rules_port),

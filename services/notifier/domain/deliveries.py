@@ -9,19 +9,23 @@ a token is a credential, so the message is rendered, link and all, only when it 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from services.notifier.domain.links import LinkClaims
+from services.notifier.domain.links import LinkClaims, MessageLink
 from services.notifier.domain.messages import (
     Delivery,
     DeliveryHeader,
     MessageContent,
+    message_zone,
     render,
     subject_line,
 )
+from services.notifier.domain.roster import Roster
+from services.notifier.domain.site_time import UTC_ZONE
 from shared.events.payloads import EVENT_ID_NAMESPACE
 
 
@@ -36,21 +40,36 @@ class PlannedDelivery(DeliveryHeader):
     link: LinkClaims | None
     item_links: tuple[LinkClaims | None, ...] = ()
 
-    def render(self, url_of: Callable[[LinkClaims], str]) -> Delivery:
-        """The message as sent, its links made from their claims by ``url_of``: the same
-        claims and key give the same links, so a repeat is the same message."""
+    def render(
+        self, link_of: Callable[[LinkClaims, str], MessageLink], zone: ZoneInfo = UTC_ZONE
+    ) -> Delivery:
+        """The message as sent, its links made from their claims for this channel by
+        ``link_of`` (the same claims and key give the same links, so a repeat is the same
+        message), its times shown in ``zone``."""
         content = self.content
         if self.item_links:
             items = [
-                item if claims is None else f"{item} - {url_of(claims)}"
+                item if claims is None else f"{item} - {link_of(claims, self.channel).item_url}"
                 for item, claims in zip(content.items, self.item_links, strict=False)
             ]
             content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
-        link = url_of(self.link) if self.link is not None else None
-        rendered = render(content, self.channel, link=link, message_id=self.message_id)
+        link = link_of(self.link, self.channel) if self.link is not None else None
+        rendered = render(content, self.channel, link=link, message_id=self.message_id, zone=zone)
         header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
         header["subject_line"] = rendered.subject
         return Delivery(**header, body_text=rendered.text, body_html=rendered.html)
+
+
+def as_sent(
+    delivery: PlannedDelivery,
+    link_of: Callable[[LinkClaims, str], MessageLink],
+    rosters: Mapping[str, Roster],
+) -> Delivery:
+    """The message as it is sent: links for its channel, times in its reader's zone (see
+    :func:`services.notifier.domain.messages.message_zone`)."""
+    roster = rosters.get(delivery.study_id)
+    zone = message_zone(roster, delivery.person_id, delivery.content.site_id)
+    return delivery.render(link_of, zone)
 
 
 def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:

@@ -1,4 +1,11 @@
-"""Signed acknowledgement links: one token per signal, person and message.
+"""Where a message leads, and the signed tokens systems acknowledge with.
+
+Every message leads a person into the workspace, to the signal's page
+(``{notifier public URL}/workspace/signals/{signal_id}``), where they sign in and sign
+their assessment: no credential travels in an e-mail, since a bearer token in a mailbox
+is no electronic signature. A webhook receiver, a system, gets a token as well, for the
+JSON API (``POST /v1/signals/{signal_id}/acknowledgements``): one token per signal,
+person and message.
 
 A token is ``{key id}.{base64url(claims)}.{base64url(HMAC-SHA256(key, "{key id}.{claims}"))}``.
 The claims name the signal, the person, when the token was issued, when it expires and a
@@ -220,14 +227,50 @@ def without_tokens(text: str) -> str:
     return _TOKEN_IN_TEXT.sub(r"\1[removed]", text)
 
 
+def workspace_signal_url(base_url: str, signal_id: uuid.UUID) -> str:
+    """The signal's page in the workspace, where a person assesses and signs (signing in
+    first): what every message links to."""
+    return f"{base_url.rstrip('/')}/workspace/signals/{signal_id}"
+
+
+def acknowledgement_api_url(base_url: str, signal_id: uuid.UUID) -> str:
+    """Where a system POSTs an acknowledgement with a token."""
+    return f"{base_url.rstrip('/')}/v1/signals/{signal_id}/acknowledgements"
+
+
 def acknowledgement_url(base_url: str, signal_id: uuid.UUID, token: str) -> str:
-    """Where the person reviews and acknowledges the signal."""
+    """The old link form with the token in it, still in webhook payloads (deprecated
+    ``acknowledge_url``) for receivers that read the token from it; opened in a browser
+    it leads to the workspace without the token."""
     return f"{base_url.rstrip('/')}/signals/{signal_id}/acknowledge?token={token}"
+
+
+#: channels whose messages go to systems, which acknowledge with a token through the API;
+#: every other channel (e-mail) reaches a person, who signs in the workspace
+TOKEN_CHANNELS: frozenset[str] = frozenset({"webhook"})
+
+
+@dataclass(frozen=True)
+class MessageLink:
+    """What a message carries for one signal: the workspace page a person opens, and, on
+    a system's channel only, the token it acknowledges with and where."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    api_url: str | None = None
+    acknowledge_url: str | None = field(default=None, repr=False)
+
+    @property
+    def item_url(self) -> str:
+        """What a digest's item line shows: the token link on a system's channel (its
+        receiver acknowledges the item with it), else the workspace page."""
+        return self.acknowledge_url or self.url
 
 
 @dataclass(frozen=True)
 class LinkIssuer:
-    """Issues and checks each person's acknowledgement links for a signal."""
+    """Issues and checks each person's acknowledgement tokens for a signal, and makes the
+    links messages carry; ``base_url`` is the notifier's public address."""
 
     keys: LinkKeyRing
     base_url: str
@@ -255,7 +298,25 @@ class LinkIssuer:
         return sign(key, claims)
 
     def url(self, claims: LinkClaims) -> str:
+        """The token link for stored claims (what a webhook payload carries)."""
         return acknowledgement_url(self.base_url, claims.signal_id, self.token(claims))
+
+    def workspace_url(self, signal_id: uuid.UUID) -> str:
+        return workspace_signal_url(self.base_url, signal_id)
+
+    def message_link(self, claims: LinkClaims, channel: str) -> MessageLink:
+        """What a message on ``channel`` carries for the claims' signal: always the
+        workspace page; the token only on a system's channel (never in an e-mail)."""
+        url = self.workspace_url(claims.signal_id)
+        if channel not in TOKEN_CHANNELS:
+            return MessageLink(url)
+        token = self.token(claims)
+        return MessageLink(
+            url,
+            token=token,
+            api_url=acknowledgement_api_url(self.base_url, claims.signal_id),
+            acknowledge_url=acknowledgement_url(self.base_url, claims.signal_id, token),
+        )
 
     def verify(self, token: str, signal_id: uuid.UUID, now: datetime) -> VerifiedLink:
         return verify_token(self.keys, token, signal_id, now, self.valid_for)

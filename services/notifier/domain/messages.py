@@ -1,8 +1,10 @@
 """What a message says, and how each channel shows it.
 
-Subject id, site, analyte, value, grade, rule, deadline and a link; never a name or any
-other direct identifier, and never free text copied from the input (an adverse event is
-named in Vigil's words and by its MedDRA code, not by the site's verbatim term). The
+Subject id, site, analyte, value, grade, rule, the required action, when it is due (in
+the reader's time zone, named, to the minute) and a link into the workspace; never a
+name or any other direct identifier, and never free text copied from the input (an
+adverse event is named in Vigil's words and by its MedDRA code, not by the site's
+verbatim term). The
 content is stored with each planned delivery
 (:mod:`services.notifier.domain.deliveries`), so that a fallback to another channel
 renders the same facts.
@@ -15,14 +17,18 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from string import Template
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
+from services.notifier.domain.links import MessageLink
+from services.notifier.domain.roster import Roster
+from services.notifier.domain.site_time import UTC_ZONE, local_time
 from shared.adverse_event_labels import adverse_event_label
 from shared.analytes import shown_unit, units_for_people
 from shared.events import DataQualityIssueRaised, SafetySignalRaised
@@ -57,6 +63,8 @@ MessageKind = Literal[
     "routed-acknowledged",
     "digest",
 ]
+#: what a signal judged: a laboratory analyte, an adverse event, a medication's dose
+Judged = Literal["analyte", "adverse-event", "medication"]
 # Kinds that only inform: nothing to acknowledge, so a short notice without a link.
 NOTICE_KINDS: frozenset[MessageKind] = frozenset({"resolved", "withdrawn", "routed-acknowledged"})
 
@@ -88,6 +96,9 @@ class MessageContent(BaseModel):
     site_id: str | None = None
     signal_id: uuid.UUID
     analyte: str = ""
+    # what ``analyte`` and ``value`` hold, so each is labelled for it: a laboratory
+    # analyte and its value, an adverse event (no value), a medication and its dose
+    judged: Judged = "analyte"
     value: str = ""
     threshold: str = ""
     grade: int | None = None
@@ -96,8 +107,11 @@ class MessageContent(BaseModel):
     rule_title: str = ""
     severity: str = "protocol-threshold"
     serious: bool = False
+    # the required action (the name is what older stored messages have): "report to the
+    # sponsor", "review and acknowledge"; its due time, if any, is report_by
     deadline: str = ""
     acknowledge_by: AwareDatetime | None = None
+    report_by: AwareDatetime | None = None
     level: int = 0
     note: str = ""
     items: tuple[str, ...] = ()
@@ -159,11 +173,22 @@ def signal_value(
     return finding if isinstance(finding, str) and finding in _FINDINGS else ""
 
 
-def when_for_people(moment: datetime) -> str:
-    """A deadline as a message prints it: in UTC, to the minute (cut down, never later
-    than the deadline), the zone named."""
-    cut = moment.astimezone(UTC).replace(second=0, microsecond=0)
-    return f"{cut.isoformat()} (UTC)"
+def when_for_people(moment: datetime, zone: ZoneInfo = UTC_ZONE) -> str:
+    """A deadline as a message prints it: in the reader's zone, to the minute (cut down,
+    never later than the deadline), the zone named: ``2026-12-06 06:28 CST
+    (Asia/Shanghai)``."""
+    return local_time(moment, zone)
+
+
+def message_zone(roster: Roster | None, person_id: str, site_id: str | None) -> ZoneInfo:
+    """The zone a person reads a message's times in: the site's for the people of a site
+    (its own zone, else the study's), the study's for study-level contacts (a medical
+    monitor reads every site's signals in one zone); UTC without a roster."""
+    if roster is None:
+        return UTC_ZONE
+    if any(person.id == person_id for person in roster.study_contacts):
+        return roster.zone(None)
+    return roster.zone(site_id)
 
 
 def analyte_of(signal: SafetySignalRaised) -> str:
@@ -183,6 +208,15 @@ def analyte_of(signal: SafetySignalRaised) -> str:
     )
 
 
+def judged_in(signal: SafetySignalRaised) -> Judged:
+    """What a signal judged: an adverse event, a medication's dose, or an analyte."""
+    if (signal.episode_key or "").startswith("ae:"):
+        return "adverse-event"
+    if isinstance(signal.computed_values.get("daily_dose"), str):
+        return "medication"
+    return "analyte"
+
+
 def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
     value = signal_value(
         signal.observed_value,
@@ -191,17 +225,16 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
         signal.computed_values,
     )
     if signal.reporting_deadline:
-        deadline = (
-            f"{signal.required_action or 'report'} by {when_for_people(signal.reporting_deadline)}"
-        )
+        action = signal.required_action or "report"
     else:
-        deadline = signal.required_action or "review and acknowledge"
+        action = signal.required_action or "review and acknowledge"
     return MessageContent(
         study_id=signal.study_id,
         subject_id=signal.subject_id,
         site_id=signal.site_id,
         signal_id=signal.signal_id,
         analyte=analyte_of(signal),
+        judged=judged_in(signal),
         value=value,
         threshold=signal.threshold,
         grade=signal.grade,
@@ -210,7 +243,8 @@ def content_for_signal(signal: SafetySignalRaised) -> MessageContent:
         rule_title=signal.rule_title,
         severity=signal.severity,
         serious=signal.serious,
-        deadline=deadline,
+        deadline=action,
+        report_by=signal.reporting_deadline,
     )
 
 
@@ -382,45 +416,58 @@ _SUBJECT_PREFIX: dict[MessageKind, str] = {
 }
 
 
-def _rows(content: MessageContent) -> list[tuple[str, str]]:
+#: the labels of what a signal judged and its value
+_JUDGED_LABELS: dict[Judged, tuple[str, str]] = {
+    "analyte": ("Analyte", "Value"),
+    "adverse-event": ("Adverse event", "Value"),
+    "medication": ("Medication", "Dose"),
+}
+
+
+def _rows(content: MessageContent, zone: ZoneInfo) -> list[tuple[str, str]]:
     if content.kind == "digest":
         return [("Finding", item) for item in content.items]
     if content.kind in UNREADABLE_KINDS:
         rows = [
             ("Subject", content.subject_id),
             ("Problem", content.note),
-            ("Action", content.deadline),
-            ("Issue", str(content.signal_id)),
+            ("Required action", content.deadline),
         ]
+        if content.acknowledge_by is not None:
+            rows.append(("Acknowledge by", when_for_people(content.acknowledge_by, zone)))
+        rows.append(("Issue id", str(content.signal_id)))
         return [(label, value) for label, value in rows if value]
     site = content.site_id or "unknown (subject not enrolled in Vigil)"
+    what, amount = _JUDGED_LABELS[content.judged]
     if content.kind in NOTICE_KINDS:
         rows = [
             ("Subject", content.subject_id),
             ("Site", site),
-            ("Analyte", content.analyte),
+            (what, content.analyte),
             ("Rule", f"{content.rule_id} - {content.rule_title}"),
             ("Reason", content.note),
-            ("Signal", str(content.signal_id)),
+            ("Signal id", str(content.signal_id)),
         ]
         return [(label, value) for label, value in rows if value]
-    grade = f"{content.grading or 'CTCAE'} grade {content.grade or 'not graded'}"
+    grade = f"{content.grading or 'CTCAE'} grade {content.grade}" if content.grade else "not graded"
     rows = [
         ("Subject", content.subject_id),
         ("Site", site),
-        ("Analyte", content.analyte),
-        ("Value", content.value),
+        (what, content.analyte),
+        (amount, content.value),
         ("Threshold", content.threshold),
         ("Grade", grade),
         ("Serious AE", "yes" if content.serious else "no"),
         ("Rule", f"{content.rule_id} - {content.rule_title}"),
-        ("Deadline", content.deadline),
+        ("Required action", content.deadline),
     ]
+    if content.report_by is not None:
+        rows.append(("Report due by", when_for_people(content.report_by, zone)))
     if content.acknowledge_by is not None:
-        rows.append(("Acknowledge by", when_for_people(content.acknowledge_by)))
+        rows.append(("Acknowledge by", when_for_people(content.acknowledge_by, zone)))
     if content.note:
-        rows.append(("Note", content.note))
-    rows.append(("Signal", str(content.signal_id)))
+        rows.append(("Reason" if content.kind == "reopened" else "Note", content.note))
+    rows.append(("Signal id", str(content.signal_id)))
     return [(label, value) for label, value in rows if value]
 
 
@@ -442,29 +489,44 @@ def _template(name: str) -> Template:
     return Template(resources.files("services.notifier").joinpath("templates", name).read_text())
 
 
-def render(content: MessageContent, channel: str, *, link: str | None, message_id: str) -> Rendered:
-    """The message for a channel: e-mail has subject, plain text and HTML; a webhook has
-    the JSON document (in ``text``)."""
+#: what the link in a message says it is for
+ACTION_TEXT = "Open the signal in the Vigil workspace to assess and sign (you sign in first)"
+
+
+def render(
+    content: MessageContent,
+    channel: str,
+    *,
+    link: MessageLink | None,
+    message_id: str,
+    zone: ZoneInfo = UTC_ZONE,
+) -> Rendered:
+    """The message for a channel: e-mail has subject, plain text and HTML, its times in
+    ``zone``; a webhook has the JSON document (in ``text``; times as ISO 8601 values)."""
     headline = _HEADLINES[content.kind].format(
         study=content.study_id, level=content.level, grade=content.grade
     )
     # units in the form people read, in every message (the content keeps UCUM)
     subject = units_for_people(subject_line(content))
-    rows = [(label, units_for_people(value)) for label, value in _rows(content)]
+    rows = [(label, units_for_people(value)) for label, value in _rows(content, zone)]
     if channel == "webhook":
         document = {
             "type": f"vigil.{content.kind}",
             "message_id": message_id,
             "summary": headline,
             **content.model_dump(mode="json"),
-            "acknowledge_url": link,
+            "workspace_url": link.url if link else None,
+            "acknowledgement_api": link.api_url if link else None,
+            "acknowledgement_token": link.token if link else None,
+            # deprecated: the token link, for receivers that read the token from it
+            "acknowledge_url": link.acknowledge_url if link else None,
         }
         return Rendered(subject, json.dumps(document, sort_keys=True), None)
     template = "notice" if content.kind in NOTICE_KINDS else "alert"
-    action = f"Review and acknowledge: {link}" if link else ""
+    action = f"{ACTION_TEXT}:\n{link.url}" if link else ""
     text = _template(f"{template}.txt").substitute(
         headline=headline,
-        rows="\n".join(f"{label + ':':<13} {value}" for label, value in rows),
+        rows="\n".join(f"{label + ':':<17} {value}" for label, value in rows),
         action=action,
         message_id=message_id,
     )
@@ -473,7 +535,7 @@ def render(content: MessageContent, channel: str, *, link: str | None, message_i
         for label, value in rows
     )
     html_action = (
-        f'<p><a href="{html.escape(link, quote=True)}">Review and acknowledge</a></p>'
+        f'<p><a href="{html.escape(link.url, quote=True)}">{html.escape(ACTION_TEXT)}</a></p>'
         if link
         else ""
     )
@@ -505,8 +567,8 @@ class DeliveryHeader:
 
 @dataclass(frozen=True)
 class Delivery(DeliveryHeader):
-    """A message rendered: what a sender sends. Built when sending, never stored (its
-    bodies carry the acknowledgement link)."""
+    """A message rendered: what a sender sends. Built when sending, never stored (a
+    webhook's body carries an acknowledgement token)."""
 
     body_text: str
     body_html: str | None

@@ -17,7 +17,8 @@ restart it), after which it is a failed attempt retried later like any other; an
 running worker claims more as soon as any send ends, never waiting for a whole batch.
 
 The outbox holds each message's facts and the claims of its links; the message is
-rendered here, just before it is sent, so no live token is ever stored. The same claims
+rendered here, just before it is sent (its links for its channel, its times in its
+reader's zone), so no live token is ever stored. The same claims
 and key make the same link, so the repeat after a crash is the same message.
 """
 
@@ -38,7 +39,13 @@ import structlog
 from services.notifier import metrics
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from services.notifier.adapters.webhook import WebhookRejected
-from services.notifier.domain.deliveries import Claimed, PlannedDelivery, Unreadable, compose
+from services.notifier.domain.deliveries import (
+    Claimed,
+    PlannedDelivery,
+    Unreadable,
+    as_sent,
+    compose,
+)
 from services.notifier.domain.links import LinkIssuer, relinked, without_tokens
 from services.notifier.domain.messages import Delivery
 from services.notifier.domain.roster import Roster
@@ -281,7 +288,9 @@ class DeliveryWorker:
         deadline = asyncio.timeout(self._send_timeout)
         try:
             async with deadline:
-                return await sender.send(item.delivery.render(self._links.url))
+                return await sender.send(
+                    as_sent(item.delivery, self._links.message_link, self._rosters)
+                )
         except TimeoutError as error:
             if deadline.expired():
                 return TimeoutError(

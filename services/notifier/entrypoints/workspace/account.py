@@ -131,7 +131,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
     routes = APIRouter()
     # FastAPI reads the dependency from the default (annotations are strings here)
     signed_in_session = Depends(deps.session)
-    secure = deps.settings.public_base_url.startswith("https://")
+    secure = deps.settings.notifier_public_url.startswith("https://")
 
     def set_cookie(response: Response, token: str) -> None:
         response.set_cookie(
@@ -261,7 +261,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             raise HTTPException(status_code=404, detail="Not found")
         next_url = local_next(request.query_params.get("next"))
         try:
-            start = await oidc.start(_callback_url(request))
+            start = await oidc.start(_callback_url(request, deps))
         except OidcRefused as error:
             log.warning("workspace.oidc_unavailable", problem=str(error))
             return sign_in_page(
@@ -296,7 +296,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             return sign_in_page(local_next(None), error=refused, status=400)
         try:
             claims = await oidc.finish(
-                code_value, login.code_verifier, login.nonce, _callback_url(request)
+                code_value, login.code_verifier, login.nonce, _callback_url(request, deps)
             )
         except OidcRefused as error:
             log.warning("workspace.oidc_refused", problem=str(error))
@@ -363,8 +363,11 @@ def _text(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _callback_url(request: Request) -> str:
-    return str(request.url_for("oidc_callback"))
+def _callback_url(request: Request, deps: WorkspaceDeps) -> str:
+    """Where the identity provider sends the browser back: on the notifier's public address
+    (what the provider has registered), not whatever host this request came in on."""
+    base = deps.settings.notifier_public_url.rstrip("/")
+    return base + str(request.app.url_path_for("oidc_callback"))
 
 
 def _oidc_person(claims: dict[str, Any], claim: str, deps: WorkspaceDeps) -> str | None:
