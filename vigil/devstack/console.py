@@ -10,13 +10,12 @@ opens the workspace.
 
 from __future__ import annotations
 
-from vigil.devstack.demo_users import sign_in_lines
-
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
 from services.settings import VigilSettings
+from vigil.devstack.demo_users import sign_in_lines
 
 #: the variables a person may set to put the stack behind another address; ``vigil dev``
 #: then leaves that service's URL as given (the old name counts for the notifier)
