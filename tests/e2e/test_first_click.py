@@ -17,6 +17,7 @@ from tests.e2e.test_haemoglobin_alert import about, enrol, enrolment, new_subjec
 from tests.support.mail import MailCatcher, Received
 from tests.support.results import haemoglobin
 from tests.support.services import RunningServices
+from tests.support.workspace_users import create_workspace_user
 
 pytestmark = pytest.mark.integration
 
@@ -86,15 +87,13 @@ async def test_the_link_in_a_real_alert_e_mail_is_the_signal_s_page_on_the_notif
     assert required.split(":", 1)[1].strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the workspace's signal page and sign-in page are built in other parts of issue "
-    "17 (signal_page.py, account.py); remove this mark once they are merged",
-)
 async def test_following_the_link_from_a_real_e_mail_signs_in_first_then_opens_the_signal(
-    client: httpx.AsyncClient, db: asyncpg.Connection, mailbox: MailCatcher
+    client: httpx.AsyncClient, db: asyncpg.Connection, mailbox: MailCatcher, postgres_dsn: str
 ) -> None:
-    link = link_in(await alert_about(client, db, mailbox))
+    mail = await alert_about(client, db, mailbox)
+    link = link_in(mail)
+    password = "first click " + uuid.uuid4().hex
+    await create_workspace_user(postgres_dsn, "inv-0101", password)
     async with httpx.AsyncClient(timeout=30) as browser:
         opened = await browser.get(link)
         assert opened.status_code == 303, opened.text
@@ -103,3 +102,17 @@ async def test_following_the_link_from_a_real_e_mail_signs_in_first_then_opens_t
         assert parse_qs(target.query)["next"] == [urlsplit(link).path]
         sign_in = await browser.get(httpx.URL(link).join(opened.headers["location"]))
         assert sign_in.status_code == 200, sign_in.text
+        # the investigator the e-mail was for signs in, and lands on the signal it named
+        signed_in = await browser.post(
+            httpx.URL(link).join("/workspace/sign-in"),
+            data={"name": "inv-0101", "password": password, "next": urlsplit(link).path},
+            headers={"sec-fetch-site": "same-origin"},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == urlsplit(link).path
+        page = await browser.get(link)
+        assert page.status_code == 200, page.text
+        subject = re.search(r"subject (\S+):", mail.message["Subject"])
+        assert subject is not None
+        assert subject.group(1) in page.text
+        assert "Assess and sign" in page.text
