@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -70,7 +67,7 @@ PEOPLE = (INVESTIGATOR, INVESTIGATOR_SITE_2, MEDICAL_MONITOR, DATA_MANAGER)
 
 
 class AccountsUnavailable(AssertionError):
-    """A workspace password could not be set; the message has what `vigil users` said."""
+    """Workspace accounts cannot be created in this tree; the message says why."""
 
 
 @dataclass
@@ -125,32 +122,21 @@ class WorkspaceStack:
 
 
 async def set_password(stack: WorkspaceStack, person_id: str, password: str) -> None:
-    """Create or reset a person's workspace account, as an operator does:
-    ``vigil users set-password <person id>`` with the password twice on stdin.
+    """Create or reset a roster person's workspace account with this password.
 
-    The one place the browser tests create users (accounts land with ws-b: migration 0016
-    and ``vigil users``); when that command changes, only this function does.
+    The one place the browser tests create users. Accounts land with ws-b (migration 0016,
+    ``vigil users set-password``); this calls its test helper
+    ``tests.support.workspace_users.create_workspace_user(admin_dsn, person_id, password)``,
+    which stores the password as ``vigil users set-password`` does. When that interface
+    changes, only this function does.
     """
-    env = {
-        **stack.env,
-        "VIGIL_DATABASE_ADMIN_URL": stack.admin_dsn,
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-    }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "vigil", "users", "set-password", person_id],
-        input=f"{password}\n{password}\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:
+    try:
+        from tests.support.workspace_users import create_workspace_user
+    except ImportError as missing:
         raise AccountsUnavailable(
-            f"`vigil users set-password {person_id}` exited {done.returncode}: "
-            f"{(done.stderr or done.stdout).strip()[-800:]}"
-        )
+            f"workspace accounts are not in this tree yet (ws-b): {missing}"
+        ) from None
+    await create_workspace_user(stack.admin_dsn, person_id, password)
 
 
 def stack_env(admin_dsn: str, bootstrap: str, smtp_port: int, log_dir: Path) -> dict[str, str]:
@@ -165,6 +151,9 @@ def stack_env(admin_dsn: str, bootstrap: str, smtp_port: int, log_dir: Path) -> 
         VIGIL_INGEST_PORT=str(free_port()),
         VIGIL_RULES_PORT=str(free_port()),
         VIGIL_NOTIFIER_PORT=str(notifier_port),
+        # the links in e-mails lead here; VIGIL_NOTIFIER_PUBLIC_URL is its name from ws-a on
+        # (until then ignored), VIGIL_PUBLIC_BASE_URL the older one: drop it once ws-a is in
+        VIGIL_NOTIFIER_PUBLIC_URL=f"http://127.0.0.1:{notifier_port}",
         VIGIL_PUBLIC_BASE_URL=f"http://127.0.0.1:{notifier_port}",
         VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
         # what the workspace's accounts (ws-b) need in production; ignored until then
