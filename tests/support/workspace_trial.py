@@ -3,11 +3,12 @@ rules service must make of it.
 
 Six subjects at two sites over six weeks (screening, Day 0, Days 14, 28 and 42), each
 visit drawing haemoglobin, ALT, alkaline phosphatase, total bilirubin and neutrophils,
-sent to ingest's JSON API as a laboratory would. A few subjects carry a scripted story, so
+sent to ingest's JSON API as a laboratory would, and belimumab given at each visit from
+Day 0, recorded as the EDC does. A few subjects carry a scripted story, so
 that every kind of page has something real to show:
 
-- 01-001 (PKUPH-01): Hb 8.6 on Day 14, 7.6 on Day 28, 11.2 on Day 42; belimumab dosing and
-  a mild AE. The anaemia signal is raised, escalated (grade 2 to 3) and resolved.
+- 01-001 (PKUPH-01): Hb 8.6 on Day 14, 7.6 on Day 28, 11.2 on Day 42; a mild AE. The
+  anaemia signal is raised, escalated (grade 2 to 3) and resolved.
 - 01-002 (PKUPH-01): ALT 4.5 x ULN with bilirubin 2.4 x ULN on Day 28, higher on Day 42. An
   open potential Hy's law case, with the liver signals.
 - 01-003 (PKUPH-01): Hb 8.8 on Day 28, corrected by the lab to 7.7; 8.1 on Day 42. An open
@@ -16,7 +17,8 @@ that every kind of page has something real to show:
   (unit-not-convertible).
 - 02-001 (PKUPH-02): Hb 8.5 on Day 14, later reported wrong; ANC 1.2 and 1.3 on Days 28 and
   42. A retracted anaemia signal; an open neutropenia signal at site 02.
-- 02-002 (PKUPH-02): nothing abnormal (a point in the normal quadrant of eDISH).
+- 02-002 (PKUPH-02): ALT 3.3 x ULN on Day 42 with a normal bilirubin. An open liver signal
+  at site 02 (Temple's corollary on eDISH).
 - 01-099 (never enrolled): one haemoglobin. A data-quality issue (unknown-subject).
 
 Clinical times are placed back from today, so nothing is in the future and no deadline has
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 STUDY = "NCT05262686"
@@ -46,6 +49,8 @@ ANALYTES: dict[str, tuple[str, str | None, str]] = {
     ANC: ("10*9/L", "1.8", "7.5"),
 }
 NORMAL = {HGB: "12.8", ALT: "24", ALP: "82", BILI: "0.6", ANC: "3.9"}
+# each subject's normal values a little apart, so their eDISH points do not overlap
+SPREAD = {HGB: "0.3", ALT: "3", ALP: "4", BILI: "0.07", ANC: "0.2"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ SUBJECTS = (
         "02-001", SITE_2, "F", date(1983, 11, 5), "66",
         {14: {HGB: "8.5"}, 28: {ANC: "1.2"}, 42: {ANC: "1.3"}},
     ),
-    TrialSubject("02-002", SITE_2, "F", date(1972, 2, 14), "70", {}),
+    TrialSubject("02-002", SITE_2, "F", date(1972, 2, 14), "70", {42: {ALT: "132"}}),
 )  # fmt: skip
 UNKNOWN_SUBJECT = "01-099"
 
@@ -132,8 +137,8 @@ class Trial:
     def visit(self, day: int) -> list[dict[str, Any]]:
         """Every subject's results of one visit, as their laboratory first reports them."""
         found = []
-        for subject in SUBJECTS:
-            values = {**NORMAL, **subject.changes.get(day, {})}
+        for index, subject in enumerate(SUBJECTS):
+            values = {**normal_values(index), **subject.changes.get(day, {})}
             for loinc, value in values.items():
                 if subject.subject_id == "01-004" and loinc == ALT and day == 28:
                     # a unit no conversion knows for ALT: kept, and a data-quality issue
@@ -157,11 +162,11 @@ class Trial:
         ]
 
     def study_drug(self) -> list[dict[str, Any]]:
-        """Belimumab 10 mg/kg IV for 01-001 on Day 0 and every 14 days after."""
+        """Belimumab 10 mg/kg IV for every subject on Day 0 and every 14 days after."""
         return [
             {
                 "study_id": STUDY,
-                "subject_id": "01-001",
+                "subject_id": subject.subject_id,
                 "medication_id": f"BEL-{day}",
                 "drug": "belimumab",
                 "dose": "10",
@@ -170,8 +175,9 @@ class Trial:
                 "frequency": "Q4W",
                 "start": (self.at(day) + timedelta(hours=1)).isoformat(),
                 "stop": (self.at(day) + timedelta(hours=2)).isoformat(),
-                "source_message_id": f"EDC-01-001-BEL-{day}",
+                "source_message_id": f"EDC-{subject.subject_id}-BEL-{day}",
             }
+            for subject in SUBJECTS
             for day in (0, 14, 28, 42)
         ]
 
@@ -192,6 +198,15 @@ class Trial:
                 "source_message_id": "EDC-01-001-AE-1",
             }
         ]
+
+
+def normal_values(index: int) -> dict[str, str]:
+    """The ``index``-th subject's values when nothing is wrong: in range, each its own."""
+    offset = Decimal(index) - 2
+    return {
+        loinc: str(Decimal(value) + offset * Decimal(SPREAD[loinc]))
+        for loinc, value in NORMAL.items()
+    }
 
 
 def observation_key(subject_id: str, day: int, loinc: str) -> str:
@@ -225,6 +240,7 @@ EXPECTED = (
     Expected("lab_result.superseded.v1", "02-001"),
     Expected("safety_signal.retracted.v1", "02-001", ANAEMIA),
     Expected("safety_signal.raised.v1", "02-001", NEUTROPENIA),
+    Expected("safety_signal.raised.v1", "02-002", LIVER),
     Expected("data_quality.issue_raised.v1", "01-004", issue="unit-not-convertible"),
     Expected("data_quality.issue_raised.v1", UNKNOWN_SUBJECT, issue="unknown-subject"),
 )
