@@ -53,6 +53,7 @@ async def workspace(
     """ingest, rules and the notifier's app on a database of their own, with the trial of
     tests/support/workspace_trial.py through the real pipeline."""
     async with workspace_stack(postgres_dsn, tmp_path_factory.mktemp("workspace-stack")) as stack:
+        print(f"workspace stack at {stack.url}, seeded in {stack.ready_seconds:.1f} s")
         yield stack
 
 
