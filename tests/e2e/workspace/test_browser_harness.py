@@ -16,6 +16,7 @@ from tests.support.browser import (
     LOOPBACK_ONLY,
     PHONE,
     QUIET,
+    ChromiumMissing,
     LoopbackGuard,
     chromium_executable,
     launch_arguments,
@@ -119,3 +120,11 @@ async def test_shot_saves_full_page_pngs_at_the_desktop_and_phone_viewports(
         "workspace",
         "test_shot_saves_full_page_pngs_at_the_desktop_and_phone_viewports",
     )
+
+
+def test_a_machine_without_chromium_fails_the_browser_tests_saying_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ChromiumMissing, match="apt-get install chromium"):
+        chromium_executable()
