@@ -114,8 +114,8 @@ class WorkspaceStack:
         return [{**dict(row.items()), "payload": json.loads(row["payload_json"])} for row in rows]
 
     async def password_of(self, person: Person) -> str:
-        """The person's workspace password, set through the accounts' own command the first
-        time it is asked for."""
+        """The person's workspace password, set (:func:`set_password`) the first time it is
+        asked for."""
         if person.person_id not in self.passwords:
             password = f"vigil-{secrets.token_urlsafe(18)}"
             await set_password(self, person.person_id, password)

@@ -113,7 +113,7 @@ async def test_an_investigator_reads_and_exports_a_corrected_subjects_audit_trai
     await expect(trail).to_contain_text(re.compile("amended", re.I))
     await shot(page, "audit-trail")
     async with page.expect_download() as downloading:
-        await page.get_by_role("link", name=re.compile("export", re.I)).first.click()
+        await page.get_by_role("link", name=re.compile(r"export|JSON lines", re.I)).first.click()
     download = await downloading.value
     saved = await download.path()
     text = await asyncio.to_thread(saved.read_text, encoding="utf-8")
