@@ -148,6 +148,54 @@ async def shot(page: Page, name: str, folder: Path) -> list[Path]:
     return saved
 
 
+# what sticks out past the right edge of the window, outside any scrolling box: each as
+# "tag#id.class: N px too wide", the outermost first
+_OVERFLOWING = """() => {
+  const width = document.documentElement.clientWidth;
+  const scrolls = element => {
+    for (let up = element.parentElement; up; up = up.parentElement) {
+      const overflow = getComputedStyle(up).overflowX;
+      if (up !== document.body && up !== document.documentElement
+          && ["auto", "scroll", "hidden", "clip"].includes(overflow)) return true;
+    }
+    return false;
+  };
+  const one = element => element.tagName.toLowerCase() + (element.id ? "#" + element.id : "")
+    + [...element.classList].map(c => "." + c).join("");
+  // up to the nearest ancestor with an id or a class, so an anonymous div is findable
+  const describe = element => {
+    const path = [one(element)];
+    for (let up = element.parentElement; up && up !== document.body; up = up.parentElement) {
+      path.unshift(one(up));
+      if (up.id || up.classList.length) break;
+    }
+    return path.join(" > ");
+  };
+  const found = [];
+  for (const element of document.body.querySelectorAll("*")) {
+    const right = element.getBoundingClientRect().right;
+    if (right <= width + 1 || scrolls(element)) continue;
+    if (found.some(outer => outer.element.contains(element))) continue;
+    found.push({element, text: `${describe(element)}: ${Math.ceil(right - width)} px too wide`});
+  }
+  return found.map(item => item.text);
+}"""
+
+
+async def wider_than_a_phone(page: Page) -> list[str]:
+    """What makes the page scroll sideways at the phone viewport (390 px), outside the
+    boxes meant to scroll (``.table-scroll``); empty when it fits. The page's own viewport
+    is restored afterwards."""
+    before = page.viewport_size
+    try:
+        await page.set_viewport_size(PHONE)
+        found: list[str] = await page.evaluate(_OVERFLOWING)
+    finally:
+        if before is not None:
+            await page.set_viewport_size(before)
+    return found
+
+
 # -- steps through the workspace, by accessible role and label --------------------------------
 
 SIGN_IN_NAME = re.compile(r"sign-in name|user ?name|person id|e-?mail", re.IGNORECASE)

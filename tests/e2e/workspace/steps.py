@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Page, expect
 
-from tests.support.browser import sign_in
+from tests.e2e.workspace.conftest import Shot
+from tests.support.browser import sign_in, wider_than_a_phone
 from tests.support.workspace_stack import Person, WorkspaceStack
 
 STUDY = "NCT05262686"
@@ -32,3 +33,11 @@ def identical_apart_from(text: str, *ids: str) -> str:
     for value in ids:
         text = text.replace(value, "<id>")
     return text
+
+
+async def looked_at(page: Page, shot: Shot, name: str) -> None:
+    """Screenshots of the page at both sizes (``shot``), and the page fits a phone's width:
+    nothing but the boxes meant to scroll makes it scroll sideways."""
+    await shot(page, name)
+    overflow = await wider_than_a_phone(page)
+    assert overflow == [], f"{name} ({page.url}) is wider than a phone: {overflow}"

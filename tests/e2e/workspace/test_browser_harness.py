@@ -21,6 +21,7 @@ from tests.support.browser import (
     chromium_executable,
     launch_arguments,
     stays_on_loopback,
+    wider_than_a_phone,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -128,3 +129,22 @@ def test_a_machine_without_chromium_fails_the_browser_tests_saying_how_to_instal
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ChromiumMissing, match="apt-get install chromium"):
         chromium_executable()
+
+
+async def test_a_page_wider_than_a_phone_is_told_apart_from_one_that_scrolls_a_table(
+    page: Page,
+) -> None:
+    await page.set_content(
+        '<main><div class="table-scroll" style="overflow-x: auto">'
+        '<table><tr><td style="min-width: 900px">wide table</td></tr></table></div>'
+        '<select id="rule" style="width: 450px"><option>All rules</option></select></main>'
+    )
+    assert await wider_than_a_phone(page) == [
+        "main > select#rule: 68 px too wide"
+    ]  # 8 px body margin + 450 - 390
+    await page.set_content(
+        '<main><div style="overflow-x: auto"><table><tr><td style="min-width: 900px">'
+        "wide table</td></tr></table></div><p>short</p></main>"
+    )
+    assert await wider_than_a_phone(page) == []
+    assert page.viewport_size == DESKTOP

@@ -14,7 +14,7 @@ from playwright.async_api import Page, expect
 from shared.events.notifications import notification_stream
 from shared.eventstore.export import read_export, row_hash_matches
 from tests.e2e.workspace.conftest import Shot
-from tests.e2e.workspace.steps import STUDY, open_signed_in, subject_path
+from tests.e2e.workspace.steps import STUDY, looked_at, open_signed_in, subject_path
 from tests.support.browser import PASSWORD, sign_in
 from tests.support.workspace_stack import INVESTIGATOR, WorkspaceStack
 from tests.support.workspace_trial import HYS_LAW, LIVER, SITE_2
@@ -35,7 +35,7 @@ async def test_an_investigator_signs_in_reviews_a_subject_and_signs_an_assessmen
     await expect(page.get_by_role("link", name="01-002", exact=True).first).to_be_visible()
     await expect(page.get_by_role("link", name="02-001", exact=True)).to_have_count(0)
     assert SITE_2 not in await page.content()
-    await shot(page, "inbox")
+    await looked_at(page, shot, "inbox")
 
     # the subject's charts: one per analyte, each with a table of the same results
     await page.get_by_role("link", name="01-002", exact=True).first.click()
@@ -43,13 +43,13 @@ async def test_an_investigator_signs_in_reviews_a_subject_and_signs_an_assessmen
     await expect(page.get_by_role("heading", level=1)).to_contain_text("01-002")
     assert await page.locator("svg").count() >= 2  # ALT and bilirubin at least
     await expect(page.get_by_role("table").filter(has_text="ALT").first).to_be_visible()
-    await shot(page, "subject")
+    await looked_at(page, shot, "subject")
 
     # the Hy's law signal and its assessment
     signal_id = workspace.signal("01-002", HYS_LAW)
     await page.goto(workspace.at(f"/workspace/signals/{signal_id}"))
     await expect(page.get_by_text(re.compile(r"Hy's law", re.I)).first).to_be_visible()
-    await shot(page, "signal")
+    await looked_at(page, shot, "signal")
     await page.get_by_role("link", name=re.compile(r"assess", re.I)).first.click()
     await expect(page).to_have_url(workspace.at(f"/workspace/signals/{signal_id}/assess"))
     await page.get_by_role("radio", name="Clinically significant", exact=True).check()
@@ -67,14 +67,14 @@ async def test_an_investigator_signs_in_reviews_a_subject_and_signs_an_assessmen
 
     await page.get_by_role("radio", name="Clinically significant", exact=True).check()
     await page.get_by_label(PASSWORD).fill(await workspace.password_of(INVESTIGATOR))
-    await shot(page, "assessment-form")
+    await looked_at(page, shot, "assessment-form")
     await page.get_by_role("button", name=SIGN).click()
     # the manifestation (21 CFR 11.50): printed name, date and time, meaning
     signatures = page.get_by_role("region", name=re.compile("signatures", re.I))
     await expect(signatures).to_contain_text(INVESTIGATOR.name)
     await expect(signatures.get_by_text("Clinically significant", exact=True)).to_be_visible()
     await expect(signatures).to_contain_text(re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} \w+"))
-    await shot(page, "assessment-signed")
+    await looked_at(page, shot, "assessment-signed")
 
     (signed,) = await workspace.events("type = $1 AND stream_id = $2", SIGNED, stream)
     assert signed["payload"]["person_id"] == INVESTIGATOR.person_id
@@ -114,7 +114,7 @@ async def test_an_investigator_reads_and_exports_a_corrected_subjects_audit_trai
     trail = page.get_by_role("table").first
     await expect(trail).to_contain_text(re.compile("superseded|corrected", re.I))
     await expect(trail).to_contain_text(re.compile("amended", re.I))
-    await shot(page, "audit-trail")
+    await looked_at(page, shot, "audit-trail")
     async with page.expect_download() as downloading:
         await page.get_by_role("link", name=re.compile(r"export|JSON lines", re.I)).first.click()
     download = await downloading.value

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.workspace.conftest import Shot
-from tests.e2e.workspace.steps import STUDY, open_signed_in, subject_path
+from tests.e2e.workspace.steps import STUDY, looked_at, open_signed_in, subject_path
 from tests.support.workspace_stack import MEDICAL_MONITOR, WorkspaceStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -23,7 +23,7 @@ async def test_the_medical_monitor_goes_from_the_inbox_to_edish_to_the_subject(
     # both sites' signals
     await expect(page.get_by_role("link", name="01-002", exact=True).first).to_be_visible()
     await expect(page.get_by_role("link", name="02-001", exact=True).first).to_be_visible()
-    await shot(page, "inbox")
+    await looked_at(page, shot, "inbox")
 
     await page.goto(workspace.at(f"/workspace/studies/{STUDY}/edish"))
     await expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("eDISH", re.I))
@@ -33,12 +33,12 @@ async def test_the_medical_monitor_goes_from_the_inbox_to_edish_to_the_subject(
     points = page.get_by_role("table").filter(has_text="01-002").first
     await expect(points).to_be_visible()
     await expect(points).to_contain_text("02-002")  # a normal subject is a point too
-    await shot(page, "edish")
+    await looked_at(page, shot, "edish")
 
     await points.get_by_role("link", name="01-002", exact=True).first.click()
     await expect(page).to_have_url(workspace.at(subject_path("01-002")))
     await expect(page.get_by_role("heading", level=1)).to_contain_text("01-002")
-    await shot(page, "subject")
+    await looked_at(page, shot, "subject")
 
 
 @pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-d")

@@ -12,7 +12,13 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.workspace.conftest import Shot
-from tests.e2e.workspace.steps import STUDY, identical_apart_from, open_signed_in, subject_path
+from tests.e2e.workspace.steps import (
+    STUDY,
+    identical_apart_from,
+    looked_at,
+    open_signed_in,
+    subject_path,
+)
 from tests.support.workspace_stack import (
     DATA_MANAGER,
     INVESTIGATOR,
@@ -93,13 +99,13 @@ async def test_the_data_manager_reviews_the_data_quality_queue_and_sees_no_clini
     await expect(queue).to_contain_text("01-004")
     await expect(queue).to_contain_text("unknown-subject")
     await expect(queue).to_contain_text("01-099")
-    await shot(page, "data-quality")
+    await looked_at(page, shot, "data-quality")
 
     row = queue.get_by_role("row").filter(has_text="01-004")
     await row.get_by_label(re.compile("note", re.I)).fill("Lab asked to resend in U/L.")
     async with page.expect_navigation():
         await row.get_by_role("button", name=re.compile("reviewed", re.I)).click()
-    await shot(page, "data-quality-reviewed")
+    await looked_at(page, shot, "data-quality-reviewed")
     reviewed = await workspace.events(
         "type = 'org.vigil.data_quality.issue_reviewed.v1' AND subject_id = $1", "01-004"
     )

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.workspace.conftest import Shot
-from tests.e2e.workspace.steps import open_signed_in
+from tests.e2e.workspace.steps import looked_at, open_signed_in
 from tests.support.browser import PASSWORD, SIGN_IN_BUTTON, SIGN_IN_NAME, LoopbackGuard, sign_in
 from tests.support.workspace_stack import INVESTIGATOR, WorkspaceStack
 
@@ -27,7 +27,7 @@ async def test_the_sign_in_page_renders_with_labelled_fields(
     await expect(page.get_by_label(SIGN_IN_NAME).first).to_be_editable()
     await expect(page.get_by_label(PASSWORD)).to_have_attribute("type", "password")
     await expect(page.get_by_role("button", name=SIGN_IN_BUTTON)).to_be_enabled()
-    await shot(page, "sign-in")
+    await looked_at(page, shot, "sign-in")
     assert guard.requested  # the page and its stylesheet, all from this server
     assert guard.left_loopback == []
 
