@@ -74,3 +74,25 @@ async def test_signing_out_ends_the_session(
     await shot(page, "signed-out")
     await page.goto(workspace.at("/workspace/inbox"))
     await expect(page).to_have_url(re.compile(r"/workspace/sign-in"))
+
+
+@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
+async def test_signing_in_takes_the_keyboard_alone_with_the_focus_visible(
+    workspace: WorkspaceStack, page: Page
+) -> None:
+    password = await workspace.password_of(INVESTIGATOR)
+    await page.goto(workspace.at("/workspace/inbox"))
+    name = page.get_by_label(SIGN_IN_NAME).first
+    await name.focus()
+    await page.keyboard.type(INVESTIGATOR.person_id)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label(PASSWORD)).to_be_focused()
+    outline = await page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.boxShadow]; }"
+    )
+    assert outline[0] != "none" or outline[2] != "none", outline  # a visible focus ring
+    await page.keyboard.type(password)
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+    assert urlsplit(page.url).path == "/workspace/inbox", page.url
