@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 ## install: create .venv if missing and install Vigil with its dev extras
 install: $(STAMP)
 
-## system-deps: install the PostgreSQL server binaries when the machine has none
+## system-deps: install the PostgreSQL server binaries and Chromium (browser tests) when missing
 system-deps:
 	@bash scripts/ensure-system-packages
 
