@@ -41,6 +41,7 @@ from tests.support.mail import MailCatcher, running_smtp_server
 from tests.support.services import service_env, start_service
 from tests.support.waiting import eventually
 from tests.support.workspace_trial import EXPECTED, STUDY, VISIT_DAYS, Expected, Trial
+from tests.support.workspace_users import create_workspace_user
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess
 
@@ -65,10 +66,6 @@ INVESTIGATOR_SITE_2 = Person(
 MEDICAL_MONITOR = Person("mm-01", "Medical Monitor", "medical_monitor", None)
 DATA_MANAGER = Person("dm-01", "Data Manager", "data_manager", None)
 PEOPLE = (INVESTIGATOR, INVESTIGATOR_SITE_2, MEDICAL_MONITOR, DATA_MANAGER)
-
-
-class AccountsUnavailable(AssertionError):
-    """Workspace accounts cannot be created in this tree; the message says why."""
 
 
 @dataclass
@@ -126,18 +123,8 @@ class WorkspaceStack:
 async def set_password(stack: WorkspaceStack, person_id: str, password: str) -> None:
     """Create or reset a roster person's workspace account with this password.
 
-    The one place the browser tests create users. Accounts land with ws-b (migration 0016,
-    ``vigil users set-password``); this calls its test helper
-    ``tests.support.workspace_users.create_workspace_user(admin_dsn, person_id, password)``,
-    which stores the password as ``vigil users set-password`` does. When that interface
-    changes, only this function does.
-    """
-    try:
-        from tests.support.workspace_users import create_workspace_user
-    except ImportError as missing:
-        raise AccountsUnavailable(
-            f"workspace accounts are not in this tree yet (ws-b): {missing}"
-        ) from None
+    The one place the browser tests create users: the password is stored as ``vigil users
+    set-password`` stores it."""
     await create_workspace_user(stack.admin_dsn, person_id, password)
 
 
@@ -153,10 +140,8 @@ def stack_env(admin_dsn: str, bootstrap: str, smtp_port: int, log_dir: Path) -> 
         VIGIL_INGEST_PORT=str(free_port()),
         VIGIL_RULES_PORT=str(free_port()),
         VIGIL_NOTIFIER_PORT=str(notifier_port),
-        # the links in e-mails lead here; VIGIL_NOTIFIER_PUBLIC_URL is its name from ws-a on
-        # (until then ignored), VIGIL_PUBLIC_BASE_URL the older one: drop it once ws-a is in
+        # the links in e-mails lead here
         VIGIL_NOTIFIER_PUBLIC_URL=f"http://127.0.0.1:{notifier_port}",
-        VIGIL_PUBLIC_BASE_URL=f"http://127.0.0.1:{notifier_port}",
         VIGIL_AUDIT_ANCHOR_FILE=str(log_dir / "anchors.jsonl"),
         # what the workspace's accounts (ws-b) need in production; ignored until then
         VIGIL_WORKSPACE_SECRET_KEY=secrets.token_urlsafe(48),

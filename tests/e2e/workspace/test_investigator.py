@@ -25,7 +25,6 @@ LINK = re.compile(r"https?://\S+")
 SIGN = re.compile(r"^sign\b(?!\s*out)", re.I)  # the form's button, not "Sign out"
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b, ws-c, ws-d and ws-e")
 async def test_an_investigator_signs_in_reviews_a_subject_and_signs_an_assessment(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -82,7 +81,6 @@ async def test_an_investigator_signs_in_reviews_a_subject_and_signs_an_assessmen
     assert signed["payload"]["comment"] == "Repeat LFTs and INR in 48 h."
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-a, ws-b and ws-c")
 async def test_the_link_in_an_alert_email_opens_the_signal_after_sign_in(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -105,7 +103,6 @@ async def test_the_link_in_an_alert_email_opens_the_signal_after_sign_in(
     await shot(page, "signal-from-email")
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-e")
 async def test_an_investigator_reads_and_exports_a_corrected_subjects_audit_trail(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:

@@ -15,7 +15,6 @@ from tests.support.workspace_stack import MEDICAL_MONITOR, WorkspaceStack
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b, ws-c and ws-d")
 async def test_the_medical_monitor_goes_from_the_inbox_to_edish_to_the_subject(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -41,7 +40,6 @@ async def test_the_medical_monitor_goes_from_the_inbox_to_edish_to_the_subject(
     await looked_at(page, shot, "subject")
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-d")
 async def test_each_point_of_the_edish_plot_links_to_its_subject(
     workspace: WorkspaceStack, page: Page
 ) -> None:

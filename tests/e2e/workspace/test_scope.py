@@ -37,7 +37,6 @@ async def status_and_text(page: Page, url: str) -> tuple[int, str]:
     return answer.status, await page.locator("body").inner_text()
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b, ws-c, ws-d and ws-e")
 async def test_another_sites_subject_signal_and_audit_trail_answer_404_like_nothing_there(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -81,7 +80,6 @@ async def test_another_sites_subject_signal_and_audit_trail_answer_404_like_noth
     await expect(page.get_by_role("heading", level=1)).to_contain_text("02-001")
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-d")
 async def test_edish_is_not_an_investigators_page(workspace: WorkspaceStack, page: Page) -> None:
     await open_signed_in(page, workspace, INVESTIGATOR, "/workspace/inbox")
     status, text = await status_and_text(page, workspace.at(f"/workspace/studies/{STUDY}/edish"))
@@ -89,7 +87,6 @@ async def test_edish_is_not_an_investigators_page(workspace: WorkspaceStack, pag
     assert "02-001" not in text
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-e")
 async def test_the_data_manager_reviews_the_data_quality_queue_and_sees_no_clinical_page(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -119,7 +116,6 @@ async def test_the_data_manager_reviews_the_data_quality_queue_and_sees_no_clini
     assert "01-002" not in inbox
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
 async def test_each_sites_investigator_sees_only_their_sites_signals(
     workspace: WorkspaceStack, page: Page
 ) -> None:

@@ -17,7 +17,6 @@ from tests.support.workspace_stack import INVESTIGATOR, WorkspaceStack
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b")
 async def test_the_sign_in_page_renders_with_labelled_fields(
     workspace: WorkspaceStack, page: Page, guard: LoopbackGuard, shot: Shot
 ) -> None:
@@ -32,7 +31,6 @@ async def test_the_sign_in_page_renders_with_labelled_fields(
     assert guard.left_loopback == []
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
 async def test_an_unauthenticated_inbox_request_lands_on_sign_in(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -47,7 +45,6 @@ async def test_an_unauthenticated_inbox_request_lands_on_sign_in(
     await shot(page, "sent-to-sign-in")
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
 async def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -64,7 +61,6 @@ async def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(
     assert urlsplit(page.url).path == "/workspace/sign-in"
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
 async def test_signing_out_ends_the_session(
     workspace: WorkspaceStack, page: Page, shot: Shot
 ) -> None:
@@ -76,7 +72,6 @@ async def test_signing_out_ends_the_session(
     await expect(page).to_have_url(re.compile(r"/workspace/sign-in"))
 
 
-@pytest.mark.xfail(strict=False, reason="page lands with ws-b and ws-c")
 async def test_signing_in_takes_the_keyboard_alone_with_the_focus_visible(
     workspace: WorkspaceStack, page: Page
 ) -> None:
