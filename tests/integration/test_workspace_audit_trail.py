@@ -113,11 +113,13 @@ async def test_a_subject_out_of_scope_or_unknown_is_not_found(pool: asyncpg.Pool
     async with client(other_site) as http:
         theirs = await http.get(trail)
         export = await http.get(f"{trail}/export")
-    async with client(own_site) as http:
+        # the same person asking for a subject that does not exist reads the same page
         unknown = await http.get(f"/workspace/studies/{STUDY}/subjects/NOBODY-1/audit")
+    async with client(own_site) as http:
         bad = await http.get(f"/workspace/studies/{STUDY}/subjects/{'x' * 65}/audit")
         mine = await http.get(trail)
     assert (theirs.status_code, export.status_code) == (404, 404)
     assert (unknown.status_code, bad.status_code) == (404, 404)
     assert theirs.text == unknown.text
+    assert facts.subject_id not in theirs.text
     assert mine.status_code == 200

@@ -8,10 +8,13 @@ the IANA name follows it.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 UTC_ZONE = ZoneInfo("UTC")
+# an ISO 8601 date-time with its offset, as stored values hold them
+_ISO_MOMENT = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)")
 
 
 def local_time(moment: datetime, zone: ZoneInfo = UTC_ZONE) -> str:
@@ -46,3 +49,17 @@ def time_left(deadline: datetime, now: datetime) -> str:
         parts.append(f"{mins} min")
     text = " ".join(parts)
     return f"overdue by {text}" if overdue else f"{text} left"
+
+
+def local_times_in(text: str, zone: ZoneInfo = UTC_ZONE) -> str:
+    """``text`` with every ISO date-time that names its offset shown as :func:`local_time`
+    shows it (a rule's computed values quote the times of the results they used)."""
+
+    def local(match: re.Match[str]) -> str:
+        try:
+            moment = datetime.fromisoformat(match.group(0).replace("Z", "+00:00"))
+        except ValueError:
+            return match.group(0)
+        return local_time(moment, zone)
+
+    return _ISO_MOMENT.sub(local, text)

@@ -25,8 +25,10 @@ from services.notifier.entrypoints.workspace import (
 )
 from services.notifier.entrypoints.workspace.common import (
     PREFIX,
+    NotInScope,
     SignInRequired,
     WorkspaceDeps,
+    not_found_page,
     sign_in_url,
 )
 
@@ -41,6 +43,10 @@ def install_workspace(app: FastAPI, deps: WorkspaceDeps) -> None:
     app.include_router(router)
     static = resources.files("services.notifier").joinpath("static")
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(static)), name="workspace-static")
+
+    @app.exception_handler(NotInScope)
+    async def _not_found(request: Request, error: NotInScope) -> Response:
+        return not_found_page(error.session)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in_first(request: Request, error: SignInRequired) -> Response:

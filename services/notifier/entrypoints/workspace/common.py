@@ -104,6 +104,27 @@ class WorkspaceDeps:
         return session
 
 
+class NotInScope(HTTPException):
+    """What :func:`not_found` raises: answered with the workspace's 404 page, the same for
+    something absent and something outside the person's scope."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(status_code=404, detail="Not found")
+        self.session = session
+
+
+def not_found_page(session: Session | None) -> HTMLResponse:
+    """The one 404 page of the workspace: it names nothing that was asked for."""
+    return render(
+        "message.html",
+        session,
+        status=404,
+        title="Not found",
+        message="There is nothing at this address that you may see. Go back to your inbox "
+        "or use the links above.",
+    )
+
+
 def sign_in_url(next_url: str) -> str:
     return f"{PREFIX}/sign-in?next={quote(next_url, safe='')}"
 
@@ -118,7 +139,7 @@ def not_found(session: Session, page: str, **what: str | uuid.UUID | None) -> No
         page=page,
         **{key: str(value) for key, value in what.items() if value is not None},
     )
-    raise HTTPException(status_code=404, detail="Not found")
+    raise NotInScope(session)
 
 
 templates = Environment(

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from services.notifier.domain.signal_story import SignalStory
-from services.notifier.domain.site_time import local_time
+from services.notifier.domain.site_time import local_time, local_times_in
 from services.notifier.entrypoints.workspace.common import (
     PREFIX,
     Session,
@@ -122,7 +122,9 @@ def _page(deps: WorkspaceDeps, session: Session, story: SignalStory) -> HTMLResp
         zone=zone,
         now=deps.context.clock.now(),
         why=why_it_fired(signal, _writer(zone)),
-        computed=computed_values(signal),
+        computed={
+            key: local_times_in(str(value), zone) for key, value in computed_values(signal).items()
+        },
         how_bad=how_bad(signal, _writer(zone)),
         inputs=[
             (entry, input_summary(entry.type, dict(entry.payload), write_text))
