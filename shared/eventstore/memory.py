@@ -157,7 +157,15 @@ class InMemoryEventStore:
         self, *, after_position: int = 0, limit: int = 1000
     ) -> list[PayloadEvent]:
         return [
-            PayloadEvent(e.position, e.event_id, e.type, e.study_id, e.subject_id, e.payload)
+            PayloadEvent(
+                position=e.position,
+                event_id=e.event_id,
+                type=e.type,
+                study_id=e.study_id,
+                subject_id=e.subject_id,
+                recorded_at=e.recorded_at,
+                payload=e.payload,
+            )
             for e in await self.read_all(after_position=after_position, limit=limit)
         ]
 

@@ -166,19 +166,20 @@ class PostgresEventStore:
         self, *, after_position: int = 0, limit: int = 1000
     ) -> list[PayloadEvent]:
         rows = await self._db.fetch(
-            "SELECT position, event_id, type, study_id, subject_id, payload_json FROM events "
-            "WHERE position > $1 ORDER BY position LIMIT $2",
+            "SELECT position, event_id, type, study_id, subject_id, recorded_at, payload_json "
+            "FROM events WHERE position > $1 ORDER BY position LIMIT $2",
             after_position,
             limit,
         )
         return [
             PayloadEvent(
-                row["position"],
-                row["event_id"],
-                row["type"],
-                row["study_id"],
-                row["subject_id"],
-                orjson.loads(row["payload_json"]),
+                position=row["position"],
+                event_id=row["event_id"],
+                type=row["type"],
+                study_id=row["study_id"],
+                subject_id=row["subject_id"],
+                recorded_at=row["recorded_at"],
+                payload=orjson.loads(row["payload_json"]),
             )
             for row in rows
         ]

@@ -100,14 +100,16 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class PayloadEvent:
-    """What a projection reads of a row: where it is, its type, subject and payload; not
-    the envelope and hashes, which only the audit tools need."""
+    """What a projection reads of a row: where it is, its type, subject, when it was
+    recorded and its payload; not the envelope and hashes, which only the audit tools
+    need."""
 
     position: int
     event_id: uuid.UUID
     type: str
     study_id: str | None
     subject_id: str | None
+    recorded_at: datetime
     payload: dict[str, Any]
 
 

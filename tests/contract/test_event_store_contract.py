@@ -167,7 +167,9 @@ class EventStoreContract:
         self, store: EventStore
     ) -> None:
         events = [result("A", n=n) for n in range(5)]
-        await put(store, *events)
+        at = datetime(2026, 6, 1, 12, 30, 15, 123456, tzinfo=UTC)
+        await put(store, *events[:3])
+        await put(store, *events[3:], recorded_at=at)
 
         page = await store.read_all(after_position=1, limit=2)
         assert [e.position for e in page] == [2, 3]
@@ -178,6 +180,7 @@ class EventStoreContract:
         ]
         assert payloads[0].payload == events[3].data
         assert (payloads[0].study_id, payloads[0].subject_id) == (STUDY, "A")
+        assert payloads[0].recorded_at == at  # when the event was recorded, for read models
         assert await store.read_all(after_position=5) == []
 
     # -- idempotence and conflicts -----------------------------------------------------
