@@ -168,5 +168,28 @@ class EventSelection:
         )
 
 
+@dataclass(frozen=True)
+class PayloadMatch:
+    """The events of ``types`` whose payload field ``field`` holds one of ``values``: a
+    field holding text (PostgreSQL would compare a number by its text, the store in
+    memory would not).
+
+    ``types`` and ``field`` are the code's own names, which PostgreSQL reads as literals
+    (so that a partial index on the field for the type serves a query); ``values`` may
+    come from anywhere (they are a query's parameter)."""
+
+    types: tuple[str, ...]
+    field: str
+    values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.types or not self.field:
+            raise ValueError("a payload match needs at least one type and a field")
+
+    def matches(self, event_type: str, payload: Mapping[str, Any]) -> bool:
+        """Whether an event of this type and payload is one the match selects."""
+        return event_type in self.types and payload.get(self.field) in set(self.values)
+
+
 # The type names of every safety signal event begin so (raised, escalated, amended, ...).
 SIGNAL_EVENT_PREFIX = "org.vigil.safety_signal."
