@@ -14,6 +14,7 @@ from services.notifier.domain.roster import Roster
 from shared.db.receipts import ReceiptRow, insert_receipt
 from shared.events import DataQualityIssueRaised, Envelope, wrap
 from shared.events.reviews import DataQualityIssueReviewed
+from shared.eventstore.postgres import read_latest_of_type_sql, read_matching_sql
 from tests.support.notifier import DATA_MANAGER, STUDY, T0, ManualClock, context, roster
 from tests.support.signatures import (
     client,
@@ -195,3 +196,37 @@ async def test_the_queue_reads_each_issue_with_its_site_source_message_receipt_a
     assert one == queue[2]
     assert unknown is None
     assert not_an_issue is None
+
+
+async def generic_plan(connection: asyncpg.Connection, sql: str, arguments: str) -> str:
+    """The plan PostgreSQL keeps for ``sql`` once it stops planning per call (a prepared
+    statement's generic plan), on a table too small for an index to pay: sequential scans
+    are forbidden, to see that the index is usable at all."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE read_plan AS {sql}")
+        try:
+            rows = await connection.fetch(f"EXPLAIN EXECUTE read_plan ({arguments})")
+        finally:
+            await connection.execute("DEALLOCATE read_plan")
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_the_queue_and_its_reviews_are_read_through_the_workspace_indexes(
+    pool: asyncpg.Pool,
+) -> None:
+    await issues_at_sites(pool)
+    async with pool.acquire() as connection:
+        queue = await generic_plan(
+            connection,
+            read_latest_of_type_sql(DataQualityIssueRaised.event_type),
+            f"ARRAY['{STUDY}'], 200",
+        )
+        reviews = await generic_plan(
+            connection,
+            read_matching_sql(workspace_records.reviews_match([])),
+            f"ARRAY['{uuid.uuid4()}']",
+        )
+    assert "events_data_quality_issues_idx" in queue
+    assert "events_data_quality_reviews_idx" in reviews

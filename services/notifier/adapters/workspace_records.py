@@ -170,6 +170,13 @@ async def receipts_of(
     }
 
 
+def reviews_match(issue_ids: Iterable[uuid.UUID]) -> PayloadMatch:
+    """The reviews of these issues, as the event store selects them."""
+    return PayloadMatch(
+        (DataQualityIssueReviewed.event_type,), "issue_id", tuple(str(i) for i in issue_ids)
+    )
+
+
 async def reviews_of(
     connection: asyncpg.Connection, issue_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Review]]:
@@ -177,11 +184,7 @@ async def reviews_of(
     index on the issue a review names)."""
     if not issue_ids:
         return {}
-    recorded = await PostgresEventStore(connection).read_matching(
-        PayloadMatch(
-            (DataQualityIssueReviewed.event_type,), "issue_id", tuple(str(i) for i in issue_ids)
-        )
-    )
+    recorded = await PostgresEventStore(connection).read_matching(reviews_match(issue_ids))
     found: dict[uuid.UUID, list[Review]] = {}
     for event in recorded:
         review = DataQualityIssueReviewed.model_validate(event.payload)
