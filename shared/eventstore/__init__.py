@@ -19,6 +19,7 @@ from shared.eventstore.records import (
     LoggedEvent,
     NewEvent,
     PayloadEvent,
+    PayloadMatch,
     StoredEvent,
     StreamVersionConflict,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "LoggedEvent",
     "NewEvent",
     "PayloadEvent",
+    "PayloadMatch",
     "PostgresEventStore",
     "StoredEvent",
     "StreamVersionConflict",

@@ -32,6 +32,7 @@ from shared.eventstore.records import (
     LoggedEvent,
     NewEvent,
     PayloadEvent,
+    PayloadMatch,
     StoredEvent,
     StreamVersionConflict,
 )
@@ -157,7 +158,15 @@ class InMemoryEventStore:
         self, *, after_position: int = 0, limit: int = 1000
     ) -> list[PayloadEvent]:
         return [
-            PayloadEvent(e.position, e.event_id, e.type, e.study_id, e.subject_id, e.payload)
+            PayloadEvent(
+                position=e.position,
+                event_id=e.event_id,
+                type=e.type,
+                study_id=e.study_id,
+                subject_id=e.subject_id,
+                recorded_at=e.recorded_at,
+                payload=e.payload,
+            )
             for e in await self.read_all(after_position=after_position, limit=limit)
         ]
 
@@ -227,6 +236,42 @@ class InMemoryEventStore:
             )
         ]
 
+    async def read_subject_events(
+        self, study_id: str, subject_id: str, types: Iterable[str]
+    ) -> list[LoggedEvent]:
+        kinds = set(types)
+        return [
+            _logged(e)
+            for e in self._where(
+                lambda e: e.study_id == study_id and e.subject_id == subject_id and e.type in kinds
+            )
+        ]
+
+    async def read_study_events(
+        self, study_id: str, types: Iterable[str], *, matching: Iterable[PayloadMatch] = ()
+    ) -> list[LoggedEvent]:
+        kinds, matches = set(types), list(matching)
+        return [
+            _logged(e)
+            for e in self._where(
+                lambda e: (
+                    e.study_id == study_id
+                    and e.subject_id is not None
+                    and (e.type in kinds or any(m.matches(e.type, e.payload) for m in matches))
+                )
+            )
+        ]
+
+    async def read_matching(self, match: PayloadMatch) -> list[LoggedEvent]:
+        return [_logged(e) for e in self._where(lambda e: match.matches(e.type, e.payload))]
+
+    async def read_latest_of_type(
+        self, event_type: str, study_ids: Iterable[str], *, limit: int
+    ) -> list[LoggedEvent]:
+        studies = set(study_ids)
+        found = self._where(lambda e: e.type == event_type and e.study_id in studies)
+        return [_logged(e) for e in reversed(found)][: max(limit, 0)]
+
     async def read_signal_history(self, stream_id: str, signal_id: uuid.UUID) -> list[LoggedEvent]:
         return [
             _logged(e)
@@ -261,6 +306,15 @@ class InMemoryEventStore:
     async def last_of_type(self, stream_id: str, event_type: str) -> LoggedEvent | None:
         found = self._where(lambda e: e.stream_id == stream_id and e.type == event_type)
         return _logged(found[-1]) if found else None
+
+    async def last_of_type_in_streams(
+        self, stream_ids: Iterable[str], event_type: str
+    ) -> dict[str, LoggedEvent]:
+        streams = set(stream_ids)
+        return {
+            e.stream_id: _logged(e)
+            for e in self._where(lambda e: e.stream_id in streams and e.type == event_type)
+        }
 
     async def count_of_type(self, stream_id: str, event_type: str, *, after_version: int) -> int:
         return len(

@@ -22,6 +22,7 @@ from shared.eventstore.records import (
     LoggedEvent,
     NewEvent,
     PayloadEvent,
+    PayloadMatch,
     StoredEvent,
 )
 
@@ -110,6 +111,32 @@ class EventStore(Protocol):
         (what a rule pack is judged on)."""
         ...
 
+    async def read_subject_events(
+        self, study_id: str, subject_id: str, types: Iterable[str]
+    ) -> list[LoggedEvent]:
+        """The events of these types about one subject of a study (by the study and subject
+        they name, whatever their stream), in log order."""
+        ...
+
+    async def read_study_events(
+        self, study_id: str, types: Iterable[str], *, matching: Iterable[PayloadMatch] = ()
+    ) -> list[LoggedEvent]:
+        """The events about the subjects of a study (those naming a subject) that are of
+        these types or that one of ``matching`` selects, in log order."""
+        ...
+
+    async def read_matching(self, match: PayloadMatch) -> list[LoggedEvent]:
+        """The events ``match`` selects, in log order (a partial index on its payload
+        field for its type serves it)."""
+        ...
+
+    async def read_latest_of_type(
+        self, event_type: str, study_ids: Iterable[str], *, limit: int
+    ) -> list[LoggedEvent]:
+        """Up to ``limit`` events of this type in these studies, the latest first
+        (``event_type`` is the code's own name: a partial index for the type serves it)."""
+        ...
+
     async def read_signal_history(self, stream_id: str, signal_id: uuid.UUID) -> list[LoggedEvent]:
         """What happened to a raised safety signal after it was raised (escalated, amended,
         resolved, ...): the signal events of its subject stream that name it, but the
@@ -131,6 +158,13 @@ class EventStore(Protocol):
 
     async def last_of_type(self, stream_id: str, event_type: str) -> LoggedEvent | None:
         """The last event of this type in a stream; None when it has none."""
+        ...
+
+    async def last_of_type_in_streams(
+        self, stream_ids: Iterable[str], event_type: str
+    ) -> dict[str, LoggedEvent]:
+        """The last event of this type in each of these streams (a stream with none is
+        left out)."""
         ...
 
     async def count_of_type(self, stream_id: str, event_type: str, *, after_version: int) -> int:

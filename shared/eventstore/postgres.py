@@ -27,6 +27,7 @@ from shared.eventstore.records import (
     LoggedEvent,
     NewEvent,
     PayloadEvent,
+    PayloadMatch,
     StoredEvent,
 )
 
@@ -105,6 +106,32 @@ def selection_sql(selection: EventSelection) -> str:
     )
 
 
+def match_sql(match: PayloadMatch, values: int) -> str:
+    """The match as an SQL condition on ``events``: its types and field written as
+    literals (so that a partial index on the field for the type can serve it), its values
+    the query's parameter number ``values``."""
+    return (
+        f"(type IN {_literal(match.types)} "
+        f"AND payload ->> '{_plain(match.field)}' = ANY(${values}::text[]))"
+    )
+
+
+def read_matching_sql(match: PayloadMatch) -> str:
+    """The query :meth:`PostgresEventStore.read_matching` runs ($1 the match's values),
+    for a test to see its plan."""
+    return f"{_SELECT_LOGGED} WHERE {match_sql(match, 1)} ORDER BY position"
+
+
+def read_latest_of_type_sql(event_type: str) -> str:
+    """The query :meth:`PostgresEventStore.read_latest_of_type` runs ($1 the studies, $2
+    the limit), the type a literal so that a partial index on (study_id, position) for
+    the type serves it; for a test to see its plan."""
+    return (
+        f"{_SELECT_LOGGED} WHERE type = '{_plain(event_type)}' AND study_id = ANY($1::text[]) "
+        "ORDER BY position DESC LIMIT $2"
+    )
+
+
 def stored_event_sql(event_id_column: str) -> str:
     """An SQL condition, for another table's query, that the event whose id is in
     ``event_id_column`` (a column name, never a value) is in the audit log: how ingest's
@@ -166,19 +193,20 @@ class PostgresEventStore:
         self, *, after_position: int = 0, limit: int = 1000
     ) -> list[PayloadEvent]:
         rows = await self._db.fetch(
-            "SELECT position, event_id, type, study_id, subject_id, payload_json FROM events "
-            "WHERE position > $1 ORDER BY position LIMIT $2",
+            "SELECT position, event_id, type, study_id, subject_id, recorded_at, payload_json "
+            "FROM events WHERE position > $1 ORDER BY position LIMIT $2",
             after_position,
             limit,
         )
         return [
             PayloadEvent(
-                row["position"],
-                row["event_id"],
-                row["type"],
-                row["study_id"],
-                row["subject_id"],
-                orjson.loads(row["payload_json"]),
+                position=row["position"],
+                event_id=row["event_id"],
+                type=row["type"],
+                study_id=row["study_id"],
+                subject_id=row["subject_id"],
+                recorded_at=row["recorded_at"],
+                payload=orjson.loads(row["payload_json"]),
             )
             for row in rows
         ]
@@ -274,6 +302,43 @@ class PostgresEventStore:
         )
         return [_logged(row) for row in rows]
 
+    async def read_subject_events(
+        self, study_id: str, subject_id: str, types: Iterable[str]
+    ) -> list[LoggedEvent]:
+        """By the index on (study_id, subject_id, position)."""
+        rows = await self._db.fetch(
+            f"{_SELECT_LOGGED} WHERE study_id = $1 AND subject_id = $2 "
+            "AND type = ANY($3::text[]) ORDER BY position",
+            study_id,
+            subject_id,
+            list(types),
+        )
+        return [_logged(row) for row in rows]
+
+    async def read_study_events(
+        self, study_id: str, types: Iterable[str], *, matching: Iterable[PayloadMatch] = ()
+    ) -> list[LoggedEvent]:
+        matches = list(matching)
+        selected = " ".join(f"OR {match_sql(m, 3 + n)}" for n, m in enumerate(matches))
+        rows = await self._db.fetch(
+            f"{_SELECT_LOGGED} WHERE study_id = $1 AND subject_id IS NOT NULL "
+            f"AND (type = ANY($2::text[]) {selected}) ORDER BY position",
+            study_id,
+            list(types),
+            *(list(m.values) for m in matches),
+        )
+        return [_logged(row) for row in rows]
+
+    async def read_matching(self, match: PayloadMatch) -> list[LoggedEvent]:
+        rows = await self._db.fetch(read_matching_sql(match), list(match.values))
+        return [_logged(row) for row in rows]
+
+    async def read_latest_of_type(
+        self, event_type: str, study_ids: Iterable[str], *, limit: int
+    ) -> list[LoggedEvent]:
+        rows = await self._db.fetch(read_latest_of_type_sql(event_type), list(study_ids), limit)
+        return [_logged(row) for row in rows]
+
     async def read_signal_history(self, stream_id: str, signal_id: uuid.UUID) -> list[LoggedEvent]:
         rows = await self._db.fetch(
             f"{_SELECT_LOGGED} WHERE stream_id = $1 AND type LIKE '{SIGNAL_EVENT_PREFIX}%' "
@@ -320,6 +385,20 @@ class PostgresEventStore:
             event_type,
         )
         return None if row is None else _logged(row)
+
+    async def last_of_type_in_streams(
+        self, stream_ids: Iterable[str], event_type: str
+    ) -> dict[str, LoggedEvent]:
+        """Each stream read backwards from its last version, to the first event of the type."""
+        rows = await self._db.fetch(
+            f"""SELECT last.* FROM unnest($1::text[]) AS s(stream_id)
+               CROSS JOIN LATERAL ({_SELECT_LOGGED}
+                   WHERE stream_id = s.stream_id AND type = $2
+                   ORDER BY stream_version DESC LIMIT 1) AS last""",
+            list(dict.fromkeys(stream_ids)),
+            event_type,
+        )
+        return {row["stream_id"]: _logged(row) for row in rows}
 
     async def count_of_type(self, stream_id: str, event_type: str, *, after_version: int) -> int:
         count: int = await self._db.fetchval(

@@ -100,14 +100,16 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class PayloadEvent:
-    """What a projection reads of a row: where it is, its type, subject and payload; not
-    the envelope and hashes, which only the audit tools need."""
+    """What a projection reads of a row: where it is, its type, subject, when it was
+    recorded and its payload; not the envelope and hashes, which only the audit tools
+    need."""
 
     position: int
     event_id: uuid.UUID
     type: str
     study_id: str | None
     subject_id: str | None
+    recorded_at: datetime
     payload: dict[str, Any]
 
 
@@ -164,6 +166,29 @@ class EventSelection:
         return event_type == self.payload_type and payload.get(self.payload_field) in set(
             self.payload_values
         )
+
+
+@dataclass(frozen=True)
+class PayloadMatch:
+    """The events of ``types`` whose payload field ``field`` holds one of ``values``: a
+    field holding text (PostgreSQL would compare a number by its text, the store in
+    memory would not).
+
+    ``types`` and ``field`` are the code's own names, which PostgreSQL reads as literals
+    (so that a partial index on the field for the type serves a query); ``values`` may
+    come from anywhere (they are a query's parameter)."""
+
+    types: tuple[str, ...]
+    field: str
+    values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.types or not self.field:
+            raise ValueError("a payload match needs at least one type and a field")
+
+    def matches(self, event_type: str, payload: Mapping[str, Any]) -> bool:
+        """Whether an event of this type and payload is one the match selects."""
+        return event_type in self.types and payload.get(self.field) in set(self.values)
 
 
 # The type names of every safety signal event begin so (raised, escalated, amended, ...).

@@ -24,12 +24,14 @@ from shared.events import (
     subject_stream,
     wrap,
 )
+from shared.events.reviews import DataQualityIssueReviewed
 from shared.eventstore import (
     EventIdConflict,
     EventSelection,
     EventStore,
     InMemoryEventStore,
     NewEvent,
+    PayloadMatch,
     PostgresEventStore,
     StreamVersionConflict,
 )
@@ -40,15 +42,21 @@ STUDY = "NCT-CONTRACT"
 LAB = LabResultReported.event_type
 RAISED = SafetySignalRaised.event_type
 RESOLVED = SafetySignalResolved.event_type
+ESCALATED = SafetySignalEscalated.event_type
 ISSUE = DataQualityIssueRaised.event_type
+REVIEWED = DataQualityIssueReviewed.event_type
+ALT = "1742-6"
 
 
-def result(subject: str, value: str = "9.0", *, study: str = STUDY, n: int = 0) -> Envelope:
-    """A lab result of one subject; ``n`` makes otherwise equal results distinct events."""
+def result(
+    subject: str, value: str = "9.0", *, study: str = STUDY, n: int = 0, code: str = "718-7"
+) -> Envelope:
+    """A lab result of one subject (haemoglobin unless ``code`` says otherwise); ``n``
+    makes otherwise equal results distinct events."""
     payload = LabResultReported(
         study_id=study,
         subject_id=subject,
-        loinc_code="718-7",
+        loinc_code=code,
         value=Decimal(value),
         unit="g/dL",
         collected_at=datetime(2026, 6, 1, 9, n % 60, tzinfo=UTC),
@@ -62,13 +70,27 @@ def signal_raised(subject: str, **changes: Any) -> Envelope:
     return raised(study_id=STUDY, subject_id=subject, **changes)
 
 
-def issue(subject: str, problem: str) -> Envelope:
+def issue(subject: str, problem: str, *, study: str = STUDY) -> Envelope:
     payload = DataQualityIssueRaised(
-        study_id=STUDY,
+        study_id=study,
         subject_id=subject,
         issue=problem,  # type: ignore[arg-type]
         detail=f"{problem} for the contract",
         related_event_id=uuid.uuid4(),
+    )
+    return wrap(payload, source="/tests/contract")
+
+
+def review(subject: str, of: Envelope, note: str = "") -> Envelope:
+    """A review of the issue ``of``: in the issue's own stream, naming the subject."""
+    payload = DataQualityIssueReviewed(
+        study_id=STUDY,
+        subject_id=subject,
+        issue_id=of.id,
+        person_id="dm",
+        role="data_manager",
+        reviewed_at=datetime(2026, 6, 3, tzinfo=UTC),
+        note=note,
     )
     return wrap(payload, source="/tests/contract")
 
@@ -167,7 +189,9 @@ class EventStoreContract:
         self, store: EventStore
     ) -> None:
         events = [result("A", n=n) for n in range(5)]
-        await put(store, *events)
+        at = datetime(2026, 6, 1, 12, 30, 15, 123456, tzinfo=UTC)
+        await put(store, *events[:3])
+        await put(store, *events[3:], recorded_at=at)
 
         page = await store.read_all(after_position=1, limit=2)
         assert [e.position for e in page] == [2, 3]
@@ -178,6 +202,7 @@ class EventStoreContract:
         ]
         assert payloads[0].payload == events[3].data
         assert (payloads[0].study_id, payloads[0].subject_id) == (STUDY, "A")
+        assert payloads[0].recorded_at == at  # when the event was recorded, for read models
         assert await store.read_all(after_position=5) == []
 
     # -- idempotence and conflicts -----------------------------------------------------
@@ -315,6 +340,134 @@ class EventStoreContract:
         assert [e.stream_version for e in facts] == [1, 3, 1]
         assert facts[0].recorded_at.tzinfo is not None
 
+    async def test_a_subjects_events_of_types_are_read_in_log_order_whatever_their_stream(
+        self, store: EventStore
+    ) -> None:
+        a1, a2, problem = result("A", n=1), result("A", n=2), issue("A", "missing-input")
+        reviewed, signal = review("A", problem), signal_raised("A")
+        await put(
+            store,
+            a1,
+            result("B"),
+            signal,
+            result("A", study="NCT-X"),
+            problem,
+            reviewed,
+            a2,
+        )
+
+        read = await store.read_subject_events(STUDY, "A", [LAB, ISSUE, REVIEWED])
+        assert [(e.position, e.event_id) for e in read] == [
+            (1, a1.id),
+            (5, problem.id),
+            (6, reviewed.id),
+            (7, a2.id),
+        ]
+        assert read[2].stream_id != read[0].stream_id  # the review is in the issue's stream
+        assert read[0].payload == a1.data
+        signals = await store.read_subject_events(STUDY, "A", [RAISED])
+        assert [e.event_id for e in signals] == [signal.id]
+        assert await store.read_subject_events(STUDY, "nobody", [LAB]) == []
+        assert await store.read_subject_events(STUDY, "A", []) == []
+
+    async def test_a_studys_events_of_types_and_of_payload_matches_are_read_in_log_order(
+        self, store: EventStore
+    ) -> None:
+        alt_a, alt_b = result("A", code=ALT), result("B", "40", code=ALT)
+        liver, other_rule = signal_raised("A", rule_id="hys-law"), signal_raised("B")
+        problem = issue("B", "missing-input")
+        await put(
+            store,
+            result("A"),  # 1: another analyte
+            alt_a,  # 2
+            other_rule,  # 3: another rule
+            result("A", code=ALT, study="NCT-X"),  # 4: another study
+            problem,  # 5
+            liver,  # 6
+            alt_b,  # 7
+            resolved(liver),  # 8: of a type no match names
+            escalated(liver, 3),  # 9
+        )
+        matching = [
+            PayloadMatch((LAB,), "loinc_code", (ALT, "1920-8")),
+            PayloadMatch((RAISED, ESCALATED), "rule_id", ("hys-law", "other")),
+        ]
+
+        read = await store.read_study_events(STUDY, [ISSUE], matching=matching)
+        assert [e.event_id for e in read[:4]] == [alt_a.id, problem.id, liver.id, alt_b.id]
+        assert [e.position for e in read] == [2, 5, 6, 7, 9]
+        assert [e.subject_id for e in read] == ["A", "B", "A", "B", "A"]
+        assert [e.event_id for e in await store.read_study_events(STUDY, [ISSUE])] == [problem.id]
+        only_alt = await store.read_study_events("NCT-X", [], matching=matching[:1])
+        assert [e.position for e in only_alt] == [4]
+        assert await store.read_study_events("NCT-nobody", [LAB], matching=matching) == []
+
+    async def test_the_events_a_payload_match_selects_are_read_in_log_order(
+        self, store: EventStore
+    ) -> None:
+        first, second = issue("A", "missing-input"), issue("B", "unknown-subject")
+        reviews = [review("A", first, "a"), review("B", second), review("A", first, "b")]
+        await put(store, first, second, *reviews, result("A", code=ALT))
+
+        of_first = await store.read_matching(
+            PayloadMatch((REVIEWED,), "issue_id", (str(first.id),))
+        )
+        assert [(e.position, e.event_id) for e in of_first] == [
+            (3, reviews[0].id),
+            (5, reviews[2].id),
+        ]
+        assert of_first[1].payload["note"] == "b"
+        both = PayloadMatch((REVIEWED,), "issue_id", (str(second.id), str(first.id)))
+        assert [e.position for e in await store.read_matching(both)] == [3, 4, 5]
+        assert await store.read_matching(PayloadMatch((LAB,), "issue_id", (str(first.id),))) == []
+        assert await store.read_matching(PayloadMatch((REVIEWED,), "issue_id", ())) == []
+        alt = await store.read_matching(PayloadMatch((LAB,), "loinc_code", (ALT,)))
+        assert [e.position for e in alt] == [6]
+
+    async def test_the_latest_events_of_a_type_in_studies_come_newest_first_up_to_a_limit(
+        self, store: EventStore
+    ) -> None:
+        issues = [
+            issue("A", "missing-input"),  # 1
+            issue("A", "missing-input", study="NCT-X"),  # 2
+            issue("B", "unknown-subject"),  # 4
+            issue("C", "missing-input", study="NCT-Y"),  # 5
+        ]
+        await put(store, *issues[:2], result("A"), *issues[2:], result("B"))
+
+        latest = await store.read_latest_of_type(ISSUE, [STUDY, "NCT-X"], limit=10)
+        assert [(e.position, e.event_id) for e in latest] == [
+            (4, issues[2].id),
+            (2, issues[1].id),
+            (1, issues[0].id),
+        ]
+        assert latest[0].payload == issues[2].data
+        limited = await store.read_latest_of_type(ISSUE, [STUDY, "NCT-Y"], limit=2)
+        assert [e.position for e in limited] == [5, 4]
+        assert [e.position for e in await store.read_latest_of_type(LAB, [STUDY], limit=5)] == [
+            6,
+            3,
+        ]
+        assert await store.read_latest_of_type(ISSUE, [], limit=10) == []
+        assert await store.read_latest_of_type(RAISED, [STUDY], limit=10) == []
+
+    async def test_the_last_event_of_a_type_in_each_of_several_streams(
+        self, store: EventStore
+    ) -> None:
+        first_a, second_a, only_c = signal_raised("A"), signal_raised("A"), signal_raised("C")
+        await put(store, first_a, result("A"), result("B"), second_a, only_c, result("A", n=2))
+        a, b, c = (subject_stream(STUDY, s) for s in "ABC")
+
+        last = await store.last_of_type_in_streams([a, b, c, "subject-nobody/X", a], RAISED)
+        assert {stream: e.event_id for stream, e in last.items()} == {
+            a: second_a.id,
+            c: only_c.id,
+        }
+        assert (last[a].position, last[a].stream_version) == (4, 3)
+        assert last[a].payload == second_a.data
+        assert await store.last_of_type_in_streams([b], RAISED) == {}
+        assert await store.last_of_type_in_streams([], RAISED) == {}
+
     async def test_a_signals_history_is_what_followed_its_raising(self, store: EventStore) -> None:
         signal = signal_raised("A")
         other = signal_raised("A")
@@ -323,7 +476,7 @@ class EventStoreContract:
 
         history = await store.read_signal_history(stream, signal_of(signal).signal_id)
         assert [(e.position, e.type) for e in history] == [
-            (3, SafetySignalEscalated.event_type),
+            (3, ESCALATED),
             (5, RESOLVED),
         ]
         assert await store.read_signal_history(stream, uuid.uuid4()) == []

@@ -18,6 +18,7 @@ from shared.eventstore import (
     EventStore,
     InMemoryEventStore,
     NewEvent,
+    PayloadMatch,
     PostgresEventStore,
 )
 from tests.contract.test_event_store_contract import (
@@ -38,6 +39,10 @@ AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
 STEPS = 60
 SELECTION = EventSelection(
     types=(RAISED,), payload_type=ISSUE, payload_field="issue", payload_values=("missing-input",)
+)
+MATCHES = (
+    PayloadMatch((LAB, ISSUE), "subject_id", ("A", "C")),
+    PayloadMatch((ISSUE,), "issue", ("unknown-subject",)),
 )
 
 
@@ -112,6 +117,11 @@ async def run(store: EventStore, batches: Script) -> list[Any]:
         await store.read_streams_of_types(streams, [LAB, ISSUE]),
         await store.read_types_between(types, after=2, upto=40),
         await store.read_study_subject_events(STUDY, types),
+        await store.read_subject_events(STUDY, "A", types),
+        await store.read_study_events(STUDY, [RESOLVED], matching=MATCHES),
+        *[await store.read_matching(match) for match in MATCHES],
+        await store.read_latest_of_type(ISSUE, [STUDY, "NCT-X"], limit=7),
+        await store.last_of_type_in_streams(streams, RAISED),
         await store.read_open_streams(
             "subject-", [LAB, RAISED], turning_types=[RAISED, RESOLVED], closing_types=[RESOLVED]
         ),

@@ -9,11 +9,13 @@ import uuid
 import asyncpg
 import pytest
 
+from services.notifier.adapters import workspace_records
 from services.notifier.domain.roster import Roster
 from shared.db.receipts import ReceiptRow, insert_receipt
-from shared.events import Envelope
+from shared.events import DataQualityIssueRaised, Envelope, wrap
 from shared.events.reviews import DataQualityIssueReviewed
-from tests.support.notifier import DATA_MANAGER, ManualClock, context, roster
+from shared.eventstore.postgres import read_latest_of_type_sql, read_matching_sql
+from tests.support.notifier import DATA_MANAGER, STUDY, T0, ManualClock, context, roster
 from tests.support.signatures import (
     client,
     data_quality_issue,
@@ -153,3 +155,78 @@ async def test_marking_reviewed_records_one_event_per_person_and_moves_the_issue
     assert bad_kind.status_code == 422
     assert "Issue kind: choose one from the list." in bad_kind.text
     assert "<script>" not in bad_kind.text
+
+
+async def test_the_queue_reads_each_issue_with_its_site_source_message_receipt_and_reviews(
+    pool: asyncpg.Pool,
+) -> None:
+    found = await issues_at_sites(pool)
+    first = found["S1"].payload()
+    assert isinstance(first, DataQualityIssueRaised)
+    review = DataQualityIssueReviewed(
+        study_id=STUDY,
+        subject_id=first.subject_id,
+        issue_id=found["S1"].id,
+        person_id="dm",
+        role="data_manager",
+        reviewed_at=T0,
+        note="resent",
+    )
+    await store(pool, wrap(review, source="/tests"))
+    async with pool.acquire() as connection:
+        queue = await workspace_records.issues(connection, [STUDY, "NCT-OTHER"], limit=10)
+        newest = await workspace_records.issues(connection, [STUDY], limit=2)
+        elsewhere = await workspace_records.issues(connection, ["NCT-OTHER"], limit=10)
+        one = await workspace_records.issue(connection, found["S1"].id)
+        unknown = await workspace_records.issue(connection, uuid.uuid4())
+        not_an_issue = await workspace_records.issue(connection, first.related_event_id)
+
+    assert [q.issue_id for q in queue] == [found[k].id for k in ("unknown", "S2", "S1")]
+    assert [q.site_id for q in queue] == [None, "S2", "S1"]
+    assert all(q.source_message_id and q.source_message_id.startswith("LAB-") for q in queue)
+    assert [q.receipt.receipt_id if q.receipt else None for q in queue] == [
+        None,
+        None,
+        uuid.UUID(int=17),
+    ]
+    assert [[r.note for r in q.reviews] for q in queue] == [[], [], ["resent"]]
+    assert queue[2].issue == first
+    assert [q.issue_id for q in newest] == [found["unknown"].id, found["S2"].id]
+    assert elsewhere == []
+    assert one == queue[2]
+    assert unknown is None
+    assert not_an_issue is None
+
+
+async def generic_plan(connection: asyncpg.Connection, sql: str, arguments: str) -> str:
+    """The plan PostgreSQL keeps for ``sql`` once it stops planning per call (a prepared
+    statement's generic plan), on a table too small for an index to pay: sequential scans
+    are forbidden, to see that the index is usable at all."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE read_plan AS {sql}")
+        try:
+            rows = await connection.fetch(f"EXPLAIN EXECUTE read_plan ({arguments})")
+        finally:
+            await connection.execute("DEALLOCATE read_plan")
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_the_queue_and_its_reviews_are_read_through_the_workspace_indexes(
+    pool: asyncpg.Pool,
+) -> None:
+    await issues_at_sites(pool)
+    async with pool.acquire() as connection:
+        queue = await generic_plan(
+            connection,
+            read_latest_of_type_sql(DataQualityIssueRaised.event_type),
+            f"ARRAY['{STUDY}'], 200",
+        )
+        reviews = await generic_plan(
+            connection,
+            read_matching_sql(workspace_records.reviews_match([])),
+            f"ARRAY['{uuid.uuid4()}']",
+        )
+    assert "events_data_quality_issues_idx" in queue
+    assert "events_data_quality_reviews_idx" in reviews

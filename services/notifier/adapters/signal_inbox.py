@@ -1,9 +1,9 @@
 """The inbox read model in PostgreSQL (``signal_inbox``, migration 0017): the projection
 that keeps it, and the queries the workspace's inbox asks of it.
 
-A batch costs at most three statements whatever its size: the recorded times of the
-events it uses, the rows of the signals they name, and one upsert of the rows that
-changed. The fold itself is pure (services/notifier/domain/signal_inbox.py).
+A batch costs at most two statements whatever its size: the rows of the signals its
+events name, and one upsert of the rows that changed (the events come with their recorded
+times). The fold itself is pure (services/notifier/domain/signal_inbox.py).
 """
 
 from __future__ import annotations
@@ -47,15 +47,7 @@ class SignalInboxProjection:
         used = [e for e in events if e.type in USED_TYPES and "signal_id" in e.payload]
         if not used:
             return
-        recorded = dict(
-            await connection.fetch(
-                "SELECT position, recorded_at FROM events WHERE position = ANY($1::bigint[])",
-                [e.position for e in used],
-            )
-        )
-        inbox_events = [
-            InboxEvent(e.position, e.type, recorded[e.position], e.payload) for e in used
-        ]
+        inbox_events = [InboxEvent(e.position, e.type, e.recorded_at, e.payload) for e in used]
         ids = {event.signal_id for event in inbox_events} - {None}
         stored = {
             row.signal_id: row

@@ -1,6 +1,6 @@
-"""What the subject page and the eDISH plot read from the audit log: one subject's facts,
-and a study's liver results, straight from the ``events`` table (the index on study,
-subject and position serves both)."""
+"""What the subject page and the eDISH plot read from the audit log, through the event
+store: one subject's facts (by the index on study, subject and position), and a study's
+liver results, enrolments and Hy's law signals."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from shared.events import (
     SubjectEnrolled,
     payload_class,
 )
+from shared.eventstore import LoggedEvent, PayloadMatch, PostgresEventStore
 
 SUBJECT_TYPES = tuple(
     cls.event_type
@@ -36,24 +37,9 @@ SUBJECT_TYPES = tuple(
 )
 LIVER_ANALYTES = ("ALT", "AST", "total bilirubin")
 
-_SUBJECT_SQL = """
-SELECT position, event_id, type, payload_json FROM events
-WHERE study_id = $1 AND subject_id = $2 AND type = ANY($3::text[])
-ORDER BY position
-"""
-_LIVER_SQL = """
-SELECT event_id, subject_id, type, payload_json FROM events
-WHERE study_id = $1 AND subject_id IS NOT NULL AND (
-    type = ANY($2::text[])
-    OR (type = $3 AND payload->>'loinc_code' = ANY($4::text[]))
-    OR (type = ANY($5::text[]) AND payload->>'rule_id' = ANY($6::text[]))
-)
-ORDER BY position
-"""
 
-
-def _decoded(type_: str, text: str) -> EventPayload:
-    return payload_class(type_).model_validate_json(text)
+def _decoded(event: LoggedEvent) -> EventPayload:
+    return payload_class(event.type).model_validate(event.payload)
 
 
 def facts_from(rows: Iterable[tuple[uuid.UUID, EventPayload]]) -> SubjectFacts:
@@ -88,13 +74,10 @@ async def subject_facts(
 ) -> tuple[SubjectFacts, int] | None:
     """Everything the subject page draws, and the log position of the last of it (what
     changes whenever the page would); None: the log holds nothing about the subject."""
-    rows = await pool.fetch(_SUBJECT_SQL, study_id, subject_id, list(SUBJECT_TYPES))
-    if not rows:
+    events = await PostgresEventStore(pool).read_subject_events(study_id, subject_id, SUBJECT_TYPES)
+    if not events:
         return None
-    facts = facts_from(
-        (row["event_id"], _decoded(row["type"], row["payload_json"])) for row in rows
-    )
-    return facts, rows[-1]["position"]
+    return facts_from((e.event_id, _decoded(e)) for e in events), events[-1].position
 
 
 @dataclass
@@ -110,26 +93,30 @@ async def liver_records(
 ) -> dict[str, LiverRecord]:
     """Per subject of the study: ALT, AST and total bilirubin results (every code of each),
     supersessions, enrolment, and the Hy's law signals still standing."""
-    rows = await pool.fetch(
-        _LIVER_SQL,
+    events = await PostgresEventStore(pool).read_study_events(
         study_id,
         [SubjectEnrolled.event_type, LabResultSuperseded.event_type],
-        LabResultReported.event_type,
-        list(codes_of(*LIVER_ANALYTES)),
-        [SafetySignalRaised.event_type, SafetySignalRetracted.event_type],
-        list(hys_law_rules),
+        matching=[
+            PayloadMatch((LabResultReported.event_type,), "loinc_code", codes_of(*LIVER_ANALYTES)),
+            PayloadMatch(
+                (SafetySignalRaised.event_type, SafetySignalRetracted.event_type),
+                "rule_id",
+                tuple(hys_law_rules),
+            ),
+        ],
     )
     by_subject: dict[str, list[tuple[uuid.UUID, EventPayload]]] = {}
     signals: dict[str, set[uuid.UUID]] = {}
-    for row in rows:
-        payload = _decoded(row["type"], row["payload_json"])
-        subject = row["subject_id"]
+    for event in events:
+        payload = _decoded(event)
+        subject = event.subject_id
+        assert subject is not None  # the query reads events naming a subject only
         if isinstance(payload, SafetySignalRaised):
             signals.setdefault(subject, set()).add(payload.signal_id)
         elif isinstance(payload, SafetySignalRetracted):
             signals.setdefault(subject, set()).discard(payload.signal_id)
         else:
-            by_subject.setdefault(subject, []).append((row["event_id"], payload))
+            by_subject.setdefault(subject, []).append((event.event_id, payload))
     return {
         subject: LiverRecord(facts_from(by_subject.get(subject, [])), signals.get(subject, set()))
         for subject in sorted(set(by_subject) | set(signals))

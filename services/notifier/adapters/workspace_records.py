@@ -9,16 +9,16 @@ Reads only: the audit log through the event store, and ``received_messages`` (mi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
-import orjson
 
 from shared.events import DataQualityIssueRaised, SubjectEnrolled, payload_class, subject_stream
 from shared.events.reviews import DataQualityIssueReviewed
-from shared.eventstore import PostgresEventStore
+from shared.eventstore import LoggedEvent, PayloadMatch, PostgresEventStore, StoredEvent
 
 
 @dataclass(frozen=True)
@@ -75,57 +75,74 @@ class QueuedIssue:
 
 
 async def issues(
-    connection: asyncpg.Connection,
-    study_ids: Sequence[str],
-    *,
-    limit: int,
-    issue_id: uuid.UUID | None = None,
+    connection: asyncpg.Connection, study_ids: Sequence[str], *, limit: int
 ) -> list[QueuedIssue]:
-    """The data-quality issues of these studies (or only ``issue_id``), newest first (at
-    most ``limit``), each with its subject's site, its source message and receipt, and
-    its reviews."""
-    # the issue type as a literal, so that the planner uses migration 0018's partial index
-    rows = await connection.fetch(
-        f"""SELECT e.event_id, e.position, e.recorded_at, e.payload_json,
-                  site.site_id, related.source_message_id
-           FROM events e
-           LEFT JOIN LATERAL (
-               SELECT s.payload ->> 'site_id' AS site_id FROM events s
-               WHERE s.stream_id = e.stream_id AND s.type = $2
-               ORDER BY s.stream_version DESC LIMIT 1) site ON true
-           LEFT JOIN LATERAL (
-               SELECT r.payload ->> 'source_message_id' AS source_message_id FROM events r
-               WHERE r.event_id = (e.payload ->> 'related_event_id')::uuid) related ON true
-           WHERE e.type = '{DataQualityIssueRaised.event_type}'
-             AND e.study_id = ANY($1::text[])
-             AND ($4::uuid IS NULL OR e.event_id = $4::uuid)
-           ORDER BY e.position DESC LIMIT $3""",
-        list(study_ids),
-        SubjectEnrolled.event_type,
-        limit,
-        issue_id,
+    """The data-quality issues of these studies, newest first (at most ``limit``), each
+    with its subject's site, its source message and receipt, and its reviews."""
+    store = PostgresEventStore(connection)
+    found = await store.read_latest_of_type(
+        DataQualityIssueRaised.event_type, study_ids, limit=limit
     )
-    found = [(row, _issue(row["payload_json"])) for row in rows]
+    return await _queued(connection, found)
+
+
+async def issue(connection: asyncpg.Connection, issue_id: uuid.UUID) -> QueuedIssue | None:
+    """One issue by its event id (None: no such issue)."""
+    found = await PostgresEventStore(connection).find_event(
+        issue_id, DataQualityIssueRaised.event_type
+    )
+    if found is None:
+        return None
+    (queued,) = await _queued(connection, [found])
+    return queued
+
+
+async def _queued(
+    connection: asyncpg.Connection, events: Sequence[LoggedEvent | StoredEvent]
+) -> list[QueuedIssue]:
+    """The issues recorded as ``events``, with what the queue shows beside each."""
+    if not events:
+        return []
+    store = PostgresEventStore(connection)
+    found = [(event, _issue(event.payload)) for event in events]
+    enrolments = {
+        stream: enrolment.payload
+        for stream, enrolment in (
+            await store.last_of_type_in_streams(
+                [event.stream_id for event in events], SubjectEnrolled.event_type
+            )
+        ).items()
+    }
+    related = {
+        event.event_id: event.payload
+        for event in await store.read_events({issue.related_event_id for _, issue in found})
+    }
     receipts = await receipts_of(connection, [issue.related_event_id for _, issue in found])
-    reviews = await reviews_of(connection, [row["event_id"] for row, _ in found])
+    reviews = await reviews_of(connection, [event.event_id for event in events])
     return [
         QueuedIssue(
-            issue_id=row["event_id"],
-            position=row["position"],
-            recorded_at=row["recorded_at"],
+            issue_id=event.event_id,
+            position=event.position,
+            recorded_at=event.recorded_at,
             issue=issue,
-            site_id=row["site_id"],
-            source_message_id=row["source_message_id"],
+            site_id=_text(enrolments.get(event.stream_id), "site_id"),
+            source_message_id=_text(related.get(issue.related_event_id), "source_message_id"),
             receipt=receipts.get(issue.related_event_id),
-            reviews=tuple(reviews.get(row["event_id"], ())),
+            reviews=tuple(reviews.get(event.event_id, ())),
         )
-        for row, issue in found
+        for event, issue in found
     ]
 
 
-def _issue(payload_json: str) -> DataQualityIssueRaised:
+def _text(payload: Mapping[str, Any] | None, name: str) -> str | None:
+    """A text field of an event's payload (None: no event, or no such text)."""
+    value = None if payload is None else payload.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _issue(payload: Mapping[str, Any]) -> DataQualityIssueRaised:
     """A recorded issue read back (the rules service and ingest build them; this reads)."""
-    issue = payload_class(DataQualityIssueRaised.event_type).model_validate_json(payload_json)
+    issue = payload_class(DataQualityIssueRaised.event_type).model_validate(payload)
     assert isinstance(issue, DataQualityIssueRaised)
     return issue
 
@@ -153,34 +170,25 @@ async def receipts_of(
     }
 
 
+def reviews_match(issue_ids: Iterable[uuid.UUID]) -> PayloadMatch:
+    """The reviews of these issues, as the event store selects them."""
+    return PayloadMatch(
+        (DataQualityIssueReviewed.event_type,), "issue_id", tuple(str(i) for i in issue_ids)
+    )
+
+
 async def reviews_of(
     connection: asyncpg.Connection, issue_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Review]]:
-    """The reviews recorded of each of these issues, oldest first."""
+    """The reviews recorded of each of these issues, oldest first (by migration 0018's
+    index on the issue a review names)."""
     if not issue_ids:
         return {}
-    rows = await connection.fetch(
-        f"SELECT payload_json FROM events WHERE type = '{DataQualityIssueReviewed.event_type}' "
-        "AND (payload ->> 'issue_id') = ANY($1::text[]) ORDER BY position",
-        [str(i) for i in issue_ids],
-    )
+    recorded = await PostgresEventStore(connection).read_matching(reviews_match(issue_ids))
     found: dict[uuid.UUID, list[Review]] = {}
-    for row in rows:
-        review = DataQualityIssueReviewed.model_validate(orjson.loads(row["payload_json"]))
+    for event in recorded:
+        review = DataQualityIssueReviewed.model_validate(event.payload)
         found.setdefault(review.issue_id, []).append(
             Review(review.person_id, review.role, review.reviewed_at, review.note)
         )
     return found
-
-
-async def issue(connection: asyncpg.Connection, issue_id: uuid.UUID) -> QueuedIssue | None:
-    """One issue by its event id (None: no such issue)."""
-    study_id = await connection.fetchval(
-        "SELECT study_id FROM events WHERE event_id = $1 AND type = $2",
-        issue_id,
-        DataQualityIssueRaised.event_type,
-    )
-    if study_id is None:
-        return None
-    found = await issues(connection, [study_id], limit=1, issue_id=issue_id)
-    return found[0] if found else None
