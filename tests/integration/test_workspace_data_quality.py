@@ -230,3 +230,33 @@ async def test_the_queue_and_its_reviews_are_read_through_the_workspace_indexes(
         )
     assert "events_data_quality_issues_idx" in queue
     assert "events_data_quality_reviews_idx" in reviews
+
+
+async def test_the_issue_a_message_links_to_opens_alone_in_scope_and_nowhere_else(
+    pool: asyncpg.Pool,
+) -> None:
+    """A data-quality message links to ``/workspace/data-quality?issue=<id>``: that issue
+    alone, reviewed or not; another site's issue is the workspace's 404, a malformed id
+    a 422 naming the field."""
+    found = await issues_at_sites(pool)
+    ctx = context(with_data_manager(), ManualClock())
+    s1, s2 = found["S1"].id, found["S2"].id
+    manager, _ = workspace_app(pool, ctx, "dm")
+    site_one, _ = workspace_app(pool, ctx, "pi1")
+    async with client(manager) as http:
+        one = await http.get(f"/workspace/data-quality?issue={s1}")
+        bad = await http.get("/workspace/data-quality?issue=not-an-id")
+    async with client(site_one) as http:
+        mine = await http.get(f"/workspace/data-quality?issue={s1}")
+        theirs = await http.get(f"/workspace/data-quality?issue={s2}")
+        nothing = await http.get(f"/workspace/data-quality?issue={uuid.uuid4()}")
+    assert one.status_code == 200
+    assert listed(one.text) == [str(s1)]
+    assert mine.status_code == 200
+    assert listed(mine.text) == [str(s1)]
+    assert (theirs.status_code, nothing.status_code) == (404, 404)
+    assert theirs.text == nothing.text
+    assert str(s2) not in theirs.text
+    assert bad.status_code == 422
+    assert "Issue:" in bad.text
+    assert "not-an-id" not in bad.text

@@ -260,3 +260,32 @@ def test_a_routed_alert_asks_the_site_to_acknowledge_and_an_acknowledged_one_inf
     assert notice_message.subject_line.startswith("[Vigil] NOW AT YOUR SITE (ACKNOWLEDGED): ")
     assert "no action is needed" in notice_message.body_text
     assert "/workspace/signals/" not in notice_message.body_text
+
+
+@pytest.mark.parametrize("kind", DATA_MANAGER_ISSUES)
+def test_an_issue_nobody_acknowledges_links_to_its_entry_in_the_data_quality_queue(
+    kind: str,
+) -> None:
+    """The data manager's message opens the issue in the workspace's queue (where it is
+    marked reviewed), in the text, the HTML and a webhook's document alike."""
+    content = content_for_data_quality(issue(kind, rule_id="r"), uuid.UUID(int=2))
+    assert not carries_link(content)
+    url = f"https://v.example/workspace/data-quality?issue={uuid.UUID(int=2)}"
+    for channel in ("email", "webhook"):
+        planned = compose(
+            content, purpose="p", person_id="p", channel=channel, address="a@b.org", link=None
+        )
+        sent = planned.render(ISSUER.message_link, queue_url_of=ISSUER.issue_url)
+        assert url in sent.body_text
+        if channel == "email":
+            assert "data-quality queue to review it" in sent.body_text
+            assert sent.body_html is not None
+            assert f'href="{url}"' in sent.body_html
+    # a signal's message links to the signal, never to the queue
+    signal = content_for_data_quality(issue("unknown-subject"), uuid.UUID(int=3))
+    claims = ISSUER.claims(signal.signal_id, "p", T0)
+    planned = compose(
+        signal, purpose="p", person_id="p", channel="email", address="a@b.org", link=claims
+    )
+    sent = planned.render(ISSUER.message_link, queue_url_of=ISSUER.issue_url)
+    assert "/workspace/data-quality" not in sent.body_text

@@ -20,6 +20,7 @@ from services.notifier.domain.messages import (
     Delivery,
     DeliveryHeader,
     MessageContent,
+    links_to_queue,
     message_zone,
     render,
     subject_line,
@@ -41,7 +42,10 @@ class PlannedDelivery(DeliveryHeader):
     item_links: tuple[LinkClaims | None, ...] = ()
 
     def render(
-        self, link_of: Callable[[LinkClaims, str], MessageLink], zone: ZoneInfo = UTC_ZONE
+        self,
+        link_of: Callable[[LinkClaims, str], MessageLink],
+        zone: ZoneInfo = UTC_ZONE,
+        queue_url_of: Callable[[uuid.UUID], str] | None = None,
     ) -> Delivery:
         """The message as sent, its links made from their claims for this channel by
         ``link_of`` (the same claims and key give the same links, so a repeat is the same
@@ -54,7 +58,19 @@ class PlannedDelivery(DeliveryHeader):
             ]
             content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
         link = link_of(self.link, self.channel) if self.link is not None else None
-        rendered = render(content, self.channel, link=link, message_id=self.message_id, zone=zone)
+        queue_url = (
+            queue_url_of(content.signal_id)
+            if link is None and queue_url_of is not None and links_to_queue(content)
+            else None
+        )
+        rendered = render(
+            content,
+            self.channel,
+            link=link,
+            message_id=self.message_id,
+            zone=zone,
+            queue_url=queue_url,
+        )
         header = {field.name: getattr(self, field.name) for field in fields(DeliveryHeader)}
         header["subject_line"] = rendered.subject
         return Delivery(**header, body_text=rendered.text, body_html=rendered.html)
@@ -64,12 +80,13 @@ def as_sent(
     delivery: PlannedDelivery,
     link_of: Callable[[LinkClaims, str], MessageLink],
     rosters: Mapping[str, Roster],
+    queue_url_of: Callable[[uuid.UUID], str] | None = None,
 ) -> Delivery:
     """The message as it is sent: links for its channel, times in its reader's zone (see
     :func:`services.notifier.domain.messages.message_zone`)."""
     roster = rosters.get(delivery.study_id)
     zone = message_zone(roster, delivery.person_id, delivery.content.site_id)
-    return delivery.render(link_of, zone)
+    return delivery.render(link_of, zone, queue_url_of)
 
 
 def delivery_id_for(signal_id: uuid.UUID, purpose: str, channel: str, recipient: str) -> uuid.UUID:

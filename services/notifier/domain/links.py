@@ -233,6 +233,12 @@ def workspace_signal_url(base_url: str, signal_id: uuid.UUID) -> str:
     return f"{base_url.rstrip('/')}/workspace/signals/{signal_id}"
 
 
+def workspace_issue_url(base_url: str, issue_id: uuid.UUID) -> str:
+    """A data-quality issue in the workspace's queue, where the data manager marks it
+    reviewed (signing in first)."""
+    return f"{base_url.rstrip('/')}/workspace/data-quality?issue={issue_id}"
+
+
 def acknowledgement_api_url(base_url: str, signal_id: uuid.UUID) -> str:
     """Where a system POSTs an acknowledgement with a token."""
     return f"{base_url.rstrip('/')}/v1/signals/{signal_id}/acknowledgements"
@@ -303,6 +309,9 @@ class LinkIssuer:
 
     def workspace_url(self, signal_id: uuid.UUID) -> str:
         return workspace_signal_url(self.base_url, signal_id)
+
+    def issue_url(self, issue_id: uuid.UUID) -> str:
+        return workspace_issue_url(self.base_url, issue_id)
 
     def message_link(self, claims: LinkClaims, channel: str) -> MessageLink:
         """What a message on ``channel`` carries for the claims' signal: always the

@@ -491,6 +491,17 @@ def _template(name: str) -> Template:
 
 #: what the link in a message says it is for
 ACTION_TEXT = "Open the signal in the Vigil workspace to assess and sign (you sign in first)"
+#: what the link of a data-quality issue nobody acknowledges says it is for
+QUEUE_ACTION_TEXT = (
+    "Open the issue in the Vigil workspace's data-quality queue to review it (you sign in first)"
+)
+
+
+def links_to_queue(content: MessageContent) -> bool:
+    """A data-quality issue that asks for no acknowledgement links to its queue entry."""
+    return (content.kind in UNREADABLE_KINDS or content.kind == "data-quality") and not (
+        carries_link(content)
+    )
 
 
 def render(
@@ -500,6 +511,7 @@ def render(
     link: MessageLink | None,
     message_id: str,
     zone: ZoneInfo = UTC_ZONE,
+    queue_url: str | None = None,
 ) -> Rendered:
     """The message for a channel: e-mail has subject, plain text and HTML, its times in
     ``zone``; a webhook has the JSON document (in ``text``; times as ISO 8601 values)."""
@@ -515,7 +527,7 @@ def render(
             "message_id": message_id,
             "summary": headline,
             **content.model_dump(mode="json"),
-            "workspace_url": link.url if link else None,
+            "workspace_url": link.url if link else queue_url,
             "acknowledgement_api": link.api_url if link else None,
             "acknowledgement_token": link.token if link else None,
             # deprecated: the token link, for receivers that read the token from it
@@ -524,6 +536,8 @@ def render(
         return Rendered(subject, json.dumps(document, sort_keys=True), None)
     template = "notice" if content.kind in NOTICE_KINDS else "alert"
     action = f"{ACTION_TEXT}:\n{link.url}" if link else ""
+    if link is None and queue_url is not None:
+        action = f"{QUEUE_ACTION_TEXT}:\n{queue_url}"
     text = _template(f"{template}.txt").substitute(
         headline=headline,
         rows="\n".join(f"{label + ':':<17} {value}" for label, value in rows),
@@ -537,6 +551,9 @@ def render(
     html_action = (
         f'<p><a href="{html.escape(link.url, quote=True)}">{html.escape(ACTION_TEXT)}</a></p>'
         if link
+        else f'<p><a href="{html.escape(queue_url, quote=True)}">'
+        f"{html.escape(QUEUE_ACTION_TEXT)}</a></p>"
+        if queue_url
         else ""
     )
     body_html = _template(f"{template}.html").substitute(

@@ -289,7 +289,12 @@ class DeliveryWorker:
         try:
             async with deadline:
                 return await sender.send(
-                    as_sent(item.delivery, self._links.message_link, self._rosters)
+                    as_sent(
+                        item.delivery,
+                        self._links.message_link,
+                        self._rosters,
+                        self._links.issue_url,
+                    )
                 )
         except TimeoutError as error:
             if deadline.expired():

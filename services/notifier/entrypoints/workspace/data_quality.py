@@ -82,6 +82,16 @@ def _filters(study: str, kind: str, reviewed: str) -> None:
         raise FilterProblem("reviewed", "Reviewed: choose not reviewed, reviewed or all.")
 
 
+def _issue_id(text: str) -> uuid.UUID | None:
+    """The one issue asked for (a message's link names it); empty: none."""
+    if not text:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise FilterProblem("issue", "Issue: not an issue id; open the link again.") from None
+
+
 def router(deps: WorkspaceDeps) -> APIRouter:
     """The data_quality routes."""
     api = APIRouter()
@@ -119,16 +129,27 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         study: str = Query("", max_length=64),
         kind: str = Query("", max_length=64),
         reviewed: str = Query("no", max_length=8),
+        issue: str = Query("", max_length=64),
     ) -> HTMLResponse:
         viewer = session.viewer
         problem: FilterProblem | None = None
         try:
             _filters(study, kind, reviewed)
+            one = _issue_id(issue)
         except FilterProblem as error:
-            problem, kind, reviewed = error, "", "no"
+            problem, kind, reviewed, one = error, "", "no", None
         studies = [s for s in viewer.studies() if not study or s == study]
         async with deps.pool().acquire() as connection:
-            found = await workspace_records.issues(connection, studies, limit=MAX_LISTED)
+            if one is not None:
+                # the issue a message linked to, however old: it alone, whatever its state
+                queued = await workspace_records.issue(connection, one)
+                if queued is None or not viewer.may_see_data_quality(
+                    queued.issue.study_id, queued.site_id
+                ):
+                    not_found(session, PAGE, issue_id=one)
+                found, kind, reviewed = [queued], "", "all"
+            else:
+                found = await workspace_records.issues(connection, studies, limit=MAX_LISTED)
         visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
         counts = {
             "no": sum(1 for q in visible if not q.reviews),
