@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import anyio
 import asyncpg
 import structlog
 from fastapi import HTTPException, Request
@@ -34,6 +35,10 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "/workspace"
 SESSION_COOKIE = "vigil_session"
+# charts are drawn in worker threads, at most this many at once: however many people open
+# subject pages, the notifier's own work (deliveries, escalation, the consumer) keeps its
+# share of the process
+CHART_THREADS = 2
 # the largest form any workspace page sends: an assessment's 4,000-character comment,
 # percent-encoded, and a few short fields
 MAX_FORM_BYTES = 64 * 1024
@@ -123,6 +128,17 @@ def not_found_page(session: Session | None) -> HTMLResponse:
         message="There is nothing at this address that you may see. Go back to your inbox "
         "or use the links above.",
     )
+
+
+_chart_limiter: anyio.CapacityLimiter | None = None
+
+
+def chart_limiter() -> anyio.CapacityLimiter:
+    """The one limiter of chart drawing threads (made in the running event loop)."""
+    global _chart_limiter
+    if _chart_limiter is None:
+        _chart_limiter = anyio.CapacityLimiter(CHART_THREADS)
+    return _chart_limiter
 
 
 def sign_in_url(next_url: str) -> str:

@@ -15,6 +15,7 @@ from services.notifier.domain.edish import QUADRANTS, EdishPoint, edish
 from services.notifier.entrypoints.workspace.common import (
     Session,
     WorkspaceDeps,
+    chart_limiter,
     not_found,
     render,
 )
@@ -55,7 +56,11 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         def link(point: EdishPoint) -> str:
             return subject_url(study_id, point.subject_id)
 
-        svg = await anyio.to_thread.run_sync(edish_svg, points, link) if points else None
+        svg = (
+            await anyio.to_thread.run_sync(edish_svg, points, link, limiter=chart_limiter())
+            if points
+            else None
+        )
         return render(
             "edish.html",
             session,

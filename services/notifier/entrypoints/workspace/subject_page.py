@@ -24,6 +24,7 @@ from services.notifier.entrypoints.workspace.common import (
     PREFIX,
     Session,
     WorkspaceDeps,
+    chart_limiter,
     not_found,
     render,
 )
@@ -60,7 +61,7 @@ class ChartCache:
         if kept is not None:
             self._kept.move_to_end(key)
             return kept
-        drawn = await anyio.to_thread.run_sync(_charts, chart)
+        drawn = await anyio.to_thread.run_sync(_charts, chart, limiter=chart_limiter())
         self._kept[key] = drawn
         while len(self._kept) > self._size:
             self._kept.popitem(last=False)
