@@ -1,0 +1,96 @@
+"""Found by the outside tester (i17), in a real browser against the seeded workspace stack.
+
+1. Sign-in's ``next`` leaves the workspace. The README says the browser goes back to the
+   page it asked for, "only ever a ``/workspace/...`` path". ``next=/workspace/%2e%2e/...``
+   is sent back verbatim as the redirect's Location, and a browser resolves ``%2e%2e`` as
+   ``..`` (WHATWG URL): the person lands on ``/readyz``, ``/metrics`` or any other page of
+   the notifier's origin outside ``/workspace`` that a crafted sign-in link names.
+   Expected: after sign-in the browser is on a ``/workspace/`` page (the asked-for one when
+   it is a workspace page, else ``/workspace/``).
+
+2. The data-quality queue shows a raw UTC timestamp. The detail of a reference-range-missing
+   issue reads "collected 2026-11-25T01:30:00+00:00": an ISO string in UTC, while every
+   other time in the workspace is in the site's zone, to the minute, with the zone named
+   ("2026-11-25 09:30 CST (Asia/Shanghai)"). Expected: no raw ISO/UTC timestamp in what the
+   data manager reads; the collection time in the site's zone, named.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.e2e.workspace.steps import open_signed_in
+from tests.support.api_keys import issue_api_key
+from tests.support.browser import sign_in
+from tests.support.waiting import eventually
+from tests.support.workspace_stack import DATA_MANAGER, INVESTIGATOR, WorkspaceStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+ISO_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+@pytest.mark.parametrize(
+    "escape", ["/workspace/%2e%2e/readyz", "/workspace/.%2e/healthz", "/workspace/%2E%2E/metrics"]
+)
+async def test_sign_in_next_never_leads_outside_the_workspace(
+    workspace: WorkspaceStack, page: Page, escape: str
+) -> None:
+    await page.goto(workspace.at("/workspace/sign-in?next=" + quote(escape, safe="/")))
+    await sign_in(page, INVESTIGATOR.person_id, await workspace.password_of(INVESTIGATOR))
+    landed = urlsplit(page.url)
+    assert landed.path.startswith("/workspace/"), (
+        f"next={escape} took the signed-in browser outside the workspace, to {page.url}"
+    )
+
+
+async def test_the_data_quality_queue_shows_collection_times_in_the_site_zone_not_raw_utc(
+    workspace: WorkspaceStack, page: Page
+) -> None:
+    # an ALT of 01-003 (PKUPH-01, Asia/Shanghai) without a reference range, below any ULN
+    collected = (datetime.now(UTC) - timedelta(days=2)).replace(
+        hour=1, minute=30, second=0, microsecond=0
+    )
+    key = await issue_api_key(workspace.admin_dsn)
+    ingest = f"http://127.0.0.1:{workspace.env['VIGIL_INGEST_PORT']}"
+    async with httpx.AsyncClient(base_url=ingest, headers=key.headers, timeout=30) as client:
+        answer = await client.post(
+            "/v1/lab-results",
+            json=[
+                {
+                    "study_id": "NCT05262686",
+                    "subject_id": "01-003",
+                    "loinc_code": "1742-6",
+                    "value": "20",
+                    "unit": "U/L",
+                    "collected_at": collected.isoformat(),
+                    "source_message_id": f"I17-NO-RANGE-{collected:%Y%m%d}",
+                }
+            ],
+        )
+    assert answer.status_code == 202, answer.text
+
+    async def raised() -> bool:
+        rows = await workspace.events(
+            "type = 'org.vigil.data_quality.issue_raised.v1' AND subject_id = $1 "
+            "AND payload_json::jsonb->>'issue' = 'reference-range-missing'",
+            "01-003",
+        )
+        return bool(rows)
+
+    await eventually(raised, timeout=60, what="the reference-range-missing issue")
+    await open_signed_in(page, workspace, DATA_MANAGER, "/workspace/data-quality")
+    row = page.get_by_role("row").filter(has_text="Reference range missing").filter(
+        has_text="01-003"
+    )
+    await expect(row).to_have_count(1)
+    text = await row.inner_text()
+    assert not ISO_TIMESTAMP.search(text), f"a raw UTC timestamp in the queue: {text!r}"
+    site_time = (collected + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    assert f"{site_time} CST (Asia/Shanghai)" in text, text
