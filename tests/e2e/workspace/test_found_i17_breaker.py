@@ -86,11 +86,42 @@ async def test_the_data_quality_queue_shows_collection_times_in_the_site_zone_no
 
     await eventually(raised, timeout=60, what="the reference-range-missing issue")
     await open_signed_in(page, workspace, DATA_MANAGER, "/workspace/data-quality")
-    row = page.get_by_role("row").filter(has_text="Reference range missing").filter(
-        has_text="01-003"
+    row = (
+        page.get_by_role("row").filter(has_text="Reference range missing").filter(has_text="01-003")
     )
     await expect(row).to_have_count(1)
     text = await row.inner_text()
     assert not ISO_TIMESTAMP.search(text), f"a raw UTC timestamp in the queue: {text!r}"
     site_time = (collected + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
     assert f"{site_time} CST (Asia/Shanghai)" in text, text
+
+
+async def test_a_page_that_is_not_there_is_a_workspace_page_not_raw_json(
+    workspace: WorkspaceStack, page: Page
+) -> None:
+    """3. What a person reads at a dead end. A signed-in person who follows a stale or
+    mistyped link (another site's signal, a signal id cut short by a mail client) gets the
+    bare text ``{"detail":"Not found"}`` (``application/json``): no heading, no navigation,
+    no way back, not the workspace's language. Expected: still 404 and the same for "not
+    yours" and "not there", but an HTML page of the workspace saying the page was not found
+    (or that it is not available to them), with the workspace's navigation back to the
+    inbox."""
+    other_site_signal = workspace.signal("02-001", "neutropenia-anc-lt-1-5")
+    await open_signed_in(page, workspace, INVESTIGATOR, "/workspace/inbox")
+    for path in (
+        f"/workspace/signals/{other_site_signal}",
+        "/workspace/signals/06337df3-7c2a-5595",
+        "/workspace/studies/NCT05262686/subjects/01-999",
+    ):
+        answer = await page.goto(workspace.at(path))
+        assert answer is not None
+        assert answer.status == 404, path
+        content_type = answer.headers.get("content-type", "")
+        text = await page.locator("body").inner_text()
+        assert content_type.startswith("text/html"), (
+            f"{path}: the person reads a {content_type} body: {text!r}"
+        )
+        await expect(page.get_by_role("heading", level=1)).to_contain_text(
+            re.compile("not found|not available", re.I)
+        )
+        await expect(page.get_by_role("link", name=re.compile("inbox", re.I)).first).to_be_visible()

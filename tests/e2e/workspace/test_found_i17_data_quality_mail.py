@@ -34,8 +34,10 @@ async def test_the_workspace_link_in_a_data_quality_email_opens_for_its_recipien
 ) -> None:
     mails = await asyncio.to_thread(
         workspace.mailbox.wait_for,
-        lambda m: m.envelope_to == ["medical.monitor@vigil.example.org"]
-        and "01-004" in str(m.message["Subject"]),
+        lambda m: (
+            m.envelope_to == ["medical.monitor@vigil.example.org"]
+            and "01-004" in str(m.message["Subject"])
+        ),
         timeout=60,
     )
     body = mails[0].everything
@@ -43,9 +45,7 @@ async def test_the_workspace_link_in_a_data_quality_email_opens_for_its_recipien
     assert links, f"no workspace link in the medical monitor's data-quality e-mail:\n{body}"
     await page.goto(links[0])
     if "/workspace/sign-in" in page.url:
-        await sign_in(
-            page, MEDICAL_MONITOR.person_id, await workspace.password_of(MEDICAL_MONITOR)
-        )
+        await sign_in(page, MEDICAL_MONITOR.person_id, await workspace.password_of(MEDICAL_MONITOR))
     for link in links:
         answer = await page.goto(link)
         assert answer is not None
