@@ -125,3 +125,19 @@ async def test_a_page_that_is_not_there_is_a_workspace_page_not_raw_json(
             re.compile("not found|not available", re.I)
         )
         await expect(page.get_by_role("link", name=re.compile("inbox", re.I)).first).to_be_visible()
+
+
+async def test_the_hys_law_signal_page_shows_collection_times_in_the_site_zone_not_raw_utc(
+    workspace: WorkspaceStack, page: Page
+) -> None:
+    """4. The same raw UTC on a signal page. The seeded Hy's law case of 01-002 (PKUPH-01,
+    Asia/Shanghai): under "What was found, and why", the computed values read "alkaline
+    phosphatase 78 U/L (ULN 120 U/L) collected 2026-...T01:30:00+00:00" (and the same for
+    bilirubin and ALT), while the line above gives the clinical time as "... 09:30 CST
+    (Asia/Shanghai)". Expected: every time the investigator reads is in the site's zone, to
+    the minute, zone named; no ISO/UTC timestamp."""
+    signal_id = workspace.signal("01-002", "hys-law")
+    await open_signed_in(page, workspace, INVESTIGATOR, f"/workspace/signals/{signal_id}")
+    text = await page.locator("main").inner_text()
+    raw = sorted(set(ISO_TIMESTAMP.findall(text)))
+    assert raw == [], f"raw UTC timestamps on the Hy's law signal page: {raw}"
