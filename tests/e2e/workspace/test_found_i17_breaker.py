@@ -141,3 +141,31 @@ async def test_the_hys_law_signal_page_shows_collection_times_in_the_site_zone_n
     text = await page.locator("main").inner_text()
     raw = sorted(set(ISO_TIMESTAMP.findall(text)))
     assert raw == [], f"raw UTC timestamps on the Hy's law signal page: {raw}"
+
+
+def between(text: str, start: str, end: str) -> str:
+    """The part of ``text`` from heading ``start`` up to heading ``end``."""
+    assert start in text, f"no {start!r} on the page"
+    part = text.split(start, 1)[1]
+    return part.split(end, 1)[0] if end in part else part
+
+
+async def test_a_corrected_signals_page_says_what_it_rests_on_now(
+    workspace: WorkspaceStack, page: Page
+) -> None:
+    """5. Labels that do not hold what they say, on an amended signal. 01-003's Hb 8.8 g/dL
+    was corrected by the lab to 7.7 g/dL; the signal was amended (grade 2 -> 3) and now
+    stands on the 7.7 (the signature the page offers is bound to that result, and the
+    page's header says "Grade 3", "Value now 7.7 g/dL"). Yet the section "The facts it
+    rests on" lists only the superseded 8.8 g/dL result as "Inputs of the signal", and "How
+    bad, and what to do" says "CTCAE v5.0 Anemia: grade 2". Expected: "The facts it rests
+    on" shows the fact the signal stands on now (7.7 g/dL; a superseded one, if shown, marked
+    as corrected), and "How bad" gives the grade the signal has now (3), or labels the
+    older one as at raising."""
+    signal_id = workspace.signal("01-003", "anaemia-hb-le-9")
+    await open_signed_in(page, workspace, INVESTIGATOR, f"/workspace/signals/{signal_id}")
+    text = await page.locator("main").inner_text()
+    rests_on = between(text, "The facts it rests on", "What became of it since")
+    assert "7.7 g/dL" in rests_on, f"'The facts it rests on' lists: {rests_on!r}"
+    how_bad = between(text, "How bad, and what to do", "The facts it rests on")
+    assert "grade 3" in how_bad.lower(), f"'How bad, and what to do' says: {how_bad!r}"
