@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.notifier import handlers
 from services.notifier.adapters import workspace_records
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
-from services.notifier.domain.site_time import local_time
+from services.notifier.domain.site_time import local_time, local_times_in
 from services.notifier.entrypoints.workspace.common import (
     MAX_FORM_BYTES,
     PREFIX,
@@ -34,6 +34,7 @@ from services.notifier.entrypoints.workspace.common import (
     render,
 )
 from shared.events.payloads import DataQualityProblem
+from shared.events.values import unstorable_text
 
 PAGE = "data_quality"
 MAX_NOTE = 1000
@@ -107,7 +108,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             subject_id=issue.subject_id,
             site_id=queued.site_id,
             kind=kind_in_words(issue.issue),
-            detail=issue.detail,
+            detail=local_times_in(issue.detail, zone),
             recorded_at=local_time(queued.recorded_at, zone),
             source_message_id=queued.source_message_id,
             receipt=receipt,
@@ -193,6 +194,10 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         form = {name: values[0] for name, values in fields.items() if values}
         if form.get("csrf") != session.csrf:
             raise HTTPException(403, "The form's session token is missing or stale: reload.")
+        repeated = sorted(name for name, values in fields.items() if len(values) > 1)
+        if repeated:
+            field = FORM_FIELDS.get(repeated[0], "A field")
+            return _refused(session, "Form sent twice over", f"{field}: sent more than once.")
         async with deps.pool().acquire() as connection:
             queued = await workspace_records.issue(connection, issue_id)
         if queued is None or not session.viewer.may_see_data_quality(
@@ -205,12 +210,17 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             not_found(session, PAGE, issue_id=issue_id)
         note = form.get("note", "").replace("\r\n", "\n").strip()
         if len(note) > MAX_NOTE:
-            return render(
-                "message.html",
+            return _refused(
                 session,
-                status=422,
-                title="Note too long",
-                message=f"Note: keep it to {MAX_NOTE} characters; go back and shorten it.",
+                "Note too long",
+                f"Note: keep it to {MAX_NOTE} characters; go back and shorten it.",
+            )
+        if unstorable_text(note) is not None:
+            return _refused(
+                session,
+                "Note not kept",
+                "Note: it holds a character that cannot be kept (a NUL or an invalid one); "
+                "go back and type it again.",
             )
         await handlers.review_issue(
             PostgresNotifierUnitOfWork(deps.pool()),
@@ -224,6 +234,15 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         return RedirectResponse(f"{PREFIX}/data-quality?{query}", status_code=303)
 
     return api
+
+
+#: the fields the review form sends, as its labels name them
+FORM_FIELDS = {"csrf": "Session token", "back": "Filters", "note": "Note"}
+
+
+def _refused(session: Session, title: str, message: str) -> HTMLResponse:
+    """A 422 naming the field at fault (never echoing the value)."""
+    return render("message.html", session, status=422, title=title, message=message)
 
 
 def _filter_query(back: str) -> str:
