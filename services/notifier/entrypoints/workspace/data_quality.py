@@ -8,7 +8,11 @@ was recorded (site time), and its source: the related event's message id and the
 receipt (id, channel, received time, outcome; never the raw message, which may hold
 names). ``POST /workspace/data-quality/{issue_id}/review`` marks it reviewed, with an
 optional note, as ``org.vigil.data_quality.issue_reviewed.v1`` (``handlers.review_issue``,
-once per person); a reviewed issue moves to the "reviewed" filter.
+once per person); a reviewed issue moves to the "reviewed" filter. An issue whose
+notification waits for an acknowledgement (it escalates like a signal; its e-mail links
+here, ``?issue=<id>``) shows by when; marked reviewed by a person who may acknowledge it,
+the review also acknowledges it (``org.vigil.notification.issue_acknowledged.v1``) and its
+escalation stops.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from dataclasses import dataclass
 from typing import get_args
 from urllib.parse import parse_qs, urlencode
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.notifier import handlers
 from services.notifier.adapters import workspace_records
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
+from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.site_time import local_time, local_times_in
 from services.notifier.entrypoints.workspace.common import (
     MAX_FORM_BYTES,
@@ -33,8 +39,11 @@ from services.notifier.entrypoints.workspace.common import (
     not_found,
     render,
 )
+from services.notifier.handlers.reviews import asks_acknowledgement, may_acknowledge
 from shared.events.payloads import DataQualityProblem
 from shared.events.values import unstorable_text
+
+log = structlog.get_logger(__name__)
 
 PAGE = "data_quality"
 MAX_NOTE = 1000
@@ -68,6 +77,12 @@ class IssueRow:
     received_at: str | None
     reviews: tuple[tuple[str, str, str], ...]  # who, when (site time), note
     reviewed_by_me: bool
+    #: the issue's notification waits for an acknowledgement by then (site time); None: not
+    acknowledge_by: str | None = None
+    #: marking it reviewed acknowledges it (the viewer may), stopping its escalation
+    my_review_acknowledges: bool = False
+    #: who acknowledged its notification (escalation stopped)
+    acknowledged_by: tuple[str, ...] = ()
 
 
 class FilterProblem(Exception):
@@ -98,8 +113,16 @@ def router(deps: WorkspaceDeps) -> APIRouter:
     api = APIRouter()
     signed_in = Depends(deps.session)
 
-    def _row(session: Session, queued: workspace_records.QueuedIssue) -> IssueRow:
+    def _row(
+        session: Session,
+        queued: workspace_records.QueuedIssue,
+        state: NotificationState | None,
+    ) -> IssueRow:
         issue = queued.issue
+        person = session.viewer.person_id
+        waiting = asks_acknowledgement(state)
+        roster = deps.rosters.get(issue.study_id)
+        on_roster = roster.person(person) if roster is not None else None
         zone = deps.zone(issue.study_id, queued.site_id)
         receipt = queued.receipt
         return IssueRow(
@@ -121,7 +144,19 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                 )
                 for r in queued.reviews
             ),
-            reviewed_by_me=any(r.person_id == session.viewer.person_id for r in queued.reviews),
+            reviewed_by_me=any(r.person_id == person for r in queued.reviews),
+            acknowledge_by=(
+                local_time(state.acknowledge_by, zone)
+                if state is not None and waiting and state.acknowledge_by is not None
+                else None
+            ),
+            my_review_acknowledges=(
+                state is not None
+                and waiting
+                and on_roster is not None
+                and may_acknowledge(state, on_roster, deps.context)
+            ),
+            acknowledged_by=tuple(state.acknowledged_by) if state is not None else (),
         )
 
     @api.get("/data-quality", response_class=HTMLResponse)
@@ -151,17 +186,21 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                 found, kind, reviewed = [queued], "", "all"
             else:
                 found = await workspace_records.issues(connection, studies, limit=MAX_LISTED)
-        visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
+            visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
+            shown = [
+                q
+                for q in visible
+                if (not kind or q.issue.issue == kind)
+                and (reviewed == "all" or (reviewed == "yes") == bool(q.reviews))
+            ]
+            states = await workspace_records.notification_states(
+                connection, [q.issue_id for q in shown]
+            )
         counts = {
             "no": sum(1 for q in visible if not q.reviews),
             "yes": sum(1 for q in visible if q.reviews),
         }
-        rows = [
-            _row(session, q)
-            for q in visible
-            if (not kind or q.issue.issue == kind)
-            and (reviewed == "all" or (reviewed == "yes") == bool(q.reviews))
-        ]
+        rows = [_row(session, q, states.get(q.issue_id)) for q in shown]
         return render(
             "data_quality.html",
             session,
@@ -222,13 +261,20 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                 "Note: it holds a character that cannot be kept (a NUL or an invalid one); "
                 "go back and type it again.",
             )
-        await handlers.review_issue(
+        reviewed = await handlers.review_issue(
             PostgresNotifierUnitOfWork(deps.pool()),
             issue_id,
             queued.issue,
             person=person,
             note=note,
             context=deps.context,
+        )
+        log.info(
+            "workspace.data_quality.reviewed",
+            issue_id=str(issue_id),
+            person_id=person.id,
+            new=reviewed.new,
+            acknowledged=reviewed.acknowledged,
         )
         query = _filter_query(form.get("back", "")) or "reviewed=no"
         return RedirectResponse(f"{PREFIX}/data-quality?{query}", status_code=303)
