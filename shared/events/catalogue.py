@@ -21,6 +21,7 @@ import shared.events  # noqa: F401  (registers every module's events)
 from shared.events.api_keys import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
 from shared.events.notifications import (
     AssessmentSigned,
+    DataQualityIssueAcknowledged,
     DeliveryAttempted,
     DeliveryFailed,
     DeliveryFellBack,
@@ -154,6 +155,13 @@ FLOWS: Mapping[type[EventPayload], Flow] = {
         (Party.NOTIFIER, Party.SAFETY_RULES),
         "Recorded by the workspace's signed assessment; the notifier counts it as the "
         "acknowledgement (escalation stops) and the rules service's watchdog as told.",
+    ),
+    DataQualityIssueAcknowledged: Flow(
+        (Party.NOTIFIER,),
+        (Party.NOTIFIER,),
+        "Recorded by the workspace's data-quality queue with the review of an issue whose "
+        "notification asks for an acknowledgement; the notifier counts it as the "
+        "acknowledgement (escalation stops).",
     ),
     DataQualityIssueReviewed: Flow(
         (Party.NOTIFIER,),

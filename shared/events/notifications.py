@@ -207,6 +207,23 @@ class AssessmentSigned(NotificationEvent):
     facts_digest: str = Field(pattern=FACTS_DIGEST_PATTERN)
 
 
+@register_payload
+class DataQualityIssueAcknowledged(NotificationEvent):
+    """A person allowed to acknowledge a data-quality issue's notification (one that asks
+    for an acknowledgement: a result, dose or route no rule could read) reviewed the issue
+    in the workspace's data-quality queue; escalation stops. ``signal_id`` is the issue's
+    id (the event id of its raising), ``review_event_id`` the review recorded with it."""
+
+    event_type: ClassVar[str] = "org.vigil.notification.issue_acknowledged.v1"
+
+    person_id: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=64)
+    acknowledged_at: AwareDatetime
+    review_event_id: uuid.UUID = Field(
+        description="The org.vigil.data_quality.issue_reviewed.v1 event recorded with it."
+    )
+
+
 class DeliveryEvent(NotificationEvent):
     """About one message to one person on one channel."""
 

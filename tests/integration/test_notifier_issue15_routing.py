@@ -96,7 +96,9 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert "A protocol analyte in an unknown unit" in body
     assert "haemoglobin" in body
     assert "a unit Vigil does not recognise" in body
-    assert "/workspace/signals/" in body  # acknowledged, with a deadline and escalation
+    # acknowledged, with a deadline and escalation: in the issue's data-quality queue entry
+    assert "/workspace/data-quality?issue=" in body
+    assert "review and acknowledge it" in body
     assert "Marrowfield" not in alert.everything
     # delivered again by Kafka after the catch-up: nothing new
     assert await plan(pool, ctx, *envelopes[1:], *outcome.data_quality) == 0

@@ -84,7 +84,9 @@ async def test_unreadable_results_reach_the_medical_monitor_once(
         assert "Marrowfield" not in mail.everything
     assert "flagged it abnormal or positive" in alert.body
     assert "obtain the result from the laboratory and review it" in alert.body
-    assert "/workspace/signals/" in alert.body  # the monitor acknowledges having chased it
+    # the monitor acknowledges having chased it, in the issue's data-quality queue entry
+    assert "/workspace/data-quality?issue=" in alert.body
+    assert "/workspace/signals/" not in alert.body
     assert "ask the laboratory to send the result again" in notice.body
     assert "/workspace/signals/" not in notice.body
     # the issues again, by Kafka after the catch-up: nothing new is planned or sent

@@ -281,11 +281,29 @@ def test_an_issue_nobody_acknowledges_links_to_its_entry_in_the_data_quality_que
             assert "data-quality queue to review it" in sent.body_text
             assert sent.body_html is not None
             assert f'href="{url}"' in sent.body_html
+    # an issue its reader must acknowledge links to its queue entry too (an issue is not a
+    # signal: /workspace/signals/<issue id> has no page), where marking it reviewed
+    # acknowledges it; also when it escalates
+    acknowledged = content_for_data_quality(
+        issue("abnormal-result-unreadable"), uuid.UUID(int=3)
+    ).model_copy(update={"acknowledge_by": T0})
+    assert carries_link(acknowledged)
+    claims = ISSUER.claims(acknowledged.signal_id, "p", T0)
+    queue = f"https://v.example/workspace/data-quality?issue={uuid.UUID(int=3)}"
+    for content in (acknowledged, acknowledged.with_kind("escalation", level=1)):
+        planned = compose(
+            content, purpose="p", person_id="p", channel="email", address="a@b.org", link=claims
+        )
+        sent = planned.render(ISSUER.message_link, queue_url_of=ISSUER.issue_url)
+        assert queue in sent.body_text
+        assert "data-quality queue to review and acknowledge it" in sent.body_text
+        assert "/workspace/signals/" not in sent.body_text
     # a signal's message links to the signal, never to the queue
-    signal = content_for_data_quality(issue("unknown-subject"), uuid.UUID(int=3))
+    signal = MessageContent(study_id="NCT05262686", signal_id=uuid.UUID(int=4))
     claims = ISSUER.claims(signal.signal_id, "p", T0)
     planned = compose(
         signal, purpose="p", person_id="p", channel="email", address="a@b.org", link=claims
     )
     sent = planned.render(ISSUER.message_link, queue_url_of=ISSUER.issue_url)
+    assert f"https://v.example/workspace/signals/{uuid.UUID(int=4)}" in sent.body_text
     assert "/workspace/data-quality" not in sent.body_text

@@ -88,7 +88,9 @@ async def test_a_protocol_analyte_in_an_unknown_unit_alerts_the_medical_monitor(
     assert "A protocol analyte in an unknown unit" in body
     assert "haemoglobin" in body
     assert "a unit Vigil does not recognise" in body
-    assert "/workspace/signals/" in body  # acknowledged, with a deadline and escalation
+    # acknowledged, with a deadline and escalation: in the issue's queue entry
+    assert f"/workspace/data-quality?issue={envelopes[1].id}" in body
+    assert "review and acknowledge it" in body
     assert all("Marrowfield" not in d.subject_line + d.body_text for d in sender.sent)
     # delivered again: nothing new
     assert await plan(store, ctx, *envelopes[1:], *outcome.data_quality) == 0

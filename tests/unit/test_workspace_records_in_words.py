@@ -67,7 +67,7 @@ async def test_a_review_is_recorded_once_per_person_whatever_the_note() -> None:
     assert mm is not None
 
     async def review(person: Person, note: str) -> bool:
-        return await handlers.review_issue(
+        reviewed = await handlers.review_issue(
             store,
             envelope.id,
             issue,
@@ -75,6 +75,7 @@ async def test_a_review_is_recorded_once_per_person_whatever_the_note() -> None:
             note=note,
             context=ctx,
         )
+        return reviewed.new
 
     assert await review(pi1, "asked the lab")
     assert not await review(pi1, "asked the lab again")

@@ -24,9 +24,18 @@ from services.notifier.domain.digests import HeldItems, HeldLine
 from services.notifier.domain.links import LinkClaims
 from services.notifier.domain.signature import LoggedFact
 from shared.clock import Clock, SystemClock
-from shared.events import Envelope, EventPayload, SafetySignalRaised, schema_version, wrap
+from shared.events import (
+    Envelope,
+    EventPayload,
+    SafetySignalRaised,
+    SubjectEnrolled,
+    schema_version,
+    subject_stream,
+    wrap,
+)
 from shared.events.notifications import (
     AssessmentSigned,
+    DataQualityIssueAcknowledged,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -47,7 +56,13 @@ from shared.eventstore.canonical import (
 from shared.eventstore.records import SIGNAL_EVENT_PREFIX
 
 _TIMERS = (NotificationOpened, NotificationEscalated, NotificationReissued, NotificationReopened)
-_CLOSING = (SignalAcknowledged, AssessmentSigned, NotificationResolved, NotificationWithdrawn)
+_CLOSING = (
+    SignalAcknowledged,
+    AssessmentSigned,
+    DataQualityIssueAcknowledged,
+    NotificationResolved,
+    NotificationWithdrawn,
+)
 
 
 @dataclass(frozen=True)
@@ -279,6 +294,14 @@ class InMemoryNotifierUnitOfWork:
         if logged is None:
             return None
         return SignalRecord(logged.recorded_at, str(logged.envelope.correlation_id))
+
+    async def subject_site(self, study_id: str, subject_id: str) -> str | None:
+        enrolments = [
+            payload
+            for logged in self._stream(subject_stream(study_id, subject_id))
+            if isinstance(payload := logged.envelope.payload(), SubjectEnrolled)
+        ]
+        return enrolments[-1].site_id if enrolments else None
 
     # -- the deliveries outbox -------------------------------------------------------------
 

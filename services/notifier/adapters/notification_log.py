@@ -11,9 +11,17 @@ import asyncpg
 
 from services.notifier.domain.deliveries import SignalRecord
 from services.notifier.domain.signature import LoggedFact
-from shared.events import EventPayload, SafetySignalRaised, payload_class, wrap
+from shared.events import (
+    EventPayload,
+    SafetySignalRaised,
+    SubjectEnrolled,
+    payload_class,
+    subject_stream,
+    wrap,
+)
 from shared.events.notifications import (
     AssessmentSigned,
+    DataQualityIssueAcknowledged,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -51,6 +59,7 @@ _CLOSING_TYPES = [
     for cls in (
         SignalAcknowledged,
         AssessmentSigned,
+        DataQualityIssueAcknowledged,
         NotificationResolved,
         NotificationWithdrawn,
     )
@@ -169,3 +178,14 @@ async def signal_record(
     if not found:
         return None
     return SignalRecord(found[0].recorded_at, found[0].envelope.get("correlationid"))
+
+
+async def subject_site(
+    connection: asyncpg.Connection, study_id: str, subject_id: str
+) -> str | None:
+    """The site of the subject's latest enrolment (None: the log knows no enrolment)."""
+    enrolled = await PostgresEventStore(connection).last_of_type(
+        subject_stream(study_id, subject_id), SubjectEnrolled.event_type
+    )
+    site = enrolled.payload.get("site_id") if enrolled is not None else None
+    return site if isinstance(site, str) else None

@@ -117,6 +117,9 @@ class PostgresNotifierUnitOfWork:
     async def signal_record(self, signal_id: uuid.UUID) -> SignalRecord | None:
         return await notification_log.signal_record(self.connection, signal_id)
 
+    async def subject_site(self, study_id: str, subject_id: str) -> str | None:
+        return await notification_log.subject_site(self.connection, study_id, subject_id)
+
     # -- the deliveries outbox -------------------------------------------------------------
 
     async def add_deliveries(

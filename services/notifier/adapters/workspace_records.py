@@ -16,7 +16,15 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import DataQualityIssueRaised, SubjectEnrolled, payload_class, subject_stream
+from services.notifier.domain.escalation import NotificationState, fold
+from shared.events import (
+    DataQualityIssueRaised,
+    EventPayload,
+    SubjectEnrolled,
+    payload_class,
+    subject_stream,
+)
+from shared.events.notifications import notification_stream
 from shared.events.reviews import DataQualityIssueReviewed
 from shared.eventstore import LoggedEvent, PayloadMatch, PostgresEventStore, StoredEvent
 
@@ -192,3 +200,24 @@ async def reviews_of(
             Review(review.person_id, review.role, review.reviewed_at, review.note)
         )
     return found
+
+
+async def notification_states(
+    connection: asyncpg.Connection, issue_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, NotificationState]:
+    """What the notification of each of these issues says now (an issue nobody was told
+    about is left out): whether it asks for an acknowledgement, by when, and whether it
+    was acknowledged."""
+    streams = {notification_stream(i): i for i in issue_ids}
+    if not streams:
+        return {}
+    events: dict[uuid.UUID, list[EventPayload]] = {}
+    for event in await PostgresEventStore(connection).read_streams_after(dict.fromkeys(streams, 0)):
+        events.setdefault(streams[event.stream_id], []).append(
+            payload_class(event.type).model_validate(event.payload)
+        )
+    return {
+        issue_id: state
+        for issue_id, stream in events.items()
+        if (state := fold(stream)) is not None
+    }

@@ -18,6 +18,7 @@ PEOPLES_EVENTS = frozenset(
         "org.vigil.notification.acknowledged.v1",
         "org.vigil.notification.assessment_signed.v1",
         "org.vigil.data_quality.issue_reviewed.v1",
+        "org.vigil.notification.issue_acknowledged.v1",
     }
 )
 
@@ -46,6 +47,7 @@ _WORDS: Mapping[str, str] = {
     "org.vigil.notification.routed.v1": "Notification routed",
     "org.vigil.notification.acknowledged.v1": "Acknowledged (link)",
     "org.vigil.notification.assessment_signed.v1": "Assessment signed",
+    "org.vigil.notification.issue_acknowledged.v1": "Data-quality issue acknowledged",
     "org.vigil.notification.delivery_attempted.v1": "Delivery attempted",
     "org.vigil.notification.delivery_succeeded.v1": "Delivery succeeded",
     "org.vigil.notification.delivery_failed.v1": "Delivery failed",
@@ -149,6 +151,9 @@ _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     ),
     "org.vigil.notification.acknowledged.v1": lambda p: _pairs(
         ("signal", p.get("signal_id")), ("assessment", p.get("assessment"))
+    ),
+    "org.vigil.notification.issue_acknowledged.v1": lambda p: _pairs(
+        ("issue", p.get("signal_id")), ("review", p.get("review_event_id"))
     ),
     "org.vigil.notification.assessment_signed.v1": lambda p: _pairs(
         ("signal", p.get("signal_id")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from services.notifier.domain.messages import (
     Delivery,
     DeliveryHeader,
     MessageContent,
+    is_data_quality,
     links_to_queue,
     message_zone,
     render,
@@ -58,6 +59,10 @@ class PlannedDelivery(DeliveryHeader):
             ]
             content = content.model_copy(update={"items": (*items, *content.items[len(items) :])})
         link = link_of(self.link, self.channel) if self.link is not None else None
+        if link is not None and queue_url_of is not None and is_data_quality(content):
+            # an issue is not a signal: its page is its entry in the data-quality queue,
+            # where marking it reviewed acknowledges it (a system still uses its token)
+            link = replace(link, url=queue_url_of(content.signal_id))
         queue_url = (
             queue_url_of(content.signal_id)
             if link is None and queue_url_of is not None and links_to_queue(content)

@@ -1,7 +1,8 @@
 """Escalation timers, derived from a notification stream's events (pure).
 
 A notification is due when its ``acknowledge_by`` has passed and it was neither
-acknowledged (by a link, or by a signed assessment in the workspace), resolved nor
+acknowledged (by a link, by a signed assessment in the workspace, or for a
+data-quality issue by its review in the workspace's queue), resolved nor
 withdrawn. A reopened signal counts as never acknowledged: its
 clock runs again from the reopening, and escalation goes on from the level it had reached.
 The escalation event's id derives from the signal and the level, so a restarted notifier,
@@ -21,6 +22,7 @@ from services.notifier.domain.roster import Person, Roster
 from shared.events import EventPayload
 from shared.events.notifications import (
     AssessmentSigned,
+    DataQualityIssueAcknowledged,
     NotificationEscalated,
     NotificationOpened,
     NotificationReissued,
@@ -106,6 +108,9 @@ def fold(events: Iterable[EventPayload]) -> NotificationState | None:
             # a signed assessment is the acknowledgement, signed
             state.acknowledged_by.append(event.person_id)
             state.signatures.append(event)
+        elif isinstance(event, DataQualityIssueAcknowledged):
+            # a data-quality issue reviewed in the queue by a person allowed to acknowledge
+            state.acknowledged_by.append(event.person_id)
         elif isinstance(event, NotificationResolved):
             state.resolved = True
             state.resolved_reason = event.reason

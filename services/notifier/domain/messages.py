@@ -115,6 +115,9 @@ class MessageContent(BaseModel):
     level: int = 0
     note: str = ""
     items: tuple[str, ...] = ()
+    # what the message is about: a signal, or a data-quality issue (whose workspace page is
+    # its entry in the data-quality queue, also when it escalates)
+    about: Literal["signal", "data-quality-issue"] = "signal"
 
     @field_validator(*_TEXT_FIELDS, mode="before")
     @classmethod
@@ -302,6 +305,7 @@ def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID)
             rule_id=issue.rule_id or "",
             note=issue.detail,
             deadline=_ACTIONS[issue.issue],
+            about="data-quality-issue",
         )
     return MessageContent(
         kind="data-quality",
@@ -311,6 +315,7 @@ def content_for_data_quality(issue: DataQualityIssueRaised, event_id: uuid.UUID)
         rule_id=issue.rule_id or "",
         note=f"{issue.issue}: {issue.detail}",
         deadline="check the subject's enrolment",
+        about="data-quality-issue",
     )
 
 
@@ -497,11 +502,26 @@ QUEUE_ACTION_TEXT = (
 )
 
 
+#: what the link of a data-quality issue its reader must acknowledge says it is for
+QUEUE_ACKNOWLEDGE_TEXT = (
+    "Open the issue in the Vigil workspace's data-quality queue to review and acknowledge "
+    "it (you sign in first)"
+)
+
+
+def is_data_quality(content: MessageContent) -> bool:
+    """A data-quality issue's message (not a signal's): its workspace page is its entry in
+    the data-quality queue, whether or not it asks for an acknowledgement."""
+    return (
+        content.about == "data-quality-issue"
+        or content.kind in UNREADABLE_KINDS
+        or content.kind == "data-quality"
+    )
+
+
 def links_to_queue(content: MessageContent) -> bool:
     """A data-quality issue that asks for no acknowledgement links to its queue entry."""
-    return (content.kind in UNREADABLE_KINDS or content.kind == "data-quality") and not (
-        carries_link(content)
-    )
+    return is_data_quality(content) and not carries_link(content)
 
 
 def render(
@@ -535,7 +555,8 @@ def render(
         }
         return Rendered(subject, json.dumps(document, sort_keys=True), None)
     template = "notice" if content.kind in NOTICE_KINDS else "alert"
-    action = f"{ACTION_TEXT}:\n{link.url}" if link else ""
+    action_text = QUEUE_ACKNOWLEDGE_TEXT if is_data_quality(content) else ACTION_TEXT
+    action = f"{action_text}:\n{link.url}" if link else ""
     if link is None and queue_url is not None:
         action = f"{QUEUE_ACTION_TEXT}:\n{queue_url}"
     text = _template(f"{template}.txt").substitute(
@@ -549,7 +570,7 @@ def render(
         for label, value in rows
     )
     html_action = (
-        f'<p><a href="{html.escape(link.url, quote=True)}">{html.escape(ACTION_TEXT)}</a></p>'
+        f'<p><a href="{html.escape(link.url, quote=True)}">{html.escape(action_text)}</a></p>'
         if link
         else f'<p><a href="{html.escape(queue_url, quote=True)}">'
         f"{html.escape(QUEUE_ACTION_TEXT)}</a></p>"

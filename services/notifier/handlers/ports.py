@@ -91,6 +91,11 @@ class NotifierUnitOfWork(Protocol):
         """When the audit log recorded the signal event, and its correlation id."""
         ...
 
+    async def subject_site(self, study_id: str, subject_id: str) -> str | None:
+        """The site of the subject's latest enrolment in the audit log (None: the log
+        knows no enrolment of it)."""
+        ...
+
     # -- the deliveries outbox ----------------------------------------------------------------
 
     async def add_deliveries(

@@ -444,7 +444,11 @@ async def _data_quality(
     signal does; the other issues only inform."""
     if await notification_state(uow, envelope.id) is not None:
         return 0  # told before (the issue's own id names its notification)
-    content = content_for_data_quality(issue, envelope.id)
+    # the subject's site when the audit log knows it (an unknown subject has none): the
+    # notification is then scoped to that site, as a signal's is (who may acknowledge it,
+    # whose inbox shows it, the zone its times are told in)
+    site_id = await uow.subject_site(issue.study_id, issue.subject_id)
+    content = content_for_data_quality(issue, envelope.id).model_copy(update={"site_id": site_id})
     route = route_of(issue)
     hours: float | None = None
     acknowledge_by = None
@@ -457,7 +461,7 @@ async def _data_quality(
         study_id=issue.study_id,
         subject_id=issue.subject_id,
         signal_id=envelope.id,
-        site_id=None,
+        site_id=site_id,
         kind="data-quality",
         severity="data-quality",
         serious=False,

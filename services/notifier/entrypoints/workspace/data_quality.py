@@ -8,7 +8,11 @@ was recorded (site time), and its source: the related event's message id and the
 receipt (id, channel, received time, outcome; never the raw message, which may hold
 names). ``POST /workspace/data-quality/{issue_id}/review`` marks it reviewed, with an
 optional note, as ``org.vigil.data_quality.issue_reviewed.v1`` (``handlers.review_issue``,
-once per person); a reviewed issue moves to the "reviewed" filter.
+once per person); a reviewed issue moves to the "reviewed" filter. An issue whose
+notification waits for an acknowledgement (it escalates like a signal; its e-mail links
+here, ``?issue=<id>``) shows by when; marked reviewed by a person who may acknowledge it,
+the review also acknowledges it (``org.vigil.notification.issue_acknowledged.v1``) and its
+escalation stops.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from dataclasses import dataclass
 from typing import get_args
 from urllib.parse import parse_qs, urlencode
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.notifier import handlers
 from services.notifier.adapters import workspace_records
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
-from services.notifier.domain.site_time import local_time
+from services.notifier.domain.escalation import NotificationState
+from services.notifier.domain.site_time import local_time, local_times_in
 from services.notifier.entrypoints.workspace.common import (
     MAX_FORM_BYTES,
     PREFIX,
@@ -33,7 +39,11 @@ from services.notifier.entrypoints.workspace.common import (
     not_found,
     render,
 )
+from services.notifier.handlers.reviews import asks_acknowledgement, may_acknowledge
 from shared.events.payloads import DataQualityProblem
+from shared.events.values import unstorable_text
+
+log = structlog.get_logger(__name__)
 
 PAGE = "data_quality"
 MAX_NOTE = 1000
@@ -67,6 +77,12 @@ class IssueRow:
     received_at: str | None
     reviews: tuple[tuple[str, str, str], ...]  # who, when (site time), note
     reviewed_by_me: bool
+    #: the issue's notification waits for an acknowledgement by then (site time); None: not
+    acknowledge_by: str | None = None
+    #: marking it reviewed acknowledges it (the viewer may), stopping its escalation
+    my_review_acknowledges: bool = False
+    #: who acknowledged its notification (escalation stopped)
+    acknowledged_by: tuple[str, ...] = ()
 
 
 class FilterProblem(Exception):
@@ -97,8 +113,16 @@ def router(deps: WorkspaceDeps) -> APIRouter:
     api = APIRouter()
     signed_in = Depends(deps.session)
 
-    def _row(session: Session, queued: workspace_records.QueuedIssue) -> IssueRow:
+    def _row(
+        session: Session,
+        queued: workspace_records.QueuedIssue,
+        state: NotificationState | None,
+    ) -> IssueRow:
         issue = queued.issue
+        person = session.viewer.person_id
+        waiting = asks_acknowledgement(state)
+        roster = deps.rosters.get(issue.study_id)
+        on_roster = roster.person(person) if roster is not None else None
         zone = deps.zone(issue.study_id, queued.site_id)
         receipt = queued.receipt
         return IssueRow(
@@ -107,7 +131,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             subject_id=issue.subject_id,
             site_id=queued.site_id,
             kind=kind_in_words(issue.issue),
-            detail=issue.detail,
+            detail=local_times_in(issue.detail, zone),
             recorded_at=local_time(queued.recorded_at, zone),
             source_message_id=queued.source_message_id,
             receipt=receipt,
@@ -120,7 +144,19 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                 )
                 for r in queued.reviews
             ),
-            reviewed_by_me=any(r.person_id == session.viewer.person_id for r in queued.reviews),
+            reviewed_by_me=any(r.person_id == person for r in queued.reviews),
+            acknowledge_by=(
+                local_time(state.acknowledge_by, zone)
+                if state is not None and waiting and state.acknowledge_by is not None
+                else None
+            ),
+            my_review_acknowledges=(
+                state is not None
+                and waiting
+                and on_roster is not None
+                and may_acknowledge(state, on_roster, deps.context)
+            ),
+            acknowledged_by=tuple(state.acknowledged_by) if state is not None else (),
         )
 
     @api.get("/data-quality", response_class=HTMLResponse)
@@ -150,17 +186,21 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                 found, kind, reviewed = [queued], "", "all"
             else:
                 found = await workspace_records.issues(connection, studies, limit=MAX_LISTED)
-        visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
+            visible = [q for q in found if viewer.may_see_data_quality(q.issue.study_id, q.site_id)]
+            shown = [
+                q
+                for q in visible
+                if (not kind or q.issue.issue == kind)
+                and (reviewed == "all" or (reviewed == "yes") == bool(q.reviews))
+            ]
+            states = await workspace_records.notification_states(
+                connection, [q.issue_id for q in shown]
+            )
         counts = {
             "no": sum(1 for q in visible if not q.reviews),
             "yes": sum(1 for q in visible if q.reviews),
         }
-        rows = [
-            _row(session, q)
-            for q in visible
-            if (not kind or q.issue.issue == kind)
-            and (reviewed == "all" or (reviewed == "yes") == bool(q.reviews))
-        ]
+        rows = [_row(session, q, states.get(q.issue_id)) for q in shown]
         return render(
             "data_quality.html",
             session,
@@ -193,6 +233,10 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         form = {name: values[0] for name, values in fields.items() if values}
         if form.get("csrf") != session.csrf:
             raise HTTPException(403, "The form's session token is missing or stale: reload.")
+        repeated = sorted(name for name, values in fields.items() if len(values) > 1)
+        if repeated:
+            field = FORM_FIELDS.get(repeated[0], "A field")
+            return _refused(session, "Form sent twice over", f"{field}: sent more than once.")
         async with deps.pool().acquire() as connection:
             queued = await workspace_records.issue(connection, issue_id)
         if queued is None or not session.viewer.may_see_data_quality(
@@ -205,14 +249,19 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             not_found(session, PAGE, issue_id=issue_id)
         note = form.get("note", "").replace("\r\n", "\n").strip()
         if len(note) > MAX_NOTE:
-            return render(
-                "message.html",
+            return _refused(
                 session,
-                status=422,
-                title="Note too long",
-                message=f"Note: keep it to {MAX_NOTE} characters; go back and shorten it.",
+                "Note too long",
+                f"Note: keep it to {MAX_NOTE} characters; go back and shorten it.",
             )
-        await handlers.review_issue(
+        if unstorable_text(note) is not None:
+            return _refused(
+                session,
+                "Note not kept",
+                "Note: it holds a character that cannot be kept (a NUL or an invalid one); "
+                "go back and type it again.",
+            )
+        reviewed = await handlers.review_issue(
             PostgresNotifierUnitOfWork(deps.pool()),
             issue_id,
             queued.issue,
@@ -220,10 +269,26 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             note=note,
             context=deps.context,
         )
+        log.info(
+            "workspace.data_quality.reviewed",
+            issue_id=str(issue_id),
+            person_id=person.id,
+            new=reviewed.new,
+            acknowledged=reviewed.acknowledged,
+        )
         query = _filter_query(form.get("back", "")) or "reviewed=no"
         return RedirectResponse(f"{PREFIX}/data-quality?{query}", status_code=303)
 
     return api
+
+
+#: the fields the review form sends, as its labels name them
+FORM_FIELDS = {"csrf": "Session token", "back": "Filters", "note": "Note"}
+
+
+def _refused(session: Session, title: str, message: str) -> HTMLResponse:
+    """A 422 naming the field at fault (never echoing the value)."""
+    return render("message.html", session, status=422, title=title, message=message)
 
 
 def _filter_query(back: str) -> str:
