@@ -16,7 +16,7 @@ from shared.smtp import SmtpTransport, StartTls
 class _Subject(UnstructuredHeader):
     """A Subject folded without an empty first line.
 
-    The e-mail package (CPython 3.12/3.13, ``_refold_parse_tree``) moves a whole
+    The e-mail package (CPython 3.11 here, ``_header_value_parser._refold_parse_tree``) moves a whole
     unstructured value that is too long to follow ``Subject: `` on the 78-character line
     but short enough to fill one continuation line (70 to 77 characters) onto that
     continuation line: ``Subject:`` CRLF `` [Vigil] ...``. Unfolded, the value starts
