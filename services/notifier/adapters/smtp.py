@@ -16,12 +16,13 @@ from shared.smtp import SmtpTransport, StartTls
 class _Subject(UnstructuredHeader):
     """A Subject folded without an empty first line.
 
-    The e-mail package (CPython 3.11 here, ``_header_value_parser._refold_parse_tree``) moves a whole
-    unstructured value that is too long to follow ``Subject: `` on the 78-character line
-    but short enough to fill one continuation line (70 to 77 characters) onto that
-    continuation line: ``Subject:`` CRLF `` [Vigil] ...``. Unfolded, the value starts
-    with a space; mail clients (and Python's own parser) show it. Such a value is joined
-    back onto the first line (at most 86 characters: inside RFC 5322's 998)."""
+    The e-mail package (CPython 3.11 here: ``_header_value_parser._refold_parse_tree``)
+    moves a whole unstructured value that is too long to follow ``Subject: `` on the
+    78-character line but short enough to fill one continuation line (70 to 77
+    characters) onto that continuation line: ``Subject:`` CRLF `` [Vigil] ...``.
+    Unfolded, the value starts with a space; mail clients (and Python's own parser) show
+    it. Such a value is joined back onto the first line (at most 86 characters: inside
+    RFC 5322's 998)."""
 
     @classmethod
     def _folded_without_empty_first_line(cls, name: str, folded: str, linesep: str) -> str:
