@@ -188,6 +188,12 @@ async def test_a_signed_assessment_shows_the_printed_name_time_and_meaning(
         after = (await client.get(signal_url(signal))).text
 
     assert "Nobody has signed an assessment of this signal yet." in before
+    assert "Assess and sign" in before
+    # the signer is told they signed, not offered to sign again; no "just signed" notice
+    # on a plain visit
+    assert "Assess and sign" not in after
+    assert "You signed an assessment of this signal" in after
+    assert "Your signature is recorded" not in after
     # the manifestation, as the assessment page shows it (_signatures.html)
     assert "<dt>Signed by</dt><dd>PI 1 (pi1, investigator)</dd>" in after
     assert "<dt>Date and time signed</dt><dd>2026-06-02 09:30 CST (Asia/Shanghai)</dd>" in after

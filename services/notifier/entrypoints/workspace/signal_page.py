@@ -101,11 +101,19 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         ):
             not_found(session, PAGE, signal_id=parsed)
         signed = await signatures_of(PostgresNotifierUnitOfWork(deps.pool()), parsed)
-        just_signed = request.query_params.get("signed", "")[:8] in ("new", "again") and any(
+        signed_by_viewer = any(
             signature.person_id == session.viewer.person_id and stands
             for signature, stands in signed
         )
-        return _page(deps, session, story, signed, just_signed=just_signed)
+        just_signed = signed_by_viewer and request.query_params.get("signed") in ("new", "again")
+        return _page(
+            deps,
+            session,
+            story,
+            signed,
+            just_signed=just_signed,
+            signed_by_viewer=signed_by_viewer,
+        )
 
     return api
 
@@ -117,6 +125,7 @@ def _page(
     signed: list[tuple[AssessmentSigned, bool]],
     *,
     just_signed: bool,
+    signed_by_viewer: bool,
 ) -> HTMLResponse:
     # what the signal rests on now (after any escalation or amendment); the raising's
     # own words are shown as superseded when they differ
@@ -171,4 +180,5 @@ def _page(
         signatures=manifestations(signed, zone),
         links=[ack for ack in story.acknowledgements if not ack.signed],
         just_signed=just_signed,
+        signed_by_viewer=signed_by_viewer,
     )
