@@ -143,6 +143,8 @@ def _page(
         f"{quote(signal.subject_id, safe='')}"
     )
     write_text = _text_writer(zone)
+    why_now = why_it_fired(signal, _writer(zone))
+    how_bad_now = how_bad(signal, _writer(zone))
     return render(
         "signal.html",
         session,
@@ -152,9 +154,10 @@ def _page(
         row=story.row,
         zone=zone,
         now=deps.context.clock.now(),
-        why=why_it_fired(signal, _writer(zone)),
-        why_as_raised=why_it_fired(raised, _writer(zone)) if story.changed_by else [],
-        how_bad_as_raised=how_bad(raised, _writer(zone)) if story.changed_by else [],
+        why=why_now,
+        why_as_raised=_superseded(why_it_fired(raised, _writer(zone)), why_now, story),
+        how_bad=how_bad_now,
+        how_bad_as_raised=_superseded(how_bad(raised, _writer(zone)), how_bad_now, story),
         changed_by=(
             later_summary(story.changed_by.type, dict(story.changed_by.payload))
             if story.changed_by
@@ -163,7 +166,6 @@ def _page(
         computed={
             key: local_times_in(str(value), zone) for key, value in computed_values(signal).items()
         },
-        how_bad=how_bad(signal, _writer(zone)),
         inputs=[
             (entry, input_summary(entry.type, dict(entry.payload), write_text))
             for entry in story.inputs
@@ -182,3 +184,9 @@ def _page(
         just_signed=just_signed,
         signed_by_viewer=signed_by_viewer,
     )
+
+
+def _superseded(as_raised: list[str], now: list[str], story: SignalStory) -> list[str]:
+    """The sentences told of the signal as raised that no longer hold (none when nothing
+    changed it since)."""
+    return [line for line in as_raised if line not in now] if story.changed_by else []
