@@ -8,6 +8,7 @@ import hashlib
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import pytest
@@ -104,9 +105,15 @@ async def test_a_signature_is_bound_to_the_stored_hashes_of_the_facts_and_shown(
     async with client(app) as http:
         page = await http.get(url)
         signed = await http.post(url, data=form(meaning="not-clinically-significant"))
+        shown = await http.get(signed.headers["location"])
+        form_again = await http.get(url)
     assert page.status_code == 200
     assert 'name="password"' in page.text
-    assert signed.status_code == 201
+    # POST/redirect/GET: the signature answers with the signal page, never a page a reload
+    # would post the password from again
+    assert signed.status_code == 303
+    assert signed.headers["location"].startswith(f"/workspace/signals/{facts.signal_id}?")
+    assert shown.status_code == 200
     (signature,) = await signatures(pool, facts.signal_id)
     assert signature["event_id"] == signature_event_id(facts.signal_id, "pi1", facts.signal_id)
     assert signature["person_id"] == "pi1"
@@ -129,11 +136,13 @@ async def test_a_signature_is_bound_to_the_stored_hashes_of_the_facts_and_shown(
     digest = hashlib.sha256(b"".join(bytes(r["hash"]) for r in rows)).hexdigest()
     assert signature["facts_digest"] == f"sha256:{digest}"
     # the manifestation (11.50): printed name, date and time in the site's zone, meaning
-    text = re.sub(r"\s+", " ", signed.text)
+    text = re.sub(r"\s+", " ", shown.text)
+    assert "Your signature is recorded" in text
     assert "PI 1 (pi1, investigator)" in text
     assert "2026-06-01 17:30 CST (Asia/Shanghai)" in text  # the site's time, zone named
     assert "Not clinically significant" in text
-    assert 'name="password"' not in text  # signed: no form any more
+    assert "Repeat Hb in 48 h." in text  # the signer's own words are part of the record
+    assert 'name="password"' not in form_again.text  # signed: no form any more
 
 
 async def test_a_signature_stops_the_escalation_and_cancels_the_escalations_waiting(
@@ -146,7 +155,7 @@ async def test_a_signature_stops_the_escalation_and_cancels_the_escalations_wait
     app, _ = workspace_app(pool, ctx, "pi1")
     async with client(app) as http:
         signed = await http.post(f"/workspace/signals/{facts.signal_id}/assess", data=form())
-    assert signed.status_code == 201
+    assert signed.status_code == 303
     statuses = await pool.fetch(
         "SELECT purpose, status FROM deliveries WHERE signal_id = $1 AND purpose LIKE "
         "'escalation-%'",
@@ -172,7 +181,9 @@ async def test_signing_again_changes_nothing_but_a_reopened_signal_is_signed_ane
     async with client(app) as http:
         first = await http.post(url, data=form())
         again = await http.post(url, data=form(meaning="sae-confirmed"))
-        assert (first.status_code, again.status_code) == (201, 200)
+        assert (first.status_code, again.status_code) == (303, 303)
+        assert "signed=new" in first.headers["location"]
+        assert "signed=again" in again.headers["location"]
         assert len(await signatures(pool, facts.signal_id)) == 1
         clock.advance(hours=1)
         gone = resolved(facts.signal, clock, "haemoglobin 10.2 g/dL: back in range")
@@ -182,7 +193,8 @@ async def test_signing_again_changes_nothing_but_a_reopened_signal_is_signed_ane
         reopened_page = await http.get(url)
         signed_anew = await http.post(url, data=form(meaning="sae-confirmed"))
     assert 'name="password"' in reopened_page.text
-    assert signed_anew.status_code == 201
+    assert signed_anew.status_code == 303
+    assert "signed=new" in signed_anew.headers["location"]
     found = await signatures(pool, facts.signal_id)
     assert [s["meaning"] for s in found] == ["clinically-significant", "sae-confirmed"]
     assert found[1]["episode_event_id"] == back.id
@@ -228,4 +240,65 @@ async def test_another_sites_signal_is_not_found_and_a_form_without_the_token_is
     assert seen.text == absent.text  # another site's signal looks like none at all
     assert facts.subject_id not in seen.text
     assert forged.status_code == 403
+    assert await signatures(pool, facts.signal_id) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "label"),
+    [
+        ("meaning", "Meaning"),
+        ("comment", "Comment"),
+        ("password", "Password"),
+        ("code", "One-time code"),
+    ],
+)
+async def test_a_field_sent_twice_is_refused_naming_it_before_the_password_is_tried(
+    pool: asyncpg.Pool, field: str, label: str
+) -> None:
+    facts, ctx = await raised_and_planned(pool, ManualClock())
+    app, signer = workspace_app(pool, ctx, "pi1")
+    fields = [(name, value) for name, value in form().items() if name != field]
+    second = {"meaning": "sae-confirmed", "comment": "other", "password": "x", "code": "1"}
+    first = form(code="").get(field, "")
+    body = urlencode([*fields, (field, first), (field, second[field])])
+    async with client(app) as http:
+        answer = await http.post(
+            f"/workspace/signals/{facts.signal_id}/assess",
+            content=body,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert answer.status_code == 422
+    assert f"{label}: sent more than once" in answer.text
+    assert signer.refused == []  # refused before the password was checked or counted
+    assert await signatures(pool, facts.signal_id) == []
+
+
+async def test_a_comment_the_audit_log_cannot_keep_is_refused_before_the_password(
+    pool: asyncpg.Pool,
+) -> None:
+    facts, ctx = await raised_and_planned(pool, ManualClock())
+    app, signer = workspace_app(pool, ctx, "pi1")
+    async with client(app) as http:
+        answer = await http.post(
+            f"/workspace/signals/{facts.signal_id}/assess",
+            data=form(comment="Repeat\x00 Hb", password="a wrong password"),
+        )
+    assert answer.status_code == 422
+    assert "Comment: it holds a character the audit log cannot keep" in answer.text
+    assert "Repeat" not in answer.text.split("</form>")[0].split("<textarea")[-1]
+    assert signer.refused == []  # the wrong password was never tried nor counted
+    assert await signatures(pool, facts.signal_id) == []
+
+
+async def test_a_second_session_token_is_refused(pool: asyncpg.Pool) -> None:
+    facts, ctx = await raised_and_planned(pool, ManualClock())
+    app, _ = workspace_app(pool, ctx, "pi1")
+    body = urlencode([*form().items(), ("csrf", "forged")])
+    async with client(app) as http:
+        answer = await http.post(
+            f"/workspace/signals/{facts.signal_id}/assess",
+            content=body,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert answer.status_code == 403
     assert await signatures(pool, facts.signal_id) == []

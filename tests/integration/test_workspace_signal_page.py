@@ -16,6 +16,8 @@ from shared.db.pool import create_pool
 from shared.events import (
     Envelope,
     LabResultReported,
+    ResultStatus,
+    SafetySignalAmended,
     SafetySignalEscalated,
     SafetySignalResolved,
     wrap,
@@ -91,7 +93,11 @@ async def test_the_page_says_what_was_found_why_on_which_facts_and_what_followed
     signal = the_signal(lab)
     worse = SafetySignalEscalated(
         **lifecycle(signal_of(signal)), previous_grade=2, grade=3, input_event_ids=(lab.id,),
-        computed_values={}, observed_value=Decimal("7.4"), observed_unit="g/dL",
+        computed_values={
+            "comparison": "7.4 <= 9", "reported_value": "7.4", "reported_unit": "g/dL",
+            "value_in_rule_unit": "7.4", "rule_unit": "g/dL", "baseline": "12.1",
+        },
+        observed_value=Decimal("7.4"), observed_unit="g/dL",
         collected_at=T0 + timedelta(days=1),
     )  # fmt: skip
     positions = await workspace.record(lab, signal)
@@ -102,7 +108,12 @@ async def test_the_page_says_what_was_found_why_on_which_facts_and_what_followed
 
     assert answer.status_code == 200
     page = answer.text
-    # the explanation, with the specimen's time in the site's zone (S1: Shanghai)
+    # the explanation of what it rests on now (the escalation), the specimen's time in the
+    # site's zone (S1: Shanghai); the words it was raised with kept, marked superseded
+    assert "Haemoglobin was 7.4 g/dL in the specimen collected 2026-06-02 17:00 CST " in page
+    assert "The rule fires on &lt;= 9 g/dL: 7.4 &lt;= 9." in page
+    assert "<p>CTCAE v5.0 Anemia: grade 3.</p>" in page
+    assert "<del>CTCAE v5.0 Anemia: grade 2.</del>" in page
     assert "Haemoglobin was 5.0 mmol/L in the specimen collected 2026-06-01 17:00 CST " in page
     assert "(Asia/Shanghai), which is 8.06 g/dL." in page
     assert "The rule fires on &lt;= 9 g/dL: 8.06 &lt;= 9." in page
@@ -164,6 +175,7 @@ async def test_a_signed_assessment_shows_the_printed_name_time_and_meaning(
     signed = AssessmentSigned(
         **notice(signal), person_id="pi1", role="investigator", printed_name="PI 1",
         meaning="clinically-significant", signed_at=signed_at, confirmed_by="password+totp",
+        comment="Repeat Hb in 48 h. <b>not markup</b>",
         episode_event_id=signal.id, raised_event_id=signal.id, raised_position=2,
         latest_signal_event_id=signal.id, latest_signal_position=2,
         input_event_ids=(lab.id,), facts_digest="sha256:" + "0" * 64,
@@ -175,11 +187,21 @@ async def test_a_signed_assessment_shows_the_printed_name_time_and_meaning(
     async with workspace.client("pi1") as client:
         after = (await client.get(signal_url(signal))).text
 
-    assert "None yet." in before
-    assert "<strong>Signed by PI 1</strong> (pi1, investigator)" in after
-    assert "on 2026-06-02 09:30 CST (Asia/Shanghai)" in after
-    assert "Meaning of the signature: <strong>clinically significant</strong>" in after
+    assert "Nobody has signed an assessment of this signal yet." in before
+    assert "Assess and sign" in before
+    # the signer is told they signed, not offered to sign again; no "just signed" notice
+    # on a plain visit
+    assert "Assess and sign" not in after
+    assert "You signed an assessment of this signal" in after
+    assert "Your signature is recorded" not in after
+    # the manifestation, as the assessment page shows it (_signatures.html)
+    assert "<dt>Signed by</dt><dd>PI 1 (pi1, investigator)</dd>" in after
+    assert "<dt>Date and time signed</dt><dd>2026-06-02 09:30 CST (Asia/Shanghai)</dd>" in after
+    assert "<dt>Meaning of the signature</dt><dd>Clinically significant</dd>" in after
     assert "State: <strong>acknowledged</strong>" in after
+    # the signer's own words are part of the record, escaped
+    assert "Repeat Hb in 48 h. &lt;b&gt;not markup&lt;/b&gt;" in after
+    assert "<b>not markup</b>" not in after
 
 
 async def test_the_assess_link_is_offered_to_who_may_assess_an_open_signal(
@@ -229,3 +251,55 @@ async def test_another_sites_signal_is_answered_as_if_it_did_not_exist(
         assert SUBJECT not in answer.text
         assert "script" not in answer.text
     assert foreign.text == unknown.text
+
+
+def _section(page: str, start: str, end: str) -> str:
+    return page.split(start, 1)[1].split(end, 1)[0]
+
+
+async def test_an_amended_signal_says_what_it_rests_on_now_and_marks_the_rest_superseded(
+    workspace: Workspace,
+) -> None:
+    lab = haemoglobin()
+    signal = the_signal(lab)
+    corrected = LabResultReported(
+        study_id=STUDY, subject_id=SUBJECT, loinc_code="718-7", value=Decimal("4.5"),
+        unit="mmol/L", canonical_value=Decimal("7.25"), canonical_unit="g/dL",
+        collected_at=T0, source_message_id="LAB-1", result_status=ResultStatus.CORRECTED,
+    )  # fmt: skip
+    correction = wrap(corrected, source="/ingest/hl7", time=T0)
+    amended = SafetySignalAmended(
+        **lifecycle(signal_of(signal)), reason="a source result was corrected",
+        previous_grade=2, grade=3, input_event_ids=(correction.id,),
+        superseded_event_ids=(lab.id,),
+        computed_values={
+            "comparison": "7.25 <= 9", "reported_value": "4.5", "reported_unit": "mmol/L",
+            "value_in_rule_unit": "7.25", "rule_unit": "g/dL",
+        },
+        observed_value=Decimal("7.25"), observed_unit="g/dL", collected_at=T0,
+    )  # fmt: skip
+    first = await workspace.record(lab, signal)
+    second = await workspace.record(correction, wrap(amended, source="/vigil/rules", time=T0))
+
+    async with workspace.client("pi1") as client:
+        page = (await client.get(signal_url(signal))).text
+
+    why = _section(page, "What was found, and why", "How bad, and what to do")
+    assert "Haemoglobin was 4.5 mmol/L in the specimen collected" in why
+    assert "The rule fires on &lt;= 9 g/dL: 7.25 &lt;= 9." in why
+    assert f"since audit-log position {second[1].position}" in why
+    # the words it was raised with, kept and marked as superseded
+    assert "<del>Haemoglobin was 5.0 mmol/L" in why
+    how = _section(page, "How bad, and what to do", "The facts it rests on")
+    assert "<p>CTCAE v5.0 Anemia: grade 3.</p>" in how
+    assert "<del>CTCAE v5.0 Anemia: grade 2.</del>" in how
+    rests_on = _section(page, "The facts it rests on", "What became of it since")
+    now, before = rests_on.split("Superseded: facts the signal rested on before", 1)
+    # what it rests on now: the corrected result, with its audit-log position
+    assert f'#position-{second[0].position}">{second[0].position}</a>' in now
+    assert "lab result 718-7 = 4.5 mmol/L, status C" in now
+    assert "= 5 mmol/L" not in now
+    # the superseded one, with its own position, marked
+    assert f'#position-{first[0].position}">{first[0].position}</a>' in before
+    assert "<del>lab result 718-7 = 5 mmol/L, status F" in before
+    assert "(superseded)" in before

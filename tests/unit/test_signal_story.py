@@ -9,8 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from services.notifier.domain.signal_inbox import ASSESSMENT_SIGNED
-from services.notifier.domain.signal_story import LogEntry, meaning_in_words, tell
-from shared.events import EventPayload
+from services.notifier.domain.signal_story import LogEntry, basis, meaning_in_words, tell
+from shared.events import EventPayload, SafetySignalAmended, SafetySignalEscalated
 from shared.events.notifications import (
     DeliveryAttempted,
     DeliveryFailed,
@@ -124,3 +124,49 @@ def test_a_resolved_signal_is_closed() -> None:
 def test_a_meaning_nobody_foresaw_is_still_said_in_words() -> None:
     assert meaning_in_words("clinically-significant") == "clinically significant"
     assert meaning_in_words("needs_follow-up") == "needs follow up"
+
+
+def test_the_latest_escalation_or_amendment_is_what_the_signal_rests_on_now() -> None:
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    fields = {**NOTICE, "rule_id": SIGNAL.rule_id, "rule_pack_version": SIGNAL.rule_pack_version}
+    worse = SafetySignalEscalated(
+        **fields, previous_grade=SIGNAL.grade, grade=3, input_event_ids=(first,),
+        computed_values={"comparison": "7.4 <= 9"}, collected_at=T0 + timedelta(days=1),
+    )  # fmt: skip
+    corrected = SafetySignalAmended(
+        **fields, reason="corrected", previous_grade=3, grade=2, input_event_ids=(second, third),
+        superseded_event_ids=(first,), computed_values={"comparison": "8.5 <= 9"},
+        collected_at=T0 + timedelta(days=1),
+    )  # fmt: skip
+    amendment = entry(corrected, 9)
+    # given in any order: audit-log order decides
+    rests_on = basis(SIGNAL, [amendment, entry(worse, 5)])
+    assert rests_on.changed_by == amendment
+    assert rests_on.now.grade == 2
+    assert rests_on.now.input_event_ids == (second, third)
+    assert rests_on.now.computed_values == {"comparison": "8.5 <= 9"}
+    assert rests_on.now.rule_title == SIGNAL.rule_title  # what no change carries stays
+    assert rests_on.ever == (*SIGNAL.input_event_ids, first, second, third)
+    unchanged = basis(SIGNAL, [])
+    assert unchanged.now == SIGNAL
+    assert unchanged.changed_by is None
+
+
+def test_the_story_splits_the_facts_into_those_it_rests_on_now_and_the_superseded() -> None:
+    (old_input,) = SIGNAL.input_event_ids
+    new_input = uuid.uuid4()
+    fields = {**NOTICE, "rule_id": SIGNAL.rule_id, "rule_pack_version": SIGNAL.rule_pack_version}
+    amended = SafetySignalAmended(
+        **fields, reason="corrected", previous_grade=None, grade=3, input_event_ids=(new_input,),
+        superseded_event_ids=(old_input,), computed_values={}, collected_at=T0,
+    )  # fmt: skip
+    old = LogEntry(2, old_input, "org.vigil.lab_result.reported.v1", T0, {})
+    new = LogEntry(7, new_input, "org.vigil.lab_result.reported.v1", T0, {})
+    raising = entry(RAISED.data, 3, RAISED.type)
+    story = tell(SIGNAL, raising, [new, old], [entry(amended, 8)], [], {})
+    assert story.inputs == (new,)
+    assert story.superseded_inputs == (old,)
+    assert story.missing_inputs == ()
+    assert story.now.grade == 3
+    assert story.changed_by is not None
+    assert story.changed_by.position == 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from services.notifier.domain.roster import Roster
 from services.notifier.domain.workspace_access import Viewer
@@ -98,20 +98,44 @@ class SessionLifetime:
 
 def local_next(value: str | None) -> str:
     """Where to go after signing in: ``value`` when it is a path of this workspace (never
-    another host, scheme or a path that a browser would read as one), else the home page."""
+    another host, scheme or a path that a browser would read as one), else the home page.
+
+    The checks hold for the path as a browser resolves it: percent-escapes are undone (as
+    often as they nest) before looking for ``.``/``..`` segments, because a browser reads
+    ``%2e%2e`` as ``..`` (WHATWG URL) and ``/workspace/%2e%2e/metrics`` is ``/metrics``."""
     if not value or len(value) > NEXT_MAX_LENGTH:
         return WORKSPACE_HOME
-    if any(ord(c) < 0x21 or ord(c) == 0x7F or c == "\\" for c in value):
+    if _unsafe_characters(value):
         return WORKSPACE_HOME
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or value.startswith("//"):
         return WORKSPACE_HOME
-    path = parts.path
+    path = _fully_decoded(parts.path)
+    if path is None or _unsafe_characters(path):
+        return WORKSPACE_HOME
     if not (path == "/workspace" or path.startswith("/workspace/")):
         return WORKSPACE_HOME
-    if "/../" in f"{path}/" or "/./" in f"{path}/" or path.startswith("/workspace/sign-"):
+    if any(segment in {".", ".."} for segment in path.split("/")):
+        return WORKSPACE_HOME
+    if path.startswith("/workspace/sign-"):
         return WORKSPACE_HOME
     return value
+
+
+def _unsafe_characters(text: str) -> bool:
+    """Control characters, spaces and backslashes (which browsers read as ``/``)."""
+    return any(ord(c) < 0x21 or ord(c) == 0x7F or c == "\\" for c in text)
+
+
+def _fully_decoded(path: str, rounds: int = 4) -> str | None:
+    """``path`` with percent-escapes undone until none is left; None when they nest deeper
+    than any honest link would (the caller then refuses the path)."""
+    for _ in range(rounds):
+        decoded = unquote(path)
+        if decoded == path:
+            return path
+        path = decoded
+    return None
 
 
 def landing_page(viewer: Viewer) -> str:

@@ -22,7 +22,7 @@ from services.notifier.domain.signal_inbox import (
     InboxRow,
     fold,
 )
-from shared.events import SafetySignalRaised
+from shared.events import SafetySignalAmended, SafetySignalEscalated, SafetySignalRaised
 from shared.events.notifications import (
     AssessmentSigned,
     DeliveryAttempted,
@@ -103,8 +103,55 @@ class Acknowledgement:
 
 
 @dataclass(frozen=True)
+class Basis:
+    """What a signal rests on now: the signal as its latest raising, escalation or
+    amendment left it (grade, value, computed values, clinical time, inputs), and the
+    event that last changed it (None: it stands as raised)."""
+
+    now: SafetySignalRaised
+    changed_by: LogEntry | None
+    #: every input any raising, escalation or amendment of the signal named, in order
+    ever: tuple[uuid.UUID, ...]
+
+
+_BASIS_CHANGES: dict[str, type[SafetySignalAmended | SafetySignalEscalated]] = {
+    SafetySignalAmended.event_type: SafetySignalAmended,
+    SafetySignalEscalated.event_type: SafetySignalEscalated,
+}
+
+
+def basis(signal: SafetySignalRaised, later: Sequence[LogEntry]) -> Basis:
+    """What ``signal`` rests on after its ``later`` events (any order): the latest
+    escalation or amendment, in audit-log order, replaces the grade, the observed value,
+    the computed values, the clinical time and the inputs it was raised with."""
+    now, changed_by = signal, None
+    ever = list(signal.input_event_ids)
+    for entry in sorted(later, key=lambda e: e.position):
+        kind = _BASIS_CHANGES.get(entry.type)
+        if kind is None:
+            continue
+        change = kind.model_validate(dict(entry.payload))
+        update: dict[str, Any] = {
+            "grade": change.grade,
+            "input_event_ids": change.input_event_ids,
+            "computed_values": change.computed_values,
+            "observed_value": change.observed_value,
+            "observed_unit": change.observed_unit,
+            "observed_comparator": change.observed_comparator,
+            "collected_at": change.collected_at,
+        }
+        if isinstance(change, SafetySignalEscalated) and change.reporting_deadline is not None:
+            update["reporting_deadline"] = change.reporting_deadline
+        now, changed_by = now.model_copy(update=update), entry
+        ever += [i for i in change.input_event_ids if i not in ever]
+    return Basis(now=now, changed_by=changed_by, ever=tuple(ever))
+
+
+@dataclass(frozen=True)
 class SignalStory:
-    """Everything the signal page shows."""
+    """Everything the signal page shows. ``signal`` is the signal as raised; ``now`` as
+    its latest escalation or amendment left it (``changed_by``: that event); ``inputs``
+    are the facts it rests on now, ``superseded_inputs`` those it rested on before."""
 
     signal: SafetySignalRaised
     raised: LogEntry
@@ -115,6 +162,9 @@ class SignalStory:
     told: tuple[Told, ...]
     deliveries: tuple[DeliveryLine, ...]
     acknowledgements: tuple[Acknowledgement, ...]
+    now: SafetySignalRaised
+    changed_by: LogEntry | None = None
+    superseded_inputs: tuple[LogEntry, ...] = ()
 
     @property
     def site_id(self) -> str | None:
@@ -240,25 +290,33 @@ def tell(
     notifications: Sequence[LogEntry],
     roster_roles: Mapping[str, str],
 ) -> SignalStory:
-    """The story of ``signal``, raised by the event ``raised``; ``roster_roles`` (person id
-    to role) names the role of a person a delivery went to when no recipient list does."""
+    """The story of ``signal``, raised by the event ``raised``; ``inputs`` are the logged
+    events of every input the signal ever named (see :func:`basis`), split here into
+    those it rests on now and those superseded. ``roster_roles`` (person id to role)
+    names the role of a person a delivery went to when no recipient list does."""
     roles = dict(roster_roles)
     for entry in notifications:
         for key in ("recipients", "digest_recipients"):
             roles.update(dict(_people(entry.payload, key)))
     events = sorted([raised, *later, *notifications], key=lambda e: e.position)
     rows = fold({}, [InboxEvent(e.position, e.type, e.recorded_at, {**e.payload}) for e in events])
+    rests_on = basis(signal, later)
+    current = set(rests_on.now.input_event_ids)
     found = {entry.event_id for entry in inputs}
     told = [t for e in notifications if (t := _told(e)) is not None]
     acknowledgements = [a for e in notifications if (a := _acknowledgement(e, roles)) is not None]
+    by_position = sorted(inputs, key=lambda e: e.position)
     return SignalStory(
         signal=signal,
         raised=raised,
         row=rows[signal.signal_id],
-        inputs=tuple(sorted(inputs, key=lambda e: e.position)),
-        missing_inputs=tuple(i for i in signal.input_event_ids if i not in found),
+        inputs=tuple(e for e in by_position if e.event_id in current),
+        missing_inputs=tuple(i for i in rests_on.now.input_event_ids if i not in found),
         later=tuple(sorted(later, key=lambda e: e.position)),
         told=tuple(told),
         deliveries=tuple(_deliveries(notifications, roles)),
         acknowledgements=tuple(acknowledgements),
+        now=rests_on.now,
+        changed_by=rests_on.changed_by,
+        superseded_inputs=tuple(e for e in by_position if e.event_id not in current),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 
-from services.notifier.domain.signal_story import LogEntry, SignalStory, tell
+from services.notifier.domain.signal_story import LogEntry, SignalStory, basis, tell
 from shared.events import SafetySignalRaised, payload_class
 from shared.events.notifications import notification_stream
 from shared.eventstore import EventStore, LoggedEvent, StoredEvent
@@ -34,15 +34,15 @@ async def read_signal_story(
     signal = payload_class(found.type).model_validate_json(found.payload_text)
     if not isinstance(signal, SafetySignalRaised):
         return None
-    input_ids = [uuid.UUID(str(i)) for i in found.payload.get("input_event_ids") or ()]
-    inputs = await store.read_events(input_ids)
-    later = await store.read_signal_history(found.stream_id, signal_id)
+    later = [_entry(e) for e in await store.read_signal_history(found.stream_id, signal_id)]
+    # the inputs it rests on now and those it rested on before an escalation or amendment
+    inputs = await store.read_events(list(basis(signal, later).ever))
     notifications = await store.read_stream(notification_stream(signal_id))
     return tell(
         signal,
         _entry(found),
         [_entry(e) for e in inputs],
-        [_entry(e) for e in later],
+        later,
         [_entry(e) for e in notifications],
         roster_roles(str(found.payload.get("study_id"))),
     )

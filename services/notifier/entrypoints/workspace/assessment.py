@@ -3,9 +3,11 @@
 ``GET /workspace/signals/{signal_id}/assess`` shows the signal's facts, the signatures it
 carries (printed name, date and time in the site's zone, meaning) and, for a person who
 may acknowledge it, the form: the meaning, an optional comment, and the signer's password
-(and one-time code when enrolled) entered again. ``POST`` checks the form's CSRF token,
-confirms the signer through the authenticator, and records the signature
-(``handlers.sign``), which is the signal's acknowledgement: escalation stops.
+(and one-time code when enrolled) entered again. ``POST`` checks the form's CSRF token and
+every field (each sent once; a comment the audit log can keep), then confirms the signer
+through the authenticator, and records the signature (``handlers.sign``), which is the
+signal's acknowledgement: escalation stops. A recorded signature answers ``303`` to the
+signal page (POST/redirect/GET: reloading it never sends the password again).
 
 A signal outside the person's scope, or that they may not acknowledge, is a 404 like one
 that does not exist. A closed signal (resolved, retracted) cannot be signed, and the page
@@ -20,8 +22,8 @@ from typing import cast
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.notifier import handlers
 from services.notifier.adapters.postgres import PostgresNotifierUnitOfWork
@@ -30,6 +32,7 @@ from services.notifier.domain.signature import MEANINGS
 from services.notifier.domain.site_time import local_time
 from services.notifier.entrypoints.workspace.common import (
     MAX_FORM_BYTES,
+    PREFIX,
     Session,
     SignatureRefused,
     WorkspaceDeps,
@@ -37,6 +40,7 @@ from services.notifier.entrypoints.workspace.common import (
     render,
 )
 from shared.events.notifications import Assessment, AssessmentSigned, SignerConfirmation
+from shared.events.values import unstorable_text
 
 PAGE = "assessment"
 MAX_COMMENT = 4000
@@ -102,23 +106,57 @@ class FormProblem(Exception):
         self.field = field
 
 
-def _read_form(raw: bytes) -> dict[str, str]:
+#: how a refused field is named to the signer (the page's labels)
+_LABELS = {
+    "csrf": "Session token",
+    "meaning": "Meaning",
+    "comment": "Comment",
+    "password": "Password",
+    "code": "One-time code",
+}
+
+
+def _read_form(raw: bytes) -> dict[str, list[str]]:
+    """Every value of each field this page sends (blank ones too, so that a repeated
+    field is seen as repeated); other fields are dropped."""
     if len(raw) > MAX_FORM_BYTES:
         raise HTTPException(413, "The form is larger than any this page sends.")
     try:
-        parsed = parse_qs(raw.decode("utf-8"), max_num_fields=len(_FIELDS) + 2)
+        parsed = parse_qs(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=2 * len(_FIELDS),
+        )
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "Unreadable form: go back and send it again.") from None
-    return {name: values[0] for name, values in parsed.items() if name in _FIELDS and values}
+    return {name: values for name, values in parsed.items() if name in _FIELDS}
+
+
+def _single(form: dict[str, list[str]]) -> dict[str, str]:
+    """Each field's one value. A field sent more than once is refused, never one of its
+    values picked: a signature must mean exactly what the signer chose (11.50)."""
+    for name in _FIELDS:
+        if len(form.get(name, ())) > 1:
+            raise FormProblem(name, f"{_LABELS[name]}: sent more than once; send the form again.")
+    return {name: values[0] for name, values in form.items() if values}
 
 
 def _validated(form: dict[str, str]) -> tuple[Assessment, str, str, str | None]:
+    """The signature's fields, each checked before the signer is confirmed (so that a
+    refused form never costs a password attempt). Raises FormProblem naming the field."""
     meaning = form.get("meaning", "")
     if meaning not in MEANINGS:
         raise FormProblem("meaning", "Meaning: choose what your signature means.")
     comment = form.get("comment", "").replace("\r\n", "\n")
     if len(comment) > MAX_COMMENT:
         raise FormProblem("comment", f"Comment: keep it to {MAX_COMMENT} characters.")
+    if unstorable_text(comment) is not None:
+        raise FormProblem(
+            "comment",
+            "Comment: it holds a character the audit log cannot keep (a NUL character, "
+            "often pasted from another program); retype the comment.",
+        )
     password = form.get("password", "")
     if not password or len(password) > MAX_PASSWORD:
         raise FormProblem("password", "Password: enter your password to sign.")
@@ -157,7 +195,6 @@ def router(deps: WorkspaceDeps) -> APIRouter:
         problem: FormProblem | None = None,
         closed: handlers.SignalClosed | None = None,
         form: dict[str, str] | None = None,
-        just_signed: bool = False,
     ) -> HTMLResponse:
         state: NotificationState = seen.state
         signal = seen.facts.signal
@@ -180,7 +217,6 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             problem=problem,
             meanings=MEANINGS,
             form=form or {},
-            just_signed=just_signed,
             max_comment=MAX_COMMENT,
         )
 
@@ -191,17 +227,21 @@ def router(deps: WorkspaceDeps) -> APIRouter:
     @api.post("/signals/{signal_id}/assess", response_class=HTMLResponse)
     async def sign(
         signal_id: uuid.UUID, request: Request, session: Session = signed_in
-    ) -> HTMLResponse:
-        form = _read_form(await request.body())
-        if form.get("csrf") != session.csrf:
+    ) -> Response:
+        sent = _read_form(await request.body())
+        if sent.get("csrf") != [session.csrf]:
             raise HTTPException(403, "The form's session token is missing or stale: reload.")
         seen = await _review(session, signal_id)
-        kept = {k: v for k, v in form.items() if k in ("meaning", "comment")}
+        kept = {k: v[-1] for k, v in sent.items() if k in ("meaning", "comment") and v}
         if (closed := seen.closed) is not None and seen.own is None:
             return await _page(session, seen, status=409, closed=closed)
         try:
-            meaning, comment, password, code = _validated(form)
+            meaning, comment, password, code = _validated(_single(sent))
         except FormProblem as problem:
+            if problem.field == "meaning":
+                kept.pop("meaning", None)
+            if problem.field == "comment":
+                kept.pop("comment", None)  # never echo what could not be kept
             return await _page(session, seen, status=422, problem=problem, form=kept)
         if seen.own is None:
             try:
@@ -235,8 +275,13 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             raise HTTPException(
                 409, "The records this signal stands on are not all in the audit log yet."
             ) from None
-        after = await _review(session, signal_id)
-        return await _page(session, after, status=201 if signed.new else 200, just_signed=True)
+        # POST/redirect/GET: the signal page shows the signature, and a reload of it
+        # never sends the password again
+        return RedirectResponse(
+            f"{PREFIX}/signals/{signal_id}?signed={'new' if signed.new else 'again'}"
+            "#signatures-heading",
+            status_code=303,
+        )
 
     return api
 
