@@ -3,13 +3,51 @@ watchdog's reports, each to its own server."""
 
 from __future__ import annotations
 
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from typing import Literal
+from email.policy import EmailPolicy, Policy
+from typing import Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 StartTls = Literal["auto", "require", "off"]
+
+
+class _Subject(UnstructuredHeader):
+    """A Subject folded without an empty first line.
+
+    The e-mail package (CPython 3.11 here: ``_header_value_parser._refold_parse_tree``)
+    moves a whole unstructured value that is too long to follow ``Subject: `` on the
+    78-character line but short enough to fill one continuation line (70 to 77
+    characters) onto that continuation line: ``Subject:`` CRLF `` [Vigil] ...``.
+    Unfolded, the value starts with a space; mail clients (and Python's own parser) show
+    it. Such a value is joined back onto the first line (at most 86 characters: inside
+    RFC 5322's 998)."""
+
+    @classmethod
+    def _folded_without_empty_first_line(cls, name: str, folded: str, linesep: str) -> str:
+        empty_first_line = f"{name}:{linesep} "
+        if folded.startswith(empty_first_line):
+            return f"{name}: " + folded[len(empty_first_line) :]
+        return folded
+
+    def fold(self, *, policy: Policy) -> str:
+        # the registry mixes this class into a BaseHeader, which names the header
+        header = cast(BaseHeader, self)
+        folded = BaseHeader.fold(header, policy=policy)
+        return self._folded_without_empty_first_line(header.name, folded, policy.linesep)
+
+
+def _headers() -> HeaderRegistry:
+    registry = HeaderRegistry()
+    registry.map_to_type("subject", cast(type[BaseHeader], _Subject))
+    return registry
+
+
+#: the message's own policy makes its header objects; whatever policy the transport
+#: flattens with (aiosmtplib: ``email.policy.SMTP``) folds the Subject through ``_Subject``
+MESSAGE_POLICY = EmailPolicy(header_factory=_headers())
 
 
 class SmtpTransport:

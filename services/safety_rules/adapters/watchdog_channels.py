@@ -16,7 +16,7 @@ from services.safety_rules.handlers.ports import ReportChannel
 from services.settings import VigilSettings
 from shared.message_text import header_value, safe_address
 from shared.signed_webhook import signed_headers
-from shared.smtp import SmtpTransport
+from shared.smtp import MESSAGE_POLICY, SmtpTransport
 
 
 class ReportRefused(Exception):
@@ -34,7 +34,7 @@ class EmailReports:
         self._recipients = [safe_address(r, setting="VIGIL_WATCHDOG_EMAIL_TO") for r in recipients]
 
     async def send(self, report: WatchdogReport) -> None:
-        message = EmailMessage()
+        message = EmailMessage(policy=MESSAGE_POLICY)
         message["From"] = self._sender
         message["To"] = ", ".join(self._recipients)
         message["Subject"] = report.subject()
