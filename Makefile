@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # servers, so two workers halve it even on two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-rules bench-judging soak
+.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-rules bench-judging bench-workspace soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-store: install system-deps
 ## bench-rules: events through the broker into the rules service; rate, ceiling, latency
 bench-rules: install system-deps
 	$(PY) benchmarks/bench_rules.py
+
+## bench-workspace: the workspace's subject page (drawn and cached), eDISH and inbox times
+## on a trial-sized study (200 subjects x 50 visits x 6 analytes)
+bench-workspace: install system-deps
+	$(PY) benchmarks/bench_workspace.py
 
 ## bench-judging: the rules service's parse-and-judge work per batch, no broker or database
 bench-judging: install

@@ -5,7 +5,6 @@ correction and a retraction shown as such; scope by site and by role."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -360,7 +359,7 @@ async def test_edish_is_refused_to_an_investigator_as_a_404(subject_record: asyn
     assert response.status_code == 404
 
 
-async def test_a_subject_page_of_six_analytes_with_fifty_results_each_renders_in_time(
+async def test_a_subject_page_of_six_analytes_with_fifty_results_each_is_drawn_and_kept(
     pool: asyncpg.Pool,
 ) -> None:
     codes = [ALT, BILIRUBIN, HAEMOGLOBIN, "1920-8", "777-3", "751-8"]
@@ -391,23 +390,15 @@ async def test_a_subject_page_of_six_analytes_with_fifty_results_each_renders_in
                 envelopes.append(result("S1-BIG", 3 * n - 14, f"{value:.2f}", code))
     await append(pool, *envelopes)
 
+    # how long it takes is `make bench-workspace`'s to say, not a test's
     async with client(pool, "pi1") as http:
-        started = time.perf_counter()
         response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-BIG")
-        seconds = time.perf_counter() - started
-
-        again = time.perf_counter()
         cached = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-BIG")
-        seconds_cached = time.perf_counter() - again
 
     assert response.status_code == 200
     assert response.text.count('<section class="subject-analyte"') == 6
     assert cached.text == response.text
-    print(
-        f"subject page, 6 analytes x 50 results: {seconds:.2f} s drawn, "
-        f"{seconds_cached:.2f} s from the chart cache, {len(response.text)} bytes"
-    )
-    assert seconds < 10
+    assert response.text.count("<svg") >= 6
 
 
 async def test_a_new_event_of_the_subject_draws_its_charts_anew(pool: asyncpg.Pool) -> None:
