@@ -246,3 +246,45 @@ async def test_edish_does_not_hide_a_peak_alt_sent_without_a_reference_range(
         assert Decimal(cells[1].split()[0]) > 3, cells
     else:  # set aside: the reason names the result without a ULN
         assert "ULN" in cells[-1], cells
+
+
+async def test_a_bilirubin_sent_in_umol_per_litre_reads_at_a_sane_precision(
+    pool: asyncpg.Pool,
+) -> None:
+    """DOMAIN.md: total bilirubin is drawn in mg/dL, umol/L / 17.1. A laboratory reporting
+    60 umol/L (range 3.4-20.5 umol/L) gives 3.51 mg/dL, range 0.199-1.20 mg/dL: numbers
+    a reader can compare with the laboratory's report and with the ULN.
+
+    Now: the table prints the converted laboratory range to 28 significant digits
+    ("0.1988304093567251461988304094 to 1.198830409356725146198830409") and the value to
+    15 ("3.50877192982456"): a false precision that the laboratory never measured, and a
+    row no one can read against the report. Each number should keep about the precision
+    it was measured with (a few significant digits), and no more than 6."""
+    canonical = (Decimal(60) / Decimal("17.1")).quantize(Decimal("1e-14"))  # 15 digits
+    await append(
+        pool,
+        enrolled("S1-001"),
+        lab(
+            "S1-001",
+            datetime(2026, 6, 15, 2, 0, tzinfo=UTC),
+            "60",
+            "umol/L",
+            BILIRUBIN,
+            canonical_value=canonical,
+            canonical_unit="mg/dL",
+            reference_low=Decimal("3.4"),
+            reference_high=Decimal("20.5"),
+        ),
+    )
+    async with client(pool, "pi1") as http:
+        response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-001")
+
+    assert response.status_code == 200
+    anchor = re.search(r'<section class="subject-analyte" id="([^"]+)"', response.text)
+    assert anchor is not None
+    (row,) = table_rows(response.text, anchor.group(1))
+    value, unit, laboratory_range = row[2], row[3], row[4]
+    assert unit == "mg/dL"
+    numbers = re.findall(r"\d+(?:\.\d+)?", f"{value} {laboratory_range}")
+    too_precise = [n for n in numbers if len(n.replace(".", "").lstrip("0")) > 6]
+    assert not too_precise, (value, laboratory_range)
