@@ -288,3 +288,42 @@ async def test_a_bilirubin_sent_in_umol_per_litre_reads_at_a_sane_precision(
     numbers = re.findall(r"\d+(?:\.\d+)?", f"{value} {laboratory_range}")
     too_precise = [n for n in numbers if len(n.replace(".", "").lstrip("0")) > 6]
     assert not too_precise, (value, laboratory_range)
+
+
+async def test_edish_does_not_highlight_peaks_months_apart_as_a_hys_law_case(
+    pool: asyncpg.Pool,
+) -> None:
+    """DOMAIN.md (Hy's law): ALT or AST > 3 x ULN together with total bilirubin > 2 x ULN
+    in samples close in time; the study's pack reads "close" as within 30 days (hys-law,
+    window_days). A subject whose ALT peaked at 5 x ULN on study day 14 and whose bilirubin
+    peaked at 3 x ULN on day 213, each normal when the other peaked, is not a potential
+    Hy's law case, and the rules raised none. eDISH may place her peaks in the upper right
+    quadrant (peaks are taken independently), but must not mark her as a Hy's law case.
+
+    Now: the row gets class "hys-law" and the plot draws her as a red "Hy's law case
+    (quadrant or signal)" diamond, although the same row says "199 day(s) apart: not
+    concurrent" and the Hy's law signal column says "no"."""
+    day = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+    await append(
+        pool,
+        enrolled("S1-001"),
+        alt("S1-001", day.replace(day=15), "200"),
+        bilirubin("S1-001", day.replace(day=15), "0.6"),
+        alt("S1-001", datetime(2026, 12, 31, 2, 0, tzinfo=UTC), "30"),
+        bilirubin("S1-001", datetime(2026, 12, 31, 2, 0, tzinfo=UTC), "3.6"),
+    )
+    async with client(pool, "mm") as http:
+        response = await http.get(f"/workspace/studies/{STUDY}/edish")
+
+    assert response.status_code == 200
+    row = re.search(
+        r'<tr([^>]*)>\s*<th scope="row"><a[^>]*>S1-001</a></th>(.*?)</tr>',
+        response.text,
+        re.DOTALL,
+    )
+    assert row is not None
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row.group(2))]
+    assert "not concurrent" in cells[4], cells
+    assert cells[5] == "no", cells
+    assert "hys-law" not in row.group(1), (row.group(1), cells)
+    assert 'id="edish-hys-law' not in response.text
