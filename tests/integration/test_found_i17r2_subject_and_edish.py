@@ -23,7 +23,7 @@ from services.settings import VigilSettings
 from shared import eventstore
 from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
 from shared.eventstore import NewEvent
-from tests.support.notifier import context
+from tests.support.notifier import context, raised
 from tests.support.services import REPO
 from tests.support.workspace import FixedAuthenticator
 
@@ -327,3 +327,46 @@ async def test_edish_does_not_highlight_peaks_months_apart_as_a_hys_law_case(
     assert cells[5] == "no", cells
     assert "hys-law" not in row.group(1), (row.group(1), cells)
     assert 'id="edish-hys-law' not in response.text
+
+
+async def test_edish_flags_a_hys_law_signal_of_a_subject_it_cannot_place(
+    pool: asyncpg.Pool,
+) -> None:
+    """DOMAIN.md: a potential Hy's law case is reported to the sponsor urgently; the eDISH
+    page highlights Hy's law cases "(quadrant or signal)". The rules judged this subject's
+    ALT 900 U/L and bilirubin 4.0 mg/dL, both sent without a reference range, against the
+    pack's fallback ULNs (25 U/L, 1.2 mg/dL) and raised a Hy's law signal (hys-law).
+
+    Now: eDISH sets her aside under "Not plottable" for want of the laboratory's ULN, and
+    that row says nothing of the standing Hy's law signal: the one subject the medical
+    monitor must see first is listed as a data gap. The set-aside row (or a placed,
+    highlighted point) must say a Hy's law signal stands for her."""
+    at = datetime(2026, 6, 15, 2, 0, tzinfo=UTC)
+    await append(
+        pool,
+        enrolled("S1-001"),
+        alt("S1-001", at, "900", reference_low=None, reference_high=None),
+        lab(
+            "S1-001",
+            at,
+            "4.0",
+            "mg/dL",
+            BILIRUBIN,
+            canonical_value=Decimal("4.0"),
+            canonical_unit="mg/dL",
+        ),
+        raised(site_id="S1", study_id=STUDY, subject_id="S1-001", rule_id="hys-law"),
+    )
+    async with client(pool, "mm") as http:
+        response = await http.get(f"/workspace/studies/{STUDY}/edish")
+
+    assert response.status_code == 200
+    row = re.search(
+        r'<tr([^>]*)>\s*<th scope="row"><a[^>]*>S1-001</a></th>(.*?)</tr>',
+        response.text,
+        re.DOTALL,
+    )
+    assert row is not None
+    text = re.sub(r"<[^>]+>", " ", row.group(2)).replace("&#39;", "'")
+    placed_and_highlighted = "hys-law" in row.group(1)
+    assert placed_and_highlighted or "hy's law" in text.lower(), text
