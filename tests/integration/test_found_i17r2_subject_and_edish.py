@@ -71,7 +71,7 @@ def enrolled(subject: str) -> Envelope:
             study_id=STUDY,
             subject_id=subject,
             site_id="S1",
-            sex="F",  # type: ignore[arg-type]
+            sex="F",
             birth_date=date(1980, 1, 1),
             day0=DAY0,
         )
