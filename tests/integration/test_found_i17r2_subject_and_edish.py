@@ -370,3 +370,43 @@ async def test_edish_flags_a_hys_law_signal_of_a_subject_it_cannot_place(
     text = re.sub(r"<[^>]+>", " ", row.group(2)).replace("&#39;", "'")
     placed_and_highlighted = "hys-law" in row.group(1)
     assert placed_and_highlighted or "hy's law" in text.lower(), text
+
+
+async def test_a_haemoglobin_in_mmol_per_litre_is_tabled_as_it_is_drawn(
+    pool: asyncpg.Pool,
+) -> None:
+    """DOMAIN.md: haemoglobin's canonical unit is g/dL, mmol/L / 0.6206; the rules service
+    converts a result that arrives without a canonical value (partners publish straight to
+    Kafka). 4.5 mmol/L is 7.25 g/dL: CTCAE grade 3 anaemia (< 8.0 g/dL), and the chart
+    rightly draws it at 7.25 in the grade-3 band.
+
+    Now: the table under the chart reads value "4.5", unit "g/dL": a haemoglobin that
+    would be incompatible with the grade the same row gives, and not what the chart shows.
+    The row must read the value as drawn (7.25 g/dL, to a sane precision) or name the unit
+    it was reported in (4.5 mmol/L)."""
+    await append(
+        pool,
+        enrolled("S1-001"),
+        lab(
+            "S1-001",
+            datetime(2026, 6, 8, 2, 0, tzinfo=UTC),
+            "4.5",
+            "mmol/L",
+            "718-7",
+            reference_low=Decimal("7.1"),
+            reference_high=Decimal("9.3"),
+        ),
+    )
+    async with client(pool, "pi1") as http:
+        response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-001")
+
+    assert response.status_code == 200
+    anchor = re.search(r'<section class="subject-analyte" id="([^"]+)"', response.text)
+    assert anchor is not None
+    (row,) = table_rows(response.text, anchor.group(1))
+    value, unit, grade = row[2], row[3], row[5]
+    assert grade == "grade 3"
+    if unit == "g/dL":
+        assert Decimal(value).quantize(Decimal("0.01")) == Decimal("7.25"), (value, unit)
+    else:
+        assert (value, unit) == ("4.5", "mmol/L"), (value, unit)
