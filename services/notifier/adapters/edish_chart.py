@@ -9,6 +9,7 @@ Ids (``gid``): ``edish-line-3xuln``, ``edish-line-2xuln``, ``edish-points``,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from html import escape
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -110,9 +111,28 @@ def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoi
     figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
 
 
+def _named_links(svg: str, points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -> str:
+    """Each point's link named for assistive technology by its subject and peaks (a link
+    in an SVG has no text of its own), its target also in SVG 2's plain ``href``, which is
+    what makes it a link to assistive technology and to axe."""
+    for point in points:
+        href = escape(link(point), quote=True)
+        name = (
+            f"Subject {point.subject_id}: ALT or AST {point.transaminase.multiple:g} x ULN,"
+            f" bilirubin {point.bilirubin.multiple:g} x ULN"
+        )
+        svg = svg.replace(
+            f'<a xlink:href="{href}"',
+            f'<a href="{href}" xlink:href="{href}" aria-label="{escape(name)}"',
+        )
+    return svg
+
+
 def edish_svg(points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -> str:
-    """The eDISH plot as inline SVG; ``link`` gives each point's subject page."""
-    return render_svg(
+    """The eDISH plot as inline SVG; ``link`` gives each point's subject page. A group, not
+    an image: an image's content is hidden from assistive technology, and its points are
+    links a person reaches with the keyboard."""
+    svg = render_svg(
         lambda figure: _draw(figure, points, link),
         size=(7.5, 6.5),
         label=(
@@ -121,3 +141,4 @@ def edish_svg(points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -
         ),
         prefix="edish",
     )
+    return _named_links(svg.replace('role="img"', 'role="group"', 1), points, link)
