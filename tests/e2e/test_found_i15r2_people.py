@@ -214,7 +214,8 @@ async def test_the_brief_s_people_are_told_and_no_one_else_without_the_patient_s
     unknown_mails = await _wait_mails(mailbox, unknown, 1)
     assert _recipients(unknown_mails) == [MM]
     assert "unknown unit" in unknown_mails[0].body.lower()
-    assert "/workspace/signals/" in unknown_mails[0].body
+    # an issue, not a signal: its link opens the issue in the data-quality queue
+    assert "/workspace/data-quality?issue=" in unknown_mails[0].body
     impossible_mails = await _wait_mails(mailbox, impossible, 1)
     assert _recipients(impossible_mails) == [DM]
     assert _recipients(before) == [MM, MM]
