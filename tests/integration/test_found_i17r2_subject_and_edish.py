@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from services.notifier.domain.roster import Roster
 from services.notifier.entrypoints.workspace import install_workspace
 from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+from services.safety_rules.domain.history import SubjectHistory
 from services.settings import VigilSettings
 from shared import eventstore
 from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
@@ -169,17 +170,24 @@ async def test_the_baseline_is_the_rules_baseline_and_the_page_says_which_date_i
     on, and the legend says the convention in words."""
     day0_sample = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 CST, Day 0
     after_midnight = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)  # 01:00 CST on 2 June, day 1
-    await append(
-        pool,
+    envelopes = (
         enrolled("S1-001"),
         alt("S1-001", day0_sample, "35"),
         alt("S1-001", after_midnight, "130"),
     )
+    await append(pool, *envelopes)
+    rules = SubjectHistory(STUDY, "S1-001")  # the rules service's view of the same events
+    for version, envelope in enumerate(envelopes, start=1):
+        rules.apply(envelope.type, envelope.data, envelope.id, envelope.time, version)
     async with client(pool, "pi1") as http:
         response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-001")
 
+    rules_baseline = rules.baseline(ALT)
+    assert rules_baseline is not None
+    assert rules_baseline.result.value == Decimal(130)
     assert response.status_code == 200
     rows = table_rows(response.text, "chart-alt")
+    assert [row[2] for row in rows if "baseline" in row[1]] == ["130"]
     assert [(row[0], row[1]) for row in rows] == [
         ("2026-06-01 10:00 CST (Asia/Shanghai)", "0"),
         (
