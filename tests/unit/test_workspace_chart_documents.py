@@ -104,3 +104,18 @@ def test_the_reader_leaves_out_what_it_cannot_read_and_keeps_the_rest() -> None:
     assert platelets.grading is not None
     assert len(platelets.grading.bands) == 1
     assert RulePackLimits(Path("/nonexistent")).of("X").by_analyte == {}
+
+
+def test_the_shipped_pack_gives_edish_the_hys_law_rules_fallback_ulns() -> None:
+    pack = RulePackLimits(REPO / "studies").of("NCT05262686")
+
+    alt = pack.hys_law_fallbacks["ALT"]
+    bilirubin = pack.hys_law_fallbacks["total bilirubin"]
+    assert (alt.unit, alt.for_sex("F"), alt.for_sex("M"), alt.for_sex(None)) == (
+        "U/L",
+        Decimal(25),
+        Decimal(33),
+        Decimal(25),
+    )
+    assert (bilirubin.unit, bilirubin.for_sex("M")) == ("mg/dL", Decimal("1.2"))
+    assert pack.hys_law_window_days == 30

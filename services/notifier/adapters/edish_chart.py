@@ -29,6 +29,9 @@ from services.notifier.domain.edish import (
 FLOOR = 0.05
 
 
+HYS_LAW_LABEL = "Hy's law case (concurrent peaks in the quadrant, or a signal)"
+
+
 def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -> None:
     ax = figure.add_subplot()
     xs = [max(float(p.transaminase.multiple), FLOOR) for p in points]
@@ -75,7 +78,14 @@ def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoi
         )
     for highlighted, gid, marker, colour, size, label in (
         (False, "edish-points", "o", "#1f5fa8", 40, "subject (peak values)"),
-        (True, "edish-hys-law", "D", "#c0182b", 80, "Hy's law case (quadrant or signal)"),
+        (
+            True,
+            "edish-hys-law",
+            "D",
+            "#c0182b",
+            80,
+            "Hy's law case (concurrent peaks in the quadrant, or a signal)",
+        ),
     ):
         chosen = [i for i, p in enumerate(points) if p.highlighted == highlighted]
         if not chosen:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -22,6 +22,7 @@ from services.notifier.domain.protocol_limits import (
     AnalyteLimits,
     Band,
     Basis,
+    FallbackUln,
     Grading,
     Operator,
     Threshold,
@@ -51,6 +52,8 @@ class PackLimits:
     by_analyte: Mapping[str, AnalyteLimits]
     hys_law_rules: frozenset[str]
     hys_law_window_days: int | None = None  # "close in time" for the Hy's law rule
+    #: the Hy's law rule's ULNs for results sent without a range, by analyte name
+    hys_law_fallbacks: Mapping[str, FallbackUln] = field(default_factory=dict)
 
     def of(self, analyte: str) -> AnalyteLimits:
         return self.by_analyte.get(analyte, AnalyteLimits(analyte))
@@ -148,6 +151,26 @@ def _fallback(raw: object, analyte: str, kind: ThresholdKind) -> Decimal | None:
     return min(by_sex) if kind == "uln" else max(by_sex)
 
 
+def _fallback_ulns(raw: object) -> dict[str, FallbackUln]:
+    """A rule's ``fallback_limits`` as upper limits by analyte (anything unreadable left out)."""
+    if not isinstance(raw, dict):
+        return {}
+    read = {}
+    for analyte, entry in raw.items():
+        if not isinstance(analyte, str) or not isinstance(entry, dict):
+            continue
+        unit = entry.get("unit") if isinstance(entry.get("unit"), str) else None
+        fallback = FallbackUln(
+            unit,
+            _decimal(entry.get("value")),
+            _decimal(entry.get("female")),
+            _decimal(entry.get("male")),
+        )
+        if fallback.for_sex(None) is not None:
+            read[analyte] = fallback
+    return read
+
+
 def limits_from_data(raw: object) -> PackLimits:
     """A pack's limits from its YAML document as read (anything unreadable left out)."""
     if not isinstance(raw, dict):
@@ -157,6 +180,7 @@ def limits_from_data(raw: object) -> PackLimits:
     gradings: dict[str, list[tuple[bool, Grading]]] = {}
     hys_law: set[str] = set()
     window: int | None = None
+    hys_law_fallbacks: dict[str, FallbackUln] = {}
     for rule in raw.get("rules") or []:
         if not isinstance(rule, dict) or not isinstance(rule.get("id"), str):
             continue
@@ -164,6 +188,7 @@ def limits_from_data(raw: object) -> PackLimits:
             hys_law.add(rule["id"])
             if isinstance(rule.get("window_days"), int):
                 window = rule["window_days"]
+            hys_law_fallbacks.update(_fallback_ulns(rule.get("fallback_limits")))
         if rule.get("kind") not in _LAB_KINDS:
             continue
         analytes = rule.get("analytes") or [_LAB_KINDS[rule["kind"]]]
@@ -188,7 +213,9 @@ def limits_from_data(raw: object) -> PackLimits:
             tuple(sorted(thresholds.get(analyte, []), key=lambda t: (t.finding, t.rule_id))),
             ranked[0][1] if ranked else None,
         )
-    return PackLimits(str(raw.get("version", "")), by_analyte, frozenset(hys_law), window)
+    return PackLimits(
+        str(raw.get("version", "")), by_analyte, frozenset(hys_law), window, hys_law_fallbacks
+    )
 
 
 class RulePackLimits:

@@ -57,11 +57,60 @@ def plotted_value(result: LabResultReported, unit: str | None) -> Decimal | None
     return in_unit(result.value, result, unit)
 
 
-def shown_value(result: LabResultReported) -> str:
+#: the most significant digits a number is shown with: more is noise no laboratory measured
+MAX_DIGITS = 6
+
+
+def readable(number: Decimal, digits: int = MAX_DIGITS) -> str:
+    """``number`` as it reads on a page: at most ``digits`` (and never more than
+    :data:`MAX_DIGITS`) significant digits, no exponent, no trailing zeros."""
+    digits = max(1, min(digits, MAX_DIGITS))
+    if number.is_zero() or not number.is_finite():
+        return f"{number.normalize():f}"
+    significant = len(number.normalize().as_tuple().digits)
+    if significant > digits:
+        number = number.quantize(Decimal(1).scaleb(number.adjusted() - digits + 1))
+    return f"{number.normalize():f}"
+
+
+def converted_digits(reported: Decimal | None) -> int:
+    """How many significant digits a converted number keeps: one more than the reported
+    number was measured with, at least 3 (and at most :data:`MAX_DIGITS`)."""
+    measured = len(reported.normalize().as_tuple().digits) if reported is not None else 0
+    return max(3, measured + 1)
+
+
+def shown_value(result: LabResultReported, unit: str | None) -> tuple[str, str]:
+    """What a result's table row reads, and the unit that number is in: the value as drawn
+    in the chart's ``unit`` when it converts, else the value in its own reported unit, never
+    a reported number beside the chart's unit."""
+    comparator = result.comparator or ""
+    drawn = plotted_value(result, unit)
+    if drawn is not None and unit is not None:
+        same = result.value is not None and result.unit == unit and drawn == result.value
+        digits = MAX_DIGITS if same else converted_digits(result.value)
+        return f"{comparator}{readable(drawn, digits)}", unit
     if result.value is not None:
-        number = result.canonical_value if result.canonical_value is not None else result.value
-        return f"{result.comparator or ''}{number.normalize():f}"
-    return result.qualitative or ("(text result)" if result.value_text else "(no value)")
+        return f"{comparator}{readable(result.value)}", result.unit or "(no unit sent)"
+    text = result.qualitative or ("(text result)" if result.value_text else "(no value)")
+    return text, result.unit or ""
+
+
+def shown_range(result: LabResultReported, unit: str | None) -> str:
+    """The laboratory's reference range as a row reads it: in the chart's ``unit`` when both
+    limits convert, else in the result's own unit (said), else 'not sent'."""
+    low, high = result.reference_low, result.reference_high
+    if low is None and high is None:
+        return "not sent"
+    converted = [in_unit(v, result, unit) for v in (low, high)]
+    if all(c is not None for c, v in zip(converted, (low, high), strict=True) if v is not None):
+        parts = [
+            "(none)" if c is None else readable(c, converted_digits(v))
+            for c, v in zip(converted, (low, high), strict=True)
+        ]
+        return f"{parts[0]} to {parts[1]}"
+    parts = ["(none)" if v is None else readable(v) for v in (low, high)]
+    return f"{parts[0]} to {parts[1]} {result.unit or '(no unit sent)'}"
 
 
 def thresholds_in(limits: AnalyteLimits, unit: str | None) -> AnalyteLimits:

@@ -71,6 +71,27 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class FallbackUln:
+    """A rule pack's upper limit of normal for results sent without a range: one value, or
+    one by sex (the lower, female, one when the sex is unknown, as the packs say)."""
+
+    unit: str | None
+    value: Decimal | None = None
+    female: Decimal | None = None
+    male: Decimal | None = None
+
+    def for_sex(self, sex: str | None) -> Decimal | None:
+        if self.value is not None:
+            return self.value
+        if sex == "F" and self.female is not None:
+            return self.female
+        if sex == "M" and self.male is not None:
+            return self.male
+        known = [v for v in (self.female, self.male) if v is not None]
+        return min(known) if known else None
+
+
+@dataclass(frozen=True)
 class AnalyteLimits:
     """Everything the pack says about one analyte that a chart can draw."""
 

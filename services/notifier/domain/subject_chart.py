@@ -22,6 +22,7 @@ from services.notifier.domain.lab_values import (
     in_unit,
     plotted_value,
     series_unit,
+    shown_range,
     shown_value,
     thresholds_in,
 )
@@ -93,7 +94,9 @@ class ChartPoint:
     study_day: int
     x: float  # study days, with the time of day as a fraction
     value: Decimal | None  # in the series' unit; None: not drawable
-    shown: str  # as it reads: '<0.5', '12.1', 'positive'
+    shown: str  # as it reads, in ``shown_unit``: '<0.5', '12.1', 'positive'
+    shown_unit: str  # the unit ``shown`` is in: the series' when it converts, else reported
+    shown_range: str  # the laboratory's range as it reads: '7 to 40', '3.4 to 20.5 umol/L'
     reference: Reference
     standing: Standing
     status: str  # HL7 OBX-11 result status
@@ -101,6 +104,14 @@ class ChartPoint:
     grade: int | None = None
     thresholds: tuple[Decimal | None, ...] = ()  # one per series threshold
     is_baseline: bool = False
+
+    @property
+    def dated(self) -> str:
+        """The date the result's timestamp carries, in the offset the laboratory sent it
+        with: the date the baseline is judged on (as the rules service judges it), which
+        may differ from the study day at the site near midnight."""
+        offset = self.collected_at.strftime("%z") or "+0000"
+        return f"{self.collected_at.date()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 @dataclass(frozen=True)
@@ -230,6 +241,7 @@ def build_series(
         )
         regions = grade_regions(limits.grading, reference) if limits.grading else ()
         day, x = study_day(result.collected_at, origin, zone)
+        shown, shown_unit = shown_value(result, unit)
         points.append(
             ChartPoint(
                 event_id=item.event_id,
@@ -237,7 +249,9 @@ def build_series(
                 study_day=day,
                 x=x,
                 value=value,
-                shown=shown_value(result),
+                shown=shown,
+                shown_unit=shown_unit,
+                shown_range=shown_range(result, unit),
                 reference=reference,
                 standing=item_standing,
                 status=result.result_status.value,

@@ -50,7 +50,13 @@ def router(deps: WorkspaceDeps) -> APIRouter:
                     bool(record.hys_law_signals),
                 )
                 for subject, record in records.items()
-            }
+            },
+            fallbacks=pack.hys_law_fallbacks,
+            sexes={
+                subject: record.facts.enrolment.sex if record.facts.enrolment else None
+                for subject, record in records.items()
+            },
+            window_days=pack.hys_law_window_days,
         )
 
         def link(point: EdishPoint) -> str:
@@ -68,6 +74,7 @@ def router(deps: WorkspaceDeps) -> APIRouter:
             study_id=study_id,
             points=points,
             left_out=left_out,
+            unplaced_signals=[s for s in left_out if s.hys_law_signal],
             svg=svg,
             quadrants=QUADRANTS,
             window_days=pack.hys_law_window_days,
