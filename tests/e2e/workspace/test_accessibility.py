@@ -34,7 +34,7 @@ from tests.support.workspace_stack import (
     Person,
     WorkspaceStack,
 )
-from tests.support.workspace_trial import HYS_LAW
+from tests.support.workspace_trial import HYS_LAW, LIVER
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -201,10 +201,12 @@ async def tab_to(page: Page, is_there: object, *, limit: int = 80) -> None:
 async def test_an_assessment_is_signed_from_the_inbox_with_the_keyboard_alone(
     workspace: WorkspaceStack, page: Page
 ) -> None:
-    signal_id = workspace.signal("01-002", HYS_LAW)
+    # the ALT signal, not the Hy's law one: test_investigator signs that one as the same
+    # person, and one person signs a signal once (the stack is shared by the session)
+    signal_id = workspace.signal("01-002", LIVER)
     await open_signed_in(page, workspace, INVESTIGATOR, "/workspace/inbox")
 
-    # the inbox row's link to the Hy's law signal
+    # the inbox row's link to the ALT signal
     to_signal = page.locator(f'a[href$="/workspace/signals/{signal_id}"]').first
     await tab_to(page, to_signal)
     async with page.expect_navigation():
