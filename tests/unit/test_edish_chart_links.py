@@ -45,3 +45,9 @@ def test_the_plot_is_a_named_group_not_an_image() -> None:
     assert 'role="group"' in root.group(0)
     assert 'role="img"' not in root.group(0)
     assert re.search(r'aria-label="eDISH plot: [^"]+"', root.group(0))
+
+
+def test_a_point_opens_its_subject_where_the_person_is_not_in_a_new_tab() -> None:
+    svg = edish_svg([point("01-002", "4.5", "2.4")], lambda p: f"/s/{p.subject_id}")
+    assert "<a " in svg
+    assert "_blank" not in svg

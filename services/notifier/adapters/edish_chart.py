@@ -124,7 +124,9 @@ def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoi
 def _named_links(svg: str, points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -> str:
     """Each point's link named for assistive technology by its subject and peaks (a link
     in an SVG has no text of its own), its target also in SVG 2's plain ``href``, which is
-    what makes it a link to assistive technology and to axe."""
+    what makes it a link to assistive technology and to axe. matplotlib opens every link
+    in a new tab (``target="_blank"``); a subject's page opens where the person is, as
+    every other link of the workspace does."""
     for point in points:
         href = escape(link(point), quote=True)
         name = (
@@ -135,7 +137,7 @@ def _named_links(svg: str, points: Sequence[EdishPoint], link: Callable[[EdishPo
             f'<a xlink:href="{href}"',
             f'<a href="{href}" xlink:href="{href}" aria-label="{escape(name)}"',
         )
-    return svg
+    return svg.replace(' target="_blank"', "")
 
 
 def edish_svg(points: Sequence[EdishPoint], link: Callable[[EdishPoint], str]) -> str:
