@@ -72,11 +72,17 @@ class LinkReview:
     @property
     def closed(self) -> SignalClosed | None:
         """Why the signal cannot be acknowledged now (None: it can)."""
-        if self.state.withdrawn:
-            return SignalClosed("retracted", self.state.withdrawn_reason)
-        if self.state.resolved:
-            return SignalClosed("resolved", self.state.resolved_reason)
-        return None
+        return closed_notification(self.state)
+
+
+def closed_notification(state: NotificationState) -> SignalClosed | None:
+    """Why a notification's signal can be neither acknowledged nor signed now (None: it
+    can): the notifier recorded it retracted or resolved."""
+    if state.withdrawn:
+        return SignalClosed("retracted", state.withdrawn_reason)
+    if state.resolved:
+        return SignalClosed("resolved", state.resolved_reason)
+    return None
 
 
 def acknowledgement_event_id(signal_id: uuid.UUID, token_id: str) -> uuid.UUID:

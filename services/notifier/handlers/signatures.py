@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from services.notifier.domain.escalation import NotificationState
 from services.notifier.domain.roster import Person
 from services.notifier.domain.signature import SignalFacts, signal_facts, signature_event_id
-from services.notifier.handlers.acknowledgements import NotOnRoster, SignalClosed, UnknownSignal
+from services.notifier.handlers.acknowledgements import (
+    NotOnRoster,
+    SignalClosed,
+    UnknownSignal,
+    closed_notification,
+)
 from services.notifier.handlers.context import NotifierContext, notification_state
 from services.notifier.handlers.ports import NotifierUnitOfWork
 from shared.events.notifications import Assessment, AssessmentSigned, SignerConfirmation
@@ -45,10 +50,8 @@ class SignatureReview:
     @property
     def closed(self) -> SignalClosed | None:
         """Why the signal cannot be signed now (None: it can)."""
-        if self.state.withdrawn:
-            return SignalClosed("retracted", self.state.withdrawn_reason)
-        if self.state.resolved:
-            return SignalClosed("resolved", self.state.resolved_reason)
+        if (closed := closed_notification(self.state)) is not None:
+            return closed
         turned = self.facts.closed()
         if turned is not None:  # the notifier has not answered the turn yet
             return SignalClosed(turned, "")
