@@ -6,7 +6,6 @@ so; the pages fit a phone. Screenshots are saved in the test's output folder."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playwright.async_api import async_playwright, expect
 from services.notifier.entrypoints.http_policy import AcknowledgementHttpPolicy
 from services.notifier.entrypoints.workspace import inbox
 from shared.db.pool import create_pool
+from tests.support.browser import launch_chromium
 from tests.support.components import as_service_role
 from tests.support.notifier import raised, signal_of
 from tests.support.waiting import eventually
@@ -25,7 +25,6 @@ from vigil.devstack.ports import free_port
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium"),
 ]
 
 
@@ -63,7 +62,7 @@ async def test_a_new_signal_appears_and_is_announced_without_a_reload(
     await workspace.record(first)
     workspace.authenticator.person_id = "pi1"
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"))
+        browser = await launch_chromium(playwright)
         try:
             page = await browser.new_page(viewport={"width": 390, "height": 844})
             errors: list[str] = []  # console errors (a CSP refusal is one) and failed loads
@@ -108,7 +107,7 @@ async def test_the_signal_page_fits_a_phone_and_runs_under_the_csp(
     await workspace.record(signal, opened(signal))
     workspace.authenticator.person_id = "pi1"
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"))
+        browser = await launch_chromium(playwright)
         try:
             page = await browser.new_page(viewport={"width": 390, "height": 844})
             refused: list[str] = []
