@@ -32,7 +32,7 @@ run: install system-deps
 # browser tests' stack.
 SOAK_TEST := tests/e2e/test_soak_short.py
 test: install system-deps
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --deselect $(SOAK_TEST)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40 --deselect $(SOAK_TEST)
 	$(PY) -m pytest $(SOAK_TEST)
 
 ## test-unit: only the tests that need no server
