@@ -58,25 +58,23 @@ def canonical_bytes(
 ) -> bytes:
     """The bytes the hash covers (see the module docstring)."""
     fields = (
-        str(position),
-        event_id,
-        stream_id,
-        str(stream_version),
-        type,
-        str(schema_version),
-        "" if clinical_time_us is None else str(clinical_time_us),
-        str(recorded_at_us),
-        source,
-        envelope_text,
-        payload_text,
+        b"%d" % position,
+        event_id.encode(),
+        stream_id.encode(),
+        b"%d" % stream_version,
+        type.encode(),
+        b"%d" % schema_version,
+        b"" if clinical_time_us is None else b"%d" % clinical_time_us,
+        b"%d" % recorded_at_us,
+        source.encode(),
+        envelope_text.encode(),
+        payload_text.encode(),
     )
-    # most fields are ASCII, where characters and bytes count the same
-    head = "\n".join(
-        [f"{len(f) if f.isascii() else len(f.encode())}:{f}" for f in fields[:-2]]
-    ).encode()
-    envelope, payload = envelope_text.encode(), payload_text.encode()
-    return b"%s\n%d:%s\n%d:%s" % (head, len(envelope), envelope, len(payload), payload)
+    # one bytes formatting of <length>:<bytes> pairs (every append hashes each row)
+    return _CANONICAL_FORMAT % tuple(part for field in fields for part in (len(field), field))
 
+
+_CANONICAL_FORMAT = b"\n".join([b"%d:%s"] * 11)
 
 _CANONICAL_FIELDS_SQL = (
     "position::text",
@@ -143,4 +141,6 @@ def json_text(value: object) -> str:
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:
     """The hash of one row, chained to the previous row's hash."""
-    return hashlib.sha256(prev_hash + canonical).digest()
+    digest = hashlib.sha256(prev_hash)
+    digest.update(canonical)
+    return digest.digest()
