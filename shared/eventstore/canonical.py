@@ -118,10 +118,16 @@ def _subject_sql(subject_key: str) -> str:
     )
 
 
-# The derived columns computed from the hashed text itself, as the export selects by them;
-# migration 0012 indexes these very expressions (the planner matches an index by its text).
+# The derived columns computed from the hashed text itself, as the export selects by them.
 HASHED_STUDY_SQL = "((envelope_json)::jsonb ->> 'studyid')"
 HASHED_SUBJECT_SQL = _subject_sql("((envelope_json)::jsonb ->> 'subject')")
+# The same, read from the ``envelope`` jsonb column PostgreSQL generates from the hashed text
+# (verify checks it still is): migration 0019 indexes these very expressions (the planner
+# matches an index by its expression), so inserting a row parses no JSON beyond the
+# generated columns. The export finds rows by this index and keeps only those whose hashed
+# text says the same (HASHED_*).
+INDEXED_STUDY_SQL = "(envelope ->> 'studyid')"
+INDEXED_SUBJECT_SQL = _subject_sql("(envelope ->> 'subject')")
 # For verification, the envelope's attributes parsed once per row (``FROM events CROSS JOIN
 # LATERAL`` this ``AS hashed``), and whether the row's stored columns are what they say.
 HASHED_ATTRIBUTES_SQL = (
