@@ -5,8 +5,9 @@ chains them to the previous row's hash."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta, timezone
 
-from shared.eventstore.canonical import canonical_bytes, chain_hash
+from shared.eventstore.canonical import canonical_bytes, chain_hash, epoch_micros
 
 
 def documented(*fields: str) -> bytes:
@@ -63,3 +64,13 @@ def test_a_negative_clinical_time_is_its_signed_microseconds() -> None:
 def test_the_hash_covers_the_previous_hash_then_the_canonical_bytes() -> None:
     prev = bytes(range(32))
     assert chain_hash(prev, b"row") == hashlib.sha256(prev + b"row").digest()
+
+
+def test_times_are_exact_microseconds_since_the_epoch_in_any_offset() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    assert epoch_micros(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert epoch_micros(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == -1
+    assert epoch_micros(datetime(2026, 1, 5, 13, 30, 0, 123_456, tzinfo=india)) == (
+        1_767_600_000_123_456
+    )
+    assert epoch_micros(None) is None
