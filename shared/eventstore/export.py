@@ -5,8 +5,10 @@ times) and its previous hash, so every row can be checked on its own with
 ``row_hash_matches``, without access to Vigil or its database.
 
 Rows are selected by what their hashes cover: the study and subject their hashed envelope
-names (``HASHED_STUDY_SQL``, ``HASHED_SUBJECT_SQL``, indexed by migration 0012), and the
-exported ``study_id`` and ``subject_id`` are those too. So a row whose unhashed study_id or
+names (``HASHED_STUDY_SQL``, ``HASHED_SUBJECT_SQL``), found through the index of migration
+0019 on the same attributes of the ``envelope`` column generated from that text
+(``INDEXED_STUDY_SQL``, ``INDEXED_SUBJECT_SQL``); the exported ``study_id`` and
+``subject_id`` are those of the hashed text too. So a row whose unhashed study_id or
 subject_id columns were edited is still exported with its subject; the export names such
 rows (``ExportSummary.altered``) for ``vigil audit verify`` to report.
 """
@@ -25,6 +27,8 @@ import asyncpg
 from shared.eventstore.canonical import (
     HASHED_STUDY_SQL,
     HASHED_SUBJECT_SQL,
+    INDEXED_STUDY_SQL,
+    INDEXED_SUBJECT_SQL,
     canonical_bytes,
     chain_hash,
     epoch_micros,
@@ -61,9 +65,8 @@ async def exported_rows(
 ) -> AsyncIterator[dict[str, Any]]:
     """The study's (or one subject's) events in position order, as flat records; each
     record's ``columns_ok`` says whether its stored columns match its hashed envelope."""
-    condition = f"{HASHED_STUDY_SQL} = $1" + (f" AND {HASHED_SUBJECT_SQL} = $2" if subject else "")
     arguments: list[Any] = [study] + ([subject] if subject else [])
-    query = f"SELECT {_SELECT} FROM events WHERE {condition} ORDER BY position"
+    query = export_query(by_subject=bool(subject))
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         async for row in connection.cursor(query, *arguments, prefetch=2000):
             record = dict(row)
@@ -72,6 +75,15 @@ async def exported_rows(
             record["prev_hash"] = bytes(row["prev_hash"]).hex()
             record["hash"] = bytes(row["hash"]).hex()
             yield record
+
+
+def export_query(*, by_subject: bool) -> str:
+    """The export's SQL: a study's rows ($1), or one subject's ($1, $2), in position order."""
+    # found by the index on the generated column, kept only when the hashed text agrees
+    condition = f"{INDEXED_STUDY_SQL} = $1 AND {HASHED_STUDY_SQL} = $1" + (
+        f" AND {INDEXED_SUBJECT_SQL} = $2 AND {HASHED_SUBJECT_SQL} = $2" if by_subject else ""
+    )
+    return f"SELECT {_SELECT} FROM events WHERE {condition} ORDER BY position"
 
 
 def _iso(moment: datetime | None) -> str | None:

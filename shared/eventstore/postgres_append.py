@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import asyncpg.pool
 
-from shared.events import schema_version
+from shared.events import Envelope, schema_version
 from shared.eventstore.canonical import (
     GENESIS_HASH,
     canonical_bytes,
@@ -95,7 +95,6 @@ async def _append(
 ) -> list[Appended]:
     envelopes = [event.envelope for event in events]
     payloads = [envelope.payload() for envelope in envelopes]
-    texts = [(e.attributes_json(), json_text(e.data)) for e in envelopes]
     await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
     stored = {
         row["event_id"]: row
@@ -111,27 +110,29 @@ async def _append(
         "AS h ON true"
     )
     recorded_at = recorded_at or top["now"]
-    recorded_us = epoch_micros(recorded_at)
-    assert recorded_us is not None
-    position = top["position"] or 0
-    prev_hash = bytes(top["hash"]) if top["hash"] is not None else GENESIS_HASH
+    head_position = top["position"] or 0
+    head_hash = bytes(top["hash"]) if top["hash"] is not None else GENESIS_HASH
     versions = await _stream_versions(
         connection,
         {payload.stream_id for payload in payloads} | expected_versions.keys(),
-        (position, prev_hash),
+        (head_position, head_hash),
     )
     for stream_id, expected in expected_versions.items():
         if versions.get(stream_id, 0) != expected:
             raise StreamVersionConflict(stream_id, expected, versions.get(stream_id, 0))
 
+    # First every check, before anything is written: positions, versions, duplicates. The
+    # rows themselves (JSON texts, canonical bytes, chained hashes) are built afterwards,
+    # while COPY streams them (see _Rows).
     results: list[Appended] = []
-    records: list[tuple[Any, ...]] = []
-    in_batch: dict[uuid.UUID, tuple[Appended, str, str]] = {}
-    for event, envelope, payload, (envelope_text, payload_text) in zip(
-        events, envelopes, payloads, texts, strict=True
-    ):
+    new: list[_NewRow] = []
+    in_batch: dict[uuid.UUID, tuple[Appended, Envelope]] = {}
+    position = head_position
+    for event, envelope, payload in zip(events, envelopes, payloads, strict=True):
         if (earlier := stored.get(envelope.id)) is not None:
-            if earlier["type"] != envelope.type or earlier["payload_json"] != payload_text:
+            if earlier["type"] != envelope.type or earlier["payload_json"] != json_text(
+                envelope.data
+            ):
                 raise EventIdConflict(envelope.id, earlier["position"])
             results.append(
                 Appended(
@@ -144,7 +145,8 @@ async def _append(
             )
             continue
         if (same := in_batch.get(envelope.id)) is not None:
-            if same[1] != envelope.type or same[2] != payload_text:
+            first = same[1]
+            if first.type != envelope.type or json_text(first.data) != json_text(envelope.data):
                 raise EventIdConflict(envelope.id, None)
             # stored by its first copy in this batch: this copy adds nothing
             results.append(replace(same[0], new=False))
@@ -155,30 +157,72 @@ async def _append(
             raise StreamVersionConflict(stream_id, event.expected_version, current)
         position += 1
         version = versions[stream_id] = current + 1
-        clinical_time = payload.clinical_time
-        event_type = envelope.type
-        version_number = schema_version(event_type)
-        canonical = canonical_bytes(
-            position=position,
-            event_id=str(envelope.id),
-            stream_id=stream_id,
-            stream_version=version,
-            type=event_type,
-            schema_version=version_number,
-            clinical_time_us=epoch_micros(clinical_time),
-            recorded_at_us=recorded_us,
-            source=envelope.source,
-            envelope_text=envelope_text,
-            payload_text=payload_text,
-        )
-        row_hash = chain_hash(prev_hash, canonical)
-        study_id, subject_id = subject_columns(envelope.study_id, envelope.subject)
-        records.append(
-            (
-                position,
-                envelope.id,
-                stream_id,
-                version,
+        appended = Appended(envelope.id, position, stream_id, version, new=True)
+        in_batch[envelope.id] = (appended, envelope)
+        results.append(appended)
+        new.append((envelope, payload.clinical_time, appended))
+    if new:
+        rows = _Rows(new, recorded_at, head_hash)
+        await connection.copy_records_to_table("events", records=rows, columns=COLUMNS)
+        head_now = (position, rows.last_hash)
+        if len(versions) <= _MAX_KNOWN_STREAMS:
+            _VERSIONS[_underlying(connection)] = _KnownVersions(head_now, versions)
+        else:
+            _VERSIONS.pop(_underlying(connection), None)
+    return results
+
+
+# One new row before it is built: its envelope, clinical time and place in the log.
+_NewRow = tuple[Envelope, datetime | None, Appended]
+
+
+class _Rows:
+    """The new rows of a checked batch, built while COPY streams them.
+
+    asyncpg sends COPY data every 512 kB, so PostgreSQL stores the first rows of a batch
+    while the later ones are still being serialised and hashed here. Everything that can
+    refuse the batch was checked before: building a row cannot fail. ``last_hash`` is the
+    chain's head once every row was built.
+    """
+
+    def __init__(self, new: list[_NewRow], recorded_at: datetime, prev_hash: bytes) -> None:
+        self._new = new
+        self._recorded_at = recorded_at
+        self.last_hash = prev_hash
+
+    def __aiter__(self) -> AsyncIterator[tuple[Any, ...]]:
+        return self._rows()
+
+    async def _rows(self) -> AsyncIterator[tuple[Any, ...]]:
+        recorded_at = self._recorded_at
+        recorded_us = epoch_micros(recorded_at)
+        assert recorded_us is not None
+        prev_hash = self.last_hash
+        for envelope, clinical_time, appended in self._new:
+            envelope_text = envelope.attributes_json()
+            payload_text = json_text(envelope.data)
+            event_type = envelope.type
+            version_number = schema_version(event_type)
+            canonical = canonical_bytes(
+                position=appended.position,
+                event_id=str(appended.event_id),
+                stream_id=appended.stream_id,
+                stream_version=appended.stream_version,
+                type=event_type,
+                schema_version=version_number,
+                clinical_time_us=epoch_micros(clinical_time),
+                recorded_at_us=recorded_us,
+                source=envelope.source,
+                envelope_text=envelope_text,
+                payload_text=payload_text,
+            )
+            row_hash = chain_hash(prev_hash, canonical)
+            study_id, subject_id = subject_columns(envelope.study_id, envelope.subject)
+            yield (
+                appended.position,
+                appended.event_id,
+                appended.stream_id,
+                appended.stream_version,
                 event_type,
                 version_number,
                 study_id,
@@ -191,18 +235,7 @@ async def _append(
                 prev_hash,
                 row_hash,
             )
-        )
-        prev_hash = row_hash
-        appended = Appended(envelope.id, position, stream_id, version, new=True)
-        in_batch[envelope.id] = (appended, event_type, payload_text)
-        results.append(appended)
-    if records:
-        await connection.copy_records_to_table("events", records=records, columns=COLUMNS)
-        if len(versions) <= _MAX_KNOWN_STREAMS:
-            _VERSIONS[_underlying(connection)] = _KnownVersions((position, prev_hash), versions)
-        else:
-            _VERSIONS.pop(_underlying(connection), None)
-    return results
+            prev_hash = self.last_hash = row_hash
 
 
 _MAX_KNOWN_STREAMS = 100_000
