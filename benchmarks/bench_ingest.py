@@ -162,6 +162,8 @@ class Figures:
     failed: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float | None = None
+    """CPU time ingest's process used meanwhile (user and system)."""
 
     def line(self, name: str, ceiling: float | None) -> str:
         if not self.latencies:
@@ -174,6 +176,8 @@ class Figures:
             f"{name:<28} {rate:>8,.0f} msg/s {results:>9,.0f} results/s  "
             f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
         )
+        if self.cpu_seconds is not None and self.messages:
+            text += f"  cpu {self.cpu_seconds / self.messages * 1000:6.2f} ms/msg"
         if self.failed:
             text += f"  ({self.failed} not accepted)"
         if ceiling:
@@ -371,6 +375,12 @@ def start_ingest(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
 
@@ -470,6 +480,7 @@ async def bench(args: argparse.Namespace) -> None:
             )
         print(f"ingest ({seconds:.0f} s each)...", flush=True)
         for part in parts:
+            cpu_before = cpu_seconds(ingest.pid)
             if part == "mllp1":
                 figures = await mllp_load(mllp_port, 1, seconds)
                 name = "MLLP ORU 5 OBX, 1 conn"
@@ -485,10 +496,13 @@ async def bench(args: argparse.Namespace) -> None:
             else:
                 figures = await http_load(url, key, args.batch_concurrency, seconds, "fhir", 50)
                 name = f"FHIR Bundle x50, {args.batch_concurrency} in flight"
+            figures.cpu_seconds = cpu_seconds(ingest.pid) - cpu_before
             print(figures.line(name, ceilings[part]), flush=True)
         print(
             "(ceiling: the same receipt and outbox rows INSERTed, grouped (about "
-            f"{args.group_events} events per transaction), then the events produced)"
+            f"{args.group_events} events per transaction), then the events produced; cpu: "
+            "ingest's own CPU time per accepted message, the figure least moved by a "
+            "busy machine)"
         )
     finally:
         for process in running:  # py-spy first: it writes its profile on SIGINT
