@@ -11,8 +11,8 @@ StorageUnavailable (the sender is told to send again); the writer itself lives o
 takes the next group on a new connection.
 
 Marks of published events ride along: they are hints (nothing reads ``published_at`` to
-decide anything), so they are written after each group, unawaited by any sender and
-without waiting for their own flush.
+decide anything), so they are written in the next group's transaction, or alone without
+waiting for their flush when no receipt waits; no sender waits for them.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class GroupCommitWriter:
         self._waiting: list[Owned] = []
         self._published: list[uuid.UUID] = []
         self._wake = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
 
     async def submit(self, owned: Owned) -> list[Refusal]:
         """Wait until ``owned`` is kept (its refusals: nothing of it was kept). Raises
@@ -106,6 +107,12 @@ class GroupCommitWriter:
     async def run(self, progress: Progress) -> None:
         """The writer task: a group at a time, until cancelled."""
         progress.idle()
+        try:
+            await self._groups(progress)
+        finally:
+            await self._release()
+
+    async def _groups(self, progress: Progress) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -123,19 +130,37 @@ class GroupCommitWriter:
                 progress.done(more=bool(self._waiting))
 
     async def _round(self, group: list[Owned]) -> None:
-        """Keep ``group`` (answering each member), then write the marks waiting."""
+        """Keep ``group`` (answering each member) with the marks waiting, or only the
+        marks when no receipt waits."""
         try:
-            async with self._pool.acquire() as connection:
-                if group:
-                    await self._commit(connection, group)
-                await self._mark_published(connection)
+            # one connection kept from round to round (no reset per group), given up when
+            # the database is away
+            if self._connection is None:
+                self._connection = await self._pool.acquire()
+            if group:
+                await self._commit(self._connection, group)
+            await self._mark_published(self._connection)
         except _AWAY as error:
             _fail(group, StorageUnavailable(f"cannot record the message durably: {error}"))
+            await self._release()
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await self._pool.release(connection)
+            except (asyncpg.PostgresError, *_AWAY) as error:  # a broken one is discarded
+                log.warning("ingest.receipt_writer_release_failed", error=failure_summary(error))
 
     async def _commit(self, connection: asyncpg.Connection, group: list[Owned]) -> None:
+        # the marks waiting ride in the group's transaction (no round trips of their own);
+        # should the group fail, they are lost, as hints may be
+        marks, self._published = self._published, []
         try:
             async with connection.transaction():
                 await self._keep(connection, group)
+                if marks:
+                    await self._mark(connection, marks)
         except _AWAY:
             raise
         except Refused as refused:
