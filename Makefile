@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # servers, so two workers halve it even on two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-rules bench-judging bench-workspace soak
+.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-ingest bench-rules bench-judging bench-workspace soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: install
 ## bench-store: append and verify 200,000 events; prints rates and the ratio to raw COPY
 bench-store: install system-deps
 	$(PY) benchmarks/bench_store.py
+
+## bench-ingest: MLLP, JSON and FHIR into the ingest service; msg/s, results/s, p50/p99 to ACK, ceiling
+bench-ingest: install system-deps
+	$(PY) benchmarks/bench_ingest.py
 
 ## bench-rules: events through the broker into the rules service; rate, ceiling, latency
 bench-rules: install system-deps

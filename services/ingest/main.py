@@ -154,7 +154,11 @@ def build_app(settings: VigilSettings) -> FastAPI:
         """Start the tasks and the MLLP listener; the listener closes first on exit."""
         pool, publisher = resources.pool, resources.publisher
         deadline = timedelta(seconds=settings.ingest_redrive_after_seconds)
-        intake = Intake(PostgresReceiptStore(pool, redrive_after=deadline), publisher)
+        store = PostgresReceiptStore(pool, redrive_after=deadline, group_commit=True)
+        intake = Intake(store, publisher)
+        assert store.writer is not None
+        # before the listener: every receipt of every channel is kept by this task
+        supervisor.start("receipt-writer", store.writer.run)
         key_cache = ApiKeyCache(
             pool, refresh_seconds=settings.ingest_key_refresh_seconds, clock=clock
         )

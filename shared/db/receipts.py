@@ -65,6 +65,11 @@ async def insert_receipt(connection: asyncpg.Connection, row: ReceiptRow) -> Non
     await connection.execute(_INSERT, *_arguments(row))
 
 
+async def insert_receipts(connection: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> None:
+    """Keep messages (their receipt ids are new) with one statement."""
+    await connection.executemany(_INSERT, [_arguments(row) for row in rows])
+
+
 async def keep_receipts(connection: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> None:
     """Keep messages whose receipt ids derive from what they are: one already kept (its
     batch consumed again) is left as it is, the table being append-only."""

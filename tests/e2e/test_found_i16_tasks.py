@@ -14,7 +14,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 README_TASKS = {
-    "ingest": {"redrive", "key-refresh", "metrics"},
+    "ingest": {"receipt-writer", "redrive", "key-refresh", "metrics"},
     "rules": {
         "outbox-relay", "projection.subject_state", "watchdog", "metrics", "anchor",
         "facts-consumer",

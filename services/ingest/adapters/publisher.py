@@ -82,14 +82,24 @@ class KafkaEventPublisher:
         """Publish all records; return only when the broker acknowledged every one."""
         await self.connect()
         await self._check_topics()
-        sends = [
-            self._broker.publish(
-                record.value, topic=record.topic, key=record.key, headers=record.headers
-            )
-            for record in records
-        ]
+
+        async def all_acknowledged() -> None:
+            # each record is queued with the producer at once (no task per record), then
+            # the acknowledgements are awaited together
+            acks = [
+                await self._broker.publish(
+                    record.value,
+                    topic=record.topic,
+                    key=record.key,
+                    headers=record.headers,
+                    no_confirm=True,
+                )
+                for record in records
+            ]
+            await asyncio.gather(*acks)
+
         try:
-            await asyncio.wait_for(asyncio.gather(*sends), self._timeout)
+            await asyncio.wait_for(all_acknowledged(), self._timeout)
         except (KafkaError, OSError, TimeoutError) as error:
             self._failed()
             log.warning("kafka.publish_failed", error=repr(error), records=len(records))

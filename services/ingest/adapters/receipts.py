@@ -9,6 +9,7 @@ broker keeps messages in memory) nor a crash between receipt and publication los
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -17,11 +18,65 @@ from datetime import timedelta
 import asyncpg
 import orjson
 
-from services.ingest.adapters.ownership import claim_and_read, move_subjects
+from services.ingest.adapters.receipt_writer import (
+    GroupCommitWriter,
+    Owned,
+    Refused,
+    claim_judge_and_move,
+)
 from services.ingest.domain.authorization import Decision, Ownership, Refusal
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
-from shared.db.receipts import ReceiptRow, insert_receipt
+from shared.db.receipts import ReceiptRow, insert_receipt, insert_receipts
 from shared.eventstore.postgres import stored_event_sql
+
+
+def receipt_row(
+    receipt: Receipt, outgoing: Sequence[Outgoing], receipt_id: uuid.UUID
+) -> ReceiptRow:
+    return ReceiptRow(
+        receipt_id=receipt_id,
+        channel=receipt.channel,
+        source=receipt.source,
+        content_type=receipt.content_type,
+        raw=receipt.raw,
+        outcome=receipt.outcome,
+        reason=receipt.reason,
+        event_ids=tuple(item.event_id for item in outgoing),
+        principal_source=receipt.principal_source,
+        credential=receipt.credential,
+        raw_truncated=receipt.raw_truncated,
+    )
+
+
+async def owe(
+    connection: asyncpg.Connection,
+    owed: Sequence[tuple[uuid.UUID, Sequence[Outgoing]]],
+    *,
+    deadline: timedelta,
+) -> None:
+    """The events each receipt owes the audit log, in one statement; a resent message owes
+    the same events: the first row stands."""
+    rows = [
+        (
+            item.event_id,
+            receipt_id,
+            item.topic,
+            item.key,
+            item.value,
+            orjson.dumps(item.headers).decode(),
+            deadline,
+        )
+        for receipt_id, outgoing in owed
+        for item in outgoing
+    ]
+    if rows:
+        await connection.executemany(
+            """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
+                   next_check_at)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, clock_timestamp() + $7)
+               ON CONFLICT (event_id) DO NOTHING""",
+            rows,
+        )
 
 
 async def record_receipt(
@@ -36,43 +91,23 @@ async def record_receipt(
     message's dead letter names its ``receipt_id``, chosen before."""
     receipt_id = receipt_id or uuid.uuid4()
     async with connection.transaction():
-        await insert_receipt(
-            connection,
-            ReceiptRow(
-                receipt_id=receipt_id,
-                channel=receipt.channel,
-                source=receipt.source,
-                content_type=receipt.content_type,
-                raw=receipt.raw,
-                outcome=receipt.outcome,
-                reason=receipt.reason,
-                event_ids=tuple(item.event_id for item in outgoing),
-                principal_source=receipt.principal_source,
-                credential=receipt.credential,
-                raw_truncated=receipt.raw_truncated,
-            ),
-        )
-        if outgoing:
-            # a resent message owes the same events: the first row stands
-            await connection.executemany(
-                """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
-                       next_check_at)
-                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, clock_timestamp() + $7)
-                   ON CONFLICT (event_id) DO NOTHING""",
-                [
-                    (
-                        item.event_id,
-                        receipt_id,
-                        item.topic,
-                        item.key,
-                        item.value,
-                        orjson.dumps(item.headers).decode(),
-                        deadline,
-                    )
-                    for item in outgoing
-                ],
-            )
+        await insert_receipt(connection, receipt_row(receipt, outgoing, receipt_id))
+        await owe(connection, [(receipt_id, outgoing)], deadline=deadline)
     return receipt_id
+
+
+async def keep_owned(
+    connection: asyncpg.Connection, group: Sequence[Owned], *, deadline: timedelta
+) -> None:
+    """Claim, judge and move for each request of ``group`` in turn (as if each came
+    alone, one after the other), then keep every receipt with what it owes; inside the
+    caller's transaction. Raises Refused when any request is refused."""
+    for owned in group:
+        await claim_judge_and_move(connection, owned)
+    await insert_receipts(
+        connection, [receipt_row(o.receipt, o.outgoing, o.receipt_id) for o in group]
+    )
+    await owe(connection, [(o.receipt_id, o.outgoing) for o in group], deadline=deadline)
 
 
 async def mark_published(connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> None:
@@ -142,22 +177,27 @@ async def claim_overdue(
     ]
 
 
-class _Undo(Exception):
-    """Roll back the ownership claims of a request that turned out to be refused."""
-
-    def __init__(self, refusals: list[Refusal]) -> None:
-        super().__init__(f"{len(refusals)} event(s) refused")
-        self.refusals = refusals
-
-
 class PostgresReceiptStore:
     """The receipt store on ``received_messages``, ``ingest_outbox`` and the ownership
     tables. Writes raise StorageUnavailable when the database is away; the re-drive's
     reads let the database's errors through (the re-drive loop retries outages)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, redrive_after: timedelta) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, redrive_after: timedelta, group_commit: bool = False
+    ) -> None:
+        """With ``group_commit``, requests are kept by :attr:`writer` (a task the caller
+        runs and supervises) in groups; without it, each in a transaction of its own."""
         self._pool = pool
         self._deadline = redrive_after
+        self.writer = (
+            GroupCommitWriter(
+                pool,
+                keep=functools.partial(keep_owned, deadline=redrive_after),
+                mark=mark_published,
+            )
+            if group_commit
+            else None
+        )
 
     async def record(
         self,
@@ -181,31 +221,22 @@ class PostgresReceiptStore:
         claims: Claims,
         judge: Callable[[Ownership], Decision],
     ) -> list[Refusal]:
-        receipt_id = uuid.uuid4()
+        if self.writer is not None:
+            return await self.writer.submit(Owned(receipt, outgoing, claims, judge))
+        owned = Owned(receipt, outgoing, claims, judge)
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                known = await claim_and_read(
-                    connection,
-                    enrolled=claims.enrolled,
-                    records=claims.records,
-                    touched=claims.touched,
-                    owner=claims.owner,
-                    receipt_id=receipt_id,
-                )
-                decision = judge(known)
-                if decision.refusals:
-                    raise _Undo(decision.refusals)
-                await move_subjects(connection, decision.moves)
-                await record_receipt(
-                    connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
-                )
-        except _Undo as undo:
-            return undo.refusals
+                await keep_owned(connection, [owned], deadline=self._deadline)
+        except Refused as refused:
+            return refused.refusals
         except (asyncpg.PostgresError, OSError) as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
         return []
 
     async def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
+        if self.writer is not None:  # a hint: written after the writer's next group
+            self.writer.mark_published(event_ids)
+            return
         try:
             async with self._pool.acquire() as connection:
                 await mark_published(connection, event_ids)

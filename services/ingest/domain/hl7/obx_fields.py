@@ -8,12 +8,42 @@ from datetime import tzinfo
 
 import hl7
 import hl7.exceptions
+from hl7.util import unescape
+
+_item = list.__getitem__
+
+
+def _extract(segment: hl7.Segment, number: int, repeat: int, component: int) -> str:
+    """``segment.extract_field(1, number, repeat, component)``, the same answer by the
+    same rules (python-hl7 3's), without its per-call accessor and checked indexing:
+    reading fields is most of an ORU's cost."""
+    name = segment[0][0]  # an empty segment raises IndexError here, as there
+    number, repeat, component = number or 1, repeat or 1, component or 1
+    if number >= len(segment):
+        if repeat == 1 and component == 1:
+            return ""  # a non-present optional value
+        raise IndexError(number)
+    field = _item(segment, number)
+    if repeat < 1 or component < 1 or not isinstance(field, list):
+        return str(segment.extract_field(1, number, repeat, component))  # not met in Vigil
+    rep = _item(field, repeat - 1)
+    if not isinstance(rep, hl7.Repetition):
+        if component != 1:
+            raise IndexError(component)
+        is_msh_separators = number in (1, 2) and name == "MSH"
+        return str(rep if is_msh_separators else unescape(segment, rep))
+    if component > len(rep):
+        return ""
+    part = _item(rep, component - 1)
+    if not isinstance(part, hl7.Component):
+        return str(unescape(segment, part))
+    return str(unescape(segment, _item(part, 0))) if len(part) else ""
 
 
 def get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
     """A component's text, unescaped; empty when the segment does not have it."""
     try:
-        return str(segment.extract_field(1, number, repeat, component)).strip()
+        return _extract(segment, number, repeat, component).strip()
     except (IndexError, KeyError, hl7.exceptions.HL7Exception):
         return ""
 
@@ -23,7 +53,7 @@ def components(segment: hl7.Segment, number: int) -> list[str]:
     out: list[str] = []
     for component in range(1, 21):
         try:
-            out.append(str(segment.extract_field(1, number, 1, component)))
+            out.append(_extract(segment, number, 1, component))
         except (IndexError, KeyError, hl7.exceptions.HL7Exception):
             break
     return out
