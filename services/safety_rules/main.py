@@ -192,7 +192,11 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 )
             state.fill(RulesParts(runtime, (projector,)))
             log.info("rules.started", studies=sorted(packs))
-            yield
+            try:
+                yield
+            finally:
+                # the batch under way commits (or fails) before the broker stops
+                await facts.drain()
 
     app = service_app(
         "Vigil safety_rules",

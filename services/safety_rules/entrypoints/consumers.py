@@ -316,8 +316,14 @@ class FactsConsumer:
         record that fails is found, and stored without them. The last flag: stored whole
         at the first try (what the batch after it was judged on)."""
         try:
-            if batch is None:
-                return (*await self._commit_resolving(entries, rejected, positions), True)
+            if batch is None or rejected:
+                # refused records are dead-lettered before the positions move past them
+                # (the handler lets no batch with refusals run alongside another)
+                try:
+                    return (*await self._commit_resolving(entries, rejected, positions), True)
+                finally:
+                    if batch is not None:
+                        batch.judged.set()
             # the first try judges on the previous batch's histories while it commits; a
             # conflict or a failing record is resolved once the previous one is settled
             failure: RecordFailure | None = None
@@ -532,8 +538,8 @@ def _seek(consumer: Any, offsets: Offsets) -> None:
 async def _commit_offsets(consumer: Any, positions: Offsets, progress: Progress | None) -> None:
     """Kafka's committed offsets for this batch's records only (a hint: the positions
     stored with the data are what the consumer starts from), bounded like every commit."""
-    if consumer is None or not positions:
-        return
+    if consumer is None or not positions or getattr(consumer, "_closed", False):
+        return  # a consumer stopping (the service is): the stored positions are the truth
     offsets = {TopicPartition(topic, part): offset for (topic, part), offset in positions.items()}
     try:
         await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
