@@ -277,8 +277,9 @@ class FactsConsumer:
             batch.judged.set()
             batch.settled.set()
             self._cache.clear()
-            self._rewound.update(batch.rewind)
-            _seek(consumer, batch.rewind)
+            for key, offset in batch.rewind.items():
+                self._rewound[key] = min(offset, self._rewound.get(key, offset))
+            _seek(consumer, {key: self._rewound[key] for key in batch.rewind})
             if isinstance(error, PreviousBatchFailed | asyncio.CancelledError):
                 raise  # the batch before it said why, and waited
             if is_transient(error):
