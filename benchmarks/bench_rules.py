@@ -471,8 +471,9 @@ async def bench(
                 profile if number == 0 else None,
             )
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
-        await wait_for(pool, len(warm), timeout=max(120.0, events / 500), source="/bench/warm-up")
-        await wait_for(pool, events, timeout=max(120.0, events / 500))
+        # generous: on a shared machine the service may get a fraction of a core
+        await wait_for(pool, len(warm), timeout=max(300.0, events / 50), source="/bench/warm-up")
+        await wait_for(pool, events, timeout=max(300.0, events / 50))
         first, last = await pool.fetchrow(
             "SELECT min(pg_xact_commit_timestamp(xmin)), max(pg_xact_commit_timestamp(xmin)) "
             "FROM events WHERE source = '/bench/site'"
