@@ -88,7 +88,12 @@ class _Backoff:
 
 class PreviousBatchFailed(Exception):
     """The batch before this one did not commit as it was judged: this one, judged on what
-    that one would have left, is rewound with it and consumed again."""
+    that one would have left, is rewound with it and consumed again (only this one when
+    the previous one did commit, after a retry or a split)."""
+
+    def __init__(self, reason: str, *, committed: bool) -> None:
+        super().__init__(reason)
+        self.committed = committed
 
 
 Offsets = dict[tuple[str, int], int]
@@ -103,6 +108,7 @@ class _InFlight:
 
     ids: frozenset[uuid.UUID]
     rewind: Offsets
+    first: Offsets
     judged: asyncio.Event = field(default_factory=asyncio.Event)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # committed or failed
     task: asyncio.Task[bool] = field(init=False)
@@ -198,7 +204,7 @@ class FactsConsumer:
             for key, offset in previous.rewind.items():
                 rewind[key] = min(offset, rewind.get(key, offset))
         ids = frozenset(entry.envelope.id for entry in entries)
-        batch = _InFlight(ids, rewind)
+        batch = _InFlight(ids, rewind, first)
         batch.task = asyncio.create_task(
             self._run(batch, previous, consumer, len(records), entries, rejected, raw, positions)
         )
@@ -277,9 +283,13 @@ class FactsConsumer:
             batch.judged.set()
             batch.settled.set()
             self._cache.clear()
-            for key, offset in batch.rewind.items():
+            # back to the previous batch too, unless it committed (then only this one)
+            back = batch.first
+            if not (isinstance(error, PreviousBatchFailed) and error.committed):
+                back = batch.rewind
+            for key, offset in back.items():
                 self._rewound[key] = min(offset, self._rewound.get(key, offset))
-            _seek(consumer, {key: self._rewound[key] for key in batch.rewind})
+            _seek(consumer, {key: self._rewound[key] for key in back})
             if isinstance(error, PreviousBatchFailed | asyncio.CancelledError):
                 raise  # the batch before it said why, and waited
             if is_transient(error):
@@ -498,9 +508,13 @@ async def _committed_as_judged(previous: _InFlight) -> None:
     try:
         clean = await asyncio.shield(previous.task)
     except BaseException as error:
-        raise PreviousBatchFailed("the batch before this one did not commit") from error
+        raise PreviousBatchFailed(
+            "the batch before this one did not commit", committed=False
+        ) from error
     if not clean:
-        raise PreviousBatchFailed("the batch before this one was stored after a retry")
+        raise PreviousBatchFailed(
+            "the batch before this one was stored after a retry", committed=True
+        )
 
 
 def _retrieved(task: asyncio.Task[bool]) -> None:
