@@ -18,6 +18,14 @@ in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
     make bench-rules
     python benchmarks/bench_rules.py --events 60000 --subjects 600 --rate 500 --seconds 20
     python benchmarks/bench_rules.py --instances 2   # only two instances in one group
+    python benchmarks/bench_rules.py --instances 1 --prior 10,100,1000 --events 20000
+
+``--prior N`` (growth): before the run each subject is enrolled and given N earlier results
+straight through the event store (and the subject-state projection caught up), and the
+service first takes one warm-up result per subject (its first sight of each subject reads
+and walks the whole history once); the steady rate is then taken over the events committed
+after the last warm-up event, so per-event cost at 10, 100 and 1,000 prior results can be
+compared. ``--profile`` needs py-spy (on PATH, beside this Python, or BENCH_PY_SPY).
 
 By default the whole run is done twice, with one rules instance and with two in one
 consumer group (a fresh database and broker each time, each with its own ceiling): the
@@ -106,16 +114,70 @@ def result(subject: str, n: int, *, abnormal: bool) -> LabResultReported:
     )
 
 
-def trial(events: int, subjects: int) -> list[Envelope]:
-    """Enrolments, then results round-robin over subjects; about 1 in 20 abnormal."""
-    names = [f"B{n:05d}" for n in range(subjects)]
-    payloads: list[EventPayload] = [enrolment(name) for name in names]
+def names_of(subjects: int) -> list[str]:
+    return [f"B{n:05d}" for n in range(subjects)]
+
+
+def trial(events: int, subjects: int, first: int | None = None) -> list[Envelope]:
+    """Enrolments, then results round-robin over subjects; about 1 in 20 abnormal. With
+    ``first`` (the subjects' prior results, enrolled already) no enrolments, and each
+    subject's results numbered from ``first`` on (collected after the earlier ones)."""
+    names = names_of(subjects)
+    payloads: list[EventPayload] = [enrolment(name) for name in names] if first is None else []
     n = 0
     while len(payloads) < events:
         subject = names[n % subjects]
-        payloads.append(result(subject, n // subjects, abnormal=(n * 7919) % 20 == 0))
+        payloads.append(
+            result(subject, (first or 0) + n // subjects, abnormal=(n * 7919) % 20 == 0)
+        )
         n += 1
     return [wrap(payload, source="/bench/site") for payload in payloads]
+
+
+def history_of(subject: str, prior: int) -> list[Envelope]:
+    """A subject's enrolment and ``prior`` earlier results (the trial's mix)."""
+    payloads: list[EventPayload] = [enrolment(subject)]
+    payloads += [result(subject, n, abnormal=(n * 7919) % 20 == 0) for n in range(prior)]
+    return [wrap(payload, source="/bench/prior") for payload in payloads]
+
+
+def warm_up(subjects: int, prior: int) -> list[Envelope]:
+    """One normal result per subject, collected after its prior ones and before the
+    measured ones (which are numbered from ``prior + 1``)."""
+    return [
+        wrap(result(name, prior, abnormal=False), source="/bench/warm-up")
+        for name in names_of(subjects)
+    ]
+
+
+async def load_prior(dsn: str, subjects: int, prior: int) -> float:
+    """Each subject's enrolment and ``prior`` results appended straight to the audit log,
+    a few subjects per transaction, then the subject-state projection caught up (as a
+    service that has been running would find it); returns the seconds it took."""
+    from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
+    from shared.projections import ProjectionRunner
+
+    began = time.perf_counter()
+    names = names_of(subjects)
+    per_transaction = max(1, 5000 // (prior + 1))
+    connection = await asyncpg.connect(dsn)
+    try:
+        for start in range(0, len(names), per_transaction):
+            events = [
+                eventstore.NewEvent(envelope)
+                for name in names[start : start + per_transaction]
+                for envelope in history_of(name, prior)
+            ]
+            async with connection.transaction():
+                await eventstore.append(connection, events)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await ProjectionRunner(pool, SubjectStateProjection(), batch_size=5000).catch_up()
+    finally:
+        await pool.close()
+    return time.perf_counter() - began
 
 
 def local(bootstrap: str) -> VigilSettings:
@@ -206,21 +268,46 @@ async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> 
     return await consume_and_store(bootstrap, dsn, "bench-store-ceiling", expected, batch, append)
 
 
-async def stored_count(pool: asyncpg.Pool) -> int:
+async def stored_count(pool: asyncpg.Pool, source: str = "/bench/site") -> int:
     return int(
         await pool.fetchval(
-            "SELECT count(*) FROM events WHERE type = ANY($1::text[]) AND source = '/bench/site'",
+            "SELECT count(*) FROM events WHERE type = ANY($1::text[]) AND source = $2",
             [SubjectEnrolled.event_type, LabResultReported.event_type],
+            source,
         )
     )
 
 
-async def wait_for(pool: asyncpg.Pool, count: int, timeout: float) -> None:
+async def wait_for(
+    pool: asyncpg.Pool, count: int, timeout: float, source: str = "/bench/site"
+) -> None:
     deadline = time.monotonic() + timeout
-    while await stored_count(pool) < count:
+    while await stored_count(pool, source) < count:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {await stored_count(pool)} of {count} facts stored")
+            raise TimeoutError(f"only {await stored_count(pool, source)} of {count} facts stored")
         await asyncio.sleep(0.5)
+
+
+async def steady_rate(pool: asyncpg.Pool) -> tuple[float, int]:
+    """Events/s of the measured events committed after the last warm-up event (the
+    service's first sight of each subject left out), and how many that rate is over."""
+    row = await pool.fetchrow(
+        "WITH warm AS (SELECT max(pg_xact_commit_timestamp(xmin)) AS t0 FROM events "
+        "WHERE source = '/bench/warm-up') "
+        "SELECT count(*) AS n, min(pg_xact_commit_timestamp(e.xmin)) AS first, "
+        "max(pg_xact_commit_timestamp(e.xmin)) AS last FROM events e, warm "
+        "WHERE e.source = '/bench/site' AND pg_xact_commit_timestamp(e.xmin) > warm.t0"
+    )
+    if not row["n"] or row["first"] == row["last"]:
+        return 0.0, 0
+    # the first batch after the warm-up is the clock's start: its own events are not counted
+    first_batch = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE source = '/bench/site' "
+        "AND pg_xact_commit_timestamp(xmin) = $1",
+        row["first"],
+    )
+    counted = int(row["n"]) - int(first_batch)
+    return counted / (row["last"] - row["first"]).total_seconds(), counted
 
 
 async def paced(
@@ -282,11 +369,22 @@ def start_rules(
     if not profile:
         return [rules]
     spy = subprocess.Popen(
-        ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
+        [py_spy(), "record", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     return [spy, rules]
+
+
+def py_spy() -> str:
+    """py-spy: BENCH_PY_SPY, else beside this Python (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = os.environ.get("BENCH_PY_SPY") or (
+        str(beside) if beside.exists() else shutil.which("py-spy")
+    )
+    if not found:
+        raise SystemExit("--profile needs py-spy: install it, or point BENCH_PY_SPY at it")
+    return found
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -302,6 +400,7 @@ async def bench(
     seconds: int,
     profile: str | None,
     instances: int = 1,
+    prior: int | None = None,
 ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
@@ -322,18 +421,29 @@ async def bench(
         await upgrade(cluster.dsn)
         settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=4)
         await ensure_topics(settings)
+        warm: list[Envelope] = []
+        if prior is not None:
+            took = await load_prior(cluster.dsn, subjects, prior)
+            print(
+                f"prior    : {subjects:,} subjects enrolled with {prior:,} results each, "
+                f"stored in {took:.0f} s",
+                flush=True,
+            )
+            warm = warm_up(subjects, prior)
+            await publish(broker.bootstrap, warm)  # ahead of the measured ones everywhere
         print(f"publishing {events:,} facts for {subjects:,} subjects...", flush=True)
-        envelopes = trial(events, subjects)
+        envelopes = trial(events, subjects, first=None if prior is None else prior + 1)
         await publish(broker.bootstrap, envelopes)
+        records = len(warm) + events
 
-        raw_rate = await ceiling(broker.bootstrap, cluster.dsn, events, batch)
+        raw_rate = await ceiling(broker.bootstrap, cluster.dsn, records, batch)
         print(f"ceiling  : {raw_rate:>8,.0f} events/s  (consume + COPY, batches of {batch})")
         admin = await asyncpg.connect(cluster.dsn)
         await admin.execute("CREATE DATABASE bench_store")
         await admin.close()
         store_dsn = cluster.dsn.rsplit("/", 1)[0] + "/bench_store"
         await upgrade(store_dsn)
-        store_rate = await store_ceiling(broker.bootstrap, store_dsn, events, batch)
+        store_rate = await store_ceiling(broker.bootstrap, store_dsn, records, batch)
         print(
             f"audit log: {store_rate:>8,.0f} events/s  (consume + parse + hash-chained append, "
             "no rule work)"
@@ -361,7 +471,9 @@ async def bench(
                 profile if number == 0 else None,
             )
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
-        await wait_for(pool, events, timeout=max(120.0, events / 500))
+        # generous: on a shared machine the service may get a fraction of a core
+        await wait_for(pool, len(warm), timeout=max(300.0, events / 50), source="/bench/warm-up")
+        await wait_for(pool, events, timeout=max(300.0, events / 50))
         first, last = await pool.fetchrow(
             "SELECT min(pg_xact_commit_timestamp(xmin)), max(pg_xact_commit_timestamp(xmin)) "
             "FROM events WHERE source = '/bench/site'"
@@ -383,6 +495,17 @@ async def bench(
             f"{sustained / store_rate:.2f}"
         )
 
+        if prior is not None:
+            steady, counted = await steady_rate(pool)
+            print(
+                f"steady   : {steady:>8,.0f} events/s  ({prior:,} prior results per subject; "
+                f"over {counted:,} events after the warm-up); steady / audit log = "
+                f"{steady / store_rate:.2f}, steady / ceiling = {steady / raw_rate:.2f}",
+                flush=True,
+            )
+        if seconds <= 0:
+            await pool.close()
+            return
         latencies = await paced(broker.bootstrap, pool, rate, seconds, subjects)
         await pool.close()
         if latencies:
@@ -424,24 +547,35 @@ def main() -> None:
         help="rules-service instances in one consumer group; a comma-separated list runs "
         "the benchmark once per count",
     )
+    parser.add_argument(
+        "--prior",
+        help="growth: a comma-separated list of prior results per subject (e.g. 10,100,1000); "
+        "the benchmark runs once per count, with a warm-up, and prints the steady rate",
+    )
     args = parser.parse_args()
     counts = [int(part) for part in args.instances.split(",")]
+    priors: list[int | None] = (
+        [int(part) for part in args.prior.split(",")] if args.prior else [None]
+    )
     for count in counts:
-        print(f"--- {count} rules instance{'s' if count > 1 else ''}", flush=True)
-        profile = args.profile
-        if profile and len(counts) > 1:
-            profile = f"{profile}.x{count}"  # one profile per run
-        asyncio.run(
-            bench(
-                args.events,
-                args.subjects,
-                args.batch,
-                args.rate,
-                args.seconds,
-                profile,
-                count,
+        for prior in priors:
+            label = f" with {prior:,} prior results per subject" if prior is not None else ""
+            print(f"--- {count} rules instance{'s' if count > 1 else ''}{label}", flush=True)
+            profile = args.profile
+            if profile and len(counts) * len(priors) > 1:
+                profile = f"{profile}.x{count}" + (f".p{prior}" if prior is not None else "")
+            asyncio.run(
+                bench(
+                    args.events,
+                    args.subjects,
+                    args.batch,
+                    args.rate,
+                    args.seconds,
+                    profile,
+                    count,
+                    prior,
+                )
             )
-        )
 
 
 if __name__ == "__main__":

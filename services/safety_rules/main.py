@@ -23,6 +23,7 @@ from services.safety_rules.adapters.watchdog_channels import report_channels
 from services.safety_rules.entrypoints.anchoring import anchor_periodically
 from services.safety_rules.entrypoints.consumers import (
     FactsConsumer,
+    supervised,
     undecoded,
 )
 from services.safety_rules.handlers.ports import ReportChannel
@@ -43,7 +44,6 @@ from shared.events.topics import (
 from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
-from shared.kafka_commits import acknowledging
 from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.service_state import Started
@@ -130,6 +130,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 if published:
                     relay.wake()
 
+            facts_progress = supervisor.watch("facts-consumer")
             facts = FactsConsumer(
                 runtime.pool,
                 runtime.broker,
@@ -137,10 +138,14 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 group_id=GROUP_ID,
                 on_commit=committed,
                 projection=projector,
+                pipelined=settings.rules_pipeline,
+                progress=facts_progress,
             )
             # one consumer group for all the input topics: one join, and a subject's facts and
             # the rejected input are recorded by the same transactions
-            positions = SeekToStoredPositions(runtime.pool, GROUP_ID)
+            positions = SeekToStoredPositions(
+                runtime.pool, GROUP_ID, settle=facts.drain, forget=facts.forget
+            )
             subscriber = runtime.broker.subscriber(
                 SUBJECTS,
                 LAB_RESULTS,
@@ -162,8 +167,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 # the handler reads the raw records itself: no JSON decoding of each body
                 decoder=undecoded,
             )
-            facts_progress = supervisor.watch("facts-consumer")
-            subscriber(acknowledging(facts, facts_progress))
+            subscriber(supervised(facts, facts_progress))
             positions.subscriber = subscriber
             await runtime.broker.start()
             sampled = [
@@ -188,7 +192,11 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 )
             state.fill(RulesParts(runtime, (projector,)))
             log.info("rules.started", studies=sorted(packs))
-            yield
+            try:
+                yield
+            finally:
+                # the batch under way commits (or fails) before the broker stops
+                await facts.drain()
 
     app = service_app(
         "Vigil safety_rules",

@@ -19,6 +19,11 @@ class RulesSettings(BaseModel):
     rules_batch_max_records: int = Field(
         default=500, ge=1, description="Most records the rules service takes in one batch."
     )
+    rules_pipeline: bool = Field(
+        default=True,
+        description="Judge each batch while the one before it commits (false: one batch "
+        "at a time).",
+    )
     watchdog_undelivered_after_seconds: float = Field(
         default=600.0,
         gt=0,

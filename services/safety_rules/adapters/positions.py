@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -30,15 +31,32 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     them is gone; see shared/owed_events.py).
     """
 
-    def __init__(self, pool: asyncpg.Pool, group_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        group_id: str,
+        *,
+        settle: Callable[[], Awaitable[None]] | None = None,
+        forget: Callable[[Iterable[tuple[str, int]]], None] | None = None,
+    ) -> None:
         self._pool = pool
         self._group_id = group_id
+        # the consumer's batch under way is stored (or failed) before partitions are given
+        # up, so whoever takes them starts from what it stored; a rewind owed on a
+        # partition is forgotten when it is placed again
+        self._settle = settle
+        self._forget = forget
         self.subscriber: Any = None  # the FastStream subscriber, set once it exists
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        if self._settle is not None:
+            await self._settle()
+        if self._forget is not None:
+            self._forget((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._forget is not None:
+            self._forget((tp.topic, tp.partition) for tp in assigned)
         consumer = getattr(self.subscriber, "consumer", None)
         if consumer is None or not assigned:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -38,12 +38,26 @@ class HistoryCache:
 
 
 class PostgresRulesUnitOfWork:
-    """Runs on a connection inside the caller's transaction."""
+    """Runs on a connection inside the caller's transaction.
 
-    def __init__(self, connection: asyncpg.Connection, cache: HistoryCache | None = None) -> None:
+    ``pending``: events a batch still committing stores (its transaction is not visible
+    here yet): they count as stored. ``before_append``: awaited before the batch appends
+    (the consumer's pipeline lets the next batch judge then, and waits for the previous
+    one's commit)."""
+
+    def __init__(
+        self,
+        connection: asyncpg.Connection,
+        cache: HistoryCache | None = None,
+        *,
+        pending: frozenset[uuid.UUID] = frozenset(),
+        before_append: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._connection = connection
         self._store = eventstore.PostgresEventStore(connection)
         self._cache = cache if cache is not None else HistoryCache()
+        self._pending = pending
+        self._before_append = before_append
         # how far the batch got, for the reason a failing record is dead-lettered with
         self.step: Literal["judged", "stored"] = "judged"
 
@@ -51,7 +65,10 @@ class PostgresRulesUnitOfWork:
         """The database's time now, which the batch is recorded at, and which of these
         events are stored already (read without the append lock)."""
         now: datetime = await self._connection.fetchval("SELECT clock_timestamp()")
-        return now, await self._store.stored_ids(event_ids)
+        stored = await self._store.stored_ids(event_ids)
+        if self._pending:
+            stored |= self._pending & set(event_ids)
+        return now, stored
 
     async def append(
         self,
@@ -60,6 +77,8 @@ class PostgresRulesUnitOfWork:
         expected_versions: Mapping[str, int],
         recorded_at: datetime,
     ) -> None:
+        if self._before_append is not None:
+            await self._before_append()
         self.step = "stored"
         await self._store.append(
             [eventstore.NewEvent(envelope) for envelope in envelopes],

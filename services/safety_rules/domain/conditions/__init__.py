@@ -100,11 +100,21 @@ def entrywise(rule: Rule, history: SubjectHistory, new_facts: set[uuid.UUID]) ->
     percentage's point), nor when a new weight may be the one nearest to an earlier
     creatinine."""
     if isinstance(rule, AbsoluteThresholdRule) and rule.derive_from_percent:
-        return False
+        # a derived count pairs a percentage with the total of the same specimen: a new
+        # one of either may change an earlier point; a new count of the rule's own
+        # analyte (the common case) changes none
+        derived = {
+            code for d in rule.derive_from_percent for code in (*d.percent_codes, *d.total_codes)
+        }
+        return not _any_of(history, new_facts, derived)
     if isinstance(rule, CreatinineClearanceRule):
-        weights = set(rule.weight_codes)
-        return not any(
-            (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in weights
-            for event_id in new_facts
-        )
+        return not _any_of(history, new_facts, set(rule.weight_codes))
     return type(rule) in _ENTRYWISE
+
+
+def _any_of(history: SubjectHistory, new_facts: set[uuid.UUID], codes: set[str]) -> bool:
+    """Whether any of the new facts is a current result of one of ``codes``."""
+    return any(
+        (entry := history.labs.get(event_id)) is not None and entry.result.loinc_code in codes
+        for event_id in new_facts
+    )

@@ -124,7 +124,7 @@ def judge_absolute_threshold(
         judge_entry,
     )
     for derivation in rule.derive_from_percent:
-        more, found = _from_percent(rule, derivation, history)
+        more, found = _from_percent(rule, derivation, history, only)
         points += more
         problems += found
     return points, problems
@@ -284,14 +284,24 @@ def _graded(rule: AbsoluteThresholdRule, entry: LabEntry) -> int | None:
 
 
 def _from_percent(
-    rule: AbsoluteThresholdRule, derivation: FromPercent, history: SubjectHistory
+    rule: AbsoluteThresholdRule,
+    derivation: FromPercent,
+    history: SubjectHistory,
+    only: set[uuid.UUID] | None = None,
 ) -> Judged:
     """Counts derived from a percentage and the total count of the same specimen (same
-    collection time); a percentage without its total is a data-quality problem."""
+    collection time); a percentage without its total is a data-quality problem. ``only``:
+    just the percentages among those new results (the engine asks so only when no new
+    total came, see :func:`~services.safety_rules.domain.conditions.entrywise`)."""
+    if only is not None and not only:
+        return [], []
+    percents = numeric_results(candidate_results(history, derivation.percent_codes, only))
+    if not percents:
+        return [], []
     totals = {e.at: e for e in numeric_results(history.results(*derivation.total_codes))}
     points: list[Point] = []
     problems: list[Problem] = []
-    for entry in numeric_results(history.results(*derivation.percent_codes)):
+    for entry in percents:
         total = totals.get(entry.at)
         if total is None:
             problems.append(
