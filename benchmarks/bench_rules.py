@@ -18,6 +18,7 @@ in one run). On a private PostgreSQL cluster (fsync on) and a Tansu broker:
     make bench-rules
     python benchmarks/bench_rules.py --events 60000 --subjects 600 --rate 500 --seconds 20
     python benchmarks/bench_rules.py --instances 2   # only two instances in one group
+    python benchmarks/bench_rules.py --instances 1,3 --partitions 12   # scale-out
 
 By default the whole run is done twice, with one rules instance and with two in one
 consumer group (a fresh database and broker each time, each with its own ceiling): the
@@ -302,6 +303,7 @@ async def bench(
     seconds: int,
     profile: str | None,
     instances: int = 1,
+    partitions: int = 4,
 ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
@@ -320,7 +322,7 @@ async def bench(
     running: list[subprocess.Popen[bytes]] = []
     try:
         await upgrade(cluster.dsn)
-        settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=4)
+        settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=partitions)
         await ensure_topics(settings)
         print(f"publishing {events:,} facts for {subjects:,} subjects...", flush=True)
         envelopes = trial(events, subjects)
@@ -344,7 +346,7 @@ async def bench(
             **os.environ,
             "VIGIL_DATABASE_URL": cluster.dsn,
             "VIGIL_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "VIGIL_KAFKA_PARTITIONS": "4",
+            "VIGIL_KAFKA_PARTITIONS": str(partitions),
             "VIGIL_STUDY_DIR": str(REPO / "studies"),
             "VIGIL_RULES_PORT": str(port),
             "VIGIL_RULES_BATCH_MAX_RECORDS": str(batch),
@@ -424,10 +426,20 @@ def main() -> None:
         help="rules-service instances in one consumer group; a comma-separated list runs "
         "the benchmark once per count",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="partitions of each topic: instances beyond it have nothing to consume",
+    )
     args = parser.parse_args()
     counts = [int(part) for part in args.instances.split(",")]
     for count in counts:
-        print(f"--- {count} rules instance{'s' if count > 1 else ''}", flush=True)
+        print(
+            f"--- {count} rules instance{'s' if count > 1 else ''}, "
+            f"{args.partitions} partitions per topic",
+            flush=True,
+        )
         profile = args.profile
         if profile and len(counts) > 1:
             profile = f"{profile}.x{count}"  # one profile per run
@@ -440,6 +452,7 @@ def main() -> None:
                 args.seconds,
                 profile,
                 count,
+                args.partitions,
             )
         )
 
