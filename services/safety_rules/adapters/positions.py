@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.safety_rules.adapters.stored_logs import EventIdOf, LogVerdict, judge_logs
 from shared.owed_events import owed_events_due_now
 
 log = structlog.get_logger(__name__)
@@ -19,11 +18,6 @@ log = structlog.get_logger(__name__)
 # (any PostgreSQL error, not only an outage), the consumer starts from Kafka's committed
 # offsets rather than fail the rebalance.
 RETRYABLE = (asyncpg.PostgresError, OSError, KafkaError, TimeoutError)
-# how long the listener waits for the records it reads to tell an old log from a new one
-PROBE_SECONDS = 5.0
-
-# the id of the event a consumed record is (topic, value, headers); None when it is none
-EventIdOf = Callable[[str, bytes, tuple[tuple[str, bytes], ...]], uuid.UUID | None]
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -33,20 +27,19 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     commit, so they can lag (a crash in between) or be lost (a broker that forgot them).
     A stored position beyond the partition's end means the broker lost the log itself (a
     memory-only development broker restarted); the consumer then reads what the broker
-    has from its start, and the event store drops what it already holds, and every event
-    ingest still owes the audit log is made due for re-publishing at once (what the
-    broker held of them is gone; see shared/owed_events.py).
+    has, and the event store drops what it already holds, and every event ingest still
+    owes the audit log is made due for re-publishing at once (what the broker held of
+    them is gone; see shared/owed_events.py).
 
-    A broker that lost the log may also hold a new one as long as the old by the time the
-    group is joined again (the development broker, restarted under load): the stored
-    position then lies inside a log it was not stored from, and seeking there would step
-    over every record before it. So the record just before each stored position is read
-    (``probe``: the options of a consumer of no group): if it is an event the audit log
-    does not hold (nor refused), the log is a new one, read from its start. Anything else
-    (the event is held, the record is no event, the broker did not answer in time) keeps
-    the stored position. Kafka's committed offsets cannot tell: after such a restart the
-    development broker was seen answering a partition's old offset (commits of a batch in
-    flight across the restart, answered UnknownMemberId, appear to be kept).
+    With ``probe`` (the options of a Kafka client) and ``event_id_of``, the record just
+    before each stored position is read to tell a log kept from one lost or replaced
+    (:mod:`services.safety_rules.adapters.stored_logs`): a broker restarted under load
+    may hold a new log as long as the old by the time the group is joined again, and
+    seeking to the stored position would step over all before it. Kafka's committed
+    offsets cannot tell: after such a restart the development broker was seen answering a
+    partition's old offset. And a group whose generation did not grow since the last
+    assignment was forgotten by its broker: every assigned partition is read again from
+    its start (see :meth:`_from_the_start`).
     """
 
     def __init__(
@@ -114,17 +107,63 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                 "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
                 self._group_id,
             )
-            ends = await consumer.end_offsets(list(assigned))
         except RETRYABLE as error:
             log.warning("rules.stored_positions_unavailable", error=repr(error))
             return  # Kafka's committed offsets then; what was stored is dropped as a repeat
         stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        positions = {
+            tp: stored[(tp.topic, tp.partition)]
+            for tp in sorted(assigned)
+            if (tp.topic, tp.partition) in stored
+        }
+        if self._probe is not None and self._event_id_of is not None:
+            lost = await self._place_judged(consumer, positions, self._probe, self._event_id_of)
+        else:
+            lost = await self._place_by_ends(consumer, positions)
+        if lost:
+            await self._redrive_owed()
+
+    async def _place_judged(
+        self,
+        consumer: Any,
+        positions: dict[TopicPartition, int],
+        probe: Mapping[str, Any],
+        event_id_of: EventIdOf,
+    ) -> bool:
+        """Seek to the stored positions, except in a log lost or replaced since (see
+        :mod:`services.safety_rules.adapters.stored_logs`): that one is read from its start.
+        Returns whether a log was lost."""
+        try:
+            verdicts = await judge_logs(self._pool, probe, event_id_of, positions)
+        except RETRYABLE as error:
+            log.warning("rules.stored_logs_unjudged", error=repr(error))
+            verdicts = {}
         lost = False
-        placed: dict[TopicPartition, int] = {}
-        for partition in sorted(assigned):
-            position = stored.get((partition.topic, partition.partition))
-            if position is None:
+        for partition, position in positions.items():
+            verdict = verdicts.get(partition, LogVerdict.KEPT)
+            if verdict is LogVerdict.KEPT:
+                consumer.seek(partition, position)
                 continue
+            log.warning(
+                f"rules.partition_log_{verdict.value}",
+                topic=partition.topic,
+                partition=partition.partition,
+                stored=position,
+            )
+            lost = True
+            consumer.seek(partition, 0)  # what the broker has, from its start
+        return lost
+
+    async def _place_by_ends(self, consumer: Any, positions: dict[TopicPartition, int]) -> bool:
+        """Seek to the stored positions that are not beyond their log's end (ListOffsets);
+        returns whether a log was lost."""
+        try:
+            ends = await consumer.end_offsets(list(positions))
+        except RETRYABLE as error:
+            log.warning("rules.stored_positions_unavailable", error=repr(error))
+            return False
+        lost = False
+        for partition, position in positions.items():
             end = ends.get(partition)
             if end is not None and position > end:
                 log.warning(
@@ -135,83 +174,12 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                     end=end,
                 )
                 # one past the end is how the development broker answers a partition it
-                # kept whole at times; a real loss leaves the end well behind
-                if position > end + 1:
-                    lost = True
-                    # what the broker has, from its start: Kafka's committed offset may
-                    # be one a batch in flight committed to the new broker
-                    consumer.seek(partition, 0)
+                # kept whole at times (it undercounts a last batch of several records); a
+                # real loss leaves the end well behind
+                lost = lost or position > end + 1
                 continue
-            placed[partition] = position
-        for partition in await self._replaced(placed):
-            log.warning(
-                "rules.partition_log_replaced",
-                topic=partition.topic,
-                partition=partition.partition,
-                stored=placed.pop(partition),
-                end=ends.get(partition),
-            )
-            lost = True
-            consumer.seek(partition, 0)
-        for partition, position in placed.items():
             consumer.seek(partition, position)
-        if lost:
-            await self._redrive_owed()
-
-    async def _replaced(self, placed: Mapping[TopicPartition, int]) -> list[TopicPartition]:
-        """The partitions whose log is not the one their position was stored from: the
-        record before the stored position is an event the audit log does not hold."""
-        if self._probe is None or self._event_id_of is None:
-            return []
-        doubtful = [tp for tp, position in placed.items() if position > 0]
-        if not doubtful:
-            return []
-        try:
-            last = await self._last_records(doubtful, placed)
-            ids = {tp: self._event_id_of(tp.topic, *record) for tp, record in last.items()}
-            known = await self._held([i for i in ids.values() if i is not None])
-        except RETRYABLE as error:
-            log.warning("rules.stored_positions_unchecked", error=repr(error))
-            return []
-        return [
-            tp for tp, event_id in ids.items() if event_id is not None and event_id not in known
-        ]
-
-    async def _last_records(
-        self, partitions: list[TopicPartition], placed: Mapping[TopicPartition, int]
-    ) -> dict[TopicPartition, tuple[bytes, tuple[tuple[str, bytes], ...]]]:
-        """The value and headers of the record just before each stored position."""
-        reader = AIOKafkaConsumer(
-            **(self._probe or {}), enable_auto_commit=False, auto_offset_reset="none"
-        )
-        found: dict[TopicPartition, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
-        await reader.start()
-        try:
-            reader.assign(partitions)
-            for tp in partitions:
-                reader.seek(tp, placed[tp] - 1)
-            async with asyncio.timeout(PROBE_SECONDS):
-                while len(found) < len(partitions):
-                    batches = await reader.getmany(timeout_ms=500)
-                    for tp, records in batches.items():
-                        for record in records:
-                            if record.offset == placed[tp] - 1:
-                                found[tp] = (record.value or b"", tuple(record.headers or ()))
-                        reader.pause(tp)
-        finally:
-            await reader.stop()
-        return found
-
-    async def _held(self, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of these events the audit log holds, or refused (dead-lettered)."""
-        if not event_ids:
-            return set()
-        rows = await self._pool.fetch(
-            """SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])
-               UNION SELECT event_id FROM dead_lettered_events WHERE event_id = ANY($1::uuid[])""",
-            event_ids,
-        )
-        return {row["event_id"] for row in rows}
+        return lost
 
     async def _redrive_owed(self) -> None:
         try:
