@@ -26,6 +26,7 @@ service first takes one warm-up result per subject (its first sight of each subj
 and walks the whole history once); the steady rate is then taken over the events committed
 after the last warm-up event, so per-event cost at 10, 100 and 1,000 prior results can be
 compared. ``--profile`` needs py-spy (on PATH, beside this Python, or BENCH_PY_SPY).
+    python benchmarks/bench_rules.py --instances 1,3 --partitions 12   # scale-out
 
 By default the whole run is done twice, with one rules instance and with two in one
 consumer group (a fresh database and broker each time, each with its own ceiling): the
@@ -401,6 +402,7 @@ async def bench(
     profile: str | None,
     instances: int = 1,
     prior: int | None = None,
+    partitions: int = 4,
 ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
@@ -419,7 +421,7 @@ async def bench(
     running: list[subprocess.Popen[bytes]] = []
     try:
         await upgrade(cluster.dsn)
-        settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=4)
+        settings = VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=partitions)
         await ensure_topics(settings)
         warm: list[Envelope] = []
         if prior is not None:
@@ -454,7 +456,7 @@ async def bench(
             **os.environ,
             "VIGIL_DATABASE_URL": cluster.dsn,
             "VIGIL_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "VIGIL_KAFKA_PARTITIONS": "4",
+            "VIGIL_KAFKA_PARTITIONS": str(partitions),
             "VIGIL_STUDY_DIR": str(REPO / "studies"),
             "VIGIL_RULES_PORT": str(port),
             "VIGIL_RULES_BATCH_MAX_RECORDS": str(batch),
@@ -552,6 +554,12 @@ def main() -> None:
         help="growth: a comma-separated list of prior results per subject (e.g. 10,100,1000); "
         "the benchmark runs once per count, with a warm-up, and prints the steady rate",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="partitions of each topic: instances beyond it have nothing to consume",
+    )
     args = parser.parse_args()
     counts = [int(part) for part in args.instances.split(",")]
     priors: list[int | None] = (
@@ -560,7 +568,11 @@ def main() -> None:
     for count in counts:
         for prior in priors:
             label = f" with {prior:,} prior results per subject" if prior is not None else ""
-            print(f"--- {count} rules instance{'s' if count > 1 else ''}{label}", flush=True)
+            print(
+                f"--- {count} rules instance{'s' if count > 1 else ''}{label}, "
+                f"{args.partitions} partitions per topic",
+                flush=True,
+            )
             profile = args.profile
             if profile and len(counts) * len(priors) > 1:
                 profile = f"{profile}.x{count}" + (f".p{prior}" if prior is not None else "")
@@ -574,6 +586,7 @@ def main() -> None:
                     profile,
                     count,
                     prior,
+                    args.partitions,
                 )
             )
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -37,7 +38,9 @@ from shared.events.topics import (
     SUBJECTS,
 )
 
+log = structlog.get_logger(__name__)
 INPUT_TOPICS = (SUBJECTS, LAB_RESULTS, ADVERSE_EVENTS, MEDICATIONS, DATA_QUALITY, DEAD_LETTERS)
+CATCH_UP_SECONDS = 60.0  # how long the tap may take to read what the broker holds, at most
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,15 @@ class TapRecord:
 
 @dataclass
 class Epoch:
-    """One broker lifetime: from its start to its stop (wall clock)."""
+    """One broker lifetime: from its start to its stop (wall clock).
+
+    ``unread`` counts the records the broker held at the tap's stop (its high-water marks)
+    that the tap had not read when its bounded wait to catch up ran out; ``None`` while the
+    epoch goes on, or when the broker could not be asked."""
 
     started_at: float
     stopped_at: float | None = None
+    unread: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class TopicTap:
     records: dict[tuple[int, str, int, int], TapRecord] = field(default_factory=dict)
     epochs: list[Epoch] = field(default_factory=lambda: [Epoch(time.time())])
     _task: asyncio.Task[None] | None = None
+    # per (epoch, topic, partition): the offset after the furthest record read
+    _read_to: dict[tuple[int, str, int], int] = field(default_factory=dict)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._read(len(self.epochs) - 1), name="topic-tap")
@@ -129,13 +139,80 @@ class TopicTap:
                 await self._task
             self._task = None
 
-    async def broker_stopping(self) -> None:
+    async def finish(self, timeout: float = CATCH_UP_SECONDS) -> None:
+        """Stop once every record the broker holds has been read (bounded by ``timeout``),
+        and note on the epoch how many were left unread if the wait ran out."""
+        if self._task is not None:
+            self.epochs[-1].unread = await self.catch_up(timeout)
         await self.stop()
+
+    async def broker_stopping(self) -> None:
+        # the broker forgets everything: read all it holds before it goes
+        await self.finish()
         self.epochs[-1].stopped_at = time.time()
 
     async def broker_started(self, at: float) -> None:
         self.epochs.append(Epoch(at))
         self.start()
+
+    def _position(self, epoch: int, topic: str, partition: int) -> int:
+        return self._read_to.get((epoch, topic, partition), 0)
+
+    async def catch_up(self, timeout: float) -> int | None:
+        """Wait until the tap has read up to each input partition's high-water mark, asked
+        of the broker afresh until one answer finds nothing unread, or ``timeout`` passed.
+        Returns how many records are known unread (0: caught up; ``None``: the broker did
+        not answer)."""
+        epoch = len(self.epochs) - 1
+        began = time.monotonic()
+        deadline = began + timeout
+        unread: int | None = None
+        behind: int | None = None
+        while True:
+            marks = await self._high_water(max(deadline - time.monotonic(), 1.0))
+            if marks is not None:
+                unread = sum(
+                    max(mark - self._position(epoch, tp.topic, tp.partition), 0)
+                    for tp, mark in marks.items()
+                )
+                behind = unread if behind is None else behind
+            done = time.monotonic() >= deadline or self._task is None or self._task.done()
+            if unread == 0 or done:
+                log.info(
+                    "soak.tap_caught_up" if unread == 0 else "soak.tap_behind",
+                    epoch=epoch,
+                    behind_when_asked=behind,
+                    unread=unread,
+                    seconds=round(time.monotonic() - began, 1),
+                )
+                return unread
+            await asyncio.sleep(0.2)
+
+    async def _high_water(self, timeout: float) -> dict[TopicPartition, int] | None:
+        """Each input partition's high-water mark, from a consumer of its own."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=int(min(timeout, 10.0) * 1000),
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await consumer.start()
+                await consumer.topics()
+                partitions = [
+                    TopicPartition(topic, partition)
+                    for topic in INPUT_TOPICS
+                    for partition in consumer.partitions_for_topic(topic) or ()
+                ]
+                if not partitions:
+                    return {}
+                ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+                return ends
+        except (KafkaError, OSError):  # TimeoutError included
+            return None
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
 
     async def _read(self, epoch: int) -> None:
         while True:
@@ -148,6 +225,9 @@ class TopicTap:
             try:
                 await consumer.start()
                 await self._follow(consumer, epoch)
+            except _TopicsChanged:
+                # a new consumer learns every topic's partitions as it starts
+                await asyncio.sleep(0.2)
             except (KafkaError, OSError) as error:
                 del error  # the broker is away or restarting: connect again
                 await asyncio.sleep(1)
@@ -159,8 +239,17 @@ class TopicTap:
         next_check = 0.0
         while True:
             if time.monotonic() >= next_check:
-                # topics come back when someone writes to them: widen the assignment
-                await consumer.topics()
+                # topics come back when someone writes to them. ``topics()`` asks the
+                # broker afresh but keeps the answer to itself: the partitions the consumer
+                # knows are those it learnt when it started (aiokafka refreshes them every
+                # five minutes), so a topic created since is read by a new consumer.
+                present = set(await consumer.topics())
+                if any(
+                    consumer.partitions_for_topic(topic) is None
+                    for topic in INPUT_TOPICS
+                    if topic in present
+                ):
+                    raise _TopicsChanged
                 wanted = {
                     TopicPartition(topic, partition)
                     for topic in INPUT_TOPICS
@@ -172,14 +261,18 @@ class TopicTap:
                         consumer.seek(tp, self._next_offset(epoch, tp))
                     assigned = wanted
                 next_check = time.monotonic() + 2
+            if not assigned:
+                # nothing to read yet; and ``getmany`` without an assignment waits for one
+                # for ever, whatever its timeout
+                await asyncio.sleep(0.5)
+                continue
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, batch in batches.items():
                 for record in batch:
                     self._keep(epoch, tp, record.offset, record.value or b"")
 
     def _next_offset(self, epoch: int, tp: TopicPartition) -> int:
-        seen = [k[3] for k in self.records if k[:3] == (epoch, tp.topic, tp.partition)]
-        return max(seen) + 1 if seen else 0
+        return self._position(epoch, tp.topic, tp.partition)
 
     def _keep(self, epoch: int, tp: TopicPartition, offset: int, value: bytes) -> None:
         event_id = None
@@ -193,6 +286,12 @@ class TopicTap:
         self.records[key] = TapRecord(
             epoch, tp.topic, tp.partition, offset, event_id, _raw_sha256(tp.topic, value)
         )
+        place = (epoch, tp.topic, tp.partition)
+        self._read_to[place] = max(self._read_to.get(place, 0), offset + 1)
+
+
+class _TopicsChanged(Exception):
+    """The broker has an input topic the consumer does not know the partitions of."""
 
 
 def _raw_sha256(topic: str, value: bytes) -> bytes:

@@ -198,7 +198,11 @@ async def run(config: SoakConfig, credential: Credential | None = None) -> Outco
         say("checking")
         for task in background:
             task.cancel()
-        await tap.stop()
+        await tap.finish()  # every record the broker holds read, before it is counted
+        say(
+            f"topic tap: {len(tap.records):,} records; unread at each broker stop: "
+            + ", ".join(str(e.unread) for e in tap.epochs)
+        )
         observed = Observed(
             sorted(sampler.samples, key=lambda s: s.updated_at),
             list(tap.records.values()),

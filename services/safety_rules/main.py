@@ -26,6 +26,7 @@ from services.safety_rules.entrypoints.consumers import (
     supervised,
     undecoded,
 )
+from services.safety_rules.entrypoints.records import event_id_of
 from services.safety_rules.handlers.ports import ReportChannel
 from services.safety_rules.handlers.watchdog import ReportNotSent, Watchdog
 from services.settings import VigilSettings
@@ -44,7 +45,7 @@ from shared.events.topics import (
 from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
-from shared.kafka_security import check_kafka_transport
+from shared.kafka_security import check_kafka_transport, kafka_client_options
 from shared.projections import ProjectionRunner
 from shared.service_state import Started
 from shared.structured_logging import configure_logging
@@ -144,7 +145,12 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             # one consumer group for all the input topics: one join, and a subject's facts and
             # the rejected input are recorded by the same transactions
             positions = SeekToStoredPositions(
-                runtime.pool, GROUP_ID, settle=facts.drain, forget=facts.forget
+                runtime.pool,
+                GROUP_ID,
+                settle=facts.drain,
+                forget=facts.forget,
+                probe=kafka_client_options(settings),
+                event_id_of=event_id_of,
             )
             subscriber = runtime.broker.subscriber(
                 SUBJECTS,

@@ -66,3 +66,45 @@ async def test_owed_events_a_database_error_keeps_from_bringing_forward_are_left
     with capture_logs() as logs:
         await listener._redrive_owed()
     assert [entry["event"] for entry in logs] == ["rules.owed_events_not_brought_forward"]
+
+
+class _Coordinator:
+    def __init__(self) -> None:
+        self.generation = 3
+
+
+class _GroupConsumer(_Consumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self._coordinator = _Coordinator()
+
+
+class _EmptyPool:
+    async def fetch(self, *args: Any) -> list[Any]:
+        return []
+
+    async def execute(self, *args: Any) -> str:
+        return "UPDATE 0"
+
+
+async def test_a_group_generation_that_did_not_grow_means_the_broker_forgot_it_and_its_logs() -> (
+    None
+):
+    """A broker that keeps the group only ever raises its generation; the development
+    broker, restarted, starts again from 0 and holds new logs the consumer fetched on in
+    at its old offsets: every partition is read again from its start."""
+    consumer = _GroupConsumer()
+    listener = SeekToStoredPositions(_EmptyPool(), "vigil-rules")
+    listener.subscriber = _Subscriber(consumer)
+    partitions = {TopicPartition("lab-results", 0), TopicPartition("lab-results", 1)}
+    await listener.on_partitions_assigned(partitions)
+    consumer._coordinator.generation = 4  # another member joined
+    await listener.on_partitions_assigned(partitions)
+    assert consumer.seeks == []
+
+    consumer._coordinator.generation = 0  # the broker restarted
+    with capture_logs() as logs:
+        await listener.on_partitions_assigned(partitions)
+
+    assert sorted(consumer.seeks) == sorted((p, 0) for p in partitions)
+    assert "rules.group_forgotten" in [entry["event"] for entry in logs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -10,6 +10,7 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.safety_rules.adapters.stored_logs import EventIdOf, LogVerdict, judge_logs
 from shared.owed_events import owed_events_due_now
 
 log = structlog.get_logger(__name__)
@@ -29,6 +30,16 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     has, and the event store drops what it already holds, and every event ingest still
     owes the audit log is made due for re-publishing at once (what the broker held of
     them is gone; see shared/owed_events.py).
+
+    With ``probe`` (the options of a Kafka client) and ``event_id_of``, the record just
+    before each stored position is read to tell a log kept from one lost or replaced
+    (:mod:`services.safety_rules.adapters.stored_logs`): a broker restarted under load
+    may hold a new log as long as the old by the time the group is joined again, and
+    seeking to the stored position would step over all before it. Kafka's committed
+    offsets cannot tell: after such a restart the development broker was seen answering a
+    partition's old offset. And a group whose generation did not grow since the last
+    assignment was forgotten by its broker: every assigned partition is read again from
+    its start (see :meth:`_from_the_start`).
     """
 
     def __init__(
@@ -38,6 +49,8 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         *,
         settle: Callable[[], Awaitable[None]] | None = None,
         forget: Callable[[Iterable[tuple[str, int]]], None] | None = None,
+        probe: Mapping[str, Any] | None = None,
+        event_id_of: EventIdOf | None = None,
     ) -> None:
         self._pool = pool
         self._group_id = group_id
@@ -46,7 +59,10 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         # partition is forgotten when it is placed again
         self._settle = settle
         self._forget = forget
+        self._probe = dict(probe) if probe is not None else None
+        self._event_id_of = event_id_of
         self.subscriber: Any = None  # the FastStream subscriber, set once it exists
+        self._generation: int | None = None  # of the group, at the last assignment
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._settle is not None:
@@ -65,9 +81,37 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         # the handler first (and moves the stored position back)
         consumer.pause(*assigned)
         try:
+            if self._group_forgotten(consumer):
+                await self._from_the_start(consumer, assigned)
+                return
             await self._place(consumer, assigned)
         finally:
             consumer.resume(*assigned)
+
+    def _group_forgotten(self, consumer: Any) -> bool:
+        """Whether the broker forgot the group since the last assignment: its generation,
+        which only grows while a broker keeps the group, did not."""
+        coordinator = getattr(consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", None)
+        if not isinstance(generation, int):
+            return False
+        last, self._generation = self._generation, generation
+        return last is not None and generation <= last
+
+    async def _from_the_start(self, consumer: Any, assigned: set[TopicPartition]) -> None:
+        """The broker restarted under the consumer (the development broker forgets its
+        logs): it fetched on at its old offsets in the new logs, answered with no error
+        until they grew that long, so whatever came before them was stepped over. Each log
+        is read again from its start; the event store drops what it already holds."""
+        log.warning(
+            "rules.group_forgotten",
+            generation=self._generation,
+            partitions=len(assigned),
+            hint="the broker restarted and lost its logs: reading them again from the start",
+        )
+        for partition in sorted(assigned):
+            consumer.seek(partition, 0)
+        await self._redrive_owed()
 
     async def _place(self, consumer: Any, assigned: set[TopicPartition]) -> None:
         try:
@@ -75,16 +119,63 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                 "SELECT topic, partition, next_offset FROM consumer_positions WHERE group_id = $1",
                 self._group_id,
             )
-            ends = await consumer.end_offsets(list(assigned))
         except RETRYABLE as error:
             log.warning("rules.stored_positions_unavailable", error=repr(error))
             return  # Kafka's committed offsets then; what was stored is dropped as a repeat
         stored = {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        positions = {
+            tp: stored[(tp.topic, tp.partition)]
+            for tp in sorted(assigned)
+            if (tp.topic, tp.partition) in stored
+        }
+        if self._probe is not None and self._event_id_of is not None:
+            lost = await self._place_judged(consumer, positions, self._probe, self._event_id_of)
+        else:
+            lost = await self._place_by_ends(consumer, positions)
+        if lost:
+            await self._redrive_owed()
+
+    async def _place_judged(
+        self,
+        consumer: Any,
+        positions: dict[TopicPartition, int],
+        probe: Mapping[str, Any],
+        event_id_of: EventIdOf,
+    ) -> bool:
+        """Seek to the stored positions, except in a log lost or replaced since (see
+        :mod:`services.safety_rules.adapters.stored_logs`): that one is read from its start.
+        Returns whether a log was lost."""
+        try:
+            verdicts = await judge_logs(self._pool, probe, event_id_of, positions)
+        except RETRYABLE as error:
+            log.warning("rules.stored_logs_unjudged", error=repr(error))
+            verdicts = {}
         lost = False
-        for partition in sorted(assigned):
-            position = stored.get((partition.topic, partition.partition))
-            if position is None:
+        for partition, position in positions.items():
+            verdict = verdicts.get(partition, LogVerdict.KEPT)
+            if verdict is LogVerdict.KEPT:
+                consumer.seek(partition, position)
                 continue
+            log.warning(
+                f"rules.partition_log_{verdict.value}",
+                topic=partition.topic,
+                partition=partition.partition,
+                stored=position,
+            )
+            lost = True
+            consumer.seek(partition, 0)  # what the broker has, from its start
+        return lost
+
+    async def _place_by_ends(self, consumer: Any, positions: dict[TopicPartition, int]) -> bool:
+        """Seek to the stored positions that are not beyond their log's end (ListOffsets);
+        returns whether a log was lost."""
+        try:
+            ends = await consumer.end_offsets(list(positions))
+        except RETRYABLE as error:
+            log.warning("rules.stored_positions_unavailable", error=repr(error))
+            return False
+        lost = False
+        for partition, position in positions.items():
             end = ends.get(partition)
             if end is not None and position > end:
                 log.warning(
@@ -95,12 +186,12 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                     end=end,
                 )
                 # one past the end is how the development broker answers a partition it
-                # kept whole at times; a real loss leaves the end well behind
+                # kept whole at times (it undercounts a last batch of several records); a
+                # real loss leaves the end well behind
                 lost = lost or position > end + 1
                 continue
             consumer.seek(partition, position)
-        if lost:
-            await self._redrive_owed()
+        return lost
 
     async def _redrive_owed(self) -> None:
         try:

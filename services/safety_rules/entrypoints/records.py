@@ -24,6 +24,7 @@ from shared.events.dead_letters import (
     DeadLetter,
     reference_in,
 )
+from shared.events.topics import DEAD_LETTERS
 from shared.rejections import kept_record
 
 log = structlog.get_logger(__name__)
@@ -91,3 +92,18 @@ def rejected_input(record: Record) -> tuple[Envelope, ReceiptRow | None]:
         kept_reason=headers.get(REASON) or "no reason given by the producer",
     )
     return wrap(kept.letter.event(fallback_origin=record.origin), source=SOURCE), kept.receipt
+
+
+def event_id_of(
+    topic: str, value: bytes, headers: tuple[tuple[str, bytes], ...]
+) -> uuid.UUID | None:
+    """The id under which the audit log holds what a consumed record became: the event
+    itself, or for a dead letter its InputRejected event; None when the record is no event
+    (it left no id to look for)."""
+    record = Record(topic, 0, 0, value, headers)
+    try:
+        if topic == DEAD_LETTERS:
+            return rejected_input(record)[0].id
+        return Envelope.from_json(value).id
+    except Exception:  # whatever a record that is no event raises: nothing to look for
+        return None
