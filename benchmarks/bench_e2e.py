@@ -283,13 +283,18 @@ def start_services(
         process.start()
         stack.processes.append(process)
         if profile is not None and process.process is not None:
-            spy = Path(sys.executable).parent / "py-spy"
+            spy = (
+                os.environ.get("PY_SPY")
+                or shutil.which("py-spy")
+                or str(Path(sys.executable).parent / "py-spy")
+            )
             profile.mkdir(parents=True, exist_ok=True)
             stack.helpers.append(
                 start_helper(
                     [
                         str(spy),
                         "record",
+                        "--nonblocking",
                         "-f",
                         "raw",
                         "-r",
@@ -413,6 +418,53 @@ async def wait_mailed(
         await asyncio.sleep(0.5)
 
 
+NOTIFIER = """
+WITH attempted AS (
+    SELECT payload->>'signal_id' AS signal, min(pg_xact_commit_timestamp(xmin)) AS at
+    FROM events WHERE type = 'org.vigil.notification.delivery_attempted.v1' GROUP BY 1),
+failed AS (
+    SELECT payload->>'signal_id' AS signal, count(*) AS n, min(payload->>'error') AS error
+    FROM events WHERE type = 'org.vigil.notification.delivery_failed.v1' GROUP BY 1),
+planned AS (
+    SELECT signal_id::text AS signal, min(created_at) AS at FROM deliveries GROUP BY 1)
+SELECT e.payload->>'signal_id' AS signal, extract(epoch FROM o.published_at) AS published,
+       extract(epoch FROM p.at) AS planned, extract(epoch FROM a.at) AS attempted,
+       coalesce(f.n, 0) AS failed, f.error
+FROM events e JOIN outbox o USING (event_id)
+LEFT JOIN planned p ON p.signal = e.payload->>'signal_id'
+LEFT JOIN attempted a ON a.signal = e.payload->>'signal_id'
+LEFT JOIN failed f ON f.signal = e.payload->>'signal_id'
+WHERE e.type = $1 AND e.payload->>'signal_id' = ANY($2::text[])
+"""
+
+
+async def notifier_stages(
+    pool: asyncpg.Pool, signals: dict[str, tuple[Fact, float]], received: dict[str, list[float]]
+) -> None:
+    """Where a signal's time goes between its commit and its e-mails: the outbox relay
+    publishes it, the notifier plans its deliveries, the delivery worker records a first
+    attempt (the worker's claim), and the SMTP server accepts each message."""
+    rows = [
+        {**r, **{k: float(r[k]) for k in ("published", "planned", "attempted")}}
+        for r in await pool.fetch(NOTIFIER, SIGNAL_RAISED, list(signals))
+        if None not in (r["published"], r["planned"], r["attempted"])
+    ]
+    committed = {s: c for s, (_, c) in signals.items()}
+    stage("signal committed -> published", [r["published"] - committed[r["signal"]] for r in rows])
+    stage("published -> deliveries planned", [r["planned"] - r["published"] for r in rows])
+    stage("planned -> first attempt recorded", [r["attempted"] - r["planned"] for r in rows])
+    stage(
+        "first attempt -> e-mail accepted",
+        [t - r["attempted"] for r in rows for t in received.get(r["signal"], [])],
+    )
+    failures = [r for r in rows if r["failed"]]
+    if failures:
+        print(
+            f"  !! {sum(r['failed'] for r in failures)} failed delivery attempts for "
+            f"{len(failures)} signals, e.g. {failures[0]['error']!r:.200}"
+        )
+
+
 def stage(name: str, values: list[float]) -> None:
     print(f"  {name:<34}{spread(values)}")
 
@@ -480,6 +532,7 @@ async def report_phase(
     stage("fact stored -> signal committed", [c - f.stored for f, c in signals.values()])
     stage("arrival -> signal committed", from_arrival)
     stage("sent -> signal committed", from_sent)
+    await notifier_stages(pool, signals, received)
     to_mail = [t - c for s, (_, c) in signals.items() for t in received.get(s, [])]
     stage("signal committed -> e-mail accepted", to_mail)
     if paced_rate is not None:
@@ -569,7 +622,7 @@ async def run(args: argparse.Namespace) -> None:
             VigilSettings(kafka_bootstrap=broker.bootstrap, kafka_partitions=args.partitions)
         )
         ceilings = await measure_ceilings(
-            broker.bootstrap, cluster.dsn, args.results, args.partitions
+            broker.bootstrap, cluster.dsn, max(args.results, 10_000), args.partitions
         )
         print(
             f"ceilings : ingest {ceilings.ingest:>8,.0f}/s (COPY receipts + produce, acks=all), "
