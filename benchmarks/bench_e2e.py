@@ -384,31 +384,33 @@ async def signals_of(
     return {r["signal"]: (facts[r["cause"]], float(r["committed"])) for r in rows}
 
 
-def mails(log: Path) -> dict[str, list[float]]:
-    found: dict[str, list[float]] = defaultdict(list)
+def mails(log: Path) -> dict[str, float]:
+    """Message-ID -> when the SMTP server accepted it."""
+    found: dict[str, float] = {}
     if log.exists():
         for line in log.read_text().splitlines():
-            stamp, signal_id, _ = line.split(" ", 2)
-            found[signal_id].append(float(stamp))
+            stamp, _, message_id = line.split(" ", 2)
+            found.setdefault(message_id.strip("<>"), float(stamp))
     return found
 
 
 async def wait_mailed(
     pool: asyncpg.Pool, log: Path, signals: list[str], timeout: float
 ) -> dict[str, list[float]]:
-    """E-mails per signal, once each signal's planned e-mails were all accepted."""
+    """When the alert e-mails of each signal were accepted (its ``raised`` deliveries,
+    not the later notices of its resolution), once all were or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
     while True:
-        planned = {
-            str(r["signal_id"]): r["n"]
-            for r in await pool.fetch(
-                "SELECT signal_id, count(*) AS n FROM deliveries WHERE channel = 'email' "
-                "AND signal_id = ANY($1::uuid[]) GROUP BY signal_id",
-                signals,
-            )
-        }
-        received = mails(log)
-        short = [s for s in signals if len(received.get(s, [])) < planned.get(s, 1)]
+        planned: dict[str, list[str]] = defaultdict(list)
+        for r in await pool.fetch(
+            "SELECT signal_id::text AS signal, message_id FROM deliveries WHERE channel = "
+            "'email' AND purpose = 'raised' AND signal_id = ANY($1::uuid[])",
+            signals,
+        ):
+            planned[r["signal"]].append(r["message_id"].strip("<>"))
+        accepted = mails(log)
+        received = {s: [accepted[m] for m in planned.get(s, []) if m in accepted] for s in signals}
+        short = [s for s in signals if not planned.get(s) or len(received[s]) < len(planned[s])]
         if not short or time.monotonic() > deadline:
             if short:
                 print(
@@ -426,7 +428,8 @@ failed AS (
     SELECT payload->>'signal_id' AS signal, count(*) AS n, min(payload->>'error') AS error
     FROM events WHERE type = 'org.vigil.notification.delivery_failed.v1' GROUP BY 1),
 planned AS (
-    SELECT signal_id::text AS signal, min(created_at) AS at FROM deliveries GROUP BY 1)
+    SELECT signal_id::text AS signal, min(created_at) AS at FROM deliveries
+    WHERE purpose = 'raised' GROUP BY 1)
 SELECT e.payload->>'signal_id' AS signal, extract(epoch FROM o.published_at) AS published,
        extract(epoch FROM p.at) AS planned, extract(epoch FROM a.at) AS attempted,
        coalesce(f.n, 0) AS failed, f.error

@@ -1,6 +1,6 @@
 """The end-to-end benchmark's SMTP server (aiosmtpd), in a process of its own so that the
 feeder's work does not delay its clock: one line per accepted message, ``<unix time>
-<X-Vigil-Signal-Id> <recipients>``, written when the server answers DATA."""
+<X-Vigil-Signal-Id> <Message-ID>``, written when the server answers DATA."""
 
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ class Stamping:
         accepted = time.time()
         content: bytes = envelope.original_content or envelope.content
         head = content.split(b"\r\n\r\n", 1)[0]
-        signal_id = "-"
+        found = {b"x-vigil-signal-id": "-", b"message-id": "-"}
         for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"x-vigil-signal-id:"):
-                signal_id = line.split(b":", 1)[1].strip().decode()
-        self._out.write(f"{accepted:.6f} {signal_id} {len(envelope.rcpt_tos)}\n")
+            name, _, value = line.partition(b":")
+            if name.lower() in found:
+                found[name.lower()] = value.strip().decode()
+        signal_id, message_id = found[b"x-vigil-signal-id"], found[b"message-id"]
+        self._out.write(f"{accepted:.6f} {signal_id} {message_id}\n")
         self._out.flush()
         return "250 Message accepted for delivery"
 
