@@ -342,30 +342,39 @@ class Senders:
         return await self._mllp.get()
 
     async def send(self, unit: Unit) -> None:
-        """Send one unit, retrying what ingest asks to be sent later (429, 503, AE)."""
+        """Send one unit, retrying what ingest asks to be sent later (429, 503, AE); a
+        connection that breaks fails the unit (it may have been kept: not sent again)."""
         for _ in range(20):
             unit.sent = unit.sent or time.time()
-            if unit.channel == "mllp":
-                connection = await self._connection()
-                try:
-                    unit.answer = await connection.exchange(unit.body)
-                finally:
-                    self._mllp.put_nowait(connection)
-                unit.ok = unit.answer == "AA"
-                retry = unit.answer == "AE"
-            else:
-                path = "/fhir/r4" if unit.channel == "fhir" else "/v1/lab-results"
-                kind = "application/fhir+json" if unit.channel == "fhir" else "application/json"
-                response = await self._http.post(
-                    path, content=unit.body, headers={**self._headers, "content-type": kind}
-                )
-                unit.answer = str(response.status_code)
-                unit.ok = response.status_code in (200, 201, 202)
-                retry = response.status_code in (429, 503)
+            try:
+                retry = await self._send_once(unit)
+            except (httpx.TransportError, OSError, asyncio.IncompleteReadError) as error:
+                unit.answer, unit.ok, retry = type(error).__name__, False, False
             unit.answered = time.time()
             if not retry:
                 return
             await asyncio.sleep(0.2)
+
+    async def _send_once(self, unit: Unit) -> bool:
+        """Send the unit once; True when ingest asked for it to be sent again later."""
+        if unit.channel == "mllp":
+            connection = await self._connection()
+            try:
+                unit.answer = await connection.exchange(unit.body)
+            except BaseException:
+                self._mllp_open -= 1  # broken: a new one is opened in its place
+                raise
+            self._mllp.put_nowait(connection)
+            unit.ok = unit.answer == "AA"
+            return unit.answer == "AE"
+        path = "/fhir/r4" if unit.channel == "fhir" else "/v1/lab-results"
+        kind = "application/fhir+json" if unit.channel == "fhir" else "application/json"
+        response = await self._http.post(
+            path, content=unit.body, headers={**self._headers, "content-type": kind}
+        )
+        unit.answer = str(response.status_code)
+        unit.ok = response.status_code in (200, 201, 202)
+        return response.status_code in (429, 503)
 
     async def post(self, path: str, body: bytes) -> httpx.Response:
         return await self._http.post(
