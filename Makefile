@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # servers, so two workers halve it even on two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install system-deps run test test-unit lint format docs clean bench-store bench-ingest bench-rules bench-judging bench-workspace soak
+.PHONY: install system-deps run test test-unit lint format docs clean bench bench-store bench-ingest bench-rules bench-judging bench-workspace soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +56,12 @@ bench-ingest: install system-deps
 ## bench-rules: events through the broker into the rules service; rate, ceiling, latency
 bench-rules: install system-deps
 	$(PY) benchmarks/bench_rules.py
+
+## bench: ingest, rules and notifier together fed a trial-shaped MLLP/FHIR/JSON mix; results/s
+## end to end beside its ceilings, per-stage latency percentiles, paced at 500 and 2,000/s.
+## Options: BENCH_ARGS="--help"
+bench: install system-deps
+	$(PY) benchmarks/bench_e2e.py $(BENCH_ARGS)
 
 ## bench-workspace: the workspace's subject page (drawn and cached), eDISH and inbox times
 ## on a trial-sized study (200 subjects x 50 visits x 6 analytes)

@@ -28,6 +28,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -73,6 +74,16 @@ SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, httpx.HTTPError,
 
 class Sender(Protocol):
     async def send(self, delivery: Delivery) -> str: ...
+
+
+@dataclass
+class _Outcome:
+    """A send that ended, waiting for its outcome to be recorded."""
+
+    item: Claimed
+    outcome: str | BaseException
+    future: asyncio.Future[None]
+    progress: Progress | None
 
 
 def _item_failed(
@@ -151,6 +162,8 @@ class DeliveryWorker:
         self._batch_size = batch_size
         self._rng = rng
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes: list[_Outcome] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._crashed: list[BaseException] = []
         self._loop = DrainLoop("notifier.worker", self._claim_more, retryable=OUTAGES)
 
@@ -193,6 +206,12 @@ class DeliveryWorker:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            # the outcomes of sends that ended are recorded by a task of their own: let the
+            # round under way end (within the margin) before the pool closes
+            if (recorder := self._recorder) is not None and not recorder.done():
+                await asyncio.wait([recorder], timeout=OUTCOME_MARGIN_SECONDS)
+                recorder.cancel()
+                await asyncio.gather(recorder, return_exceptions=True)
             self._in_flight.clear()
             self._crashed.clear()
 
@@ -257,29 +276,80 @@ class DeliveryWorker:
         """Send one, and record its outcome at once: the repeat window after a crash is
         only the messages in flight, not the whole batch."""
         outcome = await self._send(item, progress)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append(_Outcome(item, outcome, future, progress))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_outcomes())
+        await future
+
+    async def _record_outcomes(self) -> None:
+        """Record the outcomes of the sends that have ended, those that end meanwhile in
+        the next round: group commit. Each round is one transaction and one wait for the
+        audit log's append lock, however many sends it records (under load that lock is
+        queued for, so one transaction per outcome made each one wait its turn). A round
+        runs in a task of its own, so a send's outcome is recorded even when the task
+        that sent it is cancelled (a stop) while it waits."""
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self._record_round(batch)
+            except BaseException as error:
+                for outcome in batch:
+                    if not outcome.future.done():
+                        outcome.future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+            else:
+                for outcome in batch:
+                    if not outcome.future.done():
+                        outcome.future.set_result(None)
+
+    async def _record_round(self, batch: list[_Outcome]) -> None:
+        """Every outcome of ``batch`` in one transaction; when that fails for anything but
+        an outage, each one in its own (one that fails alone fails alone)."""
         try:
             async with self._unit_of_work() as uow:
-                if isinstance(outcome, str):
-                    await self._succeeded(uow, item, outcome)
-                else:
-                    await self._failed(uow, item, outcome)
+                for outcome in batch:
+                    await self._record_in(uow, outcome.item, outcome.outcome)
         except Exception as error:
             if is_outage(error):
                 raise
-            # a bug in recording this one outcome: keep at least the table right, so a
-            # sent message is not sent again and a failed one waits its back-off
-            log.error(
-                "notifier.outcome_not_recorded",
-                delivery_id=str(item.delivery.delivery_id),
-                traceback=failure_traceback(error),
-            )
-            _item_failed(progress, item.delivery.delivery_id, error)
-            async with self._unit_of_work() as uow:
-                if isinstance(outcome, str):
-                    await uow.mark_sent(item.delivery.delivery_id)
-                else:
-                    retry_at = self._retry_at(item.attempt, item.give_up_at)
-                    await uow.mark_failed(item.delivery.delivery_id, _reason(outcome), retry_at)
+            if len(batch) == 1:
+                await self._record_alone(batch[0], error)
+                return
+            for outcome in batch:
+                try:
+                    async with self._unit_of_work() as uow:
+                        await self._record_in(uow, outcome.item, outcome.outcome)
+                except Exception as alone:
+                    if is_outage(alone):
+                        raise
+                    await self._record_alone(outcome, alone)
+
+    async def _record_in(
+        self, uow: NotifierUnitOfWork, item: Claimed, outcome: str | BaseException
+    ) -> None:
+        if isinstance(outcome, str):
+            await self._succeeded(uow, item, outcome)
+        else:
+            await self._failed(uow, item, outcome)
+
+    async def _record_alone(self, recorded: _Outcome, error: Exception) -> None:
+        item, outcome, progress = recorded.item, recorded.outcome, recorded.progress
+        # a bug in recording this one outcome: keep at least the table right, so a
+        # sent message is not sent again and a failed one waits its back-off
+        log.error(
+            "notifier.outcome_not_recorded",
+            delivery_id=str(item.delivery.delivery_id),
+            traceback=failure_traceback(error),
+        )
+        _item_failed(progress, item.delivery.delivery_id, error)
+        async with self._unit_of_work() as uow:
+            if isinstance(outcome, str):
+                await uow.mark_sent(item.delivery.delivery_id)
+            else:
+                retry_at = self._retry_at(item.attempt, item.give_up_at)
+                await uow.mark_failed(item.delivery.delivery_id, _reason(outcome), retry_at)
 
     async def _send(self, item: Claimed, progress: Progress | None) -> str | BaseException:
         sender = self._senders.get(item.delivery.channel)
