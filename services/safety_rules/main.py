@@ -45,7 +45,7 @@ from shared.events.topics import (
 from shared.failures import BROKER_OUTAGES, OUTAGES, outages_and
 from shared.http_service import metrics_credential, serve_app, service_app
 from shared.kafka import lag_sampler
-from shared.kafka_security import check_kafka_transport, kafka_client_options
+from shared.kafka_security import check_kafka_transport
 from shared.projections import ProjectionRunner
 from shared.service_state import Started
 from shared.structured_logging import configure_logging
@@ -149,7 +149,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 GROUP_ID,
                 settle=facts.drain,
                 forget=facts.forget,
-                probe=kafka_client_options(settings),
+                probe=settings,
                 event_id_of=event_id_of,
             )
             subscriber = runtime.broker.subscriber(

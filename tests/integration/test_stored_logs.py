@@ -14,6 +14,7 @@ from services.safety_rules.adapters.stored_logs import LogVerdict, judge_logs
 from services.safety_rules.entrypoints.records import event_id_of
 from shared.db.pool import create_pool
 from shared.eventstore import NewEvent, append
+from shared.settings import CommonSettings
 from tests.integration.test_event_store import result
 
 pytestmark = pytest.mark.integration
@@ -39,8 +40,8 @@ async def _judge(
 ) -> LogVerdict | None:
     pool = await create_pool(dsn)
     try:
-        options = {"bootstrap_servers": bootstrap}
-        verdicts = await judge_logs(pool, options, event_id_of, {partition: position})
+        settings = CommonSettings(kafka_bootstrap=bootstrap)
+        verdicts = await judge_logs(pool, settings, event_id_of, {partition: position})
     finally:
         await pool.close()
     return verdicts.get(partition)

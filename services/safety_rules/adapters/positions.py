@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from services.safety_rules.adapters.stored_logs import EventIdOf, LogVerdict, judge_logs
 from shared.owed_events import owed_events_due_now
+from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 # Placing the partitions is best effort: whatever the database or the broker answers
@@ -31,7 +32,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     owes the audit log is made due for re-publishing at once (what the broker held of
     them is gone; see shared/owed_events.py).
 
-    With ``probe`` (the options of a Kafka client) and ``event_id_of``, the record just
+    With ``probe`` (the settings of a Kafka client) and ``event_id_of``, the record just
     before each stored position is read to tell a log kept from one lost or replaced
     (:mod:`services.safety_rules.adapters.stored_logs`): a broker restarted under load
     may hold a new log as long as the old by the time the group is joined again, and
@@ -49,7 +50,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         *,
         settle: Callable[[], Awaitable[None]] | None = None,
         forget: Callable[[Iterable[tuple[str, int]]], None] | None = None,
-        probe: Mapping[str, Any] | None = None,
+        probe: CommonSettings | None = None,
         event_id_of: EventIdOf | None = None,
     ) -> None:
         self._pool = pool
@@ -59,7 +60,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         # partition is forgotten when it is placed again
         self._settle = settle
         self._forget = forget
-        self._probe = dict(probe) if probe is not None else None
+        self._probe = probe
         self._event_id_of = event_id_of
         self.subscriber: Any = None  # the FastStream subscriber, set once it exists
         self._generation: int | None = None  # of the group, at the last assignment
@@ -139,7 +140,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         self,
         consumer: Any,
         positions: dict[TopicPartition, int],
-        probe: Mapping[str, Any],
+        probe: CommonSettings,
         event_id_of: EventIdOf,
     ) -> bool:
         """Seek to the stored positions, except in a log lost or replaced since (see

@@ -15,10 +15,13 @@ import asyncio
 import enum
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.eventstore import PostgresEventStore
+from shared.kafka_security import kafka_client_options
+from shared.settings import CommonSettings
 
 # the id of the event a consumed record is (topic, value, headers); None when it is none
 EventIdOf = Callable[[str, bytes, tuple[tuple[str, bytes], ...]], uuid.UUID | None]
@@ -37,7 +40,7 @@ class LogVerdict(enum.Enum):
 
 async def judge_logs(
     pool: asyncpg.Pool,
-    client_options: Mapping[str, Any],
+    settings: CommonSettings,
     event_id_of: EventIdOf,
     positions: Mapping[TopicPartition, int],
 ) -> dict[TopicPartition, LogVerdict]:
@@ -47,7 +50,7 @@ async def judge_logs(
     doubtful = {tp: position for tp, position in positions.items() if position > 0}
     if not doubtful:
         return {}
-    last = await _records_before(client_options, doubtful)
+    last = await _records_before(settings, doubtful)
     verdicts = {tp: LogVerdict.LOST for tp, record in last.items() if record is None}
     ids = {
         tp: event_id
@@ -61,12 +64,15 @@ async def judge_logs(
 
 
 async def _records_before(
-    client_options: Mapping[str, Any], positions: Mapping[TopicPartition, int]
+    settings: CommonSettings, positions: Mapping[TopicPartition, int]
 ) -> dict[TopicPartition, tuple[bytes, Headers] | None]:
     """The value and headers of the record just before each position; None where the log
     ends before it (its high-water mark is not past it)."""
     reader = AIOKafkaConsumer(
-        **client_options, enable_auto_commit=False, auto_offset_reset="none", fetch_max_wait_ms=100
+        **kafka_client_options(settings),
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        fetch_max_wait_ms=100,
     )
     found: dict[TopicPartition, tuple[bytes, Headers] | None] = {}
     await reader.start()
@@ -98,9 +104,9 @@ async def _held(pool: asyncpg.Pool, event_ids: list[uuid.UUID]) -> set[uuid.UUID
     """Which of these events the audit log holds, or refused (dead-lettered)."""
     if not event_ids:
         return set()
+    held = await PostgresEventStore(pool).stored_ids(event_ids)
     rows = await pool.fetch(
-        """SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])
-           UNION SELECT event_id FROM dead_lettered_events WHERE event_id = ANY($1::uuid[])""",
-        event_ids,
+        "SELECT event_id FROM dead_lettered_events WHERE event_id = ANY($1::uuid[])",
+        [event_id for event_id in event_ids if event_id not in held],
     )
-    return {row["event_id"] for row in rows}
+    return held | {row["event_id"] for row in rows}
