@@ -18,7 +18,8 @@ from aiokafka import TopicPartition
 from services.safety_rules.adapters import postgres
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.adapters.subject_state_projection import SubjectStateProjection
-from services.safety_rules.entrypoints.consumers import FactsConsumer
+from services.safety_rules.entrypoints.consumers import FactsConsumer, PreviousBatchFailed
+from shared import eventstore
 from shared.db.pool import create_pool
 from shared.events import Envelope, EventPayload, LabResultReported, SubjectEnrolled, wrap
 from shared.events.topics import LAB_RESULTS, SUBJECTS
@@ -265,4 +266,50 @@ async def test_a_batch_fetched_before_the_rewind_is_dropped(pool: asyncpg.Pool) 
     assert kafka.seeks == [(LAB_RESULTS, 0, 4)]
     assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 4}
     await _run_all(facts, [second, third])
+    assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 12}
+
+
+def _four_batches(consumer: _Consumer) -> list[_Message]:
+    """The three batches with the last cut in two."""
+    first, second, third = _batches(consumer)
+    cut = [_Message(third.raw_message[:2], consumer), _Message(third.raw_message[2:], consumer)]
+    return [first, second, *cut]
+
+
+async def test_a_failure_after_a_batch_committed_never_reads_that_batch_again(
+    pool: asyncpg.Pool, reference: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch stored only at its second try makes the batch judged on it fail, and so the
+    one judged on that: each goes back to its own first offsets, never to the batch that
+    committed (read again, its poison records were refused and counted twice)."""
+    kafka = _Consumer()
+    first, second, third_a, third_b = _four_batches(kafka)
+    facts = _consumer(pool, pipelined=True)
+    await _run_all(facts, [first])
+    real = postgres.PostgresRulesUnitOfWork.record_positions
+    calls = 0
+
+    async def conflict_once(
+        self: Any, group_id: str, positions: dict[tuple[str, int], int]
+    ) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the second batch's first try: stored at its second
+            raise eventstore.StreamVersionConflict("subject-P1", 1, 2)
+        await real(self, group_id, positions)
+
+    monkeypatch.setattr(postgres.PostgresRulesUnitOfWork, "record_positions", conflict_once)
+    await facts(second)  # type: ignore[arg-type]
+    await facts(third_a)  # type: ignore[arg-type]
+    with pytest.raises(PreviousBatchFailed):
+        await facts(third_b)  # type: ignore[arg-type]
+    await facts.drain()
+    await asyncio.sleep(0)
+
+    # the second batch is stored; the consumer goes back to the third's first offset only
+    assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 8}
+    assert set(kafka.seeks) == {(LAB_RESULTS, 0, 8)}
+    await _run_all(facts, [third_a, third_b])
+    await _run_all(_consumer(reference, pipelined=False), _four_batches(_Consumer()))
+    assert await _log(pool) == await _log(reference)
     assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 12}

@@ -103,11 +103,10 @@ Offsets = dict[tuple[str, int], int]
 class _InFlight:
     """A batch whose transaction is under way: its task, the event ids it stores (not yet
     visible to another transaction), where the consumer must go back to if it fails (its
-    first offsets, and those of an earlier batch it was judged on), and whether it has
-    judged (a later batch judges only after it, on the histories it folded)."""
+    first offsets: a batch before it goes back for itself), and whether it has judged (a
+    later batch judges only after it, on the histories it folded)."""
 
     ids: frozenset[uuid.UUID]
-    rewind: Offsets
     first: Offsets
     judged: asyncio.Event = field(default_factory=asyncio.Event)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # committed or failed
@@ -199,12 +198,8 @@ class FactsConsumer:
         if previous is not None and (raw or rejected or not self._pipelined):
             await self._settle(previous)
             previous = None
-        rewind = dict(first)
-        if previous is not None:
-            for key, offset in previous.rewind.items():
-                rewind[key] = min(offset, rewind.get(key, offset))
         ids = frozenset(entry.envelope.id for entry in entries)
-        batch = _InFlight(ids, rewind, first)
+        batch = _InFlight(ids, first)
         batch.task = asyncio.create_task(
             self._run(batch, previous, consumer, len(records), entries, rejected, raw, positions)
         )
@@ -284,12 +279,13 @@ class FactsConsumer:
             batch.settled.set()
             self._cache.clear()
             # back to the previous batch too, unless it committed (then only this one)
-            back = batch.first
-            if not (isinstance(error, PreviousBatchFailed) and error.committed):
-                back = batch.rewind
-            for key, offset in back.items():
+            # back to this batch's first offsets: a batch before it that failed sent the
+            # consumer back for its own records already (before this one heard of it),
+            # and one that committed must not be read again (its poison records would be
+            # refused and counted twice); where both owe a rewind the earlier one stands
+            for key, offset in batch.first.items():
                 self._rewound[key] = min(offset, self._rewound.get(key, offset))
-            _seek(consumer, {key: self._rewound[key] for key in back})
+            _seek(consumer, {key: self._rewound[key] for key in batch.first})
             if isinstance(error, PreviousBatchFailed | asyncio.CancelledError):
                 raise  # the batch before it said why, and waited
             if is_transient(error):
@@ -358,6 +354,14 @@ class FactsConsumer:
         await self._commit_resolving([], [], None)
         poisoned = await self._dead_lettered_before(entries)
         poisoned += await self._isolate(_without(entries, (item for item, _ in poisoned)))
+        refused = [item for item, _ in poisoned]
+        # the parts stored while splitting may have raised signals: the relay is told now
+        self._on_commit(True, True)
+        outcome, behind = await self._commit_resolving(
+            _without(entries, refused), [*rejected, *refused], positions
+        )
+        # counted once the transaction that dead-letters them committed: a commit that
+        # fails (an outage) is retried from the records, which would count them again
         for item, step in poisoned:
             metrics.POISON_RECORDS.labels(step=step).inc()
             log.warning(
@@ -366,12 +370,6 @@ class FactsConsumer:
                 event_id=str(item.event_id),
                 reason=item.reason,
             )
-        refused = [item for item, _ in poisoned]
-        # the parts stored while splitting may have raised signals: the relay is told now
-        self._on_commit(True, True)
-        outcome, behind = await self._commit_resolving(
-            _without(entries, refused), [*rejected, *refused], positions
-        )
         return outcome, behind, False
 
     async def _dead_lettered_before(self, entries: list[Entry]) -> list[tuple[Rejected, str]]:
