@@ -388,6 +388,10 @@ def py_spy() -> str:
     return found
 
 
+def _met(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
@@ -489,13 +493,14 @@ async def bench(
             f"{signals:,} signal events)"
         )
         ratio = sustained / raw_rate
-        rate_met = "met" if sustained >= 5000 else "MISSED"
-        ratio_met = "met" if ratio >= 0.5 else "MISSED"
+        of_log = sustained / store_rate
         print(
-            f"sustained / ceiling = {ratio:.2f}  (target >= 5,000 events/s: {rate_met}; "
-            f"target >= 0.50 of the ceiling: {ratio_met}); sustained / audit log = "
-            f"{sustained / store_rate:.2f}"
+            f"sustained / ceiling = {ratio:.2f}; sustained / audit log = {of_log:.2f} "
+            f"(target >= 0.50: {_met(of_log >= 0.5)}); audit log / ceiling = "
+            f"{store_rate / raw_rate:.2f} (target >= 0.50: {_met(store_rate / raw_rate >= 0.5)})"
         )
+        if instances == 1:
+            print(f"one instance: target >= 10,000 events/s: {_met(sustained >= 10_000)}")
 
         if prior is not None:
             steady, counted = await steady_rate(pool)

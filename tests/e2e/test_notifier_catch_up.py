@@ -128,6 +128,10 @@ async def stack(fresh_dsn: str, log_dir: Path) -> AsyncIterator[tuple[Stack, Any
             smtp_port=smtp_port,
             VIGIL_RULES_PORT=str(ports["rules"]),
             VIGIL_INGEST_PORT=str(ports["ingest"]),
+            # rounds every second, and a signal answered by the catch-up once 2 s old:
+            # what the tests wait for (several rounds) then takes seconds, not half a minute
+            VIGIL_NOTIFIER_CATCH_UP_POLL_SECONDS="1",
+            VIGIL_NOTIFIER_CATCH_UP_GRACE_SECONDS="2",
         )
         rules = start_service("safety_rules", "rules", ports["rules"], env, log_dir)
         ingest = start_service("ingest", "ingest", ports["ingest"], env, log_dir)
