@@ -388,7 +388,7 @@ def tail(path: Path) -> str:
 def start_profiler(py_spy: str, output: str, form: str, pid: int) -> subprocess.Popen[bytes]:
     """py-spy attached to ``pid``; it writes ``output`` when stopped with SIGINT."""
     return subprocess.Popen(
-        [py_spy, "record", "-f", form, "-o", output, "--pid", str(pid)],
+        [py_spy, "record", "--nonblocking", "-f", form, "-o", output, "--pid", str(pid)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -370,7 +370,7 @@ def start_rules(
     if not profile:
         return [rules]
     spy = subprocess.Popen(
-        [py_spy(), "record", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
+        [py_spy(), "record", "--nonblocking", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
