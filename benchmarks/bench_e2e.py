@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +53,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_common import percentile, remove_folder, start_profiler, stop_processes
 from e2e_traffic import Mix, Senders, Trial, Unit, build_units, flood, paced
 
 from services.ingest.adapters.key_store import KeyScope, create_key
@@ -74,11 +73,6 @@ SIGNAL_RAISED = "org.vigil.safety_signal.raised.v1"
 ENROLLED = "org.vigil.subject.enrolled.v1"
 CEILING_TOPIC = "bench.e2e.ceiling"
 SERVICES = (("safety_rules", "rules"), ("notifier", "notifier"), ("ingest", "ingest"))
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
 
 
 def spread(values: list[float]) -> str:
@@ -283,39 +277,18 @@ def start_services(
         process.start()
         stack.processes.append(process)
         if profile is not None and process.process is not None:
-            spy = (
-                os.environ.get("PY_SPY")
-                or shutil.which("py-spy")
-                or str(Path(sys.executable).parent / "py-spy")
-            )
             profile.mkdir(parents=True, exist_ok=True)
             stack.helpers.append(
-                start_helper(
-                    [
-                        str(spy),
-                        "record",
-                        "--nonblocking",
-                        "-f",
-                        "raw",
-                        "-r",
-                        "50",
-                        "-o",
-                        str(profile / f"{name}.txt"),
-                        "--pid",
-                        str(process.process.pid),
-                    ],
-                    stack.folder / "py-spy.log",
+                start_profiler(
+                    process.process.pid,
+                    profile / f"{name}.txt",
+                    log=stack.folder / f"py-spy-{name}.log",
                 )
             )
 
 
 def stop_stack(stack: Stack) -> None:
-    for helper in stack.helpers:  # py-spy first: it writes its profile on SIGINT
-        helper.send_signal(signal.SIGINT)
-        try:
-            helper.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            helper.kill()
+    stop_processes(stack.helpers)  # py-spy first: it writes its profile on SIGINT
     for process in reversed(stack.processes):
         process.stop()
     stack.broker.stop()
@@ -680,10 +653,7 @@ async def run(args: argparse.Namespace) -> None:
             await pool.close()
     finally:
         stop_stack(stack)
-        if os.environ.get("BENCH_KEEP"):
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def main() -> None:

@@ -32,8 +32,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from bench_common import remove_folder, start_profiler, stop_processes
 
 from services.ingest.adapters.key_store import KeyScope, create_key
 from services.settings import VigilSettings
@@ -385,15 +384,6 @@ def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
 
 
-def start_profiler(py_spy: str, output: str, form: str, pid: int) -> subprocess.Popen[bytes]:
-    """py-spy attached to ``pid``; it writes ``output`` when stopped with SIGINT."""
-    return subprocess.Popen(
-        [py_spy, "record", "--nonblocking", "-f", form, "-o", output, "--pid", str(pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     async with httpx.AsyncClient(timeout=5) as client:
         for _ in range(240):
@@ -446,7 +436,7 @@ async def bench(args: argparse.Namespace) -> None:
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url, ingest, log_path)
         if args.profile:
-            spy = start_profiler(args.py_spy, args.profile, args.profile_format, ingest.pid)
+            spy = start_profiler(ingest.pid, args.profile, form=args.profile_format)
             running.insert(0, spy)
 
         seconds, ceiling_seconds = args.seconds, args.ceiling_seconds
@@ -513,18 +503,10 @@ async def bench(args: argparse.Namespace) -> None:
             "busy machine)"
         )
     finally:
-        for process in running:  # py-spy first: it writes its profile on SIGINT
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(running)  # py-spy first: it writes its profile on SIGINT
         broker.stop()
         cluster.stop()
-        if os.environ.get("BENCH_KEEP"):
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def main() -> None:
@@ -546,11 +528,6 @@ def main() -> None:
         help="events per transaction of the grouped ceiling (at least one message)",
     )
     parser.add_argument("--profile", help="record ingest with py-spy to this file")
-    parser.add_argument(
-        "--py-spy",
-        default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
-        help="the py-spy executable",
-    )
     parser.add_argument("--profile-format", default="raw", help="py-spy's -f (raw, speedscope)")
     asyncio.run(bench(parser.parse_args()))
 

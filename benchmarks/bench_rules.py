@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +52,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from bench_common import percentile, remove_folder, start_profiler, stop_processes
 
 from services.settings import VigilSettings
 from shared import eventstore
@@ -369,32 +368,11 @@ def start_rules(
         )
     if not profile:
         return [rules]
-    spy = subprocess.Popen(
-        [py_spy(), "record", "--nonblocking", "-f", "raw", "-o", profile, "--pid", str(rules.pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return [spy, rules]
-
-
-def py_spy() -> str:
-    """py-spy: BENCH_PY_SPY, else beside this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / "py-spy"
-    found = os.environ.get("BENCH_PY_SPY") or (
-        str(beside) if beside.exists() else shutil.which("py-spy")
-    )
-    if not found:
-        raise SystemExit("--profile needs py-spy: install it, or point BENCH_PY_SPY at it")
-    return found
+    return [start_profiler(rules.pid, profile), rules]
 
 
 def _met(met: bool) -> str:
     return "met" if met else "MISSED"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 async def bench(
@@ -526,18 +504,10 @@ async def bench(
         else:
             print("latency: no signals were raised in the paced phase")
     finally:
-        for process in running:  # py-spy first: it writes its profile on SIGINT
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(running)  # py-spy first: it writes its profile on SIGINT
         broker.stop()
         cluster.stop()
-        if os.environ.get("BENCH_KEEP"):
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def main() -> None:

@@ -1,0 +1,67 @@
+"""What the benchmarks share: finding and attaching py-spy, stopping what they started,
+their working folder, and percentiles. Imported by the benchmark scripts (run from the
+repository root as ``python benchmarks/bench_*.py``, so this folder is on the path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def py_spy() -> str:
+    """py-spy: BENCH_PY_SPY, else beside this Python (the venv's, from the dev extras), else
+    on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = os.environ.get("BENCH_PY_SPY") or (
+        str(beside) if beside.exists() else shutil.which("py-spy")
+    )
+    if not found:
+        raise SystemExit("--profile needs py-spy: install it, or point BENCH_PY_SPY at it")
+    return found
+
+
+def start_profiler(
+    pid: int, output: str | Path, *, form: str = "raw", log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """py-spy attached to ``pid``, sampling without pausing it (a pausing sampler took a
+    third off the rules' rate); it writes ``output`` when stopped with SIGINT."""
+    sink = log.open("wb") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [py_spy(), "record", "--nonblocking", "-f", form, "-o", str(output), "--pid", str(pid)],
+            stdout=sink,
+            stderr=sink,
+        )
+    finally:
+        if log is not None:
+            sink.close()  # type: ignore[union-attr]
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """SIGINT each in turn (profilers first in the list: they write their file on SIGINT),
+    killing any that does not end within ``timeout`` seconds."""
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def remove_folder(folder: Path) -> None:
+    """The run's working folder goes, unless BENCH_KEEP is set (then its path is printed)."""
+    if os.environ.get("BENCH_KEEP"):
+        print(f"kept {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The value at fraction ``p`` of the sorted values (nan for none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
