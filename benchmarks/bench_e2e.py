@@ -519,6 +519,10 @@ def targets(
     rate: int, from_arrival: list[float], from_sent: list[float], to_mail: list[float]
 ) -> None:
     budget = 0.100 if rate <= 500 else 0.250
+    if not from_arrival or not to_mail:
+        # nothing to judge by: no signal (or no e-mail) in the phase, so neither met nor missed
+        print(f"  targets at {rate}/s: no signal and e-mail in this phase to judge them by")
+        return
     p99, sent_p99, mail_p99 = (percentile(v, 0.99) for v in (from_arrival, from_sent, to_mail))
     print(
         f"  targets at {rate}/s: arrival -> signal p99 {p99 * 1000:.0f} ms (sent: "
