@@ -9,8 +9,64 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+# stores one batch of consumed records on the connection, inside the batch's transaction
+Store = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
+
+
+async def consume_and_store(
+    topics: Sequence[str],
+    options: dict[str, Any],
+    dsn: str,
+    *,
+    group: str,
+    expected: int,
+    batch: int,
+    store: Store,
+) -> float:
+    """Events/s of a bare consumer of ``topics`` (a Kafka client's ``options``) that stores
+    each batch in one transaction and commits its offsets after it: the ceilings' loop. The
+    clock starts at the first batch and stops once ``expected`` records are stored."""
+    connection = await asyncpg.connect(dsn)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **options,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=batch,
+    )
+    await consumer.start()
+    done, first, last = 0, 0.0, 0.0
+    try:
+        while done < expected:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            records = [record for some in fetched.values() for record in some]
+            if not records:
+                continue
+            first = first or time.perf_counter()
+            async with connection.transaction():
+                await store(connection, records)
+            await consumer.commit()
+            done += len(records)
+            last = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await connection.close()
+    return expected / (last - first)
+
+
+async def copy_raw(connection: asyncpg.Connection, records: list[Any]) -> None:
+    """The ceiling's store: the records' coordinates and values COPYed into ``bench_raw``."""
+    rows = [(r.topic, r.partition, r.offset, r.value) for r in records]
+    await connection.copy_records_to_table("bench_raw", records=rows)
 
 
 def py_spy() -> str:

@@ -48,12 +48,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import percentile, remove_folder, start_profiler, stop_processes
+from bench_common import (
+    consume_and_store,
+    copy_raw,
+    percentile,
+    remove_folder,
+    start_profiler,
+    stop_processes,
+)
 from e2e_traffic import Mix, Senders, Trial, Unit, build_units, flood, paced
 
 from services.ingest.adapters.key_store import KeyScope, create_key
@@ -150,34 +157,15 @@ async def ingest_ceiling(bootstrap: str, dsn: str, count: int, chunk: int = 500)
 
 async def rules_ceiling(bootstrap: str, dsn: str, count: int, batch: int = 500) -> float:
     """Events/s of a bare consumer that COPYs each batch, offsets committed after it."""
-    connection = await asyncpg.connect(dsn)
-    consumer = AIOKafkaConsumer(
-        CEILING_TOPIC,
-        **kafka_client_options(local(bootstrap)),
-        group_id="bench-e2e-ceiling",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=batch,
+    return await consume_and_store(
+        [CEILING_TOPIC],
+        kafka_client_options(local(bootstrap)),
+        dsn,
+        group="bench-e2e-ceiling",
+        expected=count,
+        batch=batch,
+        store=copy_raw,
     )
-    await consumer.start()
-    done, first, last = 0, 0.0, 0.0
-    try:
-        while done < count:
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            records = [record for some in fetched.values() for record in some]
-            if not records:
-                continue
-            first = first or time.perf_counter()
-            rows = [(r.topic, r.partition, r.offset, r.value) for r in records]
-            async with connection.transaction():
-                await connection.copy_records_to_table("bench_raw", records=rows)
-            await consumer.commit()
-            done += len(records)
-            last = time.perf_counter()
-    finally:
-        await consumer.stop()
-        await connection.close()
-    return count / (last - first)
 
 
 @dataclass(frozen=True)

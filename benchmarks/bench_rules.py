@@ -44,15 +44,22 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_common import percentile, remove_folder, start_profiler, stop_processes
+from aiokafka import AIOKafkaProducer
+from bench_common import (
+    Store,
+    consume_and_store,
+    copy_raw,
+    percentile,
+    remove_folder,
+    start_profiler,
+    stop_processes,
+)
 
 from services.settings import VigilSettings
 from shared import eventstore
@@ -205,42 +212,20 @@ async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
         await producer.stop()
 
 
-Store = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
-
-
-async def consume_and_store(
+async def consume_inputs(
     bootstrap: str, dsn: str, group: str, expected: int, batch: int, store: Store
 ) -> float:
     """Events/s of a bare consumer over the input topics that stores each batch in one
     transaction and commits its offsets after it (the clock starts at the first batch)."""
-    connection = await asyncpg.connect(dsn)
-    consumer = AIOKafkaConsumer(
-        SUBJECTS,
-        LAB_RESULTS,
-        **kafka_client_options(local(bootstrap)),
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=batch,
+    return await consume_and_store(
+        [SUBJECTS, LAB_RESULTS],
+        kafka_client_options(local(bootstrap)),
+        dsn,
+        group=group,
+        expected=expected,
+        batch=batch,
+        store=store,
     )
-    await consumer.start()
-    done, first, last = 0, 0.0, 0.0
-    try:
-        while done < expected:
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            records = [record for some in fetched.values() for record in some]
-            if not records:
-                continue
-            first = first or time.perf_counter()
-            async with connection.transaction():
-                await store(connection, records)
-            await consumer.commit()
-            done += len(records)
-            last = time.perf_counter()
-    finally:
-        await consumer.stop()
-        await connection.close()
-    return expected / (last - first)
 
 
 async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
@@ -248,12 +233,7 @@ async def ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
     connection = await asyncpg.connect(dsn)
     await connection.execute("CREATE TABLE bench_raw (topic text, part int, off bigint, v bytea)")
     await connection.close()
-
-    async def copy(connection: asyncpg.Connection, records: list[Any]) -> None:
-        rows = [(r.topic, r.partition, r.offset, r.value) for r in records]
-        await connection.copy_records_to_table("bench_raw", records=rows)
-
-    return await consume_and_store(bootstrap, dsn, "bench-ceiling", expected, batch, copy)
+    return await consume_inputs(bootstrap, dsn, "bench-ceiling", expected, batch, copy_raw)
 
 
 async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> float:
@@ -265,7 +245,7 @@ async def store_ceiling(bootstrap: str, dsn: str, expected: int, batch: int) -> 
         events = [eventstore.NewEvent(Envelope.from_json(r.value)) for r in records]
         await eventstore.append(connection, events)
 
-    return await consume_and_store(bootstrap, dsn, "bench-store-ceiling", expected, batch, append)
+    return await consume_inputs(bootstrap, dsn, "bench-store-ceiling", expected, batch, append)
 
 
 async def stored_count(pool: asyncpg.Pool, source: str = "/bench/site") -> int:
