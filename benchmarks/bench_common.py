@@ -17,13 +17,16 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from shared.kafka_security import kafka_client_options
+from shared.settings import CommonSettings
+
 # stores one batch of consumed records on the connection, inside the batch's transaction
 Store = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
 
 
 async def consume_and_store(
     topics: Sequence[str],
-    options: dict[str, Any],
+    settings: CommonSettings,
     dsn: str,
     *,
     group: str,
@@ -31,13 +34,13 @@ async def consume_and_store(
     batch: int,
     store: Store,
 ) -> float:
-    """Events/s of a bare consumer of ``topics`` (a Kafka client's ``options``) that stores
+    """Events/s of a bare consumer of ``topics`` (on ``settings``' broker) that stores
     each batch in one transaction and commits its offsets after it: the ceilings' loop. The
     clock starts at the first batch and stops once ``expected`` records are stored."""
     connection = await asyncpg.connect(dsn)
     consumer = AIOKafkaConsumer(
         *topics,
-        **options,
+        **kafka_client_options(settings),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

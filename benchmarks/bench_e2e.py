@@ -159,7 +159,7 @@ async def rules_ceiling(bootstrap: str, dsn: str, count: int, batch: int = 500) 
     """Events/s of a bare consumer that COPYs each batch, offsets committed after it."""
     return await consume_and_store(
         [CEILING_TOPIC],
-        kafka_client_options(local(bootstrap)),
+        local(bootstrap),
         dsn,
         group="bench-e2e-ceiling",
         expected=count,

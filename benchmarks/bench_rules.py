@@ -219,7 +219,7 @@ async def consume_inputs(
     transaction and commits its offsets after it (the clock starts at the first batch)."""
     return await consume_and_store(
         [SUBJECTS, LAB_RESULTS],
-        kafka_client_options(local(bootstrap)),
+        local(bootstrap),
         dsn,
         group=group,
         expected=expected,

@@ -70,16 +70,21 @@ async def on_topic(bootstrap: str, topic: str, wanted: bytes) -> bool:
 
 
 async def kept_and_published(stack: Stack, event_id: uuid.UUID) -> asyncpg.Record:
-    """The receipt that owes ``event_id``, checked as the answer arrives: kept, and its
-    event acknowledged by the broker."""
+    """The receipt that owes ``event_id``, kept as the answer arrives, and its event on the
+    topic. The outbox's published mark is a hint the receipt writer records after the
+    answer (with the next group, or on its own when none waits), so it is waited for."""
     row = await stack.db.fetchrow(
         "SELECT * FROM received_messages WHERE $1 = ANY(event_ids)", event_id
     )
     assert row is not None
-    assert await stack.db.fetchval(
-        "SELECT published_at IS NOT NULL FROM ingest_outbox WHERE event_id = $1", event_id
-    )
     assert await on_topic(stack.tansu.bootstrap, LAB_RESULTS, str(event_id).encode())
+    await eventually(
+        lambda: stack.db.fetchval(
+            "SELECT published_at IS NOT NULL FROM ingest_outbox WHERE event_id = $1", event_id
+        ),
+        timeout=10,
+        what="the outbox row marked published",
+    )
     return row
 
 
