@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist workers for `make test`: each starts its own PostgreSQL, broker and services,
 # and a test module stays on one worker (--dist loadfile). Most of the suite waits on
 # servers, so more workers than cores still help: on two cores, three took pytest from
-# 1,022 s to 931 s (one CI run each, 2026-12-04).
+# 1,022 s to 815-931 s (CI runs of 2026-12-04).
 TEST_WORKERS ?= 3
 
 .PHONY: install system-deps run test test-unit lint format docs clean bench bench-store bench-ingest bench-rules bench-judging bench-workspace soak

@@ -34,9 +34,22 @@ async def commit_hint(
 ) -> bool:
     """Commit the consumer's offsets after ``message`` was handled; False (logged, and
     reported to ``progress``) when Kafka did not take the commit within ``timeout``."""
+    return await bounded_commit(message.ack(), progress, timeout=timeout)
+
+
+async def bounded_commit(
+    commit: Awaitable[object],
+    progress: Progress | None = None,
+    *,
+    timeout: float = COMMIT_TIMEOUT_SECONDS,
+    also: tuple[type[Exception], ...] = (),
+) -> bool:
+    """Await an offset commit for at most ``timeout``; False (logged, and reported to
+    ``progress``) when Kafka did not take it, or it failed with one of ``also`` (a partition
+    no longer assigned, say)."""
     try:
-        await asyncio.wait_for(message.ack(), timeout)
-    except (KafkaError, TimeoutError) as error:
+        await asyncio.wait_for(commit, timeout)
+    except (KafkaError, TimeoutError, *also) as error:
         log.warning("kafka.commit_failed", error=repr(error), timeout_seconds=timeout)
         if progress is not None:
             progress.step_failed(error)

@@ -34,7 +34,7 @@ from shared import eventstore
 from shared.batch_consumer import Record, dead_letter, records_of
 from shared.events import Envelope, SubjectEnrolled
 from shared.events.topics import DEAD_LETTERS
-from shared.kafka_commits import COMMIT_TIMEOUT_SECONDS
+from shared.kafka_commits import bounded_commit
 from shared.projections import ProjectionRunner
 from shared.rejections import keep_raw
 from shared.supervision import Progress
@@ -554,12 +554,7 @@ async def _commit_offsets(consumer: Any, positions: Offsets, progress: Progress 
     if consumer is None or not positions or getattr(consumer, "_closed", False):
         return  # a consumer stopping (the service is): the stored positions are the truth
     offsets = {TopicPartition(topic, part): offset for (topic, part), offset in positions.items()}
-    try:
-        await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
-    except (KafkaError, TimeoutError, AssertionError, ValueError) as error:
-        log.warning("kafka.commit_failed", error=repr(error))
-        if progress is not None:
-            progress.step_failed(error)
+    await bounded_commit(consumer.commit(offsets), progress, also=(AssertionError, ValueError))
 
 
 def first_offsets(records: list[Record]) -> Offsets:
