@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from html import escape
-
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from typing import TYPE_CHECKING
 
 from services.notifier.adapters.svg_documents import render_svg
 from services.notifier.domain.edish import (
@@ -24,6 +22,9 @@ from services.notifier.domain.edish import (
     TRANSAMINASE_LINE,
     EdishPoint,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported with the first figure (svg_documents)
+    from matplotlib.figure import Figure
 
 #: a multiple of zero cannot sit on a log axis: it is drawn at this floor (the table says 0)
 FLOOR = 0.05
@@ -112,6 +113,8 @@ def _draw(figure: Figure, points: Sequence[EdishPoint], link: Callable[[EdishPoi
                     xytext=(6, 4),
                     fontsize=8,
                 )
+    from matplotlib.ticker import FuncFormatter  # loaded by render_svg before draw
+
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     ax.xaxis.set_major_formatter(plain)
     ax.yaxis.set_major_formatter(plain)

@@ -5,14 +5,27 @@ successful sign-in."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _HASHER = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile (library defaults)
 # verified against when the name is unknown or has no password, so that a wrong name takes
-# as long to refuse as a wrong password
-_DUMMY_HASH = _HASHER.hash("no account has this password: it only spends the same time")
+# as long to refuse as a wrong password. Made once with the library's parameters of the time,
+# so that no process start spends a hash on it; made again (once) should they have changed,
+# so that it always costs what a real check costs.
+_MADE_EARLIER = (
+    "$argon2id$v=19$m=65536,t=3,p=4$LSYhwZBqbHZIxeLfdNL8Lw$"
+    "u72oMMpmTLFNLCwjU7xoM+N5ibI+MyUHe9VRY4ROKT8"
+)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    if _HASHER.check_needs_rehash(_MADE_EARLIER):
+        return _HASHER.hash("no account has this password: it only spends the same time")
+    return _MADE_EARLIER
 
 
 def hash_password(password: str) -> str:
@@ -36,7 +49,7 @@ def verify_password(stored_hash: str | None, password: str) -> tuple[bool, str |
 
 def _spend_the_same_time(password: str) -> None:
     with contextlib.suppress(VerificationError):
-        _HASHER.verify(_DUMMY_HASH, password)
+        _HASHER.verify(_dummy_hash(), password)
 
 
 def spend_the_same_time(password: str) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from services.notifier.adapters.svg_documents import render_svg
 from services.notifier.domain.subject_chart import (
@@ -23,6 +21,10 @@ from services.notifier.domain.subject_chart import (
     Standing,
     SubjectChart,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported with the first figure (svg_documents)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 GRADE_COLOURS = {1: "#fff3b0", 2: "#ffd08a", 3: "#ff9e8a", 4: "#e0607a", 5: "#b02a4a"}
 CURRENT = "#1f5fa8"

@@ -5,23 +5,24 @@ text (``svg.fonttype: none``) and ids salted with a constant (``svg.hashsalt``) 
 input gives one output byte for byte; no date in the metadata. The workspace's content
 security policy refuses inline styles, so every ``style`` attribute matplotlib writes
 becomes the presentation attributes it stands for, and its ``<style>`` element goes.
-Matplotlib is not thread-safe: one figure is drawn at a time.
+Matplotlib is not thread-safe: one figure is drawn at a time. It is imported with the first
+figure, not with the service: it costs most of a second of CPU at every start of a process
+that may never draw one (every notifier, every test that starts one).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import threading
 from collections.abc import Callable
 from html import escape
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RC: dict[str, Any] = {
     "svg.fonttype": "none",
@@ -81,6 +82,17 @@ def csp_safe(svg: str, label: str, prefix: str = "chart") -> str:
     )
 
 
+@functools.cache
+def _matplotlib() -> tuple[ModuleType, type[Figure]]:
+    """Matplotlib on its Agg backend (no display), imported once, on the first figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return matplotlib, Figure
+
+
 def render_svg(
     draw: Callable[[Figure], None],
     *,
@@ -92,8 +104,9 @@ def render_svg(
     """A figure of ``size`` inches drawn by ``draw``, as inline SVG text whose ids all
     start with ``prefix``; laid out by matplotlib (``constrained``), or by ``draw``
     itself (charts that must line up)."""
-    with _LOCK, matplotlib.rc_context(RC):  # type: ignore[arg-type]
-        figure = Figure(figsize=size, layout="constrained" if constrained else None)
+    matplotlib, figure_class = _matplotlib()
+    with _LOCK, matplotlib.rc_context(RC):
+        figure = figure_class(figsize=size, layout="constrained" if constrained else None)
         draw(figure)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
