@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from services.ingest.adapters.ownership import claim_and_read, move_subjects
-from services.ingest.domain.authorization import Decision, Ownership, Refusal
+from services.ingest.adapters.ownership import (
+    ClaimRequest,
+    claim_and_read_group,
+    move_subjects,
+)
+from services.ingest.domain.authorization import Decision, Ownership, Refusal, SubjectKey
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
 from shared.failures import failure_summary
 from shared.supervision import Progress
@@ -225,19 +229,28 @@ def _fail(group: Sequence[Owned], error: BaseException) -> None:
             owned.answer.set_exception(error)
 
 
-async def claim_judge_and_move(connection: asyncpg.Connection, owned: Owned) -> None:
-    """Claim what nobody owns, judge the request against the owners, move the subjects
-    it moves; raise Refused when it is refused (the caller rolls back)."""
-    claims = owned.claims
-    known = await claim_and_read(
-        connection,
-        enrolled=claims.enrolled,
-        records=claims.records,
-        touched=claims.touched,
-        owner=claims.owner,
-        receipt_id=owned.receipt_id,
-    )
-    decision = owned.judge(known)
-    if decision.refusals:
-        raise Refused(decision.refusals)
-    await move_subjects(connection, decision.moves)
+async def claim_judge_and_move(connection: asyncpg.Connection, group: Sequence[Owned]) -> None:
+    """Claim what nobody owns, judge each request of ``group`` in turn against the owners
+    (as if it came alone, after the ones before it: see ``ownership``), move the subjects
+    they move; raise Refused when one is refused (the caller rolls back)."""
+    requests = [
+        ClaimRequest(
+            owner=owned.claims.owner,
+            receipt_id=owned.receipt_id,
+            enrolled=owned.claims.enrolled,
+            records=frozenset(owned.claims.records),
+            touched=frozenset(owned.claims.touched),
+        )
+        for owned in group
+    ]
+    found = await claim_and_read_group(connection, requests)
+    earlier: set[uuid.UUID] = set()
+    moves: dict[SubjectKey, str] = {}
+    for owned, request in zip(group, requests, strict=True):
+        earlier.add(owned.receipt_id)
+        decision = owned.judge(found.seen_by(request, earlier))
+        if decision.refusals:
+            raise Refused(decision.refusals)
+        found.move(decision.moves)
+        moves.update(decision.moves)
+    await move_subjects(connection, moves)

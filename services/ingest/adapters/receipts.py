@@ -102,8 +102,7 @@ async def keep_owned(
     """Claim, judge and move for each request of ``group`` in turn (as if each came
     alone, one after the other), then keep every receipt with what it owes; inside the
     caller's transaction. Raises Refused when any request is refused."""
-    for owned in group:
-        await claim_judge_and_move(connection, owned)
+    await claim_judge_and_move(connection, group)
     await insert_receipts(
         connection, [receipt_row(o.receipt, o.outgoing, o.receipt_id) for o in group]
     )
