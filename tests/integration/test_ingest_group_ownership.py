@@ -131,3 +131,17 @@ async def test_two_sources_claiming_one_new_subject_in_one_group_the_first_owns_
             async with connection.transaction():
                 await keep_owned(connection, [second], deadline=DEADLINE)
         assert await owners(connection) == [("NCT05262686", "S-2", "lab-a", "SITE-A")]
+
+
+async def test_two_members_of_a_group_owing_the_same_event_owe_it_once(
+    pool: asyncpg.Pool,
+) -> None:
+    # a message resent before the first copy was answered: the same content, the same
+    # event id; the outbox row of the first copy stands
+    result = lab_result("S-3", message="R-3")
+    first = owned([result], LAB_A, [])
+    second = owned([result], LAB_A, [])
+    async with pool.acquire() as connection, connection.transaction():
+        await keep_owned(connection, [first, second], deadline=DEADLINE)
+    rows = await pool.fetch("SELECT event_id, receipt_id FROM ingest_outbox")
+    assert [(row["event_id"], row["receipt_id"]) for row in rows] == [(result.id, first.receipt_id)]

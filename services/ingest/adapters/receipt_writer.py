@@ -12,12 +12,15 @@ takes the next group on a new connection.
 
 Marks of published events ride along: they are hints (nothing reads ``published_at`` to
 decide anything), so they are written in the next group's transaction, or alone without
-waiting for their flush when no receipt waits; no sender waits for them.
+waiting for their flush when no receipt came for ``mark_delay`` seconds (under load they
+always ride along: a transaction of their own after every group cost four round trips);
+no sender waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +89,7 @@ class GroupCommitWriter:
         keep: Keep,
         mark: Mark,
         max_group: int = 256,
+        mark_delay: float = 0.05,
     ) -> None:
         self._pool = pool
         self._keep = keep
@@ -94,6 +98,8 @@ class GroupCommitWriter:
         self._waiting: list[Owned] = []
         self._published: list[uuid.UUID] = []
         self._wake = asyncio.Event()
+        self._arrived = asyncio.Event()  # a receipt waits (marks alone do not set it)
+        self._mark_delay = mark_delay
         self._connection: asyncpg.Connection | None = None
 
     async def submit(self, owned: Owned) -> list[Refusal]:
@@ -101,6 +107,7 @@ class GroupCommitWriter:
         StorageUnavailable, or what judging it raised."""
         self._waiting.append(owned)
         self._wake.set()
+        self._arrived.set()
         return await owned.answer
 
     def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
@@ -121,6 +128,8 @@ class GroupCommitWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting or self._published:
+                if not self._waiting:
+                    await self._await_receipt()  # marks alone: a group may carry them
                 group = self._waiting[: self._max_group]
                 del self._waiting[: len(group)]
                 progress.working()
@@ -133,6 +142,14 @@ class GroupCommitWriter:
                     raise
                 progress.done(more=bool(self._waiting))
 
+    async def _await_receipt(self) -> None:
+        """Wait up to ``mark_delay`` for a receipt to keep."""
+        self._arrived.clear()
+        if self._waiting:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), self._mark_delay)
+
     async def _round(self, group: list[Owned]) -> None:
         """Keep ``group`` (answering each member) with the marks waiting, or only the
         marks when no receipt waits."""
@@ -143,7 +160,8 @@ class GroupCommitWriter:
                 self._connection = await self._pool.acquire()
             if group:
                 await self._commit(self._connection, group)
-            await self._mark_published(self._connection)
+            else:
+                await self._mark_published(self._connection)
         except _AWAY as error:
             _fail(group, StorageUnavailable(f"cannot record the message durably: {error}"))
             await self._release()

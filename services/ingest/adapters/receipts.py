@@ -54,29 +54,27 @@ async def owe(
     *,
     deadline: timedelta,
 ) -> None:
-    """The events each receipt owes the audit log, in one statement; a resent message owes
-    the same events: the first row stands."""
-    rows = [
-        (
-            item.event_id,
-            receipt_id,
-            item.topic,
-            item.key,
-            item.value,
-            orjson.dumps(item.headers).decode(),
-            deadline,
-        )
-        for receipt_id, outgoing in owed
-        for item in outgoing
-    ]
-    if rows:
-        await connection.executemany(
-            """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
-                   next_check_at)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, clock_timestamp() + $7)
-               ON CONFLICT (event_id) DO NOTHING""",
-            rows,
-        )
+    """The events each receipt owes the audit log, in one statement (one row set, not a
+    statement per row); a resent message owes the same events: the first row stands."""
+    items = [(receipt_id, item) for receipt_id, outgoing in owed for item in outgoing]
+    if not items:
+        return
+    await connection.execute(
+        """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
+               next_check_at)
+           SELECT t.event_id, t.receipt_id, t.topic, t.key, t.value, t.headers::jsonb,
+                  clock_timestamp() + $7::interval
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[],
+                       $6::text[]) AS t(event_id, receipt_id, topic, key, value, headers)
+           ON CONFLICT (event_id) DO NOTHING""",
+        [item.event_id for _, item in items],
+        [receipt_id for receipt_id, _ in items],
+        [item.topic for _, item in items],
+        [item.key for _, item in items],
+        [item.value for _, item in items],
+        [orjson.dumps(item.headers).decode() for _, item in items],
+        deadline,
+    )
 
 
 async def record_receipt(
