@@ -4,18 +4,20 @@ sees the earlier ones' claims and moves, an earlier one never sees a later one's
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from services.ingest.adapters.receipt_writer import Owned, Refused, claim_judge_and_move
-from services.ingest.adapters.receipts import keep_owned
+from services.ingest.adapters.receipts import keep_owned, receipt_row
 from services.ingest.domain.authorization import Decision, Ownership, claims, decide
 from services.ingest.domain.principals import Principal
 from services.ingest.handlers.intake import outgoing_event
-from services.ingest.handlers.ports import Claims
+from services.ingest.handlers.ports import Claims, Receipt
 from shared.events import Envelope
 from tests.support.intake import LAB_A, LAB_B, enrolment, lab_result, receipt
 
@@ -24,7 +26,12 @@ pytestmark = pytest.mark.integration
 DEADLINE = timedelta(seconds=30)
 
 
-def owned(envelopes: Sequence[Envelope], principal: Principal, seen: list[Ownership]) -> Owned:
+def owned(
+    envelopes: Sequence[Envelope],
+    principal: Principal,
+    seen: list[Ownership],
+    kept: Receipt | None = None,
+) -> Owned:
     """A request as intake submits it, whose judge notes what it was shown."""
 
     def judge(known: Ownership) -> Decision:
@@ -33,7 +40,7 @@ def owned(envelopes: Sequence[Envelope], principal: Principal, seen: list[Owners
 
     enrolled, records, touched = claims(envelopes)
     return Owned(
-        receipt(),
+        kept or receipt(),
         [outgoing_event(envelope) for envelope in envelopes],
         Claims(principal.source, enrolled, records, touched),
         judge,
@@ -145,3 +152,51 @@ async def test_two_members_of_a_group_owing_the_same_event_owe_it_once(
         await keep_owned(connection, [first, second], deadline=DEADLINE)
     rows = await pool.fetch("SELECT event_id, receipt_id FROM ingest_outbox")
     assert [(row["event_id"], row["receipt_id"]) for row in rows] == [(result.id, first.receipt_id)]
+    # both messages are kept, each naming the events it owes
+    kept = await pool.fetch("SELECT receipt_id, event_ids FROM received_messages")
+    assert sorted((row["receipt_id"], row["event_ids"]) for row in kept) == sorted(
+        [(first.receipt_id, [result.id]), (second.receipt_id, [result.id])]
+    )
+
+
+async def test_a_group_keeps_each_receipt_as_it_would_alone(pool: asyncpg.Pool) -> None:
+    # a receipt owing nothing, one owing two events, one rejected with a reason: kept in
+    # one statement, each row as the statement of one receipt keeps it
+    quiet = replace(receipt(b"quiet"), principal_source="lab-a", credential="api-key:a")
+    two = replace(receipt(b"two"), raw_truncated=True)
+    refused = replace(receipt(b"refused"), outcome="rejected", reason="403 refused")
+    owing = [lab_result("S-4", message="R-4"), lab_result("S-5", message="R-5")]
+    group = [
+        owned([], LAB_A, [], quiet),
+        owned(owing, LAB_A, [], two),
+        owned([], LAB_A, [], refused),
+    ]
+    async with pool.acquire() as connection, connection.transaction():
+        await keep_owned(connection, group, deadline=DEADLINE)
+    columns = (
+        "receipt_id, channel, source, content_type, raw, raw_sha256, outcome, reason, "
+        "event_ids, principal_source, credential, raw_truncated"
+    )
+    grouped = sorted(
+        tuple(row) for row in await pool.fetch(f"SELECT {columns} FROM received_messages")
+    )
+    expected = []
+    for member in group:
+        row = receipt_row(member.receipt, member.outgoing, member.receipt_id)
+        expected.append(
+            (
+                row.receipt_id,
+                row.channel,
+                row.source,
+                row.content_type,
+                row.raw,
+                hashlib.sha256(row.raw).digest(),
+                row.outcome,
+                row.reason,
+                list(row.event_ids),
+                row.principal_source,
+                row.credential,
+                row.raw_truncated or None,
+            )
+        )
+    assert grouped == sorted(expected)
