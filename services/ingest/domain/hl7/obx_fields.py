@@ -56,6 +56,17 @@ def get(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) 
         return ""
 
 
+def repetitions_read(segment: hl7.Segment, number: int, most: int) -> int:
+    """How many repetitions of a field may be other than empty, at most ``most``: past
+    the field's last repetition ``get`` answers "" (so a reader need not ask)."""
+    if number < len(segment):
+        field = _item(segment, number)
+        if isinstance(field, list):
+            return min(most, max(1, len(field)))
+        return most
+    return 1
+
+
 def components(segment: hl7.Segment, number: int) -> list[str]:
     """Every component of a field's first repetition, unescaped."""
     out: list[str] = []
