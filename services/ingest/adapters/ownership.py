@@ -83,7 +83,7 @@ async def claim_and_read_group(
     connection: asyncpg.Connection, requests: Sequence[ClaimRequest]
 ) -> GroupOwnership:
     """Claim what nobody owns yet, each key for the first request of ``requests`` that
-    claims it, then read the owners of everything they touch: four statements at most
+    claims it, then read the owners of everything they touch: three statements at most
     for the whole group. Runs inside the caller's transaction."""
     first_subjects: dict[SubjectKey, tuple[str, str, uuid.UUID]] = {}
     first_records: dict[RecordKey, tuple[str, uuid.UUID]] = {}
@@ -132,44 +132,43 @@ async def claim_and_read_group(
             [receipt for _, (_, receipt) in records],
         )
     touched_keys = sorted(touched)
-    subject_rows = (
+    rows = (
         await connection.fetch(
-            """SELECT o.study_id, o.subject_id, o.owner_source, o.site_id, o.first_receipt_id
+            # one round trip for both tables: subjects (kind NULL), then records
+            """SELECT o.study_id, o.subject_id, NULL::text AS kind, NULL::text AS identity,
+                      o.owner_source, o.site_id, o.first_receipt_id
                FROM ingest_subject_owners o
                JOIN unnest($1::text[], $2::text[]) AS t(study_id, subject_id)
-                 ON o.study_id = t.study_id AND o.subject_id = t.subject_id""",
-            [key[0] for key in touched_keys],
-            [key[1] for key in touched_keys],
-        )
-        if touched_keys
-        else []
-    )
-    record_rows = (
-        await connection.fetch(
-            """SELECT o.study_id, o.subject_id, o.kind, o.identity, o.owner_source,
-                      o.first_receipt_id
+                 ON o.study_id = t.study_id AND o.subject_id = t.subject_id
+               UNION ALL
+               SELECT o.study_id, o.subject_id, o.kind, o.identity, o.owner_source,
+                      NULL::text, o.first_receipt_id
                FROM ingest_record_owners o
-               JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               JOIN unnest($3::text[], $4::text[], $5::text[], $6::text[])
                    AS t(study_id, subject_id, kind, identity)
                  ON (o.study_id, o.subject_id, o.kind, o.identity)
                     = (t.study_id, t.subject_id, t.kind, t.identity)""",
+            [key[0] for key in touched_keys],
+            [key[1] for key in touched_keys],
             *columns,
         )
-        if records
+        if touched_keys or records
         else []
     )
     ours = {request.receipt_id for request in requests}
     found = GroupOwnership({}, {}, {}, {})
-    for row in subject_rows:
-        key = (row["study_id"], row["subject_id"])
-        found.subjects[key] = SubjectOwnership(row["owner_source"], row["site_id"])
-        if row["first_receipt_id"] in ours:
-            found.subject_claimed_by[key] = row["first_receipt_id"]
-    for row in record_rows:
-        record = RecordKey(row["study_id"], row["subject_id"], row["kind"], row["identity"])
-        found.records[record] = row["owner_source"]
-        if row["first_receipt_id"] in ours:
-            found.record_claimed_by[record] = row["first_receipt_id"]
+    for row in rows:
+        claimed = row["first_receipt_id"] if row["first_receipt_id"] in ours else None
+        if row["kind"] is None:
+            key = (row["study_id"], row["subject_id"])
+            found.subjects[key] = SubjectOwnership(row["owner_source"], row["site_id"])
+            if claimed is not None:
+                found.subject_claimed_by[key] = claimed
+        else:
+            record = RecordKey(row["study_id"], row["subject_id"], row["kind"], row["identity"])
+            found.records[record] = row["owner_source"]
+            if claimed is not None:
+                found.record_claimed_by[record] = claimed
     return found
 
 
