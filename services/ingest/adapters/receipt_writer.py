@@ -128,12 +128,13 @@ class GroupCommitWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting or self._published:
-                if not self._waiting:
-                    await self._await_receipt()  # marks alone: a group may carry them
-                group = self._waiting[: self._max_group]
-                del self._waiting[: len(group)]
-                progress.working()
+                group: list[Owned] = []
                 try:
+                    if not self._waiting:
+                        await self._await_receipt()  # marks alone: a group may carry them
+                    group = self._waiting[: self._max_group]
+                    del self._waiting[: len(group)]
+                    progress.working()
                     await self._round(group)
                 except BaseException as error:
                     # a bug or a cancellation: nobody may wait for an answer that never comes
