@@ -7,6 +7,13 @@ alone: a change to parsing, folding or judging shows here at once, free of the b
 and PostgreSQL's noise. Prints figures; asserts nothing.
 
     python benchmarks/bench_judging.py --events 60000 --subjects 600 --batch 1000
+    python benchmarks/bench_judging.py --prior 10,100,1000 --events 6000 --subjects 60
+
+``--prior N`` (growth): each subject's enrolment and N earlier results are folded into its
+history first (as the service reads them from the log), one warm-up result per subject
+makes the first walk of each history, then ``--events`` later results are timed in this
+process's CPU time: the per-event cost at each history length, free of the broker's and
+PostgreSQL's noise and of other work on a shared machine.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench_rules import trial
+from bench_rules import history_of, trial, warm_up
 
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.history import SubjectHistory
@@ -89,13 +96,50 @@ async def bench(events: int, subjects: int, size: int) -> None:
     )
 
 
+async def bench_prior(events: int, subjects: int, size: int, prior: int) -> float:
+    """Events/s of ``events`` results judged after ``prior`` earlier ones per subject."""
+    configure_logging("WARNING", service="bench")
+    packs = load_rule_packs(REPO / "studies")
+    store = MemoryStore()
+    recorded_at = datetime.now(UTC)
+    for name in sorted({p.subject_id for p in (e.payload() for e in warm_up(subjects, prior))}):
+        for version, envelope in enumerate(history_of(name, prior), start=1):
+            payload = envelope.payload()
+            key = (payload.study_id, name)  # type: ignore[attr-defined]
+            history = store.cache.setdefault(key, SubjectHistory(*key))
+            history.apply(envelope.type, payload, envelope.id, recorded_at, version)
+            store.ids.add(envelope.id)
+    warm = [envelope.to_json() for envelope in warm_up(subjects, prior)]
+    await run([warm[start : start + size] for start in range(0, len(warm), size)], store, packs)
+    raw = [envelope.to_json() for envelope in trial(events, subjects, first=prior + 1)]
+    batches = [raw[start : start + size] for start in range(0, len(raw), size)]
+    # CPU time of this process: on a shared machine the wall clock counts other work too
+    began = time.process_time()
+    done = await run(batches, store, packs)
+    return done / (time.process_time() - began)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--subjects", type=int, default=600)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--prior", help="growth: a comma-separated list of prior results per subject"
+    )
     args = parser.parse_args()
-    asyncio.run(bench(args.events, args.subjects, args.batch))
+    if not args.prior:
+        asyncio.run(bench(args.events, args.subjects, args.batch))
+        return
+    rates = {}
+    for prior in (int(part) for part in args.prior.split(",")):
+        rates[prior] = asyncio.run(bench_prior(args.events, args.subjects, args.batch, prior))
+        first = next(iter(rates.values()))
+        print(
+            f"prior {prior:>6,}: {rates[prior]:>8,.0f} events per CPU second, parse + judge "
+            f"({args.subjects:,} subjects; / first = {rates[prior] / first:.2f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
