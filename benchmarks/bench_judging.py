@@ -24,16 +24,17 @@ import gc
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from bench_rules import history_of, trial, warm_up
+from bench_rules import START, STUDY, enrolment, history_of, trial, warm_up
 
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain.history import SubjectHistory
 from services.safety_rules.domain.rule_pack import RulePack
 from services.safety_rules.handlers.facts import handle_batch
-from shared.events import Envelope
+from shared.events import Envelope, LabResultReported, wrap
 from shared.structured_logging import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,49 @@ async def bench_prior(events: int, subjects: int, size: int, prior: int) -> floa
     return done / (time.process_time() - began)
 
 
+def _haemoglobin(subject: str, n: int) -> Envelope:
+    """An abnormal haemoglobin (grade 2 or 3 anaemia), collected after Day 0."""
+    return wrap(
+        LabResultReported(
+            study_id=STUDY,
+            subject_id=subject,
+            loinc_code="718-7",
+            value=Decimal("8.4") if n % 3 else Decimal("7.9"),
+            unit="g/dL",
+            reference_low=Decimal(12),
+            reference_high=Decimal(16),
+            collected_at=START + timedelta(days=2, hours=n),
+            source_message_id=f"BENCH-OPEN-{subject}-{n}",
+        ),
+        source="/bench/open",
+    )
+
+
+async def bench_open(prior: int, subjects: int = 5, later: int = 100) -> float:
+    """Events per CPU second of ``later`` abnormal results per subject after ``prior``
+    that keep one anaemia episode open."""
+    configure_logging("WARNING", service="bench")
+    packs = load_rule_packs(REPO / "studies")
+    store = MemoryStore()
+    recorded_at = datetime.now(UTC)
+    names = [f"O{n:03d}" for n in range(subjects)]
+    for name in names:
+        key = (STUDY, name)
+        history = store.cache.setdefault(key, SubjectHistory(*key))
+        facts = [wrap(enrolment(name), source="/bench/open")]
+        facts += [_haemoglobin(name, n) for n in range(prior)]
+        for version, envelope in enumerate(facts, start=1):
+            history.apply(envelope.type, envelope.payload(), envelope.id, recorded_at, version)
+            store.ids.add(envelope.id)
+    await run([[_haemoglobin(name, prior).to_json() for name in names]], store, packs)
+    batches = [
+        [_haemoglobin(name, prior + 1 + n).to_json() for name in names] for n in range(later)
+    ]
+    began = time.process_time()
+    done = await run(batches, store, packs)
+    return done / (time.process_time() - began)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=60_000)
@@ -127,7 +171,19 @@ def main() -> None:
     parser.add_argument(
         "--prior", help="growth: a comma-separated list of prior results per subject"
     )
+    parser.add_argument(
+        "--open",
+        help="growth, worst case: a comma-separated list of results an open episode has lasted",
+    )
     args = parser.parse_args()
+    if args.open:
+        for prior in (int(part) for part in args.open.split(",")):
+            rate = asyncio.run(bench_open(prior))
+            print(
+                f"open over {prior:>6,}: {rate:>8,.0f} events per CPU second, parse + judge",
+                flush=True,
+            )
+        return
     if not args.prior:
         asyncio.run(bench(args.events, args.subjects, args.batch))
         return
