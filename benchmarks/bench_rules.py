@@ -25,7 +25,9 @@ straight through the event store (and the subject-state projection caught up), a
 service first takes one warm-up result per subject (its first sight of each subject reads
 and walks the whole history once); the steady rate is then taken over the events committed
 after the last warm-up event, so per-event cost at 10, 100 and 1,000 prior results can be
-compared. ``--profile`` needs py-spy (on PATH, beside this Python, or BENCH_PY_SPY).
+compared. ``--profile`` needs py-spy (on PATH, beside this Python, or BENCH_PY_SPY); with
+``--profile-steady`` (and ``--prior``) it is attached only once the warm-up is stored, so
+the profile shows the steady per-event cost, not the first walk of every history.
     python benchmarks/bench_rules.py --instances 1,3 --partitions 12   # scale-out
 
 By default the whole run is done twice, with one rules instance and with two in one
@@ -365,6 +367,7 @@ async def bench(
     instances: int = 1,
     prior: int | None = None,
     partitions: int = 4,
+    profile_steady: bool = False,
 ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-rules-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres account must reach the cluster folder
@@ -427,16 +430,22 @@ async def bench(
             # a bench on one machine: /metrics open, the superuser's DSN
             "VIGIL_ENVIRONMENT": "development",
         }
+        later = profile if profile_steady and prior is not None else None
         for number in range(instances):
             port = free_port()
             running += start_rules(
                 {**env, "VIGIL_RULES_PORT": str(port)},
                 folder / f"rules-{number}.log",
-                profile if number == 0 else None,
+                profile if number == 0 and later is None else None,
             )
+        first_rules = running[-instances] if instances else None
         pool = await asyncpg.create_pool(cluster.dsn, min_size=1, max_size=2)
-        # generous: on a shared machine the service may get a fraction of a core
-        await wait_for(pool, len(warm), timeout=max(300.0, events / 50), source="/bench/warm-up")
+        # generous: on a shared machine the service may get a fraction of a core, and the
+        # first sight of each subject reads and walks its whole history once
+        warm_timeout = max(300.0, events / 50, subjects * ((prior or 0) + 1) / 300)
+        await wait_for(pool, len(warm), timeout=warm_timeout, source="/bench/warm-up")
+        if later is not None and first_rules is not None:
+            running.insert(0, start_profiler(first_rules.pid, later))  # stopped first
         await wait_for(pool, events, timeout=max(300.0, events / 50))
         first, last = await pool.fetchrow(
             "SELECT min(pg_xact_commit_timestamp(xmin)), max(pg_xact_commit_timestamp(xmin)) "
@@ -499,6 +508,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--profile", help="record the rules service with py-spy to this file")
     parser.add_argument(
+        "--profile-steady",
+        action="store_true",
+        help="with --prior: attach the profiler only after the warm-up (the steady cost)",
+    )
+    parser.add_argument(
         "--instances",
         default="1,2",
         help="rules-service instances in one consumer group; a comma-separated list runs "
@@ -542,6 +556,7 @@ def main() -> None:
                     count,
                     prior,
                     args.partitions,
+                    args.profile_steady,
                 )
             )
 

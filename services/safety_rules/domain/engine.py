@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from services.safety_rules.domain.conditions import Point, Problem, entrywise, judge
 from services.safety_rules.domain.episodes import Evaluation
 from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.incremental import fold, new_entries, tail_of_walk, usable_tail
 from services.safety_rules.domain.reconcile import reconcile
 from services.safety_rules.domain.rule_kinds import Rule
 from services.safety_rules.domain.rule_pack import RulePack
@@ -77,7 +78,11 @@ def evaluate(
     ``new_facts``, when given, are the only facts that changed since the record was last
     brought in line (no correction, no enrolment): a rule whose new points are all in range,
     later than its earlier ones, with no episode open, then has nothing to say, and is not
-    walked again over the whole history (the common case: a normal result).
+    walked again over the whole history (the common case: a normal result). New points
+    later than every earlier one are folded into the end of the record the rule's last walk
+    left (``incremental``): the same events as a whole walk, at a cost that does not grow
+    with the history. Anything else (a late result, a correction, a new baseline, a rule
+    that needs a window or reads adverse events) walks the whole history.
     """
     evaluation = Evaluation()
     enrolled = history.enrolment is not None
@@ -88,12 +93,23 @@ def evaluate(
             continue
         if new_facts is not None and entrywise(rule, history, new_facts):
             fresh, found = judge(rule, history, only=new_facts)
-            if _nothing_to_say(rule, history, known_by_now(fresh, history), new_facts):
+            known = known_by_now(fresh, history)
+            entries = new_entries(rule, history, new_facts)
+            tail = usable_tail(rule, pack, history, entries, fresh, known)
+            if tail is not None:
+                problems += found
+                fold(rule, pack, history, tail, entries, known, evaluation)
+                continue
+            if _nothing_to_say(rule, history, known, new_facts):
+                history.tails.pop(rule.id, None)
                 problems += found
                 continue
         points, found = judge(rule, history)
         problems += found
-        reconcile(rule, pack, history, known_by_now(points, history), evaluation)
+        known = known_by_now(points, history)
+        before = len(evaluation.events)
+        walked = reconcile(rule, pack, history, known, evaluation)
+        tail_of_walk(rule, pack, history, points, known, walked, evaluation, before)
     problems += [
         unreadable_problem(event_id, result)
         for event_id, result in history.unreadable.items()
@@ -115,10 +131,10 @@ def evaluate(
                 "",
             )
         )
-    seen = set(history.data_quality)
+    seen: set[tuple[str, uuid.UUID]] = set()  # besides those on record (not copied)
     for problem in problems:
         key = (problem.issue, problem.related_event_id)
-        if key in seen:
+        if key in seen or key in history.data_quality:
             continue
         seen.add(key)
         evaluation.add(
@@ -144,7 +160,7 @@ def _route_to_site(history: SubjectHistory, pack: RulePack, evaluation: Evaluati
     site_id = history.site_id
     if site_id is None or history.enrolment_fact is None:
         return
-    for episode in sorted(history.episodes.values(), key=lambda e: e.order):
+    for episode in sorted(history.open_episodes.values(), key=lambda e: e.order):
         if episode.status != "open" or episode.site_id == site_id:
             continue
         evaluation.add(

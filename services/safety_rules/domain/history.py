@@ -194,6 +194,17 @@ class SubjectHistory:
     _merged: dict[tuple[str, ...], list[LabEntry]] = field(default_factory=dict, repr=False)
     #: how many episodes of each rule are open
     _open: dict[str, int] = field(default_factory=dict, repr=False)
+    #: the episodes open on the record, by signal id (routing reads these, not them all)
+    open_episodes: dict[uuid.UUID, RecordedEpisode] = field(default_factory=dict, repr=False)
+    #: how many lifecycle events (raised ... retracted, not routed) of each rule were
+    #: folded in: a rule's tail (``incremental``) stands only while it is the count it expects
+    lifecycle_events: dict[str, int] = field(default_factory=dict, repr=False)
+    #: each rule's tail: what its last walk left for the next in-order points to fold into
+    #: (``services.safety_rules.domain.incremental.RuleTail``); dropped on any change
+    #: that may move an earlier point (an enrolment, a supersession)
+    tails: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the rules with an episode on the record
+    _raised_rules: set[str] = field(default_factory=set, repr=False)
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -222,6 +233,7 @@ class SubjectHistory:
             weight = self.enrolment.weight_kg if self.enrolment else None
             self.enrolment, self.enrolment_fact = parsed, fact
             self._baselines.clear()  # Day 0 may have moved
+            self.tails.clear()
             if parsed.birth_date != birth or parsed.weight_kg != weight:
                 # a result may now be dated before birth, or a weight implausible, or not
                 self._replace_labs()
@@ -307,6 +319,7 @@ class SubjectHistory:
 
     def _supersede(self, event_id: uuid.UUID) -> None:
         self.superseded.add(event_id)
+        self.tails.clear()
         self.set_aside.pop(event_id, None)
         entry = self.labs.pop(event_id, None)
         if entry is not None and entry.result.loinc_code is not None:
@@ -329,6 +342,9 @@ class SubjectHistory:
         )
 
     def _apply_signal_event(self, event: EventPayload) -> None:
+        rule_id = getattr(event, "rule_id", None)
+        if rule_id is not None and not isinstance(event, SafetySignalRouted):
+            self.lifecycle_events[rule_id] = self.lifecycle_events.get(rule_id, 0) + 1
         if isinstance(event, SafetySignalRaised):
             self.episodes[event.signal_id] = RecordedEpisode(
                 signal_id=event.signal_id,
@@ -341,6 +357,8 @@ class SubjectHistory:
                 site_id=event.site_id,
             )
             self._open[event.rule_id] = self._open.get(event.rule_id, 0) + 1
+            self._raised_rules.add(event.rule_id)
+            self.open_episodes[event.signal_id] = self.episodes[event.signal_id]
             return
         episode = self.episodes.get(getattr(event, "signal_id", uuid.UUID(int=0)))
         if episode is None:
@@ -369,6 +387,10 @@ class SubjectHistory:
         change = (status == "open") - (episode.status == "open")
         self._open[episode.rule_id] = self._open.get(episode.rule_id, 0) + change
         episode.status = status
+        if status == "open":
+            self.open_episodes[episode.signal_id] = episode
+        else:
+            self.open_episodes.pop(episode.signal_id, None)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -385,6 +407,15 @@ class SubjectHistory:
     def has_open_episode(self, rule_id: str) -> bool:
         """Whether an episode of this rule is open on the record."""
         return self._open.get(rule_id, 0) > 0
+
+    def has_recorded(self, rule_id: str) -> bool:
+        """Whether any episode of this rule was ever raised on the record (whatever
+        became of it since): read without walking every recorded episode."""
+        return rule_id in self._raised_rules
+
+    def open_count(self, rule_id: str) -> int:
+        """How many episodes of this rule are open on the record."""
+        return self._open.get(rule_id, 0)
 
     def standing_reports(self, identity: str, event_id: uuid.UUID) -> list[Report]:
         """The reports of the same observation that stood when ``event_id`` arrived (see

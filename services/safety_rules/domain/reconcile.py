@@ -35,13 +35,51 @@ def _overlaps(recorded: RecordedEpisode, episode: Episode) -> bool:
     return recorded.opened_at < episode_end and episode.start < recorded_end
 
 
+class UsedSignalIds:
+    """The signal ids on the subject's record and those this evaluation gave: a new
+    episode's id must be none of them. Reads the record's ids in place (no copy of them
+    all per rule and per batch)."""
+
+    def __init__(self, history: SubjectHistory) -> None:
+        self._recorded = history.episodes
+        self._given: set[uuid.UUID] = set()
+
+    def __contains__(self, signal_id: object) -> bool:
+        return signal_id in self._given or signal_id in self._recorded
+
+    def add(self, signal_id: uuid.UUID) -> None:
+        self._given.add(signal_id)
+
+
+@dataclass
+class Followed:
+    """One derived episode as the reconciler followed it: the recorded episode it stands
+    for (found or raised now) and how many events it took."""
+
+    episode: Episode
+    signal_id: uuid.UUID
+    events: int
+
+
+@dataclass
+class Walked:
+    """What a whole walk of one rule found, for ``incremental``: each derived episode as
+    followed (one episode key at a time, keys in order), and how many recorded episodes no
+    derived one stood for."""
+
+    keys: list[str | None] = dataclasses.field(default_factory=list)
+    followed: list[Followed] = dataclasses.field(default_factory=list)
+    unmatched: int = 0
+
+
 def reconcile(
     rule: Rule,
     pack: RulePack,
     history: SubjectHistory,
     points: Sequence[Point],
     evaluation: Evaluation,
-) -> None:
+    used: UsedSignalIds | None = None,
+) -> Walked:
     """Add to ``evaluation`` the events that bring ``rule``'s recorded episodes in line with
     the episodes ``points`` now make, one episode key at a time."""
     by_key: dict[str | None, list[Point]] = {}
@@ -53,12 +91,44 @@ def reconcile(
         for e in history.episodes.values()
         if e.rule_id == rule.id and e.status != "retracted"
     ]
-    used = set(history.episodes)
+    used = used if used is not None else UsedSignalIds(history)
+    walked = Walked()
     for key in sorted(set(by_key) | {e.episode_key for e in mine}, key=lambda k: k or ""):
         recorded = sorted((e for e in mine if e.episode_key == key), key=lambda e: e.order)
         group = by_key.get(key, [])
         reconciler = _Reconciler(rule, pack, history, evaluation, used)
-        reconciler.run(recorded, episodes_of(group), group)
+        walked.keys.append(key)
+        reconciler.run(recorded, episodes_of(group), group, walked)
+    return walked
+
+
+def reconcile_tail(
+    rule: Rule,
+    pack: RulePack,
+    history: SubjectHistory,
+    recorded: RecordedEpisode | None,
+    derived: list[Episode],
+    used: UsedSignalIds,
+    evaluation: Evaluation,
+) -> Walked:
+    """Reconcile only the end of a rule's record: ``recorded`` (the episode open on the
+    record, which the first of ``derived`` continues) and the episodes after it, which
+    no recorded episode stands for. What a whole walk does there when every earlier
+    episode is in line (see ``incremental``)."""
+    mine = (
+        []
+        if recorded is None
+        else [
+            dataclasses.replace(
+                recorded,
+                inputs=set(recorded.inputs),
+                resolved_inputs=set(recorded.resolved_inputs),
+            )
+        ]
+    )
+    walked = Walked(keys=[None])
+    _Reconciler(rule, pack, history, evaluation, used).run(mine, derived, [], walked)
+    return walked
 
 
 @dataclass
@@ -67,24 +137,34 @@ class _Reconciler:
     pack: RulePack
     history: SubjectHistory
     evaluation: Evaluation
-    used_ids: set[uuid.UUID]
+    used_ids: UsedSignalIds
 
     def run(
-        self, recorded: list[RecordedEpisode], derived: list[Episode], group: list[Point]
+        self,
+        recorded: list[RecordedEpisode],
+        derived: list[Episode],
+        group: list[Point],
+        walked: Walked,
     ) -> None:
         pairs: dict[uuid.UUID, Episode] = {}
         for episode in derived:
+            before = len(self.evaluation.events)
             candidate = next(
                 (r for r in recorded if r.signal_id not in pairs and _overlaps(r, episode)), None
             )
             if candidate is None:
-                self._raise(episode)
+                signal_id = self._raise(episode)
             else:
                 pairs[candidate.signal_id] = episode
                 self._follow(candidate, episode)
+                signal_id = candidate.signal_id
+            walked.followed.append(
+                Followed(episode, signal_id, len(self.evaluation.events) - before)
+            )
         for record in recorded:
             if record.signal_id in pairs:
                 continue
+            walked.unmatched += 1
             self._unmatched(record, pairs, recorded, group)
 
     # -- an episode the facts show ------------------------------------------------------
@@ -115,7 +195,7 @@ class _Reconciler:
         self.used_ids.add(signal_id)
         return signal_id
 
-    def _raise(self, episode: Episode) -> None:
+    def _raise(self, episode: Episode) -> uuid.UUID:
         opening, rule = episode.opening, self.rule
         signal_id = self._new_signal_id(episode)
         raised = SafetySignalRaised(
@@ -151,6 +231,7 @@ class _Reconciler:
             set(opening.input_ids),
         )
         self._follow(record, episode)
+        return signal_id
 
     def _follow(self, record: RecordedEpisode, episode: Episode) -> None:
         worst = episode.worst

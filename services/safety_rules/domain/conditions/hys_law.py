@@ -39,7 +39,7 @@ def judge_hys_law(
     if reading is None:
         return [], problems  # no new result of the rule's analytes
     span, news = reading
-    recorded = any(e.rule_id == rule.id for e in history.episodes.values())
+    recorded = history.has_recorded(rule.id)
     if only is not None and not recorded:
         # the usual case: the new results' own problems, then whether each limb is crossed
         # in their windows, bilirubin first (fewer results): most often it is not, and
