@@ -128,15 +128,9 @@ def test_folding_new_points_stores_what_a_whole_walk_stores(
     assert _store(envelopes) == _whole(envelopes)
 
 
-def test_a_long_in_order_history_is_folded_not_walked() -> None:
-    """After the first walk, an abnormal result later than every earlier one (and the
-    normal one that resolves it) is folded into the end of the record: no rule reading it
-    walks the whole history again, and the events are those of a whole walk."""
-    batches: list[list[dict[str, Any]]] = [[{"enrol": {}}]]
-    for n in range(1, 41):  # after Day 0 (a result on or before it may be a new baseline)
-        value = 8.5 if n % 7 == 3 else 11.0
-        batches.append([{"lab": {"loinc": "718-7", "value": value, "unit": "g/dL", "at": n}}])
-    envelopes = _envelopes(batches)
+def _store_counting_walks(envelopes: Any) -> tuple[Any, list[str]]:
+    """What ``_store`` stores, and the id of each rule judged over the whole history, once
+    per such walk."""
     walks: list[str] = []
     judge = engine.judge
 
@@ -146,7 +140,19 @@ def test_a_long_in_order_history_is_folded_not_walked() -> None:
         return judge(rule, history, only)
 
     with mock.patch.object(engine, "judge", counting):
-        folded = _store(envelopes)
+        return _store(envelopes), walks
+
+
+def test_a_long_in_order_history_is_folded_not_walked() -> None:
+    """After the first walk, an abnormal result later than every earlier one (and the
+    normal one that resolves it) is folded into the end of the record: no rule reading it
+    walks the whole history again, and the events are those of a whole walk."""
+    batches: list[list[dict[str, Any]]] = [[{"enrol": {}}]]
+    for n in range(1, 41):  # after Day 0 (a result on or before it may be a new baseline)
+        value = 8.5 if n % 7 == 3 else 11.0
+        batches.append([{"lab": {"loinc": "718-7", "value": value, "unit": "g/dL", "at": n}}])
+    envelopes = _envelopes(batches)
+    folded, walks = _store_counting_walks(envelopes)
     assert "anaemia-hb-le-9" in walks  # the first sight of the subject walks every rule
     assert walks.count("anaemia-hb-le-9") == 1
     assert folded == _whole(envelopes)
@@ -163,15 +169,6 @@ def test_a_late_result_walks_the_whole_history() -> None:
         for at, value in specs
     ]
     envelopes = _envelopes(batches)
-    walks: list[str] = []
-    judge = engine.judge
-
-    def counting(rule: Any, history: Any, only: Any = None) -> Any:
-        if only is None:
-            walks.append(rule.id)
-        return judge(rule, history, only)
-
-    with mock.patch.object(engine, "judge", counting):
-        folded = _store(envelopes)
+    folded, walks = _store_counting_walks(envelopes)
     assert walks.count("anaemia-hb-le-9") == 2  # the first sight, and the late result
     assert folded == _whole(envelopes)
