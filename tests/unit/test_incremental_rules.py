@@ -172,3 +172,23 @@ def test_a_late_result_walks_the_whole_history() -> None:
     folded, walks = _store_counting_walks(envelopes)
     assert walks.count("anaemia-hb-le-9") == 2  # the first sight, and the late result
     assert folded == _whole(envelopes)
+
+
+def test_a_screening_creatinine_sent_after_later_results_is_their_baseline() -> None:
+    """Found by the property test: a result before Day 0 has no point of its own, so a
+    batch holding only it looked as if it had nothing to say, and the rule was not walked;
+    yet it is the baseline of every later creatinine, and the one on Day 10, not above the
+    ULN, is 1.71 x this baseline: a signal."""
+    creatinine = {"loinc": "2160-0", "unit": "mg/dL", "ref": "0.5-1.2"}
+    batches: list[list[dict[str, Any]]] = [
+        [{"enrol": {}}],
+        [{"lab": {**creatinine, "value": 1.2, "at": 10.0, "id": "obs0", "msg": "m0"}}],
+        [{"lab": {**creatinine, "value": 0.7, "at": -0.75, "id": "obs1", "msg": "m1"}}],
+    ]
+    envelopes = _envelopes(batches)
+    stored = _store(envelopes)
+    assert stored == _whole(envelopes)
+    raised = [json.loads(row[1]) for row in stored if row[0].endswith(".raised.v1")]
+    assert [(s["rule_id"], s["analyte"]) for s in raised] == [
+        ("creatinine-gt-1-5x-baseline", "creatinine")
+    ]

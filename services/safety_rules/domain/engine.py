@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from services.safety_rules.domain.conditions import Point, Problem, entrywise, judge
 from services.safety_rules.domain.episodes import Evaluation
-from services.safety_rules.domain.history import SubjectHistory
+from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.incremental import fold, new_entries, tail_of_walk, usable_tail
 from services.safety_rules.domain.reconcile import reconcile
 from services.safety_rules.domain.rule_kinds import Rule
@@ -100,7 +100,7 @@ def evaluate(
                 problems += found
                 fold(rule, pack, history, tail, entries, known, evaluation)
                 continue
-            if _nothing_to_say(rule, history, known, new_facts):
+            if _nothing_to_say(rule, history, known, entries, new_facts):
                 history.tails.pop(rule.id, None)
                 problems += found
                 continue
@@ -186,13 +186,27 @@ def _raised_for(history: SubjectHistory, event_id: uuid.UUID) -> bool:
 
 
 def _nothing_to_say(
-    rule: Rule, history: SubjectHistory, fresh: Sequence[Point], new_facts: set[uuid.UUID]
+    rule: Rule,
+    history: SubjectHistory,
+    fresh: Sequence[Point],
+    new: Sequence[LabEntry],
+    new_facts: set[uuid.UUID],
 ) -> bool:
+    """Whether the new results (``new``, whose points known by now are ``fresh``) leave
+    the rule's record as it is: none holds, no episode is open, and each is later than
+    every earlier result and after Day 0. Judged by the results, not only their points: a
+    result on or before Day 0 has no point of its own, yet may be a new baseline that
+    every later judgement reads."""
     if any(point.holds for point in fresh):
         return False
     if history.has_open_episode(rule.id):
         return False  # a normal result may resolve it
+    day0 = history.day0
+    if day0 is not None and any(entry.at.date() <= day0 for entry in new):
+        return False  # it may be a new baseline, which earlier judgements read
     # the latest earlier result: from the end of the time-ordered list, past the new ones
     entries = history.results(*rule.inputs())
     latest = next((e.at for e in reversed(entries) if e.event_id not in new_facts), None)
-    return latest is None or all(point.at >= latest for point in fresh)
+    return latest is None or (
+        all(point.at >= latest for point in fresh) and all(entry.at >= latest for entry in new)
+    )
