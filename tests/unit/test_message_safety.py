@@ -295,3 +295,16 @@ def test_a_ten_thousand_character_term_is_cut_in_the_subject_with_an_ellipsis() 
 
     assert len(subject) == SUBJECT_LIMIT
     assert subject.endswith("…")
+
+
+def test_a_subject_cut_before_its_units_are_spelled_for_people_stays_within_the_limit() -> None:
+    # found by the property test above in CI: UCUM's "10*" is shown as "x10^", one
+    # character longer, and the subject was cut before that, so it came out at 201
+    facts = MessageContent(
+        study_id="S", subject_id="01-003", signal_id=uuid.uuid4(), analyte="10*9/L " * 60
+    )
+    delivery = composed(facts, channel="email", address="p@x.org", link=None)
+
+    assert len(delivery.subject_line) <= SUBJECT_LIMIT
+    assert delivery.subject_line.endswith("…")
+    assert "x10^9/L" in delivery.subject_line

@@ -539,7 +539,8 @@ def render(
         study=content.study_id, level=content.level, grade=content.grade
     )
     # units in the form people read, in every message (the content keeps UCUM)
-    subject = units_for_people(subject_line(content))
+    # cut again after: a unit read by people is longer than UCUM's ("10*" is "x10^")
+    subject = header_value(units_for_people(subject_line(content)))
     rows = [(label, units_for_people(value)) for label, value in _rows(content, zone)]
     if channel == "webhook":
         document = {
