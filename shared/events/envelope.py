@@ -84,8 +84,7 @@ def wrap(
     A content-derived id makes a resent fact the same event, so every consumer can drop
     the duplicate by id.
     """
-    data = payload.model_dump(mode="json")
-    event_id = event_id or payload.content_id_of(data)
+    event_id = event_id or payload.content_id()
     envelope = Envelope(
         id=event_id,
         source=source,
@@ -95,7 +94,7 @@ def wrap(
         study_id=payload.study,
         correlation_id=correlation_id or event_id,
         causation_id=causation_id,
-        data=data,
+        data=payload.model_dump(mode="json"),
     )
     envelope.__dict__["_payload"] = payload  # already validated: spare the re-validation
     return envelope
