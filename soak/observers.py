@@ -21,7 +21,8 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import asyncpg
 import orjson
@@ -82,6 +83,18 @@ class Observed:
     positions: Sequence[PositionSample] = ()
     records: Sequence[TapRecord] = ()
     epochs: Sequence[Epoch] = ()
+
+    def write(self, path: Path) -> None:
+        """Everything observed, one JSON document a line, for a look after a failed run
+        (which position passed which record, and when)."""
+        with path.open("wb") as out:
+            for number, epoch in enumerate(self.epochs):
+                out.write(orjson.dumps({"epoch": number, **asdict(epoch)}) + b"\n")
+            for sample in self.positions:
+                out.write(orjson.dumps({"position": asdict(sample)}) + b"\n")
+            for record in self.records:
+                kept = {**asdict(record), "raw_sha256": record.raw_sha256.hex()}
+                out.write(orjson.dumps({"record": kept}) + b"\n")
 
 
 class PositionSampler:

@@ -208,6 +208,7 @@ async def run(config: SoakConfig, credential: Credential | None = None) -> Outco
             list(tap.records.values()),
             tap.epochs,
         )
+        observed.write(folder / "observed.jsonl")
         _, figures = await _gather(stack, workload, ledger, observed, timeline, config, verify=True)
     finally:
         for task in background:
