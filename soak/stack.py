@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.db.migrate import upgrade
+from shared.events.topics import ALL_TOPICS
 from soak.mailbox import Mailbox
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
 from vigil.devstack.supervisor import ManagedProcess, http_ready
-from vigil.devstack.tansu import TansuBroker
+from vigil.devstack.tansu import GatedTansuBroker, TansuBroker
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE_ROLE, SERVICE_PASSWORD = "vigil_app", "vigil-soak"
@@ -144,7 +145,11 @@ def start_stack(folder: Path, service_env: Mapping[str, str]) -> Stack:
     )
     cluster.start()
     asyncio.run(upgrade(cluster.dsn, service_role=SERVICE_ROLE, service_password=SERVICE_PASSWORD))
-    broker = TansuBroker(free_port(), log_file=folder / "logs" / "tansu.log")
+    # gated: the restarted broker has its topics before the services send it anything
+    # (Tansu renumbers a partition produced to before it existed: see GatedTansuBroker)
+    broker = GatedTansuBroker(
+        free_port(), log_file=folder / "logs" / "tansu.log", topics=ALL_TOPICS, partitions=3
+    )
     broker.start()
     mailbox = Mailbox(free_port())
     mailbox.start()
@@ -155,7 +160,7 @@ def start_stack(folder: Path, service_env: Mapping[str, str]) -> Stack:
         "VIGIL_ENVIRONMENT": "development",
         "VIGIL_DATABASE_URL": service_dsn,
         "VIGIL_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "VIGIL_KAFKA_PARTITIONS": "3",
+        "VIGIL_KAFKA_PARTITIONS": str(broker.partitions),
         "VIGIL_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}",
         "VIGIL_STUDY_DIR": str(REPO / "studies"),
         "VIGIL_AUDIT_ANCHOR_FILE": str(folder / "anchors.jsonl"),

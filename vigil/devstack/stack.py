@@ -14,13 +14,14 @@ from typing import Protocol
 from services.ingest.domain.development import study_ids
 from services.settings import VigilSettings
 from shared.db.migrate import upgrade
+from shared.events.topics import ALL_TOPICS
 from vigil.devstack.console import public_url_env
 from vigil.devstack.demo_users import ensure_workspace_key, issue_demo_users
 from vigil.devstack.dev_key import DEV_KEY_FILE, ensure_dev_key
 from vigil.devstack.ports import is_listening
 from vigil.devstack.postgres import PrivateCluster
 from vigil.devstack.supervisor import Child, ManagedProcess, http_ready, say
-from vigil.devstack.tansu import TansuBroker
+from vigil.devstack.tansu import GatedTansuBroker
 
 
 class Component(Protocol):
@@ -147,7 +148,13 @@ def build_stack(
         env["VIGIL_AUDIT_ANCHOR_FILE"] = str(state_dir / "audit-anchors.jsonl")
 
     if "VIGIL_KAFKA_BOOTSTRAP" not in os.environ:
-        broker = TansuBroker(ports.kafka, log_file=logs / "tansu.log")
+        # gated: a broker restarted under the services gets its topics before their records
+        broker = GatedTansuBroker(
+            ports.kafka,
+            log_file=logs / "tansu.log",
+            topics=ALL_TOPICS,
+            partitions=settings.kafka_partitions,
+        )
         children.append(ComponentChild(broker, "kafka (tansu)", ports.kafka))
         env["VIGIL_KAFKA_BOOTSTRAP"] = broker.bootstrap
 
