@@ -163,6 +163,8 @@ class Figures:
     seconds: float = 0.0
     cpu_seconds: float | None = None
     """CPU time ingest's process used meanwhile (user and system)."""
+    db_cpu_seconds: float | None = None
+    """CPU time the cluster's processes (backends, WAL writer, ...) used meanwhile."""
 
     def line(self, name: str, ceiling: float | None) -> str:
         if not self.latencies:
@@ -177,6 +179,8 @@ class Figures:
         )
         if self.cpu_seconds is not None and self.messages:
             text += f"  cpu {self.cpu_seconds / self.messages * 1000:6.2f} ms/msg"
+        if self.db_cpu_seconds is not None and self.messages:
+            text += f" (db {self.db_cpu_seconds / self.messages * 1000:5.2f})"
         if self.failed:
             text += f"  ({self.failed} not accepted)"
         if ceiling:
@@ -380,6 +384,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cluster_cpu(data_dir: Path) -> dict[int, float]:
+    """CPU time so far of the cluster's postmaster and each of its children, by pid."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    used = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == postmaster or int(fields[1]) == postmaster:
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def cluster_cpu_since(data_dir: Path, before: dict[int, float]) -> float:
+    """The cluster's CPU time since ``before`` (a process that ended meanwhile is missed)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in cluster_cpu(data_dir).items())
+
+
 def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
 
@@ -478,6 +503,7 @@ async def bench(args: argparse.Namespace) -> None:
         )
         for part in parts:
             cpu_before = cpu_seconds(ingest.pid)
+            db_before = cluster_cpu(cluster.data_dir)
             if part == "mllp1":
                 figures = await mllp_load(mllp_port, 1, seconds)
                 name = "MLLP ORU 5 OBX, 1 conn"
@@ -495,12 +521,13 @@ async def bench(args: argparse.Namespace) -> None:
                 name = f"FHIR Bundle x50, {args.batch_concurrency} in flight"
             used = cpu_seconds(ingest.pid) - cpu_before
             figures.cpu_seconds = max(0.0, used - idle * figures.seconds)
+            figures.db_cpu_seconds = cluster_cpu_since(cluster.data_dir, db_before)
             print(figures.line(name, ceilings[part]), flush=True)
         print(
             "(ceiling: the same receipt and outbox rows INSERTed, grouped (about "
             f"{args.group_events} events per transaction), then the events produced; cpu: "
             "ingest's own CPU time per accepted message, the figure least moved by a "
-            "busy machine)"
+            "busy machine; db: the cluster's CPU time per accepted message)"
         )
     finally:
         stop_processes(running)  # py-spy first: it writes its profile on SIGINT

@@ -65,9 +65,38 @@ async def insert_receipt(connection: asyncpg.Connection, row: ReceiptRow) -> Non
     await connection.execute(_INSERT, *_arguments(row))
 
 
+INSERT_FROM_ARRAYS = """INSERT INTO received_messages (receipt_id, channel, source,
+               content_type, raw, raw_sha256, outcome, reason, event_ids, principal_source,
+               credential, raw_truncated)
+           SELECT t.receipt_id, t.channel, t.source, t.content_type, t.raw, t.raw_sha256,
+                  t.outcome, t.reason, t.event_ids::uuid[], t.principal_source,
+                  t.credential, t.raw_truncated
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                       $6::bytea[], $7::text[], $8::text[], $9::text[], $10::text[],
+                       $11::text[], $12::boolean[])
+               AS t(receipt_id, channel, source, content_type, raw, raw_sha256, outcome,
+                    reason, event_ids, principal_source, credential, raw_truncated)"""
+"""Keep messages (their receipt ids are new) from the twelve arrays of
+:func:`receipt_arrays` ($1 to $12): one row set, executed once (not once per row)."""
+
+
+def receipt_arrays(rows: Sequence[ReceiptRow]) -> list[list[object]]:
+    """The parameters of :data:`INSERT_FROM_ARRAYS`: one array per column."""
+    columns = [list(column) for column in zip(*(_arguments(row) for row in rows), strict=True)]
+    # each row's event ids travel as the text of a uuid array (arrays of arrays must be
+    # rectangular); PostgreSQL reads it back as uuid[]
+    columns[8] = [_uuid_array(row.event_ids) for row in rows]
+    return columns
+
+
 async def insert_receipts(connection: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> None:
     """Keep messages (their receipt ids are new) with one statement."""
-    await connection.executemany(_INSERT, [_arguments(row) for row in rows])
+    if rows:
+        await connection.execute(INSERT_FROM_ARRAYS, *receipt_arrays(rows))
+
+
+def _uuid_array(ids: Sequence[uuid.UUID]) -> str:
+    return "{" + ",".join(str(event_id) for event_id in ids) + "}"
 
 
 async def keep_receipts(connection: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> None:

@@ -84,7 +84,8 @@ def wrap(
     A content-derived id makes a resent fact the same event, so every consumer can drop
     the duplicate by id.
     """
-    event_id = event_id or payload.content_id()
+    data = payload.model_dump(mode="json")
+    event_id = event_id or payload.content_id_of(data)
     envelope = Envelope(
         id=event_id,
         source=source,
@@ -94,7 +95,7 @@ def wrap(
         study_id=payload.study,
         correlation_id=correlation_id or event_id,
         causation_id=causation_id,
-        data=payload.model_dump(mode="json"),
+        data=data,
     )
     envelope.__dict__["_payload"] = payload  # already validated: spare the re-validation
     return envelope

@@ -60,7 +60,12 @@ class EventPayload(StorableText):
 
     def content_id(self) -> uuid.UUID:
         """A stable id derived from the type and the canonical content of the payload."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return self.content_id_of(self.model_dump(mode="json"))
+
+    def content_id_of(self, data: dict[str, Any]) -> uuid.UUID:
+        """``content_id`` from this payload's ``model_dump(mode="json")``, when the caller
+        already has it (the envelope's ``data``): one dump instead of two."""
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return uuid.uuid5(EVENT_ID_NAMESPACE, f"{self.event_type}:{canonical}")
 
     @property

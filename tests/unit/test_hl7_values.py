@@ -120,6 +120,16 @@ def test_numeric_repetitions_are_each_a_result_and_tx_lines_one_text() -> None:
     assert text.value_text == "line one line two"
 
 
+def test_every_repetition_of_obx_8_is_a_flag_and_an_empty_obx_8_none() -> None:
+    (flagged,) = results("OBX|1|NM|718-7^Hb^LN||9.0|g/dL|12-16|L~A~~LL|||F")
+    assert flagged.abnormal_flags == ("L", "A", "LL")
+    (plain,) = results("OBX|1|NM|718-7^Hb^LN||13.0|g/dL|12-16||||F")
+    assert plain.abnormal_flags == ()
+    many = "~".join(f"F{n}" for n in range(12))
+    (capped,) = results(f"OBX|1|NM|718-7^Hb^LN||13.0|g/dL|12-16|{many}|||F")
+    assert capped.abnormal_flags == tuple(f"F{n}" for n in range(10))  # the first ten
+
+
 def test_an_unreadable_obx_with_fields_that_fit_no_event_is_still_kept() -> None:
     """A flag with a tab in it and a local code longer than an event's code: the unreadable
     result is kept without them, never an internal error."""

@@ -12,12 +12,15 @@ takes the next group on a new connection.
 
 Marks of published events ride along: they are hints (nothing reads ``published_at`` to
 decide anything), so they are written in the next group's transaction, or alone without
-waiting for their flush when no receipt waits; no sender waits for them.
+waiting for their flush when no receipt came for ``mark_delay`` seconds (under load they
+always ride along: a transaction of their own after every group cost four round trips);
+no sender waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +28,12 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from services.ingest.adapters.ownership import claim_and_read, move_subjects
-from services.ingest.domain.authorization import Decision, Ownership, Refusal
+from services.ingest.adapters.ownership import (
+    ClaimRequest,
+    claim_and_read_group,
+    move_subjects,
+)
+from services.ingest.domain.authorization import Decision, Ownership, Refusal, SubjectKey
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
 from shared.failures import failure_summary
 from shared.supervision import Progress
@@ -82,6 +89,7 @@ class GroupCommitWriter:
         keep: Keep,
         mark: Mark,
         max_group: int = 256,
+        mark_delay: float = 0.05,
     ) -> None:
         self._pool = pool
         self._keep = keep
@@ -90,6 +98,8 @@ class GroupCommitWriter:
         self._waiting: list[Owned] = []
         self._published: list[uuid.UUID] = []
         self._wake = asyncio.Event()
+        self._arrived = asyncio.Event()  # a receipt waits (marks alone do not set it)
+        self._mark_delay = mark_delay
         self._connection: asyncpg.Connection | None = None
 
     async def submit(self, owned: Owned) -> list[Refusal]:
@@ -97,6 +107,7 @@ class GroupCommitWriter:
         StorageUnavailable, or what judging it raised."""
         self._waiting.append(owned)
         self._wake.set()
+        self._arrived.set()
         return await owned.answer
 
     def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
@@ -117,10 +128,13 @@ class GroupCommitWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting or self._published:
-                group = self._waiting[: self._max_group]
-                del self._waiting[: len(group)]
-                progress.working()
+                group: list[Owned] = []
                 try:
+                    if not self._waiting:
+                        await self._await_receipt()  # marks alone: a group may carry them
+                    group = self._waiting[: self._max_group]
+                    del self._waiting[: len(group)]
+                    progress.working()
                     await self._round(group)
                 except BaseException as error:
                     # a bug or a cancellation: nobody may wait for an answer that never comes
@@ -128,6 +142,14 @@ class GroupCommitWriter:
                     _fail(stranded, StorageUnavailable(f"the receipt writer stopped: {error!r}"))
                     raise
                 progress.done(more=bool(self._waiting))
+
+    async def _await_receipt(self) -> None:
+        """Wait up to ``mark_delay`` for a receipt to keep."""
+        self._arrived.clear()
+        if self._waiting:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), self._mark_delay)
 
     async def _round(self, group: list[Owned]) -> None:
         """Keep ``group`` (answering each member) with the marks waiting, or only the
@@ -139,7 +161,8 @@ class GroupCommitWriter:
                 self._connection = await self._pool.acquire()
             if group:
                 await self._commit(self._connection, group)
-            await self._mark_published(self._connection)
+            else:
+                await self._mark_published(self._connection)
         except _AWAY as error:
             _fail(group, StorageUnavailable(f"cannot record the message durably: {error}"))
             await self._release()
@@ -225,19 +248,28 @@ def _fail(group: Sequence[Owned], error: BaseException) -> None:
             owned.answer.set_exception(error)
 
 
-async def claim_judge_and_move(connection: asyncpg.Connection, owned: Owned) -> None:
-    """Claim what nobody owns, judge the request against the owners, move the subjects
-    it moves; raise Refused when it is refused (the caller rolls back)."""
-    claims = owned.claims
-    known = await claim_and_read(
-        connection,
-        enrolled=claims.enrolled,
-        records=claims.records,
-        touched=claims.touched,
-        owner=claims.owner,
-        receipt_id=owned.receipt_id,
-    )
-    decision = owned.judge(known)
-    if decision.refusals:
-        raise Refused(decision.refusals)
-    await move_subjects(connection, decision.moves)
+async def claim_judge_and_move(connection: asyncpg.Connection, group: Sequence[Owned]) -> None:
+    """Claim what nobody owns, judge each request of ``group`` in turn against the owners
+    (as if it came alone, after the ones before it: see ``ownership``), move the subjects
+    they move; raise Refused when one is refused (the caller rolls back)."""
+    requests = [
+        ClaimRequest(
+            owner=owned.claims.owner,
+            receipt_id=owned.receipt_id,
+            enrolled=owned.claims.enrolled,
+            records=frozenset(owned.claims.records),
+            touched=frozenset(owned.claims.touched),
+        )
+        for owned in group
+    ]
+    found = await claim_and_read_group(connection, requests)
+    earlier: set[uuid.UUID] = set()
+    moves: dict[SubjectKey, str] = {}
+    for owned, request in zip(group, requests, strict=True):
+        earlier.add(owned.receipt_id)
+        decision = owned.judge(found.seen_by(request, earlier))
+        if decision.refusals:
+            raise Refused(decision.refusals)
+        found.move(decision.moves)
+        moves.update(decision.moves)
+    await move_subjects(connection, moves)

@@ -26,7 +26,13 @@ from services.ingest.adapters.receipt_writer import (
 )
 from services.ingest.domain.authorization import Decision, Ownership, Refusal
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
-from shared.db.receipts import ReceiptRow, insert_receipt, insert_receipts
+from shared.db.receipts import (
+    INSERT_FROM_ARRAYS,
+    ReceiptRow,
+    insert_receipt,
+    insert_receipts,
+    receipt_arrays,
+)
 from shared.eventstore.postgres import stored_event_sql
 
 
@@ -48,35 +54,70 @@ def receipt_row(
     )
 
 
+def _owe_sql(first: int) -> str:
+    """The INSERT of owed events from the seven parameters of :func:`_owed_arrays`,
+    numbered from ``first``; a resent message owes the same events: the first row stands."""
+    n = [f"${first + k}" for k in range(7)]
+    return f"""INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
+               next_check_at)
+           SELECT t.event_id, t.receipt_id, t.topic, t.key, t.value, t.headers::jsonb,
+                  clock_timestamp() + {n[6]}::interval
+           FROM unnest({n[0]}::uuid[], {n[1]}::uuid[], {n[2]}::text[], {n[3]}::bytea[],
+                       {n[4]}::bytea[], {n[5]}::text[])
+               AS t(event_id, receipt_id, topic, key, value, headers)
+           ON CONFLICT (event_id) DO NOTHING"""
+
+
+_OWE = _owe_sql(1)
+# a group's receipts and the events they owe in one statement (one round trip); the
+# outbox's foreign key is checked at the statement's end, once both are in
+_KEEP_AND_OWE = f"WITH kept AS ({INSERT_FROM_ARRAYS})\n{_owe_sql(13)}"
+
+
+def _owed_arrays(
+    owed: Sequence[tuple[uuid.UUID, Sequence[Outgoing]]], deadline: timedelta
+) -> list[object] | None:
+    """The parameters of the owed events' INSERT, or None when nothing is owed."""
+    items = [(receipt_id, item) for receipt_id, outgoing in owed for item in outgoing]
+    if not items:
+        return None
+    return [
+        [item.event_id for _, item in items],
+        [receipt_id for receipt_id, _ in items],
+        [item.topic for _, item in items],
+        [item.key for _, item in items],
+        [item.value for _, item in items],
+        [orjson.dumps(item.headers).decode() for _, item in items],
+        deadline,
+    ]
+
+
 async def owe(
     connection: asyncpg.Connection,
     owed: Sequence[tuple[uuid.UUID, Sequence[Outgoing]]],
     *,
     deadline: timedelta,
 ) -> None:
-    """The events each receipt owes the audit log, in one statement; a resent message owes
-    the same events: the first row stands."""
-    rows = [
-        (
-            item.event_id,
-            receipt_id,
-            item.topic,
-            item.key,
-            item.value,
-            orjson.dumps(item.headers).decode(),
-            deadline,
-        )
-        for receipt_id, outgoing in owed
-        for item in outgoing
-    ]
-    if rows:
-        await connection.executemany(
-            """INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
-                   next_check_at)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, clock_timestamp() + $7)
-               ON CONFLICT (event_id) DO NOTHING""",
-            rows,
-        )
+    """The events each receipt owes the audit log, in one statement (one row set, not a
+    statement per row); a resent message owes the same events: the first row stands."""
+    arguments = _owed_arrays(owed, deadline)
+    if arguments is not None:
+        await connection.execute(_OWE, *arguments)
+
+
+async def keep_with_owed(
+    connection: asyncpg.Connection,
+    rows: Sequence[ReceiptRow],
+    owed: Sequence[tuple[uuid.UUID, Sequence[Outgoing]]],
+    *,
+    deadline: timedelta,
+) -> None:
+    """Keep the receipts (new ids) and the events they owe, in one statement."""
+    arguments = _owed_arrays(owed, deadline)
+    if arguments is None:
+        await insert_receipts(connection, rows)
+        return
+    await connection.execute(_KEEP_AND_OWE, *receipt_arrays(rows), *arguments)
 
 
 async def record_receipt(
@@ -102,12 +143,13 @@ async def keep_owned(
     """Claim, judge and move for each request of ``group`` in turn (as if each came
     alone, one after the other), then keep every receipt with what it owes; inside the
     caller's transaction. Raises Refused when any request is refused."""
-    for owned in group:
-        await claim_judge_and_move(connection, owned)
-    await insert_receipts(
-        connection, [receipt_row(o.receipt, o.outgoing, o.receipt_id) for o in group]
+    await claim_judge_and_move(connection, group)
+    await keep_with_owed(
+        connection,
+        [receipt_row(o.receipt, o.outgoing, o.receipt_id) for o in group],
+        [(o.receipt_id, o.outgoing) for o in group],
+        deadline=deadline,
     )
-    await owe(connection, [(o.receipt_id, o.outgoing) for o in group], deadline=deadline)
 
 
 async def mark_published(connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> None:

@@ -94,15 +94,20 @@ class Intake:
             log.warning("ingest.mark_published_failed", error=repr(error.__cause__ or error))
 
     async def _record_authorized(
-        self, receipt: Receipt, envelopes: Sequence[Envelope], principal: Principal
+        self,
+        receipt: Receipt,
+        envelopes: Sequence[Envelope],
+        principal: Principal,
+        owed: Sequence[Outgoing],
     ) -> list[Refusal]:
         """In one transaction: claim what nobody owns, judge the request against the
-        owners, and record the receipt with its owed events; or, when something is
-        refused, roll all of it back and return the refusals."""
+        owners, and record the receipt with its owed events (``owed``: the envelopes'
+        records); or, when something is refused, roll all of it back and return the
+        refusals."""
         enrolled, records, touched = claims(envelopes)
         return await self._store.record_owned(
             receipt,
-            [outgoing_event(envelope) for envelope in envelopes],
+            owed,
             claims=Claims(principal.source, enrolled, records, touched),
             judge=functools.partial(decide, envelopes, principal),
         )
@@ -155,9 +160,11 @@ class Intake:
         if refusals and not partial:
             await self._refuse(receipt, refusals, principal, origin)
         allowed = without(envelopes, {r.event_id for r in refusals})
+        records = {envelope.id: outgoing_event(envelope) for envelope in allowed}  # once
         try:
             while allowed:
-                more = await self._record_authorized(receipt, allowed, principal)
+                owed = [records[envelope.id] for envelope in allowed]
+                more = await self._record_authorized(receipt, allowed, principal, owed)
                 if not more:
                     break
                 if not partial:
@@ -165,7 +172,7 @@ class Intake:
                 refusals += more  # a batch: accept the rest (each pass drops one or more)
                 allowed = without(allowed, {r.event_id for r in more})
             if allowed:
-                await self._publish([outgoing_event(envelope) for envelope in allowed])
+                await self._publish([records[envelope.id] for envelope in allowed])
         except (StorageUnavailable, BrokerUnavailable):
             metrics.record_ingest_rejected(receipt.channel, "unavailable")
             raise

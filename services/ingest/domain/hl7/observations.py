@@ -27,7 +27,7 @@ from services.ingest.domain.hl7.fields import (
     read_unit,
 )
 from services.ingest.domain.hl7.identity import observation_key
-from services.ingest.domain.hl7.obx_fields import ObxContext, components, get
+from services.ingest.domain.hl7.obx_fields import ObxContext, components, get, repetitions_read
 from services.ingest.domain.hl7.outcome import (
     APPLICATION_ERROR,
     DATA_TYPE_ERROR,
@@ -256,7 +256,9 @@ def _results(context: ObxContext, obx: hl7.Segment) -> list[LabResultReported]:
         raise _Problem(6, REQUIRED_FIELD_MISSING, "OBX-6 (units) is empty for a numeric result")
     collected, precision = _collected(context, obx)
     low, high = parse_reference_range("^".join(components(obx, 7)))
-    flags = tuple(flag for n in range(1, 11) if (flag := get(obx, 8, repeat=n)))
+    flags = tuple(
+        flag for n in range(1, repetitions_read(obx, 8, 10) + 1) if (flag := get(obx, 8, repeat=n))
+    )
     results = []
     for repetition, value in enumerate(values, start=1):
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hl7
 import hl7.exceptions
 
+from services.ingest.domain.hl7.obx_fields import extract
 from shared.events.payloads import SUBJECT_ID_FORM, is_subject_id
 
 PATIENT_IDENTIFIER_LIST = 3
@@ -31,7 +32,7 @@ def _component(pid: hl7.Segment, repetition: int, component: int) -> str:
     """A component's text (its first subcomponent); raises IndexError past the last
     repetition."""
     try:
-        return str(pid.extract_field(1, PATIENT_IDENTIFIER_LIST, repetition, component)).strip()
+        return extract(pid, PATIENT_IDENTIFIER_LIST, repetition, component).strip()
     except IndexError:
         if component == _ID:
             raise

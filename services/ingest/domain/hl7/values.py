@@ -17,6 +17,7 @@ import hl7
 import hl7.exceptions
 
 from services.ingest.domain.hl7.fields import FieldError, number_in_text, parse_decimal
+from services.ingest.domain.hl7.obx_fields import extract
 from services.ingest.domain.hl7.outcome import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from shared.qualitative import qualitative_answer
 from shared.text_numbers import text_result
@@ -40,7 +41,7 @@ class Unreadable(Exception):
 
 def _component(obx: hl7.Segment, repeat: int, component: int) -> str:
     try:
-        return str(obx.extract_field(1, 5, repeat, component)).strip()
+        return extract(obx, 5, repeat, component).strip()
     except (IndexError, KeyError, hl7.exceptions.HL7Exception):
         return ""
 
@@ -50,7 +51,7 @@ def _repetitions(obx: hl7.Segment) -> list[list[str]]:
     out = []
     for repeat in range(1, _MAX_REPETITIONS + 1):
         try:
-            obx.extract_field(1, 5, repeat, 1)
+            extract(obx, 5, repeat, 1)
         except IndexError:
             break
         except (KeyError, hl7.exceptions.HL7Exception):
@@ -123,7 +124,7 @@ def read_values(obx: hl7.Segment, is_measurement: bool) -> list[Value]:
 def checked_value_type(obx: hl7.Segment) -> str:
     """OBX-2, one of the value types Vigil reads (HL7 table 0125), or Unreadable."""
     try:
-        value_type = str(obx.extract_field(1, 2, 1, 1)).strip().upper()
+        value_type = extract(obx, 2, 1, 1).strip().upper()
     except (IndexError, KeyError, hl7.exceptions.HL7Exception):
         value_type = ""
     if value_type not in OBX_VALUE_TYPES:
