@@ -105,6 +105,7 @@ def evaluate(
                 problems += found
                 continue
         points, found = judge(rule, history)
+        evaluation.walked.append(rule.id)
         problems += found
         known = known_by_now(points, history)
         before = len(evaluation.events)

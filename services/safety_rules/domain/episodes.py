@@ -77,6 +77,8 @@ class Evaluation:
     events: list[EventPayload] = field(default_factory=list)
     #: the fact each event is about (its causation), by position in ``events``
     causes: list[uuid.UUID | None] = field(default_factory=list)
+    #: the rules that walked the subject's whole history (the rest looked at new facts only)
+    walked: list[str] = field(default_factory=list)
 
     def add(self, event: EventPayload, cause: uuid.UUID | None) -> None:
         self.events.append(event)

@@ -306,6 +306,7 @@ class FactsConsumer:
             duplicates=outcome.duplicates,
             signals=len(outcome.signals),
             data_quality=len(outcome.data_quality),
+            whole_walks=len(outcome.walked),
             seconds=round(time.perf_counter() - began, 4),
         )
         await _commit_offsets(consumer, positions, self._progress)

@@ -42,6 +42,8 @@ class BatchOutcome:
     duplicates: int = 0
     signals: list[Envelope] = field(default_factory=list)
     data_quality: list[Envelope] = field(default_factory=list)
+    #: rules that walked a subject's whole history, once per walk (cost grows with history)
+    walked: list[str] = field(default_factory=list)
 
     @property
     def published(self) -> int:
@@ -57,6 +59,8 @@ async def handle_batch(
     envelopes: Sequence[Envelope],
     uow: RulesUnitOfWork,
     packs: Mapping[str, RulePack],
+    *,
+    incremental: bool = True,
 ) -> BatchOutcome:
     """Store the batch, and bring each touched subject's signals in line with its facts.
 
@@ -66,6 +70,10 @@ async def handle_batch(
     (another instance taking over its partition). Only subjects with facts that were not
     stored before are judged, and the engine compares with what is already recorded, so a
     redelivered batch says nothing new.
+
+    ``incremental=False`` makes every rule of a touched subject walk its whole history (no
+    rule looks at the new facts alone): slower, the same events; the reference the
+    incremental path is checked against.
     """
     outcome = BatchOutcome()
     # enrolments first: the log then tells a subject's story in a sensible order even when
@@ -127,8 +135,9 @@ async def handle_batch(
             evaluation = evaluate(history, pack)
             history.judged_with = pack.version
         else:
-            new_facts = None if key in whole else fresh[key]
+            new_facts = None if key in whole or not incremental else fresh[key]
             evaluation = evaluate(history, pack, inputs, new_facts)
+        outcome.walked += evaluation.walked
         for event, cause in zip(evaluation.events, evaluation.causes, strict=True):
             trigger = new.get(cause) if cause else None
             trigger = trigger or latest[key]
