@@ -24,7 +24,13 @@ from collections.abc import Sequence
 from services.safety_rules.domain.conditions import Point, Problem, entrywise, judge
 from services.safety_rules.domain.episodes import Evaluation
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
-from services.safety_rules.domain.incremental import fold, new_entries, tail_of_walk, usable_tail
+from services.safety_rules.domain.incremental import (
+    fold,
+    new_entries,
+    on_or_before_day0,
+    tail_of_walk,
+    usable_tail,
+)
 from services.safety_rules.domain.reconcile import reconcile
 from services.safety_rules.domain.rule_kinds import Rule
 from services.safety_rules.domain.rule_pack import RulePack
@@ -162,7 +168,7 @@ def _route_to_site(history: SubjectHistory, pack: RulePack, evaluation: Evaluati
     if site_id is None or history.enrolment_fact is None:
         return
     for episode in sorted(history.open_episodes.values(), key=lambda e: e.order):
-        if episode.status != "open" or episode.site_id == site_id:
+        if episode.site_id == site_id:
             continue
         evaluation.add(
             SafetySignalRouted(
@@ -202,8 +208,7 @@ def _nothing_to_say(
         return False
     if history.has_open_episode(rule.id):
         return False  # a normal result may resolve it
-    day0 = history.day0
-    if day0 is not None and any(entry.at.date() <= day0 for entry in new):
+    if on_or_before_day0(history, new):
         return False  # it may be a new baseline, which earlier judgements read
     # the latest earlier result: from the end of the time-ordered list, past the new ones
     entries = history.results(*rule.inputs())

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.safety_rules.domain.conditions import Point
-from services.safety_rules.domain.episodes import Episode, Evaluation
+from services.safety_rules.domain.episodes import Episode, Evaluation, episodes_of
 from services.safety_rules.domain.history import LabEntry, SubjectHistory
 from services.safety_rules.domain.reconcile import UsedSignalIds, Walked, reconcile_tail
 from services.safety_rules.domain.rule_kinds import (
@@ -128,12 +128,12 @@ def usable_tail(
         return None  # the record moved otherwise than by the tail's own events
     if len(known) != len(fresh) or any(point.episode_key is not None for point in fresh):
         return None
-    if tail.last_at is not None and any(entry.at <= tail.last_at for entry in entries) | any(
-        point.at <= tail.last_at for point in fresh
+    if tail.last_at is not None and (
+        any(entry.at <= tail.last_at for entry in entries)
+        or any(point.at <= tail.last_at for point in fresh)
     ):
         return None  # a late result (or one at the same moment) may move an earlier episode
-    day0 = history.day0
-    if day0 is not None and any(entry.at.date() <= day0 for entry in entries):
+    if on_or_before_day0(history, entries):
         return None  # it may be a new baseline, which earlier judgements read
     if tail.open is None:
         return tail if not history.has_open_episode(rule.id) else None
@@ -148,6 +148,13 @@ def usable_tail(
     return tail
 
 
+def on_or_before_day0(history: SubjectHistory, entries: Sequence[LabEntry]) -> bool:
+    """Whether any of these results was collected on or before the subject's Day 0: it may
+    be a new baseline, which every later judgement reads."""
+    day0 = history.day0
+    return day0 is not None and any(entry.at.date() <= day0 for entry in entries)
+
+
 def fold(
     rule: Rule,
     pack: RulePack,
@@ -160,28 +167,13 @@ def fold(
     """Add to ``evaluation`` what a whole walk would: the new points (all later than every
     earlier one) continue the open episode or make new ones, and only those are reconciled
     with the record. Leaves the rule's next tail."""
-    derived: list[Episode] = []
-    opening, worst = (tail.open.opening, tail.open.worst) if tail.open else (None, None)
-    moments: dict[datetime, list[Point]] = {}
-    for point in sorted(points, key=lambda p: p.sort_key):
-        moments.setdefault(point.at, []).append(point)
-    for group in moments.values():
-        holding = [p for p in group if p.holds]
-        if holding:
-            for point in holding:
-                if opening is None or worst is None:
-                    opening = worst = point
-                elif (point.grade or 0) > (worst.grade or 0):
-                    worst = point
-        elif opening is not None and worst is not None:
-            points_of = (opening,) if worst is opening else (opening, worst)
-            derived.append(Episode(points_of, group[0]))
-            opening = worst = None
-    if opening is not None and worst is not None:
-        derived.append(Episode((opening,) if worst is opening else (opening, worst), None))
+    # the open episode stands for itself by its opening and worst points: every new point
+    # is later than both, so the grouping is what a whole walk makes of this stretch
+    standing = tail.open.episode().points if tail.open else ()
+    derived = episodes_of([*standing, *points])
     recorded = history.episodes[tail.open.signal_id] if tail.open else None
     walked = Walked()
-    if recorded is not None or derived:
+    if derived:
         # the open episode (opened where the record says) is continued by the first
         # derived one, which overlaps it: every recorded episode is stood for
         walked = reconcile_tail(

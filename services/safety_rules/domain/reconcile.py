@@ -78,7 +78,6 @@ def reconcile(
     history: SubjectHistory,
     points: Sequence[Point],
     evaluation: Evaluation,
-    used: UsedSignalIds | None = None,
 ) -> Walked:
     """Add to ``evaluation`` the events that bring ``rule``'s recorded episodes in line with
     the episodes ``points`` now make, one episode key at a time."""
@@ -91,7 +90,7 @@ def reconcile(
         for e in history.episodes.values()
         if e.rule_id == rule.id and e.status != "retracted"
     ]
-    used = used if used is not None else UsedSignalIds(history)
+    used = UsedSignalIds(history)
     walked = Walked()
     for key in sorted(set(by_key) | {e.episode_key for e in mine}, key=lambda k: k or ""):
         recorded = sorted((e for e in mine if e.episode_key == key), key=lambda e: e.order)
