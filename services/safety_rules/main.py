@@ -140,6 +140,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 on_commit=committed,
                 projection=projector,
                 pipelined=settings.rules_pipeline,
+                incremental=settings.rules_incremental,
                 progress=facts_progress,
             )
             # one consumer group for all the input topics: one join, and a subject's facts and

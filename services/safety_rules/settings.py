@@ -24,6 +24,12 @@ class RulesSettings(BaseModel):
         description="Judge each batch while the one before it commits (false: one batch "
         "at a time).",
     )
+    rules_incremental: bool = Field(
+        default=True,
+        description="Fold new in-order results into the end of each rule's record (false: "
+        "every rule a new fact touches walks the subject's whole history; same events, "
+        "slower as histories grow).",
+    )
     watchdog_undelivered_after_seconds: float = Field(
         default=600.0,
         gt=0,

@@ -154,9 +154,11 @@ class FactsConsumer:
         cache: HistoryCache | None = None,
         projection: ProjectionRunner | None = None,
         pipelined: bool = True,
+        incremental: bool = True,
         progress: Progress | None = None,
     ) -> None:
         self._pipelined = pipelined
+        self._incremental = incremental
         self._progress = progress
         self._in_flight: _InFlight | None = None
         # where a failed batch sent the consumer back to: a batch fetched before that seek
@@ -470,7 +472,9 @@ class FactsConsumer:
                     before_append=judged,
                 )
                 try:
-                    outcome = await handle_batch(envelopes, uow, self._packs)
+                    outcome = await handle_batch(
+                        envelopes, uow, self._packs, incremental=self._incremental
+                    )
                     await uow.record_dead_letters(
                         [(i.event_id, r, i.reason) for i, r in rejections if i.event_id]
                     )

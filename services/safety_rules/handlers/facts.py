@@ -71,9 +71,10 @@ async def handle_batch(
     stored before are judged, and the engine compares with what is already recorded, so a
     redelivered batch says nothing new.
 
-    ``incremental=False`` makes every rule of a touched subject walk its whole history (no
-    rule looks at the new facts alone): slower, the same events; the reference the
-    incremental path is checked against.
+    ``incremental=False`` (``VIGIL_RULES_INCREMENTAL=false``) makes every rule a new fact
+    touches walk the subject's whole history (none looks at the new facts alone): slower as
+    histories grow, the same events; the way to rule the fold out when a finding is in
+    doubt, and the reference the tests check the fold against.
     """
     outcome = BatchOutcome()
     # enrolments first: the log then tells a subject's story in a sensible order even when
