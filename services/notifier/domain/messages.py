@@ -477,17 +477,19 @@ def _rows(content: MessageContent, zone: ZoneInfo) -> list[tuple[str, str]]:
 
 
 def subject_line(content: MessageContent) -> str:
-    """The e-mail's Subject: one line, cut with an ellipsis past SUBJECT_LIMIT."""
+    """The e-mail's Subject: one line, units as people write them (UCUM's ``10*`` as
+    ``x10^``), cut with an ellipsis past SUBJECT_LIMIT (after the units are spelled: they
+    may lengthen it)."""
     prefix = _SUBJECT_PREFIX[content.kind]
     if content.kind == "digest":
-        return header_value(f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)")
-    what = f"{content.analyte} {content.value}".strip()
-    rule = f" ({content.rule_id})" if content.rule_id else ""
-    if content.kind in UNREADABLE_KINDS:  # no value to show: the prefix says what it is
-        return header_value(f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}")
-    return header_value(
-        f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
-    )
+        line = f"[Vigil] {prefix}{content.study_id}: {len(content.items)} finding(s)"
+    elif content.kind in UNREADABLE_KINDS:  # no value to show: the prefix says what it is
+        line = f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}"
+    else:
+        what = f"{content.analyte} {content.value}".strip()
+        rule = f" ({content.rule_id})" if content.rule_id else ""
+        line = f"[Vigil] {prefix}{content.study_id} subject {content.subject_id}: {what}{rule}"
+    return header_value(units_for_people(line))
 
 
 def _template(name: str) -> Template:
@@ -540,7 +542,7 @@ def render(
     )
     # units in the form people read, in every message (the content keeps UCUM)
     # cut again after: a unit read by people is longer than UCUM's ("10*" is "x10^")
-    subject = header_value(units_for_people(subject_line(content)))
+    subject = subject_line(content)
     rows = [(label, units_for_people(value)) for label, value in _rows(content, zone)]
     if channel == "webhook":
         document = {
