@@ -103,14 +103,15 @@ async def bench_prior(events: int, subjects: int, size: int, prior: int) -> floa
     packs = load_rule_packs(REPO / "studies")
     store = MemoryStore()
     recorded_at = datetime.now(UTC)
-    for name in sorted({p.subject_id for p in (e.payload() for e in warm_up(subjects, prior))}):
+    warming = warm_up(subjects, prior)
+    for name in sorted({p.subject_id for p in (e.payload() for e in warming)}):
         for version, envelope in enumerate(history_of(name, prior), start=1):
             payload = envelope.payload()
             key = (payload.study_id, name)  # type: ignore[attr-defined]
             history = store.cache.setdefault(key, SubjectHistory(*key))
             history.apply(envelope.type, payload, envelope.id, recorded_at, version)
             store.ids.add(envelope.id)
-    warm = [envelope.to_json() for envelope in warm_up(subjects, prior)]
+    warm = [envelope.to_json() for envelope in warming]
     await run([warm[start : start + size] for start in range(0, len(warm), size)], store, packs)
     raw = [envelope.to_json() for envelope in trial(events, subjects, first=prior + 1)]
     batches = [raw[start : start + size] for start in range(0, len(raw), size)]

@@ -43,6 +43,10 @@ _INSERT = """INSERT INTO received_messages (receipt_id, channel, source, content
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
 
 
+#: where the event ids stand in :func:`_arguments` ($9 of both statements)
+_EVENT_IDS = 8
+
+
 def _arguments(row: ReceiptRow) -> tuple[object, ...]:
     return (
         row.receipt_id,
@@ -53,7 +57,7 @@ def _arguments(row: ReceiptRow) -> tuple[object, ...]:
         hashlib.sha256(row.raw).digest(),
         row.outcome,
         row.reason,
-        list(row.event_ids),
+        list(row.event_ids),  # _EVENT_IDS
         row.principal_source,
         row.credential,
         row.raw_truncated or None,
@@ -85,7 +89,7 @@ def receipt_arrays(rows: Sequence[ReceiptRow]) -> list[list[object]]:
     columns = [list(column) for column in zip(*(_arguments(row) for row in rows), strict=True)]
     # each row's event ids travel as the text of a uuid array (arrays of arrays must be
     # rectangular); PostgreSQL reads it back as uuid[]
-    columns[8] = [_uuid_array(row.event_ids) for row in rows]
+    columns[_EVENT_IDS] = [_uuid_array(row.event_ids) for row in rows]
     return columns
 
 

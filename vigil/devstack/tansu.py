@@ -98,15 +98,16 @@ class GatedTansuBroker(TansuBroker):
     _relay: Relay | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
-        self._launch(self.inner_port, self.port, timeout)
+        self._launch(self.inner_port, self.advertised_port or self.port, timeout)
         asyncio.run(create_topics(self.inner_port, self.topics, self.partitions, timeout))
-        if self._relay is None:
-            self._relay = Relay(self.port, self.inner_port)
+        self._relay = Relay(self.port, self.inner_port)
         self._relay.open()
 
     def stop(self, *, timeout: float = 10.0) -> None:
-        if self._relay is not None:
-            self._relay.close()
+        # the gate first: nobody reaches the broker while it goes, or the next one comes
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.shutdown()
         super().stop(timeout=timeout)
 
 

@@ -16,7 +16,7 @@ earlier requests are applied to what the later ones see.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -36,8 +36,9 @@ class ClaimRequest:
     owner: str
     receipt_id: uuid.UUID
     enrolled: Mapping[SubjectKey, str]
-    records: Iterable[RecordKey]
-    touched: Iterable[SubjectKey]
+    # read more than once (the claims, then what each request sees): not a one-pass iterable
+    records: frozenset[RecordKey]
+    touched: frozenset[SubjectKey]
 
 
 def _record_order(key: RecordKey) -> tuple[str, str, str, str]:
@@ -58,13 +59,13 @@ class GroupOwnership:
         """What ``request`` would have read alone, after the requests ``earlier`` (the
         receipt ids of the group's requests before it, and its own)."""
         subjects = {}
-        for key in set(request.touched):
+        for key in request.touched:
             owned = self.subjects.get(key)
             claimed = self.subject_claimed_by.get(key)
             if owned is not None and (claimed is None or claimed in earlier):
                 subjects[key] = owned
         records = {}
-        for record in set(request.records):
+        for record in request.records:
             owner = self.records.get(record)
             claimed = self.record_claimed_by.get(record)
             if owner is not None and (claimed is None or claimed in earlier):

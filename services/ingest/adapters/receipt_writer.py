@@ -111,7 +111,8 @@ class GroupCommitWriter:
         return await owned.answer
 
     def mark_published(self, event_ids: Sequence[uuid.UUID]) -> None:
-        """Note that the broker took these events; written after the next group."""
+        """Note that the broker took these events; written with the next group's
+        transaction, or alone once ``mark_delay`` passed with no group."""
         self._published.extend(event_ids)
         self._wake.set()
 

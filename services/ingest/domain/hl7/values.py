@@ -17,7 +17,7 @@ import hl7
 import hl7.exceptions
 
 from services.ingest.domain.hl7.fields import FieldError, number_in_text, parse_decimal
-from services.ingest.domain.hl7.obx_fields import extract
+from services.ingest.domain.hl7.obx_fields import extract, get
 from services.ingest.domain.hl7.outcome import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from shared.qualitative import qualitative_answer
 from shared.text_numbers import text_result
@@ -39,13 +39,6 @@ class Unreadable(Exception):
         self.field, self.code, self.text = field, code, text
 
 
-def _component(obx: hl7.Segment, repeat: int, component: int) -> str:
-    try:
-        return extract(obx, 5, repeat, component).strip()
-    except (IndexError, KeyError, hl7.exceptions.HL7Exception):
-        return ""
-
-
 def _repetitions(obx: hl7.Segment) -> list[list[str]]:
     """Each repetition of OBX-5 as its components (empty repetitions left out)."""
     out = []
@@ -56,7 +49,7 @@ def _repetitions(obx: hl7.Segment) -> list[list[str]]:
             break
         except (KeyError, hl7.exceptions.HL7Exception):
             pass
-        parts = [_component(obx, repeat, c) for c in range(1, 5)]
+        parts = [get(obx, 5, c, repeat) for c in range(1, 5)]
         if any(parts):
             out.append(parts)
     return out
