@@ -68,7 +68,7 @@ class ApiKeyCache:
     async def _reload(self) -> bool:
         try:
             await self.refresh()
-        except (asyncpg.PostgresError, OSError) as error:
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
             log.warning("ingest.key_reload_failed", error=repr(error))
             return False
         return True

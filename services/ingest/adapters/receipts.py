@@ -219,6 +219,13 @@ async def claim_overdue(
     ]
 
 
+#: what says the database could not keep a write: an error of PostgreSQL's, the way to it
+#: broken (OSError), or a connection that died under the transaction (asyncpg's
+#: InterfaceError, e.g. "cannot call Transaction.__aexit__(): the underlying connection is
+#: closed"). The sender is told to send again (503, HL7 AE), never answered 500.
+NOT_KEPT: tuple[type[BaseException], ...] = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
+
+
 class PostgresReceiptStore:
     """The receipt store on ``received_messages``, ``ingest_outbox`` and the ownership
     tables. Writes raise StorageUnavailable when the database is away; the re-drive's
@@ -252,7 +259,7 @@ class PostgresReceiptStore:
                 return await record_receipt(
                     connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
                 )
-        except (asyncpg.PostgresError, OSError) as error:
+        except NOT_KEPT as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
 
     async def record_owned(
@@ -271,7 +278,7 @@ class PostgresReceiptStore:
                 await keep_owned(connection, [owned], deadline=self._deadline)
         except Refused as refused:
             return refused.refusals
-        except (asyncpg.PostgresError, OSError) as error:
+        except NOT_KEPT as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
         return []
 
@@ -282,7 +289,7 @@ class PostgresReceiptStore:
         try:
             async with self._pool.acquire() as connection:
                 await mark_published(connection, event_ids)
-        except (asyncpg.PostgresError, OSError) as error:
+        except NOT_KEPT as error:
             raise StorageUnavailable(f"cannot mark events published: {error!r}") from error
 
     async def settle(self) -> int:
