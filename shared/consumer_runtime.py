@@ -11,7 +11,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 
 from shared.db.migrate import pending_migrations, require_current_schema
-from shared.db.pool import create_pool
+from shared.db.pool import DATABASE_ERRORS, create_pool
 from shared.eventstore.postgres import role_may_update_log
 from shared.kafka import make_broker, wait_for_topics
 from shared.settings import CommonSettings
@@ -66,7 +66,7 @@ async def database_problem(pool: asyncpg.Pool) -> str | None:
     try:
         async with pool.acquire() as connection:
             missing = await pending_migrations(connection)
-    except (asyncpg.PostgresError, OSError) as error:
+    except DATABASE_ERRORS as error:
         return f"database unreachable: {error}"
     if missing:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)

@@ -34,6 +34,7 @@ from shared import metrics
 from shared.background import DrainLoop
 from shared.clock import Clock, SystemClock
 from shared.consumer_runtime import ConsumerRuntime, consumer_runtime, runtime_problem
+from shared.db.pool import DATABASE_ERRORS
 from shared.events.topics import (
     ADVERSE_EVENTS,
     DATA_QUALITY,
@@ -72,7 +73,7 @@ async def rules_problem(parts: RulesParts) -> str | None:
         for projector in parts.projectors:
             if (diverged := await projector.divergence()) is not None:
                 return diverged
-    except (asyncpg.PostgresError, OSError) as error:
+    except DATABASE_ERRORS as error:
         return f"database unreachable: {error}"
     return None
 

@@ -22,6 +22,7 @@ from services.ingest.domain.api_keys import (
     parse_key,
 )
 from shared.clock import Clock
+from shared.db.pool import DATABASE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +69,7 @@ class ApiKeyCache:
     async def _reload(self) -> bool:
         try:
             await self.refresh()
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+        except DATABASE_ERRORS as error:
             log.warning("ingest.key_reload_failed", error=repr(error))
             return False
         return True

@@ -26,6 +26,7 @@ from services.ingest.adapters.receipt_writer import (
 )
 from services.ingest.domain.authorization import Decision, Ownership, Refusal
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
+from shared.db.pool import DATABASE_ERRORS
 from shared.db.receipts import (
     INSERT_FROM_ARRAYS,
     ReceiptRow,
@@ -219,11 +220,9 @@ async def claim_overdue(
     ]
 
 
-#: what says the database could not keep a write: an error of PostgreSQL's, the way to it
-#: broken (OSError), or a connection that died under the transaction (asyncpg's
-#: InterfaceError, e.g. "cannot call Transaction.__aexit__(): the underlying connection is
-#: closed"). The sender is told to send again (503, HL7 AE), never answered 500.
-NOT_KEPT: tuple[type[BaseException], ...] = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
+#: what says the database could not keep a write: the sender is told to send again (503,
+#: HL7 AE), never answered 500
+NOT_KEPT = DATABASE_ERRORS
 
 
 class PostgresReceiptStore:

@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 
 from services.safety_rules import metrics
 from shared.background import DrainLoop
+from shared.db.pool import DATABASE_ERRORS
 from shared.events import CONTENT_TYPE
 from shared.eventstore import PostgresEventStore
 from shared.failures import BROKER_OUTAGES, failure_summary, is_outage
@@ -182,7 +183,7 @@ class OutboxRelay:
                 for cause in causes
                 if cause.envelope.get("time")
             }
-        except (asyncpg.PostgresError, OSError) as error:
+        except DATABASE_ERRORS as error:
             # the signals still count; only their receipt-to-signal latency is lost
             log.warning("outbox.receipt_times_unavailable", error=repr(error))
         for event in signals:

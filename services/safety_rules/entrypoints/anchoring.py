@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from shared.clock import Clock
+from shared.db.pool import DATABASE_ERRORS
 from shared.eventstore.anchors import record_anchor
 from shared.supervision import Progress
 
@@ -32,7 +33,7 @@ async def anchor_periodically(
         try:
             async with pool.acquire() as connection:
                 anchor = await record_anchor(connection, anchor_file, "anchored", clock=clock)
-        except (asyncpg.PostgresError, OSError) as error:
+        except DATABASE_ERRORS as error:
             progress.step_failed(error)
             log.error("audit.anchor_failed", error=repr(error))
             continue
