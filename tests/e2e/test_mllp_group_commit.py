@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import components
 from tests.support.mail import MailCatcher
-from tests.support.mllp import MllpClient, ack_code, oru, running_ingest
+from tests.support.mllp import MllpClient, ack_code, oru, running_ingest, unthrottled
 from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
@@ -21,11 +21,6 @@ from vigil.devstack.postgres import PrivateCluster
 pytestmark = pytest.mark.integration
 
 CONNECTIONS = 8
-FAST = {
-    "VIGIL_MLLP_RATE_PER_SECOND": "100000",
-    "VIGIL_MLLP_RATE_BURST": "100000",
-    "VIGIL_MLLP_MAX_CONNECTIONS_PER_PEER": str(CONNECTIONS + 2),
-}
 
 
 def message(connection: int, n: int) -> tuple[str, bytes]:
@@ -59,7 +54,7 @@ async def test_eight_connections_at_once_lose_nothing_and_each_ack_names_its_own
         database_url=components.as_service_role(dsn),
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **FAST,
+        **unthrottled(CONNECTIONS + 2),
     ) as ingest:
 
         async def sender(number: int) -> list[tuple[str, str, str]]:
@@ -103,7 +98,7 @@ async def test_a_database_killed_mid_stream_leaves_no_aa_unkept(
             database_url=components.as_service_role(cluster.dsn),
             kafka_bootstrap=kafka_bootstrap,
             smtp_port=smtp_server[0],
-            **FAST,
+            **unthrottled(CONNECTIONS + 2),
         ) as ingest:
 
             async def sender(number: int) -> None:

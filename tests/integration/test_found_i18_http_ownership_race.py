@@ -16,15 +16,9 @@ import pytest
 from tests.support import components
 from tests.support.api_keys import issue_api_key
 from tests.support.mail import MailCatcher
-from tests.support.mllp import running_ingest
+from tests.support.mllp import kept_and_owed, running_ingest, unthrottled
 
 pytestmark = pytest.mark.integration
-
-FAST = {
-    "VIGIL_INGEST_RATE_PER_SOURCE": "100000",
-    "VIGIL_INGEST_RATE_UNAUTHENTICATED_PER_CLIENT": "100000",
-    "VIGIL_HTTP_MAX_CONNECTIONS": "1000",
-}
 
 
 def enrol(subject: str, site: str, tag: str) -> dict[str, object]:
@@ -80,7 +74,7 @@ async def test_two_sources_racing_for_subjects_and_observations(
         database_url=components.as_service_role(dsn),
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **FAST,
+        **unthrottled(),
     ) as ingest:
         async with httpx.AsyncClient(
             base_url=ingest.url, timeout=60, limits=httpx.Limits(max_connections=200)
@@ -110,13 +104,7 @@ async def test_two_sources_racing_for_subjects_and_observations(
                 "SELECT identity, owner_source FROM ingest_record_owners"
             )
         }
-        kept = await connection.fetch(
-            "SELECT convert_from(raw, 'UTF8') AS body, outcome, principal_source, event_ids "
-            "FROM received_messages ORDER BY received_at"
-        )
-        outbox = {
-            r["event_id"] for r in await connection.fetch("SELECT event_id FROM ingest_outbox")
-        }
+        kept, outbox = await kept_and_owed(connection)
     finally:
         await connection.close()
 

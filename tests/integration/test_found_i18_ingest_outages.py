@@ -17,19 +17,18 @@ import pytest
 from tests.support import components
 from tests.support.api_keys import issue_api_key
 from tests.support.mail import MailCatcher
-from tests.support.mllp import MllpClient, ack_code, oru, running_ingest
+from tests.support.mllp import (
+    MllpClient,
+    ack_code,
+    kept_and_owed,
+    oru,
+    running_ingest,
+    unthrottled,
+)
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
 
 pytestmark = pytest.mark.integration
-
-FAST = {
-    "VIGIL_MLLP_RATE_PER_SECOND": "100000",
-    "VIGIL_MLLP_RATE_BURST": "100000",
-    "VIGIL_MLLP_MAX_CONNECTIONS_PER_PEER": "40",
-    "VIGIL_INGEST_RATE_PER_SOURCE": "100000",
-    "VIGIL_INGEST_RATE_UNAUTHENTICATED_PER_CLIENT": "100000",
-}
 
 
 def result(tag: str, subject: str, value: object = 12.5) -> dict[str, object]:
@@ -67,7 +66,7 @@ async def run_burst(
             database_url=components.as_service_role(cluster.dsn),
             kafka_bootstrap=kafka_bootstrap,
             smtp_port=smtp_port,
-            **FAST,
+            **unthrottled(40),
         ) as ingest:
             async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
                 first = await http.post(
@@ -153,13 +152,7 @@ async def run_burst(
             pass
         connection = await asyncpg.connect(cluster.dsn)
         try:
-            kept = await connection.fetch(
-                "SELECT channel, outcome, event_ids, convert_from(raw, 'UTF8') AS body "
-                "FROM received_messages"
-            )
-            outbox = {
-                r["event_id"] for r in await connection.fetch("SELECT event_id FROM ingest_outbox")
-            }
+            kept, outbox = await kept_and_owed(connection)
         finally:
             await connection.close()
     finally:
@@ -206,26 +199,27 @@ def check(answers: dict[str, object], stored: Counter[tuple[str, str]]) -> list[
     return problems
 
 
-async def test_postgres_restarted_mid_burst(
-    tmp_path: Path, kafka_bootstrap: str, smtp_server: tuple[int, MailCatcher]
+async def _burst_loses_nothing(
+    tmp_path: Path, kafka_bootstrap: str, smtp_port: int, fault: str, **burst: int
 ) -> None:
-    got, _ = await run_burst(tmp_path, kafka_bootstrap, smtp_server[0], "postgres")
+    got, _ = await run_burst(tmp_path, kafka_bootstrap, smtp_port, fault, **burst)
     answers, stored = got["answers"], got["stored"]
     assert isinstance(answers, dict)
     assert isinstance(stored, Counter)
     problems = check(answers, stored)
     assert not problems, problems[:20]
+
+
+async def test_postgres_restarted_mid_burst(
+    tmp_path: Path, kafka_bootstrap: str, smtp_server: tuple[int, MailCatcher]
+) -> None:
+    await _burst_loses_nothing(tmp_path, kafka_bootstrap, smtp_server[0], "postgres")
 
 
 async def test_ingest_killed_mid_burst(
     tmp_path: Path, kafka_bootstrap: str, smtp_server: tuple[int, MailCatcher]
 ) -> None:
-    got, _ = await run_burst(tmp_path, kafka_bootstrap, smtp_server[0], "kill")
-    answers, stored = got["answers"], got["stored"]
-    assert isinstance(answers, dict)
-    assert isinstance(stored, Counter)
-    problems = check(answers, stored)
-    assert not problems, problems[:20]
+    await _burst_loses_nothing(tmp_path, kafka_bootstrap, smtp_server[0], "kill")
 
 
 async def test_postgres_restarted_under_refusals(
@@ -233,11 +227,6 @@ async def test_postgres_restarted_under_refusals(
 ) -> None:
     """Half the senders refused (422, 403): a refusal whose connection died under it was
     answered 500 (see test_found_i18_refusal_outage.py); now 503 like every outage."""
-    got, _ = await run_burst(
+    await _burst_loses_nothing(
         tmp_path, kafka_bootstrap, smtp_server[0], "postgres", http_senders=40, kinds=2
     )
-    answers, stored = got["answers"], got["stored"]
-    assert isinstance(answers, dict)
-    assert isinstance(stored, Counter)
-    problems = check(answers, stored)
-    assert not problems, problems[:20]

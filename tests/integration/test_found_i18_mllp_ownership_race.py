@@ -15,16 +15,18 @@ import pytest
 
 from tests.support import components
 from tests.support.mail import MailCatcher
-from tests.support.mllp import MllpClient, ack_code, hl7_message, msh, running_ingest
+from tests.support.mllp import (
+    MllpClient,
+    ack_code,
+    hl7_message,
+    msh,
+    running_ingest,
+    unthrottled,
+)
 
 pytestmark = pytest.mark.integration
 
 CONNECTIONS = 16
-FAST = {
-    "VIGIL_MLLP_RATE_PER_SECOND": "100000",
-    "VIGIL_MLLP_RATE_BURST": "100000",
-    "VIGIL_MLLP_MAX_CONNECTIONS_PER_PEER": str(CONNECTIONS + 4),
-}
 FACILITY = {"lab": ("LIS", "PKUPH-LAB"), "edc": ("EDC", "PKUPH")}
 SOURCE = {"PKUPH-LAB": "pkuph-lab", "PKUPH": "pkuph"}
 
@@ -111,7 +113,7 @@ async def test_two_hl7_sources_race_and_poison_fails_alone(
         database_url=components.as_service_role(dsn),
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **FAST,
+        **unthrottled(CONNECTIONS + 4),
     ) as ingest:
 
         async def lane(items: list[tuple[str, str, bytes]]) -> None:

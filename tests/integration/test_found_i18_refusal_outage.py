@@ -31,20 +31,22 @@ async def _killed_while_writing(
     return what it raised."""
     pool = await create_pool(fresh_dsn)
     holder = await asyncpg.connect(fresh_dsn)
+    # pg_stat_activity is read once per transaction: the holder's would never change
+    watcher = await asyncpg.connect(fresh_dsn)
     try:
         store = PostgresReceiptStore(pool, redrive_after=timedelta(seconds=30))
         await holder.execute("BEGIN; LOCK TABLE received_messages IN ACCESS EXCLUSIVE MODE")
         writing: asyncio.Task[object] = asyncio.create_task(write(store))
 
         async def waiting_backend() -> int | None:
-            pid: int | None = await holder.fetchval(
+            pid: int | None = await watcher.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%received_messages%' AND pid <> pg_backend_pid()"
+                "AND query LIKE '%received_messages%'"
             )
             return pid
 
         pid = await eventually(waiting_backend, timeout=10, what="the INSERT waiting")
-        await holder.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await watcher.fetchval("SELECT pg_terminate_backend($1)", pid)
         try:
             await writing
         except BaseException as error:  # what the store let through is the finding
@@ -53,6 +55,7 @@ async def _killed_while_writing(
     finally:
         await holder.execute("ROLLBACK")
         await holder.close()
+        await watcher.close()
         await pool.close()
 
 

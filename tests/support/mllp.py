@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import hl7
 import hl7.mllp
 import httpx
@@ -184,6 +185,30 @@ class Ingest:
                 ):
                     return sample.value
         return 0.0
+
+
+def unthrottled(connections: int = 8) -> dict[str, str]:
+    """Settings that take ingest's rate limits out of a test that sends bursts on purpose
+    (``connections`` MLLP connections from one peer at once)."""
+    return {
+        "VIGIL_MLLP_RATE_PER_SECOND": "100000",
+        "VIGIL_MLLP_RATE_BURST": "100000",
+        "VIGIL_MLLP_MAX_CONNECTIONS_PER_PEER": str(connections),
+        "VIGIL_INGEST_RATE_PER_SOURCE": "100000",
+        "VIGIL_INGEST_RATE_UNAUTHENTICATED_PER_CLIENT": "100000",
+        "VIGIL_HTTP_MAX_CONNECTIONS": "1000",
+    }
+
+
+async def kept_and_owed(connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], set[Any]]:
+    """Every kept message (its body as text, outcome, source, event ids), in arrival order,
+    and the event ids ingest owes the audit log."""
+    kept = await connection.fetch(
+        "SELECT channel, convert_from(raw, 'UTF8') AS body, outcome, principal_source, "
+        "event_ids FROM received_messages ORDER BY received_at"
+    )
+    owed = {row["event_id"] for row in await connection.fetch("SELECT event_id FROM ingest_outbox")}
+    return kept, owed
 
 
 @contextmanager
