@@ -17,6 +17,7 @@ from tests.support import components
 from tests.support.api_keys import issue_api_key
 from tests.support.mail import MailCatcher
 from tests.support.mllp import kept_and_owed, running_ingest, unthrottled
+from tests.support.results import haemoglobin
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +34,7 @@ def enrol(subject: str, site: str, tag: str) -> dict[str, object]:
 
 
 def result(subject: str, message: str, value: float = 12.5) -> dict[str, object]:
-    return {
-        "subject_id": subject,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": "g/dL",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": message,
-    }
+    return haemoglobin(subject, str(value), source_message_id=message)
 
 
 async def test_two_sources_racing_for_subjects_and_observations(

@@ -25,6 +25,7 @@ from tests.support.mllp import (
     running_ingest,
     unthrottled,
 )
+from tests.support.results import haemoglobin
 from vigil.devstack.ports import free_port
 from vigil.devstack.postgres import PrivateCluster
 
@@ -32,14 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def result(tag: str, subject: str, value: object = 12.5) -> dict[str, object]:
-    return {
-        "subject_id": subject,
-        "loinc_code": "718-7",
-        "value": value,
-        "unit": "g/dL",
-        "collected_at": "2026-11-20T08:30:00+08:00",
-        "source_message_id": tag,
-    }
+    return haemoglobin(subject, str(value), source_message_id=tag)
 
 
 async def run_burst(
