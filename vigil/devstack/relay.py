@@ -1,4 +1,4 @@
-"""A TCP relay on a loopback port that can be opened and closed, in a thread of its own.
+"""A TCP relay on a loopback port, opened once and shut down, in a thread of its own.
 
 It passes bytes through unchanged (optionally behind a TLS handshake), so that a test or
 the soak can stand in front of a server: to put TLS before a broker that cannot serve it,
@@ -31,9 +31,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class Relay:
-    """Listens on 127.0.0.1:``port`` while open and relays each connection to
-    127.0.0.1:``target_port``; closed, it refuses connections (nothing listens) and has cut
-    the ones it relayed."""
+    """Listens on 127.0.0.1:``port`` once open and relays each connection to
+    127.0.0.1:``target_port``; shut down, it refuses connections (nothing listens) and has
+    cut the ones it relayed."""
 
     def __init__(self, port: int, target_port: int, *, context: ssl.SSLContext | None = None):
         self.port = port
@@ -51,22 +51,18 @@ class Relay:
     def open(self) -> None:
         self._call(self._open())
 
-    def close(self) -> None:
-        self._call(self._close())
-
     def shutdown(self) -> None:
-        """Closed for good: its thread ends."""
-        self.close()
+        """Closed for good (connections refused, relayed ones cut): its thread ends."""
+        self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         with contextlib.suppress(RuntimeError):
             self._loop.close()
 
     async def _open(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(
-                self._relay, "127.0.0.1", self.port, ssl=self._context
-            )
+        self._server = await asyncio.start_server(
+            self._relay, "127.0.0.1", self.port, ssl=self._context
+        )
 
     async def _close(self) -> None:
         server, self._server = self._server, None

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import IO
 
 from aiokafka.conn import create_conn
+from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.admin import CreateTopicsRequest
 
 from vigil.devstack.ports import free_port, is_listening, wait_until
 from vigil.devstack.relay import Relay
-
-TOPIC_ALREADY_EXISTS = 36
 
 
 def tansu_binary() -> str:
@@ -129,5 +128,5 @@ async def create_topics(
     finally:
         connection.close()
     for topic, code, *_ in response.topic_errors:
-        if code not in (0, TOPIC_ALREADY_EXISTS):
+        if code not in (0, TopicAlreadyExistsError.errno):
             raise RuntimeError(f"the broker did not create topic {topic}: error {code}")

@@ -220,14 +220,10 @@ async def claim_overdue(
     ]
 
 
-#: what says the database could not keep a write: the sender is told to send again (503,
-#: HL7 AE), never answered 500
-NOT_KEPT = DATABASE_ERRORS
-
-
 class PostgresReceiptStore:
     """The receipt store on ``received_messages``, ``ingest_outbox`` and the ownership
-    tables. Writes raise StorageUnavailable when the database is away; the re-drive's
+    tables. Writes raise StorageUnavailable when the database is away (any of
+    DATABASE_ERRORS: the sender is told to send again, never answered 500); the re-drive's
     reads let the database's errors through (the re-drive loop retries outages)."""
 
     def __init__(
@@ -258,7 +254,7 @@ class PostgresReceiptStore:
                 return await record_receipt(
                     connection, receipt, outgoing, deadline=self._deadline, receipt_id=receipt_id
                 )
-        except NOT_KEPT as error:
+        except DATABASE_ERRORS as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
 
     async def record_owned(
@@ -277,7 +273,7 @@ class PostgresReceiptStore:
                 await keep_owned(connection, [owned], deadline=self._deadline)
         except Refused as refused:
             return refused.refusals
-        except NOT_KEPT as error:
+        except DATABASE_ERRORS as error:
             raise StorageUnavailable(f"cannot record the message durably: {error}") from error
         return []
 
@@ -288,7 +284,7 @@ class PostgresReceiptStore:
         try:
             async with self._pool.acquire() as connection:
                 await mark_published(connection, event_ids)
-        except NOT_KEPT as error:
+        except DATABASE_ERRORS as error:
             raise StorageUnavailable(f"cannot mark events published: {error!r}") from error
 
     async def settle(self) -> int:
