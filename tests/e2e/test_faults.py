@@ -24,7 +24,6 @@ from tests.support.api_keys import issue_api_key
 from tests.support.services import RunningServices, service_env, start_service
 from tests.support.waiting import eventually
 from vigil.devstack.ports import free_port
-from vigil.devstack.postgres import PrivateCluster
 
 pytestmark = pytest.mark.integration
 
@@ -177,19 +176,10 @@ async def test_broker_restart_loses_nothing_that_was_acknowledged(
             ingest.stop()
 
 
-async def stoppable_cluster(prefix: str) -> PrivateCluster:
-    """A migrated PostgreSQL cluster of the test's own, which it may stop and start."""
-    folder = components.scratch_dir(prefix)
-    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
-    cluster.start()
-    await components.migrate(cluster.dsn)
-    return cluster
-
-
 async def test_database_outage_loses_and_duplicates_nothing(
     tmp_path: Path, smtp_server: tuple[int, object]
 ) -> None:
-    cluster = await stoppable_cluster("vigil-test-outage-")
+    cluster = await components.stoppable_cluster("vigil-test-outage-")
     with components.tansu() as broker:
         port = free_port()
         env = service_env(
@@ -325,7 +315,7 @@ async def test_a_refusal_that_cannot_be_kept_is_answered_503_and_kept_when_sent_
 ) -> None:
     """A 4xx tells the sender not to send again; it is given only once the refused message
     is kept, so a refusal is never the only trace of what was sent."""
-    cluster = await stoppable_cluster("vigil-test-refusal-outage-")
+    cluster = await components.stoppable_cluster("vigil-test-refusal-outage-")
     key = await issue_api_key(cluster.dsn)
     with components.tansu() as broker:
         port = free_port()

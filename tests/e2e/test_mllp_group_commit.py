@@ -13,10 +13,8 @@ import pytest
 
 from tests.support import components
 from tests.support.mail import MailCatcher
-from tests.support.mllp import MllpClient, ack_code, oru, running_ingest, unthrottled
+from tests.support.mllp import MllpClient, ack_code, bursting_ingest, oru
 from tests.support.waiting import eventually
-from vigil.devstack.ports import free_port
-from vigil.devstack.postgres import PrivateCluster
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +47,12 @@ async def test_eight_connections_at_once_lose_nothing_and_each_ack_names_its_own
 ) -> None:
     dsn = await components.create_database(postgres_dsn, "groupcommit")
     per_connection = 15
-    with running_ingest(
+    with bursting_ingest(
         tmp_path / "ingest",
-        database_url=components.as_service_role(dsn),
+        admin_dsn=dsn,
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **unthrottled(CONNECTIONS + 2),
+        connections=CONNECTIONS + 2,
     ) as ingest:
 
         async def sender(number: int) -> list[tuple[str, str, str]]:
@@ -85,20 +83,16 @@ async def test_eight_connections_at_once_lose_nothing_and_each_ack_names_its_own
 async def test_a_database_killed_mid_stream_leaves_no_aa_unkept(
     tmp_path: Path, kafka_bootstrap: str, smtp_server: tuple[int, MailCatcher]
 ) -> None:
-    folder = components.scratch_dir("vigil-test-group-commit-")
-    # synchronous_commit stays on (the cluster's default here): a kill must prove something
-    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
-    cluster.start()
-    await components.migrate(cluster.dsn)
+    cluster = await components.stoppable_cluster("vigil-test-group-commit-")
     answers: dict[str, str] = {}
     killed = asyncio.Event()
     try:
-        with running_ingest(
+        with bursting_ingest(
             tmp_path / "ingest",
-            database_url=components.as_service_role(cluster.dsn),
+            admin_dsn=cluster.dsn,
             kafka_bootstrap=kafka_bootstrap,
             smtp_port=smtp_server[0],
-            **unthrottled(CONNECTIONS + 2),
+            connections=CONNECTIONS + 2,
         ) as ingest:
 
             async def sender(number: int) -> None:

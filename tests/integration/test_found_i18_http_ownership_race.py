@@ -16,7 +16,7 @@ import pytest
 from tests.support import components
 from tests.support.api_keys import issue_api_key
 from tests.support.mail import MailCatcher
-from tests.support.mllp import kept_and_owed, running_ingest, unthrottled
+from tests.support.mllp import bursting_ingest, kept_and_owed
 from tests.support.results import haemoglobin
 
 pytestmark = pytest.mark.integration
@@ -31,10 +31,6 @@ def enrol(subject: str, site: str, tag: str) -> dict[str, object]:
         "day0": "2026-01-01",
         "weight_kg": 60,
     }
-
-
-def result(subject: str, message: str, value: float = 12.5) -> dict[str, object]:
-    return haemoglobin(subject, str(value), source_message_id=message)
 
 
 async def test_two_sources_racing_for_subjects_and_observations(
@@ -53,22 +49,39 @@ async def test_two_sources_racing_for_subjects_and_observations(
         for _ in range(3):
             plan.append(("a", "/v1/subjects", enrol(subject, "PKUPH-01", "a")))
             plan.append(("b", "/v1/subjects", enrol(subject, "PKUPH-02", "b")))
-            plan.append(("a", "/v1/lab-results", result(subject, f"OBS-{subject}", 10.1)))
-            plan.append(("b", "/v1/lab-results", result(subject, f"OBS-{subject}", 10.2)))
+            plan.append(
+                (
+                    "a",
+                    "/v1/lab-results",
+                    haemoglobin(subject, "10.1", source_message_id=f"OBS-{subject}"),
+                )
+            )
+            plan.append(
+                (
+                    "b",
+                    "/v1/lab-results",
+                    haemoglobin(subject, "10.2", source_message_id=f"OBS-{subject}"),
+                )
+            )
     # lists of several patients from each source
     for n in range(6):
         chosen = rng.sample(subjects, 3)
-        plan.append(("a", "/v1/lab-results", [result(s, f"LIST-{s}-{n}") for s in chosen]))
+        plan.append(
+            (
+                "a",
+                "/v1/lab-results",
+                [haemoglobin(s, "12.5", source_message_id=f"LIST-{s}-{n}") for s in chosen],
+            )
+        )
         plan.append(("b", "/v1/subjects", [enrol(s, "PKUPH-03", "b") for s in chosen]))
     rng.shuffle(plan)
 
     answers: list[tuple[str, str, object, int, str]] = []
-    with running_ingest(
+    with bursting_ingest(
         tmp_path / "ingest",
-        database_url=components.as_service_role(dsn),
+        admin_dsn=dsn,
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **unthrottled(),
     ) as ingest:
         async with httpx.AsyncClient(
             base_url=ingest.url, timeout=60, limits=httpx.Limits(max_connections=200)

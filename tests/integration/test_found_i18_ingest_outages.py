@@ -20,20 +20,13 @@ from tests.support.mail import MailCatcher
 from tests.support.mllp import (
     MllpClient,
     ack_code,
+    bursting_ingest,
     kept_and_owed,
     oru,
-    running_ingest,
-    unthrottled,
 )
 from tests.support.results import haemoglobin
-from vigil.devstack.ports import free_port
-from vigil.devstack.postgres import PrivateCluster
 
 pytestmark = pytest.mark.integration
-
-
-def result(tag: str, subject: str, value: object = 12.5) -> dict[str, object]:
-    return haemoglobin(subject, str(value), source_message_id=tag)
 
 
 async def run_burst(
@@ -44,10 +37,7 @@ async def run_burst(
     http_senders: int = 10,
     kinds: int = 5,
 ) -> tuple[dict[str, object], str]:
-    folder = components.scratch_dir("vigil-test-i18-")
-    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
-    cluster.start()
-    await components.migrate(cluster.dsn)
+    cluster = await components.stoppable_cluster("vigil-test-i18-")
     key_a = await issue_api_key(cluster.dsn, source="lab-a")
     key_b = await issue_api_key(cluster.dsn, source="lab-b")
     # lab-b owns OWNED-1: lab-a's copies are refused (403), kept as rejected
@@ -55,16 +45,18 @@ async def run_burst(
     faulted = asyncio.Event()
     stop = asyncio.Event()
     try:
-        with running_ingest(
+        with bursting_ingest(
             tmp_path / "ingest",
-            database_url=components.as_service_role(cluster.dsn),
+            admin_dsn=cluster.dsn,
             kafka_bootstrap=kafka_bootstrap,
             smtp_port=smtp_port,
-            **unthrottled(40),
+            connections=40,
         ) as ingest:
             async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
                 first = await http.post(
-                    "/v1/lab-results", json=result("OWNED-1", "Z-1"), headers=key_b.headers
+                    "/v1/lab-results",
+                    json=haemoglobin("Z-1", "12.5", source_message_id="OWNED-1"),
+                    headers=key_b.headers,
                 )
                 assert first.status_code == 202, first.text
 
@@ -76,14 +68,20 @@ async def run_burst(
                         tag = f"H-{number}-{n}"
                         kind = n % 5 if kinds == 5 else 3 + n % 2
                         if kind == 3:
-                            body, key = result("OWNED-1", "Z-1"), key_a  # 403
+                            body, key = (
+                                haemoglobin("Z-1", "12.5", source_message_id="OWNED-1"),
+                                key_a,
+                            )  # 403
                             tag = f"F-{number}-{n}"
                         elif kind == 4:
                             tag = f"I-{number}-{n}"
-                            body, key = result(tag, "Z-2"), key_a
+                            body, key = haemoglobin("Z-2", "12.5", source_message_id=tag), key_a
                             body["loinc_code"] = "not a code"  # 422
                         else:
-                            body, key = result(tag, f"Z-{number}"), key_a
+                            body, key = (
+                                haemoglobin(f"Z-{number}", "12.5", source_message_id=tag),
+                                key_a,
+                            )
                         try:
                             response = await http.post(
                                 "/v1/lab-results", json=body, headers=key.headers

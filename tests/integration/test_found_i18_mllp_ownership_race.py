@@ -18,10 +18,9 @@ from tests.support.mail import MailCatcher
 from tests.support.mllp import (
     MllpClient,
     ack_code,
+    bursting_ingest,
     hl7_message,
     msh,
-    running_ingest,
-    unthrottled,
 )
 
 pytestmark = pytest.mark.integration
@@ -108,12 +107,12 @@ async def test_two_hl7_sources_race_and_poison_fails_alone(
         lanes[i % CONNECTIONS].append(item)
 
     answers: list[tuple[str, str, bytes, str, str]] = []
-    with running_ingest(
+    with bursting_ingest(
         tmp_path / "ingest",
-        database_url=components.as_service_role(dsn),
+        admin_dsn=dsn,
         kafka_bootstrap=kafka_bootstrap,
         smtp_port=smtp_server[0],
-        **unthrottled(CONNECTIONS + 4),
+        connections=CONNECTIONS + 4,
     ) as ingest:
 
         async def lane(items: list[tuple[str, str, bytes]]) -> None:

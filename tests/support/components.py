@@ -35,6 +35,16 @@ async def migrate(admin_dsn: str) -> None:
     await upgrade(admin_dsn, service_role=SERVICE_ROLE, service_password=SERVICE_PASSWORD)
 
 
+async def stoppable_cluster(prefix: str) -> PrivateCluster:
+    """A migrated PostgreSQL cluster of the test's own, which it may stop and start
+    (``synchronous_commit`` on, the default: a kill must prove something)."""
+    folder = scratch_dir(prefix)
+    cluster = PrivateCluster(folder / "data", free_port(), log_file=folder / "log")
+    cluster.start()
+    await migrate(cluster.dsn)
+    return cluster
+
+
 async def create_database(admin_dsn: str, prefix: str = "test") -> str:
     """A new, migrated database on the same server; returns its administrator's DSN."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"

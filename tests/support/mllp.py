@@ -8,7 +8,7 @@ import contextlib
 import json
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import hl7.mllp
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.components import as_service_role
 from tests.support.services import METRICS_TOKEN, service_env, start_service
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess
@@ -187,9 +188,7 @@ class Ingest:
         return 0.0
 
 
-def unthrottled(connections: int = 8) -> dict[str, str]:
-    """Settings that take ingest's rate limits out of a test that sends bursts on purpose
-    (``connections`` MLLP connections from one peer at once)."""
+def _unthrottled(connections: int) -> dict[str, str]:
     return {
         "VIGIL_MLLP_RATE_PER_SECOND": "100000",
         "VIGIL_MLLP_RATE_BURST": "100000",
@@ -209,6 +208,21 @@ async def kept_and_owed(connection: asyncpg.Connection) -> tuple[list[asyncpg.Re
     )
     owed = {row["event_id"] for row in await connection.fetch("SELECT event_id FROM ingest_outbox")}
     return kept, owed
+
+
+def bursting_ingest(
+    folder: Path, *, admin_dsn: str, kafka_bootstrap: str, smtp_port: int, connections: int = 8
+) -> AbstractContextManager[Ingest]:
+    """Ingest alone on ``admin_dsn``'s database (as the services' role), its rate limits out
+    of the way of a test that sends bursts on purpose (``connections`` MLLP connections
+    from one peer at once)."""
+    return running_ingest(
+        folder,
+        database_url=as_service_role(admin_dsn),
+        kafka_bootstrap=kafka_bootstrap,
+        smtp_port=smtp_port,
+        **_unthrottled(connections),
+    )
 
 
 @contextmanager
