@@ -81,9 +81,16 @@ async def _restart_under_a_producer(
         True,
         pytest.param(
             False,
+            # the defect of the third-party broker the gate exists for, not Vigil's: this
+            # case shows it is still there. strict: once a Tansu release no longer loses
+            # these records the case passes, the suite fails on XPASS, and the gate (and
+            # this case) can go
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="Tansu 0.6.0 renumbers a partition produced to before it existed",
+                reason="Tansu 0.6.0 (development broker, not used in production) keeps "
+                "records produced to a missing topic and renumbers the partition from 0 "
+                "when the topic is created, losing acknowledged records; "
+                "GatedTansuBroker exists to avoid it",
             ),
         ),
     ],
