@@ -205,8 +205,9 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
             try:
                 yield
             finally:
-                # the batch under way commits (or fails) before the broker stops
-                await facts.drain()
+                # the batch under way commits (or fails), and its offsets reach Kafka,
+                # before the broker stops; no batch is begun after it
+                await facts.stop()
 
     app = service_app(
         "Vigil safety_rules",

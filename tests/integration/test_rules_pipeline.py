@@ -313,3 +313,73 @@ async def test_a_failure_after_a_batch_committed_never_reads_that_batch_again(
     await _run_all(_consumer(reference, pipelined=False), _four_batches(_Consumer()))
     assert await _log(pool) == await _log(reference)
     assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 12}
+
+
+class _SlowCommits(_Consumer):
+    """Kafka taking its time over an offset commit: each waits until ``answer`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.asked.set()
+        await self.answer.wait()
+        await super().commit(offsets)
+
+
+async def test_stopping_waits_for_the_last_commit_to_kafka_and_begins_nothing_new(
+    pool: asyncpg.Pool,
+) -> None:
+    """Found in CI: the service stopped its Kafka client while the last batch's offsets
+    were being committed (stopping waited only for the database commit), and aiokafka
+    logged an error an operator is paged for. Stopping now waits for that commit, and a
+    batch handed over meanwhile is not begun (it is read again from the stored
+    positions at the next start)."""
+    kafka = _SlowCommits()
+    first, second, _ = _batches(kafka)
+    facts = _consumer(pool, pipelined=True)
+    await facts(first)  # type: ignore[arg-type]
+    await asyncio.wait_for(kafka.asked.wait(), 10)  # stored; its offsets on their way
+
+    stopping = asyncio.create_task(facts.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done(), "stopped while the last batch's offsets were being committed"
+    await facts(second)  # type: ignore[arg-type]  # handed over while stopping
+    kafka.answer.set()
+    await asyncio.wait_for(stopping, 10)
+
+    assert kafka.commits == [{(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 4}]
+    assert await _positions(pool) == {(SUBJECTS, 0): 2, (LAB_RESULTS, 0): 4}
+
+
+async def test_stopping_ends_a_failed_batch_s_back_off_at_once(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch the database refused waits before it is read again (seconds, growing);
+    a service stopping does not wait that out."""
+    kafka = _Consumer()
+    first, second, _ = _batches(kafka)
+    facts = _consumer(pool, pipelined=False)  # each failure reaches the caller
+    await _run_all(facts, [first])
+    failures = 0
+
+    async def lost(self: Any, group_id: str, positions: dict[tuple[str, int], int]) -> None:
+        nonlocal failures
+        failures += 1
+        raise _Outage("connection lost")
+
+    monkeypatch.setattr(postgres.PostgresRulesUnitOfWork, "record_positions", lost)
+    with pytest.raises(_Outage):
+        await facts(second)  # type: ignore[arg-type]
+    facts._backoff._failures = 5  # as after five more: the next waits 10 s
+    backing_off = asyncio.create_task(facts(second))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert not backing_off.done(), "no back-off after repeated failures"
+    began = asyncio.get_running_loop().time()
+    await asyncio.wait_for(facts.stop(), 10)
+    assert asyncio.get_running_loop().time() - began < 1.0
+    assert failures == 2
+    with pytest.raises(_Outage):
+        await backing_off

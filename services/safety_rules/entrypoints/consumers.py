@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 import uuid
@@ -73,14 +74,16 @@ class CollectorPacing:
 class _Backoff:
     """Sleeps longer after each consecutive failure, so a rewound batch does not spin."""
 
-    def __init__(self) -> None:
+    def __init__(self, stopping: asyncio.Event) -> None:
         self._failures = 0
+        self._stopping = stopping  # set: the service stops, no retry to wait for
 
     async def failed(self, error: BaseException) -> None:
         self._failures += 1
         delay = min(0.2 * 2**self._failures, 10.0)
         log.error("rules.batch_failed", error=repr(error), retry_in_seconds=delay)
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
 
     def succeeded(self) -> None:
         self._failures = 0
@@ -169,15 +172,17 @@ class FactsConsumer:
         self._packs = packs
         self._group_id = group_id
         self._on_commit = on_commit
-        self._backoff = _Backoff()
+        # set when the service stops: no batch is begun any more
+        self._stopping = asyncio.Event()
+        self._backoff = _Backoff(self._stopping)
         self._cache = cache if cache is not None else HistoryCache()
         self._collector = CollectorPacing()
         self._projection = projection
 
     async def __call__(self, message: KafkaMessage) -> None:
         records = records_of(message)
-        if not records:
-            return
+        if not records or self._stopping.is_set():
+            return  # stopping: read again from the stored positions at the next start
         first = first_offsets(records)
         consumer = getattr(message, "consumer", None)
         if self._stale(first, consumer):
@@ -200,6 +205,8 @@ class FactsConsumer:
         if previous is not None and (raw or rejected or not self._pipelined):
             await self._settle(previous)
             previous = None
+        if self._stopping.is_set():
+            return  # stopped while the batch before it settled
         ids = frozenset(entry.envelope.id for entry in entries)
         batch = _InFlight(ids, first)
         batch.task = asyncio.create_task(
@@ -220,6 +227,17 @@ class FactsConsumer:
         batch = self._in_flight
         if batch is not None:
             await batch.settled.wait()
+
+    async def stop(self) -> None:
+        """Begin no batch any more, and wait until the one under way has finished: its
+        transaction, and then its offsets' commit to Kafka (bounded), so the consumer is
+        never closed under that commit (aiokafka logs that as an error an operator would
+        be paged for, though nothing is lost). A batch handed over meanwhile is not begun:
+        the positions stored with the data are where the next start reads from."""
+        self._stopping.set()  # and a failed batch's back-off ends now
+        while (batch := self._in_flight) is not None and not batch.task.done():
+            await asyncio.wait({batch.task})
+        self._in_flight = None
 
     async def _settle(self, batch: _InFlight) -> None:
         """Wait for a batch's commit; raises when it failed (it rewound the consumer)."""
