@@ -218,3 +218,40 @@ def test_a_collection_time_only_in_the_specimen_segment_is_read_from_spm_17() ->
     outcome = interpret(text, study_id="NCT05262686", zone=UTC)
     (result,) = [e for e in outcome.events if isinstance(e, LabResultReported)]
     assert result.collected_at == datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("obx", "problem"),
+    [
+        ("OBX|1|NM|718-7^Hb^LN||NaN|g/dL|12-16||||F", "OBX-5 (NM value) is not a number"),
+        ("OBX|1|NM|718-7^Hb^LN||sNaN|g/dL|12-16||||F", "OBX-5 (NM value) is not a number"),
+        ("OBX|1|NM|718-7^Hb^LN||-Infinity|g/dL|12-16||||F", "OBX-5 (NM value) is not a number"),
+        ("OBX|1|NM|718-7^Hb^LN||1E999999999|g/dL|12-16||||F", "OBX-5 (NM value) is not a number"),
+        ("OBX|1|NM|718-7^Hb^LN||1E-999999999|g/dL|12-16||||F", "OBX-5 (NM value) is not a number"),
+        ("OBX|1|SN|718-7^Hb^LN||^NaN|g/dL|12-16||||F", "OBX-5 (SN value)"),
+        ("OBX|1|SN|718-7^Hb^LN||<^1E999999999|g/dL|12-16||||F", "OBX-5 (SN value)"),
+        ("OBX|1|NM|718-7^Hb^LN||8.0|g/dL|12-16||||F|||20261320080000", "OBX-14"),
+        ("OBX|1|NM|718-7^Hb^LN||8.0|g/dL|12-16||||F|||20261132080000", "OBX-14"),
+        ("OBX|1|NM|718-7^Hb^LN||8.0|g/dL|12-16||||F|||20261120250000", "OBX-14"),
+        ("OBX|1|NM|718-7^Hb^LN||8.0|g/dL|12-16||||F|||99991231080000", "OBX-14"),
+        ("OBX|1|NM|718-7^Hb^LN||8.0|g/dL|12-16||||F|||20261120080000+2500", "OBX-14"),
+    ],
+)
+def test_a_malformed_number_or_time_is_kept_as_an_unreadable_result_never_as_a_value(
+    obx: str, problem: str
+) -> None:
+    """Found unverified while breaking issue 18: month 13, 1E999999999 and NaN were
+    answered AA. Each is kept, answered AA with an ERR for that field (the lab sees it;
+    the message as a whole was taken), and stored as an unreadable result for review,
+    never as a number the rules could judge."""
+    text = "\r".join([MSH.format(control="BAD"), PID, "OBR|1|||718-7^Hb^LN|||20261120080000", obx])
+    outcome = interpret(text, study_id="NCT05262686", zone=UTC)
+    assert outcome.ack_code == "AA"
+    (event,) = outcome.events
+    assert isinstance(event, LabResultUnreadable)
+    assert event.problem.startswith(problem)
+    assert event.loinc_code == "718-7" and event.source_message_id.startswith("BAD/")
+    assert problem in outcome.reason and "kept for review" in outcome.reason
+    fields = obx.split("|")
+    sent = [fields[5].split("^")[-1], *fields[14:15]]
+    assert not [value for value in sent if value in event.problem], "the problem names the value"
