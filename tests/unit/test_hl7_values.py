@@ -250,8 +250,10 @@ def test_a_malformed_number_or_time_is_kept_as_an_unreadable_result_never_as_a_v
     (event,) = outcome.events
     assert isinstance(event, LabResultUnreadable)
     assert event.problem.startswith(problem)
-    assert event.loinc_code == "718-7" and event.source_message_id.startswith("BAD/")
-    assert problem in outcome.reason and "kept for review" in outcome.reason
+    assert event.loinc_code == "718-7"
+    assert event.source_message_id.startswith("BAD/")
+    assert problem in outcome.reason
+    assert "kept for review" in outcome.reason
     fields = obx.split("|")
     sent = [fields[5].split("^")[-1], *fields[14:15]]
     assert not [value for value in sent if value in event.problem], "the problem names the value"

@@ -57,15 +57,21 @@ def receipt_row(
 
 def _owe_sql(first: int) -> str:
     """The INSERT of owed events from the seven parameters of :func:`_owed_arrays`,
-    numbered from ``first``; a resent message owes the same events: the first row stands."""
+    numbered from ``first``; a resent message owes the same events: the first row stands.
+
+    The rows go in in event id order (the same id in the order given): two transactions
+    owing some of the same events (a message resent on two connections, or to two ingest
+    instances, with others) then wait for each other's rows in one order, never in a
+    cycle (a deadlock PostgreSQL would break by failing one of them)."""
     n = [f"${first + k}" for k in range(7)]
     return f"""INSERT INTO ingest_outbox (event_id, receipt_id, topic, key, value, headers,
                next_check_at)
            SELECT t.event_id, t.receipt_id, t.topic, t.key, t.value, t.headers::jsonb,
                   clock_timestamp() + {n[6]}::interval
            FROM unnest({n[0]}::uuid[], {n[1]}::uuid[], {n[2]}::text[], {n[3]}::bytea[],
-                       {n[4]}::bytea[], {n[5]}::text[])
-               AS t(event_id, receipt_id, topic, key, value, headers)
+                       {n[4]}::bytea[], {n[5]}::text[]) WITH ORDINALITY
+               AS t(event_id, receipt_id, topic, key, value, headers, given)
+           ORDER BY t.event_id, t.given
            ON CONFLICT (event_id) DO NOTHING"""
 
 
