@@ -7,6 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 # servers, so more workers than cores still help: on two cores, three took pytest from
 # 1,022 s to 815-931 s (CI runs of 2026-12-04).
 TEST_WORKERS ?= 3
+# Python keeps compiled modules (and pytest its rewritten test modules) even where the
+# environment says not to: each of the ~150 service processes a test run starts would
+# otherwise compile Vigil's sources again (0.3-0.4 s of CPU each), and each pytest worker
+# rewrite every test module's asserts. __pycache__/ is ignored by git.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install system-deps run test test-unit lint format docs clean bench bench-store bench-ingest bench-rules bench-judging bench-workspace soak
 

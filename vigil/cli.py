@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from services.settings import VigilSettings
 from shared.secret_files import SecretFileError
 from shared.settings import InsecureConfiguration
+from shared.yaml_files import load_yaml
 from vigil.audit_cli import audit_app, replay
 from vigil.keys_cli import keys_app
 from vigil.users_cli import users_app
@@ -215,7 +216,7 @@ def rules_coverage(
     case_list = None
     if path is not None:
         try:
-            case_list = yaml.safe_load(path.read_text(encoding="utf-8"))
+            case_list = load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as error:
             typer.echo(f"vigil rules coverage: cannot read {path}: {error}", err=True)
             raise typer.Exit(1) from None

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import yaml
 
+from shared.yaml_files import load_yaml
 from tests.support.results import new_subject_id
 from tests.support.services import RunningServices
 from tests.support.waiting import eventually
@@ -22,7 +22,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 CORPUS = Path(__file__).parents[1] / "data" / "fhir"
-EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "expected.yaml").read_text())
+EXPECTED: dict[str, dict[str, Any]] = load_yaml((CORPUS / "expected.yaml").read_text())
 REPORTED = "org.vigil.lab_result.reported.v1"
 SUPERSEDED = "org.vigil.lab_result.superseded.v1"
 

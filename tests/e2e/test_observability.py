@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from shared.yaml_files import load_yaml
 from tests.e2e.test_haemoglobin_alert import (
     about,
     enrolment,
@@ -73,7 +74,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    groups = load_yaml(ALERT_RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
@@ -113,7 +114,7 @@ def prometheus(
     folder = tmp_path_factory.mktemp("prometheus")
     # The shipped stall alert waits for 120 s of no progress, held for 2 minutes; this copy
     # waits 5 s, held 3 s, so the test takes seconds. Every other rule is as shipped.
-    rules = rules_for_test(yaml.safe_load(ALERT_RULES.read_text()), {STALLED: ("5", "3s")})
+    rules = rules_for_test(load_yaml(ALERT_RULES.read_text()), {STALLED: ("5", "3s")})
     rule_file = folder / "alerts.yml"
     rule_file.write_text(yaml.safe_dump(rules, sort_keys=False))
     targets = {

@@ -34,8 +34,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import yaml
 
+from shared.yaml_files import load_yaml
 from tests.support.mllp import ack_code, exchange_bytes
 from tests.support.package_samples import (
     as_study_laboratory,
@@ -56,9 +56,7 @@ from tests.support.services import RunningServices
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "packages"
-EXPECTED: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(
-    (SAMPLES / "expected.yaml").read_text()
-)
+EXPECTED: dict[str, dict[str, dict[str, Any]]] = load_yaml((SAMPLES / "expected.yaml").read_text())
 FHIR = {"content-type": "application/fhir+json"}
 REPORTED = "org.vigil.lab_result.reported.v1"
 UNREADABLE = "org.vigil.lab_result.unreadable.v1"

@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.ingest.domain.subject_identifiers import SubjectIdentifierSystem
 from shared.events.topics import DEAD_LETTERS, SUBJECTS
+from shared.yaml_files import load_yaml
 from tests.support import components
 from tests.support.components import as_service_role, create_database, drop_database
 from tests.support.mail import MailCatcher
@@ -123,7 +124,7 @@ def study_dir_with_webhooks(folder: Path, url: str) -> Path:
     # its HL7 senders connect from loopback, as the other tests' services allow
     studies = copy_studies(folder / "studies", from_loopback)
     path = studies / STUDY / "roster.yaml"
-    roster = yaml.safe_load(path.read_text())
+    roster = load_yaml(path.read_text())
     people = [*roster["study_contacts"], *(p for site in roster["sites"] for p in site["people"])]
     for person in people:
         if person["id"] in ("inv-0102", "mm-01"):

@@ -15,6 +15,7 @@ from services.safety_rules.adapters.postgres import PostgresRulesUnitOfWork
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.handlers.facts import handle_batch
 from shared.events import Envelope, SafetySignalRaised, wrap
+from shared.yaml_files import load_yaml
 from tests.support.components import as_service_role
 from tests.support.rules_harness import fact
 from tests.support.services import REPO
@@ -90,7 +91,7 @@ async def test_simulate_shows_what_a_candidate_pack_changes(fresh_dsn: str, tmp_
         [{"lab": {"loinc": "718-7", "value": 9.6, "unit": "g/dL", "at": 9}}],
         [{"lab": {"loinc": "751-8", "value": 1.3, "unit": "10*9/L", "at": 9}}],
     )
-    raw = yaml.safe_load(PACK_FILE.read_text())
+    raw = load_yaml(PACK_FILE.read_text())
     raw["version"] = "2027.01.0-candidate"
     hb_rule = next(r for r in raw["rules"] if r["id"] == "anaemia-hb-le-9")
     hb_rule["threshold"] = 10  # an amendment: alert at Hb <= 10

@@ -10,8 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from shared.yaml_files import load_yaml
 from tests.support.results import new_subject_id
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hl7"
@@ -51,7 +50,7 @@ class Case:
 
 def cases() -> list[Case]:
     """Every case of expected.yaml, each with fresh subject and control ids."""
-    expected = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+    expected = load_yaml((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
     out = []
     for name, spec in expected.items():
         out.append(

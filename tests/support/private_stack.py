@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
+from shared.yaml_files import load_yaml
 from tests.support import components
 from tests.support.api_keys import issue_api_key
 from tests.support.mail import MailCatcher, running_smtp_server
@@ -102,7 +103,7 @@ async def private_stack(
     studies = copy_studies(tmp_path / "studies", from_loopback)
     if roster is not None:
         path = studies / STUDY / "roster.yaml"
-        path.write_text(yaml.safe_dump(roster(yaml.safe_load(path.read_text())), sort_keys=False))
+        path.write_text(yaml.safe_dump(roster(load_yaml(path.read_text())), sort_keys=False))
     with components.tansu() as broker, running_smtp_server() as (smtp_port, mail):
         ports = {"rules": free_port(), "notifier": free_port(), "ingest": free_port()}
         env = service_env(

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 from vigil.devstack.ports import free_port
 from vigil.devstack.supervisor import ManagedProcess, http_ready
@@ -97,7 +98,7 @@ def rules_for_test(
 ) -> dict[str, Any]:
     """The shipped rules with some alerts' threshold and ``for`` replaced (name -> (value,
     for)), so a test need not wait minutes; everything else is as shipped."""
-    copy: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(rules)))
+    copy: dict[str, Any] = load_yaml(yaml.safe_dump(dict(rules)))
     for group in copy["groups"]:
         for rule in group["rules"]:
             if rule.get("alert") in overrides:
@@ -114,7 +115,7 @@ def config_for_test(
     """The shipped scrape configuration with each job's targets replaced (job -> host:port),
     its bearer token read from ``token_file``, the given rule file, and short scrape and
     evaluation intervals."""
-    config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    config: dict[str, Any] = load_yaml(SCRAPE_CONFIG.read_text())
     config["global"] = {
         **config.get("global", {}),
         "scrape_interval": interval,

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from shared.yaml_files import load_yaml
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "studies"
 STUDY = "NCT05262686"
@@ -34,7 +36,7 @@ def copy_studies(
     shutil.copytree(SHIPPED, destination)
     if change_sources is not None:
         path = destination / STUDY / "sources.yaml"
-        document = yaml.safe_load(path.read_text())
+        document = load_yaml(path.read_text())
         document["sources"] = change_sources(list(document.get("sources") or []))
         path.write_text(yaml.safe_dump(document, sort_keys=False))
     return destination

@@ -8,16 +8,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import yaml
 
 from services.safety_rules.adapters.rule_pack_files import load_rule_packs
 from services.safety_rules.domain import engine
 from shared.events import DataQualityIssueRaised, SafetySignalRaised, SignalEvent
+from shared.yaml_files import load_yaml
 from tests.support.rules_harness import InMemoryRulesStore, fact, run_batches
 from tests.support.services import REPO
 
 PACK = load_rule_packs(REPO / "studies")["NCT05262686"]
-CASES: list[dict[str, Any]] = yaml.safe_load(
+CASES: list[dict[str, Any]] = load_yaml(
     (REPO / "tests" / "data" / "clinical_cases.yaml").read_text()
 )
 SUBJECT = "01-001"

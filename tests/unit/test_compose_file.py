@@ -6,12 +6,12 @@ import json
 
 import jsonschema
 import pytest
-import yaml
 
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 
 SCHEMA = json.loads((REPO / "tests/data/compose-spec/compose-spec.json").read_text())
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+COMPOSE = load_yaml((REPO / "docker-compose.yml").read_text())
 
 
 def test_compose_file_follows_the_specification() -> None:

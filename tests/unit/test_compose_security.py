@@ -9,13 +9,13 @@ import re
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.events.topics import ALL_TOPICS
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 
 COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
-COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
+COMPOSE: dict[str, Any] = load_yaml(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
 VIGIL = ("ingest", "safety-rules", "notifier")
 KAFKA_START = (REPO / "deploy" / "kafka" / "start.sh").read_text()
@@ -187,7 +187,7 @@ def test_kafka_provisioning_grants_each_principal_only_its_topics() -> None:
 
 
 def test_prometheus_scrapes_with_the_mounted_token() -> None:
-    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scrape = load_yaml((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
     for job in scrape["scrape_configs"]:
         assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
     assert SERVICES["prometheus"]["secrets"] == ["metrics_token"]

@@ -8,13 +8,13 @@ import re
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import REGISTRY
 
 import services.ingest.metrics
 import services.notifier.metrics
 import services.safety_rules.metrics  # noqa: F401
 import shared.metrics  # noqa: F401
+from shared.yaml_files import load_yaml
 from tests.support.prometheus import ALERT_RULES, SCRAPE_CONFIG, Threshold
 from tests.support.services import REPO
 
@@ -31,7 +31,7 @@ def dashboard() -> dict[str, Any]:
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    groups = load_yaml(ALERT_RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
@@ -52,7 +52,7 @@ def vigil_metric_names() -> set[str]:
 
 
 def test_every_panel_queries_the_provisioned_prometheus() -> None:
-    uid = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
+    uid = load_yaml(DATASOURCES.read_text())["datasources"][0]["uid"]
     panels = dashboard()["panels"]
     assert len({panel["id"] for panel in panels}) == len(panels)
     for panel in panels:
@@ -116,16 +116,16 @@ def test_alert_is_shipped_with_a_measure_and_a_threshold(alert: str) -> None:
 
 
 def test_scrape_config_loads_the_alert_rules_and_scrapes_three_services() -> None:
-    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    config = load_yaml(SCRAPE_CONFIG.read_text())
     assert config["rule_files"] == [ALERT_RULES.name]
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert jobs == {"vigil-ingest", "vigil-safety-rules", "vigil-notifier"}
 
 
 def test_compose_mounts_the_prometheus_and_grafana_files() -> None:
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    services = load_yaml(COMPOSE.read_text())["services"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     grafana = services["grafana"]["volumes"]
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
-    dashboards = yaml.safe_load(PROVIDERS.read_text())["providers"][0]["options"]["path"]
+    dashboards = load_yaml(PROVIDERS.read_text())["providers"][0]["options"]["path"]
     assert f"./deploy/grafana/dashboards:{dashboards}:ro" in grafana

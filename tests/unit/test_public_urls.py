@@ -10,16 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from services.settings import VigilSettings
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 from vigil.devstack.console import ready_lines
 from vigil.devstack.stack import DevPorts, build_stack
 from vigil.devstack.supervisor import ManagedProcess
 
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+COMPOSE = load_yaml((REPO / "docker-compose.yml").read_text())
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ import yaml
 from services.safety_rules.adapters.rule_pack_files import load_rule_pack, load_rule_packs
 from services.safety_rules.domain.rule_pack import InvalidRulePack
 from shared.analytes import codes_of
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 
 PACK = REPO / "studies" / "NCT05262686" / "rules.yaml"
 
 
 def write_pack(tmp_path: Path, **rule_changes: object) -> Path:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     raw["rules"][0].update(rule_changes)
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -52,7 +53,7 @@ def test_unknown_field_is_refused(tmp_path: Path) -> None:
 
 
 def test_duplicate_rule_ids_are_refused(tmp_path: Path) -> None:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     raw["rules"].append(dict(raw["rules"][0]))
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -89,7 +90,7 @@ def test_a_rule_reads_the_packs_parameter() -> None:
 
 
 def test_changing_the_parameter_moves_the_threshold(tmp_path: Path) -> None:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     raw["parameters"]["neutrophil_floor"]["value"] = 1.0
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -99,7 +100,7 @@ def test_changing_the_parameter_moves_the_threshold(tmp_path: Path) -> None:
 
 
 def test_an_unknown_parameter_fails_loading_and_is_named(tmp_path: Path) -> None:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     _neutrophil_rule(raw)["threshold"] = {"parameter": "neutrophil_flor"}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -112,7 +113,7 @@ def test_an_unknown_parameter_fails_loading_and_is_named(tmp_path: Path) -> None
 
 
 def test_a_parameter_in_another_unit_than_the_rule_fails_loading(tmp_path: Path) -> None:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     raw["parameters"]["neutrophil_floor"]["unit"] = "/uL"
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -121,7 +122,7 @@ def test_a_parameter_in_another_unit_than_the_rule_fails_loading(tmp_path: Path)
 
 
 def test_a_parameter_needs_its_source(tmp_path: Path) -> None:
-    raw = yaml.safe_load(PACK.read_text())
+    raw = load_yaml(PACK.read_text())
     del raw["parameters"]["neutrophil_floor"]["source"]
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(raw))

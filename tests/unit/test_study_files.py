@@ -10,25 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from services.notifier.adapters.roster_files import load_roster, load_rosters
 from services.notifier.domain.roster import InvalidRoster, roster_from_data
 from services.safety_rules.adapters.rule_pack_files import load_rule_pack, load_rule_packs
 from services.safety_rules.domain.rule_pack import InvalidRulePack, rule_pack_from_data
+from shared.yaml_files import load_yaml
 from tests.support.services import REPO
 
 STUDY = REPO / "studies" / "NCT05262686"
 
 
 def test_a_rule_pack_is_built_from_the_document_its_file_holds() -> None:
-    raw = yaml.safe_load((STUDY / "rules.yaml").read_text())
+    raw = load_yaml((STUDY / "rules.yaml").read_text())
 
     assert rule_pack_from_data(raw, "the study's pack") == load_rule_pack(STUDY / "rules.yaml")
 
 
 def test_invalid_pack_data_names_its_source_the_rule_and_the_field() -> None:
-    raw = yaml.safe_load((STUDY / "rules.yaml").read_text())
+    raw = load_yaml((STUDY / "rules.yaml").read_text())
     raw["rules"][0]["operator"] = "=<"
 
     with pytest.raises(InvalidRulePack) as raised:
@@ -44,7 +44,7 @@ def test_the_packs_of_a_study_folder_are_keyed_by_study() -> None:
 
 
 def test_a_roster_is_built_from_the_document_its_file_holds() -> None:
-    raw = yaml.safe_load((STUDY / "roster.yaml").read_text())
+    raw = load_yaml((STUDY / "roster.yaml").read_text())
 
     assert roster_from_data(raw, "the study's roster") == load_roster(STUDY / "roster.yaml")
 

@@ -27,13 +27,14 @@ from services.ingest.domain.subject_identifiers import (
     SubjectIdentifiers,
     subject_identifiers_of,
 )
+from shared.yaml_files import load_yaml
 
 Refusal = Callable[[Path, Exception], Exception]
 
 
 def _read(path: Path, refused: Refusal) -> StudyDocument:
     try:
-        return StudyDocument(path, yaml.safe_load(path.read_text()))
+        return StudyDocument(path, load_yaml(path.read_text()))
     except (OSError, yaml.YAMLError) as error:
         raise refused(path, error) from error
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from services.notifier.domain.roster import InvalidRoster, Roster, roster_from_data
+from shared.yaml_files import load_yaml
 
 ROSTER_FILE = "roster.yaml"
 
@@ -15,7 +16,7 @@ ROSTER_FILE = "roster.yaml"
 def load_roster(path: Path) -> Roster:
     """Read and validate one roster file; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise InvalidRoster(f"{path}: cannot read roster: {error}") from error
     return roster_from_data(raw, str(path))

@@ -28,6 +28,7 @@ from services.notifier.domain.protocol_limits import (
     Threshold,
     ThresholdKind,
 )
+from shared.yaml_files import load_yaml
 
 log = structlog.get_logger(__name__)
 
@@ -238,7 +239,7 @@ class RulePackLimits:
             if cached is not None and cached[0] == modified:
                 return cached[1]
         try:
-            limits = limits_from_data(yaml.safe_load(path.read_text(encoding="utf-8")))
+            limits = limits_from_data(load_yaml(path.read_text(encoding="utf-8")))
         except (OSError, yaml.YAMLError) as error:
             log.warning(
                 "workspace.rule_pack_unreadable", study_id=study_id, error=type(error).__name__

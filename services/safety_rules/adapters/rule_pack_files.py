@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from services.safety_rules.domain.rule_pack import InvalidRulePack, RulePack, rule_pack_from_data
+from shared.yaml_files import load_yaml
 
 RULE_PACK_FILE = "rules.yaml"
 
@@ -15,7 +16,7 @@ RULE_PACK_FILE = "rules.yaml"
 def load_rule_pack(path: Path) -> RulePack:
     """Read and validate a rule pack; errors name the file, the rule and the field."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise InvalidRulePack(f"{path}: cannot read rule pack: {error}") from error
     return rule_pack_from_data(raw, str(path))
