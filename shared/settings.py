@@ -42,6 +42,15 @@ class CommonSettings(BaseSettings):
     kafka_partitions: int = Field(
         default=6, ge=1, description="Partition count used when Vigil creates its topics."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=5000,
+        description="How long the rules' and the notifier's consumers let the broker hold a "
+        "fetch that finds nothing new. Short is low latency on a broker that does not "
+        "answer a waiting fetch when records arrive (the development broker, Tansu, "
+        "answers after a share of this time); each idle fetch costs the broker CPU.",
+    )
     kafka_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor used when Vigil creates its topics."
     )

@@ -169,8 +169,8 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 # a signal should not wait for an idle poll: FastStream sleeps a whole batch
                 # timeout after an empty one, and a broker may hold a fetch up to its max
                 # wait (Tansu answered a waiting fetch after ~116 ms at the default 500,
-                # ~10 ms at 50); idle, this costs 20 fetches a second
-                fetch_max_wait_ms=50,
+                # ~10 ms at 50); idle, this costs 20 fetches a second (the default setting)
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_timeout_ms=20,
             )
             consumer_progress = supervisor.watch("signal-consumer")

@@ -171,7 +171,7 @@ def build_app(settings: VigilSettings, *, clock: Clock | None = None) -> FastAPI
                 # a result should not wait for a fuller batch or an idle poll: latency
                 # (Tansu answers a waiting fetch after ~18 ms at 100, ~10 ms at 50; a batch
                 # takes what is buffered at once, so the idle sleep only delays the first)
-                fetch_max_wait_ms=50,
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_timeout_ms=20,
                 listener=positions,
                 # the handler reads the raw records itself: no JSON decoding of each body
