@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,17 @@ from tests.support import components
 from tests.support.components import as_service_role, create_database, drop_database, migrate
 from tests.support.mail import MailCatcher, running_smtp_server
 from tests.support.services import RunningServices, running_services, service_env
+from vigil.devstack.ports import PORT_SHARE_VARIABLE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker, and every process it starts, picks server ports from a slice of
+    the range of its own: workers picking from the whole range took the same free port
+    a moment apart ("address already in use" in a four-worker run)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and count.isdigit():
+        os.environ.setdefault(PORT_SHARE_VARIABLE, f"{int(worker[2:])}/{count}")
 
 
 @pytest.fixture(scope="session")

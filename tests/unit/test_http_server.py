@@ -9,12 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from shared.http_server import ConnectionBounds, server_config
 from tests.support.waiting import closed_by_server, eventually
-from vigil.devstack.ports import free_port
+from vigil.devstack.ports import (
+    PORT_SHARE_VARIABLE,
+    _outside_the_ephemeral_range,
+    free_port,
+    share_of,
+)
 
 TIMEOUT = 0.4
 REQUEST = b"GET / HTTP/1.1\r\nHost: vigil\r\n\r\n"
@@ -109,3 +115,30 @@ def test_free_ports_are_below_the_kernels_outgoing_range_and_never_handed_out_tw
 
     assert len(set(ports)) == len(ports)
     assert all(port < low for port in ports)
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"),
+    [
+        ("0/4", range(20000, 23000)),
+        ("3/4", range(29000, 32000)),
+        ("1/3", range(24000, 28000)),
+        (None, range(20000, 32000)),
+        ("", range(20000, 32000)),
+        ("4/4", range(20000, 32000)),
+        ("-1/4", range(20000, 32000)),
+        ("1/0", range(20000, 32000)),
+        ("gw1", range(20000, 32000)),
+    ],
+)
+def test_each_share_picks_ports_from_its_own_slice(share: str | None, expected: range) -> None:
+    """Found with four test workers: two took the same free port a moment apart."""
+    assert share_of(range(20000, 32000), share) == expected
+
+
+def test_free_ports_stay_in_this_process_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PORT_SHARE_VARIABLE, "2/5")
+    whole = _outside_the_ephemeral_range()
+    mine = share_of(whole, "2/5")
+    ports = [free_port() for _ in range(20)]
+    assert all(port in mine for port in ports)

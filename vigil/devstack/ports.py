@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -26,16 +27,37 @@ def _outside_the_ephemeral_range() -> range:
     return range(10000, 65536)  # the whole range is ephemeral: nothing better to do
 
 
+PORT_SHARE_VARIABLE = "VIGIL_DEVSTACK_PORT_SHARE"
+
+
+def share_of(ports: range, share: str | None) -> range:
+    """The ``k``-th of ``n`` equal slices of ``ports`` for a share ``"k/n"`` (0 <= k < n):
+    processes that start servers side by side (the test suite's workers, and what each
+    of them starts) each pick from their own slice, so none binds a port another found
+    free a moment before. All of ``ports`` without a share, or with one that is not
+    ``"k/n"``."""
+    try:
+        index, count = (int(n) for n in (share or "").split("/"))
+    except ValueError:
+        return ports
+    if not 0 <= index < count or count > len(ports):
+        return ports
+    size = len(ports) // count
+    return ports[index * size : (index + 1) * size]
+
+
 _CHOSEN_FROM = _outside_the_ephemeral_range()
 _handed_out: set[int] = set()
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, outside the range the
-    kernel takes outgoing connections' ports from, and not handed out before by this
+    kernel takes outgoing connections' ports from, in this process's share of that range
+    (VIGIL_DEVSTACK_PORT_SHARE, see :func:`share_of`), and not handed out before by this
     process."""
+    chosen_from = share_of(_CHOSEN_FROM, os.environ.get(PORT_SHARE_VARIABLE))
     for _ in range(200):
-        port = random.choice(_CHOSEN_FROM)
+        port = random.choice(chosen_from)
         if port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -45,7 +67,7 @@ def free_port() -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {_CHOSEN_FROM}")
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {chosen_from}")
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:
