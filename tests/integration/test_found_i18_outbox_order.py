@@ -20,6 +20,7 @@ from services.ingest.adapters.receipts import PostgresReceiptStore, receipt_row
 from services.ingest.handlers.ports import Receipt
 from shared.db.pool import create_pool
 from shared.db.receipts import insert_receipt
+from tests.support.components import backend_waiting_on_lock
 from tests.support.intake import owed
 from tests.support.waiting import eventually
 
@@ -66,14 +67,11 @@ async def test_two_receipts_owing_the_same_events_never_deadlock(fresh_dsn: str)
             )
         )
 
-        async def waiting() -> bool:
-            found = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%ingest_outbox%'"
-            )
-            return bool(found)
-
-        await eventually(waiting, timeout=10, what="the receipt waiting for the other's row")
+        await eventually(
+            lambda: backend_waiting_on_lock(watcher, "ingest_outbox"),
+            timeout=10,
+            what="the receipt waiting for the other's row",
+        )
         # the other writer owes HIGH too: a cycle had the receipt taken HIGH already
         with contextlib.suppress(asyncpg.DeadlockDetectedError):  # counted below
             await asyncio.wait_for(owe(HIGH), 5)

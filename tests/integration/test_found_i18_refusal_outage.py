@@ -18,6 +18,7 @@ import pytest
 from services.ingest.adapters.receipts import PostgresReceiptStore
 from services.ingest.handlers.ports import Receipt, StorageUnavailable
 from shared.db.pool import create_pool
+from tests.support.components import backend_waiting_on_lock
 from tests.support.intake import owed
 from tests.support.waiting import eventually
 
@@ -38,14 +39,11 @@ async def _killed_while_writing(
         await holder.execute("BEGIN; LOCK TABLE received_messages IN ACCESS EXCLUSIVE MODE")
         writing: asyncio.Task[object] = asyncio.create_task(write(store))
 
-        async def waiting_backend() -> int | None:
-            pid: int | None = await watcher.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%received_messages%'"
-            )
-            return pid
-
-        pid = await eventually(waiting_backend, timeout=10, what="the INSERT waiting")
+        pid = await eventually(
+            lambda: backend_waiting_on_lock(watcher, "received_messages"),
+            timeout=10,
+            what="the INSERT waiting",
+        )
         await watcher.fetchval("SELECT pg_terminate_backend($1)", pid)
         try:
             await writing

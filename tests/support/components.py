@@ -45,6 +45,17 @@ async def stoppable_cluster(prefix: str) -> PrivateCluster:
     return cluster
 
 
+async def backend_waiting_on_lock(watcher: asyncpg.Connection, table: str) -> int | None:
+    """The pid of a backend waiting on a lock in a statement naming ``table``, or None.
+    ``watcher`` must be a connection of its own, outside any transaction
+    (pg_stat_activity is read once per transaction)."""
+    pid: int | None = await watcher.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+        f"%{table}%",
+    )
+    return pid
+
+
 async def create_database(admin_dsn: str, prefix: str = "test") -> str:
     """A new, migrated database on the same server; returns its administrator's DSN."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"

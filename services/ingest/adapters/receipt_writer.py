@@ -35,6 +35,7 @@ from services.ingest.adapters.ownership import (
 )
 from services.ingest.domain.authorization import Decision, Ownership, Refusal, SubjectKey
 from services.ingest.handlers.ports import Claims, Outgoing, Receipt, StorageUnavailable
+from shared.db.pool import DATABASE_ERRORS
 from shared.failures import failure_summary
 from shared.supervision import Progress
 
@@ -173,7 +174,7 @@ class GroupCommitWriter:
         if connection is not None:
             try:
                 await self._pool.release(connection)
-            except (asyncpg.PostgresError, *_AWAY) as error:  # a broken one is discarded
+            except DATABASE_ERRORS as error:  # a broken one is discarded
                 log.warning("ingest.receipt_writer_release_failed", error=failure_summary(error))
 
     async def _commit(self, connection: asyncpg.Connection, group: list[Owned]) -> None:
@@ -233,7 +234,7 @@ class GroupCommitWriter:
                 # a hint, not a fact: no sender waits for its flush
                 await connection.execute("SET LOCAL synchronous_commit = off")
                 await self._mark(connection, marks)
-        except (asyncpg.PostgresError, *_AWAY) as error:
+        except DATABASE_ERRORS as error:
             # published and acknowledged; the re-drive will only check it arrived
             log.warning("ingest.mark_published_failed", error=failure_summary(error))
 
